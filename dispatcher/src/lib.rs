@@ -1,1 +1,27 @@
+//! Pingji dispatcher: the dispatch engine (a deterministic state machine with
+//! no I/O), its durable journal, and the gRPC server around them.
+//!
+//! # Layout
+//! - [`ids`]: identifier newtypes and time.
+//! - [`spatial`]: positions, great-circle distance, the spatial index of people.
+//! - [`areas`]: the area hierarchy, GeoJSON import and point-in-polygon placement.
+//! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening).
+//! - [`roster`]: people, roles, skills, status.
+//! - [`roster_csv`]: reading the roster from CSV.
+//! - [`incident`]: incidents, offers and assignments.
+//! - [`event`]: the events that are the system of record.
+//! - [`engine`]: decide / evolve / tick: the dispatch state machine.
+//! - [`journal`]: the durable event journal (SQLite, or memory).
 
+#![forbid(unsafe_code)]
+
+pub mod areas;
+pub mod engine;
+pub mod event;
+pub mod ids;
+pub mod incident;
+pub mod journal;
+pub mod policy;
+pub mod roster;
+pub mod roster_csv;
+pub mod spatial;

@@ -1,0 +1,293 @@
+//! Deciding: a command is checked against the state and either refused with a
+//! reason (nothing changes) or turned into the events it causes.
+
+use std::collections::BTreeSet;
+
+use super::{Command, Engine, Rejection};
+use crate::areas::AreaLevel;
+use crate::event::{EventKind, WithdrawReason};
+use crate::ids::{AgentId, IncidentId};
+use crate::incident::IncidentSpec;
+use crate::policy::Mode;
+use crate::roster::AgentStatus;
+use crate::spatial::Position;
+
+const MAX_HEADCOUNT: u32 = 500;
+const MAX_TEXT: usize = 4000;
+
+fn invalid(message: String) -> Rejection {
+    Rejection::InvalidArgument(message)
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
+    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(format!("{what} id {id:?} is not valid; use 1 to 128 characters without spaces")));
+    }
+    Ok(())
+}
+
+fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
+    if required && text.trim().is_empty() {
+        return Err(invalid(format!("{what} is empty; say it in a few words")));
+    }
+    if text.len() > MAX_TEXT {
+        return Err(invalid(format!("{what} is longer than {MAX_TEXT} bytes; shorten it")));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub(super) fn decide(&self, command: &Command) -> Result<Vec<EventKind>, Rejection> {
+        match command {
+            Command::ImportAreas(import) => {
+                self.state.areas.validate_import(import).map_err(|message| {
+                    if message.contains("twice") { Rejection::AlreadyExists(message) } else { invalid(message) }
+                })?;
+                Ok(vec![EventKind::AreasImported { import: import.clone() }])
+            }
+            Command::UpsertAgents { agents, all_new } => {
+                let mut seen = BTreeSet::new();
+                for profile in agents {
+                    check_id("agent", profile.id.as_str())?;
+                    check_text(&format!("the name of agent {}", profile.id), &profile.name, true)?;
+                    if !seen.insert(&profile.id) {
+                        return Err(Rejection::AlreadyExists(format!(
+                            "agent {} appears twice in the request; give each person once",
+                            profile.id
+                        )));
+                    }
+                    if *all_new && self.state.agents.contains_key(&profile.id) {
+                        return Err(Rejection::AlreadyExists(format!(
+                            "agent {} is already on the roster; use UpsertAgent to change them or remove the row",
+                            profile.id
+                        )));
+                    }
+                    if let Some(home) = &profile.home_area
+                        && !self.state.areas.contains(home)
+                    {
+                        return Err(Rejection::NotFound(format!(
+                            "agent {} has home area {home} which is not on the map; import the areas first or fix the id",
+                            profile.id
+                        )));
+                    }
+                    if let Some(home) = profile.home {
+                        Position::checked(home.lon, home.lat)
+                            .map_err(|message| invalid(format!("agent {} home location: {message}", profile.id)))?;
+                    }
+                }
+                if agents.is_empty() {
+                    return Err(invalid("no agents given; send at least one".to_string()));
+                }
+                Ok(vec![EventKind::AgentsUpserted { agents: agents.clone() }])
+            }
+            Command::CreateIncident { id, spec } => self.decide_create_incident(id.as_ref(), spec),
+            Command::CancelIncident { incident, reason } => {
+                check_text("the cancellation reason", reason, true)?;
+                let open = self.open_incident(incident)?;
+                let mut events = self.withdraw_all(open, WithdrawReason::IncidentEnded);
+                let released = open.assignments.iter().filter(|a| a.completed_at.is_none()).map(|a| a.agent.clone()).collect();
+                events.push(EventKind::IncidentCancelled { incident: incident.clone(), reason: reason.clone(), released });
+                Ok(events)
+            }
+            Command::CloseIncident { incident, feedback } => {
+                check_text("the feedback", feedback, true)?;
+                let open = self.open_incident(incident)?;
+                let mut events = self.withdraw_all(open, WithdrawReason::IncidentEnded);
+                let released = open.assignments.iter().filter(|a| a.completed_at.is_none()).map(|a| a.agent.clone()).collect();
+                events.push(EventKind::IncidentClosed { incident: incident.clone(), feedback: feedback.clone(), released });
+                Ok(events)
+            }
+            Command::SetMode { area, mode, reason } => {
+                check_text("the reason for the switch", reason, true)?;
+                if !self.state.areas.contains(area) {
+                    return Err(Rejection::NotFound(format!("area {area} is not on the map; list areas to find its id")));
+                }
+                let previous = self.state.modes.get(area).map_or(Mode::Normal, |setting| setting.mode);
+                if previous == *mode {
+                    return Err(Rejection::FailedPrecondition(format!("area {area} is already in {} mode", mode.name())));
+                }
+                Ok(vec![EventKind::ModeSwitched { area: area.clone(), mode: *mode, previous, reason: reason.clone() }])
+            }
+            Command::SetStatus { agent, status } => {
+                let record = self.agent(agent)?;
+                if record.status == *status {
+                    return Ok(vec![]);
+                }
+                if let Some(incident) = &record.current_incident
+                    && *status != AgentStatus::Busy
+                {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "agent {agent} holds an assignment on incident {incident}; report completion first, or ask an operator to release you"
+                    )));
+                }
+                let mut events = Vec::new();
+                if let Some((offer, incident)) = &record.open_offer {
+                    events.push(EventKind::OfferWithdrawn {
+                        offer: offer.clone(),
+                        incident: incident.clone(),
+                        agent: agent.clone(),
+                        reason: WithdrawReason::Unavailable,
+                    });
+                }
+                events.push(EventKind::AgentStatusChanged { agent: agent.clone(), status: *status });
+                Ok(events)
+            }
+            Command::Accept { agent, offer } => {
+                let record = self.agent(agent)?;
+                let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "offer {offer} is not open for agent {agent} (it expired, was withdrawn or was already answered); wait for a new offer"
+                    )));
+                };
+                if let Some(holding) = &record.current_incident {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "agent {agent} already holds an assignment on incident {holding}; complete it first"
+                    )));
+                }
+                Ok(vec![EventKind::Assigned { offer: open_offer.clone(), incident: incident.clone(), agent: agent.clone() }])
+            }
+            Command::Decline { agent, offer, reason } => {
+                check_text("the decline reason", reason, false)?;
+                let record = self.agent(agent)?;
+                let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "offer {offer} is not open for agent {agent} (it expired, was withdrawn or was already answered); nothing to decline"
+                    )));
+                };
+                Ok(vec![EventKind::OfferDeclined {
+                    offer: open_offer.clone(),
+                    incident: incident.clone(),
+                    agent: agent.clone(),
+                    reason: reason.clone(),
+                }])
+            }
+            Command::Arrive { agent, incident } => {
+                let assignment = self.held_assignment(agent, incident)?;
+                if assignment.arrived_at.is_some() {
+                    return Err(Rejection::FailedPrecondition(format!("agent {agent} already reported arrival at incident {incident}")));
+                }
+                Ok(vec![EventKind::AgentArrived { incident: incident.clone(), agent: agent.clone() }])
+            }
+            Command::Complete { agent, incident, feedback } => {
+                check_text("the feedback", feedback, true)?;
+                self.held_assignment(agent, incident)?;
+                let mut events =
+                    vec![EventKind::AssignmentCompleted { incident: incident.clone(), agent: agent.clone(), feedback: feedback.clone() }];
+                let record = &self.state.incidents[incident];
+                let others_done = record.assignments.iter().all(|a| &a.agent == agent || a.completed_at.is_some());
+                if record.still_needed() == 0 && others_done {
+                    let mut all_feedback: Vec<String> = record
+                        .assignments
+                        .iter()
+                        .filter(|a| &a.agent != agent)
+                        .filter_map(|a| a.feedback.as_ref().map(|text| format!("{}: {text}", a.agent)))
+                        .collect();
+                    all_feedback.push(format!("{agent}: {feedback}"));
+                    events.push(EventKind::IncidentClosed { incident: incident.clone(), feedback: all_feedback.join("\n"), released: vec![] });
+                }
+                Ok(events)
+            }
+            Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
+                debug_assert!(false, "soft commands change live state only and are not decided");
+                Ok(vec![])
+            }
+        }
+    }
+
+    fn decide_create_incident(&self, id: Option<&IncidentId>, spec: &IncidentSpec) -> Result<Vec<EventKind>, Rejection> {
+        let at = Position::checked(spec.at.lon, spec.at.lat).map_err(invalid)?;
+        if spec.category.trim().is_empty() {
+            return Err(invalid("category is empty; give one such as fire, flood, medical, elder_care".to_string()));
+        }
+        check_text("the category", &spec.category, true)?;
+        check_text("the description", &spec.description, false)?;
+        if !(1..=4).contains(&spec.priority) {
+            return Err(invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", spec.priority)));
+        }
+        if spec.headcount == 0 || spec.headcount > MAX_HEADCOUNT {
+            return Err(invalid(format!("headcount {} is out of range; ask for 1 to {MAX_HEADCOUNT} people", spec.headcount)));
+        }
+        let incident = match id {
+            Some(id) => {
+                check_id("incident", id.as_str())?;
+                if self.state.incidents.contains_key(id) {
+                    return Err(Rejection::AlreadyExists(format!(
+                        "incident {id} already exists; choose another id or leave it empty"
+                    )));
+                }
+                id.clone()
+            }
+            None => self.next_incident_id(),
+        };
+        let placement = self.state.areas.place(at);
+        let scope = match placement.deepest() {
+            Some(deepest) => deepest.min(AreaLevel::Grid),
+            None => AreaLevel::City,
+        };
+        let spec = IncidentSpec { at, ..spec.clone() };
+        Ok(vec![EventKind::IncidentReported { incident, spec, placement, scope }])
+    }
+
+    fn next_incident_id(&self) -> IncidentId {
+        let mut number = self.state.incidents_reported + 1;
+        loop {
+            let id = IncidentId::new(format!("inc-{number:06}"));
+            if !self.state.incidents.contains_key(&id) {
+                return id;
+            }
+            number += 1;
+        }
+    }
+
+    fn agent(&self, agent: &AgentId) -> Result<&crate::roster::AgentRecord, Rejection> {
+        self.state
+            .agents
+            .get(agent)
+            .ok_or_else(|| Rejection::NotFound(format!("agent {agent} is not on the roster; check the id")))
+    }
+
+    fn open_incident(&self, incident: &IncidentId) -> Result<&crate::incident::Incident, Rejection> {
+        let record = self
+            .state
+            .incidents
+            .get(incident)
+            .ok_or_else(|| Rejection::NotFound(format!("incident {incident} does not exist; list incidents to find its id")))?;
+        match record.ending {
+            None => Ok(record),
+            Some((ending, _)) => Err(Rejection::FailedPrecondition(format!(
+                "incident {incident} is already {}; a {} incident cannot be changed, create a new one if needed",
+                record.status().name(),
+                match ending {
+                    crate::incident::Ending::Cancelled => "cancelled",
+                    crate::incident::Ending::Closed => "closed",
+                }
+            ))),
+        }
+    }
+
+    fn held_assignment(&self, agent: &AgentId, incident: &IncidentId) -> Result<&crate::incident::AssignmentRecord, Rejection> {
+        let record = self.agent(agent)?;
+        if record.current_incident.as_ref() != Some(incident) {
+            return Err(Rejection::FailedPrecondition(format!(
+                "agent {agent} holds no assignment on incident {incident}; only the assigned person can report on it"
+            )));
+        }
+        let incident_record = self.open_incident(incident)?;
+        incident_record.assignment_of(agent).ok_or_else(|| {
+            Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {incident}"))
+        })
+    }
+
+    fn withdraw_all(&self, incident: &crate::incident::Incident, reason: WithdrawReason) -> Vec<EventKind> {
+        incident
+            .open_offers
+            .values()
+            .map(|offer| EventKind::OfferWithdrawn {
+                offer: offer.id.clone(),
+                incident: incident.id.clone(),
+                agent: offer.agent.clone(),
+                reason,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,347 @@
+//! Dispatching: who is offered an incident, when offers widen, and what
+//! happens when deadlines pass.
+//!
+//! Candidates are free people (available, holding no assignment, answering no
+//! other offer) who are connected, have a fresh live location, have every
+//! required skill, have not declined or let this incident's offer lapse, and
+//! are inside the scope: the incident's current level in normal mode (grid,
+//! then community, street, district, city), or the whole emergency area in
+//! flat mode. They are ranked by estimated arrival time (great-circle
+//! distance / speed of their travel mode), then by fewer recent assignments,
+//! then by id so that results are deterministic.
+
+use std::collections::BTreeSet;
+
+use super::{Command, Engine};
+use crate::areas::AreaLevel;
+use crate::event::{DISPATCHER, EventKind, WidenReason, WithdrawReason};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis};
+use crate::incident::{Incident, OfferRecord};
+use crate::policy::Mode;
+use crate::roster::AgentStatus;
+use crate::spatial::Position;
+
+/// A person who could take an incident, with how far away they are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub agent: AgentId,
+    pub distance_m: f64,
+    pub eta_s: f64,
+    pub recent_assignments: u32,
+}
+
+pub struct CandidateQuery<'a> {
+    pub at: Position,
+    pub skills: &'a BTreeSet<String>,
+    pub scope: Option<(AreaLevel, &'a AreaId)>,
+    pub excluded: Option<&'a BTreeSet<AgentId>>,
+    /// Only people free to take an offer (otherwise anyone connected).
+    pub free_only: bool,
+    pub k: usize,
+    pub now: Millis,
+}
+
+/// Where an incident's offers may go and under which mode.
+struct Reach {
+    mode: Mode,
+    scope: Option<(AreaLevel, AreaId)>,
+}
+
+impl Engine {
+    /// The best `k` candidates, best first.
+    pub(super) fn find_candidates(&self, query: &CandidateQuery<'_>) -> Vec<Candidate> {
+        if query.k == 0 {
+            return Vec::new();
+        }
+        let speeds = &self.policy.speeds;
+        let fastest = speeds.walk_mps.max(speeds.bike_mps).max(speeds.car_mps);
+        let stale_before = query.now.0 - (self.policy.location_stale_s as i64) * 1000;
+        let scope_extent_m = query.scope.and_then(|(_, area)| self.state.areas.farthest_extent_m(area, query.at));
+        let mut best: Vec<Candidate> = Vec::with_capacity(query.k + 1);
+        for (agent, distance_m) in self.live.index.nearest(query.at) {
+            if scope_extent_m.is_some_and(|extent| distance_m > extent) {
+                break;
+            }
+            if best.len() == query.k && best.last().is_some_and(|worst| distance_m / fastest > worst.eta_s) {
+                break;
+            }
+            let (Some(record), Some(live)) = (self.state.agents.get(agent), self.live.agents.get(agent)) else {
+                continue;
+            };
+            if live.located_at.0 < stale_before || !record.has_skills(query.skills) {
+                continue;
+            }
+            if query.free_only && !record.is_free() {
+                continue;
+            }
+            if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
+                continue;
+            }
+            if let Some((level, area)) = query.scope
+                && !live.placement.within(level, area)
+            {
+                continue;
+            }
+            let candidate = Candidate {
+                agent: agent.clone(),
+                distance_m,
+                eta_s: (distance_m / record.profile.travel_mode.speed_mps(speeds)).round(),
+                recent_assignments: self.recent_assignments(record, query.now),
+            };
+            let position = best.partition_point(|other| rank(other) <= rank(&candidate));
+            best.insert(position, candidate);
+            best.truncate(query.k);
+        }
+        best
+    }
+
+    fn reach(&self, incident: &Incident) -> Reach {
+        let (mode, emergency_area) = self.state.effective_mode(&incident.placement);
+        if mode.is_emergency() {
+            return Reach { mode, scope: emergency_area };
+        }
+        let scope = match incident.scope {
+            AreaLevel::City => None,
+            level => incident.placement.at(level).map(|area| (level, area.clone())),
+        };
+        Reach { mode, scope }
+    }
+
+    /// The next level an incident can widen to, if any.
+    fn wider_level(incident: &Incident) -> Option<AreaLevel> {
+        let mut level = incident.scope.wider()?;
+        while level != AreaLevel::City && incident.placement.at(level).is_none() {
+            level = level.wider()?;
+        }
+        Some(level)
+    }
+
+    /// Makes the offers an incident still lacks, widening in normal mode when
+    /// nobody at the current level fits.
+    pub(super) fn dispatch_incident(&mut self, incident_id: &IncidentId, now: Millis, out: &mut Vec<super::Event>) {
+        loop {
+            let Some(incident) = self.state.incidents.get(incident_id).filter(|incident| incident.is_open()) else {
+                return;
+            };
+            let reach = self.reach(incident);
+            let mode_policy = self.policy.for_mode(reach.mode);
+            let wanted = (incident.still_needed() * mode_policy.parallel_offers) as usize;
+            let outstanding = incident.open_offers.len();
+            if outstanding >= wanted {
+                return;
+            }
+            let query = CandidateQuery {
+                at: incident.spec.at,
+                skills: &incident.spec.skills,
+                scope: reach.scope.as_ref().map(|(level, area)| (*level, area)),
+                excluded: Some(&incident.excluded),
+                free_only: true,
+                k: wanted - outstanding,
+                now,
+            };
+            let candidates = self.find_candidates(&query);
+            if !candidates.is_empty() {
+                let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
+                let deadline = now.plus_seconds(mode_policy.offer_timeout_s);
+                let flat = reach.mode.is_emergency();
+                for candidate in candidates {
+                    let incident = &self.state.incidents[incident_id];
+                    let offer = OfferRecord {
+                        id: incident.next_offer_id(),
+                        incident: incident_id.clone(),
+                        agent: candidate.agent,
+                        sent_at: now,
+                        deadline,
+                        distance_m: candidate.distance_m.round(),
+                        eta_s: candidate.eta_s,
+                        level,
+                        flat,
+                    };
+                    self.emit(out, DISPATCHER, now, EventKind::OfferSent { offer });
+                }
+                return;
+            }
+            if !reach.mode.is_emergency()
+                && let Some(to) = Self::wider_level(incident)
+            {
+                let from = incident.scope;
+                let widened = EventKind::Widened { incident: incident_id.clone(), from, to, reason: WidenReason::NoCandidates };
+                self.emit(out, DISPATCHER, now, widened);
+                continue;
+            }
+            if outstanding == 0 && !incident.waiting_noted {
+                let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
+                self.emit(out, DISPATCHER, now, EventKind::NoCandidates { incident: incident_id.clone(), level });
+            }
+            let retry_at = now.plus_seconds(self.policy.waiting_retry_s);
+            if self.live.next_retry.is_none_or(|at| at > retry_at) {
+                self.live.next_retry = Some(retry_at);
+            }
+            return;
+        }
+    }
+
+    /// Open incidents that still lack offers, most urgent first.
+    fn incidents_lacking_offers(&self) -> Vec<IncidentId> {
+        let mut lacking: Vec<&Incident> = self
+            .state
+            .open_incidents
+            .iter()
+            .filter_map(|id| self.state.incidents.get(id))
+            .filter(|incident| {
+                let mode = self.state.effective_mode(&incident.placement).0;
+                let wanted = incident.still_needed() * self.policy.for_mode(mode).parallel_offers;
+                (incident.open_offers.len() as u32) < wanted
+            })
+            .collect();
+        lacking.sort_by_key(|incident| (incident.spec.priority, incident.reported_at, incident.id.clone()));
+        lacking.into_iter().map(|incident| incident.id.clone()).collect()
+    }
+
+    /// Someone became free or a mode changed: try every incident that lacks offers.
+    pub(super) fn dispatch_waiting(&mut self, now: Millis, out: &mut Vec<super::Event>) {
+        for incident in self.incidents_lacking_offers() {
+            self.dispatch_incident(&incident, now, out);
+        }
+    }
+
+    pub(super) fn withdraw_open_offer(&mut self, agent: &AgentId, reason: WithdrawReason, now: Millis, out: &mut Vec<super::Event>) {
+        let Some((offer, incident)) = self.state.agents.get(agent).and_then(|record| record.open_offer.clone()) else {
+            return;
+        };
+        let event = EventKind::OfferWithdrawn { offer, incident: incident.clone(), agent: agent.clone(), reason };
+        self.emit(out, DISPATCHER, now, event);
+        self.dispatch_incident(&incident, now, out);
+    }
+
+    /// The dispatcher's reaction to a command that was carried out.
+    pub(super) fn react(&mut self, command: &Command, now: Millis, out: &mut Vec<super::Event>) {
+        match command {
+            Command::CreateIncident { .. } => {
+                if let Some(incident) = out.iter().find_map(|event| match &event.kind {
+                    EventKind::IncidentReported { incident, .. } => Some(incident.clone()),
+                    _ => None,
+                }) {
+                    self.dispatch_incident(&incident, now, out);
+                }
+            }
+            Command::Accept { offer, .. } => {
+                let Some(incident_id) = out.iter().find_map(|event| match &event.kind {
+                    EventKind::Assigned { incident, .. } => Some(incident.clone()),
+                    _ => None,
+                }) else {
+                    return;
+                };
+                let incident = &self.state.incidents[&incident_id];
+                if incident.still_needed() > 0 {
+                    return;
+                }
+                let spare: Vec<_> = incident.open_offers.values().map(|spare| (spare.id.clone(), spare.agent.clone())).collect();
+                for (spare_offer, agent) in spare {
+                    debug_assert_ne!(&spare_offer, offer);
+                    let event = EventKind::OfferWithdrawn {
+                        offer: spare_offer,
+                        incident: incident_id.clone(),
+                        agent,
+                        reason: WithdrawReason::Filled,
+                    };
+                    self.emit(out, DISPATCHER, now, event);
+                }
+                self.emit(out, DISPATCHER, now, EventKind::IncidentStaffed { incident: incident_id });
+            }
+            Command::Decline { .. } => {
+                let declined = out.iter().find_map(|event| match &event.kind {
+                    EventKind::OfferDeclined { incident, .. } => Some(incident.clone()),
+                    _ => None,
+                });
+                if let Some(incident) = declined {
+                    self.dispatch_incident(&incident, now, out);
+                }
+            }
+            Command::SetStatus { agent, status } => {
+                let withdrawn_from = out.iter().find_map(|event| match &event.kind {
+                    EventKind::OfferWithdrawn { incident, .. } => Some(incident.clone()),
+                    _ => None,
+                });
+                if let Some(incident) = withdrawn_from {
+                    self.dispatch_incident(&incident, now, out);
+                }
+                let located = self.live.agents.get(agent).is_some_and(|live| live.location.is_some());
+                if *status == AgentStatus::Available && located {
+                    self.dispatch_waiting(now, out);
+                }
+            }
+            Command::Complete { .. } | Command::CancelIncident { .. } | Command::CloseIncident { .. } => {
+                // People were freed: incidents that lack offers may now find them.
+                self.dispatch_waiting(now, out);
+            }
+            Command::SetMode { .. } | Command::ImportAreas(_) | Command::UpsertAgents { .. } => self.dispatch_waiting(now, out),
+            Command::Arrive { .. } | Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {}
+        }
+    }
+
+    /// Offer timeouts, widening waits and retries due at `now`.
+    pub(super) fn fire_deadlines(&mut self, now: Millis, out: &mut Vec<super::Event>) {
+        let mut touched = BTreeSet::new();
+        let open: Vec<IncidentId> = self.state.open_incidents.iter().cloned().collect();
+        for incident_id in open {
+            let incident = &self.state.incidents[&incident_id];
+            let expired: Vec<_> = incident
+                .open_offers
+                .values()
+                .filter(|offer| offer.deadline <= now)
+                .map(|offer| (offer.id.clone(), offer.agent.clone()))
+                .collect();
+            for (offer, agent) in expired {
+                touched.insert(incident_id.clone());
+                self.emit(out, DISPATCHER, now, EventKind::OfferTimedOut { offer, incident: incident_id.clone(), agent });
+            }
+            let incident = &self.state.incidents[&incident_id];
+            if let Some(due) = self.widening_due(incident)
+                && due <= now
+                && let Some(to) = Self::wider_level(incident)
+            {
+                touched.insert(incident_id.clone());
+                let from = incident.scope;
+                let widened = EventKind::Widened { incident: incident_id.clone(), from, to, reason: WidenReason::WaitExpired };
+                self.emit(out, DISPATCHER, now, widened);
+            }
+        }
+        let retry_due = self.live.next_retry.is_some_and(|at| at <= now);
+        if retry_due {
+            self.live.next_retry = None;
+        }
+        for incident in self.incidents_lacking_offers() {
+            if retry_due || touched.contains(&incident) {
+                self.dispatch_incident(&incident, now, out);
+            }
+        }
+    }
+
+    /// When an unstaffed incident in normal mode widens if nobody accepts.
+    fn widening_due(&self, incident: &Incident) -> Option<Millis> {
+        if !incident.is_open() || incident.still_needed() == 0 || Self::wider_level(incident).is_none() {
+            return None;
+        }
+        if self.state.effective_mode(&incident.placement).0.is_emergency() {
+            return None;
+        }
+        Some(incident.scope_since.plus_seconds(self.policy.widen_after(incident.scope)))
+    }
+
+    pub(super) fn earliest_deadline(&self) -> Option<Millis> {
+        let mut earliest = self.live.next_retry;
+        for incident in self.state.open_incidents.iter().filter_map(|id| self.state.incidents.get(id)) {
+            let offer_deadlines = incident.open_offers.values().map(|offer| offer.deadline);
+            for deadline in offer_deadlines.chain(self.widening_due(incident)) {
+                earliest = Some(earliest.map_or(deadline, |current: Millis| current.min(deadline)));
+            }
+        }
+        earliest
+    }
+}
+
+fn rank(candidate: &Candidate) -> (u64, u32, &AgentId) {
+    // ETA is whole seconds, so the conversion is exact and orders like the float.
+    (candidate.eta_s as u64, candidate.recent_assignments, &candidate.agent)
+}

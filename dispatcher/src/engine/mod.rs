@@ -1,0 +1,293 @@
+//! The dispatch engine: a deterministic state machine with no I/O.
+//!
+//! `execute(command, actor, now)` first decides (checks the command against
+//! the state and either rejects it, changing nothing, or returns the events it
+//! causes), then evolves the state by each event, then lets the dispatcher
+//! react (offers, widening). `tick(now)` fires deadlines: offer timeouts,
+//! widening waits and retries of incidents nobody fits yet. Replaying the
+//! returned events with `replay` rebuilds the same durable state.
+//!
+//! Durable state ([`State`]) is the fold of events. Live locations and
+//! connections are soft ([`live::Live`]): kept in memory only.
+//!
+//! # Layout
+//! - [`decide`]: validation of commands into events.
+//! - [`evolve`]: applying one event to the state.
+//! - [`dispatch`]: choosing candidates and making offers, widening, timeouts.
+//! - [`live`]: soft state: connections, live locations and the spatial index.
+
+pub mod decide;
+pub mod dispatch;
+pub mod evolve;
+pub mod live;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::areas::{AreaImport, AreaLevel, AreaMap, Placement};
+use crate::event::{Event, EventKind};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use crate::incident::{Incident, IncidentSpec};
+use crate::policy::{Mode, Policy};
+use crate::roster::{AgentProfile, AgentRecord, AgentStatus};
+use crate::spatial::Position;
+
+pub use dispatch::Candidate;
+pub use live::{Live, LiveAgent};
+
+/// Why a command was refused. The message says what is wrong and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+}
+
+/// Everything the engine can be asked to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    ImportAreas(AreaImport),
+    /// Adds or updates people. With `all_new`, every id must be new (an import).
+    UpsertAgents { agents: Vec<AgentProfile>, all_new: bool },
+    CreateIncident { id: Option<IncidentId>, spec: IncidentSpec },
+    CancelIncident { incident: IncidentId, reason: String },
+    CloseIncident { incident: IncidentId, feedback: String },
+    SetMode { area: AreaId, mode: Mode, reason: String },
+    // A person's session.
+    Connect { agent: AgentId },
+    Disconnect { agent: AgentId },
+    ReportLocation { agent: AgentId, at: Position },
+    SetStatus { agent: AgentId, status: AgentStatus },
+    Accept { agent: AgentId, offer: OfferId },
+    Decline { agent: AgentId, offer: OfferId, reason: String },
+    Arrive { agent: AgentId, incident: IncidentId },
+    Complete { agent: AgentId, incident: IncidentId, feedback: String },
+}
+
+/// The mode an area was switched to, by whom and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModeSetting {
+    pub mode: Mode,
+    pub reason: String,
+    pub actor: String,
+    pub since: Millis,
+}
+
+/// Durable state: the fold of every event so far.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub areas: AreaMap,
+    pub agents: BTreeMap<AgentId, AgentRecord>,
+    pub incidents: BTreeMap<IncidentId, Incident>,
+    pub open_incidents: BTreeSet<IncidentId>,
+    /// Areas in a mode other than normal.
+    pub modes: BTreeMap<AreaId, ModeSetting>,
+    pub incidents_reported: u64,
+    pub last_seq: u64,
+}
+
+impl State {
+    /// The strictest mode over a placement's areas, and the area that set it
+    /// (the widest one when several set the same grade).
+    pub fn effective_mode(&self, placement: &Placement) -> (Mode, Option<(AreaLevel, AreaId)>) {
+        let mut strictest = (Mode::Normal, None);
+        for (level, area) in placement.areas() {
+            if let Some(setting) = self.modes.get(area)
+                && setting.mode > strictest.0
+            {
+                strictest = (setting.mode, Some((level, area.clone())));
+            }
+        }
+        strictest
+    }
+
+    /// The mode on an area itself and the strictest over it and its ancestors.
+    pub fn area_modes(&self, area: &AreaId) -> (Mode, Mode) {
+        let own = self.modes.get(area).map_or(Mode::Normal, |setting| setting.mode);
+        let effective = self.effective_mode(&self.areas.placement_of_area(area)).0;
+        (own, effective)
+    }
+}
+
+pub struct Engine {
+    state: State,
+    live: Live,
+    policy: Policy,
+}
+
+impl Engine {
+    pub fn new(policy: Policy) -> Self {
+        Engine::restore(policy, State::default())
+    }
+
+    /// Starts from a snapshot; events after `state.last_seq` follow with `replay`.
+    pub fn restore(policy: Policy, state: State) -> Self {
+        Engine { state, live: Live::default(), policy }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn live(&self) -> &Live {
+        &self.live
+    }
+
+    pub fn live_agent(&self, agent: &AgentId) -> Option<&LiveAgent> {
+        self.live.agents.get(agent)
+    }
+
+    /// Applies a journaled event during restart.
+    pub fn replay(&mut self, event: &Event) -> Result<(), String> {
+        if event.seq != self.state.last_seq + 1 {
+            return Err(format!("journal out of order: expected event {}, found {}", self.state.last_seq + 1, event.seq));
+        }
+        self.evolve(event);
+        Ok(())
+    }
+
+    /// Decides, evolves and reacts. A rejected command changes nothing.
+    pub fn execute(&mut self, command: Command, actor: &str, now: Millis) -> Result<Vec<Event>, Rejection> {
+        let mut out = Vec::new();
+        match command {
+            Command::Connect { agent } => self.connect(&agent)?,
+            Command::Disconnect { agent } => self.disconnect(&agent, now, &mut out)?,
+            Command::ReportLocation { agent, at } => self.report_location(&agent, at, now, &mut out)?,
+            command => {
+                let events = self.decide(&command)?;
+                for kind in events {
+                    self.emit(&mut out, actor, now, kind);
+                }
+                self.react(&command, now, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Numbers an event, applies it and collects it.
+    fn emit(&mut self, out: &mut Vec<Event>, actor: &str, now: Millis, kind: EventKind) {
+        let event = Event { seq: self.state.last_seq + 1, at: now, actor: actor.to_string(), kind };
+        self.evolve(&event);
+        out.push(event);
+    }
+
+    fn connect(&mut self, agent: &AgentId) -> Result<(), Rejection> {
+        if !self.state.agents.contains_key(agent) {
+            return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; ask an operator to add them")));
+        }
+        let live = self.live.agents.entry(agent.clone()).or_default();
+        if live.connected {
+            return Err(Rejection::AlreadyExists(format!(
+                "agent {agent} already has a live session; close the other session first"
+            )));
+        }
+        live.connected = true;
+        Ok(())
+    }
+
+    fn disconnect(&mut self, agent: &AgentId, now: Millis, out: &mut Vec<Event>) -> Result<(), Rejection> {
+        let Some(live) = self.live.agents.get_mut(agent) else {
+            return Err(Rejection::FailedPrecondition(format!("agent {agent} is not connected")));
+        };
+        live.connected = false;
+        if let Some(at) = live.location.take() {
+            self.live.index.remove(agent, at);
+        }
+        self.withdraw_open_offer(agent, crate::event::WithdrawReason::Disconnected, now, out);
+        Ok(())
+    }
+
+    fn report_location(&mut self, agent: &AgentId, at: Position, now: Millis, out: &mut Vec<Event>) -> Result<(), Rejection> {
+        let at = Position::checked(at.lon, at.lat).map_err(Rejection::InvalidArgument)?;
+        let Some(live) = self.live.agents.get_mut(agent).filter(|live| live.connected) else {
+            return Err(Rejection::FailedPrecondition(format!("agent {agent} is not connected; say hello first")));
+        };
+        let newly_located = live.location.is_none() || now.seconds_since(live.located_at) > self.policy.location_stale_s as f64;
+        if let Some(previous) = live.location.replace(at) {
+            self.live.index.remove(agent, previous);
+        }
+        live.located_at = now;
+        live.placement = self.state.areas.place(at);
+        self.live.index.insert(agent.clone(), at);
+        let free = self.state.agents.get(agent).is_some_and(AgentRecord::is_free);
+        if newly_located && free {
+            self.dispatch_waiting(now, out);
+        }
+        Ok(())
+    }
+
+    /// Fires every deadline due at `now`.
+    pub fn tick(&mut self, now: Millis) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.fire_deadlines(now, &mut out);
+        out
+    }
+
+    /// When `tick` next has something to do.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.earliest_deadline()
+    }
+
+    /// The people nearest to `at`, by estimated arrival time.
+    pub fn nearby(&self, at: Position, k: usize, skills: &BTreeSet<String>, available_only: bool, now: Millis) -> Vec<Candidate> {
+        let query = dispatch::CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, k, now };
+        self.find_candidates(&query)
+    }
+
+    /// Recent assignments of a person within the workload window.
+    pub fn recent_assignments(&self, agent: &AgentRecord, now: Millis) -> u32 {
+        let window_start = Millis(now.0 - (self.policy.workload_window_s as i64) * 1000);
+        agent.recent_assignments.iter().filter(|at| **at > window_start).count() as u32
+    }
+
+    /// The mode in force for a person: where they are, else at home.
+    pub fn mode_for_agent(&self, agent: &AgentId) -> Mode {
+        let placement = match self.live.agents.get(agent).filter(|live| live.location.is_some()) {
+            Some(live) => live.placement.clone(),
+            None => self
+                .state
+                .agents
+                .get(agent)
+                .and_then(|record| record.profile.home_area.as_ref())
+                .map(|home| self.state.areas.placement_of_area(home))
+                .unwrap_or_default(),
+        };
+        self.state.effective_mode(&placement).0
+    }
+
+    /// Connected people inside an area (by live location, else home area).
+    pub fn connected_agents_in(&self, area: &AreaId) -> Vec<AgentId> {
+        let Some(level) = self.state.areas.get(area).map(|spec| spec.level) else {
+            return Vec::new();
+        };
+        self.live
+            .agents
+            .iter()
+            .filter(|(_, live)| live.connected)
+            .filter(|(id, live)| {
+                if live.location.is_some() {
+                    return live.placement.within(level, area);
+                }
+                self.state
+                    .agents
+                    .get(*id)
+                    .and_then(|record| record.profile.home_area.as_ref())
+                    .is_some_and(|home| self.state.areas.placement_of_area(home).within(level, area))
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! Events: the system of record. Every change is an event with a sequence
+//! number, a time and an actor; the dispatch state is their fold.
+
+use serde::{Deserialize, Serialize};
+
+use crate::areas::{AreaImport, AreaLevel, Placement};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use crate::incident::{IncidentSpec, OfferRecord};
+use crate::policy::Mode;
+use crate::roster::{AgentProfile, AgentStatus};
+
+/// The actor recorded for changes the dispatcher makes by itself (timeouts,
+/// widening, offers).
+pub const DISPATCHER: &str = "dispatcher";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: Millis,
+    /// "operator:NAME", "agent:ID" or "dispatcher".
+    pub actor: String,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawReason {
+    /// The person's session ended.
+    Disconnected,
+    /// The person went off duty or busy.
+    Unavailable,
+    /// The incident was cancelled or closed.
+    IncidentEnded,
+    /// Enough people accepted: "no longer needed".
+    Filled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WidenReason {
+    /// Nobody at the level fits.
+    NoCandidates,
+    /// The level's wait ran out before the incident was staffed.
+    WaitExpired,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    AreasImported {
+        import: AreaImport,
+    },
+    AgentsUpserted {
+        agents: Vec<AgentProfile>,
+    },
+    AgentStatusChanged {
+        agent: AgentId,
+        status: AgentStatus,
+    },
+    IncidentReported {
+        incident: IncidentId,
+        spec: IncidentSpec,
+        placement: Placement,
+        scope: AreaLevel,
+    },
+    OfferSent {
+        offer: OfferRecord,
+    },
+    Assigned {
+        offer: OfferId,
+        incident: IncidentId,
+        agent: AgentId,
+    },
+    OfferDeclined {
+        offer: OfferId,
+        incident: IncidentId,
+        agent: AgentId,
+        reason: String,
+    },
+    OfferTimedOut {
+        offer: OfferId,
+        incident: IncidentId,
+        agent: AgentId,
+    },
+    OfferWithdrawn {
+        offer: OfferId,
+        incident: IncidentId,
+        agent: AgentId,
+        reason: WithdrawReason,
+    },
+    Widened {
+        incident: IncidentId,
+        from: AreaLevel,
+        to: AreaLevel,
+        reason: WidenReason,
+    },
+    NoCandidates {
+        incident: IncidentId,
+        level: AreaLevel,
+    },
+    IncidentStaffed {
+        incident: IncidentId,
+    },
+    AgentArrived {
+        incident: IncidentId,
+        agent: AgentId,
+    },
+    AssignmentCompleted {
+        incident: IncidentId,
+        agent: AgentId,
+        feedback: String,
+    },
+    IncidentCancelled {
+        incident: IncidentId,
+        reason: String,
+        released: Vec<AgentId>,
+    },
+    IncidentClosed {
+        incident: IncidentId,
+        feedback: String,
+        released: Vec<AgentId>,
+    },
+    ModeSwitched {
+        area: AreaId,
+        mode: Mode,
+        previous: Mode,
+        reason: String,
+    },
+}
+
+impl EventKind {
+    /// The snake_case name, as stored in the journal and shown to clients.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::AreasImported { .. } => "areas_imported",
+            EventKind::AgentsUpserted { .. } => "agents_upserted",
+            EventKind::AgentStatusChanged { .. } => "agent_status_changed",
+            EventKind::IncidentReported { .. } => "incident_reported",
+            EventKind::OfferSent { .. } => "offer_sent",
+            EventKind::Assigned { .. } => "assigned",
+            EventKind::OfferDeclined { .. } => "offer_declined",
+            EventKind::OfferTimedOut { .. } => "offer_timed_out",
+            EventKind::OfferWithdrawn { .. } => "offer_withdrawn",
+            EventKind::Widened { .. } => "widened",
+            EventKind::NoCandidates { .. } => "no_candidates",
+            EventKind::IncidentStaffed { .. } => "incident_staffed",
+            EventKind::AgentArrived { .. } => "agent_arrived",
+            EventKind::AssignmentCompleted { .. } => "assignment_completed",
+            EventKind::IncidentCancelled { .. } => "incident_cancelled",
+            EventKind::IncidentClosed { .. } => "incident_closed",
+            EventKind::ModeSwitched { .. } => "mode_switched",
+        }
+    }
+
+    pub fn incident_id(&self) -> Option<&IncidentId> {
+        match self {
+            EventKind::IncidentReported { incident, .. }
+            | EventKind::Assigned { incident, .. }
+            | EventKind::OfferDeclined { incident, .. }
+            | EventKind::OfferTimedOut { incident, .. }
+            | EventKind::OfferWithdrawn { incident, .. }
+            | EventKind::Widened { incident, .. }
+            | EventKind::NoCandidates { incident, .. }
+            | EventKind::IncidentStaffed { incident }
+            | EventKind::AgentArrived { incident, .. }
+            | EventKind::AssignmentCompleted { incident, .. }
+            | EventKind::IncidentCancelled { incident, .. }
+            | EventKind::IncidentClosed { incident, .. } => Some(incident),
+            EventKind::OfferSent { offer } => Some(&offer.incident),
+            EventKind::AreasImported { .. } | EventKind::AgentsUpserted { .. } | EventKind::AgentStatusChanged { .. } => None,
+            EventKind::ModeSwitched { .. } => None,
+        }
+    }
+
+    pub fn agent_id(&self) -> Option<&AgentId> {
+        match self {
+            EventKind::AgentStatusChanged { agent, .. }
+            | EventKind::Assigned { agent, .. }
+            | EventKind::OfferDeclined { agent, .. }
+            | EventKind::OfferTimedOut { agent, .. }
+            | EventKind::OfferWithdrawn { agent, .. }
+            | EventKind::AgentArrived { agent, .. }
+            | EventKind::AssignmentCompleted { agent, .. } => Some(agent),
+            EventKind::OfferSent { offer } => Some(&offer.agent),
+            _ => None,
+        }
+    }
+
+    pub fn offer_id(&self) -> Option<&OfferId> {
+        match self {
+            EventKind::Assigned { offer, .. }
+            | EventKind::OfferDeclined { offer, .. }
+            | EventKind::OfferTimedOut { offer, .. }
+            | EventKind::OfferWithdrawn { offer, .. } => Some(offer),
+            EventKind::OfferSent { offer } => Some(&offer.id),
+            _ => None,
+        }
+    }
+
+    pub fn area_id(&self) -> Option<&AreaId> {
+        match self {
+            EventKind::ModeSwitched { area, .. } => Some(area),
+            _ => None,
+        }
+    }
+}

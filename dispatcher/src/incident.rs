@@ -1,0 +1,130 @@
+//! Incidents: tasks that need people, their offers and assignments.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::areas::{AreaLevel, Placement};
+use crate::ids::{AgentId, IncidentId, Millis, OfferId};
+use crate::spatial::Position;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Needs people and has no offer out: nobody fits yet.
+    Waiting,
+    /// Needs people and has offers out.
+    Offered,
+    /// Every needed person has accepted.
+    Staffed,
+    Cancelled,
+    Closed,
+}
+
+impl IncidentStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            IncidentStatus::Waiting => "waiting",
+            IncidentStatus::Offered => "offered",
+            IncidentStatus::Staffed => "staffed",
+            IncidentStatus::Cancelled => "cancelled",
+            IncidentStatus::Closed => "closed",
+        }
+    }
+}
+
+/// What an operator (or a plan) asks for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSpec {
+    pub at: Position,
+    pub category: String,
+    /// 1 is the most urgent, 4 the least.
+    pub priority: u8,
+    pub skills: BTreeSet<String>,
+    pub headcount: u32,
+    pub description: String,
+}
+
+/// One offer of an incident to one person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfferRecord {
+    pub id: OfferId,
+    pub incident: IncidentId,
+    pub agent: AgentId,
+    pub sent_at: Millis,
+    pub deadline: Millis,
+    pub distance_m: f64,
+    pub eta_s: f64,
+    /// The level the offer was made at; in flat (emergency) dispatch, the
+    /// level of the emergency area.
+    pub level: AreaLevel,
+    pub flat: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentRecord {
+    pub agent: AgentId,
+    pub offer: OfferId,
+    pub assigned_at: Millis,
+    pub arrived_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub feedback: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    Cancelled,
+    Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub spec: IncidentSpec,
+    pub reported_at: Millis,
+    pub reported_by: String,
+    pub placement: Placement,
+    /// How far offers have widened (normal mode).
+    pub scope: AreaLevel,
+    pub scope_since: Millis,
+    pub open_offers: BTreeMap<OfferId, OfferRecord>,
+    pub assignments: Vec<AssignmentRecord>,
+    /// People who declined or let an offer time out: not asked again.
+    pub excluded: BTreeSet<AgentId>,
+    pub offers_made: u32,
+    /// A `no_candidates` event was recorded and no offer went out since.
+    pub waiting_noted: bool,
+    pub ending: Option<(Ending, Millis)>,
+    pub feedback: Option<String>,
+}
+
+impl Incident {
+    pub fn status(&self) -> IncidentStatus {
+        match self.ending {
+            Some((Ending::Cancelled, _)) => IncidentStatus::Cancelled,
+            Some((Ending::Closed, _)) => IncidentStatus::Closed,
+            None if self.still_needed() == 0 => IncidentStatus::Staffed,
+            None if !self.open_offers.is_empty() => IncidentStatus::Offered,
+            None => IncidentStatus::Waiting,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.ending.is_none()
+    }
+
+    /// People still needed: headcount less those assigned.
+    pub fn still_needed(&self) -> u32 {
+        self.spec.headcount.saturating_sub(self.assignments.len() as u32)
+    }
+
+    pub fn assignment_of(&self, agent: &AgentId) -> Option<&AssignmentRecord> {
+        self.assignments.iter().find(|assignment| &assignment.agent == agent)
+    }
+
+    /// Offer ids are the incident id and a counter, so replay gives the same ids.
+    pub fn next_offer_id(&self) -> OfferId {
+        OfferId::new(format!("{}-o{}", self.id, self.offers_made + 1))
+    }
+}

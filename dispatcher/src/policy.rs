@@ -1,0 +1,222 @@
+//! Dispatch policy per mode: offer timeouts, parallel offers, widening waits,
+//! location report intervals, staleness and travel speeds.
+//!
+//! A policy file (TOML) overrides any subset of the defaults; unknown fields
+//! and out-of-range values are refused with the field and the reason.
+//! The defaults and why they were chosen are in `docs/policy.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::areas::AreaLevel;
+
+/// Normal mode or an emergency grade (I is the most severe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Normal,
+    EmergencyIv,
+    EmergencyIii,
+    EmergencyIi,
+    EmergencyI,
+}
+
+impl Mode {
+    pub fn is_emergency(self) -> bool {
+        self != Mode::Normal
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Normal => "normal",
+            Mode::EmergencyIv => "emergency IV (blue)",
+            Mode::EmergencyIii => "emergency III (yellow)",
+            Mode::EmergencyIi => "emergency II (orange)",
+            Mode::EmergencyI => "emergency I (red)",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WidenAfter {
+    pub grid: u64,
+    pub community: u64,
+    pub street: u64,
+    pub district: u64,
+}
+
+/// The rules of one mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModePolicy {
+    /// Seconds a person has to answer an offer.
+    pub offer_timeout_s: u64,
+    /// Offers out at once per person still needed.
+    pub parallel_offers: u32,
+    /// How often connected people are asked to report their location.
+    pub location_interval_s: u32,
+    /// Normal mode only: seconds an unstaffed incident waits at a level before
+    /// it widens to the next one.
+    pub widen_after_s: WidenAfter,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Speeds {
+    pub walk_mps: f64,
+    pub bike_mps: f64,
+    pub car_mps: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub normal: ModePolicy,
+    pub emergency_iv: ModePolicy,
+    pub emergency_iii: ModePolicy,
+    pub emergency_ii: ModePolicy,
+    pub emergency_i: ModePolicy,
+    /// A live location older than this is not used to offer by distance.
+    pub location_stale_s: u64,
+    /// How often an incident nobody fits is tried again.
+    pub waiting_retry_s: u64,
+    /// Assignments within this window count as recent workload (tie-break).
+    pub workload_window_s: u64,
+    pub speeds: Speeds,
+}
+
+fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: u32) -> ModePolicy {
+    ModePolicy {
+        offer_timeout_s,
+        parallel_offers,
+        location_interval_s,
+        widen_after_s: WidenAfter { grid: 600, community: 900, street: 1200, district: 1200 },
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            normal: mode_policy(300, 1, 180),
+            emergency_iv: mode_policy(180, 2, 60),
+            emergency_iii: mode_policy(120, 2, 30),
+            emergency_ii: mode_policy(90, 3, 15),
+            emergency_i: mode_policy(60, 3, 10),
+            location_stale_s: 600,
+            waiting_retry_s: 15,
+            workload_window_s: 4 * 3600,
+            speeds: Speeds { walk_mps: 1.4, bike_mps: 4.0, car_mps: 8.0 },
+        }
+    }
+}
+
+impl Policy {
+    pub fn for_mode(&self, mode: Mode) -> &ModePolicy {
+        match mode {
+            Mode::Normal => &self.normal,
+            Mode::EmergencyIv => &self.emergency_iv,
+            Mode::EmergencyIii => &self.emergency_iii,
+            Mode::EmergencyIi => &self.emergency_ii,
+            Mode::EmergencyI => &self.emergency_i,
+        }
+    }
+
+    /// Seconds an incident waits at `level` before widening (normal mode).
+    pub fn widen_after(&self, level: AreaLevel) -> u64 {
+        let waits = &self.normal.widen_after_s;
+        match level {
+            AreaLevel::Building | AreaLevel::Grid => waits.grid,
+            AreaLevel::Community => waits.community,
+            AreaLevel::Street => waits.street,
+            AreaLevel::District | AreaLevel::City => waits.district,
+        }
+    }
+
+    /// Reads a TOML policy file over the defaults: any field left out keeps
+    /// its default.
+    pub fn from_toml(text: &str) -> Result<Policy, String> {
+        let overrides: toml::Table = toml::from_str(text).map_err(|error| format!("the policy file is not valid TOML: {error}"))?;
+        let mut merged = toml::Table::try_from(Policy::default()).map_err(|error| error.to_string())?;
+        merge(&mut merged, overrides);
+        let policy: Policy =
+            toml::Value::Table(merged).try_into().map_err(|error| format!("the policy file has a bad field: {error}"))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let modes = [
+            ("normal", &self.normal),
+            ("emergency_iv", &self.emergency_iv),
+            ("emergency_iii", &self.emergency_iii),
+            ("emergency_ii", &self.emergency_ii),
+            ("emergency_i", &self.emergency_i),
+        ];
+        for (name, mode) in modes {
+            if mode.offer_timeout_s == 0 || mode.offer_timeout_s > 3600 {
+                return Err(format!("{name}.offer_timeout_s = {} is out of range; use 1..=3600 seconds", mode.offer_timeout_s));
+            }
+            if !(1..=10).contains(&mode.parallel_offers) {
+                return Err(format!("{name}.parallel_offers = {} is out of range; use 1..=10", mode.parallel_offers));
+            }
+            if mode.location_interval_s == 0 {
+                return Err(format!("{name}.location_interval_s must be at least 1 second"));
+            }
+            let waits = &mode.widen_after_s;
+            if [waits.grid, waits.community, waits.street, waits.district].contains(&0) {
+                return Err(format!("{name}.widen_after_s: every level needs a wait of at least 1 second"));
+            }
+        }
+        if self.location_stale_s == 0 || self.waiting_retry_s == 0 {
+            return Err("location_stale_s and waiting_retry_s must be at least 1 second".to_string());
+        }
+        let speeds = [self.speeds.walk_mps, self.speeds.bike_mps, self.speeds.car_mps];
+        if speeds.iter().any(|speed| !speed.is_finite() || *speed <= 0.0 || *speed > 50.0) {
+            return Err("speeds must be between 0 and 50 metres per second".to_string());
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Table, overrides: toml::Table) {
+    for (key, value) in overrides {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => merge(base_table, override_table),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_stricter_grades_are_faster() {
+        let policy = Policy::default();
+        policy.validate().expect("defaults valid");
+        assert!(policy.emergency_i.offer_timeout_s < policy.emergency_iv.offer_timeout_s);
+        assert!(policy.emergency_iv.offer_timeout_s < policy.normal.offer_timeout_s);
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let policy = Policy::from_toml("[emergency_i]\noffer_timeout_s = 45\n[normal.widen_after_s]\ngrid = 60\n").expect("valid");
+        assert_eq!(policy.emergency_i.offer_timeout_s, 45);
+        assert_eq!(policy.emergency_i.parallel_offers, 3);
+        assert_eq!(policy.normal.widen_after_s.grid, 60);
+        assert_eq!(policy.normal.widen_after_s.street, 1200);
+    }
+
+    #[test]
+    fn bad_files_name_the_field() {
+        let error = Policy::from_toml("[normal]\noffer_timeout_s = 0\n").unwrap_err();
+        assert!(error.contains("normal.offer_timeout_s"), "{error}");
+        let error = Policy::from_toml("[normal]\nofer_timeout_s = 10\n").unwrap_err();
+        assert!(error.contains("ofer_timeout_s"), "{error}");
+        let error = Policy::from_toml("[normal]\noffer_timeout_s = \"soon\"\n").unwrap_err();
+        assert!(error.contains("offer_timeout_s"), "{error}");
+    }
+}
