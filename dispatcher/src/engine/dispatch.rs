@@ -140,6 +140,7 @@ impl Engine {
                 now,
             };
             let candidates = self.find_candidates(&query);
+            let short = candidates.len() < wanted - outstanding;
             if !candidates.is_empty() {
                 let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
                 let deadline = now.plus_seconds(mode_policy.offer_timeout_s);
@@ -159,8 +160,13 @@ impl Engine {
                     };
                     self.emit(out, DISPATCHER, now, EventKind::OfferSent { offer });
                 }
-                return;
+                if !short {
+                    return;
+                }
             }
+            // Nobody (or too few) at this level fit: widen in normal mode.
+            let incident = &self.state.incidents[incident_id];
+            let outstanding = incident.open_offers.len();
             if !reach.mode.is_emergency()
                 && let Some(to) = Self::wider_level(incident)
             {
