@@ -12,10 +12,14 @@
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`journal`]: the durable event journal (SQLite, or memory).
+//! - [`convert`]: wire (proto) types to and from domain types.
+//! - [`runtime`]: the task that owns the engine and journal; handles for callers.
+//! - [`server`]: the gRPC services and `run`.
 
 #![forbid(unsafe_code)]
 
 pub mod areas;
+pub mod convert;
 pub mod engine;
 pub mod event;
 pub mod ids;
@@ -24,4 +28,6 @@ pub mod journal;
 pub mod policy;
 pub mod roster;
 pub mod roster_csv;
+pub mod runtime;
+pub mod server;
 pub mod spatial;

@@ -1,0 +1,419 @@
+//! Conversions between the wire types (`pingji_proto::v1`) and the engine's
+//! domain types. Everything a client controls is checked here or in the
+//! engine; nothing here panics on client input.
+
+use pingji_proto::v1 as pb;
+
+use crate::areas::AreaLevel;
+use crate::engine::{Engine, Rejection};
+use crate::event::{Event, EventKind, WithdrawReason};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis};
+use crate::incident::{Incident, IncidentStatus, OfferRecord};
+use crate::journal::StoredEvent;
+use crate::policy::Mode;
+use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role, TravelMode, normalise_skills};
+use crate::spatial::Position;
+
+pub fn position(location: Option<&pb::Location>, what: &str) -> Result<Position, Rejection> {
+    let location = location.ok_or_else(|| Rejection::InvalidArgument(format!("{what} is missing; give lon and lat")))?;
+    Position::checked(location.lon, location.lat).map_err(|message| Rejection::InvalidArgument(format!("{what}: {message}")))
+}
+
+pub fn location(position: Position) -> pb::Location {
+    pb::Location { lon: position.lon, lat: position.lat }
+}
+
+pub fn mode_from_pb(mode: i32) -> Result<Mode, Rejection> {
+    match pb::Mode::try_from(mode) {
+        Ok(pb::Mode::Normal) => Ok(Mode::Normal),
+        Ok(pb::Mode::EmergencyIv) => Ok(Mode::EmergencyIv),
+        Ok(pb::Mode::EmergencyIii) => Ok(Mode::EmergencyIii),
+        Ok(pb::Mode::EmergencyIi) => Ok(Mode::EmergencyIi),
+        Ok(pb::Mode::EmergencyI) => Ok(Mode::EmergencyI),
+        _ => Err(Rejection::InvalidArgument(
+            "mode is missing or unknown; use MODE_NORMAL or MODE_EMERGENCY_IV, _III, _II, _I".to_string(),
+        )),
+    }
+}
+
+pub fn mode_to_pb(mode: Mode) -> pb::Mode {
+    match mode {
+        Mode::Normal => pb::Mode::Normal,
+        Mode::EmergencyIv => pb::Mode::EmergencyIv,
+        Mode::EmergencyIii => pb::Mode::EmergencyIii,
+        Mode::EmergencyIi => pb::Mode::EmergencyIi,
+        Mode::EmergencyI => pb::Mode::EmergencyI,
+    }
+}
+
+pub fn level_to_pb(level: AreaLevel) -> pb::AreaLevel {
+    match level {
+        AreaLevel::City => pb::AreaLevel::City,
+        AreaLevel::District => pb::AreaLevel::District,
+        AreaLevel::Street => pb::AreaLevel::Street,
+        AreaLevel::Community => pb::AreaLevel::Community,
+        AreaLevel::Grid => pb::AreaLevel::Grid,
+        AreaLevel::Building => pb::AreaLevel::Building,
+    }
+}
+
+pub fn level_from_pb(level: i32) -> Option<AreaLevel> {
+    match pb::AreaLevel::try_from(level).ok()? {
+        pb::AreaLevel::City => Some(AreaLevel::City),
+        pb::AreaLevel::District => Some(AreaLevel::District),
+        pb::AreaLevel::Street => Some(AreaLevel::Street),
+        pb::AreaLevel::Community => Some(AreaLevel::Community),
+        pb::AreaLevel::Grid => Some(AreaLevel::Grid),
+        pb::AreaLevel::Building => Some(AreaLevel::Building),
+        pb::AreaLevel::Unspecified => None,
+    }
+}
+
+pub fn status_from_pb(status: i32) -> Result<AgentStatus, Rejection> {
+    match pb::AgentStatus::try_from(status) {
+        Ok(pb::AgentStatus::Available) => Ok(AgentStatus::Available),
+        Ok(pb::AgentStatus::Busy) => Ok(AgentStatus::Busy),
+        Ok(pb::AgentStatus::OffDuty) => Ok(AgentStatus::OffDuty),
+        _ => Err(Rejection::InvalidArgument("status is unknown; use available, busy or off duty".to_string())),
+    }
+}
+
+pub fn status_to_pb(status: AgentStatus) -> pb::AgentStatus {
+    match status {
+        AgentStatus::Available => pb::AgentStatus::Available,
+        AgentStatus::Busy => pb::AgentStatus::Busy,
+        AgentStatus::OffDuty => pb::AgentStatus::OffDuty,
+    }
+}
+
+fn role_from_pb(role: i32, agent: &str) -> Result<Role, Rejection> {
+    Ok(match pb::Role::try_from(role) {
+        Ok(pb::Role::CommunityWorker) => Role::CommunityWorker,
+        Ok(pb::Role::GridLeader) => Role::GridLeader,
+        Ok(pb::Role::BuildingLeader) => Role::BuildingLeader,
+        Ok(pb::Role::UnitLeader) => Role::UnitLeader,
+        Ok(pb::Role::RegisteredMember) => Role::RegisteredMember,
+        Ok(pb::Role::SunkCadre) => Role::SunkCadre,
+        Ok(pb::Role::Volunteer) => Role::Volunteer,
+        Ok(pb::Role::NewEmployment) => Role::NewEmployment,
+        Ok(pb::Role::PropertyStaff) => Role::PropertyStaff,
+        Ok(pb::Role::OwnersCommittee) => Role::OwnersCommittee,
+        _ => return Err(Rejection::InvalidArgument(format!("agent {agent}: role is missing or unknown; set one of the ROLE_ values"))),
+    })
+}
+
+fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::CommunityWorker => pb::Role::CommunityWorker,
+        Role::GridLeader => pb::Role::GridLeader,
+        Role::BuildingLeader => pb::Role::BuildingLeader,
+        Role::UnitLeader => pb::Role::UnitLeader,
+        Role::RegisteredMember => pb::Role::RegisteredMember,
+        Role::SunkCadre => pb::Role::SunkCadre,
+        Role::Volunteer => pb::Role::Volunteer,
+        Role::NewEmployment => pb::Role::NewEmployment,
+        Role::PropertyStaff => pb::Role::PropertyStaff,
+        Role::OwnersCommittee => pb::Role::OwnersCommittee,
+    }
+}
+
+fn travel_mode_from_pb(mode: i32) -> TravelMode {
+    match pb::TravelMode::try_from(mode) {
+        Ok(pb::TravelMode::Bike) => TravelMode::Bike,
+        Ok(pb::TravelMode::Car) => TravelMode::Car,
+        _ => TravelMode::Walk,
+    }
+}
+
+fn travel_mode_to_pb(mode: TravelMode) -> pb::TravelMode {
+    match mode {
+        TravelMode::Walk => pb::TravelMode::Walk,
+        TravelMode::Bike => pb::TravelMode::Bike,
+        TravelMode::Car => pb::TravelMode::Car,
+    }
+}
+
+pub fn profile_from_pb(spec: &pb::AgentSpec) -> Result<AgentProfile, Rejection> {
+    let id = spec.id.trim();
+    let home = match &spec.home {
+        Some(home) => Some(
+            Position::checked(home.lon, home.lat)
+                .map_err(|message| Rejection::InvalidArgument(format!("agent {id} home: {message}")))?,
+        ),
+        None => None,
+    };
+    Ok(AgentProfile {
+        id: AgentId::new(id),
+        name: spec.name.trim().to_string(),
+        role: role_from_pb(spec.role, id)?,
+        skills: normalise_skills(&spec.skills),
+        phone: spec.phone.trim().to_string(),
+        home_area: Some(spec.home_area_id.trim()).filter(|area| !area.is_empty()).map(AreaId::new),
+        travel_mode: travel_mode_from_pb(spec.travel_mode),
+        on_duty: spec.on_duty,
+        home,
+    })
+}
+
+pub fn profile_to_pb(profile: &AgentProfile) -> pb::AgentSpec {
+    pb::AgentSpec {
+        id: profile.id.to_string(),
+        name: profile.name.clone(),
+        role: role_to_pb(profile.role) as i32,
+        skills: profile.skills.iter().cloned().collect(),
+        phone: profile.phone.clone(),
+        home_area_id: profile.home_area.as_ref().map(|area| area.to_string()).unwrap_or_default(),
+        travel_mode: travel_mode_to_pb(profile.travel_mode) as i32,
+        on_duty: profile.on_duty,
+        home: profile.home.map(location),
+    }
+}
+
+pub fn agent_to_pb(engine: &Engine, record: &AgentRecord, now: Millis) -> pb::Agent {
+    let live = engine.live_agent(&record.profile.id);
+    pb::Agent {
+        spec: Some(profile_to_pb(&record.profile)),
+        status: status_to_pb(record.status) as i32,
+        connected: live.is_some_and(|live| live.connected),
+        location: live.and_then(|live| live.location).map(location),
+        location_at_ms: live.filter(|live| live.location.is_some()).map_or(0, |live| live.located_at.0),
+        current_incident_id: record.current_incident.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        grid_id: live.and_then(|live| live.placement.at(AreaLevel::Grid)).map(|id| id.to_string()).unwrap_or_default(),
+        assignments_recent: engine.recent_assignments(record, now),
+    }
+}
+
+pub fn incident_status_to_pb(status: IncidentStatus) -> pb::IncidentStatus {
+    match status {
+        IncidentStatus::Waiting => pb::IncidentStatus::Waiting,
+        IncidentStatus::Offered => pb::IncidentStatus::Offered,
+        IncidentStatus::Staffed => pb::IncidentStatus::Staffed,
+        IncidentStatus::Cancelled => pb::IncidentStatus::Cancelled,
+        IncidentStatus::Closed => pb::IncidentStatus::Closed,
+    }
+}
+
+pub fn offer_to_pb(incident: &Incident, offer: &OfferRecord) -> pb::Offer {
+    pb::Offer {
+        offer_id: offer.id.to_string(),
+        incident_id: incident.id.to_string(),
+        category: incident.spec.category.clone(),
+        priority: i32::from(incident.spec.priority),
+        location: Some(location(incident.spec.at)),
+        distance_m: offer.distance_m,
+        eta_s: offer.eta_s,
+        deadline_ms: offer.deadline.0,
+        required_skills: incident.spec.skills.iter().cloned().collect(),
+        description: incident.spec.description.clone(),
+        agent_id: offer.agent.to_string(),
+        level: level_to_pb(offer.level) as i32,
+    }
+}
+
+pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
+    let placed = |level| incident.placement.at(level).map(|id: &AreaId| id.to_string()).unwrap_or_default();
+    pb::Incident {
+        id: incident.id.to_string(),
+        category: incident.spec.category.clone(),
+        priority: i32::from(incident.spec.priority),
+        location: Some(location(incident.spec.at)),
+        required_skills: incident.spec.skills.iter().cloned().collect(),
+        headcount: incident.spec.headcount,
+        description: incident.spec.description.clone(),
+        status: incident_status_to_pb(incident.status()) as i32,
+        reported_at_ms: incident.reported_at.0,
+        reported_by: incident.reported_by.clone(),
+        grid_id: placed(AreaLevel::Grid),
+        community_id: placed(AreaLevel::Community),
+        street_id: placed(AreaLevel::Street),
+        district_id: placed(AreaLevel::District),
+        scope: level_to_pb(incident.scope) as i32,
+        mode: mode_to_pb(engine.state().effective_mode(&incident.placement).0) as i32,
+        open_offers: incident.open_offers.values().map(|offer| offer_to_pb(incident, offer)).collect(),
+        assignments: incident
+            .assignments
+            .iter()
+            .map(|assignment| pb::Assignment {
+                agent_id: assignment.agent.to_string(),
+                offer_id: assignment.offer.to_string(),
+                assigned_at_ms: assignment.assigned_at.0,
+                arrived_at_ms: assignment.arrived_at.map_or(0, |at| at.0),
+                completed_at_ms: assignment.completed_at.map_or(0, |at| at.0),
+                feedback: assignment.feedback.clone().unwrap_or_default(),
+            })
+            .collect(),
+        feedback: incident.feedback.clone().unwrap_or_default(),
+        ended_at_ms: incident.ending.map_or(0, |(_, at)| at.0),
+    }
+}
+
+pub fn area_to_pb(engine: &Engine, area: &crate::areas::AreaSpec) -> pb::Area {
+    let (own, effective) = engine.state().area_modes(&area.id);
+    pb::Area {
+        id: area.id.to_string(),
+        name: area.name.clone(),
+        level: level_to_pb(area.level) as i32,
+        parent_id: area.parent.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        mode: mode_to_pb(own) as i32,
+        effective_mode: mode_to_pb(effective) as i32,
+        centroid: engine.state().areas.centroid(&area.id).map(location),
+    }
+}
+
+/// The journal's stored form of an event.
+pub fn stored_event(event: &Event) -> StoredEvent {
+    StoredEvent {
+        seq: event.seq,
+        at_ms: event.at.0,
+        actor: event.actor.clone(),
+        kind: event.kind.name().to_string(),
+        incident_id: event.kind.incident_id().map(|id| id.to_string()),
+        agent_id: event.kind.agent_id().map(|id| id.to_string()),
+        area_id: event.kind.area_id().map(|id| id.to_string()),
+        // Serialising plain data to JSON cannot fail.
+        body: serde_json::to_string(&event.kind).unwrap_or_default(),
+    }
+}
+
+/// An event read back from the journal.
+pub fn event_from_stored(stored: &StoredEvent) -> Result<Event, String> {
+    let kind: EventKind = serde_json::from_str(&stored.body)
+        .map_err(|error| format!("event {} ({}) in the journal cannot be read: {error}", stored.seq, stored.kind))?;
+    Ok(Event { seq: stored.seq, at: Millis(stored.at_ms), actor: stored.actor.clone(), kind })
+}
+
+pub fn event_to_pb(stored: &StoredEvent) -> pb::Event {
+    pb::Event {
+        seq: stored.seq,
+        at_ms: stored.at_ms,
+        actor: stored.actor.clone(),
+        kind: stored.kind.clone(),
+        incident_id: stored.incident_id.clone().unwrap_or_default(),
+        agent_id: stored.agent_id.clone().unwrap_or_default(),
+        area_id: stored.area_id.clone().unwrap_or_default(),
+        offer_id: offer_id_of(stored).unwrap_or_default(),
+        json: stored.body.clone(),
+    }
+}
+
+fn offer_id_of(stored: &StoredEvent) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(&stored.body).ok()?;
+    match body.get("offer")? {
+        serde_json::Value::String(id) => Some(id.clone()),
+        serde_json::Value::Object(offer) => offer.get("id")?.as_str().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The messages an event sends to people's sessions.
+pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::DispatchMessage)> {
+    use pb::dispatch_message::Body;
+    let state = engine.state();
+    let message = |body| pb::DispatchMessage { body: Some(body) };
+    match &event.kind {
+        EventKind::OfferSent { offer } => {
+            let incident = &state.incidents[&offer.incident];
+            vec![(offer.agent.clone(), message(Body::Offer(offer_to_pb(incident, offer))))]
+        }
+        EventKind::Assigned { offer, incident, agent } => {
+            let record = &state.incidents[incident];
+            let mut confirmed = offer_to_pb(
+                record,
+                &OfferRecord {
+                    id: offer.clone(),
+                    incident: incident.clone(),
+                    agent: agent.clone(),
+                    sent_at: event.at,
+                    deadline: event.at,
+                    distance_m: 0.0,
+                    eta_s: 0.0,
+                    level: record.scope,
+                    flat: false,
+                },
+            );
+            confirmed.deadline_ms = 0;
+            vec![(agent.clone(), message(Body::AssignmentConfirmed(pb::AssignmentConfirmed { offer: Some(confirmed) })))]
+        }
+        EventKind::OfferWithdrawn { offer, incident, agent, reason: WithdrawReason::Filled } => vec![(
+            agent.clone(),
+            message(Body::NoLongerNeeded(pb::NoLongerNeeded { offer_id: offer.to_string(), incident_id: incident.to_string() })),
+        )],
+        EventKind::OfferWithdrawn { offer, incident, agent, reason } => {
+            let reason = match reason {
+                WithdrawReason::Disconnected => "your session ended",
+                WithdrawReason::Unavailable => "you are no longer available",
+                WithdrawReason::IncidentEnded => "the incident was cancelled or closed",
+                WithdrawReason::Filled => "no longer needed",
+            };
+            vec![(agent.clone(), withdrawn(offer.to_string(), incident, reason))]
+        }
+        EventKind::OfferTimedOut { offer, incident, agent } => {
+            vec![(agent.clone(), withdrawn(offer.to_string(), incident, "the offer timed out"))]
+        }
+        EventKind::IncidentCancelled { incident, released, reason } => released
+            .iter()
+            .map(|agent| {
+                let ended = pb::AssignmentEnded { incident_id: incident.to_string(), reason: format!("cancelled: {reason}") };
+                (agent.clone(), message(Body::AssignmentEnded(ended)))
+            })
+            .collect(),
+        EventKind::IncidentClosed { incident, released, .. } => released
+            .iter()
+            .map(|agent| {
+                let ended = pb::AssignmentEnded { incident_id: incident.to_string(), reason: "closed by an operator".to_string() };
+                (agent.clone(), message(Body::AssignmentEnded(ended)))
+            })
+            .collect(),
+        EventKind::ModeSwitched { area, reason, .. } => engine
+            .connected_agents_in(area)
+            .into_iter()
+            .map(|agent| {
+                let mode = engine.mode_for_agent(&agent);
+                let changed = pb::ModeChanged {
+                    area_id: area.to_string(),
+                    mode: mode_to_pb(mode) as i32,
+                    reason: reason.clone(),
+                    location_interval_s: engine.policy().for_mode(mode).location_interval_s,
+                };
+                (agent, message(Body::ModeChanged(changed)))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn withdrawn(offer_id: String, incident: &IncidentId, reason: &str) -> pb::DispatchMessage {
+    pb::DispatchMessage {
+        body: Some(pb::dispatch_message::Body::OfferWithdrawn(pb::OfferWithdrawn {
+            offer_id,
+            incident_id: incident.to_string(),
+            reason: reason.to_string(),
+        })),
+    }
+}
+
+/// The first message of a session.
+pub fn welcome(engine: &Engine, agent: &AgentId, now: Millis) -> Option<pb::DispatchMessage> {
+    let record = engine.state().agents.get(agent)?;
+    let mode = engine.mode_for_agent(agent);
+    let open_offers = record
+        .open_offer
+        .as_ref()
+        .and_then(|(offer, incident)| {
+            let incident = engine.state().incidents.get(incident)?;
+            Some(offer_to_pb(incident, incident.open_offers.get(offer)?))
+        })
+        .into_iter()
+        .collect();
+    let current_incident =
+        record.current_incident.as_ref().and_then(|id| engine.state().incidents.get(id)).map(|incident| incident_to_pb(engine, incident));
+    Some(pb::DispatchMessage {
+        body: Some(pb::dispatch_message::Body::Welcome(pb::Welcome {
+            agent: Some(agent_to_pb(engine, record, now)),
+            mode: mode_to_pb(mode) as i32,
+            location_interval_s: engine.policy().for_mode(mode).location_interval_s,
+            open_offers,
+            current_incident,
+        })),
+    })
+}

@@ -1,0 +1,128 @@
+//! `AgentService`: one bidirectional stream per connected person.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use pingji_proto::v1 as pb;
+use pingji_proto::v1::agent_message::Body;
+use pingji_proto::v1::agent_service_server::AgentService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info_span};
+
+use crate::convert;
+use crate::engine::Command;
+use crate::ids::{AgentId, IncidentId, OfferId};
+use crate::runtime::{DispatchError, Dispatcher, SESSION_QUEUE};
+
+/// How long a new session may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct AgentApi {
+    pub dispatcher: Dispatcher,
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::DispatchMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    type SessionStream = SessionStream;
+
+    async fn session(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<SessionStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 10 s; send hello with your agent id and token first"))??;
+        let Some(pb::AgentMessage { body: Some(Body::Hello(hello)) }) = first else {
+            return Err(Status::invalid_argument("the first message must be hello with your agent id and token"));
+        };
+        let agent_id = hello.agent_id.trim().to_string();
+        if agent_id.is_empty() {
+            return Err(Status::invalid_argument("hello has no agent id; send the id you were given on the roster"));
+        }
+        // The token is carried now; verifying it is issue #7.
+        let agent = AgentId::new(agent_id);
+        let (outbox, messages) = mpsc::channel(SESSION_QUEUE);
+        let session = self.dispatcher.open_session(agent.clone(), outbox.clone()).await?;
+        // Keep only a weak handle: when the dispatcher drops its sender, the
+        // outgoing stream ends.
+        let refusals = outbox.downgrade();
+        drop(outbox);
+        let dispatcher = self.dispatcher.clone();
+        let span = info_span!("agent_session", agent_id = %agent, session);
+        tokio::spawn(
+            async move {
+                loop {
+                    let message = match inbound.message().await {
+                        Ok(Some(message)) => message,
+                        Ok(None) => break,
+                        Err(status) => {
+                            debug!(code = ?status.code(), "session stream ended with an error");
+                            break;
+                        }
+                    };
+                    let Some(command) = command_for(&agent, message) else {
+                        refuse(&refusals, "invalid_argument", "empty or repeated hello message; send location, status, accept, decline, arrived or completed", "", "");
+                        continue;
+                    };
+                    let (offer_id, incident_id) = references(&command);
+                    match dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await {
+                        Ok(()) => {}
+                        Err(DispatchError::Rejected(rejection)) => {
+                            refuse(&refusals, super::error::code_name(&rejection), &rejection.to_string(), &offer_id, &incident_id);
+                        }
+                        Err(DispatchError::Unavailable(message)) => {
+                            refuse(&refusals, "unavailable", &message, &offer_id, &incident_id);
+                            break;
+                        }
+                    }
+                }
+                dispatcher.close_session(agent, session).await;
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(messages).map(Ok))))
+    }
+}
+
+fn refuse(refusals: &mpsc::WeakSender<pb::DispatchMessage>, code: &str, message: &str, offer_id: &str, incident_id: &str) {
+    let Some(outbox) = refusals.upgrade() else { return };
+    let refused = pb::Refused {
+        code: code.to_string(),
+        message: message.to_string(),
+        offer_id: offer_id.to_string(),
+        incident_id: incident_id.to_string(),
+    };
+    let _ = outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
+}
+
+fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Option<Command> {
+    let agent = agent.clone();
+    Some(match message.body? {
+        Body::Hello(_) => return None,
+        Body::Location(at) => {
+            // Range checks happen in the engine, which refuses bad values.
+            Command::ReportLocation { agent, at: crate::spatial::Position { lon: at.lon, lat: at.lat } }
+        }
+        Body::Status(status) => match convert::status_from_pb(status) {
+            Ok(status) => Command::SetStatus { agent, status },
+            Err(_) => return None,
+        },
+        Body::Accept(accept) => Command::Accept { agent, offer: OfferId::new(accept.offer_id.trim()) },
+        Body::Decline(decline) => Command::Decline { agent, offer: OfferId::new(decline.offer_id.trim()), reason: decline.reason },
+        Body::Arrived(arrived) => Command::Arrive { agent, incident: IncidentId::new(arrived.incident_id.trim()) },
+        Body::Completed(completed) => {
+            Command::Complete { agent, incident: IncidentId::new(completed.incident_id.trim()), feedback: completed.feedback }
+        }
+    })
+}
+
+fn references(command: &Command) -> (String, String) {
+    match command {
+        Command::Accept { offer, .. } | Command::Decline { offer, .. } => (offer.to_string(), String::new()),
+        Command::Arrive { incident, .. } | Command::Complete { incident, .. } => (String::new(), incident.to_string()),
+        _ => (String::new(), String::new()),
+    }
+}

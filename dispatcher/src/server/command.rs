@@ -1,0 +1,311 @@
+//! `CommandService`: what operators in the command centre do.
+
+use std::collections::BTreeSet;
+use std::pin::Pin;
+
+use pingji_proto::v1 as pb;
+use pingji_proto::v1::command_service_server::CommandService;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::areas::parse_geojson;
+use crate::convert;
+use crate::engine::{Command, Rejection};
+use crate::event::EventKind;
+use crate::ids::{AgentId, AreaId, IncidentId};
+use crate::incident::IncidentSpec;
+use crate::roster::normalise_skills;
+use crate::runtime::Dispatcher;
+
+const DEFAULT_LIMIT: usize = 1000;
+
+pub struct CommandApi {
+    pub dispatcher: Dispatcher,
+}
+
+/// Who is acting. Until operator accounts exist (issue #7), the client names
+/// itself in the `x-pingji-operator` metadata.
+fn operator<T>(request: &Request<T>) -> String {
+    let name = request
+        .metadata()
+        .get("x-pingji-operator")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|name| !name.is_empty() && name.len() <= 64)
+        .unwrap_or("anonymous");
+    format!("operator:{name}")
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message.into())
+}
+
+fn incident_from(events: &[crate::event::Event]) -> Option<IncidentId> {
+    events.iter().find_map(|event| match &event.kind {
+        EventKind::IncidentReported { incident, .. } => Some(incident.clone()),
+        _ => None,
+    })
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl CommandService for CommandApi {
+    #[instrument(skip_all)]
+    async fn import_areas(&self, request: Request<pb::ImportAreasRequest>) -> Result<Response<pb::ImportAreasResponse>, Status> {
+        let actor = operator(&request);
+        let import = parse_geojson(&request.into_inner().geojson).map_err(invalid)?;
+        let counts = pb::ImportAreasResponse { areas: import.areas.len() as u32, service_centres: import.service_centres.len() as u32 };
+        self.dispatcher.execute(Command::ImportAreas(import), actor, |_, _| ()).await?;
+        Ok(Response::new(counts))
+    }
+
+    async fn list_areas(&self, request: Request<pb::ListAreasRequest>) -> Result<Response<pb::ListAreasResponse>, Status> {
+        let level = convert::level_from_pb(request.into_inner().level);
+        let response = self
+            .dispatcher
+            .query(move |engine, _| pb::ListAreasResponse {
+                areas: engine
+                    .state()
+                    .areas
+                    .areas()
+                    .filter(|area| level.is_none_or(|level| area.level == level))
+                    .map(|area| convert::area_to_pb(engine, area))
+                    .collect(),
+                service_centres: engine
+                    .state()
+                    .areas
+                    .service_centres()
+                    .map(|centre| pb::ServiceCentre {
+                        id: centre.id.to_string(),
+                        name: centre.name.clone(),
+                        area_id: centre.area.to_string(),
+                        location: Some(convert::location(centre.at)),
+                    })
+                    .collect(),
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all)]
+    async fn upsert_agent(&self, request: Request<pb::UpsertAgentRequest>) -> Result<Response<pb::Agent>, Status> {
+        let actor = operator(&request);
+        let spec = request.into_inner().agent.ok_or_else(|| invalid("agent is missing; send the person's record"))?;
+        let profile = convert::profile_from_pb(&spec)?;
+        let id = profile.id.clone();
+        let agent = self
+            .dispatcher
+            .execute(Command::UpsertAgents { agents: vec![profile], all_new: false }, actor, move |engine, events| {
+                let now = events.last().map(|event| event.at).unwrap_or_default();
+                engine.state().agents.get(&id).map(|record| convert::agent_to_pb(engine, record, now))
+            })
+            .await?;
+        agent.map(Response::new).ok_or_else(|| Status::internal("the person was saved but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn import_agents(&self, request: Request<pb::ImportAgentsRequest>) -> Result<Response<pb::ImportAgentsResponse>, Status> {
+        let actor = operator(&request);
+        let agents = request
+            .into_inner()
+            .agents
+            .iter()
+            .map(convert::profile_from_pb)
+            .collect::<Result<Vec<_>, Rejection>>()?;
+        let imported = agents.len() as u32;
+        self.dispatcher.execute(Command::UpsertAgents { agents, all_new: true }, actor, |_, _| ()).await?;
+        Ok(Response::new(pb::ImportAgentsResponse { imported }))
+    }
+
+    async fn get_agent(&self, request: Request<pb::GetAgentRequest>) -> Result<Response<pb::Agent>, Status> {
+        let id = AgentId::new(request.into_inner().id.trim());
+        let message = format!("agent {id} is not on the roster; list agents to find the id");
+        let agent = self
+            .dispatcher
+            .query(move |engine, now| engine.state().agents.get(&id).map(|record| convert::agent_to_pb(engine, record, now)))
+            .await?;
+        agent.map(Response::new).ok_or_else(|| Status::not_found(message))
+    }
+
+    async fn list_agents(&self, request: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
+        let status = match request.status {
+            0 => None,
+            status => Some(convert::status_from_pb(status)?),
+        };
+        let area = Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
+        let after = request.after_id.clone();
+        let agents = self
+            .dispatcher
+            .query(move |engine, now| -> Result<Vec<pb::Agent>, Status> {
+                let state = engine.state();
+                let area_level = match &area {
+                    Some(area) => Some(
+                        state
+                            .areas
+                            .get(area)
+                            .map(|spec| (spec.level, area))
+                            .ok_or_else(|| Status::not_found(format!("area {area} is not on the map")))?,
+                    ),
+                    None => None,
+                };
+                Ok(state
+                    .agents
+                    .range(AgentId::new(after)..)
+                    .map(|(_, record)| record)
+                    .filter(|record| record.profile.id.as_str() > request.after_id.as_str())
+                    .filter(|record| status.is_none_or(|status| record.status == status))
+                    .filter(|record| {
+                        !request.connected_only || engine.live_agent(&record.profile.id).is_some_and(|live| live.connected)
+                    })
+                    .filter(|record| match area_level {
+                        None => true,
+                        Some((level, area)) => record
+                            .profile
+                            .home_area
+                            .as_ref()
+                            .is_some_and(|home| state.areas.placement_of_area(home).within(level, area)),
+                    })
+                    .take(limit)
+                    .map(|record| convert::agent_to_pb(engine, record, now))
+                    .collect())
+            })
+            .await??;
+        Ok(Response::new(pb::ListAgentsResponse { agents }))
+    }
+
+    async fn nearby_agents(&self, request: Request<pb::NearbyAgentsRequest>) -> Result<Response<pb::NearbyAgentsResponse>, Status> {
+        let request = request.into_inner();
+        let at = convert::position(request.at.as_ref(), "at")?;
+        let k = match request.k {
+            0 => 10,
+            k if k > 1000 => return Err(invalid(format!("k = {k} is too many; ask for at most 1000"))),
+            k => k as usize,
+        };
+        let skills: BTreeSet<String> = normalise_skills(&request.skills);
+        let agents = self
+            .dispatcher
+            .query(move |engine, now| {
+                engine
+                    .nearby(at, k, &skills, request.available_only, now)
+                    .into_iter()
+                    .filter_map(|candidate| {
+                        let record = engine.state().agents.get(&candidate.agent)?;
+                        Some(pb::NearbyAgent {
+                            agent: Some(convert::agent_to_pb(engine, record, now)),
+                            distance_m: candidate.distance_m.round(),
+                            eta_s: candidate.eta_s,
+                        })
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(pb::NearbyAgentsResponse { agents }))
+    }
+
+    #[instrument(skip_all)]
+    async fn create_incident(&self, request: Request<pb::CreateIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
+        let actor = operator(&request);
+        let request = request.into_inner();
+        let at = convert::position(request.location.as_ref(), "location")?;
+        let priority = u8::try_from(request.priority)
+            .map_err(|_| invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", request.priority)))?;
+        let spec = IncidentSpec {
+            at,
+            category: request.category.trim().to_lowercase(),
+            priority,
+            skills: normalise_skills(&request.required_skills),
+            headcount: request.headcount,
+            description: request.description,
+        };
+        let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
+        let incident = self
+            .dispatcher
+            .execute(Command::CreateIncident { id, spec }, actor, |engine, events| {
+                let id = incident_from(events)?;
+                engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident))
+            })
+            .await?;
+        let incident = incident.ok_or_else(|| Status::internal("the incident was saved but cannot be read back"))?;
+        tracing::info!(incident_id = %incident.id, priority = incident.priority, category = %incident.category, "incident reported");
+        Ok(Response::new(incident))
+    }
+
+    async fn get_incident(&self, request: Request<pb::GetIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
+        let id = IncidentId::new(request.into_inner().id.trim());
+        let message = format!("incident {id} does not exist; list incidents to find its id");
+        let incident = self
+            .dispatcher
+            .query(move |engine, _| engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident)))
+            .await?;
+        incident.map(Response::new).ok_or_else(|| Status::not_found(message))
+    }
+
+    async fn list_incidents(&self, request: Request<pb::ListIncidentsRequest>) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
+        let incidents = self
+            .dispatcher
+            .query(move |engine, _| {
+                let state = engine.state();
+                let ids: Box<dyn Iterator<Item = &IncidentId>> =
+                    if request.open_only { Box::new(state.open_incidents.iter()) } else { Box::new(state.incidents.keys()) };
+                ids.filter_map(|id| state.incidents.get(id)).take(limit).map(|incident| convert::incident_to_pb(engine, incident)).collect()
+            })
+            .await?;
+        Ok(Response::new(pb::ListIncidentsResponse { incidents }))
+    }
+
+    #[instrument(skip_all)]
+    async fn cancel_incident(&self, request: Request<pb::CancelIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
+        let actor = operator(&request);
+        let request = request.into_inner();
+        let id = IncidentId::new(request.id.trim());
+        self.end_incident(Command::CancelIncident { incident: id.clone(), reason: request.reason }, actor, id).await
+    }
+
+    #[instrument(skip_all)]
+    async fn close_incident(&self, request: Request<pb::CloseIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
+        let actor = operator(&request);
+        let request = request.into_inner();
+        let id = IncidentId::new(request.id.trim());
+        self.end_incident(Command::CloseIncident { incident: id.clone(), feedback: request.feedback }, actor, id).await
+    }
+
+    #[instrument(skip_all)]
+    async fn set_mode(&self, request: Request<pb::SetModeRequest>) -> Result<Response<pb::Area>, Status> {
+        let actor = operator(&request);
+        let request = request.into_inner();
+        let mode = convert::mode_from_pb(request.mode)?;
+        let area = AreaId::new(request.area_id.trim());
+        let command = Command::SetMode { area: area.clone(), mode, reason: request.reason.trim().to_string() };
+        let switched = self
+            .dispatcher
+            .execute(command, actor.clone(), move |engine, _| engine.state().areas.get(&area).map(|spec| convert::area_to_pb(engine, spec)))
+            .await?;
+        let switched = switched.ok_or_else(|| Status::internal("the mode was set but the area cannot be read back"))?;
+        tracing::info!(area_id = %switched.id, mode = ?mode, %actor, "mode switched");
+        Ok(Response::new(switched))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let from_seq = request.into_inner().from_seq;
+        let stream = super::events::event_stream(self.dispatcher.clone(), from_seq).await?;
+        Ok(Response::new(stream))
+    }
+}
+
+impl CommandApi {
+    async fn end_incident(&self, command: Command, actor: String, id: IncidentId) -> Result<Response<pb::Incident>, Status> {
+        let incident = self
+            .dispatcher
+            .execute(command, actor, move |engine, _| engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident)))
+            .await?;
+        incident.map(Response::new).ok_or_else(|| Status::internal("the incident was saved but cannot be read back"))
+    }
+}

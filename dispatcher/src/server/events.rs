@@ -1,0 +1,85 @@
+//! The event stream for `WatchEvents`: history from the journal first, then
+//! live events, with no gap and no duplicate. A watcher that falls behind the
+//! live broadcast catches up from the journal again.
+
+use std::pin::Pin;
+
+use pingji_proto::v1 as pb;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tracing::debug;
+
+use crate::convert;
+use crate::runtime::Dispatcher;
+
+const PAGE: usize = 1000;
+const STREAM_QUEUE: usize = 256;
+
+pub async fn event_stream(
+    dispatcher: Dispatcher,
+    from_seq: u64,
+) -> Result<Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>, Status> {
+    // Subscribe before reading history so nothing falls between the two.
+    let mut live = dispatcher.subscribe();
+    let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+    tokio::spawn(async move {
+        // 0 means "only new events": skip history.
+        let mut next = if from_seq == 0 { u64::MAX } else { from_seq };
+        if next != u64::MAX && !catch_up(&dispatcher, &mut next, &sender).await {
+            return;
+        }
+        loop {
+            match live.recv().await {
+                Ok(event) => {
+                    if next == u64::MAX {
+                        next = event.seq;
+                    }
+                    if event.seq < next {
+                        continue;
+                    }
+                    if event.seq > next && !catch_up(&dispatcher, &mut next, &sender).await {
+                        return;
+                    }
+                    if event.seq == next {
+                        if sender.send(Ok((*event).clone())).await.is_err() {
+                            return;
+                        }
+                        next += 1;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    debug!(missed, "event watcher fell behind; reading the journal");
+                    if next != u64::MAX && !catch_up(&dispatcher, &mut next, &sender).await {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(receiver)))
+}
+
+/// Sends journaled events from `next` on; false when the watcher is gone.
+async fn catch_up(dispatcher: &Dispatcher, next: &mut u64, sender: &mpsc::Sender<Result<pb::Event, Status>>) -> bool {
+    loop {
+        let page = match dispatcher.read_events(*next, PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                let _ = sender.send(Err(error.into())).await;
+                return false;
+            }
+        };
+        if page.is_empty() {
+            return true;
+        }
+        for stored in &page {
+            if sender.send(Ok(convert::event_to_pb(stored))).await.is_err() {
+                return false;
+            }
+            *next = stored.seq + 1;
+        }
+    }
+}
