@@ -247,7 +247,20 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
     }
 }
 
-pub fn area_to_pb(engine: &Engine, area: &crate::areas::AreaSpec) -> pb::Area {
+pub fn area_to_pb(engine: &Engine, area: &crate::areas::AreaSpec, with_geometry: bool) -> pb::Area {
+    let polygons = if with_geometry {
+        area.polygons
+            .iter()
+            .map(|rings| pb::Polygon {
+                rings: rings
+                    .iter()
+                    .map(|ring| pb::Ring { points: ring.iter().map(|[lon, lat]| pb::Location { lon: *lon, lat: *lat }).collect() })
+                    .collect(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (own, effective) = engine.state().area_modes(&area.id);
     pb::Area {
         id: area.id.to_string(),
@@ -257,6 +270,7 @@ pub fn area_to_pb(engine: &Engine, area: &crate::areas::AreaSpec) -> pb::Area {
         mode: mode_to_pb(own) as i32,
         effective_mode: mode_to_pb(effective) as i32,
         centroid: engine.state().areas.centroid(&area.id).map(location),
+        polygons,
     }
 }
 

@@ -62,7 +62,9 @@ impl CommandService for CommandApi {
     }
 
     async fn list_areas(&self, request: Request<pb::ListAreasRequest>) -> Result<Response<pb::ListAreasResponse>, Status> {
-        let level = convert::level_from_pb(request.into_inner().level);
+        let request = request.into_inner();
+        let level = convert::level_from_pb(request.level);
+        let with_geometry = request.with_geometry;
         let response = self
             .dispatcher
             .query(move |engine, _| pb::ListAreasResponse {
@@ -71,7 +73,7 @@ impl CommandService for CommandApi {
                     .areas
                     .areas()
                     .filter(|area| level.is_none_or(|level| area.level == level))
-                    .map(|area| convert::area_to_pb(engine, area))
+                    .map(|area| convert::area_to_pb(engine, area, with_geometry))
                     .collect(),
                 service_centres: engine
                     .state()
@@ -284,7 +286,7 @@ impl CommandService for CommandApi {
         let command = Command::SetMode { area: area.clone(), mode, reason: request.reason.trim().to_string() };
         let switched = self
             .dispatcher
-            .execute(command, actor.clone(), move |engine, _| engine.state().areas.get(&area).map(|spec| convert::area_to_pb(engine, spec)))
+            .execute(command, actor.clone(), move |engine, _| engine.state().areas.get(&area).map(|spec| convert::area_to_pb(engine, spec, false)))
             .await?;
         let switched = switched.ok_or_else(|| Status::internal("the mode was set but the area cannot be read back"))?;
         tracing::info!(area_id = %switched.id, mode = ?mode, %actor, "mode switched");
