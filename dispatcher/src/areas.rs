@@ -151,7 +151,7 @@ impl std::fmt::Debug for AreaMap {
 
 impl Clone for AreaMap {
     fn clone(&self) -> Self {
-        AreaMap::from(AreaImport::from(self.clone_specs()))
+        AreaMap::from(self.clone_specs())
     }
 }
 

@@ -50,15 +50,19 @@ pub fn system_now() -> Millis {
 
 /// Sends the answer once the batch is durable.
 type Deliver = Box<dyn FnOnce(Result<(), DispatchError>) + Send>;
+/// Builds a command's answer from the state right after it.
+type RespondToCommand = Box<dyn FnOnce(Result<(&Engine, &[Event]), Rejection>) -> Deliver + Send>;
+/// Builds a query's answer.
+type RespondToQuery = Box<dyn FnOnce(&Engine, Millis) -> Deliver + Send>;
 
 enum Request {
     Execute {
         command: Command,
         actor: String,
-        respond: Box<dyn FnOnce(Result<(&Engine, &[Event]), Rejection>) -> Deliver + Send>,
+        respond: RespondToCommand,
     },
     Query {
-        respond: Box<dyn FnOnce(&Engine, Millis) -> Deliver + Send>,
+        respond: RespondToQuery,
     },
     OpenSession {
         agent: AgentId,
