@@ -343,6 +343,7 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                     eta_s: 0.0,
                     level: record.scope,
                     flat: false,
+                    origin: None,
                 },
             );
             confirmed.deadline_ms = 0;

@@ -59,6 +59,10 @@ pub struct OfferRecord {
     /// level of the emergency area.
     pub level: AreaLevel,
     pub flat: bool,
+    /// Where the person was when offered, to about 100 m: enough for an
+    /// after-action map, not a precise location.
+    #[serde(default)]
+    pub origin: Option<Position>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -46,6 +46,12 @@ impl Position {
         [lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()]
     }
 
+    /// This position rounded to about 100 metres (three decimals), for the
+    /// record of where a responder came from.
+    pub fn approximate(self) -> Position {
+        Position { lon: (self.lon * 1000.0).round() / 1000.0, lat: (self.lat * 1000.0).round() / 1000.0 }
+    }
+
     /// This position coarsened to about a kilometre (two decimals), for views
     /// that must not show precise locations.
     pub fn coarse(self) -> Position {

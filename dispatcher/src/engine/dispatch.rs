@@ -147,6 +147,7 @@ impl Engine {
                 let flat = reach.mode.is_emergency();
                 for candidate in candidates {
                     let incident = &self.state.incidents[incident_id];
+                    let origin = self.live.agents.get(&candidate.agent).and_then(|live| live.location).map(Position::approximate);
                     let offer = OfferRecord {
                         id: incident.next_offer_id(),
                         incident: incident_id.clone(),
@@ -157,6 +158,7 @@ impl Engine {
                         eta_s: candidate.eta_s,
                         level,
                         flat,
+                        origin,
                     };
                     self.emit(out, DISPATCHER, now, EventKind::OfferSent { offer });
                 }
