@@ -1,1 +1,98 @@
+//! Pingji drills (实战演练): drill files, the runners, and the after-action
+//! report.
+//!
+//! A drill file describes the map, the roster (a file or a generator), how
+//! people behave, a timeline of mode switches, incidents and cancellations,
+//! and what the response must achieve. The fast runner plays it on the engine
+//! in process on a virtual clock; the report is computed from the event log
+//! it leaves, the same record a live dispatcher keeps.
+//!
+//! # Layout
+//! - [`drill`]: the drill file format and its checks.
+//! - [`roster`]: people from a CSV or generated per grid.
+//! - [`sim`]: the in-process runner on a virtual clock.
+//! - [`report`]: figures from the event log; report.json and report.md.
+//! - [`svg`]: the report's pictures.
 
+#![forbid(unsafe_code)]
+
+pub mod drill;
+pub mod report;
+pub mod roster;
+pub mod sim;
+pub mod svg;
+
+use std::path::Path;
+
+use pingji_dispatcher::convert::event_from_stored;
+use pingji_dispatcher::event::Event;
+use pingji_dispatcher::journal::{Journal, SqliteJournal};
+
+use crate::drill::Drill;
+use crate::report::{DrillSummary, Report, ReportInput};
+
+/// Name of the event log a drill run leaves in its output folder.
+pub const JOURNAL_FILE: &str = "journal.db";
+
+/// Runs a drill in process and writes its report into `out`.
+pub fn run_in_process(drill: &Drill, out: &Path, progress: impl FnMut(u64)) -> anyhow::Result<Report> {
+    std::fs::create_dir_all(out)?;
+    let journal_path = out.join(JOURNAL_FILE);
+    let record = sim::run(drill, &journal_path, progress)?;
+    // The report is made from the journal on disk, not from memory: the same
+    // record an auditor can open with sqlite3.
+    let events = read_journal(&journal_path)?;
+    anyhow::ensure!(events.len() == record.events.len(), "the journal holds {} events, the run made {}", events.len(), record.events.len());
+    let report = build_report(drill, &events, record.started_at, record.ended_at);
+    report::write(&report, &drill.map, out)?;
+    Ok(report)
+}
+
+/// Every event of a journal file, in order.
+pub fn read_journal(path: &Path) -> anyhow::Result<Vec<Event>> {
+    let journal = SqliteJournal::open(path)?;
+    let mut events = Vec::new();
+    loop {
+        let page = journal.read_from(events.len() as u64 + 1, 10_000)?;
+        if page.is_empty() {
+            return Ok(events);
+        }
+        for stored in &page {
+            events.push(event_from_stored(stored).map_err(anyhow::Error::msg)?);
+        }
+    }
+}
+
+/// The report of a drill from its events.
+pub fn build_report(
+    drill: &Drill,
+    events: &[Event],
+    started_at: pingji_dispatcher::ids::Millis,
+    ended_at: pingji_dispatcher::ids::Millis,
+) -> Report {
+    let people = events
+        .iter()
+        .map(|event| match &event.kind {
+            pingji_dispatcher::event::EventKind::AgentsUpserted { agents } => agents.len(),
+            _ => 0,
+        })
+        .sum();
+    let expectations: Vec<_> = drill.file.expectations.iter().map(|spanned| spanned.get_ref().clone()).collect();
+    report::build(ReportInput {
+        summary: DrillSummary {
+            name: drill.file.name.clone(),
+            description: drill.file.description.clone(),
+            seed: drill.file.seed,
+            duration_s: drill.file.duration_s,
+            started_at_ms: started_at.0,
+            people,
+            events: events.len(),
+        },
+        map: &drill.map,
+        expectations: &expectations,
+        staffed_in_time_s: drill.file.report.staffed_in_time_s,
+        events,
+        started_at,
+        ended_at,
+    })
+}

@@ -1,0 +1,89 @@
+//! `drill`: runs a drill file and writes the after-action report.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Runs Pingji drills (实战演练) and writes their after-action report.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Fast and deterministic: the engine in process on a virtual clock.
+    Run {
+        /// The drill file (TOML), e.g. scenarios/drills/typhoon.toml.
+        file: PathBuf,
+        /// Folder for report.md, report.json, the SVG pictures and journal.db.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Mode::Run { file, out, quiet } => run(&file, &out, quiet),
+    }
+}
+
+fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
+    let drill = match pingji_scenarios::drill::load(file) {
+        Ok(drill) => drill,
+        Err(error) => {
+            eprintln!("drill: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(drill.file.duration_s) };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} simulated s ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(drill.file.name.clone());
+    let result = pingji_scenarios::run_in_process(&drill, out, |seconds| bar.set_position(seconds));
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("drill: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_summary(&report, out);
+    if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn print_summary(report: &pingji_scenarios::report::Report, out: &std::path::Path) {
+    let totals = &report.totals;
+    println!("{}: {}", report.drill.name, if report.passed { "PASSED" } else { "FAILED" });
+    println!(
+        "  {} people, {} incidents: {} staffed, {} closed, {} cancelled, {} unstaffed at the end",
+        report.drill.people, totals.incidents, totals.staffed, totals.closed, totals.cancelled, totals.unstaffed_at_end
+    );
+    for (priority, figures) in &report.by_priority {
+        let show = |value: Option<f64>| value.map_or("—".to_string(), |v| format!("{v:.0} s"));
+        println!(
+            "  P{priority}: {} incidents, accepted p50 {} p90 {}, on scene p50 {} p90 {}",
+            figures.incidents,
+            show(figures.time_to_accept.p50_s),
+            show(figures.time_to_accept.p90_s),
+            show(figures.time_to_arrive.p50_s),
+            show(figures.time_to_arrive.p90_s)
+        );
+    }
+    for result in &report.expectations {
+        println!("  [{}] {} (actual {})", if result.passed { "pass" } else { "FAIL" }, result.expectation, result.actual);
+    }
+    println!("  report: {}", out.join("report.md").display());
+}

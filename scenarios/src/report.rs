@@ -1,0 +1,586 @@
+//! The after-action report: every figure computed from the event log (the
+//! same record the dispatcher keeps), written as `report.json`, `report.md`
+//! and SVG pictures.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use pingji_dispatcher::areas::{AreaImport, AreaLevel};
+use pingji_dispatcher::event::{Event, EventKind};
+use pingji_dispatcher::ids::{AgentId, IncidentId, Millis};
+use pingji_dispatcher::spatial::Position;
+use serde::Serialize;
+
+use crate::drill::Expectation;
+
+/// Seconds-based summary of a set of durations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub count: usize,
+    pub p50_s: Option<f64>,
+    pub p90_s: Option<f64>,
+    pub max_s: Option<f64>,
+}
+
+impl Stats {
+    pub fn of(values: &[f64]) -> Stats {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |p: f64| -> Option<f64> {
+            if sorted.is_empty() {
+                return None;
+            }
+            // Nearest rank: the smallest value with at least p of the values at or below it.
+            let index = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+            Some(round1(sorted[index]))
+        };
+        Stats { count: sorted.len(), p50_s: rank(0.5), p90_s: rank(0.9), max_s: sorted.last().copied().map(round1) }
+    }
+}
+
+fn round1(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillSummary {
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub duration_s: u64,
+    pub started_at_ms: i64,
+    pub people: usize,
+    pub events: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExpectationResult {
+    pub expectation: String,
+    pub passed: bool,
+    pub actual: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Totals {
+    pub incidents: usize,
+    pub staffed: usize,
+    pub closed: usize,
+    pub cancelled: usize,
+    pub unstaffed_at_end: usize,
+    pub offers: usize,
+    pub accepted: usize,
+    pub declined: usize,
+    pub timed_out: usize,
+    pub withdrawn: usize,
+    pub no_candidates: usize,
+    pub mode_switches: usize,
+    /// Widenings by the level widened to.
+    pub widenings: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PriorityFigures {
+    pub incidents: usize,
+    pub time_to_first_offer: Stats,
+    pub time_to_accept: Stats,
+    pub time_to_staffed: Stats,
+    pub time_to_arrive: Stats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CommunityRow {
+    pub id: String,
+    pub name: String,
+    pub incidents: usize,
+    pub staffed_in_time: usize,
+    pub widenings: usize,
+    pub people_used: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyEvent {
+    pub at_s: f64,
+    pub kind: String,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StaffingSample {
+    pub at_s: f64,
+    pub waiting: usize,
+    pub offered: usize,
+    pub staffed: usize,
+    pub ended: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Responder {
+    pub agent: String,
+    /// About where the person was when offered (100 m), when known.
+    pub from: Option<[f64; 2]>,
+}
+
+/// One incident's figures, seconds from its report.
+#[derive(Clone, Debug, Serialize)]
+pub struct IncidentFigures {
+    pub id: String,
+    pub category: String,
+    pub priority: u8,
+    pub headcount: u32,
+    pub at: [f64; 2],
+    pub community: Option<String>,
+    pub reported_at_s: f64,
+    pub first_offer_s: Option<f64>,
+    pub accepted_s: Option<f64>,
+    pub staffed_s: Option<f64>,
+    pub arrived_s: Option<f64>,
+    pub ended: Option<String>,
+    pub widenings: usize,
+    pub responders: Vec<Responder>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub drill: DrillSummary,
+    pub passed: bool,
+    pub expectations: Vec<ExpectationResult>,
+    pub totals: Totals,
+    pub by_priority: BTreeMap<String, PriorityFigures>,
+    pub communities: Vec<CommunityRow>,
+    pub staffed_in_time_s: u64,
+    pub timeline: Vec<KeyEvent>,
+    pub staffing: Vec<StaffingSample>,
+    pub incidents: Vec<IncidentFigures>,
+}
+
+/// What the report needs besides the events.
+pub struct ReportInput<'a> {
+    pub summary: DrillSummary,
+    pub map: &'a AreaImport,
+    pub expectations: &'a [Expectation],
+    pub staffed_in_time_s: u64,
+    pub events: &'a [Event],
+    pub started_at: Millis,
+    pub ended_at: Millis,
+}
+
+#[derive(Default)]
+struct Tracked {
+    figures: Option<IncidentFigures>,
+    assigned: u32,
+    open_offers: i64,
+    staffed: bool,
+    ended: bool,
+    reported: Millis,
+    offer_origins: BTreeMap<AgentId, Option<[f64; 2]>>,
+}
+
+/// Computes every figure from the events.
+pub fn build(input: ReportInput<'_>) -> Report {
+    let seconds = |at: Millis, since: Millis| round1(at.seconds_since(since));
+    let mut tracked: BTreeMap<IncidentId, Tracked> = BTreeMap::new();
+    let mut order: Vec<IncidentId> = Vec::new();
+    let mut totals = Totals::default();
+    let mut timeline = Vec::new();
+    let mut staffing = Vec::new();
+    let names: BTreeMap<String, String> =
+        input.map.areas.iter().map(|area| (area.id.to_string(), area.name.clone())).collect();
+    let duration_s = input.ended_at.seconds_since(input.started_at).max(1.0);
+    let step_s = (duration_s / 120.0).max(10.0);
+    let mut next_sample = 0.0;
+
+    let sample = |tracked: &BTreeMap<IncidentId, Tracked>, at_s: f64| {
+        let mut sample = StaffingSample { at_s: round1(at_s), waiting: 0, offered: 0, staffed: 0, ended: 0 };
+        for incident in tracked.values() {
+            if incident.ended {
+                sample.ended += 1;
+            } else if incident.staffed {
+                sample.staffed += 1;
+            } else if incident.open_offers > 0 {
+                sample.offered += 1;
+            } else {
+                sample.waiting += 1;
+            }
+        }
+        sample
+    };
+
+    for event in input.events {
+        let at_s = event.at.seconds_since(input.started_at);
+        while at_s > next_sample && next_sample <= duration_s {
+            staffing.push(sample(&tracked, next_sample));
+            next_sample += step_s;
+        }
+        match &event.kind {
+            EventKind::IncidentReported { incident, spec, placement, .. } => {
+                totals.incidents += 1;
+                order.push(incident.clone());
+                tracked.insert(
+                    incident.clone(),
+                    Tracked {
+                        figures: Some(IncidentFigures {
+                            id: incident.to_string(),
+                            category: spec.category.clone(),
+                            priority: spec.priority,
+                            headcount: spec.headcount,
+                            at: [spec.at.lon, spec.at.lat],
+                            community: placement.at(AreaLevel::Community).map(|id| id.to_string()),
+                            reported_at_s: round1(at_s),
+                            first_offer_s: None,
+                            accepted_s: None,
+                            staffed_s: None,
+                            arrived_s: None,
+                            ended: None,
+                            widenings: 0,
+                            responders: Vec::new(),
+                        }),
+                        reported: event.at,
+                        ..Tracked::default()
+                    },
+                );
+            }
+            EventKind::OfferSent { offer } => {
+                totals.offers += 1;
+                if let Some(incident) = tracked.get_mut(&offer.incident) {
+                    incident.open_offers += 1;
+                    let origin = offer.origin.map(|Position { lon, lat }| [lon, lat]);
+                    incident.offer_origins.insert(offer.agent.clone(), origin);
+                    let reported = incident.reported;
+                    if let Some(figures) = incident.figures.as_mut() {
+                        figures.first_offer_s.get_or_insert(seconds(event.at, reported));
+                    }
+                }
+            }
+            EventKind::Assigned { incident, agent, .. } => {
+                totals.accepted += 1;
+                if let Some(tracked) = tracked.get_mut(incident) {
+                    tracked.open_offers -= 1;
+                    tracked.assigned += 1;
+                    let from = tracked.offer_origins.get(agent).copied().flatten();
+                    let reported = tracked.reported;
+                    if let Some(figures) = tracked.figures.as_mut() {
+                        figures.accepted_s.get_or_insert(seconds(event.at, reported));
+                        figures.responders.push(Responder { agent: agent.to_string(), from });
+                    }
+                }
+            }
+            EventKind::OfferDeclined { incident, .. } | EventKind::OfferTimedOut { incident, .. } | EventKind::OfferWithdrawn { incident, .. } => {
+                match &event.kind {
+                    EventKind::OfferDeclined { .. } => totals.declined += 1,
+                    EventKind::OfferTimedOut { .. } => totals.timed_out += 1,
+                    _ => totals.withdrawn += 1,
+                }
+                if let Some(tracked) = tracked.get_mut(incident) {
+                    tracked.open_offers -= 1;
+                }
+            }
+            EventKind::IncidentStaffed { incident } => {
+                totals.staffed += 1;
+                if let Some(tracked) = tracked.get_mut(incident) {
+                    tracked.staffed = true;
+                    let reported = tracked.reported;
+                    if let Some(figures) = tracked.figures.as_mut() {
+                        figures.staffed_s = Some(seconds(event.at, reported));
+                    }
+                }
+            }
+            EventKind::AgentArrived { incident, .. } => {
+                if let Some(tracked) = tracked.get_mut(incident) {
+                    let reported = tracked.reported;
+                    if let Some(figures) = tracked.figures.as_mut() {
+                        figures.arrived_s.get_or_insert(seconds(event.at, reported));
+                    }
+                }
+            }
+            EventKind::Widened { incident, from, to, reason } => {
+                *totals.widenings.entry(to.name().to_string()).or_default() += 1;
+                if let Some(tracked) = tracked.get_mut(incident)
+                    && let Some(figures) = tracked.figures.as_mut()
+                {
+                    figures.widenings += 1;
+                    if *to < AreaLevel::Community {
+                        timeline.push(KeyEvent {
+                            at_s: round1(at_s),
+                            kind: "widened".into(),
+                            text: format!(
+                                "{incident} ({}, P{}) widened {} → {} ({})",
+                                figures.category,
+                                figures.priority,
+                                from.name(),
+                                to.name(),
+                                match reason {
+                                    pingji_dispatcher::event::WidenReason::NoCandidates => "nobody fit",
+                                    pingji_dispatcher::event::WidenReason::WaitExpired => "wait ran out",
+                                }
+                            ),
+                        });
+                    }
+                }
+            }
+            EventKind::NoCandidates { incident, level } => {
+                totals.no_candidates += 1;
+                timeline.push(KeyEvent {
+                    at_s: round1(at_s),
+                    kind: "no_candidates".into(),
+                    text: format!("{incident}: nobody fits at {} level; waiting", level.name()),
+                });
+            }
+            EventKind::IncidentCancelled { incident, .. } | EventKind::IncidentClosed { incident, .. } => {
+                let cancelled = matches!(event.kind, EventKind::IncidentCancelled { .. });
+                if cancelled {
+                    totals.cancelled += 1;
+                } else {
+                    totals.closed += 1;
+                }
+                if let Some(tracked) = tracked.get_mut(incident) {
+                    tracked.ended = true;
+                    if let Some(figures) = tracked.figures.as_mut() {
+                        figures.ended = Some(if cancelled { "cancelled" } else { "closed" }.to_string());
+                    }
+                }
+            }
+            EventKind::ModeSwitched { area, mode, previous, reason } => {
+                totals.mode_switches += 1;
+                let name = names.get(area.as_str()).cloned().unwrap_or_default();
+                timeline.push(KeyEvent {
+                    at_s: round1(at_s),
+                    kind: "mode_switched".into(),
+                    text: format!("{area} {name}: {} → {} ({reason}) by {}", previous.name(), mode.name(), event.actor),
+                });
+            }
+            _ => {}
+        }
+    }
+    while next_sample <= duration_s {
+        staffing.push(sample(&tracked, next_sample));
+        next_sample += step_s;
+    }
+
+    let incidents: Vec<IncidentFigures> = order.iter().filter_map(|id| tracked.get(id)?.figures.clone()).collect();
+    let unstaffed: Vec<&IncidentFigures> =
+        incidents.iter().filter(|figures| figures.ended.is_none() && figures.staffed_s.is_none()).collect();
+    totals.unstaffed_at_end = unstaffed.len();
+    for figures in &unstaffed {
+        timeline.push(KeyEvent {
+            at_s: round1(duration_s),
+            kind: "unstaffed_at_end".into(),
+            text: format!("{} ({}, P{}) still short of people at the end", figures.id, figures.category, figures.priority),
+        });
+    }
+    timeline.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+
+    let mut by_priority = BTreeMap::new();
+    for priority in 1..=4u8 {
+        let of_priority: Vec<&IncidentFigures> = incidents.iter().filter(|figures| figures.priority == priority).collect();
+        if of_priority.is_empty() {
+            continue;
+        }
+        let collect = |pick: fn(&IncidentFigures) -> Option<f64>| -> Vec<f64> { of_priority.iter().filter_map(|f| pick(f)).collect() };
+        by_priority.insert(
+            priority.to_string(),
+            PriorityFigures {
+                incidents: of_priority.len(),
+                time_to_first_offer: Stats::of(&collect(|f| f.first_offer_s)),
+                time_to_accept: Stats::of(&collect(|f| f.accepted_s)),
+                time_to_staffed: Stats::of(&collect(|f| f.staffed_s)),
+                time_to_arrive: Stats::of(&collect(|f| f.arrived_s)),
+            },
+        );
+    }
+
+    let mut communities: BTreeMap<String, (usize, usize, usize, BTreeSet<String>)> = BTreeMap::new();
+    for figures in &incidents {
+        let community = figures.community.clone().unwrap_or_else(|| "(outside every community)".to_string());
+        let row = communities.entry(community).or_default();
+        row.0 += 1;
+        if figures.staffed_s.is_some_and(|staffed| staffed <= input.staffed_in_time_s as f64) {
+            row.1 += 1;
+        }
+        row.2 += figures.widenings;
+        row.3.extend(figures.responders.iter().map(|responder| responder.agent.clone()));
+    }
+    let communities = communities
+        .into_iter()
+        .map(|(id, (incidents, staffed_in_time, widenings, people))| CommunityRow {
+            name: names.get(&id).cloned().unwrap_or_default(),
+            id,
+            incidents,
+            staffed_in_time,
+            widenings,
+            people_used: people.len(),
+        })
+        .collect();
+
+    let expectations: Vec<ExpectationResult> =
+        input.expectations.iter().map(|expectation| judge(expectation, &incidents, input.events)).collect();
+    let passed = expectations.iter().all(|result| result.passed);
+    Report {
+        drill: input.summary,
+        passed,
+        expectations,
+        totals,
+        by_priority,
+        communities,
+        staffed_in_time_s: input.staffed_in_time_s,
+        timeline,
+        staffing,
+        incidents,
+    }
+}
+
+fn judge(expectation: &Expectation, incidents: &[IncidentFigures], events: &[Event]) -> ExpectationResult {
+    match expectation {
+        Expectation::AcceptedWithin { priority, share, within_s } | Expectation::ArrivedWithin { priority, share, within_s } => {
+            let arrived = matches!(expectation, Expectation::ArrivedWithin { .. });
+            let what = if arrived { "first person on scene" } else { "accepted" };
+            let scope = priority.map_or("incidents".to_string(), |p| format!("priority-{p} incidents"));
+            let judged: Vec<&IncidentFigures> = incidents
+                .iter()
+                .filter(|f| priority.is_none_or(|p| f.priority == p))
+                // An incident cancelled before anyone took it is not judged.
+                .filter(|f| !(f.ended.as_deref() == Some("cancelled") && f.accepted_s.is_none()))
+                .collect();
+            let description = format!("{:.0}% of {scope} {what} within {within_s} s", share * 100.0);
+            if judged.is_empty() {
+                return ExpectationResult { expectation: description, passed: false, actual: format!("no {scope} to judge") };
+            }
+            let in_time = judged
+                .iter()
+                .filter(|f| if arrived { f.arrived_s } else { f.accepted_s }.is_some_and(|s| s <= *within_s as f64))
+                .count();
+            let actual = in_time as f64 / judged.len() as f64;
+            ExpectationResult {
+                expectation: description,
+                passed: actual + 1e-9 >= *share,
+                actual: format!("{:.1}% ({in_time} of {})", actual * 100.0, judged.len()),
+            }
+        }
+        Expectation::NoneUnstaffed {} => {
+            let unstaffed: Vec<&str> =
+                incidents.iter().filter(|f| f.ended.is_none() && f.staffed_s.is_none()).map(|f| f.id.as_str()).collect();
+            ExpectationResult {
+                expectation: "no incident unstaffed at the end".to_string(),
+                passed: unstaffed.is_empty(),
+                actual: if unstaffed.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{} unstaffed: {}", unstaffed.len(), unstaffed.iter().take(10).copied().collect::<Vec<_>>().join(", "))
+                },
+            }
+        }
+        Expectation::MaxWideningsBeyond { level, max } => {
+            let level = AreaLevel::from_name(level).unwrap_or(AreaLevel::Community);
+            let count = events
+                .iter()
+                .filter(|event| matches!(&event.kind, EventKind::Widened { to, .. } if *to < level))
+                .count();
+            ExpectationResult {
+                expectation: format!("at most {max} widenings beyond the {}", level.name()),
+                passed: count <= *max as usize,
+                actual: format!("{count}"),
+            }
+        }
+    }
+}
+
+fn cell(value: Option<f64>) -> String {
+    value.map_or("—".to_string(), |v| format!("{v:.0}"))
+}
+
+fn hms(seconds: f64) -> String {
+    let total = seconds.max(0.0) as u64;
+    format!("{:02}:{:02}:{:02}", total / 3600, total / 60 % 60, total % 60)
+}
+
+/// The report for people.
+pub fn markdown(report: &Report) -> String {
+    let mut out = String::new();
+    let drill = &report.drill;
+    let _ = writeln!(out, "# After-action report: {}\n", drill.name);
+    if !drill.description.is_empty() {
+        let _ = writeln!(out, "{}\n", drill.description.trim());
+    }
+    let _ = writeln!(
+        out,
+        "Seed {} · {} simulated · {} people · {} events in the log · result: **{}**\n",
+        drill.seed,
+        hms(drill.duration_s as f64),
+        drill.people,
+        drill.events,
+        if report.passed { "PASSED" } else { "FAILED" }
+    );
+    let _ = writeln!(out, "## Expectations\n\n| | expectation | actual |\n|---|---|---|");
+    for result in &report.expectations {
+        let _ = writeln!(out, "| {} | {} | {} |", if result.passed { "✅ pass" } else { "❌ FAIL" }, result.expectation, result.actual);
+    }
+    if report.expectations.is_empty() {
+        let _ = writeln!(out, "| | (none set) | |");
+    }
+    let totals = &report.totals;
+    let _ = writeln!(
+        out,
+        "\n## Headline figures\n\n{} incidents: {} staffed, {} closed with feedback, {} cancelled, {} unstaffed at the end. \
+         {} offers: {} accepted, {} declined, {} timed out, {} withdrawn. {} mode switches, {} \"nobody fits\" waits.\n",
+        totals.incidents,
+        totals.staffed,
+        totals.closed,
+        totals.cancelled,
+        totals.unstaffed_at_end,
+        totals.offers,
+        totals.accepted,
+        totals.declined,
+        totals.timed_out,
+        totals.withdrawn,
+        totals.mode_switches,
+        totals.no_candidates
+    );
+    let _ = writeln!(out, "Seconds from report, per priority (p50 / p90 / max):\n");
+    let _ = writeln!(out, "| priority | incidents | first offer | accepted | staffed | first on scene |\n|---|---|---|---|---|---|");
+    for (priority, figures) in &report.by_priority {
+        let triple = |stats: &Stats| format!("{} / {} / {}", cell(stats.p50_s), cell(stats.p90_s), cell(stats.max_s));
+        let _ = writeln!(
+            out,
+            "| P{priority} | {} | {} | {} | {} | {} |",
+            figures.incidents,
+            triple(&figures.time_to_first_offer),
+            triple(&figures.time_to_accept),
+            triple(&figures.time_to_staffed),
+            triple(&figures.time_to_arrive)
+        );
+    }
+    let widenings: Vec<String> = totals.widenings.iter().map(|(level, count)| format!("{count} to {level}")).collect();
+    let _ = writeln!(out, "\nWidenings: {}.\n", if widenings.is_empty() { "none".to_string() } else { widenings.join(", ") });
+    let _ = writeln!(
+        out,
+        "## By community\n\n\"In time\" means staffed within {} s.\n\n| community | incidents | staffed in time | widenings | people used |\n|---|---|---|---|---|",
+        report.staffed_in_time_s
+    );
+    for row in &report.communities {
+        let _ = writeln!(out, "| {} {} | {} | {} | {} | {} |", row.id, row.name, row.incidents, row.staffed_in_time, row.widenings, row.people_used);
+    }
+    let _ = writeln!(out, "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n");
+    let _ = writeln!(out, "## Key events\n\n| time | event |\n|---|---|");
+    const SHOWN: usize = 60;
+    for key in report.timeline.iter().take(SHOWN) {
+        let _ = writeln!(out, "| {} | {} |", hms(key.at_s), key.text);
+    }
+    if report.timeline.len() > SHOWN {
+        let _ = writeln!(out, "| | … and {} more in report.json |", report.timeline.len() - SHOWN);
+    }
+    out
+}
+
+/// Writes report.json, report.md and the pictures into `dir`.
+pub fn write(report: &Report, map: &AreaImport, dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut json = serde_json::to_string_pretty(report)?;
+    json.push('\n');
+    std::fs::write(dir.join("report.json"), json)?;
+    std::fs::write(dir.join("report.md"), markdown(report))?;
+    std::fs::write(dir.join("accept.svg"), crate::svg::distribution(report, crate::svg::Measure::Accept))?;
+    std::fs::write(dir.join("arrive.svg"), crate::svg::distribution(report, crate::svg::Measure::Arrive))?;
+    std::fs::write(dir.join("staffing.svg"), crate::svg::staffing(report))?;
+    std::fs::write(dir.join("map.svg"), crate::svg::map(report, map))?;
+    Ok(())
+}

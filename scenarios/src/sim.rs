@@ -1,0 +1,413 @@
+//! The fast runner: the dispatch engine in process on a virtual clock, with
+//! simulated people answering offers, travelling, and reporting back by the
+//! behaviour of their role. Same drill file and seed, same event log.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use pingji_dispatcher::areas::{AreaLevel, AreaMap};
+use pingji_dispatcher::engine::{Command, Engine};
+use pingji_dispatcher::event::{Event, EventKind};
+use pingji_dispatcher::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use pingji_dispatcher::incident::IncidentSpec;
+use pingji_dispatcher::journal::{Journal, SqliteJournal};
+use pingji_dispatcher::convert::stored_event;
+use pingji_dispatcher::roster::{AgentProfile, AgentStatus, TravelMode};
+use pingji_dispatcher::spatial::Position;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::drill::{Behaviour, Drill, Spread, TimelineEntry, parse_mode};
+use crate::roster;
+
+/// Drills start at this virtual instant (2026-01-01T08:00:00Z) so that runs compare.
+pub const DRILL_START: Millis = Millis(1_767_254_400_000);
+/// How often a simulated person re-reports an unchanged location.
+const REFRESH_S: u64 = 300;
+/// Events written to the journal per transaction.
+const JOURNAL_BATCH: usize = 4096;
+
+pub const OPERATOR: &str = "operator:drill";
+
+/// Everything the report is made of: the event log and the map.
+pub struct Record {
+    pub events: Vec<Event>,
+    pub started_at: Millis,
+    pub ended_at: Millis,
+}
+
+#[derive(Debug)]
+enum Action {
+    Timeline(usize),
+    BurstIncident { entry: usize, number: u32 },
+    Answer { agent: AgentId, offer: OfferId, accept: bool, reason: String },
+    Arrive { agent: AgentId, incident: IncidentId },
+    Complete { agent: AgentId, incident: IncidentId },
+    Refresh { agent: AgentId },
+}
+
+struct Person {
+    profile: AgentProfile,
+    at: Position,
+    connected: bool,
+}
+
+struct Simulation<'a> {
+    drill: &'a Drill,
+    engine: Engine,
+    areas: AreaMap,
+    rng: StdRng,
+    now: Millis,
+    queue: BTreeMap<(Millis, u64), Action>,
+    next_action: u64,
+    people: BTreeMap<AgentId, Person>,
+    events: Vec<Event>,
+    journal: SqliteJournal,
+    journaled: usize,
+    incidents_created: u64,
+}
+
+/// Runs a drill to its end. `progress` is told the simulated seconds so far.
+pub fn run(drill: &Drill, journal_path: &Path, mut progress: impl FnMut(u64)) -> anyhow::Result<Record> {
+    if journal_path.exists() {
+        std::fs::remove_file(journal_path)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = journal_path.with_file_name(format!(
+                "{}{suffix}",
+                journal_path.file_name().and_then(|name| name.to_str()).unwrap_or("journal.db")
+            ));
+            let _ = std::fs::remove_file(side);
+        }
+    }
+    let journal = SqliteJournal::open(journal_path)?;
+    let mut simulation = Simulation {
+        drill,
+        engine: Engine::new(drill.policy.clone()),
+        areas: AreaMap::from(drill.map.clone()),
+        rng: StdRng::seed_from_u64(drill.file.seed),
+        now: DRILL_START,
+        queue: BTreeMap::new(),
+        next_action: 0,
+        people: BTreeMap::new(),
+        events: Vec::new(),
+        journal,
+        journaled: 0,
+        incidents_created: 0,
+    };
+    simulation.set_up()?;
+    let end = DRILL_START.plus_seconds(drill.file.duration_s);
+    let mut reported = 0;
+    loop {
+        let next_action = simulation.queue.first_key_value().map(|((at, _), _)| *at);
+        let next_deadline = simulation.engine.next_deadline();
+        let next = match (next_action, next_deadline) {
+            (Some(action), Some(deadline)) => action.min(deadline),
+            (Some(action), None) => action,
+            (None, Some(deadline)) => deadline,
+            (None, None) => break,
+        };
+        if next > end {
+            break;
+        }
+        simulation.now = next.max(simulation.now);
+        if next_deadline == Some(next) {
+            let fired = simulation.engine.tick(simulation.now);
+            simulation.handle(fired)?;
+        } else if let Some(((_, _), action)) = simulation.queue.pop_first() {
+            simulation.perform(action)?;
+        }
+        let elapsed = (simulation.now.0 - DRILL_START.0) as u64 / 1000;
+        if elapsed >= reported + 30 {
+            reported = elapsed;
+            progress(elapsed);
+        }
+    }
+    simulation.flush_journal()?;
+    progress(drill.file.duration_s);
+    Ok(Record { events: simulation.events, started_at: DRILL_START, ended_at: end })
+}
+
+impl Simulation<'_> {
+    fn schedule(&mut self, at: Millis, action: Action) {
+        self.next_action += 1;
+        self.queue.insert((at, self.next_action), action);
+    }
+
+    fn execute(&mut self, command: Command, actor: &str) -> anyhow::Result<()> {
+        // A person acting on something that changed meanwhile (an offer that
+        // timed out, an incident cancelled) is refused; that is part of the drill.
+        if let Ok(events) = self.engine.execute(command, actor, self.now) {
+            self.handle(events)?;
+        }
+        Ok(())
+    }
+
+    fn set_up(&mut self) -> anyhow::Result<()> {
+        self.execute(Command::ImportAreas(self.drill.map.clone()), OPERATOR)?;
+        let people = match (&self.drill.roster_csv, &self.drill.file.roster.generate) {
+            (Some(text), _) => roster::from_csv(text).map_err(anyhow::Error::msg)?,
+            (None, Some(generator)) => roster::generate(&mut self.rng, &self.areas, generator),
+            (None, None) => Vec::new(),
+        };
+        let events = self
+            .engine
+            .execute(Command::UpsertAgents { agents: people.clone(), all_new: true }, OPERATOR, self.now)
+            .map_err(|rejection| anyhow::anyhow!("the roster was refused: {rejection}"))?;
+        self.handle(events)?;
+        let connected_share = if self.drill.roster_csv.is_some() { self.drill.file.roster.connected_share } else { 1.0 };
+        for profile in people {
+            let home = profile
+                .home
+                .or_else(|| profile.home_area.as_ref().and_then(|area| self.areas.centroid(area)))
+                .unwrap_or(Position { lon: 0.0, lat: 0.0 });
+            let connected = profile.on_duty && self.rng.random::<f64>() < connected_share;
+            let id = profile.id.clone();
+            self.people.insert(id.clone(), Person { profile, at: home, connected });
+            if connected {
+                self.execute(Command::Connect { agent: id.clone() }, &agent_actor(&id))?;
+                self.execute(Command::ReportLocation { agent: id.clone(), at: home }, &agent_actor(&id))?;
+                let first_refresh = self.rng.random_range(1..=REFRESH_S);
+                self.schedule(self.now.plus_seconds(first_refresh), Action::Refresh { agent: id });
+            }
+        }
+        for index in 0..self.drill.timeline.len() {
+            let at = DRILL_START.plus_seconds(self.drill.timeline[index].1.at_s);
+            self.schedule(at, Action::Timeline(index));
+        }
+        Ok(())
+    }
+
+    fn behaviour(&self, agent: &AgentId) -> Behaviour {
+        match self.people.get(agent) {
+            Some(person) => self.drill.behaviour(person.profile.role).clone(),
+            None => self.drill.default_behaviour.clone(),
+        }
+    }
+
+    fn draw(&mut self, spread: Spread) -> f64 {
+        triangular(&mut self.rng, spread)
+    }
+
+    fn perform(&mut self, action: Action) -> anyhow::Result<()> {
+        match action {
+            Action::Timeline(index) => {
+                let entry = self.drill.timeline[index].1.clone();
+                self.timeline(index, &entry)?;
+            }
+            Action::BurstIncident { entry, number } => self.burst_incident(entry, number)?,
+            Action::Answer { agent, offer, accept, reason } => {
+                let command = if accept {
+                    Command::Accept { agent: agent.clone(), offer }
+                } else {
+                    Command::Decline { agent: agent.clone(), offer, reason }
+                };
+                self.execute(command, &agent_actor(&agent))?;
+            }
+            Action::Arrive { agent, incident } => {
+                if let Some(at) = self.engine.state().incidents.get(&incident).map(|incident| incident.spec.at)
+                    && let Some(person) = self.people.get_mut(&agent)
+                {
+                    person.at = at;
+                }
+                self.execute(Command::Arrive { agent: agent.clone(), incident }, &agent_actor(&agent))?;
+            }
+            Action::Complete { agent, incident } => {
+                let feedback = "handled on site".to_string();
+                self.execute(Command::Complete { agent: agent.clone(), incident, feedback }, &agent_actor(&agent))?;
+                self.report_location(&agent)?;
+            }
+            Action::Refresh { agent } => {
+                if self.people.get(&agent).is_some_and(|person| person.connected) {
+                    self.report_location(&agent)?;
+                    self.schedule(self.now.plus_seconds(REFRESH_S), Action::Refresh { agent });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn report_location(&mut self, agent: &AgentId) -> anyhow::Result<()> {
+        let Some(at) = self.people.get(agent).filter(|person| person.connected).map(|person| person.at) else {
+            return Ok(());
+        };
+        self.execute(Command::ReportLocation { agent: agent.clone(), at }, &agent_actor(agent))
+    }
+
+    fn timeline(&mut self, index: usize, entry: &TimelineEntry) -> anyhow::Result<()> {
+        if let Some(mode) = &entry.mode {
+            let grade = parse_mode(&mode.grade).unwrap_or(pingji_dispatcher::policy::Mode::Normal);
+            let command = Command::SetMode { area: AreaId::new(&mode.area), mode: grade, reason: mode.reason.clone() };
+            self.execute(command, OPERATOR)?;
+        }
+        if let Some(incident) = &entry.incident {
+            let at = match (incident.at, &incident.area) {
+                (Some([lon, lat]), _) => Position { lon, lat },
+                (None, Some(area)) => self.areas.centroid(&AreaId::new(area)).unwrap_or(Position { lon: 0.0, lat: 0.0 }),
+                (None, None) => Position { lon: 0.0, lat: 0.0 },
+            };
+            let spec = IncidentSpec {
+                at,
+                category: incident.category.clone(),
+                priority: incident.priority,
+                skills: incident.skills.iter().cloned().collect(),
+                headcount: incident.need,
+                description: incident.description.clone(),
+            };
+            self.create_incident(incident.id.clone().map(IncidentId::new), spec)?;
+        }
+        if let Some(burst) = &entry.burst {
+            for number in 0..burst.count {
+                let offset_ms = (burst.over_s as i64 * 1000 * number as i64) / burst.count as i64;
+                self.schedule(Millis(self.now.0 + offset_ms), Action::BurstIncident { entry: index, number });
+            }
+        }
+        if let Some(cancel) = &entry.cancel {
+            let chosen: Vec<IncidentId> = match (&cancel.incident, cancel.share) {
+                (Some(id), _) => vec![IncidentId::new(id)],
+                (None, Some(share)) => {
+                    let open: Vec<IncidentId> = self.engine.state().open_incidents.iter().cloned().collect();
+                    open.into_iter().filter(|_| self.rng.random::<f64>() < share).collect()
+                }
+                (None, None) => Vec::new(),
+            };
+            for incident in chosen {
+                self.execute(Command::CancelIncident { incident, reason: cancel.reason.clone() }, OPERATOR)?;
+            }
+        }
+        if let Some(off) = &entry.off_duty {
+            let area = off.area.as_ref().map(AreaId::new);
+            let level = area.as_ref().and_then(|area| self.areas.get(area)).map(|spec| spec.level);
+            let role = off.role.as_deref().and_then(crate::drill::parse_role);
+            let chosen: Vec<AgentId> = self
+                .engine
+                .state()
+                .agents
+                .values()
+                .filter(|record| record.is_free())
+                .filter(|record| role.is_none_or(|role| record.profile.role == role))
+                .filter(|record| match (&area, level) {
+                    (Some(area), Some(level)) => record
+                        .profile
+                        .home_area
+                        .as_ref()
+                        .is_some_and(|home| self.areas.placement_of_area(home).within(level, area)),
+                    _ => true,
+                })
+                .map(|record| record.profile.id.clone())
+                .collect();
+            for agent in chosen {
+                if self.rng.random::<f64>() < off.share {
+                    let command = Command::SetStatus { agent: agent.clone(), status: AgentStatus::OffDuty };
+                    self.execute(command, &agent_actor(&agent))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn burst_incident(&mut self, entry: usize, number: u32) -> anyhow::Result<()> {
+        let Some(burst) = self.drill.timeline[entry].1.burst.clone() else {
+            return Ok(());
+        };
+        let area = AreaId::new(&burst.area);
+        let Some(spec) = self.areas.get(&area).cloned() else {
+            return Ok(());
+        };
+        let at = roster::random_point_in(&mut self.rng, &self.areas, &spec).unwrap_or(Position { lon: 0.0, lat: 0.0 });
+        let category = roster::weighted(&mut self.rng, &burst.categories).cloned().unwrap_or_else(|| "other".to_string());
+        let priority = burst.priority[self.rng.random_range(0..burst.priority.len())];
+        let headcount = burst.need[self.rng.random_range(0..burst.need.len())];
+        let skills: BTreeSet<String> = burst.skills.get(&category).cloned().unwrap_or_default().into_iter().collect();
+        let description = format!("{category} #{} of a burst in {}", number + 1, spec.name);
+        let incident = IncidentSpec { at, category, priority, skills, headcount, description };
+        self.create_incident(None, incident)
+    }
+
+    fn create_incident(&mut self, id: Option<IncidentId>, spec: IncidentSpec) -> anyhow::Result<()> {
+        self.incidents_created += 1;
+        self.execute(Command::CreateIncident { id, spec }, OPERATOR)
+    }
+
+    /// Records events and lets the simulated people react to them.
+    fn handle(&mut self, events: Vec<Event>) -> anyhow::Result<()> {
+        for event in &events {
+            match &event.kind {
+                EventKind::OfferSent { offer } => {
+                    let behaviour = self.behaviour(&offer.agent);
+                    let roll = self.rng.random::<f64>();
+                    let delay = self.draw(behaviour.decide_s);
+                    let at = Millis(self.now.0 + (delay * 1000.0) as i64);
+                    if roll < behaviour.accept {
+                        let action = Action::Answer { agent: offer.agent.clone(), offer: offer.id.clone(), accept: true, reason: String::new() };
+                        self.schedule(at, action);
+                    } else if roll < behaviour.accept + behaviour.decline {
+                        let reason = behaviour.decline_reasons[self.rng.random_range(0..behaviour.decline_reasons.len())].clone();
+                        let action = Action::Answer { agent: offer.agent.clone(), offer: offer.id.clone(), accept: false, reason };
+                        self.schedule(at, action);
+                    }
+                }
+                EventKind::Assigned { incident, agent, .. } => {
+                    let behaviour = self.behaviour(agent);
+                    if self.rng.random::<f64>() < behaviour.silent {
+                        continue;
+                    }
+                    let Some(target) = self.engine.state().incidents.get(incident).map(|incident| incident.spec.at) else {
+                        continue;
+                    };
+                    let Some(person) = self.people.get(agent) else { continue };
+                    let speed = match person.profile.travel_mode {
+                        TravelMode::Walk => behaviour.walk_mps,
+                        TravelMode::Bike => behaviour.bike_mps,
+                        TravelMode::Car => behaviour.car_mps,
+                    };
+                    // Getting ready takes a minute; then the trip.
+                    let travel_s = 60.0 + person.at.distance_m(target) / speed;
+                    let at = Millis(self.now.0 + (travel_s * 1000.0) as i64);
+                    self.schedule(at, Action::Arrive { agent: agent.clone(), incident: incident.clone() });
+                }
+                EventKind::AgentArrived { incident, agent } => {
+                    let on_scene = self.draw(self.behaviour(agent).on_scene_s);
+                    let at = Millis(self.now.0 + (on_scene * 1000.0) as i64);
+                    self.schedule(at, Action::Complete { agent: agent.clone(), incident: incident.clone() });
+                }
+                _ => {}
+            }
+        }
+        self.events.extend(events);
+        if self.events.len() - self.journaled >= JOURNAL_BATCH {
+            self.flush_journal()?;
+        }
+        Ok(())
+    }
+
+    fn flush_journal(&mut self) -> anyhow::Result<()> {
+        let pending: Vec<_> = self.events[self.journaled..].iter().map(stored_event).collect();
+        self.journal.append(&pending)?;
+        self.journaled = self.events.len();
+        Ok(())
+    }
+}
+
+fn agent_actor(agent: &AgentId) -> String {
+    format!("agent:{agent}")
+}
+
+/// A draw from the triangular distribution (min, typical, max).
+pub fn triangular(rng: &mut StdRng, spread: Spread) -> f64 {
+    let Spread { min, typical, max } = spread;
+    if max <= min {
+        return min;
+    }
+    let unit = rng.random::<f64>();
+    let split = (typical - min) / (max - min);
+    if unit < split {
+        min + ((max - min) * (typical - min) * unit).sqrt()
+    } else {
+        max - ((max - min) * (max - typical) * (1.0 - unit)).sqrt()
+    }
+}
+
+/// The level names that count as "beyond" a level, for widening counts.
+pub fn wider_than(level: AreaLevel) -> impl Fn(AreaLevel) -> bool {
+    move |other| other < level
+}
