@@ -1,1 +1,42 @@
+//! Fixtures for the end-to-end tests: a real dispatcher (in process on port 0,
+//! or the `dispatcher` binary as a child process) and real gRPC clients.
+//!
+//! Tests wait on predicates with deadlines, never on bare sleeps, and shut
+//! servers down by joining them so that panics and errors surface.
+//!
+//! # Layout
+//! - [`server`]: [`TestServer`], the dispatcher library served on
+//!   `127.0.0.1:0` by its own runtime thread, with client factories and a
+//!   shutdown that joins it; [`connect_located`] to put a person on the map.
+//! - [`process`]: [`DispatcherProcess`], the compiled `dispatcher` binary as a
+//!   child process on a free port, for kill-and-restart tests.
+//! - [`session`]: [`AgentSession`], one person's `AgentService.Session` stream
+//!   with helpers to send locations and answers and to expect messages.
+//! - [`events`]: [`EventWatch`], a `WatchEvents` stream with helpers to wait
+//!   for an event and read its JSON.
+//! - [`wait`]: [`wait_until`], polling an async predicate until a deadline,
+//!   and [`connect_with_retry`].
+//! - [`sample`]: the sample city and roster, short-timeout policies, people
+//!   specs, and points inside areas.
 
+#![forbid(unsafe_code)]
+
+pub mod events;
+pub mod process;
+pub mod sample;
+pub mod server;
+pub mod session;
+pub mod wait;
+
+pub use events::{EventWatch, event_json};
+pub use process::{DispatcherProcess, ProcessOptions, dispatcher_binary};
+pub use sample::{
+    AreaBox, area_box, offset_m, person, quick_policy, quick_policy_toml, sample_city,
+    sample_roster,
+};
+pub use server::{TestServer, connect_located};
+pub use session::AgentSession;
+pub use wait::{connect_with_retry, wait_until};
+
+/// The generated API, re-exported so that tests name one path.
+pub use pingji_proto::v1 as pb;

@@ -1,0 +1,259 @@
+//! The compiled `dispatcher` binary as a child process, for tests that kill
+//! it (SIGKILL) and start it again on the same journal file.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use pingji_proto::v1::command_service_client::CommandServiceClient;
+use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::server::is_serving;
+use crate::wait::connect_with_retry;
+
+/// How long a started process may take to serve.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+/// Spawns tried when the free port we picked was taken in the meantime.
+const PORT_ATTEMPTS: usize = 5;
+
+static BINARY: OnceCell<PathBuf> = OnceCell::const_new();
+
+/// The `dispatcher` binary next to this test's target directory
+/// (`target/debug/deps/<test>` → `target/debug/dispatcher`).
+///
+/// When run under cargo (`CARGO` is set), it is built first with
+/// `cargo build -p pingji-dispatcher --bin dispatcher`: `cargo test -p
+/// pingji-tests` does not build other packages' binaries, so the file could
+/// be missing or older than the sources. That build is a no-op when fresh.
+pub async fn dispatcher_binary() -> anyhow::Result<PathBuf> {
+    BINARY.get_or_try_init(find_or_build_binary).await.cloned()
+}
+
+async fn find_or_build_binary() -> anyhow::Result<PathBuf> {
+    let test_exe = std::env::current_exe().context("cannot find the test executable")?;
+    // target/<profile>/deps/<test>-<hash>
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .with_context(|| format!("unexpected test executable path {}", test_exe.display()))?
+        .to_path_buf();
+    let binary = profile_dir.join(format!("dispatcher{}", std::env::consts::EXE_SUFFIX));
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        let target_dir = profile_dir
+            .parent()
+            .context("the profile directory has no parent")?;
+        let mut build = Command::new(cargo);
+        build
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "pingji-dispatcher",
+                "--bin",
+                "dispatcher",
+                "--target-dir",
+            ])
+            .arg(target_dir);
+        if profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release")
+        {
+            build.arg("--release");
+        }
+        build.current_dir(env!("CARGO_MANIFEST_DIR"));
+        let status = build.status().await.context("cannot run cargo build")?;
+        anyhow::ensure!(
+            status.success(),
+            "cargo build -p pingji-dispatcher --bin dispatcher failed: {status}"
+        );
+    }
+    anyhow::ensure!(
+        binary.is_file(),
+        "the dispatcher binary is missing at {}; run cargo build -p pingji-dispatcher",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// What the process is started with.
+#[derive(Clone, Debug)]
+pub struct ProcessOptions {
+    /// The SQLite journal (`--data`).
+    pub data: PathBuf,
+    pub policy: Option<PathBuf>,
+    pub areas: Option<PathBuf>,
+    pub agents: Option<PathBuf>,
+    /// `--snapshot-every`; `None` keeps the binary's default.
+    pub snapshot_every: Option<u64>,
+    /// Where the process's log (stderr) goes; each start appends.
+    pub log: PathBuf,
+}
+
+/// A running `dispatcher` process. Dropping it kills the process.
+pub struct DispatcherProcess {
+    child: Child,
+    address: SocketAddr,
+    log: PathBuf,
+}
+
+impl DispatcherProcess {
+    /// Starts the binary on a free port and waits until health reports the
+    /// command service as serving. The binary cannot report a port it chose
+    /// itself, so the test picks one (bind port 0, drop the listener) and
+    /// starts again on another if someone took it in between.
+    pub async fn start(options: &ProcessOptions) -> anyhow::Result<DispatcherProcess> {
+        let binary = dispatcher_binary().await?;
+        let mut last_error = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let address = free_port()?;
+            match DispatcherProcess::start_on(&binary, options, address).await {
+                Ok(process) => return Ok(process),
+                Err(StartError::PortTaken(error)) => last_error = Some(error),
+                Err(StartError::Failed(error)) => return Err(error),
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| anyhow::anyhow!("no free port"))
+            .context(format!("no free port after {PORT_ATTEMPTS} attempts")))
+    }
+
+    async fn start_on(
+        binary: &Path,
+        options: &ProcessOptions,
+        address: SocketAddr,
+    ) -> Result<DispatcherProcess, StartError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&options.log)
+            .with_context(|| format!("cannot open log {}", options.log.display()))?;
+        let mut args: Vec<OsString> = vec![
+            "--listen".into(),
+            address.to_string().into(),
+            "--data".into(),
+            options.data.clone().into(),
+        ];
+        for (flag, value) in [
+            ("--policy", &options.policy),
+            ("--areas", &options.areas),
+            ("--agents", &options.agents),
+        ] {
+            if let Some(value) = value {
+                args.push(flag.into());
+                args.push(value.clone().into());
+            }
+        }
+        if let Some(every) = options.snapshot_every {
+            args.push("--snapshot-every".into());
+            args.push(every.to_string().into());
+        }
+        let mut command = Command::new(binary);
+        command
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        // The binary reads PINGJI_* variables as flag defaults; the test's own
+        // environment must not change what it runs with.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("PINGJI_") {
+                command.env_remove(&name);
+            }
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut process = DispatcherProcess {
+            child,
+            address,
+            log: options.log.clone(),
+        };
+        process.wait_ready().await?;
+        Ok(process)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), StartError> {
+        let deadline = Instant::now() + READY_WITHIN;
+        let mut health: Option<HealthClient<Channel>> = None;
+        loop {
+            if let Some(status) = self.child.try_wait().context("cannot poll the process")? {
+                let log = self.log();
+                let error =
+                    anyhow::anyhow!("the dispatcher exited while starting ({status}); log:\n{log}");
+                return Err(if log.contains("cannot listen") {
+                    StartError::PortTaken(error)
+                } else {
+                    StartError::Failed(error)
+                });
+            }
+            if health.is_none()
+                && let Ok(channel) = connect_with_retry(self.address, Duration::ZERO).await
+            {
+                health = Some(HealthClient::new(channel));
+            }
+            if let Some(client) = health.as_mut()
+                && is_serving(client, "pingji.v1.CommandService").await
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(StartError::Failed(anyhow::anyhow!(
+                    "the dispatcher did not serve within {READY_WITHIN:?}; log:\n{}",
+                    self.log()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        connect_with_retry(self.address, READY_WITHIN).await
+    }
+
+    pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {
+        Ok(CommandServiceClient::new(self.channel().await?))
+    }
+
+    /// What the process has logged so far (all starts sharing the log file).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no drain, no final snapshot) and
+    /// reaps it.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child
+            .kill()
+            .await
+            .context("cannot kill the dispatcher")
+    }
+}
+
+enum StartError {
+    PortTaken(anyhow::Error),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for StartError {
+    fn from(error: anyhow::Error) -> Self {
+        StartError::Failed(error)
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
