@@ -73,6 +73,8 @@ enum Request {
         agent: AgentId,
         session: u64,
     },
+    /// The server is shutting down: end every session and event stream.
+    CloseStreams,
 }
 
 /// A handle to the running dispatcher.
@@ -81,6 +83,7 @@ pub struct Dispatcher {
     requests: mpsc::Sender<Request>,
     events: broadcast::Sender<Arc<pb::Event>>,
     journal: SharedJournal,
+    closing: watch::Receiver<bool>,
 }
 
 impl Dispatcher {
@@ -125,6 +128,16 @@ impl Dispatcher {
 
     pub async fn close_session(&self, agent: AgentId, session: u64) {
         let _ = self.send(Request::CloseSession { agent, session }).await;
+    }
+
+    /// Ends every session and event stream (at shutdown), telling each why.
+    pub async fn close_streams(&self) {
+        let _ = self.send(Request::CloseStreams).await;
+    }
+
+    /// Turns true when streams should end because the server is shutting down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.clone()
     }
 
     /// Live events; pair with `read_events` to catch up first.
@@ -207,8 +220,10 @@ pub fn start(
 ) -> (Dispatcher, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (requests, inbox) = mpsc::channel(REQUEST_QUEUE);
     let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
-    let dispatcher = Dispatcher { requests, events: events.clone(), journal: journal.clone() };
+    let (closing_sender, closing) = watch::channel(false);
+    let dispatcher = Dispatcher { requests, events: events.clone(), journal: journal.clone(), closing };
     let owner = Owner {
+        closing: closing_sender,
         engine,
         journal,
         events,
@@ -227,6 +242,7 @@ struct Session {
 }
 
 struct Owner {
+    closing: watch::Sender<bool>,
     engine: Engine,
     journal: SharedJournal,
     events: broadcast::Sender<Arc<pb::Event>>,
@@ -298,6 +314,15 @@ impl Owner {
                 },
                 Request::Query { respond } => deliveries.push(respond(&self.engine, now)),
                 Request::OpenSession { agent, outbox, reply } => {
+                    // A session whose client has gone (its stream dropped) but
+                    // whose close has not arrived yet is replaced, not refused.
+                    if self.sessions.get(&agent).is_some_and(|open| open.outbox.is_closed()) {
+                        self.sessions.remove(&agent);
+                        let actor = format!("agent:{agent}");
+                        if let Ok(new_events) = self.engine.execute(Command::Disconnect { agent: agent.clone() }, &actor, now) {
+                            events.extend(new_events);
+                        }
+                    }
                     let result = self.engine.execute(Command::Connect { agent: agent.clone() }, &format!("agent:{agent}"), now);
                     match result {
                         Ok(new_events) => {
@@ -315,6 +340,20 @@ impl Owner {
                         }
                         Err(rejection) => {
                             let _ = reply.send(Err(DispatchError::Rejected(rejection)));
+                        }
+                    }
+                }
+                Request::CloseStreams => {
+                    let _ = self.closing.send(true);
+                    for (agent, session) in self.sessions.drain() {
+                        let refused = pb::Refused {
+                            code: "unavailable".to_string(),
+                            message: "the dispatcher is shutting down; reconnect in a moment".to_string(),
+                            ..pb::Refused::default()
+                        };
+                        let _ = session.outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
+                        if let Ok(new_events) = self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now) {
+                            events.extend(new_events);
                         }
                     }
                 }

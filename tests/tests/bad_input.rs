@@ -622,7 +622,6 @@ async fn closing_a_cancelled_incident_fails_its_precondition() -> anyhow::Result
 /// that `convert::status_from_pb` gives ("status is unknown; use available,
 /// busy or off duty").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: an unknown status value is refused with the message for a repeated hello"]
 async fn an_unknown_status_value_is_refused_with_a_message_about_status() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;

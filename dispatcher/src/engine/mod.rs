@@ -188,7 +188,7 @@ impl Engine {
         let live = self.live.agents.entry(agent.clone()).or_default();
         if live.connected {
             return Err(Rejection::AlreadyExists(format!(
-                "agent {agent} already has a live session; close the other session first"
+                "agent {agent} already has a live session; close it first, or if your connection just dropped, retry in a few seconds"
             )));
         }
         live.connected = true;

@@ -63,9 +63,12 @@ impl AgentService for AgentApi {
                             break;
                         }
                     };
-                    let Some(command) = command_for(&agent, message) else {
-                        refuse(&refusals, "invalid_argument", "empty or repeated hello message; send location, status, accept, decline, arrived or completed", "", "");
-                        continue;
+                    let command = match command_for(&agent, message) {
+                        Ok(command) => command,
+                        Err(problem) => {
+                            refuse(&refusals, "invalid_argument", &problem, "", "");
+                            continue;
+                        }
                     };
                     let (offer_id, incident_id) = references(&command);
                     match dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await {
@@ -98,17 +101,20 @@ fn refuse(refusals: &mpsc::WeakSender<pb::DispatchMessage>, code: &str, message:
     let _ = outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
 }
 
-fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Option<Command> {
+fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, String> {
     let agent = agent.clone();
-    Some(match message.body? {
-        Body::Hello(_) => return None,
+    let Some(body) = message.body else {
+        return Err("empty message; send location, status, accept, decline, arrived or completed".to_string());
+    };
+    Ok(match body {
+        Body::Hello(_) => return Err("hello was already said on this session; send location, status, accept, decline, arrived or completed".to_string()),
         Body::Location(at) => {
             // Range checks happen in the engine, which refuses bad values.
             Command::ReportLocation { agent, at: crate::spatial::Position { lon: at.lon, lat: at.lat } }
         }
         Body::Status(status) => match convert::status_from_pb(status) {
             Ok(status) => Command::SetStatus { agent, status },
-            Err(_) => return None,
+            Err(rejection) => return Err(rejection.to_string()),
         },
         Body::Accept(accept) => Command::Accept { agent, offer: OfferId::new(accept.offer_id.trim()) },
         Body::Decline(decline) => Command::Decline { agent, offer: OfferId::new(decline.offer_id.trim()), reason: decline.reason },

@@ -23,6 +23,7 @@ pub async fn event_stream(
 ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>, Status> {
     // Subscribe before reading history so nothing falls between the two.
     let mut live = dispatcher.subscribe();
+    let mut closing = dispatcher.closing();
     let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
     tokio::spawn(async move {
         // 0 means "only new events": skip history.
@@ -31,7 +32,16 @@ pub async fn event_stream(
             return;
         }
         loop {
-            match live.recv().await {
+            let received = tokio::select! {
+                received = live.recv() => received,
+                () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+                    let resume = if next == u64::MAX { "from_seq = 0".to_string() } else { format!("from_seq = {next}") };
+                    let message = format!("the dispatcher is shutting down; reconnect and resume with {resume}");
+                    let _ = sender.send(Err(Status::unavailable(message))).await;
+                    return;
+                }
+            };
+            match received {
                 Ok(event) => {
                     if next == u64::MAX {
                         next = event.seq;

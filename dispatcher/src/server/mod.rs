@@ -99,7 +99,8 @@ pub async fn run(config: Config, listener: TcpListener, mut shutdown: watch::Rec
     let address = listener.local_addr()?;
     let mut signal = shutdown.clone();
     let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -115,8 +116,11 @@ pub async fn run(config: Config, listener: TcpListener, mut shutdown: watch::Rec
         result = &mut server => {
             result?.context("the gRPC server stopped")?;
         }
-        _ = shutdown.wait_for(|stop| *stop) => {
+        () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
             info!(drain_timeout_s = config.drain_timeout.as_secs(), "shutting down; draining");
+            // Tell people and watchers to reconnect later, so that open
+            // streams end now rather than hold the drain to its timeout.
+            dispatcher.close_streams().await;
             health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
             health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
             match tokio::time::timeout(config.drain_timeout, &mut server).await {
