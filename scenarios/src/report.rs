@@ -151,6 +151,8 @@ pub struct Report {
     pub staffed_in_time_s: u64,
     pub timeline: Vec<KeyEvent>,
     pub staffing: Vec<StaffingSample>,
+    /// Areas switched to emergency during the drill, with the strictest grade.
+    pub emergency_areas: BTreeMap<String, String>,
     pub incidents: Vec<IncidentFigures>,
 }
 
@@ -189,6 +191,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let duration_s = input.ended_at.seconds_since(input.started_at).max(1.0);
     let step_s = (duration_s / 120.0).max(10.0);
     let mut next_sample = 0.0;
+    let mut strictest: BTreeMap<String, pingji_dispatcher::policy::Mode> = BTreeMap::new();
 
     let sample = |tracked: &BTreeMap<IncidentId, Tracked>, at_s: f64| {
         let mut sample = StaffingSample { at_s: round1(at_s), waiting: 0, offered: 0, staffed: 0, ended: 0 };
@@ -342,6 +345,10 @@ pub fn build(input: ReportInput<'_>) -> Report {
             }
             EventKind::ModeSwitched { area, mode, previous, reason } => {
                 totals.mode_switches += 1;
+                if mode.is_emergency() {
+                    let entry = strictest.entry(area.to_string()).or_insert(*mode);
+                    *entry = (*entry).max(*mode);
+                }
                 let name = names.get(area.as_str()).cloned().unwrap_or_default();
                 timeline.push(KeyEvent {
                     at_s: round1(at_s),
@@ -425,6 +432,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         staffed_in_time_s: input.staffed_in_time_s,
         timeline,
         staffing,
+        emergency_areas: strictest.into_iter().map(|(area, mode)| (area, mode.name().to_string())).collect(),
         incidents,
     }
 }

@@ -25,7 +25,7 @@ pub enum Measure {
 fn header(out: &mut String, title: &str) {
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif, 'Noto Sans CJK SC', 'Microsoft YaHei', 'PingFang SC'" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 <text x="{}" y="28" font-size="16" font-weight="bold">{}</text>
 "##,
@@ -83,7 +83,7 @@ fn axes(out: &mut String, x_max: f64, x_step: f64, x_label: &str, y_max: f64, y_
 
 fn legend(out: &mut String, entries: &[(String, &str)]) {
     for (index, (label, colour)) in entries.iter().enumerate() {
-        let x = WIDTH - RIGHT - 150.0;
+        let x = WIDTH - RIGHT - 210.0;
         let y = TOP + 14.0 + 18.0 * index as f64;
         let _ = writeln!(
             out,
@@ -199,14 +199,23 @@ pub fn map(report: &Report, map: &AreaImport) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{:.0}" viewBox="0 0 {width:.0} {:.0}" font-family="sans-serif" font-size="11">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{:.0}" viewBox="0 0 {width:.0} {:.0}" font-family="sans-serif, 'Noto Sans CJK SC', 'Microsoft YaHei', 'PingFang SC'" font-size="11">
 <rect width="100%" height="100%" fill="white"/>
 <text x="20" y="28" font-size="16" font-weight="bold">Areas, incidents and responders</text>
-<text x="20" y="44" fill="#555">incidents coloured by priority (P1 red … P4 blue), hollow when never staffed; grey lines: responder to incident</text>
+<text x="20" y="44" fill="#555">dots: incidents by priority (P1 red, P2 orange, P3 olive, P4 blue), hollow if never staffed · lines: responder → incident · shaded: emergency</text>
 "##,
         height + 20.0,
         height + 20.0
     );
+    // Areas that were in emergency during the drill, tinted under the outlines.
+    for (area_id, grade) in &report.emergency_areas {
+        let Some(area) = map.areas.iter().find(|area| area.id.as_str() == area_id) else { continue };
+        for polygon in &area.polygons {
+            let Some(ring) = polygon.first() else { continue };
+            let points: Vec<String> = ring.iter().map(|[lon, lat]| format!("{:.1},{:.1}", x(*lon), y(*lat))).collect();
+            let _ = writeln!(out, r##"<polygon points="{}" fill="#ffcc80" fill-opacity="0.35" stroke="none"><title>{} in emergency {}</title></polygon>"##, points.join(" "), escape(area_id), escape(grade));
+        }
+    }
     let mut areas: Vec<_> = map.areas.iter().collect();
     areas.sort_by_key(|area| std::cmp::Reverse(area.level));
     for area in &areas {
