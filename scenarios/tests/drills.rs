@@ -1,0 +1,162 @@
+//! Drill runner tests: determinism, expectations, parse errors, sample drills.
+
+use std::path::{Path, PathBuf};
+
+use pingji_scenarios::drill;
+
+fn drills_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("drills")
+}
+
+fn map_path() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("maps/sample-city.geojson").display().to_string()
+}
+
+/// A small drill in a temp folder, with the given expectations appended.
+fn small_drill(dir: &Path, expectations: &str) -> PathBuf {
+    let text = format!(
+        r#"
+name = "test drill"
+seed = 5
+duration_s = 1200
+map = "{map}"
+
+[roster.generate]
+per_grid = 6
+on_duty_share = 0.8
+roles = {{ volunteer = 3, community_worker = 1 }}
+skills = {{ first_aid = 0.4 }}
+
+[[timeline]]
+at_s = 0
+burst = {{ count = 12, over_s = 300, area = "d1", categories = {{ medical = 1, errand = 2 }}, priority = [1, 3], need = [1], skills = {{ medical = ["first_aid"] }} }}
+
+{expectations}
+"#,
+        map = map_path()
+    );
+    let path = dir.join("drill.toml");
+    std::fs::write(&path, text).expect("write drill");
+    path
+}
+
+fn run(path: &Path, out: &Path) -> pingji_scenarios::report::Report {
+    let drill = drill::load(path).expect("drill loads");
+    pingji_scenarios::run_in_process(&drill, out, |_| {}).expect("drill runs")
+}
+
+#[test]
+fn the_same_file_and_seed_give_a_byte_identical_report() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let smoke = drills_dir().join("smoke.toml");
+    run(&smoke, &dir.path().join("first"));
+    run(&smoke, &dir.path().join("second"));
+    let first = std::fs::read(dir.path().join("first/report.json")).expect("report");
+    let second = std::fs::read(dir.path().join("second/report.json")).expect("report");
+    assert!(!first.is_empty());
+    assert_eq!(first, second, "report.json differs between two runs of the same drill");
+    for picture in ["accept.svg", "arrive.svg", "staffing.svg", "map.svg", "report.md"] {
+        assert!(dir.path().join("first").join(picture).exists(), "{picture} written");
+    }
+}
+
+#[test]
+fn a_different_seed_gives_a_different_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = small_drill(dir.path(), "");
+    let first = run(&path, &dir.path().join("a"));
+    let text = std::fs::read_to_string(&path).expect("read").replace("seed = 5", "seed = 6");
+    std::fs::write(&path, text).expect("write");
+    let second = run(&path, &dir.path().join("b"));
+    assert_ne!(
+        serde_json::to_string(&first.incidents).expect("json"),
+        serde_json::to_string(&second.incidents).expect("json")
+    );
+}
+
+#[test]
+fn the_report_is_made_from_the_journal_on_disk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = run(&drills_dir().join("smoke.toml"), dir.path());
+    let events = pingji_scenarios::read_journal(&dir.path().join(pingji_scenarios::JOURNAL_FILE)).expect("journal");
+    assert_eq!(events.len(), report.drill.events);
+    let reported = events.iter().filter(|event| event.kind.name() == "incident_reported").count();
+    assert_eq!(reported, report.totals.incidents);
+    assert!(reported > 0);
+}
+
+#[test]
+fn each_expectation_kind_can_pass_and_fail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        ("kind = \"accepted_within\"\nshare = 0.5\nwithin_s = 600", true),
+        ("kind = \"accepted_within\"\npriority = 1\nshare = 1.0\nwithin_s = 1", false),
+        ("kind = \"arrived_within\"\nshare = 0.5\nwithin_s = 1200", true),
+        ("kind = \"arrived_within\"\nshare = 1.0\nwithin_s = 10", false),
+        ("kind = \"none_unstaffed\"", true),
+        ("kind = \"max_widenings_beyond\"\nlevel = \"district\"\nmax = 100", true),
+        ("kind = \"max_widenings_beyond\"\nlevel = \"grid\"\nmax = 0", false),
+    ];
+    for (index, (expectation, should_pass)) in cases.iter().enumerate() {
+        let case_dir = dir.path().join(format!("case{index}"));
+        std::fs::create_dir_all(&case_dir).expect("dir");
+        let path = small_drill(&case_dir, &format!("[[expect]]\n{expectation}\n"));
+        let report = run(&path, &case_dir.join("out"));
+        assert_eq!(report.expectations.len(), 1);
+        assert_eq!(report.passed, *should_pass, "{expectation}: {:?}", report.expectations[0]);
+    }
+}
+
+#[test]
+fn none_unstaffed_fails_when_nobody_has_the_skill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = small_drill(dir.path(), "[[expect]]\nkind = \"none_unstaffed\"\n");
+    let text = std::fs::read_to_string(&path).expect("read").replace(
+        "skills = { medical = [\"first_aid\"] }",
+        "skills = { medical = [\"diving\"] }",
+    );
+    std::fs::write(&path, text).expect("write");
+    let report = run(&path, &dir.path().join("out"));
+    assert!(!report.passed);
+    assert!(report.expectations[0].actual.contains("unstaffed"), "{:?}", report.expectations[0]);
+    assert!(report.timeline.iter().any(|key| key.kind == "no_candidates"));
+}
+
+#[test]
+fn broken_drill_files_name_the_line_and_the_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = std::fs::read_to_string(small_drill(dir.path(), "")).expect("read");
+    let cases = [
+        (good.replace("seed = 5", "seed = \"five\""), "line 3", "invalid type"),
+        (good.replace("duration_s = 1200", "duration_s = 1200\ncolour = \"red\""), "line 5", "unknown field `colour`"),
+        (good.replace("area = \"d1\"", "area = \"d9\""), "line 15", "d9"),
+        (good.replace("at_s = 0", "at_s = 99999"), "line 14", "after the end"),
+        (good.replace("per_grid = 6", "per_grid = 0"), "roster.generate", "per_grid"),
+        (good.clone() + "\n[[expect]]\nkind = \"accepted_within\"\nshare = 2.0\nwithin_s = 5\n", "line 2", "share"),
+        (good.replace("[[timeline]]\nat_s = 0\n", "[[timeline]]\nat_s = 0\nmode = { area = \"d1\", grade = \"V\", reason = \"x\" }\n"), "line 14", "exactly one"),
+    ];
+    for (text, where_, what) in cases {
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, &text).expect("write");
+        let error = drill::load(&path).expect_err("a broken drill is refused");
+        assert!(error.contains(what), "expected {what:?} in: {error}");
+        if where_.starts_with("line") {
+            assert!(error.contains("line "), "expected a line number in: {error}");
+        } else {
+            assert!(error.contains(where_), "expected {where_:?} in: {error}");
+        }
+    }
+}
+
+#[test]
+fn every_sample_drill_loads() {
+    let mut count = 0;
+    for entry in std::fs::read_dir(drills_dir()).expect("drills folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|extension| extension == "toml") {
+            drill::load(&path).unwrap_or_else(|error| panic!("{error}"));
+            count += 1;
+        }
+    }
+    assert!(count >= 5, "at least five sample drills, found {count}");
+}
