@@ -344,17 +344,16 @@ impl Owner {
                     }
                 }
                 Request::CloseStreams => {
+                    // Shutting down is not the people leaving: their offers stay
+                    // open (as after a crash) and are re-sent when they reconnect.
                     let _ = self.closing.send(true);
-                    for (agent, session) in self.sessions.drain() {
+                    for (_, session) in self.sessions.drain() {
                         let refused = pb::Refused {
                             code: "unavailable".to_string(),
                             message: "the dispatcher is shutting down; reconnect in a moment".to_string(),
                             ..pb::Refused::default()
                         };
                         let _ = session.outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
-                        if let Ok(new_events) = self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now) {
-                            events.extend(new_events);
-                        }
                     }
                 }
                 Request::CloseSession { agent, session } => {

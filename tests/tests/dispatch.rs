@@ -7,7 +7,6 @@ use std::time::Duration;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::{
     AgentSession, EventWatch, TestServer, area_box, event_json, offset_m, pb, person, quick_policy,
-    wait_until,
 };
 use tokio_stream::StreamExt;
 
