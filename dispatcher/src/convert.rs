@@ -296,7 +296,11 @@ pub fn event_from_stored(stored: &StoredEvent) -> Result<Event, String> {
     Ok(Event { seq: stored.seq, at: Millis(stored.at_ms), actor: stored.actor.clone(), kind })
 }
 
+/// An event as clients see it. Phone numbers and home locations in roster
+/// events are personal data: the stream carries them masked; the journal
+/// keeps them for the record.
 pub fn event_to_pb(stored: &StoredEvent) -> pb::Event {
+    let json = if stored.kind == "agents_upserted" { redact_roster(&stored.body) } else { stored.body.clone() };
     pb::Event {
         seq: stored.seq,
         at_ms: stored.at_ms,
@@ -306,8 +310,36 @@ pub fn event_to_pb(stored: &StoredEvent) -> pb::Event {
         agent_id: stored.agent_id.clone().unwrap_or_default(),
         area_id: stored.area_id.clone().unwrap_or_default(),
         offer_id: offer_id_of(stored).unwrap_or_default(),
-        json: stored.body.clone(),
+        json,
     }
+}
+
+/// "13912345678" becomes "139****5678".
+pub fn mask_phone(phone: &str) -> String {
+    let digits: Vec<char> = phone.chars().collect();
+    if digits.len() < 7 {
+        return "*".repeat(digits.len());
+    }
+    let head: String = digits[..3].iter().collect();
+    let tail: String = digits[digits.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+fn redact_roster(body: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    if let Some(agents) = value.get_mut("agents").and_then(|agents| agents.as_array_mut()) {
+        for agent in agents {
+            if let Some(phone) = agent.get("phone").and_then(|phone| phone.as_str()).map(mask_phone) {
+                agent["phone"] = serde_json::Value::String(phone);
+            }
+            if agent.get("home").is_some() {
+                agent["home"] = serde_json::Value::Null;
+            }
+        }
+    }
+    value.to_string()
 }
 
 fn offer_id_of(stored: &StoredEvent) -> Option<String> {

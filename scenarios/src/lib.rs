@@ -11,12 +11,14 @@
 //! - [`drill`]: the drill file format and its checks.
 //! - [`roster`]: people from a CSV or generated per grid.
 //! - [`sim`]: the in-process runner on a virtual clock.
+//! - [`live`]: the live runner: real gRPC sessions against a dispatcher.
 //! - [`report`]: figures from the event log; report.json and report.md.
 //! - [`svg`]: the report's pictures.
 
 #![forbid(unsafe_code)]
 
 pub mod drill;
+pub mod live;
 pub mod report;
 pub mod roster;
 pub mod sim;

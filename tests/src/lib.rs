@@ -18,9 +18,14 @@
 //!   and [`connect_with_retry`].
 //! - [`sample`]: the sample city and roster, short-timeout policies, people
 //!   specs, and points inside areas.
+//! - [`agent_fixtures`]: a dispatcher process restartable on the same port,
+//!   for client reconnect tests, and the `field-agent` binary.
+//! - [`cli`]: the `pingji` console binary, run with arguments.
 
 #![forbid(unsafe_code)]
 
+pub mod agent_fixtures;
+pub mod cli;
 pub mod events;
 pub mod process;
 pub mod sample;

@@ -31,6 +31,7 @@ async fn snapshot(command: &mut CommandServiceClient<Channel>) -> anyhow::Result
             .list_incidents(pb::ListIncidentsRequest {
                 open_only: false,
                 limit: 0,
+                ..Default::default()
             })
             .await?
             .into_inner()

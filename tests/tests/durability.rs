@@ -287,6 +287,7 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
         .list_incidents(pb::ListIncidentsRequest {
             open_only: false,
             limit: 0,
+            ..Default::default()
         })
         .await?
         .into_inner()

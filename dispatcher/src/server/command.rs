@@ -25,16 +25,22 @@ pub struct CommandApi {
 }
 
 /// Who is acting. Until operator accounts exist (issue #7), the client names
-/// itself in the `x-pingji-operator` metadata.
-fn operator<T>(request: &Request<T>) -> String {
-    let name = request
-        .metadata()
-        .get("x-pingji-operator")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|name| !name.is_empty() && name.len() <= 64)
-        .unwrap_or("anonymous");
-    format!("operator:{name}")
+/// itself in the `x-pingji-operator` metadata; without it the actor is
+/// `operator:anonymous`. A name that cannot be read is refused, not guessed.
+fn operator<T>(request: &Request<T>) -> Result<String, Status> {
+    let Some(value) = request.metadata().get("x-pingji-operator") else {
+        return Ok("operator:anonymous".to_string());
+    };
+    let name = value.to_str().map(str::trim).unwrap_or_default();
+    let readable = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !readable {
+        return Err(invalid(
+            "x-pingji-operator must be 1 to 64 ASCII letters, digits or . _ - @ (e.g. li.na); leave it out to act anonymously",
+        ));
+    }
+    Ok(format!("operator:{name}"))
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -54,7 +60,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>
 impl CommandService for CommandApi {
     #[instrument(skip_all)]
     async fn import_areas(&self, request: Request<pb::ImportAreasRequest>) -> Result<Response<pb::ImportAreasResponse>, Status> {
-        let actor = operator(&request);
+        let actor = operator(&request)?;
         let import = parse_geojson(&request.into_inner().geojson).map_err(invalid)?;
         let counts = pb::ImportAreasResponse { areas: import.areas.len() as u32, service_centres: import.service_centres.len() as u32 };
         self.dispatcher.execute(Command::ImportAreas(import), actor, |_, _| ()).await?;
@@ -93,7 +99,7 @@ impl CommandService for CommandApi {
 
     #[instrument(skip_all)]
     async fn upsert_agent(&self, request: Request<pb::UpsertAgentRequest>) -> Result<Response<pb::Agent>, Status> {
-        let actor = operator(&request);
+        let actor = operator(&request)?;
         let spec = request.into_inner().agent.ok_or_else(|| invalid("agent is missing; send the person's record"))?;
         let profile = convert::profile_from_pb(&spec)?;
         let id = profile.id.clone();
@@ -109,7 +115,7 @@ impl CommandService for CommandApi {
 
     #[instrument(skip_all)]
     async fn import_agents(&self, request: Request<pb::ImportAgentsRequest>) -> Result<Response<pb::ImportAgentsResponse>, Status> {
-        let actor = operator(&request);
+        let actor = operator(&request)?;
         let agents = request
             .into_inner()
             .agents
@@ -210,7 +216,7 @@ impl CommandService for CommandApi {
 
     #[instrument(skip_all)]
     async fn create_incident(&self, request: Request<pb::CreateIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
-        let actor = operator(&request);
+        let actor = operator(&request)?;
         let request = request.into_inner();
         let at = convert::position(request.location.as_ref(), "location")?;
         let priority = u8::try_from(request.priority)
@@ -253,9 +259,17 @@ impl CommandService for CommandApi {
             .dispatcher
             .query(move |engine, _| {
                 let state = engine.state();
-                let ids: Box<dyn Iterator<Item = &IncidentId>> =
-                    if request.open_only { Box::new(state.open_incidents.iter()) } else { Box::new(state.incidents.keys()) };
-                ids.filter_map(|id| state.incidents.get(id)).take(limit).map(|incident| convert::incident_to_pb(engine, incident)).collect()
+                let after = IncidentId::new(request.after_id.clone());
+                let ids: Box<dyn Iterator<Item = &IncidentId>> = if request.open_only {
+                    Box::new(state.open_incidents.range(after.clone()..))
+                } else {
+                    Box::new(state.incidents.range(after.clone()..).map(|(id, _)| id))
+                };
+                ids.filter(|id| request.after_id.is_empty() || **id != after)
+                    .filter_map(|id| state.incidents.get(id))
+                    .take(limit)
+                    .map(|incident| convert::incident_to_pb(engine, incident))
+                    .collect()
             })
             .await?;
         Ok(Response::new(pb::ListIncidentsResponse { incidents }))
@@ -263,7 +277,7 @@ impl CommandService for CommandApi {
 
     #[instrument(skip_all)]
     async fn cancel_incident(&self, request: Request<pb::CancelIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
-        let actor = operator(&request);
+        let actor = operator(&request)?;
         let request = request.into_inner();
         let id = IncidentId::new(request.id.trim());
         self.end_incident(Command::CancelIncident { incident: id.clone(), reason: request.reason }, actor, id).await
@@ -271,7 +285,7 @@ impl CommandService for CommandApi {
 
     #[instrument(skip_all)]
     async fn close_incident(&self, request: Request<pb::CloseIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
-        let actor = operator(&request);
+        let actor = operator(&request)?;
         let request = request.into_inner();
         let id = IncidentId::new(request.id.trim());
         self.end_incident(Command::CloseIncident { incident: id.clone(), feedback: request.feedback }, actor, id).await
@@ -279,7 +293,7 @@ impl CommandService for CommandApi {
 
     #[instrument(skip_all)]
     async fn set_mode(&self, request: Request<pb::SetModeRequest>) -> Result<Response<pb::Area>, Status> {
-        let actor = operator(&request);
+        let actor = operator(&request)?;
         let request = request.into_inner();
         let mode = convert::mode_from_pb(request.mode)?;
         let area = AreaId::new(request.area_id.trim());

@@ -32,6 +32,10 @@ use crate::journal::{Journal, MemoryJournal, SqliteJournal};
 use crate::policy::Policy;
 use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
 
+/// Largest command request or response: a city's roster (hundreds of
+/// thousands of people) or map fits; send bigger ones in parts.
+const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
+
 /// Where the journal lives.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -105,7 +109,12 @@ pub async fn run(config: Config, listener: TcpListener, mut shutdown: watch::Rec
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AgentServiceServer::new(agent::AgentApi { dispatcher: dispatcher.clone() }))
-        .add_service(CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone() }))
+        // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
+        .add_service(
+            CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone() })
+                .max_decoding_message_size(MAX_COMMAND_MESSAGE)
+                .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = signal.wait_for(|stop| *stop).await;
         });

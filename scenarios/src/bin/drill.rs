@@ -27,32 +27,52 @@ enum Mode {
         #[arg(long)]
         quiet: bool,
     },
+    /// Against a running dispatcher: every simulated person a real gRPC session.
+    Live {
+        /// The drill file (TOML).
+        file: PathBuf,
+        /// The dispatcher's address.
+        #[arg(long, env = "PINGJI_SERVER", default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// Folder for report.md, report.json and the SVG pictures.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Run the drill this many times faster than real time.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Mode::Run { file, out, quiet } => run(&file, &out, quiet),
+        Mode::Live { file, server, out, speed, quiet } => live(&file, &server, &out, speed, quiet),
     }
 }
 
-fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
-    let drill = match pingji_scenarios::drill::load(file) {
-        Ok(drill) => drill,
-        Err(error) => {
-            eprintln!("drill: {error}");
-            return ExitCode::from(2);
-        }
-    };
+fn progress_bar(drill: &pingji_scenarios::drill::Drill, quiet: bool) -> ProgressBar {
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(drill.file.duration_s) };
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} simulated s ({elapsed})")
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} drill s ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
     bar.set_message(drill.file.name.clone());
-    let result = pingji_scenarios::run_in_process(&drill, out, |seconds| bar.set_position(seconds));
-    bar.finish_and_clear();
+    bar
+}
+
+fn load(file: &std::path::Path) -> Result<pingji_scenarios::drill::Drill, ExitCode> {
+    pingji_scenarios::drill::load(file).map_err(|error| {
+        eprintln!("drill: {error}");
+        ExitCode::from(2)
+    })
+}
+
+fn finish(result: anyhow::Result<pingji_scenarios::report::Report>, out: &std::path::Path) -> ExitCode {
     let report = match result {
         Ok(report) => report,
         Err(error) => {
@@ -62,6 +82,36 @@ fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
     };
     print_summary(&report, out);
     if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn live(file: &std::path::Path, server: &str, out: &std::path::Path, speed: f64, quiet: bool) -> ExitCode {
+    let drill = match load(file) {
+        Ok(drill) => drill,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("drill: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bar = progress_bar(&drill, quiet);
+    let options = pingji_scenarios::live::LiveOptions { server: server.to_string(), speed };
+    let result = runtime.block_on(pingji_scenarios::live::run(&drill, &options, out, |seconds| bar.set_position(seconds)));
+    bar.finish_and_clear();
+    finish(result, out)
+}
+
+fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
+    let drill = match load(file) {
+        Ok(drill) => drill,
+        Err(code) => return code,
+    };
+    let bar = progress_bar(&drill, quiet);
+    let result = pingji_scenarios::run_in_process(&drill, out, |seconds| bar.set_position(seconds));
+    bar.finish_and_clear();
+    finish(result, out)
 }
 
 fn print_summary(report: &pingji_scenarios::report::Report, out: &std::path::Path) {

@@ -1,0 +1,648 @@
+//! The command line: every command and flag of `pingji`, and the parsers of
+//! the values that clap cannot check by itself (coordinates, grades).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pingji_proto::v1 as pb;
+
+/// Where the dispatcher listens when neither `--server` nor `PINGJI_SERVER`
+/// says otherwise (the dispatcher's own default).
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// Longest operator name the dispatcher accepts (it records "anonymous" for
+/// a longer one).
+const MAX_OPERATOR_NAME: usize = 64;
+
+/// Pingji operator console: areas, roster, incidents, modes and the event
+/// record of a running dispatcher, and `pingji watch`, a live view.
+#[derive(Debug, Parser)]
+#[command(name = "pingji", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes, before or after the command name.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// The dispatcher's address
+    #[arg(long, global = true, env = "PINGJI_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
+    pub server: String,
+    /// Your name, recorded as the actor of what you change (ASCII, at most 64
+    /// characters; sent as the x-pingji-operator header)
+    #[arg(long, global = true, env = "PINGJI_OPERATOR", value_name = "NAME", value_parser = parse_operator)]
+    pub operator: Option<String>,
+    /// Print JSON for scripts instead of tables (`events --follow`: one JSON
+    /// object per line)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The area hierarchy (city, districts, streets, communities, grids)
+    #[command(subcommand)]
+    Areas(AreasCommand),
+    /// The roster: who can be dispatched
+    #[command(subcommand)]
+    Roster(RosterCommand),
+    /// Incidents: create, list, show, cancel, close
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+    /// Normal / emergency mode of areas
+    #[command(subcommand)]
+    Mode(ModeCommand),
+    /// People near a point
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// The event record: history, or follow it live
+    Events(EventsArgs),
+    /// Full-screen live view: map, open incidents, event feed
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AreasCommand {
+    /// Import areas and service centres from a GeoJSON FeatureCollection
+    Import {
+        /// The GeoJSON file (contract in scenarios/maps/README.md)
+        file: PathBuf,
+    },
+    /// List areas with their modes
+    List {
+        /// Only areas of this level
+        #[arg(long, value_enum)]
+        level: Option<LevelChoice>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RosterCommand {
+    /// Import people from a roster CSV (columns in scenarios/maps/README.md)
+    Import {
+        /// The CSV file (UTF-8)
+        file: PathBuf,
+        /// Import the good rows and list the bad ones instead of importing
+        /// nothing when a row is bad
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// List people on the roster
+    List {
+        /// Only people whose home is in this area (or below it)
+        #[arg(long, value_name = "ID")]
+        area: Option<String>,
+        /// Only people with this status
+        #[arg(long, value_enum)]
+        status: Option<StatusChoice>,
+        /// Only people connected now
+        #[arg(long)]
+        connected: bool,
+        /// At most this many people (default: all)
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Show one person, with phone and live location
+    Show {
+        /// The person's id, e.g. p0001
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentCommand {
+    /// Report an incident; the dispatcher starts offering it at once
+    Create(CreateIncidentArgs),
+    /// List incidents
+    List {
+        /// Only open incidents (not cancelled or closed)
+        #[arg(long)]
+        open: bool,
+    },
+    /// Show one incident with its offers and assignments
+    Show {
+        /// The incident's id, e.g. inc-000001
+        id: String,
+    },
+    /// Cancel an open incident (releases the people assigned)
+    Cancel {
+        id: String,
+        /// Why it is cancelled
+        #[arg(long)]
+        reason: String,
+    },
+    /// Close an open incident with feedback (the result of the handling)
+    Close {
+        id: String,
+        /// What was done: the result feedback
+        #[arg(long)]
+        feedback: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateIncidentArgs {
+    /// Where, as LON,LAT in degrees (WGS84), e.g. 120.15,30.27
+    #[arg(long, value_name = "LON,LAT", value_parser = parse_location, allow_hyphen_values = true)]
+    pub at: pb::Location,
+    /// What kind of incident, e.g. fire, flood, medical, elder_care
+    #[arg(long)]
+    pub category: String,
+    /// 1 (most urgent) to 4
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=4))]
+    pub priority: i32,
+    /// A skill every person sent must have (repeat for several)
+    #[arg(long = "skill", value_name = "SKILL")]
+    pub skills: Vec<String>,
+    /// How many people are needed
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub need: u32,
+    /// What is going on, for the people offered the incident
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Choose the id yourself (default: the dispatcher assigns inc-NNNNNN)
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModeCommand {
+    /// Switch an area to normal or to an emergency grade
+    Set(SetModeArgs),
+    /// Areas not in normal mode, with their own and effective mode
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct SetModeArgs {
+    /// The area's id, e.g. d1 or d1-s1
+    pub area: String,
+    /// normal or emergency
+    #[arg(value_enum)]
+    pub mode: ModeChoice,
+    /// The emergency grade: I (red, most severe), II (orange), III (yellow)
+    /// or IV (blue); required for emergency, refused for normal
+    #[arg(long, value_parser = parse_grade)]
+    pub grade: Option<Grade>,
+    /// Why: recorded with the switch
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// The nearest people to a point, by estimated arrival time
+    Nearby {
+        /// Where, as LON,LAT in degrees
+        #[arg(long, value_name = "LON,LAT", value_parser = parse_location, allow_hyphen_values = true)]
+        at: pb::Location,
+        /// How many people
+        #[arg(short, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        k: u32,
+        /// A skill they must have (repeat for several)
+        #[arg(long = "skill", value_name = "SKILL")]
+        skills: Vec<String>,
+        /// Only people available now
+        #[arg(long)]
+        available: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Keep printing new events as they happen (stop with Ctrl-C)
+    #[arg(long)]
+    pub follow: bool,
+    /// First sequence number to print. Default: 1 (the whole record); with
+    /// --follow the default is only events from now on
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..))]
+    pub from: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Replay the record from this sequence number into the feed first
+    /// (1: all of it, which also gives the reasons of earlier mode
+    /// switches). Default: only events from now on
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..))]
+    pub from: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LevelChoice {
+    City,
+    District,
+    Street,
+    Community,
+    Grid,
+    Building,
+}
+
+impl LevelChoice {
+    pub fn to_pb(self) -> pb::AreaLevel {
+        match self {
+            LevelChoice::City => pb::AreaLevel::City,
+            LevelChoice::District => pb::AreaLevel::District,
+            LevelChoice::Street => pb::AreaLevel::Street,
+            LevelChoice::Community => pb::AreaLevel::Community,
+            LevelChoice::Grid => pb::AreaLevel::Grid,
+            LevelChoice::Building => pb::AreaLevel::Building,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusChoice {
+    Available,
+    Busy,
+    OffDuty,
+}
+
+impl StatusChoice {
+    pub fn to_pb(self) -> pb::AgentStatus {
+        match self {
+            StatusChoice::Available => pb::AgentStatus::Available,
+            StatusChoice::Busy => pb::AgentStatus::Busy,
+            StatusChoice::OffDuty => pb::AgentStatus::OffDuty,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeChoice {
+    Normal,
+    Emergency,
+}
+
+/// China's four emergency grades; I is the most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grade {
+    I,
+    Ii,
+    Iii,
+    Iv,
+}
+
+impl Grade {
+    pub fn to_pb(self) -> pb::Mode {
+        match self {
+            Grade::I => pb::Mode::EmergencyI,
+            Grade::Ii => pb::Mode::EmergencyIi,
+            Grade::Iii => pb::Mode::EmergencyIii,
+            Grade::Iv => pb::Mode::EmergencyIv,
+        }
+    }
+}
+
+/// The mode to ask for: an emergency needs a grade, normal takes none.
+pub fn requested_mode(mode: ModeChoice, grade: Option<Grade>) -> Result<pb::Mode, String> {
+    match (mode, grade) {
+        (ModeChoice::Emergency, Some(grade)) => Ok(grade.to_pb()),
+        (ModeChoice::Emergency, None) => {
+            Err("an emergency needs a grade: add --grade I, II, III or IV (I is the most severe)".to_string())
+        }
+        (ModeChoice::Normal, None) => Ok(pb::Mode::Normal),
+        (ModeChoice::Normal, Some(_)) => {
+            Err("normal mode has no grade: drop --grade, or say `emergency` to switch to an emergency grade".to_string())
+        }
+    }
+}
+
+/// Parses "LON,LAT" in degrees (spaces around either number are allowed).
+pub fn parse_location(text: &str) -> Result<pb::Location, String> {
+    let example = "give LON,LAT in degrees, e.g. 120.15,30.27";
+    let Some((lon_text, lat_text)) = text.split_once(',') else {
+        return Err(format!("\"{text}\" is not LON,LAT; {example}"));
+    };
+    let parse = |what: &str, part: &str| -> Result<f64, String> {
+        let value: f64 = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("{what} \"{}\" is not a number; {example}", part.trim()))?;
+        if !value.is_finite() {
+            return Err(format!(
+                "{what} \"{}\" is not a finite number; {example}",
+                part.trim()
+            ));
+        }
+        Ok(value)
+    };
+    let lon = parse("longitude", lon_text)?;
+    let lat = parse("latitude", lat_text)?;
+    if !(-90.0..=90.0).contains(&lat) {
+        let hint = if (-90.0..=90.0).contains(&lon) && (-180.0..=180.0).contains(&lat) {
+            " (did you give LAT,LON? longitude comes first)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "latitude {lat} is outside -90..90{hint}; {example}"
+        ));
+    }
+    if !(-180.0..=180.0).contains(&lon) {
+        return Err(format!("longitude {lon} is outside -180..180; {example}"));
+    }
+    Ok(pb::Location { lon, lat })
+}
+
+/// Parses an emergency grade: I, II, III, IV (any case), 1-4, or the grade's
+/// colour (red, orange, yellow, blue).
+pub fn parse_grade(text: &str) -> Result<Grade, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "i" | "1" | "red" => Ok(Grade::I),
+        "ii" | "2" | "orange" => Ok(Grade::Ii),
+        "iii" | "3" | "yellow" => Ok(Grade::Iii),
+        "iv" | "4" | "blue" => Ok(Grade::Iv),
+        _ => Err(format!(
+            "\"{text}\" is not an emergency grade; use I (red, most severe), II (orange), III (yellow) or IV (blue)"
+        )),
+    }
+}
+
+/// Checks an operator name: it travels as an HTTP/2 header value, which the
+/// dispatcher reads only when it is visible ASCII.
+pub fn parse_operator(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    if name.is_empty() {
+        return Err(
+            "the operator name is empty; give the name you act under, e.g. --operator wang.fang"
+                .to_string(),
+        );
+    }
+    if name.len() > MAX_OPERATOR_NAME {
+        return Err(format!(
+            "the operator name is longer than {MAX_OPERATOR_NAME} characters; shorten it"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|character| character.is_ascii_graphic() || character == ' ')
+    {
+        return Err("the operator name must be plain ASCII (letters, digits, '.', '-', '_'), e.g. wang.fang; \
+                    it travels as a gRPC header"
+            .to_string());
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pingji").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_location_is_lon_then_lat() {
+        let location = parse_location("120.15,30.27").expect("valid");
+        assert_eq!((location.lon, location.lat), (120.15, 30.27));
+        let spaced = parse_location(" -73.98 , 40.75 ").expect("valid with spaces");
+        assert_eq!((spaced.lon, spaced.lat), (-73.98, 40.75));
+    }
+
+    #[test]
+    fn a_bad_location_says_what_is_wrong() {
+        assert!(
+            parse_location("120.15")
+                .unwrap_err()
+                .contains("is not LON,LAT")
+        );
+        assert!(
+            parse_location("abc,30")
+                .unwrap_err()
+                .contains("longitude \"abc\" is not a number")
+        );
+        assert!(
+            parse_location("120,north")
+                .unwrap_err()
+                .contains("latitude \"north\" is not a number")
+        );
+        assert!(
+            parse_location("200,30")
+                .unwrap_err()
+                .contains("longitude 200 is outside -180..180")
+        );
+        assert!(
+            parse_location("120,NaN")
+                .unwrap_err()
+                .contains("not a finite number")
+        );
+        // Latitude first is a common slip: say so.
+        assert!(
+            parse_location("30.27,120.15")
+                .unwrap_err()
+                .contains("did you give LAT,LON?")
+        );
+    }
+
+    #[test]
+    fn grades_are_roman_numerals_digits_or_colours() {
+        assert_eq!(parse_grade("I"), Ok(Grade::I));
+        assert_eq!(parse_grade("ii"), Ok(Grade::Ii));
+        assert_eq!(parse_grade("III"), Ok(Grade::Iii));
+        assert_eq!(parse_grade("4"), Ok(Grade::Iv));
+        assert_eq!(parse_grade("orange"), Ok(Grade::Ii));
+        assert!(
+            parse_grade("V")
+                .unwrap_err()
+                .contains("is not an emergency grade")
+        );
+        assert_eq!(Grade::I.to_pb(), pb::Mode::EmergencyI);
+        assert_eq!(Grade::Iv.to_pb(), pb::Mode::EmergencyIv);
+    }
+
+    #[test]
+    fn an_emergency_needs_a_grade_and_normal_refuses_one() {
+        assert_eq!(
+            requested_mode(ModeChoice::Emergency, Some(Grade::Ii)),
+            Ok(pb::Mode::EmergencyIi)
+        );
+        assert_eq!(
+            requested_mode(ModeChoice::Normal, None),
+            Ok(pb::Mode::Normal)
+        );
+        assert!(
+            requested_mode(ModeChoice::Emergency, None)
+                .unwrap_err()
+                .contains("needs a grade")
+        );
+        assert!(
+            requested_mode(ModeChoice::Normal, Some(Grade::I))
+                .unwrap_err()
+                .contains("normal mode has no grade")
+        );
+    }
+
+    #[test]
+    fn incident_create_takes_every_flag() {
+        let cli = parse(&[
+            "incident",
+            "create",
+            "--at",
+            "120.15,30.27",
+            "--category",
+            "medical",
+            "--priority",
+            "1",
+            "--skill",
+            "first_aid",
+            "--skill",
+            "driving",
+            "--need",
+            "2",
+            "--description",
+            "老人摔倒",
+            "--id",
+            "inc-a",
+        ])
+        .expect("valid");
+        let Command::Incident(IncidentCommand::Create(args)) = cli.command else {
+            panic!("expected incident create, got {:?}", cli.command);
+        };
+        assert_eq!((args.at.lon, args.at.lat), (120.15, 30.27));
+        assert_eq!(args.category, "medical");
+        assert_eq!(args.priority, 1);
+        assert_eq!(args.skills, ["first_aid", "driving"]);
+        assert_eq!(args.need, 2);
+        assert_eq!(args.description, "老人摔倒");
+        assert_eq!(args.id.as_deref(), Some("inc-a"));
+    }
+
+    #[test]
+    fn a_negative_longitude_is_not_a_flag() {
+        let cli = parse(&["agents", "nearby", "--at", "-73.98,40.75"]).expect("valid");
+        let Command::Agents(AgentsCommand::Nearby { at, k, .. }) = cli.command else {
+            panic!("expected agents nearby");
+        };
+        assert_eq!((at.lon, at.lat, k), (-73.98, 40.75, 5));
+    }
+
+    #[test]
+    fn usage_errors_come_from_clap() {
+        let bad_location = parse(&[
+            "incident",
+            "create",
+            "--at",
+            "x",
+            "--category",
+            "c",
+            "--priority",
+            "1",
+            "--need",
+            "1",
+        ]);
+        assert_eq!(
+            bad_location.unwrap_err().kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+        let bad_priority = parse(&[
+            "incident",
+            "create",
+            "--at",
+            "1,2",
+            "--category",
+            "c",
+            "--priority",
+            "5",
+            "--need",
+            "1",
+        ]);
+        assert_eq!(
+            bad_priority.unwrap_err().kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+        let no_need = parse(&[
+            "incident",
+            "create",
+            "--at",
+            "1,2",
+            "--category",
+            "c",
+            "--priority",
+            "1",
+        ]);
+        assert_eq!(
+            no_need.unwrap_err().kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        let bad_grade = parse(&[
+            "mode",
+            "set",
+            "d1",
+            "emergency",
+            "--grade",
+            "V",
+            "--reason",
+            "r",
+        ]);
+        assert_eq!(
+            bad_grade.unwrap_err().kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_command() {
+        let after = parse(&[
+            "incident",
+            "list",
+            "--open",
+            "--json",
+            "--server",
+            "http://h:1",
+            "--operator",
+            "li",
+        ])
+        .expect("valid");
+        assert!(after.global.json);
+        assert_eq!(after.global.server, "http://h:1");
+        assert_eq!(after.global.operator.as_deref(), Some("li"));
+        let before = parse(&["--json", "mode", "show"]).expect("valid");
+        assert!(before.global.json);
+    }
+
+    #[test]
+    fn operator_names_must_travel_as_a_header() {
+        assert_eq!(parse_operator(" wang.fang ").as_deref(), Ok("wang.fang"));
+        assert!(parse_operator("王芳").unwrap_err().contains("plain ASCII"));
+        assert!(parse_operator("").is_err());
+        assert!(
+            parse_operator(&"x".repeat(65))
+                .unwrap_err()
+                .contains("longer than 64")
+        );
+    }
+
+    #[test]
+    fn mode_set_parses_area_mode_grade_and_reason() {
+        let cli = parse(&[
+            "mode",
+            "set",
+            "d1",
+            "emergency",
+            "--grade",
+            "II",
+            "--reason",
+            "台风",
+        ])
+        .expect("valid");
+        let Command::Mode(ModeCommand::Set(args)) = cli.command else {
+            panic!("expected mode set");
+        };
+        assert_eq!(args.area, "d1");
+        assert_eq!(args.mode, ModeChoice::Emergency);
+        assert_eq!(args.grade, Some(Grade::Ii));
+        assert_eq!(args.reason, "台风");
+    }
+}

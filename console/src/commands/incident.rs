@@ -1,0 +1,340 @@
+//! `pingji incident create|list|show|cancel|close`.
+
+use pingji_proto::v1 as pb;
+use serde_json::json;
+
+use crate::cli::CreateIncidentArgs;
+use crate::commands::roster::key_values;
+use crate::connection::Client;
+use crate::error::ConsoleError;
+use crate::table::Table;
+use crate::{json, labels, output};
+
+pub async fn create(
+    client: &mut Client,
+    args: CreateIncidentArgs,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let request = pb::CreateIncidentRequest {
+        id: args.id.unwrap_or_default(),
+        location: Some(args.at),
+        category: args.category,
+        priority: args.priority,
+        required_skills: args.skills,
+        headcount: args.need,
+        description: args.description,
+    };
+    let incident = client.create_incident(request).await?.into_inner();
+    if as_json {
+        return output::json_document(&json::incident(&incident));
+    }
+    output::text(&created_text(&incident))
+}
+
+pub fn created_text(incident: &pb::Incident) -> String {
+    let place = if incident.grid_id.is_empty() {
+        "outside every grid".to_string()
+    } else {
+        format!("in grid {}", incident.grid_id)
+    };
+    format!(
+        "reported {} ({} P{}, needs {}) {place}; {}, {} offer(s) out\n",
+        incident.id,
+        incident.category,
+        incident.priority,
+        incident.headcount,
+        labels::incident_status_name(incident.status),
+        incident.open_offers.len()
+    )
+}
+
+pub async fn list(client: &mut Client, open_only: bool, as_json: bool) -> Result<(), ConsoleError> {
+    // Pages of 1000, sorted by id, until a short page.
+    let mut incidents: Vec<pb::Incident> = Vec::new();
+    loop {
+        let after_id = incidents.last().map(|incident| incident.id.clone()).unwrap_or_default();
+        let page = client
+            .list_incidents(pb::ListIncidentsRequest {
+                open_only,
+                limit: 1000,
+                after_id,
+            })
+            .await?
+            .into_inner()
+            .incidents;
+        let full = page.len() == 1000;
+        incidents.extend(page);
+        if !full {
+            break;
+        }
+    }
+    if as_json {
+        return output::json_document(
+            &json!({ "incidents": incidents.iter().map(json::incident).collect::<Vec<_>>() }),
+        );
+    }
+    output::text(&incidents_text(&incidents, labels::now_ms()))
+}
+
+pub fn incidents_text(incidents: &[pb::Incident], now_ms: i64) -> String {
+    if incidents.is_empty() {
+        return "no incidents\n".to_string();
+    }
+    let mut table = Table::new(&[
+        "ID", "STATUS", "P", "CATEGORY", "STAFFED", "OFFERS", "GRID", "MODE", "REPORTED", "AGE",
+    ])
+    .align_right(4)
+    .align_right(5);
+    for incident in incidents {
+        table.row(vec![
+            incident.id.clone(),
+            labels::incident_status_name(incident.status).to_string(),
+            incident.priority.to_string(),
+            incident.category.clone(),
+            format!("{}/{}", incident.assignments.len(), incident.headcount),
+            incident.open_offers.len().to_string(),
+            incident.grid_id.clone(),
+            labels::mode_key(incident.mode).to_string(),
+            labels::utc_time(incident.reported_at_ms),
+            labels::age(incident.reported_at_ms, now_ms),
+        ]);
+    }
+    table.render()
+}
+
+pub async fn show(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {
+    let incident = client
+        .get_incident(pb::GetIncidentRequest { id: id.to_string() })
+        .await?
+        .into_inner();
+    print_incident(&incident, as_json)
+}
+
+pub async fn cancel(
+    client: &mut Client,
+    id: &str,
+    reason: &str,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let request = pb::CancelIncidentRequest {
+        id: id.to_string(),
+        reason: reason.to_string(),
+    };
+    let incident = client.cancel_incident(request).await?.into_inner();
+    if as_json {
+        return output::json_document(&json::incident(&incident));
+    }
+    output::line(&format!("cancelled {}", incident.id))
+}
+
+pub async fn close(
+    client: &mut Client,
+    id: &str,
+    feedback: &str,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let request = pb::CloseIncidentRequest {
+        id: id.to_string(),
+        feedback: feedback.to_string(),
+    };
+    let incident = client.close_incident(request).await?.into_inner();
+    if as_json {
+        return output::json_document(&json::incident(&incident));
+    }
+    output::line(&format!("closed {}", incident.id))
+}
+
+fn print_incident(incident: &pb::Incident, as_json: bool) -> Result<(), ConsoleError> {
+    if as_json {
+        return output::json_document(&json::incident(incident));
+    }
+    output::text(&incident_text(incident, labels::now_ms()))
+}
+
+/// One incident in full: its fields, then its open offers and assignments.
+pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
+    let places: Vec<String> = [
+        ("district", &incident.district_id),
+        ("street", &incident.street_id),
+        ("community", &incident.community_id),
+        ("grid", &incident.grid_id),
+    ]
+    .iter()
+    .filter(|(_, id)| !id.is_empty())
+    .map(|(level, id)| format!("{level} {id}"))
+    .collect();
+    let mut fields = vec![
+        ("id", incident.id.clone()),
+        (
+            "status",
+            labels::incident_status_name(incident.status).to_string(),
+        ),
+        ("category", incident.category.clone()),
+        ("priority", incident.priority.to_string()),
+        (
+            "needs",
+            format!(
+                "{} people{}",
+                incident.headcount,
+                skills_text(&incident.required_skills)
+            ),
+        ),
+        ("description", incident.description.clone()),
+        (
+            "location",
+            labels::location_text(incident.location.as_ref()),
+        ),
+        (
+            "placed in",
+            if places.is_empty() {
+                "outside every area".to_string()
+            } else {
+                places.join(", ")
+            },
+        ),
+        ("mode", labels::mode_text(incident.mode).to_string()),
+        (
+            "offered from",
+            labels::level_name(incident.scope).to_string(),
+        ),
+        (
+            "reported",
+            format!(
+                "{} by {} ({} ago)",
+                labels::utc_time(incident.reported_at_ms),
+                incident.reported_by,
+                labels::age(incident.reported_at_ms, now_ms)
+            ),
+        ),
+    ];
+    if incident.ended_at_ms > 0 {
+        fields.push(("ended", labels::utc_time(incident.ended_at_ms)));
+    }
+    if !incident.feedback.is_empty() {
+        fields.push(("feedback", incident.feedback.replace('\n', "; ")));
+    }
+    let mut text = key_values(&fields);
+    text.push('\n');
+    text.push_str(&offers_text(&incident.open_offers, now_ms));
+    text.push('\n');
+    text.push_str(&assignments_text(&incident.assignments));
+    text
+}
+
+fn skills_text(skills: &[String]) -> String {
+    if skills.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", skills.join(", "))
+    }
+}
+
+pub fn offers_text(offers: &[pb::Offer], now_ms: i64) -> String {
+    if offers.is_empty() {
+        return "open offers: none\n".to_string();
+    }
+    let mut table = Table::new(&["OFFER", "TO", "DISTANCE", "ETA", "LEVEL", "ANSWER WITHIN"])
+        .align_right(2)
+        .align_right(3);
+    for offer in offers {
+        let left_s = (offer.deadline_ms - now_ms).max(0) / 1000;
+        table.row(vec![
+            offer.offer_id.clone(),
+            offer.agent_id.clone(),
+            format!("{:.0} m", offer.distance_m),
+            format!("{:.0} s", offer.eta_s),
+            labels::level_name(offer.level).to_string(),
+            format!("{left_s} s"),
+        ]);
+    }
+    format!("open offers:\n{}", table.render())
+}
+
+pub fn assignments_text(assignments: &[pb::Assignment]) -> String {
+    if assignments.is_empty() {
+        return "assignments: none\n".to_string();
+    }
+    let mut table = Table::new(&[
+        "PERSON",
+        "OFFER",
+        "ASSIGNED",
+        "ARRIVED",
+        "COMPLETED",
+        "FEEDBACK",
+    ]);
+    for assignment in assignments {
+        table.row(vec![
+            assignment.agent_id.clone(),
+            assignment.offer_id.clone(),
+            labels::utc_time(assignment.assigned_at_ms),
+            labels::utc_time(assignment.arrived_at_ms),
+            labels::utc_time(assignment.completed_at_ms),
+            assignment.feedback.clone(),
+        ]);
+    }
+    format!("assignments:\n{}", table.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn incident() -> pb::Incident {
+        pb::Incident {
+            id: "inc-000001".into(),
+            category: "medical".into(),
+            priority: 1,
+            headcount: 2,
+            status: pb::IncidentStatus::Offered as i32,
+            reported_at_ms: 1_000_000,
+            reported_by: "operator:li".into(),
+            grid_id: "d1-s1-c1-g1".into(),
+            mode: pb::Mode::Normal as i32,
+            open_offers: vec![pb::Offer {
+                offer_id: "off-2".into(),
+                agent_id: "p0003".into(),
+                distance_m: 240.4,
+                eta_s: 173.0,
+                deadline_ms: 1_300_000,
+                level: pb::AreaLevel::Grid as i32,
+                ..Default::default()
+            }],
+            assignments: vec![pb::Assignment {
+                agent_id: "p0001".into(),
+                offer_id: "off-1".into(),
+                assigned_at_ms: 1_100_000,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_incident_list_shows_staffing_and_age() {
+        let text = incidents_text(&[incident()], 1_000_000 + 125_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ID          STATUS   P  CATEGORY  STAFFED  OFFERS  GRID         MODE    REPORTED              AGE"
+        );
+        assert_eq!(
+            lines[1],
+            "inc-000001  offered  1  medical       1/2       1  d1-s1-c1-g1  normal  1970-01-01 00:16:40Z  2m"
+        );
+    }
+
+    #[test]
+    fn an_incident_shows_its_offers_and_assignments() {
+        let text = incident_text(&incident(), 1_200_000);
+        assert!(text.contains("open offers:\nOFFER  TO     DISTANCE    ETA  LEVEL  ANSWER WITHIN\noff-2  p0003     240 m  173 s  grid   100 s\n"), "{text}");
+        assert!(
+            text.contains("assignments:\nPERSON  OFFER  ASSIGNED"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p0001   off-1  1970-01-01 00:18:20Z"),
+            "{text}"
+        );
+        assert!(text.contains("placed in:    grid d1-s1-c1-g1\n"), "{text}");
+    }
+}

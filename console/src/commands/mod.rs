@@ -1,0 +1,30 @@
+//! One module per command group: each sends its requests and prints the
+//! result as a table (the default) or JSON (`--json`). The text renderings
+//! are plain functions of the responses so that they can be tested alone.
+//!
+//! # Layout
+//! - [`areas`]: `areas import`, `areas list`.
+//! - [`roster`]: `roster import`, `roster list`, `roster show`.
+//! - [`incident`]: `incident create|list|show|cancel|close`.
+//! - [`mode`]: `mode set`, `mode show`.
+//! - [`agents`]: `agents nearby`.
+//! - [`events`]: `events`, with or without `--follow`.
+
+pub mod agents;
+pub mod areas;
+pub mod events;
+pub mod incident;
+pub mod mode;
+pub mod roster;
+
+use std::path::Path;
+
+use crate::error::ConsoleError;
+
+/// The whole of a text file the user named.
+fn read_file(path: &Path) -> Result<String, ConsoleError> {
+    std::fs::read_to_string(path).map_err(|source| ConsoleError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}

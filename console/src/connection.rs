@@ -1,0 +1,72 @@
+//! Connecting to the dispatcher's `CommandService`, with the operator's name
+//! on every request.
+
+use std::time::Duration;
+
+use pingji_proto::v1::command_service_client::CommandServiceClient;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::ConsoleError;
+
+/// How long connecting may take before the dispatcher counts as unreachable.
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+/// Largest message either side of the console accepts: area outlines of a
+/// whole city (`ListAreas` with geometry) run to megabytes.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// The metadata key the dispatcher reads the operator's name from.
+pub const OPERATOR_HEADER: &str = "x-pingji-operator";
+
+/// A `CommandService` client that names the operator on every request.
+pub type Client = CommandServiceClient<InterceptedService<Channel, OperatorHeader>>;
+
+/// Adds `x-pingji-operator: NAME` to each request when a name is given.
+#[derive(Clone, Debug)]
+pub struct OperatorHeader {
+    value: Option<AsciiMetadataValue>,
+}
+
+impl Interceptor for OperatorHeader {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.value {
+            request
+                .metadata_mut()
+                .insert(OPERATOR_HEADER, value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Connects to `server` (eagerly, so that a dispatcher that is not running is
+/// reported as such rather than as a failed call).
+pub async fn connect(server: &str, operator: Option<&str>) -> Result<Client, ConsoleError> {
+    let endpoint = Endpoint::from_shared(server.to_string())
+        .map_err(|_| ConsoleError::BadServerAddress(server.to_string()))?
+        .connect_timeout(CONNECT_WITHIN)
+        .tcp_nodelay(true);
+    if !server.starts_with("http://") && !server.starts_with("https://") {
+        return Err(ConsoleError::BadServerAddress(server.to_string()));
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|_| ConsoleError::Unreachable(server.to_string()))?;
+    // The name was checked to be visible ASCII when the command line was read.
+    let value = match operator {
+        Some(name) => Some(
+            MetadataValue::try_from(name)
+                .map_err(|_| ConsoleError::BadOperator(name.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(
+        CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+}

@@ -1,0 +1,205 @@
+//! What can go wrong in a command, and how it is told: one line on stderr
+//! (a bad roster adds one line per problem) and the exit code.
+
+use std::path::PathBuf;
+
+use pingji_dispatcher::roster_csv::RosterCsvError;
+use tonic::Code;
+
+/// Exit code for anything that went wrong after the command line was read.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for a command line that cannot be carried out (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The command line parsed but makes no sense (e.g. normal mode with a
+    /// grade); shown the way clap shows its own usage errors.
+    #[error("{0}")]
+    Usage(clap::Error),
+    #[error("{0:?} is not a server address; give one such as http://127.0.0.1:50051")]
+    BadServerAddress(String),
+    #[error("the operator name {0:?} cannot be sent as a header; use plain ASCII")]
+    BadOperator(String),
+    #[error("cannot reach the dispatcher at {0} (is it running?)")]
+    Unreachable(String),
+    #[error("{}: {}", code_words(.0.code()), .0.message())]
+    Server(tonic::Status),
+    #[error("the dispatcher closed the event stream")]
+    StreamEnded,
+    #[error("cannot read {}: {source}", .path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} has problems on {} {}; nothing imported. Fix them and import again, or use --skip-bad to import the good rows:{}",
+        .path.display(), bad_line_count(.problems), lines_noun(bad_line_count(.problems)), problem_lines(.problems))]
+    BadRoster {
+        path: PathBuf,
+        problems: Vec<RosterCsvError>,
+    },
+    #[error("{} has no people to import{}", .path.display(), problem_lines(.problems))]
+    EmptyRoster {
+        path: PathBuf,
+        problems: Vec<RosterCsvError>,
+    },
+    #[error(
+        "{what} is too large for one request to the dispatcher ({detail}); split it into smaller files and import them one by one"
+    )]
+    TooLarge { what: String, detail: String },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+    #[error("the terminal cannot be used: {0}")]
+    Terminal(std::io::Error),
+}
+
+impl ConsoleError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ConsoleError::Usage(_) => EXIT_USAGE,
+            _ => EXIT_FAILURE,
+        }
+    }
+
+    /// Whether the reader of our output went away (`pingji events | head`):
+    /// not worth a message.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, ConsoleError::Output(error) if error.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl From<tonic::Status> for ConsoleError {
+    fn from(status: tonic::Status) -> Self {
+        ConsoleError::Server(status)
+    }
+}
+
+/// The error for a failed import: a request over the dispatcher's message
+/// size limit gets advice instead of the transport's wording.
+pub fn import_error(status: tonic::Status, file: &std::path::Path) -> ConsoleError {
+    let message = status.message();
+    if status.code() == Code::OutOfRange && message.contains("message length too large") {
+        let detail = message
+            .split_once("too large: ")
+            .map_or(message, |(_, detail)| detail);
+        return ConsoleError::TooLarge {
+            what: file.display().to_string(),
+            detail: detail.to_string(),
+        };
+    }
+    ConsoleError::Server(status)
+}
+
+/// A gRPC code in words: "not found", "invalid argument".
+pub fn code_words(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown error",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not implemented by this dispatcher",
+        Code::Internal => "internal error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+fn lines_noun(count: usize) -> &'static str {
+    if count == 1 { "line" } else { "lines" }
+}
+
+/// Each problem on its own indented line.
+pub fn problem_lines(problems: &[RosterCsvError]) -> String {
+    problems
+        .iter()
+        .map(|problem| format!("\n  line {}: {}", problem.line, problem.message))
+        .collect()
+}
+
+/// How many distinct lines of the file have a problem (one row may have
+/// several; problems come in file order).
+pub fn bad_line_count(problems: &[RosterCsvError]) -> usize {
+    let mut lines: Vec<usize> = problems.iter().map(|problem| problem.line).collect();
+    lines.dedup();
+    lines.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_is_one_line_with_the_code_in_words() {
+        let error = ConsoleError::from(tonic::Status::not_found(
+            "incident inc-9 does not exist; list incidents to find its id",
+        ));
+        assert_eq!(
+            error.to_string(),
+            "not found: incident inc-9 does not exist; list incidents to find its id"
+        );
+        assert_eq!(error.exit_code(), EXIT_FAILURE);
+    }
+
+    #[test]
+    fn an_import_over_the_size_limit_gets_advice() {
+        let status = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 6228890 bytes, the limit is: 4194304 bytes",
+        );
+        let error = import_error(status, std::path::Path::new("big.csv"));
+        assert_eq!(
+            error.to_string(),
+            "big.csv is too large for one request to the dispatcher (found 6228890 bytes, the limit is: 4194304 bytes); \
+             split it into smaller files and import them one by one"
+        );
+        let other = import_error(
+            tonic::Status::not_found("area x"),
+            std::path::Path::new("r.csv"),
+        );
+        assert_eq!(other.to_string(), "not found: area x");
+    }
+
+    #[test]
+    fn an_unreachable_server_says_so() {
+        let error = ConsoleError::Unreachable("http://127.0.0.1:1".into());
+        assert_eq!(
+            error.to_string(),
+            "cannot reach the dispatcher at http://127.0.0.1:1 (is it running?)"
+        );
+    }
+
+    #[test]
+    fn a_bad_roster_lists_every_problem_with_its_line() {
+        let problems = vec![
+            RosterCsvError {
+                line: 3,
+                message: "unknown role \"boss\"".into(),
+            },
+            RosterCsvError {
+                line: 5,
+                message: "name is empty".into(),
+            },
+            RosterCsvError {
+                line: 5,
+                message: "id is empty".into(),
+            },
+        ];
+        let error = ConsoleError::BadRoster {
+            path: "r.csv".into(),
+            problems,
+        };
+        assert_eq!(
+            error.to_string(),
+            "r.csv has problems on 2 lines; nothing imported. Fix them and import again, or use --skip-bad to import the good rows:\n  \
+             line 3: unknown role \"boss\"\n  line 5: name is empty\n  line 5: id is empty"
+        );
+    }
+}

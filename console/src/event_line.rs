@@ -1,0 +1,260 @@
+//! An event told in one line, for `pingji events` and the live view's feed.
+//!
+//! The event's `json` is the dispatcher's own record of it, so it is read
+//! with the dispatcher's type ([`EventKind`]); an event this console does not
+//! know (a newer dispatcher) is shown by its kind and ids alone. Personal
+//! data in the record (phones, home locations) is never shown.
+
+use pingji_dispatcher::event::{EventKind, WidenReason, WithdrawReason};
+use pingji_dispatcher::policy::Mode;
+use pingji_proto::v1 as pb;
+
+use crate::labels;
+
+/// The event's record read back, when this console knows its kind.
+pub fn kind_of(event: &pb::Event) -> Option<EventKind> {
+    serde_json::from_str(&event.json).ok()
+}
+
+/// What happened, in words, without the sequence number, time or actor.
+pub fn summary(event: &pb::Event) -> String {
+    summary_with(event, kind_of(event).as_ref())
+}
+
+/// [`summary`] for an event whose record was already read (`None`: not a
+/// kind this console knows).
+pub fn summary_with(event: &pb::Event, kind: Option<&EventKind>) -> String {
+    match kind {
+        Some(kind) => summary_of(kind),
+        None => fallback(event),
+    }
+}
+
+/// A whole line: `#12  2025-05-01 08:00:00Z  operator:li  incident_reported  ...`.
+pub fn line(event: &pb::Event) -> String {
+    format!(
+        "#{:<6} {}  {:<18} {:<22} {}",
+        event.seq,
+        labels::utc_time(event.at_ms),
+        event.actor,
+        event.kind,
+        summary(event)
+    )
+    .trim_end()
+    .to_string()
+}
+
+fn fallback(event: &pb::Event) -> String {
+    [
+        ("incident", &event.incident_id),
+        ("agent", &event.agent_id),
+        ("area", &event.area_id),
+        ("offer", &event.offer_id),
+    ]
+    .iter()
+    .filter(|(_, id)| !id.is_empty())
+    .map(|(what, id)| format!("{what} {id}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// A mode of the dispatcher's record as the API names it.
+pub fn wire_mode(mode: Mode) -> pb::Mode {
+    match mode {
+        Mode::Normal => pb::Mode::Normal,
+        Mode::EmergencyIv => pb::Mode::EmergencyIv,
+        Mode::EmergencyIii => pb::Mode::EmergencyIii,
+        Mode::EmergencyIi => pb::Mode::EmergencyIi,
+        Mode::EmergencyI => pb::Mode::EmergencyI,
+    }
+}
+
+fn mode_words(mode: Mode) -> &'static str {
+    labels::mode_text(wire_mode(mode) as i32)
+}
+
+fn withdraw_words(reason: WithdrawReason) -> &'static str {
+    match reason {
+        WithdrawReason::Disconnected => "session ended",
+        WithdrawReason::Unavailable => "no longer available",
+        WithdrawReason::IncidentEnded => "incident ended",
+        WithdrawReason::Filled => "no longer needed",
+    }
+}
+
+fn summary_of(kind: &EventKind) -> String {
+    match kind {
+        EventKind::AreasImported { import } => {
+            format!(
+                "{} areas, {} service centres",
+                import.areas.len(),
+                import.service_centres.len()
+            )
+        }
+        EventKind::AgentsUpserted { agents } => match agents.as_slice() {
+            [one] => format!("person {} ({})", one.id, one.name),
+            many => format!("{} people", many.len()),
+        },
+        EventKind::AgentStatusChanged { agent, status } => {
+            format!("{agent} is now {}", status.name())
+        }
+        EventKind::IncidentReported {
+            incident,
+            spec,
+            scope,
+            ..
+        } => {
+            let skills = if spec.skills.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " needs {}",
+                    spec.skills.iter().cloned().collect::<Vec<_>>().join("+")
+                )
+            };
+            format!(
+                "{incident} {} P{} x{}{skills} at {:.5},{:.5} (offered from {})",
+                spec.category,
+                spec.priority,
+                spec.headcount,
+                spec.at.lon,
+                spec.at.lat,
+                scope.name()
+            )
+        }
+        EventKind::OfferSent { offer } => format!(
+            "{} offered to {} ({:.0} m, ETA {:.0} s, {})",
+            offer.incident,
+            offer.agent,
+            offer.distance_m,
+            offer.eta_s,
+            if offer.flat {
+                "flat"
+            } else {
+                offer.level.name()
+            }
+        ),
+        EventKind::Assigned {
+            incident, agent, ..
+        } => format!("{agent} accepted {incident}"),
+        EventKind::OfferDeclined {
+            incident,
+            agent,
+            reason,
+            ..
+        } => {
+            if reason.trim().is_empty() {
+                format!("{agent} declined {incident}")
+            } else {
+                format!("{agent} declined {incident}: {reason}")
+            }
+        }
+        EventKind::OfferTimedOut {
+            incident, agent, ..
+        } => format!("{agent} did not answer {incident} in time"),
+        EventKind::OfferWithdrawn {
+            incident,
+            agent,
+            reason,
+            ..
+        } => {
+            format!(
+                "offer of {incident} to {agent} withdrawn: {}",
+                withdraw_words(*reason)
+            )
+        }
+        EventKind::Widened {
+            incident,
+            from,
+            to,
+            reason,
+        } => format!(
+            "{incident} widened {} -> {} ({})",
+            from.name(),
+            to.name(),
+            match reason {
+                WidenReason::NoCandidates => "nobody fits",
+                WidenReason::WaitExpired => "wait expired",
+            }
+        ),
+        EventKind::NoCandidates { incident, level } => {
+            format!("{incident}: nobody fits at {} level", level.name())
+        }
+        EventKind::IncidentStaffed { incident } => format!("{incident} staffed"),
+        EventKind::AgentArrived { incident, agent } => format!("{agent} arrived at {incident}"),
+        EventKind::AssignmentCompleted {
+            incident,
+            agent,
+            feedback,
+        } => format!("{agent} completed {incident}: {feedback}"),
+        EventKind::IncidentCancelled {
+            incident, reason, ..
+        } => format!("{incident} cancelled: {reason}"),
+        EventKind::IncidentClosed {
+            incident, feedback, ..
+        } => {
+            format!("{incident} closed: {}", feedback.replace('\n', "; "))
+        }
+        EventKind::ModeSwitched {
+            area,
+            mode,
+            previous,
+            reason,
+        } => {
+            format!(
+                "{area}: {} -> {}: {reason}",
+                mode_words(*previous),
+                mode_words(*mode)
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, json: &str) -> pb::Event {
+        pb::Event {
+            seq: 12,
+            at_ms: 1_746_057_600_000,
+            actor: "operator:li".into(),
+            kind: kind.into(),
+            json: json.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_mode_switch_reads_as_from_to_and_why() {
+        let switched = event(
+            "mode_switched",
+            r#"{"type":"mode_switched","area":"d1","mode":"emergency_ii","previous":"normal","reason":"台风"}"#,
+        );
+        assert_eq!(
+            summary(&switched),
+            "d1: normal -> emergency II (orange): 台风"
+        );
+        assert_eq!(
+            line(&switched),
+            "#12     2025-05-01 00:00:00Z  operator:li        mode_switched          d1: normal -> emergency II (orange): 台风"
+        );
+    }
+
+    #[test]
+    fn an_unknown_event_shows_its_ids() {
+        let mut unknown = event("something_new", r#"{"type":"something_new"}"#);
+        unknown.incident_id = "inc-1".into();
+        unknown.agent_id = "p1".into();
+        assert_eq!(summary(&unknown), "incident inc-1, agent p1");
+    }
+
+    #[test]
+    fn people_upserted_show_no_phone() {
+        let upserted = event(
+            "agents_upserted",
+            r#"{"type":"agents_upserted","agents":[{"id":"p1","name":"王芳","role":"volunteer","skills":[],"phone":"13900000000","home_area":null,"travel_mode":"walk","on_duty":true,"home":null}]}"#,
+        );
+        assert_eq!(summary(&upserted), "person p1 (王芳)");
+    }
+}

@@ -1,0 +1,124 @@
+//! Pingji operator console: the `pingji` command for operators in the
+//! command centre. Every command is thin over the dispatcher's gRPC
+//! `CommandService`; results are tables for people or JSON for scripts, and
+//! `pingji watch` is a full-screen live view.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap) and the parsers of its values.
+//! - [`connection`]: connecting, and naming the operator on each request.
+//! - [`error`]: [`ConsoleError`], one line per failure, and the exit codes.
+//! - [`commands`]: one module per command group, sending requests and
+//!   printing results.
+//! - [`table`]: aligned text tables, measured in terminal columns (CJK).
+//! - [`labels`]: names of the API's enums, times and ages.
+//! - [`json`]: the proto messages as JSON for `--json`.
+//! - [`event_line`]: an event told in one line.
+//! - [`output`]: writing to stdout.
+//! - [`watch`]: `pingji watch`, the live view (state, drawing, I/O).
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod commands;
+pub mod connection;
+pub mod error;
+pub mod event_line;
+pub mod json;
+pub mod labels;
+pub mod output;
+pub mod table;
+pub mod watch;
+
+use clap::CommandFactory;
+
+use crate::cli::{
+    AgentsCommand, AreasCommand, Cli, Command, IncidentCommand, ModeCommand, RosterCommand,
+};
+use crate::commands::roster::ListFilter;
+pub use crate::error::ConsoleError;
+
+/// Carries out one command line.
+pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
+    // Checks clap cannot express come before connecting, so that a usage
+    // error does not depend on the dispatcher being up.
+    let requested_mode = match &cli.command {
+        Command::Mode(ModeCommand::Set(args)) => Some(
+            cli::requested_mode(args.mode, args.grade).map_err(|message| {
+                usage_error(clap::error::ErrorKind::ArgumentConflict, &message)
+            })?,
+        ),
+        _ => None,
+    };
+    let global = cli.global;
+    let as_json = global.json;
+    let mut client = connection::connect(&global.server, global.operator.as_deref()).await?;
+    let client = &mut client;
+    match cli.command {
+        Command::Areas(AreasCommand::Import { file }) => {
+            commands::areas::import(client, &file, as_json).await
+        }
+        Command::Areas(AreasCommand::List { level }) => {
+            commands::areas::list(client, level.map(cli::LevelChoice::to_pb), as_json).await
+        }
+        Command::Roster(RosterCommand::Import { file, skip_bad }) => {
+            commands::roster::import(client, &file, skip_bad, as_json).await
+        }
+        Command::Roster(RosterCommand::List {
+            area,
+            status,
+            connected,
+            limit,
+        }) => {
+            let filter = ListFilter {
+                area_id: area,
+                status: status.map(cli::StatusChoice::to_pb),
+                connected_only: connected,
+                limit,
+            };
+            commands::roster::list(client, &filter, as_json).await
+        }
+        Command::Roster(RosterCommand::Show { id }) => {
+            commands::roster::show(client, &id, as_json).await
+        }
+        Command::Incident(IncidentCommand::Create(args)) => {
+            commands::incident::create(client, args, as_json).await
+        }
+        Command::Incident(IncidentCommand::List { open }) => {
+            commands::incident::list(client, open, as_json).await
+        }
+        Command::Incident(IncidentCommand::Show { id }) => {
+            commands::incident::show(client, &id, as_json).await
+        }
+        Command::Incident(IncidentCommand::Cancel { id, reason }) => {
+            commands::incident::cancel(client, &id, &reason, as_json).await
+        }
+        Command::Incident(IncidentCommand::Close { id, feedback }) => {
+            commands::incident::close(client, &id, &feedback, as_json).await
+        }
+        Command::Mode(ModeCommand::Set(args)) => {
+            let mode = requested_mode.unwrap_or(pingji_proto::v1::Mode::Unspecified);
+            commands::mode::set(client, &args.area, mode, &args.reason, as_json).await
+        }
+        Command::Mode(ModeCommand::Show) => commands::mode::show(client, as_json).await,
+        Command::Agents(AgentsCommand::Nearby {
+            at,
+            k,
+            skills,
+            available,
+        }) => commands::agents::nearby(client, at, k, skills, available, as_json).await,
+        Command::Events(args) if args.follow => {
+            commands::events::follow(client, args.from.unwrap_or(0), as_json).await
+        }
+        Command::Events(args) => {
+            commands::events::history(client, args.from.unwrap_or(1), as_json).await
+        }
+        Command::Watch(args) => {
+            watch::run(client.clone(), &global.server, args.from.unwrap_or(0)).await
+        }
+    }
+}
+
+/// A usage error shown the way clap shows its own (exit code 2).
+fn usage_error(kind: clap::error::ErrorKind, message: &str) -> ConsoleError {
+    ConsoleError::Usage(Cli::command().error(kind, message))
+}

@@ -1,0 +1,33 @@
+//! Writing results to stdout: tables and text for people, JSON for scripts.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use crate::error::ConsoleError;
+
+/// Writes `text` as it is (it ends in a newline where it should).
+pub fn text(text: &str) -> Result<(), ConsoleError> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(ConsoleError::Output)
+}
+
+/// Writes one line.
+pub fn line(line: &str) -> Result<(), ConsoleError> {
+    text(&format!("{line}\n"))
+}
+
+/// Writes one JSON document, indented for reading.
+pub fn json_document(value: &Value) -> Result<(), ConsoleError> {
+    let rendered =
+        serde_json::to_string_pretty(value).map_err(|error| ConsoleError::Output(error.into()))?;
+    line(&rendered)
+}
+
+/// Writes one JSON object on one line (JSON lines, for streams).
+pub fn json_line(value: &Value) -> Result<(), ConsoleError> {
+    line(&value.to_string())
+}

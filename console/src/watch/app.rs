@@ -1,0 +1,583 @@
+//! The live view's state, without I/O: what the view knows (areas, people,
+//! open incidents, the event feed, the selection) and how each kind of news
+//! changes it. The runtime feeds it; [`super::draw`] shows it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use pingji_dispatcher::event::EventKind;
+use pingji_proto::v1 as pb;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::map::{Bounds, Outline};
+use crate::{event_line, labels};
+
+/// Lines kept in the event feed.
+pub const FEED_LINES: usize = 500;
+
+/// The pane that arrow keys act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pane {
+    Incidents,
+    Feed,
+    Map,
+}
+
+impl Pane {
+    fn next(self) -> Pane {
+        match self {
+            Pane::Incidents => Pane::Feed,
+            Pane::Feed => Pane::Map,
+            Pane::Map => Pane::Incidents,
+        }
+    }
+
+    fn previous(self) -> Pane {
+        match self {
+            Pane::Incidents => Pane::Map,
+            Pane::Feed => Pane::Incidents,
+            Pane::Map => Pane::Feed,
+        }
+    }
+}
+
+/// What the runtime should do after a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Quit,
+    /// Fetch this incident (with its offers and assignments) for the detail.
+    ShowIncident(String),
+}
+
+/// How the view's link to the dispatcher is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Link {
+    Live,
+    /// The event stream broke; the next try is in this many seconds.
+    Reconnecting {
+        attempt: u32,
+        in_s: u64,
+    },
+}
+
+/// A person on the map.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersonDot {
+    pub id: String,
+    pub lon: f64,
+    pub lat: f64,
+    pub status: i32,
+}
+
+impl PersonDot {
+    /// The person's dot, if they have a live location.
+    pub fn from_agent(agent: &pb::Agent) -> Option<PersonDot> {
+        let at = agent.location.as_ref()?;
+        let id = agent
+            .spec
+            .as_ref()
+            .map(|spec| spec.id.clone())
+            .unwrap_or_default();
+        Some(PersonDot {
+            id,
+            lon: at.lon,
+            lat: at.lat,
+            status: agent.status,
+        })
+    }
+}
+
+/// An open incident as the list and the map show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentRow {
+    pub id: String,
+    pub category: String,
+    pub priority: i32,
+    pub status: i32,
+    pub reported_at_ms: i64,
+    pub lon: f64,
+    pub lat: f64,
+    pub headcount: u32,
+    pub assigned: u32,
+    pub offers: u32,
+}
+
+impl IncidentRow {
+    pub fn from_incident(incident: &pb::Incident) -> IncidentRow {
+        let (lon, lat) = incident
+            .location
+            .as_ref()
+            .map_or((f64::NAN, f64::NAN), |at| (at.lon, at.lat));
+        IncidentRow {
+            id: incident.id.clone(),
+            category: incident.category.clone(),
+            priority: incident.priority,
+            status: incident.status,
+            reported_at_ms: incident.reported_at_ms,
+            lon,
+            lat,
+            headcount: incident.headcount,
+            assigned: u32::try_from(incident.assignments.len()).unwrap_or(u32::MAX),
+            offers: u32::try_from(incident.open_offers.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// An area in an emergency, for its banner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Banner {
+    pub area_id: String,
+    pub name: String,
+    pub mode: i32,
+    /// Why, when the switch was seen in the event feed.
+    pub reason: Option<String>,
+}
+
+/// One line of the event feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedLine {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub text: String,
+}
+
+/// Everything the live view shows.
+#[derive(Debug)]
+pub struct App {
+    pub server: String,
+    pub now_ms: i64,
+    pub link: Link,
+    /// The last failed request, until one succeeds again.
+    pub problem: Option<String>,
+    pub focus: Pane,
+    outlines: Vec<Outline>,
+    outline_index: HashMap<String, usize>,
+    bounds: Option<Bounds>,
+    mode_reasons: HashMap<String, String>,
+    people: Vec<PersonDot>,
+    /// Open incidents by id.
+    incidents: BTreeMap<String, IncidentRow>,
+    selected: Option<String>,
+    /// The incident whose offers and assignments are shown, once fetched.
+    detail: Option<pb::Incident>,
+    showing_detail: bool,
+    feed: VecDeque<FeedLine>,
+    /// Lines scrolled back from the newest.
+    feed_scroll: usize,
+    last_seq: u64,
+    incidents_stale: bool,
+    detail_stale: bool,
+    areas_stale: bool,
+}
+
+impl App {
+    pub fn new(server: &str) -> App {
+        App {
+            server: server.to_string(),
+            now_ms: 0,
+            link: Link::Live,
+            problem: None,
+            focus: Pane::Incidents,
+            outlines: Vec::new(),
+            outline_index: HashMap::new(),
+            bounds: None,
+            mode_reasons: HashMap::new(),
+            people: Vec::new(),
+            incidents: BTreeMap::new(),
+            selected: None,
+            detail: None,
+            showing_detail: false,
+            feed: VecDeque::new(),
+            feed_scroll: 0,
+            last_seq: 0,
+            incidents_stale: false,
+            detail_stale: false,
+            areas_stale: false,
+        }
+    }
+
+    // ------------------------------------------------------------ news
+
+    /// The map: every area with its outline and mode.
+    pub fn set_areas(&mut self, response: &pb::ListAreasResponse) {
+        self.outlines = response.areas.iter().map(Outline::from_area).collect();
+        // Wider levels first, so that finer outlines are drawn over them
+        // only where the draw order says.
+        self.outlines
+            .sort_by(|a, b| (a.level, &a.id).cmp(&(b.level, &b.id)));
+        self.outline_index = self
+            .outlines
+            .iter()
+            .enumerate()
+            .map(|(index, outline)| (outline.id.clone(), index))
+            .collect();
+        self.bounds = Bounds::around(
+            self.outlines
+                .iter()
+                .flat_map(|outline| outline.rings.iter().flatten().copied()),
+        );
+    }
+
+    /// People with a live location (the dispatcher's connected people).
+    pub fn set_people(&mut self, people: Vec<PersonDot>) {
+        self.people = people;
+    }
+
+    /// The open incidents as the dispatcher lists them now.
+    pub fn set_incidents(&mut self, incidents: &[pb::Incident]) {
+        self.incidents = incidents
+            .iter()
+            .filter(|incident| is_open(incident.status))
+            .map(|incident| (incident.id.clone(), IncidentRow::from_incident(incident)))
+            .collect();
+    }
+
+    /// The incident whose details were asked for.
+    pub fn set_detail(&mut self, incident: pb::Incident) {
+        if self.showing_detail && self.selected.as_deref() == Some(incident.id.as_str()) {
+            self.detail = Some(incident);
+        }
+    }
+
+    pub fn set_now(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+    }
+
+    pub fn set_link(&mut self, link: Link) {
+        self.link = link;
+    }
+
+    pub fn set_problem(&mut self, problem: Option<String>) {
+        self.problem = problem;
+    }
+
+    /// One event of the record: into the feed, and into the state it changes.
+    pub fn apply_event(&mut self, event: &pb::Event) {
+        if event.seq <= self.last_seq {
+            return;
+        }
+        self.last_seq = event.seq;
+        // Read the record once: for the feed line and for the state.
+        let kind = event_line::kind_of(event);
+        self.feed.push_back(FeedLine {
+            seq: event.seq,
+            at_ms: event.at_ms,
+            kind: event.kind.clone(),
+            text: event_line::summary_with(event, kind.as_ref()),
+        });
+        while self.feed.len() > FEED_LINES {
+            self.feed.pop_front();
+        }
+        if self.feed_scroll > 0 {
+            // Keep the lines being read in place while new ones arrive.
+            self.feed_scroll = (self.feed_scroll + 1).min(self.feed.len().saturating_sub(1));
+        }
+        if !event.incident_id.is_empty() {
+            self.incidents_stale = true;
+            if self.showing_detail && self.selected.as_deref() == Some(event.incident_id.as_str()) {
+                self.detail_stale = true;
+            }
+        }
+        if let Some(kind) = kind {
+            self.apply_kind(kind, event.at_ms);
+        }
+    }
+
+    fn apply_kind(&mut self, kind: EventKind, at_ms: i64) {
+        match kind {
+            EventKind::IncidentReported { incident, spec, .. } => {
+                let row = IncidentRow {
+                    id: incident.to_string(),
+                    category: spec.category,
+                    priority: i32::from(spec.priority),
+                    status: pb::IncidentStatus::Waiting as i32,
+                    reported_at_ms: at_ms,
+                    lon: spec.at.lon,
+                    lat: spec.at.lat,
+                    headcount: spec.headcount,
+                    assigned: 0,
+                    offers: 0,
+                };
+                self.incidents.insert(row.id.clone(), row);
+            }
+            EventKind::OfferSent { offer } => {
+                if let Some(row) = self.incidents.get_mut(offer.incident.as_str()) {
+                    row.offers += 1;
+                    if row.status == pb::IncidentStatus::Waiting as i32 {
+                        row.status = pb::IncidentStatus::Offered as i32;
+                    }
+                }
+            }
+            EventKind::Assigned { incident, .. } => {
+                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+                    row.assigned += 1;
+                    row.offers = row.offers.saturating_sub(1);
+                }
+            }
+            EventKind::OfferDeclined { incident, .. }
+            | EventKind::OfferTimedOut { incident, .. }
+            | EventKind::OfferWithdrawn { incident, .. } => {
+                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+                    row.offers = row.offers.saturating_sub(1);
+                }
+            }
+            EventKind::IncidentStaffed { incident } => {
+                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+                    row.status = pb::IncidentStatus::Staffed as i32;
+                }
+            }
+            EventKind::IncidentCancelled { incident, .. }
+            | EventKind::IncidentClosed { incident, .. } => {
+                self.incidents.remove(incident.as_str());
+            }
+            EventKind::ModeSwitched {
+                area, mode, reason, ..
+            } => {
+                let area = area.to_string();
+                if let Some(index) = self.outline_index.get(&area).copied() {
+                    self.outlines[index].mode = event_line::wire_mode(mode) as i32;
+                    self.recompute_effective_modes();
+                }
+                self.mode_reasons.insert(area, reason);
+            }
+            EventKind::AreasImported { .. } => self.areas_stale = true,
+            _ => {}
+        }
+    }
+
+    /// Each area's effective mode: the strictest of its own and its
+    /// ancestors' (as the dispatcher computes it).
+    fn recompute_effective_modes(&mut self) {
+        let effective: Vec<i32> = (0..self.outlines.len())
+            .map(|index| {
+                let mut strictest = self.outlines[index].mode;
+                let mut parent = self.outlines[index].parent_id.clone();
+                // The hierarchy is at most six levels; the bound guards a cycle.
+                for _ in 0..16 {
+                    let Some(&parent_index) = self.outline_index.get(&parent) else {
+                        break;
+                    };
+                    let ancestor = &self.outlines[parent_index];
+                    if labels::mode_severity(ancestor.mode) > labels::mode_severity(strictest) {
+                        strictest = ancestor.mode;
+                    }
+                    parent = ancestor.parent_id.clone();
+                }
+                strictest
+            })
+            .collect();
+        for (outline, mode) in self.outlines.iter_mut().zip(effective) {
+            outline.effective_mode = mode;
+        }
+    }
+
+    // ------------------------------------------------------------ keys
+
+    pub fn handle_key(&mut self, key: KeyEvent) -> Action {
+        if key.kind == KeyEventKind::Release {
+            return Action::None;
+        }
+        let control = key.modifiers.contains(KeyModifiers::CONTROL);
+        match key.code {
+            KeyCode::Char('q') => Action::Quit,
+            KeyCode::Char('c') if control => Action::Quit,
+            KeyCode::Tab => {
+                self.focus = self.focus.next();
+                Action::None
+            }
+            KeyCode::BackTab => {
+                self.focus = self.focus.previous();
+                Action::None
+            }
+            KeyCode::Esc => {
+                self.close_detail();
+                Action::None
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.move_selection(1);
+                Action::None
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.move_selection(-1);
+                Action::None
+            }
+            KeyCode::Enter => self.open_detail(),
+            _ => Action::None,
+        }
+    }
+
+    fn move_selection(&mut self, step: isize) {
+        match self.focus {
+            Pane::Incidents => {
+                let order = self.open_incidents();
+                if order.is_empty() {
+                    self.selected = None;
+                    return;
+                }
+                let current = self.selected_index();
+                let next = match current {
+                    None => 0,
+                    Some(index) => index.saturating_add_signed(step).min(order.len() - 1),
+                };
+                let id = order[next].id.clone();
+                if self.selected.as_deref() != Some(id.as_str()) {
+                    self.selected = Some(id);
+                    self.close_detail();
+                }
+            }
+            Pane::Feed => {
+                // Up scrolls back in time, down towards the newest line.
+                let back = self.feed_scroll.saturating_add_signed(-step);
+                self.feed_scroll = back.min(self.feed.len().saturating_sub(1));
+            }
+            Pane::Map => {}
+        }
+    }
+
+    fn open_detail(&mut self) -> Action {
+        if self.selected.is_none() && self.focus == Pane::Incidents {
+            self.move_selection(1);
+        }
+        let Some(id) = self.selected.clone() else {
+            return Action::None;
+        };
+        self.showing_detail = true;
+        if self.detail.as_ref().is_some_and(|detail| detail.id != id) {
+            self.detail = None;
+        }
+        self.detail_stale = false;
+        Action::ShowIncident(id)
+    }
+
+    fn close_detail(&mut self) {
+        self.showing_detail = false;
+        self.detail = None;
+        self.detail_stale = false;
+    }
+
+    // ------------------------------------------------------------ requests
+
+    /// Whether the open incidents should be fetched again (an event touched one).
+    pub fn incidents_stale(&self) -> bool {
+        self.incidents_stale
+    }
+
+    /// The incident whose details should be fetched again, if any.
+    pub fn stale_detail(&self) -> Option<&str> {
+        if self.showing_detail && self.detail_stale {
+            self.selected.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Marks the requests as sent, until the next event makes them stale.
+    pub fn refresh_requested(&mut self) {
+        self.incidents_stale = false;
+        self.detail_stale = false;
+    }
+
+    /// Whether areas were imported since the map was read.
+    pub fn areas_stale(&self) -> bool {
+        self.areas_stale
+    }
+
+    /// Marks the map as asked for again.
+    pub fn areas_requested(&mut self) {
+        self.areas_stale = false;
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    // ------------------------------------------------------------ reading
+
+    pub fn outlines(&self) -> &[Outline] {
+        &self.outlines
+    }
+
+    pub fn bounds(&self) -> Option<Bounds> {
+        self.bounds
+    }
+
+    pub fn people(&self) -> &[PersonDot] {
+        &self.people
+    }
+
+    /// Open incidents, most urgent first, then oldest first.
+    pub fn open_incidents(&self) -> Vec<&IncidentRow> {
+        let mut rows: Vec<&IncidentRow> = self.incidents.values().collect();
+        rows.sort_by(|a, b| {
+            (a.priority, a.reported_at_ms, &a.id).cmp(&(b.priority, b.reported_at_ms, &b.id))
+        });
+        rows
+    }
+
+    pub fn selected(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
+    pub fn selected_index(&self) -> Option<usize> {
+        let selected = self.selected.as_deref()?;
+        self.open_incidents()
+            .iter()
+            .position(|row| row.id == selected)
+    }
+
+    /// The incident detail being shown: `Some(None)` while it loads.
+    pub fn detail(&self) -> Option<Option<&pb::Incident>> {
+        self.showing_detail.then_some(self.detail.as_ref())
+    }
+
+    pub fn feed(&self) -> &VecDeque<FeedLine> {
+        &self.feed
+    }
+
+    pub fn feed_scroll(&self) -> usize {
+        self.feed_scroll
+    }
+
+    /// One banner per area switched to an emergency, most severe first.
+    pub fn banners(&self) -> Vec<Banner> {
+        let mut banners: Vec<Banner> = self
+            .outlines
+            .iter()
+            .filter(|outline| labels::is_emergency(outline.mode))
+            .map(|outline| Banner {
+                area_id: outline.id.clone(),
+                name: outline.name.clone(),
+                mode: outline.mode,
+                reason: self.mode_reasons.get(&outline.id).cloned(),
+            })
+            .collect();
+        banners.sort_by(|a, b| {
+            (labels::mode_severity(b.mode), &a.area_id)
+                .cmp(&(labels::mode_severity(a.mode), &b.area_id))
+        });
+        banners
+    }
+
+    /// People on the map by status: (available, busy, off duty).
+    pub fn people_counts(&self) -> (usize, usize, usize) {
+        let count = |status: pb::AgentStatus| {
+            self.people
+                .iter()
+                .filter(|person| person.status == status as i32)
+                .count()
+        };
+        (
+            count(pb::AgentStatus::Available),
+            count(pb::AgentStatus::Busy),
+            count(pb::AgentStatus::OffDuty),
+        )
+    }
+}
+
+fn is_open(status: i32) -> bool {
+    !matches!(
+        pb::IncidentStatus::try_from(status),
+        Ok(pb::IncidentStatus::Cancelled | pb::IncidentStatus::Closed)
+    )
+}

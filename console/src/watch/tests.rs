@@ -1,0 +1,522 @@
+//! The live view drawn on ratatui's `TestBackend` in its key states, with
+//! assertions on what lands in the buffer.
+
+use std::collections::BTreeSet;
+
+use pingji_dispatcher::areas::{AreaLevel, Placement};
+use pingji_dispatcher::event::EventKind;
+use pingji_dispatcher::ids::{AgentId, AreaId, IncidentId};
+use pingji_dispatcher::incident::IncidentSpec;
+use pingji_dispatcher::policy::Mode;
+use pingji_dispatcher::spatial::Position;
+use pingji_proto::v1 as pb;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent};
+use ratatui::style::Color;
+
+use super::app::{Action, App, Link, Pane, PersonDot};
+use super::draw::draw;
+use crate::table::display_width;
+
+const NOW_MS: i64 = 1_746_057_600_000;
+
+fn square(min_lon: f64, min_lat: f64, size: f64) -> pb::Polygon {
+    let corners = [
+        (0.0, 0.0),
+        (size, 0.0),
+        (size, size),
+        (0.0, size),
+        (0.0, 0.0),
+    ];
+    pb::Polygon {
+        rings: vec![pb::Ring {
+            points: corners
+                .iter()
+                .map(|(east, north)| pb::Location {
+                    lon: min_lon + east,
+                    lat: min_lat + north,
+                })
+                .collect(),
+        }],
+    }
+}
+
+fn area(
+    id: &str,
+    name: &str,
+    level: pb::AreaLevel,
+    parent: &str,
+    polygon: pb::Polygon,
+) -> pb::Area {
+    pb::Area {
+        id: id.into(),
+        name: name.into(),
+        level: level as i32,
+        parent_id: parent.into(),
+        mode: pb::Mode::Normal as i32,
+        effective_mode: pb::Mode::Normal as i32,
+        centroid: None,
+        polygons: vec![polygon],
+    }
+}
+
+/// A small city: two districts side by side, a grid in the first.
+fn sample_map() -> pb::ListAreasResponse {
+    pb::ListAreasResponse {
+        areas: vec![
+            area(
+                "city",
+                "明湖市",
+                pb::AreaLevel::City,
+                "",
+                square(120.0, 30.0, 0.2),
+            ),
+            area(
+                "d1",
+                "东湖区",
+                pb::AreaLevel::District,
+                "city",
+                square(120.0, 30.0, 0.1),
+            ),
+            area(
+                "d2",
+                "西山区",
+                pb::AreaLevel::District,
+                "city",
+                square(120.1, 30.0, 0.1),
+            ),
+            area(
+                "d1-g1",
+                "柳岸社区第1网格",
+                pb::AreaLevel::Grid,
+                "d1",
+                square(120.02, 30.02, 0.03),
+            ),
+        ],
+        service_centres: Vec::new(),
+    }
+}
+
+fn event(seq: u64, actor: &str, kind: &EventKind) -> pb::Event {
+    pb::Event {
+        seq,
+        at_ms: NOW_MS - 60_000,
+        actor: actor.into(),
+        kind: kind.name().into(),
+        incident_id: kind
+            .incident_id()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        agent_id: kind.agent_id().map(ToString::to_string).unwrap_or_default(),
+        area_id: kind.area_id().map(ToString::to_string).unwrap_or_default(),
+        offer_id: String::new(),
+        json: serde_json::to_string(kind).expect("events serialise"),
+    }
+}
+
+fn reported(id: &str, priority: u8) -> EventKind {
+    EventKind::IncidentReported {
+        incident: IncidentId::new(id),
+        spec: IncidentSpec {
+            at: Position {
+                lon: 120.03,
+                lat: 30.03,
+            },
+            category: "medical".into(),
+            priority,
+            skills: BTreeSet::new(),
+            headcount: 2,
+            description: String::new(),
+        },
+        placement: Placement::default(),
+        scope: AreaLevel::Grid,
+    }
+}
+
+fn switched(area: &str, mode: Mode, reason: &str) -> EventKind {
+    EventKind::ModeSwitched {
+        area: AreaId::new(area),
+        mode,
+        previous: Mode::Normal,
+        reason: reason.into(),
+    }
+}
+
+/// A view of the sample city with three people and one open incident.
+fn sample_app() -> App {
+    let mut app = App::new("http://127.0.0.1:50051");
+    app.set_areas(&sample_map());
+    app.set_now(NOW_MS);
+    app.set_people(vec![
+        PersonDot {
+            id: "p1".into(),
+            lon: 120.03,
+            lat: 30.04,
+            status: pb::AgentStatus::Available as i32,
+        },
+        PersonDot {
+            id: "p2".into(),
+            lon: 120.05,
+            lat: 30.05,
+            status: pb::AgentStatus::Busy as i32,
+        },
+        PersonDot {
+            id: "p3".into(),
+            lon: 120.15,
+            lat: 30.05,
+            status: pb::AgentStatus::OffDuty as i32,
+        },
+    ]);
+    app.apply_event(&event(1, "operator:li", &reported("inc-000001", 1)));
+    app
+}
+
+fn render(app: &App, width: u16, height: u16) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal.draw(|frame| draw(frame, app)).expect("draw");
+    terminal.backend().buffer().clone()
+}
+
+/// The buffer's rows as text; a wide character's hidden second cell is
+/// skipped so that Chinese reads as written.
+fn rows(buffer: &Buffer) -> Vec<String> {
+    let area = buffer.area;
+    (0..area.height)
+        .map(|y| {
+            let mut row = String::new();
+            let mut x = 0;
+            while x < area.width {
+                let symbol = buffer[(x, y)].symbol();
+                row.push_str(symbol);
+                x += u16::try_from(display_width(symbol).max(1)).unwrap_or(1);
+            }
+            row
+        })
+        .collect()
+}
+
+fn screen(buffer: &Buffer) -> String {
+    rows(buffer).join("\n")
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::from(code)
+}
+
+#[test]
+fn the_normal_view_shows_map_incidents_feed_and_keys() {
+    let buffer = render(&sample_app(), 80, 24);
+    let lines = rows(&buffer);
+    let text = screen(&buffer);
+    assert!(lines[0].contains("Pingji watch"), "{text}");
+    assert!(lines[0].contains("1 open"), "{text}");
+    assert!(lines[0].contains("1 available 1 busy 1 off"), "{text}");
+    assert!(text.contains("Map: 3 people"), "{text}");
+    assert!(text.contains("Open incidents: 1"), "{text}");
+    assert!(text.contains("P1 inc-000001 waiting 0/2"), "{text}");
+    assert!(text.contains("Events"), "{text}");
+    assert!(text.contains("inc-000001 medical P1 x2"), "{text}");
+    assert!(lines[23].contains("q quit"), "{text}");
+    assert!(lines[23].contains("● live"), "{text}");
+    // The incident's marker is on the map, in the priority's colour.
+    let marker = (0..24u16)
+        .flat_map(|y| (0..44u16).map(move |x| (x, y)))
+        .find(|&(x, y)| buffer[(x, y)].symbol() == "▲")
+        .expect("an incident marker on the map");
+    assert_eq!(buffer[marker].fg, Color::Red);
+    assert!(
+        !text.contains("EMERGENCY"),
+        "no banner in normal mode: {text}"
+    );
+}
+
+#[test]
+fn an_area_in_emergency_gets_a_banner() {
+    let mut app = sample_app();
+    app.apply_event(&event(
+        2,
+        "operator:li",
+        &switched("d1", Mode::EmergencyIi, "台风登陆"),
+    ));
+    let buffer = render(&app, 80, 24);
+    let lines = rows(&buffer);
+    let text = screen(&buffer);
+    assert!(
+        lines[1].contains("⚠ EMERGENCY II (ORANGE)  东湖区 (d1) — 台风登陆"),
+        "{text}"
+    );
+    assert_eq!(
+        buffer[(5, 1)].bg,
+        Color::Indexed(208),
+        "the banner is orange"
+    );
+    // The district's outline is drawn in the grade's colour on the map.
+    let orange_on_map = (3..16u16)
+        .flat_map(|y| (1..43u16).map(move |x| (x, y)))
+        .any(|cell| buffer[cell].fg == Color::Indexed(208));
+    assert!(orange_on_map, "an orange outline on the map: {text}");
+    assert!(
+        text.contains("d1: normal -> emergency II (orange): 台风登陆"),
+        "the switch is in the feed: {text}"
+    );
+    // The district's children are in the emergency through it; its
+    // neighbour is not.
+    let effective = |id: &str| {
+        app.outlines()
+            .iter()
+            .find(|outline| outline.id == id)
+            .map(|outline| outline.effective_mode)
+    };
+    assert_eq!(effective("d1-g1"), Some(pb::Mode::EmergencyIi as i32));
+    assert_eq!(effective("d2"), Some(pb::Mode::Normal as i32));
+
+    // Back to normal: the banner goes.
+    app.apply_event(&event(
+        3,
+        "operator:li",
+        &EventKind::ModeSwitched {
+            area: AreaId::new("d1"),
+            mode: Mode::Normal,
+            previous: Mode::EmergencyIi,
+            reason: "解除".into(),
+        },
+    ));
+    assert!(!screen(&render(&app, 80, 24)).contains("⚠ EMERGENCY"));
+}
+
+#[test]
+fn many_areas_in_emergency_are_summed_up_in_the_last_banner() {
+    let mut app = sample_app();
+    app.apply_event(&event(
+        2,
+        "operator:li",
+        &switched("city", Mode::EmergencyIv, "演练"),
+    ));
+    app.apply_event(&event(
+        3,
+        "operator:li",
+        &switched("d1", Mode::EmergencyI, "洪水"),
+    ));
+    app.apply_event(&event(
+        4,
+        "operator:li",
+        &switched("d2", Mode::EmergencyIii, "停电"),
+    ));
+    app.apply_event(&event(
+        5,
+        "operator:li",
+        &switched("d1-g1", Mode::EmergencyIi, "火情"),
+    ));
+    let lines = rows(&render(&app, 80, 24));
+    // Most severe first; the fourth is summed up.
+    assert!(
+        lines[1].contains("EMERGENCY I (RED)  东湖区 (d1)"),
+        "{lines:#?}"
+    );
+    assert!(lines[2].contains("EMERGENCY II (ORANGE)"), "{lines:#?}");
+    assert!(
+        lines[3].contains("+2 more areas in emergency"),
+        "{lines:#?}"
+    );
+    assert!(lines[4].contains("Map"), "{lines:#?}");
+}
+
+#[test]
+fn a_selected_incident_shows_its_offers_and_assignments() {
+    let mut app = sample_app();
+    assert_eq!(app.handle_key(key(KeyCode::Char('j'))), Action::None);
+    assert_eq!(app.selected(), Some("inc-000001"));
+    assert_eq!(
+        app.handle_key(key(KeyCode::Enter)),
+        Action::ShowIncident("inc-000001".into())
+    );
+    assert!(screen(&render(&app, 80, 24)).contains("loading…"));
+
+    app.set_detail(pb::Incident {
+        id: "inc-000001".into(),
+        category: "medical".into(),
+        priority: 1,
+        headcount: 2,
+        status: pb::IncidentStatus::Offered as i32,
+        reported_at_ms: NOW_MS - 60_000,
+        reported_by: "operator:li".into(),
+        grid_id: "d1-g1".into(),
+        mode: pb::Mode::Normal as i32,
+        scope: pb::AreaLevel::Grid as i32,
+        open_offers: vec![pb::Offer {
+            offer_id: "off-2".into(),
+            agent_id: "p0003".into(),
+            distance_m: 240.0,
+            eta_s: 173.0,
+            deadline_ms: NOW_MS + 42_000,
+            ..Default::default()
+        }],
+        assignments: vec![pb::Assignment {
+            agent_id: "p0001".into(),
+            offer_id: "off-1".into(),
+            assigned_at_ms: NOW_MS - 30_000,
+            arrived_at_ms: NOW_MS - 5_000,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let text = screen(&render(&app, 80, 24));
+    assert!(text.contains("Incident inc-000001"), "{text}");
+    assert!(text.contains("Offers (1)"), "{text}");
+    assert!(text.contains("p0003  240 m  ETA 2m  42s left"), "{text}");
+    assert!(text.contains("Assignments (1)"), "{text}");
+    assert!(text.contains("p0001  on site  assigned 30s ago"), "{text}");
+    // The detail takes the map's place; Esc gives the map back.
+    assert!(!text.contains("Map: 3 people"), "{text}");
+    app.handle_key(key(KeyCode::Esc));
+    assert!(screen(&render(&app, 80, 24)).contains("Map: 3 people"));
+}
+
+#[test]
+fn a_detail_for_another_incident_is_ignored() {
+    let mut app = sample_app();
+    app.handle_key(key(KeyCode::Down));
+    app.handle_key(key(KeyCode::Enter));
+    app.set_detail(pb::Incident {
+        id: "inc-other".into(),
+        ..Default::default()
+    });
+    assert_eq!(app.detail(), Some(None));
+}
+
+#[test]
+fn the_view_fits_80x24_and_follows_resizes() {
+    let app = sample_app();
+    for (width, height) in [(80, 24), (120, 40), (200, 60), (40, 12)] {
+        let lines = rows(&render(&app, width, height));
+        assert_eq!(lines.len(), usize::from(height));
+        assert!(lines[0].contains("Pingji watch"), "{width}x{height}");
+        assert!(
+            lines[usize::from(height) - 1].contains("Tab pane"),
+            "{width}x{height}: {lines:#?}"
+        );
+        // Every pane's frame is closed: top-left and bottom-left corners
+        // of the map and of the incidents.
+        let text = lines.join("\n");
+        assert!(text.matches('┌').count() >= 3, "{width}x{height}: {text}");
+        assert!(text.matches('└').count() >= 3, "{width}x{height}: {text}");
+    }
+    let tiny = screen(&render(&app, 30, 8));
+    assert!(tiny.contains("terminal too small"), "{tiny}");
+}
+
+#[test]
+fn tab_moves_between_panes_and_the_focused_pane_is_yellow() {
+    let mut app = sample_app();
+    assert_eq!(app.focus, Pane::Incidents);
+    app.handle_key(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Feed);
+    app.handle_key(key(KeyCode::Tab));
+    assert_eq!(app.focus, Pane::Map);
+    let buffer = render(&app, 80, 24);
+    // The map's top-left corner is the first cell below the header.
+    assert_eq!(buffer[(0, 1)].symbol(), "┌");
+    assert_eq!(buffer[(0, 1)].fg, Color::Yellow);
+    app.handle_key(key(KeyCode::BackTab));
+    assert_eq!(app.focus, Pane::Feed);
+    assert_eq!(app.handle_key(key(KeyCode::Char('q'))), Action::Quit);
+}
+
+#[test]
+fn events_keep_the_incident_list_current() {
+    let mut app = sample_app();
+    app.apply_event(&event(2, "operator:li", &reported("inc-000002", 3)));
+    app.apply_event(&event(3, "operator:li", &reported("inc-000003", 1)));
+    let order: Vec<&str> = app
+        .open_incidents()
+        .iter()
+        .map(|row| row.id.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        ["inc-000001", "inc-000003", "inc-000002"],
+        "most urgent first, then oldest"
+    );
+    app.apply_event(&event(
+        4,
+        "dispatcher",
+        &EventKind::IncidentStaffed {
+            incident: IncidentId::new("inc-000003"),
+        },
+    ));
+    let staffed = app
+        .open_incidents()
+        .into_iter()
+        .find(|row| row.id == "inc-000003")
+        .map(|row| row.status);
+    assert_eq!(staffed, Some(pb::IncidentStatus::Staffed as i32));
+    app.apply_event(&event(
+        5,
+        "operator:li",
+        &EventKind::IncidentClosed {
+            incident: IncidentId::new("inc-000001"),
+            feedback: "done".into(),
+            released: vec![AgentId::new("p1")],
+        },
+    ));
+    assert_eq!(app.open_incidents().len(), 2);
+    assert!(
+        app.incidents_stale(),
+        "an incident event asks for a fresh list"
+    );
+    // A replayed event is not applied twice.
+    app.apply_event(&event(2, "operator:li", &reported("inc-000002", 3)));
+    assert_eq!(app.feed().len(), 5);
+}
+
+#[test]
+fn a_drill_of_thousands_of_people_draws_in_one_frame() {
+    let mut app = sample_app();
+    let people: Vec<PersonDot> = (0..5000)
+        .map(|index| PersonDot {
+            id: format!("p{index}"),
+            lon: 120.0 + f64::from(index % 100) * 0.002,
+            lat: 30.0 + f64::from(index / 100) * 0.002,
+            status: [
+                pb::AgentStatus::Available,
+                pb::AgentStatus::Busy,
+                pb::AgentStatus::OffDuty,
+            ][index as usize % 3] as i32,
+        })
+        .collect();
+    app.set_people(people);
+    for seq in 2..2000 {
+        app.apply_event(&event(
+            seq,
+            "dispatcher",
+            &EventKind::IncidentStaffed {
+                incident: IncidentId::new("inc-000001"),
+            },
+        ));
+    }
+    assert_eq!(app.feed().len(), super::app::FEED_LINES);
+    let text = screen(&render(&app, 80, 24));
+    assert!(text.contains("Map: 5000 people"), "{text}");
+    assert!(
+        text.contains("inc-000001 staffed"),
+        "the newest events are shown: {text}"
+    );
+}
+
+#[test]
+fn the_footer_shows_trouble_with_the_link() {
+    let mut app = sample_app();
+    app.set_problem(Some("people: unavailable: tcp connect error".into()));
+    assert!(screen(&render(&app, 80, 24)).contains("people: unavailable: tcp connect error"));
+    // A broken event stream is shown before any other problem.
+    app.set_link(Link::Reconnecting {
+        attempt: 3,
+        in_s: 4,
+    });
+    assert!(screen(&render(&app, 80, 24)).contains("reconnecting in 4 s (try 3)"));
+    app.set_link(Link::Live);
+    app.set_problem(None);
+    assert!(screen(&render(&app, 80, 24)).contains("● live"));
+}

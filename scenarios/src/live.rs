@@ -1,0 +1,414 @@
+//! The live runner: the same drill file against a running dispatcher. Every
+//! simulated person is a real gRPC session through `AgentClient`; incidents,
+//! mode switches and cancellations go through the command API; the report is
+//! made from the events the dispatcher streams back (`WatchEvents`).
+//!
+//! `speed` compresses the drill: the timeline and people's delays run
+//! `speed` times faster, and event times are stretched back, so figures are
+//! in drill seconds. The dispatcher keeps its own policy in real time; for a
+//! faithful rehearsal at speed N, give it a policy with timeouts divided by N.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pingji_dispatcher::areas::AreaMap;
+use pingji_dispatcher::event::{Event, EventKind};
+use pingji_dispatcher::ids::{AreaId, Millis};
+use pingji_dispatcher::roster::{AgentProfile, TravelMode};
+use pingji_dispatcher::spatial::Position;
+use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, IncidentId, Location, OfferId};
+use pingji_proto::v1 as pb;
+use pingji_proto::v1::command_service_client::CommandServiceClient;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::drill::{Behaviour, Drill, TimelineEntry, parse_mode};
+use crate::report::Report;
+use crate::sim::triangular;
+
+/// Options of a live run.
+pub struct LiveOptions {
+    pub server: String,
+    pub speed: f64,
+}
+
+type Commands = CommandServiceClient<Channel>;
+
+fn as_operator<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("x-pingji-operator", tonic::metadata::MetadataValue::from_static("drill"));
+    request
+}
+
+fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {} ({:?})", status.message(), status.code())
+}
+
+/// Runs a drill against the dispatcher at `options.server` and writes the report into `out`.
+pub async fn run(drill: &Drill, options: &LiveOptions, out: &std::path::Path, mut progress: impl FnMut(u64)) -> anyhow::Result<Report> {
+    anyhow::ensure!(options.speed > 0.0 && options.speed <= 1000.0, "speed must be between 0 and 1000");
+    let server = if options.server.contains("://") { options.server.clone() } else { format!("http://{}", options.server) };
+    let mut commands = CommandServiceClient::connect(server.clone())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot reach the dispatcher at {server} (is it running?): {error}"))?;
+
+    // Watch first, so that every event of the run is seen.
+    let mut watch = commands
+        .watch_events(pb::WatchEventsRequest { from_seq: 0 })
+        .await
+        .map_err(|status| status_error("watching events", status))?
+        .into_inner();
+    let (event_sender, mut event_inbox) = mpsc::channel::<pb::Event>(65_536);
+    let watcher = tokio::spawn(async move {
+        while let Ok(Some(event)) = watch.message().await {
+            if event_sender.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+
+    let map_text = std::fs::read_to_string(drill.path.parent().unwrap_or(std::path::Path::new(".")).join(&drill.file.map))?;
+    commands
+        .import_areas(as_operator(pb::ImportAreasRequest { geojson: map_text }))
+        .await
+        .map_err(|status| status_error("importing the map", status))?;
+    let areas = AreaMap::from(drill.map.clone());
+    let mut rng = StdRng::seed_from_u64(drill.file.seed);
+    let people = match (&drill.roster_csv, &drill.file.roster.generate) {
+        (Some(text), _) => crate::roster::from_csv(text).map_err(anyhow::Error::msg)?,
+        (None, Some(generator)) => crate::roster::generate(&mut rng, &areas, generator),
+        (None, None) => Vec::new(),
+    };
+    import_people(&mut commands, &people).await?;
+
+    let started = Instant::now();
+    let started_at = crate::sim::DRILL_START;
+    let wall_start = pingji_dispatcher::runtime::system_now();
+    let scale = options.speed;
+    let connected_share = if drill.roster_csv.is_some() { drill.file.roster.connected_share } else { 1.0 };
+
+    let mut persons = JoinSet::new();
+    let mut controls: BTreeMap<String, mpsc::Sender<Control>> = BTreeMap::new();
+    for (index, profile) in people.iter().enumerate() {
+        if !profile.on_duty || rng.random::<f64>() >= connected_share {
+            continue;
+        }
+        let home = profile
+            .home
+            .or_else(|| profile.home_area.as_ref().and_then(|area| areas.centroid(area)))
+            .unwrap_or(Position { lon: 0.0, lat: 0.0 });
+        let (client, agent_events) = AgentClient::start(AgentConfig::new(server.clone(), profile.id.to_string(), "drill"))?;
+        let (control, control_inbox) = mpsc::channel(8);
+        controls.insert(profile.id.to_string(), control);
+        let person = Person {
+            client,
+            behaviour: drill.behaviour(profile.role).clone(),
+            travel_mode: profile.travel_mode,
+            at: home,
+            scale,
+            rng: StdRng::seed_from_u64(drill.file.seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            pending: Vec::new(),
+        };
+        persons.spawn(person.run(agent_events, control_inbox));
+    }
+
+    let mut timeline = JoinSet::new();
+    for (_, entry) in drill.timeline.clone() {
+        let at = started + Duration::from_secs_f64(entry.at_s as f64 / scale);
+        let mut commands = commands.clone();
+        let controls = controls.clone();
+        let people = people.clone();
+        let areas = areas.clone();
+        let seed = drill.file.seed ^ entry.at_s;
+        timeline.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            perform(&mut commands, &entry, &controls, &people, &areas, scale, seed).await
+        });
+    }
+
+    let end = started + Duration::from_secs_f64(drill.file.duration_s as f64 / scale);
+    let mut events = Vec::new();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(end) => break,
+            Some(event) = event_inbox.recv() => events.push(event),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        progress((started.elapsed().as_secs_f64() * scale) as u64);
+        while let Some(done) = timeline.try_join_next() {
+            done??;
+        }
+    }
+    progress(drill.file.duration_s);
+    timeline.abort_all();
+    for control in controls.values() {
+        let _ = control.send(Control::Stop).await;
+    }
+    while persons.join_next().await.is_some() {}
+    // The last events of the run may still be on their way.
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), event_inbox.recv()).await {
+        events.push(event);
+    }
+    watcher.abort();
+
+    let events: Vec<Event> = events
+        .iter()
+        .filter_map(|event| {
+            let kind: EventKind = serde_json::from_str(&event.json).ok()?;
+            // Stretch wall-clock times back to drill time.
+            let drill_ms = ((event.at_ms - wall_start.0) as f64 * scale) as i64;
+            Some(Event { seq: event.seq, at: Millis(started_at.0 + drill_ms), actor: event.actor.clone(), kind })
+        })
+        .collect();
+    let mut report = crate::build_report(drill, &events, started_at, started_at.plus_seconds(drill.file.duration_s));
+    report.drill.people = people.len();
+    crate::report::write(&report, &drill.map, out)?;
+    Ok(report)
+}
+
+/// Adds the people the dispatcher does not know yet (a re-run keeps the rest).
+async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyhow::Result<()> {
+    let mut known = std::collections::BTreeSet::new();
+    let mut after = String::new();
+    loop {
+        let page = commands
+            .list_agents(pb::ListAgentsRequest { limit: 1000, after_id: after.clone(), ..Default::default() })
+            .await
+            .map_err(|status| status_error("listing people", status))?
+            .into_inner()
+            .agents;
+        let Some(last) = page.last().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()) else { break };
+        known.extend(page.into_iter().filter_map(|agent| agent.spec.map(|spec| spec.id)));
+        after = last;
+    }
+    let new: Vec<pb::AgentSpec> = people
+        .iter()
+        .filter(|profile| !known.contains(profile.id.as_str()))
+        .map(pingji_dispatcher::convert::profile_to_pb)
+        .collect();
+    for chunk in new.chunks(2000) {
+        commands
+            .import_agents(as_operator(pb::ImportAgentsRequest { agents: chunk.to_vec() }))
+            .await
+            .map_err(|status| status_error("importing people", status))?;
+    }
+    Ok(())
+}
+
+async fn perform(
+    commands: &mut Commands,
+    entry: &TimelineEntry,
+    controls: &BTreeMap<String, mpsc::Sender<Control>>,
+    people: &[AgentProfile],
+    areas: &AreaMap,
+    scale: f64,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    if let Some(mode) = &entry.mode {
+        let mode_value = parse_mode(&mode.grade).map_or(pb::Mode::Normal, pingji_dispatcher::convert::mode_to_pb);
+        let request = pb::SetModeRequest { area_id: mode.area.clone(), mode: mode_value as i32, reason: mode.reason.clone() };
+        // Already in that mode from an earlier run: nothing to do.
+        if let Err(status) = commands.set_mode(as_operator(request)).await
+            && status.code() != tonic::Code::FailedPrecondition
+        {
+            return Err(status_error("switching mode", status));
+        }
+    }
+    if let Some(incident) = &entry.incident {
+        let at = match (incident.at, &incident.area) {
+            (Some([lon, lat]), _) => Position { lon, lat },
+            (None, Some(area)) => areas.centroid(&AreaId::new(area)).unwrap_or(Position { lon: 0.0, lat: 0.0 }),
+            (None, None) => Position { lon: 0.0, lat: 0.0 },
+        };
+        let request = pb::CreateIncidentRequest {
+            id: String::new(),
+            location: Some(pb::Location { lon: at.lon, lat: at.lat }),
+            category: incident.category.clone(),
+            priority: i32::from(incident.priority),
+            required_skills: incident.skills.clone(),
+            headcount: incident.need,
+            description: incident.description.clone(),
+        };
+        commands.create_incident(as_operator(request)).await.map_err(|status| status_error("creating an incident", status))?;
+    }
+    if let Some(burst) = &entry.burst {
+        let Some(spec) = areas.get(&AreaId::new(&burst.area)).cloned() else { return Ok(()) };
+        let begun = Instant::now();
+        for number in 0..burst.count {
+            let offset = burst.over_s as f64 * f64::from(number) / f64::from(burst.count) / scale;
+            tokio::time::sleep_until(begun + Duration::from_secs_f64(offset)).await;
+            let at = crate::roster::random_point_in(&mut rng, areas, &spec).unwrap_or(Position { lon: 0.0, lat: 0.0 });
+            let category = crate::roster::weighted(&mut rng, &burst.categories).cloned().unwrap_or_else(|| "other".into());
+            let request = pb::CreateIncidentRequest {
+                id: String::new(),
+                location: Some(pb::Location { lon: at.lon, lat: at.lat }),
+                priority: i32::from(burst.priority[rng.random_range(0..burst.priority.len())]),
+                headcount: burst.need[rng.random_range(0..burst.need.len())],
+                required_skills: burst.skills.get(&category).cloned().unwrap_or_default(),
+                description: format!("{category} #{} of a burst in {}", number + 1, spec.name),
+                category,
+            };
+            commands.create_incident(as_operator(request)).await.map_err(|status| status_error("creating an incident", status))?;
+        }
+    }
+    if let Some(cancel) = &entry.cancel {
+        let chosen: Vec<String> = match (&cancel.incident, cancel.share) {
+            (Some(id), _) => vec![id.clone()],
+            (None, Some(share)) => commands
+                .list_incidents(pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() })
+                .await
+                .map_err(|status| status_error("listing incidents", status))?
+                .into_inner()
+                .incidents
+                .into_iter()
+                .filter(|_| rng.random::<f64>() < share)
+                .map(|incident| incident.id)
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        for id in chosen {
+            // An incident that ended meanwhile cannot be cancelled; that is fine in a drill.
+            let _ = commands.cancel_incident(as_operator(pb::CancelIncidentRequest { id, reason: cancel.reason.clone() })).await;
+        }
+    }
+    if let Some(off) = &entry.off_duty {
+        let area = off.area.as_ref().map(AreaId::new);
+        let level = area.as_ref().and_then(|area| areas.get(area)).map(|spec| spec.level);
+        let role = off.role.as_deref().and_then(crate::drill::parse_role);
+        for profile in people {
+            let in_area = match (&area, level) {
+                (Some(area), Some(level)) => {
+                    profile.home_area.as_ref().is_some_and(|home| areas.placement_of_area(home).within(level, area))
+                }
+                _ => true,
+            };
+            if in_area && role.is_none_or(|role| profile.role == role) && rng.random::<f64>() < off.share
+                && let Some(control) = controls.get(profile.id.as_str())
+            {
+                let _ = control.send(Control::OffDuty).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Control {
+    OffDuty,
+    Stop,
+}
+
+enum Step {
+    Answer { offer: OfferId, accept: bool, reason: String },
+    Arrive { incident: IncidentId, at: Position },
+    Complete { incident: IncidentId },
+}
+
+/// One simulated person on a real session.
+struct Person {
+    client: AgentClient,
+    behaviour: Behaviour,
+    travel_mode: TravelMode,
+    at: Position,
+    scale: f64,
+    rng: StdRng,
+    pending: Vec<(Instant, Step)>,
+}
+
+impl Person {
+    fn later(&self, drill_seconds: f64) -> Instant {
+        Instant::now() + Duration::from_secs_f64((drill_seconds / self.scale).max(0.0))
+    }
+
+    async fn run(mut self, mut events: mpsc::Receiver<AgentEvent>, mut control: mpsc::Receiver<Control>) {
+        let _ = self.client.report_location(Location::new(self.at.lon, self.at.lat));
+        loop {
+            let next = self.pending.iter().map(|(at, _)| *at).min();
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(AgentEvent::Stopped { .. }) | None => break,
+                    Some(event) => self.on_event(event),
+                },
+                command = control.recv() => match command {
+                    Some(Control::OffDuty) => {
+                        let _ = self.client.set_status(pb::AgentStatus::OffDuty);
+                    }
+                    Some(Control::Stop) | None => break,
+                },
+                () = async { if let Some(at) = next { tokio::time::sleep_until(at).await } else { std::future::pending().await } } => {
+                    self.fire_due();
+                }
+            }
+        }
+        self.client.close().await;
+    }
+
+    fn on_event(&mut self, event: AgentEvent) {
+        match event {
+            AgentEvent::Offer(offer) => {
+                let roll = self.rng.random::<f64>();
+                let delay = triangular(&mut self.rng, self.behaviour.decide_s);
+                if roll < self.behaviour.accept {
+                    self.pending.push((self.later(delay), Step::Answer { offer: offer.offer_id, accept: true, reason: String::new() }));
+                } else if roll < self.behaviour.accept + self.behaviour.decline {
+                    let reasons = &self.behaviour.decline_reasons;
+                    let reason = reasons[self.rng.random_range(0..reasons.len())].clone();
+                    self.pending.push((self.later(delay), Step::Answer { offer: offer.offer_id, accept: false, reason }));
+                }
+            }
+            AgentEvent::AssignmentConfirmed(offer) => {
+                if self.rng.random::<f64>() < self.behaviour.silent {
+                    return;
+                }
+                let target = offer.location.map_or(self.at, |at| Position { lon: at.lon, lat: at.lat });
+                let speed = match self.travel_mode {
+                    TravelMode::Walk => self.behaviour.walk_mps,
+                    TravelMode::Bike => self.behaviour.bike_mps,
+                    TravelMode::Car => self.behaviour.car_mps,
+                };
+                let travel_s = 60.0 + self.at.distance_m(target) / speed;
+                self.pending.push((self.later(travel_s), Step::Arrive { incident: offer.incident_id, at: target }));
+            }
+            AgentEvent::AssignmentEnded { incident_id, .. } => {
+                self.pending.retain(|(_, step)| match step {
+                    Step::Arrive { incident, .. } | Step::Complete { incident } => incident != &incident_id,
+                    Step::Answer { .. } => true,
+                });
+            }
+            AgentEvent::OfferWithdrawn { offer_id, .. } | AgentEvent::NoLongerNeeded { offer_id, .. } => {
+                self.pending.retain(|(_, step)| !matches!(step, Step::Answer { offer, .. } if offer == &offer_id));
+            }
+            _ => {}
+        }
+    }
+
+    fn fire_due(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(at, _)| *at <= now);
+        self.pending = later;
+        for (_, step) in due {
+            match step {
+                Step::Answer { offer, accept: true, .. } => {
+                    let _ = self.client.accept(&offer);
+                }
+                Step::Answer { offer, accept: false, reason } => {
+                    let _ = self.client.decline(&offer, &reason);
+                }
+                Step::Arrive { incident, at } => {
+                    self.at = at;
+                    let _ = self.client.arrived(&incident);
+                    let on_scene = triangular(&mut self.rng, self.behaviour.on_scene_s);
+                    self.pending.push((self.later(on_scene), Step::Complete { incident }));
+                }
+                Step::Complete { incident } => {
+                    let _ = self.client.completed(&incident, "handled on site");
+                    let _ = self.client.report_location(Location::new(self.at.lon, self.at.lat));
+                }
+            }
+        }
+    }
+}

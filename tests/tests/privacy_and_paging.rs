@@ -1,0 +1,100 @@
+//! Personal data on the event stream, operator names, and paging.
+
+use std::time::Duration;
+
+use pingji_tests::{EventWatch, TestServer, event_json, pb, person};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_masks_phones_and_drops_home_locations() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let mut spec = person("canary", "d1-s1-c1-g1", &[]);
+    spec.phone = "13912345678".to_string();
+    spec.home = Some(pb::Location { lon: 120.0912345, lat: 30.2412345 });
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await?;
+    let mut watch = EventWatch::start(&mut command, 1).await?;
+    let upserted = watch
+        .wait_for(Duration::from_secs(20), "the roster event", |event| {
+            event.kind == "agents_upserted" && event.json.contains("canary")
+        })
+        .await?;
+    assert!(!upserted.json.contains("13912345678"), "{}", upserted.json);
+    assert!(!upserted.json.contains("120.0912345") && !upserted.json.contains("30.2412345"), "{}", upserted.json);
+    let body = event_json(&upserted)?;
+    let agent = body["agents"].as_array().and_then(|agents| agents.iter().find(|a| a["id"] == "canary")).cloned();
+    assert_eq!(agent.as_ref().map(|a| a["phone"].clone()), Some(serde_json::json!("139****5678")));
+    // Operators who look the person up still see the number (an operator tool).
+    let stored = command.get_agent(pb::GetAgentRequest { id: "canary".into() }).await?.into_inner();
+    assert_eq!(stored.spec.map(|spec| spec.phone), Some("13912345678".to_string()));
+    drop(watch);
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_operator_name_is_refused_and_nothing_changes() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let mut request = tonic::Request::new(pb::CreateIncidentRequest {
+        location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+        category: "medical".into(),
+        priority: 1,
+        headcount: 1,
+        ..Default::default()
+    });
+    request.metadata_mut().insert("x-pingji-operator", "li na!".parse()?);
+    let status = command.create_incident(request).await.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("x-pingji-operator"), "{}", status.message());
+    let incidents = command.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents;
+    assert!(incidents.is_empty());
+
+    let mut named = tonic::Request::new(pb::CreateIncidentRequest {
+        location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+        category: "medical".into(),
+        priority: 1,
+        headcount: 1,
+        ..Default::default()
+    });
+    named.metadata_mut().insert("x-pingji-operator", "li.na".parse()?);
+    let incident = command.create_incident(named).await?.into_inner();
+    assert_eq!(incident.reported_by, "operator:li.na");
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_page_by_id() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    for _ in 0..7 {
+        command
+            .create_incident(pb::CreateIncidentRequest {
+                location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+                category: "errand".into(),
+                priority: 3,
+                headcount: 1,
+                ..Default::default()
+            })
+            .await?;
+    }
+    let mut seen = Vec::new();
+    let mut after_id = String::new();
+    loop {
+        let page = command
+            .list_incidents(pb::ListIncidentsRequest { open_only: true, limit: 3, after_id: after_id.clone() })
+            .await?
+            .into_inner()
+            .incidents;
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        after_id = page.last().map(|incident| incident.id.clone()).unwrap_or_default();
+        seen.extend(page.into_iter().map(|incident| incident.id));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen.len(), 7);
+    assert_eq!(seen, sorted, "pages are in id order without repeats");
+    server.shutdown().await
+}
