@@ -94,7 +94,8 @@ pub struct Incident {
     pub scope_since: Millis,
     pub open_offers: BTreeMap<OfferId, OfferRecord>,
     pub assignments: Vec<AssignmentRecord>,
-    /// People who declined or let an offer time out: not asked again.
+    /// People who declined, let an offer time out, or took the incident
+    /// already: not asked again.
     pub excluded: BTreeSet<AgentId>,
     pub offers_made: u32,
     /// A `no_candidates` event was recorded and no offer went out since.

@@ -72,6 +72,8 @@ impl Engine {
             EventKind::Assigned { offer, incident, agent } => {
                 if let Some(record) = self.state.incidents.get_mut(incident) {
                     record.open_offers.remove(offer);
+                    // One person serves an incident once, even after completing their part.
+                    record.excluded.insert(agent.clone());
                     record.assignments.push(AssignmentRecord {
                         agent: agent.clone(),
                         offer: offer.clone(),

@@ -476,6 +476,10 @@ fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
         for offer in incident.open_offers.values() {
             prop_assert!(!incident.excluded.contains(&offer.agent));
         }
+        let mut served = BTreeSet::new();
+        for assignment in &incident.assignments {
+            prop_assert!(served.insert(&assignment.agent), "{} assigned twice to {}", assignment.agent, incident.id);
+        }
     }
     Ok(())
 }
