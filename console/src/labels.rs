@@ -75,6 +75,9 @@ pub fn incident_status_name(status: i32) -> &'static str {
         Ok(pb::IncidentStatus::Staffed) => "staffed",
         Ok(pb::IncidentStatus::Cancelled) => "cancelled",
         Ok(pb::IncidentStatus::Closed) => "closed",
+        Ok(pb::IncidentStatus::Reported) => "reported",
+        Ok(pb::IncidentStatus::Merged) => "merged",
+        Ok(pb::IncidentStatus::Rejected) => "rejected",
         Ok(pb::IncidentStatus::Unspecified) | Err(_) => "unspecified",
     }
 }

@@ -190,6 +190,9 @@ pub fn incident_status_to_pb(status: IncidentStatus) -> pb::IncidentStatus {
         IncidentStatus::Staffed => pb::IncidentStatus::Staffed,
         IncidentStatus::Cancelled => pb::IncidentStatus::Cancelled,
         IncidentStatus::Closed => pb::IncidentStatus::Closed,
+        IncidentStatus::Reported => pb::IncidentStatus::Reported,
+        IncidentStatus::Merged => pb::IncidentStatus::Merged,
+        IncidentStatus::Rejected => pb::IncidentStatus::Rejected,
     }
 }
 
@@ -244,6 +247,11 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
             .collect(),
         feedback: incident.feedback.clone().unwrap_or_default(),
         ended_at_ms: incident.ending.map_or(0, |(_, at)| at.0),
+        reported_by_agent: incident.report.as_ref().map(|report| report.agent.to_string()).unwrap_or_default(),
+        plan_activation_id: incident.activation.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        merged_into: incident.merged_into.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+        report_text: incident.report.as_ref().map(|report| report.text.clone()).unwrap_or_default(),
+        photo_ref: incident.report.as_ref().map(|report| report.photo_ref.clone()).unwrap_or_default(),
     }
 }
 
@@ -403,14 +411,48 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                 let ended = pb::AssignmentEnded { incident_id: incident.to_string(), reason: format!("cancelled: {reason}") };
                 (agent.clone(), message(Body::AssignmentEnded(ended)))
             })
+            .chain(to_reporters(state, incident, |_| report_outcome(incident, "cancelled", incident, reason, "")))
             .collect(),
-        EventKind::IncidentClosed { incident, released, .. } => released
+        EventKind::IncidentClosed { incident, released, feedback } => released
             .iter()
             .map(|agent| {
                 let ended = pb::AssignmentEnded { incident_id: incident.to_string(), reason: "closed by an operator".to_string() };
                 (agent.clone(), message(Body::AssignmentEnded(ended)))
             })
+            .chain(to_reporters(state, incident, |_| report_outcome(incident, "closed", incident, "", feedback)))
             .collect(),
+        EventKind::CallupIssued { callup, area, reason, deadline, people, .. } => people
+            .iter()
+            .map(|agent| {
+                let call = pb::CallUp { callup_id: callup.to_string(), area_id: area.to_string(), reason: reason.clone(), deadline_ms: deadline.0 };
+                (agent.clone(), message(Body::CallUp(call)))
+            })
+            .collect(),
+        EventKind::CallupStoodDown { callup, reason } => state
+            .callups
+            .get(callup)
+            .map(|record| {
+                record
+                    .people
+                    .keys()
+                    .map(|agent| {
+                        let stand_down =
+                            pb::StandDown { callup_id: callup.to_string(), area_id: record.area.to_string(), reason: reason.clone() };
+                        (agent.clone(), message(Body::StandDown(stand_down)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        EventKind::FieldReported { incident, agent, .. } => {
+            vec![(agent.clone(), report_outcome(incident, "received", incident, "", ""))]
+        }
+        EventKind::ReportAccepted { incident, .. } => to_reporters(state, incident, |_| report_outcome(incident, "accepted", incident, "", "")),
+        EventKind::ReportMerged { incident, into } => {
+            to_reporters(state, incident, |_| report_outcome(incident, "merged", into, &format!("merged into {into}"), ""))
+        }
+        EventKind::ReportRejected { incident, reason } => {
+            to_reporters(state, incident, |_| report_outcome(incident, "rejected", incident, reason, ""))
+        }
         EventKind::ModeSwitched { area, reason, .. } => engine
             .connected_agents_in(area)
             .into_iter()
@@ -426,6 +468,31 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// The reporters of an incident (field reports), each with a message.
+fn to_reporters(
+    state: &crate::engine::State,
+    incident: &IncidentId,
+    message: impl Fn(&AgentId) -> pb::DispatchMessage,
+) -> Vec<(AgentId, pb::DispatchMessage)> {
+    state
+        .incidents
+        .get(incident)
+        .map(|record| record.reporters.iter().map(|agent| (agent.clone(), message(agent))).collect())
+        .unwrap_or_default()
+}
+
+fn report_outcome(report: &IncidentId, outcome: &str, incident: &IncidentId, reason: &str, feedback: &str) -> pb::DispatchMessage {
+    pb::DispatchMessage {
+        body: Some(pb::dispatch_message::Body::ReportOutcome(pb::ReportOutcome {
+            report_id: report.to_string(),
+            outcome: outcome.to_string(),
+            incident_id: incident.to_string(),
+            reason: reason.to_string(),
+            feedback: feedback.to_string(),
+        })),
     }
 }
 
@@ -461,6 +528,99 @@ pub fn welcome(engine: &Engine, agent: &AgentId, now: Millis) -> Option<pb::Disp
             location_interval_s: engine.policy().for_mode(mode).location_interval_s,
             open_offers,
             current_incident,
+            call_ups: open_callups_for(engine, agent),
         })),
     })
+}
+
+/// Call-ups a person has not checked in to yet.
+fn open_callups_for(engine: &Engine, agent: &AgentId) -> Vec<pb::CallUp> {
+    engine
+        .state()
+        .callups
+        .values()
+        .filter(|callup| callup.is_open() && callup.people.get(agent).is_some_and(Option::is_none))
+        .map(|callup| pb::CallUp {
+            callup_id: callup.id.to_string(),
+            area_id: callup.area.to_string(),
+            reason: callup.reason.clone(),
+            deadline_ms: callup.deadline.0,
+        })
+        .collect()
+}
+
+pub fn role_to_pb_value(role: Role) -> i32 {
+    role_to_pb(role) as i32
+}
+
+pub fn role_from_pb_value(role: i32) -> Result<Role, Rejection> {
+    role_from_pb(role, "call-up")
+}
+
+pub fn plan_to_pb(plan: &crate::plans::PlanSpec) -> pb::Plan {
+    pb::Plan {
+        id: plan.id.to_string(),
+        name: plan.name.clone(),
+        category: plan.category.clone(),
+        grade: mode_to_pb(plan.grade) as i32,
+        auto_activate: plan.auto_activate,
+        tasks: plan
+            .tasks
+            .iter()
+            .map(|task| pb::PlanTask {
+                category: task.category.clone(),
+                r#where: task.place.summary(),
+                required_skills: task.skills.iter().cloned().collect(),
+                headcount: task.need,
+                priority: i32::from(task.priority),
+                description: task.description.clone(),
+            })
+            .collect(),
+        call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),
+    }
+}
+
+pub fn activation_to_pb(activation: &crate::engine::Activation) -> pb::PlanActivation {
+    pb::PlanActivation {
+        id: activation.id.to_string(),
+        plan_id: activation.plan.to_string(),
+        area_id: activation.area.to_string(),
+        activated_at_ms: activation.at.0,
+        activated_by: activation.by.clone(),
+        reason: activation.reason.clone(),
+        automatic: activation.automatic,
+        incident_ids: activation.incidents.iter().map(|id| id.to_string()).collect(),
+        ended_at_ms: activation.ended.map_or(0, |at| at.0),
+        callup_id: activation.callup.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+    }
+}
+
+pub fn callup_to_pb(engine: &Engine, callup: &crate::engine::Callup) -> pb::Callup {
+    let people: Vec<pb::CalledPerson> = callup
+        .people
+        .iter()
+        .map(|(agent, checked_in)| {
+            let record = engine.state().agents.get(agent);
+            pb::CalledPerson {
+                agent_id: agent.to_string(),
+                name: record.map(|record| record.profile.name.clone()).unwrap_or_default(),
+                role: record.map_or(0, |record| role_to_pb(record.profile.role) as i32),
+                checked_in_at_ms: checked_in.map_or(0, |at| at.0),
+                connected: engine.live_agent(agent).is_some_and(|live| live.connected),
+            }
+        })
+        .collect();
+    let checked_in = people.iter().filter(|person| person.checked_in_at_ms > 0).count() as u32;
+    pb::Callup {
+        id: callup.id.to_string(),
+        area_id: callup.area.to_string(),
+        reason: callup.reason.clone(),
+        issued_by: callup.by.clone(),
+        issued_at_ms: callup.issued_at.0,
+        deadline_ms: callup.deadline.0,
+        ended_at_ms: callup.ended.map_or(0, |at| at.0),
+        missing: people.len() as u32 - checked_in,
+        checked_in,
+        people,
+    }
 }

@@ -4,10 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::areas::{AreaImport, AreaLevel, Placement};
-use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use crate::incident::{IncidentSpec, OfferRecord};
+use crate::plans::PlanSpec;
 use crate::policy::Mode;
-use crate::roster::{AgentProfile, AgentStatus};
+use crate::roster::{AgentProfile, AgentStatus, Role};
 
 /// The actor recorded for changes the dispatcher makes by itself (timeouts,
 /// widening, offers).
@@ -62,6 +63,9 @@ pub enum EventKind {
         spec: IncidentSpec,
         placement: Placement,
         scope: AreaLevel,
+        /// The plan activation that created it, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activation: Option<ActivationId>,
     },
     OfferSent {
         offer: OfferRecord,
@@ -126,6 +130,77 @@ pub enum EventKind {
         previous: Mode,
         reason: String,
     },
+    PlansImported {
+        plans: Vec<PlanSpec>,
+    },
+    PlanActivated {
+        activation: ActivationId,
+        plan: PlanId,
+        area: AreaId,
+        reason: String,
+        /// By a mode switch, not by an operator's command.
+        automatic: bool,
+    },
+    PlanDeactivated {
+        activation: ActivationId,
+        reason: String,
+    },
+    CallupIssued {
+        callup: CallupId,
+        area: AreaId,
+        roles: Vec<Role>,
+        reason: String,
+        deadline: Millis,
+        people: Vec<AgentId>,
+        /// Issued by a mode switch: stood down when the area goes back to normal.
+        by_switch: bool,
+    },
+    CheckedIn {
+        callup: CallupId,
+        agent: AgentId,
+    },
+    /// The check-in deadline passed; `missing` is the shortfall.
+    CallupDeadlinePassed {
+        callup: CallupId,
+        missing: Vec<AgentId>,
+    },
+    CallupStoodDown {
+        callup: CallupId,
+        reason: String,
+    },
+    /// A problem reported from the field; waits for triage.
+    FieldReported {
+        incident: IncidentId,
+        agent: AgentId,
+        spec: IncidentSpec,
+        placement: Placement,
+        text: String,
+        photo_ref: String,
+    },
+    ReportAccepted {
+        incident: IncidentId,
+        priority: u8,
+        headcount: u32,
+        skills: std::collections::BTreeSet<String>,
+        scope: AreaLevel,
+    },
+    ReportMerged {
+        incident: IncidentId,
+        into: IncidentId,
+    },
+    ReportRejected {
+        incident: IncidentId,
+        reason: String,
+    },
+    GridStaffingLow {
+        grid: AreaId,
+        available: u32,
+        minimum: u32,
+    },
+    GridStaffingRestored {
+        grid: AreaId,
+        available: u32,
+    },
 }
 
 impl EventKind {
@@ -149,6 +224,19 @@ impl EventKind {
             EventKind::IncidentCancelled { .. } => "incident_cancelled",
             EventKind::IncidentClosed { .. } => "incident_closed",
             EventKind::ModeSwitched { .. } => "mode_switched",
+            EventKind::PlansImported { .. } => "plans_imported",
+            EventKind::PlanActivated { .. } => "plan_activated",
+            EventKind::PlanDeactivated { .. } => "plan_deactivated",
+            EventKind::CallupIssued { .. } => "callup_issued",
+            EventKind::CheckedIn { .. } => "checked_in",
+            EventKind::CallupDeadlinePassed { .. } => "callup_deadline_passed",
+            EventKind::CallupStoodDown { .. } => "callup_stood_down",
+            EventKind::FieldReported { .. } => "field_reported",
+            EventKind::ReportAccepted { .. } => "report_accepted",
+            EventKind::ReportMerged { .. } => "report_merged",
+            EventKind::ReportRejected { .. } => "report_rejected",
+            EventKind::GridStaffingLow { .. } => "grid_staffing_low",
+            EventKind::GridStaffingRestored { .. } => "grid_staffing_restored",
         }
     }
 
@@ -165,10 +253,13 @@ impl EventKind {
             | EventKind::AgentArrived { incident, .. }
             | EventKind::AssignmentCompleted { incident, .. }
             | EventKind::IncidentCancelled { incident, .. }
-            | EventKind::IncidentClosed { incident, .. } => Some(incident),
+            | EventKind::IncidentClosed { incident, .. }
+            | EventKind::FieldReported { incident, .. }
+            | EventKind::ReportAccepted { incident, .. }
+            | EventKind::ReportMerged { incident, .. }
+            | EventKind::ReportRejected { incident, .. } => Some(incident),
             EventKind::OfferSent { offer } => Some(&offer.incident),
-            EventKind::AreasImported { .. } | EventKind::AgentsUpserted { .. } | EventKind::AgentStatusChanged { .. } => None,
-            EventKind::ModeSwitched { .. } => None,
+            _ => None,
         }
     }
 
@@ -180,7 +271,9 @@ impl EventKind {
             | EventKind::OfferTimedOut { agent, .. }
             | EventKind::OfferWithdrawn { agent, .. }
             | EventKind::AgentArrived { agent, .. }
-            | EventKind::AssignmentCompleted { agent, .. } => Some(agent),
+            | EventKind::AssignmentCompleted { agent, .. }
+            | EventKind::CheckedIn { agent, .. }
+            | EventKind::FieldReported { agent, .. } => Some(agent),
             EventKind::OfferSent { offer } => Some(&offer.agent),
             _ => None,
         }
@@ -199,7 +292,11 @@ impl EventKind {
 
     pub fn area_id(&self) -> Option<&AreaId> {
         match self {
-            EventKind::ModeSwitched { area, .. } => Some(area),
+            EventKind::ModeSwitched { area, .. }
+            | EventKind::PlanActivated { area, .. }
+            | EventKind::CallupIssued { area, .. }
+            | EventKind::GridStaffingLow { grid: area, .. }
+            | EventKind::GridStaffingRestored { grid: area, .. } => Some(area),
             _ => None,
         }
     }

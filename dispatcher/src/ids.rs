@@ -44,6 +44,18 @@ string_id!(
     /// One offer of an incident to one person.
     OfferId
 );
+string_id!(
+    /// An emergency plan (应急预案), e.g. `flood-ii`.
+    PlanId
+);
+string_id!(
+    /// One activation of a plan on an area.
+    ActivationId
+);
+string_id!(
+    /// One call-up of reserves.
+    CallupId
+);
 
 /// A point in time: milliseconds since the Unix epoch. The engine never reads
 /// a clock; callers pass `now`, so drills can run on a virtual clock.

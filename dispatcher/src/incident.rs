@@ -5,12 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::areas::{AreaLevel, Placement};
-use crate::ids::{AgentId, IncidentId, Millis, OfferId};
+use crate::ids::{ActivationId, AgentId, IncidentId, Millis, OfferId};
 use crate::spatial::Position;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentStatus {
+    /// A field report waiting for an operator's triage.
+    Reported,
     /// Needs people and has no offer out: nobody fits yet.
     Waiting,
     /// Needs people and has offers out.
@@ -19,11 +21,18 @@ pub enum IncidentStatus {
     Staffed,
     Cancelled,
     Closed,
+    /// A field report merged into another incident.
+    Merged,
+    /// A field report rejected at triage.
+    Rejected,
 }
 
 impl IncidentStatus {
     pub fn name(self) -> &'static str {
         match self {
+            IncidentStatus::Reported => "reported",
+            IncidentStatus::Merged => "merged",
+            IncidentStatus::Rejected => "rejected",
             IncidentStatus::Waiting => "waiting",
             IncidentStatus::Offered => "offered",
             IncidentStatus::Staffed => "staffed",
@@ -80,6 +89,8 @@ pub struct AssignmentRecord {
 pub enum Ending {
     Cancelled,
     Closed,
+    Merged,
+    Rejected,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,6 +113,28 @@ pub struct Incident {
     pub waiting_noted: bool,
     pub ending: Option<(Ending, Millis)>,
     pub feedback: Option<String>,
+    /// The plan activation that created it.
+    #[serde(default)]
+    pub activation: Option<ActivationId>,
+    /// A field report: who reported it and what they wrote.
+    #[serde(default)]
+    pub report: Option<FieldReport>,
+    /// A field report not yet triaged: not dispatched.
+    #[serde(default)]
+    pub triage_pending: bool,
+    /// People told the outcome and, at the end, the feedback: the reporter
+    /// and the reporters of field reports merged into this incident.
+    #[serde(default)]
+    pub reporters: Vec<AgentId>,
+    #[serde(default)]
+    pub merged_into: Option<IncidentId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldReport {
+    pub agent: AgentId,
+    pub text: String,
+    pub photo_ref: String,
 }
 
 impl Incident {
@@ -109,6 +142,9 @@ impl Incident {
         match self.ending {
             Some((Ending::Cancelled, _)) => IncidentStatus::Cancelled,
             Some((Ending::Closed, _)) => IncidentStatus::Closed,
+            Some((Ending::Merged, _)) => IncidentStatus::Merged,
+            Some((Ending::Rejected, _)) => IncidentStatus::Rejected,
+            None if self.triage_pending => IncidentStatus::Reported,
             None if self.still_needed() == 0 => IncidentStatus::Staffed,
             None if !self.open_offers.is_empty() => IncidentStatus::Offered,
             None => IncidentStatus::Waiting,
@@ -119,6 +155,11 @@ impl Incident {
         self.ending.is_none()
     }
 
+    /// Open and past triage: offers may be made.
+    pub fn is_dispatchable(&self) -> bool {
+        self.ending.is_none() && !self.triage_pending
+    }
+
     /// People still needed: headcount less those assigned.
     pub fn still_needed(&self) -> u32 {
         self.spec.headcount.saturating_sub(self.assignments.len() as u32)
@@ -126,6 +167,31 @@ impl Incident {
 
     pub fn assignment_of(&self, agent: &AgentId) -> Option<&AssignmentRecord> {
         self.assignments.iter().find(|assignment| &assignment.agent == agent)
+    }
+
+    /// A new incident as reported.
+    pub fn new(id: IncidentId, spec: IncidentSpec, at: Millis, actor: &str, placement: Placement, scope: AreaLevel) -> Incident {
+        Incident {
+            id,
+            spec,
+            reported_at: at,
+            reported_by: actor.to_string(),
+            placement,
+            scope,
+            scope_since: at,
+            open_offers: BTreeMap::new(),
+            assignments: Vec::new(),
+            excluded: BTreeSet::new(),
+            offers_made: 0,
+            waiting_noted: false,
+            ending: None,
+            feedback: None,
+            activation: None,
+            report: None,
+            triage_pending: false,
+            reporters: Vec::new(),
+            merged_into: None,
+        }
     }
 
     /// Offer ids are the incident id and a counter, so replay gives the same ids.

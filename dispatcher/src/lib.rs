@@ -9,6 +9,7 @@
 //! - [`roster`]: people, roles, skills, status.
 //! - [`roster_csv`]: reading the roster from CSV.
 //! - [`incident`]: incidents, offers and assignments.
+//! - [`plans`]: emergency plans (应急预案) and their files.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`journal`]: the durable event journal (SQLite, or memory).
@@ -25,6 +26,7 @@ pub mod event;
 pub mod ids;
 pub mod incident;
 pub mod journal;
+pub mod plans;
 pub mod policy;
 pub mod roster;
 pub mod roster_csv;

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::areas::AreaLevel;
+use crate::roster::Role;
 
 /// Normal mode or an emergency grade (I is the most severe).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -58,6 +59,22 @@ pub struct ModePolicy {
     /// Normal mode only: seconds an unstaffed incident waits at a level before
     /// it widens to the next one.
     pub widen_after_s: WidenAfter,
+    /// Reserve roles (see `Policy::reserve_roles`) who may be offered tasks
+    /// in this mode; everyone else on duty always may.
+    pub eligible_reserves: Vec<Role>,
+    /// Nobody is offered a task they would take longer than this to reach.
+    pub max_travel_s: u64,
+    /// Roles called up when an area is switched to this mode (people whose
+    /// home is in the area).
+    pub call_up: Vec<Role>,
+    /// Seconds a called-up person has to check in.
+    pub checkin_deadline_s: u64,
+    /// Available people a grid should have; fewer is an event.
+    pub grid_minimum: u32,
+    /// Call up the grid's reserves when it falls below its minimum.
+    pub call_up_when_grid_low: bool,
+    /// Field-report categories dispatched at once, without waiting for triage.
+    pub auto_dispatch_reports: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,7 +100,26 @@ pub struct Policy {
     /// Assignments within this window count as recent workload (tie-break).
     pub workload_window_s: u64,
     pub speeds: Speeds,
+    /// Roles held in reserve: offered tasks only in modes that list them in
+    /// `eligible_reserves` (registered members and sunk cadres by default).
+    pub reserve_roles: Vec<Role>,
+    /// How often grid staffing is checked against the minimum; 0 turns the
+    /// check off.
+    pub staffing_check_s: u64,
 }
+
+const ALL_ROLES: [Role; 10] = [
+    Role::CommunityWorker,
+    Role::GridLeader,
+    Role::BuildingLeader,
+    Role::UnitLeader,
+    Role::RegisteredMember,
+    Role::SunkCadre,
+    Role::Volunteer,
+    Role::NewEmployment,
+    Role::PropertyStaff,
+    Role::OwnersCommittee,
+];
 
 fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: u32) -> ModePolicy {
     ModePolicy {
@@ -91,26 +127,70 @@ fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: 
         parallel_offers,
         location_interval_s,
         widen_after_s: WidenAfter { grid: 600, community: 900, street: 1200, district: 1200 },
+        eligible_reserves: Vec::new(),
+        max_travel_s: 2700,
+        call_up: Vec::new(),
+        checkin_deadline_s: 1800,
+        grid_minimum: 1,
+        call_up_when_grid_low: false,
+        auto_dispatch_reports: Vec::new(),
     }
 }
 
 impl Default for Policy {
     fn default() -> Self {
+        let urgent_reports: Vec<String> = ["fire", "medical", "rescue"].map(String::from).to_vec();
         Policy {
             normal: mode_policy(300, 1, 180),
-            emergency_iv: mode_policy(180, 2, 60),
-            emergency_iii: mode_policy(120, 2, 30),
-            emergency_ii: mode_policy(90, 3, 15),
-            emergency_i: mode_policy(60, 3, 10),
+            emergency_iv: ModePolicy {
+                eligible_reserves: vec![Role::RegisteredMember],
+                max_travel_s: 1800,
+                grid_minimum: 2,
+                ..mode_policy(180, 2, 60)
+            },
+            emergency_iii: ModePolicy {
+                eligible_reserves: vec![Role::RegisteredMember],
+                max_travel_s: 1500,
+                grid_minimum: 2,
+                auto_dispatch_reports: urgent_reports.clone(),
+                ..mode_policy(120, 2, 30)
+            },
+            emergency_ii: ModePolicy {
+                eligible_reserves: vec![Role::RegisteredMember, Role::SunkCadre],
+                max_travel_s: 1200,
+                call_up: vec![Role::SunkCadre],
+                checkin_deadline_s: 1800,
+                grid_minimum: 3,
+                call_up_when_grid_low: true,
+                auto_dispatch_reports: urgent_reports.clone(),
+                ..mode_policy(90, 3, 15)
+            },
+            emergency_i: ModePolicy {
+                eligible_reserves: vec![Role::RegisteredMember, Role::SunkCadre],
+                max_travel_s: 900,
+                call_up: ALL_ROLES.to_vec(),
+                checkin_deadline_s: 900,
+                grid_minimum: 3,
+                call_up_when_grid_low: true,
+                auto_dispatch_reports: urgent_reports,
+                ..mode_policy(60, 3, 10)
+            },
             location_stale_s: 600,
             waiting_retry_s: 15,
             workload_window_s: 4 * 3600,
             speeds: Speeds { walk_mps: 1.4, bike_mps: 4.0, car_mps: 8.0 },
+            reserve_roles: vec![Role::RegisteredMember, Role::SunkCadre],
+            staffing_check_s: 60,
         }
     }
 }
 
 impl Policy {
+    /// May a person of `role` be offered tasks in `mode`?
+    pub fn eligible(&self, mode: Mode, role: Role) -> bool {
+        !self.reserve_roles.contains(&role) || self.for_mode(mode).eligible_reserves.contains(&role)
+    }
+
     pub fn for_mode(&self, mode: Mode) -> &ModePolicy {
         match mode {
             Mode::Normal => &self.normal,
@@ -165,6 +245,12 @@ impl Policy {
             let waits = &mode.widen_after_s;
             if [waits.grid, waits.community, waits.street, waits.district].contains(&0) {
                 return Err(format!("{name}.widen_after_s: every level needs a wait of at least 1 second"));
+            }
+            if mode.max_travel_s < 60 {
+                return Err(format!("{name}.max_travel_s = {} is too short; allow at least 60 seconds", mode.max_travel_s));
+            }
+            if mode.checkin_deadline_s == 0 || mode.checkin_deadline_s > 24 * 3600 {
+                return Err(format!("{name}.checkin_deadline_s = {} is out of range; use 1..=86400 seconds", mode.checkin_deadline_s));
             }
         }
         if self.location_stale_s == 0 || self.waiting_retry_s == 0 {

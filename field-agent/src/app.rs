@@ -87,6 +87,8 @@ pub enum Action {
         feedback: String,
     },
     SetStatus(pb::AgentStatus),
+    /// Check in to a call-up.
+    CheckIn(String),
     Quit,
 }
 
@@ -107,6 +109,8 @@ pub struct App {
     /// True once accept was sent for the current offer.
     pub accepting: bool,
     pub assignment: Option<Assignment>,
+    /// A call-up waiting for this person's check-in.
+    pub callup: Option<String>,
     pub prompt: Prompt,
     /// Recent notices, newest last.
     pub notices: VecDeque<String>,
@@ -128,6 +132,7 @@ impl App {
             offer: None,
             accepting: false,
             assignment: None,
+            callup: None,
             prompt: Prompt::None,
             notices: VecDeque::new(),
             now_ms: 0,
@@ -255,6 +260,27 @@ impl App {
                 self.location_interval = *location_interval;
                 self.notice(format!("mode now {}: {reason}", mode_name(*mode)));
             }
+            AgentEvent::CallUp { callup_id, area_id, reason, deadline_ms } => {
+                self.callup = Some(callup_id.clone());
+                let minutes = (deadline_ms.saturating_sub(self.now_ms) / 60_000).max(0);
+                self.notice(format!(
+                    "CALLED UP ({area_id}): {reason}; press k to check in within {minutes} min"
+                ));
+            }
+            AgentEvent::StandDown { callup_id, reason, .. } => {
+                if self.callup.as_ref() == Some(callup_id) {
+                    self.callup = None;
+                }
+                self.notice(format!("stood down: {reason}; thank you"));
+            }
+            AgentEvent::ReportOutcome { report_id, outcome, incident_id, reason, feedback } => {
+                let detail = [reason.as_str(), feedback.as_str()]
+                    .into_iter()
+                    .filter(|text| !text.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                self.notice(format!("your report {report_id} ({incident_id}): {outcome} {detail}"));
+            }
             AgentEvent::Refused(refusal) => {
                 if refusal.offer_id.is_some()
                     && refusal.offer_id.as_ref() == self.offer.as_ref().map(|offer| &offer.offer_id)
@@ -307,6 +333,10 @@ impl App {
     /// Notes that an action was handed to the session.
     pub fn action_sent(&mut self, action: &Action) {
         match action {
+            Action::CheckIn(_) => {
+                self.callup = None;
+                self.notice("checked in: you are available at your reported location");
+            }
             Action::Accept(_) => {
                 self.accepting = true;
                 self.notice("accept sent; waiting for confirmation");
@@ -458,6 +488,13 @@ impl App {
             },
             'v' => Some(Action::SetStatus(pb::AgentStatus::Available)),
             'o' => Some(Action::SetStatus(pb::AgentStatus::OffDuty)),
+            'k' => match &self.callup {
+                Some(callup) => Some(Action::CheckIn(callup.clone())),
+                None => {
+                    self.notice("no call-up to check in to");
+                    None
+                }
+            },
             _ => None,
         }
     }

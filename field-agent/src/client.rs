@@ -182,6 +182,23 @@ impl AgentClient {
         })
     }
 
+    /// Answers a call-up: checked in, available, at the last reported
+    /// location (sent again first). An empty id means the open call-up.
+    pub fn check_in(&self, callup_id: &str) -> Result<(), ClientError> {
+        self.request(Request::CheckIn(callup_id.to_string()))
+    }
+
+    /// Reports a problem seen in the field; the outcome arrives as
+    /// `AgentEvent::ReportOutcome`.
+    pub fn field_report(&self, at: Location, category: &str, text: &str, photo_ref: &str) -> Result<(), ClientError> {
+        self.request(Request::FieldReport {
+            at,
+            category: category.to_string(),
+            text: text.to_string(),
+            photo_ref: photo_ref.to_string(),
+        })
+    }
+
     fn request(&self, request: Request) -> Result<(), ClientError> {
         self.requests
             .try_send(request)

@@ -258,6 +258,27 @@ pub enum AgentEvent {
         reason: String,
         location_interval: Duration,
     },
+    /// You are called up (mobilised): check in before the deadline.
+    CallUp {
+        callup_id: String,
+        area_id: String,
+        reason: String,
+        deadline_ms: i64,
+    },
+    /// A call-up is over: thank you.
+    StandDown {
+        callup_id: String,
+        area_id: String,
+        reason: String,
+    },
+    /// What became of a field report of yours.
+    ReportOutcome {
+        report_id: String,
+        outcome: String,
+        incident_id: String,
+        reason: String,
+        feedback: String,
+    },
     /// A message of the person's was not carried out; nothing changed.
     Refused(Refusal),
     /// The connection broke or could not be made; the next attempt starts

@@ -288,6 +288,18 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
                 "location_interval_s": location_interval.as_secs(),
             }),
         ),
+        AgentEvent::CallUp { callup_id, area_id, reason, deadline_ms } => (
+            format!("called up ({callup_id}) in {area_id}: {reason}; check in before {deadline_ms}"),
+            json!({"event": "call_up", "callup_id": callup_id, "area_id": area_id, "reason": reason, "deadline_ms": deadline_ms}),
+        ),
+        AgentEvent::StandDown { callup_id, area_id, reason } => (
+            format!("stood down ({callup_id}) in {area_id}: {reason}"),
+            json!({"event": "stand_down", "callup_id": callup_id, "area_id": area_id, "reason": reason}),
+        ),
+        AgentEvent::ReportOutcome { report_id, outcome, incident_id, reason, feedback } => (
+            format!("report {report_id}: {outcome} ({incident_id}) {reason} {feedback}"),
+            json!({"event": "report_outcome", "report_id": report_id, "outcome": outcome, "incident_id": incident_id, "reason": reason, "feedback": feedback}),
+        ),
         AgentEvent::Refused(refusal) => (
             format!("refused ({}): {}", refusal.code, refusal.message),
             json!({

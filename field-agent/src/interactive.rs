@@ -96,6 +96,7 @@ fn carry_out(client: &AgentClient, app: &mut App, action: Action) {
             feedback,
         } => client.completed(incident_id, feedback),
         Action::SetStatus(status) => client.set_status(*status),
+        Action::CheckIn(callup) => client.check_in(callup),
         Action::Quit => Ok(()),
     };
     match sent {

@@ -47,6 +47,15 @@ pub enum Request {
         incident_id: IncidentId,
         feedback: String,
     },
+    /// Answer a call-up (an empty id: the open one).
+    CheckIn(String),
+    /// Report a problem seen in the field.
+    FieldReport {
+        at: Location,
+        category: String,
+        text: String,
+        photo_ref: String,
+    },
 }
 
 /// The person's answer to an offer, until the dispatcher has acted on it.
@@ -199,6 +208,18 @@ impl Ledger {
                 })));
                 self.completion_requested = Some((incident_id, feedback));
             }
+            Request::CheckIn(callup_id) => {
+                send.extend(self.location_report());
+                send.push(message(Outgoing::CheckIn(pb::CheckIn { callup_id })));
+            }
+            Request::FieldReport { at, category, text, photo_ref } => {
+                send.push(message(Outgoing::FieldReport(pb::FieldReport {
+                    location: Some(pb::Location { lon: at.lon, lat: at.lat }),
+                    category,
+                    text,
+                    photo_ref,
+                })));
+            }
         }
         if connected { send } else { Vec::new() }
     }
@@ -223,6 +244,15 @@ impl Ledger {
             events: vec![AgentEvent::Welcome(summary)],
             send: Vec::new(),
         };
+        // Call-ups still waiting for a check-in are shown again on every welcome.
+        for call in &welcome.call_ups {
+            resumption.events.push(AgentEvent::CallUp {
+                callup_id: call.callup_id.clone(),
+                area_id: call.area_id.clone(),
+                reason: call.reason.clone(),
+                deadline_ms: call.deadline_ms,
+            });
+        }
 
         // The status the person chose: done when the record shows it, sent
         // again when it does not and can apply.
@@ -434,6 +464,24 @@ impl Ledger {
                     location_interval: self.location_interval,
                 }]
             }
+            Incoming::CallUp(call) => vec![AgentEvent::CallUp {
+                callup_id: call.callup_id,
+                area_id: call.area_id,
+                reason: call.reason,
+                deadline_ms: call.deadline_ms,
+            }],
+            Incoming::StandDown(stand_down) => vec![AgentEvent::StandDown {
+                callup_id: stand_down.callup_id,
+                area_id: stand_down.area_id,
+                reason: stand_down.reason,
+            }],
+            Incoming::ReportOutcome(outcome) => vec![AgentEvent::ReportOutcome {
+                report_id: outcome.report_id,
+                outcome: outcome.outcome,
+                incident_id: outcome.incident_id,
+                reason: outcome.reason,
+                feedback: outcome.feedback,
+            }],
             Incoming::Refused(refused) => {
                 let offer_id = Some(refused.offer_id)
                     .filter(|id| !id.is_empty())
@@ -567,6 +615,7 @@ mod tests {
             location_interval_s: 180,
             open_offers: open,
             current_incident: holding,
+            call_ups: Vec::new(),
         }
     }
 

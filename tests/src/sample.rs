@@ -36,6 +36,7 @@ pub fn quick_policy() -> Policy {
     policy.emergency_iii.offer_timeout_s = 2;
     policy.emergency_ii.offer_timeout_s = 1;
     policy.emergency_i.offer_timeout_s = 1;
+    policy.staffing_check_s = 0;
     policy
 }
 
@@ -44,7 +45,7 @@ pub fn quick_policy() -> Policy {
 pub fn quick_policy_toml(normal_offer_timeout_s: u64) -> String {
     let emergency = normal_offer_timeout_s.clamp(1, 2);
     format!(
-        "[normal]\noffer_timeout_s = {normal_offer_timeout_s}\n\
+        "staffing_check_s = 0\n[normal]\noffer_timeout_s = {normal_offer_timeout_s}\n\
          [emergency_iv]\noffer_timeout_s = {emergency}\n\
          [emergency_iii]\noffer_timeout_s = {emergency}\n\
          [emergency_ii]\noffer_timeout_s = 1\n\

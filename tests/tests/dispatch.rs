@@ -265,7 +265,9 @@ async fn a_timed_out_offer_is_withdrawn_and_goes_to_the_next_person() -> anyhow:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> anyhow::Result<()> {
-    let server = TestServer::start(|_| {}).await?;
+    // These people walk up to 2.5 km; grade II's longest acceptable travel
+    // time (20 min) would rule the far ones out, which is not this test's point.
+    let server = TestServer::start(|config| config.policy.emergency_ii.max_travel_s = 3600).await?;
     let mut command = server.command().await?;
     // The incident lies in d1 near the border with d2.
     let incident_point = area_box(&mut command, "d1-s1-c2-g2").await?.at(0.8, 0.5);

@@ -132,6 +132,7 @@ fn reported(id: &str, priority: u8) -> EventKind {
         },
         placement: Placement::default(),
         scope: AreaLevel::Grid,
+        activation: None,
     }
 }
 

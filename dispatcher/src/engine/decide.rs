@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::{Command, Engine, Rejection};
 use crate::areas::AreaLevel;
 use crate::event::{EventKind, WithdrawReason};
-use crate::ids::{AgentId, IncidentId};
+use crate::ids::{AgentId, IncidentId, Millis};
 use crate::incident::IncidentSpec;
 use crate::policy::Mode;
 use crate::roster::AgentStatus;
@@ -37,7 +37,7 @@ fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
 }
 
 impl Engine {
-    pub(super) fn decide(&self, command: &Command) -> Result<Vec<EventKind>, Rejection> {
+    pub(super) fn decide(&self, command: &Command, now: Millis) -> Result<Vec<EventKind>, Rejection> {
         match command {
             Command::ImportAreas(import) => {
                 self.state.areas.validate_import(import).map_err(|message| {
@@ -187,6 +187,27 @@ impl Engine {
                 }
                 Ok(events)
             }
+            Command::ImportPlans(plans) => self.decide_import_plans(plans),
+            Command::ActivatePlan { plan, area, reason } => {
+                check_text("the reason for activating the plan", reason, true)?;
+                self.decide_activate(plan, area)?;
+                // The tasks are created in `react`: their ids follow one another.
+                Ok(vec![])
+            }
+            Command::DeactivatePlan { activation, reason } => {
+                self.decide_deactivate(activation, reason)?;
+                Ok(vec![])
+            }
+            Command::CallUp { area, roles, reason, deadline_s } => self.decide_callup(area, roles, reason, *deadline_s, now),
+            Command::CheckIn { agent, callup } => self.decide_check_in(agent, callup.as_ref(), now),
+            Command::FieldReport { agent, at, category, text, photo_ref } => {
+                self.decide_field_report(agent, *at, category, text, photo_ref)
+            }
+            Command::TriageAccept { incident, priority, headcount, skills } => {
+                self.decide_triage_accept(incident, *priority, *headcount, skills.as_ref())
+            }
+            Command::TriageMerge { incident, into } => self.decide_triage_merge(incident, into),
+            Command::TriageReject { incident, reason } => self.decide_triage_reject(incident, reason),
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])
@@ -225,10 +246,10 @@ impl Engine {
             None => AreaLevel::City,
         };
         let spec = IncidentSpec { at, ..spec.clone() };
-        Ok(vec![EventKind::IncidentReported { incident, spec, placement, scope }])
+        Ok(vec![EventKind::IncidentReported { incident, spec, placement, scope, activation: None }])
     }
 
-    fn next_incident_id(&self) -> IncidentId {
+    pub(super) fn next_incident_id(&self) -> IncidentId {
         let mut number = self.state.incidents_reported + 1;
         loop {
             let id = IncidentId::new(format!("inc-{number:06}"));
@@ -254,14 +275,12 @@ impl Engine {
             .ok_or_else(|| Rejection::NotFound(format!("incident {incident} does not exist; list incidents to find its id")))?;
         match record.ending {
             None => Ok(record),
-            Some((ending, _)) => Err(Rejection::FailedPrecondition(format!(
-                "incident {incident} is already {}; a {} incident cannot be changed, create a new one if needed",
-                record.status().name(),
-                match ending {
-                    crate::incident::Ending::Cancelled => "cancelled",
-                    crate::incident::Ending::Closed => "closed",
-                }
-            ))),
+            Some(_) => {
+                let status = record.status().name();
+                Err(Rejection::FailedPrecondition(format!(
+                    "incident {incident} is already {status}; a {status} incident cannot be changed, create a new one if needed"
+                )))
+            }
         }
     }
 

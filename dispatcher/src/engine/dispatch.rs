@@ -37,6 +37,9 @@ pub struct CandidateQuery<'a> {
     pub excluded: Option<&'a BTreeSet<AgentId>>,
     /// Only people free to take an offer (otherwise anyone connected).
     pub free_only: bool,
+    /// The mode the offer is made under: who is eligible and how far they may
+    /// travel. None: anyone, any distance (an operator's look-up).
+    pub mode: Option<Mode>,
     pub k: usize,
     pub now: Millis,
 }
@@ -82,10 +85,16 @@ impl Engine {
             {
                 continue;
             }
+            let eta_s = (distance_m / record.profile.travel_mode.speed_mps(speeds)).round();
+            if let Some(mode) = query.mode
+                && (!self.policy.eligible(mode, record.profile.role) || eta_s > self.policy.for_mode(mode).max_travel_s as f64)
+            {
+                continue;
+            }
             let candidate = Candidate {
                 agent: agent.clone(),
                 distance_m,
-                eta_s: (distance_m / record.profile.travel_mode.speed_mps(speeds)).round(),
+                eta_s,
                 recent_assignments: self.recent_assignments(record, query.now),
             };
             let position = best.partition_point(|other| rank(other) <= rank(&candidate));
@@ -120,7 +129,7 @@ impl Engine {
     /// nobody at the current level fits.
     pub(super) fn dispatch_incident(&mut self, incident_id: &IncidentId, now: Millis, out: &mut Vec<super::Event>) {
         loop {
-            let Some(incident) = self.state.incidents.get(incident_id).filter(|incident| incident.is_open()) else {
+            let Some(incident) = self.state.incidents.get(incident_id).filter(|incident| incident.is_dispatchable()) else {
                 return;
             };
             let reach = self.reach(incident);
@@ -136,6 +145,7 @@ impl Engine {
                 scope: reach.scope.as_ref().map(|(level, area)| (*level, area)),
                 excluded: Some(&incident.excluded),
                 free_only: true,
+                mode: Some(reach.mode),
                 k: wanted - outstanding,
                 now,
             };
@@ -196,6 +206,7 @@ impl Engine {
             .open_incidents
             .iter()
             .filter_map(|id| self.state.incidents.get(id))
+            .filter(|incident| incident.is_dispatchable())
             .filter(|incident| {
                 let mode = self.state.effective_mode(&incident.placement).0;
                 let wanted = incident.still_needed() * self.policy.for_mode(mode).parallel_offers;
@@ -223,7 +234,7 @@ impl Engine {
     }
 
     /// The dispatcher's reaction to a command that was carried out.
-    pub(super) fn react(&mut self, command: &Command, now: Millis, out: &mut Vec<super::Event>) {
+    pub(super) fn react(&mut self, command: &Command, actor: &str, now: Millis, out: &mut Vec<super::Event>) {
         match command {
             Command::CreateIncident { .. } => {
                 if let Some(incident) = out.iter().find_map(|event| match &event.kind {
@@ -283,8 +294,31 @@ impl Engine {
                 // People were freed: incidents that lack offers may now find them.
                 self.dispatch_waiting(now, out);
             }
-            Command::SetMode { .. } | Command::ImportAreas(_) | Command::UpsertAgents { .. } => self.dispatch_waiting(now, out),
-            Command::Arrive { .. } | Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {}
+            Command::SetMode { area, mode, reason } => {
+                self.after_switch(area, *mode, reason, actor, now, out);
+                self.dispatch_waiting(now, out);
+            }
+            Command::ActivatePlan { plan, area, reason } => {
+                self.activate_plan(plan, area, reason, false, actor, now, out);
+                self.dispatch_waiting(now, out);
+            }
+            Command::DeactivatePlan { activation, reason } => {
+                self.deactivate_plan(activation, reason, actor, now, out);
+                self.dispatch_waiting(now, out);
+            }
+            Command::ImportAreas(_)
+            | Command::UpsertAgents { .. }
+            | Command::CheckIn { .. }
+            | Command::FieldReport { .. }
+            | Command::TriageAccept { .. } => self.dispatch_waiting(now, out),
+            Command::Arrive { .. }
+            | Command::Connect { .. }
+            | Command::Disconnect { .. }
+            | Command::ReportLocation { .. }
+            | Command::ImportPlans(_)
+            | Command::CallUp { .. }
+            | Command::TriageMerge { .. }
+            | Command::TriageReject { .. } => {}
         }
     }
 
@@ -315,6 +349,8 @@ impl Engine {
                 self.emit(out, DISPATCHER, now, widened);
             }
         }
+        self.fire_callup_deadlines(now, out);
+        self.check_staffing(now, out);
         let retry_due = self.live.next_retry.is_some_and(|at| at <= now);
         if retry_due {
             self.live.next_retry = None;
@@ -328,7 +364,7 @@ impl Engine {
 
     /// When an unstaffed incident in normal mode widens if nobody accepts.
     fn widening_due(&self, incident: &Incident) -> Option<Millis> {
-        if !incident.is_open() || incident.still_needed() == 0 || Self::wider_level(incident).is_none() {
+        if !incident.is_dispatchable() || incident.still_needed() == 0 || Self::wider_level(incident).is_none() {
             return None;
         }
         if self.state.effective_mode(&incident.placement).0.is_emergency() {
@@ -339,6 +375,9 @@ impl Engine {
 
     pub(super) fn earliest_deadline(&self) -> Option<Millis> {
         let mut earliest = self.live.next_retry;
+        for deadline in self.mobilisation_deadlines() {
+            earliest = Some(earliest.map_or(deadline, |current: Millis| current.min(deadline)));
+        }
         for incident in self.state.open_incidents.iter().filter_map(|id| self.state.incidents.get(id)) {
             let offer_deadlines = incident.open_offers.values().map(|offer| offer.deadline);
             for deadline in offer_deadlines.chain(self.widening_due(incident)) {

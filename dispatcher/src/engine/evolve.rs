@@ -1,12 +1,12 @@
 //! Evolving: applying one event to the state. Total: an event that was
 //! decided always applies; invariants are checked with `debug_assert!`.
 
-use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Engine, ModeSetting};
+use super::{Activation, Callup, Engine, ModeSetting};
+use crate::areas::AreaLevel;
 use crate::event::{Event, EventKind};
 use crate::ids::{AgentId, Millis};
-use crate::incident::{AssignmentRecord, Ending, Incident};
+use crate::incident::{AssignmentRecord, Ending, FieldReport, Incident};
 use crate::policy::Mode;
 use crate::roster::{AgentRecord, AgentStatus};
 
@@ -35,28 +35,125 @@ impl Engine {
                     record.status = *status;
                 }
             }
-            EventKind::IncidentReported { incident, spec, placement, scope } => {
+            EventKind::IncidentReported { incident, spec, placement, scope, activation } => {
+                let mut record = Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), *scope);
+                record.activation = activation.clone();
+                if let Some(activation) = activation.as_ref().and_then(|id| self.state.activations.get_mut(id)) {
+                    activation.incidents.push(incident.clone());
+                }
                 self.state.incidents_reported += 1;
                 self.state.open_incidents.insert(incident.clone());
-                self.state.incidents.insert(
-                    incident.clone(),
-                    Incident {
-                        id: incident.clone(),
-                        spec: spec.clone(),
-                        reported_at: at,
-                        reported_by: event.actor.clone(),
-                        placement: placement.clone(),
-                        scope: *scope,
-                        scope_since: at,
-                        open_offers: BTreeMap::new(),
-                        assignments: Vec::new(),
-                        excluded: BTreeSet::new(),
-                        offers_made: 0,
-                        waiting_noted: false,
-                        ending: None,
-                        feedback: None,
+                self.state.incidents.insert(incident.clone(), record);
+            }
+            EventKind::FieldReported { incident, agent, spec, placement, text, photo_ref } => {
+                let mut record = Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), AreaLevel::Grid);
+                record.triage_pending = true;
+                record.report = Some(FieldReport { agent: agent.clone(), text: text.clone(), photo_ref: photo_ref.clone() });
+                record.reporters.push(agent.clone());
+                self.state.incidents_reported += 1;
+                self.state.open_incidents.insert(incident.clone());
+                self.state.incidents.insert(incident.clone(), record);
+            }
+            EventKind::ReportAccepted { incident, priority, headcount, skills, scope } => {
+                if let Some(record) = self.state.incidents.get_mut(incident) {
+                    record.triage_pending = false;
+                    record.spec.priority = *priority;
+                    record.spec.headcount = *headcount;
+                    record.spec.skills = skills.clone();
+                    record.scope = *scope;
+                    record.scope_since = at;
+                }
+            }
+            EventKind::ReportMerged { incident, into } => {
+                let reporters = self.state.incidents.get(incident).map(|record| record.reporters.clone()).unwrap_or_default();
+                if let Some(target) = self.state.incidents.get_mut(into) {
+                    target.reporters.extend(reporters);
+                }
+                self.end_incident(incident, Ending::Merged, at, &format!("merged into {into}"), &[]);
+                if let Some(record) = self.state.incidents.get_mut(incident) {
+                    record.merged_into = Some(into.clone());
+                }
+            }
+            EventKind::ReportRejected { incident, reason } => {
+                self.end_incident(incident, Ending::Rejected, at, reason, &[]);
+            }
+            EventKind::PlansImported { plans } => {
+                for plan in plans {
+                    self.state.plans.insert(plan.id.clone(), plan.clone());
+                }
+            }
+            EventKind::PlanActivated { activation, plan, area, reason, automatic } => {
+                self.state.activations.insert(
+                    activation.clone(),
+                    Activation {
+                        id: activation.clone(),
+                        plan: plan.clone(),
+                        area: area.clone(),
+                        at,
+                        by: event.actor.clone(),
+                        reason: reason.clone(),
+                        automatic: *automatic,
+                        incidents: Vec::new(),
+                        callup: None,
+                        ended: None,
                     },
                 );
+            }
+            EventKind::PlanDeactivated { activation, .. } => {
+                if let Some(record) = self.state.activations.get_mut(activation) {
+                    record.ended = Some(at);
+                }
+            }
+            EventKind::CallupIssued { callup, area, roles, reason, deadline, people, by_switch } => {
+                // A call-up issued right after a plan activation belongs to it.
+                if let Some(activation) = self
+                    .state
+                    .activations
+                    .values_mut()
+                    .filter(|activation| activation.ended.is_none() && activation.at == at && &activation.area == area)
+                    .last()
+                    && activation.callup.is_none()
+                    && reason.starts_with("plan ")
+                {
+                    activation.callup = Some(callup.clone());
+                }
+                self.state.callups.insert(
+                    callup.clone(),
+                    Callup {
+                        id: callup.clone(),
+                        area: area.clone(),
+                        roles: roles.clone(),
+                        reason: reason.clone(),
+                        by: event.actor.clone(),
+                        issued_at: at,
+                        deadline: *deadline,
+                        people: people.iter().map(|agent| (agent.clone(), None)).collect(),
+                        deadline_passed: false,
+                        by_switch: *by_switch,
+                        ended: None,
+                    },
+                );
+            }
+            EventKind::CheckedIn { callup, agent } => {
+                if let Some(record) = self.state.callups.get_mut(callup) {
+                    record.people.insert(agent.clone(), Some(at));
+                }
+            }
+            EventKind::CallupDeadlinePassed { callup, .. } => {
+                if let Some(record) = self.state.callups.get_mut(callup) {
+                    record.deadline_passed = true;
+                }
+            }
+            EventKind::CallupStoodDown { callup, .. } => {
+                if let Some(record) = self.state.callups.get_mut(callup) {
+                    record.ended = Some(at);
+                }
+            }
+            EventKind::GridStaffingLow { grid, .. } => {
+                self.state.low_grids.insert(grid.clone());
+            }
+            EventKind::GridStaffingRestored { grid, .. } => {
+                self.state.low_grids.remove(grid);
             }
             EventKind::OfferSent { offer } => {
                 if let Some(incident) = self.state.incidents.get_mut(&offer.incident) {

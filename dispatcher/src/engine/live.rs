@@ -24,6 +24,8 @@ pub struct Live {
     pub index: PeopleIndex,
     /// When incidents nobody fits are tried again.
     pub next_retry: Option<Millis>,
+    /// When grid staffing is next checked against the minimum.
+    pub next_staffing_check: Option<Millis>,
 }
 
 impl Live {

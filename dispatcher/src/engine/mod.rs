@@ -15,11 +15,16 @@
 //! - [`evolve`]: applying one event to the state.
 //! - [`dispatch`]: choosing candidates and making offers, widening, timeouts.
 //! - [`live`]: soft state: connections, live locations and the spatial index.
+//! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
+//!   plan activations, grid staffing checks.
+//! - [`reports`]: field reports and their triage.
 
 pub mod decide;
 pub mod dispatch;
 pub mod evolve;
 pub mod live;
+pub mod mobilise;
+pub mod reports;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,10 +32,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::areas::{AreaImport, AreaLevel, AreaMap, Placement};
 use crate::event::{Event, EventKind};
-use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use crate::incident::{Incident, IncidentSpec};
+use crate::plans::PlanSpec;
 use crate::policy::{Mode, Policy};
-use crate::roster::{AgentProfile, AgentRecord, AgentStatus};
+use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role};
 use crate::spatial::Position;
 
 pub use dispatch::Candidate;
@@ -68,6 +74,59 @@ pub enum Command {
     Decline { agent: AgentId, offer: OfferId, reason: String },
     Arrive { agent: AgentId, incident: IncidentId },
     Complete { agent: AgentId, incident: IncidentId, feedback: String },
+    /// Plans and mobilisation.
+    ImportPlans(Vec<PlanSpec>),
+    ActivatePlan { plan: PlanId, area: AreaId, reason: String },
+    DeactivatePlan { activation: ActivationId, reason: String },
+    CallUp { area: AreaId, roles: Vec<Role>, reason: String, deadline_s: Option<u64> },
+    CheckIn { agent: AgentId, callup: Option<CallupId> },
+    /// Bottom-up: a person reports a problem.
+    FieldReport { agent: AgentId, at: Position, category: String, text: String, photo_ref: String },
+    TriageAccept { incident: IncidentId, priority: Option<u8>, headcount: Option<u32>, skills: Option<BTreeSet<String>> },
+    TriageMerge { incident: IncidentId, into: IncidentId },
+    TriageReject { incident: IncidentId, reason: String },
+}
+
+/// One activation of a plan on an area.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Activation {
+    pub id: ActivationId,
+    pub plan: PlanId,
+    pub area: AreaId,
+    pub at: Millis,
+    pub by: String,
+    pub reason: String,
+    pub automatic: bool,
+    pub incidents: Vec<IncidentId>,
+    pub callup: Option<CallupId>,
+    pub ended: Option<Millis>,
+}
+
+/// One call-up of reserves and its roll-call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Callup {
+    pub id: CallupId,
+    pub area: AreaId,
+    pub roles: Vec<Role>,
+    pub reason: String,
+    pub by: String,
+    pub issued_at: Millis,
+    pub deadline: Millis,
+    /// Who was called, and when they checked in.
+    pub people: BTreeMap<AgentId, Option<Millis>>,
+    pub deadline_passed: bool,
+    pub by_switch: bool,
+    pub ended: Option<Millis>,
+}
+
+impl Callup {
+    pub fn is_open(&self) -> bool {
+        self.ended.is_none()
+    }
+
+    pub fn missing(&self) -> Vec<AgentId> {
+        self.people.iter().filter(|(_, checked_in)| checked_in.is_none()).map(|(agent, _)| agent.clone()).collect()
+    }
 }
 
 /// The mode an area was switched to, by whom and why.
@@ -90,6 +149,15 @@ pub struct State {
     pub modes: BTreeMap<AreaId, ModeSetting>,
     pub incidents_reported: u64,
     pub last_seq: u64,
+    #[serde(default)]
+    pub plans: BTreeMap<PlanId, PlanSpec>,
+    #[serde(default)]
+    pub activations: BTreeMap<ActivationId, Activation>,
+    #[serde(default)]
+    pub callups: BTreeMap<CallupId, Callup>,
+    /// Grids below their minimum of available people.
+    #[serde(default)]
+    pub low_grids: BTreeSet<AreaId>,
 }
 
 impl State {
@@ -164,11 +232,11 @@ impl Engine {
             Command::Disconnect { agent } => self.disconnect(&agent, now, &mut out)?,
             Command::ReportLocation { agent, at } => self.report_location(&agent, at, now, &mut out)?,
             command => {
-                let events = self.decide(&command)?;
+                let events = self.decide(&command, now)?;
                 for kind in events {
                     self.emit(&mut out, actor, now, kind);
                 }
-                self.react(&command, now, &mut out);
+                self.react(&command, actor, now, &mut out);
             }
         }
         Ok(out)
@@ -240,7 +308,7 @@ impl Engine {
 
     /// The people nearest to `at`, by estimated arrival time.
     pub fn nearby(&self, at: Position, k: usize, skills: &BTreeSet<String>, available_only: bool, now: Millis) -> Vec<Candidate> {
-        let query = dispatch::CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, k, now };
+        let query = dispatch::CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, mode: None, k, now };
         self.find_candidates(&query)
     }
 

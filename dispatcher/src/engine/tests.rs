@@ -18,8 +18,18 @@ fn sample_map() -> AreaImport {
     parse_geojson(&text).expect("sample city parses")
 }
 
+/// The default policy without the periodic grid staffing check, so that
+/// tests about offers see only their own deadlines.
+fn quiet_policy() -> Policy {
+    Policy { staffing_check_s: 0, ..Policy::default() }
+}
+
 fn engine() -> Engine {
-    let mut engine = Engine::new(Policy::default());
+    engine_with(quiet_policy())
+}
+
+fn engine_with(policy: Policy) -> Engine {
+    let mut engine = Engine::new(policy);
     engine.execute(Command::ImportAreas(sample_map()), "operator:test", T0).expect("map imports");
     engine
 }
@@ -152,9 +162,14 @@ fn decline_and_timeout_move_the_offer_to_the_next_person() {
 fn normal_mode_widens_grid_community_street_district_city() {
     let mut engine = engine();
     let incident_at = centre_of(&engine, "d1-s1-c1-g1");
-    // Only person: in the other district.
+    // Only person: in the other district, by car (on foot it would be beyond
+    // the longest acceptable travel time).
     let far = centre_of(&engine, "d2-s1-c1-g1");
-    person_at(&mut engine, "far", &[], far, T0);
+    let mut driver = profile("far", &[]);
+    driver.travel_mode = TravelMode::Car;
+    engine.execute(Command::UpsertAgents { agents: vec![driver], all_new: true }, "operator:test", T0).expect("added");
+    engine.execute(Command::Connect { agent: AgentId::new("far") }, "agent", T0).expect("connects");
+    engine.execute(Command::ReportLocation { agent: AgentId::new("far"), at: far }, "agent", T0).expect("located");
     let (incident, events) = create(&mut engine, incident_at, &[], 1, T0);
     let widenings: Vec<(AreaLevel, AreaLevel)> = events
         .iter()
@@ -410,6 +425,9 @@ enum Step {
     Complete { person: usize },
     Cancel { incident: usize },
     Switch { area: usize, grade: usize },
+    Report { person: usize, grid: usize },
+    Triage { report: usize, merge: bool },
+    CheckIn { person: usize },
 }
 
 const PEOPLE: usize = 12;
@@ -431,6 +449,9 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..PEOPLE).prop_map(|person| Step::Complete { person }),
         1 => (0..8usize).prop_map(|incident| Step::Cancel { incident }),
         1 => (0..MODE_AREAS.len(), 0..MODES.len()).prop_map(|(area, grade)| Step::Switch { area, grade }),
+        1 => (0..PEOPLE, 0..GRIDS.len()).prop_map(|(person, grid)| Step::Report { person, grid }),
+        1 => (0..6usize, any::<bool>()).prop_map(|(report, merge)| Step::Triage { report, merge }),
+        1 => (0..PEOPLE).prop_map(|person| Step::CheckIn { person }),
     ]
 }
 
@@ -464,6 +485,9 @@ fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
                     | IncidentStatus::Waiting
                     | IncidentStatus::Closed
                     | IncidentStatus::Cancelled
+                    | IncidentStatus::Reported
+                    | IncidentStatus::Merged
+                    | IncidentStatus::Rejected
             ),
             "status"
         );
@@ -472,6 +496,9 @@ fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
         }
         if !incident.is_open() {
             prop_assert!(incident.open_offers.is_empty());
+        }
+        if incident.triage_pending {
+            prop_assert!(incident.open_offers.is_empty() && incident.assignments.is_empty(), "a report waiting for triage is not dispatched");
         }
         for offer in incident.open_offers.values() {
             prop_assert!(!incident.excluded.contains(&offer.agent));
@@ -497,6 +524,12 @@ proptest! {
         for (n, id) in people.iter().enumerate() {
             let mut person = profile(id.as_str(), if n % 3 == 0 { &["first_aid"] } else { &[] });
             person.travel_mode = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car][n % 3];
+            person.role = match n % 6 {
+                4 => Role::RegisteredMember,
+                5 => Role::SunkCadre,
+                _ => Role::Volunteer,
+            };
+            person.home_area = Some(AreaId::new(GRIDS[n % GRIDS.len()]));
             profiles.push(person);
         }
         events.extend(engine.execute(Command::UpsertAgents { agents: profiles, all_new: true }, "operator:test", now).expect("roster"));
@@ -506,6 +539,7 @@ proptest! {
             events.extend(engine.execute(Command::ReportLocation { agent: id.clone(), at }, "agent", now).expect("locate"));
         }
         let mut incidents: Vec<IncidentId> = Vec::new();
+        let mut reports: Vec<IncidentId> = Vec::new();
         for step in steps {
             let result = match step {
                 Step::Create { grid, headcount, skill } => {
@@ -563,6 +597,34 @@ proptest! {
                     "operator:test",
                     now,
                 ),
+                Step::Report { person, grid } => {
+                    let command = Command::FieldReport {
+                        agent: people[person].clone(),
+                        at: east(grid_centres[grid], 30.0),
+                        category: if person % 2 == 0 { "fire".into() } else { "litter".into() },
+                        text: "seen".into(),
+                        photo_ref: String::new(),
+                    };
+                    let result = engine.execute(command, "agent", now);
+                    if let Ok(created) = &result {
+                        let id = created[0].kind.incident_id().expect("id").clone();
+                        incidents.push(id.clone());
+                        reports.push(id);
+                    }
+                    result
+                }
+                Step::Triage { report, merge } => match (reports.get(report), incidents.first()) {
+                    (Some(id), Some(first)) if merge => {
+                        engine.execute(Command::TriageMerge { incident: id.clone(), into: first.clone() }, "operator:test", now)
+                    }
+                    (Some(id), _) => engine.execute(
+                        Command::TriageAccept { incident: id.clone(), priority: Some(1), headcount: Some(2), skills: None },
+                        "operator:test",
+                        now,
+                    ),
+                    _ => Ok(vec![]),
+                },
+                Step::CheckIn { person } => engine.execute(Command::CheckIn { agent: people[person].clone(), callup: None }, "agent", now),
             };
             let before = engine.state().clone();
             match result {
@@ -580,6 +642,305 @@ proptest! {
 }
 
 fn engine_map_events() -> Vec<Event> {
-    let mut engine = Engine::new(Policy::default());
+    let mut engine = Engine::new(quiet_policy());
     engine.execute(Command::ImportAreas(sample_map()), "operator:test", T0).expect("map imports")
+}
+
+// ---------------------------------------------------------------- 平急转换 in full
+
+fn person_with_role(engine: &mut Engine, id: &str, role: Role, home: &str, at: Option<Position>, now: Millis) {
+    let mut profile = profile(id, &[]);
+    profile.role = role;
+    profile.home_area = Some(area(home));
+    engine.execute(Command::UpsertAgents { agents: vec![profile], all_new: true }, "operator:test", now).expect("person added");
+    if let Some(at) = at {
+        engine.execute(Command::Connect { agent: AgentId::new(id) }, "agent", now).expect("connects");
+        engine.execute(Command::ReportLocation { agent: AgentId::new(id), at }, "agent", now).expect("located");
+    }
+}
+
+fn switch(engine: &mut Engine, area_id: &str, mode: Mode, now: Millis) -> Vec<Event> {
+    engine
+        .execute(Command::SetMode { area: area(area_id), mode, reason: "test".into() }, "operator:commander", now)
+        .expect("switch works")
+}
+
+#[test]
+fn nested_switches_resolve_to_the_strictest_and_switching_back_restores() {
+    let mut engine = engine();
+    switch(&mut engine, "d1", Mode::EmergencyIii, T0);
+    switch(&mut engine, "d1-s1-c1", Mode::EmergencyI, T0);
+    let state = engine.state();
+    assert_eq!(state.area_modes(&area("d1-s1-c1-g1")).1, Mode::EmergencyI);
+    assert_eq!(state.area_modes(&area("d1-s2-c1-g1")).1, Mode::EmergencyIii);
+    assert_eq!(state.area_modes(&area("d2-s1-c1-g1")).1, Mode::Normal);
+    switch(&mut engine, "d1-s1-c1", Mode::Normal, T0);
+    assert_eq!(engine.state().area_modes(&area("d1-s1-c1-g1")).1, Mode::EmergencyIii);
+}
+
+#[test]
+fn reserves_are_offered_only_in_the_grades_that_admit_them() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_with_role(&mut engine, "member", Role::RegisteredMember, "d1-s1-c1-g1", Some(east(grid, 50.0)), T0);
+    let (incident, events) = create(&mut engine, grid, &[], 1, T0);
+    assert!(offers_in(&events).is_empty(), "a registered member is a reserve in normal mode");
+    assert_eq!(engine.state().incidents[&incident].status(), IncidentStatus::Waiting);
+    let switched = switch(&mut engine, "d1", Mode::EmergencyIv, T0);
+    assert_eq!(offers_in(&switched)[0].1, AgentId::new("member"), "grade IV admits registered members");
+}
+
+#[test]
+fn nobody_is_offered_a_task_beyond_the_longest_acceptable_travel_time() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    // Grade I allows 900 s; on foot at 1.4 m/s that is 1260 m.
+    person_with_role(&mut engine, "far-walker", Role::Volunteer, "d1-s1-c1-g1", Some(east(grid, 2000.0)), T0);
+    switch(&mut engine, "city", Mode::EmergencyI, T0);
+    let (_, events) = create(&mut engine, grid, &[], 1, T0);
+    assert!(offers_in(&events).is_empty());
+    person_with_role(&mut engine, "near-walker", Role::Volunteer, "d1-s1-c1-g1", Some(east(grid, 1000.0)), T0);
+    assert_eq!(open_offer_of(&engine, "near-walker").map(|_| ()), Some(()));
+}
+
+#[test]
+fn a_grade_ii_switch_calls_up_sunk_cadres_who_check_in_or_are_listed_missing() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_with_role(&mut engine, "cadre-a", Role::SunkCadre, "d1-s1-c1-g1", Some(east(grid, 100.0)), T0);
+    person_with_role(&mut engine, "cadre-b", Role::SunkCadre, "d1-s1-c1-g2", None, T0);
+    person_with_role(&mut engine, "cadre-elsewhere", Role::SunkCadre, "d2-s1-c1-g1", None, T0);
+    person_with_role(&mut engine, "volunteer", Role::Volunteer, "d1-s1-c1-g1", None, T0);
+    let events = switch(&mut engine, "d1", Mode::EmergencyIi, T0);
+    let (callup, people, deadline) = events
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::CallupIssued { callup, people, deadline, by_switch, .. } => {
+                assert!(by_switch);
+                Some((callup.clone(), people.clone(), *deadline))
+            }
+            _ => None,
+        })
+        .expect("a call-up");
+    assert_eq!(people, vec![AgentId::new("cadre-a"), AgentId::new("cadre-b")]);
+    assert_eq!(deadline, T0.plus_seconds(engine.policy().emergency_ii.checkin_deadline_s));
+
+    // Checking in needs a reported location.
+    let refused = engine.execute(Command::CheckIn { agent: AgentId::new("cadre-b"), callup: None }, "agent", T0);
+    assert!(matches!(refused, Err(Rejection::FailedPrecondition(message)) if message.contains("location")));
+    let checked = engine
+        .execute(Command::CheckIn { agent: AgentId::new("cadre-a"), callup: Some(callup.clone()) }, "agent", T0.plus_seconds(60))
+        .expect("check-in");
+    assert!(checked.iter().any(|event| event.kind.name() == "checked_in"));
+    let again = engine.execute(Command::CheckIn { agent: AgentId::new("cadre-a"), callup: None }, "agent", T0.plus_seconds(61));
+    assert!(matches!(again, Err(Rejection::FailedPrecondition(_))));
+
+    let fired = engine.tick(deadline);
+    let missing = fired
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::CallupDeadlinePassed { missing, .. } => Some(missing.clone()),
+            _ => None,
+        })
+        .expect("the roll-call at the deadline");
+    assert_eq!(missing, vec![AgentId::new("cadre-b")]);
+
+    let back = switch(&mut engine, "d1", Mode::Normal, deadline);
+    assert!(back.iter().any(|event| matches!(&event.kind, EventKind::CallupStoodDown { callup: stood, .. } if *stood == callup)));
+    assert!(!engine.state().callups[&callup].is_open());
+}
+
+fn flood_plan() -> crate::plans::PlanSpec {
+    crate::plans::parse_plan(
+        r#"
+id = "flood-ii"
+name = "Flood, grade II"
+category = "flood"
+grade = "II"
+auto_activate = true
+call_up = ["registered_member"]
+
+[[task]]
+category = "sandbags"
+where = "service_centres"
+need = 2
+priority = 2
+
+[[task]]
+category = "command_post"
+where = "centroid"
+priority = 1
+
+[[task]]
+category = "evacuate"
+areas = ["d1-s1-c1-g1", "d1-s1-c1-g2"]
+priority = 1
+"#,
+    )
+    .expect("plan parses")
+}
+
+#[test]
+fn a_plan_creates_its_tasks_and_deactivating_cancels_them_and_releases_people() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_with_role(&mut engine, "worker", Role::CommunityWorker, "d1-s1-c1-g1", Some(east(grid, 100.0)), T0);
+    person_with_role(&mut engine, "member", Role::RegisteredMember, "d1-s1-c1-g3", None, T0);
+    engine.execute(Command::ImportPlans(vec![flood_plan()]), "operator:admin", T0).expect("plans import");
+    let refused = engine.execute(
+        Command::ActivatePlan { plan: crate::ids::PlanId::new("nope"), area: area("d1-s1"), reason: "x".into() },
+        "operator:commander",
+        T0,
+    );
+    assert!(matches!(refused, Err(Rejection::NotFound(_))));
+
+    let events = engine
+        .execute(
+            Command::ActivatePlan { plan: crate::ids::PlanId::new("flood-ii"), area: area("d1-s1"), reason: "river rising".into() },
+            "operator:commander",
+            T0,
+        )
+        .expect("activates");
+    let activation_id = events
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::PlanActivated { activation, .. } => Some(activation.clone()),
+            _ => None,
+        })
+        .expect("activated");
+    let activation = engine.state().activations[&activation_id].clone();
+    let service_centres_in_street = engine
+        .state()
+        .areas
+        .service_centres()
+        .filter(|centre| engine.state().areas.placement_of_area(&centre.area).within(AreaLevel::Street, &area("d1-s1")))
+        .count();
+    assert!(service_centres_in_street >= 1);
+    assert_eq!(activation.incidents.len(), service_centres_in_street + 1 + 2, "one per centre, the centroid, two listed areas");
+    assert!(activation.callup.is_some(), "the plan's call-up went out");
+    assert!(events.iter().all(|event| event.actor == "operator:commander" || event.actor == "dispatcher"));
+    let again = engine.execute(
+        Command::ActivatePlan { plan: crate::ids::PlanId::new("flood-ii"), area: area("d1-s1"), reason: "again".into() },
+        "operator:commander",
+        T0,
+    );
+    assert!(matches!(again, Err(Rejection::AlreadyExists(_))));
+
+    // The worker takes one task; deactivating releases them.
+    let offer = open_offer_of(&engine, "worker").expect("the worker was offered a plan task");
+    engine.execute(Command::Accept { agent: AgentId::new("worker"), offer }, "agent", T0).expect("accept");
+    let ended = engine
+        .execute(Command::DeactivatePlan { activation: activation_id.clone(), reason: "water receding".into() }, "operator:commander", T0)
+        .expect("deactivates");
+    assert!(ended.iter().any(|event| event.kind.name() == "plan_deactivated"));
+    assert!(ended.iter().any(|event| event.kind.name() == "callup_stood_down"));
+    for incident in &activation.incidents {
+        assert_eq!(engine.state().incidents[incident].status(), IncidentStatus::Cancelled);
+    }
+    assert_eq!(engine.state().agents[&AgentId::new("worker")].status, AgentStatus::Available);
+    assert!(engine.state().agents[&AgentId::new("worker")].current_incident.is_none());
+}
+
+#[test]
+fn a_switch_activates_plans_marked_for_its_grade_and_switching_back_ends_them() {
+    let mut engine = engine();
+    engine.execute(Command::ImportPlans(vec![flood_plan()]), "operator:admin", T0).expect("plans import");
+    let events = switch(&mut engine, "d1-s1", Mode::EmergencyIii, T0);
+    assert!(!events.iter().any(|event| event.kind.name() == "plan_activated"), "a grade II plan waits for grade II");
+    let events = switch(&mut engine, "d1-s2", Mode::EmergencyIi, T0);
+    assert!(events.iter().any(|event| matches!(&event.kind, EventKind::PlanActivated { automatic: true, .. })));
+    let open_before = engine.state().open_incidents.len();
+    assert!(open_before > 0);
+    let back = switch(&mut engine, "d1-s2", Mode::Normal, T0);
+    assert!(back.iter().any(|event| event.kind.name() == "plan_deactivated"));
+    assert!(engine.state().open_incidents.is_empty(), "the plan's tasks were cancelled");
+}
+
+#[test]
+fn field_reports_wait_for_triage_then_are_dispatched_merged_or_rejected() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "courier", &[], east(grid, 300.0), T0);
+    person_at(&mut engine, "helper", &[], east(grid, 100.0), T0);
+    let report = |engine: &mut Engine, category: &str| {
+        let events = engine
+            .execute(
+                Command::FieldReport {
+                    agent: AgentId::new("courier"),
+                    at: east(grid, 20.0),
+                    category: category.into(),
+                    text: "water over the road".into(),
+                    photo_ref: "photo://1".into(),
+                },
+                "agent:courier",
+                T0,
+            )
+            .expect("report accepted for triage");
+        events[0].kind.incident_id().expect("an incident").clone()
+    };
+    let first = report(&mut engine, "flooding");
+    assert_eq!(engine.state().incidents[&first].status(), IncidentStatus::Reported);
+    assert!(open_offer_of(&engine, "helper").is_none(), "not dispatched before triage");
+    let accepted = engine
+        .execute(
+            Command::TriageAccept { incident: first.clone(), priority: Some(2), headcount: None, skills: None },
+            "operator:triage",
+            T0,
+        )
+        .expect("accept");
+    assert!(accepted.iter().any(|event| event.kind.name() == "report_accepted"));
+    assert_eq!(engine.state().incidents[&first].spec.priority, 2);
+    assert!(open_offer_of(&engine, "helper").is_some(), "dispatched after triage");
+
+    let second = report(&mut engine, "flooding");
+    engine.execute(Command::TriageMerge { incident: second.clone(), into: first.clone() }, "operator:triage", T0).expect("merge");
+    assert_eq!(engine.state().incidents[&second].status(), IncidentStatus::Merged);
+    assert_eq!(engine.state().incidents[&first].reporters.len(), 2);
+
+    let third = report(&mut engine, "noise");
+    let empty = engine.execute(Command::TriageReject { incident: third.clone(), reason: " ".into() }, "operator:triage", T0);
+    assert!(matches!(empty, Err(Rejection::InvalidArgument(_))));
+    engine.execute(Command::TriageReject { incident: third.clone(), reason: "not an emergency".into() }, "operator:triage", T0).expect("reject");
+    assert_eq!(engine.state().incidents[&third].status(), IncidentStatus::Rejected);
+    let twice = engine.execute(Command::TriageReject { incident: third, reason: "again".into() }, "operator:triage", T0);
+    assert!(matches!(twice, Err(Rejection::FailedPrecondition(_))));
+
+    // In grade III a fire report is dispatched at once.
+    switch(&mut engine, "d1", Mode::EmergencyIii, T0);
+    let fire = report(&mut engine, "fire");
+    assert_ne!(engine.state().incidents[&fire].status(), IncidentStatus::Reported);
+}
+
+#[test]
+fn coverage_and_grid_staffing_on_the_sample_city() {
+    let mut policy = Policy::default();
+    policy.staffing_check_s = 60;
+    let mut engine = engine_with(policy);
+    let coverage = engine.coverage(None);
+    assert_eq!(coverage.len(), 8, "eight communities");
+    for community in &coverage {
+        assert_eq!(community.grids, 4);
+        assert!(community.grids_within_15_min <= community.grids);
+    }
+    let covered: u32 = coverage.iter().map(|community| community.grids_within_15_min).sum();
+    assert!(covered > 0, "some grids are within 15 minutes of a service centre");
+
+    // Nobody connected: every grid is below its minimum at the first check.
+    let fired = engine.tick(T0);
+    let low = fired.iter().filter(|event| event.kind.name() == "grid_staffing_low").count();
+    assert_eq!(low, 32);
+    assert!(engine.tick(T0.plus_seconds(1)).is_empty(), "no repeat before the next check");
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "a", &[], east(grid, 10.0), T0);
+    let fired = engine.tick(T0.plus_seconds(60));
+    assert!(fired.iter().any(|event| matches!(&event.kind, EventKind::GridStaffingRestored { grid, .. } if grid.as_str() == "d1-s1-c1-g1")));
+    assert_eq!(engine.state().low_grids.len(), 31);
+}
+
+#[test]
+fn a_bad_policy_file_names_the_field() {
+    let error = Policy::from_toml("[emergency_i]\nmax_travel_s = 5\n").unwrap_err();
+    assert!(error.contains("emergency_i.max_travel_s"), "{error}");
+    let error = Policy::from_toml("[normal]\neligible_reserves = [\"wizard\"]\n").unwrap_err();
+    assert!(error.contains("eligible_reserves") || error.contains("wizard"), "{error}");
 }

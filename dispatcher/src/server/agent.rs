@@ -122,6 +122,22 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
         Body::Completed(completed) => {
             Command::Complete { agent, incident: IncidentId::new(completed.incident_id.trim()), feedback: completed.feedback }
         }
+        Body::CheckIn(check_in) => {
+            let callup = Some(check_in.callup_id.trim().to_string()).filter(|id| !id.is_empty()).map(crate::ids::CallupId::new);
+            Command::CheckIn { agent, callup }
+        }
+        Body::FieldReport(report) => {
+            let Some(location) = report.location else {
+                return Err("the field report has no location; say where the problem is".to_string());
+            };
+            Command::FieldReport {
+                agent,
+                at: crate::spatial::Position { lon: location.lon, lat: location.lat },
+                category: report.category,
+                text: report.text,
+                photo_ref: report.photo_ref,
+            }
+        }
     })
 }
 

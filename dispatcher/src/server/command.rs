@@ -13,7 +13,8 @@ use crate::areas::parse_geojson;
 use crate::convert;
 use crate::engine::{Command, Rejection};
 use crate::event::EventKind;
-use crate::ids::{AgentId, AreaId, IncidentId};
+use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, PlanId};
+use crate::plans::parse_plan;
 use crate::incident::IncidentSpec;
 use crate::roster::normalise_skills;
 use crate::runtime::Dispatcher;
@@ -305,6 +306,190 @@ impl CommandService for CommandApi {
         let switched = switched.ok_or_else(|| Status::internal("the mode was set but the area cannot be read back"))?;
         tracing::info!(area_id = %switched.id, mode = ?mode, %actor, "mode switched");
         Ok(Response::new(switched))
+    }
+
+    #[instrument(skip_all)]
+    async fn import_plans(&self, request: Request<pb::ImportPlansRequest>) -> Result<Response<pb::ImportPlansResponse>, Status> {
+        let actor = operator(&request)?;
+        let plans = request
+            .into_inner()
+            .plans_toml
+            .iter()
+            .enumerate()
+            .map(|(index, text)| parse_plan(text).map_err(|error| invalid(format!("plan file #{}: {error}", index + 1))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let imported = plans.iter().map(convert::plan_to_pb).collect();
+        self.dispatcher.execute(Command::ImportPlans(plans), actor, |_, _| ()).await?;
+        Ok(Response::new(pb::ImportPlansResponse { plans: imported }))
+    }
+
+    async fn list_plans(&self, _request: Request<pb::ListPlansRequest>) -> Result<Response<pb::ListPlansResponse>, Status> {
+        let response = self
+            .dispatcher
+            .query(|engine, _| pb::ListPlansResponse {
+                plans: engine.state().plans.values().map(convert::plan_to_pb).collect(),
+                activations: engine.state().activations.values().map(convert::activation_to_pb).collect(),
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all)]
+    async fn activate_plan(&self, request: Request<pb::ActivatePlanRequest>) -> Result<Response<pb::PlanActivation>, Status> {
+        let actor = operator(&request)?;
+        let request = request.into_inner();
+        let command = Command::ActivatePlan {
+            plan: PlanId::new(request.plan_id.trim()),
+            area: AreaId::new(request.area_id.trim()),
+            reason: request.reason.trim().to_string(),
+        };
+        let activation = self
+            .dispatcher
+            .execute(command, actor, |engine, events| {
+                events.iter().find_map(|event| match &event.kind {
+                    EventKind::PlanActivated { activation, .. } => engine.state().activations.get(activation).map(convert::activation_to_pb),
+                    _ => None,
+                })
+            })
+            .await?;
+        activation.map(Response::new).ok_or_else(|| Status::internal("the plan was activated but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn deactivate_plan(&self, request: Request<pb::DeactivatePlanRequest>) -> Result<Response<pb::PlanActivation>, Status> {
+        let actor = operator(&request)?;
+        let request = request.into_inner();
+        let id = ActivationId::new(request.activation_id.trim());
+        let command = Command::DeactivatePlan { activation: id.clone(), reason: request.reason.trim().to_string() };
+        let activation = self
+            .dispatcher
+            .execute(command, actor, move |engine, _| engine.state().activations.get(&id).map(convert::activation_to_pb))
+            .await?;
+        activation.map(Response::new).ok_or_else(|| Status::internal("the plan was deactivated but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn call_up(&self, request: Request<pb::CallUpRequest>) -> Result<Response<pb::Callup>, Status> {
+        let actor = operator(&request)?;
+        let request = request.into_inner();
+        let roles = request.roles.iter().map(|role| convert::role_from_pb_value(*role)).collect::<Result<Vec<_>, _>>()?;
+        let command = Command::CallUp {
+            area: AreaId::new(request.area_id.trim()),
+            roles,
+            reason: request.reason.trim().to_string(),
+            deadline_s: Some(u64::from(request.deadline_s)).filter(|seconds| *seconds > 0),
+        };
+        let callup = self
+            .dispatcher
+            .execute(command, actor, |engine, events| {
+                events.iter().find_map(|event| match &event.kind {
+                    EventKind::CallupIssued { callup, .. } => {
+                        engine.state().callups.get(callup).map(|callup| convert::callup_to_pb(engine, callup))
+                    }
+                    _ => None,
+                })
+            })
+            .await?;
+        callup.map(Response::new).ok_or_else(|| Status::internal("the call-up was issued but cannot be read back"))
+    }
+
+    async fn callup_status(&self, request: Request<pb::CallupStatusRequest>) -> Result<Response<pb::CallupStatusResponse>, Status> {
+        let request = request.into_inner();
+        let area = Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
+        let callups = self
+            .dispatcher
+            .query(move |engine, _| -> Result<Vec<pb::Callup>, Status> {
+                let state = engine.state();
+                if let Some(area) = &area
+                    && !state.areas.contains(area)
+                {
+                    return Err(Status::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                }
+                Ok(state
+                    .callups
+                    .values()
+                    .filter(|callup| !request.open_only || callup.is_open())
+                    .filter(|callup| {
+                        area.as_ref().is_none_or(|area| {
+                            &callup.area == area
+                                || state.areas.placement_of_area(&callup.area).areas().any(|(_, ancestor)| ancestor == area)
+                        })
+                    })
+                    .map(|callup| convert::callup_to_pb(engine, callup))
+                    .collect())
+            })
+            .await??;
+        Ok(Response::new(pb::CallupStatusResponse { callups }))
+    }
+
+    #[instrument(skip_all)]
+    async fn triage_report(&self, request: Request<pb::TriageReportRequest>) -> Result<Response<pb::Incident>, Status> {
+        let actor = operator(&request)?;
+        let request = request.into_inner();
+        let incident = IncidentId::new(request.report_id.trim());
+        let command = match request.action {
+            Some(pb::triage_report_request::Action::Accept(accept)) => Command::TriageAccept {
+                incident: incident.clone(),
+                priority: match accept.priority {
+                    0 => None,
+                    priority => Some(u8::try_from(priority).map_err(|_| invalid(format!("priority {priority} is out of range; use 1 to 4")))?),
+                },
+                headcount: Some(accept.headcount).filter(|headcount| *headcount > 0),
+                skills: Some(normalise_skills(&accept.required_skills)).filter(|skills| !skills.is_empty()),
+            },
+            Some(pb::triage_report_request::Action::MergeInto(into)) => {
+                Command::TriageMerge { incident: incident.clone(), into: IncidentId::new(into.trim()) }
+            }
+            Some(pb::triage_report_request::Action::RejectReason(reason)) => Command::TriageReject { incident: incident.clone(), reason },
+            None => return Err(invalid("say what to do with the report: accept, merge_into or reject_reason")),
+        };
+        self.end_incident(command, actor, incident).await
+    }
+
+    async fn coverage(&self, request: Request<pb::CoverageRequest>) -> Result<Response<pb::CoverageResponse>, Status> {
+        let area = Some(request.into_inner().area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
+        let response = self
+            .dispatcher
+            .query(move |engine, now| -> Result<pb::CoverageResponse, Status> {
+                let state = engine.state();
+                if let Some(area) = &area
+                    && !state.areas.contains(area)
+                {
+                    return Err(Status::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                }
+                let name = |id: &AreaId| state.areas.get(id).map(|spec| spec.name.clone()).unwrap_or_default();
+                let within = |grid: &AreaId| {
+                    area.as_ref().is_none_or(|area| state.areas.placement_of_area(grid).areas().any(|(_, ancestor)| ancestor == area))
+                };
+                Ok(pb::CoverageResponse {
+                    communities: engine
+                        .coverage(area.as_ref())
+                        .into_iter()
+                        .map(|row| pb::CommunityCoverage {
+                            name: name(&row.community),
+                            community_id: row.community.to_string(),
+                            grids: row.grids,
+                            grids_within_15_min: row.grids_within_15_min,
+                            share: if row.grids == 0 { 0.0 } else { f64::from(row.grids_within_15_min) / f64::from(row.grids) },
+                        })
+                        .collect(),
+                    grids: engine
+                        .grid_staffing(now)
+                        .into_iter()
+                        .filter(|staffing| within(&staffing.grid))
+                        .map(|staffing| pb::GridStaffing {
+                            name: name(&staffing.grid),
+                            grid_id: staffing.grid.to_string(),
+                            available: staffing.available,
+                            minimum: staffing.minimum,
+                            below: staffing.available < staffing.minimum,
+                        })
+                        .collect(),
+                    walk_mps: engine.policy().speeds.walk_mps,
+                })
+            })
+            .await??;
+        Ok(Response::new(response))
     }
 
     type WatchEventsStream = EventStream;
