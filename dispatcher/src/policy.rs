@@ -288,6 +288,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_policy_file_is_exactly_the_defaults() {
+        let documented = Policy::from_toml(include_str!("../../docs/policy.toml")).expect("docs/policy.toml is valid");
+        assert_eq!(documented, Policy::default(), "docs/policy.toml and Policy::default() disagree");
+    }
+
+    #[test]
+    fn reserves_are_eligible_only_in_the_grades_that_list_them() {
+        let policy = Policy::default();
+        assert!(!policy.eligible(Mode::Normal, Role::RegisteredMember));
+        assert!(policy.eligible(Mode::EmergencyIv, Role::RegisteredMember));
+        assert!(!policy.eligible(Mode::EmergencyIii, Role::SunkCadre));
+        assert!(policy.eligible(Mode::EmergencyIi, Role::SunkCadre));
+        assert!(policy.eligible(Mode::Normal, Role::Volunteer));
+    }
+
+    #[test]
     fn a_file_overrides_only_what_it_names() {
         let policy = Policy::from_toml("[emergency_i]\noffer_timeout_s = 45\n[normal.widen_after_s]\ngrid = 60\n").expect("valid");
         assert_eq!(policy.emergency_i.offer_timeout_s, 45);

@@ -28,6 +28,9 @@ pub struct DrillFile {
     /// Dispatch policy (TOML), relative to the drill file; defaults when absent.
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// Emergency plan files (TOML), relative to the drill file.
+    #[serde(default)]
+    pub plans: Vec<PathBuf>,
     pub roster: RosterSource,
     /// Behaviour by role name, over `default`.
     #[serde(default)]
@@ -98,6 +101,10 @@ pub struct BehaviourSpec {
     pub on_scene_s: Option<Spread>,
     /// Actual travel speeds in metres per second: walk, bike, car.
     pub speeds: Option<BTreeMap<String, f64>>,
+    /// Chance that a called-up person checks in.
+    pub check_in: Option<f64>,
+    /// Seconds from call-up to check-in.
+    pub check_in_s: Option<Spread>,
 }
 
 /// Behaviour of one role with every field settled.
@@ -112,6 +119,8 @@ pub struct Behaviour {
     pub walk_mps: f64,
     pub bike_mps: f64,
     pub car_mps: f64,
+    pub check_in: f64,
+    pub check_in_s: Spread,
 }
 
 impl Default for Behaviour {
@@ -126,6 +135,8 @@ impl Default for Behaviour {
             walk_mps: 1.3,
             bike_mps: 3.5,
             car_mps: 6.5,
+            check_in: 0.9,
+            check_in_s: Spread { min: 60.0, typical: 420.0, max: 1500.0 },
         }
     }
 }
@@ -143,6 +154,8 @@ impl Behaviour {
             walk_mps: speeds.get("walk").copied().unwrap_or(self.walk_mps),
             bike_mps: speeds.get("bike").copied().unwrap_or(self.bike_mps),
             car_mps: speeds.get("car").copied().unwrap_or(self.car_mps),
+            check_in: spec.check_in.unwrap_or(self.check_in),
+            check_in_s: spec.check_in_s.unwrap_or(self.check_in_s),
         }
     }
 }
@@ -157,6 +170,17 @@ pub struct TimelineEntry {
     pub burst: Option<Burst>,
     pub cancel: Option<Cancel>,
     pub off_duty: Option<OffDuty>,
+    pub plan: Option<PlanAction>,
+}
+
+/// Activate or deactivate a plan (by its id) on an area.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanAction {
+    pub activate: Option<String>,
+    pub deactivate: Option<String>,
+    pub area: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -249,6 +273,8 @@ pub enum Expectation {
     NoneUnstaffed {},
     /// At most `max` widenings to a level wider than `level`.
     MaxWideningsBeyond { level: String, max: u32 },
+    /// At least `share` of the people called up checked in before their deadline.
+    CalledUpCheckedIn { share: f64 },
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -276,6 +302,8 @@ pub struct Drill {
     pub file: DrillFile,
     pub map: AreaImport,
     pub policy: Policy,
+    /// The plans' file texts, in the order given.
+    pub plan_texts: Vec<String>,
     /// The roster CSV text when the roster comes from a file.
     pub roster_csv: Option<String>,
     pub default_behaviour: Behaviour,
@@ -375,6 +403,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         None => Policy::default(),
     };
 
+    let mut plan_texts = Vec::new();
+    let mut plan_ids = std::collections::BTreeSet::new();
+    for plan in &file.plans {
+        let plan_path = base.join(plan);
+        let plan_text = std::fs::read_to_string(&plan_path)
+            .map_err(|error| top(format!("plans: cannot read {}: {error}", plan_path.display())))?;
+        let parsed = pingji_dispatcher::plans::parse_plan(&plan_text)
+            .map_err(|error| top(format!("plan {}: {error}", plan_path.display())))?;
+        plan_ids.insert(parsed.id.to_string());
+        plan_texts.push(plan_text);
+    }
+
     let roster_csv = match (&file.roster.file, &file.roster.generate) {
         (Some(roster), None) => {
             let roster_path = base.join(roster);
@@ -416,9 +456,28 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         let offset = entry.span().start;
         let fail = |message: String| at_line(offset, format!("timeline entry: {message}"));
         let item = entry.get_ref();
-        let actions = [item.mode.is_some(), item.incident.is_some(), item.burst.is_some(), item.cancel.is_some(), item.off_duty.is_some()];
+        let actions = [
+            item.mode.is_some(),
+            item.incident.is_some(),
+            item.burst.is_some(),
+            item.cancel.is_some(),
+            item.off_duty.is_some(),
+            item.plan.is_some(),
+        ];
         if actions.iter().filter(|set| **set).count() != 1 {
-            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty".to_string()));
+            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan".to_string()));
+        }
+        if let Some(plan) = &item.plan {
+            let named = match (&plan.activate, &plan.deactivate) {
+                (Some(id), None) | (None, Some(id)) => id,
+                _ => return Err(fail("plan: give exactly one of activate = \"ID\" or deactivate = \"ID\"".to_string())),
+            };
+            if !plan_ids.contains(named) {
+                return Err(fail(format!("plan {named:?} is not among the drill's `plans` files")));
+            }
+            if !area_exists(&plan.area) {
+                return Err(fail(format!("plan.area {:?} is not on the map", plan.area)));
+            }
         }
         if item.at_s > file.duration_s {
             return Err(fail(format!("at_s = {} is after the end of the drill (duration_s = {})", item.at_s, file.duration_s)));
@@ -498,10 +557,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
                 }
             }
             Expectation::NoneUnstaffed {} => {}
+            Expectation::CalledUpCheckedIn { share } => {
+                if !share_ok(*share) {
+                    return Err(fail("share must be between 0 and 1".to_string()));
+                }
+            }
         }
     }
 
-    Ok(Drill { path: path.to_path_buf(), file, map, policy, roster_csv, default_behaviour, behaviours, timeline })
+    Ok(Drill { path: path.to_path_buf(), file, map, policy, plan_texts, roster_csv, default_behaviour, behaviours, timeline })
 }
 
 fn check_generator(generator: &RosterGenerator) -> Result<(), String> {
@@ -534,9 +598,10 @@ fn check_behaviour(what: &str, behaviour: &Behaviour) -> Result<(), String> {
     if !share_ok(behaviour.accept) || !share_ok(behaviour.decline) || behaviour.accept + behaviour.decline > 1.0 + 1e-9 {
         return Err(format!("{what}: accept and decline are chances that add up to at most 1"));
     }
-    if !share_ok(behaviour.silent) {
-        return Err(format!("{what}: silent is a chance between 0 and 1"));
+    if !share_ok(behaviour.silent) || !share_ok(behaviour.check_in) {
+        return Err(format!("{what}: silent and check_in are chances between 0 and 1"));
     }
+    behaviour.check_in_s.check(&format!("{what}.check_in_s"))?;
     behaviour.decide_s.check(&format!("{what}.decide_s"))?;
     behaviour.on_scene_s.check(&format!("{what}.on_scene_s"))?;
     if [behaviour.walk_mps, behaviour.bike_mps, behaviour.car_mps].iter().any(|speed| *speed <= 0.0 || *speed > 50.0) {

@@ -76,6 +76,12 @@ pub async fn run(drill: &Drill, options: &LiveOptions, out: &std::path::Path, mu
         .import_areas(as_operator(pb::ImportAreasRequest { geojson: map_text }))
         .await
         .map_err(|status| status_error("importing the map", status))?;
+    if !drill.plan_texts.is_empty() {
+        commands
+            .import_plans(as_operator(pb::ImportPlansRequest { plans_toml: drill.plan_texts.clone() }))
+            .await
+            .map_err(|status| status_error("importing the plans", status))?;
+    }
     let areas = AreaMap::from(drill.map.clone());
     let mut rng = StdRng::seed_from_u64(drill.file.seed);
     let people = match (&drill.roster_csv, &drill.file.roster.generate) {
@@ -276,6 +282,26 @@ async fn perform(
             let _ = commands.cancel_incident(as_operator(pb::CancelIncidentRequest { id, reason: cancel.reason.clone() })).await;
         }
     }
+    if let Some(plan) = &entry.plan {
+        if let Some(id) = &plan.activate {
+            let request = pb::ActivatePlanRequest { plan_id: id.clone(), area_id: plan.area.clone(), reason: plan.reason.clone() };
+            commands.activate_plan(as_operator(request)).await.map_err(|status| status_error("activating a plan", status))?;
+        } else if let Some(id) = &plan.deactivate {
+            let listed = commands
+                .list_plans(pb::ListPlansRequest {})
+                .await
+                .map_err(|status| status_error("listing plans", status))?
+                .into_inner();
+            let open = listed
+                .activations
+                .into_iter()
+                .find(|activation| activation.ended_at_ms == 0 && &activation.plan_id == id && activation.area_id == plan.area);
+            if let Some(activation) = open {
+                let request = pb::DeactivatePlanRequest { activation_id: activation.id, reason: plan.reason.clone() };
+                commands.deactivate_plan(as_operator(request)).await.map_err(|status| status_error("ending a plan", status))?;
+            }
+        }
+    }
     if let Some(off) = &entry.off_duty {
         let area = off.area.as_ref().map(AreaId::new);
         let level = area.as_ref().and_then(|area| areas.get(area)).map(|spec| spec.level);
@@ -303,6 +329,7 @@ enum Control {
 }
 
 enum Step {
+    CheckIn { callup: String },
     Answer { offer: OfferId, accept: bool, reason: String },
     Arrive { incident: IncidentId, at: Position },
     Complete { incident: IncidentId },
@@ -376,8 +403,17 @@ impl Person {
             AgentEvent::AssignmentEnded { incident_id, .. } => {
                 self.pending.retain(|(_, step)| match step {
                     Step::Arrive { incident, .. } | Step::Complete { incident } => incident != &incident_id,
-                    Step::Answer { .. } => true,
+                    Step::Answer { .. } | Step::CheckIn { .. } => true,
                 });
+            }
+            AgentEvent::CallUp { callup_id, .. } => {
+                if self.rng.random::<f64>() < self.behaviour.check_in {
+                    let delay = triangular(&mut self.rng, self.behaviour.check_in_s);
+                    self.pending.push((self.later(delay), Step::CheckIn { callup: callup_id }));
+                }
+            }
+            AgentEvent::StandDown { callup_id, .. } => {
+                self.pending.retain(|(_, step)| !matches!(step, Step::CheckIn { callup } if callup == &callup_id));
             }
             AgentEvent::OfferWithdrawn { offer_id, .. } | AgentEvent::NoLongerNeeded { offer_id, .. } => {
                 self.pending.retain(|(_, step)| !matches!(step, Step::Answer { offer, .. } if offer == &offer_id));
@@ -392,6 +428,9 @@ impl Person {
         self.pending = later;
         for (_, step) in due {
             match step {
+                Step::CheckIn { callup } => {
+                    let _ = self.client.check_in(&callup);
+                }
                 Step::Answer { offer, accept: true, .. } => {
                     let _ = self.client.accept(&offer);
                 }

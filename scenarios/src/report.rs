@@ -140,6 +140,18 @@ pub struct IncidentFigures {
     pub responders: Vec<Responder>,
 }
 
+/// Call-ups and their roll-call.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CallupFigures {
+    pub callups: usize,
+    pub called: usize,
+    /// Checked in before their call-up's deadline.
+    pub checked_in_in_time: usize,
+    pub checked_in_late: usize,
+    pub missing_at_deadline: usize,
+    pub time_to_check_in: Stats,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub drill: DrillSummary,
@@ -153,6 +165,10 @@ pub struct Report {
     pub staffing: Vec<StaffingSample>,
     /// Areas switched to emergency during the drill, with the strictest grade.
     pub emergency_areas: BTreeMap<String, String>,
+    pub callups: CallupFigures,
+    pub plan_activations: usize,
+    /// Grids that fell below their minimum of available people (events).
+    pub grid_staffing_low: usize,
     pub incidents: Vec<IncidentFigures>,
 }
 
@@ -192,6 +208,10 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let step_s = (duration_s / 120.0).max(10.0);
     let mut next_sample = 0.0;
     let mut strictest: BTreeMap<String, pingji_dispatcher::policy::Mode> = BTreeMap::new();
+    // Call-ups: id -> (issued at, deadline, people -> checked in at).
+    let mut callups: BTreeMap<String, (Millis, Millis, BTreeMap<String, Option<Millis>>)> = BTreeMap::new();
+    let mut plan_activations = 0;
+    let mut grid_staffing_low = 0;
 
     let sample = |tracked: &BTreeMap<IncidentId, Tracked>, at_s: f64| {
         let mut sample = StaffingSample { at_s: round1(at_s), waiting: 0, offered: 0, staffed: 0, ended: 0 };
@@ -343,6 +363,43 @@ pub fn build(input: ReportInput<'_>) -> Report {
                     }
                 }
             }
+            EventKind::CallupIssued { callup, area, people, deadline, reason, .. } => {
+                let called = people.iter().map(|agent| (agent.to_string(), None)).collect();
+                callups.insert(callup.to_string(), (event.at, *deadline, called));
+                timeline.push(KeyEvent {
+                    at_s: round1(at_s),
+                    kind: "callup_issued".into(),
+                    text: format!("{callup}: {} people called up in {area} ({reason})", people.len()),
+                });
+            }
+            EventKind::CheckedIn { callup, agent } => {
+                if let Some((_, _, people)) = callups.get_mut(callup.as_str()) {
+                    people.insert(agent.to_string(), Some(event.at));
+                }
+            }
+            EventKind::CallupDeadlinePassed { callup, missing } => {
+                timeline.push(KeyEvent {
+                    at_s: round1(at_s),
+                    kind: "callup_deadline_passed".into(),
+                    text: format!("{callup}: check-in deadline passed, {} missing", missing.len()),
+                });
+            }
+            EventKind::PlanActivated { activation, area, automatic, .. } => {
+                plan_activations += 1;
+                timeline.push(KeyEvent {
+                    at_s: round1(at_s),
+                    kind: "plan_activated".into(),
+                    text: format!("plan {activation} activated on {area}{}", if *automatic { " by the switch" } else { "" }),
+                });
+            }
+            EventKind::PlanDeactivated { activation, reason } => {
+                timeline.push(KeyEvent {
+                    at_s: round1(at_s),
+                    kind: "plan_deactivated".into(),
+                    text: format!("plan {activation} ended: {reason}"),
+                });
+            }
+            EventKind::GridStaffingLow { .. } => grid_staffing_low += 1,
             EventKind::ModeSwitched { area, mode, previous, reason } => {
                 totals.mode_switches += 1;
                 if mode.is_emergency() {
@@ -419,8 +476,32 @@ pub fn build(input: ReportInput<'_>) -> Report {
         })
         .collect();
 
-    let expectations: Vec<ExpectationResult> =
-        input.expectations.iter().map(|expectation| judge(expectation, &incidents, input.events)).collect();
+    let mut callup_figures = CallupFigures { callups: callups.len(), ..CallupFigures::default() };
+    let mut check_in_times = Vec::new();
+    for (issued, deadline, people) in callups.values() {
+        callup_figures.called += people.len();
+        for checked_in in people.values() {
+            match checked_in {
+                Some(at) if at <= deadline => {
+                    callup_figures.checked_in_in_time += 1;
+                    check_in_times.push(at.seconds_since(*issued));
+                }
+                Some(at) => {
+                    callup_figures.checked_in_late += 1;
+                    check_in_times.push(at.seconds_since(*issued));
+                }
+                None if *deadline <= input.ended_at => callup_figures.missing_at_deadline += 1,
+                None => {}
+            }
+        }
+    }
+    callup_figures.time_to_check_in = Stats::of(&check_in_times);
+
+    let expectations: Vec<ExpectationResult> = input
+        .expectations
+        .iter()
+        .map(|expectation| judge(expectation, &incidents, input.events, &callup_figures))
+        .collect();
     let passed = expectations.iter().all(|result| result.passed);
     Report {
         drill: input.summary,
@@ -433,11 +514,14 @@ pub fn build(input: ReportInput<'_>) -> Report {
         timeline,
         staffing,
         emergency_areas: strictest.into_iter().map(|(area, mode)| (area, mode.name().to_string())).collect(),
+        callups: callup_figures,
+        plan_activations,
+        grid_staffing_low,
         incidents,
     }
 }
 
-fn judge(expectation: &Expectation, incidents: &[IncidentFigures], events: &[Event]) -> ExpectationResult {
+fn judge(expectation: &Expectation, incidents: &[IncidentFigures], events: &[Event], callups: &CallupFigures) -> ExpectationResult {
     match expectation {
         Expectation::AcceptedWithin { priority, share, within_s } | Expectation::ArrivedWithin { priority, share, within_s } => {
             let arrived = matches!(expectation, Expectation::ArrivedWithin { .. });
@@ -475,6 +559,18 @@ fn judge(expectation: &Expectation, incidents: &[IncidentFigures], events: &[Eve
                 } else {
                     format!("{} unstaffed: {}", unstaffed.len(), unstaffed.iter().take(10).copied().collect::<Vec<_>>().join(", "))
                 },
+            }
+        }
+        Expectation::CalledUpCheckedIn { share } => {
+            let description = format!("{:.0}% of the people called up checked in before the deadline", share * 100.0);
+            if callups.called == 0 {
+                return ExpectationResult { expectation: description, passed: false, actual: "nobody was called up".to_string() };
+            }
+            let actual = callups.checked_in_in_time as f64 / callups.called as f64;
+            ExpectationResult {
+                expectation: description,
+                passed: actual + 1e-9 >= *share,
+                actual: format!("{:.1}% ({} of {})", actual * 100.0, callups.checked_in_in_time, callups.called),
             }
         }
         Expectation::MaxWideningsBeyond { level, max } => {
@@ -555,6 +651,28 @@ pub fn markdown(report: &Report) -> String {
             triple(&figures.time_to_accept),
             triple(&figures.time_to_staffed),
             triple(&figures.time_to_arrive)
+        );
+    }
+    if report.callups.callups > 0 {
+        let callups = &report.callups;
+        let _ = writeln!(
+            out,
+            "Call-ups: {} issued, {} people called; {} checked in before the deadline, {} late, {} missing at the deadline; \
+             time to check in p50 {} s, p90 {} s.\n",
+            callups.callups,
+            callups.called,
+            callups.checked_in_in_time,
+            callups.checked_in_late,
+            callups.missing_at_deadline,
+            cell(callups.time_to_check_in.p50_s),
+            cell(callups.time_to_check_in.p90_s)
+        );
+    }
+    if report.plan_activations > 0 || report.grid_staffing_low > 0 {
+        let _ = writeln!(
+            out,
+            "Plans activated: {}. Grids falling below their minimum of available people: {} times.\n",
+            report.plan_activations, report.grid_staffing_low
         );
     }
     let widenings: Vec<String> = totals.widenings.iter().map(|(level, count)| format!("{count} to {level}")).collect();

@@ -8,7 +8,7 @@ use std::path::Path;
 use pingji_dispatcher::areas::{AreaLevel, AreaMap};
 use pingji_dispatcher::engine::{Command, Engine};
 use pingji_dispatcher::event::{Event, EventKind};
-use pingji_dispatcher::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use pingji_dispatcher::ids::{AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use pingji_dispatcher::incident::IncidentSpec;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
 use pingji_dispatcher::convert::stored_event;
@@ -44,6 +44,7 @@ enum Action {
     Arrive { agent: AgentId, incident: IncidentId },
     Complete { agent: AgentId, incident: IncidentId },
     Refresh { agent: AgentId },
+    CheckIn { agent: AgentId, callup: CallupId },
 }
 
 struct Person {
@@ -144,6 +145,20 @@ impl Simulation<'_> {
 
     fn set_up(&mut self) -> anyhow::Result<()> {
         self.execute(Command::ImportAreas(self.drill.map.clone()), OPERATOR)?;
+        if !self.drill.plan_texts.is_empty() {
+            let plans = self
+                .drill
+                .plan_texts
+                .iter()
+                .map(|text| pingji_dispatcher::plans::parse_plan(text))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let events = self
+                .engine
+                .execute(Command::ImportPlans(plans), OPERATOR, self.now)
+                .map_err(|rejection| anyhow::anyhow!("the plans were refused: {rejection}"))?;
+            self.handle(events)?;
+        }
         let people = match (&self.drill.roster_csv, &self.drill.file.roster.generate) {
             (Some(text), _) => roster::from_csv(text).map_err(anyhow::Error::msg)?,
             (None, Some(generator)) => roster::generate(&mut self.rng, &self.areas, generator),
@@ -216,6 +231,21 @@ impl Simulation<'_> {
                 self.execute(Command::Complete { agent: agent.clone(), incident, feedback }, &agent_actor(&agent))?;
                 self.report_location(&agent)?;
             }
+            Action::CheckIn { agent, callup } => {
+                // A reserve who was off line comes on line to answer.
+                let needs_connecting = self.people.get(&agent).is_some_and(|person| !person.connected);
+                if needs_connecting {
+                    if let Some(person) = self.people.get_mut(&agent) {
+                        person.connected = true;
+                    }
+                    self.execute(Command::Connect { agent: agent.clone() }, &agent_actor(&agent))?;
+                    self.report_location(&agent)?;
+                    self.schedule(self.now.plus_seconds(REFRESH_S), Action::Refresh { agent: agent.clone() });
+                } else {
+                    self.report_location(&agent)?;
+                }
+                self.execute(Command::CheckIn { agent: agent.clone(), callup: Some(callup) }, &agent_actor(&agent))?;
+            }
             Action::Refresh { agent } => {
                 if self.people.get(&agent).is_some_and(|person| person.connected) {
                     self.report_location(&agent)?;
@@ -272,6 +302,24 @@ impl Simulation<'_> {
             };
             for incident in chosen {
                 self.execute(Command::CancelIncident { incident, reason: cancel.reason.clone() }, OPERATOR)?;
+            }
+        }
+        if let Some(plan) = &entry.plan {
+            let area = AreaId::new(&plan.area);
+            if let Some(id) = &plan.activate {
+                let command = Command::ActivatePlan { plan: PlanId::new(id), area, reason: plan.reason.clone() };
+                self.execute(command, OPERATOR)?;
+            } else if let Some(id) = &plan.deactivate {
+                let open = self
+                    .engine
+                    .state()
+                    .activations
+                    .values()
+                    .find(|activation| activation.ended.is_none() && activation.plan.as_str() == id && activation.area == area)
+                    .map(|activation| activation.id.clone());
+                if let Some(activation) = open {
+                    self.execute(Command::DeactivatePlan { activation, reason: plan.reason.clone() }, OPERATOR)?;
+                }
             }
         }
         if let Some(off) = &entry.off_duty {
@@ -364,6 +412,16 @@ impl Simulation<'_> {
                     let travel_s = 60.0 + person.at.distance_m(target) / speed;
                     let at = Millis(self.now.0 + (travel_s * 1000.0) as i64);
                     self.schedule(at, Action::Arrive { agent: agent.clone(), incident: incident.clone() });
+                }
+                EventKind::CallupIssued { callup, people, .. } => {
+                    for agent in people {
+                        let behaviour = self.behaviour(agent);
+                        if self.rng.random::<f64>() < behaviour.check_in {
+                            let delay = self.draw(behaviour.check_in_s);
+                            let at = Millis(self.now.0 + (delay * 1000.0) as i64);
+                            self.schedule(at, Action::CheckIn { agent: agent.clone(), callup: callup.clone() });
+                        }
+                    }
                 }
                 EventKind::AgentArrived { incident, agent } => {
                     let on_scene = self.draw(self.behaviour(agent).on_scene_s);

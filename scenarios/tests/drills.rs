@@ -160,3 +160,53 @@ fn every_sample_drill_loads() {
     }
     assert!(count >= 5, "at least five sample drills, found {count}");
 }
+
+#[test]
+fn a_drill_with_plans_and_call_ups_reports_the_roll_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = run(&drills_dir().join("flood-plan.toml"), dir.path());
+    assert!(report.plan_activations >= 2, "the flood plan by the switch and the fire plan by hand");
+    assert!(report.callups.callups >= 1);
+    assert!(report.callups.called > 0);
+    assert!(report.callups.checked_in_in_time > 0);
+    assert!(report.callups.checked_in_in_time <= report.callups.called);
+    assert!(report.timeline.iter().any(|key| key.kind == "plan_activated"));
+    assert!(report.timeline.iter().any(|key| key.kind == "callup_issued"));
+    let judged = report
+        .expectations
+        .iter()
+        .find(|result| result.expectation.contains("called up"))
+        .expect("the call-up expectation is judged");
+    assert!(judged.actual.contains(" of "), "{judged:?}");
+}
+
+#[test]
+fn the_check_in_expectation_fails_when_nobody_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(drills_dir().join("flood-plan.toml"))
+        .expect("read")
+        .replace("check_in = 0.97", "check_in = 0.0")
+        .replace("check_in = 0.85", "check_in = 0.0")
+        .replace("../maps/", &format!("{}/", Path::new(env!("CARGO_MANIFEST_DIR")).join("maps").display()))
+        .replace("../plans/", &format!("{}/", Path::new(env!("CARGO_MANIFEST_DIR")).join("plans").display()));
+    let path = dir.path().join("silent-reserves.toml");
+    std::fs::write(&path, text).expect("write");
+    let report = run(&path, &dir.path().join("out"));
+    let judged = report.expectations.iter().find(|result| result.expectation.contains("called up")).expect("judged");
+    assert!(!judged.passed, "{judged:?}");
+    assert!(report.callups.missing_at_deadline > 0);
+}
+
+#[test]
+fn a_timeline_naming_an_unknown_plan_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = std::fs::read_to_string(drills_dir().join("flood-plan.toml"))
+        .expect("read")
+        .replace("activate = \"fire-i\"", "activate = \"volcano-i\"")
+        .replace("../maps/", &format!("{}/", Path::new(env!("CARGO_MANIFEST_DIR")).join("maps").display()))
+        .replace("../plans/", &format!("{}/", Path::new(env!("CARGO_MANIFEST_DIR")).join("plans").display()));
+    let path = dir.path().join("bad-plan.toml");
+    std::fs::write(&path, text).expect("write");
+    let error = drill::load(&path).expect_err("refused");
+    assert!(error.contains("volcano-i") && error.contains("line "), "{error}");
+}
