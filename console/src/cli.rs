@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pingji_dispatcher::roster_csv::{ROLES, role_from_name, role_name};
 use pingji_proto::v1 as pb;
 
 /// Where the dispatcher listens when neither `--server` nor `PINGJI_SERVER`
@@ -14,8 +15,9 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 /// a longer one).
 const MAX_OPERATOR_NAME: usize = 64;
 
-/// Pingji operator console: areas, roster, incidents, modes and the event
-/// record of a running dispatcher, and `pingji watch`, a live view.
+/// Pingji operator console: areas, roster, incidents, modes, plans,
+/// call-ups, field reports, coverage and the event record of a running
+/// dispatcher, and `pingji watch`, a live view.
 #[derive(Debug, Parser)]
 #[command(name = "pingji", version, about, propagate_version = true)]
 pub struct Cli {
@@ -58,6 +60,18 @@ pub enum Command {
     /// People near a point
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Emergency plans (应急预案): import, list, activate, deactivate
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Call-ups of reserves and the roll-call
+    #[command(subcommand)]
+    Callup(CallupCommand),
+    /// Field reports waiting for triage: accept, merge or reject
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Service centres' 15-minute circle per community, and people available
+    /// per grid against its minimum
+    Coverage(CoverageArgs),
     /// The event record: history, or follow it live
     Events(EventsArgs),
     /// Full-screen live view: map, open incidents, event feed
@@ -211,6 +225,116 @@ pub enum AgentsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Load plan files (TOML, format in docs/plans.md); a plan already
+    /// loaded under the same id is replaced
+    Import {
+        /// One or more plan files
+        #[arg(required = true, value_name = "FILE.toml")]
+        files: Vec<PathBuf>,
+    },
+    /// The plans loaded, and their activations (open ones first)
+    List,
+    /// Activate a plan on an area: its tasks become incidents at once and its
+    /// call-up goes out
+    Activate {
+        /// The plan's id, e.g. flood-ii
+        plan_id: String,
+        /// The area's id, e.g. d1-s1
+        area: String,
+        /// Why: recorded with the activation
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a plan activation: its open tasks are cancelled, their people
+    /// released, its call-up stood down
+    Deactivate {
+        /// The activation's id, as `plan list` shows it
+        activation_id: String,
+        /// Why: recorded, and told to the people released
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallupCommand {
+    /// Call up the reserves whose home is in an area
+    Issue {
+        /// The area's id, e.g. d1-s1-c1
+        area: String,
+        /// Why: sent to the people called up
+        #[arg(long)]
+        reason: String,
+        /// A role to call up (repeat for several), as in the roster CSV:
+        /// sunk_cadre, registered_member, ... Default: the reserves the
+        /// dispatcher's policy names
+        #[arg(long = "role", value_name = "ROLE", value_parser = parse_role)]
+        roles: Vec<pb::Role>,
+        /// Seconds to check in (default: the policy's deadline for the mode
+        /// in force there)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+        deadline_s: Option<u32>,
+    },
+    /// The roll-call: who was called, who checked in and when, who is missing
+    Status {
+        /// Only call-ups of this area or of an area inside it
+        area: Option<String>,
+        /// Only call-ups not yet stood down
+        #[arg(long)]
+        open: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Decide on a field report: accept it (it is dispatched), merge it into
+    /// an open incident, or reject it with a reason
+    Triage(TriageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// The report's id (the incident it became), e.g. inc-000007
+    pub id: String,
+    #[command(subcommand)]
+    pub action: TriageAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriageAction {
+    /// Dispatch it; the reporter is told
+    Accept {
+        /// 1 (most urgent) to 4 (default: keep the report's, 3)
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=4))]
+        priority: Option<i32>,
+        /// How many people are needed (default: keep, 1)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        need: Option<u32>,
+        /// A skill every person sent must have (repeat for several)
+        #[arg(long = "skill", value_name = "SKILL")]
+        skills: Vec<String>,
+    },
+    /// It is about an incident already open: merge it into that one
+    Merge {
+        /// The open incident it is about
+        into_id: String,
+    },
+    /// Do nothing about it; the reporter is told why
+    Reject {
+        /// Why: sent to the reporter
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    /// Only communities and grids in this area (default: the whole map)
+    pub area: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Keep printing new events as they happen (stop with Ctrl-C)
@@ -360,6 +484,18 @@ pub fn parse_grade(text: &str) -> Result<Grade, String> {
             "\"{text}\" is not an emergency grade; use I (red, most severe), II (orange), III (yellow) or IV (blue)"
         )),
     }
+}
+
+/// Parses a role as the roster CSV names it (`sunk_cadre`,
+/// `registered_member`, ...; any case, `-` for `_`).
+pub fn parse_role(text: &str) -> Result<pb::Role, String> {
+    let name = text.trim().to_ascii_lowercase().replace('-', "_");
+    role_from_name(&name).ok_or_else(|| {
+        format!(
+            "\"{text}\" is not a role; use one of {}",
+            ROLES.map(role_name).join(", ")
+        )
+    })
 }
 
 /// Checks an operator name: it travels as an HTTP/2 header value, which the
@@ -644,5 +780,156 @@ mod tests {
         assert_eq!(args.mode, ModeChoice::Emergency);
         assert_eq!(args.grade, Some(Grade::Ii));
         assert_eq!(args.reason, "台风");
+    }
+
+    #[test]
+    fn plan_commands_parse() {
+        let cli = parse(&["plan", "import", "a.toml", "b.toml"]).expect("valid");
+        let Command::Plan(PlanCommand::Import { files }) = cli.command else {
+            panic!("expected plan import");
+        };
+        assert_eq!(files, [PathBuf::from("a.toml"), PathBuf::from("b.toml")]);
+        assert_eq!(
+            parse(&["plan", "import"]).unwrap_err().kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        let cli =
+            parse(&["plan", "activate", "flood-ii", "d1-s1", "--reason", "暴雨"]).expect("valid");
+        let Command::Plan(PlanCommand::Activate {
+            plan_id,
+            area,
+            reason,
+        }) = cli.command
+        else {
+            panic!("expected plan activate");
+        };
+        assert_eq!(
+            (plan_id.as_str(), area.as_str(), reason.as_str()),
+            ("flood-ii", "d1-s1", "暴雨")
+        );
+        assert_eq!(
+            parse(&["plan", "deactivate", "flood-ii@d1-s1-1"])
+                .unwrap_err()
+                .kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn callup_issue_takes_roles_as_in_the_roster() {
+        let cli = parse(&[
+            "callup",
+            "issue",
+            "d1",
+            "--reason",
+            "台风",
+            "--role",
+            "sunk_cadre",
+            "--role",
+            "Registered-Member",
+            "--deadline-s",
+            "600",
+        ])
+        .expect("valid");
+        let Command::Callup(CallupCommand::Issue {
+            area,
+            roles,
+            deadline_s,
+            ..
+        }) = cli.command
+        else {
+            panic!("expected callup issue");
+        };
+        assert_eq!(area, "d1");
+        assert_eq!(roles, [pb::Role::SunkCadre, pb::Role::RegisteredMember]);
+        assert_eq!(deadline_s, Some(600));
+        assert!(parse_role("boss").unwrap_err().contains("sunk_cadre"));
+        let bad = parse(&[
+            "callup",
+            "issue",
+            "d1",
+            "--reason",
+            "r",
+            "--deadline-s",
+            "0",
+        ]);
+        assert_eq!(
+            bad.unwrap_err().kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+        let cli = parse(&["callup", "status", "--open"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Callup(CallupCommand::Status {
+                area: None,
+                open: true
+            })
+        ));
+    }
+
+    #[test]
+    fn report_triage_takes_the_id_then_the_decision() {
+        let cli = parse(&[
+            "report",
+            "triage",
+            "inc-000004",
+            "accept",
+            "--priority",
+            "1",
+            "--need",
+            "2",
+            "--skill",
+            "rescue",
+        ])
+        .expect("valid");
+        let Command::Report(ReportCommand::Triage(args)) = cli.command else {
+            panic!("expected report triage");
+        };
+        assert_eq!(args.id, "inc-000004");
+        let TriageAction::Accept {
+            priority,
+            need,
+            skills,
+        } = args.action
+        else {
+            panic!("expected accept");
+        };
+        assert_eq!((priority, need), (Some(1), Some(2)));
+        assert_eq!(skills, ["rescue"]);
+        let merge = parse(&["report", "triage", "inc-4", "merge", "inc-1"]).expect("valid");
+        assert!(matches!(
+            merge.command,
+            Command::Report(ReportCommand::Triage(TriageArgs {
+                action: TriageAction::Merge { .. },
+                ..
+            }))
+        ));
+        assert_eq!(
+            parse(&["report", "triage", "inc-4", "reject"])
+                .unwrap_err()
+                .kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["report", "triage", "inc-4", "accept", "--priority", "9"])
+                .unwrap_err()
+                .kind(),
+            clap::error::ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn coverage_takes_an_optional_area() {
+        let everywhere = parse(&["coverage"]).expect("valid");
+        assert!(matches!(
+            everywhere.command,
+            Command::Coverage(CoverageArgs { area: None })
+        ));
+        let one = parse(&["coverage", "d1-s1", "--json"]).expect("valid");
+        assert!(one.global.json);
+        assert!(matches!(
+            one.command,
+            Command::Coverage(CoverageArgs { area: Some(ref area) }) if area == "d1-s1"
+        ));
     }
 }

@@ -32,6 +32,9 @@ pub enum ConsoleError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A file the user named is wrong, or the dispatcher refused what it holds.
+    #[error("{}: {message}", .path.display())]
+    InFile { path: PathBuf, message: String },
     #[error("{} has problems on {} {}; nothing imported. Fix them and import again, or use --skip-bad to import the good rows:{}",
         .path.display(), bad_line_count(.problems), lines_noun(bad_line_count(.problems)), problem_lines(.problems))]
     BadRoster {

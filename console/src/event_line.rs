@@ -211,31 +211,72 @@ fn summary_of(kind: &EventKind) -> String {
             let ids: Vec<&str> = plans.iter().map(|plan| plan.id.as_str()).collect();
             format!("plans loaded: {}", ids.join(", "))
         }
-        EventKind::PlanActivated { activation, area, reason, automatic, .. } => format!(
+        EventKind::PlanActivated {
+            activation,
+            area,
+            reason,
+            automatic,
+            ..
+        } => format!(
             "plan {activation} activated on {area}{}: {reason}",
-            if *automatic { " (by the mode switch)" } else { "" }
+            if *automatic {
+                " (by the mode switch)"
+            } else {
+                ""
+            }
         ),
-        EventKind::PlanDeactivated { activation, reason } => format!("plan {activation} ended: {reason}"),
-        EventKind::CallupIssued { callup, area, people, deadline, .. } => format!(
+        EventKind::PlanDeactivated { activation, reason } => {
+            format!("plan {activation} ended: {reason}")
+        }
+        EventKind::CallupIssued {
+            callup,
+            area,
+            people,
+            deadline,
+            ..
+        } => format!(
             "{callup}: {} people called up in {area}, check in by {}",
             people.len(),
             crate::labels::utc_time(deadline.0)
         ),
         EventKind::CheckedIn { callup, agent } => format!("{agent} checked in ({callup})"),
         EventKind::CallupDeadlinePassed { callup, missing } => {
-            format!("{callup}: check-in deadline passed, {} missing", missing.len())
+            format!(
+                "{callup}: check-in deadline passed, {} missing",
+                missing.len()
+            )
         }
         EventKind::CallupStoodDown { callup, reason } => format!("{callup} stood down: {reason}"),
-        EventKind::FieldReported { incident, agent, spec, .. } => {
-            format!("{agent} reported {incident} ({}) from the field; waiting for triage", spec.category)
+        EventKind::FieldReported {
+            incident,
+            agent,
+            spec,
+            ..
+        } => {
+            format!(
+                "{agent} reported {incident} ({}) from the field; waiting for triage",
+                spec.category
+            )
         }
-        EventKind::ReportAccepted { incident, priority, .. } => format!("report {incident} accepted as P{priority}"),
-        EventKind::ReportMerged { incident, into } => format!("report {incident} merged into {into}"),
-        EventKind::ReportRejected { incident, reason } => format!("report {incident} rejected: {reason}"),
-        EventKind::GridStaffingLow { grid, available, minimum } => {
+        EventKind::ReportAccepted {
+            incident, priority, ..
+        } => format!("report {incident} accepted as P{priority}"),
+        EventKind::ReportMerged { incident, into } => {
+            format!("report {incident} merged into {into}")
+        }
+        EventKind::ReportRejected { incident, reason } => {
+            format!("report {incident} rejected: {reason}")
+        }
+        EventKind::GridStaffingLow {
+            grid,
+            available,
+            minimum,
+        } => {
             format!("grid {grid} short of people: {available} available, minimum {minimum}")
         }
-        EventKind::GridStaffingRestored { grid, available } => format!("grid {grid} staffed again: {available} available"),
+        EventKind::GridStaffingRestored { grid, available } => {
+            format!("grid {grid} staffed again: {available} available")
+        }
     }
 }
 

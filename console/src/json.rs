@@ -148,6 +148,94 @@ pub fn incident(incident: &pb::Incident) -> Value {
         "assignments": incident.assignments.iter().map(assignment).collect::<Vec<_>>(),
         "feedback": incident.feedback,
         "ended_at_ms": incident.ended_at_ms,
+        "reported_by_agent": incident.reported_by_agent,
+        "report_text": incident.report_text,
+        "photo_ref": incident.photo_ref,
+        "merged_into": incident.merged_into,
+        "plan_activation_id": incident.plan_activation_id,
+    })
+}
+
+pub fn plan(plan: &pb::Plan) -> Value {
+    json!({
+        "id": plan.id,
+        "name": plan.name,
+        "category": plan.category,
+        "grade": labels::mode_key(plan.grade),
+        "auto_activate": plan.auto_activate,
+        "tasks": plan.tasks.iter().map(plan_task).collect::<Vec<_>>(),
+        "call_up": plan.call_up.iter().map(|role| labels::role_key(*role)).collect::<Vec<_>>(),
+    })
+}
+
+fn plan_task(task: &pb::PlanTask) -> Value {
+    json!({
+        "category": task.category,
+        "where": task.r#where,
+        "required_skills": task.required_skills,
+        "headcount": task.headcount,
+        "priority": task.priority,
+        "description": task.description,
+    })
+}
+
+pub fn activation(activation: &pb::PlanActivation) -> Value {
+    json!({
+        "id": activation.id,
+        "plan_id": activation.plan_id,
+        "area_id": activation.area_id,
+        "activated_at_ms": activation.activated_at_ms,
+        "activated_by": activation.activated_by,
+        "reason": activation.reason,
+        "automatic": activation.automatic,
+        "incident_ids": activation.incident_ids,
+        "ended_at_ms": activation.ended_at_ms,
+        "callup_id": activation.callup_id,
+    })
+}
+
+pub fn callup(callup: &pb::Callup) -> Value {
+    json!({
+        "id": callup.id,
+        "area_id": callup.area_id,
+        "reason": callup.reason,
+        "issued_by": callup.issued_by,
+        "issued_at_ms": callup.issued_at_ms,
+        "deadline_ms": callup.deadline_ms,
+        "ended_at_ms": callup.ended_at_ms,
+        "people": callup.people.iter().map(called_person).collect::<Vec<_>>(),
+        "checked_in": callup.checked_in,
+        "missing": callup.missing,
+    })
+}
+
+fn called_person(person: &pb::CalledPerson) -> Value {
+    json!({
+        "agent_id": person.agent_id,
+        "name": person.name,
+        "role": labels::role_key(person.role),
+        "checked_in_at_ms": person.checked_in_at_ms,
+        "connected": person.connected,
+    })
+}
+
+pub fn coverage(coverage: &pb::CoverageResponse) -> Value {
+    json!({
+        "walk_mps": coverage.walk_mps,
+        "communities": coverage.communities.iter().map(|community| json!({
+            "community_id": community.community_id,
+            "name": community.name,
+            "grids": community.grids,
+            "grids_within_15_min": community.grids_within_15_min,
+            "share": community.share,
+        })).collect::<Vec<_>>(),
+        "grids": coverage.grids.iter().map(|grid| json!({
+            "grid_id": grid.grid_id,
+            "name": grid.name,
+            "available": grid.available,
+            "minimum": grid.minimum,
+            "below": grid.below,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -274,11 +362,16 @@ mod tests {
                 "headcount",
                 "id",
                 "location",
+                "merged_into",
                 "mode",
                 "open_offers",
+                "photo_ref",
+                "plan_activation_id",
                 "priority",
+                "report_text",
                 "reported_at_ms",
                 "reported_by",
+                "reported_by_agent",
                 "required_skills",
                 "scope",
                 "status",
@@ -351,5 +444,42 @@ mod tests {
         assert_eq!(value["incident_id"], "");
         // A line of `events --follow --json` is one line.
         assert!(!value.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn a_plan_and_its_activation_name_grades_and_roles() {
+        let value = plan(&pb::Plan {
+            id: "flood-ii".into(),
+            name: "防汛二级".into(),
+            category: "flood".into(),
+            grade: pb::Mode::EmergencyIi as i32,
+            auto_activate: true,
+            tasks: vec![pb::PlanTask {
+                category: "sandbags".into(),
+                r#where: "every service centre".into(),
+                required_skills: vec!["sandbagging".into()],
+                headcount: 3,
+                priority: 2,
+                description: String::new(),
+            }],
+            call_up: vec![pb::Role::SunkCadre as i32],
+        });
+        assert_eq!(value["grade"], "emergency_ii");
+        assert_eq!(value["call_up"], json!(["sunk_cadre"]));
+        assert_eq!(value["tasks"][0]["where"], "every service centre");
+        assert_eq!(value["tasks"][0]["headcount"], 3);
+        let value = activation(&pb::PlanActivation {
+            id: "flood-ii@d1-1".into(),
+            plan_id: "flood-ii".into(),
+            area_id: "d1".into(),
+            incident_ids: vec!["inc-000001".into()],
+            callup_id: "callup-0001".into(),
+            automatic: true,
+            ..Default::default()
+        });
+        assert_eq!(value["incident_ids"], json!(["inc-000001"]));
+        assert_eq!(value["automatic"], true);
+        assert_eq!(value["ended_at_ms"], 0);
+        assert_eq!(value["callup_id"], "callup-0001");
     }
 }

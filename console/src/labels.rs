@@ -30,6 +30,18 @@ pub fn mode_text(mode: i32) -> &'static str {
     }
 }
 
+/// A grade as written on a plan: `IV`, `III`, `II`, `I` (`normal` for normal).
+pub fn grade_name(mode: i32) -> &'static str {
+    match pb::Mode::try_from(mode) {
+        Ok(pb::Mode::Normal) => "normal",
+        Ok(pb::Mode::EmergencyIv) => "IV",
+        Ok(pb::Mode::EmergencyIii) => "III",
+        Ok(pb::Mode::EmergencyIi) => "II",
+        Ok(pb::Mode::EmergencyI) => "I",
+        Ok(pb::Mode::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
 /// Whether a mode is one of the emergency grades.
 pub fn is_emergency(mode: i32) -> bool {
     matches!(
@@ -210,6 +222,7 @@ mod tests {
     fn modes_have_keys_text_and_severity() {
         assert_eq!(mode_key(pb::Mode::EmergencyIi as i32), "emergency_ii");
         assert_eq!(mode_text(pb::Mode::EmergencyI as i32), "emergency I (red)");
+        assert_eq!(grade_name(pb::Mode::EmergencyIii as i32), "III");
         assert!(is_emergency(pb::Mode::EmergencyIv as i32));
         assert!(!is_emergency(pb::Mode::Normal as i32));
         assert!(

@@ -32,7 +32,8 @@ pub mod watch;
 use clap::CommandFactory;
 
 use crate::cli::{
-    AgentsCommand, AreasCommand, Cli, Command, IncidentCommand, ModeCommand, RosterCommand,
+    AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand,
+    PlanCommand, ReportCommand, RosterCommand,
 };
 use crate::commands::roster::ListFilter;
 pub use crate::error::ConsoleError;
@@ -106,6 +107,42 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
             skills,
             available,
         }) => commands::agents::nearby(client, at, k, skills, available, as_json).await,
+        Command::Plan(PlanCommand::Import { files }) => {
+            commands::plan::import(client, &files, as_json).await
+        }
+        Command::Plan(PlanCommand::List) => commands::plan::list(client, as_json).await,
+        Command::Plan(PlanCommand::Activate {
+            plan_id,
+            area,
+            reason,
+        }) => commands::plan::activate(client, &plan_id, &area, &reason, as_json).await,
+        Command::Plan(PlanCommand::Deactivate {
+            activation_id,
+            reason,
+        }) => commands::plan::deactivate(client, &activation_id, &reason, as_json).await,
+        Command::Callup(CallupCommand::Issue {
+            area,
+            reason,
+            roles,
+            deadline_s,
+        }) => {
+            let request = pingji_proto::v1::CallUpRequest {
+                area_id: area,
+                roles: roles.into_iter().map(|role| role as i32).collect(),
+                reason,
+                deadline_s: deadline_s.unwrap_or(0),
+            };
+            commands::callup::issue(client, request, as_json).await
+        }
+        Command::Callup(CallupCommand::Status { area, open }) => {
+            commands::callup::status(client, area.as_deref(), open, as_json).await
+        }
+        Command::Report(ReportCommand::Triage(args)) => {
+            commands::report::triage(client, &args.id, args.action, as_json).await
+        }
+        Command::Coverage(args) => {
+            commands::coverage::show(client, args.area.as_deref(), as_json).await
+        }
         Command::Events(args) if args.follow => {
             commands::events::follow(client, args.from.unwrap_or(0), as_json).await
         }

@@ -154,6 +154,9 @@ pub enum EventKind {
         people: Vec<AgentId>,
         /// Issued by a mode switch: stood down when the area goes back to normal.
         by_switch: bool,
+        /// The plan activation it belongs to, if a plan issued it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activation: Option<ActivationId>,
     },
     CheckedIn {
         callup: CallupId,

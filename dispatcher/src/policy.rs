@@ -131,7 +131,8 @@ fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: 
         max_travel_s: 2700,
         call_up: Vec::new(),
         checkin_deadline_s: 1800,
-        grid_minimum: 1,
+        // In normal times nobody need be on duty at night: no grid minimum.
+        grid_minimum: 0,
         call_up_when_grid_low: false,
         auto_dispatch_reports: Vec::new(),
     }
@@ -145,7 +146,7 @@ impl Default for Policy {
             emergency_iv: ModePolicy {
                 eligible_reserves: vec![Role::RegisteredMember],
                 max_travel_s: 1800,
-                grid_minimum: 2,
+                grid_minimum: 1,
                 ..mode_policy(180, 2, 60)
             },
             emergency_iii: ModePolicy {

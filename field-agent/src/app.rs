@@ -4,8 +4,10 @@
 //!
 //! Keys: `a` accept the offer, `d` decline it (then a reason: `1` too far,
 //! `2` busy, `3` lacking skill, `4` unwell, `5` other, typed), `r` report
-//! arrival, `c` report completion (then type feedback, Enter sends), `v` go
-//! available, `o` go off duty, `q` or Ctrl-C quit. Esc cancels a prompt.
+//! arrival, `c` report completion (then type feedback, Enter sends), `k`
+//! check in to a call-up, `f` report what you see (then type
+//! `category: text`, Enter sends), `v` go available, `o` go off duty, `q` or
+//! Ctrl-C quit. Esc cancels a prompt.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -71,7 +73,14 @@ pub enum Prompt {
         incident_id: IncidentId,
         text: String,
     },
+    /// Typing a field report: `category: text`.
+    FieldReport {
+        text: String,
+    },
 }
+
+/// The question of the field report prompt.
+pub const FIELD_REPORT_QUESTION: &str = "what do you see? (category: text)";
 
 /// What a key asks the program to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,7 +98,31 @@ pub enum Action {
     SetStatus(pb::AgentStatus),
     /// Check in to a call-up.
     CheckIn(String),
+    /// Report a problem seen in the field, at the person's location.
+    FieldReport {
+        category: String,
+        text: String,
+    },
     Quit,
+}
+
+/// Reads a field report written as `category: text` (or `category:text`),
+/// e.g. `flooding: water over the road at gate 3`. The category is one word
+/// or a few; the text says what is seen.
+pub fn parse_field_report(input: &str) -> Result<(String, String), String> {
+    let example = "e.g. flooding: water over the road at gate 3";
+    let Some((category, text)) = input.split_once([':', '：']) else {
+        return Err(format!("write it as category: text, {example}"));
+    };
+    let category = category.trim();
+    let text = text.trim();
+    if category.is_empty() {
+        return Err(format!("the category before ':' is empty; {example}"));
+    }
+    if text.is_empty() {
+        return Err(format!("say what you see after '{category}:'; {example}"));
+    }
+    Ok((category.to_string(), text.to_string()))
 }
 
 /// Everything the screen shows.
@@ -260,26 +293,41 @@ impl App {
                 self.location_interval = *location_interval;
                 self.notice(format!("mode now {}: {reason}", mode_name(*mode)));
             }
-            AgentEvent::CallUp { callup_id, area_id, reason, deadline_ms } => {
+            AgentEvent::CallUp {
+                callup_id,
+                area_id,
+                reason,
+                deadline_ms,
+            } => {
                 self.callup = Some(callup_id.clone());
                 let minutes = (deadline_ms.saturating_sub(self.now_ms) / 60_000).max(0);
                 self.notice(format!(
                     "CALLED UP ({area_id}): {reason}; press k to check in within {minutes} min"
                 ));
             }
-            AgentEvent::StandDown { callup_id, reason, .. } => {
+            AgentEvent::StandDown {
+                callup_id, reason, ..
+            } => {
                 if self.callup.as_ref() == Some(callup_id) {
                     self.callup = None;
                 }
                 self.notice(format!("stood down: {reason}; thank you"));
             }
-            AgentEvent::ReportOutcome { report_id, outcome, incident_id, reason, feedback } => {
+            AgentEvent::ReportOutcome {
+                report_id,
+                outcome,
+                incident_id,
+                reason,
+                feedback,
+            } => {
                 let detail = [reason.as_str(), feedback.as_str()]
                     .into_iter()
                     .filter(|text| !text.is_empty())
                     .collect::<Vec<_>>()
                     .join("; ");
-                self.notice(format!("your report {report_id} ({incident_id}): {outcome} {detail}"));
+                self.notice(format!(
+                    "your report {report_id} ({incident_id}): {outcome} {detail}"
+                ));
             }
             AgentEvent::Refused(refusal) => {
                 if refusal.offer_id.is_some()
@@ -336,6 +384,11 @@ impl App {
             Action::CheckIn(_) => {
                 self.callup = None;
                 self.notice("checked in: you are available at your reported location");
+            }
+            Action::FieldReport { category, .. } => {
+                self.notice(format!(
+                    "report sent ({category}); you will hear what becomes of it"
+                ));
             }
             Action::Accept(_) => {
                 self.accepting = true;
@@ -408,6 +461,25 @@ impl App {
                     text,
                 },
             ),
+            Prompt::FieldReport { text } => {
+                if key.code == KeyCode::Enter
+                    && let Err(problem) = parse_field_report(&text)
+                {
+                    self.notice(problem);
+                    self.prompt = Prompt::FieldReport { text };
+                    return None;
+                }
+                self.key_typing(
+                    key,
+                    text,
+                    |text| {
+                        parse_field_report(&text)
+                            .ok()
+                            .map(|(category, text)| Action::FieldReport { category, text })
+                    },
+                    |text| Prompt::FieldReport { text },
+                )
+            }
             Prompt::Feedback { incident_id, text } => {
                 if key.code == KeyCode::Enter && text.trim().is_empty() {
                     self.notice("type what you found and did, then press Enter");
@@ -488,6 +560,12 @@ impl App {
             },
             'v' => Some(Action::SetStatus(pb::AgentStatus::Available)),
             'o' => Some(Action::SetStatus(pb::AgentStatus::OffDuty)),
+            'f' => {
+                self.prompt = Prompt::FieldReport {
+                    text: String::new(),
+                };
+                None
+            }
             'k' => match &self.callup {
                 Some(callup) => Some(Action::CheckIn(callup.clone())),
                 None => {
@@ -846,6 +924,98 @@ mod tests {
                 "connection lost: connection refused (3 times)",
                 "reconnected"
             ]
+        );
+    }
+
+    #[test]
+    fn f_opens_a_field_report_prompt_that_needs_category_and_text() {
+        let mut app = App::new("p0001", "server", "fixed point");
+        assert_eq!(press(&mut app, KeyCode::Char('f')), None);
+        assert_eq!(
+            app.prompt,
+            Prompt::FieldReport {
+                text: String::new()
+            }
+        );
+        type_text(&mut app, "water over the road");
+        assert_eq!(press(&mut app, KeyCode::Enter), None, "no category yet");
+        assert!(
+            app.notices
+                .back()
+                .is_some_and(|notice| notice.contains("category: text")),
+            "{:?}",
+            app.notices
+        );
+        assert!(
+            matches!(app.prompt, Prompt::FieldReport { .. }),
+            "the prompt stays open"
+        );
+        for _ in 0.."water over the road".len() {
+            press(&mut app, KeyCode::Backspace);
+        }
+        type_text(&mut app, "Flooding: 积水没过脚踝 ");
+        assert_eq!(
+            press(&mut app, KeyCode::Enter),
+            Some(Action::FieldReport {
+                category: "Flooding".to_string(),
+                text: "积水没过脚踝".to_string()
+            })
+        );
+        assert_eq!(app.prompt, Prompt::None);
+        // 'q' in the prompt is text; Esc cancels.
+        press(&mut app, KeyCode::Char('f'));
+        assert_eq!(press(&mut app, KeyCode::Char('q')), None);
+        assert_eq!(press(&mut app, KeyCode::Esc), None);
+        assert_eq!(app.prompt, Prompt::None);
+    }
+
+    #[test]
+    fn k_checks_in_to_the_call_up() {
+        let mut app = App::new("p0001", "server", "fixed point");
+        assert_eq!(press(&mut app, KeyCode::Char('k')), None);
+        app.apply(&AgentEvent::CallUp {
+            callup_id: "callup-0001".to_string(),
+            area_id: "d1".to_string(),
+            reason: "台风".to_string(),
+            deadline_ms: 1_800_000,
+        });
+        assert_eq!(
+            press(&mut app, KeyCode::Char('k')),
+            Some(Action::CheckIn("callup-0001".to_string()))
+        );
+        app.action_sent(&Action::CheckIn("callup-0001".to_string()));
+        assert_eq!(app.callup, None);
+        assert_eq!(press(&mut app, KeyCode::Char('k')), None);
+    }
+
+    #[test]
+    fn field_reports_read_category_then_text() {
+        assert_eq!(
+            parse_field_report("flooding:water at gate 3"),
+            Ok(("flooding".to_string(), "water at gate 3".to_string()))
+        );
+        assert_eq!(
+            parse_field_report(" fire ： 浓烟 "),
+            Ok(("fire".to_string(), "浓烟".to_string()))
+        );
+        assert_eq!(
+            parse_field_report("road: blocked: tree down"),
+            Ok(("road".to_string(), "blocked: tree down".to_string()))
+        );
+        assert!(
+            parse_field_report("no colon")
+                .unwrap_err()
+                .contains("category: text")
+        );
+        assert!(
+            parse_field_report(": text")
+                .unwrap_err()
+                .contains("category")
+        );
+        assert!(
+            parse_field_report("flooding:  ")
+                .unwrap_err()
+                .contains("flooding")
         );
     }
 

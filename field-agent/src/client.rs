@@ -190,7 +190,13 @@ impl AgentClient {
 
     /// Reports a problem seen in the field; the outcome arrives as
     /// `AgentEvent::ReportOutcome`.
-    pub fn field_report(&self, at: Location, category: &str, text: &str, photo_ref: &str) -> Result<(), ClientError> {
+    pub fn field_report(
+        &self,
+        at: Location,
+        category: &str,
+        text: &str,
+        photo_ref: &str,
+    ) -> Result<(), ClientError> {
         self.request(Request::FieldReport {
             at,
             category: category.to_string(),

@@ -1,6 +1,8 @@
 //! The headless mode for scripts and drills: offers are answered by a rule
 //! (`accept`, `decline` or `ignore`) after a delay; with `accept`, arrival
-//! and completion are reported after their own delays. Every event and every
+//! and completion are reported after their own delays, and call-ups are
+//! checked in to after the same delay as offers. A field report given on the
+//! command line is sent once, after the first welcome. Every event and every
 //! action is one line on the output, as text or as JSON.
 //!
 //! [`AutoPilot`] decides (no I/O); [`run`] carries it out against a session.
@@ -38,6 +40,25 @@ pub struct AutoOptions {
     pub decline_reason: String,
     /// Stop after this many completions.
     pub exit_after_tasks: Option<u32>,
+    /// A field report to send once, after the first welcome.
+    pub report: Option<FieldReportText>,
+}
+
+/// What a field report says: its category and text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldReportText {
+    pub category: String,
+    pub text: String,
+}
+
+impl std::str::FromStr for FieldReportText {
+    type Err = String;
+
+    /// `CATEGORY:TEXT`, e.g. `flooding:water over the road at gate 3`.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let (category, text) = crate::app::parse_field_report(input)?;
+        Ok(FieldReportText { category, text })
+    }
 }
 
 /// Something the autopilot will do at a time.
@@ -47,6 +68,10 @@ pub enum Step {
     Decline(OfferId),
     Arrive(IncidentId),
     Complete(IncidentId),
+    /// Check in to this call-up.
+    CheckIn(String),
+    /// Send the field report, at the person's location.
+    Report(FieldReportText),
 }
 
 /// Decides what to do and when.
@@ -55,11 +80,14 @@ pub struct AutoPilot {
     options: AutoOptions,
     planned: Vec<(Instant, Step)>,
     completed: u32,
+    /// The field report, until the first welcome plans it.
+    report: Option<FieldReportText>,
 }
 
 impl AutoPilot {
     pub fn new(options: AutoOptions) -> AutoPilot {
         AutoPilot {
+            report: options.report.clone(),
             options,
             planned: Vec::new(),
             completed: 0,
@@ -88,7 +116,18 @@ impl AutoPilot {
 
     /// Plans for an event that arrived at `now`.
     pub fn on_event(&mut self, event: &AgentEvent, now: Instant) {
+        if let AgentEvent::Welcome(_) = event
+            && let Some(report) = self.report.take()
+        {
+            self.plan(now, Step::Report(report));
+        }
         match event {
+            AgentEvent::CallUp { callup_id, .. } if self.options.answer == AutoAnswer::Accept => {
+                self.plan(now + self.options.delay, Step::CheckIn(callup_id.clone()));
+            }
+            AgentEvent::StandDown { callup_id, .. } => {
+                self.forget(|step| !matches!(step, Step::CheckIn(id) if id == callup_id));
+            }
             AgentEvent::Offer(offer) => match self.options.answer {
                 AutoAnswer::Accept => self.plan(
                     now + self.options.delay,
@@ -165,7 +204,7 @@ impl AutoPilot {
                     Step::Complete(incident_id.clone()),
                 ),
                 Step::Complete(_) => self.completed = self.completed.saturating_add(1),
-                Step::Accept(_) | Step::Decline(_) => {}
+                Step::Accept(_) | Step::Decline(_) | Step::CheckIn(_) | Step::Report(_) => {}
             }
         }
         steps
@@ -288,18 +327,52 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
                 "location_interval_s": location_interval.as_secs(),
             }),
         ),
-        AgentEvent::CallUp { callup_id, area_id, reason, deadline_ms } => (
-            format!("called up ({callup_id}) in {area_id}: {reason}; check in before {deadline_ms}"),
+        AgentEvent::CallUp {
+            callup_id,
+            area_id,
+            reason,
+            deadline_ms,
+        } => (
+            format!(
+                "called up ({callup_id}) in {area_id}: {reason}; check in within {} s",
+                deadline_ms.saturating_sub(now_ms).max(0) / 1000
+            ),
             json!({"event": "call_up", "callup_id": callup_id, "area_id": area_id, "reason": reason, "deadline_ms": deadline_ms}),
         ),
-        AgentEvent::StandDown { callup_id, area_id, reason } => (
+        AgentEvent::StandDown {
+            callup_id,
+            area_id,
+            reason,
+        } => (
             format!("stood down ({callup_id}) in {area_id}: {reason}"),
             json!({"event": "stand_down", "callup_id": callup_id, "area_id": area_id, "reason": reason}),
         ),
-        AgentEvent::ReportOutcome { report_id, outcome, incident_id, reason, feedback } => (
-            format!("report {report_id}: {outcome} ({incident_id}) {reason} {feedback}"),
-            json!({"event": "report_outcome", "report_id": report_id, "outcome": outcome, "incident_id": incident_id, "reason": reason, "feedback": feedback}),
-        ),
+        AgentEvent::ReportOutcome {
+            report_id,
+            outcome,
+            incident_id,
+            reason,
+            feedback,
+        } => {
+            let handled_by = if incident_id.is_empty() || incident_id == report_id {
+                String::new()
+            } else {
+                format!(" ({incident_id})")
+            };
+            let detail: Vec<&str> = [reason.as_str(), feedback.as_str()]
+                .into_iter()
+                .filter(|text| !text.is_empty())
+                .collect();
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", detail.join("; ").replace('\n', "; "))
+            };
+            (
+                format!("report {report_id} {outcome}{handled_by}{detail}"),
+                json!({"event": "report_outcome", "report_id": report_id, "outcome": outcome, "incident_id": incident_id, "reason": reason, "feedback": feedback}),
+            )
+        }
         AgentEvent::Refused(refusal) => (
             format!("refused ({}): {}", refusal.code, refusal.message),
             json!({
@@ -346,6 +419,14 @@ pub fn step_line(step: &Step, options: &AutoOptions, as_json: bool) -> String {
         Step::Complete(incident_id) => (
             format!("completed {incident_id}: {}", options.feedback),
             json!({"event": "completion_sent", "incident_id": incident_id.to_string(), "feedback": options.feedback}),
+        ),
+        Step::CheckIn(callup_id) => (
+            format!("checking in to {callup_id}"),
+            json!({"event": "check_in_sent", "callup_id": callup_id}),
+        ),
+        Step::Report(report) => (
+            format!("reporting {}: {}", report.category, report.text),
+            json!({"event": "field_report_sent", "category": report.category, "text": report.text}),
         ),
     };
     if as_json { record.to_string() } else { text }
@@ -409,6 +490,22 @@ pub async fn run(
                         Step::Decline(offer_id) => client.decline(offer_id, &pilot.options().decline_reason),
                         Step::Arrive(incident_id) => client.arrived(incident_id),
                         Step::Complete(incident_id) => client.completed(incident_id, &pilot.options().feedback),
+                        Step::CheckIn(callup_id) => client.check_in(callup_id),
+                        Step::Report(report) => {
+                            match track.as_ref().and_then(|track| track.location_at(Instant::now())) {
+                                Some(at) => client.field_report(at, &report.category, &report.text, ""),
+                                None => {
+                                    let problem = "no location to report from; give --at or --track";
+                                    let line = if as_json {
+                                        json!({"event": "not_sent", "error": problem}).to_string()
+                                    } else {
+                                        format!("not sent: {problem}")
+                                    };
+                                    writeln!(out, "{line}")?;
+                                    continue;
+                                }
+                            }
+                        }
                     };
                     match sent {
                         Ok(()) => writeln!(out, "{}", step_line(&step, pilot.options(), as_json))?,
@@ -454,6 +551,7 @@ mod tests {
             feedback: "done".to_string(),
             decline_reason: "busy".to_string(),
             exit_after_tasks: Some(1),
+            report: None,
         }
     }
 
@@ -513,6 +611,113 @@ mod tests {
             start,
         );
         assert_eq!(pilot.next_at(), None);
+    }
+
+    fn call_up() -> AgentEvent {
+        AgentEvent::CallUp {
+            callup_id: "callup-0001".to_string(),
+            area_id: "d1".to_string(),
+            reason: "台风".to_string(),
+            deadline_ms: 1_800_000,
+        }
+    }
+
+    fn welcome() -> AgentEvent {
+        AgentEvent::Welcome(crate::event::Welcome {
+            agent_id: "p0001".to_string(),
+            name: String::new(),
+            status: pingji_proto::v1::AgentStatus::Available,
+            mode: pingji_proto::v1::Mode::Normal,
+            location_interval: Duration::from_secs(180),
+            open_offers: 0,
+            current_incident: None,
+            resumed: false,
+        })
+    }
+
+    #[test]
+    fn accept_checks_in_to_a_call_up_after_the_delay_unless_stood_down() {
+        let mut pilot = AutoPilot::new(options(AutoAnswer::Accept));
+        let start = Instant::now();
+        pilot.on_event(&call_up(), start);
+        assert!(pilot.take_due(start + Duration::from_secs(1)).is_empty());
+        assert_eq!(
+            pilot.take_due(start + Duration::from_secs(2)),
+            vec![Step::CheckIn("callup-0001".to_string())]
+        );
+        assert!(!pilot.done(), "a check-in is not a task");
+
+        pilot.on_event(&call_up(), start);
+        pilot.on_event(
+            &AgentEvent::StandDown {
+                callup_id: "callup-0001".to_string(),
+                area_id: "d1".to_string(),
+                reason: "解除".to_string(),
+            },
+            start,
+        );
+        assert_eq!(pilot.next_at(), None);
+
+        let mut declining = AutoPilot::new(options(AutoAnswer::Decline));
+        declining.on_event(&call_up(), start);
+        assert_eq!(declining.next_at(), None, "only accept checks in");
+    }
+
+    #[test]
+    fn a_field_report_is_sent_once_after_the_first_welcome() {
+        let mut with_report = options(AutoAnswer::Ignore);
+        with_report.report = Some("flooding:water at gate 3".parse().expect("parses"));
+        let mut pilot = AutoPilot::new(with_report);
+        let start = Instant::now();
+        assert_eq!(pilot.next_at(), None, "not before the welcome");
+        pilot.on_event(&welcome(), start);
+        let report = FieldReportText {
+            category: "flooding".to_string(),
+            text: "water at gate 3".to_string(),
+        };
+        assert_eq!(pilot.take_due(start), vec![Step::Report(report.clone())]);
+        pilot.on_event(&welcome(), start);
+        assert_eq!(pilot.next_at(), None, "a reconnect does not send it again");
+        let line: serde_json::Value =
+            serde_json::from_str(&step_line(&Step::Report(report), pilot.options(), true))
+                .expect("json");
+        assert_eq!(line["event"], "field_report_sent");
+        assert_eq!(line["category"], "flooding");
+        assert!("no colon".parse::<FieldReportText>().is_err());
+    }
+
+    #[test]
+    fn call_ups_and_report_outcomes_are_one_line_each() {
+        assert_eq!(
+            event_line(&call_up(), 600_000, false),
+            "called up (callup-0001) in d1: 台风; check in within 1200 s"
+        );
+        let closed = AgentEvent::ReportOutcome {
+            report_id: "inc-000002".to_string(),
+            outcome: "closed".to_string(),
+            incident_id: "inc-000002".to_string(),
+            reason: String::new(),
+            feedback: "p0003: pumped out\np0004: road open".to_string(),
+        };
+        assert_eq!(
+            event_line(&closed, 0, false),
+            "report inc-000002 closed: p0003: pumped out; p0004: road open"
+        );
+        let merged = AgentEvent::ReportOutcome {
+            report_id: "inc-000005".to_string(),
+            outcome: "merged".to_string(),
+            incident_id: "inc-000002".to_string(),
+            reason: "merged into inc-000002".to_string(),
+            feedback: String::new(),
+        };
+        assert_eq!(
+            event_line(&merged, 0, false),
+            "report inc-000005 merged (inc-000002): merged into inc-000002"
+        );
+        let record: serde_json::Value =
+            serde_json::from_str(&event_line(&merged, 0, true)).expect("json");
+        assert_eq!(record["event"], "report_outcome");
+        assert_eq!(record["outcome"], "merged");
     }
 
     #[test]

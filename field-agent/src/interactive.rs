@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::app::{Action, App};
 use crate::client::AgentClient;
-use crate::event::AgentEvent;
+use crate::event::{AgentEvent, Location};
 use crate::track::TrackPlayer;
 use crate::view::draw;
 
@@ -65,7 +65,10 @@ pub async fn run(
             key = key_inbox.recv() => match key {
                 Some(TerminalEvent::Key(key)) => match app.handle_key(key) {
                     Some(Action::Quit) => break Ok(()),
-                    Some(action) => carry_out(&client, &mut app, action),
+                    Some(action) => {
+                        let here = track.as_ref().and_then(|track| track.location_at(Instant::now()));
+                        carry_out(&client, &mut app, action, here);
+                    }
                     None => {}
                 },
                 Some(_) => {}
@@ -86,8 +89,19 @@ pub async fn run(
     result
 }
 
-fn carry_out(client: &AgentClient, app: &mut App, action: Action) {
+/// Hands an action to the session; `here` is where the person is, for a
+/// field report.
+fn carry_out(client: &AgentClient, app: &mut App, action: Action, here: Option<Location>) {
     let sent = match &action {
+        Action::FieldReport { category, text } => match here {
+            Some(at) => client.field_report(at, category, text, ""),
+            None => {
+                app.notice(
+                    "report not sent: no location to report from (start with --at or --track)",
+                );
+                return;
+            }
+        },
         Action::Accept(offer_id) => client.accept(offer_id),
         Action::Decline { offer_id, reason } => client.decline(offer_id, reason),
         Action::Arrived(incident_id) => client.arrived(incident_id),

@@ -212,9 +212,17 @@ impl Ledger {
                 send.extend(self.location_report());
                 send.push(message(Outgoing::CheckIn(pb::CheckIn { callup_id })));
             }
-            Request::FieldReport { at, category, text, photo_ref } => {
+            Request::FieldReport {
+                at,
+                category,
+                text,
+                photo_ref,
+            } => {
                 send.push(message(Outgoing::FieldReport(pb::FieldReport {
-                    location: Some(pb::Location { lon: at.lon, lat: at.lat }),
+                    location: Some(pb::Location {
+                        lon: at.lon,
+                        lat: at.lat,
+                    }),
                     category,
                     text,
                     photo_ref,

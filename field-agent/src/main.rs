@@ -9,14 +9,17 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use pingji_field_agent::app::App;
-use pingji_field_agent::headless::{self, AutoAnswer, AutoOptions, AutoPilot, HeadlessEnd};
+use pingji_field_agent::headless::{
+    self, AutoAnswer, AutoOptions, AutoPilot, FieldReportText, HeadlessEnd,
+};
 use pingji_field_agent::track::{Track, TrackPlayer, parse_point};
 use pingji_field_agent::{AgentClient, AgentConfig, Location, interactive};
 use pingji_proto::v1 as pb;
 use tokio::time::Instant;
 
 /// Pingji field agent: receive offers, accept or decline them, report
-/// arrival and completion. Full screen by default; --auto for scripts.
+/// arrival and completion, check in to call-ups, report what you see. Full
+/// screen by default; --auto for scripts.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
@@ -66,6 +69,10 @@ struct Args {
     /// Headless: exit after completing this many assignments.
     #[arg(long, value_name = "N", requires = "auto")]
     exit_after_tasks: Option<u32>,
+    /// Headless: send one field report at your location after the welcome,
+    /// written CATEGORY:TEXT (e.g. "flooding:water over the road at gate 3").
+    #[arg(long, value_name = "CATEGORY:TEXT", requires = "auto")]
+    report: Option<FieldReportText>,
     /// Headless: print JSON lines instead of text.
     #[arg(long, requires = "auto")]
     json: bool,
@@ -181,6 +188,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         feedback: args.feedback.clone(),
         decline_reason: args.decline_reason.clone(),
         exit_after_tasks: args.exit_after_tasks,
+        report: args.report.clone(),
     };
     let mut stdout = std::io::stdout();
     let end = headless::run(

@@ -475,6 +475,16 @@ impl TrackPlayer {
     pub fn finished(&self) -> bool {
         self.next >= self.track.points.len()
     }
+
+    /// Where the person is at `now`: the latest point due by then (the
+    /// first point before the track starts), whether handed out yet or not.
+    pub fn location_at(&self, now: Instant) -> Option<Location> {
+        let due = (0..self.track.points.len())
+            .take_while(|index| self.due_at(*index).is_some_and(|at| at <= now))
+            .last()
+            .unwrap_or(0);
+        self.track.points.get(due).map(|point| point.location)
+    }
 }
 
 #[cfg(test)]
@@ -694,5 +704,21 @@ mod tests {
         );
         assert!(player.finished());
         assert_eq!(player.next_at(), None);
+    }
+
+    #[test]
+    fn the_location_at_a_time_is_the_latest_point_due() {
+        let track = parse_csv("lon,lat,seconds_offset\n1,1,0\n2,2,10\n3,3,20\n").expect("parses");
+        let start = Instant::now();
+        let player = TrackPlayer::new(track, 1.0, start + Duration::from_secs(1));
+        assert_eq!(player.location_at(start), Some(Location::new(1.0, 1.0)));
+        assert_eq!(
+            player.location_at(start + Duration::from_secs(12)),
+            Some(Location::new(2.0, 2.0))
+        );
+        assert_eq!(
+            player.location_at(start + Duration::from_secs(60)),
+            Some(Location::new(3.0, 3.0))
+        );
     }
 }

@@ -12,7 +12,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::app::{
-    App, Connection, DECLINE_REASONS, Prompt, countdown_text, distance_text, eta_text,
+    App, Connection, DECLINE_REASONS, FIELD_REPORT_QUESTION, Prompt, countdown_text, distance_text,
+    eta_text,
 };
 use crate::event::{mode_name, status_name};
 
@@ -236,11 +237,15 @@ fn draw_messages(frame: &mut Frame, app: &App, area: Rect) {
 
 fn key_help(app: &App) -> &'static str {
     match app.prompt {
+        // A call-up waiting for a check-in comes first; v and o still work.
+        Prompt::None if app.callup.is_some() => {
+            " k CHECK IN  a accept  d decline  r arrived  c complete  f report  q quit"
+        }
         Prompt::None => {
-            " a accept  d decline  r arrived  c complete  v available  o off duty  q quit"
+            " a accept  d decline  r arrived  c complete  f report  v/o on/off duty  q quit"
         }
         Prompt::DeclineReason { .. } => " 1-5 or arrows and Enter: choose a reason   Esc: cancel",
-        Prompt::DeclineOther { .. } | Prompt::Feedback { .. } => {
+        Prompt::DeclineOther { .. } | Prompt::Feedback { .. } | Prompt::FieldReport { .. } => {
             " type, Enter: send   Backspace: erase   Esc: cancel"
         }
     }
@@ -270,6 +275,13 @@ fn draw_prompt(frame: &mut Frame, app: &App, area: Rect) {
         Prompt::DeclineOther { text, .. } => {
             (" Other reason ", vec![Line::from(format!("{text}_"))])
         }
+        Prompt::FieldReport { text } => (
+            " Field report ",
+            vec![
+                Line::from(FIELD_REPORT_QUESTION),
+                Line::from(format!("{text}_")),
+            ],
+        ),
         Prompt::Feedback { incident_id, text } => (
             " Feedback ",
             vec![
@@ -450,6 +462,29 @@ mod tests {
         let text = screen(&app, 80, 24);
         assert!(text.contains("the newest notice"), "{text}");
         assert!(!text.contains("notice 0:"), "{text}");
+    }
+
+    #[test]
+    fn the_field_report_prompt_asks_what_you_see() {
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let mut app = welcomed_app();
+        assert!(screen(&app, 80, 24).contains("f report"));
+        app.handle_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE));
+        for character in "flooding: gate 3".chars() {
+            app.handle_key(KeyEvent::new(KeyCode::Char(character), KeyModifiers::NONE));
+        }
+        let text = screen(&app, 80, 24);
+        assert!(text.contains("Field report"), "{text}");
+        assert!(text.contains("what do you see? (category: text)"), "{text}");
+        assert!(text.contains("flooding: gate 3_"), "{text}");
+        app.apply(&AgentEvent::CallUp {
+            callup_id: "callup-0001".to_string(),
+            area_id: "d1".to_string(),
+            reason: "台风".to_string(),
+            deadline_ms: 0,
+        });
+        app.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        assert!(screen(&app, 80, 24).contains("k CHECK IN"));
     }
 
     #[test]

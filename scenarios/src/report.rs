@@ -657,7 +657,7 @@ pub fn markdown(report: &Report) -> String {
         let callups = &report.callups;
         let _ = writeln!(
             out,
-            "Call-ups: {} issued, {} people called; {} checked in before the deadline, {} late, {} missing at the deadline; \
+            "\nCall-ups: {} issued, {} people called; {} checked in before the deadline, {} late, {} missing at the deadline; \
              time to check in p50 {} s, p90 {} s.\n",
             callups.callups,
             callups.called,
@@ -671,7 +671,7 @@ pub fn markdown(report: &Report) -> String {
     if report.plan_activations > 0 || report.grid_staffing_low > 0 {
         let _ = writeln!(
             out,
-            "Plans activated: {}. Grids falling below their minimum of available people: {} times.\n",
+            "\nPlans activated: {}. Grids falling below their minimum of available people: {} times.\n",
             report.plan_activations, report.grid_staffing_low
         );
     }

@@ -21,12 +21,15 @@
 //! - [`agent_fixtures`]: a dispatcher process restartable on the same port,
 //!   for client reconnect tests, and the `field-agent` binary.
 //! - [`cli`]: the `pingji` console binary, run with arguments.
+//! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
+//!   and waiting for one kind of message on a session.
 
 #![forbid(unsafe_code)]
 
 pub mod agent_fixtures;
 pub mod cli;
 pub mod events;
+pub mod mobilisation;
 pub mod process;
 pub mod sample;
 pub mod server;

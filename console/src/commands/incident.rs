@@ -52,7 +52,10 @@ pub async fn list(client: &mut Client, open_only: bool, as_json: bool) -> Result
     // Pages of 1000, sorted by id, until a short page.
     let mut incidents: Vec<pb::Incident> = Vec::new();
     loop {
-        let after_id = incidents.last().map(|incident| incident.id.clone()).unwrap_or_default();
+        let after_id = incidents
+            .last()
+            .map(|incident| incident.id.clone())
+            .unwrap_or_default();
         let page = client
             .list_incidents(pb::ListIncidentsRequest {
                 open_only,
@@ -99,7 +102,18 @@ pub fn incidents_text(incidents: &[pb::Incident], now_ms: i64) -> String {
             labels::age(incident.reported_at_ms, now_ms),
         ]);
     }
-    table.render()
+    let mut text = table.render();
+    let awaiting = incidents
+        .iter()
+        .filter(|incident| incident.status == pb::IncidentStatus::Reported as i32)
+        .count();
+    if awaiting > 0 {
+        text.push_str(&format!(
+            "{awaiting} field report(s) wait for triage (status reported): \
+             pingji report triage ID accept | merge INTO_ID | reject --reason TEXT\n"
+        ));
+    }
+    text
 }
 
 pub async fn show(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {
@@ -207,11 +221,38 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
             ),
         ),
     ];
+    if !incident.reported_by_agent.is_empty() {
+        fields.push(("reporter", incident.reported_by_agent.clone()));
+        fields.push(("report", incident.report_text.replace('\n', "; ")));
+        if !incident.photo_ref.is_empty() {
+            fields.push(("photo", incident.photo_ref.clone()));
+        }
+    }
+    if incident.status == pb::IncidentStatus::Reported as i32 {
+        fields.push((
+            "triage",
+            format!(
+                "waiting for an operator: pingji report triage {} accept | merge INTO_ID | reject --reason TEXT",
+                incident.id
+            ),
+        ));
+    }
+    if !incident.plan_activation_id.is_empty() {
+        fields.push(("plan activation", incident.plan_activation_id.clone()));
+    }
+    if !incident.merged_into.is_empty() {
+        fields.push(("merged into", incident.merged_into.clone()));
+    }
     if incident.ended_at_ms > 0 {
         fields.push(("ended", labels::utc_time(incident.ended_at_ms)));
     }
     if !incident.feedback.is_empty() {
-        fields.push(("feedback", incident.feedback.replace('\n', "; ")));
+        let label = if incident.status == pb::IncidentStatus::Rejected as i32 {
+            "rejected because"
+        } else {
+            "feedback"
+        };
+        fields.push((label, incident.feedback.replace('\n', "; ")));
     }
     let mut text = key_values(&fields);
     text.push('\n');
@@ -336,5 +377,46 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("placed in:    grid d1-s1-c1-g1\n"), "{text}");
+    }
+
+    fn field_report() -> pb::Incident {
+        pb::Incident {
+            id: "inc-000002".into(),
+            category: "flooding".into(),
+            priority: 3,
+            headcount: 1,
+            status: pb::IncidentStatus::Reported as i32,
+            reported_at_ms: 1_000_000,
+            reported_by: "agent:p0042".into(),
+            reported_by_agent: "p0042".into(),
+            report_text: "积水没过脚踝".into(),
+            photo_ref: "photos/42.jpg".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_field_report_shows_its_reporter_text_and_how_to_triage_it() {
+        let text = incident_text(&field_report(), 1_060_000);
+        assert!(text.contains("status:       reported\n"), "{text}");
+        assert!(text.contains("reporter:     p0042\n"), "{text}");
+        assert!(text.contains("report:       积水没过脚踝\n"), "{text}");
+        assert!(text.contains("photo:        photos/42.jpg\n"), "{text}");
+        assert!(
+            text.contains(
+                "triage:       waiting for an operator: pingji report triage inc-000002 accept"
+            ),
+            "{text}"
+        );
+        let list = incidents_text(&[incident(), field_report()], 1_060_000);
+        assert!(
+            list.contains("inc-000002  reported  3  flooding      0/1"),
+            "{list}"
+        );
+        assert!(
+            list.contains("1 field report(s) wait for triage (status reported)"),
+            "{list}"
+        );
+        assert!(!incidents_text(&[incident()], 0).contains("triage"));
     }
 }

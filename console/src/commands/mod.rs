@@ -9,12 +9,20 @@
 //! - [`mode`]: `mode set`, `mode show`.
 //! - [`agents`]: `agents nearby`.
 //! - [`events`]: `events`, with or without `--follow`.
+//! - [`plan`]: `plan import|list|activate|deactivate`.
+//! - [`callup`]: `callup issue`, `callup status` (the roll-call).
+//! - [`report`]: `report triage ID accept|merge|reject`.
+//! - [`coverage`]: `coverage [AREA]`.
 
 pub mod agents;
 pub mod areas;
+pub mod callup;
+pub mod coverage;
 pub mod events;
 pub mod incident;
 pub mod mode;
+pub mod plan;
+pub mod report;
 pub mod roster;
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! open incidents, the event feed, the selection) and how each kind of news
 //! changes it. The runtime feeds it; [`super::draw`] shows it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use pingji_dispatcher::event::EventKind;
 use pingji_proto::v1 as pb;
@@ -133,6 +133,28 @@ pub struct Banner {
     pub reason: Option<String>,
 }
 
+/// A grid the dispatcher reported below its minimum of available people
+/// (`grid_staffing_low`), until it reports it staffed again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LowGrid {
+    pub grid_id: String,
+    pub available: u32,
+    pub minimum: u32,
+}
+
+/// An open call-up and how many of those called have checked in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallupTally {
+    pub callup_id: String,
+    pub area_id: String,
+    pub called: usize,
+    /// Who checked in: a set, so that an event seen twice (a replay after
+    /// the roll-call was read) counts once.
+    pub checked_in: BTreeSet<String>,
+    pub deadline_ms: i64,
+    pub deadline_passed: bool,
+}
+
 /// One line of the event feed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedLine {
@@ -169,6 +191,8 @@ pub struct App {
     incidents_stale: bool,
     detail_stale: bool,
     areas_stale: bool,
+    low_grids: BTreeMap<String, LowGrid>,
+    callups: BTreeMap<String, CallupTally>,
 }
 
 impl App {
@@ -194,6 +218,8 @@ impl App {
             incidents_stale: false,
             detail_stale: false,
             areas_stale: false,
+            low_grids: BTreeMap::new(),
+            callups: BTreeMap::new(),
         }
     }
 
@@ -237,6 +263,27 @@ impl App {
     pub fn set_detail(&mut self, incident: pb::Incident) {
         if self.showing_detail && self.selected.as_deref() == Some(incident.id.as_str()) {
             self.detail = Some(incident);
+        }
+    }
+
+    /// The open call-ups as the roll-call reads them when the view starts;
+    /// events keep them current from then on.
+    pub fn set_callups(&mut self, callups: &[pb::Callup]) {
+        for callup in callups.iter().filter(|callup| callup.ended_at_ms == 0) {
+            let tally = CallupTally {
+                callup_id: callup.id.clone(),
+                area_id: callup.area_id.clone(),
+                called: callup.people.len(),
+                checked_in: callup
+                    .people
+                    .iter()
+                    .filter(|person| person.checked_in_at_ms > 0)
+                    .map(|person| person.agent_id.clone())
+                    .collect(),
+                deadline_ms: callup.deadline_ms,
+                deadline_passed: callup.deadline_ms <= self.now_ms,
+            };
+            self.callups.insert(tally.callup_id.clone(), tally);
         }
     }
 
@@ -342,6 +389,83 @@ impl App {
                 self.mode_reasons.insert(area, reason);
             }
             EventKind::AreasImported { .. } => self.areas_stale = true,
+            EventKind::FieldReported { incident, spec, .. } => {
+                let row = IncidentRow {
+                    id: incident.to_string(),
+                    category: spec.category,
+                    priority: i32::from(spec.priority),
+                    status: pb::IncidentStatus::Reported as i32,
+                    reported_at_ms: at_ms,
+                    lon: spec.at.lon,
+                    lat: spec.at.lat,
+                    headcount: spec.headcount,
+                    assigned: 0,
+                    offers: 0,
+                };
+                self.incidents.insert(row.id.clone(), row);
+            }
+            EventKind::ReportAccepted {
+                incident,
+                priority,
+                headcount,
+                ..
+            } => {
+                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+                    row.status = pb::IncidentStatus::Waiting as i32;
+                    row.priority = i32::from(priority);
+                    row.headcount = headcount;
+                }
+            }
+            EventKind::ReportMerged { incident, .. }
+            | EventKind::ReportRejected { incident, .. } => {
+                self.incidents.remove(incident.as_str());
+            }
+            EventKind::GridStaffingLow {
+                grid,
+                available,
+                minimum,
+            } => {
+                let low = LowGrid {
+                    grid_id: grid.to_string(),
+                    available,
+                    minimum,
+                };
+                self.low_grids.insert(low.grid_id.clone(), low);
+            }
+            EventKind::GridStaffingRestored { grid, .. } => {
+                self.low_grids.remove(grid.as_str());
+            }
+            EventKind::CallupIssued {
+                callup,
+                area,
+                deadline,
+                people,
+                ..
+            } => {
+                self.callups
+                    .entry(callup.to_string())
+                    .or_insert_with(|| CallupTally {
+                        callup_id: callup.to_string(),
+                        area_id: area.to_string(),
+                        called: people.len(),
+                        checked_in: BTreeSet::new(),
+                        deadline_ms: deadline.0,
+                        deadline_passed: false,
+                    });
+            }
+            EventKind::CheckedIn { callup, agent } => {
+                if let Some(tally) = self.callups.get_mut(callup.as_str()) {
+                    tally.checked_in.insert(agent.to_string());
+                }
+            }
+            EventKind::CallupDeadlinePassed { callup, .. } => {
+                if let Some(tally) = self.callups.get_mut(callup.as_str()) {
+                    tally.deadline_passed = true;
+                }
+            }
+            EventKind::CallupStoodDown { callup, .. } => {
+                self.callups.remove(callup.as_str());
+            }
             _ => {}
         }
     }
@@ -559,6 +683,21 @@ impl App {
         banners
     }
 
+    /// Grids below their minimum, by id.
+    pub fn low_grids(&self) -> impl Iterator<Item = &LowGrid> {
+        self.low_grids.values()
+    }
+
+    /// Open call-ups, by id.
+    pub fn callups(&self) -> impl Iterator<Item = &CallupTally> {
+        self.callups.values()
+    }
+
+    /// Whether there is anything for the alert line.
+    pub fn has_alerts(&self) -> bool {
+        !self.low_grids.is_empty() || !self.callups.is_empty()
+    }
+
     /// People on the map by status: (available, busy, off duty).
     pub fn people_counts(&self) -> (usize, usize, usize) {
         let count = |status: pb::AgentStatus| {
@@ -578,6 +717,9 @@ impl App {
 fn is_open(status: i32) -> bool {
     !matches!(
         pb::IncidentStatus::try_from(status),
-        Ok(pb::IncidentStatus::Cancelled | pb::IncidentStatus::Closed)
+        Ok(pb::IncidentStatus::Cancelled
+            | pb::IncidentStatus::Closed
+            | pb::IncidentStatus::Merged
+            | pb::IncidentStatus::Rejected)
     )
 }

@@ -4,6 +4,7 @@
 //! ```text
 //!  header: server, open incidents, people on the map by status, time
 //!  banners: one line per area in an emergency (at most three)
+//!  alert: grids below their minimum, open call-ups (only when there are any)
 //!  ┌ map ─────────────────────┐┌ open incidents ───────┐
 //!  │ outlines, people, ▲1 ... ││ P ID STATUS STAFF AGE │
 //!  │ (or the selected         ││                       │
@@ -25,6 +26,7 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
 use super::app::{App, Banner, Link, Pane};
 use super::map::Outline;
 use crate::labels;
+use crate::table::display_width;
 use pingji_proto::v1 as pb;
 
 /// Smallest terminal the view draws in.
@@ -51,9 +53,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     let banners = app.banners();
     let banner_lines = banners.len().min(MAX_BANNERS) as u16;
-    let [header, banner_area, body, footer] = Layout::vertical([
+    let alert_lines = u16::from(app.has_alerts());
+    let [header, banner_area, alert_area, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner_lines),
+        Constraint::Length(alert_lines),
         Constraint::Fill(1),
         Constraint::Length(1),
     ])
@@ -66,6 +70,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
 
     draw_header(frame, header, app);
     draw_banners(frame, banner_area, &banners);
+    draw_alert(frame, alert_area, app);
     match app.detail() {
         Some(detail) => draw_detail(frame, left, app, detail),
         None => draw_map(frame, left, app),
@@ -175,6 +180,107 @@ fn draw_banners(frame: &mut Frame, area: Rect, banners: &[Banner]) {
         lines.push(Line::from(Span::styled(more, style)).style(style));
     }
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// The alert line's two parts: grids below their minimum, and open
+/// call-ups with their check-ins. Each lists what fits in `width` columns
+/// and says how many more there are; the call-ups are left out when not
+/// even one fits after the grids.
+pub fn alert_parts(app: &App, width: usize) -> (Option<String>, Option<String>) {
+    let low: Vec<String> = app
+        .low_grids()
+        .map(|grid| format!("{} {}/{}", grid.grid_id, grid.available, grid.minimum))
+        .collect();
+    let grids = (!low.is_empty()).then(|| {
+        let noun = if low.len() == 1 { "grid" } else { "grids" };
+        fit_list(
+            &format!(" ▼ {} {noun} below minimum: ", low.len()),
+            &low,
+            width,
+        )
+    });
+    let used = grids.as_deref().map_or(0, display_width);
+    let calls: Vec<String> = app
+        .callups()
+        .map(|callup| {
+            let tally = format!(
+                "{} {} {}/{} checked in",
+                callup.callup_id,
+                callup.area_id,
+                callup.checked_in.len(),
+                callup.called
+            );
+            if callup.deadline_passed && callup.checked_in.len() < callup.called {
+                format!(
+                    "{tally} ({} missing)",
+                    callup.called - callup.checked_in.len()
+                )
+            } else {
+                tally
+            }
+        })
+        .collect();
+    let lead = " ⚑ call-ups: ";
+    let room = width.saturating_sub(used);
+    let callups = calls
+        .first()
+        .filter(|first| display_width(lead) + display_width(first) <= room)
+        .map(|_| fit_list(lead, &calls, room));
+    (grids, callups)
+}
+
+/// `lead` and as many of `items` as fit in `width`, then "+N more".
+fn fit_list(lead: &str, items: &[String], width: usize) -> String {
+    let mut text = lead.to_string();
+    for (index, item) in items.iter().enumerate() {
+        let left = items.len() - index - 1;
+        let separator = if index == 0 { "" } else { ", " };
+        let more = if left > 0 {
+            format!(", +{left} more")
+        } else {
+            String::new()
+        };
+        let fits = display_width(&text)
+            + display_width(separator)
+            + display_width(item)
+            + display_width(&more)
+            <= width;
+        if !fits {
+            let rest = items.len() - index;
+            text.push_str(&format!(
+                "{}+{rest} more",
+                if index == 0 { "" } else { ", " }
+            ));
+            return text;
+        }
+        text.push_str(separator);
+        text.push_str(item);
+    }
+    text
+}
+
+fn draw_alert(frame: &mut Frame, area: Rect, app: &App) {
+    if area.height == 0 {
+        return;
+    }
+    let (grids, callups) = alert_parts(app, usize::from(area.width));
+    let mut spans = Vec::new();
+    if let Some(grids) = grids {
+        spans.push(Span::styled(
+            grids,
+            Style::new()
+                .bg(Color::Yellow)
+                .fg(Color::Black)
+                .add_modifier(Modifier::BOLD),
+        ));
+    }
+    if let Some(callups) = callups {
+        spans.push(Span::styled(
+            callups,
+            Style::new().bg(Color::Cyan).fg(Color::Black),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 fn outline_style(outline: &Outline) -> Option<Color> {
@@ -305,7 +411,12 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
                     Style::new().fg(priority_colour(row.priority)),
                 ),
                 Span::raw(row.id.clone()),
-                Span::raw(labels::incident_status_name(row.status)),
+                // "reported" does not fit the column: a report awaits triage.
+                Span::raw(if row.status == pb::IncidentStatus::Reported as i32 {
+                    "triage"
+                } else {
+                    labels::incident_status_name(row.status)
+                }),
                 Span::raw(format!("{}/{}", row.assigned, row.headcount)),
                 Span::raw(labels::age(row.reported_at_ms, app.now_ms)),
                 Span::raw(row.category.clone()),
@@ -339,8 +450,11 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
 
 fn feed_colour(kind: &str) -> Color {
     match kind {
-        "mode_switched" => Color::Red,
-        "incident_reported" => Color::Yellow,
+        "mode_switched" | "grid_staffing_low" | "callup_deadline_passed" => Color::Red,
+        "incident_reported" | "field_reported" | "plan_activated" | "callup_issued" => {
+            Color::Yellow
+        }
+        "checked_in" | "grid_staffing_restored" | "report_accepted" => Color::Green,
         "assigned" | "incident_staffed" | "assignment_completed" => Color::Green,
         "offer_declined" | "offer_timed_out" | "no_candidates" | "widened" => ORANGE,
         "incident_cancelled" | "incident_closed" => Color::Cyan,

@@ -1,6 +1,7 @@
 //! `pingji watch`: a full-screen live view of a dispatcher — a map of areas,
-//! people and incidents, the open incidents, the event feed, and a banner per
-//! area in an emergency.
+//! people and incidents, the open incidents, the event feed, a banner per
+//! area in an emergency, and an alert line for grids below their minimum of
+//! available people and for open call-ups.
 //!
 //! State and I/O are apart: [`App`] holds what the view knows and changes
 //! only through its methods, [`draw()`] is a pure function of it, and [`run`]
@@ -72,10 +73,18 @@ pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), 
         })
         .await?
         .into_inner();
+    let callups = client
+        .callup_status(pb::CallupStatusRequest {
+            area_id: String::new(),
+            open_only: true,
+        })
+        .await?
+        .into_inner();
     let mut app = App::new(server);
     app.set_areas(&areas);
     app.set_incidents(&incidents.incidents);
     app.set_now(labels::now_ms());
+    app.set_callups(&callups.callups);
 
     let mut terminal = match ratatui::try_init() {
         Ok(terminal) => terminal,
@@ -220,7 +229,7 @@ fn apply(app: &mut App, update: Update) {
             app.set_problem(None);
         }
         Update::Incidents(incidents) => app.set_incidents(&incidents),
-        Update::Detail(incident) => app.set_detail(incident),
+        Update::Detail(incident) => app.set_detail(*incident),
         Update::Areas(areas) => app.set_areas(&areas),
         Update::Problem(problem) => app.set_problem(problem),
     }

@@ -39,7 +39,9 @@ pub enum Update {
     Link(Link),
     People(Vec<PersonDot>),
     Incidents(Vec<pb::Incident>),
-    Detail(pb::Incident),
+    /// Boxed: an incident with its offers and assignments is by far the
+    /// largest update, and the channel holds thousands of them.
+    Detail(Box<pb::Incident>),
     Areas(pb::ListAreasResponse),
     /// A request failed; `None` once one succeeds again.
     Problem(Option<String>),
@@ -192,12 +194,12 @@ async fn answer(client: &mut Client, request: Fetch) -> Result<Update, ConsoleEr
             };
             Update::Incidents(client.list_incidents(request).await?.into_inner().incidents)
         }
-        Fetch::Incident(id) => Update::Detail(
+        Fetch::Incident(id) => Update::Detail(Box::new(
             client
                 .get_incident(pb::GetIncidentRequest { id })
                 .await?
                 .into_inner(),
-        ),
+        )),
         Fetch::Areas => {
             let request = pb::ListAreasRequest {
                 level: pb::AreaLevel::Unspecified as i32,

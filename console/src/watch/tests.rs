@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use pingji_dispatcher::areas::{AreaLevel, Placement};
 use pingji_dispatcher::event::EventKind;
-use pingji_dispatcher::ids::{AgentId, AreaId, IncidentId};
+use pingji_dispatcher::ids::{AgentId, AreaId, CallupId, IncidentId, Millis};
 use pingji_dispatcher::incident::IncidentSpec;
 use pingji_dispatcher::policy::Mode;
+use pingji_dispatcher::roster::Role;
 use pingji_dispatcher::spatial::Position;
 use pingji_proto::v1 as pb;
 use ratatui::Terminal;
@@ -520,4 +521,141 @@ fn the_footer_shows_trouble_with_the_link() {
     app.set_link(Link::Live);
     app.set_problem(None);
     assert!(screen(&render(&app, 80, 24)).contains("● live"));
+}
+
+fn staffing_low(grid: &str, available: u32, minimum: u32) -> EventKind {
+    EventKind::GridStaffingLow {
+        grid: AreaId::new(grid),
+        available,
+        minimum,
+    }
+}
+
+#[test]
+fn grids_below_minimum_and_call_ups_are_one_alert_line() {
+    let mut app = sample_app();
+    assert!(!app.has_alerts());
+    app.apply_event(&event(2, "dispatcher", &staffing_low("d1-g1", 0, 3)));
+    app.apply_event(&event(3, "dispatcher", &staffing_low("d1-g2", 1, 3)));
+    app.apply_event(&event(
+        4,
+        "operator:li",
+        &EventKind::CallupIssued {
+            callup: CallupId::new("callup-0001"),
+            area: AreaId::new("d1"),
+            roles: vec![Role::SunkCadre],
+            reason: "台风".into(),
+            deadline: Millis(NOW_MS + 600_000),
+            people: vec![AgentId::new("p1"), AgentId::new("p2"), AgentId::new("p3")],
+            by_switch: true,
+            activation: None,
+        },
+    ));
+    let checked_in = EventKind::CheckedIn {
+        callup: CallupId::new("callup-0001"),
+        agent: AgentId::new("p2"),
+    };
+    app.apply_event(&event(5, "agent:p2", &checked_in));
+    let buffer = render(&app, 100, 24);
+    let lines = rows(&buffer);
+    assert!(
+        lines[1].starts_with(" ▼ 2 grids below minimum: d1-g1 0/3, d1-g2 1/3 ⚑ call-ups: callup-0001 d1 1/3 checked in"),
+        "{lines:#?}"
+    );
+    assert_eq!(buffer[(2, 1)].bg, Color::Yellow, "the grids part is yellow");
+    assert!(
+        lines[2].contains("Map"),
+        "the panes move down a line: {lines:#?}"
+    );
+
+    // Too narrow for both: the grids are shortened and the call-ups left out
+    // rather than cut in the middle.
+    let narrow = rows(&render(&app, 44, 24));
+    assert_eq!(
+        narrow[1].trim_end(),
+        " ▼ 2 grids below minimum: d1-g1 0/3, +1 more",
+        "{narrow:#?}"
+    );
+
+    // The deadline passes: the shortfall is shown; restored grids go.
+    app.apply_event(&event(
+        6,
+        "dispatcher",
+        &EventKind::CallupDeadlinePassed {
+            callup: CallupId::new("callup-0001"),
+            missing: vec![AgentId::new("p1"), AgentId::new("p3")],
+        },
+    ));
+    let restored = EventKind::GridStaffingRestored {
+        grid: AreaId::new("d1-g1"),
+        available: 3,
+    };
+    app.apply_event(&event(7, "dispatcher", &restored));
+    let lines = rows(&render(&app, 100, 24));
+    assert!(
+        lines[1].starts_with(" ▼ 1 grid below minimum: d1-g2 1/3 ⚑ call-ups: callup-0001 d1 1/3 checked in (2 missing)"),
+        "{lines:#?}"
+    );
+    // The same check-in seen again (a replay) counts once.
+    app.apply_event(&event(8, "agent:p2", &checked_in));
+    assert_eq!(
+        app.callups().next().map(|tally| tally.checked_in.len()),
+        Some(1)
+    );
+
+    // Stood down and staffed again: the line goes and the map moves back up.
+    app.apply_event(&event(
+        9,
+        "operator:li",
+        &EventKind::CallupStoodDown {
+            callup: CallupId::new("callup-0001"),
+            reason: "解除".into(),
+        },
+    ));
+    let restored = EventKind::GridStaffingRestored {
+        grid: AreaId::new("d1-g2"),
+        available: 3,
+    };
+    app.apply_event(&event(10, "dispatcher", &restored));
+    assert!(!app.has_alerts());
+    let lines = rows(&render(&app, 100, 24));
+    assert!(lines[1].contains("Map"), "{lines:#?}");
+}
+
+#[test]
+fn a_field_report_waits_for_triage_in_the_incident_list() {
+    let mut app = sample_app();
+    app.apply_event(&event(
+        2,
+        "agent:p7",
+        &EventKind::FieldReported {
+            incident: IncidentId::new("inc-000002"),
+            agent: AgentId::new("p7"),
+            spec: IncidentSpec {
+                at: Position {
+                    lon: 120.04,
+                    lat: 30.04,
+                },
+                category: "flooding".into(),
+                priority: 3,
+                skills: BTreeSet::new(),
+                headcount: 1,
+                description: "积水".into(),
+            },
+            placement: Placement::default(),
+            text: "积水".into(),
+            photo_ref: String::new(),
+        },
+    ));
+    let text = screen(&render(&app, 80, 24));
+    assert!(text.contains("P3 inc-000002 triage  0/1"), "{text}");
+    app.apply_event(&event(
+        3,
+        "operator:li",
+        &EventKind::ReportRejected {
+            incident: IncidentId::new("inc-000002"),
+            reason: "not ours".into(),
+        },
+    ));
+    assert_eq!(app.open_incidents().len(), 1);
 }

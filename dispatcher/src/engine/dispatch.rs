@@ -299,7 +299,8 @@ impl Engine {
                 self.dispatch_waiting(now, out);
             }
             Command::ActivatePlan { plan, area, reason } => {
-                self.activate_plan(plan, area, reason, false, actor, now, out);
+                let start = super::mobilise::PlanStart { plan, area, reason, automatic: false };
+                self.activate_plan(&start, actor, now, out);
                 self.dispatch_waiting(now, out);
             }
             Command::DeactivatePlan { activation, reason } => {

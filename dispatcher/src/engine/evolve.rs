@@ -104,18 +104,9 @@ impl Engine {
                     record.ended = Some(at);
                 }
             }
-            EventKind::CallupIssued { callup, area, roles, reason, deadline, people, by_switch } => {
-                // A call-up issued right after a plan activation belongs to it.
-                if let Some(activation) = self
-                    .state
-                    .activations
-                    .values_mut()
-                    .filter(|activation| activation.ended.is_none() && activation.at == at && &activation.area == area)
-                    .last()
-                    && activation.callup.is_none()
-                    && reason.starts_with("plan ")
-                {
-                    activation.callup = Some(callup.clone());
+            EventKind::CallupIssued { callup, area, roles, reason, deadline, people, by_switch, activation } => {
+                if let Some(record) = activation.as_ref().and_then(|id| self.state.activations.get_mut(id)) {
+                    record.callup = Some(callup.clone());
                 }
                 self.state.callups.insert(
                     callup.clone(),

@@ -36,6 +36,16 @@ pub struct GridStaffing {
 
 const FIFTEEN_MINUTES_S: f64 = 900.0;
 
+/// Which plan to start where, and why.
+#[derive(Clone, Copy)]
+pub struct PlanStart<'a> {
+    pub plan: &'a PlanId,
+    pub area: &'a AreaId,
+    pub reason: &'a str,
+    /// Started by a mode switch rather than by an operator.
+    pub automatic: bool,
+}
+
 impl Engine {
     /// Is `area` the area at `level` of `other`'s lineage, or `other` itself?
     fn area_within(&self, other: &AreaId, area: &AreaId) -> bool {
@@ -64,15 +74,7 @@ impl Engine {
         CallupId::new(format!("callup-{:04}", self.state.callups.len() + 1))
     }
 
-    fn callup_event(
-        &self,
-        area: &AreaId,
-        roles: &[Role],
-        reason: &str,
-        deadline_s: Option<u64>,
-        by_switch: bool,
-        now: Millis,
-    ) -> Option<EventKind> {
+    fn callup_event(&self, area: &AreaId, roles: &[Role], reason: &str, deadline_s: Option<u64>, now: Millis) -> Option<EventKind> {
         let people = self.reserves_in(area, roles);
         if people.is_empty() {
             return None;
@@ -86,8 +88,18 @@ impl Engine {
             reason: reason.to_string(),
             deadline,
             people,
-            by_switch,
+            by_switch: false,
+            activation: None,
         })
+    }
+
+    /// A call-up issued by a switch (stood down when the area goes back to normal).
+    fn switch_callup_event(&self, area: &AreaId, roles: &[Role], reason: &str, now: Millis) -> Option<EventKind> {
+        let mut event = self.callup_event(area, roles, reason, None, now)?;
+        if let EventKind::CallupIssued { by_switch, .. } = &mut event {
+            *by_switch = true;
+        }
+        Some(event)
     }
 
     /// An operator's call-up: checked, nothing changed when refused.
@@ -109,7 +121,7 @@ impl Engine {
             return Err(Rejection::InvalidArgument("the check-in deadline must be 1 to 86400 seconds".to_string()));
         }
         let roles: Vec<Role> = if roles.is_empty() { self.policy.reserve_roles.clone() } else { roles.to_vec() };
-        match self.callup_event(area, &roles, reason, deadline_s, false, now) {
+        match self.callup_event(area, &roles, reason, deadline_s, now) {
             Some(event) => Ok(vec![event]),
             None => Err(Rejection::FailedPrecondition(format!(
                 "nobody with those roles lives in area {area}, or all of them are already called up; check the roster or the roles"
@@ -224,16 +236,8 @@ impl Engine {
     }
 
     /// Activates a plan: its tasks become incidents at once, and its call-up goes out.
-    pub(super) fn activate_plan(
-        &mut self,
-        plan_id: &PlanId,
-        area: &AreaId,
-        reason: &str,
-        automatic: bool,
-        actor: &str,
-        now: Millis,
-        out: &mut Vec<Event>,
-    ) {
+    pub(super) fn activate_plan(&mut self, start: &PlanStart<'_>, actor: &str, now: Millis, out: &mut Vec<Event>) {
+        let PlanStart { plan: plan_id, area, reason, automatic } = *start;
         let Some(plan) = self.state.plans.get(plan_id).cloned() else { return };
         let activation = ActivationId::new(format!("{plan_id}@{area}-{}", self.state.activations.len() + 1));
         let activated = EventKind::PlanActivated {
@@ -262,8 +266,12 @@ impl Engine {
             }
         }
         if !plan.call_up.is_empty()
-            && let Some(callup) = self.callup_event(area, &plan.call_up, &format!("plan {}: {reason}", plan.name), None, automatic, now)
+            && let Some(mut callup) = self.callup_event(area, &plan.call_up, &format!("plan {}: {reason}", plan.name), None, now)
         {
+            if let EventKind::CallupIssued { by_switch, activation: belongs_to, .. } = &mut callup {
+                *by_switch = automatic;
+                *belongs_to = Some(activation.clone());
+            }
             self.emit(out, actor, now, callup);
         }
     }
@@ -324,7 +332,7 @@ impl Engine {
         }
         let roles = self.policy.for_mode(mode).call_up.clone();
         if !roles.is_empty()
-            && let Some(callup) = self.callup_event(area, &roles, reason, None, true, now)
+            && let Some(callup) = self.switch_callup_event(area, &roles, reason, now)
         {
             self.emit(out, actor, now, callup);
         }
@@ -337,7 +345,7 @@ impl Engine {
             .filter(|plan| self.open_activation(plan, area).is_none())
             .collect();
         for plan in plans {
-            self.activate_plan(&plan, area, reason, true, actor, now, out);
+            self.activate_plan(&PlanStart { plan: &plan, area, reason, automatic: true }, actor, now, out);
         }
     }
 
@@ -405,7 +413,7 @@ impl Engine {
                 if self.policy.for_mode(mode).call_up_when_grid_low {
                     let roles = self.policy.reserve_roles.clone();
                     let reason = format!("grid {} has {} of {} people available", staffing.grid, staffing.available, staffing.minimum);
-                    if let Some(callup) = self.callup_event(&staffing.grid, &roles, &reason, None, true, now) {
+                    if let Some(callup) = self.switch_callup_event(&staffing.grid, &roles, &reason, now) {
                         self.emit(out, crate::event::DISPATCHER, now, callup);
                     }
                 }

@@ -781,6 +781,30 @@ priority = 1
 }
 
 #[test]
+fn each_plan_activated_by_one_switch_keeps_its_own_call_up() {
+    let mut engine = engine();
+    let mut second = flood_plan();
+    second.id = crate::ids::PlanId::new("flood");
+    second.call_up = vec![Role::Volunteer];
+    engine.execute(Command::ImportPlans(vec![flood_plan(), second]), "operator:admin", T0).expect("plans import");
+    person_with_role(&mut engine, "member", Role::RegisteredMember, "d1-s1-c1-g1", None, T0);
+    person_with_role(&mut engine, "volunteer", Role::Volunteer, "d1-s1-c1-g1", None, T0);
+    switch(&mut engine, "d1", Mode::EmergencyIi, T0);
+    let activations: Vec<_> = engine.state().activations.values().cloned().collect();
+    assert_eq!(activations.len(), 2);
+    for activation in &activations {
+        let callup = activation.callup.as_ref().unwrap_or_else(|| panic!("{} has its call-up", activation.id));
+        let people: Vec<_> = engine.state().callups[callup].people.keys().cloned().collect();
+        let expected = if activation.plan.as_str() == "flood" { "volunteer" } else { "member" };
+        assert_eq!(people, vec![AgentId::new(expected)], "{}", activation.id);
+    }
+    let flood = activations.iter().find(|activation| activation.plan.as_str() == "flood").expect("flood").id.clone();
+    engine.execute(Command::DeactivatePlan { activation: flood.clone(), reason: "done".into() }, "operator:commander", T0).expect("ends");
+    let callup = engine.state().activations[&flood].callup.clone().expect("callup");
+    assert!(!engine.state().callups[&callup].is_open(), "deactivating the plan stood its call-up down");
+}
+
+#[test]
 fn a_plan_creates_its_tasks_and_deactivating_cancels_them_and_releases_people() {
     let mut engine = engine();
     let grid = centre_of(&engine, "d1-s1-c1-g1");
@@ -915,6 +939,7 @@ fn field_reports_wait_for_triage_then_are_dispatched_merged_or_rejected() {
 fn coverage_and_grid_staffing_on_the_sample_city() {
     let mut policy = Policy::default();
     policy.staffing_check_s = 60;
+    policy.normal.grid_minimum = 1;
     let mut engine = engine_with(policy);
     let coverage = engine.coverage(None);
     assert_eq!(coverage.len(), 8, "eight communities");

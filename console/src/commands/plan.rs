@@ -1,0 +1,401 @@
+//! `pingji plan import FILE.toml...`, `pingji plan list`,
+//! `pingji plan activate PLAN_ID AREA --reason TEXT`,
+//! `pingji plan deactivate ACTIVATION_ID --reason TEXT`.
+
+use std::path::{Path, PathBuf};
+
+use pingji_dispatcher::plans::parse_plan;
+use pingji_proto::v1 as pb;
+use serde_json::json;
+
+use crate::connection::Client;
+use crate::error::{ConsoleError, import_error};
+use crate::table::Table;
+use crate::{json, labels, output};
+
+/// Reads every file and checks it with the dispatcher's own parser, so that
+/// a bad file is named; then loads them all in one request, which the
+/// dispatcher applies all or nothing.
+pub async fn import(
+    client: &mut Client,
+    files: &[PathBuf],
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let mut texts = Vec::with_capacity(files.len());
+    let mut ids: Vec<(String, &Path)> = Vec::with_capacity(files.len());
+    for file in files {
+        let text = super::read_file(file)?;
+        let plan = parse_plan(&text).map_err(|message| in_file(file, message))?;
+        let id = plan.id.to_string();
+        if let Some((_, first)) = ids.iter().find(|(seen, _)| *seen == id) {
+            return Err(in_file(
+                file,
+                format!(
+                    "plan {id} is also defined in {}; give each plan its own id",
+                    first.display()
+                ),
+            ));
+        }
+        ids.push((id, file));
+        texts.push(text);
+    }
+    let response = client
+        .import_plans(pb::ImportPlansRequest { plans_toml: texts })
+        .await
+        .map_err(|status| plan_error(status, files, &ids))?
+        .into_inner();
+    if as_json {
+        return output::json_document(
+            &json!({ "plans": response.plans.iter().map(json::plan).collect::<Vec<_>>() }),
+        );
+    }
+    let noun = if response.plans.len() == 1 {
+        "plan"
+    } else {
+        "plans"
+    };
+    let mut text = format!(
+        "imported {} {noun} from {} file(s)\n",
+        response.plans.len(),
+        files.len()
+    );
+    text.push_str(&plans_table(&response.plans));
+    output::text(&text)
+}
+
+fn in_file(file: &Path, message: String) -> ConsoleError {
+    ConsoleError::InFile {
+        path: file.to_path_buf(),
+        message,
+    }
+}
+
+/// The dispatcher names a plan file by its place in the request ("plan file
+/// #2") or a plan by its id: either is turned into the file's name.
+fn plan_error(status: tonic::Status, files: &[PathBuf], ids: &[(String, &Path)]) -> ConsoleError {
+    let message = status.message();
+    if let Some(rest) = message.strip_prefix("plan file #")
+        && let Some((number, detail)) = rest.split_once(": ")
+        && let Some(file) = number
+            .parse::<usize>()
+            .ok()
+            .and_then(|number| files.get(number.wrapping_sub(1)))
+    {
+        return in_file(file, detail.to_string());
+    }
+    let named = ids.iter().find(|(id, _)| {
+        message.starts_with(&format!("plan {id}:")) || message.starts_with(&format!("plan {id} "))
+    });
+    match named {
+        Some((_, file)) => in_file(
+            file,
+            format!("{}: {message}", crate::error::code_words(status.code())),
+        ),
+        None => match files {
+            [only] => import_error(status, only),
+            _ => ConsoleError::Server(status),
+        },
+    }
+}
+
+pub async fn list(client: &mut Client, as_json: bool) -> Result<(), ConsoleError> {
+    let response = client
+        .list_plans(pb::ListPlansRequest {})
+        .await?
+        .into_inner();
+    let activations = activations_open_first(&response.activations);
+    if as_json {
+        return output::json_document(&json!({
+            "plans": response.plans.iter().map(json::plan).collect::<Vec<_>>(),
+            "activations": activations.iter().map(|activation| json::activation(activation)).collect::<Vec<_>>(),
+        }));
+    }
+    output::text(&plans_text(&response.plans, &activations))
+}
+
+/// Open activations first (latest first), then the ended ones (latest first).
+pub fn activations_open_first(activations: &[pb::PlanActivation]) -> Vec<&pb::PlanActivation> {
+    let mut sorted: Vec<&pb::PlanActivation> = activations.iter().collect();
+    sorted.sort_by(|a, b| {
+        (
+            a.ended_at_ms > 0,
+            std::cmp::Reverse(a.activated_at_ms),
+            &a.id,
+        )
+            .cmp(&(
+                b.ended_at_ms > 0,
+                std::cmp::Reverse(b.activated_at_ms),
+                &b.id,
+            ))
+    });
+    sorted
+}
+
+/// `plan list`: the plans, then the activations.
+pub fn plans_text(plans: &[pb::Plan], activations: &[&pb::PlanActivation]) -> String {
+    if plans.is_empty() {
+        return "no plans loaded; import them with `pingji plan import FILE.toml`\n".to_string();
+    }
+    let mut text = plans_table(plans);
+    text.push('\n');
+    if activations.is_empty() {
+        text.push_str("activations: none\n");
+        return text;
+    }
+    let mut table = Table::new(&[
+        "ACTIVATION",
+        "PLAN",
+        "AREA",
+        "STATE",
+        "ACTIVATED",
+        "BY",
+        "TASKS",
+        "CALL-UP",
+        "REASON",
+    ])
+    .align_right(6);
+    for activation in activations {
+        let by = if activation.automatic {
+            format!("{} (switch)", activation.activated_by)
+        } else {
+            activation.activated_by.clone()
+        };
+        let state = if activation.ended_at_ms > 0 {
+            format!("ended {}", labels::utc_time(activation.ended_at_ms))
+        } else {
+            "open".to_string()
+        };
+        table.row(vec![
+            activation.id.clone(),
+            activation.plan_id.clone(),
+            activation.area_id.clone(),
+            state,
+            labels::utc_time(activation.activated_at_ms),
+            by,
+            activation.incident_ids.len().to_string(),
+            activation.callup_id.clone(),
+            activation.reason.clone(),
+        ]);
+    }
+    text.push_str("activations:\n");
+    text.push_str(&table.render());
+    text
+}
+
+/// One row per plan: grade, whether a switch activates it, tasks, call-up.
+pub fn plans_table(plans: &[pb::Plan]) -> String {
+    let mut table = Table::new(&[
+        "PLAN", "NAME", "CATEGORY", "GRADE", "AUTO", "TASKS", "PEOPLE", "CALL-UP",
+    ])
+    .align_right(5)
+    .align_right(6);
+    for plan in plans {
+        let people: u32 = plan.tasks.iter().map(|task| task.headcount).sum();
+        let call_up: Vec<&str> = plan
+            .call_up
+            .iter()
+            .map(|role| labels::role_key(*role))
+            .collect();
+        table.row(vec![
+            plan.id.clone(),
+            plan.name.clone(),
+            plan.category.clone(),
+            labels::grade_name(plan.grade).to_string(),
+            if plan.auto_activate { "yes" } else { "no" }.to_string(),
+            plan.tasks.len().to_string(),
+            people.to_string(),
+            call_up.join(","),
+        ]);
+    }
+    table.render()
+}
+
+pub async fn activate(
+    client: &mut Client,
+    plan_id: &str,
+    area: &str,
+    reason: &str,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let request = pb::ActivatePlanRequest {
+        plan_id: plan_id.to_string(),
+        area_id: area.to_string(),
+        reason: reason.to_string(),
+    };
+    let activation = client.activate_plan(request).await?.into_inner();
+    if as_json {
+        return output::json_document(&json::activation(&activation));
+    }
+    output::text(&activated_text(&activation))
+}
+
+pub fn activated_text(activation: &pb::PlanActivation) -> String {
+    let tasks = if activation.incident_ids.is_empty() {
+        "no tasks".to_string()
+    } else {
+        format!(
+            "{} task(s): {}",
+            activation.incident_ids.len(),
+            activation.incident_ids.join(", ")
+        )
+    };
+    let callup = if activation.callup_id.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; call-up {} (see `pingji callup status {}`)",
+            activation.callup_id, activation.area_id
+        )
+    };
+    format!(
+        "activated plan {} on {} as {}: {tasks}{callup}\n",
+        activation.plan_id, activation.area_id, activation.id
+    )
+}
+
+pub async fn deactivate(
+    client: &mut Client,
+    activation_id: &str,
+    reason: &str,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let request = pb::DeactivatePlanRequest {
+        activation_id: activation_id.to_string(),
+        reason: reason.to_string(),
+    };
+    let activation = client.deactivate_plan(request).await?.into_inner();
+    if as_json {
+        return output::json_document(&json::activation(&activation));
+    }
+    output::line(&format!(
+        "ended plan activation {} ({} on {}); its open tasks are cancelled{}",
+        activation.id,
+        activation.plan_id,
+        activation.area_id,
+        if activation.callup_id.is_empty() {
+            ""
+        } else {
+            " and its call-up stood down"
+        }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> pb::Plan {
+        pb::Plan {
+            id: "flood-ii".into(),
+            name: "防汛二级".into(),
+            category: "flood".into(),
+            grade: pb::Mode::EmergencyIi as i32,
+            auto_activate: true,
+            tasks: vec![
+                pb::PlanTask {
+                    category: "sandbags".into(),
+                    r#where: "every service centre".into(),
+                    headcount: 3,
+                    priority: 2,
+                    ..Default::default()
+                },
+                pb::PlanTask {
+                    category: "pump".into(),
+                    r#where: "the area's centroid".into(),
+                    headcount: 1,
+                    priority: 1,
+                    ..Default::default()
+                },
+            ],
+            call_up: vec![
+                pb::Role::SunkCadre as i32,
+                pb::Role::RegisteredMember as i32,
+            ],
+        }
+    }
+
+    fn activation(id: &str, at_ms: i64, ended_ms: i64) -> pb::PlanActivation {
+        pb::PlanActivation {
+            id: id.into(),
+            plan_id: "flood-ii".into(),
+            area_id: "d1-s1".into(),
+            activated_at_ms: at_ms,
+            activated_by: "operator:li".into(),
+            reason: "暴雨".into(),
+            incident_ids: vec!["inc-000001".into(), "inc-000002".into()],
+            ended_at_ms: ended_ms,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plans_show_grade_auto_tasks_and_call_up() {
+        let text = plans_table(&[plan()]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "PLAN      NAME      CATEGORY  GRADE  AUTO  TASKS  PEOPLE  CALL-UP"
+        );
+        assert_eq!(
+            lines[1],
+            "flood-ii  防汛二级  flood     II     yes       2       4  sunk_cadre,registered_member"
+        );
+    }
+
+    #[test]
+    fn open_activations_come_first() {
+        let activations = [
+            activation("flood-ii@d1-s1-1", 1_000, 2_000),
+            activation("flood-ii@d1-s1-2", 3_000, 0),
+        ];
+        let sorted = activations_open_first(&activations);
+        assert_eq!(sorted[0].id, "flood-ii@d1-s1-2");
+        let text = plans_text(&[plan()], &sorted);
+        let open = text
+            .find("flood-ii@d1-s1-2  flood-ii  d1-s1  open")
+            .expect(&text);
+        let ended = text
+            .find("flood-ii@d1-s1-1  flood-ii  d1-s1  ended 1970-01-01 00:00:02Z")
+            .expect(&text);
+        assert!(open < ended, "{text}");
+        assert!(plans_text(&[], &[]).contains("no plans loaded"));
+    }
+
+    #[test]
+    fn an_activation_lists_its_tasks_and_call_up() {
+        let mut activated = activation("flood-ii@d1-s1-1", 1_000, 0);
+        activated.callup_id = "callup-0001".into();
+        assert_eq!(
+            activated_text(&activated),
+            "activated plan flood-ii on d1-s1 as flood-ii@d1-s1-1: 2 task(s): inc-000001, inc-000002; \
+             call-up callup-0001 (see `pingji callup status d1-s1`)\n"
+        );
+    }
+
+    #[test]
+    fn dispatcher_errors_name_the_file() {
+        let files = [PathBuf::from("a.toml"), PathBuf::from("b.toml")];
+        let ids = [
+            ("a".to_string(), Path::new("a.toml")),
+            ("b".to_string(), Path::new("b.toml")),
+        ];
+        let by_number = plan_error(
+            tonic::Status::invalid_argument("plan file #2: plan b: task #1: category is empty"),
+            &files,
+            &ids,
+        );
+        assert_eq!(
+            by_number.to_string(),
+            "b.toml: plan b: task #1: category is empty"
+        );
+        let by_id = plan_error(
+            tonic::Status::not_found("plan a: task pump names area x which is not on the map"),
+            &files,
+            &ids,
+        );
+        assert_eq!(
+            by_id.to_string(),
+            "a.toml: not found: plan a: task pump names area x which is not on the map"
+        );
+    }
+}
