@@ -406,11 +406,9 @@ impl Person {
                     Step::Answer { .. } | Step::CheckIn { .. } => true,
                 });
             }
-            AgentEvent::CallUp { callup_id, .. } => {
-                if self.rng.random::<f64>() < self.behaviour.check_in {
-                    let delay = triangular(&mut self.rng, self.behaviour.check_in_s);
-                    self.pending.push((self.later(delay), Step::CheckIn { callup: callup_id }));
-                }
+            AgentEvent::CallUp { callup_id, .. } if self.rng.random::<f64>() < self.behaviour.check_in => {
+                let delay = triangular(&mut self.rng, self.behaviour.check_in_s);
+                self.pending.push((self.later(delay), Step::CheckIn { callup: callup_id }));
             }
             AgentEvent::StandDown { callup_id, .. } => {
                 self.pending.retain(|(_, step)| !matches!(step, Step::CheckIn { callup } if callup == &callup_id));

@@ -140,6 +140,10 @@ pub struct IncidentFigures {
     pub responders: Vec<Responder>,
 }
 
+/// One call-up while the events are read: issued at, deadline, and each
+/// person's check-in time.
+type RollCall = (Millis, Millis, BTreeMap<String, Option<Millis>>);
+
 /// Call-ups and their roll-call.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CallupFigures {
@@ -208,8 +212,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let step_s = (duration_s / 120.0).max(10.0);
     let mut next_sample = 0.0;
     let mut strictest: BTreeMap<String, pingji_dispatcher::policy::Mode> = BTreeMap::new();
-    // Call-ups: id -> (issued at, deadline, people -> checked in at).
-    let mut callups: BTreeMap<String, (Millis, Millis, BTreeMap<String, Option<Millis>>)> = BTreeMap::new();
+    let mut callups: BTreeMap<String, RollCall> = BTreeMap::new();
     let mut plan_activations = 0;
     let mut grid_staffing_low = 0;
 

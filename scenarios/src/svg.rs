@@ -55,7 +55,16 @@ fn plot_y(value: f64, max: f64) -> f64 {
     HEIGHT - BOTTOM - (HEIGHT - TOP - BOTTOM) * value / max
 }
 
-fn axes(out: &mut String, x_max: f64, x_step: f64, x_label: &str, y_max: f64, y_step: f64, y_label: &str, y_percent: bool) {
+/// One axis: its top value, tick step and label.
+struct Axis<'a> {
+    max: f64,
+    step: f64,
+    label: &'a str,
+}
+
+fn axes(out: &mut String, x: Axis<'_>, y: Axis<'_>, y_percent: bool) {
+    let Axis { max: x_max, step: x_step, label: x_label } = x;
+    let Axis { max: y_max, step: y_step, label: y_label } = y;
     let (x0, y0, x1, y1) = (LEFT, HEIGHT - BOTTOM, WIDTH - RIGHT, TOP);
     let _ = writeln!(out, r##"<path d="M{x0},{y1} V{y0} H{x1}" stroke="#333" fill="none"/>"##);
     let mut tick = 0.0;
@@ -111,7 +120,7 @@ pub fn distribution(report: &Report, measure: Measure) -> String {
     let (x_max, x_step) = axis(max);
     let mut out = String::new();
     header(&mut out, title);
-    axes(&mut out, x_max, x_step, label, 1.0, 0.2, "share of incidents", true);
+    axes(&mut out, Axis { max: x_max, step: x_step, label }, Axis { max: 1.0, step: 0.2, label: "share of incidents" }, true);
     let mut entries = Vec::new();
     for priority in 1..=4u8 {
         let of_priority: Vec<_> = report.incidents.iter().filter(|f| f.priority == priority).collect();
@@ -147,8 +156,14 @@ pub fn staffing(report: &Report) -> String {
     let (x_max, x_step) = axis(x_end);
     let y_top = report.staffing.iter().map(|s| s.waiting.max(s.offered).max(s.staffed).max(s.ended)).max().unwrap_or(1) as f64;
     let (y_max, y_step) = axis(y_top);
-    axes(&mut out, x_max, x_step, "minutes from the start of the drill", y_max, y_step, "incidents", false);
-    let series: [(&str, &str, fn(&crate::report::StaffingSample) -> usize); 4] = [
+    axes(
+        &mut out,
+        Axis { max: x_max, step: x_step, label: "minutes from the start of the drill" },
+        Axis { max: y_max, step: y_step, label: "incidents" },
+        false,
+    );
+    type Series = (&'static str, &'static str, fn(&crate::report::StaffingSample) -> usize);
+    let series: [Series; 4] = [
         ("waiting (nobody fits yet)", "#d62728", |s| s.waiting),
         ("offered", "#ff7f0e", |s| s.offered),
         ("staffed", "#2ca02c", |s| s.staffed),

@@ -937,8 +937,7 @@ fn field_reports_wait_for_triage_then_are_dispatched_merged_or_rejected() {
 
 #[test]
 fn coverage_and_grid_staffing_on_the_sample_city() {
-    let mut policy = Policy::default();
-    policy.staffing_check_s = 60;
+    let mut policy = Policy { staffing_check_s: 60, ..Policy::default() };
     policy.normal.grid_minimum = 1;
     let mut engine = engine_with(policy);
     let coverage = engine.coverage(None);
