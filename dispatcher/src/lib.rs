@@ -12,10 +12,14 @@
 //! - [`plans`]: emergency plans (应急预案) and their files.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
-//! - [`journal`]: the durable event journal (SQLite, or memory).
+//! - [`journal`]: the durable event journal (SQLite, Redis, or memory).
+//! - [`shard`]: a shard of the city on Redis: its id, key names, connections.
+//! - [`lease`]: the shard lease and fencing token: one owner at a time.
+//! - [`locations`]: live locations written to Redis in batches.
 //! - [`convert`]: wire (proto) types to and from domain types.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`server`]: the gRPC services and `run`.
+//! - [`redis_test_server`]: a real `redis-server` for tests and benches.
 
 #![forbid(unsafe_code)]
 
@@ -26,10 +30,14 @@ pub mod event;
 pub mod ids;
 pub mod incident;
 pub mod journal;
+pub mod lease;
+pub mod locations;
 pub mod plans;
 pub mod policy;
+pub mod redis_test_server;
 pub mod roster;
 pub mod roster_csv;
 pub mod runtime;
 pub mod server;
+pub mod shard;
 pub mod spatial;

@@ -20,6 +20,7 @@ use crate::engine::{Command, Engine, Rejection, State};
 use crate::event::Event;
 use crate::ids::{AgentId, Millis};
 use crate::journal::{Journal, JournalError, StoredEvent};
+use crate::locations::LocationWriter;
 use crate::policy::Policy;
 
 /// The journal, shared by the owner (appends) and event readers.
@@ -177,6 +178,9 @@ pub struct RuntimeConfig {
     /// Take a snapshot after this many events.
     pub snapshot_every: u64,
     pub clock: Arc<dyn Fn() -> Millis + Send + Sync>,
+    /// Where accepted live locations are copied (Redis, for a process that
+    /// takes the shard over); `None` with SQLite and memory.
+    pub locations: Option<LocationWriter>,
 }
 
 /// Loads the state from the journal (snapshot, then the events after it).
@@ -302,16 +306,25 @@ impl Owner {
         for request in batch {
             let now = self.now();
             match request {
-                Request::Execute { command, actor, respond } => match self.engine.execute(command, &actor, now) {
-                    Ok(new_events) => {
-                        deliveries.push(respond(Ok((&self.engine, &new_events))));
-                        events.extend(new_events);
+                Request::Execute { command, actor, respond } => {
+                    let reported_location = match (&command, &self.config.locations) {
+                        (Command::ReportLocation { agent, at }, Some(_)) => Some((agent.clone(), *at)),
+                        _ => None,
+                    };
+                    match self.engine.execute(command, &actor, now) {
+                        Ok(new_events) => {
+                            if let (Some(writer), Some((agent, at))) = (&self.config.locations, reported_location) {
+                                writer.record(&agent, at, now);
+                            }
+                            deliveries.push(respond(Ok((&self.engine, &new_events))));
+                            events.extend(new_events);
+                        }
+                        Err(rejection) => {
+                            debug!(%actor, reason = %rejection, "command rejected");
+                            deliveries.push(respond(Err(rejection)));
+                        }
                     }
-                    Err(rejection) => {
-                        debug!(%actor, reason = %rejection, "command rejected");
-                        deliveries.push(respond(Err(rejection)));
-                    }
-                },
+                }
                 Request::Query { respond } => deliveries.push(respond(&self.engine, now)),
                 Request::OpenSession { agent, outbox, reply } => {
                     // A session whose client has gone (its stream dropped) but

@@ -23,6 +23,9 @@
 //! - [`cli`]: the `pingji` console binary, run with arguments.
 //! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
 //!   and waiting for one kind of message on a session.
+//! - [`redis`]: several dispatchers on one Redis: a real `redis-server` and
+//!   [`redis::SharedDispatcher`], the binary with `--store redis://...`, to
+//!   kill, pause, resume and restart.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +34,7 @@ pub mod cli;
 pub mod events;
 pub mod mobilisation;
 pub mod process;
+pub mod redis;
 pub mod sample;
 pub mod server;
 pub mod session;

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use pingji_dispatcher::lease::LeaseConfig;
 use pingji_dispatcher::policy::Policy;
-use pingji_dispatcher::server::{self, Config, Store};
+use pingji_dispatcher::server::{self, Config, RedisStore, Store};
+use pingji_dispatcher::shard::ShardId;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -27,6 +29,26 @@ struct Args {
     /// Keep everything in memory (lost at exit) instead of the journal file.
     #[arg(long, env = "PINGJI_EPHEMERAL")]
     ephemeral: bool,
+    /// Shared store, `redis://HOST:PORT`: the journal of the shard lives in
+    /// Redis, shared with other dispatcher processes, one of which owns the
+    /// shard at a time (the others stand by and send clients to it). Without
+    /// it, the SQLite file of --data.
+    #[arg(long, env = "PINGJI_STORE", conflicts_with = "ephemeral")]
+    store: Option<String>,
+    /// The shard this process serves, with --store.
+    #[arg(long, env = "PINGJI_SHARD", default_value = ShardId::CITY)]
+    shard: ShardId,
+    /// HOST:PORT where clients reach this process, with --store: standbys
+    /// send clients there while it owns the shard. Defaults to --listen.
+    #[arg(long, env = "PINGJI_ADVERTISE")]
+    advertise: Option<String>,
+    /// How long the shard lease lasts without renewal, with --store; a
+    /// standby takes over within this plus one renewal interval.
+    #[arg(long, env = "PINGJI_LEASE_TTL_MS", default_value_t = 3_000)]
+    lease_ttl_ms: u64,
+    /// How often the owner renews its lease and a standby asks for it.
+    #[arg(long, env = "PINGJI_LEASE_RENEW_MS", default_value_t = 1_000)]
+    lease_renew_ms: u64,
     /// Dispatch policy (TOML); see docs/policy.md. Defaults apply where absent.
     #[arg(long, env = "PINGJI_POLICY")]
     policy: Option<PathBuf>,
@@ -36,6 +58,9 @@ struct Args {
     /// Roster (CSV) to load at start.
     #[arg(long, env = "PINGJI_AGENTS")]
     agents: Option<PathBuf>,
+    /// Emergency plan files (TOML) or folders of them to load at start; repeatable.
+    #[arg(long = "plans", env = "PINGJI_PLANS", value_delimiter = ',')]
+    plans: Vec<PathBuf>,
     /// Seconds to let open requests and streams finish after SIGINT/SIGTERM.
     #[arg(long, env = "PINGJI_DRAIN_TIMEOUT_S", default_value_t = 10)]
     drain_timeout_s: u64,
@@ -70,12 +95,17 @@ async fn run() -> anyhow::Result<()> {
         }
         None => Policy::default(),
     };
-    let store = if args.ephemeral { Store::Ephemeral } else { Store::Sqlite(args.data.clone()) };
+    let store = match &args.store {
+        Some(url) => Store::Redis(redis_store(&args, url)?),
+        None if args.ephemeral => Store::Ephemeral,
+        None => Store::Sqlite(args.data.clone()),
+    };
     let config = Config {
         store,
         policy,
         areas_file: args.areas.clone(),
         agents_file: args.agents.clone(),
+        plan_paths: args.plans.clone(),
         drain_timeout: Duration::from_secs(args.drain_timeout_s),
         snapshot_every: args.snapshot_every.max(1),
     };
@@ -90,6 +120,29 @@ async fn run() -> anyhow::Result<()> {
     });
     info!(store = ?config.store, "starting dispatcher");
     server::run(config, listener, shutdown).await
+}
+
+/// The Redis store from the flags.
+fn redis_store(args: &Args, url: &str) -> anyhow::Result<RedisStore> {
+    anyhow::ensure!(
+        url.starts_with("redis://"),
+        "unsupported store {url}: use redis://HOST:PORT, or --data FILE for a SQLite journal"
+    );
+    let lease = LeaseConfig::new(
+        Duration::from_millis(args.lease_ttl_ms),
+        Duration::from_millis(args.lease_renew_ms),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
+    if args.advertise.is_none() && args.listen.ip().is_unspecified() {
+        warn!(%advertise, "standbys will send clients to an unspecified address; set --advertise to one clients can reach");
+    }
+    Ok(RedisStore {
+        url: url.to_owned(),
+        shard: args.shard.clone(),
+        advertise,
+        lease,
+    })
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

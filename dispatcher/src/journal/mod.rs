@@ -22,12 +22,20 @@
 //!   connection for live views that read while the owner appends.
 //! - `memory.rs`: [`MemoryJournal`], the same semantics in memory, for
 //!   `--ephemeral` runs and tests.
+//! - `redis.rs`: [`RedisJournal`], one shard's journal in a Redis Stream
+//!   shared by several dispatcher processes, every write checked against the
+//!   shard's fencing token; and [`RedisReader`], for reading it without
+//!   owning the shard.
 
 mod memory;
+mod redis;
 mod sqlite;
 
 pub use memory::MemoryJournal;
+pub use redis::{RedisJournal, RedisReader};
 pub use sqlite::{SCHEMA_VERSION, SqliteJournal, SqliteReader};
+
+use crate::shard::RedisStoreError;
 
 use std::path::PathBuf;
 
@@ -80,7 +88,8 @@ pub enum JournalError {
 
     /// A stored row or snapshot cannot be decoded.
     #[error(
-        "corrupt {what}: {detail}; restore the journal from a backup or inspect it with sqlite3"
+        "corrupt {what}: {detail}; restore the journal from a backup or inspect it \
+         (sqlite3 for a file, redis-cli for redis)"
     )]
     Corrupt { what: String, detail: String },
 
@@ -98,6 +107,35 @@ pub enum JournalError {
     /// The file exists and is readable but cannot serve as a journal.
     #[error("cannot use journal at {path}: {reason}")]
     Unusable { path: PathBuf, reason: String },
+
+    /// Another dispatcher took over the shard: this one's fencing token is
+    /// stale. Nothing was written, and nothing this process writes will be.
+    #[error(
+        "another dispatcher took over shard {shard} with token {current}; \
+         this one (token {mine}) must stop"
+    )]
+    Fenced {
+        shard: String,
+        current: u64,
+        mine: u64,
+    },
+
+    /// The journal's Redis could not be reached, or failed.
+    #[error(transparent)]
+    Redis(#[from] RedisStoreError),
+}
+
+impl JournalError {
+    /// Whether the journal's store was out of reach (Redis down or cut off),
+    /// as opposed to refusing the write or being damaged.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, JournalError::Redis(error) if error.is_unreachable())
+    }
+
+    /// Whether another process took over the journal.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, JournalError::Fenced { .. })
+    }
 }
 
 /// The durable record. `append` returns only once the events are durable (for SQLite: committed with synchronous=FULL), all of them or none.

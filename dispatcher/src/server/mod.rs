@@ -7,13 +7,21 @@
 //! - [`command`]: `CommandService`, for operators.
 //! - [`events`]: the `WatchEvents` stream (journal history, then live).
 //! - [`error`]: dispatcher errors to gRPC statuses.
+//! - `ownership`: serving a shard kept in Redis: standby, take over, renew
+//!   the lease, step down.
+//! - [`standby`]: what a process that does not own its shard answers
+//!   (`unavailable` naming the owner in `x-pingji-owner`).
 
 pub mod agent;
 pub mod command;
 pub mod error;
 pub mod events;
+mod ownership;
+pub mod standby;
 
+use std::fmt;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,18 +31,23 @@ use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::areas::parse_geojson;
 use crate::convert;
-use crate::engine::Command;
+use crate::engine::{Command, Engine};
 use crate::journal::{Journal, MemoryJournal, SqliteJournal};
+use crate::lease::LeaseConfig;
+use crate::locations::LocationWriter;
 use crate::policy::Policy;
 use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
+use crate::shard::ShardId;
 
 /// Largest command request or response: a city's roster (hundreds of
 /// thousands of people) or map fits; send bigger ones in parts.
 const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
+/// How long the answers in flight get to go out when an owner steps down.
+const STEP_DOWN_DRAIN: Duration = Duration::from_secs(1);
 
 /// Where the journal lives.
 #[derive(Clone, Debug)]
@@ -43,6 +56,48 @@ pub enum Store {
     Sqlite(PathBuf),
     /// Memory only: everything is lost at exit.
     Ephemeral,
+    /// A shard in Redis, shared with other dispatcher processes of which one
+    /// at a time owns it (see `ownership`).
+    Redis(RedisStore),
+}
+
+/// A shard kept in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// `redis://HOST:PORT[/DB]`.
+    pub url: String,
+    pub shard: ShardId,
+    /// Where clients reach this process (`HOST:PORT`); standbys send clients
+    /// there while this process owns the shard.
+    pub advertise: String,
+    pub lease: LeaseConfig,
+}
+
+impl RedisStore {
+    /// The `city` shard at `url`, with the default lease.
+    pub fn new(url: &str, advertise: &str) -> Self {
+        RedisStore {
+            url: url.to_owned(),
+            shard: ShardId::default(),
+            advertise: advertise.to_owned(),
+            lease: LeaseConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Through RedisShard, which leaves the password out of the URL.
+        let url = crate::shard::RedisShard::new(&self.url, self.shard.clone())
+            .map(|shard| shard.url().to_owned())
+            .unwrap_or_else(|_| "(invalid url)".to_owned());
+        f.debug_struct("RedisStore")
+            .field("url", &url)
+            .field("shard", &self.shard.as_str())
+            .field("advertise", &self.advertise)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +108,9 @@ pub struct Config {
     pub areas_file: Option<PathBuf>,
     /// Roster (CSV) to load at start; only new or changed people are written.
     pub agents_file: Option<PathBuf>,
+    /// Emergency plan files (TOML), or folders of them, to load at start;
+    /// plans already loaded unchanged are skipped.
+    pub plan_paths: Vec<PathBuf>,
     /// How long in-flight requests and streams get after a shutdown signal.
     pub drain_timeout: Duration,
     pub snapshot_every: u64,
@@ -65,6 +123,7 @@ impl Config {
             policy: Policy::default(),
             areas_file: None,
             agents_file: None,
+            plan_paths: Vec::new(),
             drain_timeout: Duration::from_secs(10),
             snapshot_every: 10_000,
         }
@@ -75,33 +134,58 @@ fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
     let journal: Box<dyn Journal> = match store {
         Store::Sqlite(path) => Box::new(SqliteJournal::open(path)?),
         Store::Ephemeral => Box::new(MemoryJournal::new()),
+        Store::Redis(_) => anyhow::bail!("a redis store is opened by its owner, once it holds the lease"),
     };
     Ok(Arc::new(Mutex::new(journal)))
 }
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true.
-pub async fn run(config: Config, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    if let Store::Redis(redis) = &config.store {
+        let redis = redis.clone();
+        return ownership::run(config, redis, listener, shutdown).await;
+    }
     let journal = open_journal(&config.store)?;
     let engine = runtime::recover(&journal, config.policy.clone()).await?;
+    serve(&config, journal, engine, None, listener, shutdown, None).await
+}
+
+/// Ends serving early, for the owner of a shard shared through Redis.
+struct OwnerGuard {
+    /// Resolves with the reason when this process lost its lease and must
+    /// stop serving at once.
+    lost: Pin<Box<dyn Future<Output = anyhow::Error> + Send>>,
+}
+
+/// Serves `engine` (recovered from `journal`) until `shutdown` turns true,
+/// then drains and stops. With a `guard` (a shared shard), it also stops at
+/// once, with an error, when the lease is lost or the owner task fails.
+async fn serve(
+    config: &Config,
+    journal: SharedJournal,
+    engine: Engine,
+    locations: Option<LocationWriter>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    guard: Option<OwnerGuard>,
+) -> anyhow::Result<()> {
     let (stop_owner, owner_stop) = watch::channel(false);
-    let runtime_config = RuntimeConfig { policy: config.policy.clone(), snapshot_every: config.snapshot_every, clock: Arc::new(runtime::system_now) };
-    let (dispatcher, owner) = runtime::start(engine, journal, runtime_config, owner_stop);
-    load_startup_files(&dispatcher, &config).await?;
+    let runtime_config = RuntimeConfig { policy: config.policy.clone(), snapshot_every: config.snapshot_every, clock: Arc::new(runtime::system_now), locations };
+    let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
+    let fail_stop = guard.is_some();
+    let mut lost = guard.map(|guard| guard.lost);
+    load_startup_files(&dispatcher, config).await?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
     health_reporter.set_serving::<CommandServiceServer<command::CommandApi>>().await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = reflection_v1()?;
+    let reflection_v1alpha = reflection_v1alpha()?;
 
     let address = listener.local_addr()?;
     let mut signal = shutdown.clone();
+    // Ends serving when the owner of a shared shard steps down.
+    let (stop_serving, mut stepping_down) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -116,7 +200,10 @@ pub async fn run(config: Config, listener: TcpListener, mut shutdown: watch::Rec
                 .max_encoding_message_size(MAX_COMMAND_MESSAGE),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = signal.wait_for(|stop| *stop).await;
+            tokio::select! {
+                _ = signal.wait_for(|stop| *stop) => {}
+                _ = stepping_down.wait_for(|stop| *stop) => {}
+            }
         });
     let mut server = tokio::spawn(server);
     info!(%address, "dispatcher listening");
@@ -140,11 +227,111 @@ pub async fn run(config: Config, listener: TcpListener, mut shutdown: watch::Rec
                 }
             }
         }
+        reason = async {
+            match lost.as_mut() {
+                Some(lost) => lost.await,
+                None => std::future::pending().await,
+            }
+        } => {
+            // Fail-stop; the fenced journal already refuses whatever this
+            // process would still try to write.
+            error!(reason = %reason, "stepping down");
+            let _ = stop_owner.send(true);
+            step_down(server, &stop_serving, &health_reporter).await;
+            return Err(reason);
+        }
+        finished = &mut owner, if fail_stop => {
+            let error = match finished {
+                Ok(Ok(())) => anyhow::anyhow!("the dispatcher owner stopped unexpectedly"),
+                Ok(Err(error)) => error,
+                Err(join_error) => anyhow::Error::new(join_error),
+            };
+            error!(error = %format!("{error:#}"), "the dispatcher owner stopped; stepping down");
+            step_down(server, &stop_serving, &health_reporter).await;
+            return Err(error.context("the dispatcher owner stopped; stepping down"));
+        }
     }
     drop(dispatcher);
     let _ = stop_owner.send(true);
     owner.await.context("the dispatcher owner task panicked")??;
     info!("dispatcher stopped");
+    Ok(())
+}
+
+/// Stops serving after a step-down: new connections are refused at once,
+/// and the calls in flight (which the stopped runtime answers `unavailable`)
+/// get a moment to carry their answers out before the server is dropped.
+async fn step_down(
+    mut server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    stop_serving: &watch::Sender<bool>,
+    health_reporter: &tonic_health::server::HealthReporter,
+) {
+    health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+    health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
+    let _ = stop_serving.send(true);
+    if tokio::time::timeout(STEP_DOWN_DRAIN, &mut server).await.is_err() {
+        server.abort();
+    }
+}
+
+fn reflection_v1() -> anyhow::Result<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?)
+}
+
+fn reflection_v1alpha() -> anyhow::Result<tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?)
+}
+
+/// Plan files named directly or found (`*.toml`) in the named folders.
+fn plan_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read plans folder {}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|file| file.extension().is_some_and(|extension| extension == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+async fn load_plans(dispatcher: &Dispatcher, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let mut plans = Vec::new();
+    for file in plan_files(paths)? {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read plan file {}", file.display()))?;
+        let plan = crate::plans::parse_plan(&text).map_err(|error| anyhow::anyhow!("plan file {}: {error}", file.display()))?;
+        plans.push(plan);
+    }
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let changed = dispatcher
+        .query(move |engine, _| {
+            plans.into_iter().filter(|plan| engine.state().plans.get(&plan.id) != Some(plan)).collect::<Vec<_>>()
+        })
+        .await?;
+    if changed.is_empty() {
+        info!("plans already loaded");
+        return Ok(());
+    }
+    let count = changed.len();
+    dispatcher
+        .execute(Command::ImportPlans(changed), "operator:startup".to_string(), |_, _| ())
+        .await
+        .map_err(|error| anyhow::anyhow!("plans: {error}"))?;
+    info!(plans = count, "plans loaded");
     Ok(())
 }
 
@@ -168,6 +355,7 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
             info!(path = %path.display(), areas, "areas loaded");
         }
     }
+    load_plans(dispatcher, &config.plan_paths).await?;
     if let Some(path) = &config.agents_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
         let specs = crate::roster_csv::parse_roster_csv(&text).map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;

@@ -1,0 +1,222 @@
+//! Serving a shard kept in Redis, which several dispatcher processes share
+//! and one at a time owns.
+//!
+//! The process starts as a standby ([`super::standby`]) and polls the
+//! shard's lease. Once it holds the lease it recovers the state (snapshot,
+//! then the stream after it, as with SQLite), starts the runtime and serves,
+//! while a keeper task renews the lease.
+//!
+//! Stepping down is fail-stop: when a renewal finds that another process
+//! took the shard (this one was paused or cut off past its ttl), or cannot
+//! reach Redis for longer than the ttl, or when a journal write fails (fenced,
+//! or Redis unreachable), the process stops serving at once and `run`
+//! returns an error, so the binary exits non-zero and a supervisor starts it
+//! again, as a standby. The fenced writes already guarantee that nothing it
+//! tries lands; exiting also guarantees that nobody keeps talking to a
+//! process whose state in memory may be ahead of the shared record. A clean
+//! shutdown releases the lease, so a standby takes over at its next poll.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::{Config, OwnerGuard, RedisStore, standby};
+use crate::journal::{Journal, JournalError, RedisJournal};
+use crate::lease::{Renewal, ShardLease};
+use crate::locations::{LocationBatching, LocationWriter};
+use crate::runtime::{self, SharedJournal};
+use crate::shard::RedisShard;
+
+/// How long the location writer gets to write what is pending at shutdown.
+const LOCATIONS_DRAIN: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(
+    config: Config,
+    redis: RedisStore,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let shard = RedisShard::new(&redis.url, redis.shard.clone())?;
+    let owner_id = owner_id();
+    let lease = Arc::new(ShardLease::new(
+        shard.clone(),
+        &owner_id,
+        &redis.advertise,
+        redis.lease,
+    ));
+    let listener = listener.into_std()?;
+    info!(
+        redis = %shard.url(),
+        shard = %shard.id(),
+        owner_id,
+        advertise = %redis.advertise,
+        lease_ttl_ms = redis.lease.ttl.as_millis() as u64,
+        "asking for the shard lease"
+    );
+    let standby_listener = listener
+        .try_clone()
+        .context("cannot share the listening socket")?;
+    let Some(token) = standby::serve_until_owner(&lease, standby_listener, &mut shutdown).await?
+    else {
+        info!("dispatcher stopped while standing by");
+        return Ok(());
+    };
+    let taken_at = Instant::now();
+    info!(shard = %shard.id(), token, "this dispatcher owns the shard now; recovering");
+    // Renew from now on, so that a long recovery does not lose the lease.
+    let keeper = LeaseKeeper::start(lease.clone(), token);
+
+    let journal_shard = shard.clone();
+    let journal =
+        tokio::task::spawn_blocking(move || RedisJournal::open(journal_shard, token)).await??;
+    let journal: SharedJournal = Arc::new(Mutex::new(Box::new(journal) as Box<dyn Journal>));
+    let engine = runtime::recover(&journal, config.policy.clone()).await?;
+    let (locations, flusher) = LocationWriter::start(shard.clone(), LocationBatching::default())?;
+    info!(
+        shard = %shard.id(),
+        token,
+        last_seq = engine.state().last_seq,
+        recovery_ms = taken_at.elapsed().as_millis() as u64,
+        "serving as the owner of the shard"
+    );
+
+    let guard = OwnerGuard {
+        lost: Box::pin(keeper.lost()),
+    };
+    let listener = TcpListener::from_std(listener)?;
+    let served = super::serve(
+        &config,
+        journal,
+        engine,
+        Some(locations),
+        listener,
+        shutdown,
+        Some(guard),
+    )
+    .await;
+
+    keeper.stop().await;
+    if served.is_ok() {
+        let releasing = lease.clone();
+        match tokio::task::spawn_blocking(move || releasing.release(token)).await? {
+            Ok(true) => info!(shard = %shard.id(), token, "shard lease released"),
+            Ok(false) => {
+                warn!(shard = %shard.id(), token, "the shard lease had already passed to another dispatcher")
+            }
+            Err(error) => warn!(%error, "cannot release the shard lease; it expires by itself"),
+        }
+    }
+    // Every writer handle was dropped with the runtime; the thread writes
+    // what is pending and stops.
+    let joining = tokio::task::spawn_blocking(move || flusher.join());
+    if tokio::time::timeout(LOCATIONS_DRAIN, joining)
+        .await
+        .is_err()
+    {
+        warn!("the location writer did not stop in time; pending locations are lost");
+    }
+    served
+}
+
+/// Names this process in the lease: unique per start.
+fn owner_id() -> String {
+    let started_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    format!("dispatcher-{}-{started_ms}", std::process::id())
+}
+
+/// Renews the lease every `renew_every` until stopped, and says why the
+/// process must step down when it cannot.
+struct LeaseKeeper {
+    stop: watch::Sender<bool>,
+    lost: watch::Receiver<Option<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    fn start(lease: Arc<ShardLease>, token: u64) -> LeaseKeeper {
+        let (stop, stopped) = watch::channel(false);
+        let (lost_sender, lost) = watch::channel(None);
+        let task = tokio::spawn(keep(lease, token, stopped, lost_sender));
+        LeaseKeeper { stop, lost, task }
+    }
+
+    /// Resolves with the reason once the lease is lost.
+    fn lost(&self) -> impl Future<Output = anyhow::Error> + Send + 'static {
+        let mut lost = self.lost.clone();
+        async move {
+            let reason = lost
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|reason| reason.clone());
+            match reason {
+                Some(reason) => anyhow::anyhow!(reason),
+                // The keeper is gone without a reason: it was stopped, which
+                // happens only after serving ended; never resolve.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn keep(
+    lease: Arc<ShardLease>,
+    token: u64,
+    mut stopped: watch::Receiver<bool>,
+    lost: watch::Sender<Option<String>>,
+) {
+    let config = lease.config();
+    let shard = lease.shard().id().to_string();
+    let mut last_renewed = Instant::now();
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.renew_every,
+        config.renew_every,
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        let renewing = lease.clone();
+        let renewal = tokio::task::spawn_blocking(move || renewing.renew(token)).await;
+        let reason = match renewal {
+            Ok(Ok(Renewal::Renewed)) => {
+                last_renewed = Instant::now();
+                continue;
+            }
+            Ok(Ok(Renewal::Lost { current_token, .. })) => JournalError::Fenced {
+                shard: shard.clone(),
+                current: current_token,
+                mine: token,
+            }
+            .to_string(),
+            Ok(Err(error)) if last_renewed.elapsed() < config.ttl => {
+                warn!(%error, "cannot renew the shard lease; trying again");
+                continue;
+            }
+            Ok(Err(error)) => format!(
+                "could not renew the lease of shard {shard} for longer than its ttl ({} ms), so \
+                 another dispatcher may own it now; this one (token {token}) must stop: {error}",
+                config.ttl.as_millis()
+            ),
+            Err(panic) => format!(
+                "the lease renewal of shard {shard} failed: {panic}; this one (token {token}) must stop"
+            ),
+        };
+        error!(reason = %reason, "lost the shard lease; stepping down");
+        let _ = lost.send(Some(reason));
+        return;
+    }
+}

@@ -1,0 +1,328 @@
+//! A shard of the city kept in Redis: its id, the names of its keys, and the
+//! connection to the Redis that holds them.
+//!
+//! A shard is the unit of ownership: one dispatcher process at a time owns it
+//! (see [`crate::lease`]), appends its journal and serves its clients. Today a
+//! city runs as one shard (`city`); splitting it by district is a later step,
+//! which is why every key already carries the shard id as a Redis Cluster hash
+//! tag. All keys of a shard then live in one hash slot, so the Lua scripts
+//! that touch several of them at once (an append checks the fence and writes
+//! the stream) work on a Cluster as they do on one node.
+//!
+//! ```text
+//! pingji:{<shard>}:events     stream; entry id <seq>-0; fields at_ms, at, actor, kind,
+//!                             [incident_id], [agent_id], [area_id], body
+//! pingji:{<shard>}:snapshot   hash: seq, state, created_at_ms
+//! pingji:{<shard>}:fence      counter: the fencing token of the latest owner (only grows)
+//! pingji:{<shard>}:lease      hash with a ttl: token, owner, address
+//! pingji:{<shard>}:locations  hash: agent id -> "lon,lat,at_ms"
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use redis::{ErrorKind, ServerErrorKind};
+
+/// How long opening a connection to Redis may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one command may wait for Redis's answer before the connection
+/// counts as lost. Long enough for `appendfsync always` on a busy disk.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A shard's id: letters, digits, `-`, `_` and `.`, at most 64 of them, so
+/// that it sits safely inside a hash tag and a log line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ShardId(String);
+
+impl ShardId {
+    /// The shard of a city run as one shard.
+    pub const CITY: &'static str = "city";
+
+    pub fn new(id: &str) -> Result<Self, String> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if id.is_empty() || id.len() > 64 || !id.chars().all(valid_char) {
+            return Err(format!(
+                "invalid shard id {id:?}: use 1 to 64 letters, digits, '-', '_' or '.', e.g. \"city\" or \"d1\""
+            ));
+        }
+        Ok(ShardId(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ShardId {
+    fn default() -> Self {
+        ShardId(Self::CITY.to_owned())
+    }
+}
+
+impl FromStr for ShardId {
+    type Err = String;
+
+    fn from_str(id: &str) -> Result<Self, String> {
+        ShardId::new(id)
+    }
+}
+
+impl fmt::Display for ShardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The Redis keys of one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardKeys {
+    pub events: String,
+    pub snapshot: String,
+    pub fence: String,
+    pub lease: String,
+    pub locations: String,
+}
+
+impl ShardKeys {
+    pub fn new(shard: &ShardId) -> Self {
+        let key = |name: &str| format!("pingji:{{{shard}}}:{name}");
+        ShardKeys {
+            events: key("events"),
+            snapshot: key("snapshot"),
+            fence: key("fence"),
+            lease: key("lease"),
+            locations: key("locations"),
+        }
+    }
+}
+
+/// Redis could not be used. Each message names the Redis (without its
+/// password) and says what was being done.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RedisStoreError {
+    /// Refused, reset, timed out, loading its data, or a replica: nothing
+    /// this process can fix; it comes back when Redis does.
+    #[error(
+        "redis at {url} is unreachable: {cause} (while trying to {action}); \
+         check that redis-server runs there and answers"
+    )]
+    Unreachable {
+        url: String,
+        action: String,
+        cause: String,
+    },
+    /// Redis answered, but with an error or an answer this code does not
+    /// understand.
+    #[error("cannot {action} on redis at {url}: {cause}")]
+    Failed {
+        url: String,
+        action: String,
+        cause: String,
+    },
+    #[error("invalid redis url {url}: {cause}; expected redis://HOST:PORT")]
+    InvalidUrl { url: String, cause: String },
+}
+
+impl RedisStoreError {
+    /// Whether Redis was out of reach (rather than answering wrongly).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, RedisStoreError::Unreachable { .. })
+    }
+}
+
+/// One shard on one Redis: where it is, and its keys. Cheap to clone; each
+/// user opens its own connections with [`RedisShard::connect`].
+#[derive(Clone)]
+pub struct RedisShard {
+    client: redis::Client,
+    url: String,
+    id: ShardId,
+    keys: ShardKeys,
+}
+
+impl fmt::Debug for RedisShard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisShard")
+            .field("url", &self.url)
+            .field("shard", &self.id.as_str())
+            .finish()
+    }
+}
+
+impl RedisShard {
+    /// Parses `url` (`redis://HOST:PORT[/DB]`); connects only on use.
+    pub fn new(url: &str, id: ShardId) -> Result<Self, RedisStoreError> {
+        let shown = redacted_url(url);
+        let client = redis::Client::open(url).map_err(|cause| RedisStoreError::InvalidUrl {
+            url: shown.clone(),
+            cause: cause.to_string(),
+        })?;
+        Ok(RedisShard {
+            client,
+            url: shown,
+            keys: ShardKeys::new(&id),
+            id,
+        })
+    }
+
+    pub fn id(&self) -> &ShardId {
+        &self.id
+    }
+
+    pub fn keys(&self) -> &ShardKeys {
+        &self.keys
+    }
+
+    /// The Redis URL without its password, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A new connection whose commands fail after `command_timeout` without
+    /// an answer (a paused or partitioned Redis), rather than hang.
+    pub fn connect(&self, command_timeout: Duration) -> Result<redis::Connection, RedisStoreError> {
+        let action = "connect";
+        let connection = self
+            .client
+            .get_connection_with_timeout(CONNECT_TIMEOUT)
+            .map_err(|cause| self.failure(action, &cause))?;
+        connection
+            .set_read_timeout(Some(command_timeout))
+            .and_then(|()| connection.set_write_timeout(Some(command_timeout)))
+            .map_err(|cause| self.failure(action, &cause))?;
+        Ok(connection)
+    }
+
+    /// Classifies a Redis error: out of reach, or a real failure.
+    pub fn failure(&self, action: &str, cause: &redis::RedisError) -> RedisStoreError {
+        let unreachable = cause.is_io_error()
+            || cause.is_connection_refusal()
+            || cause.is_timeout()
+            || cause.is_connection_dropped()
+            || matches!(
+                cause.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                )
+            );
+        if unreachable {
+            RedisStoreError::Unreachable {
+                url: self.url.clone(),
+                action: action.to_owned(),
+                cause: cause.to_string(),
+            }
+        } else {
+            RedisStoreError::Failed {
+                url: self.url.clone(),
+                action: action.to_owned(),
+                cause: cause.to_string(),
+            }
+        }
+    }
+
+    /// An answer of the wrong shape (a key of another type, a script of
+    /// another version).
+    pub fn unexpected(&self, action: &str, detail: impl fmt::Display) -> RedisStoreError {
+        RedisStoreError::Failed {
+            url: self.url.clone(),
+            action: action.to_owned(),
+            cause: format!("unexpected answer: {detail}"),
+        }
+    }
+}
+
+/// `redis://user:secret@host:6379/0` → `redis://user:***@host:6379/0`.
+fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Reads a bulk or simple string reply as text (`None` for nil).
+pub(crate) fn reply_text(value: &redis::Value) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        redis::Value::SimpleString(text) => Some(text.clone()),
+        redis::Value::Int(number) => Some(number.to_string()),
+        redis::Value::Okay => Some("OK".to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_shard_as_a_hash_tag() {
+        let keys = ShardKeys::new(&ShardId::default());
+        assert_eq!(keys.events, "pingji:{city}:events");
+        assert_eq!(keys.snapshot, "pingji:{city}:snapshot");
+        assert_eq!(keys.fence, "pingji:{city}:fence");
+        assert_eq!(keys.lease, "pingji:{city}:lease");
+        assert_eq!(keys.locations, "pingji:{city}:locations");
+        let district = ShardId::new("d1").expect("valid");
+        assert_eq!(ShardKeys::new(&district).events, "pingji:{d1}:events");
+    }
+
+    #[test]
+    fn shard_ids_that_would_break_a_hash_tag_are_refused() {
+        for bad in ["", "a b", "x}y", "{city}", "名", &"a".repeat(65)] {
+            let error = ShardId::new(bad).expect_err(bad);
+            assert!(error.contains("invalid shard id"), "{error}");
+        }
+        assert!(ShardId::new("district-7_b.2").is_ok());
+    }
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redacted_url("redis://user:secret@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redacted_url("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(
+            redacted_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        let shard =
+            RedisShard::new("redis://:hunter2@127.0.0.1:1", ShardId::default()).expect("valid url");
+        assert!(!format!("{shard:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn an_unreachable_redis_says_so() {
+        // Port 1 on loopback: nothing listens there, the connection is refused.
+        let shard = RedisShard::new("redis://127.0.0.1:1", ShardId::default()).expect("valid url");
+        let Err(error) = shard.connect(COMMAND_TIMEOUT) else {
+            panic!("nothing listens on port 1, yet the connection opened");
+        };
+        assert!(error.is_unreachable(), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("redis at redis://127.0.0.1:1 is unreachable: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_at_start() {
+        let error = RedisShard::new("http://nope", ShardId::default()).expect_err("not redis");
+        assert!(
+            matches!(error, RedisStoreError::InvalidUrl { .. }),
+            "{error}"
+        );
+    }
+}

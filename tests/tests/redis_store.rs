@@ -1,0 +1,821 @@
+//! Several dispatchers sharing one Redis: the real `dispatcher` binary with
+//! `--store redis://...`, two processes on one real `redis-server` started
+//! by the test on a free port. One owns the shard and the other stands by;
+//! the owner is killed, paused past its lease, or loses Redis, and whatever
+//! was acknowledged must still be there afterwards, with nobody assigned
+//! twice and nothing written by a process that lost the shard.
+//!
+//! The tests run one at a time (they share the machine's two cores with
+//! four processes each), and assert no timing but the takeover bound, with
+//! a generous margin.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pingji_dispatcher::journal::{RedisReader, StoredEvent};
+use pingji_dispatcher::lease::{Acquisition, LeaseConfig, ShardLease};
+use pingji_dispatcher::locations::read_locations;
+use pingji_dispatcher::shard::{RedisShard, ShardId};
+use pingji_proto::v1::agent_service_client::AgentServiceClient;
+use pingji_proto::v1::command_service_client::CommandServiceClient;
+use pingji_proto::v1::dispatch_message::Body as Incoming;
+use pingji_tests::redis::{
+    Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of,
+};
+use pingji_tests::{
+    AgentSession, AreaBox, area_box, connect_located, pb, sample_city, sample_roster, wait_until,
+};
+use tokio::sync::{Mutex, mpsc};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+/// One test at a time: each runs Redis and two dispatchers. (The Redis
+/// fixture is blocking: the tests call it in `block_in_place`.)
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+const PROMPTLY: Duration = Duration::from_secs(60);
+const PEOPLE: usize = 20;
+const INCIDENTS: usize = 400;
+const CREATORS: usize = 10;
+
+/// The binary's default lease (the tests do not change it).
+fn lease() -> LeaseConfig {
+    LeaseConfig::default()
+}
+
+/// The takeover bound the tests hold the dispatcher to: the lease's own
+/// bound (ttl + one poll) plus recovery, with room for a loaded machine.
+fn takeover_limit() -> Duration {
+    lease().ttl + Duration::from_secs(5)
+}
+
+fn options(dir: &Path, redis: &RedisServer, log: &str) -> anyhow::Result<SharedStoreOptions> {
+    Ok(SharedStoreOptions {
+        redis_url: redis.url(),
+        // The default policy: people here accept at once, no offer times out.
+        policy: None,
+        areas: Some(sample_city()),
+        agents: Some(sample_roster()),
+        // Small, so that a takeover reads a snapshot and then the stream.
+        snapshot_every: Some(40),
+        lease_ms: None,
+        log: dir.join(log),
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| since.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A small deterministic generator (xorshift), seeded per run and printed.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn point_in(&mut self, area: &AreaBox) -> (f64, f64) {
+        let mut fraction = || 0.05 + 0.9 * ((self.next() % 10_000) as f64 / 10_000.0);
+        let east = fraction();
+        let north = fraction();
+        area.at(east, north)
+    }
+}
+
+fn incident(id: String, (lon, lat): (f64, f64), index: usize) -> pb::CreateIncidentRequest {
+    pb::CreateIncidentRequest {
+        id,
+        location: Some(pb::Location { lon, lat }),
+        category: "welfare_check".into(),
+        priority: 1 + (index % 4) as i32,
+        headcount: 1,
+        description: "redis store test".into(),
+        ..Default::default()
+    }
+}
+
+/// Reads the shard's whole stream straight from Redis, as an auditor would,
+/// and checks that its sequence numbers run 1, 2, 3 ...
+async fn stream_events(redis: &RedisServer) -> anyhow::Result<Vec<StoredEvent>> {
+    let shard = RedisShard::new(&redis.url(), ShardId::default())?;
+    let events = tokio::task::spawn_blocking(move || {
+        RedisReader::open(shard).and_then(|reader| reader.read_from(1, usize::MAX))
+    })
+    .await??;
+    let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
+    let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+    anyhow::ensure!(seqs == expected, "the stream has gaps or repeats");
+    Ok(events)
+}
+
+fn last_line(log: &str) -> &str {
+    log.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or_default()
+}
+
+/// Polls until `dispatcher` owns the shard; returns how long that took
+/// from `since`.
+async fn time_takeover(
+    dispatcher: &mut SharedDispatcher,
+    since: Instant,
+) -> anyhow::Result<Duration> {
+    dispatcher.wait_owner(Duration::from_secs(60)).await?;
+    Ok(since.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let mut first = SharedDispatcher::start(&options(dir.path(), &redis, "first.log")?).await?;
+    first.wait_owner(PROMPTLY).await?;
+    let mut second = SharedDispatcher::start(&options(dir.path(), &redis, "second.log")?).await?;
+
+    let answer = second.wait_standby(PROMPTLY).await?;
+    let owner = first.address().to_string();
+    assert_eq!(owner_of(&answer).as_deref(), Some(owner.as_str()));
+    assert_eq!(
+        answer.message(),
+        format!("shard city is owned by the dispatcher at {owner}; connect there")
+    );
+
+    // Every Pingji call is sent on, streams included.
+    let standby_channel = second.channel().await?;
+    let refused = CommandServiceClient::new(standby_channel.clone())
+        .create_incident(incident("at-the-standby".into(), (121.47, 31.23), 0))
+        .await
+        .expect_err("a standby does not create incidents");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(owner_of(&refused).as_deref(), Some(owner.as_str()));
+    let session =
+        AgentSession::try_open(&mut AgentServiceClient::new(standby_channel), "p0001").await;
+    let Err(session_refused) = session else {
+        panic!("a standby opened a session");
+    };
+    assert_eq!(session_refused.code(), tonic::Code::Unavailable);
+    assert_eq!(owner_of(&session_refused).as_deref(), Some(owner.as_str()));
+
+    // Following the redirect works.
+    let owner_address: std::net::SocketAddr = owner.parse()?;
+    let mut at_owner =
+        CommandServiceClient::new(pingji_tests::connect_with_retry(owner_address, PROMPTLY).await?);
+    at_owner
+        .create_incident(incident("at-the-owner".into(), (121.47, 31.23), 0))
+        .await?;
+
+    // A clean shutdown releases the lease: the standby takes over at its
+    // next poll, without waiting for the lease to run out.
+    let stopping = Instant::now();
+    first.terminate().await?;
+    let exit = first.wait_exit(PROMPTLY).await?;
+    assert!(
+        exit.success(),
+        "the owner exited with {exit}; log:\n{}",
+        first.log()
+    );
+    assert!(
+        first.log().contains("shard lease released"),
+        "{}",
+        first.log()
+    );
+    let handover = time_takeover(&mut second, stopping).await?;
+    println!("clean handover after SIGTERM: {} ms", handover.as_millis());
+    let mut command = second.command().await?;
+    let kept = command
+        .get_incident(pb::GetIncidentRequest {
+            id: "at-the-owner".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(kept.id, "at-the-owner");
+    Ok(())
+}
+
+/// An assignment the dispatcher confirmed to a person.
+#[derive(Clone, Debug)]
+struct Confirmed {
+    agent_id: String,
+    offer_id: String,
+    incident_id: String,
+}
+
+/// Accepts every offer and completes each confirmed assignment, until the
+/// session ends (the process was killed).
+async fn auto_accept(mut session: AgentSession, confirmations: mpsc::Sender<Confirmed>) {
+    let _ended: anyhow::Result<()> = async {
+        loop {
+            match session.next_message_within(Duration::from_secs(60)).await? {
+                Incoming::Offer(offer) => session.accept(&offer.offer_id).await?,
+                Incoming::AssignmentConfirmed(pb::AssignmentConfirmed { offer: Some(offer) }) => {
+                    let record = Confirmed {
+                        agent_id: session.agent_id().to_string(),
+                        offer_id: offer.offer_id,
+                        incident_id: offer.incident_id.clone(),
+                    };
+                    confirmations.send(record).await?;
+                    session.complete(&offer.incident_id, "handled").await?;
+                }
+                _ => {}
+            }
+        }
+    }
+    .await;
+}
+
+/// Creates incidents until done or the dispatcher stops answering; returns
+/// the ids it acknowledged.
+async fn create_incidents(
+    mut command: CommandServiceClient<Channel>,
+    requests: Vec<pb::CreateIncidentRequest>,
+    acknowledged_count: Arc<AtomicUsize>,
+) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    for request in requests {
+        match command.create_incident(request).await {
+            Ok(response) => {
+                acknowledged.push(response.into_inner().id);
+                acknowledged_count.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => break,
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_burst()
+-> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let seed = (now_ms() as u64) | 1;
+    let mut dice = Dice(seed);
+    let kill_after = 80 + (dice.next() % 120) as usize;
+    println!("seed {seed}: killing the owner after {kill_after} acknowledged creates");
+
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let mut owner = SharedDispatcher::start(&options(dir.path(), &redis, "owner.log")?).await?;
+    owner.wait_owner(PROMPTLY).await?;
+    let mut standby = SharedDispatcher::start(&options(dir.path(), &redis, "standby.log")?).await?;
+    standby.wait_standby(PROMPTLY).await?;
+
+    let channel = owner.channel().await?;
+    let mut command = CommandServiceClient::new(channel.clone());
+    let community = area_box(&mut command, "d1-s1-c1").await?;
+    let people: Vec<String> = command
+        .list_agents(pb::ListAgentsRequest {
+            area_id: "d1-s1-c1".into(),
+            status: pb::AgentStatus::Available as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .agents
+        .iter()
+        .filter_map(|agent| agent.spec.as_ref())
+        .map(|spec| spec.id.clone())
+        .take(PEOPLE)
+        .collect();
+    anyhow::ensure!(people.len() >= 15, "too few people on duty in d1-s1-c1");
+
+    let (confirmations, mut confirmed_stream) = mpsc::channel(4 * INCIDENTS);
+    let mut agent_tasks = Vec::new();
+    for id in &people {
+        let (lon, lat) = dice.point_in(&community);
+        let mut agents = AgentServiceClient::new(channel.clone());
+        let session = connect_located(&mut command, &mut agents, id, lon, lat).await?;
+        agent_tasks.push(tokio::spawn(auto_accept(session, confirmations.clone())));
+    }
+    drop(confirmations);
+
+    let mut batches: Vec<Vec<pb::CreateIncidentRequest>> = vec![Vec::new(); CREATORS];
+    for index in 0..INCIDENTS {
+        let at = dice.point_in(&community);
+        batches[index % CREATORS].push(incident(format!("burst-{index:03}"), at, index));
+    }
+    let acknowledged_count = Arc::new(AtomicUsize::new(0));
+    let creators: Vec<_> = batches
+        .into_iter()
+        .map(|batch| {
+            tokio::spawn(create_incidents(
+                CommandServiceClient::new(channel.clone()),
+                batch,
+                acknowledged_count.clone(),
+            ))
+        })
+        .collect();
+    let counting = acknowledged_count.clone();
+    wait_until(PROMPTLY, "enough creates are acknowledged", async || {
+        Ok(counting.load(Ordering::Relaxed) >= kill_after)
+    })
+    .await?;
+
+    let killed_at = Instant::now();
+    owner.kill().await?;
+    let takeover = time_takeover(&mut standby, killed_at).await?;
+    println!(
+        "takeover after kill -9: {} ms (lease ttl {} ms, renew every {} ms; limit {} ms)",
+        takeover.as_millis(),
+        lease().ttl.as_millis(),
+        lease().renew_every.as_millis(),
+        takeover_limit().as_millis()
+    );
+    assert!(
+        takeover <= takeover_limit(),
+        "the standby took {takeover:?} to own the shard; limit {:?}; its log:\n{}",
+        takeover_limit(),
+        standby.log()
+    );
+
+    let mut acknowledged = Vec::new();
+    for creator in creators {
+        acknowledged.extend(creator.await?);
+    }
+    for task in agent_tasks {
+        task.await?;
+    }
+    let mut confirmed = Vec::new();
+    while let Some(record) = confirmed_stream.recv().await {
+        confirmed.push(record);
+    }
+    println!(
+        "acknowledged {} creates and {} assignments before the kill",
+        acknowledged.len(),
+        confirmed.len()
+    );
+
+    let mut command = standby.command().await?;
+    for id in &acknowledged {
+        let found = command
+            .get_incident(pb::GetIncidentRequest { id: id.clone() })
+            .await;
+        anyhow::ensure!(
+            found.is_ok(),
+            "acknowledged incident {id} is missing on the new owner: {found:?}"
+        );
+    }
+    for record in &confirmed {
+        let incident = command
+            .get_incident(pb::GetIncidentRequest {
+                id: record.incident_id.clone(),
+            })
+            .await?
+            .into_inner();
+        anyhow::ensure!(
+            incident.assignments.iter().any(|assignment| {
+                assignment.agent_id == record.agent_id && assignment.offer_id == record.offer_id
+            }),
+            "confirmed assignment {record:?} is missing on the new owner"
+        );
+    }
+
+    // Nobody holds two open assignments, and people's records agree.
+    let incidents = command
+        .list_incidents(pb::ListIncidentsRequest {
+            open_only: false,
+            limit: 0,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .incidents;
+    let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for incident in &incidents {
+        let open = ![
+            pb::IncidentStatus::Cancelled as i32,
+            pb::IncidentStatus::Closed as i32,
+        ]
+        .contains(&incident.status);
+        for assignment in incident
+            .assignments
+            .iter()
+            .filter(|assignment| open && assignment.completed_at_ms == 0)
+        {
+            held.entry(assignment.agent_id.clone())
+                .or_default()
+                .push(incident.id.clone());
+        }
+    }
+    for (agent, holding) in &held {
+        anyhow::ensure!(
+            holding.len() == 1,
+            "{agent} is the current assignee of several open incidents: {holding:?}"
+        );
+    }
+    for id in &people {
+        let agent = command
+            .get_agent(pb::GetAgentRequest { id: id.clone() })
+            .await?
+            .into_inner();
+        let expected = held
+            .get(id)
+            .and_then(|holding| holding.first())
+            .cloned()
+            .unwrap_or_default();
+        anyhow::ensure!(
+            agent.current_incident_id == expected,
+            "{id} holds {:?} but the incidents say {expected:?}",
+            agent.current_incident_id
+        );
+    }
+
+    // The people's live locations reached Redis, for the new owner to warm
+    // its index from.
+    let shard = RedisShard::new(&redis.url(), ShardId::default())?;
+    let stored = tokio::task::spawn_blocking(move || read_locations(&shard)).await??;
+    for id in &people {
+        anyhow::ensure!(
+            stored.iter().any(|location| location.agent.as_str() == id),
+            "{id}'s location is not in redis"
+        );
+    }
+
+    // The new owner carries on writing after the old one's last event.
+    let before = stream_events(&redis).await?.len();
+    command
+        .create_incident(incident(
+            "after-takeover".into(),
+            dice.point_in(&community),
+            0,
+        ))
+        .await?;
+    let after = stream_events(&redis).await?;
+    anyhow::ensure!(after.len() > before, "the new owner wrote nothing");
+    let reported: BTreeSet<&str> = after
+        .iter()
+        .filter(|event| event.kind == "incident_reported")
+        .filter_map(|event| event.incident_id.as_deref())
+        .collect();
+    let listed: BTreeSet<&str> = incidents
+        .iter()
+        .map(|incident| incident.id.as_str())
+        .collect();
+    anyhow::ensure!(
+        listed.is_subset(&reported),
+        "incidents the new owner lists are not all in the stream"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_paused_past_its_lease_is_fenced_and_steps_down() -> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let mut old_owner = SharedDispatcher::start(&options(dir.path(), &redis, "old.log")?).await?;
+    old_owner.wait_owner(PROMPTLY).await?;
+    let mut successor = SharedDispatcher::start(&options(dir.path(), &redis, "new.log")?).await?;
+    successor.wait_standby(PROMPTLY).await?;
+
+    let channel = old_owner.channel().await?;
+    let mut command = CommandServiceClient::new(channel.clone());
+    let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
+    for index in 0..5 {
+        command
+            .create_incident(incident(format!("before-{index}"), grid.centre(), index))
+            .await?;
+    }
+
+    // Frozen (a long GC pause, a stopped VM) with requests on their way.
+    let paused_at = Instant::now();
+    old_owner.pause().await?;
+    let attempts: Vec<_> = (0..5)
+        .map(|index| {
+            let mut command = CommandServiceClient::new(channel.clone());
+            let request = incident(format!("paused-{index}"), grid.centre(), index);
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_secs(60), command.create_incident(request))
+                    .await
+            })
+        })
+        .collect();
+
+    let takeover = time_takeover(&mut successor, paused_at).await?;
+    println!(
+        "takeover from a paused owner: {} ms (limit {} ms)",
+        takeover.as_millis(),
+        takeover_limit().as_millis()
+    );
+    assert!(
+        takeover <= takeover_limit(),
+        "took {takeover:?}; log:\n{}",
+        successor.log()
+    );
+    let mut at_successor = successor.command().await?;
+    at_successor
+        .create_incident(incident("after-takeover".into(), grid.centre(), 0))
+        .await?;
+
+    // Woken up, the old owner finds itself fenced and steps down.
+    old_owner.resume().await?;
+    let exit = old_owner.wait_exit(PROMPTLY).await?;
+    let log = old_owner.log();
+    assert!(
+        !exit.success(),
+        "the old owner exited with {exit}; log:\n{log}"
+    );
+    println!("the old owner's last words: {}", last_line(&log));
+    assert!(
+        log.contains(
+            "another dispatcher took over shard city with token 2; this one (token 1) must stop"
+        ),
+        "the old owner's log does not say it was fenced:\n{log}"
+    );
+    for attempt in attempts {
+        let answer = attempt.await?;
+        assert!(
+            !matches!(answer, Ok(Ok(_))),
+            "a create sent to the paused owner was acknowledged: {answer:?}\n\
+             old owner's log:\n{log}\nsuccessor's log:\n{}",
+            successor.log()
+        );
+    }
+
+    // Nothing the old owner tried after the takeover is in the stream.
+    let events = stream_events(&redis).await?;
+    let paused: Vec<_> = events
+        .iter()
+        .filter(|event| {
+            event
+                .incident_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("paused-"))
+        })
+        .collect();
+    assert!(paused.is_empty(), "written after the takeover: {paused:?}");
+    for id in ["before-0", "before-4", "after-takeover"] {
+        assert!(
+            events.iter().any(|event| event.kind == "incident_reported"
+                && event.incident_id.as_deref() == Some(id)),
+            "{id} is not in the stream"
+        );
+    }
+    let listed = at_successor
+        .list_incidents(pb::ListIncidentsRequest {
+            limit: 0,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .incidents;
+    assert!(
+        listed
+            .iter()
+            .all(|incident| !incident.id.starts_with("paused-")),
+        "the new owner lists an incident sent to the paused one"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deposed_owner_cannot_write_and_steps_down_at_its_first_write() -> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    // A long lease renewed rarely: the owner will not notice by renewing
+    // that it lost the shard, only by writing.
+    let options = SharedStoreOptions {
+        lease_ms: Some((60_000, 20_000)),
+        ..options(dir.path(), &redis, "deposed.log")?
+    };
+    let mut owner = SharedDispatcher::start(&options).await?;
+    owner.wait_owner(PROMPTLY).await?;
+    let mut command = owner.command().await?;
+    let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
+    command
+        .create_incident(incident("while-owning".into(), grid.centre(), 0))
+        .await?;
+
+    // Behind its back, its lease goes (as if it had run out while the owner
+    // was paused) and another process takes the shard.
+    tokio::task::block_in_place(|| redis.execute(&["DEL", "pingji:{city}:lease"]))?;
+    let shard = RedisShard::new(&redis.url(), ShardId::default())?;
+    let thief = ShardLease::new(shard, "another", "127.0.0.1:9", LeaseConfig::default());
+    let taken = tokio::task::spawn_blocking(move || thief.try_acquire()).await??;
+    assert_eq!(taken, Acquisition::Acquired { token: 2 });
+
+    let refused = command
+        .create_incident(incident("after-deposed".into(), grid.centre(), 1))
+        .await
+        .expect_err("a deposed owner cannot acknowledge a write");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let exit = owner.wait_exit(PROMPTLY).await?;
+    let log = owner.log();
+    assert!(!exit.success(), "exited with {exit}; log:\n{log}");
+    println!("the deposed owner's last words: {}", last_line(&log));
+    assert!(
+        log.contains(
+            "the dispatcher owner stopped; stepping down: another dispatcher took over shard city \
+             with token 2; this one (token 1) must stop"
+        ),
+        "the log does not say the append was fenced:\n{log}"
+    );
+    let events = stream_events(&redis).await?;
+    assert!(
+        events
+            .iter()
+            .any(|event| event.incident_id.as_deref() == Some("while-owning"))
+    );
+    assert!(
+        events
+            .iter()
+            .all(|event| event.incident_id.as_deref() != Some("after-deposed")),
+        "a fenced write is in the stream"
+    );
+    Ok(())
+}
+
+/// The outcome of one create under load.
+#[derive(Debug)]
+enum Outcome {
+    Acknowledged(String),
+    Refused(tonic::Code, String),
+}
+
+/// Creates incidents one after the other, each with a deadline, until told
+/// to stop, whatever the answers; reports every outcome.
+async fn steady_load(
+    address: std::net::SocketAddr,
+    area: AreaBox,
+    outcomes: mpsc::Sender<Outcome>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10));
+    let mut command = CommandServiceClient::new(endpoint.connect_lazy());
+    for index in 0.. {
+        if *stop.borrow() {
+            break;
+        }
+        let request = incident(format!("load-{index:04}"), area.centre(), index);
+        let outcome = match command.create_incident(request).await {
+            Ok(response) => Outcome::Acknowledged(response.into_inner().id),
+            Err(status) => Outcome::Refused(status.code(), status.message().to_owned()),
+        };
+        let refused = matches!(outcome, Outcome::Refused(..));
+        outcomes.send(outcome).await?;
+        let pause = if refused { 100 } else { 20 };
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_comes_back()
+-> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir(&redis_dir)?;
+    let mut redis = tokio::task::block_in_place(|| {
+        RedisServer::start_with(&redis_dir, Persistence::AppendFsyncAlways)
+    })?;
+    let mut dispatcher =
+        SharedDispatcher::start(&options(dir.path(), &redis, "dispatcher.log")?).await?;
+    dispatcher.wait_owner(PROMPTLY).await?;
+    let mut command = dispatcher.command().await?;
+    let grid = area_box(&mut command, "d2-s1-c1-g1").await?;
+
+    let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
+    let (stop_load, load_stop) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(steady_load(
+        dispatcher.address(),
+        grid,
+        outcome_sender,
+        load_stop,
+    ));
+    let mut before = Vec::new();
+    while before.len() < 20 {
+        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
+            Some(Outcome::Acknowledged(id)) => before.push(id),
+            Some(other) => anyhow::bail!("a create failed before redis went away: {other:?}"),
+            None => anyhow::bail!("the load stopped early: {:?}", load.await),
+        }
+    }
+
+    // Redis dies. The dispatcher's next write fails, it refuses it with
+    // `unavailable`, and stops (fail-stop): its state in memory may be
+    // ahead of Redis. A supervisor (here, the test) starts it again.
+    tokio::task::block_in_place(|| redis.kill());
+    let exit = dispatcher.wait_exit(PROMPTLY).await?;
+    let log = dispatcher.log();
+    assert!(!exit.success(), "exited with {exit}; log:\n{log}");
+    println!("the owner's last words: {}", last_line(&log));
+    assert!(
+        log.contains(&format!("redis at {} is unreachable", redis.url())),
+        "the log does not say redis is unreachable:\n{log}"
+    );
+    dispatcher.restart().await?;
+
+    // While Redis is down the restarted process cannot take the shard: it
+    // answers `unavailable`, saying why.
+    let mut probe = dispatcher.command().await?;
+    let mut down_answer = None;
+    wait_until(
+        PROMPTLY,
+        "the restarted dispatcher says redis is unreachable",
+        async || {
+            let answer = probe
+                .get_incident(pb::GetIncidentRequest {
+                    id: before[0].clone(),
+                })
+                .await;
+            if let Err(status) = &answer
+                && status.code() == tonic::Code::Unavailable
+                && status.message().contains("unreachable")
+            {
+                down_answer = Some(status.message().to_owned());
+                return Ok(true);
+            }
+            Ok(false)
+        },
+    )
+    .await?;
+    println!("while redis is down: {}", down_answer.unwrap_or_default());
+
+    // Redis comes back from its append-only file; the dispatcher takes the
+    // shard (once the old lease, restored with Redis, runs out), recovers,
+    // and creates succeed again.
+    let restarted_at = Instant::now();
+    tokio::task::block_in_place(|| redis.restart())?;
+    dispatcher.wait_owner(PROMPTLY).await?;
+    println!(
+        "serving again {} ms after redis restarted",
+        restarted_at.elapsed().as_millis()
+    );
+    let mut gap = Vec::new();
+    let mut after = Vec::new();
+    let mut acknowledged: Vec<String> = before.clone();
+    while after.len() < 10 {
+        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
+            Some(Outcome::Acknowledged(id)) if !gap.is_empty() => {
+                acknowledged.push(id.clone());
+                after.push(id);
+            }
+            Some(Outcome::Acknowledged(id)) => acknowledged.push(id),
+            Some(Outcome::Refused(code, message)) => gap.push((code, message)),
+            None => anyhow::bail!("the load stopped early: {:?}", load.await),
+        }
+    }
+    let _ = stop_load.send(true);
+    load.await??;
+    while let Ok(outcome) = outcomes.try_recv() {
+        if let Outcome::Acknowledged(id) = outcome {
+            acknowledged.push(id);
+        }
+    }
+    println!(
+        "{} creates acknowledged before the gap, {} refused during it ({:?}), {} acknowledged after",
+        before.len(),
+        gap.len(),
+        gap.iter()
+            .map(|(code, _)| format!("{code:?}"))
+            .collect::<BTreeSet<_>>(),
+        after.len()
+    );
+    assert!(
+        !gap.is_empty(),
+        "no create was refused while redis was down"
+    );
+    // `unavailable` from the dispatcher, or from the client's transport when
+    // the process was down. A request racing the close of its connection
+    // (the process stepping down, or a standby handing over to the owner it
+    // became) is never sent, and the client reports hyper's "operation was
+    // canceled": not processed, retried like `unavailable`.
+    let clean = |(code, message): &(tonic::Code, String)| {
+        *code == tonic::Code::Unavailable
+            || (*code == tonic::Code::Cancelled && message.contains("operation was canceled"))
+    };
+    assert!(
+        gap.iter().all(clean),
+        "refusals during the gap were not all `unavailable`: {gap:?}"
+    );
+
+    let mut command = dispatcher.command().await?;
+    for id in &acknowledged {
+        let found = command
+            .get_incident(pb::GetIncidentRequest { id: id.clone() })
+            .await;
+        anyhow::ensure!(
+            found.is_ok(),
+            "acknowledged incident {id} is missing after redis restarted: {found:?}"
+        );
+    }
+    Ok(())
+}
