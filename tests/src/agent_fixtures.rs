@@ -39,48 +39,7 @@ pub async fn field_agent_binary() -> anyhow::Result<PathBuf> {
 }
 
 async fn find_or_build_field_agent() -> anyhow::Result<PathBuf> {
-    let test_exe = std::env::current_exe().context("cannot find the test executable")?;
-    let profile_dir = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .with_context(|| format!("unexpected test executable path {}", test_exe.display()))?
-        .to_path_buf();
-    let binary = profile_dir.join(format!("field-agent{}", std::env::consts::EXE_SUFFIX));
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let target_dir = profile_dir
-            .parent()
-            .context("the profile directory has no parent")?;
-        let mut build = Command::new(cargo);
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pingji-field-agent",
-                "--bin",
-                "field-agent",
-                "--target-dir",
-            ])
-            .arg(target_dir);
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            build.arg("--release");
-        }
-        build.current_dir(env!("CARGO_MANIFEST_DIR"));
-        let status = build.status().await.context("cannot run cargo build")?;
-        anyhow::ensure!(
-            status.success(),
-            "cargo build -p pingji-field-agent --bin field-agent failed: {status}"
-        );
-    }
-    anyhow::ensure!(
-        binary.is_file(),
-        "the field-agent binary is missing at {}; run cargo build -p pingji-field-agent",
-        binary.display()
-    );
-    Ok(binary)
+    crate::binaries::workspace_binary("pingji-field-agent", "field-agent").await
 }
 
 /// A `dispatcher` process that keeps its address across restarts.

@@ -3,7 +3,7 @@
 //! commands that keep running (`events --follow`), read line by line.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -29,49 +29,7 @@ pub async fn pingji_binary() -> anyhow::Result<PathBuf> {
 }
 
 async fn find_or_build_binary() -> anyhow::Result<PathBuf> {
-    let test_exe = std::env::current_exe().context("cannot find the test executable")?;
-    // target/<profile>/deps/<test>-<hash>
-    let profile_dir = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .with_context(|| format!("unexpected test executable path {}", test_exe.display()))?
-        .to_path_buf();
-    let binary = profile_dir.join(format!("pingji{}", std::env::consts::EXE_SUFFIX));
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let target_dir = profile_dir
-            .parent()
-            .context("the profile directory has no parent")?;
-        let mut build = Command::new(cargo);
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pingji-console",
-                "--bin",
-                "pingji",
-                "--target-dir",
-            ])
-            .arg(target_dir);
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            build.arg("--release");
-        }
-        build.current_dir(env!("CARGO_MANIFEST_DIR"));
-        let status = build.status().await.context("cannot run cargo build")?;
-        anyhow::ensure!(
-            status.success(),
-            "cargo build -p pingji-console --bin pingji failed: {status}"
-        );
-    }
-    anyhow::ensure!(
-        binary.is_file(),
-        "the pingji binary is missing at {}; run cargo build -p pingji-console",
-        binary.display()
-    );
-    Ok(binary)
+    crate::binaries::workspace_binary("pingji-console", "pingji").await
 }
 
 /// What a finished command left behind.

@@ -20,6 +20,7 @@
 //!   specs, and points inside areas.
 //! - [`agent_fixtures`]: a dispatcher process restartable on the same port,
 //!   for client reconnect tests, and the `field-agent` binary.
+//! - [`binaries`]: the workspace's binaries, built when missing or stale.
 //! - [`cli`]: the `pingji` console binary, run with arguments.
 //! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
 //!   and waiting for one kind of message on a session.
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_fixtures;
+pub mod binaries;
 pub mod cli;
 pub mod events;
 pub mod mobilisation;

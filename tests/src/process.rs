@@ -37,49 +37,7 @@ pub async fn dispatcher_binary() -> anyhow::Result<PathBuf> {
 }
 
 async fn find_or_build_binary() -> anyhow::Result<PathBuf> {
-    let test_exe = std::env::current_exe().context("cannot find the test executable")?;
-    // target/<profile>/deps/<test>-<hash>
-    let profile_dir = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .with_context(|| format!("unexpected test executable path {}", test_exe.display()))?
-        .to_path_buf();
-    let binary = profile_dir.join(format!("dispatcher{}", std::env::consts::EXE_SUFFIX));
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let target_dir = profile_dir
-            .parent()
-            .context("the profile directory has no parent")?;
-        let mut build = Command::new(cargo);
-        build
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "pingji-dispatcher",
-                "--bin",
-                "dispatcher",
-                "--target-dir",
-            ])
-            .arg(target_dir);
-        if profile_dir
-            .file_name()
-            .is_some_and(|name| name == "release")
-        {
-            build.arg("--release");
-        }
-        build.current_dir(env!("CARGO_MANIFEST_DIR"));
-        let status = build.status().await.context("cannot run cargo build")?;
-        anyhow::ensure!(
-            status.success(),
-            "cargo build -p pingji-dispatcher --bin dispatcher failed: {status}"
-        );
-    }
-    anyhow::ensure!(
-        binary.is_file(),
-        "the dispatcher binary is missing at {}; run cargo build -p pingji-dispatcher",
-        binary.display()
-    );
-    Ok(binary)
+    crate::binaries::workspace_binary("pingji-dispatcher", "dispatcher").await
 }
 
 /// What the process is started with.
