@@ -189,6 +189,14 @@ impl DispatcherProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits for the process to exit by itself, at most `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .with_context(|| format!("the dispatcher did not exit within {within:?}; log:\n{}", self.log()))?
+            .context("cannot wait for the dispatcher")
+    }
+
     /// Kills the process with SIGKILL (no drain, no final snapshot) and
     /// reaps it.
     pub async fn kill(mut self) -> anyhow::Result<()> {

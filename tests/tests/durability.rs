@@ -554,3 +554,48 @@ async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() 
     drop((session, events, command));
     second.shutdown().await
 }
+
+/// A journal that refuses a write must not leave the dispatcher serving as if
+/// nothing happened: the command is refused with a retriable `unavailable`,
+/// the process stops with the reason (for its supervisor to restart it), and
+/// after a restart the refused change is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_write_failure_refuses_the_command_and_stops_the_dispatcher() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let options = options(dir.path(), 30)?;
+    let mut process = DispatcherProcess::start(&options).await?;
+    let mut command = process.command().await?;
+    // The disk refuses writes, as a trigger makes SQLite do.
+    let journal = rusqlite::Connection::open(&options.data)?;
+    journal.busy_timeout(Duration::from_secs(5))?;
+    journal.execute_batch(
+        "CREATE TRIGGER refuse_writes BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk refuses writes'); END;",
+    )?;
+    let refused = command
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+            category: "never-written".into(),
+            priority: 1,
+            headcount: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a change the journal refused is not acknowledged");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let status = process.wait_exit(Duration::from_secs(30)).await?;
+    assert!(!status.success(), "the dispatcher exits with an error: {status:?}");
+    assert!(process.log().contains("journal"), "the log says why:\n{}", process.log());
+
+    journal.execute_batch("DROP TRIGGER refuse_writes;")?;
+    drop(journal);
+    let restarted = DispatcherProcess::start(&options).await?;
+    let incidents = restarted
+        .command()
+        .await?
+        .list_incidents(pb::ListIncidentsRequest::default())
+        .await?
+        .into_inner()
+        .incidents;
+    assert!(incidents.iter().all(|incident| incident.category != "never-written"), "{incidents:?}");
+    restarted.kill().await
+}

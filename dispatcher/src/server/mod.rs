@@ -172,7 +172,6 @@ async fn serve(
     let (stop_owner, owner_stop) = watch::channel(false);
     let runtime_config = RuntimeConfig { policy: config.policy.clone(), snapshot_every: config.snapshot_every, clock: Arc::new(runtime::system_now), locations };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
-    let fail_stop = guard.is_some();
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
 
@@ -240,7 +239,9 @@ async fn serve(
             step_down(server, &stop_serving, &health_reporter).await;
             return Err(reason);
         }
-        finished = &mut owner, if fail_stop => {
+        // The owner stops while serving only when the journal failed: the
+        // state in memory may be ahead of it, so stop and let a restart recover.
+        finished = &mut owner => {
             let error = match finished {
                 Ok(Ok(())) => anyhow::anyhow!("the dispatcher owner stopped unexpectedly"),
                 Ok(Err(error)) => error,
