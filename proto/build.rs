@@ -9,9 +9,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out_dir.join("pingji_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&file_descriptors))?;
-    tonic_prost_build::configure()
-        .file_descriptor_set_path(&descriptor_path)
-        .skip_protoc_run()
-        .compile_fds(file_descriptors)?;
+    tonic_prost_build::configure().file_descriptor_set_path(&descriptor_path).skip_protoc_run().compile_fds(file_descriptors)?;
     Ok(())
 }

@@ -442,15 +442,9 @@ pub fn parse_location(text: &str) -> Result<pb::Location, String> {
         return Err(format!("\"{text}\" is not LON,LAT; {example}"));
     };
     let parse = |what: &str, part: &str| -> Result<f64, String> {
-        let value: f64 = part
-            .trim()
-            .parse()
-            .map_err(|_| format!("{what} \"{}\" is not a number; {example}", part.trim()))?;
+        let value: f64 = part.trim().parse().map_err(|_| format!("{what} \"{}\" is not a number; {example}", part.trim()))?;
         if !value.is_finite() {
-            return Err(format!(
-                "{what} \"{}\" is not a finite number; {example}",
-                part.trim()
-            ));
+            return Err(format!("{what} \"{}\" is not a finite number; {example}", part.trim()));
         }
         Ok(value)
     };
@@ -462,9 +456,7 @@ pub fn parse_location(text: &str) -> Result<pb::Location, String> {
         } else {
             ""
         };
-        return Err(format!(
-            "latitude {lat} is outside -90..90{hint}; {example}"
-        ));
+        return Err(format!("latitude {lat} is outside -90..90{hint}; {example}"));
     }
     if !(-180.0..=180.0).contains(&lon) {
         return Err(format!("longitude {lon} is outside -180..180; {example}"));
@@ -480,9 +472,9 @@ pub fn parse_grade(text: &str) -> Result<Grade, String> {
         "ii" | "2" | "orange" => Ok(Grade::Ii),
         "iii" | "3" | "yellow" => Ok(Grade::Iii),
         "iv" | "4" | "blue" => Ok(Grade::Iv),
-        _ => Err(format!(
-            "\"{text}\" is not an emergency grade; use I (red, most severe), II (orange), III (yellow) or IV (blue)"
-        )),
+        _ => {
+            Err(format!("\"{text}\" is not an emergency grade; use I (red, most severe), II (orange), III (yellow) or IV (blue)"))
+        }
     }
 }
 
@@ -490,12 +482,7 @@ pub fn parse_grade(text: &str) -> Result<Grade, String> {
 /// `registered_member`, ...; any case, `-` for `_`).
 pub fn parse_role(text: &str) -> Result<pb::Role, String> {
     let name = text.trim().to_ascii_lowercase().replace('-', "_");
-    role_from_name(&name).ok_or_else(|| {
-        format!(
-            "\"{text}\" is not a role; use one of {}",
-            ROLES.map(role_name).join(", ")
-        )
-    })
+    role_from_name(&name).ok_or_else(|| format!("\"{text}\" is not a role; use one of {}", ROLES.map(role_name).join(", ")))
 }
 
 /// Checks an operator name: it travels as an HTTP/2 header value, which the
@@ -503,20 +490,12 @@ pub fn parse_role(text: &str) -> Result<pb::Role, String> {
 pub fn parse_operator(text: &str) -> Result<String, String> {
     let name = text.trim();
     if name.is_empty() {
-        return Err(
-            "the operator name is empty; give the name you act under, e.g. --operator wang.fang"
-                .to_string(),
-        );
+        return Err("the operator name is empty; give the name you act under, e.g. --operator wang.fang".to_string());
     }
     if name.len() > MAX_OPERATOR_NAME {
-        return Err(format!(
-            "the operator name is longer than {MAX_OPERATOR_NAME} characters; shorten it"
-        ));
+        return Err(format!("the operator name is longer than {MAX_OPERATOR_NAME} characters; shorten it"));
     }
-    if !name
-        .chars()
-        .all(|character| character.is_ascii_graphic() || character == ' ')
-    {
+    if !name.chars().all(|character| character.is_ascii_graphic() || character == ' ') {
         return Err("the operator name must be plain ASCII (letters, digits, '.', '-', '_'), e.g. wang.fang; \
                     it travels as a gRPC header"
             .to_string());
@@ -549,37 +528,13 @@ mod tests {
 
     #[test]
     fn a_bad_location_says_what_is_wrong() {
-        assert!(
-            parse_location("120.15")
-                .unwrap_err()
-                .contains("is not LON,LAT")
-        );
-        assert!(
-            parse_location("abc,30")
-                .unwrap_err()
-                .contains("longitude \"abc\" is not a number")
-        );
-        assert!(
-            parse_location("120,north")
-                .unwrap_err()
-                .contains("latitude \"north\" is not a number")
-        );
-        assert!(
-            parse_location("200,30")
-                .unwrap_err()
-                .contains("longitude 200 is outside -180..180")
-        );
-        assert!(
-            parse_location("120,NaN")
-                .unwrap_err()
-                .contains("not a finite number")
-        );
+        assert!(parse_location("120.15").unwrap_err().contains("is not LON,LAT"));
+        assert!(parse_location("abc,30").unwrap_err().contains("longitude \"abc\" is not a number"));
+        assert!(parse_location("120,north").unwrap_err().contains("latitude \"north\" is not a number"));
+        assert!(parse_location("200,30").unwrap_err().contains("longitude 200 is outside -180..180"));
+        assert!(parse_location("120,NaN").unwrap_err().contains("not a finite number"));
         // Latitude first is a common slip: say so.
-        assert!(
-            parse_location("30.27,120.15")
-                .unwrap_err()
-                .contains("did you give LAT,LON?")
-        );
+        assert!(parse_location("30.27,120.15").unwrap_err().contains("did you give LAT,LON?"));
     }
 
     #[test]
@@ -589,35 +544,17 @@ mod tests {
         assert_eq!(parse_grade("III"), Ok(Grade::Iii));
         assert_eq!(parse_grade("4"), Ok(Grade::Iv));
         assert_eq!(parse_grade("orange"), Ok(Grade::Ii));
-        assert!(
-            parse_grade("V")
-                .unwrap_err()
-                .contains("is not an emergency grade")
-        );
+        assert!(parse_grade("V").unwrap_err().contains("is not an emergency grade"));
         assert_eq!(Grade::I.to_pb(), pb::Mode::EmergencyI);
         assert_eq!(Grade::Iv.to_pb(), pb::Mode::EmergencyIv);
     }
 
     #[test]
     fn an_emergency_needs_a_grade_and_normal_refuses_one() {
-        assert_eq!(
-            requested_mode(ModeChoice::Emergency, Some(Grade::Ii)),
-            Ok(pb::Mode::EmergencyIi)
-        );
-        assert_eq!(
-            requested_mode(ModeChoice::Normal, None),
-            Ok(pb::Mode::Normal)
-        );
-        assert!(
-            requested_mode(ModeChoice::Emergency, None)
-                .unwrap_err()
-                .contains("needs a grade")
-        );
-        assert!(
-            requested_mode(ModeChoice::Normal, Some(Grade::I))
-                .unwrap_err()
-                .contains("normal mode has no grade")
-        );
+        assert_eq!(requested_mode(ModeChoice::Emergency, Some(Grade::Ii)), Ok(pb::Mode::EmergencyIi));
+        assert_eq!(requested_mode(ModeChoice::Normal, None), Ok(pb::Mode::Normal));
+        assert!(requested_mode(ModeChoice::Emergency, None).unwrap_err().contains("needs a grade"));
+        assert!(requested_mode(ModeChoice::Normal, Some(Grade::I)).unwrap_err().contains("normal mode has no grade"));
     }
 
     #[test]
@@ -666,81 +603,20 @@ mod tests {
 
     #[test]
     fn usage_errors_come_from_clap() {
-        let bad_location = parse(&[
-            "incident",
-            "create",
-            "--at",
-            "x",
-            "--category",
-            "c",
-            "--priority",
-            "1",
-            "--need",
-            "1",
-        ]);
-        assert_eq!(
-            bad_location.unwrap_err().kind(),
-            clap::error::ErrorKind::ValueValidation
-        );
-        let bad_priority = parse(&[
-            "incident",
-            "create",
-            "--at",
-            "1,2",
-            "--category",
-            "c",
-            "--priority",
-            "5",
-            "--need",
-            "1",
-        ]);
-        assert_eq!(
-            bad_priority.unwrap_err().kind(),
-            clap::error::ErrorKind::ValueValidation
-        );
-        let no_need = parse(&[
-            "incident",
-            "create",
-            "--at",
-            "1,2",
-            "--category",
-            "c",
-            "--priority",
-            "1",
-        ]);
-        assert_eq!(
-            no_need.unwrap_err().kind(),
-            clap::error::ErrorKind::MissingRequiredArgument
-        );
-        let bad_grade = parse(&[
-            "mode",
-            "set",
-            "d1",
-            "emergency",
-            "--grade",
-            "V",
-            "--reason",
-            "r",
-        ]);
-        assert_eq!(
-            bad_grade.unwrap_err().kind(),
-            clap::error::ErrorKind::ValueValidation
-        );
+        let bad_location = parse(&["incident", "create", "--at", "x", "--category", "c", "--priority", "1", "--need", "1"]);
+        assert_eq!(bad_location.unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
+        let bad_priority = parse(&["incident", "create", "--at", "1,2", "--category", "c", "--priority", "5", "--need", "1"]);
+        assert_eq!(bad_priority.unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
+        let no_need = parse(&["incident", "create", "--at", "1,2", "--category", "c", "--priority", "1"]);
+        assert_eq!(no_need.unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let bad_grade = parse(&["mode", "set", "d1", "emergency", "--grade", "V", "--reason", "r"]);
+        assert_eq!(bad_grade.unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]
     fn global_flags_go_before_or_after_the_command() {
-        let after = parse(&[
-            "incident",
-            "list",
-            "--open",
-            "--json",
-            "--server",
-            "http://h:1",
-            "--operator",
-            "li",
-        ])
-        .expect("valid");
+        let after =
+            parse(&["incident", "list", "--open", "--json", "--server", "http://h:1", "--operator", "li"]).expect("valid");
         assert!(after.global.json);
         assert_eq!(after.global.server, "http://h:1");
         assert_eq!(after.global.operator.as_deref(), Some("li"));
@@ -753,26 +629,12 @@ mod tests {
         assert_eq!(parse_operator(" wang.fang ").as_deref(), Ok("wang.fang"));
         assert!(parse_operator("王芳").unwrap_err().contains("plain ASCII"));
         assert!(parse_operator("").is_err());
-        assert!(
-            parse_operator(&"x".repeat(65))
-                .unwrap_err()
-                .contains("longer than 64")
-        );
+        assert!(parse_operator(&"x".repeat(65)).unwrap_err().contains("longer than 64"));
     }
 
     #[test]
     fn mode_set_parses_area_mode_grade_and_reason() {
-        let cli = parse(&[
-            "mode",
-            "set",
-            "d1",
-            "emergency",
-            "--grade",
-            "II",
-            "--reason",
-            "台风",
-        ])
-        .expect("valid");
+        let cli = parse(&["mode", "set", "d1", "emergency", "--grade", "II", "--reason", "台风"]).expect("valid");
         let Command::Mode(ModeCommand::Set(args)) = cli.command else {
             panic!("expected mode set");
         };
@@ -789,28 +651,14 @@ mod tests {
             panic!("expected plan import");
         };
         assert_eq!(files, [PathBuf::from("a.toml"), PathBuf::from("b.toml")]);
-        assert_eq!(
-            parse(&["plan", "import"]).unwrap_err().kind(),
-            clap::error::ErrorKind::MissingRequiredArgument
-        );
-        let cli =
-            parse(&["plan", "activate", "flood-ii", "d1-s1", "--reason", "暴雨"]).expect("valid");
-        let Command::Plan(PlanCommand::Activate {
-            plan_id,
-            area,
-            reason,
-        }) = cli.command
-        else {
+        assert_eq!(parse(&["plan", "import"]).unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["plan", "activate", "flood-ii", "d1-s1", "--reason", "暴雨"]).expect("valid");
+        let Command::Plan(PlanCommand::Activate { plan_id, area, reason }) = cli.command else {
             panic!("expected plan activate");
         };
+        assert_eq!((plan_id.as_str(), area.as_str(), reason.as_str()), ("flood-ii", "d1-s1", "暴雨"));
         assert_eq!(
-            (plan_id.as_str(), area.as_str(), reason.as_str()),
-            ("flood-ii", "d1-s1", "暴雨")
-        );
-        assert_eq!(
-            parse(&["plan", "deactivate", "flood-ii@d1-s1-1"])
-                .unwrap_err()
-                .kind(),
+            parse(&["plan", "deactivate", "flood-ii@d1-s1-1"]).unwrap_err().kind(),
             clap::error::ErrorKind::MissingRequiredArgument
         );
     }
@@ -831,67 +679,28 @@ mod tests {
             "600",
         ])
         .expect("valid");
-        let Command::Callup(CallupCommand::Issue {
-            area,
-            roles,
-            deadline_s,
-            ..
-        }) = cli.command
-        else {
+        let Command::Callup(CallupCommand::Issue { area, roles, deadline_s, .. }) = cli.command else {
             panic!("expected callup issue");
         };
         assert_eq!(area, "d1");
         assert_eq!(roles, [pb::Role::SunkCadre, pb::Role::RegisteredMember]);
         assert_eq!(deadline_s, Some(600));
         assert!(parse_role("boss").unwrap_err().contains("sunk_cadre"));
-        let bad = parse(&[
-            "callup",
-            "issue",
-            "d1",
-            "--reason",
-            "r",
-            "--deadline-s",
-            "0",
-        ]);
-        assert_eq!(
-            bad.unwrap_err().kind(),
-            clap::error::ErrorKind::ValueValidation
-        );
+        let bad = parse(&["callup", "issue", "d1", "--reason", "r", "--deadline-s", "0"]);
+        assert_eq!(bad.unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
         let cli = parse(&["callup", "status", "--open"]).expect("valid");
-        assert!(matches!(
-            cli.command,
-            Command::Callup(CallupCommand::Status {
-                area: None,
-                open: true
-            })
-        ));
+        assert!(matches!(cli.command, Command::Callup(CallupCommand::Status { area: None, open: true })));
     }
 
     #[test]
     fn report_triage_takes_the_id_then_the_decision() {
-        let cli = parse(&[
-            "report",
-            "triage",
-            "inc-000004",
-            "accept",
-            "--priority",
-            "1",
-            "--need",
-            "2",
-            "--skill",
-            "rescue",
-        ])
-        .expect("valid");
+        let cli = parse(&["report", "triage", "inc-000004", "accept", "--priority", "1", "--need", "2", "--skill", "rescue"])
+            .expect("valid");
         let Command::Report(ReportCommand::Triage(args)) = cli.command else {
             panic!("expected report triage");
         };
         assert_eq!(args.id, "inc-000004");
-        let TriageAction::Accept {
-            priority,
-            need,
-            skills,
-        } = args.action
-        else {
+        let TriageAction::Accept { priority, need, skills } = args.action else {
             panic!("expected accept");
         };
         assert_eq!((priority, need), (Some(1), Some(2)));
@@ -899,21 +708,14 @@ mod tests {
         let merge = parse(&["report", "triage", "inc-4", "merge", "inc-1"]).expect("valid");
         assert!(matches!(
             merge.command,
-            Command::Report(ReportCommand::Triage(TriageArgs {
-                action: TriageAction::Merge { .. },
-                ..
-            }))
+            Command::Report(ReportCommand::Triage(TriageArgs { action: TriageAction::Merge { .. }, .. }))
         ));
         assert_eq!(
-            parse(&["report", "triage", "inc-4", "reject"])
-                .unwrap_err()
-                .kind(),
+            parse(&["report", "triage", "inc-4", "reject"]).unwrap_err().kind(),
             clap::error::ErrorKind::MissingRequiredArgument
         );
         assert_eq!(
-            parse(&["report", "triage", "inc-4", "accept", "--priority", "9"])
-                .unwrap_err()
-                .kind(),
+            parse(&["report", "triage", "inc-4", "accept", "--priority", "9"]).unwrap_err().kind(),
             clap::error::ErrorKind::ValueValidation
         );
     }
@@ -921,10 +723,7 @@ mod tests {
     #[test]
     fn coverage_takes_an_optional_area() {
         let everywhere = parse(&["coverage"]).expect("valid");
-        assert!(matches!(
-            everywhere.command,
-            Command::Coverage(CoverageArgs { area: None })
-        ));
+        assert!(matches!(everywhere.command, Command::Coverage(CoverageArgs { area: None })));
         let one = parse(&["coverage", "d1-s1", "--json"]).expect("valid");
         assert!(one.global.json);
         assert!(matches!(

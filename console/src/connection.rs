@@ -29,14 +29,9 @@ pub struct OperatorHeader {
 }
 
 impl Interceptor for OperatorHeader {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.value {
-            request
-                .metadata_mut()
-                .insert(OPERATOR_HEADER, value.clone());
+            request.metadata_mut().insert(OPERATOR_HEADER, value.clone());
         }
         Ok(request)
     }
@@ -52,21 +47,13 @@ pub async fn connect(server: &str, operator: Option<&str>) -> Result<Client, Con
     if !server.starts_with("http://") && !server.starts_with("https://") {
         return Err(ConsoleError::BadServerAddress(server.to_string()));
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|_| ConsoleError::Unreachable(server.to_string()))?;
+    let channel = endpoint.connect().await.map_err(|_| ConsoleError::Unreachable(server.to_string()))?;
     // The name was checked to be visible ASCII when the command line was read.
     let value = match operator {
-        Some(name) => Some(
-            MetadataValue::try_from(name)
-                .map_err(|_| ConsoleError::BadOperator(name.to_string()))?,
-        ),
+        Some(name) => Some(MetadataValue::try_from(name).map_err(|_| ConsoleError::BadOperator(name.to_string()))?),
         None => None,
     };
-    Ok(
-        CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    )
+    Ok(CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }

@@ -28,24 +28,15 @@ pub enum ConsoleError {
     #[error("the dispatcher closed the event stream")]
     StreamEnded,
     #[error("cannot read {}: {source}", .path.display())]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
     /// A file the user named is wrong, or the dispatcher refused what it holds.
     #[error("{}: {message}", .path.display())]
     InFile { path: PathBuf, message: String },
     #[error("{} has problems on {} {}; nothing imported. Fix them and import again, or use --skip-bad to import the good rows:{}",
         .path.display(), bad_line_count(.problems), lines_noun(bad_line_count(.problems)), problem_lines(.problems))]
-    BadRoster {
-        path: PathBuf,
-        problems: Vec<RosterCsvError>,
-    },
+    BadRoster { path: PathBuf, problems: Vec<RosterCsvError> },
     #[error("{} has no people to import{}", .path.display(), problem_lines(.problems))]
-    EmptyRoster {
-        path: PathBuf,
-        problems: Vec<RosterCsvError>,
-    },
+    EmptyRoster { path: PathBuf, problems: Vec<RosterCsvError> },
     #[error(
         "{what} is too large for one request to the dispatcher ({detail}); split it into smaller files and import them one by one"
     )]
@@ -82,13 +73,8 @@ impl From<tonic::Status> for ConsoleError {
 pub fn import_error(status: tonic::Status, file: &std::path::Path) -> ConsoleError {
     let message = status.message();
     if status.code() == Code::OutOfRange && message.contains("message length too large") {
-        let detail = message
-            .split_once("too large: ")
-            .map_or(message, |(_, detail)| detail);
-        return ConsoleError::TooLarge {
-            what: file.display().to_string(),
-            detail: detail.to_string(),
-        };
+        let detail = message.split_once("too large: ").map_or(message, |(_, detail)| detail);
+        return ConsoleError::TooLarge { what: file.display().to_string(), detail: detail.to_string() };
     }
     ConsoleError::Server(status)
 }
@@ -122,10 +108,7 @@ fn lines_noun(count: usize) -> &'static str {
 
 /// Each problem on its own indented line.
 pub fn problem_lines(problems: &[RosterCsvError]) -> String {
-    problems
-        .iter()
-        .map(|problem| format!("\n  line {}: {}", problem.line, problem.message))
-        .collect()
+    problems.iter().map(|problem| format!("\n  line {}: {}", problem.line, problem.message)).collect()
 }
 
 /// How many distinct lines of the file have a problem (one row may have
@@ -142,13 +125,8 @@ mod tests {
 
     #[test]
     fn a_server_error_is_one_line_with_the_code_in_words() {
-        let error = ConsoleError::from(tonic::Status::not_found(
-            "incident inc-9 does not exist; list incidents to find its id",
-        ));
-        assert_eq!(
-            error.to_string(),
-            "not found: incident inc-9 does not exist; list incidents to find its id"
-        );
+        let error = ConsoleError::from(tonic::Status::not_found("incident inc-9 does not exist; list incidents to find its id"));
+        assert_eq!(error.to_string(), "not found: incident inc-9 does not exist; list incidents to find its id");
         assert_eq!(error.exit_code(), EXIT_FAILURE);
     }
 
@@ -163,42 +141,24 @@ mod tests {
             "big.csv is too large for one request to the dispatcher (found 6228890 bytes, the limit is: 4194304 bytes); \
              split it into smaller files and import them one by one"
         );
-        let other = import_error(
-            tonic::Status::not_found("area x"),
-            std::path::Path::new("r.csv"),
-        );
+        let other = import_error(tonic::Status::not_found("area x"), std::path::Path::new("r.csv"));
         assert_eq!(other.to_string(), "not found: area x");
     }
 
     #[test]
     fn an_unreachable_server_says_so() {
         let error = ConsoleError::Unreachable("http://127.0.0.1:1".into());
-        assert_eq!(
-            error.to_string(),
-            "cannot reach the dispatcher at http://127.0.0.1:1 (is it running?)"
-        );
+        assert_eq!(error.to_string(), "cannot reach the dispatcher at http://127.0.0.1:1 (is it running?)");
     }
 
     #[test]
     fn a_bad_roster_lists_every_problem_with_its_line() {
         let problems = vec![
-            RosterCsvError {
-                line: 3,
-                message: "unknown role \"boss\"".into(),
-            },
-            RosterCsvError {
-                line: 5,
-                message: "name is empty".into(),
-            },
-            RosterCsvError {
-                line: 5,
-                message: "id is empty".into(),
-            },
+            RosterCsvError { line: 3, message: "unknown role \"boss\"".into() },
+            RosterCsvError { line: 5, message: "name is empty".into() },
+            RosterCsvError { line: 5, message: "id is empty".into() },
         ];
-        let error = ConsoleError::BadRoster {
-            path: "r.csv".into(),
-            problems,
-        };
+        let error = ConsoleError::BadRoster { path: "r.csv".into(), problems };
         assert_eq!(
             error.to_string(),
             "r.csv has problems on 2 lines; nothing imported. Fix them and import again, or use --skip-bad to import the good rows:\n  \

@@ -32,30 +32,18 @@ pub fn summary_with(event: &pb::Event, kind: Option<&EventKind>) -> String {
 
 /// A whole line: `#12  2025-05-01 08:00:00Z  operator:li  incident_reported  ...`.
 pub fn line(event: &pb::Event) -> String {
-    format!(
-        "#{:<6} {}  {:<18} {:<22} {}",
-        event.seq,
-        labels::utc_time(event.at_ms),
-        event.actor,
-        event.kind,
-        summary(event)
-    )
-    .trim_end()
-    .to_string()
+    format!("#{:<6} {}  {:<18} {:<22} {}", event.seq, labels::utc_time(event.at_ms), event.actor, event.kind, summary(event))
+        .trim_end()
+        .to_string()
 }
 
 fn fallback(event: &pb::Event) -> String {
-    [
-        ("incident", &event.incident_id),
-        ("agent", &event.agent_id),
-        ("area", &event.area_id),
-        ("offer", &event.offer_id),
-    ]
-    .iter()
-    .filter(|(_, id)| !id.is_empty())
-    .map(|(what, id)| format!("{what} {id}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    [("incident", &event.incident_id), ("agent", &event.agent_id), ("area", &event.area_id), ("offer", &event.offer_id)]
+        .iter()
+        .filter(|(_, id)| !id.is_empty())
+        .map(|(what, id)| format!("{what} {id}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A mode of the dispatcher's record as the API names it.
@@ -85,11 +73,7 @@ fn withdraw_words(reason: WithdrawReason) -> &'static str {
 fn summary_of(kind: &EventKind) -> String {
     match kind {
         EventKind::AreasImported { import } => {
-            format!(
-                "{} areas, {} service centres",
-                import.areas.len(),
-                import.service_centres.len()
-            )
+            format!("{} areas, {} service centres", import.areas.len(), import.service_centres.len())
         }
         EventKind::AgentsUpserted { agents } => match agents.as_slice() {
             [one] => format!("person {} ({})", one.id, one.name),
@@ -98,19 +82,11 @@ fn summary_of(kind: &EventKind) -> String {
         EventKind::AgentStatusChanged { agent, status } => {
             format!("{agent} is now {}", status.name())
         }
-        EventKind::IncidentReported {
-            incident,
-            spec,
-            scope,
-            ..
-        } => {
+        EventKind::IncidentReported { incident, spec, scope, .. } => {
             let skills = if spec.skills.is_empty() {
                 String::new()
             } else {
-                format!(
-                    " needs {}",
-                    spec.skills.iter().cloned().collect::<Vec<_>>().join("+")
-                )
+                format!(" needs {}", spec.skills.iter().cloned().collect::<Vec<_>>().join("+"))
             };
             format!(
                 "{incident} {} P{} x{}{skills} at {:.5},{:.5} (offered from {})",
@@ -128,47 +104,21 @@ fn summary_of(kind: &EventKind) -> String {
             offer.agent,
             offer.distance_m,
             offer.eta_s,
-            if offer.flat {
-                "flat"
-            } else {
-                offer.level.name()
-            }
+            if offer.flat { "flat" } else { offer.level.name() }
         ),
-        EventKind::Assigned {
-            incident, agent, ..
-        } => format!("{agent} accepted {incident}"),
-        EventKind::OfferDeclined {
-            incident,
-            agent,
-            reason,
-            ..
-        } => {
+        EventKind::Assigned { incident, agent, .. } => format!("{agent} accepted {incident}"),
+        EventKind::OfferDeclined { incident, agent, reason, .. } => {
             if reason.trim().is_empty() {
                 format!("{agent} declined {incident}")
             } else {
                 format!("{agent} declined {incident}: {reason}")
             }
         }
-        EventKind::OfferTimedOut {
-            incident, agent, ..
-        } => format!("{agent} did not answer {incident} in time"),
-        EventKind::OfferWithdrawn {
-            incident,
-            agent,
-            reason,
-            ..
-        } => {
-            format!(
-                "offer of {incident} to {agent} withdrawn: {}",
-                withdraw_words(*reason)
-            )
+        EventKind::OfferTimedOut { incident, agent, .. } => format!("{agent} did not answer {incident} in time"),
+        EventKind::OfferWithdrawn { incident, agent, reason, .. } => {
+            format!("offer of {incident} to {agent} withdrawn: {}", withdraw_words(*reason))
         }
-        EventKind::Widened {
-            incident,
-            from,
-            to,
-            reason,
-        } => format!(
+        EventKind::Widened { incident, from, to, reason } => format!(
             "{incident} widened {} -> {} ({})",
             from.name(),
             to.name(),
@@ -182,96 +132,43 @@ fn summary_of(kind: &EventKind) -> String {
         }
         EventKind::IncidentStaffed { incident } => format!("{incident} staffed"),
         EventKind::AgentArrived { incident, agent } => format!("{agent} arrived at {incident}"),
-        EventKind::AssignmentCompleted {
-            incident,
-            agent,
-            feedback,
-        } => format!("{agent} completed {incident}: {feedback}"),
-        EventKind::IncidentCancelled {
-            incident, reason, ..
-        } => format!("{incident} cancelled: {reason}"),
-        EventKind::IncidentClosed {
-            incident, feedback, ..
-        } => {
+        EventKind::AssignmentCompleted { incident, agent, feedback } => format!("{agent} completed {incident}: {feedback}"),
+        EventKind::IncidentCancelled { incident, reason, .. } => format!("{incident} cancelled: {reason}"),
+        EventKind::IncidentClosed { incident, feedback, .. } => {
             format!("{incident} closed: {}", feedback.replace('\n', "; "))
         }
-        EventKind::ModeSwitched {
-            area,
-            mode,
-            previous,
-            reason,
-        } => {
-            format!(
-                "{area}: {} -> {}: {reason}",
-                mode_words(*previous),
-                mode_words(*mode)
-            )
+        EventKind::ModeSwitched { area, mode, previous, reason } => {
+            format!("{area}: {} -> {}: {reason}", mode_words(*previous), mode_words(*mode))
         }
         EventKind::PlansImported { plans } => {
             let ids: Vec<&str> = plans.iter().map(|plan| plan.id.as_str()).collect();
             format!("plans loaded: {}", ids.join(", "))
         }
-        EventKind::PlanActivated {
-            activation,
-            area,
-            reason,
-            automatic,
-            ..
-        } => format!(
-            "plan {activation} activated on {area}{}: {reason}",
-            if *automatic {
-                " (by the mode switch)"
-            } else {
-                ""
-            }
-        ),
+        EventKind::PlanActivated { activation, area, reason, automatic, .. } => {
+            format!("plan {activation} activated on {area}{}: {reason}", if *automatic { " (by the mode switch)" } else { "" })
+        }
         EventKind::PlanDeactivated { activation, reason } => {
             format!("plan {activation} ended: {reason}")
         }
-        EventKind::CallupIssued {
-            callup,
-            area,
-            people,
-            deadline,
-            ..
-        } => format!(
-            "{callup}: {} people called up in {area}, check in by {}",
-            people.len(),
-            crate::labels::utc_time(deadline.0)
-        ),
+        EventKind::CallupIssued { callup, area, people, deadline, .. } => {
+            format!("{callup}: {} people called up in {area}, check in by {}", people.len(), crate::labels::utc_time(deadline.0))
+        }
         EventKind::CheckedIn { callup, agent } => format!("{agent} checked in ({callup})"),
         EventKind::CallupDeadlinePassed { callup, missing } => {
-            format!(
-                "{callup}: check-in deadline passed, {} missing",
-                missing.len()
-            )
+            format!("{callup}: check-in deadline passed, {} missing", missing.len())
         }
         EventKind::CallupStoodDown { callup, reason } => format!("{callup} stood down: {reason}"),
-        EventKind::FieldReported {
-            incident,
-            agent,
-            spec,
-            ..
-        } => {
-            format!(
-                "{agent} reported {incident} ({}) from the field; waiting for triage",
-                spec.category
-            )
+        EventKind::FieldReported { incident, agent, spec, .. } => {
+            format!("{agent} reported {incident} ({}) from the field; waiting for triage", spec.category)
         }
-        EventKind::ReportAccepted {
-            incident, priority, ..
-        } => format!("report {incident} accepted as P{priority}"),
+        EventKind::ReportAccepted { incident, priority, .. } => format!("report {incident} accepted as P{priority}"),
         EventKind::ReportMerged { incident, into } => {
             format!("report {incident} merged into {into}")
         }
         EventKind::ReportRejected { incident, reason } => {
             format!("report {incident} rejected: {reason}")
         }
-        EventKind::GridStaffingLow {
-            grid,
-            available,
-            minimum,
-        } => {
+        EventKind::GridStaffingLow { grid, available, minimum } => {
             format!("grid {grid} short of people: {available} available, minimum {minimum}")
         }
         EventKind::GridStaffingRestored { grid, available } => {
@@ -301,10 +198,7 @@ mod tests {
             "mode_switched",
             r#"{"type":"mode_switched","area":"d1","mode":"emergency_ii","previous":"normal","reason":"台风"}"#,
         );
-        assert_eq!(
-            summary(&switched),
-            "d1: normal -> emergency II (orange): 台风"
-        );
+        assert_eq!(summary(&switched), "d1: normal -> emergency II (orange): 台风");
         assert_eq!(
             line(&switched),
             "#12     2025-05-01 00:00:00Z  operator:li        mode_switched          d1: normal -> emergency II (orange): 台风"

@@ -53,10 +53,7 @@ fn agent_spec(spec: &pb::AgentSpec) -> serde_json::Map<String, Value> {
     object.insert("role".into(), json!(labels::role_key(spec.role)));
     object.insert("skills".into(), json!(spec.skills));
     object.insert("home_area_id".into(), json!(spec.home_area_id));
-    object.insert(
-        "travel_mode".into(),
-        json!(labels::travel_mode_key(spec.travel_mode)),
-    );
+    object.insert("travel_mode".into(), json!(labels::travel_mode_key(spec.travel_mode)));
     object.insert("on_duty".into(), json!(spec.on_duty));
     object
 }
@@ -243,8 +240,7 @@ pub fn coverage(coverage: &pb::CoverageResponse) -> Value {
 /// parsed and given as `detail`, so scripts need not parse a string in a
 /// string.
 pub fn event(event: &pb::Event) -> Value {
-    let detail = serde_json::from_str::<Value>(&event.json)
-        .unwrap_or_else(|_| Value::String(event.json.clone()));
+    let detail = serde_json::from_str::<Value>(&event.json).unwrap_or_else(|_| Value::String(event.json.clone()));
     json!({
         "seq": event.seq,
         "at_ms": event.at_ms,
@@ -273,17 +269,11 @@ mod tests {
                 home_area_id: "d1-s1-c1-g1".into(),
                 travel_mode: pb::TravelMode::Bike as i32,
                 on_duty: true,
-                home: Some(pb::Location {
-                    lon: 120.08983,
-                    lat: 30.229495,
-                }),
+                home: Some(pb::Location { lon: 120.08983, lat: 30.229495 }),
             }),
             status: pb::AgentStatus::Available as i32,
             connected: true,
-            location: Some(pb::Location {
-                lon: 120.1,
-                lat: 30.2,
-            }),
+            location: Some(pb::Location { lon: 120.1, lat: 30.2 }),
             location_at_ms: 1_700_000_000_000,
             current_incident_id: String::new(),
             grid_id: "d1-s1-c1-g1".into(),
@@ -297,10 +287,7 @@ mod tests {
             id: "inc-000001".into(),
             category: "medical".into(),
             priority: 1,
-            location: Some(pb::Location {
-                lon: 120.15,
-                lat: 30.27,
-            }),
+            location: Some(pb::Location { lon: 120.15, lat: 30.27 }),
             required_skills: vec!["first_aid".into()],
             headcount: 2,
             description: "老人摔倒".into(),
@@ -341,12 +328,7 @@ mod tests {
         assert_eq!(value["assignments"][0]["agent_id"], "p0002");
         assert_eq!(value["assignments"][0]["arrived_at_ms"], 0);
         assert_eq!(value["community_id"], "");
-        let mut keys: Vec<&str> = value
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let mut keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(
             keys,

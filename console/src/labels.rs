@@ -46,10 +46,7 @@ pub fn grade_name(mode: i32) -> &'static str {
 pub fn is_emergency(mode: i32) -> bool {
     matches!(
         pb::Mode::try_from(mode),
-        Ok(pb::Mode::EmergencyIv
-            | pb::Mode::EmergencyIii
-            | pb::Mode::EmergencyIi
-            | pb::Mode::EmergencyI)
+        Ok(pb::Mode::EmergencyIv | pb::Mode::EmergencyIii | pb::Mode::EmergencyIi | pb::Mode::EmergencyI)
     )
 }
 
@@ -133,16 +130,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -168,20 +160,14 @@ pub fn duration(seconds: i64) -> String {
 
 /// A distance: "240 m" below a kilometre, "11.4 km" above.
 pub fn distance(metres: f64) -> String {
-    if metres < 1000.0 {
-        format!("{metres:.0} m")
-    } else {
-        format!("{:.1} km", metres / 1000.0)
-    }
+    if metres < 1000.0 { format!("{metres:.0} m") } else { format!("{:.1} km", metres / 1000.0) }
 }
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-        })
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A coordinate pair as "LON,LAT" with 6 decimals (about 0.1 m).
@@ -199,10 +185,7 @@ mod tests {
         assert_eq!(utc_time(1), "1970-01-01 00:00:00Z");
         assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(utc_time(1_735_689_599_000), "2024-12-31 23:59:59Z");
-        assert_eq!(
-            utc_time(1_746_057_600_000 + 3_723_000),
-            "2025-05-01 01:02:03Z"
-        );
+        assert_eq!(utc_time(1_746_057_600_000 + 3_723_000), "2025-05-01 01:02:03Z");
     }
 
     #[test]
@@ -225,10 +208,7 @@ mod tests {
         assert_eq!(grade_name(pb::Mode::EmergencyIii as i32), "III");
         assert!(is_emergency(pb::Mode::EmergencyIv as i32));
         assert!(!is_emergency(pb::Mode::Normal as i32));
-        assert!(
-            mode_severity(pb::Mode::EmergencyI as i32)
-                > mode_severity(pb::Mode::EmergencyIv as i32)
-        );
+        assert!(mode_severity(pb::Mode::EmergencyI as i32) > mode_severity(pb::Mode::EmergencyIv as i32));
         assert_eq!(mode_severity(pb::Mode::Unspecified as i32), 0);
     }
 
@@ -237,14 +217,8 @@ mod tests {
         assert_eq!(role_key(pb::Role::SunkCadre as i32), "sunk_cadre");
         assert_eq!(travel_mode_key(pb::TravelMode::Bike as i32), "bike");
         assert_eq!(travel_mode_key(0), "walk");
-        assert_eq!(
-            agent_status_name(pb::AgentStatus::OffDuty as i32),
-            "off_duty"
-        );
-        assert_eq!(
-            incident_status_name(pb::IncidentStatus::Staffed as i32),
-            "staffed"
-        );
+        assert_eq!(agent_status_name(pb::AgentStatus::OffDuty as i32), "off_duty");
+        assert_eq!(incident_status_name(pb::IncidentStatus::Staffed as i32), "staffed");
         assert_eq!(level_name(pb::AreaLevel::Grid as i32), "grid");
     }
 }

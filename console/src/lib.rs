@@ -32,8 +32,8 @@ pub mod watch;
 use clap::CommandFactory;
 
 use crate::cli::{
-    AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand,
-    PlanCommand, ReportCommand, RosterCommand,
+    AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand, PlanCommand, ReportCommand,
+    RosterCommand,
 };
 use crate::commands::roster::ListFilter;
 pub use crate::error::ConsoleError;
@@ -44,9 +44,8 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     // error does not depend on the dispatcher being up.
     let requested_mode = match &cli.command {
         Command::Mode(ModeCommand::Set(args)) => Some(
-            cli::requested_mode(args.mode, args.grade).map_err(|message| {
-                usage_error(clap::error::ErrorKind::ArgumentConflict, &message)
-            })?,
+            cli::requested_mode(args.mode, args.grade)
+                .map_err(|message| usage_error(clap::error::ErrorKind::ArgumentConflict, &message))?,
         ),
         _ => None,
     };
@@ -55,41 +54,22 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     let mut client = connection::connect(&global.server, global.operator.as_deref()).await?;
     let client = &mut client;
     match cli.command {
-        Command::Areas(AreasCommand::Import { file }) => {
-            commands::areas::import(client, &file, as_json).await
-        }
+        Command::Areas(AreasCommand::Import { file }) => commands::areas::import(client, &file, as_json).await,
         Command::Areas(AreasCommand::List { level }) => {
             commands::areas::list(client, level.map(cli::LevelChoice::to_pb), as_json).await
         }
         Command::Roster(RosterCommand::Import { file, skip_bad }) => {
             commands::roster::import(client, &file, skip_bad, as_json).await
         }
-        Command::Roster(RosterCommand::List {
-            area,
-            status,
-            connected,
-            limit,
-        }) => {
-            let filter = ListFilter {
-                area_id: area,
-                status: status.map(cli::StatusChoice::to_pb),
-                connected_only: connected,
-                limit,
-            };
+        Command::Roster(RosterCommand::List { area, status, connected, limit }) => {
+            let filter =
+                ListFilter { area_id: area, status: status.map(cli::StatusChoice::to_pb), connected_only: connected, limit };
             commands::roster::list(client, &filter, as_json).await
         }
-        Command::Roster(RosterCommand::Show { id }) => {
-            commands::roster::show(client, &id, as_json).await
-        }
-        Command::Incident(IncidentCommand::Create(args)) => {
-            commands::incident::create(client, args, as_json).await
-        }
-        Command::Incident(IncidentCommand::List { open }) => {
-            commands::incident::list(client, open, as_json).await
-        }
-        Command::Incident(IncidentCommand::Show { id }) => {
-            commands::incident::show(client, &id, as_json).await
-        }
+        Command::Roster(RosterCommand::Show { id }) => commands::roster::show(client, &id, as_json).await,
+        Command::Incident(IncidentCommand::Create(args)) => commands::incident::create(client, args, as_json).await,
+        Command::Incident(IncidentCommand::List { open }) => commands::incident::list(client, open, as_json).await,
+        Command::Incident(IncidentCommand::Show { id }) => commands::incident::show(client, &id, as_json).await,
         Command::Incident(IncidentCommand::Cancel { id, reason }) => {
             commands::incident::cancel(client, &id, &reason, as_json).await
         }
@@ -101,31 +81,18 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
             commands::mode::set(client, &args.area, mode, &args.reason, as_json).await
         }
         Command::Mode(ModeCommand::Show) => commands::mode::show(client, as_json).await,
-        Command::Agents(AgentsCommand::Nearby {
-            at,
-            k,
-            skills,
-            available,
-        }) => commands::agents::nearby(client, at, k, skills, available, as_json).await,
-        Command::Plan(PlanCommand::Import { files }) => {
-            commands::plan::import(client, &files, as_json).await
+        Command::Agents(AgentsCommand::Nearby { at, k, skills, available }) => {
+            commands::agents::nearby(client, at, k, skills, available, as_json).await
         }
+        Command::Plan(PlanCommand::Import { files }) => commands::plan::import(client, &files, as_json).await,
         Command::Plan(PlanCommand::List) => commands::plan::list(client, as_json).await,
-        Command::Plan(PlanCommand::Activate {
-            plan_id,
-            area,
-            reason,
-        }) => commands::plan::activate(client, &plan_id, &area, &reason, as_json).await,
-        Command::Plan(PlanCommand::Deactivate {
-            activation_id,
-            reason,
-        }) => commands::plan::deactivate(client, &activation_id, &reason, as_json).await,
-        Command::Callup(CallupCommand::Issue {
-            area,
-            reason,
-            roles,
-            deadline_s,
-        }) => {
+        Command::Plan(PlanCommand::Activate { plan_id, area, reason }) => {
+            commands::plan::activate(client, &plan_id, &area, &reason, as_json).await
+        }
+        Command::Plan(PlanCommand::Deactivate { activation_id, reason }) => {
+            commands::plan::deactivate(client, &activation_id, &reason, as_json).await
+        }
+        Command::Callup(CallupCommand::Issue { area, reason, roles, deadline_s }) => {
             let request = pingji_proto::v1::CallUpRequest {
                 area_id: area,
                 roles: roles.into_iter().map(|role| role as i32).collect(),
@@ -137,21 +104,11 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         Command::Callup(CallupCommand::Status { area, open }) => {
             commands::callup::status(client, area.as_deref(), open, as_json).await
         }
-        Command::Report(ReportCommand::Triage(args)) => {
-            commands::report::triage(client, &args.id, args.action, as_json).await
-        }
-        Command::Coverage(args) => {
-            commands::coverage::show(client, args.area.as_deref(), as_json).await
-        }
-        Command::Events(args) if args.follow => {
-            commands::events::follow(client, args.from.unwrap_or(0), as_json).await
-        }
-        Command::Events(args) => {
-            commands::events::history(client, args.from.unwrap_or(1), as_json).await
-        }
-        Command::Watch(args) => {
-            watch::run(client.clone(), &global.server, args.from.unwrap_or(0)).await
-        }
+        Command::Report(ReportCommand::Triage(args)) => commands::report::triage(client, &args.id, args.action, as_json).await,
+        Command::Coverage(args) => commands::coverage::show(client, args.area.as_deref(), as_json).await,
+        Command::Events(args) if args.follow => commands::events::follow(client, args.from.unwrap_or(0), as_json).await,
+        Command::Events(args) => commands::events::history(client, args.from.unwrap_or(1), as_json).await,
+        Command::Watch(args) => watch::run(client.clone(), &global.server, args.from.unwrap_or(0)).await,
     }
 }
 

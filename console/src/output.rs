@@ -9,10 +9,7 @@ use crate::error::ConsoleError;
 /// Writes `text` as it is (it ends in a newline where it should).
 pub fn text(text: &str) -> Result<(), ConsoleError> {
     let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(ConsoleError::Output)
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).map_err(ConsoleError::Output)
 }
 
 /// Writes one line.
@@ -22,8 +19,7 @@ pub fn line(line: &str) -> Result<(), ConsoleError> {
 
 /// Writes one JSON document, indented for reading.
 pub fn json_document(value: &Value) -> Result<(), ConsoleError> {
-    let rendered =
-        serde_json::to_string_pretty(value).map_err(|error| ConsoleError::Output(error.into()))?;
+    let rendered = serde_json::to_string_pretty(value).map_err(|error| ConsoleError::Output(error.into()))?;
     line(&rendered)
 }
 

@@ -195,10 +195,7 @@ mod tests {
         let mut table = Table::new(&["AREA", "PEOPLE"]).align_right(1);
         table.row(vec!["东湖区".into(), "160".into()]);
         table.row(vec!["city".into(), "5".into()]);
-        assert_eq!(
-            table.render(),
-            "AREA    PEOPLE\n东湖区     160\ncity         5\n"
-        );
+        assert_eq!(table.render(), "AREA    PEOPLE\n东湖区     160\ncity         5\n");
     }
 
     #[test]

@@ -42,10 +42,8 @@ fn main() {
     engine.execute(Command::ImportAreas(import), "bench", T0).expect("imports");
     let (west, east, south, north) = (120.0876, 120.2124, 30.2250, 30.3150);
     let mut random = Sequence(0x9e37_79b9_7f4a_7c15);
-    let mut point = || Position {
-        lon: west + (east - west) * random.next_unit(),
-        lat: south + (north - south) * random.next_unit(),
-    };
+    let mut point =
+        || Position { lon: west + (east - west) * random.next_unit(), lat: south + (north - south) * random.next_unit() };
 
     for people in [10_000usize, 100_000] {
         let mut engine = Engine::new(Policy::default());
@@ -86,7 +84,10 @@ fn main() {
             engine.execute(Command::ReportLocation { agent, at: point() }, "bench", Millis(T0.0 + 1000)).expect("move");
         }
         let moved = started.elapsed();
-        println!("{people:>7} people: location update {:>6.2} µs each ({moves} updates)", moved.as_secs_f64() * 1e6 / moves as f64);
+        println!(
+            "{people:>7} people: location update {:>6.2} µs each ({moves} updates)",
+            moved.as_secs_f64() * 1e6 / moves as f64
+        );
 
         let required: BTreeSet<String> = ["rescue".to_string()].into();
         let mut latencies = Vec::new();
@@ -127,11 +128,7 @@ fn main() {
         );
         let started = Instant::now();
         let snapshot = serde_json::to_vec(engine.state()).expect("serialises");
-        println!(
-            "{people:>7} people: snapshot {:.1} MB in {:?}",
-            snapshot.len() as f64 / 1e6,
-            started.elapsed()
-        );
+        println!("{people:>7} people: snapshot {:.1} MB in {:?}", snapshot.len() as f64 / 1e6, started.elapsed());
     }
 
     let directory = tempfile::tempdir().expect("temp dir");

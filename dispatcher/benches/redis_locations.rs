@@ -28,42 +28,24 @@ struct HsetStats {
 }
 
 fn hset_stats(connection: &mut redis::Connection) -> HsetStats {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(connection)
-        .expect("info commandstats");
-    let line = info
-        .lines()
-        .find(|line| line.starts_with("cmdstat_hset:"))
-        .unwrap_or("cmdstat_hset:calls=0,usec=0");
+    let info: String = redis::cmd("INFO").arg("commandstats").query(connection).expect("info commandstats");
+    let line = info.lines().find(|line| line.starts_with("cmdstat_hset:")).unwrap_or("cmdstat_hset:calls=0,usec=0");
     let field = |name: &str| {
         line.split([':', ','])
             .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
             .and_then(|value| value.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    HsetStats {
-        calls: field("calls"),
-        usec: field("usec"),
-    }
+    HsetStats { calls: field("calls"), usec: field("usec") }
 }
 
 fn reset_stats(connection: &mut redis::Connection) {
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .exec(connection)
-        .expect("config resetstat");
-    redis::cmd("DEL")
-        .arg("pingji:{city}:locations")
-        .exec(connection)
-        .expect("del");
+    redis::cmd("CONFIG").arg("RESETSTAT").exec(connection).expect("config resetstat");
+    redis::cmd("DEL").arg("pingji:{city}:locations").exec(connection).expect("del");
 }
 
 fn position(n: usize) -> Position {
-    Position {
-        lon: 120.1 + (n % 1_000) as f64 * 1e-4,
-        lat: 30.2 + (n / 1_000 % 1_000) as f64 * 1e-4,
-    }
+    Position { lon: 120.1 + (n % 1_000) as f64 * 1e-4, lat: 30.2 + (n / 1_000 % 1_000) as f64 * 1e-4 }
 }
 
 fn report(name: &str, updates: usize, elapsed: Duration, redis: &HsetStats) {
@@ -84,9 +66,7 @@ fn main() {
     let server = RedisServer::start(dir.path()).expect("start redis-server (is it installed?)");
     let shard = RedisShard::new(&server.url(), ShardId::default()).expect("url");
     let mut connection = shard.connect(COMMAND_TIMEOUT).expect("connect");
-    let people: Vec<AgentId> = (0..PEOPLE)
-        .map(|n| AgentId::new(format!("p{n:06}")))
-        .collect();
+    let people: Vec<AgentId> = (0..PEOPLE).map(|n| AgentId::new(format!("p{n:06}"))).collect();
     println!(
         "{PEOPLE} people; batching: flush at {} pending or after {:?}",
         LocationBatching::default().max_pending,
@@ -97,8 +77,7 @@ fn main() {
     // queue is full, to measure what the writer sustains rather than what
     // it drops.
     reset_stats(&mut connection);
-    let (writer, flusher) =
-        LocationWriter::start(shard.clone(), LocationBatching::default()).expect("start writer");
+    let (writer, flusher) = LocationWriter::start(shard.clone(), LocationBatching::default()).expect("start writer");
     let started = Instant::now();
     let mut full_queue = 0u64;
     let mut record_time = Duration::ZERO;
@@ -119,12 +98,7 @@ fn main() {
     drop(writer);
     let stats = flusher.join();
     let elapsed = started.elapsed();
-    report(
-        "batched (LocationWriter)",
-        BATCHED_UPDATES,
-        elapsed,
-        &hset_stats(&mut connection),
-    );
+    report("batched (LocationWriter)", BATCHED_UPDATES, elapsed, &hset_stats(&mut connection));
     println!(
         "{:<28} {} written after keeping the latest per person, {} flushes; \
          record() {:.0} ns on average; queue full {full_queue} times",
@@ -134,19 +108,10 @@ fn main() {
         record_time.as_nanos() as f64 / BATCHED_UPDATES as f64
     );
     let stored = read_locations(&shard).expect("read back");
-    assert_eq!(
-        stored.len(),
-        PEOPLE,
-        "every person's last location is stored"
-    );
+    assert_eq!(stored.len(), PEOPLE, "every person's last location is stored");
     let read_started = Instant::now();
     let warm = read_locations(&shard).expect("read back");
-    println!(
-        "{:<28} read back {} locations for a warm-up in {} ms",
-        "",
-        warm.len(),
-        read_started.elapsed().as_millis()
-    );
+    println!("{:<28} read back {} locations for a warm-up in {} ms", "", warm.len(), read_started.elapsed().as_millis());
 
     // One round trip per update, for comparison.
     reset_stats(&mut connection);
@@ -161,10 +126,5 @@ fn main() {
             .expect("hset");
     }
     let elapsed = started.elapsed();
-    report(
-        "one round trip per update",
-        SINGLE_UPDATES,
-        elapsed,
-        &hset_stats(&mut connection),
-    );
+    report("one round trip per update", SINGLE_UPDATES, elapsed, &hset_stats(&mut connection));
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use geo::{BoundingRect, Centroid, Intersects, LineString, MultiPolygon, Point, Polygon};
 use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{RTree, AABB};
+use rstar::{AABB, RTree};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::AreaId;
@@ -24,14 +24,8 @@ pub enum AreaLevel {
 }
 
 impl AreaLevel {
-    pub const ALL: [AreaLevel; 6] = [
-        AreaLevel::City,
-        AreaLevel::District,
-        AreaLevel::Street,
-        AreaLevel::Community,
-        AreaLevel::Grid,
-        AreaLevel::Building,
-    ];
+    pub const ALL: [AreaLevel; 6] =
+        [AreaLevel::City, AreaLevel::District, AreaLevel::Street, AreaLevel::Community, AreaLevel::Grid, AreaLevel::Building];
 
     pub fn depth(self) -> usize {
         self as usize
@@ -157,10 +151,7 @@ impl Clone for AreaMap {
 
 impl AreaMap {
     fn clone_specs(&self) -> AreaImport {
-        AreaImport {
-            areas: self.specs.values().cloned().collect(),
-            service_centres: self.centres.values().cloned().collect(),
-        }
+        AreaImport { areas: self.specs.values().cloned().collect(), service_centres: self.centres.values().cloned().collect() }
     }
 
     pub fn get(&self, id: &AreaId) -> Option<&AreaSpec> {
@@ -364,9 +355,9 @@ fn shape_of(rings: &Rings) -> AreaShape {
         .collect();
     let shape = MultiPolygon::new(polygons);
     let centroid = shape.centroid().map(|point| Position { lon: point.x(), lat: point.y() });
-    let bounds = shape.bounding_rect().map(|rect| {
-        (Position { lon: rect.min().x, lat: rect.min().y }, Position { lon: rect.max().x, lat: rect.max().y })
-    });
+    let bounds = shape
+        .bounding_rect()
+        .map(|rect| (Position { lon: rect.min().x, lat: rect.min().y }, Position { lon: rect.max().x, lat: rect.max().y }));
     AreaShape { shape, centroid, bounds }
 }
 
@@ -378,14 +369,12 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
     if root.get("type").and_then(|t| t.as_str()) != Some("FeatureCollection") {
         return Err("the GeoJSON must be a FeatureCollection (\"type\": \"FeatureCollection\")".to_string());
     }
-    let features = root
-        .get("features")
-        .and_then(|f| f.as_array())
-        .ok_or("the FeatureCollection has no \"features\" array")?;
+    let features = root.get("features").and_then(|f| f.as_array()).ok_or("the FeatureCollection has no \"features\" array")?;
     let mut import = AreaImport::default();
     for (index, feature) in features.iter().enumerate() {
         let where_ = |field: &str| format!("feature #{index}: {field}");
-        let properties = feature.get("properties").and_then(|p| p.as_object()).ok_or_else(|| where_("has no properties object"))?;
+        let properties =
+            feature.get("properties").and_then(|p| p.as_object()).ok_or_else(|| where_("has no properties object"))?;
         let text_property = |name: &str| -> Option<String> {
             match properties.get(name) {
                 Some(serde_json::Value::String(s)) => Some(s.trim().to_string()),

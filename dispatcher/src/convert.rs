@@ -98,7 +98,11 @@ fn role_from_pb(role: i32, agent: &str) -> Result<Role, Rejection> {
         Ok(pb::Role::NewEmployment) => Role::NewEmployment,
         Ok(pb::Role::PropertyStaff) => Role::PropertyStaff,
         Ok(pb::Role::OwnersCommittee) => Role::OwnersCommittee,
-        _ => return Err(Rejection::InvalidArgument(format!("agent {agent}: role is missing or unknown; set one of the ROLE_ values"))),
+        _ => {
+            return Err(Rejection::InvalidArgument(format!(
+                "agent {agent}: role is missing or unknown; set one of the ROLE_ values"
+            )));
+        }
     })
 }
 
@@ -262,7 +266,9 @@ pub fn area_to_pb(engine: &Engine, area: &crate::areas::AreaSpec, with_geometry:
             .map(|rings| pb::Polygon {
                 rings: rings
                     .iter()
-                    .map(|ring| pb::Ring { points: ring.iter().map(|[lon, lat]| pb::Location { lon: *lon, lat: *lat }).collect() })
+                    .map(|ring| pb::Ring {
+                        points: ring.iter().map(|[lon, lat]| pb::Location { lon: *lon, lat: *lat }).collect(),
+                    })
                     .collect(),
             })
             .collect()
@@ -416,7 +422,8 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
         EventKind::IncidentClosed { incident, released, feedback } => released
             .iter()
             .map(|agent| {
-                let ended = pb::AssignmentEnded { incident_id: incident.to_string(), reason: "closed by an operator".to_string() };
+                let ended =
+                    pb::AssignmentEnded { incident_id: incident.to_string(), reason: "closed by an operator".to_string() };
                 (agent.clone(), message(Body::AssignmentEnded(ended)))
             })
             .chain(to_reporters(state, incident, |_| report_outcome(incident, "closed", incident, "", feedback)))
@@ -424,7 +431,12 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
         EventKind::CallupIssued { callup, area, reason, deadline, people, .. } => people
             .iter()
             .map(|agent| {
-                let call = pb::CallUp { callup_id: callup.to_string(), area_id: area.to_string(), reason: reason.clone(), deadline_ms: deadline.0 };
+                let call = pb::CallUp {
+                    callup_id: callup.to_string(),
+                    area_id: area.to_string(),
+                    reason: reason.clone(),
+                    deadline_ms: deadline.0,
+                };
                 (agent.clone(), message(Body::CallUp(call)))
             })
             .collect(),
@@ -436,8 +448,11 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                     .people
                     .keys()
                     .map(|agent| {
-                        let stand_down =
-                            pb::StandDown { callup_id: callup.to_string(), area_id: record.area.to_string(), reason: reason.clone() };
+                        let stand_down = pb::StandDown {
+                            callup_id: callup.to_string(),
+                            area_id: record.area.to_string(),
+                            reason: reason.clone(),
+                        };
                         (agent.clone(), message(Body::StandDown(stand_down)))
                     })
                     .collect()
@@ -446,7 +461,9 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
         EventKind::FieldReported { incident, agent, .. } => {
             vec![(agent.clone(), report_outcome(incident, "received", incident, "", ""))]
         }
-        EventKind::ReportAccepted { incident, .. } => to_reporters(state, incident, |_| report_outcome(incident, "accepted", incident, "", "")),
+        EventKind::ReportAccepted { incident, .. } => {
+            to_reporters(state, incident, |_| report_outcome(incident, "accepted", incident, "", ""))
+        }
         EventKind::ReportMerged { incident, into } => {
             to_reporters(state, incident, |_| report_outcome(incident, "merged", into, &format!("merged into {into}"), ""))
         }
@@ -484,7 +501,13 @@ fn to_reporters(
         .unwrap_or_default()
 }
 
-fn report_outcome(report: &IncidentId, outcome: &str, incident: &IncidentId, reason: &str, feedback: &str) -> pb::DispatchMessage {
+fn report_outcome(
+    report: &IncidentId,
+    outcome: &str,
+    incident: &IncidentId,
+    reason: &str,
+    feedback: &str,
+) -> pb::DispatchMessage {
     pb::DispatchMessage {
         body: Some(pb::dispatch_message::Body::ReportOutcome(pb::ReportOutcome {
             report_id: report.to_string(),
@@ -519,8 +542,11 @@ pub fn welcome(engine: &Engine, agent: &AgentId, now: Millis) -> Option<pb::Disp
         })
         .into_iter()
         .collect();
-    let current_incident =
-        record.current_incident.as_ref().and_then(|id| engine.state().incidents.get(id)).map(|incident| incident_to_pb(engine, incident));
+    let current_incident = record
+        .current_incident
+        .as_ref()
+        .and_then(|id| engine.state().incidents.get(id))
+        .map(|incident| incident_to_pb(engine, incident));
     Some(pb::DispatchMessage {
         body: Some(pb::dispatch_message::Body::Welcome(pb::Welcome {
             agent: Some(agent_to_pb(engine, record, now)),

@@ -101,10 +101,7 @@ pub struct LeaseConfig {
 
 impl Default for LeaseConfig {
     fn default() -> Self {
-        LeaseConfig {
-            ttl: Duration::from_secs(3),
-            renew_every: Duration::from_secs(1),
-        }
+        LeaseConfig { ttl: Duration::from_secs(3), renew_every: Duration::from_secs(1) }
     }
 }
 
@@ -175,13 +172,7 @@ impl ShardLease {
     /// `owner_id` names this process (unique per start); `address` is where
     /// clients reach it, told to clients that ask a standby.
     pub fn new(shard: RedisShard, owner_id: &str, address: &str, config: LeaseConfig) -> Self {
-        ShardLease {
-            shard,
-            owner_id: owner_id.to_owned(),
-            address: address.to_owned(),
-            config,
-            connection: Mutex::new(None),
-        }
+        ShardLease { shard, owner_id: owner_id.to_owned(), address: address.to_owned(), config, connection: Mutex::new(None) }
     }
 
     pub fn shard(&self) -> &RedisShard {
@@ -200,24 +191,19 @@ impl ShardLease {
     pub fn try_acquire(&self) -> Result<Acquisition, RedisStoreError> {
         let keys = self.shard.keys();
         let action = format!("acquire the lease {}", keys.lease);
-        let (outcome, token, owner_id, address): (String, String, String, String) =
-            self.run(&action, |connection| {
-                ACQUIRE
-                    .key(&keys.lease)
-                    .key(&keys.fence)
-                    .arg(&self.owner_id)
-                    .arg(&self.address)
-                    .arg(ttl_ms(self.config.ttl))
-                    .invoke(connection)
-            })?;
+        let (outcome, token, owner_id, address): (String, String, String, String) = self.run(&action, |connection| {
+            ACQUIRE
+                .key(&keys.lease)
+                .key(&keys.fence)
+                .arg(&self.owner_id)
+                .arg(&self.address)
+                .arg(ttl_ms(self.config.ttl))
+                .invoke(connection)
+        })?;
         let token = self.token(&action, &token)?;
         match outcome.as_str() {
             "acquired" => Ok(Acquisition::Acquired { token }),
-            "held" => Ok(Acquisition::Held(LeaseHolder {
-                token,
-                owner_id,
-                address,
-            })),
+            "held" => Ok(Acquisition::Held(LeaseHolder { token, owner_id, address })),
             other => Err(self.shard.unexpected(&action, other)),
         }
     }
@@ -226,17 +212,16 @@ impl ShardLease {
     pub fn renew(&self, token: u64) -> Result<Renewal, RedisStoreError> {
         let keys = self.shard.keys();
         let action = format!("renew the lease {}", keys.lease);
-        let (outcome, current, address): (String, String, String) =
-            self.run(&action, |connection| {
-                RENEW
-                    .key(&keys.lease)
-                    .key(&keys.fence)
-                    .arg(token.to_string())
-                    .arg(&self.owner_id)
-                    .arg(&self.address)
-                    .arg(ttl_ms(self.config.ttl))
-                    .invoke(connection)
-            })?;
+        let (outcome, current, address): (String, String, String) = self.run(&action, |connection| {
+            RENEW
+                .key(&keys.lease)
+                .key(&keys.fence)
+                .arg(token.to_string())
+                .arg(&self.owner_id)
+                .arg(&self.address)
+                .arg(ttl_ms(self.config.ttl))
+                .invoke(connection)
+        })?;
         match outcome.as_str() {
             "renewed" => Ok(Renewal::Renewed),
             "lost" => Ok(Renewal::Lost {
@@ -252,12 +237,7 @@ impl ShardLease {
     pub fn release(&self, token: u64) -> Result<bool, RedisStoreError> {
         let keys = self.shard.keys();
         let action = format!("release the lease {}", keys.lease);
-        let released: i64 = self.run(&action, |connection| {
-            RELEASE
-                .key(&keys.lease)
-                .arg(token.to_string())
-                .invoke(connection)
-        })?;
+        let released: i64 = self.run(&action, |connection| RELEASE.key(&keys.lease).arg(token.to_string()).invoke(connection))?;
         Ok(released == 1)
     }
 
@@ -266,12 +246,7 @@ impl ShardLease {
         let keys = self.shard.keys();
         let action = format!("read the lease {}", keys.lease);
         let fields: Vec<redis::Value> = self.run(&action, |connection| {
-            redis::cmd("HMGET")
-                .arg(&keys.lease)
-                .arg("token")
-                .arg("owner")
-                .arg("address")
-                .query(connection)
+            redis::cmd("HMGET").arg(&keys.lease).arg("token").arg("owner").arg("address").query(connection)
         })?;
         let texts: Vec<Option<String>> = fields.iter().map(reply_text).collect();
         let [Some(token), owner_id, address] = texts.as_slice() else {
@@ -285,10 +260,7 @@ impl ShardLease {
     }
 
     fn token(&self, action: &str, text: &str) -> Result<u64, RedisStoreError> {
-        text.parse::<u64>().map_err(|_| {
-            self.shard
-                .unexpected(action, format!("token {text:?} is not a number"))
-        })
+        text.parse::<u64>().map_err(|_| self.shard.unexpected(action, format!("token {text:?} is not a number")))
     }
 
     fn run<T>(
@@ -344,11 +316,7 @@ mod tests {
 
     fn lease(server: &RedisServer, owner: &str, address: &str, ttl_ms: u64) -> ShardLease {
         let shard = RedisShard::new(&server.url(), ShardId::default()).expect("url");
-        let config = LeaseConfig::new(
-            Duration::from_millis(ttl_ms),
-            Duration::from_millis(ttl_ms / 3),
-        )
-        .expect("config");
+        let config = LeaseConfig::new(Duration::from_millis(ttl_ms), Duration::from_millis(ttl_ms / 3)).expect("config");
         ShardLease::new(shard, owner, address, config)
     }
 
@@ -363,10 +331,7 @@ mod tests {
     fn wait_expired(lease: &ShardLease) {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while lease.holder().expect("holder").is_some() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the lease never expired"
-            );
+            assert!(std::time::Instant::now() < deadline, "the lease never expired");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -381,19 +346,9 @@ mod tests {
         assert_eq!(first_token, 1);
         assert_eq!(
             second.try_acquire().expect("acquire"),
-            Acquisition::Held(LeaseHolder {
-                token: 1,
-                owner_id: "first".into(),
-                address: "10.0.0.1:50051".into()
-            })
+            Acquisition::Held(LeaseHolder { token: 1, owner_id: "first".into(), address: "10.0.0.1:50051".into() })
         );
-        assert_eq!(
-            second
-                .holder()
-                .expect("holder")
-                .map(|holder| holder.address),
-            Some("10.0.0.1:50051".to_owned())
-        );
+        assert_eq!(second.holder().expect("holder").map(|holder| holder.address), Some("10.0.0.1:50051".to_owned()));
         assert_eq!(first.renew(first_token).expect("renew"), Renewal::Renewed);
 
         assert!(first.release(first_token).expect("release"));
@@ -402,19 +357,10 @@ mod tests {
         assert_eq!(second_token, 2, "a released lease still moves the fence on");
         assert_eq!(
             first.renew(first_token).expect("renew"),
-            Renewal::Lost {
-                current_token: 2,
-                address: Some("10.0.0.2:50051".into())
-            }
+            Renewal::Lost { current_token: 2, address: Some("10.0.0.2:50051".into()) }
         );
-        assert!(
-            !first.release(first_token).expect("release"),
-            "not mine any more"
-        );
-        assert_eq!(
-            second.holder().expect("holder").map(|holder| holder.token),
-            Some(2)
-        );
+        assert!(!first.release(first_token).expect("release"), "not mine any more");
+        assert_eq!(second.holder().expect("holder").map(|holder| holder.token), Some(2));
     }
 
     #[test]
@@ -426,13 +372,7 @@ mod tests {
         wait_expired(&old);
         let new_token = acquired(new.try_acquire().expect("acquire"));
         assert!(new_token > old_token);
-        assert_eq!(
-            old.renew(old_token).expect("renew"),
-            Renewal::Lost {
-                current_token: new_token,
-                address: Some("b:2".into())
-            }
-        );
+        assert_eq!(old.renew(old_token).expect("renew"), Renewal::Lost { current_token: new_token, address: Some("b:2".into()) });
     }
 
     #[test]
@@ -453,13 +393,7 @@ mod tests {
         let other = lease(&server, "other", "b:2", 300);
         let other_token = acquired(other.try_acquire().expect("acquire"));
         wait_expired(&other);
-        assert_eq!(
-            owner.renew(token).expect("renew"),
-            Renewal::Lost {
-                current_token: other_token,
-                address: None
-            }
-        );
+        assert_eq!(owner.renew(token).expect("renew"), Renewal::Lost { current_token: other_token, address: None });
     }
 
     #[test]
@@ -468,24 +402,17 @@ mod tests {
         let owner = lease(&server, "owner", "a:1", 1_500);
         acquired(owner.try_acquire().expect("acquire"));
         let mut connection = owner.shard().connect(COMMAND_TIMEOUT).expect("connect");
-        let ttl_left_ms: i64 = redis::cmd("PTTL")
-            .arg(&owner.shard().keys().lease)
-            .query(&mut connection)
-            .expect("pttl");
+        let ttl_left_ms: i64 = redis::cmd("PTTL").arg(&owner.shard().keys().lease).query(&mut connection).expect("pttl");
         assert!((1..=1_500).contains(&ttl_left_ms), "pttl {ttl_left_ms}");
     }
 
     #[test]
     fn config_needs_two_renewals_per_ttl() {
         assert!(LeaseConfig::new(Duration::from_secs(3), Duration::from_secs(1)).is_ok());
-        let error = LeaseConfig::new(Duration::from_secs(3), Duration::from_secs(2))
-            .expect_err("one renewal per ttl is too few");
+        let error = LeaseConfig::new(Duration::from_secs(3), Duration::from_secs(2)).expect_err("one renewal per ttl is too few");
         assert!(error.contains("at most half"), "{error}");
         assert!(LeaseConfig::new(Duration::from_secs(3), Duration::ZERO).is_err());
-        assert_eq!(
-            LeaseConfig::default().takeover_bound(),
-            Duration::from_secs(4)
-        );
+        assert_eq!(LeaseConfig::default().takeover_bound(), Duration::from_secs(4));
     }
 
     #[test]

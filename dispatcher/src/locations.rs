@@ -47,11 +47,7 @@ pub struct LocationBatching {
 
 impl Default for LocationBatching {
     fn default() -> Self {
-        LocationBatching {
-            max_pending: 500,
-            max_delay: Duration::from_millis(50),
-            queue: 65_536,
-        }
+        LocationBatching { max_pending: 500, max_delay: Duration::from_millis(50), queue: 65_536 }
     }
 }
 
@@ -100,10 +96,7 @@ pub struct LocationFlusher {
 
 impl LocationWriter {
     /// Starts the writer thread for `shard`.
-    pub fn start(
-        shard: RedisShard,
-        batching: LocationBatching,
-    ) -> std::io::Result<(LocationWriter, LocationFlusher)> {
+    pub fn start(shard: RedisShard, batching: LocationBatching) -> std::io::Result<(LocationWriter, LocationFlusher)> {
         let (updates, queue) = std::sync::mpsc::sync_channel(batching.queue.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let mut flusher = Flusher {
@@ -114,23 +107,14 @@ impl LocationWriter {
             stats: LocationWriterStats::default(),
             dropped: dropped.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("location-writer".to_owned())
-            .spawn(move || flusher.run(queue))?;
-        Ok((
-            LocationWriter { updates, dropped },
-            LocationFlusher { thread },
-        ))
+        let thread = std::thread::Builder::new().name("location-writer".to_owned()).spawn(move || flusher.run(queue))?;
+        Ok((LocationWriter { updates, dropped }, LocationFlusher { thread }))
     }
 
     /// Queues `agent`'s location; never blocks. False when it was dropped
     /// because the queue is full.
     pub fn record(&self, agent: &AgentId, at: Position, reported_at: Millis) -> bool {
-        let update = Update {
-            agent: agent.clone(),
-            at,
-            reported_at,
-        };
+        let update = Update { agent: agent.clone(), at, reported_at };
         match self.updates.try_send(update) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -145,9 +129,7 @@ impl LocationFlusher {
     /// Waits for the thread to write what is pending and stop, which it does
     /// once every [`LocationWriter`] is dropped. Blocking.
     pub fn join(self) -> LocationWriterStats {
-        self.thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        self.thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -182,8 +164,7 @@ impl Flusher {
                         let Ok(update) = queue.try_recv() else { break };
                         self.take(&mut pending, update);
                     }
-                    let due = oldest_pending
-                        .is_some_and(|since| since.elapsed() >= self.batching.max_delay);
+                    let due = oldest_pending.is_some_and(|since| since.elapsed() >= self.batching.max_delay);
                     if pending.len() >= self.batching.max_pending || due {
                         self.flush(&mut pending);
                         oldest_pending = None;
@@ -213,10 +194,7 @@ impl Flusher {
 
     fn take(&mut self, pending: &mut HashMap<AgentId, String>, update: Update) {
         self.stats.received += 1;
-        let value = format!(
-            "{},{},{}",
-            update.at.lon, update.at.lat, update.reported_at.0
-        );
+        let value = format!("{},{},{}", update.at.lon, update.at.lat, update.reported_at.0);
         pending.insert(update.agent, value);
     }
 
@@ -273,10 +251,8 @@ pub fn read_locations(shard: &RedisShard) -> Result<Vec<StoredLocation>, RedisSt
         .arg(&shard.keys().locations)
         .query(&mut connection)
         .map_err(|cause| shard.failure(action, &cause))?;
-    let mut locations: Vec<StoredLocation> = entries
-        .into_iter()
-        .filter_map(|(agent, value)| parse_location(agent, &value))
-        .collect();
+    let mut locations: Vec<StoredLocation> =
+        entries.into_iter().filter_map(|(agent, value)| parse_location(agent, &value)).collect();
     locations.sort_by(|a, b| a.agent.cmp(&b.agent));
     Ok(locations)
 }
@@ -289,11 +265,7 @@ fn parse_location(agent: String, value: &str) -> Option<StoredLocation> {
     if parts.next().is_some() {
         return None;
     }
-    Some(StoredLocation {
-        agent: AgentId::new(agent),
-        at: Position { lon, lat },
-        reported_at: Millis(reported_at),
-    })
+    Some(StoredLocation { agent: AgentId::new(agent), at: Position { lon, lat }, reported_at: Millis(reported_at) })
 }
 
 #[cfg(test)]
@@ -311,17 +283,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let server = RedisServer::start(dir.path()).expect("redis-server");
         let shard = RedisShard::new(&server.url(), ShardId::default()).expect("url");
-        let (writer, flusher) =
-            LocationWriter::start(shard.clone(), LocationBatching::default()).expect("start");
+        let (writer, flusher) = LocationWriter::start(shard.clone(), LocationBatching::default()).expect("start");
         let alice = AgentId::new("alice");
         let bob = AgentId::new("bob");
         assert!(writer.record(&alice, position(121.1, 31.1), Millis(1_000)));
         assert!(writer.record(&bob, position(121.2, 31.2), Millis(1_001)));
-        assert!(writer.record(
-            &alice,
-            position(121.123_456_789, 31.987_654_321),
-            Millis(2_000)
-        ));
+        assert!(writer.record(&alice, position(121.123_456_789, 31.987_654_321), Millis(2_000)));
         drop(writer);
         let stats = flusher.join();
         assert_eq!(stats.received, 3);
@@ -332,16 +299,8 @@ mod tests {
         assert_eq!(
             stored,
             vec![
-                StoredLocation {
-                    agent: alice,
-                    at: position(121.123_456_789, 31.987_654_321),
-                    reported_at: Millis(2_000)
-                },
-                StoredLocation {
-                    agent: bob,
-                    at: position(121.2, 31.2),
-                    reported_at: Millis(1_001)
-                },
+                StoredLocation { agent: alice, at: position(121.123_456_789, 31.987_654_321), reported_at: Millis(2_000) },
+                StoredLocation { agent: bob, at: position(121.2, 31.2), reported_at: Millis(1_001) },
             ]
         );
     }
@@ -351,11 +310,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let server = RedisServer::start(dir.path()).expect("redis-server");
         let shard = RedisShard::new(&server.url(), ShardId::default()).expect("url");
-        let (writer, flusher) =
-            LocationWriter::start(shard.clone(), LocationBatching::default()).expect("start");
-        let people: Vec<AgentId> = (0..2_000)
-            .map(|n| AgentId::new(format!("p{n:05}")))
-            .collect();
+        let (writer, flusher) = LocationWriter::start(shard.clone(), LocationBatching::default()).expect("start");
+        let people: Vec<AgentId> = (0..2_000).map(|n| AgentId::new(format!("p{n:05}"))).collect();
         for round in 0..5 {
             for (index, person) in people.iter().enumerate() {
                 let at = position(121.0 + index as f64 * 1e-5, 31.0 + f64::from(round) * 1e-5);
@@ -367,25 +323,16 @@ mod tests {
         drop(writer);
         let stats = flusher.join();
         assert_eq!(stats.received, 10_000);
-        assert!(
-            stats.flushes <= 10_000 / 500 + 5,
-            "{} round trips for 10 000 updates: {stats:?}",
-            stats.flushes
-        );
+        assert!(stats.flushes <= 10_000 / 500 + 5, "{} round trips for 10 000 updates: {stats:?}", stats.flushes);
         assert_eq!(read_locations(&shard).expect("read").len(), 2_000);
     }
 
     #[test]
     fn redis_down_drops_batches_without_blocking_the_caller() {
         let shard = RedisShard::new("redis://127.0.0.1:1", ShardId::default()).expect("url");
-        let (writer, flusher) =
-            LocationWriter::start(shard, LocationBatching::default()).expect("start");
+        let (writer, flusher) = LocationWriter::start(shard, LocationBatching::default()).expect("start");
         for n in 0..1_000 {
-            writer.record(
-                &AgentId::new(format!("p{n}")),
-                position(121.0, 31.0),
-                Millis(n),
-            );
+            writer.record(&AgentId::new(format!("p{n}")), position(121.0, 31.0), Millis(n));
         }
         drop(writer);
         let stats = flusher.join();

@@ -218,9 +218,13 @@ priority = 1
 
     #[test]
     fn bad_plans_name_the_problem() {
-        let error = parse_plan("id = \"x\"\nname = \"x\"\ncategory = \"x\"\ngrade = \"V\"\n[[task]]\ncategory = \"a\"\nwhere = \"centroid\"\n").unwrap_err();
+        let error = parse_plan(
+            "id = \"x\"\nname = \"x\"\ncategory = \"x\"\ngrade = \"V\"\n[[task]]\ncategory = \"a\"\nwhere = \"centroid\"\n",
+        )
+        .unwrap_err();
         assert!(error.contains("grade"), "{error}");
-        let error = parse_plan("id = \"x\"\nname = \"x\"\ncategory = \"x\"\ngrade = \"II\"\n[[task]]\ncategory = \"a\"\n").unwrap_err();
+        let error =
+            parse_plan("id = \"x\"\nname = \"x\"\ncategory = \"x\"\ngrade = \"II\"\n[[task]]\ncategory = \"a\"\n").unwrap_err();
         assert!(error.contains("task #1"), "{error}");
         let error = parse_plan("id = \"x\"\nname = \"x\"\ncategory = \"x\"\ngrade = \"II\"\ncolour = 1\n").unwrap_err();
         assert!(error.contains("line 5") && error.contains("colour"), "{error}");

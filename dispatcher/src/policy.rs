@@ -216,7 +216,8 @@ impl Policy {
     /// Reads a TOML policy file over the defaults: any field left out keeps
     /// its default.
     pub fn from_toml(text: &str) -> Result<Policy, String> {
-        let overrides: toml::Table = toml::from_str(text).map_err(|error| format!("the policy file is not valid TOML: {error}"))?;
+        let overrides: toml::Table =
+            toml::from_str(text).map_err(|error| format!("the policy file is not valid TOML: {error}"))?;
         let mut merged = toml::Table::try_from(Policy::default()).map_err(|error| error.to_string())?;
         merge(&mut merged, overrides);
         let policy: Policy =
@@ -251,7 +252,10 @@ impl Policy {
                 return Err(format!("{name}.max_travel_s = {} is too short; allow at least 60 seconds", mode.max_travel_s));
             }
             if mode.checkin_deadline_s == 0 || mode.checkin_deadline_s > 24 * 3600 {
-                return Err(format!("{name}.checkin_deadline_s = {} is out of range; use 1..=86400 seconds", mode.checkin_deadline_s));
+                return Err(format!(
+                    "{name}.checkin_deadline_s = {} is out of range; use 1..=86400 seconds",
+                    mode.checkin_deadline_s
+                ));
             }
         }
         if self.location_stale_s == 0 || self.waiting_retry_s == 0 {
@@ -306,7 +310,8 @@ mod tests {
 
     #[test]
     fn a_file_overrides_only_what_it_names() {
-        let policy = Policy::from_toml("[emergency_i]\noffer_timeout_s = 45\n[normal.widen_after_s]\ngrid = 60\n").expect("valid");
+        let policy =
+            Policy::from_toml("[emergency_i]\noffer_timeout_s = 45\n[normal.widen_after_s]\ngrid = 60\n").expect("valid");
         assert_eq!(policy.emergency_i.offer_timeout_s, 45);
         assert_eq!(policy.emergency_i.parallel_offers, 3);
         assert_eq!(policy.normal.widen_after_s.grid, 60);

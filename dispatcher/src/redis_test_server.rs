@@ -50,12 +50,7 @@ impl RedisServer {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            let mut server = RedisServer {
-                child: None,
-                port,
-                dir: dir.to_owned(),
-                persistence,
-            };
+            let mut server = RedisServer { child: None, port, dir: dir.to_owned(), persistence };
             match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
                 Err(error) if server.log().contains("Address already in use") => {
@@ -66,9 +61,7 @@ impl RedisServer {
         }
         Err(last_error
             .unwrap_or_else(|| anyhow::anyhow!("no free port"))
-            .context(format!(
-                "no free port for redis-server after {PORT_ATTEMPTS} attempts"
-            )))
+            .context(format!("no free port for redis-server after {PORT_ATTEMPTS} attempts")))
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -94,12 +87,8 @@ impl RedisServer {
     /// or break things behind the dispatcher's back.
     pub fn execute(&self, command: &[&str]) -> anyhow::Result<()> {
         let (name, args) = command.split_first().context("an empty command")?;
-        let mut connection =
-            redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(5))?;
-        redis::cmd(name)
-            .arg(args)
-            .exec(&mut connection)
-            .with_context(|| format!("redis command {command:?} failed"))
+        let mut connection = redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(5))?;
+        redis::cmd(name).arg(args).exec(&mut connection).with_context(|| format!("redis command {command:?} failed"))
     }
 
     /// Kills the server with SIGKILL (no shutdown save) and reaps it.
@@ -121,10 +110,7 @@ impl RedisServer {
                 Ok(()) => return Ok(()),
                 // The old socket may linger for a moment.
                 Err(_)
-                    if self
-                        .log()
-                        .get(log_before..)
-                        .is_some_and(|new| new.contains("Address already in use"))
+                    if self.log().get(log_before..).is_some_and(|new| new.contains("Address already in use"))
                         && Instant::now() < deadline =>
                 {
                     std::thread::sleep(Duration::from_millis(100));
@@ -153,9 +139,7 @@ impl RedisServer {
             .stderr(Stdio::null());
         match self.persistence {
             Persistence::None => command.args(["--appendonly", "no"]),
-            Persistence::AppendFsyncAlways => {
-                command.args(["--appendonly", "yes", "--appendfsync", "always"])
-            }
+            Persistence::AppendFsyncAlways => command.args(["--appendonly", "yes", "--appendfsync", "always"]),
         };
         let child = match command.spawn() {
             Ok(child) => child,
@@ -179,10 +163,7 @@ impl RedisServer {
                 && let Some(status) = child.try_wait()?
             {
                 self.child = None;
-                anyhow::bail!(
-                    "redis-server exited while starting ({status}); its log:\n{}",
-                    self.log()
-                );
+                anyhow::bail!("redis-server exited while starting ({status}); its log:\n{}", self.log());
             }
             let pong = client
                 .get_connection_with_timeout(Duration::from_secs(1))
@@ -192,10 +173,7 @@ impl RedisServer {
             }
             if Instant::now() >= deadline {
                 self.kill();
-                anyhow::bail!(
-                    "redis-server did not answer PING within {READY_WITHIN:?}; its log:\n{}",
-                    self.log()
-                );
+                anyhow::bail!("redis-server did not answer PING within {READY_WITHIN:?}; its log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -22,15 +22,7 @@ use pingji_proto::v1::{AgentSpec, Location, Role, TravelMode};
 pub const REQUIRED_COLUMNS: [&str; 3] = ["id", "name", "role"];
 
 /// Columns a roster may have; an absent column reads as empty in every row.
-pub const OPTIONAL_COLUMNS: [&str; 7] = [
-    "skills",
-    "phone",
-    "home_area_id",
-    "travel_mode",
-    "on_duty",
-    "home_lon",
-    "home_lat",
-];
+pub const OPTIONAL_COLUMNS: [&str; 7] = ["skills", "phone", "home_area_id", "travel_mode", "on_duty", "home_lon", "home_lat"];
 
 /// Every role a roster row may name, in the order of the proto enum.
 pub const ROLES: [Role; 10] = [
@@ -73,10 +65,7 @@ impl fmt::Display for RosterCsvErrors {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let count = self.errors.len();
         let noun = if count == 1 { "problem" } else { "problems" };
-        write!(
-            formatter,
-            "roster csv has {count} {noun}; fix them and import again:"
-        )?;
+        write!(formatter, "roster csv has {count} {noun}; fix them and import again:")?;
         for error in &self.errors {
             write!(formatter, "\n{error}")?;
         }
@@ -111,9 +100,7 @@ pub fn role_name(role: Role) -> &'static str {
 
 /// The travel mode named as in the CSV (`walk`, `bike`, `car`).
 pub fn travel_mode_from_name(name: &str) -> Option<TravelMode> {
-    TRAVEL_MODES
-        .into_iter()
-        .find(|mode| travel_mode_name(*mode) == name)
+    TRAVEL_MODES.into_iter().find(|mode| travel_mode_name(*mode) == name)
 }
 
 /// The CSV name of a travel mode; `unspecified` (which no row may use) for
@@ -131,11 +118,7 @@ pub fn travel_mode_name(mode: TravelMode) -> &'static str {
 /// otherwise returns every problem found.
 pub fn parse_roster_csv(text: &str) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
     let (agents, errors) = parse_roster_csv_lenient(text);
-    if errors.is_empty() {
-        Ok(agents)
-    } else {
-        Err(RosterCsvErrors { errors })
-    }
+    if errors.is_empty() { Ok(agents) } else { Err(RosterCsvErrors { errors }) }
 }
 
 /// Parses a roster file, keeping the good rows: returns them with the
@@ -144,10 +127,7 @@ pub fn parse_roster_csv(text: &str) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
 /// is reported and ignored.
 pub fn parse_roster_csv_lenient(text: &str) -> (Vec<AgentSpec>, Vec<RosterCsvError>) {
     let text = text.strip_prefix(BYTE_ORDER_MARK).unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
     let mut records = reader.records();
 
     let mut errors = Vec::new();
@@ -155,10 +135,7 @@ pub fn parse_roster_csv_lenient(text: &str) -> (Vec<AgentSpec>, Vec<RosterCsvErr
         None => {
             errors.push(RosterCsvError {
                 line: 1,
-                message: format!(
-                    "the file is empty; start it with a header row naming the columns, e.g. {}",
-                    all_column_names()
-                ),
+                message: format!("the file is empty; start it with a header row naming the columns, e.g. {}", all_column_names()),
             });
             return (Vec::new(), errors);
         }
@@ -201,11 +178,7 @@ pub fn parse_roster_csv_lenient(text: &str) -> (Vec<AgentSpec>, Vec<RosterCsvErr
         match parse_row(&record, &columns, line, &mut first_line_of_id) {
             Ok(agent) => agents.push(agent),
             Err(messages) => {
-                errors.extend(
-                    messages
-                        .into_iter()
-                        .map(|message| RosterCsvError { line, message }),
-                );
+                errors.extend(messages.into_iter().map(|message| RosterCsvError { line, message }));
             }
         }
     }
@@ -235,22 +208,12 @@ fn read_header(header: &StringRecord, line: usize) -> (Option<Columns>, Vec<Rost
     let mut index_of: HashMap<&'static str, usize> = HashMap::new();
     for (index, raw_name) in header.iter().enumerate() {
         let name = raw_name.trim().to_lowercase();
-        let known = REQUIRED_COLUMNS
-            .iter()
-            .chain(OPTIONAL_COLUMNS.iter())
-            .find(|column| **column == name);
+        let known = REQUIRED_COLUMNS.iter().chain(OPTIONAL_COLUMNS.iter()).find(|column| **column == name);
         let Some(known) = known else {
             let message = if name.is_empty() {
-                format!(
-                    "column {} has no name in the header; name it or remove the empty column",
-                    index + 1
-                )
+                format!("column {} has no name in the header; name it or remove the empty column", index + 1)
             } else {
-                format!(
-                    "unknown column \"{}\"; rename it to one of {} or remove it",
-                    raw_name.trim(),
-                    all_column_names()
-                )
+                format!("unknown column \"{}\"; rename it to one of {} or remove it", raw_name.trim(), all_column_names())
             };
             errors.push(RosterCsvError { line, message });
             continue;
@@ -259,9 +222,7 @@ fn read_header(header: &StringRecord, line: usize) -> (Option<Columns>, Vec<Rost
             fatal = true;
             errors.push(RosterCsvError {
                 line,
-                message: format!(
-                    "column \"{known}\" appears more than once in the header; keep only one"
-                ),
+                message: format!("column \"{known}\" appears more than once in the header; keep only one"),
             });
         }
     }
@@ -281,11 +242,7 @@ fn read_header(header: &StringRecord, line: usize) -> (Option<Columns>, Vec<Rost
     let home_lat = index_of.get("home_lat").copied();
     if home_lon.is_some() != home_lat.is_some() {
         fatal = true;
-        let (present, absent) = if home_lon.is_some() {
-            ("home_lon", "home_lat")
-        } else {
-            ("home_lat", "home_lon")
-        };
+        let (present, absent) = if home_lon.is_some() { ("home_lon", "home_lat") } else { ("home_lat", "home_lon") };
         errors.push(RosterCsvError {
             line,
             message: format!("column \"{present}\" has no \"{absent}\" beside it; add \"{absent}\" or remove \"{present}\""),
@@ -294,11 +251,7 @@ fn read_header(header: &StringRecord, line: usize) -> (Option<Columns>, Vec<Rost
     if fatal {
         return (None, errors);
     }
-    let (Some(&id), Some(&name), Some(&role)) = (
-        index_of.get("id"),
-        index_of.get("name"),
-        index_of.get("role"),
-    ) else {
+    let (Some(&id), Some(&name), Some(&role)) = (index_of.get("id"), index_of.get("name"), index_of.get("role")) else {
         debug_assert!(false, "required columns were checked above");
         return (None, errors);
     };
@@ -339,13 +292,9 @@ fn parse_row(
     if id.is_empty() {
         problems.push("id is empty; give every person a unique id such as p0001".to_owned());
     } else if id.chars().any(char::is_whitespace) {
-        problems.push(format!(
-            "id \"{id}\" contains whitespace; remove it or use '-' or '_' instead"
-        ));
+        problems.push(format!("id \"{id}\" contains whitespace; remove it or use '-' or '_' instead"));
     } else if let Some(first_line) = first_line_of_id.get(id) {
-        problems.push(format!(
-            "id \"{id}\" is already used on line {first_line}; give every person a unique id"
-        ));
+        problems.push(format!("id \"{id}\" is already used on line {first_line}; give every person a unique id"));
     } else {
         first_line_of_id.insert(id.to_owned(), line);
     }
@@ -358,11 +307,7 @@ fn parse_row(
     let role_text = field(record, Some(columns.role)).to_lowercase();
     let role = role_from_name(&role_text);
     if role.is_none() {
-        let what = if role_text.is_empty() {
-            "role is empty".to_owned()
-        } else {
-            format!("unknown role \"{role_text}\"")
-        };
+        let what = if role_text.is_empty() { "role is empty".to_owned() } else { format!("unknown role \"{role_text}\"") };
         problems.push(format!("{what}; use one of {}", all_role_names()));
     }
 
@@ -375,28 +320,17 @@ fn parse_row(
     };
 
     let phone = field(record, columns.phone);
-    let phone_is_plausible = phone
-        .chars()
-        .all(|character| character.is_ascii_digit() || matches!(character, '+' | '-' | ' '))
+    let phone_is_plausible = phone.chars().all(|character| character.is_ascii_digit() || matches!(character, '+' | '-' | ' '))
         && phone.chars().any(|character| character.is_ascii_digit());
     if !phone.is_empty() && !phone_is_plausible {
         // The number itself is personal data: not quoted.
-        problems.push(
-            "phone is not a phone number; use only digits, '+', '-' and spaces, or leave it empty"
-                .to_owned(),
-        );
+        problems.push("phone is not a phone number; use only digits, '+', '-' and spaces, or leave it empty".to_owned());
     }
 
     let travel_mode_text = field(record, columns.travel_mode).to_lowercase();
-    let travel_mode = if travel_mode_text.is_empty() {
-        Some(TravelMode::Walk)
-    } else {
-        travel_mode_from_name(&travel_mode_text)
-    };
+    let travel_mode = if travel_mode_text.is_empty() { Some(TravelMode::Walk) } else { travel_mode_from_name(&travel_mode_text) };
     if travel_mode.is_none() {
-        problems.push(format!(
-            "unknown travel_mode \"{travel_mode_text}\"; use walk, bike or car, or leave it empty for walk"
-        ));
+        problems.push(format!("unknown travel_mode \"{travel_mode_text}\"; use walk, bike or car, or leave it empty for walk"));
     }
 
     let on_duty_text = field(record, columns.on_duty).to_lowercase();
@@ -412,10 +346,7 @@ fn parse_row(
         ));
     }
 
-    let home = match parse_home(
-        field(record, columns.home_lon),
-        field(record, columns.home_lat),
-    ) {
+    let home = match parse_home(field(record, columns.home_lon), field(record, columns.home_lat)) {
         Ok(home) => home,
         Err(mut home_problems) => {
             problems.append(&mut home_problems);
@@ -423,9 +354,7 @@ fn parse_row(
         }
     };
 
-    let (Some(role), Some(travel_mode), Some(on_duty), true) =
-        (role, travel_mode, on_duty, problems.is_empty())
-    else {
+    let (Some(role), Some(travel_mode), Some(on_duty), true) = (role, travel_mode, on_duty, problems.is_empty()) else {
         debug_assert!(!problems.is_empty(), "every rejected value adds a problem");
         return Err(problems);
     };
@@ -444,10 +373,7 @@ fn parse_row(
 
 /// The value of a column in a row, trimmed; empty for an absent column.
 fn field(record: &StringRecord, index: Option<usize>) -> &str {
-    index
-        .and_then(|index| record.get(index))
-        .unwrap_or("")
-        .trim()
+    index.and_then(|index| record.get(index)).unwrap_or("").trim()
 }
 
 /// Splits `first_aid;driving` into trimmed, lowercase skills.
@@ -459,15 +385,10 @@ fn parse_skills(text: &str) -> Result<Vec<String>, String> {
     for item in text.split(';') {
         let skill = item.trim().to_lowercase();
         if skill.is_empty() {
-            return Err(
-                "skills has an empty item; separate skills with a single ';' and leave no ';' at either end"
-                    .to_owned(),
-            );
+            return Err("skills has an empty item; separate skills with a single ';' and leave no ';' at either end".to_owned());
         }
         if skills.contains(&skill) {
-            return Err(format!(
-                "skill \"{skill}\" is listed more than once; list each skill once"
-            ));
+            return Err(format!("skill \"{skill}\" is listed more than once; list each skill once"));
         }
         skills.push(skill);
     }
@@ -480,14 +401,10 @@ fn parse_home(lon_text: &str, lat_text: &str) -> Result<Option<Location>, Vec<St
     match (lon_text.is_empty(), lat_text.is_empty()) {
         (true, true) => return Ok(None),
         (false, true) => {
-            return Err(vec![
-                "home_lon is given but home_lat is empty; give both or leave both empty".to_owned(),
-            ]);
+            return Err(vec!["home_lon is given but home_lat is empty; give both or leave both empty".to_owned()]);
         }
         (true, false) => {
-            return Err(vec![
-                "home_lat is given but home_lon is empty; give both or leave both empty".to_owned(),
-            ]);
+            return Err(vec!["home_lat is given but home_lon is empty; give both or leave both empty".to_owned()]);
         }
         (false, false) => {}
     }
@@ -500,29 +417,18 @@ fn parse_home(lon_text: &str, lat_text: &str) -> Result<Option<Location>, Vec<St
     }
 }
 
-fn parse_degrees(
-    column: &str,
-    text: &str,
-    limit: f64,
-    example: &str,
-    problems: &mut Vec<String>,
-) -> Option<f64> {
+fn parse_degrees(column: &str, text: &str, limit: f64, example: &str, problems: &mut Vec<String>) -> Option<f64> {
     let Ok(value) = text.parse::<f64>() else {
-        problems.push(format!(
-            "{column} is not a number; write decimal degrees such as {example}"
-        ));
+        problems.push(format!("{column} is not a number; write decimal degrees such as {example}"));
         return None;
     };
     if !value.is_finite() {
-        problems.push(format!(
-            "{column} is not a finite number; write decimal degrees such as {example}"
-        ));
+        problems.push(format!("{column} is not a finite number; write decimal degrees such as {example}"));
         return None;
     }
     if !(-limit..=limit).contains(&value) {
-        problems.push(format!(
-            "{column} is out of range (-{limit} to {limit}); check that home_lon and home_lat are not swapped"
-        ));
+        problems
+            .push(format!("{column} is out of range (-{limit} to {limit}); check that home_lon and home_lat are not swapped"));
         return None;
     }
     Some(value)
@@ -530,21 +436,12 @@ fn parse_degrees(
 
 /// The line a record starts on, or `fallback` when the reader does not say.
 fn line_of(record: &StringRecord, fallback: usize) -> usize {
-    record
-        .position()
-        .and_then(|position| usize::try_from(position.line()).ok())
-        .unwrap_or(fallback)
+    record.position().and_then(|position| usize::try_from(position.line()).ok()).unwrap_or(fallback)
 }
 
 fn csv_error(error: &csv::Error, fallback_line: usize) -> RosterCsvError {
-    let line = error
-        .position()
-        .and_then(|position| usize::try_from(position.line()).ok())
-        .unwrap_or(fallback_line);
-    RosterCsvError {
-        line,
-        message: format!("could not read this row as csv ({error}); check its quotes and commas"),
-    }
+    let line = error.position().and_then(|position| usize::try_from(position.line()).ok()).unwrap_or(fallback_line);
+    RosterCsvError { line, message: format!("could not read this row as csv ({error}); check its quotes and commas") }
 }
 
 fn all_role_names() -> String {
@@ -552,11 +449,7 @@ fn all_role_names() -> String {
 }
 
 fn all_column_names() -> String {
-    let names: Vec<&str> = REQUIRED_COLUMNS
-        .iter()
-        .chain(OPTIONAL_COLUMNS.iter())
-        .copied()
-        .collect();
+    let names: Vec<&str> = REQUIRED_COLUMNS.iter().chain(OPTIONAL_COLUMNS.iter()).copied().collect();
     names.join(",")
 }
 
@@ -564,14 +457,10 @@ fn all_column_names() -> String {
 mod tests {
     use super::*;
 
-    const HEADER: &str =
-        "id,name,role,skills,phone,home_area_id,travel_mode,on_duty,home_lon,home_lat";
+    const HEADER: &str = "id,name,role,skills,phone,home_area_id,travel_mode,on_duty,home_lon,home_lat";
 
     fn sample_roster() -> String {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scenarios/maps/sample-roster.csv"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/maps/sample-roster.csv");
         std::fs::read_to_string(path).expect("scenarios/maps/sample-roster.csv is readable")
     }
 
@@ -600,16 +489,11 @@ mod tests {
         assert_eq!(errors.len(), 1, "expected one error, got {errors:?}");
         assert_eq!(errors[0].line, line, "wrong line in {errors:?}");
         for fragment in fragments {
-            assert!(
-                errors[0].message.contains(fragment),
-                "message {:?} lacks {fragment:?}",
-                errors[0].message
-            );
+            assert!(errors[0].message.contains(fragment), "message {:?} lacks {fragment:?}", errors[0].message);
         }
     }
 
-    const GOOD: &str =
-        "p1,王芳,grid_leader,first_aid;driving,13912345678,d1-s1-c1-g1,bike,false,120.1,30.2";
+    const GOOD: &str = "p1,王芳,grid_leader,first_aid;driving,13912345678,d1-s1-c1-g1,bike,false,120.1,30.2";
 
     #[test]
     fn sample_roster_parses_fully() {
@@ -623,27 +507,15 @@ mod tests {
         assert!(agents.len() >= 300, "the sample has about 320 people");
         for agent in &agents {
             assert_ne!(agent.role, Role::Unspecified as i32, "{}", agent.id);
-            assert_ne!(
-                agent.travel_mode,
-                TravelMode::Unspecified as i32,
-                "{}",
-                agent.id
-            );
+            assert_ne!(agent.travel_mode, TravelMode::Unspecified as i32, "{}", agent.id);
             assert!(agent.home_area_id.starts_with('d'), "{}", agent.id);
             assert!(agent.home.is_some(), "{}", agent.id);
             assert!(agent.skills.len() <= 3, "{}", agent.id);
         }
-        let grid_leaders = agents
-            .iter()
-            .filter(|agent| agent.role == Role::GridLeader as i32)
-            .count();
+        let grid_leaders = agents.iter().filter(|agent| agent.role == Role::GridLeader as i32).count();
         assert_eq!(grid_leaders, 32, "one grid leader per grid");
         assert!(agents.iter().any(|agent| !agent.on_duty));
-        assert!(
-            agents
-                .iter()
-                .any(|agent| agent.skills.iter().any(|skill| skill == "first_aid"))
-        );
+        assert!(agents.iter().any(|agent| agent.skills.iter().any(|skill| skill == "first_aid")));
     }
 
     #[test]
@@ -658,18 +530,14 @@ mod tests {
             home_area_id: "d1-s1-c1-g1".to_owned(),
             travel_mode: TravelMode::Bike as i32,
             on_duty: false,
-            home: Some(Location {
-                lon: 120.1,
-                lat: 30.2,
-            }),
+            home: Some(Location { lon: 120.1, lat: 30.2 }),
         };
         assert_eq!(agents, vec![expected]);
     }
 
     #[test]
     fn only_id_name_and_role_are_required_and_defaults_apply() {
-        let agents =
-            parse_roster_csv("role,name,id\nvolunteer,欧阳娜娜,v7\n").expect("the row is good");
+        let agents = parse_roster_csv("role,name,id\nvolunteer,欧阳娜娜,v7\n").expect("the row is good");
         assert_eq!(agents.len(), 1);
         let agent = &agents[0];
         assert_eq!(agent.id, "v7");
@@ -684,8 +552,7 @@ mod tests {
 
     #[test]
     fn empty_optional_fields_take_their_defaults() {
-        let agents =
-            parse_roster_csv(&roster(&["p1,李强,volunteer,,,,,,,"])).expect("the row is good");
+        let agents = parse_roster_csv(&roster(&["p1,李强,volunteer,,,,,,,"])).expect("the row is good");
         assert_eq!(agents[0].travel_mode, TravelMode::Walk as i32);
         assert!(agents[0].on_duty);
         assert_eq!(agents[0].home, None);
@@ -699,20 +566,11 @@ mod tests {
         assert_eq!(agents[0].id, "p9");
         assert_eq!(agents[0].name, "赵建国");
         assert_eq!(agents[0].role, Role::SunkCadre as i32);
-        assert_eq!(
-            agents[0].skills,
-            vec!["rescue".to_owned(), "first_aid".to_owned()]
-        );
+        assert_eq!(agents[0].skills, vec!["rescue".to_owned(), "first_aid".to_owned()]);
         assert_eq!(agents[0].phone, "+86 139-1234-5678");
         assert_eq!(agents[0].travel_mode, TravelMode::Car as i32);
         assert!(!agents[0].on_duty);
-        assert_eq!(
-            agents[0].home,
-            Some(Location {
-                lon: 120.1,
-                lat: 30.2
-            })
-        );
+        assert_eq!(agents[0].home, Some(Location { lon: 120.1, lat: 30.2 }));
     }
 
     #[test]
@@ -724,8 +582,7 @@ mod tests {
 
     #[test]
     fn chinese_text_round_trips_including_quoted_commas() {
-        let agents = parse_roster_csv(&roster(&["p1,\"司马,相如\",volunteer,,,,,,,"]))
-            .expect("the row is good");
+        let agents = parse_roster_csv(&roster(&["p1,\"司马,相如\",volunteer,,,,,,,"])).expect("the row is good");
         assert_eq!(agents[0].name, "司马,相如");
     }
 
@@ -746,11 +603,7 @@ mod tests {
 
     #[test]
     fn missing_required_column_is_named() {
-        assert_single_error(
-            "id,name\np1,王芳\n",
-            1,
-            &["missing required column \"role\""],
-        );
+        assert_single_error("id,name\np1,王芳\n", 1, &["missing required column \"role\""]);
     }
 
     #[test]
@@ -761,9 +614,7 @@ mod tests {
         assert!(errors.iter().all(|error| error.line == 1));
         for column in REQUIRED_COLUMNS {
             assert!(
-                messages
-                    .iter()
-                    .any(|message| message.contains(&format!("\"{column}\""))),
+                messages.iter().any(|message| message.contains(&format!("\"{column}\""))),
                 "{column} not named in {messages:?}"
             );
         }
@@ -771,20 +622,12 @@ mod tests {
 
     #[test]
     fn column_named_twice_is_an_error() {
-        assert_single_error(
-            "id,name,role,id\np1,王芳,volunteer,p2\n",
-            1,
-            &["\"id\"", "more than once"],
-        );
+        assert_single_error("id,name,role,id\np1,王芳,volunteer,p2\n", 1, &["\"id\"", "more than once"]);
     }
 
     #[test]
     fn lone_coordinate_column_is_an_error() {
-        assert_single_error(
-            "id,name,role,home_lon\np1,王芳,volunteer,120.1\n",
-            1,
-            &["home_lat"],
-        );
+        assert_single_error("id,name,role,home_lon\np1,王芳,volunteer,120.1\n", 1, &["home_lat"]);
     }
 
     #[test]
@@ -809,20 +652,12 @@ mod tests {
 
     #[test]
     fn empty_id_is_an_error() {
-        assert_single_error(
-            &roster(&[GOOD, ",李强,volunteer,,,,,,,"]),
-            3,
-            &["id is empty"],
-        );
+        assert_single_error(&roster(&[GOOD, ",李强,volunteer,,,,,,,"]), 3, &["id is empty"]);
     }
 
     #[test]
     fn id_with_whitespace_is_an_error() {
-        assert_single_error(
-            &roster(&[GOOD, "p 2,李强,volunteer,,,,,,,"]),
-            3,
-            &["\"p 2\"", "whitespace"],
-        );
+        assert_single_error(&roster(&[GOOD, "p 2,李强,volunteer,,,,,,,"]), 3, &["\"p 2\"", "whitespace"]);
     }
 
     #[test]
@@ -843,58 +678,30 @@ mod tests {
         assert_eq!(errors[0].line, 3);
         assert!(errors[0].message.contains("unknown role \"captain\""));
         for role in ROLES {
-            assert!(
-                errors[0].message.contains(role_name(role)),
-                "{}",
-                errors[0].message
-            );
+            assert!(errors[0].message.contains(role_name(role)), "{}", errors[0].message);
         }
-        assert_single_error(
-            &roster(&["p2,李强,,,,,,,,"]),
-            2,
-            &["role is empty", "grid_leader"],
-        );
+        assert_single_error(&roster(&["p2,李强,,,,,,,,"]), 2, &["role is empty", "grid_leader"]);
     }
 
     #[test]
     fn empty_skill_item_is_an_error() {
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,first_aid;;rescue,,,,,,"]),
-            2,
-            &["empty item"],
-        );
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,first_aid;,,,,,,"]),
-            2,
-            &["empty item"],
-        );
+        assert_single_error(&roster(&["p2,李强,volunteer,first_aid;;rescue,,,,,,"]), 2, &["empty item"]);
+        assert_single_error(&roster(&["p2,李强,volunteer,first_aid;,,,,,,"]), 2, &["empty item"]);
     }
 
     #[test]
     fn duplicate_skill_is_an_error_after_normalising() {
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,first_aid; First_Aid ,,,,,,"]),
-            2,
-            &["\"first_aid\"", "more than once"],
-        );
+        assert_single_error(&roster(&["p2,李强,volunteer,first_aid; First_Aid ,,,,,,"]), 2, &["\"first_aid\"", "more than once"]);
     }
 
     #[test]
     fn unknown_travel_mode_is_an_error() {
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,plane,,,"]),
-            2,
-            &["\"plane\"", "walk, bike or car"],
-        );
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,plane,,,"]), 2, &["\"plane\"", "walk, bike or car"]);
     }
 
     #[test]
     fn bad_on_duty_is_an_error() {
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,,maybe,,"]),
-            2,
-            &["\"maybe\"", "true or false"],
-        );
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,,maybe,,"]), 2, &["\"maybe\"", "true or false"]);
     }
 
     #[test]
@@ -907,61 +714,27 @@ mod tests {
 
     #[test]
     fn only_one_coordinate_is_an_error() {
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,,,120.1,"]),
-            2,
-            &["home_lat is empty", "both"],
-        );
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,,,,30.2"]),
-            2,
-            &["home_lon is empty", "both"],
-        );
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,,,120.1,"]), 2, &["home_lat is empty", "both"]);
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,,,,30.2"]), 2, &["home_lon is empty", "both"]);
     }
 
     #[test]
     fn coordinates_must_be_numbers_in_range() {
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,,,east,30.2"]),
-            2,
-            &["home_lon is not a number"],
-        );
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,,,120.1,NaN"]),
-            2,
-            &["home_lat is not a finite number"],
-        );
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,,,180.5,30.2"]),
-            2,
-            &["home_lon is out of range"],
-        );
-        assert_single_error(
-            &roster(&["p2,李强,volunteer,,,,,,30.2,120.1"]),
-            2,
-            &["home_lat is out of range", "swapped"],
-        );
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,,,east,30.2"]), 2, &["home_lon is not a number"]);
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,,,120.1,NaN"]), 2, &["home_lat is not a finite number"]);
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,,,180.5,30.2"]), 2, &["home_lon is out of range"]);
+        assert_single_error(&roster(&["p2,李强,volunteer,,,,,,30.2,120.1"]), 2, &["home_lat is out of range", "swapped"]);
         assert!(parse_roster_csv(&roster(&["p2,李强,volunteer,,,,,,-180,90"])).is_ok());
     }
 
     #[test]
     fn wrong_number_of_fields_is_an_error() {
-        assert_single_error(
-            &roster(&[GOOD, "p2,李强,volunteer"]),
-            3,
-            &["expected 10 fields", "found 3"],
-        );
+        assert_single_error(&roster(&[GOOD, "p2,李强,volunteer"]), 3, &["expected 10 fields", "found 3"]);
     }
 
     #[test]
     fn rows_of_empty_cells_are_skipped() {
-        let agents = parse_roster_csv(&roster(&[
-            GOOD,
-            ",,,,,,,,,",
-            "",
-            "p2,李强,volunteer,,,,,,,",
-        ]))
-        .expect("good");
+        let agents = parse_roster_csv(&roster(&[GOOD, ",,,,,,,,,", "", "p2,李强,volunteer,,,,,,,"])).expect("good");
         assert_eq!(agents.len(), 2);
     }
 
@@ -979,26 +752,15 @@ mod tests {
         let lines: Vec<usize> = errors.iter().map(|error| error.line).collect();
         assert_eq!(lines, vec![3, 3, 5, 5, 8], "{errors:?}");
         let display = RosterCsvErrors { errors }.to_string();
-        assert!(
-            display.starts_with("roster csv has 5 problems"),
-            "{display}"
-        );
+        assert!(display.starts_with("roster csv has 5 problems"), "{display}");
         assert!(display.contains("\nline 3: name is empty"), "{display}");
-        assert!(
-            display.contains("\nline 5: id \"p1\" is already used on line 2"),
-            "{display}"
-        );
+        assert!(display.contains("\nline 5: id \"p1\" is already used on line 2"), "{display}");
         assert!(display.contains("\nline 8: home_lat is given"), "{display}");
     }
 
     #[test]
     fn lenient_mode_returns_good_rows_and_bad_rows() {
-        let text = roster(&[
-            GOOD,
-            "p2,李强,captain,,,,,,,",
-            "p3,张伟,volunteer,,,,,,,",
-            "p3,张伟,volunteer,,,,,,,",
-        ]);
+        let text = roster(&[GOOD, "p2,李强,captain,,,,,,,", "p3,张伟,volunteer,,,,,,,", "p3,张伟,volunteer,,,,,,,"]);
         let (agents, errors) = parse_roster_csv_lenient(&text);
         let ids: Vec<&str> = agents.iter().map(|agent| agent.id.as_str()).collect();
         assert_eq!(ids, vec!["p1", "p3"]);

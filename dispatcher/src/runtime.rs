@@ -108,7 +108,10 @@ impl Dispatcher {
     }
 
     /// Reads the state.
-    pub async fn query<T: Send + 'static>(&self, view: impl FnOnce(&Engine, Millis) -> T + Send + 'static) -> Result<T, DispatchError> {
+    pub async fn query<T: Send + 'static>(
+        &self,
+        view: impl FnOnce(&Engine, Millis) -> T + Send + 'static,
+    ) -> Result<T, DispatchError> {
         let (reply, answer) = oneshot::channel();
         let respond = Box::new(move |engine: &Engine, now: Millis| -> Deliver {
             let value = view(engine, now);
@@ -366,14 +369,18 @@ impl Owner {
                             message: "the dispatcher is shutting down; reconnect in a moment".to_string(),
                             ..pb::Refused::default()
                         };
-                        let _ = session.outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
+                        let _ = session
+                            .outbox
+                            .try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
                     }
                 }
                 Request::CloseSession { agent, session } => {
                     if self.sessions.get(&agent).is_some_and(|open| open.id == session) {
                         self.sessions.remove(&agent);
                         info!(agent_id = %agent, session, "session closed");
-                        if let Ok(new_events) = self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now) {
+                        if let Ok(new_events) =
+                            self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now)
+                        {
                             events.extend(new_events);
                         }
                     }
@@ -400,7 +407,9 @@ impl Owner {
                     Ok(stored) => stored,
                     Err(error) => {
                         for deliver in deliveries {
-                            deliver(Err(DispatchError::Unavailable("the journal could not be written; nothing was changed".into())));
+                            deliver(Err(DispatchError::Unavailable(
+                                "the journal could not be written; nothing was changed".into(),
+                            )));
                         }
                         // The state in memory is now ahead of the journal: stop, and let a restart recover.
                         error!(%error, "journal append failed; stopping");
@@ -417,18 +426,16 @@ impl Owner {
                 deliver(Ok(()));
             }
             // Sessions that could not keep up were closed while routing.
-            let stuck: Vec<AgentId> = self
-                .sessions
-                .iter()
-                .filter(|(_, session)| session.outbox.is_closed())
-                .map(|(agent, _)| agent.clone())
-                .collect();
+            let stuck: Vec<AgentId> =
+                self.sessions.iter().filter(|(_, session)| session.outbox.is_closed()).map(|(agent, _)| agent.clone()).collect();
             events = Vec::new();
             let now = self.now();
             for agent in stuck {
                 self.sessions.remove(&agent);
                 warn!(agent_id = %agent, "session gone; disconnecting");
-                if let Ok(new_events) = self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now) {
+                if let Ok(new_events) =
+                    self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now)
+                {
                     events.extend(new_events);
                 }
             }

@@ -107,19 +107,11 @@ pub enum RedisStoreError {
         "redis at {url} is unreachable: {cause} (while trying to {action}); \
          check that redis-server runs there and answers"
     )]
-    Unreachable {
-        url: String,
-        action: String,
-        cause: String,
-    },
+    Unreachable { url: String, action: String, cause: String },
     /// Redis answered, but with an error or an answer this code does not
     /// understand.
     #[error("cannot {action} on redis at {url}: {cause}")]
-    Failed {
-        url: String,
-        action: String,
-        cause: String,
-    },
+    Failed { url: String, action: String, cause: String },
     #[error("invalid redis url {url}: {cause}; expected redis://HOST:PORT")]
     InvalidUrl { url: String, cause: String },
 }
@@ -143,10 +135,7 @@ pub struct RedisShard {
 
 impl fmt::Debug for RedisShard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisShard")
-            .field("url", &self.url)
-            .field("shard", &self.id.as_str())
-            .finish()
+        f.debug_struct("RedisShard").field("url", &self.url).field("shard", &self.id.as_str()).finish()
     }
 }
 
@@ -154,16 +143,9 @@ impl RedisShard {
     /// Parses `url` (`redis://HOST:PORT[/DB]`); connects only on use.
     pub fn new(url: &str, id: ShardId) -> Result<Self, RedisStoreError> {
         let shown = redacted_url(url);
-        let client = redis::Client::open(url).map_err(|cause| RedisStoreError::InvalidUrl {
-            url: shown.clone(),
-            cause: cause.to_string(),
-        })?;
-        Ok(RedisShard {
-            client,
-            url: shown,
-            keys: ShardKeys::new(&id),
-            id,
-        })
+        let client = redis::Client::open(url)
+            .map_err(|cause| RedisStoreError::InvalidUrl { url: shown.clone(), cause: cause.to_string() })?;
+        Ok(RedisShard { client, url: shown, keys: ShardKeys::new(&id), id })
     }
 
     pub fn id(&self) -> &ShardId {
@@ -183,10 +165,8 @@ impl RedisShard {
     /// an answer (a paused or partitioned Redis), rather than hang.
     pub fn connect(&self, command_timeout: Duration) -> Result<redis::Connection, RedisStoreError> {
         let action = "connect";
-        let connection = self
-            .client
-            .get_connection_with_timeout(CONNECT_TIMEOUT)
-            .map_err(|cause| self.failure(action, &cause))?;
+        let connection =
+            self.client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|cause| self.failure(action, &cause))?;
         connection
             .set_read_timeout(Some(command_timeout))
             .and_then(|()| connection.set_write_timeout(Some(command_timeout)))
@@ -211,17 +191,9 @@ impl RedisShard {
                 )
             );
         if unreachable {
-            RedisStoreError::Unreachable {
-                url: self.url.clone(),
-                action: action.to_owned(),
-                cause: cause.to_string(),
-            }
+            RedisStoreError::Unreachable { url: self.url.clone(), action: action.to_owned(), cause: cause.to_string() }
         } else {
-            RedisStoreError::Failed {
-                url: self.url.clone(),
-                action: action.to_owned(),
-                cause: cause.to_string(),
-            }
+            RedisStoreError::Failed { url: self.url.clone(), action: action.to_owned(), cause: cause.to_string() }
         }
     }
 
@@ -288,17 +260,10 @@ mod tests {
 
     #[test]
     fn passwords_are_not_shown() {
-        assert_eq!(
-            redacted_url("redis://user:secret@host:6379/0"),
-            "redis://user:***@host:6379/0"
-        );
+        assert_eq!(redacted_url("redis://user:secret@host:6379/0"), "redis://user:***@host:6379/0");
         assert_eq!(redacted_url("redis://:secret@host"), "redis://:***@host");
-        assert_eq!(
-            redacted_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        let shard =
-            RedisShard::new("redis://:hunter2@127.0.0.1:1", ShardId::default()).expect("valid url");
+        assert_eq!(redacted_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        let shard = RedisShard::new("redis://:hunter2@127.0.0.1:1", ShardId::default()).expect("valid url");
         assert!(!format!("{shard:?}").contains("hunter2"));
     }
 
@@ -311,18 +276,12 @@ mod tests {
         };
         assert!(error.is_unreachable(), "{error}");
         let message = error.to_string();
-        assert!(
-            message.starts_with("redis at redis://127.0.0.1:1 is unreachable: "),
-            "{message}"
-        );
+        assert!(message.starts_with("redis at redis://127.0.0.1:1 is unreachable: "), "{message}");
     }
 
     #[test]
     fn a_bad_url_is_refused_at_start() {
         let error = RedisShard::new("http://nope", ShardId::default()).expect_err("not redis");
-        assert!(
-            matches!(error, RedisStoreError::InvalidUrl { .. }),
-            "{error}"
-        );
+        assert!(matches!(error, RedisStoreError::InvalidUrl { .. }), "{error}");
     }
 }

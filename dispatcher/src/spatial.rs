@@ -3,8 +3,8 @@
 //! The index stores each located person as a point on the unit sphere (3-D),
 //! so that nearest-neighbour order in the R-tree is exactly great-circle order.
 
-use rstar::primitives::GeomWithData;
 use rstar::RTree;
+use rstar::primitives::GeomWithData;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::AgentId;
@@ -23,7 +23,9 @@ impl Position {
     /// Checks the ranges; the message says what is wrong and what to do.
     pub fn checked(lon: f64, lat: f64) -> Result<Position, String> {
         if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
-            return Err(format!("longitude {lon} is out of range; give WGS84 degrees between -180 and 180 (lon first, then lat)"));
+            return Err(format!(
+                "longitude {lon} is out of range; give WGS84 degrees between -180 and 180 (lon first, then lat)"
+            ));
         }
         if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
             return Err(format!("latitude {lat} is out of range; give WGS84 degrees between -90 and 90 (lon first, then lat)"));

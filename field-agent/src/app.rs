@@ -201,30 +201,21 @@ impl App {
     pub fn apply(&mut self, event: &AgentEvent) {
         match event {
             AgentEvent::Connecting => self.connection = Connection::Connecting { attempt: 0 },
-            AgentEvent::Reconnecting { attempt } => {
-                self.connection = Connection::Connecting { attempt: *attempt }
-            }
+            AgentEvent::Reconnecting { attempt } => self.connection = Connection::Connecting { attempt: *attempt },
             AgentEvent::Welcome(welcome) => {
                 self.connection = Connection::Connected;
                 self.name = welcome.name.clone();
                 self.status = welcome.status;
                 self.mode = welcome.mode;
                 self.location_interval = welcome.location_interval;
-                self.assignment = welcome
-                    .current_incident
-                    .as_ref()
-                    .map(|incident| Assignment {
-                        incident_id: incident.incident_id.clone(),
-                        category: incident.category.clone(),
-                        priority: incident.priority,
-                        description: incident.description.clone(),
-                        arrived: incident.arrived,
-                    });
-                self.notice(if welcome.resumed {
-                    "reconnected"
-                } else {
-                    "connected"
+                self.assignment = welcome.current_incident.as_ref().map(|incident| Assignment {
+                    incident_id: incident.incident_id.clone(),
+                    category: incident.category.clone(),
+                    priority: incident.priority,
+                    description: incident.description.clone(),
+                    arrived: incident.arrived,
                 });
+                self.notice(if welcome.resumed { "reconnected" } else { "connected" });
             }
             AgentEvent::Offer(offer) => {
                 self.notice(format!(
@@ -236,9 +227,7 @@ impl App {
                 self.offer = Some(offer.clone());
                 self.accepting = false;
             }
-            AgentEvent::OfferWithdrawn {
-                offer_id, reason, ..
-            } => {
+            AgentEvent::OfferWithdrawn { offer_id, reason, .. } => {
                 if self.clear_offer(offer_id) {
                     self.notice(format!("offer withdrawn: {reason}"));
                 }
@@ -253,86 +242,51 @@ impl App {
                     arrived: false,
                 });
                 self.status = pb::AgentStatus::Busy;
-                self.notice(format!(
-                    "assigned to {} ({}); press r when you arrive",
-                    offer.incident_id, offer.category
-                ));
+                self.notice(format!("assigned to {} ({}); press r when you arrive", offer.incident_id, offer.category));
             }
             AgentEvent::NoLongerNeeded { offer_id, .. } => {
                 if self.clear_offer(offer_id) {
                     self.notice("offer no longer needed: others accepted first, thank you");
                 }
             }
-            AgentEvent::AssignmentEnded {
-                incident_id,
-                reason,
-            } => {
-                if self
-                    .assignment
-                    .as_ref()
-                    .is_some_and(|assignment| &assignment.incident_id == incident_id)
-                {
+            AgentEvent::AssignmentEnded { incident_id, reason } => {
+                if self.assignment.as_ref().is_some_and(|assignment| &assignment.incident_id == incident_id) {
                     self.assignment = None;
                     if self.status == pb::AgentStatus::Busy {
                         self.status = pb::AgentStatus::Available;
                     }
-                    if matches!(&self.prompt, Prompt::Feedback { incident_id: prompted, .. } if prompted == incident_id)
-                    {
+                    if matches!(&self.prompt, Prompt::Feedback { incident_id: prompted, .. } if prompted == incident_id) {
                         self.prompt = Prompt::None;
                     }
                 }
                 self.notice(format!("assignment {incident_id} ended: {reason}"));
             }
-            AgentEvent::ModeChanged {
-                mode,
-                reason,
-                location_interval,
-                ..
-            } => {
+            AgentEvent::ModeChanged { mode, reason, location_interval, .. } => {
                 self.mode = *mode;
                 self.location_interval = *location_interval;
                 self.notice(format!("mode now {}: {reason}", mode_name(*mode)));
             }
-            AgentEvent::CallUp {
-                callup_id,
-                area_id,
-                reason,
-                deadline_ms,
-            } => {
+            AgentEvent::CallUp { callup_id, area_id, reason, deadline_ms } => {
                 self.callup = Some(callup_id.clone());
                 let minutes = (deadline_ms.saturating_sub(self.now_ms) / 60_000).max(0);
-                self.notice(format!(
-                    "CALLED UP ({area_id}): {reason}; press k to check in within {minutes} min"
-                ));
+                self.notice(format!("CALLED UP ({area_id}): {reason}; press k to check in within {minutes} min"));
             }
-            AgentEvent::StandDown {
-                callup_id, reason, ..
-            } => {
+            AgentEvent::StandDown { callup_id, reason, .. } => {
                 if self.callup.as_ref() == Some(callup_id) {
                     self.callup = None;
                 }
                 self.notice(format!("stood down: {reason}; thank you"));
             }
-            AgentEvent::ReportOutcome {
-                report_id,
-                outcome,
-                incident_id,
-                reason,
-                feedback,
-            } => {
+            AgentEvent::ReportOutcome { report_id, outcome, incident_id, reason, feedback } => {
                 let detail = [reason.as_str(), feedback.as_str()]
                     .into_iter()
                     .filter(|text| !text.is_empty())
                     .collect::<Vec<_>>()
                     .join("; ");
-                self.notice(format!(
-                    "your report {report_id} ({incident_id}): {outcome} {detail}"
-                ));
+                self.notice(format!("your report {report_id} ({incident_id}): {outcome} {detail}"));
             }
             AgentEvent::Refused(refusal) => {
-                if refusal.offer_id.is_some()
-                    && refusal.offer_id.as_ref() == self.offer.as_ref().map(|offer| &offer.offer_id)
-                {
+                if refusal.offer_id.is_some() && refusal.offer_id.as_ref() == self.offer.as_ref().map(|offer| &offer.offer_id) {
                     self.accepting = false;
                 }
                 if refusal.offer_id.is_none() && refusal.incident_id.is_none() {
@@ -353,20 +307,14 @@ impl App {
                 if let Some(error) = error {
                     self.notice(format!("stopped: {error}"));
                 }
-                self.connection = Connection::Stopped {
-                    error: error.clone(),
-                };
+                self.connection = Connection::Stopped { error: error.clone() };
             }
         }
     }
 
     /// Forgets the current offer if it is `offer_id`; true if it was.
     fn clear_offer(&mut self, offer_id: &OfferId) -> bool {
-        if self
-            .offer
-            .as_ref()
-            .is_none_or(|offer| &offer.offer_id != offer_id)
-        {
+        if self.offer.as_ref().is_none_or(|offer| &offer.offer_id != offer_id) {
             return false;
         }
         self.offer = None;
@@ -386,9 +334,7 @@ impl App {
                 self.notice("checked in: you are available at your reported location");
             }
             Action::FieldReport { category, .. } => {
-                self.notice(format!(
-                    "report sent ({category}); you will hear what becomes of it"
-                ));
+                self.notice(format!("report sent ({category}); you will hear what becomes of it"));
             }
             Action::Accept(_) => {
                 self.accepting = true;
@@ -399,21 +345,13 @@ impl App {
                 self.notice(format!("declined: {reason}"));
             }
             Action::Arrived(incident_id) => {
-                if let Some(assignment) = self
-                    .assignment
-                    .as_mut()
-                    .filter(|assignment| &assignment.incident_id == incident_id)
-                {
+                if let Some(assignment) = self.assignment.as_mut().filter(|assignment| &assignment.incident_id == incident_id) {
                     assignment.arrived = true;
                 }
                 self.notice("arrival reported");
             }
             Action::Completed { incident_id, .. } => {
-                if self
-                    .assignment
-                    .as_ref()
-                    .is_some_and(|assignment| &assignment.incident_id == incident_id)
-                {
+                if self.assignment.as_ref().is_some_and(|assignment| &assignment.incident_id == incident_id) {
                     self.assignment = None;
                     self.status = pb::AgentStatus::Available;
                 }
@@ -432,34 +370,20 @@ impl App {
         if key.kind == KeyEventKind::Release {
             return None;
         }
-        if key.modifiers.contains(KeyModifiers::CONTROL)
-            && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C'))
-        {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('C')) {
             return Some(Action::Quit);
         }
         match std::mem::replace(&mut self.prompt, Prompt::None) {
             Prompt::None => self.key_without_prompt(key),
-            Prompt::DeclineReason { offer_id, selected } => {
-                self.key_choosing_reason(key, offer_id, selected)
-            }
+            Prompt::DeclineReason { offer_id, selected } => self.key_choosing_reason(key, offer_id, selected),
             Prompt::DeclineOther { offer_id, text } => self.key_typing(
                 key,
                 text,
                 |text| {
-                    let reason = if text.trim().is_empty() {
-                        "other".to_string()
-                    } else {
-                        format!("other: {}", text.trim())
-                    };
-                    Some(Action::Decline {
-                        offer_id: offer_id.clone(),
-                        reason,
-                    })
+                    let reason = if text.trim().is_empty() { "other".to_string() } else { format!("other: {}", text.trim()) };
+                    Some(Action::Decline { offer_id: offer_id.clone(), reason })
                 },
-                |text| Prompt::DeclineOther {
-                    offer_id: offer_id.clone(),
-                    text,
-                },
+                |text| Prompt::DeclineOther { offer_id: offer_id.clone(), text },
             ),
             Prompt::FieldReport { text } => {
                 if key.code == KeyCode::Enter
@@ -472,11 +396,7 @@ impl App {
                 self.key_typing(
                     key,
                     text,
-                    |text| {
-                        parse_field_report(&text)
-                            .ok()
-                            .map(|(category, text)| Action::FieldReport { category, text })
-                    },
+                    |text| parse_field_report(&text).ok().map(|(category, text)| Action::FieldReport { category, text }),
                     |text| Prompt::FieldReport { text },
                 )
             }
@@ -489,16 +409,8 @@ impl App {
                 self.key_typing(
                     key,
                     text,
-                    |text| {
-                        Some(Action::Completed {
-                            incident_id: incident_id.clone(),
-                            feedback: text.trim().to_string(),
-                        })
-                    },
-                    |text| Prompt::Feedback {
-                        incident_id: incident_id.clone(),
-                        text,
-                    },
+                    |text| Some(Action::Completed { incident_id: incident_id.clone(), feedback: text.trim().to_string() }),
+                    |text| Prompt::Feedback { incident_id: incident_id.clone(), text },
                 )
             }
         }
@@ -523,10 +435,7 @@ impl App {
             },
             'd' => match &self.offer {
                 Some(offer) => {
-                    self.prompt = Prompt::DeclineReason {
-                        offer_id: offer.offer_id.clone(),
-                        selected: 0,
-                    };
+                    self.prompt = Prompt::DeclineReason { offer_id: offer.offer_id.clone(), selected: 0 };
                     None
                 }
                 None => {
@@ -547,10 +456,7 @@ impl App {
             },
             'c' => match &self.assignment {
                 Some(assignment) => {
-                    self.prompt = Prompt::Feedback {
-                        incident_id: assignment.incident_id.clone(),
-                        text: String::new(),
-                    };
+                    self.prompt = Prompt::Feedback { incident_id: assignment.incident_id.clone(), text: String::new() };
                     None
                 }
                 None => {
@@ -561,9 +467,7 @@ impl App {
             'v' => Some(Action::SetStatus(pb::AgentStatus::Available)),
             'o' => Some(Action::SetStatus(pb::AgentStatus::OffDuty)),
             'f' => {
-                self.prompt = Prompt::FieldReport {
-                    text: String::new(),
-                };
+                self.prompt = Prompt::FieldReport { text: String::new() };
                 None
             }
             'k' => match &self.callup {
@@ -577,27 +481,16 @@ impl App {
         }
     }
 
-    fn key_choosing_reason(
-        &mut self,
-        key: KeyEvent,
-        offer_id: OfferId,
-        selected: usize,
-    ) -> Option<Action> {
+    fn key_choosing_reason(&mut self, key: KeyEvent, offer_id: OfferId, selected: usize) -> Option<Action> {
         let last = DECLINE_REASONS.len() - 1;
         let chosen = match key.code {
             KeyCode::Esc => return None,
             KeyCode::Up | KeyCode::Char('k') => {
-                self.prompt = Prompt::DeclineReason {
-                    offer_id,
-                    selected: selected.saturating_sub(1),
-                };
+                self.prompt = Prompt::DeclineReason { offer_id, selected: selected.saturating_sub(1) };
                 return None;
             }
             KeyCode::Down | KeyCode::Char('j') => {
-                self.prompt = Prompt::DeclineReason {
-                    offer_id,
-                    selected: (selected + 1).min(last),
-                };
+                self.prompt = Prompt::DeclineReason { offer_id, selected: (selected + 1).min(last) };
                 return None;
             }
             KeyCode::Enter => selected,
@@ -608,16 +501,10 @@ impl App {
             }
         };
         if chosen == last {
-            self.prompt = Prompt::DeclineOther {
-                offer_id,
-                text: String::new(),
-            };
+            self.prompt = Prompt::DeclineOther { offer_id, text: String::new() };
             return None;
         }
-        Some(Action::Decline {
-            offer_id,
-            reason: DECLINE_REASONS[chosen].to_string(),
-        })
+        Some(Action::Decline { offer_id, reason: DECLINE_REASONS[chosen].to_string() })
     }
 
     /// Text entry: characters and Backspace edit, Enter finishes, Esc cancels.
@@ -653,9 +540,7 @@ impl App {
     /// Whole seconds until the next connection attempt, when waiting for one.
     pub fn retry_in_s(&self) -> Option<i64> {
         match &self.connection {
-            Connection::WaitingToRetry { retry_at_ms, .. } => {
-                Some((retry_at_ms.saturating_sub(self.now_ms).max(0) + 999) / 1000)
-            }
+            Connection::WaitingToRetry { retry_at_ms, .. } => Some((retry_at_ms.saturating_sub(self.now_ms).max(0) + 999) / 1000),
             _ => None,
         }
     }
@@ -663,31 +548,19 @@ impl App {
 
 /// "350 m" or "1.2 km".
 pub fn distance_text(metres: f64) -> String {
-    if metres < 1000.0 {
-        format!("{metres:.0} m")
-    } else {
-        format!("{:.1} km", metres / 1000.0)
-    }
+    if metres < 1000.0 { format!("{metres:.0} m") } else { format!("{:.1} km", metres / 1000.0) }
 }
 
 /// "under a minute" or "about 4 min".
 pub fn eta_text(eta: Duration) -> String {
     let seconds = eta.as_secs();
-    if seconds < 60 {
-        "under a minute".to_string()
-    } else {
-        format!("about {} min", seconds.div_ceil(60))
-    }
+    if seconds < 60 { "under a minute".to_string() } else { format!("about {} min", seconds.div_ceil(60)) }
 }
 
 /// "4:05" left to answer, or "time is up".
 pub fn countdown_text(offer: &Offer, now_ms: i64) -> String {
     let left = offer.time_left(now_ms).as_secs();
-    if left == 0 {
-        "time is up".to_string()
-    } else {
-        format!("{}:{:02}", left / 60, left % 60)
-    }
+    if left == 0 { "time is up".to_string() } else { format!("{}:{:02}", left / 60, left % 60) }
 }
 
 #[cfg(test)]
@@ -697,12 +570,7 @@ mod tests {
     use super::*;
 
     fn key(code: KeyCode) -> KeyEvent {
-        KeyEvent {
-            code,
-            modifiers: KeyModifiers::NONE,
-            kind: KeyEventKind::Press,
-            state: KeyEventState::NONE,
-        }
+        KeyEvent { code, modifiers: KeyModifiers::NONE, kind: KeyEventKind::Press, state: KeyEventState::NONE }
     }
 
     fn press(app: &mut App, code: KeyCode) -> Option<Action> {
@@ -742,11 +610,7 @@ mod tests {
         let action = press(&mut app, KeyCode::Char('a'));
         assert_eq!(action, Some(Action::Accept(OfferId::new("inc-000001-o1"))));
         app.action_sent(&Action::Accept(OfferId::new("inc-000001-o1")));
-        assert_eq!(
-            press(&mut app, KeyCode::Char('a')),
-            None,
-            "a second accept is not sent"
-        );
+        assert_eq!(press(&mut app, KeyCode::Char('a')), None, "a second accept is not sent");
     }
 
     #[test]
@@ -763,16 +627,10 @@ mod tests {
     fn decline_with_a_reason_by_number_or_arrows() {
         let mut app = app_with_offer();
         assert_eq!(press(&mut app, KeyCode::Char('d')), None);
-        assert!(matches!(
-            app.prompt,
-            Prompt::DeclineReason { selected: 0, .. }
-        ));
+        assert!(matches!(app.prompt, Prompt::DeclineReason { selected: 0, .. }));
         assert_eq!(
             press(&mut app, KeyCode::Char('3')),
-            Some(Action::Decline {
-                offer_id: OfferId::new("inc-000001-o1"),
-                reason: "lacking skill".to_string()
-            })
+            Some(Action::Decline { offer_id: OfferId::new("inc-000001-o1"), reason: "lacking skill".to_string() })
         );
         assert_eq!(app.prompt, Prompt::None);
 
@@ -783,10 +641,7 @@ mod tests {
         press(&mut app, KeyCode::Up);
         assert_eq!(
             press(&mut app, KeyCode::Enter),
-            Some(Action::Decline {
-                offer_id: OfferId::new("inc-000001-o1"),
-                reason: "busy".to_string()
-            })
+            Some(Action::Decline { offer_id: OfferId::new("inc-000001-o1"), reason: "busy".to_string() })
         );
     }
 
@@ -800,10 +655,7 @@ mod tests {
         press(&mut app, KeyCode::Backspace);
         assert_eq!(
             press(&mut app, KeyCode::Enter),
-            Some(Action::Decline {
-                offer_id: OfferId::new("inc-000001-o1"),
-                reason: "other: car broke".to_string()
-            })
+            Some(Action::Decline { offer_id: OfferId::new("inc-000001-o1"), reason: "other: car broke".to_string() })
         );
 
         let mut app = app_with_offer();
@@ -833,23 +685,12 @@ mod tests {
         assert!(app.offer.is_none());
         assert_eq!(app.status, pb::AgentStatus::Busy);
         let arrived = press(&mut app, KeyCode::Char('r'));
-        assert_eq!(
-            arrived,
-            Some(Action::Arrived(IncidentId::new("inc-000001")))
-        );
+        assert_eq!(arrived, Some(Action::Arrived(IncidentId::new("inc-000001"))));
         app.action_sent(&Action::Arrived(IncidentId::new("inc-000001")));
-        assert_eq!(
-            press(&mut app, KeyCode::Char('r')),
-            None,
-            "arrival is reported once"
-        );
+        assert_eq!(press(&mut app, KeyCode::Char('r')), None, "arrival is reported once");
 
         assert_eq!(press(&mut app, KeyCode::Char('c')), None);
-        assert_eq!(
-            press(&mut app, KeyCode::Enter),
-            None,
-            "empty feedback is not sent"
-        );
+        assert_eq!(press(&mut app, KeyCode::Enter), None, "empty feedback is not sent");
         assert!(matches!(app.prompt, Prompt::Feedback { .. }));
         type_text(&mut app, "helped him up; ambulance not needed ");
         assert_eq!(
@@ -873,22 +714,13 @@ mod tests {
     #[test]
     fn status_and_quit_keys() {
         let mut app = App::new("p0001", "server", "fixed point");
-        assert_eq!(
-            press(&mut app, KeyCode::Char('v')),
-            Some(Action::SetStatus(pb::AgentStatus::Available))
-        );
-        assert_eq!(
-            press(&mut app, KeyCode::Char('o')),
-            Some(Action::SetStatus(pb::AgentStatus::OffDuty))
-        );
+        assert_eq!(press(&mut app, KeyCode::Char('v')), Some(Action::SetStatus(pb::AgentStatus::Available)));
+        assert_eq!(press(&mut app, KeyCode::Char('o')), Some(Action::SetStatus(pb::AgentStatus::OffDuty)));
         assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Action::Quit));
         let control_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         press(&mut app, KeyCode::Char('d'));
         assert_eq!(app.handle_key(control_c), Some(Action::Quit));
-        let release = KeyEvent {
-            kind: KeyEventKind::Release,
-            ..key(KeyCode::Char('q'))
-        };
+        let release = KeyEvent { kind: KeyEventKind::Release, ..key(KeyCode::Char('q')) };
         assert_eq!(app.handle_key(release), None);
     }
 
@@ -910,56 +742,30 @@ mod tests {
     #[test]
     fn a_repeated_notice_counts_up_instead_of_filling_the_pane() {
         let mut app = App::new("p0001", "server", "fixed point");
-        let lost = AgentEvent::ConnectionLost {
-            error: "connection refused".to_string(),
-            retry_in: Duration::from_secs(1),
-        };
+        let lost = AgentEvent::ConnectionLost { error: "connection refused".to_string(), retry_in: Duration::from_secs(1) };
         for _ in 0..3 {
             app.apply(&lost);
         }
         app.notice("reconnected");
-        assert_eq!(
-            app.notices,
-            [
-                "connection lost: connection refused (3 times)",
-                "reconnected"
-            ]
-        );
+        assert_eq!(app.notices, ["connection lost: connection refused (3 times)", "reconnected"]);
     }
 
     #[test]
     fn f_opens_a_field_report_prompt_that_needs_category_and_text() {
         let mut app = App::new("p0001", "server", "fixed point");
         assert_eq!(press(&mut app, KeyCode::Char('f')), None);
-        assert_eq!(
-            app.prompt,
-            Prompt::FieldReport {
-                text: String::new()
-            }
-        );
+        assert_eq!(app.prompt, Prompt::FieldReport { text: String::new() });
         type_text(&mut app, "water over the road");
         assert_eq!(press(&mut app, KeyCode::Enter), None, "no category yet");
-        assert!(
-            app.notices
-                .back()
-                .is_some_and(|notice| notice.contains("category: text")),
-            "{:?}",
-            app.notices
-        );
-        assert!(
-            matches!(app.prompt, Prompt::FieldReport { .. }),
-            "the prompt stays open"
-        );
+        assert!(app.notices.back().is_some_and(|notice| notice.contains("category: text")), "{:?}", app.notices);
+        assert!(matches!(app.prompt, Prompt::FieldReport { .. }), "the prompt stays open");
         for _ in 0.."water over the road".len() {
             press(&mut app, KeyCode::Backspace);
         }
         type_text(&mut app, "Flooding: 积水没过脚踝 ");
         assert_eq!(
             press(&mut app, KeyCode::Enter),
-            Some(Action::FieldReport {
-                category: "Flooding".to_string(),
-                text: "积水没过脚踝".to_string()
-            })
+            Some(Action::FieldReport { category: "Flooding".to_string(), text: "积水没过脚踝".to_string() })
         );
         assert_eq!(app.prompt, Prompt::None);
         // 'q' in the prompt is text; Esc cancels.
@@ -979,10 +785,7 @@ mod tests {
             reason: "台风".to_string(),
             deadline_ms: 1_800_000,
         });
-        assert_eq!(
-            press(&mut app, KeyCode::Char('k')),
-            Some(Action::CheckIn("callup-0001".to_string()))
-        );
+        assert_eq!(press(&mut app, KeyCode::Char('k')), Some(Action::CheckIn("callup-0001".to_string())));
         app.action_sent(&Action::CheckIn("callup-0001".to_string()));
         assert_eq!(app.callup, None);
         assert_eq!(press(&mut app, KeyCode::Char('k')), None);
@@ -990,33 +793,12 @@ mod tests {
 
     #[test]
     fn field_reports_read_category_then_text() {
-        assert_eq!(
-            parse_field_report("flooding:water at gate 3"),
-            Ok(("flooding".to_string(), "water at gate 3".to_string()))
-        );
-        assert_eq!(
-            parse_field_report(" fire ： 浓烟 "),
-            Ok(("fire".to_string(), "浓烟".to_string()))
-        );
-        assert_eq!(
-            parse_field_report("road: blocked: tree down"),
-            Ok(("road".to_string(), "blocked: tree down".to_string()))
-        );
-        assert!(
-            parse_field_report("no colon")
-                .unwrap_err()
-                .contains("category: text")
-        );
-        assert!(
-            parse_field_report(": text")
-                .unwrap_err()
-                .contains("category")
-        );
-        assert!(
-            parse_field_report("flooding:  ")
-                .unwrap_err()
-                .contains("flooding")
-        );
+        assert_eq!(parse_field_report("flooding:water at gate 3"), Ok(("flooding".to_string(), "water at gate 3".to_string())));
+        assert_eq!(parse_field_report(" fire ： 浓烟 "), Ok(("fire".to_string(), "浓烟".to_string())));
+        assert_eq!(parse_field_report("road: blocked: tree down"), Ok(("road".to_string(), "blocked: tree down".to_string())));
+        assert!(parse_field_report("no colon").unwrap_err().contains("category: text"));
+        assert!(parse_field_report(": text").unwrap_err().contains("category"));
+        assert!(parse_field_report("flooding:  ").unwrap_err().contains("flooding"));
     }
 
     #[test]

@@ -43,10 +43,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(policy: BackoffPolicy) -> Self {
-        Backoff {
-            policy,
-            failures: 0,
-        }
+        Backoff { policy, failures: 0 }
     }
 
     pub fn policy(&self) -> &BackoffPolicy {
@@ -63,10 +60,7 @@ impl Backoff {
         // 2^20 times any sensible initial delay is far past any cap; stopping
         // the exponent there keeps the multiplication from overflowing.
         let factor = 1u32 << self.failures.min(20);
-        self.policy
-            .initial
-            .saturating_mul(factor)
-            .min(self.policy.cap)
+        self.policy.initial.saturating_mul(factor).min(self.policy.cap)
     }
 
     /// Counts a failure and returns how long to wait before trying again.
@@ -107,12 +101,7 @@ mod tests {
             bases.push(backoff.base_delay().as_millis());
             backoff.next_delay(&mut random);
         }
-        assert_eq!(
-            bases,
-            vec![
-                500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000
-            ]
-        );
+        assert_eq!(bases, vec![500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
     }
 
     #[test]
@@ -144,10 +133,7 @@ mod tests {
         let longest = delays.iter().max().copied().unwrap_or_default();
         // At the cap the delays spread over [0, 30 s]: fifty draws from it
         // span far more than a few seconds.
-        assert!(
-            longest - shortest > Duration::from_secs(10),
-            "delays barely differ: {delays:?}"
-        );
+        assert!(longest - shortest > Duration::from_secs(10), "delays barely differ: {delays:?}");
     }
 
     #[test]
@@ -166,10 +152,7 @@ mod tests {
 
     #[test]
     fn a_huge_initial_delay_is_still_capped() {
-        let mut backoff = Backoff::new(BackoffPolicy {
-            initial: Duration::from_secs(3600),
-            ..policy()
-        });
+        let mut backoff = Backoff::new(BackoffPolicy { initial: Duration::from_secs(3600), ..policy() });
         let mut random = StdRng::seed_from_u64(5);
         for _ in 0..40 {
             assert!(backoff.next_delay(&mut random) <= Duration::from_secs(30));

@@ -59,11 +59,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    pub fn new(
-        server: impl Into<String>,
-        agent_id: impl Into<String>,
-        token: impl Into<String>,
-    ) -> Self {
+    pub fn new(server: impl Into<String>, agent_id: impl Into<String>, token: impl Into<String>) -> Self {
         AgentConfig {
             server: server.into(),
             agent_id: agent_id.into(),
@@ -105,9 +101,7 @@ pub struct AgentClient {
 impl AgentClient {
     /// Starts the session task (call inside a tokio runtime). The receiver
     /// gets every event; the last one is `Stopped`.
-    pub fn start(
-        config: AgentConfig,
-    ) -> Result<(AgentClient, mpsc::Receiver<AgentEvent>), ClientError> {
+    pub fn start(config: AgentConfig) -> Result<(AgentClient, mpsc::Receiver<AgentEvent>), ClientError> {
         let agent_id = config.agent_id.trim().to_string();
         if agent_id.is_empty() {
             return Err(ClientError::NoAgentId);
@@ -117,10 +111,7 @@ impl AgentClient {
         let (requests, request_inbox) = mpsc::channel(config.request_queue.max(1));
         let (events, event_inbox) = mpsc::channel(config.event_queue.max(1));
         let task = SessionTask {
-            hello: pb::Hello {
-                agent_id: agent_id.clone(),
-                token: config.token.clone(),
-            },
+            hello: pb::Hello { agent_id: agent_id.clone(), token: config.token.clone() },
             ledger: Ledger::new(&agent_id),
             config,
             endpoint,
@@ -133,14 +124,7 @@ impl AgentClient {
         };
         let span = info_span!("agent_client", agent_id = %agent_id);
         let task = runtime.spawn(task.run().instrument(span));
-        Ok((
-            AgentClient {
-                agent_id,
-                requests,
-                task: Some(task),
-            },
-            event_inbox,
-        ))
+        Ok((AgentClient { agent_id, requests, task: Some(task) }, event_inbox))
     }
 
     pub fn agent_id(&self) -> &str {
@@ -163,10 +147,7 @@ impl AgentClient {
     }
 
     pub fn decline(&self, offer_id: &OfferId, reason: &str) -> Result<(), ClientError> {
-        self.request(Request::Decline {
-            offer_id: offer_id.clone(),
-            reason: reason.to_string(),
-        })
+        self.request(Request::Decline { offer_id: offer_id.clone(), reason: reason.to_string() })
     }
 
     /// Reports arrival at the assigned incident.
@@ -176,10 +157,7 @@ impl AgentClient {
 
     /// Reports the assignment done, with what was found and done.
     pub fn completed(&self, incident_id: &IncidentId, feedback: &str) -> Result<(), ClientError> {
-        self.request(Request::Completed {
-            incident_id: incident_id.clone(),
-            feedback: feedback.to_string(),
-        })
+        self.request(Request::Completed { incident_id: incident_id.clone(), feedback: feedback.to_string() })
     }
 
     /// Answers a call-up: checked in, available, at the last reported
@@ -190,13 +168,7 @@ impl AgentClient {
 
     /// Reports a problem seen in the field; the outcome arrives as
     /// `AgentEvent::ReportOutcome`.
-    pub fn field_report(
-        &self,
-        at: Location,
-        category: &str,
-        text: &str,
-        photo_ref: &str,
-    ) -> Result<(), ClientError> {
+    pub fn field_report(&self, at: Location, category: &str, text: &str, photo_ref: &str) -> Result<(), ClientError> {
         self.request(Request::FieldReport {
             at,
             category: category.to_string(),
@@ -206,12 +178,10 @@ impl AgentClient {
     }
 
     fn request(&self, request: Request) -> Result<(), ClientError> {
-        self.requests
-            .try_send(request)
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => ClientError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
-            })
+        self.requests.try_send(request).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ClientError::Busy,
+            mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
+        })
     }
 
     /// Ends the session: the stream is closed so that the dispatcher lets go
@@ -230,15 +200,9 @@ impl AgentClient {
 
 fn endpoint(config: &AgentConfig) -> Result<Endpoint, ClientError> {
     let address = config.server.trim();
-    let url = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
-    let endpoint = Endpoint::from_shared(url).map_err(|error| ClientError::BadServer {
-        address: address.to_string(),
-        reason: error_chain(&error),
-    })?;
+    let url = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    let endpoint = Endpoint::from_shared(url)
+        .map_err(|error| ClientError::BadServer { address: address.to_string(), reason: error_chain(&error) })?;
     Ok(endpoint
         .connect_timeout(config.connect_timeout)
         .http2_keep_alive_interval(config.keepalive_interval)
@@ -293,21 +257,13 @@ impl SessionTask {
                     }
                     let retry_in = backoff.next_delay(&mut self.random);
                     info!(%error, retry_in_ms = retry_in.as_millis() as u64, "connection lost");
-                    if !self
-                        .emit(AgentEvent::ConnectionLost { error, retry_in })
-                        .await
-                    {
+                    if !self.emit(AgentEvent::ConnectionLost { error, retry_in }).await {
                         return self.stopped();
                     }
                     if self.wait(tokio::time::sleep(retry_in)).await.is_none() {
                         return self.stopped();
                     }
-                    if !self
-                        .emit(AgentEvent::Reconnecting {
-                            attempt: backoff.failures(),
-                        })
-                        .await
-                    {
+                    if !self.emit(AgentEvent::Reconnecting { attempt: backoff.failures() }).await {
                         return self.stopped();
                     }
                 }
@@ -328,63 +284,38 @@ impl SessionTask {
         let channel = match self.wait(endpoint.connect()).await {
             None => return Ended::Closed,
             Some(Err(error)) => {
-                return Ended::Lost {
-                    error: error_chain(&error),
-                    healthy: false,
-                };
+                return Ended::Lost { error: error_chain(&error), healthy: false };
             }
             Some(Ok(channel)) => channel,
         };
         let mut client = AgentServiceClient::new(channel);
         let (outbox, outgoing) = mpsc::channel(OUTBOX);
-        let hello = pb::AgentMessage {
-            body: Some(Outgoing::Hello(self.hello.clone())),
-        };
+        let hello = pb::AgentMessage { body: Some(Outgoing::Hello(self.hello.clone())) };
         if outbox.try_send(hello).is_err() {
-            return Ended::Lost {
-                error: "cannot queue hello".to_string(),
-                healthy: false,
-            };
+            return Ended::Lost { error: "cannot queue hello".to_string(), healthy: false };
         }
-        let mut inbound = match self
-            .wait(client.session(ReceiverStream::new(outgoing)))
-            .await
-        {
+        let mut inbound = match self.wait(client.session(ReceiverStream::new(outgoing))).await {
             None => return Ended::Closed,
             Some(Err(status)) => return refused(&status),
             Some(Ok(response)) => response.into_inner(),
         };
         let welcome_timeout = self.config.welcome_timeout;
-        let first = match self
-            .wait(tokio::time::timeout(welcome_timeout, inbound.message()))
-            .await
-        {
+        let first = match self.wait(tokio::time::timeout(welcome_timeout, inbound.message())).await {
             None => return Ended::Closed,
             Some(first) => first,
         };
         let welcome = match first {
             Err(_) => {
                 let error = format!("no welcome within {} s", welcome_timeout.as_secs());
-                return Ended::Lost {
-                    error,
-                    healthy: false,
-                };
+                return Ended::Lost { error, healthy: false };
             }
             Ok(Err(status)) => return refused(&status),
             Ok(Ok(None)) => {
-                return Ended::Lost {
-                    error: "the dispatcher ended the session before the welcome".to_string(),
-                    healthy: false,
-                };
+                return Ended::Lost { error: "the dispatcher ended the session before the welcome".to_string(), healthy: false };
             }
-            Ok(Ok(Some(pb::DispatchMessage {
-                body: Some(Incoming::Welcome(welcome)),
-            }))) => welcome,
+            Ok(Ok(Some(pb::DispatchMessage { body: Some(Incoming::Welcome(welcome)) }))) => welcome,
             Ok(Ok(Some(_))) => {
-                return Ended::Lost {
-                    error: "the dispatcher's first message was not a welcome".to_string(),
-                    healthy: false,
-                };
+                return Ended::Lost { error: "the dispatcher's first message was not a welcome".to_string(), healthy: false };
             }
         };
         let welcomed_at = Instant::now();
@@ -405,10 +336,7 @@ impl SessionTask {
         loop {
             if let Some(error) = self.broken.take() {
                 self.outbox = None;
-                return Ended::Lost {
-                    error,
-                    healthy: welcomed_at.elapsed() >= healthy_after,
-                };
+                return Ended::Lost { error, healthy: welcomed_at.elapsed() >= healthy_after };
             }
             let interval = self.ledger.location_interval();
             let report_at = if interval.is_zero() {
@@ -504,11 +432,7 @@ impl SessionTask {
     /// False when the client was closed or nobody reads events any more.
     async fn emit(&mut self, event: AgentEvent) -> bool {
         let events = self.events.clone();
-        matches!(
-            self.wait(async move { events.send(event).await.is_ok() })
-                .await,
-            Some(true)
-        )
+        matches!(self.wait(async move { events.send(event).await.is_ok() }).await, Some(true))
     }
 
     /// Awaits `future` while still taking the person's requests (recorded in
@@ -531,28 +455,19 @@ impl SessionTask {
 fn refused(status: &Status) -> Ended {
     let error = status_text(status);
     match status.code() {
-        Code::NotFound
-        | Code::InvalidArgument
-        | Code::Unauthenticated
-        | Code::PermissionDenied
-        | Code::Unimplemented => Ended::Fatal(error),
+        Code::NotFound | Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
+            Ended::Fatal(error)
+        }
         // already_exists: the dispatcher has not yet noticed that the old
         // connection is gone; it will, and the retry then succeeds.
-        _ => Ended::Lost {
-            error,
-            healthy: false,
-        },
+        _ => Ended::Lost { error, healthy: false },
     }
 }
 
 fn status_text(status: &Status) -> String {
     let message = status.message().trim();
     let code = code_name(status.code());
-    if message.is_empty() {
-        code.to_string()
-    } else {
-        format!("{code}: {message}")
-    }
+    if message.is_empty() { code.to_string() } else { format!("{code}: {message}") }
 }
 
 /// The gRPC code name, as the dispatcher spells it in refusals.
@@ -594,9 +509,7 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -633,14 +546,8 @@ mod tests {
         while losses < 6 {
             match next(&mut events).await {
                 AgentEvent::ConnectionLost { error, retry_in } => {
-                    assert!(
-                        retry_in <= Duration::from_millis(40),
-                        "{retry_in:?} is over the cap"
-                    );
-                    assert!(
-                        error.contains("refused") || error.contains("transport"),
-                        "{error}"
-                    );
+                    assert!(retry_in <= Duration::from_millis(40), "{retry_in:?} is over the cap");
+                    assert!(error.contains("refused") || error.contains("transport"), "{error}");
                     losses += 1;
                 }
                 AgentEvent::Reconnecting { attempt } => attempts.push(attempt),
@@ -649,9 +556,7 @@ mod tests {
         }
         assert_eq!(attempts, vec![1, 2, 3, 4, 5]);
         // Requests taken while disconnected are kept, not refused.
-        client
-            .report_location(Location::new(120.1, 30.2))
-            .expect("queued");
+        client.report_location(Location::new(120.1, 30.2)).expect("queued");
         client.close().await;
         loop {
             match next(&mut events).await {
@@ -667,8 +572,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_client_stops_its_task() {
-        let (client, mut events) =
-            AgentClient::start(AgentConfig::new(closed_address(), "p0001", "")).expect("starts");
+        let (client, mut events) = AgentClient::start(AgentConfig::new(closed_address(), "p0001", "")).expect("starts");
         assert_eq!(next(&mut events).await, AgentEvent::Connecting);
         drop(client);
         loop {
@@ -677,31 +581,16 @@ mod tests {
                 break;
             }
         }
-        assert!(
-            events.recv().await.is_none(),
-            "the task ended and dropped its sender"
-        );
+        assert!(events.recv().await.is_none(), "the task ended and dropped its sender");
     }
 
     #[test]
     fn bad_settings_are_refused_before_starting() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let entered = runtime.enter();
-        assert!(matches!(
-            AgentClient::start(AgentConfig::new("http://[bad", "p0001", "")),
-            Err(ClientError::BadServer { .. })
-        ));
-        assert!(matches!(
-            AgentClient::start(AgentConfig::new("127.0.0.1:1", "  ", "")),
-            Err(ClientError::NoAgentId)
-        ));
+        assert!(matches!(AgentClient::start(AgentConfig::new("http://[bad", "p0001", "")), Err(ClientError::BadServer { .. })));
+        assert!(matches!(AgentClient::start(AgentConfig::new("127.0.0.1:1", "  ", "")), Err(ClientError::NoAgentId)));
         drop(entered);
-        assert!(matches!(
-            AgentClient::start(AgentConfig::new("127.0.0.1:1", "p0001", "")),
-            Err(ClientError::NoRuntime)
-        ));
+        assert!(matches!(AgentClient::start(AgentConfig::new("127.0.0.1:1", "p0001", "")), Err(ClientError::NoRuntime)));
     }
 }

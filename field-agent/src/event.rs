@@ -79,10 +79,7 @@ impl Location {
     }
 
     pub(crate) fn to_pb(self) -> pb::Location {
-        pb::Location {
-            lon: self.lon,
-            lat: self.lat,
-        }
+        pb::Location { lon: self.lon, lat: self.lat }
     }
 }
 
@@ -110,25 +107,14 @@ impl Offer {
     pub(crate) fn from_pb(offer: &pb::Offer) -> Offer {
         // A negative or NaN estimate from a confused server becomes zero
         // rather than a panic in Duration.
-        let eta_s = if offer.eta_s.is_finite() && offer.eta_s > 0.0 {
-            offer.eta_s.min(1.0e9)
-        } else {
-            0.0
-        };
+        let eta_s = if offer.eta_s.is_finite() && offer.eta_s > 0.0 { offer.eta_s.min(1.0e9) } else { 0.0 };
         Offer {
             offer_id: OfferId::new(offer.offer_id.clone()),
             incident_id: IncidentId::new(offer.incident_id.clone()),
             category: offer.category.clone(),
             priority: offer.priority,
-            location: offer
-                .location
-                .as_ref()
-                .map(|at| Location::new(at.lon, at.lat)),
-            distance_m: if offer.distance_m.is_finite() {
-                offer.distance_m.max(0.0)
-            } else {
-                0.0
-            },
+            location: offer.location.as_ref().map(|at| Location::new(at.lon, at.lat)),
+            distance_m: if offer.distance_m.is_finite() { offer.distance_m.max(0.0) } else { 0.0 },
             eta: Duration::from_secs_f64(eta_s),
             deadline_ms: offer.deadline_ms,
             required_skills: offer.required_skills.clone(),
@@ -175,32 +161,22 @@ impl Welcome {
     pub(crate) fn from_pb(welcome: &pb::Welcome, own_id: &str, resumed: bool) -> Welcome {
         let agent = welcome.agent.as_ref();
         let spec = agent.and_then(|agent| agent.spec.as_ref());
-        let current_incident = welcome
-            .current_incident
-            .as_ref()
-            .filter(|incident| !incident.id.is_empty())
-            .map(|incident| {
-                let arrived = incident.assignments.iter().any(|assignment| {
-                    assignment.agent_id == own_id && assignment.arrived_at_ms > 0
-                });
-                CurrentIncident {
-                    incident_id: IncidentId::new(incident.id.clone()),
-                    category: incident.category.clone(),
-                    priority: incident.priority,
-                    location: incident
-                        .location
-                        .as_ref()
-                        .map(|at| Location::new(at.lon, at.lat)),
-                    description: incident.description.clone(),
-                    arrived,
-                }
-            });
+        let current_incident = welcome.current_incident.as_ref().filter(|incident| !incident.id.is_empty()).map(|incident| {
+            let arrived =
+                incident.assignments.iter().any(|assignment| assignment.agent_id == own_id && assignment.arrived_at_ms > 0);
+            CurrentIncident {
+                incident_id: IncidentId::new(incident.id.clone()),
+                category: incident.category.clone(),
+                priority: incident.priority,
+                location: incident.location.as_ref().map(|at| Location::new(at.lon, at.lat)),
+                description: incident.description.clone(),
+                arrived,
+            }
+        });
         Welcome {
             agent_id: spec.map_or_else(|| own_id.to_string(), |spec| spec.id.clone()),
             name: spec.map(|spec| spec.name.clone()).unwrap_or_default(),
-            status: agent.map_or(pb::AgentStatus::Unspecified, |agent| {
-                status_from_wire(agent.status)
-            }),
+            status: agent.map_or(pb::AgentStatus::Unspecified, |agent| status_from_wire(agent.status)),
             mode: mode_from_wire(welcome.mode),
             location_interval: Duration::from_secs(u64::from(welcome.location_interval_s)),
             open_offers: welcome.open_offers.len(),
@@ -234,51 +210,21 @@ pub enum AgentEvent {
     Offer(Offer),
     /// An offer is no longer open: timed out, withdrawn, or found gone
     /// after a reconnect.
-    OfferWithdrawn {
-        offer_id: OfferId,
-        incident_id: IncidentId,
-        reason: String,
-    },
+    OfferWithdrawn { offer_id: OfferId, incident_id: IncidentId, reason: String },
     /// The person's accept was carried out: they are assigned.
     AssignmentConfirmed(Offer),
     /// Others accepted first: the offer is void.
-    NoLongerNeeded {
-        offer_id: OfferId,
-        incident_id: IncidentId,
-    },
+    NoLongerNeeded { offer_id: OfferId, incident_id: IncidentId },
     /// The assigned incident was cancelled or closed by an operator.
-    AssignmentEnded {
-        incident_id: IncidentId,
-        reason: String,
-    },
+    AssignmentEnded { incident_id: IncidentId, reason: String },
     /// The mode where the person is changed.
-    ModeChanged {
-        area_id: String,
-        mode: pb::Mode,
-        reason: String,
-        location_interval: Duration,
-    },
+    ModeChanged { area_id: String, mode: pb::Mode, reason: String, location_interval: Duration },
     /// You are called up (mobilised): check in before the deadline.
-    CallUp {
-        callup_id: String,
-        area_id: String,
-        reason: String,
-        deadline_ms: i64,
-    },
+    CallUp { callup_id: String, area_id: String, reason: String, deadline_ms: i64 },
     /// A call-up is over: thank you.
-    StandDown {
-        callup_id: String,
-        area_id: String,
-        reason: String,
-    },
+    StandDown { callup_id: String, area_id: String, reason: String },
     /// What became of a field report of yours.
-    ReportOutcome {
-        report_id: String,
-        outcome: String,
-        incident_id: String,
-        reason: String,
-        feedback: String,
-    },
+    ReportOutcome { report_id: String, outcome: String, incident_id: String, reason: String, feedback: String },
     /// A message of the person's was not carried out; nothing changed.
     Refused(Refusal),
     /// The connection broke or could not be made; the next attempt starts

@@ -86,12 +86,7 @@ pub struct AutoPilot {
 
 impl AutoPilot {
     pub fn new(options: AutoOptions) -> AutoPilot {
-        AutoPilot {
-            report: options.report.clone(),
-            options,
-            planned: Vec::new(),
-            completed: 0,
-        }
+        AutoPilot { report: options.report.clone(), options, planned: Vec::new(), completed: 0 }
     }
 
     pub fn options(&self) -> &AutoOptions {
@@ -109,9 +104,7 @@ impl AutoPilot {
     }
 
     fn holds_plans_for(&self, incident_id: &IncidentId) -> bool {
-        self.planned.iter().any(
-            |(_, step)| matches!(step, Step::Arrive(id) | Step::Complete(id) if id == incident_id),
-        )
+        self.planned.iter().any(|(_, step)| matches!(step, Step::Arrive(id) | Step::Complete(id) if id == incident_id))
     }
 
     /// Plans for an event that arrived at `now`.
@@ -129,29 +122,17 @@ impl AutoPilot {
                 self.forget(|step| !matches!(step, Step::CheckIn(id) if id == callup_id));
             }
             AgentEvent::Offer(offer) => match self.options.answer {
-                AutoAnswer::Accept => self.plan(
-                    now + self.options.delay,
-                    Step::Accept(offer.offer_id.clone()),
-                ),
-                AutoAnswer::Decline => self.plan(
-                    now + self.options.delay,
-                    Step::Decline(offer.offer_id.clone()),
-                ),
+                AutoAnswer::Accept => self.plan(now + self.options.delay, Step::Accept(offer.offer_id.clone())),
+                AutoAnswer::Decline => self.plan(now + self.options.delay, Step::Decline(offer.offer_id.clone())),
                 AutoAnswer::Ignore => {}
             },
-            AgentEvent::OfferWithdrawn { offer_id, .. }
-            | AgentEvent::NoLongerNeeded { offer_id, .. } => {
-                self.forget(
-                    |step| !matches!(step, Step::Accept(id) | Step::Decline(id) if id == offer_id),
-                );
+            AgentEvent::OfferWithdrawn { offer_id, .. } | AgentEvent::NoLongerNeeded { offer_id, .. } => {
+                self.forget(|step| !matches!(step, Step::Accept(id) | Step::Decline(id) if id == offer_id));
             }
             AgentEvent::AssignmentConfirmed(offer) => {
                 self.forget(|step| !matches!(step, Step::Accept(id) if id == &offer.offer_id));
                 if self.options.answer == AutoAnswer::Accept {
-                    self.plan(
-                        now + self.options.arrive_after,
-                        Step::Arrive(offer.incident_id.clone()),
-                    );
+                    self.plan(now + self.options.arrive_after, Step::Arrive(offer.incident_id.clone()));
                 }
             }
             AgentEvent::AssignmentEnded { incident_id, .. } => {
@@ -167,11 +148,7 @@ impl AutoPilot {
                     } else {
                         Step::Arrive(incident.incident_id.clone())
                     };
-                    let after = if incident.arrived {
-                        self.options.complete_after
-                    } else {
-                        self.options.arrive_after
-                    };
+                    let after = if incident.arrived { self.options.complete_after } else { self.options.arrive_after };
                     self.plan(now + after, step);
                 }
             }
@@ -199,10 +176,7 @@ impl AutoPilot {
         let steps: Vec<Step> = due.into_iter().map(|(_, step)| step).collect();
         for step in &steps {
             match step {
-                Step::Arrive(incident_id) => self.plan(
-                    now + self.options.complete_after,
-                    Step::Complete(incident_id.clone()),
-                ),
+                Step::Arrive(incident_id) => self.plan(now + self.options.complete_after, Step::Complete(incident_id.clone())),
                 Step::Complete(_) => self.completed = self.completed.saturating_add(1),
                 Step::Accept(_) | Step::Decline(_) | Step::CheckIn(_) | Step::Report(_) => {}
             }
@@ -212,9 +186,7 @@ impl AutoPilot {
 
     /// True once the wanted number of completions is reached.
     pub fn done(&self) -> bool {
-        self.options
-            .exit_after_tasks
-            .is_some_and(|wanted| self.completed >= wanted)
+        self.options.exit_after_tasks.is_some_and(|wanted| self.completed >= wanted)
     }
 }
 
@@ -222,18 +194,13 @@ impl AutoPilot {
 pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
     let (text, record) = match event {
         AgentEvent::Connecting => ("connecting".to_string(), json!({"event": "connecting"})),
-        AgentEvent::Reconnecting { attempt } => (
-            format!("reconnecting (attempt {attempt})"),
-            json!({"event": "reconnecting", "attempt": attempt}),
-        ),
+        AgentEvent::Reconnecting { attempt } => {
+            (format!("reconnecting (attempt {attempt})"), json!({"event": "reconnecting", "attempt": attempt}))
+        }
         AgentEvent::Welcome(welcome) => (
             format!(
                 "{} as {}: status {}, mode {}, location every {} s, {} open offer(s){}",
-                if welcome.resumed {
-                    "reconnected"
-                } else {
-                    "connected"
-                },
+                if welcome.resumed { "reconnected" } else { "connected" },
                 welcome.agent_id,
                 status_name(welcome.status),
                 mode_name(welcome.mode),
@@ -279,46 +246,24 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
                 "required_skills": offer.required_skills,
             }),
         ),
-        AgentEvent::OfferWithdrawn {
-            offer_id,
-            incident_id,
-            reason,
-        } => (
+        AgentEvent::OfferWithdrawn { offer_id, incident_id, reason } => (
             format!("offer {offer_id} withdrawn: {reason}"),
             json!({"event": "offer_withdrawn", "offer_id": offer_id.to_string(), "incident_id": incident_id.to_string(), "reason": reason}),
         ),
         AgentEvent::AssignmentConfirmed(offer) => (
-            format!(
-                "assigned to {} (offer {})",
-                offer.incident_id, offer.offer_id
-            ),
+            format!("assigned to {} (offer {})", offer.incident_id, offer.offer_id),
             json!({"event": "assignment_confirmed", "offer_id": offer.offer_id.to_string(), "incident_id": offer.incident_id.to_string()}),
         ),
-        AgentEvent::NoLongerNeeded {
-            offer_id,
-            incident_id,
-        } => (
+        AgentEvent::NoLongerNeeded { offer_id, incident_id } => (
             format!("offer {offer_id} no longer needed"),
             json!({"event": "no_longer_needed", "offer_id": offer_id.to_string(), "incident_id": incident_id.to_string()}),
         ),
-        AgentEvent::AssignmentEnded {
-            incident_id,
-            reason,
-        } => (
+        AgentEvent::AssignmentEnded { incident_id, reason } => (
             format!("assignment {incident_id} ended: {reason}"),
             json!({"event": "assignment_ended", "incident_id": incident_id.to_string(), "reason": reason}),
         ),
-        AgentEvent::ModeChanged {
-            area_id,
-            mode,
-            reason,
-            location_interval,
-        } => (
-            format!(
-                "mode {} in {area_id}: {reason}; location every {} s",
-                mode_name(*mode),
-                location_interval.as_secs()
-            ),
+        AgentEvent::ModeChanged { area_id, mode, reason, location_interval } => (
+            format!("mode {} in {area_id}: {reason}; location every {} s", mode_name(*mode), location_interval.as_secs()),
             json!({
                 "event": "mode_changed",
                 "area_id": area_id,
@@ -327,47 +272,22 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
                 "location_interval_s": location_interval.as_secs(),
             }),
         ),
-        AgentEvent::CallUp {
-            callup_id,
-            area_id,
-            reason,
-            deadline_ms,
-        } => (
+        AgentEvent::CallUp { callup_id, area_id, reason, deadline_ms } => (
             format!(
                 "called up ({callup_id}) in {area_id}: {reason}; check in within {} s",
                 deadline_ms.saturating_sub(now_ms).max(0) / 1000
             ),
             json!({"event": "call_up", "callup_id": callup_id, "area_id": area_id, "reason": reason, "deadline_ms": deadline_ms}),
         ),
-        AgentEvent::StandDown {
-            callup_id,
-            area_id,
-            reason,
-        } => (
+        AgentEvent::StandDown { callup_id, area_id, reason } => (
             format!("stood down ({callup_id}) in {area_id}: {reason}"),
             json!({"event": "stand_down", "callup_id": callup_id, "area_id": area_id, "reason": reason}),
         ),
-        AgentEvent::ReportOutcome {
-            report_id,
-            outcome,
-            incident_id,
-            reason,
-            feedback,
-        } => {
-            let handled_by = if incident_id.is_empty() || incident_id == report_id {
-                String::new()
-            } else {
-                format!(" ({incident_id})")
-            };
-            let detail: Vec<&str> = [reason.as_str(), feedback.as_str()]
-                .into_iter()
-                .filter(|text| !text.is_empty())
-                .collect();
-            let detail = if detail.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", detail.join("; ").replace('\n', "; "))
-            };
+        AgentEvent::ReportOutcome { report_id, outcome, incident_id, reason, feedback } => {
+            let handled_by =
+                if incident_id.is_empty() || incident_id == report_id { String::new() } else { format!(" ({incident_id})") };
+            let detail: Vec<&str> = [reason.as_str(), feedback.as_str()].into_iter().filter(|text| !text.is_empty()).collect();
+            let detail = if detail.is_empty() { String::new() } else { format!(": {}", detail.join("; ").replace('\n', "; ")) };
             (
                 format!("report {report_id} {outcome}{handled_by}{detail}"),
                 json!({"event": "report_outcome", "report_id": report_id, "outcome": outcome, "incident_id": incident_id, "reason": reason, "feedback": feedback}),
@@ -384,10 +304,7 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
             }),
         ),
         AgentEvent::ConnectionLost { error, retry_in } => (
-            format!(
-                "connection lost: {error}; reconnecting in {:.1} s",
-                retry_in.as_secs_f64()
-            ),
+            format!("connection lost: {error}; reconnecting in {:.1} s", retry_in.as_secs_f64()),
             json!({"event": "connection_lost", "error": error, "retry_in_ms": retry_in.as_millis() as u64}),
         ),
         AgentEvent::Stopped { error } => (
@@ -404,26 +321,23 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
 /// One output line for a step the autopilot took.
 pub fn step_line(step: &Step, options: &AutoOptions, as_json: bool) -> String {
     let (text, record) = match step {
-        Step::Accept(offer_id) => (
-            format!("accepting {offer_id}"),
-            json!({"event": "accept_sent", "offer_id": offer_id.to_string()}),
-        ),
+        Step::Accept(offer_id) => {
+            (format!("accepting {offer_id}"), json!({"event": "accept_sent", "offer_id": offer_id.to_string()}))
+        }
         Step::Decline(offer_id) => (
             format!("declining {offer_id}: {}", options.decline_reason),
             json!({"event": "decline_sent", "offer_id": offer_id.to_string(), "reason": options.decline_reason}),
         ),
-        Step::Arrive(incident_id) => (
-            format!("arrived at {incident_id}"),
-            json!({"event": "arrival_sent", "incident_id": incident_id.to_string()}),
-        ),
+        Step::Arrive(incident_id) => {
+            (format!("arrived at {incident_id}"), json!({"event": "arrival_sent", "incident_id": incident_id.to_string()}))
+        }
         Step::Complete(incident_id) => (
             format!("completed {incident_id}: {}", options.feedback),
             json!({"event": "completion_sent", "incident_id": incident_id.to_string(), "feedback": options.feedback}),
         ),
-        Step::CheckIn(callup_id) => (
-            format!("checking in to {callup_id}"),
-            json!({"event": "check_in_sent", "callup_id": callup_id}),
-        ),
+        Step::CheckIn(callup_id) => {
+            (format!("checking in to {callup_id}"), json!({"event": "check_in_sent", "callup_id": callup_id}))
+        }
         Step::Report(report) => (
             format!("reporting {}: {}", report.category, report.text),
             json!({"event": "field_report_sent", "category": report.category, "text": report.text}),
@@ -460,10 +374,7 @@ pub async fn run(
             return Ok(HeadlessEnd::Finished);
         }
         let step_at = pilot.next_at().unwrap_or_else(|| Instant::now() + far);
-        let point_at = track
-            .as_ref()
-            .and_then(TrackPlayer::next_at)
-            .unwrap_or_else(|| Instant::now() + far);
+        let point_at = track.as_ref().and_then(TrackPlayer::next_at).unwrap_or_else(|| Instant::now() + far);
         tokio::select! {
             () = &mut stop => {
                 client.close().await;
@@ -532,9 +443,7 @@ pub async fn run(
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -577,23 +486,14 @@ mod tests {
         pilot.on_event(&AgentEvent::Offer(offer()), start);
         assert_eq!(pilot.next_at(), Some(start + Duration::from_secs(2)));
         assert!(pilot.take_due(start + Duration::from_secs(1)).is_empty());
-        assert_eq!(
-            pilot.take_due(start + Duration::from_secs(2)),
-            vec![Step::Accept(OfferId::new("inc-000001-o1"))]
-        );
+        assert_eq!(pilot.take_due(start + Duration::from_secs(2)), vec![Step::Accept(OfferId::new("inc-000001-o1"))]);
         let confirmed_at = start + Duration::from_secs(3);
         pilot.on_event(&AgentEvent::AssignmentConfirmed(offer()), confirmed_at);
         assert_eq!(pilot.next_at(), Some(confirmed_at + Duration::from_secs(5)));
         let arrived_at = confirmed_at + Duration::from_secs(5);
-        assert_eq!(
-            pilot.take_due(arrived_at),
-            vec![Step::Arrive(IncidentId::new("inc-000001"))]
-        );
+        assert_eq!(pilot.take_due(arrived_at), vec![Step::Arrive(IncidentId::new("inc-000001"))]);
         assert!(!pilot.done());
-        assert_eq!(
-            pilot.take_due(arrived_at + Duration::from_secs(7)),
-            vec![Step::Complete(IncidentId::new("inc-000001"))]
-        );
+        assert_eq!(pilot.take_due(arrived_at + Duration::from_secs(7)), vec![Step::Complete(IncidentId::new("inc-000001"))]);
         assert!(pilot.done());
     }
 
@@ -641,10 +541,7 @@ mod tests {
         let start = Instant::now();
         pilot.on_event(&call_up(), start);
         assert!(pilot.take_due(start + Duration::from_secs(1)).is_empty());
-        assert_eq!(
-            pilot.take_due(start + Duration::from_secs(2)),
-            vec![Step::CheckIn("callup-0001".to_string())]
-        );
+        assert_eq!(pilot.take_due(start + Duration::from_secs(2)), vec![Step::CheckIn("callup-0001".to_string())]);
         assert!(!pilot.done(), "a check-in is not a task");
 
         pilot.on_event(&call_up(), start);
@@ -671,16 +568,12 @@ mod tests {
         let start = Instant::now();
         assert_eq!(pilot.next_at(), None, "not before the welcome");
         pilot.on_event(&welcome(), start);
-        let report = FieldReportText {
-            category: "flooding".to_string(),
-            text: "water at gate 3".to_string(),
-        };
+        let report = FieldReportText { category: "flooding".to_string(), text: "water at gate 3".to_string() };
         assert_eq!(pilot.take_due(start), vec![Step::Report(report.clone())]);
         pilot.on_event(&welcome(), start);
         assert_eq!(pilot.next_at(), None, "a reconnect does not send it again");
         let line: serde_json::Value =
-            serde_json::from_str(&step_line(&Step::Report(report), pilot.options(), true))
-                .expect("json");
+            serde_json::from_str(&step_line(&Step::Report(report), pilot.options(), true)).expect("json");
         assert_eq!(line["event"], "field_report_sent");
         assert_eq!(line["category"], "flooding");
         assert!("no colon".parse::<FieldReportText>().is_err());
@@ -688,10 +581,7 @@ mod tests {
 
     #[test]
     fn call_ups_and_report_outcomes_are_one_line_each() {
-        assert_eq!(
-            event_line(&call_up(), 600_000, false),
-            "called up (callup-0001) in d1: 台风; check in within 1200 s"
-        );
+        assert_eq!(event_line(&call_up(), 600_000, false), "called up (callup-0001) in d1: 台风; check in within 1200 s");
         let closed = AgentEvent::ReportOutcome {
             report_id: "inc-000002".to_string(),
             outcome: "closed".to_string(),
@@ -699,10 +589,7 @@ mod tests {
             reason: String::new(),
             feedback: "p0003: pumped out\np0004: road open".to_string(),
         };
-        assert_eq!(
-            event_line(&closed, 0, false),
-            "report inc-000002 closed: p0003: pumped out; p0004: road open"
-        );
+        assert_eq!(event_line(&closed, 0, false), "report inc-000002 closed: p0003: pumped out; p0004: road open");
         let merged = AgentEvent::ReportOutcome {
             report_id: "inc-000005".to_string(),
             outcome: "merged".to_string(),
@@ -710,12 +597,8 @@ mod tests {
             reason: "merged into inc-000002".to_string(),
             feedback: String::new(),
         };
-        assert_eq!(
-            event_line(&merged, 0, false),
-            "report inc-000005 merged (inc-000002): merged into inc-000002"
-        );
-        let record: serde_json::Value =
-            serde_json::from_str(&event_line(&merged, 0, true)).expect("json");
+        assert_eq!(event_line(&merged, 0, false), "report inc-000005 merged (inc-000002): merged into inc-000002");
+        let record: serde_json::Value = serde_json::from_str(&event_line(&merged, 0, true)).expect("json");
         assert_eq!(record["event"], "report_outcome");
         assert_eq!(record["outcome"], "merged");
     }
@@ -730,28 +613,15 @@ mod tests {
     #[test]
     fn lines_as_text_and_json() {
         let line = event_line(&AgentEvent::Offer(offer()), 0, false);
-        assert_eq!(
-            line,
-            "offer inc-000001-o1 for inc-000001: medical priority 2, 120 m away, about 2 min, answer within 300 s"
-        );
-        let record: serde_json::Value =
-            serde_json::from_str(&event_line(&AgentEvent::Offer(offer()), 0, true)).expect("json");
+        assert_eq!(line, "offer inc-000001-o1 for inc-000001: medical priority 2, 120 m away, about 2 min, answer within 300 s");
+        let record: serde_json::Value = serde_json::from_str(&event_line(&AgentEvent::Offer(offer()), 0, true)).expect("json");
         assert_eq!(record["event"], "offer");
         assert_eq!(record["offer_id"], "inc-000001-o1");
-        let lost = AgentEvent::ConnectionLost {
-            error: "refused".to_string(),
-            retry_in: Duration::from_millis(1500),
-        };
-        assert_eq!(
-            event_line(&lost, 0, false),
-            "connection lost: refused; reconnecting in 1.5 s"
-        );
-        let step: serde_json::Value = serde_json::from_str(&step_line(
-            &Step::Complete(IncidentId::new("inc-000001")),
-            &options(AutoAnswer::Accept),
-            true,
-        ))
-        .expect("json");
+        let lost = AgentEvent::ConnectionLost { error: "refused".to_string(), retry_in: Duration::from_millis(1500) };
+        assert_eq!(event_line(&lost, 0, false), "connection lost: refused; reconnecting in 1.5 s");
+        let step: serde_json::Value =
+            serde_json::from_str(&step_line(&Step::Complete(IncidentId::new("inc-000001")), &options(AutoAnswer::Accept), true))
+                .expect("json");
         assert_eq!(step["event"], "completion_sent");
         assert_eq!(step["feedback"], "done");
     }

@@ -34,9 +34,7 @@ pub async fn run(
     let input_stop = Arc::new(AtomicBool::new(false));
     let input = {
         let input_stop = input_stop.clone();
-        std::thread::Builder::new()
-            .name("field-agent-input".into())
-            .spawn(move || read_keys(keys, &input_stop))?
+        std::thread::Builder::new().name("field-agent-input".into()).spawn(move || read_keys(keys, &input_stop))?
     };
     let mut stop = std::pin::pin!(stop);
     let mut redraw = tokio::time::interval(REDRAW_EVERY);
@@ -47,10 +45,7 @@ pub async fn run(
         if let Err(error) = terminal.draw(|frame| draw(frame, &app)) {
             break Err(error);
         }
-        let point_at = track
-            .as_ref()
-            .and_then(TrackPlayer::next_at)
-            .unwrap_or_else(|| Instant::now() + far);
+        let point_at = track.as_ref().and_then(TrackPlayer::next_at).unwrap_or_else(|| Instant::now() + far);
         tokio::select! {
             () = &mut stop => break Ok(()),
             _ = redraw.tick() => {}
@@ -96,19 +91,14 @@ fn carry_out(client: &AgentClient, app: &mut App, action: Action, here: Option<L
         Action::FieldReport { category, text } => match here {
             Some(at) => client.field_report(at, category, text, ""),
             None => {
-                app.notice(
-                    "report not sent: no location to report from (start with --at or --track)",
-                );
+                app.notice("report not sent: no location to report from (start with --at or --track)");
                 return;
             }
         },
         Action::Accept(offer_id) => client.accept(offer_id),
         Action::Decline { offer_id, reason } => client.decline(offer_id, reason),
         Action::Arrived(incident_id) => client.arrived(incident_id),
-        Action::Completed {
-            incident_id,
-            feedback,
-        } => client.completed(incident_id, feedback),
+        Action::Completed { incident_id, feedback } => client.completed(incident_id, feedback),
         Action::SetStatus(status) => client.set_status(*status),
         Action::CheckIn(callup) => client.check_in(callup),
         Action::Quit => Ok(()),
@@ -137,7 +127,5 @@ fn read_keys(keys: mpsc::Sender<TerminalEvent>, stop: &AtomicBool) {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64)
 }

@@ -24,9 +24,7 @@ use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use tracing::debug;
 
-use crate::event::{
-    AgentEvent, IncidentId, Location, Offer, OfferId, Refusal, Welcome, mode_from_wire,
-};
+use crate::event::{AgentEvent, IncidentId, Location, Offer, OfferId, Refusal, Welcome, mode_from_wire};
 
 /// How long a finished offer is remembered after its deadline, so that a
 /// late re-delivery of it is still recognised.
@@ -136,12 +134,7 @@ impl Ledger {
 
     /// Offers surfaced and not yet finished, for tests and diagnostics.
     pub fn open_offer_ids(&self) -> Vec<OfferId> {
-        let mut ids: Vec<OfferId> = self
-            .offers
-            .iter()
-            .filter(|(_, entry)| entry.open)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut ids: Vec<OfferId> = self.offers.iter().filter(|(_, entry)| entry.open).map(|(id, _)| id.clone()).collect();
         ids.sort();
         ids
     }
@@ -152,8 +145,7 @@ impl Ledger {
         if self.status == pb::AgentStatus::OffDuty {
             return None;
         }
-        self.location
-            .map(|at| message(Outgoing::Location(at.to_pb())))
+        self.location.map(|at| message(Outgoing::Location(at.to_pb())))
     }
 
     /// Records a request; returns what to send now when `connected`.
@@ -179,29 +171,19 @@ impl Ledger {
                 if let Some(entry) = self.offers.get_mut(&offer_id) {
                     entry.answer = Answer::Accept;
                 }
-                send.push(message(Outgoing::Accept(pb::Accept {
-                    offer_id: offer_id.to_string(),
-                })));
+                send.push(message(Outgoing::Accept(pb::Accept { offer_id: offer_id.to_string() })));
             }
             Request::Decline { offer_id, reason } => {
                 if let Some(entry) = self.offers.get_mut(&offer_id) {
                     entry.answer = Answer::Decline(reason.clone());
                 }
-                send.push(message(Outgoing::Decline(pb::Decline {
-                    offer_id: offer_id.to_string(),
-                    reason,
-                })));
+                send.push(message(Outgoing::Decline(pb::Decline { offer_id: offer_id.to_string(), reason })));
             }
             Request::Arrived(incident_id) => {
-                send.push(message(Outgoing::Arrived(pb::Arrived {
-                    incident_id: incident_id.to_string(),
-                })));
+                send.push(message(Outgoing::Arrived(pb::Arrived { incident_id: incident_id.to_string() })));
                 self.arrival_requested = Some(incident_id);
             }
-            Request::Completed {
-                incident_id,
-                feedback,
-            } => {
+            Request::Completed { incident_id, feedback } => {
                 send.push(message(Outgoing::Completed(pb::Completed {
                     incident_id: incident_id.to_string(),
                     feedback: feedback.clone(),
@@ -212,17 +194,9 @@ impl Ledger {
                 send.extend(self.location_report());
                 send.push(message(Outgoing::CheckIn(pb::CheckIn { callup_id })));
             }
-            Request::FieldReport {
-                at,
-                category,
-                text,
-                photo_ref,
-            } => {
+            Request::FieldReport { at, category, text, photo_ref } => {
                 send.push(message(Outgoing::FieldReport(pb::FieldReport {
-                    location: Some(pb::Location {
-                        lon: at.lon,
-                        lat: at.lat,
-                    }),
+                    location: Some(pb::Location { lon: at.lon, lat: at.lat }),
                     category,
                     text,
                     photo_ref,
@@ -240,18 +214,9 @@ impl Ledger {
         let summary = Welcome::from_pb(welcome, &self.agent_id, resumed);
         self.location_interval = summary.location_interval;
         self.status = summary.status;
-        let held = summary
-            .current_incident
-            .as_ref()
-            .map(|incident| incident.incident_id.clone());
-        let arrived = summary
-            .current_incident
-            .as_ref()
-            .is_some_and(|incident| incident.arrived);
-        let mut resumption = Resumption {
-            events: vec![AgentEvent::Welcome(summary)],
-            send: Vec::new(),
-        };
+        let held = summary.current_incident.as_ref().map(|incident| incident.incident_id.clone());
+        let arrived = summary.current_incident.as_ref().is_some_and(|incident| incident.arrived);
+        let mut resumption = Resumption { events: vec![AgentEvent::Welcome(summary)], send: Vec::new() };
         // Call-ups still waiting for a check-in are shown again on every welcome.
         for call in &welcome.call_ups {
             resumption.events.push(AgentEvent::CallUp {
@@ -268,21 +233,15 @@ impl Ledger {
             if chosen == self.status {
                 self.chosen_status = None;
             } else if held.is_none() || chosen == pb::AgentStatus::Busy {
-                resumption
-                    .send
-                    .push(message(Outgoing::Status(chosen as i32)));
+                resumption.send.push(message(Outgoing::Status(chosen as i32)));
                 self.status = chosen;
             }
         }
         resumption.send.extend(self.location_report());
 
         // Offers the dispatcher still has open for the person.
-        let open_now: HashMap<OfferId, Offer> = welcome
-            .open_offers
-            .iter()
-            .map(Offer::from_pb)
-            .map(|offer| (offer.offer_id.clone(), offer))
-            .collect();
+        let open_now: HashMap<OfferId, Offer> =
+            welcome.open_offers.iter().map(Offer::from_pb).map(|offer| (offer.offer_id.clone(), offer)).collect();
         let mut offered: Vec<&Offer> = open_now.values().collect();
         offered.sort_by(|a, b| a.offer_id.cmp(&b.offer_id));
         for offer in offered {
@@ -291,17 +250,13 @@ impl Ledger {
                     if entry.open {
                         match &entry.answer {
                             Answer::Unanswered => {}
-                            Answer::Accept => {
-                                resumption.send.push(message(Outgoing::Accept(pb::Accept {
-                                    offer_id: offer.offer_id.to_string(),
-                                })))
-                            }
-                            Answer::Decline(reason) => {
-                                resumption.send.push(message(Outgoing::Decline(pb::Decline {
-                                    offer_id: offer.offer_id.to_string(),
-                                    reason: reason.clone(),
-                                })))
-                            }
+                            Answer::Accept => resumption
+                                .send
+                                .push(message(Outgoing::Accept(pb::Accept { offer_id: offer.offer_id.to_string() }))),
+                            Answer::Decline(reason) => resumption.send.push(message(Outgoing::Decline(pb::Decline {
+                                offer_id: offer.offer_id.to_string(),
+                                reason: reason.clone(),
+                            }))),
                         }
                     } else {
                         debug!(offer_id = %offer.offer_id, "welcome lists an offer this client saw finish; not shown again");
@@ -310,11 +265,7 @@ impl Ledger {
                 _ => {
                     self.offers.insert(
                         offer.offer_id.clone(),
-                        OfferEntry {
-                            offer: offer.clone(),
-                            answer: Answer::Unanswered,
-                            open: true,
-                        },
+                        OfferEntry { offer: offer.clone(), answer: Answer::Unanswered, open: true },
                     );
                     resumption.events.push(AgentEvent::Offer(offer.clone()));
                 }
@@ -340,9 +291,7 @@ impl Ledger {
                     let mut confirmed = entry.offer.clone();
                     confirmed.deadline_ms = 0;
                     if self.assignment.as_ref() != Some(&incident_id) {
-                        resumption
-                            .events
-                            .push(AgentEvent::AssignmentConfirmed(confirmed));
+                        resumption.events.push(AgentEvent::AssignmentConfirmed(confirmed));
                     }
                 }
                 // Declined: gone either way, and the person knows.
@@ -359,10 +308,7 @@ impl Ledger {
         if let Some(previous) = self.assignment.take()
             && held.as_ref() != Some(&previous)
         {
-            let completed = self
-                .completion_requested
-                .as_ref()
-                .is_some_and(|(incident, _)| incident == &previous);
+            let completed = self.completion_requested.as_ref().is_some_and(|(incident, _)| incident == &previous);
             if !completed {
                 resumption.events.push(AgentEvent::AssignmentEnded {
                     incident_id: previous,
@@ -373,20 +319,16 @@ impl Ledger {
         self.assignment = held.clone();
         match (&held, &self.arrival_requested) {
             (Some(holding), Some(requested)) if holding == requested && !arrived => {
-                resumption.send.push(message(Outgoing::Arrived(pb::Arrived {
-                    incident_id: holding.to_string(),
-                })));
+                resumption.send.push(message(Outgoing::Arrived(pb::Arrived { incident_id: holding.to_string() })));
             }
             _ => self.arrival_requested = None,
         }
         match (&held, &self.completion_requested) {
             (Some(holding), Some((requested, feedback))) if holding == requested => {
-                resumption
-                    .send
-                    .push(message(Outgoing::Completed(pb::Completed {
-                        incident_id: holding.to_string(),
-                        feedback: feedback.clone(),
-                    })));
+                resumption.send.push(message(Outgoing::Completed(pb::Completed {
+                    incident_id: holding.to_string(),
+                    feedback: feedback.clone(),
+                })));
             }
             _ => self.completion_requested = None,
         }
@@ -402,23 +344,13 @@ impl Ledger {
             }
             Incoming::Offer(offer) => {
                 let offer = Offer::from_pb(&offer);
-                if self
-                    .offers
-                    .get(&offer.offer_id)
-                    .is_some_and(|entry| same_offer(&entry.offer, &offer))
-                {
+                if self.offers.get(&offer.offer_id).is_some_and(|entry| same_offer(&entry.offer, &offer)) {
                     debug!(offer_id = %offer.offer_id, "offer already shown; not shown again");
                     return Vec::new();
                 }
                 self.prune(now_ms);
-                self.offers.insert(
-                    offer.offer_id.clone(),
-                    OfferEntry {
-                        offer: offer.clone(),
-                        answer: Answer::Unanswered,
-                        open: true,
-                    },
-                );
+                self.offers
+                    .insert(offer.offer_id.clone(), OfferEntry { offer: offer.clone(), answer: Answer::Unanswered, open: true });
                 vec![AgentEvent::Offer(offer)]
             }
             Incoming::OfferWithdrawn(withdrawn) => {
@@ -449,22 +381,15 @@ impl Ledger {
                 if !self.close_offer(&offer_id) {
                     return Vec::new();
                 }
-                vec![AgentEvent::NoLongerNeeded {
-                    offer_id,
-                    incident_id: IncidentId::new(void.incident_id),
-                }]
+                vec![AgentEvent::NoLongerNeeded { offer_id, incident_id: IncidentId::new(void.incident_id) }]
             }
             Incoming::AssignmentEnded(ended) => {
                 let incident_id = IncidentId::new(ended.incident_id);
                 self.forget_assignment(&incident_id);
-                vec![AgentEvent::AssignmentEnded {
-                    incident_id,
-                    reason: ended.reason,
-                }]
+                vec![AgentEvent::AssignmentEnded { incident_id, reason: ended.reason }]
             }
             Incoming::ModeChanged(changed) => {
-                self.location_interval =
-                    Duration::from_secs(u64::from(changed.location_interval_s));
+                self.location_interval = Duration::from_secs(u64::from(changed.location_interval_s));
                 vec![AgentEvent::ModeChanged {
                     area_id: changed.area_id,
                     mode: mode_from_wire(changed.mode),
@@ -491,12 +416,8 @@ impl Ledger {
                 feedback: outcome.feedback,
             }],
             Incoming::Refused(refused) => {
-                let offer_id = Some(refused.offer_id)
-                    .filter(|id| !id.is_empty())
-                    .map(OfferId::new);
-                let incident_id = Some(refused.incident_id)
-                    .filter(|id| !id.is_empty())
-                    .map(IncidentId::new);
+                let offer_id = Some(refused.offer_id).filter(|id| !id.is_empty()).map(OfferId::new);
+                let incident_id = Some(refused.incident_id).filter(|id| !id.is_empty()).map(IncidentId::new);
                 if let Some(entry) = offer_id.as_ref().and_then(|id| self.offers.get_mut(id)) {
                     // The answer did not land; the person may answer again.
                     entry.answer = Answer::Unanswered;
@@ -505,20 +426,11 @@ impl Ledger {
                     if self.arrival_requested.as_ref() == Some(incident) {
                         self.arrival_requested = None;
                     }
-                    if self
-                        .completion_requested
-                        .as_ref()
-                        .is_some_and(|(requested, _)| requested == incident)
-                    {
+                    if self.completion_requested.as_ref().is_some_and(|(requested, _)| requested == incident) {
                         self.completion_requested = None;
                     }
                 }
-                vec![AgentEvent::Refused(Refusal {
-                    code: refused.code,
-                    message: refused.message,
-                    offer_id,
-                    incident_id,
-                })]
+                vec![AgentEvent::Refused(Refusal { code: refused.code, message: refused.message, offer_id, incident_id })]
             }
         }
     }
@@ -558,11 +470,7 @@ impl Ledger {
         if self.arrival_requested.as_ref() == Some(incident_id) {
             self.arrival_requested = None;
         }
-        if self
-            .completion_requested
-            .as_ref()
-            .is_some_and(|(requested, _)| requested == incident_id)
-        {
+        if self.completion_requested.as_ref().is_some_and(|(requested, _)| requested == incident_id) {
             self.completion_requested = None;
         }
     }
@@ -570,13 +478,7 @@ impl Ledger {
     /// Forgets offers whose deadline is long past: the dispatcher timed them
     /// out and will not deliver them again.
     fn prune(&mut self, now_ms: i64) {
-        self.offers.retain(|_, entry| {
-            entry
-                .offer
-                .deadline_ms
-                .saturating_add(REMEMBER_AFTER_DEADLINE_MS)
-                > now_ms
-        });
+        self.offers.retain(|_, entry| entry.offer.deadline_ms.saturating_add(REMEMBER_AFTER_DEADLINE_MS) > now_ms);
     }
 }
 
@@ -604,18 +506,10 @@ mod tests {
         }
     }
 
-    fn welcome(
-        status: pb::AgentStatus,
-        open: Vec<pb::Offer>,
-        holding: Option<pb::Incident>,
-    ) -> pb::Welcome {
+    fn welcome(status: pb::AgentStatus, open: Vec<pb::Offer>, holding: Option<pb::Incident>) -> pb::Welcome {
         pb::Welcome {
             agent: Some(pb::Agent {
-                spec: Some(pb::AgentSpec {
-                    id: "p0001".to_string(),
-                    name: "test".to_string(),
-                    ..Default::default()
-                }),
+                spec: Some(pb::AgentSpec { id: "p0001".to_string(), name: "test".to_string(), ..Default::default() }),
                 status: status as i32,
                 ..Default::default()
             }),
@@ -651,52 +545,25 @@ mod tests {
     }
 
     fn bodies(messages: &[pb::AgentMessage]) -> Vec<Outgoing> {
-        messages
-            .iter()
-            .filter_map(|message| message.body.clone())
-            .collect()
+        messages.iter().filter_map(|message| message.body.clone()).collect()
     }
 
     #[test]
     fn an_offer_seen_live_is_not_surfaced_again_by_the_welcome_after_a_reconnect() {
         let mut ledger = Ledger::new("p0001");
         let first = ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
-        assert!(matches!(
-            &first.events[..],
-            [AgentEvent::Welcome(Welcome { resumed: false, .. })]
-        ));
-        let live = ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)),
-            NOW,
-        );
+        assert!(matches!(&first.events[..], [AgentEvent::Welcome(Welcome { resumed: false, .. })]));
+        let live = ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)), NOW);
         assert_eq!(offers_in(&live), vec!["inc-000001-o1"]);
         // The same offer again on the live stream is not shown twice either.
-        assert!(
-            ledger
-                .message(
-                    Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)),
-                    NOW
-                )
-                .is_empty()
-        );
+        assert!(ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)), NOW).is_empty());
 
         let again = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Available,
-                vec![wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)],
-                None,
-            ),
+            &welcome(pb::AgentStatus::Available, vec![wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)], None),
             NOW + 5_000,
         );
         assert!(
-            matches!(
-                &again.events[..],
-                [AgentEvent::Welcome(Welcome {
-                    resumed: true,
-                    open_offers: 1,
-                    ..
-                })]
-            ),
+            matches!(&again.events[..], [AgentEvent::Welcome(Welcome { resumed: true, open_offers: 1, .. })]),
             "{:?}",
             again.events
         );
@@ -708,15 +575,9 @@ mod tests {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
         let open = vec![wire_offer("inc-000002-o1", "inc-000002", NOW + 300_000)];
-        let resumed = ledger.welcome(
-            &welcome(pb::AgentStatus::Available, open.clone(), None),
-            NOW + 1_000,
-        );
+        let resumed = ledger.welcome(&welcome(pb::AgentStatus::Available, open.clone(), None), NOW + 1_000);
         assert_eq!(offers_in(&resumed.events), vec!["inc-000002-o1"]);
-        let twice = ledger.welcome(
-            &welcome(pb::AgentStatus::Available, open, None),
-            NOW + 2_000,
-        );
+        let twice = ledger.welcome(&welcome(pb::AgentStatus::Available, open, None), NOW + 2_000);
         assert!(offers_in(&twice.events).is_empty());
     }
 
@@ -724,14 +585,8 @@ mod tests {
     fn a_reused_offer_id_with_another_deadline_is_a_new_offer() {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
-        ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)),
-            NOW,
-        );
-        let fresh = ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 900_000)),
-            NOW + 600_000,
-        );
+        ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)), NOW);
+        let fresh = ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 900_000)), NOW + 600_000);
         assert_eq!(offers_in(&fresh), vec!["inc-000001-o1"]);
     }
 
@@ -739,16 +594,12 @@ mod tests {
     fn an_offer_gone_after_a_reconnect_is_reported_withdrawn() {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
-        ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)),
-            NOW,
-        );
-        let resumed = ledger.welcome(
-            &welcome(pb::AgentStatus::Available, vec![], None),
-            NOW + 1_000,
-        );
+        ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)), NOW);
+        let resumed = ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW + 1_000);
         assert!(
-            resumed.events.iter().any(|event| matches!(event, AgentEvent::OfferWithdrawn { offer_id, .. } if offer_id.as_str() == "inc-000001-o1")),
+            resumed.events.iter().any(
+                |event| matches!(event, AgentEvent::OfferWithdrawn { offer_id, .. } if offer_id.as_str() == "inc-000001-o1")
+            ),
             "{:?}",
             resumed.events
         );
@@ -764,10 +615,7 @@ mod tests {
         );
         assert!(late.is_empty(), "{late:?}");
         // Withdrawn for good: a later welcome does not bring it back.
-        let later = ledger.welcome(
-            &welcome(pb::AgentStatus::Available, vec![], None),
-            NOW + 2_000,
-        );
+        let later = ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW + 2_000);
         assert_eq!(later.events.len(), 1);
     }
 
@@ -775,61 +623,32 @@ mod tests {
     fn an_accept_lost_with_the_connection_is_sent_again() {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
-        ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)),
-            NOW,
-        );
+        ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)), NOW);
         // Accepted while the connection is down: nothing to send yet.
-        assert!(
-            ledger
-                .request(Request::Accept(OfferId::new("inc-000001-o1")), false)
-                .is_empty()
-        );
+        assert!(ledger.request(Request::Accept(OfferId::new("inc-000001-o1")), false).is_empty());
         let resumed = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Available,
-                vec![wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)],
-                None,
-            ),
+            &welcome(pb::AgentStatus::Available, vec![wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)], None),
             NOW + 1_000,
         );
         assert!(offers_in(&resumed.events).is_empty());
-        assert_eq!(
-            bodies(&resumed.send),
-            vec![Outgoing::Accept(pb::Accept {
-                offer_id: "inc-000001-o1".to_string()
-            })]
-        );
+        assert_eq!(bodies(&resumed.send), vec![Outgoing::Accept(pb::Accept { offer_id: "inc-000001-o1".to_string() })]);
     }
 
     #[test]
     fn an_accept_that_landed_before_the_break_is_confirmed_from_the_welcome() {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
-        ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)),
-            NOW,
-        );
+        ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)), NOW);
         ledger.request(Request::Accept(OfferId::new("inc-000001-o1")), true);
-        let resumed = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Busy,
-                vec![],
-                Some(holding("inc-000001", false)),
-            ),
-            NOW + 1_000,
-        );
+        let resumed = ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", false))), NOW + 1_000);
         assert!(
-            resumed.events.iter().any(|event| matches!(event, AgentEvent::AssignmentConfirmed(offer) if offer.incident_id.as_str() == "inc-000001")),
+            resumed.events.iter().any(
+                |event| matches!(event, AgentEvent::AssignmentConfirmed(offer) if offer.incident_id.as_str() == "inc-000001")
+            ),
             "{:?}",
             resumed.events
         );
-        assert!(
-            !resumed
-                .events
-                .iter()
-                .any(|event| matches!(event, AgentEvent::OfferWithdrawn { .. }))
-        );
+        assert!(!resumed.events.iter().any(|event| matches!(event, AgentEvent::OfferWithdrawn { .. })));
     }
 
     #[test]
@@ -837,35 +656,17 @@ mod tests {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::OffDuty, vec![], None), NOW);
         let at = Location::new(120.1, 30.2);
-        assert!(
-            ledger.request(Request::Location(at), true).is_empty(),
-            "no location while off duty"
-        );
+        assert!(ledger.request(Request::Location(at), true).is_empty(), "no location while off duty");
         let sent = bodies(&ledger.request(Request::Status(pb::AgentStatus::Available), true));
-        assert_eq!(
-            sent,
-            vec![
-                Outgoing::Status(pb::AgentStatus::Available as i32),
-                Outgoing::Location(at.to_pb())
-            ]
-        );
+        assert_eq!(sent, vec![Outgoing::Status(pb::AgentStatus::Available as i32), Outgoing::Location(at.to_pb())]);
         // The status message was lost with the connection: the record still says off duty.
-        let resumed = ledger.welcome(
-            &welcome(pb::AgentStatus::OffDuty, vec![], None),
-            NOW + 1_000,
-        );
+        let resumed = ledger.welcome(&welcome(pb::AgentStatus::OffDuty, vec![], None), NOW + 1_000);
         assert_eq!(
             bodies(&resumed.send),
-            vec![
-                Outgoing::Status(pb::AgentStatus::Available as i32),
-                Outgoing::Location(at.to_pb())
-            ]
+            vec![Outgoing::Status(pb::AgentStatus::Available as i32), Outgoing::Location(at.to_pb())]
         );
         // Once the record shows it, only the location is sent again.
-        let applied = ledger.welcome(
-            &welcome(pb::AgentStatus::Available, vec![], None),
-            NOW + 2_000,
-        );
+        let applied = ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW + 2_000);
         assert_eq!(bodies(&applied.send), vec![Outgoing::Location(at.to_pb())]);
     }
 
@@ -874,80 +675,28 @@ mod tests {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
         ledger.request(Request::Status(pb::AgentStatus::Available), true);
-        let resumed = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Busy,
-                vec![],
-                Some(holding("inc-000001", false)),
-            ),
-            NOW + 1_000,
-        );
+        let resumed = ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", false))), NOW + 1_000);
         assert!(bodies(&resumed.send).is_empty(), "{:?}", resumed.send);
     }
 
     #[test]
     fn arrival_and_completion_are_sent_again_until_the_welcome_shows_them() {
         let mut ledger = Ledger::new("p0001");
-        ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Busy,
-                vec![],
-                Some(holding("inc-000001", false)),
-            ),
-            NOW,
-        );
+        ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", false))), NOW);
         ledger.request(Request::Arrived(IncidentId::new("inc-000001")), false);
-        let resumed = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Busy,
-                vec![],
-                Some(holding("inc-000001", false)),
-            ),
-            NOW + 1_000,
-        );
-        assert_eq!(
-            bodies(&resumed.send),
-            vec![Outgoing::Arrived(pb::Arrived {
-                incident_id: "inc-000001".to_string()
-            })]
-        );
-        let arrived = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Busy,
-                vec![],
-                Some(holding("inc-000001", true)),
-            ),
-            NOW + 2_000,
-        );
+        let resumed = ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", false))), NOW + 1_000);
+        assert_eq!(bodies(&resumed.send), vec![Outgoing::Arrived(pb::Arrived { incident_id: "inc-000001".to_string() })]);
+        let arrived = ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", true))), NOW + 2_000);
         assert!(bodies(&arrived.send).is_empty());
 
-        ledger.request(
-            Request::Completed {
-                incident_id: IncidentId::new("inc-000001"),
-                feedback: "done".to_string(),
-            },
-            true,
-        );
-        let still_held = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Busy,
-                vec![],
-                Some(holding("inc-000001", true)),
-            ),
-            NOW + 3_000,
-        );
+        ledger.request(Request::Completed { incident_id: IncidentId::new("inc-000001"), feedback: "done".to_string() }, true);
+        let still_held = ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", true))), NOW + 3_000);
         assert_eq!(
             bodies(&still_held.send),
-            vec![Outgoing::Completed(pb::Completed {
-                incident_id: "inc-000001".to_string(),
-                feedback: "done".to_string()
-            })]
+            vec![Outgoing::Completed(pb::Completed { incident_id: "inc-000001".to_string(), feedback: "done".to_string() })]
         );
         // Completed: no longer held, and that is not reported as "ended".
-        let released = ledger.welcome(
-            &welcome(pb::AgentStatus::Available, vec![], None),
-            NOW + 4_000,
-        );
+        let released = ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW + 4_000);
         assert!(bodies(&released.send).is_empty());
         assert_eq!(released.events.len(), 1, "{:?}", released.events);
     }
@@ -955,29 +704,18 @@ mod tests {
     #[test]
     fn an_assignment_that_ended_while_disconnected_is_reported() {
         let mut ledger = Ledger::new("p0001");
-        ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Busy,
-                vec![],
-                Some(holding("inc-000001", false)),
-            ),
-            NOW,
-        );
-        let resumed = ledger.welcome(
-            &welcome(pb::AgentStatus::Available, vec![], None),
-            NOW + 1_000,
-        );
-        assert!(resumed.events.iter().any(|event| matches!(event, AgentEvent::AssignmentEnded { incident_id, .. } if incident_id.as_str() == "inc-000001")));
+        ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", false))), NOW);
+        let resumed = ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW + 1_000);
+        assert!(resumed.events.iter().any(
+            |event| matches!(event, AgentEvent::AssignmentEnded { incident_id, .. } if incident_id.as_str() == "inc-000001")
+        ));
     }
 
     #[test]
     fn a_refused_answer_can_be_given_again() {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
-        ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)),
-            NOW,
-        );
+        ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)), NOW);
         ledger.request(Request::Accept(OfferId::new("inc-000001-o1")), true);
         let refused = ledger.message(
             Incoming::Refused(pb::Refused {
@@ -988,21 +726,10 @@ mod tests {
             }),
             NOW,
         );
-        assert!(matches!(
-            &refused[..],
-            [AgentEvent::Refused(Refusal {
-                offer_id: Some(_),
-                incident_id: None,
-                ..
-            })]
-        ));
+        assert!(matches!(&refused[..], [AgentEvent::Refused(Refusal { offer_id: Some(_), incident_id: None, .. })]));
         // Unanswered again: a reconnect does not re-send the accept.
         let resumed = ledger.welcome(
-            &welcome(
-                pb::AgentStatus::Available,
-                vec![wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)],
-                None,
-            ),
+            &welcome(pb::AgentStatus::Available, vec![wire_offer("inc-000001-o1", "inc-000001", NOW + 300_000)], None),
             NOW + 1_000,
         );
         assert!(bodies(&resumed.send).is_empty());
@@ -1012,14 +739,8 @@ mod tests {
     fn finished_offers_are_forgotten_long_after_their_deadline() {
         let mut ledger = Ledger::new("p0001");
         ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW);
-        ledger.message(
-            Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 1_000)),
-            NOW,
-        );
-        ledger.welcome(
-            &welcome(pb::AgentStatus::Available, vec![], None),
-            NOW + REMEMBER_AFTER_DEADLINE_MS + 2_000,
-        );
+        ledger.message(Incoming::Offer(wire_offer("inc-000001-o1", "inc-000001", NOW + 1_000)), NOW);
+        ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW + REMEMBER_AFTER_DEADLINE_MS + 2_000);
         assert!(ledger.offers.is_empty());
     }
 }

@@ -38,6 +38,4 @@ pub mod view;
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use client::{AgentClient, AgentConfig, ClientError};
-pub use event::{
-    AgentEvent, CurrentIncident, IncidentId, Location, Offer, OfferId, Refusal, Welcome,
-};
+pub use event::{AgentEvent, CurrentIncident, IncidentId, Location, Offer, OfferId, Refusal, Welcome};

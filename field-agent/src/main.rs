@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use pingji_field_agent::app::App;
-use pingji_field_agent::headless::{
-    self, AutoAnswer, AutoOptions, AutoPilot, FieldReportText, HeadlessEnd,
-};
+use pingji_field_agent::headless::{self, AutoAnswer, AutoOptions, AutoPilot, FieldReportText, HeadlessEnd};
 use pingji_field_agent::track::{Track, TrackPlayer, parse_point};
 use pingji_field_agent::{AgentClient, AgentConfig, Location, interactive};
 use pingji_proto::v1 as pb;
@@ -57,11 +55,7 @@ struct Args {
     #[arg(long, default_value_t = 5.0, value_parser = non_negative, requires = "auto")]
     complete_after_s: f64,
     /// Headless accept: the feedback sent with completion.
-    #[arg(
-        long,
-        default_value = "done (reported by field-agent --auto)",
-        requires = "auto"
-    )]
+    #[arg(long, default_value = "done (reported by field-agent --auto)", requires = "auto")]
     feedback: String,
     /// Headless decline: the reason sent.
     #[arg(long, default_value = "busy", requires = "auto")]
@@ -105,9 +99,7 @@ fn positive(text: &str) -> Result<f64, String> {
 fn non_negative(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && (0.0..=86_400.0).contains(&value) => Ok(value),
-        _ => Err(format!(
-            "{text:?} is not a number of seconds from 0 to 86400"
-        )),
+        _ => Err(format!("{text:?} is not a number of seconds from 0 to 86400")),
     }
 }
 
@@ -121,19 +113,12 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             let rendered = error.to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+            let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
             eprintln!("field-agent: {first} (see --help)");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("field-agent: cannot start the async runtime: {error}");
@@ -153,8 +138,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     set_up_logging(&args)?;
     let (track, location_note) = match (&args.track, args.at) {
         (Some(path), _) => {
-            let track = Track::load(path)
-                .map_err(|error| anyhow::anyhow!("track {}: {error}", path.display()))?;
+            let track = Track::load(path).map_err(|error| anyhow::anyhow!("track {}: {error}", path.display()))?;
             let note = format!("track {} ({} points)", path.display(), track.points().len());
             (Some(track), note)
         }
@@ -191,16 +175,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         report: args.report.clone(),
     };
     let mut stdout = std::io::stdout();
-    let end = headless::run(
-        client,
-        events,
-        AutoPilot::new(options),
-        player,
-        args.json,
-        &mut stdout,
-        shutdown_signal(),
-    )
-    .await?;
+    let end = headless::run(client, events, AutoPilot::new(options), player, args.json, &mut stdout, shutdown_signal()).await?;
     Ok(match end {
         HeadlessEnd::Finished => ExitCode::SUCCESS,
         HeadlessEnd::Failed(error) => {
@@ -211,22 +186,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn set_up_logging(args: &Args) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PINGJI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PINGJI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     match (&args.log, args.auto) {
         (Some(path), _) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|error| {
-                    anyhow::anyhow!("cannot open log file {}: {error}", path.display())
-                })?;
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
+                .map_err(|error| anyhow::anyhow!("cannot open log file {}: {error}", path.display()))?;
+            tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
         }
         // Headless: stdout carries the event lines, logs go to stderr.
         (None, Some(_)) => tracing_subscriber::fmt()

@@ -45,21 +45,13 @@ pub struct TrackError {
 }
 
 fn error_at(line: usize, message: impl Into<String>) -> TrackError {
-    TrackError {
-        line: Some(line),
-        message: message.into(),
-    }
+    TrackError { line: Some(line), message: message.into() }
 }
 
 impl Track {
     /// A person standing still at `location`.
     pub fn fixed(location: Location) -> Track {
-        Track {
-            points: vec![TrackPoint {
-                location,
-                offset: Duration::ZERO,
-            }],
-        }
+        Track { points: vec![TrackPoint { location, offset: Duration::ZERO }] }
     }
 
     pub fn points(&self) -> &[TrackPoint] {
@@ -68,20 +60,12 @@ impl Track {
 
     /// Reads a track file: GPX when it ends in `.gpx` or starts with `<`, CSV otherwise.
     pub fn load(path: &Path) -> Result<Track, TrackError> {
-        let text = std::fs::read_to_string(path).map_err(|error| TrackError {
-            line: None,
-            message: format!("cannot read {}: {error}", path.display()),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| TrackError { line: None, message: format!("cannot read {}: {error}", path.display()) })?;
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        let is_gpx = path
-            .extension()
-            .is_some_and(|extension| extension.eq_ignore_ascii_case("gpx"))
-            || text.trim_start().starts_with('<');
-        if is_gpx {
-            parse_gpx(text)
-        } else {
-            parse_csv(text)
-        }
+        let is_gpx =
+            path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gpx")) || text.trim_start().starts_with('<');
+        if is_gpx { parse_gpx(text) } else { parse_csv(text) }
     }
 }
 
@@ -89,29 +73,19 @@ impl Track {
 pub fn parse_point(text: &str) -> Result<Location, String> {
     let fields: Vec<&str> = text.split(',').map(str::trim).collect();
     let [lon, lat] = fields.as_slice() else {
-        return Err(format!(
-            "{text:?} is not lon,lat (for example 120.10,30.25)"
-        ));
+        return Err(format!("{text:?} is not lon,lat (for example 120.10,30.25)"));
     };
     checked_location(lon, lat)
 }
 
 fn checked_location(lon: &str, lat: &str) -> Result<Location, String> {
-    let lon: f64 = lon
-        .parse()
-        .map_err(|_| format!("longitude {lon:?} is not a number"))?;
-    let lat: f64 = lat
-        .parse()
-        .map_err(|_| format!("latitude {lat:?} is not a number"))?;
+    let lon: f64 = lon.parse().map_err(|_| format!("longitude {lon:?} is not a number"))?;
+    let lat: f64 = lat.parse().map_err(|_| format!("latitude {lat:?} is not a number"))?;
     if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
-        return Err(format!(
-            "longitude {lon} is out of range; use -180 to 180 degrees"
-        ));
+        return Err(format!("longitude {lon} is out of range; use -180 to 180 degrees"));
     }
     if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
-        return Err(format!(
-            "latitude {lat} is out of range; use -90 to 90 degrees"
-        ));
+        return Err(format!("latitude {lat} is out of range; use -90 to 90 degrees"));
     }
     Ok(Location::new(lon, lat))
 }
@@ -129,52 +103,27 @@ pub fn parse_csv(text: &str) -> Result<Track, TrackError> {
             message: "the track is empty; give a header lon,lat then one point per line".into(),
         });
     };
-    let columns: Vec<String> = header
-        .split(',')
-        .map(|name| name.trim().trim_matches('"').to_lowercase())
-        .collect();
-    let timed = match columns
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    let columns: Vec<String> = header.split(',').map(|name| name.trim().trim_matches('"').to_lowercase()).collect();
+    let timed = match columns.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["lon", "lat"] => false,
         ["lon", "lat", "seconds_offset"] => true,
         _ => {
-            return Err(error_at(
-                header_line,
-                format!("the header is {header:?}; it must be lon,lat or lon,lat,seconds_offset"),
-            ));
+            return Err(error_at(header_line, format!("the header is {header:?}; it must be lon,lat or lon,lat,seconds_offset")));
         }
     };
     let mut points: Vec<TrackPoint> = Vec::new();
     for (line_number, line) in lines {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != columns.len() {
-            return Err(error_at(
-                line_number,
-                format!(
-                    "{} fields where the header has {}",
-                    fields.len(),
-                    columns.len()
-                ),
-            ));
+            return Err(error_at(line_number, format!("{} fields where the header has {}", fields.len(), columns.len())));
         }
-        let location = checked_location(fields[0], fields[1])
-            .map_err(|message| error_at(line_number, message))?;
+        let location = checked_location(fields[0], fields[1]).map_err(|message| error_at(line_number, message))?;
         let offset = if timed {
-            let seconds: f64 = fields[2].parse().map_err(|_| {
-                error_at(
-                    line_number,
-                    format!("seconds_offset {:?} is not a number", fields[2]),
-                )
-            })?;
+            let seconds: f64 = fields[2]
+                .parse()
+                .map_err(|_| error_at(line_number, format!("seconds_offset {:?} is not a number", fields[2])))?;
             if !seconds.is_finite() || !(0.0..=1.0e9).contains(&seconds) {
-                return Err(error_at(
-                    line_number,
-                    format!("seconds_offset {seconds} is out of range; use 0 or more"),
-                ));
+                return Err(error_at(line_number, format!("seconds_offset {seconds} is out of range; use 0 or more")));
             }
             Duration::from_secs_f64(seconds)
         } else {
@@ -183,19 +132,12 @@ pub fn parse_csv(text: &str) -> Result<Track, TrackError> {
         push_in_order(&mut points, TrackPoint { location, offset }, line_number)?;
     }
     if points.is_empty() {
-        return Err(TrackError {
-            line: None,
-            message: "the track has a header but no points".into(),
-        });
+        return Err(TrackError { line: None, message: "the track has a header but no points".into() });
     }
     Ok(Track { points })
 }
 
-fn push_in_order(
-    points: &mut Vec<TrackPoint>,
-    point: TrackPoint,
-    line: usize,
-) -> Result<(), TrackError> {
+fn push_in_order(points: &mut Vec<TrackPoint>, point: TrackPoint, line: usize) -> Result<(), TrackError> {
     if let Some(previous) = points.last()
         && point.offset < previous.offset
     {
@@ -214,11 +156,7 @@ fn push_in_order(
 
 /// Parses a GPX track (see the module documentation).
 pub fn parse_gpx(text: &str) -> Result<Track, TrackError> {
-    let mut lines = LineCounter {
-        text,
-        position: 0,
-        line: 1,
-    };
+    let mut lines = LineCounter { text, position: 0, line: 1 };
     let mut points: Vec<TrackPoint> = Vec::new();
     // Seconds since the epoch of each point, while reading.
     let mut times: Vec<Option<f64>> = Vec::new();
@@ -233,9 +171,9 @@ pub fn parse_gpx(text: &str) -> Result<Track, TrackError> {
             position = start + end + 3;
             continue;
         }
-        let is_trkpt = rest.strip_prefix("<trkpt").is_some_and(|after| {
-            after.starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/')
-        });
+        let is_trkpt = rest
+            .strip_prefix("<trkpt")
+            .is_some_and(|after| after.starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/'));
         if !is_trkpt {
             position = start + 1;
             continue;
@@ -246,10 +184,8 @@ pub fn parse_gpx(text: &str) -> Result<Track, TrackError> {
         };
         let tag = &rest[..tag_end];
         let self_closing = tag.ends_with('/');
-        let lat = attribute(tag, "lat")
-            .ok_or_else(|| error_at(line, "this <trkpt> has no lat attribute"))?;
-        let lon = attribute(tag, "lon")
-            .ok_or_else(|| error_at(line, "this <trkpt> has no lon attribute"))?;
+        let lat = attribute(tag, "lat").ok_or_else(|| error_at(line, "this <trkpt> has no lat attribute"))?;
+        let lon = attribute(tag, "lon").ok_or_else(|| error_at(line, "this <trkpt> has no lon attribute"))?;
         let location = checked_location(lon, lat).map_err(|message| error_at(line, message))?;
         let mut time = None;
         position = start + tag_end + 1;
@@ -272,17 +208,11 @@ pub fn parse_gpx(text: &str) -> Result<Track, TrackError> {
         if let Some(first) = times.first()
             && first.is_some() != time.is_some()
         {
-            return Err(error_at(
-                line,
-                "some points have a <time> and some do not; give every point a time or none",
-            ));
+            return Err(error_at(line, "some points have a <time> and some do not; give every point a time or none"));
         }
         let offset = match (time, times.first().copied().flatten()) {
             (Some(seconds), Some(first)) if seconds < first => {
-                return Err(error_at(
-                    line,
-                    "this point's time is before the first point's; times must not go back",
-                ));
+                return Err(error_at(line, "this point's time is before the first point's; times must not go back"));
             }
             (Some(seconds), Some(first)) => Duration::from_secs_f64(seconds - first),
             (Some(_), None) => Duration::ZERO,
@@ -292,10 +222,7 @@ pub fn parse_gpx(text: &str) -> Result<Track, TrackError> {
         push_in_order(&mut points, TrackPoint { location, offset }, line)?;
     }
     if points.is_empty() {
-        return Err(TrackError {
-            line: None,
-            message: "the GPX file has no <trkpt> points".into(),
-        });
+        return Err(TrackError { line: None, message: "the GPX file has no <trkpt> points".into() });
     }
     Ok(Track { points })
 }
@@ -366,12 +293,7 @@ pub fn parse_rfc3339(text: &str) -> Result<f64, String> {
     };
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return Err(invalid());
     }
     let mut rest = &text[19..];
@@ -381,17 +303,12 @@ pub fn parse_rfc3339(text: &str) -> Result<f64, String> {
         if digits == 0 {
             return Err(invalid());
         }
-        fraction = format!("0.{}", &after_dot[..digits])
-            .parse::<f64>()
-            .map_err(|_| invalid())?;
+        fraction = format!("0.{}", &after_dot[..digits]).parse::<f64>().map_err(|_| invalid())?;
         rest = &after_dot[digits..];
     }
     let zone_seconds = match rest {
         "" | "Z" | "z" => 0,
-        zone if zone.len() == 6
-            && (zone.starts_with('+') || zone.starts_with('-'))
-            && zone.as_bytes()[3] == b':' =>
-        {
+        zone if zone.len() == 6 && (zone.starts_with('+') || zone.starts_with('-')) && zone.as_bytes()[3] == b':' => {
             let hours = number_in(zone, 1..3).ok_or_else(invalid)?;
             let minutes = number_in(zone, 4..6).ok_or_else(invalid)?;
             let sign = if zone.starts_with('-') { -1 } else { 1 };
@@ -436,17 +353,8 @@ pub struct TrackPlayer {
 impl TrackPlayer {
     /// `speed` multiplies the track's own pace (2.0 plays twice as fast).
     pub fn new(track: Track, speed: f64, started: Instant) -> TrackPlayer {
-        let speed = if speed.is_finite() && speed > 0.0 {
-            speed
-        } else {
-            1.0
-        };
-        TrackPlayer {
-            track,
-            speed,
-            started,
-            next: 0,
-        }
+        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
+        TrackPlayer { track, speed, started, next: 0 }
     }
 
     fn due_at(&self, index: usize) -> Option<Instant> {
@@ -479,10 +387,8 @@ impl TrackPlayer {
     /// Where the person is at `now`: the latest point due by then (the
     /// first point before the track starts), whether handed out yet or not.
     pub fn location_at(&self, now: Instant) -> Option<Location> {
-        let due = (0..self.track.points.len())
-            .take_while(|index| self.due_at(*index).is_some_and(|at| at <= now))
-            .last()
-            .unwrap_or(0);
+        let due =
+            (0..self.track.points.len()).take_while(|index| self.due_at(*index).is_some_and(|at| at <= now)).last().unwrap_or(0);
         self.track.points.get(due).map(|point| point.location)
     }
 }
@@ -492,76 +398,36 @@ mod tests {
     use super::*;
 
     fn coordinates(track: &Track) -> Vec<(f64, f64, f64)> {
-        track
-            .points()
-            .iter()
-            .map(|point| {
-                (
-                    point.location.lon,
-                    point.location.lat,
-                    point.offset.as_secs_f64(),
-                )
-            })
-            .collect()
+        track.points().iter().map(|point| (point.location.lon, point.location.lat, point.offset.as_secs_f64())).collect()
     }
 
     #[test]
     fn csv_with_offsets() {
-        let track =
-            parse_csv("lon,lat,seconds_offset\n120.1,30.2,0\n\n# a pause\n120.2,30.3,12.5\n")
-                .expect("parses");
-        assert_eq!(
-            coordinates(&track),
-            vec![(120.1, 30.2, 0.0), (120.2, 30.3, 12.5)]
-        );
+        let track = parse_csv("lon,lat,seconds_offset\n120.1,30.2,0\n\n# a pause\n120.2,30.3,12.5\n").expect("parses");
+        assert_eq!(coordinates(&track), vec![(120.1, 30.2, 0.0), (120.2, 30.3, 12.5)]);
     }
 
     #[test]
     fn csv_without_offsets_spaces_points_by_the_default_step() {
-        let track =
-            parse_csv("\u{20}Lon , LAT\n120.1,30.2\n120.2,30.3\n120.3,30.4\n").expect("parses");
-        assert_eq!(
-            coordinates(&track),
-            vec![(120.1, 30.2, 0.0), (120.2, 30.3, 5.0), (120.3, 30.4, 10.0)]
-        );
+        let track = parse_csv("\u{20}Lon , LAT\n120.1,30.2\n120.2,30.3\n120.3,30.4\n").expect("parses");
+        assert_eq!(coordinates(&track), vec![(120.1, 30.2, 0.0), (120.2, 30.3, 5.0), (120.3, 30.4, 10.0)]);
     }
 
     #[test]
     fn csv_errors_name_the_line() {
         let cases = [
-            (
-                "120.1,30.2\n",
-                "line 1: the header is \"120.1,30.2\"; it must be lon,lat or lon,lat,seconds_offset",
-            ),
-            (
-                "lon,lat\n120.1,30.2\n\n120.x,30.2\n",
-                "line 4: longitude \"120.x\" is not a number",
-            ),
-            (
-                "lon,lat\n120.1,30.2,7\n",
-                "line 2: 3 fields where the header has 2",
-            ),
-            (
-                "lon,lat\n200,30.2\n",
-                "line 2: longitude 200 is out of range; use -180 to 180 degrees",
-            ),
-            (
-                "lon,lat\n120,-91\n",
-                "line 2: latitude -91 is out of range; use -90 to 90 degrees",
-            ),
+            ("120.1,30.2\n", "line 1: the header is \"120.1,30.2\"; it must be lon,lat or lon,lat,seconds_offset"),
+            ("lon,lat\n120.1,30.2\n\n120.x,30.2\n", "line 4: longitude \"120.x\" is not a number"),
+            ("lon,lat\n120.1,30.2,7\n", "line 2: 3 fields where the header has 2"),
+            ("lon,lat\n200,30.2\n", "line 2: longitude 200 is out of range; use -180 to 180 degrees"),
+            ("lon,lat\n120,-91\n", "line 2: latitude -91 is out of range; use -90 to 90 degrees"),
             (
                 "lon,lat,seconds_offset\n120,30,5\n120,30,4\n",
                 "line 3: this point is at 4.0 s, before the previous one at 5.0 s; times must not go back",
             ),
-            (
-                "lon,lat,seconds_offset\n120,30,-1\n",
-                "line 2: seconds_offset -1 is out of range; use 0 or more",
-            ),
+            ("lon,lat,seconds_offset\n120,30,-1\n", "line 2: seconds_offset -1 is out of range; use 0 or more"),
             ("lon,lat\n", "the track has a header but no points"),
-            (
-                "\n# nothing\n",
-                "the track is empty; give a header lon,lat then one point per line",
-            ),
+            ("\n# nothing\n", "the track is empty; give a header lon,lat then one point per line"),
         ];
         for (text, expected) in cases {
             let error = parse_csv(text).expect_err(text);
@@ -585,37 +451,21 @@ mod tests {
     #[test]
     fn gpx_with_times() {
         let track = parse_gpx(GPX).expect("parses");
-        assert_eq!(
-            coordinates(&track),
-            vec![
-                (120.10, 30.25, 0.0),
-                (120.11, 30.26, 20.5),
-                (120.12, 30.27, 60.0)
-            ]
-        );
+        assert_eq!(coordinates(&track), vec![(120.10, 30.25, 0.0), (120.11, 30.26, 20.5), (120.12, 30.27, 60.0)]);
     }
 
     #[test]
     fn gpx_without_times_uses_the_default_step() {
         let text = "<gpx><trk><trkseg><trkpt lat=\"30.1\" lon=\"120.1\"/><trkpt lat=\"30.2\" lon=\"120.2\"></trkpt></trkseg></trk></gpx>";
         let track = parse_gpx(text).expect("parses");
-        assert_eq!(
-            coordinates(&track),
-            vec![(120.1, 30.1, 0.0), (120.2, 30.2, 5.0)]
-        );
+        assert_eq!(coordinates(&track), vec![(120.1, 30.1, 0.0), (120.2, 30.2, 5.0)]);
     }
 
     #[test]
     fn gpx_errors_name_the_line() {
         let cases = [
-            (
-                "<gpx>\n<trkpt lon=\"120\">\n</trkpt></gpx>",
-                "line 2: this <trkpt> has no lat attribute",
-            ),
-            (
-                "<gpx>\n\n<trkpt lat=\"abc\" lon=\"120\"/></gpx>",
-                "line 3: latitude \"abc\" is not a number",
-            ),
+            ("<gpx>\n<trkpt lon=\"120\">\n</trkpt></gpx>", "line 2: this <trkpt> has no lat attribute"),
+            ("<gpx>\n\n<trkpt lat=\"abc\" lon=\"120\"/></gpx>", "line 3: latitude \"abc\" is not a number"),
             (
                 "<gpx>\n<trkpt lat=\"30\" lon=\"120\"><time>2024-05-01T08:30:00Z</time></trkpt>\n<trkpt lat=\"30\" lon=\"120\"/></gpx>",
                 "line 3: some points have a <time> and some do not; give every point a time or none",
@@ -628,14 +478,8 @@ mod tests {
                 "<gpx><trkpt lat=\"30\" lon=\"120\"><time>2024-05-01T08:30:00Z</time></trkpt>\n<trkpt lat=\"30\" lon=\"120\"><time>2024-05-01T08:29:00Z</time></trkpt></gpx>",
                 "line 2: this point's time is before the first point's; times must not go back",
             ),
-            (
-                "<gpx>\n<trkpt lat=\"30\" lon=\"120\">\n",
-                "line 2: this <trkpt> is never closed with </trkpt>",
-            ),
-            (
-                "<gpx><trk></trk></gpx>",
-                "the GPX file has no <trkpt> points",
-            ),
+            ("<gpx>\n<trkpt lat=\"30\" lon=\"120\">\n", "line 2: this <trkpt> is never closed with </trkpt>"),
+            ("<gpx><trk></trk></gpx>", "the GPX file has no <trkpt> points"),
         ];
         for (text, expected) in cases {
             let error = parse_gpx(text).expect_err(text);
@@ -647,14 +491,8 @@ mod tests {
     fn rfc3339_times() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Ok(0.0));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Ok(951_868_800.0));
-        assert_eq!(
-            parse_rfc3339("2024-05-01T16:30:05+08:00"),
-            parse_rfc3339("2024-05-01T08:30:05Z")
-        );
-        assert_eq!(
-            parse_rfc3339("2024-05-01T08:30:05.25Z"),
-            Ok(1_714_552_205.25)
-        );
+        assert_eq!(parse_rfc3339("2024-05-01T16:30:05+08:00"), parse_rfc3339("2024-05-01T08:30:05Z"));
+        assert_eq!(parse_rfc3339("2024-05-01T08:30:05.25Z"), Ok(1_714_552_205.25));
         assert!(parse_rfc3339("2024-13-01T08:30:05Z").is_err());
         assert!(parse_rfc3339("2024-05-01T08:30").is_err());
     }
@@ -674,10 +512,7 @@ mod tests {
 
     #[test]
     fn at_flag_points() {
-        assert_eq!(
-            parse_point(" 120.1 , 30.2 "),
-            Ok(Location::new(120.1, 30.2))
-        );
+        assert_eq!(parse_point(" 120.1 , 30.2 "), Ok(Location::new(120.1, 30.2)));
         assert!(parse_point("120.1").is_err());
         assert!(parse_point("120.1,30.2,4").is_err());
         assert!(parse_point("181,30").is_err());
@@ -685,23 +520,16 @@ mod tests {
 
     #[test]
     fn player_hands_out_points_at_their_time_scaled_by_speed() {
-        let track =
-            parse_csv("lon,lat,seconds_offset\n1,1,0\n2,2,10\n3,3,20\n4,4,30\n").expect("parses");
+        let track = parse_csv("lon,lat,seconds_offset\n1,1,0\n2,2,10\n3,3,20\n4,4,30\n").expect("parses");
         let start = Instant::now();
         let mut player = TrackPlayer::new(track, 2.0, start);
         assert_eq!(player.due(start), Some(Location::new(1.0, 1.0)));
         assert_eq!(player.due(start), None);
         assert_eq!(player.next_at(), Some(start + Duration::from_secs(5)));
         assert_eq!(player.due(start + Duration::from_secs(4)), None);
-        assert_eq!(
-            player.due(start + Duration::from_secs(5)),
-            Some(Location::new(2.0, 2.0))
-        );
+        assert_eq!(player.due(start + Duration::from_secs(5)), Some(Location::new(2.0, 2.0)));
         // Late: the point passed over is skipped, the latest is handed out.
-        assert_eq!(
-            player.due(start + Duration::from_secs(16)),
-            Some(Location::new(4.0, 4.0))
-        );
+        assert_eq!(player.due(start + Duration::from_secs(16)), Some(Location::new(4.0, 4.0)));
         assert!(player.finished());
         assert_eq!(player.next_at(), None);
     }
@@ -712,13 +540,7 @@ mod tests {
         let start = Instant::now();
         let player = TrackPlayer::new(track, 1.0, start + Duration::from_secs(1));
         assert_eq!(player.location_at(start), Some(Location::new(1.0, 1.0)));
-        assert_eq!(
-            player.location_at(start + Duration::from_secs(12)),
-            Some(Location::new(2.0, 2.0))
-        );
-        assert_eq!(
-            player.location_at(start + Duration::from_secs(60)),
-            Some(Location::new(3.0, 3.0))
-        );
+        assert_eq!(player.location_at(start + Duration::from_secs(12)), Some(Location::new(2.0, 2.0)));
+        assert_eq!(player.location_at(start + Duration::from_secs(60)), Some(Location::new(3.0, 3.0)));
     }
 }

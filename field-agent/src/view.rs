@@ -11,115 +11,68 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use crate::app::{
-    App, Connection, DECLINE_REASONS, FIELD_REPORT_QUESTION, Prompt, countdown_text, distance_text,
-    eta_text,
-};
+use crate::app::{App, Connection, DECLINE_REASONS, FIELD_REPORT_QUESTION, Prompt, countdown_text, distance_text, eta_text};
 use crate::event::{mode_name, status_name};
 
 pub fn draw(frame: &mut Frame, app: &App) {
-    let [header, middle, messages, keys] = Layout::vertical([
-        Constraint::Length(4),
-        Constraint::Min(7),
-        Constraint::Min(3),
-        Constraint::Length(1),
-    ])
-    .areas(frame.area());
+    let [header, middle, messages, keys] =
+        Layout::vertical([Constraint::Length(4), Constraint::Min(7), Constraint::Min(3), Constraint::Length(1)])
+            .areas(frame.area());
     draw_header(frame, app, header);
     draw_task(frame, app, middle);
     draw_messages(frame, app, messages);
-    frame.render_widget(
-        Paragraph::new(key_help(app)).style(Style::new().fg(Color::Gray)),
-        keys,
-    );
+    frame.render_widget(Paragraph::new(key_help(app)).style(Style::new().fg(Color::Gray)), keys);
     draw_prompt(frame, app, middle);
 }
 
 fn draw_header(frame: &mut Frame, app: &App, area: Rect) {
-    let who = if app.name.is_empty() {
-        app.agent_id.clone()
-    } else {
-        format!("{} ({})", app.agent_id, app.name)
-    };
+    let who = if app.name.is_empty() { app.agent_id.clone() } else { format!("{} ({})", app.agent_id, app.name) };
     let (connection_text, connection_style) = connection_line(app);
     let mode_style = match app.mode {
         pingji_proto::v1::Mode::Normal | pingji_proto::v1::Mode::Unspecified => Style::new(),
-        pingji_proto::v1::Mode::EmergencyIv => {
-            Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD)
-        }
-        pingji_proto::v1::Mode::EmergencyIii => {
-            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
-        }
-        pingji_proto::v1::Mode::EmergencyIi => Style::new()
-            .fg(Color::LightRed)
-            .add_modifier(Modifier::BOLD),
-        pingji_proto::v1::Mode::EmergencyI => {
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
-        }
+        pingji_proto::v1::Mode::EmergencyIv => Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
+        pingji_proto::v1::Mode::EmergencyIii => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        pingji_proto::v1::Mode::EmergencyIi => Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD),
+        pingji_proto::v1::Mode::EmergencyI => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
     };
-    let interval = if app.location_interval.is_zero() {
-        String::new()
-    } else {
-        format!(", every {} s", app.location_interval.as_secs())
-    };
+    let interval =
+        if app.location_interval.is_zero() { String::new() } else { format!(", every {} s", app.location_interval.as_secs()) };
     let lines = vec![
         Line::from(Span::styled(connection_text, connection_style)),
         Line::from(vec![
             Span::raw("status: "),
-            Span::styled(
-                status_name(app.status),
-                Style::new().add_modifier(Modifier::BOLD),
-            ),
+            Span::styled(status_name(app.status), Style::new().add_modifier(Modifier::BOLD)),
             Span::raw("   mode: "),
             Span::styled(mode_name(app.mode), mode_style),
             Span::raw(format!("   location: {}{interval}", app.location_note)),
         ]),
     ];
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(format!(" Pingji field agent: {who} "));
+    let block = Block::default().borders(Borders::ALL).title(format!(" Pingji field agent: {who} "));
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
 fn connection_line(app: &App) -> (String, Style) {
     match &app.connection {
-        Connection::Connecting { attempt: 0 } => (
-            format!("connecting to {} ...", app.server),
-            Style::new().fg(Color::Yellow),
-        ),
-        Connection::Connecting { attempt } => (
-            format!("reconnecting to {} (attempt {attempt}) ...", app.server),
-            Style::new().fg(Color::Yellow),
-        ),
-        Connection::Connected => (
-            format!("connected to {}", app.server),
-            Style::new().fg(Color::Green),
-        ),
+        Connection::Connecting { attempt: 0 } => (format!("connecting to {} ...", app.server), Style::new().fg(Color::Yellow)),
+        Connection::Connecting { attempt } => {
+            (format!("reconnecting to {} (attempt {attempt}) ...", app.server), Style::new().fg(Color::Yellow))
+        }
+        Connection::Connected => (format!("connected to {}", app.server), Style::new().fg(Color::Green)),
         // The error itself is in the messages, where there is room for it.
         Connection::WaitingToRetry { .. } => {
             let seconds = app.retry_in_s().unwrap_or(0);
-            (
-                format!("connection lost, reconnecting in {seconds} s"),
-                Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-            )
+            (format!("connection lost, reconnecting in {seconds} s"), Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
         }
-        Connection::Stopped { error: None } => {
-            ("session closed".to_string(), Style::new().fg(Color::Gray))
+        Connection::Stopped { error: None } => ("session closed".to_string(), Style::new().fg(Color::Gray)),
+        Connection::Stopped { error: Some(error) } => {
+            (format!("stopped: {error}"), Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
         }
-        Connection::Stopped { error: Some(error) } => (
-            format!("stopped: {error}"),
-            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-        ),
     }
 }
 
 fn draw_task(frame: &mut Frame, app: &App, area: Rect) {
     if let Some(offer) = &app.offer {
-        let urgency = if offer.priority == 1 {
-            " (most urgent)"
-        } else {
-            ""
-        };
+        let urgency = if offer.priority == 1 { " (most urgent)" } else { "" };
         let countdown = countdown_text(offer, app.now_ms);
         let countdown_style = if offer.time_left(app.now_ms).as_secs() < 30 {
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
@@ -128,59 +81,33 @@ fn draw_task(frame: &mut Frame, app: &App, area: Rect) {
         };
         let mut lines = vec![
             Line::from(vec![
-                Span::styled(
-                    offer.category.clone(),
-                    Style::new().add_modifier(Modifier::BOLD),
-                ),
+                Span::styled(offer.category.clone(), Style::new().add_modifier(Modifier::BOLD)),
                 Span::raw(format!("   priority {}{urgency}", offer.priority)),
             ]),
-            Line::from(format!(
-                "{} away, {}",
-                distance_text(offer.distance_m),
-                eta_text(offer.eta)
-            )),
-            Line::from(vec![
-                Span::raw("answer within "),
-                Span::styled(countdown, countdown_style),
-            ]),
+            Line::from(format!("{} away, {}", distance_text(offer.distance_m), eta_text(offer.eta))),
+            Line::from(vec![Span::raw("answer within "), Span::styled(countdown, countdown_style)]),
         ];
         if !offer.required_skills.is_empty() {
-            lines.push(Line::from(format!(
-                "needs: {}",
-                offer.required_skills.join(", ")
-            )));
+            lines.push(Line::from(format!("needs: {}", offer.required_skills.join(", "))));
         }
         if !offer.description.is_empty() {
             lines.push(Line::from(offer.description.clone()));
         }
         if app.accepting {
-            lines.push(Line::from(Span::styled(
-                "accept sent, waiting for confirmation",
-                Style::new().fg(Color::Yellow),
-            )));
+            lines.push(Line::from(Span::styled("accept sent, waiting for confirmation", Style::new().fg(Color::Yellow))));
         }
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(Style::new().fg(Color::Yellow))
             .title(format!(" Offer {} ", offer.offer_id));
-        frame.render_widget(
-            Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
-            area,
-        );
+        frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: true }), area);
         return;
     }
     if let Some(assignment) = &app.assignment {
-        let progress = if assignment.arrived {
-            "on site: press c when done"
-        } else {
-            "on the way: press r when you arrive"
-        };
+        let progress = if assignment.arrived { "on site: press c when done" } else { "on the way: press r when you arrive" };
         let mut lines = vec![
             Line::from(vec![
-                Span::styled(
-                    assignment.category.clone(),
-                    Style::new().add_modifier(Modifier::BOLD),
-                ),
+                Span::styled(assignment.category.clone(), Style::new().add_modifier(Modifier::BOLD)),
                 Span::raw(format!("   priority {}", assignment.priority)),
             ]),
             Line::from(progress),
@@ -192,10 +119,7 @@ fn draw_task(frame: &mut Frame, app: &App, area: Rect) {
             .borders(Borders::ALL)
             .border_style(Style::new().fg(Color::Green))
             .title(format!(" Assignment {} ", assignment.incident_id));
-        frame.render_widget(
-            Paragraph::new(lines).block(block).wrap(Wrap { trim: true }),
-            area,
-        );
+        frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: true }), area);
         return;
     }
     let waiting = match app.status {
@@ -221,29 +145,16 @@ fn draw_messages(frame: &mut Frame, app: &App, area: Rect) {
         used += needs;
         shown.push(notice);
     }
-    let lines: Vec<Line> = shown
-        .into_iter()
-        .rev()
-        .map(|notice| Line::from(notice.as_str()))
-        .collect();
+    let lines: Vec<Line> = shown.into_iter().rev().map(|notice| Line::from(notice.as_str())).collect();
     let block = Block::default().borders(Borders::ALL).title(" Messages ");
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        area,
-    );
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }
 
 fn key_help(app: &App) -> &'static str {
     match app.prompt {
         // A call-up waiting for a check-in comes first; v and o still work.
-        Prompt::None if app.callup.is_some() => {
-            " k CHECK IN  a accept  d decline  r arrived  c complete  f report  q quit"
-        }
-        Prompt::None => {
-            " a accept  d decline  r arrived  c complete  f report  v/o on/off duty  q quit"
-        }
+        Prompt::None if app.callup.is_some() => " k CHECK IN  a accept  d decline  r arrived  c complete  f report  q quit",
+        Prompt::None => " a accept  d decline  r arrived  c complete  f report  v/o on/off duty  q quit",
         Prompt::DeclineReason { .. } => " 1-5 or arrows and Enter: choose a reason   Esc: cancel",
         Prompt::DeclineOther { .. } | Prompt::Feedback { .. } | Prompt::FieldReport { .. } => {
             " type, Enter: send   Backspace: erase   Esc: cancel"
@@ -261,10 +172,7 @@ fn draw_prompt(frame: &mut Frame, app: &App, area: Rect) {
                 .map(|(index, reason)| {
                     let text = format!("{} {reason}", index + 1);
                     if index == *selected {
-                        Line::from(Span::styled(
-                            format!("> {text}"),
-                            Style::new().add_modifier(Modifier::REVERSED),
-                        ))
+                        Line::from(Span::styled(format!("> {text}"), Style::new().add_modifier(Modifier::REVERSED)))
                     } else {
                         Line::from(format!("  {text}"))
                     }
@@ -272,43 +180,21 @@ fn draw_prompt(frame: &mut Frame, app: &App, area: Rect) {
                 .collect();
             (" Why decline? ", lines)
         }
-        Prompt::DeclineOther { text, .. } => {
-            (" Other reason ", vec![Line::from(format!("{text}_"))])
+        Prompt::DeclineOther { text, .. } => (" Other reason ", vec![Line::from(format!("{text}_"))]),
+        Prompt::FieldReport { text } => {
+            (" Field report ", vec![Line::from(FIELD_REPORT_QUESTION), Line::from(format!("{text}_"))])
         }
-        Prompt::FieldReport { text } => (
-            " Field report ",
-            vec![
-                Line::from(FIELD_REPORT_QUESTION),
-                Line::from(format!("{text}_")),
-            ],
-        ),
         Prompt::Feedback { incident_id, text } => (
             " Feedback ",
-            vec![
-                Line::from(format!("what did you find and do at {incident_id}?")),
-                Line::from(format!("{text}_")),
-            ],
+            vec![Line::from(format!("what did you find and do at {incident_id}?")), Line::from(format!("{text}_"))],
         ),
     };
     let height = (lines.len() as u16 + 2).min(area.height);
     let width = area.width.saturating_sub(8).max(20).min(area.width);
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
+    let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
     frame.render_widget(Clear, popup);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(Style::new().fg(Color::Cyan))
-        .title(title);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .block(block)
-            .wrap(Wrap { trim: false }),
-        popup,
-    );
+    let block = Block::default().borders(Borders::ALL).border_style(Style::new().fg(Color::Cyan)).title(title);
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), popup);
 }
 
 #[cfg(test)]
@@ -379,10 +265,7 @@ mod tests {
         assert!(text.contains("answer within 1:35"), "{text}");
         assert!(text.contains("needs: rescue"), "{text}");
         assert!(text.contains("emergency II (orange)"), "{text}");
-        assert!(
-            text.contains("connected to http://127.0.0.1:50051"),
-            "{text}"
-        );
+        assert!(text.contains("connected to http://127.0.0.1:50051"), "{text}");
 
         app.now_ms += 60_000;
         assert!(screen(&app, 80, 24).contains("answer within 0:35"));
@@ -394,20 +277,12 @@ mod tests {
     fn reconnecting_in_n_seconds_is_drawn() {
         let mut app = welcomed_app();
         app.now_ms = 5_000;
-        app.apply(&AgentEvent::ConnectionLost {
-            error: "transport error".to_string(),
-            retry_in: Duration::from_millis(3_200),
-        });
+        app.apply(&AgentEvent::ConnectionLost { error: "transport error".to_string(), retry_in: Duration::from_millis(3_200) });
         let text = screen(&app, 80, 24);
-        assert!(
-            text.contains("connection lost, reconnecting in 4 s"),
-            "{text}"
-        );
+        assert!(text.contains("connection lost, reconnecting in 4 s"), "{text}");
         assert!(text.contains("connection lost: transport error"), "{text}");
         app.apply(&AgentEvent::Reconnecting { attempt: 3 });
-        assert!(
-            screen(&app, 80, 24).contains("reconnecting to http://127.0.0.1:50051 (attempt 3)")
-        );
+        assert!(screen(&app, 80, 24).contains("reconnecting to http://127.0.0.1:50051 (attempt 3)"));
     }
 
     #[test]
@@ -418,13 +293,7 @@ mod tests {
         app.handle_key(KeyEvent::new(KeyCode::Char('d'), KeyModifiers::NONE));
         app.handle_key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE));
         let text = screen(&app, 80, 24);
-        for reason in [
-            "1 too far",
-            "> 2 busy",
-            "3 lacking skill",
-            "4 unwell",
-            "5 other",
-        ] {
+        for reason in ["1 too far", "> 2 busy", "3 lacking skill", "4 unwell", "5 other"] {
             assert!(text.contains(reason), "{reason} missing in\n{text}");
         }
         assert!(text.contains("Why decline?"), "{text}");
@@ -433,30 +302,20 @@ mod tests {
     #[test]
     fn an_assignment_and_a_stopped_session_are_drawn() {
         let mut app = welcomed_app();
-        app.apply(&AgentEvent::AssignmentConfirmed(Offer {
-            deadline_ms: 0,
-            ..offer()
-        }));
+        app.apply(&AgentEvent::AssignmentConfirmed(Offer { deadline_ms: 0, ..offer() }));
         let text = screen(&app, 80, 24);
         assert!(text.contains("Assignment inc-000007"), "{text}");
         assert!(text.contains("press r when you arrive"), "{text}");
         assert!(text.contains("status: busy"), "{text}");
-        app.apply(&AgentEvent::Stopped {
-            error: Some("not_found: agent p0001 is not on the roster".to_string()),
-        });
-        assert!(
-            screen(&app, 80, 24).contains("stopped: not_found: agent p0001 is not on the roster")
-        );
+        app.apply(&AgentEvent::Stopped { error: Some("not_found: agent p0001 is not on the roster".to_string()) });
+        assert!(screen(&app, 80, 24).contains("stopped: not_found: agent p0001 is not on the roster"));
     }
 
     #[test]
     fn long_messages_wrap_and_the_newest_stays_in_view() {
         let mut app = welcomed_app();
         for number in 0..12 {
-            app.notice(format!(
-                "notice {number}: {}",
-                "a long explanation of what happened ".repeat(3)
-            ));
+            app.notice(format!("notice {number}: {}", "a long explanation of what happened ".repeat(3)));
         }
         app.notice("the newest notice");
         let text = screen(&app, 80, 24);

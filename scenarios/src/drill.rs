@@ -493,7 +493,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         if let Some(incident) = &item.incident {
             match (&incident.at, &incident.area) {
                 (Some([lon, lat]), None) => {
-                    pingji_dispatcher::spatial::Position::checked(*lon, *lat).map_err(|error| fail(format!("incident.at: {error}")))?;
+                    pingji_dispatcher::spatial::Position::checked(*lon, *lat)
+                        .map_err(|error| fail(format!("incident.at: {error}")))?;
                 }
                 (None, Some(area)) if area_exists(area) => {}
                 (None, Some(area)) => return Err(fail(format!("incident.area {area:?} is not on the map"))),

@@ -44,7 +44,12 @@ pub fn run_in_process(drill: &Drill, out: &Path, progress: impl FnMut(u64)) -> a
     // The report is made from the journal on disk, not from memory: the same
     // record an auditor can open with sqlite3.
     let events = read_journal(&journal_path)?;
-    anyhow::ensure!(events.len() == record.events.len(), "the journal holds {} events, the run made {}", events.len(), record.events.len());
+    anyhow::ensure!(
+        events.len() == record.events.len(),
+        "the journal holds {} events, the run made {}",
+        events.len(),
+        record.events.len()
+    );
     let report = build_report(drill, &events, record.started_at, record.ended_at);
     report::write(&report, &drill.map, out)?;
     Ok(report)

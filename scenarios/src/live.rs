@@ -49,7 +49,12 @@ fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
 }
 
 /// Runs a drill against the dispatcher at `options.server` and writes the report into `out`.
-pub async fn run(drill: &Drill, options: &LiveOptions, out: &std::path::Path, mut progress: impl FnMut(u64)) -> anyhow::Result<Report> {
+pub async fn run(
+    drill: &Drill,
+    options: &LiveOptions,
+    out: &std::path::Path,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<Report> {
     anyhow::ensure!(options.speed > 0.0 && options.speed <= 1000.0, "speed must be between 0 and 1000");
     let server = if options.server.contains("://") { options.server.clone() } else { format!("http://{}", options.server) };
     let mut commands = CommandServiceClient::connect(server.clone())
@@ -259,7 +264,10 @@ async fn perform(
                 description: format!("{category} #{} of a burst in {}", number + 1, spec.name),
                 category,
             };
-            commands.create_incident(as_operator(request)).await.map_err(|status| status_error("creating an incident", status))?;
+            commands
+                .create_incident(as_operator(request))
+                .await
+                .map_err(|status| status_error("creating an incident", status))?;
         }
     }
     if let Some(cancel) = &entry.cancel {
@@ -284,7 +292,8 @@ async fn perform(
     }
     if let Some(plan) = &entry.plan {
         if let Some(id) = &plan.activate {
-            let request = pb::ActivatePlanRequest { plan_id: id.clone(), area_id: plan.area.clone(), reason: plan.reason.clone() };
+            let request =
+                pb::ActivatePlanRequest { plan_id: id.clone(), area_id: plan.area.clone(), reason: plan.reason.clone() };
             commands.activate_plan(as_operator(request)).await.map_err(|status| status_error("activating a plan", status))?;
         } else if let Some(id) = &plan.deactivate {
             let listed = commands
@@ -313,7 +322,9 @@ async fn perform(
                 }
                 _ => true,
             };
-            if in_area && role.is_none_or(|role| profile.role == role) && rng.random::<f64>() < off.share
+            if in_area
+                && role.is_none_or(|role| profile.role == role)
+                && rng.random::<f64>() < off.share
                 && let Some(control) = controls.get(profile.id.as_str())
             {
                 let _ = control.send(Control::OffDuty).await;
@@ -380,7 +391,8 @@ impl Person {
                 let roll = self.rng.random::<f64>();
                 let delay = triangular(&mut self.rng, self.behaviour.decide_s);
                 if roll < self.behaviour.accept {
-                    self.pending.push((self.later(delay), Step::Answer { offer: offer.offer_id, accept: true, reason: String::new() }));
+                    self.pending
+                        .push((self.later(delay), Step::Answer { offer: offer.offer_id, accept: true, reason: String::new() }));
                 } else if roll < self.behaviour.accept + self.behaviour.decline {
                     let reasons = &self.behaviour.decline_reasons;
                     let reason = reasons[self.rng.random_range(0..reasons.len())].clone();

@@ -206,8 +206,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let mut totals = Totals::default();
     let mut timeline = Vec::new();
     let mut staffing = Vec::new();
-    let names: BTreeMap<String, String> =
-        input.map.areas.iter().map(|area| (area.id.to_string(), area.name.clone())).collect();
+    let names: BTreeMap<String, String> = input.map.areas.iter().map(|area| (area.id.to_string(), area.name.clone())).collect();
     let duration_s = input.ended_at.seconds_since(input.started_at).max(1.0);
     let step_s = (duration_s / 120.0).max(10.0);
     let mut next_sample = 0.0;
@@ -291,7 +290,9 @@ pub fn build(input: ReportInput<'_>) -> Report {
                     }
                 }
             }
-            EventKind::OfferDeclined { incident, .. } | EventKind::OfferTimedOut { incident, .. } | EventKind::OfferWithdrawn { incident, .. } => {
+            EventKind::OfferDeclined { incident, .. }
+            | EventKind::OfferTimedOut { incident, .. }
+            | EventKind::OfferWithdrawn { incident, .. } => {
                 match &event.kind {
                     EventKind::OfferDeclined { .. } => totals.declined += 1,
                     EventKind::OfferTimedOut { .. } => totals.timed_out += 1,
@@ -443,7 +444,8 @@ pub fn build(input: ReportInput<'_>) -> Report {
         if of_priority.is_empty() {
             continue;
         }
-        let collect = |pick: fn(&IncidentFigures) -> Option<f64>| -> Vec<f64> { of_priority.iter().filter_map(|f| pick(f)).collect() };
+        let collect =
+            |pick: fn(&IncidentFigures) -> Option<f64>| -> Vec<f64> { of_priority.iter().filter_map(|f| pick(f)).collect() };
         by_priority.insert(
             priority.to_string(),
             PriorityFigures {
@@ -500,11 +502,8 @@ pub fn build(input: ReportInput<'_>) -> Report {
     }
     callup_figures.time_to_check_in = Stats::of(&check_in_times);
 
-    let expectations: Vec<ExpectationResult> = input
-        .expectations
-        .iter()
-        .map(|expectation| judge(expectation, &incidents, input.events, &callup_figures))
-        .collect();
+    let expectations: Vec<ExpectationResult> =
+        input.expectations.iter().map(|expectation| judge(expectation, &incidents, input.events, &callup_figures)).collect();
     let passed = expectations.iter().all(|result| result.passed);
     Report {
         drill: input.summary,
@@ -524,7 +523,12 @@ pub fn build(input: ReportInput<'_>) -> Report {
     }
 }
 
-fn judge(expectation: &Expectation, incidents: &[IncidentFigures], events: &[Event], callups: &CallupFigures) -> ExpectationResult {
+fn judge(
+    expectation: &Expectation,
+    incidents: &[IncidentFigures],
+    events: &[Event],
+    callups: &CallupFigures,
+) -> ExpectationResult {
     match expectation {
         Expectation::AcceptedWithin { priority, share, within_s } | Expectation::ArrivedWithin { priority, share, within_s } => {
             let arrived = matches!(expectation, Expectation::ArrivedWithin { .. });
@@ -560,7 +564,11 @@ fn judge(expectation: &Expectation, incidents: &[IncidentFigures], events: &[Eve
                 actual: if unstaffed.is_empty() {
                     "none".to_string()
                 } else {
-                    format!("{} unstaffed: {}", unstaffed.len(), unstaffed.iter().take(10).copied().collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{} unstaffed: {}",
+                        unstaffed.len(),
+                        unstaffed.iter().take(10).copied().collect::<Vec<_>>().join(", ")
+                    )
                 },
             }
         }
@@ -578,10 +586,7 @@ fn judge(expectation: &Expectation, incidents: &[IncidentFigures], events: &[Eve
         }
         Expectation::MaxWideningsBeyond { level, max } => {
             let level = AreaLevel::from_name(level).unwrap_or(AreaLevel::Community);
-            let count = events
-                .iter()
-                .filter(|event| matches!(&event.kind, EventKind::Widened { to, .. } if *to < level))
-                .count();
+            let count = events.iter().filter(|event| matches!(&event.kind, EventKind::Widened { to, .. } if *to < level)).count();
             ExpectationResult {
                 expectation: format!("at most {max} widenings beyond the {}", level.name()),
                 passed: count <= *max as usize,
@@ -619,7 +624,13 @@ pub fn markdown(report: &Report) -> String {
     );
     let _ = writeln!(out, "## Expectations\n\n| | expectation | actual |\n|---|---|---|");
     for result in &report.expectations {
-        let _ = writeln!(out, "| {} | {} | {} |", if result.passed { "✅ pass" } else { "❌ FAIL" }, result.expectation, result.actual);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            if result.passed { "✅ pass" } else { "❌ FAIL" },
+            result.expectation,
+            result.actual
+        );
     }
     if report.expectations.is_empty() {
         let _ = writeln!(out, "| | (none set) | |");
@@ -643,7 +654,8 @@ pub fn markdown(report: &Report) -> String {
         totals.no_candidates
     );
     let _ = writeln!(out, "Seconds from report, per priority (p50 / p90 / max):\n");
-    let _ = writeln!(out, "| priority | incidents | first offer | accepted | staffed | first on scene |\n|---|---|---|---|---|---|");
+    let _ =
+        writeln!(out, "| priority | incidents | first offer | accepted | staffed | first on scene |\n|---|---|---|---|---|---|");
     for (priority, figures) in &report.by_priority {
         let triple = |stats: &Stats| format!("{} / {} / {}", cell(stats.p50_s), cell(stats.p90_s), cell(stats.max_s));
         let _ = writeln!(
@@ -686,9 +698,16 @@ pub fn markdown(report: &Report) -> String {
         report.staffed_in_time_s
     );
     for row in &report.communities {
-        let _ = writeln!(out, "| {} {} | {} | {} | {} | {} |", row.id, row.name, row.incidents, row.staffed_in_time, row.widenings, row.people_used);
+        let _ = writeln!(
+            out,
+            "| {} {} | {} | {} | {} | {} |",
+            row.id, row.name, row.incidents, row.staffed_in_time, row.widenings, row.people_used
+        );
     }
-    let _ = writeln!(out, "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n");
+    let _ = writeln!(
+        out,
+        "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"
+    );
     let _ = writeln!(out, "## Key events\n\n| time | event |\n|---|---|");
     const SHOWN: usize = 60;
     for key in report.timeline.iter().take(SHOWN) {

@@ -12,8 +12,12 @@ use rand::rngs::StdRng;
 
 use crate::drill::{RosterGenerator, parse_role};
 
-const SURNAMES: [&str; 20] = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭", "何", "林", "罗", "高"];
-const GIVEN: [&str; 20] = ["伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明", "超", "秀英", "桂英", "建华", "晓东", "丽"];
+const SURNAMES: [&str; 20] =
+    ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭", "何", "林", "罗", "高"];
+const GIVEN: [&str; 20] = [
+    "伟", "芳", "娜", "敏", "静", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明", "超", "秀英", "桂英", "建华", "晓东",
+    "丽",
+];
 
 /// Reads people from roster CSV text.
 pub fn from_csv(text: &str) -> Result<Vec<AgentProfile>, String> {
@@ -54,7 +58,8 @@ pub fn bounds(spec: &AreaSpec) -> Option<(f64, f64, f64, f64)> {
 pub fn random_point_in(rng: &mut StdRng, areas: &AreaMap, spec: &AreaSpec) -> Option<Position> {
     let (west, south, east, north) = bounds(spec)?;
     for _ in 0..1000 {
-        let candidate = Position { lon: west + (east - west) * rng.random::<f64>(), lat: south + (north - south) * rng.random::<f64>() };
+        let candidate =
+            Position { lon: west + (east - west) * rng.random::<f64>(), lat: south + (north - south) * rng.random::<f64>() };
         if areas.place(candidate).within(spec.level, &spec.id) {
             return Some(candidate);
         }
@@ -69,7 +74,9 @@ pub fn generate(rng: &mut StdRng, areas: &AreaMap, generator: &RosterGenerator) 
     for grid in grids {
         for _ in 0..generator.per_grid {
             let number = people.len() + 1;
-            let role = weighted(rng, &generator.roles).and_then(|name| parse_role(name)).unwrap_or(pingji_dispatcher::roster::Role::Volunteer);
+            let role = weighted(rng, &generator.roles)
+                .and_then(|name| parse_role(name))
+                .unwrap_or(pingji_dispatcher::roster::Role::Volunteer);
             let skills = generator
                 .skills
                 .iter()

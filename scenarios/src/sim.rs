@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use pingji_dispatcher::areas::{AreaLevel, AreaMap};
+use pingji_dispatcher::convert::stored_event;
 use pingji_dispatcher::engine::{Command, Engine};
 use pingji_dispatcher::event::{Event, EventKind};
 use pingji_dispatcher::ids::{AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use pingji_dispatcher::incident::IncidentSpec;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
-use pingji_dispatcher::convert::stored_event;
 use pingji_dispatcher::roster::{AgentProfile, AgentStatus, TravelMode};
 use pingji_dispatcher::spatial::Position;
 use rand::rngs::StdRng;
@@ -386,11 +386,17 @@ impl Simulation<'_> {
                     let delay = self.draw(behaviour.decide_s);
                     let at = Millis(self.now.0 + (delay * 1000.0) as i64);
                     if roll < behaviour.accept {
-                        let action = Action::Answer { agent: offer.agent.clone(), offer: offer.id.clone(), accept: true, reason: String::new() };
+                        let action = Action::Answer {
+                            agent: offer.agent.clone(),
+                            offer: offer.id.clone(),
+                            accept: true,
+                            reason: String::new(),
+                        };
                         self.schedule(at, action);
                     } else if roll < behaviour.accept + behaviour.decline {
                         let reason = behaviour.decline_reasons[self.rng.random_range(0..behaviour.decline_reasons.len())].clone();
-                        let action = Action::Answer { agent: offer.agent.clone(), offer: offer.id.clone(), accept: false, reason };
+                        let action =
+                            Action::Answer { agent: offer.agent.clone(), offer: offer.id.clone(), accept: false, reason };
                         self.schedule(at, action);
                     }
                 }

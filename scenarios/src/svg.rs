@@ -70,17 +70,33 @@ fn axes(out: &mut String, x: Axis<'_>, y: Axis<'_>, y_percent: bool) {
     let mut tick = 0.0;
     while tick <= x_max + 1e-9 {
         let x = plot_x(tick, x_max);
-        let _ = writeln!(out, r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##, y0 + 16.0, tick);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            y0 + 16.0,
+            tick
+        );
         tick += x_step;
     }
     let mut tick = 0.0;
     while tick <= y_max + 1e-9 {
         let y = plot_y(tick, y_max);
         let label = if y_percent { format!("{:.0}%", tick * 100.0) } else { format!("{tick}") };
-        let _ = writeln!(out, r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{label}</text>"##, x0 - 6.0, y + 4.0);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{label}</text>"##,
+            x0 - 6.0,
+            y + 4.0
+        );
         tick += y_step;
     }
-    let _ = writeln!(out, r##"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##, (x0 + x1) / 2.0, HEIGHT - 14.0, escape(x_label));
+    let _ = writeln!(
+        out,
+        r##"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"##,
+        (x0 + x1) / 2.0,
+        HEIGHT - 14.0,
+        escape(x_label)
+    );
     let _ = writeln!(
         out,
         r##"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"##,
@@ -228,7 +244,13 @@ pub fn map(report: &Report, map: &AreaImport) -> String {
         for polygon in &area.polygons {
             let Some(ring) = polygon.first() else { continue };
             let points: Vec<String> = ring.iter().map(|[lon, lat]| format!("{:.1},{:.1}", x(*lon), y(*lat))).collect();
-            let _ = writeln!(out, r##"<polygon points="{}" fill="#ffcc80" fill-opacity="0.35" stroke="none"><title>{} in emergency {}</title></polygon>"##, points.join(" "), escape(area_id), escape(grade));
+            let _ = writeln!(
+                out,
+                r##"<polygon points="{}" fill="#ffcc80" fill-opacity="0.35" stroke="none"><title>{} in emergency {}</title></polygon>"##,
+                points.join(" "),
+                escape(area_id),
+                escape(grade)
+            );
         }
     }
     let mut areas: Vec<_> = map.areas.iter().collect();
@@ -244,13 +266,20 @@ pub fn map(report: &Report, map: &AreaImport) -> String {
         for polygon in &area.polygons {
             let Some(ring) = polygon.first() else { continue };
             let points: Vec<String> = ring.iter().map(|[lon, lat]| format!("{:.1},{:.1}", x(*lon), y(*lat))).collect();
-            let _ = writeln!(out, r##"<polygon points="{}" fill="none" stroke="{stroke}" stroke-width="{width_px}"/>"##, points.join(" "));
+            let _ = writeln!(
+                out,
+                r##"<polygon points="{}" fill="none" stroke="{stroke}" stroke-width="{width_px}"/>"##,
+                points.join(" ")
+            );
         }
     }
     for area in areas.iter().filter(|area| area.level == AreaLevel::Community) {
-        let Some((sum_x, sum_y, count)) = area.polygons.first().and_then(|p| p.first()).map(|ring| {
-            ring.iter().skip(1).fold((0.0, 0.0, 0.0), |(sx, sy, n), [lon, lat]| (sx + lon, sy + lat, n + 1.0))
-        }) else {
+        let Some((sum_x, sum_y, count)) = area
+            .polygons
+            .first()
+            .and_then(|p| p.first())
+            .map(|ring| ring.iter().skip(1).fold((0.0, 0.0, 0.0), |(sx, sy, n), [lon, lat]| (sx + lon, sy + lat, n + 1.0)))
+        else {
             continue;
         };
         if count > 0.0 {

@@ -68,10 +68,7 @@ fn a_different_seed_gives_a_different_run() {
     let text = std::fs::read_to_string(&path).expect("read").replace("seed = 5", "seed = 6");
     std::fs::write(&path, text).expect("write");
     let second = run(&path, &dir.path().join("b"));
-    assert_ne!(
-        serde_json::to_string(&first.incidents).expect("json"),
-        serde_json::to_string(&second.incidents).expect("json")
-    );
+    assert_ne!(serde_json::to_string(&first.incidents).expect("json"), serde_json::to_string(&second.incidents).expect("json"));
 }
 
 #[test]
@@ -111,10 +108,9 @@ fn each_expectation_kind_can_pass_and_fail() {
 fn none_unstaffed_fails_when_nobody_has_the_skill() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = small_drill(dir.path(), "[[expect]]\nkind = \"none_unstaffed\"\n");
-    let text = std::fs::read_to_string(&path).expect("read").replace(
-        "skills = { medical = [\"first_aid\"] }",
-        "skills = { medical = [\"diving\"] }",
-    );
+    let text = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("skills = { medical = [\"first_aid\"] }", "skills = { medical = [\"diving\"] }");
     std::fs::write(&path, text).expect("write");
     let report = run(&path, &dir.path().join("out"));
     assert!(!report.passed);
@@ -133,7 +129,14 @@ fn broken_drill_files_name_the_line_and_the_field() {
         (good.replace("at_s = 0", "at_s = 99999"), "line 14", "after the end"),
         (good.replace("per_grid = 6", "per_grid = 0"), "roster.generate", "per_grid"),
         (good.clone() + "\n[[expect]]\nkind = \"accepted_within\"\nshare = 2.0\nwithin_s = 5\n", "line 2", "share"),
-        (good.replace("[[timeline]]\nat_s = 0\n", "[[timeline]]\nat_s = 0\nmode = { area = \"d1\", grade = \"V\", reason = \"x\" }\n"), "line 14", "exactly one"),
+        (
+            good.replace(
+                "[[timeline]]\nat_s = 0\n",
+                "[[timeline]]\nat_s = 0\nmode = { area = \"d1\", grade = \"V\", reason = \"x\" }\n",
+            ),
+            "line 14",
+            "exactly one",
+        ),
     ];
     for (text, where_, what) in cases {
         let path = dir.path().join("broken.toml");

@@ -32,10 +32,7 @@ static FIELD_AGENT: OnceCell<PathBuf> = OnceCell::const_new();
 /// first with `cargo build -p pingji-field-agent --bin field-agent` when run
 /// under cargo (a no-op when fresh), as [`dispatcher_binary`] does.
 pub async fn field_agent_binary() -> anyhow::Result<PathBuf> {
-    FIELD_AGENT
-        .get_or_try_init(find_or_build_field_agent)
-        .await
-        .cloned()
+    FIELD_AGENT.get_or_try_init(find_or_build_field_agent).await.cloned()
 }
 
 async fn find_or_build_field_agent() -> anyhow::Result<PathBuf> {
@@ -52,14 +49,8 @@ pub struct RestartableDispatcher {
 impl RestartableDispatcher {
     /// Starts the binary on a free port and waits until it serves.
     pub async fn start(options: &ProcessOptions) -> anyhow::Result<RestartableDispatcher> {
-        let address = std::net::TcpListener::bind("127.0.0.1:0")
-            .context("cannot bind 127.0.0.1:0")?
-            .local_addr()?;
-        let mut dispatcher = RestartableDispatcher {
-            options: options.clone(),
-            address,
-            child: None,
-        };
+        let address = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?.local_addr()?;
+        let mut dispatcher = RestartableDispatcher { options: options.clone(), address, child: None };
         dispatcher.restart().await?;
         Ok(dispatcher)
     }
@@ -74,9 +65,7 @@ impl RestartableDispatcher {
     }
 
     pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {
-        Ok(CommandServiceClient::new(
-            connect_with_retry(self.address, READY_WITHIN).await?,
-        ))
+        Ok(CommandServiceClient::new(connect_with_retry(self.address, READY_WITHIN).await?))
     }
 
     /// What the process has logged so far, over all starts.
@@ -98,20 +87,11 @@ impl RestartableDispatcher {
             return Ok(());
         };
         let pid = child.id().context("the dispatcher has already exited")?;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await
-            .context("cannot run kill")?;
+        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.context("cannot run kill")?;
         anyhow::ensure!(status.success(), "kill -TERM {pid} failed: {status}");
-        let exit = tokio::time::timeout(EXIT_WITHIN, child.wait())
-            .await
-            .context("the dispatcher did not exit after SIGTERM")??;
-        anyhow::ensure!(
-            exit.success(),
-            "the dispatcher exited with {exit} after SIGTERM; log:\n{}",
-            self.log()
-        );
+        let exit =
+            tokio::time::timeout(EXIT_WITHIN, child.wait()).await.context("the dispatcher did not exit after SIGTERM")??;
+        anyhow::ensure!(exit.success(), "the dispatcher exited with {exit} after SIGTERM; log:\n{}", self.log());
         Ok(())
     }
 
@@ -119,10 +99,7 @@ impl RestartableDispatcher {
     /// address may still be held for a moment by the old process's sockets,
     /// so a start that cannot listen is tried again until the deadline.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.child.is_none(),
-            "the dispatcher is still running; kill or terminate it first"
-        );
+        anyhow::ensure!(self.child.is_none(), "the dispatcher is still running; kill or terminate it first");
         let binary = dispatcher_binary().await?;
         let deadline = Instant::now() + READY_WITHIN;
         loop {
@@ -134,26 +111,17 @@ impl RestartableDispatcher {
                     return Ok(());
                 }
                 Err(WaitError::Exited(_))
-                    if self
-                        .log()
-                        .get(log_before..)
-                        .is_some_and(|new| new.contains("cannot listen"))
+                    if self.log().get(log_before..).is_some_and(|new| new.contains("cannot listen"))
                         && Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(WaitError::Exited(status)) => {
-                    anyhow::bail!(
-                        "the dispatcher exited while starting ({status}); log:\n{}",
-                        self.log()
-                    )
+                    anyhow::bail!("the dispatcher exited while starting ({status}); log:\n{}", self.log())
                 }
                 Err(WaitError::NotReady) => {
                     let _ = child.kill().await;
-                    anyhow::bail!(
-                        "the dispatcher did not serve within {READY_WITHIN:?}; log:\n{}",
-                        self.log()
-                    )
+                    anyhow::bail!("the dispatcher did not serve within {READY_WITHIN:?}; log:\n{}", self.log())
                 }
             }
         }
@@ -174,11 +142,9 @@ impl RestartableDispatcher {
             "--drain-timeout-s".into(),
             "1".into(),
         ];
-        for (flag, value) in [
-            ("--policy", &self.options.policy),
-            ("--areas", &self.options.areas),
-            ("--agents", &self.options.agents),
-        ] {
+        for (flag, value) in
+            [("--policy", &self.options.policy), ("--areas", &self.options.areas), ("--agents", &self.options.agents)]
+        {
             if let Some(value) = value {
                 args.push(flag.into());
                 args.push(value.clone().into());
@@ -189,20 +155,13 @@ impl RestartableDispatcher {
             args.push(every.to_string().into());
         }
         let mut command = Command::new(binary);
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).kill_on_drop(true);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("PINGJI_") {
                 command.env_remove(&name);
             }
         }
-        command
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))
+        command.spawn().with_context(|| format!("cannot start {}", binary.display()))
     }
 }
 
@@ -211,11 +170,7 @@ enum WaitError {
     NotReady,
 }
 
-async fn wait_ready(
-    child: &mut Child,
-    address: SocketAddr,
-    deadline: Instant,
-) -> Result<(), WaitError> {
+async fn wait_ready(child: &mut Child, address: SocketAddr, deadline: Instant) -> Result<(), WaitError> {
     let mut health: Option<HealthClient<Channel>> = None;
     loop {
         if let Ok(Some(status)) = child.try_wait() {

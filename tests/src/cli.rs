@@ -48,8 +48,7 @@ impl CliOutput {
 
     /// Stdout as one JSON document.
     pub fn json(&self) -> anyhow::Result<serde_json::Value> {
-        serde_json::from_str(&self.stdout)
-            .with_context(|| format!("stdout is not one JSON document:\n{}", self.stdout))
+        serde_json::from_str(&self.stdout).with_context(|| format!("stdout is not one JSON document:\n{}", self.stdout))
     }
 
     /// Fails with the whole output unless the command exited with 0.
@@ -70,12 +69,7 @@ impl CliOutput {
 /// what it does.
 async fn command(server: &str, args: &[impl AsRef<OsStr>]) -> anyhow::Result<Command> {
     let mut command = Command::new(pingji_binary().await?);
-    command
-        .arg("--server")
-        .arg(server)
-        .args(args)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    command.arg("--server").arg(server).args(args).stdin(Stdio::null()).kill_on_drop(true);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("PINGJI_") {
             command.env_remove(&name);
@@ -113,11 +107,7 @@ impl RunningCli {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().context("cannot start pingji")?;
         let stdout = child.stdout.take().context("pingji has no stdout")?;
-        Ok(RunningCli {
-            child,
-            lines: BufReader::new(stdout).lines(),
-            seen: Vec::new(),
-        })
+        Ok(RunningCli { child, lines: BufReader::new(stdout).lines(), seen: Vec::new() })
     }
 
     /// Every line read so far.
@@ -137,19 +127,9 @@ impl RunningCli {
         loop {
             let line = tokio::time::timeout_at(deadline, self.lines.next_line())
                 .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no line {what} within {within:?}; read so far:\n{}",
-                        self.seen.join("\n")
-                    )
-                })?
+                .map_err(|_| anyhow::anyhow!("no line {what} within {within:?}; read so far:\n{}", self.seen.join("\n")))?
                 .context("cannot read pingji's output")?
-                .with_context(|| {
-                    format!(
-                        "pingji's output ended before a line {what}; read so far:\n{}",
-                        self.seen.join("\n")
-                    )
-                })?;
+                .with_context(|| format!("pingji's output ended before a line {what}; read so far:\n{}", self.seen.join("\n")))?;
             self.seen.push(line.clone());
             if predicate(&line) {
                 return Ok(line);

@@ -18,18 +18,9 @@ pub struct EventWatch {
 impl EventWatch {
     /// Watches from `from_seq` (1: the whole record; 0: only new events).
     /// When this returns, the dispatcher has subscribed the watcher.
-    pub async fn start(
-        command: &mut CommandServiceClient<Channel>,
-        from_seq: u64,
-    ) -> anyhow::Result<EventWatch> {
-        let stream = command
-            .watch_events(pb::WatchEventsRequest { from_seq })
-            .await?
-            .into_inner();
-        Ok(EventWatch {
-            stream,
-            seen: Vec::new(),
-        })
+    pub async fn start(command: &mut CommandServiceClient<Channel>, from_seq: u64) -> anyhow::Result<EventWatch> {
+        let stream = command.watch_events(pb::WatchEventsRequest { from_seq }).await?.into_inner();
+        Ok(EventWatch { stream, seen: Vec::new() })
     }
 
     /// Every event read so far, in order.
@@ -40,12 +31,7 @@ impl EventWatch {
     pub async fn next_within(&mut self, within: Duration) -> anyhow::Result<pb::Event> {
         let event = tokio::time::timeout(within, self.stream.message())
             .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "no event within {within:?}; last seen: {:?}",
-                    self.seen.last().map(summary)
-                )
-            })?
+            .map_err(|_| anyhow::anyhow!("no event within {within:?}; last seen: {:?}", self.seen.last().map(summary)))?
             .context("the event stream ended with an error")?
             .context("the event stream ended")?;
         self.seen.push(event.clone());
@@ -63,10 +49,7 @@ impl EventWatch {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let event = self
-                .next_within(left)
-                .await
-                .with_context(|| format!("waiting for {what}"))?;
+            let event = self.next_within(left).await.with_context(|| format!("waiting for {what}"))?;
             if predicate(&event) {
                 return Ok(event);
             }
@@ -74,29 +57,18 @@ impl EventWatch {
     }
 
     /// Reads until an event of `kind` about `incident_id` arrives.
-    pub async fn wait_for_kind(
-        &mut self,
-        within: Duration,
-        kind: &str,
-        incident_id: &str,
-    ) -> anyhow::Result<pb::Event> {
-        self.wait_for(within, &format!("{kind} on {incident_id}"), |event| {
-            event.kind == kind && event.incident_id == incident_id
-        })
-        .await
+    pub async fn wait_for_kind(&mut self, within: Duration, kind: &str, incident_id: &str) -> anyhow::Result<pb::Event> {
+        self.wait_for(within, &format!("{kind} on {incident_id}"), |event| event.kind == kind && event.incident_id == incident_id)
+            .await
     }
 }
 
 /// The event's `json` field, parsed.
 pub fn event_json(event: &pb::Event) -> anyhow::Result<serde_json::Value> {
-    serde_json::from_str(&event.json)
-        .with_context(|| format!("event {} has invalid json: {}", event.seq, event.json))
+    serde_json::from_str(&event.json).with_context(|| format!("event {} has invalid json: {}", event.seq, event.json))
 }
 
 /// A one-line description of an event, for failure messages.
 pub fn summary(event: &pb::Event) -> String {
-    format!(
-        "#{} {} incident={} agent={} offer={}",
-        event.seq, event.kind, event.incident_id, event.agent_id, event.offer_id
-    )
+    format!("#{} {} incident={} agent={} offer={}", event.seq, event.kind, event.incident_id, event.agent_id, event.offer_id)
 }

@@ -15,10 +15,7 @@ use crate::session::AgentSession;
 
 /// A person of `role` who walks and is on duty, living in `home_area`.
 pub fn person_with_role(id: &str, role: pb::Role, home_area: &str) -> pb::AgentSpec {
-    pb::AgentSpec {
-        role: role as i32,
-        ..person(id, home_area, &[])
-    }
+    pb::AgentSpec { role: role as i32, ..person(id, home_area, &[]) }
 }
 
 /// A plan file (TOML) for grade II: one task at every service centre of the
@@ -60,12 +57,10 @@ pub async fn next_matching(
     let mut passed_over = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let message = session.next_message_within(left).await.with_context(|| {
-            format!(
-                "{} waiting for {what}; passed over: {passed_over:?}",
-                session.agent_id()
-            )
-        })?;
+        let message = session
+            .next_message_within(left)
+            .await
+            .with_context(|| format!("{} waiting for {what}; passed over: {passed_over:?}", session.agent_id()))?;
         if matches(&message) {
             return Ok(message);
         }
@@ -74,60 +69,32 @@ pub async fn next_matching(
 }
 
 /// The next call-up on the session.
-pub async fn expect_call_up(
-    session: &mut AgentSession,
-    within: Duration,
-) -> anyhow::Result<pb::CallUp> {
-    match next_matching(session, within, "a call-up", |message| {
-        matches!(message, Incoming::CallUp(_))
-    })
-    .await?
-    {
+pub async fn expect_call_up(session: &mut AgentSession, within: Duration) -> anyhow::Result<pb::CallUp> {
+    match next_matching(session, within, "a call-up", |message| matches!(message, Incoming::CallUp(_))).await? {
         Incoming::CallUp(call_up) => Ok(call_up),
         other => anyhow::bail!("not a call-up: {other:?}"),
     }
 }
 
 /// The next stand-down on the session.
-pub async fn expect_stand_down(
-    session: &mut AgentSession,
-    within: Duration,
-) -> anyhow::Result<pb::StandDown> {
-    match next_matching(session, within, "a stand-down", |message| {
-        matches!(message, Incoming::StandDown(_))
-    })
-    .await?
-    {
+pub async fn expect_stand_down(session: &mut AgentSession, within: Duration) -> anyhow::Result<pb::StandDown> {
+    match next_matching(session, within, "a stand-down", |message| matches!(message, Incoming::StandDown(_))).await? {
         Incoming::StandDown(stand_down) => Ok(stand_down),
         other => anyhow::bail!("not a stand-down: {other:?}"),
     }
 }
 
 /// The next refusal on the session.
-pub async fn expect_refused(
-    session: &mut AgentSession,
-    within: Duration,
-) -> anyhow::Result<pb::Refused> {
-    match next_matching(session, within, "a refusal", |message| {
-        matches!(message, Incoming::Refused(_))
-    })
-    .await?
-    {
+pub async fn expect_refused(session: &mut AgentSession, within: Duration) -> anyhow::Result<pb::Refused> {
+    match next_matching(session, within, "a refusal", |message| matches!(message, Incoming::Refused(_))).await? {
         Incoming::Refused(refused) => Ok(refused),
         other => anyhow::bail!("not a refusal: {other:?}"),
     }
 }
 
 /// The next offer on the session.
-pub async fn expect_offer(
-    session: &mut AgentSession,
-    within: Duration,
-) -> anyhow::Result<pb::Offer> {
-    match next_matching(session, within, "an offer", |message| {
-        matches!(message, Incoming::Offer(_))
-    })
-    .await?
-    {
+pub async fn expect_offer(session: &mut AgentSession, within: Duration) -> anyhow::Result<pb::Offer> {
+    match next_matching(session, within, "an offer", |message| matches!(message, Incoming::Offer(_))).await? {
         Incoming::Offer(offer) => Ok(offer),
         other => anyhow::bail!("not an offer: {other:?}"),
     }
@@ -155,20 +122,11 @@ pub async fn expect_outcome(
 
 /// Sends a check-in (an empty id: the open call-up).
 pub async fn check_in(session: &AgentSession, callup_id: &str) -> anyhow::Result<()> {
-    session
-        .send(Outgoing::CheckIn(pb::CheckIn {
-            callup_id: callup_id.to_string(),
-        }))
-        .await
+    session.send(Outgoing::CheckIn(pb::CheckIn { callup_id: callup_id.to_string() })).await
 }
 
 /// Sends a field report at (lon, lat).
-pub async fn field_report(
-    session: &AgentSession,
-    (lon, lat): (f64, f64),
-    category: &str,
-    text: &str,
-) -> anyhow::Result<()> {
+pub async fn field_report(session: &AgentSession, (lon, lat): (f64, f64), category: &str, text: &str) -> anyhow::Result<()> {
     session
         .send(Outgoing::FieldReport(pb::FieldReport {
             location: Some(pb::Location { lon, lat }),

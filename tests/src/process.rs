@@ -82,27 +82,15 @@ impl DispatcherProcess {
             .context(format!("no free port after {PORT_ATTEMPTS} attempts")))
     }
 
-    async fn start_on(
-        binary: &Path,
-        options: &ProcessOptions,
-        address: SocketAddr,
-    ) -> Result<DispatcherProcess, StartError> {
+    async fn start_on(binary: &Path, options: &ProcessOptions, address: SocketAddr) -> Result<DispatcherProcess, StartError> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&options.log)
             .with_context(|| format!("cannot open log {}", options.log.display()))?;
-        let mut args: Vec<OsString> = vec![
-            "--listen".into(),
-            address.to_string().into(),
-            "--data".into(),
-            options.data.clone().into(),
-        ];
-        for (flag, value) in [
-            ("--policy", &options.policy),
-            ("--areas", &options.areas),
-            ("--agents", &options.agents),
-        ] {
+        let mut args: Vec<OsString> =
+            vec!["--listen".into(), address.to_string().into(), "--data".into(), options.data.clone().into()];
+        for (flag, value) in [("--policy", &options.policy), ("--areas", &options.areas), ("--agents", &options.agents)] {
             if let Some(value) = value {
                 args.push(flag.into());
                 args.push(value.clone().into());
@@ -113,12 +101,7 @@ impl DispatcherProcess {
             args.push(every.to_string().into());
         }
         let mut command = Command::new(binary);
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).kill_on_drop(true);
         // The binary reads PINGJI_* variables as flag defaults; the test's own
         // environment must not change what it runs with.
         for (name, _) in std::env::vars_os() {
@@ -126,14 +109,8 @@ impl DispatcherProcess {
                 command.env_remove(&name);
             }
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let mut process = DispatcherProcess {
-            child,
-            address,
-            log: options.log.clone(),
-        };
+        let child = command.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut process = DispatcherProcess { child, address, log: options.log.clone() };
         process.wait_ready().await?;
         Ok(process)
     }
@@ -144,13 +121,8 @@ impl DispatcherProcess {
         loop {
             if let Some(status) = self.child.try_wait().context("cannot poll the process")? {
                 let log = self.log();
-                let error =
-                    anyhow::anyhow!("the dispatcher exited while starting ({status}); log:\n{log}");
-                return Err(if log.contains("cannot listen") {
-                    StartError::PortTaken(error)
-                } else {
-                    StartError::Failed(error)
-                });
+                let error = anyhow::anyhow!("the dispatcher exited while starting ({status}); log:\n{log}");
+                return Err(if log.contains("cannot listen") { StartError::PortTaken(error) } else { StartError::Failed(error) });
             }
             if health.is_none()
                 && let Ok(channel) = connect_with_retry(self.address, Duration::ZERO).await
@@ -200,10 +172,7 @@ impl DispatcherProcess {
     /// Kills the process with SIGKILL (no drain, no final snapshot) and
     /// reaps it.
     pub async fn kill(mut self) -> anyhow::Result<()> {
-        self.child
-            .kill()
-            .await
-            .context("cannot kill the dispatcher")
+        self.child.kill().await.context("cannot kill the dispatcher")
     }
 }
 

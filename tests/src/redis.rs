@@ -63,14 +63,8 @@ impl SharedDispatcher {
     pub async fn start(options: &SharedStoreOptions) -> anyhow::Result<SharedDispatcher> {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            let address = std::net::TcpListener::bind("127.0.0.1:0")
-                .context("cannot bind 127.0.0.1:0")?
-                .local_addr()?;
-            let mut dispatcher = SharedDispatcher {
-                options: options.clone(),
-                address,
-                child: None,
-            };
+            let address = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?.local_addr()?;
+            let mut dispatcher = SharedDispatcher { options: options.clone(), address, child: None };
             match dispatcher.spawn_and_listen().await {
                 Ok(()) => return Ok(dispatcher),
                 Err(error) if dispatcher.could_not_listen() => last_error = Some(error),
@@ -85,10 +79,7 @@ impl SharedDispatcher {
     /// Starts the process again on the same address, as a supervisor would
     /// after it exited.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.child.is_none(),
-            "the dispatcher is still running; kill it or wait for its exit first"
-        );
+        anyhow::ensure!(self.child.is_none(), "the dispatcher is still running; kill it or wait for its exit first");
         let deadline = Instant::now() + LISTENING_WITHIN;
         loop {
             match self.spawn_and_listen().await {
@@ -130,9 +121,7 @@ impl SharedDispatcher {
         let deadline = Instant::now() + within;
         loop {
             self.ensure_running("while waiting for it to own the shard")?;
-            if serving_status(&mut health, "pingji.v1.CommandService").await
-                == Some(ServingStatus::Serving)
-            {
+            if serving_status(&mut health, "pingji.v1.CommandService").await == Some(ServingStatus::Serving) {
                 return Ok(());
             }
             anyhow::ensure!(
@@ -155,14 +144,10 @@ impl SharedDispatcher {
         let deadline = Instant::now() + within;
         loop {
             self.ensure_running("while waiting for it to stand by")?;
-            let not_serving = serving_status(&mut health, "pingji.v1.CommandService").await
-                == Some(ServingStatus::NotServing)
-                && serving_status(&mut health, "pingji.v1.AgentService").await
-                    == Some(ServingStatus::NotServing);
+            let not_serving = serving_status(&mut health, "pingji.v1.CommandService").await == Some(ServingStatus::NotServing)
+                && serving_status(&mut health, "pingji.v1.AgentService").await == Some(ServingStatus::NotServing);
             if not_serving {
-                let probe = pb::GetIncidentRequest {
-                    id: "standby-probe".into(),
-                };
+                let probe = pb::GetIncidentRequest { id: "standby-probe".into() };
                 if let Err(status) = command.get_incident(probe).await
                     && status.code() == tonic::Code::Unavailable
                     && owner_of(&status).is_some()
@@ -198,10 +183,7 @@ impl SharedDispatcher {
         let pid = self.pid().context("the dispatcher is not running")?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !all_threads_stopped(pid)? {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the dispatcher (pid {pid}) did not stop within 10 s of SIGSTOP"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "the dispatcher (pid {pid}) did not stop within 10 s of SIGSTOP");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         Ok(())
@@ -219,18 +201,10 @@ impl SharedDispatcher {
 
     /// Waits for the process to exit by itself and returns how it did.
     pub async fn wait_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
-        let child = self
-            .child
-            .as_mut()
-            .context("the dispatcher is not running")?;
+        let child = self.child.as_mut().context("the dispatcher is not running")?;
         let status = tokio::time::timeout(within, child.wait())
             .await
-            .with_context(|| {
-                format!(
-                    "the dispatcher at {} did not exit within {within:?}",
-                    self.address
-                )
-            })??;
+            .with_context(|| format!("the dispatcher at {} did not exit within {within:?}", self.address))??;
         self.child = None;
         Ok(status)
     }
@@ -249,12 +223,8 @@ impl SharedDispatcher {
 
     async fn signal(&self, name: &str) -> anyhow::Result<()> {
         let pid = self.pid().context("the dispatcher is not running")?;
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()
-            .await
-            .context("cannot run kill")?;
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().await.context("cannot run kill")?;
         anyhow::ensure!(status.success(), "kill -{name} {pid} failed: {status}");
         Ok(())
     }
@@ -264,21 +234,14 @@ impl SharedDispatcher {
             && let Some(status) = child.try_wait()?
         {
             self.child = None;
-            anyhow::bail!(
-                "the dispatcher at {} exited ({status}) {what}; log:\n{}",
-                self.address,
-                self.log()
-            );
+            anyhow::bail!("the dispatcher at {} exited ({status}) {what}; log:\n{}", self.address, self.log());
         }
         anyhow::ensure!(self.child.is_some(), "the dispatcher is not running {what}");
         Ok(())
     }
 
     fn could_not_listen(&self) -> bool {
-        self.log()
-            .lines()
-            .last()
-            .is_some_and(|line| line.contains("cannot listen"))
+        self.log().lines().last().is_some_and(|line| line.contains("cannot listen"))
     }
 
     async fn spawn_and_listen(&mut self) -> anyhow::Result<()> {
@@ -318,11 +281,7 @@ impl SharedDispatcher {
             "--drain-timeout-s".into(),
             "1".into(),
         ];
-        for (flag, value) in [
-            ("--policy", &options.policy),
-            ("--areas", &options.areas),
-            ("--agents", &options.agents),
-        ] {
+        for (flag, value) in [("--policy", &options.policy), ("--areas", &options.areas), ("--agents", &options.agents)] {
             if let Some(value) = value {
                 args.push(flag.into());
                 args.push(value.clone().into());
@@ -339,12 +298,7 @@ impl SharedDispatcher {
             args.push(renew_ms.to_string().into());
         }
         let mut command = Command::new(binary);
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).kill_on_drop(true);
         // The binary reads PINGJI_* variables as flag defaults; the test's own
         // environment must not change what it runs with.
         for (name, _) in std::env::vars_os() {
@@ -352,24 +306,20 @@ impl SharedDispatcher {
                 command.env_remove(&name);
             }
         }
-        command
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))
+        command.spawn().with_context(|| format!("cannot start {}", binary.display()))
     }
 }
 
 /// Whether every thread of process `pid` is stopped (state `T` in
 /// `/proc/PID/task/*/stat`, Linux).
 fn all_threads_stopped(pid: u32) -> anyhow::Result<bool> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .with_context(|| format!("cannot list the threads of pid {pid}"))?;
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).with_context(|| format!("cannot list the threads of pid {pid}"))?;
     for task in tasks {
         let stat = std::fs::read_to_string(task?.path().join("stat")).unwrap_or_default();
         // "TID (name) STATE ...": the name may hold spaces, the state follows
         // the last ')'.
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
         if state != Some('T') {
             return Ok(false);
         }
@@ -379,21 +329,12 @@ fn all_threads_stopped(pid: u32) -> anyhow::Result<bool> {
 
 /// The owner's address named by a standby's answer (`x-pingji-owner`).
 pub fn owner_of(status: &tonic::Status) -> Option<String> {
-    status
-        .metadata()
-        .get(OWNER_METADATA)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
+    status.metadata().get(OWNER_METADATA).and_then(|value| value.to_str().ok()).map(str::to_owned)
 }
 
 /// What health reports for `service`, or `None` when it cannot be asked.
-pub async fn serving_status(
-    health: &mut HealthClient<Channel>,
-    service: &str,
-) -> Option<ServingStatus> {
-    let request = tonic_health::pb::HealthCheckRequest {
-        service: service.to_string(),
-    };
+pub async fn serving_status(health: &mut HealthClient<Channel>, service: &str) -> Option<ServingStatus> {
+    let request = tonic_health::pb::HealthCheckRequest { service: service.to_string() };
     let response = health.check(request).await.ok()?;
     ServingStatus::try_from(response.into_inner().status).ok()
 }

@@ -100,35 +100,13 @@ impl AreaBox {
 
 /// Reads an area's boundary with `ListAreas` and returns its bounding box.
 /// The sample's areas are rectangles, so every point of the box is inside.
-pub async fn area_box(
-    command: &mut CommandServiceClient<Channel>,
-    area_id: &str,
-) -> anyhow::Result<AreaBox> {
-    let areas = command
-        .list_areas(pb::ListAreasRequest {
-            level: 0,
-            with_geometry: true,
-        })
-        .await?
-        .into_inner()
-        .areas;
-    let area = areas
-        .iter()
-        .find(|area| area.id == area_id)
-        .with_context(|| format!("area {area_id} is not on the map"))?;
-    let points: Vec<&pb::Location> = area
-        .polygons
-        .iter()
-        .flat_map(|polygon| polygon.rings.first())
-        .flat_map(|ring| ring.points.iter())
-        .collect();
+pub async fn area_box(command: &mut CommandServiceClient<Channel>, area_id: &str) -> anyhow::Result<AreaBox> {
+    let areas = command.list_areas(pb::ListAreasRequest { level: 0, with_geometry: true }).await?.into_inner().areas;
+    let area = areas.iter().find(|area| area.id == area_id).with_context(|| format!("area {area_id} is not on the map"))?;
+    let points: Vec<&pb::Location> =
+        area.polygons.iter().flat_map(|polygon| polygon.rings.first()).flat_map(|ring| ring.points.iter()).collect();
     anyhow::ensure!(!points.is_empty(), "area {area_id} has no boundary points");
-    let mut bounds = AreaBox {
-        min_lon: f64::MAX,
-        min_lat: f64::MAX,
-        max_lon: f64::MIN,
-        max_lat: f64::MIN,
-    };
+    let mut bounds = AreaBox { min_lon: f64::MAX, min_lat: f64::MAX, max_lon: f64::MIN, max_lat: f64::MIN };
     for point in points {
         bounds.min_lon = bounds.min_lon.min(point.lon);
         bounds.min_lat = bounds.min_lat.min(point.lat);

@@ -61,30 +61,19 @@ impl TestServer {
         tweak(&mut config);
         // Bound here so that the address is known before the server runs;
         // handed to the server's runtime as a std listener.
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
         let (stop, shutdown) = watch::channel(false);
         let policy = config.policy.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("dispatcher-{}", address.port()))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(SERVER_WORKERS)
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    let listener = TcpListener::from_std(listener)?;
-                    pingji_dispatcher::server::run(config, listener, shutdown).await
-                })
-            })?;
-        let mut server = TestServer {
-            address,
-            policy,
-            stop,
-            thread: Some(thread),
-        };
+        let thread = std::thread::Builder::new().name(format!("dispatcher-{}", address.port())).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(SERVER_WORKERS).enable_all().build()?;
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener)?;
+                pingji_dispatcher::server::run(config, listener, shutdown).await
+            })
+        })?;
+        let mut server = TestServer { address, policy, stop, thread: Some(thread) };
         server.wait_serving().await?;
         Ok(server)
     }
@@ -116,18 +105,10 @@ impl TestServer {
 
     /// Adds `spec` to the roster, opens its session and reports its location
     /// at (lon, lat); returns once the dispatcher has placed the person there.
-    pub async fn connect_person_at(
-        &self,
-        spec: pb::AgentSpec,
-        lon: f64,
-        lat: f64,
-    ) -> anyhow::Result<AgentSession> {
+    pub async fn connect_person_at(&self, spec: pb::AgentSpec, lon: f64, lat: f64) -> anyhow::Result<AgentSession> {
         let mut command = self.command().await?;
         let id = spec.id.clone();
-        command
-            .upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) })
-            .await
-            .with_context(|| format!("upsert {id}"))?;
+        command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await.with_context(|| format!("upsert {id}"))?;
         connect_located(&mut command, &mut self.agents().await?, &id, lon, lat).await
     }
 
@@ -154,9 +135,7 @@ impl TestServer {
     }
 
     fn has_stopped(&self) -> bool {
-        self.thread
-            .as_ref()
-            .is_some_and(|thread| thread.is_finished())
+        self.thread.as_ref().is_some_and(|thread| thread.is_finished())
     }
 
     async fn wait_serving(&mut self) -> anyhow::Result<()> {
@@ -170,11 +149,7 @@ impl TestServer {
         if let Err(error) = result {
             // Surface the server's own error rather than only the timeout.
             let _ = self.stop.send(true);
-            return self
-                .join()
-                .await
-                .context("the server failed to start")
-                .and(Err(error));
+            return self.join().await.context("the server failed to start").and(Err(error));
         }
         Ok(())
     }
@@ -189,9 +164,7 @@ impl Drop for TestServer {
 
 /// Whether the health service reports `service` as serving.
 pub async fn is_serving(health: &mut HealthClient<Channel>, service: &str) -> bool {
-    let request = tonic_health::pb::HealthCheckRequest {
-        service: service.to_string(),
-    };
+    let request = tonic_health::pb::HealthCheckRequest { service: service.to_string() };
     match health.check(request).await {
         Ok(response) => response.into_inner().status == ServingStatus::Serving as i32,
         Err(_) => false,
@@ -209,22 +182,10 @@ pub async fn connect_located(
 ) -> anyhow::Result<AgentSession> {
     let session = AgentSession::open(agents, agent_id).await?;
     session.send_location(lon, lat).await?;
-    wait_until(
-        Duration::from_secs(20),
-        &format!("{agent_id} is located"),
-        async || {
-            let agent = command
-                .get_agent(pb::GetAgentRequest {
-                    id: agent_id.to_string(),
-                })
-                .await?
-                .into_inner();
-            Ok(agent.connected
-                && agent
-                    .location
-                    .is_some_and(|at| at.lon == lon && at.lat == lat))
-        },
-    )
+    wait_until(Duration::from_secs(20), &format!("{agent_id} is located"), async || {
+        let agent = command.get_agent(pb::GetAgentRequest { id: agent_id.to_string() }).await?.into_inner();
+        Ok(agent.connected && agent.location.is_some_and(|at| at.lon == lon && at.lat == lat))
+    })
     .await?;
     Ok(session)
 }

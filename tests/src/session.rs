@@ -32,10 +32,7 @@ pub struct AgentSession {
 
 impl AgentSession {
     /// Opens the session and waits for the welcome; fails if refused.
-    pub async fn open(
-        client: &mut AgentServiceClient<Channel>,
-        agent_id: &str,
-    ) -> anyhow::Result<AgentSession> {
+    pub async fn open(client: &mut AgentServiceClient<Channel>, agent_id: &str) -> anyhow::Result<AgentSession> {
         AgentSession::try_open(client, agent_id)
             .await
             .map_err(|status| anyhow::anyhow!("session for {agent_id} refused: {status:?}"))
@@ -44,46 +41,22 @@ impl AgentSession {
     /// Opens the session. A refusal is returned as the status, whether it
     /// came as the status of the call or as the stream's first item; a first
     /// message that is not the welcome becomes an `internal` status.
-    pub async fn try_open(
-        client: &mut AgentServiceClient<Channel>,
-        agent_id: &str,
-    ) -> Result<AgentSession, Status> {
+    pub async fn try_open(client: &mut AgentServiceClient<Channel>, agent_id: &str) -> Result<AgentSession, Status> {
         let (outbox, requests) = mpsc::channel(OUTBOX);
-        let hello = pb::AgentMessage {
-            body: Some(Outgoing::Hello(pb::Hello {
-                agent_id: agent_id.to_string(),
-                token: String::new(),
-            })),
-        };
-        outbox
-            .try_send(hello)
-            .map_err(|_| Status::internal("test fixture: cannot queue hello"))?;
-        let mut inbox = client
-            .session(ReceiverStream::new(requests))
-            .await?
-            .into_inner();
+        let hello =
+            pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id: agent_id.to_string(), token: String::new() })) };
+        outbox.try_send(hello).map_err(|_| Status::internal("test fixture: cannot queue hello"))?;
+        let mut inbox = client.session(ReceiverStream::new(requests)).await?.into_inner();
         let first = tokio::time::timeout(WELCOME_WITHIN, inbox.message())
             .await
-            .map_err(|_| {
-                Status::internal(format!(
-                    "test fixture: no welcome for {agent_id} within {WELCOME_WITHIN:?}"
-                ))
-            })??;
+            .map_err(|_| Status::internal(format!("test fixture: no welcome for {agent_id} within {WELCOME_WITHIN:?}")))??;
         let welcome = match first.and_then(|message| message.body) {
             Some(Incoming::Welcome(welcome)) => welcome,
             other => {
-                return Err(Status::internal(format!(
-                    "test fixture: the first message was not a welcome but {other:?}"
-                )));
+                return Err(Status::internal(format!("test fixture: the first message was not a welcome but {other:?}")));
             }
         };
-        Ok(AgentSession {
-            agent_id: agent_id.to_string(),
-            welcome,
-            outbox,
-            inbox,
-            held: VecDeque::new(),
-        })
+        Ok(AgentSession { agent_id: agent_id.to_string(), welcome, outbox, inbox, held: VecDeque::new() })
     }
 
     pub fn agent_id(&self) -> &str {
@@ -102,8 +75,7 @@ impl AgentSession {
     }
 
     pub async fn send_location(&self, lon: f64, lat: f64) -> anyhow::Result<()> {
-        self.send(Outgoing::Location(pb::Location { lon, lat }))
-            .await
+        self.send(Outgoing::Location(pb::Location { lon, lat })).await
     }
 
     pub async fn set_status(&self, status: pb::AgentStatus) -> anyhow::Result<()> {
@@ -111,26 +83,16 @@ impl AgentSession {
     }
 
     pub async fn accept(&self, offer_id: &str) -> anyhow::Result<()> {
-        self.send(Outgoing::Accept(pb::Accept {
-            offer_id: offer_id.to_string(),
-        }))
-        .await
+        self.send(Outgoing::Accept(pb::Accept { offer_id: offer_id.to_string() })).await
     }
 
     pub async fn decline(&self, offer_id: &str, reason: &str) -> anyhow::Result<()> {
-        self.send(Outgoing::Decline(pb::Decline {
-            offer_id: offer_id.to_string(),
-            reason: reason.to_string(),
-        }))
-        .await
+        self.send(Outgoing::Decline(pb::Decline { offer_id: offer_id.to_string(), reason: reason.to_string() })).await
     }
 
     pub async fn complete(&self, incident_id: &str, feedback: &str) -> anyhow::Result<()> {
-        self.send(Outgoing::Completed(pb::Completed {
-            incident_id: incident_id.to_string(),
-            feedback: feedback.to_string(),
-        }))
-        .await
+        self.send(Outgoing::Completed(pb::Completed { incident_id: incident_id.to_string(), feedback: feedback.to_string() }))
+            .await
     }
 
     /// The next message from the dispatcher; fails if none arrives within
@@ -145,9 +107,7 @@ impl AgentSession {
             .map_err(|_| anyhow::anyhow!("{agent_id} received no message within {within:?}"))?
             .with_context(|| format!("the session of {agent_id} ended with an error"))?
             .with_context(|| format!("the session of {agent_id} ended"))?;
-        message
-            .body
-            .with_context(|| format!("{agent_id} received a message with no body"))
+        message.body.with_context(|| format!("{agent_id} received a message with no body"))
     }
 
     /// The next message, which must be an offer.
@@ -161,11 +121,7 @@ impl AgentSession {
     /// Fails if an offer arrives within `window`; other messages are kept for
     /// later reads.
     pub async fn expect_no_offer_for(&mut self, window: Duration) -> anyhow::Result<()> {
-        if let Some(offer) = self
-            .held
-            .iter()
-            .find(|held| matches!(held, Incoming::Offer(_)))
-        {
+        if let Some(offer) = self.held.iter().find(|held| matches!(held, Incoming::Offer(_))) {
             anyhow::bail!("{} expected no offer but holds {offer:?}", self.agent_id);
         }
         let deadline = Instant::now() + window;
@@ -177,22 +133,14 @@ impl AgentSession {
             }
             match tokio::time::timeout(left, self.inbox.message()).await {
                 Err(_) => break Ok(()),
-                Ok(Ok(Some(pb::DispatchMessage {
-                    body: Some(Incoming::Offer(offer)),
-                }))) => {
-                    break Err(anyhow::anyhow!(
-                        "{} expected no offer but received {offer:?}",
-                        self.agent_id
-                    ));
+                Ok(Ok(Some(pb::DispatchMessage { body: Some(Incoming::Offer(offer)) }))) => {
+                    break Err(anyhow::anyhow!("{} expected no offer but received {offer:?}", self.agent_id));
                 }
                 Ok(Ok(Some(pb::DispatchMessage { body: Some(other) }))) => others.push(other),
                 Ok(Ok(Some(pb::DispatchMessage { body: None }))) => {}
                 Ok(Ok(None)) => break Ok(()),
                 Ok(Err(status)) => {
-                    break Err(anyhow::anyhow!(
-                        "the session of {} ended with {status:?}",
-                        self.agent_id
-                    ));
+                    break Err(anyhow::anyhow!("the session of {} ended with {status:?}", self.agent_id));
                 }
             }
         };
@@ -207,10 +155,7 @@ impl AgentSession {
         }
         match tokio::time::timeout(window, self.inbox.message()).await {
             Err(_) => Ok(()),
-            Ok(message) => anyhow::bail!(
-                "{} expected no message but received {message:?}",
-                self.agent_id
-            ),
+            Ok(message) => anyhow::bail!("{} expected no message but received {message:?}", self.agent_id),
         }
     }
 

@@ -19,10 +19,7 @@ pub async fn wait_until(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     loop {
-        if predicate()
-            .await
-            .with_context(|| format!("while waiting until {what}"))?
-        {
+        if predicate().await.with_context(|| format!("while waiting until {what}"))? {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -35,8 +32,7 @@ pub async fn wait_until(
 /// Opens a channel to `address`, retrying refused connections until `within`
 /// passes (a process that is still starting has not bound its port yet).
 pub async fn connect_with_retry(address: SocketAddr, within: Duration) -> anyhow::Result<Channel> {
-    let endpoint =
-        Endpoint::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_secs(5));
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_secs(5));
     let deadline = Instant::now() + within;
     loop {
         match endpoint.connect().await {
@@ -44,8 +40,7 @@ pub async fn connect_with_retry(address: SocketAddr, within: Duration) -> anyhow
             // Refused while the server is still starting: try again shortly.
             Err(_) if Instant::now() < deadline => tokio::time::sleep(POLL_EVERY).await,
             Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("cannot connect to {address} within {within:?}"));
+                return Err(error).with_context(|| format!("cannot connect to {address} within {within:?}"));
             }
         }
     }

@@ -8,13 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pingji_dispatcher::server::Config;
-use pingji_field_agent::{
-    AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Location, Offer, Welcome,
-};
+use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Location, Offer, Welcome};
 use pingji_tests::agent_fixtures::{RestartableDispatcher, field_agent_binary};
-use pingji_tests::{
-    ProcessOptions, TestServer, area_box, pb, sample_city, sample_roster, wait_until,
-};
+use pingji_tests::{ProcessOptions, TestServer, area_box, pb, sample_city, sample_roster, wait_until};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -27,11 +23,8 @@ const PROMPTLY: Duration = Duration::from_secs(30);
 /// A client config with a short backoff, so that reconnects in tests are quick.
 fn quick_config(server: &str, agent_id: &str) -> AgentConfig {
     let mut config = AgentConfig::new(server, agent_id, "test-token");
-    config.backoff = BackoffPolicy {
-        initial: Duration::from_millis(100),
-        cap: Duration::from_secs(1),
-        healthy_after: Duration::from_secs(1),
-    };
+    config.backoff =
+        BackoffPolicy { initial: Duration::from_millis(100), cap: Duration::from_secs(1), healthy_after: Duration::from_secs(1) };
     config
 }
 
@@ -43,10 +36,7 @@ struct EventLog {
 
 impl EventLog {
     fn new(events: mpsc::Receiver<AgentEvent>) -> Self {
-        EventLog {
-            events,
-            seen: Vec::new(),
-        }
+        EventLog { events, seen: Vec::new() }
     }
 
     /// Reads events until one matches; fails after `within`.
@@ -60,18 +50,8 @@ impl EventLog {
         loop {
             let event = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no {what} within {within:?}; events so far: {:#?}",
-                        self.seen
-                    )
-                })?
-                .with_context(|| {
-                    format!(
-                        "the session ended while waiting for {what}; events: {:#?}",
-                        self.seen
-                    )
-                })?;
+                .map_err(|_| anyhow::anyhow!("no {what} within {within:?}; events so far: {:#?}", self.seen))?
+                .with_context(|| format!("the session ended while waiting for {what}; events: {:#?}", self.seen))?;
             self.seen.push(event.clone());
             if matches(&event) {
                 return Ok(event);
@@ -119,27 +99,11 @@ fn incident_at(id: &str, (lon, lat): (f64, f64)) -> pb::CreateIncidentRequest {
 }
 
 /// Waits until the dispatcher shows the person connected at (lon, lat).
-async fn wait_located(
-    command: &mut CommandServiceClient<Channel>,
-    agent_id: &str,
-    (lon, lat): (f64, f64),
-) -> anyhow::Result<()> {
-    wait_until(
-        PROMPTLY,
-        &format!("{agent_id} is connected and located"),
-        async || {
-            let agent = command
-                .get_agent(pb::GetAgentRequest {
-                    id: agent_id.to_string(),
-                })
-                .await?
-                .into_inner();
-            Ok(agent.connected
-                && agent
-                    .location
-                    .is_some_and(|at| at.lon == lon && at.lat == lat))
-        },
-    )
+async fn wait_located(command: &mut CommandServiceClient<Channel>, agent_id: &str, (lon, lat): (f64, f64)) -> anyhow::Result<()> {
+    wait_until(PROMPTLY, &format!("{agent_id} is connected and located"), async || {
+        let agent = command.get_agent(pb::GetAgentRequest { id: agent_id.to_string() }).await?.into_inner();
+        Ok(agent.connected && agent.location.is_some_and(|at| at.lon == lon && at.lat == lat))
+    })
     .await
 }
 
@@ -178,25 +142,13 @@ async fn offer_then_restart(
 
     let (client, events) = AgentClient::start(quick_config(&dispatcher.url(), "p0001"))?;
     let mut log = EventLog::new(events);
-    let first = welcome_of(
-        log.wait_for(PROMPTLY, "the first welcome", |event| {
-            matches!(event, AgentEvent::Welcome(_))
-        })
-        .await?,
-    )?;
+    let first = welcome_of(log.wait_for(PROMPTLY, "the first welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?)?;
     assert!(!first.resumed);
     client.report_location(Location::new(here.0, here.1))?;
     wait_located(&mut command, "p0001", here).await?;
 
-    command
-        .create_incident(incident_at("fall-1", grid.centre()))
-        .await?;
-    let offer = offer_of(
-        log.wait_for(PROMPTLY, "the offer", |event| {
-            matches!(event, AgentEvent::Offer(_))
-        })
-        .await?,
-    )?;
+    command.create_incident(incident_at("fall-1", grid.centre())).await?;
+    let offer = offer_of(log.wait_for(PROMPTLY, "the offer", |event| matches!(event, AgentEvent::Offer(_))).await?)?;
     assert_eq!(offer.incident_id.as_str(), "fall-1");
     drop(command);
 
@@ -204,10 +156,7 @@ async fn offer_then_restart(
         Stop::Kill => dispatcher.kill().await?,
         Stop::Terminate => dispatcher.terminate().await?,
     }
-    log.wait_for(PROMPTLY, "the connection loss", |event| {
-        matches!(event, AgentEvent::ConnectionLost { .. })
-    })
-    .await?;
+    log.wait_for(PROMPTLY, "the connection loss", |event| matches!(event, AgentEvent::ConnectionLost { .. })).await?;
     dispatcher.restart().await?;
     let resumed = welcome_of(
         log.wait_for(
@@ -225,68 +174,38 @@ async fn offer_then_restart(
 /// itself, the dispatcher re-delivers the offer in its welcome, the client
 /// does not surface it a second time, and accepting it afterwards works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_dispatcher_restart_the_client_reconnects_and_the_pending_offer_is_surfaced_once()
--> anyhow::Result<()> {
+async fn after_a_dispatcher_restart_the_client_reconnects_and_the_pending_offer_is_surfaced_once() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (dispatcher, client, mut log, offer, resumed) =
-        offer_then_restart(dir.path(), Stop::Kill).await?;
+    let (dispatcher, client, mut log, offer, resumed) = offer_then_restart(dir.path(), Stop::Kill).await?;
     // The dispatcher did re-deliver it: the dedupe below is not vacuous.
-    assert_eq!(
-        resumed.open_offers, 1,
-        "the welcome after the restart carries the pending offer"
-    );
+    assert_eq!(resumed.open_offers, 1, "the welcome after the restart carries the pending offer");
 
     client.accept(&offer.offer_id)?;
     let confirmed = log
-        .wait_for(PROMPTLY, "the assignment confirmation", |event| {
-            matches!(event, AgentEvent::AssignmentConfirmed(_))
-        })
+        .wait_for(PROMPTLY, "the assignment confirmation", |event| matches!(event, AgentEvent::AssignmentConfirmed(_)))
         .await?;
-    let AgentEvent::AssignmentConfirmed(confirmed) = confirmed else {
-        unreachable!("matched above")
-    };
+    let AgentEvent::AssignmentConfirmed(confirmed) = confirmed else { unreachable!("matched above") };
     assert_eq!(confirmed.offer_id, offer.offer_id);
     log.drain_for(Duration::from_millis(300)).await;
-    assert_eq!(
-        log.offers_surfaced(offer.offer_id.as_str()),
-        1,
-        "the offer was surfaced more than once: {:#?}",
-        log.seen
-    );
+    assert_eq!(log.offers_surfaced(offer.offer_id.as_str()), 1, "the offer was surfaced more than once: {:#?}", log.seen);
     assert!(
-        !log.seen.iter().any(|event| matches!(
-            event,
-            AgentEvent::Refused(_) | AgentEvent::OfferWithdrawn { .. }
-        )),
+        !log.seen.iter().any(|event| matches!(event, AgentEvent::Refused(_) | AgentEvent::OfferWithdrawn { .. })),
         "{:#?}",
         log.seen
     );
 
     let mut command = dispatcher.command().await?;
-    let incident = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "fall-1".to_string(),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(
-        incident.status,
-        pb::IncidentStatus::Staffed as i32,
-        "{incident:?}"
-    );
+    let incident = command.get_incident(pb::GetIncidentRequest { id: "fall-1".to_string() }).await?.into_inner();
+    assert_eq!(incident.status, pb::IncidentStatus::Staffed as i32, "{incident:?}");
     assert!(
         incident
             .assignments
             .iter()
-            .any(|assignment| assignment.agent_id == "p0001"
-                && assignment.offer_id == offer.offer_id.as_str())
+            .any(|assignment| assignment.agent_id == "p0001" && assignment.offer_id == offer.offer_id.as_str())
     );
 
     client.close().await;
-    assert!(matches!(
-        log.events.recv().await,
-        Some(AgentEvent::Stopped { error: None })
-    ));
+    assert!(matches!(log.events.recv().await, Some(AgentEvent::Stopped { error: None })));
     Ok(())
 }
 
@@ -297,46 +216,21 @@ async fn after_a_dispatcher_restart_the_client_reconnects_and_the_pending_offer_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_graceful_dispatcher_restart_no_offer_is_surfaced_twice() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let (dispatcher, client, mut log, offer, resumed) =
-        offer_then_restart(dir.path(), Stop::Terminate).await?;
+    let (dispatcher, client, mut log, offer, resumed) = offer_then_restart(dir.path(), Stop::Terminate).await?;
     log.drain_for(Duration::from_secs(1)).await;
     for event in &log.seen {
         if let AgentEvent::Offer(seen) = event {
-            assert_eq!(
-                log.offers_surfaced(seen.offer_id.as_str()),
-                1,
-                "{} surfaced twice: {:#?}",
-                seen.offer_id,
-                log.seen
-            );
+            assert_eq!(log.offers_surfaced(seen.offer_id.as_str()), 1, "{} surfaced twice: {:#?}", seen.offer_id, log.seen);
         }
     }
-    let withdrawn = log
-        .seen
-        .iter()
-        .any(|event| matches!(event, AgentEvent::OfferWithdrawn { offer_id, .. } if offer_id == &offer.offer_id));
-    println!(
-        "after SIGTERM the offer was {}",
-        if withdrawn { "withdrawn" } else { "still open" }
-    );
+    let withdrawn =
+        log.seen.iter().any(|event| matches!(event, AgentEvent::OfferWithdrawn { offer_id, .. } if offer_id == &offer.offer_id));
+    println!("after SIGTERM the offer was {}", if withdrawn { "withdrawn" } else { "still open" });
     // Open after the restart exactly when the person was not told it was withdrawn.
-    assert_eq!(
-        resumed.open_offers == 1,
-        !withdrawn,
-        "welcome {resumed:?} and events {:#?}",
-        log.seen
-    );
+    assert_eq!(resumed.open_offers == 1, !withdrawn, "welcome {resumed:?} and events {:#?}", log.seen);
     let mut command = dispatcher.command().await?;
-    let incident = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "fall-1".to_string(),
-        })
-        .await?
-        .into_inner();
-    let still_open = incident
-        .open_offers
-        .iter()
-        .any(|open| open.offer_id == offer.offer_id.as_str());
+    let incident = command.get_incident(pb::GetIncidentRequest { id: "fall-1".to_string() }).await?.into_inner();
+    let still_open = incident.open_offers.iter().any(|open| open.offer_id == offer.offer_id.as_str());
     assert_eq!(still_open, !withdrawn, "{incident:?}");
     client.close().await;
     Ok(())
@@ -345,10 +239,7 @@ async fn after_a_graceful_dispatcher_restart_no_offer_is_surfaced_twice() -> any
 /// Threads of this process, where the system says (Linux).
 fn thread_count() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Threads:"))
-        .and_then(|count| count.trim().parse().ok())
+    status.lines().find_map(|line| line.strip_prefix("Threads:")).and_then(|count| count.trim().parse().ok())
 }
 
 /// Drills run thousands of people in one process: 300 clients connect to one
@@ -356,8 +247,7 @@ fn thread_count() -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_sessions_in_one_process_are_all_welcomed() -> anyhow::Result<()> {
     const PEOPLE: usize = 300;
-    let server =
-        TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
+    let server = TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
     let url = format!("http://{}", server.address());
     let threads_before = thread_count();
     let mut clients = Vec::new();
@@ -369,10 +259,7 @@ async fn three_hundred_sessions_in_one_process_are_all_welcomed() -> anyhow::Res
     }
     for log in &mut logs {
         let welcome = welcome_of(
-            log.wait_for(Duration::from_secs(60), "a welcome", |event| {
-                matches!(event, AgentEvent::Welcome(_))
-            })
-            .await?,
+            log.wait_for(Duration::from_secs(60), "a welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?,
         )?;
         assert!(!welcome.resumed);
     }
@@ -390,64 +277,31 @@ async fn three_hundred_sessions_in_one_process_are_all_welcomed() -> anyhow::Res
     let connected = |command: &mut CommandServiceClient<Channel>| {
         let mut command = command.clone();
         async move {
-            let request = pb::ListAgentsRequest {
-                connected_only: true,
-                limit: 1000,
-                ..Default::default()
-            };
-            anyhow::Ok(
-                command
-                    .list_agents(request)
-                    .await?
-                    .into_inner()
-                    .agents
-                    .len(),
-            )
+            let request = pb::ListAgentsRequest { connected_only: true, limit: 1000, ..Default::default() };
+            anyhow::Ok(command.list_agents(request).await?.into_inner().agents.len())
         }
     };
     assert_eq!(connected(&mut command).await?, PEOPLE);
     for log in &logs {
-        assert!(
-            !log.seen
-                .iter()
-                .any(|event| matches!(event, AgentEvent::ConnectionLost { .. })),
-            "{:#?}",
-            log.seen
-        );
+        assert!(!log.seen.iter().any(|event| matches!(event, AgentEvent::ConnectionLost { .. })), "{:#?}", log.seen);
     }
 
     for client in clients {
         client.close().await;
     }
-    wait_until(
-        PROMPTLY,
-        "every session is closed on the dispatcher",
-        async || Ok(connected(&mut command).await? == 0),
-    )
-    .await?;
+    wait_until(PROMPTLY, "every session is closed on the dispatcher", async || Ok(connected(&mut command).await? == 0)).await?;
     for log in &mut logs {
-        log.wait_for(PROMPTLY, "the stop", |event| {
-            matches!(event, AgentEvent::Stopped { error: None })
-        })
-        .await?;
+        log.wait_for(PROMPTLY, "the stop", |event| matches!(event, AgentEvent::Stopped { error: None })).await?;
     }
     server.shutdown().await
 }
 
 /// Runs `field-agent` with `args`, waiting for it to exit; returns its exit
 /// code, stdout and stderr.
-async fn run_field_agent(
-    args: &[String],
-    within: Duration,
-) -> anyhow::Result<(Option<i32>, String, String)> {
+async fn run_field_agent(args: &[String], within: Duration) -> anyhow::Result<(Option<i32>, String, String)> {
     let binary = field_agent_binary().await?;
     let mut command = tokio::process::Command::new(binary);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("PINGJI_") {
             command.env_remove(&name);
@@ -468,8 +322,7 @@ async fn run_field_agent(
 /// completion, and exits after the one task; the dispatcher's record shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_auto_accept_takes_an_incident_through_to_completion() -> anyhow::Result<()> {
-    let server =
-        TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
+    let server = TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
     let mut command = server.command().await?;
     let grid = area_box(&mut command, "d1-s1-c1-g2").await?;
     let here = grid.at(0.3, 0.6);
@@ -499,9 +352,7 @@ async fn headless_auto_accept_takes_an_incident_through_to_completion() -> anyho
     .collect();
     let agent = tokio::spawn(async move { run_field_agent(&args, Duration::from_secs(120)).await });
     wait_located(&mut command, "p0011", here).await?;
-    command
-        .create_incident(incident_at("fall-2", grid.centre()))
-        .await?;
+    command.create_incident(incident_at("fall-2", grid.centre())).await?;
 
     let (code, stdout, stderr) = agent.await??;
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -509,53 +360,24 @@ async fn headless_auto_accept_takes_an_incident_through_to_completion() -> anyho
         .lines()
         .map(|line| serde_json::from_str(line).with_context(|| format!("not a JSON line: {line}")))
         .collect::<anyhow::Result<_>>()?;
-    let kinds: Vec<&str> = lines
-        .iter()
-        .filter_map(|line| line["event"].as_str())
-        .collect();
-    let position = |kind: &str| {
-        kinds
-            .iter()
-            .position(|seen| *seen == kind)
-            .with_context(|| format!("no {kind} in {kinds:?}"))
-    };
+    let kinds: Vec<&str> = lines.iter().filter_map(|line| line["event"].as_str()).collect();
+    let position = |kind: &str| kinds.iter().position(|seen| *seen == kind).with_context(|| format!("no {kind} in {kinds:?}"));
     assert!(position("welcome")? < position("offer")?);
     assert!(position("offer")? < position("accept_sent")?);
     assert!(position("accept_sent")? < position("assignment_confirmed")?);
     assert!(position("assignment_confirmed")? < position("arrival_sent")?);
     assert!(position("arrival_sent")? < position("completion_sent")?);
-    assert_eq!(
-        kinds.iter().filter(|kind| **kind == "offer").count(),
-        1,
-        "{kinds:?}"
-    );
+    assert_eq!(kinds.iter().filter(|kind| **kind == "offer").count(), 1, "{kinds:?}");
 
-    let incident = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "fall-2".to_string(),
-        })
-        .await?
-        .into_inner();
-    assert_eq!(
-        incident.status,
-        pb::IncidentStatus::Closed as i32,
-        "{incident:?}"
-    );
+    let incident = command.get_incident(pb::GetIncidentRequest { id: "fall-2".to_string() }).await?.into_inner();
+    assert_eq!(incident.status, pb::IncidentStatus::Closed as i32, "{incident:?}");
     let assignment = incident.assignments.first().context("no assignment")?;
     assert_eq!(assignment.agent_id, "p0011");
-    assert!(
-        assignment.arrived_at_ms > 0 && assignment.completed_at_ms >= assignment.arrived_at_ms,
-        "{assignment:?}"
-    );
+    assert!(assignment.arrived_at_ms > 0 && assignment.completed_at_ms >= assignment.arrived_at_ms, "{assignment:?}");
     assert_eq!(assignment.feedback, "helped her up; no injury");
     // The program closed its session on the way out.
     wait_until(PROMPTLY, "p0011 is disconnected", async || {
-        let agent = command
-            .get_agent(pb::GetAgentRequest {
-                id: "p0011".to_string(),
-            })
-            .await?
-            .into_inner();
+        let agent = command.get_agent(pb::GetAgentRequest { id: "p0011".to_string() }).await?.into_inner();
         Ok(!agent.connected)
     })
     .await?;
@@ -569,52 +391,20 @@ async fn headless_errors_are_one_line_and_a_non_zero_exit() -> anyhow::Result<()
     let server = TestServer::start(|_| {}).await?;
     let url = format!("http://{}", server.address());
     let cases: [(&[&str], i32, &str); 4] = [
+        (&["--agent", "p0001", "--at", "181,30"], 2, "longitude 181 is out of range"),
+        (&["--agent", "p0001", "--auto", "sometimes"], 2, "invalid value 'sometimes'"),
         (
-            &["--agent", "p0001", "--at", "181,30"],
-            2,
-            "longitude 181 is out of range",
-        ),
-        (
-            &["--agent", "p0001", "--auto", "sometimes"],
-            2,
-            "invalid value 'sometimes'",
-        ),
-        (
-            &[
-                "--agent",
-                "p0001",
-                "--track",
-                "/nonexistent/walk.csv",
-                "--auto",
-                "ignore",
-            ],
+            &["--agent", "p0001", "--track", "/nonexistent/walk.csv", "--auto", "ignore"],
             1,
             "track /nonexistent/walk.csv: cannot read",
         ),
-        (
-            &[
-                "--server",
-                &url,
-                "--agent",
-                "nobody",
-                "--at",
-                "120.1,30.2",
-                "--auto",
-                "ignore",
-            ],
-            1,
-            "not_found",
-        ),
+        (&["--server", &url, "--agent", "nobody", "--at", "120.1,30.2", "--auto", "ignore"], 1, "not_found"),
     ];
     for (args, expected_code, expected_text) in cases {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let (code, _stdout, stderr) = run_field_agent(&args, Duration::from_secs(60)).await?;
         assert_eq!(code, Some(expected_code), "{args:?}: {stderr}");
-        assert_eq!(
-            stderr.trim().lines().count(),
-            1,
-            "{args:?}: not one line:\n{stderr}"
-        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: not one line:\n{stderr}");
         assert!(stderr.contains(expected_text), "{args:?}: {stderr}");
     }
     server.shutdown().await
@@ -625,30 +415,18 @@ async fn headless_errors_are_one_line_and_a_non_zero_exit() -> anyhow::Result<()
 /// in as soon as the other session ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn already_exists_is_retried_until_the_other_session_ends() -> anyhow::Result<()> {
-    let server =
-        TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
+    let server = TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
     let other = pingji_tests::AgentSession::open(&mut server.agents().await?, "p0003").await?;
     let url = format!("http://{}", server.address());
     let (client, events) = AgentClient::start(quick_config(&url, "p0003"))?;
     let mut log = EventLog::new(events);
     for _ in 0..2 {
-        let lost = log
-            .wait_for(PROMPTLY, "a refusal", |event| {
-                matches!(event, AgentEvent::ConnectionLost { .. })
-            })
-            .await?;
-        let AgentEvent::ConnectionLost { error, .. } = lost else {
-            unreachable!("matched above")
-        };
+        let lost = log.wait_for(PROMPTLY, "a refusal", |event| matches!(event, AgentEvent::ConnectionLost { .. })).await?;
+        let AgentEvent::ConnectionLost { error, .. } = lost else { unreachable!("matched above") };
         assert!(error.starts_with("already_exists"), "{error}");
     }
     other.disconnect();
-    let welcome = welcome_of(
-        log.wait_for(PROMPTLY, "the welcome", |event| {
-            matches!(event, AgentEvent::Welcome(_))
-        })
-        .await?,
-    )?;
+    let welcome = welcome_of(log.wait_for(PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?)?;
     assert!(!welcome.resumed);
     client.close().await;
     server.shutdown().await

@@ -8,10 +8,7 @@ use std::time::Duration;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::{
-    AgentSession, EventWatch, TestServer, area_box, event_json, pb, person, quick_policy,
-    sample_roster,
-};
+use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, event_json, pb, person, quick_policy, sample_roster};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -28,26 +25,12 @@ struct Snapshot {
 async fn snapshot(command: &mut CommandServiceClient<Channel>) -> anyhow::Result<Snapshot> {
     Ok(Snapshot {
         incidents: command
-            .list_incidents(pb::ListIncidentsRequest {
-                open_only: false,
-                limit: 0,
-                ..Default::default()
-            })
+            .list_incidents(pb::ListIncidentsRequest { open_only: false, limit: 0, ..Default::default() })
             .await?
             .into_inner()
             .incidents,
-        agents: command
-            .list_agents(pb::ListAgentsRequest::default())
-            .await?
-            .into_inner()
-            .agents,
-        areas: command
-            .list_areas(pb::ListAreasRequest {
-                level: 0,
-                with_geometry: true,
-            })
-            .await?
-            .into_inner(),
+        agents: command.list_agents(pb::ListAgentsRequest::default()).await?.into_inner().agents,
+        areas: command.list_areas(pb::ListAreasRequest { level: 0, with_geometry: true }).await?.into_inner(),
     })
 }
 
@@ -60,10 +43,7 @@ struct Unchanged {
 impl Unchanged {
     async fn begin(command: &mut CommandServiceClient<Channel>) -> anyhow::Result<Unchanged> {
         let watch = EventWatch::start(command, 0).await?;
-        Ok(Unchanged {
-            before: snapshot(command).await?,
-            watch,
-        })
+        Ok(Unchanged { before: snapshot(command).await?, watch })
     }
 
     async fn verify(mut self, command: &mut CommandServiceClient<Channel>) -> anyhow::Result<()> {
@@ -72,9 +52,7 @@ impl Unchanged {
         let marker = "marker after the refused request";
         let mut spec = person("marker", "", &[]);
         spec.name = marker.to_string();
-        command
-            .upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) })
-            .await?;
+        command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await?;
         let next = self.watch.next_within(PROMPTLY).await?;
         let name = event_json(&next)?["agents"][0]["name"].clone();
         assert!(
@@ -89,25 +67,14 @@ impl Unchanged {
 }
 
 #[track_caller]
-fn assert_refused<T: std::fmt::Debug>(
-    result: Result<tonic::Response<T>, Status>,
-    code: Code,
-    mentions: &[&str],
-) {
+fn assert_refused<T: std::fmt::Debug>(result: Result<tonic::Response<T>, Status>, code: Code, mentions: &[&str]) {
     let status = match result {
-        Ok(response) => panic!(
-            "expected {code:?}, but the request succeeded: {:?}",
-            response.into_inner()
-        ),
+        Ok(response) => panic!("expected {code:?}, but the request succeeded: {:?}", response.into_inner()),
         Err(status) => status,
     };
     assert_eq!(status.code(), code, "message: {}", status.message());
     for needle in mentions {
-        assert!(
-            status.message().contains(needle),
-            "the message {:?} should mention {needle:?}",
-            status.message()
-        );
+        assert!(status.message().contains(needle), "the message {:?} should mention {needle:?}", status.message());
     }
 }
 
@@ -130,63 +97,36 @@ const IN_CITY: (f64, f64) = (120.0956, 30.2353);
 async fn out_of_range_coordinates_are_invalid_arguments() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
-    let mut session = server
-        .connect_person_at(person("walker", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1)
-        .await?;
+    let mut session = server.connect_person_at(person("walker", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1).await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
     assert_refused(
-        command
-            .create_incident(incident("north-of-the-pole", 120.1, 91.0))
-            .await,
+        command.create_incident(incident("north-of-the-pole", 120.1, 91.0)).await,
         Code::InvalidArgument,
         &["latitude 91", "between -90 and 90"],
     );
     assert_refused(
-        command
-            .create_incident(incident("far-east", 200.0, 30.0))
-            .await,
+        command.create_incident(incident("far-east", 200.0, 30.0)).await,
         Code::InvalidArgument,
         &["longitude 200", "-180 and 180"],
     );
-    assert_refused(
-        command
-            .create_incident(incident("nan", f64::NAN, 30.0))
-            .await,
-        Code::InvalidArgument,
-        &["longitude"],
-    );
+    assert_refused(command.create_incident(incident("nan", f64::NAN, 30.0)).await, Code::InvalidArgument, &["longitude"]);
     let mut nowhere = incident("nowhere", 0.0, 0.0);
     nowhere.location = None;
-    assert_refused(
-        command.create_incident(nowhere).await,
-        Code::InvalidArgument,
-        &["location is missing"],
-    );
+    assert_refused(command.create_incident(nowhere).await, Code::InvalidArgument, &["location is missing"]);
     let nearby = pb::NearbyAgentsRequest {
-        at: Some(pb::Location {
-            lon: 120.1,
-            lat: -95.0,
-        }),
+        at: Some(pb::Location { lon: 120.1, lat: -95.0 }),
         k: 5,
         skills: vec![],
         available_only: false,
     };
-    assert_refused(
-        command.nearby_agents(nearby).await,
-        Code::InvalidArgument,
-        &["latitude -95"],
-    );
+    assert_refused(command.nearby_agents(nearby).await, Code::InvalidArgument, &["latitude -95"]);
     // A person's own location report is refused on their session.
     session.send_location(181.0, 30.0).await?;
     match session.next_message_within(PROMPTLY).await? {
         Incoming::Refused(refused) => {
             assert_eq!(refused.code, "invalid_argument");
-            assert!(
-                refused.message.contains("longitude 181"),
-                "message: {}",
-                refused.message
-            );
+            assert!(refused.message.contains("longitude 181"), "message: {}", refused.message);
         }
         other => anyhow::bail!("expected refused, got {other:?}"),
     }
@@ -202,26 +142,11 @@ async fn set_mode_on_an_unknown_area_is_not_found() -> anyhow::Result<()> {
     let mut command = server.command().await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
-    let request = pb::SetModeRequest {
-        area_id: "d9-s9".into(),
-        mode: pb::Mode::EmergencyI as i32,
-        reason: "earthquake".into(),
-    };
-    assert_refused(
-        command.set_mode(request).await,
-        Code::NotFound,
-        &["d9-s9", "list areas"],
-    );
-    let unspecified = pb::SetModeRequest {
-        area_id: "d1".into(),
-        mode: pb::Mode::Unspecified as i32,
-        reason: "earthquake".into(),
-    };
-    assert_refused(
-        command.set_mode(unspecified).await,
-        Code::InvalidArgument,
-        &["MODE_EMERGENCY"],
-    );
+    let request = pb::SetModeRequest { area_id: "d9-s9".into(), mode: pb::Mode::EmergencyI as i32, reason: "earthquake".into() };
+    assert_refused(command.set_mode(request).await, Code::NotFound, &["d9-s9", "list areas"]);
+    let unspecified =
+        pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::Unspecified as i32, reason: "earthquake".into() };
+    assert_refused(command.set_mode(unspecified).await, Code::InvalidArgument, &["MODE_EMERGENCY"]);
 
     unchanged.verify(&mut command).await?;
     server.shutdown().await
@@ -234,9 +159,7 @@ async fn get_agent_with_an_unknown_id_is_not_found() -> anyhow::Result<()> {
     let unchanged = Unchanged::begin(&mut command).await?;
 
     assert_refused(
-        command
-            .get_agent(pb::GetAgentRequest { id: "p9999".into() })
-            .await,
+        command.get_agent(pb::GetAgentRequest { id: "p9999".into() }).await,
         Code::NotFound,
         &["p9999", "not on the roster"],
     );
@@ -249,20 +172,11 @@ async fn get_agent_with_an_unknown_id_is_not_found() -> anyhow::Result<()> {
 async fn cancelling_an_unknown_incident_is_not_found() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
-    command
-        .create_incident(incident("real-1", IN_CITY.0, IN_CITY.1))
-        .await?;
+    command.create_incident(incident("real-1", IN_CITY.0, IN_CITY.1)).await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
-    let request = pb::CancelIncidentRequest {
-        id: "inc-404".into(),
-        reason: "false alarm".into(),
-    };
-    assert_refused(
-        command.cancel_incident(request).await,
-        Code::NotFound,
-        &["inc-404", "list incidents"],
-    );
+    let request = pb::CancelIncidentRequest { id: "inc-404".into(), reason: "false alarm".into() };
+    assert_refused(command.cancel_incident(request).await, Code::NotFound, &["inc-404", "list incidents"]);
 
     unchanged.verify(&mut command).await?;
     server.shutdown().await
@@ -276,11 +190,7 @@ async fn a_headcount_of_zero_is_invalid() -> anyhow::Result<()> {
 
     let mut request = incident("nobody-needed", IN_CITY.0, IN_CITY.1);
     request.headcount = 0;
-    assert_refused(
-        command.create_incident(request).await,
-        Code::InvalidArgument,
-        &["headcount 0", "1 to"],
-    );
+    assert_refused(command.create_incident(request).await, Code::InvalidArgument, &["headcount 0", "1 to"]);
 
     unchanged.verify(&mut command).await?;
     server.shutdown().await
@@ -294,18 +204,10 @@ async fn a_priority_of_nine_is_invalid() -> anyhow::Result<()> {
 
     let mut request = incident("very-urgent", IN_CITY.0, IN_CITY.1);
     request.priority = 9;
-    assert_refused(
-        command.create_incident(request).await,
-        Code::InvalidArgument,
-        &["priority 9", "1 (most urgent) to 4"],
-    );
+    assert_refused(command.create_incident(request).await, Code::InvalidArgument, &["priority 9", "1 (most urgent) to 4"]);
     let mut negative = incident("negative", IN_CITY.0, IN_CITY.1);
     negative.priority = -1;
-    assert_refused(
-        command.create_incident(negative).await,
-        Code::InvalidArgument,
-        &["priority -1"],
-    );
+    assert_refused(command.create_incident(negative).await, Code::InvalidArgument, &["priority -1"]);
 
     unchanged.verify(&mut command).await?;
     server.shutdown().await
@@ -315,24 +217,15 @@ async fn a_priority_of_nine_is_invalid() -> anyhow::Result<()> {
 async fn a_duplicate_incident_id_already_exists() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
-    command
-        .create_incident(incident("dup-1", IN_CITY.0, IN_CITY.1))
-        .await?;
+    command.create_incident(incident("dup-1", IN_CITY.0, IN_CITY.1)).await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
     let mut again = incident("dup-1", IN_CITY.0 + 0.01, IN_CITY.1);
     again.category = "flood".into();
-    assert_refused(
-        command.create_incident(again).await,
-        Code::AlreadyExists,
-        &["dup-1", "choose another id"],
-    );
+    assert_refused(command.create_incident(again).await, Code::AlreadyExists, &["dup-1", "choose another id"]);
 
     unchanged.verify(&mut command).await?;
-    let original = command
-        .get_incident(pb::GetIncidentRequest { id: "dup-1".into() })
-        .await?
-        .into_inner();
+    let original = command.get_incident(pb::GetIncidentRequest { id: "dup-1".into() }).await?.into_inner();
     assert_eq!(original.category, "fire");
     server.shutdown().await
 }
@@ -341,37 +234,17 @@ async fn a_duplicate_incident_id_already_exists() -> anyhow::Result<()> {
 async fn importing_an_agent_already_on_the_roster_already_exists() -> anyhow::Result<()> {
     let server = TestServer::start(|config| config.agents_file = Some(sample_roster())).await?;
     let mut command = server.command().await?;
-    let existing = command
-        .get_agent(pb::GetAgentRequest { id: "p0001".into() })
-        .await?
-        .into_inner();
+    let existing = command.get_agent(pb::GetAgentRequest { id: "p0001".into() }).await?.into_inner();
     let unchanged = Unchanged::begin(&mut command).await?;
 
-    let mut changed = existing
-        .spec
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("p0001 has no spec"))?;
+    let mut changed = existing.spec.clone().ok_or_else(|| anyhow::anyhow!("p0001 has no spec"))?;
     changed.name = "someone else".into();
-    let request = pb::ImportAgentsRequest {
-        agents: vec![person("fresh-1", "d1-s1-c1-g1", &[]), changed],
-    };
-    assert_refused(
-        command.import_agents(request).await,
-        Code::AlreadyExists,
-        &["p0001", "already on the roster"],
-    );
+    let request = pb::ImportAgentsRequest { agents: vec![person("fresh-1", "d1-s1-c1-g1", &[]), changed] };
+    assert_refused(command.import_agents(request).await, Code::AlreadyExists, &["p0001", "already on the roster"]);
 
     unchanged.verify(&mut command).await?;
     // The import is all or nothing: the new person in it was not added.
-    assert_refused(
-        command
-            .get_agent(pb::GetAgentRequest {
-                id: "fresh-1".into(),
-            })
-            .await,
-        Code::NotFound,
-        &["fresh-1"],
-    );
+    assert_refused(command.get_agent(pb::GetAgentRequest { id: "fresh-1".into() }).await, Code::NotFound, &["fresh-1"]);
     server.shutdown().await
 }
 
@@ -383,21 +256,13 @@ async fn malformed_geojson_is_invalid() -> anyhow::Result<()> {
 
     let truncated = r#"{"type": "FeatureCollection", "features": [{"type": "Feature""#;
     assert_refused(
-        command
-            .import_areas(pb::ImportAreasRequest {
-                geojson: truncated.into(),
-            })
-            .await,
+        command.import_areas(pb::ImportAreasRequest { geojson: truncated.into() }).await,
         Code::InvalidArgument,
         &["not valid JSON"],
     );
     let not_a_collection = r#"{"type": "Feature", "properties": {}, "geometry": null}"#;
     assert_refused(
-        command
-            .import_areas(pb::ImportAreasRequest {
-                geojson: not_a_collection.into(),
-            })
-            .await,
+        command.import_areas(pb::ImportAreasRequest { geojson: not_a_collection.into() }).await,
         Code::InvalidArgument,
         &["FeatureCollection"],
     );
@@ -419,11 +284,7 @@ async fn a_cyclic_area_hierarchy_is_invalid() -> anyhow::Result<()> {
         feature("loop-b", "street", "loop-a"),
     ]});
     assert_refused(
-        command
-            .import_areas(pb::ImportAreasRequest {
-                geojson: cyclic.to_string(),
-            })
-            .await,
+        command.import_areas(pb::ImportAreasRequest { geojson: cyclic.to_string() }).await,
         Code::InvalidArgument,
         &["cycle", "loop-a", "loop-b"],
     );
@@ -436,38 +297,23 @@ async fn a_cyclic_area_hierarchy_is_invalid() -> anyhow::Result<()> {
 async fn a_second_live_session_for_the_same_person_already_exists() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
-    let mut first = server
-        .connect_person_at(person("twice", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1)
-        .await?;
+    let mut first = server.connect_person_at(person("twice", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1).await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
     let second = AgentSession::try_open(&mut server.agents().await?, "twice").await;
-    let status = second
-        .err()
-        .ok_or_else(|| anyhow::anyhow!("a second session for the same person was accepted"))?;
-    assert_eq!(
-        status.code(),
-        Code::AlreadyExists,
-        "message: {}",
-        status.message()
-    );
+    let status = second.err().ok_or_else(|| anyhow::anyhow!("a second session for the same person was accepted"))?;
+    assert_eq!(status.code(), Code::AlreadyExists, "message: {}", status.message());
     assert!(
-        status.message().contains("twice")
-            && status.message().contains("already has a live session"),
+        status.message().contains("twice") && status.message().contains("already has a live session"),
         "{}",
         status.message()
     );
 
     unchanged.verify(&mut command).await?;
     // The first session still works both ways.
-    let agent = command
-        .get_agent(pb::GetAgentRequest { id: "twice".into() })
-        .await?
-        .into_inner();
+    let agent = command.get_agent(pb::GetAgentRequest { id: "twice".into() }).await?.into_inner();
     assert!(agent.connected);
-    command
-        .create_incident(incident("still-here", IN_CITY.0, IN_CITY.1))
-        .await?;
+    command.create_incident(incident("still-here", IN_CITY.0, IN_CITY.1)).await?;
     let offer = first.expect_offer_within(PROMPTLY).await?;
     assert_eq!(offer.incident_id, "still-here");
 
@@ -482,42 +328,16 @@ async fn a_session_must_open_with_hello_from_someone_on_the_roster() -> anyhow::
     let mut agents = server.agents().await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
-    let stranger = AgentSession::try_open(&mut agents, "stranger")
-        .await
-        .err()
-        .ok_or_else(|| anyhow::anyhow!("a stranger was let in"))?;
-    assert_eq!(
-        stranger.code(),
-        Code::NotFound,
-        "message: {}",
-        stranger.message()
-    );
-    assert!(
-        stranger.message().contains("stranger"),
-        "{}",
-        stranger.message()
-    );
+    let stranger =
+        AgentSession::try_open(&mut agents, "stranger").await.err().ok_or_else(|| anyhow::anyhow!("a stranger was let in"))?;
+    assert_eq!(stranger.code(), Code::NotFound, "message: {}", stranger.message());
+    assert!(stranger.message().contains("stranger"), "{}", stranger.message());
 
     let (outbox, requests) = tokio::sync::mpsc::channel(1);
-    outbox
-        .send(pb::AgentMessage {
-            body: Some(Outgoing::Location(pb::Location {
-                lon: IN_CITY.0,
-                lat: IN_CITY.1,
-            })),
-        })
-        .await?;
-    let status = agents
-        .session(ReceiverStream::new(requests))
-        .await
-        .err()
-        .ok_or_else(|| anyhow::anyhow!("no hello was accepted"))?;
-    assert_eq!(
-        status.code(),
-        Code::InvalidArgument,
-        "message: {}",
-        status.message()
-    );
+    outbox.send(pb::AgentMessage { body: Some(Outgoing::Location(pb::Location { lon: IN_CITY.0, lat: IN_CITY.1 })) }).await?;
+    let status =
+        agents.session(ReceiverStream::new(requests)).await.err().ok_or_else(|| anyhow::anyhow!("no hello was accepted"))?;
+    assert_eq!(status.code(), Code::InvalidArgument, "message: {}", status.message());
     assert!(status.message().contains("hello"), "{}", status.message());
 
     unchanged.verify(&mut command).await?;
@@ -533,22 +353,16 @@ async fn accepting_an_expired_offer_is_refused() -> anyhow::Result<()> {
     .await?;
     let mut command = server.command().await?;
     let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
-    let mut late = server
-        .connect_person_at(person("late", "d1-s1-c1-g1", &[]), lon, lat)
-        .await?;
+    let mut late = server.connect_person_at(person("late", "d1-s1-c1-g1", &[]), lon, lat).await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
-    command
-        .create_incident(incident("expired-1", lon, lat))
-        .await?;
+    command.create_incident(incident("expired-1", lon, lat)).await?;
     let offer = late.expect_offer_within(PROMPTLY).await?;
     match late.next_message_within(Duration::from_secs(30)).await? {
         Incoming::OfferWithdrawn(withdrawn) => assert_eq!(withdrawn.offer_id, offer.offer_id),
         other => anyhow::bail!("expected the offer to time out, got {other:?}"),
     }
     // The timeout and what follows from it are recorded before we look.
-    events
-        .wait_for_kind(PROMPTLY, "no_candidates", "expired-1")
-        .await?;
+    events.wait_for_kind(PROMPTLY, "no_candidates", "expired-1").await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
     late.accept(&offer.offer_id).await?;
@@ -556,22 +370,13 @@ async fn accepting_an_expired_offer_is_refused() -> anyhow::Result<()> {
         Incoming::Refused(refused) => {
             assert_eq!(refused.code, "failed_precondition");
             assert_eq!(refused.offer_id, offer.offer_id);
-            assert!(
-                refused.message.contains("expired"),
-                "message: {}",
-                refused.message
-            );
+            assert!(refused.message.contains("expired"), "message: {}", refused.message);
         }
         other => anyhow::bail!("expected refused, got {other:?}"),
     }
 
     unchanged.verify(&mut command).await?;
-    let incident = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "expired-1".into(),
-        })
-        .await?
-        .into_inner();
+    let incident = command.get_incident(pb::GetIncidentRequest { id: "expired-1".into() }).await?.into_inner();
     assert!(incident.assignments.is_empty());
     drop((late, events));
     server.shutdown().await
@@ -581,37 +386,18 @@ async fn accepting_an_expired_offer_is_refused() -> anyhow::Result<()> {
 async fn closing_a_cancelled_incident_fails_its_precondition() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
-    command
-        .create_incident(incident("cancelled-1", IN_CITY.0, IN_CITY.1))
-        .await?;
+    command.create_incident(incident("cancelled-1", IN_CITY.0, IN_CITY.1)).await?;
     let cancelled = command
-        .cancel_incident(pb::CancelIncidentRequest {
-            id: "cancelled-1".into(),
-            reason: "false alarm".into(),
-        })
+        .cancel_incident(pb::CancelIncidentRequest { id: "cancelled-1".into(), reason: "false alarm".into() })
         .await?
         .into_inner();
     assert_eq!(cancelled.status, pb::IncidentStatus::Cancelled as i32);
     let unchanged = Unchanged::begin(&mut command).await?;
 
-    let close = pb::CloseIncidentRequest {
-        id: "cancelled-1".into(),
-        feedback: "all done".into(),
-    };
-    assert_refused(
-        command.close_incident(close).await,
-        Code::FailedPrecondition,
-        &["cancelled-1", "already cancelled"],
-    );
-    let cancel_again = pb::CancelIncidentRequest {
-        id: "cancelled-1".into(),
-        reason: "again".into(),
-    };
-    assert_refused(
-        command.cancel_incident(cancel_again).await,
-        Code::FailedPrecondition,
-        &["cancelled-1"],
-    );
+    let close = pb::CloseIncidentRequest { id: "cancelled-1".into(), feedback: "all done".into() };
+    assert_refused(command.close_incident(close).await, Code::FailedPrecondition, &["cancelled-1", "already cancelled"]);
+    let cancel_again = pb::CancelIncidentRequest { id: "cancelled-1".into(), reason: "again".into() };
+    assert_refused(command.cancel_incident(cancel_again).await, Code::FailedPrecondition, &["cancelled-1"]);
 
     unchanged.verify(&mut command).await?;
     server.shutdown().await
@@ -626,9 +412,7 @@ async fn closing_a_cancelled_incident_fails_its_precondition() -> anyhow::Result
 async fn an_unknown_status_value_is_refused_with_a_message_about_status() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
-    let mut session = server
-        .connect_person_at(person("odd", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1)
-        .await?;
+    let mut session = server.connect_person_at(person("odd", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1).await?;
     let unchanged = Unchanged::begin(&mut command).await?;
 
     session.send(Outgoing::Status(42)).await?;
@@ -636,11 +420,7 @@ async fn an_unknown_status_value_is_refused_with_a_message_about_status() -> any
         Incoming::Refused(refused) => {
             assert_eq!(refused.code, "invalid_argument");
             // It should name the allowed values, not talk about hello.
-            assert!(
-                refused.message.contains("available") && !refused.message.contains("hello"),
-                "message: {}",
-                refused.message
-            );
+            assert!(refused.message.contains("available") && !refused.message.contains("hello"), "message: {}", refused.message);
         }
         other => anyhow::bail!("expected refused, got {other:?}"),
     }

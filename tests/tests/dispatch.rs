@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::{
-    AgentSession, EventWatch, TestServer, area_box, event_json, offset_m, pb, person, quick_policy,
-};
+use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, event_json, offset_m, pb, person, quick_policy};
 use tokio_stream::StreamExt;
 
 /// Generous deadline for anything the server should do promptly, so that a
@@ -29,11 +27,7 @@ fn incident_at(id: &str, (lon, lat): (f64, f64), skills: &[&str]) -> pb::CreateI
 }
 
 fn offered_agents(incident: &pb::Incident) -> BTreeSet<String> {
-    incident
-        .open_offers
-        .iter()
-        .map(|offer| offer.agent_id.clone())
-        .collect()
+    incident.open_offers.iter().map(|offer| offer.agent_id.clone()).collect()
 }
 
 fn set(ids: &[&str]) -> BTreeSet<String> {
@@ -41,111 +35,57 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offer_goes_to_the_nearest_qualified_person_and_accepting_staffs_the_incident()
--> anyhow::Result<()> {
+async fn offer_goes_to_the_nearest_qualified_person_and_accepting_staffs_the_incident() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
     let (lon, lat) = grid.centre();
     // The nearest person lacks the skill; of the two who have it, the nearer wins.
-    let mut unskilled = server
-        .connect_person_at(
-            person("a-unskilled", "d1-s1-c1-g1", &["elder_care"]),
-            lon,
-            lat + 0.0009,
-        )
-        .await?;
+    let mut unskilled =
+        server.connect_person_at(person("a-unskilled", "d1-s1-c1-g1", &["elder_care"]), lon, lat + 0.0009).await?;
     let (near_lon, near_lat) = offset_m(lon, lat, 300.0, 0.0);
-    let mut near = server
-        .connect_person_at(
-            person("b-near", "d1-s1-c1-g1", &["first_aid"]),
-            near_lon,
-            near_lat,
-        )
-        .await?;
+    let mut near = server.connect_person_at(person("b-near", "d1-s1-c1-g1", &["first_aid"]), near_lon, near_lat).await?;
     let (far_lon, far_lat) = offset_m(lon, lat, 0.0, -600.0);
-    let mut far = server
-        .connect_person_at(
-            person("c-far", "d1-s1-c1-g1", &["first_aid", "driving"]),
-            far_lon,
-            far_lat,
-        )
-        .await?;
+    let mut far = server.connect_person_at(person("c-far", "d1-s1-c1-g1", &["first_aid", "driving"]), far_lon, far_lat).await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
 
-    let incident = command
-        .create_incident(incident_at("fall-1", (lon, lat), &["first_aid"]))
-        .await?
-        .into_inner();
+    let incident = command.create_incident(incident_at("fall-1", (lon, lat), &["first_aid"])).await?.into_inner();
     assert_eq!(incident.grid_id, "d1-s1-c1-g1");
     assert_eq!(incident.status, pb::IncidentStatus::Offered as i32);
-    assert_eq!(
-        offered_agents(&incident),
-        set(&["b-near"]),
-        "one offer, to the nearest person with first aid"
-    );
+    assert_eq!(offered_agents(&incident), set(&["b-near"]), "one offer, to the nearest person with first aid");
 
     let offer = near.expect_offer_within(PROMPTLY).await?;
     assert_eq!(offer.incident_id, "fall-1");
     assert_eq!(offer.agent_id, "b-near");
     assert_eq!(offer.required_skills, vec!["first_aid".to_string()]);
-    assert_eq!(
-        offer.level,
-        pb::AreaLevel::Grid as i32,
-        "normal mode offers in the grid first"
-    );
-    assert!(
-        (offer.distance_m - 300.0).abs() < 5.0,
-        "distance {} m, expected about 300 m",
-        offer.distance_m
-    );
+    assert_eq!(offer.level, pb::AreaLevel::Grid as i32, "normal mode offers in the grid first");
+    assert!((offer.distance_m - 300.0).abs() < 5.0, "distance {} m, expected about 300 m", offer.distance_m);
     let normal_timeout_ms = server.policy().normal.offer_timeout_s as i64 * 1000;
-    assert_eq!(
-        offer.deadline_ms,
-        incident.reported_at_ms + normal_timeout_ms,
-        "the normal-mode offer timeout applies"
-    );
+    assert_eq!(offer.deadline_ms, incident.reported_at_ms + normal_timeout_ms, "the normal-mode offer timeout applies");
 
     near.accept(&offer.offer_id).await?;
     let assigned = events.wait_for_kind(PROMPTLY, "assigned", "fall-1").await?;
     assert_eq!(assigned.agent_id, "b-near");
     assert_eq!(assigned.offer_id, offer.offer_id);
-    events
-        .wait_for_kind(PROMPTLY, "incident_staffed", "fall-1")
-        .await?;
+    events.wait_for_kind(PROMPTLY, "incident_staffed", "fall-1").await?;
     match near.next_message_within(PROMPTLY).await? {
         Incoming::AssignmentConfirmed(confirmed) => {
-            assert_eq!(
-                confirmed.offer.map(|offer| offer.offer_id),
-                Some(offer.offer_id.clone())
-            );
+            assert_eq!(confirmed.offer.map(|offer| offer.offer_id), Some(offer.offer_id.clone()));
         }
         other => anyhow::bail!("expected assignment_confirmed, got {other:?}"),
     }
 
-    let staffed = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "fall-1".into(),
-        })
-        .await?
-        .into_inner();
+    let staffed = command.get_incident(pb::GetIncidentRequest { id: "fall-1".into() }).await?.into_inner();
     assert_eq!(staffed.status, pb::IncidentStatus::Staffed as i32);
     assert_eq!(staffed.assignments.len(), 1);
     assert_eq!(staffed.assignments[0].agent_id, "b-near");
     assert_eq!(staffed.assignments[0].offer_id, offer.offer_id);
     assert!(staffed.open_offers.is_empty());
-    let holder = command
-        .get_agent(pb::GetAgentRequest {
-            id: "b-near".into(),
-        })
-        .await?
-        .into_inner();
+    let holder = command.get_agent(pb::GetAgentRequest { id: "b-near".into() }).await?.into_inner();
     assert_eq!(holder.current_incident_id, "fall-1");
     assert_eq!(holder.status, pb::AgentStatus::Busy as i32);
     // The others were never asked.
-    unskilled
-        .expect_no_offer_for(Duration::from_millis(200))
-        .await?;
+    unskilled.expect_no_offer_for(Duration::from_millis(200)).await?;
     far.expect_no_offer_for(Duration::from_millis(200)).await?;
 
     drop((unskilled, near, far, events));
@@ -158,47 +98,30 @@ async fn a_declined_offer_goes_to_the_next_person_and_not_back() -> anyhow::Resu
     let mut command = server.command().await?;
     let (lon, lat) = area_box(&mut command, "d1-s1-c1-g2").await?.centre();
     let (near_lon, near_lat) = offset_m(lon, lat, 100.0, 0.0);
-    let mut near = server
-        .connect_person_at(person("near", "d1-s1-c1-g2", &[]), near_lon, near_lat)
-        .await?;
+    let mut near = server.connect_person_at(person("near", "d1-s1-c1-g2", &[]), near_lon, near_lat).await?;
     let (next_lon, next_lat) = offset_m(lon, lat, -400.0, 0.0);
-    let mut next = server
-        .connect_person_at(person("next", "d1-s1-c1-g2", &[]), next_lon, next_lat)
-        .await?;
+    let mut next = server.connect_person_at(person("next", "d1-s1-c1-g2", &[]), next_lon, next_lat).await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
 
-    command
-        .create_incident(incident_at("leak-1", (lon, lat), &[]))
-        .await?;
+    command.create_incident(incident_at("leak-1", (lon, lat), &[])).await?;
     let first = near.expect_offer_within(PROMPTLY).await?;
     near.decline(&first.offer_id, "busy with my child").await?;
 
-    let declined = events
-        .wait_for_kind(PROMPTLY, "offer_declined", "leak-1")
-        .await?;
+    let declined = events.wait_for_kind(PROMPTLY, "offer_declined", "leak-1").await?;
     assert_eq!(declined.agent_id, "near");
     assert_eq!(declined.offer_id, first.offer_id);
     assert_eq!(event_json(&declined)?["reason"], "busy with my child");
     let second = next.expect_offer_within(PROMPTLY).await?;
     assert_eq!(second.incident_id, "leak-1");
     assert_ne!(second.offer_id, first.offer_id);
-    let resent = events
-        .wait_for_kind(PROMPTLY, "offer_sent", "leak-1")
-        .await?;
+    let resent = events.wait_for_kind(PROMPTLY, "offer_sent", "leak-1").await?;
     assert_eq!(resent.agent_id, "next");
 
     // When the second person declines too, nobody is left: the one who
     // declined is not asked again.
     next.decline(&second.offer_id, "").await?;
-    events
-        .wait_for_kind(PROMPTLY, "no_candidates", "leak-1")
-        .await?;
-    let waiting = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "leak-1".into(),
-        })
-        .await?
-        .into_inner();
+    events.wait_for_kind(PROMPTLY, "no_candidates", "leak-1").await?;
+    let waiting = command.get_incident(pb::GetIncidentRequest { id: "leak-1".into() }).await?.into_inner();
     assert_eq!(waiting.status, pb::IncidentStatus::Waiting as i32);
     assert!(waiting.open_offers.is_empty());
     near.expect_no_offer_for(Duration::from_millis(200)).await?;
@@ -213,49 +136,30 @@ async fn a_timed_out_offer_is_withdrawn_and_goes_to_the_next_person() -> anyhow:
     let mut command = server.command().await?;
     let (lon, lat) = area_box(&mut command, "d1-s1-c2-g1").await?.centre();
     let (near_lon, near_lat) = offset_m(lon, lat, 0.0, 150.0);
-    let mut silent = server
-        .connect_person_at(person("silent", "d1-s1-c2-g1", &[]), near_lon, near_lat)
-        .await?;
+    let mut silent = server.connect_person_at(person("silent", "d1-s1-c2-g1", &[]), near_lon, near_lat).await?;
     let (next_lon, next_lat) = offset_m(lon, lat, 0.0, -450.0);
-    let mut next = server
-        .connect_person_at(person("next", "d1-s1-c2-g1", &[]), next_lon, next_lat)
-        .await?;
+    let mut next = server.connect_person_at(person("next", "d1-s1-c2-g1", &[]), next_lon, next_lat).await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
 
-    let incident = command
-        .create_incident(incident_at("smoke-1", (lon, lat), &[]))
-        .await?
-        .into_inner();
+    let incident = command.create_incident(incident_at("smoke-1", (lon, lat), &[])).await?.into_inner();
     let first = silent.expect_offer_within(PROMPTLY).await?;
-    assert_eq!(
-        first.deadline_ms,
-        incident.reported_at_ms + 2_000,
-        "the quick policy's 2 s normal timeout applies"
-    );
+    assert_eq!(first.deadline_ms, incident.reported_at_ms + 2_000, "the quick policy's 2 s normal timeout applies");
 
     // Nobody answers: the offer times out, is withdrawn, and goes on.
     match silent.next_message_within(AFTER_TIMEOUT).await? {
         Incoming::OfferWithdrawn(withdrawn) => {
             assert_eq!(withdrawn.offer_id, first.offer_id);
             assert_eq!(withdrawn.incident_id, "smoke-1");
-            assert!(
-                withdrawn.reason.contains("timed out"),
-                "reason: {}",
-                withdrawn.reason
-            );
+            assert!(withdrawn.reason.contains("timed out"), "reason: {}", withdrawn.reason);
         }
         other => anyhow::bail!("expected offer_withdrawn, got {other:?}"),
     }
     let second = next.expect_offer_within(AFTER_TIMEOUT).await?;
     assert_eq!(second.incident_id, "smoke-1");
-    let timed_out = events
-        .wait_for_kind(PROMPTLY, "offer_timed_out", "smoke-1")
-        .await?;
+    let timed_out = events.wait_for_kind(PROMPTLY, "offer_timed_out", "smoke-1").await?;
     assert_eq!(timed_out.offer_id, first.offer_id);
     assert_eq!(timed_out.agent_id, "silent");
-    let resent = events
-        .wait_for_kind(PROMPTLY, "offer_sent", "smoke-1")
-        .await?;
+    let resent = events.wait_for_kind(PROMPTLY, "offer_sent", "smoke-1").await?;
     assert_eq!(resent.offer_id, second.offer_id);
     assert!(resent.seq > timed_out.seq);
 
@@ -285,26 +189,13 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
         ("e3-other-community", "d1-s1-c1-g2", other_community),
         ("e5-far-street", "d1-s2-c1-g3", far_street),
     ] {
-        people.push(
-            server
-                .connect_person_at(person(id, home, &[]), lon, lat)
-                .await?,
-        );
+        people.push(server.connect_person_at(person(id, home, &[]), lon, lat).await?);
     }
-    let mut outsider = server
-        .connect_person_at(
-            person("e4-other-district", "d2-s1-c1-g1", &[]),
-            other_district.0,
-            other_district.1,
-        )
-        .await?;
+    let mut outsider =
+        server.connect_person_at(person("e4-other-district", "d2-s1-c1-g1", &[]), other_district.0, other_district.1).await?;
 
     let switched = command
-        .set_mode(pb::SetModeRequest {
-            area_id: "d1".into(),
-            mode: pb::Mode::EmergencyIi as i32,
-            reason: "flood warning".into(),
-        })
+        .set_mode(pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyIi as i32, reason: "flood warning".into() })
         .await?
         .into_inner();
     assert_eq!(switched.mode, pb::Mode::EmergencyIi as i32);
@@ -317,26 +208,15 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
                 assert_eq!(changed.reason, "flood warning");
                 assert_eq!(changed.location_interval_s, interval);
             }
-            other => anyhow::bail!(
-                "{} expected mode_changed, got {other:?}",
-                session.agent_id()
-            ),
+            other => anyhow::bail!("{} expected mode_changed, got {other:?}", session.agent_id()),
         }
     }
-    outsider
-        .expect_silence_for(Duration::from_millis(300))
-        .await?;
+    outsider.expect_silence_for(Duration::from_millis(300)).await?;
 
-    let incident = command
-        .create_incident(incident_at("flood-1", incident_point, &[]))
-        .await?
-        .into_inner();
+    let incident = command.create_incident(incident_at("flood-1", incident_point, &[])).await?.into_inner();
     assert_eq!(incident.mode, pb::Mode::EmergencyIi as i32);
     let parallel = server.policy().emergency_ii.parallel_offers as usize;
-    assert_eq!(
-        parallel, 3,
-        "this test expects the default of three parallel offers"
-    );
+    assert_eq!(parallel, 3, "this test expects the default of three parallel offers");
     assert_eq!(
         offered_agents(&incident),
         set(&["e1-same-grid", "e2-other-grid", "e3-other-community"]),
@@ -348,16 +228,8 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
     for session in &mut people[..3] {
         let offer = session.expect_offer_within(PROMPTLY).await?;
         assert_eq!(offer.incident_id, "flood-1");
-        assert_eq!(
-            offer.deadline_ms,
-            incident.reported_at_ms + emergency_timeout_ms,
-            "the shorter emergency II deadline"
-        );
-        assert_eq!(
-            offer.level,
-            pb::AreaLevel::District as i32,
-            "flat dispatch over the emergency area"
-        );
+        assert_eq!(offer.deadline_ms, incident.reported_at_ms + emergency_timeout_ms, "the shorter emergency II deadline");
+        assert_eq!(offer.level, pb::AreaLevel::District as i32, "flat dispatch over the emergency area");
         offers.push(offer);
     }
 
@@ -365,10 +237,7 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
     people[1].accept(&offers[1].offer_id).await?;
     match people[1].next_message_within(PROMPTLY).await? {
         Incoming::AssignmentConfirmed(confirmed) => {
-            assert_eq!(
-                confirmed.offer.map(|offer| offer.offer_id),
-                Some(offers[1].offer_id.clone())
-            );
+            assert_eq!(confirmed.offer.map(|offer| offer.offer_id), Some(offers[1].offer_id.clone()));
         }
         other => anyhow::bail!("expected assignment_confirmed, got {other:?}"),
     }
@@ -378,10 +247,7 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
                 assert_eq!(void.offer_id, offers[index].offer_id);
                 assert_eq!(void.incident_id, "flood-1");
             }
-            other => anyhow::bail!(
-                "{} expected no_longer_needed, got {other:?}",
-                people[index].agent_id()
-            ),
+            other => anyhow::bail!("{} expected no_longer_needed, got {other:?}", people[index].agent_id()),
         }
     }
     // A late accept changes nothing.
@@ -390,25 +256,12 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
         Incoming::Refused(refused) => assert_eq!(refused.code, "failed_precondition"),
         other => anyhow::bail!("expected refused, got {other:?}"),
     }
-    let staffed = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "flood-1".into(),
-        })
-        .await?
-        .into_inner();
+    let staffed = command.get_incident(pb::GetIncidentRequest { id: "flood-1".into() }).await?.into_inner();
     assert_eq!(staffed.status, pb::IncidentStatus::Staffed as i32);
-    let assignees: Vec<&str> = staffed
-        .assignments
-        .iter()
-        .map(|assignment| assignment.agent_id.as_str())
-        .collect();
+    let assignees: Vec<&str> = staffed.assignments.iter().map(|assignment| assignment.agent_id.as_str()).collect();
     assert_eq!(assignees, vec!["e2-other-grid"]);
-    people[3]
-        .expect_no_offer_for(Duration::from_millis(200))
-        .await?;
-    outsider
-        .expect_no_offer_for(Duration::from_millis(200))
-        .await?;
+    people[3].expect_no_offer_for(Duration::from_millis(200)).await?;
+    outsider.expect_no_offer_for(Duration::from_millis(200)).await?;
 
     drop((people, outsider));
     server.shutdown().await
@@ -421,51 +274,25 @@ async fn normal_mode_widens_level_by_level_before_offering() -> anyhow::Result<(
     let incident_point = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
     // The only person is in the same street but another community.
     let (lon, lat) = area_box(&mut command, "d1-s1-c2-g1").await?.centre();
-    let mut neighbour = server
-        .connect_person_at(person("neighbour", "d1-s1-c2-g1", &[]), lon, lat)
-        .await?;
+    let mut neighbour = server.connect_person_at(person("neighbour", "d1-s1-c2-g1", &[]), lon, lat).await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
 
-    let incident = command
-        .create_incident(incident_at("cat-1", incident_point, &[]))
-        .await?
-        .into_inner();
+    let incident = command.create_incident(incident_at("cat-1", incident_point, &[])).await?.into_inner();
     assert_eq!(incident.scope, pb::AreaLevel::Street as i32);
-    events
-        .wait_for_kind(PROMPTLY, "offer_sent", "cat-1")
-        .await?;
-    let about_incident: Vec<&pb::Event> = events
-        .seen()
-        .iter()
-        .filter(|event| event.incident_id == "cat-1")
-        .collect();
-    let kinds: Vec<&str> = about_incident
-        .iter()
-        .map(|event| event.kind.as_str())
-        .collect();
-    assert_eq!(
-        kinds,
-        vec!["incident_reported", "widened", "widened", "offer_sent"]
-    );
+    events.wait_for_kind(PROMPTLY, "offer_sent", "cat-1").await?;
+    let about_incident: Vec<&pb::Event> = events.seen().iter().filter(|event| event.incident_id == "cat-1").collect();
+    let kinds: Vec<&str> = about_incident.iter().map(|event| event.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["incident_reported", "widened", "widened", "offer_sent"]);
     let steps: Vec<(String, String)> = about_incident
         .iter()
         .filter(|event| event.kind == "widened")
         .map(|event| {
             let json = event_json(event)?;
             anyhow::ensure!(json["reason"] == "no_candidates", "widening reason: {json}");
-            Ok((
-                json["from"].as_str().unwrap_or_default().to_string(),
-                json["to"].as_str().unwrap_or_default().to_string(),
-            ))
+            Ok((json["from"].as_str().unwrap_or_default().to_string(), json["to"].as_str().unwrap_or_default().to_string()))
         })
         .collect::<anyhow::Result<_>>()?;
-    assert_eq!(
-        steps,
-        vec![
-            ("grid".to_string(), "community".to_string()),
-            ("community".to_string(), "street".to_string())
-        ]
-    );
+    assert_eq!(steps, vec![("grid".to_string(), "community".to_string()), ("community".to_string(), "street".to_string())]);
 
     let offer = neighbour.expect_offer_within(PROMPTLY).await?;
     assert_eq!(offer.level, pb::AreaLevel::Street as i32);
@@ -482,9 +309,7 @@ async fn watch_events_resumes_from_seq_without_gaps_or_duplicates() -> anyhow::R
     let point = area_box(&mut command, "d2-s2-c1-g1").await?.centre();
     // With nobody connected each incident records several events.
     for index in 1..=3 {
-        command
-            .create_incident(incident_at(&format!("r{index}"), point, &[]))
-            .await?;
+        command.create_incident(incident_at(&format!("r{index}"), point, &[])).await?;
     }
 
     let mut first_watch = EventWatch::start(&mut command, 1).await?;
@@ -497,45 +322,27 @@ async fn watch_events_resumes_from_seq_without_gaps_or_duplicates() -> anyhow::R
 
     // Events happen while nobody watches, and more while the watcher resumes.
     for index in 4..=6 {
-        command
-            .create_incident(incident_at(&format!("r{index}"), point, &[]))
-            .await?;
+        command.create_incident(incident_at(&format!("r{index}"), point, &[])).await?;
     }
     let mut resumed = EventWatch::start(&mut command, last_seen + 1).await?;
     let mut writer = server.command().await?;
     let concurrent = tokio::spawn(async move {
         for index in 7..=9 {
-            writer
-                .create_incident(incident_at(&format!("r{index}"), point, &[]))
-                .await?;
+            writer.create_incident(incident_at(&format!("r{index}"), point, &[])).await?;
         }
         anyhow::Ok(())
     });
-    resumed
-        .wait_for_kind(PROMPTLY, "no_candidates", "r9")
-        .await?;
+    resumed.wait_for_kind(PROMPTLY, "no_candidates", "r9").await?;
     concurrent.await??;
 
     let combined: Vec<pb::Event> = first_part.iter().chain(resumed.seen()).cloned().collect();
     let seqs: Vec<u64> = combined.iter().map(|event| event.seq).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
-    assert_eq!(
-        seqs, expected,
-        "sequence numbers run from 1 without gap or duplicate across the reconnect"
-    );
-    assert_eq!(
-        resumed.seen().first().map(|event| event.seq),
-        Some(last_seen + 1)
-    );
-    let reported: Vec<&str> = combined
-        .iter()
-        .filter(|event| event.kind == "incident_reported")
-        .map(|event| event.incident_id.as_str())
-        .collect();
-    assert_eq!(
-        reported,
-        vec!["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"]
-    );
+    assert_eq!(seqs, expected, "sequence numbers run from 1 without gap or duplicate across the reconnect");
+    assert_eq!(resumed.seen().first().map(|event| event.seq), Some(last_seen + 1));
+    let reported: Vec<&str> =
+        combined.iter().filter(|event| event.kind == "incident_reported").map(|event| event.incident_id.as_str()).collect();
+    assert_eq!(reported, vec!["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"]);
 
     // A fresh watcher from the start sees exactly the same record.
     let mut full = EventWatch::start(&mut command, 1).await?;
@@ -546,64 +353,40 @@ async fn watch_events_resumes_from_seq_without_gaps_or_duplicates() -> anyhow::R
 
     // from_seq 0 means only new events.
     let mut live_only = EventWatch::start(&mut command, 0).await?;
-    command
-        .create_incident(incident_at("r10", point, &[]))
-        .await?;
+    command.create_incident(incident_at("r10", point, &[])).await?;
     let next = live_only.next_within(PROMPTLY).await?;
-    assert_eq!(
-        (next.seq, next.kind.as_str(), next.incident_id.as_str()),
-        (seqs.len() as u64 + 1, "incident_reported", "r10")
-    );
+    assert_eq!((next.seq, next.kind.as_str(), next.incident_id.as_str()), (seqs.len() as u64 + 1, "incident_reported", "r10"));
 
     drop((resumed, full, live_only));
     server.shutdown().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disconnecting_with_an_open_offer_withdraws_it_and_offers_the_next_person()
--> anyhow::Result<()> {
+async fn disconnecting_with_an_open_offer_withdraws_it_and_offers_the_next_person() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
     let (lon, lat) = area_box(&mut command, "d2-s1-c2-g3").await?.centre();
     let (near_lon, near_lat) = offset_m(lon, lat, 50.0, 50.0);
-    let mut leaving = server
-        .connect_person_at(person("leaving", "d2-s1-c2-g3", &[]), near_lon, near_lat)
-        .await?;
+    let mut leaving = server.connect_person_at(person("leaving", "d2-s1-c2-g3", &[]), near_lon, near_lat).await?;
     let (next_lon, next_lat) = offset_m(lon, lat, -300.0, 0.0);
-    let mut next = server
-        .connect_person_at(person("staying", "d2-s1-c2-g3", &[]), next_lon, next_lat)
-        .await?;
+    let mut next = server.connect_person_at(person("staying", "d2-s1-c2-g3", &[]), next_lon, next_lat).await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
 
-    command
-        .create_incident(incident_at("gas-1", (lon, lat), &[]))
-        .await?;
+    command.create_incident(incident_at("gas-1", (lon, lat), &[])).await?;
     let offer = leaving.expect_offer_within(PROMPTLY).await?;
     leaving.disconnect();
 
-    let withdrawn = events
-        .wait_for_kind(PROMPTLY, "offer_withdrawn", "gas-1")
-        .await?;
+    let withdrawn = events.wait_for_kind(PROMPTLY, "offer_withdrawn", "gas-1").await?;
     assert_eq!(withdrawn.offer_id, offer.offer_id);
     assert_eq!(withdrawn.agent_id, "leaving");
     assert_eq!(event_json(&withdrawn)?["reason"], "disconnected");
-    let resent = events
-        .wait_for_kind(PROMPTLY, "offer_sent", "gas-1")
-        .await?;
+    let resent = events.wait_for_kind(PROMPTLY, "offer_sent", "gas-1").await?;
     assert_eq!(resent.agent_id, "staying");
     let second = next.expect_offer_within(PROMPTLY).await?;
     assert_eq!(second.offer_id, resent.offer_id);
-    let gone = command
-        .get_agent(pb::GetAgentRequest {
-            id: "leaving".into(),
-        })
-        .await?
-        .into_inner();
+    let gone = command.get_agent(pb::GetAgentRequest { id: "leaving".into() }).await?.into_inner();
     assert!(!gone.connected);
-    assert!(
-        gone.location.is_none(),
-        "a disconnected person's live location is forgotten"
-    );
+    assert!(gone.location.is_none(), "a disconnected person's live location is forgotten");
 
     drop((next, events));
     server.shutdown().await
@@ -620,73 +403,34 @@ async fn health_and_reflection_describe_the_services() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut health = server.health().await?;
     for service in ["pingji.v1.CommandService", "pingji.v1.AgentService", ""] {
-        let response = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.to_string(),
-            })
-            .await?
-            .into_inner();
+        let response = health.check(tonic_health::pb::HealthCheckRequest { service: service.to_string() }).await?.into_inner();
         assert_eq!(
             response.status,
             tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
             "service {service:?}"
         );
     }
-    let unknown = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "pingji.v1.Nothing".into(),
-        })
-        .await;
-    assert_eq!(
-        unknown.map(|_| ()).map_err(|status| status.code()),
-        Err(tonic::Code::NotFound)
-    );
+    let unknown = health.check(tonic_health::pb::HealthCheckRequest { service: "pingji.v1.Nothing".into() }).await;
+    assert_eq!(unknown.map(|_| ()).map_err(|status| status.code()), Err(tonic::Code::NotFound));
 
     let mut reflection = ServerReflectionClient::new(server.channel().await?);
-    let ask = |request: MessageRequest| ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(request),
-    };
+    let ask = |request: MessageRequest| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
     let requests = tokio_stream::iter(vec![
         ask(MessageRequest::ListServices(String::new())),
-        ask(MessageRequest::FileContainingSymbol(
-            "pingji.v1.CommandService".into(),
-        )),
+        ask(MessageRequest::FileContainingSymbol("pingji.v1.CommandService".into())),
     ]);
-    let responses: Vec<ServerReflectionResponse> = reflection
-        .server_reflection_info(requests)
-        .await?
-        .into_inner()
-        .collect::<Result<_, _>>()
-        .await?;
+    let responses: Vec<ServerReflectionResponse> =
+        reflection.server_reflection_info(requests).await?.into_inner().collect::<Result<_, _>>().await?;
     assert_eq!(responses.len(), 2);
     let Some(MessageResponse::ListServicesResponse(listed)) = &responses[0].message_response else {
-        anyhow::bail!(
-            "expected a list of services, got {:?}",
-            responses[0].message_response
-        );
+        anyhow::bail!("expected a list of services, got {:?}", responses[0].message_response);
     };
-    let services: BTreeSet<&str> = listed
-        .service
-        .iter()
-        .map(|service| service.name.as_str())
-        .collect();
-    for expected in [
-        "pingji.v1.CommandService",
-        "pingji.v1.AgentService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            services.contains(expected),
-            "{expected} missing from {services:?}"
-        );
+    let services: BTreeSet<&str> = listed.service.iter().map(|service| service.name.as_str()).collect();
+    for expected in ["pingji.v1.CommandService", "pingji.v1.AgentService", "grpc.health.v1.Health"] {
+        assert!(services.contains(expected), "{expected} missing from {services:?}");
     }
-    let Some(MessageResponse::FileDescriptorResponse(files)) = &responses[1].message_response
-    else {
-        anyhow::bail!(
-            "expected a file descriptor, got {:?}",
-            responses[1].message_response
-        );
+    let Some(MessageResponse::FileDescriptorResponse(files)) = &responses[1].message_response else {
+        anyhow::bail!("expected a file descriptor, got {:?}", responses[1].message_response);
     };
     let files: Vec<prost_types::FileDescriptorProto> = files
         .file_descriptor_proto
@@ -698,47 +442,31 @@ async fn health_and_reflection_describe_the_services() -> anyhow::Result<()> {
         .find(|file| file.package() == "pingji.v1")
         .ok_or_else(|| anyhow::anyhow!("no pingji.v1 file in {files:?}"))?;
     assert_eq!(api.name(), "pingji/v1/pingji.proto");
-    let command_service = api
-        .service
-        .iter()
-        .find(|service| service.name() == "CommandService");
-    let methods: BTreeSet<&str> = command_service
-        .map(|service| service.method.iter().map(|method| method.name()).collect())
-        .unwrap_or_default();
-    assert!(
-        methods.contains("WatchEvents") && methods.contains("CreateIncident"),
-        "methods: {methods:?}"
-    );
+    let command_service = api.service.iter().find(|service| service.name() == "CommandService");
+    let methods: BTreeSet<&str> =
+        command_service.map(|service| service.method.iter().map(|method| method.name()).collect()).unwrap_or_default();
+    assert!(methods.contains("WatchEvents") && methods.contains("CreateIncident"), "methods: {methods:?}");
 
     drop((health, reflection));
     server.shutdown().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_team_of_two_is_offered_in_parallel_staffed_and_released_on_cancel() -> anyhow::Result<()>
-{
+async fn a_team_of_two_is_offered_in_parallel_staffed_and_released_on_cancel() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
     let (lon, lat) = area_box(&mut command, "d2-s2-c2-g1").await?.centre();
     let mut sessions = Vec::new();
     for (id, east_m) in [("t1", 50.0), ("t2", 150.0), ("t3", 400.0)] {
         let (person_lon, person_lat) = offset_m(lon, lat, east_m, 0.0);
-        sessions.push(
-            server
-                .connect_person_at(person(id, "d2-s2-c2-g1", &[]), person_lon, person_lat)
-                .await?,
-        );
+        sessions.push(server.connect_person_at(person(id, "d2-s2-c2-g1", &[]), person_lon, person_lat).await?);
     }
     let mut events = EventWatch::start(&mut command, 1).await?;
 
     let mut request = incident_at("move-1", (lon, lat), &[]);
     request.headcount = 2;
     let incident = command.create_incident(request).await?.into_inner();
-    assert_eq!(
-        offered_agents(&incident),
-        set(&["t1", "t2"]),
-        "one offer per person needed"
-    );
+    assert_eq!(offered_agents(&incident), set(&["t1", "t2"]), "one offer per person needed");
     let first = sessions[0].expect_offer_within(PROMPTLY).await?;
     let second = sessions[1].expect_offer_within(PROMPTLY).await?;
 
@@ -748,9 +476,7 @@ async fn a_team_of_two_is_offered_in_parallel_staffed_and_released_on_cancel() -
         Incoming::OfferWithdrawn(withdrawn) => assert_eq!(withdrawn.offer_id, first.offer_id),
         other => anyhow::bail!("expected offer_withdrawn, got {other:?}"),
     }
-    let withdrawn = events
-        .wait_for_kind(PROMPTLY, "offer_withdrawn", "move-1")
-        .await?;
+    let withdrawn = events.wait_for_kind(PROMPTLY, "offer_withdrawn", "move-1").await?;
     assert_eq!(event_json(&withdrawn)?["reason"], "unavailable");
     let third = sessions[2].expect_offer_within(PROMPTLY).await?;
 
@@ -758,52 +484,28 @@ async fn a_team_of_two_is_offered_in_parallel_staffed_and_released_on_cancel() -
     sessions[2].accept(&third.offer_id).await?;
     for index in [1, 2] {
         let message = sessions[index].next_message_within(PROMPTLY).await?;
-        anyhow::ensure!(
-            matches!(message, Incoming::AssignmentConfirmed(_)),
-            "expected assignment_confirmed, got {message:?}"
-        );
+        anyhow::ensure!(matches!(message, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {message:?}");
     }
-    events
-        .wait_for_kind(PROMPTLY, "incident_staffed", "move-1")
-        .await?;
-    let staffed = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "move-1".into(),
-        })
-        .await?
-        .into_inner();
-    let mut assignees: Vec<&str> = staffed
-        .assignments
-        .iter()
-        .map(|assignment| assignment.agent_id.as_str())
-        .collect();
+    events.wait_for_kind(PROMPTLY, "incident_staffed", "move-1").await?;
+    let staffed = command.get_incident(pb::GetIncidentRequest { id: "move-1".into() }).await?.into_inner();
+    let mut assignees: Vec<&str> = staffed.assignments.iter().map(|assignment| assignment.agent_id.as_str()).collect();
     assignees.sort();
     assert_eq!(assignees, vec!["t2", "t3"]);
 
     // Cancelling ends both assignments and frees both people.
-    let request = pb::CancelIncidentRequest {
-        id: "move-1".into(),
-        reason: "the family moved already".into(),
-    };
+    let request = pb::CancelIncidentRequest { id: "move-1".into(), reason: "the family moved already".into() };
     let cancelled = command.cancel_incident(request).await?.into_inner();
     assert_eq!(cancelled.status, pb::IncidentStatus::Cancelled as i32);
     for index in [1, 2] {
         match sessions[index].next_message_within(PROMPTLY).await? {
             Incoming::AssignmentEnded(ended) => {
                 assert_eq!(ended.incident_id, "move-1");
-                assert!(
-                    ended.reason.contains("the family moved already"),
-                    "reason: {}",
-                    ended.reason
-                );
+                assert!(ended.reason.contains("the family moved already"), "reason: {}", ended.reason);
             }
             other => anyhow::bail!("expected assignment_ended, got {other:?}"),
         }
         let id = sessions[index].agent_id().to_string();
-        let agent = command
-            .get_agent(pb::GetAgentRequest { id })
-            .await?
-            .into_inner();
+        let agent = command.get_agent(pb::GetAgentRequest { id }).await?.into_inner();
         assert_eq!(agent.status, pb::AgentStatus::Available as i32);
         assert_eq!(agent.current_incident_id, "");
     }
@@ -822,11 +524,7 @@ async fn a_team_of_two_is_offered_in_parallel_staffed_and_released_on_cancel() -
 async fn a_person_can_reconnect_right_after_closing_their_session() -> anyhow::Result<()> {
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
-    command
-        .upsert_agent(pb::UpsertAgentRequest {
-            agent: Some(person("flaky-network", "d1-s1-c1-g1", &[])),
-        })
-        .await?;
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("flaky-network", "d1-s1-c1-g1", &[])) }).await?;
     let mut agents = server.agents().await?;
     let mut refused = 0;
     for _attempt in 0..50 {

@@ -11,8 +11,8 @@ use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::{
-    AgentSession, AreaBox, DispatcherProcess, EventWatch, ProcessOptions, TestServer, area_box,
-    connect_located, pb, quick_policy_toml, sample_city, sample_roster,
+    AgentSession, AreaBox, DispatcherProcess, EventWatch, ProcessOptions, TestServer, area_box, connect_located, pb,
+    quick_policy_toml, sample_city, sample_roster,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -37,10 +37,7 @@ fn options(dir: &Path, normal_offer_timeout_s: u64) -> anyhow::Result<ProcessOpt
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|since| since.as_millis() as i64)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_millis() as i64).unwrap_or_default()
 }
 
 /// A small deterministic generator (xorshift), seeded per run and printed so
@@ -79,10 +76,7 @@ async fn auto_accept(mut session: AgentSession, confirmations: mpsc::Sender<Conf
     let _ended = answer_until_closed(&mut session, &confirmations).await;
 }
 
-async fn answer_until_closed(
-    session: &mut AgentSession,
-    confirmations: &mpsc::Sender<Confirmed>,
-) -> anyhow::Result<()> {
+async fn answer_until_closed(session: &mut AgentSession, confirmations: &mpsc::Sender<Confirmed>) -> anyhow::Result<()> {
     loop {
         match session.next_message_within(Duration::from_secs(60)).await? {
             Incoming::Offer(offer) => session.accept(&offer.offer_id).await?,
@@ -102,10 +96,7 @@ async fn answer_until_closed(
 
 /// Creates incidents until `count` are done or the dispatcher stops
 /// answering; returns the ids it acknowledged.
-async fn create_incidents(
-    mut command: CommandServiceClient<Channel>,
-    requests: Vec<pb::CreateIncidentRequest>,
-) -> Vec<String> {
+async fn create_incidents(mut command: CommandServiceClient<Channel>, requests: Vec<pb::CreateIncidentRequest>) -> Vec<String> {
     let mut acknowledged = Vec::new();
     for request in requests {
         match command.create_incident(request).await {
@@ -118,20 +109,11 @@ async fn create_incidents(
 
 /// Reads the whole record up to a marker written now; checks that sequence
 /// numbers run 1, 2, 3 ... and returns the events.
-async fn whole_record(
-    command: &mut CommandServiceClient<Channel>,
-) -> anyhow::Result<Vec<pb::Event>> {
+async fn whole_record(command: &mut CommandServiceClient<Channel>) -> anyhow::Result<Vec<pb::Event>> {
     let mut watch = EventWatch::start(command, 1).await?;
-    let marker = pb::AgentSpec {
-        name: format!("record marker {}", now_ms()),
-        ..pingji_tests::person("record-marker", "", &[])
-    };
+    let marker = pb::AgentSpec { name: format!("record marker {}", now_ms()), ..pingji_tests::person("record-marker", "", &[]) };
     let marker_name = marker.name.clone();
-    command
-        .upsert_agent(pb::UpsertAgentRequest {
-            agent: Some(marker),
-        })
-        .await?;
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(marker) }).await?;
     watch
         .wait_for(Duration::from_secs(60), "the record marker", |event| {
             event.kind == "agents_upserted" && event.json.contains(&marker_name)
@@ -167,30 +149,15 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
         .await?
         .into_inner()
         .agents;
-    let people: Vec<String> = roster
-        .iter()
-        .filter_map(|agent| agent.spec.as_ref())
-        .map(|spec| spec.id.clone())
-        .take(PEOPLE)
-        .collect();
-    anyhow::ensure!(
-        people.len() >= 15,
-        "the sample roster has only {} people on duty in d1-s1-c1",
-        people.len()
-    );
+    let people: Vec<String> =
+        roster.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()).take(PEOPLE).collect();
+    anyhow::ensure!(people.len() >= 15, "the sample roster has only {} people on duty in d1-s1-c1", people.len());
 
     let (confirmations, mut confirmed_stream) = mpsc::channel(4 * INCIDENTS);
     let mut agent_tasks = Vec::new();
     for id in &people {
         let (lon, lat) = dice.point_in(&community);
-        let session = connect_located(
-            &mut command,
-            &mut AgentServiceClient::new(channel.clone()),
-            id,
-            lon,
-            lat,
-        )
-        .await?;
+        let session = connect_located(&mut command, &mut AgentServiceClient::new(channel.clone()), id, lon, lat).await?;
         agent_tasks.push(tokio::spawn(auto_accept(session, confirmations.clone())));
     }
     drop(confirmations);
@@ -210,12 +177,7 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
     }
     let creators: Vec<_> = batches
         .into_iter()
-        .map(|batch| {
-            tokio::spawn(create_incidents(
-                CommandServiceClient::new(channel.clone()),
-                batch,
-            ))
-        })
+        .map(|batch| tokio::spawn(create_incidents(CommandServiceClient::new(channel.clone()), batch)))
         .collect();
 
     let mut confirmed: Vec<Confirmed> = Vec::new();
@@ -223,16 +185,8 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
         let next = tokio::time::timeout(Duration::from_secs(60), confirmed_stream.recv()).await;
         match next {
             Ok(Some(record)) => confirmed.push(record),
-            Ok(None) => anyhow::bail!(
-                "every session ended after {} confirmations; log:\n{}",
-                confirmed.len(),
-                first.log()
-            ),
-            Err(_) => anyhow::bail!(
-                "only {} confirmations within 60 s; log:\n{}",
-                confirmed.len(),
-                first.log()
-            ),
+            Ok(None) => anyhow::bail!("every session ended after {} confirmations; log:\n{}", confirmed.len(), first.log()),
+            Err(_) => anyhow::bail!("only {} confirmations within 60 s; log:\n{}", confirmed.len(), first.log()),
         }
     }
     first.kill().await?;
@@ -248,33 +202,20 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
     while let Some(record) = confirmed_stream.recv().await {
         confirmed.push(record);
     }
-    println!(
-        "acknowledged {} incidents and {} assignments before the kill",
-        acknowledged.len(),
-        confirmed.len()
-    );
+    println!("acknowledged {} incidents and {} assignments before the kill", acknowledged.len(), confirmed.len());
 
     let second = DispatcherProcess::start(&options).await?;
     let mut command = second.command().await?;
     for id in &acknowledged {
-        let incident = command
-            .get_incident(pb::GetIncidentRequest { id: id.clone() })
-            .await;
-        anyhow::ensure!(
-            incident.is_ok(),
-            "acknowledged incident {id} is gone after the restart: {incident:?}"
-        );
+        let incident = command.get_incident(pb::GetIncidentRequest { id: id.clone() }).await;
+        anyhow::ensure!(incident.is_ok(), "acknowledged incident {id} is gone after the restart: {incident:?}");
     }
     for record in &confirmed {
-        let incident = command
-            .get_incident(pb::GetIncidentRequest {
-                id: record.incident_id.clone(),
-            })
-            .await?
-            .into_inner();
-        let present = incident.assignments.iter().any(|assignment| {
-            assignment.agent_id == record.agent_id && assignment.offer_id == record.offer_id
-        });
+        let incident = command.get_incident(pb::GetIncidentRequest { id: record.incident_id.clone() }).await?.into_inner();
+        let present = incident
+            .assignments
+            .iter()
+            .any(|assignment| assignment.agent_id == record.agent_id && assignment.offer_id == record.offer_id);
         anyhow::ensure!(
             present,
             "confirmed assignment {record:?} is missing after the restart; assignments: {:?}",
@@ -284,83 +225,42 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
 
     // Nobody holds two open assignments, and people's records agree with the incidents.
     let incidents = command
-        .list_incidents(pb::ListIncidentsRequest {
-            open_only: false,
-            limit: 0,
-            ..Default::default()
-        })
+        .list_incidents(pb::ListIncidentsRequest { open_only: false, limit: 0, ..Default::default() })
         .await?
         .into_inner()
         .incidents;
     let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for incident in &incidents {
-        let open = ![
-            pb::IncidentStatus::Cancelled as i32,
-            pb::IncidentStatus::Closed as i32,
-        ]
-        .contains(&incident.status);
-        anyhow::ensure!(
-            incident.assignments.len() as u32 <= incident.headcount,
-            "more assigned than needed on {}",
-            incident.id
-        );
-        for assignment in incident
-            .assignments
-            .iter()
-            .filter(|assignment| open && assignment.completed_at_ms == 0)
-        {
-            held.entry(assignment.agent_id.clone())
-                .or_default()
-                .push(incident.id.clone());
+        let open = ![pb::IncidentStatus::Cancelled as i32, pb::IncidentStatus::Closed as i32].contains(&incident.status);
+        anyhow::ensure!(incident.assignments.len() as u32 <= incident.headcount, "more assigned than needed on {}", incident.id);
+        for assignment in incident.assignments.iter().filter(|assignment| open && assignment.completed_at_ms == 0) {
+            held.entry(assignment.agent_id.clone()).or_default().push(incident.id.clone());
         }
     }
     for (agent, holding) in &held {
-        anyhow::ensure!(
-            holding.len() == 1,
-            "{agent} is the current assignee of several open incidents: {holding:?}"
-        );
+        anyhow::ensure!(holding.len() == 1, "{agent} is the current assignee of several open incidents: {holding:?}");
     }
     let agents = command
-        .list_agents(pb::ListAgentsRequest {
-            area_id: "d1-s1-c1".into(),
-            ..Default::default()
-        })
+        .list_agents(pb::ListAgentsRequest { area_id: "d1-s1-c1".into(), ..Default::default() })
         .await?
         .into_inner()
         .agents;
     for agent in &agents {
-        let id = agent
-            .spec
-            .as_ref()
-            .map(|spec| spec.id.clone())
-            .unwrap_or_default();
-        let expected = held
-            .get(&id)
-            .and_then(|holding| holding.first())
-            .cloned()
-            .unwrap_or_default();
+        let id = agent.spec.as_ref().map(|spec| spec.id.clone()).unwrap_or_default();
+        let expected = held.get(&id).and_then(|holding| holding.first()).cloned().unwrap_or_default();
         anyhow::ensure!(
             agent.current_incident_id == expected,
             "{id} holds {:?} but the incidents say {expected:?}",
             agent.current_incident_id
         );
     }
-    let reported: BTreeSet<&str> = incidents
-        .iter()
-        .map(|incident| incident.id.as_str())
-        .collect();
+    let reported: BTreeSet<&str> = incidents.iter().map(|incident| incident.id.as_str()).collect();
     anyhow::ensure!(reported.len() <= INCIDENTS);
 
     let record = whole_record(&mut command).await?;
-    let journaled: BTreeSet<&str> = record
-        .iter()
-        .filter(|event| event.kind == "incident_reported")
-        .map(|event| event.incident_id.as_str())
-        .collect();
-    assert_eq!(
-        journaled, reported,
-        "the incidents are exactly the ones the record reports"
-    );
+    let journaled: BTreeSet<&str> =
+        record.iter().filter(|event| event.kind == "incident_reported").map(|event| event.incident_id.as_str()).collect();
+    assert_eq!(journaled, reported, "the incidents are exactly the ones the record reports");
 
     drop(command);
     second.kill().await
@@ -385,19 +285,9 @@ async fn an_offer_whose_deadline_passed_while_down_times_out_after_restart() -> 
         .await?
         .into_inner()
         .agents;
-    let agent_id = on_duty
-        .first()
-        .and_then(|agent| agent.spec.as_ref())
-        .map(|spec| spec.id.clone());
+    let agent_id = on_duty.first().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone());
     let agent_id = agent_id.ok_or_else(|| anyhow::anyhow!("nobody on duty in d1-s1-c1-g1"))?;
-    let mut session = connect_located(
-        &mut command,
-        &mut AgentServiceClient::new(channel.clone()),
-        &agent_id,
-        lon,
-        lat,
-    )
-    .await?;
+    let mut session = connect_located(&mut command, &mut AgentServiceClient::new(channel.clone()), &agent_id, lon, lat).await?;
 
     let request = pb::CreateIncidentRequest {
         id: "unanswered".into(),
@@ -411,69 +301,37 @@ async fn an_offer_whose_deadline_passed_while_down_times_out_after_restart() -> 
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
-    let sent = events
-        .wait_for(PROMPTLY, "the offer", |event| {
-            event.kind == "offer_sent" && event.offer_id == offer.offer_id
-        })
-        .await?;
+    let sent =
+        events.wait_for(PROMPTLY, "the offer", |event| event.kind == "offer_sent" && event.offer_id == offer.offer_id).await?;
     // Still open when the process dies: the timeout cannot have been recorded.
-    let incident = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "unanswered".into(),
-        })
-        .await?
-        .into_inner();
-    anyhow::ensure!(
-        incident
-            .open_offers
-            .iter()
-            .any(|open| open.offer_id == offer.offer_id),
-        "the offer closed before the kill"
-    );
+    let incident = command.get_incident(pb::GetIncidentRequest { id: "unanswered".into() }).await?.into_inner();
+    anyhow::ensure!(incident.open_offers.iter().any(|open| open.offer_id == offer.offer_id), "the offer closed before the kill");
     drop((session, events, command, channel));
     first.kill().await?;
 
-    pingji_tests::wait_until(
-        Duration::from_secs(30),
-        "the offer's deadline has passed",
-        async || Ok(now_ms() > offer.deadline_ms + 200),
-    )
+    pingji_tests::wait_until(Duration::from_secs(30), "the offer's deadline has passed", async || {
+        Ok(now_ms() > offer.deadline_ms + 200)
+    })
     .await?;
     let restarted_at = now_ms();
     let second = DispatcherProcess::start(&options).await?;
     let mut command = second.command().await?;
     let mut events = EventWatch::start(&mut command, 1).await?;
     let timed_out = events
-        .wait_for(PROMPTLY, "the offer times out", |event| {
-            event.kind == "offer_timed_out" && event.offer_id == offer.offer_id
-        })
+        .wait_for(PROMPTLY, "the offer times out", |event| event.kind == "offer_timed_out" && event.offer_id == offer.offer_id)
         .await?;
     assert!(timed_out.seq > sent.seq);
-    assert!(
-        timed_out.at_ms >= restarted_at,
-        "timed out at {} but the restart began at {restarted_at}",
-        timed_out.at_ms
-    );
+    assert!(timed_out.at_ms >= restarted_at, "timed out at {} but the restart began at {restarted_at}", timed_out.at_ms);
     assert_eq!(timed_out.agent_id, agent_id);
-    let incident = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "unanswered".into(),
-        })
-        .await?
-        .into_inner();
-    assert!(
-        incident.open_offers.is_empty(),
-        "open offers after the restart: {:?}",
-        incident.open_offers
-    );
+    let incident = command.get_incident(pb::GetIncidentRequest { id: "unanswered".into() }).await?.into_inner();
+    assert!(incident.open_offers.is_empty(), "open offers after the restart: {:?}", incident.open_offers);
 
     drop((events, command));
     second.kill().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() -> anyhow::Result<()>
-{
+async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let journal = dir.path().join("graceful.db");
     let store = Store::Sqlite(journal.clone());
@@ -495,10 +353,7 @@ async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() 
     let offer = session.expect_offer_within(PROMPTLY).await?;
     session.accept(&offer.offer_id).await?;
     let confirmed = session.next_message_within(PROMPTLY).await?;
-    anyhow::ensure!(
-        matches!(confirmed, Incoming::AssignmentConfirmed(_)),
-        "expected assignment_confirmed, got {confirmed:?}"
-    );
+    anyhow::ensure!(matches!(confirmed, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {confirmed:?}");
     let before = whole_record(&mut command).await?;
     // Shut down with the person's session still open: the drain gives up on
     // it after the drain timeout and the server stops cleanly.
@@ -508,45 +363,23 @@ async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() 
 
     let second = TestServer::start(|config| config.store = store).await?;
     let mut command = second.command().await?;
-    let incident = command
-        .get_incident(pb::GetIncidentRequest { id: "kept".into() })
-        .await?
-        .into_inner();
+    let incident = command.get_incident(pb::GetIncidentRequest { id: "kept".into() }).await?.into_inner();
     assert_eq!(incident.status, pb::IncidentStatus::Staffed as i32);
     assert_eq!(
-        incident
-            .assignments
-            .iter()
-            .map(|assignment| assignment.offer_id.as_str())
-            .collect::<Vec<_>>(),
+        incident.assignments.iter().map(|assignment| assignment.offer_id.as_str()).collect::<Vec<_>>(),
         vec![offer.offer_id.as_str()]
     );
     let session = AgentSession::open(&mut second.agents().await?, "keeper").await?;
     let welcome = session.welcome().clone();
-    assert_eq!(
-        welcome.current_incident.map(|incident| incident.id),
-        Some("kept".to_string())
-    );
-    assert_eq!(
-        welcome.agent.map(|agent| agent.status),
-        Some(pb::AgentStatus::Busy as i32)
-    );
+    assert_eq!(welcome.current_incident.map(|incident| incident.id), Some("kept".to_string()));
+    assert_eq!(welcome.agent.map(|agent| agent.status), Some(pb::AgentStatus::Busy as i32));
 
     let mut events = EventWatch::start(&mut command, 1).await?;
     session.complete("kept", "handled").await?;
-    events
-        .wait_for_kind(PROMPTLY, "incident_closed", "kept")
-        .await?;
-    let closed = command
-        .get_incident(pb::GetIncidentRequest { id: "kept".into() })
-        .await?
-        .into_inner();
+    events.wait_for_kind(PROMPTLY, "incident_closed", "kept").await?;
+    let closed = command.get_incident(pb::GetIncidentRequest { id: "kept".into() }).await?.into_inner();
     assert_eq!(closed.status, pb::IncidentStatus::Closed as i32);
-    assert!(
-        closed.feedback.contains("keeper: handled"),
-        "feedback: {}",
-        closed.feedback
-    );
+    assert!(closed.feedback.contains("keeper: handled"), "feedback: {}", closed.feedback);
     // The record before the restart is the start of the record after it.
     let after = whole_record(&mut command).await?;
     assert_eq!(&after[..before.len()], before.as_slice());
@@ -589,13 +422,7 @@ async fn a_journal_write_failure_refuses_the_command_and_stops_the_dispatcher() 
     journal.execute_batch("DROP TRIGGER refuse_writes;")?;
     drop(journal);
     let restarted = DispatcherProcess::start(&options).await?;
-    let incidents = restarted
-        .command()
-        .await?
-        .list_incidents(pb::ListIncidentsRequest::default())
-        .await?
-        .into_inner()
-        .incidents;
+    let incidents = restarted.command().await?.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents;
     assert!(incidents.iter().all(|incident| incident.category != "never-written"), "{incidents:?}");
     restarted.kill().await
 }

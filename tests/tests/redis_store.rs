@@ -22,12 +22,8 @@ use pingji_dispatcher::shard::{RedisShard, ShardId};
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::redis::{
-    Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of,
-};
-use pingji_tests::{
-    AgentSession, AreaBox, area_box, connect_located, pb, sample_city, sample_roster, wait_until,
-};
+use pingji_tests::redis::{Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of};
+use pingji_tests::{AgentSession, AreaBox, area_box, connect_located, pb, sample_city, sample_roster, wait_until};
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -67,10 +63,7 @@ fn options(dir: &Path, redis: &RedisServer, log: &str) -> anyhow::Result<SharedS
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|since| since.as_millis() as i64)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|since| since.as_millis() as i64).unwrap_or_default()
 }
 
 /// A small deterministic generator (xorshift), seeded per run and printed.
@@ -108,10 +101,8 @@ fn incident(id: String, (lon, lat): (f64, f64), index: usize) -> pb::CreateIncid
 /// and checks that its sequence numbers run 1, 2, 3 ...
 async fn stream_events(redis: &RedisServer) -> anyhow::Result<Vec<StoredEvent>> {
     let shard = RedisShard::new(&redis.url(), ShardId::default())?;
-    let events = tokio::task::spawn_blocking(move || {
-        RedisReader::open(shard).and_then(|reader| reader.read_from(1, usize::MAX))
-    })
-    .await??;
+    let events = tokio::task::spawn_blocking(move || RedisReader::open(shard).and_then(|reader| reader.read_from(1, usize::MAX)))
+        .await??;
     let seqs: Vec<u64> = events.iter().map(|event| event.seq).collect();
     let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
     anyhow::ensure!(seqs == expected, "the stream has gaps or repeats");
@@ -119,18 +110,12 @@ async fn stream_events(redis: &RedisServer) -> anyhow::Result<Vec<StoredEvent>> 
 }
 
 fn last_line(log: &str) -> &str {
-    log.lines()
-        .rev()
-        .find(|line| !line.trim().is_empty())
-        .unwrap_or_default()
+    log.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default()
 }
 
 /// Polls until `dispatcher` owns the shard; returns how long that took
 /// from `since`.
-async fn time_takeover(
-    dispatcher: &mut SharedDispatcher,
-    since: Instant,
-) -> anyhow::Result<Duration> {
+async fn time_takeover(dispatcher: &mut SharedDispatcher, since: Instant) -> anyhow::Result<Duration> {
     dispatcher.wait_owner(Duration::from_secs(60)).await?;
     Ok(since.elapsed())
 }
@@ -147,10 +132,7 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
     let answer = second.wait_standby(PROMPTLY).await?;
     let owner = first.address().to_string();
     assert_eq!(owner_of(&answer).as_deref(), Some(owner.as_str()));
-    assert_eq!(
-        answer.message(),
-        format!("shard city is owned by the dispatcher at {owner}; connect there")
-    );
+    assert_eq!(answer.message(), format!("shard city is owned by the dispatcher at {owner}; connect there"));
 
     // Every Pingji call is sent on, streams included.
     let standby_channel = second.channel().await?;
@@ -160,8 +142,7 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
         .expect_err("a standby does not create incidents");
     assert_eq!(refused.code(), tonic::Code::Unavailable);
     assert_eq!(owner_of(&refused).as_deref(), Some(owner.as_str()));
-    let session =
-        AgentSession::try_open(&mut AgentServiceClient::new(standby_channel), "p0001").await;
+    let session = AgentSession::try_open(&mut AgentServiceClient::new(standby_channel), "p0001").await;
     let Err(session_refused) = session else {
         panic!("a standby opened a session");
     };
@@ -170,36 +151,20 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
 
     // Following the redirect works.
     let owner_address: std::net::SocketAddr = owner.parse()?;
-    let mut at_owner =
-        CommandServiceClient::new(pingji_tests::connect_with_retry(owner_address, PROMPTLY).await?);
-    at_owner
-        .create_incident(incident("at-the-owner".into(), (121.47, 31.23), 0))
-        .await?;
+    let mut at_owner = CommandServiceClient::new(pingji_tests::connect_with_retry(owner_address, PROMPTLY).await?);
+    at_owner.create_incident(incident("at-the-owner".into(), (121.47, 31.23), 0)).await?;
 
     // A clean shutdown releases the lease: the standby takes over at its
     // next poll, without waiting for the lease to run out.
     let stopping = Instant::now();
     first.terminate().await?;
     let exit = first.wait_exit(PROMPTLY).await?;
-    assert!(
-        exit.success(),
-        "the owner exited with {exit}; log:\n{}",
-        first.log()
-    );
-    assert!(
-        first.log().contains("shard lease released"),
-        "{}",
-        first.log()
-    );
+    assert!(exit.success(), "the owner exited with {exit}; log:\n{}", first.log());
+    assert!(first.log().contains("shard lease released"), "{}", first.log());
     let handover = time_takeover(&mut second, stopping).await?;
     println!("clean handover after SIGTERM: {} ms", handover.as_millis());
     let mut command = second.command().await?;
-    let kept = command
-        .get_incident(pb::GetIncidentRequest {
-            id: "at-the-owner".into(),
-        })
-        .await?
-        .into_inner();
+    let kept = command.get_incident(pb::GetIncidentRequest { id: "at-the-owner".into() }).await?.into_inner();
     assert_eq!(kept.id, "at-the-owner");
     Ok(())
 }
@@ -256,8 +221,7 @@ async fn create_incidents(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_burst()
--> anyhow::Result<()> {
+async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_burst() -> anyhow::Result<()> {
     let _serial = ONE_AT_A_TIME.lock().await;
     let seed = (now_ms() as u64) | 1;
     let mut dice = Dice(seed);
@@ -309,18 +273,11 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
     let creators: Vec<_> = batches
         .into_iter()
         .map(|batch| {
-            tokio::spawn(create_incidents(
-                CommandServiceClient::new(channel.clone()),
-                batch,
-                acknowledged_count.clone(),
-            ))
+            tokio::spawn(create_incidents(CommandServiceClient::new(channel.clone()), batch, acknowledged_count.clone()))
         })
         .collect();
     let counting = acknowledged_count.clone();
-    wait_until(PROMPTLY, "enough creates are acknowledged", async || {
-        Ok(counting.load(Ordering::Relaxed) >= kill_after)
-    })
-    .await?;
+    wait_until(PROMPTLY, "enough creates are acknowledged", async || Ok(counting.load(Ordering::Relaxed) >= kill_after)).await?;
 
     let killed_at = Instant::now();
     owner.kill().await?;
@@ -350,80 +307,43 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
     while let Some(record) = confirmed_stream.recv().await {
         confirmed.push(record);
     }
-    println!(
-        "acknowledged {} creates and {} assignments before the kill",
-        acknowledged.len(),
-        confirmed.len()
-    );
+    println!("acknowledged {} creates and {} assignments before the kill", acknowledged.len(), confirmed.len());
 
     let mut command = standby.command().await?;
     for id in &acknowledged {
-        let found = command
-            .get_incident(pb::GetIncidentRequest { id: id.clone() })
-            .await;
-        anyhow::ensure!(
-            found.is_ok(),
-            "acknowledged incident {id} is missing on the new owner: {found:?}"
-        );
+        let found = command.get_incident(pb::GetIncidentRequest { id: id.clone() }).await;
+        anyhow::ensure!(found.is_ok(), "acknowledged incident {id} is missing on the new owner: {found:?}");
     }
     for record in &confirmed {
-        let incident = command
-            .get_incident(pb::GetIncidentRequest {
-                id: record.incident_id.clone(),
-            })
-            .await?
-            .into_inner();
+        let incident = command.get_incident(pb::GetIncidentRequest { id: record.incident_id.clone() }).await?.into_inner();
         anyhow::ensure!(
-            incident.assignments.iter().any(|assignment| {
-                assignment.agent_id == record.agent_id && assignment.offer_id == record.offer_id
-            }),
+            incident
+                .assignments
+                .iter()
+                .any(|assignment| { assignment.agent_id == record.agent_id && assignment.offer_id == record.offer_id }),
             "confirmed assignment {record:?} is missing on the new owner"
         );
     }
 
     // Nobody holds two open assignments, and people's records agree.
     let incidents = command
-        .list_incidents(pb::ListIncidentsRequest {
-            open_only: false,
-            limit: 0,
-            ..Default::default()
-        })
+        .list_incidents(pb::ListIncidentsRequest { open_only: false, limit: 0, ..Default::default() })
         .await?
         .into_inner()
         .incidents;
     let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for incident in &incidents {
-        let open = ![
-            pb::IncidentStatus::Cancelled as i32,
-            pb::IncidentStatus::Closed as i32,
-        ]
-        .contains(&incident.status);
-        for assignment in incident
-            .assignments
-            .iter()
-            .filter(|assignment| open && assignment.completed_at_ms == 0)
-        {
-            held.entry(assignment.agent_id.clone())
-                .or_default()
-                .push(incident.id.clone());
+        let open = ![pb::IncidentStatus::Cancelled as i32, pb::IncidentStatus::Closed as i32].contains(&incident.status);
+        for assignment in incident.assignments.iter().filter(|assignment| open && assignment.completed_at_ms == 0) {
+            held.entry(assignment.agent_id.clone()).or_default().push(incident.id.clone());
         }
     }
     for (agent, holding) in &held {
-        anyhow::ensure!(
-            holding.len() == 1,
-            "{agent} is the current assignee of several open incidents: {holding:?}"
-        );
+        anyhow::ensure!(holding.len() == 1, "{agent} is the current assignee of several open incidents: {holding:?}");
     }
     for id in &people {
-        let agent = command
-            .get_agent(pb::GetAgentRequest { id: id.clone() })
-            .await?
-            .into_inner();
-        let expected = held
-            .get(id)
-            .and_then(|holding| holding.first())
-            .cloned()
-            .unwrap_or_default();
+        let agent = command.get_agent(pb::GetAgentRequest { id: id.clone() }).await?.into_inner();
+        let expected = held.get(id).and_then(|holding| holding.first()).cloned().unwrap_or_default();
         anyhow::ensure!(
             agent.current_incident_id == expected,
             "{id} holds {:?} but the incidents say {expected:?}",
@@ -436,36 +356,18 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
     let shard = RedisShard::new(&redis.url(), ShardId::default())?;
     let stored = tokio::task::spawn_blocking(move || read_locations(&shard)).await??;
     for id in &people {
-        anyhow::ensure!(
-            stored.iter().any(|location| location.agent.as_str() == id),
-            "{id}'s location is not in redis"
-        );
+        anyhow::ensure!(stored.iter().any(|location| location.agent.as_str() == id), "{id}'s location is not in redis");
     }
 
     // The new owner carries on writing after the old one's last event.
     let before = stream_events(&redis).await?.len();
-    command
-        .create_incident(incident(
-            "after-takeover".into(),
-            dice.point_in(&community),
-            0,
-        ))
-        .await?;
+    command.create_incident(incident("after-takeover".into(), dice.point_in(&community), 0)).await?;
     let after = stream_events(&redis).await?;
     anyhow::ensure!(after.len() > before, "the new owner wrote nothing");
-    let reported: BTreeSet<&str> = after
-        .iter()
-        .filter(|event| event.kind == "incident_reported")
-        .filter_map(|event| event.incident_id.as_deref())
-        .collect();
-    let listed: BTreeSet<&str> = incidents
-        .iter()
-        .map(|incident| incident.id.as_str())
-        .collect();
-    anyhow::ensure!(
-        listed.is_subset(&reported),
-        "incidents the new owner lists are not all in the stream"
-    );
+    let reported: BTreeSet<&str> =
+        after.iter().filter(|event| event.kind == "incident_reported").filter_map(|event| event.incident_id.as_deref()).collect();
+    let listed: BTreeSet<&str> = incidents.iter().map(|incident| incident.id.as_str()).collect();
+    anyhow::ensure!(listed.is_subset(&reported), "incidents the new owner lists are not all in the stream");
     Ok(())
 }
 
@@ -483,9 +385,7 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_steps_down() -> anyhow::Re
     let mut command = CommandServiceClient::new(channel.clone());
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
     for index in 0..5 {
-        command
-            .create_incident(incident(format!("before-{index}"), grid.centre(), index))
-            .await?;
+        command.create_incident(incident(format!("before-{index}"), grid.centre(), index)).await?;
     }
 
     // Frozen (a long GC pause, a stopped VM) with requests on their way.
@@ -495,42 +395,24 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_steps_down() -> anyhow::Re
         .map(|index| {
             let mut command = CommandServiceClient::new(channel.clone());
             let request = incident(format!("paused-{index}"), grid.centre(), index);
-            tokio::spawn(async move {
-                tokio::time::timeout(Duration::from_secs(60), command.create_incident(request))
-                    .await
-            })
+            tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(60), command.create_incident(request)).await })
         })
         .collect();
 
     let takeover = time_takeover(&mut successor, paused_at).await?;
-    println!(
-        "takeover from a paused owner: {} ms (limit {} ms)",
-        takeover.as_millis(),
-        takeover_limit().as_millis()
-    );
-    assert!(
-        takeover <= takeover_limit(),
-        "took {takeover:?}; log:\n{}",
-        successor.log()
-    );
+    println!("takeover from a paused owner: {} ms (limit {} ms)", takeover.as_millis(), takeover_limit().as_millis());
+    assert!(takeover <= takeover_limit(), "took {takeover:?}; log:\n{}", successor.log());
     let mut at_successor = successor.command().await?;
-    at_successor
-        .create_incident(incident("after-takeover".into(), grid.centre(), 0))
-        .await?;
+    at_successor.create_incident(incident("after-takeover".into(), grid.centre(), 0)).await?;
 
     // Woken up, the old owner finds itself fenced and steps down.
     old_owner.resume().await?;
     let exit = old_owner.wait_exit(PROMPTLY).await?;
     let log = old_owner.log();
-    assert!(
-        !exit.success(),
-        "the old owner exited with {exit}; log:\n{log}"
-    );
+    assert!(!exit.success(), "the old owner exited with {exit}; log:\n{log}");
     println!("the old owner's last words: {}", last_line(&log));
     assert!(
-        log.contains(
-            "another dispatcher took over shard city with token 2; this one (token 1) must stop"
-        ),
+        log.contains("another dispatcher took over shard city with token 2; this one (token 1) must stop"),
         "the old owner's log does not say it was fenced:\n{log}"
     );
     for attempt in attempts {
@@ -545,35 +427,19 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_steps_down() -> anyhow::Re
 
     // Nothing the old owner tried after the takeover is in the stream.
     let events = stream_events(&redis).await?;
-    let paused: Vec<_> = events
-        .iter()
-        .filter(|event| {
-            event
-                .incident_id
-                .as_deref()
-                .is_some_and(|id| id.starts_with("paused-"))
-        })
-        .collect();
+    let paused: Vec<_> =
+        events.iter().filter(|event| event.incident_id.as_deref().is_some_and(|id| id.starts_with("paused-"))).collect();
     assert!(paused.is_empty(), "written after the takeover: {paused:?}");
     for id in ["before-0", "before-4", "after-takeover"] {
         assert!(
-            events.iter().any(|event| event.kind == "incident_reported"
-                && event.incident_id.as_deref() == Some(id)),
+            events.iter().any(|event| event.kind == "incident_reported" && event.incident_id.as_deref() == Some(id)),
             "{id} is not in the stream"
         );
     }
-    let listed = at_successor
-        .list_incidents(pb::ListIncidentsRequest {
-            limit: 0,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .incidents;
+    let listed =
+        at_successor.list_incidents(pb::ListIncidentsRequest { limit: 0, ..Default::default() }).await?.into_inner().incidents;
     assert!(
-        listed
-            .iter()
-            .all(|incident| !incident.id.starts_with("paused-")),
+        listed.iter().all(|incident| !incident.id.starts_with("paused-")),
         "the new owner lists an incident sent to the paused one"
     );
     Ok(())
@@ -586,17 +452,12 @@ async fn a_deposed_owner_cannot_write_and_steps_down_at_its_first_write() -> any
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
     // A long lease renewed rarely: the owner will not notice by renewing
     // that it lost the shard, only by writing.
-    let options = SharedStoreOptions {
-        lease_ms: Some((60_000, 20_000)),
-        ..options(dir.path(), &redis, "deposed.log")?
-    };
+    let options = SharedStoreOptions { lease_ms: Some((60_000, 20_000)), ..options(dir.path(), &redis, "deposed.log")? };
     let mut owner = SharedDispatcher::start(&options).await?;
     owner.wait_owner(PROMPTLY).await?;
     let mut command = owner.command().await?;
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
-    command
-        .create_incident(incident("while-owning".into(), grid.centre(), 0))
-        .await?;
+    command.create_incident(incident("while-owning".into(), grid.centre(), 0)).await?;
 
     // Behind its back, its lease goes (as if it had run out while the owner
     // was paused) and another process takes the shard.
@@ -623,17 +484,8 @@ async fn a_deposed_owner_cannot_write_and_steps_down_at_its_first_write() -> any
         "the log does not say the append was fenced:\n{log}"
     );
     let events = stream_events(&redis).await?;
-    assert!(
-        events
-            .iter()
-            .any(|event| event.incident_id.as_deref() == Some("while-owning"))
-    );
-    assert!(
-        events
-            .iter()
-            .all(|event| event.incident_id.as_deref() != Some("after-deposed")),
-        "a fenced write is in the stream"
-    );
+    assert!(events.iter().any(|event| event.incident_id.as_deref() == Some("while-owning")));
+    assert!(events.iter().all(|event| event.incident_id.as_deref() != Some("after-deposed")), "a fenced write is in the stream");
     Ok(())
 }
 
@@ -677,29 +529,20 @@ async fn steady_load(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_comes_back()
--> anyhow::Result<()> {
+async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_comes_back() -> anyhow::Result<()> {
     let _serial = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir()?;
     let redis_dir = dir.path().join("redis");
     std::fs::create_dir(&redis_dir)?;
-    let mut redis = tokio::task::block_in_place(|| {
-        RedisServer::start_with(&redis_dir, Persistence::AppendFsyncAlways)
-    })?;
-    let mut dispatcher =
-        SharedDispatcher::start(&options(dir.path(), &redis, "dispatcher.log")?).await?;
+    let mut redis = tokio::task::block_in_place(|| RedisServer::start_with(&redis_dir, Persistence::AppendFsyncAlways))?;
+    let mut dispatcher = SharedDispatcher::start(&options(dir.path(), &redis, "dispatcher.log")?).await?;
     dispatcher.wait_owner(PROMPTLY).await?;
     let mut command = dispatcher.command().await?;
     let grid = area_box(&mut command, "d2-s1-c1-g1").await?;
 
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(steady_load(
-        dispatcher.address(),
-        grid,
-        outcome_sender,
-        load_stop,
-    ));
+    let load = tokio::spawn(steady_load(dispatcher.address(), grid, outcome_sender, load_stop));
     let mut before = Vec::new();
     while before.len() < 20 {
         match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
@@ -727,25 +570,17 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
     // answers `unavailable`, saying why.
     let mut probe = dispatcher.command().await?;
     let mut down_answer = None;
-    wait_until(
-        PROMPTLY,
-        "the restarted dispatcher says redis is unreachable",
-        async || {
-            let answer = probe
-                .get_incident(pb::GetIncidentRequest {
-                    id: before[0].clone(),
-                })
-                .await;
-            if let Err(status) = &answer
-                && status.code() == tonic::Code::Unavailable
-                && status.message().contains("unreachable")
-            {
-                down_answer = Some(status.message().to_owned());
-                return Ok(true);
-            }
-            Ok(false)
-        },
-    )
+    wait_until(PROMPTLY, "the restarted dispatcher says redis is unreachable", async || {
+        let answer = probe.get_incident(pb::GetIncidentRequest { id: before[0].clone() }).await;
+        if let Err(status) = &answer
+            && status.code() == tonic::Code::Unavailable
+            && status.message().contains("unreachable")
+        {
+            down_answer = Some(status.message().to_owned());
+            return Ok(true);
+        }
+        Ok(false)
+    })
     .await?;
     println!("while redis is down: {}", down_answer.unwrap_or_default());
 
@@ -755,10 +590,7 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
     let restarted_at = Instant::now();
     tokio::task::block_in_place(|| redis.restart())?;
     dispatcher.wait_owner(PROMPTLY).await?;
-    println!(
-        "serving again {} ms after redis restarted",
-        restarted_at.elapsed().as_millis()
-    );
+    println!("serving again {} ms after redis restarted", restarted_at.elapsed().as_millis());
     let mut gap = Vec::new();
     let mut after = Vec::new();
     let mut acknowledged: Vec<String> = before.clone();
@@ -784,38 +616,24 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
         "{} creates acknowledged before the gap, {} refused during it ({:?}), {} acknowledged after",
         before.len(),
         gap.len(),
-        gap.iter()
-            .map(|(code, _)| format!("{code:?}"))
-            .collect::<BTreeSet<_>>(),
+        gap.iter().map(|(code, _)| format!("{code:?}")).collect::<BTreeSet<_>>(),
         after.len()
     );
-    assert!(
-        !gap.is_empty(),
-        "no create was refused while redis was down"
-    );
+    assert!(!gap.is_empty(), "no create was refused while redis was down");
     // `unavailable` from the dispatcher, or from the client's transport when
     // the process was down. A request racing the close of its connection
     // (the process stepping down, or a standby handing over to the owner it
     // became) is never sent, and the client reports hyper's "operation was
     // canceled": not processed, retried like `unavailable`.
     let clean = |(code, message): &(tonic::Code, String)| {
-        *code == tonic::Code::Unavailable
-            || (*code == tonic::Code::Cancelled && message.contains("operation was canceled"))
+        *code == tonic::Code::Unavailable || (*code == tonic::Code::Cancelled && message.contains("operation was canceled"))
     };
-    assert!(
-        gap.iter().all(clean),
-        "refusals during the gap were not all `unavailable`: {gap:?}"
-    );
+    assert!(gap.iter().all(clean), "refusals during the gap were not all `unavailable`: {gap:?}");
 
     let mut command = dispatcher.command().await?;
     for id in &acknowledged {
-        let found = command
-            .get_incident(pb::GetIncidentRequest { id: id.clone() })
-            .await;
-        anyhow::ensure!(
-            found.is_ok(),
-            "acknowledged incident {id} is missing after redis restarted: {found:?}"
-        );
+        let found = command.get_incident(pb::GetIncidentRequest { id: id.clone() }).await;
+        anyhow::ensure!(found.is_ok(), "acknowledged incident {id} is missing after redis restarted: {found:?}");
     }
     Ok(())
 }

@@ -16,17 +16,10 @@ pub async fn nearby(
     available_only: bool,
     as_json: bool,
 ) -> Result<(), ConsoleError> {
-    let request = pb::NearbyAgentsRequest {
-        at: Some(at),
-        k,
-        skills,
-        available_only,
-    };
+    let request = pb::NearbyAgentsRequest { at: Some(at), k, skills, available_only };
     let nearby = client.nearby_agents(request).await?.into_inner().agents;
     if as_json {
-        return output::json_document(
-            &json!({ "agents": nearby.iter().map(json::nearby_agent).collect::<Vec<_>>() }),
-        );
+        return output::json_document(&json!({ "agents": nearby.iter().map(json::nearby_agent).collect::<Vec<_>>() }));
     }
     output::text(&nearby_text(&nearby))
 }
@@ -35,12 +28,10 @@ pub fn nearby_text(nearby: &[pb::NearbyAgent]) -> String {
     if nearby.is_empty() {
         return "nobody near there matches (only people with a live location count)\n".to_string();
     }
-    let mut table = Table::new(&[
-        "#", "ID", "NAME", "ROLE", "STATUS", "DISTANCE", "ETA", "TRAVEL", "SKILLS",
-    ])
-    .align_right(0)
-    .align_right(5)
-    .align_right(6);
+    let mut table = Table::new(&["#", "ID", "NAME", "ROLE", "STATUS", "DISTANCE", "ETA", "TRAVEL", "SKILLS"])
+        .align_right(0)
+        .align_right(5)
+        .align_right(6);
     for (rank, candidate) in nearby.iter().enumerate() {
         let agent = candidate.agent.clone().unwrap_or_default();
         let spec = agent.spec.unwrap_or_default();

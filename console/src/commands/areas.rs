@@ -12,15 +12,10 @@ use crate::{json, labels, output};
 
 pub async fn import(client: &mut Client, file: &Path, as_json: bool) -> Result<(), ConsoleError> {
     let geojson = super::read_file(file)?;
-    let counts = client
-        .import_areas(pb::ImportAreasRequest { geojson })
-        .await
-        .map_err(|status| import_error(status, file))?
-        .into_inner();
+    let counts =
+        client.import_areas(pb::ImportAreasRequest { geojson }).await.map_err(|status| import_error(status, file))?.into_inner();
     if as_json {
-        return output::json_document(
-            &json!({ "areas": counts.areas, "service_centres": counts.service_centres }),
-        );
+        return output::json_document(&json!({ "areas": counts.areas, "service_centres": counts.service_centres }));
     }
     output::line(&format!(
         "imported {} areas and {} service centres from {}",
@@ -30,15 +25,8 @@ pub async fn import(client: &mut Client, file: &Path, as_json: bool) -> Result<(
     ))
 }
 
-pub async fn list(
-    client: &mut Client,
-    level: Option<pb::AreaLevel>,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
-    let request = pb::ListAreasRequest {
-        level: level.unwrap_or(pb::AreaLevel::Unspecified) as i32,
-        with_geometry: false,
-    };
+pub async fn list(client: &mut Client, level: Option<pb::AreaLevel>, as_json: bool) -> Result<(), ConsoleError> {
+    let request = pb::ListAreasRequest { level: level.unwrap_or(pb::AreaLevel::Unspecified) as i32, with_geometry: false };
     let response = client.list_areas(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::areas(&response));

@@ -9,11 +9,7 @@ use crate::error::ConsoleError;
 use crate::table::Table;
 use crate::{json, labels, output};
 
-pub async fn issue(
-    client: &mut Client,
-    request: pb::CallUpRequest,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
+pub async fn issue(client: &mut Client, request: pb::CallUpRequest, as_json: bool) -> Result<(), ConsoleError> {
     let callup = client.call_up(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::callup(&callup));
@@ -32,23 +28,13 @@ pub fn issued_text(callup: &pb::Callup) -> String {
     )
 }
 
-pub async fn status(
-    client: &mut Client,
-    area: Option<&str>,
-    open_only: bool,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
-    let request = pb::CallupStatusRequest {
-        area_id: area.unwrap_or_default().to_string(),
-        open_only,
-    };
+pub async fn status(client: &mut Client, area: Option<&str>, open_only: bool, as_json: bool) -> Result<(), ConsoleError> {
+    let request = pb::CallupStatusRequest { area_id: area.unwrap_or_default().to_string(), open_only };
     let mut callups = client.callup_status(request).await?.into_inner().callups;
     // Open call-ups first: they are what an operator acts on.
     callups.sort_by(|a, b| (a.ended_at_ms > 0, &a.id).cmp(&(b.ended_at_ms > 0, &b.id)));
     if as_json {
-        return output::json_document(
-            &json!({ "callups": callups.iter().map(json::callup).collect::<Vec<_>>() }),
-        );
+        return output::json_document(&json!({ "callups": callups.iter().map(json::callup).collect::<Vec<_>>() }));
     }
     output::text(&roll_call_text(&callups, labels::now_ms()))
 }
@@ -58,11 +44,7 @@ pub fn roll_call_text(callups: &[pb::Callup], now_ms: i64) -> String {
     if callups.is_empty() {
         return "no call-ups\n".to_string();
     }
-    callups
-        .iter()
-        .map(|callup| callup_text(callup, now_ms))
-        .collect::<Vec<_>>()
-        .join("\n")
+    callups.iter().map(|callup| callup_text(callup, now_ms)).collect::<Vec<_>>().join("\n")
 }
 
 fn callup_text(callup: &pb::Callup, now_ms: i64) -> String {
@@ -74,27 +56,16 @@ fn callup_text(callup: &pb::Callup, now_ms: i64) -> String {
     } else if overdue {
         "open, deadline passed".to_string()
     } else {
-        format!(
-            "open, {} left",
-            labels::duration((callup.deadline_ms - now_ms) / 1000)
-        )
+        format!("open, {} left", labels::duration((callup.deadline_ms - now_ms) / 1000))
     };
-    let mut text = format!(
-        "{} in {}: {}\n",
-        callup.id,
-        callup.area_id,
-        callup.reason.replace('\n', "; ")
-    );
+    let mut text = format!("{} in {}: {}\n", callup.id, callup.area_id, callup.reason.replace('\n', "; "));
     text.push_str(&format!(
         "issued {} by {}; check in by {} ({state})\n",
         labels::utc_time(callup.issued_at_ms),
         callup.issued_by,
         labels::utc_time(callup.deadline_ms)
     ));
-    let not_in = callup
-        .people
-        .len()
-        .saturating_sub(callup.checked_in as usize);
+    let not_in = callup.people.len().saturating_sub(callup.checked_in as usize);
     text.push_str(&format!(
         "checked in {} of {} called{}\n",
         callup.checked_in,
@@ -170,34 +141,19 @@ mod tests {
             "issued 2025-04-30 23:50:00Z by operator:li; check in by 2025-04-30 23:59:59Z (open, deadline passed)"
         );
         assert_eq!(lines[2], "checked in 1 of 2 called, 1 MISSING");
-        assert_eq!(
-            lines[3],
-            "PERSON  NAME      ROLE               CHECKED IN            CONNECTED"
-        );
-        assert_eq!(
-            lines[4],
-            "p0001   黄磊      sunk_cadre         2025-04-30 23:59:00Z  yes"
-        );
-        assert_eq!(
-            lines[5],
-            "p0002   欧阳桂英  registered_member  MISSING               no"
-        );
+        assert_eq!(lines[3], "PERSON  NAME      ROLE               CHECKED IN            CONNECTED");
+        assert_eq!(lines[4], "p0001   黄磊      sunk_cadre         2025-04-30 23:59:00Z  yes");
+        assert_eq!(lines[5], "p0002   欧阳桂英  registered_member  MISSING               no");
     }
 
     #[test]
     fn before_the_deadline_they_still_have_time() {
         let text = roll_call_text(&[callup(NOW_MS + 25 * 60_000, 0)], NOW_MS);
         assert!(text.contains("(open, 25m left)"), "{text}");
-        assert!(
-            text.contains("checked in 1 of 2 called, 1 not yet"),
-            "{text}"
-        );
+        assert!(text.contains("checked in 1 of 2 called, 1 not yet"), "{text}");
         assert!(text.contains("registered_member  not yet"), "{text}");
         let stood_down = roll_call_text(&[callup(NOW_MS + 60_000, NOW_MS - 1_000)], NOW_MS);
-        assert!(
-            stood_down.contains("(stood down 2025-04-30 23:59:59Z)"),
-            "{stood_down}"
-        );
+        assert!(stood_down.contains("(stood down 2025-04-30 23:59:59Z)"), "{stood_down}");
         assert!(stood_down.contains("MISSING"), "{stood_down}");
         assert_eq!(roll_call_text(&[], NOW_MS), "no call-ups\n");
     }

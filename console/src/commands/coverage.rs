@@ -9,14 +9,8 @@ use crate::error::ConsoleError;
 use crate::table::Table;
 use crate::{json, output};
 
-pub async fn show(
-    client: &mut Client,
-    area: Option<&str>,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
-    let request = pb::CoverageRequest {
-        area_id: area.unwrap_or_default().to_string(),
-    };
+pub async fn show(client: &mut Client, area: Option<&str>, as_json: bool) -> Result<(), ConsoleError> {
+    let request = pb::CoverageRequest { area_id: area.unwrap_or_default().to_string() };
     let coverage = client.coverage(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::coverage(&coverage));
@@ -31,8 +25,7 @@ fn percent(share: f64) -> String {
 
 pub fn coverage_text(coverage: &pb::CoverageResponse) -> String {
     if coverage.communities.is_empty() && coverage.grids.is_empty() {
-        return "no communities or grids there; import the map with `pingji areas import`\n"
-            .to_string();
+        return "no communities or grids there; import the map with `pingji areas import`\n".to_string();
     }
     let mut text = String::new();
     if !coverage.communities.is_empty() {
@@ -41,9 +34,7 @@ pub fn coverage_text(coverage: &pb::CoverageResponse) -> String {
             coverage.walk_mps * 900.0,
             coverage.walk_mps
         ));
-        let mut table = Table::new(&["COMMUNITY", "NAME", "WITHIN 15 MIN", "SHARE"])
-            .align_right(2)
-            .align_right(3);
+        let mut table = Table::new(&["COMMUNITY", "NAME", "WITHIN 15 MIN", "SHARE"]).align_right(2).align_right(3);
         for community in &coverage.communities {
             table.row(vec![
                 community.community_id.clone(),
@@ -53,21 +44,9 @@ pub fn coverage_text(coverage: &pb::CoverageResponse) -> String {
             ]);
         }
         text.push_str(&table.render());
-        let grids: u32 = coverage
-            .communities
-            .iter()
-            .map(|community| community.grids)
-            .sum();
-        let within: u32 = coverage
-            .communities
-            .iter()
-            .map(|community| community.grids_within_15_min)
-            .sum();
-        let share = if grids == 0 {
-            0.0
-        } else {
-            f64::from(within) / f64::from(grids)
-        };
+        let grids: u32 = coverage.communities.iter().map(|community| community.grids).sum();
+        let within: u32 = coverage.communities.iter().map(|community| community.grids_within_15_min).sum();
+        let share = if grids == 0 { 0.0 } else { f64::from(within) / f64::from(grids) };
         text.push_str(&format!(
             "{} communities: {within} of {grids} grids within 15 minutes ({})\n",
             coverage.communities.len(),
@@ -78,9 +57,7 @@ pub fn coverage_text(coverage: &pb::CoverageResponse) -> String {
         if !text.is_empty() {
             text.push('\n');
         }
-        let mut table = Table::new(&["GRID", "NAME", "AVAILABLE", "MINIMUM", ""])
-            .align_right(2)
-            .align_right(3);
+        let mut table = Table::new(&["GRID", "NAME", "AVAILABLE", "MINIMUM", ""]).align_right(2).align_right(3);
         for grid in &coverage.grids {
             table.row(vec![
                 grid.grid_id.clone(),
@@ -92,10 +69,7 @@ pub fn coverage_text(coverage: &pb::CoverageResponse) -> String {
         }
         text.push_str(&table.render());
         let below = coverage.grids.iter().filter(|grid| grid.below).count();
-        text.push_str(&format!(
-            "{below} of {} grids below their minimum of available people\n",
-            coverage.grids.len()
-        ));
+        text.push_str(&format!("{below} of {} grids below their minimum of available people\n", coverage.grids.len()));
     }
     text
 }
@@ -134,25 +108,13 @@ mod tests {
         };
         let text = coverage_text(&coverage);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "15-minute circle: grid centres within 1260 m of a service centre (walking at 1.4 m/s)"
-        );
+        assert_eq!(lines[0], "15-minute circle: grid centres within 1260 m of a service centre (walking at 1.4 m/s)");
         assert_eq!(lines[1], "COMMUNITY  NAME      WITHIN 15 MIN  SHARE");
         assert_eq!(lines[2], "d1-s1-c1   柳岸社区         3 of 4    75%");
-        assert_eq!(
-            lines[3],
-            "1 communities: 3 of 4 grids within 15 minutes (75%)"
-        );
+        assert_eq!(lines[3], "1 communities: 3 of 4 grids within 15 minutes (75%)");
         assert_eq!(lines[5], "GRID         NAME             AVAILABLE  MINIMUM");
-        assert_eq!(
-            lines[6],
-            "d1-s1-c1-g1  柳岸社区第1网格          0        3  BELOW"
-        );
+        assert_eq!(lines[6], "d1-s1-c1-g1  柳岸社区第1网格          0        3  BELOW");
         assert_eq!(lines[7], "d1-s1-c1-g2  柳岸社区第2网格          4        3");
-        assert_eq!(
-            lines[8],
-            "1 of 2 grids below their minimum of available people"
-        );
+        assert_eq!(lines[8], "1 of 2 grids below their minimum of available people");
     }
 }

@@ -32,16 +32,9 @@ pub const QUIET: Duration = Duration::from_millis(300);
 pub const CLOCK_SLACK: Duration = Duration::from_secs(2);
 
 /// Prints the events from `from_seq` up to now, then returns.
-pub async fn history(
-    client: &mut Client,
-    from_seq: u64,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
+pub async fn history(client: &mut Client, from_seq: u64, as_json: bool) -> Result<(), ConsoleError> {
     let started_ms = labels::now_ms();
-    let mut stream = client
-        .watch_events(pb::WatchEventsRequest { from_seq })
-        .await?
-        .into_inner();
+    let mut stream = client.watch_events(pb::WatchEventsRequest { from_seq }).await?.into_inner();
     let mut printed = 0usize;
     if as_json {
         // One JSON array, written as the events come so that a long record
@@ -67,10 +60,7 @@ pub async fn history(
 
 /// The next event of the history, or `None` once "now" is reached (see the
 /// module doc).
-async fn next_historic(
-    stream: &mut Streaming<pb::Event>,
-    started_ms: i64,
-) -> Result<Option<pb::Event>, ConsoleError> {
+async fn next_historic(stream: &mut Streaming<pb::Event>, started_ms: i64) -> Result<Option<pb::Event>, ConsoleError> {
     let slack_ms = i64::try_from(CLOCK_SLACK.as_millis()).unwrap_or(i64::MAX);
     match tokio::time::timeout(QUIET, stream.message()).await {
         Err(_quiet) => Ok(None),
@@ -86,10 +76,7 @@ async fn next_historic(
 /// Prints events as they happen, from `from_seq` (0: only new ones), until
 /// the dispatcher ends the stream.
 pub async fn follow(client: &mut Client, from_seq: u64, as_json: bool) -> Result<(), ConsoleError> {
-    let mut stream = client
-        .watch_events(pb::WatchEventsRequest { from_seq })
-        .await?
-        .into_inner();
+    let mut stream = client.watch_events(pb::WatchEventsRequest { from_seq }).await?.into_inner();
     while let Some(event) = stream.message().await? {
         if as_json {
             output::json_line(&json::event(&event))?;

@@ -10,11 +10,7 @@ use crate::error::ConsoleError;
 use crate::table::Table;
 use crate::{json, labels, output};
 
-pub async fn create(
-    client: &mut Client,
-    args: CreateIncidentArgs,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
+pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool) -> Result<(), ConsoleError> {
     let request = pb::CreateIncidentRequest {
         id: args.id.unwrap_or_default(),
         location: Some(args.at),
@@ -32,11 +28,8 @@ pub async fn create(
 }
 
 pub fn created_text(incident: &pb::Incident) -> String {
-    let place = if incident.grid_id.is_empty() {
-        "outside every grid".to_string()
-    } else {
-        format!("in grid {}", incident.grid_id)
-    };
+    let place =
+        if incident.grid_id.is_empty() { "outside every grid".to_string() } else { format!("in grid {}", incident.grid_id) };
     format!(
         "reported {} ({} P{}, needs {}) {place}; {}, {} offer(s) out\n",
         incident.id,
@@ -52,19 +45,9 @@ pub async fn list(client: &mut Client, open_only: bool, as_json: bool) -> Result
     // Pages of 1000, sorted by id, until a short page.
     let mut incidents: Vec<pb::Incident> = Vec::new();
     loop {
-        let after_id = incidents
-            .last()
-            .map(|incident| incident.id.clone())
-            .unwrap_or_default();
-        let page = client
-            .list_incidents(pb::ListIncidentsRequest {
-                open_only,
-                limit: 1000,
-                after_id,
-            })
-            .await?
-            .into_inner()
-            .incidents;
+        let after_id = incidents.last().map(|incident| incident.id.clone()).unwrap_or_default();
+        let page =
+            client.list_incidents(pb::ListIncidentsRequest { open_only, limit: 1000, after_id }).await?.into_inner().incidents;
         let full = page.len() == 1000;
         incidents.extend(page);
         if !full {
@@ -72,9 +55,7 @@ pub async fn list(client: &mut Client, open_only: bool, as_json: bool) -> Result
         }
     }
     if as_json {
-        return output::json_document(
-            &json!({ "incidents": incidents.iter().map(json::incident).collect::<Vec<_>>() }),
-        );
+        return output::json_document(&json!({ "incidents": incidents.iter().map(json::incident).collect::<Vec<_>>() }));
     }
     output::text(&incidents_text(&incidents, labels::now_ms()))
 }
@@ -83,11 +64,9 @@ pub fn incidents_text(incidents: &[pb::Incident], now_ms: i64) -> String {
     if incidents.is_empty() {
         return "no incidents\n".to_string();
     }
-    let mut table = Table::new(&[
-        "ID", "STATUS", "P", "CATEGORY", "STAFFED", "OFFERS", "GRID", "MODE", "REPORTED", "AGE",
-    ])
-    .align_right(4)
-    .align_right(5);
+    let mut table = Table::new(&["ID", "STATUS", "P", "CATEGORY", "STAFFED", "OFFERS", "GRID", "MODE", "REPORTED", "AGE"])
+        .align_right(4)
+        .align_right(5);
     for incident in incidents {
         table.row(vec![
             incident.id.clone(),
@@ -103,10 +82,7 @@ pub fn incidents_text(incidents: &[pb::Incident], now_ms: i64) -> String {
         ]);
     }
     let mut text = table.render();
-    let awaiting = incidents
-        .iter()
-        .filter(|incident| incident.status == pb::IncidentStatus::Reported as i32)
-        .count();
+    let awaiting = incidents.iter().filter(|incident| incident.status == pb::IncidentStatus::Reported as i32).count();
     if awaiting > 0 {
         text.push_str(&format!(
             "{awaiting} field report(s) wait for triage (status reported): \
@@ -117,23 +93,12 @@ pub fn incidents_text(incidents: &[pb::Incident], now_ms: i64) -> String {
 }
 
 pub async fn show(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {
-    let incident = client
-        .get_incident(pb::GetIncidentRequest { id: id.to_string() })
-        .await?
-        .into_inner();
+    let incident = client.get_incident(pb::GetIncidentRequest { id: id.to_string() }).await?.into_inner();
     print_incident(&incident, as_json)
 }
 
-pub async fn cancel(
-    client: &mut Client,
-    id: &str,
-    reason: &str,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
-    let request = pb::CancelIncidentRequest {
-        id: id.to_string(),
-        reason: reason.to_string(),
-    };
+pub async fn cancel(client: &mut Client, id: &str, reason: &str, as_json: bool) -> Result<(), ConsoleError> {
+    let request = pb::CancelIncidentRequest { id: id.to_string(), reason: reason.to_string() };
     let incident = client.cancel_incident(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::incident(&incident));
@@ -141,16 +106,8 @@ pub async fn cancel(
     output::line(&format!("cancelled {}", incident.id))
 }
 
-pub async fn close(
-    client: &mut Client,
-    id: &str,
-    feedback: &str,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
-    let request = pb::CloseIncidentRequest {
-        id: id.to_string(),
-        feedback: feedback.to_string(),
-    };
+pub async fn close(client: &mut Client, id: &str, feedback: &str, as_json: bool) -> Result<(), ConsoleError> {
+    let request = pb::CloseIncidentRequest { id: id.to_string(), feedback: feedback.to_string() };
     let incident = client.close_incident(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::incident(&incident));
@@ -179,38 +136,15 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
     .collect();
     let mut fields = vec![
         ("id", incident.id.clone()),
-        (
-            "status",
-            labels::incident_status_name(incident.status).to_string(),
-        ),
+        ("status", labels::incident_status_name(incident.status).to_string()),
         ("category", incident.category.clone()),
         ("priority", incident.priority.to_string()),
-        (
-            "needs",
-            format!(
-                "{} people{}",
-                incident.headcount,
-                skills_text(&incident.required_skills)
-            ),
-        ),
+        ("needs", format!("{} people{}", incident.headcount, skills_text(&incident.required_skills))),
         ("description", incident.description.clone()),
-        (
-            "location",
-            labels::location_text(incident.location.as_ref()),
-        ),
-        (
-            "placed in",
-            if places.is_empty() {
-                "outside every area".to_string()
-            } else {
-                places.join(", ")
-            },
-        ),
+        ("location", labels::location_text(incident.location.as_ref())),
+        ("placed in", if places.is_empty() { "outside every area".to_string() } else { places.join(", ") }),
         ("mode", labels::mode_text(incident.mode).to_string()),
-        (
-            "offered from",
-            labels::level_name(incident.scope).to_string(),
-        ),
+        ("offered from", labels::level_name(incident.scope).to_string()),
         (
             "reported",
             format!(
@@ -247,11 +181,7 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
         fields.push(("ended", labels::utc_time(incident.ended_at_ms)));
     }
     if !incident.feedback.is_empty() {
-        let label = if incident.status == pb::IncidentStatus::Rejected as i32 {
-            "rejected because"
-        } else {
-            "feedback"
-        };
+        let label = if incident.status == pb::IncidentStatus::Rejected as i32 { "rejected because" } else { "feedback" };
         fields.push((label, incident.feedback.replace('\n', "; ")));
     }
     let mut text = key_values(&fields);
@@ -263,20 +193,14 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
 }
 
 fn skills_text(skills: &[String]) -> String {
-    if skills.is_empty() {
-        String::new()
-    } else {
-        format!(" with {}", skills.join(", "))
-    }
+    if skills.is_empty() { String::new() } else { format!(" with {}", skills.join(", ")) }
 }
 
 pub fn offers_text(offers: &[pb::Offer], now_ms: i64) -> String {
     if offers.is_empty() {
         return "open offers: none\n".to_string();
     }
-    let mut table = Table::new(&["OFFER", "TO", "DISTANCE", "ETA", "LEVEL", "ANSWER WITHIN"])
-        .align_right(2)
-        .align_right(3);
+    let mut table = Table::new(&["OFFER", "TO", "DISTANCE", "ETA", "LEVEL", "ANSWER WITHIN"]).align_right(2).align_right(3);
     for offer in offers {
         let left_s = (offer.deadline_ms - now_ms).max(0) / 1000;
         table.row(vec![
@@ -295,14 +219,7 @@ pub fn assignments_text(assignments: &[pb::Assignment]) -> String {
     if assignments.is_empty() {
         return "assignments: none\n".to_string();
     }
-    let mut table = Table::new(&[
-        "PERSON",
-        "OFFER",
-        "ASSIGNED",
-        "ARRIVED",
-        "COMPLETED",
-        "FEEDBACK",
-    ]);
+    let mut table = Table::new(&["PERSON", "OFFER", "ASSIGNED", "ARRIVED", "COMPLETED", "FEEDBACK"]);
     for assignment in assignments {
         table.row(vec![
             assignment.agent_id.clone(),
@@ -354,28 +271,21 @@ mod tests {
     fn the_incident_list_shows_staffing_and_age() {
         let text = incidents_text(&[incident()], 1_000_000 + 125_000);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "ID          STATUS   P  CATEGORY  STAFFED  OFFERS  GRID         MODE    REPORTED              AGE"
-        );
-        assert_eq!(
-            lines[1],
-            "inc-000001  offered  1  medical       1/2       1  d1-s1-c1-g1  normal  1970-01-01 00:16:40Z  2m"
-        );
+        assert_eq!(lines[0], "ID          STATUS   P  CATEGORY  STAFFED  OFFERS  GRID         MODE    REPORTED              AGE");
+        assert_eq!(lines[1], "inc-000001  offered  1  medical       1/2       1  d1-s1-c1-g1  normal  1970-01-01 00:16:40Z  2m");
     }
 
     #[test]
     fn an_incident_shows_its_offers_and_assignments() {
         let text = incident_text(&incident(), 1_200_000);
-        assert!(text.contains("open offers:\nOFFER  TO     DISTANCE    ETA  LEVEL  ANSWER WITHIN\noff-2  p0003     240 m  173 s  grid   100 s\n"), "{text}");
         assert!(
-            text.contains("assignments:\nPERSON  OFFER  ASSIGNED"),
+            text.contains(
+                "open offers:\nOFFER  TO     DISTANCE    ETA  LEVEL  ANSWER WITHIN\noff-2  p0003     240 m  173 s  grid   100 s\n"
+            ),
             "{text}"
         );
-        assert!(
-            text.contains("p0001   off-1  1970-01-01 00:18:20Z"),
-            "{text}"
-        );
+        assert!(text.contains("assignments:\nPERSON  OFFER  ASSIGNED"), "{text}");
+        assert!(text.contains("p0001   off-1  1970-01-01 00:18:20Z"), "{text}");
         assert!(text.contains("placed in:    grid d1-s1-c1-g1\n"), "{text}");
     }
 
@@ -402,21 +312,10 @@ mod tests {
         assert!(text.contains("reporter:     p0042\n"), "{text}");
         assert!(text.contains("report:       积水没过脚踝\n"), "{text}");
         assert!(text.contains("photo:        photos/42.jpg\n"), "{text}");
-        assert!(
-            text.contains(
-                "triage:       waiting for an operator: pingji report triage inc-000002 accept"
-            ),
-            "{text}"
-        );
+        assert!(text.contains("triage:       waiting for an operator: pingji report triage inc-000002 accept"), "{text}");
         let list = incidents_text(&[incident(), field_report()], 1_060_000);
-        assert!(
-            list.contains("inc-000002  reported  3  flooding      0/1"),
-            "{list}"
-        );
-        assert!(
-            list.contains("1 field report(s) wait for triage (status reported)"),
-            "{list}"
-        );
+        assert!(list.contains("inc-000002  reported  3  flooding      0/1"), "{list}");
+        assert!(list.contains("1 field report(s) wait for triage (status reported)"), "{list}");
         assert!(!incidents_text(&[incident()], 0).contains("triage"));
     }
 }

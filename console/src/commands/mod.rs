@@ -31,8 +31,5 @@ use crate::error::ConsoleError;
 
 /// The whole of a text file the user named.
 fn read_file(path: &Path) -> Result<String, ConsoleError> {
-    std::fs::read_to_string(path).map_err(|source| ConsoleError::ReadFile {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| ConsoleError::ReadFile { path: path.to_path_buf(), source })
 }

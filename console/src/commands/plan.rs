@@ -16,11 +16,7 @@ use crate::{json, labels, output};
 /// Reads every file and checks it with the dispatcher's own parser, so that
 /// a bad file is named; then loads them all in one request, which the
 /// dispatcher applies all or nothing.
-pub async fn import(
-    client: &mut Client,
-    files: &[PathBuf],
-    as_json: bool,
-) -> Result<(), ConsoleError> {
+pub async fn import(client: &mut Client, files: &[PathBuf], as_json: bool) -> Result<(), ConsoleError> {
     let mut texts = Vec::with_capacity(files.len());
     let mut ids: Vec<(String, &Path)> = Vec::with_capacity(files.len());
     for file in files {
@@ -28,13 +24,7 @@ pub async fn import(
         let plan = parse_plan(&text).map_err(|message| in_file(file, message))?;
         let id = plan.id.to_string();
         if let Some((_, first)) = ids.iter().find(|(seen, _)| *seen == id) {
-            return Err(in_file(
-                file,
-                format!(
-                    "plan {id} is also defined in {}; give each plan its own id",
-                    first.display()
-                ),
-            ));
+            return Err(in_file(file, format!("plan {id} is also defined in {}; give each plan its own id", first.display())));
         }
         ids.push((id, file));
         texts.push(text);
@@ -45,29 +35,16 @@ pub async fn import(
         .map_err(|status| plan_error(status, files, &ids))?
         .into_inner();
     if as_json {
-        return output::json_document(
-            &json!({ "plans": response.plans.iter().map(json::plan).collect::<Vec<_>>() }),
-        );
+        return output::json_document(&json!({ "plans": response.plans.iter().map(json::plan).collect::<Vec<_>>() }));
     }
-    let noun = if response.plans.len() == 1 {
-        "plan"
-    } else {
-        "plans"
-    };
-    let mut text = format!(
-        "imported {} {noun} from {} file(s)\n",
-        response.plans.len(),
-        files.len()
-    );
+    let noun = if response.plans.len() == 1 { "plan" } else { "plans" };
+    let mut text = format!("imported {} {noun} from {} file(s)\n", response.plans.len(), files.len());
     text.push_str(&plans_table(&response.plans));
     output::text(&text)
 }
 
 fn in_file(file: &Path, message: String) -> ConsoleError {
-    ConsoleError::InFile {
-        path: file.to_path_buf(),
-        message,
-    }
+    ConsoleError::InFile { path: file.to_path_buf(), message }
 }
 
 /// The dispatcher names a plan file by its place in the request ("plan file
@@ -76,21 +53,14 @@ fn plan_error(status: tonic::Status, files: &[PathBuf], ids: &[(String, &Path)])
     let message = status.message();
     if let Some(rest) = message.strip_prefix("plan file #")
         && let Some((number, detail)) = rest.split_once(": ")
-        && let Some(file) = number
-            .parse::<usize>()
-            .ok()
-            .and_then(|number| files.get(number.wrapping_sub(1)))
+        && let Some(file) = number.parse::<usize>().ok().and_then(|number| files.get(number.wrapping_sub(1)))
     {
         return in_file(file, detail.to_string());
     }
-    let named = ids.iter().find(|(id, _)| {
-        message.starts_with(&format!("plan {id}:")) || message.starts_with(&format!("plan {id} "))
-    });
+    let named =
+        ids.iter().find(|(id, _)| message.starts_with(&format!("plan {id}:")) || message.starts_with(&format!("plan {id} ")));
     match named {
-        Some((_, file)) => in_file(
-            file,
-            format!("{}: {message}", crate::error::code_words(status.code())),
-        ),
+        Some((_, file)) => in_file(file, format!("{}: {message}", crate::error::code_words(status.code()))),
         None => match files {
             [only] => import_error(status, only),
             _ => ConsoleError::Server(status),
@@ -99,10 +69,7 @@ fn plan_error(status: tonic::Status, files: &[PathBuf], ids: &[(String, &Path)])
 }
 
 pub async fn list(client: &mut Client, as_json: bool) -> Result<(), ConsoleError> {
-    let response = client
-        .list_plans(pb::ListPlansRequest {})
-        .await?
-        .into_inner();
+    let response = client.list_plans(pb::ListPlansRequest {}).await?.into_inner();
     let activations = activations_open_first(&response.activations);
     if as_json {
         return output::json_document(&json!({
@@ -117,16 +84,11 @@ pub async fn list(client: &mut Client, as_json: bool) -> Result<(), ConsoleError
 pub fn activations_open_first(activations: &[pb::PlanActivation]) -> Vec<&pb::PlanActivation> {
     let mut sorted: Vec<&pb::PlanActivation> = activations.iter().collect();
     sorted.sort_by(|a, b| {
-        (
-            a.ended_at_ms > 0,
-            std::cmp::Reverse(a.activated_at_ms),
-            &a.id,
-        )
-            .cmp(&(
-                b.ended_at_ms > 0,
-                std::cmp::Reverse(b.activated_at_ms),
-                &b.id,
-            ))
+        (a.ended_at_ms > 0, std::cmp::Reverse(a.activated_at_ms), &a.id).cmp(&(
+            b.ended_at_ms > 0,
+            std::cmp::Reverse(b.activated_at_ms),
+            &b.id,
+        ))
     });
     sorted
 }
@@ -142,24 +104,11 @@ pub fn plans_text(plans: &[pb::Plan], activations: &[&pb::PlanActivation]) -> St
         text.push_str("activations: none\n");
         return text;
     }
-    let mut table = Table::new(&[
-        "ACTIVATION",
-        "PLAN",
-        "AREA",
-        "STATE",
-        "ACTIVATED",
-        "BY",
-        "TASKS",
-        "CALL-UP",
-        "REASON",
-    ])
-    .align_right(6);
+    let mut table =
+        Table::new(&["ACTIVATION", "PLAN", "AREA", "STATE", "ACTIVATED", "BY", "TASKS", "CALL-UP", "REASON"]).align_right(6);
     for activation in activations {
-        let by = if activation.automatic {
-            format!("{} (switch)", activation.activated_by)
-        } else {
-            activation.activated_by.clone()
-        };
+        let by =
+            if activation.automatic { format!("{} (switch)", activation.activated_by) } else { activation.activated_by.clone() };
         let state = if activation.ended_at_ms > 0 {
             format!("ended {}", labels::utc_time(activation.ended_at_ms))
         } else {
@@ -184,18 +133,11 @@ pub fn plans_text(plans: &[pb::Plan], activations: &[&pb::PlanActivation]) -> St
 
 /// One row per plan: grade, whether a switch activates it, tasks, call-up.
 pub fn plans_table(plans: &[pb::Plan]) -> String {
-    let mut table = Table::new(&[
-        "PLAN", "NAME", "CATEGORY", "GRADE", "AUTO", "TASKS", "PEOPLE", "CALL-UP",
-    ])
-    .align_right(5)
-    .align_right(6);
+    let mut table =
+        Table::new(&["PLAN", "NAME", "CATEGORY", "GRADE", "AUTO", "TASKS", "PEOPLE", "CALL-UP"]).align_right(5).align_right(6);
     for plan in plans {
         let people: u32 = plan.tasks.iter().map(|task| task.headcount).sum();
-        let call_up: Vec<&str> = plan
-            .call_up
-            .iter()
-            .map(|role| labels::role_key(*role))
-            .collect();
+        let call_up: Vec<&str> = plan.call_up.iter().map(|role| labels::role_key(*role)).collect();
         table.row(vec![
             plan.id.clone(),
             plan.name.clone(),
@@ -210,18 +152,8 @@ pub fn plans_table(plans: &[pb::Plan]) -> String {
     table.render()
 }
 
-pub async fn activate(
-    client: &mut Client,
-    plan_id: &str,
-    area: &str,
-    reason: &str,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
-    let request = pb::ActivatePlanRequest {
-        plan_id: plan_id.to_string(),
-        area_id: area.to_string(),
-        reason: reason.to_string(),
-    };
+pub async fn activate(client: &mut Client, plan_id: &str, area: &str, reason: &str, as_json: bool) -> Result<(), ConsoleError> {
+    let request = pb::ActivatePlanRequest { plan_id: plan_id.to_string(), area_id: area.to_string(), reason: reason.to_string() };
     let activation = client.activate_plan(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::activation(&activation));
@@ -233,36 +165,18 @@ pub fn activated_text(activation: &pb::PlanActivation) -> String {
     let tasks = if activation.incident_ids.is_empty() {
         "no tasks".to_string()
     } else {
-        format!(
-            "{} task(s): {}",
-            activation.incident_ids.len(),
-            activation.incident_ids.join(", ")
-        )
+        format!("{} task(s): {}", activation.incident_ids.len(), activation.incident_ids.join(", "))
     };
     let callup = if activation.callup_id.is_empty() {
         String::new()
     } else {
-        format!(
-            "; call-up {} (see `pingji callup status {}`)",
-            activation.callup_id, activation.area_id
-        )
+        format!("; call-up {} (see `pingji callup status {}`)", activation.callup_id, activation.area_id)
     };
-    format!(
-        "activated plan {} on {} as {}: {tasks}{callup}\n",
-        activation.plan_id, activation.area_id, activation.id
-    )
+    format!("activated plan {} on {} as {}: {tasks}{callup}\n", activation.plan_id, activation.area_id, activation.id)
 }
 
-pub async fn deactivate(
-    client: &mut Client,
-    activation_id: &str,
-    reason: &str,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
-    let request = pb::DeactivatePlanRequest {
-        activation_id: activation_id.to_string(),
-        reason: reason.to_string(),
-    };
+pub async fn deactivate(client: &mut Client, activation_id: &str, reason: &str, as_json: bool) -> Result<(), ConsoleError> {
+    let request = pb::DeactivatePlanRequest { activation_id: activation_id.to_string(), reason: reason.to_string() };
     let activation = client.deactivate_plan(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::activation(&activation));
@@ -272,11 +186,7 @@ pub async fn deactivate(
         activation.id,
         activation.plan_id,
         activation.area_id,
-        if activation.callup_id.is_empty() {
-            ""
-        } else {
-            " and its call-up stood down"
-        }
+        if activation.callup_id.is_empty() { "" } else { " and its call-up stood down" }
     ))
 }
 
@@ -307,10 +217,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
-            call_up: vec![
-                pb::Role::SunkCadre as i32,
-                pb::Role::RegisteredMember as i32,
-            ],
+            call_up: vec![pb::Role::SunkCadre as i32, pb::Role::RegisteredMember as i32],
         }
     }
 
@@ -332,31 +239,18 @@ mod tests {
     fn plans_show_grade_auto_tasks_and_call_up() {
         let text = plans_table(&[plan()]);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "PLAN      NAME      CATEGORY  GRADE  AUTO  TASKS  PEOPLE  CALL-UP"
-        );
-        assert_eq!(
-            lines[1],
-            "flood-ii  防汛二级  flood     II     yes       2       4  sunk_cadre,registered_member"
-        );
+        assert_eq!(lines[0], "PLAN      NAME      CATEGORY  GRADE  AUTO  TASKS  PEOPLE  CALL-UP");
+        assert_eq!(lines[1], "flood-ii  防汛二级  flood     II     yes       2       4  sunk_cadre,registered_member");
     }
 
     #[test]
     fn open_activations_come_first() {
-        let activations = [
-            activation("flood-ii@d1-s1-1", 1_000, 2_000),
-            activation("flood-ii@d1-s1-2", 3_000, 0),
-        ];
+        let activations = [activation("flood-ii@d1-s1-1", 1_000, 2_000), activation("flood-ii@d1-s1-2", 3_000, 0)];
         let sorted = activations_open_first(&activations);
         assert_eq!(sorted[0].id, "flood-ii@d1-s1-2");
         let text = plans_text(&[plan()], &sorted);
-        let open = text
-            .find("flood-ii@d1-s1-2  flood-ii  d1-s1  open")
-            .expect(&text);
-        let ended = text
-            .find("flood-ii@d1-s1-1  flood-ii  d1-s1  ended 1970-01-01 00:00:02Z")
-            .expect(&text);
+        let open = text.find("flood-ii@d1-s1-2  flood-ii  d1-s1  open").expect(&text);
+        let ended = text.find("flood-ii@d1-s1-1  flood-ii  d1-s1  ended 1970-01-01 00:00:02Z").expect(&text);
         assert!(open < ended, "{text}");
         assert!(plans_text(&[], &[]).contains("no plans loaded"));
     }
@@ -375,27 +269,11 @@ mod tests {
     #[test]
     fn dispatcher_errors_name_the_file() {
         let files = [PathBuf::from("a.toml"), PathBuf::from("b.toml")];
-        let ids = [
-            ("a".to_string(), Path::new("a.toml")),
-            ("b".to_string(), Path::new("b.toml")),
-        ];
-        let by_number = plan_error(
-            tonic::Status::invalid_argument("plan file #2: plan b: task #1: category is empty"),
-            &files,
-            &ids,
-        );
-        assert_eq!(
-            by_number.to_string(),
-            "b.toml: plan b: task #1: category is empty"
-        );
-        let by_id = plan_error(
-            tonic::Status::not_found("plan a: task pump names area x which is not on the map"),
-            &files,
-            &ids,
-        );
-        assert_eq!(
-            by_id.to_string(),
-            "a.toml: not found: plan a: task pump names area x which is not on the map"
-        );
+        let ids = [("a".to_string(), Path::new("a.toml")), ("b".to_string(), Path::new("b.toml"))];
+        let by_number =
+            plan_error(tonic::Status::invalid_argument("plan file #2: plan b: task #1: category is empty"), &files, &ids);
+        assert_eq!(by_number.to_string(), "b.toml: plan b: task #1: category is empty");
+        let by_id = plan_error(tonic::Status::not_found("plan a: task pump names area x which is not on the map"), &files, &ids);
+        assert_eq!(by_id.to_string(), "a.toml: not found: plan a: task pump names area x which is not on the map");
     }
 }

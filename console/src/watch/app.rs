@@ -73,17 +73,8 @@ impl PersonDot {
     /// The person's dot, if they have a live location.
     pub fn from_agent(agent: &pb::Agent) -> Option<PersonDot> {
         let at = agent.location.as_ref()?;
-        let id = agent
-            .spec
-            .as_ref()
-            .map(|spec| spec.id.clone())
-            .unwrap_or_default();
-        Some(PersonDot {
-            id,
-            lon: at.lon,
-            lat: at.lat,
-            status: agent.status,
-        })
+        let id = agent.spec.as_ref().map(|spec| spec.id.clone()).unwrap_or_default();
+        Some(PersonDot { id, lon: at.lon, lat: at.lat, status: agent.status })
     }
 }
 
@@ -104,10 +95,7 @@ pub struct IncidentRow {
 
 impl IncidentRow {
     pub fn from_incident(incident: &pb::Incident) -> IncidentRow {
-        let (lon, lat) = incident
-            .location
-            .as_ref()
-            .map_or((f64::NAN, f64::NAN), |at| (at.lon, at.lat));
+        let (lon, lat) = incident.location.as_ref().map_or((f64::NAN, f64::NAN), |at| (at.lon, at.lat));
         IncidentRow {
             id: incident.id.clone(),
             category: incident.category.clone(),
@@ -230,19 +218,9 @@ impl App {
         self.outlines = response.areas.iter().map(Outline::from_area).collect();
         // Wider levels first, so that finer outlines are drawn over them
         // only where the draw order says.
-        self.outlines
-            .sort_by(|a, b| (a.level, &a.id).cmp(&(b.level, &b.id)));
-        self.outline_index = self
-            .outlines
-            .iter()
-            .enumerate()
-            .map(|(index, outline)| (outline.id.clone(), index))
-            .collect();
-        self.bounds = Bounds::around(
-            self.outlines
-                .iter()
-                .flat_map(|outline| outline.rings.iter().flatten().copied()),
-        );
+        self.outlines.sort_by(|a, b| (a.level, &a.id).cmp(&(b.level, &b.id)));
+        self.outline_index = self.outlines.iter().enumerate().map(|(index, outline)| (outline.id.clone(), index)).collect();
+        self.bounds = Bounds::around(self.outlines.iter().flat_map(|outline| outline.rings.iter().flatten().copied()));
     }
 
     /// People with a live location (the dispatcher's connected people).
@@ -374,13 +352,10 @@ impl App {
                     row.status = pb::IncidentStatus::Staffed as i32;
                 }
             }
-            EventKind::IncidentCancelled { incident, .. }
-            | EventKind::IncidentClosed { incident, .. } => {
+            EventKind::IncidentCancelled { incident, .. } | EventKind::IncidentClosed { incident, .. } => {
                 self.incidents.remove(incident.as_str());
             }
-            EventKind::ModeSwitched {
-                area, mode, reason, ..
-            } => {
+            EventKind::ModeSwitched { area, mode, reason, .. } => {
                 let area = area.to_string();
                 if let Some(index) = self.outline_index.get(&area).copied() {
                     self.outlines[index].mode = event_line::wire_mode(mode) as i32;
@@ -404,54 +379,32 @@ impl App {
                 };
                 self.incidents.insert(row.id.clone(), row);
             }
-            EventKind::ReportAccepted {
-                incident,
-                priority,
-                headcount,
-                ..
-            } => {
+            EventKind::ReportAccepted { incident, priority, headcount, .. } => {
                 if let Some(row) = self.incidents.get_mut(incident.as_str()) {
                     row.status = pb::IncidentStatus::Waiting as i32;
                     row.priority = i32::from(priority);
                     row.headcount = headcount;
                 }
             }
-            EventKind::ReportMerged { incident, .. }
-            | EventKind::ReportRejected { incident, .. } => {
+            EventKind::ReportMerged { incident, .. } | EventKind::ReportRejected { incident, .. } => {
                 self.incidents.remove(incident.as_str());
             }
-            EventKind::GridStaffingLow {
-                grid,
-                available,
-                minimum,
-            } => {
-                let low = LowGrid {
-                    grid_id: grid.to_string(),
-                    available,
-                    minimum,
-                };
+            EventKind::GridStaffingLow { grid, available, minimum } => {
+                let low = LowGrid { grid_id: grid.to_string(), available, minimum };
                 self.low_grids.insert(low.grid_id.clone(), low);
             }
             EventKind::GridStaffingRestored { grid, .. } => {
                 self.low_grids.remove(grid.as_str());
             }
-            EventKind::CallupIssued {
-                callup,
-                area,
-                deadline,
-                people,
-                ..
-            } => {
-                self.callups
-                    .entry(callup.to_string())
-                    .or_insert_with(|| CallupTally {
-                        callup_id: callup.to_string(),
-                        area_id: area.to_string(),
-                        called: people.len(),
-                        checked_in: BTreeSet::new(),
-                        deadline_ms: deadline.0,
-                        deadline_passed: false,
-                    });
+            EventKind::CallupIssued { callup, area, deadline, people, .. } => {
+                self.callups.entry(callup.to_string()).or_insert_with(|| CallupTally {
+                    callup_id: callup.to_string(),
+                    area_id: area.to_string(),
+                    called: people.len(),
+                    checked_in: BTreeSet::new(),
+                    deadline_ms: deadline.0,
+                    deadline_passed: false,
+                });
             }
             EventKind::CheckedIn { callup, agent } => {
                 if let Some(tally) = self.callups.get_mut(callup.as_str()) {
@@ -589,11 +542,7 @@ impl App {
 
     /// The incident whose details should be fetched again, if any.
     pub fn stale_detail(&self) -> Option<&str> {
-        if self.showing_detail && self.detail_stale {
-            self.selected.as_deref()
-        } else {
-            None
-        }
+        if self.showing_detail && self.detail_stale { self.selected.as_deref() } else { None }
     }
 
     /// Marks the requests as sent, until the next event makes them stale.
@@ -633,9 +582,7 @@ impl App {
     /// Open incidents, most urgent first, then oldest first.
     pub fn open_incidents(&self) -> Vec<&IncidentRow> {
         let mut rows: Vec<&IncidentRow> = self.incidents.values().collect();
-        rows.sort_by(|a, b| {
-            (a.priority, a.reported_at_ms, &a.id).cmp(&(b.priority, b.reported_at_ms, &b.id))
-        });
+        rows.sort_by(|a, b| (a.priority, a.reported_at_ms, &a.id).cmp(&(b.priority, b.reported_at_ms, &b.id)));
         rows
     }
 
@@ -645,9 +592,7 @@ impl App {
 
     pub fn selected_index(&self) -> Option<usize> {
         let selected = self.selected.as_deref()?;
-        self.open_incidents()
-            .iter()
-            .position(|row| row.id == selected)
+        self.open_incidents().iter().position(|row| row.id == selected)
     }
 
     /// The incident detail being shown: `Some(None)` while it loads.
@@ -676,10 +621,7 @@ impl App {
                 reason: self.mode_reasons.get(&outline.id).cloned(),
             })
             .collect();
-        banners.sort_by(|a, b| {
-            (labels::mode_severity(b.mode), &a.area_id)
-                .cmp(&(labels::mode_severity(a.mode), &b.area_id))
-        });
+        banners.sort_by(|a, b| (labels::mode_severity(b.mode), &a.area_id).cmp(&(labels::mode_severity(a.mode), &b.area_id)));
         banners
     }
 
@@ -700,17 +642,8 @@ impl App {
 
     /// People on the map by status: (available, busy, off duty).
     pub fn people_counts(&self) -> (usize, usize, usize) {
-        let count = |status: pb::AgentStatus| {
-            self.people
-                .iter()
-                .filter(|person| person.status == status as i32)
-                .count()
-        };
-        (
-            count(pb::AgentStatus::Available),
-            count(pb::AgentStatus::Busy),
-            count(pb::AgentStatus::OffDuty),
-        )
+        let count = |status: pb::AgentStatus| self.people.iter().filter(|person| person.status == status as i32).count();
+        (count(pb::AgentStatus::Available), count(pb::AgentStatus::Busy), count(pb::AgentStatus::OffDuty))
     }
 }
 

@@ -44,10 +44,8 @@ const ORANGE: Color = Color::Indexed(208);
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        let message = format!(
-            "terminal too small: {}x{}; make it at least {MIN_WIDTH}x{MIN_HEIGHT} (q quits)",
-            area.width, area.height
-        );
+        let message =
+            format!("terminal too small: {}x{}; make it at least {MIN_WIDTH}x{MIN_HEIGHT} (q quits)", area.width, area.height);
         frame.render_widget(Paragraph::new(message).wrap(Wrap { trim: true }), area);
         return;
     }
@@ -63,10 +61,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(area);
     // The feed spans the full width below: its lines are the longest.
-    let [top, feed_area] =
-        Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(body);
-    let [left, incidents_area] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+    let [top, feed_area] = Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(body);
+    let [left, incidents_area] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
 
     draw_header(frame, header, app);
     draw_banners(frame, banner_area, &banners);
@@ -81,11 +77,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
 }
 
 fn pane_block(title: String, focused: bool) -> Block<'static> {
-    let style = if focused {
-        Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
-    } else {
-        Style::new()
-    };
+    let style = if focused { Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD) } else { Style::new() };
     Block::bordered().title(title).border_style(style)
 }
 
@@ -120,24 +112,14 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let (available, busy, off_duty) = app.people_counts();
     let clock = labels::utc_time(app.now_ms);
     let line = Line::from(vec![
-        Span::styled(
-            " Pingji watch ",
-            Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
-        ),
+        Span::styled(" Pingji watch ", Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)),
         Span::raw(format!(" {} open │ on map: ", app.open_incidents().len())),
-        Span::styled(
-            format!("{available} available"),
-            Style::new().fg(Color::Green),
-        ),
+        Span::styled(format!("{available} available"), Style::new().fg(Color::Green)),
         Span::raw(" "),
         Span::styled(format!("{busy} busy"), Style::new().fg(Color::Magenta)),
         Span::raw(" "),
         Span::styled(format!("{off_duty} off"), Style::new().fg(Color::DarkGray)),
-        Span::raw(format!(
-            " │ {} │ {}",
-            clock.get(11..).unwrap_or(""),
-            app.server
-        )),
+        Span::raw(format!(" │ {} │ {}", clock.get(11..).unwrap_or(""), app.server)),
     ]);
     frame.render_widget(Paragraph::new(line), area);
 }
@@ -146,37 +128,20 @@ fn draw_banners(frame: &mut Frame, area: Rect, banners: &[Banner]) {
     if area.height == 0 {
         return;
     }
-    let shown = if banners.len() > MAX_BANNERS {
-        MAX_BANNERS - 1
-    } else {
-        banners.len()
-    };
+    let shown = if banners.len() > MAX_BANNERS { MAX_BANNERS - 1 } else { banners.len() };
     let mut lines: Vec<Line> = banners[..shown]
         .iter()
         .map(|banner| {
             let mode = labels::mode_text(banner.mode).to_uppercase();
-            let reason = banner
-                .reason
-                .as_deref()
-                .map(|reason| format!(" — {reason}"))
-                .unwrap_or_default();
+            let reason = banner.reason.as_deref().map(|reason| format!(" — {reason}")).unwrap_or_default();
             let text = format!(" ⚠ {mode}  {} ({}){reason}", banner.name, banner.area_id);
-            let style = Style::new()
-                .bg(mode_colour(banner.mode))
-                .fg(Color::Black)
-                .add_modifier(Modifier::BOLD);
+            let style = Style::new().bg(mode_colour(banner.mode)).fg(Color::Black).add_modifier(Modifier::BOLD);
             Line::from(Span::styled(text, style)).style(style)
         })
         .collect();
     if banners.len() > shown {
-        let style = Style::new()
-            .bg(Color::Red)
-            .fg(Color::Black)
-            .add_modifier(Modifier::BOLD);
-        let more = format!(
-            " ⚠ +{} more areas in emergency (pingji mode show lists them)",
-            banners.len() - shown
-        );
+        let style = Style::new().bg(Color::Red).fg(Color::Black).add_modifier(Modifier::BOLD);
+        let more = format!(" ⚠ +{} more areas in emergency (pingji mode show lists them)", banners.len() - shown);
         lines.push(Line::from(Span::styled(more, style)).style(style));
     }
     frame.render_widget(Paragraph::new(lines), area);
@@ -187,34 +152,19 @@ fn draw_banners(frame: &mut Frame, area: Rect, banners: &[Banner]) {
 /// and says how many more there are; the call-ups are left out when not
 /// even one fits after the grids.
 pub fn alert_parts(app: &App, width: usize) -> (Option<String>, Option<String>) {
-    let low: Vec<String> = app
-        .low_grids()
-        .map(|grid| format!("{} {}/{}", grid.grid_id, grid.available, grid.minimum))
-        .collect();
+    let low: Vec<String> = app.low_grids().map(|grid| format!("{} {}/{}", grid.grid_id, grid.available, grid.minimum)).collect();
     let grids = (!low.is_empty()).then(|| {
         let noun = if low.len() == 1 { "grid" } else { "grids" };
-        fit_list(
-            &format!(" ▼ {} {noun} below minimum: ", low.len()),
-            &low,
-            width,
-        )
+        fit_list(&format!(" ▼ {} {noun} below minimum: ", low.len()), &low, width)
     });
     let used = grids.as_deref().map_or(0, display_width);
     let calls: Vec<String> = app
         .callups()
         .map(|callup| {
-            let tally = format!(
-                "{} {} {}/{} checked in",
-                callup.callup_id,
-                callup.area_id,
-                callup.checked_in.len(),
-                callup.called
-            );
+            let tally =
+                format!("{} {} {}/{} checked in", callup.callup_id, callup.area_id, callup.checked_in.len(), callup.called);
             if callup.deadline_passed && callup.checked_in.len() < callup.called {
-                format!(
-                    "{tally} ({} missing)",
-                    callup.called - callup.checked_in.len()
-                )
+                format!("{tally} ({} missing)", callup.called - callup.checked_in.len())
             } else {
                 tally
             }
@@ -222,10 +172,8 @@ pub fn alert_parts(app: &App, width: usize) -> (Option<String>, Option<String>) 
         .collect();
     let lead = " ⚑ call-ups: ";
     let room = width.saturating_sub(used);
-    let callups = calls
-        .first()
-        .filter(|first| display_width(lead) + display_width(first) <= room)
-        .map(|_| fit_list(lead, &calls, room));
+    let callups =
+        calls.first().filter(|first| display_width(lead) + display_width(first) <= room).map(|_| fit_list(lead, &calls, room));
     (grids, callups)
 }
 
@@ -235,22 +183,11 @@ fn fit_list(lead: &str, items: &[String], width: usize) -> String {
     for (index, item) in items.iter().enumerate() {
         let left = items.len() - index - 1;
         let separator = if index == 0 { "" } else { ", " };
-        let more = if left > 0 {
-            format!(", +{left} more")
-        } else {
-            String::new()
-        };
-        let fits = display_width(&text)
-            + display_width(separator)
-            + display_width(item)
-            + display_width(&more)
-            <= width;
+        let more = if left > 0 { format!(", +{left} more") } else { String::new() };
+        let fits = display_width(&text) + display_width(separator) + display_width(item) + display_width(&more) <= width;
         if !fits {
             let rest = items.len() - index;
-            text.push_str(&format!(
-                "{}+{rest} more",
-                if index == 0 { "" } else { ", " }
-            ));
+            text.push_str(&format!("{}+{rest} more", if index == 0 { "" } else { ", " }));
             return text;
         }
         text.push_str(separator);
@@ -266,19 +203,10 @@ fn draw_alert(frame: &mut Frame, area: Rect, app: &App) {
     let (grids, callups) = alert_parts(app, usize::from(area.width));
     let mut spans = Vec::new();
     if let Some(grids) = grids {
-        spans.push(Span::styled(
-            grids,
-            Style::new()
-                .bg(Color::Yellow)
-                .fg(Color::Black)
-                .add_modifier(Modifier::BOLD),
-        ));
+        spans.push(Span::styled(grids, Style::new().bg(Color::Yellow).fg(Color::Black).add_modifier(Modifier::BOLD)));
     }
     if let Some(callups) = callups {
-        spans.push(Span::styled(
-            callups,
-            Style::new().bg(Color::Cyan).fg(Color::Black),
-        ));
+        spans.push(Span::styled(callups, Style::new().bg(Color::Cyan).fg(Color::Black)));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
@@ -299,36 +227,22 @@ fn draw_rings(context: &mut Context, outline: &Outline, colour: Color) {
     for ring in &outline.rings {
         for pair in ring.windows(2) {
             let ((x1, y1), (x2, y2)) = (pair[0], pair[1]);
-            context.draw(&CanvasLine {
-                x1,
-                y1,
-                x2,
-                y2,
-                color: colour,
-            });
+            context.draw(&CanvasLine { x1, y1, x2, y2, color: colour });
         }
     }
 }
 
 fn draw_map(frame: &mut Frame, area: Rect, app: &App) {
-    let block = pane_block(
-        format!("Map: {} people", app.people().len()),
-        app.focus == Pane::Map,
-    );
+    let block = pane_block(format!("Map: {} people", app.people().len()), app.focus == Pane::Map);
     let inner = block.inner(area);
     let Some(bounds) = app.bounds() else {
-        let message =
-            Paragraph::new("no areas on the map yet; import them with `pingji areas import`")
-                .wrap(Wrap { trim: true });
+        let message = Paragraph::new("no areas on the map yet; import them with `pingji areas import`").wrap(Wrap { trim: true });
         frame.render_widget(message.block(block), area);
         return;
     };
     let (x_bounds, y_bounds) = bounds.fit(inner.width, inner.height);
     let outlines = app.outlines();
-    let grids = outlines
-        .iter()
-        .filter(|outline| outline.level == pb::AreaLevel::Grid as i32)
-        .count();
+    let grids = outlines.iter().filter(|outline| outline.level == pb::AreaLevel::Grid as i32).count();
     let mut by_status: [Vec<(f64, f64)>; 3] = Default::default();
     for person in app.people() {
         let slot = match pb::AgentStatus::try_from(person.status) {
@@ -340,12 +254,8 @@ fn draw_map(frame: &mut Frame, area: Rect, app: &App) {
     }
     let incidents = app.open_incidents();
     let selected = app.selected();
-    let canvas = Canvas::default()
-        .block(block)
-        .marker(Marker::Braille)
-        .x_bounds(x_bounds)
-        .y_bounds(y_bounds)
-        .paint(move |context| {
+    let canvas =
+        Canvas::default().block(block).marker(Marker::Braille).x_bounds(x_bounds).y_bounds(y_bounds).paint(move |context| {
             // Finest level first, so that wider borders are drawn over it.
             for outline in outlines.iter().rev() {
                 if outline.level == pb::AreaLevel::Grid as i32 && grids > MAX_GRID_OUTLINES {
@@ -356,37 +266,21 @@ fn draw_map(frame: &mut Frame, area: Rect, app: &App) {
                 }
             }
             context.layer();
-            for outline in outlines
-                .iter()
-                .filter(|outline| labels::is_emergency(outline.mode))
-            {
+            for outline in outlines.iter().filter(|outline| labels::is_emergency(outline.mode)) {
                 draw_rings(context, outline, mode_colour(outline.mode));
             }
             context.layer();
             // Off duty first, available last: the people who can go are on top.
-            for (slot, status) in [
-                (2, pb::AgentStatus::OffDuty),
-                (1, pb::AgentStatus::Busy),
-                (0, pb::AgentStatus::Available),
-            ] {
-                context.draw(&Points {
-                    coords: &by_status[slot],
-                    color: status_colour(status as i32),
-                });
+            for (slot, status) in [(2, pb::AgentStatus::OffDuty), (1, pb::AgentStatus::Busy), (0, pb::AgentStatus::Available)] {
+                context.draw(&Points { coords: &by_status[slot], color: status_colour(status as i32) });
             }
             context.layer();
             for row in &incidents {
-                let mut style = Style::new()
-                    .fg(priority_colour(row.priority))
-                    .add_modifier(Modifier::BOLD);
+                let mut style = Style::new().fg(priority_colour(row.priority)).add_modifier(Modifier::BOLD);
                 if selected == Some(row.id.as_str()) {
                     style = style.add_modifier(Modifier::REVERSED);
                 }
-                context.print(
-                    row.lon,
-                    row.lat,
-                    Span::styled(format!("▲{}", row.priority), style),
-                );
+                context.print(row.lon, row.lat, Span::styled(format!("▲{}", row.priority), style));
             }
         });
     frame.render_widget(canvas, area);
@@ -394,10 +288,7 @@ fn draw_map(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
     let rows_data = app.open_incidents();
-    let block = pane_block(
-        format!("Open incidents: {}", rows_data.len()),
-        app.focus == Pane::Incidents,
-    );
+    let block = pane_block(format!("Open incidents: {}", rows_data.len()), app.focus == Pane::Incidents);
     if rows_data.is_empty() {
         frame.render_widget(Paragraph::new("no open incidents").block(block), area);
         return;
@@ -406,10 +297,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|row| {
             Row::new(vec![
-                Span::styled(
-                    format!("P{}", row.priority),
-                    Style::new().fg(priority_colour(row.priority)),
-                ),
+                Span::styled(format!("P{}", row.priority), Style::new().fg(priority_colour(row.priority))),
                 Span::raw(row.id.clone()),
                 // "reported" does not fit the column: a report awaits triage.
                 Span::raw(if row.status == pb::IncidentStatus::Reported as i32 {
@@ -437,10 +325,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
         Style::new().add_modifier(Modifier::BOLD)
     };
     let table = Table::new(rows, widths)
-        .header(
-            Row::new(vec!["P", "ID", "STATUS", "STAFF", "AGE", "WHAT"])
-                .style(Style::new().add_modifier(Modifier::DIM)),
-        )
+        .header(Row::new(vec!["P", "ID", "STATUS", "STAFF", "AGE", "WHAT"]).style(Style::new().add_modifier(Modifier::DIM)))
         .column_spacing(1)
         .block(block)
         .row_highlight_style(highlight);
@@ -451,9 +336,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
 fn feed_colour(kind: &str) -> Color {
     match kind {
         "mode_switched" | "grid_staffing_low" | "callup_deadline_passed" => Color::Red,
-        "incident_reported" | "field_reported" | "plan_activated" | "callup_issued" => {
-            Color::Yellow
-        }
+        "incident_reported" | "field_reported" | "plan_activated" | "callup_issued" => Color::Yellow,
         "checked_in" | "grid_staffing_restored" | "report_accepted" => Color::Green,
         "assigned" | "incident_staffed" | "assignment_completed" => Color::Green,
         "offer_declined" | "offer_timed_out" | "no_candidates" | "widened" => ORANGE,
@@ -465,11 +348,7 @@ fn feed_colour(kind: &str) -> Color {
 fn draw_feed(frame: &mut Frame, area: Rect, app: &App) {
     let feed = app.feed();
     let scroll = app.feed_scroll();
-    let title = if scroll > 0 {
-        format!("Events (scrolled back {scroll})")
-    } else {
-        "Events".to_string()
-    };
+    let title = if scroll > 0 { format!("Events (scrolled back {scroll})") } else { "Events".to_string() };
     let block = pane_block(title, app.focus == Pane::Feed);
     let visible = usize::from(block.inner(area).height);
     let end = feed.len().saturating_sub(scroll);
@@ -479,19 +358,12 @@ fn draw_feed(frame: &mut Frame, area: Rect, app: &App) {
         .map(|line| {
             let time = labels::utc_time(line.at_ms);
             Line::from(vec![
-                Span::styled(
-                    format!("{} ", time.get(11..19).unwrap_or("")),
-                    Style::new().fg(Color::DarkGray),
-                ),
+                Span::styled(format!("{} ", time.get(11..19).unwrap_or("")), Style::new().fg(Color::DarkGray)),
                 Span::styled(line.text.clone(), Style::new().fg(feed_colour(&line.kind))),
             ])
         })
         .collect();
-    let paragraph = if lines.is_empty() {
-        Paragraph::new("waiting for events…")
-    } else {
-        Paragraph::new(lines)
-    };
+    let paragraph = if lines.is_empty() { Paragraph::new("waiting for events…") } else { Paragraph::new(lines) };
     frame.render_widget(paragraph.block(block), area);
 }
 
@@ -506,10 +378,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: Option<&pb::Inc
     let mut lines = vec![
         Line::from(vec![
             Span::styled(format!("{} ", incident.category), bold),
-            Span::styled(
-                format!("P{} ", incident.priority),
-                Style::new().fg(priority_colour(incident.priority)),
-            ),
+            Span::styled(format!("P{} ", incident.priority), Style::new().fg(priority_colour(incident.priority))),
             Span::raw(format!(
                 "{}  {} of {} people",
                 labels::incident_status_name(incident.status),
@@ -517,36 +386,22 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: Option<&pb::Inc
                 incident.headcount
             )),
         ]),
-        Line::from(format!(
-            "reported {} ago by {}",
-            labels::age(incident.reported_at_ms, app.now_ms),
-            incident.reported_by
-        )),
+        Line::from(format!("reported {} ago by {}", labels::age(incident.reported_at_ms, app.now_ms), incident.reported_by)),
         Line::from(format!(
             "grid {}  mode {}  offered from {}",
-            if incident.grid_id.is_empty() {
-                "-"
-            } else {
-                &incident.grid_id
-            },
+            if incident.grid_id.is_empty() { "-" } else { &incident.grid_id },
             labels::mode_key(incident.mode),
             labels::level_name(incident.scope)
         )),
     ];
     if !incident.required_skills.is_empty() {
-        lines.push(Line::from(format!(
-            "skills: {}",
-            incident.required_skills.join(", ")
-        )));
+        lines.push(Line::from(format!("skills: {}", incident.required_skills.join(", "))));
     }
     if !incident.description.is_empty() {
         lines.push(Line::from(incident.description.clone()));
     }
     // Who is going first: in a small terminal the offers are cut, not them.
-    lines.push(Line::from(Span::styled(
-        format!("Assignments ({})", incident.assignments.len()),
-        bold,
-    )));
+    lines.push(Line::from(Span::styled(format!("Assignments ({})", incident.assignments.len()), bold)));
     for assignment in &incident.assignments {
         let progress = if assignment.completed_at_ms > 0 {
             "completed"
@@ -556,15 +411,9 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: Option<&pb::Inc
             "on the way"
         };
         let since = labels::age(assignment.assigned_at_ms, app.now_ms);
-        lines.push(Line::from(format!(
-            " {}  {progress}  assigned {since} ago",
-            assignment.agent_id
-        )));
+        lines.push(Line::from(format!(" {}  {progress}  assigned {since} ago", assignment.agent_id)));
     }
-    lines.push(Line::from(Span::styled(
-        format!("Offers ({})", incident.open_offers.len()),
-        bold,
-    )));
+    lines.push(Line::from(Span::styled(format!("Offers ({})", incident.open_offers.len()), bold)));
     for offer in &incident.open_offers {
         let left_s = (offer.deadline_ms - app.now_ms).max(0) / 1000;
         lines.push(Line::from(format!(
@@ -574,33 +423,22 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: Option<&pb::Inc
             labels::duration(offer.eta_s.round() as i64)
         )));
     }
-    frame.render_widget(
-        Paragraph::new(Text::from(lines))
-            .wrap(Wrap { trim: false })
-            .block(block),
-        area,
-    );
+    frame.render_widget(Paragraph::new(Text::from(lines)).wrap(Wrap { trim: false }).block(block), area);
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
-    let keys = Span::styled(
-        " Tab pane  ↑↓/jk select  Enter details  Esc close  q quit ",
-        Style::new().fg(Color::DarkGray),
-    );
+    let keys = Span::styled(" Tab pane  ↑↓/jk select  Enter details  Esc close  q quit ", Style::new().fg(Color::DarkGray));
     // A broken event stream matters most: the view is no longer live.
     let link = match (&app.link, &app.problem) {
-        (Link::Reconnecting { attempt, in_s }, _) => Span::styled(
-            format!("reconnecting in {in_s} s (try {attempt})"),
-            Style::new().fg(Color::Yellow),
-        ),
+        (Link::Reconnecting { attempt, in_s }, _) => {
+            Span::styled(format!("reconnecting in {in_s} s (try {attempt})"), Style::new().fg(Color::Yellow))
+        }
         (Link::Live, Some(problem)) => Span::styled(problem.clone(), Style::new().fg(Color::Red)),
         (Link::Live, None) => Span::styled("● live", Style::new().fg(Color::Green)),
     };
-    let [left, right] = Layout::horizontal([
-        Constraint::Fill(1),
-        Constraint::Length(link.width().min(usize::from(area.width / 2)) as u16),
-    ])
-    .areas(area);
+    let [left, right] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(link.width().min(usize::from(area.width / 2)) as u16)])
+            .areas(area);
     frame.render_widget(Paragraph::new(Line::from(keys)), left);
     frame.render_widget(Paragraph::new(Line::from(link)), right);
 }

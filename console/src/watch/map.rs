@@ -26,12 +26,7 @@ impl Bounds {
                 continue;
             }
             bounds = Some(match bounds {
-                None => Bounds {
-                    min_lon: lon,
-                    max_lon: lon,
-                    min_lat: lat,
-                    max_lat: lat,
-                },
+                None => Bounds { min_lon: lon, max_lon: lon, min_lat: lat, max_lat: lat },
                 Some(b) => Bounds {
                     min_lon: b.min_lon.min(lon),
                     max_lon: b.max_lon.max(lon),
@@ -59,10 +54,7 @@ impl Bounds {
         let per_cell = (lon_span * shrink / cells_wide).max(lat_span / cells_high);
         let half_lon = per_cell * cells_wide / shrink / 2.0;
         let half_lat = per_cell * cells_high / 2.0;
-        (
-            [centre_lon - half_lon, centre_lon + half_lon],
-            [centre_lat - half_lat, centre_lat + half_lat],
-        )
+        ([centre_lon - half_lon, centre_lon + half_lon], [centre_lat - half_lat, centre_lat + half_lat])
     }
 }
 
@@ -92,12 +84,7 @@ impl Outline {
                 .polygons
                 .iter()
                 .flat_map(|polygon| polygon.rings.iter())
-                .map(|ring| {
-                    ring.points
-                        .iter()
-                        .map(|point| (point.lon, point.lat))
-                        .collect()
-                })
+                .map(|ring| ring.points.iter().map(|point| (point.lon, point.lat)).collect())
                 .collect(),
         }
     }
@@ -109,46 +96,23 @@ mod tests {
 
     #[test]
     fn bounds_hold_every_point() {
-        let bounds =
-            Bounds::around([(120.0, 30.0), (120.2, 30.3), (f64::NAN, 1.0)]).expect("points");
-        assert_eq!(
-            bounds,
-            Bounds {
-                min_lon: 120.0,
-                max_lon: 120.2,
-                min_lat: 30.0,
-                max_lat: 30.3
-            }
-        );
+        let bounds = Bounds::around([(120.0, 30.0), (120.2, 30.3), (f64::NAN, 1.0)]).expect("points");
+        assert_eq!(bounds, Bounds { min_lon: 120.0, max_lon: 120.2, min_lat: 30.0, max_lat: 30.3 });
         assert_eq!(Bounds::around([]), None);
     }
 
     #[test]
     fn fitting_keeps_the_whole_area_and_its_proportions() {
-        let bounds = Bounds {
-            min_lon: 120.09,
-            max_lon: 120.21,
-            min_lat: 30.22,
-            max_lat: 30.32,
-        };
+        let bounds = Bounds { min_lon: 120.09, max_lon: 120.21, min_lat: 30.22, max_lat: 30.32 };
         for (width, height) in [(40, 20), (80, 10), (20, 40)] {
             let ([x0, x1], [y0, y1]) = bounds.fit(width, height);
-            assert!(
-                x0 <= bounds.min_lon && x1 >= bounds.max_lon,
-                "{width}x{height}: lon {x0}..{x1}"
-            );
-            assert!(
-                y0 <= bounds.min_lat && y1 >= bounds.max_lat,
-                "{width}x{height}: lat {y0}..{y1}"
-            );
+            assert!(x0 <= bounds.min_lon && x1 >= bounds.max_lon, "{width}x{height}: lon {x0}..{x1}");
+            assert!(y0 <= bounds.min_lat && y1 >= bounds.max_lat, "{width}x{height}: lat {y0}..{y1}");
             // Same ground distance per cell on both axes (cells 2:1).
             let shrink = 30.27_f64.to_radians().cos();
             let per_cell_x = (x1 - x0) * shrink / f64::from(width);
             let per_cell_y = (y1 - y0) / (f64::from(height) * 2.0);
-            assert!(
-                (per_cell_x / per_cell_y - 1.0).abs() < 1e-9,
-                "{width}x{height}: {per_cell_x} vs {per_cell_y}"
-            );
+            assert!((per_cell_x / per_cell_y - 1.0).abs() < 1e-9, "{width}x{height}: {per_cell_x} vs {per_cell_y}");
         }
     }
 }

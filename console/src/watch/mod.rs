@@ -60,26 +60,11 @@ const STOP_WITHIN: Duration = Duration::from_secs(2);
 pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), ConsoleError> {
     // Read what the view starts with before taking over the terminal, so
     // that an unreachable or failing dispatcher is one line on stderr.
-    let areas_request = pb::ListAreasRequest {
-        level: pb::AreaLevel::Unspecified as i32,
-        with_geometry: true,
-    };
+    let areas_request = pb::ListAreasRequest { level: pb::AreaLevel::Unspecified as i32, with_geometry: true };
     let areas = client.list_areas(areas_request).await?.into_inner();
-    let incidents = client
-        .list_incidents(pb::ListIncidentsRequest {
-            open_only: true,
-            limit: 0,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let callups = client
-        .callup_status(pb::CallupStatusRequest {
-            area_id: String::new(),
-            open_only: true,
-        })
-        .await?
-        .into_inner();
+    let incidents =
+        client.list_incidents(pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() }).await?.into_inner();
+    let callups = client.callup_status(pb::CallupStatusRequest { area_id: String::new(), open_only: true }).await?.into_inner();
     let mut app = App::new(server);
     app.set_areas(&areas);
     app.set_incidents(&incidents.incidents);
@@ -99,34 +84,15 @@ pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), 
     result.and(restored)
 }
 
-async fn run_view(
-    terminal: &mut DefaultTerminal,
-    mut app: App,
-    client: Client,
-    from_seq: u64,
-) -> Result<(), ConsoleError> {
+async fn run_view(terminal: &mut DefaultTerminal, mut app: App, client: Client, from_seq: u64) -> Result<(), ConsoleError> {
     let (stop, shutdown) = watch::channel(false);
     let (updates_sender, mut updates) = mpsc::channel(UPDATE_QUEUE);
     let (fetch_sender, fetch_requests) = mpsc::channel(8);
     let (keys_sender, mut keys) = mpsc::channel(64);
     let tasks = [
-        tokio::spawn(sources::stream_events(
-            client.clone(),
-            from_seq,
-            updates_sender.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(sources::poll_people(
-            client.clone(),
-            updates_sender.clone(),
-            shutdown.clone(),
-        )),
-        tokio::spawn(sources::fetch(
-            client,
-            fetch_requests,
-            updates_sender,
-            shutdown,
-        )),
+        tokio::spawn(sources::stream_events(client.clone(), from_seq, updates_sender.clone(), shutdown.clone())),
+        tokio::spawn(sources::poll_people(client.clone(), updates_sender.clone(), shutdown.clone())),
+        tokio::spawn(sources::fetch(client, fetch_requests, updates_sender, shutdown)),
     ];
     let stop_keys = Arc::new(AtomicBool::new(false));
     let key_reader = {

@@ -105,14 +105,7 @@ pub async fn stream_events(
         }
         attempt = attempt.saturating_add(1);
         let delay = backoff(attempt);
-        if updates
-            .send(Update::Link(Link::Reconnecting {
-                attempt,
-                in_s: delay.as_secs(),
-            }))
-            .await
-            .is_err()
-        {
+        if updates.send(Update::Link(Link::Reconnecting { attempt, in_s: delay.as_secs() })).await.is_err() {
             return;
         }
         tokio::select! {
@@ -123,15 +116,8 @@ pub async fn stream_events(
 }
 
 /// Reads the connected people every [`PEOPLE_EVERY`].
-pub async fn poll_people(
-    mut client: Client,
-    updates: mpsc::Sender<Update>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let filter = ListFilter {
-        connected_only: true,
-        ..ListFilter::default()
-    };
+pub async fn poll_people(mut client: Client, updates: mpsc::Sender<Update>, mut shutdown: watch::Receiver<bool>) {
+    let filter = ListFilter { connected_only: true, ..ListFilter::default() };
     let mut every = tokio::time::interval(PEOPLE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -187,24 +173,12 @@ pub async fn fetch(
 async fn answer(client: &mut Client, request: Fetch) -> Result<Update, ConsoleError> {
     Ok(match request {
         Fetch::OpenIncidents => {
-            let request = pb::ListIncidentsRequest {
-                open_only: true,
-                limit: 0,
-                ..Default::default()
-            };
+            let request = pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() };
             Update::Incidents(client.list_incidents(request).await?.into_inner().incidents)
         }
-        Fetch::Incident(id) => Update::Detail(Box::new(
-            client
-                .get_incident(pb::GetIncidentRequest { id })
-                .await?
-                .into_inner(),
-        )),
+        Fetch::Incident(id) => Update::Detail(Box::new(client.get_incident(pb::GetIncidentRequest { id }).await?.into_inner())),
         Fetch::Areas => {
-            let request = pb::ListAreasRequest {
-                level: pb::AreaLevel::Unspecified as i32,
-                with_geometry: true,
-            };
+            let request = pb::ListAreasRequest { level: pb::AreaLevel::Unspecified as i32, with_geometry: true };
             Update::Areas(client.list_areas(request).await?.into_inner())
         }
     })
@@ -212,10 +186,7 @@ async fn answer(client: &mut Client, request: Fetch) -> Result<Update, ConsoleEr
 
 /// Reads terminal events until `stop` is set or the view stops listening.
 /// Runs on its own thread: crossterm's reading blocks.
-pub fn read_keys(
-    inputs: mpsc::Sender<TerminalEvent>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
+pub fn read_keys(inputs: mpsc::Sender<TerminalEvent>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         if !terminal_event::poll(KEY_POLL)? {
             continue;

@@ -24,33 +24,15 @@ use crate::table::display_width;
 const NOW_MS: i64 = 1_746_057_600_000;
 
 fn square(min_lon: f64, min_lat: f64, size: f64) -> pb::Polygon {
-    let corners = [
-        (0.0, 0.0),
-        (size, 0.0),
-        (size, size),
-        (0.0, size),
-        (0.0, 0.0),
-    ];
+    let corners = [(0.0, 0.0), (size, 0.0), (size, size), (0.0, size), (0.0, 0.0)];
     pb::Polygon {
         rings: vec![pb::Ring {
-            points: corners
-                .iter()
-                .map(|(east, north)| pb::Location {
-                    lon: min_lon + east,
-                    lat: min_lat + north,
-                })
-                .collect(),
+            points: corners.iter().map(|(east, north)| pb::Location { lon: min_lon + east, lat: min_lat + north }).collect(),
         }],
     }
 }
 
-fn area(
-    id: &str,
-    name: &str,
-    level: pb::AreaLevel,
-    parent: &str,
-    polygon: pb::Polygon,
-) -> pb::Area {
+fn area(id: &str, name: &str, level: pb::AreaLevel, parent: &str, polygon: pb::Polygon) -> pb::Area {
     pb::Area {
         id: id.into(),
         name: name.into(),
@@ -67,34 +49,10 @@ fn area(
 fn sample_map() -> pb::ListAreasResponse {
     pb::ListAreasResponse {
         areas: vec![
-            area(
-                "city",
-                "明湖市",
-                pb::AreaLevel::City,
-                "",
-                square(120.0, 30.0, 0.2),
-            ),
-            area(
-                "d1",
-                "东湖区",
-                pb::AreaLevel::District,
-                "city",
-                square(120.0, 30.0, 0.1),
-            ),
-            area(
-                "d2",
-                "西山区",
-                pb::AreaLevel::District,
-                "city",
-                square(120.1, 30.0, 0.1),
-            ),
-            area(
-                "d1-g1",
-                "柳岸社区第1网格",
-                pb::AreaLevel::Grid,
-                "d1",
-                square(120.02, 30.02, 0.03),
-            ),
+            area("city", "明湖市", pb::AreaLevel::City, "", square(120.0, 30.0, 0.2)),
+            area("d1", "东湖区", pb::AreaLevel::District, "city", square(120.0, 30.0, 0.1)),
+            area("d2", "西山区", pb::AreaLevel::District, "city", square(120.1, 30.0, 0.1)),
+            area("d1-g1", "柳岸社区第1网格", pb::AreaLevel::Grid, "d1", square(120.02, 30.02, 0.03)),
         ],
         service_centres: Vec::new(),
     }
@@ -106,10 +64,7 @@ fn event(seq: u64, actor: &str, kind: &EventKind) -> pb::Event {
         at_ms: NOW_MS - 60_000,
         actor: actor.into(),
         kind: kind.name().into(),
-        incident_id: kind
-            .incident_id()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        incident_id: kind.incident_id().map(ToString::to_string).unwrap_or_default(),
         agent_id: kind.agent_id().map(ToString::to_string).unwrap_or_default(),
         area_id: kind.area_id().map(ToString::to_string).unwrap_or_default(),
         offer_id: String::new(),
@@ -121,10 +76,7 @@ fn reported(id: &str, priority: u8) -> EventKind {
     EventKind::IncidentReported {
         incident: IncidentId::new(id),
         spec: IncidentSpec {
-            at: Position {
-                lon: 120.03,
-                lat: 30.03,
-            },
+            at: Position { lon: 120.03, lat: 30.03 },
             category: "medical".into(),
             priority,
             skills: BTreeSet::new(),
@@ -138,12 +90,7 @@ fn reported(id: &str, priority: u8) -> EventKind {
 }
 
 fn switched(area: &str, mode: Mode, reason: &str) -> EventKind {
-    EventKind::ModeSwitched {
-        area: AreaId::new(area),
-        mode,
-        previous: Mode::Normal,
-        reason: reason.into(),
-    }
+    EventKind::ModeSwitched { area: AreaId::new(area), mode, previous: Mode::Normal, reason: reason.into() }
 }
 
 /// A view of the sample city with three people and one open incident.
@@ -152,24 +99,9 @@ fn sample_app() -> App {
     app.set_areas(&sample_map());
     app.set_now(NOW_MS);
     app.set_people(vec![
-        PersonDot {
-            id: "p1".into(),
-            lon: 120.03,
-            lat: 30.04,
-            status: pb::AgentStatus::Available as i32,
-        },
-        PersonDot {
-            id: "p2".into(),
-            lon: 120.05,
-            lat: 30.05,
-            status: pb::AgentStatus::Busy as i32,
-        },
-        PersonDot {
-            id: "p3".into(),
-            lon: 120.15,
-            lat: 30.05,
-            status: pb::AgentStatus::OffDuty as i32,
-        },
+        PersonDot { id: "p1".into(), lon: 120.03, lat: 30.04, status: pb::AgentStatus::Available as i32 },
+        PersonDot { id: "p2".into(), lon: 120.05, lat: 30.05, status: pb::AgentStatus::Busy as i32 },
+        PersonDot { id: "p3".into(), lon: 120.15, lat: 30.05, status: pb::AgentStatus::OffDuty as i32 },
     ]);
     app.apply_event(&event(1, "operator:li", &reported("inc-000001", 1)));
     app
@@ -228,49 +160,26 @@ fn the_normal_view_shows_map_incidents_feed_and_keys() {
         .find(|&(x, y)| buffer[(x, y)].symbol() == "▲")
         .expect("an incident marker on the map");
     assert_eq!(buffer[marker].fg, Color::Red);
-    assert!(
-        !text.contains("EMERGENCY"),
-        "no banner in normal mode: {text}"
-    );
+    assert!(!text.contains("EMERGENCY"), "no banner in normal mode: {text}");
 }
 
 #[test]
 fn an_area_in_emergency_gets_a_banner() {
     let mut app = sample_app();
-    app.apply_event(&event(
-        2,
-        "operator:li",
-        &switched("d1", Mode::EmergencyIi, "台风登陆"),
-    ));
+    app.apply_event(&event(2, "operator:li", &switched("d1", Mode::EmergencyIi, "台风登陆")));
     let buffer = render(&app, 80, 24);
     let lines = rows(&buffer);
     let text = screen(&buffer);
-    assert!(
-        lines[1].contains("⚠ EMERGENCY II (ORANGE)  东湖区 (d1) — 台风登陆"),
-        "{text}"
-    );
-    assert_eq!(
-        buffer[(5, 1)].bg,
-        Color::Indexed(208),
-        "the banner is orange"
-    );
+    assert!(lines[1].contains("⚠ EMERGENCY II (ORANGE)  东湖区 (d1) — 台风登陆"), "{text}");
+    assert_eq!(buffer[(5, 1)].bg, Color::Indexed(208), "the banner is orange");
     // The district's outline is drawn in the grade's colour on the map.
-    let orange_on_map = (3..16u16)
-        .flat_map(|y| (1..43u16).map(move |x| (x, y)))
-        .any(|cell| buffer[cell].fg == Color::Indexed(208));
+    let orange_on_map =
+        (3..16u16).flat_map(|y| (1..43u16).map(move |x| (x, y))).any(|cell| buffer[cell].fg == Color::Indexed(208));
     assert!(orange_on_map, "an orange outline on the map: {text}");
-    assert!(
-        text.contains("d1: normal -> emergency II (orange): 台风登陆"),
-        "the switch is in the feed: {text}"
-    );
+    assert!(text.contains("d1: normal -> emergency II (orange): 台风登陆"), "the switch is in the feed: {text}");
     // The district's children are in the emergency through it; its
     // neighbour is not.
-    let effective = |id: &str| {
-        app.outlines()
-            .iter()
-            .find(|outline| outline.id == id)
-            .map(|outline| outline.effective_mode)
-    };
+    let effective = |id: &str| app.outlines().iter().find(|outline| outline.id == id).map(|outline| outline.effective_mode);
     assert_eq!(effective("d1-g1"), Some(pb::Mode::EmergencyIi as i32));
     assert_eq!(effective("d2"), Some(pb::Mode::Normal as i32));
 
@@ -291,37 +200,15 @@ fn an_area_in_emergency_gets_a_banner() {
 #[test]
 fn many_areas_in_emergency_are_summed_up_in_the_last_banner() {
     let mut app = sample_app();
-    app.apply_event(&event(
-        2,
-        "operator:li",
-        &switched("city", Mode::EmergencyIv, "演练"),
-    ));
-    app.apply_event(&event(
-        3,
-        "operator:li",
-        &switched("d1", Mode::EmergencyI, "洪水"),
-    ));
-    app.apply_event(&event(
-        4,
-        "operator:li",
-        &switched("d2", Mode::EmergencyIii, "停电"),
-    ));
-    app.apply_event(&event(
-        5,
-        "operator:li",
-        &switched("d1-g1", Mode::EmergencyIi, "火情"),
-    ));
+    app.apply_event(&event(2, "operator:li", &switched("city", Mode::EmergencyIv, "演练")));
+    app.apply_event(&event(3, "operator:li", &switched("d1", Mode::EmergencyI, "洪水")));
+    app.apply_event(&event(4, "operator:li", &switched("d2", Mode::EmergencyIii, "停电")));
+    app.apply_event(&event(5, "operator:li", &switched("d1-g1", Mode::EmergencyIi, "火情")));
     let lines = rows(&render(&app, 80, 24));
     // Most severe first; the fourth is summed up.
-    assert!(
-        lines[1].contains("EMERGENCY I (RED)  东湖区 (d1)"),
-        "{lines:#?}"
-    );
+    assert!(lines[1].contains("EMERGENCY I (RED)  东湖区 (d1)"), "{lines:#?}");
     assert!(lines[2].contains("EMERGENCY II (ORANGE)"), "{lines:#?}");
-    assert!(
-        lines[3].contains("+2 more areas in emergency"),
-        "{lines:#?}"
-    );
+    assert!(lines[3].contains("+2 more areas in emergency"), "{lines:#?}");
     assert!(lines[4].contains("Map"), "{lines:#?}");
 }
 
@@ -330,10 +217,7 @@ fn a_selected_incident_shows_its_offers_and_assignments() {
     let mut app = sample_app();
     assert_eq!(app.handle_key(key(KeyCode::Char('j'))), Action::None);
     assert_eq!(app.selected(), Some("inc-000001"));
-    assert_eq!(
-        app.handle_key(key(KeyCode::Enter)),
-        Action::ShowIncident("inc-000001".into())
-    );
+    assert_eq!(app.handle_key(key(KeyCode::Enter)), Action::ShowIncident("inc-000001".into()));
     assert!(screen(&render(&app, 80, 24)).contains("loading…"));
 
     app.set_detail(pb::Incident {
@@ -381,10 +265,7 @@ fn a_detail_for_another_incident_is_ignored() {
     let mut app = sample_app();
     app.handle_key(key(KeyCode::Down));
     app.handle_key(key(KeyCode::Enter));
-    app.set_detail(pb::Incident {
-        id: "inc-other".into(),
-        ..Default::default()
-    });
+    app.set_detail(pb::Incident { id: "inc-other".into(), ..Default::default() });
     assert_eq!(app.detail(), Some(None));
 }
 
@@ -395,10 +276,7 @@ fn the_view_fits_80x24_and_follows_resizes() {
         let lines = rows(&render(&app, width, height));
         assert_eq!(lines.len(), usize::from(height));
         assert!(lines[0].contains("Pingji watch"), "{width}x{height}");
-        assert!(
-            lines[usize::from(height) - 1].contains("Tab pane"),
-            "{width}x{height}: {lines:#?}"
-        );
+        assert!(lines[usize::from(height) - 1].contains("Tab pane"), "{width}x{height}: {lines:#?}");
         // Every pane's frame is closed: top-left and bottom-left corners
         // of the map and of the incidents.
         let text = lines.join("\n");
@@ -431,28 +309,10 @@ fn events_keep_the_incident_list_current() {
     let mut app = sample_app();
     app.apply_event(&event(2, "operator:li", &reported("inc-000002", 3)));
     app.apply_event(&event(3, "operator:li", &reported("inc-000003", 1)));
-    let order: Vec<&str> = app
-        .open_incidents()
-        .iter()
-        .map(|row| row.id.as_str())
-        .collect();
-    assert_eq!(
-        order,
-        ["inc-000001", "inc-000003", "inc-000002"],
-        "most urgent first, then oldest"
-    );
-    app.apply_event(&event(
-        4,
-        "dispatcher",
-        &EventKind::IncidentStaffed {
-            incident: IncidentId::new("inc-000003"),
-        },
-    ));
-    let staffed = app
-        .open_incidents()
-        .into_iter()
-        .find(|row| row.id == "inc-000003")
-        .map(|row| row.status);
+    let order: Vec<&str> = app.open_incidents().iter().map(|row| row.id.as_str()).collect();
+    assert_eq!(order, ["inc-000001", "inc-000003", "inc-000002"], "most urgent first, then oldest");
+    app.apply_event(&event(4, "dispatcher", &EventKind::IncidentStaffed { incident: IncidentId::new("inc-000003") }));
+    let staffed = app.open_incidents().into_iter().find(|row| row.id == "inc-000003").map(|row| row.status);
     assert_eq!(staffed, Some(pb::IncidentStatus::Staffed as i32));
     app.apply_event(&event(
         5,
@@ -464,10 +324,7 @@ fn events_keep_the_incident_list_current() {
         },
     ));
     assert_eq!(app.open_incidents().len(), 2);
-    assert!(
-        app.incidents_stale(),
-        "an incident event asks for a fresh list"
-    );
+    assert!(app.incidents_stale(), "an incident event asks for a fresh list");
     // A replayed event is not applied twice.
     app.apply_event(&event(2, "operator:li", &reported("inc-000002", 3)));
     assert_eq!(app.feed().len(), 5);
@@ -481,30 +338,17 @@ fn a_drill_of_thousands_of_people_draws_in_one_frame() {
             id: format!("p{index}"),
             lon: 120.0 + f64::from(index % 100) * 0.002,
             lat: 30.0 + f64::from(index / 100) * 0.002,
-            status: [
-                pb::AgentStatus::Available,
-                pb::AgentStatus::Busy,
-                pb::AgentStatus::OffDuty,
-            ][index as usize % 3] as i32,
+            status: [pb::AgentStatus::Available, pb::AgentStatus::Busy, pb::AgentStatus::OffDuty][index as usize % 3] as i32,
         })
         .collect();
     app.set_people(people);
     for seq in 2..2000 {
-        app.apply_event(&event(
-            seq,
-            "dispatcher",
-            &EventKind::IncidentStaffed {
-                incident: IncidentId::new("inc-000001"),
-            },
-        ));
+        app.apply_event(&event(seq, "dispatcher", &EventKind::IncidentStaffed { incident: IncidentId::new("inc-000001") }));
     }
     assert_eq!(app.feed().len(), super::app::FEED_LINES);
     let text = screen(&render(&app, 80, 24));
     assert!(text.contains("Map: 5000 people"), "{text}");
-    assert!(
-        text.contains("inc-000001 staffed"),
-        "the newest events are shown: {text}"
-    );
+    assert!(text.contains("inc-000001 staffed"), "the newest events are shown: {text}");
 }
 
 #[test]
@@ -513,10 +357,7 @@ fn the_footer_shows_trouble_with_the_link() {
     app.set_problem(Some("people: unavailable: tcp connect error".into()));
     assert!(screen(&render(&app, 80, 24)).contains("people: unavailable: tcp connect error"));
     // A broken event stream is shown before any other problem.
-    app.set_link(Link::Reconnecting {
-        attempt: 3,
-        in_s: 4,
-    });
+    app.set_link(Link::Reconnecting { attempt: 3, in_s: 4 });
     assert!(screen(&render(&app, 80, 24)).contains("reconnecting in 4 s (try 3)"));
     app.set_link(Link::Live);
     app.set_problem(None);
@@ -524,11 +365,7 @@ fn the_footer_shows_trouble_with_the_link() {
 }
 
 fn staffing_low(grid: &str, available: u32, minimum: u32) -> EventKind {
-    EventKind::GridStaffingLow {
-        grid: AreaId::new(grid),
-        available,
-        minimum,
-    }
+    EventKind::GridStaffingLow { grid: AreaId::new(grid), available, minimum }
 }
 
 #[test]
@@ -551,10 +388,7 @@ fn grids_below_minimum_and_call_ups_are_one_alert_line() {
             activation: None,
         },
     ));
-    let checked_in = EventKind::CheckedIn {
-        callup: CallupId::new("callup-0001"),
-        agent: AgentId::new("p2"),
-    };
+    let checked_in = EventKind::CheckedIn { callup: CallupId::new("callup-0001"), agent: AgentId::new("p2") };
     app.apply_event(&event(5, "agent:p2", &checked_in));
     let buffer = render(&app, 100, 24);
     let lines = rows(&buffer);
@@ -563,19 +397,12 @@ fn grids_below_minimum_and_call_ups_are_one_alert_line() {
         "{lines:#?}"
     );
     assert_eq!(buffer[(2, 1)].bg, Color::Yellow, "the grids part is yellow");
-    assert!(
-        lines[2].contains("Map"),
-        "the panes move down a line: {lines:#?}"
-    );
+    assert!(lines[2].contains("Map"), "the panes move down a line: {lines:#?}");
 
     // Too narrow for both: the grids are shortened and the call-ups left out
     // rather than cut in the middle.
     let narrow = rows(&render(&app, 44, 24));
-    assert_eq!(
-        narrow[1].trim_end(),
-        " ▼ 2 grids below minimum: d1-g1 0/3, +1 more",
-        "{narrow:#?}"
-    );
+    assert_eq!(narrow[1].trim_end(), " ▼ 2 grids below minimum: d1-g1 0/3, +1 more", "{narrow:#?}");
 
     // The deadline passes: the shortfall is shown; restored grids go.
     app.apply_event(&event(
@@ -586,10 +413,7 @@ fn grids_below_minimum_and_call_ups_are_one_alert_line() {
             missing: vec![AgentId::new("p1"), AgentId::new("p3")],
         },
     ));
-    let restored = EventKind::GridStaffingRestored {
-        grid: AreaId::new("d1-g1"),
-        available: 3,
-    };
+    let restored = EventKind::GridStaffingRestored { grid: AreaId::new("d1-g1"), available: 3 };
     app.apply_event(&event(7, "dispatcher", &restored));
     let lines = rows(&render(&app, 100, 24));
     assert!(
@@ -598,24 +422,15 @@ fn grids_below_minimum_and_call_ups_are_one_alert_line() {
     );
     // The same check-in seen again (a replay) counts once.
     app.apply_event(&event(8, "agent:p2", &checked_in));
-    assert_eq!(
-        app.callups().next().map(|tally| tally.checked_in.len()),
-        Some(1)
-    );
+    assert_eq!(app.callups().next().map(|tally| tally.checked_in.len()), Some(1));
 
     // Stood down and staffed again: the line goes and the map moves back up.
     app.apply_event(&event(
         9,
         "operator:li",
-        &EventKind::CallupStoodDown {
-            callup: CallupId::new("callup-0001"),
-            reason: "解除".into(),
-        },
+        &EventKind::CallupStoodDown { callup: CallupId::new("callup-0001"), reason: "解除".into() },
     ));
-    let restored = EventKind::GridStaffingRestored {
-        grid: AreaId::new("d1-g2"),
-        available: 3,
-    };
+    let restored = EventKind::GridStaffingRestored { grid: AreaId::new("d1-g2"), available: 3 };
     app.apply_event(&event(10, "dispatcher", &restored));
     assert!(!app.has_alerts());
     let lines = rows(&render(&app, 100, 24));
@@ -632,10 +447,7 @@ fn a_field_report_waits_for_triage_in_the_incident_list() {
             incident: IncidentId::new("inc-000002"),
             agent: AgentId::new("p7"),
             spec: IncidentSpec {
-                at: Position {
-                    lon: 120.04,
-                    lat: 30.04,
-                },
+                at: Position { lon: 120.04, lat: 30.04 },
                 category: "flooding".into(),
                 priority: 3,
                 skills: BTreeSet::new(),
@@ -652,10 +464,7 @@ fn a_field_report_waits_for_triage_in_the_incident_list() {
     app.apply_event(&event(
         3,
         "operator:li",
-        &EventKind::ReportRejected {
-            incident: IncidentId::new("inc-000002"),
-            reason: "not ours".into(),
-        },
+        &EventKind::ReportRejected { incident: IncidentId::new("inc-000002"), reason: "not ours".into() },
     ));
     assert_eq!(app.open_incidents().len(), 1);
 }

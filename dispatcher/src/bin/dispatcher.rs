@@ -83,7 +83,8 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PINGJI_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("PINGJI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -128,21 +129,13 @@ fn redis_store(args: &Args, url: &str) -> anyhow::Result<RedisStore> {
         url.starts_with("redis://"),
         "unsupported store {url}: use redis://HOST:PORT, or --data FILE for a SQLite journal"
     );
-    let lease = LeaseConfig::new(
-        Duration::from_millis(args.lease_ttl_ms),
-        Duration::from_millis(args.lease_renew_ms),
-    )
-    .map_err(anyhow::Error::msg)?;
+    let lease = LeaseConfig::new(Duration::from_millis(args.lease_ttl_ms), Duration::from_millis(args.lease_renew_ms))
+        .map_err(anyhow::Error::msg)?;
     let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
     if args.advertise.is_none() && args.listen.ip().is_unspecified() {
         warn!(%advertise, "standbys will send clients to an unspecified address; set --advertise to one clients can reach");
     }
-    Ok(RedisStore {
-        url: url.to_owned(),
-        shard: args.shard.clone(),
-        advertise,
-        lease,
-    })
+    Ok(RedisStore { url: url.to_owned(), shard: args.shard.clone(), advertise, lease })
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -164,15 +164,20 @@ impl Engine {
             Command::Arrive { agent, incident } => {
                 let assignment = self.held_assignment(agent, incident)?;
                 if assignment.arrived_at.is_some() {
-                    return Err(Rejection::FailedPrecondition(format!("agent {agent} already reported arrival at incident {incident}")));
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "agent {agent} already reported arrival at incident {incident}"
+                    )));
                 }
                 Ok(vec![EventKind::AgentArrived { incident: incident.clone(), agent: agent.clone() }])
             }
             Command::Complete { agent, incident, feedback } => {
                 check_text("the feedback", feedback, true)?;
                 self.held_assignment(agent, incident)?;
-                let mut events =
-                    vec![EventKind::AssignmentCompleted { incident: incident.clone(), agent: agent.clone(), feedback: feedback.clone() }];
+                let mut events = vec![EventKind::AssignmentCompleted {
+                    incident: incident.clone(),
+                    agent: agent.clone(),
+                    feedback: feedback.clone(),
+                }];
                 let record = &self.state.incidents[incident];
                 let others_done = record.assignments.iter().all(|a| &a.agent == agent || a.completed_at.is_some());
                 if record.still_needed() == 0 && others_done {
@@ -183,7 +188,11 @@ impl Engine {
                         .filter_map(|a| a.feedback.as_ref().map(|text| format!("{}: {text}", a.agent)))
                         .collect();
                     all_feedback.push(format!("{agent}: {feedback}"));
-                    events.push(EventKind::IncidentClosed { incident: incident.clone(), feedback: all_feedback.join("\n"), released: vec![] });
+                    events.push(EventKind::IncidentClosed {
+                        incident: incident.clone(),
+                        feedback: all_feedback.join("\n"),
+                        released: vec![],
+                    });
                 }
                 Ok(events)
             }
@@ -268,11 +277,10 @@ impl Engine {
     }
 
     fn open_incident(&self, incident: &IncidentId) -> Result<&crate::incident::Incident, Rejection> {
-        let record = self
-            .state
-            .incidents
-            .get(incident)
-            .ok_or_else(|| Rejection::NotFound(format!("incident {incident} does not exist; list incidents to find its id")))?;
+        let record =
+            self.state.incidents.get(incident).ok_or_else(|| {
+                Rejection::NotFound(format!("incident {incident} does not exist; list incidents to find its id"))
+            })?;
         match record.ending {
             None => Ok(record),
             Some(_) => {
@@ -292,9 +300,9 @@ impl Engine {
             )));
         }
         let incident_record = self.open_incident(incident)?;
-        incident_record.assignment_of(agent).ok_or_else(|| {
-            Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {incident}"))
-        })
+        incident_record
+            .assignment_of(agent)
+            .ok_or_else(|| Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {incident}")))
     }
 
     fn withdraw_all(&self, incident: &crate::incident::Incident, reason: WithdrawReason) -> Vec<EventKind> {

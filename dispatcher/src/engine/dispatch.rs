@@ -224,7 +224,13 @@ impl Engine {
         }
     }
 
-    pub(super) fn withdraw_open_offer(&mut self, agent: &AgentId, reason: WithdrawReason, now: Millis, out: &mut Vec<super::Event>) {
+    pub(super) fn withdraw_open_offer(
+        &mut self,
+        agent: &AgentId,
+        reason: WithdrawReason,
+        now: Millis,
+        out: &mut Vec<super::Event>,
+    ) {
         let Some((offer, incident)) = self.state.agents.get(agent).and_then(|record| record.open_offer.clone()) else {
             return;
         };

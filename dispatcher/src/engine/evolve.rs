@@ -1,7 +1,6 @@
 //! Evolving: applying one event to the state. Total: an event that was
 //! decided always applies; invariants are checked with `debug_assert!`.
 
-
 use super::{Activation, Callup, Engine, ModeSetting};
 use crate::areas::AreaLevel;
 use crate::event::{Event, EventKind};
@@ -46,7 +45,8 @@ impl Engine {
                 self.state.incidents.insert(incident.clone(), record);
             }
             EventKind::FieldReported { incident, agent, spec, placement, text, photo_ref } => {
-                let mut record = Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), AreaLevel::Grid);
+                let mut record =
+                    Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), AreaLevel::Grid);
                 record.triage_pending = true;
                 record.report = Some(FieldReport { agent: agent.clone(), text: text.clone(), photo_ref: photo_ref.clone() });
                 record.reporters.push(agent.clone());

@@ -74,7 +74,14 @@ impl Engine {
         CallupId::new(format!("callup-{:04}", self.state.callups.len() + 1))
     }
 
-    fn callup_event(&self, area: &AreaId, roles: &[Role], reason: &str, deadline_s: Option<u64>, now: Millis) -> Option<EventKind> {
+    fn callup_event(
+        &self,
+        area: &AreaId,
+        roles: &[Role],
+        reason: &str,
+        deadline_s: Option<u64>,
+        now: Millis,
+    ) -> Option<EventKind> {
         let people = self.reserves_in(area, roles);
         if people.is_empty() {
             return None;
@@ -129,7 +136,12 @@ impl Engine {
         }
     }
 
-    pub(super) fn decide_check_in(&self, agent: &AgentId, callup: Option<&CallupId>, now: Millis) -> Result<Vec<EventKind>, Rejection> {
+    pub(super) fn decide_check_in(
+        &self,
+        agent: &AgentId,
+        callup: Option<&CallupId>,
+        now: Millis,
+    ) -> Result<Vec<EventKind>, Rejection> {
         let record = self
             .state
             .agents
@@ -151,9 +163,7 @@ impl Engine {
             live.connected && live.location.is_some() && now.seconds_since(live.located_at) <= self.policy.location_stale_s as f64
         });
         if !fresh {
-            return Err(Rejection::FailedPrecondition(format!(
-                "agent {agent}: report your location first, then check in"
-            )));
+            return Err(Rejection::FailedPrecondition(format!("agent {agent}: report your location first, then check in")));
         }
         let mut events = vec![EventKind::CheckedIn { callup: open.id.clone(), agent: agent.clone() }];
         if record.status == AgentStatus::OffDuty {
@@ -180,7 +190,9 @@ impl Engine {
             return Err(Rejection::InvalidArgument("the reason is empty; say why the plan ends".to_string()));
         }
         match self.state.activations.get(activation) {
-            None => Err(Rejection::NotFound(format!("plan activation {activation} does not exist; list plans to see the active ones"))),
+            None => Err(Rejection::NotFound(format!(
+                "plan activation {activation} does not exist; list plans to see the active ones"
+            ))),
             Some(record) if record.ended.is_some() => {
                 Err(Rejection::FailedPrecondition(format!("plan activation {activation} has already ended")))
             }
@@ -212,7 +224,10 @@ impl Engine {
     }
 
     fn open_activation(&self, plan: &PlanId, area: &AreaId) -> Option<&Activation> {
-        self.state.activations.values().find(|activation| activation.ended.is_none() && &activation.plan == plan && &activation.area == area)
+        self.state
+            .activations
+            .values()
+            .find(|activation| activation.ended.is_none() && &activation.plan == plan && &activation.area == area)
     }
 
     /// Where a plan's tasks go on `area`.
@@ -261,7 +276,8 @@ impl Engine {
                 let placement = self.state.areas.place(at);
                 let scope = placement.deepest().map_or(AreaLevel::City, |deepest| deepest.min(AreaLevel::Grid));
                 let incident = self.next_incident_id();
-                let reported = EventKind::IncidentReported { incident, spec, placement, scope, activation: Some(activation.clone()) };
+                let reported =
+                    EventKind::IncidentReported { incident, spec, placement, scope, activation: Some(activation.clone()) };
                 self.emit(out, actor, now, reported);
             }
         }
@@ -278,7 +294,14 @@ impl Engine {
 
     /// Ends a plan activation: its open tasks are cancelled and their people
     /// released, its call-up stood down.
-    pub(super) fn deactivate_plan(&mut self, activation_id: &ActivationId, reason: &str, actor: &str, now: Millis, out: &mut Vec<Event>) {
+    pub(super) fn deactivate_plan(
+        &mut self,
+        activation_id: &ActivationId,
+        reason: &str,
+        actor: &str,
+        now: Millis,
+        out: &mut Vec<Event>,
+    ) {
         let Some(activation) = self.state.activations.get(activation_id).cloned() else { return };
         for incident_id in &activation.incidents {
             let Some(incident) = self.state.incidents.get(incident_id).filter(|incident| incident.is_open()).cloned() else {
@@ -299,13 +322,26 @@ impl Engine {
             self.emit(out, actor, now, cancelled);
         }
         if let Some(callup) = activation.callup.as_ref().filter(|id| self.state.callups.get(*id).is_some_and(Callup::is_open)) {
-            self.emit(out, actor, now, EventKind::CallupStoodDown { callup: callup.clone(), reason: format!("plan ended: {reason}") });
+            self.emit(
+                out,
+                actor,
+                now,
+                EventKind::CallupStoodDown { callup: callup.clone(), reason: format!("plan ended: {reason}") },
+            );
         }
         self.emit(out, actor, now, EventKind::PlanDeactivated { activation: activation_id.clone(), reason: reason.to_string() });
     }
 
     /// What a switch sets in motion, or ends.
-    pub(super) fn after_switch(&mut self, area: &AreaId, mode: Mode, reason: &str, actor: &str, now: Millis, out: &mut Vec<Event>) {
+    pub(super) fn after_switch(
+        &mut self,
+        area: &AreaId,
+        mode: Mode,
+        reason: &str,
+        actor: &str,
+        now: Millis,
+        out: &mut Vec<Event>,
+    ) {
         if mode == Mode::Normal {
             let back_to_normal = format!("{area} back to normal: {reason}");
             let callups: Vec<CallupId> = self
@@ -368,7 +404,9 @@ impl Engine {
     pub fn available_by_grid(&self, now: Millis) -> BTreeMap<AreaId, u32> {
         let mut counts = BTreeMap::new();
         for (agent, live) in &self.live.agents {
-            let fresh = live.connected && live.location.is_some() && now.seconds_since(live.located_at) <= self.policy.location_stale_s as f64;
+            let fresh = live.connected
+                && live.location.is_some()
+                && now.seconds_since(live.located_at) <= self.policy.location_stale_s as f64;
             if !fresh || !self.state.agents.get(agent).is_some_and(|record| record.is_free()) {
                 continue;
             }
@@ -407,12 +445,17 @@ impl Engine {
             let low = staffing.available < staffing.minimum;
             let marked = self.state.low_grids.contains(&staffing.grid);
             if low && !marked {
-                let event = EventKind::GridStaffingLow { grid: staffing.grid.clone(), available: staffing.available, minimum: staffing.minimum };
+                let event = EventKind::GridStaffingLow {
+                    grid: staffing.grid.clone(),
+                    available: staffing.available,
+                    minimum: staffing.minimum,
+                };
                 self.emit(out, crate::event::DISPATCHER, now, event);
                 let mode = self.state.effective_mode(&self.state.areas.placement_of_area(&staffing.grid)).0;
                 if self.policy.for_mode(mode).call_up_when_grid_low {
                     let roles = self.policy.reserve_roles.clone();
-                    let reason = format!("grid {} has {} of {} people available", staffing.grid, staffing.available, staffing.minimum);
+                    let reason =
+                        format!("grid {} has {} of {} people available", staffing.grid, staffing.available, staffing.minimum);
                     if let Some(callup) = self.switch_callup_event(&staffing.grid, &roles, &reason, now) {
                         self.emit(out, crate::event::DISPATCHER, now, callup);
                     }
@@ -463,7 +506,11 @@ impl Engine {
                     .filter_map(|grid| self.state.areas.centroid(grid))
                     .filter(|centroid| centres.iter().any(|centre| centre.distance_m(*centroid) <= walk_m))
                     .count();
-                CommunityCoverage { community: community.id.clone(), grids: grids.len() as u32, grids_within_15_min: covered as u32 }
+                CommunityCoverage {
+                    community: community.id.clone(),
+                    grids: grids.len() as u32,
+                    grids_within_15_min: covered as u32,
+                }
             })
             .collect()
     }

@@ -60,31 +60,103 @@ pub enum Rejection {
 pub enum Command {
     ImportAreas(AreaImport),
     /// Adds or updates people. With `all_new`, every id must be new (an import).
-    UpsertAgents { agents: Vec<AgentProfile>, all_new: bool },
-    CreateIncident { id: Option<IncidentId>, spec: IncidentSpec },
-    CancelIncident { incident: IncidentId, reason: String },
-    CloseIncident { incident: IncidentId, feedback: String },
-    SetMode { area: AreaId, mode: Mode, reason: String },
+    UpsertAgents {
+        agents: Vec<AgentProfile>,
+        all_new: bool,
+    },
+    CreateIncident {
+        id: Option<IncidentId>,
+        spec: IncidentSpec,
+    },
+    CancelIncident {
+        incident: IncidentId,
+        reason: String,
+    },
+    CloseIncident {
+        incident: IncidentId,
+        feedback: String,
+    },
+    SetMode {
+        area: AreaId,
+        mode: Mode,
+        reason: String,
+    },
     // A person's session.
-    Connect { agent: AgentId },
-    Disconnect { agent: AgentId },
-    ReportLocation { agent: AgentId, at: Position },
-    SetStatus { agent: AgentId, status: AgentStatus },
-    Accept { agent: AgentId, offer: OfferId },
-    Decline { agent: AgentId, offer: OfferId, reason: String },
-    Arrive { agent: AgentId, incident: IncidentId },
-    Complete { agent: AgentId, incident: IncidentId, feedback: String },
+    Connect {
+        agent: AgentId,
+    },
+    Disconnect {
+        agent: AgentId,
+    },
+    ReportLocation {
+        agent: AgentId,
+        at: Position,
+    },
+    SetStatus {
+        agent: AgentId,
+        status: AgentStatus,
+    },
+    Accept {
+        agent: AgentId,
+        offer: OfferId,
+    },
+    Decline {
+        agent: AgentId,
+        offer: OfferId,
+        reason: String,
+    },
+    Arrive {
+        agent: AgentId,
+        incident: IncidentId,
+    },
+    Complete {
+        agent: AgentId,
+        incident: IncidentId,
+        feedback: String,
+    },
     /// Plans and mobilisation.
     ImportPlans(Vec<PlanSpec>),
-    ActivatePlan { plan: PlanId, area: AreaId, reason: String },
-    DeactivatePlan { activation: ActivationId, reason: String },
-    CallUp { area: AreaId, roles: Vec<Role>, reason: String, deadline_s: Option<u64> },
-    CheckIn { agent: AgentId, callup: Option<CallupId> },
+    ActivatePlan {
+        plan: PlanId,
+        area: AreaId,
+        reason: String,
+    },
+    DeactivatePlan {
+        activation: ActivationId,
+        reason: String,
+    },
+    CallUp {
+        area: AreaId,
+        roles: Vec<Role>,
+        reason: String,
+        deadline_s: Option<u64>,
+    },
+    CheckIn {
+        agent: AgentId,
+        callup: Option<CallupId>,
+    },
     /// Bottom-up: a person reports a problem.
-    FieldReport { agent: AgentId, at: Position, category: String, text: String, photo_ref: String },
-    TriageAccept { incident: IncidentId, priority: Option<u8>, headcount: Option<u32>, skills: Option<BTreeSet<String>> },
-    TriageMerge { incident: IncidentId, into: IncidentId },
-    TriageReject { incident: IncidentId, reason: String },
+    FieldReport {
+        agent: AgentId,
+        at: Position,
+        category: String,
+        text: String,
+        photo_ref: String,
+    },
+    TriageAccept {
+        incident: IncidentId,
+        priority: Option<u8>,
+        headcount: Option<u32>,
+        skills: Option<BTreeSet<String>>,
+    },
+    TriageMerge {
+        incident: IncidentId,
+        into: IncidentId,
+    },
+    TriageReject {
+        incident: IncidentId,
+        reason: String,
+    },
 }
 
 /// One activation of a plan on an area.
@@ -308,7 +380,8 @@ impl Engine {
 
     /// The people nearest to `at`, by estimated arrival time.
     pub fn nearby(&self, at: Position, k: usize, skills: &BTreeSet<String>, available_only: bool, now: Millis) -> Vec<Candidate> {
-        let query = dispatch::CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, mode: None, k, now };
+        let query =
+            dispatch::CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, mode: None, k, now };
         self.find_candidates(&query)
     }
 

@@ -34,7 +34,9 @@ impl Engine {
         let at = Position::checked(at.lon, at.lat).map_err(Rejection::InvalidArgument)?;
         let category = category.trim().to_lowercase();
         if category.is_empty() {
-            return Err(Rejection::InvalidArgument("the report has no category; say what kind of problem it is (e.g. flooding)".to_string()));
+            return Err(Rejection::InvalidArgument(
+                "the report has no category; say what kind of problem it is (e.g. flooding)".to_string(),
+            ));
         }
         if text.len() > 4000 || photo_ref.len() > 1000 || category.len() > 100 {
             return Err(Rejection::InvalidArgument("the report is too long; keep the text under 4000 bytes".to_string()));
@@ -118,11 +120,9 @@ impl Engine {
         if incident == into {
             return Err(Rejection::InvalidArgument("a report cannot be merged into itself".to_string()));
         }
-        let target = self
-            .state
-            .incidents
-            .get(into)
-            .ok_or_else(|| Rejection::NotFound(format!("incident {into} does not exist; list incidents to find the one to merge into")))?;
+        let target = self.state.incidents.get(into).ok_or_else(|| {
+            Rejection::NotFound(format!("incident {into} does not exist; list incidents to find the one to merge into"))
+        })?;
         if !target.is_open() {
             return Err(Rejection::FailedPrecondition(format!(
                 "incident {into} is already {}; merge into an open incident",

@@ -254,9 +254,8 @@ fn emergency_is_flat_parallel_and_faster() {
     assert!(!events.iter().any(|event| event.kind.name() == "widened"));
     // First accept wins; the other offer is no longer needed.
     let winner = offers[0].clone();
-    let accepted = engine
-        .execute(Command::Accept { agent: winner.1.clone(), offer: winner.0.clone() }, "agent:x", T0)
-        .expect("accept");
+    let accepted =
+        engine.execute(Command::Accept { agent: winner.1.clone(), offer: winner.0.clone() }, "agent:x", T0).expect("accept");
     assert!(accepted.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Filled, .. })));
     let late = engine.execute(Command::Accept { agent: offers[1].1.clone(), offer: offers[1].0.clone() }, "agent:y", T0);
     assert!(matches!(late, Err(Rejection::FailedPrecondition(_))));
@@ -303,12 +302,16 @@ fn disconnect_and_off_duty_withdraw_and_reoffer() {
     let (_, _) = create(&mut engine, grid, &[], 1, T0);
     assert!(open_offer_of(&engine, "a").is_some());
     let events = engine.execute(Command::Disconnect { agent: AgentId::new("a") }, "agent:a", T0).expect("disconnect");
-    assert!(events.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Disconnected, .. })));
+    assert!(
+        events.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Disconnected, .. }))
+    );
     assert!(open_offer_of(&engine, "b").is_some());
     let events = engine
         .execute(Command::SetStatus { agent: AgentId::new("b"), status: AgentStatus::OffDuty }, "agent:b", T0)
         .expect("off duty");
-    assert!(events.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Unavailable, .. })));
+    assert!(
+        events.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Unavailable, .. }))
+    );
     assert!(open_offer_of(&engine, "c").is_some());
 }
 
@@ -394,7 +397,9 @@ fn rejected_commands_change_nothing() {
         assert_eq!(engine.state(), &before, "{command:?} changed state");
     }
     // Closing a cancelled incident.
-    engine.execute(Command::CancelIncident { incident: incident.clone(), reason: "false alarm".into() }, "operator:test", T0).expect("cancel");
+    engine
+        .execute(Command::CancelIncident { incident: incident.clone(), reason: "false alarm".into() }, "operator:test", T0)
+        .expect("cancel");
     let closed = engine.execute(Command::CloseIncident { incident, feedback: "x".into() }, "operator:test", T0);
     assert!(matches!(closed, Err(Rejection::FailedPrecondition(message)) if message.contains("cancelled")));
     assert_eq!(engine.state().agents[&AgentId::new("a")].open_offer, None, "cancel withdrew the offer");
@@ -466,8 +471,12 @@ fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
             .collect();
         prop_assert!(holding.len() <= 1, "{id} holds {} assignments", holding.len());
         prop_assert_eq!(holding.first().map(|incident| &incident.id), record.current_incident.as_ref());
-        let offered: Vec<_> =
-            state.incidents.values().flat_map(|incident| incident.open_offers.values()).filter(|offer| &offer.agent == id).collect();
+        let offered: Vec<_> = state
+            .incidents
+            .values()
+            .flat_map(|incident| incident.open_offers.values())
+            .filter(|offer| &offer.agent == id)
+            .collect();
         prop_assert!(offered.len() <= 1, "{id} has {} open offers", offered.len());
         if record.current_incident.is_some() {
             prop_assert_eq!(record.status, AgentStatus::Busy);
@@ -498,7 +507,10 @@ fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
             prop_assert!(incident.open_offers.is_empty());
         }
         if incident.triage_pending {
-            prop_assert!(incident.open_offers.is_empty() && incident.assignments.is_empty(), "a report waiting for triage is not dispatched");
+            prop_assert!(
+                incident.open_offers.is_empty() && incident.assignments.is_empty(),
+                "a report waiting for triage is not dispatched"
+            );
         }
         for offer in incident.open_offers.values() {
             prop_assert!(!incident.excluded.contains(&offer.agent));
@@ -799,7 +811,9 @@ fn each_plan_activated_by_one_switch_keeps_its_own_call_up() {
         assert_eq!(people, vec![AgentId::new(expected)], "{}", activation.id);
     }
     let flood = activations.iter().find(|activation| activation.plan.as_str() == "flood").expect("flood").id.clone();
-    engine.execute(Command::DeactivatePlan { activation: flood.clone(), reason: "done".into() }, "operator:commander", T0).expect("ends");
+    engine
+        .execute(Command::DeactivatePlan { activation: flood.clone(), reason: "done".into() }, "operator:commander", T0)
+        .expect("ends");
     let callup = engine.state().activations[&flood].callup.clone().expect("callup");
     assert!(!engine.state().callups[&callup].is_open(), "deactivating the plan stood its call-up down");
 }
@@ -820,7 +834,11 @@ fn a_plan_creates_its_tasks_and_deactivating_cancels_them_and_releases_people() 
 
     let events = engine
         .execute(
-            Command::ActivatePlan { plan: crate::ids::PlanId::new("flood-ii"), area: area("d1-s1"), reason: "river rising".into() },
+            Command::ActivatePlan {
+                plan: crate::ids::PlanId::new("flood-ii"),
+                area: area("d1-s1"),
+                reason: "river rising".into(),
+            },
             "operator:commander",
             T0,
         )
@@ -854,7 +872,11 @@ fn a_plan_creates_its_tasks_and_deactivating_cancels_them_and_releases_people() 
     let offer = open_offer_of(&engine, "worker").expect("the worker was offered a plan task");
     engine.execute(Command::Accept { agent: AgentId::new("worker"), offer }, "agent", T0).expect("accept");
     let ended = engine
-        .execute(Command::DeactivatePlan { activation: activation_id.clone(), reason: "water receding".into() }, "operator:commander", T0)
+        .execute(
+            Command::DeactivatePlan { activation: activation_id.clone(), reason: "water receding".into() },
+            "operator:commander",
+            T0,
+        )
         .expect("deactivates");
     assert!(ended.iter().any(|event| event.kind.name() == "plan_deactivated"));
     assert!(ended.iter().any(|event| event.kind.name() == "callup_stood_down"));
@@ -924,7 +946,9 @@ fn field_reports_wait_for_triage_then_are_dispatched_merged_or_rejected() {
     let third = report(&mut engine, "noise");
     let empty = engine.execute(Command::TriageReject { incident: third.clone(), reason: " ".into() }, "operator:triage", T0);
     assert!(matches!(empty, Err(Rejection::InvalidArgument(_))));
-    engine.execute(Command::TriageReject { incident: third.clone(), reason: "not an emergency".into() }, "operator:triage", T0).expect("reject");
+    engine
+        .execute(Command::TriageReject { incident: third.clone(), reason: "not an emergency".into() }, "operator:triage", T0)
+        .expect("reject");
     assert_eq!(engine.state().incidents[&third].status(), IncidentStatus::Rejected);
     let twice = engine.execute(Command::TriageReject { incident: third, reason: "again".into() }, "operator:triage", T0);
     assert!(matches!(twice, Err(Rejection::FailedPrecondition(_))));
@@ -957,7 +981,11 @@ fn coverage_and_grid_staffing_on_the_sample_city() {
     let grid = centre_of(&engine, "d1-s1-c1-g1");
     person_at(&mut engine, "a", &[], east(grid, 10.0), T0);
     let fired = engine.tick(T0.plus_seconds(60));
-    assert!(fired.iter().any(|event| matches!(&event.kind, EventKind::GridStaffingRestored { grid, .. } if grid.as_str() == "d1-s1-c1-g1")));
+    assert!(
+        fired
+            .iter()
+            .any(|event| matches!(&event.kind, EventKind::GridStaffingRestored { grid, .. } if grid.as_str() == "d1-s1-c1-g1"))
+    );
     assert_eq!(engine.state().low_grids.len(), 31);
 }
 

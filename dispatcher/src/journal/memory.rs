@@ -48,26 +48,15 @@ impl Journal for MemoryJournal {
         let mut storage = self.storage();
         check_continues(storage.last_seq(), events)?;
         storage.events.extend_from_slice(events);
-        debug_assert!(
-            storage
-                .events
-                .last()
-                .is_none_or(|event| event.seq == storage.last_seq())
-        );
+        debug_assert!(storage.events.last().is_none_or(|event| event.seq == storage.last_seq()));
         Ok(())
     }
 
     fn read_from(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>, JournalError> {
         let storage = self.storage();
         // Seq n lives at index n - 1; seq 0 reads from the start.
-        let start_index = usize::try_from(from_seq.saturating_sub(1))
-            .unwrap_or(usize::MAX)
-            .min(storage.events.len());
-        Ok(storage.events[start_index..]
-            .iter()
-            .take(limit)
-            .cloned()
-            .collect())
+        let start_index = usize::try_from(from_seq.saturating_sub(1)).unwrap_or(usize::MAX).min(storage.events.len());
+        Ok(storage.events[start_index..].iter().take(limit).cloned().collect())
     }
 
     fn last_seq(&self) -> Result<u64, JournalError> {
@@ -103,10 +92,7 @@ mod tests {
         let reader = writer.clone();
         writer.append(&conformance::events(1..=2)).expect("append");
         assert_eq!(reader.last_seq().expect("last_seq"), 2);
-        assert_eq!(
-            reader.read_from(1, 10).expect("read"),
-            conformance::events(1..=2)
-        );
+        assert_eq!(reader.read_from(1, 10).expect("read"), conformance::events(1..=2));
 
         let reader_thread = std::thread::spawn(move || reader.last_seq().expect("last_seq"));
         assert_eq!(reader_thread.join().expect("reader thread"), 2);

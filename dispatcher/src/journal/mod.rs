@@ -98,11 +98,7 @@ pub enum JournalError {
         "journal at {path} has schema version {found}, newer than version {supported} \
          that this dispatcher understands; run a newer dispatcher or use another journal file"
     )]
-    NewerSchema {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    NewerSchema { path: PathBuf, found: i64, supported: i64 },
 
     /// The file exists and is readable but cannot serve as a journal.
     #[error("cannot use journal at {path}: {reason}")]
@@ -114,11 +110,7 @@ pub enum JournalError {
         "another dispatcher took over shard {shard} with token {current}; \
          this one (token {mine}) must stop"
     )]
-    Fenced {
-        shard: String,
-        current: u64,
-        mine: u64,
-    },
+    Fenced { shard: String, current: u64, mine: u64 },
 
     /// The journal's Redis could not be reached, or failed.
     #[error(transparent)]
@@ -158,10 +150,7 @@ pub fn check_continues(last_seq: u64, events: &[StoredEvent]) -> Result<(), Jour
     let mut expected = last_seq.saturating_add(1);
     for event in events {
         if event.seq != expected {
-            return Err(JournalError::Sequence {
-                expected,
-                got: event.seq,
-            });
+            return Err(JournalError::Sequence { expected, got: event.seq });
         }
         expected = expected.saturating_add(1);
     }
@@ -197,11 +186,7 @@ pub fn iso8601_utc_from_ms(at_ms: i64) -> String {
     let second = ms_of_day / 1_000 % 60;
     let millisecond = ms_of_day % 1_000;
 
-    let year_text = if (0..=9999).contains(&year) {
-        format!("{year:04}")
-    } else {
-        format!("{year:+05}")
-    };
+    let year_text = if (0..=9999).contains(&year) { format!("{year:04}") } else { format!("{year:+05}") };
     format!("{year_text}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millisecond:03}Z")
 }
 
@@ -212,16 +197,11 @@ fn civil_from_days(days_since_epoch: i128) -> (i128, i128, i128) {
     let days = days_since_epoch + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days.rem_euclid(146_097); // [0, 146096]
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // [0, 399]
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // [0, 399]
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // [0, 365]
     let month_from_march = (5 * day_of_year + 2) / 153; // [0, 11]
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1; // [1, 31]
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    }; // [1, 12]
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 }; // [1, 12]
     let year = year_of_era + era * 400 + i128::from(month <= 2);
     (year, month, day)
 }
@@ -298,14 +278,8 @@ pub(crate) mod conformance {
     fn read_from_offset_and_limit(journal: &mut dyn Journal) {
         journal.append(&events(5..=10)).expect("append 5..=10");
 
-        assert_eq!(
-            seqs_of(&journal.read_from(4, 3).expect("read")),
-            vec![4, 5, 6]
-        );
-        assert_eq!(
-            seqs_of(&journal.read_from(9, 100).expect("read")),
-            vec![9, 10]
-        );
+        assert_eq!(seqs_of(&journal.read_from(4, 3).expect("read")), vec![4, 5, 6]);
+        assert_eq!(seqs_of(&journal.read_from(9, 100).expect("read")), vec![9, 10]);
         assert_eq!(seqs_of(&journal.read_from(10, 1).expect("read")), vec![10]);
         assert!(journal.read_from(11, 100).expect("read").is_empty());
         assert!(journal.read_from(u64::MAX, 100).expect("read").is_empty());
@@ -322,19 +296,8 @@ pub(crate) mod conformance {
     }
 
     fn gap_is_rejected_and_nothing_written(journal: &mut dyn Journal) {
-        let error = journal
-            .append(&events(12..=13))
-            .expect_err("a batch starting after a gap is refused");
-        assert!(
-            matches!(
-                error,
-                JournalError::Sequence {
-                    expected: 11,
-                    got: 12
-                }
-            ),
-            "unexpected error: {error}"
-        );
+        let error = journal.append(&events(12..=13)).expect_err("a batch starting after a gap is refused");
+        assert!(matches!(error, JournalError::Sequence { expected: 11, got: 12 }), "unexpected error: {error}");
         let message = error.to_string();
         assert!(message.contains("expected seq 11, got 12"), "{message}");
         assert_unchanged_at_10(journal);
@@ -343,38 +306,16 @@ pub(crate) mod conformance {
     fn overlap_is_rejected_and_nothing_written(journal: &mut dyn Journal) {
         let mut overlapping = events(10..=12);
         overlapping[0].kind = "offer_accepted".to_owned();
-        let error = journal
-            .append(&overlapping)
-            .expect_err("a batch repeating the last seq is refused");
-        assert!(
-            matches!(
-                error,
-                JournalError::Sequence {
-                    expected: 11,
-                    got: 10
-                }
-            ),
-            "unexpected error: {error}"
-        );
+        let error = journal.append(&overlapping).expect_err("a batch repeating the last seq is refused");
+        assert!(matches!(error, JournalError::Sequence { expected: 11, got: 10 }), "unexpected error: {error}");
         assert_unchanged_at_10(journal);
     }
 
     fn batch_with_inner_gap_is_all_or_none(journal: &mut dyn Journal) {
         let mut batch = events(11..=13);
         batch.push(event(15));
-        let error = journal
-            .append(&batch)
-            .expect_err("a batch with a hole inside is refused");
-        assert!(
-            matches!(
-                error,
-                JournalError::Sequence {
-                    expected: 14,
-                    got: 15
-                }
-            ),
-            "unexpected error: {error}"
-        );
+        let error = journal.append(&batch).expect_err("a batch with a hole inside is refused");
+        assert!(matches!(error, JournalError::Sequence { expected: 14, got: 15 }), "unexpected error: {error}");
         assert_unchanged_at_10(journal);
 
         // The same batch without the hole goes in whole.
@@ -389,43 +330,18 @@ pub(crate) mod conformance {
     }
 
     fn snapshot_replace_and_load(journal: &mut dyn Journal) {
-        journal
-            .save_snapshot(3, b"state after 3")
-            .expect("save snapshot 3");
-        assert_eq!(
-            journal.load_snapshot().expect("load"),
-            Some((3, b"state after 3".to_vec()))
-        );
+        journal.save_snapshot(3, b"state after 3").expect("save snapshot 3");
+        assert_eq!(journal.load_snapshot().expect("load"), Some((3, b"state after 3".to_vec())));
 
         let binary_state: Vec<u8> = (0..=255).collect();
-        journal
-            .save_snapshot(14, &binary_state)
-            .expect("save snapshot 14");
-        assert_eq!(
-            journal.load_snapshot().expect("load"),
-            Some((14, binary_state)),
-            "the newer snapshot replaces the older one"
-        );
+        journal.save_snapshot(14, &binary_state).expect("save snapshot 14");
+        assert_eq!(journal.load_snapshot().expect("load"), Some((14, binary_state)), "the newer snapshot replaces the older one");
     }
 
     fn snapshot_ahead_of_journal_is_rejected(journal: &mut dyn Journal) {
-        let error = journal
-            .save_snapshot(15, b"from the future")
-            .expect_err("a snapshot past the last event is refused");
-        assert!(
-            matches!(
-                error,
-                JournalError::SnapshotAhead {
-                    seq: 15,
-                    last_seq: 14
-                }
-            ),
-            "unexpected error: {error}"
-        );
-        assert_eq!(
-            journal.load_snapshot().expect("load").map(|(seq, _)| seq),
-            Some(14)
-        );
+        let error = journal.save_snapshot(15, b"from the future").expect_err("a snapshot past the last event is refused");
+        assert!(matches!(error, JournalError::SnapshotAhead { seq: 15, last_seq: 14 }), "unexpected error: {error}");
+        assert_eq!(journal.load_snapshot().expect("load").map(|(seq, _)| seq), Some(14));
     }
 }
 
@@ -436,69 +352,30 @@ mod tests {
     #[test]
     fn iso8601_known_instants() {
         assert_eq!(iso8601_utc_from_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            iso8601_utc_from_ms(951_782_400_000),
-            "2000-02-29T00:00:00.000Z"
-        );
-        assert_eq!(
-            iso8601_utc_from_ms(1_773_563_445_123),
-            "2026-03-15T08:30:45.123Z"
-        );
+        assert_eq!(iso8601_utc_from_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601_utc_from_ms(1_773_563_445_123), "2026-03-15T08:30:45.123Z");
         // 2100 is not a leap year: the day after Feb 28 is Mar 1.
-        assert_eq!(
-            iso8601_utc_from_ms(4_107_542_400_000),
-            "2100-03-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            iso8601_utc_from_ms(4_107_542_400_000 - 1),
-            "2100-02-28T23:59:59.999Z"
-        );
-        assert_eq!(
-            iso8601_utc_from_ms(253_402_300_799_999),
-            "9999-12-31T23:59:59.999Z"
-        );
+        assert_eq!(iso8601_utc_from_ms(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
+        assert_eq!(iso8601_utc_from_ms(4_107_542_400_000 - 1), "2100-02-28T23:59:59.999Z");
+        assert_eq!(iso8601_utc_from_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]
     fn iso8601_before_the_epoch_and_at_the_extremes() {
         assert_eq!(iso8601_utc_from_ms(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(
-            iso8601_utc_from_ms(-2_203_891_201_000),
-            "1900-02-28T23:59:59.000Z"
-        );
-        assert_eq!(
-            iso8601_utc_from_ms(253_402_300_800_000),
-            "+10000-01-01T00:00:00.000Z"
-        );
+        assert_eq!(iso8601_utc_from_ms(-2_203_891_201_000), "1900-02-28T23:59:59.000Z");
+        assert_eq!(iso8601_utc_from_ms(253_402_300_800_000), "+10000-01-01T00:00:00.000Z");
         // No panic or overflow anywhere in the i64 range.
-        assert_eq!(
-            iso8601_utc_from_ms(i64::MAX),
-            "+292278994-08-17T07:12:55.807Z"
-        );
-        assert_eq!(
-            iso8601_utc_from_ms(i64::MIN),
-            "-292275055-05-16T16:47:04.192Z"
-        );
+        assert_eq!(iso8601_utc_from_ms(i64::MAX), "+292278994-08-17T07:12:55.807Z");
+        assert_eq!(iso8601_utc_from_ms(i64::MIN), "-292275055-05-16T16:47:04.192Z");
     }
 
     #[test]
     fn check_continues_accepts_only_the_exact_continuation() {
         let batch = conformance::events(6..=8);
         assert!(check_continues(5, &batch).is_ok());
-        assert!(matches!(
-            check_continues(4, &batch),
-            Err(JournalError::Sequence {
-                expected: 5,
-                got: 6
-            })
-        ));
-        assert!(matches!(
-            check_continues(6, &batch),
-            Err(JournalError::Sequence {
-                expected: 7,
-                got: 6
-            })
-        ));
+        assert!(matches!(check_continues(4, &batch), Err(JournalError::Sequence { expected: 5, got: 6 })));
+        assert!(matches!(check_continues(6, &batch), Err(JournalError::Sequence { expected: 7, got: 6 })));
         assert!(check_continues(5, &[]).is_ok());
     }
 }

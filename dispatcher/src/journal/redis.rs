@@ -153,9 +153,7 @@ impl RedisJournal {
 impl RedisReader {
     /// Opens a reader on the journal of `shard`; connects at once.
     pub fn open(shard: RedisShard) -> Result<Self, JournalError> {
-        Ok(RedisReader {
-            stream: StreamAccess::open(shard)?,
-        })
+        Ok(RedisReader { stream: StreamAccess::open(shard)? })
     }
 
     /// Events with seq >= from_seq, in order, at most `limit`.
@@ -180,16 +178,9 @@ impl Journal for RedisJournal {
             return Ok(());
         };
         let keys = self.stream.shard.keys();
-        let action = format!(
-            "append events {}..={} to {}",
-            first.seq, last.seq, keys.events
-        );
+        let action = format!("append events {}..={} to {}", first.seq, last.seq, keys.events);
         let mut invocation = APPEND.prepare_invoke();
-        invocation
-            .key(&keys.events)
-            .key(&keys.fence)
-            .arg(self.token.to_string())
-            .arg(events.len());
+        invocation.key(&keys.events).key(&keys.fence).arg(self.token.to_string()).arg(events.len());
         for event in events {
             let fields = stream_fields(event);
             invocation.arg(event.seq).arg(fields.len());
@@ -197,16 +188,11 @@ impl Journal for RedisJournal {
                 invocation.arg(name).arg(value);
             }
         }
-        let (outcome, first_number, second_number): (String, i64, i64) = self
-            .stream
-            .run(&action, |connection| invocation.invoke(connection))?;
+        let (outcome, first_number, second_number): (String, i64, i64) =
+            self.stream.run(&action, |connection| invocation.invoke(connection))?;
         match outcome.as_str() {
             "ok" => {
-                debug!(
-                    first_seq = first.seq,
-                    count = events.len(),
-                    "redis journal append written"
-                );
+                debug!(first_seq = first.seq, count = events.len(), "redis journal append written");
                 Ok(())
             }
             "fenced" => Err(self.fenced(first_number)),
@@ -229,9 +215,7 @@ impl Journal for RedisJournal {
     fn save_snapshot(&mut self, seq: u64, state: &[u8]) -> Result<(), JournalError> {
         let keys = self.stream.shard.keys();
         let action = format!("save the snapshot after seq {seq} to {}", keys.snapshot);
-        let created_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis());
+        let created_at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis());
         let mut invocation = SAVE_SNAPSHOT.prepare_invoke();
         invocation
             .key(&keys.snapshot)
@@ -241,19 +225,14 @@ impl Journal for RedisJournal {
             .arg(seq)
             .arg(state)
             .arg(created_at_ms.to_string());
-        let (outcome, number, _): (String, i64, i64) = self
-            .stream
-            .run(&action, |connection| invocation.invoke(connection))?;
+        let (outcome, number, _): (String, i64, i64) = self.stream.run(&action, |connection| invocation.invoke(connection))?;
         match outcome.as_str() {
             "ok" => {
                 debug!(seq, bytes = state.len(), "redis journal snapshot saved");
                 Ok(())
             }
             "fenced" => Err(self.fenced(number)),
-            "ahead" => Err(JournalError::SnapshotAhead {
-                seq,
-                last_seq: u64::try_from(number).unwrap_or_default(),
-            }),
+            "ahead" => Err(JournalError::SnapshotAhead { seq, last_seq: u64::try_from(number).unwrap_or_default() }),
             other => Err(self.stream.shard.unexpected(&action, other).into()),
         }
     }
@@ -266,10 +245,7 @@ impl Journal for RedisJournal {
 impl StreamAccess {
     fn open(shard: RedisShard) -> Result<Self, JournalError> {
         let connection = shard.connect(COMMAND_TIMEOUT)?;
-        Ok(StreamAccess {
-            shard,
-            connection: RefCell::new(Some(connection)),
-        })
+        Ok(StreamAccess { shard, connection: RefCell::new(Some(connection)) })
     }
 
     /// Runs `command` on the connection, opening it first if an earlier
@@ -302,13 +278,7 @@ impl StreamAccess {
         let events = &self.shard.keys().events;
         let action = format!("read the last seq of {events}");
         let reply: Value = self.run(&action, |connection| {
-            redis::cmd("XREVRANGE")
-                .arg(events)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query(connection)
+            redis::cmd("XREVRANGE").arg(events).arg("+").arg("-").arg("COUNT").arg(1).query(connection)
         })?;
         let entries = self.decode_entries(reply)?;
         Ok(entries.last().map_or(0, |event| event.seq))
@@ -319,11 +289,7 @@ impl StreamAccess {
             return Ok(Vec::new());
         }
         let events = &self.shard.keys().events;
-        let start = if from_seq == 0 {
-            "-".to_owned()
-        } else {
-            format!("{from_seq}-0")
-        };
+        let start = if from_seq == 0 { "-".to_owned() } else { format!("{from_seq}-0") };
         let action = format!("read {events} from seq {from_seq}");
         let reply: Value = self.run(&action, |connection| {
             redis::cmd("XRANGE")
@@ -341,13 +307,8 @@ impl StreamAccess {
     fn load_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
         let snapshot = &self.shard.keys().snapshot;
         let action = format!("read the snapshot {snapshot}");
-        let (seq, state): (Option<String>, Option<Vec<u8>>) = self.run(&action, |connection| {
-            redis::cmd("HMGET")
-                .arg(snapshot)
-                .arg("seq")
-                .arg("state")
-                .query(connection)
-        })?;
+        let (seq, state): (Option<String>, Option<Vec<u8>>) =
+            self.run(&action, |connection| redis::cmd("HMGET").arg(snapshot).arg("seq").arg("state").query(connection))?;
         let corrupt = |detail: String| JournalError::Corrupt {
             what: format!("snapshot {snapshot} on redis at {}", self.shard.url()),
             detail,
@@ -355,9 +316,7 @@ impl StreamAccess {
         match (seq, state) {
             (None, None) => Ok(None),
             (Some(seq), Some(state)) => {
-                let seq = seq
-                    .parse::<u64>()
-                    .map_err(|_| corrupt(format!("its seq {seq:?} is not a number")))?;
+                let seq = seq.parse::<u64>().map_err(|_| corrupt(format!("its seq {seq:?} is not a number")))?;
                 Ok(Some((seq, state)))
             }
             _ => Err(corrupt("it has a seq or a state but not both".to_owned())),
@@ -367,10 +326,8 @@ impl StreamAccess {
     /// Decodes an `XRANGE` / `XREVRANGE` reply, in the order given.
     fn decode_entries(&self, reply: Value) -> Result<Vec<StoredEvent>, JournalError> {
         let events = &self.shard.keys().events;
-        let corrupt = |detail: String| JournalError::Corrupt {
-            what: format!("stream {events} on redis at {}", self.shard.url()),
-            detail,
-        };
+        let corrupt =
+            |detail: String| JournalError::Corrupt { what: format!("stream {events} on redis at {}", self.shard.url()), detail };
         let Value::Array(entries) = reply else {
             return Err(corrupt(format!("a range read answered {reply:?}")));
         };
@@ -400,11 +357,7 @@ fn stream_fields(event: &StoredEvent) -> Vec<(&'static str, String)> {
         ("actor", event.actor.clone()),
         ("kind", event.kind.clone()),
     ];
-    for (name, value) in [
-        ("incident_id", &event.incident_id),
-        ("agent_id", &event.agent_id),
-        ("area_id", &event.area_id),
-    ] {
+    for (name, value) in [("incident_id", &event.incident_id), ("agent_id", &event.agent_id), ("area_id", &event.area_id)] {
         if let Some(value) = value {
             fields.push((name, value.clone()));
         }
@@ -414,10 +367,7 @@ fn stream_fields(event: &StoredEvent) -> Vec<(&'static str, String)> {
 }
 
 fn decode_event(id: &str, fields: Value) -> Result<StoredEvent, String> {
-    let seq = id
-        .strip_suffix("-0")
-        .and_then(|seq| seq.parse::<u64>().ok())
-        .ok_or_else(|| "its id is not <seq>-0".to_owned())?;
+    let seq = id.strip_suffix("-0").and_then(|seq| seq.parse::<u64>().ok()).ok_or_else(|| "its id is not <seq>-0".to_owned())?;
     let Value::Array(flat) = fields else {
         return Err(format!("its fields are {fields:?}"));
     };
@@ -426,22 +376,14 @@ fn decode_event(id: &str, fields: Value) -> Result<StoredEvent, String> {
     while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
         let name = reply_text(&name).ok_or("a field name is not text")?;
         let value = match value {
-            Value::BulkString(bytes) => {
-                String::from_utf8(bytes).map_err(|_| format!("field {name} is not UTF-8"))?
-            }
+            Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| format!("field {name} is not UTF-8"))?,
             other => reply_text(&other).ok_or_else(|| format!("field {name} is not text"))?,
         };
         by_name.insert(name, value);
     }
-    let mut required = |name: &str| {
-        by_name
-            .remove(name)
-            .ok_or_else(|| format!("field {name} is missing"))
-    };
+    let mut required = |name: &str| by_name.remove(name).ok_or_else(|| format!("field {name} is missing"));
     let at_ms_text = required("at_ms")?;
-    let at_ms = at_ms_text
-        .parse::<i64>()
-        .map_err(|_| format!("at_ms {at_ms_text:?} is not a number"))?;
+    let at_ms = at_ms_text.parse::<i64>().map_err(|_| format!("at_ms {at_ms_text:?} is not a number"))?;
     let actor = required("actor")?;
     let kind = required("kind")?;
     let body = required("body")?;
@@ -488,10 +430,7 @@ mod tests {
     /// the fence counter.
     fn expire_lease(shard: &RedisShard) {
         let mut connection = shard.connect(COMMAND_TIMEOUT).expect("connect");
-        redis::cmd("DEL")
-            .arg(&shard.keys().lease)
-            .exec(&mut connection)
-            .expect("del lease");
+        redis::cmd("DEL").arg(&shard.keys().lease).exec(&mut connection).expect("del lease");
     }
 
     #[test]
@@ -512,26 +451,13 @@ mod tests {
         journal.append(&events(1..=2)).expect("append");
 
         let mut connection = shard.connect(COMMAND_TIMEOUT).expect("connect");
-        let ids: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg("pingji:{d7}:events")
-            .arg("-")
-            .arg("+")
-            .query(&mut connection)
-            .expect("xrange");
-        assert_eq!(
-            ids.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
-            vec!["1-0", "2-0"]
-        );
+        let ids: Vec<(String, HashMap<String, String>)> =
+            redis::cmd("XRANGE").arg("pingji:{d7}:events").arg("-").arg("+").query(&mut connection).expect("xrange");
+        assert_eq!(ids.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec!["1-0", "2-0"]);
         let (_, first) = &ids[0];
         assert_eq!(first.get("actor").map(String::as_str), Some("dispatcher"));
-        assert_eq!(
-            first.get("at").map(String::as_str),
-            Some("2026-03-15T08:30:45.250Z")
-        );
-        assert!(
-            !first.contains_key("incident_id"),
-            "None is left out: {first:?}"
-        );
+        assert_eq!(first.get("at").map(String::as_str), Some("2026-03-15T08:30:45.250Z"));
+        assert!(!first.contains_key("incident_id"), "None is left out: {first:?}");
     }
 
     #[test]
@@ -540,21 +466,15 @@ mod tests {
         let shard = shard(&server, "city");
         let old_token = take_over(&shard, "old");
         let mut old_owner = RedisJournal::open(shard.clone(), old_token).expect("open");
-        old_owner
-            .append(&events(1..=3))
-            .expect("append while owning");
-        old_owner
-            .save_snapshot(3, b"three")
-            .expect("snapshot while owning");
+        old_owner.append(&events(1..=3)).expect("append while owning");
+        old_owner.save_snapshot(3, b"three").expect("snapshot while owning");
 
         // The old owner is paused past its ttl; another process takes over.
         expire_lease(&shard);
         let new_token = take_over(&shard, "new");
         assert!(new_token > old_token);
 
-        let error = old_owner
-            .append(&events(4..=5))
-            .expect_err("a stale token cannot append");
+        let error = old_owner.append(&events(4..=5)).expect_err("a stale token cannot append");
         assert!(error.is_fenced(), "{error}");
         assert_eq!(
             error.to_string(),
@@ -563,29 +483,17 @@ mod tests {
                  this one (token {old_token}) must stop"
             )
         );
-        let snapshot_error = old_owner
-            .save_snapshot(3, b"stale state")
-            .expect_err("a stale token cannot save a snapshot");
+        let snapshot_error = old_owner.save_snapshot(3, b"stale state").expect_err("a stale token cannot save a snapshot");
         assert!(snapshot_error.is_fenced(), "{snapshot_error}");
 
         let mut new_owner = RedisJournal::open(shard.clone(), new_token).expect("open");
         assert_eq!(new_owner.last_seq().expect("last_seq"), 3);
-        assert_eq!(
-            new_owner.load_snapshot().expect("load"),
-            Some((3, b"three".to_vec()))
-        );
+        assert_eq!(new_owner.load_snapshot().expect("load"), Some((3, b"three".to_vec())));
         // The new owner continues where the stream ends.
-        new_owner
-            .append(&[event(4)])
-            .expect("the new owner appends");
+        new_owner.append(&[event(4)]).expect("the new owner appends");
         assert_eq!(new_owner.read_from(1, 10).expect("read"), events(1..=4));
         // And the old one stays fenced, even with a batch that would continue.
-        assert!(
-            old_owner
-                .append(&[event(5)])
-                .expect_err("fenced")
-                .is_fenced()
-        );
+        assert!(old_owner.append(&[event(5)]).expect_err("fenced").is_fenced());
         assert_eq!(new_owner.last_seq().expect("last_seq"), 4);
     }
 
@@ -594,10 +502,8 @@ mod tests {
         let (_dir, server) = start_redis();
         let first = shard(&server, "d1");
         let second = shard(&server, "d2");
-        let mut first_journal =
-            RedisJournal::open(first.clone(), take_over(&first, "a")).expect("open");
-        let second_journal =
-            RedisJournal::open(second.clone(), take_over(&second, "b")).expect("open");
+        let mut first_journal = RedisJournal::open(first.clone(), take_over(&first, "a")).expect("open");
+        let second_journal = RedisJournal::open(second.clone(), take_over(&second, "b")).expect("open");
         first_journal.append(&events(1..=2)).expect("append");
         assert_eq!(second_journal.last_seq().expect("last_seq"), 0);
         let reader = RedisReader::open(first).expect("reader");
@@ -616,10 +522,7 @@ mod tests {
         let error = journal.append(&events(3..=3)).expect_err("redis is down");
         assert!(error.is_unreachable(), "{error}");
         let message = error.to_string();
-        assert!(
-            message.starts_with(&format!("redis at {} is unreachable: ", server.url())),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("redis at {} is unreachable: ", server.url())), "{message}");
         assert!(journal.last_seq().expect_err("still down").is_unreachable());
 
         // A Redis without persistence comes back empty, so this is only

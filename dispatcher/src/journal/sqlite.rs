@@ -18,14 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::FromSql;
-use rusqlite::{
-    Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params,
-};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tracing::{debug, info};
 
-use super::{
-    Journal, JournalError, StoredEvent, check_continues, check_snapshot_seq, iso8601_utc_from_ms,
-};
+use super::{Journal, JournalError, StoredEvent, check_continues, check_snapshot_seq, iso8601_utc_from_ms};
 
 /// The schema version this code writes and understands. A file with a newer
 /// version is refused rather than misread.
@@ -93,20 +89,17 @@ impl SqliteJournal {
     /// are missing, and sets WAL mode and `synchronous=FULL`.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
         // No SQLITE_OPEN_URI: a path is a path, even if it starts with "file:".
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let connection = Connection::open_with_flags(path, flags)
-            .map_err(|cause| open_error(path, "cannot open journal", cause))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection =
+            Connection::open_with_flags(path, flags).map_err(|cause| open_error(path, "cannot open journal", cause))?;
         connection
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|cause| open_error(path, "cannot set the busy timeout of journal", cause))?;
 
         // SQLite silently falls back to read-only when the file is
         // write-protected; the first append would then fail, far from here.
-        let read_only = connection
-            .is_readonly(rusqlite::MAIN_DB)
-            .map_err(|cause| open_error(path, "cannot open journal", cause))?;
+        let read_only =
+            connection.is_readonly(rusqlite::MAIN_DB).map_err(|cause| open_error(path, "cannot open journal", cause))?;
         if read_only {
             return Err(JournalError::Unusable {
                 path: path.to_owned(),
@@ -136,10 +129,7 @@ impl SqliteJournal {
             .pragma_update(None, "synchronous", "FULL")
             .map_err(|cause| open_error(path, "cannot set synchronous=FULL on journal", cause))?;
 
-        let mut journal = Self {
-            connection,
-            path: path.to_owned(),
-        };
+        let mut journal = Self { connection, path: path.to_owned() };
         if existing_version.is_none() {
             journal.create_schema()?;
         }
@@ -165,20 +155,13 @@ impl SqliteJournal {
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|cause| open_error(path, "cannot create the schema of journal", cause))?;
-        transaction
-            .execute_batch(SCHEMA_SQL)
-            .map_err(|cause| open_error(path, "cannot create the schema of journal", cause))?;
+        transaction.execute_batch(SCHEMA_SQL).map_err(|cause| open_error(path, "cannot create the schema of journal", cause))?;
         // OR IGNORE: another process may have created the same file at the
         // same moment; its version row is as good as ours.
         transaction
-            .execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
-                params![SCHEMA_VERSION.to_string()],
-            )
+            .execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)", params![SCHEMA_VERSION.to_string()])
             .map_err(|cause| open_error(path, "cannot create the schema of journal", cause))?;
-        transaction
-            .commit()
-            .map_err(|cause| open_error(path, "cannot create the schema of journal", cause))?;
+        transaction.commit().map_err(|cause| open_error(path, "cannot create the schema of journal", cause))?;
         info!(path = %path.display(), schema_version = SCHEMA_VERSION, "journal created");
         Ok(())
     }
@@ -190,14 +173,7 @@ impl Journal for SqliteJournal {
             return Ok(());
         };
         let path = &self.path;
-        let action = || {
-            format!(
-                "cannot append events {}..={} to journal at {}",
-                first.seq,
-                last.seq,
-                path.display()
-            )
-        };
+        let action = || format!("cannot append events {}..={} to journal at {}", first.seq, last.seq, path.display());
 
         // IMMEDIATE takes the write lock now, so the sequence check below
         // and the inserts see the same journal even if another process
@@ -210,16 +186,11 @@ impl Journal for SqliteJournal {
         // On any early return the transaction is dropped, which rolls back.
         check_continues(last_seq, events)?;
         {
-            let mut insert = transaction
-                .prepare_cached(INSERT_EVENT)
-                .map_err(|cause| storage_error(action(), cause))?;
+            let mut insert = transaction.prepare_cached(INSERT_EVENT).map_err(|cause| storage_error(action(), cause))?;
             for event in events {
                 let seq = i64::try_from(event.seq).map_err(|_| JournalError::Unusable {
                     path: path.clone(),
-                    reason: format!(
-                        "seq {} does not fit in sqlite's integer range; start a new journal",
-                        event.seq
-                    ),
+                    reason: format!("seq {} does not fit in sqlite's integer range; start a new journal", event.seq),
                 })?;
                 insert
                     .execute(params![
@@ -236,14 +207,8 @@ impl Journal for SqliteJournal {
                     .map_err(|cause| storage_error(action(), cause))?;
             }
         }
-        transaction
-            .commit()
-            .map_err(|cause| storage_error(action(), cause))?;
-        debug!(
-            first_seq = first.seq,
-            count = events.len(),
-            "journal append committed"
-        );
+        transaction.commit().map_err(|cause| storage_error(action(), cause))?;
+        debug!(first_seq = first.seq, count = events.len(), "journal append committed");
         Ok(())
     }
 
@@ -257,12 +222,7 @@ impl Journal for SqliteJournal {
 
     fn save_snapshot(&mut self, seq: u64, state: &[u8]) -> Result<(), JournalError> {
         let path = &self.path;
-        let action = || {
-            format!(
-                "cannot save the snapshot after seq {seq} to journal at {}",
-                path.display()
-            )
-        };
+        let action = || format!("cannot save the snapshot after seq {seq} to journal at {}", path.display());
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -270,18 +230,14 @@ impl Journal for SqliteJournal {
         check_snapshot_seq(seq, query_last_seq(&transaction, path)?)?;
         // seq <= last_seq, which came from an i64 column.
         let stored_seq = i64::try_from(seq).unwrap_or(i64::MAX);
-        transaction
-            .execute("DELETE FROM snapshots", [])
-            .map_err(|cause| storage_error(action(), cause))?;
+        transaction.execute("DELETE FROM snapshots", []).map_err(|cause| storage_error(action(), cause))?;
         transaction
             .execute(
                 "INSERT INTO snapshots (seq, created_at_ms, state) VALUES (?1, ?2, ?3)",
                 params![stored_seq, wall_clock_ms(), state],
             )
             .map_err(|cause| storage_error(action(), cause))?;
-        transaction
-            .commit()
-            .map_err(|cause| storage_error(action(), cause))?;
+        transaction.commit().map_err(|cause| storage_error(action(), cause))?;
         debug!(seq, bytes = state.len(), "journal snapshot saved");
         Ok(())
     }
@@ -297,24 +253,16 @@ impl SqliteReader {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(path, flags)
             .map_err(|cause| open_error(path, "cannot open a reader on journal", cause))?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(|cause| {
-            open_error(
-                path,
-                "cannot set the busy timeout of a reader on journal",
-                cause,
-            )
-        })?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|cause| open_error(path, "cannot set the busy timeout of a reader on journal", cause))?;
         if read_schema_version(&connection, path, "cannot open a reader on journal")?.is_none() {
             return Err(JournalError::Unusable {
                 path: path.to_owned(),
-                reason: "it has no journal tables yet; open it with the dispatcher first"
-                    .to_owned(),
+                reason: "it has no journal tables yet; open it with the dispatcher first".to_owned(),
             });
         }
-        Ok(Self {
-            connection,
-            path: path.to_owned(),
-        })
+        Ok(Self { connection, path: path.to_owned() })
     }
 
     /// Events with seq >= from_seq, in order, at most `limit`.
@@ -341,19 +289,11 @@ impl SqliteReader {
 /// The schema version stored in the file, `None` for a new, empty file.
 /// Refuses files of a newer version and SQLite files that are not journals.
 /// `action` says what the caller was doing, e.g. "cannot open journal".
-fn read_schema_version(
-    connection: &Connection,
-    path: &Path,
-    action: &str,
-) -> Result<Option<i64>, JournalError> {
+fn read_schema_version(connection: &Connection, path: &Path, action: &str) -> Result<Option<i64>, JournalError> {
     // The first read of the file: this is where a file that is not a SQLite
     // database is found out.
     let has_meta: bool = connection
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')", [], |row| row.get(0))
         .map_err(|cause| open_error(path, action, cause))?;
     if !has_meta {
         let object_count: i64 = connection
@@ -371,35 +311,19 @@ fn read_schema_version(
     }
 
     let stored: Option<Option<String>> = connection
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
         .optional()
         .map_err(|cause| open_error(path, action, cause))?;
     let corrupt = |detail: String| JournalError::Corrupt {
-        what: format!(
-            "schema version in the meta table of journal at {}",
-            path.display()
-        ),
+        what: format!("schema version in the meta table of journal at {}", path.display()),
         detail,
     };
     let Some(Some(text)) = stored else {
-        return Err(corrupt(
-            "the schema_version row is missing or empty".to_owned(),
-        ));
+        return Err(corrupt("the schema_version row is missing or empty".to_owned()));
     };
-    let version: i64 = text
-        .trim()
-        .parse()
-        .map_err(|_| corrupt(format!("{text:?} is not a number")))?;
+    let version: i64 = text.trim().parse().map_err(|_| corrupt(format!("{text:?} is not a number")))?;
     if version > SCHEMA_VERSION {
-        return Err(JournalError::NewerSchema {
-            path: path.to_owned(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
+        return Err(JournalError::NewerSchema { path: path.to_owned(), found: version, supported: SCHEMA_VERSION });
     }
     if version < 1 {
         return Err(corrupt(format!("{version} is not a valid version")));
@@ -412,24 +336,14 @@ fn query_last_seq(connection: &Connection, path: &Path) -> Result<u64, JournalEr
     let last_seq: i64 = connection
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
         .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
-        .map_err(|cause| {
-            storage_error(
-                format!("cannot read the last seq of journal at {}", path.display()),
-                cause,
-            )
-        })?;
+        .map_err(|cause| storage_error(format!("cannot read the last seq of journal at {}", path.display()), cause))?;
     u64::try_from(last_seq).map_err(|_| JournalError::Corrupt {
         what: format!("events table of journal at {}", path.display()),
         detail: format!("the highest seq is {last_seq}, below 1"),
     })
 }
 
-fn query_events(
-    connection: &Connection,
-    path: &Path,
-    from_seq: u64,
-    limit: usize,
-) -> Result<Vec<StoredEvent>, JournalError> {
+fn query_events(connection: &Connection, path: &Path, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>, JournalError> {
     // No stored seq is above i64::MAX, so such a start reads nothing.
     let Ok(from_seq) = i64::try_from(from_seq) else {
         return Ok(Vec::new());
@@ -438,25 +352,13 @@ fn query_events(
         return Ok(Vec::new());
     }
     let row_limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let action = || {
-        format!(
-            "cannot read events from seq {from_seq} of journal at {}",
-            path.display()
-        )
-    };
+    let action = || format!("cannot read events from seq {from_seq} of journal at {}", path.display());
 
-    let mut statement = connection
-        .prepare_cached(SELECT_EVENTS_FROM)
-        .map_err(|cause| storage_error(action(), cause))?;
-    let mut rows = statement
-        .query(params![from_seq, row_limit])
-        .map_err(|cause| storage_error(action(), cause))?;
+    let mut statement = connection.prepare_cached(SELECT_EVENTS_FROM).map_err(|cause| storage_error(action(), cause))?;
+    let mut rows = statement.query(params![from_seq, row_limit]).map_err(|cause| storage_error(action(), cause))?;
     // Callers page with large limits; do not reserve for all of it up front.
     let mut events = Vec::with_capacity(limit.min(1024));
-    while let Some(row) = rows
-        .next()
-        .map_err(|cause| storage_error(action(), cause))?
-    {
+    while let Some(row) = rows.next().map_err(|cause| storage_error(action(), cause))? {
         events.push(decode_event(row, path)?);
     }
     Ok(events)
@@ -465,13 +367,10 @@ fn query_events(
 fn decode_event(row: &Row<'_>, path: &Path) -> Result<StoredEvent, JournalError> {
     let raw_seq: i64 = column(row, 0, "event row", path)?;
     let what = format!("event row at seq {raw_seq}");
-    let seq = u64::try_from(raw_seq)
-        .ok()
-        .filter(|seq| *seq >= 1)
-        .ok_or_else(|| JournalError::Corrupt {
-            what: format!("{what} of journal at {}", path.display()),
-            detail: "seq is below 1".to_owned(),
-        })?;
+    let seq = u64::try_from(raw_seq).ok().filter(|seq| *seq >= 1).ok_or_else(|| JournalError::Corrupt {
+        what: format!("{what} of journal at {}", path.display()),
+        detail: "seq is below 1".to_owned(),
+    })?;
     Ok(StoredEvent {
         seq,
         at_ms: column(row, 1, &what, path)?,
@@ -486,33 +385,20 @@ fn decode_event(row: &Row<'_>, path: &Path) -> Result<StoredEvent, JournalError>
 
 /// One column of a stored row; a value of the wrong type means someone or
 /// something changed the file behind the dispatcher's back.
-fn column<T: FromSql>(
-    row: &Row<'_>,
-    index: usize,
-    what: &str,
-    path: &Path,
-) -> Result<T, JournalError> {
+fn column<T: FromSql>(row: &Row<'_>, index: usize, what: &str, path: &Path) -> Result<T, JournalError> {
     row.get(index).map_err(|cause| JournalError::Corrupt {
         what: format!("{what} of journal at {}", path.display()),
         detail: cause.to_string(),
     })
 }
 
-fn query_latest_snapshot(
-    connection: &Connection,
-    path: &Path,
-) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
+fn query_latest_snapshot(connection: &Connection, path: &Path) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
     let action = || format!("cannot load the snapshot of journal at {}", path.display());
     let mut statement = connection
         .prepare_cached("SELECT seq, state FROM snapshots ORDER BY seq DESC LIMIT 1")
         .map_err(|cause| storage_error(action(), cause))?;
-    let mut rows = statement
-        .query([])
-        .map_err(|cause| storage_error(action(), cause))?;
-    let Some(row) = rows
-        .next()
-        .map_err(|cause| storage_error(action(), cause))?
-    else {
+    let mut rows = statement.query([]).map_err(|cause| storage_error(action(), cause))?;
+    let Some(row) = rows.next().map_err(|cause| storage_error(action(), cause))? else {
         return Ok(None);
     };
     let raw_seq: i64 = column(row, 0, "snapshot", path)?;
@@ -550,11 +436,7 @@ fn open_error(path: &Path, action: &str, cause: rusqlite::Error) -> JournalError
         Some(ErrorCode::DatabaseCorrupt) => "; the file is damaged, restore it from a backup",
         _ => "",
     };
-    JournalError::Storage {
-        action: format!("{action} at {}", path.display()),
-        cause,
-        hint: hint.to_owned(),
-    }
+    JournalError::Storage { action: format!("{action} at {}", path.display()), cause, hint: hint.to_owned() }
 }
 
 /// A failure while reading or writing an open journal, with what to do.
@@ -567,17 +449,11 @@ fn storage_error(action: String, cause: rusqlite::Error) -> JournalError {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
             "; another process holds the journal locked, stop it or retry"
         }
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
-            "; the file is damaged, restore it from a backup"
-        }
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => "; the file is damaged, restore it from a backup",
         Some(ErrorCode::SystemIoFailure) => "; check the disk and the filesystem",
         _ => "",
     };
-    JournalError::Storage {
-        action,
-        cause,
-        hint: hint.to_owned(),
-    }
+    JournalError::Storage { action, cause, hint: hint.to_owned() }
 }
 
 #[cfg(test)]
@@ -604,48 +480,28 @@ mod tests {
         {
             let mut journal = SqliteJournal::open(&path).expect("open");
             journal.append(&events(1..=5)).expect("append");
-            journal
-                .save_snapshot(4, b"state after 4")
-                .expect("snapshot");
+            journal.save_snapshot(4, b"state after 4").expect("snapshot");
         }
         let mut reopened = SqliteJournal::open(&path).expect("reopen");
         assert_eq!(reopened.last_seq().expect("last_seq"), 5);
         assert_eq!(reopened.read_from(1, 100).expect("read"), events(1..=5));
-        assert_eq!(
-            reopened.load_snapshot().expect("load"),
-            Some((4, b"state after 4".to_vec()))
-        );
+        assert_eq!(reopened.load_snapshot().expect("load"), Some((4, b"state after 4".to_vec())));
         // And it continues where it stopped, not from 1.
-        assert!(matches!(
-            reopened.append(&[event(1)]),
-            Err(JournalError::Sequence {
-                expected: 6,
-                got: 1
-            })
-        ));
-        reopened
-            .append(&[event(6)])
-            .expect("append 6 after reopening");
+        assert!(matches!(reopened.append(&[event(1)]), Err(JournalError::Sequence { expected: 6, got: 1 })));
+        reopened.append(&[event(6)]).expect("append 6 after reopening");
     }
 
     #[test]
     fn connection_is_in_wal_mode_with_synchronous_full() {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = SqliteJournal::open(&journal_path(&dir)).expect("open");
-        let journal_mode: String = journal
-            .connection
-            .pragma_query_value(None, "journal_mode", |row| row.get(0))
-            .expect("journal_mode");
+        let journal_mode: String =
+            journal.connection.pragma_query_value(None, "journal_mode", |row| row.get(0)).expect("journal_mode");
         assert_eq!(journal_mode, "wal");
-        let synchronous: i64 = journal
-            .connection
-            .pragma_query_value(None, "synchronous", |row| row.get(0))
-            .expect("synchronous");
+        let synchronous: i64 = journal.connection.pragma_query_value(None, "synchronous", |row| row.get(0)).expect("synchronous");
         assert_eq!(synchronous, 2, "2 is FULL");
-        let busy_timeout_ms: i64 = journal
-            .connection
-            .pragma_query_value(None, "busy_timeout", |row| row.get(0))
-            .expect("busy_timeout");
+        let busy_timeout_ms: i64 =
+            journal.connection.pragma_query_value(None, "busy_timeout", |row| row.get(0)).expect("busy_timeout");
         assert_eq!(busy_timeout_ms, 5_000);
     }
 
@@ -666,9 +522,7 @@ mod tests {
         let mut batch = events(3..=5);
         batch[2].kind = "boom".to_owned();
 
-        let error = journal
-            .append(&batch)
-            .expect_err("the trigger fails the batch");
+        let error = journal.append(&batch).expect_err("the trigger fails the batch");
         let message = error.to_string();
         assert!(matches!(error, JournalError::Storage { .. }), "{message}");
         assert!(message.contains("cannot append events 3..=5"), "{message}");
@@ -677,9 +531,7 @@ mod tests {
         assert_eq!(journal.last_seq().expect("last_seq"), 2);
         assert!(journal.read_from(3, 10).expect("read").is_empty());
         // The journal is still usable afterwards.
-        journal
-            .append(&events(3..=5))
-            .expect("append after the failure");
+        journal.append(&events(3..=5)).expect("append after the failure");
     }
 
     #[test]
@@ -693,34 +545,22 @@ mod tests {
 
         let auditor = Connection::open(&path).expect("auditor connection");
         let (at, actor, kind, body): (String, String, String, String) = auditor
-            .query_row(
-                "SELECT at, actor, kind, body FROM events WHERE seq = 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
+            .query_row("SELECT at, actor, kind, body FROM events WHERE seq = 1", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
             .expect("row 1");
         assert_eq!(at, "2000-02-29T00:00:00.000Z");
-        assert_eq!(
-            (actor, kind, body),
-            (leap_day.actor, leap_day.kind, leap_day.body)
-        );
+        assert_eq!((actor, kind, body), (leap_day.actor, leap_day.kind, leap_day.body));
 
         let mut statement = auditor
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name")
             .expect("prepare");
-        let index_names: Vec<String> = statement
-            .query_map([], |row| row.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("index names");
+        let index_names: Vec<String> =
+            statement.query_map([], |row| row.get(0)).expect("query").collect::<Result<_, _>>().expect("index names");
         assert_eq!(index_names, vec!["events_by_agent", "events_by_incident"]);
 
         let version: String = auditor
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |row| row.get(0),
-            )
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
             .expect("schema version");
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
@@ -736,11 +576,7 @@ mod tests {
 
         let auditor = Connection::open(&path).expect("auditor connection");
         let (rows, created_at_ms): (i64, Option<i64>) = auditor
-            .query_row(
-                "SELECT COUNT(*), MAX(created_at_ms) FROM snapshots",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
+            .query_row("SELECT COUNT(*), MAX(created_at_ms) FROM snapshots", [], |row| Ok((row.get(0)?, row.get(1)?)))
             .expect("count");
         assert_eq!(rows, 1);
         assert!(created_at_ms.is_some_and(|ms| ms > 1_700_000_000_000));
@@ -759,10 +595,7 @@ mod tests {
         assert_eq!(reader.read_from(2, 10).expect("read"), events(2..=3));
 
         writer.save_snapshot(2, b"two").expect("snapshot");
-        assert_eq!(
-            reader.load_snapshot().expect("load"),
-            Some((2, b"two".to_vec()))
-        );
+        assert_eq!(reader.load_snapshot().expect("load"), Some((2, b"two".to_vec())));
 
         // The reader can also live on another thread while the writer goes on.
         let reader_thread = std::thread::spawn(move || {
@@ -772,10 +605,7 @@ mod tests {
                 if last_seq >= 50 {
                     return reader.read_from(1, 1_000).expect("read");
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "reader saw only up to seq {last_seq}"
-                );
+                assert!(Instant::now() < deadline, "reader saw only up to seq {last_seq}");
                 std::thread::yield_now();
             }
         });
@@ -793,10 +623,7 @@ mod tests {
         let _writer = SqliteJournal::open(&path).expect("open writer");
         let reader = SqliteReader::open(&path).expect("open reader");
         let result = reader.connection.execute("DELETE FROM events", []);
-        assert_eq!(
-            result.expect_err("read-only").sqlite_error_code(),
-            Some(ErrorCode::ReadOnly)
-        );
+        assert_eq!(result.expect_err("read-only").sqlite_error_code(), Some(ErrorCode::ReadOnly));
     }
 
     #[test]
@@ -823,11 +650,7 @@ mod tests {
         assert!(message.contains("move this file away"), "{message}");
 
         let reader_error = SqliteReader::open(&path).expect_err("garbage is refused");
-        assert!(
-            reader_error
-                .to_string()
-                .contains(&path.display().to_string())
-        );
+        assert!(reader_error.to_string().contains(&path.display().to_string()));
         // Nothing was done to the file.
         assert_eq!(std::fs::read_to_string(&path).expect("read back"), garbage);
     }
@@ -838,23 +661,11 @@ mod tests {
         let path = journal_path(&dir);
         drop(SqliteJournal::open(&path).expect("create"));
         Connection::open(&path)
-            .and_then(|connection| {
-                connection.execute("UPDATE meta SET value = 7 WHERE key = 'schema_version'", [])
-            })
+            .and_then(|connection| connection.execute("UPDATE meta SET value = 7 WHERE key = 'schema_version'", []))
             .expect("bump version");
 
         let error = SqliteJournal::open(&path).expect_err("newer schema is refused");
-        assert!(
-            matches!(
-                error,
-                JournalError::NewerSchema {
-                    found: 7,
-                    supported: 1,
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert!(matches!(error, JournalError::NewerSchema { found: 7, supported: 1, .. }), "{error}");
         let message = error.to_string();
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("schema version 7"), "{message}");
@@ -895,16 +706,10 @@ mod tests {
         let message = error.to_string();
         assert!(matches!(error, JournalError::Corrupt { .. }), "{message}");
         assert!(message.contains("event row at seq 2"), "{message}");
-        assert_eq!(
-            journal.read_from(3, 10).expect("row 3 is fine"),
-            vec![event(3)]
-        );
+        assert_eq!(journal.read_from(3, 10).expect("row 3 is fine"), vec![event(3)]);
 
         let snapshot_error = journal.load_snapshot().expect_err("snapshot is damaged");
-        assert!(
-            matches!(snapshot_error, JournalError::Corrupt { .. }),
-            "{snapshot_error}"
-        );
+        assert!(matches!(snapshot_error, JournalError::Corrupt { .. }), "{snapshot_error}");
     }
 
     #[test]
@@ -925,12 +730,6 @@ mod tests {
         assert!(message.contains(&path.display().to_string()), "{message}");
         assert!(message.contains("writable"), "{message}");
         // A reader is fine on a read-only file.
-        assert_eq!(
-            SqliteReader::open(&path)
-                .expect("reader")
-                .last_seq()
-                .expect("last_seq"),
-            0
-        );
+        assert_eq!(SqliteReader::open(&path).expect("reader").last_seq().expect("last_seq"), 0);
     }
 }

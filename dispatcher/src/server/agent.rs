@@ -74,7 +74,13 @@ impl AgentService for AgentApi {
                     match dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await {
                         Ok(()) => {}
                         Err(DispatchError::Rejected(rejection)) => {
-                            refuse(&refusals, super::error::code_name(&rejection), &rejection.to_string(), &offer_id, &incident_id);
+                            refuse(
+                                &refusals,
+                                super::error::code_name(&rejection),
+                                &rejection.to_string(),
+                                &offer_id,
+                                &incident_id,
+                            );
                         }
                         Err(DispatchError::Unavailable(message)) => {
                             refuse(&refusals, "unavailable", &message, &offer_id, &incident_id);
@@ -107,7 +113,10 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
         return Err("empty message; send location, status, accept, decline, arrived or completed".to_string());
     };
     Ok(match body {
-        Body::Hello(_) => return Err("hello was already said on this session; send location, status, accept, decline, arrived or completed".to_string()),
+        Body::Hello(_) => {
+            return Err("hello was already said on this session; send location, status, accept, decline, arrived or completed"
+                .to_string());
+        }
         Body::Location(at) => {
             // Range checks happen in the engine, which refuses bad values.
             Command::ReportLocation { agent, at: crate::spatial::Position { lon: at.lon, lat: at.lat } }
@@ -117,7 +126,9 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
             Err(rejection) => return Err(rejection.to_string()),
         },
         Body::Accept(accept) => Command::Accept { agent, offer: OfferId::new(accept.offer_id.trim()) },
-        Body::Decline(decline) => Command::Decline { agent, offer: OfferId::new(decline.offer_id.trim()), reason: decline.reason },
+        Body::Decline(decline) => {
+            Command::Decline { agent, offer: OfferId::new(decline.offer_id.trim()), reason: decline.reason }
+        }
         Body::Arrived(arrived) => Command::Arrive { agent, incident: IncidentId::new(arrived.incident_id.trim()) },
         Body::Completed(completed) => {
             Command::Complete { agent, incident: IncidentId::new(completed.incident_id.trim()), feedback: completed.feedback }

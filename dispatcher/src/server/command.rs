@@ -14,8 +14,8 @@ use crate::convert;
 use crate::engine::{Command, Rejection};
 use crate::event::EventKind;
 use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, PlanId};
-use crate::plans::parse_plan;
 use crate::incident::IncidentSpec;
+use crate::plans::parse_plan;
 use crate::roster::normalise_skills;
 use crate::runtime::Dispatcher;
 
@@ -63,7 +63,8 @@ impl CommandService for CommandApi {
     async fn import_areas(&self, request: Request<pb::ImportAreasRequest>) -> Result<Response<pb::ImportAreasResponse>, Status> {
         let actor = operator(&request)?;
         let import = parse_geojson(&request.into_inner().geojson).map_err(invalid)?;
-        let counts = pb::ImportAreasResponse { areas: import.areas.len() as u32, service_centres: import.service_centres.len() as u32 };
+        let counts =
+            pb::ImportAreasResponse { areas: import.areas.len() as u32, service_centres: import.service_centres.len() as u32 };
         self.dispatcher.execute(Command::ImportAreas(import), actor, |_, _| ()).await?;
         Ok(Response::new(counts))
     }
@@ -115,14 +116,12 @@ impl CommandService for CommandApi {
     }
 
     #[instrument(skip_all)]
-    async fn import_agents(&self, request: Request<pb::ImportAgentsRequest>) -> Result<Response<pb::ImportAgentsResponse>, Status> {
+    async fn import_agents(
+        &self,
+        request: Request<pb::ImportAgentsRequest>,
+    ) -> Result<Response<pb::ImportAgentsResponse>, Status> {
         let actor = operator(&request)?;
-        let agents = request
-            .into_inner()
-            .agents
-            .iter()
-            .map(convert::profile_from_pb)
-            .collect::<Result<Vec<_>, Rejection>>()?;
+        let agents = request.into_inner().agents.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, Rejection>>()?;
         let imported = agents.len() as u32;
         self.dispatcher.execute(Command::UpsertAgents { agents, all_new: true }, actor, |_, _| ()).await?;
         Ok(Response::new(pb::ImportAgentsResponse { imported }))
@@ -186,7 +185,10 @@ impl CommandService for CommandApi {
         Ok(Response::new(pb::ListAgentsResponse { agents }))
     }
 
-    async fn nearby_agents(&self, request: Request<pb::NearbyAgentsRequest>) -> Result<Response<pb::NearbyAgentsResponse>, Status> {
+    async fn nearby_agents(
+        &self,
+        request: Request<pb::NearbyAgentsRequest>,
+    ) -> Result<Response<pb::NearbyAgentsResponse>, Status> {
         let request = request.into_inner();
         let at = convert::position(request.at.as_ref(), "at")?;
         let k = match request.k {
@@ -253,7 +255,10 @@ impl CommandService for CommandApi {
         incident.map(Response::new).ok_or_else(|| Status::not_found(message))
     }
 
-    async fn list_incidents(&self, request: Request<pb::ListIncidentsRequest>) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+    async fn list_incidents(
+        &self,
+        request: Request<pb::ListIncidentsRequest>,
+    ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
         let request = request.into_inner();
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
         let incidents = self
@@ -301,7 +306,9 @@ impl CommandService for CommandApi {
         let command = Command::SetMode { area: area.clone(), mode, reason: request.reason.trim().to_string() };
         let switched = self
             .dispatcher
-            .execute(command, actor.clone(), move |engine, _| engine.state().areas.get(&area).map(|spec| convert::area_to_pb(engine, spec, false)))
+            .execute(command, actor.clone(), move |engine, _| {
+                engine.state().areas.get(&area).map(|spec| convert::area_to_pb(engine, spec, false))
+            })
             .await?;
         let switched = switched.ok_or_else(|| Status::internal("the mode was set but the area cannot be read back"))?;
         tracing::info!(area_id = %switched.id, mode = ?mode, %actor, "mode switched");
@@ -347,7 +354,9 @@ impl CommandService for CommandApi {
             .dispatcher
             .execute(command, actor, |engine, events| {
                 events.iter().find_map(|event| match &event.kind {
-                    EventKind::PlanActivated { activation, .. } => engine.state().activations.get(activation).map(convert::activation_to_pb),
+                    EventKind::PlanActivated { activation, .. } => {
+                        engine.state().activations.get(activation).map(convert::activation_to_pb)
+                    }
                     _ => None,
                 })
             })
@@ -393,7 +402,10 @@ impl CommandService for CommandApi {
         callup.map(Response::new).ok_or_else(|| Status::internal("the call-up was issued but cannot be read back"))
     }
 
-    async fn callup_status(&self, request: Request<pb::CallupStatusRequest>) -> Result<Response<pb::CallupStatusResponse>, Status> {
+    async fn callup_status(
+        &self,
+        request: Request<pb::CallupStatusRequest>,
+    ) -> Result<Response<pb::CallupStatusResponse>, Status> {
         let request = request.into_inner();
         let area = Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
         let callups = self
@@ -432,7 +444,10 @@ impl CommandService for CommandApi {
                 incident: incident.clone(),
                 priority: match accept.priority {
                     0 => None,
-                    priority => Some(u8::try_from(priority).map_err(|_| invalid(format!("priority {priority} is out of range; use 1 to 4")))?),
+                    priority => Some(
+                        u8::try_from(priority)
+                            .map_err(|_| invalid(format!("priority {priority} is out of range; use 1 to 4")))?,
+                    ),
                 },
                 headcount: Some(accept.headcount).filter(|headcount| *headcount > 0),
                 skills: Some(normalise_skills(&accept.required_skills)).filter(|skills| !skills.is_empty()),
@@ -440,7 +455,9 @@ impl CommandService for CommandApi {
             Some(pb::triage_report_request::Action::MergeInto(into)) => {
                 Command::TriageMerge { incident: incident.clone(), into: IncidentId::new(into.trim()) }
             }
-            Some(pb::triage_report_request::Action::RejectReason(reason)) => Command::TriageReject { incident: incident.clone(), reason },
+            Some(pb::triage_report_request::Action::RejectReason(reason)) => {
+                Command::TriageReject { incident: incident.clone(), reason }
+            }
             None => return Err(invalid("say what to do with the report: accept, merge_into or reject_reason")),
         };
         self.end_incident(command, actor, incident).await
@@ -459,7 +476,8 @@ impl CommandService for CommandApi {
                 }
                 let name = |id: &AreaId| state.areas.get(id).map(|spec| spec.name.clone()).unwrap_or_default();
                 let within = |grid: &AreaId| {
-                    area.as_ref().is_none_or(|area| state.areas.placement_of_area(grid).areas().any(|(_, ancestor)| ancestor == area))
+                    area.as_ref()
+                        .is_none_or(|area| state.areas.placement_of_area(grid).areas().any(|(_, ancestor)| ancestor == area))
                 };
                 Ok(pb::CoverageResponse {
                     communities: engine
@@ -505,7 +523,9 @@ impl CommandApi {
     async fn end_incident(&self, command: Command, actor: String, id: IncidentId) -> Result<Response<pb::Incident>, Status> {
         let incident = self
             .dispatcher
-            .execute(command, actor, move |engine, _| engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident)))
+            .execute(command, actor, move |engine, _| {
+                engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident))
+            })
             .await?;
         incident.map(Response::new).ok_or_else(|| Status::internal("the incident was saved but cannot be read back"))
     }

@@ -170,7 +170,12 @@ async fn serve(
     guard: Option<OwnerGuard>,
 ) -> anyhow::Result<()> {
     let (stop_owner, owner_stop) = watch::channel(false);
-    let runtime_config = RuntimeConfig { policy: config.policy.clone(), snapshot_every: config.snapshot_every, clock: Arc::new(runtime::system_now), locations };
+    let runtime_config = RuntimeConfig {
+        policy: config.policy.clone(),
+        snapshot_every: config.snapshot_every,
+        clock: Arc::new(runtime::system_now),
+        locations,
+    };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
@@ -275,14 +280,17 @@ async fn step_down(
     }
 }
 
-fn reflection_v1() -> anyhow::Result<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>> {
+fn reflection_v1()
+-> anyhow::Result<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>> {
     Ok(tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?)
 }
 
-fn reflection_v1alpha() -> anyhow::Result<tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>> {
+fn reflection_v1alpha() -> anyhow::Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+> {
     Ok(tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -359,7 +367,8 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
     load_plans(dispatcher, &config.plan_paths).await?;
     if let Some(path) = &config.agents_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
-        let specs = crate::roster_csv::parse_roster_csv(&text).map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
+        let specs = crate::roster_csv::parse_roster_csv(&text)
+            .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
         let profiles = specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?;
         let changed = dispatcher
             .query(move |engine, _| {

@@ -42,12 +42,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<()> {
     let shard = RedisShard::new(&redis.url, redis.shard.clone())?;
     let owner_id = owner_id();
-    let lease = Arc::new(ShardLease::new(
-        shard.clone(),
-        &owner_id,
-        &redis.advertise,
-        redis.lease,
-    ));
+    let lease = Arc::new(ShardLease::new(shard.clone(), &owner_id, &redis.advertise, redis.lease));
     let listener = listener.into_std()?;
     info!(
         redis = %shard.url(),
@@ -57,11 +52,8 @@ pub(super) async fn run(
         lease_ttl_ms = redis.lease.ttl.as_millis() as u64,
         "asking for the shard lease"
     );
-    let standby_listener = listener
-        .try_clone()
-        .context("cannot share the listening socket")?;
-    let Some(token) = standby::serve_until_owner(&lease, standby_listener, &mut shutdown).await?
-    else {
+    let standby_listener = listener.try_clone().context("cannot share the listening socket")?;
+    let Some(token) = standby::serve_until_owner(&lease, standby_listener, &mut shutdown).await? else {
         info!("dispatcher stopped while standing by");
         return Ok(());
     };
@@ -71,8 +63,7 @@ pub(super) async fn run(
     let keeper = LeaseKeeper::start(lease.clone(), token);
 
     let journal_shard = shard.clone();
-    let journal =
-        tokio::task::spawn_blocking(move || RedisJournal::open(journal_shard, token)).await??;
+    let journal = tokio::task::spawn_blocking(move || RedisJournal::open(journal_shard, token)).await??;
     let journal: SharedJournal = Arc::new(Mutex::new(Box::new(journal) as Box<dyn Journal>));
     let engine = runtime::recover(&journal, config.policy.clone()).await?;
     let (locations, flusher) = LocationWriter::start(shard.clone(), LocationBatching::default())?;
@@ -84,20 +75,9 @@ pub(super) async fn run(
         "serving as the owner of the shard"
     );
 
-    let guard = OwnerGuard {
-        lost: Box::pin(keeper.lost()),
-    };
+    let guard = OwnerGuard { lost: Box::pin(keeper.lost()) };
     let listener = TcpListener::from_std(listener)?;
-    let served = super::serve(
-        &config,
-        journal,
-        engine,
-        Some(locations),
-        listener,
-        shutdown,
-        Some(guard),
-    )
-    .await;
+    let served = super::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard)).await;
 
     keeper.stop().await;
     if served.is_ok() {
@@ -113,10 +93,7 @@ pub(super) async fn run(
     // Every writer handle was dropped with the runtime; the thread writes
     // what is pending and stops.
     let joining = tokio::task::spawn_blocking(move || flusher.join());
-    if tokio::time::timeout(LOCATIONS_DRAIN, joining)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(LOCATIONS_DRAIN, joining).await.is_err() {
         warn!("the location writer did not stop in time; pending locations are lost");
     }
     served
@@ -124,9 +101,7 @@ pub(super) async fn run(
 
 /// Names this process in the lease: unique per start.
 fn owner_id() -> String {
-    let started_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis());
+    let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis());
     format!("dispatcher-{}-{started_ms}", std::process::id())
 }
 
@@ -150,11 +125,7 @@ impl LeaseKeeper {
     fn lost(&self) -> impl Future<Output = anyhow::Error> + Send + 'static {
         let mut lost = self.lost.clone();
         async move {
-            let reason = lost
-                .wait_for(Option::is_some)
-                .await
-                .ok()
-                .and_then(|reason| reason.clone());
+            let reason = lost.wait_for(Option::is_some).await.ok().and_then(|reason| reason.clone());
             match reason {
                 Some(reason) => anyhow::anyhow!(reason),
                 // The keeper is gone without a reason: it was stopped, which
@@ -170,19 +141,11 @@ impl LeaseKeeper {
     }
 }
 
-async fn keep(
-    lease: Arc<ShardLease>,
-    token: u64,
-    mut stopped: watch::Receiver<bool>,
-    lost: watch::Sender<Option<String>>,
-) {
+async fn keep(lease: Arc<ShardLease>, token: u64, mut stopped: watch::Receiver<bool>, lost: watch::Sender<Option<String>>) {
     let config = lease.config();
     let shard = lease.shard().id().to_string();
     let mut last_renewed = Instant::now();
-    let mut ticks = tokio::time::interval_at(
-        tokio::time::Instant::now() + config.renew_every,
-        config.renew_every,
-    );
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + config.renew_every, config.renew_every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -196,12 +159,9 @@ async fn keep(
                 last_renewed = Instant::now();
                 continue;
             }
-            Ok(Ok(Renewal::Lost { current_token, .. })) => JournalError::Fenced {
-                shard: shard.clone(),
-                current: current_token,
-                mine: token,
+            Ok(Ok(Renewal::Lost { current_token, .. })) => {
+                JournalError::Fenced { shard: shard.clone(), current: current_token, mine: token }.to_string()
             }
-            .to_string(),
             Ok(Err(error)) if last_renewed.elapsed() < config.ttl => {
                 warn!(%error, "cannot renew the shard lease; trying again");
                 continue;
@@ -211,9 +171,7 @@ async fn keep(
                  another dispatcher may own it now; this one (token {token}) must stop: {error}",
                 config.ttl.as_millis()
             ),
-            Err(panic) => format!(
-                "the lease renewal of shard {shard} failed: {panic}; this one (token {token}) must stop"
-            ),
+            Err(panic) => format!("the lease renewal of shard {shard} failed: {panic}; this one (token {token}) must stop"),
         };
         error!(reason = %reason, "lost the shard lease; stepping down");
         let _ = lost.send(Some(reason));

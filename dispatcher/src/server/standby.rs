@@ -50,21 +50,20 @@ enum Notice {
 impl Notice {
     fn status(&self) -> Status {
         match self {
-            Notice::Starting { shard } => Status::unavailable(format!(
-                "shard {shard} has no owner yet; this dispatcher is starting, retry in a moment"
-            )),
+            Notice::Starting { shard } => {
+                Status::unavailable(format!("shard {shard} has no owner yet; this dispatcher is starting, retry in a moment"))
+            }
             Notice::Owned { shard, address } => {
-                let mut status = Status::unavailable(format!(
-                    "shard {shard} is owned by the dispatcher at {address}; connect there"
-                ));
+                let mut status =
+                    Status::unavailable(format!("shard {shard} is owned by the dispatcher at {address}; connect there"));
                 if let Ok(value) = MetadataValue::try_from(address.as_str()) {
                     status.metadata_mut().insert(OWNER_METADATA, value);
                 }
                 status
             }
-            Notice::StoreUnreachable { shard, error } => Status::unavailable(format!(
-                "shard {shard} has no reachable owner: {error}; retry in a moment"
-            )),
+            Notice::StoreUnreachable { shard, error } => {
+                Status::unavailable(format!("shard {shard} has no reachable owner: {error}; retry in a moment"))
+            }
         }
     }
 }
@@ -78,10 +77,7 @@ struct Standby<S> {
 
 impl<S> Clone for Standby<S> {
     fn clone(&self) -> Self {
-        Standby {
-            notice: self.notice.clone(),
-            service: PhantomData,
-        }
+        Standby { notice: self.notice.clone(), service: PhantomData }
     }
 }
 
@@ -118,30 +114,18 @@ pub(super) async fn serve_until_owner(
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<u64>> {
     let shard = lease.shard().id().to_string();
-    let (notice_sender, notice) = watch::channel(Notice::Starting {
-        shard: shard.clone(),
-    });
+    let (notice_sender, notice) = watch::channel(Notice::Starting { shard: shard.clone() });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_not_serving::<AgentServiceServer<agent::AgentApi>>()
-        .await;
-    health_reporter
-        .set_not_serving::<CommandServiceServer<command::CommandApi>>()
-        .await;
+    health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+    health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
     let (stop_server, mut server_stop) = watch::channel(false);
     let listener = TcpListener::from_std(listener)?;
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(super::reflection_v1()?)
         .add_service(super::reflection_v1alpha()?)
-        .add_service(AgentStandby {
-            notice: notice.clone(),
-            service: PhantomData,
-        })
-        .add_service(CommandStandby {
-            notice,
-            service: PhantomData,
-        })
+        .add_service(AgentStandby { notice: notice.clone(), service: PhantomData })
+        .add_service(CommandStandby { notice, service: PhantomData })
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
         });
@@ -194,38 +178,13 @@ mod tests {
 
     #[test]
     fn the_owner_is_named_in_the_message_and_the_metadata() {
-        let status = Notice::Owned {
-            shard: "city".into(),
-            address: "10.1.2.3:50051".into(),
-        }
-        .status();
+        let status = Notice::Owned { shard: "city".into(), address: "10.1.2.3:50051".into() }.status();
         assert_eq!(status.code(), tonic::Code::Unavailable);
-        assert_eq!(
-            status.message(),
-            "shard city is owned by the dispatcher at 10.1.2.3:50051; connect there"
-        );
-        assert_eq!(
-            status
-                .metadata()
-                .get(OWNER_METADATA)
-                .and_then(|value| value.to_str().ok()),
-            Some("10.1.2.3:50051")
-        );
+        assert_eq!(status.message(), "shard city is owned by the dispatcher at 10.1.2.3:50051; connect there");
+        assert_eq!(status.metadata().get(OWNER_METADATA).and_then(|value| value.to_str().ok()), Some("10.1.2.3:50051"));
         let response: http::Response<Body> = status.into_http();
-        assert_eq!(
-            response
-                .headers()
-                .get(OWNER_METADATA)
-                .and_then(|value| value.to_str().ok()),
-            Some("10.1.2.3:50051")
-        );
-        assert_eq!(
-            response
-                .headers()
-                .get("grpc-status")
-                .and_then(|value| value.to_str().ok()),
-            Some("14")
-        );
+        assert_eq!(response.headers().get(OWNER_METADATA).and_then(|value| value.to_str().ok()), Some("10.1.2.3:50051"));
+        assert_eq!(response.headers().get("grpc-status").and_then(|value| value.to_str().ok()), Some("14"));
     }
 
     #[test]
@@ -237,10 +196,6 @@ mod tests {
         .status();
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(status.metadata().get(OWNER_METADATA).is_none());
-        assert!(
-            status.message().contains("is unreachable"),
-            "{}",
-            status.message()
-        );
+        assert!(status.message().contains("is unreachable"), "{}", status.message());
     }
 }
