@@ -46,19 +46,8 @@ fn fallback(event: &pb::Event) -> String {
         .join(", ")
 }
 
-/// A mode of the dispatcher's record as the API names it.
-pub fn wire_mode(mode: Mode) -> pb::Mode {
-    match mode {
-        Mode::Normal => pb::Mode::Normal,
-        Mode::EmergencyIv => pb::Mode::EmergencyIv,
-        Mode::EmergencyIii => pb::Mode::EmergencyIii,
-        Mode::EmergencyIi => pb::Mode::EmergencyIi,
-        Mode::EmergencyI => pb::Mode::EmergencyI,
-    }
-}
-
 fn mode_words(mode: Mode) -> &'static str {
-    labels::mode_text(wire_mode(mode) as i32)
+    labels::mode_text(pingji_dispatcher::convert::mode_to_pb(mode) as i32)
 }
 
 fn withdraw_words(reason: WithdrawReason) -> &'static str {

@@ -108,19 +108,6 @@ pub struct Policy {
     pub staffing_check_s: u64,
 }
 
-const ALL_ROLES: [Role; 10] = [
-    Role::CommunityWorker,
-    Role::GridLeader,
-    Role::BuildingLeader,
-    Role::UnitLeader,
-    Role::RegisteredMember,
-    Role::SunkCadre,
-    Role::Volunteer,
-    Role::NewEmployment,
-    Role::PropertyStaff,
-    Role::OwnersCommittee,
-];
-
 fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: u32) -> ModePolicy {
     ModePolicy {
         offer_timeout_s,
@@ -169,7 +156,7 @@ impl Default for Policy {
             emergency_i: ModePolicy {
                 eligible_reserves: vec![Role::RegisteredMember, Role::SunkCadre],
                 max_travel_s: 900,
-                call_up: ALL_ROLES.to_vec(),
+                call_up: Role::ALL.to_vec(),
                 checkin_deadline_s: 900,
                 grid_minimum: 3,
                 call_up_when_grid_low: true,

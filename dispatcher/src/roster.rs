@@ -24,6 +24,21 @@ pub enum Role {
     OwnersCommittee,
 }
 
+impl Role {
+    pub const ALL: [Role; 10] = [
+        Role::CommunityWorker,
+        Role::GridLeader,
+        Role::BuildingLeader,
+        Role::UnitLeader,
+        Role::RegisteredMember,
+        Role::SunkCadre,
+        Role::Volunteer,
+        Role::NewEmployment,
+        Role::PropertyStaff,
+        Role::OwnersCommittee,
+    ];
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TravelMode {

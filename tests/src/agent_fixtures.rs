@@ -6,7 +6,6 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +16,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::process::{ProcessOptions, dispatcher_binary};
+use crate::process::{ProcessOptions, dispatcher_binary, file_args, spawn_dispatcher};
 use crate::server::is_serving;
 use crate::wait::connect_with_retry;
 
@@ -128,40 +127,18 @@ impl RestartableDispatcher {
     }
 
     fn spawn(&self, binary: &Path) -> anyhow::Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.options.log)
-            .with_context(|| format!("cannot open log {}", self.options.log.display()))?;
+        let options = &self.options;
         let mut args: Vec<OsString> = vec![
             "--listen".into(),
             self.address.to_string().into(),
             "--data".into(),
-            self.options.data.clone().into(),
+            options.data.clone().into(),
             // SIGTERM tests should not wait the default 10 s for open streams.
             "--drain-timeout-s".into(),
             "1".into(),
         ];
-        for (flag, value) in
-            [("--policy", &self.options.policy), ("--areas", &self.options.areas), ("--agents", &self.options.agents)]
-        {
-            if let Some(value) = value {
-                args.push(flag.into());
-                args.push(value.clone().into());
-            }
-        }
-        if let Some(every) = self.options.snapshot_every {
-            args.push("--snapshot-every".into());
-            args.push(every.to_string().into());
-        }
-        let mut command = Command::new(binary);
-        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).kill_on_drop(true);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("PINGJI_") {
-                command.env_remove(&name);
-            }
-        }
-        command.spawn().with_context(|| format!("cannot start {}", binary.display()))
+        args.extend(file_args(options.policy.as_ref(), options.areas.as_ref(), options.agents.as_ref(), options.snapshot_every));
+        spawn_dispatcher(binary, &args, &options.log)
     }
 }
 

@@ -83,33 +83,10 @@ impl DispatcherProcess {
     }
 
     async fn start_on(binary: &Path, options: &ProcessOptions, address: SocketAddr) -> Result<DispatcherProcess, StartError> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&options.log)
-            .with_context(|| format!("cannot open log {}", options.log.display()))?;
         let mut args: Vec<OsString> =
             vec!["--listen".into(), address.to_string().into(), "--data".into(), options.data.clone().into()];
-        for (flag, value) in [("--policy", &options.policy), ("--areas", &options.areas), ("--agents", &options.agents)] {
-            if let Some(value) = value {
-                args.push(flag.into());
-                args.push(value.clone().into());
-            }
-        }
-        if let Some(every) = options.snapshot_every {
-            args.push("--snapshot-every".into());
-            args.push(every.to_string().into());
-        }
-        let mut command = Command::new(binary);
-        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).kill_on_drop(true);
-        // The binary reads PINGJI_* variables as flag defaults; the test's own
-        // environment must not change what it runs with.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("PINGJI_") {
-                command.env_remove(&name);
-            }
-        }
-        let child = command.spawn().with_context(|| format!("cannot start {}", binary.display()))?;
+        args.extend(file_args(options.policy.as_ref(), options.areas.as_ref(), options.agents.as_ref(), options.snapshot_every));
+        let child = spawn_dispatcher(binary, &args, &options.log)?;
         let mut process = DispatcherProcess { child, address, log: options.log.clone() };
         process.wait_ready().await?;
         Ok(process)
@@ -174,6 +151,46 @@ impl DispatcherProcess {
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await.context("cannot kill the dispatcher")
     }
+}
+
+/// The flags for the files a test dispatcher loads, and its snapshot interval.
+pub fn file_args(
+    policy: Option<&PathBuf>,
+    areas: Option<&PathBuf>,
+    agents: Option<&PathBuf>,
+    snapshot_every: Option<u64>,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    for (flag, value) in [("--policy", policy), ("--areas", areas), ("--agents", agents)] {
+        if let Some(value) = value {
+            args.push(flag.into());
+            args.push(value.clone().into());
+        }
+    }
+    if let Some(every) = snapshot_every {
+        args.push("--snapshot-every".into());
+        args.push(every.to_string().into());
+    }
+    args
+}
+
+/// Starts the dispatcher binary with `args`, its stderr appended to `log`.
+/// The binary reads PINGJI_* variables as flag defaults; the test's own
+/// environment must not change what it runs with, so they are removed.
+pub fn spawn_dispatcher(binary: &Path, args: &[OsString], log: &Path) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open log {}", log.display()))?;
+    let mut command = Command::new(binary);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log_file)).kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PINGJI_") {
+            command.env_remove(&name);
+        }
+    }
+    command.spawn().with_context(|| format!("cannot start {}", binary.display()))
 }
 
 enum StartError {

@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -23,7 +23,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 pub use pingji_dispatcher::redis_test_server::{Persistence, RedisServer};
 
-use crate::process::dispatcher_binary;
+use crate::process::{dispatcher_binary, file_args, spawn_dispatcher};
 use crate::wait::connect_with_retry;
 
 /// How long a started process may take to listen.
@@ -265,11 +265,6 @@ impl SharedDispatcher {
 
     fn spawn(&self, binary: &Path) -> anyhow::Result<Child> {
         let options = &self.options;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&options.log)
-            .with_context(|| format!("cannot open log {}", options.log.display()))?;
         let mut args: Vec<OsString> = vec![
             "--listen".into(),
             self.address.to_string().into(),
@@ -281,32 +276,14 @@ impl SharedDispatcher {
             "--drain-timeout-s".into(),
             "1".into(),
         ];
-        for (flag, value) in [("--policy", &options.policy), ("--areas", &options.areas), ("--agents", &options.agents)] {
-            if let Some(value) = value {
-                args.push(flag.into());
-                args.push(value.clone().into());
-            }
-        }
-        if let Some(every) = options.snapshot_every {
-            args.push("--snapshot-every".into());
-            args.push(every.to_string().into());
-        }
+        args.extend(file_args(options.policy.as_ref(), options.areas.as_ref(), options.agents.as_ref(), options.snapshot_every));
         if let Some((ttl_ms, renew_ms)) = options.lease_ms {
             args.push("--lease-ttl-ms".into());
             args.push(ttl_ms.to_string().into());
             args.push("--lease-renew-ms".into());
             args.push(renew_ms.to_string().into());
         }
-        let mut command = Command::new(binary);
-        command.args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log)).kill_on_drop(true);
-        // The binary reads PINGJI_* variables as flag defaults; the test's own
-        // environment must not change what it runs with.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("PINGJI_") {
-                command.env_remove(&name);
-            }
-        }
-        command.spawn().with_context(|| format!("cannot start {}", binary.display()))
+        spawn_dispatcher(binary, &args, &options.log)
     }
 }
 

@@ -358,7 +358,7 @@ impl App {
             EventKind::ModeSwitched { area, mode, reason, .. } => {
                 let area = area.to_string();
                 if let Some(index) = self.outline_index.get(&area).copied() {
-                    self.outlines[index].mode = event_line::wire_mode(mode) as i32;
+                    self.outlines[index].mode = pingji_dispatcher::convert::mode_to_pb(mode) as i32;
                     self.recompute_effective_modes();
                 }
                 self.mode_reasons.insert(area, reason);

@@ -84,18 +84,20 @@ impl Engine {
             Command::CancelIncident { incident, reason } => {
                 check_text("the cancellation reason", reason, true)?;
                 let open = self.open_incident(incident)?;
-                let mut events = self.withdraw_all(open, WithdrawReason::IncidentEnded);
-                let released = open.assignments.iter().filter(|a| a.completed_at.is_none()).map(|a| a.agent.clone()).collect();
-                events.push(EventKind::IncidentCancelled { incident: incident.clone(), reason: reason.clone(), released });
-                Ok(events)
+                Ok(Self::ending_events(open, |released| EventKind::IncidentCancelled {
+                    incident: incident.clone(),
+                    reason: reason.clone(),
+                    released,
+                }))
             }
             Command::CloseIncident { incident, feedback } => {
                 check_text("the feedback", feedback, true)?;
                 let open = self.open_incident(incident)?;
-                let mut events = self.withdraw_all(open, WithdrawReason::IncidentEnded);
-                let released = open.assignments.iter().filter(|a| a.completed_at.is_none()).map(|a| a.agent.clone()).collect();
-                events.push(EventKind::IncidentClosed { incident: incident.clone(), feedback: feedback.clone(), released });
-                Ok(events)
+                Ok(Self::ending_events(open, |released| EventKind::IncidentClosed {
+                    incident: incident.clone(),
+                    feedback: feedback.clone(),
+                    released,
+                }))
             }
             Command::SetMode { area, mode, reason } => {
                 check_text("the reason for the switch", reason, true)?;
@@ -305,16 +307,24 @@ impl Engine {
             .ok_or_else(|| Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {incident}")))
     }
 
-    fn withdraw_all(&self, incident: &crate::incident::Incident, reason: WithdrawReason) -> Vec<EventKind> {
-        incident
+    /// Ending an incident: its open offers are withdrawn, then `ending` (a
+    /// cancellation or a closing) releases the people still assigned.
+    pub(super) fn ending_events(
+        incident: &crate::incident::Incident,
+        ending: impl FnOnce(Vec<AgentId>) -> EventKind,
+    ) -> Vec<EventKind> {
+        let mut events: Vec<EventKind> = incident
             .open_offers
             .values()
             .map(|offer| EventKind::OfferWithdrawn {
                 offer: offer.id.clone(),
                 incident: incident.id.clone(),
                 agent: offer.agent.clone(),
-                reason,
+                reason: WithdrawReason::IncidentEnded,
             })
-            .collect()
+            .collect();
+        let released = incident.assignments.iter().filter(|a| a.completed_at.is_none()).map(|a| a.agent.clone()).collect();
+        events.push(ending(released));
+        events
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Activation, Callup, Engine, Rejection};
 use crate::areas::AreaLevel;
-use crate::event::{Event, EventKind, WithdrawReason};
+use crate::event::{Event, EventKind};
 use crate::ids::{ActivationId, AgentId, AreaId, CallupId, Millis, PlanId};
 use crate::incident::IncidentSpec;
 use crate::plans::{PlanSpec, TaskPlace};
@@ -307,19 +307,14 @@ impl Engine {
             let Some(incident) = self.state.incidents.get(incident_id).filter(|incident| incident.is_open()).cloned() else {
                 continue;
             };
-            for offer in incident.open_offers.values() {
-                let withdrawn = EventKind::OfferWithdrawn {
-                    offer: offer.id.clone(),
-                    incident: incident_id.clone(),
-                    agent: offer.agent.clone(),
-                    reason: WithdrawReason::IncidentEnded,
-                };
-                self.emit(out, actor, now, withdrawn);
+            let events = Self::ending_events(&incident, |released| EventKind::IncidentCancelled {
+                incident: incident_id.clone(),
+                reason: format!("plan ended: {reason}"),
+                released,
+            });
+            for event in events {
+                self.emit(out, actor, now, event);
             }
-            let released = incident.assignments.iter().filter(|a| a.completed_at.is_none()).map(|a| a.agent.clone()).collect();
-            let cancelled =
-                EventKind::IncidentCancelled { incident: incident_id.clone(), reason: format!("plan ended: {reason}"), released };
-            self.emit(out, actor, now, cancelled);
         }
         if let Some(callup) = activation.callup.as_ref().filter(|id| self.state.callups.get(*id).is_some_and(Callup::is_open)) {
             self.emit(
