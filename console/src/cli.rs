@@ -30,7 +30,8 @@ pub struct Cli {
 /// Flags every command takes, before or after the command name.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// The dispatcher's address
+    /// The dispatcher's address; or several, comma separated, when dispatchers
+    /// share a Redis store (a standby's answer leads to the owner)
     #[arg(long, global = true, env = "PINGJI_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
     /// Your name, recorded as the actor of what you change (ASCII, at most 64
@@ -43,7 +44,7 @@ pub struct GlobalArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// The area hierarchy (city, districts, streets, communities, grids)
     #[command(subcommand)]
@@ -78,7 +79,7 @@ pub enum Command {
     Watch(WatchArgs),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum AreasCommand {
     /// Import areas and service centres from a GeoJSON FeatureCollection
     Import {
@@ -93,7 +94,7 @@ pub enum AreasCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum RosterCommand {
     /// Import people from a roster CSV (columns in scenarios/maps/README.md)
     Import {
@@ -126,7 +127,7 @@ pub enum RosterCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum IncidentCommand {
     /// Report an incident; the dispatcher starts offering it at once
     Create(CreateIncidentArgs),
@@ -157,7 +158,7 @@ pub enum IncidentCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CreateIncidentArgs {
     /// Where, as LON,LAT in degrees (WGS84), e.g. 120.15,30.27
     #[arg(long, value_name = "LON,LAT", value_parser = parse_location, allow_hyphen_values = true)]
@@ -182,7 +183,7 @@ pub struct CreateIncidentArgs {
     pub id: Option<String>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum ModeCommand {
     /// Switch an area to normal or to an emergency grade
     Set(SetModeArgs),
@@ -190,7 +191,7 @@ pub enum ModeCommand {
     Show,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SetModeArgs {
     /// The area's id, e.g. d1 or d1-s1
     pub area: String,
@@ -206,7 +207,7 @@ pub struct SetModeArgs {
     pub reason: String,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum AgentsCommand {
     /// The nearest people to a point, by estimated arrival time
     Nearby {
@@ -225,7 +226,7 @@ pub enum AgentsCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum PlanCommand {
     /// Load plan files (TOML, format in docs/plans.md); a plan already
     /// loaded under the same id is replaced
@@ -258,7 +259,7 @@ pub enum PlanCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum CallupCommand {
     /// Call up the reserves whose home is in an area
     Issue {
@@ -287,14 +288,14 @@ pub enum CallupCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum ReportCommand {
     /// Decide on a field report: accept it (it is dispatched), merge it into
     /// an open incident, or reject it with a reason
     Triage(TriageArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TriageArgs {
     /// The report's id (the incident it became), e.g. inc-000007
     pub id: String,
@@ -302,7 +303,7 @@ pub struct TriageArgs {
     pub action: TriageAction,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum TriageAction {
     /// Dispatch it; the reporter is told
     Accept {
@@ -329,13 +330,13 @@ pub enum TriageAction {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CoverageArgs {
     /// Only communities and grids in this area (default: the whole map)
     pub area: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
     /// Keep printing new events as they happen (stop with Ctrl-C)
     #[arg(long)]
@@ -346,7 +347,7 @@ pub struct EventsArgs {
     pub from: Option<u64>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
     /// Replay the record from this sequence number into the feed first
     /// (1: all of it, which also gives the reasons of earlier mode

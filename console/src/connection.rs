@@ -37,23 +37,38 @@ impl Interceptor for OperatorHeader {
     }
 }
 
-/// Connects to `server` (eagerly, so that a dispatcher that is not running is
-/// reported as such rather than as a failed call).
-pub async fn connect(server: &str, operator: Option<&str>) -> Result<Client, ConsoleError> {
-    let endpoint = Endpoint::from_shared(server.to_string())
-        .map_err(|_| ConsoleError::BadServerAddress(server.to_string()))?
-        .connect_timeout(CONNECT_WITHIN)
-        .tcp_nodelay(true);
-    if !server.starts_with("http://") && !server.starts_with("https://") {
-        return Err(ConsoleError::BadServerAddress(server.to_string()));
+/// Connects to the first reachable dispatcher of `servers` (one address, or
+/// several separated by commas), eagerly, so that a dispatcher that is not
+/// running is reported as such rather than as a failed call. Returns the
+/// client and the address it reached.
+pub async fn connect(servers: &str, operator: Option<&str>) -> Result<(Client, String), ConsoleError> {
+    let addresses = pingji_proto::owner::server_list(servers);
+    let mut endpoints = Vec::new();
+    for server in &addresses {
+        if !server.starts_with("http://") && !server.starts_with("https://") {
+            return Err(ConsoleError::BadServerAddress(server.clone()));
+        }
+        let endpoint = Endpoint::from_shared(server.clone())
+            .map_err(|_| ConsoleError::BadServerAddress(server.clone()))?
+            .connect_timeout(CONNECT_WITHIN)
+            .tcp_nodelay(true);
+        endpoints.push((server, endpoint));
     }
-    let channel = endpoint.connect().await.map_err(|_| ConsoleError::Unreachable(server.to_string()))?;
+    if endpoints.is_empty() {
+        return Err(ConsoleError::BadServerAddress(servers.to_string()));
+    }
     // The name was checked to be visible ASCII when the command line was read.
     let value = match operator {
         Some(name) => Some(MetadataValue::try_from(name).map_err(|_| ConsoleError::BadOperator(name.to_string()))?),
         None => None,
     };
-    Ok(CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    for (server, endpoint) in endpoints {
+        if let Ok(channel) = endpoint.connect().await {
+            let client = CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            return Ok((client, server.clone()));
+        }
+    }
+    Err(ConsoleError::Unreachable(addresses.join(", ")))
 }

@@ -50,10 +50,28 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         _ => None,
     };
     let global = cli.global;
-    let as_json = global.json;
-    let mut client = connection::connect(&global.server, global.operator.as_deref()).await?;
-    let client = &mut client;
-    match cli.command {
+    let operator = global.operator.as_deref();
+    let (mut client, server) = connection::connect(&global.server, operator).await?;
+    let first = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
+    // A standby answered: it named the owner of the shard; go there once.
+    let owner = match &first {
+        Err(ConsoleError::Server(status)) => pingji_proto::owner::named_owner(status),
+        _ => None,
+    };
+    let Some(owner) = owner else { return first };
+    let (mut client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), operator).await?;
+    execute(&mut client, &server, cli.command, requested_mode, global.json).await
+}
+
+/// Carries out `command` against the dispatcher at `server`.
+async fn execute(
+    client: &mut connection::Client,
+    server: &str,
+    command: Command,
+    requested_mode: Option<pingji_proto::v1::Mode>,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    match command {
         Command::Areas(AreasCommand::Import { file }) => commands::areas::import(client, &file, as_json).await,
         Command::Areas(AreasCommand::List { level }) => {
             commands::areas::list(client, level.map(cli::LevelChoice::to_pb), as_json).await
@@ -108,7 +126,7 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         Command::Coverage(args) => commands::coverage::show(client, args.area.as_deref(), as_json).await,
         Command::Events(args) if args.follow => commands::events::follow(client, args.from.unwrap_or(0), as_json).await,
         Command::Events(args) => commands::events::history(client, args.from.unwrap_or(1), as_json).await,
-        Command::Watch(args) => watch::run(client.clone(), &global.server, args.from.unwrap_or(0)).await,
+        Command::Watch(args) => watch::run(client.clone(), server, args.from.unwrap_or(0)).await,
     }
 }
 

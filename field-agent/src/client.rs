@@ -10,6 +10,12 @@
 //!
 //! Closing (`close`, or dropping the client) ends the stream so that the
 //! dispatcher closes the session at once, and then ends the task.
+//!
+//! Several dispatchers may share a city (a Redis store), one owning it at a
+//! time. The server setting may list them all (`a:50051,b:50051`): a
+//! connection that fails moves on to the next, and a dispatcher that does
+//! not own the shard names the owner (`x-pingji-owner`), which the session
+//! connects to at once ([`Servers`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,7 +44,8 @@ const OUTBOX: usize = 64;
 /// How one session is set up.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// The dispatcher's address: `http://host:port`, or `host:port`.
+    /// The dispatcher's address: `http://host:port`, or `host:port`; or
+    /// several, separated by commas, tried in turn.
     pub server: String,
     pub agent_id: String,
     pub token: String,
@@ -106,7 +113,7 @@ impl AgentClient {
         if agent_id.is_empty() {
             return Err(ClientError::NoAgentId);
         }
-        let endpoint = endpoint(&config)?;
+        let servers = Servers::new(&config)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ClientError::NoRuntime)?;
         let (requests, request_inbox) = mpsc::channel(config.request_queue.max(1));
         let (events, event_inbox) = mpsc::channel(config.event_queue.max(1));
@@ -114,7 +121,7 @@ impl AgentClient {
             hello: pb::Hello { agent_id: agent_id.clone(), token: config.token.clone() },
             ledger: Ledger::new(&agent_id),
             config,
-            endpoint,
+            servers,
             requests: request_inbox,
             events,
             outbox: None,
@@ -198,8 +205,76 @@ impl AgentClient {
     }
 }
 
-fn endpoint(config: &AgentConfig) -> Result<Endpoint, ClientError> {
-    let address = config.server.trim();
+/// A standby's redirects followed in a row before the session backs off:
+/// two dispatchers that name each other must not be a busy loop.
+const MAX_REDIRECTS: u32 = 3;
+
+/// Where the session connects: the configured dispatchers in turn, or the
+/// owner that one of them named.
+struct Servers {
+    config: AgentConfig,
+    listed: Vec<Endpoint>,
+    next: usize,
+    /// The owner a standby named, until a connection to it fails.
+    owner: Option<(String, Endpoint)>,
+    /// Redirects since the last welcome.
+    redirects: u32,
+}
+
+impl Servers {
+    fn new(config: &AgentConfig) -> Result<Servers, ClientError> {
+        let addresses = pingji_proto::owner::server_list(&config.server);
+        if addresses.is_empty() {
+            return Err(ClientError::BadServer { address: config.server.clone(), reason: "no address given".to_string() });
+        }
+        let listed = addresses.iter().map(|address| endpoint(config, address)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Servers { config: config.clone(), listed, next: 0, owner: None, redirects: 0 })
+    }
+
+    fn current(&self) -> Endpoint {
+        match &self.owner {
+            Some((_, owner)) => owner.clone(),
+            None => self.listed[self.next].clone(),
+        }
+    }
+
+    /// The connection failed or broke: forget the owner we were sent to (a
+    /// new one may have taken over), or try the next listed dispatcher.
+    fn failed(&mut self) {
+        if self.owner.take().is_none() {
+            self.next = (self.next + 1) % self.listed.len();
+        }
+    }
+
+    /// A standby named the owner. False when it cannot be followed now
+    /// (a bad address, or too many redirects in a row): back off instead.
+    fn moved(&mut self, owner: &str) -> bool {
+        self.redirects += 1;
+        if self.redirects > MAX_REDIRECTS {
+            self.redirects = 0;
+            self.owner = None;
+            return false;
+        }
+        let current = self.current().uri().to_string();
+        match endpoint(&self.config, &pingji_proto::owner::owner_url(&current, owner)) {
+            Ok(endpoint) => {
+                self.owner = Some((owner.to_string(), endpoint));
+                true
+            }
+            Err(error) => {
+                warn!(%error, "the dispatcher named an owner that cannot be reached");
+                false
+            }
+        }
+    }
+
+    fn welcomed(&mut self) {
+        self.redirects = 0;
+    }
+}
+
+fn endpoint(config: &AgentConfig, address: &str) -> Result<Endpoint, ClientError> {
+    let address = address.trim();
     let url = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
     let endpoint = Endpoint::from_shared(url)
         .map_err(|error| ClientError::BadServer { address: address.to_string(), reason: error_chain(&error) })?;
@@ -219,12 +294,14 @@ enum Ended {
     Lost { error: String, healthy: bool },
     /// Trying again cannot help (not on the roster, bad request).
     Fatal(String),
+    /// This dispatcher does not own the shard; `owner` does.
+    Moved { owner: String, error: String },
 }
 
 struct SessionTask {
     config: AgentConfig,
     hello: pb::Hello,
-    endpoint: Endpoint,
+    servers: Servers,
     ledger: Ledger,
     requests: mpsc::Receiver<Request>,
     events: mpsc::Sender<AgentEvent>,
@@ -251,24 +328,38 @@ impl SessionTask {
                     self.emit(AgentEvent::Stopped { error: Some(error) }).await;
                     return;
                 }
-                Ended::Lost { error, healthy } => {
-                    if healthy {
-                        backoff.reset();
-                    }
-                    let retry_in = backoff.next_delay(&mut self.random);
-                    info!(%error, retry_in_ms = retry_in.as_millis() as u64, "connection lost");
-                    if !self.emit(AgentEvent::ConnectionLost { error, retry_in }).await {
-                        return self.stopped();
-                    }
-                    if self.wait(tokio::time::sleep(retry_in)).await.is_none() {
-                        return self.stopped();
-                    }
+                Ended::Moved { owner, error } if self.servers.moved(&owner) => {
+                    info!(%owner, %error, "the dispatcher does not own the shard; connecting to its owner");
                     if !self.emit(AgentEvent::Reconnecting { attempt: backoff.failures() }).await {
+                        return self.stopped();
+                    }
+                }
+                Ended::Moved { error, .. } => {
+                    if !self.back_off(&mut backoff, error, false).await {
+                        return self.stopped();
+                    }
+                }
+                Ended::Lost { error, healthy } => {
+                    if !self.back_off(&mut backoff, error, healthy).await {
                         return self.stopped();
                     }
                 }
             }
         }
+    }
+
+    /// Waits before the next attempt, which goes to the next dispatcher
+    /// when several are listed. False when the person closed the client.
+    async fn back_off(&mut self, backoff: &mut Backoff, error: String, healthy: bool) -> bool {
+        self.servers.failed();
+        if healthy {
+            backoff.reset();
+        }
+        let retry_in = backoff.next_delay(&mut self.random);
+        info!(%error, retry_in_ms = retry_in.as_millis() as u64, "connection lost");
+        self.emit(AgentEvent::ConnectionLost { error, retry_in }).await
+            && self.wait(tokio::time::sleep(retry_in)).await.is_some()
+            && self.emit(AgentEvent::Reconnecting { attempt: backoff.failures() }).await
     }
 
     /// The last event after a close. The person's program may have stopped
@@ -280,7 +371,7 @@ impl SessionTask {
 
     /// One connection: connect, hello, welcome, then messages both ways.
     async fn session(&mut self) -> Ended {
-        let endpoint = self.endpoint.clone();
+        let endpoint = self.servers.current();
         let channel = match self.wait(endpoint.connect()).await {
             None => return Ended::Closed,
             Some(Err(error)) => {
@@ -319,6 +410,7 @@ impl SessionTask {
             }
         };
         let welcomed_at = Instant::now();
+        self.servers.welcomed();
         info!("session welcomed");
         self.outbox = Some(outbox);
         self.broken = None;
@@ -454,6 +546,9 @@ impl SessionTask {
 /// A refusal of the session itself: retried unless retrying cannot help.
 fn refused(status: &Status) -> Ended {
     let error = status_text(status);
+    if let Some(owner) = pingji_proto::owner::named_owner(status) {
+        return Ended::Moved { owner, error };
+    }
     match status.code() {
         Code::NotFound | Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
             Ended::Fatal(error)

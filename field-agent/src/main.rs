@@ -21,7 +21,8 @@ use tokio::time::Instant;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The dispatcher: http://host:port or host:port.
+    /// The dispatcher: http://host:port or host:port; or several, comma
+    /// separated, tried in turn (dispatchers sharing a Redis store).
     #[arg(long, env = "PINGJI_SERVER", default_value = "http://127.0.0.1:50051")]
     server: String,
     /// Your id on the roster.

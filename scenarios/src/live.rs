@@ -48,6 +48,39 @@ fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} ({:?})", status.message(), status.code())
 }
 
+/// Connects to the dispatcher that owns the shard and starts watching its
+/// events: `servers` lists one dispatcher or several (comma separated); a
+/// standby among them names the owner (`x-pingji-owner`), which is followed.
+async fn connect_to_owner(servers: &str) -> anyhow::Result<(Commands, tonic::Streaming<pb::Event>)> {
+    let mut addresses: std::collections::VecDeque<String> = pingji_proto::owner::server_list(servers)
+        .into_iter()
+        .map(|address| if address.contains("://") { address } else { format!("http://{address}") })
+        .collect();
+    anyhow::ensure!(!addresses.is_empty(), "no dispatcher address given; pass --server http://HOST:PORT");
+    let mut problems = Vec::new();
+    let mut redirects = 0;
+    while let Some(server) = addresses.pop_front() {
+        let mut commands = match CommandServiceClient::connect(server.clone()).await {
+            Ok(commands) => commands,
+            Err(error) => {
+                problems.push(format!("cannot reach the dispatcher at {server} (is it running?): {error}"));
+                continue;
+            }
+        };
+        match commands.watch_events(pb::WatchEventsRequest { from_seq: 0 }).await {
+            Ok(watch) => return Ok((commands, watch.into_inner())),
+            Err(status) => match pingji_proto::owner::named_owner(&status) {
+                Some(owner) if redirects < 3 => {
+                    redirects += 1;
+                    addresses.push_front(pingji_proto::owner::owner_url(&server, &owner));
+                }
+                _ => problems.push(format!("{server}: {}", status_error("watching events", status))),
+            },
+        }
+    }
+    anyhow::bail!("{}", problems.join("; "))
+}
+
 /// Runs a drill against the dispatcher at `options.server` and writes the report into `out`.
 pub async fn run(
     drill: &Drill,
@@ -56,17 +89,8 @@ pub async fn run(
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(options.speed > 0.0 && options.speed <= 1000.0, "speed must be between 0 and 1000");
-    let server = if options.server.contains("://") { options.server.clone() } else { format!("http://{}", options.server) };
-    let mut commands = CommandServiceClient::connect(server.clone())
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot reach the dispatcher at {server} (is it running?): {error}"))?;
-
     // Watch first, so that every event of the run is seen.
-    let mut watch = commands
-        .watch_events(pb::WatchEventsRequest { from_seq: 0 })
-        .await
-        .map_err(|status| status_error("watching events", status))?
-        .into_inner();
+    let (mut commands, mut watch) = connect_to_owner(&options.server).await?;
     let (event_sender, mut event_inbox) = mpsc::channel::<pb::Event>(65_536);
     let watcher = tokio::spawn(async move {
         while let Ok(Some(event)) = watch.message().await {
@@ -112,7 +136,8 @@ pub async fn run(
             .home
             .or_else(|| profile.home_area.as_ref().and_then(|area| areas.centroid(area)))
             .unwrap_or(Position { lon: 0.0, lat: 0.0 });
-        let (client, agent_events) = AgentClient::start(AgentConfig::new(server.clone(), profile.id.to_string(), "drill"))?;
+        let (client, agent_events) =
+            AgentClient::start(AgentConfig::new(options.server.clone(), profile.id.to_string(), "drill"))?;
         let (control, control_inbox) = mpsc::channel(8);
         controls.insert(profile.id.to_string(), control);
         let person = Person {

@@ -19,9 +19,11 @@ use pingji_dispatcher::journal::{RedisReader, StoredEvent};
 use pingji_dispatcher::lease::{Acquisition, LeaseConfig, ShardLease};
 use pingji_dispatcher::locations::read_locations;
 use pingji_dispatcher::shard::{RedisShard, ShardId};
+use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Location};
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
+use pingji_tests::cli::run_pingji;
 use pingji_tests::redis::{Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of};
 use pingji_tests::{AgentSession, AreaBox, area_box, connect_located, pb, sample_city, sample_roster, wait_until};
 use tokio::sync::{Mutex, mpsc};
@@ -166,6 +168,103 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
     let mut command = second.command().await?;
     let kept = command.get_incident(pb::GetIncidentRequest { id: "at-the-owner".into() }).await?.into_inner();
     assert_eq!(kept.id, "at-the-owner");
+    Ok(())
+}
+
+/// Reads a client's events until one matches.
+async fn next_matching(
+    events: &mut mpsc::Receiver<AgentEvent>,
+    what: &str,
+    matches: impl Fn(&AgentEvent) -> bool,
+) -> anyhow::Result<AgentEvent> {
+    let deadline = Instant::now() + PROMPTLY;
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) if matches(&event) => return Ok(event),
+            Ok(Some(event)) => seen.push(event),
+            Ok(None) => anyhow::bail!("the session ended waiting for {what}; events: {seen:#?}"),
+            Err(_) => anyhow::bail!("no {what} within {PROMPTLY:?}; events: {seen:#?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_and_a_field_agent_find_the_owner_and_follow_it_through_a_failover() -> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let mut first = SharedDispatcher::start(&options(dir.path(), &redis, "first.log")?).await?;
+    first.wait_owner(PROMPTLY).await?;
+    let mut second = SharedDispatcher::start(&options(dir.path(), &redis, "second.log")?).await?;
+    second.wait_standby(PROMPTLY).await?;
+    let first_url = format!("http://{}", first.address());
+    let second_url = format!("http://{}", second.address());
+
+    // The console, given only the standby, is sent on to the owner.
+    let at = "121.47,31.23";
+    let created = run_pingji(
+        &second_url,
+        &[
+            "incident",
+            "create",
+            "--at",
+            at,
+            "--category",
+            "welfare_check",
+            "--priority",
+            "2",
+            "--need",
+            "1",
+            "--id",
+            "via-standby",
+        ],
+    )
+    .await?
+    .success()?;
+    assert!(created.stdout.contains("via-standby"), "{}", created.stdout);
+    let mut at_owner = first.command().await?;
+    at_owner.get_incident(pb::GetIncidentRequest { id: "via-standby".into() }).await?;
+
+    // A person's app that lists both dispatchers, the standby first.
+    let mut config = AgentConfig::new(format!("{second_url},{first_url}"), "p0001", "token");
+    config.backoff =
+        BackoffPolicy { initial: Duration::from_millis(100), cap: Duration::from_secs(1), healthy_after: Duration::from_secs(1) };
+    let (client, mut events) = AgentClient::start(config)?;
+    next_matching(&mut events, "a welcome from the owner", |event| matches!(event, AgentEvent::Welcome(_))).await?;
+    let (lon, lat) = (121.4702, 31.2301);
+    client.report_location(Location { lon, lat })?;
+    // The offer for the first incident reaches it (it is the only one connected).
+    let offer = next_matching(
+        &mut events,
+        "the offer of via-standby",
+        |event| matches!(event, AgentEvent::Offer(offer) if offer.incident_id.as_str() == "via-standby"),
+    )
+    .await?;
+    let AgentEvent::Offer(offer) = offer else { unreachable!() };
+
+    // The owner dies; the standby takes over; the app reconnects by itself,
+    // and the offer, still open, can be accepted at the new owner.
+    first.kill().await?;
+    second.wait_owner(takeover_limit() + PROMPTLY).await?;
+    let welcome =
+        next_matching(&mut events, "a welcome from the new owner", |event| matches!(event, AgentEvent::Welcome(_))).await?;
+    let AgentEvent::Welcome(welcome) = welcome else { unreachable!() };
+    assert!(welcome.resumed, "{welcome:?}");
+    client.accept(&offer.offer_id)?;
+    next_matching(
+        &mut events,
+        "the assignment to via-standby",
+        |event| matches!(event, AgentEvent::AssignmentConfirmed(confirmed) if confirmed.offer_id == offer.offer_id),
+    )
+    .await?;
+
+    // The console, given the dead dispatcher first, moves on to the live one.
+    let shown =
+        run_pingji(&format!("{first_url},{second_url}"), &["incident", "show", "via-standby", "--json"]).await?.success()?;
+    let assigned = shown.json()?.to_string();
+    assert!(assigned.contains("p0001"), "{assigned}");
+    client.close().await;
     Ok(())
 }
 

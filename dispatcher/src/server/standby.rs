@@ -29,8 +29,7 @@ use tracing::{info, warn};
 use super::{agent, command};
 use crate::lease::{Acquisition, ShardLease};
 
-/// The metadata key naming the owner's address in a standby's answer.
-pub const OWNER_METADATA: &str = "x-pingji-owner";
+pub use pingji_proto::owner::OWNER_METADATA;
 
 /// How long the standby's server gets to close its connections when this
 /// process becomes the owner (clients reconnect to the owner's server).

@@ -31,7 +31,8 @@ enum Mode {
     Live {
         /// The drill file (TOML).
         file: PathBuf,
-        /// The dispatcher's address.
+        /// The dispatcher's address; or several, comma separated, when
+        /// dispatchers share a Redis store (the one owning the shard is found).
         #[arg(long, env = "PINGJI_SERVER", default_value = "http://127.0.0.1:50051")]
         server: String,
         /// Folder for report.md, report.json and the SVG pictures.
