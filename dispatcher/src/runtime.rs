@@ -3,6 +3,13 @@
 //! appends their events to the journal in one transaction, and only then
 //! answers the callers, broadcasts the events and tells people's sessions.
 //!
+//! With a store that can be out of reach for a while (Redis), a failed
+//! append does not stop the process: the state goes back to what was
+//! journaled (kept as [`Committed`]: the last snapshot and the events since),
+//! writes are refused with `unavailable` and reads are answered from memory
+//! until the store answers again; then the events of the failed append that
+//! did land after all are taken in, and writing resumes.
+//!
 //! Callers hold a [`Dispatcher`] (a cheap clone): `execute` for commands,
 //! `query` for reads, `open_session` / `close_session` for agents, and
 //! `subscribe` + `read_events` for the event stream.
@@ -34,6 +41,11 @@ const REQUEST_QUEUE: usize = 4096;
 const BROADCAST_CAPACITY: usize = 8192;
 /// Messages queued to one person's session before it counts as stuck.
 pub const SESSION_QUEUE: usize = 256;
+/// How often an unreachable store is asked whether it is back.
+const STORE_PROBE_EVERY: Duration = Duration::from_millis(500);
+/// What a write is told while the store is out of reach.
+const STORE_DOWN: &str =
+    "the journal's store cannot be reached, so nothing can be changed now (reads still work); retry in a moment";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -184,6 +196,10 @@ pub struct RuntimeConfig {
     /// Where accepted live locations are copied (Redis, for a process that
     /// takes the shard over); `None` with SQLite and memory.
     pub locations: Option<LocationWriter>,
+    /// When the store is out of reach (Redis down or cut off), refuse writes
+    /// and serve reads until it is back, instead of stopping. For a store
+    /// whose failures pass (Redis); a SQLite failure stops the process.
+    pub wait_for_store: bool,
 }
 
 /// Loads the state from the journal (snapshot, then the events after it).
@@ -231,6 +247,9 @@ pub fn start(
     let dispatcher = Dispatcher { requests, events: events.clone(), journal: journal.clone(), closing };
     let owner = Owner {
         closing: closing_sender,
+        committed: None,
+        store_down: None,
+        probing: false,
         engine,
         journal,
         events,
@@ -248,8 +267,22 @@ struct Session {
     outbox: mpsc::Sender<pb::DispatchMessage>,
 }
 
+/// The journaled state, for going back to it when an append fails: the
+/// state at the last snapshot (JSON) and the events journaled since.
+struct Committed {
+    snapshot: Vec<u8>,
+    events: Vec<Event>,
+}
+
 struct Owner {
     closing: watch::Sender<bool>,
+    /// Kept when `wait_for_store` is set.
+    committed: Option<Committed>,
+    /// Set while the store is out of reach (writes are refused): when to
+    /// ask it next.
+    store_down: Option<tokio::time::Instant>,
+    /// A probe of the store is running.
+    probing: bool,
     engine: Engine,
     journal: SharedJournal,
     events: broadcast::Sender<Arc<pb::Event>>,
@@ -265,14 +298,19 @@ impl Owner {
     }
 
     async fn run(mut self, mut inbox: mpsc::Receiver<Request>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        if self.config.wait_for_store {
+            self.committed = Some(Committed { snapshot: serde_json::to_vec(self.engine.state())?, events: Vec::new() });
+        }
+        let (probe_sender, mut probes) = mpsc::channel(1);
         // Offers whose deadline passed while the dispatcher was down time out now.
         let now = self.now();
         let events = self.engine.tick(now);
         self.commit(events, Vec::new()).await?;
         loop {
-            let wait = match self.engine.next_deadline() {
-                Some(deadline) => Duration::from_millis(deadline.0.saturating_sub(self.now().0).max(0) as u64),
-                None => Duration::from_secs(3600),
+            let wait = match (&self.store_down, self.engine.next_deadline()) {
+                (Some(probe_at), _) => probe_at.saturating_duration_since(tokio::time::Instant::now()),
+                (None, Some(deadline)) => Duration::from_millis(deadline.0.saturating_sub(self.now().0).max(0) as u64),
+                (None, None) => Duration::from_secs(3600),
             };
             tokio::select! {
                 changed = shutdown.changed() => {
@@ -291,19 +329,138 @@ impl Owner {
                     }
                     self.process(batch).await?;
                 }
+                Some(tail) = probes.recv() => {
+                    self.probing = false;
+                    self.store_answered(tail).await?;
+                }
                 () = tokio::time::sleep(wait) => {
-                    let now = self.now();
-                    let events = self.engine.tick(now);
-                    self.commit(events, Vec::new()).await?;
+                    if self.store_down.is_some() {
+                        self.probe_store(&probe_sender);
+                    } else {
+                        let now = self.now();
+                        let events = self.engine.tick(now);
+                        self.commit(events, Vec::new()).await?;
+                    }
                 }
             }
         }
-        self.snapshot().await?;
+        if self.store_down.is_none() {
+            self.snapshot().await?;
+        }
         info!("dispatcher owner stopped");
         Ok(())
     }
 
+    /// Asks the store, in the background, for the events after the last
+    /// one journaled: an answer means it is back.
+    fn probe_store(&mut self, answer: &mpsc::Sender<Result<Vec<StoredEvent>, JournalError>>) {
+        if let Some(probe_at) = &mut self.store_down {
+            *probe_at = tokio::time::Instant::now() + STORE_PROBE_EVERY;
+        }
+        if self.probing {
+            return;
+        }
+        self.probing = true;
+        let journal = self.journal.clone();
+        let after = self.engine.state().last_seq;
+        let answer = answer.clone();
+        tokio::task::spawn_blocking(move || {
+            let journal = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = answer.blocking_send(journal.read_from(after + 1, usize::MAX));
+        });
+    }
+
+    /// The store answered a probe. Events after the last journaled one are
+    /// those of the append that failed but landed after all (the failure
+    /// was the answer getting lost): they are taken in and told as if just
+    /// committed. Then writes resume: sessions that ended meanwhile are
+    /// closed, and deadlines that passed fire.
+    async fn store_answered(&mut self, tail: Result<Vec<StoredEvent>, JournalError>) -> anyhow::Result<()> {
+        let landed = match tail {
+            Ok(landed) => landed,
+            Err(error) if error.is_unreachable() => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        for stored in &landed {
+            let event = convert::event_from_stored(stored).map_err(anyhow::Error::msg)?;
+            self.engine.replay(&event).map_err(anyhow::Error::msg)?;
+            if let Some(committed) = &mut self.committed {
+                committed.events.push(event.clone());
+            }
+            self.since_snapshot += 1;
+            let _ = self.events.send(Arc::new(convert::event_to_pb(stored)));
+            self.route(&event);
+        }
+        self.store_down = None;
+        info!(landed = landed.len(), last_seq = self.engine.state().last_seq, "the journal's store is back; writes resume");
+        let now = self.now();
+        let mut events = Vec::new();
+        let gone: Vec<AgentId> = self
+            .engine
+            .live()
+            .agents
+            .iter()
+            .filter(|(agent, live)| {
+                live.connected && !self.sessions.get(*agent).is_some_and(|session| !session.outbox.is_closed())
+            })
+            .map(|(agent, _)| agent.clone())
+            .collect();
+        for agent in gone {
+            self.sessions.remove(&agent);
+            if let Ok(new_events) =
+                self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now)
+            {
+                events.extend(new_events);
+            }
+        }
+        events.extend(self.engine.tick(now));
+        self.commit(events, Vec::new()).await
+    }
+
+    /// Answers a batch while the store is out of reach: reads from memory,
+    /// every change refused.
+    fn process_while_store_down(&mut self, batch: Vec<Request>) {
+        for request in batch {
+            match request {
+                Request::Execute { respond, .. } => {
+                    // No rejection: the delivery carries the store's failure.
+                    let deliver = respond(Err(Rejection::FailedPrecondition(String::new())));
+                    deliver(Err(DispatchError::Unavailable(STORE_DOWN.to_string())));
+                }
+                Request::Query { respond } => respond(&self.engine, self.now())(Ok(())),
+                Request::OpenSession { reply, .. } => {
+                    let _ = reply.send(Err(DispatchError::Unavailable(STORE_DOWN.to_string())));
+                }
+                // The engine hears of it once the store is back.
+                Request::CloseSession { agent, session } => {
+                    if self.sessions.get(&agent).is_some_and(|open| open.id == session) {
+                        self.sessions.remove(&agent);
+                    }
+                }
+                Request::CloseStreams => self.close_streams(),
+            }
+        }
+    }
+
+    /// Shutting down is not the people leaving: their offers stay open (as
+    /// after a crash) and are re-sent when they reconnect.
+    fn close_streams(&mut self) {
+        let _ = self.closing.send(true);
+        for (_, session) in self.sessions.drain() {
+            let refused = pb::Refused {
+                code: "unavailable".to_string(),
+                message: "the dispatcher is shutting down; reconnect in a moment".to_string(),
+                ..pb::Refused::default()
+            };
+            let _ = session.outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
+        }
+    }
+
     async fn process(&mut self, batch: Vec<Request>) -> anyhow::Result<()> {
+        if self.store_down.is_some() {
+            self.process_while_store_down(batch);
+            return Ok(());
+        }
         let mut events = Vec::new();
         let mut deliveries: Vec<Deliver> = Vec::new();
         for request in batch {
@@ -359,21 +516,7 @@ impl Owner {
                         }
                     }
                 }
-                Request::CloseStreams => {
-                    // Shutting down is not the people leaving: their offers stay
-                    // open (as after a crash) and are re-sent when they reconnect.
-                    let _ = self.closing.send(true);
-                    for (_, session) in self.sessions.drain() {
-                        let refused = pb::Refused {
-                            code: "unavailable".to_string(),
-                            message: "the dispatcher is shutting down; reconnect in a moment".to_string(),
-                            ..pb::Refused::default()
-                        };
-                        let _ = session
-                            .outbox
-                            .try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
-                    }
-                }
+                Request::CloseStreams => self.close_streams(),
                 Request::CloseSession { agent, session } => {
                     if self.sessions.get(&agent).is_some_and(|open| open.id == session) {
                         self.sessions.remove(&agent);
@@ -405,6 +548,16 @@ impl Owner {
                 .await?;
                 let stored = match appended {
                     Ok(stored) => stored,
+                    Err(error) if self.config.wait_for_store && error.is_unreachable() => {
+                        for deliver in deliveries {
+                            deliver(Err(DispatchError::Unavailable(STORE_DOWN.to_string())));
+                        }
+                        // The state in memory is ahead of the journal: go back.
+                        self.rewind()?;
+                        warn!(%error, "the journal's store is out of reach; refusing writes and serving reads until it is back");
+                        self.store_down = Some(tokio::time::Instant::now() + STORE_PROBE_EVERY);
+                        return Ok(());
+                    }
                     Err(error) => {
                         for deliver in deliveries {
                             deliver(Err(DispatchError::Unavailable(
@@ -416,6 +569,9 @@ impl Owner {
                         return Err(error.into());
                     }
                 };
+                if let Some(committed) = &mut self.committed {
+                    committed.events.extend(events.iter().cloned());
+                }
                 self.since_snapshot += stored.len() as u64;
                 for (event, stored) in events.iter().zip(&stored) {
                     let _ = self.events.send(Arc::new(convert::event_to_pb(stored)));
@@ -469,15 +625,43 @@ impl Owner {
             return Ok(());
         }
         let seq = self.engine.state().last_seq;
-        let bytes = serde_json::to_vec(self.engine.state())?;
+        let bytes = Arc::new(serde_json::to_vec(self.engine.state())?);
         let journal = self.journal.clone();
-        tokio::task::spawn_blocking(move || {
+        let saving = bytes.clone();
+        let saved = tokio::task::spawn_blocking(move || {
             let mut journal = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            journal.save_snapshot(seq, &bytes)
+            journal.save_snapshot(seq, &saving)
         })
-        .await??;
+        .await?;
+        match saved {
+            Ok(()) => info!(seq, "snapshot saved"),
+            // The events are journaled; the snapshot is only a shortcut for
+            // the next recovery: try again after the next events.
+            Err(error) if self.config.wait_for_store && error.is_unreachable() => {
+                warn!(%error, seq, "cannot save a snapshot now; trying again later");
+            }
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(committed) = &mut self.committed {
+            committed.snapshot = Arc::unwrap_or_clone(bytes);
+            committed.events.clear();
+        }
         self.since_snapshot = 0;
-        info!(seq, "snapshot saved");
+        Ok(())
+    }
+
+    /// Goes back to the journaled state after an append failed, keeping
+    /// who is connected and where.
+    fn rewind(&mut self) -> anyhow::Result<()> {
+        let Some(committed) = &self.committed else {
+            anyhow::bail!("the journaled state was not kept, so the state cannot go back to it");
+        };
+        let state: State = serde_json::from_slice(&committed.snapshot)?;
+        let mut journaled = Engine::restore(self.engine.policy().clone(), state);
+        for event in &committed.events {
+            journaled.replay(event).map_err(anyhow::Error::msg)?;
+        }
+        self.engine.rewind(journaled.into_state());
         Ok(())
     }
 }

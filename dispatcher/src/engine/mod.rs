@@ -275,6 +275,17 @@ impl Engine {
         &self.state
     }
 
+    /// Puts `state` in place of the current one, keeping who is connected
+    /// and where: for going back to the journaled state when a batch could
+    /// not be journaled.
+    pub fn rewind(&mut self, state: State) {
+        self.state = state;
+    }
+
+    pub fn into_state(self) -> State {
+        self.state
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

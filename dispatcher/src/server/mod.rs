@@ -174,6 +174,7 @@ async fn serve(
         policy: config.policy.clone(),
         snapshot_every: config.snapshot_every,
         clock: Arc::new(runtime::system_now),
+        wait_for_store: matches!(config.store, Store::Redis(_)),
         locations,
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);

@@ -7,14 +7,19 @@
 //! while a keeper task renews the lease.
 //!
 //! Stepping down is fail-stop: when a renewal finds that another process
-//! took the shard (this one was paused or cut off past its ttl), or cannot
-//! reach Redis for longer than the ttl, or when a journal write fails (fenced,
-//! or Redis unreachable), the process stops serving at once and `run`
+//! took the shard (this one was paused or cut off past its ttl), or a
+//! journal write is fenced, the process stops serving at once and `run`
 //! returns an error, so the binary exits non-zero and a supervisor starts it
 //! again, as a standby. The fenced writes already guarantee that nothing it
 //! tries lands; exiting also guarantees that nobody keeps talking to a
-//! process whose state in memory may be ahead of the shared record. A clean
-//! shutdown releases the lease, so a standby takes over at its next poll.
+//! process that lost the shard. A clean shutdown releases the lease, so a
+//! standby takes over at its next poll.
+//!
+//! Redis out of reach is not a reason to step down: the runtime refuses
+//! writes and answers reads from memory, and the keeper goes on renewing;
+//! when Redis answers again, either the lease is still this process's (or
+//! nobody took it, and it is taken back) and writing resumes, or another
+//! process took the shard meanwhile and this one steps down.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -145,6 +150,7 @@ async fn keep(lease: Arc<ShardLease>, token: u64, mut stopped: watch::Receiver<b
     let config = lease.config();
     let shard = lease.shard().id().to_string();
     let mut last_renewed = Instant::now();
+    let mut said_past_ttl = false;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + config.renew_every, config.renew_every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -156,21 +162,30 @@ async fn keep(lease: Arc<ShardLease>, token: u64, mut stopped: watch::Receiver<b
         let renewal = tokio::task::spawn_blocking(move || renewing.renew(token)).await;
         let reason = match renewal {
             Ok(Ok(Renewal::Renewed)) => {
+                if said_past_ttl {
+                    info!(shard = %shard, token, "redis answers again and the shard is still this dispatcher's");
+                }
+                said_past_ttl = false;
                 last_renewed = Instant::now();
                 continue;
             }
             Ok(Ok(Renewal::Lost { current_token, .. })) => {
                 JournalError::Fenced { shard: shard.clone(), current: current_token, mine: token }.to_string()
             }
-            Ok(Err(error)) if last_renewed.elapsed() < config.ttl => {
-                warn!(%error, "cannot renew the shard lease; trying again");
+            Ok(Err(error)) => {
+                if last_renewed.elapsed() < config.ttl {
+                    warn!(%error, "cannot renew the shard lease; trying again");
+                } else if !said_past_ttl {
+                    said_past_ttl = true;
+                    warn!(
+                        %error,
+                        ttl_ms = config.ttl.as_millis() as u64,
+                        "cannot renew the shard lease for longer than its ttl; another dispatcher may take the shard \
+                         over, and then this one steps down once redis answers; until then reads are served from memory"
+                    );
+                }
                 continue;
             }
-            Ok(Err(error)) => format!(
-                "could not renew the lease of shard {shard} for longer than its ttl ({} ms), so \
-                 another dispatcher may own it now; this one (token {token}) must stop: {error}",
-                config.ttl.as_millis()
-            ),
             Err(panic) => format!("the lease renewal of shard {shard} failed: {panic}; this one (token {token}) must stop"),
         };
         error!(reason = %reason, "lost the shard lease; stepping down");
