@@ -400,9 +400,7 @@ impl Owner {
             .live()
             .agents
             .iter()
-            .filter(|(agent, live)| {
-                live.connected && !self.sessions.get(*agent).is_some_and(|session| !session.outbox.is_closed())
-            })
+            .filter(|(agent, live)| live.connected && self.sessions.get(*agent).is_none_or(|session| session.outbox.is_closed()))
             .map(|(agent, _)| agent.clone())
             .collect();
         for agent in gone {
