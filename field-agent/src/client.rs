@@ -330,9 +330,6 @@ impl SessionTask {
                 }
                 Ended::Moved { owner, error } if self.servers.moved(&owner) => {
                     info!(%owner, %error, "the dispatcher does not own the shard; connecting to its owner");
-                    if !self.emit(AgentEvent::Reconnecting { attempt: backoff.failures() }).await {
-                        return self.stopped();
-                    }
                 }
                 Ended::Moved { error, .. } => {
                     if !self.back_off(&mut backoff, error, false).await {
