@@ -7,8 +7,12 @@
 //! script, so Redis runs its check and its write with nothing in between:
 //!
 //! - acquire: if the lease is free (never taken, released, or expired), take
-//!   the next token from the counter and write the lease with its ttl;
-//!   otherwise say who holds it;
+//!   the next token and write the lease with its ttl; otherwise say who
+//!   holds it. The next token is the larger of the counter + 1 and Redis's
+//!   clock in milliseconds, so that tokens keep growing even if Redis lost
+//!   the counter's latest value (a crash with `appendfsync everysec`, a
+//!   failover to a replica that was behind): a process paused with an old
+//!   token can then never be handed the same token again;
 //! - renew: if the lease still carries my token, extend its ttl. If it
 //!   expired but nobody took it (the counter still holds my token), take it
 //!   back: nobody can have written in between;
@@ -43,10 +47,14 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   local held = redis.call('HMGET', KEYS[1], 'token', 'owner', 'address')
   return {'held', held[1] or '0', held[2] or '', held[3] or ''}
 end
-local token = redis.call('INCR', KEYS[2])
+local now = redis.call('TIME')
+local token = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1,
+  tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+token = string.format('%d', token)
+redis.call('SET', KEYS[2], token)
 redis.call('HSET', KEYS[1], 'token', token, 'owner', ARGV[1], 'address', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {'acquired', tostring(token), ARGV[1], ARGV[2]}
+return {'acquired', token, ARGV[1], ARGV[2]}
 ",
     )
 });
@@ -343,10 +351,9 @@ mod tests {
         let second = lease(&server, "second", "10.0.0.2:50051", 60_000);
 
         let first_token = acquired(first.try_acquire().expect("acquire"));
-        assert_eq!(first_token, 1);
         assert_eq!(
             second.try_acquire().expect("acquire"),
-            Acquisition::Held(LeaseHolder { token: 1, owner_id: "first".into(), address: "10.0.0.1:50051".into() })
+            Acquisition::Held(LeaseHolder { token: first_token, owner_id: "first".into(), address: "10.0.0.1:50051".into() })
         );
         assert_eq!(second.holder().expect("holder").map(|holder| holder.address), Some("10.0.0.1:50051".to_owned()));
         assert_eq!(first.renew(first_token).expect("renew"), Renewal::Renewed);
@@ -354,13 +361,27 @@ mod tests {
         assert!(first.release(first_token).expect("release"));
         assert_eq!(second.holder().expect("holder"), None);
         let second_token = acquired(second.try_acquire().expect("acquire"));
-        assert_eq!(second_token, 2, "a released lease still moves the fence on");
+        assert!(second_token > first_token, "a released lease still moves the fence on");
         assert_eq!(
             first.renew(first_token).expect("renew"),
-            Renewal::Lost { current_token: 2, address: Some("10.0.0.2:50051".into()) }
+            Renewal::Lost { current_token: second_token, address: Some("10.0.0.2:50051".into()) }
         );
         assert!(!first.release(first_token).expect("release"), "not mine any more");
-        assert_eq!(second.holder().expect("holder").map(|holder| holder.token), Some(2));
+        assert_eq!(second.holder().expect("holder").map(|holder| holder.token), Some(second_token));
+    }
+
+    #[test]
+    fn tokens_grow_even_when_redis_lost_the_counter() {
+        let (_dir, server) = start_redis();
+        let owner = lease(&server, "first", "a:1", 60_000);
+        let token = acquired(owner.try_acquire().expect("acquire"));
+        assert!(token > 1_600_000_000_000, "tokens start from Redis's clock in ms: {token}");
+        // Redis comes back without the latest counter and lease (lost writes).
+        server.execute(&["SET", "pingji:{city}:fence", "3"]).expect("set");
+        server.execute(&["DEL", "pingji:{city}:lease"]).expect("del");
+        let next = acquired(lease(&server, "second", "b:2", 60_000).try_acquire().expect("acquire"));
+        assert!(next > token, "a token handed out again: {next} after {token}");
+        assert!(matches!(owner.renew(token).expect("renew"), Renewal::Lost { .. }));
     }
 
     #[test]
