@@ -17,6 +17,7 @@
 //! - [`lease`]: the shard lease and fencing token: one owner at a time.
 //! - [`locations`]: live locations written to Redis in batches.
 //! - [`convert`]: wire (proto) types to and from domain types.
+//! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`server`]: the gRPC services and `run`.
 //! - [`redis_test_server`]: a real `redis-server` for tests and benches.
@@ -32,6 +33,7 @@ pub mod incident;
 pub mod journal;
 pub mod lease;
 pub mod locations;
+pub mod metrics;
 pub mod plans;
 pub mod policy;
 pub mod redis_test_server;

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pingji_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::convert;
 use crate::engine::{Command, Engine, Rejection, State};
@@ -161,6 +161,11 @@ impl Dispatcher {
         .map_err(journal_unavailable)
     }
 
+    /// Requests waiting for the owner task.
+    pub fn queue_depth(&self) -> usize {
+        self.requests.max_capacity() - self.requests.capacity()
+    }
+
     async fn send(&self, request: Request) -> Result<(), DispatchError> {
         self.requests.send(request).await.map_err(|_| stopped())
     }
@@ -184,6 +189,8 @@ pub struct RuntimeConfig {
     /// Where accepted live locations are copied (Redis, for a process that
     /// takes the shard over); `None` with SQLite and memory.
     pub locations: Option<LocationWriter>,
+    /// Times each journal append, for the metrics.
+    pub append_timer: Option<crate::metrics::AppendTimer>,
 }
 
 /// Loads the state from the journal (snapshot, then the events after it).
@@ -398,11 +405,17 @@ impl Owner {
             if !events.is_empty() {
                 let stored: Vec<StoredEvent> = events.iter().map(convert::stored_event).collect();
                 let journal = self.journal.clone();
+                let span = tracing::info_span!("journal_append", events = stored.len(), first_seq = stored[0].seq);
+                let started = std::time::Instant::now();
                 let appended = tokio::task::spawn_blocking(move || {
                     let mut journal = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     journal.append(&stored).map(|()| stored)
                 })
+                .instrument(span)
                 .await?;
+                if let Some(timer) = &self.config.append_timer {
+                    timer.observe(started.elapsed());
+                }
                 let stored = match appended {
                     Ok(stored) => stored,
                     Err(error) => {

@@ -67,6 +67,9 @@ struct Args {
     /// Take a snapshot of the state every this many events.
     #[arg(long, env = "PINGJI_SNAPSHOT_EVERY", default_value_t = 10_000)]
     snapshot_every: u64,
+    /// Serve Prometheus metrics on http://HOST:PORT/metrics; off by default.
+    #[arg(long, env = "PINGJI_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -101,15 +104,14 @@ async fn run() -> anyhow::Result<()> {
         None if args.ephemeral => Store::Ephemeral,
         None => Store::Sqlite(args.data.clone()),
     };
-    let config = Config {
-        store,
-        policy,
-        areas_file: args.areas.clone(),
-        agents_file: args.agents.clone(),
-        plan_paths: args.plans.clone(),
-        drain_timeout: Duration::from_secs(args.drain_timeout_s),
-        snapshot_every: args.snapshot_every.max(1),
-    };
+    let mut config = Config::new(store);
+    config.policy = policy;
+    config.areas_file = args.areas.clone();
+    config.agents_file = args.agents.clone();
+    config.plan_paths = args.plans.clone();
+    config.drain_timeout = Duration::from_secs(args.drain_timeout_s);
+    config.snapshot_every = args.snapshot_every.max(1);
+    config.metrics_addr = args.metrics_addr;
     if !args.listen.ip().is_loopback() {
         warn!(listen = %args.listen, "serving plain text on a non-loopback address; TLS arrives with issue #7");
     }

@@ -20,6 +20,7 @@ mod ownership;
 pub mod standby;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,7 @@ use crate::engine::{Command, Engine};
 use crate::journal::{Journal, MemoryJournal, SqliteJournal};
 use crate::lease::LeaseConfig;
 use crate::locations::LocationWriter;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
 use crate::shard::ShardId;
@@ -114,6 +116,10 @@ pub struct Config {
     /// How long in-flight requests and streams get after a shutdown signal.
     pub drain_timeout: Duration,
     pub snapshot_every: u64,
+    /// Where to serve Prometheus metrics (`/metrics`); off when `None`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The process's metrics, made by `run` when `metrics_addr` is set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Config {
@@ -126,6 +132,8 @@ impl Config {
             plan_paths: Vec::new(),
             drain_timeout: Duration::from_secs(10),
             snapshot_every: 10_000,
+            metrics_addr: None,
+            metrics: None,
         }
     }
 }
@@ -141,6 +149,29 @@ fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true.
 pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut config = config;
+    // The metrics endpoint lives as long as the process: a standby shows it
+    // is not serving, an owner shows what it does.
+    let metrics_endpoint = match config.metrics_addr {
+        Some(address) => {
+            let metrics_listener =
+                TcpListener::bind(address).await.with_context(|| format!("cannot listen for metrics on {address}"))?;
+            let metrics = Arc::new(Metrics::new());
+            config.metrics = Some(metrics.clone());
+            Some(tokio::spawn(crate::metrics::http::serve(metrics, metrics_listener, shutdown.clone())))
+        }
+        None => None,
+    };
+    let served = run_store(config, listener, shutdown).await;
+    if let Some(endpoint) = metrics_endpoint {
+        // It stops with the shutdown signal; after a failure, stop it here.
+        endpoint.abort();
+        let _ = endpoint.await;
+    }
+    served
+}
+
+async fn run_store(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     if let Store::Redis(redis) = &config.store {
         let redis = redis.clone();
         return ownership::run(config, redis, listener, shutdown).await;
@@ -175,8 +206,11 @@ async fn serve(
         snapshot_every: config.snapshot_every,
         clock: Arc::new(runtime::system_now),
         locations,
+        append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
+    // Observes until serving ends, whichever way.
+    let _metrics = config.metrics.as_ref().map(|metrics| metrics.attach(dispatcher.clone()));
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
 

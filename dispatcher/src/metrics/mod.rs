@@ -1,0 +1,531 @@
+//! Prometheus metrics: what the dispatcher is doing, for the operations team.
+//!
+//! Counters and histograms are derived from the events the runtime already
+//! broadcasts, by one observer task ([`Metrics::attach`]), so the engine
+//! carries no counters of its own. Gauges (people connected and available,
+//! open incidents, modes, the command queue) are read from the engine's state
+//! at scrape time, so they are always exact, also after a restart. The
+//! journal append latency is timed by the runtime around each append.
+//!
+//! Labels carry ids, levels, grades and priorities, never personal data.
+//!
+//! # Layout
+//! - [`http`]: the `/metrics` HTTP endpoint.
+
+pub mod http;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pingji_proto::v1 as pb;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, warn};
+
+use crate::areas::AreaLevel;
+use crate::convert;
+use crate::engine::Engine;
+use crate::event::{Event, EventKind};
+use crate::ids::{IncidentId, Millis, OfferId};
+use crate::policy::Mode;
+use crate::runtime::Dispatcher;
+
+/// How long a scrape waits for the engine's figures before it answers
+/// without them.
+const STATE_WITHIN: Duration = Duration::from_secs(5);
+/// Events read from the journal at a time when the observer fell behind.
+const CATCH_UP_BATCH: usize = 1000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PriorityLabel {
+    priority: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LevelLabel {
+    level: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DistrictLabel {
+    district: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentLabels {
+    status: String,
+    priority: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AreaModeLabels {
+    area: String,
+    grade: String,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 1 s to about 2 h: from a quick accept to a slow widening.
+    Histogram::new([1.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0])
+}
+
+fn append_histogram() -> Histogram {
+    // 100 µs to about 3 s: an fsync'd SQLite commit or a Redis round trip.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Times journal appends; the runtime holds one.
+#[derive(Clone)]
+pub struct AppendTimer(Histogram);
+
+impl AppendTimer {
+    pub fn observe(&self, took: Duration) {
+        self.0.observe(took.as_secs_f64());
+    }
+}
+
+/// The dispatcher's metrics, shared by the observer, the runtime and the
+/// HTTP endpoint. One per process: it outlives a standby's wait and an
+/// owner's serving.
+pub struct Metrics {
+    registry: Registry,
+    offers_sent: Counter,
+    offers_accepted: Counter,
+    offers_declined: Counter,
+    offers_timed_out: Counter,
+    offers_withdrawn: Counter,
+    widenings: Family<LevelLabel, Counter>,
+    incidents_reported: Family<PriorityLabel, Counter>,
+    events: Family<KindLabel, Counter>,
+    time_to_accept: Family<PriorityLabel, Histogram, fn() -> Histogram>,
+    time_to_staff: Family<PriorityLabel, Histogram, fn() -> Histogram>,
+    journal_append: Histogram,
+    ready: Gauge,
+    connected_agents: Gauge,
+    available_people: Family<DistrictLabel, Gauge>,
+    open_incidents: Family<IncidentLabels, Gauge>,
+    queue_depth: Gauge,
+    area_mode: Family<AreaModeLabels, Gauge>,
+    /// The running dispatcher, while this process serves.
+    dispatcher: Mutex<Option<Dispatcher>>,
+    /// One scrape at a time: a scrape clears and refills the gauges.
+    scraping: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::default(),
+            offers_sent: Counter::default(),
+            offers_accepted: Counter::default(),
+            offers_declined: Counter::default(),
+            offers_timed_out: Counter::default(),
+            offers_withdrawn: Counter::default(),
+            widenings: Family::default(),
+            incidents_reported: Family::default(),
+            events: Family::default(),
+            time_to_accept: Family::new_with_constructor(seconds_histogram),
+            time_to_staff: Family::new_with_constructor(seconds_histogram),
+            journal_append: append_histogram(),
+            ready: Gauge::default(),
+            connected_agents: Gauge::default(),
+            available_people: Family::default(),
+            open_incidents: Family::default(),
+            queue_depth: Gauge::default(),
+            area_mode: Family::default(),
+            dispatcher: Mutex::new(None),
+            scraping: tokio::sync::Mutex::new(()),
+        };
+        metrics.register();
+        metrics
+    }
+
+    fn register(&mut self) {
+        let registry = self.registry.sub_registry_with_prefix("pingji");
+        // Counters get `_total` from the encoder.
+        registry.register("offers_sent", "Offers sent to people", self.offers_sent.clone());
+        registry.register("offers_accepted", "Offers accepted (assignments made)", self.offers_accepted.clone());
+        registry.register("offers_declined", "Offers declined", self.offers_declined.clone());
+        registry.register("offers_timed_out", "Offers not answered in time", self.offers_timed_out.clone());
+        registry.register(
+            "offers_withdrawn",
+            "Offers withdrawn (filled, incident ended, person gone)",
+            self.offers_withdrawn.clone(),
+        );
+        registry.register("widenings", "Incidents widened to the next level, by the level widened to", self.widenings.clone());
+        registry.register("incidents_reported", "Incidents reported, by priority", self.incidents_reported.clone());
+        registry.register("events", "Events journaled, by kind", self.events.clone());
+        registry.register_with_unit(
+            "time_to_accept",
+            "From an offer sent to its acceptance, by incident priority",
+            Unit::Seconds,
+            self.time_to_accept.clone(),
+        );
+        registry.register_with_unit(
+            "time_to_staff",
+            "From an incident reported to fully staffed, by priority",
+            Unit::Seconds,
+            self.time_to_staff.clone(),
+        );
+        registry.register_with_unit(
+            "journal_append",
+            "Latency of one journal append (one batch of events, made durable)",
+            Unit::Seconds,
+            self.journal_append.clone(),
+        );
+        registry.register("ready", "1 while this process serves (owns its journal), 0 otherwise", self.ready.clone());
+        registry.register("connected_agents", "People with an open session", self.connected_agents.clone());
+        registry.register(
+            "available_people",
+            "Connected people free to take an offer, by the district they are in",
+            self.available_people.clone(),
+        );
+        registry.register("open_incidents", "Open incidents by status and priority", self.open_incidents.clone());
+        registry.register("command_queue_depth", "Requests waiting for the engine", self.queue_depth.clone());
+        registry.register(
+            "area_mode",
+            "Areas switched to an emergency grade (1 while switched); normal areas are not listed",
+            self.area_mode.clone(),
+        );
+    }
+
+    /// The timer the runtime uses around journal appends.
+    pub fn append_timer(&self) -> AppendTimer {
+        AppendTimer(self.journal_append.clone())
+    }
+
+    /// Starts observing `dispatcher`'s events; the returned guard stops the
+    /// observer and detaches the dispatcher when dropped (when serving ends).
+    pub fn attach(self: &Arc<Self>, dispatcher: Dispatcher) -> Attached {
+        *self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(dispatcher.clone());
+        self.ready.set(1);
+        let task = tokio::spawn(observe(self.clone(), dispatcher));
+        Attached { metrics: self.clone(), task }
+    }
+
+    fn detach(&self) {
+        *self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.ready.set(0);
+    }
+
+    /// The metrics in the OpenMetrics text format (which Prometheus reads).
+    pub async fn render(&self) -> String {
+        let _one_at_a_time = self.scraping.lock().await;
+        let dispatcher = self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        self.connected_agents.set(0);
+        self.queue_depth.set(0);
+        self.available_people.clear();
+        self.open_incidents.clear();
+        self.area_mode.clear();
+        if let Some(dispatcher) = dispatcher {
+            self.queue_depth.set(dispatcher.queue_depth() as i64);
+            let figures = tokio::time::timeout(STATE_WITHIN, dispatcher.query(|engine, _| StateFigures::of(engine))).await;
+            match figures {
+                Ok(Ok(figures)) => self.set_state(&figures),
+                Ok(Err(error)) => debug!(%error, "no state figures for this scrape"),
+                Err(_) => warn!("the engine did not answer the scrape in time; state gauges left out"),
+            }
+        }
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            warn!(%error, "cannot encode the metrics");
+        }
+        text
+    }
+
+    fn set_state(&self, figures: &StateFigures) {
+        self.connected_agents.set(figures.connected as i64);
+        for (district, count) in &figures.available_by_district {
+            self.available_people.get_or_create(&DistrictLabel { district: district.clone() }).set(*count);
+        }
+        for ((status, priority), count) in &figures.open_incidents {
+            let labels = IncidentLabels { status: (*status).to_string(), priority: priority.to_string() };
+            self.open_incidents.get_or_create(&labels).set(*count);
+        }
+        for (area, mode) in &figures.area_modes {
+            if let Some(grade) = grade_of(*mode) {
+                self.area_mode.get_or_create(&AreaModeLabels { area: area.clone(), grade: grade.to_string() }).set(1);
+            }
+        }
+    }
+}
+
+/// Keeps a dispatcher observed; see [`Metrics::attach`].
+pub struct Attached {
+    metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        // The observer only reads; stopping it anywhere loses nothing durable.
+        self.task.abort();
+        self.metrics.detach();
+    }
+}
+
+/// The emergency grade of a mode, as people write it; `None` for normal.
+fn grade_of(mode: Mode) -> Option<&'static str> {
+    match mode {
+        Mode::Normal => None,
+        Mode::EmergencyIv => Some("IV"),
+        Mode::EmergencyIii => Some("III"),
+        Mode::EmergencyIi => Some("II"),
+        Mode::EmergencyI => Some("I"),
+    }
+}
+
+/// Gauges read from the state for one scrape.
+struct StateFigures {
+    connected: usize,
+    available_by_district: BTreeMap<String, i64>,
+    open_incidents: BTreeMap<(&'static str, u8), i64>,
+    area_modes: Vec<(String, Mode)>,
+}
+
+impl StateFigures {
+    fn of(engine: &Engine) -> StateFigures {
+        let state = engine.state();
+        let mut connected = 0;
+        let mut available_by_district = BTreeMap::new();
+        for (agent, live) in &engine.live().agents {
+            if !live.connected {
+                continue;
+            }
+            connected += 1;
+            if state.agents.get(agent).is_some_and(|record| record.is_free()) {
+                let district = live.placement.at(AreaLevel::District).map_or_else(|| "none".to_string(), |area| area.to_string());
+                *available_by_district.entry(district).or_insert(0) += 1;
+            }
+        }
+        let mut open_incidents = BTreeMap::new();
+        for id in &state.open_incidents {
+            if let Some(incident) = state.incidents.get(id) {
+                *open_incidents.entry((incident.status().name(), incident.spec.priority)).or_insert(0) += 1;
+            }
+        }
+        let area_modes = state.modes.iter().map(|(area, setting)| (area.to_string(), setting.mode)).collect();
+        StateFigures { connected, available_by_district, open_incidents, area_modes }
+    }
+}
+
+/// What the observer remembers to turn pairs of events into durations.
+#[derive(Default)]
+struct Pending {
+    /// Open incidents: priority and when reported.
+    incidents: HashMap<IncidentId, (u8, Millis)>,
+    /// Open offers: when sent and for which incident.
+    offers: HashMap<OfferId, (Millis, IncidentId)>,
+    last_seq: u64,
+}
+
+impl Pending {
+    fn of(engine: &Engine) -> Pending {
+        let state = engine.state();
+        let mut pending = Pending { last_seq: state.last_seq, ..Pending::default() };
+        for id in &state.open_incidents {
+            let Some(incident) = state.incidents.get(id) else { continue };
+            pending.incidents.insert(id.clone(), (incident.spec.priority, incident.reported_at));
+            for (offer, record) in &incident.open_offers {
+                pending.offers.insert(offer.clone(), (record.sent_at, id.clone()));
+            }
+        }
+        pending
+    }
+
+    fn priority_of(&self, incident: &IncidentId) -> String {
+        self.incidents.get(incident).map_or_else(|| "unknown".to_string(), |(priority, _)| priority.to_string())
+    }
+}
+
+/// The observer: counts every broadcast event. When it falls behind the
+/// broadcast, it reads the events it missed from the journal.
+async fn observe(metrics: Arc<Metrics>, dispatcher: Dispatcher) {
+    let mut events = dispatcher.subscribe();
+    let mut pending = match dispatcher.query(|engine, _| Pending::of(engine)).await {
+        Ok(pending) => pending,
+        Err(error) => {
+            debug!(%error, "metrics observer: the dispatcher is gone");
+            return;
+        }
+    };
+    let mut missed_from = None;
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(skipped)) => {
+                debug!(skipped, "metrics observer fell behind; reading from the journal");
+                missed_from.get_or_insert(pending.last_seq + 1);
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if let Some(from) = missed_from.take() {
+            catch_up(&metrics, &dispatcher, &mut pending, from, event.seq).await;
+        }
+        if event.seq <= pending.last_seq {
+            // Already in the state the observer started from.
+            continue;
+        }
+        metrics.count_pb(&event, &mut pending);
+    }
+}
+
+/// Counts the journaled events from `from` up to (not including) `until`.
+async fn catch_up(metrics: &Metrics, dispatcher: &Dispatcher, pending: &mut Pending, from: u64, until: u64) {
+    let mut next = from;
+    while next < until {
+        let batch = match dispatcher.read_events(next, CATCH_UP_BATCH).await {
+            Ok(batch) if !batch.is_empty() => batch,
+            Ok(_) => return,
+            Err(error) => {
+                warn!(%error, "metrics observer cannot read the events it missed; counts are short");
+                return;
+            }
+        };
+        for stored in batch.iter().take_while(|stored| stored.seq < until) {
+            next = stored.seq + 1;
+            metrics.events.get_or_create(&KindLabel { kind: stored.kind.clone() }).inc();
+            if let Ok(event) = convert::event_from_stored(stored) {
+                metrics.count(&event, pending);
+            }
+        }
+        if batch.last().is_some_and(|stored| stored.seq >= until) {
+            return;
+        }
+    }
+}
+
+/// Kinds whose body the observer reads; the others are only counted.
+const READ_KINDS: &[&str] = &[
+    "incident_reported",
+    "offer_sent",
+    "assigned",
+    "offer_declined",
+    "offer_timed_out",
+    "offer_withdrawn",
+    "widened",
+    "incident_staffed",
+    "incident_cancelled",
+    "incident_closed",
+    "report_accepted",
+    "report_merged",
+    "report_rejected",
+];
+
+impl Metrics {
+    fn count_pb(&self, event: &pb::Event, pending: &mut Pending) {
+        self.events.get_or_create(&KindLabel { kind: event.kind.clone() }).inc();
+        pending.last_seq = pending.last_seq.max(event.seq);
+        if !READ_KINDS.contains(&event.kind.as_str()) {
+            return;
+        }
+        match serde_json::from_str::<EventKind>(&event.json) {
+            Ok(kind) => {
+                let event = Event { seq: event.seq, at: Millis(event.at_ms), actor: event.actor.clone(), kind };
+                self.count(&event, pending);
+            }
+            Err(error) => debug!(seq = event.seq, %error, "metrics observer cannot read an event"),
+        }
+    }
+
+    /// Turns one event into counts and durations.
+    fn count(&self, event: &Event, pending: &mut Pending) {
+        pending.last_seq = pending.last_seq.max(event.seq);
+        match &event.kind {
+            EventKind::IncidentReported { incident, spec, .. } => {
+                pending.incidents.insert(incident.clone(), (spec.priority, event.at));
+                self.incidents_reported.get_or_create(&PriorityLabel { priority: spec.priority.to_string() }).inc();
+            }
+            EventKind::ReportAccepted { incident, priority, .. } => {
+                if let Some((known, _)) = pending.incidents.get_mut(incident) {
+                    *known = *priority;
+                }
+            }
+            EventKind::OfferSent { offer } => {
+                self.offers_sent.inc();
+                pending.offers.insert(offer.id.clone(), (offer.sent_at, offer.incident.clone()));
+            }
+            EventKind::Assigned { offer, incident, .. } => {
+                self.offers_accepted.inc();
+                if let Some((sent_at, _)) = pending.offers.remove(offer) {
+                    let priority = pending.priority_of(incident);
+                    self.time_to_accept.get_or_create(&PriorityLabel { priority }).observe(seconds_between(sent_at, event.at));
+                }
+            }
+            EventKind::OfferDeclined { offer, .. } => {
+                self.offers_declined.inc();
+                pending.offers.remove(offer);
+            }
+            EventKind::OfferTimedOut { offer, .. } => {
+                self.offers_timed_out.inc();
+                pending.offers.remove(offer);
+            }
+            EventKind::OfferWithdrawn { offer, .. } => {
+                self.offers_withdrawn.inc();
+                pending.offers.remove(offer);
+            }
+            EventKind::Widened { to, .. } => {
+                self.widenings.get_or_create(&LevelLabel { level: to.name().to_string() }).inc();
+            }
+            EventKind::IncidentStaffed { incident } => {
+                if let Some((priority, reported_at)) = pending.incidents.get(incident) {
+                    self.time_to_staff
+                        .get_or_create(&PriorityLabel { priority: priority.to_string() })
+                        .observe(seconds_between(*reported_at, event.at));
+                }
+            }
+            EventKind::IncidentCancelled { incident, .. }
+            | EventKind::IncidentClosed { incident, .. }
+            | EventKind::ReportMerged { incident, .. }
+            | EventKind::ReportRejected { incident, .. } => {
+                pending.incidents.remove(incident);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn seconds_between(from: Millis, to: Millis) -> f64 {
+    (to.0 - from.0).max(0) as f64 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_process_renders_every_family_with_its_unit_and_total() {
+        let metrics = Metrics::new();
+        metrics.offers_sent.inc();
+        metrics.append_timer().observe(Duration::from_millis(3));
+        let text = metrics.render().await;
+        assert!(text.contains("pingji_offers_sent_total 1"), "{text}");
+        assert!(text.contains("# TYPE pingji_journal_append_seconds histogram"), "{text}");
+        assert!(text.contains("pingji_journal_append_seconds_count 1"), "{text}");
+        assert!(text.contains("pingji_ready 0"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

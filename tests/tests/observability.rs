@@ -1,0 +1,109 @@
+//! Observability end to end: the real `dispatcher` binary with
+//! `--metrics-addr`, real gRPC clients, and `/metrics` scraped over HTTP.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use pingji_proto::v1::agent_service_client::AgentServiceClient;
+use pingji_proto::v1::dispatch_message::Body as Incoming;
+use pingji_tests::metrics::{http_get, scrape, value, value_or_zero};
+use pingji_tests::process::free_port;
+use pingji_tests::{DispatcherProcess, ProcessOptions, area_box, connect_located, pb, quick_policy_toml, sample_city};
+
+const PROMPTLY: Duration = Duration::from_secs(20);
+
+fn options(dir: &Path) -> anyhow::Result<ProcessOptions> {
+    let policy = dir.join("policy.toml");
+    // A long offer timeout: the person answers, nothing times out.
+    std::fs::write(&policy, quick_policy_toml(300))?;
+    Ok(ProcessOptions {
+        data: dir.join("p.db"),
+        policy: Some(policy),
+        areas: Some(sample_city()),
+        agents: None,
+        snapshot_every: None,
+        log: dir.join("dispatcher.log"),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let metrics_addr = free_port()?;
+    let extra: Vec<OsString> = vec!["--metrics-addr".into(), metrics_addr.to_string().into()];
+    let mut process = DispatcherProcess::start_with_args(&options(dir.path())?, &extra).await?;
+
+    let before = scrape(metrics_addr).await?;
+    assert_eq!(value(&before, "pingji_ready"), Some(1.0), "{before}");
+    assert_eq!(value(&before, "pingji_connected_agents"), Some(0.0), "{before}");
+    let sent_before = value_or_zero(&before, "pingji_offers_sent_total");
+    let accepted_before = value_or_zero(&before, "pingji_offers_accepted_total");
+    let (status, _) = http_get(metrics_addr, "/nothing-here").await?;
+    assert!(status.contains(" 404 "), "{status}");
+
+    let mut command = process.command().await?;
+    let (lon, lat) = area_box(&mut command, "d2-s1-c1-g2").await?.centre();
+    let mut holder = pingji_tests::person("metered", "d2-s1-c1-g2", &["first_aid"]);
+    holder.phone = "13912345678".into();
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(holder) }).await?;
+    let mut agents = AgentServiceClient::new(process.channel().await?);
+    let mut session = connect_located(&mut command, &mut agents, "metered", lon, lat).await?;
+
+    let connected = scrape(metrics_addr).await?;
+    assert_eq!(value(&connected, "pingji_connected_agents"), Some(1.0), "{connected}");
+    assert_eq!(value(&connected, "pingji_available_people{district=\"d2\"}"), Some(1.0), "{connected}");
+
+    let request = pb::CreateIncidentRequest {
+        id: "metered-1".into(),
+        location: Some(pb::Location { lon, lat }),
+        category: "medical".into(),
+        priority: 1,
+        required_skills: vec!["first_aid".into()],
+        headcount: 1,
+        description: String::new(),
+    };
+    command.create_incident(request).await?;
+    let offer = session.expect_offer_within(PROMPTLY).await?;
+    let offered = scrape(metrics_addr).await?;
+    assert_eq!(value(&offered, "pingji_open_incidents{status=\"offered\",priority=\"1\"}"), Some(1.0), "{offered}");
+    session.accept(&offer.offer_id).await?;
+    let confirmed = session.next_message_within(PROMPTLY).await?;
+    anyhow::ensure!(matches!(confirmed, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {confirmed:?}");
+
+    // The observer counts from the event broadcast, just after the answer:
+    // wait for it rather than for a time.
+    let mut after = String::new();
+    pingji_tests::wait_until(PROMPTLY, "the acceptance is counted", async || {
+        after = scrape(metrics_addr).await?;
+        Ok(value_or_zero(&after, "pingji_offers_accepted_total") > accepted_before)
+    })
+    .await?;
+    assert_eq!(value_or_zero(&after, "pingji_offers_sent_total"), sent_before + 1.0, "{after}");
+    assert_eq!(value_or_zero(&after, "pingji_offers_accepted_total"), accepted_before + 1.0, "{after}");
+    assert_eq!(value(&after, "pingji_incidents_reported_total{priority=\"1\"}"), Some(1.0), "{after}");
+    assert_eq!(value(&after, "pingji_time_to_accept_seconds_count{priority=\"1\"}"), Some(1.0), "{after}");
+    assert_eq!(value(&after, "pingji_time_to_staff_seconds_count{priority=\"1\"}"), Some(1.0), "{after}");
+    assert_eq!(value(&after, "pingji_open_incidents{status=\"staffed\",priority=\"1\"}"), Some(1.0), "{after}");
+    assert!(value_or_zero(&after, "pingji_journal_append_seconds_count") >= 3.0, "{after}");
+    assert_eq!(value(&after, "pingji_events_total{kind=\"assigned\"}"), Some(1.0), "{after}");
+    assert!(value(&after, "pingji_command_queue_depth").is_some(), "{after}");
+    // Personal data stays out of the metrics.
+    assert!(!after.contains("13912345678") && !after.contains(&lon.to_string()), "{after}");
+
+    // A switch to an emergency grade shows as the area's mode.
+    command
+        .set_mode(pb::SetModeRequest { area_id: "d2".into(), mode: pb::Mode::EmergencyIi as i32, reason: "drill".into() })
+        .await?;
+    let switched = scrape(metrics_addr).await?;
+    assert_eq!(value(&switched, "pingji_area_mode{area=\"d2\",grade=\"II\"}"), Some(1.0), "{switched}");
+
+    drop((session, agents, command));
+    process.terminate().await?;
+    let exit = process.wait_exit(PROMPTLY).await?;
+    assert!(exit.success(), "exit {exit}; log:\n{}", process.log());
+    let log = process.log();
+    assert!(log.contains("metrics on http://"), "{log}");
+    assert!(!log.contains("13912345678"), "a phone number was logged:\n{log}");
+    Ok(())
+}
