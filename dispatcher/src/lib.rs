@@ -18,6 +18,9 @@
 //! - [`locations`]: live locations written to Redis in batches.
 //! - [`convert`]: wire (proto) types to and from domain types.
 //! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+//! - [`lifecycle`]: tracing spans for each incident's life and each offer.
+//! - [`observer`]: one observer of the journaled events feeding both.
+//! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`server`]: the gRPC services and `run`.
 //! - [`redis_test_server`]: a real `redis-server` for tests and benches.
@@ -32,8 +35,10 @@ pub mod ids;
 pub mod incident;
 pub mod journal;
 pub mod lease;
+pub mod lifecycle;
 pub mod locations;
 pub mod metrics;
+pub mod observer;
 pub mod plans;
 pub mod policy;
 pub mod redis_test_server;
@@ -43,3 +48,4 @@ pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod spatial;
+pub mod telemetry;

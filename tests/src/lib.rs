@@ -23,6 +23,7 @@
 //! - [`binaries`]: the workspace's binaries, built when missing or stale.
 //! - [`cli`]: the `pingji` console binary, run with arguments.
 //! - [`metrics`]: scraping `/metrics` over HTTP and reading values.
+//! - [`otlp`]: an OTLP/gRPC collector (traces, metrics) for export tests.
 //! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
 //!   and waiting for one kind of message on a session.
 //! - [`redis`]: several dispatchers on one Redis: a real `redis-server` and
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod events;
 pub mod metrics;
 pub mod mobilisation;
+pub mod otlp;
 pub mod process;
 pub mod redis;
 pub mod sample;

@@ -1,5 +1,6 @@
 //! Observability end to end: the real `dispatcher` binary with
-//! `--metrics-addr`, real gRPC clients, and `/metrics` scraped over HTTP.
+//! `--metrics-addr`, real gRPC clients, and `/metrics` scraped over HTTP;
+//! with `--otlp-endpoint`, a real OTLP/gRPC collector receiving its spans.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::metrics::{http_get, scrape, value, value_or_zero};
+use pingji_tests::otlp::{Collector, ReceivedSpan};
 use pingji_tests::process::free_port;
 use pingji_tests::{DispatcherProcess, ProcessOptions, area_box, connect_located, pb, quick_policy_toml, sample_city};
 
@@ -105,5 +107,99 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
     let log = process.log();
     assert!(log.contains("metrics on http://"), "{log}");
     assert!(!log.contains("13912345678"), "a phone number was logged:\n{log}");
+    assert!(!log.contains(&lon.to_string()) && !log.contains(&lat.to_string()), "a location was logged:\n{log}");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_children() -> anyhow::Result<()> {
+    let collector = Collector::start().await?;
+    let dir = tempfile::tempdir()?;
+    let extra: Vec<OsString> = vec!["--otlp-endpoint".into(), collector.endpoint().into(), "--log-format".into(), "json".into()];
+    let mut process = DispatcherProcess::start_with_args(&options(dir.path())?, &extra).await?;
+
+    let mut command = process.command().await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let mut holder = pingji_tests::person("traced", "d1-s1-c1-g1", &[]);
+    holder.phone = "13987654321".into();
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(holder) }).await?;
+    let mut agents = AgentServiceClient::new(process.channel().await?);
+    let mut session = connect_located(&mut command, &mut agents, "traced", lon, lat).await?;
+    let request = pb::CreateIncidentRequest {
+        id: "traced-1".into(),
+        location: Some(pb::Location { lon, lat }),
+        category: "elder_care".into(),
+        priority: 2,
+        required_skills: vec![],
+        headcount: 1,
+        description: String::new(),
+    };
+    command.create_incident(request).await?;
+    let offer = session.expect_offer_within(PROMPTLY).await?;
+    session.accept(&offer.offer_id).await?;
+    let confirmed = session.next_message_within(PROMPTLY).await?;
+    anyhow::ensure!(matches!(confirmed, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {confirmed:?}");
+    session.complete("traced-1", "handled").await?;
+    pingji_tests::wait_until(PROMPTLY, "the incident is closed", async || {
+        let incident = command.get_incident(pb::GetIncidentRequest { id: "traced-1".into() }).await?.into_inner();
+        Ok(incident.status == pb::IncidentStatus::Closed as i32)
+    })
+    .await?;
+
+    // A graceful stop flushes what the batch exporter still holds.
+    drop((session, agents, command));
+    process.terminate().await?;
+    let exit = process.wait_exit(PROMPTLY).await?;
+    assert!(exit.success(), "exit {exit}; log:\n{}", process.log());
+    let named = |spans: &[ReceivedSpan], name: &str, incident: &str| {
+        spans
+            .iter()
+            .filter(|received| received.span.name == name && received.attribute("incident_id").as_deref() == Some(incident))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    pingji_tests::wait_until(Duration::from_secs(30), "the incident's span reaches the collector", async || {
+        Ok(!named(&collector.spans(), "incident", "traced-1").is_empty())
+    })
+    .await?;
+    let spans = collector.spans();
+    let incidents = named(&spans, "incident", "traced-1");
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    let incident = &incidents[0];
+    assert!(incident.span.parent_span_id.is_empty(), "an incident is the root of its trace");
+    assert_eq!(incident.attribute("outcome").as_deref(), Some("closed"));
+    assert_eq!(incident.attribute("priority").as_deref(), Some("2"));
+    assert_eq!(incident.attribute("grid").as_deref(), Some("d1-s1-c1-g1"));
+    assert!(incident.span.events.iter().any(|event| event.name == "incident staffed"), "{:?}", incident.span.events);
+    assert_eq!(incident.resource_attribute("service.name").as_deref(), Some("pingji-dispatcher"));
+    assert_eq!(incident.resource_attribute("service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+
+    let offers = named(&spans, "offer", "traced-1");
+    assert_eq!(offers.len(), 1, "{offers:?}");
+    let offer_span = &offers[0];
+    assert_eq!(offer_span.attribute("offer_id"), Some(offer.offer_id.clone()));
+    assert_eq!(offer_span.attribute("outcome").as_deref(), Some("accepted"));
+    assert_eq!(offer_span.span.trace_id, incident.span.trace_id, "the offer is in the incident's trace");
+    assert_eq!(offer_span.span.parent_span_id, incident.span.span_id, "the offer is a child of the incident");
+
+    assert!(
+        spans.iter().any(|received| received.span.name == "rpc"
+            && received.attribute("rpc.method").is_some_and(|method| method.ends_with("/CreateIncident"))),
+        "an rpc span for CreateIncident"
+    );
+    assert!(spans.iter().any(|received| received.span.name == "journal_append"), "journal append spans");
+    // No personal data in any exported attribute.
+    let exported = format!("{spans:?}");
+    assert!(!exported.contains("13987654321") && !exported.contains(&format!("{lon}")), "personal data exported");
+    let metrics = collector.metric_names();
+    assert!(metrics.iter().any(|name| name == "pingji.offers_accepted"), "{metrics:?}");
+
+    // The log is JSON, one object a line, and carries no phone number.
+    let log = process.log();
+    assert!(!log.contains("13987654321"), "a phone number was logged:\n{log}");
+    assert!(!log.contains(&lon.to_string()) && !log.contains(&lat.to_string()), "a location was logged:\n{log}");
+    for line in log.lines().filter(|line| !line.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line).map_err(|error| anyhow::anyhow!("not JSON ({error}): {line}"))?;
+    }
+    collector.shutdown().await
 }

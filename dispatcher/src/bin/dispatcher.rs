@@ -3,14 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use pingji_dispatcher::lease::LeaseConfig;
+use pingji_dispatcher::metrics::Metrics;
 use pingji_dispatcher::policy::Policy;
 use pingji_dispatcher::server::{self, Config, RedisStore, Store};
 use pingji_dispatcher::shard::ShardId;
+use pingji_dispatcher::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -70,6 +73,13 @@ struct Args {
     /// Serve Prometheus metrics on http://HOST:PORT/metrics; off by default.
     #[arg(long, env = "PINGJI_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Export traces and metrics over OTLP/gRPC to this collector,
+    /// `http://HOST:PORT` (usually port 4317); off by default.
+    #[arg(long, env = "PINGJI_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Log lines as human-readable text or as JSON objects; levels by RUST_LOG.
+    #[arg(long, env = "PINGJI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
@@ -84,14 +94,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PINGJI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    let metrics = Arc::new(Metrics::new());
+    let telemetry = telemetry::init(args.log_format, args.otlp_endpoint.as_deref(), Some(metrics.clone()))?;
+    let served = serve(args, metrics).await;
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve(args: Args, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let policy = match &args.policy {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
@@ -112,6 +123,7 @@ async fn run() -> anyhow::Result<()> {
     config.drain_timeout = Duration::from_secs(args.drain_timeout_s);
     config.snapshot_every = args.snapshot_every.max(1);
     config.metrics_addr = args.metrics_addr;
+    config.set_metrics(metrics);
     if !args.listen.ip().is_loopback() {
         warn!(listen = %args.listen, "serving plain text on a non-loopback address; TLS arrives with issue #7");
     }

@@ -1,7 +1,7 @@
 //! Prometheus metrics: what the dispatcher is doing, for the operations team.
 //!
 //! Counters and histograms are derived from the events the runtime already
-//! broadcasts, by one observer task ([`Metrics::attach`]), so the engine
+//! broadcasts, by one observer task ([`crate::observer`]), so the engine
 //! carries no counters of its own. Gauges (people connected and available,
 //! open incidents, modes, the command queue) are read from the engine's state
 //! at scrape time, so they are always exact, also after a restart. The
@@ -15,21 +15,18 @@
 pub mod http;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use pingji_proto::v1 as pb;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
 use crate::areas::AreaLevel;
-use crate::convert;
 use crate::engine::Engine;
 use crate::event::{Event, EventKind};
 use crate::ids::{IncidentId, Millis, OfferId};
@@ -39,8 +36,6 @@ use crate::runtime::Dispatcher;
 /// How long a scrape waits for the engine's figures before it answers
 /// without them.
 const STATE_WITHIN: Duration = Duration::from_secs(5);
-/// Events read from the journal at a time when the observer fell behind.
-const CATCH_UP_BATCH: usize = 1000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PriorityLabel {
@@ -83,6 +78,16 @@ fn append_histogram() -> Histogram {
     // 100 µs to about 3 s: an fsync'd SQLite commit or a Redis round trip.
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16))
 }
+
+/// The plain counters, by name without the prefix and `_total`, with their help:
+/// what is also pushed over OTLP.
+pub const COUNTERS: &[(&str, &str)] = &[
+    ("offers_sent", "Offers sent to people"),
+    ("offers_accepted", "Offers accepted (assignments made)"),
+    ("offers_declined", "Offers declined"),
+    ("offers_timed_out", "Offers not answered in time"),
+    ("offers_withdrawn", "Offers withdrawn (filled, incident ended, person gone)"),
+];
 
 /// Times journal appends; the runtime holds one.
 #[derive(Clone)]
@@ -163,17 +168,14 @@ impl Metrics {
     }
 
     fn register(&mut self) {
-        let registry = self.registry.sub_registry_with_prefix("pingji");
+        let mut root = std::mem::take(&mut self.registry);
+        let registry = root.sub_registry_with_prefix("pingji");
         // Counters get `_total` from the encoder.
-        registry.register("offers_sent", "Offers sent to people", self.offers_sent.clone());
-        registry.register("offers_accepted", "Offers accepted (assignments made)", self.offers_accepted.clone());
-        registry.register("offers_declined", "Offers declined", self.offers_declined.clone());
-        registry.register("offers_timed_out", "Offers not answered in time", self.offers_timed_out.clone());
-        registry.register(
-            "offers_withdrawn",
-            "Offers withdrawn (filled, incident ended, person gone)",
-            self.offers_withdrawn.clone(),
-        );
+        for (name, help) in COUNTERS {
+            if let Some(counter) = self.counter(name) {
+                registry.register(*name, *help, counter.clone());
+            }
+        }
         registry.register("widenings", "Incidents widened to the next level, by the level widened to", self.widenings.clone());
         registry.register("incidents_reported", "Incidents reported, by priority", self.incidents_reported.clone());
         registry.register("events", "Events journaled, by kind", self.events.clone());
@@ -209,6 +211,28 @@ impl Metrics {
             "Areas switched to an emergency grade (1 while switched); normal areas are not listed",
             self.area_mode.clone(),
         );
+        self.registry = root;
+    }
+
+    fn counter(&self, name: &str) -> Option<&Counter> {
+        match name {
+            "offers_sent" => Some(&self.offers_sent),
+            "offers_accepted" => Some(&self.offers_accepted),
+            "offers_declined" => Some(&self.offers_declined),
+            "offers_timed_out" => Some(&self.offers_timed_out),
+            "offers_withdrawn" => Some(&self.offers_withdrawn),
+            _ => None,
+        }
+    }
+
+    /// The value of one of [`COUNTERS`]; 0 for an unknown name.
+    pub fn counter_total(&self, name: &str) -> u64 {
+        self.counter(name).map_or(0, Counter::get)
+    }
+
+    /// 1 while this process serves.
+    pub fn ready(&self) -> i64 {
+        self.ready.get()
     }
 
     /// The timer the runtime uses around journal appends.
@@ -216,16 +240,13 @@ impl Metrics {
         AppendTimer(self.journal_append.clone())
     }
 
-    /// Starts observing `dispatcher`'s events; the returned guard stops the
-    /// observer and detaches the dispatcher when dropped (when serving ends).
-    pub fn attach(self: &Arc<Self>, dispatcher: Dispatcher) -> Attached {
-        *self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(dispatcher.clone());
+    /// Reads the state gauges from `dispatcher` from now on (while serving).
+    pub(crate) fn attach(&self, dispatcher: Dispatcher) {
+        *self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(dispatcher);
         self.ready.set(1);
-        let task = tokio::spawn(observe(self.clone(), dispatcher));
-        Attached { metrics: self.clone(), task }
     }
 
-    fn detach(&self) {
+    pub(crate) fn detach(&self) {
         *self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         self.ready.set(0);
     }
@@ -269,20 +290,6 @@ impl Metrics {
                 self.area_mode.get_or_create(&AreaModeLabels { area: area.clone(), grade: grade.to_string() }).set(1);
             }
         }
-    }
-}
-
-/// Keeps a dispatcher observed; see [`Metrics::attach`].
-pub struct Attached {
-    metrics: Arc<Metrics>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Attached {
-    fn drop(&mut self) {
-        // The observer only reads; stopping it anywhere loses nothing durable.
-        self.task.abort();
-        self.metrics.detach();
     }
 }
 
@@ -333,16 +340,16 @@ impl StateFigures {
 
 /// What the observer remembers to turn pairs of events into durations.
 #[derive(Default)]
-struct Pending {
+pub(crate) struct Pending {
     /// Open incidents: priority and when reported.
     incidents: HashMap<IncidentId, (u8, Millis)>,
     /// Open offers: when sent and for which incident.
     offers: HashMap<OfferId, (Millis, IncidentId)>,
-    last_seq: u64,
+    pub(crate) last_seq: u64,
 }
 
 impl Pending {
-    fn of(engine: &Engine) -> Pending {
+    pub(crate) fn of(engine: &Engine) -> Pending {
         let state = engine.state();
         let mut pending = Pending { last_seq: state.last_seq, ..Pending::default() };
         for id in &state.open_incidents {
@@ -360,100 +367,14 @@ impl Pending {
     }
 }
 
-/// The observer: counts every broadcast event. When it falls behind the
-/// broadcast, it reads the events it missed from the journal.
-async fn observe(metrics: Arc<Metrics>, dispatcher: Dispatcher) {
-    let mut events = dispatcher.subscribe();
-    let mut pending = match dispatcher.query(|engine, _| Pending::of(engine)).await {
-        Ok(pending) => pending,
-        Err(error) => {
-            debug!(%error, "metrics observer: the dispatcher is gone");
-            return;
-        }
-    };
-    let mut missed_from = None;
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(RecvError::Lagged(skipped)) => {
-                debug!(skipped, "metrics observer fell behind; reading from the journal");
-                missed_from.get_or_insert(pending.last_seq + 1);
-                continue;
-            }
-            Err(RecvError::Closed) => return,
-        };
-        if let Some(from) = missed_from.take() {
-            catch_up(&metrics, &dispatcher, &mut pending, from, event.seq).await;
-        }
-        if event.seq <= pending.last_seq {
-            // Already in the state the observer started from.
-            continue;
-        }
-        metrics.count_pb(&event, &mut pending);
-    }
-}
-
-/// Counts the journaled events from `from` up to (not including) `until`.
-async fn catch_up(metrics: &Metrics, dispatcher: &Dispatcher, pending: &mut Pending, from: u64, until: u64) {
-    let mut next = from;
-    while next < until {
-        let batch = match dispatcher.read_events(next, CATCH_UP_BATCH).await {
-            Ok(batch) if !batch.is_empty() => batch,
-            Ok(_) => return,
-            Err(error) => {
-                warn!(%error, "metrics observer cannot read the events it missed; counts are short");
-                return;
-            }
-        };
-        for stored in batch.iter().take_while(|stored| stored.seq < until) {
-            next = stored.seq + 1;
-            metrics.events.get_or_create(&KindLabel { kind: stored.kind.clone() }).inc();
-            if let Ok(event) = convert::event_from_stored(stored) {
-                metrics.count(&event, pending);
-            }
-        }
-        if batch.last().is_some_and(|stored| stored.seq >= until) {
-            return;
-        }
-    }
-}
-
-/// Kinds whose body the observer reads; the others are only counted.
-const READ_KINDS: &[&str] = &[
-    "incident_reported",
-    "offer_sent",
-    "assigned",
-    "offer_declined",
-    "offer_timed_out",
-    "offer_withdrawn",
-    "widened",
-    "incident_staffed",
-    "incident_cancelled",
-    "incident_closed",
-    "report_accepted",
-    "report_merged",
-    "report_rejected",
-];
-
 impl Metrics {
-    fn count_pb(&self, event: &pb::Event, pending: &mut Pending) {
-        self.events.get_or_create(&KindLabel { kind: event.kind.clone() }).inc();
-        pending.last_seq = pending.last_seq.max(event.seq);
-        if !READ_KINDS.contains(&event.kind.as_str()) {
-            return;
-        }
-        match serde_json::from_str::<EventKind>(&event.json) {
-            Ok(kind) => {
-                let event = Event { seq: event.seq, at: Millis(event.at_ms), actor: event.actor.clone(), kind };
-                self.count(&event, pending);
-            }
-            Err(error) => debug!(seq = event.seq, %error, "metrics observer cannot read an event"),
-        }
+    /// Counts one journaled event of `kind`.
+    pub(crate) fn count_kind(&self, kind: &str) {
+        self.events.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
     }
 
     /// Turns one event into counts and durations.
-    fn count(&self, event: &Event, pending: &mut Pending) {
-        pending.last_seq = pending.last_seq.max(event.seq);
+    pub(crate) fn count(&self, event: &Event, pending: &mut Pending) {
         match &event.kind {
             EventKind::IncidentReported { incident, spec, .. } => {
                 pending.incidents.insert(incident.clone(), (spec.priority, event.at));

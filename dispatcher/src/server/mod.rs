@@ -138,6 +138,14 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Uses `metrics` (shared with an OTLP exporter, say) rather than a new
+    /// set made by `run` when `metrics_addr` is set.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+    }
+}
+
 fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
     let journal: Box<dyn Journal> = match store {
         Store::Sqlite(path) => Box::new(SqliteJournal::open(path)?),
@@ -156,8 +164,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receive
         Some(address) => {
             let metrics_listener =
                 TcpListener::bind(address).await.with_context(|| format!("cannot listen for metrics on {address}"))?;
-            let metrics = Arc::new(Metrics::new());
-            config.metrics = Some(metrics.clone());
+            let metrics = config.metrics.get_or_insert_with(|| Arc::new(Metrics::new())).clone();
             Some(tokio::spawn(crate::metrics::http::serve(metrics, metrics_listener, shutdown.clone())))
         }
         None => None,
@@ -209,8 +216,8 @@ async fn serve(
         append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
-    // Observes until serving ends, whichever way.
-    let _metrics = config.metrics.as_ref().map(|metrics| metrics.attach(dispatcher.clone()));
+    // Metrics and incident spans from the events, until serving ends.
+    let _observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
 
@@ -227,6 +234,7 @@ async fn serve(
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .trace_fn(|request| tracing::info_span!("rpc", rpc.method = %request.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
