@@ -22,6 +22,7 @@
 //! - [`observer`]: one observer of the journaled events feeding both.
 //! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
+//! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
 //! - [`redis_test_server`]: a real `redis-server` for tests and benches.
 
@@ -46,6 +47,7 @@ pub mod roster;
 pub mod roster_csv;
 pub mod runtime;
 pub mod server;
+pub mod settings;
 pub mod shard;
 pub mod spatial;
 pub mod telemetry;
