@@ -167,6 +167,11 @@ impl Dispatcher {
     }
 
     async fn send(&self, request: Request) -> Result<(), DispatchError> {
+        // Draining: what is in flight finishes, what comes now is refused
+        // with a status clients retry (elsewhere or after the restart).
+        if *self.closing.borrow() {
+            return Err(stopped());
+        }
         self.requests.send(request).await.map_err(|_| stopped())
     }
 }

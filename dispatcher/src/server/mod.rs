@@ -48,6 +48,9 @@ use crate::shard::ShardId;
 /// Largest command request or response: a city's roster (hundreds of
 /// thousands of people) or map fits; send bigger ones in parts.
 const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
+/// Longest pause at shutdown during which new requests are refused with
+/// `unavailable` before the server closes its connections.
+const LAME_DUCK: Duration = Duration::from_millis(500);
 /// How long the answers in flight get to go out when an owner steps down.
 const STEP_DOWN_DRAIN: Duration = Duration::from_secs(1);
 
@@ -228,8 +231,8 @@ async fn serve(
     let reflection_v1alpha = reflection_v1alpha()?;
 
     let address = listener.local_addr()?;
-    let mut signal = shutdown.clone();
-    // Ends serving when the owner of a shared shard steps down.
+    // Ends serving: after the lame-duck pause of a shutdown, or when the
+    // owner of a shared shard steps down.
     let (stop_serving, mut stepping_down) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
@@ -246,10 +249,7 @@ async fn serve(
                 .max_encoding_message_size(MAX_COMMAND_MESSAGE),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            tokio::select! {
-                _ = signal.wait_for(|stop| *stop) => {}
-                _ = stepping_down.wait_for(|stop| *stop) => {}
-            }
+            let _ = stepping_down.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(server);
     info!(%address, "dispatcher listening");
@@ -265,6 +265,12 @@ async fn serve(
             dispatcher.close_streams().await;
             health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
             health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
+            // A lame-duck pause before the server says goodbye (GOAWAY):
+            // requests arriving meanwhile get a clean, retriable
+            // `unavailable` from the dispatcher, rather than a connection
+            // closed under them, which clients report as `cancelled`.
+            tokio::time::sleep((config.drain_timeout / 4).min(LAME_DUCK)).await;
+            let _ = stop_serving.send(true);
             match tokio::time::timeout(config.drain_timeout, &mut server).await {
                 Ok(result) => result?.context("the gRPC server stopped")?,
                 Err(_) => {
