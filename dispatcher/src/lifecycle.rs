@@ -81,7 +81,8 @@ impl Lifecycle {
                     placement.deepest().and_then(|level| placement.at(level)).map_or_else(String::new, |area| area.to_string());
                 let span = incident_span(incident, &grid, spec.priority, &spec.category, false);
                 span.record("status", "reported");
-                info!(parent: &span, seq = event.seq, scope = scope.name(), "incident reported");
+                // The command already logs "incident reported"; this is for the trace.
+                debug!(parent: &span, seq = event.seq, scope = scope.name(), "incident reported");
                 self.incidents.insert(incident.clone(), span);
             }
             EventKind::FieldReported { incident, spec, placement, .. } => {

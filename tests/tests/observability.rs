@@ -93,12 +93,37 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
     // Personal data stays out of the metrics.
     assert!(!after.contains("13912345678") && !after.contains(&lon.to_string()), "{after}");
 
+    // Nobody fits an incident needing an electrician: it widens level by level.
+    let request = pb::CreateIncidentRequest {
+        id: "metered-2".into(),
+        location: Some(pb::Location { lon, lat }),
+        category: "power".into(),
+        priority: 2,
+        required_skills: vec!["electrician".into()],
+        headcount: 1,
+        description: String::new(),
+    };
+    command.create_incident(request).await?;
+    let mut widened = String::new();
+    pingji_tests::wait_until(PROMPTLY, "the widening is counted", async || {
+        widened = scrape(metrics_addr).await?;
+        Ok(value(&widened, "pingji_widenings_total{level=\"community\"}") == Some(1.0))
+    })
+    .await?;
+    assert_eq!(value(&widened, "pingji_open_incidents{status=\"waiting\",priority=\"2\"}"), Some(1.0), "{widened}");
+
     // A switch to an emergency grade shows as the area's mode.
     command
         .set_mode(pb::SetModeRequest { area_id: "d2".into(), mode: pb::Mode::EmergencyIi as i32, reason: "drill".into() })
         .await?;
     let switched = scrape(metrics_addr).await?;
     assert_eq!(value(&switched, "pingji_area_mode{area=\"d2\",grade=\"II\"}"), Some(1.0), "{switched}");
+    // Every series the Grafana dashboard in docs/ queries is in a scrape
+    // (a family with no series yet, such as nobody available, is left out).
+    let scrapes = [connected.as_str(), offered.as_str(), after.as_str(), widened.as_str(), switched.as_str()].concat();
+    for name in dashboard_metric_names()? {
+        assert!(scrapes.contains(&name), "the dashboard queries {name}, which the dispatcher does not export:\n{scrapes}");
+    }
 
     drop((session, agents, command));
     process.terminate().await?;
@@ -202,4 +227,24 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
         serde_json::from_str::<serde_json::Value>(line).map_err(|error| anyhow::anyhow!("not JSON ({error}): {line}"))?;
     }
     collector.shutdown().await
+}
+
+/// The `pingji_*` series that docs/grafana-dashboard.json queries.
+fn dashboard_metric_names() -> anyhow::Result<Vec<String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/grafana-dashboard.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().into_iter().flatten() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_default();
+            for (start, _) in expr.match_indices("pingji_") {
+                let name: String = expr[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    anyhow::ensure!(names.len() >= 10, "the dashboard queries only {names:?}");
+    Ok(names)
 }
