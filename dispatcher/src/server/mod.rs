@@ -11,6 +11,7 @@
 //!   the lease, step down.
 //! - [`standby`]: what a process that does not own its shard answers
 //!   (`unavailable` naming the owner in `x-pingji-owner`).
+//! - `starting`: health only (`NOT_SERVING`) while the journal is replayed.
 
 pub mod agent;
 pub mod command;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod events;
 mod ownership;
 pub mod standby;
+mod starting;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -186,8 +188,18 @@ async fn run_store(config: Config, listener: TcpListener, shutdown: watch::Recei
         let redis = redis.clone();
         return ownership::run(config, redis, listener, shutdown).await;
     }
-    let journal = open_journal(&config.store)?;
-    let engine = runtime::recover(&journal, config.policy.clone()).await?;
+    // Health answers NOT_SERVING while the journal is opened and replayed.
+    let listener = listener.into_std()?;
+    let starting = starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?).await?;
+    let recovered = async {
+        let journal = open_journal(&config.store)?;
+        let engine = runtime::recover(&journal, config.policy.clone()).await?;
+        anyhow::Ok((journal, engine))
+    }
+    .await;
+    starting.stop().await;
+    let (journal, engine) = recovered?;
+    let listener = TcpListener::from_std(listener)?;
     serve(&config, journal, engine, None, listener, shutdown, None).await
 }
 
