@@ -186,3 +186,32 @@ async fn sigterm_under_load_loses_no_acknowledged_change_and_refuses_retriably()
     drop(command);
     second.kill().await
 }
+
+/// Something holds the stop past the grace period (here another process
+/// holds the journal's write lock, so the final snapshot waits on SQLite's
+/// 5 s busy timeout): the process exits anyway, when the 2 s grace ends,
+/// with its own exit code. Nothing acknowledged is lost by that: every
+/// acknowledged change was committed before it was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_grace_period_the_process_exits_anyway() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let options = ProcessOptions {
+        data: dir.path().join("p.db"),
+        policy: None,
+        areas: Some(sample_city()),
+        agents: None,
+        snapshot_every: None,
+        log: dir.path().join("dispatcher.log"),
+    };
+    let extra: Vec<std::ffi::OsString> = vec!["--drain-timeout-s".into(), "1".into(), "--shutdown-grace-s".into(), "2".into()];
+    let mut process = DispatcherProcess::start_with_args(&options, &extra).await?;
+    let blocker = rusqlite::Connection::open(&options.data)?;
+    blocker.execute_batch("BEGIN EXCLUSIVE")?;
+    process.terminate().await?;
+    let exit = process.wait_exit(Duration::from_secs(60)).await?;
+    blocker.execute_batch("ROLLBACK")?;
+    let log = process.log();
+    assert_eq!(exit.code(), Some(2), "expected the grace exit (2), got {exit}; log:\n{log}");
+    assert!(log.contains("shutdown grace period passed"), "{log}");
+    Ok(())
+}
