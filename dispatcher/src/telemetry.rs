@@ -5,7 +5,8 @@
 //!   `PINGJI_LOG`, the older name), `info` by default.
 //! - With an OTLP endpoint, the dispatcher's spans (RPCs, journal appends,
 //!   incidents and offers) are exported over OTLP/gRPC, and so are its
-//!   counters, with `service.name` and `service.version` as resource
+//!   counters and histograms (not the gauges read from the state at
+//!   scrape), with `service.name` and `service.version` as resource
 //!   attributes. Off by default. Only the dispatcher's own spans at `info`
 //!   and above are exported, whatever the log level, so that the exporter's
 //!   own gRPC calls never feed back into what it exports.
@@ -155,6 +156,7 @@ fn meter_provider(endpoint: &str, metrics: Arc<Metrics>) -> anyhow::Result<SdkMe
     let reader = PeriodicReader::builder(exporter).with_interval(METRICS_EXPORT_EVERY).build();
     let provider = SdkMeterProvider::builder().with_reader(reader).with_resource(resource()).build();
     let meter = provider.meter(SERVICE_NAME);
+    metrics.export_to(&meter);
     for (name, help) in crate::metrics::COUNTERS {
         let source = metrics.clone();
         // Registered with the meter for the provider's lifetime.

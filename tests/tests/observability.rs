@@ -217,7 +217,11 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
     let exported = format!("{spans:?}");
     assert!(!exported.contains("13987654321") && !exported.contains(&format!("{lon}")), "personal data exported");
     let metrics = collector.metric_names();
-    assert!(metrics.iter().any(|name| name == "pingji.offers_accepted"), "{metrics:?}");
+    for expected in
+        ["pingji.offers_accepted", "pingji.time_to_accept", "pingji.time_to_staff", "pingji.journal_append", "pingji.events"]
+    {
+        assert!(metrics.iter().any(|name| name == expected), "{expected} not exported: {metrics:?}");
+    }
 
     // The log is JSON, one object a line, and carries no phone number.
     let log = process.log();

@@ -15,7 +15,7 @@
 pub mod http;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -91,12 +91,33 @@ pub const COUNTERS: &[(&str, &str)] = &[
 
 /// Times journal appends; the runtime holds one.
 #[derive(Clone)]
-pub struct AppendTimer(Histogram);
+pub struct AppendTimer {
+    histogram: Histogram,
+    otlp: Arc<OnceLock<OtlpInstruments>>,
+}
 
 impl AppendTimer {
     pub fn observe(&self, took: Duration) {
-        self.0.observe(took.as_secs_f64());
+        self.histogram.observe(took.as_secs_f64());
+        if let Some(otlp) = self.otlp.get() {
+            otlp.journal_append.record(took.as_secs_f64(), &[]);
+        }
     }
+}
+
+/// The same counts and durations, pushed over OTLP once an exporter is set
+/// up ([`Metrics::export_to`]).
+struct OtlpInstruments {
+    widenings: opentelemetry::metrics::Counter<u64>,
+    incidents_reported: opentelemetry::metrics::Counter<u64>,
+    events: opentelemetry::metrics::Counter<u64>,
+    time_to_accept: opentelemetry::metrics::Histogram<f64>,
+    time_to_staff: opentelemetry::metrics::Histogram<f64>,
+    journal_append: opentelemetry::metrics::Histogram<f64>,
+}
+
+fn otlp_priority(priority: &str) -> [opentelemetry::KeyValue; 1] {
+    [opentelemetry::KeyValue::new("priority", priority.to_string())]
 }
 
 /// The dispatcher's metrics, shared by the observer, the runtime and the
@@ -121,6 +142,7 @@ pub struct Metrics {
     open_incidents: Family<IncidentLabels, Gauge>,
     queue_depth: Gauge,
     area_mode: Family<AreaModeLabels, Gauge>,
+    otlp: Arc<OnceLock<OtlpInstruments>>,
     /// The running dispatcher, while this process serves.
     dispatcher: Mutex<Option<Dispatcher>>,
     /// One scrape at a time: a scrape clears and refills the gauges.
@@ -160,6 +182,7 @@ impl Metrics {
             open_incidents: Family::default(),
             queue_depth: Gauge::default(),
             area_mode: Family::default(),
+            otlp: Arc::new(OnceLock::new()),
             dispatcher: Mutex::new(None),
             scraping: tokio::sync::Mutex::new(()),
         };
@@ -237,7 +260,30 @@ impl Metrics {
 
     /// The timer the runtime uses around journal appends.
     pub fn append_timer(&self) -> AppendTimer {
-        AppendTimer(self.journal_append.clone())
+        AppendTimer { histogram: self.journal_append.clone(), otlp: self.otlp.clone() }
+    }
+
+    /// Also records the labelled counters and the histograms with `meter`
+    /// (an OTLP exporter's), under the same names with dots.
+    pub fn export_to(&self, meter: &opentelemetry::metrics::Meter) {
+        let seconds = |name: &'static str, help: &'static str, boundaries: Vec<f64>| {
+            meter.f64_histogram(name).with_description(help).with_unit("s").with_boundaries(boundaries).build()
+        };
+        let response_buckets =
+            vec![1.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0];
+        let append_buckets = prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16).collect();
+        let instruments = OtlpInstruments {
+            widenings: meter.u64_counter("pingji.widenings").with_description("Incidents widened, by level").build(),
+            incidents_reported: meter
+                .u64_counter("pingji.incidents_reported")
+                .with_description("Incidents reported, by priority")
+                .build(),
+            events: meter.u64_counter("pingji.events").with_description("Events journaled, by kind").build(),
+            time_to_accept: seconds("pingji.time_to_accept", "From an offer sent to its acceptance", response_buckets.clone()),
+            time_to_staff: seconds("pingji.time_to_staff", "From an incident reported to fully staffed", response_buckets),
+            journal_append: seconds("pingji.journal_append", "Latency of one journal append", append_buckets),
+        };
+        let _ = self.otlp.set(instruments);
     }
 
     /// Reads the state gauges from `dispatcher` from now on (while serving).
@@ -371,6 +417,9 @@ impl Metrics {
     /// Counts one journaled event of `kind`.
     pub(crate) fn count_kind(&self, kind: &str) {
         self.events.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+        if let Some(otlp) = self.otlp.get() {
+            otlp.events.add(1, &[opentelemetry::KeyValue::new("kind", kind.to_string())]);
+        }
     }
 
     /// Turns one event into counts and durations.
@@ -379,6 +428,9 @@ impl Metrics {
             EventKind::IncidentReported { incident, spec, .. } => {
                 pending.incidents.insert(incident.clone(), (spec.priority, event.at));
                 self.incidents_reported.get_or_create(&PriorityLabel { priority: spec.priority.to_string() }).inc();
+                if let Some(otlp) = self.otlp.get() {
+                    otlp.incidents_reported.add(1, &otlp_priority(&spec.priority.to_string()));
+                }
             }
             EventKind::ReportAccepted { incident, priority, .. } => {
                 if let Some((known, _)) = pending.incidents.get_mut(incident) {
@@ -393,7 +445,11 @@ impl Metrics {
                 self.offers_accepted.inc();
                 if let Some((sent_at, _)) = pending.offers.remove(offer) {
                     let priority = pending.priority_of(incident);
-                    self.time_to_accept.get_or_create(&PriorityLabel { priority }).observe(seconds_between(sent_at, event.at));
+                    let took = seconds_between(sent_at, event.at);
+                    if let Some(otlp) = self.otlp.get() {
+                        otlp.time_to_accept.record(took, &otlp_priority(&priority));
+                    }
+                    self.time_to_accept.get_or_create(&PriorityLabel { priority }).observe(took);
                 }
             }
             EventKind::OfferDeclined { offer, .. } => {
@@ -410,12 +466,17 @@ impl Metrics {
             }
             EventKind::Widened { to, .. } => {
                 self.widenings.get_or_create(&LevelLabel { level: to.name().to_string() }).inc();
+                if let Some(otlp) = self.otlp.get() {
+                    otlp.widenings.add(1, &[opentelemetry::KeyValue::new("level", to.name())]);
+                }
             }
             EventKind::IncidentStaffed { incident } => {
                 if let Some((priority, reported_at)) = pending.incidents.get(incident) {
-                    self.time_to_staff
-                        .get_or_create(&PriorityLabel { priority: priority.to_string() })
-                        .observe(seconds_between(*reported_at, event.at));
+                    let took = seconds_between(*reported_at, event.at);
+                    if let Some(otlp) = self.otlp.get() {
+                        otlp.time_to_staff.record(took, &otlp_priority(&priority.to_string()));
+                    }
+                    self.time_to_staff.get_or_create(&PriorityLabel { priority: priority.to_string() }).observe(took);
                 }
             }
             EventKind::IncidentCancelled { incident, .. }
