@@ -141,9 +141,7 @@ impl Config {
             metrics: None,
         }
     }
-}
 
-impl Config {
     /// Uses `metrics` (shared with an OTLP exporter, say) rather than a new
     /// set made by `run` when `metrics_addr` is set.
     pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
