@@ -6,7 +6,9 @@
 //! `incident_cancelled`, a merged or rejected field report), each a root of
 //! its own trace. Every offer is a child span of its incident's, closed by
 //! the answer (accepted, declined, timed out, withdrawn). Milestones
-//! (offered, widened, staffed, arrived) are events inside the incident span.
+//! (widened, staffed, arrived) are events inside the incident span. Each
+//! field is recorded once (`outcome` at the end): an OpenTelemetry exporter
+//! would keep every recorded value of a field as a separate attribute.
 //!
 //! Fields are ids, levels, priority and category: never names, phone numbers
 //! or locations.
@@ -37,7 +39,6 @@ fn incident_span(incident: &IncidentId, grid: &str, priority: u8, category: &str
         priority,
         category = %category,
         recovered,
-        status = Empty,
         outcome = Empty,
     )
 }
@@ -55,7 +56,7 @@ impl Lifecycle {
         for id in &state.open_incidents {
             let Some(incident) = state.incidents.get(id) else { continue };
             let span = incident_span(id, &grid_of(incident), incident.spec.priority, &incident.spec.category, true);
-            span.record("status", incident.status().name());
+            info!(parent: &span, status = incident.status().name(), "incident open at start");
             for (offer, record) in &incident.open_offers {
                 let offer_span = info_span!(
                     parent: &span,
@@ -80,7 +81,6 @@ impl Lifecycle {
                 let grid =
                     placement.deepest().and_then(|level| placement.at(level)).map_or_else(String::new, |area| area.to_string());
                 let span = incident_span(incident, &grid, spec.priority, &spec.category, false);
-                span.record("status", "reported");
                 // The command already logs "incident reported"; this is for the trace.
                 debug!(parent: &span, seq = event.seq, scope = scope.name(), "incident reported");
                 self.incidents.insert(incident.clone(), span);
@@ -89,7 +89,6 @@ impl Lifecycle {
                 let grid =
                     placement.deepest().and_then(|level| placement.at(level)).map_or_else(String::new, |area| area.to_string());
                 let span = incident_span(incident, &grid, spec.priority, &spec.category, false);
-                span.record("status", "reported");
                 info!(parent: &span, seq = event.seq, "field report waiting for triage");
                 self.incidents.insert(incident.clone(), span);
             }
@@ -100,7 +99,6 @@ impl Lifecycle {
             }
             EventKind::OfferSent { offer } => {
                 let Some(incident_span) = self.incidents.get(&offer.incident) else { return };
-                incident_span.record("status", "offered");
                 let span = info_span!(
                     parent: incident_span,
                     "offer",
@@ -133,13 +131,11 @@ impl Lifecycle {
             }
             EventKind::NoCandidates { incident, level } => {
                 if let Some(span) = self.incidents.get(incident) {
-                    span.record("status", "waiting");
                     debug!(parent: span, seq = event.seq, level = level.name(), "nobody fits yet");
                 }
             }
             EventKind::IncidentStaffed { incident } => {
                 if let Some(span) = self.incidents.get(incident) {
-                    span.record("status", "staffed");
                     info!(parent: span, seq = event.seq, "incident staffed");
                 }
             }
@@ -165,9 +161,18 @@ impl Lifecycle {
 
     fn end_incident(&mut self, incident: &IncidentId, outcome: &'static str, seq: u64) {
         if let Some(span) = self.incidents.remove(incident) {
-            span.record("status", outcome);
             span.record("outcome", outcome);
             info!(parent: &span, seq, outcome, "incident ended");
+        }
+    }
+
+    /// Closes every open span with `outcome` (the dispatcher stops).
+    pub fn end_all(&mut self, outcome: &'static str) {
+        for (_, span) in self.offers.drain() {
+            span.record("outcome", outcome);
+        }
+        for (_, span) in self.incidents.drain() {
+            span.record("outcome", outcome);
         }
     }
 

@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use pingji_proto::v1 as pb;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::convert;
@@ -43,10 +44,25 @@ const READ_KINDS: &[&str] = &[
     "report_rejected",
 ];
 
-/// Observes a serving dispatcher until dropped (when serving ends).
+/// Observes a serving dispatcher until stopped, or dropped (when serving
+/// ends with an error).
 pub struct Observing {
     metrics: Option<Arc<Metrics>>,
+    stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Observing {
+    /// Once the runtime has stopped: counts the last events, closes the
+    /// spans of incidents still open (`outcome = "open_at_stop"`, so that an
+    /// exporter sends them before the process exits) and waits for that.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        if let Err(error) = task.await {
+            debug!(%error, "the observer did not stop cleanly");
+        }
+    }
 }
 
 impl Drop for Observing {
@@ -64,8 +80,9 @@ pub fn start(dispatcher: Dispatcher, metrics: Option<Arc<Metrics>>) -> Observing
     if let Some(metrics) = &metrics {
         metrics.attach(dispatcher.clone());
     }
-    let task = tokio::spawn(observe(dispatcher, metrics.clone()));
-    Observing { metrics, task }
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(observe(dispatcher, metrics.clone(), stopped));
+    Observing { metrics, stop, task }
 }
 
 struct Observer {
@@ -127,7 +144,7 @@ impl Observer {
     }
 }
 
-async fn observe(dispatcher: Dispatcher, metrics: Option<Arc<Metrics>>) {
+async fn observe(dispatcher: Dispatcher, metrics: Option<Arc<Metrics>>, mut stopped: watch::Receiver<bool>) {
     // Subscribe before reading the state, so that nothing falls in between;
     // events already in that state are skipped by their sequence number.
     let mut events = dispatcher.subscribe();
@@ -141,8 +158,32 @@ async fn observe(dispatcher: Dispatcher, metrics: Option<Arc<Metrics>>) {
     };
     let mut observer = Observer { metrics, pending, lifecycle };
     let mut missed_from = None;
+    let mut stopping = false;
     loop {
-        let event = match events.recv().await {
+        let received = if stopping {
+            // The runtime has stopped: what it broadcast is all there is.
+            match events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Lagged(skipped)) => Err(RecvError::Lagged(skipped)),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => {
+                    if let Some(from) = missed_from.take() {
+                        observer.catch_up(&dispatcher, from, u64::MAX).await;
+                    }
+                    observer.lifecycle.end_all("open_at_stop");
+                    return;
+                }
+            }
+        } else {
+            tokio::select! {
+                received = events.recv() => received,
+                // Set only to stop (or dropped with the handle): either way, stop.
+                _changed = stopped.changed() => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let event = match received {
             Ok(event) => event,
             Err(RecvError::Lagged(skipped)) => {
                 debug!(skipped, "the observer fell behind; reading from the journal");

@@ -171,7 +171,20 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
     })
     .await?;
 
-    // A graceful stop flushes what the batch exporter still holds.
+    // An incident nobody can staff is still open when the dispatcher stops.
+    let open = pb::CreateIncidentRequest {
+        id: "traced-open".into(),
+        location: Some(pb::Location { lon, lat }),
+        category: "power".into(),
+        priority: 3,
+        required_skills: vec!["electrician".into()],
+        headcount: 1,
+        description: String::new(),
+    };
+    command.create_incident(open).await?;
+
+    // A graceful stop closes the open spans and flushes what the batch
+    // exporter still holds.
     drop((session, agents, command));
     process.terminate().await?;
     let exit = process.wait_exit(PROMPTLY).await?;
@@ -193,11 +206,20 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
     let incident = &incidents[0];
     assert!(incident.span.parent_span_id.is_empty(), "an incident is the root of its trace");
     assert_eq!(incident.attribute("outcome").as_deref(), Some("closed"));
+    let mut keys: Vec<&str> = incident.span.attributes.iter().map(|pair| pair.key.as_str()).collect();
+    let all = keys.len();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), all, "an attribute recorded twice: {:?}", incident.span.attributes);
     assert_eq!(incident.attribute("priority").as_deref(), Some("2"));
     assert_eq!(incident.attribute("grid").as_deref(), Some("d1-s1-c1-g1"));
     assert!(incident.span.events.iter().any(|event| event.name == "incident staffed"), "{:?}", incident.span.events);
     assert_eq!(incident.resource_attribute("service.name").as_deref(), Some("pingji-dispatcher"));
     assert_eq!(incident.resource_attribute("service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+
+    let still_open = named(&spans, "incident", "traced-open");
+    assert_eq!(still_open.len(), 1, "{still_open:?}");
+    assert_eq!(still_open[0].attribute("outcome").as_deref(), Some("open_at_stop"));
 
     let offers = named(&spans, "offer", "traced-1");
     assert_eq!(offers.len(), 1, "{offers:?}");

@@ -230,7 +230,7 @@ async fn serve(
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
     // Metrics and incident spans from the events, until serving ends.
-    let _observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
+    let observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
 
@@ -318,6 +318,7 @@ async fn serve(
     drop(dispatcher);
     let _ = stop_owner.send(true);
     owner.await.context("the dispatcher owner task panicked")??;
+    observing.stop().await;
     info!("dispatcher stopped");
     Ok(())
 }
