@@ -86,3 +86,30 @@ async fn a_bad_value_is_refused_with_its_key_and_reason_before_binding() -> anyh
     drop(held);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_variable_overrides_the_file_and_is_checked_the_same_way() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let binary = dispatcher_binary().await?;
+    let config = dir.path().join("dispatcher.toml");
+    std::fs::write(&config, "[limits]\ndrain_timeout_s = 5\n")?;
+    let mut command = tokio::process::Command::new(&binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PINGJI_") {
+            command.env_remove(&name);
+        }
+    }
+    // The child's environment only: the test's own is left alone.
+    let output = command
+        .args(["--ephemeral", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("PINGJI_DRAIN_TIMEOUT_S", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output).await??;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "accepted: {stderr}");
+    assert!(stderr.contains("limits.drain_timeout_s: must be at least 1 second"), "{stderr}");
+    Ok(())
+}
