@@ -17,7 +17,12 @@
 //! - [`lease`]: the shard lease and fencing token: one owner at a time.
 //! - [`locations`]: live locations written to Redis in batches.
 //! - [`convert`]: wire (proto) types to and from domain types.
+//! - [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+//! - [`lifecycle`]: tracing spans for each incident's life and each offer.
+//! - [`observer`]: one observer of the journaled events feeding both.
+//! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
+//! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
 //! - [`redis_test_server`]: a real `redis-server` for tests and benches.
 
@@ -31,7 +36,10 @@ pub mod ids;
 pub mod incident;
 pub mod journal;
 pub mod lease;
+pub mod lifecycle;
 pub mod locations;
+pub mod metrics;
+pub mod observer;
 pub mod plans;
 pub mod policy;
 pub mod redis_test_server;
@@ -39,5 +47,7 @@ pub mod roster;
 pub mod roster_csv;
 pub mod runtime;
 pub mod server;
+pub mod settings;
 pub mod shard;
 pub mod spatial;
+pub mod telemetry;

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pingji_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::convert;
 use crate::engine::{Command, Engine, Rejection, State};
@@ -173,7 +173,17 @@ impl Dispatcher {
         .map_err(journal_unavailable)
     }
 
+    /// Requests waiting for the owner task.
+    pub fn queue_depth(&self) -> usize {
+        self.requests.max_capacity() - self.requests.capacity()
+    }
+
     async fn send(&self, request: Request) -> Result<(), DispatchError> {
+        // Draining: what is in flight finishes, what comes now is refused
+        // with a status clients retry (elsewhere or after the restart).
+        if *self.closing.borrow() {
+            return Err(stopped());
+        }
         self.requests.send(request).await.map_err(|_| stopped())
     }
 }
@@ -200,6 +210,8 @@ pub struct RuntimeConfig {
     /// and serve reads until it is back, instead of stopping. For a store
     /// whose failures pass (Redis); a SQLite failure stops the process.
     pub wait_for_store: bool,
+    /// Times each journal append, for the metrics.
+    pub append_timer: Option<crate::metrics::AppendTimer>,
 }
 
 /// Loads the state from the journal (snapshot, then the events after it).
@@ -539,11 +551,17 @@ impl Owner {
             if !events.is_empty() {
                 let stored: Vec<StoredEvent> = events.iter().map(convert::stored_event).collect();
                 let journal = self.journal.clone();
+                let span = tracing::info_span!("journal_append", events = stored.len(), first_seq = stored[0].seq);
+                let started = std::time::Instant::now();
                 let appended = tokio::task::spawn_blocking(move || {
                     let mut journal = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                     journal.append(&stored).map(|()| stored)
                 })
+                .instrument(span)
                 .await?;
+                if let Some(timer) = &self.config.append_timer {
+                    timer.observe(started.elapsed());
+                }
                 let stored = match appended {
                     Ok(stored) => stored,
                     Err(error) if self.config.wait_for_store && error.is_unreachable() => {

@@ -22,6 +22,8 @@
 //!   for client reconnect tests, and the `field-agent` binary.
 //! - [`binaries`]: the workspace's binaries, built when missing or stale.
 //! - [`cli`]: the `pingji` console binary, run with arguments.
+//! - [`metrics`]: scraping `/metrics` over HTTP and reading values.
+//! - [`otlp`]: an OTLP/gRPC collector (traces, metrics) for export tests.
 //! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
 //!   and waiting for one kind of message on a session.
 //! - [`redis`]: several dispatchers on one Redis: a real `redis-server` and
@@ -34,7 +36,9 @@ pub mod agent_fixtures;
 pub mod binaries;
 pub mod cli;
 pub mod events;
+pub mod metrics;
 pub mod mobilisation;
+pub mod otlp;
 pub mod process;
 pub mod redis;
 pub mod sample;

@@ -67,11 +67,16 @@ impl DispatcherProcess {
     /// itself, so the test picks one (bind port 0, drop the listener) and
     /// starts again on another if someone took it in between.
     pub async fn start(options: &ProcessOptions) -> anyhow::Result<DispatcherProcess> {
+        DispatcherProcess::start_with_args(options, &[]).await
+    }
+
+    /// As [`DispatcherProcess::start`], with more flags after the usual ones.
+    pub async fn start_with_args(options: &ProcessOptions, extra_args: &[OsString]) -> anyhow::Result<DispatcherProcess> {
         let binary = dispatcher_binary().await?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let address = free_port()?;
-            match DispatcherProcess::start_on(&binary, options, address).await {
+            match DispatcherProcess::start_on(&binary, options, address, extra_args).await {
                 Ok(process) => return Ok(process),
                 Err(StartError::PortTaken(error)) => last_error = Some(error),
                 Err(StartError::Failed(error)) => return Err(error),
@@ -82,10 +87,16 @@ impl DispatcherProcess {
             .context(format!("no free port after {PORT_ATTEMPTS} attempts")))
     }
 
-    async fn start_on(binary: &Path, options: &ProcessOptions, address: SocketAddr) -> Result<DispatcherProcess, StartError> {
+    async fn start_on(
+        binary: &Path,
+        options: &ProcessOptions,
+        address: SocketAddr,
+        extra_args: &[OsString],
+    ) -> Result<DispatcherProcess, StartError> {
         let mut args: Vec<OsString> =
             vec!["--listen".into(), address.to_string().into(), "--data".into(), options.data.clone().into()];
         args.extend(file_args(options.policy.as_ref(), options.areas.as_ref(), options.agents.as_ref(), options.snapshot_every));
+        args.extend(extra_args.iter().cloned());
         let child = spawn_dispatcher(binary, &args, &options.log)?;
         let mut process = DispatcherProcess { child, address, log: options.log.clone() };
         process.wait_ready().await?;
@@ -144,6 +155,15 @@ impl DispatcherProcess {
             .await
             .with_context(|| format!("the dispatcher did not exit within {within:?}; log:\n{}", self.log()))?
             .context("cannot wait for the dispatcher")
+    }
+
+    /// Sends SIGTERM (a graceful stop); [`DispatcherProcess::wait_exit`]
+    /// then waits for the exit.
+    pub async fn terminate(&self) -> anyhow::Result<()> {
+        let pid = self.child.id().context("the dispatcher has already exited")?;
+        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await.context("cannot run kill")?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed: {status}");
+        Ok(())
     }
 
     /// Kills the process with SIGKILL (no drain, no final snapshot) and
@@ -205,7 +225,7 @@ impl From<anyhow::Error> for StartError {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> anyhow::Result<SocketAddr> {
+pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }

@@ -1,31 +1,39 @@
-//! `dispatcher`: the Pingji dispatch server. Parses flags, sets up logging,
+//! `dispatcher`: the Pingji dispatch server. Reads its settings (file, then
+//! flags and environment), checks them all, sets up logging and telemetry,
 //! binds, and hands over to `pingji_dispatcher::server::run`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use pingji_dispatcher::lease::LeaseConfig;
-use pingji_dispatcher::policy::Policy;
-use pingji_dispatcher::server::{self, Config, RedisStore, Store};
-use pingji_dispatcher::shard::ShardId;
+use pingji_dispatcher::metrics::Metrics;
+use pingji_dispatcher::server::{self, Store};
+use pingji_dispatcher::settings::{
+    LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings, TlsSettings,
+};
+use pingji_dispatcher::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Pingji dispatcher: keeps the roster and the map, offers urgent tasks to the
 /// best people nearby, and records every change in its journal.
+///
+/// Settings come from `--config FILE` (see docs/dispatcher.toml); a flag or
+/// its PINGJI_* variable overrides the file. Defaults are given in brackets.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Address to serve gRPC on.
-    #[arg(long, env = "PINGJI_LISTEN", default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// SQLite journal file (created when missing).
-    #[arg(long, env = "PINGJI_DATA", default_value = "pingji.db")]
-    data: PathBuf,
+    /// Settings file (TOML); see docs/dispatcher.toml.
+    #[arg(long, env = "PINGJI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve gRPC on [127.0.0.1:50051].
+    #[arg(long, env = "PINGJI_LISTEN")]
+    listen: Option<String>,
+    /// SQLite journal file, created when missing [pingji.db].
+    #[arg(long, env = "PINGJI_DATA")]
+    data: Option<PathBuf>,
     /// Keep everything in memory (lost at exit) instead of the journal file.
     #[arg(long, env = "PINGJI_EPHEMERAL")]
     ephemeral: bool,
@@ -35,20 +43,20 @@ struct Args {
     /// it, the SQLite file of --data.
     #[arg(long, env = "PINGJI_STORE", conflicts_with = "ephemeral")]
     store: Option<String>,
-    /// The shard this process serves, with --store.
-    #[arg(long, env = "PINGJI_SHARD", default_value = ShardId::CITY)]
-    shard: ShardId,
+    /// The shard this process serves, with --store [city].
+    #[arg(long, env = "PINGJI_SHARD")]
+    shard: Option<String>,
     /// HOST:PORT where clients reach this process, with --store: standbys
     /// send clients there while it owns the shard. Defaults to --listen.
     #[arg(long, env = "PINGJI_ADVERTISE")]
     advertise: Option<String>,
     /// How long the shard lease lasts without renewal, with --store; a
-    /// standby takes over within this plus one renewal interval.
-    #[arg(long, env = "PINGJI_LEASE_TTL_MS", default_value_t = 3_000)]
-    lease_ttl_ms: u64,
-    /// How often the owner renews its lease and a standby asks for it.
-    #[arg(long, env = "PINGJI_LEASE_RENEW_MS", default_value_t = 1_000)]
-    lease_renew_ms: u64,
+    /// standby takes over within this plus one renewal interval [3000].
+    #[arg(long, env = "PINGJI_LEASE_TTL_MS")]
+    lease_ttl_ms: Option<u64>,
+    /// How often the owner renews its lease and a standby asks for it [1000].
+    #[arg(long, env = "PINGJI_LEASE_RENEW_MS")]
+    lease_renew_ms: Option<u64>,
     /// Dispatch policy (TOML); see docs/policy.md. Defaults apply where absent.
     #[arg(long, env = "PINGJI_POLICY")]
     policy: Option<PathBuf>,
@@ -61,12 +69,68 @@ struct Args {
     /// Emergency plan files (TOML) or folders of them to load at start; repeatable.
     #[arg(long = "plans", env = "PINGJI_PLANS", value_delimiter = ',')]
     plans: Vec<PathBuf>,
-    /// Seconds to let open requests and streams finish after SIGINT/SIGTERM.
-    #[arg(long, env = "PINGJI_DRAIN_TIMEOUT_S", default_value_t = 10)]
-    drain_timeout_s: u64,
-    /// Take a snapshot of the state every this many events.
-    #[arg(long, env = "PINGJI_SNAPSHOT_EVERY", default_value_t = 10_000)]
-    snapshot_every: u64,
+    /// Seconds to let open requests and streams finish after SIGINT/SIGTERM [10].
+    #[arg(long, env = "PINGJI_DRAIN_TIMEOUT_S")]
+    drain_timeout_s: Option<u64>,
+    /// Seconds after SIGINT/SIGTERM after which the process exits anyway,
+    /// drained or not; longer than the drain [drain + 20].
+    #[arg(long, env = "PINGJI_SHUTDOWN_GRACE_S")]
+    shutdown_grace_s: Option<u64>,
+    /// Take a snapshot of the state every this many events [10000].
+    #[arg(long, env = "PINGJI_SNAPSHOT_EVERY")]
+    snapshot_every: Option<u64>,
+    /// Serve Prometheus metrics on http://HOST:PORT/metrics; off by default.
+    #[arg(long, env = "PINGJI_METRICS_ADDR")]
+    metrics_addr: Option<String>,
+    /// Export traces and metrics over OTLP/gRPC to this collector,
+    /// `http://HOST:PORT` (usually port 4317); off by default.
+    #[arg(long, env = "PINGJI_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Log lines as human-readable text or as JSON objects; levels by RUST_LOG [text].
+    #[arg(long, env = "PINGJI_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+impl Args {
+    /// The flags and variables given, in the shape of the settings file.
+    fn settings(&self) -> Settings {
+        let kind = if self.ephemeral {
+            Some("memory".to_string())
+        } else if self.store.is_some() {
+            Some("redis".to_string())
+        } else if self.data.is_some() {
+            Some("sqlite".to_string())
+        } else {
+            None
+        };
+        Settings {
+            listen: self.listen.clone(),
+            store: StoreSettings {
+                kind,
+                path: self.data.clone(),
+                url: self.store.clone(),
+                shard: self.shard.clone(),
+                advertise: self.advertise.clone(),
+                lease_ttl_ms: self.lease_ttl_ms,
+                lease_renew_ms: self.lease_renew_ms,
+            },
+            policy: self.policy.clone(),
+            load: LoadSettings {
+                areas: self.areas.clone(),
+                agents: self.agents.clone(),
+                plans: (!self.plans.is_empty()).then(|| self.plans.clone()),
+            },
+            metrics: MetricsSettings { listen: self.metrics_addr.clone() },
+            otlp: OtlpSettings { endpoint: self.otlp_endpoint.clone() },
+            log: LogSettings { format: self.log_format },
+            limits: LimitSettings {
+                drain_timeout_s: self.drain_timeout_s,
+                shutdown_grace_s: self.shutdown_grace_s,
+                snapshot_every: self.snapshot_every,
+            },
+            tls: TlsSettings::default(),
+        }
+    }
 }
 
 #[tokio::main]
@@ -81,61 +145,52 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PINGJI_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    let policy = match &args.policy {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
-            Policy::from_toml(&text).map_err(|error| anyhow::anyhow!("policy file {}: {error}", path.display()))?
-        }
-        None => Policy::default(),
+    // Everything is checked before anything binds.
+    let file = match &args.config {
+        Some(path) => Settings::load(path).map_err(|error| anyhow::anyhow!("config {error}"))?,
+        None => Settings::default(),
     };
-    let store = match &args.store {
-        Some(url) => Store::Redis(redis_store(&args, url)?),
-        None if args.ephemeral => Store::Ephemeral,
-        None => Store::Sqlite(args.data.clone()),
-    };
-    let config = Config {
-        store,
-        policy,
-        areas_file: args.areas.clone(),
-        agents_file: args.agents.clone(),
-        plan_paths: args.plans.clone(),
-        drain_timeout: Duration::from_secs(args.drain_timeout_s),
-        snapshot_every: args.snapshot_every.max(1),
-    };
-    if !args.listen.ip().is_loopback() {
-        warn!(listen = %args.listen, "serving plain text on a non-loopback address; TLS arrives with issue #7");
+    let resolved = file.overlay(args.settings()).resolve()?;
+    let metrics = Arc::new(Metrics::new());
+    let telemetry = telemetry::init(resolved.log_format, resolved.otlp_endpoint.as_deref(), Some(metrics.clone()))?;
+    let served = serve(resolved, metrics).await;
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve(resolved: Resolved, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    let Resolved { listen, mut config, shutdown_grace, .. } = resolved;
+    config.set_metrics(metrics);
+    if !listen.ip().is_loopback() {
+        warn!(%listen, "serving plain text on a non-loopback address; TLS arrives with issue #7");
     }
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    if let Store::Redis(redis) = &config.store
+        && listen.ip().is_unspecified()
+        && redis.advertise == listen.to_string()
+    {
+        warn!(advertise = %redis.advertise, "standbys will send clients to an unspecified address; set --advertise to one clients can reach");
+    }
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let (stop, shutdown) = watch::channel(false);
+    let mut stopping = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop.send(true);
     });
     info!(store = ?config.store, "starting dispatcher");
-    server::run(config, listener, shutdown).await
-}
-
-/// The Redis store from the flags.
-fn redis_store(args: &Args, url: &str) -> anyhow::Result<RedisStore> {
-    anyhow::ensure!(
-        url.starts_with("redis://"),
-        "unsupported store {url}: use redis://HOST:PORT, or --data FILE for a SQLite journal"
-    );
-    let lease = LeaseConfig::new(Duration::from_millis(args.lease_ttl_ms), Duration::from_millis(args.lease_renew_ms))
-        .map_err(anyhow::Error::msg)?;
-    let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
-    if args.advertise.is_none() && args.listen.ip().is_unspecified() {
-        warn!(%advertise, "standbys will send clients to an unspecified address; set --advertise to one clients can reach");
+    tokio::select! {
+        served = server::run(config, listener, shutdown) => served,
+        () = async {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            tokio::time::sleep(shutdown_grace).await;
+        } => {
+            // Something held the drain past the grace period: stop for real.
+            // Every acknowledged change is already in the journal.
+            error!(grace_s = shutdown_grace.as_secs(), "shutdown grace period passed; exiting now");
+            std::process::exit(2);
+        }
     }
-    Ok(RedisStore { url: url.to_owned(), shard: args.shard.clone(), advertise, lease })
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

@@ -11,6 +11,7 @@
 //!   the lease, step down.
 //! - [`standby`]: what a process that does not own its shard answers
 //!   (`unavailable` naming the owner in `x-pingji-owner`).
+//! - `starting`: health only (`NOT_SERVING`) while the journal is replayed.
 
 pub mod agent;
 pub mod command;
@@ -18,8 +19,10 @@ pub mod error;
 pub mod events;
 mod ownership;
 pub mod standby;
+mod starting;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -39,6 +42,7 @@ use crate::engine::{Command, Engine};
 use crate::journal::{Journal, MemoryJournal, SqliteJournal};
 use crate::lease::LeaseConfig;
 use crate::locations::LocationWriter;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
 use crate::shard::ShardId;
@@ -46,6 +50,9 @@ use crate::shard::ShardId;
 /// Largest command request or response: a city's roster (hundreds of
 /// thousands of people) or map fits; send bigger ones in parts.
 const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
+/// Longest pause at shutdown during which new requests are refused with
+/// `unavailable` before the server closes its connections.
+const LAME_DUCK: Duration = Duration::from_millis(500);
 /// How long the answers in flight get to go out when an owner steps down.
 const STEP_DOWN_DRAIN: Duration = Duration::from_secs(1);
 
@@ -114,6 +121,10 @@ pub struct Config {
     /// How long in-flight requests and streams get after a shutdown signal.
     pub drain_timeout: Duration,
     pub snapshot_every: u64,
+    /// Where to serve Prometheus metrics (`/metrics`); off when `None`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The process's metrics, made by `run` when `metrics_addr` is set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Config {
@@ -126,7 +137,15 @@ impl Config {
             plan_paths: Vec::new(),
             drain_timeout: Duration::from_secs(10),
             snapshot_every: 10_000,
+            metrics_addr: None,
+            metrics: None,
         }
+    }
+
+    /// Uses `metrics` (shared with an OTLP exporter, say) rather than a new
+    /// set made by `run` when `metrics_addr` is set.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
     }
 }
 
@@ -141,12 +160,44 @@ fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true.
 pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let mut config = config;
+    // The metrics endpoint lives as long as the process: a standby shows it
+    // is not serving, an owner shows what it does.
+    let metrics_endpoint = match config.metrics_addr {
+        Some(address) => {
+            let metrics_listener =
+                TcpListener::bind(address).await.with_context(|| format!("cannot listen for metrics on {address}"))?;
+            let metrics = config.metrics.get_or_insert_with(|| Arc::new(Metrics::new())).clone();
+            Some(tokio::spawn(crate::metrics::http::serve(metrics, metrics_listener, shutdown.clone())))
+        }
+        None => None,
+    };
+    let served = run_store(config, listener, shutdown).await;
+    if let Some(endpoint) = metrics_endpoint {
+        // It stops with the shutdown signal; after a failure, stop it here.
+        endpoint.abort();
+        let _ = endpoint.await;
+    }
+    served
+}
+
+async fn run_store(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     if let Store::Redis(redis) = &config.store {
         let redis = redis.clone();
         return ownership::run(config, redis, listener, shutdown).await;
     }
-    let journal = open_journal(&config.store)?;
-    let engine = runtime::recover(&journal, config.policy.clone()).await?;
+    // Health answers NOT_SERVING while the journal is opened and replayed.
+    let listener = listener.into_std()?;
+    let starting = starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?).await?;
+    let recovered = async {
+        let journal = open_journal(&config.store)?;
+        let engine = runtime::recover(&journal, config.policy.clone()).await?;
+        anyhow::Ok((journal, engine))
+    }
+    .await;
+    starting.stop().await;
+    let (journal, engine) = recovered?;
+    let listener = TcpListener::from_std(listener)?;
     serve(&config, journal, engine, None, listener, shutdown, None).await
 }
 
@@ -176,8 +227,11 @@ async fn serve(
         clock: Arc::new(runtime::system_now),
         wait_for_store: matches!(config.store, Store::Redis(_)),
         locations,
+        append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
+    // Metrics and incident spans from the events, until serving ends.
+    let observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
 
@@ -188,12 +242,13 @@ async fn serve(
     let reflection_v1alpha = reflection_v1alpha()?;
 
     let address = listener.local_addr()?;
-    let mut signal = shutdown.clone();
-    // Ends serving when the owner of a shared shard steps down.
+    // Ends serving: after the lame-duck pause of a shutdown, or when the
+    // owner of a shared shard steps down.
     let (stop_serving, mut stepping_down) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .trace_fn(|request| tracing::info_span!("rpc", rpc.method = %request.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -205,10 +260,7 @@ async fn serve(
                 .max_encoding_message_size(MAX_COMMAND_MESSAGE),
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            tokio::select! {
-                _ = signal.wait_for(|stop| *stop) => {}
-                _ = stepping_down.wait_for(|stop| *stop) => {}
-            }
+            let _ = stepping_down.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(server);
     info!(%address, "dispatcher listening");
@@ -224,6 +276,12 @@ async fn serve(
             dispatcher.close_streams().await;
             health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
             health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
+            // A lame-duck pause before the server says goodbye (GOAWAY):
+            // requests arriving meanwhile get a clean, retriable
+            // `unavailable` from the dispatcher, rather than a connection
+            // closed under them, which clients report as `cancelled`.
+            tokio::time::sleep((config.drain_timeout / 4).min(LAME_DUCK)).await;
+            let _ = stop_serving.send(true);
             match tokio::time::timeout(config.drain_timeout, &mut server).await {
                 Ok(result) => result?.context("the gRPC server stopped")?,
                 Err(_) => {
@@ -261,6 +319,7 @@ async fn serve(
     drop(dispatcher);
     let _ = stop_owner.send(true);
     owner.await.context("the dispatcher owner task panicked")??;
+    observing.stop().await;
     info!("dispatcher stopped");
     Ok(())
 }

@@ -1,0 +1,362 @@
+//! The dispatcher's settings: one TOML file (`--config`), overridden by
+//! flags and `PINGJI_*` environment variables, and validated as a whole
+//! before anything binds a port. The documented example is
+//! `docs/dispatcher.toml`.
+//!
+//! Every key is optional. A value that cannot be used is refused with its
+//! key and the reason (`limits.drain_timeout_s: must be at least 1 second`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::lease::LeaseConfig;
+use crate::policy::Policy;
+use crate::server::{Config, RedisStore, Store};
+use crate::shard::ShardId;
+use crate::telemetry::{LogFormat, validate_otlp_endpoint};
+
+/// The gRPC address when none is set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// The SQLite journal when none is set.
+pub const DEFAULT_DATA: &str = "pingji.db";
+
+/// A value that cannot be used: which key and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct SettingError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn refuse(key: &str, reason: impl Into<String>) -> SettingError {
+    SettingError { key: key.to_string(), reason: reason.into() }
+}
+
+/// The settings file, or the flags and environment in the same shape.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// gRPC address, `HOST:PORT`.
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// Dispatch policy file (TOML, see docs/policy.md).
+    pub policy: Option<PathBuf>,
+    #[serde(default)]
+    pub load: LoadSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    #[serde(default)]
+    pub otlp: OtlpSettings,
+    #[serde(default)]
+    pub log: LogSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub tls: TlsSettings,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite` (default), `memory` or `redis`.
+    pub kind: Option<String>,
+    /// The SQLite journal file, with `sqlite`.
+    pub path: Option<PathBuf>,
+    /// `redis://HOST:PORT[/DB]`, with `redis`.
+    pub url: Option<String>,
+    pub shard: Option<String>,
+    pub advertise: Option<String>,
+    pub lease_ttl_ms: Option<u64>,
+    pub lease_renew_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSettings {
+    pub areas: Option<PathBuf>,
+    pub agents: Option<PathBuf>,
+    pub plans: Option<Vec<PathBuf>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `HOST:PORT` for `/metrics`; off when absent.
+    pub listen: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpSettings {
+    /// `http://HOST:PORT` of an OTLP/gRPC collector; off when absent.
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: Option<LogFormat>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Seconds open requests and streams get after SIGINT/SIGTERM.
+    pub drain_timeout_s: Option<u64>,
+    /// Seconds after SIGINT/SIGTERM after which the process exits anyway.
+    pub shutdown_grace_s: Option<u64>,
+    /// Events between snapshots.
+    pub snapshot_every: Option<u64>,
+}
+
+/// Reserved for TLS (issue #7).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Everything the binary needs, validated.
+#[derive(Debug)]
+pub struct Resolved {
+    pub listen: SocketAddr,
+    pub config: Config,
+    pub log_format: LogFormat,
+    pub otlp_endpoint: Option<String>,
+    /// When the process exits after a shutdown signal, drained or not.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    /// Reads a settings file; a syntax error or an unknown key is refused
+    /// with its place in the file.
+    pub fn parse(text: &str) -> Result<Settings, String> {
+        toml::from_str(text).map_err(|error| error.to_string())
+    }
+
+    pub fn load(path: &std::path::Path) -> Result<Settings, String> {
+        let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        Settings::parse(&text).map_err(|error| format!("{}: {error}", path.display()))
+    }
+
+    /// These settings with every value set in `over` taking precedence.
+    pub fn overlay(self, over: Settings) -> Settings {
+        Settings {
+            listen: over.listen.or(self.listen),
+            store: StoreSettings {
+                kind: over.store.kind.or(self.store.kind),
+                path: over.store.path.or(self.store.path),
+                url: over.store.url.or(self.store.url),
+                shard: over.store.shard.or(self.store.shard),
+                advertise: over.store.advertise.or(self.store.advertise),
+                lease_ttl_ms: over.store.lease_ttl_ms.or(self.store.lease_ttl_ms),
+                lease_renew_ms: over.store.lease_renew_ms.or(self.store.lease_renew_ms),
+            },
+            policy: over.policy.or(self.policy),
+            load: LoadSettings {
+                areas: over.load.areas.or(self.load.areas),
+                agents: over.load.agents.or(self.load.agents),
+                plans: over.load.plans.or(self.load.plans),
+            },
+            metrics: MetricsSettings { listen: over.metrics.listen.or(self.metrics.listen) },
+            otlp: OtlpSettings { endpoint: over.otlp.endpoint.or(self.otlp.endpoint) },
+            log: LogSettings { format: over.log.format.or(self.log.format) },
+            limits: LimitSettings {
+                drain_timeout_s: over.limits.drain_timeout_s.or(self.limits.drain_timeout_s),
+                shutdown_grace_s: over.limits.shutdown_grace_s.or(self.limits.shutdown_grace_s),
+                snapshot_every: over.limits.snapshot_every.or(self.limits.snapshot_every),
+            },
+            tls: TlsSettings {
+                cert: over.tls.cert.or(self.tls.cert),
+                key: over.tls.key.or(self.tls.key),
+                client_ca: over.tls.client_ca.or(self.tls.client_ca),
+            },
+        }
+    }
+
+    /// Checks every value and builds the server's config. Reads the policy
+    /// file (to check it) and checks that the files to load exist.
+    pub fn resolve(self) -> Result<Resolved, SettingError> {
+        let listen = address("listen", self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
+        let store = self.store(listen)?;
+        let mut config = Config::new(store);
+        if let Some(path) = &self.policy {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| refuse("policy", format!("cannot read {}: {error}", path.display())))?;
+            config.policy = Policy::from_toml(&text).map_err(|error| refuse("policy", format!("{}: {error}", path.display())))?;
+        }
+        config.areas_file = existing_file("load.areas", self.load.areas)?;
+        config.agents_file = existing_file("load.agents", self.load.agents)?;
+        for path in self.load.plans.iter().flatten() {
+            if !path.exists() {
+                return Err(refuse("load.plans", format!("{} does not exist", path.display())));
+            }
+        }
+        config.plan_paths = self.load.plans.unwrap_or_default();
+        config.metrics_addr = match &self.metrics.listen {
+            Some(text) => {
+                let metrics = address("metrics.listen", text)?;
+                if metrics == listen && metrics.port() != 0 {
+                    return Err(refuse(
+                        "metrics.listen",
+                        format!("{metrics} is the gRPC address too; give metrics their own port"),
+                    ));
+                }
+                Some(metrics)
+            }
+            None => None,
+        };
+        if let Some(endpoint) = &self.otlp.endpoint {
+            validate_otlp_endpoint(endpoint).map_err(|reason| refuse("otlp.endpoint", reason))?;
+        }
+        let drain_timeout_s = self.limits.drain_timeout_s.unwrap_or(10);
+        if drain_timeout_s == 0 {
+            return Err(refuse("limits.drain_timeout_s", "must be at least 1 second"));
+        }
+        let shutdown_grace_s = self.limits.shutdown_grace_s.unwrap_or(drain_timeout_s + 20);
+        if shutdown_grace_s <= drain_timeout_s {
+            return Err(refuse(
+                "limits.shutdown_grace_s",
+                format!(
+                    "must be longer than limits.drain_timeout_s ({drain_timeout_s} s), so that a drain can finish \
+                     and the journal be flushed before the process stops anyway"
+                ),
+            ));
+        }
+        config.drain_timeout = Duration::from_secs(drain_timeout_s);
+        let snapshot_every = self.limits.snapshot_every.unwrap_or(10_000);
+        if snapshot_every == 0 {
+            return Err(refuse("limits.snapshot_every", "must be at least 1 event"));
+        }
+        config.snapshot_every = snapshot_every;
+        if self.tls.cert.is_some() || self.tls.key.is_some() || self.tls.client_ca.is_some() {
+            return Err(refuse(
+                "tls",
+                "TLS is reserved for issue #7 and not served yet; remove the tls keys to serve plain text on loopback",
+            ));
+        }
+        Ok(Resolved {
+            listen,
+            config,
+            log_format: self.log.format.unwrap_or_default(),
+            otlp_endpoint: self.otlp.endpoint,
+            shutdown_grace: Duration::from_secs(shutdown_grace_s),
+        })
+    }
+
+    fn store(&self, listen: SocketAddr) -> Result<Store, SettingError> {
+        let store = &self.store;
+        let kind = match store.kind.as_deref() {
+            Some(kind) => kind,
+            None if store.url.is_some() => "redis",
+            None => "sqlite",
+        };
+        match kind {
+            "sqlite" => Ok(Store::Sqlite(store.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)))),
+            "memory" => Ok(Store::Ephemeral),
+            "redis" => {
+                let url = store.url.as_deref().ok_or_else(|| refuse("store.url", "a redis store needs redis://HOST:PORT"))?;
+                if !url.starts_with("redis://") {
+                    return Err(refuse("store.url", format!("{url:?} is not redis://HOST:PORT")));
+                }
+                let shard = ShardId::new(store.shard.as_deref().unwrap_or(ShardId::CITY))
+                    .map_err(|reason| refuse("store.shard", reason))?;
+                let lease = LeaseConfig::new(
+                    Duration::from_millis(store.lease_ttl_ms.unwrap_or(3_000)),
+                    Duration::from_millis(store.lease_renew_ms.unwrap_or(1_000)),
+                )
+                .map_err(|reason| refuse("store.lease_renew_ms", reason))?;
+                let advertise = store.advertise.clone().unwrap_or_else(|| listen.to_string());
+                Ok(Store::Redis(RedisStore { url: url.to_string(), shard, advertise, lease }))
+            }
+            other => Err(refuse("store.kind", format!("{other:?} is not a store; use sqlite, memory or redis"))),
+        }
+    }
+}
+
+fn address(key: &str, text: &str) -> Result<SocketAddr, SettingError> {
+    text.parse().map_err(|_| refuse(key, format!("{text:?} is not an IP address and port, e.g. 127.0.0.1:50051")))
+}
+
+fn existing_file(key: &str, path: Option<PathBuf>) -> Result<Option<PathBuf>, SettingError> {
+    match path {
+        Some(path) if !path.is_file() => Err(refuse(key, format!("{} is not a file", path.display()))),
+        other => Ok(other),
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../docs/dispatcher.toml");
+
+    #[test]
+    fn the_documented_example_parses_and_resolves() {
+        let settings = Settings::parse(EXAMPLE).expect("docs/dispatcher.toml parses");
+        assert_eq!(settings.listen.as_deref(), Some("127.0.0.1:50051"));
+        assert_eq!(settings.metrics.listen.as_deref(), Some("127.0.0.1:9464"));
+        // The example names files relative to the repository root.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut settings = settings;
+        settings.policy = settings.policy.map(|path| root.join(path));
+        settings.load.areas = settings.load.areas.map(|path| root.join(path));
+        settings.load.agents = settings.load.agents.map(|path| root.join(path));
+        settings.load.plans = settings.load.plans.map(|paths| paths.into_iter().map(|path| root.join(path)).collect());
+        let resolved = settings.resolve().expect("the example resolves");
+        assert_eq!(resolved.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(resolved.config.drain_timeout, Duration::from_secs(10));
+        assert_eq!(resolved.shutdown_grace, Duration::from_secs(30));
+        assert!(matches!(resolved.config.store, Store::Sqlite(_)));
+    }
+
+    #[test]
+    fn flags_take_precedence_over_the_file() {
+        let file = Settings::parse("listen = \"127.0.0.1:1\"\n[limits]\ndrain_timeout_s = 5\n").expect("parses");
+        let flags = Settings { listen: Some("127.0.0.1:2".into()), ..Settings::default() };
+        let resolved = file.overlay(flags).resolve().expect("resolves");
+        assert_eq!(resolved.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(resolved.config.drain_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_its_key_and_reason() {
+        let refused = |text: &str| Settings::parse(text).expect("parses").resolve().expect_err("refused").to_string();
+        assert!(refused("listen = \"localhost\"").starts_with("listen: \"localhost\" is not an IP address and port"));
+        assert!(refused("[metrics]\nlisten = \"9464\"").starts_with("metrics.listen: "));
+        assert!(refused("[store]\nkind = \"postgres\"").starts_with("store.kind: \"postgres\" is not a store"));
+        assert!(refused("[store]\nkind = \"redis\"").starts_with("store.url: "));
+        assert!(
+            refused("[store]\nurl = \"redis://x:1\"\nlease_ttl_ms = 1000\nlease_renew_ms = 900")
+                .starts_with("store.lease_renew_ms: ")
+        );
+        assert!(refused("[otlp]\nendpoint = \"collector:4317\"").starts_with("otlp.endpoint: "));
+        assert!(refused("[limits]\ndrain_timeout_s = 0").starts_with("limits.drain_timeout_s: must be at least 1"));
+        assert!(refused("[limits]\ndrain_timeout_s = 10\nshutdown_grace_s = 5").starts_with("limits.shutdown_grace_s: "));
+        assert!(refused("[tls]\ncert = \"c.pem\"").starts_with("tls: "));
+        assert!(refused("[load]\nareas = \"/no/such/file.geojson\"").starts_with("load.areas: "));
+        // Unknown keys and wrong types are refused by the parser, naming the place.
+        let unknown = Settings::parse("[metrics]\nlisten_on = \"127.0.0.1:9464\"").expect_err("unknown key");
+        assert!(unknown.contains("listen_on"), "{unknown}");
+        let wrong_type = Settings::parse("[limits]\ndrain_timeout_s = \"ten\"").expect_err("wrong type");
+        assert!(wrong_type.contains("drain_timeout_s"), "{wrong_type}");
+        let bad_format = Settings::parse("[log]\nformat = \"xml\"").expect_err("unknown format");
+        assert!(bad_format.contains("xml"), "{bad_format}");
+    }
+}
