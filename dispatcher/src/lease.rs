@@ -9,7 +9,7 @@
 //! - acquire: if the lease is free (never taken, released, or expired), take
 //!   the next token and write the lease with its ttl; otherwise say who
 //!   holds it. The next token is the larger of the counter + 1 and Redis's
-//!   clock in milliseconds, so that tokens keep growing even if Redis lost
+//!   clock in microseconds, so that tokens keep growing even if Redis lost
 //!   the counter's latest value (a crash with `appendfsync everysec`, a
 //!   failover to a replica that was behind): a process paused with an old
 //!   token can then never be handed the same token again;
@@ -49,7 +49,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 local now = redis.call('TIME')
 local token = math.max(tonumber(redis.call('GET', KEYS[2]) or '0') + 1,
-  tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  tonumber(now[1]) * 1000000 + tonumber(now[2]))
 token = string.format('%d', token)
 redis.call('SET', KEYS[2], token)
 redis.call('HSET', KEYS[1], 'token', token, 'owner', ARGV[1], 'address', ARGV[2])
@@ -375,7 +375,7 @@ mod tests {
         let (_dir, server) = start_redis();
         let owner = lease(&server, "first", "a:1", 60_000);
         let token = acquired(owner.try_acquire().expect("acquire"));
-        assert!(token > 1_600_000_000_000, "tokens start from Redis's clock in ms: {token}");
+        assert!(token > 1_600_000_000_000_000, "tokens start from Redis's clock in µs: {token}");
         // Redis comes back without the latest counter and lease (lost writes).
         server.execute(&["SET", "pingji:{city}:fence", "3"]).expect("set");
         server.execute(&["DEL", "pingji:{city}:lease"]).expect("del");

@@ -97,9 +97,16 @@ pub struct Dispatcher {
     events: broadcast::Sender<Arc<pb::Event>>,
     journal: SharedJournal,
     closing: watch::Receiver<bool>,
+    store_reachable: watch::Receiver<bool>,
 }
 
 impl Dispatcher {
+    /// False while the journal's store is out of reach and writes are
+    /// refused (Redis down; see the module notes).
+    pub fn store_reachable(&self) -> bool {
+        *self.store_reachable.borrow()
+    }
+
     /// Carries out a command; `view` builds the answer from the state right
     /// after it, and the answer arrives once the events are durable.
     pub async fn execute<T: Send + 'static>(
@@ -256,9 +263,11 @@ pub fn start(
     let (requests, inbox) = mpsc::channel(REQUEST_QUEUE);
     let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
     let (closing_sender, closing) = watch::channel(false);
-    let dispatcher = Dispatcher { requests, events: events.clone(), journal: journal.clone(), closing };
+    let (store_reachable_sender, store_reachable) = watch::channel(true);
+    let dispatcher = Dispatcher { requests, events: events.clone(), journal: journal.clone(), closing, store_reachable };
     let owner = Owner {
         closing: closing_sender,
+        store_reachable: store_reachable_sender,
         committed: None,
         store_down: None,
         probing: false,
@@ -293,6 +302,8 @@ struct Owner {
     /// Set while the store is out of reach (writes are refused): when to
     /// ask it next.
     store_down: Option<tokio::time::Instant>,
+    /// Tells handles whether the store is reachable.
+    store_reachable: watch::Sender<bool>,
     /// A probe of the store is running.
     probing: bool,
     engine: Engine,
@@ -404,6 +415,7 @@ impl Owner {
             self.route(&event);
         }
         self.store_down = None;
+        let _ = self.store_reachable.send(true);
         info!(landed = landed.len(), last_seq = self.engine.state().last_seq, "the journal's store is back; writes resume");
         let now = self.now();
         let mut events = Vec::new();
@@ -572,6 +584,7 @@ impl Owner {
                         self.rewind()?;
                         warn!(%error, "the journal's store is out of reach; refusing writes and serving reads until it is back");
                         self.store_down = Some(tokio::time::Instant::now() + STORE_PROBE_EVERY);
+                        let _ = self.store_reachable.send(false);
                         return Ok(());
                     }
                     Err(error) => {

@@ -22,6 +22,7 @@
 pub mod decide;
 pub mod dispatch;
 pub mod evolve;
+pub mod invariants;
 pub mod live;
 pub mod mobilise;
 pub mod reports;

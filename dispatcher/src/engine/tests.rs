@@ -461,66 +461,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
-    let state = engine.state();
-    for (id, record) in &state.agents {
-        let holding: Vec<_> = state
-            .incidents
-            .values()
-            .filter(|incident| incident.is_open())
-            .filter(|incident| incident.assignments.iter().any(|a| &a.agent == id && a.completed_at.is_none()))
-            .collect();
-        prop_assert!(holding.len() <= 1, "{id} holds {} assignments", holding.len());
-        prop_assert_eq!(holding.first().map(|incident| &incident.id), record.current_incident.as_ref());
-        let offered: Vec<_> = state
-            .incidents
-            .values()
-            .flat_map(|incident| incident.open_offers.values())
-            .filter(|offer| &offer.agent == id)
-            .collect();
-        prop_assert!(offered.len() <= 1, "{id} has {} open offers", offered.len());
-        if record.current_incident.is_some() {
-            prop_assert_eq!(record.status, AgentStatus::Busy);
-            prop_assert!(offered.is_empty());
-        }
-    }
-    for incident in state.incidents.values() {
-        prop_assert!(incident.assignments.len() as u32 <= incident.spec.headcount, "more accepted than needed");
-        let status = incident.status();
-        prop_assert!(
-            matches!(
-                status,
-                IncidentStatus::Staffed
-                    | IncidentStatus::Offered
-                    | IncidentStatus::Waiting
-                    | IncidentStatus::Closed
-                    | IncidentStatus::Cancelled
-                    | IncidentStatus::Reported
-                    | IncidentStatus::Merged
-                    | IncidentStatus::Rejected
-            ),
-            "status"
-        );
-        if status == IncidentStatus::Staffed {
-            prop_assert!(incident.open_offers.is_empty(), "a staffed incident has no offers out");
-        }
-        if !incident.is_open() {
-            prop_assert!(incident.open_offers.is_empty());
-        }
-        if incident.triage_pending {
-            prop_assert!(
-                incident.open_offers.is_empty() && incident.assignments.is_empty(),
-                "a report waiting for triage is not dispatched"
-            );
-        }
-        for offer in incident.open_offers.values() {
-            prop_assert!(!incident.excluded.contains(&offer.agent));
-        }
-        let mut served = BTreeSet::new();
-        for assignment in &incident.assignments {
-            prop_assert!(served.insert(&assignment.agent), "{} assigned twice to {}", assignment.agent, incident.id);
-        }
-    }
-    Ok(())
+    invariants::check(engine.state()).map_err(TestCaseError::fail)
 }
 
 proptest! {

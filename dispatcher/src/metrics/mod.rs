@@ -220,7 +220,11 @@ impl Metrics {
             Unit::Seconds,
             self.journal_append.clone(),
         );
-        registry.register("ready", "1 while this process serves (owns its journal), 0 otherwise", self.ready.clone());
+        registry.register(
+            "ready",
+            "1 while this process serves (owns its journal and can write it), 0 otherwise",
+            self.ready.clone(),
+        );
         registry.register("connected_agents", "People with an open session", self.connected_agents.clone());
         registry.register(
             "available_people",
@@ -307,6 +311,8 @@ impl Metrics {
         self.open_incidents.clear();
         self.area_mode.clear();
         if let Some(dispatcher) = dispatcher {
+            // Serving, but not ready while its store is out of reach (writes refused).
+            self.ready.set(i64::from(dispatcher.store_reachable()));
             self.queue_depth.set(dispatcher.queue_depth() as i64);
             let figures = tokio::time::timeout(STATE_WITHIN, dispatcher.query(|engine, _| StateFigures::of(engine))).await;
             match figures {

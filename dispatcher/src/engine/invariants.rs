@@ -1,0 +1,59 @@
+//! What must hold of the state after any sequence of commands: nobody holds
+//! two assignments or two offers, nobody is assigned twice or beyond the
+//! headcount, a staffed or ended incident has no offers out, a report
+//! waiting for triage is not dispatched. The engine's property test and the
+//! fuzz target (`fuzz/`) check it after every step.
+
+use std::collections::BTreeSet;
+
+use super::State;
+use crate::roster::AgentStatus;
+
+/// The first broken invariant, said plainly.
+pub fn check(state: &State) -> Result<(), String> {
+    for (id, record) in &state.agents {
+        let holding: Vec<_> = state
+            .incidents
+            .values()
+            .filter(|incident| incident.is_open())
+            .filter(|incident| incident.assignments.iter().any(|a| &a.agent == id && a.completed_at.is_none()))
+            .map(|incident| &incident.id)
+            .collect();
+        if holding.len() > 1 {
+            return Err(format!("{id} holds {} assignments: {holding:?}", holding.len()));
+        }
+        if holding.first().copied() != record.current_incident.as_ref() {
+            return Err(format!("{id} is recorded at {:?} but assigned to {holding:?}", record.current_incident));
+        }
+        let offered =
+            state.incidents.values().flat_map(|incident| incident.open_offers.values()).filter(|offer| &offer.agent == id);
+        let offered = offered.count();
+        if offered > 1 {
+            return Err(format!("{id} has {offered} open offers"));
+        }
+        if record.current_incident.is_some() && (record.status != AgentStatus::Busy || offered > 0) {
+            return Err(format!("{id} is assigned but {:?} with {offered} open offer(s)", record.status));
+        }
+    }
+    for incident in state.incidents.values() {
+        let id = &incident.id;
+        if incident.assignments.len() as u32 > incident.spec.headcount {
+            return Err(format!("{id} has {} people for a headcount of {}", incident.assignments.len(), incident.spec.headcount));
+        }
+        let staffed = incident.status() == crate::incident::IncidentStatus::Staffed;
+        if (staffed || !incident.is_open()) && !incident.open_offers.is_empty() {
+            return Err(format!("{id} is {:?} with offers out", incident.status()));
+        }
+        if incident.triage_pending && !(incident.open_offers.is_empty() && incident.assignments.is_empty()) {
+            return Err(format!("{id} waits for triage but was dispatched"));
+        }
+        if let Some(offer) = incident.open_offers.values().find(|offer| incident.excluded.contains(&offer.agent)) {
+            return Err(format!("{id} offered to {}, who is excluded from it", offer.agent));
+        }
+        let mut served = BTreeSet::new();
+        if let Some(twice) = incident.assignments.iter().find(|assignment| !served.insert(&assignment.agent)) {
+            return Err(format!("{} assigned twice to {id}", twice.agent));
+        }
+    }
+    Ok(())
+}
