@@ -158,7 +158,9 @@ impl Default for Policy {
     fn default() -> Self {
         let urgent_reports: Vec<String> = ["fire", "medical", "rescue"].map(String::from).to_vec();
         Policy {
-            normal: mode_policy(300, 1, 180),
+            // Normal times: incidents rarely compete for the same people, and
+            // a grid's few candidates leave a matching little to improve.
+            normal: ModePolicy { assignment: Assignment::Greedy, ..mode_policy(300, 1, 180) },
             emergency_iv: ModePolicy {
                 eligible_reserves: vec![Role::RegisteredMember],
                 max_travel_s: 1800,

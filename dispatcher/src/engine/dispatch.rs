@@ -30,7 +30,7 @@ use crate::ids::{AgentId, AreaId, IncidentId, Millis};
 use crate::incident::{Incident, OfferRecord};
 use crate::policy::{Assignment, Mode};
 use crate::roster::AgentStatus;
-use crate::spatial::Position;
+use crate::spatial::{PeopleIndex, Position};
 
 /// A person who could take an incident, with how far away they are.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,49 +79,58 @@ impl Engine {
             return Vec::new();
         }
         let speeds = &self.policy.speeds;
-        let fastest = speeds.walk_mps.max(speeds.bike_mps).max(speeds.car_mps);
         let stale_before = query.now.0 - (self.policy.location_stale_s as i64) * 1000;
         let scope_extent_m = query.scope.and_then(|(_, area)| self.state.areas.farthest_extent_m(area, query.at));
+        let max_travel_s = query.mode.map(|mode| self.policy.for_mode(mode).max_travel_s as f64);
         let mut best: Vec<Candidate> = Vec::with_capacity(query.k + 1);
-        for (agent, distance_m) in self.live.index.nearest(query.at) {
-            if scope_extent_m.is_some_and(|extent| distance_m > extent) {
-                break;
+        // One walk per travel mode: within a mode, nearer is sooner, so each
+        // walk stops once nobody farther could beat the k-th best so far.
+        for travel_mode in PeopleIndex::MODES {
+            let speed = travel_mode.speed_mps(speeds);
+            for (agent, distance_m) in self.live.index.nearest(query.at, travel_mode) {
+                if scope_extent_m.is_some_and(|extent| distance_m > extent) {
+                    break;
+                }
+                let eta_s = (distance_m / speed).round();
+                if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
+                    break;
+                }
+                if max_travel_s.is_some_and(|max_travel_s| eta_s > max_travel_s) {
+                    break;
+                }
+                let (Some(record), Some(live)) = (self.state.agents.get(agent), self.live.agents.get(agent)) else {
+                    continue;
+                };
+                if live.located_at.0 < stale_before || !record.has_skills(query.skills) {
+                    continue;
+                }
+                if query.free_only && !record.is_free() {
+                    continue;
+                }
+                if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
+                    continue;
+                }
+                if let Some((level, area)) = query.scope
+                    && !live.placement.within(level, area)
+                {
+                    continue;
+                }
+                debug_assert_eq!(record.profile.travel_mode, travel_mode, "people are indexed under their travel mode");
+                if let Some(mode) = query.mode
+                    && !self.policy.eligible(mode, record.profile.role)
+                {
+                    continue;
+                }
+                let candidate = Candidate {
+                    agent: agent.clone(),
+                    distance_m,
+                    eta_s,
+                    recent_assignments: self.recent_assignments(record, query.now),
+                };
+                let position = best.partition_point(|other| rank(other) <= rank(&candidate));
+                best.insert(position, candidate);
+                best.truncate(query.k);
             }
-            if best.len() == query.k && best.last().is_some_and(|worst| distance_m / fastest > worst.eta_s) {
-                break;
-            }
-            let (Some(record), Some(live)) = (self.state.agents.get(agent), self.live.agents.get(agent)) else {
-                continue;
-            };
-            if live.located_at.0 < stale_before || !record.has_skills(query.skills) {
-                continue;
-            }
-            if query.free_only && !record.is_free() {
-                continue;
-            }
-            if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
-                continue;
-            }
-            if let Some((level, area)) = query.scope
-                && !live.placement.within(level, area)
-            {
-                continue;
-            }
-            let eta_s = (distance_m / record.profile.travel_mode.speed_mps(speeds)).round();
-            if let Some(mode) = query.mode
-                && (!self.policy.eligible(mode, record.profile.role) || eta_s > self.policy.for_mode(mode).max_travel_s as f64)
-            {
-                continue;
-            }
-            let candidate = Candidate {
-                agent: agent.clone(),
-                distance_m,
-                eta_s,
-                recent_assignments: self.recent_assignments(record, query.now),
-            };
-            let position = best.partition_point(|other| rank(other) <= rank(&candidate));
-            best.insert(position, candidate);
-            best.truncate(query.k);
         }
         best
     }

@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use crate::areas::{AreaMap, Placement};
 use crate::ids::{AgentId, IncidentId, Millis};
+use crate::roster::TravelMode;
 use crate::spatial::{PeopleIndex, Position};
 
 #[derive(Clone, Debug, Default)]
@@ -15,6 +16,9 @@ pub struct LiveAgent {
     pub located_at: Millis,
     /// Where the live location places the person.
     pub placement: Placement,
+    /// The travel mode the person is in the spatial index under (their
+    /// profile's when they last reported a location).
+    pub indexed_as: TravelMode,
 }
 
 #[derive(Default)]

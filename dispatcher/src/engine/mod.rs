@@ -341,7 +341,7 @@ impl Engine {
         };
         live.connected = false;
         if let Some(at) = live.location.take() {
-            self.live.index.remove(agent, at);
+            self.live.index.remove(agent, at, live.indexed_as);
         }
         self.withdraw_open_offer(agent, crate::event::WithdrawReason::Disconnected, now, out);
         Ok(())
@@ -354,11 +354,12 @@ impl Engine {
         };
         let newly_located = live.location.is_none() || now.seconds_since(live.located_at) > self.policy.location_stale_s as f64;
         if let Some(previous) = live.location.replace(at) {
-            self.live.index.remove(agent, previous);
+            self.live.index.remove(agent, previous, live.indexed_as);
         }
         live.located_at = now;
         live.placement = self.state.areas.place(at);
-        self.live.index.insert(agent.clone(), at);
+        live.indexed_as = self.state.agents.get(agent).map(|record| record.profile.travel_mode).unwrap_or_default();
+        self.live.index.insert(agent.clone(), at, live.indexed_as);
         let free = self.state.agents.get(agent).is_some_and(AgentRecord::is_free);
         if newly_located && free {
             self.dispatch_waiting(now, out);

@@ -1138,3 +1138,49 @@ fn a_batch_too_big_for_one_matching_goes_greedy_for_the_rest_and_urgent_incident
     assert_eq!(offered_to(&engine, &ids[1]), ["only-near"], "priority 1 is matched first");
     assert_eq!(offered_to(&engine, &ids[0]), ["far"]);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// The search walks one tree per travel mode and stops early; it must
+    /// find exactly the people a full scan ranks first.
+    #[test]
+    fn candidate_search_equals_a_full_scan_ranked_by_eta(
+        people in prop::collection::vec((0.0..3000.0f64, 0.0..3000.0f64, 0..3usize, any::<bool>(), 0..5u8), 1..60),
+        k in 1..6usize,
+        with_skill in any::<bool>(),
+    ) {
+        let mut engine = engine();
+        let origin = centre_of(&engine, "d1-s1-c1-g1");
+        let north = |from: Position, metres: f64| Position { lat: from.lat + metres / 111_195.0, ..from };
+        for (n, (x, y, mode, skilled, status)) in people.iter().enumerate() {
+            let id = format!("q{n}");
+            let mut person = profile(&id, if *skilled { &["first_aid"] } else { &[] });
+            person.travel_mode = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car][*mode];
+            engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true }, "operator:test", T0).expect("added");
+            engine.execute(Command::Connect { agent: AgentId::new(&id) }, "agent", T0).expect("connects");
+            let at = north(east(origin, *x - 1500.0), *y - 1500.0);
+            engine.execute(Command::ReportLocation { agent: AgentId::new(&id), at }, "agent", T0).expect("located");
+            if *status == 0 {
+                engine.execute(Command::SetStatus { agent: AgentId::new(&id), status: AgentStatus::OffDuty }, "agent", T0).expect("status");
+            }
+        }
+        let skills: BTreeSet<String> = if with_skill { ["first_aid".to_string()].into() } else { BTreeSet::new() };
+        let found: Vec<(String, f64)> =
+            engine.nearby(origin, k, &skills, true, T0).into_iter().map(|c| (c.agent.as_str().to_string(), c.eta_s)).collect();
+        let speeds = &engine.policy().speeds;
+        let mut scan: Vec<(f64, u32, String)> = engine
+            .state()
+            .agents
+            .values()
+            .filter(|record| record.is_free() && record.has_skills(&skills))
+            .filter_map(|record| {
+                let at = engine.live_agent(&record.profile.id)?.location?;
+                let eta = (origin.distance_m(at) / record.profile.travel_mode.speed_mps(speeds)).round();
+                Some((eta, 0, record.profile.id.as_str().to_string()))
+            })
+            .collect();
+        scan.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+        let expected: Vec<(String, f64)> = scan.into_iter().take(k).map(|(eta, _, id)| (id, eta)).collect();
+        prop_assert_eq!(found, expected);
+    }
+}
