@@ -44,7 +44,10 @@ fn main() {
     let mut journal = SqliteJournal::open(&path).expect("journal");
 
     let started = Instant::now();
-    let mut engine = Engine::new(Policy::default());
+    // The people report once and stay put: their locations must not go
+    // stale over the days of virtual time the incidents span.
+    let generating = Policy { location_stale_s: 10 * 365 * 24 * 3600, ..Policy::default() };
+    let mut engine = Engine::new(generating);
     let mut pending: Vec<Event> = Vec::new();
     let flush = |events: &mut Vec<Event>, journal: &mut SqliteJournal| {
         let stored: Vec<_> = events.iter().map(stored_event).collect();
@@ -125,7 +128,14 @@ fn main() {
     flush(&mut pending, &mut journal);
     let last_seq = engine.state().last_seq;
     let incidents = engine.state().incidents.len();
-    let final_state = engine.state().clone();
+    let offers: u64 = engine.state().incidents.values().map(|incident| u64::from(incident.offers_made)).sum();
+    assert!(offers as usize >= incidents * 9 / 10, "the journal is mostly offered, accepted, completed incidents");
+    // The journal holds events as JSON, and serde_json (without its
+    // float_roundtrip feature) may read an f64 back one ulp off; compare with
+    // the final state after the same round trip, and say whether it differs.
+    let final_state: pingji_dispatcher::engine::State =
+        serde_json::from_slice(&serde_json::to_vec(engine.state()).expect("serialise")).expect("parse");
+    let exact_state = engine.state().clone();
     drop(engine);
     println!(
         "journal: {last_seq} events ({incidents} incidents, {PEOPLE} people) written in {:.1} s; file {:.0} MB",
@@ -139,7 +149,10 @@ fn main() {
     let started = Instant::now();
     let recovered = runtime.block_on(recover(&shared, Policy::default())).expect("recovers");
     let elapsed = started.elapsed();
-    assert_eq!(recovered.state(), &final_state, "replay rebuilds the same state");
+    assert!(recovered.state() == &final_state, "replay rebuilds the same state (after the JSON round trip)");
+    if recovered.state() != &exact_state {
+        println!("note: the replayed state differs from the in-memory one before any JSON round trip (float digits)");
+    }
     println!(
         "replay without a snapshot: {last_seq} events in {:.2} s = {:.0} events/s; state in memory about {:.0} MB",
         elapsed.as_secs_f64(),
@@ -153,7 +166,7 @@ fn main() {
     let started = Instant::now();
     let recovered = runtime.block_on(recover(&shared, Policy::default())).expect("recovers");
     let elapsed = started.elapsed();
-    assert_eq!(recovered.state(), &final_state, "snapshot + replay rebuilds the same state");
+    assert!(recovered.state() == &final_state, "snapshot + replay rebuilds the same state");
     println!(
         "replay with a snapshot at event {snapshot_seq} ({:.0} MB of JSON) and {} events after it: {:.2} s",
         bytes.len() as f64 / 1e6,

@@ -98,21 +98,26 @@ impl Engine {
                 if max_travel_s.is_some_and(|max_travel_s| eta_s > max_travel_s) {
                     break;
                 }
-                let (Some(record), Some(live)) = (self.state.agents.get(agent), self.live.agents.get(agent)) else {
+                // Cheap checks on the live copy first; the roster look-up last.
+                let Some(live) = self.live.agents.get(agent) else {
                     continue;
                 };
-                if live.located_at.0 < stale_before || !record.has_skills(query.skills) {
-                    continue;
-                }
-                if query.free_only && !record.is_free() {
-                    continue;
-                }
-                if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
+                if live.located_at.0 < stale_before || !query.skills.is_subset(&live.skills) {
                     continue;
                 }
                 if let Some((level, area)) = query.scope
                     && !live.placement.within(level, area)
                 {
+                    continue;
+                }
+                if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
+                    continue;
+                }
+                let Some(record) = self.state.agents.get(agent) else {
+                    continue;
+                };
+                debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
+                if query.free_only && !record.is_free() {
                     continue;
                 }
                 debug_assert_eq!(record.profile.travel_mode, travel_mode, "people are indexed under their travel mode");

@@ -19,6 +19,9 @@ pub struct LiveAgent {
     /// The travel mode the person is in the spatial index under (their
     /// profile's when they last reported a location).
     pub indexed_as: TravelMode,
+    /// The person's skills while located: a copy of the roster's, so that
+    /// the candidate search rejects the unskilled without a roster look-up.
+    pub skills: BTreeSet<String>,
 }
 
 #[derive(Default)]

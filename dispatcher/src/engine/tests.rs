@@ -1184,3 +1184,22 @@ proptest! {
         prop_assert_eq!(found, expected);
     }
 }
+
+#[test]
+fn a_roster_change_of_skills_or_travel_mode_applies_to_a_located_person_at_once() {
+    let mut engine = engine();
+    let centre = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "changer", &[], east(centre, 300.0), T0);
+    let first_aid: BTreeSet<String> = ["first_aid".to_string()].into();
+    assert!(engine.nearby(centre, 1, &first_aid, true, T0).is_empty());
+    let mut changed = profile("changer", &["first_aid"]);
+    changed.travel_mode = TravelMode::Car;
+    engine.execute(Command::UpsertAgents { agents: vec![changed], all_new: false }, "operator:test", T0).expect("updated");
+    let found = engine.nearby(centre, 1, &first_aid, true, T0);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].eta_s, (found[0].distance_m / engine.policy().speeds.car_mps).round(), "ranked as a driver now");
+    engine
+        .execute(Command::UpsertAgents { agents: vec![profile("changer", &[])], all_new: false }, "operator:test", T0)
+        .expect("updated");
+    assert!(engine.nearby(centre, 1, &first_aid, true, T0).is_empty());
+}

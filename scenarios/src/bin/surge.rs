@@ -150,6 +150,7 @@ fn main() -> ExitCode {
         runs.push(play(&surge, label, assignment, &args));
     }
     print_table(&runs);
+    time_matching();
     if let Some(path) = &args.svg {
         if let Err(error) = std::fs::write(path, chart(&runs, &args)) {
             eprintln!("surge: cannot write {}: {error}", path.display());
@@ -158,6 +159,43 @@ fn main() -> ExitCode {
         println!("chart: {}", path.display());
     }
     ExitCode::SUCCESS
+}
+
+/// The matching alone on a crowded synthetic batch: 1,000 incidents x 3
+/// offers, each slot with 11 options among 2,000 people of one street, so
+/// that slots compete for the same people.
+fn time_matching() {
+    let mut random = Sequence(7);
+    let people = 2000usize;
+    let mut options = Vec::new();
+    let mut unmatched = Vec::new();
+    for incident in 0..1000usize {
+        let centre = (incident * people / 1000) as i64;
+        let incident_options: Vec<(usize, i64)> = (0..11)
+            .map(|_| {
+                let offset = (random.unit() * 60.0) as i64 - 30;
+                let column = (centre + offset).rem_euclid(people as i64) as usize;
+                (column, 30 + offset.abs() * 10 + (random.unit() * 20.0) as i64)
+            })
+            .collect::<BTreeMap<usize, i64>>()
+            .into_iter()
+            .collect();
+        for _ in 0..3 {
+            options.push(incident_options.clone());
+            unmatched.push(1_000_000_000);
+        }
+    }
+    let started = Instant::now();
+    let matching = pingji_dispatcher::assignment::min_cost_matching(&options, &unmatched, people, u64::MAX);
+    let elapsed = started.elapsed();
+    let matched = matching.slot_to_person.iter().filter(|person| person.is_some()).count();
+    println!(
+        "matching alone: {} slots, {people} people, {matched} matched, {} steps in {:.1} ms ({:.1} ns per step)",
+        options.len(),
+        matching.steps,
+        elapsed.as_secs_f64() * 1e3,
+        elapsed.as_secs_f64() * 1e9 / matching.steps.max(1) as f64
+    );
 }
 
 fn build_surge(args: &Args) -> Result<Surge, String> {
