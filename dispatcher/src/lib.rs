@@ -5,7 +5,8 @@
 //! - [`ids`]: identifier newtypes and time.
 //! - [`spatial`]: positions, great-circle distance, the spatial index of people.
 //! - [`areas`]: the area hierarchy, GeoJSON import and point-in-polygon placement.
-//! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening).
+//! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening, surge assignment).
+//! - [`assignment`]: min-cost matching of many waiting slots to people at once (surges).
 //! - [`roster`]: people, roles, skills, status.
 //! - [`roster_csv`]: reading the roster from CSV.
 //! - [`incident`]: incidents, offers and assignments.
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod areas;
+pub mod assignment;
 pub mod convert;
 pub mod engine;
 pub mod event;

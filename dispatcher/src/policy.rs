@@ -37,6 +37,18 @@ impl Mode {
     }
 }
 
+/// How incidents that wait at the same time are given their offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Assignment {
+    /// One incident at a time, most urgent first, each to its best people.
+    Greedy,
+    /// An incident arriving in a quiet moment is offered at once; incidents
+    /// that follow within the batch window are matched together at the end
+    /// of the window as a min-cost assignment (see `crate::assignment`).
+    Batch,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WidenAfter {
@@ -75,6 +87,14 @@ pub struct ModePolicy {
     pub call_up_when_grid_low: bool,
     /// Field-report categories dispatched at once, without waiting for triage.
     pub auto_dispatch_reports: Vec<String>,
+    /// Greedy (one by one) or batch (min-cost matching in a surge).
+    pub assignment: Assignment,
+    /// Batch: incidents arriving within this many milliseconds of the last
+    /// dispatch wait for the end of the window and are matched together.
+    pub batch_window_ms: u64,
+    /// Batch: at most this many incidents in one matching (most urgent
+    /// first); the rest are offered greedily.
+    pub batch_max_incidents: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +126,12 @@ pub struct Policy {
     /// How often grid staffing is checked against the minimum; 0 turns the
     /// check off.
     pub staffing_check_s: u64,
+    /// Batch assignment: people considered per incident beyond the offers it
+    /// still needs (its nearest qualified people by ETA).
+    pub batch_spare_candidates: u32,
+    /// Batch assignment: seconds of ETA one recent assignment (within the
+    /// workload window) costs, so that work is spread when ETAs are close.
+    pub workload_penalty_s: u64,
 }
 
 fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: u32) -> ModePolicy {
@@ -122,6 +148,9 @@ fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: 
         grid_minimum: 0,
         call_up_when_grid_low: false,
         auto_dispatch_reports: Vec::new(),
+        assignment: Assignment::Batch,
+        batch_window_ms: 2000,
+        batch_max_incidents: 1000,
     }
 }
 
@@ -129,7 +158,9 @@ impl Default for Policy {
     fn default() -> Self {
         let urgent_reports: Vec<String> = ["fire", "medical", "rescue"].map(String::from).to_vec();
         Policy {
-            normal: mode_policy(300, 1, 180),
+            // Normal times: incidents rarely compete for the same people, and
+            // a grid's few candidates leave a matching little to improve.
+            normal: ModePolicy { assignment: Assignment::Greedy, ..mode_policy(300, 1, 180) },
             emergency_iv: ModePolicy {
                 eligible_reserves: vec![Role::RegisteredMember],
                 max_travel_s: 1800,
@@ -169,6 +200,8 @@ impl Default for Policy {
             speeds: Speeds { walk_mps: 1.4, bike_mps: 4.0, car_mps: 8.0 },
             reserve_roles: vec![Role::RegisteredMember, Role::SunkCadre],
             staffing_check_s: 60,
+            batch_spare_candidates: 8,
+            workload_penalty_s: 60,
         }
     }
 }
@@ -244,6 +277,21 @@ impl Policy {
                     mode.checkin_deadline_s
                 ));
             }
+            if mode.batch_window_ms == 0 || mode.batch_window_ms > 60_000 {
+                return Err(format!(
+                    "{name}.batch_window_ms = {} is out of range; use 1..=60000 milliseconds",
+                    mode.batch_window_ms
+                ));
+            }
+            if !(1..=5000).contains(&mode.batch_max_incidents) {
+                return Err(format!("{name}.batch_max_incidents = {} is out of range; use 1..=5000", mode.batch_max_incidents));
+            }
+        }
+        if self.batch_spare_candidates > 64 {
+            return Err(format!("batch_spare_candidates = {} is out of range; use 0..=64", self.batch_spare_candidates));
+        }
+        if self.workload_penalty_s > 3600 {
+            return Err(format!("workload_penalty_s = {} is out of range; use 0..=3600 seconds", self.workload_penalty_s));
         }
         if self.location_stale_s == 0 || self.waiting_retry_s == 0 {
             return Err("location_stale_s and waiting_retry_s must be at least 1 second".to_string());
@@ -313,5 +361,9 @@ mod tests {
         assert!(error.contains("ofer_timeout_s"), "{error}");
         let error = Policy::from_toml("[normal]\noffer_timeout_s = \"soon\"\n").unwrap_err();
         assert!(error.contains("offer_timeout_s"), "{error}");
+        let error = Policy::from_toml("[emergency_ii]\nassignment = \"hungarian\"\n").unwrap_err();
+        assert!(error.contains("assignment") || error.contains("hungarian"), "{error}");
+        let error = Policy::from_toml("[emergency_ii]\nbatch_window_ms = 0\n").unwrap_err();
+        assert!(error.contains("emergency_ii.batch_window_ms"), "{error}");
     }
 }

@@ -2,12 +2,17 @@
 //!
 //! The index stores each located person as a point on the unit sphere (3-D),
 //! so that nearest-neighbour order in the R-tree is exactly great-circle order.
+//! It keeps one R-tree per travel mode: within one tree everyone moves at the
+//! same speed, so nearest order is also arrival-time order, and a search for
+//! the k soonest to arrive can stop in each tree after the k-th qualified
+//! person instead of walking out to where the fastest mode could still win.
 
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::AgentId;
+use crate::roster::TravelMode;
 
 /// Mean earth radius used for great-circle distances.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -69,35 +74,51 @@ fn chord2_to_metres(chord2: f64) -> f64 {
 
 type Entry = GeomWithData<[f64; 3], AgentId>;
 
-/// Located people, nearest first. Holds only who is where; eligibility
-/// (status, skills, scope) is checked by the caller while walking.
+/// Located people, nearest first, one tree per travel mode. Holds only who
+/// is where; eligibility (status, skills, scope) is checked by the caller
+/// while walking.
 #[derive(Default)]
 pub struct PeopleIndex {
-    tree: RTree<Entry>,
+    trees: [RTree<Entry>; 3],
+}
+
+fn lane(mode: TravelMode) -> usize {
+    match mode {
+        TravelMode::Walk => 0,
+        TravelMode::Bike => 1,
+        TravelMode::Car => 2,
+    }
 }
 
 impl PeopleIndex {
-    pub fn insert(&mut self, agent: AgentId, at: Position) {
-        self.tree.insert(GeomWithData::new(at.unit_vector(), agent));
+    pub const MODES: [TravelMode; 3] = [TravelMode::Car, TravelMode::Bike, TravelMode::Walk];
+
+    /// Adds a person under the travel mode they are indexed by; remove them
+    /// with the same position and mode.
+    pub fn insert(&mut self, agent: AgentId, at: Position, mode: TravelMode) {
+        self.trees[lane(mode)].insert(GeomWithData::new(at.unit_vector(), agent));
     }
 
-    pub fn remove(&mut self, agent: &AgentId, at: Position) {
-        let removed = self.tree.remove(&GeomWithData::new(at.unit_vector(), agent.clone()));
+    pub fn remove(&mut self, agent: &AgentId, at: Position, mode: TravelMode) {
+        let removed = self.trees[lane(mode)].remove(&GeomWithData::new(at.unit_vector(), agent.clone()));
         debug_assert!(removed.is_some(), "person removed from the index was not in it");
     }
 
     pub fn len(&self) -> usize {
-        self.tree.size()
+        self.trees.iter().map(RTree::size).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tree.size() == 0
+        self.len() == 0
     }
 
-    /// People in order of great-circle distance from `at`, with the distance in metres.
-    pub fn nearest(&self, at: Position) -> impl Iterator<Item = (&AgentId, f64)> + '_ {
+    /// People of one travel mode in order of great-circle distance from
+    /// `at`, with the distance in metres.
+    pub fn nearest(&self, at: Position, mode: TravelMode) -> impl Iterator<Item = (&AgentId, f64)> + '_ {
         let query = at.unit_vector();
-        self.tree.nearest_neighbor_iter_with_distance_2(&query).map(|(entry, chord2)| (&entry.data, chord2_to_metres(chord2)))
+        self.trees[lane(mode)]
+            .nearest_neighbor_iter_with_distance_2(&query)
+            .map(|(entry, chord2)| (&entry.data, chord2_to_metres(chord2)))
     }
 }
 
@@ -117,16 +138,19 @@ mod tests {
     fn index_returns_people_in_distance_order_with_haversine_distance() {
         let mut index = PeopleIndex::default();
         let centre = Position { lon: 120.15, lat: 30.27 };
-        index.insert(AgentId::new("far"), Position { lon: 120.20, lat: 30.27 });
-        index.insert(AgentId::new("near"), Position { lon: 120.151, lat: 30.27 });
-        index.insert(AgentId::new("mid"), Position { lon: 120.16, lat: 30.28 });
-        let order: Vec<_> = index.nearest(centre).map(|(id, _)| id.as_str().to_string()).collect();
-        assert_eq!(order, ["near", "mid", "far"]);
-        let (_, metres) = index.nearest(centre).next().expect("one person");
+        let walk = TravelMode::Walk;
+        index.insert(AgentId::new("far"), Position { lon: 120.20, lat: 30.27 }, walk);
+        index.insert(AgentId::new("near"), Position { lon: 120.151, lat: 30.27 }, walk);
+        index.insert(AgentId::new("mid"), Position { lon: 120.16, lat: 30.28 }, walk);
+        index.insert(AgentId::new("driver"), Position { lon: 120.1505, lat: 30.27 }, TravelMode::Car);
+        let order: Vec<_> = index.nearest(centre, walk).map(|(id, _)| id.as_str().to_string()).collect();
+        assert_eq!(order, ["near", "mid", "far"], "each travel mode has its own tree");
+        let (_, metres) = index.nearest(centre, walk).next().expect("one person");
         let expected = centre.distance_m(Position { lon: 120.151, lat: 30.27 });
         assert!((metres - expected).abs() < 0.01, "{metres} vs {expected}");
-        index.remove(&AgentId::new("near"), Position { lon: 120.151, lat: 30.27 });
-        assert_eq!(index.len(), 2);
+        index.remove(&AgentId::new("near"), Position { lon: 120.151, lat: 30.27 }, walk);
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.nearest(centre, TravelMode::Car).count(), 1);
     }
 
     #[test]

@@ -9,17 +9,28 @@
 //! flat mode. They are ranked by estimated arrival time (great-circle
 //! distance / speed of their travel mode), then by fewer recent assignments,
 //! then by id so that results are deterministic.
+//!
+//! Surges: with batch assignment (the default, see `Policy`), an incident
+//! that arrives in a quiet moment is offered at once and opens a short batch
+//! window; incidents wanting offers while the window is open wait for its end
+//! and are then matched to people together as a min-cost assignment
+//! ([`crate::assignment`]) on ETA, skills as hard constraints and recent
+//! workload as a penalty. What the matching cannot place (too many incidents,
+//! the step budget spent, nobody in scope) goes the greedy way, which also
+//! widens and records that nobody fits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
+use super::live::BatchWindow;
 use super::{Command, Engine};
 use crate::areas::AreaLevel;
+use crate::assignment::{self, Options};
 use crate::event::{DISPATCHER, EventKind, WidenReason, WithdrawReason};
 use crate::ids::{AgentId, AreaId, IncidentId, Millis};
 use crate::incident::{Incident, OfferRecord};
-use crate::policy::Mode;
+use crate::policy::{Assignment, Mode};
 use crate::roster::AgentStatus;
-use crate::spatial::Position;
+use crate::spatial::{PeopleIndex, Position};
 
 /// A person who could take an incident, with how far away they are.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +55,17 @@ pub struct CandidateQuery<'a> {
     pub now: Millis,
 }
 
+/// The search steps one batch matching may take before the slots it has not
+/// reached go greedy: a bound on compute that does not depend on the clock,
+/// so that the same input always gives the same offers. About 30 ms of one
+/// core on the 2-core development machine (docs/PERFORMANCE.md).
+const MAX_MATCHING_STEPS: u64 = 3_000_000;
+
+/// The cost of leaving one slot of a priority-1 incident without an offer,
+/// far above any ETA: the matching staffs as many slots as it can, most
+/// urgent first, before it minimises travel.
+const UNMATCHED_COST: i64 = 1_000_000_000;
+
 /// Where an incident's offers may go and under which mode.
 struct Reach {
     mode: Mode,
@@ -57,49 +79,63 @@ impl Engine {
             return Vec::new();
         }
         let speeds = &self.policy.speeds;
-        let fastest = speeds.walk_mps.max(speeds.bike_mps).max(speeds.car_mps);
         let stale_before = query.now.0 - (self.policy.location_stale_s as i64) * 1000;
         let scope_extent_m = query.scope.and_then(|(_, area)| self.state.areas.farthest_extent_m(area, query.at));
+        let max_travel_s = query.mode.map(|mode| self.policy.for_mode(mode).max_travel_s as f64);
         let mut best: Vec<Candidate> = Vec::with_capacity(query.k + 1);
-        for (agent, distance_m) in self.live.index.nearest(query.at) {
-            if scope_extent_m.is_some_and(|extent| distance_m > extent) {
-                break;
+        // One walk per travel mode: within a mode, nearer is sooner, so each
+        // walk stops once nobody farther could beat the k-th best so far.
+        for travel_mode in PeopleIndex::MODES {
+            let speed = travel_mode.speed_mps(speeds);
+            for (agent, distance_m) in self.live.index.nearest(query.at, travel_mode) {
+                if scope_extent_m.is_some_and(|extent| distance_m > extent) {
+                    break;
+                }
+                let eta_s = (distance_m / speed).round();
+                if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
+                    break;
+                }
+                if max_travel_s.is_some_and(|max_travel_s| eta_s > max_travel_s) {
+                    break;
+                }
+                // Cheap checks on the live copy first; the roster look-up last.
+                let Some(live) = self.live.agents.get(agent) else {
+                    continue;
+                };
+                if live.located_at.0 < stale_before || !query.skills.is_subset(&live.skills) {
+                    continue;
+                }
+                if let Some((level, area)) = query.scope
+                    && !live.placement.within(level, area)
+                {
+                    continue;
+                }
+                if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
+                    continue;
+                }
+                let Some(record) = self.state.agents.get(agent) else {
+                    continue;
+                };
+                debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
+                if query.free_only && !record.is_free() {
+                    continue;
+                }
+                debug_assert_eq!(record.profile.travel_mode, travel_mode, "people are indexed under their travel mode");
+                if let Some(mode) = query.mode
+                    && !self.policy.eligible(mode, record.profile.role)
+                {
+                    continue;
+                }
+                let candidate = Candidate {
+                    agent: agent.clone(),
+                    distance_m,
+                    eta_s,
+                    recent_assignments: self.recent_assignments(record, query.now),
+                };
+                let position = best.partition_point(|other| rank(other) <= rank(&candidate));
+                best.insert(position, candidate);
+                best.truncate(query.k);
             }
-            if best.len() == query.k && best.last().is_some_and(|worst| distance_m / fastest > worst.eta_s) {
-                break;
-            }
-            let (Some(record), Some(live)) = (self.state.agents.get(agent), self.live.agents.get(agent)) else {
-                continue;
-            };
-            if live.located_at.0 < stale_before || !record.has_skills(query.skills) {
-                continue;
-            }
-            if query.free_only && !record.is_free() {
-                continue;
-            }
-            if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
-                continue;
-            }
-            if let Some((level, area)) = query.scope
-                && !live.placement.within(level, area)
-            {
-                continue;
-            }
-            let eta_s = (distance_m / record.profile.travel_mode.speed_mps(speeds)).round();
-            if let Some(mode) = query.mode
-                && (!self.policy.eligible(mode, record.profile.role) || eta_s > self.policy.for_mode(mode).max_travel_s as f64)
-            {
-                continue;
-            }
-            let candidate = Candidate {
-                agent: agent.clone(),
-                distance_m,
-                eta_s,
-                recent_assignments: self.recent_assignments(record, query.now),
-            };
-            let position = best.partition_point(|other| rank(other) <= rank(&candidate));
-            best.insert(position, candidate);
-            best.truncate(query.k);
         }
         best
     }
@@ -125,9 +161,156 @@ impl Engine {
         Some(level)
     }
 
+    /// Makes the offers an incident still lacks, or, with batch assignment
+    /// while a batch window is open, queues it for the end of the window.
+    pub(super) fn dispatch_incident(&mut self, incident_id: &IncidentId, now: Millis, out: &mut Vec<super::Event>) {
+        if self.held_for_batch(incident_id, now) {
+            return;
+        }
+        self.dispatch_incident_now(incident_id, now, out);
+    }
+
+    /// Batch assignment: true when the incident waits for the open window's
+    /// matching; opens a window when none is open (the incident itself is
+    /// then offered at once).
+    fn held_for_batch(&mut self, incident_id: &IncidentId, now: Millis) -> bool {
+        let Some(incident) = self.state.incidents.get(incident_id).filter(|incident| incident.is_dispatchable()) else {
+            return false;
+        };
+        let mode_policy = self.policy.for_mode(self.reach(incident).mode);
+        if mode_policy.assignment != Assignment::Batch {
+            return false;
+        }
+        if self.live.batch.as_ref().is_some_and(|window| now <= window.until && window.opened_by.as_ref() != Some(incident_id)) {
+            self.live.batch_queue.insert(incident_id.clone());
+            return true;
+        }
+        if self.live.batch.as_ref().is_some_and(|window| now <= window.until) {
+            return false;
+        }
+        self.live.batch = Some(BatchWindow {
+            until: Millis(now.0 + mode_policy.batch_window_ms as i64),
+            opened_by: Some(incident_id.clone()),
+            window_ms: mode_policy.batch_window_ms,
+            max_incidents: mode_policy.batch_max_incidents,
+        });
+        false
+    }
+
+    /// When the queued incidents are matched, if any wait.
+    pub(super) fn batch_due(&self) -> Option<Millis> {
+        if self.live.batch_queue.is_empty() {
+            return None;
+        }
+        self.live.batch.as_ref().map(|window| window.until)
+    }
+
+    /// The end of a batch window: matches every queued incident's missing
+    /// offers to people at once, then lets the greedy path fill what the
+    /// matching left (widening, recording that nobody fits, retries).
+    fn dispatch_batch(&mut self, now: Millis, out: &mut Vec<super::Event>) {
+        let Some(window) = self.live.batch.clone() else {
+            return;
+        };
+        let queued = std::mem::take(&mut self.live.batch_queue);
+        let order: Vec<IncidentId> = self.incidents_lacking_offers().into_iter().filter(|id| queued.contains(id)).collect();
+        let batch = &order[..order.len().min(window.max_incidents as usize)];
+
+        // One slot per offer still to make; candidates per incident.
+        let mut slot_incident: Vec<usize> = Vec::new();
+        let mut options: Vec<Options> = Vec::new();
+        let mut unmatched_cost: Vec<i64> = Vec::new();
+        let mut people: Vec<AgentId> = Vec::new();
+        let mut column_of: HashMap<AgentId, usize> = HashMap::new();
+        let mut reaches: Vec<Reach> = Vec::new();
+        let mut candidates_of: Vec<Vec<Candidate>> = Vec::new();
+        for (position, incident_id) in batch.iter().enumerate() {
+            let incident = &self.state.incidents[incident_id];
+            let reach = self.reach(incident);
+            let mode_policy = self.policy.for_mode(reach.mode);
+            let slots =
+                ((incident.still_needed() * mode_policy.parallel_offers) as usize).saturating_sub(incident.open_offers.len());
+            let query = CandidateQuery {
+                at: incident.spec.at,
+                skills: &incident.spec.skills,
+                scope: reach.scope.as_ref().map(|(level, area)| (*level, area)),
+                excluded: Some(&incident.excluded),
+                free_only: true,
+                mode: Some(reach.mode),
+                k: slots + self.policy.batch_spare_candidates as usize,
+                now,
+            };
+            let candidates = self.find_candidates(&query);
+            let mut incident_options = Options::with_capacity(candidates.len());
+            for candidate in &candidates {
+                let cost =
+                    candidate.eta_s as i64 + self.policy.workload_penalty_s as i64 * i64::from(candidate.recent_assignments);
+                let column = *column_of.entry(candidate.agent.clone()).or_insert_with(|| {
+                    people.push(candidate.agent.clone());
+                    people.len() - 1
+                });
+                incident_options.push((column, cost));
+            }
+            candidates_of.push(candidates);
+            // Priority 1 is the most urgent: its slots cost the most to leave empty.
+            let urgency = 16 - i64::from(incident.spec.priority.min(15));
+            for _ in 0..slots {
+                slot_incident.push(position);
+                options.push(incident_options.clone());
+                unmatched_cost.push(UNMATCHED_COST / 16 * urgency);
+            }
+            reaches.push(reach);
+        }
+        let matching = assignment::min_cost_matching(&options, &unmatched_cost, people.len(), MAX_MATCHING_STEPS);
+        for (slot, column) in matching.slot_to_person.iter().enumerate() {
+            let Some(column) = column else {
+                continue;
+            };
+            let position = slot_incident[slot];
+            let Some(candidate) = candidates_of[position].iter().find(|candidate| candidate.agent == people[*column]).cloned()
+            else {
+                debug_assert!(false, "a slot is matched only to a candidate of its incident");
+                continue;
+            };
+            self.send_offer(&batch[position].clone(), candidate, &reaches[position], now, out);
+        }
+        for incident_id in &order {
+            self.dispatch_incident_now(incident_id, now, out);
+        }
+        self.live.batch = Some(BatchWindow { until: Millis(now.0 + window.window_ms as i64), opened_by: None, ..window });
+    }
+
+    /// Emits one offer of an incident to a candidate.
+    fn send_offer(
+        &mut self,
+        incident_id: &IncidentId,
+        candidate: Candidate,
+        reach: &Reach,
+        now: Millis,
+        out: &mut Vec<super::Event>,
+    ) {
+        let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
+        let deadline = now.plus_seconds(self.policy.for_mode(reach.mode).offer_timeout_s);
+        let incident = &self.state.incidents[incident_id];
+        let origin = self.live.agents.get(&candidate.agent).and_then(|live| live.location).map(Position::approximate);
+        let offer = OfferRecord {
+            id: incident.next_offer_id(),
+            incident: incident_id.clone(),
+            agent: candidate.agent,
+            sent_at: now,
+            deadline,
+            distance_m: candidate.distance_m.round(),
+            eta_s: candidate.eta_s,
+            level,
+            flat: reach.mode.is_emergency(),
+            origin,
+        };
+        self.emit(out, DISPATCHER, now, EventKind::OfferSent { offer });
+    }
+
     /// Makes the offers an incident still lacks, widening in normal mode when
     /// nobody at the current level fits.
-    pub(super) fn dispatch_incident(&mut self, incident_id: &IncidentId, now: Millis, out: &mut Vec<super::Event>) {
+    fn dispatch_incident_now(&mut self, incident_id: &IncidentId, now: Millis, out: &mut Vec<super::Event>) {
         loop {
             let Some(incident) = self.state.incidents.get(incident_id).filter(|incident| incident.is_dispatchable()) else {
                 return;
@@ -152,25 +335,8 @@ impl Engine {
             let candidates = self.find_candidates(&query);
             let short = candidates.len() < wanted - outstanding;
             if !candidates.is_empty() {
-                let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
-                let deadline = now.plus_seconds(mode_policy.offer_timeout_s);
-                let flat = reach.mode.is_emergency();
                 for candidate in candidates {
-                    let incident = &self.state.incidents[incident_id];
-                    let origin = self.live.agents.get(&candidate.agent).and_then(|live| live.location).map(Position::approximate);
-                    let offer = OfferRecord {
-                        id: incident.next_offer_id(),
-                        incident: incident_id.clone(),
-                        agent: candidate.agent,
-                        sent_at: now,
-                        deadline,
-                        distance_m: candidate.distance_m.round(),
-                        eta_s: candidate.eta_s,
-                        level,
-                        flat,
-                        origin,
-                    };
-                    self.emit(out, DISPATCHER, now, EventKind::OfferSent { offer });
+                    self.send_offer(incident_id, candidate, &reach, now, out);
                 }
                 if !short {
                     return;
@@ -367,6 +533,10 @@ impl Engine {
                 self.dispatch_incident(&incident, now, out);
             }
         }
+        // Last, so that incidents touched above join the batch that is due.
+        if self.batch_due().is_some_and(|due| due <= now) {
+            self.dispatch_batch(now, out);
+        }
     }
 
     /// When an unstaffed incident in normal mode widens if nobody accepts.
@@ -382,6 +552,9 @@ impl Engine {
 
     pub(super) fn earliest_deadline(&self) -> Option<Millis> {
         let mut earliest = self.live.next_retry;
+        if let Some(due) = self.batch_due() {
+            earliest = Some(earliest.map_or(due, |current: Millis| current.min(due)));
+        }
         for deadline in self.mobilisation_deadlines() {
             earliest = Some(earliest.map_or(deadline, |current: Millis| current.min(deadline)));
         }

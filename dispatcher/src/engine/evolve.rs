@@ -21,6 +21,18 @@ impl Engine {
             }
             EventKind::AgentsUpserted { agents } => {
                 for profile in agents {
+                    // A located person's copy of the roster follows the change; a
+                    // new travel mode moves them to that mode's tree.
+                    if let Some(live) = self.live.agents.get_mut(&profile.id)
+                        && let Some(at) = live.location
+                    {
+                        live.skills = profile.skills.clone();
+                        if live.indexed_as != profile.travel_mode {
+                            self.live.index.remove(&profile.id, at, live.indexed_as);
+                            live.indexed_as = profile.travel_mode;
+                            self.live.index.insert(profile.id.clone(), at, live.indexed_as);
+                        }
+                    }
                     match self.state.agents.get_mut(&profile.id) {
                         Some(record) => record.profile = profile.clone(),
                         None => {

@@ -1,10 +1,11 @@
 //! Soft state: who is connected and where they are now. Kept in memory,
 //! refreshed by the people's sessions, never journaled one by one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::areas::{AreaMap, Placement};
-use crate::ids::{AgentId, Millis};
+use crate::ids::{AgentId, IncidentId, Millis};
+use crate::roster::TravelMode;
 use crate::spatial::{PeopleIndex, Position};
 
 #[derive(Clone, Debug, Default)]
@@ -15,6 +16,12 @@ pub struct LiveAgent {
     pub located_at: Millis,
     /// Where the live location places the person.
     pub placement: Placement,
+    /// The travel mode the person is in the spatial index under (their
+    /// profile's when they last reported a location).
+    pub indexed_as: TravelMode,
+    /// The person's skills while located: a copy of the roster's, so that
+    /// the candidate search rejects the unskilled without a roster look-up.
+    pub skills: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -26,6 +33,21 @@ pub struct Live {
     pub next_retry: Option<Millis>,
     /// When grid staffing is next checked against the minimum.
     pub next_staffing_check: Option<Millis>,
+    /// Batch assignment: the window opened by the last dispatch, if any.
+    pub batch: Option<BatchWindow>,
+    /// Batch assignment: incidents waiting for the end of the window.
+    pub batch_queue: BTreeSet<IncidentId>,
+}
+
+/// A batch window: incidents wanting offers before `until` wait for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchWindow {
+    pub until: Millis,
+    /// The incident whose dispatch opened the window: it alone is not held
+    /// (a decline or timeout of its own offer is re-offered at once).
+    pub opened_by: Option<IncidentId>,
+    pub window_ms: u64,
+    pub max_incidents: u32,
 }
 
 impl Live {

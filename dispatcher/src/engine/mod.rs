@@ -353,7 +353,7 @@ impl Engine {
         };
         live.connected = false;
         if let Some(at) = live.location.take() {
-            self.live.index.remove(agent, at);
+            self.live.index.remove(agent, at, live.indexed_as);
         }
         self.withdraw_open_offer(agent, crate::event::WithdrawReason::Disconnected, now, out);
         Ok(())
@@ -365,14 +365,20 @@ impl Engine {
             return Err(Rejection::FailedPrecondition(format!("agent {agent} is not connected; say hello first")));
         };
         let newly_located = live.location.is_none() || now.seconds_since(live.located_at) > self.policy.location_stale_s as f64;
+        let first_location = live.location.is_none();
         if let Some(previous) = live.location.replace(at) {
-            self.live.index.remove(agent, previous);
+            self.live.index.remove(agent, previous, live.indexed_as);
         }
         live.located_at = now;
         live.placement = self.state.areas.place(at);
-        self.live.index.insert(agent.clone(), at);
-        let free = self.state.agents.get(agent).is_some_and(AgentRecord::is_free);
-        if newly_located && free {
+        // What the search needs from the roster is copied once per session
+        // (and on a roster change, in evolve), not looked up on every report.
+        if first_location && let Some(record) = self.state.agents.get(agent) {
+            live.indexed_as = record.profile.travel_mode;
+            live.skills = record.profile.skills.clone();
+        }
+        self.live.index.insert(agent.clone(), at, live.indexed_as);
+        if newly_located && self.state.agents.get(agent).is_some_and(AgentRecord::is_free) {
             self.dispatch_waiting(now, out);
         }
         Ok(())

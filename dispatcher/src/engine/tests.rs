@@ -937,3 +937,210 @@ fn a_bad_policy_file_names_the_field() {
     let error = Policy::from_toml("[normal]\neligible_reserves = [\"wizard\"]\n").unwrap_err();
     assert!(error.contains("eligible_reserves") || error.contains("wizard"), "{error}");
 }
+
+/// Grade II with one offer per needed person, so that who is offered what is
+/// easy to read; `assignment` chooses greedy or batch.
+fn surge_policy(assignment: crate::policy::Assignment) -> Policy {
+    let mut policy = quiet_policy();
+    policy.emergency_ii.parallel_offers = 1;
+    policy.emergency_ii.assignment = assignment;
+    policy
+}
+
+fn incident_spec(at: Position, skills: &[&str], priority: u8) -> IncidentSpec {
+    IncidentSpec {
+        at,
+        category: "flooding".to_string(),
+        priority,
+        skills: skills.iter().map(|skill| skill.to_string()).collect(),
+        headcount: 1,
+        description: String::new(),
+    }
+}
+
+/// A surge where one-by-one is wasteful: incident A (reported first, no skill
+/// needed) and B (needs first aid) are both nearest to first-aider X; Y is a
+/// little farther from A, Z (first aid) far from both. Greedy gives A X and
+/// B Z; the matching gives A Y and B X, for half the total ETA. Before them,
+/// incident O in a quiet moment is offered at once and opens the window.
+/// Returns the engine, every event (map import excluded) and the ids of A, B.
+fn surge_of_two(assignment: crate::policy::Assignment) -> (Engine, Vec<Event>, IncidentId, IncidentId) {
+    let mut engine = engine_with(surge_policy(assignment));
+    let mut events = switch(&mut engine, "d1", Mode::EmergencyIi, T0);
+    let centre = centre_of(&engine, "d1-s1-c1-g1");
+    let opener_at = east(centre_of(&engine, "d1-s2-c1-g1"), 0.0);
+    for (id, skills, at) in [
+        ("o", vec![], east(opener_at, 50.0)),
+        ("x", vec!["first_aid"], east(centre, 100.0)),
+        ("y", vec![], east(centre, -150.0)),
+        ("z", vec!["first_aid"], east(centre, 900.0)),
+    ] {
+        let mut person = profile(id, &skills);
+        person.home_area = Some(area("d1-s1-c1-g1"));
+        events.extend(
+            engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true }, "operator:test", T0).expect("added"),
+        );
+        engine.execute(Command::Connect { agent: AgentId::new(id) }, "agent", T0).expect("connects");
+        events.extend(engine.execute(Command::ReportLocation { agent: AgentId::new(id), at }, "agent", T0).expect("located"));
+    }
+    let now = T0.plus_seconds(10);
+    let create = |spec: IncidentSpec, engine: &mut Engine, events: &mut Vec<Event>| {
+        let created = engine.execute(Command::CreateIncident { id: None, spec }, "operator:test", now).expect("created");
+        let id = created[0].kind.incident_id().expect("names the incident").clone();
+        events.extend(created);
+        id
+    };
+    create(incident_spec(opener_at, &[], 2), &mut engine, &mut events);
+    let a = create(incident_spec(centre, &[], 1), &mut engine, &mut events);
+    let b = create(incident_spec(east(centre, 300.0), &["first_aid"], 1), &mut engine, &mut events);
+    let later = now.plus_seconds(60);
+    while let Some(deadline) = engine.next_deadline().filter(|deadline| *deadline <= later) {
+        events.extend(engine.tick(deadline));
+    }
+    (engine, events, a, b)
+}
+
+fn offered_to(engine: &Engine, incident: &IncidentId) -> Vec<String> {
+    engine.state().incidents[incident].open_offers.values().map(|offer| offer.agent.as_str().to_string()).collect()
+}
+
+#[test]
+fn greedy_assignment_gives_the_first_incident_its_nearest_even_when_the_next_needs_them_more() {
+    let (engine, _, a, b) = surge_of_two(crate::policy::Assignment::Greedy);
+    assert_eq!(offered_to(&engine, &a), ["x"]);
+    assert_eq!(offered_to(&engine, &b), ["z"]);
+}
+
+#[test]
+fn batch_assignment_matches_a_surge_for_the_least_total_eta_and_replays_exactly() {
+    let (engine, events, a, b) = surge_of_two(crate::policy::Assignment::Batch);
+    assert_eq!(offered_to(&engine, &a), ["y"]);
+    assert_eq!(offered_to(&engine, &b), ["x"]);
+    let eta =
+        |incident: &IncidentId| engine.state().incidents[incident].open_offers.values().map(|offer| offer.eta_s).sum::<f64>();
+    let (greedy, _, greedy_a, greedy_b) = surge_of_two(crate::policy::Assignment::Greedy);
+    let greedy_eta =
+        |incident: &IncidentId| greedy.state().incidents[incident].open_offers.values().map(|offer| offer.eta_s).sum::<f64>();
+    assert!(eta(&a) + eta(&b) < greedy_eta(&greedy_a) + greedy_eta(&greedy_b));
+    // The offers of A and B went out at the end of the window, not when they were reported.
+    let reported = engine.state().incidents[&a].reported_at;
+    let sent = engine.state().incidents[&a].open_offers.values().map(|offer| offer.sent_at).collect::<Vec<_>>();
+    assert_eq!(sent, [Millis(reported.0 + engine.policy().emergency_ii.batch_window_ms as i64)]);
+    // Same input, same offers; the journal rebuilds the same state.
+    let (_, again, _, _) = surge_of_two(crate::policy::Assignment::Batch);
+    assert_eq!(again, events);
+    let mut all = engine_map_events();
+    all.extend(events);
+    assert_eq!(&replayed(&engine, &all), engine.state());
+}
+
+#[test]
+fn an_incident_in_a_quiet_moment_is_offered_at_once_even_with_batch_assignment() {
+    let mut engine = engine_with(surge_policy(crate::policy::Assignment::Batch));
+    switch(&mut engine, "d1", Mode::EmergencyIi, T0);
+    let centre = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "near", &[], east(centre, 80.0), T0);
+    let (_, events) = create(&mut engine, centre, &[], 1, T0.plus_seconds(5));
+    assert_eq!(offers_in(&events).len(), 1);
+    // Declining is re-offered at once too: the incident opened the window itself.
+    person_at(&mut engine, "next", &[], east(centre, 200.0), T0.plus_seconds(5));
+    let offer = open_offer_of(&engine, "near").expect("offered");
+    let declined = engine
+        .execute(Command::Decline { agent: AgentId::new("near"), offer, reason: "busy".into() }, "agent", T0.plus_seconds(6))
+        .expect("declines");
+    assert_eq!(offers_in(&declined).iter().map(|(_, agent)| agent.as_str()).collect::<Vec<_>>(), ["next"]);
+}
+
+#[test]
+fn a_batch_too_big_for_one_matching_goes_greedy_for_the_rest_and_urgent_incidents_come_first() {
+    let mut policy = surge_policy(crate::policy::Assignment::Batch);
+    policy.emergency_ii.batch_max_incidents = 1;
+    let mut engine = engine_with(policy);
+    switch(&mut engine, "d1", Mode::EmergencyIi, T0);
+    let centre = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "only-near", &[], east(centre, 50.0), T0);
+    person_at(&mut engine, "far", &[], east(centre, 700.0), T0);
+    let opener_at = centre_of(&engine, "d1-s2-c1-g1");
+    person_at(&mut engine, "opener-near", &[], east(opener_at, 30.0), T0);
+    let now = T0.plus_seconds(1);
+    let opener = incident_spec(opener_at, &[], 3);
+    engine.execute(Command::CreateIncident { id: None, spec: opener }, "operator:test", now).expect("created");
+    let mut ids = Vec::new();
+    for priority in [3u8, 1] {
+        let created = engine
+            .execute(Command::CreateIncident { id: None, spec: incident_spec(centre, &[], priority) }, "operator:test", now)
+            .expect("created");
+        assert!(offers_in(&created).is_empty(), "held for the batch");
+        ids.push(created[0].kind.incident_id().expect("id").clone());
+    }
+    let due = engine.next_deadline().expect("the batch is due");
+    let fired = engine.tick(due);
+    assert_eq!(offers_in(&fired).len(), 2, "one offer by the matching, one greedy");
+    assert_eq!(offered_to(&engine, &ids[1]), ["only-near"], "priority 1 is matched first");
+    assert_eq!(offered_to(&engine, &ids[0]), ["far"]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// The search walks one tree per travel mode and stops early; it must
+    /// find exactly the people a full scan ranks first.
+    #[test]
+    fn candidate_search_equals_a_full_scan_ranked_by_eta(
+        people in prop::collection::vec((0.0..3000.0f64, 0.0..3000.0f64, 0..3usize, any::<bool>(), 0..5u8), 1..60),
+        k in 1..6usize,
+        with_skill in any::<bool>(),
+    ) {
+        let mut engine = engine();
+        let origin = centre_of(&engine, "d1-s1-c1-g1");
+        let north = |from: Position, metres: f64| Position { lat: from.lat + metres / 111_195.0, ..from };
+        for (n, (x, y, mode, skilled, status)) in people.iter().enumerate() {
+            let id = format!("q{n}");
+            let mut person = profile(&id, if *skilled { &["first_aid"] } else { &[] });
+            person.travel_mode = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car][*mode];
+            engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true }, "operator:test", T0).expect("added");
+            engine.execute(Command::Connect { agent: AgentId::new(&id) }, "agent", T0).expect("connects");
+            let at = north(east(origin, *x - 1500.0), *y - 1500.0);
+            engine.execute(Command::ReportLocation { agent: AgentId::new(&id), at }, "agent", T0).expect("located");
+            if *status == 0 {
+                engine.execute(Command::SetStatus { agent: AgentId::new(&id), status: AgentStatus::OffDuty }, "agent", T0).expect("status");
+            }
+        }
+        let skills: BTreeSet<String> = if with_skill { ["first_aid".to_string()].into() } else { BTreeSet::new() };
+        let found: Vec<(String, f64)> =
+            engine.nearby(origin, k, &skills, true, T0).into_iter().map(|c| (c.agent.as_str().to_string(), c.eta_s)).collect();
+        let speeds = &engine.policy().speeds;
+        let mut scan: Vec<(f64, u32, String)> = engine
+            .state()
+            .agents
+            .values()
+            .filter(|record| record.is_free() && record.has_skills(&skills))
+            .filter_map(|record| {
+                let at = engine.live_agent(&record.profile.id)?.location?;
+                let eta = (origin.distance_m(at) / record.profile.travel_mode.speed_mps(speeds)).round();
+                Some((eta, 0, record.profile.id.as_str().to_string()))
+            })
+            .collect();
+        scan.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+        let expected: Vec<(String, f64)> = scan.into_iter().take(k).map(|(eta, _, id)| (id, eta)).collect();
+        prop_assert_eq!(found, expected);
+    }
+}
+
+#[test]
+fn a_roster_change_of_skills_or_travel_mode_applies_to_a_located_person_at_once() {
+    let mut engine = engine();
+    let centre = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "changer", &[], east(centre, 300.0), T0);
+    let first_aid: BTreeSet<String> = ["first_aid".to_string()].into();
+    assert!(engine.nearby(centre, 1, &first_aid, true, T0).is_empty());
+    let mut changed = profile("changer", &["first_aid"]);
+    changed.travel_mode = TravelMode::Car;
+    engine.execute(Command::UpsertAgents { agents: vec![changed], all_new: false }, "operator:test", T0).expect("updated");
+    let found = engine.nearby(centre, 1, &first_aid, true, T0);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].eta_s, (found[0].distance_m / engine.policy().speeds.car_mps).round(), "ranked as a driver now");
+    engine
+        .execute(Command::UpsertAgents { agents: vec![profile("changer", &[])], all_new: false }, "operator:test", T0)
+        .expect("updated");
+    assert!(engine.nearby(centre, 1, &first_aid, true, T0).is_empty());
+}
