@@ -122,15 +122,22 @@ async fn time_takeover(dispatcher: &mut SharedDispatcher, since: Instant) -> any
     Ok(since.elapsed())
 }
 
+/// Starts one dispatcher, waits until it owns the shard, then a second,
+/// and waits until it stands by: `(owner, standby)`.
+async fn owner_and_standby(dir: &Path, redis: &RedisServer) -> anyhow::Result<(SharedDispatcher, SharedDispatcher)> {
+    let mut owner = SharedDispatcher::start(&options(dir, redis, "owner.log")?).await?;
+    owner.wait_owner(PROMPTLY).await?;
+    let mut standby = SharedDispatcher::start(&options(dir, redis, "standby.log")?).await?;
+    standby.wait_standby(PROMPTLY).await?;
+    Ok((owner, standby))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyhow::Result<()> {
     let _serial = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let mut first = SharedDispatcher::start(&options(dir.path(), &redis, "first.log")?).await?;
-    first.wait_owner(PROMPTLY).await?;
-    let mut second = SharedDispatcher::start(&options(dir.path(), &redis, "second.log")?).await?;
-
+    let (mut first, mut second) = owner_and_standby(dir.path(), &redis).await?;
     let answer = second.wait_standby(PROMPTLY).await?;
     let owner = first.address().to_string();
     assert_eq!(owner_of(&answer).as_deref(), Some(owner.as_str()));
@@ -194,10 +201,7 @@ async fn the_console_and_a_field_agent_find_the_owner_and_follow_it_through_a_fa
     let _serial = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let mut first = SharedDispatcher::start(&options(dir.path(), &redis, "first.log")?).await?;
-    first.wait_owner(PROMPTLY).await?;
-    let mut second = SharedDispatcher::start(&options(dir.path(), &redis, "second.log")?).await?;
-    second.wait_standby(PROMPTLY).await?;
+    let (mut first, mut second) = owner_and_standby(dir.path(), &redis).await?;
     let first_url = format!("http://{}", first.address());
     let second_url = format!("http://{}", second.address());
 
@@ -329,10 +333,7 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
 
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let mut owner = SharedDispatcher::start(&options(dir.path(), &redis, "owner.log")?).await?;
-    owner.wait_owner(PROMPTLY).await?;
-    let mut standby = SharedDispatcher::start(&options(dir.path(), &redis, "standby.log")?).await?;
-    standby.wait_standby(PROMPTLY).await?;
+    let (mut owner, mut standby) = owner_and_standby(dir.path(), &redis).await?;
 
     let channel = owner.channel().await?;
     let mut command = CommandServiceClient::new(channel.clone());
@@ -475,10 +476,7 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_steps_down() -> anyhow::Re
     let _serial = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let mut old_owner = SharedDispatcher::start(&options(dir.path(), &redis, "old.log")?).await?;
-    old_owner.wait_owner(PROMPTLY).await?;
-    let mut successor = SharedDispatcher::start(&options(dir.path(), &redis, "new.log")?).await?;
-    successor.wait_standby(PROMPTLY).await?;
+    let (mut old_owner, mut successor) = owner_and_standby(dir.path(), &redis).await?;
 
     let channel = old_owner.channel().await?;
     let mut command = CommandServiceClient::new(channel.clone());
