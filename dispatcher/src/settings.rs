@@ -112,6 +112,12 @@ pub struct LimitSettings {
     pub shutdown_grace_s: Option<u64>,
     /// Events between snapshots.
     pub snapshot_every: Option<u64>,
+    /// Open agent sessions at most.
+    pub max_sessions: Option<usize>,
+    /// Messages one agent session may send per second.
+    pub agent_messages_per_s: Option<u32>,
+    /// Seconds one command may take.
+    pub request_timeout_s: Option<u64>,
 }
 
 /// Reserved for TLS (issue #7).
@@ -172,6 +178,9 @@ impl Settings {
                 drain_timeout_s: over.limits.drain_timeout_s.or(self.limits.drain_timeout_s),
                 shutdown_grace_s: over.limits.shutdown_grace_s.or(self.limits.shutdown_grace_s),
                 snapshot_every: over.limits.snapshot_every.or(self.limits.snapshot_every),
+                max_sessions: over.limits.max_sessions.or(self.limits.max_sessions),
+                agent_messages_per_s: over.limits.agent_messages_per_s.or(self.limits.agent_messages_per_s),
+                request_timeout_s: over.limits.request_timeout_s.or(self.limits.request_timeout_s),
             },
             tls: TlsSettings {
                 cert: over.tls.cert.or(self.tls.cert),
@@ -236,6 +245,20 @@ impl Settings {
             return Err(refuse("limits.snapshot_every", "must be at least 1 event"));
         }
         config.snapshot_every = snapshot_every;
+        let defaults = crate::server::Limits::default();
+        let max_sessions = self.limits.max_sessions.unwrap_or(defaults.max_sessions);
+        if max_sessions == 0 {
+            return Err(refuse("limits.max_sessions", "must be at least 1 session"));
+        }
+        let agent_messages_per_s = self.limits.agent_messages_per_s.unwrap_or(defaults.agent_messages_per_s);
+        if agent_messages_per_s == 0 {
+            return Err(refuse("limits.agent_messages_per_s", "must be at least 1 message a second"));
+        }
+        let request_timeout = self.limits.request_timeout_s.map_or(defaults.request_timeout, Duration::from_secs);
+        if request_timeout.is_zero() {
+            return Err(refuse("limits.request_timeout_s", "must be at least 1 second"));
+        }
+        config.limits = crate::server::Limits { max_sessions, agent_messages_per_s, request_timeout };
         if self.tls.cert.is_some() || self.tls.key.is_some() || self.tls.client_ca.is_some() {
             return Err(refuse(
                 "tls",
@@ -348,6 +371,9 @@ mod tests {
         );
         assert!(refused("[otlp]\nendpoint = \"collector:4317\"").starts_with("otlp.endpoint: "));
         assert!(refused("[limits]\ndrain_timeout_s = 0").starts_with("limits.drain_timeout_s: must be at least 1"));
+        assert!(refused("[limits]\nmax_sessions = 0").starts_with("limits.max_sessions: must be at least 1"));
+        assert!(refused("[limits]\nagent_messages_per_s = 0").starts_with("limits.agent_messages_per_s: "));
+        assert!(refused("[limits]\nrequest_timeout_s = 0").starts_with("limits.request_timeout_s: "));
         assert!(refused("[limits]\ndrain_timeout_s = 10\nshutdown_grace_s = 5").starts_with("limits.shutdown_grace_s: "));
         assert!(refused("[tls]\ncert = \"c.pem\"").starts_with("tls: "));
         assert!(refused("[load]\nareas = \"/no/such/file.geojson\"").starts_with("load.areas: "));

@@ -127,6 +127,8 @@ impl Args {
                 drain_timeout_s: self.drain_timeout_s,
                 shutdown_grace_s: self.shutdown_grace_s,
                 snapshot_every: self.snapshot_every,
+                // From the settings file only.
+                ..LimitSettings::default()
             },
             tls: TlsSettings::default(),
         }

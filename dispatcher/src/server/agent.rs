@@ -1,17 +1,21 @@
 //! `AgentService`: one bidirectional stream per connected person.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body;
 use pingji_proto::v1::agent_service_server::AgentService;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{Instrument, debug, info_span};
+use tracing::{Instrument, debug, info_span, warn};
 
+use super::Limits;
 use crate::convert;
 use crate::engine::Command;
 use crate::ids::{AgentId, IncidentId, OfferId};
@@ -21,7 +25,63 @@ use crate::runtime::{DispatchError, Dispatcher, SESSION_QUEUE};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AgentApi {
-    pub dispatcher: Dispatcher,
+    dispatcher: Dispatcher,
+    limits: Limits,
+    /// Sessions open now (their tasks running).
+    sessions: Arc<AtomicUsize>,
+}
+
+impl AgentApi {
+    pub fn new(dispatcher: Dispatcher, limits: Limits) -> Self {
+        AgentApi { dispatcher, limits, sessions: Arc::new(AtomicUsize::new(0)) }
+    }
+}
+
+/// Counts a session while it lives.
+struct SessionSlot(Arc<AtomicUsize>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A token bucket: `rate` messages a second, bursts of twice that.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    filled_at: Instant,
+    /// When the session was last told it is over the limit.
+    told_at: Option<Instant>,
+}
+
+impl RateLimit {
+    fn new(per_s: u32) -> Self {
+        let rate = f64::from(per_s.max(1));
+        RateLimit { rate, tokens: 2.0 * rate, filled_at: Instant::now(), told_at: None }
+    }
+
+    /// Whether one more message may go through now.
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.filled_at).as_secs_f64() * self.rate).min(2.0 * self.rate);
+        self.filled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    /// Whether to tell the session about a dropped message: once a second.
+    fn tell(&mut self) -> bool {
+        let now = Instant::now();
+        if self.told_at.is_some_and(|told| now.duration_since(told) < Duration::from_secs(1)) {
+            return false;
+        }
+        self.told_at = Some(now);
+        true
+    }
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::DispatchMessage, Status>> + Send>>;
@@ -31,6 +91,14 @@ impl AgentService for AgentApi {
     type SessionStream = SessionStream;
 
     async fn session(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<SessionStream>, Status> {
+        let slot = SessionSlot(self.sessions.clone());
+        if self.sessions.fetch_add(1, Ordering::Relaxed) >= self.limits.max_sessions {
+            warn!(max_sessions = self.limits.max_sessions, "session refused: the maximum is reached");
+            return Err(Status::resource_exhausted(format!(
+                "this dispatcher serves its maximum of {} sessions; try again in a minute",
+                self.limits.max_sessions
+            )));
+        }
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -52,17 +120,34 @@ impl AgentService for AgentApi {
         drop(outbox);
         let dispatcher = self.dispatcher.clone();
         let span = info_span!("agent_session", agent_id = %agent, session);
+        let mut rate = RateLimit::new(self.limits.agent_messages_per_s);
+        let per_s = self.limits.agent_messages_per_s;
         tokio::spawn(
             async move {
+                let _slot = slot;
                 loop {
                     let message = match inbound.message().await {
                         Ok(Some(message)) => message,
                         Ok(None) => break,
                         Err(status) => {
                             debug!(code = ?status.code(), "session stream ended with an error");
+                            // A message over the size limit: say why before the stream ends.
+                            if status.code() == tonic::Code::OutOfRange || status.code() == tonic::Code::ResourceExhausted {
+                                refuse(&refusals, "resource_exhausted", status.message(), "", "");
+                            }
                             break;
                         }
                     };
+                    if !rate.allow() {
+                        if rate.tell() {
+                            let problem = format!(
+                                "more than {per_s} messages a second from this session; messages over that are dropped \
+                                 (locations need one every few seconds at most)"
+                            );
+                            refuse(&refusals, "resource_exhausted", &problem, "", "");
+                        }
+                        continue;
+                    }
                     let command = match command_for(&agent, message) {
                         Ok(command) => command,
                         Err(problem) => {

@@ -123,6 +123,7 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Where to serve Prometheus metrics (`/metrics`); off when `None`.
     pub metrics_addr: Option<SocketAddr>,
+    pub limits: Limits,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
     metrics: Option<Arc<Metrics>>,
 }
@@ -138,6 +139,7 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             snapshot_every: 10_000,
             metrics_addr: None,
+            limits: Limits::default(),
             metrics: None,
         }
     }
@@ -148,6 +150,30 @@ impl Config {
         self.metrics = Some(metrics);
     }
 }
+
+/// What one client may ask of the dispatcher, so that a broken or hostile
+/// one cannot starve the others or grow the process's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open agent sessions at most; more are refused `resource_exhausted`.
+    pub max_sessions: usize,
+    /// Messages one session may send per second (twice that in a burst);
+    /// more are dropped and the session is told (`resource_exhausted`).
+    pub agent_messages_per_s: u32,
+    /// How long one command may take before it is answered
+    /// `cancelled`/`deadline_exceeded` (a client's own shorter deadline wins).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_sessions: 100_000, agent_messages_per_s: 20, request_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Largest message a person's app may send: a field report's text and a
+/// photo reference fit many times over.
+const MAX_AGENT_MESSAGE: usize = 64 * 1024;
 
 fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
     let journal: Box<dyn Journal> = match store {
@@ -246,13 +272,17 @@ async fn serve(
     // owner of a shared shard steps down.
     let (stop_serving, mut stepping_down) = watch::channel(false);
     let server = tonic::transport::Server::builder()
+        .timeout(config.limits.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .trace_fn(|request| tracing::info_span!("rpc", rpc.method = %request.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AgentServiceServer::new(agent::AgentApi { dispatcher: dispatcher.clone() }))
+        .add_service(
+            AgentServiceServer::new(agent::AgentApi::new(dispatcher.clone(), config.limits))
+                .max_decoding_message_size(MAX_AGENT_MESSAGE),
+        )
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
         .add_service(
             CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone() })
