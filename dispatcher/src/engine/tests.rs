@@ -462,6 +462,16 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
     let state = engine.state();
+    // The live copies the candidate search relies on follow the roster.
+    for (id, live) in &engine.live().agents {
+        if live.location.is_some()
+            && let Some(record) = state.agents.get(id)
+        {
+            prop_assert_eq!(live.free, record.is_free(), "live copy of free for {}", id);
+            prop_assert_eq!(&live.skills, &record.profile.skills, "live copy of skills for {}", id);
+            prop_assert_eq!(live.indexed_as, record.profile.travel_mode, "indexed travel mode for {}", id);
+        }
+    }
     for (id, record) in &state.agents {
         let holding: Vec<_> = state
             .incidents
