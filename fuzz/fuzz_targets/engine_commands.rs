@@ -195,7 +195,7 @@ fuzz_target!(|steps: Vec<Step>| {
     let mut incidents = Vec::new();
     for one in steps.into_iter().take(200) {
         events.extend(step(&mut engine, one, &mut now, &mut incidents));
-        if let Err(broken) = invariants::check(engine.state()) {
+        if let Err(broken) = invariants::check(&engine) {
             panic!("invariant broken: {broken}");
         }
     }

@@ -102,7 +102,7 @@ impl Engine {
                 let Some(live) = self.live.agents.get(agent) else {
                     continue;
                 };
-                if live.located_at.0 < stale_before || !query.skills.is_subset(&live.skills) {
+                if live.located_at.0 < stale_before || (query.free_only && !live.free) || !query.skills.is_subset(&live.skills) {
                     continue;
                 }
                 if let Some((level, area)) = query.scope
@@ -117,9 +117,7 @@ impl Engine {
                     continue;
                 };
                 debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
-                if query.free_only && !record.is_free() {
-                    continue;
-                }
+                debug_assert_eq!(live.free, record.is_free(), "the live copy of free follows the roster");
                 debug_assert_eq!(record.profile.travel_mode, travel_mode, "people are indexed under their travel mode");
                 if let Some(mode) = query.mode
                     && !self.policy.eligible(mode, record.profile.role)

@@ -11,6 +11,33 @@ use crate::roster::{AgentRecord, AgentStatus};
 
 impl Engine {
     pub(super) fn evolve(&mut self, event: &Event) {
+        self.apply(event);
+        self.refresh_free_copies(&event.kind);
+    }
+
+    /// The live copy of "free to take an offer" follows every event that can
+    /// change it, so that the candidate search need not look up the roster
+    /// of everyone it walks past. (During a replay nobody is live: a no-op.)
+    fn refresh_free_copies(&mut self, kind: &EventKind) {
+        let touched: &[AgentId] = match kind {
+            EventKind::AgentStatusChanged { agent, .. }
+            | EventKind::Assigned { agent, .. }
+            | EventKind::OfferDeclined { agent, .. }
+            | EventKind::OfferTimedOut { agent, .. }
+            | EventKind::OfferWithdrawn { agent, .. }
+            | EventKind::AssignmentCompleted { agent, .. } => std::slice::from_ref(agent),
+            EventKind::OfferSent { offer } => std::slice::from_ref(&offer.agent),
+            EventKind::IncidentCancelled { released, .. } | EventKind::IncidentClosed { released, .. } => released,
+            _ => &[],
+        };
+        for agent in touched {
+            if let (Some(live), Some(record)) = (self.live.agents.get_mut(agent), self.state.agents.get(agent)) {
+                live.free = record.is_free();
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
         debug_assert_eq!(event.seq, self.state.last_seq + 1, "events apply in sequence");
         self.state.last_seq = event.seq;
         let at = event.at;

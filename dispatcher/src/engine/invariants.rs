@@ -1,16 +1,28 @@
-//! What must hold of the state after any sequence of commands: nobody holds
+//! What must hold of the engine after any sequence of commands: nobody holds
 //! two assignments or two offers, nobody is assigned twice or beyond the
 //! headcount, a staffed or ended incident has no offers out, a report
-//! waiting for triage is not dispatched. The engine's property test and the
+//! waiting for triage is not dispatched, and the live copies the candidate
+//! search relies on (free, skills, travel mode) follow the roster. The engine's property test and the
 //! fuzz target (`fuzz/`) check it after every step.
 
 use std::collections::BTreeSet;
 
-use super::State;
+use super::Engine;
 use crate::roster::AgentStatus;
 
 /// The first broken invariant, said plainly.
-pub fn check(state: &State) -> Result<(), String> {
+pub fn check(engine: &Engine) -> Result<(), String> {
+    let state = engine.state();
+    for (id, live) in &engine.live().agents {
+        if live.location.is_some()
+            && let Some(record) = state.agents.get(id)
+            && (live.free != record.is_free()
+                || live.skills != record.profile.skills
+                || live.indexed_as != record.profile.travel_mode)
+        {
+            return Err(format!("the live copy of {id} (free, skills, travel mode) does not follow the roster"));
+        }
+    }
     for (id, record) in &state.agents {
         let holding: Vec<_> = state
             .incidents

@@ -22,6 +22,9 @@ pub struct LiveAgent {
     /// The person's skills while located: a copy of the roster's, so that
     /// the candidate search rejects the unskilled without a roster look-up.
     pub skills: BTreeSet<String>,
+    /// A copy of the roster's "free to take an offer" (available, holding
+    /// nothing, answering nothing), kept in step by evolve.
+    pub free: bool,
 }
 
 #[derive(Default)]

@@ -376,6 +376,7 @@ impl Engine {
         if first_location && let Some(record) = self.state.agents.get(agent) {
             live.indexed_as = record.profile.travel_mode;
             live.skills = record.profile.skills.clone();
+            live.free = record.is_free();
         }
         self.live.index.insert(agent.clone(), at, live.indexed_as);
         if newly_located && self.state.agents.get(agent).is_some_and(AgentRecord::is_free) {

@@ -461,7 +461,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn check_invariants(engine: &Engine) -> Result<(), TestCaseError> {
-    invariants::check(engine.state()).map_err(TestCaseError::fail)
+    invariants::check(engine).map_err(TestCaseError::fail)
 }
 
 proptest! {

@@ -560,7 +560,7 @@ fn chart(runs: &[Figures], args: &Args) -> String {
         out,
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
-<text x="{LEFT}" y="26" font-size="16" font-weight="bold">Surge: {} incidents in {} s, {} people ({}) — greedy vs batch, seconds</text>
+<text x="{LEFT}" y="26" font-size="14" font-weight="bold">{} incidents in {} s, {} people, area {}: greedy vs batch (seconds)</text>
 "##,
         args.incidents, args.over_s, args.people, args.area
     );
