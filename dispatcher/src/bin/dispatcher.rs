@@ -86,6 +86,17 @@ struct Args {
     /// `http://HOST:PORT` (usually port 4317); off by default.
     #[arg(long, env = "PINGJI_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Serve TLS with this certificate chain (PEM, leaf first); with
+    /// --tls-key. Plain text without it, for development on loopback.
+    #[arg(long, env = "PINGJI_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "PINGJI_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates (mTLS) signed by this CA (PEM), from
+    /// every client; with --tls-cert and --tls-key.
+    #[arg(long, env = "PINGJI_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
     /// Log lines as human-readable text or as JSON objects; levels by RUST_LOG [text].
     #[arg(long, env = "PINGJI_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -128,7 +139,7 @@ impl Args {
                 shutdown_grace_s: self.shutdown_grace_s,
                 snapshot_every: self.snapshot_every,
             },
-            tls: TlsSettings::default(),
+            tls: TlsSettings { cert: self.tls_cert.clone(), key: self.tls_key.clone(), client_ca: self.tls_client_ca.clone() },
         }
     }
 }
@@ -162,8 +173,14 @@ async fn run() -> anyhow::Result<()> {
 async fn serve(resolved: Resolved, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let Resolved { listen, mut config, shutdown_grace, .. } = resolved;
     config.set_metrics(metrics);
-    if !listen.ip().is_loopback() {
-        warn!(%listen, "serving plain text on a non-loopback address; TLS arrives with issue #7");
+    match &config.tls {
+        None if !listen.ip().is_loopback() => warn!(
+            %listen,
+            "serving plain text on a non-loopback address: anyone on the network can read and send calls; \
+             set --tls-cert and --tls-key"
+        ),
+        None => {}
+        Some(tls) => info!(client_certificates = tls.requires_client_certificates(), "serving TLS"),
     }
     if let Store::Redis(redis) = &config.store
         && listen.ip().is_unspecified()

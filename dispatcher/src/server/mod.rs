@@ -34,6 +34,7 @@ use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 use crate::areas::parse_geojson;
@@ -125,6 +126,47 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
     metrics: Option<Arc<Metrics>>,
+    /// TLS on the gRPC port (every server on it: starting, standby, owner);
+    /// plain text when `None`.
+    pub tls: Option<ServerTls>,
+}
+
+/// The gRPC port's TLS: the dispatcher's certificate and key, and the CA of
+/// client certificates when they are required (mTLS).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    config: ServerTlsConfig,
+    client_certificates: bool,
+}
+
+impl ServerTls {
+    pub fn new(identity: Identity, client_ca: Option<Certificate>) -> Self {
+        let client_certificates = client_ca.is_some();
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(client_ca) = client_ca {
+            config = config.client_ca_root(client_ca);
+        }
+        ServerTls { config, client_certificates }
+    }
+
+    /// Builds the TLS acceptor once, which checks the certificate and that
+    /// the key is its key.
+    pub fn check(&self) -> Result<(), tonic::transport::Error> {
+        Server::builder().tls_config(self.config.clone()).map(|_| ())
+    }
+
+    /// Whether every client must present a certificate signed by the client CA.
+    pub fn requires_client_certificates(&self) -> bool {
+        self.client_certificates
+    }
+}
+
+/// A server builder, with TLS when `tls` is set.
+fn server_builder(tls: Option<&ServerTls>) -> anyhow::Result<Server> {
+    match tls {
+        Some(tls) => Server::builder().tls_config(tls.config.clone()).context("cannot serve TLS"),
+        None => Ok(Server::builder()),
+    }
 }
 
 impl Config {
@@ -139,6 +181,7 @@ impl Config {
             snapshot_every: 10_000,
             metrics_addr: None,
             metrics: None,
+            tls: None,
         }
     }
 
@@ -188,7 +231,9 @@ async fn run_store(config: Config, listener: TcpListener, shutdown: watch::Recei
     }
     // Health answers NOT_SERVING while the journal is opened and replayed.
     let listener = listener.into_std()?;
-    let starting = starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?).await?;
+    let starting =
+        starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?, config.tls.as_ref())
+            .await?;
     let recovered = async {
         let journal = open_journal(&config.store)?;
         let engine = runtime::recover(&journal, config.policy.clone()).await?;
@@ -245,7 +290,7 @@ async fn serve(
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
     let (stop_serving, mut stepping_down) = watch::channel(false);
-    let server = tonic::transport::Server::builder()
+    let server = server_builder(config.tls.as_ref())?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .trace_fn(|request| tracing::info_span!("rpc", rpc.method = %request.uri().path()))
@@ -263,7 +308,7 @@ async fn serve(
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(server);
-    info!(%address, "dispatcher listening");
+    info!(%address, tls = config.tls.is_some(), "dispatcher listening");
 
     tokio::select! {
         result = &mut server => {
