@@ -13,6 +13,7 @@ use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Lo
 use pingji_proto::tls::ClientTls;
 use pingji_tests::cli::run_pingji;
 use pingji_tests::process::{free_port, spawn_dispatcher};
+use pingji_tests::redis::{RedisServer, SharedDispatcher, SharedStoreOptions, owner_of};
 use pingji_tests::tls::TestPki;
 use pingji_tests::{DispatcherProcess, ProcessOptions, area_box, dispatcher_binary, pb, sample_city, sample_roster, wait_until};
 use tokio::sync::mpsc;
@@ -216,6 +217,66 @@ async fn with_client_certificates_required_only_clients_with_one_from_the_ca_get
     dispatcher.terminate().await?;
     let exit = dispatcher.wait_exit(PROMPTLY).await?;
     assert!(exit.success(), "exit {exit}; log:\n{}", dispatcher.log());
+    Ok(())
+}
+
+/// Two dispatchers on one Redis, both serving TLS: the console and a field
+/// agent given the standby are sent on to the owner, and stay on https.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_serves_tls_too_and_its_redirect_to_the_owner_stays_https() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::create(dir.path())?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let options = |log: &str| -> anyhow::Result<SharedStoreOptions> {
+        Ok(SharedStoreOptions {
+            redis_url: redis.url(),
+            policy: None,
+            areas: Some(sample_city()),
+            agents: Some(sample_roster()),
+            snapshot_every: None,
+            lease_ms: None,
+            log: dir.path().join(log),
+            tls: Some((tls_args(&pki, false), pki.client()?)),
+        })
+    };
+    let mut owner = SharedDispatcher::start(&options("owner.log")?).await?;
+    owner.wait_owner(PROMPTLY).await?;
+    let mut standby = SharedDispatcher::start(&options("standby.log")?).await?;
+    let answer = standby.wait_standby(PROMPTLY).await?;
+    assert_eq!(owner_of(&answer), Some(owner.address().to_string()));
+
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let create = [
+        "--ca",
+        &ca,
+        "incident",
+        "create",
+        "--at",
+        "121.47,31.23",
+        "--category",
+        "welfare_check",
+        "--priority",
+        "2",
+        "--need",
+        "1",
+        "--id",
+        "via-standby",
+    ];
+    let created = run_pingji(&standby.url(), &create).await?.success()?;
+    assert!(created.stdout.contains("via-standby"), "{}", created.stdout);
+    owner.command().await?.get_incident(pb::GetIncidentRequest { id: "via-standby".into() }).await?;
+
+    // A field agent given only the standby, as host:port without a scheme
+    // (https, because a CA is given): the welcome can only come from the
+    // owner, reached through the redirect.
+    let (client, mut events) = start_agent(&standby.address().to_string(), "p0001", pki.client()?)?;
+    let welcomed = wait_for_event(&mut events, PROMPTLY, "the welcome from the owner", |event| {
+        matches!(event, AgentEvent::Welcome(_) | AgentEvent::ConnectionLost { .. })
+    })
+    .await?;
+    assert!(matches!(welcomed, AgentEvent::Welcome(_)), "the redirect was not followed over https: {welcomed:?}");
+    client.close().await;
+    assert!(standby.log().contains("serving TLS"), "{}", standby.log());
     Ok(())
 }
 
