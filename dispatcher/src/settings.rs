@@ -299,9 +299,8 @@ impl TlsSettings {
                 return Err(refuse("tls.cert", "tls.key is set without its certificate; set both (--tls-cert, --tls-key)"));
             }
         };
-        let advice = "give the PEM file of the dispatcher's certificate";
-        let cert_pem =
-            read_pem(cert, "certificate", "CERTIFICATE").map_err(|error| refuse("tls.cert", format!("{error}; {advice}")))?;
+        let cert_pem = read_pem(cert, "certificate", "CERTIFICATE")
+            .map_err(|error| refuse("tls.cert", format!("{error}; give the PEM file of the dispatcher's certificate")))?;
         let key_pem = read_pem(key, "private key", "PRIVATE KEY")
             .map_err(|error| refuse("tls.key", format!("{error}; give the PEM file of the certificate's private key")))?;
         let client_ca = match &self.client_ca {

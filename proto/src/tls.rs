@@ -146,7 +146,13 @@ impl ClientTls {
             if let Some(identity) = &self.identity {
                 config = config.identity(identity.clone());
             }
-            return endpoint.tls_config(config).map_err(|error| error_chain(&error));
+            return endpoint.tls_config(config).map_err(|error| {
+                let text = error_chain(&error);
+                match hint(&text) {
+                    Some(advice) => format!("{text} ({advice})"),
+                    None => text,
+                }
+            });
         }
         if self.is_configured() {
             return Err(format!(
