@@ -1,8 +1,9 @@
 //! TLS end to end with the real clients (issue #7): the `dispatcher` binary
 //! serving TLS with certificates made by the test, the `pingji` console
-//! binary with `--ca`, and `AgentClient` sessions; plain text against the
-//! TLS port, a client that does not trust the CA, mutual TLS with and
-//! without a client certificate, and bad certificate files refused at start.
+//! binary with `--ca`, `AgentClient` sessions and a live drill; plain text
+//! against the TLS port, a client that does not trust the CA, mutual TLS
+//! with and without a client certificate, a standby's redirect over TLS,
+//! and bad certificate files refused at start.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -214,6 +215,28 @@ async fn with_client_certificates_required_only_clients_with_one_from_the_ca_get
     assert!(with["areas"].as_array().is_some_and(|areas| !areas.is_empty()), "{with}");
 
     assert!(dispatcher.log().contains("client_certificates=true"), "{}", dispatcher.log());
+    dispatcher.terminate().await?;
+    let exit = dispatcher.wait_exit(PROMPTLY).await?;
+    assert!(exit.success(), "exit {exit}; log:\n{}", dispatcher.log());
+    Ok(())
+}
+
+/// A live drill over TLS: the command connection and every simulated
+/// person's session trust the test CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_drill_runs_over_tls() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::create(dir.path())?;
+    let options = ProcessOptions { agents: None, ..process_options(dir.path()) };
+    let mut dispatcher = DispatcherProcess::start_tls(&options, &tls_args(&pki, false), pki.client()?).await?;
+    let drill_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/smoke.toml");
+    let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
+    let out = tempfile::tempdir()?;
+    let live = pingji_scenarios::live::LiveOptions { server: dispatcher.url(), speed: 60.0, tls: pki.client()? };
+    let report = pingji_scenarios::live::run(&drill, &live, out.path(), |_| {}).await?;
+    assert!(report.drill.people >= 200, "{} people", report.drill.people);
+    assert_eq!(report.totals.incidents, 8, "every incident of the timeline was created over TLS");
+    assert!(report.totals.accepted >= 1, "people accepted offers over their TLS sessions");
     dispatcher.terminate().await?;
     let exit = dispatcher.wait_exit(PROMPTLY).await?;
     assert!(exit.success(), "exit {exit}; log:\n{}", dispatcher.log());
