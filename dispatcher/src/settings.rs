@@ -17,7 +17,7 @@ use tonic::transport::{Certificate, Identity};
 
 use crate::lease::LeaseConfig;
 use crate::policy::Policy;
-use crate::server::{Config, RedisStore, ServerTls, Store};
+use crate::server::{ClientCertificates, Config, RedisStore, ServerTls, Store};
 use crate::shard::ShardId;
 use crate::telemetry::{LogFormat, validate_otlp_endpoint};
 
@@ -127,6 +127,9 @@ pub struct TlsSettings {
     /// CA certificate(s) (PEM) that sign client certificates; when set,
     /// every client must present a certificate signed by one (mTLS).
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: who must present a client certificate, `all`
+    /// (default) or `agents` (sessions only; consoles and probes without).
+    pub require_client_cert: Option<ClientCertificates>,
 }
 
 /// Everything the binary needs, validated.
@@ -183,6 +186,7 @@ impl Settings {
                 cert: over.tls.cert.or(self.tls.cert),
                 key: over.tls.key.or(self.tls.key),
                 client_ca: over.tls.client_ca.or(self.tls.client_ca),
+                require_client_cert: over.tls.require_client_cert.or(self.tls.require_client_cert),
             },
         }
     }
@@ -291,6 +295,9 @@ impl TlsSettings {
             (None, None) if self.client_ca.is_some() => {
                 return Err(refuse("tls.client_ca", "client certificates need TLS: set tls.cert and tls.key too"));
             }
+            (None, None) if self.require_client_cert.is_some() => {
+                return Err(refuse("tls.require_client_cert", "client certificates need TLS and tls.client_ca"));
+            }
             (None, None) => return Ok(None),
             (Some(_), None) => {
                 return Err(refuse("tls.key", "tls.cert is set without its key; set both (--tls-cert, --tls-key)"));
@@ -309,8 +316,12 @@ impl TlsSettings {
                     refuse("tls.client_ca", format!("{error}; give the PEM file of the CA that signs client certificates"))
                 })?))
             }
+            None if self.require_client_cert.is_some() => {
+                return Err(refuse("tls.require_client_cert", "set tls.client_ca, the CA that signs client certificates"));
+            }
             None => None,
         };
+        let client_ca = client_ca.map(|ca| (ca, self.require_client_cert.unwrap_or_default()));
         let tls = ServerTls::new(Identity::from_pem(cert_pem, key_pem), client_ca);
         // rustls checks that the key fits the certificate when the server is built.
         tls.check().map_err(|error| {
@@ -398,6 +409,7 @@ mod tests {
         assert!(refused("[limits]\ndrain_timeout_s = 10\nshutdown_grace_s = 5").starts_with("limits.shutdown_grace_s: "));
         assert!(refused("[tls]\ncert = \"c.pem\"").starts_with("tls.key: tls.cert is set without its key"));
         assert!(refused("[tls]\nclient_ca = \"ca.pem\"").starts_with("tls.client_ca: "));
+        assert!(refused("[tls]\nrequire_client_cert = \"agents\"").starts_with("tls.require_client_cert: "));
         let missing = refused("[tls]\ncert = \"/no/such/cert.pem\"\nkey = \"/no/such/key.pem\"");
         assert!(missing.starts_with("tls.cert: cannot read the certificate /no/such/cert.pem: "), "{missing}");
         assert!(refused("[load]\nareas = \"/no/such/file.geojson\"").starts_with("load.areas: "));

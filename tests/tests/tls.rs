@@ -214,7 +214,46 @@ async fn with_client_certificates_required_only_clients_with_one_from_the_ca_get
         .json()?;
     assert!(with["areas"].as_array().is_some_and(|areas| !areas.is_empty()), "{with}");
 
-    assert!(dispatcher.log().contains("client_certificates=true"), "{}", dispatcher.log());
+    assert!(dispatcher.log().contains("client certificates required of every connection"), "{}", dispatcher.log());
+    dispatcher.terminate().await?;
+    let exit = dispatcher.wait_exit(PROMPTLY).await?;
+    assert!(exit.success(), "exit {exit}; log:\n{}", dispatcher.log());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_client_certificates_for_agents_only_consoles_connect_without_and_sessions_need_one() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = TestPki::create(dir.path())?;
+    let mut args = tls_args(&pki, true);
+    args.extend(["--tls-require-client-cert".into(), "agents".into()]);
+    // The fixture's own clients (health, commands) have no certificate.
+    let mut dispatcher = DispatcherProcess::start_tls(&process_options(dir.path()), &args, pki.client()?).await?;
+    let url = dispatcher.url();
+    let ca = pki.ca.to_string_lossy().into_owned();
+    let areas = run_pingji(&url, &["--ca", &ca, "areas", "list", "--json"]).await?.success()?.json()?;
+    assert!(areas["areas"].as_array().is_some_and(|areas| !areas.is_empty()), "{areas}");
+
+    // A session without a certificate is refused for good, saying why.
+    let (refused, mut refused_events) = start_agent(&url, "p0001", pki.client()?)?;
+    let stopped = wait_for_event(&mut refused_events, PROMPTLY, "the refusal", |event| {
+        matches!(event, AgentEvent::Stopped { .. } | AgentEvent::Welcome(_))
+    })
+    .await?;
+    let AgentEvent::Stopped { error: Some(error) } = stopped else { anyhow::bail!("the session was not refused: {stopped:?}") };
+    assert!(error.starts_with("unauthenticated: ") && error.contains("--client-cert"), "{error}");
+    refused.close().await;
+
+    // A certificate from another CA is still refused in the handshake.
+    let (stranger, mut stranger_events) = start_agent(&url, "p0001", pki.client_with_strangers_certificate()?)?;
+    let error = first_connection_error(&mut stranger_events).await?;
+    assert!(error.contains("this client's certificate") && error.contains("client CA"), "{error}");
+    stranger.close().await;
+
+    let (client, mut events) = start_agent(&url, "p0001", pki.client_with_certificate()?)?;
+    wait_for_event(&mut events, PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?;
+    client.close().await;
+    assert!(dispatcher.log().contains("client certificates required of agent sessions"), "{}", dispatcher.log());
     dispatcher.terminate().await?;
     let exit = dispatcher.wait_exit(PROMPTLY).await?;
     assert!(exit.success(), "exit {exit}; log:\n{}", dispatcher.log());

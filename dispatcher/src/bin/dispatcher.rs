@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use pingji_dispatcher::metrics::Metrics;
-use pingji_dispatcher::server::{self, Store};
+use pingji_dispatcher::server::{self, ClientCertificates, Store};
 use pingji_dispatcher::settings::{
     LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings, TlsSettings,
 };
@@ -97,6 +97,10 @@ struct Args {
     /// every client; with --tls-cert and --tls-key.
     #[arg(long, env = "PINGJI_TLS_CLIENT_CA", value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: who must present a client certificate, every
+    /// connection or agent sessions only (consoles and probes without) [all].
+    #[arg(long, env = "PINGJI_TLS_REQUIRE_CLIENT_CERT", value_enum)]
+    tls_require_client_cert: Option<ClientCertificates>,
     /// Log lines as human-readable text or as JSON objects; levels by RUST_LOG [text].
     #[arg(long, env = "PINGJI_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -139,7 +143,12 @@ impl Args {
                 shutdown_grace_s: self.shutdown_grace_s,
                 snapshot_every: self.snapshot_every,
             },
-            tls: TlsSettings { cert: self.tls_cert.clone(), key: self.tls_key.clone(), client_ca: self.tls_client_ca.clone() },
+            tls: TlsSettings {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+                require_client_cert: self.tls_require_client_cert,
+            },
         }
     }
 }
@@ -180,7 +189,11 @@ async fn serve(resolved: Resolved, metrics: Arc<Metrics>) -> anyhow::Result<()> 
              set --tls-cert and --tls-key"
         ),
         None => {}
-        Some(tls) => info!(client_certificates = tls.requires_client_certificates(), "serving TLS"),
+        Some(tls) => match tls.client_certificates() {
+            None => info!("serving TLS"),
+            Some(ClientCertificates::All) => info!("serving TLS; client certificates required of every connection"),
+            Some(ClientCertificates::Agents) => info!("serving TLS; client certificates required of agent sessions"),
+        },
     }
     if let Store::Redis(redis) = &config.store
         && listen.ip().is_unspecified()

@@ -22,6 +22,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AgentApi {
     pub dispatcher: Dispatcher,
+    /// Sessions need a client certificate (verified against the client CA
+    /// in the TLS handshake); other services do not.
+    pub require_client_certificate: bool,
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<pb::DispatchMessage, Status>> + Send>>;
@@ -31,6 +34,12 @@ impl AgentService for AgentApi {
     type SessionStream = SessionStream;
 
     async fn session(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<SessionStream>, Status> {
+        if self.require_client_certificate && request.peer_certs().is_none_or(|certificates| certificates.is_empty()) {
+            return Err(Status::unauthenticated(
+                "this dispatcher requires a client certificate for agent sessions; pass --client-cert and --client-key \
+                 with one signed by its client CA",
+            ));
+        }
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await

@@ -131,33 +131,47 @@ pub struct Config {
     pub tls: Option<ServerTls>,
 }
 
+/// Who must present a client certificate when a client CA is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertificates {
+    /// Every connection, refused in the TLS handshake without one.
+    #[default]
+    All,
+    /// Agent sessions only (`unauthenticated` without one); operators'
+    /// consoles and health probes connect without.
+    Agents,
+}
+
 /// The gRPC port's TLS: the dispatcher's certificate and key, and the CA of
 /// client certificates when they are required (mTLS).
 #[derive(Clone, Debug)]
 pub struct ServerTls {
     config: ServerTlsConfig,
-    client_certificates: bool,
+    client_certificates: Option<ClientCertificates>,
 }
 
 impl ServerTls {
-    pub fn new(identity: Identity, client_ca: Option<Certificate>) -> Self {
-        let client_certificates = client_ca.is_some();
+    /// With `client_ca`, client certificates signed by it are required of
+    /// `who` (a certificate from another CA is refused in the handshake).
+    pub fn new(identity: Identity, client_ca: Option<(Certificate, ClientCertificates)>) -> Self {
         let mut config = ServerTlsConfig::new().identity(identity);
-        if let Some(client_ca) = client_ca {
-            config = config.client_ca_root(client_ca);
+        let client_certificates = client_ca.as_ref().map(|(_, who)| *who);
+        if let Some((client_ca, who)) = client_ca {
+            config = config.client_ca_root(client_ca).client_auth_optional(who == ClientCertificates::Agents);
         }
         ServerTls { config, client_certificates }
+    }
+
+    /// Who must present a client certificate, if anyone.
+    pub fn client_certificates(&self) -> Option<ClientCertificates> {
+        self.client_certificates
     }
 
     /// Builds the TLS acceptor once, which checks the certificate and that
     /// the key is its key.
     pub fn check(&self) -> Result<(), tonic::transport::Error> {
         Server::builder().tls_config(self.config.clone()).map(|_| ())
-    }
-
-    /// Whether every client must present a certificate signed by the client CA.
-    pub fn requires_client_certificates(&self) -> bool {
-        self.client_certificates
     }
 }
 
@@ -297,7 +311,14 @@ async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(AgentServiceServer::new(agent::AgentApi { dispatcher: dispatcher.clone() }))
+        .add_service(AgentServiceServer::new(agent::AgentApi {
+            dispatcher: dispatcher.clone(),
+            // With `all`, the TLS handshake already refused connections without one.
+            require_client_certificate: config
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
+        }))
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
         .add_service(
             CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone() })
