@@ -38,6 +38,16 @@ pub struct GlobalArgs {
     /// characters; sent as the x-pingji-operator header)
     #[arg(long, global = true, env = "PINGJI_OPERATOR", value_name = "NAME", value_parser = parse_operator)]
     pub operator: Option<String>,
+    /// CA certificate (PEM) that signed the dispatcher's certificate, for an
+    /// https:// server; without it, https:// trusts the system's roots
+    #[arg(long, global = true, env = "PINGJI_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a dispatcher that requires one (mTLS)
+    #[arg(long, global = true, env = "PINGJI_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert
+    #[arg(long, global = true, env = "PINGJI_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
     /// Print JSON for scripts instead of tables (`events --follow`: one JSON
     /// object per line)
     #[arg(long, global = true)]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
@@ -41,17 +42,19 @@ impl Interceptor for OperatorHeader {
 /// several separated by commas), eagerly, so that a dispatcher that is not
 /// running is reported as such rather than as a failed call. Returns the
 /// client and the address it reached.
-pub async fn connect(servers: &str, operator: Option<&str>) -> Result<(Client, String), ConsoleError> {
+/// With `tls`, an `https://` server is checked against its CA and shown the
+/// client certificate.
+pub async fn connect(servers: &str, operator: Option<&str>, tls: &ClientTls) -> Result<(Client, String), ConsoleError> {
     let addresses = pingji_proto::owner::server_list(servers);
     let mut endpoints = Vec::new();
     for server in &addresses {
         if !server.starts_with("http://") && !server.starts_with("https://") {
             return Err(ConsoleError::BadServerAddress(server.clone()));
         }
-        let endpoint = Endpoint::from_shared(server.clone())
-            .map_err(|_| ConsoleError::BadServerAddress(server.clone()))?
-            .connect_timeout(CONNECT_WITHIN)
-            .tcp_nodelay(true);
+        if Endpoint::from_shared(server.clone()).is_err() {
+            return Err(ConsoleError::BadServerAddress(server.clone()));
+        }
+        let endpoint = tls.endpoint(server).map_err(ConsoleError::Tls)?.connect_timeout(CONNECT_WITHIN).tcp_nodelay(true);
         endpoints.push((server, endpoint));
     }
     if endpoints.is_empty() {
@@ -62,13 +65,38 @@ pub async fn connect(servers: &str, operator: Option<&str>) -> Result<(Client, S
         Some(name) => Some(MetadataValue::try_from(name).map_err(|_| ConsoleError::BadOperator(name.to_string()))?),
         None => None,
     };
+    // A failed TLS handshake is told with what to do, not as "unreachable".
+    let mut tls_trouble = None;
     for (server, endpoint) in endpoints {
-        if let Ok(channel) = endpoint.connect().await {
-            let client = CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES);
-            return Ok((client, server.clone()));
+        match endpoint.connect().await {
+            Ok(channel) => {
+                let client = CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                return Ok((client, server.clone()));
+            }
+            Err(error) => {
+                let reason = error_chain(&error);
+                if pingji_proto::tls::hint(&reason).is_some() && tls_trouble.is_none() {
+                    tls_trouble = Some(ConsoleError::Connect { server: server.clone(), reason: tls.explained(server, reason) });
+                }
+            }
         }
     }
-    Err(ConsoleError::Unreachable(addresses.join(", ")))
+    Err(tls_trouble.unwrap_or_else(|| ConsoleError::Unreachable(addresses.join(", "))))
+}
+
+/// The console's error for a failed call: the status, or, when its causes
+/// show a TLS mismatch with the dispatcher at `server`, what to do about it.
+pub fn call_error(server: &str, tls: &ClientTls, status: tonic::Status) -> ConsoleError {
+    let causes = match std::error::Error::source(&status) {
+        Some(cause) => error_chain(cause),
+        None => return ConsoleError::Server(status),
+    };
+    let reason = format!("{}: {causes}", status.message());
+    let explained = tls.explained(server, reason.clone());
+    if explained == reason {
+        return ConsoleError::Server(status);
+    }
+    ConsoleError::Connect { server: server.to_string(), reason: explained }
 }

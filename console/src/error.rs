@@ -23,6 +23,12 @@ pub enum ConsoleError {
     BadOperator(String),
     #[error("cannot reach the dispatcher at {0} (is it running?)")]
     Unreachable(String),
+    /// The connection was made but TLS (or its absence) did not match.
+    #[error("cannot talk to the dispatcher at {server}: {reason}")]
+    Connect { server: String, reason: String },
+    /// A TLS file or setting cannot be used.
+    #[error("{0}")]
+    Tls(String),
     #[error("{}: {}", code_words(.0.code()), .0.message())]
     Server(tonic::Status),
     #[error("the dispatcher closed the event stream")]

@@ -51,16 +51,34 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     };
     let global = cli.global;
     let operator = global.operator.as_deref();
-    let (mut client, server) = connection::connect(&global.server, operator).await?;
+    let tls = pingji_proto::tls::ClientTlsFiles {
+        ca: global.ca.clone(),
+        cert: global.client_cert.clone(),
+        key: global.client_key.clone(),
+    }
+    .load()
+    .map_err(|error| ConsoleError::Tls(error.to_string()))?;
+    let (mut client, server) = connection::connect(&global.server, operator, &tls).await?;
     let first = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
     // A standby answered: it named the owner of the shard; go there once.
     let owner = match &first {
         Err(ConsoleError::Server(status)) => pingji_proto::owner::named_owner(status),
         _ => None,
     };
-    let Some(owner) = owner else { return first };
-    let (mut client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), operator).await?;
-    execute(&mut client, &server, cli.command, requested_mode, global.json).await
+    let Some(owner) = owner else { return first.map_err(|error| tls_explained(&server, &tls, error)) };
+    let (mut client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), operator, &tls).await?;
+    execute(&mut client, &server, cli.command, requested_mode, global.json)
+        .await
+        .map_err(|error| tls_explained(&server, &tls, error))
+}
+
+/// A failed call whose transport error shows a TLS mismatch is told with
+/// what to do about it.
+fn tls_explained(server: &str, tls: &pingji_proto::tls::ClientTls, error: ConsoleError) -> ConsoleError {
+    match error {
+        ConsoleError::Server(status) => connection::call_error(server, tls, status),
+        other => other,
+    }
 }
 
 /// Carries out `command` against the dispatcher at `server`.

@@ -11,11 +11,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pingji_proto::tls::read_pem;
 use serde::Deserialize;
+use tonic::transport::{Certificate, Identity};
 
 use crate::lease::LeaseConfig;
 use crate::policy::Policy;
-use crate::server::{Config, RedisStore, Store};
+use crate::server::{ClientCertificates, Config, RedisStore, ServerTls, Store};
 use crate::shard::ShardId;
 use crate::telemetry::{LogFormat, validate_otlp_endpoint};
 
@@ -120,13 +122,20 @@ pub struct LimitSettings {
     pub request_timeout_s: Option<u64>,
 }
 
-/// Reserved for TLS (issue #7).
+/// TLS on the gRPC port; plain text when absent.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {
+    /// The dispatcher's certificate chain (PEM), leaf first.
     pub cert: Option<PathBuf>,
+    /// The private key of `cert` (PEM: PKCS#8, RSA or EC).
     pub key: Option<PathBuf>,
+    /// CA certificate(s) (PEM) that sign client certificates; when set,
+    /// every client must present a certificate signed by one (mTLS).
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: who must present a client certificate, `all`
+    /// (default) or `agents` (sessions only; consoles and probes without).
+    pub require_client_cert: Option<ClientCertificates>,
 }
 
 /// Everything the binary needs, validated.
@@ -186,6 +195,7 @@ impl Settings {
                 cert: over.tls.cert.or(self.tls.cert),
                 key: over.tls.key.or(self.tls.key),
                 client_ca: over.tls.client_ca.or(self.tls.client_ca),
+                require_client_cert: over.tls.require_client_cert.or(self.tls.require_client_cert),
             },
         }
     }
@@ -259,12 +269,7 @@ impl Settings {
             return Err(refuse("limits.request_timeout_s", "must be at least 1 second"));
         }
         config.limits = crate::server::Limits { max_sessions, agent_messages_per_s, request_timeout };
-        if self.tls.cert.is_some() || self.tls.key.is_some() || self.tls.client_ca.is_some() {
-            return Err(refuse(
-                "tls",
-                "TLS is reserved for issue #7 and not served yet; remove the tls keys to serve plain text on loopback",
-            ));
-        }
+        config.tls = self.tls.server_tls()?;
         Ok(Resolved {
             listen,
             config,
@@ -301,6 +306,59 @@ impl Settings {
             }
             other => Err(refuse("store.kind", format!("{other:?} is not a store; use sqlite, memory or redis"))),
         }
+    }
+}
+
+impl TlsSettings {
+    /// The server's TLS, with its files read and checked now, so that a
+    /// missing or wrong file stops the dispatcher before it binds.
+    fn server_tls(&self) -> Result<Option<ServerTls>, SettingError> {
+        let (cert, key) = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) if self.client_ca.is_some() => {
+                return Err(refuse("tls.client_ca", "client certificates need TLS: set tls.cert and tls.key too"));
+            }
+            (None, None) if self.require_client_cert.is_some() => {
+                return Err(refuse("tls.require_client_cert", "client certificates need TLS and tls.client_ca"));
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(refuse("tls.key", "tls.cert is set without its key; set both (--tls-cert, --tls-key)"));
+            }
+            (None, Some(_)) => {
+                return Err(refuse("tls.cert", "tls.key is set without its certificate; set both (--tls-cert, --tls-key)"));
+            }
+        };
+        let cert_pem = read_pem(cert, "certificate", "CERTIFICATE")
+            .map_err(|error| refuse("tls.cert", format!("{error}; give the PEM file of the dispatcher's certificate")))?;
+        let key_pem = read_pem(key, "private key", "PRIVATE KEY")
+            .map_err(|error| refuse("tls.key", format!("{error}; give the PEM file of the certificate's private key")))?;
+        let client_ca = match &self.client_ca {
+            Some(path) => {
+                Some(Certificate::from_pem(read_pem(path, "client CA certificate", "CERTIFICATE").map_err(|error| {
+                    refuse("tls.client_ca", format!("{error}; give the PEM file of the CA that signs client certificates"))
+                })?))
+            }
+            None if self.require_client_cert.is_some() => {
+                return Err(refuse("tls.require_client_cert", "set tls.client_ca, the CA that signs client certificates"));
+            }
+            None => None,
+        };
+        let client_ca = client_ca.map(|ca| (ca, self.require_client_cert.unwrap_or_default()));
+        let tls = ServerTls::new(Identity::from_pem(cert_pem, key_pem), client_ca);
+        // rustls checks that the key fits the certificate when the server is built.
+        tls.check().map_err(|error| {
+            refuse(
+                "tls.cert",
+                format!(
+                    "cannot serve TLS with {} and {}: {}; check that the key is the certificate's",
+                    cert.display(),
+                    key.display(),
+                    pingji_proto::tls::error_chain(&error)
+                ),
+            )
+        })?;
+        Ok(Some(tls))
     }
 }
 
@@ -375,7 +433,11 @@ mod tests {
         assert!(refused("[limits]\nagent_messages_per_s = 0").starts_with("limits.agent_messages_per_s: "));
         assert!(refused("[limits]\nrequest_timeout_s = 0").starts_with("limits.request_timeout_s: "));
         assert!(refused("[limits]\ndrain_timeout_s = 10\nshutdown_grace_s = 5").starts_with("limits.shutdown_grace_s: "));
-        assert!(refused("[tls]\ncert = \"c.pem\"").starts_with("tls: "));
+        assert!(refused("[tls]\ncert = \"c.pem\"").starts_with("tls.key: tls.cert is set without its key"));
+        assert!(refused("[tls]\nclient_ca = \"ca.pem\"").starts_with("tls.client_ca: "));
+        assert!(refused("[tls]\nrequire_client_cert = \"agents\"").starts_with("tls.require_client_cert: "));
+        let missing = refused("[tls]\ncert = \"/no/such/cert.pem\"\nkey = \"/no/such/key.pem\"");
+        assert!(missing.starts_with("tls.cert: cannot read the certificate /no/such/cert.pem: "), "{missing}");
         assert!(refused("[load]\nareas = \"/no/such/file.geojson\"").starts_with("load.areas: "));
         // Unknown keys and wrong types are refused by the parser, naming the place.
         let unknown = Settings::parse("[metrics]\nlisten_on = \"127.0.0.1:9464\"").expect_err("unknown key");

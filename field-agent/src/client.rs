@@ -19,6 +19,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
@@ -63,6 +64,9 @@ pub struct AgentConfig {
     pub request_queue: usize,
     /// How long `close` waits for the dispatcher to end the session.
     pub close_timeout: Duration,
+    /// TLS: the dispatcher's CA and a client certificate. With either,
+    /// addresses without a scheme are `https://`.
+    pub tls: ClientTls,
 }
 
 impl AgentConfig {
@@ -79,6 +83,7 @@ impl AgentConfig {
             event_queue: 256,
             request_queue: 64,
             close_timeout: Duration::from_secs(2),
+            tls: ClientTls::default(),
         }
     }
 }
@@ -275,9 +280,8 @@ impl Servers {
 
 fn endpoint(config: &AgentConfig, address: &str) -> Result<Endpoint, ClientError> {
     let address = address.trim();
-    let url = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
-    let endpoint = Endpoint::from_shared(url)
-        .map_err(|error| ClientError::BadServer { address: address.to_string(), reason: error_chain(&error) })?;
+    let endpoint =
+        config.tls.endpoint(address).map_err(|reason| ClientError::BadServer { address: address.to_string(), reason })?;
     Ok(endpoint
         .connect_timeout(config.connect_timeout)
         .http2_keep_alive_interval(config.keepalive_interval)
@@ -369,10 +373,11 @@ impl SessionTask {
     /// One connection: connect, hello, welcome, then messages both ways.
     async fn session(&mut self) -> Ended {
         let endpoint = self.servers.current();
+        let url = endpoint.uri().to_string();
         let channel = match self.wait(endpoint.connect()).await {
             None => return Ended::Closed,
             Some(Err(error)) => {
-                return Ended::Lost { error: error_chain(&error), healthy: false };
+                return Ended::Lost { error: self.config.tls.explained(&url, error_chain(&error)), healthy: false };
             }
             Some(Ok(channel)) => channel,
         };
@@ -384,7 +389,7 @@ impl SessionTask {
         }
         let mut inbound = match self.wait(client.session(ReceiverStream::new(outgoing))).await {
             None => return Ended::Closed,
-            Some(Err(status)) => return refused(&status),
+            Some(Err(status)) => return refused(&status, &url, &self.config.tls),
             Some(Ok(response)) => response.into_inner(),
         };
         let welcome_timeout = self.config.welcome_timeout;
@@ -397,7 +402,7 @@ impl SessionTask {
                 let error = format!("no welcome within {} s", welcome_timeout.as_secs());
                 return Ended::Lost { error, healthy: false };
             }
-            Ok(Err(status)) => return refused(&status),
+            Ok(Err(status)) => return refused(&status, &url, &self.config.tls),
             Ok(Ok(None)) => {
                 return Ended::Lost { error: "the dispatcher ended the session before the welcome".to_string(), healthy: false };
             }
@@ -541,8 +546,9 @@ impl SessionTask {
 }
 
 /// A refusal of the session itself: retried unless retrying cannot help.
-fn refused(status: &Status) -> Ended {
-    let error = status_text(status);
+fn refused(status: &Status, url: &str, tls: &ClientTls) -> Ended {
+    // A failed TLS handshake shows only in the causes of the transport error.
+    let error = tls.explained(url, format!("{}{}", status_text(status), status_causes(status)));
     if let Some(owner) = pingji_proto::owner::named_owner(status) {
         return Ended::Moved { owner, error };
     }
@@ -560,6 +566,15 @@ fn status_text(status: &Status) -> String {
     let message = status.message().trim();
     let code = code_name(status.code());
     if message.is_empty() { code.to_string() } else { format!("{code}: {message}") }
+}
+
+/// The causes of a status made from a transport error (`: cause: cause`),
+/// or nothing.
+fn status_causes(status: &Status) -> String {
+    match std::error::Error::source(status) {
+        Some(cause) => format!(": {}", error_chain(cause)),
+        None => String::new(),
+    }
 }
 
 /// The gRPC code name, as the dispatcher spells it in refusals.
@@ -583,21 +598,6 @@ fn code_name(code: Code) -> &'static str {
         Code::DataLoss => "data_loss",
         Code::Unauthenticated => "unauthenticated",
     }
-}
-
-/// An error with its causes, which is where transport errors say what happened.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 fn now_ms() -> i64 {

@@ -12,6 +12,7 @@ use pingji_field_agent::app::App;
 use pingji_field_agent::headless::{self, AutoAnswer, AutoOptions, AutoPilot, FieldReportText, HeadlessEnd};
 use pingji_field_agent::track::{Track, TrackPlayer, parse_point};
 use pingji_field_agent::{AgentClient, AgentConfig, Location, interactive};
+use pingji_proto::tls::ClientTlsFiles;
 use pingji_proto::v1 as pb;
 use tokio::time::Instant;
 
@@ -25,6 +26,17 @@ struct Args {
     /// separated, tried in turn (dispatchers sharing a Redis store).
     #[arg(long, env = "PINGJI_SERVER", default_value = "http://127.0.0.1:50051")]
     server: String,
+    /// CA certificate (PEM) that signed the dispatcher's certificate, for
+    /// https:// (host:port then means https). Without it, https:// trusts
+    /// the system's roots.
+    #[arg(long, env = "PINGJI_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a dispatcher that requires one (mTLS).
+    #[arg(long, env = "PINGJI_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert.
+    #[arg(long, env = "PINGJI_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// Your id on the roster.
     #[arg(long, env = "PINGJI_AGENT")]
     agent: String,
@@ -147,7 +159,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => (None, "none given (--at or --track)".to_string()),
     };
     let player = track.map(|track| TrackPlayer::new(track, args.track_speed, Instant::now()));
-    let config = AgentConfig::new(args.server.clone(), args.agent.clone(), args.token.clone());
+    let mut config = AgentConfig::new(args.server.clone(), args.agent.clone(), args.token.clone());
+    config.tls = ClientTlsFiles { ca: args.ca.clone(), cert: args.client_cert.clone(), key: args.client_key.clone() }.load()?;
     let (client, events) = AgentClient::start(config)?;
     if let Some(status) = args.status {
         client.set_status(match status {

@@ -17,6 +17,7 @@ use pingji_dispatcher::ids::{AreaId, Millis};
 use pingji_dispatcher::roster::{AgentProfile, TravelMode};
 use pingji_dispatcher::spatial::Position;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, IncidentId, Location, OfferId};
+use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use rand::rngs::StdRng;
@@ -34,6 +35,8 @@ use crate::sim::triangular;
 pub struct LiveOptions {
     pub server: String,
     pub speed: f64,
+    /// TLS for the command connection and every person's session.
+    pub tls: ClientTls,
 }
 
 type Commands = CommandServiceClient<Channel>;
@@ -51,24 +54,29 @@ fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
 /// Connects to the dispatcher that owns the shard and starts watching its
 /// events: `servers` lists one dispatcher or several (comma separated); a
 /// standby among them names the owner (`x-pingji-owner`), which is followed.
-async fn connect_to_owner(servers: &str) -> anyhow::Result<(Commands, tonic::Streaming<pb::Event>)> {
-    let mut addresses: std::collections::VecDeque<String> = pingji_proto::owner::server_list(servers)
-        .into_iter()
-        .map(|address| if address.contains("://") { address } else { format!("http://{address}") })
-        .collect();
+async fn connect_to_owner(servers: &str, tls: &ClientTls) -> anyhow::Result<(Commands, tonic::Streaming<pb::Event>)> {
+    let mut addresses: std::collections::VecDeque<String> =
+        pingji_proto::owner::server_list(servers).into_iter().map(|address| tls.url(&address)).collect();
     anyhow::ensure!(!addresses.is_empty(), "no dispatcher address given; pass --server http://HOST:PORT");
     let mut problems = Vec::new();
     let mut redirects = 0;
     while let Some(server) = addresses.pop_front() {
-        let mut commands = match CommandServiceClient::connect(server.clone()).await {
-            Ok(commands) => commands,
+        let endpoint = tls.endpoint(&server).map_err(|error| anyhow::anyhow!("{server}: {error}"))?;
+        let mut commands = match endpoint.connect().await {
+            Ok(channel) => CommandServiceClient::new(channel),
             Err(error) => {
-                problems.push(format!("cannot reach the dispatcher at {server} (is it running?): {error}"));
+                let reason = tls.explained(&server, error_chain(&error));
+                problems.push(format!("cannot reach the dispatcher at {server} (is it running?): {reason}"));
                 continue;
             }
         };
         match commands.watch_events(pb::WatchEventsRequest { from_seq: 0 }).await {
             Ok(watch) => return Ok((commands, watch.into_inner())),
+            Err(status) if std::error::Error::source(&status).is_some() => {
+                let causes = std::error::Error::source(&status).map(error_chain).unwrap_or_default();
+                let reason = tls.explained(&server, format!("{}: {causes}", status.message()));
+                problems.push(format!("{server}: watching events: {reason}"));
+            }
             Err(status) => match pingji_proto::owner::named_owner(&status) {
                 Some(owner) if redirects < 3 => {
                     redirects += 1;
@@ -90,7 +98,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(options.speed > 0.0 && options.speed <= 1000.0, "speed must be between 0 and 1000");
     // Watch first, so that every event of the run is seen.
-    let (mut commands, mut watch) = connect_to_owner(&options.server).await?;
+    let (mut commands, mut watch) = connect_to_owner(&options.server, &options.tls).await?;
     let (event_sender, mut event_inbox) = mpsc::channel::<pb::Event>(65_536);
     let watcher = tokio::spawn(async move {
         while let Ok(Some(event)) = watch.message().await {
@@ -136,8 +144,9 @@ pub async fn run(
             .home
             .or_else(|| profile.home_area.as_ref().and_then(|area| areas.centroid(area)))
             .unwrap_or(Position { lon: 0.0, lat: 0.0 });
-        let (client, agent_events) =
-            AgentClient::start(AgentConfig::new(options.server.clone(), profile.id.to_string(), "drill"))?;
+        let mut config = AgentConfig::new(options.server.clone(), profile.id.to_string(), "drill");
+        config.tls = options.tls.clone();
+        let (client, agent_events) = AgentClient::start(config)?;
         let (control, control_inbox) = mpsc::channel(8);
         controls.insert(profile.id.to_string(), control);
         let person = Person {

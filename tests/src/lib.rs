@@ -26,6 +26,8 @@
 //! - [`otlp`]: an OTLP/gRPC collector (traces, metrics) for export tests.
 //! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
 //!   and waiting for one kind of message on a session.
+//! - [`tls`]: [`tls::TestPki`], a CA, server and client certificates made
+//!   by the test, and the clients' TLS settings from them.
 //! - [`redis`]: several dispatchers on one Redis: a real `redis-server` and
 //!   [`redis::SharedDispatcher`], the binary with `--store redis://...`, to
 //!   kill, pause, resume and restart.
@@ -44,6 +46,7 @@ pub mod redis;
 pub mod sample;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod wait;
 
 pub use events::{EventWatch, event_json};

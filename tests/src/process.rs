@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
+use pingji_proto::tls::ClientTls;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
@@ -16,7 +17,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::server::is_serving;
-use crate::wait::connect_with_retry;
+use crate::wait::{connect_endpoint_with_retry, connect_with_retry};
 
 /// How long a started process may take to serve.
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -59,6 +60,8 @@ pub struct DispatcherProcess {
     child: Child,
     address: SocketAddr,
     log: PathBuf,
+    /// How the test's own clients connect: `Some` when the process serves TLS.
+    tls: Option<ClientTls>,
 }
 
 impl DispatcherProcess {
@@ -72,11 +75,30 @@ impl DispatcherProcess {
 
     /// As [`DispatcherProcess::start`], with more flags after the usual ones.
     pub async fn start_with_args(options: &ProcessOptions, extra_args: &[OsString]) -> anyhow::Result<DispatcherProcess> {
+        DispatcherProcess::start_serving(options, extra_args, None).await
+    }
+
+    /// As [`DispatcherProcess::start_with_args`] for a process serving TLS
+    /// (the TLS flags are among `extra_args`): the fixture's own clients
+    /// (readiness, [`DispatcherProcess::command`]) connect with `tls`.
+    pub async fn start_tls(
+        options: &ProcessOptions,
+        extra_args: &[OsString],
+        tls: ClientTls,
+    ) -> anyhow::Result<DispatcherProcess> {
+        DispatcherProcess::start_serving(options, extra_args, Some(tls)).await
+    }
+
+    async fn start_serving(
+        options: &ProcessOptions,
+        extra_args: &[OsString],
+        tls: Option<ClientTls>,
+    ) -> anyhow::Result<DispatcherProcess> {
         let binary = dispatcher_binary().await?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let address = free_port()?;
-            match DispatcherProcess::start_on(&binary, options, address, extra_args).await {
+            match DispatcherProcess::start_on(&binary, options, address, extra_args, tls.clone()).await {
                 Ok(process) => return Ok(process),
                 Err(StartError::PortTaken(error)) => last_error = Some(error),
                 Err(StartError::Failed(error)) => return Err(error),
@@ -92,13 +114,14 @@ impl DispatcherProcess {
         options: &ProcessOptions,
         address: SocketAddr,
         extra_args: &[OsString],
+        tls: Option<ClientTls>,
     ) -> Result<DispatcherProcess, StartError> {
         let mut args: Vec<OsString> =
             vec!["--listen".into(), address.to_string().into(), "--data".into(), options.data.clone().into()];
         args.extend(file_args(options.policy.as_ref(), options.areas.as_ref(), options.agents.as_ref(), options.snapshot_every));
         args.extend(extra_args.iter().cloned());
         let child = spawn_dispatcher(binary, &args, &options.log)?;
-        let mut process = DispatcherProcess { child, address, log: options.log.clone() };
+        let mut process = DispatcherProcess { child, address, log: options.log.clone(), tls };
         process.wait_ready().await?;
         Ok(process)
     }
@@ -113,7 +136,7 @@ impl DispatcherProcess {
                 return Err(if log.contains("cannot listen") { StartError::PortTaken(error) } else { StartError::Failed(error) });
             }
             if health.is_none()
-                && let Ok(channel) = connect_with_retry(self.address, Duration::ZERO).await
+                && let Ok(channel) = self.connect(Duration::ZERO).await
             {
                 health = Some(HealthClient::new(channel));
             }
@@ -136,8 +159,26 @@ impl DispatcherProcess {
         self.address
     }
 
+    /// `http://HOST:PORT`, or `https://HOST:PORT` when the process serves TLS.
+    pub fn url(&self) -> String {
+        match &self.tls {
+            Some(_) => format!("https://{}", self.address),
+            None => format!("http://{}", self.address),
+        }
+    }
+
     pub async fn channel(&self) -> anyhow::Result<Channel> {
-        connect_with_retry(self.address, READY_WITHIN).await
+        self.connect(READY_WITHIN).await
+    }
+
+    async fn connect(&self, within: Duration) -> anyhow::Result<Channel> {
+        match &self.tls {
+            Some(tls) => {
+                let endpoint = tls.endpoint(&self.url()).map_err(anyhow::Error::msg)?;
+                connect_endpoint_with_retry(endpoint, self.address, within).await
+            }
+            None => connect_with_retry(self.address, within).await,
+        }
     }
 
     pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {

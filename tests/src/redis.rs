@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pingji_dispatcher::server::standby::OWNER_METADATA;
+use pingji_proto::tls::ClientTls;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use tokio::process::{Child, Command};
@@ -24,7 +25,7 @@ use tonic_health::pb::health_client::HealthClient;
 pub use pingji_dispatcher::redis_test_server::{Persistence, RedisServer};
 
 use crate::process::{dispatcher_binary, file_args, spawn_dispatcher};
-use crate::wait::connect_with_retry;
+use crate::wait::{connect_endpoint_with_retry, connect_with_retry};
 
 /// How long a started process may take to listen.
 const LISTENING_WITHIN: Duration = Duration::from_secs(60);
@@ -47,6 +48,9 @@ pub struct SharedStoreOptions {
     pub lease_ms: Option<(u64, u64)>,
     /// Where the process's log (stderr) goes; each start appends.
     pub log: PathBuf,
+    /// TLS: the dispatcher's flags (`--tls-cert ...`) and how the fixture's
+    /// own clients connect; plain text when `None`.
+    pub tls: Option<(Vec<OsString>, ClientTls)>,
 }
 
 /// A `dispatcher --store redis://...` process, owner or standby. Dropping it
@@ -106,8 +110,22 @@ impl SharedDispatcher {
         std::fs::read_to_string(&self.options.log).unwrap_or_default()
     }
 
+    /// `http://HOST:PORT`, or `https://HOST:PORT` when the process serves TLS.
+    pub fn url(&self) -> String {
+        match &self.options.tls {
+            Some(_) => format!("https://{}", self.address),
+            None => format!("http://{}", self.address),
+        }
+    }
+
     pub async fn channel(&self) -> anyhow::Result<Channel> {
-        connect_with_retry(self.address, LISTENING_WITHIN).await
+        match &self.options.tls {
+            Some((_, tls)) => {
+                let endpoint = tls.endpoint(&self.url()).map_err(anyhow::Error::msg)?;
+                connect_endpoint_with_retry(endpoint, self.address, LISTENING_WITHIN).await
+            }
+            None => connect_with_retry(self.address, LISTENING_WITHIN).await,
+        }
     }
 
     pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {
@@ -282,6 +300,9 @@ impl SharedDispatcher {
             args.push(ttl_ms.to_string().into());
             args.push("--lease-renew-ms".into());
             args.push(renew_ms.to_string().into());
+        }
+        if let Some((tls_args, _)) = &options.tls {
+            args.extend(tls_args.iter().cloned());
         }
         spawn_dispatcher(binary, &args, &options.log)
     }

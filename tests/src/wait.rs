@@ -32,7 +32,13 @@ pub async fn wait_until(
 /// Opens a channel to `address`, retrying refused connections until `within`
 /// passes (a process that is still starting has not bound its port yet).
 pub async fn connect_with_retry(address: SocketAddr, within: Duration) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))?.connect_timeout(Duration::from_secs(5));
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?;
+    connect_endpoint_with_retry(endpoint, address, within).await
+}
+
+/// As [`connect_with_retry`], with an endpoint made by the caller (TLS).
+pub async fn connect_endpoint_with_retry(endpoint: Endpoint, address: SocketAddr, within: Duration) -> anyhow::Result<Channel> {
+    let endpoint = endpoint.connect_timeout(Duration::from_secs(5));
     let deadline = Instant::now() + within;
     loop {
         match endpoint.connect().await {

@@ -61,6 +61,7 @@ fn options(dir: &Path, redis: &RedisServer, log: &str) -> anyhow::Result<SharedS
         snapshot_every: Some(40),
         lease_ms: None,
         log: dir.join(log),
+        tls: None,
     })
 }
 

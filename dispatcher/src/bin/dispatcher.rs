@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use pingji_dispatcher::metrics::Metrics;
-use pingji_dispatcher::server::{self, Store};
+use pingji_dispatcher::server::{self, ClientCertificates, Store};
 use pingji_dispatcher::settings::{
     LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings, TlsSettings,
 };
@@ -86,6 +86,21 @@ struct Args {
     /// `http://HOST:PORT` (usually port 4317); off by default.
     #[arg(long, env = "PINGJI_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Serve TLS with this certificate chain (PEM, leaf first); with
+    /// --tls-key. Plain text without it, for development on loopback.
+    #[arg(long, env = "PINGJI_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "PINGJI_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates (mTLS) signed by this CA (PEM), from
+    /// every client; with --tls-cert and --tls-key.
+    #[arg(long, env = "PINGJI_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: who must present a client certificate, every
+    /// connection or agent sessions only (consoles and probes without) [all].
+    #[arg(long, env = "PINGJI_TLS_REQUIRE_CLIENT_CERT", value_enum)]
+    tls_require_client_cert: Option<ClientCertificates>,
     /// Log lines as human-readable text or as JSON objects; levels by RUST_LOG [text].
     #[arg(long, env = "PINGJI_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -130,7 +145,12 @@ impl Args {
                 // From the settings file only.
                 ..LimitSettings::default()
             },
-            tls: TlsSettings::default(),
+            tls: TlsSettings {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+                require_client_cert: self.tls_require_client_cert,
+            },
         }
     }
 }
@@ -164,8 +184,18 @@ async fn run() -> anyhow::Result<()> {
 async fn serve(resolved: Resolved, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let Resolved { listen, mut config, shutdown_grace, .. } = resolved;
     config.set_metrics(metrics);
-    if !listen.ip().is_loopback() {
-        warn!(%listen, "serving plain text on a non-loopback address; TLS arrives with issue #7");
+    match &config.tls {
+        None if !listen.ip().is_loopback() => warn!(
+            %listen,
+            "serving plain text on a non-loopback address: anyone on the network can read and send calls; \
+             set --tls-cert and --tls-key"
+        ),
+        None => {}
+        Some(tls) => match tls.client_certificates() {
+            None => info!("serving TLS"),
+            Some(ClientCertificates::All) => info!("serving TLS; client certificates required of every connection"),
+            Some(ClientCertificates::Agents) => info!("serving TLS; client certificates required of agent sessions"),
+        },
     }
     if let Store::Redis(redis) = &config.store
         && listen.ip().is_unspecified()

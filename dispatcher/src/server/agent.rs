@@ -29,11 +29,14 @@ pub struct AgentApi {
     limits: Limits,
     /// Sessions open now (their tasks running).
     sessions: Arc<AtomicUsize>,
+    /// Sessions need a client certificate (verified against the client CA
+    /// in the TLS handshake); other services do not.
+    require_client_certificate: bool,
 }
 
 impl AgentApi {
-    pub fn new(dispatcher: Dispatcher, limits: Limits) -> Self {
-        AgentApi { dispatcher, limits, sessions: Arc::new(AtomicUsize::new(0)) }
+    pub fn new(dispatcher: Dispatcher, limits: Limits, require_client_certificate: bool) -> Self {
+        AgentApi { dispatcher, limits, sessions: Arc::new(AtomicUsize::new(0)), require_client_certificate }
     }
 }
 
@@ -91,6 +94,12 @@ impl AgentService for AgentApi {
     type SessionStream = SessionStream;
 
     async fn session(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<SessionStream>, Status> {
+        if self.require_client_certificate && request.peer_certs().is_none_or(|certificates| certificates.is_empty()) {
+            return Err(Status::unauthenticated(
+                "this dispatcher requires a client certificate for agent sessions; pass --client-cert and --client-key \
+                 with one signed by its client CA",
+            ));
+        }
         let slot = SessionSlot(self.sessions.clone());
         if self.sessions.fetch_add(1, Ordering::Relaxed) >= self.limits.max_sessions {
             warn!(max_sessions = self.limits.max_sessions, "session refused: the maximum is reached");

@@ -34,6 +34,7 @@ use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 use crate::areas::parse_geojson;
@@ -126,6 +127,61 @@ pub struct Config {
     pub limits: Limits,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
     metrics: Option<Arc<Metrics>>,
+    /// TLS on the gRPC port (every server on it: starting, standby, owner);
+    /// plain text when `None`.
+    pub tls: Option<ServerTls>,
+}
+
+/// Who must present a client certificate when a client CA is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertificates {
+    /// Every connection, refused in the TLS handshake without one.
+    #[default]
+    All,
+    /// Agent sessions only (`unauthenticated` without one); operators'
+    /// consoles and health probes connect without.
+    Agents,
+}
+
+/// The gRPC port's TLS: the dispatcher's certificate and key, and the CA of
+/// client certificates when they are required (mTLS).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    config: ServerTlsConfig,
+    client_certificates: Option<ClientCertificates>,
+}
+
+impl ServerTls {
+    /// With `client_ca`, client certificates signed by it are required of
+    /// `who` (a certificate from another CA is refused in the handshake).
+    pub fn new(identity: Identity, client_ca: Option<(Certificate, ClientCertificates)>) -> Self {
+        let mut config = ServerTlsConfig::new().identity(identity);
+        let client_certificates = client_ca.as_ref().map(|(_, who)| *who);
+        if let Some((client_ca, who)) = client_ca {
+            config = config.client_ca_root(client_ca).client_auth_optional(who == ClientCertificates::Agents);
+        }
+        ServerTls { config, client_certificates }
+    }
+
+    /// Who must present a client certificate, if anyone.
+    pub fn client_certificates(&self) -> Option<ClientCertificates> {
+        self.client_certificates
+    }
+
+    /// Builds the TLS acceptor once, which checks the certificate and that
+    /// the key is its key.
+    pub fn check(&self) -> Result<(), tonic::transport::Error> {
+        Server::builder().tls_config(self.config.clone()).map(|_| ())
+    }
+}
+
+/// A server builder, with TLS when `tls` is set.
+fn server_builder(tls: Option<&ServerTls>) -> anyhow::Result<Server> {
+    match tls {
+        Some(tls) => Server::builder().tls_config(tls.config.clone()).context("cannot serve TLS"),
+        None => Ok(Server::builder()),
+    }
 }
 
 impl Config {
@@ -141,6 +197,7 @@ impl Config {
             metrics_addr: None,
             limits: Limits::default(),
             metrics: None,
+            tls: None,
         }
     }
 
@@ -214,7 +271,9 @@ async fn run_store(config: Config, listener: TcpListener, shutdown: watch::Recei
     }
     // Health answers NOT_SERVING while the journal is opened and replayed.
     let listener = listener.into_std()?;
-    let starting = starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?).await?;
+    let starting =
+        starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?, config.tls.as_ref())
+            .await?;
     let recovered = async {
         let journal = open_journal(&config.store)?;
         let engine = runtime::recover(&journal, config.policy.clone()).await?;
@@ -271,7 +330,7 @@ async fn serve(
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
     let (stop_serving, mut stepping_down) = watch::channel(false);
-    let server = tonic::transport::Server::builder()
+    let server = server_builder(config.tls.as_ref())?
         .timeout(config.limits.request_timeout)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -280,8 +339,13 @@ async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            AgentServiceServer::new(agent::AgentApi::new(dispatcher.clone(), config.limits))
-                .max_decoding_message_size(MAX_AGENT_MESSAGE),
+            AgentServiceServer::new(agent::AgentApi::new(
+                dispatcher.clone(),
+                config.limits,
+                // With `all`, the TLS handshake already refused connections without one.
+                config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
+            ))
+            .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
         .add_service(
@@ -293,7 +357,7 @@ async fn serve(
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(server);
-    info!(%address, "dispatcher listening");
+    info!(%address, tls = config.tls.is_some(), "dispatcher listening");
 
     tokio::select! {
         result = &mut server => {

@@ -58,7 +58,7 @@ pub(super) async fn run(
         "asking for the shard lease"
     );
     let standby_listener = listener.try_clone().context("cannot share the listening socket")?;
-    let Some(token) = standby::serve_until_owner(&lease, standby_listener, &mut shutdown).await? else {
+    let Some(token) = standby::serve_until_owner(&lease, standby_listener, &mut shutdown, config.tls.as_ref()).await? else {
         info!("dispatcher stopped while standing by");
         return Ok(());
     };

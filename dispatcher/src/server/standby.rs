@@ -111,6 +111,7 @@ pub(super) async fn serve_until_owner(
     lease: &Arc<ShardLease>,
     listener: std::net::TcpListener,
     shutdown: &mut watch::Receiver<bool>,
+    tls: Option<&super::ServerTls>,
 ) -> anyhow::Result<Option<u64>> {
     let shard = lease.shard().id().to_string();
     let (notice_sender, notice) = watch::channel(Notice::Starting { shard: shard.clone() });
@@ -119,7 +120,7 @@ pub(super) async fn serve_until_owner(
     health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
     let (stop_server, mut server_stop) = watch::channel(false);
     let listener = TcpListener::from_std(listener)?;
-    let server = tonic::transport::Server::builder()
+    let server = super::server_builder(tls)?
         .add_service(health_service)
         .add_service(super::reflection_v1()?)
         .add_service(super::reflection_v1alpha()?)

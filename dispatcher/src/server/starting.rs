@@ -31,13 +31,13 @@ pub(super) struct Starting {
 
 impl Starting {
     /// Answers health on `listener` (a clone of the real one) until stopped.
-    pub(super) async fn serve(listener: std::net::TcpListener) -> anyhow::Result<Starting> {
+    pub(super) async fn serve(listener: std::net::TcpListener, tls: Option<&super::ServerTls>) -> anyhow::Result<Starting> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
         health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
         let listener = TcpListener::from_std(listener)?;
         let (stop, mut stopped) = watch::channel(false);
-        let server = tonic::transport::Server::builder().add_service(health_service).serve_with_incoming_shutdown(
+        let server = super::server_builder(tls)?.add_service(health_service).serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
@@ -79,7 +79,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let starting = Starting::serve(listener.try_clone()?).await?;
+        let starting = Starting::serve(listener.try_clone()?, None).await?;
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?.connect().await?;
         let mut client = HealthClient::new(channel);
         assert_eq!(status(&mut client, "").await, ServingStatus::Serving as i32);

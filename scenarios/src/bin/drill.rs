@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use pingji_proto::tls::ClientTlsFiles;
 
 /// Runs Pingji drills (实战演练) and writes their after-action report.
 #[derive(Parser, Debug)]
@@ -35,6 +36,18 @@ enum Mode {
         /// dispatchers share a Redis store (the one owning the shard is found).
         #[arg(long, env = "PINGJI_SERVER", default_value = "http://127.0.0.1:50051")]
         server: String,
+        /// CA certificate (PEM) that signed the dispatcher's certificate, for
+        /// https:// (host:port then means https); without it, https:// trusts
+        /// the system's roots.
+        #[arg(long, env = "PINGJI_CA", value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Client certificate (PEM) for every session and the command
+        /// connection, for a dispatcher that requires one (mTLS).
+        #[arg(long, env = "PINGJI_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
+        client_cert: Option<PathBuf>,
+        /// Private key (PEM) of --client-cert.
+        #[arg(long, env = "PINGJI_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
+        client_key: Option<PathBuf>,
         /// Folder for report.md, report.json and the SVG pictures.
         #[arg(long, default_value = "out")]
         out: PathBuf,
@@ -51,7 +64,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Mode::Run { file, out, quiet } => run(&file, &out, quiet),
-        Mode::Live { file, server, out, speed, quiet } => live(&file, &server, &out, speed, quiet),
+        Mode::Live { file, server, ca, client_cert, client_key, out, speed, quiet } => {
+            let tls = ClientTlsFiles { ca, cert: client_cert, key: client_key };
+            live(&file, &server, &tls, &out, speed, quiet)
+        }
     }
 }
 
@@ -85,10 +101,17 @@ fn finish(result: anyhow::Result<pingji_scenarios::report::Report>, out: &std::p
     if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn live(file: &std::path::Path, server: &str, out: &std::path::Path, speed: f64, quiet: bool) -> ExitCode {
+fn live(file: &std::path::Path, server: &str, tls: &ClientTlsFiles, out: &std::path::Path, speed: f64, quiet: bool) -> ExitCode {
     let drill = match load(file) {
         Ok(drill) => drill,
         Err(code) => return code,
+    };
+    let tls = match tls.load() {
+        Ok(tls) => tls,
+        Err(error) => {
+            eprintln!("drill: {error}");
+            return ExitCode::from(2);
+        }
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -98,7 +121,7 @@ fn live(file: &std::path::Path, server: &str, out: &std::path::Path, speed: f64,
         }
     };
     let bar = progress_bar(&drill, quiet);
-    let options = pingji_scenarios::live::LiveOptions { server: server.to_string(), speed };
+    let options = pingji_scenarios::live::LiveOptions { server: server.to_string(), speed, tls };
     let result = runtime.block_on(pingji_scenarios::live::run(&drill, &options, out, |seconds| bar.set_position(seconds)));
     bar.finish_and_clear();
     finish(result, out)
