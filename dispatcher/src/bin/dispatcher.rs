@@ -93,8 +93,8 @@ struct Args {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, env = "PINGJI_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Require client certificates (mTLS) signed by this CA (PEM), from
-    /// every client; with --tls-cert and --tls-key.
+    /// Require client certificates (mTLS) signed by this CA (PEM), of the
+    /// clients --tls-require-client-cert names; with --tls-cert and --tls-key.
     #[arg(long, env = "PINGJI_TLS_CLIENT_CA", value_name = "FILE")]
     tls_client_ca: Option<PathBuf>,
     /// With --tls-client-ca: who must present a client certificate, every
