@@ -107,6 +107,12 @@ impl Dispatcher {
         *self.store_reachable.borrow()
     }
 
+    /// Turns false and back to true as the journal's store goes out of
+    /// reach and comes back.
+    pub fn store_reachable_changes(&self) -> watch::Receiver<bool> {
+        self.store_reachable.clone()
+    }
+
     /// Carries out a command; `view` builds the answer from the state right
     /// after it, and the answer arrives once the events are durable.
     pub async fn execute<T: Send + 'static>(

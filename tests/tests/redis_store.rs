@@ -24,11 +24,12 @@ use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::cli::run_pingji;
-use pingji_tests::redis::{Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of};
+use pingji_tests::redis::{Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of, serving_status};
 use pingji_tests::{AgentSession, AreaBox, area_box, connect_located, pb, sample_city, sample_roster, wait_until};
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// One test at a time: each runs Redis and two dispatchers. (The Redis
 /// fixture is blocking: the tests call it in `block_in_place`.)
@@ -673,6 +674,12 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
     .await?;
     let (refused_id, down_answer) = down_answer.unwrap_or_default();
     println!("a write while redis is down: {down_answer}");
+    // Not ready (gRPC health) while writes are refused.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(dispatcher.channel().await?);
+    wait_until(PROMPTLY, "health NOT_SERVING while redis is down", async || {
+        Ok(serving_status(&mut health, "pingji.v1.CommandService").await == Some(ServingStatus::NotServing))
+    })
+    .await?;
     // The refused create changed nothing.
     let unknown = probe.get_incident(pb::GetIncidentRequest { id: refused_id.clone() }).await;
     assert_eq!(unknown.map_err(|status| status.code()).err(), Some(tonic::Code::NotFound), "{refused_id} was refused but exists");
@@ -731,6 +738,10 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
     println!("serving writes again {} ms after redis restarted", restarted_at.elapsed().as_millis());
     assert!(!dispatcher.has_exited(), "the dispatcher stopped:\n{}", dispatcher.log());
     assert!(dispatcher.log().contains("writes resume"), "{}", dispatcher.log());
+    wait_until(PROMPTLY, "health SERVING again", async || {
+        Ok(serving_status(&mut health, "pingji.v1.CommandService").await == Some(ServingStatus::Serving))
+    })
+    .await?;
 
     // Every acknowledged create is in the shared record: a process
     // recovering from Redis alone (an auditor's read of the stream) sees it.

@@ -323,6 +323,21 @@ async fn serve(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
     health_reporter.set_serving::<CommandServiceServer<command::CommandApi>>().await;
+    // Not ready while the journal's store is out of reach (writes refused).
+    let mut store_reachable = dispatcher.store_reachable_changes();
+    let readiness = health_reporter.clone();
+    tokio::spawn(async move {
+        while store_reachable.changed().await.is_ok() {
+            let reachable = *store_reachable.borrow_and_update();
+            if reachable {
+                readiness.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
+                readiness.set_serving::<CommandServiceServer<command::CommandApi>>().await;
+            } else {
+                readiness.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+                readiness.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
+            }
+        }
+    });
     let reflection_v1 = reflection_v1()?;
     let reflection_v1alpha = reflection_v1alpha()?;
 

@@ -44,6 +44,8 @@ enum Notice {
     Owned { shard: String, address: String },
     /// Redis cannot be reached, so the owner is not known.
     StoreUnreachable { shard: String, error: String },
+    /// This process is replaying its journal (any store; see `starting`).
+    Recovering,
 }
 
 impl Notice {
@@ -63,13 +65,16 @@ impl Notice {
             Notice::StoreUnreachable { shard, error } => {
                 Status::unavailable(format!("shard {shard} has no reachable owner: {error}; retry in a moment"))
             }
+            Notice::Recovering => {
+                Status::unavailable("this dispatcher is starting: it is reading its journal back; retry in a moment")
+            }
         }
     }
 }
 
 /// Stands in for the gRPC service `S` (same name, same routes) and answers
 /// every call with the current notice.
-struct Standby<S> {
+pub(super) struct Standby<S> {
     notice: watch::Receiver<Notice>,
     service: PhantomData<fn() -> S>,
 }
@@ -100,8 +105,16 @@ impl<S> Service<http::Request<Body>> for Standby<S> {
     }
 }
 
-type AgentStandby = Standby<AgentServiceServer<agent::AgentApi>>;
-type CommandStandby = Standby<CommandServiceServer<command::CommandApi>>;
+pub(super) type AgentStandby = Standby<AgentServiceServer<agent::AgentApi>>;
+pub(super) type CommandStandby = Standby<CommandServiceServer<command::CommandApi>>;
+
+/// The Pingji services as a starting process answers them while it reads
+/// its journal back: every call `unavailable`, to be retried (a client that
+/// got `unimplemented` would take it as final).
+pub(super) fn recovering_services() -> (AgentStandby, CommandStandby) {
+    let (_, notice) = watch::channel(Notice::Recovering);
+    (AgentStandby { notice: notice.clone(), service: PhantomData }, CommandStandby { notice, service: PhantomData })
+}
 
 /// Serves as a standby on `listener` until this process holds the lease of
 /// the shard; returns its fencing token, or `None` if `shutdown` came first.
@@ -156,7 +169,7 @@ pub(super) async fn serve_until_owner(
                     match &next {
                         Notice::Owned { address, .. } => info!(shard = %shard, owner = %address, "standing by: another dispatcher owns the shard"),
                         Notice::StoreUnreachable { error, .. } => warn!(shard = %shard, %error, "standing by: cannot reach the shard's store"),
-                        Notice::Starting { .. } => {}
+                        Notice::Starting { .. } | Notice::Recovering => {}
                     }
                     let _ = notice_sender.send(next);
                 }

@@ -1,6 +1,7 @@
 //! What a dispatcher answers while it opens its journal and replays it:
-//! gRPC health only, with the Pingji services `NOT_SERVING` (liveness `""`
-//! is `SERVING`: the process is up, just not ready). Without it, a client
+//! gRPC health, with the Pingji services `NOT_SERVING` (liveness `""` is
+//! `SERVING`: the process is up, just not ready), and every Pingji call
+//! `unavailable` (retry in a moment; `unimplemented` would read as final). Without it, a client
 //! or an orchestrator probing readiness during a long replay would get no
 //! answer at all.
 //!
@@ -37,12 +38,14 @@ impl Starting {
         health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
         let listener = TcpListener::from_std(listener)?;
         let (stop, mut stopped) = watch::channel(false);
-        let server = super::server_builder(tls)?.add_service(health_service).serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async move {
+        let (agents, commands) = super::standby::recovering_services();
+        let server = super::server_builder(tls)?
+            .add_service(health_service)
+            .add_service(agents)
+            .add_service(commands)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
-            },
-        );
+            });
         Ok(Starting { stop, server: tokio::spawn(server) })
     }
 
@@ -81,10 +84,15 @@ mod tests {
         let address = listener.local_addr()?;
         let starting = Starting::serve(listener.try_clone()?, None).await?;
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?.connect().await?;
-        let mut client = HealthClient::new(channel);
+        let mut client = HealthClient::new(channel.clone());
         assert_eq!(status(&mut client, "").await, ServingStatus::Serving as i32);
         assert_eq!(status(&mut client, "pingji.v1.CommandService").await, ServingStatus::NotServing as i32);
         assert_eq!(status(&mut client, "pingji.v1.AgentService").await, ServingStatus::NotServing as i32);
+        // A Pingji call is told to retry (a field agent takes `unimplemented` as final).
+        let mut commands = pingji_proto::v1::command_service_client::CommandServiceClient::new(channel);
+        let refused = commands.list_incidents(pingji_proto::v1::ListIncidentsRequest::default()).await.expect_err("starting");
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(refused.message().contains("starting"), "{}", refused.message());
         starting.stop().await;
         // The real server can take the same socket over.
         let taken_over = TcpListener::from_std(listener)?;
