@@ -55,6 +55,22 @@ pub struct CandidateQuery<'a> {
     pub now: Millis,
 }
 
+impl<'a> CandidateQuery<'a> {
+    /// The `k` best people free to be offered `incident` within `reach`.
+    fn offer(incident: &'a Incident, reach: &'a Reach, k: usize, now: Millis) -> Self {
+        CandidateQuery {
+            at: incident.spec.at,
+            skills: &incident.spec.skills,
+            scope: reach.scope.as_ref().map(|(level, area)| (*level, area)),
+            excluded: Some(&incident.excluded),
+            free_only: true,
+            mode: Some(reach.mode),
+            k,
+            now,
+        }
+    }
+}
+
 /// The search steps one batch matching may take before the slots it has not
 /// reached go greedy: a bound on compute that does not depend on the clock,
 /// so that the same input always gives the same offers. About 30 ms of one
@@ -228,16 +244,7 @@ impl Engine {
             let mode_policy = self.policy.for_mode(reach.mode);
             let slots =
                 ((incident.still_needed() * mode_policy.parallel_offers) as usize).saturating_sub(incident.open_offers.len());
-            let query = CandidateQuery {
-                at: incident.spec.at,
-                skills: &incident.spec.skills,
-                scope: reach.scope.as_ref().map(|(level, area)| (*level, area)),
-                excluded: Some(&incident.excluded),
-                free_only: true,
-                mode: Some(reach.mode),
-                k: slots + self.policy.batch_spare_candidates as usize,
-                now,
-            };
+            let query = CandidateQuery::offer(incident, &reach, slots + self.policy.batch_spare_candidates as usize, now);
             let candidates = self.find_candidates(&query);
             let mut incident_options = Options::with_capacity(candidates.len());
             for candidate in &candidates {
@@ -320,16 +327,7 @@ impl Engine {
             if outstanding >= wanted {
                 return;
             }
-            let query = CandidateQuery {
-                at: incident.spec.at,
-                skills: &incident.spec.skills,
-                scope: reach.scope.as_ref().map(|(level, area)| (*level, area)),
-                excluded: Some(&incident.excluded),
-                free_only: true,
-                mode: Some(reach.mode),
-                k: wanted - outstanding,
-                now,
-            };
+            let query = CandidateQuery::offer(incident, &reach, wanted - outstanding, now);
             let candidates = self.find_candidates(&query);
             let short = candidates.len() < wanted - outstanding;
             if !candidates.is_empty() {
