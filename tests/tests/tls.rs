@@ -77,6 +77,21 @@ async fn wait_for_event(
 }
 
 /// The error of the first lost connection; fails if the session is welcomed.
+/// An agent with a certificate from another CA is refused (either the
+/// dispatcher's alert arrives, unknown CA, or only the closed connection
+/// does; both are explained); one with the CA's client certificate is
+/// welcomed.
+async fn strangers_refused_and_the_cas_certificate_welcomed(url: &str, pki: &TestPki) -> anyhow::Result<()> {
+    let (stranger, mut stranger_events) = start_agent(url, "p0001", pki.client_with_strangers_certificate()?)?;
+    let error = first_connection_error(&mut stranger_events).await?;
+    assert!(error.contains("this client's certificate") && error.contains("client CA"), "{error}");
+    stranger.close().await;
+    let (client, mut events) = start_agent(url, "p0001", pki.client_with_certificate()?)?;
+    wait_for_event(&mut events, PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?;
+    client.close().await;
+    Ok(())
+}
+
 async fn first_connection_error(events: &mut mpsc::Receiver<AgentEvent>) -> anyhow::Result<String> {
     let event = wait_for_event(events, PROMPTLY, "a lost connection", |event| {
         matches!(event, AgentEvent::ConnectionLost { .. } | AgentEvent::Welcome(_))
@@ -188,18 +203,7 @@ async fn with_client_certificates_required_only_clients_with_one_from_the_ca_get
     assert!(error.contains("--client-cert"), "{error}");
     refused.close().await;
 
-    // A certificate from another CA: refused.
-    let (stranger, mut stranger_events) = start_agent(&url, "p0001", pki.client_with_strangers_certificate()?)?;
-    let error = first_connection_error(&mut stranger_events).await?;
-    // Either the dispatcher's alert arrives (unknown CA) or only the closed
-    // connection does; both are explained.
-    assert!(error.contains("this client's certificate") && error.contains("client CA"), "{error}");
-    stranger.close().await;
-
-    // With the CA's client certificate: welcomed.
-    let (client, mut events) = start_agent(&url, "p0001", pki.client_with_certificate()?)?;
-    wait_for_event(&mut events, PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?;
-    client.close().await;
+    strangers_refused_and_the_cas_certificate_welcomed(&url, &pki).await?;
 
     // The console too: refused without a certificate, served with one.
     let ca = pki.ca.to_string_lossy().into_owned();
@@ -245,14 +249,7 @@ async fn with_client_certificates_for_agents_only_consoles_connect_without_and_s
     refused.close().await;
 
     // A certificate from another CA is still refused in the handshake.
-    let (stranger, mut stranger_events) = start_agent(&url, "p0001", pki.client_with_strangers_certificate()?)?;
-    let error = first_connection_error(&mut stranger_events).await?;
-    assert!(error.contains("this client's certificate") && error.contains("client CA"), "{error}");
-    stranger.close().await;
-
-    let (client, mut events) = start_agent(&url, "p0001", pki.client_with_certificate()?)?;
-    wait_for_event(&mut events, PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?;
-    client.close().await;
+    strangers_refused_and_the_cas_certificate_welcomed(&url, &pki).await?;
     assert!(dispatcher.log().contains("client certificates required of agent sessions"), "{}", dispatcher.log());
     dispatcher.terminate().await?;
     let exit = dispatcher.wait_exit(PROMPTLY).await?;
