@@ -62,8 +62,8 @@ pub struct StoredLocation {
 
 struct Update {
     agent: AgentId,
-    at: Position,
-    reported_at: Millis,
+    /// `None`: the person's session ended; their entry is deleted.
+    at: Option<(Position, Millis)>,
 }
 
 /// What the writer thread did, returned when it stops.
@@ -114,7 +114,16 @@ impl LocationWriter {
     /// Queues `agent`'s location; never blocks. False when it was dropped
     /// because the queue is full.
     pub fn record(&self, agent: &AgentId, at: Position, reported_at: Millis) -> bool {
-        let update = Update { agent: agent.clone(), at, reported_at };
+        self.send(Update { agent: agent.clone(), at: Some((at, reported_at)) })
+    }
+
+    /// Queues the deletion of `agent`'s location (their session ended: the
+    /// location is kept no longer than dispatch needs it); never blocks.
+    pub fn forget(&self, agent: &AgentId) -> bool {
+        self.send(Update { agent: agent.clone(), at: None })
+    }
+
+    fn send(&self, update: Update) -> bool {
         match self.updates.try_send(update) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -145,7 +154,7 @@ struct Flusher {
 
 impl Flusher {
     fn run(&mut self, queue: Receiver<Update>) -> LocationWriterStats {
-        let mut pending: HashMap<AgentId, String> = HashMap::new();
+        let mut pending: HashMap<AgentId, Option<String>> = HashMap::new();
         let mut oldest_pending: Option<Instant> = None;
         loop {
             let received = match oldest_pending {
@@ -192,23 +201,44 @@ impl Flusher {
         self.stats
     }
 
-    fn take(&mut self, pending: &mut HashMap<AgentId, String>, update: Update) {
+    fn take(&mut self, pending: &mut HashMap<AgentId, Option<String>>, update: Update) {
         self.stats.received += 1;
-        let value = format!("{},{},{}", update.at.lon, update.at.lat, update.reported_at.0);
+        let value = update.at.map(|(at, reported_at)| format!("{},{},{}", at.lon, at.lat, reported_at.0));
         pending.insert(update.agent, value);
     }
 
-    fn flush(&mut self, pending: &mut HashMap<AgentId, String>) {
+    /// One round trip: an `HSET` of the latest locations and an `HDEL` of
+    /// the people whose sessions ended, pipelined.
+    fn flush(&mut self, pending: &mut HashMap<AgentId, Option<String>>) {
         if pending.is_empty() {
             return;
         }
         let count = pending.len() as u64;
-        let mut command = redis::cmd("HSET");
-        command.arg(&self.shard.keys().locations);
+        let key = &self.shard.keys().locations;
+        let (mut set, mut delete) = (redis::cmd("HSET"), redis::cmd("HDEL"));
+        set.arg(key);
+        delete.arg(key);
+        let (mut sets, mut deletes) = (0, 0);
         for (agent, value) in pending.drain() {
-            command.arg(agent.as_str()).arg(value);
+            match value {
+                Some(value) => {
+                    set.arg(agent.as_str()).arg(value);
+                    sets += 1;
+                }
+                None => {
+                    delete.arg(agent.as_str());
+                    deletes += 1;
+                }
+            }
         }
-        match self.write(&command) {
+        let mut pipeline = redis::pipe();
+        if sets > 0 {
+            pipeline.add_command(set).ignore();
+        }
+        if deletes > 0 {
+            pipeline.add_command(delete).ignore();
+        }
+        match self.write(&pipeline) {
             Ok(()) => {
                 if self.failing {
                     info!(redis = %self.shard.url(), "writing live locations to redis again");
@@ -227,7 +257,7 @@ impl Flusher {
         }
     }
 
-    fn write(&mut self, command: &redis::Cmd) -> Result<(), RedisStoreError> {
+    fn write(&mut self, command: &redis::Pipeline) -> Result<(), RedisStoreError> {
         let action = "write live locations";
         let connection = match self.connection.as_mut() {
             Some(connection) => connection,
@@ -289,9 +319,13 @@ mod tests {
         assert!(writer.record(&alice, position(121.1, 31.1), Millis(1_000)));
         assert!(writer.record(&bob, position(121.2, 31.2), Millis(1_001)));
         assert!(writer.record(&alice, position(121.123_456_789, 31.987_654_321), Millis(2_000)));
+        // Carol's session ended: her location is not kept.
+        let carol = AgentId::new("carol");
+        assert!(writer.record(&carol, position(121.3, 31.3), Millis(1_002)));
+        assert!(writer.forget(&carol));
         drop(writer);
         let stats = flusher.join();
-        assert_eq!(stats.received, 3);
+        assert_eq!(stats.received, 5);
         assert!(stats.flushes >= 1 && stats.written >= 2, "{stats:?}");
         assert_eq!((stats.failed, stats.dropped), (0, 0));
 

@@ -438,12 +438,7 @@ impl Owner {
             .map(|(agent, _)| agent.clone())
             .collect();
         for agent in gone {
-            self.sessions.remove(&agent);
-            if let Ok(new_events) =
-                self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now)
-            {
-                events.extend(new_events);
-            }
+            events.extend(self.end_session(&agent, now));
         }
         events.extend(self.engine.tick(now));
         self.commit(events, Vec::new()).await
@@ -522,11 +517,7 @@ impl Owner {
                     // A session whose client has gone (its stream dropped) but
                     // whose close has not arrived yet is replaced, not refused.
                     if self.sessions.get(&agent).is_some_and(|open| open.outbox.is_closed()) {
-                        self.sessions.remove(&agent);
-                        let actor = format!("agent:{agent}");
-                        if let Ok(new_events) = self.engine.execute(Command::Disconnect { agent: agent.clone() }, &actor, now) {
-                            events.extend(new_events);
-                        }
+                        events.extend(self.end_session(&agent, now));
                     }
                     let result = self.engine.execute(Command::Connect { agent: agent.clone() }, &format!("agent:{agent}"), now);
                     match result {
@@ -551,13 +542,8 @@ impl Owner {
                 Request::CloseStreams => self.close_streams(),
                 Request::CloseSession { agent, session } => {
                     if self.sessions.get(&agent).is_some_and(|open| open.id == session) {
-                        self.sessions.remove(&agent);
                         info!(agent_id = %agent, session, "session closed");
-                        if let Ok(new_events) =
-                            self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now)
-                        {
-                            events.extend(new_events);
-                        }
+                        events.extend(self.end_session(&agent, now));
                     }
                 }
             }
@@ -627,14 +613,9 @@ impl Owner {
             events = Vec::new();
             let now = self.now();
             for agent in std::mem::take(&mut self.stuck) {
-                if self.sessions.remove(&agent).is_none() {
-                    continue;
-                }
-                warn!(agent_id = %agent, "session gone; disconnecting");
-                if let Ok(new_events) =
-                    self.engine.execute(Command::Disconnect { agent: agent.clone() }, &format!("agent:{agent}"), now)
-                {
-                    events.extend(new_events);
+                if self.sessions.contains_key(&agent) {
+                    warn!(agent_id = %agent, "session gone; disconnecting");
+                    events.extend(self.end_session(&agent, now));
                 }
             }
             if events.is_empty() {
@@ -645,6 +626,17 @@ impl Owner {
             self.snapshot().await?;
         }
         Ok(())
+    }
+
+    /// Ends `agent`'s session: the engine disconnects them (withdrawing an
+    /// open offer) and forgets their location, and so does the Redis copy.
+    fn end_session(&mut self, agent: &AgentId, now: Millis) -> Vec<Event> {
+        self.sessions.remove(agent);
+        if let Some(writer) = &self.config.locations {
+            writer.forget(agent);
+        }
+        let actor = format!("agent:{agent}");
+        self.engine.execute(Command::Disconnect { agent: agent.clone() }, &actor, now).unwrap_or_default()
     }
 
     fn route(&mut self, event: &Event) {

@@ -270,7 +270,20 @@ async fn the_console_and_a_field_agent_find_the_owner_and_follow_it_through_a_fa
         run_pingji(&format!("{first_url},{second_url}"), &["incident", "show", "via-standby", "--json"]).await?.success()?;
     let assigned = shown.json()?.to_string();
     assert!(assigned.contains("p0001"), "{assigned}");
+
+    // The new owner keeps p0001's live location in Redis while the session
+    // lasts, and deletes it when the session ends.
+    let stored_for = |agent: &'static str| {
+        let shard = RedisShard::new(&redis.url(), ShardId::default());
+        async move {
+            let shard = shard?;
+            let stored = tokio::task::spawn_blocking(move || read_locations(&shard)).await??;
+            anyhow::Ok(stored.iter().any(|location| location.agent.as_str() == agent))
+        }
+    };
+    wait_until(PROMPTLY, "p0001's location in redis", async || stored_for("p0001").await).await?;
     client.close().await;
+    wait_until(PROMPTLY, "p0001's location gone from redis", async || Ok(!stored_for("p0001").await?)).await?;
     Ok(())
 }
 
