@@ -51,7 +51,9 @@ pub mod wait;
 
 pub use events::{EventWatch, event_json};
 pub use process::{DispatcherProcess, ProcessOptions, dispatcher_binary};
-pub use sample::{AreaBox, area_box, offset_m, person, quick_policy, quick_policy_toml, sample_city, sample_roster};
+pub use sample::{
+    AreaBox, area_box, available_people, offset_m, person, quick_policy, quick_policy_toml, sample_city, sample_roster,
+};
 pub use server::{TestServer, connect_located};
 pub use session::AgentSession;
 pub use wait::{connect_with_retry, wait_until};

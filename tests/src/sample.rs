@@ -98,6 +98,23 @@ impl AreaBox {
     }
 }
 
+/// The ids of up to `limit` people of the roster who are available and live
+/// in `area_id` (`ListAgents`), in the dispatcher's order.
+pub async fn available_people(
+    command: &mut CommandServiceClient<Channel>,
+    area_id: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<String>> {
+    let request = pb::ListAgentsRequest {
+        area_id: area_id.into(),
+        status: pb::AgentStatus::Available as i32,
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        ..Default::default()
+    };
+    let agents = command.list_agents(request).await?.into_inner().agents;
+    Ok(agents.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()).take(limit).collect())
+}
+
 /// Reads an area's boundary with `ListAreas` and returns its bounding box.
 /// The sample's areas are rectangles, so every point of the box is inside.
 pub async fn area_box(command: &mut CommandServiceClient<Channel>, area_id: &str) -> anyhow::Result<AreaBox> {

@@ -118,6 +118,14 @@ impl AgentSession {
         }
     }
 
+    /// The next message, which must confirm an assignment (after an accept).
+    pub async fn expect_assignment_confirmed_within(&mut self, within: Duration) -> anyhow::Result<()> {
+        match self.next_message_within(within).await? {
+            Incoming::AssignmentConfirmed(_) => Ok(()),
+            other => anyhow::bail!("{} expected assignment_confirmed but received {other:?}", self.agent_id),
+        }
+    }
+
     /// Fails if an offer arrives within `window`; other messages are kept for
     /// later reads.
     pub async fn expect_no_offer_for(&mut self, window: Duration) -> anyhow::Result<()> {

@@ -483,8 +483,7 @@ async fn a_team_of_two_is_offered_in_parallel_staffed_and_released_on_cancel() -
     sessions[1].accept(&second.offer_id).await?;
     sessions[2].accept(&third.offer_id).await?;
     for index in [1, 2] {
-        let message = sessions[index].next_message_within(PROMPTLY).await?;
-        anyhow::ensure!(matches!(message, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {message:?}");
+        sessions[index].expect_assignment_confirmed_within(PROMPTLY).await?;
     }
     events.wait_for_kind(PROMPTLY, "incident_staffed", "move-1").await?;
     let staffed = command.get_incident(pb::GetIncidentRequest { id: "move-1".into() }).await?.into_inner();

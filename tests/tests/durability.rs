@@ -11,8 +11,8 @@ use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::{
-    AgentSession, AreaBox, DispatcherProcess, EventWatch, ProcessOptions, TestServer, area_box, connect_located, pb,
-    quick_policy_toml, sample_city, sample_roster,
+    AgentSession, AreaBox, DispatcherProcess, EventWatch, ProcessOptions, TestServer, area_box, available_people,
+    connect_located, pb, quick_policy_toml, sample_city, sample_roster,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -140,17 +140,7 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
     let community = area_box(&mut command, "d1-s1-c1").await?;
 
     // On-duty people of the sample roster who live in the community.
-    let roster = command
-        .list_agents(pb::ListAgentsRequest {
-            area_id: "d1-s1-c1".into(),
-            status: pb::AgentStatus::Available as i32,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .agents;
-    let people: Vec<String> =
-        roster.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()).take(PEOPLE).collect();
+    let people = available_people(&mut command, "d1-s1-c1", PEOPLE).await?;
     anyhow::ensure!(people.len() >= 15, "the sample roster has only {} people on duty in d1-s1-c1", people.len());
 
     let (confirmations, mut confirmed_stream) = mpsc::channel(4 * INCIDENTS);
@@ -275,17 +265,7 @@ async fn an_offer_whose_deadline_passed_while_down_times_out_after_restart() -> 
     let mut command = CommandServiceClient::new(channel.clone());
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
     let (lon, lat) = grid.centre();
-    let on_duty = command
-        .list_agents(pb::ListAgentsRequest {
-            area_id: "d1-s1-c1-g1".into(),
-            status: pb::AgentStatus::Available as i32,
-            limit: 1,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .agents;
-    let agent_id = on_duty.first().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone());
+    let agent_id = available_people(&mut command, "d1-s1-c1-g1", 1).await?.pop();
     let agent_id = agent_id.ok_or_else(|| anyhow::anyhow!("nobody on duty in d1-s1-c1-g1"))?;
     let mut session = connect_located(&mut command, &mut AgentServiceClient::new(channel.clone()), &agent_id, lon, lat).await?;
 
@@ -352,8 +332,7 @@ async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() 
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
     session.accept(&offer.offer_id).await?;
-    let confirmed = session.next_message_within(PROMPTLY).await?;
-    anyhow::ensure!(matches!(confirmed, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {confirmed:?}");
+    session.expect_assignment_confirmed_within(PROMPTLY).await?;
     let before = whole_record(&mut command).await?;
     // Shut down with the person's session still open: the drain gives up on
     // it after the drain timeout and the server stops cleanly.

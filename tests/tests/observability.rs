@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::metrics::{http_get, scrape, value, value_or_zero};
 use pingji_tests::otlp::{Collector, ReceivedSpan};
 use pingji_tests::process::free_port;
@@ -70,8 +69,7 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
     let offered = scrape(metrics_addr).await?;
     assert_eq!(value(&offered, "pingji_open_incidents{status=\"offered\",priority=\"1\"}"), Some(1.0), "{offered}");
     session.accept(&offer.offer_id).await?;
-    let confirmed = session.next_message_within(PROMPTLY).await?;
-    anyhow::ensure!(matches!(confirmed, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {confirmed:?}");
+    session.expect_assignment_confirmed_within(PROMPTLY).await?;
 
     // The observer counts from the event broadcast, just after the answer:
     // wait for it rather than for a time.
@@ -162,8 +160,7 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
     session.accept(&offer.offer_id).await?;
-    let confirmed = session.next_message_within(PROMPTLY).await?;
-    anyhow::ensure!(matches!(confirmed, Incoming::AssignmentConfirmed(_)), "expected assignment_confirmed, got {confirmed:?}");
+    session.expect_assignment_confirmed_within(PROMPTLY).await?;
     session.complete("traced-1", "handled").await?;
     pingji_tests::wait_until(PROMPTLY, "the incident is closed", async || {
         let incident = command.get_incident(pb::GetIncidentRequest { id: "traced-1".into() }).await?.into_inner();

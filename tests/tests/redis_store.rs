@@ -25,7 +25,9 @@ use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::cli::run_pingji;
 use pingji_tests::redis::{Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of, serving_status};
-use pingji_tests::{AgentSession, AreaBox, area_box, connect_located, pb, sample_city, sample_roster, wait_until};
+use pingji_tests::{
+    AgentSession, AreaBox, area_box, available_people, connect_located, pb, sample_city, sample_roster, wait_until,
+};
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -353,20 +355,7 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
     let channel = owner.channel().await?;
     let mut command = CommandServiceClient::new(channel.clone());
     let community = area_box(&mut command, "d1-s1-c1").await?;
-    let people: Vec<String> = command
-        .list_agents(pb::ListAgentsRequest {
-            area_id: "d1-s1-c1".into(),
-            status: pb::AgentStatus::Available as i32,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .agents
-        .iter()
-        .filter_map(|agent| agent.spec.as_ref())
-        .map(|spec| spec.id.clone())
-        .take(PEOPLE)
-        .collect();
+    let people = available_people(&mut command, "d1-s1-c1", PEOPLE).await?;
     anyhow::ensure!(people.len() >= 15, "too few people on duty in d1-s1-c1");
 
     let (confirmations, mut confirmed_stream) = mpsc::channel(4 * INCIDENTS);

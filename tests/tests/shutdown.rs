@@ -8,7 +8,9 @@ use std::time::Duration;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::{AgentSession, DispatcherProcess, ProcessOptions, area_box, connect_located, pb, quick_policy_toml};
+use pingji_tests::{
+    AgentSession, DispatcherProcess, ProcessOptions, area_box, available_people, connect_located, pb, quick_policy_toml,
+};
 use pingji_tests::{sample_city, sample_roster};
 use tokio::sync::mpsc;
 use tonic::Code;
@@ -103,19 +105,7 @@ async fn sigterm_under_load_loses_no_acknowledged_change_and_refuses_retriably()
     let channel = first.channel().await?;
     let mut command = CommandServiceClient::new(channel.clone());
     let community = area_box(&mut command, "d1-s1-c1").await?;
-    let people: Vec<String> = command
-        .list_agents(pb::ListAgentsRequest {
-            area_id: "d1-s1-c1".into(),
-            status: pb::AgentStatus::Available as i32,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .agents
-        .iter()
-        .filter_map(|agent| agent.spec.as_ref().map(|spec| spec.id.clone()))
-        .take(PEOPLE)
-        .collect();
+    let people = available_people(&mut command, "d1-s1-c1", PEOPLE).await?;
     anyhow::ensure!(people.len() >= 8, "only {} people on duty in d1-s1-c1", people.len());
     let mut sessions = Vec::new();
     for (index, id) in people.iter().enumerate() {
