@@ -322,6 +322,9 @@ async fn run_field_agent(args: &[String], within: Duration) -> anyhow::Result<(O
 /// completion, and exits after the one task; the dispatcher's record shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_auto_accept_takes_an_incident_through_to_completion() -> anyhow::Result<()> {
+    // Built first (on a clean checkout this is a cargo build), so that the
+    // wait for the program's first location below does not include it.
+    field_agent_binary().await?;
     let server = TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
     let mut command = server.command().await?;
     let grid = area_box(&mut command, "d1-s1-c1-g2").await?;
