@@ -89,11 +89,13 @@ pub async fn connect(servers: &str, operator: Option<&str>, tls: &ClientTls) -> 
 /// The console's error for a failed call: the status, or, when its causes
 /// show a TLS mismatch with the dispatcher at `server`, what to do about it.
 pub fn call_error(server: &str, tls: &ClientTls, status: tonic::Status) -> ConsoleError {
-    let causes = match std::error::Error::source(&status) {
-        Some(cause) => error_chain(cause),
+    let reason = match std::error::Error::source(&status) {
+        Some(cause) => format!("{}: {}", status.message(), error_chain(cause)),
+        // A call that raced the connection's close (hyper: "operation was
+        // canceled") may carry no cause.
+        None if status.code() == tonic::Code::Cancelled => status.message().to_string(),
         None => return ConsoleError::Server(status),
     };
-    let reason = format!("{}: {causes}", status.message());
     let explained = tls.explained(server, reason.clone());
     if explained == reason {
         return ConsoleError::Server(status);

@@ -119,7 +119,10 @@ impl ClientTls {
         }
         let text = text.to_ascii_lowercase();
         let closed =
-            ["connection closed", "connection reset", "broken pipe", "unexpected eof"].iter().any(|sign| text.contains(sign));
+            // hyper says "operation was canceled" of a call that raced the close.
+            ["connection closed", "connection reset", "broken pipe", "unexpected eof", "operation was canceled"]
+                .iter()
+                .any(|sign| text.contains(sign));
         if !closed {
             return None;
         }
@@ -275,5 +278,7 @@ mod tests {
         assert_eq!(plain_text_hint("https://a:1", "frame with invalid size"), None);
         let closed = ClientTls::default().explained("https://a:1", "transport error: connection closed".to_string());
         assert!(closed.contains("--client-cert"), "{closed}");
+        let raced = ClientTls::default().explained("https://a:1", "cancelled: operation was canceled".to_string());
+        assert!(raced.contains("--client-cert"), "{raced}");
     }
 }
