@@ -144,7 +144,7 @@ fn run(count: usize, map: &str, redis: Option<&RedisServer>) {
             first_aid: profile.skills.contains("first_aid"),
         })
         .collect();
-    engine.execute(Command::UpsertAgents { agents: profiles, all_new: true }, "bench", T0).expect("roster");
+    engine.execute(Command::UpsertAgents { agents: profiles, all_new: true, tokens: Vec::new() }, "bench", T0).expect("roster");
     let started = Instant::now();
     for person in &mut people {
         person.at = random.point();

@@ -62,7 +62,9 @@ fn main() {
                 home: None,
             })
             .collect();
-        engine.execute(Command::UpsertAgents { agents: profiles, all_new: true }, "bench", T0).expect("roster");
+        engine
+            .execute(Command::UpsertAgents { agents: profiles, all_new: true, tokens: Vec::new() }, "bench", T0)
+            .expect("roster");
 
         let started = Instant::now();
         for n in 0..people {

@@ -67,8 +67,11 @@ fn main() {
             home: None,
         })
         .collect();
-    pending
-        .extend(engine.execute(Command::UpsertAgents { agents: profiles, all_new: true }, "operator:bench", T0).expect("roster"));
+    pending.extend(
+        engine
+            .execute(Command::UpsertAgents { agents: profiles, all_new: true, tokens: Vec::new() }, "operator:bench", T0)
+            .expect("roster"),
+    );
     for n in 0..PEOPLE {
         let agent = AgentId::new(format!("p{n:06}"));
         engine.execute(Command::Connect { agent: agent.clone() }, "agent", T0).expect("connect");

@@ -184,6 +184,7 @@ pub fn agent_to_pb(engine: &Engine, record: &AgentRecord, now: Millis) -> pb::Ag
         current_incident_id: record.current_incident.as_ref().map(|id| id.to_string()).unwrap_or_default(),
         grid_id: live.and_then(|live| live.placement.at(AreaLevel::Grid)).map(|id| id.to_string()).unwrap_or_default(),
         assignments_recent: engine.recent_assignments(record, now),
+        issued_token: String::new(),
     }
 }
 
@@ -314,7 +315,11 @@ pub fn event_from_stored(stored: &StoredEvent) -> Result<Event, String> {
 /// events are personal data: the stream carries them masked; the journal
 /// keeps them for the record.
 pub fn event_to_pb(stored: &StoredEvent) -> pb::Event {
-    let json = if stored.kind == "agents_upserted" { redact_roster(&stored.body) } else { stored.body.clone() };
+    let json = match stored.kind.as_str() {
+        "agents_upserted" => redact_roster(&stored.body),
+        "agent_tokens_issued" | "operator_added" | "operator_token_rotated" => redact_token_hashes(&stored.body),
+        _ => stored.body.clone(),
+    };
     pb::Event {
         seq: stored.seq,
         at_ms: stored.at_ms,
@@ -328,6 +333,30 @@ pub fn event_to_pb(stored: &StoredEvent) -> pb::Event {
     }
 }
 
+/// The last message of a session the dispatcher ends (`code` says why:
+/// `replaced`, `unauthenticated`); the client does not reconnect on its own.
+pub fn session_ended(code: &str, message: &str) -> pb::DispatchMessage {
+    let refused =
+        pb::Refused { code: code.to_string(), message: message.to_string(), offer_id: String::new(), incident_id: String::new() };
+    pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) }
+}
+
+/// A person as a viewer sees them: phone masked, live and home locations
+/// to about 1 km.
+pub fn mask_agent(agent: &mut pb::Agent) {
+    if let Some(spec) = agent.spec.as_mut() {
+        spec.phone = mask_phone(&spec.phone);
+        spec.home = spec.home.map(coarsen);
+    }
+    agent.location = agent.location.map(coarsen);
+}
+
+/// A location rounded to 0.01 degrees: about 1.1 km north-south and under
+/// 1 km east-west at Chinese latitudes.
+pub fn coarsen(at: pb::Location) -> pb::Location {
+    pb::Location { lon: (at.lon * 100.0).round() / 100.0, lat: (at.lat * 100.0).round() / 100.0 }
+}
+
 /// "13912345678" becomes "139****5678".
 pub fn mask_phone(phone: &str) -> String {
     let digits: Vec<char> = phone.chars().collect();
@@ -337,6 +366,22 @@ pub fn mask_phone(phone: &str) -> String {
     let head: String = digits[..3].iter().collect();
     let tail: String = digits[digits.len() - 4..].iter().collect();
     format!("{head}****{tail}")
+}
+
+/// Token hashes stay in the journal: clients see who got a token, not its hash.
+fn redact_token_hashes(body: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    if let Some(object) = value.as_object_mut() {
+        object.remove("token_hash");
+    }
+    if let Some(tokens) = value.get_mut("tokens").and_then(|tokens| tokens.as_array_mut()) {
+        for token in tokens.iter_mut().filter_map(|token| token.as_object_mut()) {
+            token.remove("token_hash");
+        }
+    }
+    value.to_string()
 }
 
 fn redact_roster(body: &str) -> String {

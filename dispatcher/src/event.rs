@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::{AgentTokenHash, OperatorRole};
 use crate::areas::{AreaImport, AreaLevel, Placement};
 use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use crate::incident::{IncidentSpec, OfferRecord};
@@ -204,6 +205,30 @@ pub enum EventKind {
         grid: AreaId,
         available: u32,
     },
+    /// Tokens for people (new to the roster, or rotated: the old one stops
+    /// working). Clients see these events without the hashes.
+    AgentTokensIssued {
+        tokens: Vec<AgentTokenHash>,
+    },
+    OperatorAdded {
+        name: String,
+        role: OperatorRole,
+        token_hash: String,
+    },
+    OperatorTokenRotated {
+        name: String,
+        token_hash: String,
+    },
+    OperatorRemoved {
+        name: String,
+    },
+    /// The audit of an operator's read of precise personal data (the actor
+    /// is the operator): which call, about whom, how many people.
+    PersonalDataRead {
+        rpc: String,
+        subject: String,
+        people: u32,
+    },
 }
 
 impl EventKind {
@@ -240,6 +265,11 @@ impl EventKind {
             EventKind::ReportRejected { .. } => "report_rejected",
             EventKind::GridStaffingLow { .. } => "grid_staffing_low",
             EventKind::GridStaffingRestored { .. } => "grid_staffing_restored",
+            EventKind::AgentTokensIssued { .. } => "agent_tokens_issued",
+            EventKind::OperatorAdded { .. } => "operator_added",
+            EventKind::OperatorTokenRotated { .. } => "operator_token_rotated",
+            EventKind::OperatorRemoved { .. } => "operator_removed",
+            EventKind::PersonalDataRead { .. } => "personal_data_read",
         }
     }
 

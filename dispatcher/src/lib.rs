@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`ids`]: identifier newtypes and time.
+//! - [`accounts`]: operator roles, the command-to-role table, tokens and their hashes.
 //! - [`spatial`]: positions, great-circle distance, the spatial index of people.
 //! - [`areas`]: the area hierarchy, GeoJSON import and point-in-polygon placement.
 //! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening, surge assignment).
@@ -29,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod areas;
 pub mod assignment;
 pub mod convert;

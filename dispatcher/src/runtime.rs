@@ -24,7 +24,7 @@ use tracing::{Instrument, debug, error, info, warn};
 
 use crate::convert;
 use crate::engine::{Command, Engine, Rejection, State};
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::ids::{AgentId, Millis};
 use crate::journal::{Journal, JournalError, StoredEvent};
 use crate::locations::LocationWriter;
@@ -232,30 +232,35 @@ pub async fn recover(journal: &SharedJournal, policy: Policy) -> anyhow::Result<
     let journal = journal.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Engine> {
         let journal = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut engine = match journal.load_snapshot()? {
-            Some((seq, bytes)) => {
-                let state: State = serde_json::from_slice(&bytes)
-                    .map_err(|error| anyhow::anyhow!("the snapshot at event {seq} cannot be read: {error}"))?;
-                anyhow::ensure!(state.last_seq == seq, "the snapshot says event {} but is stored as {seq}", state.last_seq);
-                Engine::restore(policy, state)
-            }
-            None => Engine::new(policy),
-        };
-        let from_snapshot = engine.state().last_seq;
-        loop {
-            let batch = journal.read_from(engine.state().last_seq + 1, 10_000)?;
-            if batch.is_empty() {
-                break;
-            }
-            for stored in &batch {
-                let event = convert::event_from_stored(stored).map_err(anyhow::Error::msg)?;
-                engine.replay(&event).map_err(anyhow::Error::msg)?;
-            }
-        }
-        info!(snapshot_seq = from_snapshot, last_seq = engine.state().last_seq, "state recovered from the journal");
-        Ok(engine)
+        recover_from(journal.as_ref(), policy)
     })
     .await?
+}
+
+/// [`recover`], blocking.
+pub fn recover_from(journal: &dyn Journal, policy: Policy) -> anyhow::Result<Engine> {
+    let mut engine = match journal.load_snapshot()? {
+        Some((seq, bytes)) => {
+            let state: State = serde_json::from_slice(&bytes)
+                .map_err(|error| anyhow::anyhow!("the snapshot at event {seq} cannot be read: {error}"))?;
+            anyhow::ensure!(state.last_seq == seq, "the snapshot says event {} but is stored as {seq}", state.last_seq);
+            Engine::restore(policy, state)
+        }
+        None => Engine::new(policy),
+    };
+    let from_snapshot = engine.state().last_seq;
+    loop {
+        let batch = journal.read_from(engine.state().last_seq + 1, 10_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for stored in &batch {
+            let event = convert::event_from_stored(stored).map_err(anyhow::Error::msg)?;
+            engine.replay(&event).map_err(anyhow::Error::msg)?;
+        }
+    }
+    info!(snapshot_seq = from_snapshot, last_seq = engine.state().last_seq, "state recovered from the journal");
+    Ok(engine)
 }
 
 /// Starts the owner task. It runs until `shutdown` turns true or every
@@ -504,7 +509,9 @@ impl Owner {
                                 writer.record(&agent, at, now);
                             }
                             deliveries.push(respond(Ok((&self.engine, &new_events))));
+                            let ended = self.end_sessions_of_replaced_tokens(&new_events, now);
                             events.extend(new_events);
+                            events.extend(ended);
                         }
                         Err(rejection) => {
                             debug!(%actor, reason = %rejection, "command rejected");
@@ -514,9 +521,17 @@ impl Owner {
                 }
                 Request::Query { respond } => deliveries.push(respond(&self.engine, now)),
                 Request::OpenSession { agent, outbox, reply } => {
-                    // A session whose client has gone (its stream dropped) but
-                    // whose close has not arrived yet is replaced, not refused.
-                    if self.sessions.get(&agent).is_some_and(|open| open.outbox.is_closed()) {
+                    // One live session per person: a new one (its token was
+                    // checked) replaces the old, which is told why. A client
+                    // that has gone but whose close has not arrived yet is
+                    // replaced the same way.
+                    if let Some(open) = self.sessions.get(&agent) {
+                        info!(agent_id = %agent, session = open.id, "session replaced by a newer one");
+                        let _ = open.outbox.try_send(convert::session_ended(
+                            "replaced",
+                            "a newer session for this person was opened, so this one is closed; if that was not you, \
+                             ask an admin to rotate your token",
+                        ));
                         events.extend(self.end_session(&agent, now));
                     }
                     let result = self.engine.execute(Command::Connect { agent: agent.clone() }, &format!("agent:{agent}"), now);
@@ -626,6 +641,25 @@ impl Owner {
             self.snapshot().await?;
         }
         Ok(())
+    }
+
+    /// A person whose token was just replaced (rotated by an admin) loses
+    /// the session the old token opened.
+    fn end_sessions_of_replaced_tokens(&mut self, new_events: &[Event], now: Millis) -> Vec<Event> {
+        let mut ended = Vec::new();
+        for event in new_events {
+            let EventKind::AgentTokensIssued { tokens } = &event.kind else { continue };
+            for token in tokens {
+                let Some(open) = self.sessions.get(&token.agent) else { continue };
+                info!(agent_id = %token.agent, session = open.id, "session ended: the person's token was replaced");
+                let _ = open.outbox.try_send(convert::session_ended(
+                    "unauthenticated",
+                    "your token was replaced by an admin, so this session is closed; sign in again with the new token",
+                ));
+                ended.extend(self.end_session(&token.agent, now));
+            }
+        }
+        ended
     }
 
     /// Ends `agent`'s session: the engine disconnects them (withdrawing an

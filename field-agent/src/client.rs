@@ -427,6 +427,9 @@ impl SessionTask {
             }
         }
         let healthy_after = self.config.backoff.healthy_after;
+        // Set when the dispatcher says it is ending this session for good
+        // (a newer session replaced it, or the token was replaced).
+        let mut ended_for_good: Option<String> = None;
         loop {
             if let Some(error) = self.broken.take() {
                 self.outbox = None;
@@ -449,6 +452,9 @@ impl SessionTask {
                         Ok(Some(pb::DispatchMessage { body: None })) => continue,
                         Ok(None) => {
                             self.outbox = None;
+                            if let Some(reason) = ended_for_good {
+                                return Ended::Fatal(reason);
+                            }
                             let error = "the dispatcher ended the session".to_string();
                             return Ended::Lost { error, healthy: welcomed_at.elapsed() >= healthy_after };
                         }
@@ -457,6 +463,11 @@ impl SessionTask {
                             return Ended::Lost { error: status_text(&status), healthy: welcomed_at.elapsed() >= healthy_after };
                         }
                     };
+                    if let Incoming::Refused(refused) = &body
+                        && matches!(refused.code.as_str(), "replaced" | "unauthenticated")
+                    {
+                        ended_for_good = Some(format!("{}: {}", refused.code, refused.message));
+                    }
                     for event in self.ledger.message(body, now_ms()) {
                         if !self.emit(event).await {
                             return self.finish(inbound).await;

@@ -40,8 +40,9 @@ struct Args {
     /// Your id on the roster.
     #[arg(long, env = "PINGJI_AGENT")]
     agent: String,
-    /// Your token (carried, not yet checked by the dispatcher).
-    #[arg(long, env = "PINGJI_TOKEN", default_value = "", hide_env_values = true)]
+    /// Your token (pja_…), given when you were added to the roster or by an
+    /// admin's `pingji roster token ID --rotate`.
+    #[arg(long, env = "PINGJI_AGENT_TOKEN", hide_env_values = true)]
     token: String,
     /// Where you are, standing still: LON,LAT.
     #[arg(long, value_name = "LON,LAT", value_parser = parse_point, conflicts_with = "track")]

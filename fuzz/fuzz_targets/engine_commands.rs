@@ -191,7 +191,7 @@ fuzz_target!(|steps: Vec<Step>| {
         events.extend(engine.execute(command, "fuzz", now).expect("setup"));
     };
     record(&mut engine, Command::ImportAreas(MAP.clone()), now, &mut events);
-    record(&mut engine, Command::UpsertAgents { agents: (0..PEOPLE).map(profile).collect(), all_new: true }, now, &mut events);
+    record(&mut engine, Command::UpsertAgents { agents: (0..PEOPLE).map(profile).collect(), all_new: true, tokens: Vec::new() }, now, &mut events);
     let mut incidents = Vec::new();
     for one in steps.into_iter().take(200) {
         events.extend(step(&mut engine, one, &mut now, &mut incidents));

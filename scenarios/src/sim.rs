@@ -166,7 +166,7 @@ impl Simulation<'_> {
         };
         let events = self
             .engine
-            .execute(Command::UpsertAgents { agents: people.clone(), all_new: true }, OPERATOR, self.now)
+            .execute(Command::UpsertAgents { agents: people.clone(), all_new: true, tokens: Vec::new() }, OPERATOR, self.now)
             .map_err(|rejection| anyhow::anyhow!("the roster was refused: {rejection}"))?;
         self.handle(events)?;
         let connected_share = if self.drill.roster_csv.is_some() { self.drill.file.roster.connected_share } else { 1.0 };

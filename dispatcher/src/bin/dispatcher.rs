@@ -25,6 +25,8 @@ use tracing::{error, info, warn};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// Settings file (TOML); see docs/dispatcher.toml.
     #[arg(long, env = "PINGJI_CONFIG")]
     config: Option<PathBuf>,
@@ -101,6 +103,11 @@ struct Args {
     /// connection or agent sessions only (consoles and probes without) [all].
     #[arg(long, env = "PINGJI_TLS_REQUIRE_CLIENT_CERT", value_enum)]
     tls_require_client_cert: Option<ClientCertificates>,
+    /// An admin token, pjo_NAME_<64 hex digits>, added as the first admin at
+    /// start while the store has no admin (environment only: a flag would
+    /// show in the process list). Or run `dispatcher bootstrap-admin`.
+    #[arg(long = "bootstrap-admin-token", env = "PINGJI_BOOTSTRAP_ADMIN_TOKEN", hide = true, hide_env_values = true)]
+    bootstrap_admin_token: Option<String>,
     /// Log lines as human-readable text or as JSON objects; levels by RUST_LOG [text].
     #[arg(long, env = "PINGJI_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -155,6 +162,18 @@ impl Args {
     }
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
+    /// Makes the first admin account in the store (SQLite file or Redis
+    /// shard) and prints its token once. Run it before the first start;
+    /// refused once an admin exists.
+    BootstrapAdmin {
+        /// The admin's name (ASCII letters, digits, '.', '-', '@').
+        #[arg(long, default_value = "admin")]
+        name: String,
+    },
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run().await {
@@ -173,7 +192,20 @@ async fn run() -> anyhow::Result<()> {
         Some(path) => Settings::load(path).map_err(|error| anyhow::anyhow!("config {error}"))?,
         None => Settings::default(),
     };
-    let resolved = file.overlay(args.settings()).resolve()?;
+    let mut resolved = file.overlay(args.settings()).resolve()?;
+    if let Some(token) = &args.bootstrap_admin_token {
+        server::bootstrap::check_bootstrap_token(token)
+            .map_err(|error| anyhow::anyhow!("PINGJI_BOOTSTRAP_ADMIN_TOKEN: {error}"))?;
+        resolved.config.bootstrap_admin_token = Some(token.trim().to_string());
+    }
+    if let Some(Subcommand::BootstrapAdmin { name }) = args.command {
+        let store = resolved.config.store.clone();
+        let policy = resolved.config.policy.clone();
+        let token = tokio::task::spawn_blocking(move || server::bootstrap::bootstrap_admin(&store, &name, policy)).await??;
+        println!("{token}");
+        eprintln!("dispatcher: this is the admin token; keep it now (only its hash is kept), e.g. export PINGJI_TOKEN=...");
+        return Ok(());
+    }
     let metrics = Arc::new(Metrics::new());
     let telemetry = telemetry::init(resolved.log_format, resolved.otlp_endpoint.as_deref(), Some(metrics.clone()))?;
     let served = serve(resolved, metrics).await;

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{Command, Engine, Rejection};
+use crate::accounts::{AgentTokenHash, Operator, OperatorRole, check_operator_name};
 use crate::areas::AreaLevel;
 use crate::event::{EventKind, WithdrawReason};
 use crate::ids::{AgentId, IncidentId, Millis};
@@ -45,7 +46,7 @@ impl Engine {
                 })?;
                 Ok(vec![EventKind::AreasImported { import: import.clone() }])
             }
-            Command::UpsertAgents { agents, all_new } => {
+            Command::UpsertAgents { agents, all_new, tokens } => {
                 let mut seen = BTreeSet::new();
                 for profile in agents {
                     check_id("agent", profile.id.as_str())?;
@@ -78,7 +79,16 @@ impl Engine {
                 if agents.is_empty() {
                     return Err(invalid("no agents given; send at least one".to_string()));
                 }
-                Ok(vec![EventKind::AgentsUpserted { agents: agents.clone() }])
+                // Only people new to the roster get a token here; the others
+                // keep theirs (a rotation is its own command).
+                let new_people: BTreeSet<&AgentId> =
+                    agents.iter().map(|profile| &profile.id).filter(|id| !self.state.agents.contains_key(*id)).collect();
+                let tokens: Vec<_> = tokens.iter().filter(|token| new_people.contains(&token.agent)).cloned().collect();
+                let mut events = vec![EventKind::AgentsUpserted { agents: agents.clone() }];
+                if !tokens.is_empty() {
+                    events.push(EventKind::AgentTokensIssued { tokens });
+                }
+                Ok(events)
             }
             Command::CreateIncident { id, spec } => self.decide_create_incident(id.as_ref(), spec),
             Command::CancelIncident { incident, reason } => {
@@ -219,11 +229,51 @@ impl Engine {
             }
             Command::TriageMerge { incident, into } => self.decide_triage_merge(incident, into),
             Command::TriageReject { incident, reason } => self.decide_triage_reject(incident, reason),
+            Command::IssueAgentToken { agent, token_hash } => {
+                if !self.state.agents.contains_key(agent) {
+                    return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; list agents to find the id")));
+                }
+                let token = AgentTokenHash { agent: agent.clone(), token_hash: token_hash.clone() };
+                Ok(vec![EventKind::AgentTokensIssued { tokens: vec![token] }])
+            }
+            Command::AddOperator { name, role, token_hash } => {
+                check_operator_name(name).map_err(invalid)?;
+                if self.state.operators.contains_key(name) {
+                    return Err(Rejection::AlreadyExists(format!(
+                        "operator {name} already exists; rotate their token, or remove them first to change the role"
+                    )));
+                }
+                Ok(vec![EventKind::OperatorAdded { name: name.clone(), role: *role, token_hash: token_hash.clone() }])
+            }
+            Command::RotateOperatorToken { name, token_hash } => {
+                self.existing_operator(name)?;
+                Ok(vec![EventKind::OperatorTokenRotated { name: name.clone(), token_hash: token_hash.clone() }])
+            }
+            Command::RemoveOperator { name } => {
+                let operator = self.existing_operator(name)?;
+                let admins = self.state.operators.values().filter(|operator| operator.role == OperatorRole::Admin).count();
+                if operator.role == OperatorRole::Admin && admins == 1 {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "{name} is the last admin; add another admin first, or nobody could manage accounts"
+                    )));
+                }
+                Ok(vec![EventKind::OperatorRemoved { name: name.clone() }])
+            }
+            Command::RecordRead { rpc, subject, people } => {
+                Ok(vec![EventKind::PersonalDataRead { rpc: rpc.clone(), subject: subject.clone(), people: *people }])
+            }
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])
             }
         }
+    }
+
+    fn existing_operator(&self, name: &str) -> Result<&Operator, Rejection> {
+        self.state
+            .operators
+            .get(name)
+            .ok_or_else(|| Rejection::NotFound(format!("operator {name} does not exist; list operators to find the name")))
     }
 
     fn decide_create_incident(&self, id: Option<&IncidentId>, spec: &IncidentSpec) -> Result<Vec<EventKind>, Rejection> {

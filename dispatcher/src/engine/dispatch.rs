@@ -487,7 +487,12 @@ impl Engine {
             | Command::ImportPlans(_)
             | Command::CallUp { .. }
             | Command::TriageMerge { .. }
-            | Command::TriageReject { .. } => {}
+            | Command::TriageReject { .. }
+            | Command::IssueAgentToken { .. }
+            | Command::AddOperator { .. }
+            | Command::RotateOperatorToken { .. }
+            | Command::RemoveOperator { .. }
+            | Command::RecordRead { .. } => {}
         }
     }
 

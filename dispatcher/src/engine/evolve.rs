@@ -2,6 +2,7 @@
 //! decided always applies; invariants are checked with `debug_assert!`.
 
 use super::{Activation, Callup, Engine, ModeSetting};
+use crate::accounts::Operator;
 use crate::areas::AreaLevel;
 use crate::event::{Event, EventKind};
 use crate::ids::{AgentId, Millis};
@@ -185,6 +186,24 @@ impl Engine {
             EventKind::GridStaffingRestored { grid, .. } => {
                 self.state.low_grids.remove(grid);
             }
+            EventKind::AgentTokensIssued { tokens } => {
+                for token in tokens {
+                    self.state.agent_tokens.insert(token.agent.clone(), token.token_hash.clone());
+                }
+            }
+            EventKind::OperatorAdded { name, role, token_hash } => {
+                let operator = Operator { role: *role, token_hash: token_hash.clone(), created_at: at };
+                self.state.operators.insert(name.clone(), operator);
+            }
+            EventKind::OperatorTokenRotated { name, token_hash } => {
+                if let Some(operator) = self.state.operators.get_mut(name) {
+                    operator.token_hash = token_hash.clone();
+                }
+            }
+            EventKind::OperatorRemoved { name } => {
+                self.state.operators.remove(name);
+            }
+            EventKind::PersonalDataRead { .. } => {}
             EventKind::OfferSent { offer } => {
                 if let Some(incident) = self.state.incidents.get_mut(&offer.incident) {
                     incident.offers_made += 1;

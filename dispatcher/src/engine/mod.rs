@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::{AgentTokenHash, Operator, OperatorRole};
 use crate::areas::{AreaImport, AreaLevel, AreaMap, Placement};
 use crate::event::{Event, EventKind};
 use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
@@ -64,6 +65,9 @@ pub enum Command {
     UpsertAgents {
         agents: Vec<AgentProfile>,
         all_new: bool,
+        /// Token hashes for people new to the roster (hashes given for
+        /// people already on it are left out: they keep their tokens).
+        tokens: Vec<AgentTokenHash>,
     },
     CreateIncident {
         id: Option<IncidentId>,
@@ -158,6 +162,29 @@ pub enum Command {
         incident: IncidentId,
         reason: String,
     },
+    /// Accounts and tokens: hashes are made by the caller (random, slow).
+    IssueAgentToken {
+        agent: AgentId,
+        token_hash: String,
+    },
+    AddOperator {
+        name: String,
+        role: OperatorRole,
+        token_hash: String,
+    },
+    RotateOperatorToken {
+        name: String,
+        token_hash: String,
+    },
+    RemoveOperator {
+        name: String,
+    },
+    /// An operator read precise personal data: the audit of it.
+    RecordRead {
+        rpc: String,
+        subject: String,
+        people: u32,
+    },
 }
 
 /// One activation of a plan on an area.
@@ -231,6 +258,12 @@ pub struct State {
     /// Grids below their minimum of available people.
     #[serde(default)]
     pub low_grids: BTreeSet<AreaId>,
+    /// Operator accounts by name.
+    #[serde(default)]
+    pub operators: BTreeMap<String, Operator>,
+    /// The hash of each person's token (people without one cannot connect).
+    #[serde(default)]
+    pub agent_tokens: BTreeMap<AgentId, String>,
 }
 
 impl State {

@@ -65,7 +65,11 @@ fn profile(id: &str, skills: &[&str]) -> AgentProfile {
 /// Adds a person, connects them and reports where they are.
 fn person_at(engine: &mut Engine, id: &str, skills: &[&str], at: Position, now: Millis) {
     engine
-        .execute(Command::UpsertAgents { agents: vec![profile(id, skills)], all_new: true }, "operator:test", now)
+        .execute(
+            Command::UpsertAgents { agents: vec![profile(id, skills)], all_new: true, tokens: Vec::new() },
+            "operator:test",
+            now,
+        )
         .expect("person added");
     engine.execute(Command::Connect { agent: AgentId::new(id) }, &format!("agent:{id}"), now).expect("connects");
     engine
@@ -167,7 +171,9 @@ fn normal_mode_widens_grid_community_street_district_city() {
     let far = centre_of(&engine, "d2-s1-c1-g1");
     let mut driver = profile("far", &[]);
     driver.travel_mode = TravelMode::Car;
-    engine.execute(Command::UpsertAgents { agents: vec![driver], all_new: true }, "operator:test", T0).expect("added");
+    engine
+        .execute(Command::UpsertAgents { agents: vec![driver], all_new: true, tokens: Vec::new() }, "operator:test", T0)
+        .expect("added");
     engine.execute(Command::Connect { agent: AgentId::new("far") }, "agent", T0).expect("connects");
     engine.execute(Command::ReportLocation { agent: AgentId::new("far"), at: far }, "agent", T0).expect("located");
     let (incident, events) = create(&mut engine, incident_at, &[], 1, T0);
@@ -381,7 +387,7 @@ fn rejected_commands_change_nothing() {
         (Command::SetMode { area: area("nowhere"), mode: Mode::EmergencyI, reason: "x".into() }, "not_found"),
         (Command::Accept { agent: AgentId::new("a"), offer: OfferId::new("inc-000001-o9") }, "precondition"),
         (Command::Accept { agent: AgentId::new("ghost"), offer: OfferId::new("x") }, "not_found"),
-        (Command::UpsertAgents { agents: vec![profile("a", &[])], all_new: true }, "exists"),
+        (Command::UpsertAgents { agents: vec![profile("a", &[])], all_new: true, tokens: Vec::new() }, "exists"),
         (Command::Arrive { agent: AgentId::new("a"), incident: incident.clone() }, "precondition"),
     ];
     for (command, expected) in cases {
@@ -485,7 +491,7 @@ proptest! {
             person.home_area = Some(AreaId::new(GRIDS[n % GRIDS.len()]));
             profiles.push(person);
         }
-        events.extend(engine.execute(Command::UpsertAgents { agents: profiles, all_new: true }, "operator:test", now).expect("roster"));
+        events.extend(engine.execute(Command::UpsertAgents { agents: profiles, all_new: true, tokens: Vec::new() }, "operator:test", now).expect("roster"));
         for (n, id) in people.iter().enumerate() {
             engine.execute(Command::Connect { agent: id.clone() }, "agent", now).expect("connect");
             let at = east(grid_centres[n % GRIDS.len()], 37.0 * n as f64);
@@ -605,7 +611,9 @@ fn person_with_role(engine: &mut Engine, id: &str, role: Role, home: &str, at: O
     let mut profile = profile(id, &[]);
     profile.role = role;
     profile.home_area = Some(area(home));
-    engine.execute(Command::UpsertAgents { agents: vec![profile], all_new: true }, "operator:test", now).expect("person added");
+    engine
+        .execute(Command::UpsertAgents { agents: vec![profile], all_new: true, tokens: Vec::new() }, "operator:test", now)
+        .expect("person added");
     if let Some(at) = at {
         engine.execute(Command::Connect { agent: AgentId::new(id) }, "agent", now).expect("connects");
         engine.execute(Command::ReportLocation { agent: AgentId::new(id), at }, "agent", now).expect("located");
@@ -978,7 +986,9 @@ fn surge_of_two(assignment: crate::policy::Assignment) -> (Engine, Vec<Event>, I
         let mut person = profile(id, &skills);
         person.home_area = Some(area("d1-s1-c1-g1"));
         events.extend(
-            engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true }, "operator:test", T0).expect("added"),
+            engine
+                .execute(Command::UpsertAgents { agents: vec![person], all_new: true, tokens: Vec::new() }, "operator:test", T0)
+                .expect("added"),
         );
         engine.execute(Command::Connect { agent: AgentId::new(id) }, "agent", T0).expect("connects");
         events.extend(engine.execute(Command::ReportLocation { agent: AgentId::new(id), at }, "agent", T0).expect("located"));
@@ -1097,7 +1107,7 @@ proptest! {
             let id = format!("q{n}");
             let mut person = profile(&id, if *skilled { &["first_aid"] } else { &[] });
             person.travel_mode = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car][*mode];
-            engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true }, "operator:test", T0).expect("added");
+            engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true, tokens: Vec::new() }, "operator:test", T0).expect("added");
             engine.execute(Command::Connect { agent: AgentId::new(&id) }, "agent", T0).expect("connects");
             let at = north(east(origin, *x - 1500.0), *y - 1500.0);
             engine.execute(Command::ReportLocation { agent: AgentId::new(&id), at }, "agent", T0).expect("located");
@@ -1135,12 +1145,18 @@ fn a_roster_change_of_skills_or_travel_mode_applies_to_a_located_person_at_once(
     assert!(engine.nearby(centre, 1, &first_aid, true, T0).is_empty());
     let mut changed = profile("changer", &["first_aid"]);
     changed.travel_mode = TravelMode::Car;
-    engine.execute(Command::UpsertAgents { agents: vec![changed], all_new: false }, "operator:test", T0).expect("updated");
+    engine
+        .execute(Command::UpsertAgents { agents: vec![changed], all_new: false, tokens: Vec::new() }, "operator:test", T0)
+        .expect("updated");
     let found = engine.nearby(centre, 1, &first_aid, true, T0);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].eta_s, (found[0].distance_m / engine.policy().speeds.car_mps).round(), "ranked as a driver now");
     engine
-        .execute(Command::UpsertAgents { agents: vec![profile("changer", &[])], all_new: false }, "operator:test", T0)
+        .execute(
+            Command::UpsertAgents { agents: vec![profile("changer", &[])], all_new: false, tokens: Vec::new() },
+            "operator:test",
+            T0,
+        )
         .expect("updated");
     assert!(engine.nearby(centre, 1, &first_aid, true, T0).is_empty());
 }

@@ -13,9 +13,10 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Limits;
+use super::auth::Tokens;
 use crate::convert;
 use crate::engine::Command;
 use crate::ids::{AgentId, IncidentId, OfferId};
@@ -26,6 +27,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct AgentApi {
     dispatcher: Dispatcher,
+    tokens: Tokens,
     limits: Limits,
     /// Sessions open now (their tasks running).
     sessions: Arc<AtomicUsize>,
@@ -35,8 +37,8 @@ pub struct AgentApi {
 }
 
 impl AgentApi {
-    pub fn new(dispatcher: Dispatcher, limits: Limits, require_client_certificate: bool) -> Self {
-        AgentApi { dispatcher, limits, sessions: Arc::new(AtomicUsize::new(0)), require_client_certificate }
+    pub fn new(dispatcher: Dispatcher, tokens: Tokens, limits: Limits, require_client_certificate: bool) -> Self {
+        AgentApi { dispatcher, tokens, limits, sessions: Arc::new(AtomicUsize::new(0)), require_client_certificate }
     }
 }
 
@@ -119,8 +121,11 @@ impl AgentService for AgentApi {
         if agent_id.is_empty() {
             return Err(Status::invalid_argument("hello has no agent id; send the id you were given on the roster"));
         }
-        // The token is carried now; verifying it is issue #7.
         let agent = AgentId::new(agent_id);
+        if let Err(status) = self.tokens.check_agent(&agent, hello.token.trim()).await {
+            info!(agent_id = %agent, "session refused: wrong or missing token");
+            return Err(status);
+        }
         let (outbox, messages) = mpsc::channel(SESSION_QUEUE);
         let session = self.dispatcher.open_session(agent.clone(), outbox.clone()).await?;
         // Keep only a weak handle: when the dispatcher drops its sender, the

@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //! - [`agent`]: `AgentService`, one stream per connected person.
+//! - [`auth`]: tokens and roles, checked in one place before any command.
+//! - [`bootstrap`]: the first admin account.
 //! - [`command`]: `CommandService`, for operators.
 //! - [`events`]: the `WatchEvents` stream (journal history, then live).
 //! - [`error`]: dispatcher errors to gRPC statuses.
@@ -14,6 +16,8 @@
 //! - `starting`: health only (`NOT_SERVING`) while the journal is replayed.
 
 pub mod agent;
+pub mod auth;
+pub mod bootstrap;
 pub mod command;
 pub mod error;
 pub mod events;
@@ -130,6 +134,9 @@ pub struct Config {
     /// TLS on the gRPC port (every server on it: starting, standby, owner);
     /// plain text when `None`.
     pub tls: Option<ServerTls>,
+    /// An admin token (`pjo_NAME_…`) to add as the first admin at start
+    /// when there is no admin yet; ignored once there is one.
+    pub bootstrap_admin_token: Option<String>,
 }
 
 /// Who must present a client certificate when a client CA is given.
@@ -198,6 +205,7 @@ impl Config {
             limits: Limits::default(),
             metrics: None,
             tls: None,
+            bootstrap_admin_token: None,
         }
     }
 
@@ -341,6 +349,7 @@ async fn serve(
     let reflection_v1 = reflection_v1()?;
     let reflection_v1alpha = reflection_v1alpha()?;
 
+    let tokens = auth::Tokens::new(dispatcher.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -356,6 +365,7 @@ async fn serve(
         .add_service(
             AgentServiceServer::new(agent::AgentApi::new(
                 dispatcher.clone(),
+                tokens.clone(),
                 config.limits,
                 // With `all`, the TLS handshake already refused connections without one.
                 config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
@@ -363,11 +373,12 @@ async fn serve(
             .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
-        .add_service(
+        .add_service(auth::Authorized::new(
             CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone() })
                 .max_decoding_message_size(MAX_COMMAND_MESSAGE)
                 .max_encoding_message_size(MAX_COMMAND_MESSAGE),
-        )
+            tokens,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
@@ -534,6 +545,9 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
         }
     }
     load_plans(dispatcher, &config.plan_paths).await?;
+    if let Some(token) = &config.bootstrap_admin_token {
+        bootstrap::add_admin_if_none(dispatcher, token).await?;
+    }
     if let Some(path) = &config.agents_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
         let specs = crate::roster_csv::parse_roster_csv(&text)
@@ -552,7 +566,11 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
         } else {
             let count = changed.len();
             dispatcher
-                .execute(Command::UpsertAgents { agents: changed, all_new: false }, ACTOR.to_string(), |_, _| ())
+                .execute(
+                    Command::UpsertAgents { agents: changed, all_new: false, tokens: Vec::new() },
+                    ACTOR.to_string(),
+                    |_, _| (),
+                )
                 .await
                 .map_err(|error| anyhow::anyhow!("roster file {}: {error}", path.display()))?;
             info!(path = %path.display(), people = count, "roster loaded");

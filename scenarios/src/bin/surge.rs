@@ -337,7 +337,7 @@ fn play(surge: &Surge, label: &'static str, assignment: Assignment, args: &Args)
     };
     run(&mut engine, Command::ImportAreas(surge.map.clone()), operator, START, &mut events);
     let agents: Vec<AgentProfile> = surge.people.iter().map(|(profile, _)| profile.clone()).collect();
-    run(&mut engine, Command::UpsertAgents { agents, all_new: true }, operator, START, &mut events);
+    run(&mut engine, Command::UpsertAgents { agents, all_new: true, tokens: Vec::new() }, operator, START, &mut events);
     for (profile, at) in &surge.people {
         if let Some(at) = at {
             run(&mut engine, Command::Connect { agent: profile.id.clone() }, "agent", START, &mut events);

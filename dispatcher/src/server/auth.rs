@@ -1,0 +1,225 @@
+//! The one place where calls are authenticated and authorized.
+//!
+//! [`Authorized`] wraps the `CommandService`: before any handler runs it reads
+//! the operator token from `authorization: Bearer pjo_…`, checks it against
+//! the account's hash, looks the method up in [`role_needed`] and refuses
+//! what the caller's role may not do. A handler finds the [`Caller`] in the
+//! request's extensions. Agent sessions check the person's token with
+//! [`Tokens::check_agent`] once, on hello.
+//!
+//! Verified tokens are remembered (with the hash they matched) so that a
+//! console polling every second does not pay for argon2 each time; a rotated
+//! or removed token no longer matches what is stored and is checked afresh.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::codegen::{BoxFuture, Service};
+use tonic::server::NamedService;
+use tracing::info;
+
+use crate::accounts::{self, OperatorRole, PresentedToken, role_needed};
+use crate::ids::AgentId;
+use crate::runtime::Dispatcher;
+
+/// Verified tokens remembered at most; the memory is cleared when full.
+const REMEMBERED_TOKENS: usize = 100_000;
+
+/// The operator behind a command call, for handlers (actor, masking, audit).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caller {
+    pub name: String,
+    pub role: OperatorRole,
+}
+
+impl Caller {
+    /// The actor recorded in the journal.
+    pub fn actor(&self) -> String {
+        format!("operator:{}", self.name)
+    }
+}
+
+/// The caller of a command call, put there by [`Authorized`].
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the call reached its handler without being authenticated"))
+}
+
+/// Checks tokens against the hashes in the dispatcher's state.
+#[derive(Clone)]
+pub struct Tokens {
+    dispatcher: Dispatcher,
+    /// Token -> the stored hash it was verified against.
+    verified: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Tokens {
+    pub fn new(dispatcher: Dispatcher) -> Self {
+        Tokens { dispatcher, verified: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// The operator whose token `authorization` carries.
+    pub async fn check_operator(&self, authorization: Option<&str>) -> Result<Caller, Status> {
+        let Some(token) = authorization.map(str::trim) else {
+            return Err(Status::unauthenticated(
+                "no operator token: pass --token or set PINGJI_TOKEN (sent as 'authorization: Bearer pjo_…'); an admin \
+                 creates accounts with 'pingji account add NAME --role ROLE', and the first admin comes from \
+                 'dispatcher bootstrap-admin'",
+            ));
+        };
+        let token = token.strip_prefix("Bearer ").map(str::trim).unwrap_or(token);
+        let name = match accounts::read_token(token) {
+            PresentedToken::Operator { name } => name.to_string(),
+            PresentedToken::Agent => {
+                return Err(Status::unauthenticated(
+                    "that is a person's agent token (pja_…): it opens only their field session, never the command API; \
+                     use an operator token (pjo_…)",
+                ));
+            }
+            PresentedToken::Malformed => {
+                return Err(Status::unauthenticated(
+                    "that is not an operator token (expected pjo_NAME_ followed by 64 hex digits); check it was copied whole",
+                ));
+            }
+        };
+        let lookup = name.clone();
+        let account = self
+            .dispatcher
+            .query(move |engine, _| {
+                engine.state().operators.get(&lookup).map(|operator| (operator.role, operator.token_hash.clone()))
+            })
+            .await?;
+        // The same answer for an unknown name and a wrong secret: a refusal
+        // does not tell whether the account exists.
+        let refused = || {
+            info!(operator = %name, "operator token refused");
+            Status::unauthenticated(
+                "the operator token is wrong, was rotated, or its account was removed; ask an admin for a new one",
+            )
+        };
+        let Some((role, hash)) = account else {
+            return Err(refused());
+        };
+        if !self.matches(token, &hash).await {
+            return Err(refused());
+        }
+        Ok(Caller { name, role })
+    }
+
+    /// Whether `token` is the current token of person `agent`. A person who
+    /// is not on the roster, has no token yet or gave a wrong one are all
+    /// refused alike.
+    pub async fn check_agent(&self, agent: &AgentId, token: &str) -> Result<(), Status> {
+        let refused = || {
+            Status::unauthenticated(format!(
+                "the token for agent {agent} is wrong or was replaced, or the id is not on the roster; use the token \
+                 you were given when added, or ask an admin for a new one ('pingji roster token {agent} --rotate')"
+            ))
+        };
+        if !token.starts_with(accounts::AGENT_TOKEN_PREFIX) {
+            return Err(refused());
+        }
+        let lookup = agent.clone();
+        let hash = self.dispatcher.query(move |engine, _| engine.state().agent_tokens.get(&lookup).cloned()).await?;
+        let Some(hash) = hash else {
+            return Err(refused());
+        };
+        if self.matches(token, &hash).await { Ok(()) } else { Err(refused()) }
+    }
+
+    async fn matches(&self, token: &str, hash: &str) -> bool {
+        if self.remembered(token).is_some_and(|remembered| remembered == hash) {
+            return true;
+        }
+        let (checked_token, checked_hash) = (token.to_string(), hash.to_string());
+        let valid =
+            tokio::task::spawn_blocking(move || accounts::verify_token(&checked_token, &checked_hash)).await.unwrap_or(false);
+        if valid {
+            self.remember(token, hash);
+        }
+        valid
+    }
+
+    fn remembered(&self, token: &str) -> Option<String> {
+        self.verified.lock().ok()?.get(token).cloned()
+    }
+
+    fn remember(&self, token: &str, hash: &str) {
+        let Ok(mut verified) = self.verified.lock() else { return };
+        if verified.len() >= REMEMBERED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), hash.to_string());
+    }
+}
+
+/// `inner` (the command service) behind token and role checks.
+#[derive(Clone)]
+pub struct Authorized<S> {
+    inner: S,
+    tokens: Tokens,
+}
+
+impl<S> Authorized<S> {
+    pub fn new(inner: S, tokens: Tokens) -> Self {
+        Authorized { inner, tokens }
+    }
+}
+
+impl<S: NamedService> NamedService for Authorized<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for Authorized<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // The clone that was made ready is the one that serves this call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let tokens = self.tokens.clone();
+        Box::pin(async move {
+            let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+            let authorization = request.headers().get(http::header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+            let caller = match authorize(&tokens, &method, authorization).await {
+                Ok(caller) => caller,
+                Err(status) => return Ok(status.into_http()),
+            };
+            request.extensions_mut().insert(caller);
+            inner.call(request).await
+        })
+    }
+}
+
+async fn authorize(tokens: &Tokens, method: &str, authorization: Option<&str>) -> Result<Caller, Status> {
+    let Some(needed) = role_needed(method) else {
+        return Err(Status::permission_denied(format!("{method} is not in the role table, so nobody may call it")));
+    };
+    let caller = tokens.check_operator(authorization).await?;
+    if caller.role < needed {
+        info!(operator = %caller.name, role = %caller.role, method, "call refused: role too low");
+        return Err(Status::permission_denied(format!(
+            "{method} needs the {needed} role or higher; {} is a {} (see the role table in docs/security.md)",
+            caller.name, caller.role
+        )));
+    }
+    Ok(caller)
+}

@@ -1,0 +1,106 @@
+//! The first admin account, made one of two ways:
+//!
+//! - `dispatcher bootstrap-admin` ([`bootstrap_admin`]) writes it straight
+//!   into the store before any dispatcher serves it, and prints the token
+//!   once. With Redis it takes the shard's lease for the moment it writes,
+//!   so it cannot write beside a serving owner.
+//! - `PINGJI_BOOTSTRAP_ADMIN_TOKEN` ([`add_admin_if_none`]): a token chosen
+//!   by whoever deploys (a secret store, a container's environment) that a
+//!   serving dispatcher adds at start while there is no admin; once there
+//!   is one, it is ignored.
+
+use anyhow::Context;
+use tracing::info;
+
+use super::Store;
+use crate::accounts::{self, OperatorRole, PresentedToken};
+use crate::convert;
+use crate::engine::{Command, Engine};
+use crate::journal::{Journal, RedisJournal, SqliteJournal};
+use crate::lease::{Acquisition, LeaseConfig, ShardLease};
+use crate::policy::Policy;
+use crate::runtime::{self, Dispatcher};
+use crate::shard::RedisShard;
+
+const ACTOR: &str = "operator:bootstrap";
+
+/// The name in a bootstrap token, or what is wrong with it.
+pub fn check_bootstrap_token(token: &str) -> Result<String, String> {
+    match accounts::read_token(token.trim()) {
+        PresentedToken::Operator { name } => Ok(name.to_string()),
+        _ => Err("the bootstrap admin token must look like pjo_NAME_ followed by 64 hex digits, e.g. from \
+                  'echo pjo_admin_$(openssl rand -hex 32)'"
+            .to_string()),
+    }
+}
+
+/// Adds the admin of `token` unless an admin exists.
+pub async fn add_admin_if_none(dispatcher: &Dispatcher, token: &str) -> anyhow::Result<()> {
+    let name = check_bootstrap_token(token).map_err(|error| anyhow::anyhow!("PINGJI_BOOTSTRAP_ADMIN_TOKEN: {error}"))?;
+    let has_admin = dispatcher.query(|engine, _| has_admin(engine)).await?;
+    if has_admin {
+        return Ok(());
+    }
+    let hashing = token.trim().to_string();
+    let token_hash = tokio::task::spawn_blocking(move || accounts::hash_token(&hashing)).await?.map_err(anyhow::Error::msg)?;
+    let command = Command::AddOperator { name: name.clone(), role: OperatorRole::Admin, token_hash };
+    dispatcher.execute(command, ACTOR.to_string(), |_, _| ()).await.context("cannot add the bootstrap admin")?;
+    info!(operator = %name, "bootstrap admin added");
+    Ok(())
+}
+
+/// Makes admin `name` in `store`, where no admin exists yet, and returns
+/// its token. Blocking.
+pub fn bootstrap_admin(store: &Store, name: &str, policy: Policy) -> anyhow::Result<String> {
+    accounts::check_operator_name(name).map_err(anyhow::Error::msg)?;
+    match store {
+        Store::Ephemeral => anyhow::bail!(
+            "an ephemeral dispatcher keeps nothing, so there is nothing to write an account to; start it with \
+             PINGJI_BOOTSTRAP_ADMIN_TOKEN=pjo_{name}_<64 hex digits> instead"
+        ),
+        Store::Sqlite(path) => {
+            let mut journal = SqliteJournal::open(path).with_context(|| format!("cannot open the journal {}", path.display()))?;
+            add_first_admin(&mut journal, name, policy)
+        }
+        Store::Redis(redis) => {
+            let shard = RedisShard::new(&redis.url, redis.shard.clone())?;
+            let owner_id = format!("bootstrap-{}", std::process::id());
+            let lease = ShardLease::new(shard.clone(), &owner_id, "", LeaseConfig::default());
+            let token = match lease.try_acquire()? {
+                Acquisition::Acquired { token } => token,
+                Acquisition::Held(holder) => anyhow::bail!(
+                    "the dispatcher at {} serves shard {} now; bootstrap before starting dispatchers, or stop them \
+                     first, or ask an existing admin ('pingji account add NAME --role admin')",
+                    holder.address,
+                    shard.id()
+                ),
+            };
+            let made = RedisJournal::open(shard, token)
+                .map_err(anyhow::Error::from)
+                .and_then(|mut journal| add_first_admin(&mut journal, name, policy));
+            let _ = lease.release(token);
+            made
+        }
+    }
+}
+
+fn add_first_admin(journal: &mut dyn Journal, name: &str, policy: Policy) -> anyhow::Result<String> {
+    let mut engine = runtime::recover_from(journal, policy)?;
+    if has_admin(&engine) {
+        anyhow::bail!(
+            "this store already has an admin; an admin adds accounts with 'pingji account add NAME --role ROLE' \
+             (a lost admin token: another admin rotates it, or remove the store's accounts by hand)"
+        );
+    }
+    let token = accounts::new_operator_token(name);
+    let token_hash = accounts::hash_token(&token).map_err(anyhow::Error::msg)?;
+    let command = Command::AddOperator { name: name.to_string(), role: OperatorRole::Admin, token_hash };
+    let events = engine.execute(command, ACTOR, runtime::system_now()).map_err(|rejection| anyhow::anyhow!("{rejection}"))?;
+    let stored: Vec<_> = events.iter().map(convert::stored_event).collect();
+    journal.append(&stored).context("cannot write the admin account to the journal")?;
+    Ok(token)
+}
+
+fn has_admin(engine: &Engine) -> bool {
+    engine.state().operators.values().any(|operator| operator.role == OperatorRole::Admin)
+}
