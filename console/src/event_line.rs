@@ -163,6 +163,14 @@ fn summary_of(kind: &EventKind) -> String {
         EventKind::GridStaffingRestored { grid, available } => {
             format!("grid {grid} staffed again: {available} available")
         }
+        EventKind::AgentTokensIssued { tokens } => match tokens.as_slice() {
+            [one] => format!("new token for {}", one.agent),
+            many => format!("tokens for {} people", many.len()),
+        },
+        EventKind::OperatorAdded { name, role, .. } => format!("account {name} added ({role})"),
+        EventKind::OperatorTokenRotated { name, .. } => format!("new token for account {name}"),
+        EventKind::OperatorRemoved { name } => format!("account {name} removed"),
+        EventKind::PersonalDataRead { rpc, subject, people } => format!("read {people} people's data: {rpc}, {subject}"),
     }
 }
 

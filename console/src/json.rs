@@ -278,6 +278,7 @@ mod tests {
             current_incident_id: String::new(),
             grid_id: "d1-s1-c1-g1".into(),
             assignments_recent: 2,
+            issued_token: String::new(),
         }
     }
 

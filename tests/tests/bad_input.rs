@@ -51,7 +51,11 @@ impl Unchanged {
         let mut spec = person("marker", "", &[]);
         spec.name = marker.to_string();
         command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await?;
-        let next = self.watch.next_within(PROMPTLY).await?;
+        // Reads are audited (personal_data_read): those are not changes.
+        let mut next = self.watch.next_within(PROMPTLY).await?;
+        while next.kind == "personal_data_read" {
+            next = self.watch.next_within(PROMPTLY).await?;
+        }
         let name = event_json(&next)?["agents"][0]["name"].clone();
         assert!(
             next.kind == "agents_upserted" && name == marker,
