@@ -1,14 +1,17 @@
 //! Pingji operator console: the `pingji` command for operators in the
 //! command centre. Every command is thin over the dispatcher's gRPC
-//! `CommandService`; results are tables for people or JSON for scripts, and
-//! `pingji watch` is a full-screen live view.
+//! `CommandService`, made with the operator's token (`--token` or
+//! `PINGJI_TOKEN`); results are tables for people or JSON for scripts, and
+//! `pingji watch` is a full-screen live view. Tokens are printed only by the
+//! commands that issue them, once.
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap) and the parsers of its values.
 //! - [`connection`]: connecting, and the operator's token on each request.
 //! - [`error`]: [`ConsoleError`], one line per failure, and the exit codes.
 //! - [`commands`]: one module per command group, sending requests and
-//!   printing results.
+//!   printing results (accounts and tokens in [`commands::account`] and
+//!   [`commands::roster`]).
 //! - [`table`]: aligned text tables, measured in terminal columns (CJK).
 //! - [`labels`]: names of the API's enums, times and ages.
 //! - [`json`]: the proto messages as JSON for `--json`.
