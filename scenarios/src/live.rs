@@ -25,6 +25,8 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::drill::{Behaviour, Drill, TimelineEntry, parse_mode};
@@ -37,14 +39,39 @@ pub struct LiveOptions {
     pub speed: f64,
     /// TLS for the command connection and every person's session.
     pub tls: ClientTls,
+    /// The operator token the drill acts with (an admin's: it imports the
+    /// map, the roster and plans, and issues people's tokens).
+    pub token: Option<String>,
 }
 
-type Commands = CommandServiceClient<Channel>;
+type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Adds `authorization: Bearer TOKEN` to each call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn bearer(token: Option<&str>) -> anyhow::Result<Bearer> {
+    let value = match token {
+        Some(token) => Some(
+            tonic::metadata::MetadataValue::try_from(format!("Bearer {}", token.trim()))
+                .map_err(|_| anyhow::anyhow!("the operator token has characters a header cannot carry; copy it again"))?,
+        ),
+        None => None,
+    };
+    Ok(Bearer(value))
+}
 
 fn as_operator<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("x-pingji-operator", tonic::metadata::MetadataValue::from_static("drill"));
-    request
+    tonic::Request::new(message)
 }
 
 fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
@@ -54,7 +81,12 @@ fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
 /// Connects to the dispatcher that owns the shard and starts watching its
 /// events: `servers` lists one dispatcher or several (comma separated); a
 /// standby among them names the owner (`x-pingji-owner`), which is followed.
-async fn connect_to_owner(servers: &str, tls: &ClientTls) -> anyhow::Result<(Commands, tonic::Streaming<pb::Event>)> {
+async fn connect_to_owner(
+    servers: &str,
+    tls: &ClientTls,
+    token: Option<&str>,
+) -> anyhow::Result<(Commands, tonic::Streaming<pb::Event>)> {
+    let bearer = bearer(token)?;
     let mut addresses: std::collections::VecDeque<String> =
         pingji_proto::owner::server_list(servers).into_iter().map(|address| tls.url(&address)).collect();
     anyhow::ensure!(!addresses.is_empty(), "no dispatcher address given; pass --server http://HOST:PORT");
@@ -63,7 +95,7 @@ async fn connect_to_owner(servers: &str, tls: &ClientTls) -> anyhow::Result<(Com
     while let Some(server) = addresses.pop_front() {
         let endpoint = tls.endpoint(&server).map_err(|error| anyhow::anyhow!("{server}: {error}"))?;
         let mut commands = match endpoint.connect().await {
-            Ok(channel) => CommandServiceClient::new(channel),
+            Ok(channel) => CommandServiceClient::with_interceptor(channel, bearer.clone()),
             Err(error) => {
                 let reason = tls.explained(&server, error_chain(&error));
                 problems.push(format!("cannot reach the dispatcher at {server} (is it running?): {reason}"));
@@ -98,7 +130,7 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(options.speed > 0.0 && options.speed <= 1000.0, "speed must be between 0 and 1000");
     // Watch first, so that every event of the run is seen.
-    let (mut commands, mut watch) = connect_to_owner(&options.server, &options.tls).await?;
+    let (mut commands, mut watch) = connect_to_owner(&options.server, &options.tls, options.token.as_deref()).await?;
     let (event_sender, mut event_inbox) = mpsc::channel::<pb::Event>(65_536);
     let watcher = tokio::spawn(async move {
         while let Ok(Some(event)) = watch.message().await {
@@ -126,7 +158,7 @@ pub async fn run(
         (None, Some(generator)) => crate::roster::generate(&mut rng, &areas, generator),
         (None, None) => Vec::new(),
     };
-    import_people(&mut commands, &people).await?;
+    let mut tokens = import_people(&mut commands, &people).await?;
 
     let started = Instant::now();
     let started_at = crate::sim::DRILL_START;
@@ -144,7 +176,20 @@ pub async fn run(
             .home
             .or_else(|| profile.home_area.as_ref().and_then(|area| areas.centroid(area)))
             .unwrap_or(Position { lon: 0.0, lat: 0.0 });
-        let mut config = AgentConfig::new(options.server.clone(), profile.id.to_string(), "drill");
+        // People imported now came with tokens; people a dispatcher already
+        // knew (a re-run) are given new ones.
+        let token = match tokens.remove(profile.id.as_str()) {
+            Some(token) => token,
+            None => {
+                commands
+                    .issue_agent_token(pb::IssueAgentTokenRequest { agent_id: profile.id.to_string() })
+                    .await
+                    .map_err(|status| status_error(&format!("issuing a token for {}", profile.id), status))?
+                    .into_inner()
+                    .token
+            }
+        };
+        let mut config = AgentConfig::new(options.server.clone(), profile.id.to_string(), token);
         config.tls = options.tls.clone();
         let (client, agent_events) = AgentClient::start(config)?;
         let (control, control_inbox) = mpsc::channel(8);
@@ -215,8 +260,9 @@ pub async fn run(
     Ok(report)
 }
 
-/// Adds the people the dispatcher does not know yet (a re-run keeps the rest).
-async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyhow::Result<()> {
+/// Adds the people the dispatcher does not know yet (a re-run keeps the
+/// rest); returns the new people's tokens by id.
+async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut known = std::collections::BTreeSet::new();
     let mut after = String::new();
     loop {
@@ -235,13 +281,16 @@ async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyh
         .filter(|profile| !known.contains(profile.id.as_str()))
         .map(pingji_dispatcher::convert::profile_to_pb)
         .collect();
+    let mut tokens = BTreeMap::new();
     for chunk in new.chunks(2000) {
-        commands
+        let imported = commands
             .import_agents(as_operator(pb::ImportAgentsRequest { agents: chunk.to_vec() }))
             .await
-            .map_err(|status| status_error("importing people", status))?;
+            .map_err(|status| status_error("importing people", status))?
+            .into_inner();
+        tokens.extend(imported.tokens.into_iter().map(|issued| (issued.subject, issued.token)));
     }
-    Ok(())
+    Ok(tokens)
 }
 
 async fn perform(

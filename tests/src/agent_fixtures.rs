@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -63,8 +62,8 @@ impl RestartableDispatcher {
         format!("http://{}", self.address)
     }
 
-    pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {
-        Ok(CommandServiceClient::new(connect_with_retry(self.address, READY_WITHIN).await?))
+    pub async fn command(&self) -> anyhow::Result<crate::Commands> {
+        Ok(crate::commands(connect_with_retry(self.address, READY_WITHIN).await?))
     }
 
     /// What the process has logged so far, over all starts.

@@ -66,7 +66,8 @@ impl CliOutput {
 
 /// A `pingji` command for `server` with `args`, its environment free of
 /// `PINGJI_*` variables so that the test's own environment cannot change
-/// what it does.
+/// what it does, but for `PINGJI_TOKEN`: the test admin's token (a
+/// `--token` among `args` wins over it).
 async fn command(server: &str, args: &[impl AsRef<OsStr>]) -> anyhow::Result<Command> {
     let mut command = Command::new(pingji_binary().await?);
     command.arg("--server").arg(server).args(args).stdin(Stdio::null()).kill_on_drop(true);
@@ -75,6 +76,7 @@ async fn command(server: &str, args: &[impl AsRef<OsStr>]) -> anyhow::Result<Com
             command.env_remove(&name);
         }
     }
+    command.env("PINGJI_TOKEN", crate::auth::ADMIN_TOKEN);
     Ok(command)
 }
 

@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pingji_proto::v1 as pb;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
+use crate::auth::Commands;
 use tokio::time::Instant;
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 /// A `WatchEvents` stream that keeps every event it has read.
 pub struct EventWatch {
@@ -18,7 +17,7 @@ pub struct EventWatch {
 impl EventWatch {
     /// Watches from `from_seq` (1: the whole record; 0: only new events).
     /// When this returns, the dispatcher has subscribed the watcher.
-    pub async fn start(command: &mut CommandServiceClient<Channel>, from_seq: u64) -> anyhow::Result<EventWatch> {
+    pub async fn start(command: &mut Commands, from_seq: u64) -> anyhow::Result<EventWatch> {
         let stream = command.watch_events(pb::WatchEventsRequest { from_seq }).await?.into_inner();
         Ok(EventWatch { stream, seen: Vec::new() })
     }

@@ -18,6 +18,8 @@
 //!   and [`connect_with_retry`].
 //! - [`sample`]: the sample city and roster, short-timeout policies, people
 //!   specs, and points inside areas.
+//! - [`auth`]: the admin token every test dispatcher starts with, command
+//!   clients carrying a token, and people's tokens.
 //! - [`agent_fixtures`]: a dispatcher process restartable on the same port,
 //!   for client reconnect tests, and the `field-agent` binary.
 //! - [`binaries`]: the workspace's binaries, built when missing or stale.
@@ -35,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_fixtures;
+pub mod auth;
 pub mod binaries;
 pub mod cli;
 pub mod events;
@@ -49,6 +52,7 @@ pub mod session;
 pub mod tls;
 pub mod wait;
 
+pub use auth::{ADMIN_TOKEN, Commands, add_operator, agent_token, commands, commands_with};
 pub use events::{EventWatch, event_json};
 pub use process::{DispatcherProcess, ProcessOptions, dispatcher_binary};
 pub use sample::{

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pingji_proto::tls::ClientTls;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
+use crate::auth::Commands;
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -181,8 +181,15 @@ impl DispatcherProcess {
         }
     }
 
-    pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {
-        Ok(CommandServiceClient::new(self.channel().await?))
+    pub async fn command(&self) -> anyhow::Result<Commands> {
+        Ok(crate::auth::commands(self.channel().await?))
+    }
+
+    /// Opens `id`'s session with a newly issued token.
+    pub async fn open_session(&self, id: &str) -> anyhow::Result<crate::AgentSession> {
+        let token = crate::auth::agent_token(&mut self.command().await?, id).await?;
+        let mut agents = pingji_proto::v1::agent_service_client::AgentServiceClient::new(self.channel().await?);
+        crate::AgentSession::open(&mut agents, id, &token).await
     }
 
     /// What the process has logged so far (all starts sharing the log file).
@@ -251,6 +258,7 @@ pub fn spawn_dispatcher(binary: &Path, args: &[OsString], log: &Path) -> anyhow:
             command.env_remove(&name);
         }
     }
+    command.env("PINGJI_BOOTSTRAP_ADMIN_TOKEN", crate::auth::ADMIN_TOKEN);
     command.spawn().with_context(|| format!("cannot start {}", binary.display()))
 }
 

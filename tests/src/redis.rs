@@ -15,7 +15,7 @@ use anyhow::Context;
 use pingji_dispatcher::server::standby::OWNER_METADATA;
 use pingji_proto::tls::ClientTls;
 use pingji_proto::v1 as pb;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
+use crate::auth::Commands;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -128,8 +128,8 @@ impl SharedDispatcher {
         }
     }
 
-    pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {
-        Ok(CommandServiceClient::new(self.channel().await?))
+    pub async fn command(&self) -> anyhow::Result<Commands> {
+        Ok(crate::auth::commands(self.channel().await?))
     }
 
     /// Waits until the process owns the shard: health reports the command
@@ -158,7 +158,7 @@ impl SharedDispatcher {
     pub async fn wait_standby(&mut self, within: Duration) -> anyhow::Result<tonic::Status> {
         let channel = self.channel().await?;
         let mut health = HealthClient::new(channel.clone());
-        let mut command = CommandServiceClient::new(channel);
+        let mut command = crate::auth::commands(channel);
         let deadline = Instant::now() + within;
         loop {
             self.ensure_running("while waiting for it to stand by")?;

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use pingji_dispatcher::policy::Policy;
 use pingji_proto::v1 as pb;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
-use tonic::transport::Channel;
+use crate::auth::Commands;
 
 /// Metres per degree of latitude (and of longitude at the equator).
 const METRES_PER_DEGREE: f64 = 111_320.0;
@@ -101,7 +100,7 @@ impl AreaBox {
 /// The ids of up to `limit` people of the roster who are available and live
 /// in `area_id` (`ListAgents`), in the dispatcher's order.
 pub async fn available_people(
-    command: &mut CommandServiceClient<Channel>,
+    command: &mut Commands,
     area_id: &str,
     limit: usize,
 ) -> anyhow::Result<Vec<String>> {
@@ -117,7 +116,7 @@ pub async fn available_people(
 
 /// Reads an area's boundary with `ListAreas` and returns its bounding box.
 /// The sample's areas are rectangles, so every point of the box is inside.
-pub async fn area_box(command: &mut CommandServiceClient<Channel>, area_id: &str) -> anyhow::Result<AreaBox> {
+pub async fn area_box(command: &mut Commands, area_id: &str) -> anyhow::Result<AreaBox> {
     let areas = command.list_areas(pb::ListAreasRequest { level: 0, with_geometry: true }).await?.into_inner().areas;
     let area = areas.iter().find(|area| area.id == area_id).with_context(|| format!("area {area_id} is not on the map"))?;
     let points: Vec<&pb::Location> =

@@ -15,7 +15,7 @@ use pingji_dispatcher::policy::Policy;
 use pingji_dispatcher::server::{Config, Store};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
+use crate::auth::Commands;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -58,6 +58,7 @@ impl TestServer {
         // Grid staffing checks would add their own events to every stream;
         // tests about them turn them back on.
         config.policy.staffing_check_s = 0;
+        config.bootstrap_admin_token = Some(crate::auth::ADMIN_TOKEN.to_string());
         tweak(&mut config);
         // Bound here so that the address is known before the server runs;
         // handed to the server's runtime as a std listener.
@@ -91,8 +92,25 @@ impl TestServer {
         connect_with_retry(self.address, START_WITHIN).await
     }
 
-    pub async fn command(&self) -> anyhow::Result<CommandServiceClient<Channel>> {
-        Ok(CommandServiceClient::new(self.channel().await?))
+    /// A command client acting as the test admin.
+    pub async fn command(&self) -> anyhow::Result<Commands> {
+        Ok(crate::auth::commands(self.channel().await?))
+    }
+
+    /// A command client sending `token` (or none).
+    pub async fn command_with(&self, token: Option<&str>) -> anyhow::Result<Commands> {
+        Ok(crate::auth::commands_with(self.channel().await?, token))
+    }
+
+    /// A new token for person `id`.
+    pub async fn agent_token(&self, id: &str) -> anyhow::Result<String> {
+        crate::auth::agent_token(&mut self.command().await?, id).await
+    }
+
+    /// Opens `id`'s session with a newly issued token.
+    pub async fn open_session(&self, id: &str) -> anyhow::Result<AgentSession> {
+        let token = self.agent_token(id).await?;
+        AgentSession::open(&mut self.agents().await?, id, &token).await
     }
 
     pub async fn agents(&self) -> anyhow::Result<AgentServiceClient<Channel>> {
@@ -171,16 +189,18 @@ pub async fn is_serving(health: &mut HealthClient<Channel>, service: &str) -> bo
     }
 }
 
-/// Opens `agent_id`'s session, reports (lon, lat) and waits until the
-/// dispatcher shows that location for the person.
+/// Issues `agent_id` a token, opens their session with it, reports
+/// (lon, lat) and waits until the dispatcher shows that location for the
+/// person.
 pub async fn connect_located(
-    command: &mut CommandServiceClient<Channel>,
+    command: &mut Commands,
     agents: &mut AgentServiceClient<Channel>,
     agent_id: &str,
     lon: f64,
     lat: f64,
 ) -> anyhow::Result<AgentSession> {
-    let session = AgentSession::open(agents, agent_id).await?;
+    let token = crate::auth::agent_token(command, agent_id).await?;
+    let session = AgentSession::open(agents, agent_id, &token).await?;
     session.send_location(lon, lat).await?;
     wait_until(Duration::from_secs(20), &format!("{agent_id} is located"), async || {
         let agent = command.get_agent(pb::GetAgentRequest { id: agent_id.to_string() }).await?.into_inner();

@@ -31,9 +31,10 @@ pub struct AgentSession {
 }
 
 impl AgentSession {
-    /// Opens the session and waits for the welcome; fails if refused.
-    pub async fn open(client: &mut AgentServiceClient<Channel>, agent_id: &str) -> anyhow::Result<AgentSession> {
-        AgentSession::try_open(client, agent_id)
+    /// Opens the session with the person's token and waits for the
+    /// welcome; fails if refused.
+    pub async fn open(client: &mut AgentServiceClient<Channel>, agent_id: &str, token: &str) -> anyhow::Result<AgentSession> {
+        AgentSession::try_open(client, agent_id, token)
             .await
             .map_err(|status| anyhow::anyhow!("session for {agent_id} refused: {status:?}"))
     }
@@ -41,10 +42,11 @@ impl AgentSession {
     /// Opens the session. A refusal is returned as the status, whether it
     /// came as the status of the call or as the stream's first item; a first
     /// message that is not the welcome becomes an `internal` status.
-    pub async fn try_open(client: &mut AgentServiceClient<Channel>, agent_id: &str) -> Result<AgentSession, Status> {
+    pub async fn try_open(client: &mut AgentServiceClient<Channel>, agent_id: &str, token: &str) -> Result<AgentSession, Status> {
         let (outbox, requests) = mpsc::channel(OUTBOX);
-        let hello =
-            pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id: agent_id.to_string(), token: String::new() })) };
+        let hello = pb::AgentMessage {
+            body: Some(Outgoing::Hello(pb::Hello { agent_id: agent_id.to_string(), token: token.to_string() })),
+        };
         outbox.try_send(hello).map_err(|_| Status::internal("test fixture: cannot queue hello"))?;
         let mut inbox = client.session(ReceiverStream::new(requests)).await?.into_inner();
         let first = tokio::time::timeout(WELCOME_WITHIN, inbox.message())
@@ -115,6 +117,34 @@ impl AgentSession {
         match self.next_message_within(within).await? {
             Incoming::Offer(offer) => Ok(offer),
             other => anyhow::bail!("{} expected an offer but received {other:?}", self.agent_id),
+        }
+    }
+
+    /// The next refusal, skipping other messages (a session the dispatcher
+    /// ends gets one saying why).
+    pub async fn expect_refusal_within(&mut self, within: Duration) -> anyhow::Result<pb::Refused> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Incoming::Refused(refused) = self.next_message_within(left).await? {
+                return Ok(refused);
+            }
+        }
+    }
+
+    /// Waits for the dispatcher to end the stream.
+    pub async fn expect_end_within(&mut self, within: Duration) -> anyhow::Result<()> {
+        let agent_id = &self.agent_id;
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, self.inbox.message())
+                .await
+                .map_err(|_| anyhow::anyhow!("the session of {agent_id} did not end within {within:?}"))?;
+            match message {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return Ok(()),
+            }
         }
     }
 

@@ -13,16 +13,14 @@ use pingji_tests::agent_fixtures::{RestartableDispatcher, field_agent_binary};
 use pingji_tests::{ProcessOptions, TestServer, area_box, pb, sample_city, sample_roster, wait_until};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 
 /// Generous deadline for anything that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(30);
 
 /// A client config with a short backoff, so that reconnects in tests are quick.
-fn quick_config(server: &str, agent_id: &str) -> AgentConfig {
-    let mut config = AgentConfig::new(server, agent_id, "test-token");
+fn quick_config(server: &str, agent_id: &str, token: &str) -> AgentConfig {
+    let mut config = AgentConfig::new(server, agent_id, token);
     config.backoff =
         BackoffPolicy { initial: Duration::from_millis(100), cap: Duration::from_secs(1), healthy_after: Duration::from_secs(1) };
     config
@@ -99,7 +97,7 @@ fn incident_at(id: &str, (lon, lat): (f64, f64)) -> pb::CreateIncidentRequest {
 }
 
 /// Waits until the dispatcher shows the person connected at (lon, lat).
-async fn wait_located(command: &mut CommandServiceClient<Channel>, agent_id: &str, (lon, lat): (f64, f64)) -> anyhow::Result<()> {
+async fn wait_located(command: &mut pingji_tests::Commands, agent_id: &str, (lon, lat): (f64, f64)) -> anyhow::Result<()> {
     wait_until(PROMPTLY, &format!("{agent_id} is connected and located"), async || {
         let agent = command.get_agent(pb::GetAgentRequest { id: agent_id.to_string() }).await?.into_inner();
         Ok(agent.connected && agent.location.is_some_and(|at| at.lon == lon && at.lat == lat))
@@ -140,7 +138,8 @@ async fn offer_then_restart(
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
     let here = grid.at(0.4, 0.4);
 
-    let (client, events) = AgentClient::start(quick_config(&dispatcher.url(), "p0001"))?;
+    let token = pingji_tests::agent_token(&mut command, "p0001").await?;
+    let (client, events) = AgentClient::start(quick_config(&dispatcher.url(), "p0001", &token))?;
     let mut log = EventLog::new(events);
     let first = welcome_of(log.wait_for(PROMPTLY, "the first welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?)?;
     assert!(!first.resumed);
@@ -252,8 +251,11 @@ async fn three_hundred_sessions_in_one_process_are_all_welcomed() -> anyhow::Res
     let threads_before = thread_count();
     let mut clients = Vec::new();
     let mut logs = Vec::new();
+    let mut command = server.command().await?;
     for number in 1..=PEOPLE {
-        let (client, events) = AgentClient::start(quick_config(&url, &format!("p{number:04}")))?;
+        let id = format!("p{number:04}");
+        let token = pingji_tests::agent_token(&mut command, &id).await?;
+        let (client, events) = AgentClient::start(quick_config(&url, &id, &token))?;
         clients.push(client);
         logs.push(EventLog::new(events));
     }
@@ -274,7 +276,7 @@ async fn three_hundred_sessions_in_one_process_are_all_welcomed() -> anyhow::Res
         );
     }
     let mut command = server.command().await?;
-    let connected = |command: &mut CommandServiceClient<Channel>| {
+    let connected = |command: &mut pingji_tests::Commands| {
         let mut command = command.clone();
         async move {
             let request = pb::ListAgentsRequest { connected_only: true, limit: 1000, ..Default::default() };
@@ -329,11 +331,14 @@ async fn headless_auto_accept_takes_an_incident_through_to_completion() -> anyho
     let mut command = server.command().await?;
     let grid = area_box(&mut command, "d1-s1-c1-g2").await?;
     let here = grid.at(0.3, 0.6);
+    let token = pingji_tests::agent_token(&mut command, "p0011").await?;
     let args: Vec<String> = [
         "--server",
         &format!("http://{}", server.address()),
         "--agent",
         "p0011",
+        "--token",
+        &token,
         "--at",
         &format!("{},{}", here.0, here.1),
         "--auto",
@@ -394,14 +399,14 @@ async fn headless_errors_are_one_line_and_a_non_zero_exit() -> anyhow::Result<()
     let server = TestServer::start(|_| {}).await?;
     let url = format!("http://{}", server.address());
     let cases: [(&[&str], i32, &str); 4] = [
-        (&["--agent", "p0001", "--at", "181,30"], 2, "longitude 181 is out of range"),
-        (&["--agent", "p0001", "--auto", "sometimes"], 2, "invalid value 'sometimes'"),
+        (&["--agent", "p0001", "--token", "pja_x", "--at", "181,30"], 2, "longitude 181 is out of range"),
+        (&["--agent", "p0001", "--token", "pja_x", "--auto", "sometimes"], 2, "invalid value 'sometimes'"),
         (
-            &["--agent", "p0001", "--track", "/nonexistent/walk.csv", "--auto", "ignore"],
+            &["--agent", "p0001", "--token", "pja_x", "--track", "/nonexistent/walk.csv", "--auto", "ignore"],
             1,
             "track /nonexistent/walk.csv: cannot read",
         ),
-        (&["--server", &url, "--agent", "nobody", "--at", "120.1,30.2", "--auto", "ignore"], 1, "not_found"),
+        (&["--server", &url, "--agent", "nobody", "--token", "pja_wrong", "--at", "120.1,30.2", "--auto", "ignore"], 1, "unauthenticated"),
     ];
     for (args, expected_code, expected_text) in cases {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
@@ -413,24 +418,25 @@ async fn headless_errors_are_one_line_and_a_non_zero_exit() -> anyhow::Result<()
     server.shutdown().await
 }
 
-/// While another session of the same person is live, the dispatcher answers
-/// hello with already_exists; the client keeps retrying with backoff and gets
-/// in as soon as the other session ends.
+/// One live session per person: a newer one replaces the older, which is
+/// told why and does not reconnect by itself (the two would take turns).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn already_exists_is_retried_until_the_other_session_ends() -> anyhow::Result<()> {
+async fn a_newer_session_replaces_the_older_which_stops_reconnecting() -> anyhow::Result<()> {
     let server = TestServer::start(|config: &mut Config| config.agents_file = Some(sample_roster())).await?;
-    let other = pingji_tests::AgentSession::open(&mut server.agents().await?, "p0003").await?;
     let url = format!("http://{}", server.address());
-    let (client, events) = AgentClient::start(quick_config(&url, "p0003"))?;
-    let mut log = EventLog::new(events);
-    for _ in 0..2 {
-        let lost = log.wait_for(PROMPTLY, "a refusal", |event| matches!(event, AgentEvent::ConnectionLost { .. })).await?;
-        let AgentEvent::ConnectionLost { error, .. } = lost else { unreachable!("matched above") };
-        assert!(error.starts_with("already_exists"), "{error}");
-    }
-    other.disconnect();
-    let welcome = welcome_of(log.wait_for(PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?)?;
-    assert!(!welcome.resumed);
-    client.close().await;
+    let token = server.agent_token("p0003").await?;
+    let (older, older_events) = AgentClient::start(quick_config(&url, "p0003", &token))?;
+    let mut older_log = EventLog::new(older_events);
+    welcome_of(older_log.wait_for(PROMPTLY, "the first welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?)?;
+
+    let newer = pingji_tests::AgentSession::open(&mut server.agents().await?, "p0003", &token).await?;
+    let ended = older_log.wait_for(PROMPTLY, "the end of the older session", |event| matches!(event, AgentEvent::Stopped { .. })).await?;
+    let AgentEvent::Stopped { error: Some(error) } = ended else { anyhow::bail!("stopped without a reason: {ended:?}") };
+    assert!(error.starts_with("replaced") && error.contains("newer session"), "{error}");
+    // The newer session is the live one.
+    let mut command = server.command().await?;
+    assert!(command.get_agent(pb::GetAgentRequest { id: "p0003".into() }).await?.into_inner().connected);
+    drop(newer);
+    older.close().await;
     server.shutdown().await
 }

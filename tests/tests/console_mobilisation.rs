@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pingji_tests::cli::{CliOutput, run_pingji};
 use pingji_tests::mobilisation::{check_in, expect_call_up, expect_outcome, person_with_role, plan_toml, report_from_field};
-use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, pb, wait_until};
+use pingji_tests::{EventWatch, TestServer, area_box, pb, wait_until};
 use serde_json::Value;
 
 /// Generous deadline for anything that should happen promptly.
@@ -123,7 +123,7 @@ async fn the_roll_call_shows_who_checked_in_and_who_is_missing() -> anyhow::Resu
     let server = TestServer::start(|_| {}).await?;
     let url = server_url(&server);
     let mut command = server.command().await?;
-    let mut agents = server.agents().await?;
+    let _agents = server.agents().await?;
     let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
     let mut present = server.connect_person_at(person_with_role("cadre-1", pb::Role::SunkCadre, "d1-s1-c1-g1"), lon, lat).await?;
     command
@@ -149,7 +149,7 @@ async fn the_roll_call_shows_who_checked_in_and_who_is_missing() -> anyhow::Resu
     })
     .await?;
     // The second cadre connects late, without checking in.
-    let absent = AgentSession::open(&mut agents, "cadre-2").await?;
+    let absent = server.open_session("cadre-2").await?;
 
     let roll_call = run_pingji(&url, &["callup", "status", "d1"]).await?.success()?;
     let text = &roll_call.stdout;

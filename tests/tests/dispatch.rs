@@ -525,11 +525,12 @@ async fn a_person_can_reconnect_right_after_closing_their_session() -> anyhow::R
     let mut command = server.command().await?;
     command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("flaky-network", "d1-s1-c1-g1", &[])) }).await?;
     let mut agents = server.agents().await?;
+    let token = server.agent_token("flaky-network").await?;
     let mut refused = 0;
     for _attempt in 0..50 {
         let retry_until = std::time::Instant::now() + Duration::from_secs(3);
         loop {
-            match AgentSession::try_open(&mut agents, "flaky-network").await {
+            match AgentSession::try_open(&mut agents, "flaky-network", &token).await {
                 Ok(session) => {
                     session.disconnect();
                     break;

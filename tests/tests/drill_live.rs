@@ -15,6 +15,7 @@ async fn the_smoke_drill_runs_live_with_hundreds_of_real_sessions() -> anyhow::R
         server: format!("http://{}", server.address()),
         speed: 60.0,
         tls: pingji_proto::tls::ClientTls::default(),
+        token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
     };
 
     let mut command = server.command().await?;

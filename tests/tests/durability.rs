@@ -8,14 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pingji_dispatcher::server::Store;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::{
     AgentSession, AreaBox, DispatcherProcess, EventWatch, ProcessOptions, TestServer, area_box, available_people,
     connect_located, pb, quick_policy_toml, sample_city, sample_roster,
 };
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 const PROMPTLY: Duration = Duration::from_secs(20);
 const PEOPLE: usize = 20;
@@ -96,7 +94,7 @@ async fn answer_until_closed(session: &mut AgentSession, confirmations: &mpsc::S
 
 /// Creates incidents until `count` are done or the dispatcher stops
 /// answering; returns the ids it acknowledged.
-async fn create_incidents(mut command: CommandServiceClient<Channel>, requests: Vec<pb::CreateIncidentRequest>) -> Vec<String> {
+async fn create_incidents(mut command: pingji_tests::Commands, requests: Vec<pb::CreateIncidentRequest>) -> Vec<String> {
     let mut acknowledged = Vec::new();
     for request in requests {
         match command.create_incident(request).await {
@@ -109,7 +107,7 @@ async fn create_incidents(mut command: CommandServiceClient<Channel>, requests: 
 
 /// Reads the whole record up to a marker written now; checks that sequence
 /// numbers run 1, 2, 3 ... and returns the events.
-async fn whole_record(command: &mut CommandServiceClient<Channel>) -> anyhow::Result<Vec<pb::Event>> {
+async fn whole_record(command: &mut pingji_tests::Commands) -> anyhow::Result<Vec<pb::Event>> {
     let mut watch = EventWatch::start(command, 1).await?;
     let marker = pb::AgentSpec { name: format!("record marker {}", now_ms()), ..pingji_tests::person("record-marker", "", &[]) };
     let marker_name = marker.name.clone();
@@ -136,7 +134,7 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
     let options = options(dir.path(), 3)?;
     let first = DispatcherProcess::start(&options).await?;
     let channel = first.channel().await?;
-    let mut command = CommandServiceClient::new(channel.clone());
+    let mut command = pingji_tests::commands(channel.clone());
     let community = area_box(&mut command, "d1-s1-c1").await?;
 
     // On-duty people of the sample roster who live in the community.
@@ -167,7 +165,7 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
     }
     let creators: Vec<_> = batches
         .into_iter()
-        .map(|batch| tokio::spawn(create_incidents(CommandServiceClient::new(channel.clone()), batch)))
+        .map(|batch| tokio::spawn(create_incidents(pingji_tests::commands(channel.clone()), batch)))
         .collect();
 
     let mut confirmed: Vec<Confirmed> = Vec::new();
@@ -262,7 +260,7 @@ async fn an_offer_whose_deadline_passed_while_down_times_out_after_restart() -> 
     let options = options(dir.path(), 4)?;
     let first = DispatcherProcess::start(&options).await?;
     let channel = first.channel().await?;
-    let mut command = CommandServiceClient::new(channel.clone());
+    let mut command = pingji_tests::commands(channel.clone());
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
     let (lon, lat) = grid.centre();
     let agent_id = available_people(&mut command, "d1-s1-c1-g1", 1).await?.pop();
@@ -348,7 +346,7 @@ async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() 
         incident.assignments.iter().map(|assignment| assignment.offer_id.as_str()).collect::<Vec<_>>(),
         vec![offer.offer_id.as_str()]
     );
-    let session = AgentSession::open(&mut second.agents().await?, "keeper").await?;
+    let session = second.open_session("keeper").await?;
     let welcome = session.welcome().clone();
     assert_eq!(welcome.current_incident.map(|incident| incident.id), Some("kept".to_string()));
     assert_eq!(welcome.agent.map(|agent| agent.status), Some(pb::AgentStatus::Busy as i32));

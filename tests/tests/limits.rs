@@ -36,7 +36,7 @@ async fn refusal(session: &mut AgentSession, code: &str) -> anyhow::Result<pb::R
 async fn still_serving(server: &TestServer, agent_id: &str) -> anyhow::Result<()> {
     let mut command = server.command().await?;
     command.list_incidents(pb::ListIncidentsRequest::default()).await?;
-    AgentSession::open(&mut server.agents().await?, agent_id).await?;
+    server.open_session(agent_id).await?;
     Ok(())
 }
 
@@ -44,11 +44,15 @@ async fn still_serving(server: &TestServer, agent_id: &str) -> anyhow::Result<()
 async fn sessions_beyond_the_maximum_are_refused_until_one_closes() -> anyhow::Result<()> {
     let server = server(Limits { max_sessions: 5, ..Limits::default() }).await?;
     let mut agents = server.agents().await?;
+    let mut tokens = Vec::new();
+    for n in 1..=20 {
+        tokens.push((format!("p{n:04}"), server.agent_token(&format!("p{n:04}")).await?));
+    }
     // A flood of twenty at once: at most five get in, the rest are told why.
     let mut attempts = tokio::task::JoinSet::new();
-    for n in 1..=20 {
+    for (id, token) in tokens {
         let mut agents = agents.clone();
-        attempts.spawn(async move { AgentSession::try_open(&mut agents, &format!("p{n:04}")).await });
+        attempts.spawn(async move { AgentSession::try_open(&mut agents, &id, &token).await });
     }
     let results = attempts.join_all().await;
     let (open, refused): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
@@ -60,7 +64,9 @@ async fn sessions_beyond_the_maximum_are_refused_until_one_closes() -> anyhow::R
     // One leaves; a new one gets in.
     let mut open: Vec<AgentSession> = open.into_iter().filter_map(Result::ok).collect();
     open.pop().expect("one").disconnect();
-    wait_until(PROMPTLY, "a free session slot", async || Ok(AgentSession::try_open(&mut agents, "p0030").await.is_ok())).await?;
+    let token = server.agent_token("p0030").await?;
+    wait_until(PROMPTLY, "a free session slot", async || Ok(AgentSession::try_open(&mut agents, "p0030", &token).await.is_ok()))
+        .await?;
     let mut command = server.command().await?;
     command.list_incidents(pb::ListIncidentsRequest::default()).await?;
     Ok(())
@@ -69,7 +75,7 @@ async fn sessions_beyond_the_maximum_are_refused_until_one_closes() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_flooding_messages_is_told_and_slowed_while_others_are_served() -> anyhow::Result<()> {
     let server = server(Limits { agent_messages_per_s: 5, ..Limits::default() }).await?;
-    let mut flooder = AgentSession::open(&mut server.agents().await?, "p0001").await?;
+    let mut flooder = server.open_session("p0001").await?;
     for n in 0..200 {
         flooder.send_location(120.0950 + f64::from(n) * 1e-6, 30.2320).await?;
     }
@@ -91,7 +97,7 @@ async fn a_session_flooding_messages_is_told_and_slowed_while_others_are_served(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_size_limit_ends_only_its_own_session() -> anyhow::Result<()> {
     let server = server(Limits::default()).await?;
-    let mut session = AgentSession::open(&mut server.agents().await?, "p0001").await?;
+    let mut session = server.open_session("p0001").await?;
     let report = pb::FieldReport {
         location: Some(pb::Location { lon: 120.0950, lat: 30.2320 }),
         category: "flooding".into(),

@@ -11,7 +11,7 @@ use pingji_tests::mobilisation::{
     check_in, expect_call_up, expect_offer, expect_outcome, expect_refused, expect_stand_down, next_matching, person_with_role,
     plan_toml, report_from_field,
 };
-use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, event_json, offset_m, pb, person, wait_until};
+use pingji_tests::{EventWatch, TestServer, area_box, event_json, offset_m, pb, person, wait_until};
 use tonic::Code;
 
 /// Generous deadline for anything the server should do promptly, so that a
@@ -156,7 +156,7 @@ async fn a_grade_ii_switch_calls_up_sunk_cadres_who_check_in_or_are_listed_missi
     })
     .await?;
     let mut command = server.command().await?;
-    let mut agents = server.agents().await?;
+    let _agents = server.agents().await?;
     let reserves = [
         person_with_role("cadre-1", pb::Role::SunkCadre, "d1-s1-c1-g1"),
         person_with_role("cadre-2", pb::Role::SunkCadre, "d1-s2-c1-g1"),
@@ -164,7 +164,7 @@ async fn a_grade_ii_switch_calls_up_sunk_cadres_who_check_in_or_are_listed_missi
     ];
     command.import_agents(pb::ImportAgentsRequest { agents: reserves.to_vec() }).await?;
     // The first cadre is connected but has not reported a location yet.
-    let mut cadre = AgentSession::open(&mut agents, "cadre-1").await?;
+    let mut cadre = server.open_session("cadre-1").await?;
     let (member_lon, member_lat) = area_box(&mut command, "d1-s1-c1-g2").await?.centre();
     let mut member = server
         .connect_person_at(person_with_role("member-1", pb::Role::RegisteredMember, "d1-s1-c1-g2"), member_lon, member_lat)
@@ -188,7 +188,7 @@ async fn a_grade_ii_switch_calls_up_sunk_cadres_who_check_in_or_are_listed_missi
     next_matching(&mut member, PROMPTLY, "the mode change", |message| matches!(message, Incoming::ModeChanged(_))).await?;
 
     // One who connects later finds the call-up in the welcome.
-    let late = AgentSession::open(&mut agents, "cadre-2").await?;
+    let late = server.open_session("cadre-2").await?;
     let welcome_calls: Vec<&str> = late.welcome().call_ups.iter().map(|call| call.callup_id.as_str()).collect();
     assert_eq!(welcome_calls, [call_up.callup_id.as_str()]);
 
@@ -486,11 +486,12 @@ async fn the_headless_field_agent_reports_and_checks_in_by_itself() -> anyhow::R
         .upsert_agent(pb::UpsertAgentRequest { agent: Some(person_with_role("cadre-9", pb::Role::SunkCadre, "d1-s1-c1-g1")) })
         .await?;
     let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let token = server.agent_token("cadre-9").await?;
     let binary = pingji_tests::agent_fixtures::field_agent_binary().await?;
     let mut agent = tokio::process::Command::new(binary);
     agent
         .args(["--server", &format!("http://{}", server.address())])
-        .args(["--agent", "cadre-9", "--at", &format!("{lon},{lat}")])
+        .args(["--agent", "cadre-9", "--token", &token, "--at", &format!("{lon},{lat}")])
         .args(["--auto", "accept", "--delay-s", "0", "--json"])
         .args(["--report", "flooding:地下车库进水"])
         .stdin(std::process::Stdio::null())

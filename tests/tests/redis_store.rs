@@ -21,7 +21,6 @@ use pingji_dispatcher::locations::read_locations;
 use pingji_dispatcher::shard::{RedisShard, ShardId};
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Location};
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::cli::run_pingji;
 use pingji_tests::redis::{Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of, serving_status};
@@ -30,7 +29,6 @@ use pingji_tests::{
 };
 use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 /// One test at a time: each runs Redis and two dispatchers. (The Redis
@@ -149,13 +147,13 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
 
     // Every Pingji call is sent on, streams included.
     let standby_channel = second.channel().await?;
-    let refused = CommandServiceClient::new(standby_channel.clone())
+    let refused = pingji_tests::commands(standby_channel.clone())
         .create_incident(incident("at-the-standby".into(), (121.47, 31.23), 0))
         .await
         .expect_err("a standby does not create incidents");
     assert_eq!(refused.code(), tonic::Code::Unavailable);
     assert_eq!(owner_of(&refused).as_deref(), Some(owner.as_str()));
-    let session = AgentSession::try_open(&mut AgentServiceClient::new(standby_channel), "p0001").await;
+    let session = AgentSession::try_open(&mut AgentServiceClient::new(standby_channel), "p0001", "").await;
     let Err(session_refused) = session else {
         panic!("a standby opened a session");
     };
@@ -164,7 +162,7 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
 
     // Following the redirect works.
     let owner_address: std::net::SocketAddr = owner.parse()?;
-    let mut at_owner = CommandServiceClient::new(pingji_tests::connect_with_retry(owner_address, PROMPTLY).await?);
+    let mut at_owner = pingji_tests::commands(pingji_tests::connect_with_retry(owner_address, PROMPTLY).await?);
     at_owner.create_incident(incident("at-the-owner".into(), (121.47, 31.23), 0)).await?;
 
     // A clean shutdown releases the lease: the standby takes over at its
@@ -235,7 +233,8 @@ async fn the_console_and_a_field_agent_find_the_owner_and_follow_it_through_a_fa
     at_owner.get_incident(pb::GetIncidentRequest { id: "via-standby".into() }).await?;
 
     // A person's app that lists both dispatchers, the standby first.
-    let mut config = AgentConfig::new(format!("{second_url},{first_url}"), "p0001", "token");
+    let token = pingji_tests::agent_token(&mut at_owner, "p0001").await?;
+    let mut config = AgentConfig::new(format!("{second_url},{first_url}"), "p0001", token);
     config.backoff =
         BackoffPolicy { initial: Duration::from_millis(100), cap: Duration::from_secs(1), healthy_after: Duration::from_secs(1) };
     let (client, mut events) = AgentClient::start(config)?;
@@ -323,7 +322,7 @@ async fn auto_accept(mut session: AgentSession, confirmations: mpsc::Sender<Conf
 /// Creates incidents until done or the dispatcher stops answering; returns
 /// the ids it acknowledged.
 async fn create_incidents(
-    mut command: CommandServiceClient<Channel>,
+    mut command: pingji_tests::Commands,
     requests: Vec<pb::CreateIncidentRequest>,
     acknowledged_count: Arc<AtomicUsize>,
 ) -> Vec<String> {
@@ -353,7 +352,7 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
     let (mut owner, mut standby) = owner_and_standby(dir.path(), &redis).await?;
 
     let channel = owner.channel().await?;
-    let mut command = CommandServiceClient::new(channel.clone());
+    let mut command = pingji_tests::commands(channel.clone());
     let community = area_box(&mut command, "d1-s1-c1").await?;
     let people = available_people(&mut command, "d1-s1-c1", PEOPLE).await?;
     anyhow::ensure!(people.len() >= 15, "too few people on duty in d1-s1-c1");
@@ -377,7 +376,7 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
     let creators: Vec<_> = batches
         .into_iter()
         .map(|batch| {
-            tokio::spawn(create_incidents(CommandServiceClient::new(channel.clone()), batch, acknowledged_count.clone()))
+            tokio::spawn(create_incidents(pingji_tests::commands(channel.clone()), batch, acknowledged_count.clone()))
         })
         .collect();
     let counting = acknowledged_count.clone();
@@ -483,7 +482,7 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_steps_down() -> anyhow::Re
     let (mut old_owner, mut successor) = owner_and_standby(dir.path(), &redis).await?;
 
     let channel = old_owner.channel().await?;
-    let mut command = CommandServiceClient::new(channel.clone());
+    let mut command = pingji_tests::commands(channel.clone());
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
     for index in 0..5 {
         command.create_incident(incident(format!("before-{index}"), grid.centre(), index)).await?;
@@ -494,7 +493,7 @@ async fn an_owner_paused_past_its_lease_is_fenced_and_steps_down() -> anyhow::Re
     old_owner.pause().await?;
     let attempts: Vec<_> = (0..5)
         .map(|index| {
-            let mut command = CommandServiceClient::new(channel.clone());
+            let mut command = pingji_tests::commands(channel.clone());
             let request = incident(format!("paused-{index}"), grid.centre(), index);
             tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(60), command.create_incident(request)).await })
         })
@@ -610,7 +609,7 @@ async fn steady_load(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10));
-    let mut command = CommandServiceClient::new(endpoint.connect_lazy());
+    let mut command = pingji_tests::commands(endpoint.connect_lazy());
     for index in 0.. {
         if *stop.borrow() {
             break;

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::{
     AgentSession, DispatcherProcess, ProcessOptions, area_box, available_people, connect_located, pb, quick_policy_toml,
@@ -14,7 +13,6 @@ use pingji_tests::{
 use pingji_tests::{sample_city, sample_roster};
 use tokio::sync::mpsc;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const PEOPLE: usize = 12;
 const CREATORS: usize = 6;
@@ -30,7 +28,7 @@ struct CreatorRun {
 }
 
 async fn create_until_refused(
-    mut command: CommandServiceClient<Channel>,
+    mut command: pingji_tests::Commands,
     creator: usize,
     (lon, lat): (f64, f64),
     acks: mpsc::Sender<()>,
@@ -103,7 +101,7 @@ async fn sigterm_under_load_loses_no_acknowledged_change_and_refuses_retriably()
     };
     let mut first = DispatcherProcess::start(&options).await?;
     let channel = first.channel().await?;
-    let mut command = CommandServiceClient::new(channel.clone());
+    let mut command = pingji_tests::commands(channel.clone());
     let community = area_box(&mut command, "d1-s1-c1").await?;
     let people = available_people(&mut command, "d1-s1-c1", PEOPLE).await?;
     anyhow::ensure!(people.len() >= 8, "only {} people on duty in d1-s1-c1", people.len());
@@ -120,7 +118,7 @@ async fn sigterm_under_load_loses_no_acknowledged_change_and_refuses_retriably()
         .map(|creator| {
             let channel = channel.clone();
             let acks = acks.clone();
-            tokio::spawn(create_until_refused(CommandServiceClient::new(channel), creator, (lon, lat), acks))
+            tokio::spawn(create_until_refused(pingji_tests::commands(channel), creator, (lon, lat), acks))
         })
         .collect();
     drop(acks);

@@ -44,8 +44,13 @@ fn tls_args(pki: &TestPki, client_ca: bool) -> Vec<OsString> {
 }
 
 /// A session for `agent_id` at `server`, retrying quickly.
-fn start_agent(server: &str, agent_id: &str, tls: ClientTls) -> anyhow::Result<(AgentClient, mpsc::Receiver<AgentEvent>)> {
-    let mut config = AgentConfig::new(server, agent_id, "test-token");
+fn start_agent(
+    server: &str,
+    agent_id: &str,
+    token: &str,
+    tls: ClientTls,
+) -> anyhow::Result<(AgentClient, mpsc::Receiver<AgentEvent>)> {
+    let mut config = AgentConfig::new(server, agent_id, token);
     config.backoff = BackoffPolicy {
         initial: Duration::from_millis(100),
         cap: Duration::from_millis(500),
@@ -81,12 +86,12 @@ async fn wait_for_event(
 /// dispatcher's alert arrives, unknown CA, or only the closed connection
 /// does; both are explained); one with the CA's client certificate is
 /// welcomed.
-async fn strangers_refused_and_the_cas_certificate_welcomed(url: &str, pki: &TestPki) -> anyhow::Result<()> {
-    let (stranger, mut stranger_events) = start_agent(url, "p0001", pki.client_with_strangers_certificate()?)?;
+async fn strangers_refused_and_the_cas_certificate_welcomed(url: &str, pki: &TestPki, token: &str) -> anyhow::Result<()> {
+    let (stranger, mut stranger_events) = start_agent(url, "p0001", "pja_unused", pki.client_with_strangers_certificate()?)?;
     let error = first_connection_error(&mut stranger_events).await?;
     assert!(error.contains("this client's certificate") && error.contains("client CA"), "{error}");
     stranger.close().await;
-    let (client, mut events) = start_agent(url, "p0001", pki.client_with_certificate()?)?;
+    let (client, mut events) = start_agent(url, "p0001", token, pki.client_with_certificate()?)?;
     wait_for_event(&mut events, PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?;
     client.close().await;
     Ok(())
@@ -121,8 +126,6 @@ async fn the_console_and_a_field_agent_work_over_tls_and_plain_text_is_told_to_u
     let create = [
         "--ca",
         &ca,
-        "--operator",
-        "li.na",
         "incident",
         "create",
         "--at",
@@ -138,7 +141,7 @@ async fn the_console_and_a_field_agent_work_over_tls_and_plain_text_is_told_to_u
     let created = run_pingji(&url, &create).await?.success()?.json()?;
     let incident_id = created["id"].as_str().unwrap_or_default().to_string();
     assert!(incident_id.starts_with("inc-"), "{created}");
-    assert_eq!(created["reported_by"], "operator:li.na");
+    assert_eq!(created["reported_by"], "operator:admin", "the actor is the account of the token");
     let listed = run_pingji(&url, &["--ca", &ca, "incident", "list", "--open", "--json"]).await?.success()?.json()?;
     assert!(
         listed["incidents"].as_array().into_iter().flatten().any(|incident| incident["id"] == incident_id.as_str()),
@@ -146,7 +149,8 @@ async fn the_console_and_a_field_agent_work_over_tls_and_plain_text_is_told_to_u
     );
 
     // A field agent trusting the CA is welcomed and gets an offer over TLS.
-    let (client, mut events) = start_agent(&url, "p0001", pki.client()?)?;
+    let token = pingji_tests::agent_token(&mut command, "p0001").await?;
+    let (client, mut events) = start_agent(&url, "p0001", &token, pki.client()?)?;
     wait_for_event(&mut events, PROMPTLY, "the welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?;
     let here = grid.at(0.5, 0.5);
     client.report_location(Location::new(here.0, here.1))?;
@@ -167,7 +171,7 @@ async fn the_console_and_a_field_agent_work_over_tls_and_plain_text_is_told_to_u
     assert_eq!(plain.code(), Some(1), "{plain:?}");
     assert!(plain.stderr.contains("https://") && plain.stderr.contains("--ca"), "{}", plain.stderr);
     assert!(plain.stdout.is_empty(), "{}", plain.stdout);
-    let (plain_agent, mut plain_events) = start_agent(&plain_url, "p0002", ClientTls::default())?;
+    let (plain_agent, mut plain_events) = start_agent(&plain_url, "p0002", "pja_unused", ClientTls::default())?;
     let error = first_connection_error(&mut plain_events).await?;
     assert!(error.contains("https://") && error.contains("--ca"), "{error}");
     plain_agent.close().await;
@@ -198,12 +202,13 @@ async fn with_client_certificates_required_only_clients_with_one_from_the_ca_get
     let url = dispatcher.url();
 
     // No client certificate: refused, and told to pass one.
-    let (refused, mut refused_events) = start_agent(&url, "p0001", pki.client()?)?;
+    let (refused, mut refused_events) = start_agent(&url, "p0001", "pja_unused", pki.client()?)?;
     let error = first_connection_error(&mut refused_events).await?;
     assert!(error.contains("--client-cert"), "{error}");
     refused.close().await;
 
-    strangers_refused_and_the_cas_certificate_welcomed(&url, &pki).await?;
+    let token = pingji_tests::agent_token(&mut dispatcher.command().await?, "p0001").await?;
+    strangers_refused_and_the_cas_certificate_welcomed(&url, &pki, &token).await?;
 
     // The console too: refused without a certificate, served with one.
     let ca = pki.ca.to_string_lossy().into_owned();
@@ -239,7 +244,7 @@ async fn with_client_certificates_for_agents_only_consoles_connect_without_and_s
     assert!(areas["areas"].as_array().is_some_and(|areas| !areas.is_empty()), "{areas}");
 
     // A session without a certificate is refused for good, saying why.
-    let (refused, mut refused_events) = start_agent(&url, "p0001", pki.client()?)?;
+    let (refused, mut refused_events) = start_agent(&url, "p0001", "pja_unused", pki.client()?)?;
     let stopped = wait_for_event(&mut refused_events, PROMPTLY, "the refusal", |event| {
         matches!(event, AgentEvent::Stopped { .. } | AgentEvent::Welcome(_))
     })
@@ -249,7 +254,8 @@ async fn with_client_certificates_for_agents_only_consoles_connect_without_and_s
     refused.close().await;
 
     // A certificate from another CA is still refused in the handshake.
-    strangers_refused_and_the_cas_certificate_welcomed(&url, &pki).await?;
+    let token = pingji_tests::agent_token(&mut dispatcher.command().await?, "p0001").await?;
+    strangers_refused_and_the_cas_certificate_welcomed(&url, &pki, &token).await?;
     assert!(dispatcher.log().contains("client certificates required of agent sessions"), "{}", dispatcher.log());
     dispatcher.terminate().await?;
     let exit = dispatcher.wait_exit(PROMPTLY).await?;
@@ -268,7 +274,12 @@ async fn a_live_drill_runs_over_tls() -> anyhow::Result<()> {
     let drill_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/smoke.toml");
     let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
     let out = tempfile::tempdir()?;
-    let live = pingji_scenarios::live::LiveOptions { server: dispatcher.url(), speed: 60.0, tls: pki.client()? };
+    let live = pingji_scenarios::live::LiveOptions {
+        server: dispatcher.url(),
+        speed: 60.0,
+        tls: pki.client()?,
+        token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
+    };
     let report = pingji_scenarios::live::run(&drill, &live, out.path(), |_| {}).await?;
     assert!(report.drill.people >= 200, "{} people", report.drill.people);
     assert_eq!(report.totals.incidents, 8, "every incident of the timeline was created over TLS");
@@ -328,7 +339,8 @@ async fn a_standby_serves_tls_too_and_its_redirect_to_the_owner_stays_https() ->
     // A field agent given only the standby, as host:port without a scheme
     // (https, because a CA is given): the welcome can only come from the
     // owner, reached through the redirect.
-    let (client, mut events) = start_agent(&standby.address().to_string(), "p0001", pki.client()?)?;
+    let token = pingji_tests::agent_token(&mut owner.command().await?, "p0001").await?;
+    let (client, mut events) = start_agent(&standby.address().to_string(), "p0001", &token, pki.client()?)?;
     let welcomed = wait_for_event(&mut events, PROMPTLY, "the welcome from the owner", |event| {
         matches!(event, AgentEvent::Welcome(_) | AgentEvent::ConnectionLost { .. })
     })

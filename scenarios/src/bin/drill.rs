@@ -48,6 +48,10 @@ enum Mode {
         /// Private key (PEM) of --client-cert.
         #[arg(long, env = "PINGJI_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
         client_key: Option<PathBuf>,
+        /// An admin's operator token (pjo_…): the drill imports the map,
+        /// the roster and plans, and issues the simulated people's tokens.
+        #[arg(long, env = "PINGJI_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// Folder for report.md, report.json and the SVG pictures.
         #[arg(long, default_value = "out")]
         out: PathBuf,
@@ -64,9 +68,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Mode::Run { file, out, quiet } => run(&file, &out, quiet),
-        Mode::Live { file, server, ca, client_cert, client_key, out, speed, quiet } => {
+        Mode::Live { file, server, ca, client_cert, client_key, token, out, speed, quiet } => {
             let tls = ClientTlsFiles { ca, cert: client_cert, key: client_key };
-            live(&file, &server, &tls, &out, speed, quiet)
+            live(&file, &server, &tls, token, &out, speed, quiet)
         }
     }
 }
@@ -101,7 +105,15 @@ fn finish(result: anyhow::Result<pingji_scenarios::report::Report>, out: &std::p
     if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn live(file: &std::path::Path, server: &str, tls: &ClientTlsFiles, out: &std::path::Path, speed: f64, quiet: bool) -> ExitCode {
+fn live(
+    file: &std::path::Path,
+    server: &str,
+    tls: &ClientTlsFiles,
+    token: Option<String>,
+    out: &std::path::Path,
+    speed: f64,
+    quiet: bool,
+) -> ExitCode {
     let drill = match load(file) {
         Ok(drill) => drill,
         Err(code) => return code,
@@ -121,7 +133,7 @@ fn live(file: &std::path::Path, server: &str, tls: &ClientTlsFiles, out: &std::p
         }
     };
     let bar = progress_bar(&drill, quiet);
-    let options = pingji_scenarios::live::LiveOptions { server: server.to_string(), speed, tls };
+    let options = pingji_scenarios::live::LiveOptions { server: server.to_string(), speed, tls, token };
     let result = runtime.block_on(pingji_scenarios::live::run(&drill, &options, out, |seconds| bar.set_position(seconds)));
     bar.finish_and_clear();
     finish(result, out)

@@ -30,7 +30,6 @@ use anyhow::Context;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -173,7 +172,10 @@ async fn main() -> anyhow::Result<()> {
             Err(error) => return Err(error).context("the dispatcher did not answer within 60 s"),
         }
     };
-    let mut commands = CommandServiceClient::new(command_channel.clone());
+    // A dispatcher of its own has the tests' admin; another one needs its
+    // admin's token in PINGJI_TOKEN.
+    let admin = std::env::var("PINGJI_TOKEN").unwrap_or_else(|_| pingji_tests::ADMIN_TOKEN.to_string());
+    let mut commands = pingji_tests::commands_with(command_channel.clone(), Some(&admin));
     // Health may lag the listener; retry the first call.
     let roster: Vec<pb::AgentSpec> = (0..args.sessions)
         .map(|n| pb::AgentSpec {
@@ -188,17 +190,27 @@ async fn main() -> anyhow::Result<()> {
             home: None,
         })
         .collect();
+    let mut tokens: HashMap<String, String> = HashMap::new();
     for chunk in roster.chunks(1000) {
         let request = pb::ImportAgentsRequest { agents: chunk.to_vec() };
         let mut attempts = 0;
         loop {
             match commands.import_agents(request.clone()).await {
-                Ok(_) => break,
+                Ok(imported) => {
+                    tokens.extend(imported.into_inner().tokens.into_iter().map(|issued| (issued.subject, issued.token)));
+                    break;
+                }
                 Err(status) if attempts < 100 && status.code() == tonic::Code::Unavailable => {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(status) if status.code() == tonic::Code::AlreadyExists => break,
+                // Known from an earlier run: new tokens for them.
+                Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                    for spec in chunk {
+                        tokens.insert(spec.id.clone(), pingji_tests::agent_token(&mut commands, &spec.id).await?);
+                    }
+                    break;
+                }
                 Err(status) => return Err(status).context("import agents"),
             }
         }
@@ -226,7 +238,8 @@ async fn main() -> anyhow::Result<()> {
         let channel = channels[n % channels.len()].clone();
         let shared = shared.clone();
         let stop = stop.clone();
-        sessions.push(tokio::spawn(session(n, channel, shared, stop, period)));
+        let token = tokens.remove(&format!("load{n:06}")).unwrap_or_default();
+        sessions.push(tokio::spawn(session(n, token, channel, shared, stop, period)));
     }
     while shared.welcomed.load(Ordering::Relaxed) < args.sessions {
         anyhow::ensure!(opening.elapsed() < Duration::from_secs(120), "sessions did not all open within 120 s");
@@ -326,6 +339,7 @@ async fn main() -> anyhow::Result<()> {
 /// completes it at once.
 async fn session(
     n: usize,
+    token: String,
     channel: Channel,
     shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -334,7 +348,7 @@ async fn session(
     let mut client = AgentServiceClient::new(channel);
     let (outbox, requests) = mpsc::channel::<pb::AgentMessage>(16);
     let agent_id = format!("load{n:06}");
-    let hello = pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id, token: String::new() })) };
+    let hello = pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id, token })) };
     if outbox.send(hello).await.is_err() {
         return;
     }

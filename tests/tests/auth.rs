@@ -1,0 +1,252 @@
+//! Who may connect and what they may do: every refusal path of operator and
+//! agent tokens, roles checked before any handler, masking for viewers, the
+//! audit of precise reads, one session per person, and the first admin.
+
+use std::time::Duration;
+
+use pingji_tests::{
+    ADMIN_TOKEN, AgentSession, EventWatch, TestServer, add_operator, agent_token, event_json, pb, person, sample_roster,
+};
+use tonic::Code;
+
+const PROMPTLY: Duration = Duration::from_secs(10);
+const IN_CITY: (f64, f64) = (120.0950, 30.2320);
+
+fn incident(id: &str) -> pb::CreateIncidentRequest {
+    pb::CreateIncidentRequest {
+        id: id.into(),
+        location: Some(pb::Location { lon: IN_CITY.0, lat: IN_CITY.1 }),
+        category: "welfare_check".into(),
+        priority: 2,
+        headcount: 1,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_calls_without_a_valid_operator_token_are_refused_and_change_nothing() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut admin = server.command().await?;
+    let incidents_before = admin.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents.len();
+
+    let refusals: Vec<(Option<String>, &str)> = vec![
+        (None, "no operator token"),
+        (Some("pjo_admin_0000000000000000000000000000000000000000000000000000000000000000".into()), "wrong"),
+        (Some("pjo_nobody_5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed".into()), "wrong"),
+        (Some("letmein".into()), "not an operator token"),
+    ];
+    for (token, says) in refusals {
+        let mut client = server.command_with(token.as_deref()).await?;
+        let status = client.create_incident(incident("sneaky")).await.expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{token:?}: {status:?}");
+        assert!(status.message().contains(says), "{token:?}: {}", status.message());
+        // Reads too.
+        let status = client.list_incidents(pb::ListIncidentsRequest::default()).await.expect_err("refused");
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    // A person's token never opens the command API.
+    admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("li", "d1-s1-c1-g1", &[])) }).await?;
+    let person_token = agent_token(&mut admin, "li").await?;
+    let status = server
+        .command_with(Some(&person_token))
+        .await?
+        .list_incidents(pb::ListIncidentsRequest::default())
+        .await
+        .expect_err("an agent token on the command API");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("agent token"), "{}", status.message());
+
+    let incidents_after = admin.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents.len();
+    assert_eq!(incidents_before, incidents_after, "a refused create made an incident");
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_may_do_its_own_work_and_no_more() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut admin = server.command().await?;
+    let viewer = add_operator(&mut admin, "wang.viewer", pb::OperatorRole::Viewer).await?;
+    let dispatcher = add_operator(&mut admin, "zhao.dispatcher", pb::OperatorRole::Dispatcher).await?;
+    let commander = add_operator(&mut admin, "li.commander", pb::OperatorRole::Commander).await?;
+    let set_mode =
+        || pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyIi as i32, reason: "台风登陆".into() };
+
+    let mut as_viewer = server.command_with(Some(&viewer)).await?;
+    as_viewer.list_incidents(pb::ListIncidentsRequest::default()).await?;
+    let who = as_viewer.who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+    assert_eq!((who.name.as_str(), who.role), ("wang.viewer", pb::OperatorRole::Viewer as i32));
+    let status = as_viewer.create_incident(incident("by-viewer")).await.expect_err("a viewer creates nothing");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("dispatcher role") && status.message().contains("viewer"), "{}", status.message());
+    let status = as_viewer.set_mode(set_mode()).await.expect_err("a viewer switches no mode");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let mut as_dispatcher = server.command_with(Some(&dispatcher)).await?;
+    let created = as_dispatcher.create_incident(incident("by-dispatcher")).await?.into_inner();
+    assert_eq!(created.reported_by, "operator:zhao.dispatcher", "the actor is the token's account");
+    let status = as_dispatcher.set_mode(set_mode()).await.expect_err("only commanders switch modes");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("commander role"), "{}", status.message());
+
+    let mut as_commander = server.command_with(Some(&commander)).await?;
+    as_commander.set_mode(set_mode()).await?;
+    let status = as_commander
+        .import_agents(pb::ImportAgentsRequest { agents: vec![person("new", "d1-s1-c1-g1", &[])] })
+        .await
+        .expect_err("only admins import rosters");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = as_commander
+        .add_operator(pb::AddOperatorRequest { name: "mallory".into(), role: pb::OperatorRole::Admin as i32 })
+        .await
+        .expect_err("only admins manage accounts");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let operators = admin.list_operators(pb::ListOperatorsRequest {}).await?.into_inner().operators;
+    assert!(!operators.iter().any(|operator| operator.name == "mallory"));
+
+    // A rotated token stops working at once; the new one works.
+    let rotated = as_commander.rotate_own_token(pb::RotateOwnTokenRequest {}).await?.into_inner().token;
+    let status = as_commander.list_incidents(pb::ListIncidentsRequest::default()).await.expect_err("the old token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    server.command_with(Some(&rotated)).await?.list_incidents(pb::ListIncidentsRequest::default()).await?;
+    // A removed account is refused; the last admin cannot be removed.
+    admin.remove_operator(pb::RemoveOperatorRequest { name: "zhao.dispatcher".into() }).await?;
+    let status = as_dispatcher.list_incidents(pb::ListIncidentsRequest::default()).await.expect_err("removed");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = admin.remove_operator(pb::RemoveOperatorRequest { name: "admin".into() }).await.expect_err("last admin");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_see_people_masked_and_precise_reads_are_audited() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut admin = server.command().await?;
+    let mut spec = person("chen", "d1-s1-c1-g1", &[]);
+    spec.phone = "13912345678".into();
+    let (lon, lat) = (120.095_123_4, 30.232_987_6);
+    let _session = server.connect_person_at(spec, lon, lat).await?;
+    let viewer = add_operator(&mut admin, "wang.viewer", pb::OperatorRole::Viewer).await?;
+    let dispatcher = add_operator(&mut admin, "zhao.dispatcher", pb::OperatorRole::Dispatcher).await?;
+    let mut events = EventWatch::start(&mut admin, 1).await?;
+
+    let mut as_viewer = server.command_with(Some(&viewer)).await?;
+    let seen = as_viewer.get_agent(pb::GetAgentRequest { id: "chen".into() }).await?.into_inner();
+    let spec = seen.spec.expect("spec");
+    assert_eq!(spec.phone, "139****5678");
+    let at = seen.location.expect("location");
+    assert_eq!((at.lon, at.lat), (120.10, 30.23), "coarsened to 0.01 degrees");
+    let listed = as_viewer.list_agents(pb::ListAgentsRequest::default()).await?.into_inner().agents;
+    assert!(listed.iter().all(|agent| agent.spec.as_ref().is_some_and(|spec| !spec.phone.contains("12345"))));
+    let nearby = as_viewer
+        .nearby_agents(pb::NearbyAgentsRequest { at: Some(pb::Location { lon, lat }), k: 5, ..Default::default() })
+        .await?
+        .into_inner()
+        .agents;
+    let nearest = nearby.first().and_then(|nearby| nearby.agent.as_ref()).and_then(|agent| agent.location).expect("one");
+    assert_eq!((nearest.lon, nearest.lat), (120.10, 30.23));
+
+    let mut as_dispatcher = server.command_with(Some(&dispatcher)).await?;
+    let precise = as_dispatcher.get_agent(pb::GetAgentRequest { id: "chen".into() }).await?.into_inner();
+    assert_eq!(precise.spec.expect("spec").phone, "13912345678");
+    assert_eq!(precise.location.map(|at| (at.lon, at.lat)), Some((lon, lat)));
+    let audit = events
+        .wait_for(PROMPTLY, "the audit of the read", |event| {
+            event.kind == "personal_data_read" && event.actor == "operator:zhao.dispatcher"
+        })
+        .await?;
+    let audit = event_json(&audit)?;
+    assert_eq!(audit["rpc"], "GetAgent");
+    assert_eq!(audit["subject"], "agent chen");
+    assert_eq!(audit["people"], 1);
+    // The viewer's masked reads are not personal data reads. (The admin's
+    // reads by the fixture, which waits for the person's location, are.)
+    let by_viewer = events.seen().iter().filter(|event| event.kind == "personal_data_read" && event.actor.contains("viewer"));
+    assert_eq!(by_viewer.count(), 0);
+    // Token hashes never reach watchers.
+    let issued = events.seen().iter().filter(|event| event.kind.contains("token") || event.kind == "operator_added");
+    for event in issued {
+        assert!(!event.json.contains("argon2") && !event.json.contains("token_hash"), "{}", event.json);
+    }
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_need_the_persons_current_token_and_one_session_replaces_the_other() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.agents_file = Some(sample_roster())).await?;
+    let mut admin = server.command().await?;
+    let mut agents = server.agents().await?;
+    // Added with UpsertAgent: the token comes once, in the answer.
+    let added = admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("new", "d1-s1-c1-g1", &[])) }).await?;
+    let token = added.into_inner().issued_token;
+    assert!(token.starts_with("pja_"), "{token}");
+    let again = admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("new", "d1-s1-c1-g1", &["first_aid"])) }).await?;
+    assert!(again.into_inner().issued_token.is_empty(), "a change to a known person issues no token");
+
+    for (id, wrong) in [("new", ""), ("new", "pja_0000"), ("p0001", token.as_str()), ("nobody", token.as_str())] {
+        let status = AgentSession::try_open(&mut agents, id, wrong).await.err().expect("refused");
+        assert_eq!(status.code(), Code::Unauthenticated, "{id}/{wrong}: {status:?}");
+    }
+    // An operator's token does not open a session either.
+    let status = AgentSession::try_open(&mut agents, "new", ADMIN_TOKEN).await.err().expect("refused");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut first = AgentSession::open(&mut agents, "new", &token).await?;
+    // A second session with the same token replaces the first, which is told why.
+    let second = AgentSession::open(&mut agents, "new", &token).await?;
+    let told = first.expect_refusal_within(PROMPTLY).await?;
+    assert_eq!(told.code, "replaced");
+    assert!(told.message.contains("newer session"), "{}", told.message);
+    first.expect_end_within(PROMPTLY).await?;
+    drop(second);
+
+    // A rotation ends the live session and the old token stops working.
+    let mut live = AgentSession::open(&mut agents, "new", &token).await?;
+    let rotated = agent_token(&mut admin, "new").await?;
+    let told = live.expect_refusal_within(PROMPTLY).await?;
+    assert_eq!(told.code, "unauthenticated");
+    assert!(told.message.contains("replaced by an admin"), "{}", told.message);
+    let status = AgentSession::try_open(&mut agents, "new", &token).await.err().expect("the old token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    AgentSession::open(&mut agents, "new", &rotated).await?;
+    // Imports hand out one token per person.
+    let imported = admin
+        .import_agents(pb::ImportAgentsRequest {
+            agents: vec![person("imp-1", "d1-s1-c1-g1", &[]), person("imp-2", "d1-s1-c1-g1", &[])],
+        })
+        .await?
+        .into_inner();
+    assert_eq!(imported.tokens.iter().map(|issued| issued.subject.as_str()).collect::<Vec<_>>(), ["imp-1", "imp-2"]);
+    AgentSession::open(&mut agents, "imp-2", &imported.tokens[1].token).await?;
+    server.shutdown().await
+}
+
+/// `dispatcher bootstrap-admin` writes the first admin into the SQLite
+/// journal and prints its token once; a second run is refused; the
+/// dispatcher started on that file accepts the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_comes_from_the_bootstrap_subcommand() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("pingji.db");
+    let binary = pingji_tests::dispatcher_binary().await?;
+    let run = |name: &'static str| {
+        let mut command = std::process::Command::new(&binary);
+        command.args(["--data"]).arg(&data).args(["bootstrap-admin", "--name", name]);
+        command.env_remove("PINGJI_BOOTSTRAP_ADMIN_TOKEN");
+        command.output()
+    };
+    let first = run("root")?;
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let token = String::from_utf8(first.stdout)?.trim().to_string();
+    assert!(token.starts_with("pjo_root_"), "{token}");
+    let second = run("other")?;
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already has an admin"));
+
+    let server = TestServer::start(|config| config.store = pingji_dispatcher::server::Store::Sqlite(data.clone())).await?;
+    let who = server.command_with(Some(&token)).await?.who_am_i(pb::WhoAmIRequest {}).await?.into_inner();
+    assert_eq!((who.name.as_str(), who.role), ("root", pb::OperatorRole::Admin as i32));
+    // The test fixture's own bootstrap token was ignored: there was an admin.
+    let status = server.command().await?.who_am_i(pb::WhoAmIRequest {}).await.expect_err("not added");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    server.shutdown().await
+}
