@@ -89,7 +89,16 @@ pub async fn remove(client: &mut Client, name: &str, as_json: bool) -> Result<()
     if as_json {
         return output::json_document(&json::operator(&removed));
     }
-    output::line(&format!("removed {} ({}); their token no longer works", removed.name, labels::operator_role_name(removed.role)))
+    output::text(&removed_text(&removed))
+}
+
+pub fn removed_text(removed: &pb::Operator) -> String {
+    // The dispatcher may not say which role the account had.
+    let role = match labels::operator_role_name(removed.role) {
+        "unspecified" => String::new(),
+        name => format!(" ({name})"),
+    };
+    format!("removed {}{role}; their token no longer works\n", removed.name)
 }
 
 #[cfg(test)]
@@ -108,6 +117,14 @@ mod tests {
         assert_eq!(lines[1], "admin  admin   2025-01-31 08:05:09Z");
         assert_eq!(lines[2].trim_end(), "li.na  viewer");
         assert_eq!(operators_text(&[]), "no operator accounts\n");
+    }
+
+    #[test]
+    fn a_removed_account_is_named_with_its_role_when_known() {
+        let mut removed = pb::Operator { name: "li.na".into(), role: pb::OperatorRole::Viewer as i32, created_at_ms: 0 };
+        assert_eq!(removed_text(&removed), "removed li.na (viewer); their token no longer works\n");
+        removed.role = pb::OperatorRole::Unspecified as i32;
+        assert_eq!(removed_text(&removed), "removed li.na; their token no longer works\n");
     }
 
     #[test]
