@@ -38,6 +38,8 @@ impl BearerToken {
         let Some(token) = token.map(str::trim) else {
             return Ok(BearerToken { value: None });
         };
+        // A token pasted with the scheme in front of it.
+        let token = token.strip_prefix("Bearer ").map_or(token, str::trim_start);
         if token.is_empty() {
             return Err(ConsoleError::BadToken("it is empty".to_string()));
         }
@@ -130,4 +132,34 @@ pub fn call_error(server: &str, tls: &ClientTls, status: tonic::Status) -> Conso
         return ConsoleError::Server(status);
     }
     ConsoleError::Connect { server: server.to_string(), reason: explained }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(token: Option<&str>) -> Option<String> {
+        let mut interceptor = BearerToken::new(token).expect("a sendable token");
+        let request = interceptor.call(tonic::Request::new(())).expect("the interceptor passes every request");
+        request.metadata().get(AUTHORIZATION_HEADER).and_then(|value| value.to_str().ok()).map(str::to_string)
+    }
+
+    #[test]
+    fn the_token_goes_out_as_a_bearer_header() {
+        assert_eq!(header(Some("pjo_li_00ff")).as_deref(), Some("Bearer pjo_li_00ff"));
+        assert_eq!(header(Some(" Bearer pjo_li_00ff\n")).as_deref(), Some("Bearer pjo_li_00ff"));
+        assert_eq!(header(None), None);
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_sent_is_refused_without_showing_it() {
+        for bad in ["", "pjo_li_秘密", "pjo li"] {
+            let error = BearerToken::new(Some(bad)).expect_err("refused");
+            let shown = error.to_string();
+            assert!(shown.starts_with("the token from --token or PINGJI_TOKEN cannot be used: "), "{shown}");
+            assert!(!shown.contains("秘密") && !shown.contains("pjo"), "{shown}");
+        }
+        let debug = format!("{:?}", BearerToken::new(Some("pjo_li_00ff")).expect("sendable"));
+        assert!(!debug.contains("00ff"), "{debug}");
+    }
 }

@@ -565,5 +565,15 @@ async fn an_import_never_writes_its_tokens_over_a_file() -> anyhow::Result<()> {
     let again = run_pingji(&url, &["roster", "import", &path_arg(&roster)?, "--tokens-out", &path_arg(&second_file)?]).await?;
     assert_one_line_error(&again, 1, "already exists");
     assert!(!second_file.exists(), "the tokens file of a refused import is removed");
+
+    // Without --tokens-out, --json carries the tokens; a warning says so.
+    let more = directory.path().join("more.csv");
+    std::fs::write(&more, "id,name,role\nq2,李强,volunteer\n")?;
+    let printed = run_pingji(&url, &["roster", "import", &path_arg(&more)?, "--json"]).await?.success()?;
+    assert!(printed.stderr.contains("no --tokens-out"), "{}", printed.stderr);
+    let json = printed.json()?;
+    assert_eq!(json["imported"], 1);
+    assert_eq!(json["tokens"][0]["agent_id"], "q2");
+    assert!(json["tokens"][0]["token"].as_str().is_some_and(|token| is_token(token, "pja_")), "{json}");
     server.shutdown().await
 }
