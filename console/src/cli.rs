@@ -36,6 +36,10 @@ pub struct GlobalArgs {
     /// list and the shell history
     #[arg(long, global = true, env = "PINGJI_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<OperatorToken>,
+    /// Gone: the dispatcher records the account of the token. Kept hidden so
+    /// that an old script is told what to use instead
+    #[arg(long, global = true, hide = true, value_name = "NAME")]
+    pub operator: Option<String>,
     /// CA certificate (PEM) that signed the dispatcher's certificate, for an
     /// https:// server; without it, https:// trusts the system's roots
     #[arg(long, global = true, env = "PINGJI_CA", value_name = "FILE")]
@@ -756,6 +760,13 @@ mod tests {
         assert_eq!(after.global.token.as_ref().map(OperatorToken::expose), Some("pjo_li_00"));
         let before = parse(&["--json", "mode", "show"]).expect("valid");
         assert!(before.global.json);
+    }
+
+    #[test]
+    fn the_old_operator_flag_still_parses_so_that_it_can_be_explained() {
+        let cli = parse(&["--operator", "li.na", "incident", "list"]).expect("valid");
+        assert_eq!(cli.global.operator.as_deref(), Some("li.na"));
+        assert!(!Cli::command().render_long_help().to_string().contains("--operator"));
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         );
         return Err(usage_error(clap::error::ErrorKind::MissingRequiredArgument, &message));
     }
+    if cli.global.operator.is_some() {
+        let message = "--operator is no longer used: the dispatcher records you as the account your token belongs to; \
+                       pass your operator token with --token or set PINGJI_TOKEN";
+        return Err(usage_error(clap::error::ErrorKind::UnknownArgument, message));
+    }
     let global = cli.global;
     let token = connection::BearerToken::new(global.token.as_ref().map(cli::OperatorToken::expose))?;
     let tls = pingji_proto::tls::ClientTlsFiles {

@@ -430,6 +430,12 @@ async fn without_a_good_token_the_console_says_how_to_give_one() -> anyhow::Resu
     assert!(wrong.stderr.contains("--token or PINGJI_TOKEN"), "{}", wrong.stderr);
     assert!(!wrong.stderr.contains(&wrong_secret), "a refused token is not echoed: {}", wrong.stderr);
 
+    // The old way of naming oneself is explained, not silently ignored.
+    let old_flag = run_pingji(&url, &["--operator", "li.na", "incident", "list"]).await?;
+    assert_eq!(old_flag.code(), Some(2), "{}", old_flag.stderr);
+    assert!(old_flag.stderr.contains("--operator is no longer used"), "{}", old_flag.stderr);
+    assert!(old_flag.stderr.contains("--token or set PINGJI_TOKEN"), "{}", old_flag.stderr);
+
     // Not sendable as a header: refused before connecting, not echoed.
     let unsendable = run_pingji(&url, &["--token", "pjo_admin_秘密", "incident", "list"]).await?;
     assert_one_line_error(&unsendable, 1, "pingji: the token from --token or PINGJI_TOKEN cannot be used");
