@@ -4,16 +4,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pingji_dispatcher::roster_csv::{ROLES, role_from_name, role_name};
+use pingji_dispatcher::roster_csv::{ROLES, role_from_name, role_name, travel_mode_from_name};
 use pingji_proto::v1 as pb;
 
 /// Where the dispatcher listens when neither `--server` nor `PINGJI_SERVER`
 /// says otherwise (the dispatcher's own default).
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
-
-/// Longest operator name the dispatcher accepts (it records "anonymous" for
-/// a longer one).
-const MAX_OPERATOR_NAME: usize = 64;
 
 /// Pingji operator console: areas, roster, incidents, modes, plans,
 /// call-ups, field reports, coverage and the event record of a running
@@ -34,9 +30,15 @@ pub struct GlobalArgs {
     /// share a Redis store (a standby's answer leads to the owner)
     #[arg(long, global = true, env = "PINGJI_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
     pub server: String,
-    /// Your name, recorded as the actor of what you change (ASCII, at most 64
-    /// characters; sent as the x-pingji-operator header)
-    #[arg(long, global = true, env = "PINGJI_OPERATOR", value_name = "NAME", value_parser = parse_operator)]
+    /// Your operator token (pjo_NAME_…), sent as `authorization: Bearer` on
+    /// every call; the dispatcher records you as the actor of what you
+    /// change. Prefer the environment variable: a flag shows in the process
+    /// list and the shell history
+    #[arg(long, global = true, env = "PINGJI_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<OperatorToken>,
+    /// Gone: the dispatcher records the account of the token. Kept hidden so
+    /// that an old script is told what to use instead
+    #[arg(long, global = true, hide = true, value_name = "NAME")]
     pub operator: Option<String>,
     /// CA certificate (PEM) that signed the dispatcher's certificate, for an
     /// https:// server; without it, https:// trusts the system's roots
@@ -52,6 +54,31 @@ pub struct GlobalArgs {
     /// object per line)
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// An operator token as given on the command line: a secret, so its debug
+/// form hides it. Checked only when it is sent (see
+/// [`crate::connection::BearerToken`]), so that a refusal never echoes it the
+/// way clap echoes a bad value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorToken(String);
+
+impl OperatorToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for OperatorToken {
+    fn from(token: String) -> Self {
+        OperatorToken(token)
+    }
+}
+
+impl std::fmt::Debug for OperatorToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("OperatorToken(<redacted>)")
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -87,6 +114,61 @@ pub enum Command {
     Events(EventsArgs),
     /// Full-screen live view: map, open incidents, event feed
     Watch(WatchArgs),
+    /// Operator accounts and your own token: whoami, rotate, add, list,
+    /// remove
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AccountCommand {
+    /// Who your token says you are, and your role
+    Whoami,
+    /// Replace your own token: the new one is printed once and the old one
+    /// stops working at once
+    Rotate,
+    /// Add an operator account (admin); its token is printed once: hand it
+    /// over by a safe channel
+    Add {
+        /// The account's name: ASCII letters, digits, '.', '-' or '@', e.g.
+        /// li.na
+        name: String,
+        /// What the account may do; each role may do all the ones before it
+        /// may
+        #[arg(long, value_enum)]
+        role: OperatorRoleChoice,
+    },
+    /// The operator accounts and their roles (admin)
+    List,
+    /// Remove an operator account (admin); its token stops working at once
+    Remove {
+        /// The account's name
+        name: String,
+    },
+}
+
+/// The operator roles, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OperatorRoleChoice {
+    /// Reads; people's phones masked, locations to about 1 km
+    Viewer,
+    /// Also precise personal data (audited), incidents, field reports
+    Dispatcher,
+    /// Also modes, plans, call-ups
+    Commander,
+    /// Also the map, the roster, plan files, accounts and tokens
+    Admin,
+}
+
+impl OperatorRoleChoice {
+    pub fn to_pb(self) -> pb::OperatorRole {
+        match self {
+            OperatorRoleChoice::Viewer => pb::OperatorRole::Viewer,
+            OperatorRoleChoice::Dispatcher => pb::OperatorRole::Dispatcher,
+            OperatorRoleChoice::Commander => pb::OperatorRole::Commander,
+            OperatorRoleChoice::Admin => pb::OperatorRole::Admin,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -106,7 +188,12 @@ pub enum AreasCommand {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RosterCommand {
-    /// Import people from a roster CSV (columns in scenarios/maps/README.md)
+    /// Import people from a roster CSV (columns in scenarios/maps/README.md).
+    /// Each person imported gets a token for their field agent, shown only
+    /// this once: with --tokens-out they are written to a new file readable
+    /// only by you; without it stdout gets only the tokens as CSV
+    /// (agent_id,token), and the summary and a warning go to stderr, so
+    /// that `> tokens.csv` keeps them (with --json: a `tokens` list)
     Import {
         /// The CSV file (UTF-8)
         file: PathBuf,
@@ -114,6 +201,26 @@ pub enum RosterCommand {
         /// nothing when a row is bad
         #[arg(long)]
         skip_bad: bool,
+        /// Write the people's tokens to this new file as CSV
+        /// (agent_id,token), created readable by you only (mode 0600); an
+        /// existing file is never overwritten. It is created before the
+        /// import, so that tokens are never issued with nowhere to go
+        #[arg(long, value_name = "FILE")]
+        tokens_out: Option<PathBuf>,
+    },
+    /// Add one person to the roster, or replace the record of the person
+    /// with this id. A new person's token is printed once; a person already
+    /// on the roster keeps theirs
+    Add(AddPersonArgs),
+    /// Issue a new token for a person (admin): the old one stops working and
+    /// their live session, if any, is ended. Tokens are shown only once, so
+    /// there is no way to see a current one: --rotate is required
+    Token {
+        /// The person's id, e.g. p0001
+        id: String,
+        /// Confirm: issue a new token, replacing the old one
+        #[arg(long)]
+        rotate: bool,
     },
     /// List people on the roster
     List {
@@ -135,6 +242,37 @@ pub enum RosterCommand {
         /// The person's id, e.g. p0001
         id: String,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AddPersonArgs {
+    /// The person's id, e.g. p0101
+    pub id: String,
+    /// Their name
+    #[arg(long)]
+    pub name: String,
+    /// Their role, as in the roster CSV: sunk_cadre, registered_member,
+    /// volunteer, ...
+    #[arg(long, value_parser = parse_role)]
+    pub role: pb::Role,
+    /// A skill they have (repeat for several)
+    #[arg(long = "skill", value_name = "SKILL")]
+    pub skills: Vec<String>,
+    /// Their phone number
+    #[arg(long, default_value = "")]
+    pub phone: String,
+    /// The grid (or community) they live in, e.g. d1-s1-c1-g1
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub home_area: String,
+    /// Their home, as LON,LAT in degrees
+    #[arg(long, value_name = "LON,LAT", value_parser = parse_location, allow_hyphen_values = true)]
+    pub home: Option<pb::Location>,
+    /// How they get about: walk (the default), bike or car
+    #[arg(long, value_parser = parse_travel_mode, default_value = "walk")]
+    pub travel_mode: pb::TravelMode,
+    /// Start them off duty instead of available
+    #[arg(long)]
+    pub off_duty: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -496,22 +634,11 @@ pub fn parse_role(text: &str) -> Result<pb::Role, String> {
     role_from_name(&name).ok_or_else(|| format!("\"{text}\" is not a role; use one of {}", ROLES.map(role_name).join(", ")))
 }
 
-/// Checks an operator name: it travels as an HTTP/2 header value, which the
-/// dispatcher reads only when it is visible ASCII.
-pub fn parse_operator(text: &str) -> Result<String, String> {
-    let name = text.trim();
-    if name.is_empty() {
-        return Err("the operator name is empty; give the name you act under, e.g. --operator wang.fang".to_string());
-    }
-    if name.len() > MAX_OPERATOR_NAME {
-        return Err(format!("the operator name is longer than {MAX_OPERATOR_NAME} characters; shorten it"));
-    }
-    if !name.chars().all(|character| character.is_ascii_graphic() || character == ' ') {
-        return Err("the operator name must be plain ASCII (letters, digits, '.', '-', '_'), e.g. wang.fang; \
-                    it travels as a gRPC header"
-            .to_string());
-    }
-    Ok(name.to_string())
+/// Parses a travel mode as the roster CSV names it (walk, bike, car; any
+/// case).
+pub fn parse_travel_mode(text: &str) -> Result<pb::TravelMode, String> {
+    travel_mode_from_name(&text.trim().to_ascii_lowercase())
+        .ok_or_else(|| format!("\"{text}\" is not a travel mode; use walk, bike or car"))
 }
 
 #[cfg(test)]
@@ -627,20 +754,95 @@ mod tests {
     #[test]
     fn global_flags_go_before_or_after_the_command() {
         let after =
-            parse(&["incident", "list", "--open", "--json", "--server", "http://h:1", "--operator", "li"]).expect("valid");
+            parse(&["incident", "list", "--open", "--json", "--server", "http://h:1", "--token", "pjo_li_00"]).expect("valid");
         assert!(after.global.json);
         assert_eq!(after.global.server, "http://h:1");
-        assert_eq!(after.global.operator.as_deref(), Some("li"));
+        assert_eq!(after.global.token.as_ref().map(OperatorToken::expose), Some("pjo_li_00"));
         let before = parse(&["--json", "mode", "show"]).expect("valid");
         assert!(before.global.json);
     }
 
     #[test]
-    fn operator_names_must_travel_as_a_header() {
-        assert_eq!(parse_operator(" wang.fang ").as_deref(), Ok("wang.fang"));
-        assert!(parse_operator("王芳").unwrap_err().contains("plain ASCII"));
-        assert!(parse_operator("").is_err());
-        assert!(parse_operator(&"x".repeat(65)).unwrap_err().contains("longer than 64"));
+    fn the_old_operator_flag_still_parses_so_that_it_can_be_explained() {
+        let cli = parse(&["--operator", "li.na", "incident", "list"]).expect("valid");
+        assert_eq!(cli.global.operator.as_deref(), Some("li.na"));
+        assert!(!Cli::command().render_long_help().to_string().contains("--operator"));
+    }
+
+    #[test]
+    fn a_token_never_shows_in_debug_output() {
+        let cli = parse(&["--token", "pjo_li_secret", "account", "whoami"]).expect("valid");
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn the_token_variable_is_hidden_in_help() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("PINGJI_TOKEN"), "{help}");
+        let token_argument = Cli::command().get_arguments().find(|argument| argument.get_id() == "token").cloned();
+        assert!(token_argument.is_some_and(|argument| argument.is_hide_env_values_set()));
+    }
+
+    #[test]
+    fn account_commands_parse() {
+        let cli = parse(&["account", "add", "li.na", "--role", "viewer"]).expect("valid");
+        let Command::Account(AccountCommand::Add { name, role }) = cli.command else {
+            panic!("expected account add");
+        };
+        assert_eq!((name.as_str(), role.to_pb()), ("li.na", pb::OperatorRole::Viewer));
+        assert_eq!(parse(&["account", "add", "li.na"]).unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(
+            parse(&["account", "add", "li.na", "--role", "boss"]).unwrap_err().kind(),
+            clap::error::ErrorKind::InvalidValue
+        );
+        assert!(matches!(parse(&["account", "whoami"]).expect("valid").command, Command::Account(AccountCommand::Whoami)));
+        assert!(matches!(parse(&["account", "rotate"]).expect("valid").command, Command::Account(AccountCommand::Rotate)));
+        assert!(matches!(parse(&["account", "list"]).expect("valid").command, Command::Account(AccountCommand::List)));
+        let removed = parse(&["account", "remove", "li.na"]).expect("valid");
+        assert!(matches!(removed.command, Command::Account(AccountCommand::Remove { ref name }) if name == "li.na"));
+    }
+
+    #[test]
+    fn roster_add_and_token_parse() {
+        let cli = parse(&[
+            "roster",
+            "add",
+            "p0101",
+            "--name",
+            "黄磊",
+            "--role",
+            "volunteer",
+            "--skill",
+            "first_aid",
+            "--home",
+            "120.1,30.2",
+            "--travel-mode",
+            "Bike",
+            "--off-duty",
+        ])
+        .expect("valid");
+        let Command::Roster(RosterCommand::Add(args)) = cli.command else {
+            panic!("expected roster add");
+        };
+        assert_eq!((args.id.as_str(), args.name.as_str(), args.role), ("p0101", "黄磊", pb::Role::Volunteer));
+        assert_eq!(args.skills, ["first_aid"]);
+        assert_eq!(args.travel_mode, pb::TravelMode::Bike);
+        assert!(args.off_duty);
+        let walking = parse(&["roster", "add", "p1", "--name", "n", "--role", "volunteer"]).expect("valid");
+        assert!(matches!(
+            walking.command,
+            Command::Roster(RosterCommand::Add(AddPersonArgs { travel_mode: pb::TravelMode::Walk, .. }))
+        ));
+        assert!(parse_travel_mode("plane").unwrap_err().contains("walk, bike or car"));
+        let token = parse(&["roster", "token", "p0001", "--rotate"]).expect("valid");
+        assert!(matches!(token.command, Command::Roster(RosterCommand::Token { rotate: true, .. })));
+        let import = parse(&["roster", "import", "r.csv", "--tokens-out", "t.csv"]).expect("valid");
+        assert!(matches!(
+            import.command,
+            Command::Roster(RosterCommand::Import { tokens_out: Some(ref path), .. }) if path == &PathBuf::from("t.csv")
+        ));
     }
 
     #[test]

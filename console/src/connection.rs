@@ -1,5 +1,5 @@
-//! Connecting to the dispatcher's `CommandService`, with the operator's name
-//! on every request.
+//! Connecting to the dispatcher's `CommandService`, with the operator's
+//! token on every request.
 
 use std::time::Duration;
 
@@ -17,22 +17,58 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(5);
 /// Largest message either side of the console accepts: area outlines of a
 /// whole city (`ListAreas` with geometry) run to megabytes.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// The metadata key the dispatcher reads the operator's name from.
-pub const OPERATOR_HEADER: &str = "x-pingji-operator";
+/// The metadata key the dispatcher reads the operator's token from.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
 
-/// A `CommandService` client that names the operator on every request.
-pub type Client = CommandServiceClient<InterceptedService<Channel, OperatorHeader>>;
+/// A `CommandService` client that carries the operator's token on every
+/// request.
+pub type Client = CommandServiceClient<InterceptedService<Channel, BearerToken>>;
 
-/// Adds `x-pingji-operator: NAME` to each request when a name is given.
-#[derive(Clone, Debug)]
-pub struct OperatorHeader {
+/// Adds `authorization: Bearer TOKEN` to each request when a token is given;
+/// without one the dispatcher refuses the call and says how to get one.
+#[derive(Clone)]
+pub struct BearerToken {
     value: Option<AsciiMetadataValue>,
 }
 
-impl Interceptor for OperatorHeader {
+impl BearerToken {
+    /// The header for `token`, checked to be sendable as metadata. The error
+    /// never repeats the token: it is a secret.
+    pub fn new(token: Option<&str>) -> Result<Self, ConsoleError> {
+        let Some(token) = token.map(str::trim) else {
+            return Ok(BearerToken { value: None });
+        };
+        // A token pasted with the scheme in front of it.
+        let token = token.strip_prefix("Bearer ").map_or(token, str::trim_start);
+        if token.is_empty() {
+            return Err(ConsoleError::BadToken("it is empty".to_string()));
+        }
+        if !token.chars().all(|character| character.is_ascii_graphic()) {
+            return Err(ConsoleError::BadToken(
+                "it has spaces or characters that are not plain ASCII, which a token never has; check it was copied whole"
+                    .to_string(),
+            ));
+        }
+        let mut value = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| ConsoleError::BadToken("it cannot be sent as a gRPC header".to_string()))?;
+        // Keeps the secret out of HPACK's table of values to reuse.
+        value.set_sensitive(true);
+        Ok(BearerToken { value: Some(value) })
+    }
+}
+
+/// Never shows the token, should a client end up in a debug print.
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = if self.value.is_some() { "Some(<redacted>)" } else { "None" };
+        formatter.debug_struct("BearerToken").field("value", &format_args!("{shown}")).finish()
+    }
+}
+
+impl Interceptor for BearerToken {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.value {
-            request.metadata_mut().insert(OPERATOR_HEADER, value.clone());
+            request.metadata_mut().insert(AUTHORIZATION_HEADER, value.clone());
         }
         Ok(request)
     }
@@ -43,8 +79,8 @@ impl Interceptor for OperatorHeader {
 /// running is reported as such rather than as a failed call. Returns the
 /// client and the address it reached.
 /// With `tls`, an `https://` server is checked against its CA and shown the
-/// client certificate.
-pub async fn connect(servers: &str, operator: Option<&str>, tls: &ClientTls) -> Result<(Client, String), ConsoleError> {
+/// client certificate; every request carries `token`.
+pub async fn connect(servers: &str, token: &BearerToken, tls: &ClientTls) -> Result<(Client, String), ConsoleError> {
     let addresses = pingji_proto::owner::server_list(servers);
     let mut endpoints = Vec::new();
     for server in &addresses {
@@ -60,17 +96,12 @@ pub async fn connect(servers: &str, operator: Option<&str>, tls: &ClientTls) -> 
     if endpoints.is_empty() {
         return Err(ConsoleError::BadServerAddress(servers.to_string()));
     }
-    // The name was checked to be visible ASCII when the command line was read.
-    let value = match operator {
-        Some(name) => Some(MetadataValue::try_from(name).map_err(|_| ConsoleError::BadOperator(name.to_string()))?),
-        None => None,
-    };
     // A failed TLS handshake is told with what to do, not as "unreachable".
     let mut tls_trouble = None;
     for (server, endpoint) in endpoints {
         match endpoint.connect().await {
             Ok(channel) => {
-                let client = CommandServiceClient::with_interceptor(channel, OperatorHeader { value })
+                let client = CommandServiceClient::with_interceptor(channel, token.clone())
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES);
                 return Ok((client, server.clone()));
@@ -101,4 +132,34 @@ pub fn call_error(server: &str, tls: &ClientTls, status: tonic::Status) -> Conso
         return ConsoleError::Server(status);
     }
     ConsoleError::Connect { server: server.to_string(), reason: explained }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(token: Option<&str>) -> Option<String> {
+        let mut interceptor = BearerToken::new(token).expect("a sendable token");
+        let request = interceptor.call(tonic::Request::new(())).expect("the interceptor passes every request");
+        request.metadata().get(AUTHORIZATION_HEADER).and_then(|value| value.to_str().ok()).map(str::to_string)
+    }
+
+    #[test]
+    fn the_token_goes_out_as_a_bearer_header() {
+        assert_eq!(header(Some("pjo_li_00ff")).as_deref(), Some("Bearer pjo_li_00ff"));
+        assert_eq!(header(Some(" Bearer pjo_li_00ff\n")).as_deref(), Some("Bearer pjo_li_00ff"));
+        assert_eq!(header(None), None);
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_sent_is_refused_without_showing_it() {
+        for bad in ["", "pjo_li_秘密", "pjo li"] {
+            let error = BearerToken::new(Some(bad)).expect_err("refused");
+            let shown = error.to_string();
+            assert!(shown.starts_with("the token from --token or PINGJI_TOKEN cannot be used: "), "{shown}");
+            assert!(!shown.contains("秘密") && !shown.contains("pjo"), "{shown}");
+        }
+        let debug = format!("{:?}", BearerToken::new(Some("pjo_li_00ff")).expect("sendable"));
+        assert!(!debug.contains("00ff"), "{debug}");
+    }
 }

@@ -19,8 +19,9 @@ pub enum ConsoleError {
     Usage(clap::Error),
     #[error("{0:?} is not a server address; give one such as http://127.0.0.1:50051")]
     BadServerAddress(String),
-    #[error("the operator name {0:?} cannot be sent as a header; use plain ASCII")]
-    BadOperator(String),
+    /// The token given cannot be sent; the reason never repeats it.
+    #[error("the token from --token or PINGJI_TOKEN cannot be used: {0}")]
+    BadToken(String),
     #[error("cannot reach the dispatcher at {0} (is it running?)")]
     Unreachable(String),
     /// The connection was made but TLS (or its absence) did not match.
@@ -29,7 +30,7 @@ pub enum ConsoleError {
     /// A TLS file or setting cannot be used.
     #[error("{0}")]
     Tls(String),
-    #[error("{}: {}", code_words(.0.code()), .0.message())]
+    #[error("{}: {}{}", code_words(.0.code()), .0.message(), access_hint(.0))]
     Server(tonic::Status),
     #[error("the dispatcher closed the event stream")]
     StreamEnded,
@@ -49,6 +50,13 @@ pub enum ConsoleError {
     TooLarge { what: String, detail: String },
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    /// The tokens file cannot be created; nothing was imported.
+    #[error("cannot create the tokens file {}: {reason}; nothing imported", .path.display())]
+    TokensFile { path: PathBuf, reason: String },
+    /// The import was done but its tokens could not be written to the
+    /// file; they were printed instead.
+    #[error("imported {imported} people, but their tokens could not be written to {}; they were printed on stdout", .path.display())]
+    TokensNotWritten { path: PathBuf, imported: u32 },
     #[error("the terminal cannot be used: {0}")]
     Terminal(std::io::Error),
 }
@@ -83,6 +91,21 @@ pub fn import_error(status: tonic::Status, file: &std::path::Path) -> ConsoleErr
         return ConsoleError::TooLarge { what: file.display().to_string(), detail: detail.to_string() };
     }
     ConsoleError::Server(status)
+}
+
+/// What to do about a refused token or a role too low, after the
+/// dispatcher's own words (empty for other statuses).
+fn access_hint(status: &tonic::Status) -> &'static str {
+    match status.code() {
+        // The dispatcher already says so when no token came at all.
+        Code::Unauthenticated if status.message().contains("PINGJI_TOKEN") => "",
+        Code::Unauthenticated => " (the console sends the token from --token or PINGJI_TOKEN)",
+        Code::PermissionDenied => {
+            " (use the token of an account with that role via --token or PINGJI_TOKEN, or ask an admin: \
+             pingji account add NAME --role ROLE)"
+        }
+        _ => "",
+    }
 }
 
 /// A gRPC code in words: "not found", "invalid argument".
@@ -149,6 +172,22 @@ mod tests {
         );
         let other = import_error(tonic::Status::not_found("area x"), std::path::Path::new("r.csv"));
         assert_eq!(other.to_string(), "not found: area x");
+    }
+
+    #[test]
+    fn a_refused_token_or_role_says_what_to_do() {
+        let no_token = ConsoleError::from(tonic::Status::unauthenticated("no operator token: pass --token or set PINGJI_TOKEN"));
+        assert_eq!(no_token.to_string(), "unauthenticated: no operator token: pass --token or set PINGJI_TOKEN");
+        let wrong = ConsoleError::from(tonic::Status::unauthenticated("the operator token is wrong"));
+        assert_eq!(
+            wrong.to_string(),
+            "unauthenticated: the operator token is wrong (the console sends the token from --token or PINGJI_TOKEN)"
+        );
+        let too_low = ConsoleError::from(tonic::Status::permission_denied("SetMode needs the commander role or higher"));
+        let shown = too_low.to_string();
+        assert!(shown.starts_with("permission denied: SetMode needs the commander role or higher (use the token"), "{shown}");
+        assert!(shown.contains("pingji account add NAME --role ROLE"), "{shown}");
+        assert!(!shown.contains('\n'));
     }
 
     #[test]

@@ -26,7 +26,27 @@ pub fn summary(event: &pb::Event) -> String {
 pub fn summary_with(event: &pb::Event, kind: Option<&EventKind>) -> String {
     match kind {
         Some(kind) => summary_of(kind),
-        None => fallback(event),
+        None => redacted_summary(event).unwrap_or_else(|| fallback(event)),
+    }
+}
+
+/// Events about tokens come with their hashes removed, so they no longer
+/// read as [`EventKind`]: told from the fields that are left.
+fn redacted_summary(event: &pb::Event) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(&event.json).ok()?;
+    let text = |field: &str| value.get(field).and_then(serde_json::Value::as_str).map(str::to_string);
+    match event.kind.as_str() {
+        "agent_tokens_issued" => {
+            let agents: Vec<&str> =
+                value.get("tokens")?.as_array()?.iter().filter_map(|token| token.get("agent")?.as_str()).collect();
+            Some(match agents.as_slice() {
+                [one] => format!("new token issued for {one}"),
+                many => format!("new tokens issued for {} people", many.len()),
+            })
+        }
+        "operator_added" => Some(format!("operator {} added as {}", text("name")?, text("role")?)),
+        "operator_token_rotated" => Some(format!("operator {} has a new token", text("name")?)),
+        _ => None,
     }
 }
 
@@ -163,14 +183,17 @@ fn summary_of(kind: &EventKind) -> String {
         EventKind::GridStaffingRestored { grid, available } => {
             format!("grid {grid} staffed again: {available} available")
         }
+        // Token hashes are never shown: only whose token changed.
         EventKind::AgentTokensIssued { tokens } => match tokens.as_slice() {
-            [one] => format!("new token for {}", one.agent),
-            many => format!("tokens for {} people", many.len()),
+            [one] => format!("new token issued for {}", one.agent),
+            many => format!("new tokens issued for {} people", many.len()),
         },
-        EventKind::OperatorAdded { name, role, .. } => format!("account {name} added ({role})"),
-        EventKind::OperatorTokenRotated { name, .. } => format!("new token for account {name}"),
-        EventKind::OperatorRemoved { name } => format!("account {name} removed"),
-        EventKind::PersonalDataRead { rpc, subject, people } => format!("read {people} people's data: {rpc}, {subject}"),
+        EventKind::OperatorAdded { name, role, .. } => format!("operator {name} added as {role}"),
+        EventKind::OperatorTokenRotated { name, .. } => format!("operator {name} has a new token"),
+        EventKind::OperatorRemoved { name } => format!("operator {name} removed"),
+        EventKind::PersonalDataRead { rpc, subject, people } => {
+            format!("{rpc} read precise personal data of {people} {}: {subject}", if *people == 1 { "person" } else { "people" })
+        }
     }
 }
 
@@ -208,6 +231,18 @@ mod tests {
         unknown.incident_id = "inc-1".into();
         unknown.agent_id = "p1".into();
         assert_eq!(summary(&unknown), "incident inc-1, agent p1");
+    }
+
+    #[test]
+    fn token_events_read_without_their_hashes() {
+        let issued = event("agent_tokens_issued", r#"{"type":"agent_tokens_issued","tokens":[{"agent":"p1"}]}"#);
+        assert_eq!(summary(&issued), "new token issued for p1");
+        let added = event("operator_added", r#"{"type":"operator_added","name":"li.na","role":"viewer"}"#);
+        assert_eq!(summary(&added), "operator li.na added as viewer");
+        let rotated = event("operator_token_rotated", r#"{"type":"operator_token_rotated","name":"li.na"}"#);
+        assert_eq!(summary(&rotated), "operator li.na has a new token");
+        let removed = event("operator_removed", r#"{"type":"operator_removed","name":"li.na"}"#);
+        assert_eq!(summary(&removed), "operator li.na removed");
     }
 
     #[test]

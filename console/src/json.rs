@@ -92,6 +92,20 @@ pub fn agent_detail(agent: &pb::Agent) -> Value {
     agent_with_spec(agent, spec)
 }
 
+/// An operator account (never with a token: the dispatcher keeps only hashes).
+pub fn operator(operator: &pb::Operator) -> Value {
+    json!({
+        "name": operator.name,
+        "role": labels::operator_role_name(operator.role),
+        "created_at_ms": operator.created_at_ms,
+    })
+}
+
+/// A token just issued: the one place a token is written out.
+pub fn issued_token(issued: &pb::IssuedToken) -> Value {
+    json!({ "subject": issued.subject, "token": issued.token })
+}
+
 pub fn nearby_agent(nearby: &pb::NearbyAgent) -> Value {
     json!({
         "agent": nearby.agent.as_ref().map_or(Value::Null, agent),

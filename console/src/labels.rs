@@ -96,6 +96,17 @@ pub fn role_key(role: i32) -> &'static str {
     role_name(pb::Role::try_from(role).unwrap_or(pb::Role::Unspecified))
 }
 
+/// An operator role's name: `viewer`, `dispatcher`, `commander`, `admin`.
+pub fn operator_role_name(role: i32) -> &'static str {
+    match pb::OperatorRole::try_from(role) {
+        Ok(pb::OperatorRole::Viewer) => "viewer",
+        Ok(pb::OperatorRole::Dispatcher) => "dispatcher",
+        Ok(pb::OperatorRole::Commander) => "commander",
+        Ok(pb::OperatorRole::Admin) => "admin",
+        Ok(pb::OperatorRole::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
 /// The travel mode's name as in the roster CSV (`walk`, `bike`, `car`).
 pub fn travel_mode_key(mode: i32) -> &'static str {
     match pb::TravelMode::try_from(mode) {

@@ -1,14 +1,17 @@
 //! Pingji operator console: the `pingji` command for operators in the
 //! command centre. Every command is thin over the dispatcher's gRPC
-//! `CommandService`; results are tables for people or JSON for scripts, and
-//! `pingji watch` is a full-screen live view.
+//! `CommandService`, made with the operator's token (`--token` or
+//! `PINGJI_TOKEN`); results are tables for people or JSON for scripts, and
+//! `pingji watch` is a full-screen live view. Tokens are printed only by the
+//! commands that issue them, once.
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap) and the parsers of its values.
-//! - [`connection`]: connecting, and naming the operator on each request.
+//! - [`connection`]: connecting, and the operator's token on each request.
 //! - [`error`]: [`ConsoleError`], one line per failure, and the exit codes.
 //! - [`commands`]: one module per command group, sending requests and
-//!   printing results.
+//!   printing results (accounts and tokens in [`commands::account`] and
+//!   [`commands::roster`]).
 //! - [`table`]: aligned text tables, measured in terminal columns (CJK).
 //! - [`labels`]: names of the API's enums, times and ages.
 //! - [`json`]: the proto messages as JSON for `--json`.
@@ -32,8 +35,8 @@ pub mod watch;
 use clap::CommandFactory;
 
 use crate::cli::{
-    AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand, PlanCommand, ReportCommand,
-    RosterCommand,
+    AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand, PlanCommand,
+    ReportCommand, RosterCommand,
 };
 use crate::commands::roster::ListFilter;
 pub use crate::error::ConsoleError;
@@ -49,8 +52,20 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         ),
         _ => None,
     };
+    if let Command::Roster(RosterCommand::Token { id, rotate: false }) = &cli.command {
+        let message = format!(
+            "a person's token is shown only once, when it is issued, so the current one cannot be shown again; \
+             `pingji roster token {id} --rotate` issues a new one, which stops the old one and ends their live session"
+        );
+        return Err(usage_error(clap::error::ErrorKind::MissingRequiredArgument, &message));
+    }
+    if cli.global.operator.is_some() {
+        let message = "--operator is no longer used: the dispatcher records you as the account your token belongs to; \
+                       pass your operator token with --token or set PINGJI_TOKEN";
+        return Err(usage_error(clap::error::ErrorKind::UnknownArgument, message));
+    }
     let global = cli.global;
-    let operator = global.operator.as_deref();
+    let token = connection::BearerToken::new(global.token.as_ref().map(cli::OperatorToken::expose))?;
     let tls = pingji_proto::tls::ClientTlsFiles {
         ca: global.ca.clone(),
         cert: global.client_cert.clone(),
@@ -58,7 +73,7 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     }
     .load()
     .map_err(|error| ConsoleError::Tls(error.to_string()))?;
-    let (mut client, server) = connection::connect(&global.server, operator, &tls).await?;
+    let (mut client, server) = connection::connect(&global.server, &token, &tls).await?;
     let first = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
     // A standby answered: it named the owner of the shard; go there once.
     let owner = match &first {
@@ -66,7 +81,7 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         _ => None,
     };
     let Some(owner) = owner else { return first.map_err(|error| tls_explained(&server, &tls, error)) };
-    let (mut client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), operator, &tls).await?;
+    let (mut client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), &token, &tls).await?;
     execute(&mut client, &server, cli.command, requested_mode, global.json)
         .await
         .map_err(|error| tls_explained(&server, &tls, error))
@@ -94,9 +109,13 @@ async fn execute(
         Command::Areas(AreasCommand::List { level }) => {
             commands::areas::list(client, level.map(cli::LevelChoice::to_pb), as_json).await
         }
-        Command::Roster(RosterCommand::Import { file, skip_bad }) => {
-            commands::roster::import(client, &file, skip_bad, as_json).await
+        Command::Roster(RosterCommand::Import { file, skip_bad, tokens_out }) => {
+            commands::roster::import(client, &file, skip_bad, tokens_out.as_deref(), as_json).await
         }
+        Command::Roster(RosterCommand::Add(args)) => {
+            commands::roster::add(client, commands::roster::spec_from_args(args), as_json).await
+        }
+        Command::Roster(RosterCommand::Token { id, .. }) => commands::roster::rotate_token(client, &id, as_json).await,
         Command::Roster(RosterCommand::List { area, status, connected, limit }) => {
             let filter =
                 ListFilter { area_id: area, status: status.map(cli::StatusChoice::to_pb), connected_only: connected, limit };
@@ -145,6 +164,13 @@ async fn execute(
         Command::Events(args) if args.follow => commands::events::follow(client, args.from.unwrap_or(0), as_json).await,
         Command::Events(args) => commands::events::history(client, args.from.unwrap_or(1), as_json).await,
         Command::Watch(args) => watch::run(client.clone(), server, args.from.unwrap_or(0)).await,
+        Command::Account(AccountCommand::Whoami) => commands::account::whoami(client, as_json).await,
+        Command::Account(AccountCommand::Rotate) => commands::account::rotate(client, as_json).await,
+        Command::Account(AccountCommand::Add { name, role }) => {
+            commands::account::add(client, &name, role.to_pb(), as_json).await
+        }
+        Command::Account(AccountCommand::List) => commands::account::list(client, as_json).await,
+        Command::Account(AccountCommand::Remove { name }) => commands::account::remove(client, &name, as_json).await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Writing results to stdout: tables and text for people, JSON for scripts.
+//! Writing results to stdout: tables and text for people, JSON for scripts;
+//! and warnings to stderr.
 
 use std::io::Write;
 
@@ -26,4 +27,17 @@ pub fn json_document(value: &Value) -> Result<(), ConsoleError> {
 /// Writes one JSON object on one line (JSON lines, for streams).
 pub fn json_line(value: &Value) -> Result<(), ConsoleError> {
     line(&value.to_string())
+}
+
+/// Writes a warning for the person at the terminal to stderr, so that it
+/// stays out of output meant for a file or a pipe.
+pub fn warning(text: &str) -> Result<(), ConsoleError> {
+    to_stderr(&format!("pingji: {text}\n"))
+}
+
+/// Writes `text` as it is to stderr: what a person should read while stdout
+/// goes to a file.
+pub fn to_stderr(text: &str) -> Result<(), ConsoleError> {
+    let mut stderr = std::io::stderr().lock();
+    stderr.write_all(text.as_bytes()).and_then(|()| stderr.flush()).map_err(ConsoleError::Output)
 }

@@ -2,10 +2,12 @@
 //! dispatcher on port 0, checked the way an operator or a script reads it
 //! (exit code, stdout tables or JSON, one-line errors on stderr).
 
+use std::process::Stdio;
 use std::time::Duration;
 
-use pingji_tests::cli::{RunningCli, run_pingji};
-use pingji_tests::{TestServer, area_box, pb, person, sample_city, sample_roster};
+use anyhow::Context;
+use pingji_tests::cli::{CliOutput, RunningCli, pingji_binary, run_pingji};
+use pingji_tests::{AgentSession, TestServer, area_box, pb, person, sample_city, sample_roster};
 use serde_json::Value;
 
 /// Generous deadline for anything that should happen promptly.
@@ -44,6 +46,44 @@ fn assert_single_line(stderr: &str) {
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line on stderr:\n{stderr}");
 }
 
+/// Runs `pingji --server URL ARGS...` with no token at all: the shared
+/// helper always gives the test admin's, so this one starts the binary
+/// itself, with every `PINGJI_*` variable removed from its environment.
+async fn run_pingji_without_token(url: &str, args: &[&str]) -> anyhow::Result<CliOutput> {
+    let mut command = tokio::process::Command::new(pingji_binary().await?);
+    command.arg("--server").arg(url).args(args).stdin(Stdio::null()).kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PINGJI_") {
+            command.env_remove(&name);
+        }
+    }
+    command.env_remove("PINGJI_TOKEN");
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .context("pingji did not finish within 60 s")?
+        .context("cannot run pingji")?;
+    Ok(CliOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// A token the console printed as `... (shown once): TOKEN`.
+fn token_shown_once(stdout: &str) -> anyhow::Result<String> {
+    stdout
+        .lines()
+        .find_map(|line| line.split_once("(shown once): ").map(|(_, token)| token.trim().to_string()))
+        .ok_or_else(|| anyhow::anyhow!("no token shown once in:\n{stdout}"))
+}
+
+/// Whether `token` looks like one the dispatcher issues: `prefix` then 64
+/// hex digits.
+fn is_token(token: &str, prefix: &str) -> bool {
+    let secret = token.strip_prefix(prefix).map(|rest| rest.rsplit('_').next().unwrap_or(rest));
+    secret.is_some_and(|secret| secret.len() == 64 && secret.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -> anyhow::Result<()> {
     let server = empty_server().await?;
@@ -55,9 +95,32 @@ async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -
     let areas = run_pingji(&url, &["areas", "list", "--level", "district", "--json"]).await?.success()?.json()?;
     let districts: Vec<&str> = areas["areas"].as_array().into_iter().flatten().filter_map(|area| area["id"].as_str()).collect();
     assert_eq!(districts, ["d1", "d2"]);
-    let roster = run_pingji(&url, &["roster", "import", &path_arg(&sample_roster())?, "--json"]).await?.success()?.json()?;
-    assert_eq!(roster, serde_json::json!({ "imported": 320, "skipped": [] }));
+    // The people's tokens go to a new file only its owner can read.
+    let directory = tempfile::tempdir()?;
+    let tokens_file = directory.path().join("tokens.csv");
+    let roster =
+        run_pingji(&url, &["roster", "import", &path_arg(&sample_roster())?, "--tokens-out", &path_arg(&tokens_file)?, "--json"])
+            .await?
+            .success()?
+            .json()?;
+    assert_eq!(roster, serde_json::json!({ "imported": 320, "skipped": [], "tokens_file": path_arg(&tokens_file)? }));
     assert_eq!(roster_ids(&server).await?.len(), 320);
+    let tokens = std::fs::read_to_string(&tokens_file)?;
+    let mut token_lines = tokens.lines();
+    assert_eq!(token_lines.next(), Some("agent_id,token"));
+    let token_rows: Vec<(&str, &str)> = token_lines.filter_map(|line| line.split_once(',')).collect();
+    assert_eq!(token_rows.len(), 320, "{tokens}");
+    assert!(token_rows.iter().all(|(_, token)| is_token(token, "pja_")), "{tokens}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&tokens_file)?.permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the tokens file is private: mode {mode:o}");
+    }
+    // A token from the file opens that person's field session.
+    let (first_id, first_token) = token_rows[0];
+    let session = AgentSession::open(&mut server.agents().await?, first_id, first_token).await?;
+    session.disconnect();
 
     // A person in full, phone included; the list aligns Chinese names.
     let shown = run_pingji(&url, &["roster", "show", "p0001"]).await?.success()?;
@@ -67,15 +130,21 @@ async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -
     assert!(listed.stdout.contains("10 people"), "{}", listed.stdout);
     assert!(!listed.stdout.contains("13959505353"), "no phones in lists:\n{}", listed.stdout);
 
-    // An incident, seen in the list and in the record.
+    // An incident, reported by a dispatcher account the admin adds: the
+    // record names the account whose token was sent.
+    let added = run_pingji(&url, &["account", "add", "li.na", "--role", "dispatcher", "--json"]).await?.success()?.json()?;
+    assert_eq!(added["name"], "li.na");
+    assert_eq!(added["role"], "dispatcher");
+    let dispatcher_token = added["token"].as_str().unwrap_or_default().to_string();
+    assert!(is_token(&dispatcher_token, "pjo_li.na_"), "{added}");
     let mut command = server.command().await?;
     let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
     let at = format!("{lon},{lat}");
     let created = run_pingji(
         &url,
         &[
-            "--operator",
-            "li.na",
+            "--token",
+            &dispatcher_token,
             "incident",
             "create",
             "--at",
@@ -119,7 +188,8 @@ async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -
 
     let events = run_pingji(&url, &["events", "--from", "1", "--json"]).await?.success()?.json()?;
     let kinds: Vec<&str> = events.as_array().into_iter().flatten().filter_map(|event| event["kind"].as_str()).collect();
-    assert_eq!(kinds.first(), Some(&"areas_imported"), "{kinds:?}");
+    // The test admin, bootstrapped at start, is the first event.
+    assert!(kinds.starts_with(&["operator_added", "areas_imported"]), "{kinds:?}");
     let reported = events
         .as_array()
         .into_iter()
@@ -129,6 +199,11 @@ async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -
     assert_eq!(reported["actor"], "operator:li.na");
     assert_eq!(reported["detail"]["spec"]["category"], "medical");
     let human_events = run_pingji(&url, &["events"]).await?.success()?;
+    // Events about tokens read as lines, without their hashes.
+    assert!(human_events.stdout.contains("operator admin added as admin"), "{}", human_events.stdout);
+    assert!(human_events.stdout.contains("new tokens issued for 320 people"), "{}", human_events.stdout);
+    assert!(human_events.stdout.contains("operator li.na added as dispatcher"), "{}", human_events.stdout);
+    assert!(!human_events.stdout.contains("argon2"), "{}", human_events.stdout);
     assert!(
         human_events.stdout.contains(&format!("incident_reported      {incident_id} medical P2 x1 needs first_aid")),
         "{}",
@@ -137,13 +212,10 @@ async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -
 
     // Emergency in a district: shown with its own and effective mode, and
     // through it in the district's streets.
-    let switched = run_pingji(
-        &url,
-        &["--operator", "commander", "mode", "set", "d1", "emergency", "--grade", "II", "--reason", "台风登陆", "--json"],
-    )
-    .await?
-    .success()?
-    .json()?;
+    let switched = run_pingji(&url, &["mode", "set", "d1", "emergency", "--grade", "II", "--reason", "台风登陆", "--json"])
+        .await?
+        .success()?
+        .json()?;
     assert_eq!(switched["id"], "d1");
     assert_eq!(switched["mode"], "emergency_ii");
     let modes = run_pingji(&url, &["mode", "show", "--json"]).await?.success()?.json()?;
@@ -310,11 +382,22 @@ async fn a_roster_with_bad_rows_imports_nothing_unless_told_to_skip_them() -> an
     assert!(refused.stderr.contains("--skip-bad"), "{}", refused.stderr);
     assert_eq!(roster_ids(&server).await?, before, "nothing was imported");
 
+    // Without --tokens-out, stdout is only the tokens' CSV (for `> file`);
+    // the summary, the skipped lines and a warning go to stderr.
     let skipped = run_pingji(&url, &["roster", "import", &file, "--skip-bad"]).await?.success()?;
-    assert!(skipped.stdout.starts_with(&format!("imported 2 people from {file}\n")), "{}", skipped.stdout);
-    assert!(skipped.stdout.contains("skipped 2 lines with problems:"), "{}", skipped.stdout);
-    assert!(skipped.stdout.contains("line 3: unknown role \"boss\""), "{}", skipped.stdout);
-    assert!(skipped.stdout.contains("line 5: name is empty"), "{}", skipped.stdout);
+    assert!(
+        skipped.stderr.contains("no --tokens-out: the tokens of the 2 people imported are printed on stdout"),
+        "{}",
+        skipped.stderr
+    );
+    assert!(skipped.stderr.contains(&format!("imported 2 people from {file}\n")), "{}", skipped.stderr);
+    assert!(skipped.stderr.contains("skipped 2 lines with problems:"), "{}", skipped.stderr);
+    assert!(skipped.stderr.contains("line 3: unknown role \"boss\""), "{}", skipped.stderr);
+    assert!(skipped.stderr.contains("line 5: name is empty"), "{}", skipped.stderr);
+    let csv: Vec<&str> = skipped.stdout.lines().collect();
+    assert_eq!(csv.len(), 3, "{}", skipped.stdout);
+    assert_eq!(csv[0], "agent_id,token");
+    assert!(csv[1].starts_with("g1,pja_") && csv[2].starts_with("g2,pja_"), "{}", skipped.stdout);
     let mut after = roster_ids(&server).await?;
     after.sort();
     assert_eq!(after, ["g1", "g2"], "only the good rows were imported");
@@ -330,4 +413,173 @@ async fn a_dispatcher_that_is_not_running_is_reported_as_such() -> anyhow::Resul
     assert_one_line_error(&output, 1, &format!("pingji: cannot reach the dispatcher at {url} (is it running?)"));
     assert_single_line(&output.stderr);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_good_token_the_console_says_how_to_give_one() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let url = server_url(&server);
+
+    let no_token = run_pingji_without_token(&url, &["incident", "list"]).await?;
+    assert_one_line_error(&no_token, 1, "pingji: unauthenticated: no operator token: pass --token or set PINGJI_TOKEN");
+    assert_single_line(&no_token.stderr);
+
+    let wrong_secret = format!("pjo_admin_{}", "0".repeat(64));
+    let wrong = run_pingji(&url, &["--token", &wrong_secret, "incident", "list"]).await?;
+    assert_one_line_error(&wrong, 1, "pingji: unauthenticated: the operator token is wrong");
+    assert!(wrong.stderr.contains("--token or PINGJI_TOKEN"), "{}", wrong.stderr);
+    assert!(!wrong.stderr.contains(&wrong_secret), "a refused token is not echoed: {}", wrong.stderr);
+
+    // The old way of naming oneself is explained, not silently ignored.
+    let old_flag = run_pingji(&url, &["--operator", "li.na", "incident", "list"]).await?;
+    assert_eq!(old_flag.code(), Some(2), "{}", old_flag.stderr);
+    assert!(old_flag.stderr.contains("--operator is no longer used"), "{}", old_flag.stderr);
+    assert!(old_flag.stderr.contains("--token or set PINGJI_TOKEN"), "{}", old_flag.stderr);
+
+    // Not sendable as a header: refused before connecting, not echoed.
+    let unsendable = run_pingji(&url, &["--token", "pjo_admin_秘密", "incident", "list"]).await?;
+    assert_one_line_error(&unsendable, 1, "pingji: the token from --token or PINGJI_TOKEN cannot be used");
+    assert!(!unsendable.stderr.contains("秘密"), "{}", unsendable.stderr);
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_added_listed_rotated_and_removed_and_roles_are_enforced() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let url = server_url(&server);
+
+    let whoami = run_pingji(&url, &["account", "whoami"]).await?.success()?;
+    assert_eq!(whoami.stdout, "admin (admin)\n");
+
+    let added = run_pingji(&url, &["account", "add", "li.na", "--role", "viewer"]).await?.success()?;
+    assert!(added.stdout.starts_with("added li.na as viewer\ntoken for li.na (shown once): pjo_li.na_"), "{}", added.stdout);
+    let viewer_token = token_shown_once(&added.stdout)?;
+    assert!(is_token(&viewer_token, "pjo_li.na_"), "{}", added.stdout);
+
+    let whoami = run_pingji(&url, &["--token", &viewer_token, "account", "whoami", "--json"]).await?.success()?.json()?;
+    assert_eq!(whoami["name"], "li.na");
+    assert_eq!(whoami["role"], "viewer");
+
+    // A viewer reads but does not switch modes; the refusal says what to do.
+    run_pingji(&url, &["--token", &viewer_token, "mode", "show"]).await?.success()?;
+    let refused =
+        run_pingji(&url, &["--token", &viewer_token, "mode", "set", "d1", "emergency", "--grade", "II", "--reason", "r"]).await?;
+    assert_one_line_error(
+        &refused,
+        1,
+        "pingji: permission denied: SetMode needs the commander role or higher; li.na is a viewer",
+    );
+    assert!(refused.stderr.contains("pingji account add NAME --role ROLE"), "{}", refused.stderr);
+    assert_single_line(&refused.stderr);
+    let modes = run_pingji(&url, &["mode", "show"]).await?.success()?;
+    assert_eq!(modes.stdout, "all areas normal\n", "the viewer switched nothing");
+    // Nor manage accounts.
+    let listing = run_pingji(&url, &["--token", &viewer_token, "account", "list"]).await?;
+    assert_one_line_error(&listing, 1, "pingji: permission denied: ListOperators needs the admin role");
+
+    let listed = run_pingji(&url, &["account", "list", "--json"]).await?.success()?.json()?;
+    let accounts: Vec<(&str, &str)> = listed["operators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|operator| Some((operator["name"].as_str()?, operator["role"].as_str()?)))
+        .collect();
+    assert_eq!(accounts, [("admin", "admin"), ("li.na", "viewer")]);
+    let table = run_pingji(&url, &["account", "list"]).await?.success()?;
+    assert!(table.stdout.starts_with("NAME   ROLE"), "{}", table.stdout);
+    assert!(!table.stdout.contains("pjo_"), "no tokens in the list: {}", table.stdout);
+
+    // Rotating one's own token: the new one works, the old one no longer.
+    let rotated = run_pingji(&url, &["--token", &viewer_token, "account", "rotate"]).await?.success()?;
+    let new_viewer_token = token_shown_once(&rotated.stdout)?;
+    assert!(is_token(&new_viewer_token, "pjo_li.na_"), "{}", rotated.stdout);
+    assert_ne!(new_viewer_token, viewer_token);
+    let old = run_pingji(&url, &["--token", &viewer_token, "account", "whoami"]).await?;
+    assert_one_line_error(&old, 1, "pingji: unauthenticated: ");
+    run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?.success()?;
+
+    // A removed account's token stops working.
+    let removed = run_pingji(&url, &["account", "remove", "li.na"]).await?.success()?;
+    assert!(removed.stdout.starts_with("removed li.na"), "{}", removed.stdout);
+    assert!(removed.stdout.ends_with("; their token no longer works\n"), "{}", removed.stdout);
+    let gone = run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?;
+    assert_one_line_error(&gone, 1, "pingji: unauthenticated: ");
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_added_gets_a_token_once_and_rotating_it_replaces_the_old_one() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let url = server_url(&server);
+    let add = ["roster", "add", "p0901", "--name", "王芳", "--role", "volunteer", "--skill", "first_aid"];
+    let added = run_pingji(&url, &add).await?.success()?;
+    assert!(added.stdout.starts_with("added p0901 (王芳)\ntoken for p0901 (shown once): pja_"), "{}", added.stdout);
+    let first_token = token_shown_once(&added.stdout)?;
+    assert!(is_token(&first_token, "pja_"), "{}", added.stdout);
+    // Saved again: the record changes, the token stays.
+    let saved_again = run_pingji(&url, &[&add[..], &["--home-area", "d1-s1-c1-g1"]].concat()).await?.success()?;
+    assert_eq!(saved_again.stdout, "saved p0901 (王芳); they were already on the roster, so they keep their token\n");
+    let mut session = AgentSession::open(&mut server.agents().await?, "p0901", &first_token).await?;
+
+    // The current token cannot be shown again: --rotate is required.
+    let refused = run_pingji(&url, &["roster", "token", "p0901"]).await?;
+    assert_eq!(refused.code(), Some(2), "{}", refused.stderr);
+    assert!(refused.stderr.contains("shown only once"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("pingji roster token p0901 --rotate"), "{}", refused.stderr);
+
+    let rotated = run_pingji(&url, &["roster", "token", "p0901", "--rotate"]).await?.success()?;
+    assert!(rotated.stdout.starts_with("new token for p0901 (shown once): pja_"), "{}", rotated.stdout);
+    assert!(rotated.stdout.contains("it replaces the old one"), "{}", rotated.stdout);
+    let new_token = token_shown_once(&rotated.stdout)?;
+    assert!(is_token(&new_token, "pja_"), "{}", rotated.stdout);
+    // The live session was ended; the old token is refused, the new one opens.
+    session.expect_end_within(PROMPTLY).await?;
+    let old = AgentSession::try_open(&mut server.agents().await?, "p0901", &first_token).await;
+    assert!(old.is_err_and(|status| status.code() == tonic::Code::Unauthenticated));
+    AgentSession::open(&mut server.agents().await?, "p0901", &new_token).await?.disconnect();
+
+    let json = run_pingji(&url, &["roster", "token", "p0901", "--rotate", "--json"]).await?.success()?.json()?;
+    assert_eq!(json["agent_id"], "p0901");
+    assert!(json["token"].as_str().is_some_and(|token| is_token(token, "pja_")), "{json}");
+    let unknown = run_pingji(&url, &["roster", "token", "nobody", "--rotate"]).await?;
+    assert_one_line_error(&unknown, 1, "pingji: not found: ");
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_never_writes_its_tokens_over_a_file() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let url = server_url(&server);
+    let directory = tempfile::tempdir()?;
+    let roster = directory.path().join("roster.csv");
+    std::fs::write(&roster, "id,name,role\nq1,王芳,volunteer\n")?;
+    let tokens_file = directory.path().join("tokens.csv");
+    std::fs::write(&tokens_file, "agent_id,token\nold,pja_keep\n")?;
+    let before = roster_ids(&server).await?;
+
+    let refused = run_pingji(&url, &["roster", "import", &path_arg(&roster)?, "--tokens-out", &path_arg(&tokens_file)?]).await?;
+    assert_one_line_error(&refused, 1, "already exists");
+    assert!(refused.stderr.contains("nothing imported"), "{}", refused.stderr);
+    assert_eq!(std::fs::read_to_string(&tokens_file)?, "agent_id,token\nold,pja_keep\n");
+    assert_eq!(roster_ids(&server).await?, before, "nothing was imported");
+
+    // A new file is written; a refused import leaves none behind.
+    let first_file = directory.path().join("tokens-1.csv");
+    run_pingji(&url, &["roster", "import", &path_arg(&roster)?, "--tokens-out", &path_arg(&first_file)?]).await?.success()?;
+    assert!(std::fs::read_to_string(&first_file)?.starts_with("agent_id,token\nq1,pja_"));
+    let second_file = directory.path().join("tokens-2.csv");
+    let again = run_pingji(&url, &["roster", "import", &path_arg(&roster)?, "--tokens-out", &path_arg(&second_file)?]).await?;
+    assert_one_line_error(&again, 1, "already exists");
+    assert!(!second_file.exists(), "the tokens file of a refused import is removed");
+
+    // Without --tokens-out, --json carries the tokens; a warning says so.
+    let more = directory.path().join("more.csv");
+    std::fs::write(&more, "id,name,role\nq2,李强,volunteer\n")?;
+    let printed = run_pingji(&url, &["roster", "import", &path_arg(&more)?, "--json"]).await?.success()?;
+    assert!(printed.stderr.contains("no --tokens-out"), "{}", printed.stderr);
+    let json = printed.json()?;
+    assert_eq!(json["imported"], 1);
+    assert_eq!(json["tokens"][0]["agent_id"], "q2");
+    assert!(json["tokens"][0]["token"].as_str().is_some_and(|token| is_token(token, "pja_")), "{json}");
+    server.shutdown().await
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pingji_tests::cli::{CliOutput, run_pingji};
 use pingji_tests::mobilisation::{check_in, expect_call_up, expect_outcome, person_with_role, plan_toml, report_from_field};
-use pingji_tests::{EventWatch, TestServer, area_box, pb, wait_until};
+use pingji_tests::{EventWatch, TestServer, add_operator, area_box, pb, wait_until};
 use serde_json::Value;
 
 /// Generous deadline for anything that should happen promptly.
@@ -68,7 +68,10 @@ async fn plans_are_imported_listed_activated_and_deactivated_from_the_command_li
     );
     assert!(imported.stdout.contains("fire-i    火灾一级"), "{}", imported.stdout);
 
-    let activated = run_pingji(&url, &["--operator", "commander", "plan", "activate", "flood-ii", "d1-s1", "--reason", "暴雨"])
+    // Activated by a commander: the activation names the account whose token
+    // the console sent.
+    let commander_token = add_operator(&mut server.command().await?, "zhang.wei", pb::OperatorRole::Commander).await?;
+    let activated = run_pingji(&url, &["--token", &commander_token, "plan", "activate", "flood-ii", "d1-s1", "--reason", "暴雨"])
         .await?
         .success()?;
     assert!(activated.stdout.starts_with("activated plan flood-ii on d1-s1 as "), "{}", activated.stdout);
@@ -85,7 +88,7 @@ async fn plans_are_imported_listed_activated_and_deactivated_from_the_command_li
     let activation = &listed["activations"][0];
     assert_eq!(activation["plan_id"], "flood-ii");
     assert_eq!(activation["area_id"], "d1-s1");
-    assert_eq!(activation["activated_by"], "operator:commander");
+    assert_eq!(activation["activated_by"], "operator:zhang.wei");
     assert_eq!(activation["ended_at_ms"], 0);
     assert_eq!(activation["incident_ids"].as_array().map(Vec::len), Some(4));
     let activation_id =
@@ -218,9 +221,24 @@ async fn field_reports_are_listed_shown_and_triaged_from_the_command_line() -> a
     assert_eq!(shown_json["reported_by_agent"], "courier-1");
     assert_eq!(shown_json["report_text"], "地下车库进水");
 
+    // Triage is a dispatcher's job: a dispatcher account does it.
+    let dispatcher_token = add_operator(&mut command, "li.na", pb::OperatorRole::Dispatcher).await?;
     let accepted = run_pingji(
         &url,
-        &["--operator", "li.na", "report", "triage", &flooding, "accept", "--priority", "1", "--need", "2", "--skill", "rescue"],
+        &[
+            "--token",
+            &dispatcher_token,
+            "report",
+            "triage",
+            &flooding,
+            "accept",
+            "--priority",
+            "1",
+            "--need",
+            "2",
+            "--skill",
+            "rescue",
+        ],
     )
     .await?
     .success()?;

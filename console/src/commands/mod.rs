@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`areas`]: `areas import`, `areas list`.
-//! - [`roster`]: `roster import`, `roster list`, `roster show`.
+//! - [`roster`]: `roster import|add|token|list|show`.
 //! - [`incident`]: `incident create|list|show|cancel|close`.
 //! - [`mode`]: `mode set`, `mode show`.
 //! - [`agents`]: `agents nearby`.
@@ -13,7 +13,9 @@
 //! - [`callup`]: `callup issue`, `callup status` (the roll-call).
 //! - [`report`]: `report triage ID accept|merge|reject`.
 //! - [`coverage`]: `coverage [AREA]`.
+//! - [`account`]: `account whoami|rotate|add|list|remove`.
 
+pub mod account;
 pub mod agents;
 pub mod areas;
 pub mod callup;

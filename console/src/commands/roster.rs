@@ -1,12 +1,21 @@
-//! `pingji roster import FILE.csv [--skip-bad]`, `pingji roster list`,
-//! `pingji roster show ID`.
+//! `pingji roster import FILE.csv [--skip-bad] [--tokens-out FILE]`,
+//! `pingji roster add ID ...`, `pingji roster token ID --rotate`,
+//! `pingji roster list`, `pingji roster show ID`.
+//!
+//! Adding people issues each new person a token for their field agent. The
+//! dispatcher keeps only its hash, so the answer that issues it is the only
+//! time it can be seen: these commands print it (or write it to the file
+//! asked for) and nothing else keeps it.
 
+use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 
 use pingji_dispatcher::roster_csv::{RosterCsvError, parse_roster_csv_lenient};
 use pingji_proto::v1 as pb;
 use serde_json::json;
 
+use crate::cli::AddPersonArgs;
 use crate::connection::Client;
 use crate::error::{ConsoleError, bad_line_count, import_error, problem_lines};
 use crate::table::Table;
@@ -17,8 +26,17 @@ const PAGE: u32 = 1000;
 
 /// Reads the roster, refuses it whole when a row is bad (unless
 /// `skip_bad`), and imports it in one request: the dispatcher applies it
-/// all or nothing.
-pub async fn import(client: &mut Client, file: &Path, skip_bad: bool, as_json: bool) -> Result<(), ConsoleError> {
+/// all or nothing. The people's tokens go to `tokens_out`, a new file made
+/// before the import so that tokens are never issued with nowhere to go;
+/// without it they are printed to stdout as CSV, the summary and a warning
+/// going to stderr so that `> tokens.csv` catches the CSV alone.
+pub async fn import(
+    client: &mut Client,
+    file: &Path,
+    skip_bad: bool,
+    tokens_out: Option<&Path>,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
     let text = super::read_file(file)?;
     let (agents, problems) = parse_roster_csv_lenient(&text);
     if !problems.is_empty() && !skip_bad {
@@ -27,14 +45,154 @@ pub async fn import(client: &mut Client, file: &Path, skip_bad: bool, as_json: b
     if agents.is_empty() {
         return Err(ConsoleError::EmptyRoster { path: file.to_path_buf(), problems });
     }
-    let response =
-        client.import_agents(pb::ImportAgentsRequest { agents }).await.map_err(|status| import_error(status, file))?.into_inner();
-    if as_json {
-        let skipped: Vec<_> =
-            problems.iter().map(|problem| json!({ "line": problem.line, "message": problem.message })).collect();
-        return output::json_document(&json!({ "imported": response.imported, "skipped": skipped }));
+    let tokens_file = match tokens_out {
+        Some(path) => Some((create_tokens_file(path)?, path)),
+        None => None,
+    };
+    let response = match client.import_agents(pb::ImportAgentsRequest { agents }).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            if let Some((file_made, path)) = tokens_file {
+                // Empty and made by us a moment ago: nothing is lost.
+                drop(file_made);
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(import_error(status, file));
+        }
+    };
+    let skipped: Vec<_> = problems.iter().map(|problem| json!({ "line": problem.line, "message": problem.message })).collect();
+    let csv = tokens_csv(&response.tokens);
+    let Some((mut file_made, path)) = tokens_file else {
+        output::warning(&format!(
+            "no --tokens-out: the tokens of the {} people imported are printed on stdout, this once only; keep them \
+             safe, give each person their own, and prefer --tokens-out FILE next time",
+            response.tokens.len()
+        ))?;
+        if as_json {
+            let tokens: Vec<_> =
+                response.tokens.iter().map(|issued| json!({ "agent_id": issued.subject, "token": issued.token })).collect();
+            return output::json_document(&json!({ "imported": response.imported, "skipped": skipped, "tokens": tokens }));
+        }
+        output::to_stderr(&import_text(file, response.imported, &problems))?;
+        return output::text(&csv);
+    };
+    if let Err(error) = file_made.write_all(csv.as_bytes()).and_then(|()| file_made.sync_all()) {
+        // The tokens exist nowhere else: show them rather than lose them.
+        output::warning(&format!(
+            "cannot write the tokens to {}: {error}; they are printed on stdout instead, this once only",
+            path.display()
+        ))?;
+        output::text(&csv)?;
+        return Err(ConsoleError::TokensNotWritten { path: path.to_path_buf(), imported: response.imported });
     }
-    output::text(&import_text(file, response.imported, &problems))
+    if as_json {
+        return output::json_document(&json!({
+            "imported": response.imported,
+            "skipped": skipped,
+            "tokens_file": path.display().to_string(),
+        }));
+    }
+    let mut text = import_text(file, response.imported, &problems);
+    text.push_str(&format!(
+        "wrote their {} tokens to {} (readable only by you): give each person their own, then delete the file\n",
+        response.tokens.len(),
+        path.display()
+    ));
+    output::text(&text)
+}
+
+/// A new file for tokens, readable and writable by its owner only. An
+/// existing file is refused: it may hold tokens not yet handed out.
+fn create_tokens_file(path: &Path) -> Result<File, ConsoleError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map_err(|error| {
+        let reason = if error.kind() == std::io::ErrorKind::AlreadyExists {
+            "it already exists, and tokens are never written over a file; name a new file or move the old one away".to_string()
+        } else {
+            error.to_string()
+        };
+        ConsoleError::TokensFile { path: path.to_path_buf(), reason }
+    })
+}
+
+/// The tokens as CSV with a header: `agent_id,token`.
+pub fn tokens_csv(tokens: &[pb::IssuedToken]) -> String {
+    let mut csv = String::from("agent_id,token\n");
+    for issued in tokens {
+        csv.push_str(&format!("{},{}\n", csv_field(&issued.subject), csv_field(&issued.token)));
+    }
+    csv
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+/// The record `roster add` sends.
+pub fn spec_from_args(args: AddPersonArgs) -> pb::AgentSpec {
+    pb::AgentSpec {
+        id: args.id,
+        name: args.name,
+        role: args.role as i32,
+        skills: args.skills,
+        phone: args.phone,
+        home_area_id: args.home_area,
+        travel_mode: args.travel_mode as i32,
+        on_duty: !args.off_duty,
+        home: args.home,
+    }
+}
+
+/// Adds or replaces one person; a person new to the roster comes back with
+/// their token, printed here once.
+pub async fn add(client: &mut Client, spec: pb::AgentSpec, as_json: bool) -> Result<(), ConsoleError> {
+    let agent = client.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await?.into_inner();
+    if as_json {
+        let mut value = json::agent_detail(&agent);
+        if let Some(object) = value.as_object_mut()
+            && !agent.issued_token.is_empty()
+        {
+            object.insert("issued_token".into(), json!(agent.issued_token));
+        }
+        return output::json_document(&value);
+    }
+    output::text(&added_text(&agent))
+}
+
+pub fn added_text(agent: &pb::Agent) -> String {
+    let spec = agent.spec.clone().unwrap_or_default();
+    if agent.issued_token.is_empty() {
+        return format!("saved {} ({}); they were already on the roster, so they keep their token\n", spec.id, spec.name);
+    }
+    format!(
+        "added {} ({})\ntoken for {} (shown once): {}\ngive it to them for their field agent; it cannot be shown again\n",
+        spec.id, spec.name, spec.id, agent.issued_token
+    )
+}
+
+/// Issues a person a new token; the old one stops working and their live
+/// session ends.
+pub async fn rotate_token(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {
+    let issued = client.issue_agent_token(pb::IssueAgentTokenRequest { agent_id: id.to_string() }).await?.into_inner();
+    if as_json {
+        return output::json_document(&json!({ "agent_id": issued.subject, "token": issued.token }));
+    }
+    output::text(&rotated_text(&issued))
+}
+
+pub fn rotated_text(issued: &pb::IssuedToken) -> String {
+    format!(
+        "new token for {} (shown once): {}\nit replaces the old one, which no longer works; their live session, if any, \
+         was ended: they reconnect with the new token\n",
+        issued.subject, issued.token
+    )
 }
 
 pub fn import_text(file: &Path, imported: u32, skipped: &[RosterCsvError]) -> String {
@@ -201,6 +359,46 @@ mod tests {
         let text = person_text(&person("p0001", "黄磊"), 0);
         assert!(text.contains("phone:              13900000000\n"), "{text}");
         assert!(text.contains("live location:      not reported yet\n"), "{text}");
+    }
+
+    #[test]
+    fn tokens_are_csv_with_a_header() {
+        let tokens = [
+            pb::IssuedToken { subject: "p0001".into(), token: "pja_00".into() },
+            pb::IssuedToken { subject: "p,2".into(), token: "pja_11".into() },
+        ];
+        assert_eq!(tokens_csv(&tokens), "agent_id,token\np0001,pja_00\n\"p,2\",pja_11\n");
+    }
+
+    #[test]
+    fn a_tokens_file_is_new_and_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tokens.csv");
+        let file = create_tokens_file(&path).expect("created");
+        drop(file);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+        }
+        let again = create_tokens_file(&path).expect_err("an existing file is refused");
+        assert!(again.to_string().contains("already exists"), "{again}");
+    }
+
+    #[test]
+    fn a_new_person_gets_their_token_once_and_an_existing_one_keeps_theirs() {
+        let mut agent = person("p0101", "黄磊");
+        agent.issued_token = "pja_ab".into();
+        assert_eq!(
+            added_text(&agent),
+            "added p0101 (黄磊)\ntoken for p0101 (shown once): pja_ab\ngive it to them for their field agent; it cannot be shown again\n"
+        );
+        agent.issued_token.clear();
+        assert!(added_text(&agent).contains("keep their token"));
+        let rotated = rotated_text(&pb::IssuedToken { subject: "p0101".into(), token: "pja_cd".into() });
+        assert!(rotated.starts_with("new token for p0101 (shown once): pja_cd\nit replaces the old one"), "{rotated}");
+        assert!(rotated.contains("live session"), "{rotated}");
     }
 
     #[test]
