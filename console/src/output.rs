@@ -29,6 +29,13 @@ pub fn json_line(value: &Value) -> Result<(), ConsoleError> {
     line(&value.to_string())
 }
 
+/// A secret shown once: the token alone on stdout, so that a script can
+/// take it (`TOKEN=$(pingji ...)`), and what it is for on stderr.
+pub fn secret(token: &str, note: &str) -> Result<(), ConsoleError> {
+    line(token)?;
+    to_stderr(note)
+}
+
 /// Writes a warning for the person at the terminal to stderr, so that it
 /// stays out of output meant for a file or a pipe.
 pub fn warning(text: &str) -> Result<(), ConsoleError> {

@@ -9,6 +9,8 @@
 //! faithful rehearsal at speed N, give it a policy with timeouts divided by N.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pingji_dispatcher::areas::AreaMap;
@@ -78,15 +80,23 @@ fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} ({:?})", status.message(), status.code())
 }
 
-/// Connects to the dispatcher that owns the shard and starts watching its
-/// events: `servers` lists one dispatcher or several (comma separated); a
-/// standby among them names the owner (`x-pingji-owner`), which is followed.
-async fn connect_to_owner(
-    servers: &str,
-    tls: &ClientTls,
-    token: Option<&str>,
-) -> anyhow::Result<(Commands, tonic::Streaming<pb::Event>)> {
-    let bearer = bearer(token)?;
+/// How long an operator call keeps following the owner (a takeover after
+/// the owner died takes a few seconds: the lease's ttl and a renewal).
+const FOLLOW_OWNER_FOR: Duration = Duration::from_secs(20);
+/// The pause between tries while the owner is being found again.
+const FOLLOW_RETRY: Duration = Duration::from_millis(250);
+
+/// Whether a refused call may succeed at the owner of the shard: a standby
+/// or a stepping-down owner answers `unavailable`; a dead owner's calls
+/// fail in the transport.
+fn owner_may_have_moved(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
+/// Connects to the dispatcher that owns the shard: `servers` lists one
+/// dispatcher or several (comma separated); a standby among them names the
+/// owner (`x-pingji-owner`), which is followed.
+async fn connect_to_owner(servers: &str, tls: &ClientTls, bearer: &Bearer) -> anyhow::Result<Commands> {
     let mut addresses: std::collections::VecDeque<String> =
         pingji_proto::owner::server_list(servers).into_iter().map(|address| tls.url(&address)).collect();
     anyhow::ensure!(!addresses.is_empty(), "no dispatcher address given; pass --server http://HOST:PORT");
@@ -102,23 +112,78 @@ async fn connect_to_owner(
                 continue;
             }
         };
-        match commands.watch_events(pb::WatchEventsRequest { from_seq: 0 }).await {
-            Ok(watch) => return Ok((commands, watch.into_inner())),
+        match commands.who_am_i(pb::WhoAmIRequest {}).await {
+            Ok(_) => return Ok(commands),
             Err(status) if std::error::Error::source(&status).is_some() => {
                 let causes = std::error::Error::source(&status).map(error_chain).unwrap_or_default();
                 let reason = tls.explained(&server, format!("{}: {causes}", status.message()));
-                problems.push(format!("{server}: watching events: {reason}"));
+                problems.push(format!("{server}: {reason}"));
             }
             Err(status) => match pingji_proto::owner::named_owner(&status) {
                 Some(owner) if redirects < 3 => {
                     redirects += 1;
                     addresses.push_front(pingji_proto::owner::owner_url(&server, &owner));
                 }
-                _ => problems.push(format!("{server}: {}", status_error("watching events", status))),
+                _ => problems.push(format!("{server}: {}", status_error("asking who the drill acts as", status))),
             },
         }
     }
     anyhow::bail!("{}", problems.join("; "))
+}
+
+/// The drill's operator: calls go to the owner of the shard, and follow it
+/// when it changes during the run (a standby's redirect, or the owner gone
+/// and another taking over).
+#[derive(Clone)]
+struct Operator {
+    commands: Commands,
+    servers: String,
+    tls: ClientTls,
+    bearer: Bearer,
+}
+
+impl Operator {
+    async fn connect(options: &LiveOptions) -> anyhow::Result<Operator> {
+        let bearer = bearer(options.token.as_deref())?;
+        let commands = connect_to_owner(&options.server, &options.tls, &bearer).await?;
+        Ok(Operator { commands, servers: options.server.clone(), tls: options.tls.clone(), bearer })
+    }
+
+    /// Runs `call`, again at the owner when it was refused because the owner
+    /// moved, for up to [`FOLLOW_OWNER_FOR`]. A call that is retried must be
+    /// safe to repeat (incidents carry their own ids for this).
+    async fn call<T, Call>(&mut self, what: &str, mut call: impl FnMut(Commands) -> Call) -> anyhow::Result<T>
+    where
+        Call: Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = Instant::now() + FOLLOW_OWNER_FOR;
+        loop {
+            // A client is a cheap handle on the connection: each try gets one.
+            let status = match call(self.commands.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(status) => status,
+            };
+            if !owner_may_have_moved(&status) || Instant::now() >= deadline {
+                return Err(status_error(what, status));
+            }
+            tokio::time::sleep(FOLLOW_RETRY).await;
+            if let Ok(commands) = connect_to_owner(&self.servers, &self.tls, &self.bearer).await {
+                self.commands = commands;
+            }
+        }
+    }
+
+    /// Events from `from_seq` (0: only new ones), at the owner.
+    async fn watch(&mut self, from_seq: u64) -> anyhow::Result<tonic::Streaming<pb::Event>> {
+        let request = pb::WatchEventsRequest { from_seq };
+        let watch = self
+            .call("watching events", |mut commands| {
+                let request = request.clone();
+                async move { commands.watch_events(request).await }
+            })
+            .await?;
+        Ok(watch.into_inner())
+    }
 }
 
 /// Runs a drill against the dispatcher at `options.server` and writes the report into `out`.
@@ -130,16 +195,29 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(options.speed > 0.0 && options.speed <= 1000.0, "speed must be between 0 and 1000");
     // Watch first, so that every event of the run is seen.
-    let (mut commands, mut watch) = connect_to_owner(&options.server, &options.tls, options.token.as_deref()).await?;
+    let mut operator = Operator::connect(options).await?;
+    let mut watch = operator.watch(0).await?;
     let (event_sender, mut event_inbox) = mpsc::channel::<pb::Event>(65_536);
+    let mut watching = operator.clone();
     let watcher = tokio::spawn(async move {
-        while let Ok(Some(event)) = watch.message().await {
-            if event_sender.send(event).await.is_err() {
-                break;
+        let mut last_seq = 0;
+        loop {
+            while let Ok(Some(event)) = watch.message().await {
+                last_seq = event.seq;
+                if event_sender.send(event).await.is_err() {
+                    return;
+                }
+            }
+            // The owner went away: go on from the next event at the new one.
+            let from_seq = if last_seq == 0 { 0 } else { last_seq + 1 };
+            match watching.watch(from_seq).await {
+                Ok(resumed) => watch = resumed,
+                Err(_) => return,
             }
         }
     });
-
+    // Setting up: one call each, at the owner found above.
+    let commands = &mut operator.commands;
     let map_text = std::fs::read_to_string(drill.path.parent().unwrap_or(std::path::Path::new(".")).join(&drill.file.map))?;
     commands
         .import_areas(as_operator(pb::ImportAreasRequest { geojson: map_text }))
@@ -158,7 +236,7 @@ pub async fn run(
         (None, Some(generator)) => crate::roster::generate(&mut rng, &areas, generator),
         (None, None) => Vec::new(),
     };
-    let mut tokens = import_people(&mut commands, &people).await?;
+    let mut tokens = import_people(commands, &people).await?;
 
     let started = Instant::now();
     let started_at = crate::sim::DRILL_START;
@@ -206,17 +284,21 @@ pub async fn run(
         persons.spawn(person.run(agent_events, control_inbox));
     }
 
+    // Incidents carry ids of this run, so that a create retried at a new
+    // owner (its answer lost with the old one) cannot be made twice.
+    let incident_ids = IncidentIds { run: format!("drill-{wall_start}"), next: Arc::new(AtomicU64::new(1)) };
     let mut timeline = JoinSet::new();
     for (_, entry) in drill.timeline.clone() {
         let at = started + Duration::from_secs_f64(entry.at_s as f64 / scale);
-        let mut commands = commands.clone();
+        let mut operator = operator.clone();
+        let incident_ids = incident_ids.clone();
         let controls = controls.clone();
         let people = people.clone();
         let areas = areas.clone();
         let seed = drill.file.seed ^ entry.at_s;
         timeline.spawn(async move {
             tokio::time::sleep_until(at).await;
-            perform(&mut commands, &entry, &controls, &people, &areas, scale, seed).await
+            perform(&mut operator, &incident_ids, &entry, &controls, &people, &areas, scale, seed).await
         });
     }
 
@@ -293,8 +375,10 @@ async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyh
     Ok(tokens)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn perform(
-    commands: &mut Commands,
+    operator: &mut Operator,
+    incident_ids: &IncidentIds,
     entry: &TimelineEntry,
     controls: &BTreeMap<String, mpsc::Sender<Control>>,
     people: &[AgentProfile],
@@ -306,12 +390,18 @@ async fn perform(
     if let Some(mode) = &entry.mode {
         let mode_value = parse_mode(&mode.grade).map_or(pb::Mode::Normal, pingji_dispatcher::convert::mode_to_pb);
         let request = pb::SetModeRequest { area_id: mode.area.clone(), mode: mode_value as i32, reason: mode.reason.clone() };
-        // Already in that mode from an earlier run: nothing to do.
-        if let Err(status) = commands.set_mode(as_operator(request)).await
-            && status.code() != tonic::Code::FailedPrecondition
-        {
-            return Err(status_error("switching mode", status));
-        }
+        // Already in that mode (an earlier run, or a retry): nothing to do.
+        operator
+            .call("switching mode", |mut commands| {
+                let request = request.clone();
+                async move {
+                    match commands.set_mode(as_operator(request)).await {
+                        Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
+                        other => other.map(|_| ()),
+                    }
+                }
+            })
+            .await?;
     }
     if let Some(incident) = &entry.incident {
         let at = match (incident.at, &incident.area) {
@@ -320,7 +410,7 @@ async fn perform(
             (None, None) => Position { lon: 0.0, lat: 0.0 },
         };
         let request = pb::CreateIncidentRequest {
-            id: String::new(),
+            id: incident_ids.next(),
             location: Some(pb::Location { lon: at.lon, lat: at.lat }),
             category: incident.category.clone(),
             priority: i32::from(incident.priority),
@@ -328,7 +418,7 @@ async fn perform(
             headcount: incident.need,
             description: incident.description.clone(),
         };
-        commands.create_incident(as_operator(request)).await.map_err(|status| status_error("creating an incident", status))?;
+        create_incident(operator, request).await?;
     }
     if let Some(burst) = &entry.burst {
         let Some(spec) = areas.get(&AreaId::new(&burst.area)).cloned() else { return Ok(()) };
@@ -339,7 +429,7 @@ async fn perform(
             let at = crate::roster::random_point_in(&mut rng, areas, &spec).unwrap_or(Position { lon: 0.0, lat: 0.0 });
             let category = crate::roster::weighted(&mut rng, &burst.categories).cloned().unwrap_or_else(|| "other".into());
             let request = pb::CreateIncidentRequest {
-                id: String::new(),
+                id: incident_ids.next(),
                 location: Some(pb::Location { lon: at.lon, lat: at.lat }),
                 priority: i32::from(burst.priority[rng.random_range(0..burst.priority.len())]),
                 headcount: burst.need[rng.random_range(0..burst.need.len())],
@@ -347,19 +437,17 @@ async fn perform(
                 description: format!("{category} #{} of a burst in {}", number + 1, spec.name),
                 category,
             };
-            commands
-                .create_incident(as_operator(request))
-                .await
-                .map_err(|status| status_error("creating an incident", status))?;
+            create_incident(operator, request).await?;
         }
     }
     if let Some(cancel) = &entry.cancel {
         let chosen: Vec<String> = match (&cancel.incident, cancel.share) {
             (Some(id), _) => vec![id.clone()],
-            (None, Some(share)) => commands
-                .list_incidents(pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() })
-                .await
-                .map_err(|status| status_error("listing incidents", status))?
+            (None, Some(share)) => operator
+                .call("listing incidents", |mut commands| async move {
+                    commands.list_incidents(pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() }).await
+                })
+                .await?
                 .into_inner()
                 .incidents
                 .into_iter()
@@ -370,19 +458,29 @@ async fn perform(
         };
         for id in chosen {
             // An incident that ended meanwhile cannot be cancelled; that is fine in a drill.
-            let _ = commands.cancel_incident(as_operator(pb::CancelIncidentRequest { id, reason: cancel.reason.clone() })).await;
+            let request = pb::CancelIncidentRequest { id, reason: cancel.reason.clone() };
+            let _ = operator
+                .call("cancelling", |mut commands| {
+                    let request = request.clone();
+                    async move { commands.cancel_incident(request).await }
+                })
+                .await;
         }
     }
     if let Some(plan) = &entry.plan {
         if let Some(id) = &plan.activate {
             let request =
                 pb::ActivatePlanRequest { plan_id: id.clone(), area_id: plan.area.clone(), reason: plan.reason.clone() };
-            commands.activate_plan(as_operator(request)).await.map_err(|status| status_error("activating a plan", status))?;
+            operator
+                .call("activating a plan", |mut commands| {
+                    let request = request.clone();
+                    async move { commands.activate_plan(request).await }
+                })
+                .await?;
         } else if let Some(id) = &plan.deactivate {
-            let listed = commands
-                .list_plans(pb::ListPlansRequest {})
-                .await
-                .map_err(|status| status_error("listing plans", status))?
+            let listed = operator
+                .call("listing plans", |mut commands| async move { commands.list_plans(pb::ListPlansRequest {}).await })
+                .await?
                 .into_inner();
             let open = listed
                 .activations
@@ -390,7 +488,12 @@ async fn perform(
                 .find(|activation| activation.ended_at_ms == 0 && &activation.plan_id == id && activation.area_id == plan.area);
             if let Some(activation) = open {
                 let request = pb::DeactivatePlanRequest { activation_id: activation.id, reason: plan.reason.clone() };
-                commands.deactivate_plan(as_operator(request)).await.map_err(|status| status_error("ending a plan", status))?;
+                operator
+                    .call("ending a plan", |mut commands| {
+                        let request = request.clone();
+                        async move { commands.deactivate_plan(request).await }
+                    })
+                    .await?;
             }
         }
     }
@@ -415,6 +518,38 @@ async fn perform(
         }
     }
     Ok(())
+}
+
+/// Ids for the incidents of one run: `drill-<start ms>-<n>`.
+#[derive(Clone)]
+struct IncidentIds {
+    run: String,
+    next: Arc<AtomicU64>,
+}
+
+impl IncidentIds {
+    fn next(&self) -> String {
+        format!("{}-{}", self.run, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Creates an incident at the owner; a retry that finds it already made
+/// (the first try landed, its answer was lost) counts as done.
+async fn create_incident(operator: &mut Operator, request: pb::CreateIncidentRequest) -> anyhow::Result<()> {
+    let mut tries = 0;
+    operator
+        .call("creating an incident", |mut commands| {
+            tries += 1;
+            let retried = tries > 1;
+            let request = request.clone();
+            async move {
+                match commands.create_incident(as_operator(request)).await {
+                    Err(status) if retried && status.code() == tonic::Code::AlreadyExists => Ok(()),
+                    other => other.map(|_| ()),
+                }
+            }
+        })
+        .await
 }
 
 enum Control {

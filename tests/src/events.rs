@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::auth::Commands;
 use anyhow::Context;
 use pingji_proto::v1 as pb;
-use crate::auth::Commands;
 use tokio::time::Instant;
 use tonic::Streaming;
 

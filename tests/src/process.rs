@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::auth::Commands;
 use anyhow::Context;
 use pingji_proto::tls::ClientTls;
-use crate::auth::Commands;
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;

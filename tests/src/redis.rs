@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use crate::auth::Commands;
 use anyhow::Context;
 use pingji_dispatcher::server::standby::OWNER_METADATA;
 use pingji_proto::tls::ClientTls;
 use pingji_proto::v1 as pb;
-use crate::auth::Commands;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tonic::transport::Channel;

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
+use crate::auth::Commands;
 use anyhow::Context;
 use pingji_dispatcher::policy::Policy;
 use pingji_proto::v1 as pb;
-use crate::auth::Commands;
 
 /// Metres per degree of latitude (and of longitude at the equator).
 const METRES_PER_DEGREE: f64 = 111_320.0;
@@ -99,11 +99,7 @@ impl AreaBox {
 
 /// The ids of up to `limit` people of the roster who are available and live
 /// in `area_id` (`ListAgents`), in the dispatcher's order.
-pub async fn available_people(
-    command: &mut Commands,
-    area_id: &str,
-    limit: usize,
-) -> anyhow::Result<Vec<String>> {
+pub async fn available_people(command: &mut Commands, area_id: &str, limit: usize) -> anyhow::Result<Vec<String>> {
     let request = pb::ListAgentsRequest {
         area_id: area_id.into(),
         status: pb::AgentStatus::Available as i32,

@@ -10,12 +10,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::auth::Commands;
 use anyhow::Context;
 use pingji_dispatcher::policy::Policy;
 use pingji_dispatcher::server::{Config, Store};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use crate::auth::Commands;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::Channel;

@@ -14,7 +14,6 @@ use pingji_tests::{ProcessOptions, TestServer, area_box, pb, sample_city, sample
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-
 /// Generous deadline for anything that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(30);
 
@@ -406,7 +405,11 @@ async fn headless_errors_are_one_line_and_a_non_zero_exit() -> anyhow::Result<()
             1,
             "track /nonexistent/walk.csv: cannot read",
         ),
-        (&["--server", &url, "--agent", "nobody", "--token", "pja_wrong", "--at", "120.1,30.2", "--auto", "ignore"], 1, "unauthenticated"),
+        (
+            &["--server", &url, "--agent", "nobody", "--token", "pja_wrong", "--at", "120.1,30.2", "--auto", "ignore"],
+            1,
+            "unauthenticated",
+        ),
     ];
     for (args, expected_code, expected_text) in cases {
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
@@ -430,7 +433,8 @@ async fn a_newer_session_replaces_the_older_which_stops_reconnecting() -> anyhow
     welcome_of(older_log.wait_for(PROMPTLY, "the first welcome", |event| matches!(event, AgentEvent::Welcome(_))).await?)?;
 
     let newer = pingji_tests::AgentSession::open(&mut server.agents().await?, "p0003", &token).await?;
-    let ended = older_log.wait_for(PROMPTLY, "the end of the older session", |event| matches!(event, AgentEvent::Stopped { .. })).await?;
+    let ended =
+        older_log.wait_for(PROMPTLY, "the end of the older session", |event| matches!(event, AgentEvent::Stopped { .. })).await?;
     let AgentEvent::Stopped { error: Some(error) } = ended else { anyhow::bail!("stopped without a reason: {ended:?}") };
     assert!(error.starts_with("replaced") && error.contains("newer session"), "{error}");
     // The newer session is the live one.

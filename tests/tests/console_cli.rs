@@ -69,11 +69,11 @@ async fn run_pingji_without_token(url: &str, args: &[&str]) -> anyhow::Result<Cl
     })
 }
 
-/// A token the console printed as `... (shown once): TOKEN`.
+/// The token the console printed alone on stdout.
 fn token_shown_once(stdout: &str) -> anyhow::Result<String> {
     stdout
         .lines()
-        .find_map(|line| line.split_once("(shown once): ").map(|(_, token)| token.trim().to_string()))
+        .find_map(|line| Some(line.trim()).filter(|line| line.starts_with("pj")).map(str::to_string))
         .ok_or_else(|| anyhow::anyhow!("no token shown once in:\n{stdout}"))
 }
 
@@ -452,7 +452,8 @@ async fn accounts_are_added_listed_rotated_and_removed_and_roles_are_enforced() 
     assert_eq!(whoami.stdout, "admin (admin)\n");
 
     let added = run_pingji(&url, &["account", "add", "li.na", "--role", "viewer"]).await?.success()?;
-    assert!(added.stdout.starts_with("added li.na as viewer\ntoken for li.na (shown once): pjo_li.na_"), "{}", added.stdout);
+    assert!(added.stdout.starts_with("pjo_li.na_"), "{}", added.stdout);
+    assert!(added.stderr.starts_with("added li.na as viewer; their token is on stdout, shown once"), "{}", added.stderr);
     let viewer_token = token_shown_once(&added.stdout)?;
     assert!(is_token(&viewer_token, "pjo_li.na_"), "{}", added.stdout);
 
@@ -513,7 +514,8 @@ async fn a_person_added_gets_a_token_once_and_rotating_it_replaces_the_old_one()
     let url = server_url(&server);
     let add = ["roster", "add", "p0901", "--name", "王芳", "--role", "volunteer", "--skill", "first_aid"];
     let added = run_pingji(&url, &add).await?.success()?;
-    assert!(added.stdout.starts_with("added p0901 (王芳)\ntoken for p0901 (shown once): pja_"), "{}", added.stdout);
+    assert!(added.stdout.starts_with("pja_"), "{}", added.stdout);
+    assert!(added.stderr.starts_with("added p0901 (王芳); their token is on stdout"), "{}", added.stderr);
     let first_token = token_shown_once(&added.stdout)?;
     assert!(is_token(&first_token, "pja_"), "{}", added.stdout);
     // Saved again: the record changes, the token stays.
@@ -528,8 +530,8 @@ async fn a_person_added_gets_a_token_once_and_rotating_it_replaces_the_old_one()
     assert!(refused.stderr.contains("pingji roster token p0901 --rotate"), "{}", refused.stderr);
 
     let rotated = run_pingji(&url, &["roster", "token", "p0901", "--rotate"]).await?.success()?;
-    assert!(rotated.stdout.starts_with("new token for p0901 (shown once): pja_"), "{}", rotated.stdout);
-    assert!(rotated.stdout.contains("it replaces the old one"), "{}", rotated.stdout);
+    assert!(rotated.stdout.starts_with("pja_") && rotated.stdout.lines().count() == 1, "{}", rotated.stdout);
+    assert!(rotated.stderr.contains("it replaces the old one"), "{}", rotated.stderr);
     let new_token = token_shown_once(&rotated.stdout)?;
     assert!(is_token(&new_token, "pja_"), "{}", rotated.stdout);
     // The live session was ended; the old token is refused, the new one opens.

@@ -163,10 +163,8 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
             description: "burst".into(),
         });
     }
-    let creators: Vec<_> = batches
-        .into_iter()
-        .map(|batch| tokio::spawn(create_incidents(pingji_tests::commands(channel.clone()), batch)))
-        .collect();
+    let creators: Vec<_> =
+        batches.into_iter().map(|batch| tokio::spawn(create_incidents(pingji_tests::commands(channel.clone()), batch))).collect();
 
     let mut confirmed: Vec<Confirmed> = Vec::new();
     while confirmed.len() < kill_after {

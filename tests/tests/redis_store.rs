@@ -375,9 +375,7 @@ async fn the_standby_takes_over_within_the_bound_when_the_owner_is_killed_mid_bu
     let acknowledged_count = Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = batches
         .into_iter()
-        .map(|batch| {
-            tokio::spawn(create_incidents(pingji_tests::commands(channel.clone()), batch, acknowledged_count.clone()))
-        })
+        .map(|batch| tokio::spawn(create_incidents(pingji_tests::commands(channel.clone()), batch, acknowledged_count.clone())))
         .collect();
     let counting = acknowledged_count.clone();
     wait_until(PROMPTLY, "enough creates are acknowledged", async || Ok(counting.load(Ordering::Relaxed) >= kill_after)).await?;
@@ -758,5 +756,49 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
         anyhow::ensure!(found.is_ok(), "acknowledged incident {id} is missing after redis restarted: {found:?}");
         anyhow::ensure!(journaled.contains(id), "acknowledged incident {id} is not in the redis stream");
     }
+    Ok(())
+}
+
+/// `drill live` given both dispatchers keeps going through a kill -9 of
+/// the owner: its operator calls and its event watch follow the shard to
+/// the new owner (incidents carry the run's ids, so a retried create is not
+/// made twice), and its people's sessions reconnect there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_drill_follows_the_owner_through_a_failover() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let (mut owner, mut standby) = owner_and_standby(dir.path(), &redis).await?;
+    let drill_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/smoke.toml");
+    let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
+    let out = tempfile::tempdir()?;
+    let options = pingji_scenarios::live::LiveOptions {
+        server: format!("{},{}", standby.url(), owner.url()),
+        speed: 60.0,
+        tls: pingji_proto::tls::ClientTls::default(),
+        token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
+    };
+    let run = pingji_scenarios::live::run(&drill, &options, out.path(), |_| {});
+    tokio::pin!(run);
+    // The burst of incidents runs from 6 to 11 s of the run at speed 60:
+    // the owner dies in the middle of it.
+    let killed_at = Instant::now() + Duration::from_millis(7_500);
+    let mut killed = false;
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report?,
+            () = tokio::time::sleep_until(killed_at), if !killed => {
+                killed = true;
+                owner.kill().await?;
+                let took = time_takeover(&mut standby, Instant::now()).await?;
+                println!("the standby took over {took:?} after the kill");
+            }
+        }
+    };
+    assert!(killed && owner.has_exited(), "the owner was killed during the run");
+    assert_eq!(report.totals.incidents, 8, "every incident of the timeline was created, across the failover");
+    let mut command = standby.command().await?;
+    let incidents = command.list_incidents(pb::ListIncidentsRequest { limit: 100, ..Default::default() }).await?.into_inner().incidents;
+    assert_eq!(incidents.len(), 8, "none twice: {:?}", incidents.iter().map(|incident| &incident.id).collect::<Vec<_>>());
+    assert!(incidents.iter().all(|incident| incident.id.starts_with("drill-")));
     Ok(())
 }

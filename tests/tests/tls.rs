@@ -123,21 +123,8 @@ async fn the_console_and_a_field_agent_work_over_tls_and_plain_text_is_told_to_u
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
     let (lon, lat) = grid.centre();
     let at = format!("{lon},{lat}");
-    let create = [
-        "--ca",
-        &ca,
-        "incident",
-        "create",
-        "--at",
-        &at,
-        "--category",
-        "medical",
-        "--priority",
-        "2",
-        "--need",
-        "1",
-        "--json",
-    ];
+    let create =
+        ["--ca", &ca, "incident", "create", "--at", &at, "--category", "medical", "--priority", "2", "--need", "1", "--json"];
     let created = run_pingji(&url, &create).await?.success()?.json()?;
     let incident_id = created["id"].as_str().unwrap_or_default().to_string();
     assert!(incident_id.starts_with("inc-"), "{created}");

@@ -25,14 +25,14 @@ pub async fn rotate(client: &mut Client, as_json: bool) -> Result<(), ConsoleErr
     if as_json {
         return output::json_document(&json::issued_token(&issued));
     }
-    output::text(&rotated_text(&issued))
+    output::secret(&issued.token, &rotated_text(&issued))
 }
 
 /// The new token of `rotate`, with what became of the old one.
 pub fn rotated_text(issued: &pb::IssuedToken) -> String {
     format!(
-        "new token for {} (shown once): {}\nyour old token no longer works: use the new one with --token or PINGJI_TOKEN\n",
-        issued.subject, issued.token
+        "new token for {} on stdout, shown once; your old token no longer works: use the new one with --token or PINGJI_TOKEN\n",
+        issued.subject
     )
 }
 
@@ -46,17 +46,15 @@ pub async fn add(client: &mut Client, name: &str, role: pb::OperatorRole, as_jso
             "token": issued.token,
         }));
     }
-    output::text(&added_text(&issued, role))
+    output::secret(&issued.token, &added_text(&issued, role))
 }
 
 /// The token of a new account, shown once.
 pub fn added_text(issued: &pb::IssuedToken, role: pb::OperatorRole) -> String {
     format!(
-        "added {} as {}\ntoken for {} (shown once): {}\nhand it over by a safe channel; it cannot be shown again\n",
+        "added {} as {}; their token is on stdout, shown once: hand it over by a safe channel, it cannot be shown again\n",
         issued.subject,
-        labels::operator_role_name(role as i32),
-        issued.subject,
-        issued.token
+        labels::operator_role_name(role as i32)
     )
 }
 
@@ -133,11 +131,12 @@ mod tests {
         let added = added_text(&issued, pb::OperatorRole::Commander);
         assert_eq!(
             added,
-            "added li.na as commander\ntoken for li.na (shown once): pjo_li.na_00ff\n\
-             hand it over by a safe channel; it cannot be shown again\n"
+            "added li.na as commander; their token is on stdout, shown once: hand it over by a safe channel, it cannot be \
+             shown again\n"
         );
         let rotated = rotated_text(&issued);
-        assert!(rotated.starts_with("new token for li.na (shown once): pjo_li.na_00ff\n"), "{rotated}");
+        assert!(rotated.starts_with("new token for li.na on stdout, shown once"), "{rotated}");
+        assert!(!rotated.contains("pjo_li.na_00ff") && !added.contains("pjo_li.na_00ff"));
         assert!(rotated.contains("old token no longer works"), "{rotated}");
     }
 }

@@ -163,7 +163,10 @@ pub async fn add(client: &mut Client, spec: pb::AgentSpec, as_json: bool) -> Res
         }
         return output::json_document(&value);
     }
-    output::text(&added_text(&agent))
+    if agent.issued_token.is_empty() {
+        return output::text(&added_text(&agent));
+    }
+    output::secret(&agent.issued_token, &added_text(&agent))
 }
 
 pub fn added_text(agent: &pb::Agent) -> String {
@@ -172,8 +175,8 @@ pub fn added_text(agent: &pb::Agent) -> String {
         return format!("saved {} ({}); they were already on the roster, so they keep their token\n", spec.id, spec.name);
     }
     format!(
-        "added {} ({})\ntoken for {} (shown once): {}\ngive it to them for their field agent; it cannot be shown again\n",
-        spec.id, spec.name, spec.id, agent.issued_token
+        "added {} ({}); their token is on stdout, shown once: give it to them for their field agent, it cannot be shown again\n",
+        spec.id, spec.name
     )
 }
 
@@ -184,14 +187,14 @@ pub async fn rotate_token(client: &mut Client, id: &str, as_json: bool) -> Resul
     if as_json {
         return output::json_document(&json!({ "agent_id": issued.subject, "token": issued.token }));
     }
-    output::text(&rotated_text(&issued))
+    output::secret(&issued.token, &rotated_text(&issued))
 }
 
 pub fn rotated_text(issued: &pb::IssuedToken) -> String {
     format!(
-        "new token for {} (shown once): {}\nit replaces the old one, which no longer works; their live session, if any, \
-         was ended: they reconnect with the new token\n",
-        issued.subject, issued.token
+        "new token for {} on stdout, shown once; it replaces the old one, which no longer works; their live session, if \
+         any, was ended: they reconnect with the new token\n",
+        issued.subject
     )
 }
 
@@ -392,12 +395,14 @@ mod tests {
         agent.issued_token = "pja_ab".into();
         assert_eq!(
             added_text(&agent),
-            "added p0101 (黄磊)\ntoken for p0101 (shown once): pja_ab\ngive it to them for their field agent; it cannot be shown again\n"
+            "added p0101 (黄磊); their token is on stdout, shown once: give it to them for their field agent, it cannot be shown again\n"
         );
+        assert!(!added_text(&agent).contains("pja_ab"), "the note on stderr leaves the token out");
         agent.issued_token.clear();
         assert!(added_text(&agent).contains("keep their token"));
         let rotated = rotated_text(&pb::IssuedToken { subject: "p0101".into(), token: "pja_cd".into() });
-        assert!(rotated.starts_with("new token for p0101 (shown once): pja_cd\nit replaces the old one"), "{rotated}");
+        assert!(rotated.starts_with("new token for p0101 on stdout, shown once; it replaces the old one"), "{rotated}");
+        assert!(!rotated.contains("pja_cd"));
         assert!(rotated.contains("live session"), "{rotated}");
     }
 
