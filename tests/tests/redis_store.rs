@@ -797,7 +797,8 @@ async fn a_live_drill_follows_the_owner_through_a_failover() -> anyhow::Result<(
     assert!(killed && owner.has_exited(), "the owner was killed during the run");
     assert_eq!(report.totals.incidents, 8, "every incident of the timeline was created, across the failover");
     let mut command = standby.command().await?;
-    let incidents = command.list_incidents(pb::ListIncidentsRequest { limit: 100, ..Default::default() }).await?.into_inner().incidents;
+    let incidents =
+        command.list_incidents(pb::ListIncidentsRequest { limit: 100, ..Default::default() }).await?.into_inner().incidents;
     assert_eq!(incidents.len(), 8, "none twice: {:?}", incidents.iter().map(|incident| &incident.id).collect::<Vec<_>>());
     assert!(incidents.iter().all(|incident| incident.id.starts_with("drill-")));
     Ok(())
