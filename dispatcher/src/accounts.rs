@@ -15,13 +15,16 @@
 //! and the PHC string format stay, so stronger parameters can come later
 //! without re-issuing tokens.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 
+use crate::event::EventKind;
 use crate::ids::{AgentId, Millis};
 
 /// Prefix of a person's token (field sessions only).
@@ -111,6 +114,56 @@ pub struct AgentTokenHash {
     pub agent: AgentId,
     pub token_hash: String,
 }
+
+/// The hashes that calls are checked against, as of the last journaled
+/// event. The runtime keeps it (after each append) and the auth layer reads
+/// it, so a check never queues behind the dispatch work of the owner task.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Credentials {
+    /// Operator name -> role and token hash.
+    pub operators: HashMap<String, (OperatorRole, String)>,
+    /// Person -> token hash.
+    pub agents: HashMap<AgentId, String>,
+}
+
+impl Credentials {
+    pub fn new(operators: &BTreeMap<String, Operator>, agent_tokens: &BTreeMap<AgentId, String>) -> Self {
+        Credentials {
+            operators: operators
+                .iter()
+                .map(|(name, operator)| (name.clone(), (operator.role, operator.token_hash.clone())))
+                .collect(),
+            agents: agent_tokens.iter().map(|(agent, hash)| (agent.clone(), hash.clone())).collect(),
+        }
+    }
+
+    /// Follows one journaled event (as the state's fold does).
+    pub fn apply(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::AgentTokensIssued { tokens } => {
+                for token in tokens {
+                    self.agents.insert(token.agent.clone(), token.token_hash.clone());
+                }
+            }
+            EventKind::OperatorAdded { name, role, token_hash } => {
+                self.operators.insert(name.clone(), (*role, token_hash.clone()));
+            }
+            EventKind::OperatorTokenRotated { name, token_hash } => {
+                if let Some((_, hash)) = self.operators.get_mut(name) {
+                    hash.clone_from(token_hash);
+                }
+            }
+            EventKind::OperatorRemoved { name } => {
+                self.operators.remove(name);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// [`Credentials`] shared between the runtime and the auth layer. A sync
+/// lock, never held across an `.await`.
+pub type SharedCredentials = Arc<RwLock<Credentials>>;
 
 /// Checks an operator name: 1 to 64 ASCII letters, digits or `.`, `-`, `@`
 /// (no `_`, which separates the name from the secret in a token).

@@ -15,13 +15,14 @@
 //! `subscribe` + `read_events` for the event stream.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pingji_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
+use crate::accounts::{Credentials, OperatorRole, SharedCredentials};
 use crate::convert;
 use crate::engine::{Command, Engine, Rejection, State};
 use crate::event::{Event, EventKind};
@@ -98,9 +99,22 @@ pub struct Dispatcher {
     journal: SharedJournal,
     closing: watch::Receiver<bool>,
     store_reachable: watch::Receiver<bool>,
+    credentials: SharedCredentials,
 }
 
 impl Dispatcher {
+    /// The operator's role and token hash, as journaled; read without
+    /// waiting for the owner task.
+    pub fn operator_credentials(&self, name: &str) -> Option<(OperatorRole, String)> {
+        self.credentials.read().ok()?.operators.get(name).cloned()
+    }
+
+    /// The person's token hash, as journaled; read without waiting for the
+    /// owner task.
+    pub fn agent_token_hash(&self, agent: &AgentId) -> Option<String> {
+        self.credentials.read().ok()?.agents.get(agent).cloned()
+    }
+
     /// False while the journal's store is out of reach and writes are
     /// refused (Redis down; see the module notes).
     pub fn store_reachable(&self) -> bool {
@@ -275,8 +289,18 @@ pub fn start(
     let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
     let (closing_sender, closing) = watch::channel(false);
     let (store_reachable_sender, store_reachable) = watch::channel(true);
-    let dispatcher = Dispatcher { requests, events: events.clone(), journal: journal.clone(), closing, store_reachable };
+    let state = engine.state();
+    let credentials = Arc::new(RwLock::new(Credentials::new(&state.operators, &state.agent_tokens)));
+    let dispatcher = Dispatcher {
+        requests,
+        events: events.clone(),
+        journal: journal.clone(),
+        closing,
+        store_reachable,
+        credentials: credentials.clone(),
+    };
     let owner = Owner {
+        credentials,
         closing: closing_sender,
         store_reachable: store_reachable_sender,
         stuck: Vec::new(),
@@ -308,6 +332,8 @@ struct Committed {
 }
 
 struct Owner {
+    /// What calls are checked against, as journaled.
+    credentials: SharedCredentials,
     closing: watch::Sender<bool>,
     /// Kept when `wait_for_store` is set.
     committed: Option<Committed>,
@@ -426,6 +452,7 @@ impl Owner {
                 committed.events.push(event.clone());
             }
             self.since_snapshot += 1;
+            self.follow_credentials(std::slice::from_ref(&event));
             let _ = self.events.send(Arc::new(convert::event_to_pb(stored)));
             self.route(&event);
         }
@@ -613,6 +640,7 @@ impl Owner {
                     committed.events.extend(events.iter().cloned());
                 }
                 self.since_snapshot += stored.len() as u64;
+                self.follow_credentials(&events);
                 for (event, stored) in events.iter().zip(&stored) {
                     let _ = self.events.send(Arc::new(convert::event_to_pb(stored)));
                     self.route(event);
@@ -731,6 +759,32 @@ impl Owner {
             journaled.replay(event).map_err(anyhow::Error::msg)?;
         }
         self.engine.rewind(journaled.into_state());
+        let state = self.engine.state();
+        let journaled_credentials = Credentials::new(&state.operators, &state.agent_tokens);
+        if let Ok(mut credentials) = self.credentials.write() {
+            *credentials = journaled_credentials;
+        }
         Ok(())
+    }
+
+    /// Journaled events change what calls are checked against.
+    fn follow_credentials(&self, events: &[Event]) {
+        let touches = |event: &&Event| {
+            matches!(
+                event.kind,
+                EventKind::AgentTokensIssued { .. }
+                    | EventKind::OperatorAdded { .. }
+                    | EventKind::OperatorTokenRotated { .. }
+                    | EventKind::OperatorRemoved { .. }
+            )
+        };
+        let mut touching = events.iter().filter(touches).peekable();
+        if touching.peek().is_none() {
+            return;
+        }
+        let Ok(mut credentials) = self.credentials.write() else { return };
+        for event in touching {
+            credentials.apply(&event.kind);
+        }
     }
 }

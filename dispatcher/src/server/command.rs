@@ -583,10 +583,16 @@ impl CommandService for CommandApi {
         let actor = caller(&request)?.actor();
         let name = request.into_inner().name.trim().to_string();
         let lookup = name.clone();
-        let removed =
-            self.dispatcher.execute(Command::RemoveOperator { name: name.clone() }, actor, |_, _| ()).await.map(|()| lookup);
-        let name = removed?;
-        Ok(Response::new(pb::Operator { name, role: pb::OperatorRole::Unspecified as i32, created_at_ms: 0 }))
+        let account = self
+            .dispatcher
+            .query(move |engine, _| engine.state().operators.get(&lookup).map(|operator| (operator.role, operator.created_at.0)))
+            .await?;
+        self.dispatcher.execute(Command::RemoveOperator { name: name.clone() }, actor, |_, _| ()).await?;
+        let removed = match account {
+            Some((role, created_at_ms)) => operator_to_pb(&name, role, created_at_ms),
+            None => pb::Operator { name, role: pb::OperatorRole::Unspecified as i32, created_at_ms: 0 },
+        };
+        Ok(Response::new(removed))
     }
 
     async fn list_operators(

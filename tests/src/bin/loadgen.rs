@@ -151,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 .arg(dir.path().join("loadgen.db"))
                 .arg("--areas")
                 .arg(areas)
+                .env("PINGJI_BOOTSTRAP_ADMIN_TOKEN", pingji_tests::ADMIN_TOKEN)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .kill_on_drop(true)
@@ -172,9 +173,12 @@ async fn main() -> anyhow::Result<()> {
             Err(error) => return Err(error).context("the dispatcher did not answer within 60 s"),
         }
     };
-    // A dispatcher of its own has the tests' admin; another one needs its
-    // admin's token in PINGJI_TOKEN.
-    let admin = std::env::var("PINGJI_TOKEN").unwrap_or_else(|_| pingji_tests::ADMIN_TOKEN.to_string());
+    // A dispatcher of its own has the tests' admin; another one (--server)
+    // needs its admin's token in PINGJI_TOKEN.
+    let admin = match &args.server {
+        None => pingji_tests::ADMIN_TOKEN.to_string(),
+        Some(_) => std::env::var("PINGJI_TOKEN").context("with --server, set PINGJI_TOKEN to an admin's token")?,
+    };
     let mut commands = pingji_tests::commands_with(command_channel.clone(), Some(&admin));
     // Health may lag the listener; retry the first call.
     let roster: Vec<pb::AgentSpec> = (0..args.sessions)
