@@ -176,12 +176,7 @@ impl Operator {
     /// Events from `from_seq` (0: only new ones), at the owner.
     async fn watch(&mut self, from_seq: u64) -> anyhow::Result<tonic::Streaming<pb::Event>> {
         let request = pb::WatchEventsRequest { from_seq };
-        let watch = self
-            .call("watching events", |mut commands| {
-                let request = request.clone();
-                async move { commands.watch_events(request).await }
-            })
-            .await?;
+        let watch = self.call("watching events", |mut commands| async move { commands.watch_events(request).await }).await?;
         Ok(watch.into_inner())
     }
 }
