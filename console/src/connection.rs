@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
+pub use pingji_proto::auth::BearerToken;
 use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1::command_service_client::CommandServiceClient;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -17,61 +16,13 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(5);
 /// Largest message either side of the console accepts: area outlines of a
 /// whole city (`ListAreas` with geometry) run to megabytes.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-/// The metadata key the dispatcher reads the operator's token from.
-pub const AUTHORIZATION_HEADER: &str = "authorization";
-
 /// A `CommandService` client that carries the operator's token on every
 /// request.
 pub type Client = CommandServiceClient<InterceptedService<Channel, BearerToken>>;
 
-/// Adds `authorization: Bearer TOKEN` to each request when a token is given;
-/// without one the dispatcher refuses the call and says how to get one.
-#[derive(Clone)]
-pub struct BearerToken {
-    value: Option<AsciiMetadataValue>,
-}
-
-impl BearerToken {
-    /// The header for `token`, checked to be sendable as metadata. The error
-    /// never repeats the token: it is a secret.
-    pub fn new(token: Option<&str>) -> Result<Self, ConsoleError> {
-        let Some(token) = token.map(str::trim) else {
-            return Ok(BearerToken { value: None });
-        };
-        // A token pasted with the scheme in front of it.
-        let token = token.strip_prefix("Bearer ").map_or(token, str::trim_start);
-        if token.is_empty() {
-            return Err(ConsoleError::BadToken("it is empty".to_string()));
-        }
-        if !token.chars().all(|character| character.is_ascii_graphic()) {
-            return Err(ConsoleError::BadToken(
-                "it has spaces or characters that are not plain ASCII, which a token never has; check it was copied whole"
-                    .to_string(),
-            ));
-        }
-        let mut value = MetadataValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| ConsoleError::BadToken("it cannot be sent as a gRPC header".to_string()))?;
-        // Keeps the secret out of HPACK's table of values to reuse.
-        value.set_sensitive(true);
-        Ok(BearerToken { value: Some(value) })
-    }
-}
-
-/// Never shows the token, should a client end up in a debug print.
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = if self.value.is_some() { "Some(<redacted>)" } else { "None" };
-        formatter.debug_struct("BearerToken").field("value", &format_args!("{shown}")).finish()
-    }
-}
-
-impl Interceptor for BearerToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.value {
-            request.metadata_mut().insert(AUTHORIZATION_HEADER, value.clone());
-        }
-        Ok(request)
-    }
+/// The console's bearer for `token`, or what is wrong with it.
+pub fn bearer(token: Option<&str>) -> Result<BearerToken, ConsoleError> {
+    BearerToken::new(token).map_err(ConsoleError::BadToken)
 }
 
 /// Connects to the first reachable dispatcher of `servers` (one address, or
@@ -138,28 +89,13 @@ pub fn call_error(server: &str, tls: &ClientTls, status: tonic::Status) -> Conso
 mod tests {
     use super::*;
 
-    fn header(token: Option<&str>) -> Option<String> {
-        let mut interceptor = BearerToken::new(token).expect("a sendable token");
-        let request = interceptor.call(tonic::Request::new(())).expect("the interceptor passes every request");
-        request.metadata().get(AUTHORIZATION_HEADER).and_then(|value| value.to_str().ok()).map(str::to_string)
-    }
-
-    #[test]
-    fn the_token_goes_out_as_a_bearer_header() {
-        assert_eq!(header(Some("pjo_li_00ff")).as_deref(), Some("Bearer pjo_li_00ff"));
-        assert_eq!(header(Some(" Bearer pjo_li_00ff\n")).as_deref(), Some("Bearer pjo_li_00ff"));
-        assert_eq!(header(None), None);
-    }
-
     #[test]
     fn a_token_that_cannot_be_sent_is_refused_without_showing_it() {
         for bad in ["", "pjo_li_秘密", "pjo li"] {
-            let error = BearerToken::new(Some(bad)).expect_err("refused");
+            let error = bearer(Some(bad)).expect_err("refused");
             let shown = error.to_string();
             assert!(shown.starts_with("the token from --token or PINGJI_TOKEN cannot be used: "), "{shown}");
             assert!(!shown.contains("秘密") && !shown.contains("pjo"), "{shown}");
         }
-        let debug = format!("{:?}", BearerToken::new(Some("pjo_li_00ff")).expect("sendable"));
-        assert!(!debug.contains("00ff"), "{debug}");
     }
 }

@@ -65,7 +65,7 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         return Err(usage_error(clap::error::ErrorKind::UnknownArgument, message));
     }
     let global = cli.global;
-    let token = connection::BearerToken::new(global.token.as_ref().map(cli::OperatorToken::expose))?;
+    let token = connection::bearer(global.token.as_ref().map(cli::OperatorToken::expose))?;
     let tls = pingji_proto::tls::ClientTlsFiles {
         ca: global.ca.clone(),
         cert: global.client_cert.clone(),

@@ -4,11 +4,13 @@
 //! - `proto/pingji/v1/pingji.proto`: the API, documented inline.
 //! - [`v1`]: messages and the tonic clients and servers generated from it.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for gRPC reflection.
+//! - [`auth`]: the operator's token on every call (clients).
 //! - [`owner`]: finding the dispatcher that owns the shard (clients).
 //! - [`tls`]: the clients' TLS settings (`--ca`, client certificates).
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod tls;
 
 pub mod v1 {

@@ -19,6 +19,7 @@ use pingji_dispatcher::ids::{AreaId, Millis};
 use pingji_dispatcher::roster::{AgentProfile, TravelMode};
 use pingji_dispatcher::spatial::Position;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, IncidentId, Location, OfferId};
+use pingji_proto::auth::BearerToken as Bearer;
 use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
@@ -27,7 +28,6 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -48,28 +48,9 @@ pub struct LiveOptions {
 
 type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// Adds `authorization: Bearer TOKEN` to each call.
-#[derive(Clone)]
-struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
 fn bearer(token: Option<&str>) -> anyhow::Result<Bearer> {
-    let value = match token {
-        Some(token) => Some(
-            tonic::metadata::MetadataValue::try_from(format!("Bearer {}", token.trim()))
-                .map_err(|_| anyhow::anyhow!("the operator token has characters a header cannot carry; copy it again"))?,
-        ),
-        None => None,
-    };
-    Ok(Bearer(value))
+    Bearer::new(token)
+        .map_err(|problem| anyhow::anyhow!("the operator token from --token or PINGJI_TOKEN cannot be used: {problem}"))
 }
 
 fn as_operator<T>(message: T) -> tonic::Request<T> {

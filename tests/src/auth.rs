@@ -4,10 +4,9 @@
 //! clients carry it, and people get their tokens from [`agent_token`].
 
 use anyhow::Context;
+use pingji_proto::auth::BearerToken;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -15,20 +14,7 @@ use tonic::transport::Channel;
 pub const ADMIN_TOKEN: &str = "pjo_admin_5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
 /// A command client that sends a token on every call.
-pub type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
-
-/// Adds `authorization: Bearer TOKEN` to each call, or nothing.
-#[derive(Clone, Debug)]
-pub struct Bearer(Option<AsciiMetadataValue>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
+pub type Commands = CommandServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// A command client acting as the test admin.
 pub fn commands(channel: Channel) -> Commands {
@@ -37,8 +23,9 @@ pub fn commands(channel: Channel) -> Commands {
 
 /// A command client sending `token` (none at all with `None`).
 pub fn commands_with(channel: Channel, token: Option<&str>) -> Commands {
-    let value = token.and_then(|token| MetadataValue::try_from(format!("Bearer {token}")).ok());
-    CommandServiceClient::with_interceptor(channel, Bearer(value))
+    // A token a test made unsendable on purpose goes out as no token.
+    let bearer = BearerToken::new(token).unwrap_or_default();
+    CommandServiceClient::with_interceptor(channel, bearer)
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024)
 }
