@@ -46,6 +46,16 @@ pub use sqlite::{SCHEMA_VERSION, SqliteJournal, SqliteReader};
 use crate::shard::RedisStoreError;
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long journaled events are kept when the settings do not say
+/// (`journal.retention_days`): 90 days covers an incident's after-action
+/// review, complaints and the audits that follow it, without keeping
+/// where people were and what they reported for longer than that work
+/// needs. The reasons are in docs/security.md.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+/// [`DEFAULT_RETENTION_DAYS`] as a duration.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400);
 
 /// One journaled event in its stored form. The runtime turns the engine's typed events into this.
 #[derive(Debug, Clone, PartialEq)]
