@@ -49,8 +49,8 @@ const BROADCAST_CAPACITY: usize = 8192;
 /// Messages queued to one person's session before it counts as stuck.
 pub const SESSION_QUEUE: usize = 256;
 /// Most events deleted per journal call for the retention limit: the lock
-/// is released between chunks, so appends wait at most one chunk (about
-/// 10 ms for SQLite).
+/// is released between chunks, so appends wait at most one chunk's
+/// deletion.
 const FORGET_CHUNK: u64 = 5_000;
 /// How often an unreachable store is asked whether it is back.
 const STORE_PROBE_EVERY: Duration = Duration::from_millis(500);
