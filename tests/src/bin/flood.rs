@@ -12,13 +12,15 @@
 //! ```
 //!
 //! Every session says `Hello` with an id from a roster this program imports
-//! first, and an empty token. Outcomes are counted by what the dispatcher
-//! answered (`welcome`, a `Refused` code, or the gRPC status that ended the
-//! stream), so the figures stay meaningful if sessions without a valid token
-//! are refused `unauthenticated`: those then cost what a refused session
-//! costs, and the per-session figure is for refused sessions only.
+//! first, and the token the import issued for that person, if the
+//! dispatcher issues tokens (it is given a bootstrap admin token and sends
+//! it on every command; a dispatcher without accounts ignores both). Then a
+//! second flood of as many sessions says `Hello` with a wrong token. Outcomes
+//! are counted by what the dispatcher answered (`welcome`, a `Refused`
+//! code, or the gRPC status that ended the stream), so the figures mean the
+//! same whether or not tokens are checked.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -29,10 +31,10 @@ use anyhow::Context;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long one session waits for the dispatcher's first answer.
@@ -40,6 +42,43 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 /// Oversized reports in flight at once (each is 1 MiB in this process too).
 const OVERSIZED_IN_FLIGHT: usize = 100;
 const MIB: f64 = 1024.0 * 1024.0;
+/// Made admin at start by a dispatcher with operator accounts; ignored by one without.
+const ADMIN_TOKEN: &str = "pjo_flood_f100df100df100df100df100df100df100df100df100df100df100df100d";
+/// What the sessions of the second flood say instead of their token.
+const WRONG_TOKEN: &str = "not-a-token";
+
+/// `ImportAgentsResponse` as a dispatcher that issues tokens sends it
+/// (`imported = 1`, `tokens = 2`); read with these types rather than the
+/// generated ones so that this program also runs against a dispatcher
+/// whose protocol has no tokens yet (`tokens` then stays empty).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ImportedWithTokens {
+    #[prost(uint32, tag = "1")]
+    imported: u32,
+    #[prost(message, repeated, tag = "2")]
+    tokens: Vec<IssuedToken>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct IssuedToken {
+    #[prost(string, tag = "1")]
+    subject: String,
+    #[prost(string, tag = "2")]
+    token: String,
+}
+
+/// `CommandService.ImportAgents` as the admin; returns each person's token.
+async fn import_agents(channel: Channel, agents: Vec<pb::AgentSpec>) -> Result<Vec<IssuedToken>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    let mut request = tonic::Request::new(pb::ImportAgentsRequest { agents });
+    let bearer = MetadataValue::try_from(format!("Bearer {ADMIN_TOKEN}")).map_err(|_| tonic::Status::internal("bad token"))?;
+    request.metadata_mut().insert("authorization", bearer);
+    let codec: tonic_prost::ProstCodec<pb::ImportAgentsRequest, ImportedWithTokens> = tonic_prost::ProstCodec::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/pingji.v1.CommandService/ImportAgents");
+    let response = grpc.unary(request, path, codec).await?;
+    Ok(response.into_inner().tokens)
+}
 
 struct Args {
     sessions: usize,
@@ -179,10 +218,10 @@ async fn next_answer(inbox: &mut tonic::Streaming<pb::DispatchMessage>) -> Outco
     }
 }
 
-async fn open_session(channel: Channel, agent_id: String) -> (Outcome, Option<OpenSession>) {
+async fn open_session(channel: Channel, agent_id: String, token: String) -> (Outcome, Option<OpenSession>) {
     let mut client = AgentServiceClient::new(channel);
     let (outbox, requests) = mpsc::channel::<pb::AgentMessage>(4);
-    let hello = pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id, token: String::new() })) };
+    let hello = pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id, token })) };
     if outbox.send(hello).await.is_err() {
         return ("closed".to_string(), None);
     }
@@ -244,6 +283,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&config, format!("listen = \"{address}\"\n[limits]\nmax_sessions = {}\n", args.max_sessions))?;
     let log = std::fs::File::create(dir.path().join("dispatcher.log"))?;
     let mut child = tokio::process::Command::new(&binary)
+        .env("PINGJI_BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN)
         .arg("--config")
         .arg(&config)
         .arg("--data")
@@ -264,7 +304,6 @@ async fn main() -> anyhow::Result<()> {
             Err(error) => return Err(error).context("the dispatcher did not answer within 60 s"),
         }
     };
-    let mut commands = CommandServiceClient::new(command_channel);
     let roster: Vec<pb::AgentSpec> = (0..args.sessions)
         .map(|n| pb::AgentSpec {
             id: format!("flood{n:06}"),
@@ -275,12 +314,15 @@ async fn main() -> anyhow::Result<()> {
             ..pb::AgentSpec::default()
         })
         .collect();
+    let mut tokens: HashMap<String, String> = HashMap::new();
     for chunk in roster.chunks(1000) {
-        let request = pb::ImportAgentsRequest { agents: chunk.to_vec() };
         let mut attempts = 0;
         loop {
-            match commands.import_agents(request.clone()).await {
-                Ok(_) => break,
+            match import_agents(command_channel.clone(), chunk.to_vec()).await {
+                Ok(issued) => {
+                    tokens.extend(issued.into_iter().map(|issued| (issued.subject, issued.token)));
+                    break;
+                }
                 Err(status) if attempts < 100 && status.code() == tonic::Code::Unavailable => {
                     attempts += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -289,12 +331,15 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    let tokens = Arc::new(tokens);
 
     let baseline = settled_rss(pid, Duration::from_secs(10)).await;
     println!(
-        "dispatcher pid {pid}, max_sessions {}; {} people on the roster; baseline VmRSS {:.1} MiB (heap and stacks {:.1} MiB)",
+        "dispatcher pid {pid}, max_sessions {}; {} people on the roster ({} tokens issued); \
+         baseline VmRSS {:.1} MiB (heap and stacks {:.1} MiB)",
         args.max_sessions,
         args.sessions,
+        tokens.len(),
         mib(baseline),
         mib(memory_bytes(pid, "RssAnon:").unwrap_or(0))
     );
@@ -312,7 +357,9 @@ async fn main() -> anyhow::Result<()> {
         let opening = Instant::now();
         let mut attempts = tokio::task::JoinSet::new();
         for n in 0..args.sessions {
-            attempts.spawn(open_session(channels[n % channels.len()].clone(), format!("flood{n:06}")));
+            let agent_id = format!("flood{n:06}");
+            let token = tokens.get(&agent_id).cloned().unwrap_or_default();
+            attempts.spawn(open_session(channels[n % channels.len()].clone(), agent_id, token));
         }
         let results = attempts.join_all().await;
         let opened_in = opening.elapsed();
@@ -368,7 +415,25 @@ async fn main() -> anyhow::Result<()> {
             mib(report_peak)
         );
 
+        // As many sessions again, each with a wrong token, while the rest of
+        // the first flood's sessions are still open.
+        let mut attempts = tokio::task::JoinSet::new();
+        for n in 0..args.sessions {
+            let agent_id = format!("flood{n:06}");
+            attempts.spawn(open_session(channels[n % channels.len()].clone(), agent_id, WRONG_TOKEN.to_string()));
+        }
+        let (wrong_outcomes, wrong_sessions): (Vec<Outcome>, Vec<Option<OpenSession>>) =
+            attempts.join_all().await.into_iter().unzip();
+        let wrong_peak = sampler.take_peak();
+        println!(
+            "  {} more sessions with a wrong token: {}; peak VmRSS {:.1} MiB",
+            args.sessions,
+            show(&count(wrong_outcomes)),
+            mib(wrong_peak)
+        );
+
         // Everything closes: streams, then connections.
+        drop(wrong_sessions);
         drop(open);
         drop(channels);
         let after = settled_rss(pid, Duration::from_secs(15)).await;
