@@ -43,7 +43,7 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 const OVERSIZED_IN_FLIGHT: usize = 100;
 const MIB: f64 = 1024.0 * 1024.0;
 /// Made admin at start by a dispatcher with operator accounts; ignored by one without.
-const ADMIN_TOKEN: &str = "pjo_flood_f100df100df100df100df100df100df100df100df100df100df100df100d";
+const ADMIN_TOKEN: &str = "pjo_flood_f100d0d5f100d0d5f100d0d5f100d0d5f100d0d5f100d0d5f100d0d5f100d0d5";
 /// What the sessions of the second flood say instead of their token.
 const WRONG_TOKEN: &str = "not-a-token";
 
@@ -281,7 +281,8 @@ async fn main() -> anyhow::Result<()> {
     let address = free_address()?;
     let config = dir.path().join("flood.toml");
     std::fs::write(&config, format!("listen = \"{address}\"\n[limits]\nmax_sessions = {}\n", args.max_sessions))?;
-    let log = std::fs::File::create(dir.path().join("dispatcher.log"))?;
+    let log_path = dir.path().join("dispatcher.log");
+    let log = std::fs::File::create(&log_path)?;
     let mut child = tokio::process::Command::new(&binary)
         .env("PINGJI_BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN)
         .arg("--config")
@@ -300,6 +301,10 @@ async fn main() -> anyhow::Result<()> {
     let command_channel = loop {
         match endpoint.connect().await {
             Ok(channel) => break channel,
+            Err(_) if child.try_wait()?.is_some() => {
+                let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                anyhow::bail!("the dispatcher stopped at start:\n{output}");
+            }
             Err(_) if started.elapsed() < Duration::from_secs(60) => tokio::time::sleep(Duration::from_millis(100)).await,
             Err(error) => return Err(error).context("the dispatcher did not answer within 60 s"),
         }
