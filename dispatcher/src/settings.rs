@@ -60,7 +60,22 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[serde(default)]
     pub tls: TlsSettings,
+    #[serde(default)]
+    pub journal: JournalSettings,
 }
+
+/// How long the journal keeps events (they hold personal data).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    /// Days journaled events are kept once a snapshot covers them; 0 keeps
+    /// them forever. 90 when absent.
+    pub retention_days: Option<u64>,
+}
+
+/// The longest retention limit accepted: beyond ten years a limit is not
+/// one, and 0 says "forever" plainly.
+const MAX_RETENTION_DAYS: u64 = 3_650;
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +212,7 @@ impl Settings {
                 client_ca: over.tls.client_ca.or(self.tls.client_ca),
                 require_client_cert: over.tls.require_client_cert.or(self.tls.require_client_cert),
             },
+            journal: JournalSettings { retention_days: over.journal.retention_days.or(self.journal.retention_days) },
         }
     }
 
@@ -255,6 +271,16 @@ impl Settings {
             return Err(refuse("limits.snapshot_every", "must be at least 1 event"));
         }
         config.snapshot_every = snapshot_every;
+        config.retention = match self.journal.retention_days.unwrap_or(crate::journal::DEFAULT_RETENTION_DAYS) {
+            0 => None,
+            days if days > MAX_RETENTION_DAYS => {
+                return Err(refuse(
+                    "journal.retention_days",
+                    format!("{days} days is more than {MAX_RETENTION_DAYS} (ten years); use 0 to keep events forever"),
+                ));
+            }
+            days => Some(Duration::from_secs(days * 86_400)),
+        };
         let defaults = crate::server::Limits::default();
         let max_sessions = self.limits.max_sessions.unwrap_or(defaults.max_sessions);
         if max_sessions == 0 {
@@ -405,6 +431,19 @@ mod tests {
         assert_eq!(resolved.config.drain_timeout, Duration::from_secs(10));
         assert_eq!(resolved.shutdown_grace, Duration::from_secs(30));
         assert!(matches!(resolved.config.store, Store::Sqlite(_)));
+        assert_eq!(resolved.config.retention, Some(Duration::from_secs(90 * 86_400)));
+    }
+
+    #[test]
+    fn retention_defaults_to_90_days_and_0_keeps_events_forever() {
+        let retention = |text: &str| Settings::parse(text).expect("parses").resolve().expect("resolves").config.retention;
+        assert_eq!(retention(""), Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(retention("[journal]\nretention_days = 0"), None);
+        assert_eq!(retention("[journal]\nretention_days = 30"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(retention("[journal]\nretention_days = 3650"), Some(Duration::from_secs(3_650 * 86_400)));
+        let flags = Settings { journal: JournalSettings { retention_days: Some(7) }, ..Settings::default() };
+        let file = Settings::parse("[journal]\nretention_days = 30").expect("parses");
+        assert_eq!(file.overlay(flags).resolve().expect("resolves").config.retention, Some(Duration::from_secs(7 * 86_400)));
     }
 
     #[test]
@@ -433,6 +472,10 @@ mod tests {
         assert!(refused("[limits]\nagent_messages_per_s = 0").starts_with("limits.agent_messages_per_s: "));
         assert!(refused("[limits]\nrequest_timeout_s = 0").starts_with("limits.request_timeout_s: "));
         assert!(refused("[limits]\ndrain_timeout_s = 10\nshutdown_grace_s = 5").starts_with("limits.shutdown_grace_s: "));
+        assert_eq!(
+            refused("[journal]\nretention_days = 3651"),
+            "journal.retention_days: 3651 days is more than 3650 (ten years); use 0 to keep events forever"
+        );
         assert!(refused("[tls]\ncert = \"c.pem\"").starts_with("tls.key: tls.cert is set without its key"));
         assert!(refused("[tls]\nclient_ca = \"ca.pem\"").starts_with("tls.client_ca: "));
         assert!(refused("[tls]\nrequire_client_cert = \"agents\"").starts_with("tls.require_client_cert: "));
@@ -444,6 +487,8 @@ mod tests {
         assert!(unknown.contains("listen_on"), "{unknown}");
         let wrong_type = Settings::parse("[limits]\ndrain_timeout_s = \"ten\"").expect_err("wrong type");
         assert!(wrong_type.contains("drain_timeout_s"), "{wrong_type}");
+        let negative = Settings::parse("[journal]\nretention_days = -1").expect_err("negative days");
+        assert!(negative.contains("retention_days"), "{negative}");
         let bad_format = Settings::parse("[log]\nformat = \"xml\"").expect_err("unknown format");
         assert!(bad_format.contains("xml"), "{bad_format}");
     }

@@ -58,6 +58,7 @@ async fn a_bad_value_is_refused_with_its_key_and_reason_before_binding() -> anyh
         ("[otlp]\nendpoint = \"https://collector:4317\"\n", "otlp.endpoint: https needs TLS"),
         ("[limits]\nsnapshot_every = \"often\"\n", "snapshot_every"),
         ("[metrics]\nport = 9464\n", "unknown field `port`"),
+        ("[journal]\nretention_days = 36500\n", "journal.retention_days: 36500 days is more than 3650"),
     ];
     for (index, (text, expected)) in cases.iter().enumerate() {
         let config = dir.path().join(format!("bad-{index}.toml"));

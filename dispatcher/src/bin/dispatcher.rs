@@ -10,7 +10,8 @@ use clap::Parser;
 use pingji_dispatcher::metrics::Metrics;
 use pingji_dispatcher::server::{self, ClientCertificates, Store};
 use pingji_dispatcher::settings::{
-    LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings, TlsSettings,
+    JournalSettings, LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings,
+    TlsSettings,
 };
 use pingji_dispatcher::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
@@ -81,6 +82,11 @@ struct Args {
     /// Take a snapshot of the state every this many events [10000].
     #[arg(long, env = "PINGJI_SNAPSHOT_EVERY")]
     snapshot_every: Option<u64>,
+    /// Days journaled events (with people's coarse locations, answers and
+    /// field reports) are kept once a snapshot covers them; 0 keeps them
+    /// forever [90].
+    #[arg(long, env = "PINGJI_RETENTION_DAYS")]
+    retention_days: Option<u64>,
     /// Serve Prometheus metrics on http://HOST:PORT/metrics; off by default.
     #[arg(long, env = "PINGJI_METRICS_ADDR")]
     metrics_addr: Option<String>,
@@ -158,6 +164,7 @@ impl Args {
                 client_ca: self.tls_client_ca.clone(),
                 require_client_cert: self.tls_require_client_cert,
             },
+            journal: JournalSettings { retention_days: self.retention_days },
         }
     }
 }

@@ -16,8 +16,11 @@ pub struct MemoryJournal {
 
 #[derive(Debug, Default)]
 struct MemoryStorage {
-    /// `events[i].seq == i + 1`, guaranteed by the sequence check on append.
+    /// `events[i].seq == forgotten + i + 1`, guaranteed by the sequence
+    /// check on append and by forgetting only from the front.
     events: Vec<StoredEvent>,
+    /// How many events were deleted from the front by `forget_before`.
+    forgotten: u64,
     snapshot: Option<(u64, Vec<u8>)>,
 }
 
@@ -39,7 +42,7 @@ impl MemoryJournal {
 impl MemoryStorage {
     fn last_seq(&self) -> u64 {
         // usize always fits in u64 on the platforms we build for.
-        self.events.len() as u64
+        self.forgotten + self.events.len() as u64
     }
 }
 
@@ -54,8 +57,11 @@ impl Journal for MemoryJournal {
 
     fn read_from(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>, JournalError> {
         let storage = self.storage();
-        // Seq n lives at index n - 1; seq 0 reads from the start.
-        let start_index = usize::try_from(from_seq.saturating_sub(1)).unwrap_or(usize::MAX).min(storage.events.len());
+        // Seq n lives at index n - 1 - forgotten; seq 0, and any seq already
+        // forgotten, reads from the start.
+        let start_index = usize::try_from(from_seq.saturating_sub(1).saturating_sub(storage.forgotten))
+            .unwrap_or(usize::MAX)
+            .min(storage.events.len());
         Ok(storage.events[start_index..].iter().take(limit).cloned().collect())
     }
 
@@ -70,8 +76,24 @@ impl Journal for MemoryJournal {
         Ok(())
     }
 
+    fn first_seq(&self) -> Result<Option<u64>, JournalError> {
+        Ok(self.storage().events.first().map(|event| event.seq))
+    }
+
     fn load_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
         Ok(self.storage().snapshot.clone())
+    }
+
+    fn forget_before(&mut self, up_to_seq: u64, older_than_ms: i64) -> Result<u64, JournalError> {
+        let mut storage = self.storage();
+        let Some(snapshot_seq) = storage.snapshot.as_ref().map(|(seq, _)| *seq) else {
+            return Ok(0);
+        };
+        let last_removable = up_to_seq.min(snapshot_seq);
+        let count = storage.events.iter().take_while(|event| event.seq <= last_removable && event.at_ms < older_than_ms).count();
+        storage.events.drain(..count);
+        storage.forgotten += count as u64;
+        Ok(count as u64)
     }
 }
 

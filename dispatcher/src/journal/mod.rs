@@ -13,6 +13,14 @@
 //! is stale (a second process on the same file, a bug) is stopped before it
 //! can write anything.
 //!
+//! Events hold personal data (coarse locations, answers, field reports), so
+//! they are not kept forever: once a snapshot covers them and they are older
+//! than the retention limit, [`Journal::forget_before`] deletes them from the
+//! head of the journal. The events held are always one run without holes,
+//! from [`Journal::first_seq`] to [`Journal::last_seq`]; the sequence numbers
+//! go on from where they were, also when every event was deleted (the
+//! snapshot then says where the journal ends).
+//!
 //! # Layout
 //!
 //! - `mod.rs`: [`StoredEvent`], [`JournalError`], the [`Journal`] trait and the
@@ -38,6 +46,16 @@ pub use sqlite::{SCHEMA_VERSION, SqliteJournal, SqliteReader};
 use crate::shard::RedisStoreError;
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long journaled events are kept when the settings do not say
+/// (`journal.retention_days`): 90 days covers an incident's after-action
+/// review, complaints and the audits that follow it, without keeping
+/// where people were and what they reported for longer than that work
+/// needs. The reasons are in docs/security.md.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+/// [`DEFAULT_RETENTION_DAYS`] as a duration.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400);
 
 /// One journaled event in its stored form. The runtime turns the engine's typed events into this.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,12 +153,25 @@ pub trait Journal: Send {
     fn append(&mut self, events: &[StoredEvent]) -> Result<(), JournalError>;
     /// Events with seq >= from_seq, in order, at most `limit`.
     fn read_from(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>, JournalError>;
-    /// Highest seq appended, 0 when empty.
+    /// Highest seq appended, 0 when empty. Still right when the oldest
+    /// events were forgotten, all of them included.
     fn last_seq(&self) -> Result<u64, JournalError>;
+    /// Lowest seq still held; `None` when no event is held (an empty
+    /// journal, or every event forgotten).
+    fn first_seq(&self) -> Result<Option<u64>, JournalError>;
     /// Stores a snapshot of the state after event `seq` (replaces older ones).
     fn save_snapshot(&mut self, seq: u64, state: &[u8]) -> Result<(), JournalError>;
     /// The latest snapshot, if any.
     fn load_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, JournalError>;
+    /// Deletes events from the head of the journal for the retention limit,
+    /// and returns how many were deleted. It stops before the first event
+    /// that is after `up_to_seq`, after the stored snapshot's seq (recovery
+    /// needs every event after the snapshot; without a snapshot nothing is
+    /// deleted), or not older than `older_than_ms` (ms since the Unix
+    /// epoch). Stopping at the first recent event, rather than skipping it,
+    /// keeps the events held one run without holes even if the clock once
+    /// went back.
+    fn forget_before(&mut self, up_to_seq: u64, older_than_ms: i64) -> Result<u64, JournalError>;
 }
 
 /// Checks that `events` continue a journal ending at `last_seq` without a
@@ -254,13 +285,17 @@ pub(crate) mod conformance {
         empty_append_is_a_no_op(journal);
         snapshot_replace_and_load(journal);
         snapshot_ahead_of_journal_is_rejected(journal);
+        forgetting_stops_at_the_limit_the_time_and_the_snapshot(journal);
+        forgetting_everything_keeps_the_numbering(journal);
     }
 
     fn empty_journal(journal: &mut dyn Journal) {
         assert_eq!(journal.last_seq().expect("last_seq"), 0);
+        assert_eq!(journal.first_seq().expect("first_seq"), None);
         assert!(journal.read_from(0, 100).expect("read").is_empty());
         assert!(journal.read_from(1, 100).expect("read").is_empty());
         assert_eq!(journal.load_snapshot().expect("load snapshot"), None);
+        assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget"), 0);
     }
 
     fn append_then_read_back(journal: &mut dyn Journal) {
@@ -273,6 +308,11 @@ pub(crate) mod conformance {
         let mut expected = written;
         expected.push(event(4));
         assert_eq!(read, expected, "events come back exactly as written");
+        assert_eq!(journal.first_seq().expect("first_seq"), Some(1));
+
+        // Without a snapshot every event is needed to recover: none goes.
+        assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget"), 0);
+        assert_eq!(journal.read_from(1, 100).expect("read").len(), 4);
     }
 
     fn read_from_offset_and_limit(journal: &mut dyn Journal) {
@@ -342,6 +382,52 @@ pub(crate) mod conformance {
         let error = journal.save_snapshot(15, b"from the future").expect_err("a snapshot past the last event is refused");
         assert!(matches!(error, JournalError::SnapshotAhead { seq: 15, last_seq: 14 }), "unexpected error: {error}");
         assert_eq!(journal.load_snapshot().expect("load").map(|(seq, _)| seq), Some(14));
+    }
+
+    /// Events 1..=14 are journaled and the snapshot is after 14.
+    fn forgetting_stops_at_the_limit_the_time_and_the_snapshot(journal: &mut dyn Journal) {
+        let at_ms = |seq: u64| event(seq).at_ms;
+        assert_eq!(journal.forget_before(14, at_ms(1)).expect("forget"), 0, "no event is older than the first");
+
+        // Stops at `up_to_seq`, though 6 and 7 are old enough too.
+        assert_eq!(journal.forget_before(5, at_ms(8)).expect("forget"), 5);
+        assert_eq!(journal.first_seq().expect("first_seq"), Some(6));
+        assert_eq!(journal.last_seq().expect("last_seq"), 14);
+        assert_eq!(seqs_of(&journal.read_from(0, 2).expect("read")), vec![6, 7]);
+        assert_eq!(seqs_of(&journal.read_from(1, 2).expect("read")), vec![6, 7], "below the head reads from the head");
+        assert_eq!(journal.read_from(6, 1).expect("read"), vec![event(6)]);
+
+        // Stops at the first event not older than the cut-off (9).
+        assert_eq!(journal.forget_before(u64::MAX, at_ms(9)).expect("forget"), 3);
+        assert_eq!(journal.first_seq().expect("first_seq"), Some(9));
+
+        // Stops at the snapshot: 15 and 16 are old but recovery needs them.
+        journal.append(&events(15..=16)).expect("append 15..=16");
+        assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget"), 6, "9..=14");
+        assert_eq!(seqs_of(&journal.read_from(0, 100).expect("read")), vec![15, 16]);
+        assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget again"), 0);
+        assert_eq!(journal.load_snapshot().expect("load").map(|(seq, _)| seq), Some(14), "the snapshot stays");
+    }
+
+    /// Events 15..=16 are held and the snapshot is after 14.
+    fn forgetting_everything_keeps_the_numbering(journal: &mut dyn Journal) {
+        journal.save_snapshot(16, b"state after 16").expect("save snapshot 16");
+        assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget"), 2);
+        assert_eq!(journal.first_seq().expect("first_seq"), None);
+        assert_eq!(journal.last_seq().expect("last_seq"), 16, "the snapshot says where the journal ends");
+        assert!(journal.read_from(0, 100).expect("read").is_empty());
+        assert!(journal.read_from(16, 100).expect("read").is_empty());
+
+        // Appends go on from 17, not from 1 and not with a gap.
+        let error = journal.append(&[event(1)]).expect_err("seq 1 again is refused");
+        assert!(matches!(error, JournalError::Sequence { expected: 17, got: 1 }), "unexpected error: {error}");
+        journal.append(&[event(17)]).expect("append 17");
+        assert_eq!(journal.first_seq().expect("first_seq"), Some(17));
+        assert_eq!(journal.last_seq().expect("last_seq"), 17);
+        assert_eq!(journal.read_from(1, 100).expect("read"), vec![event(17)]);
+        assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget"), 0, "17 is after the snapshot");
+        let error = journal.save_snapshot(18, b"ahead").expect_err("still checked against the last seq");
+        assert!(matches!(error, JournalError::SnapshotAhead { seq: 18, last_seq: 17 }), "unexpected error: {error}");
     }
 }
 

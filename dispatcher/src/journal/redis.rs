@@ -15,6 +15,11 @@
 //! whole batch before anything is written, so a batch goes in whole or not
 //! at all.
 //!
+//! Events past the retention limit are deleted from the head of the stream
+//! (`XTRIM MINID`), fence-checked like a write, and never past the
+//! snapshot's seq. When every event was deleted, the snapshot's seq is where
+//! the journal ends, so appends go on from there.
+//!
 //! The connection is synchronous: the runtime calls the journal from
 //! `spawn_blocking`. A lost connection is opened again on the next call;
 //! Redis being out of reach is reported as such
@@ -37,7 +42,7 @@ use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, reply_text};
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
--- KEYS[1] the event stream, KEYS[2] the fence counter
+-- KEYS[1] the event stream, KEYS[2] the fence counter, KEYS[3] the snapshot hash
 -- ARGV[1] the caller's token, ARGV[2] the number of events, then for each
 -- event: its seq, its number of field/value pairs, and the pairs.
 -- Everything is checked before anything is written: a script runs alone,
@@ -46,10 +51,13 @@ local current = redis.call('GET', KEYS[2])
 if current ~= ARGV[1] then
   return {'fenced', tonumber(current or '0'), 0}
 end
+-- The last entry's seq, or the snapshot's when retention deleted them all.
 local last = 0
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #top > 0 then
   last = tonumber(string.match(top[1][1], '^%d+'))
+else
+  last = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
 end
 local count = tonumber(ARGV[2])
 local expected = last + 1
@@ -93,6 +101,8 @@ local last = 0
 local top = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
 if #top > 0 then
   last = tonumber(string.match(top[1][1], '^%d+'))
+else
+  last = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 end
 if tonumber(ARGV[2]) > last then
   return {'ahead', last, 0}
@@ -102,6 +112,34 @@ return {'ok', last, 0}
 ",
     )
 });
+
+/// Deletes the stream's entries up to a seq if the caller holds the shard,
+/// never past the snapshot's seq. The caller has checked that they are older
+/// than the retention limit (entries up to the snapshot never change, so the
+/// check stays true). Returns `{'ok', removed, 0}` or
+/// `{'fenced', current_token, 0}`.
+static FORGET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+-- KEYS[1] the event stream, KEYS[2] the fence counter, KEYS[3] the snapshot hash
+-- ARGV[1] the caller's token, ARGV[2] the last seq to delete
+local current = redis.call('GET', KEYS[2])
+if current ~= ARGV[1] then
+  return {'fenced', tonumber(current or '0'), 0}
+end
+local snapshot = tonumber(redis.call('HGET', KEYS[3], 'seq') or '0')
+local cut = math.min(tonumber(ARGV[2]), snapshot)
+if cut < 1 then
+  return {'ok', 0, 0}
+end
+local removed = redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-0', cut + 1))
+return {'ok', removed, 0}
+",
+    )
+});
+
+/// Entries read per page while looking for the first one too recent to delete.
+const FORGET_SCAN_PAGE: usize = 1_000;
 
 /// The journal of one shard, written by its owner with the fencing token it
 /// got from the lease. `Send` but not `Sync`, like the SQLite journal.
@@ -166,6 +204,11 @@ impl RedisReader {
         self.stream.last_seq()
     }
 
+    /// Lowest seq still held, `None` when no event is.
+    pub fn first_seq(&self) -> Result<Option<u64>, JournalError> {
+        self.stream.first_seq()
+    }
+
     /// The latest snapshot, if any.
     pub fn load_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
         self.stream.load_snapshot()
@@ -180,7 +223,7 @@ impl Journal for RedisJournal {
         let keys = self.stream.shard.keys();
         let action = format!("append events {}..={} to {}", first.seq, last.seq, keys.events);
         let mut invocation = APPEND.prepare_invoke();
-        invocation.key(&keys.events).key(&keys.fence).arg(self.token.to_string()).arg(events.len());
+        invocation.key(&keys.events).key(&keys.fence).key(&keys.snapshot).arg(self.token.to_string()).arg(events.len());
         for event in events {
             let fields = stream_fields(event);
             invocation.arg(event.seq).arg(fields.len());
@@ -237,8 +280,52 @@ impl Journal for RedisJournal {
         }
     }
 
+    fn first_seq(&self) -> Result<Option<u64>, JournalError> {
+        self.stream.first_seq()
+    }
+
     fn load_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
         self.stream.load_snapshot()
+    }
+
+    fn forget_before(&mut self, up_to_seq: u64, older_than_ms: i64) -> Result<u64, JournalError> {
+        let Some(snapshot_seq) = self.stream.snapshot_seq()? else {
+            return Ok(0);
+        };
+        let last_removable = up_to_seq.min(snapshot_seq);
+        // Find the last entry to delete with plain reads, outside a script,
+        // so that Redis is never blocked scanning a long stream.
+        let mut cut = 0;
+        let mut next = 0;
+        'scan: loop {
+            let page = self.stream.read_range(next, Some(last_removable), FORGET_SCAN_PAGE)?;
+            for event in &page {
+                if event.at_ms >= older_than_ms {
+                    break 'scan;
+                }
+                cut = event.seq;
+            }
+            match page.last() {
+                Some(last) if page.len() == FORGET_SCAN_PAGE => next = last.seq + 1,
+                _ => break,
+            }
+        }
+        if cut == 0 {
+            return Ok(0);
+        }
+        let keys = self.stream.shard.keys();
+        let action = format!("delete events up to seq {cut} from {}", keys.events);
+        let mut invocation = FORGET.prepare_invoke();
+        invocation.key(&keys.events).key(&keys.fence).key(&keys.snapshot).arg(self.token.to_string()).arg(cut);
+        let (outcome, number, _): (String, i64, i64) = self.stream.run(&action, |connection| invocation.invoke(connection))?;
+        match outcome.as_str() {
+            "ok" => {
+                debug!(up_to_seq = cut, removed = number, "redis journal events deleted");
+                Ok(u64::try_from(number).unwrap_or_default())
+            }
+            "fenced" => Err(self.fenced(number)),
+            other => Err(self.stream.shard.unexpected(&action, other).into()),
+        }
     }
 }
 
@@ -281,21 +368,50 @@ impl StreamAccess {
             redis::cmd("XREVRANGE").arg(events).arg("+").arg("-").arg("COUNT").arg(1).query(connection)
         })?;
         let entries = self.decode_entries(reply)?;
-        Ok(entries.last().map_or(0, |event| event.seq))
+        match entries.last() {
+            Some(event) => Ok(event.seq),
+            // Retention deleted every event up to the snapshot, if any.
+            None => Ok(self.snapshot_seq()?.unwrap_or(0)),
+        }
+    }
+
+    fn first_seq(&self) -> Result<Option<u64>, JournalError> {
+        Ok(self.read_from(0, 1)?.first().map(|event| event.seq))
+    }
+
+    /// The seq of the latest snapshot, without reading its state.
+    fn snapshot_seq(&self) -> Result<Option<u64>, JournalError> {
+        let snapshot = &self.shard.keys().snapshot;
+        let action = format!("read the seq of the snapshot {snapshot}");
+        let seq: Option<String> =
+            self.run(&action, |connection| redis::cmd("HGET").arg(snapshot).arg("seq").query(connection))?;
+        seq.map(|seq| {
+            seq.parse::<u64>().map_err(|_| JournalError::Corrupt {
+                what: format!("snapshot {snapshot} on redis at {}", self.shard.url()),
+                detail: format!("its seq {seq:?} is not a number"),
+            })
+        })
+        .transpose()
     }
 
     fn read_from(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>, JournalError> {
+        self.read_range(from_seq, None, limit)
+    }
+
+    /// Events with seq >= from_seq, and <= until if given, in order, at most `limit`.
+    fn read_range(&self, from_seq: u64, until: Option<u64>, limit: usize) -> Result<Vec<StoredEvent>, JournalError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let events = &self.shard.keys().events;
         let start = if from_seq == 0 { "-".to_owned() } else { format!("{from_seq}-0") };
+        let end = until.map_or_else(|| "+".to_owned(), |until| format!("{until}-0"));
         let action = format!("read {events} from seq {from_seq}");
         let reply: Value = self.run(&action, |connection| {
             redis::cmd("XRANGE")
                 .arg(events)
                 .arg(&start)
-                .arg("+")
+                .arg(&end)
                 .arg("COUNT")
                 // Redis takes a signed 64-bit count.
                 .arg(limit.min(i64::MAX as usize))
@@ -485,6 +601,8 @@ mod tests {
         );
         let snapshot_error = old_owner.save_snapshot(3, b"stale state").expect_err("a stale token cannot save a snapshot");
         assert!(snapshot_error.is_fenced(), "{snapshot_error}");
+        let forget_error = old_owner.forget_before(3, i64::MAX).expect_err("a stale token cannot delete events");
+        assert!(forget_error.is_fenced(), "{forget_error}");
 
         let mut new_owner = RedisJournal::open(shard.clone(), new_token).expect("open");
         assert_eq!(new_owner.last_seq().expect("last_seq"), 3);
@@ -495,6 +613,29 @@ mod tests {
         // And the old one stays fenced, even with a batch that would continue.
         assert!(old_owner.append(&[event(5)]).expect_err("fenced").is_fenced());
         assert_eq!(new_owner.last_seq().expect("last_seq"), 4);
+    }
+
+    #[test]
+    fn deleted_events_leave_the_stream_and_a_new_owner_goes_on_from_the_snapshot() {
+        let (_dir, server) = start_redis();
+        let shard = shard(&server, "city");
+        let old_token = take_over(&shard, "old");
+        let mut old_owner = RedisJournal::open(shard.clone(), old_token).expect("open");
+        old_owner.append(&events(1..=4)).expect("append");
+        old_owner.save_snapshot(4, b"four").expect("snapshot");
+        assert_eq!(old_owner.forget_before(u64::MAX, i64::MAX).expect("forget"), 4);
+
+        let mut connection = shard.connect(COMMAND_TIMEOUT).expect("connect");
+        let length: u64 = redis::cmd("XLEN").arg(&shard.keys().events).query(&mut connection).expect("xlen");
+        assert_eq!(length, 0, "the entries are gone from redis");
+
+        expire_lease(&shard);
+        let mut new_owner = RedisJournal::open(shard.clone(), take_over(&shard, "new")).expect("open");
+        assert_eq!(new_owner.last_seq().expect("last_seq"), 4);
+        new_owner.append(&[event(5)]).expect("append 5 after everything was deleted");
+        let reader = RedisReader::open(shard).expect("reader");
+        assert_eq!(reader.first_seq().expect("first_seq"), Some(5));
+        assert_eq!(reader.read_from(1, 10).expect("read"), vec![event(5)]);
     }
 
     #[test]

@@ -13,6 +13,10 @@
 //! snapshots(seq INTEGER PRIMARY KEY, created_at_ms, state)  -- only the latest row is kept
 //! meta(key TEXT PRIMARY KEY, value)  -- 'schema_version' = SCHEMA_VERSION
 //! ```
+//!
+//! Events older than the retention limit are deleted from the head of
+//! `events` once the snapshot covers them, so the table may start above seq
+//! 1, and may be empty with the snapshot saying where the journal ends.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -242,8 +246,46 @@ impl Journal for SqliteJournal {
         Ok(())
     }
 
+    fn first_seq(&self) -> Result<Option<u64>, JournalError> {
+        query_first_seq(&self.connection, &self.path)
+    }
+
     fn load_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, JournalError> {
         query_latest_snapshot(&self.connection, &self.path)
+    }
+
+    fn forget_before(&mut self, up_to_seq: u64, older_than_ms: i64) -> Result<u64, JournalError> {
+        let path = &self.path;
+        let action = || format!("cannot delete old events up to seq {up_to_seq} from journal at {}", path.display());
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|cause| storage_error(action(), cause))?;
+        let snapshot_seq: Option<i64> = transaction
+            .query_row("SELECT MAX(seq) FROM snapshots", [], |row| row.get(0))
+            .map_err(|cause| storage_error(action(), cause))?;
+        let Some(snapshot_seq) = snapshot_seq else {
+            return Ok(0);
+        };
+        // Stored seqs fit in i64; a larger limit means "all of them".
+        let last_removable = i64::try_from(up_to_seq).unwrap_or(i64::MAX).min(snapshot_seq);
+        // The first event that must stay because it is recent. Reading from
+        // the head by seq scans only what is deleted, plus one row.
+        let first_recent: Option<i64> = transaction
+            .query_row(
+                "SELECT seq FROM events WHERE seq <= ?1 AND at_ms >= ?2 ORDER BY seq LIMIT 1",
+                params![last_removable, older_than_ms],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|cause| storage_error(action(), cause))?;
+        let cut = first_recent.map_or(last_removable, |seq| seq - 1);
+        let removed = transaction
+            .execute("DELETE FROM events WHERE seq <= ?1", params![cut])
+            .map_err(|cause| storage_error(action(), cause))?;
+        transaction.commit().map_err(|cause| storage_error(action(), cause))?;
+        debug!(up_to_seq = cut, removed, "journal events deleted");
+        Ok(removed as u64)
     }
 }
 
@@ -273,6 +315,11 @@ impl SqliteReader {
     /// Highest seq appended, 0 when empty.
     pub fn last_seq(&self) -> Result<u64, JournalError> {
         query_last_seq(&self.connection, &self.path)
+    }
+
+    /// Lowest seq still held, `None` when no event is.
+    pub fn first_seq(&self) -> Result<Option<u64>, JournalError> {
+        query_first_seq(&self.connection, &self.path)
     }
 
     /// The latest snapshot, if any.
@@ -332,15 +379,35 @@ fn read_schema_version(connection: &Connection, path: &Path, action: &str) -> Re
     Ok(Some(version))
 }
 
+/// The highest event seq, or the snapshot's when every event up to it was
+/// deleted for the retention limit (a snapshot is never ahead of the events).
 fn query_last_seq(connection: &Connection, path: &Path) -> Result<u64, JournalError> {
     let last_seq: i64 = connection
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM events), 0), \
+                        COALESCE((SELECT MAX(seq) FROM snapshots), 0))",
+        )
         .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
         .map_err(|cause| storage_error(format!("cannot read the last seq of journal at {}", path.display()), cause))?;
     u64::try_from(last_seq).map_err(|_| JournalError::Corrupt {
         what: format!("events table of journal at {}", path.display()),
         detail: format!("the highest seq is {last_seq}, below 1"),
     })
+}
+
+fn query_first_seq(connection: &Connection, path: &Path) -> Result<Option<u64>, JournalError> {
+    let first_seq: Option<i64> = connection
+        .prepare_cached("SELECT MIN(seq) FROM events")
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+        .map_err(|cause| storage_error(format!("cannot read the first seq of journal at {}", path.display()), cause))?;
+    first_seq
+        .map(|seq| {
+            u64::try_from(seq).map_err(|_| JournalError::Corrupt {
+                what: format!("events table of journal at {}", path.display()),
+                detail: format!("the lowest seq is {seq}, below 1"),
+            })
+        })
+        .transpose()
 }
 
 fn query_events(connection: &Connection, path: &Path, from_seq: u64, limit: usize) -> Result<Vec<StoredEvent>, JournalError> {
@@ -489,6 +556,29 @@ mod tests {
         // And it continues where it stopped, not from 1.
         assert!(matches!(reopened.append(&[event(1)]), Err(JournalError::Sequence { expected: 6, got: 1 })));
         reopened.append(&[event(6)]).expect("append 6 after reopening");
+    }
+
+    #[test]
+    fn a_journal_whose_old_events_were_deleted_reopens_where_it_ended() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = journal_path(&dir);
+        {
+            let mut journal = SqliteJournal::open(&path).expect("open");
+            journal.append(&events(1..=5)).expect("append");
+            journal.save_snapshot(5, b"state after 5").expect("snapshot");
+            assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget"), 5);
+        }
+        let auditor = Connection::open(&path).expect("auditor connection");
+        let rows: i64 = auditor.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0)).expect("count");
+        assert_eq!(rows, 0, "the rows are gone from the file, not hidden");
+
+        let reader = SqliteReader::open(&path).expect("reader");
+        assert_eq!(reader.last_seq().expect("last_seq"), 5);
+        assert_eq!(reader.first_seq().expect("first_seq"), None);
+        let mut reopened = SqliteJournal::open(&path).expect("reopen");
+        assert_eq!(reopened.last_seq().expect("last_seq"), 5);
+        reopened.append(&[event(6)]).expect("append 6 after reopening");
+        assert_eq!(reader.first_seq().expect("first_seq"), Some(6));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use tokio::sync::Semaphore;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http;
@@ -64,11 +65,17 @@ pub struct Tokens {
     dispatcher: Dispatcher,
     /// Token -> the stored hash it was verified against.
     verified: Arc<Mutex<HashMap<String, String>>>,
+    /// Hash checks running at once: one per core. Each takes a core and
+    /// argon2's memory while it runs; more at once would only queue on the
+    /// cores and hold more memory (a flood of wrong tokens on 512 blocking
+    /// threads took the dispatcher to 1.5 GiB).
+    verifying: Arc<Semaphore>,
 }
 
 impl Tokens {
     pub fn new(dispatcher: Dispatcher) -> Self {
-        Tokens { dispatcher, verified: Arc::new(Mutex::new(HashMap::new())) }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Tokens { dispatcher, verified: Arc::new(Mutex::new(HashMap::new())), verifying: Arc::new(Semaphore::new(cores)) }
     }
 
     /// The operator whose token `authorization` carries.

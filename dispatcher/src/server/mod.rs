@@ -126,6 +126,9 @@ pub struct Config {
     /// How long in-flight requests and streams get after a shutdown signal.
     pub drain_timeout: Duration,
     pub snapshot_every: u64,
+    /// Journaled events older than this are deleted once a snapshot covers
+    /// them; `None` keeps them forever.
+    pub retention: Option<Duration>,
     /// Where to serve Prometheus metrics (`/metrics`); off when `None`.
     pub metrics_addr: Option<SocketAddr>,
     pub limits: Limits,
@@ -201,6 +204,7 @@ impl Config {
             plan_paths: Vec::new(),
             drain_timeout: Duration::from_secs(10),
             snapshot_every: 10_000,
+            retention: Some(crate::journal::DEFAULT_RETENTION),
             metrics_addr: None,
             limits: Limits::default(),
             metrics: None,
@@ -321,6 +325,7 @@ async fn serve(
         wait_for_store: matches!(config.store, Store::Redis(_)),
         locations,
         append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),
+        retention: config.retention,
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
     // Metrics and incident spans from the events, until serving ends.
