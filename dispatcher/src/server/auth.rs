@@ -149,6 +149,9 @@ impl Tokens {
         if self.remembered(token).is_some_and(|remembered| remembered == hash) {
             return true;
         }
+        let Ok(_permit) = self.verifying.acquire().await else {
+            return false;
+        };
         let (checked_token, checked_hash) = (token.to_string(), hash.to_string());
         let valid =
             tokio::task::spawn_blocking(move || accounts::verify_token(&checked_token, &checked_hash)).await.unwrap_or(false);
