@@ -923,7 +923,8 @@ mod tests {
 
     async fn add_people(dispatcher: &Dispatcher, ids: std::ops::RangeInclusive<u32>) {
         for number in ids {
-            let command = Command::UpsertAgents { agents: vec![profile(&format!("p{number:04}"))], all_new: true, tokens: Vec::new() };
+            let command =
+                Command::UpsertAgents { agents: vec![profile(&format!("p{number:04}"))], all_new: true, tokens: Vec::new() };
             dispatcher.execute(command, "operator:test".to_string(), |_, _| ()).await.expect("person added");
         }
     }

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use pingji_dispatcher::accounts::OperatorRole;
 use pingji_dispatcher::areas::{AreaImport, parse_geojson};
 use pingji_dispatcher::engine::{Command, Engine, invariants};
 use pingji_dispatcher::event::Event;
@@ -51,7 +52,16 @@ enum Step {
     TriageAccept { incident: u8 },
     TriageMerge { incident: u8, into: u8 },
     TriageReject { incident: u8 },
+    IssueToken { person: u8 },
+    AddOperator { name: u8, role: u8 },
+    RotateOperator { name: u8 },
+    RemoveOperator { name: u8 },
+    RecordRead { people: u8 },
 }
+
+const OPERATORS: [&str; 4] = ["li.na", "wang.fang", "zhang.wei", "bad_name"];
+const OPERATOR_ROLES: [OperatorRole; 4] =
+    [OperatorRole::Viewer, OperatorRole::Dispatcher, OperatorRole::Commander, OperatorRole::Admin];
 
 /// A point in the sample city (around 120.09–120.11 E, 30.22–30.24 N), or
 /// just outside it, from two small numbers.
@@ -173,6 +183,23 @@ fn step(engine: &mut Engine, step: Step, now: &mut Millis, incidents: &mut Vec<I
             Command::TriageMerge { incident: nth(incidents, incident), into: nth(incidents, into) }
         }
         Step::TriageReject { incident } => Command::TriageReject { incident: nth(incidents, incident), reason: "x".into() },
+        // The engine keeps hashes, it does not make or check them: any text stands in.
+        Step::IssueToken { person: n } => Command::IssueAgentToken { agent: person(n), token_hash: format!("hash-{n}") },
+        Step::AddOperator { name, role } => Command::AddOperator {
+            name: OPERATORS[usize::from(name) % OPERATORS.len()].to_string(),
+            role: OPERATOR_ROLES[usize::from(role) % OPERATOR_ROLES.len()],
+            token_hash: format!("hash-{name}"),
+        },
+        Step::RotateOperator { name } => Command::RotateOperatorToken {
+            name: OPERATORS[usize::from(name) % OPERATORS.len()].to_string(),
+            token_hash: format!("rotated-{name}"),
+        },
+        Step::RemoveOperator { name } => {
+            Command::RemoveOperator { name: OPERATORS[usize::from(name) % OPERATORS.len()].to_string() }
+        }
+        Step::RecordRead { people } => {
+            Command::RecordRead { rpc: "ListAgents".into(), subject: "fuzz".into(), people: u32::from(people) }
+        }
     };
     let events = engine.execute(command, actor, *now).unwrap_or_default();
     if let Some(id) = events.first().and_then(|event| event.kind.incident_id())
@@ -191,13 +218,23 @@ fuzz_target!(|steps: Vec<Step>| {
         events.extend(engine.execute(command, "fuzz", now).expect("setup"));
     };
     record(&mut engine, Command::ImportAreas(MAP.clone()), now, &mut events);
-    record(&mut engine, Command::UpsertAgents { agents: (0..PEOPLE).map(profile).collect(), all_new: true, tokens: Vec::new() }, now, &mut events);
+    record(
+        &mut engine,
+        Command::UpsertAgents { agents: (0..PEOPLE).map(profile).collect(), all_new: true, tokens: Vec::new() },
+        now,
+        &mut events,
+    );
     let mut incidents = Vec::new();
+    let mut had_admin = false;
     for one in steps.into_iter().take(200) {
         events.extend(step(&mut engine, one, &mut now, &mut incidents));
         if let Err(broken) = invariants::check(&engine) {
             panic!("invariant broken: {broken}");
         }
+        // Once there is an admin, there always is one (the last cannot be removed).
+        let has_admin = engine.state().operators.values().any(|operator| operator.role == OperatorRole::Admin);
+        assert!(has_admin || !had_admin, "the last admin was removed");
+        had_admin = has_admin;
     }
     // Replaying every event gives the same state.
     let mut fresh = Engine::new(engine.policy().clone());

@@ -13,6 +13,9 @@ use crate::roster::AgentStatus;
 /// The first broken invariant, said plainly.
 pub fn check(engine: &Engine) -> Result<(), String> {
     let state = engine.state();
+    if let Some(stranger) = state.agent_tokens.keys().find(|agent| !state.agents.contains_key(*agent)) {
+        return Err(format!("{stranger} has a token but is not on the roster"));
+    }
     for (id, live) in &engine.live().agents {
         if live.location.is_some()
             && let Some(record) = state.agents.get(id)
