@@ -137,24 +137,41 @@ impl Credentials {
         }
     }
 
-    /// Follows one journaled event (as the state's fold does).
-    pub fn apply(&mut self, kind: &EventKind) {
+    /// Whether an event of `kind` changes credentials.
+    pub fn changed_by(kind: &EventKind) -> bool {
+        matches!(
+            kind,
+            EventKind::AgentTokensIssued { .. }
+                | EventKind::OperatorAdded { .. }
+                | EventKind::OperatorTokenRotated { .. }
+                | EventKind::OperatorRemoved { .. }
+        )
+    }
+
+    /// Copies from the state (its fold is the one source of truth) what an
+    /// event of `kind` changed.
+    pub fn refresh(
+        &mut self,
+        kind: &EventKind,
+        operators: &BTreeMap<String, Operator>,
+        agent_tokens: &BTreeMap<AgentId, String>,
+    ) {
         match kind {
             EventKind::AgentTokensIssued { tokens } => {
-                for token in tokens {
-                    self.agents.insert(token.agent.clone(), token.token_hash.clone());
+                for agent in tokens.iter().map(|token| &token.agent) {
+                    match agent_tokens.get(agent) {
+                        Some(hash) => self.agents.insert(agent.clone(), hash.clone()),
+                        None => self.agents.remove(agent),
+                    };
                 }
             }
-            EventKind::OperatorAdded { name, role, token_hash } => {
-                self.operators.insert(name.clone(), (*role, token_hash.clone()));
-            }
-            EventKind::OperatorTokenRotated { name, token_hash } => {
-                if let Some((_, hash)) = self.operators.get_mut(name) {
-                    hash.clone_from(token_hash);
-                }
-            }
-            EventKind::OperatorRemoved { name } => {
-                self.operators.remove(name);
+            EventKind::OperatorAdded { name, .. }
+            | EventKind::OperatorTokenRotated { name, .. }
+            | EventKind::OperatorRemoved { name } => {
+                match operators.get(name) {
+                    Some(operator) => self.operators.insert(name.clone(), (operator.role, operator.token_hash.clone())),
+                    None => self.operators.remove(name),
+                };
             }
             _ => {}
         }

@@ -636,15 +636,13 @@ impl Owner {
                     // checked) replaces the old, which is told why. A client
                     // that has gone but whose close has not arrived yet is
                     // replaced the same way.
-                    if let Some(open) = self.sessions.get(&agent) {
-                        info!(agent_id = %agent, session = open.id, "session replaced by a newer one");
-                        let _ = open.outbox.try_send(convert::session_ended(
-                            "replaced",
-                            "a newer session for this person was opened, so this one is closed; if that was not you, \
-                             ask an admin to rotate your token",
-                        ));
-                        events.extend(self.end_session(&agent, now));
-                    }
+                    events.extend(self.end_session_saying(
+                        &agent,
+                        "replaced",
+                        "a newer session for this person was opened, so this one is closed; if that was not you, \
+                         ask an admin to rotate your token",
+                        now,
+                    ));
                     let result = self.engine.execute(Command::Connect { agent: agent.clone() }, &format!("agent:{agent}"), now);
                     match result {
                         Ok(new_events) => {
@@ -762,16 +760,26 @@ impl Owner {
         for event in new_events {
             let EventKind::AgentTokensIssued { tokens } = &event.kind else { continue };
             for token in tokens {
-                let Some(open) = self.sessions.get(&token.agent) else { continue };
-                info!(agent_id = %token.agent, session = open.id, "session ended: the person's token was replaced");
-                let _ = open.outbox.try_send(convert::session_ended(
+                ended.extend(self.end_session_saying(
+                    &token.agent,
                     "unauthenticated",
                     "your token was replaced by an admin, so this session is closed; sign in again with the new token",
+                    now,
                 ));
-                ended.extend(self.end_session(&token.agent, now));
             }
         }
         ended
+    }
+
+    /// Ends `agent`'s session, if open, telling the client why (`code`: the
+    /// client does not reconnect by itself).
+    fn end_session_saying(&mut self, agent: &AgentId, code: &str, message: &str, now: Millis) -> Vec<Event> {
+        let Some(open) = self.sessions.get(agent) else {
+            return Vec::new();
+        };
+        info!(agent_id = %agent, session = open.id, code, "session ended by the dispatcher");
+        let _ = open.outbox.try_send(convert::session_ended(code, message));
+        self.end_session(agent, now)
     }
 
     /// Ends `agent`'s session: the engine disconnects them (withdrawing an
@@ -875,22 +883,14 @@ impl Owner {
 
     /// Journaled events change what calls are checked against.
     fn follow_credentials(&self, events: &[Event]) {
-        let touches = |event: &&Event| {
-            matches!(
-                event.kind,
-                EventKind::AgentTokensIssued { .. }
-                    | EventKind::OperatorAdded { .. }
-                    | EventKind::OperatorTokenRotated { .. }
-                    | EventKind::OperatorRemoved { .. }
-            )
-        };
-        let mut touching = events.iter().filter(touches).peekable();
-        if touching.peek().is_none() {
+        let mut changing = events.iter().filter(|event| Credentials::changed_by(&event.kind)).peekable();
+        if changing.peek().is_none() {
             return;
         }
         let Ok(mut credentials) = self.credentials.write() else { return };
-        for event in touching {
-            credentials.apply(&event.kind);
+        let state = self.engine.state();
+        for event in changing {
+            credentials.refresh(&event.kind, &state.operators, &state.agent_tokens);
         }
     }
 }

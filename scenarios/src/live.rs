@@ -53,10 +53,6 @@ fn bearer(token: Option<&str>) -> anyhow::Result<Bearer> {
         .map_err(|problem| anyhow::anyhow!("the operator token from --token or PINGJI_TOKEN cannot be used: {problem}"))
 }
 
-fn as_operator<T>(message: T) -> tonic::Request<T> {
-    tonic::Request::new(message)
-}
-
 fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} ({:?})", status.message(), status.code())
 }
@@ -196,12 +192,12 @@ pub async fn run(
     let commands = &mut operator.commands;
     let map_text = std::fs::read_to_string(drill.path.parent().unwrap_or(std::path::Path::new(".")).join(&drill.file.map))?;
     commands
-        .import_areas(as_operator(pb::ImportAreasRequest { geojson: map_text }))
+        .import_areas(pb::ImportAreasRequest { geojson: map_text })
         .await
         .map_err(|status| status_error("importing the map", status))?;
     if !drill.plan_texts.is_empty() {
         commands
-            .import_plans(as_operator(pb::ImportPlansRequest { plans_toml: drill.plan_texts.clone() }))
+            .import_plans(pb::ImportPlansRequest { plans_toml: drill.plan_texts.clone() })
             .await
             .map_err(|status| status_error("importing the plans", status))?;
     }
@@ -342,7 +338,7 @@ async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyh
     let mut tokens = BTreeMap::new();
     for chunk in new.chunks(2000) {
         let imported = commands
-            .import_agents(as_operator(pb::ImportAgentsRequest { agents: chunk.to_vec() }))
+            .import_agents(pb::ImportAgentsRequest { agents: chunk.to_vec() })
             .await
             .map_err(|status| status_error("importing people", status))?
             .into_inner();
@@ -371,7 +367,7 @@ async fn perform(
             .call("switching mode", |mut commands| {
                 let request = request.clone();
                 async move {
-                    match commands.set_mode(as_operator(request)).await {
+                    match commands.set_mode(request).await {
                         Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
                         other => other.map(|_| ()),
                     }
@@ -519,7 +515,7 @@ async fn create_incident(operator: &mut Operator, request: pb::CreateIncidentReq
             let retried = tries > 1;
             let request = request.clone();
             async move {
-                match commands.create_incident(as_operator(request)).await {
+                match commands.create_incident(request).await {
                     Err(status) if retried && status.code() == tonic::Code::AlreadyExists => Ok(()),
                     other => other.map(|_| ()),
                 }
