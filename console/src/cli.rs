@@ -36,6 +36,12 @@ pub struct GlobalArgs {
     /// list and the shell history
     #[arg(long, global = true, env = "PINGJI_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<OperatorToken>,
+    /// With one shard per district: the district whose shard the command is
+    /// for (lists, watches, switches); any dispatcher sends it to that
+    /// shard's owner. Commands naming a place or an id find their shard
+    /// without it
+    #[arg(long, global = true, value_name = "DISTRICT")]
+    pub shard: Option<String>,
     /// Gone: the dispatcher records the account of the token. Kept hidden so
     /// that an old script is told what to use instead
     #[arg(long, global = true, hide = true, value_name = "NAME")]

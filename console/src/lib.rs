@@ -65,7 +65,10 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         return Err(usage_error(clap::error::ErrorKind::UnknownArgument, message));
     }
     let global = cli.global;
-    let token = connection::bearer(global.token.as_ref().map(cli::OperatorToken::expose))?;
+    let mut token = connection::bearer(global.token.as_ref().map(cli::OperatorToken::expose))?;
+    if let Some(shard) = &global.shard {
+        token = token.for_shard(shard).map_err(|message| usage_error(clap::error::ErrorKind::InvalidValue, &message))?;
+    }
     let tls = pingji_proto::tls::ClientTlsFiles {
         ca: global.ca.clone(),
         cert: global.client_cert.clone(),

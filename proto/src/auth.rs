@@ -9,9 +9,12 @@ pub const AUTHORIZATION_HEADER: &str = "authorization";
 
 /// Adds `authorization: Bearer TOKEN` to each request when a token is given;
 /// without one the dispatcher refuses the call and says how to get one.
+/// With [`BearerToken::for_shard`], it also names the shard the calls are for
+/// (`x-pingji-shard`), so that any dispatcher sends them to that shard's owner.
 #[derive(Clone, Default)]
 pub struct BearerToken {
     value: Option<AsciiMetadataValue>,
+    shard: Option<AsciiMetadataValue>,
 }
 
 impl BearerToken {
@@ -19,7 +22,7 @@ impl BearerToken {
     /// says what is wrong and never repeats the token: it is a secret.
     pub fn new(token: Option<&str>) -> Result<Self, String> {
         let Some(token) = token.map(str::trim) else {
-            return Ok(BearerToken { value: None });
+            return Ok(BearerToken { value: None, shard: None });
         };
         // A token pasted with the scheme in front of it.
         let token = token.strip_prefix("Bearer ").map_or(token, str::trim_start);
@@ -36,7 +39,15 @@ impl BearerToken {
             MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| "it cannot be sent as a gRPC header".to_string())?;
         // Keeps the secret out of HPACK's table of values to reuse.
         value.set_sensitive(true);
-        Ok(BearerToken { value: Some(value) })
+        Ok(BearerToken { value: Some(value), shard: None })
+    }
+
+    /// Sends the calls to `shard` (a district's id, or `city`).
+    pub fn for_shard(mut self, shard: &str) -> Result<Self, String> {
+        let value = MetadataValue::try_from(shard.trim())
+            .map_err(|_| format!("shard {shard:?} cannot be sent as a gRPC header; use a district's id such as d1"))?;
+        self.shard = Some(value);
+        Ok(self)
     }
 }
 
@@ -52,6 +63,9 @@ impl Interceptor for BearerToken {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.value {
             request.metadata_mut().insert(AUTHORIZATION_HEADER, value.clone());
+        }
+        if let Some(shard) = &self.shard {
+            request.metadata_mut().insert(crate::owner::SHARD_METADATA, shard.clone());
         }
         Ok(request)
     }

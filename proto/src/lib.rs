@@ -28,6 +28,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ping
 pub mod owner {
     /// The metadata key naming the owner's address in a standby's answer.
     pub const OWNER_METADATA: &str = "x-pingji-owner";
+    /// The metadata key naming a shard: on a request, the shard the call is
+    /// for (a console's `--shard`); on an answer, the shard whose owner the
+    /// caller must ask instead.
+    pub const SHARD_METADATA: &str = "x-pingji-shard";
 
     /// The owner's address (`HOST:PORT`) when `status` is a standby's answer.
     pub fn named_owner(status: &tonic::Status) -> Option<String> {

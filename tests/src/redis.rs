@@ -46,6 +46,8 @@ pub struct SharedStoreOptions {
     pub snapshot_every: Option<u64>,
     /// `--lease-ttl-ms` and `--lease-renew-ms`; `None` keeps the defaults.
     pub lease_ms: Option<(u64, u64)>,
+    /// `--shard`; `None` serves the whole city as one shard.
+    pub shard: Option<String>,
     /// Where the process's log (stderr) goes; each start appends.
     pub log: PathBuf,
     /// TLS: the dispatcher's flags (`--tls-cert ...`) and how the fixture's
@@ -295,6 +297,10 @@ impl SharedDispatcher {
             "1".into(),
         ];
         args.extend(file_args(options.policy.as_ref(), options.areas.as_ref(), options.agents.as_ref(), options.snapshot_every));
+        if let Some(shard) = &options.shard {
+            args.push("--shard".into());
+            args.push(shard.into());
+        }
         if let Some((ttl_ms, renew_ms)) = options.lease_ms {
             args.push("--lease-ttl-ms".into());
             args.push(ttl_ms.to_string().into());

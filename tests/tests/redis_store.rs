@@ -61,6 +61,7 @@ fn options(dir: &Path, redis: &RedisServer, log: &str) -> anyhow::Result<SharedS
         // Small, so that a takeover reads a snapshot and then the stream.
         snapshot_every: Some(40),
         lease_ms: None,
+        shard: None,
         log: dir.join(log),
         tls: None,
     })

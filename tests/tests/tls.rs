@@ -292,6 +292,7 @@ async fn a_standby_serves_tls_too_and_its_redirect_to_the_owner_stays_https() ->
             agents: Some(sample_roster()),
             snapshot_every: None,
             lease_ms: None,
+            shard: None,
             log: dir.path().join(log),
             tls: Some((tls_args(&pki, false), pki.client()?)),
         })

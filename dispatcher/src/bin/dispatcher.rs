@@ -46,7 +46,10 @@ struct Args {
     /// it, the SQLite file of --data.
     #[arg(long, env = "PINGJI_STORE", conflicts_with = "ephemeral")]
     store: Option<String>,
-    /// The shard this process serves, with --store [city].
+    /// The shard this process serves, with --store: `city` (the default)
+    /// for the whole city as one shard, or a district's id on the map (d1)
+    /// to serve that district only and send calls about others to their
+    /// shards' owners.
     #[arg(long, env = "PINGJI_SHARD")]
     shard: Option<String>,
     /// HOST:PORT where clients reach this process, with --store: standbys

@@ -7,7 +7,7 @@ use super::{Command, Engine, Rejection};
 use crate::accounts::{AgentTokenHash, Operator, OperatorRole, check_operator_name};
 use crate::areas::AreaLevel;
 use crate::event::{EventKind, WithdrawReason};
-use crate::ids::{AgentId, IncidentId, Millis};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis};
 use crate::incident::IncidentSpec;
 use crate::policy::Mode;
 use crate::roster::AgentStatus;
@@ -39,6 +39,7 @@ fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
 
 impl Engine {
     pub(super) fn decide(&self, command: &Command, now: Millis) -> Result<Vec<EventKind>, Rejection> {
+        self.check_scope(command)?;
         match command {
             Command::ImportAreas(import) => {
                 self.state.areas.validate_import(import).map_err(|message| {
@@ -302,6 +303,9 @@ impl Engine {
             None => self.next_incident_id(),
         };
         let placement = self.state.areas.place(at);
+        if let Some(district) = self.other_district(placement.at(AreaLevel::District)) {
+            return Err(other_shard(district, "the incident's location", self.scope.as_ref()));
+        }
         let scope = match placement.deepest() {
             Some(deepest) => deepest.min(AreaLevel::Grid),
             None => AreaLevel::City,
@@ -310,14 +314,68 @@ impl Engine {
         Ok(vec![EventKind::IncidentReported { incident, spec, placement, scope, activation: None }])
     }
 
+    /// `inc-000042`; in a district shard `d1-inc-000042`, so that ids made
+    /// by different shards never meet.
     pub(super) fn next_incident_id(&self) -> IncidentId {
+        let prefix = self.scope.as_ref().map(|district| format!("{district}-")).unwrap_or_default();
         let mut number = self.state.incidents_reported + 1;
         loop {
-            let id = IncidentId::new(format!("inc-{number:06}"));
+            let id = IncidentId::new(format!("{prefix}inc-{number:06}"));
             if !self.state.incidents.contains_key(&id) {
                 return id;
             }
             number += 1;
+        }
+    }
+
+    /// `district` when this engine serves another one.
+    fn other_district(&self, district: Option<&AreaId>) -> Option<AreaId> {
+        let scope = self.scope.as_ref()?;
+        district.filter(|district| *district != scope).cloned()
+    }
+
+    /// In a district shard, refuses switches, plans and call-ups of another
+    /// district's areas, and people who live in another district. (Incidents
+    /// are checked where their place is found.) Areas off the map and people
+    /// without a home area are left to the usual checks.
+    fn check_scope(&self, command: &Command) -> Result<(), Rejection> {
+        if self.scope.is_none() {
+            return Ok(());
+        }
+        let district_of = |area: &AreaId| self.state.areas.placement_of_area(area).at(AreaLevel::District).cloned();
+        match command {
+            Command::SetMode { area, .. } | Command::ActivatePlan { area, .. } | Command::CallUp { area, .. } => {
+                match self.other_district(district_of(area).as_ref()) {
+                    Some(district) => Err(other_shard(district, &format!("area {area}"), self.scope.as_ref())),
+                    None => Ok(()),
+                }
+            }
+            Command::UpsertAgents { agents, .. } => {
+                let outside: Vec<(&AgentId, AreaId)> = agents
+                    .iter()
+                    .filter_map(|profile| {
+                        let district = profile.home_area.as_ref().and_then(district_of);
+                        self.other_district(district.as_ref()).map(|district| (&profile.id, district))
+                    })
+                    .collect();
+                let Some((first, district)) = outside.first() else {
+                    return Ok(());
+                };
+                if outside.len() == agents.len() && outside.iter().all(|(_, other)| other == district) {
+                    return Err(other_shard(district.clone(), &format!("the home of agent {first}"), self.scope.as_ref()));
+                }
+                let named: Vec<String> = outside.iter().take(5).map(|(id, district)| format!("{id} ({district})")).collect();
+                let more = outside.len().saturating_sub(named.len());
+                let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+                Err(Rejection::FailedPrecondition(format!(
+                    "{}{more} live in other districts, which this dispatcher (shard {}) does not serve; nothing was \
+                     changed: add each district's people at its own shard (pingji --shard DISTRICT roster import FILE \
+                     takes the whole file and keeps that district's people)",
+                    named.join(", "),
+                    self.scope.as_ref().map_or("", |scope| scope.as_str()),
+                )))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -376,5 +434,17 @@ impl Engine {
         let released = incident.assignments.iter().filter(|a| a.completed_at.is_none()).map(|a| a.agent.clone()).collect();
         events.push(ending(released));
         events
+    }
+}
+
+/// `what` is in `district`, which another shard serves.
+fn other_shard(district: AreaId, what: &str, scope: Option<&AreaId>) -> Rejection {
+    let mine = scope.map_or("", |scope| scope.as_str());
+    Rejection::OtherShard {
+        message: format!(
+            "{what} is in district {district}, which shard {district} serves; this dispatcher serves shard {mine}: \
+             send it to shard {district}'s owner (the Pingji clients follow x-pingji-owner there by themselves)"
+        ),
+        shard: district.to_string(),
     }
 }

@@ -55,6 +55,10 @@ pub enum Rejection {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The command concerns another shard (a district this engine does not
+    /// serve); the server sends the caller to that shard's owner.
+    #[error("{message}")]
+    OtherShard { shard: String, message: String },
 }
 
 /// Everything the engine can be asked to do.
@@ -293,6 +297,9 @@ pub struct Engine {
     state: State,
     live: Live,
     policy: Policy,
+    /// The district this engine serves when the city is split into one
+    /// shard per district; `None` serves the whole city.
+    scope: Option<AreaId>,
 }
 
 impl Engine {
@@ -302,7 +309,19 @@ impl Engine {
 
     /// Starts from a snapshot; events after `state.last_seq` follow with `replay`.
     pub fn restore(policy: Policy, state: State) -> Self {
-        Engine { state, live: Live::default(), policy }
+        Engine { state, live: Live::default(), policy, scope: None }
+    }
+
+    /// Serves only `district` from now on: incidents located in another
+    /// district, people living in one, and switches of another district's
+    /// areas are refused with [`Rejection::OtherShard`]. Not journaled: it is
+    /// the process's configuration, and replay does not check it.
+    pub fn set_scope(&mut self, district: Option<AreaId>) {
+        self.scope = district;
+    }
+
+    pub fn scope(&self) -> Option<&AreaId> {
+        self.scope.as_ref()
     }
 
     pub fn state(&self) -> &State {

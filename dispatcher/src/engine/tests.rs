@@ -397,6 +397,7 @@ fn rejected_commands_change_nothing() {
             Err(Rejection::NotFound(_)) => "not_found",
             Err(Rejection::AlreadyExists(_)) => "exists",
             Err(Rejection::FailedPrecondition(_)) => "precondition",
+            Err(Rejection::OtherShard { .. }) => "other_shard",
             Ok(_) => "accepted",
         };
         assert_eq!(kind, expected, "{command:?}");
@@ -1159,4 +1160,54 @@ fn a_roster_change_of_skills_or_travel_mode_applies_to_a_located_person_at_once(
         )
         .expect("updated");
     assert!(engine.nearby(centre, 1, &first_aid, true, T0).is_empty());
+}
+
+#[test]
+fn a_district_shard_keeps_its_district_and_names_the_shard_of_the_rest() {
+    let mut engine = engine();
+    engine.set_scope(Some(area("d1")));
+    let before = engine.state().clone();
+    let in_d2 = centre_of(&engine, "d2-s1-c1-g1");
+    let spec = IncidentSpec {
+        at: in_d2,
+        category: "medical".to_string(),
+        priority: 1,
+        skills: BTreeSet::new(),
+        headcount: 1,
+        description: String::new(),
+    };
+    let shard_of = |result: Result<Vec<Event>, Rejection>| match result {
+        Err(Rejection::OtherShard { shard, message }) => {
+            assert!(message.contains("this dispatcher serves shard d1"), "{message}");
+            shard
+        }
+        other => panic!("expected another shard, got {other:?}"),
+    };
+    let command = Command::CreateIncident { id: None, spec: spec.clone() };
+    assert_eq!(shard_of(engine.execute(command, "operator:test", T0)), "d2");
+    let switch = Command::SetMode { area: area("d2-s1"), mode: Mode::EmergencyI, reason: "flood".into() };
+    assert_eq!(shard_of(engine.execute(switch, "operator:test", T0)), "d2");
+    let westerner = AgentProfile { home_area: Some(area("d2-s1-c1-g1")), ..profile("w", &[]) };
+    let alone = Command::UpsertAgents { agents: vec![westerner.clone()], all_new: true, tokens: Vec::new() };
+    assert_eq!(shard_of(engine.execute(alone, "operator:test", T0)), "d2");
+    let easterner = AgentProfile { home_area: Some(area("d1-s1-c1-g1")), ..profile("e", &[]) };
+    let mixed = Command::UpsertAgents { agents: vec![easterner, westerner], all_new: true, tokens: Vec::new() };
+    match engine.execute(mixed, "operator:test", T0) {
+        Err(Rejection::FailedPrecondition(message)) => assert!(message.contains("w (d2)"), "{message}"),
+        other => panic!("a mixed import must be refused whole: {other:?}"),
+    }
+    assert_eq!(engine.state(), &before, "refusals change nothing");
+
+    // Its own district, and places off every district, are its own; the
+    // ids it makes carry the district.
+    let in_d1 = centre_of(&engine, "d1-s1-c1-g1");
+    let (id, _) = create(&mut engine, in_d1, &[], 1, T0);
+    assert_eq!(id.as_str(), "d1-inc-000001");
+    let switch = Command::SetMode { area: area("d1-s1"), mode: Mode::EmergencyI, reason: "flood".into() };
+    engine.execute(switch, "operator:test", T0).expect("its own street");
+
+    // Without a scope the same commands are the city's.
+    engine.set_scope(None);
+    let (id, _) = create(&mut engine, in_d2, &[], 1, T0);
+    assert_eq!(id.as_str(), "inc-000002");
 }

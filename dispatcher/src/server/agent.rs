@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Limits;
 use super::auth::Tokens;
+use super::sharding::{Kind, Sharding};
 use crate::convert;
 use crate::engine::Command;
 use crate::ids::{AgentId, IncidentId, OfferId};
@@ -34,11 +35,20 @@ pub struct AgentApi {
     /// Sessions need a client certificate (verified against the client CA
     /// in the TLS handshake); other services do not.
     require_client_certificate: bool,
+    /// With one shard per district: where people of other shards are sent.
+    sharding: Option<Arc<Sharding>>,
 }
 
 impl AgentApi {
-    pub fn new(dispatcher: Dispatcher, tokens: Tokens, limits: Limits, require_client_certificate: bool) -> Self {
-        AgentApi { dispatcher, tokens, limits, sessions: Arc::new(AtomicUsize::new(0)), require_client_certificate }
+    pub fn new(
+        dispatcher: Dispatcher,
+        tokens: Tokens,
+        limits: Limits,
+        require_client_certificate: bool,
+        sharding: Option<Arc<Sharding>>,
+    ) -> Self {
+        let sessions = Arc::new(AtomicUsize::new(0));
+        AgentApi { dispatcher, tokens, limits, sessions, require_client_certificate, sharding }
     }
 }
 
@@ -123,6 +133,14 @@ impl AgentService for AgentApi {
         }
         let agent = AgentId::new(agent_id);
         if let Err(status) = self.tokens.check_agent(&agent, hello.token.trim()).await {
+            // Someone of another district's shard is sent to its owner; they
+            // prove who they are there.
+            if let Some(sharding) = &self.sharding
+                && let Some(moved) = sharding.redirect_to_holder(Kind::Agent, agent.as_str()).await
+            {
+                info!(agent_id = %agent, "session sent to the shard holding this person");
+                return Err(moved);
+            }
             info!(agent_id = %agent, "session refused: wrong or missing token");
             return Err(status);
         }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_server::CommandService;
@@ -10,6 +11,7 @@ use tonic::{Request, Response, Status};
 use tracing::{instrument, warn};
 
 use super::auth::{Caller, caller};
+use super::sharding::{Kind, Sharding};
 use crate::accounts::{self, AgentTokenHash, OperatorRole};
 use crate::areas::parse_geojson;
 use crate::convert;
@@ -25,6 +27,9 @@ const DEFAULT_LIMIT: usize = 1000;
 
 pub struct CommandApi {
     pub dispatcher: Dispatcher,
+    /// With one shard per district: where to send calls about incidents
+    /// and people of another shard.
+    pub sharding: Option<Arc<Sharding>>,
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -138,7 +143,10 @@ impl CommandService for CommandApi {
             .await?;
         let mut agents: Vec<pb::Agent> = agent.into_iter().collect();
         self.disclose(&caller, "GetAgent", format!("agent {id}"), &mut agents).await;
-        agents.pop().map(Response::new).ok_or_else(|| Status::not_found(message))
+        match agents.pop() {
+            Some(agent) => Ok(Response::new(agent)),
+            None => Err(self.elsewhere(Kind::Agent, id.as_str(), Status::not_found(message)).await),
+        }
     }
 
     async fn list_agents(&self, request: Request<pb::ListAgentsRequest>) -> Result<Response<pb::ListAgentsResponse>, Status> {
@@ -267,11 +275,17 @@ impl CommandService for CommandApi {
     async fn get_incident(&self, request: Request<pb::GetIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
         let id = IncidentId::new(request.into_inner().id.trim());
         let message = format!("incident {id} does not exist; list incidents to find its id");
+        let lookup = id.clone();
         let incident = self
             .dispatcher
-            .query(move |engine, _| engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident)))
+            .query(move |engine, _| {
+                engine.state().incidents.get(&lookup).map(|incident| convert::incident_to_pb(engine, incident))
+            })
             .await?;
-        incident.map(Response::new).ok_or_else(|| Status::not_found(message))
+        match incident {
+            Some(incident) => Ok(Response::new(incident)),
+            None => Err(self.elsewhere(Kind::Incident, id.as_str(), Status::not_found(message)).await),
+        }
     }
 
     async fn list_incidents(
@@ -562,7 +576,9 @@ impl CommandService for CommandApi {
             return Err(Status::internal("no token was made"));
         };
         let command = Command::IssueAgentToken { agent: agent.clone(), token_hash: hash.token_hash };
-        self.dispatcher.execute(command, actor, |_, _| ()).await?;
+        if let Err(error) = self.dispatcher.execute(command, actor, |_, _| ()).await {
+            return Err(self.elsewhere(Kind::Agent, agent.as_str(), error.into()).await);
+        }
         Ok(Response::new(pb::IssuedToken { subject: agent.to_string(), token }))
     }
 
@@ -665,6 +681,17 @@ fn role_from_pb(role: i32) -> Result<OperatorRole, Status> {
 }
 
 impl CommandApi {
+    /// A `not_found` for an incident or person that the directory places in
+    /// another shard becomes a redirect to that shard's owner.
+    async fn elsewhere(&self, kind: Kind, id: &str, status: Status) -> Status {
+        match &self.sharding {
+            Some(sharding) if status.code() == tonic::Code::NotFound => {
+                sharding.redirect_to_holder(kind, id).await.unwrap_or(status)
+            }
+            _ => status,
+        }
+    }
+
     /// Viewers get people with phone numbers masked and locations to about
     /// 1 km; the other roles get them as they are, and the read is audited
     /// (a `personal_data_read` event). When the audit cannot be journaled
@@ -692,12 +719,17 @@ impl CommandApi {
     }
 
     async fn end_incident(&self, command: Command, actor: String, id: IncidentId) -> Result<Response<pb::Incident>, Status> {
-        let incident = self
+        let lookup = id.clone();
+        let incident = match self
             .dispatcher
             .execute(command, actor, move |engine, _| {
-                engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident))
+                engine.state().incidents.get(&lookup).map(|incident| convert::incident_to_pb(engine, incident))
             })
-            .await?;
+            .await
+        {
+            Ok(incident) => incident,
+            Err(error) => return Err(self.elsewhere(Kind::Incident, id.as_str(), error.into()).await),
+        };
         incident.map(Response::new).ok_or_else(|| Status::internal("the incident was saved but cannot be read back"))
     }
 }

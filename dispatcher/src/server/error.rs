@@ -1,6 +1,8 @@
 //! The one place where dispatcher errors become gRPC statuses.
 
+use pingji_proto::owner::SHARD_METADATA;
 use tonic::Status;
+use tonic::metadata::MetadataValue;
 
 use crate::engine::Rejection;
 use crate::runtime::DispatchError;
@@ -21,6 +23,14 @@ impl From<Rejection> for Status {
             Rejection::NotFound(message) => Status::not_found(message),
             Rejection::AlreadyExists(message) => Status::already_exists(message),
             Rejection::FailedPrecondition(message) => Status::failed_precondition(message),
+            // The owner's address is added on the way out (`sharding::Routed`).
+            Rejection::OtherShard { shard, message } => {
+                let mut status = Status::unavailable(message);
+                if let Ok(value) = MetadataValue::try_from(shard.as_str()) {
+                    status.metadata_mut().insert(SHARD_METADATA, value);
+                }
+                status
+            }
         }
     }
 }
@@ -32,5 +42,6 @@ pub fn code_name(rejection: &Rejection) -> &'static str {
         Rejection::NotFound(_) => "not_found",
         Rejection::AlreadyExists(_) => "already_exists",
         Rejection::FailedPrecondition(_) => "failed_precondition",
+        Rejection::OtherShard { .. } => "unavailable",
     }
 }

@@ -11,6 +11,8 @@
 //! - [`error`]: dispatcher errors to gRPC statuses.
 //! - `ownership`: serving a shard kept in Redis: standby, take over, renew
 //!   the lease, step down.
+//! - [`sharding`]: one shard per district: calls about another district
+//!   are sent to its shard's owner.
 //! - [`standby`]: what a process that does not own its shard answers
 //!   (`unavailable` naming the owner in `x-pingji-owner`).
 //! - `starting`: health only (`NOT_SERVING`) while the journal is replayed.
@@ -22,6 +24,7 @@ pub mod command;
 pub mod error;
 pub mod events;
 mod ownership;
+pub mod sharding;
 pub mod standby;
 mod starting;
 
@@ -41,9 +44,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
-use crate::areas::parse_geojson;
+use crate::areas::{AreaLevel, parse_geojson};
 use crate::convert;
 use crate::engine::{Command, Engine};
+use crate::ids::AreaId;
 use crate::journal::{Journal, MemoryJournal, SqliteJournal};
 use crate::lease::LeaseConfig;
 use crate::locations::LocationWriter;
@@ -295,7 +299,7 @@ async fn run_store(config: Config, listener: TcpListener, shutdown: watch::Recei
     starting.stop().await;
     let (journal, engine) = recovered?;
     let listener = TcpListener::from_std(listener)?;
-    serve(&config, journal, engine, None, listener, shutdown, None).await
+    serve(&config, journal, engine, None, listener, shutdown, None, None).await
 }
 
 /// Ends serving early, for the owner of a shard shared through Redis.
@@ -307,16 +311,22 @@ struct OwnerGuard {
 
 /// Serves `engine` (recovered from `journal`) until `shutdown` turns true,
 /// then drains and stops. With a `guard` (a shared shard), it also stops at
-/// once, with an error, when the lease is lost or the owner task fails.
+/// once, with an error, when the lease is lost or the owner task fails. With
+/// `sharding` (a district's shard), it serves that district only and sends
+/// calls about others to their owners.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     config: &Config,
     journal: SharedJournal,
-    engine: Engine,
+    mut engine: Engine,
     locations: Option<LocationWriter>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
     guard: Option<OwnerGuard>,
+    sharding: Option<Arc<sharding::Sharding>>,
 ) -> anyhow::Result<()> {
+    let district = sharding.as_ref().map(|sharding| AreaId::new(sharding.shard().as_str()));
+    engine.set_scope(district.clone());
     let (stop_owner, owner_stop) = watch::channel(false);
     let runtime_config = RuntimeConfig {
         policy: config.policy.clone(),
@@ -332,6 +342,11 @@ async fn serve(
     let observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
+    if let Some(district) = district {
+        check_district(&dispatcher, district).await?;
+    }
+    let directory = sharding.clone().map(|sharding| tokio::spawn(sharding::keep_directory(dispatcher.clone(), sharding)));
+    let _directory = AbortOnDrop(directory);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
@@ -374,15 +389,19 @@ async fn serve(
                 config.limits,
                 // With `all`, the TLS handshake already refused connections without one.
                 config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
+                sharding.clone(),
             ))
             .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
-        .add_service(auth::Authorized::new(
-            CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone() })
-                .max_decoding_message_size(MAX_COMMAND_MESSAGE)
-                .max_encoding_message_size(MAX_COMMAND_MESSAGE),
-            tokens,
+        .add_service(sharding::Routed::new(
+            auth::Authorized::new(
+                CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
+                    .max_decoding_message_size(MAX_COMMAND_MESSAGE)
+                    .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+                tokens,
+            ),
+            sharding,
         ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
@@ -447,6 +466,41 @@ async fn serve(
     observing.stop().await;
     info!("dispatcher stopped");
     Ok(())
+}
+
+/// Aborts a background task when serving ends, however it ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A district shard's id must be a district on the map.
+async fn check_district(dispatcher: &Dispatcher, district: AreaId) -> anyhow::Result<()> {
+    let probe = district.clone();
+    let (level, districts) = dispatcher
+        .query(move |engine, _| {
+            let areas = &engine.state().areas;
+            let districts: Vec<String> =
+                areas.areas().filter(|area| area.level == AreaLevel::District).map(|area| area.id.to_string()).collect();
+            (areas.get(&probe).map(|area| area.level), districts)
+        })
+        .await?;
+    match level {
+        Some(AreaLevel::District) => {
+            info!(shard = %district, "serving one district's shard");
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "shard {district} is not a district on the map, so this dispatcher cannot tell what it serves; use --shard \
+             city for the whole city as one shard, or a district's id ({}); load the map with --areas",
+            if districts.is_empty() { "the map has none".to_string() } else { districts.join(", ") }
+        ),
+    }
 }
 
 /// Stops serving after a step-down: new connections are refused at once,
@@ -529,6 +583,18 @@ async fn load_plans(dispatcher: &Dispatcher, paths: &[PathBuf]) -> anyhow::Resul
     Ok(())
 }
 
+/// Whether `profile` belongs to `engine`'s shard: always with one shard for
+/// the city; in a district's shard, when their home area lies in it (people
+/// without a home area belong to no district, so to no district's file load).
+fn lives_in_scope(engine: &Engine, profile: &crate::roster::AgentProfile) -> bool {
+    let Some(scope) = engine.scope() else {
+        return true;
+    };
+    let areas = &engine.state().areas;
+    profile.home_area.as_ref().and_then(|home| areas.placement_of_area(home).at(AreaLevel::District).cloned()).as_ref()
+        == Some(scope)
+}
+
 async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow::Result<()> {
     const ACTOR: &str = "operator:startup";
     if let Some(path) = &config.areas_file {
@@ -558,14 +624,22 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
         let specs = crate::roster_csv::parse_roster_csv(&text)
             .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
         let profiles = specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?;
-        let changed = dispatcher
+        let listed = profiles.len();
+        let (changed, elsewhere) = dispatcher
             .query(move |engine, _| {
-                profiles
+                // A district's shard keeps the people who live in it.
+                let (ours, elsewhere): (Vec<_>, Vec<_>) =
+                    profiles.into_iter().partition(|profile| lives_in_scope(engine, profile));
+                let changed = ours
                     .into_iter()
                     .filter(|profile| engine.state().agents.get(&profile.id).is_none_or(|record| &record.profile != profile))
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                (changed, elsewhere.len())
             })
             .await?;
+        if elsewhere > 0 {
+            info!(path = %path.display(), listed, elsewhere, "roster: people of other districts (or without a home area) left to their shards");
+        }
         if changed.is_empty() {
             info!(path = %path.display(), "roster already loaded");
         } else {

@@ -29,12 +29,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::sharding::Sharding;
 use super::{Config, OwnerGuard, RedisStore, standby};
 use crate::journal::{Journal, JournalError, RedisJournal};
 use crate::lease::{Renewal, ShardLease};
 use crate::locations::{LocationBatching, LocationWriter};
 use crate::runtime::{self, SharedJournal};
-use crate::shard::RedisShard;
+use crate::shard::{RedisShard, ShardId};
 
 /// How long the location writer gets to write what is pending at shutdown.
 const LOCATIONS_DRAIN: Duration = Duration::from_secs(5);
@@ -82,7 +83,9 @@ pub(super) async fn run(
 
     let guard = OwnerGuard { lost: Box::pin(keeper.lost()) };
     let listener = TcpListener::from_std(listener)?;
-    let served = super::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard)).await;
+    // A shard other than the whole city's is a district's.
+    let sharding = (shard.id().as_str() != ShardId::CITY).then(|| Arc::new(Sharding::new(&redis.url, shard.id().clone())));
+    let served = super::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
 
     keeper.stop().await;
     if served.is_ok() {

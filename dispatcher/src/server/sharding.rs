@@ -1,0 +1,323 @@
+//! One shard per district: sending a call to the shard it concerns.
+//!
+//! A dispatcher serving district shard `d1` (`--shard d1`) keeps only that
+//! district: incidents located in it, people who live in it, switches of its
+//! areas (the engine's scope, see [`crate::engine::Engine::set_scope`]).
+//! Whatever concerns another district is answered `unavailable` naming that
+//! shard's owner in `x-pingji-owner`, exactly as a standby answers, so the
+//! clients that already follow a standby follow this too:
+//!
+//! - a command the engine finds to be another district's (its rejection
+//!   carries `x-pingji-shard`): [`Routed`] adds the owner of that shard,
+//!   read from its lease in Redis;
+//! - a console call sent with `x-pingji-shard: d2` (`pingji --shard d2`) to
+//!   a process serving another shard: [`Routed`] answers at once;
+//! - a person's hello, or a call naming an incident, that this shard does
+//!   not know: [`Sharding::find`] looks the id up in the city's directory,
+//!   a Redis hash of id → shard that every owner keeps for its people and
+//!   incidents ([`keep_directory`]).
+//!
+//! The directory is written after the journal, not in the same script (it
+//! lives in another hash slot): an owner that dies in between leaves an
+//! entry out, and the next owner of the shard writes every id again when it
+//! starts. It only ever says where to ask; the shard's own journal decides.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pingji_proto::owner::{OWNER_METADATA, SHARD_METADATA};
+use pingji_proto::v1 as pb;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::codegen::{BoxFuture, Service};
+use tonic::metadata::MetadataValue;
+use tonic::server::NamedService;
+use tracing::{debug, info, warn};
+
+use crate::lease::{LeaseConfig, ShardLease};
+use crate::runtime::Dispatcher;
+use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, ShardId};
+
+/// Ids written to the directory in one `HSET`.
+const DIRECTORY_CHUNK: usize = 1000;
+/// How often a directory write that failed (Redis away) is tried again.
+const DIRECTORY_RETRY: Duration = Duration::from_secs(1);
+
+/// What the directory maps to shards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Agent,
+    Incident,
+}
+
+impl Kind {
+    fn key(self) -> &'static str {
+        match self {
+            Kind::Agent => "pingji:{directory}:agents",
+            Kind::Incident => "pingji:{directory}:incidents",
+        }
+    }
+}
+
+/// This process's shard, and how to find the others.
+pub struct Sharding {
+    url: String,
+    shard: ShardId,
+    /// The leases of the other shards, read to find their owners.
+    leases: Mutex<HashMap<String, Arc<ShardLease>>>,
+}
+
+impl Sharding {
+    pub fn new(url: &str, shard: ShardId) -> Self {
+        Sharding { url: url.to_owned(), shard, leases: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn shard(&self) -> &ShardId {
+        &self.shard
+    }
+
+    /// The address of `shard`'s owner, if it has one Redis can tell.
+    pub async fn owner_of(&self, shard: &str) -> Option<String> {
+        let lease = self.lease(shard)?;
+        match tokio::task::spawn_blocking(move || lease.holder()).await {
+            Ok(Ok(holder)) => holder.map(|holder| holder.address).filter(|address| !address.is_empty()),
+            Ok(Err(error)) => {
+                warn!(%error, shard, "cannot read the owner of another shard");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    fn lease(&self, shard: &str) -> Option<Arc<ShardLease>> {
+        let id = ShardId::new(shard).ok()?;
+        let mut leases = self.leases.lock().ok()?;
+        if let Some(lease) = leases.get(shard) {
+            return Some(lease.clone());
+        }
+        let redis = RedisShard::new(&self.url, id).ok()?;
+        // Read only: holder() never takes or renews the lease.
+        let lease = Arc::new(ShardLease::new(redis, "reader", "", LeaseConfig::default()));
+        leases.insert(shard.to_owned(), lease.clone());
+        Some(lease)
+    }
+
+    /// `unavailable` sending the caller to `shard`'s owner (or saying it
+    /// has none now).
+    pub async fn moved(&self, shard: &str, message: String) -> Status {
+        match self.owner_of(shard).await {
+            Some(owner) => redirect(&format!("{message}; shard {shard} is owned by the dispatcher at {owner}"), &owner),
+            None => Status::unavailable(format!("{message}; shard {shard} has no owner now; retry in a moment")),
+        }
+    }
+
+    /// The shard the directory names for `id`, when it is another one.
+    pub async fn find(&self, kind: Kind, id: &str) -> Option<String> {
+        let redis = RedisShard::new(&self.url, self.shard.clone()).ok()?;
+        let id = id.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            let action = format!("look up {id} in {}", kind.key());
+            let mut connection = redis.connect(COMMAND_TIMEOUT)?;
+            redis::cmd("HGET")
+                .arg(kind.key())
+                .arg(&id)
+                .query::<Option<String>>(&mut connection)
+                .map_err(|cause| redis.failure(&action, &cause))
+        })
+        .await;
+        match found {
+            Ok(Ok(shard)) => shard.filter(|shard| *shard != self.shard.as_str()),
+            Ok(Err(error)) => {
+                warn!(%error, "cannot read the shard directory");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The owner of the shard holding `id`, as a redirect, when the
+    /// directory names another shard.
+    pub async fn redirect_to_holder(&self, kind: Kind, id: &str) -> Option<Status> {
+        let shard = self.find(kind, id).await?;
+        let what = match kind {
+            Kind::Agent => "agent",
+            Kind::Incident => "incident",
+        };
+        let message = format!("{what} {id} belongs to shard {shard}; this dispatcher serves shard {}", self.shard);
+        Some(self.moved(&shard, message).await)
+    }
+
+    fn write_directory(&self, kind: Kind, ids: &[String]) -> Result<(), RedisStoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let redis = RedisShard::new(&self.url, self.shard.clone())?;
+        let mut connection = redis.connect(COMMAND_TIMEOUT)?;
+        for chunk in ids.chunks(DIRECTORY_CHUNK) {
+            let mut command = redis::cmd("HSET");
+            command.arg(kind.key());
+            for id in chunk {
+                command.arg(id).arg(self.shard.as_str());
+            }
+            command.query::<i64>(&mut connection).map_err(|cause| redis.failure(&format!("write {}", kind.key()), &cause))?;
+        }
+        Ok(())
+    }
+}
+
+/// `unavailable` naming `owner` in `x-pingji-owner`.
+fn redirect(message: &str, owner: &str) -> Status {
+    let mut status = Status::unavailable(format!("{message}; connect there"));
+    if let Ok(value) = MetadataValue::try_from(owner) {
+        status.metadata_mut().insert(OWNER_METADATA, value);
+    }
+    status
+}
+
+/// Keeps the directory naming this shard for its people and incidents,
+/// while the owner serves: everything at start, then what the events add.
+pub async fn keep_directory(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
+    let mut events = dispatcher.subscribe();
+    let mut everything = true;
+    let mut agents: Vec<String> = Vec::new();
+    let mut incidents: Vec<String> = Vec::new();
+    let mut retry = tokio::time::interval(DIRECTORY_RETRY);
+    loop {
+        if everything {
+            let Ok((all_agents, all_incidents)) = dispatcher
+                .query(|engine, _| {
+                    let state = engine.state();
+                    let agents: Vec<String> = state.agents.keys().map(|id| id.to_string()).collect();
+                    let incidents: Vec<String> = state.incidents.keys().map(|id| id.to_string()).collect();
+                    (agents, incidents)
+                })
+                .await
+            else {
+                return;
+            };
+            (agents, incidents) = (all_agents, all_incidents);
+        }
+        if !agents.is_empty() || !incidents.is_empty() {
+            let writing = sharding.clone();
+            let (people, tasks) = (std::mem::take(&mut agents), std::mem::take(&mut incidents));
+            let written = tokio::task::spawn_blocking(move || {
+                let result =
+                    writing.write_directory(Kind::Agent, &people).and_then(|()| writing.write_directory(Kind::Incident, &tasks));
+                (result, people, tasks)
+            })
+            .await;
+            match written {
+                Ok((Ok(()), people, tasks)) => {
+                    if everything {
+                        info!(people = people.len(), incidents = tasks.len(), "shard directory written");
+                    } else {
+                        debug!(people = people.len(), incidents = tasks.len(), "shard directory updated");
+                    }
+                    everything = false;
+                }
+                Ok((Err(error), people, tasks)) => {
+                    warn!(%error, "cannot write the shard directory; trying again");
+                    (agents, incidents) = (people, tasks);
+                }
+                Err(_) => return,
+            }
+        } else {
+            everything = false;
+        }
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => note(&event, &mut agents, &mut incidents),
+                Err(RecvError::Lagged(_)) => everything = true,
+                Err(RecvError::Closed) => return,
+            },
+            _ = retry.tick() => {}
+        }
+        // Take whatever else is waiting, to write it in one go.
+        while let Ok(event) = events.try_recv() {
+            note(&event, &mut agents, &mut incidents);
+        }
+    }
+}
+
+/// The ids an event adds to the directory.
+fn note(event: &pb::Event, agents: &mut Vec<String>, incidents: &mut Vec<String>) {
+    match event.kind.as_str() {
+        "incident_reported" if !event.incident_id.is_empty() => incidents.push(event.incident_id.clone()),
+        "agents_upserted" => {
+            let body: serde_json::Value = serde_json::from_str(&event.json).unwrap_or_default();
+            let ids = body.get("agents").and_then(|agents| agents.as_array()).into_iter().flatten();
+            let mut seen = HashSet::new();
+            for id in ids.filter_map(|agent| agent.get("id").and_then(|id| id.as_str())) {
+                if seen.insert(id) {
+                    agents.push(id.to_owned());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `inner` (the command service), sent on to the owner of the shard a call
+/// is for: answered at once when the caller named another shard, and given
+/// the owner's address when the engine found the call to be another shard's.
+/// Without sharding (one shard for the city) it only passes calls on.
+#[derive(Clone)]
+pub struct Routed<S> {
+    inner: S,
+    sharding: Option<Arc<Sharding>>,
+}
+
+impl<S> Routed<S> {
+    pub fn new(inner: S, sharding: Option<Arc<Sharding>>) -> Self {
+        Routed { inner, sharding }
+    }
+}
+
+impl<S: NamedService> NamedService for Routed<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<http::Request<Body>> for Routed<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The clone that was made ready is the one that serves this call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let Some(sharding) = self.sharding.clone() else {
+            return Box::pin(inner.call(request));
+        };
+        Box::pin(async move {
+            let asked = request.headers().get(SHARD_METADATA).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            if let Some(asked) = asked.filter(|asked| asked != sharding.shard().as_str()) {
+                let message = format!("the call is for shard {asked}; this dispatcher serves shard {}", sharding.shard());
+                return Ok(sharding.moved(&asked, message).await.into_http());
+            }
+            let mut response = inner.call(request).await?;
+            let moved_to = response.headers().get(SHARD_METADATA).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            if let Some(shard) = moved_to
+                && !response.headers().contains_key(OWNER_METADATA)
+                && let Some(owner) = sharding.owner_of(&shard).await
+                && let Ok(value) = http::HeaderValue::from_str(&owner)
+            {
+                response.headers_mut().insert(OWNER_METADATA, value);
+            }
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! One shard per district: dispatcher processes started with `--shard d1`
+//! and `--shard d2` on one redis-server (started by the test on a free
+//! port). Each keeps its own district's people and incidents, and sends
+//! whatever concerns the other district to that shard's owner, which the
+//! console and the test's clients follow.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pingji_proto::v1 as pb;
+use pingji_proto::v1::agent_service_client::AgentServiceClient;
+use pingji_tests::cli::run_pingji;
+use pingji_tests::redis::{RedisServer, SharedDispatcher, SharedStoreOptions, owner_of};
+use pingji_tests::{AgentSession, Commands, sample_city, sample_roster};
+use tokio::time::Instant;
+
+/// A point in district d1 and one in d2 of the sample city.
+const IN_D1: (f64, f64) = (120.12, 30.26);
+const IN_D2: (f64, f64) = (120.18, 30.26);
+/// How long a takeover or a directory write may take on a loaded machine.
+const WITHIN: Duration = Duration::from_secs(15);
+
+fn options(dir: &Path, redis: &RedisServer, shard: &str, log: &str) -> SharedStoreOptions {
+    SharedStoreOptions {
+        redis_url: redis.url(),
+        policy: None,
+        areas: Some(sample_city()),
+        agents: Some(sample_roster()),
+        snapshot_every: None,
+        lease_ms: None,
+        shard: Some(shard.to_string()),
+        log: dir.join(log),
+        tls: None,
+    }
+}
+
+async fn start_owner(dir: &Path, redis: &RedisServer, shard: &str, log: &str) -> anyhow::Result<SharedDispatcher> {
+    let mut dispatcher = SharedDispatcher::start(&options(dir, redis, shard, log)).await?;
+    dispatcher.wait_owner(WITHIN).await?;
+    Ok(dispatcher)
+}
+
+fn incident(id: &str, (lon, lat): (f64, f64)) -> pb::CreateIncidentRequest {
+    pb::CreateIncidentRequest {
+        id: id.to_string(),
+        location: Some(pb::Location { lon, lat }),
+        category: "welfare_check".into(),
+        priority: 2,
+        headcount: 1,
+        ..Default::default()
+    }
+}
+
+async fn roster_ids(command: &mut Commands) -> anyhow::Result<Vec<(String, String)>> {
+    let listed = command.list_agents(pb::ListAgentsRequest { limit: 10_000, ..Default::default() }).await?.into_inner();
+    Ok(listed.agents.into_iter().filter_map(|agent| agent.spec.map(|spec| (spec.id, spec.home_area_id))).collect())
+}
+
+/// The refusal of a call that belongs to another shard: `unavailable`
+/// naming that shard's owner.
+fn assert_sent_to(result: Result<impl std::fmt::Debug, tonic::Status>, owner: &SharedDispatcher, what: &str) {
+    let status = match result {
+        Ok(answer) => panic!("{what}: answered here instead of being sent on: {answer:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{what}: {status:?}");
+    assert_eq!(owner_of(&status), Some(owner.address().to_string()), "{what}: {status:?}");
+}
+
+/// Polls `call` until it is sent to `owner` (the directory is written just
+/// after the journal).
+async fn eventually_sent_to<T: std::fmt::Debug>(
+    owner: &SharedDispatcher,
+    what: &str,
+    mut call: impl AsyncFnMut() -> Result<T, tonic::Status>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let result = call().await;
+        if let Err(status) = &result
+            && owner_of(status) == Some(owner.address().to_string())
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what}: never sent to {}: {result:?}", owner.address());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_district_has_its_shard_and_calls_about_the_other_are_sent_to_its_owner() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let east = start_owner(dir.path(), &redis, "d1", "d1.log").await?;
+    let mut west = start_owner(dir.path(), &redis, "d2", "d2.log").await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+
+    // Each loaded its own district's half of the one roster file.
+    for (command, district) in [(&mut at_east, "d1"), (&mut at_west, "d2")] {
+        let people = roster_ids(command).await?;
+        assert_eq!(people.len(), 160, "{district}: {people:?}");
+        assert!(people.iter().all(|(_, home)| home.starts_with(&format!("{district}-"))), "{district}: {people:?}");
+    }
+
+    // An incident is created by its district's shard, whoever is asked.
+    assert_sent_to(at_east.create_incident(incident("west-1", IN_D2)).await, &west, "a d2 incident created at d1");
+    let created = at_west.create_incident(incident("", IN_D2)).await?.into_inner();
+    assert!(created.id.starts_with("d2-inc-"), "ids made by a district's shard carry it: {}", created.id);
+    let east_url = format!("http://{}", east.address());
+    let console = run_pingji(
+        &east_url,
+        &[
+            "incident",
+            "create",
+            "--at",
+            "120.18,30.26",
+            "--category",
+            "medical",
+            "--priority",
+            "1",
+            "--need",
+            "1",
+            "--id",
+            "west-2",
+        ],
+    )
+    .await?
+    .success()?;
+    assert!(console.stdout.contains("west-2"), "{}", console.stdout);
+    at_west.get_incident(pb::GetIncidentRequest { id: "west-2".into() }).await?;
+    at_east.create_incident(incident("east-1", IN_D1)).await?;
+
+    // Asked about an incident of the other shard, d1 sends the caller on.
+    eventually_sent_to(&west, "GetIncident west-2 at d1", async || {
+        at_east.get_incident(pb::GetIncidentRequest { id: "west-2".into() }).await
+    })
+    .await?;
+    assert_sent_to(
+        at_east.close_incident(pb::CloseIncidentRequest { id: "west-2".into(), feedback: "done".into() }).await,
+        &west,
+        "closing a d2 incident at d1",
+    );
+    let unknown = at_east.get_incident(pb::GetIncidentRequest { id: "nowhere".into() }).await.expect_err("unknown");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+
+    // People: switches, additions and sessions go to the person's shard.
+    assert_sent_to(
+        at_east
+            .set_mode(pb::SetModeRequest { area_id: "d2-s1".into(), mode: pb::Mode::EmergencyI as i32, reason: "flood".into() })
+            .await,
+        &west,
+        "switching a d2 street at d1",
+    );
+    let westerner = pb::AgentSpec {
+        id: "w-new".into(),
+        name: "新人".into(),
+        role: pb::Role::Volunteer as i32,
+        home_area_id: "d2-s1-c1-g1".into(),
+        on_duty: true,
+        ..Default::default()
+    };
+    assert_sent_to(
+        at_east.upsert_agent(pb::UpsertAgentRequest { agent: Some(westerner.clone()) }).await,
+        &west,
+        "adding a d2 person at d1",
+    );
+    let easterner = pb::AgentSpec { id: "e-new".into(), home_area_id: "d1-s1-c1-g1".into(), ..westerner.clone() };
+    let mixed = at_east
+        .import_agents(pb::ImportAgentsRequest { agents: vec![easterner, westerner.clone()] })
+        .await
+        .expect_err("a mixed import is refused");
+    assert_eq!(mixed.code(), tonic::Code::FailedPrecondition, "{mixed:?}");
+    assert!(mixed.message().contains("w-new (d2)") && mixed.message().contains("nothing was changed"), "{mixed:?}");
+    assert_eq!(roster_ids(&mut at_east).await?.len(), 160, "the refused import changed nothing");
+
+    let token = pingji_tests::agent_token(&mut at_west, "p0200").await?;
+    let mut sessions_at_east = AgentServiceClient::new(east.channel().await?);
+    let refused = AgentSession::try_open(&mut sessions_at_east, "p0200", &token).await.map(|_| ());
+    assert_sent_to(refused, &west, "a d2 person saying hello at d1");
+    let mut sessions_at_west = AgentServiceClient::new(west.channel().await?);
+    AgentSession::open(&mut sessions_at_west, "p0200", &token).await?;
+    assert_sent_to(
+        at_east.issue_agent_token(pb::IssueAgentTokenRequest { agent_id: "p0200".into() }).await,
+        &west,
+        "a d2 person's token issued at d1",
+    );
+
+    // The console picks a shard for lists: d1's process sends it to d2.
+    let listed = run_pingji(&east_url, &["--shard", "d2", "incident", "list"]).await?.success()?;
+    assert!(listed.stdout.contains("west-2") && !listed.stdout.contains("east-1"), "{}", listed.stdout);
+    let here = run_pingji(&east_url, &["incident", "list"]).await?.success()?;
+    assert!(here.stdout.contains("east-1") && !here.stdout.contains("west-2"), "{}", here.stdout);
+
+    // d2's owner dies; a process standing by for d2 takes it, and d1 now
+    // sends d2's callers there.
+    let mut spare = SharedDispatcher::start(&options(dir.path(), &redis, "d2", "d2-spare.log")).await?;
+    west.kill().await?;
+    spare.wait_owner(WITHIN).await?;
+    let mut at_spare = spare.command().await?;
+    at_spare.get_incident(pb::GetIncidentRequest { id: "west-2".into() }).await?;
+    assert_sent_to(at_east.create_incident(incident("west-3", IN_D2)).await, &spare, "a d2 incident after the failover");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_is_not_a_district_on_the_map_is_refused_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let mut nowhere = SharedDispatcher::start(&options(dir.path(), &redis, "d9", "d9.log")).await?;
+    let status = nowhere.wait_exit(WITHIN).await?;
+    assert!(!status.success(), "{status:?}");
+    let log = nowhere.log();
+    assert!(log.contains("shard d9 is not a district on the map") && log.contains("d1, d2"), "{log}");
+    Ok(())
+}
