@@ -320,7 +320,7 @@ impl Settings {
                 if !url.starts_with("redis://") {
                     return Err(refuse("store.url", format!("{url:?} is not redis://HOST:PORT")));
                 }
-                let shard = ShardId::new(store.shard.as_deref().unwrap_or(ShardId::CITY))
+                let shards = parse_shards(store.shard.as_deref().unwrap_or(ShardId::CITY))
                     .map_err(|reason| refuse("store.shard", reason))?;
                 let lease = LeaseConfig::new(
                     Duration::from_millis(store.lease_ttl_ms.unwrap_or(3_000)),
@@ -328,7 +328,7 @@ impl Settings {
                 )
                 .map_err(|reason| refuse("store.lease_renew_ms", reason))?;
                 let advertise = store.advertise.clone().unwrap_or_else(|| listen.to_string());
-                Ok(Store::Redis(RedisStore { url: url.to_string(), shard, advertise, lease }))
+                Ok(Store::Redis(RedisStore { url: url.to_string(), shards, advertise, lease }))
             }
             other => Err(refuse("store.kind", format!("{other:?} is not a store; use sqlite, memory or redis"))),
         }
@@ -408,9 +408,39 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// `city`, one district (`d1`), or several districts (`d1,d2`) for a spare
+/// that stands by for each and owns the first it can.
+fn parse_shards(text: &str) -> Result<Vec<ShardId>, String> {
+    let mut shards: Vec<ShardId> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let shard = ShardId::new(part)?;
+        if shards.contains(&shard) {
+            return Err(format!("shard {shard} is listed twice; give each once"));
+        }
+        shards.push(shard);
+    }
+    if shards.len() > 1 && shards.iter().any(|shard| shard.as_str() == ShardId::CITY) {
+        return Err("city is the whole city as one shard and cannot be listed with districts; give either city or \
+                    districts (d1,d2)"
+            .to_string());
+    }
+    Ok(shards)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_are_the_city_one_district_or_several() {
+        let names =
+            |text: &str| parse_shards(text).map(|shards| shards.iter().map(|shard| shard.to_string()).collect::<Vec<_>>());
+        assert_eq!(names("city"), Ok(vec!["city".to_string()]));
+        assert_eq!(names(" d1, d2 "), Ok(vec!["d1".to_string(), "d2".to_string()]));
+        assert!(names("d1,d1").is_err_and(|error| error.contains("listed twice")));
+        assert!(names("city,d1").is_err_and(|error| error.contains("cannot be listed with districts")));
+        assert!(names("d1,").is_err_and(|error| error.contains("invalid shard id")));
+    }
 
     const EXAMPLE: &str = include_str!("../../docs/dispatcher.toml");
 

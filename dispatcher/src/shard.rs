@@ -2,10 +2,10 @@
 //! connection to the Redis that holds them.
 //!
 //! A shard is the unit of ownership: one dispatcher process at a time owns it
-//! (see [`crate::lease`]), appends its journal and serves its clients. Today a
-//! city runs as one shard (`city`); splitting it by district is a later step,
-//! which is why every key already carries the shard id as a Redis Cluster hash
-//! tag. All keys of a shard then live in one hash slot, so the Lua scripts
+//! (see [`crate::lease`]), appends its journal and serves its clients. A
+//! city runs as one shard (`city`) or as one shard per district (`d1`, see
+//! [`crate::server::sharding`]). Every key carries the shard id as a Redis
+//! Cluster hash tag, so all keys of a shard live in one hash slot and the Lua scripts
 //! that touch several of them at once (an append checks the fence and writes
 //! the stream) work on a Cluster as they do on one node.
 //!

@@ -191,13 +191,16 @@ async fn each_district_has_its_shard_and_calls_about_the_other_are_sent_to_its_o
     let here = run_pingji(&east_url, &["incident", "list"]).await?.success()?;
     assert!(here.stdout.contains("east-1") && !here.stdout.contains("west-2"), "{}", here.stdout);
 
-    // d2's owner dies; a process standing by for d2 takes it, and d1 now
-    // sends d2's callers there.
-    let mut spare = SharedDispatcher::start(&options(dir.path(), &redis, "d2", "d2-spare.log")).await?;
+    // d2's owner dies; a spare standing by for both districts takes d2 (d1
+    // is owned), and d1 now sends d2's callers there.
+    let mut spare = SharedDispatcher::start(&options(dir.path(), &redis, "d1,d2", "spare.log")).await?;
+    let standing_by = spare.wait_standby(WITHIN).await?;
+    assert_eq!(owner_of(&standing_by), Some(east.address().to_string()), "a spare names the first shard's owner");
     west.kill().await?;
     spare.wait_owner(WITHIN).await?;
     let mut at_spare = spare.command().await?;
     at_spare.get_incident(pb::GetIncidentRequest { id: "west-2".into() }).await?;
+    assert!(spare.log().contains("serving one district's shard shard=d2"), "{}", spare.log());
     assert_sent_to(at_east.create_incident(incident("west-3", IN_D2)).await, &spare, "a d2 incident after the failover");
     Ok(())
 }

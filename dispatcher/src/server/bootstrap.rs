@@ -63,7 +63,10 @@ pub fn bootstrap_admin(store: &Store, name: &str, policy: Policy) -> anyhow::Res
             add_first_admin(&mut journal, name, policy)
         }
         Store::Redis(redis) => {
-            let shard = RedisShard::new(&redis.url, redis.shard.clone())?;
+            let [shard] = redis.shards.as_slice() else {
+                anyhow::bail!("bootstrap one shard at a time: give --shard one shard (city, or a district such as d1)");
+            };
+            let shard = RedisShard::new(&redis.url, shard.clone())?;
             let owner_id = format!("bootstrap-{}", std::process::id());
             let lease = ShardLease::new(shard.clone(), &owner_id, "", LeaseConfig::default());
             let token = match lease.try_acquire()? {

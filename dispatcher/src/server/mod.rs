@@ -82,7 +82,10 @@ pub enum Store {
 pub struct RedisStore {
     /// `redis://HOST:PORT[/DB]`.
     pub url: String,
-    pub shard: ShardId,
+    /// The shards this process may own, in order: `city` alone, one
+    /// district, or several (a spare standing by for each, owning the first
+    /// it can get). Never empty.
+    pub shards: Vec<ShardId>,
     /// Where clients reach this process (`HOST:PORT`); standbys send clients
     /// there while this process owns the shard.
     pub advertise: String,
@@ -94,7 +97,7 @@ impl RedisStore {
     pub fn new(url: &str, advertise: &str) -> Self {
         RedisStore {
             url: url.to_owned(),
-            shard: ShardId::default(),
+            shards: vec![ShardId::default()],
             advertise: advertise.to_owned(),
             lease: LeaseConfig::default(),
         }
@@ -104,12 +107,12 @@ impl RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Through RedisShard, which leaves the password out of the URL.
-        let url = crate::shard::RedisShard::new(&self.url, self.shard.clone())
+        let url = crate::shard::RedisShard::new(&self.url, ShardId::default())
             .map(|shard| shard.url().to_owned())
             .unwrap_or_else(|_| "(invalid url)".to_owned());
         f.debug_struct("RedisStore")
             .field("url", &url)
-            .field("shard", &self.shard.as_str())
+            .field("shards", &self.shards.iter().map(ShardId::as_str).collect::<Vec<_>>())
             .field("advertise", &self.advertise)
             .field("lease", &self.lease)
             .finish()

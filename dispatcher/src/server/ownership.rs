@@ -46,23 +46,28 @@ pub(super) async fn run(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let shard = RedisShard::new(&redis.url, redis.shard.clone())?;
     let owner_id = owner_id();
-    let lease = Arc::new(ShardLease::new(shard.clone(), &owner_id, &redis.advertise, redis.lease));
+    let mut leases = Vec::new();
+    for shard in &redis.shards {
+        let shard = RedisShard::new(&redis.url, shard.clone())?;
+        leases.push(Arc::new(ShardLease::new(shard, &owner_id, &redis.advertise, redis.lease)));
+    }
     let listener = listener.into_std()?;
     info!(
-        redis = %shard.url(),
-        shard = %shard.id(),
+        redis = %leases[0].shard().url(),
+        shards = %redis.shards.iter().map(|shard| shard.as_str()).collect::<Vec<_>>().join(","),
         owner_id,
         advertise = %redis.advertise,
         lease_ttl_ms = redis.lease.ttl.as_millis() as u64,
         "asking for the shard lease"
     );
     let standby_listener = listener.try_clone().context("cannot share the listening socket")?;
-    let Some(token) = standby::serve_until_owner(&lease, standby_listener, &mut shutdown, config.tls.as_ref()).await? else {
+    let Some((lease, token)) = standby::serve_until_owner(&leases, standby_listener, &mut shutdown, config.tls.as_ref()).await?
+    else {
         info!("dispatcher stopped while standing by");
         return Ok(());
     };
+    let shard = lease.shard().clone();
     let taken_at = Instant::now();
     info!(shard = %shard.id(), token, "this dispatcher owns the shard now; recovering");
     // Renew from now on, so that a long recovery does not lose the lease.

@@ -117,16 +117,21 @@ pub(super) fn recovering_services() -> (AgentStandby, CommandStandby) {
 }
 
 /// Serves as a standby on `listener` until this process holds the lease of
-/// the shard; returns its fencing token, or `None` if `shutdown` came first.
-/// The listener is a clone: the owner's server takes the same socket over,
-/// so connections that arrive during the handover wait in its backlog.
+/// one of `leases` (tried in order at each poll); returns that lease and its
+/// fencing token, or `None` if `shutdown` came first. Clients are sent to
+/// the owner of the first shard listed. The listener is a clone: the owner's
+/// server takes the same socket over, so connections that arrive during the
+/// handover wait in its backlog.
 pub(super) async fn serve_until_owner(
-    lease: &Arc<ShardLease>,
+    leases: &[Arc<ShardLease>],
     listener: std::net::TcpListener,
     shutdown: &mut watch::Receiver<bool>,
     tls: Option<&super::ServerTls>,
-) -> anyhow::Result<Option<u64>> {
-    let shard = lease.shard().id().to_string();
+) -> anyhow::Result<Option<(Arc<ShardLease>, u64)>> {
+    let Some(first) = leases.first() else {
+        anyhow::bail!("no shard to stand by for; give --shard");
+    };
+    let shard = first.shard().id().to_string();
     let (notice_sender, notice) = watch::channel(Notice::Starting { shard: shard.clone() });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
@@ -144,7 +149,7 @@ pub(super) async fn serve_until_owner(
         });
     let mut server = tokio::spawn(server);
 
-    let mut polls = tokio::time::interval(lease.config().renew_every);
+    let mut polls = tokio::time::interval(first.config().renew_every);
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let token = loop {
         tokio::select! {
@@ -158,11 +163,11 @@ pub(super) async fn serve_until_owner(
                 anyhow::bail!("the standby gRPC server stopped");
             }
             _ = polls.tick() => {
-                let asking = lease.clone();
-                let acquisition = tokio::task::spawn_blocking(move || asking.try_acquire()).await?;
+                let asking = leases.to_vec();
+                let acquisition = tokio::task::spawn_blocking(move || try_each(&asking)).await?;
                 let next = match acquisition {
-                    Ok(Acquisition::Acquired { token }) => break Some(token),
-                    Ok(Acquisition::Held(holder)) => Notice::Owned { shard: shard.clone(), address: holder.address },
+                    Ok((index, Acquisition::Acquired { token })) => break Some((leases[index].clone(), token)),
+                    Ok((_, Acquisition::Held(holder))) => Notice::Owned { shard: shard.clone(), address: holder.address },
                     Err(error) => Notice::StoreUnreachable { shard: shard.clone(), error: error.to_string() },
                 };
                 if *notice_sender.borrow() != next {
@@ -183,6 +188,20 @@ pub(super) async fn serve_until_owner(
         Err(_) => server.abort(),
     }
     Ok(token)
+}
+
+/// Tries each lease in turn: the first one taken, else who holds the first.
+fn try_each(leases: &[Arc<ShardLease>]) -> Result<(usize, Acquisition), crate::shard::RedisStoreError> {
+    let held = match leases[0].try_acquire()? {
+        Acquisition::Acquired { token } => return Ok((0, Acquisition::Acquired { token })),
+        held => held,
+    };
+    for (index, lease) in leases.iter().enumerate().skip(1) {
+        if let Ok(Acquisition::Acquired { token }) = lease.try_acquire() {
+            return Ok((index, Acquisition::Acquired { token }));
+        }
+    }
+    Ok((0, held))
 }
 
 #[cfg(test)]
