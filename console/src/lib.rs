@@ -76,19 +76,26 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     }
     .load()
     .map_err(|error| ConsoleError::Tls(error.to_string()))?;
-    let (mut client, server) = connection::connect(&global.server, &token, &tls).await?;
-    let first = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
-    // A standby answered: it named the owner of the shard; go there once.
-    let owner = match &first {
-        Err(ConsoleError::Server(status)) => pingji_proto::owner::named_owner(status),
-        _ => None,
-    };
-    let Some(owner) = owner else { return first.map_err(|error| tls_explained(&server, &tls, error)) };
-    let (mut client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), &token, &tls).await?;
-    execute(&mut client, &server, cli.command, requested_mode, global.json)
-        .await
-        .map_err(|error| tls_explained(&server, &tls, error))
+    let (mut client, mut server) = connection::connect(&global.server, &token, &tls).await?;
+    let mut result = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
+    // A process that does not own the shard the command is for named its
+    // owner: go there. Up to MAX_REDIRECTS hops: a spare standing by sends
+    // to the first district's owner, which may send on to the right one.
+    for _ in 0..MAX_REDIRECTS {
+        let owner = match &result {
+            Err(ConsoleError::Server(status)) => pingji_proto::owner::named_owner(status),
+            _ => None,
+        };
+        let Some(owner) = owner else { break };
+        (client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), &token, &tls).await?;
+        result = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
+    }
+    result.map_err(|error| tls_explained(&server, &tls, error))
 }
+
+/// Owners followed at most for one command (a refusal that names an owner
+/// changed nothing, so following it cannot do anything twice).
+const MAX_REDIRECTS: usize = 3;
 
 /// A failed call whose transport error shows a TLS mismatch is told with
 /// what to do about it.
