@@ -87,6 +87,17 @@ async fn eventually_sent_to<T: std::fmt::Debug>(
     }
 }
 
+/// Polls `check` until it holds (the directory is written just after the
+/// journal).
+async fn eventually(command: &mut Commands, what: &str, mut check: impl AsyncFnMut(&mut Commands) -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WITHIN;
+    while !check(command).await {
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {WITHIN:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_district_has_its_shard_and_calls_about_the_other_are_sent_to_its_owner() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -184,6 +195,32 @@ async fn each_district_has_its_shard_and_calls_about_the_other_are_sent_to_its_o
         &west,
         "a d2 person's token issued at d1",
     );
+
+    // Operator accounts live in one shard and open every shard: d2 checks
+    // the token against the hash d1 publishes, and sends changes to d1.
+    let duty_token = pingji_tests::add_operator(&mut at_east, "duty", pb::OperatorRole::Dispatcher).await?;
+    let mut duty_at_west = pingji_tests::commands_with(west.channel().await?, Some(&duty_token));
+    eventually(&mut duty_at_west, "duty's token opens d2", async |duty| {
+        duty.who_am_i(pb::WhoAmIRequest {}).await.map(|me| me.into_inner().name == "duty").unwrap_or(false)
+    })
+    .await?;
+    duty_at_west.create_incident(incident("west-duty", IN_D2)).await?;
+    let operators = at_west.list_operators(pb::ListOperatorsRequest {}).await?.into_inner().operators;
+    assert!(operators.iter().any(|operator| operator.name == "duty"), "{operators:?}");
+    let twice = at_west.add_operator(pb::AddOperatorRequest { name: "duty".into(), role: pb::OperatorRole::Viewer as i32 }).await;
+    assert_eq!(twice.map(|_| ()).expect_err("a second duty").code(), tonic::Code::AlreadyExists);
+    assert_sent_to(
+        at_west.remove_operator(pb::RemoveOperatorRequest { name: "duty".into() }).await,
+        &east,
+        "removing d1's account at d2",
+    );
+    at_east.remove_operator(pb::RemoveOperatorRequest { name: "duty".into() }).await?;
+    eventually(&mut duty_at_west, "duty's token refused at d2 after the removal", async |duty| {
+        duty.list_incidents(pb::ListIncidentsRequest::default())
+            .await
+            .is_err_and(|status| status.code() == tonic::Code::Unauthenticated)
+    })
+    .await?;
 
     // The console picks a shard for lists: d1's process sends it to d2.
     let listed = run_pingji(&east_url, &["--shard", "d2", "incident", "list"]).await?.success()?;

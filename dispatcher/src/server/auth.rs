@@ -29,6 +29,7 @@ use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 use tracing::info;
 
+use super::sharding::Sharding;
 use crate::accounts::{self, OperatorRole, PresentedToken, role_needed};
 use crate::ids::AgentId;
 use crate::runtime::Dispatcher;
@@ -70,12 +71,16 @@ pub struct Tokens {
     /// cores and hold more memory (a flood of wrong tokens on 512 blocking
     /// threads took the dispatcher to 1.5 GiB).
     verifying: Arc<Semaphore>,
+    /// With one shard per district: accounts whose home is another shard
+    /// are checked against the hash that shard publishes.
+    sharding: Option<Arc<Sharding>>,
 }
 
 impl Tokens {
-    pub fn new(dispatcher: Dispatcher) -> Self {
+    pub fn new(dispatcher: Dispatcher, sharding: Option<Arc<Sharding>>) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        Tokens { dispatcher, verified: Arc::new(Mutex::new(HashMap::new())), verifying: Arc::new(Semaphore::new(cores)) }
+        let verified = Arc::new(Mutex::new(HashMap::new()));
+        Tokens { dispatcher, verified, verifying: Arc::new(Semaphore::new(cores)), sharding }
     }
 
     /// The operator whose token `authorization` carries.
@@ -116,6 +121,15 @@ impl Tokens {
             Status::unauthenticated(
                 "the operator token is wrong, was rotated, or its account was removed; ask an admin for a new one",
             )
+        };
+        let account = match (account, &self.sharding) {
+            (Some(account), _) => Some(account),
+            // Read at every call, so that a removal or rotation at the
+            // account's home shard counts here at once.
+            (None, Some(sharding)) => {
+                sharding.published_operator(&name).await.map(|published| (published.role, published.token_hash))
+            }
+            (None, None) => None,
         };
         let Some((role, hash)) = account else {
             return Err(refused());

@@ -556,10 +556,15 @@ impl CommandService for CommandApi {
         let name = caller.name.clone();
         let operator = self
             .dispatcher
-            .query(move |engine, _| engine.state().operators.get(&name).map(|operator| operator.created_at))
+            .query(move |engine, _| engine.state().operators.get(&name).map(|operator| operator.created_at.0))
             .await?;
-        let created_at = operator.ok_or_else(|| Status::not_found("your account was removed just now"))?;
-        Ok(Response::new(operator_to_pb(&caller.name, caller.role, created_at.0)))
+        let created_at_ms = match (operator, &self.sharding) {
+            (Some(created_at_ms), _) => Some(created_at_ms),
+            (None, Some(sharding)) => sharding.published_operator(&caller.name).await.map(|account| account.created_at_ms),
+            (None, None) => None,
+        };
+        let created_at_ms = created_at_ms.ok_or_else(|| Status::not_found("your account was removed just now"))?;
+        Ok(Response::new(operator_to_pb(&caller.name, caller.role, created_at_ms)))
     }
 
     #[instrument(skip_all)]
@@ -589,6 +594,14 @@ impl CommandService for CommandApi {
         let name = request.name.trim().to_string();
         accounts::check_operator_name(&name).map_err(invalid)?;
         let role = role_from_pb(request.role)?;
+        if let Some(sharding) = &self.sharding
+            && let Some(shard) = sharding.find(Kind::Operator, &name).await
+        {
+            return Err(Status::already_exists(format!(
+                "operator {name} already exists (the account's home is shard {shard}); rotate their token, or remove \
+                 them first to change the role"
+            )));
+        }
         let (token, token_hash) = new_operator_token(&name).await?;
         self.dispatcher.execute(Command::AddOperator { name: name.clone(), role, token_hash }, actor, |_, _| ()).await?;
         Ok(Response::new(pb::IssuedToken { subject: name, token }))
@@ -603,7 +616,9 @@ impl CommandService for CommandApi {
             .dispatcher
             .query(move |engine, _| engine.state().operators.get(&lookup).map(|operator| (operator.role, operator.created_at.0)))
             .await?;
-        self.dispatcher.execute(Command::RemoveOperator { name: name.clone() }, actor, |_, _| ()).await?;
+        if let Err(error) = self.dispatcher.execute(Command::RemoveOperator { name: name.clone() }, actor, |_, _| ()).await {
+            return Err(self.elsewhere(Kind::Operator, &name, error.into()).await);
+        }
         let removed = match account {
             Some((role, created_at_ms)) => operator_to_pb(&name, role, created_at_ms),
             None => pb::Operator { name, role: pb::OperatorRole::Unspecified as i32, created_at_ms: 0 },
@@ -623,9 +638,20 @@ impl CommandService for CommandApi {
                     .operators
                     .iter()
                     .map(|(name, operator)| operator_to_pb(name, operator.role, operator.created_at.0))
-                    .collect()
+                    .collect::<Vec<_>>()
             })
             .await?;
+        // With one shard per district, also the accounts other shards hold.
+        let mut operators = operators;
+        if let Some(sharding) = &self.sharding {
+            let here: BTreeSet<String> = operators.iter().map(|operator| operator.name.clone()).collect();
+            for (name, account) in sharding.published_operators().await {
+                if !here.contains(&name) {
+                    operators.push(operator_to_pb(&name, account.role, account.created_at_ms));
+                }
+            }
+            operators.sort_by(|left, right| left.name.cmp(&right.name));
+        }
         Ok(Response::new(pb::ListOperatorsResponse { operators }))
     }
 }
@@ -714,7 +740,9 @@ impl CommandApi {
     async fn rotate_operator_token(&self, caller: &Caller, name: &str) -> Result<pb::IssuedToken, Status> {
         let (token, token_hash) = new_operator_token(name).await?;
         let command = Command::RotateOperatorToken { name: name.to_string(), token_hash };
-        self.dispatcher.execute(command, caller.actor(), |_, _| ()).await?;
+        if let Err(error) = self.dispatcher.execute(command, caller.actor(), |_, _| ()).await {
+            return Err(self.elsewhere(Kind::Operator, name, error.into()).await);
+        }
         Ok(pb::IssuedToken { subject: name.to_string(), token })
     }
 

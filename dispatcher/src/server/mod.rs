@@ -372,7 +372,7 @@ async fn serve(
     let reflection_v1 = reflection_v1()?;
     let reflection_v1alpha = reflection_v1alpha()?;
 
-    let tokens = auth::Tokens::new(dispatcher.clone());
+    let tokens = auth::Tokens::new(dispatcher.clone(), sharding.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.

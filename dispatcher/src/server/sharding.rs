@@ -39,6 +39,9 @@ use tonic::metadata::MetadataValue;
 use tonic::server::NamedService;
 use tracing::{debug, info, warn};
 
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::OperatorRole;
 use crate::lease::{LeaseConfig, ShardLease};
 use crate::runtime::Dispatcher;
 use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, ShardId};
@@ -53,6 +56,9 @@ const DIRECTORY_RETRY: Duration = Duration::from_secs(1);
 pub enum Kind {
     Agent,
     Incident,
+    /// An operator account, published with its role and token hash so that
+    /// every shard lets it in (see [`PublishedOperator`]).
+    Operator,
 }
 
 impl Kind {
@@ -60,8 +66,28 @@ impl Kind {
         match self {
             Kind::Agent => "pingji:{directory}:agents",
             Kind::Incident => "pingji:{directory}:incidents",
+            Kind::Operator => "pingji:{directory}:operators",
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Agent => "agent",
+            Kind::Incident => "incident",
+            Kind::Operator => "operator account",
+        }
+    }
+}
+
+/// An operator account as its home shard (the one whose journal holds it)
+/// publishes it: the other shards check the account's token against this
+/// hash, and send changes to the account to its home shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PublishedOperator {
+    pub shard: String,
+    pub role: OperatorRole,
+    pub token_hash: String,
+    pub created_at_ms: i64,
 }
 
 /// This process's shard, and how to find the others.
@@ -118,6 +144,49 @@ impl Sharding {
 
     /// The shard the directory names for `id`, when it is another one.
     pub async fn find(&self, kind: Kind, id: &str) -> Option<String> {
+        let value = self.read_directory(kind, id).await?;
+        let shard = match kind {
+            Kind::Agent | Kind::Incident => value,
+            Kind::Operator => serde_json::from_str::<PublishedOperator>(&value).ok()?.shard,
+        };
+        (shard != self.shard.as_str()).then_some(shard)
+    }
+
+    /// An operator account whose home is another shard.
+    pub async fn published_operator(&self, name: &str) -> Option<PublishedOperator> {
+        let value = self.read_directory(Kind::Operator, name).await?;
+        let published: PublishedOperator = serde_json::from_str(&value).ok()?;
+        (published.shard != self.shard.as_str()).then_some(published)
+    }
+
+    /// Every published operator account (every shard's, this one's too).
+    pub async fn published_operators(&self) -> Vec<(String, PublishedOperator)> {
+        let Ok(redis) = RedisShard::new(&self.url, self.shard.clone()) else {
+            return Vec::new();
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            let action = format!("read {}", Kind::Operator.key());
+            let mut connection = redis.connect(COMMAND_TIMEOUT)?;
+            redis::cmd("HGETALL")
+                .arg(Kind::Operator.key())
+                .query::<HashMap<String, String>>(&mut connection)
+                .map_err(|cause| redis.failure(&action, &cause))
+        })
+        .await;
+        match read {
+            Ok(Ok(published)) => published
+                .into_iter()
+                .filter_map(|(name, value)| serde_json::from_str(&value).ok().map(|account| (name, account)))
+                .collect(),
+            Ok(Err(error)) => {
+                warn!(%error, "cannot read the published operator accounts");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    async fn read_directory(&self, kind: Kind, id: &str) -> Option<String> {
         let redis = RedisShard::new(&self.url, self.shard.clone()).ok()?;
         let id = id.to_owned();
         let found = tokio::task::spawn_blocking(move || {
@@ -131,7 +200,7 @@ impl Sharding {
         })
         .await;
         match found {
-            Ok(Ok(shard)) => shard.filter(|shard| *shard != self.shard.as_str()),
+            Ok(Ok(value)) => value,
             Ok(Err(error)) => {
                 warn!(%error, "cannot read the shard directory");
                 None
@@ -144,11 +213,7 @@ impl Sharding {
     /// directory names another shard.
     pub async fn redirect_to_holder(&self, kind: Kind, id: &str) -> Option<Status> {
         let shard = self.find(kind, id).await?;
-        let what = match kind {
-            Kind::Agent => "agent",
-            Kind::Incident => "incident",
-        };
-        let message = format!("{what} {id} belongs to shard {shard}; this dispatcher serves shard {}", self.shard);
+        let message = format!("{} {id} belongs to shard {shard}; this dispatcher serves shard {}", kind.name(), self.shard);
         Some(self.moved(&shard, message).await)
     }
 
@@ -170,6 +235,65 @@ impl Sharding {
     }
 }
 
+impl Sharding {
+    /// Publishes this shard's operator accounts (`accounts`: name → the
+    /// account as published) and withdraws those it published before that
+    /// are gone.
+    fn publish_operators(&self, accounts: &[(String, String)]) -> Result<(), RedisStoreError> {
+        let redis = RedisShard::new(&self.url, self.shard.clone())?;
+        let action = format!("publish the operator accounts in {}", Kind::Operator.key());
+        let mut connection = redis.connect(COMMAND_TIMEOUT)?;
+        let published: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(Kind::Operator.key())
+            .query(&mut connection)
+            .map_err(|cause| redis.failure(&action, &cause))?;
+        let current: HashSet<&str> = accounts.iter().map(|(name, _)| name.as_str()).collect();
+        let gone: Vec<&String> = published
+            .iter()
+            .filter(|(name, value)| {
+                !current.contains(name.as_str())
+                    && serde_json::from_str::<PublishedOperator>(value).is_ok_and(|account| account.shard == self.shard.as_str())
+            })
+            .map(|(name, _)| name)
+            .collect();
+        let mut pipeline = redis::pipe();
+        if !gone.is_empty() {
+            pipeline.cmd("HDEL").arg(Kind::Operator.key()).arg(gone).ignore();
+        }
+        if !accounts.is_empty() {
+            pipeline.cmd("HSET").arg(Kind::Operator.key());
+            for (name, value) in accounts {
+                pipeline.arg(name).arg(value);
+            }
+            pipeline.ignore();
+        }
+        pipeline.query::<()>(&mut connection).map_err(|cause| redis.failure(&action, &cause))
+    }
+}
+
+/// This shard's operator accounts as published, from its state.
+async fn operators_to_publish(dispatcher: &Dispatcher, shard: String) -> Option<Vec<(String, String)>> {
+    dispatcher
+        .query(move |engine, _| {
+            engine
+                .state()
+                .operators
+                .iter()
+                .filter_map(|(name, operator)| {
+                    let published = PublishedOperator {
+                        shard: shard.clone(),
+                        role: operator.role,
+                        token_hash: operator.token_hash.clone(),
+                        created_at_ms: operator.created_at.0,
+                    };
+                    serde_json::to_string(&published).ok().map(|value| (name.clone(), value))
+                })
+                .collect()
+        })
+        .await
+        .ok()
+}
+
 /// `unavailable` naming `owner` in `x-pingji-owner`.
 fn redirect(message: &str, owner: &str) -> Status {
     let mut status = Status::unavailable(format!("{message}; connect there"));
@@ -184,6 +308,7 @@ fn redirect(message: &str, owner: &str) -> Status {
 pub async fn keep_directory(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
     let mut events = dispatcher.subscribe();
     let mut everything = true;
+    let mut operators_changed = true;
     let mut agents: Vec<String> = Vec::new();
     let mut incidents: Vec<String> = Vec::new();
     let mut retry = tokio::time::interval(DIRECTORY_RETRY);
@@ -229,24 +354,37 @@ pub async fn keep_directory(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
         } else {
             everything = false;
         }
+        if operators_changed {
+            let Some(accounts) = operators_to_publish(&dispatcher, sharding.shard().to_string()).await else {
+                return;
+            };
+            let publishing = sharding.clone();
+            match tokio::task::spawn_blocking(move || publishing.publish_operators(&accounts)).await {
+                Ok(Ok(())) => operators_changed = false,
+                Ok(Err(error)) => warn!(%error, "cannot publish the operator accounts; trying again"),
+                Err(_) => return,
+            }
+        }
         tokio::select! {
             event = events.recv() => match event {
-                Ok(event) => note(&event, &mut agents, &mut incidents),
-                Err(RecvError::Lagged(_)) => everything = true,
+                Ok(event) => operators_changed |= note(&event, &mut agents, &mut incidents),
+                Err(RecvError::Lagged(_)) => (everything, operators_changed) = (true, true),
                 Err(RecvError::Closed) => return,
             },
             _ = retry.tick() => {}
         }
         // Take whatever else is waiting, to write it in one go.
         while let Ok(event) = events.try_recv() {
-            note(&event, &mut agents, &mut incidents);
+            operators_changed |= note(&event, &mut agents, &mut incidents);
         }
     }
 }
 
-/// The ids an event adds to the directory.
-fn note(event: &pb::Event, agents: &mut Vec<String>, incidents: &mut Vec<String>) {
+/// The ids an event adds to the directory; true when it changed an operator
+/// account (the accounts are then published again).
+fn note(event: &pb::Event, agents: &mut Vec<String>, incidents: &mut Vec<String>) -> bool {
     match event.kind.as_str() {
+        "operator_added" | "operator_token_rotated" | "operator_removed" => return true,
         "incident_reported" if !event.incident_id.is_empty() => incidents.push(event.incident_id.clone()),
         "agents_upserted" => {
             let body: serde_json::Value = serde_json::from_str(&event.json).unwrap_or_default();
@@ -260,6 +398,7 @@ fn note(event: &pb::Event, agents: &mut Vec<String>, incidents: &mut Vec<String>
         }
         _ => {}
     }
+    false
 }
 
 /// `inner` (the command service), sent on to the owner of the shard a call
