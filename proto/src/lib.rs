@@ -32,6 +32,9 @@ pub mod owner {
     /// for (a console's `--shard`); on an answer, the shard whose owner the
     /// caller must ask instead.
     pub const SHARD_METADATA: &str = "x-pingji-shard";
+    /// The metadata key on every answer of a district's shard naming that
+    /// shard: how a client (a live drill) learns the city is split.
+    pub const SERVED_BY_METADATA: &str = "x-pingji-served-by";
 
     /// The owner's address (`HOST:PORT`) when `status` is a standby's answer.
     pub fn named_owner(status: &tonic::Status) -> Option<String> {

@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pingji_dispatcher::areas::AreaMap;
+use pingji_dispatcher::areas::{AreaLevel, AreaMap};
 use pingji_dispatcher::event::{Event, EventKind};
 use pingji_dispatcher::ids::{AreaId, Millis};
 use pingji_dispatcher::roster::{AgentProfile, TravelMode};
 use pingji_dispatcher::spatial::Position;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, IncidentId, Location, OfferId};
 use pingji_proto::auth::BearerToken as Bearer;
+use pingji_proto::owner::SERVED_BY_METADATA;
 use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
@@ -72,25 +73,28 @@ fn owner_may_have_moved(status: &tonic::Status) -> bool {
 
 /// Connects to the dispatcher that owns the shard: `servers` lists one
 /// dispatcher or several (comma separated); a standby among them names the
-/// owner (`x-pingji-owner`), which is followed.
-async fn connect_to_owner(servers: &str, tls: &ClientTls, bearer: &Bearer) -> anyhow::Result<Commands> {
+/// owner (`x-pingji-owner`), which is followed. Also returns the district
+/// shard that answered, when the city is split into one shard per district.
+async fn connect_to_owner(servers: &str, tls: &ClientTls, bearer: &Bearer) -> anyhow::Result<(Channel, Option<String>)> {
     let mut addresses: std::collections::VecDeque<String> =
         pingji_proto::owner::server_list(servers).into_iter().map(|address| tls.url(&address)).collect();
     anyhow::ensure!(!addresses.is_empty(), "no dispatcher address given; pass --server http://HOST:PORT");
     let mut problems = Vec::new();
     let mut redirects = 0;
     while let Some(server) = addresses.pop_front() {
-        let endpoint = tls.endpoint(&server).map_err(|error| anyhow::anyhow!("{server}: {error}"))?;
-        let mut commands = match endpoint.connect().await {
-            Ok(channel) => CommandServiceClient::with_interceptor(channel, bearer.clone()),
-            Err(error) => {
-                let reason = tls.explained(&server, error_chain(&error));
-                problems.push(format!("cannot reach the dispatcher at {server} (is it running?): {reason}"));
+        let channel = match connect(tls, &server).await {
+            Ok(channel) => channel,
+            Err(problem) => {
+                problems.push(problem);
                 continue;
             }
         };
+        let mut commands = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
         match commands.who_am_i(pb::WhoAmIRequest {}).await {
-            Ok(_) => return Ok(commands),
+            Ok(answer) => {
+                let served_by = answer.metadata().get(SERVED_BY_METADATA).and_then(|value| value.to_str().ok());
+                return Ok((channel, served_by.map(str::to_string)));
+            }
             Err(status) if std::error::Error::source(&status).is_some() => {
                 let causes = std::error::Error::source(&status).map(error_chain).unwrap_or_default();
                 let reason = tls.explained(&server, format!("{}: {causes}", status.message()));
@@ -108,44 +112,102 @@ async fn connect_to_owner(servers: &str, tls: &ClientTls, bearer: &Bearer) -> an
     anyhow::bail!("{}", problems.join("; "))
 }
 
+/// A connection to the dispatcher at `server`, or what went wrong.
+async fn connect(tls: &ClientTls, server: &str) -> Result<Channel, String> {
+    let endpoint = tls.endpoint(server).map_err(|error| format!("{server}: {error}"))?;
+    endpoint.connect().await.map_err(|error| {
+        let reason = tls.explained(server, error_chain(&error));
+        format!("cannot reach the dispatcher at {server} (is it running?): {reason}")
+    })
+}
+
 /// The drill's operator: calls go to the owner of the shard, and follow it
 /// when it changes during the run (a standby's redirect, or the owner gone
-/// and another taking over).
+/// and another taking over). With one shard per district, a call goes to
+/// whichever district's owner the dispatcher names.
 #[derive(Clone)]
 struct Operator {
-    commands: Commands,
+    channel: Channel,
     servers: String,
     tls: ClientTls,
     bearer: Bearer,
+    /// The districts' shards when the city is split, in order; empty when
+    /// the city is one shard.
+    shards: Vec<String>,
 }
 
 impl Operator {
-    async fn connect(options: &LiveOptions) -> anyhow::Result<Operator> {
+    /// The operator, and the district shard that answered (if the city is
+    /// split).
+    async fn connect(options: &LiveOptions) -> anyhow::Result<(Operator, Option<String>)> {
         let bearer = bearer(options.token.as_deref())?;
-        let commands = connect_to_owner(&options.server, &options.tls, &bearer).await?;
-        Ok(Operator { commands, servers: options.server.clone(), tls: options.tls.clone(), bearer })
+        let (channel, served_by) = connect_to_owner(&options.server, &options.tls, &bearer).await?;
+        let operator =
+            Operator { channel, servers: options.server.clone(), tls: options.tls.clone(), bearer, shards: Vec::new() };
+        Ok((operator, served_by))
+    }
+
+    fn commands(&self) -> Commands {
+        CommandServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    /// The same operator with its calls for `shard` (`x-pingji-shard`).
+    fn at_shard(&self, shard: &str) -> anyhow::Result<Operator> {
+        let bearer = self.bearer.clone().for_shard(shard).map_err(anyhow::Error::msg)?;
+        Ok(Operator { bearer, ..self.clone() })
+    }
+
+    /// One operator per district's shard; just this one for a city run as
+    /// one shard.
+    fn every_shard(&self) -> anyhow::Result<Vec<Operator>> {
+        if self.shards.is_empty() {
+            return Ok(vec![self.clone()]);
+        }
+        self.shards.iter().map(|shard| self.at_shard(shard)).collect()
+    }
+
+    /// Where a change to `area` goes: to every district's shard for an area
+    /// above the districts (the city) when the city is split; else to the
+    /// shard the dispatcher finds for it.
+    fn for_area(&self, areas: &AreaMap, area: &str) -> anyhow::Result<Vec<Operator>> {
+        let area = AreaId::new(area);
+        let above_districts = areas.get(&area).is_some() && areas.placement_of_area(&area).at(AreaLevel::District).is_none();
+        if above_districts { self.every_shard() } else { Ok(vec![self.clone()]) }
     }
 
     /// Runs `call`, again at the owner when it was refused because the owner
-    /// moved, for up to [`FOLLOW_OWNER_FOR`]. A call that is retried must be
-    /// safe to repeat (incidents carry their own ids for this).
+    /// moved or because another shard's owner holds what it is about, for up
+    /// to [`FOLLOW_OWNER_FOR`]. A call that is retried must be safe to repeat
+    /// (incidents carry their own ids for this).
     async fn call<T, Call>(&mut self, what: &str, mut call: impl FnMut(Commands) -> Call) -> anyhow::Result<T>
     where
         Call: Future<Output = Result<T, tonic::Status>>,
     {
         let deadline = Instant::now() + FOLLOW_OWNER_FOR;
+        let mut redirects = 0;
         loop {
-            // A client is a cheap handle on the connection: each try gets one.
-            let status = match call(self.commands.clone()).await {
+            let status = match call(self.commands()).await {
                 Ok(value) => return Ok(value),
                 Err(status) => status,
             };
             if !owner_may_have_moved(&status) || Instant::now() >= deadline {
                 return Err(status_error(what, status));
             }
+            // Sent to a named owner: go there at once (a few times in a row;
+            // then as for an owner gone, after a pause).
+            if let Some(owner) = pingji_proto::owner::named_owner(&status)
+                && redirects < 3
+            {
+                redirects += 1;
+                if let Ok(channel) = connect(&self.tls, &self.tls.url(&owner)).await {
+                    self.channel = channel;
+                    continue;
+                }
+            }
+            redirects = 0;
             tokio::time::sleep(FOLLOW_RETRY).await;
-            if let Ok(commands) = connect_to_owner(&self.servers, &self.tls, &self.bearer).await {
-                self.commands = commands;
+            if let Ok((channel, _)) = connect_to_owner(&self.servers, &self.tls, &self.bearer).await {
+                self.channel = channel;
             }
         }
     }
@@ -158,6 +220,33 @@ impl Operator {
     }
 }
 
+/// Follows one shard's events into `sender` (tagged with `shard`, an
+/// index), resuming at the owner after a failover.
+fn watch_shard(
+    mut operator: Operator,
+    shard: usize,
+    mut watch: tonic::Streaming<pb::Event>,
+    sender: mpsc::Sender<(usize, pb::Event)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last_seq = 0;
+        loop {
+            while let Ok(Some(event)) = watch.message().await {
+                last_seq = event.seq;
+                if sender.send((shard, event)).await.is_err() {
+                    return;
+                }
+            }
+            // The owner went away: go on from the next event at the new one.
+            let from_seq = if last_seq == 0 { 0 } else { last_seq + 1 };
+            match operator.watch(from_seq).await {
+                Ok(resumed) => watch = resumed,
+                Err(_) => return,
+            }
+        }
+    })
+}
+
 /// Runs a drill against the dispatcher at `options.server` and writes the report into `out`.
 pub async fn run(
     drill: &Drill,
@@ -166,49 +255,69 @@ pub async fn run(
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(options.speed > 0.0 && options.speed <= 1000.0, "speed must be between 0 and 1000");
-    // Watch first, so that every event of the run is seen.
-    let mut operator = Operator::connect(options).await?;
-    let mut watch = operator.watch(0).await?;
-    let (event_sender, mut event_inbox) = mpsc::channel::<pb::Event>(65_536);
-    let mut watching = operator.clone();
-    let watcher = tokio::spawn(async move {
-        let mut last_seq = 0;
-        loop {
-            while let Ok(Some(event)) = watch.message().await {
-                last_seq = event.seq;
-                if event_sender.send(event).await.is_err() {
-                    return;
-                }
-            }
-            // The owner went away: go on from the next event at the new one.
-            let from_seq = if last_seq == 0 { 0 } else { last_seq + 1 };
-            match watching.watch(from_seq).await {
-                Ok(resumed) => watch = resumed,
-                Err(_) => return,
-            }
-        }
-    });
-    // Setting up: one call each, at the owner found above.
-    let commands = &mut operator.commands;
-    let map_text = std::fs::read_to_string(drill.path.parent().unwrap_or(std::path::Path::new(".")).join(&drill.file.map))?;
-    commands
-        .import_areas(pb::ImportAreasRequest { geojson: map_text })
-        .await
-        .map_err(|status| status_error("importing the map", status))?;
-    if !drill.plan_texts.is_empty() {
-        commands
-            .import_plans(pb::ImportPlansRequest { plans_toml: drill.plan_texts.clone() })
-            .await
-            .map_err(|status| status_error("importing the plans", status))?;
-    }
     let areas = AreaMap::from(drill.map.clone());
+    let (mut operator, served_by) = Operator::connect(options).await?;
+    if let Some(shard) = served_by {
+        let districts: Vec<String> =
+            areas.areas().filter(|area| area.level == AreaLevel::District).map(|area| area.id.to_string()).collect();
+        anyhow::ensure!(
+            districts.contains(&shard),
+            "the dispatcher serves district shard {shard}, which is not a district of the drill's map ({}); run the \
+             drill with the map the dispatchers serve",
+            districts.join(", ")
+        );
+        operator.shards = districts;
+    }
+    // Watch first (every shard), so that every event of the run is seen.
+    let (event_sender, mut event_inbox) = mpsc::channel::<(usize, pb::Event)>(65_536);
+    let mut watchers = Vec::new();
+    for (index, mut shard_operator) in operator.every_shard()?.into_iter().enumerate() {
+        let watch = shard_operator.watch(0).await?;
+        watchers.push(watch_shard(shard_operator, index, watch, event_sender.clone()));
+    }
+    drop(event_sender);
+    // Setting up: the map and plans at every shard.
+    let map_text = std::fs::read_to_string(drill.path.parent().unwrap_or(std::path::Path::new(".")).join(&drill.file.map))?;
+    for mut shard_operator in operator.every_shard()? {
+        let request = pb::ImportAreasRequest { geojson: map_text.clone() };
+        shard_operator
+            .call("importing the map", |mut commands| {
+                let request = request.clone();
+                async move { commands.import_areas(request).await }
+            })
+            .await?;
+        if !drill.plan_texts.is_empty() {
+            let request = pb::ImportPlansRequest { plans_toml: drill.plan_texts.clone() };
+            shard_operator
+                .call("importing the plans", |mut commands| {
+                    let request = request.clone();
+                    async move { commands.import_plans(request).await }
+                })
+                .await?;
+        }
+    }
     let mut rng = StdRng::seed_from_u64(drill.file.seed);
     let people = match (&drill.roster_csv, &drill.file.roster.generate) {
         (Some(text), _) => crate::roster::from_csv(text).map_err(anyhow::Error::msg)?,
         (None, Some(generator)) => crate::roster::generate(&mut rng, &areas, generator),
         (None, None) => Vec::new(),
     };
-    let mut tokens = import_people(commands, &people).await?;
+    // Each district's people at its shard.
+    let mut tokens = BTreeMap::new();
+    let mut home_shard: BTreeMap<String, Operator> = BTreeMap::new();
+    for (mut shard_operator, shard) in operator.every_shard()?.into_iter().zip(shard_names(&operator)) {
+        let theirs: Vec<AgentProfile> = people
+            .iter()
+            .filter(|profile| {
+                shard.is_none() || district_of(&areas, profile).or_else(|| operator.shards.first().cloned()) == shard
+            })
+            .cloned()
+            .collect();
+        tokens.extend(import_people(&mut shard_operator, &theirs).await?);
+        for profile in &theirs {
+            home_shard.insert(profile.id.to_string(), shard_operator.clone());
+        }
+    }
 
     let started = Instant::now();
     let started_at = crate::sim::DRILL_START;
@@ -231,10 +340,14 @@ pub async fn run(
         let token = match tokens.remove(profile.id.as_str()) {
             Some(token) => token,
             None => {
-                commands
-                    .issue_agent_token(pb::IssueAgentTokenRequest { agent_id: profile.id.to_string() })
-                    .await
-                    .map_err(|status| status_error(&format!("issuing a token for {}", profile.id), status))?
+                let mut at_home = home_shard.get(profile.id.as_str()).cloned().unwrap_or_else(|| operator.clone());
+                let request = pb::IssueAgentTokenRequest { agent_id: profile.id.to_string() };
+                at_home
+                    .call(&format!("issuing a token for {}", profile.id), |mut commands| {
+                        let request = request.clone();
+                        async move { commands.issue_agent_token(request).await }
+                    })
+                    .await?
                     .into_inner()
                     .token
             }
@@ -297,10 +410,15 @@ pub async fn run(
     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(500), event_inbox.recv()).await {
         events.push(event);
     }
-    watcher.abort();
+    for watcher in &watchers {
+        watcher.abort();
+    }
 
+    // Several shards' events, in the order they happened.
+    events.sort_by_key(|(shard, event)| (event.at_ms, *shard, event.seq));
     let events: Vec<Event> = events
         .iter()
+        .map(|(_, event)| event)
         .filter_map(|event| {
             let kind: EventKind = serde_json::from_str(&event.json).ok()?;
             // Stretch wall-clock times back to drill time.
@@ -316,14 +434,17 @@ pub async fn run(
 
 /// Adds the people the dispatcher does not know yet (a re-run keeps the
 /// rest); returns the new people's tokens by id.
-async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyhow::Result<BTreeMap<String, String>> {
+async fn import_people(operator: &mut Operator, people: &[AgentProfile]) -> anyhow::Result<BTreeMap<String, String>> {
     let mut known = std::collections::BTreeSet::new();
     let mut after = String::new();
     loop {
-        let page = commands
-            .list_agents(pb::ListAgentsRequest { limit: 1000, after_id: after.clone(), ..Default::default() })
-            .await
-            .map_err(|status| status_error("listing people", status))?
+        let request = pb::ListAgentsRequest { limit: 1000, after_id: after.clone(), ..Default::default() };
+        let page = operator
+            .call("listing people", |mut commands| {
+                let request = request.clone();
+                async move { commands.list_agents(request).await }
+            })
+            .await?
             .into_inner()
             .agents;
         let Some(last) = page.last().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()) else { break };
@@ -337,14 +458,29 @@ async fn import_people(commands: &mut Commands, people: &[AgentProfile]) -> anyh
         .collect();
     let mut tokens = BTreeMap::new();
     for chunk in new.chunks(2000) {
-        let imported = commands
-            .import_agents(pb::ImportAgentsRequest { agents: chunk.to_vec() })
-            .await
-            .map_err(|status| status_error("importing people", status))?
+        let request = pb::ImportAgentsRequest { agents: chunk.to_vec() };
+        let imported = operator
+            .call("importing people", |mut commands| {
+                let request = request.clone();
+                async move { commands.import_agents(request).await }
+            })
+            .await?
             .into_inner();
         tokens.extend(imported.tokens.into_iter().map(|issued| (issued.subject, issued.token)));
     }
     Ok(tokens)
+}
+
+/// The shard of each of `operator.every_shard()`: the district, or `None`
+/// for a city run as one shard.
+fn shard_names(operator: &Operator) -> Vec<Option<String>> {
+    if operator.shards.is_empty() { vec![None] } else { operator.shards.iter().cloned().map(Some).collect() }
+}
+
+/// The district a person lives in, on the drill's map.
+fn district_of(areas: &AreaMap, profile: &AgentProfile) -> Option<String> {
+    let home = profile.home_area.as_ref()?;
+    areas.placement_of_area(home).at(AreaLevel::District).map(|district| district.to_string())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -363,17 +499,19 @@ async fn perform(
         let mode_value = parse_mode(&mode.grade).map_or(pb::Mode::Normal, pingji_dispatcher::convert::mode_to_pb);
         let request = pb::SetModeRequest { area_id: mode.area.clone(), mode: mode_value as i32, reason: mode.reason.clone() };
         // Already in that mode (an earlier run, or a retry): nothing to do.
-        operator
-            .call("switching mode", |mut commands| {
-                let request = request.clone();
-                async move {
-                    match commands.set_mode(request).await {
-                        Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
-                        other => other.map(|_| ()),
+        for mut target in operator.for_area(areas, &mode.area)? {
+            target
+                .call("switching mode", |mut commands| {
+                    let request = request.clone();
+                    async move {
+                        match commands.set_mode(request).await {
+                            Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
+                            other => other.map(|_| ()),
+                        }
                     }
-                }
-            })
-            .await?;
+                })
+                .await?;
+        }
     }
     if let Some(incident) = &entry.incident {
         let at = match (incident.at, &incident.area) {
@@ -415,17 +553,19 @@ async fn perform(
     if let Some(cancel) = &entry.cancel {
         let chosen: Vec<String> = match (&cancel.incident, cancel.share) {
             (Some(id), _) => vec![id.clone()],
-            (None, Some(share)) => operator
-                .call("listing incidents", |mut commands| async move {
-                    commands.list_incidents(pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() }).await
-                })
-                .await?
-                .into_inner()
-                .incidents
-                .into_iter()
-                .filter(|_| rng.random::<f64>() < share)
-                .map(|incident| incident.id)
-                .collect(),
+            (None, Some(share)) => {
+                let mut open = Vec::new();
+                for mut shard in operator.every_shard()? {
+                    let listed = shard
+                        .call("listing incidents", |mut commands| async move {
+                            let request = pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() };
+                            commands.list_incidents(request).await
+                        })
+                        .await?;
+                    open.extend(listed.into_inner().incidents);
+                }
+                open.into_iter().filter(|_| rng.random::<f64>() < share).map(|incident| incident.id).collect()
+            }
             (None, None) => Vec::new(),
         };
         for id in chosen {
@@ -443,29 +583,34 @@ async fn perform(
         if let Some(id) = &plan.activate {
             let request =
                 pb::ActivatePlanRequest { plan_id: id.clone(), area_id: plan.area.clone(), reason: plan.reason.clone() };
-            operator
-                .call("activating a plan", |mut commands| {
-                    let request = request.clone();
-                    async move { commands.activate_plan(request).await }
-                })
-                .await?;
-        } else if let Some(id) = &plan.deactivate {
-            let listed = operator
-                .call("listing plans", |mut commands| async move { commands.list_plans(pb::ListPlansRequest {}).await })
-                .await?
-                .into_inner();
-            let open = listed
-                .activations
-                .into_iter()
-                .find(|activation| activation.ended_at_ms == 0 && &activation.plan_id == id && activation.area_id == plan.area);
-            if let Some(activation) = open {
-                let request = pb::DeactivatePlanRequest { activation_id: activation.id, reason: plan.reason.clone() };
-                operator
-                    .call("ending a plan", |mut commands| {
+            for mut target in operator.for_area(areas, &plan.area)? {
+                target
+                    .call("activating a plan", |mut commands| {
                         let request = request.clone();
-                        async move { commands.deactivate_plan(request).await }
+                        async move { commands.activate_plan(request).await }
                     })
                     .await?;
+            }
+        } else if let Some(id) = &plan.deactivate {
+            // Each shard ends its own activation (with the district's shard
+            // when the plan is on one district's area: the dispatcher finds it).
+            for mut target in operator.every_shard()? {
+                let listed = target
+                    .call("listing plans", |mut commands| async move { commands.list_plans(pb::ListPlansRequest {}).await })
+                    .await?
+                    .into_inner();
+                let open = listed.activations.into_iter().find(|activation| {
+                    activation.ended_at_ms == 0 && &activation.plan_id == id && activation.area_id == plan.area
+                });
+                if let Some(activation) = open {
+                    let request = pb::DeactivatePlanRequest { activation_id: activation.id, reason: plan.reason.clone() };
+                    target
+                        .call("ending a plan", |mut commands| {
+                            let request = request.clone();
+                            async move { commands.deactivate_plan(request).await }
+                        })
+                        .await?;
+                }
             }
         }
     }

@@ -253,3 +253,37 @@ async fn a_shard_that_is_not_a_district_on_the_map_is_refused_at_start() -> anyh
     assert!(log.contains("shard d9 is not a district on the map") && log.contains("d1, d2"), "{log}");
     Ok(())
 }
+
+/// `drill live` given one district's process runs the whole city: it sets
+/// up and watches every district's shard, its incidents and people go to
+/// their district's shard, and the report has them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_drill_runs_across_the_district_shards() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let east = start_owner(dir.path(), &redis, "d1", "d1.log").await?;
+    let west = start_owner(dir.path(), &redis, "d2", "d2.log").await?;
+    let drill_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/smoke.toml");
+    let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
+    let out = tempfile::tempdir()?;
+    let options = pingji_scenarios::live::LiveOptions {
+        server: east.url(),
+        speed: 60.0,
+        tls: pingji_proto::tls::ClientTls::default(),
+        token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
+    };
+    let report = pingji_scenarios::live::run(&drill, &options, out.path(), |_| {}).await?;
+    assert_eq!(report.totals.incidents, 8, "{:?}", report.totals);
+    assert_eq!(report.totals.mode_switches, 1, "{:?}", report.totals);
+    assert!(report.totals.accepted >= 8, "people of both districts accepted: {:?}", report.totals);
+
+    let drill_incidents = async |dispatcher: &SharedDispatcher| -> anyhow::Result<Vec<String>> {
+        let mut command = dispatcher.command().await?;
+        let listed = command.list_incidents(pb::ListIncidentsRequest { limit: 100, ..Default::default() }).await?;
+        Ok(listed.into_inner().incidents.into_iter().map(|incident| incident.id).filter(|id| id.starts_with("drill-")).collect())
+    };
+    // The incident at 120.18,30.29 is d2's; the other seven are d1's.
+    assert_eq!(drill_incidents(&east).await?.len(), 7);
+    assert_eq!(drill_incidents(&west).await?.len(), 1);
+    Ok(())
+}

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pingji_proto::owner::{OWNER_METADATA, SHARD_METADATA};
+use pingji_proto::owner::{OWNER_METADATA, SERVED_BY_METADATA, SHARD_METADATA};
 use pingji_proto::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
@@ -448,6 +448,9 @@ where
                 return Ok(sharding.moved(&asked, message).await.into_http());
             }
             let mut response = inner.call(request).await?;
+            if let Ok(value) = http::HeaderValue::from_str(sharding.shard().as_str()) {
+                response.headers_mut().insert(SERVED_BY_METADATA, value);
+            }
             let moved_to = response.headers().get(SHARD_METADATA).and_then(|value| value.to_str().ok()).map(str::to_owned);
             if let Some(shard) = moved_to
                 && !response.headers().contains_key(OWNER_METADATA)
