@@ -48,6 +48,7 @@ const READ_KINDS: &[&str] = &[
 /// ends with an error).
 pub struct Observing {
     metrics: Option<Arc<Metrics>>,
+    dispatcher: Dispatcher,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -70,7 +71,7 @@ impl Drop for Observing {
         // The observer only reads; stopping it anywhere loses nothing durable.
         self.task.abort();
         if let Some(metrics) = &self.metrics {
-            metrics.detach();
+            metrics.detach(&self.dispatcher);
         }
     }
 }
@@ -81,8 +82,8 @@ pub fn start(dispatcher: Dispatcher, metrics: Option<Arc<Metrics>>) -> Observing
         metrics.attach(dispatcher.clone());
     }
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(observe(dispatcher, metrics.clone(), stopped));
-    Observing { metrics, stop, task }
+    let task = tokio::spawn(observe(dispatcher.clone(), metrics.clone(), stopped));
+    Observing { metrics, dispatcher, stop, task }
 }
 
 struct Observer {

@@ -115,6 +115,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// Whether `other` is a handle on the same running dispatcher.
+    pub fn is_same(&self, other: &Dispatcher) -> bool {
+        self.requests.same_channel(&other.requests)
+    }
+
     /// The operator's role and token hash, as journaled; read without
     /// waiting for the owner task.
     pub fn operator_credentials(&self, name: &str) -> Option<(OperatorRole, String)> {

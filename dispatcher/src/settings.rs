@@ -15,6 +15,7 @@ use pingji_proto::tls::read_pem;
 use serde::Deserialize;
 use tonic::transport::{Certificate, Identity};
 
+use crate::areas::{AreaLevel, parse_geojson};
 use crate::lease::LeaseConfig;
 use crate::policy::Policy;
 use crate::server::{ClientCertificates, Config, RedisStore, ServerTls, Store};
@@ -86,7 +87,11 @@ pub struct StoreSettings {
     pub path: Option<PathBuf>,
     /// `redis://HOST:PORT[/DB]`, with `redis`.
     pub url: Option<String>,
+    /// `city`, a district, or districts (`d1,d2`); by default every district
+    /// of the map in `load.areas` (the city when it has none).
     pub shard: Option<String>,
+    /// Shards one process owns at most at once (default: all it can get).
+    pub max_shards: Option<usize>,
     pub advertise: Option<String>,
     pub lease_ttl_ms: Option<u64>,
     pub lease_renew_ms: Option<u64>,
@@ -185,6 +190,7 @@ impl Settings {
                 path: over.store.path.or(self.store.path),
                 url: over.store.url.or(self.store.url),
                 shard: over.store.shard.or(self.store.shard),
+                max_shards: over.store.max_shards.or(self.store.max_shards),
                 advertise: over.store.advertise.or(self.store.advertise),
                 lease_ttl_ms: over.store.lease_ttl_ms.or(self.store.lease_ttl_ms),
                 lease_renew_ms: over.store.lease_renew_ms.or(self.store.lease_renew_ms),
@@ -320,15 +326,22 @@ impl Settings {
                 if !url.starts_with("redis://") {
                     return Err(refuse("store.url", format!("{url:?} is not redis://HOST:PORT")));
                 }
-                let shards = parse_shards(store.shard.as_deref().unwrap_or(ShardId::CITY))
-                    .map_err(|reason| refuse("store.shard", reason))?;
+                let shards = match store.shard.as_deref() {
+                    Some(text) => parse_shards(text).map_err(|reason| refuse("store.shard", reason))?,
+                    None => districts_of(self.load.areas.as_deref()),
+                };
+                let max_shards = match store.max_shards {
+                    Some(0) => return Err(refuse("store.max_shards", "must be at least 1")),
+                    Some(max_shards) => max_shards,
+                    None => usize::MAX,
+                };
                 let lease = LeaseConfig::new(
                     Duration::from_millis(store.lease_ttl_ms.unwrap_or(3_000)),
                     Duration::from_millis(store.lease_renew_ms.unwrap_or(1_000)),
                 )
                 .map_err(|reason| refuse("store.lease_renew_ms", reason))?;
                 let advertise = store.advertise.clone().unwrap_or_else(|| listen.to_string());
-                Ok(Store::Redis(RedisStore { url: url.to_string(), shards, advertise, lease }))
+                Ok(Store::Redis(RedisStore { url: url.to_string(), shards, max_shards, advertise, lease }))
             }
             other => Err(refuse("store.kind", format!("{other:?} is not a store; use sqlite, memory or redis"))),
         }
@@ -406,6 +419,20 @@ impl fmt::Display for LogFormat {
             LogFormat::Json => "json",
         })
     }
+}
+
+/// The default shards: one per district of the map in `areas`; the whole
+/// city as one shard when there is no map or it has no districts (a map
+/// that cannot be read is reported by the load check).
+fn districts_of(areas: Option<&std::path::Path>) -> Vec<ShardId> {
+    let import = areas.and_then(|path| std::fs::read_to_string(path).ok()).and_then(|text| parse_geojson(&text).ok());
+    let districts: Vec<ShardId> = import
+        .iter()
+        .flat_map(|import| import.areas.iter())
+        .filter(|area| area.level == AreaLevel::District)
+        .filter_map(|area| ShardId::new(area.id.as_str()).ok())
+        .collect();
+    if districts.is_empty() { vec![ShardId::default()] } else { districts }
 }
 
 /// `city`, one district (`d1`), or several districts (`d1,d2`) for a spare

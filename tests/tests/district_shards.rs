@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use pingji_dispatcher::lease::{LeaseConfig, ShardLease};
+use pingji_dispatcher::shard::{RedisShard, ShardId};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_tests::cli::run_pingji;
@@ -21,6 +23,11 @@ const IN_D2: (f64, f64) = (120.18, 30.26);
 const WITHIN: Duration = Duration::from_secs(15);
 
 fn options(dir: &Path, redis: &RedisServer, shard: &str, log: &str) -> SharedStoreOptions {
+    SharedStoreOptions { shard: Some(shard.to_string()), ..default_options(dir, redis, log) }
+}
+
+/// Without --shard: one shard per district of the map.
+fn default_options(dir: &Path, redis: &RedisServer, log: &str) -> SharedStoreOptions {
     SharedStoreOptions {
         redis_url: redis.url(),
         policy: None,
@@ -28,7 +35,7 @@ fn options(dir: &Path, redis: &RedisServer, shard: &str, log: &str) -> SharedSto
         agents: Some(sample_roster()),
         snapshot_every: None,
         lease_ms: None,
-        shard: Some(shard.to_string()),
+        shard: None,
         log: dir.join(log),
         tls: None,
     }
@@ -285,5 +292,67 @@ async fn a_live_drill_runs_across_the_district_shards() -> anyhow::Result<()> {
     // The incident at 120.18,30.29 is d2's; the other seven are d1's.
     assert_eq!(drill_incidents(&east).await?.len(), 7);
     assert_eq!(drill_incidents(&west).await?.len(), 1);
+    Ok(())
+}
+
+/// Who holds `shard`'s lease: (owner id, address).
+async fn holder(redis: &RedisServer, shard: &str) -> anyhow::Result<Option<(String, String)>> {
+    let shard = RedisShard::new(&redis.url(), ShardId::new(shard).map_err(anyhow::Error::msg)?)?;
+    let lease = ShardLease::new(shard, "test", "", LeaseConfig::default());
+    let holder = tokio::task::spawn_blocking(move || lease.holder()).await??;
+    Ok(holder.map(|holder| (holder.owner_id, holder.address)))
+}
+
+/// Without --shard each district of the map is a shard. The first
+/// dispatcher takes them all (d1 on its port, d2 on a port of its own), a
+/// second stands by for all, and takes them all over when the first dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn by_default_each_district_is_a_shard_and_a_standby_takes_them_all_over() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let mut first = SharedDispatcher::start(&default_options(dir.path(), &redis, "first.log")).await?;
+    first.wait_owner(WITHIN).await?;
+    let deadline = Instant::now() + WITHIN;
+    let (d1, d2) = loop {
+        if let (Some(d1), Some(d2)) = (holder(&redis, "d1").await?, holder(&redis, "d2").await?) {
+            break (d1, d2);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the first did not take both districts:\n{}", first.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(d1.0, d2.0, "one process owns both");
+    assert_eq!(d1.1, first.address().to_string());
+    assert_ne!(d2.1, d1.1, "d2 is served on a port of its own");
+    let mut second = SharedDispatcher::start(&default_options(dir.path(), &redis, "second.log")).await?;
+    let standing_by = second.wait_standby(WITHIN).await?;
+    assert_eq!(owner_of(&standing_by), Some(first.address().to_string()));
+
+    // The console, given the standby, finds each district's shard.
+    let second_url = format!("http://{}", second.address());
+    for (id, at) in [("east", "120.12,30.26"), ("west", "120.18,30.26")] {
+        let created = run_pingji(
+            &second_url,
+            &["incident", "create", "--at", at, "--category", "medical", "--priority", "1", "--need", "1", "--id", id],
+        )
+        .await?
+        .success()?;
+        assert!(created.stdout.contains(id), "{}", created.stdout);
+    }
+
+    first.kill().await?;
+    second.wait_owner(WITHIN).await?;
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let d2 = holder(&redis, "d2").await?;
+        if d2.as_ref().is_some_and(|(owner, _)| *owner != d1.0) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "d2 was not taken over: {d2:?}\n{}", second.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in ["east", "west"] {
+        let shown = run_pingji(&second_url, &["incident", "show", id]).await?.success()?;
+        assert!(shown.stdout.contains(id), "{}", shown.stdout);
+    }
     Ok(())
 }

@@ -61,7 +61,8 @@ fn options(dir: &Path, redis: &RedisServer, log: &str) -> anyhow::Result<SharedS
         // Small, so that a takeover reads a snapshot and then the stream.
         snapshot_every: Some(40),
         lease_ms: None,
-        shard: None,
+        // The whole city as one shard: these tests read its stream.
+        shard: Some("city".to_string()),
         log: dir.join(log),
         tls: None,
     })

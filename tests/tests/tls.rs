@@ -292,7 +292,8 @@ async fn a_standby_serves_tls_too_and_its_redirect_to_the_owner_stays_https() ->
             agents: Some(sample_roster()),
             snapshot_every: None,
             lease_ms: None,
-            shard: None,
+            // The whole city as one shard.
+            shard: Some("city".to_string()),
             log: dir.path().join(log),
             tls: Some((tls_args(&pki, false), pki.client()?)),
         })

@@ -46,12 +46,18 @@ struct Args {
     /// it, the SQLite file of --data.
     #[arg(long, env = "PINGJI_STORE", conflicts_with = "ephemeral")]
     store: Option<String>,
-    /// The shard this process serves, with --store: `city` (the default)
-    /// for the whole city as one shard, or a district's id on the map (d1)
-    /// to serve that district only and send calls about others to their
-    /// shards' owners.
+    /// The shards this process may serve, with --store: by default one per
+    /// district of the --areas map (the process owns every free one, up to
+    /// --max-shards); `city` for the whole city as one shard; or districts
+    /// (d1, or d1,d2). Calls about another district are sent to its
+    /// shard's owner.
     #[arg(long, env = "PINGJI_SHARD")]
     shard: Option<String>,
+    /// Shards this process owns at most at once, with --store [all it can
+    /// get]; the first is served on --listen, each further one on a port of
+    /// its own, which clients are sent to.
+    #[arg(long, env = "PINGJI_MAX_SHARDS")]
+    max_shards: Option<usize>,
     /// HOST:PORT where clients reach this process, with --store: standbys
     /// send clients there while it owns the shard. Defaults to --listen.
     #[arg(long, env = "PINGJI_ADVERTISE")]
@@ -141,6 +147,7 @@ impl Args {
                 path: self.data.clone(),
                 url: self.store.clone(),
                 shard: self.shard.clone(),
+                max_shards: self.max_shards,
                 advertise: self.advertise.clone(),
                 lease_ttl_ms: self.lease_ttl_ms,
                 lease_renew_ms: self.lease_renew_ms,

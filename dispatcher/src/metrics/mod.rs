@@ -143,8 +143,9 @@ pub struct Metrics {
     queue_depth: Gauge,
     area_mode: Family<AreaModeLabels, Gauge>,
     otlp: Arc<OnceLock<OtlpInstruments>>,
-    /// The running dispatcher, while this process serves.
-    dispatcher: Mutex<Option<Dispatcher>>,
+    /// The running dispatchers (one per shard this process owns), while it
+    /// serves.
+    dispatchers: Mutex<Vec<Dispatcher>>,
     /// One scrape at a time: a scrape clears and refills the gauges.
     scraping: tokio::sync::Mutex<()>,
 }
@@ -183,7 +184,7 @@ impl Metrics {
             queue_depth: Gauge::default(),
             area_mode: Family::default(),
             otlp: Arc::new(OnceLock::new()),
-            dispatcher: Mutex::new(None),
+            dispatchers: Mutex::new(Vec::new()),
             scraping: tokio::sync::Mutex::new(()),
         };
         metrics.register();
@@ -290,33 +291,39 @@ impl Metrics {
         let _ = self.otlp.set(instruments);
     }
 
-    /// Reads the state gauges from `dispatcher` from now on (while serving).
+    /// Reads the state gauges from `dispatcher` from now on (while serving),
+    /// added to those of the other shards this process owns.
     pub(crate) fn attach(&self, dispatcher: Dispatcher) {
-        *self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(dispatcher);
+        self.dispatchers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(dispatcher);
         self.ready.set(1);
     }
 
-    pub(crate) fn detach(&self) {
-        *self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
-        self.ready.set(0);
+    pub(crate) fn detach(&self, dispatcher: &Dispatcher) {
+        let mut dispatchers = self.dispatchers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        dispatchers.retain(|attached| !attached.is_same(dispatcher));
+        if dispatchers.is_empty() {
+            self.ready.set(0);
+        }
     }
 
     /// The metrics in the OpenMetrics text format (which Prometheus reads).
     pub async fn render(&self) -> String {
         let _one_at_a_time = self.scraping.lock().await;
-        let dispatcher = self.dispatcher.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let dispatchers = self.dispatchers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         self.connected_agents.set(0);
         self.queue_depth.set(0);
         self.available_people.clear();
         self.open_incidents.clear();
         self.area_mode.clear();
-        if let Some(dispatcher) = dispatcher {
-            // Serving, but not ready while its store is out of reach (writes refused).
-            self.ready.set(i64::from(dispatcher.store_reachable()));
-            self.queue_depth.set(dispatcher.queue_depth() as i64);
+        if !dispatchers.is_empty() {
+            // Serving, but not ready while a store is out of reach (writes refused).
+            self.ready.set(i64::from(dispatchers.iter().all(Dispatcher::store_reachable)));
+        }
+        for dispatcher in dispatchers {
+            self.queue_depth.inc_by(dispatcher.queue_depth() as i64);
             let figures = tokio::time::timeout(STATE_WITHIN, dispatcher.query(|engine, _| StateFigures::of(engine))).await;
             match figures {
-                Ok(Ok(figures)) => self.set_state(&figures),
+                Ok(Ok(figures)) => self.add_state(&figures),
                 Ok(Err(error)) => debug!(%error, "no state figures for this scrape"),
                 Err(_) => warn!("the engine did not answer the scrape in time; state gauges left out"),
             }
@@ -328,14 +335,15 @@ impl Metrics {
         text
     }
 
-    fn set_state(&self, figures: &StateFigures) {
-        self.connected_agents.set(figures.connected as i64);
+    /// Adds one shard's figures to the gauges.
+    fn add_state(&self, figures: &StateFigures) {
+        self.connected_agents.inc_by(figures.connected as i64);
         for (district, count) in &figures.available_by_district {
-            self.available_people.get_or_create(&DistrictLabel { district: district.clone() }).set(*count);
+            self.available_people.get_or_create(&DistrictLabel { district: district.clone() }).inc_by(*count);
         }
         for ((status, priority), count) in &figures.open_incidents {
             let labels = IncidentLabels { status: (*status).to_string(), priority: priority.to_string() };
-            self.open_incidents.get_or_create(&labels).set(*count);
+            self.open_incidents.get_or_create(&labels).inc_by(*count);
         }
         for (area, mode) in &figures.area_modes {
             if let Some(grade) = grade_of(*mode) {

@@ -3,7 +3,9 @@
 //! - `dispatcher bootstrap-admin` ([`bootstrap_admin`]) writes it straight
 //!   into the store before any dispatcher serves it, and prints the token
 //!   once. With Redis it takes the shard's lease for the moment it writes,
-//!   so it cannot write beside a serving owner.
+//!   so it cannot write beside a serving owner; with one shard per district
+//!   it writes into the first, whose owner publishes the account to the
+//!   other shards (see `sharding`).
 //! - `PINGJI_BOOTSTRAP_ADMIN_TOKEN` ([`add_admin_if_none`]): a token chosen
 //!   by whoever deploys (a secret store, a container's environment) that a
 //!   serving dispatcher adds at start while there is no admin; once there
@@ -63,8 +65,10 @@ pub fn bootstrap_admin(store: &Store, name: &str, policy: Policy) -> anyhow::Res
             add_first_admin(&mut journal, name, policy)
         }
         Store::Redis(redis) => {
-            let [shard] = redis.shards.as_slice() else {
-                anyhow::bail!("bootstrap one shard at a time: give --shard one shard (city, or a district such as d1)");
+            // With one shard per district the account lives in the first
+            // shard, whose owner publishes it to the others.
+            let Some(shard) = redis.shards.first() else {
+                anyhow::bail!("no shard to write the admin into; give --shard");
             };
             let shard = RedisShard::new(&redis.url, shard.clone())?;
             let owner_id = format!("bootstrap-{}", std::process::id());

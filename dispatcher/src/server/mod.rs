@@ -86,6 +86,9 @@ pub struct RedisStore {
     /// district, or several (a spare standing by for each, owning the first
     /// it can get). Never empty.
     pub shards: Vec<ShardId>,
+    /// Shards this process owns at most at once; it takes free ones up to
+    /// this many, each served on a port of its own after the first.
+    pub max_shards: usize,
     /// Where clients reach this process (`HOST:PORT`); standbys send clients
     /// there while this process owns the shard.
     pub advertise: String,
@@ -98,6 +101,7 @@ impl RedisStore {
         RedisStore {
             url: url.to_owned(),
             shards: vec![ShardId::default()],
+            max_shards: usize::MAX,
             advertise: advertise.to_owned(),
             lease: LeaseConfig::default(),
         }

@@ -32,7 +32,7 @@ use tracing::{error, info, warn};
 use super::sharding::Sharding;
 use super::{Config, OwnerGuard, RedisStore, standby};
 use crate::journal::{Journal, JournalError, RedisJournal};
-use crate::lease::{Renewal, ShardLease};
+use crate::lease::{Acquisition, Renewal, ShardLease};
 use crate::locations::{LocationBatching, LocationWriter};
 use crate::runtime::{self, SharedJournal};
 use crate::shard::{RedisShard, ShardId};
@@ -44,29 +44,120 @@ pub(super) async fn run(
     config: Config,
     redis: RedisStore,
     listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let owner_id = owner_id();
-    let mut leases = Vec::new();
-    for shard in &redis.shards {
+    let lease_for = |shard: &ShardId, advertise: &str| -> anyhow::Result<Arc<ShardLease>> {
         let shard = RedisShard::new(&redis.url, shard.clone())?;
-        leases.push(Arc::new(ShardLease::new(shard, &owner_id, &redis.advertise, redis.lease)));
-    }
+        Ok(Arc::new(ShardLease::new(shard, &owner_id, advertise, redis.lease)))
+    };
+    let leases = redis.shards.iter().map(|shard| lease_for(shard, &redis.advertise)).collect::<anyhow::Result<Vec<_>>>()?;
     let listener = listener.into_std()?;
     info!(
         redis = %leases[0].shard().url(),
         shards = %redis.shards.iter().map(|shard| shard.as_str()).collect::<Vec<_>>().join(","),
+        max_shards = redis.max_shards,
         owner_id,
         advertise = %redis.advertise,
         lease_ttl_ms = redis.lease.ttl.as_millis() as u64,
         "asking for the shard lease"
     );
+    // Every shard this process serves stops on the process's shutdown, and
+    // all of them when one fails (fail-stop, as with one shard).
+    let (stop_all, stopping) = watch::channel(false);
+    let mut process_shutdown = shutdown.clone();
+    let forwarding = stop_all.clone();
+    tokio::spawn(async move {
+        let _ = process_shutdown.wait_for(|stop| *stop).await;
+        let _ = forwarding.send(true);
+    });
+    let mut standing_by = stopping.clone();
     let standby_listener = listener.try_clone().context("cannot share the listening socket")?;
-    let Some((lease, token)) = standby::serve_until_owner(&leases, standby_listener, &mut shutdown, config.tls.as_ref()).await?
+    let Some((lease, token)) =
+        standby::serve_until_owner(&leases, standby_listener, &mut standing_by, config.tls.as_ref()).await?
     else {
         info!("dispatcher stopped while standing by");
         return Ok(());
     };
+    let mut serving = tokio::task::JoinSet::new();
+    serving.spawn(serve_shard(config.clone(), redis.url.clone(), lease.clone(), token, listener, stopping.clone()));
+
+    // The other shards: taken as they are free, each served on a port of
+    // its own (clients are sent there as to another process).
+    let mut others: Vec<ShardId> = redis.shards.iter().filter(|shard| *shard != lease.shard().id()).cloned().collect();
+    let mut spare = Spare::bind(&redis.advertise)?;
+    let mut polls = tokio::time::interval(redis.lease.renew_every);
+    polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            finished = serving.join_next() => {
+                let Some(finished) = finished else { break };
+                let result = finished.map_err(anyhow::Error::new).and_then(|result| result);
+                if let Err(error) = result
+                    && failure.is_none()
+                {
+                    // One shard stepped down: the others stop too.
+                    let _ = stop_all.send(true);
+                    failure = Some(error);
+                }
+            }
+            _ = polls.tick(), if !*stopping.borrow() && !others.is_empty() && serving.len() < redis.max_shards => {
+                let asking: Vec<Arc<ShardLease>> =
+                    others.iter().map(|shard| lease_for(shard, &spare.advertise)).collect::<anyhow::Result<_>>()?;
+                let taken = tokio::task::spawn_blocking(move || {
+                    asking.into_iter().find_map(|lease| match lease.try_acquire() {
+                        Ok(Acquisition::Acquired { token }) => Some((lease, token)),
+                        _ => None,
+                    })
+                })
+                .await?;
+                if let Some((lease, token)) = taken {
+                    others.retain(|shard| shard != lease.shard().id());
+                    let listener = std::mem::replace(&mut spare, Spare::bind(&redis.advertise)?);
+                    info!(shard = %lease.shard().id(), address = %listener.advertise, "serving one more shard, on a port of its own");
+                    serving.spawn(serve_shard(config.clone(), redis.url.clone(), lease, token, listener.socket, stopping.clone()));
+                }
+            }
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// A listening socket kept ready for the next shard this process takes,
+/// and the address clients reach it at.
+struct Spare {
+    socket: std::net::TcpListener,
+    advertise: String,
+}
+
+impl Spare {
+    /// Binds a free port on the host of `advertise` (`HOST:PORT`), or on
+    /// every interface when that host is not this machine's.
+    fn bind(advertise: &str) -> anyhow::Result<Spare> {
+        let host = advertise.rsplit_once(':').map_or(advertise, |(host, _)| host);
+        let socket = std::net::TcpListener::bind((host.trim_matches(['[', ']']), 0))
+            .or_else(|_| std::net::TcpListener::bind(("0.0.0.0", 0)))
+            .context("cannot listen on a port for another shard")?;
+        socket.set_nonblocking(true)?;
+        let port = socket.local_addr()?.port();
+        Ok(Spare { socket, advertise: format!("{host}:{port}") })
+    }
+}
+
+/// Owns and serves one shard, whose lease this process holds with `token`,
+/// on `listener` until `shutdown`; an error when it must step down.
+async fn serve_shard(
+    config: Config,
+    url: String,
+    lease: Arc<ShardLease>,
+    token: u64,
+    listener: std::net::TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let shard = lease.shard().clone();
     let taken_at = Instant::now();
     info!(shard = %shard.id(), token, "this dispatcher owns the shard now; recovering");
@@ -89,7 +180,7 @@ pub(super) async fn run(
     let guard = OwnerGuard { lost: Box::pin(keeper.lost()) };
     let listener = TcpListener::from_std(listener)?;
     // A shard other than the whole city's is a district's.
-    let sharding = (shard.id().as_str() != ShardId::CITY).then(|| Arc::new(Sharding::new(&redis.url, shard.id().clone())));
+    let sharding = (shard.id().as_str() != ShardId::CITY).then(|| Arc::new(Sharding::new(&url, shard.id().clone())));
     let served = super::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
 
     keeper.stop().await;
