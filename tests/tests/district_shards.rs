@@ -161,6 +161,16 @@ async fn each_district_has_its_shard_and_calls_about_the_other_are_sent_to_its_o
     let unknown = at_east.get_incident(pb::GetIncidentRequest { id: "nowhere".into() }).await.expect_err("unknown");
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
 
+    // A switch of the whole city, made at d1, reaches d2.
+    let city_emergency =
+        pb::SetModeRequest { area_id: "city".into(), mode: pb::Mode::EmergencyIi as i32, reason: "typhoon".into() };
+    at_east.set_mode(city_emergency).await?;
+    eventually(&mut at_west, "the city switched at d2 too", async |west| {
+        let areas = west.list_areas(pb::ListAreasRequest::default()).await.map(|listed| listed.into_inner().areas);
+        areas.is_ok_and(|areas| areas.iter().any(|area| area.id == "city" && area.mode == pb::Mode::EmergencyIi as i32))
+    })
+    .await?;
+
     // People: switches, additions and sessions go to the person's shard.
     assert_sent_to(
         at_east

@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod auth;
 pub mod bootstrap;
+mod city_modes;
 pub mod command;
 pub mod error;
 pub mod events;
@@ -354,6 +355,8 @@ async fn serve(
     }
     let directory = sharding.clone().map(|sharding| tokio::spawn(sharding::keep_directory(dispatcher.clone(), sharding)));
     let _directory = AbortOnDrop(directory);
+    let city_modes = sharding.clone().map(|sharding| tokio::spawn(city_modes::keep_city_modes(dispatcher.clone(), sharding)));
+    let _city_modes = AbortOnDrop(city_modes);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;

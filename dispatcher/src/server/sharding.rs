@@ -107,6 +107,11 @@ impl Sharding {
         &self.shard
     }
 
+    /// The Redis URL (with its password, for connecting).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The address of `shard`'s owner, if it has one Redis can tell.
     pub async fn owner_of(&self, shard: &str) -> Option<String> {
         let lease = self.lease(shard)?;
