@@ -29,29 +29,29 @@ struct Args {
     #[command(subcommand)]
     command: Option<Subcommand>,
     /// Settings file (TOML); see docs/dispatcher.toml.
-    #[arg(long, env = "PINGJI_CONFIG")]
+    #[arg(long, env = "PINGJI_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Address to serve gRPC on [127.0.0.1:50051].
     #[arg(long, env = "PINGJI_LISTEN")]
     listen: Option<String>,
     /// SQLite journal file, created when missing [pingji.db].
-    #[arg(long, env = "PINGJI_DATA")]
+    #[arg(long, env = "PINGJI_DATA", global = true)]
     data: Option<PathBuf>,
     /// Keep everything in memory (lost at exit) instead of the journal file.
-    #[arg(long, env = "PINGJI_EPHEMERAL")]
+    #[arg(long, global = true, env = "PINGJI_EPHEMERAL")]
     ephemeral: bool,
     /// Shared store, `redis://HOST:PORT`: the journal of the shard lives in
     /// Redis, shared with other dispatcher processes, one of which owns the
     /// shard at a time (the others stand by and send clients to it). Without
     /// it, the SQLite file of --data.
-    #[arg(long, env = "PINGJI_STORE", conflicts_with = "ephemeral")]
+    #[arg(long, env = "PINGJI_STORE", conflicts_with = "ephemeral", global = true)]
     store: Option<String>,
     /// The shards this process may serve, with --store: by default one per
     /// district of the --areas map (the process owns every free one, up to
     /// --max-shards); `city` for the whole city as one shard; or districts
     /// (d1, or d1,d2). Calls about another district are sent to its
     /// shard's owner.
-    #[arg(long, env = "PINGJI_SHARD")]
+    #[arg(long, env = "PINGJI_SHARD", global = true)]
     shard: Option<String>,
     /// Shards this process owns at most at once, with --store [all it can
     /// get]; the first is served on --listen, each further one on a port of
@@ -70,10 +70,10 @@ struct Args {
     #[arg(long, env = "PINGJI_LEASE_RENEW_MS")]
     lease_renew_ms: Option<u64>,
     /// Dispatch policy (TOML); see docs/policy.md. Defaults apply where absent.
-    #[arg(long, env = "PINGJI_POLICY")]
+    #[arg(long, env = "PINGJI_POLICY", global = true)]
     policy: Option<PathBuf>,
     /// Areas (GeoJSON FeatureCollection) to load at start.
-    #[arg(long, env = "PINGJI_AREAS")]
+    #[arg(long, env = "PINGJI_AREAS", global = true)]
     areas: Option<PathBuf>,
     /// Roster (CSV) to load at start.
     #[arg(long, env = "PINGJI_AGENTS")]
@@ -295,5 +295,25 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn store_flags_may_follow_the_subcommand() {
+        let args = Args::try_parse_from(["dispatcher", "bootstrap-admin", "--store", "redis://127.0.0.1:6379", "--shard", "d1"])
+            .expect("store flags after bootstrap-admin");
+        assert_eq!(args.store.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(args.shard.as_deref(), Some("d1"));
     }
 }
