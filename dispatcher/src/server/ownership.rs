@@ -180,7 +180,10 @@ async fn serve_shard(
     let guard = OwnerGuard { lost: Box::pin(keeper.lost()) };
     let listener = TcpListener::from_std(listener)?;
     // A shard other than the whole city's is a district's.
-    let sharding = (shard.id().as_str() != ShardId::CITY).then(|| Arc::new(Sharding::new(&url, shard.id().clone())));
+    let sharding = match shard.id().as_str() {
+        ShardId::CITY => None,
+        _ => Some(Arc::new(Sharding::new(&url, shard.id().clone())?)),
+    };
     let served = super::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
 
     keeper.stop().await;

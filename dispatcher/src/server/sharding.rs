@@ -96,11 +96,41 @@ pub struct Sharding {
     shard: ShardId,
     /// The leases of the other shards, read to find their owners.
     leases: Mutex<HashMap<String, Arc<ShardLease>>>,
+    directory: Directory,
+}
+
+/// One connection to Redis for the directory, kept open and shared, so that
+/// a flood of hellos for unknown people does not open one each.
+#[derive(Clone)]
+struct Directory {
+    redis: RedisShard,
+    connection: Arc<Mutex<Option<redis::Connection>>>,
+}
+
+impl Directory {
+    /// Runs `command` on the connection (opened when there is none; dropped
+    /// after a failure, to be opened again next time). Blocking.
+    fn run<T>(
+        &self,
+        action: &str,
+        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, RedisStoreError> {
+        let mut slot = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(self.redis.connect(COMMAND_TIMEOUT)?),
+        };
+        command(connection).map_err(|cause| {
+            *slot = None;
+            self.redis.failure(action, &cause)
+        })
+    }
 }
 
 impl Sharding {
-    pub fn new(url: &str, shard: ShardId) -> Self {
-        Sharding { url: url.to_owned(), shard, leases: Mutex::new(HashMap::new()) }
+    pub fn new(url: &str, shard: ShardId) -> Result<Self, RedisStoreError> {
+        let directory = Directory { redis: RedisShard::new(url, shard.clone())?, connection: Arc::new(Mutex::new(None)) };
+        Ok(Sharding { url: url.to_owned(), shard, leases: Mutex::new(HashMap::new()), directory })
     }
 
     pub fn shard(&self) -> &ShardId {
@@ -166,16 +196,11 @@ impl Sharding {
 
     /// Every published operator account (every shard's, this one's too).
     pub async fn published_operators(&self) -> Vec<(String, PublishedOperator)> {
-        let Ok(redis) = RedisShard::new(&self.url, self.shard.clone()) else {
-            return Vec::new();
-        };
+        let directory = self.directory.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let action = format!("read {}", Kind::Operator.key());
-            let mut connection = redis.connect(COMMAND_TIMEOUT)?;
-            redis::cmd("HGETALL")
-                .arg(Kind::Operator.key())
-                .query::<HashMap<String, String>>(&mut connection)
-                .map_err(|cause| redis.failure(&action, &cause))
+            directory.run(&format!("read {}", Kind::Operator.key()), |connection| {
+                redis::cmd("HGETALL").arg(Kind::Operator.key()).query::<HashMap<String, String>>(connection)
+            })
         })
         .await;
         match read {
@@ -192,16 +217,12 @@ impl Sharding {
     }
 
     async fn read_directory(&self, kind: Kind, id: &str) -> Option<String> {
-        let redis = RedisShard::new(&self.url, self.shard.clone()).ok()?;
+        let directory = self.directory.clone();
         let id = id.to_owned();
         let found = tokio::task::spawn_blocking(move || {
-            let action = format!("look up {id} in {}", kind.key());
-            let mut connection = redis.connect(COMMAND_TIMEOUT)?;
-            redis::cmd("HGET")
-                .arg(kind.key())
-                .arg(&id)
-                .query::<Option<String>>(&mut connection)
-                .map_err(|cause| redis.failure(&action, &cause))
+            directory.run(&format!("look up {id} in {}", kind.key()), |connection| {
+                redis::cmd("HGET").arg(kind.key()).arg(&id).query::<Option<String>>(connection)
+            })
         })
         .await;
         match found {
@@ -226,15 +247,13 @@ impl Sharding {
         if ids.is_empty() {
             return Ok(());
         }
-        let redis = RedisShard::new(&self.url, self.shard.clone())?;
-        let mut connection = redis.connect(COMMAND_TIMEOUT)?;
         for chunk in ids.chunks(DIRECTORY_CHUNK) {
             let mut command = redis::cmd("HSET");
             command.arg(kind.key());
             for id in chunk {
                 command.arg(id).arg(self.shard.as_str());
             }
-            command.query::<i64>(&mut connection).map_err(|cause| redis.failure(&format!("write {}", kind.key()), &cause))?;
+            self.directory.run(&format!("write {}", kind.key()), |connection| command.query::<i64>(connection))?;
         }
         Ok(())
     }
@@ -245,13 +264,9 @@ impl Sharding {
     /// account as published) and withdraws those it published before that
     /// are gone.
     fn publish_operators(&self, accounts: &[(String, String)]) -> Result<(), RedisStoreError> {
-        let redis = RedisShard::new(&self.url, self.shard.clone())?;
         let action = format!("publish the operator accounts in {}", Kind::Operator.key());
-        let mut connection = redis.connect(COMMAND_TIMEOUT)?;
-        let published: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(Kind::Operator.key())
-            .query(&mut connection)
-            .map_err(|cause| redis.failure(&action, &cause))?;
+        let published: HashMap<String, String> =
+            self.directory.run(&action, |connection| redis::cmd("HGETALL").arg(Kind::Operator.key()).query(connection))?;
         let current: HashSet<&str> = accounts.iter().map(|(name, _)| name.as_str()).collect();
         let gone: Vec<&String> = published
             .iter()
@@ -272,7 +287,7 @@ impl Sharding {
             }
             pipeline.ignore();
         }
-        pipeline.query::<()>(&mut connection).map_err(|cause| redis.failure(&action, &cause))
+        self.directory.run(&action, |connection| pipeline.query::<()>(connection))
     }
 }
 
