@@ -52,9 +52,12 @@ pub(super) async fn run(
         Ok(Arc::new(ShardLease::new(shard, &owner_id, advertise, redis.lease)))
     };
     let leases = redis.shards.iter().map(|shard| lease_for(shard, &redis.advertise)).collect::<anyhow::Result<Vec<_>>>()?;
+    let Some(first) = leases.first() else {
+        anyhow::bail!("no shard to serve; give --shard (city, or districts such as d1,d2)");
+    };
     let listener = listener.into_std()?;
     info!(
-        redis = %leases[0].shard().url(),
+        redis = %first.shard().url(),
         shards = %redis.shards.iter().map(|shard| shard.as_str()).collect::<Vec<_>>().join(","),
         max_shards = redis.max_shards,
         owner_id,

@@ -128,7 +128,7 @@ pub(super) async fn serve_until_owner(
     shutdown: &mut watch::Receiver<bool>,
     tls: Option<&super::ServerTls>,
 ) -> anyhow::Result<Option<(Arc<ShardLease>, u64)>> {
-    let Some(first) = leases.first() else {
+    let Some((first, rest)) = leases.split_first() else {
         anyhow::bail!("no shard to stand by for; give --shard");
     };
     let shard = first.shard().id().to_string();
@@ -163,8 +163,8 @@ pub(super) async fn serve_until_owner(
                 anyhow::bail!("the standby gRPC server stopped");
             }
             _ = polls.tick() => {
-                let asking = leases.to_vec();
-                let acquisition = tokio::task::spawn_blocking(move || try_each(&asking)).await?;
+                let (asking_first, asking_rest) = (first.clone(), rest.to_vec());
+                let acquisition = tokio::task::spawn_blocking(move || try_each(&asking_first, &asking_rest)).await?;
                 let next = match acquisition {
                     Ok((index, Acquisition::Acquired { token })) => break Some((leases[index].clone(), token)),
                     Ok((_, Acquisition::Held(holder))) => Notice::Owned { shard: shard.clone(), address: holder.address },
@@ -190,15 +190,16 @@ pub(super) async fn serve_until_owner(
     Ok(token)
 }
 
-/// Tries each lease in turn: the first one taken, else who holds the first.
-fn try_each(leases: &[Arc<ShardLease>]) -> Result<(usize, Acquisition), crate::shard::RedisStoreError> {
-    let held = match leases[0].try_acquire()? {
+/// Tries `first`, then each of `rest` in turn: the index of the lease taken
+/// (0 for `first`), else who holds `first`.
+fn try_each(first: &ShardLease, rest: &[Arc<ShardLease>]) -> Result<(usize, Acquisition), crate::shard::RedisStoreError> {
+    let held = match first.try_acquire()? {
         Acquisition::Acquired { token } => return Ok((0, Acquisition::Acquired { token })),
         held => held,
     };
-    for (index, lease) in leases.iter().enumerate().skip(1) {
+    for (index, lease) in rest.iter().enumerate() {
         if let Ok(Acquisition::Acquired { token }) = lease.try_acquire() {
-            return Ok((index, Acquisition::Acquired { token }));
+            return Ok((index + 1, Acquisition::Acquired { token }));
         }
     }
     Ok((0, held))
