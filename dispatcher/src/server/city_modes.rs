@@ -180,6 +180,11 @@ async fn follow_published(dispatcher: &Dispatcher, sharding: &Sharding, mine: &s
             Ok(()) => info!(area, from_shard = %switch.shard, "city-wide switch taken in"),
             // Already in that mode.
             Err(DispatchError::Rejected(Rejection::FailedPrecondition(_))) => {}
+            // Refused here (the area is not on this shard's map): said once.
+            Err(DispatchError::Rejected(rejection)) => {
+                warn!(%rejection, area, from_shard = %switch.shard, "a city-wide switch cannot be taken in here");
+            }
+            // The store is away: the next read tries again.
             Err(error) => {
                 warn!(%error, area, "cannot take in a city-wide switch; trying again");
                 seen.remove(&area);
