@@ -244,6 +244,7 @@ async fn each_district_has_its_shard_and_calls_about_the_other_are_sent_to_its_o
     assert!(listed.stdout.contains("west-2") && !listed.stdout.contains("east-1"), "{}", listed.stdout);
     let here = run_pingji(&east_url, &["incident", "list"]).await?.success()?;
     assert!(here.stdout.contains("east-1") && !here.stdout.contains("west-2"), "{}", here.stdout);
+    assert!(here.stderr.contains("incidents of shard d1 only"), "a split city's list says whose it is: {}", here.stderr);
 
     // d2's owner dies; a spare standing by for both districts takes d2 (d1
     // is owned), and d1 now sends d2's callers there.

@@ -46,8 +46,12 @@ pub async fn list(client: &mut Client, open_only: bool, as_json: bool) -> Result
     let mut incidents: Vec<pb::Incident> = Vec::new();
     loop {
         let after_id = incidents.last().map(|incident| incident.id.clone()).unwrap_or_default();
-        let page =
-            client.list_incidents(pb::ListIncidentsRequest { open_only, limit: 1000, after_id }).await?.into_inner().incidents;
+        let first = after_id.is_empty();
+        let answer = client.list_incidents(pb::ListIncidentsRequest { open_only, limit: 1000, after_id }).await?;
+        if first {
+            output::shard_note(&answer, "incidents")?;
+        }
+        let page = answer.into_inner().incidents;
         let full = page.len() == 1000;
         incidents.extend(page);
         if !full {

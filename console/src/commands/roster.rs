@@ -218,8 +218,9 @@ pub struct ListFilter {
     pub limit: Option<usize>,
 }
 
-/// Every person matching `filter`, page by page.
-pub async fn fetch_people(client: &mut Client, filter: &ListFilter) -> Result<Vec<pb::Agent>, ConsoleError> {
+/// Every person matching `filter`, page by page. With `say_shard`, a split
+/// city's shard is named on stderr (not for a full-screen view).
+pub async fn fetch_people(client: &mut Client, filter: &ListFilter, say_shard: bool) -> Result<Vec<pb::Agent>, ConsoleError> {
     let mut people = Vec::new();
     let mut after_id = String::new();
     loop {
@@ -234,7 +235,11 @@ pub async fn fetch_people(client: &mut Client, filter: &ListFilter) -> Result<Ve
             limit: wanted as u32,
             after_id: after_id.clone(),
         };
-        let page = client.list_agents(request).await?.into_inner().agents;
+        let answer = client.list_agents(request).await?;
+        if say_shard && people.is_empty() {
+            output::shard_note(&answer, "people")?;
+        }
+        let page = answer.into_inner().agents;
         let full = page.len() == wanted;
         match page.last().and_then(|agent| agent.spec.as_ref()) {
             Some(spec) => after_id = spec.id.clone(),
@@ -249,7 +254,7 @@ pub async fn fetch_people(client: &mut Client, filter: &ListFilter) -> Result<Ve
 }
 
 pub async fn list(client: &mut Client, filter: &ListFilter, as_json: bool) -> Result<(), ConsoleError> {
-    let people = fetch_people(client, filter).await?;
+    let people = fetch_people(client, filter, true).await?;
     if as_json {
         return output::json_document(&json!({ "agents": people.iter().map(json::agent).collect::<Vec<_>>() }));
     }

@@ -127,7 +127,7 @@ pub async fn poll_people(mut client: Client, updates: mpsc::Sender<Update>, mut 
         }
         let fetched = tokio::select! {
             () = stopped(&mut shutdown) => return,
-            fetched = fetch_people(&mut client, &filter) => fetched,
+            fetched = fetch_people(&mut client, &filter, false) => fetched,
         };
         let update = match fetched {
             Ok(people) => Update::People(people.iter().filter_map(PersonDot::from_agent).collect()),
