@@ -19,16 +19,15 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use tokio::sync::Semaphore;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::codegen::{BoxFuture, Service};
-use tonic::server::NamedService;
 use tracing::info;
 
+use super::front::{Front, Fronted};
 use super::sharding::Sharding;
 use crate::accounts::{self, OperatorRole, PresentedToken, role_needed};
 use crate::ids::AgentId;
@@ -189,39 +188,25 @@ impl Tokens {
 }
 
 /// `inner` (the command service) behind token and role checks.
+pub type Authorized<S> = Fronted<S, TokenCheck>;
+
+pub fn authorized<S>(inner: S, tokens: Tokens) -> Authorized<S> {
+    Fronted::new(inner, TokenCheck { tokens })
+}
+
+/// Checks the token and the role before the handler, and puts the
+/// [`Caller`] in the request.
 #[derive(Clone)]
-pub struct Authorized<S> {
-    inner: S,
+pub struct TokenCheck {
     tokens: Tokens,
 }
 
-impl<S> Authorized<S> {
-    pub fn new(inner: S, tokens: Tokens) -> Self {
-        Authorized { inner, tokens }
-    }
-}
-
-impl<S: NamedService> NamedService for Authorized<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> Service<http::Request<Body>> for Authorized<S>
+impl<S> Front<S> for TokenCheck
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Infallible>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        // The clone that was made ready is the one that serves this call.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+    fn call(&self, mut inner: S, mut request: http::Request<Body>) -> BoxFuture<http::Response<Body>, Infallible> {
         let tokens = self.tokens.clone();
         Box::pin(async move {
             let method = request.uri().path().rsplit('/').next().unwrap_or_default().to_string();

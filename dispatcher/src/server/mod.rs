@@ -8,6 +8,8 @@
 //! - [`bootstrap`]: the first admin account.
 //! - [`command`]: `CommandService`, for operators.
 //! - [`events`]: the `WatchEvents` stream (journal history, then live).
+//! - [`front`]: the shape of the layers in front of the command service
+//!   (`auth`'s token checks, `sharding`'s routing).
 //! - [`error`]: dispatcher errors to gRPC statuses.
 //! - `ownership`: serving a shard kept in Redis: standby, take over, renew
 //!   the lease, step down.
@@ -24,6 +26,7 @@ mod city_modes;
 pub mod command;
 pub mod error;
 pub mod events;
+pub mod front;
 mod ownership;
 pub mod sharding;
 pub mod standby;
@@ -404,8 +407,8 @@ async fn serve(
             .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
-        .add_service(sharding::Routed::new(
-            auth::Authorized::new(
+        .add_service(sharding::routed(
+            auth::authorized(
                 CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
                     .max_decoding_message_size(MAX_COMMAND_MESSAGE)
                     .max_encoding_message_size(MAX_COMMAND_MESSAGE),

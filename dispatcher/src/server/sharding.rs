@@ -25,7 +25,6 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pingji_proto::owner::{OWNER_METADATA, SERVED_BY_METADATA, SHARD_METADATA};
@@ -36,11 +35,11 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::metadata::MetadataValue;
-use tonic::server::NamedService;
 use tracing::{debug, info, warn};
 
 use serde::{Deserialize, Serialize};
 
+use super::front::{Front, Fronted};
 use crate::accounts::OperatorRole;
 use crate::lease::{LeaseConfig, ShardLease};
 use crate::runtime::Dispatcher;
@@ -425,39 +424,23 @@ fn note(event: &pb::Event, agents: &mut Vec<String>, incidents: &mut Vec<String>
 /// is for: answered at once when the caller named another shard, and given
 /// the owner's address when the engine found the call to be another shard's.
 /// Without sharding (one shard for the city) it only passes calls on.
+pub type Routed<S> = Fronted<S, Routing>;
+
+pub fn routed<S>(inner: S, sharding: Option<Arc<Sharding>>) -> Routed<S> {
+    Fronted::new(inner, Routing { sharding })
+}
+
 #[derive(Clone)]
-pub struct Routed<S> {
-    inner: S,
+pub struct Routing {
     sharding: Option<Arc<Sharding>>,
 }
 
-impl<S> Routed<S> {
-    pub fn new(inner: S, sharding: Option<Arc<Sharding>>) -> Self {
-        Routed { inner, sharding }
-    }
-}
-
-impl<S: NamedService> NamedService for Routed<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S> Service<http::Request<Body>> for Routed<S>
+impl<S> Front<S> for Routing
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Infallible>;
-
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(context)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The clone that was made ready is the one that serves this call.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+    fn call(&self, mut inner: S, request: http::Request<Body>) -> BoxFuture<http::Response<Body>, Infallible> {
         let Some(sharding) = self.sharding.clone() else {
             return Box::pin(inner.call(request));
         };
