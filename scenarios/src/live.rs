@@ -166,9 +166,9 @@ impl Operator {
         self.shards.iter().map(|shard| self.at_shard(shard)).collect()
     }
 
-    /// Where a change to `area` goes: to every district's shard for an area
-    /// above the districts (the city) when the city is split; else to the
-    /// shard the dispatcher finds for it.
+    /// Where a plan activation on `area` goes: to every district's shard for
+    /// an area above the districts (the city) when the city is split; else
+    /// to the shard the dispatcher finds for it.
     fn for_area(&self, areas: &AreaMap, area: &str) -> anyhow::Result<Vec<Operator>> {
         let area = AreaId::new(area);
         let above_districts = areas.get(&area).is_some() && areas.placement_of_area(&area).at(AreaLevel::District).is_none();
@@ -499,19 +499,18 @@ async fn perform(
         let mode_value = parse_mode(&mode.grade).map_or(pb::Mode::Normal, pingji_dispatcher::convert::mode_to_pb);
         let request = pb::SetModeRequest { area_id: mode.area.clone(), mode: mode_value as i32, reason: mode.reason.clone() };
         // Already in that mode (an earlier run, or a retry): nothing to do.
-        for mut target in operator.for_area(areas, &mode.area)? {
-            target
-                .call("switching mode", |mut commands| {
-                    let request = request.clone();
-                    async move {
-                        match commands.set_mode(request).await {
-                            Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
-                            other => other.map(|_| ()),
-                        }
+        // (A switch of the whole city reaches every district's shard by itself.)
+        operator
+            .call("switching mode", |mut commands| {
+                let request = request.clone();
+                async move {
+                    match commands.set_mode(request).await {
+                        Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
+                        other => other.map(|_| ()),
                     }
-                })
-                .await?;
-        }
+                }
+            })
+            .await?;
     }
     if let Some(incident) = &entry.incident {
         let at = match (incident.at, &incident.area) {
