@@ -12,6 +12,13 @@ use pingji_tests::{AgentSession, TestServer, pb, sample_roster, wait_until};
 
 const PROMPTLY: Duration = Duration::from_secs(30);
 
+/// Runs one step of a test, failing with its name rather than hanging: the
+/// flooding test once hung in CI (not reproduced in 70 runs since), and a
+/// named failure says where.
+async fn step<T>(what: &str, future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(PROMPTLY, future).await.map_err(|_| anyhow::anyhow!("{what} did not finish within {PROMPTLY:?}"))?
+}
+
 async fn server(limits: Limits) -> anyhow::Result<TestServer> {
     TestServer::start(|config| {
         config.agents_file = Some(sample_roster());
@@ -74,22 +81,29 @@ async fn sessions_beyond_the_maximum_are_refused_until_one_closes() -> anyhow::R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_flooding_messages_is_told_and_slowed_while_others_are_served() -> anyhow::Result<()> {
-    let server = server(Limits { agent_messages_per_s: 5, ..Limits::default() }).await?;
-    let mut flooder = server.open_session("p0001").await?;
-    for n in 0..200 {
-        flooder.send_location(120.0950 + f64::from(n) * 1e-6, 30.2320).await?;
-    }
+    let server = step("starting the server", server(Limits { agent_messages_per_s: 5, ..Limits::default() })).await?;
+    let mut flooder = step("opening the flooder's session", server.open_session("p0001")).await?;
+    step("sending 200 locations", async {
+        for n in 0..200 {
+            flooder.send_location(120.0950 + f64::from(n) * 1e-6, 30.2320).await?;
+        }
+        anyhow::Ok(())
+    })
+    .await?;
     let refused = refusal(&mut flooder, "resource_exhausted").await?;
     assert!(refused.message.contains("more than 5 messages a second"), "{}", refused.message);
-    still_serving(&server, "p0002").await?;
+    step("serving others meanwhile", still_serving(&server, "p0002")).await?;
     // After a pause the flooder is heard again: its status change lands.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    flooder.set_status(pb::AgentStatus::OffDuty).await?;
-    let mut command = server.command().await?;
-    wait_until(PROMPTLY, "the flooder's status change", async || {
-        let agent = command.get_agent(pb::GetAgentRequest { id: "p0001".into() }).await?.into_inner();
-        Ok(agent.status == pb::AgentStatus::OffDuty as i32)
-    })
+    step("sending the status change", flooder.set_status(pb::AgentStatus::OffDuty)).await?;
+    let mut command = step("connecting a console", server.command()).await?;
+    step(
+        "seeing the status change",
+        wait_until(PROMPTLY, "the flooder's status change", async || {
+            let agent = command.get_agent(pb::GetAgentRequest { id: "p0001".into() }).await?.into_inner();
+            Ok(agent.status == pb::AgentStatus::OffDuty as i32)
+        }),
+    )
     .await?;
     Ok(())
 }
