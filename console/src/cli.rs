@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pingji_dispatcher::roster_csv::{ROLES, role_from_name, role_name, travel_mode_from_name};
+use pingji_client::roster_csv::{ROLES, role_from_name, role_name, travel_mode_from_name};
 use pingji_proto::v1 as pb;
 
 /// Where the dispatcher listens when neither `--server` nor `PINGJI_SERVER`

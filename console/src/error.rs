@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use pingji_dispatcher::roster_csv::RosterCsvError;
+use pingji_client::errors;
+use pingji_client::roster_csv::RosterCsvError;
+use pingji_proto::v1::ErrorReason;
 use tonic::Code;
 
 /// Exit code for anything that went wrong after the command line was read.
@@ -86,7 +88,9 @@ impl From<tonic::Status> for ConsoleError {
 /// size limit gets advice instead of the transport's wording.
 pub fn import_error(status: tonic::Status, file: &std::path::Path) -> ConsoleError {
     let message = status.message();
-    if status.code() == Code::OutOfRange && message.contains("message length too large") {
+    // The dispatcher's own statuses name a reason; one without is the
+    // transport's, here its limit on the size of a request.
+    if status.code() == Code::OutOfRange && errors::reason(&status).is_none() {
         let detail = message.split_once("too large: ").map_or(message, |(_, detail)| detail);
         return ConsoleError::TooLarge { what: file.display().to_string(), detail: detail.to_string() };
     }
@@ -98,7 +102,7 @@ pub fn import_error(status: tonic::Status, file: &std::path::Path) -> ConsoleErr
 fn access_hint(status: &tonic::Status) -> &'static str {
     match status.code() {
         // The dispatcher already says so when no token came at all.
-        Code::Unauthenticated if status.message().contains("PINGJI_TOKEN") => "",
+        Code::Unauthenticated if errors::reason(status) == Some(ErrorReason::TokenMissing) => "",
         Code::Unauthenticated => " (the console sends the token from --token or PINGJI_TOKEN)",
         Code::PermissionDenied => {
             " (use the token of an account with that role via --token or PINGJI_TOKEN, or ask an admin: \
@@ -176,7 +180,13 @@ mod tests {
 
     #[test]
     fn a_refused_token_or_role_says_what_to_do() {
-        let no_token = ConsoleError::from(tonic::Status::unauthenticated("no operator token: pass --token or set PINGJI_TOKEN"));
+        use tonic_types::{ErrorDetails, StatusExt};
+        let details = ErrorDetails::with_error_info("TOKEN_MISSING", errors::DOMAIN, std::collections::HashMap::new());
+        let no_token = ConsoleError::from(tonic::Status::with_error_details(
+            Code::Unauthenticated,
+            "no operator token: pass --token or set PINGJI_TOKEN",
+            details,
+        ));
         assert_eq!(no_token.to_string(), "unauthenticated: no operator token: pass --token or set PINGJI_TOKEN");
         let wrong = ConsoleError::from(tonic::Status::unauthenticated("the operator token is wrong"));
         assert_eq!(

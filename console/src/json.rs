@@ -1,6 +1,6 @@
 //! JSON for `--json`: the proto messages written out by hand (prost types do
 //! not derive `Serialize`), with the proto's snake_case field names and the
-//! enums as short names (see [`crate::labels`]).
+//! enums as short names (see [`pingji_client::labels`]).
 //!
 //! Personal data (phone, home location) appears only where the brief of the
 //! command is to show one person ([`agent_detail`]), not in lists.
@@ -8,7 +8,7 @@
 use pingji_proto::v1 as pb;
 use serde_json::{Value, json};
 
-use crate::labels;
+use pingji_client::labels;
 
 pub fn location(location: Option<&pb::Location>) -> Value {
     match location {
@@ -250,11 +250,14 @@ pub fn coverage(coverage: &pb::CoverageResponse) -> Value {
     })
 }
 
-/// An event; its `json` (the whole event as the dispatcher records it) is
-/// parsed and given as `detail`, so scripts need not parse a string in a
-/// string.
+/// An event; its typed body is given as `detail`, in the proto3 JSON mapping
+/// with the .proto's field names (enums as their names, 64-bit numbers as
+/// strings). `null` for a kind this console does not know.
 pub fn event(event: &pb::Event) -> Value {
-    let detail = serde_json::from_str::<Value>(&event.json).unwrap_or_else(|_| Value::String(event.json.clone()));
+    let detail = match &event.body {
+        Some(_) => serde_json::to_value(event).ok().and_then(|whole| whole.get(&event.kind).cloned()).unwrap_or(Value::Null),
+        None => Value::Null,
+    };
     json!({
         "seq": event.seq,
         "at_ms": event.at_ms,
@@ -432,12 +435,18 @@ mod tests {
             actor: "operator:li".into(),
             kind: "mode_switched".into(),
             area_id: "d1".into(),
-            json: r#"{"type":"mode_switched","area":"d1","mode":"emergency_ii","previous":"normal","reason":"台风"}"#.into(),
+            body: Some(pb::event::Body::ModeSwitched(pb::event::ModeSwitched {
+                area_id: "d1".into(),
+                mode: pb::Mode::EmergencyIi as i32,
+                previous: pb::Mode::Normal as i32,
+                reason: "台风".into(),
+            })),
             ..Default::default()
         });
         assert_eq!(value["seq"], 7);
         assert_eq!(value["kind"], "mode_switched");
         assert_eq!(value["detail"]["reason"], "台风");
+        assert_eq!(value["detail"]["mode"], "MODE_EMERGENCY_II");
         assert_eq!(value["incident_id"], "");
         // A line of `events --follow --json` is one line.
         assert!(!value.to_string().contains('\n'));
@@ -458,6 +467,7 @@ mod tests {
                 headcount: 3,
                 priority: 2,
                 description: String::new(),
+                place: None,
             }],
             call_up: vec![pb::Role::SunkCadre as i32],
         });

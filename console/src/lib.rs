@@ -5,6 +5,8 @@
 //! `pingji watch` is a full-screen live view. Tokens are printed only by the
 //! commands that issue them, once.
 //!
+//! Event lines, labels and the roster CSV reader come from `pingji-client`.
+//!
 //! # Layout
 //! - [`cli`]: the command line (clap) and the parsers of its values.
 //! - [`connection`]: connecting, and the operator's token on each request.
@@ -13,9 +15,7 @@
 //!   printing results (accounts and tokens in [`commands::account`] and
 //!   [`commands::roster`]).
 //! - [`table`]: aligned text tables, measured in terminal columns (CJK).
-//! - [`labels`]: names of the API's enums, times and ages.
 //! - [`json`]: the proto messages as JSON for `--json`.
-//! - [`event_line`]: an event told in one line.
 //! - [`output`]: writing to stdout.
 //! - [`watch`]: `pingji watch`, the live view (state, drawing, I/O).
 
@@ -25,9 +25,7 @@ pub mod cli;
 pub mod commands;
 pub mod connection;
 pub mod error;
-pub mod event_line;
 pub mod json;
-pub mod labels;
 pub mod output;
 pub mod table;
 pub mod watch;

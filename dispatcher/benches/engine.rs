@@ -7,14 +7,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use pingji_dispatcher::areas::parse_geojson;
-use pingji_dispatcher::engine::{Command, Engine};
-use pingji_dispatcher::ids::{AgentId, Millis};
-use pingji_dispatcher::incident::IncidentSpec;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
-use pingji_dispatcher::policy::Policy;
-use pingji_dispatcher::roster::{AgentProfile, Role, TravelMode};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::areas::parse_geojson;
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::ids::{AgentId, Millis};
+use pingji_engine::incident::IncidentSpec;
+use pingji_engine::policy::Policy;
+use pingji_engine::roster::{AgentProfile, Role, TravelMode};
+use pingji_engine::spatial::Position;
 
 const T0: Millis = Millis(1_800_000_000_000);
 

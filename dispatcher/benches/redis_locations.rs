@@ -9,11 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use pingji_dispatcher::ids::{AgentId, Millis};
 use pingji_dispatcher::locations::{LocationBatching, LocationWriter, read_locations};
 use pingji_dispatcher::redis_test_server::RedisServer;
 use pingji_dispatcher::shard::{COMMAND_TIMEOUT, RedisShard, ShardId};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::ids::{AgentId, Millis};
+use pingji_engine::spatial::Position;
 
 /// People reporting, and updates sent in the batched run.
 const PEOPLE: usize = 50_000;

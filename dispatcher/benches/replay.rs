@@ -21,15 +21,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use pingji_dispatcher::convert::stored_event;
-use pingji_dispatcher::engine::{Command, Engine};
-use pingji_dispatcher::event::{Event, EventKind};
-use pingji_dispatcher::ids::{AgentId, Millis};
-use pingji_dispatcher::incident::IncidentSpec;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
-use pingji_dispatcher::policy::Policy;
-use pingji_dispatcher::roster::{AgentProfile, Role, TravelMode};
 use pingji_dispatcher::runtime::{FORGET_CHUNK, SharedJournal, recover};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::event::{Event, EventKind};
+use pingji_engine::ids::{AgentId, Millis};
+use pingji_engine::incident::IncidentSpec;
+use pingji_engine::policy::Policy;
+use pingji_engine::roster::{AgentProfile, Role, TravelMode};
+use pingji_engine::spatial::Position;
 
 const T0: Millis = Millis(1_800_000_000_000);
 const PEOPLE: usize = 20_000;
@@ -141,7 +141,7 @@ fn main() {
     // The journal holds events as JSON, and serde_json (without its
     // float_roundtrip feature) may read an f64 back one ulp off; compare with
     // the final state after the same round trip, and say whether it differs.
-    let final_state: pingji_dispatcher::engine::State =
+    let final_state: pingji_engine::engine::State =
         serde_json::from_slice(&serde_json::to_vec(engine.state()).expect("serialise")).expect("parse");
     let exact_state = engine.state().clone();
     drop(engine);

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use pingji_dispatcher::accounts::{hash_token, new_agent_token, verify_token};
+use pingji_dispatcher::tokens::{hash_token, new_agent_token, verify_token};
 
 const ROUNDS: u32 = 2_000;
 

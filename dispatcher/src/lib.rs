@@ -1,19 +1,8 @@
-//! Pingji dispatcher: the dispatch engine (a deterministic state machine with
-//! no I/O), its durable journal, and the gRPC server around them.
+//! Pingji dispatcher: the server around the dispatch engine (`pingji-engine`):
+//! its durable journal, the gRPC services, tokens, metrics and shards.
 //!
 //! # Layout
-//! - [`ids`]: identifier newtypes and time.
-//! - [`accounts`]: operator roles, the command-to-role table, tokens and their hashes.
-//! - [`spatial`]: positions, great-circle distance, the spatial index of people.
-//! - [`areas`]: the area hierarchy, GeoJSON import and point-in-polygon placement.
-//! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening, surge assignment).
-//! - [`assignment`]: min-cost matching of many waiting slots to people at once (surges).
-//! - [`roster`]: people, roles, skills, status.
-//! - [`roster_csv`]: reading the roster from CSV.
-//! - [`incident`]: incidents, offers and assignments.
-//! - [`plans`]: emergency plans (应急预案) and their files.
-//! - [`event`]: the events that are the system of record.
-//! - [`engine`]: decide / evolve / tick: the dispatch state machine.
+//! - [`tokens`]: making tokens, their hashes, the table calls are checked against.
 //! - [`journal`]: the durable event journal (SQLite, Redis, or memory).
 //! - [`shard`]: a shard of the city on Redis: its id, key names, connections.
 //! - [`lease`]: the shard lease and fencing token: one owner at a time.
@@ -30,28 +19,17 @@
 
 #![forbid(unsafe_code)]
 
-pub mod accounts;
-pub mod areas;
-pub mod assignment;
 pub mod convert;
-pub mod engine;
-pub mod event;
-pub mod ids;
-pub mod incident;
 pub mod journal;
 pub mod lease;
 pub mod lifecycle;
 pub mod locations;
 pub mod metrics;
 pub mod observer;
-pub mod plans;
-pub mod policy;
 pub mod redis_test_server;
-pub mod roster;
-pub mod roster_csv;
 pub mod runtime;
 pub mod server;
 pub mod settings;
 pub mod shard;
-pub mod spatial;
 pub mod telemetry;
+pub mod tokens;

@@ -18,10 +18,10 @@ use std::collections::HashMap;
 use tracing::field::Empty;
 use tracing::{Span, debug, info, info_span};
 
-use crate::engine::Engine;
-use crate::event::{Event, EventKind};
-use crate::ids::{IncidentId, OfferId};
-use crate::incident::Incident;
+use pingji_engine::engine::Engine;
+use pingji_engine::event::{Event, EventKind};
+use pingji_engine::ids::{IncidentId, OfferId};
+use pingji_engine::incident::Incident;
 
 /// The open spans.
 #[derive(Default)]
@@ -117,10 +117,10 @@ impl Lifecycle {
             EventKind::OfferTimedOut { offer, .. } => self.end_offer(offer, "timed_out"),
             EventKind::OfferWithdrawn { offer, reason, .. } => {
                 let outcome = match reason {
-                    crate::event::WithdrawReason::Disconnected => "withdrawn_disconnected",
-                    crate::event::WithdrawReason::Unavailable => "withdrawn_unavailable",
-                    crate::event::WithdrawReason::IncidentEnded => "withdrawn_incident_ended",
-                    crate::event::WithdrawReason::Filled => "withdrawn_filled",
+                    pingji_engine::event::WithdrawReason::Disconnected => "withdrawn_disconnected",
+                    pingji_engine::event::WithdrawReason::Unavailable => "withdrawn_unavailable",
+                    pingji_engine::event::WithdrawReason::IncidentEnded => "withdrawn_incident_ended",
+                    pingji_engine::event::WithdrawReason::Filled => "withdrawn_filled",
                 };
                 self.end_offer(offer, outcome);
             }

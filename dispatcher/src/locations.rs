@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::ids::{AgentId, Millis};
 use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError};
-use crate::spatial::Position;
+use pingji_engine::ids::{AgentId, Millis};
+use pingji_engine::spatial::Position;
 
 /// When to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

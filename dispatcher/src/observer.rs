@@ -14,11 +14,10 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::convert;
-use crate::event::{Event, EventKind};
-use crate::ids::Millis;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{Metrics, Pending};
 use crate::runtime::Dispatcher;
+use pingji_engine::event::Event;
 
 /// Events read from the journal at a time when the observer fell behind.
 const CATCH_UP_BATCH: usize = 1000;
@@ -109,8 +108,8 @@ impl Observer {
         if !READ_KINDS.contains(&event.kind.as_str()) {
             return;
         }
-        match serde_json::from_str::<EventKind>(&event.json) {
-            Ok(kind) => self.on_event(&Event { seq: event.seq, at: Millis(event.at_ms), actor: event.actor.clone(), kind }),
+        match convert::event_from_pb(event) {
+            Ok(event) => self.on_event(&event),
             Err(error) => debug!(seq = event.seq, %error, "observer cannot read an event"),
         }
     }

@@ -29,14 +29,15 @@ use pingji_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{Instrument, debug, error, info, warn};
 
-use crate::accounts::{Credentials, OperatorRole, SharedCredentials};
 use crate::convert;
-use crate::engine::{Command, Engine, Rejection, State};
-use crate::event::{Event, EventKind};
-use crate::ids::{AgentId, Millis};
 use crate::journal::{Journal, JournalError, StoredEvent};
 use crate::locations::LocationWriter;
-use crate::policy::Policy;
+use crate::tokens::{Credentials, SharedCredentials};
+use pingji_engine::accounts::OperatorRole;
+use pingji_engine::engine::{Command, Engine, Rejection, State};
+use pingji_engine::event::{Event, EventKind};
+use pingji_engine::ids::{AgentId, Millis};
+use pingji_engine::policy::Policy;
 
 /// The journal, shared by the owner (appends) and event readers.
 pub type SharedJournal = Arc<Mutex<Box<dyn Journal>>>;
@@ -542,7 +543,7 @@ impl Owner {
             }
             self.since_snapshot += 1;
             self.follow_credentials(std::slice::from_ref(&event));
-            let _ = self.events.send(Arc::new(convert::event_to_pb(stored)));
+            let _ = self.events.send(Arc::new(convert::event_to_pb(&event)));
             self.route(&event);
         }
         self.store_down = None;
@@ -728,8 +729,8 @@ impl Owner {
                 }
                 self.since_snapshot += stored.len() as u64;
                 self.follow_credentials(&events);
-                for (event, stored) in events.iter().zip(&stored) {
-                    let _ = self.events.send(Arc::new(convert::event_to_pb(stored)));
+                for event in &events {
+                    let _ = self.events.send(Arc::new(convert::event_to_pb(event)));
                     self.route(event);
                 }
             }
@@ -907,7 +908,7 @@ mod tests {
 
     use super::*;
     use crate::journal::{SqliteJournal, SqliteReader};
-    use crate::roster::{AgentProfile, Role, TravelMode};
+    use pingji_engine::roster::{AgentProfile, Role, TravelMode};
 
     const DAY_MS: i64 = 86_400_000;
     const START_MS: i64 = 1_773_563_445_000;

@@ -15,12 +15,12 @@ use pingji_proto::tls::read_pem;
 use serde::Deserialize;
 use tonic::transport::{Certificate, Identity};
 
-use crate::areas::{AreaLevel, parse_geojson};
 use crate::lease::LeaseConfig;
-use crate::policy::Policy;
 use crate::server::{ClientCertificates, Config, RedisStore, ServerTls, Store};
 use crate::shard::ShardId;
 use crate::telemetry::{LogFormat, validate_otlp_endpoint};
+use pingji_engine::areas::{AreaLevel, parse_geojson};
+use pingji_engine::policy::Policy;
 
 /// The gRPC address when none is set.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";

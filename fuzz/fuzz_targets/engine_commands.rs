@@ -11,15 +11,15 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use pingji_dispatcher::accounts::OperatorRole;
-use pingji_dispatcher::areas::{AreaImport, parse_geojson};
-use pingji_dispatcher::engine::{Command, Engine, invariants};
-use pingji_dispatcher::event::Event;
-use pingji_dispatcher::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
-use pingji_dispatcher::incident::IncidentSpec;
-use pingji_dispatcher::policy::{Mode, Policy};
-use pingji_dispatcher::roster::{AgentProfile, AgentStatus, Role, TravelMode};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::accounts::OperatorRole;
+use pingji_engine::areas::{AreaImport, parse_geojson};
+use pingji_engine::engine::{Command, Engine, invariants};
+use pingji_engine::event::Event;
+use pingji_engine::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use pingji_engine::incident::IncidentSpec;
+use pingji_engine::policy::{Mode, Policy};
+use pingji_engine::roster::{AgentProfile, AgentStatus, Role, TravelMode};
+use pingji_engine::spatial::Position;
 
 static MAP: LazyLock<AreaImport> =
     LazyLock::new(|| parse_geojson(include_str!("../../scenarios/maps/sample-city.geojson")).expect("the sample city parses"));

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pingji_dispatcher::areas::{AreaMap, parse_geojson};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::areas::{AreaMap, parse_geojson};
+use pingji_engine::spatial::Position;
 
 fuzz_target!(|text: &str| {
     let Ok(import) = parse_geojson(text) else { return };

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pingji_dispatcher::plans::parse_plan;
+use pingji_engine::plans::parse_plan;
 
 fuzz_target!(|text: &str| {
     if let Err(message) = parse_plan(text) {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pingji_dispatcher::roster_csv::{parse_roster_csv, parse_roster_csv_lenient};
+use pingji_client::roster_csv::{parse_roster_csv, parse_roster_csv_lenient};
 
 fuzz_target!(|text: &str| {
     let (people, problems) = parse_roster_csv_lenient(text);

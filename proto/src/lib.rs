@@ -16,6 +16,7 @@ pub mod tls;
 pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("pingji.v1");
+    include!(concat!(env!("OUT_DIR"), "/pingji.v1.serde.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of the API, served by the reflection service.

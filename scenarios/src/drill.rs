@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pingji_dispatcher::areas::{AreaImport, AreaLevel, AreaMap, parse_geojson};
-use pingji_dispatcher::policy::{Mode, Policy};
-use pingji_dispatcher::roster::Role;
+use pingji_engine::areas::{AreaImport, AreaLevel, AreaMap, parse_geojson};
+use pingji_engine::policy::{Mode, Policy};
+use pingji_engine::roster::Role;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -409,7 +409,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         let plan_path = base.join(plan);
         let plan_text = std::fs::read_to_string(&plan_path)
             .map_err(|error| top(format!("plans: cannot read {}: {error}", plan_path.display())))?;
-        let parsed = pingji_dispatcher::plans::parse_plan(&plan_text)
+        let parsed = pingji_engine::plans::parse_plan(&plan_text)
             .map_err(|error| top(format!("plan {}: {error}", plan_path.display())))?;
         plan_ids.insert(parsed.id.to_string());
         plan_texts.push(plan_text);
@@ -450,7 +450,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         behaviours.insert(role, behaviour);
     }
 
-    let area_exists = |id: &str| areas.contains(&pingji_dispatcher::ids::AreaId::new(id));
+    let area_exists = |id: &str| areas.contains(&pingji_engine::ids::AreaId::new(id));
     let mut timeline = Vec::new();
     for entry in &file.timeline {
         let offset = entry.span().start;
@@ -493,7 +493,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         if let Some(incident) = &item.incident {
             match (&incident.at, &incident.area) {
                 (Some([lon, lat]), None) => {
-                    pingji_dispatcher::spatial::Position::checked(*lon, *lat)
+                    pingji_engine::spatial::Position::checked(*lon, *lat)
                         .map_err(|error| fail(format!("incident.at: {error}")))?;
                 }
                 (None, Some(area)) if area_exists(area) => {}

@@ -27,8 +27,8 @@ pub mod svg;
 use std::path::Path;
 
 use pingji_dispatcher::convert::event_from_stored;
-use pingji_dispatcher::event::Event;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
+use pingji_engine::event::Event;
 
 use crate::drill::Drill;
 use crate::report::{DrillSummary, Report, ReportInput};
@@ -74,13 +74,13 @@ pub fn read_journal(path: &Path) -> anyhow::Result<Vec<Event>> {
 pub fn build_report(
     drill: &Drill,
     events: &[Event],
-    started_at: pingji_dispatcher::ids::Millis,
-    ended_at: pingji_dispatcher::ids::Millis,
+    started_at: pingji_engine::ids::Millis,
+    ended_at: pingji_engine::ids::Millis,
 ) -> Report {
     let people = events
         .iter()
         .map(|event| match &event.kind {
-            pingji_dispatcher::event::EventKind::AgentsUpserted { agents } => agents.len(),
+            pingji_engine::event::EventKind::AgentsUpserted { agents } => agents.len(),
             _ => 0,
         })
         .sum();

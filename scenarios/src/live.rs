@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pingji_dispatcher::areas::{AreaLevel, AreaMap};
-use pingji_dispatcher::event::{Event, EventKind};
-use pingji_dispatcher::ids::{AreaId, Millis};
-use pingji_dispatcher::roster::{AgentProfile, TravelMode};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::areas::{AreaLevel, AreaMap};
+use pingji_engine::event::Event;
+use pingji_engine::ids::{AreaId, Millis};
+use pingji_engine::roster::{AgentProfile, TravelMode};
+use pingji_engine::spatial::Position;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, IncidentId, Location, OfferId};
 use pingji_proto::auth::BearerToken as Bearer;
 use pingji_proto::owner::SERVED_BY_METADATA;
@@ -416,16 +416,30 @@ pub async fn run(
 
     // Several shards' events, in the order they happened.
     events.sort_by_key(|(shard, event)| (event.at_ms, *shard, event.seq));
+    // Every event goes into the report; one this drill cannot read (a newer
+    // dispatcher's kind) is named on stderr, never dropped silently.
+    let mut unreadable = Vec::new();
     let events: Vec<Event> = events
         .iter()
         .map(|(_, event)| event)
-        .filter_map(|event| {
-            let kind: EventKind = serde_json::from_str(&event.json).ok()?;
-            // Stretch wall-clock times back to drill time.
-            let drill_ms = ((event.at_ms - wall_start.0) as f64 * scale) as i64;
-            Some(Event { seq: event.seq, at: Millis(started_at.0 + drill_ms), actor: event.actor.clone(), kind })
+        .filter_map(|event| match pingji_dispatcher::convert::event_from_pb(event) {
+            Ok(read) => {
+                // Stretch wall-clock times back to drill time.
+                let drill_ms = ((event.at_ms - wall_start.0) as f64 * scale) as i64;
+                Some(Event { at: Millis(started_at.0 + drill_ms), ..read })
+            }
+            Err(error) => {
+                unreadable.push(error);
+                None
+            }
         })
         .collect();
+    if let Some(first) = unreadable.first() {
+        eprintln!(
+            "drill: {} event(s) could not be read and are not in the report (first: {first}); is the dispatcher newer than this drill?",
+            unreadable.len()
+        );
+    }
     let mut report = crate::build_report(drill, &events, started_at, started_at.plus_seconds(drill.file.duration_s));
     report.drill.people = people.len();
     crate::report::write(&report, &drill.map, out)?;

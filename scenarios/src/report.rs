@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-use pingji_dispatcher::areas::{AreaImport, AreaLevel};
-use pingji_dispatcher::event::{Event, EventKind};
-use pingji_dispatcher::ids::{AgentId, IncidentId, Millis};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::areas::{AreaImport, AreaLevel};
+use pingji_engine::event::{Event, EventKind};
+use pingji_engine::ids::{AgentId, IncidentId, Millis};
+use pingji_engine::spatial::Position;
 use serde::Serialize;
 
 use crate::drill::Expectation;
@@ -210,7 +210,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let duration_s = input.ended_at.seconds_since(input.started_at).max(1.0);
     let step_s = (duration_s / 120.0).max(10.0);
     let mut next_sample = 0.0;
-    let mut strictest: BTreeMap<String, pingji_dispatcher::policy::Mode> = BTreeMap::new();
+    let mut strictest: BTreeMap<String, pingji_engine::policy::Mode> = BTreeMap::new();
     let mut callups: BTreeMap<String, RollCall> = BTreeMap::new();
     let mut plan_activations = 0;
     let mut grid_staffing_low = 0;
@@ -337,8 +337,8 @@ pub fn build(input: ReportInput<'_>) -> Report {
                                 from.name(),
                                 to.name(),
                                 match reason {
-                                    pingji_dispatcher::event::WidenReason::NoCandidates => "nobody fit",
-                                    pingji_dispatcher::event::WidenReason::WaitExpired => "wait ran out",
+                                    pingji_engine::event::WidenReason::NoCandidates => "nobody fit",
+                                    pingji_engine::event::WidenReason::WaitExpired => "wait ran out",
                                 }
                             ),
                         });

@@ -1,12 +1,12 @@
 //! The people of a drill: read from a roster CSV, or generated per grid with
 //! a mix of roles and skills and homes inside the grid polygons.
 
-use pingji_dispatcher::areas::{AreaLevel, AreaMap, AreaSpec};
+use pingji_client::roster_csv::parse_roster_csv;
 use pingji_dispatcher::convert::profile_from_pb;
-use pingji_dispatcher::ids::AgentId;
-use pingji_dispatcher::roster::{AgentProfile, TravelMode};
-use pingji_dispatcher::roster_csv::parse_roster_csv;
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::areas::{AreaLevel, AreaMap, AreaSpec};
+use pingji_engine::ids::AgentId;
+use pingji_engine::roster::{AgentProfile, TravelMode};
+use pingji_engine::spatial::Position;
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -76,7 +76,7 @@ pub fn generate(rng: &mut StdRng, areas: &AreaMap, generator: &RosterGenerator) 
             let number = people.len() + 1;
             let role = weighted(rng, &generator.roles)
                 .and_then(|name| parse_role(name))
-                .unwrap_or(pingji_dispatcher::roster::Role::Volunteer);
+                .unwrap_or(pingji_engine::roster::Role::Volunteer);
             let skills = generator
                 .skills
                 .iter()

@@ -5,15 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use pingji_dispatcher::areas::{AreaLevel, AreaMap};
 use pingji_dispatcher::convert::stored_event;
-use pingji_dispatcher::engine::{Command, Engine};
-use pingji_dispatcher::event::{Event, EventKind};
-use pingji_dispatcher::ids::{AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
-use pingji_dispatcher::incident::IncidentSpec;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
-use pingji_dispatcher::roster::{AgentProfile, AgentStatus, TravelMode};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::areas::{AreaLevel, AreaMap};
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::event::{Event, EventKind};
+use pingji_engine::ids::{AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
+use pingji_engine::incident::IncidentSpec;
+use pingji_engine::roster::{AgentProfile, AgentStatus, TravelMode};
+use pingji_engine::spatial::Position;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -150,7 +150,7 @@ impl Simulation<'_> {
                 .drill
                 .plan_texts
                 .iter()
-                .map(|text| pingji_dispatcher::plans::parse_plan(text))
+                .map(|text| pingji_engine::plans::parse_plan(text))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             let events = self
@@ -265,7 +265,7 @@ impl Simulation<'_> {
 
     fn timeline(&mut self, index: usize, entry: &TimelineEntry) -> anyhow::Result<()> {
         if let Some(mode) = &entry.mode {
-            let grade = parse_mode(&mode.grade).unwrap_or(pingji_dispatcher::policy::Mode::Normal);
+            let grade = parse_mode(&mode.grade).unwrap_or(pingji_engine::policy::Mode::Normal);
             let command = Command::SetMode { area: AreaId::new(&mode.area), mode: grade, reason: mode.reason.clone() };
             self.execute(command, OPERATOR)?;
         }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use pingji_dispatcher::areas::{AreaImport, AreaLevel};
+use pingji_engine::areas::{AreaImport, AreaLevel};
 
 use crate::report::Report;
 

@@ -62,9 +62,22 @@ impl EventWatch {
     }
 }
 
-/// The event's `json` field, parsed.
-pub fn event_json(event: &pb::Event) -> anyhow::Result<serde_json::Value> {
-    serde_json::from_str(&event.json).with_context(|| format!("event {} has invalid json: {}", event.seq, event.json))
+/// The event's typed body; an error naming the event when it has none (a
+/// kind this build of the proto does not know).
+pub fn body(event: &pb::Event) -> anyhow::Result<&pb::event::Body> {
+    event.body.as_ref().with_context(|| format!("event {} ({}) has no typed body", event.seq, event.kind))
+}
+
+/// The body of an event of one kind: `typed!(event, OfferDeclined)` is the
+/// `pb::event::OfferDeclined`, or an error naming what came instead.
+#[macro_export]
+macro_rules! typed {
+    ($event:expr, $kind:ident) => {
+        match $crate::events::body(&$event)? {
+            $crate::pb::event::Body::$kind(body) => body.clone(),
+            other => anyhow::bail!("expected {}, got {other:?}", stringify!($kind)),
+        }
+    };
 }
 
 /// A one-line description of an event, for failure messages.

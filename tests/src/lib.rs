@@ -53,7 +53,7 @@ pub mod tls;
 pub mod wait;
 
 pub use auth::{ADMIN_TOKEN, Commands, add_operator, agent_token, commands, commands_with};
-pub use events::{EventWatch, event_json};
+pub use events::{EventWatch, body};
 pub use process::{DispatcherProcess, ProcessOptions, dispatcher_binary};
 pub use sample::{
     AreaBox, area_box, available_people, offset_m, person, quick_policy, quick_policy_toml, sample_city, sample_roster,

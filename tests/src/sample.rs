@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::auth::Commands;
 use anyhow::Context;
-use pingji_dispatcher::policy::Policy;
+use pingji_engine::policy::Policy;
 use pingji_proto::v1 as pb;
 
 /// Metres per degree of latitude (and of longitude at the equator).

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::auth::Commands;
 use anyhow::Context;
-use pingji_dispatcher::policy::Policy;
 use pingji_dispatcher::server::{Config, Store};
+use pingji_engine::policy::Policy;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use tokio::net::TcpListener;

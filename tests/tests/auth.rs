@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pingji_tests::{
-    ADMIN_TOKEN, AgentSession, EventWatch, TestServer, add_operator, agent_token, event_json, pb, person, sample_roster,
+    ADMIN_TOKEN, AgentSession, EventWatch, TestServer, add_operator, agent_token, pb, person, sample_roster, typed,
 };
 use tonic::Code;
 
@@ -154,10 +154,8 @@ async fn viewers_see_people_masked_and_precise_reads_are_audited() -> anyhow::Re
             event.kind == "personal_data_read" && event.actor == "operator:zhao.dispatcher"
         })
         .await?;
-    let audit = event_json(&audit)?;
-    assert_eq!(audit["rpc"], "GetAgent");
-    assert_eq!(audit["subject"], "agent chen");
-    assert_eq!(audit["people"], 1);
+    let audit = typed!(audit, PersonalDataRead);
+    assert_eq!((audit.rpc.as_str(), audit.subject.as_str(), audit.people), ("GetAgent", "agent chen", 1));
     // The viewer's masked reads are not personal data reads. (The admin's
     // reads by the fixture, which waits for the person's location, are.)
     let by_viewer = events.seen().iter().filter(|event| event.kind == "personal_data_read" && event.actor.contains("viewer"));
@@ -165,7 +163,8 @@ async fn viewers_see_people_masked_and_precise_reads_are_audited() -> anyhow::Re
     // Token hashes never reach watchers.
     let issued = events.seen().iter().filter(|event| event.kind.contains("token") || event.kind == "operator_added");
     for event in issued {
-        assert!(!event.json.contains("argon2") && !event.json.contains("token_hash"), "{}", event.json);
+        let shown = format!("{event:?}");
+        assert!(!shown.contains("argon2") && !shown.contains("token_hash"), "{shown}");
     }
     server.shutdown().await
 }

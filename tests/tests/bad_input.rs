@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, event_json, pb, person, quick_policy, sample_roster};
+use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, pb, person, quick_policy, sample_roster};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
@@ -56,13 +56,16 @@ impl Unchanged {
         while next.kind == "personal_data_read" {
             next = self.watch.next_within(PROMPTLY).await?;
         }
-        let name = event_json(&next)?["agents"][0]["name"].clone();
+        let name = match &next.body {
+            Some(pb::event::Body::AgentsUpserted(upserted)) => upserted.agents.first().map(|agent| agent.name.clone()),
+            _ => None,
+        };
         assert!(
-            next.kind == "agents_upserted" && name == marker,
-            "the refused request recorded an event: the first event after it is #{} {} {}",
+            name.as_deref() == Some(marker),
+            "the refused request recorded an event: the first event after it is #{} {} {:?}",
             next.seq,
             next.kind,
-            next.json
+            next.body
         );
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, event_json, offset_m, pb, person, quick_policy};
+use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, offset_m, pb, person, quick_policy, typed};
 use tokio_stream::StreamExt;
 
 /// Generous deadline for anything the server should do promptly, so that a
@@ -110,7 +110,7 @@ async fn a_declined_offer_goes_to_the_next_person_and_not_back() -> anyhow::Resu
     let declined = events.wait_for_kind(PROMPTLY, "offer_declined", "leak-1").await?;
     assert_eq!(declined.agent_id, "near");
     assert_eq!(declined.offer_id, first.offer_id);
-    assert_eq!(event_json(&declined)?["reason"], "busy with my child");
+    assert_eq!(typed!(declined, OfferDeclined).reason, "busy with my child");
     let second = next.expect_offer_within(PROMPTLY).await?;
     assert_eq!(second.incident_id, "leak-1");
     assert_ne!(second.offer_id, first.offer_id);
@@ -287,12 +287,15 @@ async fn normal_mode_widens_level_by_level_before_offering() -> anyhow::Result<(
         .iter()
         .filter(|event| event.kind == "widened")
         .map(|event| {
-            let json = event_json(event)?;
-            anyhow::ensure!(json["reason"] == "no_candidates", "widening reason: {json}");
-            Ok((json["from"].as_str().unwrap_or_default().to_string(), json["to"].as_str().unwrap_or_default().to_string()))
+            let widened = typed!(**event, Widened);
+            anyhow::ensure!(widened.reason == pb::WidenReason::NoCandidates as i32, "widening reason: {widened:?}");
+            let name =
+                |level: i32| pb::AreaLevel::try_from(level).map(|level| level.as_str_name().to_string()).unwrap_or_default();
+            Ok((name(widened.from), name(widened.to)))
         })
         .collect::<anyhow::Result<_>>()?;
-    assert_eq!(steps, vec![("grid".to_string(), "community".to_string()), ("community".to_string(), "street".to_string())]);
+    let step = |from: &str, to: &str| (from.to_string(), to.to_string());
+    assert_eq!(steps, vec![step("AREA_LEVEL_GRID", "AREA_LEVEL_COMMUNITY"), step("AREA_LEVEL_COMMUNITY", "AREA_LEVEL_STREET")]);
 
     let offer = neighbour.expect_offer_within(PROMPTLY).await?;
     assert_eq!(offer.level, pb::AreaLevel::Street as i32);
@@ -379,7 +382,7 @@ async fn disconnecting_with_an_open_offer_withdraws_it_and_offers_the_next_perso
     let withdrawn = events.wait_for_kind(PROMPTLY, "offer_withdrawn", "gas-1").await?;
     assert_eq!(withdrawn.offer_id, offer.offer_id);
     assert_eq!(withdrawn.agent_id, "leaving");
-    assert_eq!(event_json(&withdrawn)?["reason"], "disconnected");
+    assert_eq!(typed!(withdrawn, OfferWithdrawn).reason, pb::WithdrawReason::Disconnected as i32);
     let resent = events.wait_for_kind(PROMPTLY, "offer_sent", "gas-1").await?;
     assert_eq!(resent.agent_id, "staying");
     let second = next.expect_offer_within(PROMPTLY).await?;
@@ -477,7 +480,7 @@ async fn a_team_of_two_is_offered_in_parallel_staffed_and_released_on_cancel() -
         other => anyhow::bail!("expected offer_withdrawn, got {other:?}"),
     }
     let withdrawn = events.wait_for_kind(PROMPTLY, "offer_withdrawn", "move-1").await?;
-    assert_eq!(event_json(&withdrawn)?["reason"], "unavailable");
+    assert_eq!(typed!(withdrawn, OfferWithdrawn).reason, pb::WithdrawReason::Unavailable as i32);
     let third = sessions[2].expect_offer_within(PROMPTLY).await?;
 
     sessions[1].accept(&second.offer_id).await?;
@@ -546,5 +549,68 @@ async fn a_person_can_reconnect_right_after_closing_their_session() -> anyhow::R
         }
     }
     println!("{refused} of 50 immediate reconnects needed a retry");
+    server.shutdown().await
+}
+
+/// The contract seen from outside: a Python client generated from the
+/// .proto alone (tests/python/outside_client.py) follows a whole incident
+/// and a mode switch on WatchEvents from typed messages. It needs python3
+/// with grpcio-tools; without them the test says so and passes, unless
+/// PINGJI_REQUIRE_PYTHON=1 (as in .ci/run), when it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outside_python_client_follows_an_incident_from_typed_events() -> anyhow::Result<()> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/outside_client.py");
+    let has_python = std::process::Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !has_python {
+        anyhow::ensure!(
+            std::env::var("PINGJI_REQUIRE_PYTHON").as_deref() != Ok("1"),
+            "python3 with grpcio and grpcio-tools is required (pip install grpcio grpcio-tools)"
+        );
+        eprintln!("skipped: python3 with grpcio and grpcio-tools is not installed");
+        return Ok(());
+    }
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g2").await?.centre();
+    let (near_lon, near_lat) = offset_m(lon, lat, 100.0, 0.0);
+    let near = server.connect_person_at(person("near", "d1-s1-c1-g2", &[]), near_lon, near_lat).await?;
+    let (next_lon, next_lat) = offset_m(lon, lat, -400.0, 0.0);
+    let mut next = server.connect_person_at(person("next", "d1-s1-c1-g2", &[]), next_lon, next_lat).await?;
+    let mut near = near;
+
+    let outside = tokio::process::Command::new("python3")
+        .arg(&script)
+        .args(["--server", &server.address().to_string(), "--incident", "leak-1", "--area", "d1", "--timeout-s", "60"])
+        .env("PINGJI_TOKEN", pingji_tests::ADMIN_TOKEN)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+
+    command.create_incident(incident_at("leak-1", (lon, lat), &[])).await?;
+    let first = near.expect_offer_within(PROMPTLY).await?;
+    near.decline(&first.offer_id, "busy with my child").await?;
+    let second = next.expect_offer_within(PROMPTLY).await?;
+    next.accept(&second.offer_id).await?;
+    next.expect_assignment_confirmed_within(PROMPTLY).await?;
+    next.send(pb::agent_message::Body::Arrived(pb::Arrived { incident_id: "leak-1".into() })).await?;
+    next.complete("leak-1", "valve closed").await?;
+    // The last assignment completed closes the incident.
+    let mut events = EventWatch::start(&mut command, 1).await?;
+    events.wait_for_kind(PROMPTLY, "incident_closed", "leak-1").await?;
+    command
+        .set_mode(pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyIi as i32, reason: "flood warning".into() })
+        .await?;
+
+    let output = tokio::time::timeout(Duration::from_secs(120), outside.wait_with_output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the outside client failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("near declined") && stdout.contains("'busy with my child'"), "{stdout}");
+    assert!(stdout.contains("next accepted") && stdout.contains("MODE_NORMAL -> MODE_EMERGENCY_II"), "{stdout}");
+    drop((near, next, events));
     server.shutdown().await
 }

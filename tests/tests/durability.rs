@@ -114,7 +114,7 @@ async fn whole_record(command: &mut pingji_tests::Commands) -> anyhow::Result<Ve
     command.upsert_agent(pb::UpsertAgentRequest { agent: Some(marker) }).await?;
     watch
         .wait_for(Duration::from_secs(60), "the record marker", |event| {
-            event.kind == "agents_upserted" && event.json.contains(&marker_name)
+            matches!(&event.body, Some(pb::event::Body::AgentsUpserted(upserted)) if upserted.agents.iter().any(|agent| agent.name == marker_name))
         })
         .await?;
     let seqs: Vec<u64> = watch.seen().iter().map(|event| event.seq).collect();

@@ -11,7 +11,7 @@ use pingji_tests::mobilisation::{
     check_in, expect_call_up, expect_offer, expect_outcome, expect_refused, expect_stand_down, next_matching, person_with_role,
     plan_toml, report_from_field,
 };
-use pingji_tests::{EventWatch, TestServer, area_box, event_json, offset_m, pb, person, wait_until};
+use pingji_tests::{EventWatch, TestServer, area_box, offset_m, pb, person, typed, wait_until};
 use tonic::Code;
 
 /// Generous deadline for anything the server should do promptly, so that a
@@ -178,12 +178,11 @@ async fn a_grade_ii_switch_calls_up_sunk_cadres_who_check_in_or_are_listed_missi
     assert_eq!(call_up.area_id, "d1");
     assert_eq!(call_up.reason, "台风登陆");
     let issued = events.wait_for(PROMPTLY, "callup_issued", |event| event.kind == "callup_issued").await?;
-    let issued_json = event_json(&issued)?;
-    assert_eq!(issued_json["callup"], call_up.callup_id.as_str());
+    let issued = typed!(issued, CallupIssued);
+    assert_eq!(issued.callup_id, call_up.callup_id);
     // Grade II calls up sunk cadres whose home is in the area: not the
     // registered member, not the cadre of the other district.
-    let called: BTreeSet<String> =
-        issued_json["people"].as_array().into_iter().flatten().filter_map(|person| person.as_str().map(str::to_string)).collect();
+    let called: BTreeSet<String> = issued.agent_ids.iter().cloned().collect();
     assert_eq!(called, ids(["cadre-1", "cadre-2"]));
     next_matching(&mut member, PROMPTLY, "the mode change", |message| matches!(message, Incoming::ModeChanged(_))).await?;
 
@@ -227,9 +226,9 @@ async fn a_grade_ii_switch_calls_up_sunk_cadres_who_check_in_or_are_listed_missi
             event.kind == "callup_deadline_passed"
         })
         .await?;
-    let passed_json = event_json(&passed)?;
-    assert_eq!(passed_json["callup"], call_up.callup_id.as_str());
-    assert_eq!(passed_json["missing"], serde_json::json!(["cadre-2"]));
+    let passed_body = typed!(passed, CallupDeadlinePassed);
+    assert_eq!(passed_body.callup_id, call_up.callup_id);
+    assert_eq!(passed_body.missing_agent_ids, ["cadre-2"]);
     assert!(passed.at_ms >= call_up.deadline_ms, "{passed:?}");
     let roll_call = command.callup_status(pb::CallupStatusRequest::default()).await?.into_inner().callups;
     assert_eq!((roll_call[0].checked_in, roll_call[0].missing), (1, 1));
@@ -437,9 +436,8 @@ async fn a_grid_without_enough_people_is_an_event_until_people_come() -> anyhow:
             event.kind == "grid_staffing_low" && event.area_id == "d1-s1-c1-g1"
         })
         .await?;
-    let low_json = event_json(&low)?;
-    assert_eq!(low_json["available"], 0);
-    assert_eq!(low_json["minimum"], 2);
+    let low_body = typed!(low, GridStaffingLow);
+    assert_eq!((low_body.available, low_body.minimum), (0, 2));
     assert_eq!(low.actor, "dispatcher");
 
     let grid = area_box(&mut command, "d1-s1-c1-g1").await?;
@@ -453,7 +451,7 @@ async fn a_grid_without_enough_people_is_an_event_until_people_come() -> anyhow:
         })
         .await?;
     // Restored only once both had come: one is not enough.
-    assert_eq!(event_json(&restored)?["available"], 2);
+    assert_eq!(typed!(restored, GridStaffingRestored).available, 2);
     let coverage = command.coverage(pb::CoverageRequest { area_id: "d1-s1-c1".into() }).await?.into_inner();
     let staffed = coverage
         .grids

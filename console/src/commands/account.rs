@@ -10,7 +10,9 @@ use serde_json::json;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 pub async fn whoami(client: &mut Client, as_json: bool) -> Result<(), ConsoleError> {
     let operator = client.who_am_i(pb::WhoAmIRequest {}).await?.into_inner();

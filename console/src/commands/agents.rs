@@ -6,7 +6,9 @@ use serde_json::json;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 pub async fn nearby(
     client: &mut Client,

@@ -8,7 +8,9 @@ use serde_json::json;
 use crate::connection::Client;
 use crate::error::{ConsoleError, import_error};
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 pub async fn import(client: &mut Client, file: &Path, as_json: bool) -> Result<(), ConsoleError> {
     let geojson = super::read_file(file)?;

@@ -7,7 +7,9 @@ use serde_json::json;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 pub async fn issue(client: &mut Client, request: pb::CallUpRequest, as_json: bool) -> Result<(), ConsoleError> {
     let callup = client.call_up(request).await?.into_inner();

@@ -24,7 +24,9 @@ use tonic::Streaming;
 
 use crate::connection::Client;
 use crate::error::ConsoleError;
-use crate::{event_line, json, labels, output};
+use pingji_client::{events, labels};
+
+use crate::{json, output};
 
 /// How long the stream must stay quiet for the history to count as read.
 pub const QUIET: Duration = Duration::from_millis(300);
@@ -46,7 +48,7 @@ pub async fn history(client: &mut Client, from_seq: u64, as_json: bool) -> Resul
             let separator = if printed == 0 { "\n" } else { ",\n" };
             output::text(&format!("{separator}{}", json::event(&event)))?;
         } else {
-            output::line(&event_line::line(&event))?;
+            output::line(&events::line(&event))?;
         }
         printed += 1;
     }
@@ -81,7 +83,7 @@ pub async fn follow(client: &mut Client, from_seq: u64, as_json: bool) -> Result
         if as_json {
             output::json_line(&json::event(&event))?;
         } else {
-            output::line(&event_line::line(&event))?;
+            output::line(&events::line(&event))?;
         }
     }
     Err(ConsoleError::StreamEnded)

@@ -8,7 +8,9 @@ use crate::commands::roster::key_values;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool) -> Result<(), ConsoleError> {
     let request = pb::CreateIncidentRequest {

@@ -7,7 +7,9 @@ use serde_json::json;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 pub async fn set(client: &mut Client, area_id: &str, mode: pb::Mode, reason: &str, as_json: bool) -> Result<(), ConsoleError> {
     let request = pb::SetModeRequest { area_id: area_id.to_string(), mode: mode as i32, reason: reason.to_string() };

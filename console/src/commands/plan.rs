@@ -2,37 +2,30 @@
 //! `pingji plan activate PLAN_ID AREA --reason TEXT`,
 //! `pingji plan deactivate ACTIVATION_ID --reason TEXT`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use pingji_dispatcher::plans::parse_plan;
 use pingji_proto::v1 as pb;
 use serde_json::json;
 
 use crate::connection::Client;
 use crate::error::{ConsoleError, import_error};
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::{errors, labels};
 
-/// Reads every file and checks it with the dispatcher's own parser, so that
-/// a bad file is named; then loads them all in one request, which the
-/// dispatcher applies all or nothing.
+use crate::{json, output};
+
+/// Reads every file and loads them all in one request, which the dispatcher
+/// checks and applies all or nothing; a file it finds wrong comes back as
+/// the field `plans_toml[INDEX]`, and is named.
 pub async fn import(client: &mut Client, files: &[PathBuf], as_json: bool) -> Result<(), ConsoleError> {
     let mut texts = Vec::with_capacity(files.len());
-    let mut ids: Vec<(String, &Path)> = Vec::with_capacity(files.len());
     for file in files {
-        let text = super::read_file(file)?;
-        let plan = parse_plan(&text).map_err(|message| in_file(file, message))?;
-        let id = plan.id.to_string();
-        if let Some((_, first)) = ids.iter().find(|(seen, _)| *seen == id) {
-            return Err(in_file(file, format!("plan {id} is also defined in {}; give each plan its own id", first.display())));
-        }
-        ids.push((id, file));
-        texts.push(text);
+        texts.push(super::read_file(file)?);
     }
     let response = client
         .import_plans(pb::ImportPlansRequest { plans_toml: texts })
         .await
-        .map_err(|status| plan_error(status, files, &ids))?
+        .map_err(|status| plan_error(status, files))?
         .into_inner();
     if as_json {
         return output::json_document(&json!({ "plans": response.plans.iter().map(json::plan).collect::<Vec<_>>() }));
@@ -43,28 +36,20 @@ pub async fn import(client: &mut Client, files: &[PathBuf], as_json: bool) -> Re
     output::text(&text)
 }
 
-fn in_file(file: &Path, message: String) -> ConsoleError {
-    ConsoleError::InFile { path: file.to_path_buf(), message }
-}
-
-/// The dispatcher names a plan file by its place in the request ("plan file
-/// #2") or a plan by its id: either is turned into the file's name.
-fn plan_error(status: tonic::Status, files: &[PathBuf], ids: &[(String, &Path)]) -> ConsoleError {
-    let message = status.message();
-    if let Some(rest) = message.strip_prefix("plan file #")
-        && let Some((number, detail)) = rest.split_once(": ")
-        && let Some(file) = number.parse::<usize>().ok().and_then(|number| files.get(number.wrapping_sub(1)))
-    {
-        return in_file(file, detail.to_string());
+fn plan_error(status: tonic::Status, files: &[PathBuf]) -> ConsoleError {
+    if let Some(file) = errors::bad_index(&status, "plans_toml").and_then(|index| files.get(index)) {
+        let description = errors::bad_fields(&status).into_iter().next().map(|(_, description)| description);
+        let message = description.unwrap_or_else(|| status.message().to_string());
+        // The dispatcher says "plan file #N: ..."; the file's name says it better.
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if prefix.starts_with("plan file #") => rest.to_string(),
+            _ => message,
+        };
+        return ConsoleError::InFile { path: file.to_path_buf(), message };
     }
-    let named =
-        ids.iter().find(|(id, _)| message.starts_with(&format!("plan {id}:")) || message.starts_with(&format!("plan {id} ")));
-    match named {
-        Some((_, file)) => in_file(file, format!("{}: {message}", crate::error::code_words(status.code()))),
-        None => match files {
-            [only] => import_error(status, only),
-            _ => ConsoleError::Server(status),
-        },
+    match files {
+        [only] => import_error(status, only),
+        _ => ConsoleError::Server(status),
     }
 }
 
@@ -267,13 +252,17 @@ mod tests {
     }
 
     #[test]
-    fn dispatcher_errors_name_the_file() {
+    fn dispatcher_errors_name_the_file_from_the_bad_field() {
+        use tonic_types::{ErrorDetails, StatusExt};
         let files = [PathBuf::from("a.toml"), PathBuf::from("b.toml")];
-        let ids = [("a".to_string(), Path::new("a.toml")), ("b".to_string(), Path::new("b.toml"))];
-        let by_number =
-            plan_error(tonic::Status::invalid_argument("plan file #2: plan b: task #1: category is empty"), &files, &ids);
-        assert_eq!(by_number.to_string(), "b.toml: plan b: task #1: category is empty");
-        let by_id = plan_error(tonic::Status::not_found("plan a: task pump names area x which is not on the map"), &files, &ids);
-        assert_eq!(by_id.to_string(), "a.toml: not found: plan a: task pump names area x which is not on the map");
+        let mut details = ErrorDetails::with_error_info("INVALID_ARGUMENT", errors::DOMAIN, std::collections::HashMap::new());
+        details.add_bad_request_violation("plans_toml[1]", "plan file #2: task #1: category is empty");
+        let status =
+            tonic::Status::with_error_details(tonic::Code::InvalidArgument, "plan file #2: task #1: category is empty", details);
+        assert_eq!(plan_error(status, &files).to_string(), "b.toml: task #1: category is empty");
+        // Without a field, a lone file is still named; several are not guessed at.
+        let plain = tonic::Status::not_found("no such area");
+        assert!(matches!(plan_error(plain.clone(), &files), ConsoleError::Server(_)));
+        assert!(plan_error(plain, &files[..1]).to_string().contains("no such area"));
     }
 }

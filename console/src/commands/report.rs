@@ -8,7 +8,9 @@ use pingji_proto::v1::triage_report_request::Action;
 use crate::cli::TriageAction;
 use crate::connection::Client;
 use crate::error::ConsoleError;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 /// The request for a triage decision.
 pub fn request(id: &str, action: TriageAction) -> pb::TriageReportRequest {

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use pingji_dispatcher::roster_csv::{RosterCsvError, parse_roster_csv_lenient};
+use pingji_client::roster_csv::{RosterCsvError, parse_roster_csv_lenient};
 use pingji_proto::v1 as pb;
 use serde_json::json;
 
@@ -19,7 +19,9 @@ use crate::cli::AddPersonArgs;
 use crate::connection::Client;
 use crate::error::{ConsoleError, bad_line_count, import_error, problem_lines};
 use crate::table::Table;
-use crate::{json, labels, output};
+use pingji_client::labels;
+
+use crate::{json, output};
 
 /// People asked for per `ListAgents` call (the dispatcher's own maximum page).
 const PAGE: u32 = 1000;

@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use pingji_dispatcher::event::EventKind;
+use pb::event::Body;
 use pingji_proto::v1 as pb;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::map::{Bounds, Outline};
-use crate::{event_line, labels};
+use pingji_client::{events, labels};
 
 /// Lines kept in the event feed.
 pub const FEED_LINES: usize = 500;
@@ -94,6 +94,24 @@ pub struct IncidentRow {
 }
 
 impl IncidentRow {
+    /// A row for an incident (or field report) just reported, as its event says.
+    fn reported(id: &str, spec: Option<&pb::IncidentSpec>, status: pb::IncidentStatus, at_ms: i64) -> IncidentRow {
+        let spec = spec.cloned().unwrap_or_default();
+        let (lon, lat) = spec.location.map_or((f64::NAN, f64::NAN), |at| (at.lon, at.lat));
+        IncidentRow {
+            id: id.to_string(),
+            category: spec.category,
+            priority: spec.priority,
+            status: status as i32,
+            reported_at_ms: at_ms,
+            lon,
+            lat,
+            headcount: spec.headcount,
+            assigned: 0,
+            offers: 0,
+        }
+    }
+
     pub fn from_incident(incident: &pb::Incident) -> IncidentRow {
         let (lon, lat) = incident.location.as_ref().map_or((f64::NAN, f64::NAN), |at| (at.lon, at.lat));
         IncidentRow {
@@ -283,13 +301,11 @@ impl App {
             return;
         }
         self.last_seq = event.seq;
-        // Read the record once: for the feed line and for the state.
-        let kind = event_line::kind_of(event);
         self.feed.push_back(FeedLine {
             seq: event.seq,
             at_ms: event.at_ms,
             kind: event.kind.clone(),
-            text: event_line::summary_with(event, kind.as_ref()),
+            text: events::summary(event),
         });
         while self.feed.len() > FEED_LINES {
             self.feed.pop_front();
@@ -304,120 +320,101 @@ impl App {
                 self.detail_stale = true;
             }
         }
-        if let Some(kind) = kind {
-            self.apply_kind(kind, event.at_ms);
+        if let Some(body) = &event.body {
+            self.apply_body(body, event.at_ms);
         }
     }
 
-    fn apply_kind(&mut self, kind: EventKind, at_ms: i64) {
-        match kind {
-            EventKind::IncidentReported { incident, spec, .. } => {
-                let row = IncidentRow {
-                    id: incident.to_string(),
-                    category: spec.category,
-                    priority: i32::from(spec.priority),
-                    status: pb::IncidentStatus::Waiting as i32,
-                    reported_at_ms: at_ms,
-                    lon: spec.at.lon,
-                    lat: spec.at.lat,
-                    headcount: spec.headcount,
-                    assigned: 0,
-                    offers: 0,
-                };
+    fn apply_body(&mut self, body: &Body, at_ms: i64) {
+        match body {
+            Body::IncidentReported(reported) => {
+                let row =
+                    IncidentRow::reported(&reported.incident_id, reported.spec.as_ref(), pb::IncidentStatus::Waiting, at_ms);
                 self.incidents.insert(row.id.clone(), row);
             }
-            EventKind::OfferSent { offer } => {
-                if let Some(row) = self.incidents.get_mut(offer.incident.as_str()) {
+            Body::OfferSent(offer) => {
+                if let Some(row) = self.incidents.get_mut(offer.incident_id.as_str()) {
                     row.offers += 1;
                     if row.status == pb::IncidentStatus::Waiting as i32 {
                         row.status = pb::IncidentStatus::Offered as i32;
                     }
                 }
             }
-            EventKind::Assigned { incident, .. } => {
-                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+            Body::Assigned(assigned) => {
+                if let Some(row) = self.incidents.get_mut(assigned.incident_id.as_str()) {
                     row.assigned += 1;
                     row.offers = row.offers.saturating_sub(1);
                 }
             }
-            EventKind::OfferDeclined { incident, .. }
-            | EventKind::OfferTimedOut { incident, .. }
-            | EventKind::OfferWithdrawn { incident, .. } => {
-                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+            Body::OfferDeclined(pb::event::OfferDeclined { incident_id, .. })
+            | Body::OfferTimedOut(pb::event::OfferTimedOut { incident_id, .. })
+            | Body::OfferWithdrawn(pb::event::OfferWithdrawn { incident_id, .. }) => {
+                if let Some(row) = self.incidents.get_mut(incident_id.as_str()) {
                     row.offers = row.offers.saturating_sub(1);
                 }
             }
-            EventKind::IncidentStaffed { incident } => {
-                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+            Body::IncidentStaffed(staffed) => {
+                if let Some(row) = self.incidents.get_mut(staffed.incident_id.as_str()) {
                     row.status = pb::IncidentStatus::Staffed as i32;
                 }
             }
-            EventKind::IncidentCancelled { incident, .. } | EventKind::IncidentClosed { incident, .. } => {
-                self.incidents.remove(incident.as_str());
+            Body::IncidentCancelled(pb::event::IncidentCancelled { incident_id, .. })
+            | Body::IncidentClosed(pb::event::IncidentClosed { incident_id, .. }) => {
+                self.incidents.remove(incident_id.as_str());
             }
-            EventKind::ModeSwitched { area, mode, reason, .. } => {
-                let area = area.to_string();
-                if let Some(index) = self.outline_index.get(&area).copied() {
-                    self.outlines[index].mode = pingji_dispatcher::convert::mode_to_pb(mode) as i32;
+            Body::ModeSwitched(switched) => {
+                if let Some(index) = self.outline_index.get(&switched.area_id).copied() {
+                    self.outlines[index].mode = switched.mode;
                     self.recompute_effective_modes();
                 }
-                self.mode_reasons.insert(area, reason);
+                self.mode_reasons.insert(switched.area_id.clone(), switched.reason.clone());
             }
-            EventKind::AreasImported { .. } => self.areas_stale = true,
-            EventKind::FieldReported { incident, spec, .. } => {
-                let row = IncidentRow {
-                    id: incident.to_string(),
-                    category: spec.category,
-                    priority: i32::from(spec.priority),
-                    status: pb::IncidentStatus::Reported as i32,
-                    reported_at_ms: at_ms,
-                    lon: spec.at.lon,
-                    lat: spec.at.lat,
-                    headcount: spec.headcount,
-                    assigned: 0,
-                    offers: 0,
-                };
+            Body::AreasImported(_) => self.areas_stale = true,
+            Body::FieldReported(reported) => {
+                let row =
+                    IncidentRow::reported(&reported.incident_id, reported.spec.as_ref(), pb::IncidentStatus::Reported, at_ms);
                 self.incidents.insert(row.id.clone(), row);
             }
-            EventKind::ReportAccepted { incident, priority, headcount, .. } => {
-                if let Some(row) = self.incidents.get_mut(incident.as_str()) {
+            Body::ReportAccepted(accepted) => {
+                if let Some(row) = self.incidents.get_mut(accepted.incident_id.as_str()) {
                     row.status = pb::IncidentStatus::Waiting as i32;
-                    row.priority = i32::from(priority);
-                    row.headcount = headcount;
+                    row.priority = accepted.priority;
+                    row.headcount = accepted.headcount;
                 }
             }
-            EventKind::ReportMerged { incident, .. } | EventKind::ReportRejected { incident, .. } => {
-                self.incidents.remove(incident.as_str());
+            Body::ReportMerged(pb::event::ReportMerged { incident_id, .. })
+            | Body::ReportRejected(pb::event::ReportRejected { incident_id, .. }) => {
+                self.incidents.remove(incident_id.as_str());
             }
-            EventKind::GridStaffingLow { grid, available, minimum } => {
-                let low = LowGrid { grid_id: grid.to_string(), available, minimum };
+            Body::GridStaffingLow(low) => {
+                let low = LowGrid { grid_id: low.grid_id.clone(), available: low.available, minimum: low.minimum };
                 self.low_grids.insert(low.grid_id.clone(), low);
             }
-            EventKind::GridStaffingRestored { grid, .. } => {
-                self.low_grids.remove(grid.as_str());
+            Body::GridStaffingRestored(restored) => {
+                self.low_grids.remove(restored.grid_id.as_str());
             }
-            EventKind::CallupIssued { callup, area, deadline, people, .. } => {
-                self.callups.entry(callup.to_string()).or_insert_with(|| CallupTally {
-                    callup_id: callup.to_string(),
-                    area_id: area.to_string(),
-                    called: people.len(),
+            Body::CallupIssued(issued) => {
+                self.callups.entry(issued.callup_id.clone()).or_insert_with(|| CallupTally {
+                    callup_id: issued.callup_id.clone(),
+                    area_id: issued.area_id.clone(),
+                    called: issued.agent_ids.len(),
                     checked_in: BTreeSet::new(),
-                    deadline_ms: deadline.0,
+                    deadline_ms: issued.deadline_ms,
                     deadline_passed: false,
                 });
             }
-            EventKind::CheckedIn { callup, agent } => {
-                if let Some(tally) = self.callups.get_mut(callup.as_str()) {
-                    tally.checked_in.insert(agent.to_string());
+            Body::CheckedIn(checked_in) => {
+                if let Some(tally) = self.callups.get_mut(checked_in.callup_id.as_str()) {
+                    tally.checked_in.insert(checked_in.agent_id.clone());
                 }
             }
-            EventKind::CallupDeadlinePassed { callup, .. } => {
-                if let Some(tally) = self.callups.get_mut(callup.as_str()) {
+            Body::CallupDeadlinePassed(passed) => {
+                if let Some(tally) = self.callups.get_mut(passed.callup_id.as_str()) {
                     tally.deadline_passed = true;
                 }
             }
-            EventKind::CallupStoodDown { callup, .. } => {
-                self.callups.remove(callup.as_str());
+            Body::CallupStoodDown(stood_down) => {
+                self.callups.remove(stood_down.callup_id.as_str());
             }
             _ => {}
         }

@@ -25,8 +25,8 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
 
 use super::app::{App, Banner, Link, Pane};
 use super::map::Outline;
-use crate::labels;
 use crate::table::display_width;
+use pingji_client::labels;
 use pingji_proto::v1 as pb;
 
 /// Smallest terminal the view draws in.

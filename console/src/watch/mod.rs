@@ -40,7 +40,7 @@ pub use self::draw::draw;
 use self::sources::{Fetch, Update};
 use crate::connection::Client;
 use crate::error::ConsoleError;
-use crate::labels;
+use pingji_client::labels;
 
 /// Shortest time between two frames: at most ten a second.
 pub const FRAME: Duration = Duration::from_millis(100);

@@ -35,7 +35,8 @@ const KEY_POLL: Duration = Duration::from_millis(100);
 /// News for the view.
 #[derive(Debug)]
 pub enum Update {
-    Event(pb::Event),
+    /// Boxed: a typed event (an area import with its polygons) can be large.
+    Event(Box<pb::Event>),
     Link(Link),
     People(Vec<PersonDot>),
     Incidents(Vec<pb::Incident>),
@@ -98,7 +99,7 @@ pub async fn stream_events(
                 };
                 let Ok(Some(event)) = message else { break };
                 next_seq = event.seq + 1;
-                if updates.send(Update::Event(event)).await.is_err() {
+                if updates.send(Update::Event(Box::new(event))).await.is_err() {
                     return;
                 }
             }

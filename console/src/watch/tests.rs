@@ -1,15 +1,8 @@
 //! The live view drawn on ratatui's `TestBackend` in its key states, with
 //! assertions on what lands in the buffer.
 
-use std::collections::BTreeSet;
-
-use pingji_dispatcher::areas::{AreaLevel, Placement};
-use pingji_dispatcher::event::EventKind;
-use pingji_dispatcher::ids::{AgentId, AreaId, CallupId, IncidentId, Millis};
-use pingji_dispatcher::incident::IncidentSpec;
-use pingji_dispatcher::policy::Mode;
-use pingji_dispatcher::roster::Role;
-use pingji_dispatcher::spatial::Position;
+use pb::event::Body;
+use pingji_client::events;
 use pingji_proto::v1 as pb;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -58,39 +51,61 @@ fn sample_map() -> pb::ListAreasResponse {
     }
 }
 
-fn event(seq: u64, actor: &str, kind: &EventKind) -> pb::Event {
+fn event(seq: u64, actor: &str, body: Body) -> pb::Event {
+    // The envelope's copy of the incident id, as the dispatcher fills it.
+    let incident_id = match &body {
+        Body::IncidentReported(pb::event::IncidentReported { incident_id, .. })
+        | Body::IncidentStaffed(pb::event::IncidentStaffed { incident_id })
+        | Body::IncidentClosed(pb::event::IncidentClosed { incident_id, .. })
+        | Body::FieldReported(pb::event::FieldReported { incident_id, .. })
+        | Body::ReportRejected(pb::event::ReportRejected { incident_id, .. }) => incident_id.clone(),
+        _ => String::new(),
+    };
     pb::Event {
         seq,
         at_ms: NOW_MS - 60_000,
         actor: actor.into(),
-        kind: kind.name().into(),
-        incident_id: kind.incident_id().map(ToString::to_string).unwrap_or_default(),
-        agent_id: kind.agent_id().map(ToString::to_string).unwrap_or_default(),
-        area_id: kind.area_id().map(ToString::to_string).unwrap_or_default(),
-        offer_id: String::new(),
-        json: serde_json::to_string(kind).expect("events serialise"),
+        kind: events::kind_name(&body).into(),
+        incident_id,
+        body: Some(body),
+        ..Default::default()
     }
 }
 
-fn reported(id: &str, priority: u8) -> EventKind {
-    EventKind::IncidentReported {
-        incident: IncidentId::new(id),
-        spec: IncidentSpec {
-            at: Position { lon: 120.03, lat: 30.03 },
-            category: "medical".into(),
-            priority,
-            skills: BTreeSet::new(),
-            headcount: 2,
-            description: String::new(),
-        },
-        placement: Placement::default(),
-        scope: AreaLevel::Grid,
-        activation: None,
-    }
+fn spec(at: (f64, f64), category: &str, priority: i32, headcount: u32) -> Option<pb::IncidentSpec> {
+    Some(pb::IncidentSpec {
+        location: Some(pb::Location { lon: at.0, lat: at.1 }),
+        category: category.into(),
+        priority,
+        headcount,
+        ..Default::default()
+    })
 }
 
-fn switched(area: &str, mode: Mode, reason: &str) -> EventKind {
-    EventKind::ModeSwitched { area: AreaId::new(area), mode, previous: Mode::Normal, reason: reason.into() }
+fn reported(id: &str, priority: i32) -> Body {
+    Body::IncidentReported(pb::event::IncidentReported {
+        incident_id: id.into(),
+        spec: spec((120.03, 30.03), "medical", priority, 2),
+        scope: pb::AreaLevel::Grid as i32,
+        ..Default::default()
+    })
+}
+
+fn switched(area: &str, mode: pb::Mode, reason: &str) -> Body {
+    switched_from(area, pb::Mode::Normal, mode, reason)
+}
+
+fn switched_from(area: &str, previous: pb::Mode, mode: pb::Mode, reason: &str) -> Body {
+    Body::ModeSwitched(pb::event::ModeSwitched {
+        area_id: area.into(),
+        mode: mode as i32,
+        previous: previous as i32,
+        reason: reason.into(),
+    })
+}
+
+fn staffed(id: &str) -> Body {
+    Body::IncidentStaffed(pb::event::IncidentStaffed { incident_id: id.into() })
 }
 
 /// A view of the sample city with three people and one open incident.
@@ -103,7 +118,7 @@ fn sample_app() -> App {
         PersonDot { id: "p2".into(), lon: 120.05, lat: 30.05, status: pb::AgentStatus::Busy as i32 },
         PersonDot { id: "p3".into(), lon: 120.15, lat: 30.05, status: pb::AgentStatus::OffDuty as i32 },
     ]);
-    app.apply_event(&event(1, "operator:li", &reported("inc-000001", 1)));
+    app.apply_event(&event(1, "operator:li", reported("inc-000001", 1)));
     app
 }
 
@@ -166,7 +181,7 @@ fn the_normal_view_shows_map_incidents_feed_and_keys() {
 #[test]
 fn an_area_in_emergency_gets_a_banner() {
     let mut app = sample_app();
-    app.apply_event(&event(2, "operator:li", &switched("d1", Mode::EmergencyIi, "台风登陆")));
+    app.apply_event(&event(2, "operator:li", switched("d1", pb::Mode::EmergencyIi, "台风登陆")));
     let buffer = render(&app, 80, 24);
     let lines = rows(&buffer);
     let text = screen(&buffer);
@@ -184,26 +199,17 @@ fn an_area_in_emergency_gets_a_banner() {
     assert_eq!(effective("d2"), Some(pb::Mode::Normal as i32));
 
     // Back to normal: the banner goes.
-    app.apply_event(&event(
-        3,
-        "operator:li",
-        &EventKind::ModeSwitched {
-            area: AreaId::new("d1"),
-            mode: Mode::Normal,
-            previous: Mode::EmergencyIi,
-            reason: "解除".into(),
-        },
-    ));
+    app.apply_event(&event(3, "operator:li", switched_from("d1", pb::Mode::EmergencyIi, pb::Mode::Normal, "解除")));
     assert!(!screen(&render(&app, 80, 24)).contains("⚠ EMERGENCY"));
 }
 
 #[test]
 fn many_areas_in_emergency_are_summed_up_in_the_last_banner() {
     let mut app = sample_app();
-    app.apply_event(&event(2, "operator:li", &switched("city", Mode::EmergencyIv, "演练")));
-    app.apply_event(&event(3, "operator:li", &switched("d1", Mode::EmergencyI, "洪水")));
-    app.apply_event(&event(4, "operator:li", &switched("d2", Mode::EmergencyIii, "停电")));
-    app.apply_event(&event(5, "operator:li", &switched("d1-g1", Mode::EmergencyIi, "火情")));
+    app.apply_event(&event(2, "operator:li", switched("city", pb::Mode::EmergencyIv, "演练")));
+    app.apply_event(&event(3, "operator:li", switched("d1", pb::Mode::EmergencyI, "洪水")));
+    app.apply_event(&event(4, "operator:li", switched("d2", pb::Mode::EmergencyIii, "停电")));
+    app.apply_event(&event(5, "operator:li", switched("d1-g1", pb::Mode::EmergencyIi, "火情")));
     let lines = rows(&render(&app, 80, 24));
     // Most severe first; the fourth is summed up.
     assert!(lines[1].contains("EMERGENCY I (RED)  东湖区 (d1)"), "{lines:#?}");
@@ -307,26 +313,26 @@ fn tab_moves_between_panes_and_the_focused_pane_is_yellow() {
 #[test]
 fn events_keep_the_incident_list_current() {
     let mut app = sample_app();
-    app.apply_event(&event(2, "operator:li", &reported("inc-000002", 3)));
-    app.apply_event(&event(3, "operator:li", &reported("inc-000003", 1)));
+    app.apply_event(&event(2, "operator:li", reported("inc-000002", 3)));
+    app.apply_event(&event(3, "operator:li", reported("inc-000003", 1)));
     let order: Vec<&str> = app.open_incidents().iter().map(|row| row.id.as_str()).collect();
     assert_eq!(order, ["inc-000001", "inc-000003", "inc-000002"], "most urgent first, then oldest");
-    app.apply_event(&event(4, "dispatcher", &EventKind::IncidentStaffed { incident: IncidentId::new("inc-000003") }));
+    app.apply_event(&event(4, "dispatcher", staffed("inc-000003")));
     let staffed = app.open_incidents().into_iter().find(|row| row.id == "inc-000003").map(|row| row.status);
     assert_eq!(staffed, Some(pb::IncidentStatus::Staffed as i32));
     app.apply_event(&event(
         5,
         "operator:li",
-        &EventKind::IncidentClosed {
-            incident: IncidentId::new("inc-000001"),
+        Body::IncidentClosed(pb::event::IncidentClosed {
+            incident_id: "inc-000001".into(),
             feedback: "done".into(),
-            released: vec![AgentId::new("p1")],
-        },
+            released_agent_ids: vec!["p1".into()],
+        }),
     ));
     assert_eq!(app.open_incidents().len(), 2);
     assert!(app.incidents_stale(), "an incident event asks for a fresh list");
     // A replayed event is not applied twice.
-    app.apply_event(&event(2, "operator:li", &reported("inc-000002", 3)));
+    app.apply_event(&event(2, "operator:li", reported("inc-000002", 3)));
     assert_eq!(app.feed().len(), 5);
 }
 
@@ -343,7 +349,7 @@ fn a_drill_of_thousands_of_people_draws_in_one_frame() {
         .collect();
     app.set_people(people);
     for seq in 2..2000 {
-        app.apply_event(&event(seq, "dispatcher", &EventKind::IncidentStaffed { incident: IncidentId::new("inc-000001") }));
+        app.apply_event(&event(seq, "dispatcher", staffed("inc-000001")));
     }
     assert_eq!(app.feed().len(), super::app::FEED_LINES);
     let text = screen(&render(&app, 80, 24));
@@ -364,32 +370,36 @@ fn the_footer_shows_trouble_with_the_link() {
     assert!(screen(&render(&app, 80, 24)).contains("● live"));
 }
 
-fn staffing_low(grid: &str, available: u32, minimum: u32) -> EventKind {
-    EventKind::GridStaffingLow { grid: AreaId::new(grid), available, minimum }
+fn staffing_low(grid: &str, available: u32, minimum: u32) -> Body {
+    Body::GridStaffingLow(pb::event::GridStaffingLow { grid_id: grid.into(), available, minimum })
+}
+
+fn restored(grid: &str, available: u32) -> Body {
+    Body::GridStaffingRestored(pb::event::GridStaffingRestored { grid_id: grid.into(), available })
 }
 
 #[test]
 fn grids_below_minimum_and_call_ups_are_one_alert_line() {
     let mut app = sample_app();
     assert!(!app.has_alerts());
-    app.apply_event(&event(2, "dispatcher", &staffing_low("d1-g1", 0, 3)));
-    app.apply_event(&event(3, "dispatcher", &staffing_low("d1-g2", 1, 3)));
+    app.apply_event(&event(2, "dispatcher", staffing_low("d1-g1", 0, 3)));
+    app.apply_event(&event(3, "dispatcher", staffing_low("d1-g2", 1, 3)));
     app.apply_event(&event(
         4,
         "operator:li",
-        &EventKind::CallupIssued {
-            callup: CallupId::new("callup-0001"),
-            area: AreaId::new("d1"),
-            roles: vec![Role::SunkCadre],
+        Body::CallupIssued(pb::event::CallupIssued {
+            callup_id: "callup-0001".into(),
+            area_id: "d1".into(),
+            roles: vec![pb::Role::SunkCadre as i32],
             reason: "台风".into(),
-            deadline: Millis(NOW_MS + 600_000),
-            people: vec![AgentId::new("p1"), AgentId::new("p2"), AgentId::new("p3")],
+            deadline_ms: NOW_MS + 600_000,
+            agent_ids: vec!["p1".into(), "p2".into(), "p3".into()],
             by_switch: true,
-            activation: None,
-        },
+            plan_activation_id: String::new(),
+        }),
     ));
-    let checked_in = EventKind::CheckedIn { callup: CallupId::new("callup-0001"), agent: AgentId::new("p2") };
-    app.apply_event(&event(5, "agent:p2", &checked_in));
+    let checked_in = Body::CheckedIn(pb::event::CheckedIn { callup_id: "callup-0001".into(), agent_id: "p2".into() });
+    app.apply_event(&event(5, "agent:p2", checked_in.clone()));
     let buffer = render(&app, 100, 24);
     let lines = rows(&buffer);
     assert!(
@@ -408,30 +418,28 @@ fn grids_below_minimum_and_call_ups_are_one_alert_line() {
     app.apply_event(&event(
         6,
         "dispatcher",
-        &EventKind::CallupDeadlinePassed {
-            callup: CallupId::new("callup-0001"),
-            missing: vec![AgentId::new("p1"), AgentId::new("p3")],
-        },
+        Body::CallupDeadlinePassed(pb::event::CallupDeadlinePassed {
+            callup_id: "callup-0001".into(),
+            missing_agent_ids: vec!["p1".into(), "p3".into()],
+        }),
     ));
-    let restored = EventKind::GridStaffingRestored { grid: AreaId::new("d1-g1"), available: 3 };
-    app.apply_event(&event(7, "dispatcher", &restored));
+    app.apply_event(&event(7, "dispatcher", restored("d1-g1", 3)));
     let lines = rows(&render(&app, 100, 24));
     assert!(
         lines[1].starts_with(" ▼ 1 grid below minimum: d1-g2 1/3 ⚑ call-ups: callup-0001 d1 1/3 checked in (2 missing)"),
         "{lines:#?}"
     );
     // The same check-in seen again (a replay) counts once.
-    app.apply_event(&event(8, "agent:p2", &checked_in));
+    app.apply_event(&event(8, "agent:p2", checked_in));
     assert_eq!(app.callups().next().map(|tally| tally.checked_in.len()), Some(1));
 
     // Stood down and staffed again: the line goes and the map moves back up.
     app.apply_event(&event(
         9,
         "operator:li",
-        &EventKind::CallupStoodDown { callup: CallupId::new("callup-0001"), reason: "解除".into() },
+        Body::CallupStoodDown(pb::event::CallupStoodDown { callup_id: "callup-0001".into(), reason: "解除".into() }),
     ));
-    let restored = EventKind::GridStaffingRestored { grid: AreaId::new("d1-g2"), available: 3 };
-    app.apply_event(&event(10, "dispatcher", &restored));
+    app.apply_event(&event(10, "dispatcher", restored("d1-g2", 3)));
     assert!(!app.has_alerts());
     let lines = rows(&render(&app, 100, 24));
     assert!(lines[1].contains("Map"), "{lines:#?}");
@@ -443,28 +451,20 @@ fn a_field_report_waits_for_triage_in_the_incident_list() {
     app.apply_event(&event(
         2,
         "agent:p7",
-        &EventKind::FieldReported {
-            incident: IncidentId::new("inc-000002"),
-            agent: AgentId::new("p7"),
-            spec: IncidentSpec {
-                at: Position { lon: 120.04, lat: 30.04 },
-                category: "flooding".into(),
-                priority: 3,
-                skills: BTreeSet::new(),
-                headcount: 1,
-                description: "积水".into(),
-            },
-            placement: Placement::default(),
+        Body::FieldReported(pb::event::FieldReported {
+            incident_id: "inc-000002".into(),
+            agent_id: "p7".into(),
+            spec: spec((120.04, 30.04), "flooding", 3, 1),
             text: "积水".into(),
-            photo_ref: String::new(),
-        },
+            ..Default::default()
+        }),
     ));
     let text = screen(&render(&app, 80, 24));
     assert!(text.contains("P3 inc-000002 triage  0/1"), "{text}");
     app.apply_event(&event(
         3,
         "operator:li",
-        &EventKind::ReportRejected { incident: IncidentId::new("inc-000002"), reason: "not ours".into() },
+        Body::ReportRejected(pb::event::ReportRejected { incident_id: "inc-000002".into(), reason: "not ours".into() }),
     ));
     assert_eq!(app.open_incidents().len(), 1);
 }

@@ -26,12 +26,12 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use tracing::{debug, warn};
 
-use crate::areas::AreaLevel;
-use crate::engine::Engine;
-use crate::event::{Event, EventKind};
-use crate::ids::{IncidentId, Millis, OfferId};
-use crate::policy::Mode;
 use crate::runtime::Dispatcher;
+use pingji_engine::areas::AreaLevel;
+use pingji_engine::engine::Engine;
+use pingji_engine::event::{Event, EventKind};
+use pingji_engine::ids::{IncidentId, Millis, OfferId};
+use pingji_engine::policy::Mode;
 
 /// How long a scrape waits for the engine's figures before it answers
 /// without them.

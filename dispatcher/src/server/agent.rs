@@ -17,11 +17,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Limits;
 use super::auth::Tokens;
+use super::error;
 use super::sharding::{Kind, Sharding};
 use crate::convert;
-use crate::engine::Command;
-use crate::ids::{AgentId, IncidentId, OfferId};
 use crate::runtime::{DispatchError, Dispatcher, SESSION_QUEUE};
+use pingji_engine::engine::Command;
+use pingji_engine::ids::{AgentId, IncidentId, OfferId};
 
 /// How long a new session may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,7 +108,8 @@ impl AgentService for AgentApi {
 
     async fn session(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<SessionStream>, Status> {
         if self.require_client_certificate && request.peer_certs().is_none_or(|certificates| certificates.is_empty()) {
-            return Err(Status::unauthenticated(
+            return Err(error::unauthenticated(
+                pb::ErrorReason::TokenMissing,
                 "this dispatcher requires a client certificate for agent sessions; pass --client-cert and --client-key \
                  with one signed by its client CA",
             ));
@@ -115,21 +117,26 @@ impl AgentService for AgentApi {
         let slot = SessionSlot(self.sessions.clone());
         if self.sessions.fetch_add(1, Ordering::Relaxed) >= self.limits.max_sessions {
             warn!(max_sessions = self.limits.max_sessions, "session refused: the maximum is reached");
-            return Err(Status::resource_exhausted(format!(
-                "this dispatcher serves its maximum of {} sessions; try again in a minute",
-                self.limits.max_sessions
-            )));
+            return Err(error::status(
+                tonic::Code::ResourceExhausted,
+                pb::ErrorReason::LimitExceeded,
+                format!("this dispatcher serves its maximum of {} sessions; try again in a minute", self.limits.max_sessions),
+            ));
         }
         let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
-            .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s; send hello with your agent id and token first"))??;
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await.map_err(|_| {
+            error::status(
+                tonic::Code::DeadlineExceeded,
+                pb::ErrorReason::InvalidArgument,
+                "no hello within 10 s; send hello with your agent id and token first",
+            )
+        })??;
         let Some(pb::AgentMessage { body: Some(Body::Hello(hello)) }) = first else {
-            return Err(Status::invalid_argument("the first message must be hello with your agent id and token"));
+            return Err(error::invalid("the first message must be hello with your agent id and token"));
         };
         let agent_id = hello.agent_id.trim().to_string();
         if agent_id.is_empty() {
-            return Err(Status::invalid_argument("hello has no agent id; send the id you were given on the roster"));
+            return Err(error::invalid("hello has no agent id; send the id you were given on the roster"));
         }
         let agent = AgentId::new(agent_id);
         if let Err(status) = self.tokens.check_agent(&agent, hello.token.trim()).await {
@@ -236,7 +243,7 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
         }
         Body::Location(at) => {
             // Range checks happen in the engine, which refuses bad values.
-            Command::ReportLocation { agent, at: crate::spatial::Position { lon: at.lon, lat: at.lat } }
+            Command::ReportLocation { agent, at: pingji_engine::spatial::Position { lon: at.lon, lat: at.lat } }
         }
         Body::Status(status) => match convert::status_from_pb(status) {
             Ok(status) => Command::SetStatus { agent, status },
@@ -251,7 +258,8 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
             Command::Complete { agent, incident: IncidentId::new(completed.incident_id.trim()), feedback: completed.feedback }
         }
         Body::CheckIn(check_in) => {
-            let callup = Some(check_in.callup_id.trim().to_string()).filter(|id| !id.is_empty()).map(crate::ids::CallupId::new);
+            let callup =
+                Some(check_in.callup_id.trim().to_string()).filter(|id| !id.is_empty()).map(pingji_engine::ids::CallupId::new);
             Command::CheckIn { agent, callup }
         }
         Body::FieldReport(report) => {
@@ -260,7 +268,7 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
             };
             Command::FieldReport {
                 agent,
-                at: crate::spatial::Position { lon: location.lon, lat: location.lat },
+                at: pingji_engine::spatial::Position { lon: location.lon, lat: location.lat },
                 category: report.category,
                 text: report.text,
                 photo_ref: report.photo_ref,

@@ -7,7 +7,7 @@
 //! request's extensions. Agent sessions check the person's token with
 //! [`Tokens::check_agent`] once, on hello.
 //!
-//! The hashes come from the dispatcher's [`crate::accounts::Credentials`],
+//! The hashes come from the dispatcher's [`crate::tokens::Credentials`],
 //! kept by the runtime as account events are journaled: a check never
 //! queues behind the dispatch work of the owner task (under 50,000 location
 //! updates a second it would wait hundreds of milliseconds).
@@ -20,18 +20,22 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
+use pingji_proto::v1::ErrorReason;
 use tokio::sync::Semaphore;
-use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::codegen::{BoxFuture, Service};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 use tracing::info;
 
+use super::error;
 use super::front::{Front, Fronted};
 use super::sharding::Sharding;
-use crate::accounts::{self, OperatorRole, PresentedToken, role_needed};
-use crate::ids::AgentId;
 use crate::runtime::Dispatcher;
+use crate::tokens;
+use pingji_engine::accounts::{self, OperatorRole, PresentedToken, role_needed};
+use pingji_engine::ids::AgentId;
 
 /// Verified tokens remembered at most; the memory is cleared when full.
 const REMEMBERED_TOKENS: usize = 100_000;
@@ -56,7 +60,7 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| Status::internal("the call reached its handler without being authenticated"))
+        .ok_or_else(|| error::internal("the call reached its handler without being authenticated"))
 }
 
 /// Checks tokens against the hashes in the dispatcher's state.
@@ -85,7 +89,8 @@ impl Tokens {
     /// The operator whose token `authorization` carries.
     pub async fn check_operator(&self, authorization: Option<&str>) -> Result<Caller, Status> {
         let Some(token) = authorization.map(str::trim) else {
-            return Err(Status::unauthenticated(
+            return Err(error::unauthenticated(
+                ErrorReason::TokenMissing,
                 "no operator token: pass --token or set PINGJI_TOKEN (sent as 'authorization: Bearer pjo_…'); an admin \
                  creates accounts with 'pingji account add NAME --role ROLE', and the first admin comes from \
                  'dispatcher bootstrap-admin'",
@@ -95,13 +100,15 @@ impl Tokens {
         let name = match accounts::read_token(token) {
             PresentedToken::Operator { name } => name.to_string(),
             PresentedToken::Agent => {
-                return Err(Status::unauthenticated(
+                return Err(error::unauthenticated(
+                    ErrorReason::AgentToken,
                     "that is a person's agent token (pja_…): it opens only their field session, never the command API; \
                      use an operator token (pjo_…)",
                 ));
             }
             PresentedToken::Malformed => {
-                return Err(Status::unauthenticated(
+                return Err(error::unauthenticated(
+                    ErrorReason::TokenInvalid,
                     "that is not an operator token (expected pjo_NAME_ followed by 64 hex digits); check it was copied whole",
                 ));
             }
@@ -117,7 +124,8 @@ impl Tokens {
         // does not tell whether the account exists.
         let refused = || {
             info!(operator = %name, "operator token refused");
-            Status::unauthenticated(
+            error::unauthenticated(
+                ErrorReason::TokenInvalid,
                 "the operator token is wrong, was rotated, or its account was removed; ask an admin for a new one",
             )
         };
@@ -144,10 +152,13 @@ impl Tokens {
     /// refused alike.
     pub async fn check_agent(&self, agent: &AgentId, token: &str) -> Result<(), Status> {
         let refused = || {
-            Status::unauthenticated(format!(
-                "the token for agent {agent} is wrong or was replaced, or the id is not on the roster; use the token \
+            error::unauthenticated(
+                ErrorReason::TokenInvalid,
+                format!(
+                    "the token for agent {agent} is wrong or was replaced, or the id is not on the roster; use the token \
                  you were given when added, or ask an admin for a new one ('pingji roster token {agent} --rotate')"
-            ))
+                ),
+            )
         };
         if !token.starts_with(accounts::AGENT_TOKEN_PREFIX) {
             return Err(refused());
@@ -167,7 +178,7 @@ impl Tokens {
         };
         let (checked_token, checked_hash) = (token.to_string(), hash.to_string());
         let valid =
-            tokio::task::spawn_blocking(move || accounts::verify_token(&checked_token, &checked_hash)).await.unwrap_or(false);
+            tokio::task::spawn_blocking(move || tokens::verify_token(&checked_token, &checked_hash)).await.unwrap_or(false);
         if valid {
             self.remember(token, hash);
         }
@@ -223,15 +234,28 @@ where
 
 async fn authorize(tokens: &Tokens, method: &str, authorization: Option<&str>) -> Result<Caller, Status> {
     let Some(needed) = role_needed(method) else {
-        return Err(Status::permission_denied(format!("{method} is not in the role table, so nobody may call it")));
+        return Err(error::status(
+            Code::PermissionDenied,
+            ErrorReason::RoleTooLow,
+            format!("{method} is not in the role table, so nobody may call it"),
+        ));
     };
     let caller = tokens.check_operator(authorization).await?;
     if caller.role < needed {
         info!(operator = %caller.name, role = %caller.role, method, "call refused: role too low");
-        return Err(Status::permission_denied(format!(
-            "{method} needs the {needed} role or higher; {} is a {} (see the role table in docs/security.md)",
-            caller.name, caller.role
-        )));
+        let details = ErrorDetails::with_error_info(
+            error::reason_name(ErrorReason::RoleTooLow),
+            error::DOMAIN,
+            HashMap::from([("needed".to_string(), needed.to_string())]),
+        );
+        return Err(Status::with_error_details(
+            Code::PermissionDenied,
+            format!(
+                "{method} needs the {needed} role or higher; {} is a {} (see the role table in docs/security.md)",
+                caller.name, caller.role
+            ),
+            details,
+        ));
     }
     Ok(caller)
 }

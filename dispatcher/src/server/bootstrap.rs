@@ -15,14 +15,15 @@ use anyhow::Context;
 use tracing::info;
 
 use super::Store;
-use crate::accounts::{self, OperatorRole, PresentedToken};
 use crate::convert;
-use crate::engine::{Command, Engine};
 use crate::journal::{Journal, RedisJournal, SqliteJournal};
 use crate::lease::{Acquisition, LeaseConfig, ShardLease};
-use crate::policy::Policy;
 use crate::runtime::{self, Dispatcher};
 use crate::shard::RedisShard;
+use crate::tokens;
+use pingji_engine::accounts::{self, OperatorRole, PresentedToken};
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::policy::Policy;
 
 const ACTOR: &str = "operator:bootstrap";
 
@@ -44,7 +45,7 @@ pub async fn add_admin_if_none(dispatcher: &Dispatcher, token: &str) -> anyhow::
         return Ok(());
     }
     let hashing = token.trim().to_string();
-    let token_hash = tokio::task::spawn_blocking(move || accounts::hash_token(&hashing)).await?.map_err(anyhow::Error::msg)?;
+    let token_hash = tokio::task::spawn_blocking(move || tokens::hash_token(&hashing)).await?.map_err(anyhow::Error::msg)?;
     let command = Command::AddOperator { name: name.clone(), role: OperatorRole::Admin, token_hash };
     dispatcher.execute(command, ACTOR.to_string(), |_, _| ()).await.context("cannot add the bootstrap admin")?;
     info!(operator = %name, "bootstrap admin added");
@@ -99,8 +100,8 @@ fn add_first_admin(journal: &mut dyn Journal, name: &str, policy: Policy) -> any
              (a lost admin token: another admin rotates it, or remove the store's accounts by hand)"
         );
     }
-    let token = accounts::new_operator_token(name);
-    let token_hash = accounts::hash_token(&token).map_err(anyhow::Error::msg)?;
+    let token = tokens::new_operator_token(name);
+    let token_hash = tokens::hash_token(&token).map_err(anyhow::Error::msg)?;
     let command = Command::AddOperator { name: name.to_string(), role: OperatorRole::Admin, token_hash };
     let events = engine.execute(command, ACTOR, runtime::system_now()).map_err(|rejection| anyhow::anyhow!("{rejection}"))?;
     let stored: Vec<_> = events.iter().map(convert::stored_event).collect();

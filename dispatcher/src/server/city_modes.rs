@@ -21,13 +21,13 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{info, warn};
 
 use super::sharding::Sharding;
-use crate::areas::AreaLevel;
-use crate::engine::{Command, Rejection};
-use crate::event::EventKind;
-use crate::ids::AreaId;
-use crate::policy::Mode;
+use crate::convert;
 use crate::runtime::{DispatchError, Dispatcher};
 use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError};
+use pingji_engine::areas::AreaLevel;
+use pingji_engine::engine::{Command, Rejection};
+use pingji_engine::ids::AreaId;
+use pingji_engine::policy::Mode;
 
 const KEY: &str = "pingji:{city_modes}:switches";
 /// How often the published switches are read.
@@ -101,14 +101,13 @@ pub async fn keep_city_modes(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
 
 /// A switch journaled here, as published.
 fn switch_of(event: &pb::Event, mine: &str) -> Option<(String, Switch)> {
-    if event.kind != "mode_switched" {
-        return None;
-    }
-    let EventKind::ModeSwitched { area, mode, reason, .. } = serde_json::from_str(&event.json).ok()? else {
+    let Some(pb::event::Body::ModeSwitched(switched)) = &event.body else {
         return None;
     };
-    let switch = Switch { mode, reason, actor: event.actor.clone(), at_ms: event.at_ms, shard: mine.to_owned() };
-    Some((area.to_string(), switch))
+    let mode = convert::mode_from_pb(switched.mode).ok()?;
+    let switch =
+        Switch { mode, reason: switched.reason.clone(), actor: event.actor.clone(), at_ms: event.at_ms, shard: mine.to_owned() };
+    Some((switched.area_id.clone(), switch))
 }
 
 /// Those of `areas` on the map above the districts (the city).

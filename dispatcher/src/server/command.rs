@@ -11,17 +11,20 @@ use tonic::{Request, Response, Status};
 use tracing::{instrument, warn};
 
 use super::auth::{Caller, caller};
+use super::error;
 use super::sharding::{Kind, Sharding};
-use crate::accounts::{self, AgentTokenHash, OperatorRole};
-use crate::areas::parse_geojson;
 use crate::convert;
-use crate::engine::{Command, Rejection};
-use crate::event::EventKind;
-use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, PlanId};
-use crate::incident::IncidentSpec;
-use crate::plans::parse_plan;
-use crate::roster::normalise_skills;
 use crate::runtime::Dispatcher;
+use crate::server::error::rejection_status;
+use crate::tokens;
+use pingji_engine::accounts::{self, AgentTokenHash, OperatorRole};
+use pingji_engine::areas::parse_geojson;
+use pingji_engine::engine::{Command, Rejection};
+use pingji_engine::event::EventKind;
+use pingji_engine::ids::{ActivationId, AgentId, AreaId, IncidentId, PlanId};
+use pingji_engine::incident::IncidentSpec;
+use pingji_engine::plans::parse_plan;
+use pingji_engine::roster::normalise_skills;
 
 const DEFAULT_LIMIT: usize = 1000;
 
@@ -33,10 +36,10 @@ pub struct CommandApi {
 }
 
 fn invalid(message: impl Into<String>) -> Status {
-    Status::invalid_argument(message.into())
+    error::invalid(message)
 }
 
-fn incident_from(events: &[crate::event::Event]) -> Option<IncidentId> {
+fn incident_from(events: &[pingji_engine::event::Event]) -> Option<IncidentId> {
     events.iter().find_map(|event| match &event.kind {
         EventKind::IncidentReported { incident, .. } => Some(incident.clone()),
         _ => None,
@@ -91,7 +94,7 @@ impl CommandService for CommandApi {
     async fn upsert_agent(&self, request: Request<pb::UpsertAgentRequest>) -> Result<Response<pb::Agent>, Status> {
         let actor = caller(&request)?.actor();
         let spec = request.into_inner().agent.ok_or_else(|| invalid("agent is missing; send the person's record"))?;
-        let profile = convert::profile_from_pb(&spec)?;
+        let profile = convert::profile_from_pb(&spec).map_err(rejection_status)?;
         let id = profile.id.clone();
         // A person new to the roster gets a token, shown once in this answer.
         let lookup = id.clone();
@@ -113,7 +116,7 @@ impl CommandService for CommandApi {
                 Some(agent)
             })
             .await?;
-        agent.map(Response::new).ok_or_else(|| Status::internal("the person was saved but cannot be read back"))
+        agent.map(Response::new).ok_or_else(|| error::internal("the person was saved but cannot be read back"))
     }
 
     #[instrument(skip_all)]
@@ -122,7 +125,13 @@ impl CommandService for CommandApi {
         request: Request<pb::ImportAgentsRequest>,
     ) -> Result<Response<pb::ImportAgentsResponse>, Status> {
         let actor = caller(&request)?.actor();
-        let agents = request.into_inner().agents.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, Rejection>>()?;
+        let agents = request
+            .into_inner()
+            .agents
+            .iter()
+            .map(convert::profile_from_pb)
+            .collect::<Result<Vec<_>, Rejection>>()
+            .map_err(rejection_status)?;
         let imported = agents.len() as u32;
         // Every person of an import is new (or the import is refused): each gets a token.
         let issued = issue_tokens(agents.iter().map(|profile| profile.id.clone()).collect()).await?;
@@ -145,7 +154,7 @@ impl CommandService for CommandApi {
         self.disclose(&caller, "GetAgent", format!("agent {id}"), &mut agents).await;
         match agents.pop() {
             Some(agent) => Ok(Response::new(agent)),
-            None => Err(self.elsewhere(Kind::Agent, id.as_str(), Status::not_found(message)).await),
+            None => Err(self.elsewhere(Kind::Agent, id.as_str(), error::not_found(message)).await),
         }
     }
 
@@ -159,7 +168,7 @@ impl CommandService for CommandApi {
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
         let status = match request.status {
             0 => None,
-            status => Some(convert::status_from_pb(status)?),
+            status => Some(convert::status_from_pb(status).map_err(rejection_status)?),
         };
         let area = Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
         let after = request.after_id.clone();
@@ -173,7 +182,7 @@ impl CommandService for CommandApi {
                             .areas
                             .get(area)
                             .map(|spec| (spec.level, area))
-                            .ok_or_else(|| Status::not_found(format!("area {area} is not on the map")))?,
+                            .ok_or_else(|| error::not_found(format!("area {area} is not on the map")))?,
                     ),
                     None => None,
                 };
@@ -210,7 +219,7 @@ impl CommandService for CommandApi {
     ) -> Result<Response<pb::NearbyAgentsResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let at = convert::position(request.at.as_ref(), "at")?;
+        let at = convert::position(request.at.as_ref(), "at").map_err(rejection_status)?;
         let k = match request.k {
             0 => 10,
             k if k > 1000 => return Err(invalid(format!("k = {k} is too many; ask for at most 1000"))),
@@ -248,7 +257,7 @@ impl CommandService for CommandApi {
     async fn create_incident(&self, request: Request<pb::CreateIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
-        let at = convert::position(request.location.as_ref(), "location")?;
+        let at = convert::position(request.location.as_ref(), "location").map_err(rejection_status)?;
         let priority = u8::try_from(request.priority)
             .map_err(|_| invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", request.priority)))?;
         let spec = IncidentSpec {
@@ -267,7 +276,7 @@ impl CommandService for CommandApi {
                 engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident))
             })
             .await?;
-        let incident = incident.ok_or_else(|| Status::internal("the incident was saved but cannot be read back"))?;
+        let incident = incident.ok_or_else(|| error::internal("the incident was saved but cannot be read back"))?;
         tracing::info!(incident_id = %incident.id, priority = incident.priority, category = %incident.category, "incident reported");
         Ok(Response::new(incident))
     }
@@ -284,7 +293,7 @@ impl CommandService for CommandApi {
             .await?;
         match incident {
             Some(incident) => Ok(Response::new(incident)),
-            None => Err(self.elsewhere(Kind::Incident, id.as_str(), Status::not_found(message)).await),
+            None => Err(self.elsewhere(Kind::Incident, id.as_str(), error::not_found(message)).await),
         }
     }
 
@@ -334,7 +343,7 @@ impl CommandService for CommandApi {
     async fn set_mode(&self, request: Request<pb::SetModeRequest>) -> Result<Response<pb::Area>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
-        let mode = convert::mode_from_pb(request.mode)?;
+        let mode = convert::mode_from_pb(request.mode).map_err(rejection_status)?;
         let area = AreaId::new(request.area_id.trim());
         let command = Command::SetMode { area: area.clone(), mode, reason: request.reason.trim().to_string() };
         let switched = self
@@ -343,7 +352,7 @@ impl CommandService for CommandApi {
                 engine.state().areas.get(&area).map(|spec| convert::area_to_pb(engine, spec, false))
             })
             .await?;
-        let switched = switched.ok_or_else(|| Status::internal("the mode was set but the area cannot be read back"))?;
+        let switched = switched.ok_or_else(|| error::internal("the mode was set but the area cannot be read back"))?;
         tracing::info!(area_id = %switched.id, mode = ?mode, %actor, "mode switched");
         Ok(Response::new(switched))
     }
@@ -351,14 +360,56 @@ impl CommandService for CommandApi {
     #[instrument(skip_all)]
     async fn import_plans(&self, request: Request<pb::ImportPlansRequest>) -> Result<Response<pb::ImportPlansResponse>, Status> {
         let actor = caller(&request)?.actor();
-        let plans = request
-            .into_inner()
-            .plans_toml
-            .iter()
-            .enumerate()
-            .map(|(index, text)| parse_plan(text).map_err(|error| invalid(format!("plan file #{}: {error}", index + 1))))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Each problem names its file as a field, plans_toml[INDEX], so a
+        // client can say which file is wrong without reading the message.
+        let field = |index: usize| format!("plans_toml[{index}]");
+        let mut plans = Vec::new();
+        for (index, text) in request.into_inner().plans_toml.iter().enumerate() {
+            let plan = parse_plan(text)
+                .map_err(|error| error::invalid_field(&field(index), format!("plan file #{}: {error}", index + 1)))?;
+            if let Some(first) = plans.iter().position(|earlier: &pingji_engine::plans::PlanSpec| earlier.id == plan.id) {
+                return Err(error::invalid_field(
+                    &field(index),
+                    format!(
+                        "plan file #{}: plan {} is also defined in plan file #{}; give each plan its own id",
+                        index + 1,
+                        plan.id,
+                        first + 1
+                    ),
+                ));
+            }
+            plans.push(plan);
+        }
         let imported = plans.iter().map(convert::plan_to_pb).collect();
+        let named_areas: Vec<Vec<pingji_engine::ids::AreaId>> = plans
+            .iter()
+            .map(|plan| {
+                plan.tasks
+                    .iter()
+                    .filter_map(|task| match &task.place {
+                        pingji_engine::plans::TaskPlace::Areas(areas) => Some(areas.clone()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect()
+            })
+            .collect();
+        let unknown_area = self
+            .dispatcher
+            .query(move |engine, _| {
+                named_areas.iter().enumerate().find_map(|(index, areas)| {
+                    areas.iter().find(|area| !engine.state().areas.contains(area)).map(|area| (index, area.clone()))
+                })
+            })
+            .await?;
+        if let Some((index, area)) = unknown_area {
+            let message = format!(
+                "plan file #{}: plan {} names area {area}, which is not on the map; import the areas first or fix the id",
+                index + 1,
+                plans[index].id
+            );
+            return Err(error::invalid_field(&field(index), message));
+        }
         self.dispatcher.execute(Command::ImportPlans(plans), actor, |_, _| ()).await?;
         Ok(Response::new(pb::ImportPlansResponse { plans: imported }))
     }
@@ -394,7 +445,7 @@ impl CommandService for CommandApi {
                 })
             })
             .await?;
-        activation.map(Response::new).ok_or_else(|| Status::internal("the plan was activated but cannot be read back"))
+        activation.map(Response::new).ok_or_else(|| error::internal("the plan was activated but cannot be read back"))
     }
 
     #[instrument(skip_all)]
@@ -407,14 +458,19 @@ impl CommandService for CommandApi {
             .dispatcher
             .execute(command, actor, move |engine, _| engine.state().activations.get(&id).map(convert::activation_to_pb))
             .await?;
-        activation.map(Response::new).ok_or_else(|| Status::internal("the plan was deactivated but cannot be read back"))
+        activation.map(Response::new).ok_or_else(|| error::internal("the plan was deactivated but cannot be read back"))
     }
 
     #[instrument(skip_all)]
     async fn call_up(&self, request: Request<pb::CallUpRequest>) -> Result<Response<pb::Callup>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
-        let roles = request.roles.iter().map(|role| convert::role_from_pb_value(*role)).collect::<Result<Vec<_>, _>>()?;
+        let roles = request
+            .roles
+            .iter()
+            .map(|role| convert::role_from_pb_value(*role))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(rejection_status)?;
         let command = Command::CallUp {
             area: AreaId::new(request.area_id.trim()),
             roles,
@@ -432,7 +488,7 @@ impl CommandService for CommandApi {
                 })
             })
             .await?;
-        callup.map(Response::new).ok_or_else(|| Status::internal("the call-up was issued but cannot be read back"))
+        callup.map(Response::new).ok_or_else(|| error::internal("the call-up was issued but cannot be read back"))
     }
 
     async fn callup_status(
@@ -448,7 +504,7 @@ impl CommandService for CommandApi {
                 if let Some(area) = &area
                     && !state.areas.contains(area)
                 {
-                    return Err(Status::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(error::not_found(format!("area {area} is not on the map; list areas to find its id")));
                 }
                 Ok(state
                     .callups
@@ -505,7 +561,7 @@ impl CommandService for CommandApi {
                 if let Some(area) = &area
                     && !state.areas.contains(area)
                 {
-                    return Err(Status::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(error::not_found(format!("area {area} is not on the map; list areas to find its id")));
                 }
                 let name = |id: &AreaId| state.areas.get(id).map(|spec| spec.name.clone()).unwrap_or_default();
                 let within = |grid: &AreaId| {
@@ -546,8 +602,9 @@ impl CommandService for CommandApi {
     type WatchEventsStream = EventStream;
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let disclosure = convert::Disclosure::for_role(caller(&request)?.role);
         let from_seq = request.into_inner().from_seq;
-        let stream = super::events::event_stream(self.dispatcher.clone(), from_seq).await?;
+        let stream = super::events::event_stream(self.dispatcher.clone(), from_seq, disclosure).await?;
         Ok(Response::new(stream))
     }
 
@@ -563,7 +620,7 @@ impl CommandService for CommandApi {
             (None, Some(sharding)) => sharding.published_operator(&caller.name).await.map(|account| account.created_at_ms),
             (None, None) => None,
         };
-        let created_at_ms = created_at_ms.ok_or_else(|| Status::not_found("your account was removed just now"))?;
+        let created_at_ms = created_at_ms.ok_or_else(|| error::not_found("your account was removed just now"))?;
         Ok(Response::new(operator_to_pb(&caller.name, caller.role, created_at_ms)))
     }
 
@@ -578,7 +635,7 @@ impl CommandService for CommandApi {
         let actor = caller(&request)?.actor();
         let agent = AgentId::new(request.into_inner().agent_id.trim());
         let Some((token, hash)) = issue_tokens(vec![agent.clone()]).await?.pop() else {
-            return Err(Status::internal("no token was made"));
+            return Err(error::internal("no token was made"));
         };
         let command = Command::IssueAgentToken { agent: agent.clone(), token_hash: hash.token_hash };
         if let Err(error) = self.dispatcher.execute(command, actor, |_, _| ()).await {
@@ -597,7 +654,7 @@ impl CommandService for CommandApi {
         if let Some(sharding) = &self.sharding
             && let Some(shard) = sharding.find(Kind::Operator, &name).await
         {
-            return Err(Status::already_exists(format!(
+            return Err(error::already_exists(format!(
                 "operator {name} already exists (the account's home is shard {shard}); rotate their token, or remove \
                  them first to change the role"
             )));
@@ -663,23 +720,23 @@ async fn issue_tokens(people: Vec<AgentId>) -> Result<Vec<(String, AgentTokenHas
         people
             .into_iter()
             .map(|agent| {
-                let token = accounts::new_agent_token();
-                let token_hash = accounts::hash_token(&token).map_err(Status::internal)?;
+                let token = tokens::new_agent_token();
+                let token_hash = tokens::hash_token(&token).map_err(error::internal)?;
                 Ok((token, AgentTokenHash { agent, token_hash }))
             })
             .collect()
     })
     .await
-    .map_err(|_| Status::internal("making tokens failed"))?
+    .map_err(|_| error::internal("making tokens failed"))?
 }
 
 async fn new_operator_token(name: &str) -> Result<(String, String), Status> {
-    let token = accounts::new_operator_token(name);
+    let token = tokens::new_operator_token(name);
     let hashing = token.clone();
-    let hash = tokio::task::spawn_blocking(move || accounts::hash_token(&hashing))
+    let hash = tokio::task::spawn_blocking(move || tokens::hash_token(&hashing))
         .await
-        .map_err(|_| Status::internal("making a token failed"))?
-        .map_err(Status::internal)?;
+        .map_err(|_| error::internal("making a token failed"))?
+        .map_err(error::internal)?;
     Ok((token, hash))
 }
 
@@ -758,6 +815,6 @@ impl CommandApi {
             Ok(incident) => incident,
             Err(error) => return Err(self.elsewhere(Kind::Incident, id.as_str(), error.into()).await),
         };
-        incident.map(Response::new).ok_or_else(|| Status::internal("the incident was saved but cannot be read back"))
+        incident.map(Response::new).ok_or_else(|| error::internal("the incident was saved but cannot be read back"))
     }
 }

@@ -1,36 +1,122 @@
 //! The one place where dispatcher errors become gRPC statuses.
+//!
+//! Every status the dispatcher sends carries a `google.rpc.ErrorInfo` in
+//! its details: domain `pingji.v1` and a stable reason from the proto's
+//! `ErrorReason` (e.g. `OTHER_SHARD`), with `BadRequest` field violations
+//! where a field is wrong, `RetryInfo` where trying again later helps, and
+//! the owning dispatcher's address for a redirect. Clients act on those,
+//! never on the message, which is for people.
 
-use pingji_proto::owner::SHARD_METADATA;
-use tonic::Status;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pingji_engine::engine::Rejection;
+use pingji_proto::owner::{OWNER_METADATA, SHARD_METADATA};
+use pingji_proto::v1::ErrorReason;
 use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::engine::Rejection;
 use crate::runtime::DispatchError;
+
+/// The `ErrorInfo.domain` of every Pingji error.
+pub const DOMAIN: &str = "pingji.v1";
+
+/// How long a client should wait before retrying a call that met a store or
+/// a dispatcher briefly away: about one lease renewal.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The reason as sent: the enum value's name without its `ERROR_REASON_` prefix.
+pub fn reason_name(reason: ErrorReason) -> &'static str {
+    let name = reason.as_str_name();
+    name.strip_prefix("ERROR_REASON_").unwrap_or(name)
+}
+
+fn info(reason: ErrorReason, metadata: HashMap<String, String>) -> ErrorDetails {
+    ErrorDetails::with_error_info(reason_name(reason), DOMAIN, metadata)
+}
+
+/// A status with its reason in the details.
+pub fn status(code: Code, reason: ErrorReason, message: impl Into<String>) -> Status {
+    Status::with_error_details(code, message, info(reason, HashMap::new()))
+}
+
+/// `invalid_argument` naming the wrong `field` (a path such as
+/// `plans_toml[2]` or `location.lat`) in a BadRequest violation.
+pub fn invalid_field(field: &str, message: impl Into<String>) -> Status {
+    let message = message.into();
+    let mut details = info(ErrorReason::InvalidArgument, HashMap::new());
+    details.add_bad_request_violation(field, message.clone());
+    Status::with_error_details(Code::InvalidArgument, message, details)
+}
+
+/// `invalid_argument` without a single field to name.
+pub fn invalid(message: impl Into<String>) -> Status {
+    status(Code::InvalidArgument, ErrorReason::InvalidArgument, message)
+}
+
+pub fn not_found(message: impl Into<String>) -> Status {
+    status(Code::NotFound, ErrorReason::NotFound, message)
+}
+
+pub fn already_exists(message: impl Into<String>) -> Status {
+    status(Code::AlreadyExists, ErrorReason::AlreadyExists, message)
+}
+
+/// Something that should not happen; the message names what, not how.
+pub fn internal(message: impl Into<String>) -> Status {
+    status(Code::Internal, ErrorReason::Internal, message)
+}
+
+/// `unauthenticated`: the token is missing, wrong, or of the wrong kind.
+pub fn unauthenticated(reason: ErrorReason, message: impl Into<String>) -> Status {
+    status(Code::Unauthenticated, reason, message)
+}
+
+/// `unavailable` with a RetryInfo: the same call may work in a moment.
+pub fn retry_later(reason: ErrorReason, message: impl Into<String>) -> Status {
+    let mut details = info(reason, HashMap::new());
+    details.set_retry_info(Some(RETRY_AFTER));
+    Status::with_error_details(Code::Unavailable, message, details)
+}
+
+/// `unavailable` sending the caller to the dispatcher at `owner` (HOST:PORT),
+/// which owns `shard`: in the ErrorInfo's metadata and, for clients that
+/// read headers, in `x-pingji-owner`.
+pub fn redirect(reason: ErrorReason, message: impl Into<String>, shard: &str, owner: &str) -> Status {
+    let metadata = HashMap::from([("shard".to_string(), shard.to_string()), ("owner".to_string(), owner.to_string())]);
+    let mut status = Status::with_error_details(Code::Unavailable, message, info(reason, metadata));
+    if let Ok(value) = MetadataValue::try_from(owner) {
+        status.metadata_mut().insert(OWNER_METADATA, value);
+    }
+    status
+}
 
 impl From<DispatchError> for Status {
     fn from(error: DispatchError) -> Self {
         match error {
-            DispatchError::Rejected(rejection) => rejection.into(),
-            DispatchError::Unavailable(message) => Status::unavailable(message),
+            DispatchError::Rejected(rejection) => rejection_status(rejection),
+            DispatchError::Unavailable(message) => retry_later(ErrorReason::StoreUnavailable, message),
         }
     }
 }
 
-impl From<Rejection> for Status {
-    fn from(rejection: Rejection) -> Self {
-        match rejection {
-            Rejection::InvalidArgument(message) => Status::invalid_argument(message),
-            Rejection::NotFound(message) => Status::not_found(message),
-            Rejection::AlreadyExists(message) => Status::already_exists(message),
-            Rejection::FailedPrecondition(message) => Status::failed_precondition(message),
-            // The owner's address is added on the way out (`sharding::Routed`).
-            Rejection::OtherShard { shard, message } => {
-                let mut status = Status::unavailable(message);
-                if let Ok(value) = MetadataValue::try_from(shard.as_str()) {
-                    status.metadata_mut().insert(SHARD_METADATA, value);
-                }
-                status
+/// The status of an engine's rejection: nothing changed, and the message
+/// says what to do.
+pub fn rejection_status(rejection: Rejection) -> Status {
+    match rejection {
+        Rejection::InvalidArgument(message) => invalid(message),
+        Rejection::NotFound(message) => status(Code::NotFound, ErrorReason::NotFound, message),
+        Rejection::AlreadyExists(message) => status(Code::AlreadyExists, ErrorReason::AlreadyExists, message),
+        Rejection::FailedPrecondition(message) => status(Code::FailedPrecondition, ErrorReason::FailedPrecondition, message),
+        // The owner's address is added on the way out (`sharding::Routed`).
+        Rejection::OtherShard { shard, message } => {
+            let metadata = HashMap::from([("shard".to_string(), shard.to_string())]);
+            let mut status = Status::with_error_details(Code::Unavailable, message, info(ErrorReason::OtherShard, metadata));
+            if let Ok(value) = MetadataValue::try_from(shard.as_str()) {
+                status.metadata_mut().insert(SHARD_METADATA, value);
             }
+            status
         }
     }
 }
@@ -43,5 +129,31 @@ pub fn code_name(rejection: &Rejection) -> &'static str {
         Rejection::AlreadyExists(_) => "already_exists",
         Rejection::FailedPrecondition(_) => "failed_precondition",
         Rejection::OtherShard { .. } => "unavailable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_names_its_reason_and_a_redirect_its_owner() {
+        let status = rejection_status(Rejection::NotFound("no incident inc-9".into()));
+        let details = status.get_error_details();
+        let info = details.error_info().expect("an ErrorInfo");
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("NOT_FOUND", DOMAIN));
+
+        let moved = redirect(ErrorReason::NotOwner, "shard d1 is owned elsewhere", "d1", "10.0.0.2:50051");
+        let info = moved.get_error_details().error_info().cloned().expect("an ErrorInfo");
+        assert_eq!(info.reason, "NOT_OWNER");
+        assert_eq!(info.metadata.get("owner").map(String::as_str), Some("10.0.0.2:50051"));
+        assert_eq!(pingji_proto::owner::named_owner(&moved).as_deref(), Some("10.0.0.2:50051"));
+
+        let field = invalid_field("plans_toml[2]", "grade is missing");
+        let violations = field.get_error_details().bad_request().cloned().expect("a BadRequest").field_violations;
+        assert_eq!(violations[0].field, "plans_toml[2]");
+
+        let busy = retry_later(ErrorReason::StoreUnavailable, "the store is away");
+        assert_eq!(busy.get_error_details().retry_info().and_then(|retry| retry.retry_delay), Some(RETRY_AFTER));
     }
 }

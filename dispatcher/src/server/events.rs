@@ -1,6 +1,7 @@
 //! The event stream for `WatchEvents`: history from the journal first, then
 //! live events, with no gap and no duplicate. A watcher that falls behind the
-//! live broadcast catches up from the journal again.
+//! live broadcast catches up from the journal again. Each event is redacted
+//! for the watcher's role on its way out.
 
 use std::pin::Pin;
 
@@ -11,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::debug;
 
+use super::error;
 use crate::convert;
 use crate::runtime::Dispatcher;
 
@@ -20,6 +22,7 @@ const STREAM_QUEUE: usize = 256;
 pub async fn event_stream(
     dispatcher: Dispatcher,
     from_seq: u64,
+    disclosure: convert::Disclosure,
 ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>, Status> {
     // Subscribe before reading history so nothing falls between the two.
     let mut live = dispatcher.subscribe();
@@ -28,7 +31,7 @@ pub async fn event_stream(
     tokio::spawn(async move {
         // 0 means "only new events": skip history.
         let mut next = if from_seq == 0 { u64::MAX } else { from_seq };
-        if next != u64::MAX && !catch_up(&dispatcher, &mut next, &sender).await {
+        if next != u64::MAX && !catch_up(&dispatcher, &mut next, &sender, disclosure).await {
             return;
         }
         loop {
@@ -37,7 +40,7 @@ pub async fn event_stream(
                 () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
                     let resume = if next == u64::MAX { "from_seq = 0".to_string() } else { format!("from_seq = {next}") };
                     let message = format!("the dispatcher is shutting down; reconnect and resume with {resume}");
-                    let _ = sender.send(Err(Status::unavailable(message))).await;
+                    let _ = sender.send(Err(error::retry_later(pb::ErrorReason::ShuttingDown, message))).await;
                     return;
                 }
             };
@@ -49,11 +52,13 @@ pub async fn event_stream(
                     if event.seq < next {
                         continue;
                     }
-                    if event.seq > next && !catch_up(&dispatcher, &mut next, &sender).await {
+                    if event.seq > next && !catch_up(&dispatcher, &mut next, &sender, disclosure).await {
                         return;
                     }
                     if event.seq == next {
-                        if sender.send(Ok((*event).clone())).await.is_err() {
+                        let mut event = (*event).clone();
+                        convert::redact(&mut event, disclosure);
+                        if sender.send(Ok(event)).await.is_err() {
                             return;
                         }
                         next += 1;
@@ -61,7 +66,7 @@ pub async fn event_stream(
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     debug!(missed, "event watcher fell behind; reading the journal");
-                    if next != u64::MAX && !catch_up(&dispatcher, &mut next, &sender).await {
+                    if next != u64::MAX && !catch_up(&dispatcher, &mut next, &sender, disclosure).await {
                         return;
                     }
                 }
@@ -73,7 +78,12 @@ pub async fn event_stream(
 }
 
 /// Sends journaled events from `next` on; false when the watcher is gone.
-async fn catch_up(dispatcher: &Dispatcher, next: &mut u64, sender: &mpsc::Sender<Result<pb::Event, Status>>) -> bool {
+async fn catch_up(
+    dispatcher: &Dispatcher,
+    next: &mut u64,
+    sender: &mpsc::Sender<Result<pb::Event, Status>>,
+    disclosure: convert::Disclosure,
+) -> bool {
     loop {
         let page = match dispatcher.read_events(*next, PAGE).await {
             Ok(page) => page,
@@ -86,7 +96,17 @@ async fn catch_up(dispatcher: &Dispatcher, next: &mut u64, sender: &mpsc::Sender
             return true;
         }
         for stored in &page {
-            if sender.send(Ok(convert::event_to_pb(stored))).await.is_err() {
+            let mut event = match convert::event_from_stored(stored) {
+                Ok(event) => convert::event_to_pb(&event),
+                Err(error) => {
+                    tracing::error!(seq = stored.seq, %error, "a journaled event cannot be read");
+                    let _ =
+                        sender.send(Err(error::internal(format!("event {} cannot be read from the journal", stored.seq)))).await;
+                    return false;
+                }
+            };
+            convert::redact(&mut event, disclosure);
+            if sender.send(Ok(event)).await.is_err() {
                 return false;
             }
             *next = stored.seq + 1;

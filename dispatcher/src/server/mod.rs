@@ -48,17 +48,17 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
-use crate::areas::{AreaLevel, parse_geojson};
 use crate::convert;
-use crate::engine::{Command, Engine};
-use crate::ids::AreaId;
 use crate::journal::{Journal, MemoryJournal, SqliteJournal};
 use crate::lease::LeaseConfig;
 use crate::locations::LocationWriter;
 use crate::metrics::Metrics;
-use crate::policy::Policy;
 use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
 use crate::shard::ShardId;
+use pingji_engine::areas::{AreaLevel, parse_geojson};
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::ids::AreaId;
+use pingji_engine::policy::Policy;
 
 /// Largest command request or response: a city's roster (hundreds of
 /// thousands of people) or map fits; send bigger ones in parts.
@@ -572,7 +572,8 @@ async fn load_plans(dispatcher: &Dispatcher, paths: &[PathBuf]) -> anyhow::Resul
     let mut plans = Vec::new();
     for file in plan_files(paths)? {
         let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read plan file {}", file.display()))?;
-        let plan = crate::plans::parse_plan(&text).map_err(|error| anyhow::anyhow!("plan file {}: {error}", file.display()))?;
+        let plan =
+            pingji_engine::plans::parse_plan(&text).map_err(|error| anyhow::anyhow!("plan file {}: {error}", file.display()))?;
         plans.push(plan);
     }
     if plans.is_empty() {
@@ -599,7 +600,7 @@ async fn load_plans(dispatcher: &Dispatcher, paths: &[PathBuf]) -> anyhow::Resul
 /// Whether `profile` belongs to `engine`'s shard: always with one shard for
 /// the city; in a district's shard, when their home area lies in it (people
 /// without a home area belong to no district, so to no district's file load).
-fn lives_in_scope(engine: &Engine, profile: &crate::roster::AgentProfile) -> bool {
+fn lives_in_scope(engine: &Engine, profile: &pingji_engine::roster::AgentProfile) -> bool {
     let Some(scope) = engine.scope() else {
         return true;
     };
@@ -634,7 +635,7 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
     }
     if let Some(path) = &config.agents_file {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
-        let specs = crate::roster_csv::parse_roster_csv(&text)
+        let specs = pingji_client::roster_csv::parse_roster_csv(&text)
             .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
         let profiles = specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?;
         let listed = profiles.len();

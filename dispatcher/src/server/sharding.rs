@@ -2,7 +2,7 @@
 //!
 //! A dispatcher serving district shard `d1` (`--shard d1`) keeps only that
 //! district: incidents located in it, people who live in it, switches of its
-//! areas (the engine's scope, see [`crate::engine::Engine::set_scope`]).
+//! areas (the engine's scope, see [`pingji_engine::engine::Engine::set_scope`]).
 //! Whatever concerns another district is answered `unavailable` naming that
 //! shard's owner in `x-pingji-owner`, exactly as a standby answers, so the
 //! clients that already follow a standby follow this too:
@@ -34,16 +34,17 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::codegen::{BoxFuture, Service};
-use tonic::metadata::MetadataValue;
 use tracing::{debug, info, warn};
 
 use serde::{Deserialize, Serialize};
 
+use super::error;
 use super::front::{Front, Fronted};
-use crate::accounts::OperatorRole;
 use crate::lease::{LeaseConfig, ShardLease};
 use crate::runtime::Dispatcher;
 use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, ShardId};
+use pingji_engine::accounts::OperatorRole;
+use pingji_proto::v1::ErrorReason;
 
 /// Ids written to the directory in one `HSET`.
 const DIRECTORY_CHUNK: usize = 1000;
@@ -171,8 +172,16 @@ impl Sharding {
     /// has none now).
     pub async fn moved(&self, shard: &str, message: String) -> Status {
         match self.owner_of(shard).await {
-            Some(owner) => redirect(&format!("{message}; shard {shard} is owned by the dispatcher at {owner}"), &owner),
-            None => Status::unavailable(format!("{message}; shard {shard} has no owner now; retry in a moment")),
+            Some(owner) => error::redirect(
+                ErrorReason::OtherShard,
+                format!("{message}; shard {shard} is owned by the dispatcher at {owner}; connect there"),
+                shard,
+                &owner,
+            ),
+            None => error::retry_later(
+                ErrorReason::OtherShard,
+                format!("{message}; shard {shard} has no owner now; retry in a moment"),
+            ),
         }
     }
 
@@ -313,15 +322,6 @@ async fn operators_to_publish(dispatcher: &Dispatcher, shard: String) -> Option<
         .ok()
 }
 
-/// `unavailable` naming `owner` in `x-pingji-owner`.
-fn redirect(message: &str, owner: &str) -> Status {
-    let mut status = Status::unavailable(format!("{message}; connect there"));
-    if let Ok(value) = MetadataValue::try_from(owner) {
-        status.metadata_mut().insert(OWNER_METADATA, value);
-    }
-    status
-}
-
 /// Keeps the directory naming this shard for its people and incidents,
 /// while the owner serves: everything at start, then what the events add.
 pub async fn keep_directory(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
@@ -406,10 +406,11 @@ fn note(event: &pb::Event, agents: &mut Vec<String>, incidents: &mut Vec<String>
         "operator_added" | "operator_token_rotated" | "operator_removed" => return true,
         "incident_reported" if !event.incident_id.is_empty() => incidents.push(event.incident_id.clone()),
         "agents_upserted" => {
-            let body: serde_json::Value = serde_json::from_str(&event.json).unwrap_or_default();
-            let ids = body.get("agents").and_then(|agents| agents.as_array()).into_iter().flatten();
+            let Some(pb::event::Body::AgentsUpserted(upserted)) = &event.body else {
+                return false;
+            };
             let mut seen = HashSet::new();
-            for id in ids.filter_map(|agent| agent.get("id").and_then(|id| id.as_str())) {
+            for id in upserted.agents.iter().map(|agent| agent.id.as_str()) {
                 if seen.insert(id) {
                     agents.push(id.to_owned());
                 }
@@ -455,12 +456,23 @@ where
                 response.headers_mut().insert(SERVED_BY_METADATA, value);
             }
             let moved_to = response.headers().get(SHARD_METADATA).and_then(|value| value.to_str().ok()).map(str::to_owned);
+            // The engine found the call to be another shard's: answer again,
+            // naming that shard's owner in the details and the header.
             if let Some(shard) = moved_to
                 && !response.headers().contains_key(OWNER_METADATA)
                 && let Some(owner) = sharding.owner_of(&shard).await
-                && let Ok(value) = http::HeaderValue::from_str(&owner)
+                && let Some(status) = Status::from_header_map(response.headers())
             {
-                response.headers_mut().insert(OWNER_METADATA, value);
+                let served_by = response.headers().get(SERVED_BY_METADATA).cloned();
+                let mut redirected =
+                    error::redirect(ErrorReason::OtherShard, status.message().to_string(), &shard, &owner).into_http();
+                if let Some(value) = served_by {
+                    redirected.headers_mut().insert(SERVED_BY_METADATA, value);
+                }
+                if let Ok(value) = http::HeaderValue::from_str(&shard) {
+                    redirected.headers_mut().insert(SHARD_METADATA, value);
+                }
+                return Ok(redirected);
             }
             Ok(response)
         })

@@ -8,6 +8,8 @@
 //! hop between people and the process deciding for them.) Meanwhile it
 //! polls the shard's lease and returns once it holds it.
 
+use super::error;
+use pingji_proto::v1::ErrorReason;
 use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -22,7 +24,6 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{Context as TaskContext, Poll, Service, http};
-use tonic::metadata::MetadataValue;
 use tonic::server::NamedService;
 use tracing::{info, warn};
 
@@ -51,23 +52,24 @@ enum Notice {
 impl Notice {
     fn status(&self) -> Status {
         match self {
-            Notice::Starting { shard } => {
-                Status::unavailable(format!("shard {shard} has no owner yet; this dispatcher is starting, retry in a moment"))
-            }
-            Notice::Owned { shard, address } => {
-                let mut status =
-                    Status::unavailable(format!("shard {shard} is owned by the dispatcher at {address}; connect there"));
-                if let Ok(value) = MetadataValue::try_from(address.as_str()) {
-                    status.metadata_mut().insert(OWNER_METADATA, value);
-                }
-                status
-            }
-            Notice::StoreUnreachable { shard, error } => {
-                Status::unavailable(format!("shard {shard} has no reachable owner: {error}; retry in a moment"))
-            }
-            Notice::Recovering => {
-                Status::unavailable("this dispatcher is starting: it is reading its journal back; retry in a moment")
-            }
+            Notice::Starting { shard } => error::retry_later(
+                ErrorReason::NotOwner,
+                format!("shard {shard} has no owner yet; this dispatcher is starting, retry in a moment"),
+            ),
+            Notice::Owned { shard, address } => error::redirect(
+                ErrorReason::NotOwner,
+                format!("shard {shard} is owned by the dispatcher at {address}; connect there"),
+                shard,
+                address,
+            ),
+            Notice::StoreUnreachable { shard, error } => error::retry_later(
+                ErrorReason::StoreUnavailable,
+                format!("shard {shard} has no reachable owner: {error}; retry in a moment"),
+            ),
+            Notice::Recovering => error::retry_later(
+                ErrorReason::NotOwner,
+                "this dispatcher is starting: it is reading its journal back; retry in a moment",
+            ),
         }
     }
 }

@@ -20,14 +20,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use pingji_dispatcher::areas::{AreaImport, parse_geojson};
-use pingji_dispatcher::engine::{Command, Engine};
-use pingji_dispatcher::event::{Event, EventKind};
-use pingji_dispatcher::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
-use pingji_dispatcher::incident::IncidentSpec;
-use pingji_dispatcher::policy::{Assignment, Mode, Policy};
-use pingji_dispatcher::roster::{AgentProfile, Role, TravelMode};
-use pingji_dispatcher::spatial::Position;
+use pingji_engine::areas::{AreaImport, parse_geojson};
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::event::{Event, EventKind};
+use pingji_engine::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use pingji_engine::incident::IncidentSpec;
+use pingji_engine::policy::{Assignment, Mode, Policy};
+use pingji_engine::roster::{AgentProfile, Role, TravelMode};
+use pingji_engine::spatial::Position;
 
 /// Compares greedy and batch assignment on one surge.
 #[derive(Parser, Debug)]
@@ -186,7 +186,7 @@ fn time_matching() {
         }
     }
     let started = Instant::now();
-    let matching = pingji_dispatcher::assignment::min_cost_matching(&options, &unmatched, people, u64::MAX);
+    let matching = pingji_engine::assignment::min_cost_matching(&options, &unmatched, people, u64::MAX);
     let elapsed = started.elapsed();
     let matched = matching.slot_to_person.iter().filter(|person| person.is_some()).count();
     println!(

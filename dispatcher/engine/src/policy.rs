@@ -329,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_documented_policy_file_is_exactly_the_defaults() {
-        let documented = Policy::from_toml(include_str!("../../docs/policy.toml")).expect("docs/policy.toml is valid");
+        let documented = Policy::from_toml(include_str!("../../../docs/policy.toml")).expect("docs/policy.toml is valid");
         assert_eq!(documented, Policy::default(), "docs/policy.toml and Policy::default() disagree");
     }
 

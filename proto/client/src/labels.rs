@@ -3,7 +3,7 @@
 //! `grid_leader`); tables use the same, except modes, which read as
 //! "emergency II (orange)".
 
-use pingji_dispatcher::roster_csv::{role_name, travel_mode_name};
+use crate::roster_csv::{role_name, travel_mode_name};
 use pingji_proto::v1 as pb;
 
 /// Short snake_case name of a mode: `normal`, `emergency_iv` .. `emergency_i`.

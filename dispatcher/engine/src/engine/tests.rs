@@ -13,7 +13,7 @@ use crate::roster::{Role, TravelMode};
 const T0: Millis = Millis(1_800_000_000_000);
 
 fn sample_map() -> AreaImport {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/maps/sample-city.geojson");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/maps/sample-city.geojson");
     let text = std::fs::read_to_string(path).expect("sample city present");
     parse_geojson(&text).expect("sample city parses")
 }

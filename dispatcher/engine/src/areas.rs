@@ -92,6 +92,16 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// A placement naming these areas, one per level (a later one of the
+    /// same level wins): how a placement read from the wire is rebuilt.
+    pub fn from_areas(areas: impl IntoIterator<Item = (AreaLevel, AreaId)>) -> Placement {
+        let mut placement = Placement::default();
+        for (level, area) in areas {
+            placement.by_level[level.depth()] = Some(area);
+        }
+        placement
+    }
+
     pub fn at(&self, level: AreaLevel) -> Option<&AreaId> {
         self.by_level[level.depth()].as_ref()
     }

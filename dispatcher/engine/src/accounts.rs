@@ -1,30 +1,17 @@
 //! Who may connect and what they may do: operator accounts and their roles,
-//! the secret tokens of operators and of people on the roster, and the table
-//! of which role each command needs.
+//! the shape of the secret tokens of operators and of people on the roster,
+//! and the table of which role each command needs.
 //!
 //! A token is 32 random bytes written in hex behind a prefix that says what
 //! it opens: `pja_…` a person's field session, `pjo_NAME_…` the command API
-//! as operator NAME. Only a salted argon2id hash of it is kept (in the
-//! journal, so it survives restarts and moves with the shard); the token
-//! itself is shown once, in the answer that issued it.
-//!
-//! The hash parameters are light on purpose: a token has 256 random bits, so
-//! guessing it from its hash is out of reach whatever the cost of one try
-//! (the memory-hard cost protects short human passwords, which these are
-//! not), while every reconnecting person costs one verification. The salt
-//! and the PHC string format stay, so stronger parameters can come later
-//! without re-issuing tokens.
+//! as operator NAME. Only a salted hash of it is kept, in the journal; making
+//! tokens and hashing them needs the operating system's randomness and lives
+//! with the server (`pingji_dispatcher::tokens`), not here.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, RwLock};
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
 
-use crate::event::EventKind;
 use crate::ids::{AgentId, Millis};
 
 /// Prefix of a person's token (field sessions only).
@@ -32,7 +19,7 @@ pub const AGENT_TOKEN_PREFIX: &str = "pja_";
 /// Prefix of an operator's token (the command API only).
 pub const OPERATOR_TOKEN_PREFIX: &str = "pjo_";
 /// Random bytes in a token.
-const SECRET_BYTES: usize = 32;
+pub const SECRET_BYTES: usize = 32;
 
 /// What an operator may do; each role may do everything the ones before it
 /// may.
@@ -115,73 +102,6 @@ pub struct AgentTokenHash {
     pub token_hash: String,
 }
 
-/// The hashes that calls are checked against, as of the last journaled
-/// event. The runtime keeps it (after each append) and the auth layer reads
-/// it, so a check never queues behind the dispatch work of the owner task.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Credentials {
-    /// Operator name -> role and token hash.
-    pub operators: HashMap<String, (OperatorRole, String)>,
-    /// Person -> token hash.
-    pub agents: HashMap<AgentId, String>,
-}
-
-impl Credentials {
-    pub fn new(operators: &BTreeMap<String, Operator>, agent_tokens: &BTreeMap<AgentId, String>) -> Self {
-        Credentials {
-            operators: operators
-                .iter()
-                .map(|(name, operator)| (name.clone(), (operator.role, operator.token_hash.clone())))
-                .collect(),
-            agents: agent_tokens.iter().map(|(agent, hash)| (agent.clone(), hash.clone())).collect(),
-        }
-    }
-
-    /// Whether an event of `kind` changes credentials.
-    pub fn changed_by(kind: &EventKind) -> bool {
-        matches!(
-            kind,
-            EventKind::AgentTokensIssued { .. }
-                | EventKind::OperatorAdded { .. }
-                | EventKind::OperatorTokenRotated { .. }
-                | EventKind::OperatorRemoved { .. }
-        )
-    }
-
-    /// Copies from the state (its fold is the one source of truth) what an
-    /// event of `kind` changed.
-    pub fn refresh(
-        &mut self,
-        kind: &EventKind,
-        operators: &BTreeMap<String, Operator>,
-        agent_tokens: &BTreeMap<AgentId, String>,
-    ) {
-        match kind {
-            EventKind::AgentTokensIssued { tokens } => {
-                for agent in tokens.iter().map(|token| &token.agent) {
-                    match agent_tokens.get(agent) {
-                        Some(hash) => self.agents.insert(agent.clone(), hash.clone()),
-                        None => self.agents.remove(agent),
-                    };
-                }
-            }
-            EventKind::OperatorAdded { name, .. }
-            | EventKind::OperatorTokenRotated { name, .. }
-            | EventKind::OperatorRemoved { name } => {
-                match operators.get(name) {
-                    Some(operator) => self.operators.insert(name.clone(), (operator.role, operator.token_hash.clone())),
-                    None => self.operators.remove(name),
-                };
-            }
-            _ => {}
-        }
-    }
-}
-
-/// [`Credentials`] shared between the runtime and the auth layer. A sync
-/// lock, never held across an `.await`.
-pub type SharedCredentials = Arc<RwLock<Credentials>>;
-
 /// Checks an operator name: 1 to 64 ASCII letters, digits or `.`, `-`, `@`
 /// (no `_`, which separates the name from the secret in a token).
 pub fn check_operator_name(name: &str) -> Result<(), String> {
@@ -192,16 +112,6 @@ pub fn check_operator_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!("operator name {name:?} is not valid; use 1 to 64 ASCII letters, digits, '.', '-' or '@', e.g. li.na"))
     }
-}
-
-/// A new person's token.
-pub fn new_agent_token() -> String {
-    format!("{AGENT_TOKEN_PREFIX}{}", random_hex())
-}
-
-/// A new token for operator `name`.
-pub fn new_operator_token(name: &str) -> String {
-    format!("{OPERATOR_TOKEN_PREFIX}{name}_{}", random_hex())
 }
 
 /// What a token presented on the command API says it is.
@@ -228,38 +138,8 @@ pub fn read_token(token: &str) -> PresentedToken<'_> {
     }
 }
 
-/// The salted hash kept for `token`.
-pub fn hash_token(token: &str) -> Result<String, String> {
-    let salt = SaltString::generate(&mut OsRng);
-    hasher()
-        .hash_password(token.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|error| format!("cannot hash the token: {error}"))
-}
-
-/// Whether `token` matches `stored`, a hash made by [`hash_token`].
-pub fn verify_token(token: &str, stored: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(stored) else {
-        return false;
-    };
-    // The parameters come from the stored string; `hasher()` only supplies
-    // the algorithm.
-    hasher().verify_password(token.as_bytes(), &parsed).is_ok()
-}
-
-/// argon2id with 256 KiB of memory and one pass: see the module notes.
-fn hasher() -> Argon2<'static> {
-    let params = Params::new(256, 1, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-}
-
-fn random_hex() -> String {
-    let mut bytes = [0u8; SECRET_BYTES];
-    OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-fn is_secret(text: &str) -> bool {
+/// Whether `text` is the secret part of a token: [`SECRET_BYTES`] in hex.
+pub fn is_secret(text: &str) -> bool {
     text.len() == SECRET_BYTES * 2 && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
@@ -268,24 +148,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_token_verifies_against_its_hash_and_no_other() {
-        let token = new_agent_token();
-        let hash = hash_token(&token).expect("hashes");
-        assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(!hash.contains(&token[AGENT_TOKEN_PREFIX.len()..]));
-        assert!(verify_token(&token, &hash));
-        assert!(!verify_token(&new_agent_token(), &hash));
-        assert!(!verify_token("", &hash));
-        assert!(!verify_token(&token, "not a hash"));
-        // Salted: the same token hashes differently each time.
-        assert_ne!(hash, hash_token(&token).expect("hashes"));
-    }
-
-    #[test]
     fn tokens_say_what_they_open() {
-        let operator = new_operator_token("li.na");
-        assert_eq!(read_token(&operator), PresentedToken::Operator { name: "li.na" });
-        assert_eq!(read_token(&new_agent_token()), PresentedToken::Agent);
+        let secret = "0123456789abcdef".repeat(4);
+        assert_eq!(read_token(&format!("pjo_li.na_{secret}")), PresentedToken::Operator { name: "li.na" });
+        assert_eq!(read_token(&format!("pja_{secret}")), PresentedToken::Agent);
         assert_eq!(read_token("pjo_li.na_short"), PresentedToken::Malformed);
         assert_eq!(read_token("Bearer x"), PresentedToken::Malformed);
         assert_eq!(read_token(""), PresentedToken::Malformed);

@@ -460,7 +460,7 @@ mod tests {
     const HEADER: &str = "id,name,role,skills,phone,home_area_id,travel_mode,on_duty,home_lon,home_lat";
 
     fn sample_roster() -> String {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/maps/sample-roster.csv");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/maps/sample-roster.csv");
         std::fs::read_to_string(path).expect("scenarios/maps/sample-roster.csv is readable")
     }
 

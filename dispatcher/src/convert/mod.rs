@@ -1,18 +1,25 @@
 //! Conversions between the wire types (`pingji_proto::v1`) and the engine's
 //! domain types. Everything a client controls is checked here or in the
 //! engine; nothing here panics on client input.
+//!
+//! # Layout
+//! - [`event`]: events as typed proto messages, their redaction, and back.
+
+pub mod event;
+
+pub use event::{Disclosure, event_from_pb, event_to_pb, redact};
 
 use pingji_proto::v1 as pb;
 
-use crate::areas::AreaLevel;
-use crate::engine::{Engine, Rejection};
-use crate::event::{Event, EventKind, WithdrawReason};
-use crate::ids::{AgentId, AreaId, IncidentId, Millis};
-use crate::incident::{Incident, IncidentStatus, OfferRecord};
 use crate::journal::StoredEvent;
-use crate::policy::Mode;
-use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role, TravelMode, normalise_skills};
-use crate::spatial::Position;
+use pingji_engine::areas::AreaLevel;
+use pingji_engine::engine::{Engine, Rejection};
+use pingji_engine::event::{Event, EventKind, WithdrawReason};
+use pingji_engine::ids::{AgentId, AreaId, IncidentId, Millis};
+use pingji_engine::incident::{Incident, IncidentStatus, OfferRecord};
+use pingji_engine::policy::Mode;
+use pingji_engine::roster::{AgentProfile, AgentRecord, AgentStatus, Role, TravelMode, normalise_skills};
+use pingji_engine::spatial::Position;
 
 pub fn position(location: Option<&pb::Location>, what: &str) -> Result<Position, Rejection> {
     let location = location.ok_or_else(|| Rejection::InvalidArgument(format!("{what} is missing; give lon and lat")))?;
@@ -260,7 +267,7 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
     }
 }
 
-pub fn area_to_pb(engine: &Engine, area: &crate::areas::AreaSpec, with_geometry: bool) -> pb::Area {
+pub fn area_to_pb(engine: &Engine, area: &pingji_engine::areas::AreaSpec, with_geometry: bool) -> pb::Area {
     let polygons = if with_geometry {
         area.polygons
             .iter()
@@ -311,28 +318,6 @@ pub fn event_from_stored(stored: &StoredEvent) -> Result<Event, String> {
     Ok(Event { seq: stored.seq, at: Millis(stored.at_ms), actor: stored.actor.clone(), kind })
 }
 
-/// An event as clients see it. Phone numbers and home locations in roster
-/// events are personal data: the stream carries them masked; the journal
-/// keeps them for the record.
-pub fn event_to_pb(stored: &StoredEvent) -> pb::Event {
-    let json = match stored.kind.as_str() {
-        "agents_upserted" => redact_roster(&stored.body),
-        "agent_tokens_issued" | "operator_added" | "operator_token_rotated" => redact_token_hashes(&stored.body),
-        _ => stored.body.clone(),
-    };
-    pb::Event {
-        seq: stored.seq,
-        at_ms: stored.at_ms,
-        actor: stored.actor.clone(),
-        kind: stored.kind.clone(),
-        incident_id: stored.incident_id.clone().unwrap_or_default(),
-        agent_id: stored.agent_id.clone().unwrap_or_default(),
-        area_id: stored.area_id.clone().unwrap_or_default(),
-        offer_id: offer_id_of(stored).unwrap_or_default(),
-        json,
-    }
-}
-
 /// The last message of a session the dispatcher ends (`code` says why:
 /// `replaced`, `unauthenticated`); the client does not reconnect on its own.
 pub fn session_ended(code: &str, message: &str) -> pb::DispatchMessage {
@@ -366,48 +351,6 @@ pub fn mask_phone(phone: &str) -> String {
     let head: String = digits[..3].iter().collect();
     let tail: String = digits[digits.len() - 4..].iter().collect();
     format!("{head}****{tail}")
-}
-
-/// Token hashes stay in the journal: clients see who got a token, not its hash.
-fn redact_token_hashes(body: &str) -> String {
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) else {
-        return String::new();
-    };
-    if let Some(object) = value.as_object_mut() {
-        object.remove("token_hash");
-    }
-    if let Some(tokens) = value.get_mut("tokens").and_then(|tokens| tokens.as_array_mut()) {
-        for token in tokens.iter_mut().filter_map(|token| token.as_object_mut()) {
-            token.remove("token_hash");
-        }
-    }
-    value.to_string()
-}
-
-fn redact_roster(body: &str) -> String {
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) else {
-        return String::new();
-    };
-    if let Some(agents) = value.get_mut("agents").and_then(|agents| agents.as_array_mut()) {
-        for agent in agents {
-            if let Some(phone) = agent.get("phone").and_then(|phone| phone.as_str()).map(mask_phone) {
-                agent["phone"] = serde_json::Value::String(phone);
-            }
-            if agent.get("home").is_some() {
-                agent["home"] = serde_json::Value::Null;
-            }
-        }
-    }
-    value.to_string()
-}
-
-fn offer_id_of(stored: &StoredEvent) -> Option<String> {
-    let body: serde_json::Value = serde_json::from_str(&stored.body).ok()?;
-    match body.get("offer")? {
-        serde_json::Value::String(id) => Some(id.clone()),
-        serde_json::Value::Object(offer) => offer.get("id")?.as_str().map(str::to_string),
-        _ => None,
-    }
 }
 
 /// The messages an event sends to people's sessions.
@@ -535,7 +478,7 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
 
 /// The reporters of an incident (field reports), each with a message.
 fn to_reporters(
-    state: &crate::engine::State,
+    state: &pingji_engine::engine::State,
     incident: &IncidentId,
     message: impl Fn(&AgentId) -> pb::DispatchMessage,
 ) -> Vec<(AgentId, pb::DispatchMessage)> {
@@ -628,7 +571,7 @@ pub fn role_from_pb_value(role: i32) -> Result<Role, Rejection> {
     role_from_pb(role, "call-up")
 }
 
-pub fn plan_to_pb(plan: &crate::plans::PlanSpec) -> pb::Plan {
+pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
     pb::Plan {
         id: plan.id.to_string(),
         name: plan.name.clone(),
@@ -645,13 +588,14 @@ pub fn plan_to_pb(plan: &crate::plans::PlanSpec) -> pb::Plan {
                 headcount: task.need,
                 priority: i32::from(task.priority),
                 description: task.description.clone(),
+                place: Some(event::task_place_to_pb(&task.place)),
             })
             .collect(),
         call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),
     }
 }
 
-pub fn activation_to_pb(activation: &crate::engine::Activation) -> pb::PlanActivation {
+pub fn activation_to_pb(activation: &pingji_engine::engine::Activation) -> pb::PlanActivation {
     pb::PlanActivation {
         id: activation.id.to_string(),
         plan_id: activation.plan.to_string(),
@@ -666,7 +610,7 @@ pub fn activation_to_pb(activation: &crate::engine::Activation) -> pb::PlanActiv
     }
 }
 
-pub fn callup_to_pb(engine: &Engine, callup: &crate::engine::Callup) -> pb::Callup {
+pub fn callup_to_pb(engine: &Engine, callup: &pingji_engine::engine::Callup) -> pb::Callup {
     let people: Vec<pb::CalledPerson> = callup
         .people
         .iter()

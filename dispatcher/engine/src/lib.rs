@@ -1,0 +1,35 @@
+//! The Pingji dispatch domain: a deterministic state machine with no I/O.
+//!
+//! Everything here is pure: no tokio, no files or sockets, no clock of its
+//! own (time comes in as an argument), no randomness and no password hashing.
+//! The server (`pingji-dispatcher`) journals and serves it; `drill run`
+//! (`pingji-scenarios`) plays it on a virtual clock.
+//!
+//! # Layout
+//! - [`ids`]: identifier newtypes and time.
+//! - [`accounts`]: operator roles, the command-to-role table, the shape of tokens.
+//! - [`spatial`]: positions, great-circle distance, the spatial index of people.
+//! - [`areas`]: the area hierarchy, GeoJSON import and point-in-polygon placement.
+//! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening, surge assignment).
+//! - [`assignment`]: min-cost matching of many waiting slots to people at once (surges).
+//! - [`roster`]: people, roles, skills, status.
+//! - [`incident`]: incidents, offers and assignments.
+//! - [`plans`]: emergency plans (应急预案) and their files.
+//! - [`event`]: the events that are the system of record.
+//! - [`engine`]: decide / evolve / tick: the dispatch state machine.
+
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod areas;
+pub mod assignment;
+pub mod engine;
+pub mod event;
+pub mod ids;
+pub mod incident;
+pub mod plans;
+pub mod policy;
+pub mod roster;
+pub mod spatial;
+
+pub use engine::{Command, Engine, Rejection};

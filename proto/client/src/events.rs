@@ -1,0 +1,317 @@
+//! Events told in words, for `pingji events`, the live view's feed and
+//! drill logs: read from the typed `body` of each event, never from text.
+//!
+//! An event whose body this client does not know (a newer dispatcher) is
+//! still shown, as "unknown event kind KIND" with its ids: nothing is
+//! dropped. Phone numbers and people's positions are never shown.
+
+use pb::event::Body;
+use pingji_proto::v1 as pb;
+
+use crate::labels;
+
+/// What happened, in words, without the sequence number, time or actor.
+pub fn summary(event: &pb::Event) -> String {
+    match &event.body {
+        Some(body) => summary_of(body),
+        None => unknown(event),
+    }
+}
+
+/// A whole line: `#12  2025-05-01 08:00:00Z  operator:li  incident_reported  ...`.
+pub fn line(event: &pb::Event) -> String {
+    format!("#{:<6} {}  {:<18} {:<22} {}", event.seq, labels::utc_time(event.at_ms), event.actor, event.kind, summary(event))
+        .trim_end()
+        .to_string()
+}
+
+/// Whether this client knows the event's kind (it has a typed body).
+pub fn is_known(event: &pb::Event) -> bool {
+    event.body.is_some()
+}
+
+/// The snake_case name of a body's kind, as in `Event.kind`.
+pub fn kind_name(body: &Body) -> &'static str {
+    match body {
+        Body::AreasImported(_) => "areas_imported",
+        Body::AgentsUpserted(_) => "agents_upserted",
+        Body::AgentStatusChanged(_) => "agent_status_changed",
+        Body::IncidentReported(_) => "incident_reported",
+        Body::OfferSent(_) => "offer_sent",
+        Body::Assigned(_) => "assigned",
+        Body::OfferDeclined(_) => "offer_declined",
+        Body::OfferTimedOut(_) => "offer_timed_out",
+        Body::OfferWithdrawn(_) => "offer_withdrawn",
+        Body::Widened(_) => "widened",
+        Body::NoCandidates(_) => "no_candidates",
+        Body::IncidentStaffed(_) => "incident_staffed",
+        Body::AgentArrived(_) => "agent_arrived",
+        Body::AssignmentCompleted(_) => "assignment_completed",
+        Body::IncidentCancelled(_) => "incident_cancelled",
+        Body::IncidentClosed(_) => "incident_closed",
+        Body::ModeSwitched(_) => "mode_switched",
+        Body::PlansImported(_) => "plans_imported",
+        Body::PlanActivated(_) => "plan_activated",
+        Body::PlanDeactivated(_) => "plan_deactivated",
+        Body::CallupIssued(_) => "callup_issued",
+        Body::CheckedIn(_) => "checked_in",
+        Body::CallupDeadlinePassed(_) => "callup_deadline_passed",
+        Body::CallupStoodDown(_) => "callup_stood_down",
+        Body::FieldReported(_) => "field_reported",
+        Body::ReportAccepted(_) => "report_accepted",
+        Body::ReportMerged(_) => "report_merged",
+        Body::ReportRejected(_) => "report_rejected",
+        Body::GridStaffingLow(_) => "grid_staffing_low",
+        Body::GridStaffingRestored(_) => "grid_staffing_restored",
+        Body::AgentTokensIssued(_) => "agent_tokens_issued",
+        Body::OperatorAdded(_) => "operator_added",
+        Body::OperatorTokenRotated(_) => "operator_token_rotated",
+        Body::OperatorRemoved(_) => "operator_removed",
+        Body::PersonalDataRead(_) => "personal_data_read",
+    }
+}
+
+fn unknown(event: &pb::Event) -> String {
+    let ids: Vec<String> =
+        [("incident", &event.incident_id), ("agent", &event.agent_id), ("area", &event.area_id), ("offer", &event.offer_id)]
+            .iter()
+            .filter(|(_, id)| !id.is_empty())
+            .map(|(what, id)| format!("{what} {id}"))
+            .collect();
+    let kind = if event.kind.is_empty() { "(unnamed)" } else { event.kind.as_str() };
+    if ids.is_empty() {
+        format!("unknown event kind {kind} (a newer dispatcher?)")
+    } else {
+        format!("unknown event kind {kind} (a newer dispatcher?): {}", ids.join(", "))
+    }
+}
+
+fn people(count: usize) -> String {
+    if count == 1 { "1 person".to_string() } else { format!("{count} people") }
+}
+
+fn withdraw_words(reason: i32) -> &'static str {
+    match pb::WithdrawReason::try_from(reason) {
+        Ok(pb::WithdrawReason::Disconnected) => "session ended",
+        Ok(pb::WithdrawReason::Unavailable) => "no longer available",
+        Ok(pb::WithdrawReason::IncidentEnded) => "incident ended",
+        Ok(pb::WithdrawReason::Filled) => "no longer needed",
+        Ok(pb::WithdrawReason::Unspecified) | Err(_) => "reason not given",
+    }
+}
+
+fn widen_words(reason: i32) -> &'static str {
+    match pb::WidenReason::try_from(reason) {
+        Ok(pb::WidenReason::NoCandidates) => "nobody fits",
+        Ok(pb::WidenReason::WaitExpired) => "wait expired",
+        Ok(pb::WidenReason::Unspecified) | Err(_) => "reason not given",
+    }
+}
+
+fn summary_of(body: &Body) -> String {
+    match body {
+        Body::AreasImported(import) => {
+            format!("{} areas, {} service centres", import.areas.len(), import.service_centres.len())
+        }
+        Body::AgentsUpserted(upserted) => match upserted.agents.as_slice() {
+            [one] => format!("person {} ({})", one.id, one.name),
+            many => people(many.len()),
+        },
+        Body::AgentStatusChanged(changed) => {
+            format!("{} is now {}", changed.agent_id, labels::agent_status_name(changed.status))
+        }
+        Body::IncidentReported(reported) => {
+            let spec = reported.spec.clone().unwrap_or_default();
+            let skills = if spec.required_skills.is_empty() {
+                String::new()
+            } else {
+                format!(" needs {}", spec.required_skills.join("+"))
+            };
+            let at = spec.location.map(|at| format!(" at {:.5},{:.5}", at.lon, at.lat)).unwrap_or_default();
+            format!(
+                "{} {} P{} x{}{skills}{at} (offered from {})",
+                reported.incident_id,
+                spec.category,
+                spec.priority,
+                spec.headcount,
+                labels::level_name(reported.scope)
+            )
+        }
+        Body::OfferSent(offer) => format!(
+            "{} offered to {} ({:.0} m, ETA {:.0} s, {})",
+            offer.incident_id,
+            offer.agent_id,
+            offer.distance_m,
+            offer.eta_s,
+            if offer.flat { "flat" } else { labels::level_name(offer.level) }
+        ),
+        Body::Assigned(assigned) => format!("{} accepted {}", assigned.agent_id, assigned.incident_id),
+        Body::OfferDeclined(declined) => {
+            if declined.reason.trim().is_empty() {
+                format!("{} declined {}", declined.agent_id, declined.incident_id)
+            } else {
+                format!("{} declined {}: {}", declined.agent_id, declined.incident_id, declined.reason)
+            }
+        }
+        Body::OfferTimedOut(timed_out) => format!("{} did not answer {} in time", timed_out.agent_id, timed_out.incident_id),
+        Body::OfferWithdrawn(withdrawn) => format!(
+            "offer of {} to {} withdrawn: {}",
+            withdrawn.incident_id,
+            withdrawn.agent_id,
+            withdraw_words(withdrawn.reason)
+        ),
+        Body::Widened(widened) => format!(
+            "{} widened {} -> {} ({})",
+            widened.incident_id,
+            labels::level_name(widened.from),
+            labels::level_name(widened.to),
+            widen_words(widened.reason)
+        ),
+        Body::NoCandidates(none) => format!("{}: nobody fits at {} level", none.incident_id, labels::level_name(none.level)),
+        Body::IncidentStaffed(staffed) => format!("{} staffed", staffed.incident_id),
+        Body::AgentArrived(arrived) => format!("{} arrived at {}", arrived.agent_id, arrived.incident_id),
+        Body::AssignmentCompleted(completed) => {
+            format!("{} completed {}: {}", completed.agent_id, completed.incident_id, completed.feedback)
+        }
+        Body::IncidentCancelled(cancelled) => format!("{} cancelled: {}", cancelled.incident_id, cancelled.reason),
+        Body::IncidentClosed(closed) => format!("{} closed: {}", closed.incident_id, closed.feedback.replace('\n', "; ")),
+        Body::ModeSwitched(switched) => format!(
+            "{}: {} -> {}: {}",
+            switched.area_id,
+            labels::mode_text(switched.previous),
+            labels::mode_text(switched.mode),
+            switched.reason
+        ),
+        Body::PlansImported(imported) => {
+            let ids: Vec<&str> = imported.plans.iter().map(|plan| plan.id.as_str()).collect();
+            format!("plans loaded: {}", ids.join(", "))
+        }
+        Body::PlanActivated(activated) => format!(
+            "plan {} activated on {}{}: {}",
+            activated.activation_id,
+            activated.area_id,
+            if activated.automatic { " (by the mode switch)" } else { "" },
+            activated.reason
+        ),
+        Body::PlanDeactivated(deactivated) => format!("plan {} ended: {}", deactivated.activation_id, deactivated.reason),
+        Body::CallupIssued(issued) => format!(
+            "{}: {} called up in {}, check in by {}",
+            issued.callup_id,
+            people(issued.agent_ids.len()),
+            issued.area_id,
+            labels::utc_time(issued.deadline_ms)
+        ),
+        Body::CheckedIn(checked_in) => format!("{} checked in ({})", checked_in.agent_id, checked_in.callup_id),
+        Body::CallupDeadlinePassed(passed) => {
+            format!("{}: check-in deadline passed, {} missing", passed.callup_id, passed.missing_agent_ids.len())
+        }
+        Body::CallupStoodDown(stood_down) => format!("{} stood down: {}", stood_down.callup_id, stood_down.reason),
+        Body::FieldReported(reported) => format!(
+            "{} reported {} ({}) from the field; waiting for triage",
+            reported.agent_id,
+            reported.incident_id,
+            reported.spec.as_ref().map(|spec| spec.category.as_str()).unwrap_or_default()
+        ),
+        Body::ReportAccepted(accepted) => format!("report {} accepted as P{}", accepted.incident_id, accepted.priority),
+        Body::ReportMerged(merged) => format!("report {} merged into {}", merged.incident_id, merged.into_incident_id),
+        Body::ReportRejected(rejected) => format!("report {} rejected: {}", rejected.incident_id, rejected.reason),
+        Body::GridStaffingLow(low) => {
+            format!("grid {} short of people: {} available, minimum {}", low.grid_id, low.available, low.minimum)
+        }
+        Body::GridStaffingRestored(restored) => {
+            format!("grid {} staffed again: {} available", restored.grid_id, restored.available)
+        }
+        Body::AgentTokensIssued(issued) => match issued.agent_ids.as_slice() {
+            [one] => format!("new token issued for {one}"),
+            many => format!("new tokens issued for {}", people(many.len())),
+        },
+        Body::OperatorAdded(added) => {
+            format!("operator {} added as {}", added.name, labels::operator_role_name(added.role))
+        }
+        Body::OperatorTokenRotated(rotated) => format!("operator {} has a new token", rotated.name),
+        Body::OperatorRemoved(removed) => format!("operator {} removed", removed.name),
+        Body::PersonalDataRead(read) => {
+            format!("{} read precise personal data of {}: {}", read.rpc, people(read.people as usize), read.subject)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, body: Body) -> pb::Event {
+        pb::Event {
+            seq: 12,
+            at_ms: 1_746_057_600_000,
+            actor: "operator:li".into(),
+            kind: kind.into(),
+            body: Some(body),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_mode_switch_reads_as_from_to_and_why() {
+        let switched = event(
+            "mode_switched",
+            Body::ModeSwitched(pb::event::ModeSwitched {
+                area_id: "d1".into(),
+                mode: pb::Mode::EmergencyIi as i32,
+                previous: pb::Mode::Normal as i32,
+                reason: "台风".into(),
+            }),
+        );
+        assert_eq!(summary(&switched), "d1: normal -> emergency II (orange): 台风");
+        assert_eq!(
+            line(&switched),
+            "#12     2025-05-01 00:00:00Z  operator:li        mode_switched          d1: normal -> emergency II (orange): 台风"
+        );
+    }
+
+    #[test]
+    fn an_unknown_event_is_shown_with_its_kind_and_ids() {
+        let unknown = pb::Event {
+            seq: 40,
+            kind: "something_new".into(),
+            incident_id: "inc-1".into(),
+            agent_id: "p1".into(),
+            ..Default::default()
+        };
+        assert!(!is_known(&unknown));
+        assert_eq!(summary(&unknown), "unknown event kind something_new (a newer dispatcher?): incident inc-1, agent p1");
+        assert!(line(&unknown).starts_with("#40 "), "{}", line(&unknown));
+    }
+
+    #[test]
+    fn token_events_name_whose_token_changed() {
+        let issued =
+            event("agent_tokens_issued", Body::AgentTokensIssued(pb::event::AgentTokensIssued { agent_ids: vec!["p1".into()] }));
+        assert_eq!(summary(&issued), "new token issued for p1");
+        let added = event(
+            "operator_added",
+            Body::OperatorAdded(pb::event::OperatorAdded { name: "li.na".into(), role: pb::OperatorRole::Viewer as i32 }),
+        );
+        assert_eq!(summary(&added), "operator li.na added as viewer");
+        let removed = event("operator_removed", Body::OperatorRemoved(pb::event::OperatorRemoved { name: "li.na".into() }));
+        assert_eq!(summary(&removed), "operator li.na removed");
+    }
+
+    #[test]
+    fn people_upserted_show_no_phone_and_counts_read_in_the_singular() {
+        let one = pb::AgentSpec { id: "p1".into(), name: "王芳".into(), phone: "139****0000".into(), ..Default::default() };
+        let upserted = event("agents_upserted", Body::AgentsUpserted(pb::event::AgentsUpserted { agents: vec![one] }));
+        assert_eq!(summary(&upserted), "person p1 (王芳)");
+        let callup = event(
+            "callup_issued",
+            Body::CallupIssued(pb::event::CallupIssued {
+                callup_id: "callup-0001".into(),
+                area_id: "d1".into(),
+                agent_ids: vec!["p2".into()],
+                deadline_ms: 1_746_057_900_000,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(summary(&callup), "callup-0001: 1 person called up in d1, check in by 2025-05-01 00:05:00Z");
+    }
+}
