@@ -708,9 +708,9 @@ fn story(report: &Report) -> String {
     }
     if report.callups.callups > 0 {
         sentences.push(format!(
-            "{} called up {}",
-            plural(report.callups.callups, "call-up", "call-ups"),
-            plural(report.callups.called, "person", "people")
+            "{} called up in {}",
+            plural(report.callups.called, "person", "people"),
+            plural(report.callups.callups, "call-up", "call-ups")
         ));
     }
     sentences.join(". ") + "."

@@ -435,3 +435,33 @@ fn the_readmes_describe_the_typhoon_drill_as_it_runs() {
         );
     }
 }
+
+/// A story may say when things happen, but only on the drill clock the
+/// report uses: from the drill's start time to its end.
+#[test]
+fn every_sample_drills_story_tells_its_times_on_the_drill_clock() {
+    let drills = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drills");
+    // Every drill starts at the same instant; the typhoon run shows which.
+    let start_s = (typhoon().report.drill.started_at_ms / 1000).rem_euclid(86_400);
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(&drills).expect("drills folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|extension| extension != "toml") {
+            continue;
+        }
+        let drill = pingji_scenarios::drill::load(&path).unwrap_or_else(|error| panic!("{error}"));
+        let end_s = start_s + drill.file.duration_s as i64;
+        let text = &drill.file.description;
+        for (index, _) in text.match_indices(':') {
+            let (Some(before), Some(after)) = (text.get(index.saturating_sub(2)..index), text.get(index + 1..index + 3)) else {
+                continue;
+            };
+            let (Ok(hours), Ok(minutes)) = (before.parse::<i64>(), after.parse::<i64>()) else { continue };
+            let at_s = hours * 3600 + minutes * 60;
+            if at_s < start_s || at_s > end_s {
+                wrong.push(format!("{}: {before}:{after} is not on the drill clock", path.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
