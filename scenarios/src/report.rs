@@ -101,8 +101,21 @@ pub struct CommunityRow {
 #[derive(Clone, Debug, Serialize)]
 pub struct KeyEvent {
     pub at_s: f64,
+    /// `at_s` on the drill clock, as the report shows it: "08:05:00".
+    pub clock: String,
     pub kind: String,
     pub text: String,
+}
+
+/// One area switched between normal and an emergency grade.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeSwitchFigures {
+    pub at_s: f64,
+    pub clock: String,
+    pub area: String,
+    pub name: String,
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -166,6 +179,7 @@ pub struct Report {
     pub communities: Vec<CommunityRow>,
     pub staffed_in_time_s: u64,
     pub timeline: Vec<KeyEvent>,
+    pub mode_switches: Vec<ModeSwitchFigures>,
     pub staffing: Vec<StaffingSample>,
     /// Areas switched to emergency during the drill, with the strictest grade.
     pub emergency_areas: BTreeMap<String, String>,
@@ -214,6 +228,14 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let mut callups: BTreeMap<String, RollCall> = BTreeMap::new();
     let mut plan_activations = 0;
     let mut grid_staffing_low = 0;
+    let mut mode_switches = Vec::new();
+    let started_at_ms = input.started_at.0;
+    let key = |at_s: f64, kind: &str, text: String| KeyEvent {
+        at_s: round1(at_s),
+        clock: clock(started_at_ms, at_s),
+        kind: kind.to_string(),
+        text,
+    };
 
     let sample = |tracked: &BTreeMap<IncidentId, Tracked>, at_s: f64| {
         let mut sample = StaffingSample { at_s: round1(at_s), waiting: 0, offered: 0, staffed: 0, ended: 0 };
@@ -327,10 +349,10 @@ pub fn build(input: ReportInput<'_>) -> Report {
                 {
                     figures.widenings += 1;
                     if *to < AreaLevel::Community {
-                        timeline.push(KeyEvent {
-                            at_s: round1(at_s),
-                            kind: "widened".into(),
-                            text: format!(
+                        timeline.push(key(
+                            at_s,
+                            "widened",
+                            format!(
                                 "{incident} ({}, P{}) widened {} → {} ({})",
                                 figures.category,
                                 figures.priority,
@@ -341,17 +363,13 @@ pub fn build(input: ReportInput<'_>) -> Report {
                                     pingji_engine::event::WidenReason::WaitExpired => "wait ran out",
                                 }
                             ),
-                        });
+                        ));
                     }
                 }
             }
             EventKind::NoCandidates { incident, level } => {
                 totals.no_candidates += 1;
-                timeline.push(KeyEvent {
-                    at_s: round1(at_s),
-                    kind: "no_candidates".into(),
-                    text: format!("{incident}: nobody fits at {} level; waiting", level.name()),
-                });
+                timeline.push(key(at_s, "no_candidates", format!("{incident}: nobody fits at {} level; waiting", level.name())));
             }
             EventKind::IncidentCancelled { incident, .. } | EventKind::IncidentClosed { incident, .. } => {
                 let cancelled = matches!(event.kind, EventKind::IncidentCancelled { .. });
@@ -370,11 +388,11 @@ pub fn build(input: ReportInput<'_>) -> Report {
             EventKind::CallupIssued { callup, area, people, deadline, reason, .. } => {
                 let called = people.iter().map(|agent| (agent.to_string(), None)).collect();
                 callups.insert(callup.to_string(), (event.at, *deadline, called));
-                timeline.push(KeyEvent {
-                    at_s: round1(at_s),
-                    kind: "callup_issued".into(),
-                    text: format!("{callup}: {} people called up in {area} ({reason})", people.len()),
-                });
+                timeline.push(key(
+                    at_s,
+                    "callup_issued",
+                    format!("{callup}: {} called up in {area} ({reason})", plural(people.len(), "person", "people")),
+                ));
             }
             EventKind::CheckedIn { callup, agent } => {
                 if let Some((_, _, people)) = callups.get_mut(callup.as_str()) {
@@ -382,26 +400,22 @@ pub fn build(input: ReportInput<'_>) -> Report {
                 }
             }
             EventKind::CallupDeadlinePassed { callup, missing } => {
-                timeline.push(KeyEvent {
-                    at_s: round1(at_s),
-                    kind: "callup_deadline_passed".into(),
-                    text: format!("{callup}: check-in deadline passed, {} missing", missing.len()),
-                });
+                timeline.push(key(
+                    at_s,
+                    "callup_deadline_passed",
+                    format!("{callup}: check-in deadline passed, {} missing", missing.len()),
+                ));
             }
             EventKind::PlanActivated { activation, area, automatic, .. } => {
                 plan_activations += 1;
-                timeline.push(KeyEvent {
-                    at_s: round1(at_s),
-                    kind: "plan_activated".into(),
-                    text: format!("plan {activation} activated on {area}{}", if *automatic { " by the switch" } else { "" }),
-                });
+                timeline.push(key(
+                    at_s,
+                    "plan_activated",
+                    format!("plan {activation} activated on {area}{}", if *automatic { " by the switch" } else { "" }),
+                ));
             }
             EventKind::PlanDeactivated { activation, reason } => {
-                timeline.push(KeyEvent {
-                    at_s: round1(at_s),
-                    kind: "plan_deactivated".into(),
-                    text: format!("plan {activation} ended: {reason}"),
-                });
+                timeline.push(key(at_s, "plan_deactivated", format!("plan {activation} ended: {reason}")));
             }
             EventKind::GridStaffingLow { .. } => grid_staffing_low += 1,
             EventKind::ModeSwitched { area, mode, previous, reason } => {
@@ -411,10 +425,18 @@ pub fn build(input: ReportInput<'_>) -> Report {
                     *entry = (*entry).max(*mode);
                 }
                 let name = names.get(area.as_str()).cloned().unwrap_or_default();
-                timeline.push(KeyEvent {
+                timeline.push(key(
+                    at_s,
+                    "mode_switched",
+                    format!("{area} {name}: {} → {} ({reason}) by {}", previous.name(), mode.name(), event.actor),
+                ));
+                mode_switches.push(ModeSwitchFigures {
                     at_s: round1(at_s),
-                    kind: "mode_switched".into(),
-                    text: format!("{area} {name}: {} → {} ({reason}) by {}", previous.name(), mode.name(), event.actor),
+                    clock: clock(started_at_ms, at_s),
+                    area: area.to_string(),
+                    name,
+                    from: previous.name().to_string(),
+                    to: mode.name().to_string(),
                 });
             }
             _ => {}
@@ -430,11 +452,11 @@ pub fn build(input: ReportInput<'_>) -> Report {
         incidents.iter().filter(|figures| figures.ended.is_none() && figures.staffed_s.is_none()).collect();
     totals.unstaffed_at_end = unstaffed.len();
     for figures in &unstaffed {
-        timeline.push(KeyEvent {
-            at_s: round1(duration_s),
-            kind: "unstaffed_at_end".into(),
-            text: format!("{} ({}, P{}) still short of people at the end", figures.id, figures.category, figures.priority),
-        });
+        timeline.push(key(
+            duration_s,
+            "unstaffed_at_end",
+            format!("{} ({}, P{}) still short of people at the end", figures.id, figures.category, figures.priority),
+        ));
     }
     timeline.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
 
@@ -514,6 +536,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         communities,
         staffed_in_time_s: input.staffed_in_time_s,
         timeline,
+        mode_switches,
         staffing,
         emergency_areas: strictest.into_iter().map(|(area, mode)| (area, mode.name().to_string())).collect(),
         callups: callup_figures,
@@ -600,9 +623,97 @@ fn cell(value: Option<f64>) -> String {
     value.map_or("—".to_string(), |v| format!("{v:.0}"))
 }
 
-fn hms(seconds: f64) -> String {
-    let total = seconds.max(0.0) as u64;
-    format!("{:02}:{:02}:{:02}", total / 3600, total / 60 % 60, total % 60)
+/// A count with thousands separators, as the prose writes numbers: 1,600.
+pub fn thousands(count: usize) -> String {
+    // Groups of three digits, least significant first.
+    let mut groups = Vec::new();
+    let mut rest = count;
+    while rest >= 1000 {
+        groups.push(format!("{:03}", rest % 1000));
+        rest /= 1000;
+    }
+    groups.push(rest.to_string());
+    groups.reverse();
+    groups.join(",")
+}
+
+/// A count and its noun, singular for one: "1 mode switch", "2 mode switches".
+pub fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(count), if count == 1 { one } else { many })
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A moment of the drill on the drill clock: the time of day (UTC) of its
+/// start plus `at_s`, "08:05:00"; "+1d" and so on once past midnight.
+pub fn clock(started_at_ms: i64, at_s: f64) -> String {
+    let at_ms = started_at_ms + (at_s.max(0.0) * 1000.0) as i64;
+    let second_of_day = at_ms.rem_euclid(DAY_MS) / 1000;
+    let days = at_ms.div_euclid(DAY_MS) - started_at_ms.div_euclid(DAY_MS);
+    let time = format!("{:02}:{:02}:{:02}", second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
+    if days > 0 { format!("{time} +{days}d") } else { time }
+}
+
+/// A length of time in words: "1 hour", "1 hour 30 minutes", "45 seconds".
+pub fn duration_words(seconds: u64) -> String {
+    let (hours, minutes, rest) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    let parts: Vec<String> = [(hours, "hour", "hours"), (minutes, "minute", "minutes"), (rest, "second", "seconds")]
+        .into_iter()
+        .filter(|(count, _, _)| *count > 0)
+        .map(|(count, one, many)| plural(count as usize, one, many))
+        .collect();
+    if parts.is_empty() { "0 seconds".to_string() } else { parts.join(" ") }
+}
+
+/// The story in figures, on the drill clock: when it ran, when incidents
+/// came in, when areas switched mode, the call-ups.
+fn story(report: &Report) -> String {
+    let started = report.drill.started_at_ms;
+    let mut sentences = vec![format!(
+        "The drill clock runs from {} to {} ({})",
+        clock(started, 0.0),
+        clock(started, report.drill.duration_s as f64),
+        duration_words(report.drill.duration_s)
+    )];
+    let reported = report.incidents.iter().map(|figures| figures.reported_at_s);
+    let first = reported.clone().reduce(f64::min);
+    let last = reported.reduce(f64::max);
+    let incidents = plural(report.totals.incidents, "incident", "incidents");
+    sentences.push(match (first, last) {
+        (Some(first), Some(last)) if first == last => format!("{incidents} came in at {}", clock(started, first)),
+        (Some(first), Some(last)) => {
+            format!("{incidents} came in between {} and {}", clock(started, first), clock(started, last))
+        }
+        _ => "No incidents came in".to_string(),
+    });
+    debug_assert_eq!(report.mode_switches.len(), report.totals.mode_switches);
+    if !report.mode_switches.is_empty() {
+        const LISTED: usize = 4;
+        let listed: Vec<String> = report
+            .mode_switches
+            .iter()
+            .take(LISTED)
+            .map(|switch| {
+                let area = if switch.name.is_empty() { switch.area.clone() } else { format!("{} {}", switch.area, switch.name) };
+                format!("{area} to {} at {}", switch.to, switch.clock)
+            })
+            .collect();
+        let more = report.mode_switches.len().saturating_sub(LISTED);
+        sentences.push(format!(
+            "{}: {}{}",
+            plural(report.mode_switches.len(), "mode switch", "mode switches"),
+            listed.join("; "),
+            if more > 0 { format!("; {more} more in the key events") } else { String::new() }
+        ));
+    }
+    if report.callups.callups > 0 {
+        sentences.push(format!(
+            "{} called up in {}",
+            plural(report.callups.called, "person", "people"),
+            plural(report.callups.callups, "call-up", "call-ups")
+        ));
+    }
+    sentences.join(". ") + "."
 }
 
 /// The report for people.
@@ -613,13 +724,13 @@ pub fn markdown(report: &Report) -> String {
     if !drill.description.is_empty() {
         let _ = writeln!(out, "{}\n", drill.description.trim());
     }
+    let _ = writeln!(out, "{}\n", story(report));
     let _ = writeln!(
         out,
-        "Seed {} · {} simulated · {} people · {} events in the log · result: **{}**\n",
+        "Seed {} · {} · {} in the log · result: **{}**\n",
         drill.seed,
-        hms(drill.duration_s as f64),
-        drill.people,
-        drill.events,
+        plural(drill.people, "person", "people"),
+        plural(drill.events, "event", "events"),
         if report.passed { "PASSED" } else { "FAILED" }
     );
     let _ = writeln!(out, "## Expectations\n\n| | expectation | actual |\n|---|---|---|");
@@ -638,20 +749,20 @@ pub fn markdown(report: &Report) -> String {
     let totals = &report.totals;
     let _ = writeln!(
         out,
-        "\n## Headline figures\n\n{} incidents: {} staffed, {} closed with feedback, {} cancelled, {} unstaffed at the end. \
-         {} offers: {} accepted, {} declined, {} timed out, {} withdrawn. {} mode switches, {} \"nobody fits\" waits.\n",
-        totals.incidents,
-        totals.staffed,
-        totals.closed,
-        totals.cancelled,
-        totals.unstaffed_at_end,
-        totals.offers,
-        totals.accepted,
-        totals.declined,
-        totals.timed_out,
-        totals.withdrawn,
-        totals.mode_switches,
-        totals.no_candidates
+        "\n## Headline figures\n\n{}: {} staffed, {} closed with feedback, {} cancelled, {} unstaffed at the end. \
+         {}: {} accepted, {} declined, {} timed out, {} withdrawn. {}, {}.\n",
+        plural(totals.incidents, "incident", "incidents"),
+        thousands(totals.staffed),
+        thousands(totals.closed),
+        thousands(totals.cancelled),
+        thousands(totals.unstaffed_at_end),
+        plural(totals.offers, "offer", "offers"),
+        thousands(totals.accepted),
+        thousands(totals.declined),
+        thousands(totals.timed_out),
+        thousands(totals.withdrawn),
+        plural(totals.mode_switches, "mode switch", "mode switches"),
+        plural(totals.no_candidates, "\"nobody fits\" wait", "\"nobody fits\" waits")
     );
     let _ = writeln!(out, "Seconds from report, per priority (p50 / p90 / max):\n");
     let _ =
@@ -672,13 +783,13 @@ pub fn markdown(report: &Report) -> String {
         let callups = &report.callups;
         let _ = writeln!(
             out,
-            "\nCall-ups: {} issued, {} people called; {} checked in before the deadline, {} late, {} missing at the deadline; \
+            "\n{} issued, {} called up: {} checked in before the deadline, {} late, {} missing at the deadline; \
              time to check in p50 {} s, p90 {} s.\n",
-            callups.callups,
-            callups.called,
-            callups.checked_in_in_time,
-            callups.checked_in_late,
-            callups.missing_at_deadline,
+            plural(callups.callups, "call-up", "call-ups"),
+            plural(callups.called, "person", "people"),
+            thousands(callups.checked_in_in_time),
+            thousands(callups.checked_in_late),
+            thousands(callups.missing_at_deadline),
             cell(callups.time_to_check_in.p50_s),
             cell(callups.time_to_check_in.p90_s)
         );
@@ -686,11 +797,13 @@ pub fn markdown(report: &Report) -> String {
     if report.plan_activations > 0 || report.grid_staffing_low > 0 {
         let _ = writeln!(
             out,
-            "\nPlans activated: {}. Grids falling below their minimum of available people: {} times.\n",
-            report.plan_activations, report.grid_staffing_low
+            "\n{}. Grids fell below their minimum of available people {}.\n",
+            plural(report.plan_activations, "plan activation", "plan activations"),
+            plural(report.grid_staffing_low, "time", "times")
         );
     }
-    let widenings: Vec<String> = totals.widenings.iter().map(|(level, count)| format!("{count} to {level}")).collect();
+    let widenings: Vec<String> =
+        totals.widenings.iter().map(|(level, count)| format!("{} to {level}", thousands(*count))).collect();
     let _ = writeln!(out, "\nWidenings: {}.\n", if widenings.is_empty() { "none".to_string() } else { widenings.join(", ") });
     let _ = writeln!(
         out,
@@ -708,13 +821,13 @@ pub fn markdown(report: &Report) -> String {
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"
     );
-    let _ = writeln!(out, "## Key events\n\n| time | event |\n|---|---|");
+    let _ = writeln!(out, "## Key events\n\nTimes on the drill clock.\n\n| time | event |\n|---|---|");
     const SHOWN: usize = 60;
     for key in report.timeline.iter().take(SHOWN) {
-        let _ = writeln!(out, "| {} | {} |", hms(key.at_s), key.text);
+        let _ = writeln!(out, "| {} | {} |", key.clock, key.text);
     }
     if report.timeline.len() > SHOWN {
-        let _ = writeln!(out, "| | … and {} more in report.json |", report.timeline.len() - SHOWN);
+        let _ = writeln!(out, "| | … and {} more in report.json |", thousands(report.timeline.len() - SHOWN));
     }
     out
 }
@@ -731,4 +844,36 @@ pub fn write(report: &Report, map: &AreaImport, dir: &Path) -> anyhow::Result<()
     std::fs::write(dir.join("staffing.svg"), crate::svg::staffing(report))?;
     std::fs::write(dir.join("map.svg"), crate::svg::map(report, map))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_take_the_singular_only_for_one() {
+        assert_eq!(plural(0, "mode switch", "mode switches"), "0 mode switches");
+        assert_eq!(plural(1, "mode switch", "mode switches"), "1 mode switch");
+        assert_eq!(plural(2, "mode switch", "mode switches"), "2 mode switches");
+        assert_eq!(plural(1600, "person", "people"), "1,600 people");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn the_drill_clock_is_the_start_time_of_day_plus_the_offset() {
+        let eight_o_clock = crate::sim::DRILL_START.0;
+        assert_eq!(clock(eight_o_clock, 0.0), "08:00:00");
+        assert_eq!(clock(eight_o_clock, 300.0), "08:05:00");
+        assert_eq!(clock(eight_o_clock, 3600.0), "09:00:00");
+        assert_eq!(clock(eight_o_clock, 16.0 * 3600.0 + 61.0), "00:01:01 +1d");
+    }
+
+    #[test]
+    fn lengths_of_time_read_as_words() {
+        assert_eq!(duration_words(3600), "1 hour");
+        assert_eq!(duration_words(5400), "1 hour 30 minutes");
+        assert_eq!(duration_words(61), "1 minute 1 second");
+        assert_eq!(duration_words(0), "0 seconds");
+    }
 }

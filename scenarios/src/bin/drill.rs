@@ -151,17 +151,23 @@ fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
 }
 
 fn print_summary(report: &pingji_scenarios::report::Report, out: &std::path::Path) {
+    use pingji_scenarios::report::plural;
     let totals = &report.totals;
     println!("{}: {}", report.drill.name, if report.passed { "PASSED" } else { "FAILED" });
     println!(
-        "  {} people, {} incidents: {} staffed, {} closed, {} cancelled, {} unstaffed at the end",
-        report.drill.people, totals.incidents, totals.staffed, totals.closed, totals.cancelled, totals.unstaffed_at_end
+        "  {}, {}: {} staffed, {} closed, {} cancelled, {} unstaffed at the end",
+        plural(report.drill.people, "person", "people"),
+        plural(totals.incidents, "incident", "incidents"),
+        totals.staffed,
+        totals.closed,
+        totals.cancelled,
+        totals.unstaffed_at_end
     );
     for (priority, figures) in &report.by_priority {
         let show = |value: Option<f64>| value.map_or("—".to_string(), |v| format!("{v:.0} s"));
         println!(
-            "  P{priority}: {} incidents, accepted p50 {} p90 {}, on scene p50 {} p90 {}",
-            figures.incidents,
+            "  P{priority}: {}, accepted p50 {} p90 {}, on scene p50 {} p90 {}",
+            plural(figures.incidents, "incident", "incidents"),
             show(figures.time_to_accept.p50_s),
             show(figures.time_to_accept.p90_s),
             show(figures.time_to_arrive.p50_s),

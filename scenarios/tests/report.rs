@@ -1,0 +1,467 @@
+//! The after-action report as a reader meets it, on the typhoon drill of the
+//! README: the prose tells one story with one set of figures on one clock,
+//! and the pictures, rendered with resvg and the machine's own fonts so that
+//! every text is measured as it is drawn, keep their text on the canvas,
+//! their legends off the data, nothing drawn over a label, and Chinese in a
+//! font that has it.
+//!
+//! The PNGs are written to `$PINGJI_REPORT_PNG_DIR` when set (to look at
+//! them), else under Cargo's test scratch folder.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use pingji_scenarios::report::Report;
+use resvg::tiny_skia;
+use resvg::usvg::{self, FontFamily, Node, Rect};
+
+const PICTURES: [&str; 4] = ["accept.svg", "arrive.svg", "staffing.svg", "map.svg"];
+
+/// Fonts with Chinese glyphs; one of them must come first in every text's
+/// font list, or renderers that do no per-glyph fallback draw boxes.
+const CJK_FAMILIES: [&str; 4] = ["Noto Sans CJK SC", "WenQuanYi Micro Hei", "PingFang SC", "Microsoft YaHei"];
+
+/// Half a pixel of slack for anti-aliasing and rounding.
+const SLACK: f32 = 0.5;
+
+struct Run {
+    out: PathBuf,
+    report: Report,
+}
+
+/// The typhoon drill of the README, run once for every test of this file.
+fn typhoon() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pictures-typhoon");
+        // A journal left by an earlier run would be appended to.
+        let _ = std::fs::remove_dir_all(&out);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drills/typhoon.toml");
+        let drill = pingji_scenarios::drill::load(&path).expect("the typhoon drill loads");
+        let report = pingji_scenarios::run_in_process(&drill, &out, |_| {}).expect("the typhoon drill runs");
+        Run { out, report }
+    })
+}
+
+fn options() -> &'static usvg::Options<'static> {
+    static OPTIONS: OnceLock<usvg::Options<'static>> = OnceLock::new();
+    OPTIONS.get_or_init(|| {
+        let mut options = usvg::Options::default();
+        options.fontdb_mut().load_system_fonts();
+        options
+    })
+}
+
+fn png_dir() -> PathBuf {
+    std::env::var_os("PINGJI_REPORT_PNG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-png"))
+}
+
+/// A leaf of the rendered tree, in drawing order, with the ids of the groups
+/// it sits in.
+struct Drawn<'a> {
+    node: &'a Node,
+    groups: Vec<String>,
+}
+
+fn flatten<'a>(group: &'a usvg::Group, groups: &mut Vec<String>, out: &mut Vec<Drawn<'a>>) {
+    for child in group.children() {
+        match child {
+            Node::Group(inner) => {
+                groups.push(inner.id().to_string());
+                flatten(inner, groups, out);
+                groups.pop();
+            }
+            _ => out.push(Drawn { node: child, groups: groups.clone() }),
+        }
+    }
+}
+
+/// Where a text's glyphs are drawn (its ink, not its line box, which runs
+/// from the font's ascent to its descent and so overlaps the next line's in
+/// fonts with tall line boxes such as Noto Sans CJK).
+fn ink(text: &usvg::Text) -> Rect {
+    let glyphs = text.flattened().abs_bounding_box();
+    if glyphs.width() > 0.0 { glyphs } else { text.abs_bounding_box() }
+}
+
+fn text_of(text: &usvg::Text) -> String {
+    text.chunks().iter().map(|chunk| chunk.text()).collect()
+}
+
+/// How far two rectangles overlap: the smaller of the widths and heights of
+/// their intersection, or zero.
+fn overlap(a: Rect, b: Rect) -> f32 {
+    let width = a.right().min(b.right()) - a.left().max(b.left());
+    let height = a.bottom().min(b.bottom()) - a.top().max(b.top());
+    width.min(height).max(0.0)
+}
+
+fn describe(drawn: &Drawn<'_>) -> String {
+    let id = drawn.node.id();
+    let group = drawn.groups.iter().rev().find(|id| !id.is_empty());
+    match (id.is_empty(), group) {
+        (false, _) => format!("#{id}"),
+        (true, Some(group)) => format!("a shape in #{group}"),
+        (true, None) => "a shape".to_string(),
+    }
+}
+
+/// Which fonts a picture is measured with.
+#[derive(Clone, Copy, PartialEq)]
+enum Fonts {
+    /// The fonts the picture names, as installed here.
+    AsNamed,
+    /// DejaVu Sans, a wide Latin font: a reader without any of the named
+    /// fonts gets something like it, and the text must still fit.
+    Wide,
+}
+
+/// The picture with every font list replaced by DejaVu Sans.
+fn with_wide_font(svg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = svg;
+    while let Some(start) = rest.find("font-family=\"") {
+        let value_start = start + "font-family=\"".len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("DejaVu Sans");
+        let value_end = rest[value_start..].find('"').map_or(rest.len(), |end| value_start + end);
+        rest = &rest[value_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Everything wrong with one picture, as sentences; empty when it is fine.
+fn problems(name: &str, svg: &str, fonts: Fonts) -> (Vec<String>, usvg::Tree) {
+    let wide;
+    let (name, svg) = match fonts {
+        Fonts::AsNamed => (name.to_string(), svg),
+        Fonts::Wide => {
+            wide = with_wide_font(svg);
+            (format!("{name} (in DejaVu Sans)"), wide.as_str())
+        }
+    };
+    let name = name.as_str();
+    let tree = usvg::Tree::from_str(svg, options()).unwrap_or_else(|error| panic!("{name} parses: {error}"));
+    let size = tree.size();
+    let canvas = Rect::from_xywh(0.0, 0.0, size.width(), size.height()).expect("a canvas");
+    let mut problems = Vec::new();
+    let mut wrong_fonts = false;
+    let mut drawn = Vec::new();
+    flatten(tree.root(), &mut Vec::new(), &mut drawn);
+
+    for (index, item) in drawn.iter().enumerate() {
+        let Node::Text(text) = item.node else { continue };
+        let content = text_of(text);
+        let bounds = ink(text);
+        if bounds.left() < -SLACK
+            || bounds.top() < -SLACK
+            || bounds.right() > canvas.right() + SLACK
+            || bounds.bottom() > canvas.bottom() + SLACK
+        {
+            problems.push(format!(
+                "{name}: text {content:?} spans x {:.0}..{:.0}, y {:.0}..{:.0}, outside the {:.0}×{:.0} canvas",
+                bounds.left(),
+                bounds.right(),
+                bounds.top(),
+                bounds.bottom(),
+                canvas.width(),
+                canvas.height()
+            ));
+        }
+        let first_families: Vec<&FontFamily> =
+            text.chunks().iter().flat_map(|chunk| chunk.spans()).filter_map(|span| span.font().families().first()).collect();
+        let cjk_first = first_families
+            .iter()
+            .all(|family| matches!(family, FontFamily::Named(named) if CJK_FAMILIES.contains(&named.as_str())));
+        if fonts == Fonts::AsNamed && !cjk_first && !wrong_fonts {
+            wrong_fonts = true;
+            problems.push(format!(
+                "{name}: text {content:?} (and perhaps others) names {first_families:?} first, not a CJK font of {CJK_FAMILIES:?}"
+            ));
+        }
+        let missing: String = text
+            .layouted()
+            .iter()
+            .flat_map(|span| &span.positioned_glyphs)
+            .filter(|glyph| glyph.id.0 == 0)
+            .map(|glyph| glyph.text.as_str())
+            .collect();
+        if fonts == Fonts::AsNamed && !missing.is_empty() {
+            problems.push(format!(
+                "{name}: text {content:?} draws {missing:?} as boxes: no installed font has them \
+                 (apt-get install fonts-noto-cjk)"
+            ));
+        }
+        for later in &drawn[index + 1..] {
+            let later_bounds = match later.node {
+                Node::Text(other) => ink(other),
+                other => other.abs_bounding_box(),
+            };
+            if overlap(bounds, later_bounds) <= SLACK {
+                continue;
+            }
+            match later.node {
+                Node::Text(other) => {
+                    problems.push(format!("{name}: the texts {content:?} and {:?} overlap", text_of(other)));
+                }
+                Node::Path(path) if !path.is_visible() => continue,
+                _ => problems.push(format!("{name}: {} is drawn over the text {content:?}", describe(later))),
+            }
+            break;
+        }
+        if item.groups.iter().any(|group| group == "legend")
+            && let Some(legend_box) = tree.node_by_id("legend-box")
+        {
+            let frame = legend_box.abs_bounding_box();
+            if bounds.left() < frame.left() - SLACK
+                || bounds.right() > frame.right() + SLACK
+                || bounds.top() < frame.top() - SLACK
+                || bounds.bottom() > frame.bottom() + SLACK
+            {
+                problems.push(format!("{name}: the legend text {content:?} sticks out of the legend box"));
+            }
+        }
+    }
+
+    match (tree.node_by_id("legend"), tree.node_by_id("plot-area")) {
+        (Some(legend), Some(plot)) => {
+            let legend_box = legend.abs_stroke_bounding_box();
+            let plot_box = plot.abs_bounding_box();
+            if overlap(legend_box, plot_box) > SLACK {
+                problems.push(format!(
+                    "{name}: the legend (x {:.0}..{:.0}, y {:.0}..{:.0}) lies on the plot area (x {:.0}..{:.0}, y {:.0}..{:.0})",
+                    legend_box.left(),
+                    legend_box.right(),
+                    legend_box.top(),
+                    legend_box.bottom(),
+                    plot_box.left(),
+                    plot_box.right(),
+                    plot_box.top(),
+                    plot_box.bottom()
+                ));
+            }
+            if legend_box.right() > canvas.right() + SLACK || legend_box.bottom() > canvas.bottom() + SLACK {
+                problems.push(format!("{name}: the legend box leaves the canvas"));
+            }
+        }
+        (legend, plot) => {
+            if legend.is_none() {
+                problems.push(format!("{name}: no legend (an element with id \"legend\")"));
+            }
+            if plot.is_none() {
+                problems.push(format!("{name}: no plot area (an element with id \"plot-area\")"));
+            }
+        }
+    }
+    (problems, tree)
+}
+
+fn render_png(drill: &str, name: &str, tree: &usvg::Tree) -> PathBuf {
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).expect("a non-empty picture");
+    resvg::render(tree, tiny_skia::Transform::identity(), &mut pixmap.as_mut());
+    let dir = png_dir().join(drill);
+    std::fs::create_dir_all(&dir).expect("png folder");
+    let path = dir.join(name.replace(".svg", ".png"));
+    pixmap.save_png(&path).expect("write png");
+    path
+}
+
+/// Checks a drill's four pictures, as named and in a wide font, and
+/// renders them to PNG.
+fn picture_problems(drill: &str, out: &Path) -> Vec<String> {
+    let has_wide_font = options().fontdb.faces().any(|face| face.families.iter().any(|(family, _)| family == "DejaVu Sans"));
+    assert!(has_wide_font, "the pictures are also measured in DejaVu Sans: apt-get install fonts-dejavu-core");
+    let mut all = Vec::new();
+    for name in PICTURES {
+        let svg = std::fs::read_to_string(out.join(name)).expect("picture written");
+        let label = format!("{drill}/{name}");
+        let (as_named, tree) = problems(&label, &svg, Fonts::AsNamed);
+        let png = render_png(drill, name, &tree);
+        let (wide, _) = problems(&label, &svg, Fonts::Wide);
+        eprintln!("{label}: {} problems; rendered to {}", as_named.len() + wide.len(), png.display());
+        all.extend(as_named);
+        all.extend(wide);
+    }
+    all
+}
+
+#[test]
+fn every_picture_keeps_its_text_on_the_canvas_and_its_legend_off_the_data() {
+    let all = picture_problems("typhoon", &typhoon().out);
+    assert!(all.is_empty(), "{} problems with the pictures:\n{}", all.len(), all.join("\n"));
+}
+
+#[test]
+fn the_other_sample_drills_pictures_pass_the_same_checks() {
+    let drills = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drills");
+    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pictures-other-drills");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut all = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&drills).expect("drills folder") {
+        let path = entry.expect("entry").path();
+        let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { continue };
+        if path.extension().is_none_or(|extension| extension != "toml") || stem == "typhoon" {
+            continue;
+        }
+        let drill = pingji_scenarios::drill::load(&path).unwrap_or_else(|error| panic!("{error}"));
+        let out = scratch.join(&stem);
+        pingji_scenarios::run_in_process(&drill, &out, |_| {}).expect("the drill runs");
+        all.extend(picture_problems(&stem, &out));
+        checked += 1;
+    }
+    assert!(checked >= 4, "the sample drills were found ({checked})");
+    assert!(all.is_empty(), "{} problems with the pictures:\n{}", all.len(), all.join("\n"));
+}
+
+#[test]
+fn the_picture_checks_catch_cut_text_a_legend_on_the_data_and_a_dot_over_a_label() {
+    let family = "font-family=\"'Noto Sans CJK SC', sans-serif\"";
+    let svg = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100" {family} font-size="12">
+<rect id="plot-area" x="20" y="10" width="160" height="80" fill="none" stroke="#333"/>
+<text x="150" y="40">a subtitle that runs off the right edge</text>
+<text x="40" y="70">label</text>
+<circle cx="50" cy="66" r="4" fill="red"/>
+<g id="legend"><rect x="100" y="20" width="60" height="20" fill="white"/><text x="104" y="34">P1</text></g>
+</svg>"##
+    );
+    let (problems, _) = problems("broken.svg", &svg, Fonts::AsNamed);
+    let all = problems.join("\n");
+    assert!(all.contains("a subtitle that runs off") && all.contains("outside the"), "{all}");
+    assert!(all.contains("the legend") && all.contains("lies on the plot area"), "{all}");
+    assert!(all.contains("drawn over the text \"label\""), "{all}");
+}
+
+/// A count as the prose writes it: 1,600.
+fn with_separators(count: usize) -> String {
+    // Groups of three digits, least significant first.
+    let mut groups = Vec::new();
+    let mut rest = count;
+    while rest >= 1000 {
+        groups.push(format!("{:03}", rest % 1000));
+        rest /= 1000;
+    }
+    groups.push(rest.to_string());
+    groups.reverse();
+    groups.join(",")
+}
+
+/// The drill clock: the drill's start time of day (UTC) plus the offset.
+fn expected_clock(started_at_ms: i64, at_s: f64) -> String {
+    let second_of_day = (started_at_ms / 1000 + at_s as i64).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60)
+}
+
+fn markdown() -> String {
+    std::fs::read_to_string(typhoon().out.join("report.md")).expect("report.md written")
+}
+
+#[test]
+fn every_incident_count_in_the_prose_is_the_drills_own() {
+    let report = &typhoon().report;
+    let total = with_separators(report.totals.incidents);
+    let markdown = markdown();
+    let mut seen = 0;
+    // Tables break figures down (per priority, per community); the prose
+    // speaks of the whole drill.
+    for line in markdown.lines().filter(|line| !line.starts_with('|')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let is_count = pair[0].chars().all(|c| c.is_ascii_digit() || c == ',');
+            if is_count && pair[1].starts_with("incident") {
+                seen += 1;
+                assert_eq!(pair[0], total, "the prose says {:?} where the drill had {total} incidents: {line}", pair.join(" "));
+            }
+        }
+    }
+    assert!(seen >= 2, "the story and the headline give the number of incidents:\n{markdown}");
+}
+
+#[test]
+fn every_time_in_the_report_is_on_the_drill_clock() {
+    let report = &typhoon().report;
+    let markdown = markdown();
+    let start = expected_clock(report.drill.started_at_ms, 0.0);
+    assert_eq!(start, "08:00:00", "the typhoon story starts at 08:00");
+    assert!(markdown.contains(&start), "the report says when the drill starts:\n{markdown}");
+    let switch = report.timeline.iter().find(|key| key.kind == "mode_switched").expect("the typhoon drill switches d1");
+    assert_eq!(expected_clock(report.drill.started_at_ms, switch.at_s), "08:05:00");
+    let table = markdown.split("## Key events").nth(1).expect("a key events table");
+    for key in report.timeline.iter().take(20) {
+        let row = format!("| {} | {} |", expected_clock(report.drill.started_at_ms, key.at_s), key.text);
+        assert!(table.contains(&row), "missing {row:?} in the key events table:\n{table}");
+    }
+    assert!(!markdown.contains("| 00:05:00 |"), "key events on a clock of their own:\n{markdown}");
+}
+
+#[test]
+fn counts_of_one_are_singular() {
+    let report = &typhoon().report;
+    let markdown = markdown();
+    assert_eq!(report.totals.mode_switches, 1, "the typhoon drill switches one area");
+    assert!(markdown.contains("1 mode switch,") || markdown.contains("1 mode switch."), "{markdown}");
+    assert!(!markdown.contains("1 mode switches"), "{markdown}");
+    assert_eq!(report.callups.callups, 1, "the switch calls up one roll-call");
+    assert!(markdown.contains("1 call-up "), "{markdown}");
+    assert!(!markdown.contains(" 1 times") && !markdown.contains(" 1 people"), "{markdown}");
+}
+
+#[test]
+fn the_readmes_describe_the_typhoon_drill_as_it_runs() {
+    let report = &typhoon().report;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let incidents = format!("{} incidents in the first half hour", with_separators(report.totals.incidents));
+    let people = format!("{} people", with_separators(report.drill.people));
+    let last_report_s = report.incidents.iter().map(|figures| figures.reported_at_s).fold(0.0, f64::max);
+    assert!(last_report_s <= 1800.0, "the last incident comes at {last_report_s} s, after the first half hour");
+    for readme in [root.join("../README.md"), root.join("README.md")] {
+        let text = std::fs::read_to_string(&readme).expect("readme");
+        let line = text
+            .lines()
+            .find(|line| line.contains("typhoon") && line.contains("incidents"))
+            .or_else(|| text.lines().find(|line| line.contains("incidents in")))
+            .unwrap_or_default();
+        let paragraph: String = text.split("\n\n").filter(|part| part.contains("typhoon")).collect::<Vec<_>>().join(" ");
+        let paragraph = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            paragraph.contains(&incidents) && paragraph.contains(&people),
+            "{} should say {incidents:?} and {people:?} of the typhoon drill; it says: {line}",
+            readme.display()
+        );
+    }
+}
+
+/// A story may say when things happen, but only on the drill clock the
+/// report uses: from the drill's start time to its end.
+#[test]
+fn every_sample_drills_story_tells_its_times_on_the_drill_clock() {
+    let drills = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drills");
+    // Every drill starts at the same instant; the typhoon run shows which.
+    let start_s = (typhoon().report.drill.started_at_ms / 1000).rem_euclid(86_400);
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(&drills).expect("drills folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|extension| extension != "toml") {
+            continue;
+        }
+        let drill = pingji_scenarios::drill::load(&path).unwrap_or_else(|error| panic!("{error}"));
+        let end_s = start_s + drill.file.duration_s as i64;
+        let text = &drill.file.description;
+        for (index, _) in text.match_indices(':') {
+            let (Some(before), Some(after)) = (text.get(index.saturating_sub(2)..index), text.get(index + 1..index + 3)) else {
+                continue;
+            };
+            let (Ok(hours), Ok(minutes)) = (before.parse::<i64>(), after.parse::<i64>()) else { continue };
+            let at_s = hours * 3600 + minutes * 60;
+            if at_s < start_s || at_s > end_s {
+                wrong.push(format!("{}: {before}:{after} is not on the drill clock", path.display()));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
