@@ -599,6 +599,7 @@ impl Owner {
             let refused = pb::Refused {
                 code: "unavailable".to_string(),
                 message: "the dispatcher is shutting down; reconnect in a moment".to_string(),
+                reason: pb::ErrorReason::ShuttingDown as i32,
                 ..pb::Refused::default()
             };
             let _ = session.outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
@@ -645,6 +646,7 @@ impl Owner {
                     events.extend(self.end_session_saying(
                         &agent,
                         "replaced",
+                        pb::ErrorReason::SessionReplaced,
                         "a newer session for this person was opened, so this one is closed; if that was not you, \
                          ask an admin to rotate your token",
                         now,
@@ -769,6 +771,7 @@ impl Owner {
                 ended.extend(self.end_session_saying(
                     &token.agent,
                     "unauthenticated",
+                    pb::ErrorReason::TokenInvalid,
                     "your token was replaced by an admin, so this session is closed; sign in again with the new token",
                     now,
                 ));
@@ -779,12 +782,19 @@ impl Owner {
 
     /// Ends `agent`'s session, if open, telling the client why (`code`: the
     /// client does not reconnect by itself).
-    fn end_session_saying(&mut self, agent: &AgentId, code: &str, message: &str, now: Millis) -> Vec<Event> {
+    fn end_session_saying(
+        &mut self,
+        agent: &AgentId,
+        code: &str,
+        reason: pb::ErrorReason,
+        message: &str,
+        now: Millis,
+    ) -> Vec<Event> {
         let Some(open) = self.sessions.get(agent) else {
             return Vec::new();
         };
         info!(agent_id = %agent, session = open.id, code, "session ended by the dispatcher");
-        let _ = open.outbox.try_send(convert::session_ended(code, message));
+        let _ = open.outbox.try_send(convert::session_ended(code, reason, message));
         self.end_session(agent, now)
     }
 

@@ -610,6 +610,7 @@ mod tests {
                 offer_id: "inc-000001-o1".to_string(),
                 incident_id: "inc-000001".to_string(),
                 reason: "your session ended".to_string(),
+                cause: pb::WithdrawReason::Disconnected as i32,
             }),
             NOW + 1_500,
         );
@@ -723,6 +724,7 @@ mod tests {
                 message: "already holds an assignment".to_string(),
                 offer_id: "inc-000001-o1".to_string(),
                 incident_id: String::new(),
+                reason: pb::ErrorReason::FailedPrecondition as i32,
             }),
             NOW,
         );

@@ -109,9 +109,12 @@ pub async fn expect_outcome(
     outcome: &str,
 ) -> anyhow::Result<pb::ReportOutcome> {
     let what = format!("report outcome {outcome} of {report_id}");
+    // Matched on the typed kind; the words must agree with it.
+    let kind = pb::report_outcome::Kind::from_str_name(&format!("KIND_{}", outcome.to_uppercase()))
+        .with_context(|| format!("{outcome} is not a report outcome"))? as i32;
     match next_matching(session, within, &what, |message| {
         matches!(message, Incoming::ReportOutcome(found)
-            if found.outcome == outcome && (report_id.is_empty() || found.report_id == report_id))
+            if found.kind == kind && found.outcome == outcome && (report_id.is_empty() || found.report_id == report_id))
     })
     .await?
     {

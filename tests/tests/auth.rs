@@ -194,6 +194,7 @@ async fn sessions_need_the_persons_current_token_and_one_session_replaces_the_ot
     let second = AgentSession::open(&mut agents, "new", &token).await?;
     let told = first.expect_refusal_within(PROMPTLY).await?;
     assert_eq!(told.code, "replaced");
+    assert_eq!(told.reason, pb::ErrorReason::SessionReplaced as i32);
     assert!(told.message.contains("newer session"), "{}", told.message);
     first.expect_end_within(PROMPTLY).await?;
     drop(second);
@@ -203,6 +204,7 @@ async fn sessions_need_the_persons_current_token_and_one_session_replaces_the_ot
     let rotated = agent_token(&mut admin, "new").await?;
     let told = live.expect_refusal_within(PROMPTLY).await?;
     assert_eq!(told.code, "unauthenticated");
+    assert_eq!(told.reason, pb::ErrorReason::TokenInvalid as i32);
     assert!(told.message.contains("replaced by an admin"), "{}", told.message);
     let status = AgentSession::try_open(&mut agents, "new", &token).await.err().expect("the old token");
     assert_eq!(status.code(), Code::Unauthenticated);

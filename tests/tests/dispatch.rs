@@ -253,7 +253,10 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
     // A late accept changes nothing.
     people[0].accept(&offers[0].offer_id).await?;
     match people[0].next_message_within(PROMPTLY).await? {
-        Incoming::Refused(refused) => assert_eq!(refused.code, "failed_precondition"),
+        Incoming::Refused(refused) => {
+            assert_eq!(refused.code, "failed_precondition");
+            assert_eq!(refused.reason, pb::ErrorReason::FailedPrecondition as i32);
+        }
         other => anyhow::bail!("expected refused, got {other:?}"),
     }
     let staffed = command.get_incident(pb::GetIncidentRequest { id: "flood-1".into() }).await?.into_inner();

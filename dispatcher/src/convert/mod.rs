@@ -320,9 +320,14 @@ pub fn event_from_stored(stored: &StoredEvent) -> Result<Event, String> {
 
 /// The last message of a session the dispatcher ends (`code` says why:
 /// `replaced`, `unauthenticated`); the client does not reconnect on its own.
-pub fn session_ended(code: &str, message: &str) -> pb::DispatchMessage {
-    let refused =
-        pb::Refused { code: code.to_string(), message: message.to_string(), offer_id: String::new(), incident_id: String::new() };
+pub fn session_ended(code: &str, reason: pb::ErrorReason, message: &str) -> pb::DispatchMessage {
+    let refused = pb::Refused {
+        code: code.to_string(),
+        message: message.to_string(),
+        offer_id: String::new(),
+        incident_id: String::new(),
+        reason: reason as i32,
+    };
     pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) }
 }
 
@@ -388,16 +393,22 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
             message(Body::NoLongerNeeded(pb::NoLongerNeeded { offer_id: offer.to_string(), incident_id: incident.to_string() })),
         )],
         EventKind::OfferWithdrawn { offer, incident, agent, reason } => {
-            let reason = match reason {
+            let words = match reason {
                 WithdrawReason::Disconnected => "your session ended",
                 WithdrawReason::Unavailable => "you are no longer available",
                 WithdrawReason::IncidentEnded => "the incident was cancelled or closed",
                 WithdrawReason::Filled => "no longer needed",
             };
-            vec![(agent.clone(), withdrawn(offer.to_string(), incident, reason))]
+            let cause = match reason {
+                WithdrawReason::Disconnected => pb::WithdrawReason::Disconnected,
+                WithdrawReason::Unavailable => pb::WithdrawReason::Unavailable,
+                WithdrawReason::IncidentEnded => pb::WithdrawReason::IncidentEnded,
+                WithdrawReason::Filled => pb::WithdrawReason::Filled,
+            };
+            vec![(agent.clone(), withdrawn(offer.to_string(), incident, words, cause))]
         }
         EventKind::OfferTimedOut { offer, incident, agent } => {
-            vec![(agent.clone(), withdrawn(offer.to_string(), incident, "the offer timed out"))]
+            vec![(agent.clone(), withdrawn(offer.to_string(), incident, "the offer timed out", pb::WithdrawReason::TimedOut))]
         }
         EventKind::IncidentCancelled { incident, released, reason } => released
             .iter()
@@ -405,7 +416,9 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                 let ended = pb::AssignmentEnded { incident_id: incident.to_string(), reason: format!("cancelled: {reason}") };
                 (agent.clone(), message(Body::AssignmentEnded(ended)))
             })
-            .chain(to_reporters(state, incident, |_| report_outcome(incident, "cancelled", incident, reason, "")))
+            .chain(to_reporters(state, incident, |_| {
+                report_outcome(incident, pb::report_outcome::Kind::Cancelled, incident, reason, "")
+            }))
             .collect(),
         EventKind::IncidentClosed { incident, released, feedback } => released
             .iter()
@@ -414,7 +427,9 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                     pb::AssignmentEnded { incident_id: incident.to_string(), reason: "closed by an operator".to_string() };
                 (agent.clone(), message(Body::AssignmentEnded(ended)))
             })
-            .chain(to_reporters(state, incident, |_| report_outcome(incident, "closed", incident, "", feedback)))
+            .chain(to_reporters(state, incident, |_| {
+                report_outcome(incident, pb::report_outcome::Kind::Closed, incident, "", feedback)
+            }))
             .collect(),
         EventKind::CallupIssued { callup, area, reason, deadline, people, .. } => people
             .iter()
@@ -447,16 +462,16 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
             })
             .unwrap_or_default(),
         EventKind::FieldReported { incident, agent, .. } => {
-            vec![(agent.clone(), report_outcome(incident, "received", incident, "", ""))]
+            vec![(agent.clone(), report_outcome(incident, pb::report_outcome::Kind::Received, incident, "", ""))]
         }
         EventKind::ReportAccepted { incident, .. } => {
-            to_reporters(state, incident, |_| report_outcome(incident, "accepted", incident, "", ""))
+            to_reporters(state, incident, |_| report_outcome(incident, pb::report_outcome::Kind::Accepted, incident, "", ""))
         }
-        EventKind::ReportMerged { incident, into } => {
-            to_reporters(state, incident, |_| report_outcome(incident, "merged", into, &format!("merged into {into}"), ""))
-        }
+        EventKind::ReportMerged { incident, into } => to_reporters(state, incident, |_| {
+            report_outcome(incident, pb::report_outcome::Kind::Merged, into, &format!("merged into {into}"), "")
+        }),
         EventKind::ReportRejected { incident, reason } => {
-            to_reporters(state, incident, |_| report_outcome(incident, "rejected", incident, reason, ""))
+            to_reporters(state, incident, |_| report_outcome(incident, pb::report_outcome::Kind::Rejected, incident, reason, ""))
         }
         EventKind::ModeSwitched { area, reason, .. } => engine
             .connected_agents_in(area)
@@ -491,15 +506,18 @@ fn to_reporters(
 
 fn report_outcome(
     report: &IncidentId,
-    outcome: &str,
+    kind: pb::report_outcome::Kind,
     incident: &IncidentId,
     reason: &str,
     feedback: &str,
 ) -> pb::DispatchMessage {
+    // The words are the kind's name: "received", "closed", ...
+    let outcome = kind.as_str_name().trim_start_matches("KIND_").to_lowercase();
     pb::DispatchMessage {
         body: Some(pb::dispatch_message::Body::ReportOutcome(pb::ReportOutcome {
             report_id: report.to_string(),
-            outcome: outcome.to_string(),
+            outcome,
+            kind: kind as i32,
             incident_id: incident.to_string(),
             reason: reason.to_string(),
             feedback: feedback.to_string(),
@@ -507,12 +525,13 @@ fn report_outcome(
     }
 }
 
-fn withdrawn(offer_id: String, incident: &IncidentId, reason: &str) -> pb::DispatchMessage {
+fn withdrawn(offer_id: String, incident: &IncidentId, reason: &str, cause: pb::WithdrawReason) -> pb::DispatchMessage {
     pb::DispatchMessage {
         body: Some(pb::dispatch_message::Body::OfferWithdrawn(pb::OfferWithdrawn {
             offer_id,
             incident_id: incident.to_string(),
             reason: reason.to_string(),
+            cause: cause as i32,
         })),
     }
 }

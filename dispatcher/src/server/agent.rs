@@ -172,7 +172,7 @@ impl AgentService for AgentApi {
                             debug!(code = ?status.code(), "session stream ended with an error");
                             // A message over the size limit: say why before the stream ends.
                             if status.code() == tonic::Code::OutOfRange || status.code() == tonic::Code::ResourceExhausted {
-                                refuse(&refusals, "resource_exhausted", status.message(), "", "");
+                                refuse(&refusals, "resource_exhausted", pb::ErrorReason::LimitExceeded, status.message(), "", "");
                             }
                             break;
                         }
@@ -183,14 +183,14 @@ impl AgentService for AgentApi {
                                 "more than {per_s} messages a second from this session; messages over that are dropped \
                                  (locations need one every few seconds at most)"
                             );
-                            refuse(&refusals, "resource_exhausted", &problem, "", "");
+                            refuse(&refusals, "resource_exhausted", pb::ErrorReason::LimitExceeded, &problem, "", "");
                         }
                         continue;
                     }
                     let command = match command_for(&agent, message) {
                         Ok(command) => command,
                         Err(problem) => {
-                            refuse(&refusals, "invalid_argument", &problem, "", "");
+                            refuse(&refusals, "invalid_argument", pb::ErrorReason::InvalidArgument, &problem, "", "");
                             continue;
                         }
                     };
@@ -201,13 +201,21 @@ impl AgentService for AgentApi {
                             refuse(
                                 &refusals,
                                 super::error::code_name(&rejection),
+                                super::error::rejection_reason(&rejection),
                                 &rejection.to_string(),
                                 &offer_id,
                                 &incident_id,
                             );
                         }
                         Err(DispatchError::Unavailable(message)) => {
-                            refuse(&refusals, "unavailable", &message, &offer_id, &incident_id);
+                            refuse(
+                                &refusals,
+                                "unavailable",
+                                pb::ErrorReason::StoreUnavailable,
+                                &message,
+                                &offer_id,
+                                &incident_id,
+                            );
                             break;
                         }
                     }
@@ -220,13 +228,21 @@ impl AgentService for AgentApi {
     }
 }
 
-fn refuse(refusals: &mpsc::WeakSender<pb::DispatchMessage>, code: &str, message: &str, offer_id: &str, incident_id: &str) {
+fn refuse(
+    refusals: &mpsc::WeakSender<pb::DispatchMessage>,
+    code: &str,
+    reason: pb::ErrorReason,
+    message: &str,
+    offer_id: &str,
+    incident_id: &str,
+) {
     let Some(outbox) = refusals.upgrade() else { return };
     let refused = pb::Refused {
         code: code.to_string(),
         message: message.to_string(),
         offer_id: offer_id.to_string(),
         incident_id: incident_id.to_string(),
+        reason: reason as i32,
     };
     let _ = outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
 }

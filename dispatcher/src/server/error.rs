@@ -101,6 +101,18 @@ impl From<DispatchError> for Status {
     }
 }
 
+/// The reason of an engine's rejection, as sent in a status or a person's
+/// `Refused` message.
+pub fn rejection_reason(rejection: &Rejection) -> ErrorReason {
+    match rejection {
+        Rejection::InvalidArgument(_) => ErrorReason::InvalidArgument,
+        Rejection::NotFound(_) => ErrorReason::NotFound,
+        Rejection::AlreadyExists(_) => ErrorReason::AlreadyExists,
+        Rejection::FailedPrecondition(_) => ErrorReason::FailedPrecondition,
+        Rejection::OtherShard { .. } => ErrorReason::OtherShard,
+    }
+}
+
 /// The status of an engine's rejection: nothing changed, and the message
 /// says what to do.
 pub fn rejection_status(rejection: Rejection) -> Status {

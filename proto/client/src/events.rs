@@ -96,6 +96,7 @@ fn withdraw_words(reason: i32) -> &'static str {
         Ok(pb::WithdrawReason::Unavailable) => "no longer available",
         Ok(pb::WithdrawReason::IncidentEnded) => "incident ended",
         Ok(pb::WithdrawReason::Filled) => "no longer needed",
+        Ok(pb::WithdrawReason::TimedOut) => "timed out",
         Ok(pb::WithdrawReason::Unspecified) | Err(_) => "reason not given",
     }
 }
