@@ -7,7 +7,7 @@ use pingji_proto::v1 as pb;
 use crate::areas::AreaLevel;
 use crate::engine::{Engine, Rejection};
 use crate::event::{Event, EventKind, WithdrawReason};
-use crate::ids::{AgentId, AreaId, IncidentId, Millis};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, quote};
 use crate::incident::{Incident, IncidentStatus, OfferRecord};
 use crate::journal::StoredEvent;
 use crate::policy::Mode;
@@ -100,7 +100,8 @@ fn role_from_pb(role: i32, agent: &str) -> Result<Role, Rejection> {
         Ok(pb::Role::OwnersCommittee) => Role::OwnersCommittee,
         _ => {
             return Err(Rejection::InvalidArgument(format!(
-                "agent {agent}: role is missing or unknown; set one of the ROLE_ values"
+                "agent {}: role is missing or unknown; set one of the ROLE_ values",
+                quote(agent)
             )));
         }
     })
@@ -142,7 +143,7 @@ pub fn profile_from_pb(spec: &pb::AgentSpec) -> Result<AgentProfile, Rejection> 
     let home = match &spec.home {
         Some(home) => Some(
             Position::checked(home.lon, home.lat)
-                .map_err(|message| Rejection::InvalidArgument(format!("agent {id} home: {message}")))?,
+                .map_err(|message| Rejection::InvalidArgument(format!("agent {} home: {message}", quote(id))))?,
         ),
         None => None,
     };

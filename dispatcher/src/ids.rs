@@ -1,4 +1,5 @@
-//! Identifiers and time, as newtypes so they are not mixed up past the wire.
+//! Identifiers and time, as newtypes so they are not mixed up past the wire;
+//! [`quote`], how an error message repeats an id (or any input) it was sent.
 
 use std::fmt;
 
@@ -25,7 +26,38 @@ macro_rules! string_id {
                 f.write_str(&self.0)
             }
         }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
     };
+}
+
+/// How many characters of a client's input an error message repeats.
+const QUOTED_CHARS: usize = 64;
+
+/// A client's input (an id above all) as an error message repeats it: whole
+/// when short, else its first 64 characters and its length. A status
+/// message travels in a header, and stock gRPC clients refuse headers over
+/// 8 KiB: an id of 10 KB must not come back whole. Control characters are
+/// escaped.
+pub fn quote(input: impl AsRef<str>) -> String {
+    let input = input.as_ref();
+    let mut shown = String::new();
+    for character in input.chars().take(QUOTED_CHARS) {
+        if character.is_control() {
+            shown.extend(character.escape_default());
+        } else {
+            shown.push(character);
+        }
+    }
+    let length = input.chars().count();
+    if length > QUOTED_CHARS {
+        shown.push_str(&format!("… ({length} characters)"));
+    }
+    shown
 }
 
 string_id!(
@@ -75,5 +107,20 @@ impl Millis {
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_input_is_quoted_whole_and_a_long_one_by_its_start_and_length() {
+        assert_eq!(quote("p0001"), "p0001");
+        assert_eq!(quote(AgentId::new("王芳")), "王芳");
+        assert_eq!(quote("a\nb\u{7}"), "a\\nb\\u{7}");
+        let long = "x".repeat(10_000);
+        assert_eq!(quote(&long), format!("{}… (10000 characters)", "x".repeat(64)));
+        assert_eq!(quote("水".repeat(65)), format!("{}… (65 characters)", "水".repeat(64)));
     }
 }

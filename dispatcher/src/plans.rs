@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AreaId, PlanId};
+use crate::ids::{AreaId, PlanId, quote};
 use crate::policy::Mode;
 use crate::roster::Role;
 use crate::spatial::Position;
@@ -132,7 +132,7 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
     }
     let grade = parse_grade(&file.grade)
         .filter(|grade| grade.is_emergency())
-        .ok_or_else(|| format!("plan {id}: grade {:?} is not an emergency grade; use IV, III, II or I", file.grade))?;
+        .ok_or_else(|| format!("plan {id}: grade \"{}\" is not an emergency grade; use IV, III, II or I", quote(&file.grade)))?;
     if file.tasks.is_empty() && file.call_up.is_empty() {
         return Err(format!("plan {id}: it has no [[task]] and no call_up; give it something to do"));
     }

@@ -406,3 +406,111 @@ async fn an_unknown_status_value_is_refused_with_a_message_about_status() -> any
     drop(session);
     server.shutdown().await
 }
+
+/// The longest status message a refusal of the inputs below may carry: a
+/// status message travels in a header, and stock gRPC clients refuse a
+/// response whose headers pass 8 KiB (grpc-core's default).
+const SHORT_MESSAGE: usize = 512;
+
+/// Checks that `status` quotes `input` (much longer than a message may be)
+/// by its first characters and its length, and stays short.
+#[track_caller]
+fn assert_quoted_briefly(what: &str, status: &Status, input: &str) {
+    let message = status.message();
+    let start: String = message.chars().take(200).collect();
+    assert!(message.len() <= SHORT_MESSAGE, "{what}: a message of {} bytes: {start}…", message.len());
+    assert!(message.contains(&input[..64]), "{what}: the message does not show the input's start: {message}");
+    let length = format!("{} characters", input.chars().count());
+    assert!(message.contains(&length), "{what}: the message does not say how long the input was: {message}");
+}
+
+/// Issue #17, item 6: a 10 KB id comes back in the status message as its
+/// first characters and its length, never whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_quote_a_short_prefix_of_a_long_input() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let mut session = server.connect_person_at(person("quoted", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1).await?;
+    let unchanged = Unchanged::begin(&mut command).await?;
+    let long = format!("d1-{}", "x".repeat(10_000 - 3));
+
+    let refusals = vec![
+        (
+            "SetMode",
+            command
+                .set_mode(pb::SetModeRequest { area_id: long.clone(), mode: pb::Mode::EmergencyI as i32, reason: "flood".into() })
+                .await
+                .err(),
+        ),
+        ("Coverage", command.coverage(pb::CoverageRequest { area_id: long.clone() }).await.err()),
+        ("ListAgents", command.list_agents(pb::ListAgentsRequest { area_id: long.clone(), ..Default::default() }).await.err()),
+        ("CallupStatus", command.callup_status(pb::CallupStatusRequest { area_id: long.clone(), open_only: false }).await.err()),
+        (
+            "CallUp",
+            command
+                .call_up(pb::CallUpRequest { area_id: long.clone(), reason: "flood".into(), ..Default::default() })
+                .await
+                .err(),
+        ),
+        ("GetAgent", command.get_agent(pb::GetAgentRequest { id: long.clone() }).await.err()),
+        ("GetIncident", command.get_incident(pb::GetIncidentRequest { id: long.clone() }).await.err()),
+        (
+            "CancelIncident",
+            command.cancel_incident(pb::CancelIncidentRequest { id: long.clone(), reason: "x".into() }).await.err(),
+        ),
+        ("IssueAgentToken", command.issue_agent_token(pb::IssueAgentTokenRequest { agent_id: long.clone() }).await.err()),
+        ("CreateIncident", command.create_incident(incident(&long, IN_CITY.0, IN_CITY.1)).await.err()),
+        (
+            "UpsertAgent id",
+            command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person(&long, "d1-s1-c1-g1", &[])) }).await.err(),
+        ),
+        (
+            "UpsertAgent home",
+            command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("homeless", &long, &[])) }).await.err(),
+        ),
+        (
+            "ActivatePlan",
+            command
+                .activate_plan(pb::ActivatePlanRequest { plan_id: long.clone(), area_id: "d1".into(), reason: "flood".into() })
+                .await
+                .err(),
+        ),
+        (
+            "DeactivatePlan",
+            command.deactivate_plan(pb::DeactivatePlanRequest { activation_id: long.clone(), reason: "over".into() }).await.err(),
+        ),
+        (
+            "TriageReport",
+            command
+                .triage_report(pb::TriageReportRequest {
+                    report_id: long.clone(),
+                    action: Some(pb::triage_report_request::Action::RejectReason("no".into())),
+                })
+                .await
+                .err(),
+        ),
+        (
+            "AddOperator",
+            command
+                .add_operator(pb::AddOperatorRequest { name: long.clone(), role: pb::OperatorRole::Viewer as i32 })
+                .await
+                .err(),
+        ),
+        ("RemoveOperator", command.remove_operator(pb::RemoveOperatorRequest { name: long.clone() }).await.err()),
+        ("hello", AgentSession::try_open(&mut server.agents().await?, &long, "pja_guess").await.err()),
+    ];
+    for (what, refused) in refusals {
+        let status = refused.ok_or_else(|| anyhow::anyhow!("{what} with a 10,000-character id was accepted"))?;
+        assert_quoted_briefly(what, &status, &long);
+    }
+    // On a person's session too: accepting an offer that does not exist.
+    session.accept(&long).await?;
+    match session.next_message_within(PROMPTLY).await? {
+        Incoming::Refused(refused) => assert_quoted_briefly("Accept", &Status::new(Code::Unknown, refused.message), &long),
+        other => anyhow::bail!("expected refused, got {other:?}"),
+    }
+
+    unchanged.verify(&mut command).await?;
+    drop(session);
+    server.shutdown().await
+}

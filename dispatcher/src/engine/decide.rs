@@ -7,7 +7,7 @@ use super::{Command, Engine, Rejection};
 use crate::accounts::{AgentTokenHash, Operator, OperatorRole, check_operator_name};
 use crate::areas::AreaLevel;
 use crate::event::{EventKind, WithdrawReason};
-use crate::ids::{AgentId, AreaId, IncidentId, Millis};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, quote};
 use crate::incident::IncidentSpec;
 use crate::policy::Mode;
 use crate::roster::AgentStatus;
@@ -22,7 +22,7 @@ fn invalid(message: String) -> Rejection {
 
 fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!("{what} id {id:?} is not valid; use 1 to 128 characters without spaces")));
+        return Err(invalid(format!("{what} id \"{}\" is not valid; use 1 to 128 characters without spaces", quote(id))));
     }
     Ok(())
 }
@@ -68,8 +68,9 @@ impl Engine {
                         && !self.state.areas.contains(home)
                     {
                         return Err(Rejection::NotFound(format!(
-                            "agent {} has home area {home} which is not on the map; import the areas first or fix the id",
-                            profile.id
+                            "agent {} has home area {} which is not on the map; import the areas first or fix the id",
+                            profile.id,
+                            quote(home)
                         )));
                     }
                     if let Some(home) = profile.home {
@@ -113,7 +114,10 @@ impl Engine {
             Command::SetMode { area, mode, reason } => {
                 check_text("the reason for the switch", reason, true)?;
                 if !self.state.areas.contains(area) {
-                    return Err(Rejection::NotFound(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(Rejection::NotFound(format!(
+                        "area {} is not on the map; list areas to find its id",
+                        quote(area)
+                    )));
                 }
                 let previous = self.state.modes.get(area).map_or(Mode::Normal, |setting| setting.mode);
                 if previous == *mode {
@@ -149,7 +153,8 @@ impl Engine {
                 let record = self.agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
                     return Err(Rejection::FailedPrecondition(format!(
-                        "offer {offer} is not open for agent {agent} (it expired, was withdrawn or was already answered); wait for a new offer"
+                        "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); wait for a new offer",
+                        quote(offer)
                     )));
                 };
                 if let Some(holding) = &record.current_incident {
@@ -164,7 +169,8 @@ impl Engine {
                 let record = self.agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
                     return Err(Rejection::FailedPrecondition(format!(
-                        "offer {offer} is not open for agent {agent} (it expired, was withdrawn or was already answered); nothing to decline"
+                        "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); nothing to decline",
+                        quote(offer)
                     )));
                 };
                 Ok(vec![EventKind::OfferDeclined {
@@ -232,7 +238,10 @@ impl Engine {
             Command::TriageReject { incident, reason } => self.decide_triage_reject(incident, reason),
             Command::IssueAgentToken { agent, token_hash } => {
                 if !self.state.agents.contains_key(agent) {
-                    return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; list agents to find the id")));
+                    return Err(Rejection::NotFound(format!(
+                        "agent {} is not on the roster; list agents to find the id",
+                        quote(agent)
+                    )));
                 }
                 let token = AgentTokenHash { agent: agent.clone(), token_hash: token_hash.clone() };
                 Ok(vec![EventKind::AgentTokensIssued { tokens: vec![token] }])
@@ -271,10 +280,9 @@ impl Engine {
     }
 
     fn existing_operator(&self, name: &str) -> Result<&Operator, Rejection> {
-        self.state
-            .operators
-            .get(name)
-            .ok_or_else(|| Rejection::NotFound(format!("operator {name} does not exist; list operators to find the name")))
+        self.state.operators.get(name).ok_or_else(|| {
+            Rejection::NotFound(format!("operator {} does not exist; list operators to find the name", quote(name)))
+        })
     }
 
     fn decide_create_incident(&self, id: Option<&IncidentId>, spec: &IncidentSpec) -> Result<Vec<EventKind>, Rejection> {
@@ -362,9 +370,14 @@ impl Engine {
                     return Ok(());
                 };
                 if outside.len() == agents.len() && outside.iter().all(|(_, other)| other == district) {
-                    return Err(other_shard(district.clone(), &format!("the home of agent {first}"), self.scope.as_ref()));
+                    return Err(other_shard(
+                        district.clone(),
+                        &format!("the home of agent {}", quote(first)),
+                        self.scope.as_ref(),
+                    ));
                 }
-                let named: Vec<String> = outside.iter().take(5).map(|(id, district)| format!("{id} ({district})")).collect();
+                let named: Vec<String> =
+                    outside.iter().take(5).map(|(id, district)| format!("{} ({district})", quote(id))).collect();
                 let more = outside.len().saturating_sub(named.len());
                 let more = if more > 0 { format!(" and {more} more") } else { String::new() };
                 Err(Rejection::FailedPrecondition(format!(
@@ -383,14 +396,13 @@ impl Engine {
         self.state
             .agents
             .get(agent)
-            .ok_or_else(|| Rejection::NotFound(format!("agent {agent} is not on the roster; check the id")))
+            .ok_or_else(|| Rejection::NotFound(format!("agent {} is not on the roster; check the id", quote(agent))))
     }
 
     fn open_incident(&self, incident: &IncidentId) -> Result<&crate::incident::Incident, Rejection> {
-        let record =
-            self.state.incidents.get(incident).ok_or_else(|| {
-                Rejection::NotFound(format!("incident {incident} does not exist; list incidents to find its id"))
-            })?;
+        let record = self.state.incidents.get(incident).ok_or_else(|| {
+            Rejection::NotFound(format!("incident {} does not exist; list incidents to find its id", quote(incident)))
+        })?;
         match record.ending {
             None => Ok(record),
             Some(_) => {
@@ -406,13 +418,14 @@ impl Engine {
         let record = self.agent(agent)?;
         if record.current_incident.as_ref() != Some(incident) {
             return Err(Rejection::FailedPrecondition(format!(
-                "agent {agent} holds no assignment on incident {incident}; only the assigned person can report on it"
+                "agent {agent} holds no assignment on incident {}; only the assigned person can report on it",
+                quote(incident)
             )));
         }
         let incident_record = self.open_incident(incident)?;
-        incident_record
-            .assignment_of(agent)
-            .ok_or_else(|| Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {incident}")))
+        incident_record.assignment_of(agent).ok_or_else(|| {
+            Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {}", quote(incident)))
+        })
     }
 
     /// Ending an incident: its open offers are withdrawn, then `ending` (a

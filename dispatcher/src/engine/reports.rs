@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use super::{Engine, Rejection};
 use crate::areas::AreaLevel;
 use crate::event::EventKind;
-use crate::ids::{AgentId, IncidentId};
+use crate::ids::{AgentId, IncidentId, quote};
 use crate::incident::{Incident, IncidentSpec};
 use crate::spatial::Position;
 
@@ -75,11 +75,9 @@ impl Engine {
     }
 
     fn pending_report(&self, incident: &IncidentId) -> Result<&Incident, Rejection> {
-        let record = self
-            .state
-            .incidents
-            .get(incident)
-            .ok_or_else(|| Rejection::NotFound(format!("report {incident} does not exist; list incidents to find it")))?;
+        let record = self.state.incidents.get(incident).ok_or_else(|| {
+            Rejection::NotFound(format!("report {} does not exist; list incidents to find it", quote(incident)))
+        })?;
         if !record.triage_pending || !record.is_open() {
             return Err(Rejection::FailedPrecondition(format!(
                 "{incident} is not a field report waiting for triage (it is {})",
@@ -121,7 +119,7 @@ impl Engine {
             return Err(Rejection::InvalidArgument("a report cannot be merged into itself".to_string()));
         }
         let target = self.state.incidents.get(into).ok_or_else(|| {
-            Rejection::NotFound(format!("incident {into} does not exist; list incidents to find the one to merge into"))
+            Rejection::NotFound(format!("incident {} does not exist; list incidents to find the one to merge into", quote(into)))
         })?;
         if !target.is_open() {
             return Err(Rejection::FailedPrecondition(format!(

@@ -30,7 +30,7 @@ use tracing::info;
 use super::front::{Front, Fronted};
 use super::sharding::Sharding;
 use crate::accounts::{self, OperatorRole, PresentedToken, role_needed};
-use crate::ids::AgentId;
+use crate::ids::{AgentId, quote};
 use crate::runtime::Dispatcher;
 
 /// Verified tokens remembered at most; the memory is cleared when full.
@@ -144,6 +144,7 @@ impl Tokens {
     /// refused alike.
     pub async fn check_agent(&self, agent: &AgentId, token: &str) -> Result<(), Status> {
         let refused = || {
+            let agent = quote(agent);
             Status::unauthenticated(format!(
                 "the token for agent {agent} is wrong or was replaced, or the id is not on the roster; use the token \
                  you were given when added, or ask an admin for a new one ('pingji roster token {agent} --rotate')"

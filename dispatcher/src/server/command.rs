@@ -17,7 +17,7 @@ use crate::areas::parse_geojson;
 use crate::convert;
 use crate::engine::{Command, Rejection};
 use crate::event::EventKind;
-use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, PlanId};
+use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, PlanId, quote};
 use crate::incident::IncidentSpec;
 use crate::plans::parse_plan;
 use crate::roster::normalise_skills;
@@ -135,7 +135,7 @@ impl CommandService for CommandApi {
     async fn get_agent(&self, request: Request<pb::GetAgentRequest>) -> Result<Response<pb::Agent>, Status> {
         let caller = caller(&request)?;
         let id = AgentId::new(request.into_inner().id.trim());
-        let message = format!("agent {id} is not on the roster; list agents to find the id");
+        let message = format!("agent {} is not on the roster; list agents to find the id", quote(&id));
         let lookup = id.clone();
         let agent = self
             .dispatcher
@@ -153,8 +153,11 @@ impl CommandService for CommandApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let subject = format!(
-            "list: area {:?}, status {}, connected only {}, after {:?}",
-            request.area_id, request.status, request.connected_only, request.after_id
+            "list: area \"{}\", status {}, connected only {}, after \"{}\"",
+            quote(&request.area_id),
+            request.status,
+            request.connected_only,
+            quote(&request.after_id)
         );
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
         let status = match request.status {
@@ -173,7 +176,7 @@ impl CommandService for CommandApi {
                             .areas
                             .get(area)
                             .map(|spec| (spec.level, area))
-                            .ok_or_else(|| Status::not_found(format!("area {area} is not on the map")))?,
+                            .ok_or_else(|| Status::not_found(format!("area {} is not on the map", quote(area))))?,
                     ),
                     None => None,
                 };
@@ -274,7 +277,7 @@ impl CommandService for CommandApi {
 
     async fn get_incident(&self, request: Request<pb::GetIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
         let id = IncidentId::new(request.into_inner().id.trim());
-        let message = format!("incident {id} does not exist; list incidents to find its id");
+        let message = format!("incident {} does not exist; list incidents to find its id", quote(&id));
         let lookup = id.clone();
         let incident = self
             .dispatcher
@@ -448,7 +451,7 @@ impl CommandService for CommandApi {
                 if let Some(area) = &area
                     && !state.areas.contains(area)
                 {
-                    return Err(Status::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(Status::not_found(format!("area {} is not on the map; list areas to find its id", quote(area))));
                 }
                 Ok(state
                     .callups
@@ -505,7 +508,7 @@ impl CommandService for CommandApi {
                 if let Some(area) = &area
                     && !state.areas.contains(area)
                 {
-                    return Err(Status::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(Status::not_found(format!("area {} is not on the map; list areas to find its id", quote(area))));
                 }
                 let name = |id: &AreaId| state.areas.get(id).map(|spec| spec.name.clone()).unwrap_or_default();
                 let within = |grid: &AreaId| {
