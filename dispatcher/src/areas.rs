@@ -8,7 +8,7 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AreaId, quote};
+use crate::ids::{AreaId, check_id, quote};
 use crate::spatial::Position;
 
 /// A level of the hierarchy; `City` is the top.
@@ -385,6 +385,7 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
             }
         };
         let id = text_property("id").filter(|id| !id.is_empty()).ok_or_else(|| where_("property `id` is missing or empty"))?;
+        check_id("property `id`", &id).map_err(|problem| where_(&problem))?;
         let where_id = |what: String| format!("feature #{index} (id {id}): {what}");
         let name = text_property("name").unwrap_or_default();
         let level = text_property("level").ok_or_else(|| where_id("property `level` is missing".into()))?;

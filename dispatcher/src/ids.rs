@@ -1,5 +1,6 @@
 //! Identifiers and time, as newtypes so they are not mixed up past the wire;
-//! [`quote`], how an error message repeats an id (or any input) it was sent.
+//! [`check_id`], what a new id may be; [`quote`], how an error message
+//! repeats an id (or any input) it was sent.
 
 use std::fmt;
 
@@ -33,6 +34,34 @@ macro_rules! string_id {
             }
         }
     };
+}
+
+/// The longest id of something a client names when adding it (a person,
+/// an incident, an area, a plan).
+pub const MAX_ID_CHARS: usize = 64;
+
+/// Checks the id of something being added: 1 to 64 characters, each a
+/// letter A-Z or a-z, a digit, '.', '_' or '-' (docs/security.md#input-limits).
+/// Ids the dispatcher makes itself and ids only looked up are not checked:
+/// a lookup finds the thing or does not.
+pub fn check_id(field: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err(format!("{field} is empty; give an id such as p0001"));
+    }
+    let length = id.chars().count();
+    if length > MAX_ID_CHARS {
+        return Err(format!(
+            "{field} \"{}\" is {length} characters long; ids are at most {MAX_ID_CHARS} characters: shorten it",
+            quote(id)
+        ));
+    }
+    if let Some(bad) = id.chars().find(|character| !(character.is_ascii_alphanumeric() || matches!(character, '.' | '_' | '-'))) {
+        return Err(format!(
+            "{field} \"{}\" has {bad:?}, which ids may not have; use only letters A-Z and a-z, digits, '.', '_' and '-'",
+            quote(id)
+        ));
+    }
+    Ok(())
 }
 
 /// How many characters of a client's input an error message repeats.
@@ -122,5 +151,18 @@ mod tests {
         let long = "x".repeat(10_000);
         assert_eq!(quote(&long), format!("{}… (10000 characters)", "x".repeat(64)));
         assert_eq!(quote("水".repeat(65)), format!("{}… (65 characters)", "水".repeat(64)));
+    }
+
+    #[test]
+    fn an_id_is_up_to_64_letters_digits_dots_underscores_and_dashes() {
+        for good in ["p0001", "d1-s1-c1-g1", "inc_7.b", &"x".repeat(64)] {
+            assert_eq!(check_id("id", good), Ok(()), "{good}");
+        }
+        let problem = |id: &str| check_id("agent id", id).expect_err(id);
+        assert!(problem("").contains("agent id is empty"));
+        assert!(problem(&"x".repeat(65)).contains("65 characters long; ids are at most 64"));
+        assert!(problem("p 1").contains("' ', which ids may not have"));
+        assert!(problem("王芳").contains("'王'"));
+        assert!(problem("p\u{0}").contains("'\\0'"));
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId, check_id, quote};
 use crate::policy::Speeds;
 use crate::spatial::Position;
 
@@ -124,4 +124,93 @@ impl AgentRecord {
 /// Normalises skill names: trimmed, lowercase, no empties.
 pub fn normalise_skills<'a>(skills: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
     skills.into_iter().map(|skill| skill.trim().to_lowercase()).filter(|skill| !skill.is_empty()).collect()
+}
+
+/// Limits on a person's record and on skills (docs/security.md#input-limits).
+/// The engine applies them to every person added or changed (UpsertAgent,
+/// ImportAgents, `--agents`) and the roster CSV reader to every row, with
+/// the same functions, so that both take and refuse the same values.
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_SKILL_CHARS: usize = 32;
+pub const MAX_SKILLS: usize = 32;
+
+/// Every limit on a person's record; the problem names the field.
+pub fn check_profile(profile: &AgentProfile) -> Result<(), String> {
+    check_id("id", profile.id.as_str())?;
+    check_name("name", &profile.name)?;
+    check_skills(&profile.skills)
+}
+
+/// A name or a label (a person's name, an incident's category): 1 to 100
+/// characters, no control characters.
+pub fn check_name(field: &str, name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err(format!("{field} is empty; fill it in"));
+    }
+    let length = name.chars().count();
+    if length > MAX_NAME_CHARS {
+        return Err(format!("{field} is {length} characters long; at most {MAX_NAME_CHARS} characters are allowed: shorten it"));
+    }
+    if let Some(control) = name.chars().find(|character| character.is_control()) {
+        return Err(format!("{field} has a control character ({control:?}); remove it"));
+    }
+    Ok(())
+}
+
+/// Skills as normalised (trimmed, lowercase): at most 32, each 1 to 32
+/// characters of a-z, 0-9 and '_'.
+pub fn check_skills<'a>(skills: impl IntoIterator<Item = &'a String>) -> Result<(), String> {
+    let skills: Vec<&String> = skills.into_iter().collect();
+    if skills.len() > MAX_SKILLS {
+        return Err(format!(
+            "{} skills given; at most {MAX_SKILLS} are allowed per person or task: keep the ones dispatch needs",
+            skills.len()
+        ));
+    }
+    for skill in skills {
+        let length = skill.chars().count();
+        if length > MAX_SKILL_CHARS {
+            return Err(format!(
+                "skill \"{}\" is {length} characters long; skills are at most {MAX_SKILL_CHARS} characters: use a short \
+                 name such as first_aid",
+                quote(skill)
+            ));
+        }
+        if let Some(bad) =
+            skill.chars().find(|character| !(character.is_ascii_lowercase() || character.is_ascii_digit() || *character == '_'))
+        {
+            return Err(format!(
+                "skill \"{}\" has {bad:?}, which skills may not have; use lowercase letters a-z, digits and '_', e.g. first_aid",
+                quote(skill)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skills(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn skills_are_short_lowercase_words_and_few() {
+        assert_eq!(check_skills(&skills(&["first_aid", "elder_care", "level2"])), Ok(()));
+        let many: BTreeSet<String> = (0..33).map(|n| format!("skill_{n}")).collect();
+        assert!(check_skills(&many).expect_err("33").contains("33 skills given; at most 32"));
+        assert!(check_skills(&skills(&[&"a".repeat(33)])).expect_err("long").contains("33 characters long"));
+        assert!(check_skills(&skills(&["first aid"])).expect_err("space").contains("' ', which skills may not have"));
+        assert!(check_skills(&skills(&["急救"])).expect_err("han").contains("a-z"));
+    }
+
+    #[test]
+    fn names_are_up_to_100_characters_without_control_characters() {
+        assert_eq!(check_name("name", &"王".repeat(100)), Ok(()));
+        assert!(check_name("name", " ").expect_err("blank").contains("name is empty"));
+        assert!(check_name("name", &"王".repeat(101)).expect_err("long").contains("101 characters long; at most 100"));
+        assert!(check_name("name", "li\u{1b}[31m").expect_err("escape").contains("control character ('\\u{1b}')"));
+    }
 }

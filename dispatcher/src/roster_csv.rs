@@ -18,6 +18,9 @@ use std::fmt;
 use csv::StringRecord;
 use pingji_proto::v1::{AgentSpec, Location, Role, TravelMode};
 
+use crate::ids::check_id;
+use crate::roster::{check_name, check_skills};
+
 /// Columns every roster must have.
 pub const REQUIRED_COLUMNS: [&str; 3] = ["id", "name", "role"];
 
@@ -288,11 +291,11 @@ fn parse_row(
     }
     let mut problems = Vec::new();
 
+    // The limits are the engine's (`check_id`, `check_name`, `check_skills`),
+    // so a file takes the values UpsertAgent takes.
     let id = field(record, Some(columns.id));
-    if id.is_empty() {
-        problems.push("id is empty; give every person a unique id such as p0001".to_owned());
-    } else if id.chars().any(char::is_whitespace) {
-        problems.push(format!("id \"{id}\" contains whitespace; remove it or use '-' or '_' instead"));
+    if let Err(problem) = check_id("id", id) {
+        problems.push(problem);
     } else if let Some(first_line) = first_line_of_id.get(id) {
         problems.push(format!("id \"{id}\" is already used on line {first_line}; give every person a unique id"));
     } else {
@@ -300,8 +303,8 @@ fn parse_row(
     }
 
     let name = field(record, Some(columns.name));
-    if name.is_empty() {
-        problems.push("name is empty; fill in the person's name".to_owned());
+    if let Err(problem) = check_name("name", name) {
+        problems.push(problem);
     }
 
     let role_text = field(record, Some(columns.role)).to_lowercase();
@@ -381,16 +384,15 @@ fn parse_skills(text: &str) -> Result<Vec<String>, String> {
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    let mut skills: Vec<String> = Vec::new();
-    for item in text.split(';') {
-        let skill = item.trim().to_lowercase();
-        if skill.is_empty() {
-            return Err("skills has an empty item; separate skills with a single ';' and leave no ';' at either end".to_owned());
-        }
-        if skills.contains(&skill) {
+    let skills: Vec<String> = text.split(';').map(|item| item.trim().to_lowercase()).collect();
+    if skills.iter().any(String::is_empty) {
+        return Err("skills has an empty item; separate skills with a single ';' and leave no ';' at either end".to_owned());
+    }
+    check_skills(&skills)?;
+    for (index, skill) in skills.iter().enumerate() {
+        if skills[..index].contains(skill) {
             return Err(format!("skill \"{skill}\" is listed more than once; list each skill once"));
         }
-        skills.push(skill);
     }
     Ok(skills)
 }
@@ -657,7 +659,22 @@ mod tests {
 
     #[test]
     fn id_with_whitespace_is_an_error() {
-        assert_single_error(&roster(&[GOOD, "p 2,李强,volunteer,,,,,,,"]), 3, &["\"p 2\"", "whitespace"]);
+        assert_single_error(&roster(&[GOOD, "p 2,李强,volunteer,,,,,,,"]), 3, &["\"p 2\"", "which ids may not have"]);
+    }
+
+    #[test]
+    fn ids_names_and_skills_have_the_engines_limits() {
+        let long_id = "p".repeat(65);
+        assert_single_error(&roster(&[&format!("{long_id},李强,volunteer,,,,,,,")]), 2, &["id", "at most 64 characters"]);
+        assert_single_error(&roster(&["p/2,李强,volunteer,,,,,,,"]), 2, &["id \"p/2\"", "A-Z"]);
+        let long_name = "王".repeat(101);
+        assert_single_error(&roster(&[&format!("p2,{long_name},volunteer,,,,,,,")]), 2, &["name", "at most 100 characters"]);
+        assert_single_error(&roster(&["p2,李\u{7}强,volunteer,,,,,,,"]), 2, &["name has a control character"]);
+        let long_skill = "a".repeat(33);
+        assert_single_error(&roster(&[&format!("p2,李强,volunteer,{long_skill},,,,,,")]), 2, &["skill", "at most 32 characters"]);
+        assert_single_error(&roster(&["p2,李强,volunteer,first aid,,,,,,"]), 2, &["skill \"first aid\"", "a-z"]);
+        let many: Vec<String> = (0..10_000).map(|n| format!("s{n}")).collect();
+        assert_single_error(&roster(&[&format!("p2,李强,volunteer,{},,,,,,", many.join(";"))]), 2, &["10000 skills"]);
     }
 
     #[test]
@@ -745,14 +762,15 @@ mod tests {
             "p2,,captain,,,,,,,",                 // line 3: name, role
             "p3,李强,volunteer,,,,,,,",           // line 4: good
             "p1,张伟,volunteer,,,,jet,,,",        // line 5: duplicate id, travel mode
-            "\"p4\",\"王\n芳\",volunteer,,,,,,,", // line 6-7: good, name spans a line
+            "\"p4\",\"王\n芳\",volunteer,,,,,,,", // line 6-7: a line break in the name, told on line 6
             "p5,赵六,volunteer,,,,,,,91",         // line 8: lat without lon
         ]);
         let errors = errors_of(&text);
         let lines: Vec<usize> = errors.iter().map(|error| error.line).collect();
-        assert_eq!(lines, vec![3, 3, 5, 5, 8], "{errors:?}");
+        assert_eq!(lines, vec![3, 3, 5, 5, 6, 8], "{errors:?}");
         let display = RosterCsvErrors { errors }.to_string();
-        assert!(display.starts_with("roster csv has 5 problems"), "{display}");
+        assert!(display.starts_with("roster csv has 6 problems"), "{display}");
+        assert!(display.contains("\nline 6: name has a control character ('\\n')"), "{display}");
         assert!(display.contains("\nline 3: name is empty"), "{display}");
         assert!(display.contains("\nline 5: id \"p1\" is already used on line 2"), "{display}");
         assert!(display.contains("\nline 8: home_lat is given"), "{display}");

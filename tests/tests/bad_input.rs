@@ -514,3 +514,59 @@ async fn errors_quote_a_short_prefix_of_a_long_input() -> anyhow::Result<()> {
     drop(session);
     server.shutdown().await
 }
+
+/// Issue #17, item 7: skills, names, free text and ids have limits on
+/// length, count and characters (docs/security.md#input-limits); a value
+/// over one is `invalid_argument` naming the field and the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_over_their_limits_are_invalid_arguments_naming_the_field_and_limit() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    command.create_incident(incident("limits-1", IN_CITY.0, IN_CITY.1)).await?;
+    let unchanged = Unchanged::begin(&mut command).await?;
+    let upsert = |spec: pb::AgentSpec| pb::UpsertAgentRequest { agent: Some(spec) };
+
+    let huge_skill = "a".repeat(1024 * 1024);
+    let status = command.upsert_agent(upsert(person("skilled", "d1-s1-c1-g1", &[&huge_skill]))).await.expect_err("a 1 MiB skill");
+    assert_refused::<()>(Err(status.clone()), Code::InvalidArgument, &["skill", "32 characters"]);
+    assert!(status.message().len() <= SHORT_MESSAGE, "{} bytes", status.message().len());
+    let many: Vec<String> = (0..10_000).map(|n| format!("skill_{n}")).collect();
+    let mut spec = person("skilled", "d1-s1-c1-g1", &[]);
+    spec.skills = many.clone();
+    assert_refused(command.upsert_agent(upsert(spec)).await, Code::InvalidArgument, &["10000 skills", "at most 32"]);
+    assert_refused(
+        command.upsert_agent(upsert(person("skilled", "d1-s1-c1-g1", &["first aid"]))).await,
+        Code::InvalidArgument,
+        &["skill", "first aid", "a-z"],
+    );
+    for bad_id in ["p 1", "p/1", "张三", "p\u{7}1"] {
+        assert_refused(
+            command.upsert_agent(upsert(person(bad_id, "d1-s1-c1-g1", &[]))).await,
+            Code::InvalidArgument,
+            &["id", "A-Z"],
+        );
+    }
+    let mut long_name = person("named", "d1-s1-c1-g1", &[]);
+    long_name.name = "王".repeat(101);
+    assert_refused(command.upsert_agent(upsert(long_name)).await, Code::InvalidArgument, &["name", "100 characters"]);
+    let mut control = person("named", "d1-s1-c1-g1", &[]);
+    control.name = "li\u{1b}[31m".into();
+    assert_refused(command.upsert_agent(upsert(control)).await, Code::InvalidArgument, &["name", "control character"]);
+
+    let mut described = incident("limits-2", IN_CITY.0, IN_CITY.1);
+    described.description = "水".repeat(2001);
+    assert_refused(command.create_incident(described).await, Code::InvalidArgument, &["description", "2000 characters"]);
+    let mut needy = incident("limits-3", IN_CITY.0, IN_CITY.1);
+    needy.required_skills = many[..33].to_vec();
+    assert_refused(command.create_incident(needy).await, Code::InvalidArgument, &["33 skills", "at most 32"]);
+    let mut slashed = incident("limits/4", IN_CITY.0, IN_CITY.1);
+    slashed.category = "fire".into();
+    assert_refused(command.create_incident(slashed).await, Code::InvalidArgument, &["incident id", "A-Z"]);
+    let cancel = pb::CancelIncidentRequest { id: "limits-1".into(), reason: "x".repeat(2001) };
+    assert_refused(command.cancel_incident(cancel).await, Code::InvalidArgument, &["reason", "2000 characters"]);
+    let switch = pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyI as i32, reason: "flood\u{0}".into() };
+    assert_refused(command.set_mode(switch).await, Code::InvalidArgument, &["reason", "control character"]);
+
+    unchanged.verify(&mut command).await?;
+    server.shutdown().await
+}

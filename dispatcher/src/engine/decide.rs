@@ -7,32 +7,35 @@ use super::{Command, Engine, Rejection};
 use crate::accounts::{AgentTokenHash, Operator, OperatorRole, check_operator_name};
 use crate::areas::AreaLevel;
 use crate::event::{EventKind, WithdrawReason};
-use crate::ids::{AgentId, AreaId, IncidentId, Millis, quote};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, check_id, quote};
 use crate::incident::IncidentSpec;
 use crate::policy::Mode;
-use crate::roster::AgentStatus;
+use crate::roster::{AgentStatus, check_name, check_profile, check_skills};
 use crate::spatial::Position;
 
 const MAX_HEADCOUNT: u32 = 500;
-const MAX_TEXT: usize = 4000;
+/// The longest free text a client may send: a description, a reason,
+/// feedback, a field report (docs/security.md#input-limits).
+const MAX_TEXT_CHARS: usize = 2000;
 
 fn invalid(message: String) -> Rejection {
     Rejection::InvalidArgument(message)
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!("{what} id \"{}\" is not valid; use 1 to 128 characters without spaces", quote(id))));
-    }
-    Ok(())
-}
-
-fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
+/// Free text: at most 2,000 characters, no control characters but line
+/// breaks and tabs.
+pub(super) fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
     if required && text.trim().is_empty() {
         return Err(invalid(format!("{what} is empty; say it in a few words")));
     }
-    if text.len() > MAX_TEXT {
-        return Err(invalid(format!("{what} is longer than {MAX_TEXT} bytes; shorten it")));
+    let length = text.chars().count();
+    if length > MAX_TEXT_CHARS {
+        return Err(invalid(format!(
+            "{what} is {length} characters long; at most {MAX_TEXT_CHARS} characters are allowed: shorten it"
+        )));
+    }
+    if let Some(control) = text.chars().find(|character| character.is_control() && !matches!(character, '\n' | '\r' | '\t')) {
+        return Err(invalid(format!("{what} has a control character ({control:?}); remove it (line breaks and tabs are fine)")));
     }
     Ok(())
 }
@@ -50,8 +53,10 @@ impl Engine {
             Command::UpsertAgents { agents, all_new, tokens } => {
                 let mut seen = BTreeSet::new();
                 for profile in agents {
-                    check_id("agent", profile.id.as_str())?;
-                    check_text(&format!("the name of agent {}", profile.id), &profile.name, true)?;
+                    check_profile(profile).map_err(|problem| match profile.id.as_str() {
+                        "" => invalid(format!("agent {problem}")),
+                        id => invalid(format!("agent {}: {problem}", quote(id))),
+                    })?;
                     if !seen.insert(&profile.id) {
                         return Err(Rejection::AlreadyExists(format!(
                             "agent {} appears twice in the request; give each person once",
@@ -290,8 +295,9 @@ impl Engine {
         if spec.category.trim().is_empty() {
             return Err(invalid("category is empty; give one such as fire, flood, medical, elder_care".to_string()));
         }
-        check_text("the category", &spec.category, true)?;
+        check_name("the category", &spec.category).map_err(invalid)?;
         check_text("the description", &spec.description, false)?;
+        check_skills(&spec.skills).map_err(invalid)?;
         if !(1..=4).contains(&spec.priority) {
             return Err(invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", spec.priority)));
         }
@@ -300,7 +306,7 @@ impl Engine {
         }
         let incident = match id {
             Some(id) => {
-                check_id("incident", id.as_str())?;
+                check_id("incident id", id.as_str()).map_err(invalid)?;
                 if self.state.incidents.contains_key(id) {
                     return Err(Rejection::AlreadyExists(format!(
                         "incident {id} already exists; choose another id or leave it empty"

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::decide::check_text;
 use super::{Activation, Callup, Engine, Rejection};
 use crate::areas::AreaLevel;
 use crate::event::{Event, EventKind};
@@ -121,9 +122,7 @@ impl Engine {
         if !self.state.areas.contains(area) {
             return Err(Rejection::NotFound(format!("area {} is not on the map; list areas to find its id", quote(area))));
         }
-        if reason.trim().is_empty() {
-            return Err(Rejection::InvalidArgument("the reason for the call-up is empty; say why".to_string()));
-        }
+        check_text("the reason for the call-up", reason, true)?;
         if deadline_s.is_some_and(|seconds| seconds == 0 || seconds > 24 * 3600) {
             return Err(Rejection::InvalidArgument("the check-in deadline must be 1 to 86400 seconds".to_string()));
         }
@@ -189,9 +188,7 @@ impl Engine {
     }
 
     pub(super) fn decide_deactivate(&self, activation: &ActivationId, reason: &str) -> Result<(), Rejection> {
-        if reason.trim().is_empty() {
-            return Err(Rejection::InvalidArgument("the reason is empty; say why the plan ends".to_string()));
-        }
+        check_text("the reason the plan ends", reason, true)?;
         match self.state.activations.get(activation) {
             None => Err(Rejection::NotFound(format!(
                 "plan activation {} does not exist; list plans to see the active ones",
