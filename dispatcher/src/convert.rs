@@ -122,11 +122,18 @@ fn role_to_pb(role: Role) -> pb::Role {
     }
 }
 
-fn travel_mode_from_pb(mode: i32) -> TravelMode {
+/// Unset means walking, as an empty `travel_mode` in the roster CSV does; a
+/// value outside the enum is refused, as an unknown name in the CSV is.
+fn travel_mode_from_pb(mode: i32, agent: &str) -> Result<TravelMode, Rejection> {
     match pb::TravelMode::try_from(mode) {
-        Ok(pb::TravelMode::Bike) => TravelMode::Bike,
-        Ok(pb::TravelMode::Car) => TravelMode::Car,
-        _ => TravelMode::Walk,
+        Ok(pb::TravelMode::Unspecified | pb::TravelMode::Walk) => Ok(TravelMode::Walk),
+        Ok(pb::TravelMode::Bike) => Ok(TravelMode::Bike),
+        Ok(pb::TravelMode::Car) => Ok(TravelMode::Car),
+        Err(_) => Err(Rejection::InvalidArgument(format!(
+            "agent {}: travel_mode {mode} is unknown; use TRAVEL_MODE_WALK, TRAVEL_MODE_BIKE or TRAVEL_MODE_CAR, or leave \
+             it unset for walking",
+            quote(agent)
+        ))),
     }
 }
 
@@ -154,7 +161,7 @@ pub fn profile_from_pb(spec: &pb::AgentSpec) -> Result<AgentProfile, Rejection> 
         skills: normalise_skills(&spec.skills),
         phone: spec.phone.trim().to_string(),
         home_area: Some(spec.home_area_id.trim()).filter(|area| !area.is_empty()).map(AreaId::new),
-        travel_mode: travel_mode_from_pb(spec.travel_mode),
+        travel_mode: travel_mode_from_pb(spec.travel_mode, id)?,
         on_duty: spec.on_duty,
         home,
     })

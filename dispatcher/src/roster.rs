@@ -133,12 +133,27 @@ pub fn normalise_skills<'a>(skills: impl IntoIterator<Item = &'a String>) -> BTr
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_SKILL_CHARS: usize = 32;
 pub const MAX_SKILLS: usize = 32;
+pub const MAX_PHONE_CHARS: usize = 32;
 
 /// Every limit on a person's record; the problem names the field.
 pub fn check_profile(profile: &AgentProfile) -> Result<(), String> {
     check_id("id", profile.id.as_str())?;
     check_name("name", &profile.name)?;
-    check_skills(&profile.skills)
+    check_skills(&profile.skills)?;
+    check_phone(&profile.phone)
+}
+
+/// A phone number, or nothing: up to 32 digits, '+', '-' and spaces, with
+/// at least one digit. The number is personal data: the message never
+/// repeats it.
+pub fn check_phone(phone: &str) -> Result<(), String> {
+    let plausible = phone.chars().count() <= MAX_PHONE_CHARS
+        && phone.chars().all(|character| character.is_ascii_digit() || matches!(character, '+' | '-' | ' '))
+        && phone.chars().any(|character| character.is_ascii_digit());
+    if phone.is_empty() || plausible {
+        return Ok(());
+    }
+    Err(format!("phone is not a phone number; use at most {MAX_PHONE_CHARS} digits, '+', '-' and spaces, or leave it empty"))
 }
 
 /// A name or a label (a person's name, an incident's category): 1 to 100
@@ -204,6 +219,17 @@ mod tests {
         assert!(check_skills(&skills(&[&"a".repeat(33)])).expect_err("long").contains("33 characters long"));
         assert!(check_skills(&skills(&["first aid"])).expect_err("space").contains("' ', which skills may not have"));
         assert!(check_skills(&skills(&["急救"])).expect_err("han").contains("a-z"));
+    }
+
+    #[test]
+    fn a_phone_is_digits_plus_dashes_and_spaces_and_is_never_repeated() {
+        for good in ["", "13912345678", "+86 139-1234-5678"] {
+            assert_eq!(check_phone(good), Ok(()), "{good}");
+        }
+        for bad in ["17066554433abc", "+-", "1".repeat(33).as_str()] {
+            let problem = check_phone(bad).expect_err(bad);
+            assert!(problem.contains("phone is not a phone number") && !problem.contains("1706"), "{problem}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use csv::StringRecord;
 use pingji_proto::v1::{AgentSpec, Location, Role, TravelMode};
 
 use crate::ids::check_id;
-use crate::roster::{check_name, check_skills};
+use crate::roster::{check_name, check_phone, check_skills};
 
 /// Columns every roster must have.
 pub const REQUIRED_COLUMNS: [&str; 3] = ["id", "name", "role"];
@@ -291,8 +291,8 @@ fn parse_row(
     }
     let mut problems = Vec::new();
 
-    // The limits are the engine's (`check_id`, `check_name`, `check_skills`),
-    // so a file takes the values UpsertAgent takes.
+    // The limits are the engine's (`check_id`, `check_name`, `check_skills`,
+    // `check_phone`), so a file takes the values UpsertAgent takes.
     let id = field(record, Some(columns.id));
     if let Err(problem) = check_id("id", id) {
         problems.push(problem);
@@ -323,11 +323,8 @@ fn parse_row(
     };
 
     let phone = field(record, columns.phone);
-    let phone_is_plausible = phone.chars().all(|character| character.is_ascii_digit() || matches!(character, '+' | '-' | ' '))
-        && phone.chars().any(|character| character.is_ascii_digit());
-    if !phone.is_empty() && !phone_is_plausible {
-        // The number itself is personal data: not quoted.
-        problems.push("phone is not a phone number; use only digits, '+', '-' and spaces, or leave it empty".to_owned());
+    if let Err(problem) = check_phone(phone) {
+        problems.push(problem);
     }
 
     let travel_mode_text = field(record, columns.travel_mode).to_lowercase();

@@ -570,3 +570,33 @@ async fn fields_over_their_limits_are_invalid_arguments_naming_the_field_and_lim
     unchanged.verify(&mut command).await?;
     server.shutdown().await
 }
+
+/// Issue #17, item 8: `UpsertAgent` refuses what the roster CSV refuses,
+/// by the same checks (the CSV's are in `roster_csv`'s unit tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_agent_refuses_what_the_roster_csv_refuses() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let unchanged = Unchanged::begin(&mut command).await?;
+
+    let mut spec = person("phoned", "d1-s1-c1-g1", &[]);
+    spec.phone = "17066554433abc".into();
+    let status = command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await.expect_err("a phone with letters");
+    assert_refused::<()>(Err(status.clone()), Code::InvalidArgument, &["phone is not a phone number", "digits"]);
+    assert!(!status.message().contains("17066554433"), "the phone is personal data: {}", status.message());
+    let mut spec = person("travelling", "d1-s1-c1-g1", &[]);
+    spec.travel_mode = 9;
+    assert_refused(
+        command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await,
+        Code::InvalidArgument,
+        &["travel_mode", "TRAVEL_MODE_WALK"],
+    );
+    // The CSV's rules, on the same values, through the import.
+    let csv = "id,name,role,phone\nphoned,李强,volunteer,17066554433abc\n";
+    let (_, problems) = pingji_dispatcher::roster_csv::parse_roster_csv_lenient(csv);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].message.contains("phone is not a phone number"), "{problems:?}");
+
+    unchanged.verify(&mut command).await?;
+    server.shutdown().await
+}
