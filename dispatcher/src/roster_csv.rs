@@ -45,7 +45,7 @@ pub const ROLES: [Role; 10] = [
 pub const TRAVEL_MODES: [TravelMode; 3] = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car];
 
 /// The UTF-8 byte-order mark some spreadsheet programs put at the start.
-const BYTE_ORDER_MARK: char = '\u{feff}';
+const BYTE_ORDER_MARK: &[u8] = "\u{feff}".as_bytes();
 
 /// One problem in a roster file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,10 +117,10 @@ pub fn travel_mode_name(mode: TravelMode) -> &'static str {
     }
 }
 
-/// Parses a whole roster file. Succeeds only when every row is good;
-/// otherwise returns every problem found.
-pub fn parse_roster_csv(text: &str) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
-    let (agents, errors) = parse_roster_csv_lenient(text);
+/// Parses a whole roster file (its bytes, or text). Succeeds only when every
+/// row is good; otherwise returns every problem found.
+pub fn parse_roster_csv(data: impl AsRef<[u8]>) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
+    let (agents, errors) = parse_roster_csv_lenient(data);
     if errors.is_empty() { Ok(agents) } else { Err(RosterCsvErrors { errors }) }
 }
 
@@ -128,9 +128,19 @@ pub fn parse_roster_csv(text: &str) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
 /// problems of the bad ones. A header too broken to read rows by (a missing
 /// required column, a column named twice) yields no rows; an unknown column
 /// is reported and ignored.
-pub fn parse_roster_csv_lenient(text: &str) -> (Vec<AgentSpec>, Vec<RosterCsvError>) {
-    let text = text.strip_prefix(BYTE_ORDER_MARK).unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+pub fn parse_roster_csv_lenient(data: impl AsRef<[u8]>) -> (Vec<AgentSpec>, Vec<RosterCsvError>) {
+    let (rows, errors) = parse_roster_csv_rows(data);
+    (rows.into_iter().map(|(_, agent)| agent).collect(), errors)
+}
+
+/// As [`parse_roster_csv_lenient`], each good row with the line it starts
+/// on, for checks made later against the dispatcher (home areas on its map).
+/// The file is read as bytes so that a row that is not UTF-8 (a spreadsheet
+/// saved as GBK) is one bad row, told with its line, not a failed file.
+pub fn parse_roster_csv_rows(data: impl AsRef<[u8]>) -> (Vec<(usize, AgentSpec)>, Vec<RosterCsvError>) {
+    let data = data.as_ref();
+    let data = data.strip_prefix(BYTE_ORDER_MARK).unwrap_or(data);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
     let mut records = reader.records();
 
     let mut errors = Vec::new();
@@ -179,7 +189,7 @@ pub fn parse_roster_csv_lenient(text: &str) -> (Vec<AgentSpec>, Vec<RosterCsvErr
             continue;
         }
         match parse_row(&record, &columns, line, &mut first_line_of_id) {
-            Ok(agent) => agents.push(agent),
+            Ok(agent) => agents.push((line, agent)),
             Err(messages) => {
                 errors.extend(messages.into_iter().map(|message| RosterCsvError { line, message }));
             }
@@ -440,7 +450,14 @@ fn line_of(record: &StringRecord, fallback: usize) -> usize {
 
 fn csv_error(error: &csv::Error, fallback_line: usize) -> RosterCsvError {
     let line = error.position().and_then(|position| usize::try_from(position.line()).ok()).unwrap_or(fallback_line);
-    RosterCsvError { line, message: format!("could not read this row as csv ({error}); check its quotes and commas") }
+    let message = match error.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "this row is not UTF-8 text (field {}); save the file as UTF-8 (in Excel: \"CSV UTF-8\") and import again",
+            err.field() + 1
+        ),
+        _ => format!("could not read this row as csv ({error}); check its quotes and commas"),
+    };
+    RosterCsvError { line, message }
 }
 
 fn all_role_names() -> String {
@@ -636,6 +653,19 @@ mod tests {
         let (agents, errors) = parse_roster_csv_lenient(text);
         assert_eq!(agents.len(), 1);
         assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn a_row_that_is_not_utf8_is_one_bad_row_with_its_line() {
+        let mut data = roster(&[GOOD]).into_bytes();
+        data.extend_from_slice(b"p2,\xcd\xf5\xb7\xbc,volunteer,,,,,,,\n");
+        data.extend_from_slice("p3,李强,volunteer,,,,,,,\n".as_bytes());
+        let (rows, errors) = parse_roster_csv_rows(&data);
+        let lines: Vec<(usize, &str)> = rows.iter().map(|(line, agent)| (*line, agent.id.as_str())).collect();
+        assert_eq!(lines, [(2, "p1"), (4, "p3")]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 3);
+        assert!(errors[0].message.starts_with("this row is not UTF-8 text (field 2); save the file as UTF-8"), "{errors:?}");
     }
 
     #[test]

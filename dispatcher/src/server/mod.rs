@@ -633,8 +633,8 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
         bootstrap::add_admin_if_none(dispatcher, token).await?;
     }
     if let Some(path) = &config.agents_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
-        let specs = crate::roster_csv::parse_roster_csv(&text)
+        let data = std::fs::read(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
+        let specs = crate::roster_csv::parse_roster_csv(&data)
             .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
         let profiles = specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?;
         let listed = profiles.len();
