@@ -123,7 +123,8 @@ impl AgentService for AgentApi {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no hello within 10 s; send hello with your agent id and token first"))??;
+            .map_err(|_| Status::deadline_exceeded("no hello within 10 s; send hello with your agent id and token first"))?
+            .map_err(super::error::session_message_too_large)?;
         let Some(pb::AgentMessage { body: Some(Body::Hello(hello)) }) = first else {
             return Err(Status::invalid_argument("the first message must be hello with your agent id and token"));
         };
@@ -164,7 +165,8 @@ impl AgentService for AgentApi {
                         Err(status) => {
                             debug!(code = ?status.code(), "session stream ended with an error");
                             // A message over the size limit: say why before the stream ends.
-                            if status.code() == tonic::Code::OutOfRange || status.code() == tonic::Code::ResourceExhausted {
+                            let status = super::error::session_message_too_large(status);
+                            if status.code() == tonic::Code::ResourceExhausted {
                                 refuse(&refusals, "resource_exhausted", status.message(), "", "");
                             }
                             break;

@@ -409,9 +409,11 @@ async fn serve(
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
         .add_service(sharding::routed(
             auth::authorized(
-                CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
-                    .max_decoding_message_size(MAX_COMMAND_MESSAGE)
-                    .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+                error::size_limited(
+                    CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
+                        .max_decoding_message_size(MAX_COMMAND_MESSAGE)
+                        .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+                ),
                 tokens,
             ),
             sharding,
