@@ -63,6 +63,12 @@ use crate::shard::ShardId;
 /// Largest command request or response: a city's roster (hundreds of
 /// thousands of people) or map fits; send bigger ones in parts.
 const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Largest header list (metadata) of a request. hyper's default of 16 KiB
+/// answered a 64 KiB token with an HTTP/2 error (reported as unknown,
+/// unavailable or resource_exhausted) rather than letting the token check
+/// refuse it as `unauthenticated`; a real token is under 100 bytes.
+const MAX_REQUEST_HEADERS: u32 = 256 * 1024;
 /// Longest pause at shutdown during which new requests are refused with
 /// `unavailable` before the server closes its connections.
 const LAME_DUCK: Duration = Duration::from_millis(500);
@@ -203,9 +209,10 @@ impl ServerTls {
 
 /// A server builder, with TLS when `tls` is set.
 fn server_builder(tls: Option<&ServerTls>) -> anyhow::Result<Server> {
+    let builder = Server::builder().http2_max_header_list_size(MAX_REQUEST_HEADERS);
     match tls {
-        Some(tls) => Server::builder().tls_config(tls.config.clone()).context("cannot serve TLS"),
-        None => Ok(Server::builder()),
+        Some(tls) => builder.tls_config(tls.config.clone()).context("cannot serve TLS"),
+        None => Ok(builder),
     }
 }
 
