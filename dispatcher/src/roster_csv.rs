@@ -119,7 +119,7 @@ pub fn travel_mode_name(mode: TravelMode) -> &'static str {
 
 /// Parses a whole roster file (its bytes, or text). Succeeds only when every
 /// row is good; otherwise returns every problem found.
-pub fn parse_roster_csv(data: impl AsRef<[u8]>) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
+pub fn parse_roster_csv(data: &(impl AsRef<[u8]> + ?Sized)) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
     let (agents, errors) = parse_roster_csv_lenient(data);
     if errors.is_empty() { Ok(agents) } else { Err(RosterCsvErrors { errors }) }
 }
@@ -128,7 +128,7 @@ pub fn parse_roster_csv(data: impl AsRef<[u8]>) -> Result<Vec<AgentSpec>, Roster
 /// problems of the bad ones. A header too broken to read rows by (a missing
 /// required column, a column named twice) yields no rows; an unknown column
 /// is reported and ignored.
-pub fn parse_roster_csv_lenient(data: impl AsRef<[u8]>) -> (Vec<AgentSpec>, Vec<RosterCsvError>) {
+pub fn parse_roster_csv_lenient(data: &(impl AsRef<[u8]> + ?Sized)) -> (Vec<AgentSpec>, Vec<RosterCsvError>) {
     let (rows, errors) = parse_roster_csv_rows(data);
     (rows.into_iter().map(|(_, agent)| agent).collect(), errors)
 }
@@ -137,7 +137,7 @@ pub fn parse_roster_csv_lenient(data: impl AsRef<[u8]>) -> (Vec<AgentSpec>, Vec<
 /// on, for checks made later against the dispatcher (home areas on its map).
 /// The file is read as bytes so that a row that is not UTF-8 (a spreadsheet
 /// saved as GBK) is one bad row, told with its line, not a failed file.
-pub fn parse_roster_csv_rows(data: impl AsRef<[u8]>) -> (Vec<(usize, AgentSpec)>, Vec<RosterCsvError>) {
+pub fn parse_roster_csv_rows(data: &(impl AsRef<[u8]> + ?Sized)) -> (Vec<(usize, AgentSpec)>, Vec<RosterCsvError>) {
     let data = data.as_ref();
     let data = data.strip_prefix(BYTE_ORDER_MARK).unwrap_or(data);
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
