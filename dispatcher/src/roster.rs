@@ -126,10 +126,10 @@ pub fn normalise_skills<'a>(skills: impl IntoIterator<Item = &'a String>) -> BTr
     skills.into_iter().map(|skill| skill.trim().to_lowercase()).filter(|skill| !skill.is_empty()).collect()
 }
 
-/// Limits on a person's record and on skills (docs/security.md#input-limits).
-/// The engine applies them to every person added or changed (UpsertAgent,
-/// ImportAgents, `--agents`) and the roster CSV reader to every row, with
-/// the same functions, so that both take and refuse the same values.
+// Limits on a person's record and on skills (docs/security.md#input-limits).
+// The engine applies them to every person added or changed (UpsertAgent,
+// ImportAgents, `--agents`) and the roster CSV reader to every row, with
+// the same functions, so that both take and refuse the same values.
 pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_SKILL_CHARS: usize = 32;
 pub const MAX_SKILLS: usize = 32;

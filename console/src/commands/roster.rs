@@ -29,7 +29,8 @@ const PAGE: u32 = 1000;
 /// Reads the roster, refuses it whole when a row is bad (unless
 /// `skip_bad`), and imports it in one request: the dispatcher applies it
 /// all or nothing. A row naming a home area that is not on the
-/// dispatcher's map is a bad row too, told with its line. The people's tokens go to `tokens_out`, a new file made
+/// dispatcher's map is a bad row too, told with its line. The people's
+/// tokens go to `tokens_out`, a new file made
 /// before the import so that tokens are never issued with nowhere to go;
 /// without it they are printed to stdout as CSV, the summary and a warning
 /// going to stderr so that `> tokens.csv` catches the CSV alone.
