@@ -85,13 +85,17 @@ impl From<tonic::Status> for ConsoleError {
 }
 
 /// The error for a failed import: a request over the dispatcher's message
-/// size limit gets advice instead of the transport's wording.
+/// size limit gets advice instead of the transport's wording. The
+/// dispatcher answers `resource_exhausted`; tonic's own limits, on this side
+/// or at an older dispatcher, answer `out_of_range`.
 pub fn import_error(status: tonic::Status, file: &std::path::Path) -> ConsoleError {
     let message = status.message();
     // The dispatcher's own statuses name a reason; one without is the
     // transport's, here its limit on the size of a request.
-    if status.code() == Code::OutOfRange && errors::reason(&status).is_none() {
+    let over_a_limit = matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange);
+    if over_a_limit && (errors::reason(&status).is_none() || errors::reason(&status) == Some(ErrorReason::LimitExceeded)) {
         let detail = message.split_once("too large: ").map_or(message, |(_, detail)| detail);
+        let detail = detail.split(';').next().unwrap_or(detail);
         return ConsoleError::TooLarge { what: file.display().to_string(), detail: detail.to_string() };
     }
     ConsoleError::Server(status)
@@ -172,6 +176,15 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "big.csv is too large for one request to the dispatcher (found 6228890 bytes, the limit is: 4194304 bytes); \
+             split it into smaller files and import them one by one"
+        );
+        let status = tonic::Status::resource_exhausted(
+            "decoded message length too large: found 300000000 bytes, the limit is: 268435456 bytes; a command message \
+             may be at most 256 MiB: split the request (a roster or a map into parts)",
+        );
+        assert_eq!(
+            import_error(status, std::path::Path::new("big.csv")).to_string(),
+            "big.csv is too large for one request to the dispatcher (found 300000000 bytes, the limit is: 268435456 bytes); \
              split it into smaller files and import them one by one"
         );
         let other = import_error(tonic::Status::not_found("area x"), std::path::Path::new("r.csv"));

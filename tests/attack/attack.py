@@ -67,6 +67,7 @@ call("admin token with one digit changed", cmd.ListIncidents, pb.ListIncidentsRe
 call("admin token without 'Bearer '", cmd.ListIncidents, pb.ListIncidentsRequest(), None, [("authorization", admin)])
 call("a person's token on the command API", cmd.ListAgents, pb.ListAgentsRequest(), victim_token)
 call("a 7 KiB token", cmd.ListIncidents, pb.ListIncidentsRequest(), "pjo_x_" + "a"*7000)
+call("a 64 KiB token", cmd.ListIncidents, pb.ListIncidentsRequest(), "pjo_x_" + "a"*65536)
 call("viewer: switch d1 to emergency", cmd.SetMode, pb.SetModeRequest(area_id="d1", mode=pb.MODE_EMERGENCY_I, reason="x"), viewer)
 call("viewer: make itself admin", cmd.AddOperator, pb.AddOperatorRequest(name="eve2", role=pb.OPERATOR_ROLE_ADMIN), viewer)
 call("viewer: issue itself the victim's token", cmd.IssueAgentToken, pb.IssueAgentTokenRequest(agent_id="victim"), viewer)

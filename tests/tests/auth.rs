@@ -251,3 +251,51 @@ async fn the_first_admin_comes_from_the_bootstrap_subcommand() -> anyhow::Result
     assert_eq!(status.code(), Code::Unauthenticated);
     server.shutdown().await
 }
+
+/// A command client that sends `authorization: VALUE` as given, without
+/// adding the `Bearer ` scheme as the Pingji clients do.
+async fn command_with_raw_authorization(
+    server: &TestServer,
+    value: String,
+) -> anyhow::Result<
+    pb::command_service_client::CommandServiceClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, impl tonic::service::Interceptor + use<>>,
+    >,
+> {
+    let header: tonic::metadata::AsciiMetadataValue = value.parse()?;
+    let interceptor = move |mut request: tonic::Request<()>| {
+        request.metadata_mut().insert("authorization", header.clone());
+        Ok(request)
+    };
+    Ok(pb::command_service_client::CommandServiceClient::with_interceptor(server.channel().await?, interceptor))
+}
+
+/// Issue #17, item 11 (first half): the token must come as `authorization:
+/// Bearer TOKEN` (the scheme in any case, RFC 7235); a bare token or another
+/// scheme is refused, and so is a 64 KiB token, with `unauthenticated`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_must_come_as_a_bearer_and_a_huge_one_is_unauthenticated() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+
+    for value in [ADMIN_TOKEN.to_string(), format!("Basic {ADMIN_TOKEN}"), format!("Bearer{ADMIN_TOKEN}")] {
+        let mut client = command_with_raw_authorization(&server, value.clone()).await?;
+        let status = client.list_incidents(pb::ListIncidentsRequest::default()).await.expect_err("not a bearer token");
+        assert_eq!(status.code(), Code::Unauthenticated, "{value}: {status:?}");
+        assert!(status.message().contains("authorization: Bearer"), "{value}: {}", status.message());
+        assert!(!status.message().contains(ADMIN_TOKEN), "the token is a secret: {}", status.message());
+    }
+    let mut lower_case = command_with_raw_authorization(&server, format!("bearer {ADMIN_TOKEN}")).await?;
+    lower_case.list_incidents(pb::ListIncidentsRequest::default()).await?;
+
+    let huge = format!("pjo_admin_{}", "0".repeat(64 * 1024));
+    let status = server
+        .command_with(Some(&huge))
+        .await?
+        .list_incidents(pb::ListIncidentsRequest::default())
+        .await
+        .expect_err("a 64 KiB token");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("not an operator token"), "{}", status.message());
+    server.command().await?.list_incidents(pb::ListIncidentsRequest::default()).await?;
+    server.shutdown().await
+}

@@ -409,3 +409,197 @@ async fn an_unknown_status_value_is_refused_with_a_message_about_status() -> any
     drop(session);
     server.shutdown().await
 }
+
+/// The longest status message a refusal of the inputs below may carry: a
+/// status message travels in a header, and stock gRPC clients refuse a
+/// response whose headers pass 8 KiB (grpc-core's default).
+const SHORT_MESSAGE: usize = 512;
+
+/// Checks that `status` quotes `input` (much longer than a message may be)
+/// by its first characters and its length, and stays short.
+#[track_caller]
+fn assert_quoted_briefly(what: &str, status: &Status, input: &str) {
+    let message = status.message();
+    let start: String = message.chars().take(200).collect();
+    assert!(message.len() <= SHORT_MESSAGE, "{what}: a message of {} bytes: {start}…", message.len());
+    assert!(message.contains(&input[..64]), "{what}: the message does not show the input's start: {message}");
+    let length = format!("{} characters", input.chars().count());
+    assert!(message.contains(&length), "{what}: the message does not say how long the input was: {message}");
+}
+
+/// Issue #17, item 6: a 10 KB id comes back in the status message as its
+/// first characters and its length, never whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_quote_a_short_prefix_of_a_long_input() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let mut session = server.connect_person_at(person("quoted", "d1-s1-c1-g1", &[]), IN_CITY.0, IN_CITY.1).await?;
+    let unchanged = Unchanged::begin(&mut command).await?;
+    let long = format!("d1-{}", "x".repeat(10_000 - 3));
+
+    let refusals = vec![
+        (
+            "SetMode",
+            command
+                .set_mode(pb::SetModeRequest { area_id: long.clone(), mode: pb::Mode::EmergencyI as i32, reason: "flood".into() })
+                .await
+                .err(),
+        ),
+        ("Coverage", command.coverage(pb::CoverageRequest { area_id: long.clone() }).await.err()),
+        ("ListAgents", command.list_agents(pb::ListAgentsRequest { area_id: long.clone(), ..Default::default() }).await.err()),
+        ("CallupStatus", command.callup_status(pb::CallupStatusRequest { area_id: long.clone(), open_only: false }).await.err()),
+        (
+            "CallUp",
+            command
+                .call_up(pb::CallUpRequest { area_id: long.clone(), reason: "flood".into(), ..Default::default() })
+                .await
+                .err(),
+        ),
+        ("GetAgent", command.get_agent(pb::GetAgentRequest { id: long.clone() }).await.err()),
+        ("GetIncident", command.get_incident(pb::GetIncidentRequest { id: long.clone() }).await.err()),
+        (
+            "CancelIncident",
+            command.cancel_incident(pb::CancelIncidentRequest { id: long.clone(), reason: "x".into() }).await.err(),
+        ),
+        ("IssueAgentToken", command.issue_agent_token(pb::IssueAgentTokenRequest { agent_id: long.clone() }).await.err()),
+        ("CreateIncident", command.create_incident(incident(&long, IN_CITY.0, IN_CITY.1)).await.err()),
+        (
+            "UpsertAgent id",
+            command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person(&long, "d1-s1-c1-g1", &[])) }).await.err(),
+        ),
+        (
+            "UpsertAgent home",
+            command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("homeless", &long, &[])) }).await.err(),
+        ),
+        (
+            "ActivatePlan",
+            command
+                .activate_plan(pb::ActivatePlanRequest { plan_id: long.clone(), area_id: "d1".into(), reason: "flood".into() })
+                .await
+                .err(),
+        ),
+        (
+            "DeactivatePlan",
+            command.deactivate_plan(pb::DeactivatePlanRequest { activation_id: long.clone(), reason: "over".into() }).await.err(),
+        ),
+        (
+            "TriageReport",
+            command
+                .triage_report(pb::TriageReportRequest {
+                    report_id: long.clone(),
+                    action: Some(pb::triage_report_request::Action::RejectReason("no".into())),
+                })
+                .await
+                .err(),
+        ),
+        (
+            "AddOperator",
+            command
+                .add_operator(pb::AddOperatorRequest { name: long.clone(), role: pb::OperatorRole::Viewer as i32 })
+                .await
+                .err(),
+        ),
+        ("RemoveOperator", command.remove_operator(pb::RemoveOperatorRequest { name: long.clone() }).await.err()),
+        ("hello", AgentSession::try_open(&mut server.agents().await?, &long, "pja_guess").await.err()),
+    ];
+    for (what, refused) in refusals {
+        let status = refused.ok_or_else(|| anyhow::anyhow!("{what} with a 10,000-character id was accepted"))?;
+        assert_quoted_briefly(what, &status, &long);
+    }
+    // On a person's session too: accepting an offer that does not exist.
+    session.accept(&long).await?;
+    match session.next_message_within(PROMPTLY).await? {
+        Incoming::Refused(refused) => assert_quoted_briefly("Accept", &Status::new(Code::Unknown, refused.message), &long),
+        other => anyhow::bail!("expected refused, got {other:?}"),
+    }
+
+    unchanged.verify(&mut command).await?;
+    drop(session);
+    server.shutdown().await
+}
+
+/// Issue #17, item 7: skills, names, free text and ids have limits on
+/// length, count and characters (docs/security.md#input-limits); a value
+/// over one is `invalid_argument` naming the field and the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_over_their_limits_are_invalid_arguments_naming_the_field_and_limit() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    command.create_incident(incident("limits-1", IN_CITY.0, IN_CITY.1)).await?;
+    let unchanged = Unchanged::begin(&mut command).await?;
+    let upsert = |spec: pb::AgentSpec| pb::UpsertAgentRequest { agent: Some(spec) };
+
+    let huge_skill = "a".repeat(1024 * 1024);
+    let status = command.upsert_agent(upsert(person("skilled", "d1-s1-c1-g1", &[&huge_skill]))).await.expect_err("a 1 MiB skill");
+    assert_refused::<()>(Err(status.clone()), Code::InvalidArgument, &["skill", "32 characters"]);
+    assert!(status.message().len() <= SHORT_MESSAGE, "{} bytes", status.message().len());
+    let many: Vec<String> = (0..10_000).map(|n| format!("skill_{n}")).collect();
+    let mut spec = person("skilled", "d1-s1-c1-g1", &[]);
+    spec.skills = many.clone();
+    assert_refused(command.upsert_agent(upsert(spec)).await, Code::InvalidArgument, &["10000 skills", "at most 32"]);
+    assert_refused(
+        command.upsert_agent(upsert(person("skilled", "d1-s1-c1-g1", &["first aid"]))).await,
+        Code::InvalidArgument,
+        &["skill", "first aid", "a-z"],
+    );
+    for bad_id in ["p 1", "p/1", "张三", "p\u{7}1"] {
+        assert_refused(
+            command.upsert_agent(upsert(person(bad_id, "d1-s1-c1-g1", &[]))).await,
+            Code::InvalidArgument,
+            &["id", "A-Z"],
+        );
+    }
+    let mut long_name = person("named", "d1-s1-c1-g1", &[]);
+    long_name.name = "王".repeat(101);
+    assert_refused(command.upsert_agent(upsert(long_name)).await, Code::InvalidArgument, &["name", "100 characters"]);
+    let mut control = person("named", "d1-s1-c1-g1", &[]);
+    control.name = "li\u{1b}[31m".into();
+    assert_refused(command.upsert_agent(upsert(control)).await, Code::InvalidArgument, &["name", "control character"]);
+
+    let mut described = incident("limits-2", IN_CITY.0, IN_CITY.1);
+    described.description = "水".repeat(2001);
+    assert_refused(command.create_incident(described).await, Code::InvalidArgument, &["description", "2000 characters"]);
+    let mut needy = incident("limits-3", IN_CITY.0, IN_CITY.1);
+    needy.required_skills = many[..33].to_vec();
+    assert_refused(command.create_incident(needy).await, Code::InvalidArgument, &["33 skills", "at most 32"]);
+    let mut slashed = incident("limits/4", IN_CITY.0, IN_CITY.1);
+    slashed.category = "fire".into();
+    assert_refused(command.create_incident(slashed).await, Code::InvalidArgument, &["incident id", "A-Z"]);
+    let cancel = pb::CancelIncidentRequest { id: "limits-1".into(), reason: "x".repeat(2001) };
+    assert_refused(command.cancel_incident(cancel).await, Code::InvalidArgument, &["reason", "2000 characters"]);
+    let switch = pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyI as i32, reason: "flood\u{0}".into() };
+    assert_refused(command.set_mode(switch).await, Code::InvalidArgument, &["reason", "control character"]);
+
+    unchanged.verify(&mut command).await?;
+    server.shutdown().await
+}
+
+/// Issue #17, item 8: `UpsertAgent` refuses what the roster CSV refuses,
+/// by the same checks (the CSV's are in `roster_csv`'s unit tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_agent_refuses_what_the_roster_csv_refuses() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let unchanged = Unchanged::begin(&mut command).await?;
+
+    let mut spec = person("phoned", "d1-s1-c1-g1", &[]);
+    spec.phone = "17066554433abc".into();
+    let status = command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await.expect_err("a phone with letters");
+    assert_refused::<()>(Err(status.clone()), Code::InvalidArgument, &["phone is not a phone number", "digits"]);
+    assert!(!status.message().contains("17066554433"), "the phone is personal data: {}", status.message());
+    let mut spec = person("travelling", "d1-s1-c1-g1", &[]);
+    spec.travel_mode = 9;
+    assert_refused(
+        command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await,
+        Code::InvalidArgument,
+        &["travel_mode", "TRAVEL_MODE_WALK"],
+    );
+    // The CSV's rules, on the same values, through the import.
+    let csv = "id,name,role,phone\nphoned,李强,volunteer,17066554433abc\n";
+    let (_, problems) = pingji_client::roster_csv::parse_roster_csv_lenient(csv);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].message.contains("phone is not a phone number"), "{problems:?}");
+
+    unchanged.verify(&mut command).await?;
+    server.shutdown().await
+}

@@ -585,3 +585,37 @@ async fn an_import_never_writes_its_tokens_over_a_file() -> anyhow::Result<()> {
     assert!(json["tokens"][0]["token"].as_str().is_some_and(|token| is_token(token, "pja_")), "{json}");
     server.shutdown().await
 }
+
+/// Issue #17, item 9: a row that is not UTF-8 (a spreadsheet saved as GBK)
+/// is reported with its line, and so is a row whose home area is not on the
+/// dispatcher's map; `--skip-bad` skips both and imports the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_rows_not_in_utf8_or_homed_off_the_map_are_reported_by_line_and_skipped() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let url = server_url(&server);
+    let directory = tempfile::tempdir()?;
+    let file = directory.path().join("roster.csv");
+    let mut bytes = "id,name,role,home_area_id\ng1,王芳,volunteer,d1-s1-c1-g1\n".as_bytes().to_vec();
+    bytes.extend_from_slice(b"gbk,\xcd\xf5\xb7\xbc,volunteer,d1-s1-c1-g1\n");
+    bytes.extend_from_slice("lost,李强,volunteer,d9-s9\n".as_bytes());
+    bytes.extend_from_slice("g2,欧阳桂英,volunteer,d1-s1-c1-g2\n".as_bytes());
+    std::fs::write(&file, bytes)?;
+    let file = path_arg(&file)?;
+    let before = roster_ids(&server).await?;
+
+    let refused = run_pingji(&url, &["roster", "import", &file]).await?;
+    assert_eq!(refused.code(), Some(1), "{}", refused.stderr);
+    assert!(refused.stderr.contains("has problems on 2 lines; nothing imported"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("line 3: this row is not UTF-8"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("line 4: home_area_id \"d9-s9\" is not on the dispatcher's map"), "{}", refused.stderr);
+    assert_eq!(roster_ids(&server).await?, before, "nothing was imported");
+
+    let skipped = run_pingji(&url, &["roster", "import", &file, "--skip-bad", "--json"]).await?.success()?.json()?;
+    assert_eq!(skipped["imported"], 2, "{skipped}");
+    let lines: Vec<&Value> = skipped["skipped"].as_array().into_iter().flatten().map(|problem| &problem["line"]).collect();
+    assert_eq!(lines, [3, 4], "{skipped}");
+    let mut after = roster_ids(&server).await?;
+    after.sort();
+    assert_eq!(after, ["g1", "g2"], "only the good rows were imported");
+    server.shutdown().await
+}

@@ -127,3 +127,55 @@ async fn a_message_over_the_size_limit_ends_only_its_own_session() -> anyhow::Re
     assert!(incidents.incidents.is_empty(), "{:?}", incidents.incidents);
     Ok(())
 }
+
+/// Sends `CommandService.ImportAgents` as the admin with a message whose
+/// length prefix says `length` bytes, followed by only a few of them, and
+/// returns the status the dispatcher answers (refused from the prefix, so
+/// the test needs no gigabytes). The length's bytes are kept ASCII so that
+/// the frame fits in a `String` body.
+async fn command_claiming(server: &TestServer, length: u32) -> anyhow::Result<tonic::Status> {
+    use tonic::codegen::{Service, http};
+    let mut frame = vec![0_u8];
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(b"the start of a very large roster");
+    let body = String::from_utf8(frame)?;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}/pingji.v1.CommandService/ImportAgents", server.address()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {}", pingji_tests::ADMIN_TOKEN))
+        .body(tonic::body::Body::new(body))?;
+    let mut channel = server.channel().await?;
+    std::future::poll_fn(|context| channel.poll_ready(context)).await?;
+    let response = channel.call(request).await?;
+    tonic::Status::from_header_map(response.headers())
+        .ok_or_else(|| anyhow::anyhow!("no grpc-status in the response headers: {:?}", response.headers()))
+}
+
+/// Issue #17, item 10: over the size limit, the command API and a session's
+/// first message answer `resource_exhausted`, as the docs say for every
+/// limit, and the message names the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_size_limit_is_resource_exhausted_on_every_service() -> anyhow::Result<()> {
+    let server = server(Limits::default()).await?;
+
+    let status = step("an oversized command", command_claiming(&server, 0x7f7f_7f7f)).await?;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("256 MiB"), "{}", status.message());
+
+    let hello = "a".repeat(70 * 1024);
+    let status = step("an oversized hello", async {
+        let mut agents = server.agents().await?;
+        AgentSession::try_open(&mut agents, "p0001", &hello)
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("a 70 KiB hello was let in"))
+    })
+    .await?;
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("64 KiB"), "{}", status.message());
+
+    step("serving others meanwhile", still_serving(&server, "p0002")).await?;
+    Ok(())
+}

@@ -7,12 +7,14 @@
 //! time it can be seen: these commands print it (or write it to the file
 //! asked for) and nothing else keeps it.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use pingji_client::roster_csv::{RosterCsvError, parse_roster_csv_lenient};
+use pingji_client::roster_csv::{RosterCsvError, parse_roster_csv_rows};
 use pingji_proto::v1 as pb;
+use pingji_rules::quote;
 use serde_json::json;
 
 use crate::cli::AddPersonArgs;
@@ -28,7 +30,9 @@ const PAGE: u32 = 1000;
 
 /// Reads the roster, refuses it whole when a row is bad (unless
 /// `skip_bad`), and imports it in one request: the dispatcher applies it
-/// all or nothing. The people's tokens go to `tokens_out`, a new file made
+/// all or nothing. A row naming a home area that is not on the
+/// dispatcher's map is a bad row too, told with its line. The people's
+/// tokens go to `tokens_out`, a new file made
 /// before the import so that tokens are never issued with nowhere to go;
 /// without it they are printed to stdout as CSV, the summary and a warning
 /// going to stderr so that `> tokens.csv` catches the CSV alone.
@@ -39,8 +43,10 @@ pub async fn import(
     tokens_out: Option<&Path>,
     as_json: bool,
 ) -> Result<(), ConsoleError> {
-    let text = super::read_file(file)?;
-    let (agents, problems) = parse_roster_csv_lenient(&text);
+    // Bytes, not text: a row that is not UTF-8 is a bad row with its line.
+    let data = std::fs::read(file).map_err(|source| ConsoleError::ReadFile { path: file.to_path_buf(), source })?;
+    let (rows, mut problems) = parse_roster_csv_rows(&data);
+    let agents = homed_on_the_map(client, rows, &mut problems).await?;
     if !problems.is_empty() && !skip_bad {
         return Err(ConsoleError::BadRoster { path: file.to_path_buf(), problems });
     }
@@ -101,6 +107,35 @@ pub async fn import(
         path.display()
     ));
     output::text(&text)
+}
+
+/// The people of `rows` whose home area (if any) is on the dispatcher's
+/// map; each of the others becomes a problem on its line (the dispatcher
+/// would refuse the whole import for them, without a line).
+async fn homed_on_the_map(
+    client: &mut Client,
+    rows: Vec<(usize, pb::AgentSpec)>,
+    problems: &mut Vec<RosterCsvError>,
+) -> Result<Vec<pb::AgentSpec>, ConsoleError> {
+    if rows.iter().all(|(_, agent)| agent.home_area_id.is_empty()) {
+        return Ok(rows.into_iter().map(|(_, agent)| agent).collect());
+    }
+    let map = client.list_areas(pb::ListAreasRequest { level: 0, with_geometry: false }).await?.into_inner();
+    let known: HashSet<String> = map.areas.into_iter().map(|area| area.id).collect();
+    let mut agents = Vec::new();
+    for (line, agent) in rows {
+        if agent.home_area_id.is_empty() || known.contains(&agent.home_area_id) {
+            agents.push(agent);
+            continue;
+        }
+        let message = format!(
+            "home_area_id \"{}\" is not on the dispatcher's map; fix the id, or import the areas first (pingji areas import FILE)",
+            quote(&agent.home_area_id)
+        );
+        problems.push(RosterCsvError { line, message });
+    }
+    problems.sort_by_key(|problem| problem.line);
+    Ok(agents)
 }
 
 /// A new file for tokens, readable and writable by its owner only. An

@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, Millis};
+use crate::ids::{AgentId, Millis, quote};
 
 /// Prefix of a person's token (field sessions only).
 pub const AGENT_TOKEN_PREFIX: &str = "pja_";
@@ -57,7 +57,7 @@ impl OperatorRole {
         OperatorRole::ALL
             .into_iter()
             .find(|role| role.name() == text.trim())
-            .ok_or_else(|| format!("role {text:?} is not known; use viewer, dispatcher, commander or admin"))
+            .ok_or_else(|| format!("role \"{}\" is not known; use viewer, dispatcher, commander or admin", quote(text)))
     }
 
     /// Whether this role sees phone numbers and locations as they are.
@@ -110,7 +110,10 @@ pub fn check_operator_name(name: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("operator name {name:?} is not valid; use 1 to 64 ASCII letters, digits, '.', '-' or '@', e.g. li.na"))
+        Err(format!(
+            "operator name \"{}\" is not valid; use 1 to 64 ASCII letters, digits, '.', '-' or '@', e.g. li.na",
+            quote(name)
+        ))
     }
 }
 

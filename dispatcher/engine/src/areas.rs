@@ -8,7 +8,7 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::AreaId;
+use crate::ids::{AreaId, check_id, quote};
 use crate::spatial::Position;
 
 /// A level of the hierarchy; `City` is the top.
@@ -286,7 +286,8 @@ impl AreaMap {
             let Some(parent) = merged.get(parent_id) else {
                 return Err(format!(
                     "area {} names parent {} which is neither in the import nor already known; import the parent too",
-                    spec.id, parent_id
+                    spec.id,
+                    quote(parent_id)
                 ));
             };
             if parent.level >= spec.level {
@@ -306,7 +307,8 @@ impl AreaMap {
             if !merged.contains_key(&centre.area) {
                 return Err(format!(
                     "service centre {} names area {} which is unknown; set `parent` to a street or community id",
-                    centre.id, centre.area
+                    centre.id,
+                    quote(&centre.area)
                 ));
             }
         }
@@ -393,6 +395,7 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
             }
         };
         let id = text_property("id").filter(|id| !id.is_empty()).ok_or_else(|| where_("property `id` is missing or empty"))?;
+        check_id("property `id`", &id).map_err(|problem| where_(&problem))?;
         let where_id = |what: String| format!("feature #{index} (id {id}): {what}");
         let name = text_property("name").unwrap_or_default();
         let level = text_property("level").ok_or_else(|| where_id("property `level` is missing".into()))?;
@@ -405,7 +408,7 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
                 return Err(where_id("a service centre needs `parent`: the street or community it serves".into()));
             };
             if geometry_type != "Point" {
-                return Err(where_id(format!("a service centre must be a Point, not {geometry_type}")));
+                return Err(where_id(format!("a service centre must be a Point, not {}", quote(geometry_type))));
             }
             let [lon, lat] = parse_position(coordinates).map_err(where_id)?;
             let at = Position::checked(lon, lat).map_err(where_id)?;
@@ -414,7 +417,8 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
         }
         let level = AreaLevel::from_name(&level).ok_or_else(|| {
             where_id(format!(
-                "level {level:?} is unknown; use city, district, street, community, grid, building or service_centre"
+                "level \"{}\" is unknown; use city, district, street, community, grid, building or service_centre",
+                quote(&level)
             ))
         })?;
         let polygons = match geometry_type {
@@ -426,7 +430,7 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
                 .map(parse_polygon)
                 .collect::<Result<_, _>>()
                 .map_err(where_id)?,
-            other => return Err(where_id(format!("an area must be a Polygon or MultiPolygon, not {other:?}"))),
+            other => return Err(where_id(format!("an area must be a Polygon or MultiPolygon, not \"{}\"", quote(other)))),
         };
         import.areas.push(AreaSpec { id: AreaId::new(id.clone()), name, level, parent, polygons });
     }

@@ -1,4 +1,6 @@
-//! Identifiers and time, as newtypes so they are not mixed up past the wire.
+//! Identifiers and time, as newtypes so they are not mixed up past the wire;
+//! [`check_id`], what a new id may be; [`quote`], how an error message
+//! repeats an id (or any input) it was sent.
 
 use std::fmt;
 
@@ -25,8 +27,16 @@ macro_rules! string_id {
                 f.write_str(&self.0)
             }
         }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
+
+pub use pingji_rules::{MAX_ID_CHARS, check_id, quote};
 
 string_id!(
     /// A person on the roster.
@@ -75,5 +85,33 @@ impl Millis {
 impl fmt::Display for Millis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_input_is_quoted_whole_and_a_long_one_by_its_start_and_length() {
+        assert_eq!(quote("p0001"), "p0001");
+        assert_eq!(quote(AgentId::new("王芳")), "王芳");
+        assert_eq!(quote("a\nb\u{7}"), "a\\nb\\u{7}");
+        let long = "x".repeat(10_000);
+        assert_eq!(quote(&long), format!("{}… (10000 characters)", "x".repeat(64)));
+        assert_eq!(quote("水".repeat(65)), format!("{}… (65 characters)", "水".repeat(64)));
+    }
+
+    #[test]
+    fn an_id_is_up_to_64_letters_digits_dots_underscores_and_dashes() {
+        for good in ["p0001", "d1-s1-c1-g1", "inc_7.b", &"x".repeat(64)] {
+            assert_eq!(check_id("id", good), Ok(()), "{good}");
+        }
+        let problem = |id: &str| check_id("agent id", id).expect_err(id);
+        assert!(problem("").contains("agent id is empty"));
+        assert!(problem(&"x".repeat(65)).contains("65 characters long; ids are at most 64"));
+        assert!(problem("p 1").contains("' ', which ids may not have"));
+        assert!(problem("王芳").contains("'王'"));
+        assert!(problem("p\u{0}").contains("'\\0'"));
     }
 }

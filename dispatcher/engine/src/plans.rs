@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AreaId, PlanId};
+use crate::ids::{AreaId, PlanId, check_id, quote};
 use crate::policy::Mode;
 use crate::roster::Role;
 use crate::spatial::Position;
@@ -127,12 +127,10 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
         }
     })?;
     let id = file.id.trim();
-    if id.is_empty() || id.chars().any(char::is_whitespace) {
-        return Err("id must be a word without spaces, e.g. flood-ii".to_string());
-    }
+    check_id("id", id).map_err(|problem| format!("{problem}, e.g. flood-ii"))?;
     let grade = parse_grade(&file.grade)
         .filter(|grade| grade.is_emergency())
-        .ok_or_else(|| format!("plan {id}: grade {:?} is not an emergency grade; use IV, III, II or I", file.grade))?;
+        .ok_or_else(|| format!("plan {id}: grade \"{}\" is not an emergency grade; use IV, III, II or I", quote(&file.grade)))?;
     if file.tasks.is_empty() && file.call_up.is_empty() {
         return Err(format!("plan {id}: it has no [[task]] and no call_up; give it something to do"));
     }
@@ -156,10 +154,12 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
         if !(1..=4).contains(&task.priority) || task.need == 0 || task.need > 500 {
             return Err(at("priority must be 1..4 and need 1..500"));
         }
+        let skills = crate::roster::normalise_skills(&task.skills);
+        crate::roster::check_skills(&skills).map_err(|problem| at(&problem))?;
         tasks.push(PlanTask {
             category: task.category.trim().to_lowercase(),
             place,
-            skills: crate::roster::normalise_skills(&task.skills),
+            skills,
             need: task.need,
             priority: task.priority,
             description: task.description,

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId, check_id};
 use crate::policy::Speeds;
 use crate::spatial::Position;
 
@@ -124,4 +124,52 @@ impl AgentRecord {
 /// Normalises skill names: trimmed, lowercase, no empties.
 pub fn normalise_skills<'a>(skills: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
     skills.into_iter().map(|skill| skill.trim().to_lowercase()).filter(|skill| !skill.is_empty()).collect()
+}
+
+pub use pingji_rules::{MAX_NAME_CHARS, MAX_PHONE_CHARS, MAX_SKILL_CHARS, MAX_SKILLS, check_name, check_phone, check_skills};
+
+/// Every limit on a person's record; the problem names the field.
+pub fn check_profile(profile: &AgentProfile) -> Result<(), String> {
+    check_id("id", profile.id.as_str())?;
+    check_name("name", &profile.name)?;
+    check_skills(&profile.skills)?;
+    check_phone(&profile.phone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skills(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn skills_are_short_lowercase_words_and_few() {
+        assert_eq!(check_skills(&skills(&["first_aid", "elder_care", "level2"])), Ok(()));
+        let many: BTreeSet<String> = (0..33).map(|n| format!("skill_{n}")).collect();
+        assert!(check_skills(&many).expect_err("33").contains("33 skills given; at most 32"));
+        assert!(check_skills(&skills(&[&"a".repeat(33)])).expect_err("long").contains("33 characters long"));
+        assert!(check_skills(&skills(&["first aid"])).expect_err("space").contains("' ', which skills may not have"));
+        assert!(check_skills(&skills(&["急救"])).expect_err("han").contains("a-z"));
+    }
+
+    #[test]
+    fn a_phone_is_digits_plus_dashes_and_spaces_and_is_never_repeated() {
+        for good in ["", "13912345678", "+86 139-1234-5678"] {
+            assert_eq!(check_phone(good), Ok(()), "{good}");
+        }
+        for bad in ["17066554433abc", "+-", "1".repeat(33).as_str()] {
+            let problem = check_phone(bad).expect_err(bad);
+            assert!(problem.contains("phone is not a phone number") && !problem.contains("1706"), "{problem}");
+        }
+    }
+
+    #[test]
+    fn names_are_up_to_100_characters_without_control_characters() {
+        assert_eq!(check_name("name", &"王".repeat(100)), Ok(()));
+        assert!(check_name("name", " ").expect_err("blank").contains("name is empty"));
+        assert!(check_name("name", &"王".repeat(101)).expect_err("long").contains("101 characters long; at most 100"));
+        assert!(check_name("name", "li\u{1b}[31m").expect_err("escape").contains("control character ('\\u{1b}')"));
+    }
 }

@@ -15,6 +15,7 @@ use crate::journal::StoredEvent;
 use pingji_engine::areas::AreaLevel;
 use pingji_engine::engine::{Engine, Rejection};
 use pingji_engine::event::{Event, EventKind, WithdrawReason};
+use pingji_engine::ids::quote;
 use pingji_engine::ids::{AgentId, AreaId, IncidentId, Millis};
 use pingji_engine::incident::{Incident, IncidentStatus, OfferRecord};
 use pingji_engine::policy::Mode;
@@ -107,7 +108,8 @@ fn role_from_pb(role: i32, agent: &str) -> Result<Role, Rejection> {
         Ok(pb::Role::OwnersCommittee) => Role::OwnersCommittee,
         _ => {
             return Err(Rejection::InvalidArgument(format!(
-                "agent {agent}: role is missing or unknown; set one of the ROLE_ values"
+                "agent {}: role is missing or unknown; set one of the ROLE_ values",
+                quote(agent)
             )));
         }
     })
@@ -128,11 +130,18 @@ fn role_to_pb(role: Role) -> pb::Role {
     }
 }
 
-fn travel_mode_from_pb(mode: i32) -> TravelMode {
+/// Unset means walking, as an empty `travel_mode` in the roster CSV does; a
+/// value outside the enum is refused, as an unknown name in the CSV is.
+fn travel_mode_from_pb(mode: i32, agent: &str) -> Result<TravelMode, Rejection> {
     match pb::TravelMode::try_from(mode) {
-        Ok(pb::TravelMode::Bike) => TravelMode::Bike,
-        Ok(pb::TravelMode::Car) => TravelMode::Car,
-        _ => TravelMode::Walk,
+        Ok(pb::TravelMode::Unspecified | pb::TravelMode::Walk) => Ok(TravelMode::Walk),
+        Ok(pb::TravelMode::Bike) => Ok(TravelMode::Bike),
+        Ok(pb::TravelMode::Car) => Ok(TravelMode::Car),
+        Err(_) => Err(Rejection::InvalidArgument(format!(
+            "agent {}: travel_mode {mode} is unknown; use TRAVEL_MODE_WALK, TRAVEL_MODE_BIKE or TRAVEL_MODE_CAR, or leave \
+             it unset for walking",
+            quote(agent)
+        ))),
     }
 }
 
@@ -149,7 +158,7 @@ pub fn profile_from_pb(spec: &pb::AgentSpec) -> Result<AgentProfile, Rejection> 
     let home = match &spec.home {
         Some(home) => Some(
             Position::checked(home.lon, home.lat)
-                .map_err(|message| Rejection::InvalidArgument(format!("agent {id} home: {message}")))?,
+                .map_err(|message| Rejection::InvalidArgument(format!("agent {} home: {message}", quote(id))))?,
         ),
         None => None,
     };
@@ -160,7 +169,7 @@ pub fn profile_from_pb(spec: &pb::AgentSpec) -> Result<AgentProfile, Rejection> 
         skills: normalise_skills(&spec.skills),
         phone: spec.phone.trim().to_string(),
         home_area: Some(spec.home_area_id.trim()).filter(|area| !area.is_empty()).map(AreaId::new),
-        travel_mode: travel_mode_from_pb(spec.travel_mode),
+        travel_mode: travel_mode_from_pb(spec.travel_mode, id)?,
         on_duty: spec.on_duty,
         home,
     })

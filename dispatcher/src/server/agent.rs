@@ -124,13 +124,16 @@ impl AgentService for AgentApi {
             ));
         }
         let mut inbound = request.into_inner();
-        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await.map_err(|_| {
-            error::status(
-                tonic::Code::DeadlineExceeded,
-                pb::ErrorReason::InvalidArgument,
-                "no hello within 10 s; send hello with your agent id and token first",
-            )
-        })??;
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| {
+                error::status(
+                    tonic::Code::DeadlineExceeded,
+                    pb::ErrorReason::InvalidArgument,
+                    "no hello within 10 s; send hello with your agent id and token first",
+                )
+            })?
+            .map_err(super::error::session_message_too_large)?;
         let Some(pb::AgentMessage { body: Some(Body::Hello(hello)) }) = first else {
             return Err(error::invalid("the first message must be hello with your agent id and token"));
         };
@@ -171,7 +174,8 @@ impl AgentService for AgentApi {
                         Err(status) => {
                             debug!(code = ?status.code(), "session stream ended with an error");
                             // A message over the size limit: say why before the stream ends.
-                            if status.code() == tonic::Code::OutOfRange || status.code() == tonic::Code::ResourceExhausted {
+                            let status = super::error::session_message_too_large(status);
+                            if status.code() == tonic::Code::ResourceExhausted {
                                 refuse(&refusals, "resource_exhausted", pb::ErrorReason::LimitExceeded, status.message(), "", "");
                             }
                             break;

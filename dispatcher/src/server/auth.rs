@@ -36,6 +36,7 @@ use crate::runtime::Dispatcher;
 use crate::tokens;
 use pingji_engine::accounts::{self, OperatorRole, PresentedToken, role_needed};
 use pingji_engine::ids::AgentId;
+use pingji_engine::ids::quote;
 
 /// Verified tokens remembered at most; the memory is cleared when full.
 const REMEMBERED_TOKENS: usize = 100_000;
@@ -96,7 +97,14 @@ impl Tokens {
                  'dispatcher bootstrap-admin'",
             ));
         };
-        let token = token.strip_prefix("Bearer ").map(str::trim).unwrap_or(token);
+        let Some(token) = bearer_token(token) else {
+            // Never repeats the header: it may hold a token.
+            return Err(error::unauthenticated(
+                ErrorReason::TokenMissing,
+                "the operator token must come as 'authorization: Bearer TOKEN'; this call's authorization header has no \
+                 'Bearer ' in front (the Pingji clients add it: pass the token itself to --token or PINGJI_TOKEN)",
+            ));
+        };
         let name = match accounts::read_token(token) {
             PresentedToken::Operator { name } => name.to_string(),
             PresentedToken::Agent => {
@@ -152,6 +160,7 @@ impl Tokens {
     /// refused alike.
     pub async fn check_agent(&self, agent: &AgentId, token: &str) -> Result<(), Status> {
         let refused = || {
+            let agent = quote(agent);
             error::unauthenticated(
                 ErrorReason::TokenInvalid,
                 format!(
@@ -196,6 +205,13 @@ impl Tokens {
         }
         verified.insert(token.to_string(), hash.to_string());
     }
+}
+
+/// The token of an `authorization: Bearer TOKEN` header (the scheme in any
+/// case, as RFC 7235 has it); `None` for a bare token or another scheme.
+fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// `inner` (the command service) behind token and role checks.

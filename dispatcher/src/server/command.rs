@@ -21,6 +21,7 @@ use pingji_engine::accounts::{self, AgentTokenHash, OperatorRole};
 use pingji_engine::areas::parse_geojson;
 use pingji_engine::engine::{Command, Rejection};
 use pingji_engine::event::EventKind;
+use pingji_engine::ids::quote;
 use pingji_engine::ids::{ActivationId, AgentId, AreaId, IncidentId, PlanId};
 use pingji_engine::incident::IncidentSpec;
 use pingji_engine::plans::parse_plan;
@@ -144,7 +145,7 @@ impl CommandService for CommandApi {
     async fn get_agent(&self, request: Request<pb::GetAgentRequest>) -> Result<Response<pb::Agent>, Status> {
         let caller = caller(&request)?;
         let id = AgentId::new(request.into_inner().id.trim());
-        let message = format!("agent {id} is not on the roster; list agents to find the id");
+        let message = format!("agent {} is not on the roster; list agents to find the id", quote(&id));
         let lookup = id.clone();
         let agent = self
             .dispatcher
@@ -162,8 +163,11 @@ impl CommandService for CommandApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         let subject = format!(
-            "list: area {:?}, status {}, connected only {}, after {:?}",
-            request.area_id, request.status, request.connected_only, request.after_id
+            "list: area \"{}\", status {}, connected only {}, after \"{}\"",
+            quote(&request.area_id),
+            request.status,
+            request.connected_only,
+            quote(&request.after_id)
         );
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
         let status = match request.status {
@@ -182,7 +186,7 @@ impl CommandService for CommandApi {
                             .areas
                             .get(area)
                             .map(|spec| (spec.level, area))
-                            .ok_or_else(|| error::not_found(format!("area {area} is not on the map")))?,
+                            .ok_or_else(|| error::not_found(format!("area {} is not on the map", quote(area))))?,
                     ),
                     None => None,
                 };
@@ -283,7 +287,7 @@ impl CommandService for CommandApi {
 
     async fn get_incident(&self, request: Request<pb::GetIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
         let id = IncidentId::new(request.into_inner().id.trim());
-        let message = format!("incident {id} does not exist; list incidents to find its id");
+        let message = format!("incident {} does not exist; list incidents to find its id", quote(&id));
         let lookup = id.clone();
         let incident = self
             .dispatcher
@@ -504,7 +508,7 @@ impl CommandService for CommandApi {
                 if let Some(area) = &area
                     && !state.areas.contains(area)
                 {
-                    return Err(error::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(error::not_found(format!("area {} is not on the map; list areas to find its id", quote(area))));
                 }
                 Ok(state
                     .callups
@@ -561,7 +565,7 @@ impl CommandService for CommandApi {
                 if let Some(area) = &area
                     && !state.areas.contains(area)
                 {
-                    return Err(error::not_found(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(error::not_found(format!("area {} is not on the map; list areas to find its id", quote(area))));
                 }
                 let name = |id: &AreaId| state.areas.get(id).map(|spec| spec.name.clone()).unwrap_or_default();
                 let within = |grid: &AreaId| {

@@ -8,14 +8,20 @@
 //! never on the message, which is for people.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::time::Duration;
 
 use pingji_engine::engine::Rejection;
 use pingji_proto::owner::{OWNER_METADATA, SHARD_METADATA};
 use pingji_proto::v1::ErrorReason;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::codegen::{BoxFuture, Service};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+use super::front::{Front, Fronted};
 
 use crate::runtime::DispatchError;
 
@@ -141,6 +147,66 @@ pub fn code_name(rejection: &Rejection) -> &'static str {
         Rejection::AlreadyExists(_) => "already_exists",
         Rejection::FailedPrecondition(_) => "failed_precondition",
         Rejection::OtherShard { .. } => "unavailable",
+    }
+}
+
+/// A request over the command service's size limit, as tonic refuses it
+/// (`out_of_range`), becomes `resource_exhausted` naming the limit: the
+/// code the dispatcher answers for every limit (docs/security.md#limits).
+/// Other statuses pass unchanged.
+pub fn command_too_large(status: Status) -> Status {
+    let limit_mib = super::MAX_COMMAND_MESSAGE >> 20;
+    too_large(
+        status,
+        &format!("a command message may be at most {limit_mib} MiB: split the request (a roster or a map into parts)"),
+    )
+}
+
+/// A message over an agent session's size limit, as
+/// [`command_too_large`] does for commands.
+pub fn session_message_too_large(status: Status) -> Status {
+    let limit_kib = super::MAX_AGENT_MESSAGE >> 10;
+    too_large(
+        status,
+        &format!(
+            "a message on a person's session may be at most {limit_kib} KiB (a field report's text is at most 2,000 characters)"
+        ),
+    )
+}
+
+fn too_large(refused: Status, advice: &str) -> Status {
+    if refused.code() != Code::OutOfRange {
+        return refused;
+    }
+    let detail = refused.message().strip_prefix("Error, ").unwrap_or(refused.message());
+    status(Code::ResourceExhausted, ErrorReason::LimitExceeded, format!("{detail}; {advice}"))
+}
+
+/// `inner` (the command service) with [`command_too_large`] applied to its
+/// answers.
+pub fn size_limited<S>(inner: S) -> Fronted<S, TooLarge> {
+    Fronted::new(inner, TooLarge)
+}
+
+/// The [`Front`] of [`size_limited`].
+#[derive(Clone)]
+pub struct TooLarge;
+
+impl<S> Front<S> for TooLarge
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    fn call(&self, mut inner: S, request: http::Request<Body>) -> BoxFuture<http::Response<Body>, Infallible> {
+        Box::pin(async move {
+            let response = inner.call(request).await?;
+            // A request refused before its handler ran is answered with the
+            // status in the headers (trailers-only).
+            match Status::from_header_map(response.headers()) {
+                Some(status) if status.code() == Code::OutOfRange => Ok(command_too_large(status).into_http()),
+                _ => Ok(response),
+            }
+        })
     }
 }
 

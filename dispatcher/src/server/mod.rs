@@ -63,6 +63,12 @@ use pingji_engine::policy::Policy;
 /// Largest command request or response: a city's roster (hundreds of
 /// thousands of people) or map fits; send bigger ones in parts.
 const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Largest header list (metadata) of a request. hyper's default of 16 KiB
+/// answered a 64 KiB token with an HTTP/2 error (reported as unknown,
+/// unavailable or resource_exhausted) rather than letting the token check
+/// refuse it as `unauthenticated`; a real token is under 100 bytes.
+const MAX_REQUEST_HEADERS: u32 = 256 * 1024;
 /// Longest pause at shutdown during which new requests are refused with
 /// `unavailable` before the server closes its connections.
 const LAME_DUCK: Duration = Duration::from_millis(500);
@@ -203,9 +209,10 @@ impl ServerTls {
 
 /// A server builder, with TLS when `tls` is set.
 fn server_builder(tls: Option<&ServerTls>) -> anyhow::Result<Server> {
+    let builder = Server::builder().http2_max_header_list_size(MAX_REQUEST_HEADERS);
     match tls {
-        Some(tls) => Server::builder().tls_config(tls.config.clone()).context("cannot serve TLS"),
-        None => Ok(Server::builder()),
+        Some(tls) => builder.tls_config(tls.config.clone()).context("cannot serve TLS"),
+        None => Ok(builder),
     }
 }
 
@@ -409,9 +416,11 @@ async fn serve(
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
         .add_service(sharding::routed(
             auth::authorized(
-                CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
-                    .max_decoding_message_size(MAX_COMMAND_MESSAGE)
-                    .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+                error::size_limited(
+                    CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
+                        .max_decoding_message_size(MAX_COMMAND_MESSAGE)
+                        .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+                ),
                 tokens,
             ),
             sharding,
@@ -634,8 +643,8 @@ async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow:
         bootstrap::add_admin_if_none(dispatcher, token).await?;
     }
     if let Some(path) = &config.agents_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
-        let specs = pingji_client::roster_csv::parse_roster_csv(&text)
+        let data = std::fs::read(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
+        let specs = pingji_client::roster_csv::parse_roster_csv(&data)
             .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
         let profiles = specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?;
         let listed = profiles.len();

@@ -448,7 +448,11 @@ where
         Box::pin(async move {
             let asked = request.headers().get(SHARD_METADATA).and_then(|value| value.to_str().ok()).map(str::to_owned);
             if let Some(asked) = asked.filter(|asked| asked != sharding.shard().as_str()) {
-                let message = format!("the call is for shard {asked}; this dispatcher serves shard {}", sharding.shard());
+                let message = format!(
+                    "the call is for shard {}; this dispatcher serves shard {}",
+                    pingji_engine::ids::quote(&asked),
+                    sharding.shard()
+                );
                 return Ok(sharding.moved(&asked, message).await.into_http());
             }
             let mut response = inner.call(request).await?;

@@ -18,6 +18,9 @@ use std::fmt;
 use csv::StringRecord;
 use pingji_proto::v1::{AgentSpec, Location, Role, TravelMode};
 
+use pingji_rules::check_id;
+use pingji_rules::{check_name, check_phone, check_skills};
+
 /// Columns every roster must have.
 pub const REQUIRED_COLUMNS: [&str; 3] = ["id", "name", "role"];
 
@@ -42,7 +45,7 @@ pub const ROLES: [Role; 10] = [
 pub const TRAVEL_MODES: [TravelMode; 3] = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car];
 
 /// The UTF-8 byte-order mark some spreadsheet programs put at the start.
-const BYTE_ORDER_MARK: char = '\u{feff}';
+const BYTE_ORDER_MARK: &[u8] = "\u{feff}".as_bytes();
 
 /// One problem in a roster file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,10 +117,10 @@ pub fn travel_mode_name(mode: TravelMode) -> &'static str {
     }
 }
 
-/// Parses a whole roster file. Succeeds only when every row is good;
-/// otherwise returns every problem found.
-pub fn parse_roster_csv(text: &str) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
-    let (agents, errors) = parse_roster_csv_lenient(text);
+/// Parses a whole roster file (its bytes, or text). Succeeds only when every
+/// row is good; otherwise returns every problem found.
+pub fn parse_roster_csv(data: &(impl AsRef<[u8]> + ?Sized)) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
+    let (agents, errors) = parse_roster_csv_lenient(data);
     if errors.is_empty() { Ok(agents) } else { Err(RosterCsvErrors { errors }) }
 }
 
@@ -125,9 +128,19 @@ pub fn parse_roster_csv(text: &str) -> Result<Vec<AgentSpec>, RosterCsvErrors> {
 /// problems of the bad ones. A header too broken to read rows by (a missing
 /// required column, a column named twice) yields no rows; an unknown column
 /// is reported and ignored.
-pub fn parse_roster_csv_lenient(text: &str) -> (Vec<AgentSpec>, Vec<RosterCsvError>) {
-    let text = text.strip_prefix(BYTE_ORDER_MARK).unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+pub fn parse_roster_csv_lenient(data: &(impl AsRef<[u8]> + ?Sized)) -> (Vec<AgentSpec>, Vec<RosterCsvError>) {
+    let (rows, errors) = parse_roster_csv_rows(data);
+    (rows.into_iter().map(|(_, agent)| agent).collect(), errors)
+}
+
+/// As [`parse_roster_csv_lenient`], each good row with the line it starts
+/// on, for checks made later against the dispatcher (home areas on its map).
+/// The file is read as bytes so that a row that is not UTF-8 (a spreadsheet
+/// saved as GBK) is one bad row, told with its line, not a failed file.
+pub fn parse_roster_csv_rows(data: &(impl AsRef<[u8]> + ?Sized)) -> (Vec<(usize, AgentSpec)>, Vec<RosterCsvError>) {
+    let data = data.as_ref();
+    let data = data.strip_prefix(BYTE_ORDER_MARK).unwrap_or(data);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data);
     let mut records = reader.records();
 
     let mut errors = Vec::new();
@@ -176,7 +189,7 @@ pub fn parse_roster_csv_lenient(text: &str) -> (Vec<AgentSpec>, Vec<RosterCsvErr
             continue;
         }
         match parse_row(&record, &columns, line, &mut first_line_of_id) {
-            Ok(agent) => agents.push(agent),
+            Ok(agent) => agents.push((line, agent)),
             Err(messages) => {
                 errors.extend(messages.into_iter().map(|message| RosterCsvError { line, message }));
             }
@@ -288,11 +301,11 @@ fn parse_row(
     }
     let mut problems = Vec::new();
 
+    // The limits are the engine's (`check_id`, `check_name`, `check_skills`,
+    // `check_phone`), so a file takes the values UpsertAgent takes.
     let id = field(record, Some(columns.id));
-    if id.is_empty() {
-        problems.push("id is empty; give every person a unique id such as p0001".to_owned());
-    } else if id.chars().any(char::is_whitespace) {
-        problems.push(format!("id \"{id}\" contains whitespace; remove it or use '-' or '_' instead"));
+    if let Err(problem) = check_id("id", id) {
+        problems.push(problem);
     } else if let Some(first_line) = first_line_of_id.get(id) {
         problems.push(format!("id \"{id}\" is already used on line {first_line}; give every person a unique id"));
     } else {
@@ -300,8 +313,8 @@ fn parse_row(
     }
 
     let name = field(record, Some(columns.name));
-    if name.is_empty() {
-        problems.push("name is empty; fill in the person's name".to_owned());
+    if let Err(problem) = check_name("name", name) {
+        problems.push(problem);
     }
 
     let role_text = field(record, Some(columns.role)).to_lowercase();
@@ -320,11 +333,8 @@ fn parse_row(
     };
 
     let phone = field(record, columns.phone);
-    let phone_is_plausible = phone.chars().all(|character| character.is_ascii_digit() || matches!(character, '+' | '-' | ' '))
-        && phone.chars().any(|character| character.is_ascii_digit());
-    if !phone.is_empty() && !phone_is_plausible {
-        // The number itself is personal data: not quoted.
-        problems.push("phone is not a phone number; use only digits, '+', '-' and spaces, or leave it empty".to_owned());
+    if let Err(problem) = check_phone(phone) {
+        problems.push(problem);
     }
 
     let travel_mode_text = field(record, columns.travel_mode).to_lowercase();
@@ -381,16 +391,15 @@ fn parse_skills(text: &str) -> Result<Vec<String>, String> {
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    let mut skills: Vec<String> = Vec::new();
-    for item in text.split(';') {
-        let skill = item.trim().to_lowercase();
-        if skill.is_empty() {
-            return Err("skills has an empty item; separate skills with a single ';' and leave no ';' at either end".to_owned());
-        }
-        if skills.contains(&skill) {
+    let skills: Vec<String> = text.split(';').map(|item| item.trim().to_lowercase()).collect();
+    if skills.iter().any(String::is_empty) {
+        return Err("skills has an empty item; separate skills with a single ';' and leave no ';' at either end".to_owned());
+    }
+    check_skills(&skills)?;
+    for (index, skill) in skills.iter().enumerate() {
+        if skills[..index].contains(skill) {
             return Err(format!("skill \"{skill}\" is listed more than once; list each skill once"));
         }
-        skills.push(skill);
     }
     Ok(skills)
 }
@@ -441,7 +450,14 @@ fn line_of(record: &StringRecord, fallback: usize) -> usize {
 
 fn csv_error(error: &csv::Error, fallback_line: usize) -> RosterCsvError {
     let line = error.position().and_then(|position| usize::try_from(position.line()).ok()).unwrap_or(fallback_line);
-    RosterCsvError { line, message: format!("could not read this row as csv ({error}); check its quotes and commas") }
+    let message = match error.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "this row is not UTF-8 text (field {}); save the file as UTF-8 (in Excel: \"CSV UTF-8\") and import again",
+            err.field() + 1
+        ),
+        _ => format!("could not read this row as csv ({error}); check its quotes and commas"),
+    };
+    RosterCsvError { line, message }
 }
 
 fn all_role_names() -> String {
@@ -640,6 +656,19 @@ mod tests {
     }
 
     #[test]
+    fn a_row_that_is_not_utf8_is_one_bad_row_with_its_line() {
+        let mut data = roster(&[GOOD]).into_bytes();
+        data.extend_from_slice(b"p2,\xcd\xf5\xb7\xbc,volunteer,,,,,,,\n");
+        data.extend_from_slice("p3,李强,volunteer,,,,,,,\n".as_bytes());
+        let (rows, errors) = parse_roster_csv_rows(&data);
+        let lines: Vec<(usize, &str)> = rows.iter().map(|(line, agent)| (*line, agent.id.as_str())).collect();
+        assert_eq!(lines, [(2, "p1"), (4, "p3")]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 3);
+        assert!(errors[0].message.starts_with("this row is not UTF-8 text (field 2); save the file as UTF-8"), "{errors:?}");
+    }
+
+    #[test]
     fn empty_file_is_an_error() {
         assert_single_error("", 1, &["empty", "header"]);
         assert_single_error("\u{feff}", 1, &["empty"]);
@@ -657,7 +686,22 @@ mod tests {
 
     #[test]
     fn id_with_whitespace_is_an_error() {
-        assert_single_error(&roster(&[GOOD, "p 2,李强,volunteer,,,,,,,"]), 3, &["\"p 2\"", "whitespace"]);
+        assert_single_error(&roster(&[GOOD, "p 2,李强,volunteer,,,,,,,"]), 3, &["\"p 2\"", "which ids may not have"]);
+    }
+
+    #[test]
+    fn ids_names_and_skills_have_the_engines_limits() {
+        let long_id = "p".repeat(65);
+        assert_single_error(&roster(&[&format!("{long_id},李强,volunteer,,,,,,,")]), 2, &["id", "at most 64 characters"]);
+        assert_single_error(&roster(&["p/2,李强,volunteer,,,,,,,"]), 2, &["id \"p/2\"", "A-Z"]);
+        let long_name = "王".repeat(101);
+        assert_single_error(&roster(&[&format!("p2,{long_name},volunteer,,,,,,,")]), 2, &["name", "at most 100 characters"]);
+        assert_single_error(&roster(&["p2,李\u{7}强,volunteer,,,,,,,"]), 2, &["name has a control character"]);
+        let long_skill = "a".repeat(33);
+        assert_single_error(&roster(&[&format!("p2,李强,volunteer,{long_skill},,,,,,")]), 2, &["skill", "at most 32 characters"]);
+        assert_single_error(&roster(&["p2,李强,volunteer,first aid,,,,,,"]), 2, &["skill \"first aid\"", "a-z"]);
+        let many: Vec<String> = (0..10_000).map(|n| format!("s{n}")).collect();
+        assert_single_error(&roster(&[&format!("p2,李强,volunteer,{},,,,,,", many.join(";"))]), 2, &["10000 skills"]);
     }
 
     #[test]
@@ -745,14 +789,15 @@ mod tests {
             "p2,,captain,,,,,,,",                 // line 3: name, role
             "p3,李强,volunteer,,,,,,,",           // line 4: good
             "p1,张伟,volunteer,,,,jet,,,",        // line 5: duplicate id, travel mode
-            "\"p4\",\"王\n芳\",volunteer,,,,,,,", // line 6-7: good, name spans a line
+            "\"p4\",\"王\n芳\",volunteer,,,,,,,", // line 6-7: a line break in the name, told on line 6
             "p5,赵六,volunteer,,,,,,,91",         // line 8: lat without lon
         ]);
         let errors = errors_of(&text);
         let lines: Vec<usize> = errors.iter().map(|error| error.line).collect();
-        assert_eq!(lines, vec![3, 3, 5, 5, 8], "{errors:?}");
+        assert_eq!(lines, vec![3, 3, 5, 5, 6, 8], "{errors:?}");
         let display = RosterCsvErrors { errors }.to_string();
-        assert!(display.starts_with("roster csv has 5 problems"), "{display}");
+        assert!(display.starts_with("roster csv has 6 problems"), "{display}");
+        assert!(display.contains("\nline 6: name has a control character ('\\n')"), "{display}");
         assert!(display.contains("\nline 3: name is empty"), "{display}");
         assert!(display.contains("\nline 5: id \"p1\" is already used on line 2"), "{display}");
         assert!(display.contains("\nline 8: home_lat is given"), "{display}");

@@ -7,32 +7,35 @@ use super::{Command, Engine, Rejection};
 use crate::accounts::{AgentTokenHash, Operator, OperatorRole, check_operator_name};
 use crate::areas::AreaLevel;
 use crate::event::{EventKind, WithdrawReason};
-use crate::ids::{AgentId, AreaId, IncidentId, Millis};
+use crate::ids::{AgentId, AreaId, IncidentId, Millis, check_id, quote};
 use crate::incident::IncidentSpec;
 use crate::policy::Mode;
-use crate::roster::AgentStatus;
+use crate::roster::{AgentStatus, check_name, check_profile, check_skills};
 use crate::spatial::Position;
 
 const MAX_HEADCOUNT: u32 = 500;
-const MAX_TEXT: usize = 4000;
+/// The longest free text a client may send: a description, a reason,
+/// feedback, a field report (docs/security.md#input-limits).
+const MAX_TEXT_CHARS: usize = 2000;
 
 fn invalid(message: String) -> Rejection {
     Rejection::InvalidArgument(message)
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
-    if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!("{what} id {id:?} is not valid; use 1 to 128 characters without spaces")));
-    }
-    Ok(())
-}
-
-fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
+/// Free text: at most 2,000 characters, no control characters but line
+/// breaks and tabs.
+pub(super) fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
     if required && text.trim().is_empty() {
         return Err(invalid(format!("{what} is empty; say it in a few words")));
     }
-    if text.len() > MAX_TEXT {
-        return Err(invalid(format!("{what} is longer than {MAX_TEXT} bytes; shorten it")));
+    let length = text.chars().count();
+    if length > MAX_TEXT_CHARS {
+        return Err(invalid(format!(
+            "{what} is {length} characters long; at most {MAX_TEXT_CHARS} characters are allowed: shorten it"
+        )));
+    }
+    if let Some(control) = text.chars().find(|character| character.is_control() && !matches!(character, '\n' | '\r' | '\t')) {
+        return Err(invalid(format!("{what} has a control character ({control:?}); remove it (line breaks and tabs are fine)")));
     }
     Ok(())
 }
@@ -50,8 +53,10 @@ impl Engine {
             Command::UpsertAgents { agents, all_new, tokens } => {
                 let mut seen = BTreeSet::new();
                 for profile in agents {
-                    check_id("agent", profile.id.as_str())?;
-                    check_text(&format!("the name of agent {}", profile.id), &profile.name, true)?;
+                    check_profile(profile).map_err(|problem| match profile.id.as_str() {
+                        "" => invalid(format!("agent {problem}")),
+                        id => invalid(format!("agent {}: {problem}", quote(id))),
+                    })?;
                     if !seen.insert(&profile.id) {
                         return Err(Rejection::AlreadyExists(format!(
                             "agent {} appears twice in the request; give each person once",
@@ -68,8 +73,9 @@ impl Engine {
                         && !self.state.areas.contains(home)
                     {
                         return Err(Rejection::NotFound(format!(
-                            "agent {} has home area {home} which is not on the map; import the areas first or fix the id",
-                            profile.id
+                            "agent {} has home area {} which is not on the map; import the areas first or fix the id",
+                            profile.id,
+                            quote(home)
                         )));
                     }
                     if let Some(home) = profile.home {
@@ -113,7 +119,10 @@ impl Engine {
             Command::SetMode { area, mode, reason } => {
                 check_text("the reason for the switch", reason, true)?;
                 if !self.state.areas.contains(area) {
-                    return Err(Rejection::NotFound(format!("area {area} is not on the map; list areas to find its id")));
+                    return Err(Rejection::NotFound(format!(
+                        "area {} is not on the map; list areas to find its id",
+                        quote(area)
+                    )));
                 }
                 let previous = self.state.modes.get(area).map_or(Mode::Normal, |setting| setting.mode);
                 if previous == *mode {
@@ -149,7 +158,8 @@ impl Engine {
                 let record = self.agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
                     return Err(Rejection::FailedPrecondition(format!(
-                        "offer {offer} is not open for agent {agent} (it expired, was withdrawn or was already answered); wait for a new offer"
+                        "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); wait for a new offer",
+                        quote(offer)
                     )));
                 };
                 if let Some(holding) = &record.current_incident {
@@ -164,7 +174,8 @@ impl Engine {
                 let record = self.agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
                     return Err(Rejection::FailedPrecondition(format!(
-                        "offer {offer} is not open for agent {agent} (it expired, was withdrawn or was already answered); nothing to decline"
+                        "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); nothing to decline",
+                        quote(offer)
                     )));
                 };
                 Ok(vec![EventKind::OfferDeclined {
@@ -232,7 +243,10 @@ impl Engine {
             Command::TriageReject { incident, reason } => self.decide_triage_reject(incident, reason),
             Command::IssueAgentToken { agent, token_hash } => {
                 if !self.state.agents.contains_key(agent) {
-                    return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; list agents to find the id")));
+                    return Err(Rejection::NotFound(format!(
+                        "agent {} is not on the roster; list agents to find the id",
+                        quote(agent)
+                    )));
                 }
                 let token = AgentTokenHash { agent: agent.clone(), token_hash: token_hash.clone() };
                 Ok(vec![EventKind::AgentTokensIssued { tokens: vec![token] }])
@@ -271,10 +285,9 @@ impl Engine {
     }
 
     fn existing_operator(&self, name: &str) -> Result<&Operator, Rejection> {
-        self.state
-            .operators
-            .get(name)
-            .ok_or_else(|| Rejection::NotFound(format!("operator {name} does not exist; list operators to find the name")))
+        self.state.operators.get(name).ok_or_else(|| {
+            Rejection::NotFound(format!("operator {} does not exist; list operators to find the name", quote(name)))
+        })
     }
 
     fn decide_create_incident(&self, id: Option<&IncidentId>, spec: &IncidentSpec) -> Result<Vec<EventKind>, Rejection> {
@@ -282,8 +295,9 @@ impl Engine {
         if spec.category.trim().is_empty() {
             return Err(invalid("category is empty; give one such as fire, flood, medical, elder_care".to_string()));
         }
-        check_text("the category", &spec.category, true)?;
+        check_name("the category", &spec.category).map_err(invalid)?;
         check_text("the description", &spec.description, false)?;
+        check_skills(&spec.skills).map_err(invalid)?;
         if !(1..=4).contains(&spec.priority) {
             return Err(invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", spec.priority)));
         }
@@ -292,7 +306,7 @@ impl Engine {
         }
         let incident = match id {
             Some(id) => {
-                check_id("incident", id.as_str())?;
+                check_id("incident id", id.as_str()).map_err(invalid)?;
                 if self.state.incidents.contains_key(id) {
                     return Err(Rejection::AlreadyExists(format!(
                         "incident {id} already exists; choose another id or leave it empty"
@@ -362,9 +376,14 @@ impl Engine {
                     return Ok(());
                 };
                 if outside.len() == agents.len() && outside.iter().all(|(_, other)| other == district) {
-                    return Err(other_shard(district.clone(), &format!("the home of agent {first}"), self.scope.as_ref()));
+                    return Err(other_shard(
+                        district.clone(),
+                        &format!("the home of agent {}", quote(first)),
+                        self.scope.as_ref(),
+                    ));
                 }
-                let named: Vec<String> = outside.iter().take(5).map(|(id, district)| format!("{id} ({district})")).collect();
+                let named: Vec<String> =
+                    outside.iter().take(5).map(|(id, district)| format!("{} ({district})", quote(id))).collect();
                 let more = outside.len().saturating_sub(named.len());
                 let more = if more > 0 { format!(" and {more} more") } else { String::new() };
                 Err(Rejection::FailedPrecondition(format!(
@@ -383,14 +402,13 @@ impl Engine {
         self.state
             .agents
             .get(agent)
-            .ok_or_else(|| Rejection::NotFound(format!("agent {agent} is not on the roster; check the id")))
+            .ok_or_else(|| Rejection::NotFound(format!("agent {} is not on the roster; check the id", quote(agent))))
     }
 
     fn open_incident(&self, incident: &IncidentId) -> Result<&crate::incident::Incident, Rejection> {
-        let record =
-            self.state.incidents.get(incident).ok_or_else(|| {
-                Rejection::NotFound(format!("incident {incident} does not exist; list incidents to find its id"))
-            })?;
+        let record = self.state.incidents.get(incident).ok_or_else(|| {
+            Rejection::NotFound(format!("incident {} does not exist; list incidents to find its id", quote(incident)))
+        })?;
         match record.ending {
             None => Ok(record),
             Some(_) => {
@@ -406,13 +424,14 @@ impl Engine {
         let record = self.agent(agent)?;
         if record.current_incident.as_ref() != Some(incident) {
             return Err(Rejection::FailedPrecondition(format!(
-                "agent {agent} holds no assignment on incident {incident}; only the assigned person can report on it"
+                "agent {agent} holds no assignment on incident {}; only the assigned person can report on it",
+                quote(incident)
             )));
         }
         let incident_record = self.open_incident(incident)?;
-        incident_record
-            .assignment_of(agent)
-            .ok_or_else(|| Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {incident}")))
+        incident_record.assignment_of(agent).ok_or_else(|| {
+            Rejection::FailedPrecondition(format!("agent {agent} holds no assignment on incident {}", quote(incident)))
+        })
     }
 
     /// Ending an incident: its open offers are withdrawn, then `ending` (a

@@ -8,10 +8,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::decide::check_text;
 use super::{Activation, Callup, Engine, Rejection};
 use crate::areas::AreaLevel;
 use crate::event::{Event, EventKind};
-use crate::ids::{ActivationId, AgentId, AreaId, CallupId, Millis, PlanId};
+use crate::ids::{ActivationId, AgentId, AreaId, CallupId, Millis, PlanId, quote};
 use crate::incident::IncidentSpec;
 use crate::plans::{PlanSpec, TaskPlace};
 use crate::policy::Mode;
@@ -119,11 +120,9 @@ impl Engine {
         now: Millis,
     ) -> Result<Vec<EventKind>, Rejection> {
         if !self.state.areas.contains(area) {
-            return Err(Rejection::NotFound(format!("area {area} is not on the map; list areas to find its id")));
+            return Err(Rejection::NotFound(format!("area {} is not on the map; list areas to find its id", quote(area))));
         }
-        if reason.trim().is_empty() {
-            return Err(Rejection::InvalidArgument("the reason for the call-up is empty; say why".to_string()));
-        }
+        check_text("the reason for the call-up", reason, true)?;
         if deadline_s.is_some_and(|seconds| seconds == 0 || seconds > 24 * 3600) {
             return Err(Rejection::InvalidArgument("the check-in deadline must be 1 to 86400 seconds".to_string()));
         }
@@ -146,7 +145,7 @@ impl Engine {
             .state
             .agents
             .get(agent)
-            .ok_or_else(|| Rejection::NotFound(format!("agent {agent} is not on the roster; check the id")))?;
+            .ok_or_else(|| Rejection::NotFound(format!("agent {} is not on the roster; check the id", quote(agent))))?;
         let open = self
             .state
             .callups
@@ -174,10 +173,13 @@ impl Engine {
 
     pub(super) fn decide_activate(&self, plan: &PlanId, area: &AreaId) -> Result<(), Rejection> {
         if !self.state.plans.contains_key(plan) {
-            return Err(Rejection::NotFound(format!("plan {plan} is not loaded; import it or list plans to find its id")));
+            return Err(Rejection::NotFound(format!(
+                "plan {} is not loaded; import it or list plans to find its id",
+                quote(plan)
+            )));
         }
         if !self.state.areas.contains(area) {
-            return Err(Rejection::NotFound(format!("area {area} is not on the map; list areas to find its id")));
+            return Err(Rejection::NotFound(format!("area {} is not on the map; list areas to find its id", quote(area))));
         }
         if self.open_activation(plan, area).is_some() {
             return Err(Rejection::AlreadyExists(format!("plan {plan} is already active on area {area}")));
@@ -186,12 +188,11 @@ impl Engine {
     }
 
     pub(super) fn decide_deactivate(&self, activation: &ActivationId, reason: &str) -> Result<(), Rejection> {
-        if reason.trim().is_empty() {
-            return Err(Rejection::InvalidArgument("the reason is empty; say why the plan ends".to_string()));
-        }
+        check_text("the reason the plan ends", reason, true)?;
         match self.state.activations.get(activation) {
             None => Err(Rejection::NotFound(format!(
-                "plan activation {activation} does not exist; list plans to see the active ones"
+                "plan activation {} does not exist; list plans to see the active ones",
+                quote(activation)
             ))),
             Some(record) if record.ended.is_some() => {
                 Err(Rejection::FailedPrecondition(format!("plan activation {activation} has already ended")))
@@ -207,15 +208,17 @@ impl Engine {
         let mut seen = BTreeSet::new();
         for plan in plans {
             if !seen.insert(&plan.id) {
-                return Err(Rejection::AlreadyExists(format!("plan {} appears twice in the request", plan.id)));
+                return Err(Rejection::AlreadyExists(format!("plan {} appears twice in the request", quote(&plan.id))));
             }
             for task in &plan.tasks {
                 if let TaskPlace::Areas(areas) = &task.place
                     && let Some(missing) = areas.iter().find(|area| !self.state.areas.contains(area))
                 {
                     return Err(Rejection::NotFound(format!(
-                        "plan {}: task {} names area {missing} which is not on the map; import the areas first or fix the id",
-                        plan.id, task.category
+                        "plan {}: task {} names area {} which is not on the map; import the areas first or fix the id",
+                        quote(&plan.id),
+                        quote(&task.category),
+                        quote(missing)
                     )));
                 }
             }

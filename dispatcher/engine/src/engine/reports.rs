@@ -7,11 +7,13 @@
 
 use std::collections::BTreeSet;
 
+use super::decide::check_text;
 use super::{Engine, Rejection};
 use crate::areas::AreaLevel;
 use crate::event::EventKind;
-use crate::ids::{AgentId, IncidentId};
+use crate::ids::{AgentId, IncidentId, quote};
 use crate::incident::{Incident, IncidentSpec};
+use crate::roster::{check_name, check_skills};
 use crate::spatial::Position;
 
 /// Priority of a report dispatched without triage: urgent, but unchecked.
@@ -38,9 +40,9 @@ impl Engine {
                 "the report has no category; say what kind of problem it is (e.g. flooding)".to_string(),
             ));
         }
-        if text.len() > 4000 || photo_ref.len() > 1000 || category.len() > 100 {
-            return Err(Rejection::InvalidArgument("the report is too long; keep the text under 4000 bytes".to_string()));
-        }
+        check_name("the report's category", &category).map_err(Rejection::InvalidArgument)?;
+        check_text("the report's text", text, false)?;
+        check_text("the photo reference", photo_ref, false)?;
         let placement = self.state.areas.place(at);
         let incident = self.next_incident_id();
         let spec = IncidentSpec {
@@ -75,11 +77,9 @@ impl Engine {
     }
 
     fn pending_report(&self, incident: &IncidentId) -> Result<&Incident, Rejection> {
-        let record = self
-            .state
-            .incidents
-            .get(incident)
-            .ok_or_else(|| Rejection::NotFound(format!("report {incident} does not exist; list incidents to find it")))?;
+        let record = self.state.incidents.get(incident).ok_or_else(|| {
+            Rejection::NotFound(format!("report {} does not exist; list incidents to find it", quote(incident)))
+        })?;
         if !record.triage_pending || !record.is_open() {
             return Err(Rejection::FailedPrecondition(format!(
                 "{incident} is not a field report waiting for triage (it is {})",
@@ -105,6 +105,9 @@ impl Engine {
         if headcount == 0 || headcount > 500 {
             return Err(Rejection::InvalidArgument(format!("headcount {headcount} is out of range; ask for 1 to 500 people")));
         }
+        if let Some(skills) = skills {
+            check_skills(skills).map_err(Rejection::InvalidArgument)?;
+        }
         let scope = record.placement.deepest().map_or(AreaLevel::City, |deepest| deepest.min(AreaLevel::Grid));
         Ok(vec![EventKind::ReportAccepted {
             incident: incident.clone(),
@@ -121,7 +124,7 @@ impl Engine {
             return Err(Rejection::InvalidArgument("a report cannot be merged into itself".to_string()));
         }
         let target = self.state.incidents.get(into).ok_or_else(|| {
-            Rejection::NotFound(format!("incident {into} does not exist; list incidents to find the one to merge into"))
+            Rejection::NotFound(format!("incident {} does not exist; list incidents to find the one to merge into", quote(into)))
         })?;
         if !target.is_open() {
             return Err(Rejection::FailedPrecondition(format!(
@@ -134,9 +137,7 @@ impl Engine {
 
     pub(super) fn decide_triage_reject(&self, incident: &IncidentId, reason: &str) -> Result<Vec<EventKind>, Rejection> {
         self.pending_report(incident)?;
-        if reason.trim().is_empty() {
-            return Err(Rejection::InvalidArgument("the reason is empty; the reporter is told why".to_string()));
-        }
+        check_text("the reason (the reporter is told it)", reason, true)?;
         Ok(vec![EventKind::ReportRejected { incident: incident.clone(), reason: reason.trim().to_string() }])
     }
 }
