@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use pingji_dispatcher::redis_test_server::RedisServer;
+use pingji_test_redis::RedisServer;
 use pingji_engine::areas::parse_geojson;
 use pingji_engine::engine::{Command, Engine};
 use pingji_engine::ids::{AgentId, Millis};

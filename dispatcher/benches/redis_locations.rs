@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use pingji_dispatcher::locations::{LocationBatching, LocationWriter, read_locations};
-use pingji_dispatcher::redis_test_server::RedisServer;
+use pingji_test_redis::RedisServer;
 use pingji_dispatcher::shard::{COMMAND_TIMEOUT, RedisShard, ShardId};
 use pingji_engine::ids::{AgentId, Millis};
 use pingji_engine::spatial::Position;

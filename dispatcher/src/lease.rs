@@ -313,7 +313,7 @@ fn ttl_ms(ttl: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis_test_server::RedisServer;
+    use pingji_test_redis::RedisServer;
     use crate::shard::{COMMAND_TIMEOUT, ShardId};
 
     fn start_redis() -> (tempfile::TempDir, RedisServer) {

@@ -15,7 +15,6 @@
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
-//! - [`redis_test_server`]: a real `redis-server` for tests and benches.
 
 #![forbid(unsafe_code)]
 
@@ -26,7 +25,6 @@ pub mod lifecycle;
 pub mod locations;
 pub mod metrics;
 pub mod observer;
-pub mod redis_test_server;
 pub mod runtime;
 pub mod server;
 pub mod settings;

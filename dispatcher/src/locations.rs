@@ -301,7 +301,7 @@ fn parse_location(agent: String, value: &str) -> Option<StoredLocation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redis_test_server::RedisServer;
+    use pingji_test_redis::RedisServer;
     use crate::shard::ShardId;
 
     fn position(lon: f64, lat: f64) -> Position {

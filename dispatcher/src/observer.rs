@@ -108,7 +108,7 @@ impl Observer {
         if !READ_KINDS.contains(&event.kind.as_str()) {
             return;
         }
-        match convert::event_from_pb(event) {
+        match convert::event::event_from_pb(event) {
             Ok(event) => self.on_event(&event),
             Err(error) => debug!(seq = event.seq, %error, "observer cannot read an event"),
         }

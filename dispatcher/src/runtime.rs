@@ -261,6 +261,9 @@ fn journal_unavailable(error: JournalError) -> DispatchError {
     DispatchError::Unavailable("the journal could not be written or read; the dispatcher is stopping".to_string())
 }
 
+/// Told how long each journal append took.
+pub type AppendObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// How the runtime is set up.
 pub struct RuntimeConfig {
     pub policy: Policy,
@@ -274,8 +277,9 @@ pub struct RuntimeConfig {
     /// and serve reads until it is back, instead of stopping. For a store
     /// whose failures pass (Redis); a SQLite failure stops the process.
     pub wait_for_store: bool,
-    /// Times each journal append, for the metrics.
-    pub append_timer: Option<crate::metrics::AppendTimer>,
+    /// Told how long each journal append took (the metrics' timer); the
+    /// runtime does not know who listens.
+    pub append_timer: Option<AppendObserver>,
     /// Journaled events older than this (by the clock above) are deleted
     /// once a snapshot covers them; `None` keeps them forever.
     pub retention: Option<Duration>,
@@ -543,7 +547,7 @@ impl Owner {
             }
             self.since_snapshot += 1;
             self.follow_credentials(std::slice::from_ref(&event));
-            let _ = self.events.send(Arc::new(convert::event_to_pb(&event)));
+            let _ = self.events.send(Arc::new(convert::event::event_to_pb(&event)));
             self.route(&event);
         }
         self.store_down = None;
@@ -699,8 +703,8 @@ impl Owner {
                 })
                 .instrument(span)
                 .await?;
-                if let Some(timer) = &self.config.append_timer {
-                    timer.observe(started.elapsed());
+                if let Some(observe) = &self.config.append_timer {
+                    observe(started.elapsed());
                 }
                 let stored = match appended {
                     Ok(stored) => stored,
@@ -732,7 +736,7 @@ impl Owner {
                 self.since_snapshot += stored.len() as u64;
                 self.follow_credentials(&events);
                 for event in &events {
-                    let _ = self.events.send(Arc::new(convert::event_to_pb(event)));
+                    let _ = self.events.send(Arc::new(convert::event::event_to_pb(event)));
                     self.route(event);
                 }
             }

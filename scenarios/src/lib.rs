@@ -14,10 +14,12 @@
 //! - [`live`]: the live runner: real gRPC sessions against a dispatcher.
 //! - [`report`]: figures from the event log; report.json and report.md.
 //! - [`svg`]: the report's pictures.
+//! - [`files`]: writing the report's files (JSON, Markdown, pictures).
 
 #![forbid(unsafe_code)]
 
 pub mod drill;
+pub mod files;
 pub mod live;
 pub mod report;
 pub mod roster;
@@ -51,7 +53,7 @@ pub fn run_in_process(drill: &Drill, out: &Path, progress: impl FnMut(u64)) -> a
         record.events.len()
     );
     let report = build_report(drill, &events, record.started_at, record.ended_at);
-    report::write(&report, &drill.map, out)?;
+    files::write(&report, &drill.map, out)?;
     Ok(report)
 }
 

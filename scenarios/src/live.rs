@@ -422,7 +422,7 @@ pub async fn run(
     let events: Vec<Event> = events
         .iter()
         .map(|(_, event)| event)
-        .filter_map(|event| match pingji_dispatcher::convert::event_from_pb(event) {
+        .filter_map(|event| match pingji_dispatcher::convert::event::event_from_pb(event) {
             Ok(read) => {
                 // Stretch wall-clock times back to drill time.
                 let drill_ms = ((event.at_ms - wall_start.0) as f64 * scale) as i64;
@@ -442,7 +442,7 @@ pub async fn run(
     }
     let mut report = crate::build_report(drill, &events, started_at, started_at.plus_seconds(drill.file.duration_s));
     report.drill.people = people.len();
-    crate::report::write(&report, &drill.map, out)?;
+    crate::files::write(&report, &drill.map, out)?;
     Ok(report)
 }
 

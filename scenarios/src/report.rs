@@ -832,20 +832,6 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
-/// Writes report.json, report.md and the pictures into `dir`.
-pub fn write(report: &Report, map: &AreaImport, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut json = serde_json::to_string_pretty(report)?;
-    json.push('\n');
-    std::fs::write(dir.join("report.json"), json)?;
-    std::fs::write(dir.join("report.md"), markdown(report))?;
-    std::fs::write(dir.join("accept.svg"), crate::svg::distribution(report, crate::svg::Measure::Accept))?;
-    std::fs::write(dir.join("arrive.svg"), crate::svg::distribution(report, crate::svg::Measure::Arrive))?;
-    std::fs::write(dir.join("staffing.svg"), crate::svg::staffing(report))?;
-    std::fs::write(dir.join("map.svg"), crate::svg::map(report, map))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! Several dispatchers on one Redis: a real `redis-server` (the fixture of
-//! [`pingji_dispatcher::redis_test_server`], shared with the dispatcher's own
+//! [`pingji_test_redis`], shared with the dispatcher's own
 //! tests and benches), and the `dispatcher` binary started with
 //! `--store redis://...` as a child process that can be killed (SIGKILL),
 //! paused (SIGSTOP), resumed (SIGCONT), stopped (SIGTERM) and started again
@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub use pingji_dispatcher::redis_test_server::{Persistence, RedisServer};
+pub use pingji_test_redis::{Persistence, RedisServer};
 
 use crate::process::{dispatcher_binary, file_args, spawn_dispatcher};
 use crate::wait::{connect_endpoint_with_retry, connect_with_retry};

@@ -9,6 +9,7 @@
 //! - [`ids`]: identifier newtypes and time.
 //! - [`accounts`]: operator roles, the command-to-role table, the shape of tokens.
 //! - [`spatial`]: positions, great-circle distance, the spatial index of people.
+//! - [`travel`]: travel modes and their speeds.
 //! - [`areas`]: the area hierarchy, GeoJSON import and point-in-polygon placement.
 //! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening, surge assignment).
 //! - [`assignment`]: min-cost matching of many waiting slots to people at once (surges).
@@ -31,5 +32,6 @@ pub mod plans;
 pub mod policy;
 pub mod roster;
 pub mod spatial;
+pub mod travel;
 
 pub use engine::{Command, Engine, Rejection};

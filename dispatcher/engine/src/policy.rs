@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::areas::AreaLevel;
 use crate::roster::Role;
+pub use crate::travel::Speeds;
 
 /// Normal mode or an emergency grade (I is the most severe).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -95,14 +96,6 @@ pub struct ModePolicy {
     /// Batch: at most this many incidents in one matching (most urgent
     /// first); the rest are offered greedily.
     pub batch_max_incidents: u32,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Speeds {
-    pub walk_mps: f64,
-    pub bike_mps: f64,
-    pub car_mps: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId, check_id};
-use crate::policy::Speeds;
+pub use crate::travel::TravelMode;
 use crate::spatial::Position;
 
 /// Roles from DOMAIN.md.
@@ -37,25 +37,6 @@ impl Role {
         Role::PropertyStaff,
         Role::OwnersCommittee,
     ];
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TravelMode {
-    #[default]
-    Walk,
-    Bike,
-    Car,
-}
-
-impl TravelMode {
-    pub fn speed_mps(self, speeds: &Speeds) -> f64 {
-        match self {
-            TravelMode::Walk => speeds.walk_mps,
-            TravelMode::Bike => speeds.bike_mps,
-            TravelMode::Car => speeds.car_mps,
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

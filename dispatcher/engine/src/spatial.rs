@@ -12,7 +12,7 @@ use rstar::primitives::GeomWithData;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::AgentId;
-use crate::roster::TravelMode;
+use crate::travel::TravelMode;
 
 /// Mean earth radius used for great-circle distances.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;

@@ -19,7 +19,7 @@ use pingji_engine::spatial::Position;
 use pingji_proto::v1 as pb;
 
 use super::{
-    coarsen, level_from_pb, level_to_pb, location, mask_phone, mode_from_pb, mode_to_pb, profile_from_pb, profile_to_pb,
+    coarsen, task_place_to_pb, level_from_pb, level_to_pb, location, mask_phone, mode_from_pb, mode_to_pb, profile_from_pb, profile_to_pb,
     role_from_pb_value, role_to_pb_value, status_from_pb, status_to_pb,
 };
 
@@ -264,18 +264,6 @@ pub fn placement_to_pb(placement: &Placement) -> pb::Placement {
         community_id: id(AreaLevel::Community),
         grid_id: id(AreaLevel::Grid),
         building_id: id(AreaLevel::Building),
-    }
-}
-
-pub fn task_place_to_pb(place: &TaskPlace) -> pb::TaskPlace {
-    use pb::task_place::Kind;
-    match place {
-        TaskPlace::ServiceCentres => pb::TaskPlace { kind: Kind::ServiceCentres as i32, ..pb::TaskPlace::default() },
-        TaskPlace::Centroid => pb::TaskPlace { kind: Kind::Centroid as i32, ..pb::TaskPlace::default() },
-        TaskPlace::At(at) => pb::TaskPlace { kind: Kind::At as i32, at: Some(location(*at)), area_ids: Vec::new() },
-        TaskPlace::Areas(areas) => {
-            pb::TaskPlace { kind: Kind::Areas as i32, at: None, area_ids: areas.iter().map(ToString::to_string).collect() }
-        }
     }
 }
 

@@ -7,7 +7,6 @@
 
 pub mod event;
 
-pub use event::{Disclosure, event_from_pb, event_to_pb, redact};
 
 use pingji_proto::v1 as pb;
 
@@ -591,6 +590,19 @@ fn open_callups_for(engine: &Engine, agent: &AgentId) -> Vec<pb::CallUp> {
         .collect()
 }
 
+/// Where a plan's task goes, on the wire.
+pub fn task_place_to_pb(place: &TaskPlace) -> pb::TaskPlace {
+    use pb::task_place::Kind;
+    match place {
+        TaskPlace::ServiceCentres => pb::TaskPlace { kind: Kind::ServiceCentres as i32, ..pb::TaskPlace::default() },
+        TaskPlace::Centroid => pb::TaskPlace { kind: Kind::Centroid as i32, ..pb::TaskPlace::default() },
+        TaskPlace::At(at) => pb::TaskPlace { kind: Kind::At as i32, at: Some(location(*at)), area_ids: Vec::new() },
+        TaskPlace::Areas(areas) => {
+            pb::TaskPlace { kind: Kind::Areas as i32, at: None, area_ids: areas.iter().map(ToString::to_string).collect() }
+        }
+    }
+}
+
 pub fn role_to_pb_value(role: Role) -> i32 {
     role_to_pb(role) as i32
 }
@@ -616,7 +628,7 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
                 headcount: task.need,
                 priority: i32::from(task.priority),
                 description: task.description.clone(),
-                place: Some(event::task_place_to_pb(&task.place)),
+                place: Some(task_place_to_pb(&task.place)),
             })
             .collect(),
         call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),

@@ -520,7 +520,7 @@ mod tests {
     use super::*;
     use crate::journal::conformance::{self, event, events};
     use crate::lease::{Acquisition, LeaseConfig, ShardLease};
-    use crate::redis_test_server::RedisServer;
+    use pingji_test_redis::RedisServer;
     use crate::shard::ShardId;
 
     fn start_redis() -> (tempfile::TempDir, RedisServer) {

@@ -264,8 +264,9 @@ impl Metrics {
     }
 
     /// The timer the runtime uses around journal appends.
-    pub fn append_timer(&self) -> AppendTimer {
-        AppendTimer { histogram: self.journal_append.clone(), otlp: self.otlp.clone() }
+    pub fn append_timer(&self) -> crate::runtime::AppendObserver {
+        let timer = AppendTimer { histogram: self.journal_append.clone(), otlp: self.otlp.clone() };
+        Arc::new(move |took| timer.observe(took))
     }
 
     /// Also records the labelled counters and the histograms with `meter`
@@ -516,7 +517,7 @@ mod tests {
     async fn an_idle_process_renders_every_family_with_its_unit_and_total() {
         let metrics = Metrics::new();
         metrics.offers_sent.inc();
-        metrics.append_timer().observe(Duration::from_millis(3));
+        (metrics.append_timer())(Duration::from_millis(3));
         let text = metrics.render().await;
         assert!(text.contains("pingji_offers_sent_total 1"), "{text}");
         assert!(text.contains("# TYPE pingji_journal_append_seconds histogram"), "{text}");

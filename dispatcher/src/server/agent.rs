@@ -15,7 +15,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::Limits;
+use super::config::Limits;
 use super::auth::Tokens;
 use super::error;
 use super::sharding::{Kind, Sharding};

@@ -14,7 +14,7 @@
 use anyhow::Context;
 use tracing::info;
 
-use super::Store;
+use super::config::Store;
 use crate::convert;
 use crate::journal::{Journal, RedisJournal, SqliteJournal};
 use crate::lease::{Acquisition, LeaseConfig, ShardLease};

@@ -606,7 +606,7 @@ impl CommandService for CommandApi {
     type WatchEventsStream = EventStream;
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let disclosure = convert::Disclosure::for_role(caller(&request)?.role);
+        let disclosure = convert::event::Disclosure::for_role(caller(&request)?.role);
         let from_seq = request.into_inner().from_seq;
         let stream = super::events::event_stream(self.dispatcher.clone(), from_seq, disclosure).await?;
         Ok(Response::new(stream))

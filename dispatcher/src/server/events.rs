@@ -22,7 +22,7 @@ const STREAM_QUEUE: usize = 256;
 pub async fn event_stream(
     dispatcher: Dispatcher,
     from_seq: u64,
-    disclosure: convert::Disclosure,
+    disclosure: convert::event::Disclosure,
 ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>, Status> {
     // Subscribe before reading history so nothing falls between the two.
     let mut live = dispatcher.subscribe();
@@ -57,7 +57,7 @@ pub async fn event_stream(
                     }
                     if event.seq == next {
                         let mut event = (*event).clone();
-                        convert::redact(&mut event, disclosure);
+                        convert::event::redact(&mut event, disclosure);
                         if sender.send(Ok(event)).await.is_err() {
                             return;
                         }
@@ -82,7 +82,7 @@ async fn catch_up(
     dispatcher: &Dispatcher,
     next: &mut u64,
     sender: &mpsc::Sender<Result<pb::Event, Status>>,
-    disclosure: convert::Disclosure,
+    disclosure: convert::event::Disclosure,
 ) -> bool {
     loop {
         let page = match dispatcher.read_events(*next, PAGE).await {
@@ -97,7 +97,7 @@ async fn catch_up(
         }
         for stored in &page {
             let mut event = match convert::event_from_stored(stored) {
-                Ok(event) => convert::event_to_pb(&event),
+                Ok(event) => convert::event::event_to_pb(&event),
                 Err(error) => {
                     tracing::error!(seq = stored.seq, %error, "a journaled event cannot be read");
                     let _ =
@@ -105,7 +105,7 @@ async fn catch_up(
                     return false;
                 }
             };
-            convert::redact(&mut event, disclosure);
+            convert::event::redact(&mut event, disclosure);
             if sender.send(Ok(event)).await.is_err() {
                 return false;
             }

@@ -30,7 +30,9 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::sharding::Sharding;
-use super::{Config, OwnerGuard, RedisStore, standby};
+use super::config::{Config, RedisStore};
+use super::serving::OwnerGuard;
+use super::standby;
 use crate::journal::{Journal, JournalError, RedisJournal};
 use crate::lease::{Acquisition, Renewal, ShardLease};
 use crate::locations::{LocationBatching, LocationWriter};
@@ -187,7 +189,7 @@ async fn serve_shard(
         ShardId::CITY => None,
         _ => Some(Arc::new(Sharding::new(&url, shard.id().clone())?)),
     };
-    let served = super::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
+    let served = super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
 
     keeper.stop().await;
     if served.is_ok() {

@@ -128,7 +128,7 @@ pub(super) async fn serve_until_owner(
     leases: &[Arc<ShardLease>],
     listener: std::net::TcpListener,
     shutdown: &mut watch::Receiver<bool>,
-    tls: Option<&super::ServerTls>,
+    tls: Option<&super::config::ServerTls>,
 ) -> anyhow::Result<Option<(Arc<ShardLease>, u64)>> {
     let Some((first, rest)) = leases.split_first() else {
         anyhow::bail!("no shard to stand by for; give --shard");
@@ -140,10 +140,10 @@ pub(super) async fn serve_until_owner(
     health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
     let (stop_server, mut server_stop) = watch::channel(false);
     let listener = TcpListener::from_std(listener)?;
-    let server = super::server_builder(tls)?
+    let server = super::config::server_builder(tls)?
         .add_service(health_service)
-        .add_service(super::reflection_v1()?)
-        .add_service(super::reflection_v1alpha()?)
+        .add_service(super::config::reflection_v1()?)
+        .add_service(super::config::reflection_v1alpha()?)
         .add_service(AgentStandby { notice: notice.clone(), service: PhantomData })
         .add_service(CommandStandby { notice, service: PhantomData })
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {

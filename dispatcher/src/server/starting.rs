@@ -32,14 +32,14 @@ pub(super) struct Starting {
 
 impl Starting {
     /// Answers health on `listener` (a clone of the real one) until stopped.
-    pub(super) async fn serve(listener: std::net::TcpListener, tls: Option<&super::ServerTls>) -> anyhow::Result<Starting> {
+    pub(super) async fn serve(listener: std::net::TcpListener, tls: Option<&super::config::ServerTls>) -> anyhow::Result<Starting> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
         health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
         let listener = TcpListener::from_std(listener)?;
         let (stop, mut stopped) = watch::channel(false);
         let (agents, commands) = super::standby::recovering_services();
-        let server = super::server_builder(tls)?
+        let server = super::config::server_builder(tls)?
             .add_service(health_service)
             .add_service(agents)
             .add_service(commands)

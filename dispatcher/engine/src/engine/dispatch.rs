@@ -89,6 +89,14 @@ struct Reach {
 }
 
 impl Engine {
+    /// The people nearest to `at`, by estimated arrival time.
+    pub fn nearby(&self, at: Position, k: usize, skills: &BTreeSet<String>, available_only: bool, now: Millis) -> Vec<Candidate> {
+        let query = CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, mode: None, k, now };
+        self.find_candidates(&query)
+    }
+}
+
+impl Engine {
     /// The best `k` candidates, best first.
     pub(super) fn find_candidates(&self, query: &CandidateQuery<'_>) -> Vec<Candidate> {
         if query.k == 0 {

@@ -41,7 +41,6 @@ use crate::policy::{Mode, Policy};
 use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role};
 use crate::spatial::Position;
 
-pub use dispatch::Candidate;
 pub use live::{Live, LiveAgent};
 
 /// Why a command was refused. The message says what is wrong and what to do.
@@ -447,13 +446,6 @@ impl Engine {
     /// When `tick` next has something to do.
     pub fn next_deadline(&self) -> Option<Millis> {
         self.earliest_deadline()
-    }
-
-    /// The people nearest to `at`, by estimated arrival time.
-    pub fn nearby(&self, at: Position, k: usize, skills: &BTreeSet<String>, available_only: bool, now: Millis) -> Vec<Candidate> {
-        let query =
-            dispatch::CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, mode: None, k, now };
-        self.find_candidates(&query)
     }
 
     /// Recent assignments of a person within the workload window.

@@ -1,8 +1,11 @@
 //! A real `redis-server` for tests and benches: started on a free loopback
 //! port in a directory the caller owns, killed with SIGKILL, and started
-//! again on the same port and directory. Not used by the dispatcher itself;
-//! it lives here, public, so that the unit tests, the benches and the
-//! end-to-end tests (`pingji-tests`) share one fixture.
+//! again on the same port and directory. A crate of its own, outside the
+//! production code, so that the dispatcher's unit tests and benches (as a
+//! dev-dependency) and the end-to-end tests (`pingji-tests`) share one
+//! fixture.
+
+#![forbid(unsafe_code)]
 //!
 //! `redis-server` must be installed (`apt-get install redis-server`; CI's
 //! `.ci/run` does it). When it is missing, starting fails with a message

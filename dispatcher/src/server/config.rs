@@ -1,0 +1,254 @@
+//! How the server is set up: where the journal lives, TLS, the limits on
+//! what one client may ask, and the gRPC server builder with reflection.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use pingji_proto::v1::agent_service_server::AgentServiceServer;
+use pingji_proto::v1::command_service_server::CommandServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tracing::{error, info, warn};
+
+use crate::convert;
+use crate::journal::{Journal, MemoryJournal, SqliteJournal};
+use crate::lease::LeaseConfig;
+use crate::locations::LocationWriter;
+use crate::metrics::Metrics;
+use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
+use crate::shard::ShardId;
+use pingji_engine::areas::{AreaLevel, parse_geojson};
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::ids::AreaId;
+use pingji_engine::policy::Policy;
+
+/// Largest command request or response: a city's roster (hundreds of
+/// thousands of people) or map fits; send bigger ones in parts.
+pub(super) const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Largest header list (metadata) of a request. hyper's default of 16 KiB
+/// answered a 64 KiB token with an HTTP/2 error (reported as unknown,
+/// unavailable or resource_exhausted) rather than letting the token check
+/// refuse it as `unauthenticated`; a real token is under 100 bytes.
+pub(super) const MAX_REQUEST_HEADERS: u32 = 256 * 1024;
+/// Longest pause at shutdown during which new requests are refused with
+/// `unavailable` before the server closes its connections.
+pub(super) const LAME_DUCK: Duration = Duration::from_millis(500);
+/// How long the answers in flight get to go out when an owner steps down.
+pub(super) const STEP_DOWN_DRAIN: Duration = Duration::from_secs(1);
+
+/// Where the journal lives.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// A SQLite file (the default).
+    Sqlite(PathBuf),
+    /// Memory only: everything is lost at exit.
+    Ephemeral,
+    /// A shard in Redis, shared with other dispatcher processes of which one
+    /// at a time owns it (see `ownership`).
+    Redis(RedisStore),
+}
+
+/// A shard kept in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// `redis://HOST:PORT[/DB]`.
+    pub url: String,
+    /// The shards this process may own, in order: `city` alone, one
+    /// district, or several (a spare standing by for each, owning the first
+    /// it can get). Never empty.
+    pub shards: Vec<ShardId>,
+    /// Shards this process owns at most at once; it takes free ones up to
+    /// this many, each served on a port of its own after the first.
+    pub max_shards: usize,
+    /// Where clients reach this process (`HOST:PORT`); standbys send clients
+    /// there while this process owns the shard.
+    pub advertise: String,
+    pub lease: LeaseConfig,
+}
+
+impl RedisStore {
+    /// The `city` shard at `url`, with the default lease.
+    pub fn new(url: &str, advertise: &str) -> Self {
+        RedisStore {
+            url: url.to_owned(),
+            shards: vec![ShardId::default()],
+            max_shards: usize::MAX,
+            advertise: advertise.to_owned(),
+            lease: LeaseConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Through RedisShard, which leaves the password out of the URL.
+        let url = crate::shard::RedisShard::new(&self.url, ShardId::default())
+            .map(|shard| shard.url().to_owned())
+            .unwrap_or_else(|_| "(invalid url)".to_owned());
+        f.debug_struct("RedisStore")
+            .field("url", &url)
+            .field("shards", &self.shards.iter().map(ShardId::as_str).collect::<Vec<_>>())
+            .field("advertise", &self.advertise)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub store: Store,
+    pub policy: Policy,
+    /// Areas (GeoJSON) to load at start; skipped when already loaded.
+    pub areas_file: Option<PathBuf>,
+    /// Roster (CSV) to load at start; only new or changed people are written.
+    pub agents_file: Option<PathBuf>,
+    /// Emergency plan files (TOML), or folders of them, to load at start;
+    /// plans already loaded unchanged are skipped.
+    pub plan_paths: Vec<PathBuf>,
+    /// How long in-flight requests and streams get after a shutdown signal.
+    pub drain_timeout: Duration,
+    pub snapshot_every: u64,
+    /// Journaled events older than this are deleted once a snapshot covers
+    /// them; `None` keeps them forever.
+    pub retention: Option<Duration>,
+    /// Where to serve Prometheus metrics (`/metrics`); off when `None`.
+    pub metrics_addr: Option<SocketAddr>,
+    pub limits: Limits,
+    /// The process's metrics, made by `run` when `metrics_addr` is set.
+    metrics: Option<Arc<Metrics>>,
+    /// TLS on the gRPC port (every server on it: starting, standby, owner);
+    /// plain text when `None`.
+    pub tls: Option<ServerTls>,
+    /// An admin token (`pjo_NAME_…`) to add as the first admin at start
+    /// when there is no admin yet; ignored once there is one.
+    pub bootstrap_admin_token: Option<String>,
+}
+
+/// Who must present a client certificate when a client CA is given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertificates {
+    /// Every connection, refused in the TLS handshake without one.
+    #[default]
+    All,
+    /// Agent sessions only (`unauthenticated` without one); operators'
+    /// consoles and health probes connect without.
+    Agents,
+}
+
+/// The gRPC port's TLS: the dispatcher's certificate and key, and the CA of
+/// client certificates when they are required (mTLS).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    config: ServerTlsConfig,
+    client_certificates: Option<ClientCertificates>,
+}
+
+impl ServerTls {
+    /// With `client_ca`, client certificates signed by it are required of
+    /// `who` (a certificate from another CA is refused in the handshake).
+    pub fn new(identity: Identity, client_ca: Option<(Certificate, ClientCertificates)>) -> Self {
+        let mut config = ServerTlsConfig::new().identity(identity);
+        let client_certificates = client_ca.as_ref().map(|(_, who)| *who);
+        if let Some((client_ca, who)) = client_ca {
+            config = config.client_ca_root(client_ca).client_auth_optional(who == ClientCertificates::Agents);
+        }
+        ServerTls { config, client_certificates }
+    }
+
+    /// Who must present a client certificate, if anyone.
+    pub fn client_certificates(&self) -> Option<ClientCertificates> {
+        self.client_certificates
+    }
+
+    /// Builds the TLS acceptor once, which checks the certificate and that
+    /// the key is its key.
+    pub fn check(&self) -> Result<(), tonic::transport::Error> {
+        Server::builder().tls_config(self.config.clone()).map(|_| ())
+    }
+}
+
+/// A server builder, with TLS when `tls` is set.
+pub(super) fn server_builder(tls: Option<&ServerTls>) -> anyhow::Result<Server> {
+    let builder = Server::builder().http2_max_header_list_size(MAX_REQUEST_HEADERS);
+    match tls {
+        Some(tls) => builder.tls_config(tls.config.clone()).context("cannot serve TLS"),
+        None => Ok(builder),
+    }
+}
+
+impl Config {
+    pub fn new(store: Store) -> Self {
+        Config {
+            store,
+            policy: Policy::default(),
+            areas_file: None,
+            agents_file: None,
+            plan_paths: Vec::new(),
+            drain_timeout: Duration::from_secs(10),
+            snapshot_every: 10_000,
+            retention: Some(crate::journal::DEFAULT_RETENTION),
+            metrics_addr: None,
+            limits: Limits::default(),
+            metrics: None,
+            tls: None,
+            bootstrap_admin_token: None,
+        }
+    }
+
+    /// Uses `metrics` (shared with an OTLP exporter, say) rather than a new
+    /// set made by `run` when `metrics_addr` is set.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+    }
+}
+
+/// What one client may ask of the dispatcher, so that a broken or hostile
+/// one cannot starve the others or grow the process's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Open agent sessions at most; more are refused `resource_exhausted`.
+    pub max_sessions: usize,
+    /// Messages one session may send per second (twice that in a burst);
+    /// more are dropped and the session is told (`resource_exhausted`).
+    pub agent_messages_per_s: u32,
+    /// How long one command may take before it is answered
+    /// `cancelled`/`deadline_exceeded` (a client's own shorter deadline wins).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_sessions: 100_000, agent_messages_per_s: 20, request_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Largest message a person's app may send: a field report's text and a
+/// photo reference fit many times over.
+pub(super) const MAX_AGENT_MESSAGE: usize = 64 * 1024;
+
+pub(super) fn reflection_v1()
+-> anyhow::Result<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?)
+}
+
+pub(super) fn reflection_v1alpha() -> anyhow::Result<
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+> {
+    Ok(tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pingji_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?)
+}
+

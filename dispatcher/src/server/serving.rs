@@ -1,0 +1,390 @@
+//! Serving one recovered engine: the services, the owner task, startup
+//! files, draining at shutdown, and stepping down when a lease is lost.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use pingji_proto::v1::agent_service_server::AgentServiceServer;
+use pingji_proto::v1::command_service_server::CommandServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tracing::{error, info, warn};
+
+use crate::convert;
+use crate::journal::{Journal, MemoryJournal, SqliteJournal};
+use crate::lease::LeaseConfig;
+use crate::locations::LocationWriter;
+use crate::metrics::Metrics;
+use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
+use crate::shard::ShardId;
+use pingji_engine::areas::{AreaLevel, parse_geojson};
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::ids::AreaId;
+use pingji_engine::policy::Policy;
+
+use super::config::{
+    Config, LAME_DUCK, MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE, MAX_REQUEST_HEADERS, STEP_DOWN_DRAIN, Store, reflection_v1,
+    reflection_v1alpha, server_builder,
+};
+use super::{agent, auth, city_modes, command, error, sharding};
+
+pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
+    let journal: Box<dyn Journal> = match store {
+        Store::Sqlite(path) => Box::new(SqliteJournal::open(path)?),
+        Store::Ephemeral => Box::new(MemoryJournal::new()),
+        Store::Redis(_) => anyhow::bail!("a redis store is opened by its owner, once it holds the lease"),
+    };
+    Ok(Arc::new(Mutex::new(journal)))
+}
+
+/// Ends serving early, for the owner of a shard shared through Redis.
+pub(super) struct OwnerGuard {
+    /// Resolves with the reason when this process lost its lease and must
+    /// stop serving at once.
+    lost: Pin<Box<dyn Future<Output = anyhow::Error> + Send>>,
+}
+
+/// Serves `engine` (recovered from `journal`) until `shutdown` turns true,
+/// then drains and stops. With a `guard` (a shared shard), it also stops at
+/// once, with an error, when the lease is lost or the owner task fails. With
+/// `sharding` (a district's shard), it serves that district only and sends
+/// calls about others to their owners.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve(
+    config: &Config,
+    journal: SharedJournal,
+    mut engine: Engine,
+    locations: Option<LocationWriter>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    guard: Option<OwnerGuard>,
+    sharding: Option<Arc<sharding::Sharding>>,
+) -> anyhow::Result<()> {
+    let district = sharding.as_ref().map(|sharding| AreaId::new(sharding.shard().as_str()));
+    engine.set_scope(district.clone());
+    let (stop_owner, owner_stop) = watch::channel(false);
+    let runtime_config = RuntimeConfig {
+        policy: config.policy.clone(),
+        snapshot_every: config.snapshot_every,
+        clock: Arc::new(runtime::system_now),
+        wait_for_store: matches!(config.store, Store::Redis(_)),
+        locations,
+        append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),
+        retention: config.retention,
+    };
+    let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
+    // Metrics and incident spans from the events, until serving ends.
+    let observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
+    let mut lost = guard.map(|guard| guard.lost);
+    load_startup_files(&dispatcher, config).await?;
+    if let Some(district) = district {
+        check_district(&dispatcher, district).await?;
+    }
+    let directory = sharding.clone().map(|sharding| tokio::spawn(sharding::keep_directory(dispatcher.clone(), sharding)));
+    let _directory = AbortOnDrop(directory);
+    let city_modes = sharding.clone().map(|sharding| tokio::spawn(city_modes::keep_city_modes(dispatcher.clone(), sharding)));
+    let _city_modes = AbortOnDrop(city_modes);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
+    health_reporter.set_serving::<CommandServiceServer<command::CommandApi>>().await;
+    // Not ready while the journal's store is out of reach (writes refused).
+    let mut store_reachable = dispatcher.store_reachable_changes();
+    let readiness = health_reporter.clone();
+    tokio::spawn(async move {
+        while store_reachable.changed().await.is_ok() {
+            let reachable = *store_reachable.borrow_and_update();
+            if reachable {
+                readiness.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
+                readiness.set_serving::<CommandServiceServer<command::CommandApi>>().await;
+            } else {
+                readiness.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+                readiness.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
+            }
+        }
+    });
+    let reflection_v1 = reflection_v1()?;
+    let reflection_v1alpha = reflection_v1alpha()?;
+
+    let tokens = auth::Tokens::new(dispatcher.clone(), sharding.clone());
+    let address = listener.local_addr()?;
+    // Ends serving: after the lame-duck pause of a shutdown, or when the
+    // owner of a shared shard steps down.
+    let (stop_serving, mut stepping_down) = watch::channel(false);
+    let server = server_builder(config.tls.as_ref())?
+        .timeout(config.limits.request_timeout)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .trace_fn(|request| tracing::info_span!("rpc", rpc.method = %request.uri().path()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            AgentServiceServer::new(agent::AgentApi::new(
+                dispatcher.clone(),
+                tokens.clone(),
+                config.limits,
+                // With `all`, the TLS handshake already refused connections without one.
+                config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
+                sharding.clone(),
+            ))
+            .max_decoding_message_size(MAX_AGENT_MESSAGE),
+        )
+        // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
+        .add_service(sharding::routed(
+            auth::authorized(
+                error::size_limited(
+                    CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
+                        .max_decoding_message_size(MAX_COMMAND_MESSAGE)
+                        .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+                ),
+                tokens,
+            ),
+            sharding,
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stepping_down.wait_for(|stop| *stop).await;
+        });
+    let mut server = tokio::spawn(server);
+    info!(%address, tls = config.tls.is_some(), "dispatcher listening");
+
+    tokio::select! {
+        result = &mut server => {
+            result?.context("the gRPC server stopped")?;
+        }
+        () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            info!(drain_timeout_s = config.drain_timeout.as_secs(), "shutting down; draining");
+            // Tell people and watchers to reconnect later, so that open
+            // streams end now rather than hold the drain to its timeout.
+            dispatcher.close_streams().await;
+            health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+            health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
+            // A lame-duck pause before the server says goodbye (GOAWAY):
+            // requests arriving meanwhile get a clean, retriable
+            // `unavailable` from the dispatcher, rather than a connection
+            // closed under them, which clients report as `cancelled`.
+            tokio::time::sleep((config.drain_timeout / 4).min(LAME_DUCK)).await;
+            let _ = stop_serving.send(true);
+            match tokio::time::timeout(config.drain_timeout, &mut server).await {
+                Ok(result) => result?.context("the gRPC server stopped")?,
+                Err(_) => {
+                    warn!("drain timeout passed with streams still open; closing them");
+                    server.abort();
+                }
+            }
+        }
+        reason = async {
+            match lost.as_mut() {
+                Some(lost) => lost.await,
+                None => std::future::pending().await,
+            }
+        } => {
+            // Fail-stop; the fenced journal already refuses whatever this
+            // process would still try to write.
+            error!(reason = %reason, "stepping down");
+            let _ = stop_owner.send(true);
+            step_down(server, &stop_serving, &health_reporter).await;
+            return Err(reason);
+        }
+        // The owner stops while serving only when the journal failed: the
+        // state in memory may be ahead of it, so stop and let a restart recover.
+        finished = &mut owner => {
+            let error = match finished {
+                Ok(Ok(())) => anyhow::anyhow!("the dispatcher owner stopped unexpectedly"),
+                Ok(Err(error)) => error,
+                Err(join_error) => anyhow::Error::new(join_error),
+            };
+            error!(error = %format!("{error:#}"), "the dispatcher owner stopped; stepping down");
+            step_down(server, &stop_serving, &health_reporter).await;
+            return Err(error.context("the dispatcher owner stopped; stepping down"));
+        }
+    }
+    drop(dispatcher);
+    let _ = stop_owner.send(true);
+    owner.await.context("the dispatcher owner task panicked")??;
+    observing.stop().await;
+    info!("dispatcher stopped");
+    Ok(())
+}
+
+/// Aborts a background task when serving ends, however it ends.
+pub(super) struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// A district shard's id must be a district on the map.
+pub(super) async fn check_district(dispatcher: &Dispatcher, district: AreaId) -> anyhow::Result<()> {
+    let probe = district.clone();
+    let (level, districts) = dispatcher
+        .query(move |engine, _| {
+            let areas = &engine.state().areas;
+            let districts: Vec<String> =
+                areas.areas().filter(|area| area.level == AreaLevel::District).map(|area| area.id.to_string()).collect();
+            (areas.get(&probe).map(|area| area.level), districts)
+        })
+        .await?;
+    match level {
+        Some(AreaLevel::District) => {
+            info!(shard = %district, "serving one district's shard");
+            Ok(())
+        }
+        _ => anyhow::bail!(
+            "shard {district} is not a district on the map, so this dispatcher cannot tell what it serves; use --shard \
+             city for the whole city as one shard, or a district's id ({}); load the map with --areas",
+            if districts.is_empty() { "the map has none".to_string() } else { districts.join(", ") }
+        ),
+    }
+}
+
+/// Stops serving after a step-down: new connections are refused at once,
+/// and the calls in flight (which the stopped runtime answers `unavailable`)
+/// get a moment to carry their answers out before the server is dropped.
+pub(super) async fn step_down(
+    mut server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    stop_serving: &watch::Sender<bool>,
+    health_reporter: &tonic_health::server::HealthReporter,
+) {
+    health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+    health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
+    let _ = stop_serving.send(true);
+    if tokio::time::timeout(STEP_DOWN_DRAIN, &mut server).await.is_err() {
+        server.abort();
+    }
+}
+
+/// Plan files named directly or found (`*.toml`) in the named folders.
+pub(super) fn plan_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read plans folder {}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|file| file.extension().is_some_and(|extension| extension == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+pub(super) async fn load_plans(dispatcher: &Dispatcher, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let mut plans = Vec::new();
+    for file in plan_files(paths)? {
+        let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read plan file {}", file.display()))?;
+        let plan =
+            pingji_engine::plans::parse_plan(&text).map_err(|error| anyhow::anyhow!("plan file {}: {error}", file.display()))?;
+        plans.push(plan);
+    }
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let changed = dispatcher
+        .query(move |engine, _| {
+            plans.into_iter().filter(|plan| engine.state().plans.get(&plan.id) != Some(plan)).collect::<Vec<_>>()
+        })
+        .await?;
+    if changed.is_empty() {
+        info!("plans already loaded");
+        return Ok(());
+    }
+    let count = changed.len();
+    dispatcher
+        .execute(Command::ImportPlans(changed), "operator:startup".to_string(), |_, _| ())
+        .await
+        .map_err(|error| anyhow::anyhow!("plans: {error}"))?;
+    info!(plans = count, "plans loaded");
+    Ok(())
+}
+
+/// Whether `profile` belongs to `engine`'s shard: always with one shard for
+/// the city; in a district's shard, when their home area lies in it (people
+/// without a home area belong to no district, so to no district's file load).
+pub(super) fn lives_in_scope(engine: &Engine, profile: &pingji_engine::roster::AgentProfile) -> bool {
+    let Some(scope) = engine.scope() else {
+        return true;
+    };
+    let areas = &engine.state().areas;
+    profile.home_area.as_ref().and_then(|home| areas.placement_of_area(home).at(AreaLevel::District).cloned()).as_ref()
+        == Some(scope)
+}
+
+pub(super) async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow::Result<()> {
+    const ACTOR: &str = "operator:startup";
+    if let Some(path) = &config.areas_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read areas file {}", path.display()))?;
+        let import = parse_geojson(&text).map_err(|error| anyhow::anyhow!("areas file {}: {error}", path.display()))?;
+        let probe = import.clone();
+        let already = dispatcher
+            .query(move |engine, _| probe.areas.iter().all(|spec| engine.state().areas.get(&spec.id) == Some(spec)))
+            .await?;
+        if already {
+            info!(path = %path.display(), "areas already loaded");
+        } else {
+            let areas = import.areas.len();
+            dispatcher
+                .execute(Command::ImportAreas(import), ACTOR.to_string(), |_, _| ())
+                .await
+                .map_err(|error| anyhow::anyhow!("areas file {}: {error}", path.display()))?;
+            info!(path = %path.display(), areas, "areas loaded");
+        }
+    }
+    load_plans(dispatcher, &config.plan_paths).await?;
+    if let Some(token) = &config.bootstrap_admin_token {
+        bootstrap::add_admin_if_none(dispatcher, token).await?;
+    }
+    if let Some(path) = &config.agents_file {
+        let data = std::fs::read(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
+        let specs = pingji_client::roster_csv::parse_roster_csv(&data)
+            .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
+        let profiles = specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?;
+        let listed = profiles.len();
+        let (changed, elsewhere) = dispatcher
+            .query(move |engine, _| {
+                // A district's shard keeps the people who live in it.
+                let (ours, elsewhere): (Vec<_>, Vec<_>) =
+                    profiles.into_iter().partition(|profile| lives_in_scope(engine, profile));
+                let changed = ours
+                    .into_iter()
+                    .filter(|profile| engine.state().agents.get(&profile.id).is_none_or(|record| &record.profile != profile))
+                    .collect::<Vec<_>>();
+                (changed, elsewhere.len())
+            })
+            .await?;
+        if elsewhere > 0 {
+            info!(path = %path.display(), listed, elsewhere, "roster: people of other districts (or without a home area) left to their shards");
+        }
+        if changed.is_empty() {
+            info!(path = %path.display(), "roster already loaded");
+        } else {
+            let count = changed.len();
+            dispatcher
+                .execute(
+                    Command::UpsertAgents { agents: changed, all_new: false, tokens: Vec::new() },
+                    ACTOR.to_string(),
+                    |_, _| (),
+                )
+                .await
+                .map_err(|error| anyhow::anyhow!("roster file {}: {error}", path.display()))?;
+            info!(path = %path.display(), people = count, "roster loaded");
+        }
+    }
+    Ok(())
+}
+
