@@ -21,13 +21,13 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use pingji_test_redis::RedisServer;
 use pingji_engine::areas::parse_geojson;
 use pingji_engine::engine::{Command, Engine};
 use pingji_engine::ids::{AgentId, Millis};
 use pingji_engine::policy::Policy;
 use pingji_engine::roster::{AgentProfile, AgentStatus, Role, TravelMode};
 use pingji_engine::spatial::Position;
+use pingji_test_redis::RedisServer;
 
 const T0: Millis = Millis(1_800_000_000_000);
 const WEST: f64 = 120.0876;

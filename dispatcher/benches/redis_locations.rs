@@ -10,10 +10,10 @@
 use std::time::{Duration, Instant};
 
 use pingji_dispatcher::locations::{LocationBatching, LocationWriter, read_locations};
-use pingji_test_redis::RedisServer;
 use pingji_dispatcher::shard::{COMMAND_TIMEOUT, RedisShard, ShardId};
 use pingji_engine::ids::{AgentId, Millis};
 use pingji_engine::spatial::Position;
+use pingji_test_redis::RedisServer;
 
 /// People reporting, and updates sent in the batched run.
 const PEOPLE: usize = 50_000;

@@ -313,8 +313,8 @@ fn ttl_ms(ttl: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pingji_test_redis::RedisServer;
     use crate::shard::{COMMAND_TIMEOUT, ShardId};
+    use pingji_test_redis::RedisServer;
 
     fn start_redis() -> (tempfile::TempDir, RedisServer) {
         let dir = tempfile::tempdir().expect("temp dir");

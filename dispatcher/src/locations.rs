@@ -301,8 +301,8 @@ fn parse_location(agent: String, value: &str) -> Option<StoredLocation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pingji_test_redis::RedisServer;
     use crate::shard::ShardId;
+    use pingji_test_redis::RedisServer;
 
     fn position(lon: f64, lat: f64) -> Position {
         Position { lon, lat }

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::Path;
 
 use pingji_engine::areas::{AreaImport, AreaLevel};
 use pingji_engine::event::{Event, EventKind};

@@ -221,9 +221,7 @@ fn no_two_modules_of_a_crate_import_each_other() {
         for group in circles(&graph) {
             let edges: Vec<String> = group
                 .iter()
-                .flat_map(|from| {
-                    graph[from].iter().filter(|to| group.contains(to)).map(move |to| format!("{from} -> {to}"))
-                })
+                .flat_map(|from| graph[from].iter().filter(|to| group.contains(to)).map(move |to| format!("{from} -> {to}")))
                 .collect();
             problems.push(format!("{package}: {} import each other ({})", group.join(", "), edges.join("; ")));
         }
@@ -241,7 +239,8 @@ fn the_checker_sees_a_circle() {
     ]
     .into();
     assert_eq!(circles(&graph), vec![vec!["a".to_string(), "b".to_string(), "c".to_string()]]);
-    let code = code_of("use crate::areas::AreaLevel;\nlet text = \"crate::fake\"; // crate::comment\nuse super::{agent, command::X};\n");
+    let code =
+        code_of("use crate::areas::AreaLevel;\nlet text = \"crate::fake\"; // crate::comment\nuse super::{agent, command::X};\n");
     assert_eq!(paths_after(&code, "crate::"), vec![vec!["areas", "AreaLevel"]]);
     assert_eq!(paths_after(&code, "super::"), vec![vec!["agent"], vec!["command", "X"]]);
 }
@@ -249,9 +248,13 @@ fn the_checker_sees_a_circle() {
 /// The packages `package` links (normal dependencies, transitively).
 fn linked(metadata: &serde_json::Value, package: &str) -> BTreeSet<String> {
     let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
-    let id_of = |name: &str| packages.iter().find(|found| found["name"] == name).and_then(|found| found["id"].as_str()).map(str::to_string);
+    let id_of = |name: &str| {
+        packages.iter().find(|found| found["name"] == name).and_then(|found| found["id"].as_str()).map(str::to_string)
+    };
     let nodes = metadata["resolve"]["nodes"].as_array().cloned().unwrap_or_default();
-    let name_of = |id: &str| packages.iter().find(|found| found["id"] == id).and_then(|found| found["name"].as_str()).unwrap_or("").to_string();
+    let name_of = |id: &str| {
+        packages.iter().find(|found| found["id"] == id).and_then(|found| found["name"].as_str()).unwrap_or("").to_string()
+    };
     let mut seen = BTreeSet::new();
     let mut queue: Vec<String> = id_of(package).into_iter().collect();
     while let Some(id) = queue.pop() {
@@ -281,12 +284,41 @@ fn crates_depend_in_the_designed_directions() {
     for client in ["pingji-console", "pingji-field-agent", "pingji-client"] {
         let links = linked(&metadata, client);
         for forbidden in server {
-            assert!(!links.contains(forbidden), "{client} links {forbidden}: a client builds on pingji-proto and pingji-client only");
+            assert!(
+                !links.contains(forbidden),
+                "{client} links {forbidden}: a client builds on pingji-proto and pingji-client only"
+            );
         }
     }
+    // geo links rand for its own random shapes; the engine's code never
+    // calls it (`the_engine_has_no_clock_randomness_or_io`).
     let engine = linked(&metadata, "pingji-engine");
-    for forbidden in ["tokio", "tonic", "rusqlite", "redis", "rand", "argon2", "pingji-proto", "pingji-client"] {
-        assert!(!engine.contains(forbidden), "pingji-engine links {forbidden}: the domain has no I/O, clock, randomness or wire types");
+    for forbidden in ["tokio", "tonic", "rusqlite", "redis", "argon2", "pingji-proto", "pingji-client"] {
+        assert!(
+            !engine.contains(forbidden),
+            "pingji-engine links {forbidden}: the domain has no I/O, clock, randomness or wire types"
+        );
     }
-    assert!(!linked(&metadata, "pingji-proto").iter().any(|name| name.starts_with("pingji-")), "pingji-proto depends on no other crate of ours");
+    assert!(
+        !linked(&metadata, "pingji-proto").iter().any(|name| name.starts_with("pingji-")),
+        "pingji-proto depends on no other crate of ours"
+    );
+}
+
+#[test]
+fn the_engine_has_no_clock_randomness_or_io() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("dispatcher/engine/src"), &mut files);
+    let forbidden = ["rand::", "SystemTime", "Instant::now", "std::fs", "std::net", "tokio", "thread::sleep", "OsRng"];
+    // The engine's own test module may read sample files.
+    for file in files.into_iter().filter(|file| !file.ends_with("tests.rs")) {
+        let code = code_of(&std::fs::read_to_string(&file).unwrap_or_default());
+        for word in forbidden {
+            assert!(
+                !code.contains(word),
+                "{} uses {word}: time comes in as an argument, and the engine has no I/O",
+                file.display()
+            );
+        }
+    }
 }

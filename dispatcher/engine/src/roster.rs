@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, AreaId, IncidentId, Millis, OfferId, check_id};
-pub use crate::travel::TravelMode;
 use crate::spatial::Position;
+pub use crate::travel::TravelMode;
 
 /// Roles from DOMAIN.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

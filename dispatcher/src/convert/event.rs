@@ -19,7 +19,7 @@ use pingji_engine::spatial::Position;
 use pingji_proto::v1 as pb;
 
 use super::{
-    coarsen, task_place_to_pb, level_from_pb, level_to_pb, location, mask_phone, mode_from_pb, mode_to_pb, profile_from_pb, profile_to_pb,
+    coarsen, level_from_pb, level_to_pb, location, mask_phone, mode_from_pb, mode_to_pb, profile_from_pb, profile_to_pb,
     role_from_pb_value, role_to_pb_value, status_from_pb, status_to_pb,
 };
 

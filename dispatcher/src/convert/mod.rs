@@ -7,7 +7,6 @@
 
 pub mod event;
 
-
 use pingji_proto::v1 as pb;
 
 use crate::journal::StoredEvent;
@@ -17,6 +16,7 @@ use pingji_engine::event::{Event, EventKind, WithdrawReason};
 use pingji_engine::ids::quote;
 use pingji_engine::ids::{AgentId, AreaId, IncidentId, Millis};
 use pingji_engine::incident::{Incident, IncidentStatus, OfferRecord};
+use pingji_engine::plans::TaskPlace;
 use pingji_engine::policy::Mode;
 use pingji_engine::roster::{AgentProfile, AgentRecord, AgentStatus, Role, TravelMode, normalise_skills};
 use pingji_engine::spatial::Position;

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{Journal, JournalError, StoredEvent, check_continues, check_snapshot_seq};
+use super::record::{Journal, JournalError, StoredEvent, check_continues, check_snapshot_seq};
 
 /// A journal kept in memory. `Clone` shares the same storage.
 #[derive(Debug, Clone, Default)]

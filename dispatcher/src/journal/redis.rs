@@ -33,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::{ConnectionLike, Script, Value};
 use tracing::{debug, info};
 
-use super::{Journal, JournalError, StoredEvent, iso8601_utc_from_ms};
+use super::record::{Journal, JournalError, StoredEvent, iso8601_utc_from_ms};
 use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, reply_text};
 
 /// Appends a batch if the caller holds the shard and the batch continues the
@@ -520,8 +520,8 @@ mod tests {
     use super::*;
     use crate::journal::conformance::{self, event, events};
     use crate::lease::{Acquisition, LeaseConfig, ShardLease};
-    use pingji_test_redis::RedisServer;
     use crate::shard::ShardId;
+    use pingji_test_redis::RedisServer;
 
     fn start_redis() -> (tempfile::TempDir, RedisServer) {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -25,7 +25,7 @@ use rusqlite::types::FromSql;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use tracing::{debug, info};
 
-use super::{Journal, JournalError, StoredEvent, check_continues, check_snapshot_seq, iso8601_utc_from_ms};
+use super::record::{Journal, JournalError, StoredEvent, check_continues, check_snapshot_seq, iso8601_utc_from_ms};
 
 /// The schema version this code writes and understands. A file with a newer
 /// version is refused rather than misread.

@@ -15,8 +15,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::config::Limits;
 use super::auth::Tokens;
+use super::config::Limits;
 use super::error;
 use super::sharding::{Kind, Sharding};
 use crate::convert;

@@ -4,29 +4,15 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pingji_proto::v1::agent_service_server::AgentServiceServer;
-use pingji_proto::v1::command_service_server::CommandServiceServer;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tracing::{error, info, warn};
 
-use crate::convert;
-use crate::journal::{Journal, MemoryJournal, SqliteJournal};
 use crate::lease::LeaseConfig;
-use crate::locations::LocationWriter;
 use crate::metrics::Metrics;
-use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
 use crate::shard::ShardId;
-use pingji_engine::areas::{AreaLevel, parse_geojson};
-use pingji_engine::engine::{Command, Engine};
-use pingji_engine::ids::AreaId;
 use pingji_engine::policy::Policy;
 
 /// Largest command request or response: a city's roster (hundreds of
@@ -123,7 +109,7 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     pub limits: Limits,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
-    metrics: Option<Arc<Metrics>>,
+    pub(super) metrics: Option<Arc<Metrics>>,
     /// TLS on the gRPC port (every server on it: starting, standby, owner);
     /// plain text when `None`.
     pub tls: Option<ServerTls>,
@@ -251,4 +237,3 @@ pub(super) fn reflection_v1alpha() -> anyhow::Result<
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?)
 }
-

@@ -36,12 +36,18 @@ pub mod sharding;
 pub mod standby;
 mod starting;
 
+use std::sync::Arc;
+
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::error;
+
+use crate::metrics::Metrics;
+use crate::runtime::{self};
 
 pub use config::{ClientCertificates, Config, Limits, RedisStore, ServerTls, Store};
 use serving::{open_journal, serve};
-
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true.
 pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -87,4 +93,3 @@ pub(super) async fn run_store(config: Config, listener: TcpListener, shutdown: w
     let listener = TcpListener::from_std(listener)?;
     serve(&config, journal, engine, None, listener, shutdown, None, None).await
 }
-

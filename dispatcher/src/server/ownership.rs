@@ -29,9 +29,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::sharding::Sharding;
 use super::config::{Config, RedisStore};
 use super::serving::OwnerGuard;
+use super::sharding::Sharding;
 use super::standby;
 use crate::journal::{Journal, JournalError, RedisJournal};
 use crate::lease::{Acquisition, Renewal, ShardLease};
@@ -189,7 +189,8 @@ async fn serve_shard(
         ShardId::CITY => None,
         _ => Some(Arc::new(Sharding::new(&url, shard.id().clone())?)),
     };
-    let served = super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
+    let served =
+        super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
 
     keeper.stop().await;
     if served.is_ok() {

@@ -1,8 +1,6 @@
 //! Serving one recovered engine: the services, the owner task, startup
 //! files, draining at shutdown, and stepping down when a lease is lost.
 
-use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -14,26 +12,21 @@ use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::{error, info, warn};
 
 use crate::convert;
 use crate::journal::{Journal, MemoryJournal, SqliteJournal};
-use crate::lease::LeaseConfig;
 use crate::locations::LocationWriter;
-use crate::metrics::Metrics;
 use crate::runtime::{self, Dispatcher, RuntimeConfig, SharedJournal};
-use crate::shard::ShardId;
 use pingji_engine::areas::{AreaLevel, parse_geojson};
 use pingji_engine::engine::{Command, Engine};
 use pingji_engine::ids::AreaId;
-use pingji_engine::policy::Policy;
 
 use super::config::{
-    Config, LAME_DUCK, MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE, MAX_REQUEST_HEADERS, STEP_DOWN_DRAIN, Store, reflection_v1,
+    ClientCertificates, Config, LAME_DUCK, MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE, STEP_DOWN_DRAIN, Store, reflection_v1,
     reflection_v1alpha, server_builder,
 };
-use super::{agent, auth, city_modes, command, error, sharding};
+use super::{agent, auth, bootstrap, city_modes, command, error as status, sharding};
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
     let journal: Box<dyn Journal> = match store {
@@ -48,7 +41,7 @@ pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
 pub(super) struct OwnerGuard {
     /// Resolves with the reason when this process lost its lease and must
     /// stop serving at once.
-    lost: Pin<Box<dyn Future<Output = anyhow::Error> + Send>>,
+    pub(super) lost: Pin<Box<dyn Future<Output = anyhow::Error> + Send>>,
 }
 
 /// Serves `engine` (recovered from `journal`) until `shutdown` turns true,
@@ -140,7 +133,7 @@ pub(super) async fn serve(
         // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
         .add_service(sharding::routed(
             auth::authorized(
-                error::size_limited(
+                status::size_limited(
                     CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
                         .max_decoding_message_size(MAX_COMMAND_MESSAGE)
                         .max_encoding_message_size(MAX_COMMAND_MESSAGE),
@@ -387,4 +380,3 @@ pub(super) async fn load_startup_files(dispatcher: &Dispatcher, config: &Config)
     }
     Ok(())
 }
-

@@ -32,7 +32,10 @@ pub(super) struct Starting {
 
 impl Starting {
     /// Answers health on `listener` (a clone of the real one) until stopped.
-    pub(super) async fn serve(listener: std::net::TcpListener, tls: Option<&super::config::ServerTls>) -> anyhow::Result<Starting> {
+    pub(super) async fn serve(
+        listener: std::net::TcpListener,
+        tls: Option<&super::config::ServerTls>,
+    ) -> anyhow::Result<Starting> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
         health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
