@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-pub use pingji_proto::auth::BearerToken;
-use pingji_proto::tls::{ClientTls, error_chain};
+pub use pingji_client::auth::BearerToken;
+use pingji_client::tls::{ClientTls, error_chain};
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -32,7 +32,7 @@ pub fn bearer(token: Option<&str>) -> Result<BearerToken, ConsoleError> {
 /// With `tls`, an `https://` server is checked against its CA and shown the
 /// client certificate; every request carries `token`.
 pub async fn connect(servers: &str, token: &BearerToken, tls: &ClientTls) -> Result<(Client, String), ConsoleError> {
-    let addresses = pingji_proto::owner::server_list(servers);
+    let addresses = pingji_client::owner::server_list(servers);
     let mut endpoints = Vec::new();
     for server in &addresses {
         if !server.starts_with("http://") && !server.starts_with("https://") {
@@ -59,7 +59,7 @@ pub async fn connect(servers: &str, token: &BearerToken, tls: &ClientTls) -> Res
             }
             Err(error) => {
                 let reason = error_chain(&error);
-                if pingji_proto::tls::hint(&reason).is_some() && tls_trouble.is_none() {
+                if pingji_client::tls::hint(&reason).is_some() && tls_trouble.is_none() {
                     tls_trouble = Some(ConsoleError::Connect { server: server.clone(), reason: tls.explained(server, reason) });
                 }
             }

@@ -67,7 +67,7 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     if let Some(shard) = &global.shard {
         token = token.for_shard(shard).map_err(|message| usage_error(clap::error::ErrorKind::InvalidValue, &message))?;
     }
-    let tls = pingji_proto::tls::ClientTlsFiles {
+    let tls = pingji_client::tls::ClientTlsFiles {
         ca: global.ca.clone(),
         cert: global.client_cert.clone(),
         key: global.client_key.clone(),
@@ -81,11 +81,11 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     // to the first district's owner, which may send on to the right one.
     for _ in 0..MAX_REDIRECTS {
         let owner = match &result {
-            Err(ConsoleError::Server(status)) => pingji_proto::owner::named_owner(status),
+            Err(ConsoleError::Server(status)) => pingji_client::owner::named_owner(status),
             _ => None,
         };
         let Some(owner) = owner else { break };
-        (client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), &token, &tls).await?;
+        (client, server) = connection::connect(&pingji_client::owner::owner_url(&server, &owner), &token, &tls).await?;
         result = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
     }
     result.map_err(|error| tls_explained(&server, &tls, error))
@@ -97,7 +97,7 @@ const MAX_REDIRECTS: usize = 3;
 
 /// A failed call whose transport error shows a TLS mismatch is told with
 /// what to do about it.
-fn tls_explained(server: &str, tls: &pingji_proto::tls::ClientTls, error: ConsoleError) -> ConsoleError {
+fn tls_explained(server: &str, tls: &pingji_client::tls::ClientTls, error: ConsoleError) -> ConsoleError {
     match error {
         ConsoleError::Server(status) => connection::call_error(server, tls, status),
         other => other,

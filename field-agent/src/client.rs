@@ -19,7 +19,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pingji_proto::tls::{ClientTls, error_chain};
+use pingji_client::tls::{ClientTls, error_chain};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
@@ -228,7 +228,7 @@ struct Servers {
 
 impl Servers {
     fn new(config: &AgentConfig) -> Result<Servers, ClientError> {
-        let addresses = pingji_proto::owner::server_list(&config.server);
+        let addresses = pingji_client::owner::server_list(&config.server);
         if addresses.is_empty() {
             return Err(ClientError::BadServer { address: config.server.clone(), reason: "no address given".to_string() });
         }
@@ -261,7 +261,7 @@ impl Servers {
             return false;
         }
         let current = self.current().uri().to_string();
-        match endpoint(&self.config, &pingji_proto::owner::owner_url(&current, owner)) {
+        match endpoint(&self.config, &pingji_client::owner::owner_url(&current, owner)) {
             Ok(endpoint) => {
                 self.owner = Some((owner.to_string(), endpoint));
                 true
@@ -560,7 +560,7 @@ impl SessionTask {
 fn refused(status: &Status, url: &str, tls: &ClientTls) -> Ended {
     // A failed TLS handshake shows only in the causes of the transport error.
     let error = tls.explained(url, format!("{}{}", status_text(status), status_causes(status)));
-    if let Some(owner) = pingji_proto::owner::named_owner(status) {
+    if let Some(owner) = pingji_client::owner::named_owner(status) {
         return Ended::Moved { owner, error };
     }
     match status.code() {

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use pingji_client::tls::ClientTlsFiles;
 use pingji_field_agent::app::App;
 use pingji_field_agent::headless::{self, AutoAnswer, AutoOptions, AutoPilot, FieldReportText, HeadlessEnd};
 use pingji_field_agent::track::{Track, TrackPlayer, parse_point};
 use pingji_field_agent::{AgentClient, AgentConfig, Location, interactive};
-use pingji_proto::tls::ClientTlsFiles;
 use pingji_proto::v1 as pb;
 use tokio::time::Instant;
 

@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use pingji_client::auth::BearerToken as Bearer;
+use pingji_client::owner::SERVED_BY_METADATA;
+use pingji_client::tls::{ClientTls, error_chain};
 use pingji_engine::areas::{AreaLevel, AreaMap};
 use pingji_engine::event::Event;
 use pingji_engine::ids::{AreaId, Millis};
 use pingji_engine::roster::{AgentProfile, TravelMode};
 use pingji_engine::spatial::Position;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, IncidentId, Location, OfferId};
-use pingji_proto::auth::BearerToken as Bearer;
-use pingji_proto::owner::SERVED_BY_METADATA;
-use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use rand::rngs::StdRng;
@@ -77,7 +77,7 @@ fn owner_may_have_moved(status: &tonic::Status) -> bool {
 /// shard that answered, when the city is split into one shard per district.
 async fn connect_to_owner(servers: &str, tls: &ClientTls, bearer: &Bearer) -> anyhow::Result<(Channel, Option<String>)> {
     let mut addresses: std::collections::VecDeque<String> =
-        pingji_proto::owner::server_list(servers).into_iter().map(|address| tls.url(&address)).collect();
+        pingji_client::owner::server_list(servers).into_iter().map(|address| tls.url(&address)).collect();
     anyhow::ensure!(!addresses.is_empty(), "no dispatcher address given; pass --server http://HOST:PORT");
     let mut problems = Vec::new();
     let mut redirects = 0;
@@ -100,10 +100,10 @@ async fn connect_to_owner(servers: &str, tls: &ClientTls, bearer: &Bearer) -> an
                 let reason = tls.explained(&server, format!("{}: {causes}", status.message()));
                 problems.push(format!("{server}: {reason}"));
             }
-            Err(status) => match pingji_proto::owner::named_owner(&status) {
+            Err(status) => match pingji_client::owner::named_owner(&status) {
                 Some(owner) if redirects < 3 => {
                     redirects += 1;
-                    addresses.push_front(pingji_proto::owner::owner_url(&server, &owner));
+                    addresses.push_front(pingji_client::owner::owner_url(&server, &owner));
                 }
                 _ => problems.push(format!("{server}: {}", status_error("asking who the drill acts as", status))),
             },
@@ -195,7 +195,7 @@ impl Operator {
             }
             // Sent to a named owner: go there at once (a few times in a row;
             // then as for an owner gone, after a pause).
-            if let Some(owner) = pingji_proto::owner::named_owner(&status)
+            if let Some(owner) = pingji_client::owner::named_owner(&status)
                 && redirects < 3
             {
                 redirects += 1;

@@ -287,7 +287,7 @@ async fn a_live_drill_runs_across_the_district_shards() -> anyhow::Result<()> {
     let options = pingji_scenarios::live::LiveOptions {
         server: east.url(),
         speed: 60.0,
-        tls: pingji_proto::tls::ClientTls::default(),
+        tls: pingji_client::tls::ClientTls::default(),
         token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
     };
     let report = pingji_scenarios::live::run(&drill, &options, out.path(), |_| {}).await?;

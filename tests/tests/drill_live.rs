@@ -14,7 +14,7 @@ async fn the_smoke_drill_runs_live_with_hundreds_of_real_sessions() -> anyhow::R
     let options = pingji_scenarios::live::LiveOptions {
         server: format!("http://{}", server.address()),
         speed: 60.0,
-        tls: pingji_proto::tls::ClientTls::default(),
+        tls: pingji_client::tls::ClientTls::default(),
         token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
     };
 

@@ -776,7 +776,7 @@ async fn a_live_drill_follows_the_owner_through_a_failover() -> anyhow::Result<(
     let options = pingji_scenarios::live::LiveOptions {
         server: format!("{},{}", standby.url(), owner.url()),
         speed: 60.0,
-        tls: pingji_proto::tls::ClientTls::default(),
+        tls: pingji_client::tls::ClientTls::default(),
         token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
     };
     let run = pingji_scenarios::live::run(&drill, &options, out.path(), |_| {});

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use pingji_client::tls::ClientTls;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Location};
-use pingji_proto::tls::ClientTls;
 use pingji_tests::cli::run_pingji;
 use pingji_tests::process::{free_port, spawn_dispatcher};
 use pingji_tests::redis::{RedisServer, SharedDispatcher, SharedStoreOptions, owner_of};

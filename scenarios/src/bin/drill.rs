@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pingji_proto::tls::ClientTlsFiles;
+use pingji_client::tls::ClientTlsFiles;
 
 /// Runs Pingji drills (实战演练) and writes their after-action report.
 #[derive(Parser, Debug)]
