@@ -353,7 +353,7 @@ pub async fn run(
             }
         };
         let mut config = AgentConfig::new(options.server.clone(), profile.id.to_string(), token);
-        config.tls = options.tls.clone();
+        config.connect.tls = options.tls.clone();
         let (client, agent_events) = AgentClient::start(config)?;
         let (control, control_inbox) = mpsc::channel(8);
         controls.insert(profile.id.to_string(), control);

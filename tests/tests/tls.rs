@@ -56,7 +56,7 @@ fn start_agent(
         cap: Duration::from_millis(500),
         healthy_after: Duration::from_secs(1),
     };
-    config.tls = tls;
+    config.connect.tls = tls;
     Ok(AgentClient::start(config)?)
 }
 
