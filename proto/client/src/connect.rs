@@ -303,6 +303,13 @@ impl Connection {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    /// The same connection, its calls looking for an owner that went away
+    /// for up to `time` (see [`ConnectOptions::find_owner_for`]).
+    pub fn finding_owner_for(mut self, time: Duration) -> Connection {
+        self.options.find_owner_for = time;
+        self
+    }
+
     /// The same connection with its calls for `shard` (`x-pingji-shard`): a
     /// district's id, or `city`.
     pub fn for_shard(&self, shard: &str) -> Result<Connection, String> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pingji_proto::v1 as pb;
 use tokio::time::Instant;
-use tonic::Streaming;
+use tonic::{Status, Streaming};
 
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::connect::Connection;
@@ -45,6 +45,17 @@ impl EventStream {
         EventStream { connection, next_seq: from_seq, open: None, backoff: Backoff::new(policy), retry_at: None }
     }
 
+    /// Events from `from_seq` over `connection`, the stream opened now:
+    /// a dispatcher that refuses it (or none reachable) is an error here,
+    /// where [`EventStream::new`] would keep trying. Later breaks are
+    /// resumed as with `new`; no [`Watched::Opened`] comes for this first
+    /// opening.
+    pub async fn opened(connection: Connection, from_seq: u64, policy: BackoffPolicy) -> Result<EventStream, Status> {
+        let mut stream = EventStream::new(connection, from_seq, policy);
+        stream.open().await?;
+        Ok(stream)
+    }
+
     /// The sequence number the stream resumes from after a break.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -76,24 +87,27 @@ impl EventStream {
                 return self.lost(error.detail(), Duration::ZERO);
             }
         }
-        let from_seq = self.next_seq;
-        let opened = self
-            .connection
-            .call(|connection| {
-                let mut commands = connection.commands();
-                async move { commands.watch_events(pb::WatchEventsRequest { from_seq }).await }
-            })
-            .await;
-        match opened {
-            Ok(response) => {
-                self.open = Some((response.into_inner(), Instant::now()));
-                Watched::Opened
-            }
+        match self.open().await {
+            Ok(()) => Watched::Opened,
             Err(status) => {
                 let reason = self.connection.options().explained(self.connection.url(), &status);
                 self.lost(reason, Duration::ZERO)
             }
         }
+    }
+
+    /// Asks for the events from `next_seq`, at the owner.
+    async fn open(&mut self) -> Result<(), Status> {
+        let from_seq = self.next_seq;
+        let response = self
+            .connection
+            .call(|connection| {
+                let mut commands = connection.commands();
+                async move { commands.watch_events(pb::WatchEventsRequest { from_seq }).await }
+            })
+            .await?;
+        self.open = Some((response.into_inner(), Instant::now()));
+        Ok(())
     }
 
     fn lost(&mut self, reason: String, up_for: Duration) -> Watched {
