@@ -4,12 +4,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pingji_client::args::ConnectArgs;
 use pingji_client::roster_csv::{ROLES, role_from_name, role_name, travel_mode_from_name};
 use pingji_proto::v1 as pb;
-
-/// Where the dispatcher listens when neither `--server` nor `PINGJI_SERVER`
-/// says otherwise (the dispatcher's own default).
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 /// Pingji operator console: areas, roster, incidents, modes, plans,
 /// call-ups, field reports, coverage and the event record of a running
@@ -26,10 +23,10 @@ pub struct Cli {
 /// Flags every command takes, before or after the command name.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// The dispatcher's address; or several, comma separated, when dispatchers
-    /// share a Redis store (a standby's answer leads to the owner)
-    #[arg(long, global = true, env = "PINGJI_SERVER", default_value = DEFAULT_SERVER, value_name = "URL")]
-    pub server: String,
+    /// --server, --ca, --client-cert, --client-key, --connect-timeout,
+    /// --timeout: the same flags as the field agent's and `drill live`'s.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Your operator token (pjo_NAME_…), sent as `authorization: Bearer` on
     /// every call; the dispatcher records you as the actor of what you
     /// change. Prefer the environment variable: a flag shows in the process
@@ -46,16 +43,6 @@ pub struct GlobalArgs {
     /// that an old script is told what to use instead
     #[arg(long, global = true, hide = true, value_name = "NAME")]
     pub operator: Option<String>,
-    /// CA certificate (PEM) that signed the dispatcher's certificate, for an
-    /// https:// server; without it, https:// trusts the system's roots
-    #[arg(long, global = true, env = "PINGJI_CA", value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// Client certificate (PEM), for a dispatcher that requires one (mTLS)
-    #[arg(long, global = true, env = "PINGJI_CLIENT_CERT", value_name = "FILE")]
-    pub client_cert: Option<PathBuf>,
-    /// Private key (PEM) of --client-cert
-    #[arg(long, global = true, env = "PINGJI_CLIENT_KEY", value_name = "FILE")]
-    pub client_key: Option<PathBuf>,
     /// Print JSON for scripts instead of tables (`events --follow`: one JSON
     /// object per line)
     #[arg(long, global = true)]
@@ -762,7 +749,7 @@ mod tests {
         let after =
             parse(&["incident", "list", "--open", "--json", "--server", "http://h:1", "--token", "pjo_li_00"]).expect("valid");
         assert!(after.global.json);
-        assert_eq!(after.global.server, "http://h:1");
+        assert_eq!(after.global.connect.server, "http://h:1");
         assert_eq!(after.global.token.as_ref().map(OperatorToken::expose), Some("pjo_li_00"));
         let before = parse(&["--json", "mode", "show"]).expect("valid");
         assert!(before.global.json);

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use pingji_client::connect::{CallError, ConnectError};
 use pingji_client::errors;
 use pingji_client::roster_csv::RosterCsvError;
 use pingji_proto::v1::ErrorReason;
@@ -81,6 +82,29 @@ impl ConsoleError {
 impl From<tonic::Status> for ConsoleError {
     fn from(status: tonic::Status) -> Self {
         ConsoleError::Server(status)
+    }
+}
+
+impl From<ConnectError> for ConsoleError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::NoServer => ConsoleError::BadServerAddress(String::new()),
+            ConnectError::BadAddress { address, .. } => ConsoleError::BadServerAddress(address),
+            ConnectError::Tls(message) => ConsoleError::Tls(message),
+            ConnectError::Unreachable { server, .. } => ConsoleError::Unreachable(server),
+            ConnectError::Handshake { server, reason } => ConsoleError::Connect { server, reason },
+        }
+    }
+}
+
+/// A command's error may be the dispatcher's status, which may send the
+/// command to the shard's owner (`Connection::call`).
+impl CallError for ConsoleError {
+    fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            ConsoleError::Server(status) => Some(status),
+            _ => None,
+        }
     }
 }
 

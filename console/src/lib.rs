@@ -5,11 +5,14 @@
 //! `pingji watch` is a full-screen live view. Tokens are printed only by the
 //! commands that issue them, once.
 //!
-//! Event lines, labels and the roster CSV reader come from `pingji-client`.
+//! Connecting (TLS, the token, following the shard's owner), the resuming
+//! event stream, event lines, labels and the roster CSV reader come from
+//! `pingji-client`; the console has nothing of the dispatcher.
 //!
 //! # Layout
 //! - [`cli`]: the command line (clap) and the parsers of its values.
-//! - [`connection`]: connecting, and the operator's token on each request.
+//! - [`connection`]: the operator's token, and failed calls in the console's
+//!   words (connecting is `pingji_client::connect`).
 //! - [`error`]: [`ConsoleError`], one line per failure, and the exit codes.
 //! - [`commands`]: one module per command group, sending requests and
 //!   printing results (accounts and tokens in [`commands::account`] and
@@ -31,12 +34,14 @@ pub mod table;
 pub mod watch;
 
 use clap::CommandFactory;
+use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
     AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand, PlanCommand,
     ReportCommand, RosterCommand,
 };
 use crate::commands::roster::ListFilter;
+use crate::connection::Connection;
 pub use crate::error::ConsoleError;
 
 /// Carries out one command line.
@@ -67,51 +72,39 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
     if let Some(shard) = &global.shard {
         token = token.for_shard(shard).map_err(|message| usage_error(clap::error::ErrorKind::InvalidValue, &message))?;
     }
-    let tls = pingji_proto::tls::ClientTlsFiles {
-        ca: global.ca.clone(),
-        cert: global.client_cert.clone(),
-        key: global.client_key.clone(),
-    }
-    .load()
-    .map_err(|error| ConsoleError::Tls(error.to_string()))?;
-    let (mut client, mut server) = connection::connect(&global.server, &token, &tls).await?;
-    let mut result = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
-    // A process that does not own the shard the command is for named its
-    // owner: go there. Up to MAX_REDIRECTS hops: a spare standing by sends
-    // to the first district's owner, which may send on to the right one.
-    for _ in 0..MAX_REDIRECTS {
-        let owner = match &result {
-            Err(ConsoleError::Server(status)) => pingji_proto::owner::named_owner(status),
-            _ => None,
-        };
-        let Some(owner) = owner else { break };
-        (client, server) = connection::connect(&pingji_proto::owner::owner_url(&server, &owner), &token, &tls).await?;
-        result = execute(&mut client, &server, cli.command.clone(), requested_mode, global.json).await;
-    }
-    result.map_err(|error| tls_explained(&server, &tls, error))
+    let mut options = global.connect.options().map_err(|error| match error {
+        TlsFileError::HalfIdentity => usage_error(clap::error::ErrorKind::MissingRequiredArgument, &error.to_string()),
+        other => ConsoleError::Tls(other.to_string()),
+    })?;
+    options.bearer = token;
+    let mut connection = Connection::open(options).await?;
+    // A dispatcher that does not own the shard the command is for names its
+    // owner: the command is carried out there (a refusal that names an
+    // owner changed nothing, so this cannot do anything twice).
+    let command = cli.command;
+    let as_json = global.json;
+    let result = connection.call(|connection| execute(connection.clone(), command.clone(), requested_mode, as_json)).await;
+    result.map_err(|error| tls_explained(&connection, error))
 }
-
-/// Owners followed at most for one command (a refusal that names an owner
-/// changed nothing, so following it cannot do anything twice).
-const MAX_REDIRECTS: usize = 3;
 
 /// A failed call whose transport error shows a TLS mismatch is told with
 /// what to do about it.
-fn tls_explained(server: &str, tls: &pingji_proto::tls::ClientTls, error: ConsoleError) -> ConsoleError {
+fn tls_explained(connection: &Connection, error: ConsoleError) -> ConsoleError {
     match error {
-        ConsoleError::Server(status) => connection::call_error(server, tls, status),
+        ConsoleError::Server(status) => connection::call_error(connection, status),
         other => other,
     }
 }
 
-/// Carries out `command` against the dispatcher at `server`.
+/// Carries out `command` against the dispatcher `connection` reached.
 async fn execute(
-    client: &mut connection::Client,
-    server: &str,
+    connection: Connection,
     command: Command,
     requested_mode: Option<pingji_proto::v1::Mode>,
     as_json: bool,
 ) -> Result<(), ConsoleError> {
+    let mut client = connection.commands();
+    let client = &mut client;
     match command {
         Command::Areas(AreasCommand::Import { file }) => commands::areas::import(client, &file, as_json).await,
         Command::Areas(AreasCommand::List { level }) => {
@@ -171,7 +164,7 @@ async fn execute(
         Command::Coverage(args) => commands::coverage::show(client, args.area.as_deref(), as_json).await,
         Command::Events(args) if args.follow => commands::events::follow(client, args.from.unwrap_or(0), as_json).await,
         Command::Events(args) => commands::events::history(client, args.from.unwrap_or(1), as_json).await,
-        Command::Watch(args) => watch::run(client.clone(), server, args.from.unwrap_or(0)).await,
+        Command::Watch(args) => watch::run(connection.clone(), args.from.unwrap_or(0)).await,
         Command::Account(AccountCommand::Whoami) => commands::account::whoami(client, as_json).await,
         Command::Account(AccountCommand::Rotate) => commands::account::rotate(client, as_json).await,
         Command::Account(AccountCommand::Add { name, role }) => {

@@ -53,7 +53,7 @@ pub fn to_stderr(text: &str) -> Result<(), ConsoleError> {
 /// answered serves one district of a split city (its answer names the
 /// shard): the list is that district's only.
 pub fn shard_note<T>(answer: &tonic::Response<T>, what: &str) -> Result<(), ConsoleError> {
-    let served_by = answer.metadata().get(pingji_proto::owner::SERVED_BY_METADATA).and_then(|value| value.to_str().ok());
+    let served_by = answer.metadata().get(pingji_client::owner::SERVED_BY_METADATA).and_then(|value| value.to_str().ok());
     match served_by {
         Some(shard) => warning(&format!(
             "{what} of shard {shard} only: the city is split by district; --shard DISTRICT lists another district's"

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pingji_proto::tls::read_pem;
+use pingji_client::tls::read_pem;
 use serde::Deserialize;
 use tonic::transport::{Certificate, Identity};
 
@@ -393,7 +393,7 @@ impl TlsSettings {
                     "cannot serve TLS with {} and {}: {}; check that the key is the certificate's",
                     cert.display(),
                     key.display(),
-                    pingji_proto::tls::error_chain(&error)
+                    pingji_client::tls::error_chain(&error)
                 ),
             )
         })?;

@@ -15,26 +15,26 @@
 //! time. The server setting may list them all (`a:50051,b:50051`): a
 //! connection that fails moves on to the next, and a dispatcher that does
 //! not own the shard names the owner (`x-pingji-owner`), which the session
-//! connects to at once ([`Servers`]).
+//! connects to at once. Both are `pingji_client::connect::Route`, the
+//! redirect-following every client shares; the delays are
+//! `pingji_client::backoff`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pingji_proto::tls::{ClientTls, error_chain};
+use pingji_client::backoff::{Backoff, BackoffPolicy};
+use pingji_client::connect::{ConnectOptions, Route};
+use pingji_client::tls::error_chain;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::{Code, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::backoff::{Backoff, BackoffPolicy};
 use crate::event::{AgentEvent, IncidentId, Location, OfferId};
 use crate::ledger::{Ledger, Request};
 
@@ -45,45 +45,46 @@ const OUTBOX: usize = 64;
 /// How one session is set up.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    /// The dispatcher's address: `http://host:port`, or `host:port`; or
-    /// several, separated by commas, tried in turn.
-    pub server: String,
+    /// The dispatchers (`http://host:port`, or `host:port`; several are
+    /// tried in turn), TLS (with it, `host:port` is `https://`), and the
+    /// connect timeout and keepalive. Its bearer and request timeout are
+    /// not used: the person's token goes in the hello, and the hello's
+    /// answer may take [`AgentConfig::welcome_timeout`].
+    pub connect: ConnectOptions,
     pub agent_id: String,
     pub token: String,
     pub backoff: BackoffPolicy,
-    /// How long one connection attempt may take.
-    pub connect_timeout: Duration,
     /// How long the dispatcher may take to answer hello.
     pub welcome_timeout: Duration,
-    /// HTTP/2 pings on an idle connection, so that a dead one is noticed.
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
     /// Events waiting for the person's program to read them.
     pub event_queue: usize,
     /// Requests waiting for the session task.
     pub request_queue: usize,
     /// How long `close` waits for the dispatcher to end the session.
     pub close_timeout: Duration,
-    /// TLS: the dispatcher's CA and a client certificate. With either,
-    /// addresses without a scheme are `https://`.
-    pub tls: ClientTls,
 }
 
 impl AgentConfig {
+    /// `server`: one address, or several separated by commas; no TLS.
     pub fn new(server: impl Into<String>, agent_id: impl Into<String>, token: impl Into<String>) -> Self {
+        AgentConfig::with_options(ConnectOptions::new(&server.into()), agent_id, token)
+    }
+
+    /// A session over `connect` (from `ConnectArgs`, or a drill's options).
+    /// Its request timeout, when given, is how long the welcome may take;
+    /// an operator's token in it is dropped, never sent on a person's session.
+    pub fn with_options(mut connect: ConnectOptions, agent_id: impl Into<String>, token: impl Into<String>) -> Self {
+        let welcome_timeout = connect.request_timeout.take().unwrap_or(Duration::from_secs(20));
+        connect.bearer = pingji_client::auth::BearerToken::default();
         AgentConfig {
-            server: server.into(),
+            connect,
             agent_id: agent_id.into(),
             token: token.into(),
             backoff: BackoffPolicy::default(),
-            connect_timeout: Duration::from_secs(5),
-            welcome_timeout: Duration::from_secs(20),
-            keepalive_interval: Duration::from_secs(20),
-            keepalive_timeout: Duration::from_secs(10),
+            welcome_timeout,
             event_queue: 256,
             request_queue: 64,
             close_timeout: Duration::from_secs(2),
-            tls: ClientTls::default(),
         }
     }
 }
@@ -118,7 +119,8 @@ impl AgentClient {
         if agent_id.is_empty() {
             return Err(ClientError::NoAgentId);
         }
-        let servers = Servers::new(&config)?;
+        let route = Route::new(&config.connect)
+            .map_err(|error| ClientError::BadServer { address: config.connect.servers.join(","), reason: error.detail() })?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ClientError::NoRuntime)?;
         let (requests, request_inbox) = mpsc::channel(config.request_queue.max(1));
         let (events, event_inbox) = mpsc::channel(config.event_queue.max(1));
@@ -126,12 +128,11 @@ impl AgentClient {
             hello: pb::Hello { agent_id: agent_id.clone(), token: config.token.clone() },
             ledger: Ledger::new(&agent_id),
             config,
-            servers,
+            route,
             requests: request_inbox,
             events,
             outbox: None,
             broken: None,
-            random: StdRng::from_os_rng(),
             last_location_sent: Instant::now(),
         };
         let span = info_span!("agent_client", agent_id = %agent_id);
@@ -210,102 +211,25 @@ impl AgentClient {
     }
 }
 
-/// A standby's redirects followed in a row before the session backs off:
-/// two dispatchers that name each other must not be a busy loop.
-const MAX_REDIRECTS: u32 = 3;
-
-/// Where the session connects: the configured dispatchers in turn, or the
-/// owner that one of them named.
-struct Servers {
-    config: AgentConfig,
-    listed: Vec<Endpoint>,
-    next: usize,
-    /// The owner a standby named, until a connection to it fails.
-    owner: Option<(String, Endpoint)>,
-    /// Redirects since the last welcome.
-    redirects: u32,
-}
-
-impl Servers {
-    fn new(config: &AgentConfig) -> Result<Servers, ClientError> {
-        let addresses = pingji_proto::owner::server_list(&config.server);
-        if addresses.is_empty() {
-            return Err(ClientError::BadServer { address: config.server.clone(), reason: "no address given".to_string() });
-        }
-        let listed = addresses.iter().map(|address| endpoint(config, address)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Servers { config: config.clone(), listed, next: 0, owner: None, redirects: 0 })
-    }
-
-    fn current(&self) -> Endpoint {
-        match &self.owner {
-            Some((_, owner)) => owner.clone(),
-            None => self.listed[self.next].clone(),
-        }
-    }
-
-    /// The connection failed or broke: forget the owner we were sent to (a
-    /// new one may have taken over), or try the next listed dispatcher.
-    fn failed(&mut self) {
-        if self.owner.take().is_none() {
-            self.next = (self.next + 1) % self.listed.len();
-        }
-    }
-
-    /// A standby named the owner. False when it cannot be followed now
-    /// (a bad address, or too many redirects in a row): back off instead.
-    fn moved(&mut self, owner: &str) -> bool {
-        self.redirects += 1;
-        if self.redirects > MAX_REDIRECTS {
-            self.redirects = 0;
-            self.owner = None;
-            return false;
-        }
-        let current = self.current().uri().to_string();
-        match endpoint(&self.config, &pingji_proto::owner::owner_url(&current, owner)) {
-            Ok(endpoint) => {
-                self.owner = Some((owner.to_string(), endpoint));
-                true
-            }
-            Err(error) => {
-                warn!(%error, "the dispatcher named an owner that cannot be reached");
-                false
-            }
-        }
-    }
-
-    fn welcomed(&mut self) {
-        self.redirects = 0;
-    }
-}
-
-fn endpoint(config: &AgentConfig, address: &str) -> Result<Endpoint, ClientError> {
-    let address = address.trim();
-    let endpoint =
-        config.tls.endpoint(address).map_err(|reason| ClientError::BadServer { address: address.to_string(), reason })?;
-    Ok(endpoint
-        .connect_timeout(config.connect_timeout)
-        .http2_keep_alive_interval(config.keepalive_interval)
-        .keep_alive_timeout(config.keepalive_timeout)
-        .keep_alive_while_idle(true)
-        .tcp_nodelay(true))
-}
-
 /// How a session ended.
 enum Ended {
     /// The person closed the client (or stopped reading events).
     Closed,
-    /// Worth trying again.
-    Lost { error: String, healthy: bool },
+    /// Worth trying again; the connection stayed up `up_for` (zero: it
+    /// was never made or never welcomed).
+    Lost { error: String, up_for: Duration },
     /// Trying again cannot help (not on the roster, bad request).
     Fatal(String),
-    /// This dispatcher does not own the shard; `owner` does.
-    Moved { owner: String, error: String },
+    /// This dispatcher does not own the shard; the route now goes to the
+    /// owner it named.
+    Moved { error: String },
 }
 
 struct SessionTask {
     config: AgentConfig,
     hello: pb::Hello,
-    servers: Servers,
+    /// Where the next connection goes.
+    route: Route,
     ledger: Ledger,
     requests: mpsc::Receiver<Request>,
     events: mpsc::Sender<AgentEvent>,
@@ -313,7 +237,6 @@ struct SessionTask {
     outbox: Option<mpsc::Sender<pb::AgentMessage>>,
     /// Why the live stream could not take a message; ends the session.
     broken: Option<String>,
-    random: StdRng,
     last_location_sent: Instant,
 }
 
@@ -332,16 +255,11 @@ impl SessionTask {
                     self.emit(AgentEvent::Stopped { error: Some(error) }).await;
                     return;
                 }
-                Ended::Moved { owner, error } if self.servers.moved(&owner) => {
-                    info!(%owner, %error, "the dispatcher does not own the shard; connecting to its owner");
+                Ended::Moved { error } => {
+                    info!(owner = %self.route.current(), %error, "the dispatcher does not own the shard; connecting to its owner");
                 }
-                Ended::Moved { error, .. } => {
-                    if !self.back_off(&mut backoff, error, false).await {
-                        return self.stopped();
-                    }
-                }
-                Ended::Lost { error, healthy } => {
-                    if !self.back_off(&mut backoff, error, healthy).await {
+                Ended::Lost { error, up_for } => {
+                    if !self.back_off(&mut backoff, error, up_for).await {
                         return self.stopped();
                     }
                 }
@@ -351,12 +269,9 @@ impl SessionTask {
 
     /// Waits before the next attempt, which goes to the next dispatcher
     /// when several are listed. False when the person closed the client.
-    async fn back_off(&mut self, backoff: &mut Backoff, error: String, healthy: bool) -> bool {
-        self.servers.failed();
-        if healthy {
-            backoff.reset();
-        }
-        let retry_in = backoff.next_delay(&mut self.random);
+    async fn back_off(&mut self, backoff: &mut Backoff, error: String, up_for: Duration) -> bool {
+        self.route.failed();
+        let retry_in = backoff.retry_in(up_for);
         info!(%error, retry_in_ms = retry_in.as_millis() as u64, "connection lost");
         self.emit(AgentEvent::ConnectionLost { error, retry_in }).await
             && self.wait(tokio::time::sleep(retry_in)).await.is_some()
@@ -372,24 +287,26 @@ impl SessionTask {
 
     /// One connection: connect, hello, welcome, then messages both ways.
     async fn session(&mut self) -> Ended {
-        let endpoint = self.servers.current();
-        let url = endpoint.uri().to_string();
-        let channel = match self.wait(endpoint.connect()).await {
+        let url = self.route.current().to_string();
+        let options = self.config.connect.clone();
+        let connecting = {
+            let url = url.clone();
+            async move { options.connect_to(&url).await }
+        };
+        let channel = match self.wait(connecting).await {
             None => return Ended::Closed,
-            Some(Err(error)) => {
-                return Ended::Lost { error: self.config.tls.explained(&url, error_chain(&error)), healthy: false };
-            }
+            Some(Err(error)) => return Ended::Lost { error: error.detail(), up_for: Duration::ZERO },
             Some(Ok(channel)) => channel,
         };
         let mut client = AgentServiceClient::new(channel);
         let (outbox, outgoing) = mpsc::channel(OUTBOX);
         let hello = pb::AgentMessage { body: Some(Outgoing::Hello(self.hello.clone())) };
         if outbox.try_send(hello).is_err() {
-            return Ended::Lost { error: "cannot queue hello".to_string(), healthy: false };
+            return Ended::Lost { error: "cannot queue hello".to_string(), up_for: Duration::ZERO };
         }
         let mut inbound = match self.wait(client.session(ReceiverStream::new(outgoing))).await {
             None => return Ended::Closed,
-            Some(Err(status)) => return refused(&status, &url, &self.config.tls),
+            Some(Err(status)) => return self.refused(&status, &url),
             Some(Ok(response)) => response.into_inner(),
         };
         let welcome_timeout = self.config.welcome_timeout;
@@ -400,19 +317,25 @@ impl SessionTask {
         let welcome = match first {
             Err(_) => {
                 let error = format!("no welcome within {} s", welcome_timeout.as_secs());
-                return Ended::Lost { error, healthy: false };
+                return Ended::Lost { error, up_for: Duration::ZERO };
             }
-            Ok(Err(status)) => return refused(&status, &url, &self.config.tls),
+            Ok(Err(status)) => return self.refused(&status, &url),
             Ok(Ok(None)) => {
-                return Ended::Lost { error: "the dispatcher ended the session before the welcome".to_string(), healthy: false };
+                return Ended::Lost {
+                    error: "the dispatcher ended the session before the welcome".to_string(),
+                    up_for: Duration::ZERO,
+                };
             }
             Ok(Ok(Some(pb::DispatchMessage { body: Some(Incoming::Welcome(welcome)) }))) => welcome,
             Ok(Ok(Some(_))) => {
-                return Ended::Lost { error: "the dispatcher's first message was not a welcome".to_string(), healthy: false };
+                return Ended::Lost {
+                    error: "the dispatcher's first message was not a welcome".to_string(),
+                    up_for: Duration::ZERO,
+                };
             }
         };
         let welcomed_at = Instant::now();
-        self.servers.welcomed();
+        self.route.arrived();
         info!("session welcomed");
         self.outbox = Some(outbox);
         self.broken = None;
@@ -426,14 +349,13 @@ impl SessionTask {
                 return self.finish(inbound).await;
             }
         }
-        let healthy_after = self.config.backoff.healthy_after;
         // Set when the dispatcher says it is ending this session for good
         // (a newer session replaced it, or the token was replaced).
         let mut ended_for_good: Option<String> = None;
         loop {
             if let Some(error) = self.broken.take() {
                 self.outbox = None;
-                return Ended::Lost { error, healthy: welcomed_at.elapsed() >= healthy_after };
+                return Ended::Lost { error, up_for: welcomed_at.elapsed() };
             }
             let interval = self.ledger.location_interval();
             let report_at = if interval.is_zero() {
@@ -456,11 +378,11 @@ impl SessionTask {
                                 return Ended::Fatal(reason);
                             }
                             let error = "the dispatcher ended the session".to_string();
-                            return Ended::Lost { error, healthy: welcomed_at.elapsed() >= healthy_after };
+                            return Ended::Lost { error, up_for: welcomed_at.elapsed() };
                         }
                         Err(status) => {
                             self.outbox = None;
-                            return Ended::Lost { error: status_text(&status), healthy: welcomed_at.elapsed() >= healthy_after };
+                            return Ended::Lost { error: status_text(&status), up_for: welcomed_at.elapsed() };
                         }
                     };
                     if let Incoming::Refused(refused) = &body
@@ -481,6 +403,24 @@ impl SessionTask {
                     self.last_location_sent = Instant::now();
                 }
             }
+        }
+    }
+
+    /// A refusal of the session itself: retried unless retrying cannot
+    /// help; a redirect to the owner is followed at once.
+    fn refused(&mut self, status: &Status, url: &str) -> Ended {
+        // A failed TLS handshake shows only in the causes of the transport error.
+        let error = self.config.connect.tls.explained(url, format!("{}{}", status_text(status), status_causes(status)));
+        if self.route.follow(status) {
+            return Ended::Moved { error };
+        }
+        match status.code() {
+            Code::NotFound | Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
+                Ended::Fatal(error)
+            }
+            // already_exists: the dispatcher has not yet noticed that the old
+            // connection is gone; it will, and the retry then succeeds.
+            _ => Ended::Lost { error, up_for: Duration::ZERO },
         }
     }
 
@@ -553,23 +493,6 @@ impl SessionTask {
                 },
             }
         }
-    }
-}
-
-/// A refusal of the session itself: retried unless retrying cannot help.
-fn refused(status: &Status, url: &str, tls: &ClientTls) -> Ended {
-    // A failed TLS handshake shows only in the causes of the transport error.
-    let error = tls.explained(url, format!("{}{}", status_text(status), status_causes(status)));
-    if let Some(owner) = pingji_proto::owner::named_owner(status) {
-        return Ended::Moved { owner, error };
-    }
-    match status.code() {
-        Code::NotFound | Code::InvalidArgument | Code::Unauthenticated | Code::PermissionDenied | Code::Unimplemented => {
-            Ended::Fatal(error)
-        }
-        // already_exists: the dispatcher has not yet noticed that the old
-        // connection is gone; it will, and the retry then succeeds.
-        _ => Ended::Lost { error, healthy: false },
     }
 }
 

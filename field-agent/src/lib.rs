@@ -1,4 +1,5 @@
-//! Pingji field agent: the client side of one person in the field.
+//! Pingji field agent: the client side of one person in the field, built on
+//! `pingji-client` (connecting, TLS, following the shard's owner, backoff).
 //!
 //! [`AgentClient`] holds one person's session with the dispatcher
 //! (`AgentService.Session`): it sends location, status, answers to offers,
@@ -15,7 +16,6 @@
 //!   resume, forward, reconnect).
 //! - [`ledger`]: what the person was shown and asked for, compared with the
 //!   welcome after a reconnect (dedupe, resend). No I/O.
-//! - [`backoff`]: capped exponential backoff with jitter.
 //! - [`event`]: [`AgentEvent`] and the plain types it carries.
 //! - [`track`]: where the person is: a fixed point or a track file (CSV or
 //!   GPX) replayed at its own pace.
@@ -27,7 +27,6 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod backoff;
 pub mod client;
 pub mod event;
 pub mod headless;
@@ -36,6 +35,6 @@ pub mod ledger;
 pub mod track;
 pub mod view;
 
-pub use backoff::{Backoff, BackoffPolicy};
 pub use client::{AgentClient, AgentConfig, ClientError};
 pub use event::{AgentEvent, CurrentIncident, IncidentId, Location, Offer, OfferId, Refusal, Welcome};
+pub use pingji_client::backoff::{Backoff, BackoffPolicy};

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use pingji_client::args::ConnectArgs;
+use pingji_client::connect::ConnectOptions;
 use pingji_field_agent::app::App;
 use pingji_field_agent::headless::{self, AutoAnswer, AutoOptions, AutoPilot, FieldReportText, HeadlessEnd};
 use pingji_field_agent::track::{Track, TrackPlayer, parse_point};
 use pingji_field_agent::{AgentClient, AgentConfig, Location, interactive};
-use pingji_proto::tls::ClientTlsFiles;
 use pingji_proto::v1 as pb;
 use tokio::time::Instant;
 
@@ -22,21 +23,8 @@ use tokio::time::Instant;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The dispatcher: http://host:port or host:port; or several, comma
-    /// separated, tried in turn (dispatchers sharing a Redis store).
-    #[arg(long, env = "PINGJI_SERVER", default_value = "http://127.0.0.1:50051")]
-    server: String,
-    /// CA certificate (PEM) that signed the dispatcher's certificate, for
-    /// https:// (host:port then means https). Without it, https:// trusts
-    /// the system's roots.
-    #[arg(long, env = "PINGJI_CA", value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// Client certificate (PEM), for a dispatcher that requires one (mTLS).
-    #[arg(long, env = "PINGJI_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
-    client_cert: Option<PathBuf>,
-    /// Private key (PEM) of --client-cert.
-    #[arg(long, env = "PINGJI_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
-    client_key: Option<PathBuf>,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Your id on the roster.
     #[arg(long, env = "PINGJI_AGENT")]
     agent: String,
@@ -132,6 +120,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A TLS file that cannot be used is a usage error, like a bad flag.
+    let connect = match args.connect.options() {
+        Ok(connect) => connect,
+        Err(error) => {
+            eprintln!("field-agent: {error} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -139,7 +135,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, connect)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("field-agent: {error:#}");
@@ -148,7 +144,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<ExitCode> {
+async fn run(args: Args, connect: ConnectOptions) -> anyhow::Result<ExitCode> {
     set_up_logging(&args)?;
     let (track, location_note) = match (&args.track, args.at) {
         (Some(path), _) => {
@@ -160,8 +156,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => (None, "none given (--at or --track)".to_string()),
     };
     let player = track.map(|track| TrackPlayer::new(track, args.track_speed, Instant::now()));
-    let mut config = AgentConfig::new(args.server.clone(), args.agent.clone(), args.token.clone());
-    config.tls = ClientTlsFiles { ca: args.ca.clone(), cert: args.client_cert.clone(), key: args.client_key.clone() }.load()?;
+    let config = AgentConfig::with_options(connect, args.agent.clone(), args.token.clone());
     let (client, events) = AgentClient::start(config)?;
     if let Some(status) = args.status {
         client.set_status(match status {
@@ -171,7 +166,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         })?;
     }
     let Some(auto) = args.auto else {
-        let app = App::new(&args.agent, &args.server, &location_note);
+        let app = App::new(&args.agent, &args.connect.server, &location_note);
         interactive::run(client, events, app, player, shutdown_signal()).await?;
         return Ok(ExitCode::SUCCESS);
     };

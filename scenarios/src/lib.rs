@@ -11,7 +11,8 @@
 //! - [`drill`]: the drill file format and its checks.
 //! - [`roster`]: people from a CSV or generated per grid.
 //! - [`sim`]: the in-process runner on a virtual clock.
-//! - [`live`]: the live runner: real gRPC sessions against a dispatcher.
+//! - [`live`]: the live runner: real gRPC sessions against a dispatcher,
+//!   connected through `pingji-client` as the console and field agent are.
 //! - [`report`]: figures from the event log; report.json and report.md.
 //! - [`svg`]: the report's pictures.
 //! - [`files`]: writing the report's files (JSON, Markdown, pictures).

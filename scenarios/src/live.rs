@@ -2,6 +2,8 @@
 //! simulated person is a real gRPC session through `AgentClient`; incidents,
 //! mode switches and cancellations go through the command API; the report is
 //! made from the events the dispatcher streams back (`WatchEvents`).
+//! Connecting, following the shard's owner and resuming the event stream
+//! are `pingji-client`'s, as for the console and the field agent.
 //!
 //! `speed` compresses the drill: the timeline and people's delays run
 //! `speed` times faster, and event times are stretched back, so figures are
@@ -13,24 +15,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use pingji_client::auth::BearerToken;
+use pingji_client::backoff::BackoffPolicy;
+use pingji_client::connect::{CommandClient, ConnectOptions, Connection};
+use pingji_client::event_stream::{EventStream, Watched};
+use pingji_client::owner::SERVED_BY_METADATA;
 use pingji_engine::areas::{AreaLevel, AreaMap};
 use pingji_engine::event::Event;
 use pingji_engine::ids::{AreaId, Millis};
 use pingji_engine::roster::{AgentProfile, TravelMode};
 use pingji_engine::spatial::Position;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, IncidentId, Location, OfferId};
-use pingji_proto::auth::BearerToken as Bearer;
-use pingji_proto::owner::SERVED_BY_METADATA;
-use pingji_proto::tls::{ClientTls, error_chain};
 use pingji_proto::v1 as pb;
-use pingji_proto::v1::command_service_client::CommandServiceClient;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use crate::drill::{Behaviour, Drill, TimelineEntry, parse_mode};
 use crate::report::Report;
@@ -38,20 +39,22 @@ use crate::sim::triangular;
 
 /// Options of a live run.
 pub struct LiveOptions {
-    pub server: String,
+    /// The dispatchers, TLS (for the command connection and every person's
+    /// session) and the operator token the drill acts with (an admin's: it
+    /// imports the map, the roster and plans, and issues people's tokens).
+    pub connect: ConnectOptions,
     pub speed: f64,
-    /// TLS for the command connection and every person's session.
-    pub tls: ClientTls,
-    /// The operator token the drill acts with (an admin's: it imports the
-    /// map, the roster and plans, and issues people's tokens).
-    pub token: Option<String>,
 }
 
-type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
-
-fn bearer(token: Option<&str>) -> anyhow::Result<Bearer> {
-    Bearer::new(token)
-        .map_err(|problem| anyhow::anyhow!("the operator token from --token or PINGJI_TOKEN cannot be used: {problem}"))
+impl LiveOptions {
+    /// A run at real speed against `servers` (one address, or several
+    /// comma separated) as the operator of `token`.
+    pub fn new(servers: &str, token: Option<&str>) -> anyhow::Result<LiveOptions> {
+        let mut connect = ConnectOptions::new(servers);
+        connect.bearer = BearerToken::new(token)
+            .map_err(|problem| anyhow::anyhow!("the operator token from --token or PINGJI_TOKEN cannot be used: {problem}"))?;
+        Ok(LiveOptions { connect, speed: 1.0 })
+    }
 }
 
 fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
@@ -61,76 +64,17 @@ fn status_error(what: &str, status: tonic::Status) -> anyhow::Error {
 /// How long an operator call keeps following the owner (a takeover after
 /// the owner died takes a few seconds: the lease's ttl and a renewal).
 const FOLLOW_OWNER_FOR: Duration = Duration::from_secs(20);
-/// The pause between tries while the owner is being found again.
-const FOLLOW_RETRY: Duration = Duration::from_millis(250);
-
-/// Whether a refused call may succeed at the owner of the shard: a standby
-/// or a stepping-down owner answers `unavailable`; a dead owner's calls
-/// fail in the transport.
-fn owner_may_have_moved(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
-}
-
-/// Connects to the dispatcher that owns the shard: `servers` lists one
-/// dispatcher or several (comma separated); a standby among them names the
-/// owner (`x-pingji-owner`), which is followed. Also returns the district
-/// shard that answered, when the city is split into one shard per district.
-async fn connect_to_owner(servers: &str, tls: &ClientTls, bearer: &Bearer) -> anyhow::Result<(Channel, Option<String>)> {
-    let mut addresses: std::collections::VecDeque<String> =
-        pingji_proto::owner::server_list(servers).into_iter().map(|address| tls.url(&address)).collect();
-    anyhow::ensure!(!addresses.is_empty(), "no dispatcher address given; pass --server http://HOST:PORT");
-    let mut problems = Vec::new();
-    let mut redirects = 0;
-    while let Some(server) = addresses.pop_front() {
-        let channel = match connect(tls, &server).await {
-            Ok(channel) => channel,
-            Err(problem) => {
-                problems.push(problem);
-                continue;
-            }
-        };
-        let mut commands = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
-        match commands.who_am_i(pb::WhoAmIRequest {}).await {
-            Ok(answer) => {
-                let served_by = answer.metadata().get(SERVED_BY_METADATA).and_then(|value| value.to_str().ok());
-                return Ok((channel, served_by.map(str::to_string)));
-            }
-            Err(status) if std::error::Error::source(&status).is_some() => {
-                let causes = std::error::Error::source(&status).map(error_chain).unwrap_or_default();
-                let reason = tls.explained(&server, format!("{}: {causes}", status.message()));
-                problems.push(format!("{server}: {reason}"));
-            }
-            Err(status) => match pingji_proto::owner::named_owner(&status) {
-                Some(owner) if redirects < 3 => {
-                    redirects += 1;
-                    addresses.push_front(pingji_proto::owner::owner_url(&server, &owner));
-                }
-                _ => problems.push(format!("{server}: {}", status_error("asking who the drill acts as", status))),
-            },
-        }
-    }
-    anyhow::bail!("{}", problems.join("; "))
-}
-
-/// A connection to the dispatcher at `server`, or what went wrong.
-async fn connect(tls: &ClientTls, server: &str) -> Result<Channel, String> {
-    let endpoint = tls.endpoint(server).map_err(|error| format!("{server}: {error}"))?;
-    endpoint.connect().await.map_err(|error| {
-        let reason = tls.explained(server, error_chain(&error));
-        format!("cannot reach the dispatcher at {server} (is it running?): {reason}")
-    })
-}
+/// Waits between tries to resume a shard's events after its owner went away.
+const WATCH_BACKOFF: BackoffPolicy =
+    BackoffPolicy { initial: Duration::from_millis(200), cap: Duration::from_secs(2), healthy_after: Duration::from_secs(10) };
 
 /// The drill's operator: calls go to the owner of the shard, and follow it
 /// when it changes during the run (a standby's redirect, or the owner gone
-/// and another taking over). With one shard per district, a call goes to
-/// whichever district's owner the dispatcher names.
+/// and another taking over: `Connection::call`). With one shard per
+/// district, a call goes to whichever district's owner the dispatcher names.
 #[derive(Clone)]
 struct Operator {
-    channel: Channel,
-    servers: String,
-    tls: ClientTls,
-    bearer: Bearer,
+    connection: Connection,
     /// The districts' shards when the city is split, in order; empty when
     /// the city is one shard.
     shards: Vec<String>,
@@ -140,21 +84,29 @@ impl Operator {
     /// The operator, and the district shard that answered (if the city is
     /// split).
     async fn connect(options: &LiveOptions) -> anyhow::Result<(Operator, Option<String>)> {
-        let bearer = bearer(options.token.as_deref())?;
-        let (channel, served_by) = connect_to_owner(&options.server, &options.tls, &bearer).await?;
-        let operator =
-            Operator { channel, servers: options.server.clone(), tls: options.tls.clone(), bearer, shards: Vec::new() };
+        let mut connection = Connection::open(options.connect.clone()).await.map_err(|error| anyhow::anyhow!(error.detail()))?;
+        // At the owner (a standby names it): who the drill acts as, and
+        // whether the city is split. Refused here, the run stops at once;
+        // from now on calls keep looking for an owner that went away.
+        let answer = connection
+            .call(|connection| {
+                let mut commands = connection.commands();
+                async move { commands.who_am_i(pb::WhoAmIRequest {}).await }
+            })
+            .await
+            .map_err(|status| {
+                let reason = connection.options().explained(connection.url(), &status);
+                anyhow::anyhow!("asking {} who the drill acts as: {reason} ({:?})", connection.url(), status.code())
+            })?;
+        let served_by = answer.metadata().get(SERVED_BY_METADATA).and_then(|value| value.to_str().ok()).map(str::to_string);
+        let operator = Operator { connection: connection.finding_owner_for(FOLLOW_OWNER_FOR), shards: Vec::new() };
         Ok((operator, served_by))
-    }
-
-    fn commands(&self) -> Commands {
-        CommandServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// The same operator with its calls for `shard` (`x-pingji-shard`).
     fn at_shard(&self, shard: &str) -> anyhow::Result<Operator> {
-        let bearer = self.bearer.clone().for_shard(shard).map_err(anyhow::Error::msg)?;
-        Ok(Operator { bearer, ..self.clone() })
+        let connection = self.connection.for_shard(shard).map_err(anyhow::Error::msg)?;
+        Ok(Operator { connection, shards: self.shards.clone() })
     }
 
     /// One operator per district's shard; just this one for a city run as
@@ -175,73 +127,40 @@ impl Operator {
         if above_districts { self.every_shard() } else { Ok(vec![self.clone()]) }
     }
 
-    /// Runs `call`, again at the owner when it was refused because the owner
-    /// moved or because another shard's owner holds what it is about, for up
-    /// to [`FOLLOW_OWNER_FOR`]. A call that is retried must be safe to repeat
-    /// (incidents carry their own ids for this).
-    async fn call<T, Call>(&mut self, what: &str, mut call: impl FnMut(Commands) -> Call) -> anyhow::Result<T>
+    /// Runs `call` at the owner (see `Connection::call`: again at the owner
+    /// when refused because the owner moved or because another shard's
+    /// owner holds what it is about, for up to [`FOLLOW_OWNER_FOR`]). A call
+    /// that is retried must be safe to repeat (incidents carry their own ids
+    /// for this).
+    async fn call<T, Call>(&mut self, what: &str, mut call: impl FnMut(CommandClient) -> Call) -> anyhow::Result<T>
     where
         Call: Future<Output = Result<T, tonic::Status>>,
     {
-        let deadline = Instant::now() + FOLLOW_OWNER_FOR;
-        let mut redirects = 0;
-        loop {
-            let status = match call(self.commands()).await {
-                Ok(value) => return Ok(value),
-                Err(status) => status,
-            };
-            if !owner_may_have_moved(&status) || Instant::now() >= deadline {
-                return Err(status_error(what, status));
-            }
-            // Sent to a named owner: go there at once (a few times in a row;
-            // then as for an owner gone, after a pause).
-            if let Some(owner) = pingji_proto::owner::named_owner(&status)
-                && redirects < 3
-            {
-                redirects += 1;
-                if let Ok(channel) = connect(&self.tls, &self.tls.url(&owner)).await {
-                    self.channel = channel;
-                    continue;
-                }
-            }
-            redirects = 0;
-            tokio::time::sleep(FOLLOW_RETRY).await;
-            if let Ok((channel, _)) = connect_to_owner(&self.servers, &self.tls, &self.bearer).await {
-                self.channel = channel;
-            }
-        }
+        self.connection.call(|connection| call(connection.commands())).await.map_err(|status| status_error(what, status))
     }
 
-    /// Events from `from_seq` (0: only new ones), at the owner.
-    async fn watch(&mut self, from_seq: u64) -> anyhow::Result<tonic::Streaming<pb::Event>> {
-        let request = pb::WatchEventsRequest { from_seq };
-        let watch = self.call("watching events", |mut commands| async move { commands.watch_events(request).await }).await?;
-        Ok(watch.into_inner())
+    /// Events from the start of the watch on, at the owner, resumed after a
+    /// failover from the event after the last one seen.
+    async fn watch(&self) -> anyhow::Result<EventStream> {
+        EventStream::opened(self.connection.clone(), 0, WATCH_BACKOFF)
+            .await
+            .map_err(|status| status_error("watching events", status))
     }
 }
 
 /// Follows one shard's events into `sender` (tagged with `shard`, an
-/// index), resuming at the owner after a failover.
-fn watch_shard(
-    mut operator: Operator,
-    shard: usize,
-    mut watch: tonic::Streaming<pb::Event>,
-    sender: mpsc::Sender<(usize, pb::Event)>,
-) -> tokio::task::JoinHandle<()> {
+/// index), resuming at the owner after a failover, until aborted.
+fn watch_shard(mut events: EventStream, shard: usize, sender: mpsc::Sender<(usize, pb::Event)>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last_seq = 0;
         loop {
-            while let Ok(Some(event)) = watch.message().await {
-                last_seq = event.seq;
-                if sender.send((shard, event)).await.is_err() {
-                    return;
+            match events.next().await {
+                Watched::Event(event) => {
+                    if sender.send((shard, *event)).await.is_err() {
+                        return;
+                    }
                 }
-            }
-            // The owner went away: go on from the next event at the new one.
-            let from_seq = if last_seq == 0 { 0 } else { last_seq + 1 };
-            match operator.watch(from_seq).await {
-                Ok(resumed) => watch = resumed,
-                Err(_) => return,
+                // A break: the stream says when it tries again.
+                Watched::Opened | Watched::Lost { .. } => {}
             }
         }
     })
@@ -271,9 +190,9 @@ pub async fn run(
     // Watch first (every shard), so that every event of the run is seen.
     let (event_sender, mut event_inbox) = mpsc::channel::<(usize, pb::Event)>(65_536);
     let mut watchers = Vec::new();
-    for (index, mut shard_operator) in operator.every_shard()?.into_iter().enumerate() {
-        let watch = shard_operator.watch(0).await?;
-        watchers.push(watch_shard(shard_operator, index, watch, event_sender.clone()));
+    for (index, shard_operator) in operator.every_shard()?.into_iter().enumerate() {
+        let events = shard_operator.watch().await?;
+        watchers.push(watch_shard(events, index, event_sender.clone()));
     }
     drop(event_sender);
     // Setting up: the map and plans at every shard.
@@ -352,8 +271,7 @@ pub async fn run(
                     .token
             }
         };
-        let mut config = AgentConfig::new(options.server.clone(), profile.id.to_string(), token);
-        config.tls = options.tls.clone();
+        let config = AgentConfig::with_options(options.connect.clone(), profile.id.to_string(), token);
         let (client, agent_events) = AgentClient::start(config)?;
         let (control, control_inbox) = mpsc::channel(8);
         controls.insert(profile.id.to_string(), control);

@@ -4,7 +4,7 @@
 //! clients carry it, and people get their tokens from [`agent_token`].
 
 use anyhow::Context;
-use pingji_proto::auth::BearerToken;
+use pingji_client::auth::BearerToken;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_client::CommandServiceClient;
 use tonic::service::interceptor::InterceptedService;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::auth::Commands;
 use anyhow::Context;
-use pingji_proto::tls::ClientTls;
+use pingji_client::tls::ClientTls;
 use tokio::process::{Child, Command};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;

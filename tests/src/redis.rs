@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::auth::Commands;
 use anyhow::Context;
+use pingji_client::tls::ClientTls;
 use pingji_dispatcher::server::standby::OWNER_METADATA;
-use pingji_proto::tls::ClientTls;
 use pingji_proto::v1 as pb;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use pingji_proto::tls::{ClientTls, ClientTlsFiles};
+use pingji_client::tls::{ClientTls, ClientTlsFiles};
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// PEM files in a folder of the test's.

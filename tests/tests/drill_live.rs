@@ -11,12 +11,9 @@ async fn the_smoke_drill_runs_live_with_hundreds_of_real_sessions() -> anyhow::R
     let drill_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/smoke.toml");
     let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
     let out = tempfile::tempdir()?;
-    let options = pingji_scenarios::live::LiveOptions {
-        server: format!("http://{}", server.address()),
-        speed: 60.0,
-        tls: pingji_proto::tls::ClientTls::default(),
-        token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
-    };
+    let mut options =
+        pingji_scenarios::live::LiveOptions::new(&format!("http://{}", server.address()), Some(pingji_tests::ADMIN_TOKEN))?;
+    options.speed = 60.0;
 
     let mut command = server.command().await?;
     let mut most_connected = 0;

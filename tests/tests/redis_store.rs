@@ -773,12 +773,9 @@ async fn a_live_drill_follows_the_owner_through_a_failover() -> anyhow::Result<(
     let drill_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/smoke.toml");
     let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
     let out = tempfile::tempdir()?;
-    let options = pingji_scenarios::live::LiveOptions {
-        server: format!("{},{}", standby.url(), owner.url()),
-        speed: 60.0,
-        tls: pingji_proto::tls::ClientTls::default(),
-        token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
-    };
+    let mut options =
+        pingji_scenarios::live::LiveOptions::new(&format!("{},{}", standby.url(), owner.url()), Some(pingji_tests::ADMIN_TOKEN))?;
+    options.speed = 60.0;
     let run = pingji_scenarios::live::run(&drill, &options, out.path(), |_| {});
     tokio::pin!(run);
     // The burst of incidents runs from 6 to 11 s of the run at speed 60:

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use pingji_client::tls::ClientTls;
 use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Location};
-use pingji_proto::tls::ClientTls;
 use pingji_tests::cli::run_pingji;
 use pingji_tests::process::{free_port, spawn_dispatcher};
 use pingji_tests::redis::{RedisServer, SharedDispatcher, SharedStoreOptions, owner_of};
@@ -56,7 +56,7 @@ fn start_agent(
         cap: Duration::from_millis(500),
         healthy_after: Duration::from_secs(1),
     };
-    config.tls = tls;
+    config.connect.tls = tls;
     Ok(AgentClient::start(config)?)
 }
 
@@ -261,12 +261,9 @@ async fn a_live_drill_runs_over_tls() -> anyhow::Result<()> {
     let drill_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/smoke.toml");
     let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
     let out = tempfile::tempdir()?;
-    let live = pingji_scenarios::live::LiveOptions {
-        server: dispatcher.url(),
-        speed: 60.0,
-        tls: pki.client()?,
-        token: Some(pingji_tests::ADMIN_TOKEN.to_string()),
-    };
+    let mut live = pingji_scenarios::live::LiveOptions::new(&dispatcher.url(), Some(pingji_tests::ADMIN_TOKEN))?;
+    live.speed = 60.0;
+    live.connect.tls = pki.client()?;
     let report = pingji_scenarios::live::run(&drill, &live, out.path(), |_| {}).await?;
     assert!(report.drill.people >= 200, "{} people", report.drill.people);
     assert_eq!(report.totals.incidents, 8, "every incident of the timeline was created over TLS");

@@ -38,7 +38,7 @@ use self::app::Action;
 pub use self::app::App;
 pub use self::draw::draw;
 use self::sources::{Fetch, Update};
-use crate::connection::Client;
+use crate::connection::Connection;
 use crate::error::ConsoleError;
 use pingji_client::labels;
 
@@ -57,7 +57,8 @@ const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// Runs the live view until the user quits; the feed starts at `from_seq`
 /// (0: only new events).
-pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), ConsoleError> {
+pub async fn run(connection: Connection, from_seq: u64) -> Result<(), ConsoleError> {
+    let mut client = connection.commands();
     // Read what the view starts with before taking over the terminal, so
     // that an unreachable or failing dispatcher is one line on stderr.
     let areas_request = pb::ListAreasRequest { level: pb::AreaLevel::Unspecified as i32, with_geometry: true };
@@ -65,7 +66,7 @@ pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), 
     let incidents =
         client.list_incidents(pb::ListIncidentsRequest { open_only: true, limit: 0, ..Default::default() }).await?.into_inner();
     let callups = client.callup_status(pb::CallupStatusRequest { area_id: String::new(), open_only: true }).await?.into_inner();
-    let mut app = App::new(server);
+    let mut app = App::new(connection.url());
     app.set_areas(&areas);
     app.set_incidents(&incidents.incidents);
     app.set_now(labels::now_ms());
@@ -79,18 +80,24 @@ pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), 
             return Err(ConsoleError::Terminal(error));
         }
     };
-    let result = run_view(&mut terminal, app, client, from_seq).await;
+    let result = run_view(&mut terminal, app, connection, from_seq).await;
     let restored = ratatui::try_restore().map_err(ConsoleError::Terminal);
     result.and(restored)
 }
 
-async fn run_view(terminal: &mut DefaultTerminal, mut app: App, client: Client, from_seq: u64) -> Result<(), ConsoleError> {
+async fn run_view(
+    terminal: &mut DefaultTerminal,
+    mut app: App,
+    connection: Connection,
+    from_seq: u64,
+) -> Result<(), ConsoleError> {
+    let client = connection.commands();
     let (stop, shutdown) = watch::channel(false);
     let (updates_sender, mut updates) = mpsc::channel(UPDATE_QUEUE);
     let (fetch_sender, fetch_requests) = mpsc::channel(8);
     let (keys_sender, mut keys) = mpsc::channel(64);
     let tasks = [
-        tokio::spawn(sources::stream_events(client.clone(), from_seq, updates_sender.clone(), shutdown.clone())),
+        tokio::spawn(sources::stream_events(connection, from_seq, updates_sender.clone(), shutdown.clone())),
         tokio::spawn(sources::poll_people(client.clone(), updates_sender.clone(), shutdown.clone())),
         tokio::spawn(sources::fetch(client, fetch_requests, updates_sender, shutdown)),
     ];

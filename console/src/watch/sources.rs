@@ -1,7 +1,8 @@
 //! The tasks that feed the live view, each stopping when told:
 //!
 //! - [`stream_events`]: `WatchEvents`, reconnecting with a capped backoff
-//!   and resuming after the last event seen.
+//!   and resuming after the last event seen
+//!   (`pingji_client::event_stream`).
 //! - [`poll_people`]: connected people's live locations every
 //!   [`PEOPLE_EVERY`] (live locations are soft state, not events).
 //! - [`fetch`]: one-off requests from the view (open incidents, an
@@ -16,19 +17,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use pingji_client::backoff::BackoffPolicy;
+use pingji_client::event_stream::{EventStream, Watched};
 use pingji_proto::v1 as pb;
 use ratatui::crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use tokio::sync::{mpsc, watch};
 
 use super::app::{Link, PersonDot};
 use crate::commands::roster::{ListFilter, fetch_people};
-use crate::connection::Client;
+use crate::connection::{Client, Connection};
 use crate::error::ConsoleError;
 
 /// How often the people on the map are read again.
 pub const PEOPLE_EVERY: Duration = Duration::from_secs(2);
-/// Longest wait between two tries to reopen the event stream.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Waits between tries to reopen the event stream: a person is watching,
+/// so at most 5 s.
+const STREAM_BACKOFF: BackoffPolicy =
+    BackoffPolicy { initial: Duration::from_secs(1), cap: Duration::from_secs(5), healthy_after: Duration::from_secs(10) };
 /// How long the key reader blocks before checking whether to stop.
 const KEY_POLL: Duration = Duration::from_millis(100);
 
@@ -66,52 +71,30 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(8);
-    Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF)
-}
-
 /// Streams events from `from_seq` (0: only new ones) into `updates`. When
 /// the stream breaks it tries again, resuming after the last event seen.
 pub async fn stream_events(
-    mut client: Client,
+    connection: Connection,
     from_seq: u64,
     updates: mpsc::Sender<Update>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut next_seq = from_seq;
-    let mut attempt = 0u32;
+    let mut events = EventStream::new(connection, from_seq, STREAM_BACKOFF);
     loop {
-        let opened = tokio::select! {
+        let watched = tokio::select! {
             () = stopped(&mut shutdown) => return,
-            opened = client.watch_events(pb::WatchEventsRequest { from_seq: next_seq }) => opened,
+            watched = events.next() => watched,
         };
-        if let Ok(response) = opened {
-            attempt = 0;
-            if updates.send(Update::Link(Link::Live)).await.is_err() {
-                return;
+        let update = match watched {
+            Watched::Opened => Update::Link(Link::Live),
+            Watched::Event(event) => Update::Event(event),
+            // Whole seconds, rounded up: "reconnecting in 0 s" would be wrong.
+            Watched::Lost { attempt, retry_in, .. } => {
+                Update::Link(Link::Reconnecting { attempt, in_s: retry_in.as_secs_f64().ceil() as u64 })
             }
-            let mut stream = response.into_inner();
-            loop {
-                let message = tokio::select! {
-                    () = stopped(&mut shutdown) => return,
-                    message = stream.message() => message,
-                };
-                let Ok(Some(event)) = message else { break };
-                next_seq = event.seq + 1;
-                if updates.send(Update::Event(Box::new(event))).await.is_err() {
-                    return;
-                }
-            }
-        }
-        attempt = attempt.saturating_add(1);
-        let delay = backoff(attempt);
-        if updates.send(Update::Link(Link::Reconnecting { attempt, in_s: delay.as_secs() })).await.is_err() {
+        };
+        if updates.send(update).await.is_err() {
             return;
-        }
-        tokio::select! {
-            () = stopped(&mut shutdown) => return,
-            () = tokio::time::sleep(delay) => {}
         }
     }
 }
@@ -198,16 +181,4 @@ pub fn read_keys(inputs: mpsc::Sender<TerminalEvent>, stop: Arc<AtomicBool>) -> 
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let delays: Vec<u64> = (1..=6).map(|attempt| backoff(attempt).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 5, 5, 5]);
-        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
-    }
 }

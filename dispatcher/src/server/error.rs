@@ -225,7 +225,7 @@ mod tests {
         let info = moved.get_error_details().error_info().cloned().expect("an ErrorInfo");
         assert_eq!(info.reason, "NOT_OWNER");
         assert_eq!(info.metadata.get("owner").map(String::as_str), Some("10.0.0.2:50051"));
-        assert_eq!(pingji_proto::owner::named_owner(&moved).as_deref(), Some("10.0.0.2:50051"));
+        assert_eq!(pingji_client::owner::named_owner(&moved).as_deref(), Some("10.0.0.2:50051"));
 
         let field = invalid_field("plans_toml[2]", "grade is missing");
         let violations = field.get_error_details().bad_request().cloned().expect("a BadRequest").field_violations;

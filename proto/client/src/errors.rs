@@ -38,7 +38,7 @@ pub fn bad_index(status: &Status, name: &str) -> Option<usize> {
 pub fn owner(status: &Status) -> Option<String> {
     let details = status.get_error_details();
     let from_details = details.error_info().and_then(|info| info.metadata.get("owner")).cloned();
-    from_details.or_else(|| pingji_proto::owner::named_owner(status)).filter(|owner| !owner.trim().is_empty())
+    from_details.or_else(|| crate::owner::named_owner(status)).filter(|owner| !owner.trim().is_empty())
 }
 
 /// How long to wait before trying the same call again, when the dispatcher

@@ -3,6 +3,18 @@
 //! (`pingji-proto` and tonic; no engine, no server).
 //!
 //! # Layout
+//! - [`connect`]: [`connect::ConnectOptions`] (servers, TLS, token,
+//!   timeouts), [`connect::Connection`] and its `call`, through which every
+//!   command call follows a redirect to the shard's owner, and
+//!   [`connect::Route`], the one place a redirect is acted on.
+//! - [`backoff`]: capped exponential backoff with jitter, for every reconnect.
+//! - [`event_stream`]: `WatchEvents` that resumes after the last event seen.
+//! - [`args`] (feature `clap`): [`args::ConnectArgs`], the connection flags
+//!   of every client binary.
+//! - [`auth`]: the operator's token (and the shard a call is for) on every call.
+//! - [`tls`]: TLS settings from `--ca`, `--client-cert`, `--client-key`, and
+//!   advice on a failed handshake.
+//! - [`owner`]: reading a redirect to the dispatcher that owns the shard; server lists.
 //! - [`errors`]: what an error status says, from its details (reason, bad fields, owner, retry).
 //! - [`events`]: events told in words from their typed bodies; unknown kinds shown, never dropped.
 //! - [`labels`]: names of the API's enums, times and ages.
@@ -10,7 +22,15 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "clap")]
+pub mod args;
+pub mod auth;
+pub mod backoff;
+pub mod connect;
 pub mod errors;
+pub mod event_stream;
 pub mod events;
 pub mod labels;
+pub mod owner;
 pub mod roster_csv;
+pub mod tls;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use pingji_proto::tls::ClientTlsFiles;
+use pingji_client::args::ConnectArgs;
+use pingji_client::connect::ConnectOptions;
+use pingji_scenarios::live::LiveOptions;
 
 /// Runs Pingji drills (实战演练) and writes their after-action report.
 #[derive(Parser, Debug)]
@@ -32,22 +34,9 @@ enum Mode {
     Live {
         /// The drill file (TOML).
         file: PathBuf,
-        /// The dispatcher's address; or several, comma separated, when
-        /// dispatchers share a Redis store (the one owning the shard is found).
-        #[arg(long, env = "PINGJI_SERVER", default_value = "http://127.0.0.1:50051")]
-        server: String,
-        /// CA certificate (PEM) that signed the dispatcher's certificate, for
-        /// https:// (host:port then means https); without it, https:// trusts
-        /// the system's roots.
-        #[arg(long, env = "PINGJI_CA", value_name = "FILE")]
-        ca: Option<PathBuf>,
-        /// Client certificate (PEM) for every session and the command
-        /// connection, for a dispatcher that requires one (mTLS).
-        #[arg(long, env = "PINGJI_CLIENT_CERT", value_name = "FILE", requires = "client_key")]
-        client_cert: Option<PathBuf>,
-        /// Private key (PEM) of --client-cert.
-        #[arg(long, env = "PINGJI_CLIENT_KEY", value_name = "FILE", requires = "client_cert")]
-        client_key: Option<PathBuf>,
+        /// For the command connection and every simulated person's session.
+        #[command(flatten)]
+        connect: ConnectArgs,
         /// An admin's operator token (pjo_…): the drill imports the map,
         /// the roster and plans, and issues the simulated people's tokens.
         #[arg(long, env = "PINGJI_TOKEN", hide_env_values = true)]
@@ -68,9 +57,21 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Mode::Run { file, out, quiet } => run(&file, &out, quiet),
-        Mode::Live { file, server, ca, client_cert, client_key, token, out, speed, quiet } => {
-            let tls = ClientTlsFiles { ca, cert: client_cert, key: client_key };
-            live(&file, &server, &tls, token, &out, speed, quiet)
+        Mode::Live { file, connect, token, out, speed, quiet } => {
+            // Settings that cannot be used are usage errors, said before
+            // anything starts.
+            let options = LiveOptions::new(&connect.server, token.as_deref()).and_then(|mut options| {
+                options.connect = ConnectOptions { bearer: options.connect.bearer, ..connect.options()? };
+                options.speed = speed;
+                Ok(options)
+            });
+            match options {
+                Ok(options) => live(&file, &options, &out, quiet),
+                Err(error) => {
+                    eprintln!("drill: {error}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }
@@ -105,25 +106,10 @@ fn finish(result: anyhow::Result<pingji_scenarios::report::Report>, out: &std::p
     if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-fn live(
-    file: &std::path::Path,
-    server: &str,
-    tls: &ClientTlsFiles,
-    token: Option<String>,
-    out: &std::path::Path,
-    speed: f64,
-    quiet: bool,
-) -> ExitCode {
+fn live(file: &std::path::Path, options: &LiveOptions, out: &std::path::Path, quiet: bool) -> ExitCode {
     let drill = match load(file) {
         Ok(drill) => drill,
         Err(code) => return code,
-    };
-    let tls = match tls.load() {
-        Ok(tls) => tls,
-        Err(error) => {
-            eprintln!("drill: {error}");
-            return ExitCode::from(2);
-        }
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -133,8 +119,7 @@ fn live(
         }
     };
     let bar = progress_bar(&drill, quiet);
-    let options = pingji_scenarios::live::LiveOptions { server: server.to_string(), speed, tls, token };
-    let result = runtime.block_on(pingji_scenarios::live::run(&drill, &options, out, |seconds| bar.set_position(seconds)));
+    let result = runtime.block_on(pingji_scenarios::live::run(&drill, options, out, |seconds| bar.set_position(seconds)));
     bar.finish_and_clear();
     finish(result, out)
 }
