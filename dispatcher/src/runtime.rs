@@ -371,6 +371,10 @@ pub fn start(
     let (store_reachable_sender, store_reachable) = watch::channel(true);
     let state = engine.state();
     let credentials = Arc::new(RwLock::new(Credentials::new(&state.operators, &state.agent_tokens)));
+    // Counted from the journal's latest snapshot, not from this start: a
+    // dispatcher restarted more often than every `snapshot_every` events
+    // still snapshots, and trims its journal.
+    let since_snapshot = state.last_seq.saturating_sub(engine.restored_seq());
     let dispatcher = Dispatcher {
         requests,
         events: events.clone(),
@@ -392,7 +396,7 @@ pub fn start(
         events,
         sessions: HashMap::new(),
         next_session: 1,
-        since_snapshot: 0,
+        since_snapshot,
         forgetting: None,
         config,
     };
@@ -1018,6 +1022,48 @@ mod tests {
         drop(journal);
         let recovered = recover(&open_shared(&path), Policy::default()).await.expect("recover");
         assert_eq!(recovered.state(), &before);
+    }
+
+    /// The count toward the next snapshot goes on from the journal's last
+    /// snapshot across restarts, so a dispatcher restarted (or killed)
+    /// more often than every `snapshot_every` events still snapshots.
+    #[tokio::test]
+    async fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("journal.sqlite");
+        let config = || RuntimeConfig {
+            policy: Policy::default(),
+            snapshot_every: 5,
+            clock: Arc::new(|| Millis(START_MS)),
+            locations: None,
+            wait_for_store: false,
+            append_timer: None,
+            retention: None,
+        };
+        for (round, people) in [(1, 1..=3), (2, 4..=6)] {
+            let journal = open_shared(&path);
+            let engine = recover(&journal, Policy::default()).await.expect("recover");
+            let (stop, shutdown) = watch::channel(false);
+            let (dispatcher, owner) = start(engine, journal, config(), shutdown);
+            add_people(&dispatcher, people).await;
+            let reader = SqliteReader::open(&path).expect("reader");
+            let snapshot_seq = || reader.load_snapshot().expect("snapshot").map(|(seq, _)| seq);
+            if round == 2 {
+                // 6 events since the journal began, over two runs: a snapshot.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while snapshot_seq().is_none() {
+                    assert!(std::time::Instant::now() < deadline, "no snapshot after 6 events over two runs");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            // Killed, not stopped: no snapshot at shutdown.
+            owner.abort();
+            let _ = owner.await;
+            drop((dispatcher, stop));
+            if round == 1 {
+                assert_eq!(snapshot_seq(), None, "3 events are fewer than 5");
+            }
+        }
     }
 
     /// Without a retention limit nothing is deleted, however old.

@@ -299,6 +299,9 @@ pub struct Engine {
     /// The district this engine serves when the city is split into one
     /// shard per district; `None` serves the whole city.
     scope: Option<AreaId>,
+    /// The sequence number of the state this engine started from (a
+    /// snapshot's, or 0): events after it were replayed or made since.
+    restored_seq: u64,
 }
 
 impl Engine {
@@ -308,7 +311,15 @@ impl Engine {
 
     /// Starts from a snapshot; events after `state.last_seq` follow with `replay`.
     pub fn restore(policy: Policy, state: State) -> Self {
-        Engine { state, live: Live::default(), policy, scope: None }
+        let restored_seq = state.last_seq;
+        Engine { state, live: Live::default(), policy, scope: None, restored_seq }
+    }
+
+    /// The sequence number of the state this engine was restored from (0
+    /// for a new one): with `state().last_seq`, how many events the journal
+    /// holds after its latest snapshot.
+    pub fn restored_seq(&self) -> u64 {
+        self.restored_seq
     }
 
     /// Serves only `district` from now on: incidents located in another
