@@ -349,6 +349,18 @@ pub fn mask_agent(agent: &mut pb::Agent) {
     agent.location = agent.location.map(coarsen);
 }
 
+/// How far a viewer is told someone is: to the kilometre (about the
+/// precision of a coarse location, 0.01 degrees), at least 1 km, with the
+/// ETA for that distance. Exact distances from a few points would give
+/// the person's live position away.
+pub fn band_distance(nearby: &mut pb::NearbyAgent) {
+    let banded = ((nearby.distance_m / 1000.0).round() * 1000.0).max(1000.0);
+    if nearby.distance_m > 0.0 {
+        nearby.eta_s = (nearby.eta_s * banded / nearby.distance_m).round();
+    }
+    nearby.distance_m = banded;
+}
+
 /// A location rounded to 0.01 degrees: about 1.1 km north-south and under
 /// 1 km east-west at Chinese latitudes.
 pub fn coarsen(at: pb::Location) -> pb::Location {

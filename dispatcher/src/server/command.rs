@@ -250,9 +250,28 @@ impl CommandService for CommandApi {
         let mut found: Vec<pb::NearbyAgent> = agents;
         let mut people: Vec<pb::Agent> = found.iter_mut().filter_map(|nearby| nearby.agent.take()).collect();
         let subject = format!("nearby ({:.4}, {:.4}), {} asked", at.lon, at.lat, k);
-        self.disclose(&caller, "NearbyAgents", subject, &mut people).await;
+        if caller.role.sees_precise_personal_data() {
+            self.disclose(&caller, "NearbyAgents", subject, &mut people).await;
+        } else {
+            // Distances tell where people are as much as positions do: a
+            // viewer gets them banded like the coarse locations, in an
+            // order that says no more, and the read is audited too.
+            people.iter_mut().for_each(convert::mask_agent);
+            for nearby in &mut found {
+                convert::band_distance(nearby);
+            }
+            self.audit_read(&caller, "NearbyAgents", format!("{subject} (coarse)"), people.len()).await;
+        }
         for (nearby, agent) in found.iter_mut().zip(people) {
             nearby.agent = Some(agent);
+        }
+        if !caller.role.sees_precise_personal_data() {
+            found.sort_by(|a, b| {
+                let id = |nearby: &pb::NearbyAgent| {
+                    nearby.agent.as_ref().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone())
+                };
+                a.distance_m.total_cmp(&b.distance_m).then_with(|| id(a).cmp(&id(b)))
+            });
         }
         Ok(Response::new(pb::NearbyAgentsResponse { agents: found }))
     }
@@ -789,10 +808,16 @@ impl CommandApi {
             agents.iter_mut().for_each(convert::mask_agent);
             return;
         }
-        if agents.is_empty() {
+        self.audit_read(caller, rpc, subject, agents.len()).await;
+    }
+
+    /// Journals who read people's positions or distances, in which call,
+    /// about whom, and how many people.
+    async fn audit_read(&self, caller: &Caller, rpc: &str, subject: String, people: usize) {
+        if people == 0 {
             return;
         }
-        let command = Command::RecordRead { rpc: rpc.to_string(), subject, people: agents.len() as u32 };
+        let command = Command::RecordRead { rpc: rpc.to_string(), subject, people: people as u32 };
         if let Err(error) = self.dispatcher.execute(command, caller.actor(), |_, _| ()).await {
             warn!(operator = %caller.name, rpc, %error, "the audit of a read of personal data could not be journaled");
         }
