@@ -29,6 +29,13 @@ pub enum TlsFileError {
     NotPem { what: &'static str, path: PathBuf, marker: &'static str },
     #[error("a client certificate needs its key and the key its certificate: give both --client-cert and --client-key")]
     HalfIdentity,
+    #[error(
+        "{} is an X.509 v1 certificate, which TLS refuses (UnsupportedCertVersion); make a v3 certificate: sign the \
+         request with extensions, e.g. openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -out client.pem -days 365 \
+         -extfile <(printf 'extendedKeyUsage=clientAuth') (see docs/security.md)",
+        .path.display()
+    )]
+    VersionOne { path: PathBuf },
 }
 
 /// The client's TLS settings, read and checked. The default is none: plain
@@ -54,10 +61,13 @@ impl ClientTlsFiles {
             None => None,
         };
         let identity = match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => Some(Identity::from_pem(
-                read_pem(cert, "client certificate", "CERTIFICATE")?,
-                read_pem(key, "client key", "PRIVATE KEY")?,
-            )),
+            (Some(cert), Some(key)) => {
+                let certificate = read_pem(cert, "client certificate", "CERTIFICATE")?;
+                if x509_version(&certificate) == Some(1) {
+                    return Err(TlsFileError::VersionOne { path: cert.clone() });
+                }
+                Some(Identity::from_pem(certificate, read_pem(key, "client key", "PRIVATE KEY")?))
+            }
             (None, None) => None,
             _ => return Err(TlsFileError::HalfIdentity),
         };
@@ -79,6 +89,73 @@ pub fn read_pem(path: &Path, what: &'static str, marker: &'static str) -> Result
         return Err(TlsFileError::NotPem { what, path: path.to_path_buf(), marker });
     }
     Ok(bytes)
+}
+
+/// The X.509 version (1, 2 or 3) of the first certificate in a PEM file;
+/// `None` when it cannot be read (rustls then says what is wrong). A v1
+/// certificate has no `[0]` version field at the start of its
+/// TBSCertificate.
+pub fn x509_version(pem: &[u8]) -> Option<u8> {
+    let text = String::from_utf8_lossy(pem);
+    let body: String = text
+        .lines()
+        .skip_while(|line| !(line.starts_with("-----BEGIN") && line.contains("CERTIFICATE")))
+        .skip(1)
+        .take_while(|line| !line.starts_with("-----END"))
+        .collect();
+    let der = base64_decode(body.trim())?;
+    // Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serial, ... }, ... }
+    let inside_certificate = der_inside(&der, 0x30)?;
+    let inside_tbs = der_inside(inside_certificate, 0x30)?;
+    match inside_tbs.first()? {
+        0xA0 => {
+            let version = der_inside(der_inside(inside_tbs, 0xA0)?, 0x02)?;
+            Some(version.first()? + 1)
+        }
+        _ => Some(1),
+    }
+}
+
+/// The contents of the DER element with `tag` at the start of `bytes`.
+fn der_inside(bytes: &[u8], tag: u8) -> Option<&[u8]> {
+    if *bytes.first()? != tag {
+        return None;
+    }
+    let first = *bytes.get(1)?;
+    let (length, header) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let count = (first & 0x7f) as usize;
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let length = bytes.get(2..2 + count)?.iter().fold(0usize, |length, byte| (length << 8) | *byte as usize);
+        (length, 2 + count)
+    };
+    bytes.get(header..header + length)
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |character: u8| match character {
+        b'A'..=b'Z' => Some(character - b'A'),
+        b'a'..=b'z' => Some(character - b'a' + 26),
+        b'0'..=b'9' => Some(character - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for character in text.bytes().filter(|character| !character.is_ascii_whitespace() && *character != b'=') {
+        buffer = (buffer << 6) | u32::from(value(character)?);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    Some(out)
 }
 
 impl ClientTls {
@@ -267,6 +344,46 @@ mod tests {
         assert!(message.starts_with("cannot read the CA certificate /no/such/ca.pem: "), "{message}");
         let half = ClientTlsFiles { cert: Some("c.pem".into()), ..ClientTlsFiles::default() }.load();
         assert_eq!(half.expect_err("half"), TlsFileError::HalfIdentity);
+    }
+
+    fn pem_of(der: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut text = String::new();
+        for chunk in der.chunks(3) {
+            let bytes = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let number = (u32::from(bytes[0]) << 16) | (u32::from(bytes[1]) << 8) | u32::from(bytes[2]);
+            for index in 0..4 {
+                if index <= chunk.len() {
+                    text.push(ALPHABET[((number >> (18 - 6 * index)) & 63) as usize] as char);
+                } else {
+                    text.push('=');
+                }
+            }
+        }
+        format!("-----BEGIN CERTIFICATE-----\n{text}\n-----END CERTIFICATE-----\n")
+    }
+
+    #[test]
+    fn a_version_one_client_certificate_is_named_with_the_fix() {
+        // SEQUENCE { SEQUENCE { [0] { INTEGER 2 }, INTEGER 7 } }: a v3 TBS start.
+        let v3 = [0x30, 0x0a, 0x30, 0x08, 0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x07];
+        // SEQUENCE { SEQUENCE { INTEGER 7 } }: v1 has no version field.
+        let v1 = [0x30, 0x05, 0x30, 0x03, 0x02, 0x01, 0x07];
+        assert_eq!(x509_version(pem_of(&v3).as_bytes()), Some(3));
+        assert_eq!(x509_version(pem_of(&v1).as_bytes()), Some(1));
+        assert_eq!(x509_version(b"not a certificate"), None);
+        let dir = std::env::temp_dir().join(format!("pingji-v1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cert = dir.join("client.pem");
+        let key = dir.join("client.key");
+        std::fs::write(&cert, pem_of(&v1)).expect("write");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").expect("write");
+        let files = ClientTlsFiles { ca: None, cert: Some(cert.clone()), key: Some(key) };
+        let error = files.load().expect_err("v1 refused");
+        assert_eq!(error, TlsFileError::VersionOne { path: cert });
+        let message = error.to_string();
+        assert!(message.contains("X.509 v1") && message.contains("v3"), "{message}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
