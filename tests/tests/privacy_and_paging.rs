@@ -89,3 +89,42 @@ async fn incidents_page_by_id() -> anyhow::Result<()> {
     assert_eq!(seen, sorted, "pages are in id order without repeats");
     server.shutdown().await
 }
+
+/// A screen polling the same people (the console's watch lists them every
+/// 2 s) is one audited read, not one a poll; a change in whom it shows is
+/// audited again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_the_same_people_is_audited_once_and_again_when_they_change() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut admin = server.command().await?;
+    for id in ["ann", "bo"] {
+        admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person(id, "d1-s1-c1-g1", &[])) }).await?;
+    }
+    let mut watch = EventWatch::start(&mut admin, 1).await?;
+    let list = pb::ListAgentsRequest { area_id: "d1".into(), ..Default::default() };
+    for _ in 0..5 {
+        admin.list_agents(list.clone()).await?;
+    }
+    admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("cai", "d1-s1-c1-g1", &[])) }).await?;
+    admin.list_agents(list.clone()).await?;
+    // A marker, so that everything before it has been seen.
+    admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("marker", "d2-s1-c1-g1", &[])) }).await?;
+    watch
+        .wait_for(Duration::from_secs(20), "the marker", |event| {
+            matches!(&event.body, Some(pb::event::Body::AgentsUpserted(upserted)) if upserted.agents.iter().any(|agent| agent.id == "marker"))
+        })
+        .await?;
+    let reads: Vec<u32> = watch
+        .seen()
+        .iter()
+        .filter_map(|event| match &event.body {
+            Some(pb::event::Body::PersonalDataRead(read)) if read.rpc == "ListAgents" => Some(read.people),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads, vec![2, 3], "five polls of the same two people are one read; the third person makes another");
+    let last = watch.seen().iter().rev().find(|event| event.kind == "personal_data_read").cloned().expect("a read");
+    assert_eq!(typed!(last, PersonalDataRead).people, 3);
+    drop(watch);
+    server.shutdown().await
+}

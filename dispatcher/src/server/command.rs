@@ -34,6 +34,52 @@ pub struct CommandApi {
     /// With one shard per district: where to send calls about incidents
     /// and people of another shard.
     pub sharding: Option<Arc<Sharding>>,
+    /// The reads of personal data already in the audit, so that a screen
+    /// polling the same people is audited once, not at every poll.
+    pub audited: ReadAudits,
+}
+
+/// How long the same read of the same people by the same operator counts
+/// as one: a screen left open is audited again after this.
+const SAME_READ_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Reads remembered at most; past this the oldest half is forgotten (and
+/// audited again when repeated).
+const REMEMBERED_READS: usize = 10_000;
+
+/// (operator, call, subject) → (the people disclosed, when first audited).
+/// A sync lock, never held across an `.await`.
+#[derive(Clone, Default)]
+pub struct ReadAudits(Arc<std::sync::Mutex<std::collections::HashMap<(String, String, String), (u64, std::time::Instant)>>>);
+
+impl ReadAudits {
+    /// Whether this read must be journaled: the first time, when the set
+    /// of people shown changed, or once `SAME_READ_FOR` has passed.
+    fn is_new(&self, operator: &str, rpc: &str, subject: &str, people: &[pb::Agent]) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut ids: Vec<&str> = people.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.as_str()).collect();
+        ids.sort_unstable();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        ids.hash(&mut hasher);
+        let fingerprint = hasher.finish();
+        let now = std::time::Instant::now();
+        let mut reads = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (operator.to_string(), rpc.to_string(), subject.to_string());
+        if let Some((seen, at)) = reads.get(&key)
+            && *seen == fingerprint
+            && now.duration_since(*at) < SAME_READ_FOR
+        {
+            return false;
+        }
+        if reads.len() >= REMEMBERED_READS {
+            let mut by_age: Vec<std::time::Instant> = reads.values().map(|(_, at)| *at).collect();
+            by_age.sort_unstable();
+            let cutoff = by_age[by_age.len() / 2];
+            reads.retain(|_, (_, at)| *at > cutoff);
+        }
+        reads.insert(key, (fingerprint, now));
+        true
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -806,6 +852,10 @@ impl CommandApi {
     async fn disclose(&self, caller: &Caller, rpc: &str, subject: String, agents: &mut [pb::Agent]) {
         if !caller.role.sees_precise_personal_data() {
             agents.iter_mut().for_each(convert::mask_agent);
+            return;
+        }
+        // A live view polling the same people is one read, not one a poll.
+        if !self.audited.is_new(&caller.name, rpc, &subject, agents) {
             return;
         }
         self.audit_read(caller, rpc, subject, agents.len()).await;

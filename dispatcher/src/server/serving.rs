@@ -134,9 +134,13 @@ pub(super) async fn serve(
         .add_service(sharding::routed(
             auth::authorized(
                 status::size_limited(
-                    CommandServiceServer::new(command::CommandApi { dispatcher: dispatcher.clone(), sharding: sharding.clone() })
-                        .max_decoding_message_size(MAX_COMMAND_MESSAGE)
-                        .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+                    CommandServiceServer::new(command::CommandApi {
+                        dispatcher: dispatcher.clone(),
+                        sharding: sharding.clone(),
+                        audited: Default::default(),
+                    })
+                    .max_decoding_message_size(MAX_COMMAND_MESSAGE)
+                    .max_encoding_message_size(MAX_COMMAND_MESSAGE),
                 ),
                 tokens,
             ),
