@@ -47,10 +47,13 @@ const SAME_READ_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 /// audited again when repeated).
 const REMEMBERED_READS: usize = 10_000;
 
-/// (operator, call, subject) → (the people disclosed, when first audited).
+/// Who read, in which call, about whom.
+type ReadKey = (String, String, String);
+
+/// Each read's people (a fingerprint of their ids) and when it was audited.
 /// A sync lock, never held across an `.await`.
 #[derive(Clone, Default)]
-pub struct ReadAudits(Arc<std::sync::Mutex<std::collections::HashMap<(String, String, String), (u64, std::time::Instant)>>>);
+pub struct ReadAudits(Arc<std::sync::Mutex<std::collections::HashMap<ReadKey, (u64, std::time::Instant)>>>);
 
 impl ReadAudits {
     /// Whether this read must be journaled: the first time, when the set
