@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pingji_client::errors;
 use pingji_tests::{
     ADMIN_TOKEN, AgentSession, EventWatch, TestServer, add_operator, agent_token, pb, person, sample_roster, typed,
 };
@@ -185,9 +186,17 @@ async fn sessions_need_the_persons_current_token_and_one_session_replaces_the_ot
         let status = AgentSession::try_open(&mut agents, id, wrong).await.err().expect("refused");
         assert_eq!(status.code(), Code::Unauthenticated, "{id}/{wrong}: {status:?}");
     }
-    // An operator's token does not open a session either.
+    // An operator's token does not open a session either, and the refusal
+    // says that is what it is (not that the id may be off the roster).
     let status = AgentSession::try_open(&mut agents, "new", ADMIN_TOKEN).await.err().expect("refused");
     assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(errors::reason(&status), Some(pb::ErrorReason::OperatorToken), "{status:?}");
+    assert!(status.message().contains("that is an operator token"), "{}", status.message());
+    assert!(status.message().contains("pingji roster token new --rotate"), "{}", status.message());
+    assert!(!status.message().contains("not on the roster"), "{}", status.message());
+    // A person's own wrong token is still refused as before.
+    let status = AgentSession::try_open(&mut agents, "new", "pja_0000").await.err().expect("refused");
+    assert_eq!(errors::reason(&status), Some(pb::ErrorReason::TokenInvalid), "{status:?}");
 
     let mut first = AgentSession::open(&mut agents, "new", &token).await?;
     // A second session with the same token replaces the first, which is told why.

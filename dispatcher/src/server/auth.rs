@@ -149,8 +149,20 @@ impl Tokens {
 
     /// Whether `token` is the current token of person `agent`. A person who
     /// is not on the roster, has no token yet or gave a wrong one are all
-    /// refused alike.
+    /// refused alike. An operator's token is told apart by its prefix (it is
+    /// checked against no account): a mix-up to put right, which says
+    /// nothing about who is on the roster.
     pub async fn check_agent(&self, agent: &AgentId, token: &str) -> Result<(), Status> {
+        if token.starts_with(accounts::OPERATOR_TOKEN_PREFIX) {
+            return Err(error::unauthenticated(
+                ErrorReason::OperatorToken,
+                format!(
+                    "that is an operator token (pjo_…): it opens the command API (the pingji console), never a person's \
+                     field session; use agent {agent}'s own token (pja_…), which an admin issues with \
+                     'pingji roster token {agent} --rotate'"
+                ),
+            ));
+        }
         let refused = || {
             error::unauthenticated(
                 ErrorReason::TokenInvalid,
