@@ -114,10 +114,11 @@ impl Tokens {
             }
         };
         let lookup = name.clone();
-        let account = self
+        let (account, no_accounts_here) = self
             .dispatcher
             .query(move |engine, _| {
-                engine.state().operators.get(&lookup).map(|operator| (operator.role, operator.token_hash.clone()))
+                let operators = &engine.state().operators;
+                (operators.get(&lookup).map(|operator| (operator.role, operator.token_hash.clone())), operators.is_empty())
             })
             .await?;
         // The same answer for an unknown name and a wrong secret: a refusal
@@ -139,12 +140,27 @@ impl Tokens {
             (None, None) => None,
         };
         let Some((role, hash)) = account else {
+            if no_accounts_here && self.no_accounts_elsewhere().await {
+                info!(operator = %name, "operator token refused: there are no operator accounts yet");
+                return Err(no_operator_accounts());
+            }
             return Err(refused());
         };
         if !self.matches(token, &hash).await {
             return Err(refused());
         }
         Ok(Caller { name, role })
+    }
+
+    /// With one shard per district, whether no shard has published an
+    /// account either; always true for a dispatcher of the whole city. When
+    /// the published accounts cannot be read, false: better the usual
+    /// refusal than a wrong "there are no accounts".
+    async fn no_accounts_elsewhere(&self) -> bool {
+        match &self.sharding {
+            Some(sharding) => sharding.published_operator_count().await == Some(0),
+            None => true,
+        }
     }
 
     /// Whether `token` is the current token of person `agent`. A person who
@@ -209,6 +225,19 @@ impl Tokens {
         verified.insert(token.to_string(), hash.to_string());
     }
 }
+
+/// The refusal of every operator token while no account exists: no token
+/// can be right, and the way out is the first admin, not a new token.
+fn no_operator_accounts() -> Status {
+    error::unauthenticated(
+        ErrorReason::NoOperatorAccounts,
+        format!("this dispatcher has no operator accounts yet, so no token can open it: {FIRST_ADMIN}"),
+    )
+}
+
+/// How the first admin account is made, for people who meet a dispatcher
+/// without one (see `bootstrap`).
+pub const FIRST_ADMIN: &str = "make the first admin with 'dispatcher bootstrap-admin' on its store (--data FILE or      --store URL, while no dispatcher serves it; it prints the token once), or start the dispatcher with      PINGJI_BOOTSTRAP_ADMIN_TOKEN=pjo_admin_$(openssl rand -hex 32) and use that token";
 
 /// `inner` (the command service) behind token and role checks.
 pub type Authorized<S> = Fronted<S, TokenCheck>;
