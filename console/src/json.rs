@@ -155,6 +155,7 @@ pub fn incident(incident: &pb::Incident) -> Value {
         "district_id": incident.district_id,
         "scope": labels::level_name(incident.scope),
         "mode": labels::mode_key(incident.mode),
+        "reported_mode": labels::mode_key(incident.reported_mode),
         "open_offers": incident.open_offers.iter().map(offer).collect::<Vec<_>>(),
         "assignments": incident.assignments.iter().map(assignment).collect::<Vec<_>>(),
         "feedback": incident.feedback,

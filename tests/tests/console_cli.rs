@@ -232,6 +232,12 @@ async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -
     assert_eq!(mode_of("d2"), None, "d2 stays normal: {modes}");
     let modes_text = run_pingji(&url, &["mode", "show"]).await?.success()?;
     assert!(modes_text.stdout.lines().nth(1).is_some_and(|line| line.starts_with("d1 ")), "{}", modes_text.stdout);
+    // The incident was reported in normal mode: it says so beside the mode now.
+    let shown = run_pingji(&url, &["incident", "show", &incident_id]).await?.success()?;
+    assert!(shown.stdout.contains("mode:         emergency II (orange) now, normal when reported\n"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("needs:        1 person with first_aid\n"), "{}", shown.stdout);
+    let shown = run_pingji(&url, &["incident", "show", &incident_id, "--json"]).await?.success()?.json()?;
+    assert_eq!((&shown["mode"], &shown["reported_mode"]), (&"emergency_ii".into(), &"normal".into()), "{shown}");
 
     run_pingji(&url, &["mode", "set", "d1", "normal", "--reason", "台风过境"]).await?.success()?;
     let all_normal = run_pingji(&url, &["mode", "show"]).await?.success()?;

@@ -388,9 +388,15 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: Option<&pb::Inc
         ]),
         Line::from(format!("reported {} ago by {}", labels::age(incident.reported_at_ms, app.now_ms), incident.reported_by)),
         Line::from(format!(
-            "grid {}  mode {}  offered from {}",
+            "grid {}  mode {}{}  offered from {}",
             if incident.grid_id.is_empty() { "-" } else { &incident.grid_id },
             labels::mode_key(incident.mode),
+            // A switch since it was reported: the mode it was first handled in.
+            if incident.reported_mode != incident.mode && incident.reported_mode != pb::Mode::Unspecified as i32 {
+                format!(" (reported in {})", labels::mode_key(incident.reported_mode))
+            } else {
+                String::new()
+            },
             labels::level_name(incident.scope)
         )),
     ];

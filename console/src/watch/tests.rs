@@ -236,6 +236,7 @@ fn a_selected_incident_shows_its_offers_and_assignments() {
         reported_by: "operator:li".into(),
         grid_id: "d1-g1".into(),
         mode: pb::Mode::Normal as i32,
+        reported_mode: pb::Mode::EmergencyIi as i32,
         scope: pb::AreaLevel::Grid as i32,
         open_offers: vec![pb::Offer {
             offer_id: "off-2".into(),
@@ -260,6 +261,8 @@ fn a_selected_incident_shows_its_offers_and_assignments() {
     assert!(text.contains("p0003  240 m  ETA 2m  42s left"), "{text}");
     assert!(text.contains("Assignments (1)"), "{text}");
     assert!(text.contains("p0001  on site  assigned 30s ago"), "{text}");
+    let wide = screen(&render(&app, 160, 40));
+    assert!(wide.contains("mode normal (reported in emergency_ii)"), "the mode it was handled in: {wide}");
     // The detail takes the map's place; Esc gives the map back.
     assert!(!text.contains("Map: 3 people"), "{text}");
     app.handle_key(key(KeyCode::Esc));

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::areas::{AreaLevel, Placement};
 use crate::ids::{ActivationId, AgentId, IncidentId, Millis, OfferId};
+use crate::policy::Mode;
 use crate::spatial::Position;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,6 +129,12 @@ pub struct Incident {
     pub reporters: Vec<AgentId>,
     #[serde(default)]
     pub merged_into: Option<IncidentId>,
+    /// The mode in force where the incident is (the strictest over its
+    /// areas) when it was reported: what it was first handled under, while
+    /// the area's mode may have changed since. `None` for incidents read
+    /// from a snapshot made before this was recorded.
+    #[serde(default)]
+    pub reported_mode: Option<Mode>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -191,6 +198,7 @@ impl Incident {
             triage_pending: false,
             reporters: Vec::new(),
             merged_into: None,
+            reported_mode: None,
         }
     }
 

@@ -77,6 +77,9 @@ impl Engine {
             EventKind::IncidentReported { incident, spec, placement, scope, activation } => {
                 let mut record = Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), *scope);
                 record.activation = activation.clone();
+                // Derived, not journaled: the modes are part of the state
+                // this event is applied to, so replay finds the same.
+                record.reported_mode = Some(self.state.effective_mode(placement).0);
                 if let Some(activation) = activation.as_ref().and_then(|id| self.state.activations.get_mut(id)) {
                     activation.incidents.push(incident.clone());
                 }
@@ -88,6 +91,7 @@ impl Engine {
                 let mut record =
                     Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), AreaLevel::Grid);
                 record.triage_pending = true;
+                record.reported_mode = Some(self.state.effective_mode(placement).0);
                 record.report = Some(FieldReport { agent: agent.clone(), text: text.clone(), photo_ref: photo_ref.clone() });
                 record.reporters.push(agent.clone());
                 self.state.incidents_reported += 1;

@@ -1211,3 +1211,22 @@ fn a_district_shard_keeps_its_district_and_names_the_shard_of_the_rest() {
     let (id, _) = create(&mut engine, in_d2, &[], 1, T0);
     assert_eq!(id.as_str(), "inc-000002");
 }
+
+#[test]
+fn an_incident_keeps_the_mode_it_was_reported_in_while_the_area_switches() {
+    let mut engine = engine();
+    let mut all = engine_map_events();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    let (in_normal, events) = create(&mut engine, grid, &[], 1, T0);
+    all.extend(events);
+    all.extend(switch(&mut engine, "d1", Mode::EmergencyIi, T0));
+    let (in_emergency, events) = create(&mut engine, grid, &[], 1, T0);
+    all.extend(events);
+    all.extend(switch(&mut engine, "d1", Mode::Normal, T0));
+    let state = engine.state();
+    assert_eq!(state.incidents[&in_normal].reported_mode, Some(Mode::Normal));
+    assert_eq!(state.incidents[&in_emergency].reported_mode, Some(Mode::EmergencyIi), "the switch back changes nothing");
+    assert_eq!(state.effective_mode(&state.incidents[&in_emergency].placement).0, Mode::Normal);
+    // Derived while evolving, so a replay of the journal finds the same.
+    assert_eq!(&replayed(&engine, &all), engine.state());
+}
