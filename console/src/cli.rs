@@ -335,6 +335,11 @@ pub struct CreateIncidentArgs {
     /// Choose the id yourself (default: the dispatcher assigns inc-NNNNNN)
     #[arg(long)]
     pub id: Option<String>,
+    /// Report it even where nobody could be offered it: a place outside
+    /// every area of the map, or a skill nobody on the roster has (both
+    /// refused otherwise, as likely typing mistakes)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -722,6 +727,7 @@ mod tests {
             "老人摔倒",
             "--id",
             "inc-a",
+            "--force",
         ])
         .expect("valid");
         let Command::Incident(IncidentCommand::Create(args)) = cli.command else {
@@ -734,6 +740,7 @@ mod tests {
         assert_eq!(args.need, 2);
         assert_eq!(args.description, "老人摔倒");
         assert_eq!(args.id.as_deref(), Some("inc-a"));
+        assert!(args.force);
     }
 
     #[test]

@@ -23,6 +23,7 @@ fn incident_at(id: &str, (lon, lat): (f64, f64), skills: &[&str]) -> pb::CreateI
         required_skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount: 1,
         description: "an elderly resident fell on the stairs".to_string(),
+        force: false,
     }
 }
 

@@ -63,6 +63,7 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
         required_skills: vec!["first_aid".into()],
         headcount: 1,
         description: String::new(),
+        force: false,
     };
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
@@ -100,6 +101,7 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
         required_skills: vec!["electrician".into()],
         headcount: 1,
         description: String::new(),
+        force: true,
     };
     command.create_incident(request).await?;
     let mut widened = String::new();
@@ -156,6 +158,7 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
         required_skills: vec![],
         headcount: 1,
         description: String::new(),
+        force: false,
     };
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
@@ -177,6 +180,7 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
         required_skills: vec!["electrician".into()],
         headcount: 1,
         description: String::new(),
+        force: true,
     };
     command.create_incident(open).await?;
 

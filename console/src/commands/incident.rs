@@ -21,6 +21,7 @@ pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool
         required_skills: args.skills,
         headcount: args.need,
         description: args.description,
+        force: args.force,
     };
     let incident = client.create_incident(request).await?.into_inner();
     if as_json {

@@ -271,7 +271,7 @@ impl CommandService for CommandApi {
         let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
         let incident = self
             .dispatcher
-            .execute(Command::CreateIncident { id, spec }, actor, |engine, events| {
+            .execute(Command::CreateIncident { id, spec, force: request.force }, actor, |engine, events| {
                 let id = incident_from(events)?;
                 engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident))
             })

@@ -62,11 +62,15 @@ impl Engine {
                         }
                     }
                     match self.state.agents.get_mut(&profile.id) {
-                        Some(record) => record.profile = profile.clone(),
+                        Some(record) => {
+                            self.skills.remove(&record.profile);
+                            record.profile = profile.clone();
+                        }
                         None => {
                             self.state.agents.insert(profile.id.clone(), AgentRecord::new(profile.clone()));
                         }
                     }
+                    self.skills.add(profile);
                 }
             }
             EventKind::AgentStatusChanged { agent, status } => {
