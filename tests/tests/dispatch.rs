@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, offset_m, pb, person, quick_policy, typed};
+use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, offset_m, pb, person, quick_policy, sample_roster, typed};
 use tokio_stream::StreamExt;
 
 /// Generous deadline for anything the server should do promptly, so that a
@@ -336,7 +336,8 @@ async fn watch_events_resumes_from_seq_without_gaps_or_duplicates() -> anyhow::R
         }
         anyhow::Ok(())
     });
-    resumed.wait_for_kind(PROMPTLY, "no_candidates", "r9").await?;
+    // The roster is empty: each incident's last event says nobody on it could take it.
+    resumed.wait_for_kind(PROMPTLY, "incident_unstaffable", "r9").await?;
     concurrent.await??;
 
     let combined: Vec<pb::Event> = first_part.iter().chain(resumed.seen()).cloned().collect();
@@ -613,5 +614,39 @@ async fn an_outside_python_client_follows_an_incident_from_typed_events() -> any
     assert!(stdout.contains("near declined") && stdout.contains("'busy with my child'"), "{stdout}");
     assert!(stdout.contains("next accepted") && stdout.contains("MODE_NORMAL -> MODE_EMERGENCY_II"), "{stdout}");
     drop((near, next, events));
+    server.shutdown().await
+}
+
+/// An incident nobody on the whole roster could take raises
+/// `incident_unstaffable` (not only `no_candidates`), typed, for every
+/// watcher; an incident that merely waits for someone to come does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_nobody_on_the_roster_could_take_raises_an_alert_event() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.agents_file = Some(sample_roster())).await?;
+    let mut command = server.command().await?;
+    let mut events = EventWatch::start(&mut command, 1).await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+
+    let mut forced = incident_at("dive-1", (lon, lat), &["diving"]);
+    forced.force = true;
+    command.create_incident(forced).await?;
+    events.wait_for_kind(PROMPTLY, "no_candidates", "dive-1").await?;
+    let raised = events.wait_for_kind(PROMPTLY, "incident_unstaffable", "dive-1").await?;
+    let body = typed!(raised, IncidentUnstaffable);
+    assert_eq!((body.needed, body.possible, body.missing_skills.as_slice()), (1, 0, ["diving".to_string()].as_slice()));
+    assert_eq!(raised.actor, "dispatcher");
+
+    // Nobody is connected, but people on the roster could come: it waits, no alert.
+    command.create_incident(incident_at("fall-2", (lon, lat), &["first_aid"])).await?;
+    events.wait_for_kind(PROMPTLY, "no_candidates", "fall-2").await?;
+    let marker = command.create_incident(incident_at("marker", (lon, lat), &[])).await?.into_inner();
+    events.wait_for_kind(PROMPTLY, "incident_reported", &marker.id).await?;
+    let alerts: Vec<&str> = events
+        .seen()
+        .iter()
+        .filter(|event| event.kind == "incident_unstaffable")
+        .map(|event| event.incident_id.as_str())
+        .collect();
+    assert_eq!(alerts, ["dive-1"]);
     server.shutdown().await
 }

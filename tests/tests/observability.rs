@@ -111,6 +111,13 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
     })
     .await?;
     assert_eq!(value(&widened, "pingji_open_incidents{status=\"waiting\",priority=\"2\"}"), Some(1.0), "{widened}");
+    // Nobody on the roster is an electrician: not just waiting, unstaffable.
+    pingji_tests::wait_until(PROMPTLY, "the unstaffable incident is counted", async || {
+        widened = scrape(metrics_addr).await?;
+        Ok(value(&widened, "pingji_events_total{kind=\"incident_unstaffable\"}") == Some(1.0))
+    })
+    .await?;
+    assert_eq!(value(&widened, "pingji_unstaffable_incidents{priority=\"2\"}"), Some(1.0), "{widened}");
 
     // A switch to an emergency grade shows as the area's mode.
     command

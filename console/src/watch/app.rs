@@ -148,6 +148,28 @@ pub struct LowGrid {
     pub minimum: u32,
 }
 
+/// An open incident nobody on the whole roster could staff
+/// (`incident_unstaffable`), until it is staffed or ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unstaffable {
+    pub incident_id: String,
+    /// What the roster lacks, in a word or two: "no diving", "1/3 possible".
+    pub lacking: String,
+}
+
+impl Unstaffable {
+    fn from_event(unstaffable: &pb::event::IncidentUnstaffable) -> Unstaffable {
+        let lacking = if !unstaffable.missing_skills.is_empty() {
+            format!("no {}", unstaffable.missing_skills.join("/"))
+        } else if unstaffable.possible == 0 {
+            "none left".to_string()
+        } else {
+            format!("{}/{} possible", unstaffable.possible, unstaffable.needed)
+        };
+        Unstaffable { incident_id: unstaffable.incident_id.clone(), lacking }
+    }
+}
+
 /// An open call-up and how many of those called have checked in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallupTally {
@@ -199,6 +221,7 @@ pub struct App {
     areas_stale: bool,
     low_grids: BTreeMap<String, LowGrid>,
     callups: BTreeMap<String, CallupTally>,
+    unstaffable: BTreeMap<String, Unstaffable>,
 }
 
 impl App {
@@ -226,6 +249,7 @@ impl App {
             areas_stale: false,
             low_grids: BTreeMap::new(),
             callups: BTreeMap::new(),
+            unstaffable: BTreeMap::new(),
         }
     }
 
@@ -253,6 +277,9 @@ impl App {
             .filter(|incident| is_open(incident.status))
             .map(|incident| (incident.id.clone(), IncidentRow::from_incident(incident)))
             .collect();
+        // An alert about an incident no longer open (or staffed) is over.
+        let incidents = &self.incidents;
+        self.unstaffable.retain(|id, _| incidents.get(id).is_some_and(|row| row.status != pb::IncidentStatus::Staffed as i32));
     }
 
     /// The incident whose details were asked for.
@@ -357,10 +384,16 @@ impl App {
                 if let Some(row) = self.incidents.get_mut(staffed.incident_id.as_str()) {
                     row.status = pb::IncidentStatus::Staffed as i32;
                 }
+                self.unstaffable.remove(staffed.incident_id.as_str());
             }
             Body::IncidentCancelled(pb::event::IncidentCancelled { incident_id, .. })
             | Body::IncidentClosed(pb::event::IncidentClosed { incident_id, .. }) => {
                 self.incidents.remove(incident_id.as_str());
+                self.unstaffable.remove(incident_id.as_str());
+            }
+            Body::IncidentUnstaffable(unstaffable) => {
+                let alert = Unstaffable::from_event(unstaffable);
+                self.unstaffable.insert(alert.incident_id.clone(), alert);
             }
             Body::ModeSwitched(switched) => {
                 if let Some(index) = self.outline_index.get(&switched.area_id).copied() {
@@ -632,9 +665,14 @@ impl App {
         self.callups.values()
     }
 
+    /// Open incidents nobody on the roster could staff, by id.
+    pub fn unstaffable(&self) -> impl Iterator<Item = &Unstaffable> {
+        self.unstaffable.values()
+    }
+
     /// Whether there is anything for the alert line.
     pub fn has_alerts(&self) -> bool {
-        !self.low_grids.is_empty() || !self.callups.is_empty()
+        !self.unstaffable.is_empty() || !self.low_grids.is_empty() || !self.callups.is_empty()
     }
 
     /// People on the map by status: (available, busy, off duty).

@@ -4,7 +4,8 @@
 //! ```text
 //!  header: server, open incidents, people on the map by status, time
 //!  banners: one line per area in an emergency (at most three)
-//!  alert: grids below their minimum, open call-ups (only when there are any)
+//!  alert: incidents nobody on the roster could staff, grids below their
+//!         minimum, open call-ups (only when there are any)
 //!  ┌ map ─────────────────────┐┌ open incidents ───────┐
 //!  │ outlines, people, ▲1 ... ││ P ID STATUS STAFF AGE │
 //!  │ (or the selected         ││                       │
@@ -147,17 +148,25 @@ fn draw_banners(frame: &mut Frame, area: Rect, banners: &[Banner]) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
-/// The alert line's two parts: grids below their minimum, and open
-/// call-ups with their check-ins. Each lists what fits in `width` columns
-/// and says how many more there are; the call-ups are left out when not
-/// even one fits after the grids.
-pub fn alert_parts(app: &App, width: usize) -> (Option<String>, Option<String>) {
+/// What a part of the alert line is about, for its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alert {
+    /// Incidents nobody on the whole roster could staff.
+    Unstaffable,
+    /// Grids below their minimum of available people.
+    LowGrids,
+    /// Open call-ups and their check-ins.
+    Callups,
+}
+
+/// The alert line's parts, most pressing first: incidents nobody on the
+/// roster could staff, grids below their minimum, and open call-ups with
+/// their check-ins. Each lists what fits in `width` columns and says how
+/// many more there are; a part after the first is left out when not even
+/// one of its items fits after the parts before it.
+pub fn alert_parts(app: &App, width: usize) -> Vec<(Alert, String)> {
+    let unstaffable: Vec<String> = app.unstaffable().map(|alert| format!("{} {}", alert.incident_id, alert.lacking)).collect();
     let low: Vec<String> = app.low_grids().map(|grid| format!("{} {}/{}", grid.grid_id, grid.available, grid.minimum)).collect();
-    let grids = (!low.is_empty()).then(|| {
-        let noun = if low.len() == 1 { "grid" } else { "grids" };
-        fit_list(&format!(" ▼ {} {noun} below minimum: ", low.len()), &low, width)
-    });
-    let used = grids.as_deref().map_or(0, display_width);
     let calls: Vec<String> = app
         .callups()
         .map(|callup| {
@@ -170,11 +179,27 @@ pub fn alert_parts(app: &App, width: usize) -> (Option<String>, Option<String>) 
             }
         })
         .collect();
-    let lead = " ⚑ call-ups: ";
-    let room = width.saturating_sub(used);
-    let callups =
-        calls.first().filter(|first| display_width(lead) + display_width(first) <= room).map(|_| fit_list(lead, &calls, room));
-    (grids, callups)
+    let grids_noun = if low.len() == 1 { "grid" } else { "grids" };
+    let wanted = [
+        (Alert::Unstaffable, format!(" ✖ {} unstaffable: ", unstaffable.len()), unstaffable),
+        (Alert::LowGrids, format!(" ▼ {} {grids_noun} below minimum: ", low.len()), low),
+        (Alert::Callups, " ⚑ call-ups: ".to_string(), calls),
+    ];
+    let mut parts = Vec::new();
+    let mut used = 0;
+    for (alert, lead, items) in wanted {
+        let Some(first) = items.first() else {
+            continue;
+        };
+        let room = width.saturating_sub(used);
+        if !parts.is_empty() && display_width(&lead) + display_width(first) > room {
+            continue;
+        }
+        let text = fit_list(&lead, &items, room);
+        used += display_width(&text);
+        parts.push((alert, text));
+    }
+    parts
 }
 
 /// `lead` and as many of `items` as fit in `width`, then "+N more".
@@ -200,14 +225,17 @@ fn draw_alert(frame: &mut Frame, area: Rect, app: &App) {
     if area.height == 0 {
         return;
     }
-    let (grids, callups) = alert_parts(app, usize::from(area.width));
-    let mut spans = Vec::new();
-    if let Some(grids) = grids {
-        spans.push(Span::styled(grids, Style::new().bg(Color::Yellow).fg(Color::Black).add_modifier(Modifier::BOLD)));
-    }
-    if let Some(callups) = callups {
-        spans.push(Span::styled(callups, Style::new().bg(Color::Cyan).fg(Color::Black)));
-    }
+    let spans: Vec<Span> = alert_parts(app, usize::from(area.width))
+        .into_iter()
+        .map(|(alert, text)| {
+            let style = match alert {
+                Alert::Unstaffable => Style::new().bg(Color::Red).fg(Color::White).add_modifier(Modifier::BOLD),
+                Alert::LowGrids => Style::new().bg(Color::Yellow).fg(Color::Black).add_modifier(Modifier::BOLD),
+                Alert::Callups => Style::new().bg(Color::Cyan).fg(Color::Black),
+            };
+            Span::styled(text, style)
+        })
+        .collect();
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -335,7 +363,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
 
 fn feed_colour(kind: &str) -> Color {
     match kind {
-        "mode_switched" | "grid_staffing_low" | "callup_deadline_passed" => Color::Red,
+        "mode_switched" | "grid_staffing_low" | "callup_deadline_passed" | "incident_unstaffable" => Color::Red,
         "incident_reported" | "field_reported" | "plan_activated" | "callup_issued" => Color::Yellow,
         "checked_in" | "grid_staffing_restored" | "report_accepted" => Color::Green,
         "assigned" | "incident_staffed" | "assignment_completed" => Color::Green,

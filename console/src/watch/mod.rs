@@ -1,7 +1,8 @@
 //! `pingji watch`: a full-screen live view of a dispatcher — a map of areas,
 //! people and incidents, the open incidents, the event feed, a banner per
-//! area in an emergency, and an alert line for grids below their minimum of
-//! available people and for open call-ups.
+//! area in an emergency, and an alert line for incidents nobody on the
+//! roster could staff, grids below their minimum of available people and
+//! open call-ups.
 //!
 //! State and I/O are apart: [`App`] holds what the view knows and changes
 //! only through its methods, [`draw()`] is a pure function of it, and [`run`]

@@ -471,3 +471,43 @@ fn a_field_report_waits_for_triage_in_the_incident_list() {
     ));
     assert_eq!(app.open_incidents().len(), 1);
 }
+
+fn unstaffable(id: &str, needed: u32, possible: u32, missing: &[&str]) -> Body {
+    Body::IncidentUnstaffable(pb::event::IncidentUnstaffable {
+        incident_id: id.into(),
+        needed,
+        possible,
+        missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
+    })
+}
+
+#[test]
+fn an_incident_nobody_on_the_roster_could_staff_leads_the_alert_line_until_it_ends() {
+    let mut app = sample_app();
+    app.apply_event(&event(2, "operator:li", reported("inc-000002", 2)));
+    app.apply_event(&event(3, "dispatcher", unstaffable("inc-000001", 1, 0, &["firstaid"])));
+    app.apply_event(&event(4, "dispatcher", unstaffable("inc-000002", 3, 1, &[])));
+    app.apply_event(&event(5, "dispatcher", staffing_low("d1-g1", 0, 3)));
+    let buffer = render(&app, 80, 24);
+    let lines = rows(&buffer);
+    // At 80 columns the grids do not fit after the incidents: the most
+    // pressing part is shown whole.
+    assert_eq!(lines[1].trim_end(), " ✖ 2 unstaffable: inc-000001 no firstaid, inc-000002 1/3 possible", "{lines:#?}");
+    assert_eq!(buffer[(2, 1)].bg, Color::Red, "the unstaffable part is red");
+    let wide = rows(&render(&app, 120, 30));
+    assert!(
+        wide[1]
+            .starts_with(" ✖ 2 unstaffable: inc-000001 no firstaid, inc-000002 1/3 possible ▼ 1 grid below minimum: d1-g1 0/3"),
+        "{wide:#?}"
+    );
+    assert!(screen(&buffer).contains("inc-000001 cannot be staffed from the roster: nobody has firstaid"), "in the feed too");
+
+    // Staffed or ended, the alert goes; the list of open incidents, read
+    // again, drops what is no longer open.
+    app.apply_event(&event(6, "dispatcher", staffed("inc-000002")));
+    app.apply_event(&event(7, "dispatcher", restored("d1-g1", 3)));
+    let lines = rows(&render(&app, 80, 24));
+    assert!(lines[1].starts_with(" ✖ 1 unstaffable: inc-000001 no firstaid"), "{lines:#?}");
+    app.set_incidents(&[]);
+    assert!(!app.has_alerts());
+}

@@ -135,6 +135,22 @@ pub struct Incident {
     /// from a snapshot made before this was recorded.
     #[serde(default)]
     pub reported_mode: Option<Mode>,
+    /// The last `incident_unstaffable` raised for it, so that the same
+    /// shortfall is not raised again.
+    #[serde(default)]
+    pub unstaffable: Option<RosterShortfall>,
+}
+
+/// How short of people the whole roster leaves an incident (see
+/// `EventKind::IncidentUnstaffable`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterShortfall {
+    /// People it still needs.
+    pub needed: u32,
+    /// People on the roster who could take it: fewer than `needed`.
+    pub possible: u32,
+    /// Skills it requires that nobody on the roster has.
+    pub missing_skills: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,6 +215,7 @@ impl Incident {
             reporters: Vec::new(),
             merged_into: None,
             reported_mode: None,
+            unstaffable: None,
         }
     }
 

@@ -117,6 +117,14 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::NoCandidates { incident, level } => {
             Body::NoCandidates(e::NoCandidates { incident_id: incident.to_string(), level: level_to_pb(*level) as i32 })
         }
+        EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills } => {
+            Body::IncidentUnstaffable(e::IncidentUnstaffable {
+                incident_id: incident.to_string(),
+                needed: *needed,
+                possible: *possible,
+                missing_skills: missing_skills.iter().cloned().collect(),
+            })
+        }
         EventKind::IncidentStaffed { incident } => {
             Body::IncidentStaffed(e::IncidentStaffed { incident_id: incident.to_string() })
         }
@@ -485,6 +493,12 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         Body::NoCandidates(none) => {
             EventKind::NoCandidates { incident: IncidentId::new(&none.incident_id), level: level(none.level, "level")? }
         }
+        Body::IncidentUnstaffable(unstaffable) => EventKind::IncidentUnstaffable {
+            incident: IncidentId::new(&unstaffable.incident_id),
+            needed: unstaffable.needed,
+            possible: unstaffable.possible,
+            missing_skills: unstaffable.missing_skills.iter().cloned().collect(),
+        },
         Body::IncidentStaffed(staffed) => EventKind::IncidentStaffed { incident: IncidentId::new(&staffed.incident_id) },
         Body::AgentArrived(arrived) => {
             EventKind::AgentArrived { incident: IncidentId::new(&arrived.incident_id), agent: AgentId::new(&arrived.agent_id) }
@@ -905,6 +919,9 @@ mod tests {
             (incident(), level(), level(), prop::sample::select(vec![WidenReason::NoCandidates, WidenReason::WaitExpired]))
                 .prop_map(|(incident, from, to, reason)| EventKind::Widened { incident, from, to, reason }),
             (incident(), level()).prop_map(|(incident, level)| EventKind::NoCandidates { incident, level }),
+            (incident(), any::<u32>(), any::<u32>(), skills()).prop_map(|(incident, needed, possible, missing_skills)| {
+                EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills }
+            }),
             incident().prop_map(|incident| EventKind::IncidentStaffed { incident }),
             (incident(), agent()).prop_map(|(incident, agent)| EventKind::AgentArrived { incident, agent }),
             (incident(), agent(), text()).prop_map(|(incident, agent, feedback)| EventKind::AssignmentCompleted {
@@ -1092,6 +1109,7 @@ mod tests {
                 | EventKind::OfferWithdrawn { .. }
                 | EventKind::Widened { .. }
                 | EventKind::NoCandidates { .. }
+                | EventKind::IncidentUnstaffable { .. }
                 | EventKind::IncidentStaffed { .. }
                 | EventKind::AgentArrived { .. }
                 | EventKind::AssignmentCompleted { .. }
@@ -1126,6 +1144,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 35, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 36, "kinds generated: {seen:?}");
     }
 }

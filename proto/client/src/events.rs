@@ -44,6 +44,7 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::OfferWithdrawn(_) => "offer_withdrawn",
         Body::Widened(_) => "widened",
         Body::NoCandidates(_) => "no_candidates",
+        Body::IncidentUnstaffable(_) => "incident_unstaffable",
         Body::IncidentStaffed(_) => "incident_staffed",
         Body::AgentArrived(_) => "agent_arrived",
         Body::AssignmentCompleted(_) => "assignment_completed",
@@ -88,6 +89,18 @@ fn unknown(event: &pb::Event) -> String {
 
 fn people(count: usize) -> String {
     if count == 1 { "1 person".to_string() } else { format!("{count} people") }
+}
+
+/// Why nobody on the whole roster could staff an incident, in a few words:
+/// "nobody has diving", "only 2 of the 3 people needed could take it".
+pub fn shortfall_words(unstaffable: &pb::event::IncidentUnstaffable) -> String {
+    if !unstaffable.missing_skills.is_empty() {
+        return format!("nobody has {}", unstaffable.missing_skills.join(" or "));
+    }
+    if unstaffable.possible == 0 {
+        return format!("nobody left who could take it (needs {})", people(unstaffable.needed as usize));
+    }
+    format!("only {} of the {} needed could take it", unstaffable.possible, people(unstaffable.needed as usize))
 }
 
 fn withdraw_words(reason: i32) -> &'static str {
@@ -168,6 +181,9 @@ fn summary_of(body: &Body) -> String {
             widen_words(widened.reason)
         ),
         Body::NoCandidates(none) => format!("{}: nobody fits at {} level", none.incident_id, labels::level_name(none.level)),
+        Body::IncidentUnstaffable(unstaffable) => {
+            format!("{} cannot be staffed from the roster: {}", unstaffable.incident_id, shortfall_words(unstaffable))
+        }
         Body::IncidentStaffed(staffed) => format!("{} staffed", staffed.incident_id),
         Body::AgentArrived(arrived) => format!("{} arrived at {}", arrived.agent_id, arrived.incident_id),
         Body::AssignmentCompleted(completed) => {
@@ -281,6 +297,32 @@ mod tests {
         assert!(!is_known(&unknown));
         assert_eq!(summary(&unknown), "unknown event kind something_new (a newer dispatcher?): incident inc-1, agent p1");
         assert!(line(&unknown).starts_with("#40 "), "{}", line(&unknown));
+    }
+
+    #[test]
+    fn an_unstaffable_incident_says_what_the_roster_lacks() {
+        let unstaffable = |possible, missing: &[&str]| {
+            event(
+                "incident_unstaffable",
+                Body::IncidentUnstaffable(pb::event::IncidentUnstaffable {
+                    incident_id: "inc-000028".into(),
+                    needed: 3,
+                    possible,
+                    missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
+                }),
+            )
+        };
+        assert_eq!(summary(&unstaffable(0, &["firstaid"])), "inc-000028 cannot be staffed from the roster: nobody has firstaid");
+        assert_eq!(
+            summary(&unstaffable(2, &[])),
+            "inc-000028 cannot be staffed from the roster: only 2 of the 3 people needed could take it"
+        );
+        assert_eq!(
+            summary(&unstaffable(0, &[])),
+            "inc-000028 cannot be staffed from the roster: nobody left who could take it (needs 3 people)"
+        );
+        let body = unstaffable(0, &[]).body.expect("a body");
+        assert_eq!(kind_name(&body), "incident_unstaffable");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::accounts::Operator;
 use crate::areas::AreaLevel;
 use crate::event::{Event, EventKind};
 use crate::ids::{AgentId, Millis};
-use crate::incident::{AssignmentRecord, Ending, FieldReport, Incident};
+use crate::incident::{AssignmentRecord, Ending, FieldReport, Incident, RosterShortfall};
 use crate::policy::Mode;
 use crate::roster::{AgentRecord, AgentStatus};
 
@@ -270,6 +270,12 @@ impl Engine {
             EventKind::NoCandidates { incident, .. } => {
                 if let Some(record) = self.state.incidents.get_mut(incident) {
                     record.waiting_noted = true;
+                }
+            }
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills } => {
+                if let Some(record) = self.state.incidents.get_mut(incident) {
+                    record.unstaffable =
+                        Some(RosterShortfall { needed: *needed, possible: *possible, missing_skills: missing_skills.clone() });
                 }
             }
             EventKind::IncidentStaffed { .. } => {}

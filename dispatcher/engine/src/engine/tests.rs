@@ -1318,3 +1318,89 @@ fn a_place_off_the_map_or_a_skill_nobody_has_is_refused_unless_forced() {
     let mut no_map = Engine::new(quiet_policy());
     create(&mut no_map, shanghai, &[], 1, T0);
 }
+
+fn unstaffable_in(events: &[Event]) -> Vec<(u32, u32, Vec<String>)> {
+    events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::IncidentUnstaffable { needed, possible, missing_skills, .. } => {
+                Some((*needed, *possible, missing_skills.iter().cloned().collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_incident_nobody_on_the_roster_could_take_is_raised_once_as_unstaffable() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "medic", &["first_aid"], east(grid, 100.0), T0);
+    let (incident, events) = create_forced(&mut engine, grid, &["diving"], 1, T0);
+    assert!(events.iter().any(|event| event.kind.name() == "no_candidates"));
+    assert_eq!(unstaffable_in(&events), [(1, 0, vec!["diving".to_string()])]);
+    // Retries find the same shortfall: not raised again.
+    let retried = engine.tick(T0.plus_seconds(engine.policy().waiting_retry_s));
+    assert!(unstaffable_in(&retried).is_empty(), "{retried:?}");
+    assert!(engine.next_deadline().is_some(), "still retried: someone may join the roster");
+    // Someone with the skill joins: offered at once.
+    person_at(&mut engine, "diver", &["diving"], east(grid, 300.0), T0.plus_seconds(20));
+    assert_eq!(engine.state().incidents[&incident].status(), IncidentStatus::Offered);
+}
+
+#[test]
+fn too_few_people_on_the_roster_for_the_headcount_is_unstaffable_and_declines_count() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "medic-1", &["first_aid"], east(grid, 100.0), T0);
+    person_at(&mut engine, "medic-2", &["first_aid"], east(grid, 200.0), T0);
+    person_at(&mut engine, "helper", &[], east(grid, 50.0), T0);
+    let (incident, events) = create(&mut engine, grid, &["first_aid"], 3, T0);
+    assert_eq!(offers_in(&events).len(), 2, "the two who could are offered it");
+    assert_eq!(unstaffable_in(&events), [(3, 2, vec![])], "but three are needed");
+
+    // One declines: now only one could ever take it.
+    let (offer, _) = offers_in(&events).into_iter().find(|(_, agent)| agent.as_str() == "medic-1").expect("offered");
+    let declined = engine
+        .execute(Command::Decline { agent: AgentId::new("medic-1"), offer, reason: "hurt".into() }, "agent:medic-1", T0)
+        .expect("declines");
+    assert_eq!(unstaffable_in(&declined), [(3, 1, vec![])]);
+    assert_eq!(engine.state().incidents[&incident].unstaffable.as_ref().map(|shortfall| shortfall.possible), Some(1));
+}
+
+#[test]
+fn nobody_fitting_now_is_not_unstaffable_when_someone_on_the_roster_could_come() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "medic", &["first_aid"], east(grid, 100.0), T0);
+    engine
+        .execute(Command::SetStatus { agent: AgentId::new("medic"), status: AgentStatus::OffDuty }, "agent:medic", T0)
+        .expect("off duty");
+    person_with_role(&mut engine, "far-medic", Role::Volunteer, "d2-s1-c1-g1", None, T0);
+    let (incident, events) = create(&mut engine, grid, &[], 1, T0);
+    assert!(events.iter().any(|event| event.kind.name() == "no_candidates"), "nobody fits now");
+    assert!(unstaffable_in(&events).is_empty(), "off duty and not connected may yet come: {events:?}");
+    assert_eq!(engine.roster_shortfall(&engine.state().incidents[&incident]), None);
+}
+
+#[test]
+fn an_unstaffable_incident_replays_to_the_same_state() {
+    let mut engine = engine();
+    let mut all = engine_map_events();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    all.extend(
+        engine
+            .execute(
+                Command::UpsertAgents { agents: vec![profile("medic", &["first_aid"])], all_new: true, tokens: Vec::new() },
+                "operator:test",
+                T0,
+            )
+            .expect("added"),
+    );
+    let (incident, events) = create_forced(&mut engine, grid, &["first_aid", "diving"], 2, T0);
+    assert_eq!(unstaffable_in(&events), [(2, 0, vec!["diving".to_string()])]);
+    all.extend(events);
+    let shortfall = engine.state().incidents[&incident].unstaffable.clone().expect("noted");
+    assert_eq!(Some(shortfall), engine.roster_shortfall(&engine.state().incidents[&incident]));
+    assert_eq!(&replayed(&engine, &all), engine.state());
+}
