@@ -338,6 +338,7 @@ mod tests {
         assert_eq!(value["id"], "inc-000001");
         assert_eq!(value["status"], "offered");
         assert_eq!(value["mode"], "emergency_ii");
+        assert_eq!(value["reported_mode"], "unspecified", "not recorded for this incident");
         assert_eq!(value["scope"], "grid");
         assert_eq!(value["location"], json!({ "lon": 120.15, "lat": 30.27 }));
         assert_eq!(value["required_skills"], json!(["first_aid"]));
@@ -373,6 +374,7 @@ mod tests {
                 "reported_at_ms",
                 "reported_by",
                 "reported_by_agent",
+                "reported_mode",
                 "required_skills",
                 "scope",
                 "status",
