@@ -371,8 +371,10 @@ pub fn build(input: ReportInput<'_>) -> Report {
                 totals.no_candidates += 1;
                 timeline.push(key(at_s, "no_candidates", format!("{incident}: nobody fits at {} level; waiting", level.name())));
             }
-            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills } => {
-                let lacking = if missing_skills.is_empty() {
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+                let lacking = if *beyond_reach {
+                    "off the map, out of everyone's reach".to_string()
+                } else if missing_skills.is_empty() {
                     format!("{possible} of the {} needed could take it", plural(*needed as usize, "person", "people"))
                 } else {
                     format!("nobody has {}", missing_skills.iter().cloned().collect::<Vec<_>>().join(" or "))

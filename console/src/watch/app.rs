@@ -153,13 +153,16 @@ pub struct LowGrid {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unstaffable {
     pub incident_id: String,
-    /// What the roster lacks, in a word or two: "no diving", "1/3 possible".
+    /// What the roster lacks, in a word or two: "no diving", "1/3 possible",
+    /// "none left", "out of reach" (off the map).
     pub lacking: String,
 }
 
 impl Unstaffable {
     fn from_event(unstaffable: &pb::event::IncidentUnstaffable) -> Unstaffable {
-        let lacking = if !unstaffable.missing_skills.is_empty() {
+        let lacking = if unstaffable.beyond_reach {
+            "out of reach".to_string()
+        } else if !unstaffable.missing_skills.is_empty() {
             format!("no {}", unstaffable.missing_skills.join("/"))
         } else if unstaffable.possible == 0 {
             "none left".to_string()

@@ -478,6 +478,7 @@ fn unstaffable(id: &str, needed: u32, possible: u32, missing: &[&str]) -> Body {
         needed,
         possible,
         missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
+        beyond_reach: false,
     })
 }
 

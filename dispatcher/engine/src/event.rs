@@ -109,14 +109,15 @@ pub enum EventKind {
     /// Nobody on the whole roster could ever staff the incident: fewer
     /// people than it still needs have every skill it requires and are not
     /// excluded from it (they declined, let an offer lapse, or serve it
-    /// already). Unlike `NoCandidates`, waiting does not help; only a change
+    /// already), or it lies outside the map farther than anyone may travel
+    /// to a task. Unlike `NoCandidates`, waiting does not help; only a change
     /// of the roster or of the incident does. Everyone else on the roster
-    /// counts as possible whatever their status, role or place (people off
-    /// duty, reserves and people far away may yet come), so this is never
-    /// raised for someone merely busy or distant. Raised when a search for
-    /// candidates comes up short at the incident's widest level (in
-    /// emergency, the emergency area), and again only when the figures
-    /// change.
+    /// counts as possible whatever their status, role or place on the map
+    /// (people off duty, reserves and people across the city may yet come),
+    /// so this is never raised for someone merely busy or distant. Raised
+    /// when a search for candidates comes up short at the incident's widest
+    /// level (in emergency, the emergency area), and again only when the
+    /// figures change.
     IncidentUnstaffable {
         incident: IncidentId,
         /// People it still needs.
@@ -125,6 +126,10 @@ pub enum EventKind {
         possible: u32,
         /// Skills it requires that nobody on the roster has.
         missing_skills: std::collections::BTreeSet<String>,
+        /// Outside every area and farther from the map than the longest
+        /// travel any mode allows (see `Engine::beyond_reach`).
+        #[serde(default)]
+        beyond_reach: bool,
     },
     IncidentStaffed {
         incident: IncidentId,

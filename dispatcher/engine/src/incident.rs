@@ -151,6 +151,9 @@ pub struct RosterShortfall {
     pub possible: u32,
     /// Skills it requires that nobody on the roster has.
     pub missing_skills: BTreeSet<String>,
+    /// Outside the map, farther than anyone may travel to a task.
+    #[serde(default)]
+    pub beyond_reach: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -117,12 +117,13 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::NoCandidates { incident, level } => {
             Body::NoCandidates(e::NoCandidates { incident_id: incident.to_string(), level: level_to_pb(*level) as i32 })
         }
-        EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills } => {
+        EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
             Body::IncidentUnstaffable(e::IncidentUnstaffable {
                 incident_id: incident.to_string(),
                 needed: *needed,
                 possible: *possible,
                 missing_skills: missing_skills.iter().cloned().collect(),
+                beyond_reach: *beyond_reach,
             })
         }
         EventKind::IncidentStaffed { incident } => {
@@ -498,6 +499,7 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
             needed: unstaffable.needed,
             possible: unstaffable.possible,
             missing_skills: unstaffable.missing_skills.iter().cloned().collect(),
+            beyond_reach: unstaffable.beyond_reach,
         },
         Body::IncidentStaffed(staffed) => EventKind::IncidentStaffed { incident: IncidentId::new(&staffed.incident_id) },
         Body::AgentArrived(arrived) => {
@@ -919,9 +921,15 @@ mod tests {
             (incident(), level(), level(), prop::sample::select(vec![WidenReason::NoCandidates, WidenReason::WaitExpired]))
                 .prop_map(|(incident, from, to, reason)| EventKind::Widened { incident, from, to, reason }),
             (incident(), level()).prop_map(|(incident, level)| EventKind::NoCandidates { incident, level }),
-            (incident(), any::<u32>(), any::<u32>(), skills()).prop_map(|(incident, needed, possible, missing_skills)| {
-                EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills }
-            }),
+            (incident(), any::<u32>(), any::<u32>(), skills(), any::<bool>()).prop_map(
+                |(incident, needed, possible, missing_skills, beyond_reach)| EventKind::IncidentUnstaffable {
+                    incident,
+                    needed,
+                    possible,
+                    missing_skills,
+                    beyond_reach
+                }
+            ),
             incident().prop_map(|incident| EventKind::IncidentStaffed { incident }),
             (incident(), agent()).prop_map(|(incident, agent)| EventKind::AgentArrived { incident, agent }),
             (incident(), agent(), text()).prop_map(|(incident, agent, feedback)| EventKind::AssignmentCompleted {

@@ -94,6 +94,9 @@ fn people(count: usize) -> String {
 /// Why nobody on the whole roster could staff an incident, in a few words:
 /// "nobody has diving", "only 2 of the 3 people needed could take it".
 pub fn shortfall_words(unstaffable: &pb::event::IncidentUnstaffable) -> String {
+    if unstaffable.beyond_reach {
+        return "it is off the map, farther than anyone may travel to a task".to_string();
+    }
     if !unstaffable.missing_skills.is_empty() {
         return format!("nobody has {}", unstaffable.missing_skills.join(" or "));
     }
@@ -309,6 +312,7 @@ mod tests {
                     needed: 3,
                     possible,
                     missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
+                    beyond_reach: false,
                 }),
             )
         };
@@ -320,6 +324,14 @@ mod tests {
         assert_eq!(
             summary(&unstaffable(0, &[])),
             "inc-000028 cannot be staffed from the roster: nobody left who could take it (needs 3 people)"
+        );
+        let mut far = unstaffable(0, &[]);
+        if let Some(Body::IncidentUnstaffable(body)) = far.body.as_mut() {
+            body.beyond_reach = true;
+        }
+        assert_eq!(
+            summary(&far),
+            "inc-000028 cannot be staffed from the roster: it is off the map, farther than anyone may travel to a task"
         );
         let body = unstaffable(0, &[]).body.expect("a body");
         assert_eq!(kind_name(&body), "incident_unstaffable");

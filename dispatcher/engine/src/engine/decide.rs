@@ -358,11 +358,11 @@ impl Engine {
         if unknown.is_empty() {
             return Ok(());
         }
-        let (noun, pronoun) = if unknown.len() == 1 { ("skill", "it") } else { ("skills", "them") };
+        let noun = if unknown.len() == 1 { "skill" } else { "skills" };
         let message = if self.state.agents.is_empty() {
             format!("the roster is empty, so nobody has the {noun} {}; add people first, {ANYWAY}", unknown.join(", "))
         } else {
-            format!("nobody on the roster has the {noun} {}; check the spelling of {pronoun}, {ANYWAY}", unknown.join(", "))
+            format!("nobody on the roster has the {noun} {}; check the spelling, {ANYWAY}", unknown.join(", "))
         };
         Err(Rejection::InvalidField { field: "required_skills", message })
     }

@@ -379,8 +379,9 @@ impl Engine {
         if incident.unstaffable.as_ref() == Some(&shortfall) {
             return;
         }
-        let RosterShortfall { needed, possible, missing_skills } = shortfall;
-        let event = EventKind::IncidentUnstaffable { incident: incident_id.clone(), needed, possible, missing_skills };
+        let RosterShortfall { needed, possible, missing_skills, beyond_reach } = shortfall;
+        let event =
+            EventKind::IncidentUnstaffable { incident: incident_id.clone(), needed, possible, missing_skills, beyond_reach };
         self.emit(out, DISPATCHER, now, event);
     }
 
@@ -395,8 +396,26 @@ impl Engine {
         }
         let missing_skills: BTreeSet<String> =
             incident.spec.skills.iter().filter(|skill| !self.skills.knows(skill)).cloned().collect();
-        let possible = if missing_skills.is_empty() { self.possible_people(incident, needed) } else { 0 };
-        (possible < needed).then_some(RosterShortfall { needed, possible, missing_skills })
+        let beyond_reach = incident.placement.deepest().is_none() && self.beyond_reach(incident.spec.at);
+        let possible = if missing_skills.is_empty() && !beyond_reach { self.possible_people(incident, needed) } else { 0 };
+        (possible < needed).then_some(RosterShortfall { needed, possible, missing_skills, beyond_reach })
+    }
+
+    /// Whether `at` is farther from the map (its bounding box) than anyone
+    /// may travel to a task: the longest `max_travel_s` of any mode at the
+    /// fastest travel speed. The roster's people live and work on the map,
+    /// so nobody there could ever be offered it. Never with no map.
+    pub fn beyond_reach(&self, at: Position) -> bool {
+        let Some((south_west, north_east)) = self.state.areas.bounds() else {
+            return false;
+        };
+        let nearest_on_map =
+            Position { lon: at.lon.clamp(south_west.lon, north_east.lon), lat: at.lat.clamp(south_west.lat, north_east.lat) };
+        let modes = [Mode::Normal, Mode::EmergencyIv, Mode::EmergencyIii, Mode::EmergencyIi, Mode::EmergencyI];
+        let longest_travel_s = modes.iter().map(|mode| self.policy.for_mode(*mode).max_travel_s).max().unwrap_or(0);
+        let speeds = &self.policy.speeds;
+        let fastest_mps = speeds.walk_mps.max(speeds.bike_mps).max(speeds.car_mps);
+        at.distance_m(nearest_on_map) > longest_travel_s as f64 * fastest_mps
     }
 
     /// People on the roster who could take `incident` (every skill it

@@ -272,10 +272,14 @@ impl Engine {
                     record.waiting_noted = true;
                 }
             }
-            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills } => {
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
                 if let Some(record) = self.state.incidents.get_mut(incident) {
-                    record.unstaffable =
-                        Some(RosterShortfall { needed: *needed, possible: *possible, missing_skills: missing_skills.clone() });
+                    record.unstaffable = Some(RosterShortfall {
+                        needed: *needed,
+                        possible: *possible,
+                        missing_skills: missing_skills.clone(),
+                        beyond_reach: *beyond_reach,
+                    });
                 }
             }
             EventKind::IncidentStaffed { .. } => {}

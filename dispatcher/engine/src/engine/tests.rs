@@ -1404,3 +1404,23 @@ fn an_unstaffable_incident_replays_to_the_same_state() {
     assert_eq!(Some(shortfall), engine.roster_shortfall(&engine.state().incidents[&incident]));
     assert_eq!(&replayed(&engine, &all), engine.state());
 }
+
+#[test]
+fn a_forced_incident_far_off_the_map_is_unstaffable_but_one_just_outside_is_not() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "helper", &[], east(grid, 100.0), T0);
+    // Shanghai, about 160 km from the sample city: nobody may travel that far.
+    let (_, events) = create_forced(&mut engine, Position { lon: 121.47, lat: 31.23 }, &[], 1, T0);
+    let raised = events.iter().find_map(|event| match &event.kind {
+        EventKind::IncidentUnstaffable { possible, beyond_reach, .. } => Some((*possible, *beyond_reach)),
+        _ => None,
+    });
+    assert_eq!(raised, Some((0, true)), "{events:?}");
+    // A kilometre past the map's edge is still within reach.
+    let (south_west, _) = engine.state().areas.bounds().expect("a map");
+    let just_outside = Position { lon: south_west.lon - 0.01, lat: south_west.lat };
+    assert!(!engine.beyond_reach(just_outside));
+    let (_, events) = create_forced(&mut engine, just_outside, &[], 1, T0);
+    assert!(unstaffable_in(&events).is_empty(), "{events:?}");
+}
