@@ -510,9 +510,32 @@ pub struct EventsArgs {
 pub struct WatchArgs {
     /// Replay the record from this sequence number into the feed first
     /// (1: all of it, which also gives the reasons of earlier mode
-    /// switches). Default: only events from now on
-    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..))]
+    /// switches). Default: the last --last events
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "last")]
     pub from: Option<u64>,
+    /// Start the feed with this many of the most recent events (0: only
+    /// events from now on)
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub last: u64,
+}
+
+impl WatchArgs {
+    /// Where the live view's feed starts.
+    pub fn feed_start(&self) -> FeedStart {
+        match self.from {
+            Some(seq) => FeedStart::From(seq),
+            None => FeedStart::Last(self.last),
+        }
+    }
+}
+
+/// Where the event feed of `pingji watch` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedStart {
+    /// From this sequence number on.
+    From(u64),
+    /// The most recent this many events, then new ones.
+    Last(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -741,6 +764,19 @@ mod tests {
         assert_eq!(args.description, "老人摔倒");
         assert_eq!(args.id.as_deref(), Some("inc-a"));
         assert!(args.force);
+    }
+
+    #[test]
+    fn watch_starts_with_the_last_fifty_events_unless_told_otherwise() {
+        let start = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Watch(watch)) => Ok(watch.feed_start()),
+            Ok(other) => panic!("expected watch, got {other:?}"),
+            Err(error) => Err(error.kind()),
+        };
+        assert_eq!(start(&["watch"]), Ok(FeedStart::Last(50)));
+        assert_eq!(start(&["watch", "--last", "0"]), Ok(FeedStart::Last(0)));
+        assert_eq!(start(&["watch", "--from", "1"]), Ok(FeedStart::From(1)));
+        assert_eq!(start(&["watch", "--from", "1", "--last", "5"]), Err(clap::error::ErrorKind::ArgumentConflict));
     }
 
     #[test]

@@ -214,7 +214,7 @@ impl Operator {
 
     /// Events from `from_seq` (0: only new ones), at the owner.
     async fn watch(&mut self, from_seq: u64) -> anyhow::Result<tonic::Streaming<pb::Event>> {
-        let request = pb::WatchEventsRequest { from_seq };
+        let request = pb::WatchEventsRequest { from_seq, replay_last: 0 };
         let watch = self.call("watching events", |mut commands| async move { commands.watch_events(request).await }).await?;
         Ok(watch.into_inner())
     }

@@ -361,8 +361,22 @@ async fn watch_events_resumes_from_seq_without_gaps_or_duplicates() -> anyhow::R
     command.create_incident(incident_at("r10", point, &[])).await?;
     let next = live_only.next_within(PROMPTLY).await?;
     assert_eq!((next.seq, next.kind.as_str(), next.incident_id.as_str()), (seqs.len() as u64 + 1, "incident_reported", "r10"));
+    let last = live_only.wait_for_kind(PROMPTLY, "incident_unstaffable", "r10").await?.seq;
 
-    drop((resumed, full, live_only));
+    // replay_last starts with the most recent events (what a live view
+    // shows first), then goes on with new ones.
+    let mut recent = command.watch_events(pb::WatchEventsRequest { from_seq: 0, replay_last: 4 }).await?.into_inner();
+    let mut recent_seqs = Vec::new();
+    for _ in 0..4 {
+        let event = tokio::time::timeout(PROMPTLY, recent.next()).await?.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        recent_seqs.push(event.seq);
+    }
+    assert_eq!(recent_seqs, (last - 3..=last).collect::<Vec<u64>>());
+    command.create_incident(incident_at("r11", point, &[])).await?;
+    let event = tokio::time::timeout(PROMPTLY, recent.next()).await?.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+    assert_eq!((event.seq, event.incident_id.as_str()), (last + 1, "r11"));
+
+    drop((resumed, full, live_only, recent));
     server.shutdown().await
 }
 

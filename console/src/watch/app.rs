@@ -331,6 +331,12 @@ impl App {
             return;
         }
         self.last_seq = event.seq;
+        // The audit of reads of personal data is not news for the room, and
+        // the view's own reads of people's locations (every 2 s) would push
+        // everything else out of a small feed; `pingji events` has them.
+        if event.kind == "personal_data_read" {
+            return;
+        }
         self.feed.push_back(FeedLine {
             seq: event.seq,
             at_ms: event.at_ms,

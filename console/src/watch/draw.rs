@@ -1,8 +1,12 @@
 //! Drawing the live view: a pure function of [`App`] onto a ratatui frame,
 //! so that it can be tested on a `TestBackend`.
 //!
+//! Laid out for 80×24 first: there, every column of the incident list
+//! shows (the map gives way to it), long ids keep the end that tells them
+//! apart, and an incident's details take the whole top of the screen.
+//!
 //! ```text
-//!  header: server, open incidents, people on the map by status, time
+//!  header: open incidents, people on the map by status, time, server
 //!  banners: one line per area in an emergency (at most three)
 //!  alert: incidents nobody on the roster could staff, grids below their
 //!         minimum, open call-ups (only when there are any)
@@ -26,13 +30,25 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
 
 use super::app::{App, Banner, Link, Pane};
 use super::map::Outline;
-use crate::table::display_width;
+use crate::table::{display_width, truncate_start};
 use pingji_client::labels;
 use pingji_proto::v1 as pb;
 
 /// Smallest terminal the view draws in.
 pub const MIN_WIDTH: u16 = 40;
 pub const MIN_HEIGHT: u16 = 12;
+/// From this width up, an incident's details replace only the map; below,
+/// they take the whole top (the list beside them would be too narrow).
+const WIDE: u16 = 100;
+/// The incident list gets at least this many columns (of the width less
+/// [`MAP_MIN_WIDTH`]): at 80 columns every column shows, WHAT included.
+const INCIDENTS_MIN_WIDTH: u16 = 48;
+const MAP_MIN_WIDTH: u16 = 24;
+/// Columns of the incident list besides ID and WHAT, with the gaps
+/// between all six: P, STATUS, STAFF, AGE.
+const INCIDENT_FIXED_COLUMNS: usize = 2 + 7 + 5 + 5 + 5;
+/// WHAT keeps at least this many columns; longer ids are cut from the left.
+const MIN_WHAT: usize = 8;
 /// Banner lines at most; more areas in emergency are summed up in the last.
 const MAX_BANNERS: usize = 3;
 /// Above this many grids their outlines are left out: at city scale they
@@ -63,16 +79,23 @@ pub fn draw(frame: &mut Frame, app: &App) {
     .areas(area);
     // The feed spans the full width below: its lines are the longest.
     let [top, feed_area] = Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(body);
-    let [left, incidents_area] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+    let incidents_width = (top.width * 45 / 100).max(INCIDENTS_MIN_WIDTH.min(top.width.saturating_sub(MAP_MIN_WIDTH)));
+    let [left, incidents_area] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(incidents_width)]).areas(top);
 
     draw_header(frame, header, app);
     draw_banners(frame, banner_area, &banners);
     draw_alert(frame, alert_area, app);
     match app.detail() {
-        Some(detail) => draw_detail(frame, left, app, detail),
-        None => draw_map(frame, left, app),
+        Some(detail) if area.width < WIDE => draw_detail(frame, top, app, detail),
+        Some(detail) => {
+            draw_detail(frame, left, app, detail);
+            draw_incidents(frame, incidents_area, app);
+        }
+        None => {
+            draw_map(frame, left, app);
+            draw_incidents(frame, incidents_area, app);
+        }
     }
-    draw_incidents(frame, incidents_area, app);
     draw_feed(frame, feed_area, app);
     draw_footer(frame, footer, app);
 }
@@ -112,15 +135,17 @@ fn priority_colour(priority: i32) -> Color {
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let (available, busy, off_duty) = app.people_counts();
     let clock = labels::utc_time(app.now_ms);
+    // The server last and without its scheme: at 80 columns it fits.
+    let server = app.server.split_once("://").map_or(app.server.as_str(), |(_, rest)| rest);
     let line = Line::from(vec![
         Span::styled(" Pingji watch ", Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)),
-        Span::raw(format!(" {} open │ on map: ", app.open_incidents().len())),
+        Span::raw(format!(" {} open │ ", app.open_incidents().len())),
         Span::styled(format!("{available} available"), Style::new().fg(Color::Green)),
         Span::raw(" "),
         Span::styled(format!("{busy} busy"), Style::new().fg(Color::Magenta)),
         Span::raw(" "),
         Span::styled(format!("{off_duty} off"), Style::new().fg(Color::DarkGray)),
-        Span::raw(format!(" │ {} │ {}", clock.get(11..).unwrap_or(""), app.server)),
+        Span::raw(format!(" │ {} │ {server}", clock.get(11..).unwrap_or(""))),
     ]);
     frame.render_widget(Paragraph::new(line), area);
 }
@@ -321,12 +346,18 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
         frame.render_widget(Paragraph::new("no open incidents").block(block), area);
         return;
     }
+    // As wide as the longest id, as long as WHAT keeps its room; a longer
+    // id keeps its end, which tells the ids of one drill or shard apart.
+    let inner_width = usize::from(area.width.saturating_sub(2));
+    let id_room = inner_width.saturating_sub(INCIDENT_FIXED_COLUMNS + MIN_WHAT).max(4);
+    let longest_id = rows_data.iter().map(|row| display_width(&row.id)).max().unwrap_or(2);
+    let id_width = longest_id.clamp(2, id_room);
     let rows: Vec<Row> = rows_data
         .iter()
         .map(|row| {
             Row::new(vec![
                 Span::styled(format!("P{}", row.priority), Style::new().fg(priority_colour(row.priority))),
-                Span::raw(row.id.clone()),
+                Span::raw(truncate_start(&row.id, id_width)),
                 // "reported" does not fit the column: a report awaits triage.
                 Span::raw(if row.status == pb::IncidentStatus::Reported as i32 {
                     "triage"
@@ -341,7 +372,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
         .collect();
     let widths = [
         Constraint::Length(2),
-        Constraint::Length(10),
+        Constraint::Length(u16::try_from(id_width).unwrap_or(u16::MAX)),
         Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(5),

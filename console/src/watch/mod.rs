@@ -39,6 +39,7 @@ use self::app::Action;
 pub use self::app::App;
 pub use self::draw::draw;
 use self::sources::{Fetch, Update};
+use crate::cli::FeedStart;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use pingji_client::labels;
@@ -56,9 +57,8 @@ const UPDATE_QUEUE: usize = 4096;
 /// How long the tasks get to stop at the end.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
-/// Runs the live view until the user quits; the feed starts at `from_seq`
-/// (0: only new events).
-pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), ConsoleError> {
+/// Runs the live view until the user quits; the feed starts at `start`.
+pub async fn run(mut client: Client, server: &str, start: FeedStart) -> Result<(), ConsoleError> {
     // Read what the view starts with before taking over the terminal, so
     // that an unreachable or failing dispatcher is one line on stderr.
     let areas_request = pb::ListAreasRequest { level: pb::AreaLevel::Unspecified as i32, with_geometry: true };
@@ -80,18 +80,18 @@ pub async fn run(mut client: Client, server: &str, from_seq: u64) -> Result<(), 
             return Err(ConsoleError::Terminal(error));
         }
     };
-    let result = run_view(&mut terminal, app, client, from_seq).await;
+    let result = run_view(&mut terminal, app, client, start).await;
     let restored = ratatui::try_restore().map_err(ConsoleError::Terminal);
     result.and(restored)
 }
 
-async fn run_view(terminal: &mut DefaultTerminal, mut app: App, client: Client, from_seq: u64) -> Result<(), ConsoleError> {
+async fn run_view(terminal: &mut DefaultTerminal, mut app: App, client: Client, start: FeedStart) -> Result<(), ConsoleError> {
     let (stop, shutdown) = watch::channel(false);
     let (updates_sender, mut updates) = mpsc::channel(UPDATE_QUEUE);
     let (fetch_sender, fetch_requests) = mpsc::channel(8);
     let (keys_sender, mut keys) = mpsc::channel(64);
     let tasks = [
-        tokio::spawn(sources::stream_events(client.clone(), from_seq, updates_sender.clone(), shutdown.clone())),
+        tokio::spawn(sources::stream_events(client.clone(), start, updates_sender.clone(), shutdown.clone())),
         tokio::spawn(sources::poll_people(client.clone(), updates_sender.clone(), shutdown.clone())),
         tokio::spawn(sources::fetch(client, fetch_requests, updates_sender, shutdown)),
     ];

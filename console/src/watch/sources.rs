@@ -21,6 +21,7 @@ use ratatui::crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use tokio::sync::{mpsc, watch};
 
 use super::app::{Link, PersonDot};
+use crate::cli::FeedStart;
 use crate::commands::roster::{ListFilter, fetch_people};
 use crate::connection::Client;
 use crate::error::ConsoleError;
@@ -71,20 +72,30 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << exponent).min(MAX_BACKOFF)
 }
 
-/// Streams events from `from_seq` (0: only new ones) into `updates`. When
-/// the stream breaks it tries again, resuming after the last event seen.
+/// The request that opens the feed at `start`, or resumes it after the
+/// last event seen (`next_seq`, 0 while none was).
+pub fn watch_request(start: FeedStart, next_seq: u64) -> pb::WatchEventsRequest {
+    match (start, next_seq) {
+        (_, 1..) => pb::WatchEventsRequest { from_seq: next_seq, replay_last: 0 },
+        (FeedStart::From(from_seq), 0) => pb::WatchEventsRequest { from_seq, replay_last: 0 },
+        (FeedStart::Last(count), 0) => pb::WatchEventsRequest { from_seq: 0, replay_last: count },
+    }
+}
+
+/// Streams events from `start` into `updates`. When the stream breaks it
+/// tries again, resuming after the last event seen.
 pub async fn stream_events(
     mut client: Client,
-    from_seq: u64,
+    start: FeedStart,
     updates: mpsc::Sender<Update>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut next_seq = from_seq;
+    let mut next_seq = 0;
     let mut attempt = 0u32;
     loop {
         let opened = tokio::select! {
             () = stopped(&mut shutdown) => return,
-            opened = client.watch_events(pb::WatchEventsRequest { from_seq: next_seq }) => opened,
+            opened = client.watch_events(watch_request(start, next_seq)) => opened,
         };
         if let Ok(response) = opened {
             attempt = 0;
@@ -203,6 +214,14 @@ pub fn read_keys(inputs: mpsc::Sender<TerminalEvent>, stop: Arc<AtomicBool>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_feed_opens_with_the_recent_events_and_resumes_after_the_last_seen() {
+        assert_eq!(watch_request(FeedStart::Last(50), 0), pb::WatchEventsRequest { from_seq: 0, replay_last: 50 });
+        assert_eq!(watch_request(FeedStart::From(7), 0), pb::WatchEventsRequest { from_seq: 7, replay_last: 0 });
+        assert_eq!(watch_request(FeedStart::Last(50), 120), pb::WatchEventsRequest { from_seq: 120, replay_last: 0 });
+        assert_eq!(watch_request(FeedStart::Last(0), 0), pb::WatchEventsRequest { from_seq: 0, replay_last: 0 });
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

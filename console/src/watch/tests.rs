@@ -512,3 +512,65 @@ fn an_incident_nobody_on_the_roster_could_staff_leads_the_alert_line_until_it_en
     app.set_incidents(&[]);
     assert!(!app.has_alerts());
 }
+
+/// Issue #25: at 80×24 the WHAT column was gone and every id of a live
+/// drill read `drill-1796`. Every column shows, and long ids keep the end
+/// that tells them apart.
+#[test]
+fn at_80x24_every_column_shows_and_long_ids_keep_the_end_that_tells_them_apart() {
+    let mut app = sample_app();
+    for (seq, id) in [(2, "drill-1746057600123-1"), (3, "drill-1746057600123-2"), (4, "drill-1746057600123-12")] {
+        app.apply_event(&event(seq, "operator:drill", reported(id, 2)));
+    }
+    let lines = rows(&render(&app, 80, 24));
+    let text = lines.join("\n");
+    assert!(lines[0].contains("4 open") && lines[0].contains("127.0.0.1:50051"), "the header fits: {text}");
+    let header = lines.iter().find(|line| line.contains("STATUS")).unwrap_or_else(|| panic!("no list header: {text}"));
+    assert!(header.contains("STAFF AGE   WHAT"), "{text}");
+    assert!(text.contains("P1 inc-000001     waiting 0/2   1m    medical"), "{text}");
+    for tail in ["…46057600123-1 ", "…46057600123-2 ", "…6057600123-12 "] {
+        let row = lines.iter().find(|line| line.contains(tail)).unwrap_or_else(|| panic!("no row with {tail:?}: {text}"));
+        assert!(row.contains("waiting 0/2   1m    medical"), "{row}");
+    }
+    // The feed keeps whole ids.
+    assert!(text.contains("drill-1746057600123-12 medical P2 x2"), "{text}");
+}
+
+#[test]
+fn the_audit_of_reads_stays_out_of_the_feed() {
+    let mut app = sample_app();
+    for seq in 2..20 {
+        let read =
+            Body::PersonalDataRead(pb::event::PersonalDataRead { rpc: "ListAgents".into(), subject: "list".into(), people: 2 });
+        app.apply_event(&event(seq, "operator:admin", read));
+    }
+    assert_eq!(app.feed().len(), 1, "only the incident's report");
+    assert_eq!(app.last_seq(), 19);
+    assert!(screen(&render(&app, 80, 24)).contains("inc-000001 medical P1 x2"));
+}
+
+#[test]
+fn at_80x24_an_incidents_details_take_the_top_and_esc_gives_the_map_and_list_back() {
+    let mut app = sample_app();
+    app.handle_key(key(KeyCode::Down));
+    app.handle_key(key(KeyCode::Enter));
+    app.set_detail(pb::Incident {
+        id: "inc-000001".into(),
+        category: "medical".into(),
+        priority: 1,
+        headcount: 2,
+        status: pb::IncidentStatus::Waiting as i32,
+        grid_id: "d1-g1".into(),
+        mode: pb::Mode::EmergencyIi as i32,
+        reported_mode: pb::Mode::Normal as i32,
+        ..Default::default()
+    });
+    let lines = rows(&render(&app, 80, 24));
+    let text = lines.join("\n");
+    assert!(lines[1].starts_with("┌Incident inc-000001 (Esc closes)"), "{text}");
+    assert!(text.contains("grid d1-g1  mode emergency_ii (reported in normal)  offered from"), "one line at 80: {text}");
+    assert!(!text.contains("Open incidents"), "{text}");
+    app.handle_key(key(KeyCode::Esc));
+    let text = screen(&render(&app, 80, 24));
+    assert!(text.contains("Map: 3 people") && text.contains("Open incidents: 1"), "{text}");
+}

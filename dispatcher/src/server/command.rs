@@ -603,8 +603,9 @@ impl CommandService for CommandApi {
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
         let disclosure = convert::Disclosure::for_role(caller(&request)?.role);
-        let from_seq = request.into_inner().from_seq;
-        let stream = super::events::event_stream(self.dispatcher.clone(), from_seq, disclosure).await?;
+        let request = request.into_inner();
+        let stream =
+            super::events::event_stream(self.dispatcher.clone(), request.from_seq, request.replay_last, disclosure).await?;
         Ok(Response::new(stream))
     }
 
