@@ -501,7 +501,7 @@ fn an_incident_nobody_on_the_roster_could_staff_leads_the_alert_line_until_it_en
             .starts_with(" ✖ 2 unstaffable: inc-000001 no firstaid, inc-000002 1/3 possible ▼ 1 grid below minimum: d1-g1 0/3"),
         "{wide:#?}"
     );
-    assert!(screen(&buffer).contains("inc-000001 cannot be staffed from the roster: nobody has firstaid"), "in the feed too");
+    assert!(screen(&buffer).contains("inc-000001 cannot be staffed: nobody on the roster has firstaid"), "in the feed too");
 
     // Staffed or ended, the alert goes; the list of open incidents, read
     // again, drops what is no longer open.

@@ -91,19 +91,20 @@ fn people(count: usize) -> String {
     if count == 1 { "1 person".to_string() } else { format!("{count} people") }
 }
 
-/// Why nobody on the whole roster could staff an incident, in a few words:
-/// "nobody has diving", "only 2 of the 3 people needed could take it".
+/// Why nobody on the whole roster could staff an incident, in a few words
+/// (short enough for a line of an 80-column feed): "nobody on the roster
+/// has diving", "only 2 of the 3 people it needs could take it".
 pub fn shortfall_words(unstaffable: &pb::event::IncidentUnstaffable) -> String {
     if unstaffable.beyond_reach {
-        return "it is off the map, farther than anyone may travel to a task".to_string();
+        return "off the map, out of everyone's reach".to_string();
     }
     if !unstaffable.missing_skills.is_empty() {
-        return format!("nobody has {}", unstaffable.missing_skills.join(" or "));
+        return format!("nobody on the roster has {}", unstaffable.missing_skills.join(" or "));
     }
     if unstaffable.possible == 0 {
-        return format!("nobody left who could take it (needs {})", people(unstaffable.needed as usize));
+        return format!("nobody left on the roster could take it (needs {})", people(unstaffable.needed as usize));
     }
-    format!("only {} of the {} needed could take it", unstaffable.possible, people(unstaffable.needed as usize))
+    format!("only {} of the {} it needs could take it", unstaffable.possible, people(unstaffable.needed as usize))
 }
 
 fn withdraw_words(reason: i32) -> &'static str {
@@ -185,7 +186,7 @@ fn summary_of(body: &Body) -> String {
         ),
         Body::NoCandidates(none) => format!("{}: nobody fits at {} level", none.incident_id, labels::level_name(none.level)),
         Body::IncidentUnstaffable(unstaffable) => {
-            format!("{} cannot be staffed from the roster: {}", unstaffable.incident_id, shortfall_words(unstaffable))
+            format!("{} cannot be staffed: {}", unstaffable.incident_id, shortfall_words(unstaffable))
         }
         Body::IncidentStaffed(staffed) => format!("{} staffed", staffed.incident_id),
         Body::AgentArrived(arrived) => format!("{} arrived at {}", arrived.agent_id, arrived.incident_id),
@@ -316,23 +317,17 @@ mod tests {
                 }),
             )
         };
-        assert_eq!(summary(&unstaffable(0, &["firstaid"])), "inc-000028 cannot be staffed from the roster: nobody has firstaid");
-        assert_eq!(
-            summary(&unstaffable(2, &[])),
-            "inc-000028 cannot be staffed from the roster: only 2 of the 3 people needed could take it"
-        );
+        assert_eq!(summary(&unstaffable(0, &["firstaid"])), "inc-000028 cannot be staffed: nobody on the roster has firstaid");
+        assert_eq!(summary(&unstaffable(2, &[])), "inc-000028 cannot be staffed: only 2 of the 3 people it needs could take it");
         assert_eq!(
             summary(&unstaffable(0, &[])),
-            "inc-000028 cannot be staffed from the roster: nobody left who could take it (needs 3 people)"
+            "inc-000028 cannot be staffed: nobody left on the roster could take it (needs 3 people)"
         );
         let mut far = unstaffable(0, &[]);
         if let Some(Body::IncidentUnstaffable(body)) = far.body.as_mut() {
             body.beyond_reach = true;
         }
-        assert_eq!(
-            summary(&far),
-            "inc-000028 cannot be staffed from the roster: it is off the map, farther than anyone may travel to a task"
-        );
+        assert_eq!(summary(&far), "inc-000028 cannot be staffed: off the map, out of everyone's reach");
         let body = unstaffable(0, &[]).body.expect("a body");
         assert_eq!(kind_name(&body), "incident_unstaffable");
     }
