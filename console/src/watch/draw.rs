@@ -205,22 +205,37 @@ pub fn alert_parts(app: &App, width: usize) -> Vec<(Alert, String)> {
         })
         .collect();
     let grids_noun = if low.len() == 1 { "grid" } else { "grids" };
+    let calls_noun = if calls.len() == 1 { "call-up" } else { "call-ups" };
+    // Each part in full, and in short for when its first item does not fit.
     let wanted = [
-        (Alert::Unstaffable, format!(" ✖ {} unstaffable: ", unstaffable.len()), unstaffable),
-        (Alert::LowGrids, format!(" ▼ {} {grids_noun} below minimum: ", low.len()), low),
-        (Alert::Callups, " ⚑ call-ups: ".to_string(), calls),
+        (
+            Alert::Unstaffable,
+            format!(" ✖ {} unstaffable: ", unstaffable.len()),
+            format!(" ✖ {} unstaffable", unstaffable.len()),
+            unstaffable,
+        ),
+        (
+            Alert::LowGrids,
+            format!(" ▼ {} {grids_noun} below minimum: ", low.len()),
+            format!(" ▼ {} {grids_noun} low", low.len()),
+            low,
+        ),
+        (Alert::Callups, " ⚑ call-ups: ".to_string(), format!(" ⚑ {} {calls_noun}", calls.len()), calls),
     ];
     let mut parts = Vec::new();
     let mut used = 0;
-    for (alert, lead, items) in wanted {
+    for (alert, lead, short, items) in wanted {
         let Some(first) = items.first() else {
             continue;
         };
         let room = width.saturating_sub(used);
-        if !parts.is_empty() && display_width(&lead) + display_width(first) > room {
+        let text = if parts.is_empty() || display_width(&lead) + display_width(first) <= room {
+            fit_list(&lead, &items, room)
+        } else if display_width(&short) <= room {
+            short
+        } else {
             continue;
-        }
-        let text = fit_list(&lead, &items, room);
+        };
         used += display_width(&text);
         parts.push((alert, text));
     }
@@ -439,10 +454,11 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: Option<&pb::Inc
             Span::styled(format!("{} ", incident.category), bold),
             Span::styled(format!("P{} ", incident.priority), Style::new().fg(priority_colour(incident.priority))),
             Span::raw(format!(
-                "{}  {} of {} people",
+                "{}  {} of {} {}",
                 labels::incident_status_name(incident.status),
                 incident.assignments.len(),
-                incident.headcount
+                incident.headcount,
+                if incident.headcount == 1 { "person" } else { "people" }
             )),
         ]),
         Line::from(format!("reported {} ago by {}", labels::age(incident.reported_at_ms, app.now_ms), incident.reported_by)),

@@ -491,9 +491,13 @@ fn an_incident_nobody_on_the_roster_could_staff_leads_the_alert_line_until_it_en
     app.apply_event(&event(5, "dispatcher", staffing_low("d1-g1", 0, 3)));
     let buffer = render(&app, 80, 24);
     let lines = rows(&buffer);
-    // At 80 columns the grids do not fit after the incidents: the most
-    // pressing part is shown whole.
-    assert_eq!(lines[1].trim_end(), " ✖ 2 unstaffable: inc-000001 no firstaid, inc-000002 1/3 possible", "{lines:#?}");
+    // At 80 columns the grids do not fit whole after the incidents: the
+    // most pressing part is shown whole, the grids in short.
+    assert_eq!(
+        lines[1].trim_end(),
+        " ✖ 2 unstaffable: inc-000001 no firstaid, inc-000002 1/3 possible ▼ 1 grid low",
+        "{lines:#?}"
+    );
     assert_eq!(buffer[(2, 1)].bg, Color::Red, "the unstaffable part is red");
     let wide = rows(&render(&app, 120, 30));
     assert!(
@@ -568,6 +572,7 @@ fn at_80x24_an_incidents_details_take_the_top_and_esc_gives_the_map_and_list_bac
     let lines = rows(&render(&app, 80, 24));
     let text = lines.join("\n");
     assert!(lines[1].starts_with("┌Incident inc-000001 (Esc closes)"), "{text}");
+    assert!(text.contains("medical P1 waiting  0 of 2 people"), "{text}");
     assert!(text.contains("grid d1-g1  mode emergency_ii (reported in normal)  offered from"), "one line at 80: {text}");
     assert!(!text.contains("Open incidents"), "{text}");
     app.handle_key(key(KeyCode::Esc));
