@@ -156,6 +156,12 @@ pub fn incident(incident: &pb::Incident) -> Value {
         "scope": labels::level_name(incident.scope),
         "mode": labels::mode_key(incident.mode),
         "reported_mode": labels::mode_key(incident.reported_mode),
+        "unstaffable": incident.unstaffable.as_ref().map(|shortfall| json!({
+            "needed": shortfall.needed,
+            "possible": shortfall.possible,
+            "missing_skills": shortfall.missing_skills,
+            "beyond_reach": shortfall.beyond_reach,
+        })),
         "open_offers": incident.open_offers.iter().map(offer).collect::<Vec<_>>(),
         "assignments": incident.assignments.iter().map(assignment).collect::<Vec<_>>(),
         "feedback": incident.feedback,
@@ -379,6 +385,7 @@ mod tests {
                 "scope",
                 "status",
                 "street_id",
+                "unstaffable",
             ]
         );
     }

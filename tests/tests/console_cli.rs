@@ -364,7 +364,8 @@ async fn an_incident_off_the_map_or_with_an_unknown_skill_is_refused_unless_forc
     assert!(reported.stdout.contains("outside every grid"), "{}", reported.stdout);
     let mut forced = create("120.0956,30.2353", "firstaid").to_vec();
     forced.push("--force");
-    run_pingji(&url, &forced).await?.success()?;
+    let reported = run_pingji(&url, &forced).await?.success()?;
+    assert!(reported.stdout.ends_with("\nit cannot be staffed: nobody on the roster has firstaid\n"), "{}", reported.stdout);
     assert_eq!(command.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents.len(), 2);
     server.shutdown().await
 }

@@ -662,5 +662,10 @@ async fn an_incident_nobody_on_the_roster_could_take_raises_an_alert_event() -> 
         .map(|event| event.incident_id.as_str())
         .collect();
     assert_eq!(alerts, ["dive-1"]);
+    // Reading the incidents says the same, worked out afresh.
+    let dive = command.get_incident(pb::GetIncidentRequest { id: "dive-1".into() }).await?.into_inner();
+    assert_eq!(dive.unstaffable.map(|shortfall| shortfall.missing_skills), Some(vec!["diving".to_string()]));
+    let fall = command.get_incident(pb::GetIncidentRequest { id: "fall-2".into() }).await?.into_inner();
+    assert_eq!(fall.unstaffable, None);
     server.shutdown().await
 }

@@ -8,7 +8,7 @@ use crate::commands::roster::key_values;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use crate::table::Table;
-use pingji_client::labels;
+use pingji_client::{events, labels};
 
 use crate::{json, output};
 
@@ -33,7 +33,7 @@ pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool
 pub fn created_text(incident: &pb::Incident) -> String {
     let place =
         if incident.grid_id.is_empty() { "outside every grid".to_string() } else { format!("in grid {}", incident.grid_id) };
-    format!(
+    let mut text = format!(
         "reported {} ({} P{}, needs {}) {place}; {}, {} offer(s) out\n",
         incident.id,
         incident.category,
@@ -41,7 +41,11 @@ pub fn created_text(incident: &pb::Incident) -> String {
         people(incident.headcount),
         labels::incident_status_name(incident.status),
         incident.open_offers.len()
-    )
+    );
+    if let Some(shortfall) = &incident.unstaffable {
+        text.push_str(&format!("it cannot be staffed: {}\n", events::roster_shortfall_words(shortfall)));
+    }
+    text
 }
 
 pub async fn list(client: &mut Client, open_only: bool, as_json: bool) -> Result<(), ConsoleError> {
@@ -168,6 +172,9 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
         if !incident.photo_ref.is_empty() {
             fields.push(("photo", incident.photo_ref.clone()));
         }
+    }
+    if let Some(shortfall) = &incident.unstaffable {
+        fields.push(("unstaffable", format!("{}; change the roster or the incident", events::roster_shortfall_words(shortfall))));
     }
     if incident.status == pb::IncidentStatus::Reported as i32 {
         fields.push((
@@ -329,6 +336,18 @@ mod tests {
         assert!(created_text(&one).contains("(medical P1, needs 1 person)"), "{}", created_text(&one));
         one.reported_mode = one.mode;
         assert!(incident_text(&one, 0).contains("mode:         emergency II (orange) now, as when reported\n"));
+        one.unstaffable = Some(pb::RosterShortfall { needed: 1, missing_skills: vec!["firstaid".into()], ..Default::default() });
+        assert!(
+            incident_text(&one, 0)
+                .contains("unstaffable:  nobody on the roster has firstaid; change the roster or the incident\n"),
+            "{}",
+            incident_text(&one, 0)
+        );
+        assert!(
+            created_text(&one).ends_with("\nit cannot be staffed: nobody on the roster has firstaid\n"),
+            "{}",
+            created_text(&one)
+        );
         one.reported_mode = pb::Mode::Unspecified as i32;
         assert!(incident_text(&one, 0).contains("emergency II (orange) now (the mode when reported was not recorded)"));
         assert!(incident_text(&incident(), 0).contains("needs:        2 people\n"));

@@ -148,8 +148,9 @@ pub struct LowGrid {
     pub minimum: u32,
 }
 
-/// An open incident nobody on the whole roster could staff
-/// (`incident_unstaffable`), until it is staffed or ends.
+/// An open incident nobody on the whole roster could staff: from
+/// `incident_unstaffable`, and from the open incidents as listed (their
+/// `unstaffable`), until it is staffed, ends, or the roster could staff it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unstaffable {
     pub incident_id: String,
@@ -159,17 +160,17 @@ pub struct Unstaffable {
 }
 
 impl Unstaffable {
-    fn from_event(unstaffable: &pb::event::IncidentUnstaffable) -> Unstaffable {
-        let lacking = if unstaffable.beyond_reach {
+    fn new(incident_id: &str, shortfall: &pb::RosterShortfall) -> Unstaffable {
+        let lacking = if shortfall.beyond_reach {
             "out of reach".to_string()
-        } else if !unstaffable.missing_skills.is_empty() {
-            format!("no {}", unstaffable.missing_skills.join("/"))
-        } else if unstaffable.possible == 0 {
+        } else if !shortfall.missing_skills.is_empty() {
+            format!("no {}", shortfall.missing_skills.join("/"))
+        } else if shortfall.possible == 0 {
             "none left".to_string()
         } else {
-            format!("{}/{} possible", unstaffable.possible, unstaffable.needed)
+            format!("{}/{} possible", shortfall.possible, shortfall.needed)
         };
-        Unstaffable { incident_id: unstaffable.incident_id.clone(), lacking }
+        Unstaffable { incident_id: incident_id.to_string(), lacking }
     }
 }
 
@@ -280,9 +281,14 @@ impl App {
             .filter(|incident| is_open(incident.status))
             .map(|incident| (incident.id.clone(), IncidentRow::from_incident(incident)))
             .collect();
-        // An alert about an incident no longer open (or staffed) is over.
-        let incidents = &self.incidents;
-        self.unstaffable.retain(|id, _| incidents.get(id).is_some_and(|row| row.status != pb::IncidentStatus::Staffed as i32));
+        // The list says which incidents nobody on the roster could staff
+        // now, also those whose event came before the feed's first.
+        self.unstaffable = incidents
+            .iter()
+            .filter(|incident| is_open(incident.status))
+            .filter_map(|incident| incident.unstaffable.as_ref().map(|shortfall| Unstaffable::new(&incident.id, shortfall)))
+            .map(|alert| (alert.incident_id.clone(), alert))
+            .collect();
     }
 
     /// The incident whose details were asked for.
@@ -401,7 +407,7 @@ impl App {
                 self.unstaffable.remove(incident_id.as_str());
             }
             Body::IncidentUnstaffable(unstaffable) => {
-                let alert = Unstaffable::from_event(unstaffable);
+                let alert = Unstaffable::new(&unstaffable.incident_id, &events::shortfall_of(unstaffable));
                 self.unstaffable.insert(alert.incident_id.clone(), alert);
             }
             Body::ModeSwitched(switched) => {

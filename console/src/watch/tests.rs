@@ -517,6 +517,29 @@ fn an_incident_nobody_on_the_roster_could_staff_leads_the_alert_line_until_it_en
     assert!(!app.has_alerts());
 }
 
+/// The alert was raised before the feed's first event (a watch opened
+/// later): the list of open incidents still says so, and says when the
+/// roster could staff it again.
+#[test]
+fn an_unstaffable_incident_from_before_the_feed_is_alerted_from_the_incident_list() {
+    let mut app = App::new("http://127.0.0.1:50051");
+    let mut incident = pb::Incident {
+        id: "inc-000028".into(),
+        category: "medical".into(),
+        priority: 1,
+        headcount: 1,
+        status: pb::IncidentStatus::Waiting as i32,
+        unstaffable: Some(pb::RosterShortfall { needed: 1, missing_skills: vec!["firstaid".into()], ..Default::default() }),
+        ..Default::default()
+    };
+    app.set_incidents(std::slice::from_ref(&incident));
+    assert_eq!(app.unstaffable().map(|alert| alert.lacking.as_str()).collect::<Vec<_>>(), ["no firstaid"]);
+    assert!(rows(&render(&app, 80, 24))[1].starts_with(" ✖ 1 unstaffable: inc-000028 no firstaid"));
+    incident.unstaffable = None;
+    app.set_incidents(&[incident]);
+    assert!(!app.has_alerts(), "someone with the skill joined the roster");
+}
+
 /// Issue #25: at 80×24 the WHAT column was gone and every id of a live
 /// drill read `drill-1796`. Every column shows, and long ids keep the end
 /// that tells them apart.

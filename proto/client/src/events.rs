@@ -95,16 +95,32 @@ fn people(count: usize) -> String {
 /// (short enough for a line of an 80-column feed): "nobody on the roster
 /// has diving", "only 2 of the 3 people it needs could take it".
 pub fn shortfall_words(unstaffable: &pb::event::IncidentUnstaffable) -> String {
-    if unstaffable.beyond_reach {
+    roster_shortfall_words(&shortfall_of(unstaffable))
+}
+
+/// The shortfall an `incident_unstaffable` event reports, as
+/// `Incident.unstaffable` holds it.
+pub fn shortfall_of(unstaffable: &pb::event::IncidentUnstaffable) -> pb::RosterShortfall {
+    pb::RosterShortfall {
+        needed: unstaffable.needed,
+        possible: unstaffable.possible,
+        missing_skills: unstaffable.missing_skills.clone(),
+        beyond_reach: unstaffable.beyond_reach,
+    }
+}
+
+/// [`shortfall_words`] for an incident's `unstaffable`.
+pub fn roster_shortfall_words(shortfall: &pb::RosterShortfall) -> String {
+    if shortfall.beyond_reach {
         return "off the map, out of everyone's reach".to_string();
     }
-    if !unstaffable.missing_skills.is_empty() {
-        return format!("nobody on the roster has {}", unstaffable.missing_skills.join(" or "));
+    if !shortfall.missing_skills.is_empty() {
+        return format!("nobody on the roster has {}", shortfall.missing_skills.join(" or "));
     }
-    if unstaffable.possible == 0 {
-        return format!("nobody left on the roster could take it (needs {})", people(unstaffable.needed as usize));
+    if shortfall.possible == 0 {
+        return format!("nobody left on the roster could take it (needs {})", people(shortfall.needed as usize));
     }
-    format!("only {} of the {} it needs could take it", unstaffable.possible, people(unstaffable.needed as usize))
+    format!("only {} of the {} it needs could take it", shortfall.possible, people(shortfall.needed as usize))
 }
 
 fn withdraw_words(reason: i32) -> &'static str {
