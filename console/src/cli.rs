@@ -513,9 +513,11 @@ pub struct WatchArgs {
     /// switches). Default: the last --last events
     #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "last")]
     pub from: Option<u64>,
-    /// Start the feed with this many of the most recent events (0: only
-    /// events from now on)
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    /// Start the feed with the most recent events, read from this many
+    /// back (0: only events from now on). The audit of reads of personal
+    /// data is left out of the feed, and an open watch adds one every 2 s
+    /// (its own reads of people's locations): hence a long way back
+    #[arg(long, value_name = "N", default_value_t = crate::watch::app::FEED_LINES as u64)]
     pub last: u64,
 }
 
@@ -767,13 +769,13 @@ mod tests {
     }
 
     #[test]
-    fn watch_starts_with_the_last_fifty_events_unless_told_otherwise() {
+    fn watch_starts_with_the_recent_events_unless_told_otherwise() {
         let start = |args: &[&str]| match parse(args).map(|cli| cli.command) {
             Ok(Command::Watch(watch)) => Ok(watch.feed_start()),
             Ok(other) => panic!("expected watch, got {other:?}"),
             Err(error) => Err(error.kind()),
         };
-        assert_eq!(start(&["watch"]), Ok(FeedStart::Last(50)));
+        assert_eq!(start(&["watch"]), Ok(FeedStart::Last(500)));
         assert_eq!(start(&["watch", "--last", "0"]), Ok(FeedStart::Last(0)));
         assert_eq!(start(&["watch", "--from", "1"]), Ok(FeedStart::From(1)));
         assert_eq!(start(&["watch", "--from", "1", "--last", "5"]), Err(clap::error::ErrorKind::ArgumentConflict));
