@@ -272,6 +272,7 @@ async fn a_dispatcher_without_accounts_says_so_instead_of_blaming_the_token() ->
     assert!(status.message().contains("dispatcher bootstrap-admin"), "{}", status.message());
     assert!(status.message().contains("PINGJI_BOOTSTRAP_ADMIN_TOKEN"), "{}", status.message());
     assert!(!status.message().contains("rotated"), "{}", status.message());
+    assert!(!status.message().contains("  "), "one sentence, no runs of spaces: {}", status.message());
     server.shutdown().await?;
 
     // With an account, a wrong token is just wrong.

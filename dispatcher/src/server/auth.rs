@@ -237,7 +237,9 @@ fn no_operator_accounts() -> Status {
 
 /// How the first admin account is made, for people who meet a dispatcher
 /// without one (see `bootstrap`).
-pub const FIRST_ADMIN: &str = "make the first admin with 'dispatcher bootstrap-admin' on its store (--data FILE or      --store URL, while no dispatcher serves it; it prints the token once), or start the dispatcher with      PINGJI_BOOTSTRAP_ADMIN_TOKEN=pjo_admin_$(openssl rand -hex 32) and use that token";
+pub const FIRST_ADMIN: &str = "make the first admin with 'dispatcher bootstrap-admin' on its store (--data FILE or \
+     --store URL, while no dispatcher serves it; it prints the token once), or start the dispatcher with \
+     PINGJI_BOOTSTRAP_ADMIN_TOKEN=pjo_admin_$(openssl rand -hex 32) and use that token";
 
 /// `inner` (the command service) behind token and role checks.
 pub type Authorized<S> = Fronted<S, TokenCheck>;

@@ -501,14 +501,22 @@ async fn warn_if_no_operators(dispatcher: &Dispatcher, store: &Store, sharding: 
     if !no_accounts_here {
         return;
     }
-    if let Some(sharding) = sharding
-        && sharding.published_operator_count().await != Some(0)
-    {
+    let Some(sharding) = sharding else {
+        warn!(
+            fix = %first_admin_fix(store),
+            "this dispatcher has no operator accounts: every command call (pingji, drills) is refused until there is a first admin"
+        );
+        return;
+    };
+    if sharding.published_operator_count().await != Some(0) {
         return;
     }
+    // Another shard's owner starting at the same moment may publish its
+    // accounts a second later: said so, rather than kept quiet.
     warn!(
         fix = %first_admin_fix(store),
-        "this dispatcher has no operator accounts: every command call (pingji, drills) is refused until there is a first admin"
+        "this shard has no operator accounts and no other shard has published any yet: every command call is refused \
+         until there is a first admin (or another shard publishes its accounts)"
     );
 }
 
