@@ -322,6 +322,11 @@ pub struct CreateIncidentArgs {
     /// Choose the id yourself (default: the dispatcher assigns inc-NNNNNN)
     #[arg(long)]
     pub id: Option<String>,
+    /// Report it even where nobody could be offered it: a place outside
+    /// every area of the map, or a skill nobody on the roster has (both
+    /// refused otherwise, as likely typing mistakes)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -492,9 +497,34 @@ pub struct EventsArgs {
 pub struct WatchArgs {
     /// Replay the record from this sequence number into the feed first
     /// (1: all of it, which also gives the reasons of earlier mode
-    /// switches). Default: only events from now on
-    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..))]
+    /// switches). Default: the last --last events
+    #[arg(long, value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "last")]
     pub from: Option<u64>,
+    /// Start the feed with the most recent events, read from this many
+    /// back (0: only events from now on). The audit of reads of personal
+    /// data is left out of the feed, and an open watch adds one every 2 s
+    /// (its own reads of people's locations): hence a long way back
+    #[arg(long, value_name = "N", default_value_t = crate::watch::app::FEED_LINES as u64)]
+    pub last: u64,
+}
+
+impl WatchArgs {
+    /// Where the live view's feed starts.
+    pub fn feed_start(&self) -> FeedStart {
+        match self.from {
+            Some(seq) => FeedStart::From(seq),
+            None => FeedStart::Last(self.last),
+        }
+    }
+}
+
+/// Where the event feed of `pingji watch` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedStart {
+    /// From this sequence number on.
+    From(u64),
+    /// The most recent this many events, then new ones.
+    Last(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -709,6 +739,7 @@ mod tests {
             "老人摔倒",
             "--id",
             "inc-a",
+            "--force",
         ])
         .expect("valid");
         let Command::Incident(IncidentCommand::Create(args)) = cli.command else {
@@ -721,6 +752,20 @@ mod tests {
         assert_eq!(args.need, 2);
         assert_eq!(args.description, "老人摔倒");
         assert_eq!(args.id.as_deref(), Some("inc-a"));
+        assert!(args.force);
+    }
+
+    #[test]
+    fn watch_starts_with_the_recent_events_unless_told_otherwise() {
+        let start = |args: &[&str]| match parse(args).map(|cli| cli.command) {
+            Ok(Command::Watch(watch)) => Ok(watch.feed_start()),
+            Ok(other) => panic!("expected watch, got {other:?}"),
+            Err(error) => Err(error.kind()),
+        };
+        assert_eq!(start(&["watch"]), Ok(FeedStart::Last(500)));
+        assert_eq!(start(&["watch", "--last", "0"]), Ok(FeedStart::Last(0)));
+        assert_eq!(start(&["watch", "--from", "1"]), Ok(FeedStart::From(1)));
+        assert_eq!(start(&["watch", "--from", "1", "--last", "5"]), Err(clap::error::ErrorKind::ArgumentConflict));
     }
 
     #[test]

@@ -129,8 +129,13 @@ pub fn import_error(status: tonic::Status, file: &std::path::Path) -> ConsoleErr
 /// dispatcher's own words (empty for other statuses).
 fn access_hint(status: &tonic::Status) -> &'static str {
     match status.code() {
-        // The dispatcher already says so when no token came at all.
-        Code::Unauthenticated if errors::reason(status) == Some(ErrorReason::TokenMissing) => "",
+        // The dispatcher already says so when no token came at all, and
+        // when no token could be right (it has no accounts yet).
+        Code::Unauthenticated
+            if matches!(errors::reason(status), Some(ErrorReason::TokenMissing | ErrorReason::NoOperatorAccounts)) =>
+        {
+            ""
+        }
         Code::Unauthenticated => " (the console sends the token from --token or PINGJI_TOKEN)",
         Code::PermissionDenied => {
             " (use the token of an account with that role via --token or PINGJI_TOKEN, or ask an admin: \
@@ -225,6 +230,13 @@ mod tests {
             details,
         ));
         assert_eq!(no_token.to_string(), "unauthenticated: no operator token: pass --token or set PINGJI_TOKEN");
+        let details = ErrorDetails::with_error_info("NO_OPERATOR_ACCOUNTS", errors::DOMAIN, std::collections::HashMap::new());
+        let no_accounts = ConsoleError::from(tonic::Status::with_error_details(
+            Code::Unauthenticated,
+            "this dispatcher has no operator accounts yet",
+            details,
+        ));
+        assert_eq!(no_accounts.to_string(), "unauthenticated: this dispatcher has no operator accounts yet");
         let wrong = ConsoleError::from(tonic::Status::unauthenticated("the operator token is wrong"));
         assert_eq!(
             wrong.to_string(),

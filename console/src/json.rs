@@ -155,6 +155,13 @@ pub fn incident(incident: &pb::Incident) -> Value {
         "district_id": incident.district_id,
         "scope": labels::level_name(incident.scope),
         "mode": labels::mode_key(incident.mode),
+        "reported_mode": labels::mode_key(incident.reported_mode),
+        "unstaffable": incident.unstaffable.as_ref().map(|shortfall| json!({
+            "needed": shortfall.needed,
+            "possible": shortfall.possible,
+            "missing_skills": shortfall.missing_skills,
+            "beyond_reach": shortfall.beyond_reach,
+        })),
         "open_offers": incident.open_offers.iter().map(offer).collect::<Vec<_>>(),
         "assignments": incident.assignments.iter().map(assignment).collect::<Vec<_>>(),
         "feedback": incident.feedback,
@@ -337,6 +344,7 @@ mod tests {
         assert_eq!(value["id"], "inc-000001");
         assert_eq!(value["status"], "offered");
         assert_eq!(value["mode"], "emergency_ii");
+        assert_eq!(value["reported_mode"], "unspecified", "not recorded for this incident");
         assert_eq!(value["scope"], "grid");
         assert_eq!(value["location"], json!({ "lon": 120.15, "lat": 30.27 }));
         assert_eq!(value["required_skills"], json!(["first_aid"]));
@@ -372,10 +380,12 @@ mod tests {
                 "reported_at_ms",
                 "reported_by",
                 "reported_by_agent",
+                "reported_mode",
                 "required_skills",
                 "scope",
                 "status",
                 "street_id",
+                "unstaffable",
             ]
         );
     }

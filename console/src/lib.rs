@@ -164,7 +164,7 @@ async fn execute(
         Command::Coverage(args) => commands::coverage::show(client, args.area.as_deref(), as_json).await,
         Command::Events(args) if args.follow => commands::events::follow(client, args.from.unwrap_or(0), as_json).await,
         Command::Events(args) => commands::events::history(client, args.from.unwrap_or(1), as_json).await,
-        Command::Watch(args) => watch::run(connection.clone(), args.from.unwrap_or(0)).await,
+        Command::Watch(args) => watch::run(connection.clone(), args.feed_start()).await,
         Command::Account(AccountCommand::Whoami) => commands::account::whoami(client, as_json).await,
         Command::Account(AccountCommand::Rotate) => commands::account::rotate(client, as_json).await,
         Command::Account(AccountCommand::Add { name, role }) => {

@@ -75,6 +75,29 @@ pub fn truncate(text: &str, width: usize) -> String {
     kept
 }
 
+/// `text` cut to `width` columns from the left, with an ellipsis: for ids
+/// whose end tells them apart (`drill-1746057600123-12` → `…057600123-12`).
+pub fn truncate_start(text: &str, width: usize) -> String {
+    if display_width(text) <= width {
+        return text.to_string();
+    }
+    let mut kept: Vec<char> = Vec::new();
+    let mut used = 0;
+    for character in text.chars().rev() {
+        let character_width = char_width(character);
+        // Leave one column for the ellipsis.
+        if used + character_width + 1 > width {
+            break;
+        }
+        kept.push(character);
+        used += character_width;
+    }
+    if width > 0 {
+        kept.push('…');
+    }
+    kept.into_iter().rev().collect()
+}
+
 /// Which side a column's cells are aligned to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -160,6 +183,14 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_cut_from_the_left_keeps_its_end() {
+        assert_eq!(truncate_start("drill-1746057600123-12", 10), "…600123-12");
+        assert_eq!(truncate_start("inc-000001", 10), "inc-000001");
+        assert_eq!(truncate_start("柳岸社区第1网格", 6), "…1网格");
+        assert_eq!(truncate_start("abc", 0), "");
+    }
 
     #[test]
     fn chinese_characters_are_two_columns_wide() {

@@ -102,7 +102,8 @@ fn main() {
             headcount: 1,
             description: "water in the basement".to_string(),
         };
-        let created = engine.execute(Command::CreateIncident { id: None, spec }, "operator:bench", now).expect("create");
+        let create = Command::CreateIncident { id: None, spec, force: true };
+        let created = engine.execute(create, "operator:bench", now).expect("create");
         let offer = created.iter().find_map(|event| match &event.kind {
             EventKind::OfferSent { offer } => Some(offer.clone()),
             _ => None,

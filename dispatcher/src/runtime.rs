@@ -237,6 +237,20 @@ impl Dispatcher {
         .map_err(journal_unavailable)?
     }
 
+    /// The first sequence number the journal still holds and the last one
+    /// (the first is the last + 1 while it holds none).
+    pub async fn kept_seqs(&self) -> Result<(u64, u64), DispatchError> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || {
+            let journal = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let last = journal.last_seq()?;
+            Ok((journal.first_seq()?.unwrap_or(last + 1), last))
+        })
+        .await
+        .map_err(|_| stopped())?
+        .map_err(journal_unavailable)
+    }
+
     /// Requests waiting for the owner task.
     pub fn queue_depth(&self) -> usize {
         self.requests.max_capacity() - self.requests.capacity()

@@ -109,6 +109,8 @@ fn step(engine: &mut Engine, step: Step, now: &mut Millis, incidents: &mut Vec<I
                 headcount: u32::from(headcount % 5),
                 description: String::new(),
             },
+            // Forced, so that incidents nobody could take are explored too.
+            force: true,
         },
         Step::CreateAnywhere { lon, lat } => Command::CreateIncident {
             id: Some(IncidentId::new("inc-anywhere")),
@@ -120,6 +122,8 @@ fn step(engine: &mut Engine, step: Step, now: &mut Millis, incidents: &mut Vec<I
                 headcount: 1,
                 description: String::new(),
             },
+            // Both ways: refused off the map unless forced.
+            force: lon.to_bits() % 2 == 0,
         },
         Step::Accept { person: n } => match open_offer(engine, &person(n)) {
             Some(offer) => Command::Accept { agent: person(n), offer },

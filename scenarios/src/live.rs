@@ -458,6 +458,7 @@ async fn perform(
             required_skills: incident.skills.clone(),
             headcount: incident.need,
             description: incident.description.clone(),
+            force: true,
         };
         create_incident(operator, request).await?;
     }
@@ -477,6 +478,7 @@ async fn perform(
                 required_skills: burst.skills.get(&category).cloned().unwrap_or_default(),
                 description: format!("{category} #{} of a burst in {}", number + 1, spec.name),
                 category,
+                force: true,
             };
             create_incident(operator, request).await?;
         }

@@ -370,6 +370,20 @@ pub fn build(input: ReportInput<'_>) -> Report {
                 totals.no_candidates += 1;
                 timeline.push(key(at_s, "no_candidates", format!("{incident}: nobody fits at {} level; waiting", level.name())));
             }
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+                let lacking = if *beyond_reach {
+                    "off the map, out of everyone's reach".to_string()
+                } else if missing_skills.is_empty() {
+                    format!("{possible} of the {} needed could take it", plural(*needed as usize, "person", "people"))
+                } else {
+                    format!("nobody has {}", missing_skills.iter().cloned().collect::<Vec<_>>().join(" or "))
+                };
+                timeline.push(key(
+                    at_s,
+                    "incident_unstaffable",
+                    format!("{incident}: nobody on the roster could staff it: {lacking}"),
+                ));
+            }
             EventKind::IncidentCancelled { incident, .. } | EventKind::IncidentClosed { incident, .. } => {
                 let cancelled = matches!(event.kind, EventKind::IncidentCancelled { .. });
                 if cancelled {

@@ -373,7 +373,10 @@ impl Simulation<'_> {
 
     fn create_incident(&mut self, id: Option<IncidentId>, spec: IncidentSpec) -> anyhow::Result<()> {
         self.incidents_created += 1;
-        self.execute(Command::CreateIncident { id, spec }, OPERATOR)
+        // A drill reports what it was written to rehearse, incidents nobody
+        // could take included (the report counts them): never refused as a
+        // likely typing mistake, as an operator's would be.
+        self.execute(Command::CreateIncident { id, spec, force: true }, OPERATOR)
     }
 
     /// Records events and lets the simulated people react to them.

@@ -116,6 +116,9 @@ fn none_unstaffed_fails_when_nobody_has_the_skill() {
     assert!(!report.passed);
     assert!(report.expectations[0].actual.contains("unstaffed"), "{:?}", report.expectations[0]);
     assert!(report.timeline.iter().any(|key| key.kind == "no_candidates"));
+    // Not only waiting: the report says nobody on the roster could ever take them.
+    let unstaffable = report.timeline.iter().find(|key| key.kind == "incident_unstaffable").expect("an unstaffable incident");
+    assert!(unstaffable.text.ends_with("nobody on the roster could staff it: nobody has diving"), "{unstaffable:?}");
 }
 
 #[test]

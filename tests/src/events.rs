@@ -18,7 +18,7 @@ impl EventWatch {
     /// Watches from `from_seq` (1: the whole record; 0: only new events).
     /// When this returns, the dispatcher has subscribed the watcher.
     pub async fn start(command: &mut Commands, from_seq: u64) -> anyhow::Result<EventWatch> {
-        let stream = command.watch_events(pb::WatchEventsRequest { from_seq }).await?.into_inner();
+        let stream = command.watch_events(pb::WatchEventsRequest { from_seq, replay_last: 0 }).await?.into_inner();
         Ok(EventWatch { stream, seen: Vec::new() })
     }
 

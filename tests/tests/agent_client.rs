@@ -92,6 +92,7 @@ fn incident_at(id: &str, (lon, lat): (f64, f64)) -> pb::CreateIncidentRequest {
         required_skills: Vec::new(),
         headcount: 1,
         description: "a resident fell on the stairs".to_string(),
+        force: false,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pingji_client::errors;
 use pingji_tests::{
     ADMIN_TOKEN, AgentSession, EventWatch, TestServer, add_operator, agent_token, pb, person, sample_roster, typed,
 };
@@ -217,9 +218,17 @@ async fn sessions_need_the_persons_current_token_and_one_session_replaces_the_ot
         let status = AgentSession::try_open(&mut agents, id, wrong).await.err().expect("refused");
         assert_eq!(status.code(), Code::Unauthenticated, "{id}/{wrong}: {status:?}");
     }
-    // An operator's token does not open a session either.
+    // An operator's token does not open a session either, and the refusal
+    // says that is what it is (not that the id may be off the roster).
     let status = AgentSession::try_open(&mut agents, "new", ADMIN_TOKEN).await.err().expect("refused");
     assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(errors::reason(&status), Some(pb::ErrorReason::OperatorToken), "{status:?}");
+    assert!(status.message().contains("that is an operator token"), "{}", status.message());
+    assert!(status.message().contains("pingji roster token new --rotate"), "{}", status.message());
+    assert!(!status.message().contains("not on the roster"), "{}", status.message());
+    // A person's own wrong token is still refused as before.
+    let status = AgentSession::try_open(&mut agents, "new", "pja_0000").await.err().expect("refused");
+    assert_eq!(errors::reason(&status), Some(pb::ErrorReason::TokenInvalid), "{status:?}");
 
     let mut first = AgentSession::open(&mut agents, "new", &token).await?;
     // A second session with the same token replaces the first, which is told why.
@@ -330,4 +339,80 @@ async fn the_token_must_come_as_a_bearer_and_a_huge_one_is_unauthenticated() -> 
     assert!(status.message().contains("not an operator token"), "{}", status.message());
     server.command().await?.list_incidents(pb::ListIncidentsRequest::default()).await?;
     server.shutdown().await
+}
+
+/// A dispatcher without any operator account tells every client so (with
+/// the way to the first admin) rather than that their token is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_without_accounts_says_so_instead_of_blaming_the_token() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.bootstrap_admin_token = None).await?;
+    let status =
+        server.command().await?.list_incidents(pb::ListIncidentsRequest::default()).await.expect_err("no account to open");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(errors::reason(&status), Some(pb::ErrorReason::NoOperatorAccounts), "{status:?}");
+    assert!(status.message().contains("this dispatcher has no operator accounts yet"), "{}", status.message());
+    assert!(status.message().contains("dispatcher bootstrap-admin"), "{}", status.message());
+    assert!(status.message().contains("PINGJI_BOOTSTRAP_ADMIN_TOKEN"), "{}", status.message());
+    assert!(!status.message().contains("rotated"), "{}", status.message());
+    assert!(!status.message().contains("  "), "one sentence, no runs of spaces: {}", status.message());
+    server.shutdown().await?;
+
+    // With an account, a wrong token is just wrong.
+    let server = TestServer::start(|_| {}).await?;
+    let wrong = "pjo_admin_0000000000000000000000000000000000000000000000000000000000000000";
+    let status =
+        server.command_with(Some(wrong)).await?.list_incidents(pb::ListIncidentsRequest::default()).await.expect_err("wrong");
+    assert_eq!(errors::reason(&status), Some(pb::ErrorReason::TokenInvalid), "{status:?}");
+    server.shutdown().await
+}
+
+/// The `dispatcher` binary started on a fresh journal file without a
+/// bootstrap token warns at start, naming the command that fixes it; with
+/// one, it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_without_accounts_warns_at_start_with_the_fix() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("fresh.db");
+    let log = dir.path().join("dispatcher.log");
+    let binary = pingji_tests::dispatcher_binary().await?;
+    let address = pingji_tests::process::free_port()?;
+    let mut command = tokio::process::Command::new(&binary);
+    command
+        .args(["--listen", &address.to_string(), "--data"])
+        .arg(&data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PINGJI_") {
+            command.env_remove(&name);
+        }
+    }
+    let mut child = command.spawn()?;
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    pingji_tests::wait_until(Duration::from_secs(60), "the dispatcher listens", async || {
+        Ok(read_log().contains("dispatcher listening"))
+    })
+    .await?;
+    child.kill().await?;
+    let text = read_log();
+    let warning =
+        text.lines().find(|line| line.contains("no operator accounts")).unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains(&format!("dispatcher --data {} bootstrap-admin", data.display())), "{warning}");
+    assert!(warning.contains("PINGJI_BOOTSTRAP_ADMIN_TOKEN"), "{warning}");
+
+    // The usual test process starts with a bootstrap admin: no warning.
+    let options = pingji_tests::ProcessOptions {
+        data: dir.path().join("with-admin.db"),
+        policy: None,
+        areas: None,
+        agents: None,
+        snapshot_every: None,
+        log: dir.path().join("with-admin.log"),
+    };
+    let process = pingji_tests::DispatcherProcess::start(&options).await?;
+    assert!(!process.log().contains("no operator accounts"), "{}", process.log());
+    process.kill().await
 }

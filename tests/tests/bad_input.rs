@@ -92,6 +92,7 @@ fn incident(id: &str, lon: f64, lat: f64) -> pb::CreateIncidentRequest {
         required_skills: vec![],
         headcount: 1,
         description: String::new(),
+        force: false,
     }
 }
 
@@ -601,5 +602,46 @@ async fn upsert_agent_refuses_what_the_roster_csv_refuses() -> anyhow::Result<()
     assert!(problems[0].message.contains("phone is not a phone number"), "{problems:?}");
 
     unchanged.verify(&mut command).await?;
+    server.shutdown().await
+}
+
+/// `incident create --at 121.47,31.23` (Shanghai, off the sample city) and
+/// a misspelt skill are refused as the likely mistakes they are, naming the
+/// field and what to do; `force` reports them anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_off_the_map_or_a_skill_nobody_has_is_refused_naming_the_field_unless_forced() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.agents_file = Some(sample_roster())).await?;
+    let mut command = server.command().await?;
+    let unchanged = Unchanged::begin(&mut command).await?;
+
+    let off_the_map = command.create_incident(incident("shanghai", 121.47, 31.23)).await.expect_err("refused");
+    assert_eq!(off_the_map.code(), Code::InvalidArgument, "{off_the_map:?}");
+    assert_eq!(pingji_client::errors::reason(&off_the_map), Some(pb::ErrorReason::InvalidArgument));
+    let fields = pingji_client::errors::bad_fields(&off_the_map);
+    assert_eq!(fields.iter().map(|(field, _)| field.as_str()).collect::<Vec<_>>(), ["location"], "{off_the_map:?}");
+    assert!(off_the_map.message().contains("outside every area of the map"), "{}", off_the_map.message());
+    assert!(off_the_map.message().contains("--force"), "{}", off_the_map.message());
+
+    let mut misspelt = incident("misspelt", IN_CITY.0, IN_CITY.1);
+    misspelt.required_skills = vec!["firstaid".into()];
+    let unknown_skill = command.create_incident(misspelt.clone()).await.expect_err("refused");
+    assert_eq!(unknown_skill.code(), Code::InvalidArgument);
+    let fields = pingji_client::errors::bad_fields(&unknown_skill);
+    assert_eq!(fields.iter().map(|(field, _)| field.as_str()).collect::<Vec<_>>(), ["required_skills"]);
+    assert!(
+        unknown_skill.message().contains("nobody on the roster has the skill \"firstaid\" (nearest known: first_aid"),
+        "{}",
+        unknown_skill.message()
+    );
+    unchanged.verify(&mut command).await?;
+
+    // Forced, both are reported.
+    let mut forced = incident("shanghai", 121.47, 31.23);
+    forced.force = true;
+    let far = command.create_incident(forced).await?.into_inner();
+    assert_eq!((far.grid_id.as_str(), far.district_id.as_str()), ("", ""));
+    misspelt.force = true;
+    let waiting = command.create_incident(misspelt).await?.into_inner();
+    assert_eq!(waiting.required_skills, ["firstaid"]);
     server.shutdown().await
 }

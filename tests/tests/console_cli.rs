@@ -232,6 +232,12 @@ async fn an_operator_imports_reports_and_switches_mode_from_the_command_line() -
     assert_eq!(mode_of("d2"), None, "d2 stays normal: {modes}");
     let modes_text = run_pingji(&url, &["mode", "show"]).await?.success()?;
     assert!(modes_text.stdout.lines().nth(1).is_some_and(|line| line.starts_with("d1 ")), "{}", modes_text.stdout);
+    // The incident was reported in normal mode: it says so beside the mode now.
+    let shown = run_pingji(&url, &["incident", "show", &incident_id]).await?.success()?;
+    assert!(shown.stdout.contains("mode:         emergency II (orange) now, normal when reported\n"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("needs:        1 person with first_aid\n"), "{}", shown.stdout);
+    let shown = run_pingji(&url, &["incident", "show", &incident_id, "--json"]).await?.success()?.json()?;
+    assert_eq!((&shown["mode"], &shown["reported_mode"]), (&"emergency_ii".into(), &"normal".into()), "{shown}");
 
     run_pingji(&url, &["mode", "set", "d1", "normal", "--reason", "台风过境"]).await?.success()?;
     let all_normal = run_pingji(&url, &["mode", "show"]).await?.success()?;
@@ -269,6 +275,7 @@ async fn events_follow_prints_new_events_as_they_happen() -> anyhow::Result<()> 
             required_skills: Vec::new(),
             headcount: 1,
             description: String::new(),
+            force: false,
         })
         .await?
         .into_inner();
@@ -328,6 +335,38 @@ async fn an_unknown_incident_is_one_clear_line_and_exit_code_1() -> anyhow::Resu
     assert_one_line_error(&cancel, 1, "not found: incident inc-9 does not exist");
     let unknown_area = run_pingji(&url, &["mode", "set", "d9", "emergency", "--grade", "I", "--reason", "test"]).await?;
     assert_one_line_error(&unknown_area, 1, "pingji: not found: area d9 is not on the map");
+    server.shutdown().await
+}
+
+/// The new user's trip of issue #25: a point in another city and a
+/// misspelt skill are refused with what to do (exit 1), and `--force`
+/// reports them anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_off_the_map_or_with_an_unknown_skill_is_refused_unless_forced() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.agents_file = Some(sample_roster())).await?;
+    let url = server_url(&server);
+    let create = |at: &'static str, skill: &'static str| {
+        ["incident", "create", "--at", at, "--category", "medical", "--priority", "1", "--need", "1", "--skill", skill]
+    };
+    let off_the_map = run_pingji(&url, &create("121.47,31.23", "first_aid")).await?;
+    assert_one_line_error(&off_the_map, 1, "pingji: invalid argument: location 121.47000,31.23000 is outside every area");
+    assert!(off_the_map.stderr.contains("pass --force"), "{}", off_the_map.stderr);
+    assert_single_line(&off_the_map.stderr);
+    let misspelt = run_pingji(&url, &create("120.0956,30.2353", "firstaid")).await?;
+    assert_one_line_error(&misspelt, 1, "nobody on the roster has the skill \"firstaid\" (nearest known: first_aid");
+    assert_single_line(&misspelt.stderr);
+    let mut command = server.command().await?;
+    assert!(command.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents.is_empty());
+
+    let mut forced = create("121.47,31.23", "first_aid").to_vec();
+    forced.push("--force");
+    let reported = run_pingji(&url, &forced).await?.success()?;
+    assert!(reported.stdout.contains("outside every grid"), "{}", reported.stdout);
+    let mut forced = create("120.0956,30.2353", "firstaid").to_vec();
+    forced.push("--force");
+    let reported = run_pingji(&url, &forced).await?.success()?;
+    assert!(reported.stdout.ends_with("\nit cannot be staffed: nobody on the roster has firstaid\n"), "{}", reported.stdout);
+    assert_eq!(command.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents.len(), 2);
     server.shutdown().await
 }
 

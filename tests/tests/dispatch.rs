@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, offset_m, pb, person, quick_policy, typed};
+use pingji_tests::{AgentSession, EventWatch, TestServer, area_box, offset_m, pb, person, quick_policy, sample_roster, typed};
 use tokio_stream::StreamExt;
 
 /// Generous deadline for anything the server should do promptly, so that a
@@ -23,6 +23,7 @@ fn incident_at(id: &str, (lon, lat): (f64, f64), skills: &[&str]) -> pb::CreateI
         required_skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount: 1,
         description: "an elderly resident fell on the stairs".to_string(),
+        force: false,
     }
 }
 
@@ -338,7 +339,8 @@ async fn watch_events_resumes_from_seq_without_gaps_or_duplicates() -> anyhow::R
         }
         anyhow::Ok(())
     });
-    resumed.wait_for_kind(PROMPTLY, "no_candidates", "r9").await?;
+    // The roster is empty: each incident's last event says nobody on it could take it.
+    resumed.wait_for_kind(PROMPTLY, "incident_unstaffable", "r9").await?;
     concurrent.await??;
 
     let combined: Vec<pb::Event> = first_part.iter().chain(resumed.seen()).cloned().collect();
@@ -362,8 +364,22 @@ async fn watch_events_resumes_from_seq_without_gaps_or_duplicates() -> anyhow::R
     command.create_incident(incident_at("r10", point, &[])).await?;
     let next = live_only.next_within(PROMPTLY).await?;
     assert_eq!((next.seq, next.kind.as_str(), next.incident_id.as_str()), (seqs.len() as u64 + 1, "incident_reported", "r10"));
+    let last = live_only.wait_for_kind(PROMPTLY, "incident_unstaffable", "r10").await?.seq;
 
-    drop((resumed, full, live_only));
+    // replay_last starts with the most recent events (what a live view
+    // shows first), then goes on with new ones.
+    let mut recent = command.watch_events(pb::WatchEventsRequest { from_seq: 0, replay_last: 4 }).await?.into_inner();
+    let mut recent_seqs = Vec::new();
+    for _ in 0..4 {
+        let event = tokio::time::timeout(PROMPTLY, recent.next()).await?.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        recent_seqs.push(event.seq);
+    }
+    assert_eq!(recent_seqs, (last - 3..=last).collect::<Vec<u64>>());
+    command.create_incident(incident_at("r11", point, &[])).await?;
+    let event = tokio::time::timeout(PROMPTLY, recent.next()).await?.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+    assert_eq!((event.seq, event.incident_id.as_str()), (last + 1, "r11"));
+
+    drop((resumed, full, live_only, recent));
     server.shutdown().await
 }
 
@@ -615,5 +631,44 @@ async fn an_outside_python_client_follows_an_incident_from_typed_events() -> any
     assert!(stdout.contains("near declined") && stdout.contains("'busy with my child'"), "{stdout}");
     assert!(stdout.contains("next accepted") && stdout.contains("MODE_NORMAL -> MODE_EMERGENCY_II"), "{stdout}");
     drop((near, next, events));
+    server.shutdown().await
+}
+
+/// An incident nobody on the whole roster could take raises
+/// `incident_unstaffable` (not only `no_candidates`), typed, for every
+/// watcher; an incident that merely waits for someone to come does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_nobody_on_the_roster_could_take_raises_an_alert_event() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.agents_file = Some(sample_roster())).await?;
+    let mut command = server.command().await?;
+    let mut events = EventWatch::start(&mut command, 1).await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+
+    let mut forced = incident_at("dive-1", (lon, lat), &["diving"]);
+    forced.force = true;
+    command.create_incident(forced).await?;
+    events.wait_for_kind(PROMPTLY, "no_candidates", "dive-1").await?;
+    let raised = events.wait_for_kind(PROMPTLY, "incident_unstaffable", "dive-1").await?;
+    let body = typed!(raised, IncidentUnstaffable);
+    assert_eq!((body.needed, body.possible, body.missing_skills.as_slice()), (1, 0, ["diving".to_string()].as_slice()));
+    assert_eq!(raised.actor, "dispatcher");
+
+    // Nobody is connected, but people on the roster could come: it waits, no alert.
+    command.create_incident(incident_at("fall-2", (lon, lat), &["first_aid"])).await?;
+    events.wait_for_kind(PROMPTLY, "no_candidates", "fall-2").await?;
+    let marker = command.create_incident(incident_at("marker", (lon, lat), &[])).await?.into_inner();
+    events.wait_for_kind(PROMPTLY, "incident_reported", &marker.id).await?;
+    let alerts: Vec<&str> = events
+        .seen()
+        .iter()
+        .filter(|event| event.kind == "incident_unstaffable")
+        .map(|event| event.incident_id.as_str())
+        .collect();
+    assert_eq!(alerts, ["dive-1"]);
+    // Reading the incidents says the same, worked out afresh.
+    let dive = command.get_incident(pb::GetIncidentRequest { id: "dive-1".into() }).await?.into_inner();
+    assert_eq!(dive.unstaffable.map(|shortfall| shortfall.missing_skills), Some(vec!["diving".to_string()]));
+    let fall = command.get_incident(pb::GetIncidentRequest { id: "fall-2".into() }).await?.into_inner();
+    assert_eq!(fall.unstaffable, None);
     server.shutdown().await
 }

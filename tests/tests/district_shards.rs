@@ -363,3 +363,76 @@ async fn by_default_each_district_is_a_shard_and_a_standby_takes_them_all_over()
     }
     Ok(())
 }
+
+/// The dispatcher binary serving only `shard`, started without a bootstrap
+/// admin token (the fixtures always give one): its stderr goes to `log`.
+fn spawn_shard_without_admin(
+    binary: &Path,
+    redis: &RedisServer,
+    shard: &str,
+    log: &Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let address = pingji_tests::process::free_port()?.to_string();
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .args(["--listen", &address, "--advertise", &address, "--store", &redis.url(), "--shard", shard, "--areas"])
+        .arg(sample_city())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PINGJI_") {
+            command.env_remove(&name);
+        }
+    }
+    Ok((command.spawn()?, address))
+}
+
+/// A shard with no account of its own is not "without accounts" while
+/// another shard publishes some: only when none is published anywhere does
+/// it say so (and warn at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_without_accounts_of_its_own_counts_those_other_shards_publish() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let binary = pingji_tests::dispatcher_binary().await?;
+    // The first admin goes into the first district's shard, d1.
+    let made = tokio::process::Command::new(&binary)
+        .args(["bootstrap-admin", "--store", &redis.url(), "--areas"])
+        .arg(sample_city())
+        .env_remove("PINGJI_BOOTSTRAP_ADMIN_TOKEN")
+        .output()
+        .await?;
+    anyhow::ensure!(made.status.success(), "bootstrap-admin: {}", String::from_utf8_lossy(&made.stderr));
+    let admin_token = String::from_utf8(made.stdout)?.trim().to_string();
+
+    // Only d2 is served: d1's account is not published yet.
+    let (_west, west_address) = spawn_shard_without_admin(&binary, &redis, "d2", &dir.path().join("d2.log"))?;
+    let channel = pingji_tests::connect_with_retry(west_address.parse()?, WITHIN).await?;
+    let mut as_admin = pingji_tests::commands_with(channel.clone(), Some(&admin_token));
+    let deadline = Instant::now() + WITHIN;
+    let status = loop {
+        let status = as_admin.list_incidents(pb::ListIncidentsRequest::default()).await.expect_err("no account to open");
+        if status.code() == tonic::Code::Unauthenticated || Instant::now() >= deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(pingji_client::errors::reason(&status), Some(pb::ErrorReason::NoOperatorAccounts), "{status:?}");
+    let log = std::fs::read_to_string(dir.path().join("d2.log"))?;
+    assert!(log.contains("this shard has no operator accounts and no other shard has published any yet"), "{log}");
+
+    // d1's owner publishes the admin: d2 lets the token in, and the token
+    // of an account nobody has is just wrong there.
+    let (_east, _) = spawn_shard_without_admin(&binary, &redis, "d1", &dir.path().join("d1.log"))?;
+    eventually(&mut as_admin, "the admin's token opens d2", async |admin| admin.who_am_i(pb::WhoAmIRequest {}).await.is_ok())
+        .await?;
+    let wrong = "pjo_nobody_0000000000000000000000000000000000000000000000000000000000000000";
+    let status = pingji_tests::commands_with(channel, Some(wrong))
+        .list_incidents(pb::ListIncidentsRequest::default())
+        .await
+        .expect_err("a wrong token");
+    assert_eq!(pingji_client::errors::reason(&status), Some(pb::ErrorReason::TokenInvalid), "{status:?}");
+    Ok(())
+}

@@ -161,6 +161,7 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
             required_skills: vec![],
             headcount: 1 + (index % 3 == 0) as u32,
             description: "burst".into(),
+            force: false,
         });
     }
     let creators: Vec<_> =
@@ -273,6 +274,7 @@ async fn an_offer_whose_deadline_passed_while_down_times_out_after_restart() -> 
         required_skills: vec![],
         headcount: 1,
         description: String::new(),
+        force: false,
     };
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
@@ -326,6 +328,7 @@ async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() 
         required_skills: vec![],
         headcount: 1,
         description: String::new(),
+        force: false,
     };
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;

@@ -63,6 +63,7 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
         required_skills: vec!["first_aid".into()],
         headcount: 1,
         description: String::new(),
+        force: false,
     };
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
@@ -100,6 +101,7 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
         required_skills: vec!["electrician".into()],
         headcount: 1,
         description: String::new(),
+        force: true,
     };
     command.create_incident(request).await?;
     let mut widened = String::new();
@@ -109,6 +111,13 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
     })
     .await?;
     assert_eq!(value(&widened, "pingji_open_incidents{status=\"waiting\",priority=\"2\"}"), Some(1.0), "{widened}");
+    // Nobody on the roster is an electrician: not just waiting, unstaffable.
+    pingji_tests::wait_until(PROMPTLY, "the unstaffable incident is counted", async || {
+        widened = scrape(metrics_addr).await?;
+        Ok(value(&widened, "pingji_events_total{kind=\"incident_unstaffable\"}") == Some(1.0))
+    })
+    .await?;
+    assert_eq!(value(&widened, "pingji_unstaffable_incidents{priority=\"2\"}"), Some(1.0), "{widened}");
 
     // A switch to an emergency grade shows as the area's mode.
     command
@@ -156,6 +165,7 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
         required_skills: vec![],
         headcount: 1,
         description: String::new(),
+        force: false,
     };
     command.create_incident(request).await?;
     let offer = session.expect_offer_within(PROMPTLY).await?;
@@ -177,6 +187,7 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
         required_skills: vec!["electrician".into()],
         headcount: 1,
         description: String::new(),
+        force: true,
     };
     command.create_incident(open).await?;
 

@@ -150,7 +150,7 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
     // Every Pingji call is sent on, streams included.
     let standby_channel = second.channel().await?;
     let refused = pingji_tests::commands(standby_channel.clone())
-        .create_incident(incident("at-the-standby".into(), (121.47, 31.23), 0))
+        .create_incident(incident("at-the-standby".into(), (120.0956, 30.2353), 0))
         .await
         .expect_err("a standby does not create incidents");
     assert_eq!(refused.code(), tonic::Code::Unavailable);
@@ -165,7 +165,7 @@ async fn a_second_dispatcher_stands_by_and_sends_clients_to_the_owner() -> anyho
     // Following the redirect works.
     let owner_address: std::net::SocketAddr = owner.parse()?;
     let mut at_owner = pingji_tests::commands(pingji_tests::connect_with_retry(owner_address, PROMPTLY).await?);
-    at_owner.create_incident(incident("at-the-owner".into(), (121.47, 31.23), 0)).await?;
+    at_owner.create_incident(incident("at-the-owner".into(), (120.0956, 30.2353), 0)).await?;
 
     // A clean shutdown releases the lease: the standby takes over at its
     // next poll, without waiting for the lease to run out.
@@ -210,7 +210,7 @@ async fn the_console_and_a_field_agent_find_the_owner_and_follow_it_through_a_fa
     let second_url = format!("http://{}", second.address());
 
     // The console, given only the standby, is sent on to the owner.
-    let at = "121.47,31.23";
+    let at = "120.0956,30.2353";
     let created = run_pingji(
         &second_url,
         &[
@@ -241,7 +241,7 @@ async fn the_console_and_a_field_agent_find_the_owner_and_follow_it_through_a_fa
         BackoffPolicy { initial: Duration::from_millis(100), cap: Duration::from_secs(1), healthy_after: Duration::from_secs(1) };
     let (client, mut events) = AgentClient::start(config)?;
     next_matching(&mut events, "a welcome from the owner", |event| matches!(event, AgentEvent::Welcome(_))).await?;
-    let (lon, lat) = (121.4702, 31.2301);
+    let (lon, lat) = (120.0958, 30.2354);
     client.report_location(Location { lon, lat })?;
     // The offer for the first incident reaches it (it is the only one connected).
     let offer = next_matching(

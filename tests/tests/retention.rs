@@ -40,7 +40,7 @@ async fn a_watcher_asking_for_deleted_events_is_told_where_history_starts() -> a
 
     let mut refusal = None;
     wait_until(PROMPTLY, "a watch from seq 1 is refused", async || {
-        let mut stream = command.watch_events(pb::WatchEventsRequest { from_seq: 1 }).await?.into_inner();
+        let mut stream = command.watch_events(pb::WatchEventsRequest { from_seq: 1, replay_last: 0 }).await?.into_inner();
         match tokio::time::timeout(PROMPTLY, stream.message()).await? {
             Err(status) => {
                 refusal = Some(status);

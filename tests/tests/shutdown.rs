@@ -43,6 +43,7 @@ async fn create_until_refused(
             required_skills: vec![],
             headcount: 1,
             description: String::new(),
+            force: false,
         };
         match command.create_incident(request).await {
             Ok(response) => {

@@ -308,7 +308,7 @@ async fn a_standby_serves_tls_too_and_its_redirect_to_the_owner_stays_https() ->
         "incident",
         "create",
         "--at",
-        "121.47,31.23",
+        "120.0956,30.2353",
         "--category",
         "welfare_check",
         "--priority",

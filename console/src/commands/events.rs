@@ -36,7 +36,7 @@ pub const CLOCK_SLACK: Duration = Duration::from_secs(2);
 /// Prints the events from `from_seq` up to now, then returns.
 pub async fn history(client: &mut Client, from_seq: u64, as_json: bool) -> Result<(), ConsoleError> {
     let started_ms = labels::now_ms();
-    let mut stream = client.watch_events(pb::WatchEventsRequest { from_seq }).await?.into_inner();
+    let mut stream = client.watch_events(pb::WatchEventsRequest { from_seq, replay_last: 0 }).await?.into_inner();
     let mut printed = 0usize;
     if as_json {
         // One JSON array, written as the events come so that a long record
@@ -78,7 +78,7 @@ async fn next_historic(stream: &mut Streaming<pb::Event>, started_ms: i64) -> Re
 /// Prints events as they happen, from `from_seq` (0: only new ones), until
 /// the dispatcher ends the stream.
 pub async fn follow(client: &mut Client, from_seq: u64, as_json: bool) -> Result<(), ConsoleError> {
-    let mut stream = client.watch_events(pb::WatchEventsRequest { from_seq }).await?.into_inner();
+    let mut stream = client.watch_events(pb::WatchEventsRequest { from_seq, replay_last: 0 }).await?.into_inner();
     while let Some(event) = stream.message().await? {
         if as_json {
             output::json_line(&json::event(&event))?;

@@ -8,7 +8,7 @@ use crate::commands::roster::key_values;
 use crate::connection::Client;
 use crate::error::ConsoleError;
 use crate::table::Table;
-use pingji_client::labels;
+use pingji_client::{events, labels};
 
 use crate::{json, output};
 
@@ -21,6 +21,7 @@ pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool
         required_skills: args.skills,
         headcount: args.need,
         description: args.description,
+        force: args.force,
     };
     let incident = client.create_incident(request).await?.into_inner();
     if as_json {
@@ -32,15 +33,19 @@ pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool
 pub fn created_text(incident: &pb::Incident) -> String {
     let place =
         if incident.grid_id.is_empty() { "outside every grid".to_string() } else { format!("in grid {}", incident.grid_id) };
-    format!(
+    let mut text = format!(
         "reported {} ({} P{}, needs {}) {place}; {}, {} offer(s) out\n",
         incident.id,
         incident.category,
         incident.priority,
-        incident.headcount,
+        people(incident.headcount),
         labels::incident_status_name(incident.status),
         incident.open_offers.len()
-    )
+    );
+    if let Some(shortfall) = &incident.unstaffable {
+        text.push_str(&format!("it cannot be staffed: {}\n", events::roster_shortfall_words(shortfall)));
+    }
+    text
 }
 
 pub async fn list(client: &mut Client, open_only: bool, as_json: bool) -> Result<(), ConsoleError> {
@@ -145,11 +150,11 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
         ("status", labels::incident_status_name(incident.status).to_string()),
         ("category", incident.category.clone()),
         ("priority", incident.priority.to_string()),
-        ("needs", format!("{} people{}", incident.headcount, skills_text(&incident.required_skills))),
+        ("needs", format!("{}{}", people(incident.headcount), skills_text(&incident.required_skills))),
         ("description", incident.description.clone()),
         ("location", labels::location_text(incident.location.as_ref())),
         ("placed in", if places.is_empty() { "outside every area".to_string() } else { places.join(", ") }),
-        ("mode", labels::mode_text(incident.mode).to_string()),
+        ("mode", mode_now_and_when_reported(incident)),
         ("offered from", labels::level_name(incident.scope).to_string()),
         (
             "reported",
@@ -167,6 +172,9 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
         if !incident.photo_ref.is_empty() {
             fields.push(("photo", incident.photo_ref.clone()));
         }
+    }
+    if let Some(shortfall) = &incident.unstaffable {
+        fields.push(("unstaffable", format!("{}; change the roster or the incident", events::roster_shortfall_words(shortfall))));
     }
     if incident.status == pb::IncidentStatus::Reported as i32 {
         fields.push((
@@ -196,6 +204,26 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
     text.push('\n');
     text.push_str(&assignments_text(&incident.assignments));
     text
+}
+
+/// "1 person", "3 people".
+fn people(count: u32) -> String {
+    if count == 1 { "1 person".to_string() } else { format!("{count} people") }
+}
+
+/// The mode in force where the incident is now, and the one it was
+/// reported (and first handled) in: a switch since makes them differ.
+fn mode_now_and_when_reported(incident: &pb::Incident) -> String {
+    let now = labels::mode_text(incident.mode);
+    if incident.reported_mode == pb::Mode::Unspecified as i32 {
+        return format!("{now} now (the mode when reported was not recorded)");
+    }
+    let then = labels::mode_text(incident.reported_mode);
+    if incident.reported_mode == incident.mode {
+        format!("{now} now, as when reported")
+    } else {
+        format!("{now} now, {then} when reported")
+    }
 }
 
 fn skills_text(skills: &[String]) -> String {
@@ -293,6 +321,36 @@ mod tests {
         assert!(text.contains("assignments:\nPERSON  OFFER  ASSIGNED"), "{text}");
         assert!(text.contains("p0001   off-1  1970-01-01 00:18:20Z"), "{text}");
         assert!(text.contains("placed in:    grid d1-s1-c1-g1\n"), "{text}");
+    }
+
+    #[test]
+    fn an_incident_shows_the_mode_now_and_when_reported_and_counts_people_in_the_singular() {
+        let mut one = incident();
+        one.headcount = 1;
+        one.required_skills = vec!["first_aid".into()];
+        one.mode = pb::Mode::EmergencyIi as i32;
+        one.reported_mode = pb::Mode::Normal as i32;
+        let text = incident_text(&one, 1_200_000);
+        assert!(text.contains("needs:        1 person with first_aid\n"), "{text}");
+        assert!(text.contains("mode:         emergency II (orange) now, normal when reported\n"), "{text}");
+        assert!(created_text(&one).contains("(medical P1, needs 1 person)"), "{}", created_text(&one));
+        one.reported_mode = one.mode;
+        assert!(incident_text(&one, 0).contains("mode:         emergency II (orange) now, as when reported\n"));
+        one.unstaffable = Some(pb::RosterShortfall { needed: 1, missing_skills: vec!["firstaid".into()], ..Default::default() });
+        assert!(
+            incident_text(&one, 0)
+                .contains("unstaffable:  nobody on the roster has firstaid; change the roster or the incident\n"),
+            "{}",
+            incident_text(&one, 0)
+        );
+        assert!(
+            created_text(&one).ends_with("\nit cannot be staffed: nobody on the roster has firstaid\n"),
+            "{}",
+            created_text(&one)
+        );
+        one.reported_mode = pb::Mode::Unspecified as i32;
+        assert!(incident_text(&one, 0).contains("emergency II (orange) now (the mode when reported was not recorded)"));
+        assert!(incident_text(&incident(), 0).contains("needs:        2 people\n"));
     }
 
     fn field_report() -> pb::Incident {

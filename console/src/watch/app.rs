@@ -148,6 +148,32 @@ pub struct LowGrid {
     pub minimum: u32,
 }
 
+/// An open incident nobody on the whole roster could staff: from
+/// `incident_unstaffable`, and from the open incidents as listed (their
+/// `unstaffable`), until it is staffed, ends, or the roster could staff it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unstaffable {
+    pub incident_id: String,
+    /// What the roster lacks, in a word or two: "no diving", "1/3 possible",
+    /// "none left", "out of reach" (off the map).
+    pub lacking: String,
+}
+
+impl Unstaffable {
+    fn new(incident_id: &str, shortfall: &pb::RosterShortfall) -> Unstaffable {
+        let lacking = if shortfall.beyond_reach {
+            "out of reach".to_string()
+        } else if !shortfall.missing_skills.is_empty() {
+            format!("no {}", shortfall.missing_skills.join("/"))
+        } else if shortfall.possible == 0 {
+            "none left".to_string()
+        } else {
+            format!("{}/{} possible", shortfall.possible, shortfall.needed)
+        };
+        Unstaffable { incident_id: incident_id.to_string(), lacking }
+    }
+}
+
 /// An open call-up and how many of those called have checked in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallupTally {
@@ -199,6 +225,7 @@ pub struct App {
     areas_stale: bool,
     low_grids: BTreeMap<String, LowGrid>,
     callups: BTreeMap<String, CallupTally>,
+    unstaffable: BTreeMap<String, Unstaffable>,
 }
 
 impl App {
@@ -226,6 +253,7 @@ impl App {
             areas_stale: false,
             low_grids: BTreeMap::new(),
             callups: BTreeMap::new(),
+            unstaffable: BTreeMap::new(),
         }
     }
 
@@ -252,6 +280,14 @@ impl App {
             .iter()
             .filter(|incident| is_open(incident.status))
             .map(|incident| (incident.id.clone(), IncidentRow::from_incident(incident)))
+            .collect();
+        // The list says which incidents nobody on the roster could staff
+        // now, also those whose event came before the feed's first.
+        self.unstaffable = incidents
+            .iter()
+            .filter(|incident| is_open(incident.status))
+            .filter_map(|incident| incident.unstaffable.as_ref().map(|shortfall| Unstaffable::new(&incident.id, shortfall)))
+            .map(|alert| (alert.incident_id.clone(), alert))
             .collect();
     }
 
@@ -301,6 +337,12 @@ impl App {
             return;
         }
         self.last_seq = event.seq;
+        // The audit of reads of personal data is not news for the room, and
+        // the view's own reads of people's locations (every 2 s) would push
+        // everything else out of a small feed; `pingji events` has them.
+        if event.kind == "personal_data_read" {
+            return;
+        }
         self.feed.push_back(FeedLine {
             seq: event.seq,
             at_ms: event.at_ms,
@@ -357,10 +399,16 @@ impl App {
                 if let Some(row) = self.incidents.get_mut(staffed.incident_id.as_str()) {
                     row.status = pb::IncidentStatus::Staffed as i32;
                 }
+                self.unstaffable.remove(staffed.incident_id.as_str());
             }
             Body::IncidentCancelled(pb::event::IncidentCancelled { incident_id, .. })
             | Body::IncidentClosed(pb::event::IncidentClosed { incident_id, .. }) => {
                 self.incidents.remove(incident_id.as_str());
+                self.unstaffable.remove(incident_id.as_str());
+            }
+            Body::IncidentUnstaffable(unstaffable) => {
+                let alert = Unstaffable::new(&unstaffable.incident_id, &events::shortfall_of(unstaffable));
+                self.unstaffable.insert(alert.incident_id.clone(), alert);
             }
             Body::ModeSwitched(switched) => {
                 if let Some(index) = self.outline_index.get(&switched.area_id).copied() {
@@ -632,9 +680,14 @@ impl App {
         self.callups.values()
     }
 
+    /// Open incidents nobody on the roster could staff, by id.
+    pub fn unstaffable(&self) -> impl Iterator<Item = &Unstaffable> {
+        self.unstaffable.values()
+    }
+
     /// Whether there is anything for the alert line.
     pub fn has_alerts(&self) -> bool {
-        !self.low_grids.is_empty() || !self.callups.is_empty()
+        !self.unstaffable.is_empty() || !self.low_grids.is_empty() || !self.callups.is_empty()
     }
 
     /// People on the map by status: (available, busy, off duty).

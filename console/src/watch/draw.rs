@@ -1,10 +1,15 @@
 //! Drawing the live view: a pure function of [`App`] onto a ratatui frame,
 //! so that it can be tested on a `TestBackend`.
 //!
+//! Laid out for 80×24 first: there, every column of the incident list
+//! shows (the map gives way to it), long ids keep the end that tells them
+//! apart, and an incident's details take the whole top of the screen.
+//!
 //! ```text
-//!  header: server, open incidents, people on the map by status, time
+//!  header: open incidents, people on the map by status, time, server
 //!  banners: one line per area in an emergency (at most three)
-//!  alert: grids below their minimum, open call-ups (only when there are any)
+//!  alert: incidents nobody on the roster could staff, grids below their
+//!         minimum, open call-ups (only when there are any)
 //!  ┌ map ─────────────────────┐┌ open incidents ───────┐
 //!  │ outlines, people, ▲1 ... ││ P ID STATUS STAFF AGE │
 //!  │ (or the selected         ││                       │
@@ -25,13 +30,25 @@ use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
 
 use super::app::{App, Banner, Link, Pane};
 use super::map::Outline;
-use crate::table::display_width;
+use crate::table::{display_width, truncate_start};
 use pingji_client::labels;
 use pingji_proto::v1 as pb;
 
 /// Smallest terminal the view draws in.
 pub const MIN_WIDTH: u16 = 40;
 pub const MIN_HEIGHT: u16 = 12;
+/// From this width up, an incident's details replace only the map; below,
+/// they take the whole top (the list beside them would be too narrow).
+const WIDE: u16 = 100;
+/// The incident list gets at least this many columns (of the width less
+/// [`MAP_MIN_WIDTH`]): at 80 columns every column shows, WHAT included.
+const INCIDENTS_MIN_WIDTH: u16 = 48;
+const MAP_MIN_WIDTH: u16 = 24;
+/// Columns of the incident list besides ID and WHAT, with the gaps
+/// between all six: P, STATUS, STAFF, AGE.
+const INCIDENT_FIXED_COLUMNS: usize = 2 + 7 + 5 + 5 + 5;
+/// WHAT keeps at least this many columns; longer ids are cut from the left.
+const MIN_WHAT: usize = 8;
 /// Banner lines at most; more areas in emergency are summed up in the last.
 const MAX_BANNERS: usize = 3;
 /// Above this many grids their outlines are left out: at city scale they
@@ -62,16 +79,23 @@ pub fn draw(frame: &mut Frame, app: &App) {
     .areas(area);
     // The feed spans the full width below: its lines are the longest.
     let [top, feed_area] = Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(body);
-    let [left, incidents_area] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
+    let incidents_width = (top.width * 45 / 100).max(INCIDENTS_MIN_WIDTH.min(top.width.saturating_sub(MAP_MIN_WIDTH)));
+    let [left, incidents_area] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(incidents_width)]).areas(top);
 
     draw_header(frame, header, app);
     draw_banners(frame, banner_area, &banners);
     draw_alert(frame, alert_area, app);
     match app.detail() {
-        Some(detail) => draw_detail(frame, left, app, detail),
-        None => draw_map(frame, left, app),
+        Some(detail) if area.width < WIDE => draw_detail(frame, top, app, detail),
+        Some(detail) => {
+            draw_detail(frame, left, app, detail);
+            draw_incidents(frame, incidents_area, app);
+        }
+        None => {
+            draw_map(frame, left, app);
+            draw_incidents(frame, incidents_area, app);
+        }
     }
-    draw_incidents(frame, incidents_area, app);
     draw_feed(frame, feed_area, app);
     draw_footer(frame, footer, app);
 }
@@ -111,15 +135,17 @@ fn priority_colour(priority: i32) -> Color {
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let (available, busy, off_duty) = app.people_counts();
     let clock = labels::utc_time(app.now_ms);
+    // The server last and without its scheme: at 80 columns it fits.
+    let server = app.server.split_once("://").map_or(app.server.as_str(), |(_, rest)| rest);
     let line = Line::from(vec![
         Span::styled(" Pingji watch ", Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)),
-        Span::raw(format!(" {} open │ on map: ", app.open_incidents().len())),
+        Span::raw(format!(" {} open │ ", app.open_incidents().len())),
         Span::styled(format!("{available} available"), Style::new().fg(Color::Green)),
         Span::raw(" "),
         Span::styled(format!("{busy} busy"), Style::new().fg(Color::Magenta)),
         Span::raw(" "),
         Span::styled(format!("{off_duty} off"), Style::new().fg(Color::DarkGray)),
-        Span::raw(format!(" │ {} │ {}", clock.get(11..).unwrap_or(""), app.server)),
+        Span::raw(format!(" │ {} │ {server}", clock.get(11..).unwrap_or(""))),
     ]);
     frame.render_widget(Paragraph::new(line), area);
 }
@@ -147,17 +173,25 @@ fn draw_banners(frame: &mut Frame, area: Rect, banners: &[Banner]) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
-/// The alert line's two parts: grids below their minimum, and open
-/// call-ups with their check-ins. Each lists what fits in `width` columns
-/// and says how many more there are; the call-ups are left out when not
-/// even one fits after the grids.
-pub fn alert_parts(app: &App, width: usize) -> (Option<String>, Option<String>) {
+/// What a part of the alert line is about, for its colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alert {
+    /// Incidents nobody on the whole roster could staff.
+    Unstaffable,
+    /// Grids below their minimum of available people.
+    LowGrids,
+    /// Open call-ups and their check-ins.
+    Callups,
+}
+
+/// The alert line's parts, most pressing first: incidents nobody on the
+/// roster could staff, grids below their minimum, and open call-ups with
+/// their check-ins. Each lists what fits in `width` columns and says how
+/// many more there are; a part after the first is left out when not even
+/// one of its items fits after the parts before it.
+pub fn alert_parts(app: &App, width: usize) -> Vec<(Alert, String)> {
+    let unstaffable: Vec<String> = app.unstaffable().map(|alert| format!("{} {}", alert.incident_id, alert.lacking)).collect();
     let low: Vec<String> = app.low_grids().map(|grid| format!("{} {}/{}", grid.grid_id, grid.available, grid.minimum)).collect();
-    let grids = (!low.is_empty()).then(|| {
-        let noun = if low.len() == 1 { "grid" } else { "grids" };
-        fit_list(&format!(" ▼ {} {noun} below minimum: ", low.len()), &low, width)
-    });
-    let used = grids.as_deref().map_or(0, display_width);
     let calls: Vec<String> = app
         .callups()
         .map(|callup| {
@@ -170,11 +204,42 @@ pub fn alert_parts(app: &App, width: usize) -> (Option<String>, Option<String>) 
             }
         })
         .collect();
-    let lead = " ⚑ call-ups: ";
-    let room = width.saturating_sub(used);
-    let callups =
-        calls.first().filter(|first| display_width(lead) + display_width(first) <= room).map(|_| fit_list(lead, &calls, room));
-    (grids, callups)
+    let grids_noun = if low.len() == 1 { "grid" } else { "grids" };
+    let calls_noun = if calls.len() == 1 { "call-up" } else { "call-ups" };
+    // Each part in full, and in short for when its first item does not fit.
+    let wanted = [
+        (
+            Alert::Unstaffable,
+            format!(" ✖ {} unstaffable: ", unstaffable.len()),
+            format!(" ✖ {} unstaffable", unstaffable.len()),
+            unstaffable,
+        ),
+        (
+            Alert::LowGrids,
+            format!(" ▼ {} {grids_noun} below minimum: ", low.len()),
+            format!(" ▼ {} {grids_noun} low", low.len()),
+            low,
+        ),
+        (Alert::Callups, " ⚑ call-ups: ".to_string(), format!(" ⚑ {} {calls_noun}", calls.len()), calls),
+    ];
+    let mut parts = Vec::new();
+    let mut used = 0;
+    for (alert, lead, short, items) in wanted {
+        let Some(first) = items.first() else {
+            continue;
+        };
+        let room = width.saturating_sub(used);
+        let text = if parts.is_empty() || display_width(&lead) + display_width(first) <= room {
+            fit_list(&lead, &items, room)
+        } else if display_width(&short) <= room {
+            short
+        } else {
+            continue;
+        };
+        used += display_width(&text);
+        parts.push((alert, text));
+    }
+    parts
 }
 
 /// `lead` and as many of `items` as fit in `width`, then "+N more".
@@ -200,14 +265,17 @@ fn draw_alert(frame: &mut Frame, area: Rect, app: &App) {
     if area.height == 0 {
         return;
     }
-    let (grids, callups) = alert_parts(app, usize::from(area.width));
-    let mut spans = Vec::new();
-    if let Some(grids) = grids {
-        spans.push(Span::styled(grids, Style::new().bg(Color::Yellow).fg(Color::Black).add_modifier(Modifier::BOLD)));
-    }
-    if let Some(callups) = callups {
-        spans.push(Span::styled(callups, Style::new().bg(Color::Cyan).fg(Color::Black)));
-    }
+    let spans: Vec<Span> = alert_parts(app, usize::from(area.width))
+        .into_iter()
+        .map(|(alert, text)| {
+            let style = match alert {
+                Alert::Unstaffable => Style::new().bg(Color::Red).fg(Color::White).add_modifier(Modifier::BOLD),
+                Alert::LowGrids => Style::new().bg(Color::Yellow).fg(Color::Black).add_modifier(Modifier::BOLD),
+                Alert::Callups => Style::new().bg(Color::Cyan).fg(Color::Black),
+            };
+            Span::styled(text, style)
+        })
+        .collect();
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -293,12 +361,18 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
         frame.render_widget(Paragraph::new("no open incidents").block(block), area);
         return;
     }
+    // As wide as the longest id, as long as WHAT keeps its room; a longer
+    // id keeps its end, which tells the ids of one drill or shard apart.
+    let inner_width = usize::from(area.width.saturating_sub(2));
+    let id_room = inner_width.saturating_sub(INCIDENT_FIXED_COLUMNS + MIN_WHAT).max(4);
+    let longest_id = rows_data.iter().map(|row| display_width(&row.id)).max().unwrap_or(2);
+    let id_width = longest_id.clamp(2, id_room);
     let rows: Vec<Row> = rows_data
         .iter()
         .map(|row| {
             Row::new(vec![
                 Span::styled(format!("P{}", row.priority), Style::new().fg(priority_colour(row.priority))),
-                Span::raw(row.id.clone()),
+                Span::raw(truncate_start(&row.id, id_width)),
                 // "reported" does not fit the column: a report awaits triage.
                 Span::raw(if row.status == pb::IncidentStatus::Reported as i32 {
                     "triage"
@@ -313,7 +387,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
         .collect();
     let widths = [
         Constraint::Length(2),
-        Constraint::Length(10),
+        Constraint::Length(u16::try_from(id_width).unwrap_or(u16::MAX)),
         Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Length(5),
@@ -335,7 +409,7 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
 
 fn feed_colour(kind: &str) -> Color {
     match kind {
-        "mode_switched" | "grid_staffing_low" | "callup_deadline_passed" => Color::Red,
+        "mode_switched" | "grid_staffing_low" | "callup_deadline_passed" | "incident_unstaffable" => Color::Red,
         "incident_reported" | "field_reported" | "plan_activated" | "callup_issued" => Color::Yellow,
         "checked_in" | "grid_staffing_restored" | "report_accepted" => Color::Green,
         "assigned" | "incident_staffed" | "assignment_completed" => Color::Green,
@@ -380,17 +454,24 @@ fn draw_detail(frame: &mut Frame, area: Rect, app: &App, detail: Option<&pb::Inc
             Span::styled(format!("{} ", incident.category), bold),
             Span::styled(format!("P{} ", incident.priority), Style::new().fg(priority_colour(incident.priority))),
             Span::raw(format!(
-                "{}  {} of {} people",
+                "{}  {} of {} {}",
                 labels::incident_status_name(incident.status),
                 incident.assignments.len(),
-                incident.headcount
+                incident.headcount,
+                if incident.headcount == 1 { "person" } else { "people" }
             )),
         ]),
         Line::from(format!("reported {} ago by {}", labels::age(incident.reported_at_ms, app.now_ms), incident.reported_by)),
         Line::from(format!(
-            "grid {}  mode {}  offered from {}",
+            "grid {}  mode {}{}  offered from {}",
             if incident.grid_id.is_empty() { "-" } else { &incident.grid_id },
             labels::mode_key(incident.mode),
+            // A switch since it was reported: the mode it was first handled in.
+            if incident.reported_mode != incident.mode && incident.reported_mode != pb::Mode::Unspecified as i32 {
+                format!(" (reported in {})", labels::mode_key(incident.reported_mode))
+            } else {
+                String::new()
+            },
             labels::level_name(incident.scope)
         )),
     ];

@@ -1,7 +1,8 @@
 //! `pingji watch`: a full-screen live view of a dispatcher — a map of areas,
 //! people and incidents, the open incidents, the event feed, a banner per
-//! area in an emergency, and an alert line for grids below their minimum of
-//! available people and for open call-ups.
+//! area in an emergency, and an alert line for incidents nobody on the
+//! roster could staff, grids below their minimum of available people and
+//! open call-ups.
 //!
 //! State and I/O are apart: [`App`] holds what the view knows and changes
 //! only through its methods, [`draw()`] is a pure function of it, and [`run`]
@@ -38,6 +39,7 @@ use self::app::Action;
 pub use self::app::App;
 pub use self::draw::draw;
 use self::sources::{Fetch, Update};
+use crate::cli::FeedStart;
 use crate::connection::Connection;
 use crate::error::ConsoleError;
 use pingji_client::labels;
@@ -55,9 +57,8 @@ const UPDATE_QUEUE: usize = 4096;
 /// How long the tasks get to stop at the end.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
-/// Runs the live view until the user quits; the feed starts at `from_seq`
-/// (0: only new events).
-pub async fn run(connection: Connection, from_seq: u64) -> Result<(), ConsoleError> {
+/// Runs the live view until the user quits; the feed starts at `start`.
+pub async fn run(connection: Connection, start: FeedStart) -> Result<(), ConsoleError> {
     let mut client = connection.commands();
     // Read what the view starts with before taking over the terminal, so
     // that an unreachable or failing dispatcher is one line on stderr.
@@ -80,7 +81,7 @@ pub async fn run(connection: Connection, from_seq: u64) -> Result<(), ConsoleErr
             return Err(ConsoleError::Terminal(error));
         }
     };
-    let result = run_view(&mut terminal, app, connection, from_seq).await;
+    let result = run_view(&mut terminal, app, connection, start).await;
     let restored = ratatui::try_restore().map_err(ConsoleError::Terminal);
     result.and(restored)
 }
@@ -89,7 +90,7 @@ async fn run_view(
     terminal: &mut DefaultTerminal,
     mut app: App,
     connection: Connection,
-    from_seq: u64,
+    start: FeedStart,
 ) -> Result<(), ConsoleError> {
     let client = connection.commands();
     let (stop, shutdown) = watch::channel(false);
@@ -97,7 +98,7 @@ async fn run_view(
     let (fetch_sender, fetch_requests) = mpsc::channel(8);
     let (keys_sender, mut keys) = mpsc::channel(64);
     let tasks = [
-        tokio::spawn(sources::stream_events(connection, from_seq, updates_sender.clone(), shutdown.clone())),
+        tokio::spawn(sources::stream_events(connection, start, updates_sender.clone(), shutdown.clone())),
         tokio::spawn(sources::poll_people(client.clone(), updates_sender.clone(), shutdown.clone())),
         tokio::spawn(sources::fetch(client, fetch_requests, updates_sender, shutdown)),
     ];

@@ -24,6 +24,7 @@ use ratatui::crossterm::event::{self as terminal_event, Event as TerminalEvent};
 use tokio::sync::{mpsc, watch};
 
 use super::app::{Link, PersonDot};
+use crate::cli::FeedStart;
 use crate::commands::roster::{ListFilter, fetch_people};
 use crate::connection::{Client, Connection};
 use crate::error::ConsoleError;
@@ -71,15 +72,18 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Streams events from `from_seq` (0: only new ones) into `updates`. When
-/// the stream breaks it tries again, resuming after the last event seen.
+/// Streams events from `start` into `updates`. When the stream breaks it
+/// tries again, resuming after the last event seen.
 pub async fn stream_events(
     connection: Connection,
-    from_seq: u64,
+    start: FeedStart,
     updates: mpsc::Sender<Update>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut events = EventStream::new(connection, from_seq, STREAM_BACKOFF);
+    let mut events = match start {
+        FeedStart::From(from_seq) => EventStream::new(connection, from_seq, STREAM_BACKOFF),
+        FeedStart::Last(count) => EventStream::new(connection, 0, STREAM_BACKOFF).with_recent(count),
+    };
     loop {
         let watched = tokio::select! {
             () = stopped(&mut shutdown) => return,

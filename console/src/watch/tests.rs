@@ -236,6 +236,7 @@ fn a_selected_incident_shows_its_offers_and_assignments() {
         reported_by: "operator:li".into(),
         grid_id: "d1-g1".into(),
         mode: pb::Mode::Normal as i32,
+        reported_mode: pb::Mode::EmergencyIi as i32,
         scope: pb::AreaLevel::Grid as i32,
         open_offers: vec![pb::Offer {
             offer_id: "off-2".into(),
@@ -260,6 +261,8 @@ fn a_selected_incident_shows_its_offers_and_assignments() {
     assert!(text.contains("p0003  240 m  ETA 2m  42s left"), "{text}");
     assert!(text.contains("Assignments (1)"), "{text}");
     assert!(text.contains("p0001  on site  assigned 30s ago"), "{text}");
+    let wide = screen(&render(&app, 160, 40));
+    assert!(wide.contains("mode normal (reported in emergency_ii)"), "the mode it was handled in: {wide}");
     // The detail takes the map's place; Esc gives the map back.
     assert!(!text.contains("Map: 3 people"), "{text}");
     app.handle_key(key(KeyCode::Esc));
@@ -467,4 +470,135 @@ fn a_field_report_waits_for_triage_in_the_incident_list() {
         Body::ReportRejected(pb::event::ReportRejected { incident_id: "inc-000002".into(), reason: "not ours".into() }),
     ));
     assert_eq!(app.open_incidents().len(), 1);
+}
+
+fn unstaffable(id: &str, needed: u32, possible: u32, missing: &[&str]) -> Body {
+    Body::IncidentUnstaffable(pb::event::IncidentUnstaffable {
+        incident_id: id.into(),
+        needed,
+        possible,
+        missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
+        beyond_reach: false,
+    })
+}
+
+#[test]
+fn an_incident_nobody_on_the_roster_could_staff_leads_the_alert_line_until_it_ends() {
+    let mut app = sample_app();
+    app.apply_event(&event(2, "operator:li", reported("inc-000002", 2)));
+    app.apply_event(&event(3, "dispatcher", unstaffable("inc-000001", 1, 0, &["firstaid"])));
+    app.apply_event(&event(4, "dispatcher", unstaffable("inc-000002", 3, 1, &[])));
+    app.apply_event(&event(5, "dispatcher", staffing_low("d1-g1", 0, 3)));
+    let buffer = render(&app, 80, 24);
+    let lines = rows(&buffer);
+    // At 80 columns the grids do not fit whole after the incidents: the
+    // most pressing part is shown whole, the grids in short.
+    assert_eq!(
+        lines[1].trim_end(),
+        " ✖ 2 unstaffable: inc-000001 no firstaid, inc-000002 1/3 possible ▼ 1 grid low",
+        "{lines:#?}"
+    );
+    assert_eq!(buffer[(2, 1)].bg, Color::Red, "the unstaffable part is red");
+    let wide = rows(&render(&app, 120, 30));
+    assert!(
+        wide[1]
+            .starts_with(" ✖ 2 unstaffable: inc-000001 no firstaid, inc-000002 1/3 possible ▼ 1 grid below minimum: d1-g1 0/3"),
+        "{wide:#?}"
+    );
+    assert!(screen(&buffer).contains("inc-000001 cannot be staffed: nobody on the roster has firstaid"), "in the feed too");
+
+    // Staffed or ended, the alert goes; the list of open incidents, read
+    // again, drops what is no longer open.
+    app.apply_event(&event(6, "dispatcher", staffed("inc-000002")));
+    app.apply_event(&event(7, "dispatcher", restored("d1-g1", 3)));
+    let lines = rows(&render(&app, 80, 24));
+    assert!(lines[1].starts_with(" ✖ 1 unstaffable: inc-000001 no firstaid"), "{lines:#?}");
+    app.set_incidents(&[]);
+    assert!(!app.has_alerts());
+}
+
+/// The alert was raised before the feed's first event (a watch opened
+/// later): the list of open incidents still says so, and says when the
+/// roster could staff it again.
+#[test]
+fn an_unstaffable_incident_from_before_the_feed_is_alerted_from_the_incident_list() {
+    let mut app = App::new("http://127.0.0.1:50051");
+    let mut incident = pb::Incident {
+        id: "inc-000028".into(),
+        category: "medical".into(),
+        priority: 1,
+        headcount: 1,
+        status: pb::IncidentStatus::Waiting as i32,
+        unstaffable: Some(pb::RosterShortfall { needed: 1, missing_skills: vec!["firstaid".into()], ..Default::default() }),
+        ..Default::default()
+    };
+    app.set_incidents(std::slice::from_ref(&incident));
+    assert_eq!(app.unstaffable().map(|alert| alert.lacking.as_str()).collect::<Vec<_>>(), ["no firstaid"]);
+    assert!(rows(&render(&app, 80, 24))[1].starts_with(" ✖ 1 unstaffable: inc-000028 no firstaid"));
+    incident.unstaffable = None;
+    app.set_incidents(&[incident]);
+    assert!(!app.has_alerts(), "someone with the skill joined the roster");
+}
+
+/// Issue #25: at 80×24 the WHAT column was gone and every id of a live
+/// drill read `drill-1796`. Every column shows, and long ids keep the end
+/// that tells them apart.
+#[test]
+fn at_80x24_every_column_shows_and_long_ids_keep_the_end_that_tells_them_apart() {
+    let mut app = sample_app();
+    for (seq, id) in [(2, "drill-1746057600123-1"), (3, "drill-1746057600123-2"), (4, "drill-1746057600123-12")] {
+        app.apply_event(&event(seq, "operator:drill", reported(id, 2)));
+    }
+    let lines = rows(&render(&app, 80, 24));
+    let text = lines.join("\n");
+    assert!(lines[0].contains("4 open") && lines[0].contains("127.0.0.1:50051"), "the header fits: {text}");
+    let header = lines.iter().find(|line| line.contains("STATUS")).unwrap_or_else(|| panic!("no list header: {text}"));
+    assert!(header.contains("STAFF AGE   WHAT"), "{text}");
+    assert!(text.contains("P1 inc-000001     waiting 0/2   1m    medical"), "{text}");
+    for tail in ["…46057600123-1 ", "…46057600123-2 ", "…6057600123-12 "] {
+        let row = lines.iter().find(|line| line.contains(tail)).unwrap_or_else(|| panic!("no row with {tail:?}: {text}"));
+        assert!(row.contains("waiting 0/2   1m    medical"), "{row}");
+    }
+    // The feed keeps whole ids.
+    assert!(text.contains("drill-1746057600123-12 medical P2 x2"), "{text}");
+}
+
+#[test]
+fn the_audit_of_reads_stays_out_of_the_feed() {
+    let mut app = sample_app();
+    for seq in 2..20 {
+        let read =
+            Body::PersonalDataRead(pb::event::PersonalDataRead { rpc: "ListAgents".into(), subject: "list".into(), people: 2 });
+        app.apply_event(&event(seq, "operator:admin", read));
+    }
+    assert_eq!(app.feed().len(), 1, "only the incident's report");
+    assert_eq!(app.last_seq(), 19);
+    assert!(screen(&render(&app, 80, 24)).contains("inc-000001 medical P1 x2"));
+}
+
+#[test]
+fn at_80x24_an_incidents_details_take_the_top_and_esc_gives_the_map_and_list_back() {
+    let mut app = sample_app();
+    app.handle_key(key(KeyCode::Down));
+    app.handle_key(key(KeyCode::Enter));
+    app.set_detail(pb::Incident {
+        id: "inc-000001".into(),
+        category: "medical".into(),
+        priority: 1,
+        headcount: 2,
+        status: pb::IncidentStatus::Waiting as i32,
+        grid_id: "d1-g1".into(),
+        mode: pb::Mode::EmergencyIi as i32,
+        reported_mode: pb::Mode::Normal as i32,
+        ..Default::default()
+    });
+    let lines = rows(&render(&app, 80, 24));
+    let text = lines.join("\n");
+    assert!(lines[1].starts_with("┌Incident inc-000001 (Esc closes)"), "{text}");
+    assert!(text.contains("medical P1 waiting  0 of 2 people"), "{text}");
+    assert!(text.contains("grid d1-g1  mode emergency_ii (reported in normal)  offered from"), "one line at 80: {text}");
+    assert!(!text.contains("Open incidents"), "{text}");
+    app.handle_key(key(KeyCode::Esc));
+    let text = screen(&render(&app, 80, 24));
+    assert!(text.contains("Map: 3 people") && text.contains("Open incidents: 1"), "{text}");
 }

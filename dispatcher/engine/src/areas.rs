@@ -192,6 +192,17 @@ impl AreaMap {
         self.shapes.get(id).and_then(|shape| shape.centroid)
     }
 
+    /// The bounding box of the whole map (south-west, north-east corners);
+    /// `None` while no area has a boundary.
+    pub fn bounds(&self) -> Option<(Position, Position)> {
+        self.shapes.values().filter_map(|shape| shape.bounds).reduce(|(south_west, north_east), (low, high)| {
+            (
+                Position { lon: south_west.lon.min(low.lon), lat: south_west.lat.min(low.lat) },
+                Position { lon: north_east.lon.max(high.lon), lat: north_east.lat.max(high.lat) },
+            )
+        })
+    }
+
     /// The farthest a point of the area's bounding box can be from `from`, in
     /// metres: nobody farther away can be inside the area.
     pub fn farthest_extent_m(&self, id: &AreaId, from: Position) -> Option<f64> {

@@ -99,9 +99,37 @@ pub enum EventKind {
         to: AreaLevel,
         reason: WidenReason,
     },
+    /// Nobody fits at this level *now* (recorded once per stretch of
+    /// waiting; retried until someone does): people may come on duty, come
+    /// near or finish another task, or the offer may widen.
     NoCandidates {
         incident: IncidentId,
         level: AreaLevel,
+    },
+    /// Nobody on the whole roster could ever staff the incident: fewer
+    /// people than it still needs have every skill it requires and are not
+    /// excluded from it (they declined, let an offer lapse, or serve it
+    /// already), or it lies outside the map farther than anyone may travel
+    /// to a task. Unlike `NoCandidates`, waiting does not help; only a change
+    /// of the roster or of the incident does. Everyone else on the roster
+    /// counts as possible whatever their status, role or place on the map
+    /// (people off duty, reserves and people across the city may yet come),
+    /// so this is never raised for someone merely busy or distant. Raised
+    /// when a search for candidates comes up short at the incident's widest
+    /// level (in emergency, the emergency area), and again only when the
+    /// figures change.
+    IncidentUnstaffable {
+        incident: IncidentId,
+        /// People it still needs.
+        needed: u32,
+        /// People on the roster who could take it: fewer than `needed`.
+        possible: u32,
+        /// Skills it requires that nobody on the roster has.
+        missing_skills: std::collections::BTreeSet<String>,
+        /// Outside every area and farther from the map than the longest
+        /// travel any mode allows (see `Engine::beyond_reach`).
+        #[serde(default)]
+        beyond_reach: bool,
     },
     IncidentStaffed {
         incident: IncidentId,
@@ -246,6 +274,7 @@ impl EventKind {
             EventKind::OfferWithdrawn { .. } => "offer_withdrawn",
             EventKind::Widened { .. } => "widened",
             EventKind::NoCandidates { .. } => "no_candidates",
+            EventKind::IncidentUnstaffable { .. } => "incident_unstaffable",
             EventKind::IncidentStaffed { .. } => "incident_staffed",
             EventKind::AgentArrived { .. } => "agent_arrived",
             EventKind::AssignmentCompleted { .. } => "assignment_completed",
@@ -282,6 +311,7 @@ impl EventKind {
             | EventKind::OfferWithdrawn { incident, .. }
             | EventKind::Widened { incident, .. }
             | EventKind::NoCandidates { incident, .. }
+            | EventKind::IncidentUnstaffable { incident, .. }
             | EventKind::IncidentStaffed { incident }
             | EventKind::AgentArrived { incident, .. }
             | EventKind::AssignmentCompleted { incident, .. }

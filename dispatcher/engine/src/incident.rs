@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::areas::{AreaLevel, Placement};
 use crate::ids::{ActivationId, AgentId, IncidentId, Millis, OfferId};
+use crate::policy::Mode;
 use crate::spatial::Position;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -128,6 +129,31 @@ pub struct Incident {
     pub reporters: Vec<AgentId>,
     #[serde(default)]
     pub merged_into: Option<IncidentId>,
+    /// The mode in force where the incident is (the strictest over its
+    /// areas) when it was reported: what it was first handled under, while
+    /// the area's mode may have changed since. `None` for incidents read
+    /// from a snapshot made before this was recorded.
+    #[serde(default)]
+    pub reported_mode: Option<Mode>,
+    /// The last `incident_unstaffable` raised for it, so that the same
+    /// shortfall is not raised again.
+    #[serde(default)]
+    pub unstaffable: Option<RosterShortfall>,
+}
+
+/// How short of people the whole roster leaves an incident (see
+/// `EventKind::IncidentUnstaffable`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterShortfall {
+    /// People it still needs.
+    pub needed: u32,
+    /// People on the roster who could take it: fewer than `needed`.
+    pub possible: u32,
+    /// Skills it requires that nobody on the roster has.
+    pub missing_skills: BTreeSet<String>,
+    /// Outside the map, farther than anyone may travel to a task.
+    #[serde(default)]
+    pub beyond_reach: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -191,6 +217,8 @@ impl Incident {
             triage_pending: false,
             reporters: Vec::new(),
             merged_into: None,
+            reported_mode: None,
+            unstaffable: None,
         }
     }
 

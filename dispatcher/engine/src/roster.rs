@@ -1,6 +1,6 @@
 //! The roster: the people who can be dispatched, their roles, skills and status.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +107,78 @@ pub fn normalise_skills<'a>(skills: impl IntoIterator<Item = &'a String>) -> BTr
     skills.into_iter().map(|skill| skill.trim().to_lowercase()).filter(|skill| !skill.is_empty()).collect()
 }
 
+/// Who on the roster has each skill: to tell a misspelt skill from a real
+/// one when an incident is reported, and to count who on the whole roster
+/// could ever take an incident, without walking everyone. Derived from the
+/// roster, never journaled; the engine keeps it in step with every change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SkillIndex {
+    holders: BTreeMap<String, BTreeSet<AgentId>>,
+}
+
+impl SkillIndex {
+    pub fn of<'a>(profiles: impl IntoIterator<Item = &'a AgentProfile>) -> SkillIndex {
+        let mut index = SkillIndex::default();
+        for profile in profiles {
+            index.add(profile);
+        }
+        index
+    }
+
+    pub fn add(&mut self, profile: &AgentProfile) {
+        for skill in &profile.skills {
+            self.holders.entry(skill.clone()).or_default().insert(profile.id.clone());
+        }
+    }
+
+    pub fn remove(&mut self, profile: &AgentProfile) {
+        for skill in &profile.skills {
+            if let Some(holders) = self.holders.get_mut(skill) {
+                holders.remove(&profile.id);
+                if holders.is_empty() {
+                    self.holders.remove(skill);
+                }
+            }
+        }
+    }
+
+    /// Whether anyone on the roster has `skill`.
+    pub fn knows(&self, skill: &str) -> bool {
+        self.holders.contains_key(skill)
+    }
+
+    /// The people with `skill` (none for a skill nobody has).
+    pub fn holders(&self, skill: &str) -> Option<&BTreeSet<AgentId>> {
+        self.holders.get(skill)
+    }
+
+    /// The known skills nearest to `unknown` by edit distance, nearest
+    /// first (then by name), at most `limit`: what the operator probably
+    /// meant.
+    pub fn nearest(&self, unknown: &str, limit: usize) -> Vec<&str> {
+        let mut ranked: Vec<(usize, &str)> =
+            self.holders.keys().map(|known| (edit_distance(unknown, known), known.as_str())).collect();
+        ranked.sort();
+        ranked.into_iter().take(limit).map(|(_, known)| known).collect()
+    }
+}
+
+/// Levenshtein distance between two words, by characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, a_char) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, b_char) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(a_char != *b_char);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
 pub use pingji_rules::{MAX_NAME_CHARS, MAX_PHONE_CHARS, MAX_SKILL_CHARS, MAX_SKILLS, check_name, check_phone, check_skills};
 
 /// Every limit on a person's record; the problem names the field.
@@ -120,6 +192,41 @@ pub fn check_profile(profile: &AgentProfile) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn profile(id: &str, skills: &[&str]) -> AgentProfile {
+        AgentProfile {
+            id: AgentId::new(id),
+            name: id.to_string(),
+            role: Role::Volunteer,
+            skills: skills.iter().map(|skill| skill.to_string()).collect(),
+            phone: String::new(),
+            home_area: None,
+            travel_mode: TravelMode::Walk,
+            on_duty: true,
+            home: None,
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edit_distance("firstaid", "first_aid"), 1);
+        assert_eq!(edit_distance("diving", "driving"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("急救", "急救"), 0);
+    }
+
+    #[test]
+    fn the_index_follows_the_roster_and_names_the_nearest_skills() {
+        let medic = profile("p1", &["first_aid", "driving"]);
+        let mut index = SkillIndex::of([&medic, &profile("p2", &["elder_care"])]);
+        assert!(index.knows("first_aid") && !index.knows("firstaid"));
+        assert_eq!(index.nearest("firstaid", 2), ["first_aid", "driving"]);
+        index.remove(&medic);
+        index.add(&profile("p1", &["electrician"]));
+        assert!(!index.knows("first_aid"), "a skill nobody has any more is forgotten");
+        assert_eq!(index.holders("electrician").map(BTreeSet::len), Some(1));
+    }
 
     fn skills(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|name| name.to_string()).collect()

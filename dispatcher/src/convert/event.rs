@@ -117,6 +117,15 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::NoCandidates { incident, level } => {
             Body::NoCandidates(e::NoCandidates { incident_id: incident.to_string(), level: level_to_pb(*level) as i32 })
         }
+        EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+            Body::IncidentUnstaffable(e::IncidentUnstaffable {
+                incident_id: incident.to_string(),
+                needed: *needed,
+                possible: *possible,
+                missing_skills: missing_skills.iter().cloned().collect(),
+                beyond_reach: *beyond_reach,
+            })
+        }
         EventKind::IncidentStaffed { incident } => {
             Body::IncidentStaffed(e::IncidentStaffed { incident_id: incident.to_string() })
         }
@@ -473,6 +482,13 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         Body::NoCandidates(none) => {
             EventKind::NoCandidates { incident: IncidentId::new(&none.incident_id), level: level(none.level, "level")? }
         }
+        Body::IncidentUnstaffable(unstaffable) => EventKind::IncidentUnstaffable {
+            incident: IncidentId::new(&unstaffable.incident_id),
+            needed: unstaffable.needed,
+            possible: unstaffable.possible,
+            missing_skills: unstaffable.missing_skills.iter().cloned().collect(),
+            beyond_reach: unstaffable.beyond_reach,
+        },
         Body::IncidentStaffed(staffed) => EventKind::IncidentStaffed { incident: IncidentId::new(&staffed.incident_id) },
         Body::AgentArrived(arrived) => {
             EventKind::AgentArrived { incident: IncidentId::new(&arrived.incident_id), agent: AgentId::new(&arrived.agent_id) }
@@ -893,6 +909,15 @@ mod tests {
             (incident(), level(), level(), prop::sample::select(vec![WidenReason::NoCandidates, WidenReason::WaitExpired]))
                 .prop_map(|(incident, from, to, reason)| EventKind::Widened { incident, from, to, reason }),
             (incident(), level()).prop_map(|(incident, level)| EventKind::NoCandidates { incident, level }),
+            (incident(), any::<u32>(), any::<u32>(), skills(), any::<bool>()).prop_map(
+                |(incident, needed, possible, missing_skills, beyond_reach)| EventKind::IncidentUnstaffable {
+                    incident,
+                    needed,
+                    possible,
+                    missing_skills,
+                    beyond_reach
+                }
+            ),
             incident().prop_map(|incident| EventKind::IncidentStaffed { incident }),
             (incident(), agent()).prop_map(|(incident, agent)| EventKind::AgentArrived { incident, agent }),
             (incident(), agent(), text()).prop_map(|(incident, agent, feedback)| EventKind::AssignmentCompleted {
@@ -1080,6 +1105,7 @@ mod tests {
                 | EventKind::OfferWithdrawn { .. }
                 | EventKind::Widened { .. }
                 | EventKind::NoCandidates { .. }
+                | EventKind::IncidentUnstaffable { .. }
                 | EventKind::IncidentStaffed { .. }
                 | EventKind::AgentArrived { .. }
                 | EventKind::AssignmentCompleted { .. }
@@ -1114,6 +1140,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 35, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 36, "kinds generated: {seen:?}");
     }
 }

@@ -272,6 +272,13 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
         merged_into: incident.merged_into.as_ref().map(|id| id.to_string()).unwrap_or_default(),
         report_text: incident.report.as_ref().map(|report| report.text.clone()).unwrap_or_default(),
         photo_ref: incident.report.as_ref().map(|report| report.photo_ref.clone()).unwrap_or_default(),
+        reported_mode: incident.reported_mode.map_or(pb::Mode::Unspecified, mode_to_pb) as i32,
+        unstaffable: engine.roster_shortfall(incident).map(|shortfall| pb::RosterShortfall {
+            needed: shortfall.needed,
+            possible: shortfall.possible,
+            missing_skills: shortfall.missing_skills.into_iter().collect(),
+            beyond_reach: shortfall.beyond_reach,
+        }),
     }
 }
 

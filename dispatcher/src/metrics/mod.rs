@@ -140,6 +140,7 @@ pub struct Metrics {
     connected_agents: Gauge,
     available_people: Family<DistrictLabel, Gauge>,
     open_incidents: Family<IncidentLabels, Gauge>,
+    unstaffable_incidents: Family<PriorityLabel, Gauge>,
     queue_depth: Gauge,
     area_mode: Family<AreaModeLabels, Gauge>,
     otlp: Arc<OnceLock<OtlpInstruments>>,
@@ -181,6 +182,7 @@ impl Metrics {
             connected_agents: Gauge::default(),
             available_people: Family::default(),
             open_incidents: Family::default(),
+            unstaffable_incidents: Family::default(),
             queue_depth: Gauge::default(),
             area_mode: Family::default(),
             otlp: Arc::new(OnceLock::new()),
@@ -233,6 +235,11 @@ impl Metrics {
             self.available_people.clone(),
         );
         registry.register("open_incidents", "Open incidents by status and priority", self.open_incidents.clone());
+        registry.register(
+            "unstaffable_incidents",
+            "Open incidents fewer people on the whole roster could take than they need (incident_unstaffable), by priority",
+            self.unstaffable_incidents.clone(),
+        );
         registry.register("command_queue_depth", "Requests waiting for the engine", self.queue_depth.clone());
         registry.register(
             "area_mode",
@@ -315,6 +322,7 @@ impl Metrics {
         self.queue_depth.set(0);
         self.available_people.clear();
         self.open_incidents.clear();
+        self.unstaffable_incidents.clear();
         self.area_mode.clear();
         if !dispatchers.is_empty() {
             // Serving, but not ready while a store is out of reach (writes refused).
@@ -346,6 +354,9 @@ impl Metrics {
             let labels = IncidentLabels { status: (*status).to_string(), priority: priority.to_string() };
             self.open_incidents.get_or_create(&labels).inc_by(*count);
         }
+        for (priority, count) in &figures.unstaffable_incidents {
+            self.unstaffable_incidents.get_or_create(&PriorityLabel { priority: priority.to_string() }).inc_by(*count);
+        }
         for (area, mode) in &figures.area_modes {
             if let Some(grade) = grade_of(*mode) {
                 self.area_mode.get_or_create(&AreaModeLabels { area: area.clone(), grade: grade.to_string() }).set(1);
@@ -370,6 +381,8 @@ struct StateFigures {
     connected: usize,
     available_by_district: BTreeMap<String, i64>,
     open_incidents: BTreeMap<(&'static str, u8), i64>,
+    /// By priority: open incidents the whole roster could not staff now.
+    unstaffable_incidents: BTreeMap<u8, i64>,
     area_modes: Vec<(String, Mode)>,
 }
 
@@ -389,13 +402,20 @@ impl StateFigures {
             }
         }
         let mut open_incidents = BTreeMap::new();
+        let mut unstaffable_incidents = BTreeMap::new();
         for id in &state.open_incidents {
             if let Some(incident) = state.incidents.get(id) {
                 *open_incidents.entry((incident.status().name(), incident.spec.priority)).or_insert(0) += 1;
+                // Worked out now rather than from the last event: a roster
+                // change since may have made it staffable (cheap: the
+                // engine counts from its skill index).
+                if engine.roster_shortfall(incident).is_some() {
+                    *unstaffable_incidents.entry(incident.spec.priority).or_insert(0) += 1;
+                }
             }
         }
         let area_modes = state.modes.iter().map(|(area, setting)| (area.to_string(), setting.mode)).collect();
-        StateFigures { connected, available_by_district, open_incidents, area_modes }
+        StateFigures { connected, available_by_district, open_incidents, unstaffable_incidents, area_modes }
     }
 }
 
@@ -524,5 +544,58 @@ mod tests {
         assert!(text.contains("pingji_journal_append_seconds_count 1"), "{text}");
         assert!(text.contains("pingji_ready 0"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn an_incident_nobody_on_the_roster_could_take_is_counted_as_unstaffable() {
+        use pingji_engine::engine::Command;
+        use pingji_engine::incident::IncidentSpec;
+        use pingji_engine::spatial::Position;
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/maps/sample-city.geojson"))
+            .expect("the sample city");
+        let mut engine = Engine::new(pingji_engine::policy::Policy::default());
+        let now = Millis(1_800_000_000_000);
+        let map = pingji_engine::areas::parse_geojson(&text).expect("parses");
+        engine.execute(Command::ImportAreas(map), "operator:test", now).expect("imports");
+        let at = engine.state().areas.centroid(&pingji_engine::ids::AreaId::new("d1-s1-c1-g1")).expect("a grid");
+        let spec = |skills: &[&str]| IncidentSpec {
+            at: Position { lon: at.lon, lat: at.lat },
+            category: "rescue".into(),
+            priority: 2,
+            skills: skills.iter().map(|skill| skill.to_string()).collect(),
+            headcount: 1,
+            description: String::new(),
+        };
+        let helper = pingji_engine::roster::AgentProfile {
+            id: pingji_engine::ids::AgentId::new("helper"),
+            name: "helper".into(),
+            role: pingji_engine::roster::Role::Volunteer,
+            skills: Default::default(),
+            phone: String::new(),
+            home_area: None,
+            travel_mode: pingji_engine::roster::TravelMode::Walk,
+            on_duty: false,
+            home: None,
+        };
+        engine
+            .execute(Command::UpsertAgents { agents: vec![helper], all_new: true, tokens: Vec::new() }, "operator:test", now)
+            .expect("added");
+        engine
+            .execute(Command::CreateIncident { id: None, spec: spec(&["diving"]), force: true }, "operator:test", now)
+            .expect("forced");
+        engine
+            .execute(Command::CreateIncident { id: None, spec: spec(&[]), force: true }, "operator:test", now)
+            .expect("created");
+        let figures = StateFigures::of(&engine);
+        assert_eq!(
+            figures.unstaffable_incidents,
+            BTreeMap::from([(2, 1)]),
+            "nobody has diving; the helper (off duty, not connected) could still come to the other"
+        );
+        let metrics = Metrics::new();
+        metrics.add_state(&figures);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry).expect("encodes");
+        assert!(text.contains("pingji_unstaffable_incidents{priority=\"2\"} 1"), "{text}");
     }
 }

@@ -122,10 +122,11 @@ impl Tokens {
             }
         };
         let lookup = name.clone();
-        let account = self
+        let (account, no_accounts_here) = self
             .dispatcher
             .query(move |engine, _| {
-                engine.state().operators.get(&lookup).map(|operator| (operator.role, operator.token_hash.clone()))
+                let operators = &engine.state().operators;
+                (operators.get(&lookup).map(|operator| (operator.role, operator.token_hash.clone())), operators.is_empty())
             })
             .await?;
         // The same answer for an unknown name and a wrong secret: a refusal
@@ -147,6 +148,10 @@ impl Tokens {
             (None, None) => None,
         };
         let Some((role, hash)) = account else {
+            if no_accounts_here && self.no_accounts_elsewhere().await {
+                info!(operator = %name, "operator token refused: there are no operator accounts yet");
+                return Err(no_operator_accounts());
+            }
             return Err(refused());
         };
         if !self.matches(token, &hash).await {
@@ -155,10 +160,33 @@ impl Tokens {
         Ok(Caller { name, role })
     }
 
+    /// With one shard per district, whether no shard has published an
+    /// account either; always true for a dispatcher of the whole city. When
+    /// the published accounts cannot be read, false: better the usual
+    /// refusal than a wrong "there are no accounts".
+    async fn no_accounts_elsewhere(&self) -> bool {
+        match &self.sharding {
+            Some(sharding) => sharding.published_operator_count().await == Some(0),
+            None => true,
+        }
+    }
+
     /// Whether `token` is the current token of person `agent`. A person who
     /// is not on the roster, has no token yet or gave a wrong one are all
-    /// refused alike.
+    /// refused alike. An operator's token is told apart by its prefix (it is
+    /// checked against no account): a mix-up to put right, which says
+    /// nothing about who is on the roster.
     pub async fn check_agent(&self, agent: &AgentId, token: &str) -> Result<(), Status> {
+        if token.starts_with(accounts::OPERATOR_TOKEN_PREFIX) {
+            return Err(error::unauthenticated(
+                ErrorReason::OperatorToken,
+                format!(
+                    "that is an operator token (pjo_…): it opens the command API (the pingji console), never a person's \
+                     field session; use agent {agent}'s own token (pja_…), which an admin issues with \
+                     'pingji roster token {agent} --rotate'"
+                ),
+            ));
+        }
         let refused = || {
             let agent = quote(agent);
             error::unauthenticated(
@@ -213,6 +241,21 @@ fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
+
+/// The refusal of every operator token while no account exists: no token
+/// can be right, and the way out is the first admin, not a new token.
+fn no_operator_accounts() -> Status {
+    error::unauthenticated(
+        ErrorReason::NoOperatorAccounts,
+        format!("this dispatcher has no operator accounts yet, so no token can open it: {FIRST_ADMIN}"),
+    )
+}
+
+/// How the first admin account is made, for people who meet a dispatcher
+/// without one (see `bootstrap`).
+pub const FIRST_ADMIN: &str = "make the first admin with 'dispatcher bootstrap-admin' on its store (--data FILE or \
+     --store URL, while no dispatcher serves it; it prints the token once), or start the dispatcher with \
+     PINGJI_BOOTSTRAP_ADMIN_TOKEN=pjo_admin_$(openssl rand -hex 32) and use that token";
 
 /// `inner` (the command service) behind token and role checks.
 pub type Authorized<S> = Fronted<S, TokenCheck>;

@@ -343,7 +343,7 @@ impl CommandService for CommandApi {
         let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
         let incident = self
             .dispatcher
-            .execute(Command::CreateIncident { id, spec }, actor, |engine, events| {
+            .execute(Command::CreateIncident { id, spec, force: request.force }, actor, |engine, events| {
                 let id = incident_from(events)?;
                 engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident))
             })
@@ -675,8 +675,9 @@ impl CommandService for CommandApi {
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
         let disclosure = convert::event::Disclosure::for_role(caller(&request)?.role);
-        let from_seq = request.into_inner().from_seq;
-        let stream = super::events::event_stream(self.dispatcher.clone(), from_seq, disclosure).await?;
+        let request = request.into_inner();
+        let stream =
+            super::events::event_stream(self.dispatcher.clone(), request.from_seq, request.replay_last, disclosure).await?;
         Ok(Response::new(stream))
     }
 

@@ -111,7 +111,7 @@ impl From<DispatchError> for Status {
 /// `Refused` message.
 pub fn rejection_reason(rejection: &Rejection) -> ErrorReason {
     match rejection {
-        Rejection::InvalidArgument(_) => ErrorReason::InvalidArgument,
+        Rejection::InvalidArgument(_) | Rejection::InvalidField { .. } => ErrorReason::InvalidArgument,
         Rejection::NotFound(_) => ErrorReason::NotFound,
         Rejection::AlreadyExists(_) => ErrorReason::AlreadyExists,
         Rejection::FailedPrecondition(_) => ErrorReason::FailedPrecondition,
@@ -124,6 +124,7 @@ pub fn rejection_reason(rejection: &Rejection) -> ErrorReason {
 pub fn rejection_status(rejection: Rejection) -> Status {
     match rejection {
         Rejection::InvalidArgument(message) => invalid(message),
+        Rejection::InvalidField { field, message } => invalid_field(field, message),
         Rejection::NotFound(message) => status(Code::NotFound, ErrorReason::NotFound, message),
         Rejection::AlreadyExists(message) => status(Code::AlreadyExists, ErrorReason::AlreadyExists, message),
         Rejection::FailedPrecondition(message) => status(Code::FailedPrecondition, ErrorReason::FailedPrecondition, message),
@@ -142,7 +143,7 @@ pub fn rejection_status(rejection: Rejection) -> Status {
 /// The gRPC code name of a rejection, as sent in an agent's `Refused` message.
 pub fn code_name(rejection: &Rejection) -> &'static str {
     match rejection {
-        Rejection::InvalidArgument(_) => "invalid_argument",
+        Rejection::InvalidArgument(_) | Rejection::InvalidField { .. } => "invalid_argument",
         Rejection::NotFound(_) => "not_found",
         Rejection::AlreadyExists(_) => "already_exists",
         Rejection::FailedPrecondition(_) => "failed_precondition",

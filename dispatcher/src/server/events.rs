@@ -19,13 +19,22 @@ use crate::runtime::Dispatcher;
 const PAGE: usize = 1000;
 const STREAM_QUEUE: usize = 256;
 
+/// Events from `from_seq` on; with `from_seq` 0, the last `replay_last`
+/// events still kept first (none: only new events), then new ones.
 pub async fn event_stream(
     dispatcher: Dispatcher,
     from_seq: u64,
+    replay_last: u64,
     disclosure: convert::event::Disclosure,
 ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>, Status> {
     // Subscribe before reading history so nothing falls between the two.
     let mut live = dispatcher.subscribe();
+    let from_seq = if from_seq == 0 && replay_last > 0 {
+        let (first_kept, last) = dispatcher.kept_seqs().await?;
+        (last + 1).saturating_sub(replay_last).max(first_kept).max(1)
+    } else {
+        from_seq
+    };
     let mut closing = dispatcher.closing();
     let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
     tokio::spawn(async move {

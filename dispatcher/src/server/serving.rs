@@ -77,6 +77,7 @@ pub(super) async fn serve(
     let observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
     let mut lost = guard.map(|guard| guard.lost);
     load_startup_files(&dispatcher, config).await?;
+    warn_if_no_operators(&dispatcher, &config.store, sharding.as_deref()).await;
     if let Some(district) = district {
         check_district(&dispatcher, district).await?;
     }
@@ -219,6 +220,51 @@ impl Drop for AbortOnDrop {
         if let Some(task) = &self.0 {
             task.abort();
         }
+    }
+}
+
+/// Says at start, with the command that fixes it, when nobody can call
+/// the command API: no operator account here and (with one shard per
+/// district) none published by another shard either.
+async fn warn_if_no_operators(dispatcher: &Dispatcher, store: &Store, sharding: Option<&sharding::Sharding>) {
+    let no_accounts_here = dispatcher.query(|engine, _| engine.state().operators.is_empty()).await.unwrap_or(false);
+    if !no_accounts_here {
+        return;
+    }
+    let Some(sharding) = sharding else {
+        warn!(
+            fix = %first_admin_fix(store),
+            "this dispatcher has no operator accounts: every command call (pingji, drills) is refused until there is a first admin"
+        );
+        return;
+    };
+    if sharding.published_operator_count().await != Some(0) {
+        return;
+    }
+    // Another shard's owner starting at the same moment may publish its
+    // accounts a second later: said so, rather than kept quiet.
+    warn!(
+        fix = %first_admin_fix(store),
+        "this shard has no operator accounts and no other shard has published any yet: every command call is refused \
+         until there is a first admin (or another shard publishes its accounts)"
+    );
+}
+
+/// The commands that make the first admin of a dispatcher on `store`.
+fn first_admin_fix(store: &Store) -> String {
+    let by_variable = "PINGJI_BOOTSTRAP_ADMIN_TOKEN=pjo_admin_$(openssl rand -hex 32) (then use that token)";
+    match store {
+        Store::Sqlite(path) => format!(
+            "stop it, run 'dispatcher --data {} bootstrap-admin' (it prints the admin's token once) and start it again; \
+             or start it with {by_variable}",
+            path.display()
+        ),
+        Store::Ephemeral => format!("a memory-only dispatcher keeps no accounts: start it with {by_variable}"),
+        // The URL is not repeated: it may hold Redis's password.
+        Store::Redis(_) => format!(
+            "stop the dispatchers, run 'dispatcher bootstrap-admin --store REDIS_URL --areas MAP' (it prints the \
+             admin's token once) and start them again; or start them with {by_variable}"
+        ),
     }
 }
 

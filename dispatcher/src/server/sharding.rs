@@ -202,6 +202,26 @@ impl Sharding {
         (published.shard != self.shard.as_str()).then_some(published)
     }
 
+    /// How many operator accounts every shard has published (this one's
+    /// too); `None` when the directory cannot be read.
+    pub async fn published_operator_count(&self) -> Option<usize> {
+        let directory = self.directory.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            directory.run(&format!("count {}", Kind::Operator.key()), |connection| {
+                redis::cmd("HLEN").arg(Kind::Operator.key()).query::<usize>(connection)
+            })
+        })
+        .await;
+        match read {
+            Ok(Ok(count)) => Some(count),
+            Ok(Err(error)) => {
+                warn!(%error, "cannot count the published operator accounts");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Every published operator account (every shard's, this one's too).
     pub async fn published_operators(&self) -> Vec<(String, PublishedOperator)> {
         let directory = self.directory.clone();

@@ -36,13 +36,23 @@ pub struct EventStream {
     backoff: Backoff,
     /// After a loss: when to try again.
     retry_at: Option<Instant>,
+    /// Until an event was seen: open with the most recent this many events
+    /// (`WatchEventsRequest.replay_last`) instead of only new ones.
+    replay_last: u64,
 }
 
 impl EventStream {
     /// Events from `from_seq` (0: only new ones) over `connection`; nothing
     /// is asked until [`EventStream::next`].
     pub fn new(connection: Connection, from_seq: u64, policy: BackoffPolicy) -> EventStream {
-        EventStream { connection, next_seq: from_seq, open: None, backoff: Backoff::new(policy), retry_at: None }
+        EventStream { connection, next_seq: from_seq, open: None, backoff: Backoff::new(policy), retry_at: None, replay_last: 0 }
+    }
+
+    /// Opens with the most recent `count` events (then new ones), when it
+    /// starts from 0; after a break it resumes after the last event seen.
+    pub fn with_recent(mut self, count: u64) -> EventStream {
+        self.replay_last = count;
+        self
     }
 
     /// Events from `from_seq` over `connection`, the stream opened now:
@@ -99,11 +109,12 @@ impl EventStream {
     /// Asks for the events from `next_seq`, at the owner.
     async fn open(&mut self) -> Result<(), Status> {
         let from_seq = self.next_seq;
+        let replay_last = if from_seq == 0 { self.replay_last } else { 0 };
         let response = self
             .connection
             .call(|connection| {
                 let mut commands = connection.commands();
-                async move { commands.watch_events(pb::WatchEventsRequest { from_seq }).await }
+                async move { commands.watch_events(pb::WatchEventsRequest { from_seq, replay_last }).await }
             })
             .await?;
         self.open = Some((response.into_inner(), Instant::now()));

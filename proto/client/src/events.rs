@@ -44,6 +44,7 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::OfferWithdrawn(_) => "offer_withdrawn",
         Body::Widened(_) => "widened",
         Body::NoCandidates(_) => "no_candidates",
+        Body::IncidentUnstaffable(_) => "incident_unstaffable",
         Body::IncidentStaffed(_) => "incident_staffed",
         Body::AgentArrived(_) => "agent_arrived",
         Body::AssignmentCompleted(_) => "assignment_completed",
@@ -88,6 +89,38 @@ fn unknown(event: &pb::Event) -> String {
 
 fn people(count: usize) -> String {
     if count == 1 { "1 person".to_string() } else { format!("{count} people") }
+}
+
+/// Why nobody on the whole roster could staff an incident, in a few words
+/// (short enough for a line of an 80-column feed): "nobody on the roster
+/// has diving", "only 2 of the 3 people it needs could take it".
+pub fn shortfall_words(unstaffable: &pb::event::IncidentUnstaffable) -> String {
+    roster_shortfall_words(&shortfall_of(unstaffable))
+}
+
+/// The shortfall an `incident_unstaffable` event reports, as
+/// `Incident.unstaffable` holds it.
+pub fn shortfall_of(unstaffable: &pb::event::IncidentUnstaffable) -> pb::RosterShortfall {
+    pb::RosterShortfall {
+        needed: unstaffable.needed,
+        possible: unstaffable.possible,
+        missing_skills: unstaffable.missing_skills.clone(),
+        beyond_reach: unstaffable.beyond_reach,
+    }
+}
+
+/// [`shortfall_words`] for an incident's `unstaffable`.
+pub fn roster_shortfall_words(shortfall: &pb::RosterShortfall) -> String {
+    if shortfall.beyond_reach {
+        return "off the map, out of everyone's reach".to_string();
+    }
+    if !shortfall.missing_skills.is_empty() {
+        return format!("nobody on the roster has {}", shortfall.missing_skills.join(" or "));
+    }
+    if shortfall.possible == 0 {
+        return format!("nobody left on the roster could take it (needs {})", people(shortfall.needed as usize));
+    }
+    format!("only {} of the {} it needs could take it", shortfall.possible, people(shortfall.needed as usize))
 }
 
 fn withdraw_words(reason: i32) -> &'static str {
@@ -169,6 +202,9 @@ fn summary_of(body: &Body) -> String {
             widen_words(widened.reason)
         ),
         Body::NoCandidates(none) => format!("{}: nobody fits at {} level", none.incident_id, labels::level_name(none.level)),
+        Body::IncidentUnstaffable(unstaffable) => {
+            format!("{} cannot be staffed: {}", unstaffable.incident_id, shortfall_words(unstaffable))
+        }
         Body::IncidentStaffed(staffed) => format!("{} staffed", staffed.incident_id),
         Body::AgentArrived(arrived) => format!("{} arrived at {}", arrived.agent_id, arrived.incident_id),
         Body::AssignmentCompleted(completed) => {
@@ -282,6 +318,35 @@ mod tests {
         assert!(!is_known(&unknown));
         assert_eq!(summary(&unknown), "unknown event kind something_new (a newer dispatcher?): incident inc-1, agent p1");
         assert!(line(&unknown).starts_with("#40 "), "{}", line(&unknown));
+    }
+
+    #[test]
+    fn an_unstaffable_incident_says_what_the_roster_lacks() {
+        let unstaffable = |possible, missing: &[&str]| {
+            event(
+                "incident_unstaffable",
+                Body::IncidentUnstaffable(pb::event::IncidentUnstaffable {
+                    incident_id: "inc-000028".into(),
+                    needed: 3,
+                    possible,
+                    missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
+                    beyond_reach: false,
+                }),
+            )
+        };
+        assert_eq!(summary(&unstaffable(0, &["firstaid"])), "inc-000028 cannot be staffed: nobody on the roster has firstaid");
+        assert_eq!(summary(&unstaffable(2, &[])), "inc-000028 cannot be staffed: only 2 of the 3 people it needs could take it");
+        assert_eq!(
+            summary(&unstaffable(0, &[])),
+            "inc-000028 cannot be staffed: nobody left on the roster could take it (needs 3 people)"
+        );
+        let mut far = unstaffable(0, &[]);
+        if let Some(Body::IncidentUnstaffable(body)) = far.body.as_mut() {
+            body.beyond_reach = true;
+        }
+        assert_eq!(summary(&far), "inc-000028 cannot be staffed: off the map, out of everyone's reach");
+        let body = unstaffable(0, &[]).body.expect("a body");
+        assert_eq!(kind_name(&body), "incident_unstaffable");
     }
 
     #[test]

@@ -376,7 +376,8 @@ fn play(surge: &Surge, label: &'static str, assignment: Assignment, args: &Args)
             match action {
                 Action::Report(index) => {
                     let spec = surge.incidents[index].1.clone();
-                    run(&mut engine, Command::CreateIncident { id: None, spec }, operator, now, &mut events);
+                    // A scripted surge is reported as written, like a drill.
+                    run(&mut engine, Command::CreateIncident { id: None, spec, force: true }, operator, now, &mut events);
                 }
                 Action::Answer { agent, offer, accept } => {
                     let command = if accept {

@@ -279,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
                 required_skills: Vec::new(),
                 headcount: 1,
                 description: String::new(),
+                force: false,
             };
             let sent_at = Instant::now();
             match commands.create_incident(request).await {

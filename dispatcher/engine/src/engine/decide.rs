@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::{Command, Engine, Rejection};
 use crate::accounts::{AgentTokenHash, Operator, OperatorRole, check_operator_name};
-use crate::areas::AreaLevel;
+use crate::areas::{AreaLevel, Placement};
 use crate::event::{EventKind, WithdrawReason};
 use crate::ids::{AgentId, AreaId, IncidentId, Millis, check_id, quote};
 use crate::incident::IncidentSpec;
@@ -97,7 +97,7 @@ impl Engine {
                 }
                 Ok(events)
             }
-            Command::CreateIncident { id, spec } => self.decide_create_incident(id.as_ref(), spec),
+            Command::CreateIncident { id, spec, force } => self.decide_create_incident(id.as_ref(), spec, *force),
             Command::CancelIncident { incident, reason } => {
                 check_text("the cancellation reason", reason, true)?;
                 let open = self.open_incident(incident)?;
@@ -290,7 +290,12 @@ impl Engine {
         })
     }
 
-    fn decide_create_incident(&self, id: Option<&IncidentId>, spec: &IncidentSpec) -> Result<Vec<EventKind>, Rejection> {
+    fn decide_create_incident(
+        &self,
+        id: Option<&IncidentId>,
+        spec: &IncidentSpec,
+        force: bool,
+    ) -> Result<Vec<EventKind>, Rejection> {
         let at = Position::checked(spec.at.lon, spec.at.lat).map_err(invalid)?;
         if spec.category.trim().is_empty() {
             return Err(invalid("category is empty; give one such as fire, flood, medical, elder_care".to_string()));
@@ -320,12 +325,60 @@ impl Engine {
         if let Some(district) = self.other_district(placement.at(AreaLevel::District)) {
             return Err(other_shard(district, "the incident's location", self.scope.as_ref()));
         }
+        if !force {
+            self.check_reachable(at, &placement, &spec.skills)?;
+        }
         let scope = match placement.deepest() {
             Some(deepest) => deepest.min(AreaLevel::Grid),
             None => AreaLevel::City,
         };
         let spec = IncidentSpec { at, ..spec.clone() };
         Ok(vec![EventKind::IncidentReported { incident, spec, placement, scope, activation: None }])
+    }
+
+    /// Refuses what is almost always a typing mistake, which would leave an
+    /// incident waiting that nobody is ever offered: a place outside every
+    /// area of the map (lon and lat swapped, a point in another city), and
+    /// a skill nobody on the roster has (misspelt). A map with no areas yet
+    /// places nothing, so there is no "outside" to refuse. The operator can
+    /// report it anyway with `force`.
+    fn check_reachable(&self, at: Position, placement: &Placement, skills: &BTreeSet<String>) -> Result<(), Rejection> {
+        const ANYWAY: &str = "or, to report it anyway, pass --force (force: true in the request)";
+        if placement.deepest().is_none()
+            && let Some((south_west, north_east)) = self.state.areas.bounds()
+        {
+            return Err(Rejection::InvalidField {
+                field: "location",
+                message: format!(
+                    "location {:.5},{:.5} is outside every area of the map (which spans lon {:.3} to {:.3}, lat {:.3} \
+                     to {:.3}), so it is in no grid and nobody would be offered it; check the point (LON,LAT: longitude \
+                     first), {ANYWAY}",
+                    at.lon, at.lat, south_west.lon, north_east.lon, south_west.lat, north_east.lat
+                ),
+            });
+        }
+        let unknown: Vec<String> = skills
+            .iter()
+            .filter(|skill| !self.skills.knows(skill))
+            .map(|skill| {
+                let nearest = self.skills.nearest(skill, 3);
+                if nearest.is_empty() {
+                    format!("{skill:?}")
+                } else {
+                    format!("{skill:?} (nearest known: {})", nearest.join(", "))
+                }
+            })
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let noun = if unknown.len() == 1 { "skill" } else { "skills" };
+        let message = if self.state.agents.is_empty() {
+            format!("the roster is empty, so nobody has the {noun} {}; add people first, {ANYWAY}", unknown.join(", "))
+        } else {
+            format!("nobody on the roster has the {noun} {}; check the spelling, {ANYWAY}", unknown.join(", "))
+        };
+        Err(Rejection::InvalidField { field: "required_skills", message })
     }
 
     /// `inc-000042`; in a district shard `d1-inc-000042`, so that ids made

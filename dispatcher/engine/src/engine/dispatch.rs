@@ -18,6 +18,11 @@
 //! workload as a penalty. What the matching cannot place (too many incidents,
 //! the step budget spent, nobody in scope) goes the greedy way, which also
 //! widens and records that nobody fits.
+//!
+//! When a search comes up short at an incident's widest level, the whole
+//! roster is counted too (from the skill index, not by walking everyone):
+//! if fewer people than it needs could ever take it, that is recorded as
+//! `incident_unstaffable`, so that it does not wait in silence.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -27,7 +32,7 @@ use crate::areas::AreaLevel;
 use crate::assignment::{self, Options};
 use crate::event::{DISPATCHER, EventKind, WidenReason, WithdrawReason};
 use crate::ids::{AgentId, AreaId, IncidentId, Millis};
-use crate::incident::{Incident, OfferRecord};
+use crate::incident::{Incident, OfferRecord, RosterShortfall};
 use crate::policy::{Assignment, Mode};
 use crate::roster::AgentStatus;
 use crate::spatial::{PeopleIndex, Position};
@@ -361,12 +366,88 @@ impl Engine {
                 let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
                 self.emit(out, DISPATCHER, now, EventKind::NoCandidates { incident: incident_id.clone(), level });
             }
+            self.note_unstaffable(incident_id, now, out);
             let retry_at = now.plus_seconds(self.policy.waiting_retry_s);
             if self.live.next_retry.is_none_or(|at| at > retry_at) {
                 self.live.next_retry = Some(retry_at);
             }
             return;
         }
+    }
+
+    /// Raises `incident_unstaffable` when nobody on the whole roster could
+    /// staff the incident, unless this very shortfall was raised already.
+    fn note_unstaffable(&mut self, incident_id: &IncidentId, now: Millis, out: &mut Vec<super::Event>) {
+        let Some(incident) = self.state.incidents.get(incident_id) else {
+            return;
+        };
+        let Some(shortfall) = self.roster_shortfall(incident) else {
+            return;
+        };
+        if incident.unstaffable.as_ref() == Some(&shortfall) {
+            return;
+        }
+        let RosterShortfall { needed, possible, missing_skills, beyond_reach } = shortfall;
+        let event =
+            EventKind::IncidentUnstaffable { incident: incident_id.clone(), needed, possible, missing_skills, beyond_reach };
+        self.emit(out, DISPATCHER, now, event);
+    }
+
+    /// How short of people the whole roster leaves `incident`, if it does
+    /// (see `EventKind::IncidentUnstaffable`): `None` while enough people
+    /// on the roster could take it, and for an incident not dispatched
+    /// (ended, staffed, waiting for triage).
+    pub fn roster_shortfall(&self, incident: &Incident) -> Option<RosterShortfall> {
+        let needed = incident.still_needed();
+        if needed == 0 || !incident.is_dispatchable() {
+            return None;
+        }
+        let missing_skills: BTreeSet<String> =
+            incident.spec.skills.iter().filter(|skill| !self.skills.knows(skill)).cloned().collect();
+        let beyond_reach = incident.placement.deepest().is_none() && self.beyond_reach(incident.spec.at);
+        let possible = if missing_skills.is_empty() && !beyond_reach { self.possible_people(incident, needed) } else { 0 };
+        (possible < needed).then_some(RosterShortfall { needed, possible, missing_skills, beyond_reach })
+    }
+
+    /// Whether `at` is farther from the map (its bounding box) than anyone
+    /// may travel to a task: the longest `max_travel_s` of any mode at the
+    /// fastest travel speed. The roster's people live and work on the map,
+    /// so nobody there could ever be offered it. Never with no map.
+    pub fn beyond_reach(&self, at: Position) -> bool {
+        let Some((south_west, north_east)) = self.state.areas.bounds() else {
+            return false;
+        };
+        let nearest_on_map =
+            Position { lon: at.lon.clamp(south_west.lon, north_east.lon), lat: at.lat.clamp(south_west.lat, north_east.lat) };
+        let modes = [Mode::Normal, Mode::EmergencyIv, Mode::EmergencyIii, Mode::EmergencyIi, Mode::EmergencyI];
+        let longest_travel_s = modes.iter().map(|mode| self.policy.for_mode(*mode).max_travel_s).max().unwrap_or(0);
+        let speeds = &self.policy.speeds;
+        let fastest_mps = speeds.walk_mps.max(speeds.bike_mps).max(speeds.car_mps);
+        at.distance_m(nearest_on_map) > longest_travel_s as f64 * fastest_mps
+    }
+
+    /// People on the roster who could take `incident` (every skill it
+    /// requires, not excluded from it), counted up to `enough`. Walks the
+    /// holders of its rarest skill only, not the whole roster.
+    fn possible_people(&self, incident: &Incident, enough: u32) -> u32 {
+        let required = &incident.spec.skills;
+        let rarest = required.iter().filter_map(|skill| self.skills.holders(skill)).min_by_key(|holders| holders.len());
+        let Some(rarest) = rarest else {
+            // No skill required: everyone on the roster not excluded.
+            let excluded = incident.excluded.iter().filter(|agent| self.state.agents.contains_key(*agent)).count();
+            let possible = self.state.agents.len().saturating_sub(excluded);
+            return u32::try_from(possible).unwrap_or(u32::MAX).min(enough);
+        };
+        let mut possible = 0;
+        for agent in rarest.iter().filter(|agent| !incident.excluded.contains(*agent)) {
+            if self.state.agents.get(agent).is_some_and(|record| record.has_skills(required)) {
+                possible += 1;
+                if possible >= enough {
+                    break;
+                }
+            }
+        }
+        possible
     }
 
     /// Open incidents that still lack offers, most urgent first.

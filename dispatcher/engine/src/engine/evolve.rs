@@ -6,7 +6,7 @@ use crate::accounts::Operator;
 use crate::areas::AreaLevel;
 use crate::event::{Event, EventKind};
 use crate::ids::{AgentId, Millis};
-use crate::incident::{AssignmentRecord, Ending, FieldReport, Incident};
+use crate::incident::{AssignmentRecord, Ending, FieldReport, Incident, RosterShortfall};
 use crate::policy::Mode;
 use crate::roster::{AgentRecord, AgentStatus};
 
@@ -62,11 +62,15 @@ impl Engine {
                         }
                     }
                     match self.state.agents.get_mut(&profile.id) {
-                        Some(record) => record.profile = profile.clone(),
+                        Some(record) => {
+                            self.skills.remove(&record.profile);
+                            record.profile = profile.clone();
+                        }
                         None => {
                             self.state.agents.insert(profile.id.clone(), AgentRecord::new(profile.clone()));
                         }
                     }
+                    self.skills.add(profile);
                 }
             }
             EventKind::AgentStatusChanged { agent, status } => {
@@ -77,6 +81,9 @@ impl Engine {
             EventKind::IncidentReported { incident, spec, placement, scope, activation } => {
                 let mut record = Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), *scope);
                 record.activation = activation.clone();
+                // Derived, not journaled: the modes are part of the state
+                // this event is applied to, so replay finds the same.
+                record.reported_mode = Some(self.state.effective_mode(placement).0);
                 if let Some(activation) = activation.as_ref().and_then(|id| self.state.activations.get_mut(id)) {
                     activation.incidents.push(incident.clone());
                 }
@@ -88,6 +95,7 @@ impl Engine {
                 let mut record =
                     Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), AreaLevel::Grid);
                 record.triage_pending = true;
+                record.reported_mode = Some(self.state.effective_mode(placement).0);
                 record.report = Some(FieldReport { agent: agent.clone(), text: text.clone(), photo_ref: photo_ref.clone() });
                 record.reporters.push(agent.clone());
                 self.state.incidents_reported += 1;
@@ -262,6 +270,16 @@ impl Engine {
             EventKind::NoCandidates { incident, .. } => {
                 if let Some(record) = self.state.incidents.get_mut(incident) {
                     record.waiting_noted = true;
+                }
+            }
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+                if let Some(record) = self.state.incidents.get_mut(incident) {
+                    record.unstaffable = Some(RosterShortfall {
+                        needed: *needed,
+                        possible: *possible,
+                        missing_skills: missing_skills.clone(),
+                        beyond_reach: *beyond_reach,
+                    });
                 }
             }
             EventKind::IncidentStaffed { .. } => {}

@@ -2,7 +2,8 @@
 //! two assignments or two offers, nobody is assigned twice or beyond the
 //! headcount, a staffed or ended incident has no offers out, a report
 //! waiting for triage is not dispatched, and the live copies the candidate
-//! search relies on (free, skills, travel mode) follow the roster. The engine's property test and the
+//! search relies on (free, skills, travel mode) and the skill index follow
+//! the roster. The engine's property test and the
 //! fuzz target (`fuzz/`) check it after every step.
 
 use std::collections::BTreeSet;
@@ -15,6 +16,9 @@ pub fn check(engine: &Engine) -> Result<(), String> {
     let state = engine.state();
     if let Some(stranger) = state.agent_tokens.keys().find(|agent| !state.agents.contains_key(*agent)) {
         return Err(format!("{stranger} has a token but is not on the roster"));
+    }
+    if *engine.skills() != crate::roster::SkillIndex::of(state.agents.values().map(|record| &record.profile)) {
+        return Err("the skill index does not follow the roster".to_string());
     }
     for (id, live) in &engine.live().agents {
         if live.location.is_some()

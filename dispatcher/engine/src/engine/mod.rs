@@ -38,7 +38,7 @@ use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, Of
 use crate::incident::{Incident, IncidentSpec};
 use crate::plans::PlanSpec;
 use crate::policy::{Mode, Policy};
-use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role};
+use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role, SkillIndex};
 use crate::spatial::Position;
 
 pub use live::{Live, LiveAgent};
@@ -48,6 +48,10 @@ pub use live::{Live, LiveAgent};
 pub enum Rejection {
     #[error("{0}")]
     InvalidArgument(String),
+    /// Bad input in one field of the request (`location`,
+    /// `required_skills`), which the server names in its answer.
+    #[error("{message}")]
+    InvalidField { field: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -75,6 +79,10 @@ pub enum Command {
     CreateIncident {
         id: Option<IncidentId>,
         spec: IncidentSpec,
+        /// Report it even where nobody could be offered it: outside every
+        /// area of the map, or needing a skill nobody on the roster has
+        /// (refused otherwise, as the likely typing mistakes they are).
+        force: bool,
     },
     CancelIncident {
         incident: IncidentId,
@@ -295,6 +303,8 @@ impl State {
 pub struct Engine {
     state: State,
     live: Live,
+    /// Who on the roster has each skill, kept in step with `state.agents`.
+    skills: SkillIndex,
     policy: Policy,
     /// The district this engine serves when the city is split into one
     /// shard per district; `None` serves the whole city.
@@ -311,8 +321,9 @@ impl Engine {
 
     /// Starts from a snapshot; events after `state.last_seq` follow with `replay`.
     pub fn restore(policy: Policy, state: State) -> Self {
+        let skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
         let restored_seq = state.last_seq;
-        Engine { state, live: Live::default(), policy, scope: None, restored_seq }
+        Engine { state, live: Live::default(), skills, policy, scope: None, restored_seq }
     }
 
     /// The sequence number of the state this engine was restored from (0
@@ -342,11 +353,17 @@ impl Engine {
     /// and where: for going back to the journaled state when a batch could
     /// not be journaled.
     pub fn rewind(&mut self, state: State) {
+        self.skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
         self.state = state;
     }
 
     pub fn into_state(self) -> State {
         self.state
+    }
+
+    /// Who on the roster has each skill.
+    pub fn skills(&self) -> &SkillIndex {
+        &self.skills
     }
 
     pub fn policy(&self) -> &Policy {

@@ -78,6 +78,22 @@ fn person_at(engine: &mut Engine, id: &str, skills: &[&str], at: Position, now: 
 }
 
 fn create(engine: &mut Engine, at: Position, skills: &[&str], headcount: u32, now: Millis) -> (IncidentId, Vec<Event>) {
+    create_with(engine, at, skills, headcount, now, false)
+}
+
+/// Reported with `force`: even where nobody could be offered it.
+fn create_forced(engine: &mut Engine, at: Position, skills: &[&str], headcount: u32, now: Millis) -> (IncidentId, Vec<Event>) {
+    create_with(engine, at, skills, headcount, now, true)
+}
+
+fn create_with(
+    engine: &mut Engine,
+    at: Position,
+    skills: &[&str],
+    headcount: u32,
+    now: Millis,
+    force: bool,
+) -> (IncidentId, Vec<Event>) {
     let spec = IncidentSpec {
         at,
         category: "medical".to_string(),
@@ -86,7 +102,8 @@ fn create(engine: &mut Engine, at: Position, skills: &[&str], headcount: u32, no
         headcount,
         description: String::new(),
     };
-    let events = engine.execute(Command::CreateIncident { id: None, spec }, "operator:test", now).expect("incident created");
+    let events =
+        engine.execute(Command::CreateIncident { id: None, spec, force }, "operator:test", now).expect("incident created");
     let id = events[0].kind.incident_id().expect("first event names the incident").clone();
     (id, events)
 }
@@ -338,7 +355,8 @@ fn stale_locations_are_not_offered_by_distance() {
 fn waiting_incident_is_offered_when_someone_appears() {
     let mut engine = engine();
     let grid = centre_of(&engine, "d1-s1-c1-g1");
-    let (incident, events) = create(&mut engine, grid, &["rescue"], 1, T0);
+    // Forced: nobody on the (empty) roster has the skill yet.
+    let (incident, events) = create_forced(&mut engine, grid, &["rescue"], 1, T0);
     assert!(events.iter().any(|event| event.kind.name() == "no_candidates"));
     assert_eq!(engine.state().incidents[&incident].status(), IncidentStatus::Waiting);
     person_at(&mut engine, "rescuer", &["rescue"], east(grid, 3000.0), T0.plus_seconds(5));
@@ -379,10 +397,22 @@ fn rejected_commands_change_nothing() {
         description: String::new(),
     };
     let cases: Vec<(Command, &str)> = vec![
-        (Command::CreateIncident { id: None, spec: bad_spec(Position { lon: 200.0, lat: 0.0 }, 1, 1) }, "invalid"),
-        (Command::CreateIncident { id: None, spec: bad_spec(grid, 0, 1) }, "invalid"),
-        (Command::CreateIncident { id: None, spec: bad_spec(grid, 1, 0) }, "invalid"),
-        (Command::CreateIncident { id: Some(incident.clone()), spec: bad_spec(grid, 1, 1) }, "exists"),
+        (Command::CreateIncident { id: None, spec: bad_spec(Position { lon: 200.0, lat: 0.0 }, 1, 1), force: true }, "invalid"),
+        (Command::CreateIncident { id: None, spec: bad_spec(grid, 0, 1), force: false }, "invalid"),
+        (Command::CreateIncident { id: None, spec: bad_spec(grid, 1, 0), force: false }, "invalid"),
+        (Command::CreateIncident { id: Some(incident.clone()), spec: bad_spec(grid, 1, 1), force: false }, "exists"),
+        (
+            Command::CreateIncident { id: None, spec: bad_spec(Position { lon: 121.47, lat: 31.23 }, 1, 1), force: false },
+            "location",
+        ),
+        (
+            Command::CreateIncident {
+                id: None,
+                spec: IncidentSpec { skills: ["firstaid".to_string()].into(), ..bad_spec(grid, 1, 1) },
+                force: false,
+            },
+            "required_skills",
+        ),
         (Command::CancelIncident { incident: IncidentId::new("nope"), reason: "x".into() }, "not_found"),
         (Command::SetMode { area: area("nowhere"), mode: Mode::EmergencyI, reason: "x".into() }, "not_found"),
         (Command::Accept { agent: AgentId::new("a"), offer: OfferId::new("inc-000001-o9") }, "precondition"),
@@ -394,6 +424,7 @@ fn rejected_commands_change_nothing() {
         let result = engine.execute(command.clone(), "operator:test", T0);
         let kind = match result {
             Err(Rejection::InvalidArgument(_)) => "invalid",
+            Err(Rejection::InvalidField { field, .. }) => field,
             Err(Rejection::NotFound(_)) => "not_found",
             Err(Rejection::AlreadyExists(_)) => "exists",
             Err(Rejection::FailedPrecondition(_)) => "precondition",
@@ -511,7 +542,8 @@ proptest! {
                         headcount,
                         description: String::new(),
                     };
-                    let result = engine.execute(Command::CreateIncident { id: None, spec }, "operator:test", now);
+                    // Forced: incidents nobody could take are explored too.
+                    let result = engine.execute(Command::CreateIncident { id: None, spec, force: true }, "operator:test", now);
                     if let Ok(created) = &result {
                         incidents.push(created[0].kind.incident_id().expect("id").clone());
                     }
@@ -996,7 +1028,8 @@ fn surge_of_two(assignment: crate::policy::Assignment) -> (Engine, Vec<Event>, I
     }
     let now = T0.plus_seconds(10);
     let create = |spec: IncidentSpec, engine: &mut Engine, events: &mut Vec<Event>| {
-        let created = engine.execute(Command::CreateIncident { id: None, spec }, "operator:test", now).expect("created");
+        let created =
+            engine.execute(Command::CreateIncident { id: None, spec, force: false }, "operator:test", now).expect("created");
         let id = created[0].kind.incident_id().expect("names the incident").clone();
         events.extend(created);
         id
@@ -1075,11 +1108,15 @@ fn a_batch_too_big_for_one_matching_goes_greedy_for_the_rest_and_urgent_incident
     person_at(&mut engine, "opener-near", &[], east(opener_at, 30.0), T0);
     let now = T0.plus_seconds(1);
     let opener = incident_spec(opener_at, &[], 3);
-    engine.execute(Command::CreateIncident { id: None, spec: opener }, "operator:test", now).expect("created");
+    engine.execute(Command::CreateIncident { id: None, spec: opener, force: false }, "operator:test", now).expect("created");
     let mut ids = Vec::new();
     for priority in [3u8, 1] {
         let created = engine
-            .execute(Command::CreateIncident { id: None, spec: incident_spec(centre, &[], priority) }, "operator:test", now)
+            .execute(
+                Command::CreateIncident { id: None, spec: incident_spec(centre, &[], priority), force: false },
+                "operator:test",
+                now,
+            )
             .expect("created");
         assert!(offers_in(&created).is_empty(), "held for the batch");
         ids.push(created[0].kind.incident_id().expect("id").clone());
@@ -1183,7 +1220,7 @@ fn a_district_shard_keeps_its_district_and_names_the_shard_of_the_rest() {
         }
         other => panic!("expected another shard, got {other:?}"),
     };
-    let command = Command::CreateIncident { id: None, spec: spec.clone() };
+    let command = Command::CreateIncident { id: None, spec: spec.clone(), force: false };
     assert_eq!(shard_of(engine.execute(command, "operator:test", T0)), "d2");
     let switch = Command::SetMode { area: area("d2-s1"), mode: Mode::EmergencyI, reason: "flood".into() };
     assert_eq!(shard_of(engine.execute(switch, "operator:test", T0)), "d2");
@@ -1210,4 +1247,180 @@ fn a_district_shard_keeps_its_district_and_names_the_shard_of_the_rest() {
     engine.set_scope(None);
     let (id, _) = create(&mut engine, in_d2, &[], 1, T0);
     assert_eq!(id.as_str(), "inc-000002");
+}
+
+#[test]
+fn an_incident_keeps_the_mode_it_was_reported_in_while_the_area_switches() {
+    let mut engine = engine();
+    let mut all = engine_map_events();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    let (in_normal, events) = create(&mut engine, grid, &[], 1, T0);
+    all.extend(events);
+    all.extend(switch(&mut engine, "d1", Mode::EmergencyIi, T0));
+    let (in_emergency, events) = create(&mut engine, grid, &[], 1, T0);
+    all.extend(events);
+    all.extend(switch(&mut engine, "d1", Mode::Normal, T0));
+    let state = engine.state();
+    assert_eq!(state.incidents[&in_normal].reported_mode, Some(Mode::Normal));
+    assert_eq!(state.incidents[&in_emergency].reported_mode, Some(Mode::EmergencyIi), "the switch back changes nothing");
+    assert_eq!(state.effective_mode(&state.incidents[&in_emergency].placement).0, Mode::Normal);
+    // Derived while evolving, so a replay of the journal finds the same.
+    assert_eq!(&replayed(&engine, &all), engine.state());
+}
+
+#[test]
+fn a_place_off_the_map_or_a_skill_nobody_has_is_refused_unless_forced() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "medic", &["first_aid", "elder_care"], east(grid, 100.0), T0);
+    let shanghai = Position { lon: 121.47, lat: 31.23 };
+    let before = engine.state().clone();
+
+    let spec = |at: Position, skills: &[&str]| IncidentSpec {
+        at,
+        category: "medical".into(),
+        priority: 1,
+        skills: skills.iter().map(|skill| skill.to_string()).collect(),
+        headcount: 1,
+        description: String::new(),
+    };
+    let refused = |engine: &mut Engine, spec: IncidentSpec| match engine.execute(
+        Command::CreateIncident { id: None, spec, force: false },
+        "operator:test",
+        T0,
+    ) {
+        Err(Rejection::InvalidField { field, message }) => (field, message),
+        other => panic!("expected a refusal naming a field, got {other:?}"),
+    };
+    let (field, message) = refused(&mut engine, spec(shanghai, &[]));
+    assert_eq!(field, "location");
+    assert!(message.contains("location 121.47000,31.23000 is outside every area of the map"), "{message}");
+    assert!(message.contains("spans lon 120."), "the map's extent, to spot swapped coordinates: {message}");
+    assert!(message.contains("--force"), "{message}");
+    let (field, message) = refused(&mut engine, spec(grid, &["firstaid", "first_aid"]));
+    assert_eq!(field, "required_skills");
+    assert!(
+        message.contains("nobody on the roster has the skill \"firstaid\" (nearest known: first_aid, elder_care)"),
+        "{message}"
+    );
+    assert!(!message.contains("\"first_aid\""), "a known skill is not named: {message}");
+    assert!(message.contains("--force"), "{message}");
+    assert_eq!(engine.state(), &before, "a refusal changes nothing");
+
+    // Forced, both are reported: off the map it is placed nowhere.
+    let (far, _) = create_forced(&mut engine, shanghai, &[], 1, T0);
+    let far = &engine.state().incidents[&far];
+    assert_eq!((far.placement.deepest(), far.scope), (None, AreaLevel::City));
+    let (misspelt, _) = create_forced(&mut engine, grid, &["firstaid"], 1, T0);
+    assert_eq!(engine.state().incidents[&misspelt].status(), IncidentStatus::Waiting);
+
+    // Without a map there is no "outside" to refuse.
+    let mut no_map = Engine::new(quiet_policy());
+    create(&mut no_map, shanghai, &[], 1, T0);
+}
+
+fn unstaffable_in(events: &[Event]) -> Vec<(u32, u32, Vec<String>)> {
+    events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::IncidentUnstaffable { needed, possible, missing_skills, .. } => {
+                Some((*needed, *possible, missing_skills.iter().cloned().collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_incident_nobody_on_the_roster_could_take_is_raised_once_as_unstaffable() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "medic", &["first_aid"], east(grid, 100.0), T0);
+    let (incident, events) = create_forced(&mut engine, grid, &["diving"], 1, T0);
+    assert!(events.iter().any(|event| event.kind.name() == "no_candidates"));
+    assert_eq!(unstaffable_in(&events), [(1, 0, vec!["diving".to_string()])]);
+    // Retries find the same shortfall: not raised again.
+    let retried = engine.tick(T0.plus_seconds(engine.policy().waiting_retry_s));
+    assert!(unstaffable_in(&retried).is_empty(), "{retried:?}");
+    assert!(engine.next_deadline().is_some(), "still retried: someone may join the roster");
+    // Someone with the skill joins: offered at once.
+    person_at(&mut engine, "diver", &["diving"], east(grid, 300.0), T0.plus_seconds(20));
+    assert_eq!(engine.state().incidents[&incident].status(), IncidentStatus::Offered);
+}
+
+#[test]
+fn too_few_people_on_the_roster_for_the_headcount_is_unstaffable_and_declines_count() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "medic-1", &["first_aid"], east(grid, 100.0), T0);
+    person_at(&mut engine, "medic-2", &["first_aid"], east(grid, 200.0), T0);
+    person_at(&mut engine, "helper", &[], east(grid, 50.0), T0);
+    let (incident, events) = create(&mut engine, grid, &["first_aid"], 3, T0);
+    assert_eq!(offers_in(&events).len(), 2, "the two who could are offered it");
+    assert_eq!(unstaffable_in(&events), [(3, 2, vec![])], "but three are needed");
+
+    // One declines: now only one could ever take it.
+    let (offer, _) = offers_in(&events).into_iter().find(|(_, agent)| agent.as_str() == "medic-1").expect("offered");
+    let declined = engine
+        .execute(Command::Decline { agent: AgentId::new("medic-1"), offer, reason: "hurt".into() }, "agent:medic-1", T0)
+        .expect("declines");
+    assert_eq!(unstaffable_in(&declined), [(3, 1, vec![])]);
+    assert_eq!(engine.state().incidents[&incident].unstaffable.as_ref().map(|shortfall| shortfall.possible), Some(1));
+}
+
+#[test]
+fn nobody_fitting_now_is_not_unstaffable_when_someone_on_the_roster_could_come() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "medic", &["first_aid"], east(grid, 100.0), T0);
+    engine
+        .execute(Command::SetStatus { agent: AgentId::new("medic"), status: AgentStatus::OffDuty }, "agent:medic", T0)
+        .expect("off duty");
+    person_with_role(&mut engine, "far-medic", Role::Volunteer, "d2-s1-c1-g1", None, T0);
+    let (incident, events) = create(&mut engine, grid, &[], 1, T0);
+    assert!(events.iter().any(|event| event.kind.name() == "no_candidates"), "nobody fits now");
+    assert!(unstaffable_in(&events).is_empty(), "off duty and not connected may yet come: {events:?}");
+    assert_eq!(engine.roster_shortfall(&engine.state().incidents[&incident]), None);
+}
+
+#[test]
+fn an_unstaffable_incident_replays_to_the_same_state() {
+    let mut engine = engine();
+    let mut all = engine_map_events();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    all.extend(
+        engine
+            .execute(
+                Command::UpsertAgents { agents: vec![profile("medic", &["first_aid"])], all_new: true, tokens: Vec::new() },
+                "operator:test",
+                T0,
+            )
+            .expect("added"),
+    );
+    let (incident, events) = create_forced(&mut engine, grid, &["first_aid", "diving"], 2, T0);
+    assert_eq!(unstaffable_in(&events), [(2, 0, vec!["diving".to_string()])]);
+    all.extend(events);
+    let shortfall = engine.state().incidents[&incident].unstaffable.clone().expect("noted");
+    assert_eq!(Some(shortfall), engine.roster_shortfall(&engine.state().incidents[&incident]));
+    assert_eq!(&replayed(&engine, &all), engine.state());
+}
+
+#[test]
+fn a_forced_incident_far_off_the_map_is_unstaffable_but_one_just_outside_is_not() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "helper", &[], east(grid, 100.0), T0);
+    // Shanghai, about 160 km from the sample city: nobody may travel that far.
+    let (_, events) = create_forced(&mut engine, Position { lon: 121.47, lat: 31.23 }, &[], 1, T0);
+    let raised = events.iter().find_map(|event| match &event.kind {
+        EventKind::IncidentUnstaffable { possible, beyond_reach, .. } => Some((*possible, *beyond_reach)),
+        _ => None,
+    });
+    assert_eq!(raised, Some((0, true)), "{events:?}");
+    // A kilometre past the map's edge is still within reach.
+    let (south_west, _) = engine.state().areas.bounds().expect("a map");
+    let just_outside = Position { lon: south_west.lon - 0.01, lat: south_west.lat };
+    assert!(!engine.beyond_reach(just_outside));
+    let (_, events) = create_forced(&mut engine, just_outside, &[], 1, T0);
+    assert!(unstaffable_in(&events).is_empty(), "{events:?}");
 }
