@@ -237,18 +237,7 @@ fn area_spec_to_pb(spec: &AreaSpec) -> pb::Area {
         name: spec.name.clone(),
         level: level_to_pb(spec.level) as i32,
         parent_id: spec.parent.as_ref().map(ToString::to_string).unwrap_or_default(),
-        polygons: spec
-            .polygons
-            .iter()
-            .map(|rings| pb::Polygon {
-                rings: rings
-                    .iter()
-                    .map(|ring| pb::Ring {
-                        points: ring.iter().map(|[lon, lat]| pb::Location { lon: *lon, lat: *lat }).collect(),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        polygons: super::polygons_to_pb(&spec.polygons),
         ..pb::Area::default()
     }
 }

@@ -282,22 +282,21 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
     }
 }
 
+/// An area's outline on the wire: polygons of rings of points.
+pub fn polygons_to_pb(polygons: &pingji_engine::areas::Rings) -> Vec<pb::Polygon> {
+    polygons
+        .iter()
+        .map(|rings| pb::Polygon {
+            rings: rings
+                .iter()
+                .map(|ring| pb::Ring { points: ring.iter().map(|[lon, lat]| pb::Location { lon: *lon, lat: *lat }).collect() })
+                .collect(),
+        })
+        .collect()
+}
+
 pub fn area_to_pb(engine: &Engine, area: &pingji_engine::areas::AreaSpec, with_geometry: bool) -> pb::Area {
-    let polygons = if with_geometry {
-        area.polygons
-            .iter()
-            .map(|rings| pb::Polygon {
-                rings: rings
-                    .iter()
-                    .map(|ring| pb::Ring {
-                        points: ring.iter().map(|[lon, lat]| pb::Location { lon: *lon, lat: *lat }).collect(),
-                    })
-                    .collect(),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let polygons = if with_geometry { polygons_to_pb(&area.polygons) } else { Vec::new() };
     let (own, effective) = engine.state().area_modes(&area.id);
     pb::Area {
         id: area.id.to_string(),
