@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use pingji_scenarios::report::Report;
+use pingji_scenarios::report::{Report, thousands};
 use resvg::tiny_skia;
 use resvg::usvg::{self, FontFamily, Node, Rect};
 
@@ -337,20 +337,6 @@ fn the_picture_checks_catch_cut_text_a_legend_on_the_data_and_a_dot_over_a_label
     assert!(all.contains("drawn over the text \"label\""), "{all}");
 }
 
-/// A count as the prose writes it: 1,600.
-fn with_separators(count: usize) -> String {
-    // Groups of three digits, least significant first.
-    let mut groups = Vec::new();
-    let mut rest = count;
-    while rest >= 1000 {
-        groups.push(format!("{:03}", rest % 1000));
-        rest /= 1000;
-    }
-    groups.push(rest.to_string());
-    groups.reverse();
-    groups.join(",")
-}
-
 /// The drill clock: the drill's start time of day (UTC) plus the offset.
 fn expected_clock(started_at_ms: i64, at_s: f64) -> String {
     let second_of_day = (started_at_ms / 1000 + at_s as i64).rem_euclid(86_400);
@@ -364,7 +350,7 @@ fn markdown() -> String {
 #[test]
 fn every_incident_count_in_the_prose_is_the_drills_own() {
     let report = &typhoon().report;
-    let total = with_separators(report.totals.incidents);
+    let total = thousands(report.totals.incidents);
     let markdown = markdown();
     let mut seen = 0;
     // Tables break figures down (per priority, per community); the prose
@@ -415,8 +401,8 @@ fn counts_of_one_are_singular() {
 fn the_readmes_describe_the_typhoon_drill_as_it_runs() {
     let report = &typhoon().report;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let incidents = format!("{} incidents in the first half hour", with_separators(report.totals.incidents));
-    let people = format!("{} people", with_separators(report.drill.people));
+    let incidents = format!("{} incidents in the first half hour", thousands(report.totals.incidents));
+    let people = format!("{} people", thousands(report.drill.people));
     let last_report_s = report.incidents.iter().map(|figures| figures.reported_at_s).fold(0.0, f64::max);
     assert!(last_report_s <= 1800.0, "the last incident comes at {last_report_s} s, after the first half hour");
     for readme in [root.join("../README.md"), root.join("README.md")] {

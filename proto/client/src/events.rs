@@ -25,11 +25,6 @@ pub fn line(event: &pb::Event) -> String {
         .to_string()
 }
 
-/// Whether this client knows the event's kind (it has a typed body).
-pub fn is_known(event: &pb::Event) -> bool {
-    event.body.is_some()
-}
-
 /// The snake_case name of a body's kind, as in `Event.kind`.
 pub fn kind_name(body: &Body) -> &'static str {
     match body {
@@ -315,7 +310,7 @@ mod tests {
             agent_id: "p1".into(),
             ..Default::default()
         };
-        assert!(!is_known(&unknown));
+        assert!(unknown.body.is_none());
         assert_eq!(summary(&unknown), "unknown event kind something_new (a newer dispatcher?): incident inc-1, agent p1");
         assert!(line(&unknown).starts_with("#40 "), "{}", line(&unknown));
     }
