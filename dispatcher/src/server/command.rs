@@ -297,30 +297,28 @@ impl CommandService for CommandApi {
             })
             .await?;
         let mut found: Vec<pb::NearbyAgent> = agents;
-        let mut people: Vec<pb::Agent> = found.iter_mut().filter_map(|nearby| nearby.agent.take()).collect();
         let subject = format!("nearby ({:.4}, {:.4}), {} asked", at.lon, at.lat, k);
         if caller.role.sees_precise_personal_data() {
+            let mut people: Vec<pb::Agent> = found.iter_mut().filter_map(|nearby| nearby.agent.take()).collect();
             self.disclose(&caller, "NearbyAgents", subject, &mut people).await;
+            for (nearby, agent) in found.iter_mut().zip(people) {
+                nearby.agent = Some(agent);
+            }
         } else {
             // Distances tell where people are as much as positions do: a
             // viewer gets them banded like the coarse locations, in an
             // order that says no more, and the read is audited too.
-            people.iter_mut().for_each(convert::mask_agent);
             for nearby in &mut found {
+                if let Some(agent) = nearby.agent.as_mut() {
+                    convert::mask_agent(agent);
+                }
                 convert::band_distance(nearby);
             }
-            self.audit_read(&caller, "NearbyAgents", format!("{subject} (coarse)"), people.len()).await;
-        }
-        for (nearby, agent) in found.iter_mut().zip(people) {
-            nearby.agent = Some(agent);
-        }
-        if !caller.role.sees_precise_personal_data() {
-            found.sort_by(|a, b| {
-                let id = |nearby: &pb::NearbyAgent| {
-                    nearby.agent.as_ref().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone())
-                };
-                a.distance_m.total_cmp(&b.distance_m).then_with(|| id(a).cmp(&id(b)))
-            });
+            let id = |nearby: &pb::NearbyAgent| {
+                nearby.agent.as_ref().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone())
+            };
+            found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then_with(|| id(a).cmp(&id(b))));
+            self.audit_read(&caller, "NearbyAgents", format!("{subject} (coarse)"), found.len()).await;
         }
         Ok(Response::new(pb::NearbyAgentsResponse { agents: found }))
     }
