@@ -33,7 +33,9 @@ struct Run {
 fn typhoon() -> &'static Run {
     static RUN: OnceLock<Run> = OnceLock::new();
     RUN.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pictures-typhoon");
+        // One directory per process: a runner that starts a process per test
+        // (cargo nextest) runs this drill in several at once.
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pictures-typhoon-{}", std::process::id()));
         // A journal left by an earlier run would be appended to.
         let _ = std::fs::remove_dir_all(&out);
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drills/typhoon.toml");
@@ -295,27 +297,58 @@ fn every_picture_keeps_its_text_on_the_canvas_and_its_legend_off_the_data() {
     assert!(all.is_empty(), "{} problems with the pictures:\n{}", all.len(), all.join("\n"));
 }
 
+/// The sample drills other than the typhoon (which the tests above run), one
+/// test each so that they run side by side.
+const OTHER_DRILLS: [&str; 5] = ["flood-plan", "highrise-fire", "public-health", "smoke", "winter-outage"];
+
+fn other_drills_pictures_pass_the_same_checks(stem: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drills").join(format!("{stem}.toml"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pictures-{stem}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let drill = pingji_scenarios::drill::load(&path).unwrap_or_else(|error| panic!("{error}"));
+    pingji_scenarios::run_in_process(&drill, &out, |_| {}).expect("the drill runs");
+    let all = picture_problems(stem, &out);
+    assert!(all.is_empty(), "{} problems with the pictures of {stem}:\n{}", all.len(), all.join("\n"));
+}
+
 #[test]
-fn the_other_sample_drills_pictures_pass_the_same_checks() {
+fn every_sample_drill_has_its_picture_test() {
     let drills = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("drills");
-    let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pictures-other-drills");
-    let _ = std::fs::remove_dir_all(&scratch);
-    let mut all = Vec::new();
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&drills).expect("drills folder") {
-        let path = entry.expect("entry").path();
-        let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()).map(str::to_string) else { continue };
-        if path.extension().is_none_or(|extension| extension != "toml") || stem == "typhoon" {
-            continue;
-        }
-        let drill = pingji_scenarios::drill::load(&path).unwrap_or_else(|error| panic!("{error}"));
-        let out = scratch.join(&stem);
-        pingji_scenarios::run_in_process(&drill, &out, |_| {}).expect("the drill runs");
-        all.extend(picture_problems(&stem, &out));
-        checked += 1;
-    }
-    assert!(checked >= 4, "the sample drills were found ({checked})");
-    assert!(all.is_empty(), "{} problems with the pictures:\n{}", all.len(), all.join("\n"));
+    let mut found: Vec<String> = std::fs::read_dir(&drills)
+        .expect("drills folder")
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "toml").then(|| path.file_stem()?.to_str().map(str::to_string))?
+        })
+        .filter(|stem| stem != "typhoon")
+        .collect();
+    found.sort();
+    assert_eq!(found, OTHER_DRILLS, "a sample drill was added or removed: list it in OTHER_DRILLS");
+}
+
+#[test]
+fn the_flood_plan_drills_pictures_pass_the_same_checks() {
+    other_drills_pictures_pass_the_same_checks("flood-plan");
+}
+
+#[test]
+fn the_highrise_fire_drills_pictures_pass_the_same_checks() {
+    other_drills_pictures_pass_the_same_checks("highrise-fire");
+}
+
+#[test]
+fn the_public_health_drills_pictures_pass_the_same_checks() {
+    other_drills_pictures_pass_the_same_checks("public-health");
+}
+
+#[test]
+fn the_smoke_drills_pictures_pass_the_same_checks() {
+    other_drills_pictures_pass_the_same_checks("smoke");
+}
+
+#[test]
+fn the_winter_outage_drills_pictures_pass_the_same_checks() {
+    other_drills_pictures_pass_the_same_checks("winter-outage");
 }
 
 #[test]

@@ -4,14 +4,51 @@
 //! under cargo (`CARGO` is set) a binary is built first with `cargo build -p
 //! PACKAGE --bin NAME` into this test's target directory (a no-op when
 //! fresh); the file is then `target/<profile>/NAME`, next to `deps/`.
+//!
+//! That build runs once per binary and test process, and without the
+//! variables cargo sets for the test itself (`CARGO_MANIFEST_DIR`,
+//! `CARGO_PKG_NAME`, …): build scripts that watch them (ring's does) would
+//! otherwise see them change between the outer `cargo test` and this build,
+//! and each would rebuild ring, rustls, tonic and the dispatcher in turn
+//! (about 30 s, once in the first test and again at the next `cargo test`).
 
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context;
 use tokio::process::Command;
+use tokio::sync::OnceCell;
 
-/// Finds `binary` of `package`, building it first when run under cargo.
+/// Variables cargo sets for a test process (or a build script), which the
+/// nested build must not inherit.
+fn set_by_cargo_for_the_test(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "OUT_DIR",
+    ];
+    EXACT.contains(&name) || name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_BIN_EXE_")
+}
+
+/// Finds `binary` of `package`, building it first (once per test process)
+/// when run under cargo.
 pub async fn workspace_binary(package: &str, binary: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: Mutex<Option<HashMap<String, Arc<OnceCell<PathBuf>>>>> = Mutex::new(None);
+    let cell = {
+        let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        built.get_or_insert_with(HashMap::new).entry(format!("{package}/{binary}")).or_default().clone()
+    };
+    cell.get_or_try_init(|| build(package, binary)).await.cloned()
+}
+
+async fn build(package: &str, binary: &str) -> anyhow::Result<PathBuf> {
     let test_exe = std::env::current_exe().context("cannot find the test executable")?;
     // target/<profile>/deps/<test>-<hash>
     let profile_dir = test_exe
@@ -28,6 +65,11 @@ pub async fn workspace_binary(package: &str, binary: &str) -> anyhow::Result<Pat
             build.arg("--release");
         }
         build.current_dir(env!("CARGO_MANIFEST_DIR"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(set_by_cargo_for_the_test) {
+                build.env_remove(&name);
+            }
+        }
         let status = build.status().await.context("cannot run cargo build")?;
         anyhow::ensure!(status.success(), "cargo build -p {package} --bin {binary} failed: {status}");
     }

@@ -262,7 +262,7 @@ async fn a_live_drill_runs_over_tls() -> anyhow::Result<()> {
     let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
     let out = tempfile::tempdir()?;
     let mut live = pingji_scenarios::live::LiveOptions::new(&dispatcher.url(), Some(pingji_tests::ADMIN_TOKEN))?;
-    live.speed = 60.0;
+    live.speed = 180.0;
     live.connect.tls = pki.client()?;
     let report = pingji_scenarios::live::run(&drill, &live, out.path(), |_| {}).await?;
     assert!(report.drill.people >= 200, "{} people", report.drill.people);

@@ -13,7 +13,7 @@ async fn the_smoke_drill_runs_live_with_hundreds_of_real_sessions() -> anyhow::R
     let out = tempfile::tempdir()?;
     let mut options =
         pingji_scenarios::live::LiveOptions::new(&format!("http://{}", server.address()), Some(pingji_tests::ADMIN_TOKEN))?;
-    options.speed = 60.0;
+    options.speed = 180.0;
 
     let mut command = server.command().await?;
     let mut most_connected = 0;

@@ -285,7 +285,7 @@ async fn a_live_drill_runs_across_the_district_shards() -> anyhow::Result<()> {
     let drill = pingji_scenarios::drill::load(&drill_path).map_err(anyhow::Error::msg)?;
     let out = tempfile::tempdir()?;
     let mut options = pingji_scenarios::live::LiveOptions::new(&east.url(), Some(pingji_tests::ADMIN_TOKEN))?;
-    options.speed = 60.0;
+    options.speed = 180.0;
     let report = pingji_scenarios::live::run(&drill, &options, out.path(), |_| {}).await?;
     assert_eq!(report.totals.incidents, 8, "{:?}", report.totals);
     assert_eq!(report.totals.mode_switches, 1, "{:?}", report.totals);
