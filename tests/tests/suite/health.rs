@@ -75,6 +75,10 @@ async fn a_dispatcher_is_ready_once_its_journal_is_replayed() -> anyhow::Result<
     let process = DispatcherProcess::start_with_args(&options, &extra).await?;
     let mut health = HealthClient::new(process.channel().await?);
     assert_eq!(status(&mut health, "pingji.v1.AgentService").await, Some(ServingStatus::Serving as i32));
+    // The log is written to a file as it happens: the line that says so may
+    // land just after the service already answers.
+    wait_until(PROMPTLY, "the log says the dispatcher is listening", async || Ok(process.log().contains("dispatcher listening")))
+        .await?;
     let log = process.log();
     let replayed = log.find("state recovered from the journal").ok_or_else(|| anyhow::anyhow!("no recovery in:\n{log}"))?;
     let listening = log.find("dispatcher listening").ok_or_else(|| anyhow::anyhow!("never listening:\n{log}"))?;
