@@ -110,5 +110,5 @@ fn add_first_admin(journal: &mut dyn Journal, name: &str, policy: Policy) -> any
 }
 
 fn has_admin(engine: &Engine) -> bool {
-    engine.state().operators.values().any(|operator| operator.role == OperatorRole::Admin)
+    engine.operators().any(|(_, operator)| operator.role == OperatorRole::Admin)
 }

@@ -19,6 +19,7 @@ use crate::server::error::rejection_status;
 use crate::tokens;
 use pingji_engine::accounts::{self, AgentTokenHash, OperatorRole};
 use pingji_engine::areas::parse_geojson;
+use pingji_engine::engine::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use pingji_engine::engine::{Command, Rejection};
 use pingji_engine::event::EventKind;
 use pingji_engine::ids::quote;
@@ -117,16 +118,8 @@ impl CommandService for CommandApi {
         let response = self
             .dispatcher
             .query(move |engine, _| pb::ListAreasResponse {
-                areas: engine
-                    .state()
-                    .areas
-                    .areas()
-                    .filter(|area| level.is_none_or(|level| area.level == level))
-                    .map(|area| convert::area_to_pb(engine, area, with_geometry))
-                    .collect(),
+                areas: engine.areas_at(level).map(|area| convert::area_to_pb(engine, area, with_geometry)).collect(),
                 service_centres: engine
-                    .state()
-                    .areas
                     .service_centres()
                     .map(|centre| pb::ServiceCentre {
                         id: centre.id.to_string(),
@@ -148,18 +141,18 @@ impl CommandService for CommandApi {
         let id = profile.id.clone();
         // A person new to the roster gets a token, shown once in this answer.
         let lookup = id.clone();
-        let is_new = self.dispatcher.query(move |engine, _| !engine.state().agents.contains_key(&lookup)).await?;
+        let is_new = self.dispatcher.query(move |engine, _| engine.agent(&lookup).is_none()).await?;
         let issued = if is_new { issue_tokens(vec![id.clone()]).await? } else { Vec::new() };
         let tokens = issued.iter().map(|(_, hash)| hash.clone()).collect();
         let agent = self
             .dispatcher
             .execute(Command::UpsertAgents { agents: vec![profile], all_new: false, tokens }, actor, move |engine, events| {
                 let now = events.last().map(|event| event.at).unwrap_or_default();
-                let record = engine.state().agents.get(&id)?;
+                let record = engine.agent(&id)?;
                 let mut agent = convert::agent_to_pb(engine, record, now);
                 // Only if it was stored: someone else may have added the person meanwhile.
                 if let Some((token, hash)) = issued.first()
-                    && engine.state().agent_tokens.get(&id) == Some(&hash.token_hash)
+                    && engine.agent_token_hash(&id) == Some(hash.token_hash.as_str())
                 {
                     agent.issued_token = token.clone();
                 }
@@ -198,7 +191,7 @@ impl CommandService for CommandApi {
         let lookup = id.clone();
         let agent = self
             .dispatcher
-            .query(move |engine, now| engine.state().agents.get(&lookup).map(|record| convert::agent_to_pb(engine, record, now)))
+            .query(move |engine, now| engine.agent(&lookup).map(|record| convert::agent_to_pb(engine, record, now)))
             .await?;
         let mut agents: Vec<pb::Agent> = agent.into_iter().collect();
         self.disclose(&caller, "GetAgent", format!("agent {id}"), &mut agents).await;
@@ -223,44 +216,20 @@ impl CommandService for CommandApi {
             0 => None,
             status => Some(convert::status_from_pb(status).map_err(rejection_status)?),
         };
-        let area = Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
-        let after = request.after_id.clone();
+        let query = AgentQuery {
+            status,
+            area: Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new),
+            connected_only: request.connected_only,
+            after: Some(request.after_id.clone()).filter(|after| !after.is_empty()).map(AgentId::new),
+            limit,
+        };
         let agents = self
             .dispatcher
-            .query(move |engine, now| -> Result<Vec<pb::Agent>, Status> {
-                let state = engine.state();
-                let area_level = match &area {
-                    Some(area) => Some(
-                        state
-                            .areas
-                            .get(area)
-                            .map(|spec| (spec.level, area))
-                            .ok_or_else(|| error::not_found(format!("area {} is not on the map", quote(area))))?,
-                    ),
-                    None => None,
-                };
-                Ok(state
-                    .agents
-                    .range(AgentId::new(after)..)
-                    .map(|(_, record)| record)
-                    .filter(|record| record.profile.id.as_str() > request.after_id.as_str())
-                    .filter(|record| status.is_none_or(|status| record.status == status))
-                    .filter(|record| {
-                        !request.connected_only || engine.live_agent(&record.profile.id).is_some_and(|live| live.connected)
-                    })
-                    .filter(|record| match area_level {
-                        None => true,
-                        Some((level, area)) => record
-                            .profile
-                            .home_area
-                            .as_ref()
-                            .is_some_and(|home| state.areas.placement_of_area(home).within(level, area)),
-                    })
-                    .take(limit)
-                    .map(|record| convert::agent_to_pb(engine, record, now))
-                    .collect())
+            .query(move |engine, now| -> Result<Vec<pb::Agent>, Rejection> {
+                Ok(engine.agents(&query)?.into_iter().map(|record| convert::agent_to_pb(engine, record, now)).collect())
             })
-            .await??;
+            .await?
+            .map_err(rejection_status)?;
         let mut agents = agents;
         self.disclose(&caller, "ListAgents", subject, &mut agents).await;
         Ok(Response::new(pb::ListAgentsResponse { agents }))
@@ -286,7 +255,7 @@ impl CommandService for CommandApi {
                     .nearby(at, k, &skills, request.available_only, now)
                     .into_iter()
                     .filter_map(|candidate| {
-                        let record = engine.state().agents.get(&candidate.agent)?;
+                        let record = engine.agent(&candidate.agent)?;
                         Some(pb::NearbyAgent {
                             agent: Some(convert::agent_to_pb(engine, record, now)),
                             distance_m: candidate.distance_m.round(),
@@ -343,7 +312,7 @@ impl CommandService for CommandApi {
             .dispatcher
             .execute(Command::CreateIncident { id, spec, force: request.force }, actor, |engine, events| {
                 let id = incident_from(events)?;
-                engine.state().incidents.get(&id).map(|incident| convert::incident_to_pb(engine, incident))
+                engine.incident(&id).map(|incident| convert::incident_to_pb(engine, incident))
             })
             .await?;
         let incident = incident.ok_or_else(|| error::internal("the incident was saved but cannot be read back"))?;
@@ -357,9 +326,7 @@ impl CommandService for CommandApi {
         let lookup = id.clone();
         let incident = self
             .dispatcher
-            .query(move |engine, _| {
-                engine.state().incidents.get(&lookup).map(|incident| convert::incident_to_pb(engine, incident))
-            })
+            .query(move |engine, _| engine.incident(&lookup).map(|incident| convert::incident_to_pb(engine, incident)))
             .await?;
         match incident {
             Some(incident) => Ok(Response::new(incident)),
@@ -373,21 +340,15 @@ impl CommandService for CommandApi {
     ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
         let request = request.into_inner();
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
+        let query = IncidentQuery {
+            open_only: request.open_only,
+            after: Some(request.after_id.clone()).filter(|after| !after.is_empty()).map(IncidentId::new),
+            limit,
+        };
         let incidents = self
             .dispatcher
             .query(move |engine, _| {
-                let state = engine.state();
-                let after = IncidentId::new(request.after_id.clone());
-                let ids: Box<dyn Iterator<Item = &IncidentId>> = if request.open_only {
-                    Box::new(state.open_incidents.range(after.clone()..))
-                } else {
-                    Box::new(state.incidents.range(after.clone()..).map(|(id, _)| id))
-                };
-                ids.filter(|id| request.after_id.is_empty() || **id != after)
-                    .filter_map(|id| state.incidents.get(id))
-                    .take(limit)
-                    .map(|incident| convert::incident_to_pb(engine, incident))
-                    .collect()
+                engine.incidents(&query).into_iter().map(|incident| convert::incident_to_pb(engine, incident)).collect()
             })
             .await?;
         Ok(Response::new(pb::ListIncidentsResponse { incidents }))
@@ -419,7 +380,7 @@ impl CommandService for CommandApi {
         let switched = self
             .dispatcher
             .execute(command, actor.clone(), move |engine, _| {
-                engine.state().areas.get(&area).map(|spec| convert::area_to_pb(engine, spec, false))
+                engine.area(&area).map(|spec| convert::area_to_pb(engine, spec, false))
             })
             .await?;
         let switched = switched.ok_or_else(|| error::internal("the mode was set but the area cannot be read back"))?;
@@ -467,9 +428,10 @@ impl CommandService for CommandApi {
         let unknown_area = self
             .dispatcher
             .query(move |engine, _| {
-                named_areas.iter().enumerate().find_map(|(index, areas)| {
-                    areas.iter().find(|area| !engine.state().areas.contains(area)).map(|area| (index, area.clone()))
-                })
+                named_areas
+                    .iter()
+                    .enumerate()
+                    .find_map(|(index, areas)| engine.first_unknown_area(areas).map(|area| (index, area.clone())))
             })
             .await?;
         if let Some((index, area)) = unknown_area {
@@ -488,8 +450,8 @@ impl CommandService for CommandApi {
         let response = self
             .dispatcher
             .query(|engine, _| pb::ListPlansResponse {
-                plans: engine.state().plans.values().map(convert::plan_to_pb).collect(),
-                activations: engine.state().activations.values().map(convert::activation_to_pb).collect(),
+                plans: engine.plans().map(convert::plan_to_pb).collect(),
+                activations: engine.activations().map(convert::activation_to_pb).collect(),
             })
             .await?;
         Ok(Response::new(response))
@@ -508,9 +470,7 @@ impl CommandService for CommandApi {
             .dispatcher
             .execute(command, actor, |engine, events| {
                 events.iter().find_map(|event| match &event.kind {
-                    EventKind::PlanActivated { activation, .. } => {
-                        engine.state().activations.get(activation).map(convert::activation_to_pb)
-                    }
+                    EventKind::PlanActivated { activation, .. } => engine.activation(activation).map(convert::activation_to_pb),
                     _ => None,
                 })
             })
@@ -526,7 +486,7 @@ impl CommandService for CommandApi {
         let command = Command::DeactivatePlan { activation: id.clone(), reason: request.reason.trim().to_string() };
         let activation = self
             .dispatcher
-            .execute(command, actor, move |engine, _| engine.state().activations.get(&id).map(convert::activation_to_pb))
+            .execute(command, actor, move |engine, _| engine.activation(&id).map(convert::activation_to_pb))
             .await?;
         activation.map(Response::new).ok_or_else(|| error::internal("the plan was deactivated but cannot be read back"))
     }
@@ -552,7 +512,7 @@ impl CommandService for CommandApi {
             .execute(command, actor, |engine, events| {
                 events.iter().find_map(|event| match &event.kind {
                     EventKind::CallupIssued { callup, .. } => {
-                        engine.state().callups.get(callup).map(|callup| convert::callup_to_pb(engine, callup))
+                        engine.callup(callup).map(|callup| convert::callup_to_pb(engine, callup))
                     }
                     _ => None,
                 })
@@ -566,30 +526,17 @@ impl CommandService for CommandApi {
         request: Request<pb::CallupStatusRequest>,
     ) -> Result<Response<pb::CallupStatusResponse>, Status> {
         let request = request.into_inner();
-        let area = Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
+        let query = CallupQuery {
+            open_only: request.open_only,
+            area: Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new),
+        };
         let callups = self
             .dispatcher
-            .query(move |engine, _| -> Result<Vec<pb::Callup>, Status> {
-                let state = engine.state();
-                if let Some(area) = &area
-                    && !state.areas.contains(area)
-                {
-                    return Err(error::not_found(format!("area {} is not on the map; list areas to find its id", quote(area))));
-                }
-                Ok(state
-                    .callups
-                    .values()
-                    .filter(|callup| !request.open_only || callup.is_open())
-                    .filter(|callup| {
-                        area.as_ref().is_none_or(|area| {
-                            &callup.area == area
-                                || state.areas.placement_of_area(&callup.area).areas().any(|(_, ancestor)| ancestor == area)
-                        })
-                    })
-                    .map(|callup| convert::callup_to_pb(engine, callup))
-                    .collect())
+            .query(move |engine, _| -> Result<Vec<pb::Callup>, Rejection> {
+                Ok(engine.callups(&query)?.into_iter().map(|callup| convert::callup_to_pb(engine, callup)).collect())
             })
-            .await??;
+            .await?
+            .map_err(rejection_status)?;
         Ok(Response::new(pb::CallupStatusResponse { callups }))
     }
 
@@ -626,21 +573,12 @@ impl CommandService for CommandApi {
         let area = Some(request.into_inner().area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new);
         let response = self
             .dispatcher
-            .query(move |engine, now| -> Result<pb::CoverageResponse, Status> {
-                let state = engine.state();
-                if let Some(area) = &area
-                    && !state.areas.contains(area)
-                {
-                    return Err(error::not_found(format!("area {} is not on the map; list areas to find its id", quote(area))));
-                }
-                let name = |id: &AreaId| state.areas.get(id).map(|spec| spec.name.clone()).unwrap_or_default();
-                let within = |grid: &AreaId| {
-                    area.as_ref()
-                        .is_none_or(|area| state.areas.placement_of_area(grid).areas().any(|(_, ancestor)| ancestor == area))
-                };
+            .query(move |engine, now| -> Result<pb::CoverageResponse, Rejection> {
+                let report = engine.coverage_report(area.as_ref(), now)?;
+                let name = |id: &AreaId| engine.area(id).map(|spec| spec.name.clone()).unwrap_or_default();
                 Ok(pb::CoverageResponse {
-                    communities: engine
-                        .coverage(area.as_ref())
+                    communities: report
+                        .communities
                         .into_iter()
                         .map(|row| pb::CommunityCoverage {
                             name: name(&row.community),
@@ -650,10 +588,9 @@ impl CommandService for CommandApi {
                             share: if row.grids == 0 { 0.0 } else { f64::from(row.grids_within_15_min) / f64::from(row.grids) },
                         })
                         .collect(),
-                    grids: engine
-                        .grid_staffing(now)
+                    grids: report
+                        .grids
                         .into_iter()
-                        .filter(|staffing| within(&staffing.grid))
                         .map(|staffing| pb::GridStaffing {
                             name: name(&staffing.grid),
                             grid_id: staffing.grid.to_string(),
@@ -665,7 +602,8 @@ impl CommandService for CommandApi {
                     walk_mps: engine.policy().speeds.walk_mps,
                 })
             })
-            .await??;
+            .await?
+            .map_err(rejection_status)?;
         Ok(Response::new(response))
     }
 
@@ -682,10 +620,8 @@ impl CommandService for CommandApi {
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::Operator>, Status> {
         let caller = caller(&request)?;
         let name = caller.name.clone();
-        let operator = self
-            .dispatcher
-            .query(move |engine, _| engine.state().operators.get(&name).map(|operator| operator.created_at.0))
-            .await?;
+        let operator =
+            self.dispatcher.query(move |engine, _| engine.operator(&name).map(|operator| operator.created_at.0)).await?;
         let created_at_ms = match (operator, &self.sharding) {
             (Some(created_at_ms), _) => Some(created_at_ms),
             (None, Some(sharding)) => sharding.published_operator(&caller.name).await.map(|account| account.created_at_ms),
@@ -742,7 +678,7 @@ impl CommandService for CommandApi {
         let lookup = name.clone();
         let account = self
             .dispatcher
-            .query(move |engine, _| engine.state().operators.get(&lookup).map(|operator| (operator.role, operator.created_at.0)))
+            .query(move |engine, _| engine.operator(&lookup).map(|operator| (operator.role, operator.created_at.0)))
             .await?;
         if let Err(error) = self.dispatcher.execute(Command::RemoveOperator { name: name.clone() }, actor, |_, _| ()).await {
             return Err(self.elsewhere(Kind::Operator, &name, error.into()).await);
@@ -762,9 +698,7 @@ impl CommandService for CommandApi {
             .dispatcher
             .query(|engine, _| {
                 engine
-                    .state()
-                    .operators
-                    .iter()
+                    .operators()
                     .map(|(name, operator)| operator_to_pb(name, operator.role, operator.created_at.0))
                     .collect::<Vec<_>>()
             })
@@ -889,7 +823,7 @@ impl CommandApi {
         let incident = match self
             .dispatcher
             .execute(command, actor, move |engine, _| {
-                engine.state().incidents.get(&lookup).map(|incident| convert::incident_to_pb(engine, incident))
+                engine.incident(&lookup).map(|incident| convert::incident_to_pb(engine, incident))
             })
             .await
         {

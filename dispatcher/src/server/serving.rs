@@ -227,7 +227,7 @@ impl Drop for AbortOnDrop {
 /// the command API: no operator account here and (with one shard per
 /// district) none published by another shard either.
 async fn warn_if_no_operators(dispatcher: &Dispatcher, store: &Store, sharding: Option<&sharding::Sharding>) {
-    let no_accounts_here = dispatcher.query(|engine, _| engine.state().operators.is_empty()).await.unwrap_or(false);
+    let no_accounts_here = dispatcher.query(|engine, _| engine.operators().next().is_none()).await.unwrap_or(false);
     if !no_accounts_here {
         return;
     }
@@ -339,9 +339,7 @@ pub(super) async fn load_plans(dispatcher: &Dispatcher, paths: &[PathBuf]) -> an
         return Ok(());
     }
     let changed = dispatcher
-        .query(move |engine, _| {
-            plans.into_iter().filter(|plan| engine.state().plans.get(&plan.id) != Some(plan)).collect::<Vec<_>>()
-        })
+        .query(move |engine, _| plans.into_iter().filter(|plan| engine.plan(&plan.id) != Some(plan)).collect::<Vec<_>>())
         .await?;
     if changed.is_empty() {
         info!("plans already loaded");
@@ -374,9 +372,8 @@ pub(super) async fn load_startup_files(dispatcher: &Dispatcher, config: &Config)
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read areas file {}", path.display()))?;
         let import = parse_geojson(&text).map_err(|error| anyhow::anyhow!("areas file {}: {error}", path.display()))?;
         let probe = import.clone();
-        let already = dispatcher
-            .query(move |engine, _| probe.areas.iter().all(|spec| engine.state().areas.get(&spec.id) == Some(spec)))
-            .await?;
+        let already =
+            dispatcher.query(move |engine, _| probe.areas.iter().all(|spec| engine.area(&spec.id) == Some(spec))).await?;
         if already {
             info!(path = %path.display(), "areas already loaded");
         } else {
@@ -405,7 +402,7 @@ pub(super) async fn load_startup_files(dispatcher: &Dispatcher, config: &Config)
                     profiles.into_iter().partition(|profile| lives_in_scope(engine, profile));
                 let changed = ours
                     .into_iter()
-                    .filter(|profile| engine.state().agents.get(&profile.id).is_none_or(|record| &record.profile != profile))
+                    .filter(|profile| engine.agent(&profile.id).is_none_or(|record| &record.profile != profile))
                     .collect::<Vec<_>>();
                 (changed, elsewhere.len())
             })

@@ -131,7 +131,7 @@ impl Engine {
                 Ok(vec![EventKind::ModeSwitched { area: area.clone(), mode: *mode, previous, reason: reason.clone() }])
             }
             Command::SetStatus { agent, status } => {
-                let record = self.agent(agent)?;
+                let record = self.known_agent(agent)?;
                 if record.status == *status {
                     return Ok(vec![]);
                 }
@@ -155,7 +155,7 @@ impl Engine {
                 Ok(events)
             }
             Command::Accept { agent, offer } => {
-                let record = self.agent(agent)?;
+                let record = self.known_agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
                     return Err(Rejection::FailedPrecondition(format!(
                         "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); wait for a new offer",
@@ -171,7 +171,7 @@ impl Engine {
             }
             Command::Decline { agent, offer, reason } => {
                 check_text("the decline reason", reason, false)?;
-                let record = self.agent(agent)?;
+                let record = self.known_agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
                     return Err(Rejection::FailedPrecondition(format!(
                         "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); nothing to decline",
@@ -451,7 +451,7 @@ impl Engine {
         }
     }
 
-    fn agent(&self, agent: &AgentId) -> Result<&crate::roster::AgentRecord, Rejection> {
+    fn known_agent(&self, agent: &AgentId) -> Result<&crate::roster::AgentRecord, Rejection> {
         self.state
             .agents
             .get(agent)
@@ -474,7 +474,7 @@ impl Engine {
     }
 
     fn held_assignment(&self, agent: &AgentId, incident: &IncidentId) -> Result<&crate::incident::AssignmentRecord, Rejection> {
-        let record = self.agent(agent)?;
+        let record = self.known_agent(agent)?;
         if record.current_incident.as_ref() != Some(incident) {
             return Err(Rejection::FailedPrecondition(format!(
                 "agent {agent} holds no assignment on incident {}; only the assigned person can report on it",

@@ -18,6 +18,8 @@
 //! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
 //!   plan activations, grid staffing checks.
 //! - [`reports`]: field reports and their triage.
+//! - [`queries`]: the typed reads the services answer from (people, incidents,
+//!   call-ups, coverage, accounts), with filters and pages.
 
 pub mod decide;
 pub mod dispatch;
@@ -25,6 +27,7 @@ pub mod evolve;
 pub mod invariants;
 pub mod live;
 pub mod mobilise;
+pub mod queries;
 pub mod reports;
 
 use std::collections::{BTreeMap, BTreeSet};

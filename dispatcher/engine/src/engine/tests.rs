@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
+use super::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use super::*;
 use crate::areas::parse_geojson;
 use crate::event::{EventKind, WidenReason, WithdrawReason};
@@ -1423,4 +1424,51 @@ fn a_forced_incident_far_off_the_map_is_unstaffable_but_one_just_outside_is_not(
     assert!(!engine.beyond_reach(just_outside));
     let (_, events) = create_forced(&mut engine, just_outside, &[], 1, T0);
     assert!(unstaffable_in(&events).is_empty(), "{events:?}");
+}
+
+/// The typed queries the services answer from: filters apply together,
+/// pages continue after the last id, an area off the map is `NotFound`,
+/// and reading changes nothing.
+#[test]
+fn queries_filter_page_and_refuse_an_unknown_area() {
+    let mut engine = engine();
+    for (id, home) in [("q1", "d1-s1-c1-g1"), ("q2", "d1-s1-c1-g1"), ("q3", "d2-s1-c1-g1"), ("q4", "d1-s1-c1-g1")] {
+        let mut person = profile(id, &[]);
+        person.home_area = Some(area(home));
+        engine
+            .execute(Command::UpsertAgents { agents: vec![person], all_new: true, tokens: Vec::new() }, "operator:test", T0)
+            .expect("person added");
+    }
+    engine.execute(Command::Connect { agent: AgentId::new("q2") }, "agent:q2", T0).expect("connects");
+    let before = engine.state().clone();
+    let ids = |records: Vec<&crate::roster::AgentRecord>| {
+        records.iter().map(|record| record.profile.id.to_string()).collect::<Vec<_>>()
+    };
+
+    let in_d1 = AgentQuery { area: Some(area("d1")), limit: 10, ..AgentQuery::default() };
+    assert_eq!(ids(engine.agents(&in_d1).expect("d1 is on the map")), ["q1", "q2", "q4"]);
+    let first_page = AgentQuery { limit: 2, ..in_d1.clone() };
+    assert_eq!(ids(engine.agents(&first_page).expect("page")), ["q1", "q2"]);
+    let next_page = AgentQuery { after: Some(AgentId::new("q2")), ..first_page };
+    assert_eq!(ids(engine.agents(&next_page).expect("page")), ["q4"]);
+    let connected = AgentQuery { connected_only: true, limit: 10, ..AgentQuery::default() };
+    assert_eq!(ids(engine.agents(&connected).expect("all")), ["q2"]);
+    let off_map = AgentQuery { area: Some(area("d9")), limit: 10, ..AgentQuery::default() };
+    match engine.agents(&off_map) {
+        Err(Rejection::NotFound(message)) => assert!(message.contains("area d9 is not on the map"), "{message}"),
+        other => panic!("expected NotFound, got {:?}", other.map(ids)),
+    }
+    assert!(matches!(engine.callups(&CallupQuery { area: Some(area("d9")), open_only: false }), Err(Rejection::NotFound(_))));
+    assert!(matches!(engine.coverage_report(Some(&area("d9")), T0), Err(Rejection::NotFound(_))));
+    let coverage = engine.coverage_report(Some(&area("d1")), T0).expect("d1 is on the map");
+    assert!(!coverage.grids.is_empty() && coverage.grids.iter().all(|grid| grid.grid.as_str().starts_with("d1-")));
+    assert!(engine.state() == &before, "reading changed the state");
+
+    let (in_d1, in_d2) = (centre_of(&engine, "d1-s1-c1-g1"), centre_of(&engine, "d2-s1-c1-g1"));
+    let (first, _) = create_forced(&mut engine, in_d1, &[], 1, T0);
+    let (second, _) = create_forced(&mut engine, in_d2, &[], 1, T0);
+    let all = IncidentQuery { limit: 10, ..IncidentQuery::default() };
+    let incident_ids = |incidents: Vec<&Incident>| incidents.iter().map(|incident| incident.id.clone()).collect::<Vec<_>>();
+    assert_eq!(incident_ids(engine.incidents(&all)), [first.clone(), second.clone()]);
+    assert_eq!(incident_ids(engine.incidents(&IncidentQuery { after: Some(first), ..all })), [second]);
 }
