@@ -139,6 +139,10 @@ pub struct AreaMap {
     centres: BTreeMap<AreaId, ServiceCentreSpec>,
     shapes: BTreeMap<AreaId, AreaShape>,
     index: RTree<BoxEntry>,
+    /// Whether two areas touch, worked out once per pair when first asked
+    /// (a border test of two district outlines can take milliseconds) and
+    /// forgotten when the map changes.
+    touching: std::sync::Mutex<std::collections::HashMap<(AreaId, AreaId), bool>>,
 }
 
 impl PartialEq for AreaMap {
@@ -215,6 +219,34 @@ impl AreaMap {
         ];
         // Corners bound the box well at city scale; pad for the curvature of edges.
         corners.iter().map(|corner| from.distance_m(*corner)).reduce(f64::max).map(|metres| metres * 1.01 + 1.0)
+    }
+
+    /// Whether areas `a` and `b` touch: their outlines meet or overlap (a
+    /// shared border, as in every boundary file cut from one source). A gap
+    /// between them, however narrow, keeps them apart; an area off the map
+    /// touches nothing.
+    pub fn touch(&self, a: &AreaId, b: &AreaId) -> bool {
+        let key = if a <= b { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+        if let Some(known) = self.touching.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
+            return *known;
+        }
+        let touching = match (self.shapes.get(a), self.shapes.get(b)) {
+            (Some(first), Some(second)) => {
+                let boxes_meet = match (first.bounds, second.bounds) {
+                    (Some((south_west, north_east)), Some((other_south_west, other_north_east))) => {
+                        south_west.lon <= other_north_east.lon
+                            && other_south_west.lon <= north_east.lon
+                            && south_west.lat <= other_north_east.lat
+                            && other_south_west.lat <= north_east.lat
+                    }
+                    _ => false,
+                };
+                boxes_meet && first.shape.intersects(&second.shape)
+            }
+            _ => false,
+        };
+        self.touching.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, touching);
+        touching
     }
 
     /// The area and its ancestors, the area first.
@@ -328,6 +360,7 @@ impl AreaMap {
 
     /// Adds (or replaces) the areas of a validated import.
     pub fn apply_import(&mut self, import: &AreaImport) {
+        self.touching.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
         for spec in &import.areas {
             self.specs.insert(spec.id.clone(), spec.clone());
         }

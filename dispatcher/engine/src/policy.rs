@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::areas::AreaLevel;
+use crate::ids::AreaId;
 use crate::roster::Role;
 pub use crate::travel::Speeds;
 
@@ -125,6 +126,30 @@ pub struct Policy {
     /// Batch assignment: seconds of ETA one recent assignment (within the
     /// workload window) costs, so that work is spread when ETAs are close.
     pub workload_penalty_s: u64,
+    /// Mutual aid (对口支援): areas whose people may be offered the
+    /// incidents of an area in emergency although they are not in the same
+    /// emergency themselves. Without a rule, help crosses a border only
+    /// between touching areas in emergency at the incident's grade or
+    /// stricter.
+    #[serde(default)]
+    pub mutual_aid: Vec<MutualAid>,
+}
+
+/// One mutual-aid agreement: while `to` (or an area it lies in) is in
+/// emergency, its incidents may also be offered to people in `from`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutualAid {
+    /// The area helped.
+    pub to: AreaId,
+    /// The areas that send help.
+    pub from: Vec<AreaId>,
+    /// The roles that may be sent; empty: everyone eligible in the
+    /// incident's mode.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Who agreed to it (an office or an operator), for the record.
+    pub approved_by: String,
 }
 
 fn mode_policy(offer_timeout_s: u64, parallel_offers: u32, location_interval_s: u32) -> ModePolicy {
@@ -195,6 +220,7 @@ impl Default for Policy {
             staffing_check_s: 60,
             batch_spare_candidates: 8,
             workload_penalty_s: 60,
+            mutual_aid: Vec::new(),
         }
     }
 }
@@ -289,6 +315,14 @@ impl Policy {
         if self.location_stale_s == 0 || self.waiting_retry_s == 0 {
             return Err("location_stale_s and waiting_retry_s must be at least 1 second".to_string());
         }
+        for (index, aid) in self.mutual_aid.iter().enumerate() {
+            if aid.from.is_empty() {
+                return Err(format!("mutual_aid[{index}] (to {}): name the areas that send help in `from`", aid.to));
+            }
+            if aid.approved_by.trim().is_empty() {
+                return Err(format!("mutual_aid[{index}] (to {}): say who approved it in `approved_by`", aid.to));
+            }
+        }
         let speeds = [self.speeds.walk_mps, self.speeds.bike_mps, self.speeds.car_mps];
         if speeds.iter().any(|speed| !speed.is_finite() || *speed <= 0.0 || *speed > 50.0) {
             return Err("speeds must be between 0 and 50 metres per second".to_string());
@@ -358,5 +392,18 @@ mod tests {
         assert!(error.contains("assignment") || error.contains("hungarian"), "{error}");
         let error = Policy::from_toml("[emergency_ii]\nbatch_window_ms = 0\n").unwrap_err();
         assert!(error.contains("emergency_ii.batch_window_ms"), "{error}");
+    }
+
+    #[test]
+    fn mutual_aid_is_read_from_the_policy_file_and_needs_its_approval() {
+        let text = "[[mutual_aid]]\nto = \"d1\"\nfrom = [\"d2\"]\nroles = [\"volunteer\"]\napproved_by = \"city office\"\n";
+        let policy = Policy::from_toml(text).expect("valid");
+        assert_eq!(policy.mutual_aid.len(), 1);
+        assert_eq!(policy.mutual_aid[0].from, vec![AreaId::new("d2")]);
+        assert_eq!(policy.mutual_aid[0].roles, vec![Role::Volunteer]);
+        let unapproved = Policy::from_toml("[[mutual_aid]]\nto = \"d1\"\nfrom = [\"d2\"]\napproved_by = \" \"\n");
+        assert!(unapproved.is_err_and(|error| error.contains("approved_by")));
+        let from_nowhere = Policy::from_toml("[[mutual_aid]]\nto = \"d1\"\nfrom = []\napproved_by = \"x\"\n");
+        assert!(from_nowhere.is_err_and(|error| error.contains("from")));
     }
 }

@@ -5,8 +5,12 @@
 //! other offer) who are connected, have a fresh live location, have every
 //! required skill, have not declined or let this incident's offer lapse, and
 //! are inside the scope: the incident's current level in normal mode (grid,
-//! then community, street, district, city), or the whole emergency area in
-//! flat mode. They are ranked by estimated arrival time (great-circle
+//! then community, street, district, city), or in flat mode (an emergency)
+//! the emergency's area together with every area in emergency at the same
+//! grade or stricter that touches it, directly or through others, so that
+//! help crosses district borders inside one emergency; plus the areas a
+//! mutual-aid rule of the policy (对口支援) names for it, with the roles it
+//! allows. A neighbour not in that emergency sends nobody without a rule. They are ranked by estimated arrival time (great-circle
 //! distance / speed of their travel mode), then by fewer recent assignments,
 //! then by id so that results are deterministic.
 //!
@@ -34,7 +38,7 @@ use crate::event::{DISPATCHER, EventKind, WidenReason, WithdrawReason};
 use crate::ids::{AgentId, AreaId, IncidentId, Millis};
 use crate::incident::{Incident, OfferRecord, RosterShortfall};
 use crate::policy::{Assignment, Mode};
-use crate::roster::AgentStatus;
+use crate::roster::{AgentStatus, Role};
 use crate::spatial::{PeopleIndex, Position};
 
 /// A person who could take an incident, with how far away they are.
@@ -46,10 +50,20 @@ pub struct Candidate {
     pub recent_assignments: u32,
 }
 
+/// An area whose people an incident may be offered to, and which of them:
+/// all, or only `roles` (mutual aid may name roles).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeArea {
+    pub level: AreaLevel,
+    pub area: AreaId,
+    pub roles: Option<Vec<Role>>,
+}
+
 pub struct CandidateQuery<'a> {
     pub at: Position,
     pub skills: &'a BTreeSet<String>,
-    pub scope: Option<(AreaLevel, &'a AreaId)>,
+    /// The areas people must be in (their live location); `None`: anywhere.
+    pub scope: Option<&'a [ScopeArea]>,
     pub excluded: Option<&'a BTreeSet<AgentId>>,
     /// Only people free to take an offer (otherwise anyone connected).
     pub free_only: bool,
@@ -66,7 +80,7 @@ impl<'a> CandidateQuery<'a> {
         CandidateQuery {
             at: incident.spec.at,
             skills: &incident.spec.skills,
-            scope: reach.scope.as_ref().map(|(level, area)| (*level, area)),
+            scope: reach.scope.as_deref(),
             excluded: Some(&incident.excluded),
             free_only: true,
             mode: Some(reach.mode),
@@ -90,7 +104,14 @@ const UNMATCHED_COST: i64 = 1_000_000_000;
 /// Where an incident's offers may go and under which mode.
 struct Reach {
     mode: Mode,
-    scope: Option<(AreaLevel, AreaId)>,
+    /// The incident's own area first (its level is the offer's level).
+    scope: Option<Vec<ScopeArea>>,
+}
+
+impl Reach {
+    fn level(&self) -> AreaLevel {
+        self.scope.as_ref().and_then(|areas| areas.first()).map_or(AreaLevel::City, |first| first.level)
+    }
 }
 
 impl Engine {
@@ -109,7 +130,12 @@ impl Engine {
         }
         let speeds = &self.policy.speeds;
         let stale_before = query.now.0 - (self.policy.location_stale_s as i64) * 1000;
-        let scope_extent_m = query.scope.and_then(|(_, area)| self.state.areas.farthest_extent_m(area, query.at));
+        let scope_extent_m = match query.scope {
+            None => None,
+            Some(areas) => {
+                areas.iter().filter_map(|scope| self.state.areas.farthest_extent_m(&scope.area, query.at)).reduce(f64::max)
+            }
+        };
         let max_travel_s = query.mode.map(|mode| self.policy.for_mode(mode).max_travel_s as f64);
         let mut best: Vec<Candidate> = Vec::with_capacity(query.k + 1);
         // One walk per travel mode: within a mode, nearer is sooner, so each
@@ -134,11 +160,13 @@ impl Engine {
                 if live.located_at.0 < stale_before || (query.free_only && !live.free) || !query.skills.is_subset(&live.skills) {
                     continue;
                 }
-                if let Some((level, area)) = query.scope
-                    && !live.placement.within(level, area)
-                {
-                    continue;
-                }
+                let roles_allowed = match query.scope {
+                    None => None,
+                    Some(areas) => match areas.iter().find(|scope| live.placement.within(scope.level, &scope.area)) {
+                        Some(scope) => scope.roles.as_ref(),
+                        None => continue,
+                    },
+                };
                 if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
                     continue;
                 }
@@ -151,6 +179,9 @@ impl Engine {
                 if let Some(mode) = query.mode
                     && !self.policy.eligible(mode, record.profile.role)
                 {
+                    continue;
+                }
+                if roles_allowed.is_some_and(|roles| !roles.contains(&record.profile.role)) {
                     continue;
                 }
                 let candidate = Candidate {
@@ -169,14 +200,55 @@ impl Engine {
 
     fn reach(&self, incident: &Incident) -> Reach {
         let (mode, emergency_area) = self.state.effective_mode(&incident.placement);
-        if mode.is_emergency() {
-            return Reach { mode, scope: emergency_area };
+        if let (true, Some((level, area))) = (mode.is_emergency(), emergency_area) {
+            return Reach { mode, scope: Some(self.flat_area(incident, mode, level, area)) };
         }
         let scope = match incident.scope {
             AreaLevel::City => None,
-            level => incident.placement.at(level).map(|area| (level, area.clone())),
+            level => incident.placement.at(level).map(|area| vec![ScopeArea { level, area: area.clone(), roles: None }]),
         };
         Reach { mode, scope }
+    }
+
+    /// The flat area of an emergency: `area` (in `mode`), every area in
+    /// emergency at `mode` or stricter that touches it directly or through
+    /// others, then the areas mutual-aid rules add for any of those or for
+    /// an area the incident lies in.
+    fn flat_area(&self, incident: &Incident, mode: Mode, level: AreaLevel, area: AreaId) -> Vec<ScopeArea> {
+        let areas = &self.state.areas;
+        let mut joined = vec![ScopeArea { level, area, roles: None }];
+        let mut others: Vec<(AreaLevel, AreaId)> = self
+            .state
+            .modes
+            .iter()
+            .filter(|(other, setting)| setting.mode >= mode && **other != joined[0].area)
+            .filter_map(|(other, _)| areas.get(other).map(|spec| (spec.level, other.clone())))
+            .collect();
+        let mut next = 0;
+        while next < joined.len() {
+            let (touching, apart): (Vec<_>, Vec<_>) =
+                others.into_iter().partition(|(_, other)| areas.touch(&joined[next].area, other));
+            joined.extend(touching.into_iter().map(|(level, area)| ScopeArea { level, area, roles: None }));
+            others = apart;
+            next += 1;
+        }
+        let helped = |to: &AreaId| {
+            joined.iter().any(|scope| &scope.area == to) || incident.placement.areas().any(|(_, within)| within == to)
+        };
+        let aid: Vec<ScopeArea> = self
+            .policy
+            .mutual_aid
+            .iter()
+            .filter(|rule| helped(&rule.to))
+            .flat_map(|rule| {
+                let roles = Some(rule.roles.clone()).filter(|roles| !roles.is_empty());
+                rule.from.iter().filter_map(move |from| {
+                    areas.get(from).map(|spec| ScopeArea { level: spec.level, area: from.clone(), roles: roles.clone() })
+                })
+            })
+            .collect();
+        joined.extend(aid);
+        joined
     }
 
     /// The next level an incident can widen to, if any.
@@ -307,7 +379,7 @@ impl Engine {
         now: Millis,
         out: &mut Vec<super::Event>,
     ) {
-        let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
+        let level = reach.level();
         let deadline = now.plus_seconds(self.policy.for_mode(reach.mode).offer_timeout_s);
         let incident = &self.state.incidents[incident_id];
         let origin = self.live.agents.get(&candidate.agent).and_then(|live| live.location).map(Position::approximate);
@@ -363,7 +435,7 @@ impl Engine {
                 continue;
             }
             if outstanding == 0 && !incident.waiting_noted {
-                let level = reach.scope.as_ref().map_or(AreaLevel::City, |(level, _)| *level);
+                let level = reach.level();
                 self.emit(out, DISPATCHER, now, EventKind::NoCandidates { incident: incident_id.clone(), level });
             }
             self.note_unstaffable(incident_id, now, out);

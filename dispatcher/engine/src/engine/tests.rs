@@ -1472,3 +1472,54 @@ fn queries_filter_page_and_refuse_an_unknown_area() {
     assert_eq!(incident_ids(engine.incidents(&all)), [first.clone(), second.clone()]);
     assert_eq!(incident_ids(engine.incidents(&IncidentQuery { after: Some(first), ..all })), [second]);
 }
+
+/// Who is offered an incident 40 m inside d1's border with d2, with one
+/// person 60 m across the border in d2 and one 600 m away inside d1, under
+/// the given modes and policy.
+fn offered_across_the_border(modes: &[(&str, Mode)], policy: Policy) -> BTreeSet<String> {
+    let mut engine = engine_with(policy);
+    let border = Position { lon: 120.154038, lat: 30.27 };
+    for (id, mode) in modes {
+        engine
+            .execute(Command::SetMode { area: area(id), mode: *mode, reason: "flood".into() }, "operator:cmd", T0)
+            .expect("mode set");
+    }
+    person_at(&mut engine, "across", &[], east(border, 60.0), T0);
+    person_at(&mut engine, "inside", &[], east(border, -600.0), T0);
+    let (_, events) = create(&mut engine, east(border, -40.0), &[], 1, T0);
+    offers_in(&events).into_iter().map(|(_, agent)| agent.to_string()).collect()
+}
+
+#[test]
+fn in_one_emergency_help_crosses_the_border_between_touching_districts() {
+    let both = offered_across_the_border(&[("d1", Mode::EmergencyIi), ("d2", Mode::EmergencyIi)], quiet_policy());
+    assert!(both.contains("across"), "the nearest person, across the border, is offered: {both:?}");
+    // A stricter grade next door joins too.
+    let stricter = offered_across_the_border(&[("d1", Mode::EmergencyIi), ("d2", Mode::EmergencyI)], quiet_policy());
+    assert!(stricter.contains("across"), "{stricter:?}");
+}
+
+#[test]
+fn a_neighbour_not_in_the_same_emergency_sends_help_only_under_mutual_aid() {
+    let alone = offered_across_the_border(&[("d1", Mode::EmergencyIi)], quiet_policy());
+    assert_eq!(alone, BTreeSet::from(["inside".to_string()]), "d2 is in normal mode: nobody from it without a rule");
+    let milder = offered_across_the_border(&[("d1", Mode::EmergencyIi), ("d2", Mode::EmergencyIii)], quiet_policy());
+    assert_eq!(milder, BTreeSet::from(["inside".to_string()]), "d2 at a milder grade is not in this emergency");
+
+    let aid = |roles: Vec<Role>| Policy {
+        mutual_aid: vec![crate::policy::MutualAid {
+            to: area("d1"),
+            from: vec![area("d2")],
+            roles,
+            approved_by: "city command office".into(),
+        }],
+        ..quiet_policy()
+    };
+    let helped = offered_across_the_border(&[("d1", Mode::EmergencyIi)], aid(Vec::new()));
+    assert!(helped.contains("across"), "mutual aid from d2 to d1: {helped:?}");
+    let other_roles = offered_across_the_border(&[("d1", Mode::EmergencyIi)], aid(vec![Role::CommunityWorker]));
+    assert!(!other_roles.contains("across"), "the rule sends community workers only, not volunteers: {other_roles:?}");
+    // The rule is for d1's emergencies: in normal mode nothing crosses.
+    let normal = offered_across_the_border(&[], aid(Vec::new()));
+    assert_eq!(normal, BTreeSet::from(["inside".to_string()]), "{normal:?}");
+}
