@@ -633,7 +633,7 @@ pub fn parse_location(text: &str) -> Result<pb::Location, String> {
     if !(-180.0..=180.0).contains(&lon) {
         return Err(format!("longitude {lon} is outside -180..180; {example}"));
     }
-    Ok(pb::Location { lon, lat })
+    Ok(pb::Location::wgs84(lon, lat))
 }
 
 /// Parses an emergency grade: I, II, III, IV (any case), 1-4, or the grade's

@@ -79,7 +79,7 @@ impl Location {
     }
 
     pub(crate) fn to_pb(self) -> pb::Location {
-        pb::Location { lon: self.lon, lat: self.lat }
+        pb::Location::wgs84(self.lon, self.lat)
     }
 }
 

@@ -196,7 +196,7 @@ impl Ledger {
             }
             Request::FieldReport { at, category, text, photo_ref } => {
                 send.push(message(Outgoing::FieldReport(pb::FieldReport {
-                    location: Some(pb::Location { lon: at.lon, lat: at.lat }),
+                    location: Some(pb::Location::wgs84(at.lon, at.lat)),
                     category,
                     text,
                     photo_ref,

@@ -15,6 +15,13 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/pingji.v1.serde.rs"));
 }
 
+impl v1::Location {
+    /// A position in WGS84, the system the dispatcher keeps and answers in.
+    pub fn wgs84(lon: f64, lat: f64) -> Self {
+        v1::Location { lon, lat, crs: v1::CoordinateSystem::Unspecified as i32 }
+    }
+}
+
 /// Encoded `FileDescriptorSet` of the API, served by the reflection service.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("pingji_descriptor");
 

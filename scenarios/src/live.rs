@@ -452,7 +452,7 @@ async fn perform(
         };
         let request = pb::CreateIncidentRequest {
             id: incident_ids.next(),
-            location: Some(pb::Location { lon: at.lon, lat: at.lat }),
+            location: Some(pb::Location::wgs84(at.lon, at.lat)),
             category: incident.category.clone(),
             priority: i32::from(incident.priority),
             required_skills: incident.skills.clone(),
@@ -472,7 +472,7 @@ async fn perform(
             let category = crate::roster::weighted(&mut rng, &burst.categories).cloned().unwrap_or_else(|| "other".into());
             let request = pb::CreateIncidentRequest {
                 id: incident_ids.next(),
-                location: Some(pb::Location { lon: at.lon, lat: at.lat }),
+                location: Some(pb::Location::wgs84(at.lon, at.lat)),
                 priority: i32::from(burst.priority[rng.random_range(0..burst.priority.len())]),
                 headcount: burst.need[rng.random_range(0..burst.need.len())],
                 required_skills: burst.skills.get(&category).cloned().unwrap_or_default(),

@@ -132,7 +132,7 @@ pub async fn check_in(session: &AgentSession, callup_id: &str) -> anyhow::Result
 pub async fn field_report(session: &AgentSession, (lon, lat): (f64, f64), category: &str, text: &str) -> anyhow::Result<()> {
     session
         .send(Outgoing::FieldReport(pb::FieldReport {
-            location: Some(pb::Location { lon, lat }),
+            location: Some(pb::Location::wgs84(lon, lat)),
             category: category.to_string(),
             text: text.to_string(),
             photo_ref: String::new(),

@@ -77,7 +77,7 @@ impl AgentSession {
     }
 
     pub async fn send_location(&self, lon: f64, lat: f64) -> anyhow::Result<()> {
-        self.send(Outgoing::Location(pb::Location { lon, lat })).await
+        self.send(Outgoing::Location(pb::Location::wgs84(lon, lat))).await
     }
 
     pub async fn set_status(&self, status: pb::AgentStatus) -> anyhow::Result<()> {

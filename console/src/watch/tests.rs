@@ -20,7 +20,7 @@ fn square(min_lon: f64, min_lat: f64, size: f64) -> pb::Polygon {
     let corners = [(0.0, 0.0), (size, 0.0), (size, size), (0.0, size), (0.0, 0.0)];
     pb::Polygon {
         rings: vec![pb::Ring {
-            points: corners.iter().map(|(east, north)| pb::Location { lon: min_lon + east, lat: min_lat + north }).collect(),
+            points: corners.iter().map(|(east, north)| pb::Location::wgs84(min_lon + east, min_lat + north)).collect(),
         }],
     }
 }
@@ -74,7 +74,7 @@ fn event(seq: u64, actor: &str, body: Body) -> pb::Event {
 
 fn spec(at: (f64, f64), category: &str, priority: i32, headcount: u32) -> Option<pb::IncidentSpec> {
     Some(pb::IncidentSpec {
-        location: Some(pb::Location { lon: at.0, lat: at.1 }),
+        location: Some(pb::Location::wgs84(at.0, at.1)),
         category: category.into(),
         priority,
         headcount,

@@ -8,6 +8,7 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::{Deserialize, Serialize};
 
+use crate::crs::CoordinateSystem;
 use crate::ids::{AreaId, check_id, quote};
 use crate::spatial::Position;
 
@@ -426,6 +427,7 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
         return Err("the GeoJSON must be a FeatureCollection (\"type\": \"FeatureCollection\")".to_string());
     }
     let features = root.get("features").and_then(|f| f.as_array()).ok_or("the FeatureCollection has no \"features\" array")?;
+    let system = declared_system(&root)?;
     let mut import = AreaImport::default();
     for (index, feature) in features.iter().enumerate() {
         let where_ = |field: &str| format!("feature #{index}: {field}");
@@ -481,7 +483,39 @@ pub fn parse_geojson(text: &str) -> Result<AreaImport, String> {
     if import.areas.is_empty() {
         return Err("the FeatureCollection holds no areas".to_string());
     }
+    if system != CoordinateSystem::Wgs84 {
+        to_wgs84(&mut import, system);
+    }
     Ok(import)
+}
+
+/// The coordinate system a map file declares in its top-level `crs`
+/// member: a name (`"crs": "gcj02"`) or GeoJSON 2008's named form
+/// (`{"type": "name", "properties": {"name": "EPSG:4326"}}`). Without
+/// one, WGS84, as RFC 7946 says.
+fn declared_system(root: &serde_json::Value) -> Result<CoordinateSystem, String> {
+    let name = match root.get("crs") {
+        None | Some(serde_json::Value::Null) => return Ok(CoordinateSystem::Wgs84),
+        Some(serde_json::Value::String(name)) => name.as_str(),
+        Some(named) => named.pointer("/properties/name").and_then(|name| name.as_str()).ok_or(
+            "the map's `crs` member is neither a name (\"crs\": \"gcj02\") nor {\"type\": \"name\", \"properties\": {\"name\": ...}}",
+        )?,
+    };
+    CoordinateSystem::parse(name).map_err(|problem| format!("the map's `crs` member: {problem}"))
+}
+
+/// Converts every position of `import` from `system` to WGS84.
+fn to_wgs84(import: &mut AreaImport, system: CoordinateSystem) {
+    for spec in &mut import.areas {
+        for point in spec.polygons.iter_mut().flatten().flatten() {
+            let (lon, lat) = system.to_wgs84(point[0], point[1]);
+            *point = [lon, lat];
+        }
+    }
+    for centre in &mut import.service_centres {
+        let (lon, lat) = system.to_wgs84(centre.at.lon, centre.at.lat);
+        centre.at = Position { lon, lat };
+    }
 }
 
 fn parse_position(value: &serde_json::Value) -> Result<[f64; 2], String> {
@@ -601,5 +635,53 @@ mod tests {
         assert!(parse_geojson(&open_ring).unwrap_err().contains("ring"));
         let out_of_range = collection(vec![feature("x", "city", "", square(0.0, 0.0, 200.0, 1.0))]);
         assert!(parse_geojson(&out_of_range).unwrap_err().contains("longitude"));
+    }
+
+    /// A map drawn in GCJ-02 (as AMap exports it) and declared so lands on
+    /// the same ground as the WGS84 original: every vertex within a
+    /// centimetre, so points fall in the same grids. Undeclared, the same
+    /// file would be hundreds of metres off.
+    #[test]
+    fn a_map_declared_in_gcj02_is_converted_to_wgs84_on_import() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/maps/sample-city.geojson");
+        let text = std::fs::read_to_string(path).expect("sample city present");
+        let original = parse_geojson(&text).expect("sample city parses");
+        let mut shifted: serde_json::Value = serde_json::from_str(&text).expect("json");
+        fn shift(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::Array(items) if items.len() == 2 && items.iter().all(|item| item.is_f64()) => {
+                    let (lon, lat) = CoordinateSystem::Gcj02
+                        .from_wgs84(items[0].as_f64().unwrap_or_default(), items[1].as_f64().unwrap_or_default());
+                    *value = serde_json::json!([lon, lat]);
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(shift),
+                serde_json::Value::Object(fields) => fields.values_mut().for_each(shift),
+                _ => {}
+            }
+        }
+        shift(&mut shifted);
+        let undeclared = parse_geojson(&shifted.to_string()).expect("parses as WGS84");
+        shifted["crs"] = serde_json::json!("GCJ-02");
+        let declared = parse_geojson(&shifted.to_string()).expect("parses as GCJ-02");
+        let vertices = |import: &AreaImport| -> Vec<Position> {
+            let mut points: Vec<Position> = import
+                .areas
+                .iter()
+                .flat_map(|spec| spec.polygons.iter().flatten().flatten())
+                .map(|[lon, lat]| Position { lon: *lon, lat: *lat })
+                .collect();
+            points.extend(import.service_centres.iter().map(|centre| centre.at));
+            points
+        };
+        let worst = |import: &AreaImport| {
+            vertices(&original).iter().zip(vertices(import)).map(|(a, b)| a.distance_m(b)).fold(0.0, f64::max)
+        };
+        assert!(worst(&declared) < 0.01, "declared GCJ-02: {} m off", worst(&declared));
+        assert!(worst(&undeclared) > 300.0, "undeclared: {} m off", worst(&undeclared));
+        let named = serde_json::json!({"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}});
+        shifted["crs"] = named;
+        assert!(parse_geojson(&shifted.to_string()).is_ok());
+        shifted["crs"] = serde_json::json!("EPSG:3857");
+        assert!(parse_geojson(&shifted.to_string()).is_err_and(|error| error.contains("crs")));
     }
 }

@@ -9,6 +9,7 @@
 //! - [`ids`]: identifier newtypes and time.
 //! - [`accounts`]: operator roles, the command-to-role table, the shape of tokens.
 //! - [`spatial`]: positions, great-circle distance, the spatial index of people.
+//! - [`crs`]: coordinate systems at the edges (WGS84 inside; GCJ-02, BD-09 converted).
 //! - [`travel`]: travel modes and their speeds.
 //! - [`areas`]: the area hierarchy, GeoJSON import and point-in-polygon placement.
 //! - [`policy`]: per-mode dispatch rules (timeouts, parallel offers, widening, surge assignment).
@@ -24,6 +25,7 @@
 pub mod accounts;
 pub mod areas;
 pub mod assignment;
+pub mod crs;
 pub mod engine;
 pub mod event;
 pub mod ids;

@@ -1000,7 +1000,7 @@ mod tests {
     }
 
     /// Every location in a message, found by its shape in the Debug text:
-    /// `Location { lon: X, lat: Y }`.
+    /// `Location { lon: X, lat: Y, crs: C }`.
     fn locations(message: &impl std::fmt::Debug) -> Vec<(f64, f64)> {
         let shown = format!("{message:?}");
         shown
@@ -1008,7 +1008,7 @@ mod tests {
             .skip(1)
             .filter_map(|rest| {
                 let (lon, rest) = rest.split_once(", lat: ")?;
-                let lat = rest.split_once(" }")?.0;
+                let lat = rest.split_once(", crs: ")?.0;
                 Some((lon.parse().ok()?, lat.parse().ok()?))
             })
             .collect()

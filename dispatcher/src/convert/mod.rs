@@ -11,6 +11,7 @@ use pingji_proto::v1 as pb;
 
 use crate::journal::StoredEvent;
 use pingji_engine::areas::AreaLevel;
+use pingji_engine::crs::CoordinateSystem;
 use pingji_engine::engine::{Engine, Rejection};
 use pingji_engine::event::{Event, EventKind, WithdrawReason};
 use pingji_engine::ids::quote;
@@ -23,11 +24,29 @@ use pingji_engine::spatial::Position;
 
 pub fn position(location: Option<&pb::Location>, what: &str) -> Result<Position, Rejection> {
     let location = location.ok_or_else(|| Rejection::InvalidArgument(format!("{what} is missing; give lon and lat")))?;
-    Position::checked(location.lon, location.lat).map_err(|message| Rejection::InvalidArgument(format!("{what}: {message}")))
+    let (lon, lat) = wgs84_of(location).map_err(|message| Rejection::InvalidArgument(format!("{what}: {message}")))?;
+    Position::checked(lon, lat).map_err(|message| Rejection::InvalidArgument(format!("{what}: {message}")))
+}
+
+/// A client's location in WGS84, converted from the system it says it
+/// uses; not range-checked (the engine refuses bad values).
+pub fn wgs84_of(location: &pb::Location) -> Result<(f64, f64), String> {
+    let system = match pb::CoordinateSystem::try_from(location.crs) {
+        Ok(pb::CoordinateSystem::Unspecified | pb::CoordinateSystem::Wgs84) => CoordinateSystem::Wgs84,
+        Ok(pb::CoordinateSystem::Gcj02) => CoordinateSystem::Gcj02,
+        Ok(pb::CoordinateSystem::Bd09) => CoordinateSystem::Bd09,
+        Err(_) => {
+            return Err(format!(
+                "crs = {} is not a coordinate system this dispatcher knows; use COORDINATE_SYSTEM_WGS84, _GCJ02 or _BD09",
+                location.crs
+            ));
+        }
+    };
+    Ok(system.to_wgs84(location.lon, location.lat))
 }
 
 pub fn location(position: Position) -> pb::Location {
-    pb::Location { lon: position.lon, lat: position.lat }
+    pb::Location::wgs84(position.lon, position.lat)
 }
 
 pub fn mode_from_pb(mode: i32) -> Result<Mode, Rejection> {
@@ -289,7 +308,7 @@ pub fn polygons_to_pb(polygons: &pingji_engine::areas::Rings) -> Vec<pb::Polygon
         .map(|rings| pb::Polygon {
             rings: rings
                 .iter()
-                .map(|ring| pb::Ring { points: ring.iter().map(|[lon, lat]| pb::Location { lon: *lon, lat: *lat }).collect() })
+                .map(|ring| pb::Ring { points: ring.iter().map(|[lon, lat]| pb::Location::wgs84(*lon, *lat)).collect() })
                 .collect(),
         })
         .collect()
@@ -370,7 +389,7 @@ pub fn band_distance(nearby: &mut pb::NearbyAgent) {
 /// A location rounded to 0.01 degrees: about 1.1 km north-south and under
 /// 1 km east-west at Chinese latitudes.
 pub fn coarsen(at: pb::Location) -> pb::Location {
-    pb::Location { lon: (at.lon * 100.0).round() / 100.0, lat: (at.lat * 100.0).round() / 100.0 }
+    pb::Location::wgs84((at.lon * 100.0).round() / 100.0, (at.lat * 100.0).round() / 100.0)
 }
 
 /// "13912345678" becomes "139****5678".

@@ -263,7 +263,8 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
         }
         Body::Location(at) => {
             // Range checks happen in the engine, which refuses bad values.
-            Command::ReportLocation { agent, at: pingji_engine::spatial::Position { lon: at.lon, lat: at.lat } }
+            let (lon, lat) = convert::wgs84_of(&at)?;
+            Command::ReportLocation { agent, at: pingji_engine::spatial::Position { lon, lat } }
         }
         Body::Status(status) => match convert::status_from_pb(status) {
             Ok(status) => Command::SetStatus { agent, status },
@@ -286,9 +287,10 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
             let Some(location) = report.location else {
                 return Err("the field report has no location; say where the problem is".to_string());
             };
+            let (lon, lat) = convert::wgs84_of(&location)?;
             Command::FieldReport {
                 agent,
-                at: pingji_engine::spatial::Position { lon: location.lon, lat: location.lat },
+                at: pingji_engine::spatial::Position { lon, lat },
                 category: report.category,
                 text: report.text,
                 photo_ref: report.photo_ref,

@@ -421,7 +421,7 @@ fn parse_home(lon_text: &str, lat_text: &str) -> Result<Option<Location>, Vec<St
     let lon = parse_degrees("home_lon", lon_text, 180.0, "120.15", &mut problems);
     let lat = parse_degrees("home_lat", lat_text, 90.0, "30.27", &mut problems);
     match (lon, lat) {
-        (Some(lon), Some(lat)) if problems.is_empty() => Ok(Some(Location { lon, lat })),
+        (Some(lon), Some(lat)) if problems.is_empty() => Ok(Some(Location::wgs84(lon, lat))),
         _ => Err(problems),
     }
 }
@@ -546,7 +546,7 @@ mod tests {
             home_area_id: "d1-s1-c1-g1".to_owned(),
             travel_mode: TravelMode::Bike as i32,
             on_duty: false,
-            home: Some(Location { lon: 120.1, lat: 30.2 }),
+            home: Some(Location::wgs84(120.1, 30.2)),
         };
         assert_eq!(agents, vec![expected]);
     }
@@ -586,7 +586,7 @@ mod tests {
         assert_eq!(agents[0].phone, "+86 139-1234-5678");
         assert_eq!(agents[0].travel_mode, TravelMode::Car as i32);
         assert!(!agents[0].on_duty);
-        assert_eq!(agents[0].home, Some(Location { lon: 120.1, lat: 30.2 }));
+        assert_eq!(agents[0].home, Some(Location::wgs84(120.1, 30.2)));
     }
 
     #[test]

@@ -237,7 +237,7 @@ async fn open_session(channel: Channel, agent_id: String, token: String) -> (Out
 /// Sends one oversized field report and waits for what the dispatcher does.
 async fn send_oversized(mut session: OpenSession, text: Arc<String>) -> Outcome {
     let report = pb::FieldReport {
-        location: Some(pb::Location { lon: 120.0950, lat: 30.2320 }),
+        location: Some(pb::Location::wgs84(120.0950, 30.2320)),
         category: "flooding".into(),
         text: String::clone(&text),
         photo_ref: String::new(),

@@ -100,7 +100,7 @@ fn point(n: usize, step: u64) -> pb::Location {
     // A home point, and a walk of up to ~50 m around it.
     let lon = WEST + (EAST - WEST) * mix(n as u64 * 2) + (mix(n as u64 * 7919 + step) - 0.5) * 1e-3;
     let lat = SOUTH + (NORTH - SOUTH) * mix(n as u64 * 2 + 1) + (mix(n as u64 * 104_729 + step) - 0.5) * 1e-3;
-    pb::Location { lon: lon.clamp(WEST, EAST), lat: lat.clamp(SOUTH, NORTH) }
+    pb::Location::wgs84(lon.clamp(WEST, EAST), lat.clamp(SOUTH, NORTH))
 }
 
 /// utime + stime of a process, in seconds.

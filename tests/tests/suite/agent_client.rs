@@ -86,7 +86,7 @@ fn welcome_of(event: AgentEvent) -> anyhow::Result<Welcome> {
 fn incident_at(id: &str, (lon, lat): (f64, f64)) -> pb::CreateIncidentRequest {
     pb::CreateIncidentRequest {
         id: id.to_string(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "medical".to_string(),
         priority: 2,
         required_skills: Vec::new(),

@@ -16,7 +16,7 @@ const IN_CITY: (f64, f64) = (120.0950, 30.2320);
 fn incident(id: &str) -> pb::CreateIncidentRequest {
     pb::CreateIncidentRequest {
         id: id.into(),
-        location: Some(pb::Location { lon: IN_CITY.0, lat: IN_CITY.1 }),
+        location: Some(pb::Location::wgs84(IN_CITY.0, IN_CITY.1)),
         category: "welfare_check".into(),
         priority: 2,
         headcount: 1,
@@ -139,7 +139,7 @@ async fn viewers_see_people_masked_and_precise_reads_are_audited() -> anyhow::Re
     let listed = as_viewer.list_agents(pb::ListAgentsRequest::default()).await?.into_inner().agents;
     assert!(listed.iter().all(|agent| agent.spec.as_ref().is_some_and(|spec| !spec.phone.contains("12345"))));
     let nearby = as_viewer
-        .nearby_agents(pb::NearbyAgentsRequest { at: Some(pb::Location { lon, lat }), k: 5, ..Default::default() })
+        .nearby_agents(pb::NearbyAgentsRequest { at: Some(pb::Location::wgs84(lon, lat)), k: 5, ..Default::default() })
         .await?
         .into_inner()
         .agents;
@@ -151,7 +151,7 @@ async fn viewers_see_people_masked_and_precise_reads_are_audited() -> anyhow::Re
         let (from_lon, from_lat) = pingji_tests::offset_m(lon, lat, east, north);
         let answer = as_viewer
             .nearby_agents(pb::NearbyAgentsRequest {
-                at: Some(pb::Location { lon: from_lon, lat: from_lat }),
+                at: Some(pb::Location::wgs84(from_lon, from_lat)),
                 k: 5,
                 ..Default::default()
             })

@@ -86,7 +86,7 @@ fn assert_refused<T: std::fmt::Debug>(result: Result<tonic::Response<T>, Status>
 fn incident(id: &str, lon: f64, lat: f64) -> pb::CreateIncidentRequest {
     pb::CreateIncidentRequest {
         id: id.to_string(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "fire".to_string(),
         priority: 1,
         required_skills: vec![],
@@ -120,12 +120,8 @@ async fn out_of_range_coordinates_are_invalid_arguments() -> anyhow::Result<()> 
     let mut nowhere = incident("nowhere", 0.0, 0.0);
     nowhere.location = None;
     assert_refused(command.create_incident(nowhere).await, Code::InvalidArgument, &["location is missing"]);
-    let nearby = pb::NearbyAgentsRequest {
-        at: Some(pb::Location { lon: 120.1, lat: -95.0 }),
-        k: 5,
-        skills: vec![],
-        available_only: false,
-    };
+    let nearby =
+        pb::NearbyAgentsRequest { at: Some(pb::Location::wgs84(120.1, -95.0)), k: 5, skills: vec![], available_only: false };
     assert_refused(command.nearby_agents(nearby).await, Code::InvalidArgument, &["latitude -95"]);
     // A person's own location report is refused on their session.
     session.send_location(181.0, 30.0).await?;
@@ -315,7 +311,7 @@ async fn a_session_must_open_with_hello_from_someone_on_the_roster() -> anyhow::
     assert!(stranger.message().contains("stranger"), "{}", stranger.message());
 
     let (outbox, requests) = tokio::sync::mpsc::channel(1);
-    outbox.send(pb::AgentMessage { body: Some(Outgoing::Location(pb::Location { lon: IN_CITY.0, lat: IN_CITY.1 })) }).await?;
+    outbox.send(pb::AgentMessage { body: Some(Outgoing::Location(pb::Location::wgs84(IN_CITY.0, IN_CITY.1))) }).await?;
     let status =
         agents.session(ReceiverStream::new(requests)).await.err().ok_or_else(|| anyhow::anyhow!("no hello was accepted"))?;
     assert_eq!(status.code(), Code::InvalidArgument, "message: {}", status.message());

@@ -269,7 +269,7 @@ async fn events_follow_prints_new_events_as_they_happen() -> anyhow::Result<()> 
     let created = command
         .create_incident(pb::CreateIncidentRequest {
             id: "inc-follow".to_string(),
-            location: Some(pb::Location { lon, lat }),
+            location: Some(pb::Location::wgs84(lon, lat)),
             category: "fire".to_string(),
             priority: 1,
             required_skills: Vec::new(),

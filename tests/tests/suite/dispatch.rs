@@ -17,7 +17,7 @@ const AFTER_TIMEOUT: Duration = Duration::from_secs(30);
 fn incident_at(id: &str, (lon, lat): (f64, f64), skills: &[&str]) -> pb::CreateIncidentRequest {
     pb::CreateIncidentRequest {
         id: id.to_string(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "medical".to_string(),
         priority: 2,
         required_skills: skills.iter().map(|skill| skill.to_string()).collect(),
@@ -670,5 +670,44 @@ async fn an_incident_nobody_on_the_roster_could_take_raises_an_alert_event() -> 
     assert_eq!(dive.unstaffable.map(|shortfall| shortfall.missing_skills), Some(vec!["diving".to_string()]));
     let fall = command.get_incident(pb::GetIncidentRequest { id: "fall-2".into() }).await?.into_inner();
     assert_eq!(fall.unstaffable, None);
+    server.shutdown().await
+}
+
+/// A client on a Chinese map SDK sends GCJ-02 and says so: the person and
+/// the incident land where they are in WGS84 (same grid, within a
+/// centimetre), and the dispatcher answers in WGS84. Sent unconverted, the
+/// same numbers would be hundreds of metres off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcj02_positions_from_a_client_land_where_they_are() -> anyhow::Result<()> {
+    use pingji_engine::crs::CoordinateSystem;
+    use pingji_engine::spatial::Position;
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g2").await?.centre();
+    let (gcj_lon, gcj_lat) = CoordinateSystem::Gcj02.from_wgs84(lon, lat);
+    let gcj02 = |lon: f64, lat: f64| pb::Location { lon, lat, crs: pb::CoordinateSystem::Gcj02 as i32 };
+    let metres = |location: &pb::Location| Position { lon, lat }.distance_m(Position { lon: location.lon, lat: location.lat });
+    assert!(metres(&pb::Location::wgs84(gcj_lon, gcj_lat)) > 300.0, "the sample city is in the GCJ-02 region");
+
+    // The person: placed with a WGS84 position first, then moved by a GCJ-02 one.
+    let session = server.connect_person_at(person("amap", "d1-s1-c1-g2", &[]), lon + 0.001, lat).await?;
+    session.send(pingji_proto::v1::agent_message::Body::Location(gcj02(gcj_lon, gcj_lat))).await?;
+    pingji_tests::wait_until(PROMPTLY, "the GCJ-02 location is taken in", async || {
+        let agent = command.get_agent(pb::GetAgentRequest { id: "amap".into() }).await?.into_inner();
+        Ok(agent.location.as_ref().is_some_and(|location| metres(location) < 0.01))
+    })
+    .await?;
+    let agent = command.get_agent(pb::GetAgentRequest { id: "amap".into() }).await?.into_inner();
+    assert_eq!(agent.grid_id, "d1-s1-c1-g2");
+    assert_eq!(agent.location.as_ref().map(|location| location.crs), Some(0), "answers are WGS84");
+
+    // The incident: reported at the GCJ-02 position, kept at the WGS84 one.
+    let mut request = incident_at("amap-1", (0.0, 0.0), &[]);
+    request.location = Some(gcj02(gcj_lon, gcj_lat));
+    let incident = command.create_incident(request).await?.into_inner();
+    let at = incident.location.as_ref().ok_or_else(|| anyhow::anyhow!("the incident has no location"))?;
+    assert!(metres(at) < 0.01, "the incident is {} m from where it was reported", metres(at));
+    assert_eq!(incident.grid_id, "d1-s1-c1-g2");
+    drop(session);
     server.shutdown().await
 }

@@ -50,7 +50,7 @@ async fn start_owner(dir: &Path, redis: &RedisServer, shard: &str, log: &str) ->
 fn incident(id: &str, (lon, lat): (f64, f64)) -> pb::CreateIncidentRequest {
     pb::CreateIncidentRequest {
         id: id.to_string(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "welfare_check".into(),
         priority: 2,
         headcount: 1,

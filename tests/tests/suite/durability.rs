@@ -155,7 +155,7 @@ async fn acknowledged_changes_survive_sigkill_mid_burst() -> anyhow::Result<()> 
         let (lon, lat) = dice.point_in(&community);
         batches[index % CREATORS].push(pb::CreateIncidentRequest {
             id: format!("burst-{index:02}"),
-            location: Some(pb::Location { lon, lat }),
+            location: Some(pb::Location::wgs84(lon, lat)),
             category: "welfare_check".into(),
             priority: 1 + (index % 4) as i32,
             required_skills: vec![],
@@ -268,7 +268,7 @@ async fn an_offer_whose_deadline_passed_while_down_times_out_after_restart() -> 
 
     let request = pb::CreateIncidentRequest {
         id: "unanswered".into(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "fall".into(),
         priority: 2,
         required_skills: vec![],
@@ -322,7 +322,7 @@ async fn a_graceful_restart_keeps_the_assignment_and_welcomes_its_holder_back() 
     let mut session = first.connect_person_at(holder, lon, lat).await?;
     let request = pb::CreateIncidentRequest {
         id: "kept".into(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "elder_care".into(),
         priority: 3,
         required_skills: vec![],
@@ -386,7 +386,7 @@ async fn a_journal_write_failure_refuses_the_command_and_stops_the_dispatcher() 
     )?;
     let refused = command
         .create_incident(pb::CreateIncidentRequest {
-            location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+            location: Some(pb::Location::wgs84(120.1, 30.23)),
             category: "never-written".into(),
             priority: 1,
             headcount: 1,

@@ -64,7 +64,7 @@ async fn an_event_stream_resumes_after_a_dispatcher_restart_with_no_gap_and_no_r
         .await?
         .create_incident(pb::CreateIncidentRequest {
             id: "after-restart".to_string(),
-            location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+            location: Some(pb::Location::wgs84(120.1, 30.23)),
             category: "medical".to_string(),
             priority: 2,
             headcount: 1,

@@ -113,7 +113,7 @@ async fn a_message_over_the_size_limit_ends_only_its_own_session() -> anyhow::Re
     let server = server(Limits::default()).await?;
     let mut session = server.open_session("p0001").await?;
     let report = pb::FieldReport {
-        location: Some(pb::Location { lon: 120.0950, lat: 30.2320 }),
+        location: Some(pb::Location::wgs84(120.0950, 30.2320)),
         category: "flooding".into(),
         text: "x".repeat(1024 * 1024),
         photo_ref: String::new(),

@@ -57,7 +57,7 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
 
     let request = pb::CreateIncidentRequest {
         id: "metered-1".into(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "medical".into(),
         priority: 1,
         required_skills: vec!["first_aid".into()],
@@ -95,7 +95,7 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
     // Nobody fits an incident needing an electrician: it widens level by level.
     let request = pb::CreateIncidentRequest {
         id: "metered-2".into(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "power".into(),
         priority: 2,
         required_skills: vec!["electrician".into()],
@@ -159,7 +159,7 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
     let mut session = connect_located(&mut command, &mut agents, "traced", lon, lat).await?;
     let request = pb::CreateIncidentRequest {
         id: "traced-1".into(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "elder_care".into(),
         priority: 2,
         required_skills: vec![],
@@ -181,7 +181,7 @@ async fn an_incidents_spans_reach_an_otlp_collector_with_their_offers_as_childre
     // An incident nobody can staff is still open when the dispatcher stops.
     let open = pb::CreateIncidentRequest {
         id: "traced-open".into(),
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "power".into(),
         priority: 3,
         required_skills: vec!["electrician".into()],

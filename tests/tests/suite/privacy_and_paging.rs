@@ -10,7 +10,7 @@ async fn the_event_stream_masks_phones_and_drops_home_locations() -> anyhow::Res
     let mut command = server.command().await?;
     let mut spec = person("canary", "d1-s1-c1-g1", &[]);
     spec.phone = "13912345678".to_string();
-    spec.home = Some(pb::Location { lon: 120.0912345, lat: 30.2412345 });
+    spec.home = Some(pb::Location::wgs84(120.0912345, 30.2412345));
     command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await?;
     let mut watch = EventWatch::start(&mut command, 1).await?;
     let upserted = watch
@@ -40,7 +40,7 @@ async fn a_claimed_operator_name_does_not_change_who_acted() -> anyhow::Result<(
     let server = TestServer::start(|_| {}).await?;
     let mut command = server.command().await?;
     let mut claimed = tonic::Request::new(pb::CreateIncidentRequest {
-        location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+        location: Some(pb::Location::wgs84(120.1, 30.23)),
         category: "medical".into(),
         priority: 1,
         headcount: 1,
@@ -59,7 +59,7 @@ async fn incidents_page_by_id() -> anyhow::Result<()> {
     for _ in 0..7 {
         command
             .create_incident(pb::CreateIncidentRequest {
-                location: Some(pb::Location { lon: 120.1, lat: 30.23 }),
+                location: Some(pb::Location::wgs84(120.1, 30.23)),
                 category: "errand".into(),
                 priority: 3,
                 headcount: 1,

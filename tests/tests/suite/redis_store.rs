@@ -94,7 +94,7 @@ impl Dice {
 fn incident(id: String, (lon, lat): (f64, f64), index: usize) -> pb::CreateIncidentRequest {
     pb::CreateIncidentRequest {
         id,
-        location: Some(pb::Location { lon, lat }),
+        location: Some(pb::Location::wgs84(lon, lat)),
         category: "welfare_check".into(),
         priority: 1 + (index % 4) as i32,
         headcount: 1,

@@ -37,7 +37,7 @@ async fn create_until_refused(
     for index in 0..PER_CREATOR {
         let request = pb::CreateIncidentRequest {
             id: format!("load-{creator}-{index:03}"),
-            location: Some(pb::Location { lon, lat }),
+            location: Some(pb::Location::wgs84(lon, lat)),
             category: "welfare_check".into(),
             priority: 3,
             required_skills: vec![],
