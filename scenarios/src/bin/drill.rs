@@ -139,15 +139,7 @@ fn print_summary(report: &pingji_scenarios::report::Report, out: &std::path::Pat
     use pingji_scenarios::report::plural;
     let totals = &report.totals;
     println!("{}: {}", report.drill.name, if report.passed { "PASSED" } else { "FAILED" });
-    println!(
-        "  {}, {}: {} staffed, {} closed, {} cancelled, {} unstaffed at the end",
-        plural(report.drill.people, "person", "people"),
-        plural(totals.incidents, "incident", "incidents"),
-        totals.staffed,
-        totals.closed,
-        totals.cancelled,
-        totals.unstaffed_at_end
-    );
+    println!("  {}; {}", plural(report.drill.people, "person", "people"), totals.headline());
     for (priority, figures) in &report.by_priority {
         let show = |value: Option<f64>| value.map_or("—".to_string(), |v| format!("{v:.0} s"));
         println!(
