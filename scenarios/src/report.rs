@@ -218,6 +218,24 @@ pub struct Report {
     /// Grids that fell below their minimum of available people (events).
     pub grid_staffing_low: usize,
     pub incidents: Vec<IncidentFigures>,
+    /// A drill run live: the dispatcher as found and as left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveRun>,
+}
+
+/// What a live drill found on the dispatcher, and how it left it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LiveRun {
+    /// What the drill found at the start, one line each.
+    pub found: Vec<String>,
+    /// What it found that would have stopped it, had it not been told to go
+    /// ahead (`--go-ahead`); empty when nothing else was using the dispatcher.
+    pub went_ahead_despite: Vec<String>,
+    /// What it did at the end to leave the dispatcher as found; the last
+    /// line says whether it is.
+    pub left: Vec<String>,
+    /// Stopped (Ctrl-C) this many drill seconds in.
+    pub interrupted_at_s: Option<f64>,
 }
 
 /// What the report needs besides the events.
@@ -599,6 +617,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         plan_activations,
         grid_staffing_low,
         incidents,
+        live: None,
     }
 }
 
@@ -781,6 +800,15 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "{}\n", drill.description.trim());
     }
     let _ = writeln!(out, "{}\n", story(report));
+    if let Some(seconds) = report.live.as_ref().and_then(|live| live.interrupted_at_s) {
+        let _ = writeln!(
+            out,
+            "**Stopped at {} ({} s of {}):** the figures cover the drill up to then.\n",
+            clock(drill.started_at_ms, seconds),
+            seconds.round(),
+            drill.duration_s
+        );
+    }
     let _ = writeln!(
         out,
         "Seed {} · {} · {} in the log · result: **{}**\n",
@@ -872,6 +900,23 @@ pub fn markdown(report: &Report) -> String {
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"
     );
+    if let Some(live) = &report.live {
+        let _ = writeln!(out, "## On the live dispatcher\n\nWhat the drill found when it started:\n");
+        for line in &live.found {
+            let _ = writeln!(out, "- {line}");
+        }
+        if !live.went_ahead_despite.is_empty() {
+            let _ = writeln!(out, "\nIt was told to go ahead (`--go-ahead`) despite:\n");
+            for line in &live.went_ahead_despite {
+                let _ = writeln!(out, "- {line}");
+            }
+        }
+        let _ = writeln!(out, "\nWhen it ended:\n");
+        for line in &live.left {
+            let _ = writeln!(out, "- {line}");
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "## Key events\n\nTimes on the drill clock.\n\n| time | event |\n|---|---|");
     const SHOWN: usize = 60;
     for key in report.timeline.iter().take(SHOWN) {
