@@ -81,7 +81,12 @@ pub(crate) async fn leave(leaving: &Leaving<'_>) -> Vec<String> {
             if differences.is_empty() {
                 lines.push(format!("the dispatcher is as the drill found it, apart from the journal's history{kept}"));
             } else {
-                lines.push(format!("the dispatcher is not as the drill found it: {}", differences.join("; ")));
+                // Someone else's changes during the drill count too: the
+                // drill cannot tell them from its own leftovers.
+                lines.push(format!(
+                    "the dispatcher is not as the drill found it (changes others made meanwhile count too): {}",
+                    differences.join("; ")
+                ));
             }
         }
         Err(error) => lines.push(format!("could not read the dispatcher to compare it with what was found: {error:#}")),
