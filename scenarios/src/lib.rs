@@ -12,7 +12,9 @@
 //! - [`roster`]: people from a CSV or generated per grid.
 //! - [`sim`]: the in-process runner on a virtual clock.
 //! - [`live`]: the live runner: real gRPC sessions against a dispatcher,
-//!   connected through `pingji-client` as the console and field agent are.
+//!   connected through `pingji-client` as the console and field agent are;
+//!   it says what it finds, does not start on a dispatcher in use unless
+//!   told to go ahead, and leaves the dispatcher as it found it.
 //! - [`report`]: figures from the event log; report.json and report.md.
 //! - [`svg`]: the report's pictures.
 //! - [`files`]: writing the report's files (JSON, Markdown, pictures).

@@ -60,13 +60,22 @@ pub struct ExpectationResult {
     pub actual: String,
 }
 
+/// The drill's figures. `closed`, `cancelled`, `staffed_at_end` and
+/// `unstaffed_at_end` say where each incident stood when the drill ended:
+/// one place each, so they add up to `incidents` ([`Totals::where_they_stood`]).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Totals {
     pub incidents: usize,
-    pub staffed: usize,
+    /// Ended with feedback.
     pub closed: usize,
     pub cancelled: usize,
+    /// Still open at the end, with every person it needs.
+    pub staffed_at_end: usize,
+    /// Still open at the end, short of people (waiting or on offer).
     pub unstaffed_at_end: usize,
+    /// Incidents that had every person they needed at some time, whatever
+    /// became of them (closed ones mostly were): not one of the four above.
+    pub staffed_at_some_point: usize,
     pub offers: usize,
     pub accepted: usize,
     pub declined: usize,
@@ -76,6 +85,28 @@ pub struct Totals {
     pub mode_switches: usize,
     /// Widenings by the level widened to.
     pub widenings: BTreeMap<String, usize>,
+}
+
+impl Totals {
+    /// Where the incidents stood at the end, each counted once: closed,
+    /// cancelled, staffed, unstaffed. Their sum is `incidents`.
+    pub fn where_they_stood(&self) -> [(&'static str, usize); 4] {
+        [
+            ("closed with feedback", self.closed),
+            ("cancelled", self.cancelled),
+            ("staffed", self.staffed_at_end),
+            ("unstaffed", self.unstaffed_at_end),
+        ]
+    }
+
+    /// The headline: "15 incidents at the end: 3 closed with feedback, 0
+    /// cancelled, 6 staffed, 6 unstaffed", the same words in the report and
+    /// on the terminal.
+    pub fn headline(&self) -> String {
+        let parts: Vec<String> =
+            self.where_they_stood().iter().map(|(what, count)| format!("{} {what}", thousands(*count))).collect();
+        format!("{} at the end: {}", plural(self.incidents, "incident", "incidents"), parts.join(", "))
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -187,6 +218,24 @@ pub struct Report {
     /// Grids that fell below their minimum of available people (events).
     pub grid_staffing_low: usize,
     pub incidents: Vec<IncidentFigures>,
+    /// A drill run live: the dispatcher as found and as left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveRun>,
+}
+
+/// What a live drill found on the dispatcher, and how it left it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LiveRun {
+    /// What the drill found at the start, one line each.
+    pub found: Vec<String>,
+    /// What it found that would have stopped it, had it not been told to go
+    /// ahead (`--go-ahead`); empty when nothing else was using the dispatcher.
+    pub went_ahead_despite: Vec<String>,
+    /// What it did at the end to leave the dispatcher as found; the last
+    /// line says whether it is.
+    pub left: Vec<String>,
+    /// Stopped (Ctrl-C) this many drill seconds in.
+    pub interrupted_at_s: Option<f64>,
 }
 
 /// What the report needs besides the events.
@@ -324,8 +373,10 @@ pub fn build(input: ReportInput<'_>) -> Report {
                 }
             }
             EventKind::IncidentStaffed { incident } => {
-                totals.staffed += 1;
                 if let Some(tracked) = tracked.get_mut(incident) {
+                    if !tracked.staffed {
+                        totals.staffed_at_some_point += 1;
+                    }
                     tracked.staffed = true;
                     let reported = tracked.reported;
                     if let Some(figures) = tracked.figures.as_mut() {
@@ -386,12 +437,16 @@ pub fn build(input: ReportInput<'_>) -> Report {
             }
             EventKind::IncidentCancelled { incident, .. } | EventKind::IncidentClosed { incident, .. } => {
                 let cancelled = matches!(event.kind, EventKind::IncidentCancelled { .. });
-                if cancelled {
-                    totals.cancelled += 1;
-                } else {
-                    totals.closed += 1;
-                }
-                if let Some(tracked) = tracked.get_mut(incident) {
+                // Only incidents reported in the drill count: one reported
+                // before it and ended during it is not one of its incidents.
+                if let Some(tracked) = tracked.get_mut(incident)
+                    && !tracked.ended
+                {
+                    if cancelled {
+                        totals.cancelled += 1;
+                    } else {
+                        totals.closed += 1;
+                    }
                     tracked.ended = true;
                     if let Some(figures) = tracked.figures.as_mut() {
                         figures.ended = Some(if cancelled { "cancelled" } else { "closed" }.to_string());
@@ -464,6 +519,12 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let unstaffed: Vec<&IncidentFigures> =
         incidents.iter().filter(|figures| figures.ended.is_none() && figures.staffed_s.is_none()).collect();
     totals.unstaffed_at_end = unstaffed.len();
+    totals.staffed_at_end = incidents.iter().filter(|figures| figures.ended.is_none() && figures.staffed_s.is_some()).count();
+    debug_assert_eq!(
+        totals.where_they_stood().iter().map(|(_, count)| count).sum::<usize>(),
+        totals.incidents,
+        "every incident stands in exactly one place at the end: {totals:?}"
+    );
     for figures in &unstaffed {
         timeline.push(key(
             duration_s,
@@ -556,6 +617,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         plan_activations,
         grid_staffing_low,
         incidents,
+        live: None,
     }
 }
 
@@ -738,6 +800,15 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "{}\n", drill.description.trim());
     }
     let _ = writeln!(out, "{}\n", story(report));
+    if let Some(seconds) = report.live.as_ref().and_then(|live| live.interrupted_at_s) {
+        let _ = writeln!(
+            out,
+            "**Stopped at {} ({} s of {}):** the figures cover the drill up to then.\n",
+            clock(drill.started_at_ms, seconds),
+            seconds.round(),
+            drill.duration_s
+        );
+    }
     let _ = writeln!(
         out,
         "Seed {} · {} · {} in the log · result: **{}**\n",
@@ -762,13 +833,8 @@ pub fn markdown(report: &Report) -> String {
     let totals = &report.totals;
     let _ = writeln!(
         out,
-        "\n## Headline figures\n\n{}: {} staffed, {} closed with feedback, {} cancelled, {} unstaffed at the end. \
-         {}: {} accepted, {} declined, {} timed out, {} withdrawn. {}, {}.\n",
-        plural(totals.incidents, "incident", "incidents"),
-        thousands(totals.staffed),
-        thousands(totals.closed),
-        thousands(totals.cancelled),
-        thousands(totals.unstaffed_at_end),
+        "\n## Headline figures\n\n{}. {}: {} accepted, {} declined, {} timed out, {} withdrawn. {}, {}.\n",
+        totals.headline(),
         plural(totals.offers, "offer", "offers"),
         thousands(totals.accepted),
         thousands(totals.declined),
@@ -834,6 +900,23 @@ pub fn markdown(report: &Report) -> String {
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"
     );
+    if let Some(live) = &report.live {
+        let _ = writeln!(out, "## On the live dispatcher\n\nWhat the drill found when it started:\n");
+        for line in &live.found {
+            let _ = writeln!(out, "- {line}");
+        }
+        if !live.went_ahead_despite.is_empty() {
+            let _ = writeln!(out, "\nIt was told to go ahead (`--go-ahead`) despite:\n");
+            for line in &live.went_ahead_despite {
+                let _ = writeln!(out, "- {line}");
+            }
+        }
+        let _ = writeln!(out, "\nWhen it ended:\n");
+        for line in &live.left {
+            let _ = writeln!(out, "- {line}");
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "## Key events\n\nTimes on the drill clock.\n\n| time | event |\n|---|---|");
     const SHOWN: usize = 60;
     for key in report.timeline.iter().take(SHOWN) {
@@ -848,6 +931,82 @@ pub fn markdown(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Events of a small drill: `reported` incidents, then `after` in order.
+    fn drill_events(reported: &[&str], after: Vec<EventKind>) -> Vec<Event> {
+        let spec = pingji_engine::incident::IncidentSpec {
+            at: Position { lon: 120.1, lat: 30.2 },
+            category: "medical".to_string(),
+            priority: 1,
+            skills: BTreeSet::new(),
+            headcount: 1,
+            description: String::new(),
+        };
+        let reports = reported.iter().map(|id| EventKind::IncidentReported {
+            incident: IncidentId::new(*id),
+            spec: spec.clone(),
+            placement: pingji_engine::areas::Placement::default(),
+            scope: AreaLevel::Grid,
+            activation: None,
+        });
+        reports
+            .chain(after)
+            .enumerate()
+            .map(|(index, kind)| Event {
+                seq: index as u64 + 1,
+                at: crate::sim::DRILL_START.plus_seconds(index as u64 * 10),
+                actor: "operator:admin".to_string(),
+                kind,
+            })
+            .collect()
+    }
+
+    fn report_of(events: &[Event]) -> Report {
+        let map = AreaImport::default();
+        build(ReportInput {
+            summary: DrillSummary {
+                name: "test".to_string(),
+                description: String::new(),
+                seed: 1,
+                duration_s: 600,
+                started_at_ms: crate::sim::DRILL_START.0,
+                people: 0,
+                events: events.len(),
+            },
+            map: &map,
+            expectations: &[],
+            staffed_in_time_s: 300,
+            events,
+            started_at: crate::sim::DRILL_START,
+            ended_at: crate::sim::DRILL_START.plus_seconds(600),
+        })
+    }
+
+    #[test]
+    fn the_headline_figures_add_up_to_the_incidents() {
+        let id = |text: &str| IncidentId::new(text);
+        let events = drill_events(
+            &["staffed-then-closed", "staffed-open", "cancelled", "waiting"],
+            vec![
+                EventKind::IncidentStaffed { incident: id("staffed-then-closed") },
+                EventKind::IncidentClosed { incident: id("staffed-then-closed"), feedback: "done".into(), released: vec![] },
+                EventKind::IncidentStaffed { incident: id("staffed-open") },
+                EventKind::IncidentCancelled { incident: id("cancelled"), reason: "false alarm".into(), released: vec![] },
+                // Reported before the drill: none of its figures.
+                EventKind::IncidentStaffed { incident: id("from-before") },
+                EventKind::IncidentClosed { incident: id("from-before"), feedback: "done".into(), released: vec![] },
+            ],
+        );
+        let totals = report_of(&events).totals;
+        let stood: usize = totals.where_they_stood().iter().map(|(_, count)| count).sum();
+        assert_eq!(stood, totals.incidents, "{totals:?}");
+        assert_eq!(
+            (totals.incidents, totals.closed, totals.cancelled, totals.staffed_at_end, totals.unstaffed_at_end),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(totals.staffed_at_some_point, 2, "staffed, whatever became of them; not a fifth place");
+        assert_eq!(totals.headline(), "4 incidents at the end: 1 closed with feedback, 1 cancelled, 1 staffed, 1 unstaffed");
+    }
 
     #[test]
     fn counts_take_the_singular_only_for_one() {

@@ -47,22 +47,34 @@ enum Mode {
         /// Run the drill this many times faster than real time.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// Run even though the dispatcher is in use (open incidents, areas in
+        /// emergency, open plans or call-ups, people connected, plans or a map
+        /// the drill would change): without it the drill says what it found
+        /// and does not start.
+        #[arg(long)]
+        go_ahead: bool,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
     },
 }
 
+/// Exit code when the drill did not start because the dispatcher is in use.
+const REFUSED: u8 = 3;
+/// Exit code when the drill was stopped (Ctrl-C, SIGTERM): 128 + SIGINT.
+const STOPPED: u8 = 130;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Mode::Run { file, out, quiet } => run(&file, &out, quiet),
-        Mode::Live { file, connect, token, out, speed, quiet } => {
+        Mode::Live { file, connect, token, out, speed, go_ahead, quiet } => {
             // Settings that cannot be used are usage errors, said before
             // anything starts.
             let options = LiveOptions::new(&connect.server, token.as_deref()).and_then(|mut options| {
                 options.connect = ConnectOptions { bearer: options.connect.bearer, ..connect.options()? };
                 options.speed = speed;
+                options.go_ahead = go_ahead;
                 Ok(options)
             });
             match options {
@@ -103,7 +115,13 @@ fn finish(result: anyhow::Result<pingji_scenarios::report::Report>, out: &std::p
         }
     };
     print_summary(&report, out);
-    if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.live.as_ref().is_some_and(|live| live.interrupted_at_s.is_some()) {
+        ExitCode::from(STOPPED)
+    } else if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn live(file: &std::path::Path, options: &LiveOptions, out: &std::path::Path, quiet: bool) -> ExitCode {
@@ -118,10 +136,80 @@ fn live(file: &std::path::Path, options: &LiveOptions, out: &std::path::Path, qu
             return ExitCode::FAILURE;
         }
     };
-    let bar = progress_bar(&drill, quiet);
-    let result = runtime.block_on(pingji_scenarios::live::run(&drill, options, out, |seconds| bar.set_position(seconds)));
-    bar.finish_and_clear();
-    finish(result, out)
+    runtime.block_on(async {
+        let prepared = match pingji_scenarios::live::prepare(&drill, options).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                if let Some(refused) = error.downcast_ref::<pingji_scenarios::live::Refused>() {
+                    print_found(&refused.found);
+                    eprintln!("drill: {refused}");
+                    return ExitCode::from(REFUSED);
+                }
+                eprintln!("drill: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        print_found(&prepared.found());
+        if !prepared.findings().is_empty() {
+            println!("going ahead (--go-ahead) despite:");
+            for finding in prepared.findings() {
+                println!("  - {finding}");
+            }
+        }
+        let (stop_sender, stop) = tokio::sync::oneshot::channel::<()>();
+        let signals = tokio::spawn(stop_on_signals(stop_sender));
+        let bar = progress_bar(&drill, quiet);
+        let stopped = async {
+            // Dropped without a signal: the drill runs to its end.
+            if stop.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = prepared.run(out, |seconds| bar.set_position(seconds), stopped).await;
+        bar.finish_and_clear();
+        signals.abort();
+        finish(result, out)
+    })
+}
+
+fn print_found(found: &[String]) {
+    println!("found on the dispatcher:");
+    for line in found {
+        println!("  {line}");
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+/// The first signal stops the drill, which then puts the dispatcher back as
+/// found; a second one exits at once, leaving it as it is.
+async fn stop_on_signals(stop: tokio::sync::oneshot::Sender<()>) {
+    shutdown_signal().await;
+    eprintln!("drill: stopping; putting the dispatcher back as found (again to quit at once and leave it as it is)");
+    let _ = stop.send(());
+    shutdown_signal().await;
+    eprintln!(
+        "drill: quit without putting the dispatcher back: check `pingji incident list`, `pingji areas list` and `pingji plan list`"
+    );
+    std::process::exit(i32::from(STOPPED));
 }
 
 fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
@@ -139,15 +227,7 @@ fn print_summary(report: &pingji_scenarios::report::Report, out: &std::path::Pat
     use pingji_scenarios::report::plural;
     let totals = &report.totals;
     println!("{}: {}", report.drill.name, if report.passed { "PASSED" } else { "FAILED" });
-    println!(
-        "  {}, {}: {} staffed, {} closed, {} cancelled, {} unstaffed at the end",
-        plural(report.drill.people, "person", "people"),
-        plural(totals.incidents, "incident", "incidents"),
-        totals.staffed,
-        totals.closed,
-        totals.cancelled,
-        totals.unstaffed_at_end
-    );
+    println!("  {}; {}", plural(report.drill.people, "person", "people"), totals.headline());
     for (priority, figures) in &report.by_priority {
         let show = |value: Option<f64>| value.map_or("—".to_string(), |v| format!("{v:.0} s"));
         println!(
@@ -161,6 +241,15 @@ fn print_summary(report: &pingji_scenarios::report::Report, out: &std::path::Pat
     }
     for result in &report.expectations {
         println!("  [{}] {} (actual {})", if result.passed { "pass" } else { "FAIL" }, result.expectation, result.actual);
+    }
+    if let Some(live) = &report.live {
+        if let Some(seconds) = live.interrupted_at_s {
+            println!("  stopped {seconds:.0} s into the drill of {} s: the figures cover it up to then", report.drill.duration_s);
+        }
+        println!("  at the end:");
+        for line in &live.left {
+            println!("    {line}");
+        }
     }
     println!("  report: {}", out.join("report.md").display());
 }
