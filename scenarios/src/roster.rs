@@ -64,7 +64,7 @@ pub fn random_point_in(rng: &mut StdRng, areas: &AreaMap, spec: &AreaSpec) -> Op
             return Some(candidate);
         }
     }
-    areas.centroid(&spec.id)
+    areas.inside_point(&spec.id)
 }
 
 /// People generated for every grid of the map, in grid id order.

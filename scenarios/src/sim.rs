@@ -173,7 +173,7 @@ impl Simulation<'_> {
         for profile in people {
             let home = profile
                 .home
-                .or_else(|| profile.home_area.as_ref().and_then(|area| self.areas.centroid(area)))
+                .or_else(|| profile.home_area.as_ref().and_then(|area| self.areas.inside_point(area)))
                 .unwrap_or(Position { lon: 0.0, lat: 0.0 });
             let connected = profile.on_duty && self.rng.random::<f64>() < connected_share;
             let id = profile.id.clone();
@@ -272,7 +272,7 @@ impl Simulation<'_> {
         if let Some(incident) = &entry.incident {
             let at = match (incident.at, &incident.area) {
                 (Some([lon, lat]), _) => Position { lon, lat },
-                (None, Some(area)) => self.areas.centroid(&AreaId::new(area)).unwrap_or(Position { lon: 0.0, lat: 0.0 }),
+                (None, Some(area)) => self.areas.inside_point(&AreaId::new(area)).unwrap_or(Position { lon: 0.0, lat: 0.0 }),
                 (None, None) => Position { lon: 0.0, lat: 0.0 },
             };
             let spec = IncidentSpec {

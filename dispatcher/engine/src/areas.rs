@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use geo::{BoundingRect, Centroid, Intersects, LineString, MultiPolygon, Point, Polygon};
+use geo::{BoundingRect, Centroid, InteriorPoint, Intersects, LineString, MultiPolygon, Point, Polygon};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,10 @@ impl Placement {
 struct AreaShape {
     shape: MultiPolygon<f64>,
     centroid: Option<Position>,
+    /// A point inside the area: the centroid when it lies inside, otherwise
+    /// a point on the surface (an L-shaped street's centroid can fall in
+    /// the neighbouring district).
+    inside: Option<Position>,
     /// Bounding box corners (south-west, north-east).
     bounds: Option<(Position, Position)>,
 }
@@ -193,8 +197,18 @@ impl AreaMap {
         self.specs.is_empty()
     }
 
+    /// The area's centre of mass, which for a concave area may lie outside
+    /// it: for measures (coverage); to put something in the area, use
+    /// [`AreaMap::inside_point`].
     pub fn centroid(&self, id: &AreaId) -> Option<Position> {
         self.shapes.get(id).and_then(|shape| shape.centroid)
+    }
+
+    /// A point inside the area, for placing what is given by area alone
+    /// (a plan's task, a drill's incident or person): the centroid when it
+    /// lies inside, otherwise a point on the surface.
+    pub fn inside_point(&self, id: &AreaId) -> Option<Position> {
+        self.shapes.get(id).and_then(|shape| shape.inside)
     }
 
     /// The bounding box of the whole map (south-west, north-east corners);
@@ -411,11 +425,17 @@ fn shape_of(rings: &Rings) -> AreaShape {
         })
         .collect();
     let shape = MultiPolygon::new(polygons);
-    let centroid = shape.centroid().map(|point| Position { lon: point.x(), lat: point.y() });
+    let centroid_point = shape.centroid();
+    let centroid = centroid_point.map(|point| Position { lon: point.x(), lat: point.y() });
+    let inside_point = match centroid_point {
+        Some(point) if shape.intersects(&point) => Some(point),
+        _ => shape.interior_point(),
+    };
+    let inside = inside_point.map(|point| Position { lon: point.x(), lat: point.y() });
     let bounds = shape
         .bounding_rect()
         .map(|rect| (Position { lon: rect.min().x, lat: rect.min().y }, Position { lon: rect.max().x, lat: rect.max().y }));
-    AreaShape { shape, centroid, bounds }
+    AreaShape { shape, centroid, inside, bounds }
 }
 
 /// Reads a GeoJSON FeatureCollection whose features carry `id`, `name`,
@@ -683,5 +703,37 @@ mod tests {
         assert!(parse_geojson(&shifted.to_string()).is_ok());
         shifted["crs"] = serde_json::json!("EPSG:3857");
         assert!(parse_geojson(&shifted.to_string()).is_err_and(|error| error.contains("crs")));
+    }
+
+    /// An L-shaped street whose centroid falls outside it (in the corner
+    /// the L leaves open, which belongs to its neighbour): what is placed
+    /// by area alone goes inside the street, not at the centroid.
+    #[test]
+    fn a_point_placed_by_area_alone_lies_inside_a_concave_area() {
+        let square = |west: f64, south: f64, east: f64, north: f64| {
+            vec![vec![[west, south], [east, south], [east, north], [west, north], [west, south]]]
+        };
+        let l_shape = vec![vec![[0.0, 0.0], [0.03, 0.0], [0.03, 0.005], [0.005, 0.005], [0.005, 0.03], [0.0, 0.03], [0.0, 0.0]]];
+        let spec = |id: &str, level, parent: Option<&str>, polygons| AreaSpec {
+            id: AreaId::new(id),
+            name: id.to_string(),
+            level,
+            parent: parent.map(AreaId::new),
+            polygons,
+        };
+        let map = AreaMap::from(AreaImport {
+            areas: vec![
+                spec("city", AreaLevel::City, None, vec![square(0.0, 0.0, 0.03, 0.03)]),
+                spec("l", AreaLevel::District, Some("city"), vec![l_shape]),
+                spec("corner", AreaLevel::District, Some("city"), vec![square(0.005, 0.005, 0.03, 0.03)]),
+            ],
+            service_centres: Vec::new(),
+        });
+        let centroid = map.centroid(&AreaId::new("l")).expect("a centroid");
+        assert!(map.place(centroid).within(AreaLevel::District, &AreaId::new("corner")), "the centroid is in the corner");
+        let inside = map.inside_point(&AreaId::new("l")).expect("a point inside");
+        assert!(map.place(inside).within(AreaLevel::District, &AreaId::new("l")), "{inside:?} is inside the L");
+        let square_centre = map.inside_point(&AreaId::new("city")).expect("a point");
+        assert_eq!(Some(square_centre), map.centroid(&AreaId::new("city")), "a convex area keeps its centroid");
     }
 }

@@ -17,14 +17,16 @@ use crate::spatial::Position;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskPlace {
-    /// One task at every service centre in the activated area (the area's
-    /// centroid when it has none).
+    /// One task at every service centre in the activated area (a point
+    /// inside the area when it has none).
     ServiceCentres,
-    /// One task at the activated area's centroid.
+    /// One task at the activated area's centroid, or at a point on its
+    /// surface when the centroid lies outside it (a concave area).
     Centroid,
     /// One task at these coordinates.
     At(Position),
-    /// One task at the centroid of each listed area (e.g. every building of a list).
+    /// One task inside each listed area, as for `Centroid` (e.g. every
+    /// building of a list).
     Areas(Vec<AreaId>),
 }
 

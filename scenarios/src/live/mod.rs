@@ -455,7 +455,7 @@ impl Prepared<'_> {
             }
             let home = profile
                 .home
-                .or_else(|| profile.home_area.as_ref().and_then(|area| self.areas.centroid(area)))
+                .or_else(|| profile.home_area.as_ref().and_then(|area| self.areas.inside_point(area)))
                 .unwrap_or(Position { lon: 0.0, lat: 0.0 });
             // People imported now came with tokens; people a dispatcher already
             // knew (a re-run) are given new ones.
@@ -641,7 +641,7 @@ async fn perform(
     if let Some(incident) = &entry.incident {
         let at = match (incident.at, &incident.area) {
             (Some([lon, lat]), _) => Position { lon, lat },
-            (None, Some(area)) => areas.centroid(&AreaId::new(area)).unwrap_or(Position { lon: 0.0, lat: 0.0 }),
+            (None, Some(area)) => areas.inside_point(&AreaId::new(area)).unwrap_or(Position { lon: 0.0, lat: 0.0 }),
             (None, None) => Position { lon: 0.0, lat: 0.0 },
         };
         let request = pb::CreateIncidentRequest {

@@ -235,7 +235,7 @@ impl Engine {
 
     /// Where a plan's tasks go on `area`.
     fn task_points(&self, place: &TaskPlace, area: &AreaId) -> Vec<Position> {
-        let centroid = self.state.areas.centroid(area);
+        let centroid = self.state.areas.inside_point(area);
         match place {
             TaskPlace::ServiceCentres => {
                 let centres: Vec<Position> = self
@@ -249,7 +249,7 @@ impl Engine {
             }
             TaskPlace::Centroid => centroid.into_iter().collect(),
             TaskPlace::At(at) => vec![*at],
-            TaskPlace::Areas(areas) => areas.iter().filter_map(|listed| self.state.areas.centroid(listed)).collect(),
+            TaskPlace::Areas(areas) => areas.iter().filter_map(|listed| self.state.areas.inside_point(listed)).collect(),
         }
     }
 
