@@ -146,11 +146,17 @@ impl Engine {
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) {
                     break;
                 }
-                let eta_s = (distance_m / speed).round();
+                // Ranked in whole seconds on purpose (docs/policy.md): an ETA
+                // from distance and an average speed is not good to a second,
+                // so people within the same second are equally near and the
+                // one with less recent work goes first. The travel limit is
+                // on the exact ETA: nobody beyond it is offered.
+                let exact_eta_s = distance_m / speed;
+                let eta_s = exact_eta_s.round();
                 if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
                     break;
                 }
-                if max_travel_s.is_some_and(|max_travel_s| eta_s > max_travel_s) {
+                if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
                     break;
                 }
                 // Cheap checks on the live copy first; the roster look-up last.
@@ -203,10 +209,11 @@ impl Engine {
         if let (true, Some((level, area))) = (mode.is_emergency(), emergency_area) {
             return Reach { mode, scope: Some(self.flat_area(incident, mode, level, area)) };
         }
-        let scope = match incident.scope {
-            AreaLevel::City => None,
-            level => incident.placement.at(level).map(|area| vec![ScopeArea { level, area: area.clone(), roles: None }]),
-        };
+        // One meaning of "city" in both modes: the city area, when the
+        // incident lies in it. Only an incident off the map (forced) is
+        // offered to anyone by distance.
+        let level = incident.scope;
+        let scope = incident.placement.at(level).map(|area| vec![ScopeArea { level, area: area.clone(), roles: None }]);
         Reach { mode, scope }
     }
 

@@ -1523,3 +1523,34 @@ fn a_neighbour_not_in_the_same_emergency_sends_help_only_under_mutual_aid() {
     let normal = offered_across_the_border(&[], aid(Vec::new()));
     assert_eq!(normal, BTreeSet::from(["inside".to_string()]), "{normal:?}");
 }
+
+/// The travel limit is on the exact ETA: a person 0.4 s beyond it is not
+/// offered (rounded, they were), one 0.4 s within it is.
+#[test]
+fn the_travel_limit_is_on_the_exact_eta() {
+    let mut policy = quiet_policy();
+    policy.emergency_ii.max_travel_s = 600;
+    let walk = policy.speeds.walk_mps;
+    let mut engine = engine_with(policy);
+    engine
+        .execute(Command::SetMode { area: area("d1"), mode: Mode::EmergencyIi, reason: "flood".into() }, "operator:cmd", T0)
+        .expect("mode set");
+    let at = Position { lon: 120.12, lat: 30.27 };
+    person_at(&mut engine, "beyond", &[], east(at, walk * 600.4), T0);
+    person_at(&mut engine, "within", &[], east(at, -walk * 599.6), T0);
+    let (_, events) = create(&mut engine, at, &[], 2, T0);
+    let offered: BTreeSet<String> = offers_in(&events).into_iter().map(|(_, agent)| agent.to_string()).collect();
+    assert_eq!(offered, BTreeSet::from(["within".to_string()]));
+}
+
+/// "City" means the city area in normal mode as in an emergency: an
+/// incident widened to the city is not offered to someone outside it.
+#[test]
+fn in_normal_mode_the_city_level_ends_at_the_city_border() {
+    let mut engine = engine();
+    let east_edge = Position { lon: 120.212407, lat: 30.27 };
+    person_at(&mut engine, "outside", &[], east(east_edge, 300.0), T0);
+    let (incident, events) = create(&mut engine, east(east_edge, -100.0), &[], 1, T0);
+    assert!(offers_in(&events).is_empty(), "nobody inside the city: {:?}", offers_in(&events));
+    assert_eq!(engine.state().incidents[&incident].scope, AreaLevel::City, "it widened to the city at once");
+}
