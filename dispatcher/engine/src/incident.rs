@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::areas::{AreaLevel, Placement};
-use crate::ids::{ActivationId, AgentId, IncidentId, Millis, OfferId};
+use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, Millis, OfferId};
 use crate::policy::Mode;
 use crate::spatial::Position;
 
@@ -73,6 +73,11 @@ pub struct OfferRecord {
     /// after-action map, not a precise location.
     #[serde(default)]
     pub origin: Option<Position>,
+    /// The area of the incident's reach the person came from: the
+    /// incident's own area, a touching area in the same emergency, or a
+    /// mutual-aid area (docs/policy.md, "Across borders").
+    #[serde(default)]
+    pub from_area: Option<AreaId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

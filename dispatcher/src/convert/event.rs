@@ -85,6 +85,7 @@ fn body_to_pb(kind: &EventKind) -> Body {
             level: level_to_pb(offer.level) as i32,
             flat: offer.flat,
             origin: offer.origin.map(location),
+            from_area_id: offer.from_area.as_ref().map(ToString::to_string).unwrap_or_default(),
         }),
         EventKind::Assigned { offer, incident, agent } => Body::Assigned(e::Assigned {
             offer_id: offer.to_string(),
@@ -428,6 +429,7 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
                     Some(origin) => Some(wire_position(Some(origin), "origin")?),
                     None => None,
                 },
+                from_area: optional(&offer.from_area_id, AreaId::new),
             },
         },
         Body::Assigned(assigned) => EventKind::Assigned {
@@ -827,18 +829,33 @@ mod tests {
     }
 
     fn offer() -> impl Strategy<Value = OfferRecord> {
-        (id(), id(), id(), any::<i64>(), any::<i64>(), 0.0f64..1e6, 0.0f64..1e5, level(), any::<bool>(), option::of(position()))
-            .prop_map(|(offer, incident, agent, sent, deadline, distance_m, eta_s, level, flat, origin)| OfferRecord {
-                id: OfferId::new(offer),
-                incident: IncidentId::new(incident),
-                agent: AgentId::new(agent),
-                sent_at: Millis(sent),
-                deadline: Millis(deadline),
-                distance_m,
-                eta_s,
-                level,
-                flat,
-                origin,
+        (
+            id(),
+            id(),
+            id(),
+            any::<i64>(),
+            any::<i64>(),
+            0.0f64..1e6,
+            0.0f64..1e5,
+            level(),
+            any::<bool>(),
+            option::of(position()),
+            option::of(id()),
+        )
+            .prop_map(|(offer, incident, agent, sent, deadline, distance_m, eta_s, level, flat, origin, from_area)| {
+                OfferRecord {
+                    id: OfferId::new(offer),
+                    incident: IncidentId::new(incident),
+                    agent: AgentId::new(agent),
+                    sent_at: Millis(sent),
+                    deadline: Millis(deadline),
+                    distance_m,
+                    eta_s,
+                    level,
+                    flat,
+                    origin,
+                    from_area: from_area.map(AreaId::new),
+                }
             })
     }
 

@@ -428,6 +428,7 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                     level: record.scope,
                     flat: false,
                     origin: None,
+                    from_area: None,
                 },
             );
             confirmed.deadline_ms = 0;

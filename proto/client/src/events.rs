@@ -167,9 +167,10 @@ fn summary_of(body: &Body) -> String {
             )
         }
         Body::OfferSent(offer) => format!(
-            "{} offered to {} ({:.0} m, ETA {:.0} s, {})",
+            "{} offered to {}{} ({:.0} m, ETA {:.0} s, {})",
             offer.incident_id,
             offer.agent_id,
+            if offer.flat && !offer.from_area_id.is_empty() { format!(" from {}", offer.from_area_id) } else { String::new() },
             offer.distance_m,
             offer.eta_s,
             if offer.flat { "flat" } else { labels::level_name(offer.level) }

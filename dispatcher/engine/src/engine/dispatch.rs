@@ -48,6 +48,10 @@ pub struct Candidate {
     pub distance_m: f64,
     pub eta_s: f64,
     pub recent_assignments: u32,
+    /// The area of the incident's reach the person was found in (its own
+    /// area, a touching area in the same emergency, a mutual-aid area);
+    /// `None` for a look-up without a reach.
+    pub via: Option<AreaId>,
 }
 
 /// An area whose people an incident may be offered to, and which of them:
@@ -166,10 +170,10 @@ impl Engine {
                 if live.located_at.0 < stale_before || (query.free_only && !live.free) || !query.skills.is_subset(&live.skills) {
                     continue;
                 }
-                let roles_allowed = match query.scope {
-                    None => None,
+                let (via, roles_allowed) = match query.scope {
+                    None => (None, None),
                     Some(areas) => match areas.iter().find(|scope| live.placement.within(scope.level, &scope.area)) {
-                        Some(scope) => scope.roles.as_ref(),
+                        Some(scope) => (Some(&scope.area), scope.roles.as_ref()),
                         None => continue,
                     },
                 };
@@ -195,6 +199,7 @@ impl Engine {
                     distance_m,
                     eta_s,
                     recent_assignments: self.recent_assignments(record, query.now),
+                    via: via.cloned(),
                 };
                 let position = best.partition_point(|other| rank(other) <= rank(&candidate));
                 best.insert(position, candidate);
@@ -401,6 +406,7 @@ impl Engine {
             level,
             flat: reach.mode.is_emergency(),
             origin,
+            from_area: candidate.via,
         };
         self.emit(out, DISPATCHER, now, EventKind::OfferSent { offer });
     }

@@ -8,7 +8,7 @@ use super::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use super::*;
 use crate::areas::parse_geojson;
 use crate::event::{EventKind, WidenReason, WithdrawReason};
-use crate::incident::IncidentStatus;
+use crate::incident::{IncidentStatus, OfferRecord};
 use crate::roster::{Role, TravelMode};
 
 const T0: Millis = Millis(1_800_000_000_000);
@@ -1477,6 +1477,10 @@ fn queries_filter_page_and_refuse_an_unknown_area() {
 /// person 60 m across the border in d2 and one 600 m away inside d1, under
 /// the given modes and policy.
 fn offered_across_the_border(modes: &[(&str, Mode)], policy: Policy) -> BTreeSet<String> {
+    offers_across_the_border(modes, policy).into_iter().map(|offer| offer.agent.to_string()).collect()
+}
+
+fn offers_across_the_border(modes: &[(&str, Mode)], policy: Policy) -> Vec<OfferRecord> {
     let mut engine = engine_with(policy);
     let border = Position { lon: 120.154038, lat: 30.27 };
     for (id, mode) in modes {
@@ -1487,13 +1491,22 @@ fn offered_across_the_border(modes: &[(&str, Mode)], policy: Policy) -> BTreeSet
     person_at(&mut engine, "across", &[], east(border, 60.0), T0);
     person_at(&mut engine, "inside", &[], east(border, -600.0), T0);
     let (_, events) = create(&mut engine, east(border, -40.0), &[], 1, T0);
-    offers_in(&events).into_iter().map(|(_, agent)| agent.to_string()).collect()
+    events
+        .into_iter()
+        .filter_map(|event| match event.kind {
+            EventKind::OfferSent { offer } => Some(offer),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
 fn in_one_emergency_help_crosses_the_border_between_touching_districts() {
     let both = offered_across_the_border(&[("d1", Mode::EmergencyIi), ("d2", Mode::EmergencyIi)], quiet_policy());
     assert!(both.contains("across"), "the nearest person, across the border, is offered: {both:?}");
+    let offers = offers_across_the_border(&[("d1", Mode::EmergencyIi), ("d2", Mode::EmergencyIi)], quiet_policy());
+    let from = |agent: &str| offers.iter().find(|offer| offer.agent.as_str() == agent).and_then(|offer| offer.from_area.clone());
+    assert_eq!(from("across"), Some(area("d2")), "the offer says the person comes from d2");
     // A stricter grade next door joins too.
     let stricter = offered_across_the_border(&[("d1", Mode::EmergencyIi), ("d2", Mode::EmergencyI)], quiet_policy());
     assert!(stricter.contains("across"), "{stricter:?}");
