@@ -425,6 +425,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         }
         (None, Some(generator)) => {
             check_generator(generator).map_err(|message| top(format!("roster.generate: {message}")))?;
+            // People are generated per grid: a map of districts only (what
+            // most cities can get) would give nobody, and the drill would
+            // end in the engine's "no agents given".
+            if !map.areas.iter().any(|spec| spec.level == AreaLevel::Grid) {
+                let levels: std::collections::BTreeSet<&str> = map.areas.iter().map(|spec| spec.level.name()).collect();
+                return Err(top(format!(
+                    "roster.generate makes people per grid, but the map {} has no grids (only {}); subdivide it into \
+                     streets, communities and grids first (scenarios/maps/README.md), or give a roster file instead",
+                    file.map.display(),
+                    levels.into_iter().collect::<Vec<_>>().join(", ")
+                )));
+            }
             None
         }
         _ => return Err(top("roster: give exactly one of `file` or `generate`".to_string())),

@@ -216,3 +216,22 @@ fn a_timeline_naming_an_unknown_plan_is_refused_with_its_line() {
     let error = drill::load(&path).expect_err("refused");
     assert!(error.contains("volcano-i") && error.contains("line "), "{error}");
 }
+
+/// A map of districts only (what most cities can get) with a generated
+/// roster is refused at load, saying the map has no grids and what to do,
+/// not "no agents given" half-way through.
+#[test]
+fn a_generated_roster_on_a_map_without_grids_is_refused_saying_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut map: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(map_path()).expect("sample map")).expect("json");
+    let features = map["features"].as_array_mut().expect("features");
+    features.retain(|feature| matches!(feature["properties"]["level"].as_str(), Some("city" | "district")));
+    let map_file = dir.path().join("districts.geojson");
+    std::fs::write(&map_file, map.to_string()).expect("write map");
+    let drill = small_drill(dir.path(), "");
+    let text = std::fs::read_to_string(&drill).expect("drill").replace(&map_path(), &map_file.display().to_string());
+    std::fs::write(&drill, text).expect("write drill");
+    let error = pingji_scenarios::drill::load(&drill).expect_err("refused");
+    assert!(error.contains("has no grids (only city, district)") && error.contains("roster file"), "{error}");
+}
