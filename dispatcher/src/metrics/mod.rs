@@ -69,6 +69,51 @@ struct AreaModeLabels {
     grade: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Client connections, counted by the server's connection limits
+/// (`server::connections`). A set made on its own, without [`Metrics`],
+/// counts for nobody.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    allowed: Gauge,
+    refused: Counter,
+    closed: Family<ReasonLabel, Counter>,
+    accept_errors: Counter,
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    pub fn ended(&self) {
+        self.open.dec();
+    }
+
+    /// The most connections open at once, as worked out at start.
+    pub fn set_allowed(&self, allowed: usize) {
+        self.allowed.set(i64::try_from(allowed).unwrap_or(i64::MAX));
+    }
+
+    pub fn refused(&self) {
+        self.refused.inc();
+    }
+
+    /// A connection the dispatcher closed, and why (`first_request_timeout`, `idle`).
+    pub fn closed(&self, reason: &'static str) {
+        self.closed.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
+    }
+}
+
 fn seconds_histogram() -> Histogram {
     // 1 s to about 2 h: from a quick accept to a slow widening.
     Histogram::new([1.0, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0])
@@ -143,6 +188,7 @@ pub struct Metrics {
     unstaffable_incidents: Family<PriorityLabel, Gauge>,
     queue_depth: Gauge,
     area_mode: Family<AreaModeLabels, Gauge>,
+    connections: ConnectionMetrics,
     otlp: Arc<OnceLock<OtlpInstruments>>,
     /// The running dispatchers (one per shard this process owns), while it
     /// serves.
@@ -185,6 +231,7 @@ impl Metrics {
             unstaffable_incidents: Family::default(),
             queue_depth: Gauge::default(),
             area_mode: Family::default(),
+            connections: ConnectionMetrics::default(),
             otlp: Arc::new(OnceLock::new()),
             dispatchers: Mutex::new(Vec::new()),
             scraping: tokio::sync::Mutex::new(()),
@@ -246,6 +293,28 @@ impl Metrics {
             "Areas switched to an emergency grade (1 while switched); normal areas are not listed",
             self.area_mode.clone(),
         );
+        let connections = &self.connections;
+        registry.register("connections_open", "Client connections open on the gRPC port(s)", connections.open.clone());
+        registry.register(
+            "connections_allowed",
+            "Most client connections open at once: limits.max_connections, or fewer when the open-file limit allows fewer",
+            connections.allowed.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused (resource_exhausted, or closed at once) because the most allowed were open",
+            connections.refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections the dispatcher closed, by reason: first_request_timeout, idle",
+            connections.closed.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "New connections that could not be accepted (out of file descriptors, say); each makes the server wait 100 ms",
+            connections.accept_errors.clone(),
+        );
         self.registry = root;
     }
 
@@ -263,6 +332,11 @@ impl Metrics {
     /// The value of one of [`COUNTERS`]; 0 for an unknown name.
     pub fn counter_total(&self, name: &str) -> u64 {
         self.counter(name).map_or(0, Counter::get)
+    }
+
+    /// What the server's connection limits count.
+    pub fn connection_metrics(&self) -> ConnectionMetrics {
+        self.connections.clone()
     }
 
     /// 1 while this process serves.
