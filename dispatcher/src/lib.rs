@@ -14,6 +14,8 @@
 //! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
 //! - [`open_files`]: the process's open-file limit, raised at start; what
 //!   it leaves for client connections.
+//! - [`sessions`]: people's session queues, bounded in messages and bytes;
+//!   sessions whose app stopped reading.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
@@ -30,6 +32,7 @@ pub mod observer;
 pub mod open_files;
 pub mod runtime;
 pub mod server;
+pub mod sessions;
 pub mod settings;
 pub mod shard;
 pub mod telemetry;

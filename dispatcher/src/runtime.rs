@@ -32,6 +32,7 @@ use tracing::{Instrument, debug, error, info, warn};
 use crate::convert;
 use crate::journal::{Journal, JournalError, StoredEvent};
 use crate::locations::LocationWriter;
+use crate::sessions::Outbox;
 use crate::tokens::{Credentials, SharedCredentials};
 use pingji_engine::accounts::OperatorRole;
 use pingji_engine::engine::{Command, Engine, Rejection, State};
@@ -48,8 +49,6 @@ const MAX_BATCH: usize = 256;
 const REQUEST_QUEUE: usize = 4096;
 /// Events kept for subscribers that fall behind before they re-read the journal.
 const BROADCAST_CAPACITY: usize = 8192;
-/// Messages queued to one person's session before it counts as stuck.
-pub const SESSION_QUEUE: usize = 256;
 /// Most events deleted per journal call for the retention limit: the lock
 /// is released between chunks, so appends wait at most one chunk's
 /// deletion (SQLite: p50 9.5 ms, max 24 ms on the 2-core VM, from
@@ -93,7 +92,7 @@ enum Request {
     },
     OpenSession {
         agent: AgentId,
-        outbox: mpsc::Sender<pb::DispatchMessage>,
+        outbox: Outbox,
         reply: oneshot::Sender<Result<u64, DispatchError>>,
     },
     CloseSession {
@@ -181,7 +180,7 @@ impl Dispatcher {
     }
 
     /// Opens a person's session; the welcome is the first message in `outbox`.
-    pub async fn open_session(&self, agent: AgentId, outbox: mpsc::Sender<pb::DispatchMessage>) -> Result<u64, DispatchError> {
+    pub async fn open_session(&self, agent: AgentId, outbox: Outbox) -> Result<u64, DispatchError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::OpenSession { agent, outbox, reply }).await?;
         answer.await.map_err(|_| stopped())?
@@ -420,7 +419,7 @@ pub fn start(
 
 struct Session {
     id: u64,
-    outbox: mpsc::Sender<pb::DispatchMessage>,
+    outbox: Outbox,
 }
 
 /// The journaled state, for going back to it when an append fails: the
@@ -835,13 +834,10 @@ impl Owner {
         for (agent, message) in convert::messages_for_agents(&self.engine, event) {
             let Some(session) = self.sessions.get(&agent) else { continue };
             if let Err(error) = session.outbox.try_send(message) {
-                // A full queue means the client stopped reading: end its session
-                // rather than queue without bound; its offers are re-made.
-                warn!(agent_id = %agent, reason = %error, "session cannot take messages; closing it");
-                if let Some(session) = self.sessions.get_mut(&agent) {
-                    let (closed, _) = mpsc::channel(1);
-                    session.outbox = closed;
-                }
+                // A full queue means the client stopped reading (the outbox
+                // has emptied and ended it): end its session rather than
+                // queue without bound; its offers are re-made.
+                debug!(agent_id = %agent, reason = %error, "session cannot take messages; closing it");
                 self.stuck.push(agent);
             }
         }

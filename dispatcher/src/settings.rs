@@ -150,6 +150,12 @@ pub struct LimitSettings {
     pub keepalive_interval_s: Option<u64>,
     /// Seconds a client has to answer the PING before it is closed.
     pub keepalive_timeout_s: Option<u64>,
+    /// KiB of messages waiting for one person's app at most.
+    pub session_queue_kib: Option<usize>,
+    /// MiB of messages waiting for all people's apps together.
+    pub session_queues_total_mib: Option<usize>,
+    /// Seconds a session's oldest message may wait before it is closed as stuck.
+    pub stuck_session_timeout_s: Option<u64>,
 }
 
 /// TLS on the gRPC port; plain text when absent.
@@ -226,6 +232,9 @@ impl Settings {
                 idle_connection_timeout_s: over.limits.idle_connection_timeout_s.or(self.limits.idle_connection_timeout_s),
                 keepalive_interval_s: over.limits.keepalive_interval_s.or(self.limits.keepalive_interval_s),
                 keepalive_timeout_s: over.limits.keepalive_timeout_s.or(self.limits.keepalive_timeout_s),
+                session_queue_kib: over.limits.session_queue_kib.or(self.limits.session_queue_kib),
+                session_queues_total_mib: over.limits.session_queues_total_mib.or(self.limits.session_queues_total_mib),
+                stuck_session_timeout_s: over.limits.stuck_session_timeout_s.or(self.limits.stuck_session_timeout_s),
             },
             tls: TlsSettings {
                 cert: over.tls.cert.or(self.tls.cert),
@@ -334,6 +343,23 @@ impl Settings {
             seconds("limits.keepalive_interval_s", self.limits.keepalive_interval_s, defaults.keepalive_interval)?;
         let keepalive_timeout =
             seconds("limits.keepalive_timeout_s", self.limits.keepalive_timeout_s, defaults.keepalive_timeout)?;
+        let session_queue_bytes = match self.limits.session_queue_kib {
+            Some(0) => return Err(refuse("limits.session_queue_kib", "must be at least 1 KiB")),
+            Some(kib) => kib.saturating_mul(1024),
+            None => defaults.session_queue_bytes,
+        };
+        let session_queues_total_bytes = match self.limits.session_queues_total_mib {
+            Some(mib) if mib.saturating_mul(1024 * 1024) < session_queue_bytes => {
+                return Err(refuse(
+                    "limits.session_queues_total_mib",
+                    format!("must hold at least one session's queue ({} KiB)", session_queue_bytes / 1024),
+                ));
+            }
+            Some(mib) => mib.saturating_mul(1024 * 1024),
+            None => defaults.session_queues_total_bytes.max(session_queue_bytes),
+        };
+        let stuck_session_timeout =
+            seconds("limits.stuck_session_timeout_s", self.limits.stuck_session_timeout_s, defaults.stuck_session_timeout)?;
         config.limits = crate::server::Limits {
             max_sessions,
             agent_messages_per_s,
@@ -343,6 +369,9 @@ impl Settings {
             idle_connection_timeout,
             keepalive_interval,
             keepalive_timeout,
+            session_queue_bytes,
+            session_queues_total_bytes,
+            stuck_session_timeout,
         };
         config.tls = self.tls.server_tls()?;
         Ok(Resolved {
@@ -572,7 +601,18 @@ mod tests {
         assert!(refused("[limits]\nagent_messages_per_s = 0").starts_with("limits.agent_messages_per_s: "));
         assert!(refused("[limits]\nrequest_timeout_s = 0").starts_with("limits.request_timeout_s: "));
         assert!(refused("[limits]\nmax_connections = 0").starts_with("limits.max_connections: must be at least 1"));
-        for key in ["first_request_timeout_s", "idle_connection_timeout_s", "keepalive_interval_s", "keepalive_timeout_s"] {
+        assert!(refused("[limits]\nsession_queue_kib = 0").starts_with("limits.session_queue_kib: must be at least 1"));
+        assert_eq!(
+            refused("[limits]\nsession_queue_kib = 2048\nsession_queues_total_mib = 1"),
+            "limits.session_queues_total_mib: must hold at least one session's queue (2048 KiB)"
+        );
+        for key in [
+            "first_request_timeout_s",
+            "idle_connection_timeout_s",
+            "keepalive_interval_s",
+            "keepalive_timeout_s",
+            "stuck_session_timeout_s",
+        ] {
             assert_eq!(refused(&format!("[limits]\n{key} = 0")), format!("limits.{key}: must be at least 1 second"));
         }
         assert!(refused("[limits]\ndrain_timeout_s = 10\nshutdown_grace_s = 5").starts_with("limits.shutdown_grace_s: "));

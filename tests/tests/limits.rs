@@ -13,7 +13,7 @@ use anyhow::Context;
 use pingji_dispatcher::server::Limits;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::metrics::{scrape, value_or_zero};
+use pingji_tests::metrics::{scrape, value, value_or_zero};
 use pingji_tests::process::free_port;
 use pingji_tests::raw_h2::{self, RawConnection, Reading};
 use pingji_tests::{
@@ -329,4 +329,83 @@ async fn idle_connections_and_silent_peers_are_closed_while_live_sessions_stay()
 fn roster() -> anyhow::Result<Vec<pb::AgentSpec>> {
     let data = std::fs::read(sample_roster())?;
     pingji_client::roster_csv::parse_roster_csv(&data).map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+/// Issue #17, item 4: people's sessions whose clients stop reading, while
+/// an area is switched back and forth with 3.9 KB reasons. Before, each
+/// session queued up to 256 messages whatever their size, so 160 sessions
+/// and 150 switches grew the dispatcher by 108 MiB and kept it (189 of the
+/// 200 stayed connected). Now a session's queue is bounded in bytes too:
+/// the 160 are cut when theirs is full, 40 that take nothing at all once
+/// their messages have waited `stuck_session_timeout_s`; their connections
+/// are closed, the queued bytes go back to 0, the peak stays within a few
+/// dozen MiB, and a person who comes back is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_stop_reading_are_cut_memory_stays_bounded_and_they_are_told_why() -> anyhow::Result<()> {
+    let (process, metrics, _dir) = limited_process("stuck_session_timeout_s = 2", OpenFiles { soft: 1024, hard: 1024 }).await?;
+    let address = process.address();
+    let mut command = process.command().await?;
+    let people = roster()?;
+    let imported = command.import_agents(pb::ImportAgentsRequest { agents: people.clone() }).await?.into_inner();
+    let token = |id: &str| imported.tokens.iter().find(|issued| issued.subject == id).map(|issued| issued.token.clone());
+    // In d1: sessions that read their socket but take no message beyond the
+    // first 64 KiB. In d2: 40 that take none at all (a window of 0).
+    let in_d1 = people.iter().filter(|person| person.home_area_id.starts_with("d1"));
+    let in_d2 = people.iter().filter(|person| person.home_area_id.starts_with("d2")).take(40);
+    let mut sessions = Vec::new();
+    for (person, window) in in_d1.map(|person| (person, None)).chain(in_d2.map(|person| (person, Some(0)))) {
+        let token = token(&person.id).ok_or_else(|| anyhow::anyhow!("no token for {}", person.id))?;
+        sessions.push(raw_h2::raw_session(address, &person.id, &token, window, Reading::FramesOnly).await?);
+    }
+    assert_eq!(sessions.len(), 200);
+    wait_until(Duration::from_secs(10), "200 people are connected", async || {
+        Ok(value(&scrape(metrics).await?, "pingji_connected_agents") == Some(200.0))
+    })
+    .await?;
+    let baseline_kib = process.status_kib("VmRSS")?;
+    let reason = "é".repeat(1_950);
+    let mut peak_kib = baseline_kib;
+    for switch in 0..150 {
+        let mode = if switch % 2 == 0 { pb::Mode::EmergencyIi } else { pb::Mode::Normal };
+        command.set_mode(pb::SetModeRequest { area_id: "d1".into(), mode: mode as i32, reason: reason.clone() }).await?;
+        if switch < 3 {
+            command.set_mode(pb::SetModeRequest { area_id: "d2".into(), mode: mode as i32, reason: reason.clone() }).await?;
+        }
+        peak_kib = peak_kib.max(process.status_kib("VmRSS")?);
+    }
+    wait_until(Duration::from_secs(10), "every session that stopped reading is cut", async || {
+        let scraped = scrape(metrics).await?;
+        Ok(value(&scraped, "pingji_connected_agents") == Some(0.0) && value(&scraped, "pingji_session_queue_bytes") == Some(0.0))
+    })
+    .await?;
+    // Their connections carried nothing else, so they were closed too, and
+    // what was waiting in them went with them.
+    wait_until(Duration::from_secs(10), "the stuck sessions' connections are closed", async || {
+        Ok(sessions.iter().all(RawConnection::closed_by_server))
+    })
+    .await?;
+    let after_kib = process.status_kib("VmRSS")?;
+    let scraped = scrape(metrics).await?;
+    println!(
+        "VmRSS: {baseline_kib} KiB with 200 sessions open, peak {peak_kib} KiB over 150 switches, {after_kib} KiB after; \
+         VmHWM {} KiB",
+        process.status_kib("VmHWM")?
+    );
+    assert_eq!(value(&scraped, "pingji_sessions_stuck_total{cause=\"queue_full\"}"), Some(160.0), "{scraped}");
+    assert_eq!(value(&scraped, "pingji_sessions_stuck_total{cause=\"not_reading\"}"), Some(40.0), "{scraped}");
+    // Before: about 100 MiB more (160 sessions x 150 messages of 3.9 KB).
+    let grown_mib = peak_kib.saturating_sub(baseline_kib) / 1024;
+    assert!(grown_mib < 40, "the dispatcher grew by {grown_mib} MiB while sessions did not read");
+    let kept_mib = after_kib.saturating_sub(baseline_kib) / 1024;
+    assert!(kept_mib < 24, "the dispatcher kept {kept_mib} MiB after the sessions were cut");
+    assert_eq!(value(&scraped, "pingji_connections_closed_total{reason=\"stuck_session\"}"), Some(200.0), "{scraped}");
+    // Whoever comes back is told why their session was closed.
+    let first = &people[0].id;
+    let mut back = process.open_session(first).await?;
+    let told = back.next_message_within(Duration::from_secs(10)).await?;
+    let pb::dispatch_message::Body::Refused(notice) = told else {
+        anyhow::bail!("the first message after the welcome was {told:?}, not why the last session was closed");
+    };
+    assert_eq!(notice.reason, pb::ErrorReason::SessionStuck as i32, "{notice:?}");
+    assert!(notice.message.contains("stopped taking"), "{}", notice.message);
+    Ok(())
 }

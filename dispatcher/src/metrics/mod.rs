@@ -27,6 +27,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tracing::{debug, warn};
 
 use crate::runtime::Dispatcher;
+use crate::sessions::SessionQueueMetrics;
 use pingji_engine::areas::AreaLevel;
 use pingji_engine::engine::Engine;
 use pingji_engine::event::{Event, EventKind};
@@ -104,7 +105,7 @@ impl ConnectionMetrics {
         self.refused.inc();
     }
 
-    /// A connection the dispatcher closed, and why (`first_request_timeout`, `idle`).
+    /// A connection the dispatcher closed, and why (`first_request_timeout`, `idle`, `stuck_session`).
     pub fn closed(&self, reason: &'static str) {
         self.closed.get_or_create(&ReasonLabel { reason }).inc();
     }
@@ -189,6 +190,7 @@ pub struct Metrics {
     queue_depth: Gauge,
     area_mode: Family<AreaModeLabels, Gauge>,
     connections: ConnectionMetrics,
+    session_queues: SessionQueueMetrics,
     otlp: Arc<OnceLock<OtlpInstruments>>,
     /// The running dispatchers (one per shard this process owns), while it
     /// serves.
@@ -232,6 +234,7 @@ impl Metrics {
             queue_depth: Gauge::default(),
             area_mode: Family::default(),
             connections: ConnectionMetrics::default(),
+            session_queues: SessionQueueMetrics::default(),
             otlp: Arc::new(OnceLock::new()),
             dispatchers: Mutex::new(Vec::new()),
             scraping: tokio::sync::Mutex::new(()),
@@ -307,13 +310,23 @@ impl Metrics {
         );
         registry.register(
             "connections_closed",
-            "Connections the dispatcher closed, by reason: first_request_timeout, idle",
+            "Connections the dispatcher closed, by reason: first_request_timeout, idle, stuck_session",
             connections.closed.clone(),
         );
         registry.register(
             "accept_errors",
             "New connections that could not be accepted (out of file descriptors, say); each makes the server wait 100 ms",
             connections.accept_errors.clone(),
+        );
+        registry.register(
+            "session_queue_bytes",
+            "Bytes of messages waiting in people's session queues, all sessions together",
+            self.session_queues.queued_bytes.clone(),
+        );
+        registry.register(
+            "sessions_stuck",
+            "Sessions closed because their client stopped taking messages, by cause: queue_full, not_reading",
+            self.session_queues.stuck.clone(),
         );
         self.registry = root;
     }
@@ -337,6 +350,11 @@ impl Metrics {
     /// What the server's connection limits count.
     pub fn connection_metrics(&self) -> ConnectionMetrics {
         self.connections.clone()
+    }
+
+    /// What people's session queues count.
+    pub fn session_queue_metrics(&self) -> SessionQueueMetrics {
+        self.session_queues.clone()
     }
 
     /// 1 while this process serves.

@@ -14,6 +14,7 @@ use tower_layer::{Identity as NoLayer, Stack};
 use super::connections::{ConnectionLimits, Connections, TrackCalls};
 use crate::lease::LeaseConfig;
 use crate::metrics::Metrics;
+use crate::sessions::{QueueLimits, SESSION_QUEUE_MESSAGES, SessionQueues};
 use crate::shard::ShardId;
 use pingji_engine::policy::Policy;
 
@@ -121,6 +122,9 @@ pub struct Config {
     /// The process's client connections, made by `run` from `limits` and
     /// the open-file limit; shared by every server on the gRPC port.
     pub(super) connections: Option<Connections>,
+    /// People's session queues, made by `run` from `limits`; shared by
+    /// every shard this process serves, so that their total is bounded.
+    pub(super) session_queues: Option<SessionQueues>,
 }
 
 /// Who must present a client certificate when a client CA is given.
@@ -200,7 +204,19 @@ impl Config {
             tls: None,
             bootstrap_admin_token: None,
             connections: None,
+            session_queues: None,
         }
+    }
+
+    /// People's session queues (made now from `limits` when `run` has not
+    /// made them yet).
+    pub(super) fn session_queues(&self) -> SessionQueues {
+        self.session_queues.clone().unwrap_or_else(|| self.new_session_queues())
+    }
+
+    pub(super) fn new_session_queues(&self) -> SessionQueues {
+        let metrics = self.metrics.as_ref().map(|metrics| metrics.session_queue_metrics()).unwrap_or_default();
+        SessionQueues::new(self.limits.queue_limits(), metrics)
     }
 
     /// The client connections of every server on the gRPC port (made now
@@ -247,6 +263,15 @@ pub struct Limits {
     pub keepalive_interval: Duration,
     /// ... and how long the client then has to answer before it is closed.
     pub keepalive_timeout: Duration,
+    /// Bytes of messages waiting for one person's app at most (besides
+    /// at most 256 messages); more close the session as stuck.
+    pub session_queue_bytes: usize,
+    /// Bytes waiting for all people's apps together: over it, a session
+    /// more than a second behind is closed as stuck.
+    pub session_queues_total_bytes: usize,
+    /// How long a session's oldest waiting message may wait before the
+    /// session is closed as stuck.
+    pub stuck_session_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -262,6 +287,9 @@ impl Default for Limits {
             idle_connection_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(10),
+            session_queue_bytes: 64 * 1024,
+            session_queues_total_bytes: 256 * 1024 * 1024,
+            stuck_session_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -272,6 +300,15 @@ impl Limits {
             max_connections: self.max_connections,
             first_request_timeout: self.first_request_timeout,
             idle_timeout: self.idle_connection_timeout,
+        }
+    }
+
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            messages: SESSION_QUEUE_MESSAGES,
+            bytes: self.session_queue_bytes,
+            total_bytes: self.session_queues_total_bytes,
+            stuck_after: self.stuck_session_timeout,
         }
     }
 }

@@ -32,6 +32,8 @@ use std::time::Duration;
 use pingji_proto::v1::ErrorReason;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 use tokio::time::{Instant, Sleep};
 use tokio_stream::Stream;
 use tonic::body::Body;
@@ -191,11 +193,13 @@ impl Connections {
         // As tonic's own listener does: calls' answers go out without delay.
         let _ = stream.set_nodelay(true);
         let now = self.now_ms();
+        let close = Arc::new(Notify::new());
         let calls = Arc::new(Calls {
             refused,
             open: AtomicUsize::new(0),
             called: AtomicBool::new(false),
             quiet_since_ms: AtomicU64::new(now),
+            close: close.clone(),
         });
         let key = (local, remote);
         shared.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, calls.clone());
@@ -207,6 +211,7 @@ impl Connections {
             key,
             accepted_at,
             check: Box::pin(tokio::time::sleep_until(accepted_at)),
+            closing: Box::pin(close.notified_owned()),
             ended: false,
         })
     }
@@ -240,6 +245,25 @@ struct Calls {
     called: AtomicBool,
     /// When the last call ended (or the connection was accepted).
     quiet_since_ms: AtomicU64,
+    /// Told to close the connection now.
+    close: Arc<Notify>,
+}
+
+/// The connection a call came on, in the call's request extensions.
+#[derive(Clone)]
+pub struct ConnectionOfCall {
+    calls: Arc<Calls>,
+}
+
+impl ConnectionOfCall {
+    /// Closes the connection if the calling call is the only one on it (a
+    /// session whose app stopped reading, say: its connection would hold
+    /// what is waiting to be written, and the app is not reading it).
+    pub fn close_if_alone(&self) {
+        if self.calls.open.load(Ordering::Acquire) <= 1 {
+            self.calls.close.notify_one();
+        }
+    }
 }
 
 /// Counts a call from its start to the end of its answer.
@@ -274,6 +298,8 @@ pub struct Connection {
     accepted_at: Instant,
     /// When to look again whether the connection has waited too long.
     check: Pin<Box<Sleep>>,
+    /// Ready when the connection is to close now.
+    closing: Pin<Box<OwnedNotified>>,
     /// Timed out: reads end from now on.
     ended: bool,
 }
@@ -314,6 +340,12 @@ impl Connection {
     /// timer to look again, waking the connection's task then.
     fn timed_out(&mut self, context: &mut Context<'_>) -> bool {
         if self.ended {
+            return true;
+        }
+        if self.closing.as_mut().poll(context).is_ready() {
+            self.ended = true;
+            self.connections.shared.metrics.closed("stuck_session");
+            debug!("closing the connection of a session that stopped taking messages");
             return true;
         }
         loop {
@@ -513,8 +545,11 @@ where
         self.inner.poll_ready(context)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let calls = self.connections.calls_of(&request);
+        if let Some(calls) = &calls {
+            request.extensions_mut().insert(ConnectionOfCall { calls: calls.clone() });
+        }
         let guard = calls.map(|calls| CallGuard::new(calls, self.connections.clone()));
         if guard.as_ref().is_some_and(|guard| guard.calls.refused) {
             let refusal = self.connections.refusal().into_http();

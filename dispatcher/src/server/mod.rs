@@ -68,10 +68,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receive
         }
         None => None,
     };
-    // One count of connections for every server on the gRPC port, made
-    // once the metrics are known.
+    // One count of connections for every server on the gRPC port, and one
+    // bound on what waits for people's apps, made once the metrics are known.
     if config.connections.is_none() {
         config.connections = Some(config.new_connections());
+    }
+    if config.session_queues.is_none() {
+        config.session_queues = Some(config.new_session_queues());
     }
     let served = run_store(config, listener, shutdown).await;
     if let Some(endpoint) = metrics_endpoint {

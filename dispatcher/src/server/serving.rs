@@ -124,6 +124,7 @@ pub(super) async fn serve(
                 // With `all`, the TLS handshake already refused connections without one.
                 config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
                 sharding.clone(),
+                config.session_queues(),
             ))
             .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
