@@ -193,25 +193,25 @@ impl Connections {
         // As tonic's own listener does: calls' answers go out without delay.
         let _ = stream.set_nodelay(true);
         let now = self.now_ms();
-        let close = Arc::new(Notify::new());
         let calls = Arc::new(Calls {
             refused,
             open: AtomicUsize::new(0),
             called: AtomicBool::new(false),
             quiet_since_ms: AtomicU64::new(now),
-            close: close.clone(),
+            changed: Arc::new(Notify::new()),
+            close_now: AtomicBool::new(false),
         });
         let key = (local, remote);
         shared.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, calls.clone());
         let accepted_at = self.at(now);
         Some(Connection {
             stream,
-            calls,
             connections: self.clone(),
             key,
             accepted_at,
             check: Box::pin(tokio::time::sleep_until(accepted_at)),
-            closing: Box::pin(close.notified_owned()),
+            changed: Box::pin(calls.changed.clone().notified_owned()),
+            calls,
             ended: false,
         })
     }
@@ -245,8 +245,11 @@ struct Calls {
     called: AtomicBool,
     /// When the last call ended (or the connection was accepted).
     quiet_since_ms: AtomicU64,
-    /// Told to close the connection now.
-    close: Arc<Notify>,
+    /// Told when the last open call ends (the connection's deadline moves)
+    /// and when the connection is to close now.
+    changed: Arc<Notify>,
+    /// Set by [`ConnectionOfCall::close_if_alone`].
+    close_now: AtomicBool,
 }
 
 /// The connection a call came on, in the call's request extensions.
@@ -261,7 +264,8 @@ impl ConnectionOfCall {
     /// what is waiting to be written, and the app is not reading it).
     pub fn close_if_alone(&self) {
         if self.calls.open.load(Ordering::Acquire) <= 1 {
-            self.calls.close.notify_one();
+            self.calls.close_now.store(true, Ordering::Release);
+            self.calls.changed.notify_one();
         }
     }
 }
@@ -284,7 +288,11 @@ impl Drop for CallGuard {
     fn drop(&mut self) {
         // The time first: whoever sees no call open sees when the last ended.
         self.calls.quiet_since_ms.store(self.connections.now_ms(), Ordering::Release);
-        self.calls.open.fetch_sub(1, Ordering::AcqRel);
+        if self.calls.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The connection's timer may be set for a later look: the idle
+            // timeout runs from now.
+            self.calls.changed.notify_one();
+        }
     }
 }
 
@@ -298,8 +306,8 @@ pub struct Connection {
     accepted_at: Instant,
     /// When to look again whether the connection has waited too long.
     check: Pin<Box<Sleep>>,
-    /// Ready when the connection is to close now.
-    closing: Pin<Box<OwnedNotified>>,
+    /// Ready when its last call ended or it is to close now.
+    changed: Pin<Box<OwnedNotified>>,
     /// Timed out: reads end from now on.
     ended: bool,
 }
@@ -342,11 +350,16 @@ impl Connection {
         if self.ended {
             return true;
         }
-        if self.closing.as_mut().poll(context).is_ready() {
-            self.ended = true;
-            self.connections.shared.metrics.closed("stuck_session");
-            debug!("closing the connection of a session that stopped taking messages");
-            return true;
+        if self.changed.as_mut().poll(context).is_ready() {
+            self.changed = Box::pin(self.calls.changed.clone().notified_owned());
+            if self.calls.close_now.load(Ordering::Acquire) {
+                self.ended = true;
+                self.connections.shared.metrics.closed("stuck_session");
+                debug!("closing the connection of a session that stopped taking messages");
+                return true;
+            }
+            // Work the deadline out again now.
+            self.check.as_mut().reset(Instant::now());
         }
         loop {
             if self.check.as_mut().poll(context).is_pending() {
@@ -658,6 +671,38 @@ mod tests {
         drop(admitted);
         let (again, _clients) = admit_clients(&connections, 3).await?;
         assert!(again.iter().flatten().all(|connection| !connection.calls.refused), "slots were not given back");
+        Ok(())
+    }
+
+    /// The idle timeout runs from the end of the last call, however far the
+    /// connection's timer was set when it last looked.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_closed_the_idle_timeout_after_its_last_call_ended() -> anyhow::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let limits = ConnectionLimits {
+            max_connections: 10,
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(3),
+        };
+        let open_files = OpenFileLimit { soft: Some(100_000), hard: Some(100_000) };
+        let connections = Connections::new(limits, open_files, 10, ConnectionMetrics::default());
+        let (admitted, _clients) = admit_clients(&connections, 1).await?;
+        let mut connection = admitted.into_iter().flatten().next().ok_or_else(|| anyhow::anyhow!("not admitted"))?;
+        let calls = connection.calls.clone();
+        let accepted_at = connection.accepted_at;
+        // Reading from the start: the timer is set for the first-call deadline (10 s).
+        let reading = tokio::spawn(async move {
+            let mut buf = [0_u8; 16];
+            let read = connection.read(&mut buf).await;
+            (read.ok(), Instant::now())
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let call = CallGuard::new(calls, connections.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(call);
+        let (read, closed_at) = reading.await?;
+        assert_eq!(read, Some(0), "the connection's reads end");
+        assert_eq!(closed_at.duration_since(accepted_at).as_secs(), 5, "closed 3 s after the call ended at 2 s");
         Ok(())
     }
 
