@@ -337,15 +337,26 @@ impl Queue {
 
     fn end(&self, ended: Ended) {
         let mut state = self.state();
+        // Nobody will take what is queued once the stream is gone, whatever
+        // ended the session first.
+        if ended == Ended::StreamGone {
+            self.clear(&mut state);
+        }
         if state.ended == Ended::No {
             state.ended = ended;
-        }
-        if state.ended == Ended::StreamGone {
-            self.clear(&mut state);
         }
         if let Some(reader) = state.reader.take() {
             reader.wake();
         }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // The last handle is gone: give back whatever is still counted.
+        let state = self.state.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.shared.total_bytes.fetch_sub(state.bytes, Ordering::Relaxed);
+        self.shared.metrics.add_queued_bytes(-(state.bytes as i64));
     }
 }
 
@@ -571,5 +582,13 @@ mod tests {
         assert!(outbox.is_closed());
         assert_eq!(queues.total_bytes(), 0);
         assert!(queues.why_last_was_stuck(&AgentId::new("p2")).is_none());
+        // Closed by the runtime with messages still queued, then the app goes.
+        let (outbox, notices, stream) = queues.open(AgentId::new("p3"));
+        assert_eq!(outbox.try_send(message(100)), Ok(()));
+        drop(outbox);
+        assert!(queues.total_bytes() > 0);
+        drop(stream);
+        assert_eq!(queues.total_bytes(), 0);
+        drop(notices);
     }
 }

@@ -172,10 +172,13 @@ impl AgentService for AgentApi {
         tokio::spawn(
             async move {
                 let _slot = slot;
+                // One watch for the whole session (not one per message).
+                let stuck = refusals.stuck();
+                tokio::pin!(stuck);
                 loop {
                     let received = tokio::select! {
                         received = inbound.message() => received,
-                        () = refusals.stuck() => {
+                        () = &mut stuck => {
                             // Its stream is over; so is its connection, unless
                             // other calls share it.
                             if let Some(connection) = &connection {
