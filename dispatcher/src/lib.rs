@@ -12,6 +12,10 @@
 //! - [`lifecycle`]: tracing spans for each incident's life and each offer.
 //! - [`observer`]: one observer of the journaled events feeding both.
 //! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
+//! - [`open_files`]: the process's open-file limit, raised at start; what
+//!   it leaves for client connections.
+//! - [`sessions`]: people's session queues, bounded in messages and bytes;
+//!   sessions whose app stopped reading.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
@@ -25,8 +29,10 @@ pub mod lifecycle;
 pub mod locations;
 pub mod metrics;
 pub mod observer;
+pub mod open_files;
 pub mod runtime;
 pub mod server;
+pub mod sessions;
 pub mod settings;
 pub mod shard;
 pub mod telemetry;

@@ -140,6 +140,22 @@ pub struct LimitSettings {
     pub agent_messages_per_s: Option<u32>,
     /// Seconds one command may take.
     pub request_timeout_s: Option<u64>,
+    /// Client connections open at once at most.
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection may take to make its first call.
+    pub first_request_timeout_s: Option<u64>,
+    /// Seconds a connection may stay open with no call in progress.
+    pub idle_connection_timeout_s: Option<u64>,
+    /// Seconds of silence on a connection before an HTTP/2 PING.
+    pub keepalive_interval_s: Option<u64>,
+    /// Seconds a client has to answer the PING before it is closed.
+    pub keepalive_timeout_s: Option<u64>,
+    /// KiB of messages waiting for one person's app at most.
+    pub session_queue_kib: Option<usize>,
+    /// MiB of messages waiting for all people's apps together.
+    pub session_queues_total_mib: Option<usize>,
+    /// Seconds a session's oldest message may wait before it is closed as stuck.
+    pub stuck_session_timeout_s: Option<u64>,
 }
 
 /// TLS on the gRPC port; plain text when absent.
@@ -211,6 +227,14 @@ impl Settings {
                 max_sessions: over.limits.max_sessions.or(self.limits.max_sessions),
                 agent_messages_per_s: over.limits.agent_messages_per_s.or(self.limits.agent_messages_per_s),
                 request_timeout_s: over.limits.request_timeout_s.or(self.limits.request_timeout_s),
+                max_connections: over.limits.max_connections.or(self.limits.max_connections),
+                first_request_timeout_s: over.limits.first_request_timeout_s.or(self.limits.first_request_timeout_s),
+                idle_connection_timeout_s: over.limits.idle_connection_timeout_s.or(self.limits.idle_connection_timeout_s),
+                keepalive_interval_s: over.limits.keepalive_interval_s.or(self.limits.keepalive_interval_s),
+                keepalive_timeout_s: over.limits.keepalive_timeout_s.or(self.limits.keepalive_timeout_s),
+                session_queue_kib: over.limits.session_queue_kib.or(self.limits.session_queue_kib),
+                session_queues_total_mib: over.limits.session_queues_total_mib.or(self.limits.session_queues_total_mib),
+                stuck_session_timeout_s: over.limits.stuck_session_timeout_s.or(self.limits.stuck_session_timeout_s),
             },
             tls: TlsSettings {
                 cert: over.tls.cert.or(self.tls.cert),
@@ -300,7 +324,55 @@ impl Settings {
         if request_timeout.is_zero() {
             return Err(refuse("limits.request_timeout_s", "must be at least 1 second"));
         }
-        config.limits = crate::server::Limits { max_sessions, agent_messages_per_s, request_timeout };
+        let max_connections = self.limits.max_connections.unwrap_or(defaults.max_connections);
+        if max_connections == 0 {
+            return Err(refuse("limits.max_connections", "must be at least 1 connection"));
+        }
+        let seconds = |key: &str, value: Option<u64>, default: Duration| -> Result<Duration, SettingError> {
+            match value {
+                Some(0) => Err(refuse(key, "must be at least 1 second")),
+                Some(seconds) => Ok(Duration::from_secs(seconds)),
+                None => Ok(default),
+            }
+        };
+        let first_request_timeout =
+            seconds("limits.first_request_timeout_s", self.limits.first_request_timeout_s, defaults.first_request_timeout)?;
+        let idle_connection_timeout =
+            seconds("limits.idle_connection_timeout_s", self.limits.idle_connection_timeout_s, defaults.idle_connection_timeout)?;
+        let keepalive_interval =
+            seconds("limits.keepalive_interval_s", self.limits.keepalive_interval_s, defaults.keepalive_interval)?;
+        let keepalive_timeout =
+            seconds("limits.keepalive_timeout_s", self.limits.keepalive_timeout_s, defaults.keepalive_timeout)?;
+        let session_queue_bytes = match self.limits.session_queue_kib {
+            Some(0) => return Err(refuse("limits.session_queue_kib", "must be at least 1 KiB")),
+            Some(kib) => kib.saturating_mul(1024),
+            None => defaults.session_queue_bytes,
+        };
+        let session_queues_total_bytes = match self.limits.session_queues_total_mib {
+            Some(mib) if mib.saturating_mul(1024 * 1024) < session_queue_bytes => {
+                return Err(refuse(
+                    "limits.session_queues_total_mib",
+                    format!("must hold at least one session's queue ({} KiB)", session_queue_bytes / 1024),
+                ));
+            }
+            Some(mib) => mib.saturating_mul(1024 * 1024),
+            None => defaults.session_queues_total_bytes.max(session_queue_bytes),
+        };
+        let stuck_session_timeout =
+            seconds("limits.stuck_session_timeout_s", self.limits.stuck_session_timeout_s, defaults.stuck_session_timeout)?;
+        config.limits = crate::server::Limits {
+            max_sessions,
+            agent_messages_per_s,
+            request_timeout,
+            max_connections,
+            first_request_timeout,
+            idle_connection_timeout,
+            keepalive_interval,
+            keepalive_timeout,
+            session_queue_bytes,
+            session_queues_total_bytes,
+            stuck_session_timeout,
+        };
         config.tls = self.tls.server_tls()?;
         Ok(Resolved {
             listen,
@@ -528,6 +600,21 @@ mod tests {
         assert!(refused("[limits]\nmax_sessions = 0").starts_with("limits.max_sessions: must be at least 1"));
         assert!(refused("[limits]\nagent_messages_per_s = 0").starts_with("limits.agent_messages_per_s: "));
         assert!(refused("[limits]\nrequest_timeout_s = 0").starts_with("limits.request_timeout_s: "));
+        assert!(refused("[limits]\nmax_connections = 0").starts_with("limits.max_connections: must be at least 1"));
+        assert!(refused("[limits]\nsession_queue_kib = 0").starts_with("limits.session_queue_kib: must be at least 1"));
+        assert_eq!(
+            refused("[limits]\nsession_queue_kib = 2048\nsession_queues_total_mib = 1"),
+            "limits.session_queues_total_mib: must hold at least one session's queue (2048 KiB)"
+        );
+        for key in [
+            "first_request_timeout_s",
+            "idle_connection_timeout_s",
+            "keepalive_interval_s",
+            "keepalive_timeout_s",
+            "stuck_session_timeout_s",
+        ] {
+            assert_eq!(refused(&format!("[limits]\n{key} = 0")), format!("limits.{key}: must be at least 1 second"));
+        }
         assert!(refused("[limits]\ndrain_timeout_s = 10\nshutdown_grace_s = 5").starts_with("limits.shutdown_grace_s: "));
         assert_eq!(
             refused("[journal]\nretention_days = 3651"),

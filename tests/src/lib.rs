@@ -9,7 +9,12 @@
 //!   `127.0.0.1:0` by its own runtime thread, with client factories and a
 //!   shutdown that joins it; [`connect_located`] to put a person on the map.
 //! - [`process`]: [`DispatcherProcess`], the compiled `dispatcher` binary as a
-//!   child process on a free port, for kill-and-restart tests.
+//!   child process on a free port, for kill-and-restart tests, optionally
+//!   under a lowered open-file limit, with its memory, CPU time and limits
+//!   read from `/proc`.
+//! - [`raw_h2`]: raw TCP and HTTP/2 clients written frame by frame:
+//!   connections that send nothing or only the preface, and agent sessions
+//!   whose client stops reading.
 //! - [`session`]: [`AgentSession`], one person's `AgentService.Session` stream
 //!   with helpers to send locations and answers and to expect messages.
 //! - [`events`]: [`EventWatch`], a `WatchEvents` stream with helpers to wait
@@ -45,6 +50,7 @@ pub mod metrics;
 pub mod mobilisation;
 pub mod otlp;
 pub mod process;
+pub mod raw_h2;
 pub mod redis;
 pub mod sample;
 pub mod server;
@@ -54,7 +60,7 @@ pub mod wait;
 
 pub use auth::{ADMIN_TOKEN, Commands, add_operator, agent_token, commands, commands_with};
 pub use events::{EventWatch, body};
-pub use process::{DispatcherProcess, ProcessOptions, dispatcher_binary};
+pub use process::{DispatcherProcess, OpenFiles, ProcessOptions, dispatcher_binary};
 pub use sample::{
     AreaBox, area_box, available_people, offset_m, person, quick_policy, quick_policy_toml, sample_city, sample_roster,
 };

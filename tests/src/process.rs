@@ -64,6 +64,14 @@ pub struct DispatcherProcess {
     tls: Option<ClientTls>,
 }
 
+/// The open-file limit (`RLIMIT_NOFILE`) a process is started with, as
+/// `prlimit --nofile=SOFT:HARD` sets it: soft, then hard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenFiles {
+    pub soft: u64,
+    pub hard: u64,
+}
+
 impl DispatcherProcess {
     /// Starts the binary on a free port and waits until health reports the
     /// command service as serving. The binary cannot report a port it chose
@@ -75,7 +83,17 @@ impl DispatcherProcess {
 
     /// As [`DispatcherProcess::start`], with more flags after the usual ones.
     pub async fn start_with_args(options: &ProcessOptions, extra_args: &[OsString]) -> anyhow::Result<DispatcherProcess> {
-        DispatcherProcess::start_serving(options, extra_args, None).await
+        DispatcherProcess::start_serving(options, extra_args, None, None).await
+    }
+
+    /// As [`DispatcherProcess::start_with_args`], under `prlimit` with the
+    /// open-file limit `open_files` (util-linux's `prlimit` must be installed).
+    pub async fn start_with_open_files(
+        options: &ProcessOptions,
+        extra_args: &[OsString],
+        open_files: OpenFiles,
+    ) -> anyhow::Result<DispatcherProcess> {
+        DispatcherProcess::start_serving(options, extra_args, None, Some(open_files)).await
     }
 
     /// As [`DispatcherProcess::start_with_args`] for a process serving TLS
@@ -86,19 +104,20 @@ impl DispatcherProcess {
         extra_args: &[OsString],
         tls: ClientTls,
     ) -> anyhow::Result<DispatcherProcess> {
-        DispatcherProcess::start_serving(options, extra_args, Some(tls)).await
+        DispatcherProcess::start_serving(options, extra_args, Some(tls), None).await
     }
 
     async fn start_serving(
         options: &ProcessOptions,
         extra_args: &[OsString],
         tls: Option<ClientTls>,
+        open_files: Option<OpenFiles>,
     ) -> anyhow::Result<DispatcherProcess> {
         let binary = dispatcher_binary().await?;
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let address = free_port()?;
-            match DispatcherProcess::start_on(&binary, options, address, extra_args, tls.clone()).await {
+            match DispatcherProcess::start_on(&binary, options, address, extra_args, tls.clone(), open_files).await {
                 Ok(process) => return Ok(process),
                 Err(StartError::PortTaken(error)) => last_error = Some(error),
                 Err(StartError::Failed(error)) => return Err(error),
@@ -115,12 +134,13 @@ impl DispatcherProcess {
         address: SocketAddr,
         extra_args: &[OsString],
         tls: Option<ClientTls>,
+        open_files: Option<OpenFiles>,
     ) -> Result<DispatcherProcess, StartError> {
         let mut args: Vec<OsString> =
             vec!["--listen".into(), address.to_string().into(), "--data".into(), options.data.clone().into()];
         args.extend(file_args(options.policy.as_ref(), options.areas.as_ref(), options.agents.as_ref(), options.snapshot_every));
         args.extend(extra_args.iter().cloned());
-        let child = spawn_dispatcher(binary, &args, &options.log)?;
+        let child = spawn_dispatcher_with(binary, &args, &options.log, open_files)?;
         let mut process = DispatcherProcess { child, address, log: options.log.clone(), tls };
         process.wait_ready().await?;
         Ok(process)
@@ -192,6 +212,45 @@ impl DispatcherProcess {
         crate::AgentSession::open(&mut agents, id, &token).await
     }
 
+    /// The process id (also the dispatcher's under `prlimit`, which execs it).
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        self.child.id().context("the dispatcher has already exited")
+    }
+
+    /// A field of `/proc/PID/status` in KiB, e.g. `VmRSS` (resident memory).
+    pub fn status_kib(&self, field: &str) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).context("cannot read /proc/PID/status")?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {field} in /proc/PID/status"))
+    }
+
+    /// CPU time the process has used so far (all its threads, user and
+    /// system), from `/proc/PID/stat` in clock ticks of 10 ms (USER_HZ).
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).context("cannot read /proc/PID/stat")?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("no command name in /proc/PID/stat")?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let ticks: u64 = [11, 12].iter().filter_map(|index| fields.get(*index)?.parse::<u64>().ok()).sum();
+        Ok(Duration::from_millis(ticks * 10))
+    }
+
+    /// The process's open-file limit now, from `/proc/PID/limits`.
+    pub fn open_files(&self) -> anyhow::Result<OpenFiles> {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid()?)).context("cannot read /proc/PID/limits")?;
+        let line = limits.lines().find(|line| line.starts_with("Max open files")).context("no open-file limit")?;
+        let numbers: Vec<u64> =
+            line.trim_start_matches("Max open files").split_whitespace().filter_map(|word| word.parse().ok()).collect();
+        match numbers[..] {
+            [soft, hard] => Ok(OpenFiles { soft, hard }),
+            _ => anyhow::bail!("cannot read the open-file limit from {line:?}"),
+        }
+    }
+
     /// What the process has logged so far (all starts sharing the log file).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -246,12 +305,29 @@ pub fn file_args(
 /// The binary reads PINGJI_* variables as flag defaults; the test's own
 /// environment must not change what it runs with, so they are removed.
 pub fn spawn_dispatcher(binary: &Path, args: &[OsString], log: &Path) -> anyhow::Result<Child> {
+    spawn_dispatcher_with(binary, args, log, None)
+}
+
+/// As [`spawn_dispatcher`], under `prlimit --nofile=SOFT:HARD` with `open_files`.
+pub fn spawn_dispatcher_with(
+    binary: &Path,
+    args: &[OsString],
+    log: &Path,
+    open_files: Option<OpenFiles>,
+) -> anyhow::Result<Child> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .with_context(|| format!("cannot open log {}", log.display()))?;
-    let mut command = Command::new(binary);
+    let mut command = match open_files {
+        Some(OpenFiles { soft, hard }) => {
+            let mut command = Command::new("prlimit");
+            command.arg(format!("--nofile={soft}:{hard}")).arg("--").arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
     command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log_file)).kill_on_drop(true);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("PINGJI_") {

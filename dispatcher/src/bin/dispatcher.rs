@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use pingji_dispatcher::metrics::Metrics;
+use pingji_dispatcher::open_files;
 use pingji_dispatcher::server::{self, ClientCertificates, Store};
 use pingji_dispatcher::settings::{
     JournalSettings, LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings,
@@ -252,6 +253,7 @@ async fn serve(resolved: Resolved, metrics: Arc<Metrics>) -> anyhow::Result<()> 
     {
         warn!(advertise = %redis.advertise, "standbys will send clients to an unspecified address; set --advertise to one clients can reach");
     }
+    raise_open_file_limit();
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let (stop, shutdown) = watch::channel(false);
     let mut stopping = shutdown.clone();
@@ -271,6 +273,20 @@ async fn serve(resolved: Resolved, metrics: Arc<Metrics>) -> anyhow::Result<()> 
             error!(grace_s = shutdown_grace.as_secs(), "shutdown grace period passed; exiting now");
             std::process::exit(2);
         }
+    }
+}
+
+/// Every client connection holds a file descriptor: takes as many as the
+/// hard limit allows (many systems start processes with a soft limit of
+/// 1,024). The connection limits are worked out from the result.
+fn raise_open_file_limit() {
+    let shown = |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_string(), |limit| limit.to_string());
+    match open_files::raise_soft_to_hard() {
+        Ok((before, after)) if before.soft != after.soft => {
+            info!(from = %shown(before.soft), to = %shown(after.soft), "open-file limit raised to the hard limit");
+        }
+        Ok((now, _)) => info!(open_files = %shown(now.soft), hard = %shown(now.hard), "open-file limit"),
+        Err(error) => warn!(%error, "cannot raise the open-file limit; connections beyond what it allows are refused"),
     }
 }
 

@@ -27,6 +27,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tracing::{debug, warn};
 
 use crate::runtime::Dispatcher;
+use crate::sessions::SessionQueueMetrics;
 use pingji_engine::areas::AreaLevel;
 use pingji_engine::engine::Engine;
 use pingji_engine::event::{Event, EventKind};
@@ -67,6 +68,51 @@ struct IncidentLabels {
 struct AreaModeLabels {
     area: String,
     grade: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Client connections, counted by the server's connection limits
+/// (`server::connections`). A set made on its own, without [`Metrics`],
+/// counts for nobody.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionMetrics {
+    open: Gauge,
+    allowed: Gauge,
+    refused: Counter,
+    closed: Family<ReasonLabel, Counter>,
+    accept_errors: Counter,
+}
+
+impl ConnectionMetrics {
+    pub fn opened(&self) {
+        self.open.inc();
+    }
+
+    pub fn ended(&self) {
+        self.open.dec();
+    }
+
+    /// The most connections open at once, as worked out at start.
+    pub fn set_allowed(&self, allowed: usize) {
+        self.allowed.set(i64::try_from(allowed).unwrap_or(i64::MAX));
+    }
+
+    pub fn refused(&self) {
+        self.refused.inc();
+    }
+
+    /// A connection the dispatcher closed, and why (`first_request_timeout`, `idle`, `stuck_session`).
+    pub fn closed(&self, reason: &'static str) {
+        self.closed.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
+    }
 }
 
 fn seconds_histogram() -> Histogram {
@@ -143,6 +189,8 @@ pub struct Metrics {
     unstaffable_incidents: Family<PriorityLabel, Gauge>,
     queue_depth: Gauge,
     area_mode: Family<AreaModeLabels, Gauge>,
+    connections: ConnectionMetrics,
+    session_queues: SessionQueueMetrics,
     otlp: Arc<OnceLock<OtlpInstruments>>,
     /// The running dispatchers (one per shard this process owns), while it
     /// serves.
@@ -185,6 +233,8 @@ impl Metrics {
             unstaffable_incidents: Family::default(),
             queue_depth: Gauge::default(),
             area_mode: Family::default(),
+            connections: ConnectionMetrics::default(),
+            session_queues: SessionQueueMetrics::default(),
             otlp: Arc::new(OnceLock::new()),
             dispatchers: Mutex::new(Vec::new()),
             scraping: tokio::sync::Mutex::new(()),
@@ -246,6 +296,38 @@ impl Metrics {
             "Areas switched to an emergency grade (1 while switched); normal areas are not listed",
             self.area_mode.clone(),
         );
+        let connections = &self.connections;
+        registry.register("connections_open", "Client connections open on the gRPC port(s)", connections.open.clone());
+        registry.register(
+            "connections_allowed",
+            "Most client connections open at once: limits.max_connections, or fewer when the open-file limit allows fewer",
+            connections.allowed.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused (resource_exhausted, or closed at once) because the most allowed were open",
+            connections.refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Connections the dispatcher closed, by reason: first_request_timeout, idle, stuck_session",
+            connections.closed.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "New connections that could not be accepted (out of file descriptors, say); each makes the server wait 100 ms",
+            connections.accept_errors.clone(),
+        );
+        registry.register(
+            "session_queue_bytes",
+            "Bytes of messages waiting in people's session queues, all sessions together",
+            self.session_queues.queued_bytes.clone(),
+        );
+        registry.register(
+            "sessions_stuck",
+            "Sessions closed because their client stopped taking messages, by cause: queue_full, not_reading",
+            self.session_queues.stuck.clone(),
+        );
         self.registry = root;
     }
 
@@ -263,6 +345,16 @@ impl Metrics {
     /// The value of one of [`COUNTERS`]; 0 for an unknown name.
     pub fn counter_total(&self, name: &str) -> u64 {
         self.counter(name).map_or(0, Counter::get)
+    }
+
+    /// What the server's connection limits count.
+    pub fn connection_metrics(&self) -> ConnectionMetrics {
+        self.connections.clone()
+    }
+
+    /// What people's session queues count.
+    pub fn session_queue_metrics(&self) -> SessionQueueMetrics {
+        self.session_queues.clone()
     }
 
     /// 1 while this process serves.

@@ -9,6 +9,7 @@ use tracing::error;
 
 use super::{DispatchError, SharedJournal};
 use crate::journal::{JournalError, StoredEvent};
+use crate::sessions::Outbox;
 use crate::tokens::SharedCredentials;
 use pingji_engine::accounts::OperatorRole;
 use pingji_engine::engine::{Command, Engine, Rejection};
@@ -33,7 +34,7 @@ pub(super) enum Request {
     },
     OpenSession {
         agent: AgentId,
-        outbox: mpsc::Sender<pb::DispatchMessage>,
+        outbox: Outbox,
         reply: oneshot::Sender<Result<u64, DispatchError>>,
     },
     CloseSession {
@@ -121,7 +122,7 @@ impl Dispatcher {
     }
 
     /// Opens a person's session; the welcome is the first message in `outbox`.
-    pub async fn open_session(&self, agent: AgentId, outbox: mpsc::Sender<pb::DispatchMessage>) -> Result<u64, DispatchError> {
+    pub async fn open_session(&self, agent: AgentId, outbox: Outbox) -> Result<u64, DispatchError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::OpenSession { agent, outbox, reply }).await?;
         answer.await.map_err(|_| stopped())?

@@ -53,6 +53,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::journal::Journal;
 use crate::locations::LocationWriter;
+use crate::sessions::Outbox;
 use crate::tokens::{Credentials, SharedCredentials};
 use pingji_engine::engine::{Engine, Rejection};
 use pingji_engine::event::Event;
@@ -71,8 +72,6 @@ const MAX_BATCH: usize = 256;
 const REQUEST_QUEUE: usize = 4096;
 /// Events kept for subscribers that fall behind before they re-read the journal.
 const BROADCAST_CAPACITY: usize = 8192;
-/// Messages queued to one person's session before it counts as stuck.
-pub const SESSION_QUEUE: usize = 256;
 /// How often an unreachable store is asked whether it is back.
 const STORE_PROBE_EVERY: Duration = Duration::from_millis(500);
 /// What a write is told while the store is out of reach.
@@ -165,7 +164,7 @@ pub fn start(
 
 struct Session {
     id: u64,
-    outbox: mpsc::Sender<pb::DispatchMessage>,
+    outbox: Outbox,
 }
 
 /// The journaled state, for going back to it when an append fails: the

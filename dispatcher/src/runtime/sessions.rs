@@ -3,12 +3,13 @@
 //! keep up is closed rather than queued for without bound.
 
 use pingji_proto::v1 as pb;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
 
 use super::handle::Deliver;
 use super::{DispatchError, Owner, Session};
 use crate::convert;
+use crate::sessions::Outbox;
 use pingji_engine::engine::Command;
 use pingji_engine::event::{Event, EventKind};
 use pingji_engine::ids::{AgentId, Millis};
@@ -21,7 +22,7 @@ impl Owner {
     pub(super) fn open_session(
         &mut self,
         agent: AgentId,
-        outbox: mpsc::Sender<pb::DispatchMessage>,
+        outbox: Outbox,
         reply: oneshot::Sender<Result<u64, DispatchError>>,
         deliveries: &mut Vec<Deliver>,
         now: Millis,
@@ -123,13 +124,10 @@ impl Owner {
         for (agent, message) in convert::messages_for_agents(&self.engine, event) {
             let Some(session) = self.sessions.get(&agent) else { continue };
             if let Err(error) = session.outbox.try_send(message) {
-                // A full queue means the client stopped reading: end its session
-                // rather than queue without bound; its offers are re-made.
-                warn!(agent_id = %agent, reason = %error, "session cannot take messages; closing it");
-                if let Some(session) = self.sessions.get_mut(&agent) {
-                    let (closed, _) = mpsc::channel(1);
-                    session.outbox = closed;
-                }
+                // A full queue means the client stopped reading (the outbox
+                // has emptied and ended it): end its session rather than
+                // queue without bound; its offers are re-made.
+                debug!(agent_id = %agent, reason = %error, "session cannot take messages; closing it");
                 self.stuck.push(agent);
             }
         }

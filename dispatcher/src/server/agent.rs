@@ -8,19 +8,19 @@ use std::time::Duration;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body;
 use pingji_proto::v1::agent_service_server::AgentService;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::auth::Tokens;
 use super::config::Limits;
+use super::connections::ConnectionOfCall;
 use super::error;
 use super::sharding::{Kind, Sharding};
 use crate::convert;
-use crate::runtime::{DispatchError, Dispatcher, SESSION_QUEUE};
+use crate::runtime::{DispatchError, Dispatcher};
+use crate::sessions::{Notices, SessionQueues, Stuck};
 use pingji_engine::engine::Command;
 use pingji_engine::ids::{AgentId, IncidentId, OfferId};
 
@@ -38,6 +38,8 @@ pub struct AgentApi {
     require_client_certificate: bool,
     /// With one shard per district: where people of other shards are sent.
     sharding: Option<Arc<Sharding>>,
+    /// What waits for each session's app, bounded.
+    queues: SessionQueues,
 }
 
 impl AgentApi {
@@ -47,9 +49,10 @@ impl AgentApi {
         limits: Limits,
         require_client_certificate: bool,
         sharding: Option<Arc<Sharding>>,
+        queues: SessionQueues,
     ) -> Self {
         let sessions = Arc::new(AtomicUsize::new(0));
-        AgentApi { dispatcher, tokens, limits, sessions, require_client_certificate, sharding }
+        AgentApi { dispatcher, tokens, limits, sessions, require_client_certificate, sharding, queues }
     }
 }
 
@@ -123,6 +126,7 @@ impl AgentService for AgentApi {
                 format!("this dispatcher serves its maximum of {} sessions; try again in a minute", self.limits.max_sessions),
             ));
         }
+        let connection = request.extensions().get::<ConnectionOfCall>().cloned();
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -154,12 +158,13 @@ impl AgentService for AgentApi {
             info!(agent_id = %agent, "session refused: wrong or missing token");
             return Err(status);
         }
-        let (outbox, messages) = mpsc::channel(SESSION_QUEUE);
-        let session = self.dispatcher.open_session(agent.clone(), outbox.clone()).await?;
-        // Keep only a weak handle: when the dispatcher drops its sender, the
-        // outgoing stream ends.
-        let refusals = outbox.downgrade();
-        drop(outbox);
+        // The dispatcher holds the outbox: when it drops it, the outgoing
+        // stream ends. This task keeps `refusals`, which does not.
+        let (outbox, refusals, messages) = self.queues.open(agent.clone());
+        let session = self.dispatcher.open_session(agent.clone(), outbox).await?;
+        if let Some(why) = self.queues.why_last_was_stuck(&agent) {
+            refusals.send(why);
+        }
         let dispatcher = self.dispatcher.clone();
         let span = info_span!("agent_session", agent_id = %agent, session);
         let mut rate = RateLimit::new(self.limits.agent_messages_per_s);
@@ -167,8 +172,22 @@ impl AgentService for AgentApi {
         tokio::spawn(
             async move {
                 let _slot = slot;
+                // One watch for the whole session (not one per message).
+                let stuck = refusals.stuck();
+                tokio::pin!(stuck);
                 loop {
-                    let message = match inbound.message().await {
+                    let received = tokio::select! {
+                        received = inbound.message() => received,
+                        () = &mut stuck => {
+                            // Its stream is over; so is its connection, unless
+                            // other calls share it.
+                            if let Some(connection) = &connection {
+                                connection.close_if_alone();
+                            }
+                            break;
+                        }
+                    };
+                    let message = match received {
                         Ok(Some(message)) => message,
                         Ok(None) => break,
                         Err(status) => {
@@ -228,19 +247,24 @@ impl AgentService for AgentApi {
             }
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(messages).map(Ok))))
+        Ok(Response::new(Box::pin(messages.map(|message| message.map_err(stuck_status)))))
     }
 }
 
-fn refuse(
-    refusals: &mpsc::WeakSender<pb::DispatchMessage>,
-    code: &str,
-    reason: pb::ErrorReason,
-    message: &str,
-    offer_id: &str,
-    incident_id: &str,
-) {
-    let Some(outbox) = refusals.upgrade() else { return };
+/// How a stuck session's stream ends, for an app that reads again.
+fn stuck_status(stuck: Stuck) -> Status {
+    let why = match stuck {
+        Stuck::NotReading => "it took no message for too long",
+        Stuck::Messages | Stuck::Bytes | Stuck::Total => "too many messages were waiting for it",
+    };
+    error::status(
+        tonic::Code::ResourceExhausted,
+        pb::ErrorReason::SessionStuck,
+        format!("this session stopped taking the dispatcher's messages ({why}), so it is closed; reconnect"),
+    )
+}
+
+fn refuse(refusals: &Notices, code: &str, reason: pb::ErrorReason, message: &str, offer_id: &str, incident_id: &str) {
     let refused = pb::Refused {
         code: code.to_string(),
         message: message.to_string(),
@@ -248,7 +272,7 @@ fn refuse(
         incident_id: incident_id.to_string(),
         reason: reason as i32,
     };
-    let _ = outbox.try_send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
+    refusals.send(pb::DispatchMessage { body: Some(pb::dispatch_message::Body::Refused(refused)) });
 }
 
 fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, String> {

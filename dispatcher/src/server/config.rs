@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tower_layer::{Identity as NoLayer, Stack};
 
+use super::connections::{ConnectionLimits, Connections, TrackCalls};
 use crate::lease::LeaseConfig;
 use crate::metrics::Metrics;
+use crate::sessions::{QueueLimits, SESSION_QUEUE_MESSAGES, SessionQueues};
 use crate::shard::ShardId;
 use pingji_engine::policy::Policy;
-
-/// Largest command request or response: a city's roster (hundreds of
-/// thousands of people) or map fits; send bigger ones in parts.
-pub(super) const MAX_COMMAND_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Largest header list (metadata) of a request. hyper's default of 16 KiB
 /// answered a 64 KiB token with an HTTP/2 error (reported as unknown,
@@ -29,6 +28,10 @@ pub(super) const MAX_REQUEST_HEADERS: u32 = 256 * 1024;
 pub(super) const LAME_DUCK: Duration = Duration::from_millis(500);
 /// How long the answers in flight get to go out when an owner steps down.
 pub(super) const STEP_DOWN_DRAIN: Duration = Duration::from_secs(1);
+/// Calls open at once on one connection (HTTP/2 streams) at most: a load
+/// generator or gateway carrying many sessions over one connection needs
+/// hundreds; without a cap one connection could open any number.
+pub(super) const MAX_STREAMS_PER_CONNECTION: u32 = 1_000;
 
 /// Where the journal lives.
 #[derive(Clone, Debug)]
@@ -116,6 +119,12 @@ pub struct Config {
     /// An admin token (`pjo_NAME_…`) to add as the first admin at start
     /// when there is no admin yet; ignored once there is one.
     pub bootstrap_admin_token: Option<String>,
+    /// The process's client connections, made by `run` from `limits` and
+    /// the open-file limit; shared by every server on the gRPC port.
+    pub(super) connections: Option<Connections>,
+    /// People's session queues, made by `run` from `limits`; shared by
+    /// every shard this process serves, so that their total is bounded.
+    pub(super) session_queues: Option<SessionQueues>,
 }
 
 /// Who must present a client certificate when a client CA is given.
@@ -162,13 +171,20 @@ impl ServerTls {
     }
 }
 
-/// A server builder, with TLS when `tls` is set.
-pub(super) fn server_builder(tls: Option<&ServerTls>) -> anyhow::Result<Server> {
-    let builder = Server::builder().http2_max_header_list_size(MAX_REQUEST_HEADERS);
-    match tls {
-        Some(tls) => builder.tls_config(tls.config.clone()).context("cannot serve TLS"),
-        None => Ok(builder),
-    }
+/// A server builder with `config`'s TLS (when set), HTTP/2 keepalive and
+/// connection limits; serve it with `config.connections().incoming(...)`.
+pub(super) fn server_builder(config: &Config) -> anyhow::Result<Server<Stack<TrackCalls, NoLayer>>> {
+    let limits = &config.limits;
+    let builder = Server::builder()
+        .http2_max_header_list_size(MAX_REQUEST_HEADERS)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
+    let builder = match &config.tls {
+        Some(tls) => builder.tls_config(tls.config.clone()).context("cannot serve TLS")?,
+        None => builder,
+    };
+    Ok(builder.layer(config.connections().layer()))
 }
 
 impl Config {
@@ -187,7 +203,32 @@ impl Config {
             metrics: None,
             tls: None,
             bootstrap_admin_token: None,
+            connections: None,
+            session_queues: None,
         }
+    }
+
+    /// People's session queues (made now from `limits` when `run` has not
+    /// made them yet).
+    pub(super) fn session_queues(&self) -> SessionQueues {
+        self.session_queues.clone().unwrap_or_else(|| self.new_session_queues())
+    }
+
+    pub(super) fn new_session_queues(&self) -> SessionQueues {
+        let metrics = self.metrics.as_ref().map(|metrics| metrics.session_queue_metrics()).unwrap_or_default();
+        SessionQueues::new(self.limits.queue_limits(), metrics)
+    }
+
+    /// The client connections of every server on the gRPC port (made now
+    /// from `limits` when `run` has not made them yet).
+    pub(super) fn connections(&self) -> Connections {
+        self.connections.clone().unwrap_or_else(|| self.new_connections())
+    }
+
+    /// Client connections within `limits` and the open-file limit now.
+    pub(super) fn new_connections(&self) -> Connections {
+        let metrics = self.metrics.as_ref().map(|metrics| metrics.connection_metrics()).unwrap_or_default();
+        Connections::new(self.limits.connection_limits(), crate::open_files::current(), self.limits.max_sessions, metrics)
     }
 
     /// Uses `metrics` (shared with an OTLP exporter, say) rather than a new
@@ -209,17 +250,68 @@ pub struct Limits {
     /// How long one command may take before it is answered
     /// `cancelled`/`deadline_exceeded` (a client's own shorter deadline wins).
     pub request_timeout: Duration,
+    /// Client connections open at once at most (fewer when the open-file
+    /// limit leaves room for fewer); more are refused `resource_exhausted`.
+    pub max_connections: usize,
+    /// How long a new connection may take to make its first call (TLS
+    /// handshake and HTTP/2 preface included) before it is closed.
+    pub first_request_timeout: Duration,
+    /// How long a connection may stay open with no call in progress.
+    pub idle_connection_timeout: Duration,
+    /// How long a connection may be silent before the server sends an
+    /// HTTP/2 PING ...
+    pub keepalive_interval: Duration,
+    /// ... and how long the client then has to answer before it is closed.
+    pub keepalive_timeout: Duration,
+    /// Bytes of messages waiting for one person's app at most (besides
+    /// at most 256 messages); more close the session as stuck.
+    pub session_queue_bytes: usize,
+    /// Bytes waiting for all people's apps together: over it, a session
+    /// more than a second behind is closed as stuck.
+    pub session_queues_total_bytes: usize,
+    /// How long a session's oldest waiting message may wait before the
+    /// session is closed as stuck.
+    pub stuck_session_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_sessions: 100_000, agent_messages_per_s: 20, request_timeout: Duration::from_secs(60) }
+        Limits {
+            max_sessions: 100_000,
+            agent_messages_per_s: 20,
+            request_timeout: Duration::from_secs(60),
+            // Room for consoles, probes and people reconnecting besides
+            // max_sessions people's apps, one connection each.
+            max_connections: 110_000,
+            first_request_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(10),
+            session_queue_bytes: 64 * 1024,
+            session_queues_total_bytes: 256 * 1024 * 1024,
+            stuck_session_timeout: Duration::from_secs(30),
+        }
     }
 }
 
-/// Largest message a person's app may send: a field report's text and a
-/// photo reference fit many times over.
-pub(super) const MAX_AGENT_MESSAGE: usize = 64 * 1024;
+impl Limits {
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            first_request_timeout: self.first_request_timeout,
+            idle_timeout: self.idle_connection_timeout,
+        }
+    }
+
+    pub fn queue_limits(&self) -> QueueLimits {
+        QueueLimits {
+            messages: SESSION_QUEUE_MESSAGES,
+            bytes: self.session_queue_bytes,
+            total_bytes: self.session_queues_total_bytes,
+            stuck_after: self.stuck_session_timeout,
+        }
+    }
+}
 
 pub(super) fn reflection_v1()
 -> anyhow::Result<tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>> {

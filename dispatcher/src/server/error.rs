@@ -156,7 +156,7 @@ pub fn code_name(rejection: &Rejection) -> &'static str {
 /// code the dispatcher answers for every limit (docs/security.md#limits).
 /// Other statuses pass unchanged.
 pub fn command_too_large(status: Status) -> Status {
-    let limit_mib = super::config::MAX_COMMAND_MESSAGE >> 20;
+    let limit_mib = super::sizes::MAX_COMMAND_MESSAGE >> 20;
     too_large(
         status,
         &format!("a command message may be at most {limit_mib} MiB: split the request (a roster or a map into parts)"),
@@ -166,7 +166,7 @@ pub fn command_too_large(status: Status) -> Status {
 /// A message over an agent session's size limit, as
 /// [`command_too_large`] does for commands.
 pub fn session_message_too_large(status: Status) -> Status {
-    let limit_kib = super::config::MAX_AGENT_MESSAGE >> 10;
+    let limit_kib = super::sizes::MAX_AGENT_MESSAGE >> 10;
     too_large(
         status,
         &format!(

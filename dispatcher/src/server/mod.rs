@@ -7,6 +7,8 @@
 //! - [`auth`]: tokens and roles, checked in one place before any command.
 //! - [`bootstrap`]: the first admin account.
 //! - [`command`]: `CommandService`, for operators.
+//! - [`connections`]: client connections: the maximum, the first-call and
+//!   idle timeouts, the refusal, accepting without spinning.
 //! - [`events`]: the `WatchEvents` stream (journal history, then live).
 //! - [`front`]: the shape of the layers in front of the command service
 //!   (`auth`'s token checks, `sharding`'s routing).
@@ -20,6 +22,7 @@
 //! - `starting`: health only (`NOT_SERVING`) while the journal is replayed.
 //! - `config`: where the journal lives, TLS, limits, the server builder.
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
+//! - `sizes`: how large one message may be, per service.
 
 pub mod agent;
 pub mod auth;
@@ -27,12 +30,14 @@ pub mod bootstrap;
 mod city_modes;
 pub mod command;
 mod config;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod front;
 mod ownership;
 mod serving;
 pub mod sharding;
+mod sizes;
 pub mod standby;
 mod starting;
 
@@ -63,6 +68,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receive
         }
         None => None,
     };
+    // One count of connections for every server on the gRPC port, and one
+    // bound on what waits for people's apps, made once the metrics are known.
+    if config.connections.is_none() {
+        config.connections = Some(config.new_connections());
+    }
+    if config.session_queues.is_none() {
+        config.session_queues = Some(config.new_session_queues());
+    }
     let served = run_store(config, listener, shutdown).await;
     if let Some(endpoint) = metrics_endpoint {
         // It stops with the shutdown signal; after a failure, stop it here.
@@ -79,9 +92,7 @@ pub(super) async fn run_store(config: Config, listener: TcpListener, shutdown: w
     }
     // Health answers NOT_SERVING while the journal is opened and replayed.
     let listener = listener.into_std()?;
-    let starting =
-        starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?, config.tls.as_ref())
-            .await?;
+    let starting = starting::Starting::serve(listener.try_clone().context("cannot share the listening socket")?, &config).await?;
     let recovered = async {
         let journal = open_journal(&config.store)?;
         let engine = runtime::recover(&journal, config.policy.clone()).await?;

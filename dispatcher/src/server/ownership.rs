@@ -78,9 +78,7 @@ pub(super) async fn run(
     });
     let mut standing_by = stopping.clone();
     let standby_listener = listener.try_clone().context("cannot share the listening socket")?;
-    let Some((lease, token)) =
-        standby::serve_until_owner(&leases, standby_listener, &mut standing_by, config.tls.as_ref()).await?
-    else {
+    let Some((lease, token)) = standby::serve_until_owner(&leases, standby_listener, &mut standing_by, &config).await? else {
         info!("dispatcher stopped while standing by");
         return Ok(());
     };

@@ -4,14 +4,12 @@
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use pingji_proto::v1::agent_service_server::AgentServiceServer;
 use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 
 use crate::convert;
@@ -23,9 +21,9 @@ use pingji_engine::engine::{Command, Engine};
 use pingji_engine::ids::AreaId;
 
 use super::config::{
-    ClientCertificates, Config, LAME_DUCK, MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE, STEP_DOWN_DRAIN, Store, reflection_v1,
-    reflection_v1alpha, server_builder,
+    ClientCertificates, Config, LAME_DUCK, STEP_DOWN_DRAIN, Store, reflection_v1, reflection_v1alpha, server_builder,
 };
+use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
 use super::{agent, auth, bootstrap, city_modes, command, error as status, sharding};
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
@@ -112,10 +110,8 @@ pub(super) async fn serve(
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
     let (stop_serving, mut stepping_down) = watch::channel(false);
-    let server = server_builder(config.tls.as_ref())?
+    let server = server_builder(config)?
         .timeout(config.limits.request_timeout)
-        .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .trace_fn(|request| tracing::info_span!("rpc", rpc.method = %request.uri().path()))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -128,6 +124,7 @@ pub(super) async fn serve(
                 // With `all`, the TLS handshake already refused connections without one.
                 config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
                 sharding.clone(),
+                config.session_queues(),
             ))
             .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
@@ -147,7 +144,7 @@ pub(super) async fn serve(
             ),
             sharding,
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(server);

@@ -20,7 +20,6 @@ use pingji_proto::v1::agent_service_server::AgentServiceServer;
 use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{Context as TaskContext, Poll, Service, http};
@@ -128,7 +127,7 @@ pub(super) async fn serve_until_owner(
     leases: &[Arc<ShardLease>],
     listener: std::net::TcpListener,
     shutdown: &mut watch::Receiver<bool>,
-    tls: Option<&super::config::ServerTls>,
+    config: &super::config::Config,
 ) -> anyhow::Result<Option<(Arc<ShardLease>, u64)>> {
     let Some((first, rest)) = leases.split_first() else {
         anyhow::bail!("no shard to stand by for; give --shard");
@@ -140,13 +139,13 @@ pub(super) async fn serve_until_owner(
     health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
     let (stop_server, mut server_stop) = watch::channel(false);
     let listener = TcpListener::from_std(listener)?;
-    let server = super::config::server_builder(tls)?
+    let server = super::config::server_builder(config)?
         .add_service(health_service)
         .add_service(super::config::reflection_v1()?)
         .add_service(super::config::reflection_v1alpha()?)
         .add_service(AgentStandby { notice: notice.clone(), service: PhantomData })
         .add_service(CommandStandby { notice, service: PhantomData })
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(server);

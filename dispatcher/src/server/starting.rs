@@ -15,7 +15,6 @@ use pingji_proto::v1::agent_service_server::AgentServiceServer;
 use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::debug;
 
 use super::{agent, command};
@@ -32,21 +31,18 @@ pub(super) struct Starting {
 
 impl Starting {
     /// Answers health on `listener` (a clone of the real one) until stopped.
-    pub(super) async fn serve(
-        listener: std::net::TcpListener,
-        tls: Option<&super::config::ServerTls>,
-    ) -> anyhow::Result<Starting> {
+    pub(super) async fn serve(listener: std::net::TcpListener, config: &super::config::Config) -> anyhow::Result<Starting> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
         health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
         let listener = TcpListener::from_std(listener)?;
         let (stop, mut stopped) = watch::channel(false);
         let (agents, commands) = super::standby::recovering_services();
-        let server = super::config::server_builder(tls)?
+        let server = super::config::server_builder(config)?
             .add_service(health_service)
             .add_service(agents)
             .add_service(commands)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
         Ok(Starting { stop, server: tokio::spawn(server) })
@@ -85,7 +81,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
-        let starting = Starting::serve(listener.try_clone()?, None).await?;
+        let config = super::super::config::Config::new(super::super::config::Store::Ephemeral);
+        let starting = Starting::serve(listener.try_clone()?, &config).await?;
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?.connect().await?;
         let mut client = HealthClient::new(channel.clone());
         assert_eq!(status(&mut client, "").await, ServingStatus::Serving as i32);

@@ -298,6 +298,9 @@ pub fn plain_text_hint(url: &str, text: &str) -> Option<&'static str> {
         "unexpected end of file",
         "handshake",
         "h2 protocol",
+        // hyper, when the server drops the connection with the request
+        // in flight (seen under load, where the reset comes later).
+        "operation was canceled",
     ]
     .iter()
     .any(|sign| text.contains(sign));
@@ -392,6 +395,7 @@ mod tests {
         assert!(hint("received fatal alert: CertificateRequired").is_some_and(|advice| advice.contains("--client-cert")));
         assert_eq!(hint("connection refused"), None);
         assert!(plain_text_hint("http://a:1", "h2 protocol error: frame with invalid size").is_some());
+        assert!(plain_text_hint("http://a:1", "cancelled: operation was canceled").is_some());
         assert_eq!(plain_text_hint("https://a:1", "frame with invalid size"), None);
         let closed = ClientTls::default().explained("https://a:1", "transport error: connection closed".to_string());
         assert!(closed.contains("--client-cert"), "{closed}");
