@@ -323,7 +323,13 @@ pub fn redact(event: &mut pb::Event, disclosure: Disclosure) {
                 redact_person_position(&mut agent.home, disclosure);
             }
         }
-        Body::OfferSent(offer) => redact_person_position(&mut offer.origin, disclosure),
+        Body::OfferSent(offer) => {
+            redact_person_position(&mut offer.origin, disclosure);
+            // With the incident's place, a distance is a position too.
+            if disclosure == Disclosure::Coarse {
+                super::band(&mut offer.distance_m, &mut offer.eta_s);
+            }
+        }
         // Every other kind holds no phone and no person's position; a new
         // kind that does must be added here (the property test checks it).
         _ => {}
@@ -1066,6 +1072,10 @@ mod tests {
             };
             for (lon, lat) in people {
                 prop_assert!(on_the_coarse_grid(lon) && on_the_coarse_grid(lat), "{lon},{lat}");
+            }
+            // So are distances from a known place: whole kilometres.
+            if let Some(Body::OfferSent(offer)) = &shown.body {
+                prop_assert!(offer.distance_m >= 1000.0 && offer.distance_m % 1000.0 == 0.0, "{}", offer.distance_m);
             }
             // Every position in a viewer's event is either a person's
             // (coarse, above) or one of the kinds that hold places.

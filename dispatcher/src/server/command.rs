@@ -8,8 +8,10 @@ use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_server::CommandService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use tracing::{instrument, warn};
+use tracing::instrument;
 
+pub use super::audit::ReadAudits;
+use super::audit::{self};
 use super::auth::{Caller, caller};
 use super::error;
 use super::sharding::{Kind, Sharding};
@@ -38,52 +40,6 @@ pub struct CommandApi {
     /// The reads of personal data already in the audit, so that a screen
     /// polling the same people is audited once, not at every poll.
     pub audited: ReadAudits,
-}
-
-/// How long the same read of the same people by the same operator counts
-/// as one: a screen left open is audited again after this.
-const SAME_READ_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Reads remembered at most; past this the oldest half is forgotten (and
-/// audited again when repeated).
-const REMEMBERED_READS: usize = 10_000;
-
-/// Who read, in which call, about whom.
-type ReadKey = (String, String, String);
-
-/// Each read's people (a fingerprint of their ids) and when it was audited.
-/// A sync lock, never held across an `.await`.
-#[derive(Clone, Default)]
-pub struct ReadAudits(Arc<std::sync::Mutex<std::collections::HashMap<ReadKey, (u64, std::time::Instant)>>>);
-
-impl ReadAudits {
-    /// Whether this read must be journaled: the first time, when the set
-    /// of people shown changed, or once `SAME_READ_FOR` has passed.
-    fn is_new(&self, operator: &str, rpc: &str, subject: &str, people: &[pb::Agent]) -> bool {
-        use std::hash::{Hash, Hasher};
-        let mut ids: Vec<&str> = people.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.as_str()).collect();
-        ids.sort_unstable();
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        ids.hash(&mut hasher);
-        let fingerprint = hasher.finish();
-        let now = std::time::Instant::now();
-        let mut reads = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (operator.to_string(), rpc.to_string(), subject.to_string());
-        if let Some((seen, at)) = reads.get(&key)
-            && *seen == fingerprint
-            && now.duration_since(*at) < SAME_READ_FOR
-        {
-            return false;
-        }
-        if reads.len() >= REMEMBERED_READS {
-            let mut by_age: Vec<std::time::Instant> = reads.values().map(|(_, at)| *at).collect();
-            by_age.sort_unstable();
-            let cutoff = by_age[by_age.len() / 2];
-            reads.retain(|_, (_, at)| *at > cutoff);
-        }
-        reads.insert(key, (fingerprint, now));
-        true
-    }
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -287,7 +243,8 @@ impl CommandService for CommandApi {
                 nearby.agent.as_ref().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone())
             };
             found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then_with(|| id(a).cmp(&id(b))));
-            self.audit_read(&caller, "NearbyAgents", format!("{subject} (coarse)"), found.len()).await;
+            let ids = found.iter().filter_map(|nearby| nearby.agent.as_ref()?.spec.as_ref()).map(|spec| spec.id.as_str());
+            self.audit_read(&caller, "NearbyAgents", format!("{subject} (coarse)"), ids).await;
         }
         Ok(Response::new(pb::NearbyAgentsResponse { agents: found }))
     }
@@ -321,6 +278,7 @@ impl CommandService for CommandApi {
     }
 
     async fn get_incident(&self, request: Request<pb::GetIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
+        let precise = caller(&request)?.role.sees_precise_personal_data();
         let id = IncidentId::new(request.into_inner().id.trim());
         let message = format!("incident {} does not exist; list incidents to find its id", quote(&id));
         let lookup = id.clone();
@@ -329,7 +287,12 @@ impl CommandService for CommandApi {
             .query(move |engine, _| engine.incident(&lookup).map(|incident| convert::incident_to_pb(engine, incident)))
             .await?;
         match incident {
-            Some(incident) => Ok(Response::new(incident)),
+            Some(mut incident) => {
+                if !precise {
+                    mask_offers(&mut incident);
+                }
+                Ok(Response::new(incident))
+            }
             None => Err(self.elsewhere(Kind::Incident, id.as_str(), error::not_found(message)).await),
         }
     }
@@ -338,6 +301,7 @@ impl CommandService for CommandApi {
         &self,
         request: Request<pb::ListIncidentsRequest>,
     ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        let precise = caller(&request)?.role.sees_precise_personal_data();
         let request = request.into_inner();
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
         let query = IncidentQuery {
@@ -351,6 +315,10 @@ impl CommandService for CommandApi {
                 engine.incidents(&query).into_iter().map(|incident| convert::incident_to_pb(engine, incident)).collect()
             })
             .await?;
+        let mut incidents: Vec<pb::Incident> = incidents;
+        if !precise {
+            incidents.iter_mut().for_each(mask_offers);
+        }
         Ok(Response::new(pb::ListIncidentsResponse { incidents }))
     }
 
@@ -718,6 +686,13 @@ impl CommandService for CommandApi {
     }
 }
 
+/// An incident as a viewer sees it: the distances and ETAs of the people
+/// offered it banded to the kilometre, like the coarse positions (with the
+/// incident's place, an exact distance is a position).
+fn mask_offers(incident: &mut pb::Incident) {
+    incident.open_offers.iter_mut().for_each(convert::band_offer);
+}
+
 /// New tokens for `people`, with their hashes (hashing takes a moment each,
 /// so it runs off the async workers).
 async fn issue_tokens(people: Vec<AgentId>) -> Result<Vec<(String, AgentTokenHash)>, Status> {
@@ -781,32 +756,30 @@ impl CommandApi {
     }
 
     /// Viewers get people with phone numbers masked and locations to about
-    /// 1 km; the other roles get them as they are, and the read is audited
-    /// (a `personal_data_read` event). When the audit cannot be journaled
-    /// (store down), the read still goes through and the log says so:
-    /// during an emergency a dispatcher must be able to call people.
+    /// 1 km; the other roles get them as they are. Either way the read is
+    /// audited (a `personal_data_read` event; a viewer's subject ends
+    /// "(coarse)"), once per operator, call, subject and set of people in
+    /// the audit's window (see `audit`).
     async fn disclose(&self, caller: &Caller, rpc: &str, subject: String, agents: &mut [pb::Agent]) {
-        if !caller.role.sees_precise_personal_data() {
+        let subject = if caller.role.sees_precise_personal_data() {
+            subject
+        } else {
             agents.iter_mut().for_each(convert::mask_agent);
-            return;
-        }
-        // A live view polling the same people is one read, not one a poll.
-        if !self.audited.is_new(&caller.name, rpc, &subject, agents) {
-            return;
-        }
-        self.audit_read(caller, rpc, subject, agents.len()).await;
+            format!("{subject} (coarse)")
+        };
+        let ids = agents.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.as_str());
+        self.audit_read(caller, rpc, subject, ids).await;
     }
 
     /// Journals who read people's positions or distances, in which call,
-    /// about whom, and how many people.
-    async fn audit_read(&self, caller: &Caller, rpc: &str, subject: String, people: usize) {
-        if people == 0 {
+    /// about whom (`subject`, the people `ids`), and how many people; a
+    /// read already in the audit's window is not journaled again.
+    async fn audit_read<'a>(&self, caller: &Caller, rpc: &str, subject: String, ids: impl Iterator<Item = &'a str> + Clone) {
+        // A live view polling the same people is one read, not one a poll.
+        if !self.audited.is_new(&caller.name, rpc, &subject, ids.clone()) {
             return;
         }
-        let command = Command::RecordRead { rpc: rpc.to_string(), subject, people: people as u32 };
-        if let Err(error) = self.dispatcher.execute(command, caller.actor(), |_, _| ()).await {
-            warn!(operator = %caller.name, rpc, %error, "the audit of a read of personal data could not be journaled");
-        }
+        audit::record_read(&self.dispatcher, caller, rpc, subject, ids.count()).await;
     }
 
     async fn rotate_operator_token(&self, caller: &Caller, name: &str) -> Result<pb::IssuedToken, Status> {

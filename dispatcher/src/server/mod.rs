@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`agent`]: `AgentService`, one stream per connected person.
+//! - [`audit`]: the audit of reads of personal data, aggregated.
 //! - [`auth`]: tokens and roles, checked in one place before any command.
 //! - [`bootstrap`]: the first admin account.
 //! - [`command`]: `CommandService`, for operators.
@@ -22,6 +23,7 @@
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 
 pub mod agent;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 mod city_modes;

@@ -264,7 +264,7 @@ fn summary_of(body: &Body) -> String {
         Body::OperatorTokenRotated(rotated) => format!("operator {} has a new token", rotated.name),
         Body::OperatorRemoved(removed) => format!("operator {} removed", removed.name),
         Body::PersonalDataRead(read) => {
-            format!("{} read precise personal data of {}: {}", read.rpc, people(read.people as usize), read.subject)
+            format!("{} read personal data of {}: {}", read.rpc, people(read.people as usize), read.subject)
         }
     }
 }
