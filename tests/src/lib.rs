@@ -14,6 +14,8 @@
 //!   with helpers to send locations and answers and to expect messages.
 //! - [`events`]: [`EventWatch`], a `WatchEvents` stream with helpers to wait
 //!   for an event and read its JSON.
+//! - [`people`]: [`PeopleWatch`], a `WatchAgents` stream and the people it
+//!   shows.
 //! - [`wait`]: [`wait_until`], polling an async predicate until a deadline,
 //!   and [`connect_with_retry`].
 //! - [`sample`]: the sample city and roster, short-timeout policies, people
@@ -44,6 +46,7 @@ pub mod events;
 pub mod metrics;
 pub mod mobilisation;
 pub mod otlp;
+pub mod people;
 pub mod process;
 pub mod redis;
 pub mod sample;
@@ -54,6 +57,7 @@ pub mod wait;
 
 pub use auth::{ADMIN_TOKEN, Commands, add_operator, agent_token, commands, commands_with};
 pub use events::{EventWatch, body};
+pub use people::PeopleWatch;
 pub use process::{DispatcherProcess, ProcessOptions, dispatcher_binary};
 pub use sample::{
     AreaBox, area_box, available_people, offset_m, person, quick_policy, quick_policy_toml, sample_city, sample_roster,

@@ -78,7 +78,7 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
     use OperatorRole::*;
     Some(match method {
         "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "ListIncidents" | "ListPlans"
-        | "CallupStatus" | "Coverage" | "WatchEvents" | "WhoAmI" | "RotateOwnToken" => Viewer,
+        | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI" | "RotateOwnToken" => Viewer,
         "CreateIncident" | "CancelIncident" | "CloseIncident" | "TriageReport" => Dispatcher,
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,
         "ImportAreas" | "UpsertAgent" | "ImportAgents" | "ImportPlans" | "IssueAgentToken" | "AddOperator" | "RemoveOperator"

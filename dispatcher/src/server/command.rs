@@ -10,6 +10,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::agent_watch::{AgentWatch, MAX_WATCHED};
 pub use super::audit::ReadAudits;
 use super::audit::{self};
 use super::auth::{Caller, caller};
@@ -583,6 +584,25 @@ impl CommandService for CommandApi {
         let stream =
             super::events::event_stream(self.dispatcher.clone(), request.from_seq, request.replay_last, disclosure).await?;
         Ok(Response::new(stream))
+    }
+
+    type WatchAgentsStream = Pin<Box<dyn Stream<Item = Result<pb::AgentsChanged, Status>> + Send>>;
+
+    async fn watch_agents(&self, request: Request<pb::WatchAgentsRequest>) -> Result<Response<Self::WatchAgentsStream>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let watch = AgentWatch {
+            dispatcher: self.dispatcher.clone(),
+            audited: self.audited.clone(),
+            caller,
+            query: AgentQuery {
+                area: Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new),
+                connected_only: request.connected_only,
+                limit: MAX_WATCHED + 1,
+                ..AgentQuery::default()
+            },
+        };
+        Ok(Response::new(Box::pin(watch.start().await?)))
     }
 
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::Operator>, Status> {

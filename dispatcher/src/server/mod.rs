@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //! - [`agent`]: `AgentService`, one stream per connected person.
+//! - [`agent_watch`]: which people a roster read shows, and the
+//!   `WatchAgents` stream that pushes them to live views.
 //! - [`audit`]: the audit of reads of personal data, aggregated.
 //! - [`auth`]: tokens and roles, checked in one place before any command.
 //! - [`bootstrap`]: the first admin account.
@@ -23,6 +25,7 @@
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 
 pub mod agent;
+pub mod agent_watch;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;

@@ -1,9 +1,10 @@
-//! Personal data on the event stream, the audit of reads of people,
-//! operator names, and paging.
+//! Personal data on the event stream, the audit of reads of people (polled
+//! and pushed), operator names, and paging.
 
 use std::time::Duration;
 
-use pingji_tests::{EventWatch, TestServer, add_operator, pb, person, typed};
+use pingji_tests::people::shown_at;
+use pingji_tests::{EventWatch, PeopleWatch, TestServer, add_operator, pb, person, typed};
 
 const PROMPTLY: Duration = Duration::from_secs(20);
 
@@ -237,5 +238,53 @@ async fn a_viewer_gets_offer_distances_to_the_kilometre() -> anyhow::Result<()> 
     let offers: Vec<f64> = listed.iter().flat_map(|incident| incident.open_offers.iter().map(|offer| offer.distance_m)).collect();
     assert_eq!(offers, [1000.0]);
     drop(viewer_events);
+    server.shutdown().await
+}
+
+/// Issue #17, item 2: the people a live view shows are pushed by
+/// `WatchAgents` (moves arrive without asking again), masked for the role,
+/// and audited once when the watch opens and again when the set of people
+/// shown changes, not at every move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_of_people_is_pushed_and_audited_once_and_again_when_whom_it_shows_changes() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut admin = server.command().await?;
+    let dispatcher = add_operator(&mut admin, "zhao.dispatcher", pb::OperatorRole::Dispatcher).await?;
+    let viewer = add_operator(&mut admin, "wang.viewer", pb::OperatorRole::Viewer).await?;
+    let (lon, lat) = (120.095_123, 30.232_111);
+    let ann = server.connect_person_at(person("ann", "d1-s1-c1-g1", &[]), lon, lat).await?;
+    let mut watch = EventWatch::start(&mut admin, 0).await?;
+
+    let connected = pb::WatchAgentsRequest { area_id: String::new(), connected_only: true };
+    let mut as_dispatcher = server.command_with(Some(&dispatcher)).await?;
+    let mut people = PeopleWatch::open(&mut as_dispatcher, connected.clone()).await?;
+    people.wait_for(PROMPTLY, "ann where she is", |shown| shown_at(shown, "ann") == Some((lon, lat))).await?;
+    assert_eq!(people.people().len(), 1, "only connected people");
+    // She moves three times, a round of the stream apart: each move is
+    // pushed, none is audited again.
+    for step in 1..=3 {
+        let moved = (lon + 0.001 * f64::from(step), lat);
+        ann.send_location(moved.0, moved.1).await?;
+        people.wait_for(PROMPTLY, &format!("ann's move {step}"), |shown| shown_at(shown, "ann") == Some(moved)).await?;
+    }
+    // Bo connects: whom the watch shows changed.
+    let bo = server.connect_person_at(person("bo", "d1-s1-c1-g1", &[]), lon, lat).await?;
+    people.wait_for(PROMPTLY, "bo too", |shown| shown.contains_key("bo")).await?;
+
+    // A viewer's watch shows the same people to about 1 km.
+    let mut as_viewer = server.command_with(Some(&viewer)).await?;
+    let mut coarse = PeopleWatch::open(&mut as_viewer, connected).await?;
+    coarse.wait_for(PROMPTLY, "both, coarse", |shown| shown.len() == 2).await?;
+    assert_eq!(shown_at(coarse.people(), "bo"), Some((120.10, 30.23)));
+    mark(&server, &mut watch, "marker").await?;
+
+    let reads = reads_by(&watch, "operator:zhao.dispatcher");
+    let calls: Vec<(&str, u32)> = reads.iter().map(|(rpc, people, _)| (rpc.as_str(), *people)).collect();
+    assert_eq!(calls, [("WatchAgents", 1), ("WatchAgents", 2)], "one read when it opened, one when bo joined: {reads:?}");
+    assert!(people.messages >= 5, "the opening, three moves and bo came as pushes: {}", people.messages);
+    let viewer_reads = reads_by(&watch, "operator:wang.viewer");
+    assert_eq!(viewer_reads.len(), 1, "{viewer_reads:?}");
+    assert!(viewer_reads[0].2.ends_with("(coarse)"), "{viewer_reads:?}");
+    drop((ann, bo, people, coarse, watch));
     server.shutdown().await
 }
