@@ -22,6 +22,8 @@
 //!   specs, and points inside areas.
 //! - [`auth`]: the admin token every test dispatcher starts with, command
 //!   clients carrying a token, and people's tokens.
+//! - [`clock`]: [`TestClock`], a virtual clock for a dispatcher, moved on by
+//!   hand (tokens expiring).
 //! - [`agent_fixtures`]: a dispatcher process restartable on the same port,
 //!   for client reconnect tests, and the `field-agent` binary.
 //! - [`binaries`]: the workspace's binaries, built when missing or stale.
@@ -42,6 +44,7 @@ pub mod agent_fixtures;
 pub mod auth;
 pub mod binaries;
 pub mod cli;
+pub mod clock;
 pub mod events;
 pub mod metrics;
 pub mod mobilisation;
@@ -56,6 +59,7 @@ pub mod tls;
 pub mod wait;
 
 pub use auth::{ADMIN_TOKEN, Commands, add_operator, agent_token, commands, commands_with};
+pub use clock::TestClock;
 pub use events::{EventWatch, body};
 pub use people::PeopleWatch;
 pub use process::{DispatcherProcess, ProcessOptions, dispatcher_binary};

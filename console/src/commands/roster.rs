@@ -409,8 +409,8 @@ mod tests {
     #[test]
     fn tokens_are_csv_with_a_header() {
         let tokens = [
-            pb::IssuedToken { subject: "p0001".into(), token: "pja_00".into() },
-            pb::IssuedToken { subject: "p,2".into(), token: "pja_11".into() },
+            pb::IssuedToken { subject: "p0001".into(), token: "pja_00".into(), expires_at_ms: 0 },
+            pb::IssuedToken { subject: "p,2".into(), token: "pja_11".into(), expires_at_ms: 0 },
         ];
         assert_eq!(tokens_csv(&tokens), "agent_id,token\np0001,pja_00\n\"p,2\",pja_11\n");
     }
@@ -442,7 +442,7 @@ mod tests {
         assert!(!added_text(&agent).contains("pja_ab"), "the note on stderr leaves the token out");
         agent.issued_token.clear();
         assert!(added_text(&agent).contains("keep their token"));
-        let rotated = rotated_text(&pb::IssuedToken { subject: "p0101".into(), token: "pja_cd".into() });
+        let rotated = rotated_text(&pb::IssuedToken { subject: "p0101".into(), token: "pja_cd".into(), expires_at_ms: 0 });
         assert!(rotated.starts_with("new token for p0101 on stdout, shown once; it replaces the old one"), "{rotated}");
         assert!(!rotated.contains("pja_cd"));
         assert!(rotated.contains("live session"), "{rotated}");

@@ -6,9 +6,12 @@
 //! masks them for the caller's role as `ListAgents` does, and sends only
 //! what changed (new or changed people, the ids of those gone). The read is
 //! audited when the stream opens and whenever the set of people shown
-//! changes (aggregated in [`ReadAudits`]), not at every move.
+//! changes (aggregated in [`ReadAudits`]), not at every move; and the
+//! caller's token is checked again at every round, so a rotation,
+//! revocation, expiry or removal ends the stream.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingji_engine::engine::Rejection;
@@ -20,8 +23,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status};
 
 use super::audit::{self, ReadAudits};
-use super::auth::Caller;
+use super::auth::{self, Caller};
 use super::error::{self, rejection_status};
+use super::sharding::Sharding;
 use crate::convert;
 use crate::runtime::Dispatcher;
 
@@ -39,6 +43,7 @@ const STREAM_QUEUE: usize = 8;
 /// One `WatchAgents` stream: who asked, about whom.
 pub struct AgentWatch {
     pub dispatcher: Dispatcher,
+    pub sharding: Option<Arc<Sharding>>,
     pub audited: ReadAudits,
     pub caller: Caller,
     /// Whom to show (its `limit` one over [`MAX_WATCHED`], to tell a set
@@ -48,8 +53,8 @@ pub struct AgentWatch {
 
 impl AgentWatch {
     /// Checks the query (an unknown area fails the call itself), then
-    /// streams the people and their changes until the client leaves or the
-    /// dispatcher shuts down.
+    /// streams the people and their changes until the client leaves, the
+    /// caller's token stops working or the dispatcher shuts down.
     pub async fn start(self) -> Result<ReceiverStream<Result<pb::AgentsChanged, Status>>, Status> {
         let first = self.read().await?;
         let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
@@ -125,7 +130,12 @@ impl AgentWatch {
                     return;
                 }
             }
-            now_shown = match self.read().await {
+            let checked = auth::still_holds(&self.dispatcher, self.sharding.as_deref(), &self.caller).await;
+            let read = match checked {
+                Ok(()) => self.read().await,
+                Err(refusal) => Err(refusal),
+            };
+            now_shown = match read {
                 Ok(people) => people,
                 Err(status) => {
                     let _ = sender.send(Err(status)).await;

@@ -15,12 +15,12 @@ pub use super::audit::ReadAudits;
 use super::audit::{self};
 use super::auth::{Caller, caller};
 use super::error;
-use super::sharding::{Kind, Sharding};
+use super::sharding::{Kind, PublishedOperator, Sharding};
 use crate::convert;
 use crate::runtime::Dispatcher;
 use crate::server::error::rejection_status;
 use crate::tokens;
-use pingji_engine::accounts::{self, AgentTokenHash, OperatorRole};
+use pingji_engine::accounts::{self, AgentTokenHash, Operator, OperatorRole};
 use pingji_engine::areas::parse_geojson;
 use pingji_engine::engine::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use pingji_engine::engine::{Command, Rejection};
@@ -137,7 +137,10 @@ impl CommandService for CommandApi {
         let issued = issue_tokens(agents.iter().map(|profile| profile.id.clone()).collect()).await?;
         let hashes = issued.iter().map(|(_, hash)| hash.clone()).collect();
         self.dispatcher.execute(Command::UpsertAgents { agents, all_new: true, tokens: hashes }, actor, |_, _| ()).await?;
-        let tokens = issued.into_iter().map(|(token, hash)| pb::IssuedToken { subject: hash.agent.to_string(), token }).collect();
+        let tokens = issued
+            .into_iter()
+            .map(|(token, hash)| pb::IssuedToken { subject: hash.agent.to_string(), token, expires_at_ms: 0 })
+            .collect();
         Ok(Response::new(pb::ImportAgentsResponse { imported, tokens }))
     }
 
@@ -579,10 +582,9 @@ impl CommandService for CommandApi {
     type WatchEventsStream = EventStream;
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let disclosure = convert::event::Disclosure::for_role(caller(&request)?.role);
+        let watcher = super::events::Watcher { caller: caller(&request)?, sharding: self.sharding.clone() };
         let request = request.into_inner();
-        let stream =
-            super::events::event_stream(self.dispatcher.clone(), request.from_seq, request.replay_last, disclosure).await?;
+        let stream = super::events::event_stream(self.dispatcher.clone(), request.from_seq, request.replay_last, watcher).await?;
         Ok(Response::new(stream))
     }
 
@@ -593,6 +595,7 @@ impl CommandService for CommandApi {
         let request = request.into_inner();
         let watch = AgentWatch {
             dispatcher: self.dispatcher.clone(),
+            sharding: self.sharding.clone(),
             audited: self.audited.clone(),
             caller,
             query: AgentQuery {
@@ -608,21 +611,60 @@ impl CommandService for CommandApi {
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::Operator>, Status> {
         let caller = caller(&request)?;
         let name = caller.name.clone();
-        let operator =
-            self.dispatcher.query(move |engine, _| engine.operator(&name).map(|operator| operator.created_at.0)).await?;
-        let created_at_ms = match (operator, &self.sharding) {
-            (Some(created_at_ms), _) => Some(created_at_ms),
-            (None, Some(sharding)) => sharding.published_operator(&caller.name).await.map(|account| account.created_at_ms),
+        let operator = self
+            .dispatcher
+            .query(move |engine, _| engine.operator(&name).map(|operator| operator_to_pb(&name, operator)))
+            .await?;
+        let operator = match (operator, &self.sharding) {
+            (Some(operator), _) => Some(operator),
+            (None, Some(sharding)) => {
+                sharding.published_operator(&caller.name).await.map(|account| published_to_pb(&caller.name, &account))
+            }
             (None, None) => None,
         };
-        let created_at_ms = created_at_ms.ok_or_else(|| error::not_found("your account was removed just now"))?;
-        Ok(Response::new(operator_to_pb(&caller.name, caller.role, created_at_ms)))
+        operator.map(Response::new).ok_or_else(|| error::not_found("your account was removed just now"))
     }
 
     #[instrument(skip_all)]
     async fn rotate_own_token(&self, request: Request<pb::RotateOwnTokenRequest>) -> Result<Response<pb::IssuedToken>, Status> {
         let caller = caller(&request)?;
-        self.rotate_operator_token(&caller, &caller.name).await.map(Response::new)
+        let lifetime_ms = lifetime_ms(request.into_inner().expires_in_s);
+        self.issue_operator_token_for(&caller, &caller.name, lifetime_ms).await.map(Response::new)
+    }
+
+    #[instrument(skip_all)]
+    async fn issue_operator_token(
+        &self,
+        request: Request<pb::IssueOperatorTokenRequest>,
+    ) -> Result<Response<pb::IssuedToken>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let name = request.name.trim().to_string();
+        self.issue_operator_token_for(&caller, &name, lifetime_ms(request.expires_in_s)).await.map(Response::new)
+    }
+
+    #[instrument(skip_all)]
+    async fn revoke_operator_token(
+        &self,
+        request: Request<pb::RevokeOperatorTokenRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let actor = caller(&request)?.actor();
+        let name = request.into_inner().name.trim().to_string();
+        let lookup = name.clone();
+        let revoked = self
+            .dispatcher
+            .execute(Command::RevokeOperatorToken { name: name.clone() }, actor, move |engine, _| {
+                engine.operator(&lookup).map(|operator| operator_to_pb(&lookup, operator))
+            })
+            .await;
+        match revoked {
+            Ok(Some(operator)) => {
+                tracing::info!(operator = %name, "operator token revoked");
+                Ok(Response::new(operator))
+            }
+            Ok(None) => Err(error::internal("the token was revoked but the account cannot be read back")),
+            Err(error) => Err(self.elsewhere(Kind::Operator, &name, error.into()).await),
+        }
     }
 
     #[instrument(skip_all)]
@@ -636,7 +678,7 @@ impl CommandService for CommandApi {
         if let Err(error) = self.dispatcher.execute(command, actor, |_, _| ()).await {
             return Err(self.elsewhere(Kind::Agent, agent.as_str(), error.into()).await);
         }
-        Ok(Response::new(pb::IssuedToken { subject: agent.to_string(), token }))
+        Ok(Response::new(pb::IssuedToken { subject: agent.to_string(), token, expires_at_ms: 0 }))
     }
 
     #[instrument(skip_all)]
@@ -655,8 +697,10 @@ impl CommandService for CommandApi {
             )));
         }
         let (token, token_hash) = new_operator_token(&name).await?;
-        self.dispatcher.execute(Command::AddOperator { name: name.clone(), role, token_hash }, actor, |_, _| ()).await?;
-        Ok(Response::new(pb::IssuedToken { subject: name, token }))
+        let command =
+            Command::AddOperator { name: name.clone(), role, token_hash, lifetime_ms: lifetime_ms(request.expires_in_s) };
+        let expires_at_ms = self.dispatcher.execute(command, actor, |_, events| token_expiry(events)).await?;
+        Ok(Response::new(pb::IssuedToken { subject: name, token, expires_at_ms }))
     }
 
     #[instrument(skip_all)]
@@ -666,15 +710,12 @@ impl CommandService for CommandApi {
         let lookup = name.clone();
         let account = self
             .dispatcher
-            .query(move |engine, _| engine.operator(&lookup).map(|operator| (operator.role, operator.created_at.0)))
+            .query(move |engine, _| engine.operator(&lookup).map(|operator| operator_to_pb(&lookup, operator)))
             .await?;
         if let Err(error) = self.dispatcher.execute(Command::RemoveOperator { name: name.clone() }, actor, |_, _| ()).await {
             return Err(self.elsewhere(Kind::Operator, &name, error.into()).await);
         }
-        let removed = match account {
-            Some((role, created_at_ms)) => operator_to_pb(&name, role, created_at_ms),
-            None => pb::Operator { name, role: pb::OperatorRole::Unspecified as i32, created_at_ms: 0 },
-        };
+        let removed = account.unwrap_or(pb::Operator { name, role: pb::OperatorRole::Unspecified as i32, ..Default::default() });
         Ok(Response::new(removed))
     }
 
@@ -684,12 +725,7 @@ impl CommandService for CommandApi {
     ) -> Result<Response<pb::ListOperatorsResponse>, Status> {
         let operators = self
             .dispatcher
-            .query(|engine, _| {
-                engine
-                    .operators()
-                    .map(|(name, operator)| operator_to_pb(name, operator.role, operator.created_at.0))
-                    .collect::<Vec<_>>()
-            })
+            .query(|engine, _| engine.operators().map(|(name, operator)| operator_to_pb(name, operator)).collect::<Vec<_>>())
             .await?;
         // With one shard per district, also the accounts other shards hold.
         let mut operators = operators;
@@ -697,7 +733,7 @@ impl CommandService for CommandApi {
             let here: BTreeSet<String> = operators.iter().map(|operator| operator.name.clone()).collect();
             for (name, account) in sharding.published_operators().await {
                 if !here.contains(&name) {
-                    operators.push(operator_to_pb(&name, account.role, account.created_at_ms));
+                    operators.push(published_to_pb(&name, &account));
                 }
             }
             operators.sort_by(|left, right| left.name.cmp(&right.name));
@@ -711,6 +747,27 @@ impl CommandService for CommandApi {
 /// incident's place, an exact distance is a position).
 fn mask_offers(incident: &mut pb::Incident) {
     incident.open_offers.iter_mut().for_each(convert::band_offer);
+}
+
+/// A token lifetime asked for in seconds (0: the default) in milliseconds;
+/// the engine checks the bounds (a lifetime too long to count is refused
+/// there as out of range).
+fn lifetime_ms(expires_in_s: u64) -> i64 {
+    if expires_in_s == 0 {
+        return accounts::DEFAULT_OPERATOR_TOKEN_LIFETIME_MS;
+    }
+    i64::try_from(expires_in_s).ok().and_then(|seconds| seconds.checked_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The expiry of the operator token an account event just set.
+fn token_expiry(events: &[pingji_engine::event::Event]) -> i64 {
+    events
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::OperatorAdded { expires_at, .. } | EventKind::OperatorTokenRotated { expires_at, .. } => *expires_at,
+            _ => None,
+        })
+        .map_or(0, |at| at.0)
 }
 
 /// New tokens for `people`, with their hashes (hashing takes a moment each,
@@ -740,8 +797,24 @@ async fn new_operator_token(name: &str) -> Result<(String, String), Status> {
     Ok((token, hash))
 }
 
-fn operator_to_pb(name: &str, role: OperatorRole, created_at_ms: i64) -> pb::Operator {
-    pb::Operator { name: name.to_string(), role: role_to_pb(role) as i32, created_at_ms }
+fn operator_to_pb(name: &str, operator: &Operator) -> pb::Operator {
+    pb::Operator {
+        name: name.to_string(),
+        role: role_to_pb(operator.role) as i32,
+        created_at_ms: operator.created_at.0,
+        token_expires_at_ms: operator.token_expires_at.map_or(0, |at| at.0),
+        token_revoked_at_ms: operator.token_revoked_at.map_or(0, |at| at.0),
+    }
+}
+
+fn published_to_pb(name: &str, account: &PublishedOperator) -> pb::Operator {
+    pb::Operator {
+        name: name.to_string(),
+        role: role_to_pb(account.role) as i32,
+        created_at_ms: account.created_at_ms,
+        token_expires_at_ms: account.token_expires_at_ms,
+        token_revoked_at_ms: account.token_revoked_at_ms,
+    }
 }
 
 fn role_to_pb(role: OperatorRole) -> pb::OperatorRole {
@@ -802,13 +875,15 @@ impl CommandApi {
         audit::record_read(&self.dispatcher, caller, rpc, subject, ids.count()).await;
     }
 
-    async fn rotate_operator_token(&self, caller: &Caller, name: &str) -> Result<pb::IssuedToken, Status> {
+    /// A new token for operator `name` (the caller's own, or another's by
+    /// an admin), working for `lifetime_ms` from now.
+    async fn issue_operator_token_for(&self, caller: &Caller, name: &str, lifetime_ms: i64) -> Result<pb::IssuedToken, Status> {
         let (token, token_hash) = new_operator_token(name).await?;
-        let command = Command::RotateOperatorToken { name: name.to_string(), token_hash };
-        if let Err(error) = self.dispatcher.execute(command, caller.actor(), |_, _| ()).await {
-            return Err(self.elsewhere(Kind::Operator, name, error.into()).await);
+        let command = Command::RotateOperatorToken { name: name.to_string(), token_hash, lifetime_ms };
+        match self.dispatcher.execute(command, caller.actor(), |_, events| token_expiry(events)).await {
+            Ok(expires_at_ms) => Ok(pb::IssuedToken { subject: name.to_string(), token, expires_at_ms }),
+            Err(error) => Err(self.elsewhere(Kind::Operator, name, error.into()).await),
         }
-        Ok(pb::IssuedToken { subject: name.to_string(), token })
     }
 
     async fn end_incident(&self, command: Command, actor: String, id: IncidentId) -> Result<Response<pb::Incident>, Status> {

@@ -13,6 +13,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::lease::LeaseConfig;
 use crate::metrics::Metrics;
 use crate::shard::ShardId;
+use pingji_engine::ids::Millis;
 use pingji_engine::policy::Policy;
 
 /// Largest command request or response: a city's roster (hundreds of
@@ -116,6 +117,25 @@ pub struct Config {
     /// An admin token (`pjo_NAME_…`) to add as the first admin at start
     /// when there is no admin yet; ignored once there is one.
     pub bootstrap_admin_token: Option<String>,
+    /// Where the dispatcher reads the time (the system clock; a test's own
+    /// to see tokens expire without waiting).
+    pub clock: Clock,
+}
+
+/// The dispatcher's time source: milliseconds since the Unix epoch.
+#[derive(Clone)]
+pub struct Clock(pub Arc<dyn Fn() -> Millis + Send + Sync>);
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock(Arc::new(crate::runtime::system_now))
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Clock(now = {})", (self.0)().0)
+    }
 }
 
 /// Who must present a client certificate when a client CA is given.
@@ -187,6 +207,7 @@ impl Config {
             metrics: None,
             tls: None,
             bootstrap_admin_token: None,
+            clock: Clock::default(),
         }
     }
 

@@ -51,7 +51,7 @@ use tracing::error;
 use crate::metrics::Metrics;
 use crate::runtime::{self};
 
-pub use config::{ClientCertificates, Config, Limits, RedisStore, ServerTls, Store};
+pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, ServerTls, Store};
 use serving::{open_journal, serve};
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true.

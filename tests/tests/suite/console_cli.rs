@@ -488,7 +488,8 @@ async fn accounts_are_added_listed_rotated_and_removed_and_roles_are_enforced() 
     let url = server_url(&server);
 
     let whoami = run_pingji(&url, &["account", "whoami"]).await?.success()?;
-    assert_eq!(whoami.stdout, "admin (admin)\n");
+    assert!(whoami.stdout.starts_with("admin (admin); token expires "), "{}", whoami.stdout);
+    assert!(whoami.stdout.ends_with(" (in 89d23h)\n"), "90 days from its bootstrap: {}", whoami.stdout);
 
     let added = run_pingji(&url, &["account", "add", "li.na", "--role", "viewer"]).await?.success()?;
     assert!(added.stdout.starts_with("pjo_li.na_"), "{}", added.stdout);
@@ -538,11 +539,33 @@ async fn accounts_are_added_listed_rotated_and_removed_and_roles_are_enforced() 
     assert_one_line_error(&old, 1, "pingji: unauthenticated: ");
     run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?.success()?;
 
+    // An admin revokes a token: it stops working at once, the account
+    // stays; a new token (with its own lifetime) brings the account back.
+    let revoked = run_pingji(&url, &["account", "revoke", "li.na"]).await?.success()?;
+    assert!(revoked.stdout.starts_with("revoked the token of li.na: it no longer works"), "{}", revoked.stdout);
+    let refused = run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?;
+    assert_one_line_error(&refused, 1, "the operator token of li.na was revoked by an admin at ");
+    let listed = run_pingji(&url, &["account", "list"]).await?.success()?;
+    assert!(listed.stdout.lines().next().is_some_and(|header| header.ends_with("TOKEN EXPIRES")), "{}", listed.stdout);
+    assert!(listed.stdout.lines().any(|row| row.starts_with("li.na") && row.contains("revoked ")), "{}", listed.stdout);
+    let not_confirmed = run_pingji(&url, &["account", "token", "li.na"]).await?;
+    assert_eq!(not_confirmed.code(), Some(2), "{}", not_confirmed.stderr);
+    assert!(not_confirmed.stderr.contains("pingji account token li.na --rotate"), "{}", not_confirmed.stderr);
+    let renewed = run_pingji(&url, &["account", "token", "li.na", "--rotate", "--expires", "2h"]).await?.success()?;
+    assert!(renewed.stderr.starts_with("new token for li.na on stdout, shown once"), "{}", renewed.stderr);
+    let renewed_token = token_shown_once(&renewed.stdout)?;
+    let whoami = run_pingji(&url, &["--token", &renewed_token, "account", "whoami"]).await?.success()?;
+    assert!(
+        whoami.stdout.starts_with("li.na (viewer); token expires ") && whoami.stdout.contains("(in 1h59m)"),
+        "{}",
+        whoami.stdout
+    );
+
     // A removed account's token stops working.
     let removed = run_pingji(&url, &["account", "remove", "li.na"]).await?.success()?;
     assert!(removed.stdout.starts_with("removed li.na"), "{}", removed.stdout);
     assert!(removed.stdout.ends_with("; their token no longer works\n"), "{}", removed.stdout);
-    let gone = run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?;
+    let gone = run_pingji(&url, &["--token", &renewed_token, "account", "whoami"]).await?;
     assert_one_line_error(&gone, 1, "pingji: unauthenticated: ");
     server.shutdown().await
 }

@@ -665,6 +665,7 @@ impl Engine {
             | Command::IssueAgentToken { .. }
             | Command::AddOperator { .. }
             | Command::RotateOperatorToken { .. }
+            | Command::RevokeOperatorToken { .. }
             | Command::RemoveOperator { .. }
             | Command::RecordRead { .. } => {}
         }

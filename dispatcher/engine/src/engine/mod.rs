@@ -181,14 +181,21 @@ pub enum Command {
         agent: AgentId,
         token_hash: String,
     },
+    /// `lifetime_ms`: how long the token works from now (checked against
+    /// the bounds in `accounts`).
     AddOperator {
         name: String,
         role: OperatorRole,
         token_hash: String,
+        lifetime_ms: i64,
     },
     RotateOperatorToken {
         name: String,
         token_hash: String,
+        lifetime_ms: i64,
+    },
+    RevokeOperatorToken {
+        name: String,
     },
     RemoveOperator {
         name: String,
