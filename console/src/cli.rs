@@ -260,6 +260,29 @@ pub enum RosterCommand {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// Issue tokens for many people at once (admin), written to a new file
+    /// readable only by you (mode 0600) as CSV (agent_id,token), shown this
+    /// once: people without a token (loaded with the dispatcher's --agents),
+    /// or the people a CSV names. Stdout says how many and where, never the
+    /// tokens
+    Tokens {
+        /// Everyone on the roster who has no token yet
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        without_token: bool,
+        /// A CSV file whose first column holds the people's ids (a header
+        /// row `id` or `agent_id` is skipped)
+        #[arg(long, value_name = "FILE")]
+        ids: Option<PathBuf>,
+        /// The new file to write the tokens to (an existing file is never
+        /// overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// With --ids: replace the tokens of people who have one (their old
+        /// token stops working and their live session ends); without it they
+        /// keep theirs and are listed
+        #[arg(long, conflicts_with = "without_token")]
+        rotate: bool,
+    },
     /// Show one person, with phone and live location
     Show {
         /// The person's id, e.g. p0001
@@ -916,6 +939,28 @@ mod tests {
         let revoked = parse(&["account", "revoke", "li.na"]).expect("valid");
         assert!(matches!(revoked.command, Command::Account(AccountCommand::Revoke { ref name }) if name == "li.na"));
         assert_eq!(parse(&["account", "rotate", "--expires", "90"]).unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn roster_tokens_say_whose_and_where() {
+        let all = parse(&["roster", "tokens", "--without-token", "--out", "t.csv"]).expect("valid");
+        assert!(matches!(
+            all.command,
+            Command::Roster(RosterCommand::Tokens { without_token: true, ids: None, rotate: false, .. })
+        ));
+        let named = parse(&["roster", "tokens", "--ids", "ids.csv", "--out", "t.csv", "--rotate"]).expect("valid");
+        assert!(matches!(named.command, Command::Roster(RosterCommand::Tokens { ids: Some(_), rotate: true, .. })));
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        assert_eq!(kind(&["roster", "tokens", "--out", "t.csv"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind(&["roster", "tokens", "--without-token"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(
+            kind(&["roster", "tokens", "--without-token", "--ids", "i.csv", "--out", "t.csv"]),
+            clap::error::ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            kind(&["roster", "tokens", "--without-token", "--rotate", "--out", "t.csv"]),
+            clap::error::ErrorKind::ArgumentConflict
+        );
     }
 
     #[test]

@@ -129,6 +129,16 @@ async fn execute(
                 ListFilter { area_id: area, status: status.map(cli::StatusChoice::to_pb), connected_only: connected, limit };
             commands::roster::list(client, &filter, as_json).await
         }
+        Command::Roster(RosterCommand::Tokens { without_token, ids, out, rotate }) => {
+            let whose = match ids {
+                Some(file) => commands::roster::Whose::Named { file, replace: rotate },
+                None => {
+                    debug_assert!(without_token, "clap requires --without-token or --ids");
+                    commands::roster::Whose::WithoutToken
+                }
+            };
+            commands::roster::issue_tokens(client, &whose, &out, as_json).await
+        }
         Command::Roster(RosterCommand::Show { id }) => commands::roster::show(client, &id, as_json).await,
         Command::Incident(IncidentCommand::Create(args)) => commands::incident::create(client, args, as_json).await,
         Command::Incident(IncidentCommand::List { open }) => commands::incident::list(client, open, as_json).await,

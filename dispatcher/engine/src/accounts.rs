@@ -99,6 +99,7 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         | "ImportAgents"
         | "ImportPlans"
         | "IssueAgentToken"
+        | "IssueAgentTokens"
         | "AddOperator"
         | "RemoveOperator"
         | "ListOperators"

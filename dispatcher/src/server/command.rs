@@ -682,6 +682,67 @@ impl CommandService for CommandApi {
     }
 
     #[instrument(skip_all)]
+    async fn issue_agent_tokens(
+        &self,
+        request: Request<pb::IssueAgentTokensRequest>,
+    ) -> Result<Response<pb::IssueAgentTokensResponse>, Status> {
+        let actor = caller(&request)?.actor();
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => MAX_TOKENS_A_CALL,
+            limit if limit as usize > MAX_TOKENS_A_CALL => {
+                return Err(invalid(format!("limit {limit} is too many; ask for at most {MAX_TOKENS_A_CALL} a call")));
+            }
+            limit => limit as usize,
+        };
+        let named: Vec<AgentId> = request.agent_ids.iter().map(|id| AgentId::new(id.trim())).collect();
+        if named.len() > MAX_TOKENS_A_CALL {
+            return Err(invalid(format!(
+                "{} people in one call are too many; send at most {MAX_TOKENS_A_CALL} a call",
+                named.len()
+            )));
+        }
+        let (people, kept_ids) = match (named.is_empty(), request.without_token) {
+            (false, true) => return Err(invalid("give agent_ids or without_token, not both")),
+            (true, false) => return Err(invalid("say whose tokens to issue: agent_ids, or without_token")),
+            (true, true) => {
+                let people =
+                    self.dispatcher.query(move |engine, _| engine.agents_without_token().take(limit).cloned().collect()).await?;
+                (people, Vec::new())
+            }
+            (false, false) => {
+                let replace = request.replace;
+                self.dispatcher
+                    .query(move |engine, _| {
+                        named.into_iter().partition::<Vec<AgentId>, _>(|id| replace || engine.agent_token_hash(id).is_none())
+                    })
+                    .await?
+            }
+        };
+        let issued = issue_tokens(people).await?;
+        let hashes: Vec<AgentTokenHash> = issued.iter().map(|(_, hash)| hash.clone()).collect();
+        let command = Command::IssueAgentTokens { tokens: hashes, replace: request.replace };
+        let (stored, without_token) = self
+            .dispatcher
+            .execute(command, actor, move |engine, _| {
+                // Only what was stored: someone else may have issued some meanwhile.
+                let stored: Vec<pb::IssuedToken> = issued
+                    .into_iter()
+                    .filter(|(_, hash)| engine.agent_token_hash(&hash.agent) == Some(hash.token_hash.as_str()))
+                    .map(|(token, hash)| pb::IssuedToken { subject: hash.agent.to_string(), token, expires_at_ms: 0 })
+                    .collect();
+                (stored, engine.agents_without_token().count() as u32)
+            })
+            .await?;
+        tracing::info!(people = stored.len(), "agent tokens issued");
+        Ok(Response::new(pb::IssueAgentTokensResponse {
+            tokens: stored,
+            kept_ids: kept_ids.into_iter().map(|id| id.to_string()).collect(),
+            without_token,
+        }))
+    }
+
+    #[instrument(skip_all)]
     async fn add_operator(&self, request: Request<pb::AddOperatorRequest>) -> Result<Response<pb::IssuedToken>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
@@ -748,6 +809,11 @@ impl CommandService for CommandApi {
 fn mask_offers(incident: &mut pb::Incident) {
     incident.open_offers.iter_mut().for_each(convert::band_offer);
 }
+
+/// People given tokens in one `IssueAgentTokens` call at most: a call's
+/// hashing takes about a tenth of a second of one core, and its event stays
+/// small in the journal.
+const MAX_TOKENS_A_CALL: usize = 1000;
 
 /// A token lifetime asked for in seconds (0: the default) in milliseconds;
 /// the engine checks the bounds (a lifetime too long to count is refused

@@ -251,6 +251,31 @@ impl Engine {
                 let token = AgentTokenHash { agent: agent.clone(), token_hash: token_hash.clone() };
                 Ok(vec![EventKind::AgentTokensIssued { tokens: vec![token] }])
             }
+            Command::IssueAgentTokens { tokens, replace } => {
+                let strangers: Vec<&AgentId> =
+                    tokens.iter().map(|token| &token.agent).filter(|agent| !self.state.agents.contains_key(*agent)).collect();
+                if let Some(first) = strangers.first() {
+                    return Err(Rejection::NotFound(format!(
+                        "agent {} is not on the roster{}; list agents to find the ids, nobody got a token",
+                        quote(first),
+                        match strangers.len() {
+                            1 => String::new(),
+                            more => format!(" (nor are {} others)", more - 1),
+                        }
+                    )));
+                }
+                let mut seen = BTreeSet::new();
+                let tokens: Vec<AgentTokenHash> = tokens
+                    .iter()
+                    .filter(|token| seen.insert(token.agent.clone()))
+                    .filter(|token| *replace || !self.state.agent_tokens.contains_key(&token.agent))
+                    .cloned()
+                    .collect();
+                if tokens.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventKind::AgentTokensIssued { tokens }])
+            }
             Command::AddOperator { name, role, token_hash, lifetime_ms } => {
                 check_operator_name(name).map_err(invalid)?;
                 check_token_lifetime(*lifetime_ms).map_err(invalid)?;

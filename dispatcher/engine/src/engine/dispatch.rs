@@ -663,6 +663,7 @@ impl Engine {
             | Command::TriageMerge { .. }
             | Command::TriageReject { .. }
             | Command::IssueAgentToken { .. }
+            | Command::IssueAgentTokens { .. }
             | Command::AddOperator { .. }
             | Command::RotateOperatorToken { .. }
             | Command::RevokeOperatorToken { .. }

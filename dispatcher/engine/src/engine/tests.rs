@@ -1604,3 +1604,26 @@ fn operator_tokens_expire_and_the_last_working_admin_token_cannot_be_revoked() {
     let root = &engine.state().operators["root"];
     assert_eq!((root.token_standing(later), root.token_expires_at), (TokenStanding::Works, Some(Millis(later.0 + hour))));
 }
+
+#[test]
+fn tokens_for_many_people_leave_out_those_who_have_one_unless_replacing() {
+    let mut engine = engine();
+    let upsert = Command::UpsertAgents { agents: vec![profile("a", &[]), profile("b", &[])], all_new: true, tokens: Vec::new() };
+    engine.execute(upsert, "operator:test", T0).expect("added");
+    let hashes = |people: &[&str], hash: &str| -> Vec<AgentTokenHash> {
+        people.iter().map(|id| AgentTokenHash { agent: AgentId::new(*id), token_hash: format!("{hash}-{id}") }).collect()
+    };
+    let issue = |people: &[&str], hash: &str, replace| Command::IssueAgentTokens { tokens: hashes(people, hash), replace };
+    engine.execute(issue(&["a"], "first", false), "operator:test", T0).expect("issued");
+    let events = engine.execute(issue(&["a", "b"], "second", false), "operator:test", T0).expect("issued");
+    assert!(matches!(&events[..], [Event { kind: EventKind::AgentTokensIssued { tokens }, .. }] if tokens.len() == 1));
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("a")], "first-a", "a kept theirs");
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("b")], "second-b");
+    let none = engine.execute(issue(&["a", "b"], "third", false), "operator:test", T0).expect("nothing to do");
+    assert!(none.is_empty(), "{none:?}");
+    engine.execute(issue(&["a"], "fourth", true), "operator:test", T0).expect("replaced");
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("a")], "fourth-a");
+    let stranger = engine.execute(issue(&["a", "ghost"], "fifth", true), "operator:test", T0);
+    assert!(matches!(stranger, Err(Rejection::NotFound(message)) if message.contains("ghost")));
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("a")], "fourth-a", "a refusal changes nothing");
+}
