@@ -107,19 +107,24 @@ pub enum Command {
     Events(EventsArgs),
     /// Full-screen live view: map, open incidents, event feed
     Watch(WatchArgs),
-    /// Operator accounts and your own token: whoami, rotate, add, list,
-    /// remove
+    /// Operator accounts and their tokens: whoami, rotate, add, list,
+    /// token, revoke, remove
     #[command(subcommand)]
     Account(AccountCommand),
 }
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AccountCommand {
-    /// Who your token says you are, and your role
+    /// Who your token says you are, your role, and when your token expires
     Whoami,
     /// Replace your own token: the new one is printed once and the old one
     /// stops working at once
-    Rotate,
+    Rotate {
+        /// How long the new token works: 90d, 12h, 30m, 2w (default 90
+        /// days, at most 1098 days)
+        #[arg(long, value_name = "LIFETIME", value_parser = parse_lifetime)]
+        expires: Option<u64>,
+    },
     /// Add an operator account (admin); its token is printed once: hand it
     /// over by a safe channel
     Add {
@@ -130,9 +135,34 @@ pub enum AccountCommand {
         /// may
         #[arg(long, value_enum)]
         role: OperatorRoleChoice,
+        /// How long the token works: 90d, 12h, 30m, 2w (default 90 days, at
+        /// most 1098 days)
+        #[arg(long, value_name = "LIFETIME", value_parser = parse_lifetime)]
+        expires: Option<u64>,
     },
-    /// The operator accounts and their roles (admin)
+    /// The operator accounts: role, when made, when their token expires
+    /// (admin); never the tokens
     List,
+    /// Issue another operator a new token (admin), e.g. when theirs expired
+    /// or was revoked: printed once; the old one stops working at once
+    Token {
+        /// The account's name
+        name: String,
+        /// Confirm: issue a new token, replacing the old one
+        #[arg(long)]
+        rotate: bool,
+        /// How long the new token works: 90d, 12h, 30m, 2w (default 90
+        /// days, at most 1098 days)
+        #[arg(long, value_name = "LIFETIME", value_parser = parse_lifetime)]
+        expires: Option<u64>,
+    },
+    /// Revoke an operator's token (admin): it stops working at once, their
+    /// open streams (watch, events --follow) end; the account stays until
+    /// given a new token or removed
+    Revoke {
+        /// The account's name
+        name: String,
+    },
     /// Remove an operator account (admin); its token stops working at once
     Remove {
         /// The account's name
@@ -229,6 +259,29 @@ pub enum RosterCommand {
         /// At most this many people (default: all)
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+    },
+    /// Issue tokens for many people at once (admin), written to a new file
+    /// readable only by you (mode 0600) as CSV (agent_id,token), shown this
+    /// once: people without a token (loaded with the dispatcher's --agents),
+    /// or the people a CSV names. Stdout says how many and where, never the
+    /// tokens
+    Tokens {
+        /// Everyone on the roster who has no token yet
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        without_token: bool,
+        /// A CSV file whose first column holds the people's ids (a header
+        /// row `id` or `agent_id` is skipped)
+        #[arg(long, value_name = "FILE")]
+        ids: Option<PathBuf>,
+        /// The new file to write the tokens to (an existing file is never
+        /// overwritten)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// With --ids: replace the tokens of people who have one (their old
+        /// token stops working and their live session ends); without it they
+        /// keep theirs and are listed
+        #[arg(long, conflicts_with = "without_token")]
+        rotate: bool,
     },
     /// Show one person, with phone and live location
     Show {
@@ -636,6 +689,30 @@ pub fn parse_location(text: &str) -> Result<pb::Location, String> {
     Ok(pb::Location::wgs84(lon, lat))
 }
 
+/// Parses a token lifetime, a whole number with a unit: `s`, `m`, `h`, `d`
+/// or `w` (`90d`, `12h`); returns seconds. The dispatcher checks the bounds.
+pub fn parse_lifetime(text: &str) -> Result<u64, String> {
+    let example = "give a number with a unit, e.g. 90d, 12h, 30m or 2w";
+    let text = text.trim();
+    let split = text.find(|character: char| !character.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("\"{text}\" is not a lifetime; {example}"))?;
+    let seconds_per = match unit.to_ascii_lowercase().as_str() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        "" => return Err(format!("\"{text}\" has no unit; {example}")),
+        _ => return Err(format!("\"{text}\" has an unknown unit \"{unit}\"; {example}")),
+    };
+    match number.checked_mul(seconds_per) {
+        Some(0) => Err(format!("a token that expires at once is no use; {example}")),
+        Some(seconds) => Ok(seconds),
+        None => Err(format!("\"{text}\" is too long; {example}")),
+    }
+}
+
 /// Parses an emergency grade: I, II, III, IV (any case), 1-4, or the grade's
 /// colour (red, orange, yellow, blue).
 pub fn parse_grade(text: &str) -> Result<Grade, String> {
@@ -677,6 +754,18 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_lifetime_has_a_unit() {
+        assert_eq!(parse_lifetime("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_lifetime("12h"), Ok(12 * 3600));
+        assert_eq!(parse_lifetime(" 30M "), Ok(1800));
+        assert_eq!(parse_lifetime("2w"), Ok(14 * 86_400));
+        assert!(parse_lifetime("90").unwrap_err().contains("no unit"));
+        assert!(parse_lifetime("3y").unwrap_err().contains("unknown unit"));
+        assert!(parse_lifetime("0d").unwrap_err().contains("at once"));
+        assert!(parse_lifetime("d").unwrap_err().contains("is not a lifetime"));
     }
 
     #[test]
@@ -826,7 +915,7 @@ mod tests {
     #[test]
     fn account_commands_parse() {
         let cli = parse(&["account", "add", "li.na", "--role", "viewer"]).expect("valid");
-        let Command::Account(AccountCommand::Add { name, role }) = cli.command else {
+        let Command::Account(AccountCommand::Add { name, role, .. }) = cli.command else {
             panic!("expected account add");
         };
         assert_eq!((name.as_str(), role.to_pb()), ("li.na", pb::OperatorRole::Viewer));
@@ -836,10 +925,42 @@ mod tests {
             clap::error::ErrorKind::InvalidValue
         );
         assert!(matches!(parse(&["account", "whoami"]).expect("valid").command, Command::Account(AccountCommand::Whoami)));
-        assert!(matches!(parse(&["account", "rotate"]).expect("valid").command, Command::Account(AccountCommand::Rotate)));
+        assert!(matches!(
+            parse(&["account", "rotate"]).expect("valid").command,
+            Command::Account(AccountCommand::Rotate { expires: None })
+        ));
         assert!(matches!(parse(&["account", "list"]).expect("valid").command, Command::Account(AccountCommand::List)));
         let removed = parse(&["account", "remove", "li.na"]).expect("valid");
         assert!(matches!(removed.command, Command::Account(AccountCommand::Remove { ref name }) if name == "li.na"));
+        let expiring = parse(&["account", "add", "li.na", "--role", "viewer", "--expires", "30d"]).expect("valid");
+        assert!(matches!(expiring.command, Command::Account(AccountCommand::Add { expires: Some(2_592_000), .. })));
+        let token = parse(&["account", "token", "li.na", "--rotate", "--expires", "12h"]).expect("valid");
+        assert!(matches!(token.command, Command::Account(AccountCommand::Token { rotate: true, expires: Some(43_200), .. })));
+        let revoked = parse(&["account", "revoke", "li.na"]).expect("valid");
+        assert!(matches!(revoked.command, Command::Account(AccountCommand::Revoke { ref name }) if name == "li.na"));
+        assert_eq!(parse(&["account", "rotate", "--expires", "90"]).unwrap_err().kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn roster_tokens_say_whose_and_where() {
+        let all = parse(&["roster", "tokens", "--without-token", "--out", "t.csv"]).expect("valid");
+        assert!(matches!(
+            all.command,
+            Command::Roster(RosterCommand::Tokens { without_token: true, ids: None, rotate: false, .. })
+        ));
+        let named = parse(&["roster", "tokens", "--ids", "ids.csv", "--out", "t.csv", "--rotate"]).expect("valid");
+        assert!(matches!(named.command, Command::Roster(RosterCommand::Tokens { ids: Some(_), rotate: true, .. })));
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        assert_eq!(kind(&["roster", "tokens", "--out", "t.csv"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind(&["roster", "tokens", "--without-token"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(
+            kind(&["roster", "tokens", "--without-token", "--ids", "i.csv", "--out", "t.csv"]),
+            clap::error::ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            kind(&["roster", "tokens", "--without-token", "--rotate", "--out", "t.csv"]),
+            clap::error::ErrorKind::ArgumentConflict
+        );
     }
 
     #[test]

@@ -53,13 +53,18 @@ pub enum ConsoleError {
     TooLarge { what: String, detail: String },
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
-    /// The tokens file cannot be created; nothing was imported.
-    #[error("cannot create the tokens file {}: {reason}; nothing imported", .path.display())]
-    TokensFile { path: PathBuf, reason: String },
+    /// The tokens file cannot be created; nothing was done (`undone` says
+    /// what: "nothing imported", "no token issued").
+    #[error("cannot create the tokens file {}: {reason}; {undone}", .path.display())]
+    TokensFile { path: PathBuf, reason: String, undone: &'static str },
     /// The import was done but its tokens could not be written to the
     /// file; they were printed instead.
     #[error("imported {imported} people, but their tokens could not be written to {}; they were printed on stdout", .path.display())]
     TokensNotWritten { path: PathBuf, imported: u32 },
+    /// `roster tokens` issued tokens that could not be written to the
+    /// file; the last call's were printed instead.
+    #[error("issued {issued} tokens, but the last {printed} could not be written to {}; they were printed on stdout", .path.display())]
+    IssuedTokensNotWritten { path: PathBuf, issued: usize, printed: usize },
     #[error("the terminal cannot be used: {0}")]
     Terminal(std::io::Error),
 }

@@ -98,12 +98,14 @@ pub fn operator(operator: &pb::Operator) -> Value {
         "name": operator.name,
         "role": labels::operator_role_name(operator.role),
         "created_at_ms": operator.created_at_ms,
+        "token_expires_at_ms": operator.token_expires_at_ms,
+        "token_revoked_at_ms": operator.token_revoked_at_ms,
     })
 }
 
 /// A token just issued: the one place a token is written out.
 pub fn issued_token(issued: &pb::IssuedToken) -> Value {
-    json!({ "subject": issued.subject, "token": issued.token })
+    json!({ "subject": issued.subject, "token": issued.token, "expires_at_ms": issued.expires_at_ms })
 }
 
 pub fn nearby_agent(nearby: &pb::NearbyAgent) -> Value {

@@ -62,6 +62,13 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         );
         return Err(usage_error(clap::error::ErrorKind::MissingRequiredArgument, &message));
     }
+    if let Command::Account(AccountCommand::Token { name, rotate: false, .. }) = &cli.command {
+        let message = format!(
+            "an operator's token is shown only once, when it is issued, so the current one cannot be shown again; \
+             `pingji account token {name} --rotate` issues a new one, which stops the old one at once"
+        );
+        return Err(usage_error(clap::error::ErrorKind::MissingRequiredArgument, &message));
+    }
     if cli.global.operator.is_some() {
         let message = "--operator is no longer used: the dispatcher records you as the account your token belongs to; \
                        pass your operator token with --token or set PINGJI_TOKEN";
@@ -122,6 +129,16 @@ async fn execute(
                 ListFilter { area_id: area, status: status.map(cli::StatusChoice::to_pb), connected_only: connected, limit };
             commands::roster::list(client, &filter, as_json).await
         }
+        Command::Roster(RosterCommand::Tokens { without_token, ids, out, rotate }) => {
+            let whose = match ids {
+                Some(file) => commands::roster::Whose::Named { file, replace: rotate },
+                None => {
+                    debug_assert!(without_token, "clap requires --without-token or --ids");
+                    commands::roster::Whose::WithoutToken
+                }
+            };
+            commands::roster::issue_tokens(client, &whose, &out, as_json).await
+        }
         Command::Roster(RosterCommand::Show { id }) => commands::roster::show(client, &id, as_json).await,
         Command::Incident(IncidentCommand::Create(args)) => commands::incident::create(client, args, as_json).await,
         Command::Incident(IncidentCommand::List { open }) => commands::incident::list(client, open, as_json).await,
@@ -166,11 +183,17 @@ async fn execute(
         Command::Events(args) => commands::events::history(client, args.from.unwrap_or(1), as_json).await,
         Command::Watch(args) => watch::run(connection.clone(), args.feed_start()).await,
         Command::Account(AccountCommand::Whoami) => commands::account::whoami(client, as_json).await,
-        Command::Account(AccountCommand::Rotate) => commands::account::rotate(client, as_json).await,
-        Command::Account(AccountCommand::Add { name, role }) => {
-            commands::account::add(client, &name, role.to_pb(), as_json).await
+        Command::Account(AccountCommand::Rotate { expires }) => {
+            commands::account::rotate(client, expires.unwrap_or(0), as_json).await
+        }
+        Command::Account(AccountCommand::Add { name, role, expires }) => {
+            commands::account::add(client, &name, role.to_pb(), expires.unwrap_or(0), as_json).await
         }
         Command::Account(AccountCommand::List) => commands::account::list(client, as_json).await,
+        Command::Account(AccountCommand::Token { name, expires, .. }) => {
+            commands::account::issue_token(client, &name, expires.unwrap_or(0), as_json).await
+        }
+        Command::Account(AccountCommand::Revoke { name }) => commands::account::revoke(client, &name, as_json).await,
         Command::Account(AccountCommand::Remove { name }) => commands::account::remove(client, &name, as_json).await,
     }
 }

@@ -23,7 +23,9 @@ use pingji_engine::ids::AgentId;
 /// it, so a check never queues behind the dispatch work of the owner task.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Credentials {
-    /// Operator name -> role and token hash.
+    /// Operator name -> role and token hash; accounts whose token was
+    /// revoked are left out (expiry is checked against the clock, by the
+    /// auth layer).
     pub operators: HashMap<String, (OperatorRole, String)>,
     /// Person -> token hash.
     pub agents: HashMap<AgentId, String>,
@@ -34,6 +36,7 @@ impl Credentials {
         Credentials {
             operators: operators
                 .iter()
+                .filter(|(_, operator)| operator.token_revoked_at.is_none())
                 .map(|(name, operator)| (name.clone(), (operator.role, operator.token_hash.clone())))
                 .collect(),
             agents: agent_tokens.iter().map(|(agent, hash)| (agent.clone(), hash.clone())).collect(),
@@ -48,6 +51,7 @@ impl Credentials {
                 | EventKind::OperatorAdded { .. }
                 | EventKind::OperatorTokenRotated { .. }
                 | EventKind::OperatorRemoved { .. }
+                | EventKind::OperatorTokenRevoked { .. }
         )
     }
 
@@ -70,8 +74,9 @@ impl Credentials {
             }
             EventKind::OperatorAdded { name, .. }
             | EventKind::OperatorTokenRotated { name, .. }
-            | EventKind::OperatorRemoved { name } => {
-                match operators.get(name) {
+            | EventKind::OperatorRemoved { name }
+            | EventKind::OperatorTokenRevoked { name } => {
+                match operators.get(name).filter(|operator| operator.token_revoked_at.is_none()) {
                     Some(operator) => self.operators.insert(name.clone(), (operator.role, operator.token_hash.clone())),
                     None => self.operators.remove(name),
                 };

@@ -42,7 +42,7 @@ pub async fn agent_token(command: &mut Commands, id: &str) -> anyhow::Result<Str
 /// A new operator account with `role`; returns its token.
 pub async fn add_operator(command: &mut Commands, name: &str, role: pb::OperatorRole) -> anyhow::Result<String> {
     let issued = command
-        .add_operator(pb::AddOperatorRequest { name: name.to_string(), role: role as i32 })
+        .add_operator(pb::AddOperatorRequest { name: name.to_string(), role: role as i32, expires_in_s: 0 })
         .await
         .with_context(|| format!("add operator {name}"))?;
     Ok(issued.into_inner().token)

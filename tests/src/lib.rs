@@ -19,12 +19,16 @@
 //!   with helpers to send locations and answers and to expect messages.
 //! - [`events`]: [`EventWatch`], a `WatchEvents` stream with helpers to wait
 //!   for an event and read its JSON.
+//! - [`people`]: [`PeopleWatch`], a `WatchAgents` stream and the people it
+//!   shows.
 //! - [`wait`]: [`wait_until`], polling an async predicate until a deadline,
 //!   and [`connect_with_retry`].
 //! - [`sample`]: the sample city and roster, short-timeout policies, people
 //!   specs, and points inside areas.
 //! - [`auth`]: the admin token every test dispatcher starts with, command
 //!   clients carrying a token, and people's tokens.
+//! - [`clock`]: [`TestClock`], a virtual clock for a dispatcher, moved on by
+//!   hand (tokens expiring).
 //! - [`agent_fixtures`]: a dispatcher process restartable on the same port,
 //!   for client reconnect tests, and the `field-agent` binary.
 //! - [`binaries`]: the workspace's binaries, built when missing or stale.
@@ -45,10 +49,12 @@ pub mod agent_fixtures;
 pub mod auth;
 pub mod binaries;
 pub mod cli;
+pub mod clock;
 pub mod events;
 pub mod metrics;
 pub mod mobilisation;
 pub mod otlp;
+pub mod people;
 pub mod process;
 pub mod raw_h2;
 pub mod redis;
@@ -59,7 +65,9 @@ pub mod tls;
 pub mod wait;
 
 pub use auth::{ADMIN_TOKEN, Commands, add_operator, agent_token, commands, commands_with};
+pub use clock::TestClock;
 pub use events::{EventWatch, body};
+pub use people::PeopleWatch;
 pub use process::{DispatcherProcess, OpenFiles, ProcessOptions, dispatcher_binary};
 pub use sample::{
     AreaBox, area_box, available_people, offset_m, person, quick_policy, quick_policy_toml, sample_city, sample_roster,

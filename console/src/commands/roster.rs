@@ -1,5 +1,6 @@
 //! `pingji roster import FILE.csv [--skip-bad] [--tokens-out FILE]`,
 //! `pingji roster add ID ...`, `pingji roster token ID --rotate`,
+//! `pingji roster tokens (--without-token | --ids FILE) --out FILE`,
 //! `pingji roster list`, `pingji roster show ID`.
 //!
 //! Adding people issues each new person a token for their field agent. The
@@ -10,7 +11,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use pingji_client::roster_csv::{RosterCsvError, parse_roster_csv_rows};
 use pingji_proto::v1 as pb;
@@ -54,7 +55,7 @@ pub async fn import(
         return Err(ConsoleError::EmptyRoster { path: file.to_path_buf(), problems });
     }
     let tokens_file = match tokens_out {
-        Some(path) => Some((create_tokens_file(path)?, path)),
+        Some(path) => Some((create_tokens_file(path, "nothing imported")?, path)),
         None => None,
     };
     let response = match client.import_agents(pb::ImportAgentsRequest { agents }).await {
@@ -140,7 +141,7 @@ async fn homed_on_the_map(
 
 /// A new file for tokens, readable and writable by its owner only. An
 /// existing file is refused: it may hold tokens not yet handed out.
-fn create_tokens_file(path: &Path) -> Result<File, ConsoleError> {
+fn create_tokens_file(path: &Path, undone: &'static str) -> Result<File, ConsoleError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -154,7 +155,7 @@ fn create_tokens_file(path: &Path) -> Result<File, ConsoleError> {
         } else {
             error.to_string()
         };
-        ConsoleError::TokensFile { path: path.to_path_buf(), reason }
+        ConsoleError::TokensFile { path: path.to_path_buf(), reason, undone }
     })
 }
 
@@ -233,6 +234,156 @@ pub fn rotated_text(issued: &pb::IssuedToken) -> String {
          any, was ended: they reconnect with the new token\n",
         issued.subject
     )
+}
+
+/// Whose tokens `roster tokens` issues.
+#[derive(Debug, Clone)]
+pub enum Whose {
+    /// Everyone on the roster who has none.
+    WithoutToken,
+    /// The people a CSV file names; with `replace`, those who have a token
+    /// get a new one.
+    Named { file: PathBuf, replace: bool },
+}
+
+/// People sent in one `IssueAgentTokens` call: the dispatcher's maximum.
+const TOKENS_A_CALL: usize = 1000;
+
+/// Issues tokens for many people, a thousand a call, writing each call's
+/// tokens to `out` (a new file, mode 0600) before asking for more, so that
+/// an interrupted run leaves in the file every token it issued. Stdout says
+/// how many and where; the tokens go to the file only.
+pub async fn issue_tokens(client: &mut Client, whose: &Whose, out: &Path, as_json: bool) -> Result<(), ConsoleError> {
+    let named = match whose {
+        Whose::Named { file, .. } => Some(read_ids(file)?),
+        Whose::WithoutToken => None,
+    };
+    let mut file_made = create_tokens_file(out, "no token issued")?;
+    let written = |file_made: &mut File, tokens: &[pb::IssuedToken], first: bool| -> std::io::Result<()> {
+        let csv = tokens_csv(tokens);
+        let rows = if first { csv.as_str() } else { csv.split_once('\n').map_or("", |(_, rows)| rows) };
+        file_made.write_all(rows.as_bytes())?;
+        file_made.sync_all()
+    };
+    let mut issued = 0usize;
+    let mut kept: Vec<String> = Vec::new();
+    let mut without_token = 0u32;
+    let mut batches = named.as_ref().map(|ids| ids.chunks(TOKENS_A_CALL));
+    loop {
+        let request = match &mut batches {
+            Some(batches) => match batches.next() {
+                Some(batch) => pb::IssueAgentTokensRequest {
+                    agent_ids: batch.to_vec(),
+                    replace: matches!(whose, Whose::Named { replace: true, .. }),
+                    ..Default::default()
+                },
+                None => break,
+            },
+            None => pb::IssueAgentTokensRequest { without_token: true, limit: TOKENS_A_CALL as u32, ..Default::default() },
+        };
+        let response = match client.issue_agent_tokens(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if issued == 0 => {
+                // Nothing issued: the file is empty and ours.
+                drop(file_made);
+                let _ = std::fs::remove_file(out);
+                return Err(status.into());
+            }
+            Err(status) => {
+                output::warning(&format!(
+                    "stopped after {issued} tokens, all written to {}; run again to go on (people given a token are \
+                     not given another without --rotate)",
+                    out.display()
+                ))?;
+                return Err(status.into());
+            }
+        };
+        if let Err(error) = written(&mut file_made, &response.tokens, issued == 0) {
+            // The tokens exist nowhere else: show them rather than lose them.
+            output::warning(&format!(
+                "cannot write the tokens to {}: {error}; the last {} are printed on stdout instead, this once only",
+                out.display(),
+                response.tokens.len()
+            ))?;
+            output::text(&tokens_csv(&response.tokens))?;
+            return Err(ConsoleError::IssuedTokensNotWritten {
+                path: out.to_path_buf(),
+                issued: issued + response.tokens.len(),
+                printed: response.tokens.len(),
+            });
+        }
+        issued += response.tokens.len();
+        kept.extend(response.kept_ids);
+        without_token = response.without_token;
+        if batches.is_none() && response.tokens.is_empty() {
+            break;
+        }
+    }
+    if issued == 0 {
+        // The header alone: nobody's token is in it.
+        let _ = written(&mut file_made, &[], true);
+    }
+    if as_json {
+        return output::json_document(&json!({
+            "issued": issued,
+            "tokens_file": out.display().to_string(),
+            "kept_ids": kept,
+            "without_token": without_token,
+        }));
+    }
+    output::text(&issued_tokens_text(issued, out, &kept, without_token))
+}
+
+pub fn issued_tokens_text(issued: usize, out: &Path, kept: &[String], without_token: u32) -> String {
+    let noun = if issued == 1 { "token" } else { "tokens" };
+    let mut text = format!(
+        "issued {issued} {noun}, written to {} (readable only by you, shown this once): give each person their own, then \
+         delete the file\n",
+        out.display()
+    );
+    if !kept.is_empty() {
+        let shown: Vec<&str> = kept.iter().take(10).map(String::as_str).collect();
+        let more = if kept.len() > shown.len() { format!(" and {} more", kept.len() - shown.len()) } else { String::new() };
+        text.push_str(&format!(
+            "{} already had a token and kept it (--rotate replaces theirs): {}{more}\n",
+            people_count(kept.len()),
+            shown.join(", ")
+        ));
+    }
+    if without_token > 0 {
+        text.push_str(&format!("{} on the roster still have no token\n", people_count(without_token as usize)));
+    }
+    text
+}
+
+fn people_count(count: usize) -> String {
+    if count == 1 { "1 person".to_string() } else { format!("{count} people") }
+}
+
+/// The ids in the first column of a CSV file, in order, each once; a header
+/// row (`id` or `agent_id`) and empty rows are skipped.
+pub fn read_ids(file: &Path) -> Result<Vec<String>, ConsoleError> {
+    let data = std::fs::read(file).map_err(|source| ConsoleError::ReadFile { path: file.to_path_buf(), source })?;
+    let text = String::from_utf8(data)
+        .map_err(|_| ConsoleError::InFile { path: file.to_path_buf(), message: "is not UTF-8 text".to_string() })?;
+    let mut seen = HashSet::new();
+    let mut ids = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let first = line.split(',').next().unwrap_or_default().trim().trim_matches('"').trim();
+        if first.is_empty() || (index == 0 && matches!(first.to_ascii_lowercase().as_str(), "id" | "agent_id")) {
+            continue;
+        }
+        if seen.insert(first.to_string()) {
+            ids.push(first.to_string());
+        }
+    }
+    if ids.is_empty() {
+        return Err(ConsoleError::InFile {
+            path: file.to_path_buf(),
+            message: "names nobody: put one person's id in the first column of each row".to_string(),
+        });
+    }
+    Ok(ids)
 }
 
 pub fn import_text(file: &Path, imported: u32, skipped: &[RosterCsvError]) -> String {
@@ -409,8 +560,8 @@ mod tests {
     #[test]
     fn tokens_are_csv_with_a_header() {
         let tokens = [
-            pb::IssuedToken { subject: "p0001".into(), token: "pja_00".into() },
-            pb::IssuedToken { subject: "p,2".into(), token: "pja_11".into() },
+            pb::IssuedToken { subject: "p0001".into(), token: "pja_00".into(), expires_at_ms: 0 },
+            pb::IssuedToken { subject: "p,2".into(), token: "pja_11".into(), expires_at_ms: 0 },
         ];
         assert_eq!(tokens_csv(&tokens), "agent_id,token\np0001,pja_00\n\"p,2\",pja_11\n");
     }
@@ -419,7 +570,7 @@ mod tests {
     fn a_tokens_file_is_new_and_private() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("tokens.csv");
-        let file = create_tokens_file(&path).expect("created");
+        let file = create_tokens_file(&path, "nothing imported").expect("created");
         drop(file);
         #[cfg(unix)]
         {
@@ -427,7 +578,7 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
             assert_eq!(mode & 0o077, 0, "mode {mode:o}");
         }
-        let again = create_tokens_file(&path).expect_err("an existing file is refused");
+        let again = create_tokens_file(&path, "nothing imported").expect_err("an existing file is refused");
         assert!(again.to_string().contains("already exists"), "{again}");
     }
 
@@ -442,7 +593,7 @@ mod tests {
         assert!(!added_text(&agent).contains("pja_ab"), "the note on stderr leaves the token out");
         agent.issued_token.clear();
         assert!(added_text(&agent).contains("keep their token"));
-        let rotated = rotated_text(&pb::IssuedToken { subject: "p0101".into(), token: "pja_cd".into() });
+        let rotated = rotated_text(&pb::IssuedToken { subject: "p0101".into(), token: "pja_cd".into(), expires_at_ms: 0 });
         assert!(rotated.starts_with("new token for p0101 on stdout, shown once; it replaces the old one"), "{rotated}");
         assert!(!rotated.contains("pja_cd"));
         assert!(rotated.contains("live session"), "{rotated}");

@@ -98,8 +98,8 @@ async fn run_view(
     let (fetch_sender, fetch_requests) = mpsc::channel(8);
     let (keys_sender, mut keys) = mpsc::channel(64);
     let tasks = [
-        tokio::spawn(sources::stream_events(connection, start, updates_sender.clone(), shutdown.clone())),
-        tokio::spawn(sources::poll_people(client.clone(), updates_sender.clone(), shutdown.clone())),
+        tokio::spawn(sources::stream_events(connection.clone(), start, updates_sender.clone(), shutdown.clone())),
+        tokio::spawn(sources::stream_people(connection, updates_sender.clone(), shutdown.clone())),
         tokio::spawn(sources::fetch(client, fetch_requests, updates_sender, shutdown)),
     ];
     let stop_keys = Arc::new(AtomicBool::new(false));

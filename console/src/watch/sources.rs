@@ -3,8 +3,10 @@
 //! - [`stream_events`]: `WatchEvents`, reconnecting with a capped backoff
 //!   and resuming after the last event seen
 //!   (`pingji_client::event_stream`).
-//! - [`poll_people`]: connected people's live locations every
-//!   [`PEOPLE_EVERY`] (live locations are soft state, not events).
+//! - [`stream_people`]: connected people and their live locations, pushed
+//!   by `WatchAgents` (`pingji_client::agent_stream`), which the dispatcher
+//!   audits once when it opens and again when the people shown change,
+//!   rather than at every poll.
 //! - [`fetch`]: one-off requests from the view (open incidents, an
 //!   incident's details, the map after an import).
 //! - [`read_keys`]: the terminal's keys and resizes, on a thread of its own
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use pingji_client::agent_stream::{AgentStream, Pushed};
 use pingji_client::backoff::BackoffPolicy;
 use pingji_client::event_stream::{EventStream, Watched};
 use pingji_proto::v1 as pb;
@@ -25,12 +28,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::app::{Link, PersonDot};
 use crate::cli::FeedStart;
-use crate::commands::roster::{ListFilter, fetch_people};
 use crate::connection::{Client, Connection};
 use crate::error::ConsoleError;
-
-/// How often the people on the map are read again.
-pub const PEOPLE_EVERY: Duration = Duration::from_secs(2);
 /// Waits between tries to reopen the event stream: a person is watching,
 /// so at most 5 s.
 const STREAM_BACKOFF: BackoffPolicy =
@@ -103,25 +102,25 @@ pub async fn stream_events(
     }
 }
 
-/// Reads the connected people every [`PEOPLE_EVERY`].
-pub async fn poll_people(mut client: Client, updates: mpsc::Sender<Update>, mut shutdown: watch::Receiver<bool>) {
-    let filter = ListFilter { connected_only: true, ..ListFilter::default() };
-    let mut every = tokio::time::interval(PEOPLE_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Keeps the view's people up to date from `WatchAgents` (connected people
+/// only): the dispatcher pushes them and their moves. When the stream breaks
+/// it tries again; the problem line says why meanwhile.
+pub async fn stream_people(connection: Connection, updates: mpsc::Sender<Update>, mut shutdown: watch::Receiver<bool>) {
+    let request = pb::WatchAgentsRequest { area_id: String::new(), connected_only: true };
+    let mut people = AgentStream::new(connection, request, STREAM_BACKOFF);
     loop {
-        tokio::select! {
+        let pushed = tokio::select! {
             () = stopped(&mut shutdown) => return,
-            _ = every.tick() => {}
-        }
-        let fetched = tokio::select! {
-            () = stopped(&mut shutdown) => return,
-            fetched = fetch_people(&mut client, &filter, false) => fetched,
+            pushed = people.next() => pushed,
         };
-        let update = match fetched {
-            Ok(people) => Update::People(people.iter().filter_map(PersonDot::from_agent).collect()),
-            Err(error) => Update::Problem(Some(format!("people: {error}"))),
+        let sent = match pushed {
+            Pushed::People(people) => {
+                let dots = Update::People(people.iter().filter_map(PersonDot::from_agent).collect());
+                updates.send(dots).await
+            }
+            Pushed::Lost { reason, .. } => updates.send(Update::Problem(Some(format!("people: {reason}")))).await,
         };
-        if updates.send(update).await.is_err() {
+        if sent.is_err() {
             return;
         }
     }

@@ -21,6 +21,19 @@ pub const OPERATOR_TOKEN_PREFIX: &str = "pjo_";
 /// Random bytes in a token.
 pub const SECRET_BYTES: usize = 32;
 
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long an operator token works when whoever issues it gives no
+/// lifetime: 90 days, the usual span between two reviews of who may act in
+/// a command room. Long enough that nobody is locked out by surprise on a
+/// busy day; short enough that a token left on a shared desk or in a script
+/// stops opening the dispatcher by itself.
+pub const DEFAULT_OPERATOR_TOKEN_LIFETIME_MS: i64 = 90 * DAY_MS;
+/// The shortest lifetime one may give: a minute (a token for one task).
+pub const MIN_OPERATOR_TOKEN_LIFETIME_MS: i64 = 60 * 1000;
+/// The longest: about 3 years (a wall screen's token, say); there is no
+/// token that never expires.
+pub const MAX_OPERATOR_TOKEN_LIFETIME_MS: i64 = 3 * 366 * DAY_MS;
+
 /// What an operator may do; each role may do everything the ones before it
 /// may.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,11 +91,20 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
     use OperatorRole::*;
     Some(match method {
         "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "ListIncidents" | "ListPlans"
-        | "CallupStatus" | "Coverage" | "WatchEvents" | "WhoAmI" | "RotateOwnToken" => Viewer,
+        | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI" | "RotateOwnToken" => Viewer,
         "CreateIncident" | "CancelIncident" | "CloseIncident" | "TriageReport" => Dispatcher,
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,
-        "ImportAreas" | "UpsertAgent" | "ImportAgents" | "ImportPlans" | "IssueAgentToken" | "AddOperator" | "RemoveOperator"
-        | "ListOperators" => Admin,
+        "ImportAreas"
+        | "UpsertAgent"
+        | "ImportAgents"
+        | "ImportPlans"
+        | "IssueAgentToken"
+        | "IssueAgentTokens"
+        | "AddOperator"
+        | "RemoveOperator"
+        | "ListOperators"
+        | "IssueOperatorToken"
+        | "RevokeOperatorToken" => Admin,
         _ => return None,
     })
 }
@@ -93,6 +115,56 @@ pub struct Operator {
     pub role: OperatorRole,
     pub token_hash: String,
     pub created_at: Millis,
+    /// When the token stops working; `None` for a token issued before
+    /// tokens expired (it works until rotated, revoked or removed).
+    #[serde(default)]
+    pub token_expires_at: Option<Millis>,
+    /// When an admin revoked the token: it works no more, and the account
+    /// stays, until an admin issues a new one.
+    #[serde(default)]
+    pub token_revoked_at: Option<Millis>,
+}
+
+/// Whether an operator's token works at a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenStanding {
+    Works,
+    Expired { at: Millis },
+    Revoked { at: Millis },
+}
+
+impl TokenStanding {
+    /// A token's standing at `now`, from when it expires and when it was
+    /// revoked (`None`: never).
+    pub fn at(now: Millis, expires_at: Option<Millis>, revoked_at: Option<Millis>) -> TokenStanding {
+        if let Some(at) = revoked_at {
+            return TokenStanding::Revoked { at };
+        }
+        match expires_at {
+            Some(at) if now >= at => TokenStanding::Expired { at },
+            _ => TokenStanding::Works,
+        }
+    }
+}
+
+impl Operator {
+    pub fn token_standing(&self, now: Millis) -> TokenStanding {
+        TokenStanding::at(now, self.token_expires_at, self.token_revoked_at)
+    }
+}
+
+/// Checks a token lifetime in milliseconds (from [`MIN_OPERATOR_TOKEN_LIFETIME_MS`]
+/// to [`MAX_OPERATOR_TOKEN_LIFETIME_MS`]).
+pub fn check_token_lifetime(lifetime_ms: i64) -> Result<(), String> {
+    if (MIN_OPERATOR_TOKEN_LIFETIME_MS..=MAX_OPERATOR_TOKEN_LIFETIME_MS).contains(&lifetime_ms) {
+        return Ok(());
+    }
+    Err(format!(
+        "a token lifetime of {} s is out of range; give one from 1 minute to {} days (default {} days)",
+        lifetime_ms / 1000,
+        MAX_OPERATOR_TOKEN_LIFETIME_MS / DAY_MS,
+        DEFAULT_OPERATOR_TOKEN_LIFETIME_MS / DAY_MS
+    ))
 }
 
 /// A person's token hash, as journaled.

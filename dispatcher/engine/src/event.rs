@@ -242,12 +242,25 @@ pub enum EventKind {
         name: String,
         role: OperatorRole,
         token_hash: String,
+        /// When the token stops working; `None` in events journaled before
+        /// tokens expired.
+        #[serde(default)]
+        expires_at: Option<Millis>,
     },
+    /// A new token for an operator (their own rotation or an admin's); the
+    /// old one stops working, and a revoked account works again.
     OperatorTokenRotated {
         name: String,
         token_hash: String,
+        #[serde(default)]
+        expires_at: Option<Millis>,
     },
     OperatorRemoved {
+        name: String,
+    },
+    /// An admin revoked an operator's token: it stops working at once, the
+    /// account stays until removed or given a new token.
+    OperatorTokenRevoked {
         name: String,
     },
     /// The audit of an operator's read of precise personal data (the actor
@@ -298,6 +311,7 @@ impl EventKind {
             EventKind::OperatorAdded { .. } => "operator_added",
             EventKind::OperatorTokenRotated { .. } => "operator_token_rotated",
             EventKind::OperatorRemoved { .. } => "operator_removed",
+            EventKind::OperatorTokenRevoked { .. } => "operator_token_revoked",
             EventKind::PersonalDataRead { .. } => "personal_data_read",
         }
     }

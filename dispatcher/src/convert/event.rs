@@ -219,13 +219,19 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::AgentTokensIssued { tokens } => Body::AgentTokensIssued(e::AgentTokensIssued {
             agent_ids: tokens.iter().map(|token| token.agent.to_string()).collect(),
         }),
-        EventKind::OperatorAdded { name, role, token_hash: _ } => {
-            Body::OperatorAdded(e::OperatorAdded { name: name.clone(), role: operator_role_to_pb(*role) as i32 })
-        }
-        EventKind::OperatorTokenRotated { name, token_hash: _ } => {
-            Body::OperatorTokenRotated(e::OperatorTokenRotated { name: name.clone() })
+        EventKind::OperatorAdded { name, role, token_hash: _, expires_at } => Body::OperatorAdded(e::OperatorAdded {
+            name: name.clone(),
+            role: operator_role_to_pb(*role) as i32,
+            token_expires_at_ms: expires_at.map_or(0, |at| at.0),
+        }),
+        EventKind::OperatorTokenRotated { name, token_hash: _, expires_at } => {
+            Body::OperatorTokenRotated(e::OperatorTokenRotated {
+                name: name.clone(),
+                token_expires_at_ms: expires_at.map_or(0, |at| at.0),
+            })
         }
         EventKind::OperatorRemoved { name } => Body::OperatorRemoved(e::OperatorRemoved { name: name.clone() }),
+        EventKind::OperatorTokenRevoked { name } => Body::OperatorTokenRevoked(e::OperatorTokenRevoked { name: name.clone() }),
         EventKind::PersonalDataRead { rpc, subject, people } => {
             Body::PersonalDataRead(e::PersonalDataRead { rpc: rpc.clone(), subject: subject.clone(), people: *people })
         }
@@ -323,7 +329,13 @@ pub fn redact(event: &mut pb::Event, disclosure: Disclosure) {
                 redact_person_position(&mut agent.home, disclosure);
             }
         }
-        Body::OfferSent(offer) => redact_person_position(&mut offer.origin, disclosure),
+        Body::OfferSent(offer) => {
+            redact_person_position(&mut offer.origin, disclosure);
+            // With the incident's place, a distance is a position too.
+            if disclosure == Disclosure::Coarse {
+                super::band(&mut offer.distance_m, &mut offer.eta_s);
+            }
+        }
         // Every other kind holds no phone and no person's position; a new
         // kind that does must be added here (the property test checks it).
         _ => {}
@@ -582,11 +594,15 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
             name: added.name.clone(),
             role: operator_role_from_pb(added.role)?,
             token_hash: String::new(),
+            expires_at: Some(Millis(added.token_expires_at_ms)).filter(|at| at.0 != 0),
         },
-        Body::OperatorTokenRotated(rotated) => {
-            EventKind::OperatorTokenRotated { name: rotated.name.clone(), token_hash: String::new() }
-        }
+        Body::OperatorTokenRotated(rotated) => EventKind::OperatorTokenRotated {
+            name: rotated.name.clone(),
+            token_hash: String::new(),
+            expires_at: Some(Millis(rotated.token_expires_at_ms)).filter(|at| at.0 != 0),
+        },
         Body::OperatorRemoved(removed) => EventKind::OperatorRemoved { name: removed.name.clone() },
+        Body::OperatorTokenRevoked(revoked) => EventKind::OperatorTokenRevoked { name: revoked.name.clone() },
         Body::PersonalDataRead(read) => {
             EventKind::PersonalDataRead { rpc: read.rpc.clone(), subject: read.subject.clone(), people: read.people }
         }
@@ -705,6 +721,11 @@ mod tests {
 
     fn id() -> impl Strategy<Value = String> {
         "[a-z0-9-]{1,10}"
+    }
+
+    /// An expiry as the wire carries it: 0 is "none".
+    fn expiry() -> impl Strategy<Value = Option<Millis>> {
+        prop::option::of((1..i64::MAX).prop_map(Millis))
     }
 
     fn text() -> impl Strategy<Value = String> {
@@ -996,13 +1017,16 @@ mod tests {
             agents().prop_map(|agents| EventKind::AgentTokensIssued {
                 tokens: agents.into_iter().map(|agent| AgentTokenHash { agent, token_hash: String::new() }).collect()
             }),
-            (id(), prop::sample::select(OperatorRole::ALL.to_vec())).prop_map(|(name, role)| EventKind::OperatorAdded {
-                name,
-                role,
-                token_hash: String::new()
+            (id(), prop::sample::select(OperatorRole::ALL.to_vec()), expiry()).prop_map(|(name, role, expires_at)| {
+                EventKind::OperatorAdded { name, role, token_hash: String::new(), expires_at }
             }),
-            id().prop_map(|name| EventKind::OperatorTokenRotated { name, token_hash: String::new() }),
+            (id(), expiry()).prop_map(|(name, expires_at)| EventKind::OperatorTokenRotated {
+                name,
+                token_hash: String::new(),
+                expires_at
+            }),
             id().prop_map(|name| EventKind::OperatorRemoved { name }),
+            id().prop_map(|name| EventKind::OperatorTokenRevoked { name }),
             (id(), text(), any::<u32>()).prop_map(|(rpc, subject, people)| EventKind::PersonalDataRead { rpc, subject, people }),
         ]
     }
@@ -1067,6 +1091,10 @@ mod tests {
             for (lon, lat) in people {
                 prop_assert!(on_the_coarse_grid(lon) && on_the_coarse_grid(lat), "{lon},{lat}");
             }
+            // So are distances from a known place: whole kilometres.
+            if let Some(Body::OfferSent(offer)) = &shown.body {
+                prop_assert!(offer.distance_m >= 1000.0 && offer.distance_m % 1000.0 == 0.0, "{}", offer.distance_m);
+            }
             // Every position in a viewer's event is either a person's
             // (coarse, above) or one of the kinds that hold places.
             let places_allowed = matches!(
@@ -1083,8 +1111,13 @@ mod tests {
         #[test]
         fn token_hashes_never_reach_the_wire(name in id(), hash in "\\$argon2id\\$[a-z0-9]{8,20}") {
             for kind in [
-                EventKind::OperatorAdded { name: name.clone(), role: OperatorRole::Viewer, token_hash: hash.clone() },
-                EventKind::OperatorTokenRotated { name: name.clone(), token_hash: hash.clone() },
+                EventKind::OperatorAdded {
+                    name: name.clone(),
+                    role: OperatorRole::Viewer,
+                    token_hash: hash.clone(),
+                    expires_at: Some(Millis(1)),
+                },
+                EventKind::OperatorTokenRotated { name: name.clone(), token_hash: hash.clone(), expires_at: None },
                 EventKind::AgentTokensIssued { tokens: vec![AgentTokenHash { agent: AgentId::new(&name), token_hash: hash.clone() }] },
             ] {
                 let sent = event_to_pb(&Event { seq: 1, at: Millis(0), actor: "dispatcher".into(), kind });
@@ -1135,6 +1168,7 @@ mod tests {
                 | EventKind::OperatorAdded { .. }
                 | EventKind::OperatorTokenRotated { .. }
                 | EventKind::OperatorRemoved { .. }
+                | EventKind::OperatorTokenRevoked { .. }
                 | EventKind::PersonalDataRead { .. } => {}
             }
         }
@@ -1146,6 +1180,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 36, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 37, "kinds generated: {seen:?}");
     }
 }

@@ -379,11 +379,22 @@ pub fn mask_agent(agent: &mut pb::Agent) {
 /// ETA for that distance. Exact distances from a few points would give
 /// the person's live position away.
 pub fn band_distance(nearby: &mut pb::NearbyAgent) {
-    let banded = ((nearby.distance_m / 1000.0).round() * 1000.0).max(1000.0);
-    if nearby.distance_m > 0.0 {
-        nearby.eta_s = (nearby.eta_s * banded / nearby.distance_m).round();
+    band(&mut nearby.distance_m, &mut nearby.eta_s);
+}
+
+/// An offer as a viewer sees it: the person's distance and ETA banded as
+/// [`band_distance`] does.
+pub fn band_offer(offer: &mut pb::Offer) {
+    band(&mut offer.distance_m, &mut offer.eta_s);
+}
+
+/// A distance to the kilometre (at least 1 km) and the ETA for that distance.
+pub fn band(distance_m: &mut f64, eta_s: &mut f64) {
+    let banded = ((*distance_m / 1000.0).round() * 1000.0).max(1000.0);
+    if *distance_m > 0.0 {
+        *eta_s = (*eta_s * banded / *distance_m).round();
     }
-    nearby.distance_m = banded;
+    *distance_m = banded;
 }
 
 /// A location rounded to 0.01 degrees: about 1.1 km north-south and under

@@ -31,12 +31,13 @@ use tracing::info;
 
 use super::error;
 use super::front::{Front, Fronted};
-use super::sharding::Sharding;
+use super::sharding::{PublishedOperator, Sharding};
 use crate::runtime::Dispatcher;
 use crate::tokens;
-use pingji_engine::accounts::{self, OperatorRole, PresentedToken, role_needed};
-use pingji_engine::ids::AgentId;
+use pingji_client::labels;
+use pingji_engine::accounts::{self, Operator, OperatorRole, PresentedToken, TokenStanding, role_needed};
 use pingji_engine::ids::quote;
+use pingji_engine::ids::{AgentId, Millis};
 
 /// Verified tokens remembered at most; the memory is cleared when full.
 const REMEMBERED_TOKENS: usize = 100_000;
@@ -46,6 +47,9 @@ const REMEMBERED_TOKENS: usize = 100_000;
 pub struct Caller {
     pub name: String,
     pub role: OperatorRole,
+    /// The stored hash the token matched: a stream that outlives the call's
+    /// check ends once the account no longer holds it ([`still_holds`]).
+    pub token_hash: String,
 }
 
 impl Caller {
@@ -122,11 +126,11 @@ impl Tokens {
             }
         };
         let lookup = name.clone();
-        let (account, no_accounts_here) = self
+        let (account, no_accounts_here, now) = self
             .dispatcher
-            .query(move |engine, _| {
+            .query(move |engine, now| {
                 let operators = &engine.state().operators;
-                (operators.get(&lookup).map(|operator| (operator.role, operator.token_hash.clone())), operators.is_empty())
+                (operators.get(&lookup).map(Account::from), operators.is_empty(), now)
             })
             .await?;
         // The same answer for an unknown name and a wrong secret: a refusal
@@ -142,22 +146,26 @@ impl Tokens {
             (Some(account), _) => Some(account),
             // Read at every call, so that a removal or rotation at the
             // account's home shard counts here at once.
-            (None, Some(sharding)) => {
-                sharding.published_operator(&name).await.map(|published| (published.role, published.token_hash))
-            }
+            (None, Some(sharding)) => sharding.published_operator(&name).await.map(|published| Account::from(&published)),
             (None, None) => None,
         };
-        let Some((role, hash)) = account else {
+        let Some(account) = account else {
             if no_accounts_here && self.no_accounts_elsewhere().await {
                 info!(operator = %name, "operator token refused: there are no operator accounts yet");
                 return Err(no_operator_accounts());
             }
             return Err(refused());
         };
-        if !self.matches(token, &hash).await {
+        if !self.matches(token, &account.token_hash).await {
             return Err(refused());
         }
-        Ok(Caller { name, role })
+        // Only the holder of the right secret learns that it expired or was
+        // revoked, and when.
+        if let Some(refusal) = account.refusal(&name, now) {
+            info!(operator = %name, "operator token refused: expired or revoked");
+            return Err(refusal);
+        }
+        Ok(Caller { name, role: account.role, token_hash: account.token_hash })
     }
 
     /// With one shard per district, whether no shard has published an
@@ -232,6 +240,104 @@ impl Tokens {
             verified.clear();
         }
         verified.insert(token.to_string(), hash.to_string());
+    }
+}
+
+/// An operator account as a token check needs it: from this dispatcher's
+/// state, or as another shard published it.
+struct Account {
+    role: OperatorRole,
+    token_hash: String,
+    standing: Standing,
+}
+
+/// When an account's token stops or stopped working.
+struct Standing {
+    expires_at: Option<Millis>,
+    revoked_at: Option<Millis>,
+}
+
+impl From<&Operator> for Account {
+    fn from(operator: &Operator) -> Self {
+        Account {
+            role: operator.role,
+            token_hash: operator.token_hash.clone(),
+            standing: Standing { expires_at: operator.token_expires_at, revoked_at: operator.token_revoked_at },
+        }
+    }
+}
+
+impl From<&PublishedOperator> for Account {
+    fn from(published: &PublishedOperator) -> Self {
+        let set = |at_ms: i64| Some(Millis(at_ms)).filter(|at| at.0 != 0);
+        Account {
+            role: published.role,
+            token_hash: published.token_hash.clone(),
+            standing: Standing { expires_at: set(published.token_expires_at_ms), revoked_at: set(published.token_revoked_at_ms) },
+        }
+    }
+}
+
+impl Account {
+    /// Why the account's token, though it matched, no longer opens the
+    /// command API at `now`: revoked, or past its expiry.
+    fn refusal(&self, name: &str, now: Millis) -> Option<Status> {
+        match TokenStanding::at(now, self.standing.expires_at, self.standing.revoked_at) {
+            TokenStanding::Works => None,
+            TokenStanding::Expired { at } => {
+                // An admin whose token expired may be the last one: say the way out.
+                let last_admin = if self.role == OperatorRole::Admin {
+                    " (if no admin's token works any more: restart the dispatcher with PINGJI_BOOTSTRAP_ADMIN_TOKEN, or \
+                     run 'dispatcher bootstrap-admin' while it is stopped)"
+                } else {
+                    ""
+                };
+                Some(error::unauthenticated(
+                    ErrorReason::TokenExpired,
+                    format!(
+                        "the operator token of {name} expired at {}; an admin issues a new one with 'pingji account \
+                         token {name} --rotate' (--expires sets how long it works, 90 days by default){last_admin}",
+                        labels::utc_time(at.0)
+                    ),
+                ))
+            }
+            TokenStanding::Revoked { at } => Some(error::unauthenticated(
+                ErrorReason::TokenInvalid,
+                format!(
+                    "the operator token of {name} was revoked by an admin at {}; ask an admin for a new one ('pingji \
+                     account token {name} --rotate')",
+                    labels::utc_time(at.0)
+                ),
+            )),
+        }
+    }
+}
+
+/// Whether `caller`'s account still holds the token their call was let in
+/// with, unexpired and unrevoked: streams ask this as they go, so that a
+/// rotation, revocation, expiry or removal ends them too. `Err` is the
+/// refusal to end the stream with.
+pub async fn still_holds(dispatcher: &Dispatcher, sharding: Option<&Sharding>, caller: &Caller) -> Result<(), Status> {
+    let lookup = caller.name.clone();
+    let (account, now) = dispatcher.query(move |engine, now| (engine.operator(&lookup).map(Account::from), now)).await?;
+    let account = match (account, sharding) {
+        (Some(account), _) => Some(account),
+        (None, Some(sharding)) => sharding.published_operator(&caller.name).await.map(|published| Account::from(&published)),
+        (None, None) => None,
+    };
+    let gone = || {
+        error::unauthenticated(
+            ErrorReason::TokenInvalid,
+            "the operator token this stream was opened with was rotated, or its account was removed; open it again \
+             with a token that works",
+        )
+    };
+    match account {
+        Some(account) if account.token_hash == caller.token_hash => match account.refusal(&caller.name, now) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        },
+        _ => Err(gone()),
     }
 }
 

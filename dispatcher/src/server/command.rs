@@ -8,16 +8,19 @@ use pingji_proto::v1 as pb;
 use pingji_proto::v1::command_service_server::CommandService;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use tracing::{instrument, warn};
+use tracing::instrument;
 
+use super::agent_watch::{AgentWatch, MAX_WATCHED};
+pub use super::audit::ReadAudits;
+use super::audit::{self};
 use super::auth::{Caller, caller};
 use super::error;
-use super::sharding::{Kind, Sharding};
+use super::sharding::{Kind, PublishedOperator, Sharding};
 use crate::convert;
 use crate::runtime::Dispatcher;
 use crate::server::error::rejection_status;
 use crate::tokens;
-use pingji_engine::accounts::{self, AgentTokenHash, OperatorRole};
+use pingji_engine::accounts::{self, AgentTokenHash, Operator, OperatorRole};
 use pingji_engine::areas::parse_geojson;
 use pingji_engine::engine::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use pingji_engine::engine::{Command, Rejection};
@@ -38,52 +41,6 @@ pub struct CommandApi {
     /// The reads of personal data already in the audit, so that a screen
     /// polling the same people is audited once, not at every poll.
     pub audited: ReadAudits,
-}
-
-/// How long the same read of the same people by the same operator counts
-/// as one: a screen left open is audited again after this.
-const SAME_READ_FOR: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Reads remembered at most; past this the oldest half is forgotten (and
-/// audited again when repeated).
-const REMEMBERED_READS: usize = 10_000;
-
-/// Who read, in which call, about whom.
-type ReadKey = (String, String, String);
-
-/// Each read's people (a fingerprint of their ids) and when it was audited.
-/// A sync lock, never held across an `.await`.
-#[derive(Clone, Default)]
-pub struct ReadAudits(Arc<std::sync::Mutex<std::collections::HashMap<ReadKey, (u64, std::time::Instant)>>>);
-
-impl ReadAudits {
-    /// Whether this read must be journaled: the first time, when the set
-    /// of people shown changed, or once `SAME_READ_FOR` has passed.
-    fn is_new(&self, operator: &str, rpc: &str, subject: &str, people: &[pb::Agent]) -> bool {
-        use std::hash::{Hash, Hasher};
-        let mut ids: Vec<&str> = people.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.as_str()).collect();
-        ids.sort_unstable();
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        ids.hash(&mut hasher);
-        let fingerprint = hasher.finish();
-        let now = std::time::Instant::now();
-        let mut reads = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let key = (operator.to_string(), rpc.to_string(), subject.to_string());
-        if let Some((seen, at)) = reads.get(&key)
-            && *seen == fingerprint
-            && now.duration_since(*at) < SAME_READ_FOR
-        {
-            return false;
-        }
-        if reads.len() >= REMEMBERED_READS {
-            let mut by_age: Vec<std::time::Instant> = reads.values().map(|(_, at)| *at).collect();
-            by_age.sort_unstable();
-            let cutoff = by_age[by_age.len() / 2];
-            reads.retain(|_, (_, at)| *at > cutoff);
-        }
-        reads.insert(key, (fingerprint, now));
-        true
-    }
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -180,7 +137,10 @@ impl CommandService for CommandApi {
         let issued = issue_tokens(agents.iter().map(|profile| profile.id.clone()).collect()).await?;
         let hashes = issued.iter().map(|(_, hash)| hash.clone()).collect();
         self.dispatcher.execute(Command::UpsertAgents { agents, all_new: true, tokens: hashes }, actor, |_, _| ()).await?;
-        let tokens = issued.into_iter().map(|(token, hash)| pb::IssuedToken { subject: hash.agent.to_string(), token }).collect();
+        let tokens = issued
+            .into_iter()
+            .map(|(token, hash)| pb::IssuedToken { subject: hash.agent.to_string(), token, expires_at_ms: 0 })
+            .collect();
         Ok(Response::new(pb::ImportAgentsResponse { imported, tokens }))
     }
 
@@ -287,7 +247,8 @@ impl CommandService for CommandApi {
                 nearby.agent.as_ref().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone())
             };
             found.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then_with(|| id(a).cmp(&id(b))));
-            self.audit_read(&caller, "NearbyAgents", format!("{subject} (coarse)"), found.len()).await;
+            let ids = found.iter().filter_map(|nearby| nearby.agent.as_ref()?.spec.as_ref()).map(|spec| spec.id.as_str());
+            self.audit_read(&caller, "NearbyAgents", format!("{subject} (coarse)"), ids).await;
         }
         Ok(Response::new(pb::NearbyAgentsResponse { agents: found }))
     }
@@ -321,6 +282,7 @@ impl CommandService for CommandApi {
     }
 
     async fn get_incident(&self, request: Request<pb::GetIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
+        let precise = caller(&request)?.role.sees_precise_personal_data();
         let id = IncidentId::new(request.into_inner().id.trim());
         let message = format!("incident {} does not exist; list incidents to find its id", quote(&id));
         let lookup = id.clone();
@@ -329,7 +291,12 @@ impl CommandService for CommandApi {
             .query(move |engine, _| engine.incident(&lookup).map(|incident| convert::incident_to_pb(engine, incident)))
             .await?;
         match incident {
-            Some(incident) => Ok(Response::new(incident)),
+            Some(mut incident) => {
+                if !precise {
+                    mask_offers(&mut incident);
+                }
+                Ok(Response::new(incident))
+            }
             None => Err(self.elsewhere(Kind::Incident, id.as_str(), error::not_found(message)).await),
         }
     }
@@ -338,6 +305,7 @@ impl CommandService for CommandApi {
         &self,
         request: Request<pb::ListIncidentsRequest>,
     ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
+        let precise = caller(&request)?.role.sees_precise_personal_data();
         let request = request.into_inner();
         let limit = if request.limit == 0 { DEFAULT_LIMIT } else { request.limit as usize };
         let query = IncidentQuery {
@@ -351,6 +319,10 @@ impl CommandService for CommandApi {
                 engine.incidents(&query).into_iter().map(|incident| convert::incident_to_pb(engine, incident)).collect()
             })
             .await?;
+        let mut incidents: Vec<pb::Incident> = incidents;
+        if !precise {
+            incidents.iter_mut().for_each(mask_offers);
+        }
         Ok(Response::new(pb::ListIncidentsResponse { incidents }))
     }
 
@@ -610,31 +582,89 @@ impl CommandService for CommandApi {
     type WatchEventsStream = EventStream;
 
     async fn watch_events(&self, request: Request<pb::WatchEventsRequest>) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let disclosure = convert::event::Disclosure::for_role(caller(&request)?.role);
+        let watcher = super::events::Watcher { caller: caller(&request)?, sharding: self.sharding.clone() };
         let request = request.into_inner();
-        let stream =
-            super::events::event_stream(self.dispatcher.clone(), request.from_seq, request.replay_last, disclosure).await?;
+        let stream = super::events::event_stream(self.dispatcher.clone(), request.from_seq, request.replay_last, watcher).await?;
         Ok(Response::new(stream))
+    }
+
+    type WatchAgentsStream = Pin<Box<dyn Stream<Item = Result<pb::AgentsChanged, Status>> + Send>>;
+
+    async fn watch_agents(&self, request: Request<pb::WatchAgentsRequest>) -> Result<Response<Self::WatchAgentsStream>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let watch = AgentWatch {
+            dispatcher: self.dispatcher.clone(),
+            sharding: self.sharding.clone(),
+            audited: self.audited.clone(),
+            caller,
+            query: AgentQuery {
+                area: Some(request.area_id.trim().to_string()).filter(|area| !area.is_empty()).map(AreaId::new),
+                connected_only: request.connected_only,
+                limit: MAX_WATCHED + 1,
+                ..AgentQuery::default()
+            },
+        };
+        Ok(Response::new(Box::pin(watch.start().await?)))
     }
 
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::Operator>, Status> {
         let caller = caller(&request)?;
         let name = caller.name.clone();
-        let operator =
-            self.dispatcher.query(move |engine, _| engine.operator(&name).map(|operator| operator.created_at.0)).await?;
-        let created_at_ms = match (operator, &self.sharding) {
-            (Some(created_at_ms), _) => Some(created_at_ms),
-            (None, Some(sharding)) => sharding.published_operator(&caller.name).await.map(|account| account.created_at_ms),
+        let operator = self
+            .dispatcher
+            .query(move |engine, _| engine.operator(&name).map(|operator| operator_to_pb(&name, operator)))
+            .await?;
+        let operator = match (operator, &self.sharding) {
+            (Some(operator), _) => Some(operator),
+            (None, Some(sharding)) => {
+                sharding.published_operator(&caller.name).await.map(|account| published_to_pb(&caller.name, &account))
+            }
             (None, None) => None,
         };
-        let created_at_ms = created_at_ms.ok_or_else(|| error::not_found("your account was removed just now"))?;
-        Ok(Response::new(operator_to_pb(&caller.name, caller.role, created_at_ms)))
+        operator.map(Response::new).ok_or_else(|| error::not_found("your account was removed just now"))
     }
 
     #[instrument(skip_all)]
     async fn rotate_own_token(&self, request: Request<pb::RotateOwnTokenRequest>) -> Result<Response<pb::IssuedToken>, Status> {
         let caller = caller(&request)?;
-        self.rotate_operator_token(&caller, &caller.name).await.map(Response::new)
+        let lifetime_ms = lifetime_ms(request.into_inner().expires_in_s);
+        self.issue_operator_token_for(&caller, &caller.name, lifetime_ms).await.map(Response::new)
+    }
+
+    #[instrument(skip_all)]
+    async fn issue_operator_token(
+        &self,
+        request: Request<pb::IssueOperatorTokenRequest>,
+    ) -> Result<Response<pb::IssuedToken>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let name = request.name.trim().to_string();
+        self.issue_operator_token_for(&caller, &name, lifetime_ms(request.expires_in_s)).await.map(Response::new)
+    }
+
+    #[instrument(skip_all)]
+    async fn revoke_operator_token(
+        &self,
+        request: Request<pb::RevokeOperatorTokenRequest>,
+    ) -> Result<Response<pb::Operator>, Status> {
+        let actor = caller(&request)?.actor();
+        let name = request.into_inner().name.trim().to_string();
+        let lookup = name.clone();
+        let revoked = self
+            .dispatcher
+            .execute(Command::RevokeOperatorToken { name: name.clone() }, actor, move |engine, _| {
+                engine.operator(&lookup).map(|operator| operator_to_pb(&lookup, operator))
+            })
+            .await;
+        match revoked {
+            Ok(Some(operator)) => {
+                tracing::info!(operator = %name, "operator token revoked");
+                Ok(Response::new(operator))
+            }
+            Ok(None) => Err(error::internal("the token was revoked but the account cannot be read back")),
+            Err(error) => Err(self.elsewhere(Kind::Operator, &name, error.into()).await),
+        }
     }
 
     #[instrument(skip_all)]
@@ -648,7 +678,68 @@ impl CommandService for CommandApi {
         if let Err(error) = self.dispatcher.execute(command, actor, |_, _| ()).await {
             return Err(self.elsewhere(Kind::Agent, agent.as_str(), error.into()).await);
         }
-        Ok(Response::new(pb::IssuedToken { subject: agent.to_string(), token }))
+        Ok(Response::new(pb::IssuedToken { subject: agent.to_string(), token, expires_at_ms: 0 }))
+    }
+
+    #[instrument(skip_all)]
+    async fn issue_agent_tokens(
+        &self,
+        request: Request<pb::IssueAgentTokensRequest>,
+    ) -> Result<Response<pb::IssueAgentTokensResponse>, Status> {
+        let actor = caller(&request)?.actor();
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => MAX_TOKENS_A_CALL,
+            limit if limit as usize > MAX_TOKENS_A_CALL => {
+                return Err(invalid(format!("limit {limit} is too many; ask for at most {MAX_TOKENS_A_CALL} a call")));
+            }
+            limit => limit as usize,
+        };
+        let named: Vec<AgentId> = request.agent_ids.iter().map(|id| AgentId::new(id.trim())).collect();
+        if named.len() > MAX_TOKENS_A_CALL {
+            return Err(invalid(format!(
+                "{} people in one call are too many; send at most {MAX_TOKENS_A_CALL} a call",
+                named.len()
+            )));
+        }
+        let (people, kept_ids) = match (named.is_empty(), request.without_token) {
+            (false, true) => return Err(invalid("give agent_ids or without_token, not both")),
+            (true, false) => return Err(invalid("say whose tokens to issue: agent_ids, or without_token")),
+            (true, true) => {
+                let people =
+                    self.dispatcher.query(move |engine, _| engine.agents_without_token().take(limit).cloned().collect()).await?;
+                (people, Vec::new())
+            }
+            (false, false) => {
+                let replace = request.replace;
+                self.dispatcher
+                    .query(move |engine, _| {
+                        named.into_iter().partition::<Vec<AgentId>, _>(|id| replace || engine.agent_token_hash(id).is_none())
+                    })
+                    .await?
+            }
+        };
+        let issued = issue_tokens(people).await?;
+        let hashes: Vec<AgentTokenHash> = issued.iter().map(|(_, hash)| hash.clone()).collect();
+        let command = Command::IssueAgentTokens { tokens: hashes, replace: request.replace };
+        let (stored, without_token) = self
+            .dispatcher
+            .execute(command, actor, move |engine, _| {
+                // Only what was stored: someone else may have issued some meanwhile.
+                let stored: Vec<pb::IssuedToken> = issued
+                    .into_iter()
+                    .filter(|(_, hash)| engine.agent_token_hash(&hash.agent) == Some(hash.token_hash.as_str()))
+                    .map(|(token, hash)| pb::IssuedToken { subject: hash.agent.to_string(), token, expires_at_ms: 0 })
+                    .collect();
+                (stored, engine.agents_without_token().count() as u32)
+            })
+            .await?;
+        tracing::info!(people = stored.len(), "agent tokens issued");
+        Ok(Response::new(pb::IssueAgentTokensResponse {
+            tokens: stored,
+            kept_ids: kept_ids.into_iter().map(|id| id.to_string()).collect(),
+            without_token,
+        }))
     }
 
     #[instrument(skip_all)]
@@ -667,8 +758,10 @@ impl CommandService for CommandApi {
             )));
         }
         let (token, token_hash) = new_operator_token(&name).await?;
-        self.dispatcher.execute(Command::AddOperator { name: name.clone(), role, token_hash }, actor, |_, _| ()).await?;
-        Ok(Response::new(pb::IssuedToken { subject: name, token }))
+        let command =
+            Command::AddOperator { name: name.clone(), role, token_hash, lifetime_ms: lifetime_ms(request.expires_in_s) };
+        let expires_at_ms = self.dispatcher.execute(command, actor, |_, events| token_expiry(events)).await?;
+        Ok(Response::new(pb::IssuedToken { subject: name, token, expires_at_ms }))
     }
 
     #[instrument(skip_all)]
@@ -678,15 +771,12 @@ impl CommandService for CommandApi {
         let lookup = name.clone();
         let account = self
             .dispatcher
-            .query(move |engine, _| engine.operator(&lookup).map(|operator| (operator.role, operator.created_at.0)))
+            .query(move |engine, _| engine.operator(&lookup).map(|operator| operator_to_pb(&lookup, operator)))
             .await?;
         if let Err(error) = self.dispatcher.execute(Command::RemoveOperator { name: name.clone() }, actor, |_, _| ()).await {
             return Err(self.elsewhere(Kind::Operator, &name, error.into()).await);
         }
-        let removed = match account {
-            Some((role, created_at_ms)) => operator_to_pb(&name, role, created_at_ms),
-            None => pb::Operator { name, role: pb::OperatorRole::Unspecified as i32, created_at_ms: 0 },
-        };
+        let removed = account.unwrap_or(pb::Operator { name, role: pb::OperatorRole::Unspecified as i32, ..Default::default() });
         Ok(Response::new(removed))
     }
 
@@ -696,12 +786,7 @@ impl CommandService for CommandApi {
     ) -> Result<Response<pb::ListOperatorsResponse>, Status> {
         let operators = self
             .dispatcher
-            .query(|engine, _| {
-                engine
-                    .operators()
-                    .map(|(name, operator)| operator_to_pb(name, operator.role, operator.created_at.0))
-                    .collect::<Vec<_>>()
-            })
+            .query(|engine, _| engine.operators().map(|(name, operator)| operator_to_pb(name, operator)).collect::<Vec<_>>())
             .await?;
         // With one shard per district, also the accounts other shards hold.
         let mut operators = operators;
@@ -709,13 +794,46 @@ impl CommandService for CommandApi {
             let here: BTreeSet<String> = operators.iter().map(|operator| operator.name.clone()).collect();
             for (name, account) in sharding.published_operators().await {
                 if !here.contains(&name) {
-                    operators.push(operator_to_pb(&name, account.role, account.created_at_ms));
+                    operators.push(published_to_pb(&name, &account));
                 }
             }
             operators.sort_by(|left, right| left.name.cmp(&right.name));
         }
         Ok(Response::new(pb::ListOperatorsResponse { operators }))
     }
+}
+
+/// An incident as a viewer sees it: the distances and ETAs of the people
+/// offered it banded to the kilometre, like the coarse positions (with the
+/// incident's place, an exact distance is a position).
+fn mask_offers(incident: &mut pb::Incident) {
+    incident.open_offers.iter_mut().for_each(convert::band_offer);
+}
+
+/// People given tokens in one `IssueAgentTokens` call at most: a call's
+/// hashing takes about a tenth of a second of one core, and its event stays
+/// small in the journal.
+const MAX_TOKENS_A_CALL: usize = 1000;
+
+/// A token lifetime asked for in seconds (0: the default) in milliseconds;
+/// the engine checks the bounds (a lifetime too long to count is refused
+/// there as out of range).
+fn lifetime_ms(expires_in_s: u64) -> i64 {
+    if expires_in_s == 0 {
+        return accounts::DEFAULT_OPERATOR_TOKEN_LIFETIME_MS;
+    }
+    i64::try_from(expires_in_s).ok().and_then(|seconds| seconds.checked_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// The expiry of the operator token an account event just set.
+fn token_expiry(events: &[pingji_engine::event::Event]) -> i64 {
+    events
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::OperatorAdded { expires_at, .. } | EventKind::OperatorTokenRotated { expires_at, .. } => *expires_at,
+            _ => None,
+        })
+        .map_or(0, |at| at.0)
 }
 
 /// New tokens for `people`, with their hashes (hashing takes a moment each,
@@ -745,8 +863,24 @@ async fn new_operator_token(name: &str) -> Result<(String, String), Status> {
     Ok((token, hash))
 }
 
-fn operator_to_pb(name: &str, role: OperatorRole, created_at_ms: i64) -> pb::Operator {
-    pb::Operator { name: name.to_string(), role: role_to_pb(role) as i32, created_at_ms }
+fn operator_to_pb(name: &str, operator: &Operator) -> pb::Operator {
+    pb::Operator {
+        name: name.to_string(),
+        role: role_to_pb(operator.role) as i32,
+        created_at_ms: operator.created_at.0,
+        token_expires_at_ms: operator.token_expires_at.map_or(0, |at| at.0),
+        token_revoked_at_ms: operator.token_revoked_at.map_or(0, |at| at.0),
+    }
+}
+
+fn published_to_pb(name: &str, account: &PublishedOperator) -> pb::Operator {
+    pb::Operator {
+        name: name.to_string(),
+        role: role_to_pb(account.role) as i32,
+        created_at_ms: account.created_at_ms,
+        token_expires_at_ms: account.token_expires_at_ms,
+        token_revoked_at_ms: account.token_revoked_at_ms,
+    }
 }
 
 fn role_to_pb(role: OperatorRole) -> pb::OperatorRole {
@@ -781,41 +915,41 @@ impl CommandApi {
     }
 
     /// Viewers get people with phone numbers masked and locations to about
-    /// 1 km; the other roles get them as they are, and the read is audited
-    /// (a `personal_data_read` event). When the audit cannot be journaled
-    /// (store down), the read still goes through and the log says so:
-    /// during an emergency a dispatcher must be able to call people.
+    /// 1 km; the other roles get them as they are. Either way the read is
+    /// audited (a `personal_data_read` event; a viewer's subject ends
+    /// "(coarse)"), once per operator, call, subject and set of people in
+    /// the audit's window (see `audit`).
     async fn disclose(&self, caller: &Caller, rpc: &str, subject: String, agents: &mut [pb::Agent]) {
-        if !caller.role.sees_precise_personal_data() {
+        let subject = if caller.role.sees_precise_personal_data() {
+            subject
+        } else {
             agents.iter_mut().for_each(convert::mask_agent);
-            return;
-        }
-        // A live view polling the same people is one read, not one a poll.
-        if !self.audited.is_new(&caller.name, rpc, &subject, agents) {
-            return;
-        }
-        self.audit_read(caller, rpc, subject, agents.len()).await;
+            format!("{subject} (coarse)")
+        };
+        let ids = agents.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.as_str());
+        self.audit_read(caller, rpc, subject, ids).await;
     }
 
     /// Journals who read people's positions or distances, in which call,
-    /// about whom, and how many people.
-    async fn audit_read(&self, caller: &Caller, rpc: &str, subject: String, people: usize) {
-        if people == 0 {
+    /// about whom (`subject`, the people `ids`), and how many people; a
+    /// read already in the audit's window is not journaled again.
+    async fn audit_read<'a>(&self, caller: &Caller, rpc: &str, subject: String, ids: impl Iterator<Item = &'a str> + Clone) {
+        // A live view polling the same people is one read, not one a poll.
+        if !self.audited.is_new(&caller.name, rpc, &subject, ids.clone()) {
             return;
         }
-        let command = Command::RecordRead { rpc: rpc.to_string(), subject, people: people as u32 };
-        if let Err(error) = self.dispatcher.execute(command, caller.actor(), |_, _| ()).await {
-            warn!(operator = %caller.name, rpc, %error, "the audit of a read of personal data could not be journaled");
-        }
+        audit::record_read(&self.dispatcher, caller, rpc, subject, ids.count()).await;
     }
 
-    async fn rotate_operator_token(&self, caller: &Caller, name: &str) -> Result<pb::IssuedToken, Status> {
+    /// A new token for operator `name` (the caller's own, or another's by
+    /// an admin), working for `lifetime_ms` from now.
+    async fn issue_operator_token_for(&self, caller: &Caller, name: &str, lifetime_ms: i64) -> Result<pb::IssuedToken, Status> {
         let (token, token_hash) = new_operator_token(name).await?;
-        let command = Command::RotateOperatorToken { name: name.to_string(), token_hash };
-        if let Err(error) = self.dispatcher.execute(command, caller.actor(), |_, _| ()).await {
-            return Err(self.elsewhere(Kind::Operator, name, error.into()).await);
+        let command = Command::RotateOperatorToken { name: name.to_string(), token_hash, lifetime_ms };
+        match self.dispatcher.execute(command, caller.actor(), |_, events| token_expiry(events)).await {
+            Ok(expires_at_ms) => Ok(pb::IssuedToken { subject: name.to_string(), token, expires_at_ms }),
+            Err(error) => Err(self.elsewhere(Kind::Operator, name, error.into()).await),
         }
-        Ok(pb::IssuedToken { subject: name.to_string(), token })
     }
 
     async fn end_incident(&self, command: Command, actor: String, id: IncidentId) -> Result<Response<pb::Incident>, Status> {

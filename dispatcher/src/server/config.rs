@@ -16,6 +16,7 @@ use crate::lease::LeaseConfig;
 use crate::metrics::Metrics;
 use crate::sessions::{QueueLimits, SESSION_QUEUE_MESSAGES, SessionQueues};
 use crate::shard::ShardId;
+use pingji_engine::ids::Millis;
 use pingji_engine::policy::Policy;
 
 /// Largest header list (metadata) of a request. hyper's default of 16 KiB
@@ -125,6 +126,25 @@ pub struct Config {
     /// People's session queues, made by `run` from `limits`; shared by
     /// every shard this process serves, so that their total is bounded.
     pub(super) session_queues: Option<SessionQueues>,
+    /// Where the dispatcher reads the time (the system clock; a test's own
+    /// to see tokens expire without waiting).
+    pub clock: Clock,
+}
+
+/// The dispatcher's time source: milliseconds since the Unix epoch.
+#[derive(Clone)]
+pub struct Clock(pub Arc<dyn Fn() -> Millis + Send + Sync>);
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock(Arc::new(crate::runtime::system_now))
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Clock(now = {})", (self.0)().0)
+    }
 }
 
 /// Who must present a client certificate when a client CA is given.
@@ -205,6 +225,7 @@ impl Config {
             bootstrap_admin_token: None,
             connections: None,
             session_queues: None,
+            clock: Clock::default(),
         }
     }
 

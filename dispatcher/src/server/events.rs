@@ -1,9 +1,13 @@
 //! The event stream for `WatchEvents`: history from the journal first, then
 //! live events, with no gap and no duplicate. A watcher that falls behind the
 //! live broadcast catches up from the journal again. Each event is redacted
-//! for the watcher's role on its way out.
+//! for the watcher's role on its way out, and the watcher's token is checked
+//! again every [`RECHECK_EVERY`]: a rotation, revocation, expiry or removal
+//! ends the stream.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use pingji_proto::v1 as pb;
 use tokio::sync::{broadcast, mpsc};
@@ -12,12 +16,23 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::debug;
 
+use super::auth::{self, Caller};
 use super::error;
+use super::sharding::Sharding;
 use crate::convert;
 use crate::runtime::Dispatcher;
 
 const PAGE: usize = 1000;
 const STREAM_QUEUE: usize = 256;
+/// How often an open stream checks that its watcher's token still works.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Who watches: their role decides what is redacted, their token how long
+/// the stream lasts.
+pub struct Watcher {
+    pub caller: Caller,
+    pub sharding: Option<Arc<Sharding>>,
+}
 
 /// Events from `from_seq` on; with `from_seq` 0, the last `replay_last`
 /// events still kept first (none: only new events), then new ones.
@@ -25,8 +40,9 @@ pub async fn event_stream(
     dispatcher: Dispatcher,
     from_seq: u64,
     replay_last: u64,
-    disclosure: convert::event::Disclosure,
+    watcher: Watcher,
 ) -> Result<Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>, Status> {
+    let disclosure = convert::event::Disclosure::for_role(watcher.caller.role);
     // Subscribe before reading history so nothing falls between the two.
     let mut live = dispatcher.subscribe();
     let from_seq = if from_seq == 0 && replay_last > 0 {
@@ -43,9 +59,19 @@ pub async fn event_stream(
         if next != u64::MAX && !catch_up(&dispatcher, &mut next, &sender, disclosure).await {
             return;
         }
+        let mut recheck = tokio::time::interval(RECHECK_EVERY);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        recheck.tick().await;
         loop {
             let received = tokio::select! {
                 received = live.recv() => received,
+                _ = recheck.tick() => {
+                    if let Err(refusal) = auth::still_holds(&dispatcher, watcher.sharding.as_deref(), &watcher.caller).await {
+                        let _ = sender.send(Err(refusal)).await;
+                        return;
+                    }
+                    continue;
+                }
                 () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
                     let resume = if next == u64::MAX { "from_seq = 0".to_string() } else { format!("from_seq = {next}") };
                     let message = format!("the dispatcher is shutting down; reconnect and resume with {resume}");

@@ -4,6 +4,9 @@
 //!
 //! # Layout
 //! - [`agent`]: `AgentService`, one stream per connected person.
+//! - [`agent_watch`]: which people a roster read shows, and the
+//!   `WatchAgents` stream that pushes them to live views.
+//! - [`audit`]: the audit of reads of personal data, aggregated.
 //! - [`auth`]: tokens and roles, checked in one place before any command.
 //! - [`bootstrap`]: the first admin account.
 //! - [`command`]: `CommandService`, for operators.
@@ -25,6 +28,8 @@
 //! - `sizes`: how large one message may be, per service.
 
 pub mod agent;
+pub mod agent_watch;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 mod city_modes;
@@ -51,7 +56,7 @@ use tracing::error;
 use crate::metrics::Metrics;
 use crate::runtime::{self};
 
-pub use config::{ClientCertificates, Config, Limits, RedisStore, ServerTls, Store};
+pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, ServerTls, Store};
 use serving::{open_journal, serve};
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true.

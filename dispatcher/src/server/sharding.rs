@@ -88,6 +88,13 @@ pub struct PublishedOperator {
     pub role: OperatorRole,
     pub token_hash: String,
     pub created_at_ms: i64,
+    /// 0: no expiry (published by a dispatcher from before tokens expired,
+    /// or an account made then).
+    #[serde(default)]
+    pub token_expires_at_ms: i64,
+    /// 0: not revoked.
+    #[serde(default)]
+    pub token_revoked_at_ms: i64,
 }
 
 /// This process's shard, and how to find the others.
@@ -333,6 +340,8 @@ async fn operators_to_publish(dispatcher: &Dispatcher, shard: String) -> Option<
                         role: operator.role,
                         token_hash: operator.token_hash.clone(),
                         created_at_ms: operator.created_at.0,
+                        token_expires_at_ms: operator.token_expires_at.map_or(0, |at| at.0),
+                        token_revoked_at_ms: operator.token_revoked_at.map_or(0, |at| at.0),
                     };
                     serde_json::to_string(&published).ok().map(|value| (name.clone(), value))
                 })
@@ -423,7 +432,7 @@ pub async fn keep_directory(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
 /// account (the accounts are then published again).
 fn note(event: &pb::Event, agents: &mut Vec<String>, incidents: &mut Vec<String>) -> bool {
     match event.kind.as_str() {
-        "operator_added" | "operator_token_rotated" | "operator_removed" => return true,
+        "operator_added" | "operator_token_rotated" | "operator_removed" | "operator_token_revoked" => return true,
         "incident_reported" if !event.incident_id.is_empty() => incidents.push(event.incident_id.clone()),
         "agents_upserted" => {
             let Some(pb::event::Body::AgentsUpserted(upserted)) = &event.body else {

@@ -63,6 +63,7 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::OperatorAdded(_) => "operator_added",
         Body::OperatorTokenRotated(_) => "operator_token_rotated",
         Body::OperatorRemoved(_) => "operator_removed",
+        Body::OperatorTokenRevoked(_) => "operator_token_revoked",
         Body::PersonalDataRead(_) => "personal_data_read",
     }
 }
@@ -263,8 +264,9 @@ fn summary_of(body: &Body) -> String {
         }
         Body::OperatorTokenRotated(rotated) => format!("operator {} has a new token", rotated.name),
         Body::OperatorRemoved(removed) => format!("operator {} removed", removed.name),
+        Body::OperatorTokenRevoked(revoked) => format!("operator {}'s token revoked", revoked.name),
         Body::PersonalDataRead(read) => {
-            format!("{} read precise personal data of {}: {}", read.rpc, people(read.people as usize), read.subject)
+            format!("{} read personal data of {}: {}", read.rpc, people(read.people as usize), read.subject)
         }
     }
 }
@@ -352,7 +354,11 @@ mod tests {
         assert_eq!(summary(&issued), "new token issued for p1");
         let added = event(
             "operator_added",
-            Body::OperatorAdded(pb::event::OperatorAdded { name: "li.na".into(), role: pb::OperatorRole::Viewer as i32 }),
+            Body::OperatorAdded(pb::event::OperatorAdded {
+                name: "li.na".into(),
+                role: pb::OperatorRole::Viewer as i32,
+                token_expires_at_ms: 0,
+            }),
         );
         assert_eq!(summary(&added), "operator li.na added as viewer");
         let removed = event("operator_removed", Body::OperatorRemoved(pb::event::OperatorRemoved { name: "li.na".into() }));

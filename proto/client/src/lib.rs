@@ -9,6 +9,8 @@
 //!   [`connect::Route`], the one place a redirect is acted on.
 //! - [`backoff`]: capped exponential backoff with jitter, for every reconnect.
 //! - [`event_stream`]: `WatchEvents` that resumes after the last event seen.
+//! - [`agent_stream`]: `WatchAgents`, the people a live view shows, pushed
+//!   and kept whole; opened again after a break.
 //! - [`args`] (feature `clap`): [`args::ConnectArgs`], the connection flags
 //!   of every client binary.
 //! - [`auth`]: the operator's token (and the shard a call is for) on every call.
@@ -22,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_stream;
 #[cfg(feature = "clap")]
 pub mod args;
 pub mod auth;

@@ -492,7 +492,11 @@ async fn errors_quote_a_short_prefix_of_a_long_input() -> anyhow::Result<()> {
         (
             "AddOperator",
             command
-                .add_operator(pb::AddOperatorRequest { name: long.clone(), role: pb::OperatorRole::Viewer as i32 })
+                .add_operator(pb::AddOperatorRequest {
+                    name: long.clone(),
+                    role: pb::OperatorRole::Viewer as i32,
+                    expires_in_s: 0,
+                })
                 .await
                 .err(),
         ),

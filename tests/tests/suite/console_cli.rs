@@ -488,7 +488,8 @@ async fn accounts_are_added_listed_rotated_and_removed_and_roles_are_enforced() 
     let url = server_url(&server);
 
     let whoami = run_pingji(&url, &["account", "whoami"]).await?.success()?;
-    assert_eq!(whoami.stdout, "admin (admin)\n");
+    assert!(whoami.stdout.starts_with("admin (admin); token expires "), "{}", whoami.stdout);
+    assert!(whoami.stdout.ends_with(" (in 89d23h)\n"), "90 days from its bootstrap: {}", whoami.stdout);
 
     let added = run_pingji(&url, &["account", "add", "li.na", "--role", "viewer"]).await?.success()?;
     assert!(added.stdout.starts_with("pjo_li.na_"), "{}", added.stdout);
@@ -538,11 +539,33 @@ async fn accounts_are_added_listed_rotated_and_removed_and_roles_are_enforced() 
     assert_one_line_error(&old, 1, "pingji: unauthenticated: ");
     run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?.success()?;
 
+    // An admin revokes a token: it stops working at once, the account
+    // stays; a new token (with its own lifetime) brings the account back.
+    let revoked = run_pingji(&url, &["account", "revoke", "li.na"]).await?.success()?;
+    assert!(revoked.stdout.starts_with("revoked the token of li.na: it no longer works"), "{}", revoked.stdout);
+    let refused = run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?;
+    assert_one_line_error(&refused, 1, "the operator token of li.na was revoked by an admin at ");
+    let listed = run_pingji(&url, &["account", "list"]).await?.success()?;
+    assert!(listed.stdout.lines().next().is_some_and(|header| header.ends_with("TOKEN EXPIRES")), "{}", listed.stdout);
+    assert!(listed.stdout.lines().any(|row| row.starts_with("li.na") && row.contains("revoked ")), "{}", listed.stdout);
+    let not_confirmed = run_pingji(&url, &["account", "token", "li.na"]).await?;
+    assert_eq!(not_confirmed.code(), Some(2), "{}", not_confirmed.stderr);
+    assert!(not_confirmed.stderr.contains("pingji account token li.na --rotate"), "{}", not_confirmed.stderr);
+    let renewed = run_pingji(&url, &["account", "token", "li.na", "--rotate", "--expires", "2h"]).await?.success()?;
+    assert!(renewed.stderr.starts_with("new token for li.na on stdout, shown once"), "{}", renewed.stderr);
+    let renewed_token = token_shown_once(&renewed.stdout)?;
+    let whoami = run_pingji(&url, &["--token", &renewed_token, "account", "whoami"]).await?.success()?;
+    assert!(
+        whoami.stdout.starts_with("li.na (viewer); token expires ") && whoami.stdout.contains("(in 1h59m)"),
+        "{}",
+        whoami.stdout
+    );
+
     // A removed account's token stops working.
     let removed = run_pingji(&url, &["account", "remove", "li.na"]).await?.success()?;
     assert!(removed.stdout.starts_with("removed li.na"), "{}", removed.stdout);
     assert!(removed.stdout.ends_with("; their token no longer works\n"), "{}", removed.stdout);
-    let gone = run_pingji(&url, &["--token", &new_viewer_token, "account", "whoami"]).await?;
+    let gone = run_pingji(&url, &["--token", &renewed_token, "account", "whoami"]).await?;
     assert_one_line_error(&gone, 1, "pingji: unauthenticated: ");
     server.shutdown().await
 }
@@ -656,5 +679,93 @@ async fn roster_rows_not_in_utf8_or_homed_off_the_map_are_reported_by_line_and_s
     let mut after = roster_ids(&server).await?;
     after.sort();
     assert_eq!(after, ["g1", "g2"], "only the good rows were imported");
+    server.shutdown().await
+}
+
+/// Issue #17, item 11: people loaded with `--agents` at start have no
+/// token; one command issues tokens for all of them into a new file readable
+/// only by the admin (agent_id,token), and says on stdout how many and
+/// where, never the tokens. A CSV of ids does the same for the people it
+/// names, keeping tokens people have unless told to replace them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_command_issues_tokens_to_everyone_without_one_into_a_private_file() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.agents_file = Some(sample_roster())).await?;
+    let url = server_url(&server);
+    let everyone = roster_ids(&server).await?;
+    assert!(everyone.len() > 100, "the sample roster: {}", everyone.len());
+    let directory = tempfile::tempdir()?;
+    let out = directory.path().join("tokens.csv");
+
+    let issued = run_pingji(&url, &["roster", "tokens", "--without-token", "--out", &path_arg(&out)?]).await?.success()?;
+    assert_eq!(
+        issued.stdout,
+        format!(
+            "issued {} tokens, written to {} (readable only by you, shown this once): give each person their own, then \
+             delete the file\n",
+            everyone.len(),
+            out.display()
+        )
+    );
+    assert!(!issued.stdout.contains("pja_") && !issued.stderr.contains("pja_"), "no token outside the file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out)?.permissions().mode() & 0o777, 0o600);
+    }
+    let written = std::fs::read_to_string(&out)?;
+    let mut rows = written.lines();
+    assert_eq!(rows.next(), Some("agent_id,token"));
+    let tokens: Vec<(String, String)> =
+        rows.map(|row| row.split_once(',').map(|(id, token)| (id.to_string(), token.to_string())).expect("id,token")).collect();
+    let mut ids: Vec<String> = tokens.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, everyone, "everyone once");
+    assert!(tokens.iter().all(|(_, token)| is_token(token, "pja_")));
+    for (id, token) in [&tokens[0], &tokens[tokens.len() - 1]] {
+        AgentSession::open(&mut server.agents().await?, id, token).await?.disconnect();
+    }
+
+    // Nobody is left without one; an existing file is never written over.
+    let again = directory.path().join("again.csv");
+    let none = run_pingji(&url, &["roster", "tokens", "--without-token", "--out", &path_arg(&again)?]).await?.success()?;
+    assert!(none.stdout.starts_with("issued 0 tokens"), "{}", none.stdout);
+    let refused = run_pingji(&url, &["roster", "tokens", "--without-token", "--out", &path_arg(&out)?]).await?;
+    assert_one_line_error(&refused, 1, "already exists");
+    assert!(refused.stderr.contains("no token issued"), "{}", refused.stderr);
+    assert_eq!(std::fs::read_to_string(&out)?, written);
+
+    // From a CSV of ids: people who have a token keep it unless --rotate.
+    let (first_id, first_token) = tokens[0].clone();
+    let ids_file = directory.path().join("ids.csv");
+    std::fs::write(&ids_file, format!("id,name\n{first_id},someone\n"))?;
+    let kept_out = directory.path().join("kept.csv");
+    let kept = run_pingji(&url, &["roster", "tokens", "--ids", &path_arg(&ids_file)?, "--out", &path_arg(&kept_out)?])
+        .await?
+        .success()?;
+    assert!(kept.stdout.starts_with("issued 0 tokens"), "{}", kept.stdout);
+    assert!(kept.stdout.contains(&format!("1 person already had a token and kept it (--rotate replaces theirs): {first_id}")));
+    let rotated_out = directory.path().join("rotated.csv");
+    let rotated =
+        run_pingji(&url, &["roster", "tokens", "--ids", &path_arg(&ids_file)?, "--rotate", "--out", &path_arg(&rotated_out)?])
+            .await?
+            .success()?;
+    assert!(rotated.stdout.starts_with("issued 1 token, written to"), "{}", rotated.stdout);
+    let new_token = std::fs::read_to_string(&rotated_out)?
+        .lines()
+        .nth(1)
+        .and_then(|row| row.strip_prefix(&format!("{first_id},")).map(str::to_string))
+        .expect("the new token");
+    let old = AgentSession::try_open(&mut server.agents().await?, &first_id, &first_token).await;
+    assert!(old.is_err_and(|status| status.code() == tonic::Code::Unauthenticated), "the old token was replaced");
+    AgentSession::open(&mut server.agents().await?, &first_id, &new_token).await?.disconnect();
+    let unknown_ids = directory.path().join("unknown.csv");
+    std::fs::write(&unknown_ids, "nobody\n")?;
+    let unknown = run_pingji(
+        &url,
+        &["roster", "tokens", "--ids", &path_arg(&unknown_ids)?, "--out", &path_arg(&directory.path().join("u.csv"))?],
+    )
+    .await?;
+    assert_one_line_error(&unknown, 1, "agent nobody is not on the roster");
+    assert!(!directory.path().join("u.csv").exists(), "a refused call leaves no file behind");
     server.shutdown().await
 }

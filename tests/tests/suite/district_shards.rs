@@ -224,7 +224,9 @@ async fn each_district_has_its_shard_and_calls_about_the_other_are_sent_to_its_o
     duty_at_west.create_incident(incident("west-duty", IN_D2)).await?;
     let operators = at_west.list_operators(pb::ListOperatorsRequest {}).await?.into_inner().operators;
     assert!(operators.iter().any(|operator| operator.name == "duty"), "{operators:?}");
-    let twice = at_west.add_operator(pb::AddOperatorRequest { name: "duty".into(), role: pb::OperatorRole::Viewer as i32 }).await;
+    let twice = at_west
+        .add_operator(pb::AddOperatorRequest { name: "duty".into(), role: pb::OperatorRole::Viewer as i32, expires_in_s: 0 })
+        .await;
     assert_eq!(twice.map(|_| ()).expect_err("a second duty").code(), tonic::Code::AlreadyExists);
     assert_sent_to(
         at_west.remove_operator(pb::RemoveOperatorRequest { name: "duty".into() }).await,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::{Command, Engine, Rejection};
-use crate::accounts::{AgentTokenHash, Operator, OperatorRole, check_operator_name};
+use crate::accounts::{AgentTokenHash, Operator, OperatorRole, TokenStanding, check_operator_name, check_token_lifetime};
 use crate::areas::{AreaLevel, Placement};
 use crate::event::{EventKind, WithdrawReason};
 use crate::ids::{AgentId, AreaId, IncidentId, Millis, check_id, quote};
@@ -251,18 +251,80 @@ impl Engine {
                 let token = AgentTokenHash { agent: agent.clone(), token_hash: token_hash.clone() };
                 Ok(vec![EventKind::AgentTokensIssued { tokens: vec![token] }])
             }
-            Command::AddOperator { name, role, token_hash } => {
+            Command::IssueAgentTokens { tokens, replace } => {
+                let strangers: Vec<&AgentId> =
+                    tokens.iter().map(|token| &token.agent).filter(|agent| !self.state.agents.contains_key(*agent)).collect();
+                if let Some(first) = strangers.first() {
+                    return Err(Rejection::NotFound(format!(
+                        "agent {} is not on the roster{}; list agents to find the ids, nobody got a token",
+                        quote(first),
+                        match strangers.len() {
+                            1 => String::new(),
+                            more => format!(" (nor are {} others)", more - 1),
+                        }
+                    )));
+                }
+                let mut seen = BTreeSet::new();
+                let tokens: Vec<AgentTokenHash> = tokens
+                    .iter()
+                    .filter(|token| seen.insert(token.agent.clone()))
+                    .filter(|token| *replace || !self.state.agent_tokens.contains_key(&token.agent))
+                    .cloned()
+                    .collect();
+                if tokens.is_empty() {
+                    return Ok(vec![]);
+                }
+                Ok(vec![EventKind::AgentTokensIssued { tokens }])
+            }
+            Command::AddOperator { name, role, token_hash, lifetime_ms } => {
                 check_operator_name(name).map_err(invalid)?;
+                check_token_lifetime(*lifetime_ms).map_err(invalid)?;
                 if self.state.operators.contains_key(name) {
                     return Err(Rejection::AlreadyExists(format!(
                         "operator {name} already exists; rotate their token, or remove them first to change the role"
                     )));
                 }
-                Ok(vec![EventKind::OperatorAdded { name: name.clone(), role: *role, token_hash: token_hash.clone() }])
+                Ok(vec![EventKind::OperatorAdded {
+                    name: name.clone(),
+                    role: *role,
+                    token_hash: token_hash.clone(),
+                    expires_at: Some(Millis(now.0.saturating_add(*lifetime_ms))),
+                }])
             }
-            Command::RotateOperatorToken { name, token_hash } => {
+            Command::RotateOperatorToken { name, token_hash, lifetime_ms } => {
                 self.existing_operator(name)?;
-                Ok(vec![EventKind::OperatorTokenRotated { name: name.clone(), token_hash: token_hash.clone() }])
+                check_token_lifetime(*lifetime_ms).map_err(invalid)?;
+                Ok(vec![EventKind::OperatorTokenRotated {
+                    name: name.clone(),
+                    token_hash: token_hash.clone(),
+                    expires_at: Some(Millis(now.0.saturating_add(*lifetime_ms))),
+                }])
+            }
+            Command::RevokeOperatorToken { name } => {
+                let operator = self.existing_operator(name)?;
+                if let TokenStanding::Revoked { at } = operator.token_standing(now) {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "operator {name}'s token was revoked already (at {at}); issue them a new one if they need it"
+                    )));
+                }
+                let working_admins = self
+                    .state
+                    .operators
+                    .values()
+                    .filter(|operator| {
+                        operator.role == OperatorRole::Admin && operator.token_standing(now) == TokenStanding::Works
+                    })
+                    .count();
+                if operator.role == OperatorRole::Admin
+                    && operator.token_standing(now) == TokenStanding::Works
+                    && working_admins == 1
+                {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "{name} holds the last admin token that works; add another admin first, or nobody could manage \
+                         accounts"
+                    )));
+                }
+                Ok(vec![EventKind::OperatorTokenRevoked { name: name.clone() }])
             }
             Command::RemoveOperator { name } => {
                 let operator = self.existing_operator(name)?;

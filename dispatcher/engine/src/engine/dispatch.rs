@@ -663,8 +663,10 @@ impl Engine {
             | Command::TriageMerge { .. }
             | Command::TriageReject { .. }
             | Command::IssueAgentToken { .. }
+            | Command::IssueAgentTokens { .. }
             | Command::AddOperator { .. }
             | Command::RotateOperatorToken { .. }
+            | Command::RevokeOperatorToken { .. }
             | Command::RemoveOperator { .. }
             | Command::RecordRead { .. } => {}
         }

@@ -199,13 +199,26 @@ impl Engine {
                     self.state.agent_tokens.insert(token.agent.clone(), token.token_hash.clone());
                 }
             }
-            EventKind::OperatorAdded { name, role, token_hash } => {
-                let operator = Operator { role: *role, token_hash: token_hash.clone(), created_at: at };
+            EventKind::OperatorAdded { name, role, token_hash, expires_at } => {
+                let operator = Operator {
+                    role: *role,
+                    token_hash: token_hash.clone(),
+                    created_at: at,
+                    token_expires_at: *expires_at,
+                    token_revoked_at: None,
+                };
                 self.state.operators.insert(name.clone(), operator);
             }
-            EventKind::OperatorTokenRotated { name, token_hash } => {
+            EventKind::OperatorTokenRotated { name, token_hash, expires_at } => {
                 if let Some(operator) = self.state.operators.get_mut(name) {
                     operator.token_hash = token_hash.clone();
+                    operator.token_expires_at = *expires_at;
+                    operator.token_revoked_at = None;
+                }
+            }
+            EventKind::OperatorTokenRevoked { name } => {
+                if let Some(operator) = self.state.operators.get_mut(name) {
+                    operator.token_revoked_at = Some(at);
                 }
             }
             EventKind::OperatorRemoved { name } => {

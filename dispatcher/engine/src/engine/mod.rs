@@ -181,14 +181,27 @@ pub enum Command {
         agent: AgentId,
         token_hash: String,
     },
+    /// Tokens for many people at once; with `replace` false, people who
+    /// have a token keep it and are left out.
+    IssueAgentTokens {
+        tokens: Vec<AgentTokenHash>,
+        replace: bool,
+    },
+    /// `lifetime_ms`: how long the token works from now (checked against
+    /// the bounds in `accounts`).
     AddOperator {
         name: String,
         role: OperatorRole,
         token_hash: String,
+        lifetime_ms: i64,
     },
     RotateOperatorToken {
         name: String,
         token_hash: String,
+        lifetime_ms: i64,
+    },
+    RevokeOperatorToken {
+        name: String,
     },
     RemoveOperator {
         name: String,

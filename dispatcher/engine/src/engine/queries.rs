@@ -152,6 +152,12 @@ impl Engine {
         self.state.agent_tokens.get(id).map(String::as_str)
     }
 
+    /// People on the roster without a token (those loaded from a roster
+    /// file at start, say), in id order.
+    pub fn agents_without_token(&self) -> impl Iterator<Item = &AgentId> {
+        self.state.agents.keys().filter(|id| !self.state.agent_tokens.contains_key(*id))
+    }
+
     pub fn plans(&self) -> impl Iterator<Item = &PlanSpec> {
         self.state.plans.values()
     }

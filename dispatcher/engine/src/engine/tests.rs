@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use super::*;
+use crate::accounts::TokenStanding;
 use crate::areas::parse_geojson;
 use crate::event::{EventKind, WidenReason, WithdrawReason};
 use crate::incident::{IncidentStatus, OfferRecord};
@@ -1566,4 +1567,63 @@ fn in_normal_mode_the_city_level_ends_at_the_city_border() {
     let (incident, events) = create(&mut engine, east(east_edge, -100.0), &[], 1, T0);
     assert!(offers_in(&events).is_empty(), "nobody inside the city: {:?}", offers_in(&events));
     assert_eq!(engine.state().incidents[&incident].scope, AreaLevel::City, "it widened to the city at once");
+}
+
+#[test]
+fn operator_tokens_expire_and_the_last_working_admin_token_cannot_be_revoked() {
+    let mut engine = engine();
+    let hour = 3_600_000;
+    let add = |name: &str, role, lifetime_ms| Command::AddOperator {
+        name: name.to_string(),
+        role,
+        token_hash: format!("hash-{name}"),
+        lifetime_ms,
+    };
+    let too_short = engine.execute(add("quick", OperatorRole::Viewer, 1000), "operator:test", T0);
+    assert!(matches!(too_short, Err(Rejection::InvalidArgument(message)) if message.contains("out of range")));
+    engine.execute(add("root", OperatorRole::Admin, hour), "operator:test", T0).expect("added");
+    engine.execute(add("spare", OperatorRole::Admin, 2 * hour), "operator:test", T0).expect("added");
+    let root = &engine.state().operators["root"];
+    assert_eq!(root.token_expires_at, Some(Millis(T0.0 + hour)));
+    assert_eq!(root.token_standing(Millis(T0.0 + hour - 1)), TokenStanding::Works);
+    assert_eq!(root.token_standing(Millis(T0.0 + hour)), TokenStanding::Expired { at: Millis(T0.0 + hour) });
+
+    // An hour on, root's token has expired: spare holds the last admin token
+    // that works, and cannot lose it.
+    let later = Millis(T0.0 + hour + 1);
+    let revoke = |name: &str| Command::RevokeOperatorToken { name: name.to_string() };
+    let refused = engine.execute(revoke("spare"), "operator:test", later);
+    assert!(matches!(refused, Err(Rejection::FailedPrecondition(message)) if message.contains("last admin token")));
+    engine.execute(revoke("root"), "operator:test", later).expect("an expired token may be revoked");
+    assert_eq!(engine.state().operators["root"].token_standing(later), TokenStanding::Revoked { at: later });
+    let twice = engine.execute(revoke("root"), "operator:test", later);
+    assert!(matches!(twice, Err(Rejection::FailedPrecondition(message)) if message.contains("revoked already")));
+    // A new token works again, for its own lifetime.
+    let rotate = Command::RotateOperatorToken { name: "root".into(), token_hash: "new".into(), lifetime_ms: hour };
+    engine.execute(rotate, "operator:test", later).expect("rotated");
+    let root = &engine.state().operators["root"];
+    assert_eq!((root.token_standing(later), root.token_expires_at), (TokenStanding::Works, Some(Millis(later.0 + hour))));
+}
+
+#[test]
+fn tokens_for_many_people_leave_out_those_who_have_one_unless_replacing() {
+    let mut engine = engine();
+    let upsert = Command::UpsertAgents { agents: vec![profile("a", &[]), profile("b", &[])], all_new: true, tokens: Vec::new() };
+    engine.execute(upsert, "operator:test", T0).expect("added");
+    let hashes = |people: &[&str], hash: &str| -> Vec<AgentTokenHash> {
+        people.iter().map(|id| AgentTokenHash { agent: AgentId::new(*id), token_hash: format!("{hash}-{id}") }).collect()
+    };
+    let issue = |people: &[&str], hash: &str, replace| Command::IssueAgentTokens { tokens: hashes(people, hash), replace };
+    engine.execute(issue(&["a"], "first", false), "operator:test", T0).expect("issued");
+    let events = engine.execute(issue(&["a", "b"], "second", false), "operator:test", T0).expect("issued");
+    assert!(matches!(&events[..], [Event { kind: EventKind::AgentTokensIssued { tokens }, .. }] if tokens.len() == 1));
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("a")], "first-a", "a kept theirs");
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("b")], "second-b");
+    let none = engine.execute(issue(&["a", "b"], "third", false), "operator:test", T0).expect("nothing to do");
+    assert!(none.is_empty(), "{none:?}");
+    engine.execute(issue(&["a"], "fourth", true), "operator:test", T0).expect("replaced");
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("a")], "fourth-a");
+    let stranger = engine.execute(issue(&["a", "ghost"], "fifth", true), "operator:test", T0);
+    assert!(matches!(stranger, Err(Rejection::NotFound(message)) if message.contains("ghost")));
+    assert_eq!(engine.state().agent_tokens[&AgentId::new("a")], "fourth-a", "a refusal changes nothing");
 }
