@@ -69,21 +69,7 @@ pub(crate) async fn survey(operators: Vec<Operator>) -> anyhow::Result<Found> {
             }
             found.areas.insert(area.id.clone(), area);
         }
-        let mut after = String::new();
-        loop {
-            let request = pb::ListIncidentsRequest { open_only: true, limit: 1000, after_id: after.clone() };
-            let page = operator
-                .call("listing open incidents", |mut commands| {
-                    let request = request.clone();
-                    async move { commands.list_incidents(request).await }
-                })
-                .await?
-                .into_inner()
-                .incidents;
-            let Some(last) = page.last().map(|incident| incident.id.clone()) else { break };
-            found.incidents.extend(page.into_iter().map(|incident| (incident.id.clone(), incident)));
-            after = last;
-        }
+        found.incidents.extend(operator.open_incidents().await?.into_iter().map(|incident| (incident.id.clone(), incident)));
         let plans = operator
             .call("listing plans", |mut commands| async move { commands.list_plans(pb::ListPlansRequest {}).await })
             .await?

@@ -195,52 +195,38 @@ async fn cancel_incidents(leaving: &Leaving<'_>, lines: &mut Vec<String>) -> any
     let mut cancelled = Vec::new();
     let mut held_by_drill_people = Vec::new();
     for mut shard in every_shard(leaving.operator) {
-        let mut after = String::new();
-        loop {
-            let request = pb::ListIncidentsRequest { open_only: true, limit: 1000, after_id: after.clone() };
-            let page = shard
-                .call("listing open incidents", |mut commands| {
-                    let request = request.clone();
-                    async move { commands.list_incidents(request).await }
-                })
-                .await?
-                .into_inner()
-                .incidents;
-            let Some(last) = page.last().map(|incident| incident.id.clone()) else { break };
-            for incident in page {
-                if leaving.ours.is_ours(&incident.id) != Some(true) {
-                    // Someone else's: a drill person must not be holding it.
-                    let held: Vec<&str> = incident
-                        .assignments
-                        .iter()
-                        .filter(|assignment| assignment.completed_at_ms == 0)
-                        .map(|assignment| assignment.agent_id.as_str())
-                        .filter(|agent| leaving.drill_people.contains(*agent))
-                        .collect();
-                    if !held.is_empty() {
-                        held_by_drill_people.push(format!("{} (by {})", incident.id, held.join(", ")));
-                    }
-                    continue;
+        for incident in shard.open_incidents().await? {
+            if leaving.ours.is_ours(&incident.id) != Some(true) {
+                // Someone else's: a drill person must not be holding it.
+                let held: Vec<&str> = incident
+                    .assignments
+                    .iter()
+                    .filter(|assignment| assignment.completed_at_ms == 0)
+                    .map(|assignment| assignment.agent_id.as_str())
+                    .filter(|agent| leaving.drill_people.contains(*agent))
+                    .collect();
+                if !held.is_empty() {
+                    held_by_drill_people.push(format!("{} (by {})", incident.id, held.join(", ")));
                 }
-                let request = pb::CancelIncidentRequest { id: incident.id.clone(), reason: DRILL_OVER.to_string() };
-                let result = shard
-                    .call("cancelling", |mut commands| {
-                        let request = request.clone();
-                        async move {
-                            match commands.cancel_incident(request).await {
-                                // Ended meanwhile (the last person completed it).
-                                Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
-                                other => other.map(|_| ()),
-                            }
-                        }
-                    })
-                    .await;
-                match result {
-                    Ok(()) => cancelled.push(incident.id),
-                    Err(error) => lines.push(format!("could not cancel {}: {error:#}", incident.id)),
-                }
+                continue;
             }
-            after = last;
+            let request = pb::CancelIncidentRequest { id: incident.id.clone(), reason: DRILL_OVER.to_string() };
+            let result = shard
+                .call("cancelling", |mut commands| {
+                    let request = request.clone();
+                    async move {
+                        match commands.cancel_incident(request).await {
+                            // Ended meanwhile (the last person completed it).
+                            Err(status) if status.code() == tonic::Code::FailedPrecondition => Ok(()),
+                            other => other.map(|_| ()),
+                        }
+                    }
+                })
+                .await;
+            match result {
+                Ok(()) => cancelled.push(incident.id),
+                Err(error) => lines.push(format!("could not cancel {}: {error:#}", incident.id)),
+            }
         }
     }
     if !cancelled.is_empty() {

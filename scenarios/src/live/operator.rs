@@ -97,6 +97,28 @@ impl Operator {
         self.connection.call(|connection| call(connection.commands())).await.map_err(|status| status_error(what, status))
     }
 
+    /// Every open incident this operator's dispatcher (or shard) holds,
+    /// read a page at a time.
+    pub(crate) async fn open_incidents(&mut self) -> anyhow::Result<Vec<pb::Incident>> {
+        let mut incidents = Vec::new();
+        let mut after = String::new();
+        loop {
+            let request = pb::ListIncidentsRequest { open_only: true, limit: 1000, after_id: after.clone() };
+            let page = self
+                .call("listing open incidents", |mut commands| {
+                    let request = request.clone();
+                    async move { commands.list_incidents(request).await }
+                })
+                .await?
+                .into_inner()
+                .incidents;
+            let Some(last) = page.last().map(|incident| incident.id.clone()) else { break };
+            incidents.extend(page);
+            after = last;
+        }
+        Ok(incidents)
+    }
+
     /// Events from the start of the watch on, at the owner, resumed after a
     /// failover from the event after the last one seen.
     pub(crate) async fn watch(&self) -> anyhow::Result<EventStream> {
