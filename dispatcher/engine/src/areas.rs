@@ -736,4 +736,40 @@ mod tests {
         let square_centre = map.inside_point(&AreaId::new("city")).expect("a point");
         assert_eq!(Some(square_centre), map.centroid(&AreaId::new("city")), "a convex area keeps its centroid");
     }
+
+    /// The rule for a point closer to a border than the data's precision:
+    /// the deepest area whose outline contains it decides, and its
+    /// ancestors follow the declared hierarchy. A grid that overhangs its
+    /// district by a centimetre (as real boundary files do) keeps a point
+    /// in the overhang in that grid and in the grid's own district, never
+    /// in the grid of one district and the district of another.
+    #[test]
+    fn a_point_in_a_grid_overhanging_its_district_follows_the_grid() {
+        let square = |west: f64, south: f64, east: f64, north: f64| {
+            vec![vec![[west, south], [east, south], [east, north], [west, north], [west, south]]]
+        };
+        let spec = |id: &str, level, parent: Option<&str>, polygons| AreaSpec {
+            id: AreaId::new(id),
+            name: id.to_string(),
+            level,
+            parent: parent.map(AreaId::new),
+            polygons,
+        };
+        // About 1 cm of overhang at this latitude: 1e-7 degrees.
+        let overhang = 1e-7;
+        let map = AreaMap::from(AreaImport {
+            areas: vec![
+                spec("city", AreaLevel::City, None, vec![square(0.0, 0.0, 0.02, 0.01)]),
+                spec("west", AreaLevel::District, Some("city"), vec![square(0.0, 0.0, 0.01, 0.01)]),
+                spec("east", AreaLevel::District, Some("city"), vec![square(0.01, 0.0, 0.02, 0.01)]),
+                spec("west-grid", AreaLevel::Grid, Some("west"), vec![square(0.005, 0.0, 0.01 + overhang, 0.01)]),
+            ],
+            service_centres: Vec::new(),
+        });
+        let in_the_overhang = Position { lon: 0.01 + overhang / 2.0, lat: 0.005 };
+        let placed = map.place(in_the_overhang);
+        assert!(placed.within(AreaLevel::Grid, &AreaId::new("west-grid")));
+        assert!(placed.within(AreaLevel::District, &AreaId::new("west")), "the grid's own district, not east");
+        assert!(!placed.within(AreaLevel::District, &AreaId::new("east")));
+    }
 }
