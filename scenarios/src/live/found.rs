@@ -89,21 +89,8 @@ pub(crate) async fn survey(operators: Vec<Operator>) -> anyhow::Result<Found> {
             .await?
             .into_inner();
         found.callups.extend(callups.callups.into_iter().map(|callup| (callup.id.clone(), callup)));
-        let mut after = String::new();
-        loop {
-            let request = pb::ListAgentsRequest { limit: 1000, after_id: after.clone(), ..Default::default() };
-            let page = operator
-                .call("listing people", |mut commands| {
-                    let request = request.clone();
-                    async move { commands.list_agents(request).await }
-                })
-                .await?
-                .into_inner()
-                .agents;
-            let Some(last) = page.last().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()) else { break };
-            found.people.extend(page.into_iter().filter_map(|agent| Some((agent.spec.as_ref()?.id.clone(), agent))));
-            after = last;
-        }
+        let people = operator.people().await?;
+        found.people.extend(people.into_iter().filter_map(|agent| Some((agent.spec.as_ref()?.id.clone(), agent))));
     }
     Ok(found)
 }

@@ -292,26 +292,15 @@ async fn sign_off(leaving: &Leaving<'_>, lines: &mut Vec<String>) -> anyhow::Res
 async fn on_duty(leaving: &Leaving<'_>) -> anyhow::Result<Vec<String>> {
     let mut still_on = Vec::new();
     for mut shard in every_shard(leaving.operator) {
-        let mut after = String::new();
-        loop {
-            let request = pb::ListAgentsRequest { limit: 1000, after_id: after.clone(), ..Default::default() };
-            let page = shard
-                .call("listing people", |mut commands| {
-                    let request = request.clone();
-                    async move { commands.list_agents(request).await }
-                })
+        still_on.extend(
+            shard
+                .people()
                 .await?
-                .into_inner()
-                .agents;
-            let Some(last) = page.last().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()) else { break };
-            still_on.extend(
-                page.into_iter()
-                    .filter(|agent| agent.status != pb::AgentStatus::OffDuty as i32)
-                    .filter_map(|agent| agent.spec.map(|spec| spec.id))
-                    .filter(|id| leaving.controls.contains_key(id)),
-            );
-            after = last;
-        }
+                .into_iter()
+                .filter(|agent| agent.status != pb::AgentStatus::OffDuty as i32)
+                .filter_map(|agent| agent.spec.map(|spec| spec.id))
+                .filter(|id| leaving.controls.contains_key(id)),
+        );
     }
     Ok(still_on)
 }

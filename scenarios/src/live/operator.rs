@@ -97,6 +97,28 @@ impl Operator {
         self.connection.call(|connection| call(connection.commands())).await.map_err(|status| status_error(what, status))
     }
 
+    /// Everyone on the roster of this operator's dispatcher (or shard),
+    /// read a page at a time.
+    pub(crate) async fn people(&mut self) -> anyhow::Result<Vec<pb::Agent>> {
+        let mut people = Vec::new();
+        let mut after = String::new();
+        loop {
+            let request = pb::ListAgentsRequest { limit: 1000, after_id: after.clone(), ..Default::default() };
+            let page = self
+                .call("listing people", |mut commands| {
+                    let request = request.clone();
+                    async move { commands.list_agents(request).await }
+                })
+                .await?
+                .into_inner()
+                .agents;
+            let Some(last) = page.last().and_then(|agent| agent.spec.as_ref()).map(|spec| spec.id.clone()) else { break };
+            people.extend(page);
+            after = last;
+        }
+        Ok(people)
+    }
+
     /// Every open incident this operator's dispatcher (or shard) holds,
     /// read a page at a time.
     pub(crate) async fn open_incidents(&mut self) -> anyhow::Result<Vec<pb::Incident>> {
