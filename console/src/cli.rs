@@ -196,10 +196,48 @@ impl OperatorRoleChoice {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AreasCommand {
-    /// Import areas and service centres from a GeoJSON FeatureCollection
+    /// Import areas and service centres from a GeoJSON FeatureCollection.
+    /// Prints what changes (added, changed, retired) and every problem of
+    /// the file at once; errors import nothing
     Import {
         /// The GeoJSON file (contract in scenarios/maps/README.md)
         file: PathBuf,
+        /// Check the file and print what would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The file is the whole map: retire the known areas it lacks
+        /// (people at home in them are re-homed by their home position)
+        #[arg(long)]
+        replace: bool,
+        /// The feature property holding the area id (e.g. adcode)
+        #[arg(long, value_name = "PROPERTY")]
+        id_property: Option<String>,
+        /// The feature property holding the name
+        #[arg(long, value_name = "PROPERTY")]
+        name_property: Option<String>,
+        /// The feature property holding the level
+        #[arg(long, value_name = "PROPERTY")]
+        level_property: Option<String>,
+        /// The feature property holding the parent's id (parents left out
+        /// are found by containment)
+        #[arg(long, value_name = "PROPERTY")]
+        parent_property: Option<String>,
+        /// The level of features that have none (e.g. district for a file
+        /// of district boundaries)
+        #[arg(long, value_enum)]
+        level: Option<LevelChoice>,
+    },
+    /// Retire an area: kept for history, nothing is placed in it any more;
+    /// people at home in it are re-homed by their home position
+    Retire {
+        /// The area's id
+        area: String,
+        /// Retire every area below it too
+        #[arg(long)]
+        with_children: bool,
+        /// Print what would be retired; change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List areas with their modes
     List {

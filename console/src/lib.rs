@@ -113,7 +113,29 @@ async fn execute(
     let mut client = connection.commands();
     let client = &mut client;
     match command {
-        Command::Areas(AreasCommand::Import { file }) => commands::areas::import(client, &file, as_json).await,
+        Command::Areas(AreasCommand::Import {
+            file,
+            dry_run,
+            replace,
+            id_property,
+            name_property,
+            level_property,
+            parent_property,
+            level,
+        }) => {
+            let properties = pingji_proto::v1::MapProperties {
+                id: id_property.unwrap_or_default(),
+                name: name_property.unwrap_or_default(),
+                level: level_property.unwrap_or_default(),
+                parent: parent_property.unwrap_or_default(),
+                default_level: level.map_or(pingji_proto::v1::AreaLevel::Unspecified, cli::LevelChoice::to_pb) as i32,
+            };
+            let how = commands::areas::ImportHow { dry_run, replace, properties };
+            commands::areas::import(client, &file, how, as_json).await
+        }
+        Command::Areas(AreasCommand::Retire { area, with_children, dry_run }) => {
+            commands::areas::retire(client, &area, with_children, dry_run, as_json).await
+        }
         Command::Areas(AreasCommand::List { level }) => {
             commands::areas::list(client, level.map(cli::LevelChoice::to_pb), as_json).await
         }

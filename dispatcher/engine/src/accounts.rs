@@ -95,6 +95,7 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         "CreateIncident" | "CancelIncident" | "CloseIncident" | "TriageReport" => Dispatcher,
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,
         "ImportAreas"
+        | "RetireArea"
         | "UpsertAgent"
         | "ImportAgents"
         | "ImportPlans"

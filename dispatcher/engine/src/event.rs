@@ -52,6 +52,13 @@ pub enum EventKind {
     AreasImported {
         import: AreaImport,
     },
+    /// Areas retired by a newer map or by an admin, and service centres
+    /// removed. People at home in a retired area are re-homed by their home
+    /// position, else to the nearest area above that stays.
+    AreasRetired {
+        areas: Vec<AreaId>,
+        service_centres: Vec<AreaId>,
+    },
     AgentsUpserted {
         agents: Vec<AgentProfile>,
     },
@@ -277,6 +284,7 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::AreasImported { .. } => "areas_imported",
+            EventKind::AreasRetired { .. } => "areas_retired",
             EventKind::AgentsUpserted { .. } => "agents_upserted",
             EventKind::AgentStatusChanged { .. } => "agent_status_changed",
             EventKind::IncidentReported { .. } => "incident_reported",

@@ -43,9 +43,16 @@ fn ids(ids: &[AgentId]) -> Vec<String> {
     ids.iter().map(ToString::to_string).collect()
 }
 
+fn area_ids(ids: &[AreaId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
 fn body_to_pb(kind: &EventKind) -> Body {
     use pb::event as e;
     match kind {
+        EventKind::AreasRetired { areas, service_centres } => {
+            Body::AreasRetired(e::AreasRetired { area_ids: area_ids(areas), service_centre_ids: area_ids(service_centres) })
+        }
         EventKind::AreasImported { import } => Body::AreasImported(e::AreasImported {
             areas: import.areas.iter().map(area_spec_to_pb).collect(),
             service_centres: import
@@ -391,6 +398,10 @@ fn wire_position(location: Option<&pb::Location>, what: &str) -> Result<Position
 
 fn body_from_pb(body: &Body) -> Result<EventKind, String> {
     Ok(match body {
+        Body::AreasRetired(retired) => EventKind::AreasRetired {
+            areas: retired.area_ids.iter().map(AreaId::new).collect(),
+            service_centres: retired.service_centre_ids.iter().map(AreaId::new).collect(),
+        },
         Body::AreasImported(import) => EventKind::AreasImported {
             import: AreaImport {
                 areas: import.areas.iter().map(area_spec_from_pb).collect::<Result<_, _>>()?,
@@ -891,6 +902,8 @@ mod tests {
         let activation = || id().prop_map(ActivationId::new);
         prop_oneof![
             area_import().prop_map(|import| EventKind::AreasImported { import }),
+            (vec(area(), 0..3), vec(area(), 0..2))
+                .prop_map(|(areas, service_centres)| EventKind::AreasRetired { areas, service_centres }),
             vec(profile(), 0..3).prop_map(|agents| EventKind::AgentsUpserted { agents }),
             (agent(), prop::sample::select(vec![AgentStatus::Available, AgentStatus::Busy, AgentStatus::OffDuty]))
                 .prop_map(|(agent, status)| EventKind::AgentStatusChanged { agent, status }),
@@ -1134,6 +1147,7 @@ mod tests {
         fn covered(kind: &EventKind) {
             match kind {
                 EventKind::AreasImported { .. }
+                | EventKind::AreasRetired { .. }
                 | EventKind::AgentsUpserted { .. }
                 | EventKind::AgentStatusChanged { .. }
                 | EventKind::IncidentReported { .. }

@@ -21,7 +21,6 @@ use crate::runtime::Dispatcher;
 use crate::server::error::rejection_status;
 use crate::tokens;
 use pingji_engine::accounts::{self, AgentTokenHash, Operator, OperatorRole};
-use pingji_engine::areas::parse_geojson;
 use pingji_engine::engine::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use pingji_engine::engine::{Command, Rejection};
 use pingji_engine::event::EventKind;
@@ -61,11 +60,13 @@ impl CommandService for CommandApi {
     #[instrument(skip_all)]
     async fn import_areas(&self, request: Request<pb::ImportAreasRequest>) -> Result<Response<pb::ImportAreasResponse>, Status> {
         let actor = caller(&request)?.actor();
-        let import = parse_geojson(&request.into_inner().geojson).map_err(invalid)?;
-        let counts =
-            pb::ImportAreasResponse { areas: import.areas.len() as u32, service_centres: import.service_centres.len() as u32 };
-        self.dispatcher.execute(Command::ImportAreas(import), actor, |_, _| ()).await?;
-        Ok(Response::new(counts))
+        Ok(Response::new(super::maps::import(&self.dispatcher, actor, request.into_inner()).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn retire_area(&self, request: Request<pb::RetireAreaRequest>) -> Result<Response<pb::RetireAreaResponse>, Status> {
+        let actor = caller(&request)?.actor();
+        Ok(Response::new(super::maps::retire(&self.dispatcher, actor, request.into_inner()).await?))
     }
 
     async fn list_areas(&self, request: Request<pb::ListAreasRequest>) -> Result<Response<pb::ListAreasResponse>, Status> {

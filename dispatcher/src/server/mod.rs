@@ -39,6 +39,7 @@ pub mod connections;
 pub mod error;
 pub mod events;
 pub mod front;
+mod maps;
 mod ownership;
 mod serving;
 pub mod sharding;

@@ -29,6 +29,7 @@ pub fn line(event: &pb::Event) -> String {
 pub fn kind_name(body: &Body) -> &'static str {
     match body {
         Body::AreasImported(_) => "areas_imported",
+        Body::AreasRetired(_) => "areas_retired",
         Body::AgentsUpserted(_) => "agents_upserted",
         Body::AgentStatusChanged(_) => "agent_status_changed",
         Body::IncidentReported(_) => "incident_reported",
@@ -142,6 +143,11 @@ fn summary_of(body: &Body) -> String {
     match body {
         Body::AreasImported(import) => {
             format!("{} areas, {} service centres", import.areas.len(), import.service_centres.len())
+        }
+        Body::AreasRetired(retired) => {
+            let named: Vec<&str> = retired.area_ids.iter().take(5).map(String::as_str).collect();
+            let more = if retired.area_ids.len() > named.len() { ", …" } else { "" };
+            format!("{} areas retired: {}{more}", retired.area_ids.len(), named.join(", "))
         }
         Body::AgentsUpserted(upserted) => match upserted.agents.as_slice() {
             [one] => format!("person {} ({})", one.id, one.name),

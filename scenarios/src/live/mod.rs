@@ -411,7 +411,7 @@ impl Prepared<'_> {
         };
         for mut shard_operator in self.operator.every_shard()? {
             if let Some(map_text) = &map_text {
-                let request = pb::ImportAreasRequest { geojson: map_text.clone() };
+                let request = pb::ImportAreasRequest { geojson: map_text.clone(), ..Default::default() };
                 shard_operator
                     .call("importing the map", |mut commands| {
                         let request = request.clone();

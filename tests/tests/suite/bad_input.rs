@@ -258,13 +258,13 @@ async fn malformed_geojson_is_invalid() -> anyhow::Result<()> {
 
     let truncated = r#"{"type": "FeatureCollection", "features": [{"type": "Feature""#;
     assert_refused(
-        command.import_areas(pb::ImportAreasRequest { geojson: truncated.into() }).await,
+        command.import_areas(pb::ImportAreasRequest { geojson: truncated.into(), ..Default::default() }).await,
         Code::InvalidArgument,
         &["not valid JSON"],
     );
     let not_a_collection = r#"{"type": "Feature", "properties": {}, "geometry": null}"#;
     assert_refused(
-        command.import_areas(pb::ImportAreasRequest { geojson: not_a_collection.into() }).await,
+        command.import_areas(pb::ImportAreasRequest { geojson: not_a_collection.into(), ..Default::default() }).await,
         Code::InvalidArgument,
         &["FeatureCollection"],
     );
@@ -286,7 +286,7 @@ async fn a_cyclic_area_hierarchy_is_invalid() -> anyhow::Result<()> {
         feature("loop-b", "street", "loop-a"),
     ]});
     assert_refused(
-        command.import_areas(pb::ImportAreasRequest { geojson: cyclic.to_string() }).await,
+        command.import_areas(pb::ImportAreasRequest { geojson: cyclic.to_string(), ..Default::default() }).await,
         Code::InvalidArgument,
         &["cycle", "loop-a", "loop-b"],
     );

@@ -22,6 +22,7 @@ mod durability;
 mod event_stream;
 mod health;
 mod limits;
+mod maps;
 mod mobilisation;
 mod observability;
 mod privacy_and_paging;

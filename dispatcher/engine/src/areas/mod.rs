@@ -16,7 +16,8 @@ mod geojson;
 #[cfg(test)]
 mod tests;
 
-pub use geojson::parse_geojson;
+pub use check::{MapCheck, MapDiff, MapProblem, ProblemKind};
+pub use geojson::{MapProperties, MapReading, parse_geojson, read_geojson};
 
 /// A level of the hierarchy; `City` is the top.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -144,10 +145,13 @@ type BoxEntry = GeomWithData<Rectangle<[f64; 2]>, AreaId>;
 /// Every imported area with its shape, indexed for point-in-polygon.
 /// Serialises as its specs; shapes and the index are rebuilt on load.
 #[derive(Default, Serialize, Deserialize)]
-#[serde(from = "AreaImport", into = "AreaImport")]
+#[serde(from = "MapSnapshot", into = "MapSnapshot")]
 pub struct AreaMap {
     specs: BTreeMap<AreaId, AreaSpec>,
     centres: BTreeMap<AreaId, ServiceCentreSpec>,
+    /// Areas a newer map retired, kept for history: what incidents and
+    /// reports name stays readable. Nothing is placed in them.
+    retired: BTreeMap<AreaId, AreaSpec>,
     shapes: BTreeMap<AreaId, AreaShape>,
     index: RTree<BoxEntry>,
     /// Whether two areas touch, worked out once per pair when first asked
@@ -156,9 +160,18 @@ pub struct AreaMap {
     touching: std::sync::Mutex<std::collections::HashMap<(AreaId, AreaId), bool>>,
 }
 
+/// The map as a snapshot stores it: its specs, and the retired areas.
+#[derive(Serialize, Deserialize)]
+struct MapSnapshot {
+    areas: Vec<AreaSpec>,
+    service_centres: Vec<ServiceCentreSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired: Vec<AreaSpec>,
+}
+
 impl PartialEq for AreaMap {
     fn eq(&self, other: &Self) -> bool {
-        self.specs == other.specs && self.centres == other.centres
+        self.specs == other.specs && self.centres == other.centres && self.retired == other.retired
     }
 }
 
@@ -170,17 +183,32 @@ impl std::fmt::Debug for AreaMap {
 
 impl Clone for AreaMap {
     fn clone(&self) -> Self {
-        AreaMap::from(self.clone_specs())
+        AreaMap::from(MapSnapshot::from(self))
     }
 }
 
 impl AreaMap {
+    /// The map's areas and service centres as an import (retired areas left out).
+    pub fn to_import(&self) -> AreaImport {
+        self.clone_specs()
+    }
+
     fn clone_specs(&self) -> AreaImport {
         AreaImport { areas: self.specs.values().cloned().collect(), service_centres: self.centres.values().cloned().collect() }
     }
 
     pub fn get(&self, id: &AreaId) -> Option<&AreaSpec> {
         self.specs.get(id)
+    }
+
+    /// An area in force or retired: for naming what history refers to.
+    pub fn get_any(&self, id: &AreaId) -> Option<&AreaSpec> {
+        self.specs.get(id).or_else(|| self.retired.get(id))
+    }
+
+    /// Areas retired by a newer map, kept for history.
+    pub fn retired(&self) -> impl Iterator<Item = &AreaSpec> {
+        self.retired.values()
     }
 
     pub fn contains(&self, id: &AreaId) -> bool {
@@ -314,10 +342,26 @@ impl AreaMap {
     pub fn apply_import(&mut self, import: &AreaImport) {
         self.touching.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
         for spec in &import.areas {
+            self.retired.remove(&spec.id);
             self.specs.insert(spec.id.clone(), spec.clone());
         }
         for centre in &import.service_centres {
             self.centres.insert(centre.id.clone(), centre.clone());
+        }
+        self.rebuild_shapes();
+    }
+
+    /// Retires areas (kept for history, no longer placed in) and removes
+    /// service centres: a newer map lacks them, or an admin retired them.
+    pub fn retire(&mut self, areas: &[AreaId], service_centres: &[AreaId]) {
+        self.touching.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        for id in areas {
+            if let Some(spec) = self.specs.remove(id) {
+                self.retired.insert(id.clone(), spec);
+            }
+        }
+        for id in service_centres {
+            self.centres.remove(id);
         }
         self.rebuild_shapes();
     }
@@ -345,9 +389,24 @@ impl From<AreaImport> for AreaMap {
     }
 }
 
-impl From<AreaMap> for AreaImport {
+impl From<MapSnapshot> for AreaMap {
+    fn from(snapshot: MapSnapshot) -> Self {
+        let mut map = AreaMap::from(AreaImport { areas: snapshot.areas, service_centres: snapshot.service_centres });
+        map.retired = snapshot.retired.into_iter().map(|spec| (spec.id.clone(), spec)).collect();
+        map
+    }
+}
+
+impl From<&AreaMap> for MapSnapshot {
+    fn from(map: &AreaMap) -> Self {
+        let AreaImport { areas, service_centres } = map.clone_specs();
+        MapSnapshot { areas, service_centres, retired: map.retired.values().cloned().collect() }
+    }
+}
+
+impl From<AreaMap> for MapSnapshot {
     fn from(map: AreaMap) -> Self {
-        map.clone_specs()
+        MapSnapshot::from(&map)
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::areas::check::{MapProblem, ProblemKind};
 use crate::crs::CoordinateSystem;
 
 fn square(x0: f64, y0: f64, x1: f64, y1: f64) -> serde_json::Value {
@@ -49,6 +50,13 @@ fn snapshot_round_trip_rebuilds_the_index() {
 
 #[test]
 fn bad_hierarchies_are_refused_with_the_reason() {
+    let spec_of = |id: &str| AreaSpec {
+        id: AreaId::new(id),
+        name: id.to_string(),
+        level: AreaLevel::City,
+        parent: None,
+        polygons: vec![vec![vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]]],
+    };
     let cycle = collection(vec![
         feature("a", "district", "b", square(0.0, 0.0, 1.0, 1.0)),
         feature("b", "street", "a", square(0.0, 0.0, 1.0, 1.0)),
@@ -72,7 +80,10 @@ fn bad_hierarchies_are_refused_with_the_reason() {
         feature("c", "city", "", square(0.0, 0.0, 1.0, 1.0)),
         feature("c", "city", "", square(0.0, 0.0, 1.0, 1.0)),
     ]);
-    let error = AreaMap::default().validate_import(&parse_geojson(&duplicate).expect("parses")).unwrap_err();
+    let error = parse_geojson(&duplicate).unwrap_err();
+    assert!(error.contains("twice") && error.contains("feature #1"), "{error}");
+    let twice = AreaImport { areas: vec![spec_of("c"), spec_of("c")], service_centres: Vec::new() };
+    let error = AreaMap::default().validate_import(&twice).unwrap_err();
     assert!(error.contains("twice"), "{error}");
 }
 
@@ -206,4 +217,167 @@ fn a_point_in_a_grid_overhanging_its_district_follows_the_grid() {
     assert!(placed.within(AreaLevel::Grid, &AreaId::new("west-grid")));
     assert!(placed.within(AreaLevel::District, &AreaId::new("west")), "the grid's own district, not east");
     assert!(!placed.within(AreaLevel::District, &AreaId::new("east")));
+}
+
+fn sample_text() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/maps/sample-city.geojson");
+    std::fs::read_to_string(path).expect("sample city present")
+}
+
+fn kinds(problems: &[MapProblem]) -> Vec<(ProblemKind, bool, Option<usize>, Option<String>)> {
+    problems
+        .iter()
+        .map(|problem| (problem.kind, problem.error, problem.feature, problem.area.as_ref().map(|id| id.to_string())))
+        .collect()
+}
+
+#[test]
+fn the_sample_city_has_no_problems() {
+    let check = AreaMap::default().check_file(&sample_text(), &MapProperties::default(), false).expect("reads");
+    assert_eq!(kinds(&check.reading.problems), vec![]);
+    assert_eq!(check.diff.added.len(), check.reading.import.areas.len());
+}
+
+/// One file with a problem of every kind: all are reported in one pass,
+/// each with its feature, its id and, for geometry, its size.
+#[test]
+fn every_problem_of_a_file_is_reported_at_once() {
+    // About 1.1 km per 0.01 degree here (the equator): squares of districts
+    // 0.01 wide, grids 0.005.
+    let text = collection(vec![
+        feature("city", "city", "", square(0.0, 0.0, 0.02, 0.01)),
+        feature("west", "district", "city", square(0.0, 0.0, 0.01, 0.01)),
+        feature("east", "district", "city", square(0.01, 0.0, 0.02, 0.01)),
+        // #3: a grid of west drawn inside east (moved across the border).
+        feature("moved", "grid", "west", square(0.012, 0.0, 0.017, 0.005)),
+        // #4 and #5: the same grid twice under two ids.
+        feature("g1", "grid", "west", square(0.0, 0.0, 0.005, 0.005)),
+        feature("g1-copy", "grid", "west", square(0.0, 0.0, 0.005, 0.005)),
+        // #6: no id.
+        serde_json::json!({"type": "Feature", "properties": {"name": "nameless", "level": "grid", "parent": "west"}, "geometry": square(0.0, 0.005, 0.005, 0.01)}),
+        feature("g3", "grid", "west", square(0.005, 0.005, 0.01, 0.01)),
+        // #8: an unknown level.
+        feature("x", "county", "city", square(0.0, 0.0, 0.01, 0.01)),
+        // #9: no name, and a sliver as a second part.
+        serde_json::json!({"type": "Feature", "properties": {"id": "g2", "level": "grid", "parent": "east"}, "geometry": {
+        "type": "MultiPolygon", "coordinates": [
+            [[[0.015, 0.005], [0.02, 0.005], [0.02, 0.01], [0.015, 0.01], [0.015, 0.005]]],
+            [[[0.011, 0.005], [0.014, 0.005], [0.014, 0.0050001], [0.011, 0.0050001], [0.011, 0.005]]]
+        ]}}),
+        // #10: a parent nobody has.
+        feature("orphan", "grid", "nowhere", square(0.011, 0.006, 0.012, 0.007)),
+        // #11: g3's id again.
+        feature("g3", "grid", "west", square(0.005, 0.0, 0.01, 0.005)),
+    ]);
+    let check = AreaMap::default().check_file(&text, &MapProperties::default(), false).expect("reads");
+    let found = kinds(&check.reading.problems);
+    let has = |kind: ProblemKind, error: bool, feature: usize| {
+        found.iter().any(|(k, e, f, _)| *k == kind && *e == error && *f == Some(feature))
+    };
+    assert!(has(ProblemKind::OutsideParent, true, 3), "{found:?}");
+    assert!(has(ProblemKind::SiblingOverlap, true, 4) || has(ProblemKind::SiblingOverlap, true, 5), "{found:?}");
+    assert!(has(ProblemKind::MissingId, true, 6), "{found:?}");
+    assert!(has(ProblemKind::DuplicateId, true, 11), "{found:?}");
+    assert_eq!(found.iter().filter(|(kind, ..)| *kind == ProblemKind::DuplicateId).count(), 1, "{found:?}");
+    assert!(has(ProblemKind::UnknownLevel, true, 8), "{found:?}");
+    assert!(has(ProblemKind::Unnamed, false, 9), "{found:?}");
+    assert!(has(ProblemKind::Sliver, false, 9), "{found:?}");
+    assert!(has(ProblemKind::UnknownParent, true, 10), "{found:?}");
+    let moved = check.reading.problems.iter().find(|problem| problem.kind == ProblemKind::OutsideParent).expect("found");
+    assert!(moved.message.contains("100 % outside its parent west") && moved.message.contains("it lies in east"), "{moved}");
+    let size = moved.size_m2.expect("sized");
+    assert!((size - 0.005 * 0.005 * 111_195.0f64.powi(2)).abs() / size < 0.01, "{size} m²");
+    let sliver = check.reading.problems.iter().find(|problem| problem.kind == ProblemKind::Sliver).expect("found");
+    assert!(sliver.size_m.is_some_and(|width| width < 0.1), "{sliver:?}");
+    // The first error is also what the plain reading refuses with.
+    assert!(parse_geojson(&text).is_err());
+}
+
+/// A district file as DataV/AMap exports it: administrative codes, the
+/// parent as an object, levels their own; and a street file with neither
+/// parents nor levels, placed by containment.
+#[test]
+fn codes_map_to_ids_and_missing_parents_are_found_by_containment() {
+    let coded = |adcode: u32, name: &str, level: &str, parent: Option<u32>, geometry: serde_json::Value| {
+        let mut properties = serde_json::json!({"adcode": adcode, "name": name, "level": level});
+        if let Some(parent) = parent {
+            properties["parent"] = serde_json::json!({"adcode": parent});
+        }
+        serde_json::json!({"type": "Feature", "properties": properties, "geometry": geometry})
+    };
+    let districts = collection(vec![
+        coded(330100, "杭州市", "city", None, square(0.0, 0.0, 0.02, 0.01)),
+        coded(330102, "上城区", "district", Some(330100), square(0.0, 0.0, 0.01, 0.01)),
+        coded(330105, "拱墅区", "district", Some(330100), square(0.01, 0.0, 0.02, 0.01)),
+    ]);
+    let by_code = MapProperties { id: "adcode".into(), ..MapProperties::default() };
+    let map = AreaMap::default();
+    let check = map.check_file(&districts, &by_code, false).expect("reads");
+    assert_eq!(kinds(&check.reading.problems), vec![]);
+    let district = check.reading.import.areas.iter().find(|spec| spec.id.as_str() == "330102").expect("read");
+    assert_eq!(district.parent, Some(AreaId::new("330100")));
+    let mut map = AreaMap::from(check.reading.import);
+
+    let street = |code: &str, name: &str, geometry: serde_json::Value| serde_json::json!({"type": "Feature", "properties": {"code": code, "title": name}, "geometry": geometry});
+    let streets = collection(vec![
+        street("330102001", "湖滨街道", square(0.0, 0.0, 0.005, 0.01)),
+        street("330105001", "米市巷街道", square(0.012, 0.0, 0.02, 0.01)),
+    ]);
+    let as_streets = MapProperties {
+        id: "code".into(),
+        name: "title".into(),
+        default_level: Some(AreaLevel::Street),
+        ..MapProperties::default()
+    };
+    let check = map.check_file(&streets, &as_streets, false).expect("reads");
+    assert_eq!(kinds(&check.reading.problems), vec![]);
+    assert_eq!(check.parents_inferred, 2);
+    let parents: Vec<_> = check.reading.import.areas.iter().map(|spec| spec.parent.clone().map(|id| id.to_string())).collect();
+    assert_eq!(parents, vec![Some("330102".to_string()), Some("330105".to_string())]);
+    assert_eq!(check.diff.kept, 3, "the districts stay");
+    map.apply_import(&check.reading.import);
+    let placed = map.place(Position { lon: 0.015, lat: 0.005 });
+    assert_eq!(placed.at(AreaLevel::Street), Some(&AreaId::new("330105001")));
+    assert_eq!(placed.at(AreaLevel::District), Some(&AreaId::new("330105")));
+
+    // Without a level, and without a way to tell it, the file says how.
+    let check = map.check_file(&streets, &MapProperties { id: "code".into(), ..MapProperties::default() }, false).expect("reads");
+    assert!(
+        check
+            .reading
+            .problems
+            .iter()
+            .all(|problem| problem.kind == ProblemKind::UnknownLevel && problem.message.contains("--level"))
+    );
+}
+
+/// A new version of the map: added, changed and retired areas, with the
+/// difference; the retired are kept for history and nothing is placed in them.
+#[test]
+fn a_replacing_import_retires_what_the_file_lacks() {
+    let map = small_map();
+    let text = collection(vec![
+        feature("city", "city", "", square(0.0, 0.0, 2.0, 1.0)),
+        feature("d1", "district", "city", square(0.0, 0.0, 1.0, 1.0)),
+        serde_json::json!({"type": "Feature", "properties": {"id": "d2", "name": "d2 renamed", "level": "district", "parent": "city"}, "geometry": square(1.0, 0.0, 2.0, 1.0)}),
+        feature("g2", "grid", "d1", square(0.5, 0.0, 1.0, 1.0)),
+    ]);
+    let check = map.check_file(&text, &MapProperties::default(), true).expect("reads");
+    assert_eq!(kinds(&check.reading.problems), vec![]);
+    assert_eq!(check.diff.added, vec![AreaId::new("g2")]);
+    assert_eq!(check.diff.changed, vec![(AreaId::new("d2"), vec!["name d2 → d2 renamed".to_string()])]);
+    assert_eq!(check.diff.unchanged, 2);
+    assert_eq!(check.diff.retired, vec![AreaId::new("g1")]);
+    let merged = map.check_file(&text, &MapProperties::default(), false).expect("reads");
+    assert_eq!((merged.diff.retired.len(), merged.diff.kept), (0, 1));
+
+    let mut map = map;
+    map.apply_import(&check.reading.import);
+    map.retire(&check.diff.retired, &[]);
+    assert_eq!(map.place(Position { lon: 0.25, lat: 0.5 }).deepest(), Some(AreaLevel::District));
+    assert!(map.get(&AreaId::new("g1")).is_none());
+    assert_eq!(map.get_any(&AreaId::new("g1")).map(|spec| spec.name.as_str()), Some("g1"));
+    let json = serde_json::to_string(&map).expect("serialise");
+    let back: AreaMap = serde_json::from_str(&json).expect("deserialise");
+    assert_eq!(back, map, "the retired survive a snapshot");
 }

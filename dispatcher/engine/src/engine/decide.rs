@@ -22,6 +22,11 @@ fn invalid(message: String) -> Rejection {
     Rejection::InvalidArgument(message)
 }
 
+/// A map refused: an id used twice already exists, anything else is invalid.
+fn map_rejection(message: String) -> Rejection {
+    if message.contains("twice") { Rejection::AlreadyExists(message) } else { invalid(message) }
+}
+
 /// Free text: at most 2,000 characters, no control characters but line
 /// breaks and tabs.
 pub(super) fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
@@ -45,10 +50,44 @@ impl Engine {
         self.check_scope(command)?;
         match command {
             Command::ImportAreas(import) => {
-                self.state.areas.validate_import(import).map_err(|message| {
-                    if message.contains("twice") { Rejection::AlreadyExists(message) } else { invalid(message) }
-                })?;
+                self.state.areas.validate_import(import).map_err(map_rejection)?;
                 Ok(vec![EventKind::AreasImported { import: import.clone() }])
+            }
+            Command::ReplaceAreas(import) => {
+                self.state.areas.validate_replacement(import).map_err(map_rejection)?;
+                let diff = self.state.areas.diff(import, true);
+                self.check_retirement(&diff.retired)?;
+                let mut events = vec![EventKind::AreasImported { import: import.clone() }];
+                if !diff.retired.is_empty() || !diff.service_centres_removed.is_empty() {
+                    events.push(EventKind::AreasRetired { areas: diff.retired, service_centres: diff.service_centres_removed });
+                }
+                Ok(events)
+            }
+            Command::RetireArea { area, with_children } => {
+                if !self.state.areas.contains(area) {
+                    return Err(Rejection::NotFound(format!(
+                        "area {} is not on the map (it may be retired already); see `pingji areas list`",
+                        quote(area)
+                    )));
+                }
+                let areas = self.state.areas.subtree(area);
+                if areas.len() > 1 && !with_children {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "area {area} has {} areas below it ({}{}); retire them with it (--with-children), or import \
+                         a map without them (--replace)",
+                        areas.len() - 1,
+                        areas[1..].iter().take(3).map(|id| id.as_str()).collect::<Vec<_>>().join(", "),
+                        if areas.len() > 4 { ", …" } else { "" }
+                    )));
+                }
+                self.check_retirement(&areas)?;
+                let service_centres = self
+                    .state
+                    .areas
+                    .service_centres()
+                    .filter(|centre| areas.contains(&centre.area))
+                    .map(|centre| centre.id.clone());
+                Ok(vec![EventKind::AreasRetired { service_centres: service_centres.collect(), areas }])
             }
             Command::UpsertAgents { agents, all_new, tokens } => {
                 let mut seen = BTreeSet::new();
@@ -467,6 +506,21 @@ impl Engine {
     /// district's areas, and people who live in another district. (Incidents
     /// are checked where their place is found.) Areas off the map and people
     /// without a home area are left to the usual checks.
+    /// Areas in emergency are not retired: their command would lose its area.
+    fn check_retirement(&self, areas: &[AreaId]) -> Result<(), Rejection> {
+        for area in areas {
+            if let Some(setting) = self.state.modes.get(area)
+                && setting.mode.is_emergency()
+            {
+                return Err(Rejection::FailedPrecondition(format!(
+                    "area {area} is in {}; switch it back to normal before retiring it",
+                    setting.mode.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn check_scope(&self, command: &Command) -> Result<(), Rejection> {
         if self.scope.is_none() {
             return Ok(());

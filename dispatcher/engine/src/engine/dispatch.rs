@@ -650,6 +650,8 @@ impl Engine {
                 self.dispatch_waiting(now, out);
             }
             Command::ImportAreas(_)
+            | Command::ReplaceAreas(_)
+            | Command::RetireArea { .. }
             | Command::UpsertAgents { .. }
             | Command::CheckIn { .. }
             | Command::FieldReport { .. }

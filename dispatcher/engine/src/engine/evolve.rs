@@ -47,6 +47,7 @@ impl Engine {
                 self.state.areas.apply_import(import);
                 self.live.replace_everyone(&self.state.areas);
             }
+            EventKind::AreasRetired { areas, service_centres } => self.retire_areas(areas, service_centres),
             EventKind::AgentsUpserted { agents } => {
                 for profile in agents {
                     // A located person's copy of the roster follows the change; a
@@ -357,5 +358,37 @@ impl Engine {
         for agent in released {
             self.release(agent);
         }
+    }
+
+    /// Retires areas: people at home in one move to the area of the same
+    /// level (else the deepest) where their home position lies, else to the
+    /// nearest area above that stays; everyone is placed again.
+    fn retire_areas(&mut self, areas: &[crate::ids::AreaId], service_centres: &[crate::ids::AreaId]) {
+        let map = &self.state.areas;
+        let fallback: std::collections::BTreeMap<_, _> = areas
+            .iter()
+            .map(|id| {
+                let level = map.get(id).map(|spec| spec.level);
+                let above = map.lineage(id).into_iter().map(|spec| spec.id.clone()).find(|area| !areas.contains(area));
+                (id.clone(), (level, above))
+            })
+            .collect();
+        self.state.areas.retire(areas, service_centres);
+        for id in areas {
+            self.state.low_grids.remove(id);
+            self.state.modes.remove(id);
+        }
+        for record in self.state.agents.values_mut() {
+            let Some((level, above)) = record.profile.home_area.as_ref().and_then(|home| fallback.get(home)) else {
+                continue;
+            };
+            let placed = record.profile.home.map(|at| self.state.areas.place(at));
+            let by_position = placed.and_then(|placement| {
+                let level = level.filter(|level| placement.at(*level).is_some()).or(placement.deepest())?;
+                placement.at(level).cloned()
+            });
+            record.profile.home_area = by_position.or_else(|| above.clone());
+        }
+        self.live.replace_everyone(&self.state.areas);
     }
 }

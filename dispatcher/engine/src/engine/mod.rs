@@ -70,7 +70,17 @@ pub enum Rejection {
 /// Everything the engine can be asked to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
+    /// Adds areas and changes known ones; areas the import lacks stay.
     ImportAreas(AreaImport),
+    /// The import is the whole map: known areas and service centres it
+    /// lacks are retired.
+    ReplaceAreas(AreaImport),
+    /// Retires an area (kept for history; nothing is placed in it any more),
+    /// and with `with_children` every area below it.
+    RetireArea {
+        area: AreaId,
+        with_children: bool,
+    },
     /// Adds or updates people. With `all_new`, every id must be new (an import).
     UpsertAgents {
         agents: Vec<AgentProfile>,
@@ -404,6 +414,13 @@ impl Engine {
     }
 
     /// Decides, evolves and reacts. A rejected command changes nothing.
+    /// Whether a command would be accepted now, changing nothing: a dry run.
+    /// Only for commands decided from the state alone (not the live ones:
+    /// connecting, disconnecting, locations).
+    pub fn check(&self, command: &Command, now: Millis) -> Result<(), Rejection> {
+        self.decide(command, now).map(|_| ())
+    }
+
     pub fn execute(&mut self, command: Command, actor: &str, now: Millis) -> Result<Vec<Event>, Rejection> {
         let mut out = Vec::new();
         match command {

@@ -1627,3 +1627,73 @@ fn tokens_for_many_people_leave_out_those_who_have_one_unless_replacing() {
     assert!(matches!(stranger, Err(Rejection::NotFound(message)) if message.contains("ghost")));
     assert_eq!(engine.state().agent_tokens[&AgentId::new("a")], "fourth-a", "a refusal changes nothing");
 }
+
+/// A new version of the map retires the grids it lacks: people at home in
+/// one move to the grid where their home lies (or, without a home position,
+/// to the community above), incidents keep the area they had, nothing is
+/// placed in the retired grid, and a replay arrives at the same state.
+#[test]
+fn a_new_map_version_retires_grids_and_rehomes_their_people() {
+    let mut engine = Engine::new(quiet_policy());
+    let mut log = engine.execute(Command::ImportAreas(sample_map()), "operator:test", T0).expect("map imports");
+    let old = area("d1-s1-c1-g1");
+    let inside = engine.state().areas.inside_point(&old).expect("a point inside");
+    let mut at_home = profile("p1", &[]);
+    at_home.home_area = Some(old.clone());
+    at_home.home = Some(inside);
+    let mut no_position = profile("p2", &[]);
+    no_position.home_area = Some(old.clone());
+    let added = Command::UpsertAgents { agents: vec![at_home, no_position], all_new: true, tokens: Vec::new() };
+    log.extend(engine.execute(added, "operator:test", T0).expect("people added"));
+    let (incident, events) = create_forced(&mut engine, inside, &[], 1, T0);
+    log.extend(events);
+
+    let mut version2 = sample_map();
+    let renamed = version2.areas.iter_mut().find(|spec| spec.id == old).expect("in the sample");
+    renamed.id = area("d1-s1-c1-g1-2027");
+    let events = engine.execute(Command::ReplaceAreas(version2.clone()), "operator:test", T0.plus_seconds(60)).expect("replaced");
+    log.extend(events.clone());
+    let retired: Vec<_> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::AreasRetired { areas, .. } => Some(areas.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retired, vec![vec![old.clone()]]);
+    let state = engine.state();
+    assert_eq!(state.agents[&AgentId::new("p1")].profile.home_area, Some(area("d1-s1-c1-g1-2027")));
+    assert_eq!(state.agents[&AgentId::new("p2")].profile.home_area, Some(area("d1-s1-c1")));
+    assert_eq!(state.areas.place(inside).at(AreaLevel::Grid), Some(&area("d1-s1-c1-g1-2027")));
+    assert_eq!(state.incidents[&incident].placement.at(AreaLevel::Grid), Some(&old), "history keeps the area it had");
+    assert!(state.areas.get_any(&old).is_some_and(|spec| spec.name == "柳岸社区第1网格"));
+    assert_eq!(&replayed(&engine, &log), engine.state(), "a replay re-homes the same way");
+    // The same import again changes nothing more.
+    let events = engine.execute(Command::ReplaceAreas(version2), "operator:test", T0.plus_seconds(61)).expect("again");
+    assert!(events.iter().all(|event| !matches!(event.kind, EventKind::AreasRetired { .. })));
+}
+
+#[test]
+fn an_admin_retires_one_area_but_not_one_with_children_or_in_emergency() {
+    let mut engine = engine();
+    let before = engine.state().clone();
+    let refused = engine.execute(Command::RetireArea { area: area("d1"), with_children: false }, "operator:test", T0);
+    assert!(
+        matches!(&refused, Err(Rejection::FailedPrecondition(message)) if message.contains("--with-children")),
+        "{refused:?}"
+    );
+    switch(&mut engine, "d2-s1-c1", Mode::EmergencyIi, T0);
+    let before_emergency = engine.state().clone();
+    let refused = engine.execute(Command::RetireArea { area: area("d2"), with_children: true }, "operator:test", T0);
+    assert!(
+        matches!(&refused, Err(Rejection::FailedPrecondition(message)) if message.contains("d2-s1-c1 is in emergency")),
+        "{refused:?}"
+    );
+    assert_eq!(engine.state(), &before_emergency, "a refused retirement changes nothing");
+    let unknown = engine.execute(Command::RetireArea { area: area("nowhere"), with_children: false }, "operator:test", T0);
+    assert!(matches!(unknown, Err(Rejection::NotFound(_))));
+    engine.execute(Command::RetireArea { area: area("d1"), with_children: true }, "operator:test", T0).expect("retired");
+    assert!(engine.state().areas.areas().all(|spec| !spec.id.as_str().starts_with("d1")));
+    assert!(engine.state().areas.service_centres().all(|centre| !centre.area.as_str().starts_with("d1")));
+    assert_ne!(engine.state().areas, before.areas);
+}
