@@ -374,12 +374,15 @@ pub(super) async fn load_startup_files(dispatcher: &Dispatcher, config: &Config)
         if already {
             info!(path = %path.display(), "areas already loaded");
         } else {
-            let areas = import.areas.len();
-            dispatcher
-                .execute(Command::ImportAreas(import), ACTOR.to_string(), |_, _| ())
+            // As `pingji areas import` does: every problem of the file, warnings logged.
+            let request = pingji_proto::v1::ImportAreasRequest { geojson: text, ..Default::default() };
+            let response = super::maps::import(dispatcher, ACTOR.to_string(), request)
                 .await
-                .map_err(|error| anyhow::anyhow!("areas file {}: {error}", path.display()))?;
-            info!(path = %path.display(), areas, "areas loaded");
+                .map_err(|status| anyhow::anyhow!("areas file {}: {}", path.display(), status.message()))?;
+            for problem in &response.problems {
+                warn!(path = %path.display(), feature = ?problem.feature, area = %problem.area_id, "{}", problem.message);
+            }
+            info!(path = %path.display(), areas = response.areas, warnings = response.problems.len(), "areas loaded");
         }
     }
     load_plans(dispatcher, &config.plan_paths).await?;
