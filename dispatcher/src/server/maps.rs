@@ -204,6 +204,7 @@ fn problem_to_pb(problem: &MapProblem) -> pb::MapProblem {
         ProblemKind::SiblingOverlap => K::SiblingOverlap,
         ProblemKind::Sliver => K::Sliver,
         ProblemKind::Unnamed => K::Unnamed,
+        ProblemKind::NoGrids => K::NoGrids,
     };
     pb::MapProblem {
         kind: kind as i32,

@@ -40,6 +40,9 @@ pub enum ProblemKind {
     SiblingOverlap,
     Sliver,
     Unnamed,
+    /// The map after the import has no grids: what most cities' boundary
+    /// files are, and what grid-level work cannot run on.
+    NoGrids,
 }
 
 /// One problem of a map file: errors refuse the import, warnings do not.
@@ -163,6 +166,27 @@ impl AreaMap {
         reading.add(structure);
         reading.add(geometry);
         let diff = self.diff(&reading.import, replace);
+        let kept_grids =
+            !replace && self.specs.values().any(|spec| spec.level == AreaLevel::Grid && !diff.retired.contains(&spec.id));
+        let imported_grids = reading.import.areas.iter().any(|spec| spec.level == AreaLevel::Grid);
+        if !kept_grids && !imported_grids && !reading.import.areas.is_empty() {
+            let levels: BTreeSet<&str> = reading.import.areas.iter().map(|spec| spec.level.name()).collect();
+            let message = format!(
+                "the map has no grids (only {}): people and incidents are placed by their widest areas, grid staffing \
+                 is not checked and normal-mode dispatch starts above the grid. Import the grid file of the city's \
+                 grid office, or for drills subdivide it: `drill map subdivide FILE --out OUT` (scenarios/maps/README.md)",
+                levels.into_iter().collect::<Vec<_>>().join(", ")
+            );
+            reading.problems.push(MapProblem {
+                kind: ProblemKind::NoGrids,
+                error: false,
+                feature: None,
+                area: None,
+                message,
+                size_m2: None,
+                size_m: None,
+            });
+        }
         Ok(MapCheck { reading, parents_inferred, diff })
     }
 

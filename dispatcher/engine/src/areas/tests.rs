@@ -313,7 +313,12 @@ fn codes_map_to_ids_and_missing_parents_are_found_by_containment() {
     let by_code = MapProperties { id: "adcode".into(), ..MapProperties::default() };
     let map = AreaMap::default();
     let check = map.check_file(&districts, &by_code, false).expect("reads");
-    assert_eq!(kinds(&check.reading.problems), vec![]);
+    let no_grids = vec![(ProblemKind::NoGrids, false, None, None)];
+    assert_eq!(kinds(&check.reading.problems), no_grids, "a district file imports, with a word on grids");
+    assert!(
+        check.reading.problems[0].message.contains("only city, district")
+            && check.reading.problems[0].message.contains("subdivide")
+    );
     let district = check.reading.import.areas.iter().find(|spec| spec.id.as_str() == "330102").expect("read");
     assert_eq!(district.parent, Some(AreaId::new("330100")));
     let mut map = AreaMap::from(check.reading.import);
@@ -330,7 +335,7 @@ fn codes_map_to_ids_and_missing_parents_are_found_by_containment() {
         ..MapProperties::default()
     };
     let check = map.check_file(&streets, &as_streets, false).expect("reads");
-    assert_eq!(kinds(&check.reading.problems), vec![]);
+    assert_eq!(kinds(&check.reading.problems), no_grids);
     assert_eq!(check.parents_inferred, 2);
     let parents: Vec<_> = check.reading.import.areas.iter().map(|spec| spec.parent.clone().map(|id| id.to_string())).collect();
     assert_eq!(parents, vec![Some("330102".to_string()), Some("330105".to_string())]);
