@@ -61,20 +61,17 @@ pub struct MapProblem {
 }
 
 impl MapProblem {
+    /// A problem of one area, an error or a warning.
+    pub fn new(kind: ProblemKind, error: bool, area: &AreaId, message: impl Into<String>) -> MapProblem {
+        MapProblem { kind, error, feature: None, area: Some(area.clone()), message: message.into(), size_m2: None, size_m: None }
+    }
+
     pub fn error(kind: ProblemKind, area: &AreaId, message: impl Into<String>) -> MapProblem {
-        MapProblem {
-            kind,
-            error: true,
-            feature: None,
-            area: Some(area.clone()),
-            message: message.into(),
-            size_m2: None,
-            size_m: None,
-        }
+        MapProblem::new(kind, true, area, message)
     }
 
     pub fn warning(kind: ProblemKind, area: &AreaId, message: impl Into<String>) -> MapProblem {
-        MapProblem { error: false, ..MapProblem::error(kind, area, message) }
+        MapProblem::new(kind, false, area, message)
     }
 
     pub fn at_feature(self, feature: usize) -> MapProblem {
@@ -415,12 +412,7 @@ impl AreaMap {
             } else {
                 message.push_str("; the outlines disagree at the border, which is tolerated");
             }
-            let problem = if error {
-                MapProblem::error(ProblemKind::OutsideParent, &spec.id, message)
-            } else {
-                MapProblem::warning(ProblemKind::OutsideParent, &spec.id, message)
-            };
-            problems.push(problem.sized(outside));
+            problems.push(MapProblem::new(ProblemKind::OutsideParent, error, &spec.id, message).sized(outside));
         }
 
         // Siblings: areas of one level under one parent, from the import and
@@ -466,12 +458,7 @@ impl AreaMap {
                     } else {
                         message.push_str("; a point there goes to the smaller id");
                     }
-                    let problem = if error {
-                        MapProblem::error(ProblemKind::SiblingOverlap, &first.id, message)
-                    } else {
-                        MapProblem::warning(ProblemKind::SiblingOverlap, &first.id, message)
-                    };
-                    problems.push(problem.sized(overlap));
+                    problems.push(MapProblem::new(ProblemKind::SiblingOverlap, error, &first.id, message).sized(overlap));
                 }
             }
         }
