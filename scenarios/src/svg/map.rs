@@ -238,20 +238,18 @@ fn name_style(level: AreaLevel) -> (f64, bool, &'static str) {
 }
 
 /// The level to name at this scale: the deepest of district, street and
-/// community whose areas in view are, at the median, big enough for names;
-/// districts when none is.
-fn level_to_name(in_view: &[(&Shape<'_>, MultiPolygon<f64>)], frame: Rect<f64>) -> Option<AreaLevel> {
+/// community whose areas centred in the view are, at the median, big enough
+/// for names; districts when none is. (Areas the view shows only the edge
+/// of would make every level look too small.)
+fn level_to_name(in_view: &[(&Shape<'_>, MultiPolygon<f64>)], projection: &Projection, frame: Rect<f64>) -> Option<AreaLevel> {
     let mut named = None;
     for level in [AreaLevel::District, AreaLevel::Street, AreaLevel::Community] {
         let mut sides: Vec<f64> = in_view
             .iter()
             .filter(|(shape, _)| shape.spec.level == level)
-            .filter_map(|(_, pixels)| {
-                let bounds = pixels.bounding_rect()?;
-                let width = bounds.max().x.min(frame.max().x) - bounds.min().x.max(frame.min().x);
-                let height = bounds.max().y.min(frame.max().y) - bounds.min().y.max(frame.min().y);
-                Some(width.min(height))
-            })
+            .map(|(shape, _)| projection.pixels_of(shape.bounds))
+            .filter(|bounds| holds(frame, Rect::new(bounds.center(), bounds.center())))
+            .map(|bounds| bounds.width().min(bounds.height()))
             .collect();
         if sides.is_empty() {
             continue;
@@ -510,7 +508,7 @@ pub fn map(report: &Report, map: &AreaImport) -> String {
     // area's centre, inside the frame; one that finds no room is left out.
     out.push_str(r##"<g id="labels" stroke="white" stroke-width="3" stroke-linejoin="round" paint-order="stroke">"##);
     out.push('\n');
-    if let Some(level) = level_to_name(&in_view, frame) {
+    if let Some(level) = level_to_name(&in_view, &projection, frame) {
         let (font_size, bold, fill) = name_style(level);
         let mut to_name: Vec<(&Shape<'_>, Polygon<f64>)> = in_view
             .iter()
