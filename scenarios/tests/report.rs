@@ -789,3 +789,22 @@ fn the_map_of_a_city_the_size_of_hangzhou_is_fitted_to_the_emergency_small_and_r
         "the view's box {view_in_inset:?} is not a part of the city in the inset {inset:?}"
     );
 }
+
+#[test]
+fn with_no_area_in_emergency_the_big_citys_map_shows_the_whole_city_without_an_inset() {
+    let city = big_city::city();
+    let mut report = big_city::report(&city);
+    report.emergency_areas.clear();
+    let svg = pingji_scenarios::svg::map(&report, &city);
+    eprintln!("big city, no emergency: map.svg is {} bytes", svg.len());
+    assert!(svg.len() < 300_000, "map.svg is {} bytes, over 300 KB", svg.len());
+    let (mut all, tree) = problems("big-city-calm/map.svg", &svg, Fonts::AsNamed);
+    let png = render_png("big-city-calm", "map.svg", &tree);
+    eprintln!("big city, no emergency: rendered to {}", png.display());
+    all.extend(problems("big-city-calm/map.svg", &svg, Fonts::Wide).0);
+    assert!(all.is_empty(), "{} problems with the big city's map:\n{}", all.len(), all.join("\n"));
+    assert!(tree.node_by_id("inset").is_none(), "an inset of the city beside a map of the whole city");
+    // Every district is named: at the city's scale, districts are the level that fits.
+    let named: usize = big_city::DISTRICT_NAMES.iter().filter(|name| svg.contains(&format!(">{name}</text>"))).count();
+    assert_eq!(named, big_city::DISTRICT_NAMES.len(), "districts named at the city's scale");
+}

@@ -51,8 +51,14 @@ const DOT_RADIUS: f64 = 2.8;
 
 /// A coordinate in pixels, to 0.1 px, without a trailing ".0".
 fn px(value: f64) -> String {
-    let tenths = (value * 10.0).round() as i64;
-    if tenths % 10 == 0 { (tenths / 10).to_string() } else { format!("{:.1}", tenths as f64 / 10.0) }
+    tenths_text((value * 10.0).round() as i64)
+}
+
+/// A whole number of tenths as a decimal: 123 → "12.3", 120 → "12", -5 → "-0.5".
+fn tenths_text(tenths: i64) -> String {
+    let sign = if tenths < 0 { "-" } else { "" };
+    let (whole, tenth) = (tenths.abs() / 10, tenths.abs() % 10);
+    if tenth == 0 { format!("{sign}{whole}") } else { format!("{sign}{whole}.{tenth}") }
 }
 
 /// One area with its outline on a plane: x is longitude times the cosine of
@@ -174,14 +180,17 @@ fn drawn(shape: &Shape<'_>, projection: &Projection, tolerance: f64, cut: Option
     if simplified.0.is_empty() { None } else { Some(simplified) }
 }
 
-/// SVG path data of polygons in pixels: every ring, to 0.1 px.
+/// SVG path data of polygons in pixels: every ring, to 0.1 px. Each ring
+/// starts at an absolute point and goes on in steps from point to point
+/// (shorter to write than absolute points); the steps are taken between
+/// rounded points, so no rounding error adds up along a ring.
 fn path_data(polygons: &MultiPolygon<f64>) -> String {
     let mut data = String::new();
     for polygon in polygons {
         for ring in std::iter::once(polygon.exterior()).chain(polygon.interiors()) {
-            let mut points: Vec<(String, String)> = Vec::new();
+            let mut points: Vec<(i64, i64)> = Vec::new();
             for coord in ring.coords() {
-                let point = (px(coord.x), px(coord.y));
+                let point = ((coord.x * 10.0).round() as i64, (coord.y * 10.0).round() as i64);
                 if points.last() != Some(&point) {
                     points.push(point);
                 }
@@ -189,13 +198,12 @@ fn path_data(polygons: &MultiPolygon<f64>) -> String {
             if points.len() > 1 && points.first() == points.last() {
                 points.pop();
             }
-            if points.len() < 3 {
-                continue;
+            let (Some(&(first_x, first_y)), true) = (points.first(), points.len() >= 3) else { continue };
+            let _ = write!(data, "M{},{}l", tenths_text(first_x), tenths_text(first_y));
+            for pair in points.windows(2) {
+                let _ = write!(data, "{},{} ", tenths_text(pair[1].0 - pair[0].0), tenths_text(pair[1].1 - pair[0].1));
             }
-            for (index, (x, y)) in points.iter().enumerate() {
-                data.push_str(if index == 0 { "M" } else { " " });
-                let _ = write!(data, "{x},{y}");
-            }
+            data.pop();
             data.push('Z');
         }
     }
@@ -660,5 +668,16 @@ mod tests {
         assert_eq!(px(12.96), "13");
         assert_eq!(px(-0.04), "0");
         assert_eq!(px(-3.25), "-3.3");
+        assert_eq!(px(-0.5), "-0.5");
+    }
+
+    #[test]
+    fn rings_are_written_as_steps_between_rounded_points() {
+        let triangle = MultiPolygon::new(vec![Polygon::new(
+            LineString::from(vec![(10.04, 20.0), (30.06, 20.0), (30.06, 5.55), (10.04, 20.0)]),
+            vec![],
+        )]);
+        // From (10, 20): to (30.1, 20), to (30.1, 5.6) (5.55 rounds up), and closed.
+        assert_eq!(path_data(&triangle), "M10,20l20.1,0 0,-14.4Z");
     }
 }
