@@ -11,9 +11,11 @@
 
 use std::fmt::Write as _;
 
-use pingji_engine::areas::{AreaImport, AreaLevel};
+use crate::report::{IncidentFigures, Report, StaffingSample, clock};
 
-use crate::report::{IncidentFigures, Report, StaffingSample, clock, plural};
+mod map;
+
+pub use map::map;
 
 /// Fonts with Chinese glyphs first, then the generic family.
 const FONT_FAMILY: &str = "'Noto Sans CJK SC', 'WenQuanYi Micro Hei', 'PingFang SC', 'Microsoft YaHei', sans-serif";
@@ -28,8 +30,6 @@ const MARGIN: f64 = 20.0;
 /// Between the plot area and the legend box.
 const GAP: f64 = 24.0;
 const PRIORITY_COLOURS: [&str; 4] = ["#d62728", "#ff7f0e", "#bcbd22", "#1f77b4"];
-/// Metres per degree of latitude (a sphere of 6,371 km).
-const METRES_PER_DEGREE: f64 = 111_195.0;
 
 #[derive(Clone, Copy)]
 pub enum Measure {
@@ -239,12 +239,15 @@ fn legend(out: &mut String, x: f64, y: f64, title: &str, entries: &[LegendEntry]
                 r##"<line x1="{left}" y1="{middle:.1}" x2="{:.1}" y2="{middle:.1}" stroke="{colour}" stroke-width="{width}"/>"##,
                 left + SWATCH
             ),
+            // As the map draws them: a filled dot outlined in white, a hollow one in its colour.
             Swatch::Dot { colour, filled } => format!(
-                r##"<circle cx="{centre}" cy="{middle:.1}" r="4" fill="{}" stroke="{colour}" stroke-width="1.5"/>"##,
-                if *filled { colour } else { "white" }
+                r##"<circle cx="{centre}" cy="{middle:.1}" r="3.5" fill="{}" stroke="{}" stroke-width="{}"/>"##,
+                if *filled { colour } else { "white" },
+                if *filled { "white" } else { colour },
+                if *filled { 0.6 } else { 1.2 }
             ),
             Swatch::Square { colour } => {
-                format!(r##"<rect x="{:.1}" y="{:.1}" width="4" height="4" fill="{colour}"/>"##, centre - 2.0, middle - 2.0)
+                format!(r##"<rect x="{:.1}" y="{:.1}" width="3" height="3" fill="{colour}"/>"##, centre - 1.5, middle - 1.5)
             }
             Swatch::Area { colour, opacity } => format!(
                 r##"<rect x="{left}" y="{:.1}" width="{SWATCH}" height="10" fill="{colour}" fill-opacity="{opacity}" stroke="#999"/>"##,
@@ -394,275 +397,6 @@ pub fn staffing(report: &Report) -> String {
     out
 }
 
-/// The centre of a ring in picture coordinates: its centroid by area, or
-/// the mean of its points for a degenerate ring.
-fn centre_of(ring: &[(f64, f64)]) -> Option<(f64, f64)> {
-    if ring.is_empty() {
-        return None;
-    }
-    let (mut twice_area, mut sum_x, mut sum_y) = (0.0, 0.0, 0.0);
-    for (index, (x0, y0)) in ring.iter().enumerate() {
-        let (x1, y1) = ring[(index + 1) % ring.len()];
-        let cross = x0 * y1 - x1 * y0;
-        twice_area += cross;
-        sum_x += (x0 + x1) * cross;
-        sum_y += (y0 + y1) * cross;
-    }
-    if twice_area.abs() < 1e-6 {
-        let count = ring.len() as f64;
-        return Some((ring.iter().map(|p| p.0).sum::<f64>() / count, ring.iter().map(|p| p.1).sum::<f64>() / count));
-    }
-    Some((sum_x / (3.0 * twice_area), sum_y / (3.0 * twice_area)))
-}
-
-/// A label's box: left, top, right, bottom.
-type LabelBox = (f64, f64, f64, f64);
-
-fn boxes_meet(a: LabelBox, b: LabelBox) -> bool {
-    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
-}
-
-/// A length for the scale bar: 1, 2 or 5 times a power of ten metres, about
-/// `target_px` long at `px_per_metre`.
-fn scale_length(px_per_metre: f64, target_px: f64) -> f64 {
-    let metres = target_px / px_per_metre;
-    let magnitude = 10f64.powf(metres.log10().floor());
-    [5.0, 2.0, 1.0].iter().map(|m| m * magnitude).find(|length| *length <= metres).unwrap_or(magnitude)
-}
-
-/// The areas, the incidents (coloured by priority; hollow when never
-/// staffed), where each responder was when offered and a line from there to
-/// the incident they took; district and community names, a scale bar and a
-/// legend.
-pub fn map(report: &Report, map: &AreaImport) -> String {
-    let responders: Vec<(&IncidentFigures, [f64; 2])> = report
-        .incidents
-        .iter()
-        .flat_map(|figures| figures.responders.iter().filter_map(move |responder| Some((figures, responder.from?))))
-        .collect();
-    let responders_total: usize = report.incidents.iter().map(|figures| figures.responders.len()).sum();
-    let points = map
-        .areas
-        .iter()
-        .flat_map(|area| area.polygons.iter().flatten().flatten().copied())
-        .chain(report.incidents.iter().map(|figures| figures.at))
-        .chain(responders.iter().map(|(_, from)| *from));
-    let (mut west, mut south, mut east, mut north) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-    for [lon, lat] in points {
-        west = west.min(lon);
-        east = east.max(lon);
-        south = south.min(lat);
-        north = north.max(lat);
-    }
-    if west > east {
-        (west, south, east, north) = (0.0, 0.0, 0.01, 0.01);
-    }
-    // Equirectangular about the middle latitude: fine at the size of a city.
-    let squash = ((south + north) / 2.0).to_radians().cos().max(0.1);
-    let span_x = ((east - west) * squash).max(1e-9);
-    let span_y = (north - south).max(1e-9);
-    const MAP_MAX: f64 = 720.0;
-    const PAD: f64 = 10.0;
-    let scale = (MAP_MAX / span_x).min(MAP_MAX / span_y);
-    let (map_width, map_height) = (span_x * scale + 2.0 * PAD, span_y * scale + 2.0 * PAD);
-
-    let mut entries: Vec<LegendEntry> = Vec::new();
-    let priorities: Vec<u8> = (1..=4u8).filter(|p| report.incidents.iter().any(|f| f.priority.clamp(1, 4) == *p)).collect();
-    for priority in &priorities {
-        let colour = PRIORITY_COLOURS[(priority - 1) as usize];
-        entries
-            .push(LegendEntry { swatch: Swatch::Dot { colour, filled: true }, label: format!("P{priority} incident, staffed") });
-    }
-    entries.push(LegendEntry { swatch: Swatch::Dot { colour: "#777", filled: false }, label: "incident never staffed".into() });
-    entries.push(LegendEntry { swatch: Swatch::Square { colour: "#333" }, label: "responder when offered (±100 m)".into() });
-    entries.push(LegendEntry { swatch: Swatch::Line { colour: "#888", width: 1.0 }, label: "responder → incident".into() });
-    entries.push(LegendEntry { swatch: Swatch::Area { colour: "#ffcc80", opacity: 0.5 }, label: "area in emergency".into() });
-    for (label, colour, width) in [
-        ("district boundary", "#444", 2.0),
-        ("street boundary", "#777", 1.4),
-        ("community boundary", "#999", 1.0),
-        ("grid boundary", "#ccc", 0.6),
-    ] {
-        entries.push(LegendEntry { swatch: Swatch::Line { colour, width }, label: label.into() });
-    }
-    let legend_title = "legend";
-    let (legend_width, legend_height) = legend_size(legend_title, &entries, 11.0);
-    let width = MARGIN + map_width + GAP + legend_width + MARGIN;
-
-    let names = |id: &str| map.areas.iter().find(|area| area.id.as_str() == id).map(|area| area.name.clone());
-    let mut subtitle = vec![plural(report.totals.incidents, "incident", "incidents")];
-    let reported = report.incidents.iter().map(|figures| figures.reported_at_s);
-    if let (Some(first), Some(last)) = (reported.clone().reduce(f64::min), reported.reduce(f64::max)) {
-        let started = report.drill.started_at_ms;
-        subtitle[0] += &format!(" reported {} to {} on the drill clock", clock(started, first), clock(started, last));
-    }
-    let unknown = responders_total - responders.len();
-    subtitle.push(format!(
-        "{} drawn from where they were when offered{}",
-        plural(responders_total, "responder", "responders"),
-        if unknown > 0 { format!(" ({unknown} with no known start point)") } else { String::new() }
-    ));
-    if !report.emergency_areas.is_empty() {
-        let areas: Vec<String> = report
-            .emergency_areas
-            .iter()
-            .map(|(id, grade)| match names(id) {
-                Some(name) if !name.is_empty() => format!("{id} {name} in {grade}"),
-                _ => format!("{id} in {grade}"),
-            })
-            .collect();
-        subtitle.push(areas.join(", "));
-    }
-    let subtitle = wrap(&(subtitle.join("; ") + "."), 12.0, width - 2.0 * MARGIN);
-    let header_bottom = 30.0 + 17.0 * subtitle.len() as f64;
-    let map_top = header_bottom + 16.0;
-    let scale_bar_y = map_top + map_height + 24.0;
-    let height = (scale_bar_y + 24.0).max(map_top + legend_height + MARGIN);
-    let (left, top) = (MARGIN + PAD, map_top + PAD);
-    let x = |lon: f64| left + (lon - west) * squash * scale;
-    let y = |lat: f64| top + (north - lat) * scale;
-
-    let mut out = String::new();
-    header(&mut out, width, height, "Areas, incidents and responders", &subtitle);
-    let _ = writeln!(
-        out,
-        r##"<rect id="plot-area" x="{MARGIN}" y="{map_top:.1}" width="{map_width:.1}" height="{map_height:.1}" fill="none"/>"##
-    );
-    // Areas that were in emergency during the drill, tinted under the outlines.
-    for (area_id, grade) in &report.emergency_areas {
-        let Some(area) = map.areas.iter().find(|area| area.id.as_str() == area_id) else { continue };
-        for polygon in &area.polygons {
-            let Some(ring) = polygon.first() else { continue };
-            let points: Vec<String> = ring.iter().map(|[lon, lat]| format!("{:.1},{:.1}", x(*lon), y(*lat))).collect();
-            let _ = writeln!(
-                out,
-                r##"<polygon points="{}" fill="#ffcc80" fill-opacity="0.5" stroke="none"><title>{} in {}</title></polygon>"##,
-                points.join(" "),
-                escape(area_id),
-                escape(grade)
-            );
-        }
-    }
-    let mut areas: Vec<_> = map.areas.iter().collect();
-    areas.sort_by_key(|area| std::cmp::Reverse(area.level));
-    for area in &areas {
-        let (stroke, stroke_width) = match area.level {
-            AreaLevel::City => ("#222", 2.5),
-            AreaLevel::District => ("#444", 2.0),
-            AreaLevel::Street => ("#777", 1.4),
-            AreaLevel::Community => ("#999", 1.0),
-            _ => ("#ccc", 0.6),
-        };
-        for polygon in &area.polygons {
-            let Some(ring) = polygon.first() else { continue };
-            let points: Vec<String> = ring.iter().map(|[lon, lat]| format!("{:.1},{:.1}", x(*lon), y(*lat))).collect();
-            let _ = writeln!(
-                out,
-                r##"<polygon points="{}" fill="none" stroke="{stroke}" stroke-width="{stroke_width}"/>"##,
-                points.join(" ")
-            );
-        }
-    }
-    out.push_str("<g id=\"responders\">\n");
-    for (figures, [lon, lat]) in &responders {
-        let _ = writeln!(
-            out,
-            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#888" stroke-opacity="0.7" stroke-width="0.8"/>"##,
-            x(*lon),
-            y(*lat),
-            x(figures.at[0]),
-            y(figures.at[1])
-        );
-    }
-    for (_, [lon, lat]) in &responders {
-        let _ = writeln!(out, r##"<rect x="{:.1}" y="{:.1}" width="4" height="4" fill="#333"/>"##, x(*lon) - 2.0, y(*lat) - 2.0);
-    }
-    out.push_str("</g>\n<g id=\"incidents\">\n");
-    for figures in &report.incidents {
-        let colour = PRIORITY_COLOURS[(figures.priority.clamp(1, 4) - 1) as usize];
-        let fill = if figures.staffed_s.is_some() { colour } else { "white" };
-        let _ = writeln!(
-            out,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{fill}" stroke="{colour}" stroke-width="1.5"><title>{} {} P{}</title></circle>"##,
-            x(figures.at[0]),
-            y(figures.at[1]),
-            escape(&figures.id),
-            escape(&figures.category),
-            figures.priority
-        );
-    }
-    out.push_str("</g>\n");
-
-    // Names last, on a white halo, so no dot or line hides them; districts
-    // first so that they keep the centre and communities give way. Each goes
-    // where it covers the fewest incidents, near its area's centre.
-    out.push_str(r##"<g id="labels" stroke="white" stroke-width="3" stroke-linejoin="round" paint-order="stroke">"##);
-    out.push('\n');
-    let dots: Vec<LabelBox> = report
-        .incidents
-        .iter()
-        .map(|figures| {
-            let (cx, cy) = (x(figures.at[0]), y(figures.at[1]));
-            (cx - 4.5, cy - 4.5, cx + 4.5, cy + 4.5)
-        })
-        .collect();
-    let mut placed: Vec<LabelBox> = Vec::new();
-    for (level, font_size, bold, fill) in [(AreaLevel::District, 15.0, true, "#222"), (AreaLevel::Community, 11.0, false, "#555")]
-    {
-        for area in map.areas.iter().filter(|area| area.level == level) {
-            let Some(ring) = area.polygons.iter().filter_map(|polygon| polygon.first()).max_by_key(|ring| ring.len()) else {
-                continue;
-            };
-            let projected: Vec<(f64, f64)> = ring.iter().skip(1).map(|[lon, lat]| (x(*lon), y(*lat))).collect();
-            let Some((centre_x, centre_y)) = centre_of(&projected) else { continue };
-            let half_width = text_width(&area.name, font_size, bold) / 2.0;
-            let line = font_size * 1.3;
-            let offsets = [(0.0, 0.0), (0.0, -1.0), (0.0, 1.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -2.0), (0.0, 2.0)];
-            let candidates = offsets.map(|(columns, rows)| {
-                let (middle_x, middle_y) = (centre_x + columns * half_width, centre_y + rows * line);
-                (middle_x - half_width, middle_y - line / 2.0, middle_x + half_width, middle_y + line / 2.0)
-            });
-            let covered = |candidate: &LabelBox| dots.iter().filter(|dot| boxes_meet(*candidate, **dot)).count();
-            let label_box = candidates
-                .iter()
-                .filter(|candidate| !placed.iter().any(|other| boxes_meet(**candidate, *other)))
-                .min_by_key(|candidate| covered(candidate))
-                .copied()
-                .unwrap_or(candidates[0]);
-            placed.push(label_box);
-            let _ = writeln!(
-                out,
-                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="{font_size}"{} fill="{fill}">{}</text>"##,
-                (label_box.0 + label_box.2) / 2.0,
-                (label_box.1 + label_box.3) / 2.0 + font_size * 0.35,
-                if bold { r#" font-weight="bold""# } else { "" },
-                escape(&area.name)
-            );
-        }
-    }
-    out.push_str("</g>\n");
-
-    let px_per_metre = scale / METRES_PER_DEGREE;
-    let metres = scale_length(px_per_metre, 120.0);
-    let bar = metres * px_per_metre;
-    let label = if metres >= 1000.0 { format!("{} km", metres / 1000.0) } else { format!("{metres} m") };
-    let _ = writeln!(
-        out,
-        r##"<g id="scale-bar"><path d="M{MARGIN},{:.1} V{scale_bar_y:.1} H{:.1} V{:.1}" stroke="#333" stroke-width="1.5" fill="none"/><text x="{MARGIN}" y="{:.1}" text-anchor="middle">0</text><text x="{:.1}" y="{:.1}" text-anchor="middle">{label}</text><text x="{:.1}" y="{:.1}" fill="#555">north is up</text></g>"##,
-        scale_bar_y - 5.0,
-        MARGIN + bar,
-        scale_bar_y - 5.0,
-        scale_bar_y + 15.0,
-        MARGIN + bar,
-        scale_bar_y + 15.0,
-        MARGIN + bar + 40.0,
-        scale_bar_y + 4.0
-    );
-    legend(&mut out, MARGIN + map_width + GAP, map_top, legend_title, &entries, 11.0);
-    out.push_str("</svg>\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -690,13 +424,5 @@ mod tests {
         assert!(lines.len() > 1);
         assert!(lines.iter().all(|line| text_width(line, 12.0, false) <= 100.0), "{lines:?}");
         assert_eq!(lines.join(" "), "one two three four five six seven eight nine ten");
-    }
-
-    #[test]
-    fn the_scale_bar_is_a_round_length() {
-        // 0.1 px per metre: 120 px would be 1,200 m; the bar shows 1 km.
-        assert_eq!(scale_length(0.1, 120.0), 1000.0);
-        assert_eq!(scale_length(0.05, 120.0), 2000.0);
-        assert_eq!(scale_length(1.0, 120.0), 100.0);
     }
 }

@@ -484,3 +484,327 @@ fn every_sample_drills_story_tells_its_times_on_the_drill_clock() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A city the size of Hangzhou, made up: 13 districts with jagged borders of
+/// several hundred vertices each (shared exactly by neighbours), cut into
+/// streets, communities and about 2,500 grids by lattices clipped to the
+/// districts; and a drill's figures with two neighbouring districts in
+/// emergency and 300 incidents with their responders.
+mod big_city {
+    use std::collections::BTreeMap;
+
+    use geo::{BooleanOps, BoundingRect, Coord, LineString, MultiPolygon, Polygon, Rect};
+    use pingji_engine::areas::{AreaImport, AreaLevel, AreaSpec};
+    use pingji_engine::ids::AreaId;
+    use pingji_scenarios::report::{DrillSummary, IncidentFigures, Report, Responder};
+
+    const KM_PER_DEGREE: f64 = 111.195;
+    const LATITUDE: f64 = 30.25;
+    /// Fine enough for several hundred vertices per district.
+    const STEP_KM: f64 = 0.1;
+    pub const DISTRICT_NAMES: [&str; 13] = [
+        "上城区",
+        "拱墅区",
+        "西湖区",
+        "滨江区",
+        "萧山区",
+        "余杭区",
+        "临平区",
+        "钱塘区",
+        "富阳区",
+        "临安区",
+        "桐庐县",
+        "淳安县",
+        "建德市",
+    ];
+    /// The two neighbours in emergency: the second and third of the middle row.
+    pub const IN_EMERGENCY: [usize; 2] = [5, 6];
+
+    /// A smooth, jagged displacement in km: every point of a border moves
+    /// the same way from either side, so neighbours still share it. Small
+    /// enough slopes that no border folds over itself.
+    fn jag(x: f64, y: f64) -> (f64, f64) {
+        let dx = 0.3 * (0.9 * y + 0.4 * x).sin() + 0.02 * (9.1 * y + 3.3 * x).sin() + 0.006 * (37.0 * y + 11.0 * x).sin();
+        let dy = 0.3 * (0.8 * x + 0.5 * y + 1.0).sin() + 0.02 * (8.7 * x + 2.9 * y).sin() + 0.006 * (41.0 * x + 7.0 * y).sin();
+        (x + dx, y + dy)
+    }
+
+    fn lon_lat(x_km: f64, y_km: f64) -> [f64; 2] {
+        [120.0 + x_km / (KM_PER_DEGREE * LATITUDE.to_radians().cos()), 30.0 + y_km / KM_PER_DEGREE]
+    }
+
+    /// A rectangle of whole km, its edges walked at `STEP_KM` and jagged.
+    fn district_ring(west: i32, south: i32, east: i32, north: i32) -> Vec<[f64; 2]> {
+        let steps = |from: i32, to: i32| ((to - from).abs() as f64 / STEP_KM).round() as i32;
+        let mut ring = Vec::new();
+        let corners = [(west, south), (east, south), (east, north), (west, north)];
+        for (index, &(x0, y0)) in corners.iter().enumerate() {
+            let (x1, y1) = corners[(index + 1) % 4];
+            let count = steps(x0, x1).max(steps(y0, y1));
+            for step in 0..count {
+                let share = step as f64 / count as f64;
+                let (x, y) = jag(x0 as f64 + (x1 - x0) as f64 * share, y0 as f64 + (y1 - y0) as f64 * share);
+                ring.push(lon_lat(x, y));
+            }
+        }
+        ring.push(ring[0]);
+        ring
+    }
+
+    fn polygon_of(ring: &[[f64; 2]]) -> Polygon<f64> {
+        Polygon::new(LineString::from(ring.iter().map(|[lon, lat]| (*lon, *lat)).collect::<Vec<_>>()), vec![])
+    }
+
+    fn rings_of(pieces: &MultiPolygon<f64>) -> Vec<Vec<Vec<[f64; 2]>>> {
+        pieces
+            .iter()
+            .map(|polygon| {
+                std::iter::once(polygon.exterior())
+                    .chain(polygon.interiors())
+                    .map(|ring| ring.coords().map(|coord| [coord.x, coord.y]).collect())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn area(id: String, name: String, level: AreaLevel, parent: Option<&str>, polygons: Vec<Vec<Vec<[f64; 2]>>>) -> AreaSpec {
+        AreaSpec { id: AreaId::new(id), name, level, parent: parent.map(AreaId::new), polygons }
+    }
+
+    /// The city: rows of 4, 5 and 4 districts over 60 × 48 km.
+    pub fn city() -> AreaImport {
+        let rows: [(i32, i32, &[i32]); 3] =
+            [(0, 16, &[0, 15, 30, 45, 60]), (16, 32, &[0, 12, 24, 36, 48, 60]), (32, 48, &[0, 15, 30, 45, 60])];
+        let mut districts = Vec::new();
+        for (south, north, columns) in rows {
+            for pair in columns.windows(2) {
+                districts.push(district_ring(pair[0], south, pair[1], north));
+            }
+        }
+        let mut areas = Vec::new();
+        let mut counters = [0usize; 3];
+        for (index, ring) in districts.iter().enumerate() {
+            let district_id = format!("d{index}");
+            areas.push(area(
+                district_id.clone(),
+                DISTRICT_NAMES[index].to_string(),
+                AreaLevel::District,
+                None,
+                vec![vec![ring.clone()]],
+            ));
+            let shape = polygon_of(ring);
+            let Some(bounds) = shape.bounding_rect() else { continue };
+            // Lattices of 6 km (streets), 3 km (communities) and 1.1 km (grids).
+            for (level_index, (level, cell_km, word)) in
+                [(AreaLevel::Street, 6.0, "街道"), (AreaLevel::Community, 3.0, "社区"), (AreaLevel::Grid, 1.1, "网格")]
+                    .into_iter()
+                    .enumerate()
+            {
+                let [cell_lon, cell_lat] = {
+                    let [far_lon, far_lat] = lon_lat(cell_km, cell_km);
+                    let [origin_lon, origin_lat] = lon_lat(0.0, 0.0);
+                    [far_lon - origin_lon, far_lat - origin_lat]
+                };
+                let [origin_lon, origin_lat] = lon_lat(-2.0, -2.0);
+                let first_column = ((bounds.min().x - origin_lon) / cell_lon).floor() as i64;
+                let last_column = ((bounds.max().x - origin_lon) / cell_lon).ceil() as i64;
+                let first_row = ((bounds.min().y - origin_lat) / cell_lat).floor() as i64;
+                let last_row = ((bounds.max().y - origin_lat) / cell_lat).ceil() as i64;
+                for column in first_column..last_column {
+                    for row in first_row..last_row {
+                        let cell = Rect::new(
+                            Coord { x: origin_lon + column as f64 * cell_lon, y: origin_lat + row as f64 * cell_lat },
+                            Coord { x: origin_lon + (column + 1) as f64 * cell_lon, y: origin_lat + (row + 1) as f64 * cell_lat },
+                        );
+                        let piece = shape.intersection(&cell.to_polygon());
+                        if piece.0.is_empty() {
+                            continue;
+                        }
+                        counters[level_index] += 1;
+                        let number = counters[level_index];
+                        let id = format!("{}{number}", &level.name()[..1]);
+                        areas.push(area(id, format!("{word}{number}"), level, Some(&district_id), rings_of(&piece)));
+                    }
+                }
+            }
+        }
+        AreaImport { areas, service_centres: vec![] }
+    }
+
+    /// A little generator of numbers in 0..1, the same every run.
+    struct Numbers(u64);
+
+    impl Numbers {
+        fn next(&mut self) -> f64 {
+            self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// 300 incidents in the two districts in emergency (and 20 elsewhere),
+    /// each with one or two responders from up to 3 km away.
+    pub fn report(map: &AreaImport) -> Report {
+        let emergency: Vec<&AreaSpec> = IN_EMERGENCY
+            .iter()
+            .filter_map(|index| map.areas.iter().find(|area| area.id.as_str() == format!("d{index}")))
+            .collect();
+        let mut numbers = Numbers(27);
+        let mut incidents = Vec::new();
+        for index in 0..320 {
+            let (x_km, y_km) = if index < 300 {
+                (12.0 + 24.0 * numbers.next(), 16.0 + 16.0 * numbers.next())
+            } else {
+                (60.0 * numbers.next(), 48.0 * numbers.next())
+            };
+            let responders = (0..1 + index % 2)
+                .map(|person| Responder {
+                    agent: format!("agent-{index}-{person}"),
+                    from: Some(lon_lat(x_km + 6.0 * numbers.next() - 3.0, y_km + 6.0 * numbers.next() - 3.0)),
+                })
+                .collect();
+            let staffed = index % 9 != 0;
+            incidents.push(IncidentFigures {
+                id: format!("inc-{index}"),
+                category: "flood".to_string(),
+                priority: 1 + (index % 3) as u8,
+                headcount: 1,
+                at: lon_lat(x_km, y_km),
+                community: None,
+                reported_at_s: index as f64 * 5.0,
+                first_offer_s: Some(5.0),
+                accepted_s: Some(20.0),
+                staffed_s: staffed.then_some(30.0),
+                arrived_s: staffed.then_some(300.0),
+                ended: None,
+                widenings: 0,
+                responders,
+            });
+        }
+        let emergency_areas: BTreeMap<String, String> =
+            emergency.iter().map(|area| (area.id.to_string(), "emergency II (orange)".to_string())).collect();
+        Report {
+            drill: DrillSummary {
+                name: "big city".to_string(),
+                description: String::new(),
+                seed: 27,
+                duration_s: 3600,
+                started_at_ms: 1_750_000_000_000,
+                people: 0,
+                events: 0,
+            },
+            passed: true,
+            expectations: vec![],
+            totals: pingji_scenarios::report::Totals { incidents: incidents.len(), ..Default::default() },
+            by_priority: BTreeMap::new(),
+            communities: vec![],
+            staffed_in_time_s: 300,
+            timeline: vec![],
+            mode_switches: vec![],
+            staffing: vec![],
+            emergency_areas,
+            callups: Default::default(),
+            plan_activations: 0,
+            grid_staffing_low: 0,
+            incidents,
+            live: None,
+        }
+    }
+}
+
+#[test]
+fn the_map_of_a_city_the_size_of_hangzhou_is_fitted_to_the_emergency_small_and_readable() {
+    let city = big_city::city();
+    let count = |level| city.areas.iter().filter(|area| area.level == level).count();
+    let (districts, streets, communities, grids) = (
+        count(pingji_engine::areas::AreaLevel::District),
+        count(pingji_engine::areas::AreaLevel::Street),
+        count(pingji_engine::areas::AreaLevel::Community),
+        count(pingji_engine::areas::AreaLevel::Grid),
+    );
+    let district_vertices: Vec<usize> = city
+        .areas
+        .iter()
+        .filter(|area| area.level == pingji_engine::areas::AreaLevel::District)
+        .map(|area| area.polygons.iter().flatten().map(Vec::len).sum())
+        .collect();
+    assert_eq!(districts, 13);
+    assert!(district_vertices.iter().all(|count| *count >= 500), "{district_vertices:?}");
+    assert!((2_000..=3_200).contains(&grids), "{grids} grids");
+    let report = big_city::report(&city);
+    let svg = pingji_scenarios::svg::map(&report, &city);
+    let png_dir = png_dir().join("big-city");
+    std::fs::create_dir_all(&png_dir).expect("png folder");
+    std::fs::write(png_dir.join("map.svg"), &svg).expect("write svg");
+    eprintln!(
+        "big city: {districts} districts of {district_vertices:?} vertices, {streets} streets, {communities} communities, \
+         {grids} grids, {} incidents: map.svg is {} bytes",
+        report.incidents.len(),
+        svg.len()
+    );
+    assert!(svg.len() < 300_000, "map.svg is {} bytes, over 300 KB", svg.len());
+
+    // No label on another or under a later shape, every text on the canvas,
+    // the legend off the map: as for the drills' pictures.
+    let (mut all, tree) = problems("big-city/map.svg", &svg, Fonts::AsNamed);
+    let png = render_png("big-city", "map.svg", &tree);
+    eprintln!("big city: rendered to {}", png.display());
+    all.extend(problems("big-city/map.svg", &svg, Fonts::Wide).0);
+    assert!(all.is_empty(), "{} problems with the big city's map:\n{}", all.len(), all.join("\n"));
+
+    // Fitted to the two districts in emergency: both are drawn inside the
+    // view and fill most of it, at a scale the whole city would not fit.
+    let plot = tree.node_by_id("plot-area").expect("a plot area").abs_bounding_box();
+    let tinted: Vec<Rect> = big_city::IN_EMERGENCY
+        .iter()
+        .map(|index| {
+            let id = format!("emergency-d{index}");
+            tree.node_by_id(&id).unwrap_or_else(|| panic!("{id} tinted in the view")).abs_bounding_box()
+        })
+        .collect();
+    let emergency = tinted.iter().skip(1).fold(tinted[0], |a, b| {
+        Rect::from_ltrb(a.left().min(b.left()), a.top().min(b.top()), a.right().max(b.right()), a.bottom().max(b.bottom()))
+            .expect("a rectangle")
+    });
+    assert!(
+        emergency.left() >= plot.left() - SLACK
+            && emergency.right() <= plot.right() + SLACK
+            && emergency.top() >= plot.top() - SLACK
+            && emergency.bottom() <= plot.bottom() + SLACK,
+        "the districts in emergency {emergency:?} leave the view {plot:?}"
+    );
+    assert!(
+        emergency.width() >= 0.75 * plot.width() || emergency.height() >= 0.75 * plot.height(),
+        "the districts in emergency {emergency:?} fill little of the view {plot:?}"
+    );
+    // The two districts are 24 of the city's 60 km from west to east.
+    let city_width = emergency.width() * 60.0 / 24.0;
+    assert!(city_width > 1.5 * plot.width(), "the whole city ({city_width:.0} px wide) would almost fit in the view {plot:?}");
+
+    // The whole city in an inset beside the map, with the view marked in it.
+    let inset = tree.node_by_id("inset").expect("an inset").abs_bounding_box();
+    assert!(overlap(inset, plot) <= SLACK, "the inset {inset:?} lies on the map {plot:?}");
+    let view_in_inset = tree.node_by_id("inset-view").expect("the view marked in the inset").abs_bounding_box();
+    assert!(
+        view_in_inset.width() < inset.width() * 0.8,
+        "the view's box {view_in_inset:?} is not a part of the city in the inset {inset:?}"
+    );
+}
+
+#[test]
+fn with_no_area_in_emergency_the_big_citys_map_shows_the_whole_city_without_an_inset() {
+    let city = big_city::city();
+    let mut report = big_city::report(&city);
+    report.emergency_areas.clear();
+    let svg = pingji_scenarios::svg::map(&report, &city);
+    eprintln!("big city, no emergency: map.svg is {} bytes", svg.len());
+    assert!(svg.len() < 300_000, "map.svg is {} bytes, over 300 KB", svg.len());
+    let (mut all, tree) = problems("big-city-calm/map.svg", &svg, Fonts::AsNamed);
+    let png = render_png("big-city-calm", "map.svg", &tree);
+    eprintln!("big city, no emergency: rendered to {}", png.display());
+    all.extend(problems("big-city-calm/map.svg", &svg, Fonts::Wide).0);
+    assert!(all.is_empty(), "{} problems with the big city's map:\n{}", all.len(), all.join("\n"));
+    assert!(tree.node_by_id("inset").is_none(), "an inset of the city beside a map of the whole city");
+    // Every district is named: at the city's scale, districts are the level that fits.
+    let named: usize = big_city::DISTRICT_NAMES.iter().filter(|name| svg.contains(&format!(">{name}</text>"))).count();
+    assert_eq!(named, big_city::DISTRICT_NAMES.len(), "districts named at the city's scale");
+}
