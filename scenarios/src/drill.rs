@@ -584,7 +584,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
                 let levels: std::collections::BTreeSet<&str> = map.areas.iter().map(|spec| spec.level.name()).collect();
                 return Err(top(format!(
                     "roster.generate makes people per grid, but the map {} has no grids (only {}); subdivide it into \
-                     streets, communities and grids first (scenarios/maps/README.md), or give a roster file instead",
+                     streets, communities and grids: `map = {{ subdivide = \"FILE\", seed = 1 }}` in the drill, or \
+                     `drill map subdivide FILE --out MAP` (scenarios/maps/README.md), or give a roster file instead",
                     file.map.describe(),
                     levels.into_iter().collect::<Vec<_>>().join(", ")
                 )));
