@@ -24,11 +24,11 @@ fn drill_path() -> PathBuf {
 /// The drill with fewer grids, written to `dir`.
 fn smaller_variant(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(drill_path()).expect("drill");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("drills/city-border-policy.toml");
-    assert!(text.contains("grids = 5.782") && text.contains("policy = \"city-border-policy.toml\""));
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("drills/policies/city-border.toml");
+    assert!(text.contains("grids = 5.782") && text.contains("policy = \"policies/city-border.toml\""));
     let text = text
         .replace("grids = 5.782", "grids = 2")
-        .replace("policy = \"city-border-policy.toml\"", &format!("policy = \"{}\"", policy.display()));
+        .replace("policy = \"policies/city-border.toml\"", &format!("policy = \"{}\"", policy.display()));
     let path = dir.join("city-border-small.toml");
     std::fs::write(&path, text).expect("write");
     path
