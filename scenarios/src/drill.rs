@@ -23,8 +23,9 @@ pub struct DrillFile {
     pub seed: u64,
     /// Simulated length of the drill.
     pub duration_s: u64,
-    /// GeoJSON areas, relative to the drill file.
-    pub map: PathBuf,
+    /// GeoJSON areas, relative to the drill file, or a map made as the
+    /// drill loads.
+    pub map: MapSource,
     /// Dispatch policy (TOML), relative to the drill file; defaults when absent.
     #[serde(default)]
     pub policy: Option<PathBuf>,
@@ -38,9 +39,147 @@ pub struct DrillFile {
     #[serde(default)]
     pub timeline: Vec<Spanned<TimelineEntry>>,
     #[serde(default, rename = "expect")]
-    pub expectations: Vec<Spanned<Expectation>>,
+    pub expectations: Vec<Spanned<ExpectEntry>>,
     #[serde(default)]
     pub report: ReportSettings,
+}
+
+/// Where a drill's map comes from: `map = "file.geojson"`, or a table
+/// naming a map made as the drill loads (nothing big is committed).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MapSource {
+    File(PathBuf),
+    Made(MadeMap),
+}
+
+/// `map = { generate = "city", seed = 27 }`: a made-up city of districts
+/// ([`crate::citymap::city`]) subdivided; or `map = { subdivide =
+/// "districts.geojson", seed = 1 }`: a district-only file subdivided
+/// ([`crate::citymap::subdivide`]). The same table gives the same map.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MadeMap {
+    /// What to generate: only "city".
+    pub generate: Option<String>,
+    /// A district-only GeoJSON file, relative to the drill file.
+    pub subdivide: Option<PathBuf>,
+    pub seed: u64,
+    /// Districts of a generated city.
+    #[serde(default = "thirteen")]
+    pub districts: usize,
+    /// Streets per district, communities per street, grids per community, on average.
+    pub streets: Option<f64>,
+    pub communities: Option<f64>,
+    pub grids: Option<f64>,
+}
+
+fn thirteen() -> usize {
+    13
+}
+
+impl<'de> Deserialize<'de> for MapSource {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match toml::Value::deserialize(deserializer)? {
+            toml::Value::String(path) => Ok(MapSource::File(PathBuf::from(path))),
+            toml::Value::Table(table) => toml::Value::Table(table)
+                .try_into()
+                .map(MapSource::Made)
+                .map_err(|error| serde::de::Error::custom(format!("map: {}", error.message()))),
+            other => Err(serde::de::Error::custom(format!(
+                "map: give a GeoJSON file name or a table such as {{ generate = \"city\", seed = 1 }}, not a {}",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+impl MapSource {
+    /// How the map is named in messages.
+    pub fn describe(&self) -> String {
+        match self {
+            MapSource::File(path) => path.display().to_string(),
+            MapSource::Made(made) => match (&made.generate, &made.subdivide) {
+                (_, Some(path)) => format!("{} subdivided (seed {})", path.display(), made.seed),
+                _ => format!("a generated city (seed {})", made.seed),
+            },
+        }
+    }
+}
+
+/// The GeoJSON text of a drill's map and the areas read from it. A made
+/// map is written and read back, so the drill plays exactly the file
+/// `drill map` would write.
+fn make_map(source: &MapSource, base: &Path) -> Result<(String, AreaImport), String> {
+    let text = match source {
+        MapSource::File(path) => {
+            let full = base.join(path);
+            std::fs::read_to_string(&full).map_err(|error| format!("map: cannot read {}: {error}", full.display()))?
+        }
+        MapSource::Made(made) => {
+            let defaults = crate::citymap::Counts::default();
+            let counts = crate::citymap::Counts {
+                streets_per_district: made.streets.unwrap_or(defaults.streets_per_district),
+                communities_per_street: made.communities.unwrap_or(defaults.communities_per_street),
+                grids_per_community: made.grids.unwrap_or(defaults.grids_per_community),
+            };
+            let districts = match (&made.generate, &made.subdivide) {
+                (Some(kind), None) if kind == "city" => crate::citymap::city(made.seed, made.districts)?,
+                (Some(kind), None) => return Err(format!("map: generate = {kind:?} is unknown; use \"city\"")),
+                (None, Some(path)) => {
+                    let full = base.join(path);
+                    let text = std::fs::read_to_string(&full)
+                        .map_err(|error| format!("map: cannot read {}: {error}", full.display()))?;
+                    parse_geojson(&text).map_err(|error| format!("map {}: {error}", full.display()))?
+                }
+                _ => return Err("map: give exactly one of generate = \"city\" or subdivide = \"FILE\"".to_string()),
+            };
+            let map =
+                crate::citymap::subdivide(&districts, &counts, made.seed, |_, _| {}).map_err(|error| format!("map: {error}"))?;
+            crate::citymap::to_geojson(&map)
+        }
+    };
+    let map = parse_geojson(&text).map_err(|error| format!("map {}: {error}", source.describe()))?;
+    Ok((text, map))
+}
+
+/// An `[[expect]]` entry: one the report judges, or one about help across
+/// borders that [`crate::border`] judges.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExpectEntry {
+    Report(Expectation),
+    Border(BorderExpectation),
+}
+
+const BORDER_KINDS: [&str; 3] = ["across_border_share", "nobody_assigned_twice", "mutual_aid_as_configured"];
+
+impl<'de> Deserialize<'de> for ExpectEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(deserializer)?;
+        let kind = value.get("kind").and_then(|kind| kind.as_str()).unwrap_or_default();
+        let result = if BORDER_KINDS.contains(&kind) {
+            value.try_into().map(ExpectEntry::Border)
+        } else {
+            value.try_into().map(ExpectEntry::Report)
+        };
+        result.map_err(|error| serde::de::Error::custom(error.message()))
+    }
+}
+
+/// What a drill expects of help across borders (docs/policy.md, "Across borders").
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BorderExpectation {
+    /// The share of assignments (to incidents of `category`, if given) that
+    /// went to people from an area other than the incident's own is at
+    /// least `share` (and at most `at_most`): with both, incidents were
+    /// staffed from both sides.
+    AcrossBorderShare { category: Option<String>, share: f64, at_most: Option<f64> },
+    /// Nobody held two assignments at once.
+    NobodyAssignedTwice {},
+    /// Every offer to someone from an area neither the incident's nor in
+    /// emergency came under a mutual-aid rule naming that area, to a role
+    /// it allows; and there was at least one such offer.
+    MutualAidAsConfigured {},
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +370,15 @@ pub struct Burst {
     /// Required skills by category.
     #[serde(default)]
     pub skills: BTreeMap<String, Vec<String>>,
+    /// Instead of anywhere in `area`: within `within_m` of its border with
+    /// this area, on either side.
+    pub border_with: Option<String>,
+    #[serde(default = "fifty_metres")]
+    pub within_m: f64,
+}
+
+fn fifty_metres() -> f64 {
+    50.0
 }
 
 fn default_priorities() -> Vec<u8> {
@@ -301,6 +449,8 @@ pub struct Drill {
     pub path: PathBuf,
     pub file: DrillFile,
     pub map: AreaImport,
+    /// The map's GeoJSON text: the file's, or the made map written out.
+    pub map_geojson: String,
     pub policy: Policy,
     /// The plans' file texts, in the order given.
     pub plan_texts: Vec<String>,
@@ -345,6 +495,11 @@ pub fn parse_role(name: &str) -> Option<Role> {
     })
 }
 
+/// The drill file's name of a role.
+pub fn role_name(role: Role) -> &'static str {
+    ROLE_NAMES.split(", ").find(|name| parse_role(name) == Some(role)).unwrap_or("unknown role")
+}
+
 const ROLE_NAMES: &str = "community_worker, grid_leader, building_leader, unit_leader, registered_member, sunk_cadre, volunteer, new_employment, property_staff, owners_committee";
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -387,11 +542,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
     if file.duration_s == 0 || file.duration_s > 7 * 24 * 3600 {
         return Err(top(format!("duration_s = {} is out of range; give 1 to 604800 seconds", file.duration_s)));
     }
-    let map_path = base.join(&file.map);
-    let map_text =
-        std::fs::read_to_string(&map_path).map_err(|error| top(format!("map: cannot read {}: {error}", map_path.display())))?;
-    let map = parse_geojson(&map_text).map_err(|error| top(format!("map {}: {error}", map_path.display())))?;
-    AreaMap::default().validate_import(&map).map_err(|error| top(format!("map {}: {error}", map_path.display())))?;
+    let (map_geojson, map) = make_map(&file.map, base).map_err(top)?;
+    AreaMap::default().validate_import(&map).map_err(|error| top(format!("map {}: {error}", file.map.describe())))?;
     let areas = AreaMap::from(map.clone());
     let policy = match &file.policy {
         Some(policy) => {
@@ -432,8 +584,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
                 let levels: std::collections::BTreeSet<&str> = map.areas.iter().map(|spec| spec.level.name()).collect();
                 return Err(top(format!(
                     "roster.generate makes people per grid, but the map {} has no grids (only {}); subdivide it into \
-                     streets, communities and grids first (scenarios/maps/README.md), or give a roster file instead",
-                    file.map.display(),
+                     streets, communities and grids: `map = {{ subdivide = \"FILE\", seed = 1 }}` in the drill, or \
+                     `drill map subdivide FILE --out MAP` (scenarios/maps/README.md), or give a roster file instead",
+                    file.map.describe(),
                     levels.into_iter().collect::<Vec<_>>().join(", ")
                 )));
             }
@@ -529,6 +682,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
             if burst.need.is_empty() || burst.need.contains(&0) {
                 return Err(fail("burst.need: give a list of headcounts, each at least 1".to_string()));
             }
+            if let Some(other) = &burst.border_with {
+                if !area_exists(other) {
+                    return Err(fail(format!("burst.border_with {other:?} is not on the map")));
+                }
+                if !(burst.within_m > 0.0 && burst.within_m <= 5000.0) {
+                    return Err(fail("burst.within_m: metres from the border, more than 0 and at most 5000".to_string()));
+                }
+                let touching =
+                    areas.touch(&pingji_engine::ids::AreaId::new(&burst.area), &pingji_engine::ids::AreaId::new(other));
+                if !touching {
+                    return Err(fail(format!("burst: {:?} and {other:?} share no border", burst.area)));
+                }
+            }
             if item.at_s + burst.over_s > file.duration_s {
                 return Err(fail("burst: at_s + over_s runs past the end of the drill".to_string()));
             }
@@ -555,7 +721,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
 
     for expectation in &file.expectations {
         let fail = |message: String| at_line(expectation.span().start, format!("expect: {message}"));
-        match expectation.get_ref() {
+        let expectation = match expectation.get_ref() {
+            ExpectEntry::Report(expectation) => expectation,
+            ExpectEntry::Border(BorderExpectation::AcrossBorderShare { share, at_most, .. }) => {
+                if !share_ok(*share) || at_most.is_some_and(|at_most| !share_ok(at_most) || at_most < *share) {
+                    return Err(fail("share and at_most must be between 0 and 1, share <= at_most".to_string()));
+                }
+                continue;
+            }
+            ExpectEntry::Border(_) => continue,
+        };
+        match expectation {
             Expectation::AcceptedWithin { share, priority, .. } | Expectation::ArrivedWithin { share, priority, .. } => {
                 if !share_ok(*share) {
                     return Err(fail("share must be between 0 and 1".to_string()));
@@ -578,7 +754,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         }
     }
 
-    Ok(Drill { path: path.to_path_buf(), file, map, policy, plan_texts, roster_csv, default_behaviour, behaviours, timeline })
+    Ok(Drill {
+        path: path.to_path_buf(),
+        file,
+        map,
+        map_geojson,
+        policy,
+        plan_texts,
+        roster_csv,
+        default_behaviour,
+        behaviours,
+        timeline,
+    })
 }
 
 fn check_generator(generator: &RosterGenerator) -> Result<(), String> {

@@ -9,6 +9,10 @@
 //!
 //! # Layout
 //! - [`drill`]: the drill file format and its checks.
+//! - [`citymap`]: maps made for drills: a real-size city of districts, and
+//!   any district map cut into streets, communities and grids.
+//! - [`border`]: incidents near a border, and the figures of help across
+//!   borders (from the offers' `from_area`).
 //! - [`roster`]: people from a CSV or generated per grid.
 //! - [`sim`]: the in-process runner on a virtual clock.
 //! - [`live`]: the live runner: real gRPC sessions against a dispatcher,
@@ -21,6 +25,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod border;
+pub mod citymap;
 pub mod drill;
 pub mod files;
 pub mod live;
@@ -35,7 +41,7 @@ use pingji_dispatcher::convert::event_from_stored;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
 use pingji_engine::event::Event;
 
-use crate::drill::Drill;
+use crate::drill::{Drill, ExpectEntry};
 use crate::report::{DrillSummary, Report, ReportInput};
 
 /// Name of the event log a drill run leaves in its output folder.
@@ -89,8 +95,16 @@ pub fn build_report(
             _ => 0,
         })
         .sum();
-    let expectations: Vec<_> = drill.file.expectations.iter().map(|spanned| spanned.get_ref().clone()).collect();
-    report::build(ReportInput {
+    let expectations: Vec<_> = drill
+        .file
+        .expectations
+        .iter()
+        .filter_map(|spanned| match spanned.get_ref() {
+            ExpectEntry::Report(expectation) => Some(expectation.clone()),
+            ExpectEntry::Border(_) => None,
+        })
+        .collect();
+    let mut report = report::build(ReportInput {
         summary: DrillSummary {
             name: drill.file.name.clone(),
             description: drill.file.description.clone(),
@@ -106,5 +120,18 @@ pub fn build_report(
         events,
         started_at,
         ended_at,
-    })
+    });
+    // Border expectations are judged here, from the same events, and take
+    // their place in the file's order among the report's own.
+    let areas = pingji_engine::areas::AreaMap::from(drill.map.clone());
+    let mut judged = std::mem::take(&mut report.expectations).into_iter();
+    for entry in &drill.file.expectations {
+        let result = match entry.get_ref() {
+            ExpectEntry::Report(_) => judged.next(),
+            ExpectEntry::Border(expectation) => Some(border::judge(expectation, &areas, &drill.policy, events)),
+        };
+        report.expectations.extend(result);
+    }
+    report.passed = report.expectations.iter().all(|result| result.passed);
+    report
 }

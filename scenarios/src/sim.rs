@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::drill::{Behaviour, Drill, Spread, TimelineEntry, parse_mode};
-use crate::roster;
+use crate::{border, roster};
 
 /// Drills start at this virtual instant (2026-01-01T08:00:00Z) so that runs compare.
 pub const DRILL_START: Millis = Millis(1_767_254_400_000);
@@ -66,6 +66,8 @@ struct Simulation<'a> {
     journal: SqliteJournal,
     journaled: usize,
     incidents_created: u64,
+    /// Shared borders of bursts placed near one, by timeline entry.
+    borders: BTreeMap<usize, Vec<(Position, Position)>>,
 }
 
 /// Runs a drill to its end. `progress` is told the simulated seconds so far.
@@ -94,6 +96,7 @@ pub fn run(drill: &Drill, journal_path: &Path, mut progress: impl FnMut(u64)) ->
         journal,
         journaled: 0,
         incidents_created: 0,
+        borders: BTreeMap::new(),
     };
     simulation.set_up()?;
     let end = DRILL_START.plus_seconds(drill.file.duration_s);
@@ -361,7 +364,15 @@ impl Simulation<'_> {
         let Some(spec) = self.areas.get(&area).cloned() else {
             return Ok(());
         };
-        let at = roster::random_point_in(&mut self.rng, &self.areas, &spec).unwrap_or(Position { lon: 0.0, lat: 0.0 });
+        let other = burst.border_with.as_ref().and_then(|other| self.areas.get(&AreaId::new(other))).cloned();
+        let at = match other {
+            Some(other) => {
+                let border = self.borders.entry(entry).or_insert_with(|| border::shared_border(&spec, &other));
+                border::random_point_near(&mut self.rng, &self.areas, border, [&spec, &other], burst.within_m)
+            }
+            None => roster::random_point_in(&mut self.rng, &self.areas, &spec),
+        };
+        let at = at.unwrap_or(Position { lon: 0.0, lat: 0.0 });
         let category = roster::weighted(&mut self.rng, &burst.categories).cloned().unwrap_or_else(|| "other".to_string());
         let priority = burst.priority[self.rng.random_range(0..burst.priority.len())];
         let headcount = burst.need[self.rng.random_range(0..burst.need.len())];

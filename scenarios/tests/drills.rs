@@ -234,4 +234,18 @@ fn a_generated_roster_on_a_map_without_grids_is_refused_saying_so() {
     std::fs::write(&drill, text).expect("write drill");
     let error = pingji_scenarios::drill::load(&drill).expect_err("refused");
     assert!(error.contains("has no grids (only city, district)") && error.contains("roster file"), "{error}");
+    assert!(error.contains("map = { subdivide = "), "{error}");
+
+    // Said and done: the same district file, subdivided as the drill loads.
+    let text = std::fs::read_to_string(&drill).expect("drill").replace(
+        &format!("map = \"{}\"", map_file.display()),
+        &format!("map = {{ subdivide = \"{}\", seed = 3, streets = 2, communities = 2, grids = 3 }}", map_file.display()),
+    );
+    std::fs::write(&drill, text).expect("write drill");
+    let loaded = pingji_scenarios::drill::load(&drill).unwrap_or_else(|error| panic!("{error}"));
+    let grids = loaded.map.areas.iter().filter(|spec| spec.level == pingji_engine::areas::AreaLevel::Grid).count();
+    assert_eq!(grids, 2 * 2 * 2 * 3, "2 districts, 2 streets, 2 communities and 3 grids per parent on average");
+    let report = run(&drill, &dir.path().join("out"));
+    assert_eq!(report.drill.people, grids * 6);
+    assert!(report.totals.incidents > 0);
 }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pingji_client::args::ConnectArgs;
 use pingji_client::connect::ConnectOptions;
+use pingji_scenarios::citymap::Counts;
 use pingji_scenarios::live::LiveOptions;
 
 /// Runs Pingji drills (实战演练) and writes their after-action report.
@@ -57,6 +58,50 @@ enum Mode {
         #[arg(long)]
         quiet: bool,
     },
+    /// Makes maps for drills: a city of districts, or a district map cut
+    /// into streets, communities and grids.
+    Map {
+        #[command(subcommand)]
+        command: MapCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MapCommand {
+    /// Cuts every district of a district-only map (GeoJSON, scenarios/maps/README.md)
+    /// into streets, communities and grids.
+    Subdivide {
+        /// The district map, e.g. districts from OpenStreetMap.
+        file: PathBuf,
+        /// Where to write the subdivided map.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Streets per district, on average (shared out by area).
+        #[arg(long, default_value_t = Counts::default().streets_per_district)]
+        streets: f64,
+        /// Communities per street, on average.
+        #[arg(long, default_value_t = Counts::default().communities_per_street)]
+        communities: f64,
+        /// Grids per community, on average.
+        #[arg(long, default_value_t = Counts::default().grids_per_community)]
+        grids: f64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Writes a made-up city of districts of real size (about 42 km across,
+    /// around Hangzhou's centre), to subdivide or to name in a drill.
+    City {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 13)]
+        districts: usize,
+        /// Where to write the district map.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Exit code when the drill did not start because the dispatcher is in use.
@@ -68,6 +113,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Mode::Run { file, out, quiet } => run(&file, &out, quiet),
+        Mode::Map { command } => match map(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("drill map: {error}");
+                ExitCode::from(2)
+            }
+        },
         Mode::Live { file, connect, token, out, speed, go_ahead, quiet } => {
             // Settings that cannot be used are usage errors, said before
             // anything starts.
@@ -221,6 +273,40 @@ fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
     let result = pingji_scenarios::run_in_process(&drill, out, |seconds| bar.set_position(seconds));
     bar.finish_and_clear();
     finish(result, out)
+}
+
+fn map(command: MapCommand) -> Result<(), String> {
+    use pingji_scenarios::citymap;
+    let (import, out) = match command {
+        MapCommand::Subdivide { file, out, seed, streets, communities, grids, quiet } => {
+            let text = std::fs::read_to_string(&file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
+            let districts = pingji_engine::areas::parse_geojson(&text).map_err(|error| format!("{}: {error}", file.display()))?;
+            let counts =
+                Counts { streets_per_district: streets, communities_per_street: communities, grids_per_community: grids };
+            let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+            bar.set_style(
+                ProgressStyle::with_template("subdividing [{bar:40}] {pos}/{len} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            let result = citymap::subdivide(&districts, &counts, seed, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            });
+            bar.finish_and_clear();
+            (result?, out)
+        }
+        MapCommand::City { seed, districts, out } => (citymap::city(seed, districts)?, out),
+    };
+    pingji_engine::areas::AreaMap::default().validate_import(&import)?;
+    std::fs::write(&out, citymap::to_geojson(&import)).map_err(|error| format!("cannot write {}: {error}", out.display()))?;
+    let mut counts = std::collections::BTreeMap::new();
+    for spec in &import.areas {
+        *counts.entry(spec.level).or_insert(0usize) += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(level, count)| format!("{count} {}", level.name())).collect();
+    println!("{}: {}", out.display(), counts.join(", "));
+    Ok(())
 }
 
 fn print_summary(report: &pingji_scenarios::report::Report, out: &std::path::Path) {

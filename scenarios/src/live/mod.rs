@@ -403,12 +403,7 @@ impl Prepared<'_> {
         controls: &mut BTreeMap<String, mpsc::Sender<Control>>,
     ) -> anyhow::Result<()> {
         let drill = self.drill;
-        let map_text = if self.import_map {
-            let base = drill.path.parent().unwrap_or(std::path::Path::new("."));
-            Some(std::fs::read_to_string(base.join(&drill.file.map))?)
-        } else {
-            None
-        };
+        let map_text = if self.import_map { Some(drill.map_geojson.clone()) } else { None };
         for mut shard_operator in self.operator.every_shard()? {
             if let Some(map_text) = &map_text {
                 let request = pb::ImportAreasRequest { geojson: map_text.clone(), ..Default::default() };
