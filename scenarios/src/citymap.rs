@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BinaryHeap};
 
-use geo::{Area, BooleanOps, BoundingRect, Contains, LineString, MultiPolygon, Orient, Point, Polygon};
+use geo::{Area, BooleanOps, BoundingRect, ChamberlainDuquetteArea, Contains, LineString, MultiPolygon, Orient, Point, Polygon};
 use pingji_engine::areas::{AreaImport, AreaLevel, AreaSpec, Rings};
 use pingji_engine::ids::AreaId;
 use rand::rngs::StdRng;
@@ -302,12 +302,23 @@ fn split(parent: &MultiPolygon<f64>, count: usize, frame: Frame, rng: &mut StdRn
         let mut ring: Vec<(f64, f64)> = cell.iter().map(|(x, y)| frame.to_degrees(*x, *y)).collect();
         ring.push(ring[0]);
         let cell = MultiPolygon::new(vec![Polygon::new(LineString::from(ring), Vec::new())]);
-        let child = parent.intersection(&cell);
+        // Clipping can leave crumbs of a cell apart from the rest (where the
+        // parent's outline is ragged): parts too small or thin to hold anyone
+        // are dropped, as a map office would, rather than kept as slivers.
+        let child: MultiPolygon<f64> = parent.intersection(&cell).into_iter().filter(|part| !is_crumb(part)).collect();
         if child.unsigned_area() > 0.0 {
             children.push(child);
         }
     }
     children
+}
+
+/// A part under 100 m², or under 2 m wide on average (twice its area over
+/// its outline): what the import would call a sliver.
+fn is_crumb(part: &Polygon<f64>) -> bool {
+    let area = part.chamberlain_duquette_unsigned_area();
+    let outline = geo::Length::length(&geo::line_measures::Haversine, part.exterior());
+    area < 100.0 || (outline > 0.0 && 2.0 * area / outline < 2.0)
 }
 
 /// Cuts every district of a district-only map into streets, communities and

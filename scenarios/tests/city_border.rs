@@ -69,6 +69,12 @@ fn the_full_drill_has_a_real_size_city_and_the_map_commands_make_the_same_map() 
     };
     let map = pingji_scenarios::citymap::subdivide(&districts, &counts, 27, |_, _| {}).expect("subdivided");
     assert_eq!(pingji_scenarios::citymap::to_geojson(&map), drill.map_geojson);
+    // Checked as an import checks it: children inside their parents and
+    // siblings apart, to the data's precision, so no problem at all.
+    let check =
+        AreaMap::default().check_file(&drill.map_geojson, &pingji_engine::areas::MapProperties::default(), false).expect("reads");
+    let problems: Vec<String> = check.reading.problems.iter().map(ToString::to_string).collect();
+    assert!(problems.is_empty(), "{} problems, e.g. {:?}", problems.len(), problems.first());
 }
 
 struct Figures {

@@ -87,6 +87,22 @@ enum MapCommand {
         /// Grids per community, on average.
         #[arg(long, default_value_t = Counts::default().grids_per_community)]
         grids: f64,
+        /// The feature property holding the area id (e.g. adcode)
+        #[arg(long, value_name = "PROPERTY", default_value = "id")]
+        id_property: String,
+        /// The feature property holding the name
+        #[arg(long, value_name = "PROPERTY", default_value = "name")]
+        name_property: String,
+        /// The feature property holding the level
+        #[arg(long, value_name = "PROPERTY", default_value = "level")]
+        level_property: String,
+        /// The feature property holding the parent's id (missing parents
+        /// are found by containment)
+        #[arg(long, value_name = "PROPERTY", default_value = "parent")]
+        parent_property: String,
+        /// The level of features that have none (e.g. district)
+        #[arg(long)]
+        level: Option<String>,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -278,9 +294,43 @@ fn run(file: &std::path::Path, out: &std::path::Path, quiet: bool) -> ExitCode {
 fn map(command: MapCommand) -> Result<(), String> {
     use pingji_scenarios::citymap;
     let (import, out) = match command {
-        MapCommand::Subdivide { file, out, seed, streets, communities, grids, quiet } => {
+        MapCommand::Subdivide {
+            file,
+            out,
+            seed,
+            streets,
+            communities,
+            grids,
+            id_property,
+            name_property,
+            level_property,
+            parent_property,
+            level,
+            quiet,
+        } => {
             let text = std::fs::read_to_string(&file).map_err(|error| format!("cannot read {}: {error}", file.display()))?;
-            let districts = pingji_engine::areas::parse_geojson(&text).map_err(|error| format!("{}: {error}", file.display()))?;
+            let default_level = match level {
+                Some(name) => Some(pingji_engine::areas::AreaLevel::from_name(&name).ok_or_else(|| {
+                    format!("--level {name} is not a level; use city, district, street, community, grid or building")
+                })?),
+                None => None,
+            };
+            let properties = pingji_engine::areas::MapProperties {
+                id: id_property,
+                name: name_property,
+                level: level_property,
+                parent: parent_property,
+                default_level,
+            };
+            // Read as `pingji areas import` reads: every problem at once.
+            let check = pingji_engine::areas::AreaMap::default()
+                .check_file(&text, &properties, false)
+                .map_err(|error| format!("{}: {error}", file.display()))?;
+            let errors: Vec<String> = check.errors().map(|problem| format!("  {problem}")).collect();
+            if !errors.is_empty() {
+                return Err(format!("{} has {} errors:\n{}", file.display(), errors.len(), errors.join("\n")));
+            }
+            let districts = check.reading.import;
             let counts =
                 Counts { streets_per_district: streets, communities_per_street: communities, grids_per_community: grids };
             let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
