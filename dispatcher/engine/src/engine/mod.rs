@@ -526,11 +526,9 @@ impl Engine {
                 if live.location.is_some() {
                     return live.placement.within(level, area);
                 }
-                self.state
-                    .agents
-                    .get(*id)
-                    .and_then(|record| record.profile.home_area.as_ref())
-                    .is_some_and(|home| self.state.areas.placement_of_area(home).within(level, area))
+                self.state.agents.get(*id).and_then(|record| record.profile.home_area.as_ref()).is_some_and(|home| {
+                    self.state.areas.area_placement(home).is_some_and(|placement| placement.within(level, area))
+                })
             })
             .map(|(id, _)| id.clone())
             .collect()
