@@ -163,6 +163,8 @@ struct AreaFacts {
     lineage: Vec<u32>,
     /// The same lineage as a placement.
     placement: Placement,
+    /// The areas whose parent this is, by number.
+    children: Vec<u32>,
 }
 
 /// An entry of the bounding-box index: an area's box and its number.
@@ -334,6 +336,24 @@ impl AreaMap {
         self.facts(id).map(|facts| &facts.placement)
     }
 
+    /// The area and every area under it (by parent links), the area first;
+    /// none for an area not on the map.
+    pub fn area_and_descendants(&self, id: &AreaId) -> Vec<&AreaId> {
+        let Some(number) = self.numbers.get(id).copied() else {
+            return Vec::new();
+        };
+        let mut found = vec![number];
+        let mut next = 0;
+        // A validated map is a tree; the bound keeps a corrupt one finite.
+        while next < found.len() && found.len() <= self.facts.len() {
+            if let Some(facts) = self.facts.get(found[next] as usize) {
+                found.extend(facts.children.iter().copied());
+            }
+            next += 1;
+        }
+        found.into_iter().filter_map(|number| self.ids.get(number as usize)).collect()
+    }
+
     /// The grids of the map, in id order.
     pub fn grids(&self) -> &[AreaId] {
         &self.grids
@@ -392,10 +412,16 @@ impl AreaMap {
                         placement.by_level[ancestor.level.depth()] = Some(ancestor.id.clone());
                     }
                 }
-                AreaFacts { level: spec.level, shape: shape_of(&spec.polygons), lineage, placement }
+                AreaFacts { level: spec.level, shape: shape_of(&spec.polygons), lineage, placement, children: Vec::new() }
             })
             .collect();
         self.facts = facts;
+        for (number, spec) in self.specs.values().enumerate() {
+            let parent = spec.parent.as_ref().and_then(|parent| self.numbers.get(parent)).copied();
+            if let Some(parent_facts) = parent.and_then(|parent| self.facts.get_mut(parent as usize)) {
+                parent_facts.children.push(number as u32);
+            }
+        }
         self.grids = self.specs.values().filter(|spec| spec.level == AreaLevel::Grid).map(|spec| spec.id.clone()).collect();
         self.bounds = self.facts.iter().filter_map(|facts| facts.shape.bounds).reduce(|(south_west, north_east), (low, high)| {
             (

@@ -64,6 +64,7 @@ impl Engine {
                     match self.state.agents.get_mut(&profile.id) {
                         Some(record) => {
                             self.skills.remove(&record.profile);
+                            self.homes.remove(&record.profile);
                             record.profile = profile.clone();
                         }
                         None => {
@@ -71,6 +72,7 @@ impl Engine {
                         }
                     }
                     self.skills.add(profile);
+                    self.homes.add(profile);
                 }
             }
             EventKind::AgentStatusChanged { agent, status } => {

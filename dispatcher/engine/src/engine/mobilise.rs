@@ -64,16 +64,27 @@ impl Engine {
         };
         let already: BTreeSet<&AgentId> =
             self.state.callups.values().filter(|callup| callup.is_open()).flat_map(|callup| callup.people.keys()).collect();
+        // The residents of the area and of every area under it, rather than
+        // the whole roster: a grid's call-up reads a grid's people.
+        let mut reserves: Vec<AgentId> = self
+            .state
+            .areas
+            .area_and_descendants(area)
+            .into_iter()
+            .flat_map(|home| self.homes.residents(home))
+            .filter(|agent| self.state.agents.get(*agent).is_some_and(|record| roles.contains(&record.profile.role)))
+            .filter(|agent| !already.contains(agent))
+            .cloned()
+            .collect();
         let lives_in_area =
             |home: &AreaId| self.state.areas.area_placement(home).is_some_and(|placement| placement.within(level, area));
-        self.state
-            .agents
-            .values()
-            .filter(|record| roles.contains(&record.profile.role))
-            .filter(|record| record.profile.home_area.as_ref().is_some_and(lives_in_area))
-            .map(|record| record.profile.id.clone())
-            .filter(|agent| !already.contains(agent))
-            .collect()
+        debug_assert!(
+            reserves.iter().all(|agent| self.state.agents[agent].profile.home_area.as_ref().is_some_and(lives_in_area)),
+            "the areas under an area are those whose lineage holds it"
+        );
+        // In roster order, as a walk of the roster gives them.
+        reserves.sort();
+        reserves
     }
 
     fn next_callup_id(&self) -> CallupId {

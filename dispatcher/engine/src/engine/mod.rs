@@ -41,7 +41,7 @@ use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, Of
 use crate::incident::{Incident, IncidentSpec};
 use crate::plans::PlanSpec;
 use crate::policy::{Mode, Policy};
-use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role, SkillIndex};
+use crate::roster::{AgentProfile, AgentRecord, AgentStatus, HomeIndex, Role, SkillIndex};
 use crate::spatial::Position;
 
 pub use live::{Live, LiveAgent};
@@ -321,6 +321,8 @@ pub struct Engine {
     live: Live,
     /// Who on the roster has each skill, kept in step with `state.agents`.
     skills: SkillIndex,
+    /// Who lives in each area, kept in step with `state.agents`.
+    homes: HomeIndex,
     policy: Policy,
     /// The district this engine serves when the city is split into one
     /// shard per district; `None` serves the whole city.
@@ -338,8 +340,9 @@ impl Engine {
     /// Starts from a snapshot; events after `state.last_seq` follow with `replay`.
     pub fn restore(policy: Policy, state: State) -> Self {
         let skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
+        let homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         let restored_seq = state.last_seq;
-        Engine { state, live: Live::default(), skills, policy, scope: None, restored_seq }
+        Engine { state, live: Live::default(), skills, homes, policy, scope: None, restored_seq }
     }
 
     /// The sequence number of the state this engine was restored from (0
@@ -370,6 +373,7 @@ impl Engine {
     /// not be journaled.
     pub fn rewind(&mut self, state: State) {
         self.skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
+        self.homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         self.state = state;
     }
 
