@@ -107,6 +107,45 @@ pub fn normalise_skills<'a>(skills: impl IntoIterator<Item = &'a String>) -> BTr
     skills.into_iter().map(|skill| skill.trim().to_lowercase()).filter(|skill| !skill.is_empty()).collect()
 }
 
+/// Who on the roster lives in each area (their `home_area`), so that a
+/// call-up finds an area's reserves without walking the whole roster.
+#[derive(Clone, Debug, Default)]
+pub struct HomeIndex {
+    residents: BTreeMap<AreaId, BTreeSet<AgentId>>,
+}
+
+impl HomeIndex {
+    pub fn of<'a>(profiles: impl IntoIterator<Item = &'a AgentProfile>) -> HomeIndex {
+        let mut index = HomeIndex::default();
+        for profile in profiles {
+            index.add(profile);
+        }
+        index
+    }
+
+    pub fn add(&mut self, profile: &AgentProfile) {
+        if let Some(home) = &profile.home_area {
+            self.residents.entry(home.clone()).or_default().insert(profile.id.clone());
+        }
+    }
+
+    pub fn remove(&mut self, profile: &AgentProfile) {
+        if let Some(home) = &profile.home_area
+            && let Some(residents) = self.residents.get_mut(home)
+        {
+            residents.remove(&profile.id);
+            if residents.is_empty() {
+                self.residents.remove(home);
+            }
+        }
+    }
+
+    /// The people whose home area is `area` itself (not its sub-areas).
+    pub fn residents(&self, area: &AreaId) -> impl Iterator<Item = &AgentId> {
+        self.residents.get(area).into_iter().flatten()
+    }
+}
+
 /// Who on the roster has each skill: to tell a misspelt skill from a real
 /// one when an incident is reported, and to count who on the whole roster
 /// could ever take an incident, without walking everyone. Derived from the

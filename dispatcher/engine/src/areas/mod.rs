@@ -1,9 +1,9 @@
 //! The area hierarchy (city > district > street > community > grid > building),
 //! its boundaries, and placing a point in it by point-in-polygon.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use geo::{BoundingRect, Centroid, InteriorPoint, Intersects, LineString, MultiPolygon, Point, Polygon};
+use geo::{BoundingRect, Centroid, Coord, InteriorPoint, Intersects, LineString, MultiPolygon, Polygon};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde::{Deserialize, Serialize};
@@ -140,10 +140,43 @@ struct AreaShape {
     bounds: Option<(Position, Position)>,
 }
 
-type BoxEntry = GeomWithData<Rectangle<[f64; 2]>, AreaId>;
+impl AreaShape {
+    /// Whether the point lies inside or on the border: geo's `intersects`,
+    /// with the bounding box it would compute on every call (a walk over
+    /// every vertex) taken from the one computed at import.
+    fn covers(&self, at: Position) -> bool {
+        let Some((south_west, north_east)) = self.bounds else {
+            return false;
+        };
+        let in_box = south_west.lon <= at.lon && at.lon <= north_east.lon && south_west.lat <= at.lat && at.lat <= north_east.lat;
+        let point = Coord { x: at.lon, y: at.lat };
+        in_box && self.shape.iter().any(|polygon| polygon.intersects(&point))
+    }
+}
+
+/// What the map knows of one area beyond its spec, worked out once per
+/// import so that questions asked per person or per grid (where is this
+/// point, which district is this grid in) are look-ups.
+struct AreaFacts {
+    level: AreaLevel,
+    shape: AreaShape,
+    /// The area and its ancestors by number, the area first.
+    lineage: Vec<u32>,
+    /// The same lineage as a placement.
+    placement: Placement,
+    /// The areas whose parent this is, by number.
+    children: Vec<u32>,
+}
+
+/// An entry of the bounding-box index: an area's box and its number.
+type BoxEntry = GeomWithData<Rectangle<[f64; 2]>, u32>;
 
 /// Every imported area with its shape, indexed for point-in-polygon.
 /// Serialises as its specs; shapes and the index are rebuilt on load.
+///
+/// Areas are numbered densely in id order on every change of the map (ids
+/// interned), so that what is derived from the specs sits in vectors and
+/// comparing two areas' numbers orders them as their ids.
 #[derive(Default, Serialize, Deserialize)]
 #[serde(from = "MapSnapshot", into = "MapSnapshot")]
 pub struct AreaMap {
@@ -152,12 +185,19 @@ pub struct AreaMap {
     /// Areas a newer map retired, kept for history: what incidents and
     /// reports name stays readable. Nothing is placed in them.
     retired: BTreeMap<AreaId, AreaSpec>,
-    shapes: BTreeMap<AreaId, AreaShape>,
+    /// Each area's number: its position in `ids` and `facts`.
+    numbers: HashMap<AreaId, u32>,
+    ids: Vec<AreaId>,
+    facts: Vec<AreaFacts>,
+    /// The grids, listed once per change of the map (the staffing check walks them).
+    grids: Vec<AreaId>,
+    /// The bounding box of the whole map.
+    bounds: Option<(Position, Position)>,
     index: RTree<BoxEntry>,
-    /// Whether two areas touch, worked out once per pair when first asked
-    /// (a border test of two district outlines can take milliseconds) and
-    /// forgotten when the map changes.
-    touching: std::sync::Mutex<std::collections::HashMap<(AreaId, AreaId), bool>>,
+    /// Whether two areas (by number) touch, worked out once per pair when
+    /// first asked (a border test of two district outlines can take
+    /// milliseconds) and forgotten when the map changes.
+    touching: std::sync::Mutex<HashMap<(u32, u32), bool>>,
 }
 
 /// The map as a snapshot stores it: its specs, and the retired areas.
@@ -231,35 +271,34 @@ impl AreaMap {
         self.specs.is_empty()
     }
 
+    fn facts(&self, id: &AreaId) -> Option<&AreaFacts> {
+        self.numbers.get(id).and_then(|number| self.facts.get(*number as usize))
+    }
+
     /// The area's centre of mass, which for a concave area may lie outside
     /// it: for measures (coverage); to put something in the area, use
     /// [`AreaMap::inside_point`].
     pub fn centroid(&self, id: &AreaId) -> Option<Position> {
-        self.shapes.get(id).and_then(|shape| shape.centroid)
+        self.facts(id).and_then(|facts| facts.shape.centroid)
     }
 
     /// A point inside the area, for placing what is given by area alone
     /// (a plan's task, a drill's incident or person): the centroid when it
     /// lies inside, otherwise a point on the surface.
     pub fn inside_point(&self, id: &AreaId) -> Option<Position> {
-        self.shapes.get(id).and_then(|shape| shape.inside)
+        self.facts(id).and_then(|facts| facts.shape.inside)
     }
 
     /// The bounding box of the whole map (south-west, north-east corners);
     /// `None` while no area has a boundary.
     pub fn bounds(&self) -> Option<(Position, Position)> {
-        self.shapes.values().filter_map(|shape| shape.bounds).reduce(|(south_west, north_east), (low, high)| {
-            (
-                Position { lon: south_west.lon.min(low.lon), lat: south_west.lat.min(low.lat) },
-                Position { lon: north_east.lon.max(high.lon), lat: north_east.lat.max(high.lat) },
-            )
-        })
+        self.bounds
     }
 
     /// The farthest a point of the area's bounding box can be from `from`, in
     /// metres: nobody farther away can be inside the area.
     pub fn farthest_extent_m(&self, id: &AreaId, from: Position) -> Option<f64> {
-        let (south_west, north_east) = self.shapes.get(id)?.bounds?;
+        let (south_west, north_east) = self.facts(id)?.shape.bounds?;
         let corners = [
             south_west,
             north_east,
@@ -275,13 +314,16 @@ impl AreaMap {
     /// between them, however narrow, keeps them apart; an area off the map
     /// touches nothing.
     pub fn touch(&self, a: &AreaId, b: &AreaId) -> bool {
-        let key = if a <= b { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+        let (Some(first_number), Some(second_number)) = (self.numbers.get(a).copied(), self.numbers.get(b).copied()) else {
+            return false;
+        };
+        let key = (first_number.min(second_number), first_number.max(second_number));
         if let Some(known) = self.touching.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&key) {
             return *known;
         }
-        let touching = match (self.shapes.get(a), self.shapes.get(b)) {
+        let touching = match (self.facts.get(first_number as usize), self.facts.get(second_number as usize)) {
             (Some(first), Some(second)) => {
-                let boxes_meet = match (first.bounds, second.bounds) {
+                let boxes_meet = match (first.shape.bounds, second.shape.bounds) {
                     (Some((south_west, north_east)), Some((other_south_west, other_north_east))) => {
                         south_west.lon <= other_north_east.lon
                             && other_south_west.lon <= north_east.lon
@@ -290,7 +332,7 @@ impl AreaMap {
                     }
                     _ => false,
                 };
-                boxes_meet && first.shape.intersects(&second.shape)
+                boxes_meet && first.shape.shape.intersects(&second.shape.shape)
             }
             _ => false,
         };
@@ -300,40 +342,71 @@ impl AreaMap {
 
     /// The area and its ancestors, the area first.
     pub fn lineage(&self, id: &AreaId) -> Vec<&AreaSpec> {
-        let mut chain = Vec::new();
-        let mut next = self.specs.get(id);
-        while let Some(spec) = next {
-            chain.push(spec);
-            if chain.len() > AreaLevel::ALL.len() {
-                break; // a validated map has no cycles; stay finite regardless
-            }
-            next = spec.parent.as_ref().and_then(|parent| self.specs.get(parent));
-        }
-        chain
+        let Some(facts) = self.facts(id) else {
+            return Vec::new();
+        };
+        facts
+            .lineage
+            .iter()
+            .filter_map(|number| self.ids.get(*number as usize))
+            .filter_map(|ancestor| self.specs.get(ancestor))
+            .collect()
     }
 
     /// The placement of an area itself (it and its ancestors).
     pub fn placement_of_area(&self, id: &AreaId) -> Placement {
-        let mut placement = Placement::default();
-        for spec in self.lineage(id) {
-            placement.by_level[spec.level.depth()] = Some(spec.id.clone());
+        self.area_placement(id).cloned().unwrap_or_default()
+    }
+
+    /// The placement of an area itself, without a copy; `None` for an area
+    /// not on the map.
+    pub fn area_placement(&self, id: &AreaId) -> Option<&Placement> {
+        self.facts(id).map(|facts| &facts.placement)
+    }
+
+    /// The area and every area under it (by parent links), the area first;
+    /// none for an area not on the map.
+    pub fn area_and_descendants(&self, id: &AreaId) -> Vec<&AreaId> {
+        let Some(number) = self.numbers.get(id).copied() else {
+            return Vec::new();
+        };
+        let mut found = vec![number];
+        let mut next = 0;
+        // A validated map is a tree; the bound keeps a corrupt one finite.
+        while next < found.len() && found.len() <= self.facts.len() {
+            if let Some(facts) = self.facts.get(found[next] as usize) {
+                found.extend(facts.children.iter().copied());
+            }
+            next += 1;
         }
-        placement
+        found.into_iter().filter_map(|number| self.ids.get(number as usize)).collect()
+    }
+
+    /// The grids of the map, in id order.
+    pub fn grids(&self) -> &[AreaId] {
+        &self.grids
     }
 
     /// Places a point in the deepest area whose boundary contains it. A point on
     /// a shared border goes to the area with the smallest id, so placing is
     /// deterministic.
     pub fn place(&self, at: Position) -> Placement {
-        let point = Point::new(at.lon, at.lat);
-        let deepest = self
+        // The boxes holding the point, deepest level first and, within a
+        // level, smallest id first: the first area that holds the point is
+        // the answer, and the outlines of its ancestors (a city's thousands
+        // of vertices) are never walked.
+        let mut candidates: Vec<(AreaLevel, u32)> = self
             .index
             .locate_in_envelope_intersecting(&AABB::from_point([at.lon, at.lat]))
-            .filter(|entry| self.shapes.get(&entry.data).is_some_and(|shape| shape.shape.intersects(&point)))
-            .filter_map(|entry| self.specs.get(&entry.data))
-            .max_by(|a, b| a.level.cmp(&b.level).then_with(|| b.id.cmp(&a.id)));
+            .filter_map(|entry| self.facts.get(entry.data as usize).map(|facts| (facts.level, entry.data)))
+            .collect();
+        candidates.sort_unstable_by(|(level, number), (other_level, other_number)| {
+            other_level.cmp(level).then_with(|| number.cmp(other_number))
+        });
+        let deepest =
+            candidates.into_iter().filter_map(|(_, number)| self.facts.get(number as usize)).find(|facts| facts.shape.covers(at));
         match deepest {
-            Some(spec) => self.placement_of_area(&spec.id),
+            Some(facts) => facts.placement.clone(),
             None => Placement::default(),
         }
     }
@@ -366,18 +439,67 @@ impl AreaMap {
         self.rebuild_shapes();
     }
 
+    /// Rebuilds everything derived from the specs: numbers, shapes,
+    /// lineages, the grid list, the bounding boxes and their index.
     fn rebuild_shapes(&mut self) {
-        self.shapes = self.specs.values().map(|spec| (spec.id.clone(), shape_of(&spec.polygons))).collect();
+        self.ids = self.specs.keys().cloned().collect();
+        self.numbers = self.ids.iter().enumerate().map(|(number, id)| (id.clone(), number as u32)).collect();
+        self.touching.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        let facts: Vec<AreaFacts> = self
+            .specs
+            .values()
+            .map(|spec| {
+                let lineage = self.walk_lineage(&spec.id);
+                let mut placement = Placement::default();
+                for number in &lineage {
+                    if let Some(ancestor) = self.specs.get(&self.ids[*number as usize]) {
+                        placement.by_level[ancestor.level.depth()] = Some(ancestor.id.clone());
+                    }
+                }
+                AreaFacts { level: spec.level, shape: shape_of(&spec.polygons), lineage, placement, children: Vec::new() }
+            })
+            .collect();
+        self.facts = facts;
+        for (number, spec) in self.specs.values().enumerate() {
+            let parent = spec.parent.as_ref().and_then(|parent| self.numbers.get(parent)).copied();
+            if let Some(parent_facts) = parent.and_then(|parent| self.facts.get_mut(parent as usize)) {
+                parent_facts.children.push(number as u32);
+            }
+        }
+        self.grids = self.specs.values().filter(|spec| spec.level == AreaLevel::Grid).map(|spec| spec.id.clone()).collect();
+        self.bounds = self.facts.iter().filter_map(|facts| facts.shape.bounds).reduce(|(south_west, north_east), (low, high)| {
+            (
+                Position { lon: south_west.lon.min(low.lon), lat: south_west.lat.min(low.lat) },
+                Position { lon: north_east.lon.max(high.lon), lat: north_east.lat.max(high.lat) },
+            )
+        });
         let entries = self
-            .shapes
+            .facts
             .iter()
-            .filter_map(|(id, shape)| {
-                let rect = shape.shape.bounding_rect()?;
-                let envelope = Rectangle::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
-                Some(GeomWithData::new(envelope, id.clone()))
+            .enumerate()
+            .filter_map(|(number, facts)| {
+                let (south_west, north_east) = facts.shape.bounds?;
+                let envelope = Rectangle::from_corners([south_west.lon, south_west.lat], [north_east.lon, north_east.lat]);
+                Some(GeomWithData::new(envelope, number as u32))
             })
             .collect();
         self.index = RTree::bulk_load(entries);
+    }
+
+    /// The numbers of the area and its ancestors by parent links, the area
+    /// first; used while the numbers are being assigned.
+    fn walk_lineage(&self, id: &AreaId) -> Vec<u32> {
+        let mut chain = Vec::new();
+        let mut next = self.specs.get(id);
+        while let Some(spec) = next {
+            let Some(number) = self.numbers.get(&spec.id) else { break };
+            chain.push(*number);
+            if chain.len() > AreaLevel::ALL.len() {
+                break; // a validated map has no cycles; stay finite regardless
+            }
+            next = spec.parent.as_ref().and_then(|parent| self.specs.get(parent));
+        }
+        chain
     }
 }
 

@@ -65,6 +65,7 @@ impl Engine {
                     match self.state.agents.get_mut(&profile.id) {
                         Some(record) => {
                             self.skills.remove(&record.profile);
+                            self.homes.remove(&record.profile);
                             record.profile = profile.clone();
                         }
                         None => {
@@ -72,6 +73,7 @@ impl Engine {
                         }
                     }
                     self.skills.add(profile);
+                    self.homes.add(profile);
                 }
             }
             EventKind::AgentStatusChanged { agent, status } => {
@@ -387,7 +389,9 @@ impl Engine {
                 let level = level.filter(|level| placement.at(*level).is_some()).or(placement.deepest())?;
                 placement.at(level).cloned()
             });
+            self.homes.remove(&record.profile);
             record.profile.home_area = by_position.or_else(|| above.clone());
+            self.homes.add(&record.profile);
         }
         self.live.replace_everyone(&self.state.areas);
     }

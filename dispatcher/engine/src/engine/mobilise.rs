@@ -6,11 +6,11 @@
 //! stood down and the plans it activated are deactivated (their open tasks
 //! cancelled, their people released).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::decide::check_text;
 use super::{Activation, Callup, Engine, Rejection};
-use crate::areas::AreaLevel;
+use crate::areas::{AreaLevel, Placement};
 use crate::event::{Event, EventKind};
 use crate::ids::{ActivationId, AgentId, AreaId, CallupId, Millis, PlanId, quote};
 use crate::incident::IncidentSpec;
@@ -53,22 +53,38 @@ impl Engine {
         let Some(level) = self.state.areas.get(area).map(|spec| spec.level) else {
             return false;
         };
-        self.state.areas.placement_of_area(other).within(level, area)
+        self.state.areas.area_placement(other).is_some_and(|placement| placement.within(level, area))
     }
 
     /// People whose home is in `area` with one of `roles`, not already in an
     /// open call-up.
     fn reserves_in(&self, area: &AreaId, roles: &[Role]) -> Vec<AgentId> {
+        let Some(level) = self.state.areas.get(area).map(|spec| spec.level) else {
+            return Vec::new();
+        };
         let already: BTreeSet<&AgentId> =
             self.state.callups.values().filter(|callup| callup.is_open()).flat_map(|callup| callup.people.keys()).collect();
-        self.state
-            .agents
-            .values()
-            .filter(|record| roles.contains(&record.profile.role))
-            .filter(|record| record.profile.home_area.as_ref().is_some_and(|home| self.area_within(home, area)))
-            .map(|record| record.profile.id.clone())
+        // The residents of the area and of every area under it, rather than
+        // the whole roster: a grid's call-up reads a grid's people.
+        let mut reserves: Vec<AgentId> = self
+            .state
+            .areas
+            .area_and_descendants(area)
+            .into_iter()
+            .flat_map(|home| self.homes.residents(home))
+            .filter(|agent| self.state.agents.get(*agent).is_some_and(|record| roles.contains(&record.profile.role)))
             .filter(|agent| !already.contains(agent))
-            .collect()
+            .cloned()
+            .collect();
+        let lives_in_area =
+            |home: &AreaId| self.state.areas.area_placement(home).is_some_and(|placement| placement.within(level, area));
+        debug_assert!(
+            reserves.iter().all(|agent| self.state.agents[agent].profile.home_area.as_ref().is_some_and(lives_in_area)),
+            "the areas under an area are those whose lineage holds it"
+        );
+        // In roster order, as a walk of the roster gives them.
+        reserves.sort();
+        reserves
     }
 
     fn next_callup_id(&self) -> CallupId {
@@ -87,7 +103,7 @@ impl Engine {
         if people.is_empty() {
             return None;
         }
-        let mode = self.state.effective_mode(&self.state.areas.placement_of_area(area)).0;
+        let mode = self.area_mode(area);
         let deadline = now.plus_seconds(deadline_s.unwrap_or(self.policy.for_mode(mode).checkin_deadline_s));
         Some(EventKind::CallupIssued {
             callup: self.next_callup_id(),
@@ -397,10 +413,24 @@ impl Engine {
         }
     }
 
+    /// The strictest mode over an area and its ancestors.
+    fn area_mode(&self, area: &AreaId) -> Mode {
+        match self.state.areas.area_placement(area) {
+            Some(placement) => self.state.effective_mode(placement).0,
+            None => self.state.effective_mode(&Placement::default()).0,
+        }
+    }
+
     /// Available people per grid now: connected, available and free, with a
     /// fresh location inside the grid.
     pub fn available_by_grid(&self, now: Millis) -> BTreeMap<AreaId, u32> {
-        let mut counts = BTreeMap::new();
+        self.available_in_grids(now).into_iter().map(|(grid, count)| (grid.clone(), count)).collect()
+    }
+
+    /// As [`Engine::available_by_grid`], the grids borrowed: asked every
+    /// staffing check, for every person.
+    fn available_in_grids(&self, now: Millis) -> HashMap<&AreaId, u32> {
+        let mut counts = HashMap::new();
         for (agent, live) in &self.live.agents {
             let fresh = live.connected
                 && live.location.is_some()
@@ -409,25 +439,22 @@ impl Engine {
                 continue;
             }
             if let Some(grid) = live.placement.at(AreaLevel::Grid) {
-                *counts.entry(grid.clone()).or_insert(0) += 1;
+                *counts.entry(grid).or_insert(0) += 1;
             }
         }
         counts
     }
 
     pub fn grid_staffing(&self, now: Millis) -> Vec<GridStaffing> {
-        let available = self.available_by_grid(now);
+        let available = self.available_in_grids(now);
         self.state
             .areas
-            .areas()
-            .filter(|spec| spec.level == AreaLevel::Grid)
-            .map(|spec| {
-                let mode = self.state.effective_mode(&self.state.areas.placement_of_area(&spec.id)).0;
-                GridStaffing {
-                    grid: spec.id.clone(),
-                    available: available.get(&spec.id).copied().unwrap_or(0),
-                    minimum: self.policy.for_mode(mode).grid_minimum,
-                }
+            .grids()
+            .iter()
+            .map(|grid| GridStaffing {
+                grid: grid.clone(),
+                available: available.get(grid).copied().unwrap_or(0),
+                minimum: self.policy.for_mode(self.area_mode(grid)).grid_minimum,
             })
             .collect()
     }
@@ -449,8 +476,7 @@ impl Engine {
                     minimum: staffing.minimum,
                 };
                 self.emit(out, crate::event::DISPATCHER, now, event);
-                let mode = self.state.effective_mode(&self.state.areas.placement_of_area(&staffing.grid)).0;
-                if self.policy.for_mode(mode).call_up_when_grid_low {
+                if self.policy.for_mode(self.area_mode(&staffing.grid)).call_up_when_grid_low {
                     let roles = self.policy.reserve_roles.clone();
                     let reason =
                         format!("grid {} has {} of {} people available", staffing.grid, staffing.available, staffing.minimum);
@@ -473,7 +499,7 @@ impl Engine {
             .filter(|callup| callup.is_open() && !callup.deadline_passed)
             .map(|callup| callup.deadline)
             .collect();
-        let has_grids = self.state.areas.areas().any(|spec| spec.level == AreaLevel::Grid);
+        let has_grids = !self.state.areas.grids().is_empty();
         if self.policy.staffing_check_s > 0 && has_grids {
             // Before the first check its time is unknown: check at once.
             deadlines.push(self.live.next_staffing_check.unwrap_or(Millis(0)));
@@ -487,18 +513,19 @@ impl Engine {
         let walk_m = self.policy.speeds.walk_mps * FIFTEEN_MINUTES_S;
         let centres: Vec<Position> = self.state.areas.service_centres().map(|centre| centre.at).collect();
         let under = |id: &AreaId| area.is_none_or(|area| self.area_within(id, area) || self.area_within(area, id));
+        // Grids by parent, once, rather than every grid for every community.
+        let mut grids_of: HashMap<&AreaId, Vec<&AreaId>> = HashMap::new();
+        for grid in self.state.areas.grids() {
+            if let Some(parent) = self.state.areas.get(grid).and_then(|spec| spec.parent.as_ref()) {
+                grids_of.entry(parent).or_default().push(grid);
+            }
+        }
         self.state
             .areas
             .areas()
             .filter(|spec| spec.level == AreaLevel::Community && under(&spec.id))
             .map(|community| {
-                let grids: Vec<&AreaId> = self
-                    .state
-                    .areas
-                    .areas()
-                    .filter(|spec| spec.level == AreaLevel::Grid && spec.parent.as_ref() == Some(&community.id))
-                    .map(|spec| &spec.id)
-                    .collect();
+                let grids: &[&AreaId] = grids_of.get(&community.id).map_or(&[], Vec::as_slice);
                 let covered = grids
                     .iter()
                     .filter_map(|grid| self.state.areas.centroid(grid))

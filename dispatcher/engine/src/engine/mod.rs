@@ -41,7 +41,7 @@ use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, Of
 use crate::incident::{Incident, IncidentSpec};
 use crate::plans::PlanSpec;
 use crate::policy::{Mode, Policy};
-use crate::roster::{AgentProfile, AgentRecord, AgentStatus, Role, SkillIndex};
+use crate::roster::{AgentProfile, AgentRecord, AgentStatus, HomeIndex, Role, SkillIndex};
 use crate::spatial::Position;
 
 pub use live::{Live, LiveAgent};
@@ -331,6 +331,8 @@ pub struct Engine {
     live: Live,
     /// Who on the roster has each skill, kept in step with `state.agents`.
     skills: SkillIndex,
+    /// Who lives in each area, kept in step with `state.agents`.
+    homes: HomeIndex,
     policy: Policy,
     /// The district this engine serves when the city is split into one
     /// shard per district; `None` serves the whole city.
@@ -348,8 +350,9 @@ impl Engine {
     /// Starts from a snapshot; events after `state.last_seq` follow with `replay`.
     pub fn restore(policy: Policy, state: State) -> Self {
         let skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
+        let homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         let restored_seq = state.last_seq;
-        Engine { state, live: Live::default(), skills, policy, scope: None, restored_seq }
+        Engine { state, live: Live::default(), skills, homes, policy, scope: None, restored_seq }
     }
 
     /// The sequence number of the state this engine was restored from (0
@@ -380,6 +383,7 @@ impl Engine {
     /// not be journaled.
     pub fn rewind(&mut self, state: State) {
         self.skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
+        self.homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         self.state = state;
     }
 
@@ -543,11 +547,9 @@ impl Engine {
                 if live.location.is_some() {
                     return live.placement.within(level, area);
                 }
-                self.state
-                    .agents
-                    .get(*id)
-                    .and_then(|record| record.profile.home_area.as_ref())
-                    .is_some_and(|home| self.state.areas.placement_of_area(home).within(level, area))
+                self.state.agents.get(*id).and_then(|record| record.profile.home_area.as_ref()).is_some_and(|home| {
+                    self.state.areas.area_placement(home).is_some_and(|placement| placement.within(level, area))
+                })
             })
             .map(|(id, _)| id.clone())
             .collect()

@@ -72,7 +72,9 @@ impl Engine {
             .filter(|record| match area_level {
                 None => true,
                 Some((level, area)) => {
-                    record.profile.home_area.as_ref().is_some_and(|home| state.areas.placement_of_area(home).within(level, area))
+                    record.profile.home_area.as_ref().is_some_and(|home| {
+                        state.areas.area_placement(home).is_some_and(|placement| placement.within(level, area))
+                    })
                 }
             })
             .take(query.limit)
@@ -127,7 +129,10 @@ impl Engine {
             .filter(|callup| {
                 query.area.as_ref().is_none_or(|area| {
                     &callup.area == area
-                        || state.areas.placement_of_area(&callup.area).areas().any(|(_, ancestor)| ancestor == area)
+                        || state
+                            .areas
+                            .area_placement(&callup.area)
+                            .is_some_and(|placement| placement.areas().any(|(_, ancestor)| ancestor == area))
                 })
             })
             .collect())
@@ -139,7 +144,12 @@ impl Engine {
             self.known_area(area)?;
         }
         let within = |grid: &AreaId| {
-            area.is_none_or(|area| self.state.areas.placement_of_area(grid).areas().any(|(_, ancestor)| ancestor == area))
+            area.is_none_or(|area| {
+                self.state
+                    .areas
+                    .area_placement(grid)
+                    .is_some_and(|placement| placement.areas().any(|(_, ancestor)| ancestor == area))
+            })
         };
         Ok(CoverageReport {
             communities: self.coverage(area),

@@ -1668,6 +1668,19 @@ fn a_new_map_version_retires_grids_and_rehomes_their_people() {
     assert_eq!(state.incidents[&incident].placement.at(AreaLevel::Grid), Some(&old), "history keeps the area it had");
     assert!(state.areas.get_any(&old).is_some_and(|spec| spec.name == "柳岸社区第1网格"));
     assert_eq!(&replayed(&engine, &log), engine.state(), "a replay re-homes the same way");
+    // A call-up in the new grid reaches the person re-homed there.
+    let callup =
+        Command::CallUp { area: area("d1-s1-c1-g1-2027"), roles: vec![Role::Volunteer], reason: "test".into(), deadline_s: None };
+    let events = engine.execute(callup, "operator:commander", T0.plus_seconds(61)).expect("called up");
+    let called: Vec<String> = events
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::CallupIssued { people, .. } => Some(people.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(called, vec!["p1".to_string()]);
     // The same import again changes nothing more.
     let events = engine.execute(Command::ReplaceAreas(version2), "operator:test", T0.plus_seconds(61)).expect("again");
     assert!(events.iter().all(|event| !matches!(event.kind, EventKind::AreasRetired { .. })));
