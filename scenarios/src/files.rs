@@ -18,6 +18,6 @@ pub fn write(report: &Report, map: &AreaImport, dir: &Path) -> anyhow::Result<()
     std::fs::write(dir.join("accept.svg"), svg::distribution(report, svg::Measure::Accept))?;
     std::fs::write(dir.join("arrive.svg"), svg::distribution(report, svg::Measure::Arrive))?;
     std::fs::write(dir.join("staffing.svg"), svg::staffing(report))?;
-    std::fs::write(dir.join("map.svg"), svg::map(report, map))?;
+    std::fs::write(dir.join("map.svg"), svg::map::map(report, map))?;
     Ok(())
 }

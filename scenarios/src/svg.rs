@@ -13,9 +13,7 @@ use std::fmt::Write as _;
 
 use crate::report::{IncidentFigures, Report, StaffingSample, clock};
 
-mod map;
-
-pub use map::map;
+pub mod map;
 
 /// Fonts with Chinese glyphs first, then the generic family.
 const FONT_FAMILY: &str = "'Noto Sans CJK SC', 'WenQuanYi Micro Hei', 'PingFang SC', 'Microsoft YaHei', sans-serif";

@@ -75,9 +75,11 @@ async fn metrics_move_when_an_incident_is_offered_accepted_and_staffed() -> anyh
     // The observer counts from the event broadcast, just after the answer:
     // wait for it rather than for a time.
     let mut after = String::new();
-    pingji_tests::wait_until(PROMPTLY, "the acceptance is counted", async || {
+    // The acceptance and the staffing are two events: wait for both.
+    pingji_tests::wait_until(PROMPTLY, "the acceptance and the staffing are counted", async || {
         after = scrape(metrics_addr).await?;
-        Ok(value_or_zero(&after, "pingji_offers_accepted_total") > accepted_before)
+        Ok(value_or_zero(&after, "pingji_offers_accepted_total") > accepted_before
+            && value_or_zero(&after, "pingji_time_to_staff_seconds_count{priority=\"1\"}") > 0.0)
     })
     .await?;
     assert_eq!(value_or_zero(&after, "pingji_offers_sent_total"), sent_before + 1.0, "{after}");

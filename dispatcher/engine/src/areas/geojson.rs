@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::check::{MapProblem, ProblemKind};
+use super::problems::{MapProblem, ProblemKind};
 use super::{AreaImport, AreaLevel, AreaSpec, ServiceCentreSpec};
 use crate::crs::CoordinateSystem;
 use crate::ids::{AreaId, check_id, quote};

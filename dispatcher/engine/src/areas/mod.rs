@@ -13,11 +13,13 @@ use crate::spatial::Position;
 
 mod check;
 mod geojson;
+mod problems;
 #[cfg(test)]
 mod tests;
 
-pub use check::{MapCheck, MapDiff, MapProblem, ProblemKind};
+pub use check::{MapCheck, MapDiff};
 pub use geojson::{MapProperties, MapReading, parse_geojson, read_geojson};
+pub use problems::{MapProblem, ProblemKind};
 
 /// A level of the hierarchy; `City` is the top.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

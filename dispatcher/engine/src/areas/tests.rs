@@ -1,5 +1,5 @@
 use super::*;
-use crate::areas::check::{MapProblem, ProblemKind};
+use crate::areas::problems::{MapProblem, ProblemKind};
 use crate::crs::CoordinateSystem;
 
 fn square(x0: f64, y0: f64, x1: f64, y1: f64) -> serde_json::Value {
