@@ -738,7 +738,7 @@ fn the_map_of_a_city_the_size_of_hangzhou_is_fitted_to_the_emergency_small_and_r
     assert!(district_vertices.iter().all(|count| *count >= 500), "{district_vertices:?}");
     assert!((2_000..=3_200).contains(&grids), "{grids} grids");
     let report = big_city::report(&city);
-    let svg = pingji_scenarios::svg::map(&report, &city);
+    let svg = pingji_scenarios::svg::map::map(&report, &city);
     let png_dir = png_dir().join("big-city");
     std::fs::create_dir_all(&png_dir).expect("png folder");
     std::fs::write(png_dir.join("map.svg"), &svg).expect("write svg");
@@ -802,7 +802,7 @@ fn with_no_area_in_emergency_the_big_citys_map_shows_the_whole_city_without_an_i
     let city = big_city::city();
     let mut report = big_city::report(&city);
     report.emergency_areas.clear();
-    let svg = pingji_scenarios::svg::map(&report, &city);
+    let svg = pingji_scenarios::svg::map::map(&report, &city);
     eprintln!("big city, no emergency: map.svg is {} bytes", svg.len());
     assert!(svg.len() < 300_000, "map.svg is {} bytes, over 300 KB", svg.len());
     let (mut all, tree) = problems("big-city-calm/map.svg", &svg, Fonts::AsNamed);
