@@ -419,6 +419,7 @@ async function createIncident(event: SubmitEvent): Promise<void> {
     result.textContent = say("created", { id: incident.id });
     result.dataset.incidentId = incident.id;
     if (cityMap) {
+      cityMap.clearPick();
       placeIncident(cityMap, incident);
     }
   } catch (failure) {

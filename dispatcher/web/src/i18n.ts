@@ -77,6 +77,9 @@ const zh = {
     plan_activated: "启动预案", plan_deactivated: "结束预案", callup_issued: "发出召集", checked_in: "报到",
     field_reported: "一线上报", report_accepted: "受理上报", report_merged: "合并上报", report_rejected: "驳回上报",
     grid_staffing_low: "网格在岗不足", grid_staffing_restored: "网格在岗恢复", incident_unstaffable: "无人可派",
+    areas_retired: "停用区域", plans_imported: "导入预案", callup_deadline_passed: "召集截止", callup_stood_down: "召集解除",
+    agent_tokens_issued: "签发人员令牌", operator_added: "新增操作员", operator_token_rotated: "操作员令牌轮换",
+    operator_removed: "删除操作员", operator_token_revoked: "吊销操作员令牌", personal_data_read: "读取个人信息",
   } as Record<string, string>,
 };
 
@@ -159,6 +162,10 @@ const en: Words = {
     field_reported: "field report", report_accepted: "report accepted", report_merged: "report merged",
     report_rejected: "report rejected", grid_staffing_low: "grid short of people",
     grid_staffing_restored: "grid staffed again", incident_unstaffable: "nobody can staff it",
+    areas_retired: "areas retired", plans_imported: "plans imported", callup_deadline_passed: "call-up deadline",
+    callup_stood_down: "call-up stood down", agent_tokens_issued: "people's tokens issued", operator_added: "operator added",
+    operator_token_rotated: "operator token rotated", operator_removed: "operator removed",
+    operator_token_revoked: "operator token revoked", personal_data_read: "personal data read",
   },
 };
 

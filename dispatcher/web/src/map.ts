@@ -172,11 +172,9 @@ export class CityMap {
       shape.setAttribute("fill", this.leaves.has(area.id) ? MODE_COLOURS[area.effectiveMode] ?? MODE_COLOURS[Mode.NORMAL] : "none");
       const ownGrade = area.mode > Mode.NORMAL;
       shape.classList.toggle("own-mode", ownGrade);
-      if (ownGrade) {
-        shape.setAttribute("stroke", MODE_COLOURS[area.mode]);
-      } else {
-        shape.removeAttribute("stroke");
-      }
+      // A style, not an attribute: the stylesheet's stroke of the level
+      // would win over a presentation attribute.
+      shape.style.stroke = ownGrade ? MODE_COLOURS[area.mode] : "";
       shape.dataset.mode = String(area.effectiveMode);
       const title = shape.querySelector("title");
       if (title) {
@@ -317,6 +315,12 @@ export class CityMap {
     this.mark(x, y);
     const { lon, lat } = this.projection.lonLat(x, y);
     this.onPick(lon, lat);
+  }
+
+  /** Hides the pick marker (the incident created there shows instead). */
+  clearPick(): void {
+    this.picked = null;
+    this.pickMarker.setAttribute("visibility", "hidden");
   }
 
   /** Moves the pick marker to a place typed into the form. */

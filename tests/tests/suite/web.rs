@@ -19,7 +19,7 @@ use pingji_tests::browser::{
     self, DESK, PHONE, TestBrowser, accessibility_problems, click_middle, eval, resize, screenshot, screenshot_folder, text,
     wait_for,
 };
-use pingji_tests::sample::sample_roster;
+use pingji_tests::sample::{area_box, person, sample_roster};
 use pingji_tests::server::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -62,11 +62,16 @@ async fn a_dispatcher_logs_in_sees_the_city_and_creates_an_incident_by_clicking_
     let (server, url) = server_with_web().await?;
     let mut admin = server.command().await?;
     let token = add_operator(&mut admin, "duty", pb::OperatorRole::Dispatcher).await?;
+    // A person on duty with their app open, in the grid the test clicks.
+    let grid = area_box(&mut admin, "d1-s1-c1-g2").await?;
+    let (lon, lat) = grid.at(0.25, 0.25);
+    let _medic = server.connect_person_at(person("web-medic", "d1-s1-c1-g2", &["first_aid"]), lon, lat).await?;
     let browser = TestBrowser::launch(&chromium).await?;
     let page = browser.open(&url).await?;
 
     log_in(&page, &token).await?;
     wait_for_city(&page).await?;
+    wait_for(&page, "the connected person is drawn", "document.querySelectorAll('#map circle.person').length === 1").await?;
     wait_for(&page, "the role shows", "document.getElementById('whoami').dataset.role === 'DISPATCHER'").await?;
     anyhow::ensure!(eval::<bool>(&page, "!document.getElementById('create-panel').hidden").await?, "no create form");
     // The token stays out of the address bar.
@@ -112,12 +117,36 @@ async fn a_dispatcher_logs_in_sees_the_city_and_creates_an_incident_by_clicking_
     )
     .await?;
     wait_for(&page, "the feed shows it", "document.querySelector('#feed li[data-kind=incident_reported]')").await?;
+    wait_for(&page, "the offer to the person shows in the feed", "document.querySelector('#feed li[data-kind=offer_sent]')")
+        .await?;
     wait_for(&page, "the figures count it", "document.querySelector('[data-figure=p1] dd')?.textContent === '1'").await?;
     // Where the click was, as the dispatcher placed it.
     let incident = admin.get_incident(pb::GetIncidentRequest { id: incident_id.clone() }).await?.into_inner();
     assert_eq!(incident.grid_id, "d1-s1-c1-g2", "the incident lies where the map was clicked");
     assert_eq!((incident.category.as_str(), incident.priority), ("medical", 1));
     assert_eq!(incident.required_skills, vec!["first_aid".to_string()]);
+    // A street switched to grade II and a grid to grade I: their leaves change colour live.
+    for (area_id, mode) in [("d2-s1", pb::Mode::EmergencyIi), ("d1-s1-c1-g1", pb::Mode::EmergencyI)] {
+        let request = pb::SetModeRequest { area_id: area_id.to_string(), mode: mode as i32, reason: "drill".to_string() };
+        admin.set_mode(request).await.with_context(|| format!("set {area_id} to {mode:?}"))?;
+    }
+    wait_for(
+        &page,
+        "the switched areas are coloured by their grades",
+        &format!(
+            "document.querySelector(\"#map path[data-area-id='d1-s1-c1-g1']\").dataset.mode === '{}' && \
+             document.querySelector(\"#map path[data-area-id='d2-s1-c1-g1']\").dataset.mode === '{}' && \
+             document.querySelector(\"#map path[data-area-id='d2-s1']\").classList.contains('own-mode')",
+            pb::Mode::EmergencyI as i32,
+            pb::Mode::EmergencyIi as i32
+        ),
+    )
+    .await?;
+    anyhow::ensure!(
+        eval::<String>(&page, "document.querySelector(\"#map path[data-area-id='d1-s1-c1-g2']\").dataset.mode").await?
+            == (pb::Mode::Normal as i32).to_string(),
+        "a grid beside the switched one stays normal"
+    );
     screenshot(&page, &screenshot_folder().join("desk-dispatcher-zh.png")).await?;
 
     // English, and a phone.
