@@ -63,11 +63,15 @@ where
 }
 
 /// A server for [`routes`]: the gRPC port's builder (TLS, connection
-/// limits), taking HTTP/1.1 as browsers speak it.
+/// limits) with its request timeout and spans (the path only: never a
+/// header, where the token is), taking HTTP/1.1 as browsers speak it.
 pub(super) fn server(
     config: &Config,
 ) -> anyhow::Result<tonic::transport::Server<tower_layer::Stack<super::connections::TrackCalls, tower_layer::Identity>>> {
-    Ok(server_builder(config)?.accept_http1(true))
+    Ok(server_builder(config)?
+        .timeout(config.limits.request_timeout)
+        .trace_fn(|request| tracing::info_span!("web", http.path = %request.uri().path()))
+        .accept_http1(true))
 }
 
 /// Answers a request that is not a grpc-web call: one of the embedded files.

@@ -26,6 +26,8 @@ const FEED_LENGTH = 60;
 const RETRY_MAX_S = 30;
 const CATEGORIES = ["medical", "fire", "flood", "rescue", "evacuation", "elder_care", "power_outage", "sandbags", "public_health", "inspection"];
 const SKILLS = ["first_aid", "elder_care", "rescue", "electrician", "driving", "counselling", "translation", "firefighting", "nursing", "plumbing"];
+/** Reasons that end the session: the token no longer works. */
+const TOKEN_ENDED = new Set(["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_MISSING"]);
 const ENDED = new Set([IncidentStatus.CANCELLED, IncidentStatus.CLOSED, IncidentStatus.MERGED, IncidentStatus.REJECTED]);
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -226,6 +228,8 @@ function logOut(): void {
   role = OperatorRole.UNSPECIFIED;
   operatorName = "";
   feed.length = 0;
+  lastSeq = 0n;
+  cityMap?.clearPick();
   cityMap?.people.clear();
   cityMap?.incidents.clear();
   showView(false);
@@ -242,12 +246,8 @@ async function start(): Promise<void> {
   drawWhoAmI();
   drawMapHelp();
   const map = cityMap ?? new CityMap(byId("map") as unknown as SVGSVGElement, pickPlace);
-  if (!cityMap) {
-    cityMap = map;
-    if (mayCreate()) {
-      map.enablePicking();
-    }
-  }
+  cityMap = map;
+  byId("map").classList.toggle("may-create", mayCreate());
   const areas = await client.listAreas({ withGeometry: true }, { signal: current.signal });
   map.setAreas(areas.areas, areas.serviceCentres);
   byId("map").dataset.areas = String(areas.areas.length);
@@ -272,6 +272,12 @@ async function keepWatching(name: string, signal: AbortSignal, watch: () => Prom
       }
       const problem = describe(failure);
       console.warn(`the ${name} stream ended: ${problem.message}`);
+      if (TOKEN_ENDED.has(problem.reason)) {
+        // The token was revoked, rotated or expired meanwhile: log in again.
+        logOut();
+        show(problem, byId("login-error"));
+        return;
+      }
       note(say("streamLost", { s: wait_s, message: problem.summary || problem.message }));
     }
     await new Promise((resolve) => setTimeout(resolve, wait_s * 1000));
@@ -297,8 +303,14 @@ async function watchPeople(map: CityMap, signal: AbortSignal): Promise<void> {
   }
 }
 
+/** The last event seen, so that a stream opened again goes on after it. */
+let lastSeq = 0n;
+
 async function watchEvents(map: CityMap, signal: AbortSignal): Promise<void> {
-  for await (const event of client.watchEvents({ replayLast: 20n }, { signal })) {
+  const request = lastSeq === 0n ? { replayLast: 20n } : { fromSeq: lastSeq + 1n };
+  for await (const event of client.watchEvents(request, { signal })) {
+    lastSeq = event.seq;
+    clearNote();
     feed.unshift(event);
     feed.length = Math.min(feed.length, FEED_LENGTH);
     drawFeedSoon();
@@ -376,19 +388,27 @@ function drawFeedSoon(): void {
   }
 }
 
+/** Says what is wrong with the live connection, for every role. */
 function note(text: string): void {
-  const result = byId("create-result");
-  if (!byId("create-panel").hidden) {
-    result.className = "result";
-    result.textContent = text;
+  byId("live-status").textContent = text;
+}
+
+function clearNote(): void {
+  const status = byId("live-status");
+  if (status.textContent !== "") {
+    status.textContent = "";
   }
 }
 
-function pickPlace(lon: number, lat: number): void {
+function pickPlace(lon: number, lat: number): boolean {
+  if (!mayCreate()) {
+    return false;
+  }
   byId<HTMLInputElement>("lon").value = lon.toFixed(6);
   byId<HTMLInputElement>("lat").value = lat.toFixed(6);
   byId("create-result").replaceChildren();
   byId<HTMLSelectElement>("category").focus();
+  return true;
 }
 
 async function createIncident(event: SubmitEvent): Promise<void> {

@@ -100,7 +100,8 @@ export class CityMap {
   /** The place picked for a new incident, in SVG units. */
   private picked: [number, number] | null = null;
 
-  constructor(private readonly svg: SVGSVGElement, private readonly onPick: (lon: number, lat: number) => void) {
+  /** `onPick` is told of each place picked, and says whether it takes it (the role may create incidents). */
+  constructor(private readonly svg: SVGSVGElement, private readonly onPick: (lon: number, lat: number) => boolean) {
     this.areaLayer = element("g", { class: "areas" });
     this.labelLayer = element("g", { class: "labels" });
     this.centreLayer = element("g", { class: "centres" });
@@ -111,6 +112,7 @@ export class CityMap {
     // Names lie under the dots: a person or an incident is never hidden by a name.
     svg.append(this.areaLayer, this.labelLayer, this.centreLayer, this.peopleLayer, this.incidentLayer, this.pickMarker);
     svg.setAttribute("viewBox", `0 0 ${WIDTH} ${this.height}`);
+    this.listen();
   }
 
   /** Draws `areas` (with geometry) and `centres` as the base map. */
@@ -280,8 +282,8 @@ export class CityMap {
     this.incidentLayer.replaceChildren(...marks);
   }
 
-  /** Lets a click (or Enter on the keyboard) pick the place of a new incident. */
-  enablePicking(): void {
+  /** A click (or Enter on the keyboard) picks the place of a new incident. */
+  private listen(): void {
     this.svg.addEventListener("click", (event) => {
       const matrix = this.svg.getScreenCTM();
       if (!matrix) {
@@ -295,6 +297,9 @@ export class CityMap {
       const [x, y] = this.picked ?? [WIDTH / 2, this.height / 2];
       const moves: Record<string, [number, number]> = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
       const move = moves[event.key];
+      if (!this.svg.classList.contains("may-create")) {
+        return;
+      }
       if (move) {
         event.preventDefault();
         this.mark(Math.min(WIDTH, Math.max(0, x + move[0])), Math.min(this.height, Math.max(0, y + move[1])));
@@ -312,9 +317,10 @@ export class CityMap {
   }
 
   private pick(x: number, y: number): void {
-    this.mark(x, y);
     const { lon, lat } = this.projection.lonLat(x, y);
-    this.onPick(lon, lat);
+    if (this.onPick(lon, lat)) {
+      this.mark(x, y);
+    }
   }
 
   /** Hides the pick marker (the incident created there shows instead). */

@@ -101,9 +101,18 @@ async fn a_dispatcher_logs_in_sees_the_city_and_creates_an_incident_by_clicking_
     let refusal = text(&page, "#create-result").await?;
     anyhow::ensure!(refusal.contains("location"), "the refusal names the field: {refusal}");
 
+    // The keyboard picks a place too: focus the map, move the cross, Enter.
+    page.find_element("#map").await?.focus().await?.press_key("ArrowLeft").await?.press_key("Enter").await?;
+    wait_for(&page, "the keyboard picks a place", "document.getElementById('lon').value !== '121.9'").await?;
+    anyhow::ensure!(
+        eval::<bool>(&page, "document.activeElement.id === 'category'").await?,
+        "after picking, the form's first choice has the focus"
+    );
+
     // Click in a grid, choose what is needed, create.
+    page.evaluate("document.getElementById('lon').value = ''").await?;
     click_middle(&page, "#map path[data-area-id='d1-s1-c1-g2']").await?;
-    wait_for(&page, "the click fills the place", "document.getElementById('lon').value !== '121.900000'").await?;
+    wait_for(&page, "the click fills the place", "document.getElementById('lon').value !== ''").await?;
     page.evaluate("document.getElementById('category').value = 'medical'; document.getElementById('priority').value = '1'")
         .await?;
     page.find_element("#skills input[value='first_aid']").await?.click().await?;
