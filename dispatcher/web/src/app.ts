@@ -117,12 +117,24 @@ function drawLegend(): void {
     [STATUS_COLOURS[AgentStatus.AVAILABLE], words().statuses[AgentStatus.AVAILABLE], true],
     [STATUS_COLOURS[AgentStatus.BUSY], words().statuses[AgentStatus.BUSY], true],
   ];
+  const lines: [string, string][] = [
+    ["line dashed", say("offerLine")],
+    ["line", say("assignmentLine")],
+  ];
   byId("legend").replaceChildren(
     ...entries.map(([colour, text, dot]) => {
       const item = document.createElement("li");
       const swatch = document.createElement("span");
       swatch.className = dot ? "swatch dot" : "swatch";
       swatch.style.backgroundColor = colour;
+      swatch.setAttribute("aria-hidden", "true");
+      item.append(swatch, text);
+      return item;
+    }),
+    ...lines.map(([kind, text]) => {
+      const item = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = kind;
       swatch.setAttribute("aria-hidden", "true");
       item.append(swatch, text);
       return item;
@@ -146,7 +158,7 @@ function drawFigures(): void {
   const figures: [string, number, string][] = [
     [say("openIncidents"), open.length, "open"],
     ...[1, 2, 3, 4].map((level): [string, number, string] => [say("priorityN", { n: level }), open.filter((incident) => incident.priority === level).length, `p${level}`]),
-    [say("available"), people.filter((agent) => agent.status === AgentStatus.AVAILABLE).length, "available"],
+    [say("available"), people.filter((agent) => agent.status === AgentStatus.AVAILABLE && agent.currentIncidentId === "").length, "available"],
   ];
   byId("figures").replaceChildren(
     ...figures.map(([name, value, key]) => {

@@ -43,6 +43,8 @@ const zh = {
   statuses: ["未知", "可调派", "执行任务", "不在岗"],
   priorities: ["", "1 · 特急", "2 · 紧急", "3 · 较急", "4 · 一般"],
   serviceCentre: "党群服务中心",
+  offerLine: "派单待答复",
+  assignmentLine: "已接单",
   failed: "操作失败",
   fields: "需要修改的字段：",
   categories: {
@@ -125,6 +127,8 @@ const en: Words = {
   statuses: ["unknown", "available", "busy", "off duty"],
   priorities: ["", "1 · critical", "2 · urgent", "3 · soon", "4 · routine"],
   serviceCentre: "Service centre",
+  offerLine: "offer waiting",
+  assignmentLine: "accepted",
   failed: "Failed",
   fields: "Fields to correct:",
   categories: {

@@ -3,7 +3,7 @@
 // made once per map; people and incidents are redrawn in one batch per
 // animation frame, whatever number of changes arrived in between.
 
-import { AgentStatus, AreaLevel, Mode } from "./gen/pingji/v1/pingji_pb.js";
+import { AgentStatus, AreaLevel, IncidentStatus, Mode } from "./gen/pingji/v1/pingji_pb.js";
 import type { Agent, Area, Incident, ServiceCentre } from "./gen/pingji/v1/pingji_pb.js";
 import { words } from "./i18n.js";
 
@@ -89,6 +89,7 @@ export class CityMap {
   private readonly areaLayer: SVGGElement;
   private readonly labelLayer: SVGGElement;
   private readonly centreLayer: SVGGElement;
+  private readonly linkLayer: SVGGElement;
   private readonly peopleLayer: SVGGElement;
   private readonly incidentLayer: SVGGElement;
   private readonly pickMarker: SVGGElement;
@@ -105,12 +106,13 @@ export class CityMap {
     this.areaLayer = element("g", { class: "areas" });
     this.labelLayer = element("g", { class: "labels" });
     this.centreLayer = element("g", { class: "centres" });
+    this.linkLayer = element("g", { class: "links" });
     this.peopleLayer = element("g", { class: "people" });
     this.incidentLayer = element("g", { class: "incidents" });
     this.pickMarker = element("g", { class: "pick-marker", visibility: "hidden" });
     this.pickMarker.append(element("circle", { class: "pick", r: 10 }), element("path", { class: "pick", d: "M-16 0H16M0 -16V16" }));
     // Names lie under the dots: a person or an incident is never hidden by a name.
-    svg.append(this.areaLayer, this.labelLayer, this.centreLayer, this.peopleLayer, this.incidentLayer, this.pickMarker);
+    svg.append(this.areaLayer, this.labelLayer, this.centreLayer, this.linkLayer, this.peopleLayer, this.incidentLayer, this.pickMarker);
     svg.setAttribute("viewBox", `0 0 ${WIDTH} ${this.height}`);
     this.listen();
   }
@@ -253,9 +255,13 @@ export class CityMap {
         continue;
       }
       const [x, y] = this.projection.point(agent.location.lon, agent.location.lat);
-      const dot = element("circle", { class: "person", cx: x.toFixed(1), cy: y.toFixed(1), r: 3.5, fill: STATUS_COLOURS[agent.status] ?? "#7f8c8d" });
+      // A person holding a task is busy with it, whatever status their app last set.
+      const shown = agent.currentIncidentId !== "" ? AgentStatus.BUSY : agent.status;
+      const dot = element("circle", { class: "person", cx: x.toFixed(1), cy: y.toFixed(1), r: 3.5, fill: STATUS_COLOURS[shown] ?? "#7f8c8d" });
+      dot.dataset.agentId = agent.spec?.id ?? "";
+      dot.dataset.status = AgentStatus[shown] ?? "";
       const title = element("title", {});
-      title.textContent = `${agent.spec?.name ?? agent.spec?.id ?? ""} · ${words().statuses[agent.status] ?? ""}`;
+      title.textContent = `${agent.spec?.name ?? agent.spec?.id ?? ""} · ${words().statuses[shown] ?? ""}`;
       dot.append(title);
       dots.push(dot);
     }
@@ -274,12 +280,44 @@ export class CityMap {
         fill: PRIORITY_COLOURS[incident.priority] ?? PRIORITY_COLOURS[4],
       });
       mark.dataset.incidentId = incident.id;
+      mark.dataset.status = IncidentStatus[incident.status] ?? "";
+      mark.classList.toggle("staffed", incident.status === IncidentStatus.STAFFED);
       const title = element("title", {});
       title.textContent = `${incident.id} · ${words().categories[incident.category] ?? incident.category} · P${incident.priority}`;
       mark.append(title);
       marks.push(mark);
     }
     this.incidentLayer.replaceChildren(...marks);
+    this.linkLayer.replaceChildren(...this.links());
+  }
+
+  /** Lines from people to incidents: dashed for an offer waiting for an
+   * answer, solid for an accepted task not completed yet. */
+  private links(): SVGElement[] {
+    const lines: SVGElement[] = [];
+    const line = (kind: "offer" | "assignment", agentId: string, incident: Incident): void => {
+      const agent = this.people.get(agentId);
+      if (!agent?.location || !incident.location) {
+        return;
+      }
+      const [x1, y1] = this.projection.point(agent.location.lon, agent.location.lat);
+      const [x2, y2] = this.projection.point(incident.location.lon, incident.location.lat);
+      const link = element("line", { class: `link ${kind}`, x1: x1.toFixed(1), y1: y1.toFixed(1), x2: x2.toFixed(1), y2: y2.toFixed(1) });
+      link.dataset.agentId = agentId;
+      link.dataset.incidentId = incident.id;
+      lines.push(link);
+    };
+    for (const incident of this.incidents.values()) {
+      for (const offer of incident.openOffers) {
+        line("offer", offer.agentId, incident);
+      }
+      for (const assignment of incident.assignments) {
+        if (assignment.completedAtMs === 0n) {
+          line("assignment", assignment.agentId, incident);
+        }
+      }
+    }
+    return lines;
   }
 
   /** A click (or Enter on the keyboard) picks the place of a new incident. */

@@ -65,7 +65,7 @@ async fn a_dispatcher_logs_in_sees_the_city_and_creates_an_incident_by_clicking_
     // A person on duty with their app open, in the grid the test clicks.
     let grid = area_box(&mut admin, "d1-s1-c1-g2").await?;
     let (lon, lat) = grid.at(0.25, 0.25);
-    let _medic = server.connect_person_at(person("web-medic", "d1-s1-c1-g2", &["first_aid"]), lon, lat).await?;
+    let mut medic = server.connect_person_at(person("web-medic", "d1-s1-c1-g2", &["first_aid"]), lon, lat).await?;
     let browser = TestBrowser::launch(&chromium).await?;
     let page = browser.open(&url).await?;
 
@@ -128,6 +128,33 @@ async fn a_dispatcher_logs_in_sees_the_city_and_creates_an_incident_by_clicking_
     wait_for(&page, "the feed shows it", "document.querySelector('#feed li[data-kind=incident_reported]')").await?;
     wait_for(&page, "the offer to the person shows in the feed", "document.querySelector('#feed li[data-kind=offer_sent]')")
         .await?;
+    // The offer to the person as a dashed line; accepted, a solid one and the incident staffed.
+    let offer = medic.expect_offer_within(Duration::from_secs(10)).await?;
+    assert_eq!(offer.incident_id, incident_id);
+    wait_for(
+        &page,
+        "the offer line shows",
+        &format!("document.querySelector('#map line.offer[data-agent-id=\"web-medic\"][data-incident-id=\"{incident_id}\"]')"),
+    )
+    .await?;
+    medic.accept(&offer.offer_id).await?;
+    wait_for(
+        &page,
+        "the incident shows staffed, with the person's line solid",
+        &format!(
+            "document.querySelector('#map circle[data-incident-id=\"{incident_id}\"]')?.dataset.status === 'STAFFED' && \
+             document.querySelector('#map line.assignment[data-agent-id=\"web-medic\"]') && \
+             document.querySelector('#map circle.person[data-agent-id=\"web-medic\"]')?.dataset.status === 'BUSY' && \
+             !document.querySelector('#map line.offer')"
+        ),
+    )
+    .await?;
+    wait_for(
+        &page,
+        "the person on the task no longer counts as available",
+        &format!("document.querySelector('[data-figure=available] dd')?.textContent === '{}'", available - 1),
+    )
+    .await?;
     wait_for(&page, "the figures count it", "document.querySelector('[data-figure=p1] dd')?.textContent === '1'").await?;
     // Where the click was, as the dispatcher placed it.
     let incident = admin.get_incident(pb::GetIncidentRequest { id: incident_id.clone() }).await?.into_inner();
