@@ -260,6 +260,9 @@ export class CityMap {
       const dot = element("circle", { class: "person", cx: x.toFixed(1), cy: y.toFixed(1), r: 3.5, fill: STATUS_COLOURS[shown] ?? "#7f8c8d" });
       dot.dataset.agentId = agent.spec?.id ?? "";
       dot.dataset.status = AgentStatus[shown] ?? "";
+      // Where the server says the person is (to about 1 km for a viewer).
+      dot.dataset.lon = agent.location.lon.toFixed(6);
+      dot.dataset.lat = agent.location.lat.toFixed(6);
       const title = element("title", {});
       title.textContent = `${agent.spec?.name ?? agent.spec?.id ?? ""} · ${words().statuses[shown] ?? ""}`;
       dot.append(title);

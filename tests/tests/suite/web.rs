@@ -207,6 +207,9 @@ async fn a_viewer_sees_no_create_control_and_a_wrong_token_gets_a_clear_message(
     let (server, url) = server_with_web().await?;
     let mut admin = server.command().await?;
     let token = add_operator(&mut admin, "wall", pb::OperatorRole::Viewer).await?;
+    // A person on duty somewhere not on a round 0.01 degree.
+    let (lon, lat) = area_box(&mut admin, "d1-s1-c1-g3").await?.at(0.37, 0.41);
+    let _helper = server.connect_person_at(person("web-helper", "d1-s1-c1-g3", &[]), lon, lat).await?;
     let browser = TestBrowser::launch(&chromium).await?;
 
     let wrong = browser.open(&url).await?;
@@ -226,6 +229,20 @@ async fn a_viewer_sees_no_create_control_and_a_wrong_token_gets_a_clear_message(
     wait_for_city(&viewer).await?;
     wait_for(&viewer, "the role shows", "document.getElementById('whoami').dataset.role === 'VIEWER'").await?;
     anyhow::ensure!(eval::<bool>(&viewer, "document.getElementById('create-panel').hidden").await?, "a create form");
+    // The viewer's map has the person where the server puts them for a
+    // viewer: to 0.01 degree (about 1 km), not where they are.
+    wait_for(&viewer, "the person is drawn", "document.querySelector('#map circle.person[data-agent-id=\"web-helper\"]')")
+        .await?;
+    let (shown_lon, shown_lat): (String, String) = eval(
+        &viewer,
+        "(() => { const dot = document.querySelector('#map circle.person[data-agent-id=\"web-helper\"]'); \
+         return [dot.dataset.lon, dot.dataset.lat]; })()",
+    )
+    .await?;
+    let shown = (shown_lon.parse::<f64>()?, shown_lat.parse::<f64>()?);
+    let coarse = pingji_dispatcher::convert::coarsen(pb::Location::wgs84(lon, lat));
+    assert!((shown.0 - coarse.lon).abs() < 1e-6 && (shown.1 - coarse.lat).abs() < 1e-6, "{shown:?} is not {coarse:?}");
+    assert!((shown.0 - lon).abs() > 1e-4 || (shown.1 - lat).abs() > 1e-4, "a viewer sees {shown:?}, the precise position");
     // A click on the map picks nothing for a viewer.
     click_middle(&viewer, "#map path[data-area-id='d1-s1-c1-g2']").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
