@@ -57,6 +57,11 @@ let role = OperatorRole.UNSPECIFIED;
 let operatorName = "";
 let cityMap: CityMap | null = null;
 const feed: Event[] = [];
+/** Events about each open incident since the page opened, oldest first. */
+const timelines = new Map<string, Event[]>();
+const TIMELINE_LENGTH = 100;
+/** The incident whose details show. */
+let selected: string | null = null;
 
 function applyLanguage(): void {
   document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
@@ -74,6 +79,7 @@ function applyLanguage(): void {
   drawLegend();
   drawWhoAmI();
   drawFigures();
+  drawIncidents();
   drawFeed();
   drawMapHelp();
 }
@@ -174,6 +180,123 @@ function drawFigures(): void {
   );
 }
 
+function drawIncidents(): void {
+  const open = [...(cityMap?.incidents.values() ?? [])].sort((a, b) => a.priority - b.priority || a.id.localeCompare(b.id));
+  const list = byId("incident-list");
+  if (open.length === 0) {
+    const empty = document.createElement("li");
+    empty.className = "empty";
+    empty.textContent = say("noIncidents");
+    list.replaceChildren(empty);
+  } else {
+    list.replaceChildren(
+      ...open.map((incident) => {
+        const item = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.dataset.incidentId = incident.id;
+        button.setAttribute("aria-pressed", String(incident.id === selected));
+        const badge = document.createElement("span");
+        badge.className = "priority-badge";
+        badge.style.backgroundColor = PRIORITY_COLOURS[incident.priority] ?? PRIORITY_COLOURS[4];
+        badge.textContent = `P${incident.priority}`;
+        const what = document.createElement("span");
+        what.textContent = `${words().categories[incident.category] ?? incident.category} · ${incident.id} · ${words().incidentStatuses[incident.status] ?? ""}`;
+        button.append(badge, what);
+        button.addEventListener("click", () => select(incident.id));
+        item.append(button);
+        return item;
+      }),
+    );
+  }
+  drawDetail();
+}
+
+function drawDetail(): void {
+  const detail = byId("incident-detail");
+  const incident = selected === null ? undefined : cityMap?.incidents.get(selected);
+  if (!incident) {
+    detail.hidden = true;
+    return;
+  }
+  detail.hidden = false;
+  detail.dataset.incidentId = incident.id;
+  byId("detail-title").textContent = `${incident.id} · ${words().categories[incident.category] ?? incident.category} · P${incident.priority}`;
+  const skills = incident.requiredSkills.map((skill) => words().skillNames[skill] ?? skill).join("、");
+  const people = [
+    ...incident.assignments.map((assignment) => `${assignment.agentId} ✓`),
+    ...incident.openOffers.map((offer) => `${offer.agentId} …`),
+  ].join(", ");
+  const facts: [string, string][] = [
+    [say("factStatus"), words().incidentStatuses[incident.status] ?? ""],
+    [say("factNeeds"), `${incident.headcount}${skills ? ` · ${skills}` : ""}`],
+    [say("factPlace"), incident.gridId || "—"],
+    [say("factPeople"), people || "—"],
+  ];
+  byId("detail-facts").replaceChildren(
+    ...facts.flatMap(([term, value]) => {
+      const name = document.createElement("dt");
+      name.textContent = term;
+      const text = document.createElement("dd");
+      text.textContent = value;
+      return [name, text];
+    }),
+  );
+  byId("detail-timeline").replaceChildren(
+    ...(timelines.get(incident.id) ?? []).map((event) => {
+      const item = document.createElement("li");
+      item.dataset.kind = event.kind;
+      const time = document.createElement("time");
+      const at = new Date(Number(event.atMs));
+      time.dateTime = at.toISOString();
+      time.textContent = at.toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+      const what = document.createElement("span");
+      what.textContent = `${words().kinds[event.kind] ?? event.kind}${event.agentId ? ` · ${event.agentId}` : ""}`;
+      item.append(time, what);
+      return item;
+    }),
+  );
+  byId("end-form").hidden = !mayCreate();
+}
+
+function select(incidentId: string): void {
+  selected = incidentId;
+  byId("end-result").replaceChildren();
+  drawIncidents();
+  byId("incident-detail").scrollIntoView({ block: "nearest" });
+}
+
+async function endIncident(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const result = byId("end-result");
+  const id = selected;
+  if (id === null) {
+    return;
+  }
+  const note = byId<HTMLInputElement>("end-note").value.trim();
+  if (note === "") {
+    result.className = "result failed";
+    result.textContent = say("noteNeeded");
+    byId<HTMLInputElement>("end-note").focus();
+    return;
+  }
+  const closing = event.submitter instanceof HTMLButtonElement && event.submitter.value === "close";
+  try {
+    const incident = closing
+      ? await client.closeIncident({ id, feedback: note })
+      : await client.cancelIncident({ id, reason: note });
+    byId<HTMLInputElement>("end-note").value = "";
+    if (cityMap) {
+      placeIncident(cityMap, incident);
+    }
+    result.className = "result ok";
+    result.textContent = say("ended", { id });
+  } catch (failure) {
+    result.className = "result failed";
+    show(describe(failure), result);
+  }
+}
+
 function drawFeed(): void {
   byId("feed").replaceChildren(
     ...feed.map((event) => {
@@ -240,6 +363,8 @@ function logOut(): void {
   role = OperatorRole.UNSPECIFIED;
   operatorName = "";
   feed.length = 0;
+  timelines.clear();
+  selected = null;
   lastSeq = 0n;
   cityMap?.clearPick();
   cityMap?.people.clear();
@@ -257,7 +382,7 @@ async function start(): Promise<void> {
   showView(true);
   drawWhoAmI();
   drawMapHelp();
-  const map = cityMap ?? new CityMap(byId("map") as unknown as SVGSVGElement, pickPlace);
+  const map = cityMap ?? new CityMap(byId("map") as unknown as SVGSVGElement, pickPlace, select);
   cityMap = map;
   byId("map").classList.toggle("may-create", mayCreate());
   const areas = await client.listAreas({ withGeometry: true }, { signal: current.signal });
@@ -267,6 +392,7 @@ async function start(): Promise<void> {
   map.incidents = new Map(open.incidents.map((incident) => [incident.id, incident]));
   map.scheduleDraw();
   drawFigures();
+  drawIncidents();
   void keepWatching("events", current.signal, () => watchEvents(map, current.signal));
   void keepWatching("people", current.signal, () => watchPeople(map, current.signal));
 }
@@ -327,6 +453,10 @@ async function watchEvents(map: CityMap, signal: AbortSignal): Promise<void> {
     feed.length = Math.min(feed.length, FEED_LENGTH);
     drawFeedSoon();
     if (event.incidentId !== "") {
+      const timeline = timelines.get(event.incidentId) ?? [];
+      timeline.push(event);
+      timeline.splice(0, Math.max(0, timeline.length - TIMELINE_LENGTH));
+      timelines.set(event.incidentId, timeline);
       refreshIncident(map, event.incidentId, signal);
     }
     if (event.kind === "mode_switched" || event.kind === "areas_imported" || event.kind === "areas_retired") {
@@ -358,6 +488,7 @@ function refreshIncident(map: CityMap, id: string, signal: AbortSignal): void {
 function placeIncident(map: CityMap, incident: Incident): void {
   if (ENDED.has(incident.status)) {
     map.incidents.delete(incident.id);
+    timelines.delete(incident.id);
   } else {
     map.incidents.set(incident.id, incident);
   }
@@ -385,6 +516,7 @@ function drawFiguresSoon(): void {
     requestAnimationFrame(() => {
       figuresPending = false;
       drawFigures();
+      drawIncidents();
     });
   }
 }
@@ -481,6 +613,7 @@ function main(): void {
     void logIn(byId<HTMLInputElement>("token").value.trim());
   });
   byId<HTMLFormElement>("create-form").addEventListener("submit", (event) => void createIncident(event));
+  byId<HTMLFormElement>("end-form").addEventListener("submit", (event) => void endIncident(event));
   for (const id of ["lon", "lat"]) {
     byId(id).addEventListener("change", () => {
       const lon = Number.parseFloat(byId<HTMLInputElement>("lon").value);

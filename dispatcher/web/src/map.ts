@@ -102,7 +102,11 @@ export class CityMap {
   private picked: [number, number] | null = null;
 
   /** `onPick` is told of each place picked, and says whether it takes it (the role may create incidents). */
-  constructor(private readonly svg: SVGSVGElement, private readonly onPick: (lon: number, lat: number) => boolean) {
+  constructor(
+    private readonly svg: SVGSVGElement,
+    private readonly onPick: (lon: number, lat: number) => boolean,
+    private readonly onSelect: (incidentId: string) => void,
+  ) {
     this.areaLayer = element("g", { class: "areas" });
     this.labelLayer = element("g", { class: "labels" });
     this.centreLayer = element("g", { class: "centres" });
@@ -326,6 +330,12 @@ export class CityMap {
   /** A click (or Enter on the keyboard) picks the place of a new incident. */
   private listen(): void {
     this.svg.addEventListener("click", (event) => {
+      // A click on an incident opens it rather than picking a place.
+      const incident = event.target instanceof Element ? event.target.closest<SVGElement>("circle.incident") : null;
+      if (incident?.dataset.incidentId) {
+        this.onSelect(incident.dataset.incidentId);
+        return;
+      }
       const matrix = this.svg.getScreenCTM();
       if (!matrix) {
         return;

@@ -185,6 +185,40 @@ async fn a_dispatcher_logs_in_sees_the_city_and_creates_an_incident_by_clicking_
     );
     screenshot(&page, &screenshot_folder().join("desk-dispatcher-zh.png")).await?;
 
+    // The incident opened from its mark on the map: its details and
+    // timeline; closed with feedback, it leaves the map and the list.
+    click_middle(&page, &format!("#map circle[data-incident-id='{incident_id}']")).await?;
+    wait_for(
+        &page,
+        "the incident's details show",
+        &format!(
+            "document.getElementById('incident-detail').dataset.incidentId === '{incident_id}' && \
+             !document.getElementById('incident-detail').hidden && \
+             document.querySelector('#detail-timeline li[data-kind=assigned]')"
+        ),
+    )
+    .await?;
+    assert_accessible(&page, "the map with an incident's details").await?;
+    screenshot(&page, &screenshot_folder().join("desk-incident-zh.png")).await?;
+    page.find_element("#close-incident").await?.click().await?;
+    wait_for(&page, "an empty feedback is refused", "document.getElementById('end-result').classList.contains('failed')").await?;
+    // Chinese comes through an input method, not keys: set as it would leave the field.
+    page.evaluate("document.getElementById('end-note').value = '已送医'").await?;
+    page.find_element("#close-incident").await?.click().await?;
+    wait_for(
+        &page,
+        "the closed incident leaves the map and the list",
+        &format!(
+            "document.getElementById('end-result').classList.contains('ok') && \
+             !document.querySelector('#map circle[data-incident-id=\"{incident_id}\"]') && \
+             !document.querySelector('#incident-list button[data-incident-id=\"{incident_id}\"]') && \
+             document.querySelector('[data-figure=open] dd')?.textContent === '0'"
+        ),
+    )
+    .await?;
+    let closed = admin.get_incident(pb::GetIncidentRequest { id: incident_id.clone() }).await?.into_inner();
+    assert_eq!((closed.status, closed.feedback.as_str()), (pb::IncidentStatus::Closed as i32, "已送医"));
+
     // English, and a phone.
     page.find_element("#language").await?.click().await?;
     wait_for(&page, "the page is in English", "document.documentElement.lang === 'en'").await?;
