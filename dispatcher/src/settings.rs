@@ -54,6 +54,8 @@ pub struct Settings {
     #[serde(default)]
     pub metrics: MetricsSettings,
     #[serde(default)]
+    pub web: WebSettings,
+    #[serde(default)]
     pub otlp: OtlpSettings,
     #[serde(default)]
     pub log: LogSettings,
@@ -109,6 +111,14 @@ pub struct LoadSettings {
 #[serde(deny_unknown_fields)]
 pub struct MetricsSettings {
     /// `HOST:PORT` for `/metrics`; off when absent.
+    pub listen: Option<String>,
+}
+
+/// The command map in the browser.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebSettings {
+    /// `HOST:PORT` for the command map (page and grpc-web); off when absent.
     pub listen: Option<String>,
 }
 
@@ -218,6 +228,7 @@ impl Settings {
                 plans: over.load.plans.or(self.load.plans),
             },
             metrics: MetricsSettings { listen: over.metrics.listen.or(self.metrics.listen) },
+            web: WebSettings { listen: over.web.listen.or(self.web.listen) },
             otlp: OtlpSettings { endpoint: over.otlp.endpoint.or(self.otlp.endpoint) },
             log: LogSettings { format: over.log.format.or(self.log.format) },
             limits: LimitSettings {
@@ -275,6 +286,26 @@ impl Settings {
                     ));
                 }
                 Some(metrics)
+            }
+            None => None,
+        };
+        config.web_addr = match &self.web.listen {
+            Some(text) => {
+                let web = address("web.listen", text)?;
+                let taken = [Some(listen), config.metrics_addr].into_iter().flatten().any(|other| other == web);
+                if taken && web.port() != 0 {
+                    return Err(refuse(
+                        "web.listen",
+                        format!("{web} is taken by the gRPC or metrics port; give the web its own"),
+                    ));
+                }
+                if matches!(config.store, Store::Redis(_)) {
+                    return Err(refuse(
+                        "web.listen",
+                        "not served with a shared Redis store yet: serve the command map from a dispatcher with its own journal",
+                    ));
+                }
+                Some(web)
             }
             None => None,
         };
@@ -589,6 +620,12 @@ mod tests {
         let refused = |text: &str| Settings::parse(text).expect("parses").resolve().expect_err("refused").to_string();
         assert!(refused("listen = \"localhost\"").starts_with("listen: \"localhost\" is not an IP address and port"));
         assert!(refused("[metrics]\nlisten = \"9464\"").starts_with("metrics.listen: "));
+        assert!(refused("[web]\nlisten = \"8080\"").starts_with("web.listen: "));
+        assert!(refused("listen = \"127.0.0.1:8080\"\n[web]\nlisten = \"127.0.0.1:8080\"").starts_with("web.listen: "));
+        assert!(
+            refused("[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n[web]\nlisten = \"127.0.0.1:8080\"")
+                .starts_with("web.listen: ")
+        );
         assert!(refused("[store]\nkind = \"postgres\"").starts_with("store.kind: \"postgres\" is not a store"));
         assert!(refused("[store]\nkind = \"redis\"").starts_with("store.url: "));
         assert!(

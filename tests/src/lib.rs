@@ -31,6 +31,8 @@
 //!   hand (tokens expiring).
 //! - [`agent_fixtures`]: a dispatcher process restartable on the same port,
 //!   for client reconnect tests, and the `field-agent` binary.
+//! - [`browser`]: a headless Chromium driven over the DevTools protocol,
+//!   for the command map (skipped with a hint when it is not installed).
 //! - [`binaries`]: the workspace's binaries, built when missing or stale.
 //! - [`cli`]: the `pingji` console binary, run with arguments.
 //! - [`metrics`]: scraping `/metrics` over HTTP and reading values.
@@ -48,6 +50,7 @@
 pub mod agent_fixtures;
 pub mod auth;
 pub mod binaries;
+pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod events;

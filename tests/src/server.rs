@@ -38,6 +38,8 @@ type ServerThread = std::thread::JoinHandle<anyhow::Result<()>>;
 /// A dispatcher running `pingji_dispatcher::server::run` on its own runtime.
 pub struct TestServer {
     address: SocketAddr,
+    /// The web port (the command map), when started with [`TestServer::start_with_web`].
+    web_address: Option<SocketAddr>,
     policy: Policy,
     stop: watch::Sender<bool>,
     thread: Option<ServerThread>,
@@ -50,6 +52,15 @@ impl TestServer {
     /// the policy to [`crate::quick_policy`]). Returns once health reports
     /// the command service as serving.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<TestServer> {
+        TestServer::start_serving(tweak, false).await
+    }
+
+    /// As [`TestServer::start`], with the command map on a web port of its own.
+    pub async fn start_with_web(tweak: impl FnOnce(&mut Config)) -> anyhow::Result<TestServer> {
+        TestServer::start_serving(tweak, true).await
+    }
+
+    async fn start_serving(tweak: impl FnOnce(&mut Config), with_web: bool) -> anyhow::Result<TestServer> {
         let mut config = Config::new(Store::Ephemeral);
         config.areas_file = Some(crate::sample::sample_city());
         // Tests close their streams before shutting down; a short drain keeps
@@ -65,22 +76,36 @@ impl TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let address = listener.local_addr()?;
+        let web_listener = if with_web {
+            let web_listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+            web_listener.set_nonblocking(true)?;
+            Some(web_listener)
+        } else {
+            None
+        };
+        let web_address = web_listener.as_ref().map(std::net::TcpListener::local_addr).transpose()?;
         let (stop, shutdown) = watch::channel(false);
         let policy = config.policy.clone();
         let thread = std::thread::Builder::new().name(format!("dispatcher-{}", address.port())).spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(SERVER_WORKERS).enable_all().build()?;
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener)?;
-                pingji_dispatcher::server::run(config, listener, shutdown).await
+                let web_listener = web_listener.map(TcpListener::from_std).transpose()?;
+                pingji_dispatcher::server::run_with_web(config, listener, web_listener, shutdown).await
             })
         })?;
-        let mut server = TestServer { address, policy, stop, thread: Some(thread) };
+        let mut server = TestServer { address, web_address, policy, stop, thread: Some(thread) };
         server.wait_serving().await?;
         Ok(server)
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The command map's address, for a server started with the web port.
+    pub fn web_address(&self) -> Option<SocketAddr> {
+        self.web_address
     }
 
     /// The policy the server runs with.

@@ -12,7 +12,7 @@ use pingji_dispatcher::open_files;
 use pingji_dispatcher::server::{self, ClientCertificates, Store};
 use pingji_dispatcher::settings::{
     JournalSettings, LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings,
-    TlsSettings,
+    TlsSettings, WebSettings,
 };
 use pingji_dispatcher::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;
@@ -100,6 +100,11 @@ struct Args {
     /// Serve Prometheus metrics on http://HOST:PORT/metrics; off by default.
     #[arg(long, env = "PINGJI_METRICS_ADDR")]
     metrics_addr: Option<String>,
+    /// Serve the command map (a web page, and the command API over
+    /// grpc-web for it) on http://HOST:PORT/; off by default. With
+    /// --tls-cert, https:// with the same certificate.
+    #[arg(long, env = "PINGJI_WEB", value_name = "ADDR")]
+    web: Option<String>,
     /// Export traces and metrics over OTLP/gRPC to this collector,
     /// `http://HOST:PORT` (usually port 4317); off by default.
     #[arg(long, env = "PINGJI_OTLP_ENDPOINT")]
@@ -160,6 +165,7 @@ impl Args {
                 plans: (!self.plans.is_empty()).then(|| self.plans.clone()),
             },
             metrics: MetricsSettings { listen: self.metrics_addr.clone() },
+            web: WebSettings { listen: self.web.clone() },
             otlp: OtlpSettings { endpoint: self.otlp_endpoint.clone() },
             log: LogSettings { format: self.log_format },
             limits: LimitSettings {

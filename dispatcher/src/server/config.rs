@@ -111,6 +111,9 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// Where to serve Prometheus metrics (`/metrics`); off when `None`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where to serve the command map (its page and grpc-web, with the
+    /// gRPC port's TLS); off when `None`.
+    pub web_addr: Option<SocketAddr>,
     pub limits: Limits,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
     pub(super) metrics: Option<Arc<Metrics>>,
@@ -219,6 +222,7 @@ impl Config {
             snapshot_every: 10_000,
             retention: Some(crate::journal::DEFAULT_RETENTION),
             metrics_addr: None,
+            web_addr: None,
             limits: Limits::default(),
             metrics: None,
             tls: None,

@@ -26,6 +26,8 @@
 //! - `config`: where the journal lives, TLS, limits, the server builder.
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 //! - `sizes`: how large one message may be, per service.
+//! - `web`: the web port: the command map's embedded files and the command
+//!   service over grpc-web.
 
 pub mod agent;
 pub mod agent_watch;
@@ -46,6 +48,7 @@ pub mod sharding;
 mod sizes;
 pub mod standby;
 mod starting;
+mod web;
 
 use std::sync::Arc;
 
@@ -60,9 +63,33 @@ use crate::runtime::{self};
 pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, ServerTls, Store};
 use serving::{open_journal, serve};
 
-/// Runs the dispatcher on `listener` until `shutdown` turns true.
+/// Runs the dispatcher on `listener` until `shutdown` turns true, with the
+/// command map on `config.web_addr` when it is set.
 pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let web_listener = match config.web_addr {
+        Some(address) => {
+            Some(TcpListener::bind(address).await.with_context(|| format!("cannot listen for the web port on {address}"))?)
+        }
+        None => None,
+    };
+    run_with_web(config, listener, web_listener, shutdown).await
+}
+
+/// [`run`], with the command map served on `web_listener` when given (a
+/// listener bound already, say to port 0), whatever `config.web_addr` says.
+pub async fn run_with_web(
+    config: Config,
+    listener: TcpListener,
+    web_listener: Option<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let mut config = config;
+    if web_listener.is_some() && matches!(config.store, Store::Redis(_)) {
+        anyhow::bail!(
+            "the web port (--web) is not served with a shared Redis store yet: serve the command map from a \
+             dispatcher with its own journal (--data or --ephemeral)"
+        );
+    }
     // The metrics endpoint lives as long as the process: a standby shows it
     // is not serving, an owner shows what it does.
     let metrics_endpoint = match config.metrics_addr {
@@ -82,7 +109,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receive
     if config.session_queues.is_none() {
         config.session_queues = Some(config.new_session_queues());
     }
-    let served = run_store(config, listener, shutdown).await;
+    let served = run_store(config, listener, web_listener, shutdown).await;
     if let Some(endpoint) = metrics_endpoint {
         // It stops with the shutdown signal; after a failure, stop it here.
         endpoint.abort();
@@ -91,7 +118,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: watch::Receive
     served
 }
 
-pub(super) async fn run_store(config: Config, listener: TcpListener, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub(super) async fn run_store(
+    config: Config,
+    listener: TcpListener,
+    web_listener: Option<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     if let Store::Redis(redis) = &config.store {
         let redis = redis.clone();
         return ownership::run(config, redis, listener, shutdown).await;
@@ -108,5 +140,5 @@ pub(super) async fn run_store(config: Config, listener: TcpListener, shutdown: w
     starting.stop().await;
     let (journal, engine) = recovered?;
     let listener = TcpListener::from_std(listener)?;
-    serve(&config, journal, engine, None, listener, shutdown, None, None).await
+    serve(&config, journal, engine, None, listener, shutdown, None, None, web_listener).await
 }

@@ -188,7 +188,7 @@ async fn serve_shard(
         _ => Some(Arc::new(Sharding::new(&url, shard.id().clone())?)),
     };
     let served =
-        super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding).await;
+        super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding, None).await;
 
     keeper.stop().await;
     if served.is_ok() {

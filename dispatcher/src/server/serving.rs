@@ -23,8 +23,9 @@ use pingji_engine::ids::AreaId;
 use super::config::{
     ClientCertificates, Config, LAME_DUCK, STEP_DOWN_DRAIN, Store, reflection_v1, reflection_v1alpha, server_builder,
 };
+use super::front::Fronted;
 use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
-use super::{agent, auth, bootstrap, city_modes, command, error as status, sharding};
+use super::{agent, auth, bootstrap, city_modes, command, error as status, sharding, web};
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
     let journal: Box<dyn Journal> = match store {
@@ -46,7 +47,8 @@ pub(super) struct OwnerGuard {
 /// then drains and stops. With a `guard` (a shared shard), it also stops at
 /// once, with an error, when the lease is lost or the owner task fails. With
 /// `sharding` (a district's shard), it serves that district only and sends
-/// calls about others to their owners.
+/// calls about others to their owners. With `web_listener`, it serves the
+/// command map there too (see `web`).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn serve(
     config: &Config,
@@ -57,6 +59,7 @@ pub(super) async fn serve(
     mut shutdown: watch::Receiver<bool>,
     guard: Option<OwnerGuard>,
     sharding: Option<Arc<sharding::Sharding>>,
+    web_listener: Option<TcpListener>,
 ) -> anyhow::Result<()> {
     let district = sharding.as_ref().map(|sharding| AreaId::new(sharding.shard().as_str()));
     engine.set_scope(district.clone());
@@ -106,6 +109,7 @@ pub(super) async fn serve(
     let reflection_v1alpha = reflection_v1alpha()?;
 
     let tokens = auth::Tokens::new(dispatcher.clone(), sharding.clone());
+    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -128,27 +132,34 @@ pub(super) async fn serve(
             ))
             .max_decoding_message_size(MAX_AGENT_MESSAGE),
         )
-        // City maps and rosters are large: allow imports well past tonic's 4 MiB default.
-        .add_service(sharding::routed(
-            auth::authorized(
-                status::size_limited(
-                    CommandServiceServer::new(command::CommandApi {
-                        dispatcher: dispatcher.clone(),
-                        sharding: sharding.clone(),
-                        audited: Default::default(),
-                    })
-                    .max_decoding_message_size(MAX_COMMAND_MESSAGE)
-                    .max_encoding_message_size(MAX_COMMAND_MESSAGE),
-                ),
-                tokens,
-            ),
-            sharding,
-        ))
+        .add_service(commands.clone())
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(server);
     info!(%address, tls = config.tls.is_some(), "dispatcher listening");
+    // The web port stops with the gRPC port, and is aborted when serving ends otherwise.
+    let web_server = match web_listener {
+        Some(web_listener) => {
+            let web_address = web_listener.local_addr()?;
+            let mut web_stepping_down = stop_serving.subscribe();
+            let web_server = web::server(config)?.add_routes(web::routes(commands)).serve_with_incoming_shutdown(
+                config.connections().incoming(web_listener),
+                async move {
+                    let _ = web_stepping_down.wait_for(|stop| *stop).await;
+                },
+            );
+            let scheme = if config.tls.is_some() { "https" } else { "http" };
+            info!(address = %web_address, "command map on {scheme}://{web_address}/");
+            Some(tokio::spawn(async move {
+                if let Err(error) = web_server.await {
+                    error!(%error, "the web port stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    let mut web_server = AbortOnDrop(web_server);
 
     tokio::select! {
         result = &mut server => {
@@ -174,6 +185,7 @@ pub(super) async fn serve(
                     server.abort();
                 }
             }
+            web_server.join_within(config.drain_timeout).await;
         }
         reason = async {
             match lost.as_mut() {
@@ -209,8 +221,49 @@ pub(super) async fn serve(
     Ok(())
 }
 
+/// The command service as both ports serve it: the token check and roles
+/// (`auth`), the size limits (`status`), and routing to a district's shard
+/// (`sharding`). City maps and rosters are large: imports may be well past
+/// tonic's 4 MiB default.
+pub(super) fn command_service(
+    dispatcher: &Dispatcher,
+    tokens: auth::Tokens,
+    sharding: Option<Arc<sharding::Sharding>>,
+) -> CommandStack {
+    sharding::routed(
+        auth::authorized(
+            status::size_limited(
+                CommandServiceServer::new(command::CommandApi {
+                    dispatcher: dispatcher.clone(),
+                    sharding: sharding.clone(),
+                    audited: Default::default(),
+                })
+                .max_decoding_message_size(MAX_COMMAND_MESSAGE)
+                .max_encoding_message_size(MAX_COMMAND_MESSAGE),
+            ),
+            tokens,
+        ),
+        sharding,
+    )
+}
+
+/// The type of [`command_service`].
+pub(super) type CommandStack =
+    sharding::Routed<auth::Authorized<Fronted<CommandServiceServer<command::CommandApi>, status::TooLarge>>>;
+
 /// Aborts a background task when serving ends, however it ends.
 pub(super) struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl AbortOnDrop {
+    /// Waits up to `limit` for the task to end by itself, then aborts it.
+    async fn join_within(&mut self, limit: std::time::Duration) {
+        if let Some(task) = self.0.as_mut()
+            && tokio::time::timeout(limit, &mut *task).await.is_err()
+        {
+            task.abort();
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

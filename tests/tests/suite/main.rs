@@ -30,3 +30,4 @@ mod redis_store;
 mod retention;
 mod shutdown;
 mod tls;
+mod web;

@@ -1,0 +1,179 @@
+//! A real headless Chromium (Debian's `chromium` package) driven over the
+//! DevTools protocol with `chromiumoxide`, for the command map's tests.
+//!
+//! Without the browser the tests skip with a message saying how to install
+//! it; with `CI=true` they fail instead, so that CI never passes by skipping.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::layout::Point;
+use chromiumoxide::page::{Page, ScreenshotParams};
+use serde::de::DeserializeOwned;
+use tokio_stream::StreamExt;
+
+use crate::wait::wait_until;
+
+/// Where Debian's `chromium` package puts the browser.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long the page may take to show what a test waits for.
+pub const SHOWN_WITHIN: Duration = Duration::from_secs(20);
+/// The vendored axe-core (MPL-2.0), injected to check accessibility.
+const AXE: &str = include_str!("../web/axe.min.js");
+
+/// A desk in the command room, and a phone.
+pub const DESK: (u32, u32) = (1440, 900);
+pub const PHONE: (u32, u32) = (390, 844);
+
+/// The browser to run, or `None` (after saying how to install it) when it
+/// is missing outside CI; an error when it is missing in CI.
+pub fn chromium() -> anyhow::Result<Option<PathBuf>> {
+    let path = PathBuf::from(CHROMIUM);
+    if path.exists() {
+        return Ok(Some(path));
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        anyhow::bail!("no browser at {CHROMIUM}, and CI=true does not skip browser tests: apt-get install chromium");
+    }
+    eprintln!("skipped: no browser at {CHROMIUM}; to run the command map's browser tests: apt-get install chromium");
+    Ok(None)
+}
+
+/// A headless Chromium with a profile of its own, closed by [`TestBrowser::close`].
+pub struct TestBrowser {
+    browser: Browser,
+    events: tokio::task::JoinHandle<()>,
+    _profile: tempfile::TempDir,
+}
+
+impl TestBrowser {
+    pub async fn launch(executable: &Path) -> anyhow::Result<TestBrowser> {
+        let profile = tempfile::tempdir()?;
+        let config = BrowserConfig::builder()
+            .chrome_executable(executable)
+            .user_data_dir(profile.path())
+            // Root in a container has no user namespaces for the sandbox.
+            .no_sandbox()
+            .window_size(DESK.0, DESK.1)
+            .viewport(None)
+            .arg("--disable-gpu")
+            .arg("--disable-dev-shm-usage")
+            .arg("--lang=zh-CN")
+            .launch_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|error| anyhow::anyhow!("browser config: {error}"))?;
+        let (browser, mut handler) = Browser::launch(config).await.context("cannot start chromium")?;
+        // The DevTools connection works only while its events are read. A
+        // message this chromiumoxide cannot parse (a newer browser) is an
+        // error of that one message, not of the connection: keep reading.
+        let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
+        Ok(TestBrowser { browser, events, _profile: profile })
+    }
+
+    /// A new tab (its own sessionStorage) showing `url` at desk size.
+    pub async fn open(&self, url: &str) -> anyhow::Result<Page> {
+        let page = self.browser.new_page("about:blank").await.context("cannot open a tab")?;
+        resize(&page, DESK).await?;
+        page.goto(url).await.with_context(|| format!("cannot open {url}"))?;
+        Ok(page)
+    }
+
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        let closed = self.browser.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.browser.wait()).await;
+        self.events.abort();
+        let _ = self.events.await;
+        closed.map(|_| ()).context("cannot close chromium")
+    }
+}
+
+/// Shows the page as on a screen of `size` (a phone with touch and scale 2).
+pub async fn resize(page: &Page, size: (u32, u32)) -> anyhow::Result<()> {
+    let phone = size.0 < 600;
+    let metrics = SetDeviceMetricsOverrideParams::builder()
+        .width(size.0)
+        .height(size.1)
+        .device_scale_factor(if phone { 2.0 } else { 1.0 })
+        .mobile(phone)
+        .build()
+        .map_err(|error| anyhow::anyhow!("device metrics: {error}"))?;
+    page.execute(metrics).await.context("cannot resize the page")?;
+    Ok(())
+}
+
+/// The value of a JavaScript expression (awaited when it is a promise).
+pub async fn eval<T: DeserializeOwned>(page: &Page, expression: &str) -> anyhow::Result<T> {
+    let params = EvaluateParams::builder()
+        .expression(expression)
+        .await_promise(true)
+        .return_by_value(true)
+        .build()
+        .map_err(|error| anyhow::anyhow!("evaluate: {error}"))?;
+    let result = page.evaluate_expression(params).await.with_context(|| format!("cannot evaluate {expression}"))?;
+    result.into_value().with_context(|| format!("unexpected value of {expression}"))
+}
+
+/// Waits until the JavaScript `condition` is true on the page.
+pub async fn wait_for(page: &Page, what: &str, condition: &str) -> anyhow::Result<()> {
+    let expression = format!("Boolean({condition})");
+    wait_until(SHOWN_WITHIN, what, async || eval::<bool>(page, &expression).await).await
+}
+
+/// The text of the first element `selector` finds ("" when none).
+pub async fn text(page: &Page, selector: &str) -> anyhow::Result<String> {
+    let selector = serde_json::to_string(selector)?;
+    eval(page, &format!("document.querySelector({selector})?.textContent ?? ''")).await
+}
+
+/// Clicks with the mouse in the middle of what `selector` finds, as a
+/// person would (an SVG shape, which the DevTools' element click refuses).
+pub async fn click_middle(page: &Page, selector: &str) -> anyhow::Result<()> {
+    let quoted = serde_json::to_string(selector)?;
+    let (x, y): (f64, f64) = eval(
+        page,
+        &format!(
+            "(() => {{ const box = document.querySelector({quoted}).getBoundingClientRect(); \
+             return [box.x + box.width / 2, box.y + box.height / 2]; }})()"
+        ),
+    )
+    .await
+    .with_context(|| format!("nothing to click at {selector}"))?;
+    page.click(Point { x, y }).await.with_context(|| format!("cannot click {selector}"))?;
+    Ok(())
+}
+
+/// Saves a PNG of what the page shows now to `path`.
+pub async fn screenshot(page: &Page, path: &Path) -> anyhow::Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    page.save_screenshot(ScreenshotParams::builder().build(), path)
+        .await
+        .with_context(|| format!("cannot save a screenshot to {}", path.display()))?;
+    Ok(())
+}
+
+/// axe-core's serious and critical violations on the page as it is now,
+/// one line each (rule, impact, help, the first elements).
+pub async fn accessibility_problems(page: &Page) -> anyhow::Result<Vec<String>> {
+    // Evaluated through the DevTools protocol, which the page's
+    // Content-Security-Policy does not apply to.
+    eval::<bool>(page, &format!("{AXE};\ntrue")).await.context("cannot inject axe-core")?;
+    let script = r#"(async () => {
+        const results = await axe.run(document, { resultTypes: ["violations"] });
+        return results.violations
+            .filter((violation) => violation.impact === "serious" || violation.impact === "critical")
+            .map((violation) => `${violation.id} (${violation.impact}): ${violation.help}: `
+                + violation.nodes.slice(0, 3).map((node) => node.target.join(" ")).join(", "));
+    })()"#;
+    eval(page, script).await
+}
+
+/// Where screenshots go: `target/web-screenshots/` of the workspace.
+pub fn screenshot_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-screenshots")
+}
