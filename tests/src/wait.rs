@@ -38,7 +38,10 @@ pub async fn connect_with_retry(address: SocketAddr, within: Duration) -> anyhow
 
 /// As [`connect_with_retry`], with an endpoint made by the caller (TLS).
 pub async fn connect_endpoint_with_retry(endpoint: Endpoint, address: SocketAddr, within: Duration) -> anyhow::Result<Channel> {
-    let endpoint = endpoint.connect_timeout(Duration::from_secs(5));
+    // Every call answers (or starts its stream) within a minute, or fails
+    // saying so: a call that never returns would otherwise hang the suite
+    // with nothing to say which (seen once; see the session note).
+    let endpoint = endpoint.connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(60));
     let deadline = Instant::now() + within;
     loop {
         match endpoint.connect().await {
