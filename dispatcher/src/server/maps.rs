@@ -69,7 +69,7 @@ pub async fn retire(
             if !map.contains(&probe) {
                 return (Vec::new(), Vec::new());
             }
-            let areas = map.subtree(&probe);
+            let areas: Vec<AreaId> = map.area_and_descendants(&probe).into_iter().cloned().collect();
             let centres =
                 map.service_centres().filter(|centre| areas.contains(&centre.area)).map(|centre| centre.id.to_string()).collect();
             (areas, centres)

@@ -236,13 +236,10 @@ impl AreaMap {
         let mut inferred = 0;
         // Level by level from the widest, so a district's street can be
         // placed even when both came without parents.
+        let shapes: Vec<(AreaLevel, AreaId, Measured)> =
+            import.areas.iter().map(|spec| (spec.level, spec.id.clone(), measured(spec))).collect();
         for level in AreaLevel::ALL.into_iter().skip(1) {
-            let wider: Vec<(AreaLevel, AreaId, Measured)> = import
-                .areas
-                .iter()
-                .filter(|spec| spec.level < level)
-                .map(|spec| (spec.level, spec.id.clone(), measured(spec)))
-                .collect();
+            let wider = shapes.iter().filter(|(wider_level, ..)| *wider_level < level);
             for index in 0..import.areas.len() {
                 let spec = &import.areas[index];
                 if spec.level != level || spec.parent.is_some() {
@@ -253,7 +250,7 @@ impl AreaMap {
                 };
                 let point = Point::new(inside.lon, inside.lat);
                 let from_import = wider
-                    .iter()
+                    .clone()
                     .filter(|(_, _, shape)| {
                         shape.rect.is_some_and(|rect| rect.intersects(&point)) && shape.shape.intersects(&point)
                     })
@@ -290,17 +287,23 @@ impl AreaMap {
             service_centres: Vec::new(),
         };
         let import = &import;
-        let shapes: BTreeMap<&AreaId, Measured> = import.areas.iter().map(|spec| (&spec.id, measured(spec))).collect();
-        let base = self.base(replace);
-        let spec_of = |id: &AreaId| import.areas.iter().find(|spec| &spec.id == id).or_else(|| base.get(id).copied());
-        let mut base_shapes: BTreeMap<AreaId, Measured> = BTreeMap::new();
-        let mut shape_of_id = |id: &AreaId| -> Option<MultiPolygon<f64>> {
-            if let Some(shape) = shapes.get(id) {
-                return Some(shape.shape.clone());
-            }
-            let spec = base.get(id)?;
-            Some(base_shapes.entry(id.clone()).or_insert_with(|| measured(spec)).shape.clone())
-        };
+        let imported: BTreeSet<&AreaId> = import.areas.iter().map(|spec| &spec.id).collect();
+        // Every area as it will be: the map's (merging), the import's over them.
+        let mut specs: BTreeMap<&AreaId, &AreaSpec> = self.base(replace);
+        specs.extend(import.areas.iter().map(|spec| (&spec.id, spec)));
+        // Siblings: areas of one level under one parent. Only families with
+        // an imported area are judged.
+        let mut families: BTreeMap<(Option<&AreaId>, AreaLevel), Vec<&AreaSpec>> = BTreeMap::new();
+        for spec in specs.values() {
+            families.entry((spec.parent.as_ref(), spec.level)).or_default().push(spec);
+        }
+        families.retain(|_, siblings| siblings.iter().any(|spec| imported.contains(&spec.id)));
+        // Measured once: the imported areas, their parents and their siblings.
+        let mut shapes: BTreeMap<&AreaId, Measured> = BTreeMap::new();
+        let parents = import.areas.iter().filter_map(|spec| spec.parent.as_ref().and_then(|parent| specs.get(parent)));
+        for spec in import.areas.iter().chain(parents.copied()).chain(families.values().flatten().copied()) {
+            shapes.entry(&spec.id).or_insert_with(|| measured(spec));
+        }
 
         for spec in &import.areas {
             let Some(child) = shapes.get(&spec.id) else { continue };
@@ -319,11 +322,11 @@ impl AreaMap {
                 }
             }
             let Some(parent_id) = &spec.parent else { continue };
-            let Some(parent) = shape_of_id(parent_id) else { continue };
+            let Some(parent) = shapes.get(parent_id) else { continue };
             if child.area_m2 <= 0.0 {
                 continue;
             }
-            let outside = child.shape.difference(&parent).chamberlain_duquette_unsigned_area();
+            let outside = child.shape.difference(&parent.shape).chamberlain_duquette_unsigned_area();
             if is_noise(outside, child.outline_m) {
                 continue;
             }
@@ -338,13 +341,11 @@ impl AreaMap {
             let error = share > WRONG_SHARE;
             if error {
                 // Which area of the parent's level holds it instead?
-                let parent_level = spec_of(parent_id).map_or(AreaLevel::City, |parent| parent.level);
+                let parent_level = specs.get(parent_id).map_or(AreaLevel::City, |parent| parent.level);
                 let holder = shape_of(&spec.polygons).inside.and_then(|at| {
                     let point = Point::new(at.lon, at.lat);
-                    import
-                        .areas
-                        .iter()
-                        .chain(base.values().copied())
+                    specs
+                        .values()
                         .filter(|other| other.level == parent_level && &other.id != parent_id)
                         .find(|other| shape_of(&other.polygons).shape.intersects(&point))
                         .map(|other| other.id.clone())
@@ -359,34 +360,12 @@ impl AreaMap {
             problems.push(MapProblem::new(ProblemKind::OutsideParent, error, &spec.id, message).sized(outside));
         }
 
-        // Siblings: areas of one level under one parent, from the import and
-        // (merging) the map's areas the import does not replace.
-        let mut families: BTreeMap<(Option<&AreaId>, AreaLevel), Vec<&AreaSpec>> = BTreeMap::new();
-        for spec in import.areas.iter().chain(base.values().copied().filter(|spec| !shapes.contains_key(&spec.id))) {
-            families.entry((spec.parent.as_ref(), spec.level)).or_default().push(spec);
-        }
         for siblings in families.values() {
-            if !siblings.iter().any(|spec| shapes.contains_key(&spec.id)) {
-                continue; // nothing of this family is imported
-            }
-            let measured: Vec<(&AreaSpec, Measured)> = siblings
-                .iter()
-                .map(|spec| match shapes.get(&spec.id) {
-                    Some(shape) => (
-                        *spec,
-                        Measured {
-                            shape: shape.shape.clone(),
-                            rect: shape.rect,
-                            area_m2: shape.area_m2,
-                            outline_m: shape.outline_m,
-                        },
-                    ),
-                    None => (*spec, measured(spec)),
-                })
-                .collect();
+            let measured: Vec<(&AreaSpec, &Measured)> =
+                siblings.iter().filter_map(|spec| Some((*spec, shapes.get(&spec.id)?))).collect();
             for (i, (a, shape_a)) in measured.iter().enumerate() {
                 for (b, shape_b) in &measured[i + 1..] {
-                    if !shapes.contains_key(&a.id) && !shapes.contains_key(&b.id) {
+                    if !imported.contains(&a.id) && !imported.contains(&b.id) {
                         continue;
                     }
                     if !rects_meet(shape_a.rect, shape_b.rect) {
@@ -398,7 +377,7 @@ impl AreaMap {
                     }
                     let smaller = shape_a.area_m2.min(shape_b.area_m2);
                     let error = smaller > 0.0 && overlap / smaller > WRONG_SHARE;
-                    let (first, second) = if shapes.contains_key(&a.id) { (a, b) } else { (b, a) };
+                    let (first, second) = if imported.contains(&a.id) { (a, b) } else { (b, a) };
                     let mut message = format!(
                         "overlaps its sibling {} by {} ({:.0} % of the smaller)",
                         second.id,
@@ -470,25 +449,6 @@ impl AreaMap {
             }
         }
         diff
-    }
-
-    /// The area and every area below it, the area first.
-    pub fn subtree(&self, id: &AreaId) -> Vec<AreaId> {
-        let mut children: BTreeMap<&AreaId, Vec<&AreaId>> = BTreeMap::new();
-        for spec in self.specs.values() {
-            if let Some(parent) = &spec.parent {
-                children.entry(parent).or_default().push(&spec.id);
-            }
-        }
-        let mut found = vec![id.clone()];
-        let mut next = 0;
-        while next < found.len() {
-            if let Some(below) = children.get(&found[next]) {
-                found.extend(below.iter().map(|id| (*id).clone()));
-            }
-            next += 1;
-        }
-        found
     }
 }
 

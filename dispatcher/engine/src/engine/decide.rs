@@ -70,7 +70,7 @@ impl Engine {
                         quote(area)
                     )));
                 }
-                let areas = self.state.areas.subtree(area);
+                let areas: Vec<AreaId> = self.state.areas.area_and_descendants(area).into_iter().cloned().collect();
                 if areas.len() > 1 && !with_children {
                     return Err(Rejection::FailedPrecondition(format!(
                         "area {area} has {} areas below it ({}{}); retire them with it (--with-children), or import \
