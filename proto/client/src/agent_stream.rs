@@ -54,23 +54,17 @@ impl AgentStream {
                         return Pushed::People(self.people.values().cloned().collect());
                     }
                     Ok(None) => "the dispatcher ended the people stream".to_string(),
-                    Err(status) => self.connection.options().explained(self.connection.url(), &status),
+                    Err(status) => self.connection.explain(&status),
                 };
                 let up_for = opened_at.elapsed();
                 self.open = None;
                 return self.lost(reason, up_for);
             }
-            if let Some(retry_at) = self.retry_at {
-                tokio::time::sleep_until(retry_at).await;
-                // The dispatcher may be gone for good: find the owner again.
-                let reconnected = self.connection.reconnect().await;
-                self.retry_at = None;
-                if let Err(error) = reconnected {
-                    return self.lost(error.detail(), Duration::ZERO);
-                }
+            if let Err(reason) = self.connection.reconnect_when_due(&mut self.retry_at).await {
+                return self.lost(reason, Duration::ZERO);
             }
             if let Err(status) = self.open().await {
-                let reason = self.connection.options().explained(self.connection.url(), &status);
+                let reason = self.connection.explain(&status);
                 return self.lost(reason, Duration::ZERO);
             }
         }

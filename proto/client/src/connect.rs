@@ -326,6 +326,27 @@ impl Connection {
         Ok(())
     }
 
+    /// For a stream that was lost: waits until `retry_at`, when one is set,
+    /// then connects again (the dispatcher may be gone for good: the owner
+    /// is found anew). `retry_at` is cleared only after the wait, so a call
+    /// dropped while waiting still waits next time. The error says why the
+    /// stream could not be reopened.
+    pub async fn reconnect_when_due(&mut self, retry_at: &mut Option<Instant>) -> Result<(), String> {
+        let Some(at) = *retry_at else {
+            return Ok(());
+        };
+        tokio::time::sleep_until(at).await;
+        let reconnected = self.reconnect().await;
+        *retry_at = None;
+        reconnected.map_err(|error| error.detail())
+    }
+
+    /// What a failed call means for the person reading it: the status,
+    /// with what to do about the connection where that helps.
+    pub fn explain(&self, status: &Status) -> String {
+        self.options.explained(self.url(), status)
+    }
+
     /// Makes `call` on this connection and, when the dispatcher answers that
     /// another owns the shard, again at that owner (up to [`MAX_REDIRECTS`]
     /// in a row). With [`ConnectOptions::find_owner_for`], a call refused
