@@ -37,6 +37,10 @@ use pingji_engine::policy::{Mode, Policy};
 use pingji_engine::roster::{AgentProfile, Role, TravelMode};
 use pingji_engine::spatial::Position;
 
+#[path = "common/sequence.rs"]
+mod sequence;
+use sequence::Sequence;
+
 const T0: Millis = Millis(1_800_000_000_000);
 const PEOPLE: usize = 100_000;
 const INCIDENTS: u64 = 280;
@@ -65,17 +69,7 @@ const SIZES: [Subdivision; 2] = [
     Subdivision { label: "15k", streets: (2, 3), communities: (3, 3), grids: (4, 5) },
 ];
 
-/// A deterministic pseudo-random sequence (xorshift), so runs compare.
-struct Sequence(u64);
-
 impl Sequence {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     fn below(&mut self, n: u64) -> u64 {
         ((self.next_unit() * n as f64) as u64).min(n.saturating_sub(1))
     }

@@ -29,6 +29,10 @@ use pingji_engine::roster::{AgentProfile, AgentStatus, Role, TravelMode};
 use pingji_engine::spatial::Position;
 use pingji_test_redis::RedisServer;
 
+#[path = "common/sequence.rs"]
+mod sequence;
+use sequence::Sequence;
+
 const T0: Millis = Millis(1_800_000_000_000);
 const WEST: f64 = 120.0876;
 const EAST: f64 = 120.2124;
@@ -37,17 +41,7 @@ const NORTH: f64 = 30.3150;
 const QUERIES: usize = 20_000;
 const REDIS_QUERIES: usize = 5_000;
 
-/// A deterministic pseudo-random sequence (xorshift), so runs compare.
-struct Sequence(u64);
-
 impl Sequence {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     fn point(&mut self) -> Position {
         Position { lon: WEST + (EAST - WEST) * self.next_unit(), lat: SOUTH + (NORTH - SOUTH) * self.next_unit() }
     }
@@ -60,6 +54,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// Resident memory of this process in bytes.
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|field| field.parse().ok()).unwrap_or(0);
     pages * 4096
 }

@@ -16,19 +16,11 @@ use pingji_engine::policy::Policy;
 use pingji_engine::roster::{AgentProfile, Role, TravelMode};
 use pingji_engine::spatial::Position;
 
+#[path = "common/sequence.rs"]
+mod sequence;
+use sequence::Sequence;
+
 const T0: Millis = Millis(1_800_000_000_000);
-
-/// A deterministic pseudo-random sequence (xorshift), so runs compare.
-struct Sequence(u64);
-
-impl Sequence {
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p) as usize]
