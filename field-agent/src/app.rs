@@ -271,6 +271,9 @@ impl App {
                 let minutes = (deadline_ms.saturating_sub(self.now_ms) / 60_000).max(0);
                 self.notice(format!("CALLED UP ({area_id}): {reason}; press k to check in within {minutes} min"));
             }
+            AgentEvent::Message { from, text, .. } => {
+                self.notice(format!("message from {from}: {text}"));
+            }
             AgentEvent::StandDown { callup_id, reason, .. } => {
                 if self.callup.as_ref() == Some(callup_id) {
                     self.callup = None;

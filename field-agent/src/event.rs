@@ -225,6 +225,8 @@ pub enum AgentEvent {
     StandDown { callup_id: String, area_id: String, reason: String },
     /// What became of a field report of yours.
     ReportOutcome { report_id: String, outcome: String, incident_id: String, reason: String, feedback: String },
+    /// An operator's message for the person.
+    Message { message_id: String, from: String, text: String },
     /// A message of the person's was not carried out; nothing changed.
     Refused(Refusal),
     /// The connection broke or could not be made; the next attempt starts

@@ -293,6 +293,10 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
                 json!({"event": "report_outcome", "report_id": report_id, "outcome": outcome, "incident_id": incident_id, "reason": reason, "feedback": feedback}),
             )
         }
+        AgentEvent::Message { message_id, from, text } => (
+            format!("message {message_id} from {from}: {text}"),
+            json!({"event": "message", "message_id": message_id, "from": from, "text": text}),
+        ),
         AgentEvent::Refused(refusal) => (
             format!("refused ({}): {}", refusal.code, refusal.message),
             json!({

@@ -187,6 +187,7 @@ impl Ledger {
                 send.push(message(Outgoing::Completed(pb::Completed {
                     incident_id: incident_id.to_string(),
                     feedback: feedback.clone(),
+                    photo_refs: Vec::new(),
                 })));
                 self.completion_requested = Some((incident_id, feedback));
             }
@@ -200,6 +201,7 @@ impl Ledger {
                     category,
                     text,
                     photo_ref,
+                    photo_refs: Vec::new(),
                 })));
             }
         }
@@ -328,6 +330,7 @@ impl Ledger {
                 resumption.send.push(message(Outgoing::Completed(pb::Completed {
                     incident_id: holding.to_string(),
                     feedback: feedback.clone(),
+                    photo_refs: Vec::new(),
                 })));
             }
             _ => self.completion_requested = None,
@@ -415,6 +418,9 @@ impl Ledger {
                 reason: outcome.reason,
                 feedback: outcome.feedback,
             }],
+            Incoming::Message(message) => {
+                vec![AgentEvent::Message { message_id: message.id, from: message.from, text: message.text }]
+            }
             Incoming::Refused(refused) => {
                 let offer_id = Some(refused.offer_id).filter(|id| !id.is_empty()).map(OfferId::new);
                 let incident_id = Some(refused.incident_id).filter(|id| !id.is_empty()).map(IncidentId::new);
@@ -518,6 +524,7 @@ mod tests {
             open_offers: open,
             current_incident: holding,
             call_ups: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -694,7 +701,11 @@ mod tests {
         let still_held = ledger.welcome(&welcome(pb::AgentStatus::Busy, vec![], Some(holding("inc-000001", true))), NOW + 3_000);
         assert_eq!(
             bodies(&still_held.send),
-            vec![Outgoing::Completed(pb::Completed { incident_id: "inc-000001".to_string(), feedback: "done".to_string() })]
+            vec![Outgoing::Completed(pb::Completed {
+                incident_id: "inc-000001".to_string(),
+                feedback: "done".to_string(),
+                photo_refs: Vec::new()
+            })]
         );
         // Completed: no longer held, and that is not reported as "ended".
         let released = ledger.welcome(&welcome(pb::AgentStatus::Available, vec![], None), NOW + 4_000);

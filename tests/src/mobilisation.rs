@@ -136,6 +136,7 @@ pub async fn field_report(session: &AgentSession, (lon, lat): (f64, f64), catego
             category: category.to_string(),
             text: text.to_string(),
             photo_ref: String::new(),
+            photo_refs: Vec::new(),
         }))
         .await
 }

@@ -93,7 +93,11 @@ impl AgentSession {
     }
 
     pub async fn complete(&self, incident_id: &str, feedback: &str) -> anyhow::Result<()> {
-        self.send(Outgoing::Completed(pb::Completed { incident_id: incident_id.to_string(), feedback: feedback.to_string() }))
+        self.send(Outgoing::Completed(pb::Completed {
+            incident_id: incident_id.to_string(),
+            feedback: feedback.to_string(),
+            photo_refs: Vec::new(),
+        }))
             .await
     }
 

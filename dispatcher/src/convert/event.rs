@@ -144,6 +144,7 @@ fn body_to_pb(kind: &EventKind) -> Body {
             incident_id: incident.to_string(),
             agent_id: agent.to_string(),
             feedback: feedback.clone(),
+            photo_refs: Vec::new(),
         }),
         EventKind::IncidentCancelled { incident, reason, released } => Body::IncidentCancelled(e::IncidentCancelled {
             incident_id: incident.to_string(),
@@ -202,6 +203,7 @@ fn body_to_pb(kind: &EventKind) -> Body {
             placement: Some(placement_to_pb(placement)),
             text: text.clone(),
             photo_ref: photo_ref.clone(),
+            photo_refs: Vec::new(),
         }),
         EventKind::ReportAccepted { incident, priority, headcount, skills, scope } => Body::ReportAccepted(e::ReportAccepted {
             incident_id: incident.to_string(),
@@ -616,6 +618,9 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         Body::OperatorTokenRevoked(revoked) => EventKind::OperatorTokenRevoked { name: revoked.name.clone() },
         Body::PersonalDataRead(read) => {
             EventKind::PersonalDataRead { rpc: read.rpc.clone(), subject: read.subject.clone(), people: read.people }
+        }
+        Body::MessageSent(_) | Body::MessageReplied(_) | Body::MessageRead(_) => {
+            return Err("messages are not read by this dispatcher yet".to_string());
         }
     })
 }

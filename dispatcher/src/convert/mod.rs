@@ -282,6 +282,7 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
                 arrived_at_ms: assignment.arrived_at.map_or(0, |at| at.0),
                 completed_at_ms: assignment.completed_at.map_or(0, |at| at.0),
                 feedback: assignment.feedback.clone().unwrap_or_default(),
+                photo_refs: Vec::new(),
             })
             .collect(),
         feedback: incident.feedback.clone().unwrap_or_default(),
@@ -291,6 +292,7 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
         merged_into: incident.merged_into.as_ref().map(|id| id.to_string()).unwrap_or_default(),
         report_text: incident.report.as_ref().map(|report| report.text.clone()).unwrap_or_default(),
         photo_ref: incident.report.as_ref().map(|report| report.photo_ref.clone()).unwrap_or_default(),
+        photo_refs: Vec::new(),
         reported_mode: incident.reported_mode.map_or(pb::Mode::Unspecified, mode_to_pb) as i32,
         unstaffable: engine.roster_shortfall(incident).map(|shortfall| pb::RosterShortfall {
             needed: shortfall.needed,
@@ -619,6 +621,8 @@ pub fn welcome(engine: &Engine, agent: &AgentId, now: Millis) -> Option<pb::Disp
             open_offers,
             current_incident,
             call_ups: open_callups_for(engine, agent),
+            session_id: 0,
+            unread_messages: Vec::new(),
         })),
     })
 }

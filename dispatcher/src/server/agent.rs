@@ -307,6 +307,9 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
                 Some(check_in.callup_id.trim().to_string()).filter(|id| !id.is_empty()).map(pingji_engine::ids::CallupId::new);
             Command::CheckIn { agent, callup }
         }
+        Body::Reply(_) | Body::Read(_) => {
+            return Err("replies and read receipts are not served by this dispatcher yet".to_string());
+        }
         Body::FieldReport(report) => {
             let Some(location) = report.location else {
                 return Err("the field report has no location; say where the problem is".to_string());

@@ -683,6 +683,21 @@ impl CommandService for CommandApi {
     }
 
     #[instrument(skip_all)]
+    async fn send_message(&self, _request: Request<pb::SendMessageRequest>) -> Result<Response<pb::OperatorMessage>, Status> {
+        Err(Status::unimplemented("messages are not served by this dispatcher yet"))
+    }
+
+    async fn list_messages(
+        &self,
+        _request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        Err(Status::unimplemented("messages are not served by this dispatcher yet"))
+    }
+
+    async fn get_photo(&self, _request: Request<pb::GetPhotoRequest>) -> Result<Response<pb::Photo>, Status> {
+        Err(Status::unimplemented("photos are not served by this dispatcher yet"))
+    }
+
     async fn issue_agent_tokens(
         &self,
         request: Request<pb::IssueAgentTokensRequest>,

@@ -66,6 +66,9 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::OperatorRemoved(_) => "operator_removed",
         Body::OperatorTokenRevoked(_) => "operator_token_revoked",
         Body::PersonalDataRead(_) => "personal_data_read",
+        Body::MessageSent(_) => "message_sent",
+        Body::MessageReplied(_) => "message_replied",
+        Body::MessageRead(_) => "message_read",
     }
 }
 
@@ -136,6 +139,17 @@ fn widen_words(reason: i32) -> &'static str {
         Ok(pb::WidenReason::NoCandidates) => "nobody fits",
         Ok(pb::WidenReason::WaitExpired) => "wait expired",
         Ok(pb::WidenReason::Unspecified) | Err(_) => "reason not given",
+    }
+}
+
+/// Who a message is for, in words: "person p1", "incident inc-1's team", "area g1".
+pub fn audience_words(audience: Option<&pb::MessageAudience>) -> String {
+    use pb::message_audience::To;
+    match audience.and_then(|audience| audience.to.as_ref()) {
+        Some(To::AgentId(agent)) => format!("person {agent}"),
+        Some(To::IncidentId(incident)) => format!("incident {incident}'s team"),
+        Some(To::AreaId(area)) => format!("area {area}"),
+        None => "nobody named".to_string(),
     }
 }
 
@@ -274,6 +288,17 @@ fn summary_of(body: &Body) -> String {
         Body::PersonalDataRead(read) => {
             format!("{} read personal data of {}: {}", read.rpc, people(read.people as usize), read.subject)
         }
+        Body::MessageSent(sent) => format!(
+            "message {} to {} ({}): {}",
+            sent.message_id,
+            audience_words(sent.to.as_ref()),
+            people(sent.recipient_ids.len()),
+            sent.text
+        ),
+        Body::MessageReplied(replied) => {
+            format!("{} replied to message {}: {}", replied.agent_id, replied.message_id, replied.text)
+        }
+        Body::MessageRead(read) => format!("{} read message {}", read.agent_id, read.message_id),
     }
 }
 

@@ -241,6 +241,7 @@ async fn send_oversized(mut session: OpenSession, text: Arc<String>) -> Outcome 
         category: "flooding".into(),
         text: String::clone(&text),
         photo_ref: String::new(),
+        photo_refs: Vec::new(),
     };
     if session.outbox.send(pb::AgentMessage { body: Some(Outgoing::FieldReport(report)) }).await.is_err() {
         return "closed".to_string();

@@ -380,7 +380,7 @@ async fn session(
                 }
                 Some(Incoming::AssignmentConfirmed(confirmed)) => {
                     let incident_id = confirmed.offer.map(|offer| offer.incident_id).unwrap_or_default();
-                    let done = pb::Completed { incident_id, feedback: "done".into() };
+                    let done = pb::Completed { incident_id, feedback: "done".into(), photo_refs: Vec::new() };
                     let _ = reader_outbox.send(pb::AgentMessage { body: Some(Outgoing::Completed(done)) }).await;
                 }
                 Some(Incoming::Refused(_)) => {

@@ -127,6 +127,7 @@ async fn a_message_over_the_size_limit_ends_only_its_own_session() -> anyhow::Re
         category: "flooding".into(),
         text: "x".repeat(1024 * 1024),
         photo_ref: String::new(),
+        photo_refs: Vec::new(),
     };
     session.send(Outgoing::FieldReport(report)).await?;
     let refused = refusal(&mut session, "resource_exhausted").await?;
