@@ -43,6 +43,30 @@ const ASSETS: &[Asset] = &[
     Asset { path: "/index.html", content_type: "text/html; charset=utf-8", bytes: include_bytes!("../../web/dist/index.html") },
     Asset { path: "/app.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../../web/dist/app.js") },
     Asset { path: "/app.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../../web/dist/app.css") },
+    // The phone app (#19). The CSP's default-src 'self' covers its manifest and service worker.
+    Asset { path: "/field/", content_type: "text/html; charset=utf-8", bytes: include_bytes!("../../web/dist/field/index.html") },
+    Asset {
+        path: "/field/app.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/dist/field/app.js"),
+    },
+    Asset {
+        path: "/field/app.css",
+        content_type: "text/css; charset=utf-8",
+        bytes: include_bytes!("../../web/dist/field/app.css"),
+    },
+    Asset {
+        path: "/field/sw.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/dist/field/sw.js"),
+    },
+    Asset {
+        path: "/field/manifest.webmanifest",
+        content_type: "application/manifest+json",
+        bytes: include_bytes!("../../web/dist/field/manifest.webmanifest"),
+    },
+    Asset { path: "/field/icon-192.png", content_type: "image/png", bytes: include_bytes!("../../web/dist/field/icon-192.png") },
+    Asset { path: "/field/icon-512.png", content_type: "image/png", bytes: include_bytes!("../../web/dist/field/icon-512.png") },
 ];
 
 /// The routes of the web port: `command` over grpc-web, and the page's
