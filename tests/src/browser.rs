@@ -177,3 +177,92 @@ pub async fn accessibility_problems(page: &Page) -> anyhow::Result<Vec<String>> 
 pub fn screenshot_folder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-screenshots")
 }
+
+// ---------------------------------------------------------------- the phone app's helpers
+
+impl TestBrowser {
+    /// Lets pages of `origin` (e.g. `http://127.0.0.1:1234`) read the
+    /// position without asking, as after the person allowed it once.
+    pub async fn allow_geolocation(&self, origin: &str) -> anyhow::Result<()> {
+        use chromiumoxide::cdp::browser_protocol::browser::{PermissionDescriptor, PermissionSetting, SetPermissionParams};
+        let permission = SetPermissionParams::builder()
+            .permission(PermissionDescriptor::new("geolocation"))
+            .setting(PermissionSetting::Granted)
+            .origin(origin)
+            .build()
+            .map_err(|error| anyhow::anyhow!("permission: {error}"))?;
+        self.browser.execute(permission).await.context("cannot allow geolocation")?;
+        Ok(())
+    }
+
+    /// A new tab as a phone (390×844, touch) at (lon, lat), showing `url`.
+    pub async fn open_phone(&self, url: &str, lon: f64, lat: f64) -> anyhow::Result<Page> {
+        use chromiumoxide::cdp::browser_protocol::emulation::SetTouchEmulationEnabledParams;
+        let page = self.browser.new_page("about:blank").await.context("cannot open a tab")?;
+        resize(&page, PHONE).await?;
+        page.execute(SetTouchEmulationEnabledParams::builder().enabled(true).max_touch_points(5).build().map_err(
+            |error| anyhow::anyhow!("touch: {error}"),
+        )?)
+        .await
+        .context("cannot emulate touch")?;
+        set_position(&page, lon, lat).await?;
+        page.goto(url).await.with_context(|| format!("cannot open {url}"))?;
+        Ok(page)
+    }
+}
+
+/// The position the page's geolocation reports from now on.
+pub async fn set_position(page: &Page, lon: f64, lat: f64) -> anyhow::Result<()> {
+    use chromiumoxide::cdp::browser_protocol::emulation::SetGeolocationOverrideParams;
+    let position = SetGeolocationOverrideParams::builder().longitude(lon).latitude(lat).accuracy(10.0).build();
+    page.execute(position).await.context("cannot set the position")?;
+    Ok(())
+}
+
+/// Cuts the page off the network (`offline`), or gives it back; open
+/// connections fail as they would on a phone that lost its signal.
+pub async fn set_offline(page: &Page, offline: bool) -> anyhow::Result<()> {
+    use chromiumoxide::cdp::browser_protocol::network::{EmulateNetworkConditionsParams, EnableParams};
+    page.execute(EnableParams::default()).await.context("cannot enable the network domain")?;
+    let conditions = EmulateNetworkConditionsParams::builder()
+        .offline(offline)
+        .latency(0.0)
+        .download_throughput(-1.0)
+        .upload_throughput(-1.0)
+        .build()
+        .map_err(|error| anyhow::anyhow!("network conditions: {error}"))?;
+    page.execute(conditions).await.context("cannot change the network conditions")?;
+    Ok(())
+}
+
+/// Chooses `files` in the file input `selector`, as the camera or the
+/// photo picker would.
+pub async fn choose_files(page: &Page, selector: &str, files: &[&Path]) -> anyhow::Result<()> {
+    use chromiumoxide::cdp::browser_protocol::dom::SetFileInputFilesParams;
+    let input = page.find_element(selector).await.with_context(|| format!("no file input {selector}"))?;
+    let mut choose = SetFileInputFilesParams::new(files.iter().map(|file| file.display().to_string()).collect::<Vec<_>>());
+    choose.backend_node_id = Some(input.backend_node_id);
+    page.execute(choose).await.with_context(|| format!("cannot choose files in {selector}"))?;
+    Ok(())
+}
+
+/// Taps the middle of what `selector` finds (a touch, not a mouse click).
+pub async fn tap(page: &Page, selector: &str) -> anyhow::Result<()> {
+    use chromiumoxide::cdp::browser_protocol::input::{DispatchTouchEventParams, DispatchTouchEventType, TouchPoint};
+    let quoted = serde_json::to_string(selector)?;
+    let (x, y): (f64, f64) = eval(
+        page,
+        &format!(
+            "(() => {{ const node = document.querySelector({quoted}); node.scrollIntoView({{ block: 'center' }}); \
+             const box = node.getBoundingClientRect(); return [box.x + box.width / 2, box.y + box.height / 2]; }})()"
+        ),
+    )
+    .await
+    .with_context(|| format!("nothing to tap at {selector}"))?;
+    for kind in [DispatchTouchEventType::TouchStart, DispatchTouchEventType::TouchEnd] {
+        let points = if kind == DispatchTouchEventType::TouchEnd { vec![] } else { vec![TouchPoint::new(x, y)] };
+        let touch = DispatchTouchEventParams::new(kind, points);
+        page.execute(touch).await.with_context(|| format!("cannot tap {selector}"))?;
+    }
+    Ok(())
+}

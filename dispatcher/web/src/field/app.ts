@@ -587,6 +587,7 @@ function render(): void {
 function drawConnection(): void {
   const element = byId("connection");
   const shown = !navigator.onLine ? "offline" : connection;
+  element.hidden = !signedIn() || ended !== null;
   element.dataset.state = shown;
   element.textContent =
     shown === "reconnecting" ? say("reconnecting", { s: retryInS }) : say(shown === "online" ? "online" : shown === "offline" ? "offline" : "connecting");
@@ -623,9 +624,9 @@ function drawOffer(): void {
   const where = offer.location ? { lon: offer.location.lon, lat: offer.location.lat } : null;
   const drawing = where ? sketch(position, where) : null;
   byId("offer-sketch").replaceChildren(...(drawing ? [drawing] : []));
-  byId("offer-sketch-note").textContent = drawing ? say("mapNote", { cell: metres(Number(drawing.dataset.cellM)) }) : "";
-  const bearing = where && position ? ` · ${compassWord(bearingDeg(position, where))}` : "";
-  byId("offer-distance").textContent = `${metres(offer.distanceM)}${bearing}`;
+  byId("offer-distance").textContent = metres(offer.distanceM);
+  const bearing = where && position ? say("bearingNote", { direction: compassWord(bearingDeg(position, where)) }) : "";
+  byId("offer-sketch-note").textContent = drawing ? bearing + say("mapNote", { cell: metres(Number(drawing.dataset.cellM)) }) : "";
   byId("offer-eta").textContent = `${Math.max(1, Math.round(offer.etaS / 60))} min`;
   drawCountdown();
   byId("decline-form").hidden = !declining;

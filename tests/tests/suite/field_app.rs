@@ -1,0 +1,395 @@
+//! The phone app (#19) in a real headless Chromium as a phone (390×844,
+//! touch, an emulated position), against a real dispatcher with the sample
+//! city over grpc-web: a person signs in with the operator's link, gets an
+//! offer near them, accepts, arrives and completes with a photo from the
+//! "camera"; an accept made offline is sent once when the network is back;
+//! an accept that reaches the dispatcher after the offer expired is refused
+//! clearly; a sign-in elsewhere ends the page's session without a
+//! reconnect loop; a message and its reply round-trip; the app is
+//! installable (manifest, icons, service worker). Screenshots of every
+//! screen go to `target/web-screenshots/field-*.png`.
+//!
+//! Without Chromium these tests skip with a hint (`apt-get install
+//! chromium`), except in CI (`CI=true`), where they fail.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use chromiumoxide::page::Page;
+use pingji_proto::v1 as pb;
+use pingji_tests::browser::{
+    self, TestBrowser, accessibility_problems, choose_files, eval, screenshot, screenshot_folder, set_offline, tap, text,
+    wait_for,
+};
+use pingji_tests::sample::{area_box, offset_m, person, sample_roster};
+use pingji_tests::server::TestServer;
+use pingji_tests::session::AgentSession;
+use pingji_tests::wait::wait_until;
+
+/// The grid the person stands in.
+const GRID: &str = "d1-s1-c1-g2";
+
+struct Phone {
+    server: TestServer,
+    browser: TestBrowser,
+    page: Page,
+    agent_id: String,
+    token: String,
+    /// Where the phone is.
+    at: (f64, f64),
+    _photos: tempfile::TempDir,
+    photo: PathBuf,
+}
+
+/// A dispatcher with the web port, a person on the roster, and their phone
+/// signed in with the link an operator gives them, located in [`GRID`].
+async fn signed_in_phone(agent_id: &str, tweak: impl FnOnce(&mut pingji_dispatcher::server::Config)) -> anyhow::Result<Option<Phone>> {
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(None);
+    };
+    let photos = tempfile::tempdir()?;
+    let photos_dir = photos.path().join("photos");
+    let server = TestServer::start_with_web(|config| {
+        config.agents_file = Some(sample_roster());
+        config.photos_dir = Some(photos_dir);
+        tweak(config);
+    })
+    .await?;
+    let address = server.web_address().context("the server has a web port")?;
+    let mut admin = server.command().await?;
+    admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person(agent_id, GRID, &["first_aid"])) }).await?;
+    let token = server.agent_token(agent_id).await?;
+    let grid = area_box(&mut admin, GRID).await?;
+    let at = grid.at(0.4, 0.4);
+    let browser = TestBrowser::launch(&chromium).await?;
+    let origin = format!("http://{address}");
+    browser.allow_geolocation(&origin).await?;
+    let page = browser.open_phone(&format!("{origin}/field/#t={token}&a={agent_id}"), at.0, at.1).await?;
+    // The camera's photo: the app's own icon, a real PNG.
+    let photo = photos.path().join("camera.png");
+    std::fs::write(&photo, include_bytes!("../../../dispatcher/web/src/field/icon-512.png"))?;
+    let phone = Phone { server, browser, page, agent_id: agent_id.to_string(), token, at, _photos: photos, photo };
+    wait_for(&phone.page, "the session opens", "document.getElementById('connection').dataset.state === 'online'").await?;
+    // The dispatcher has the phone's position.
+    let mut admin = phone.server.command().await?;
+    wait_until(Duration::from_secs(20), "the phone's position reaches the dispatcher", async || {
+        let agent = admin.get_agent(pb::GetAgentRequest { id: phone.agent_id.clone() }).await?.into_inner();
+        Ok(agent.connected && agent.location.is_some_and(|place| (place.lon - at.0).abs() < 1e-6 && (place.lat - at.1).abs() < 1e-6))
+    })
+    .await?;
+    Ok(Some(phone))
+}
+
+impl Phone {
+    async fn close(self) -> anyhow::Result<()> {
+        self.browser.close().await?;
+        self.server.shutdown().await
+    }
+
+    /// An incident 150 m north-east of the phone, needing first aid.
+    async fn incident_nearby(&self) -> anyhow::Result<String> {
+        let (lon, lat) = offset_m(self.at.0, self.at.1, 100.0, 110.0);
+        let mut admin = self.server.command().await?;
+        let incident = admin
+            .create_incident(pb::CreateIncidentRequest {
+                location: Some(pb::Location { lon, lat, crs: 0 }),
+                category: "medical".to_string(),
+                priority: 1,
+                required_skills: vec!["first_aid".to_string()],
+                headcount: 1,
+                description: "老人在楼道摔倒，需要急救".to_string(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        Ok(incident.id)
+    }
+
+    async fn incident(&self, id: &str) -> anyhow::Result<pb::Incident> {
+        let mut admin = self.server.command().await?;
+        Ok(admin.get_incident(pb::GetIncidentRequest { id: id.to_string() }).await?.into_inner())
+    }
+
+    async fn wait_for_offer(&self, incident_id: &str) -> anyhow::Result<()> {
+        wait_for(
+            &self.page,
+            "the offer takes the screen",
+            &format!(
+                "!document.getElementById('offer-view').hidden && \
+                 document.getElementById('offer-countdown').textContent !== '' && \
+                 document.querySelector('#offer-sketch svg') && \
+                 document.getElementById('offer-view').dataset.offerId && '{incident_id}' !== ''"
+            ),
+        )
+        .await
+    }
+
+    async fn shot(&self, name: &str) -> anyhow::Result<()> {
+        screenshot(&self.page, &screenshot_folder().join(format!("field-{name}.png"))).await
+    }
+}
+
+async fn assert_accessible(page: &Page, what: &str) -> anyhow::Result<()> {
+    let problems = accessibility_problems(page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems on {what}:\n{}", problems.join("\n"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() -> anyhow::Result<()> {
+    let Some(phone) = signed_in_phone("phone-medic", |_| {}).await? else {
+        return Ok(());
+    };
+    let page = &phone.page;
+    // The token left the address at once, and stays on the phone only.
+    let address: String = eval(page, "window.location.href").await?;
+    anyhow::ensure!(!address.contains(&phone.token) && !address.contains('#'), "the token is in the URL: {address}");
+    anyhow::ensure!(
+        eval::<String>(page, "localStorage.getItem('pingji.field.token')").await? == phone.token,
+        "the token is kept on the phone"
+    );
+    wait_for(page, "the person's name shows", "document.getElementById('whoami').textContent.includes('phone-medic')").await?;
+    wait_for(page, "the location line says it is sent", "/\\d/.test(document.getElementById('location-state').textContent)")
+        .await?;
+    phone.shot("home").await?;
+    assert_accessible(page, "the home screen").await?;
+
+    // Installable: the manifest and icons are served, the service worker holds the shell.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&eval::<String>(page, "fetch('/field/manifest.webmanifest').then((r) => r.text())").await?)?;
+    assert_eq!(manifest["start_url"], "/field/");
+    assert_eq!(manifest["display"], "standalone");
+    for icon in manifest["icons"].as_array().context("the manifest lists icons")? {
+        let source = icon["src"].as_str().context("an icon has a src")?;
+        let kind: String = eval(page, &format!("fetch('{source}').then((r) => r.headers.get('content-type'))")).await?;
+        assert_eq!(kind, "image/png", "{source} is served as a PNG");
+    }
+    let manifest_kind: String =
+        eval(page, "fetch('/field/manifest.webmanifest').then((r) => r.headers.get('content-type'))").await?;
+    assert_eq!(manifest_kind, "application/manifest+json");
+    let scope: String = eval(page, "navigator.serviceWorker.ready.then((registration) => registration.scope)").await?;
+    anyhow::ensure!(scope.ends_with("/field/"), "the service worker's scope is /field/: {scope}");
+    wait_for(page, "the shell is cached", "caches.keys().then((names) => names.some((name) => name.startsWith('pingji-field-')))")
+        .await?;
+
+    // An offer takes the screen: what, where, distance, ETA, countdown.
+    let incident_id = phone.incident_nearby().await?;
+    phone.wait_for_offer(&incident_id).await?;
+    let what = text(page, "#offer-what").await?;
+    anyhow::ensure!(what.contains("医疗救助"), "the offer says what, in Chinese: {what}");
+    let distance = text(page, "#offer-distance").await?;
+    anyhow::ensure!(distance.contains(" m"), "the offer says how far: {distance}");
+    anyhow::ensure!(!text(page, "#offer-eta").await?.is_empty(), "the offer gives an ETA");
+    phone.shot("offer").await?;
+    assert_accessible(page, "the offer").await?;
+    // Declining offers one-tap reasons; changing one's mind goes back.
+    tap(page, "#decline").await?;
+    wait_for(page, "the reasons show", "document.querySelectorAll('#decline-reasons button').length >= 4").await?;
+    phone.shot("offer-decline").await?;
+    tap(page, "#decline").await?;
+
+    tap(page, "#accept").await?;
+    wait_for(
+        page,
+        "the task shows",
+        &format!("!document.getElementById('task').hidden && document.getElementById('task').dataset.incidentId === '{incident_id}'"),
+    )
+    .await?;
+    anyhow::ensure!(eval::<bool>(page, "document.getElementById('offer-view').hidden").await?, "the offer has left the screen");
+    phone.shot("task").await?;
+    assert_accessible(page, "the task").await?;
+
+    tap(page, "#arrived").await?;
+    wait_until(Duration::from_secs(20), "the arrival reaches the dispatcher", async || {
+        let incident = phone.incident(&incident_id).await?;
+        Ok(incident.assignments.iter().any(|assignment| assignment.agent_id == "phone-medic" && assignment.arrived_at_ms > 0))
+    })
+    .await?;
+    wait_for(page, "the arrival shows", "!document.getElementById('task-arrived').hidden").await?;
+
+    choose_files(page, "#complete-photos", &[phone.photo.as_path()]).await?;
+    wait_for(page, "the photo is counted", "document.getElementById('complete-photo-count').textContent !== ''").await?;
+    page.find_element("#feedback").await?.click().await?.type_str("已送医，家属陪同").await?;
+    phone.shot("task-complete").await?;
+    tap(page, "#complete").await?;
+    let completed = wait_until(Duration::from_secs(20), "the completion with its photo reaches the dispatcher", async || {
+        let incident = phone.incident(&incident_id).await?;
+        Ok(incident
+            .assignments
+            .iter()
+            .find(|assignment| assignment.agent_id == "phone-medic" && assignment.completed_at_ms > 0)
+            .cloned())
+    })
+    .await?;
+    assert_eq!(completed.feedback, "已送医，家属陪同");
+    assert_eq!(completed.photo_refs.len(), 1, "the photo came with the completion");
+    anyhow::ensure!(completed.photo_refs[0].starts_with("sha256:"), "a content-addressed photo: {}", completed.photo_refs[0]);
+    wait_for(page, "the page is idle again", "document.getElementById('task').hidden").await?;
+    phone.shot("done").await?;
+
+    // A message from the command centre; the person reads and replies.
+    let mut admin = phone.server.command().await?;
+    let sent = admin
+        .send_message(pb::SendMessageRequest {
+            to: Some(pb::MessageAudience { to: Some(pb::message_audience::To::AgentId("phone-medic".to_string())) }),
+            text: "请在原地待命".to_string(),
+        })
+        .await?
+        .into_inner();
+    tap(page, "#tab-messages").await?;
+    wait_for(
+        page,
+        "the message shows, unread",
+        &format!("document.querySelector('#messages li.unread[data-message-id=\"{}\"]')", sent.id),
+    )
+    .await?;
+    phone.shot("messages").await?;
+    assert_accessible(page, "the messages").await?;
+    page.find_element(&format!("#reply-{}", sent.id)).await?.click().await?.type_str("收到").await?;
+    tap(page, &format!("#messages li[data-message-id=\"{}\"] button[type=submit]", sent.id)).await?;
+    let answered = wait_until(Duration::from_secs(20), "the reply and the read receipt reach the dispatcher", async || {
+        let messages = admin
+            .list_messages(pb::ListMessagesRequest { agent_id: "phone-medic".to_string(), ..Default::default() })
+            .await?
+            .into_inner()
+            .messages;
+        Ok(messages.into_iter().find(|message| message.id == sent.id && !message.replies.is_empty() && !message.read_by.is_empty()))
+    })
+    .await?;
+    assert_eq!(answered.replies[0].text, "收到");
+
+    // A field report (随手拍) with a photo, from where the phone is.
+    tap(page, "#tab-report").await?;
+    wait_for(page, "the report form shows", "!document.getElementById('report-view').hidden").await?;
+    page.evaluate("document.getElementById('report-category').value = 'hazard'").await?;
+    page.find_element("#report-text").await?.click().await?.type_str("井盖缺失").await?;
+    choose_files(page, "#report-photos", &[phone.photo.as_path()]).await?;
+    wait_for(page, "the report's photo is counted", "document.getElementById('report-photo-count').textContent !== ''").await?;
+    phone.shot("report").await?;
+    assert_accessible(page, "the report form").await?;
+    tap(page, "#report-send").await?;
+    wait_until(Duration::from_secs(20), "the report reaches the dispatcher", async || {
+        let reported = admin
+            .list_incidents(pb::ListIncidentsRequest { ..Default::default() })
+            .await?
+            .into_inner()
+            .incidents
+            .into_iter()
+            .any(|incident| incident.reported_by.contains("phone-medic") && incident.description.contains("井盖缺失"));
+        Ok(reported)
+    })
+    .await?;
+
+    // English, then sign out: nothing of the person is left on the phone.
+    tap(page, "#tab-home").await?;
+    tap(page, "#language").await?;
+    wait_for(page, "the page speaks English", "document.documentElement.lang === 'en'").await?;
+    phone.shot("home-en").await?;
+    tap(page, "#home-view .sign-out").await?;
+    wait_for(page, "the sign-in screen shows", "!document.getElementById('signin-view').hidden").await?;
+    anyhow::ensure!(
+        eval::<bool>(page, "localStorage.getItem('pingji.field.token') === null").await?,
+        "signing out removes the token"
+    );
+    phone.shot("signed-out").await?;
+    phone.close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_made_offline_is_sent_once_when_the_network_is_back() -> anyhow::Result<()> {
+    let Some(phone) = signed_in_phone("phone-offline", |_| {}).await? else {
+        return Ok(());
+    };
+    let page = &phone.page;
+    let incident_id = phone.incident_nearby().await?;
+    phone.wait_for_offer(&incident_id).await?;
+    set_offline(page, true).await?;
+    wait_for(page, "the page knows it is offline", "document.getElementById('connection').dataset.state === 'offline'").await?;
+    tap(page, "#accept").await?;
+    wait_for(page, "the accept waits in the queue", "document.getElementById('queued').dataset.count === '1'").await?;
+    let key: String = eval(
+        page,
+        "new Promise((resolve) => { const open = indexedDB.open('pingji-field'); open.onsuccess = () => { \
+         const all = open.result.transaction('outbox').objectStore('outbox').getAll(); \
+         all.onsuccess = () => resolve(all.result[0].key); }; })",
+    )
+    .await?;
+    anyhow::ensure!(key.len() >= 16, "the action has the idempotency key made when the person acted: {key}");
+    phone.shot("offline-queued").await?;
+    anyhow::ensure!(phone.incident(&incident_id).await?.assignments.is_empty(), "nothing was applied while offline");
+
+    set_offline(page, false).await?;
+    wait_for(page, "the queue is sent", "document.getElementById('queued').dataset.count === '0'").await?;
+    wait_for(
+        page,
+        "the task shows",
+        &format!("document.getElementById('task').dataset.incidentId === '{incident_id}' && !document.getElementById('task').hidden"),
+    )
+    .await?;
+    // Applied once: one assignment, and one `assigned` event for it.
+    let incident = phone.incident(&incident_id).await?;
+    assert_eq!(incident.assignments.len(), 1, "one assignment: {:?}", incident.assignments);
+    assert_eq!(incident.status, pb::IncidentStatus::Staffed as i32);
+    phone.close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_that_arrives_after_the_offer_expired_is_refused_clearly() -> anyhow::Result<()> {
+    const OFFER_TIMEOUT_S: u64 = 6;
+    let Some(phone) = signed_in_phone("phone-late", |config| config.policy.normal.offer_timeout_s = OFFER_TIMEOUT_S).await?
+    else {
+        return Ok(());
+    };
+    let page = &phone.page;
+    let incident_id = phone.incident_nearby().await?;
+    phone.wait_for_offer(&incident_id).await?;
+    // Accepted in time, but offline: it reaches the dispatcher too late.
+    set_offline(page, true).await?;
+    tap(page, "#accept").await?;
+    wait_for(page, "the accept waits in the queue", "document.getElementById('queued').dataset.count === '1'").await?;
+    tokio::time::sleep(Duration::from_secs(OFFER_TIMEOUT_S + 2)).await;
+    set_offline(page, false).await?;
+    wait_for(
+        page,
+        "the refusal shows, with its reason",
+        "document.getElementById('notice').dataset.reason === 'OFFER_NOT_OPEN' && !document.getElementById('notice').hidden",
+    )
+    .await?;
+    let said = text(page, "#notice").await?;
+    anyhow::ensure!(said.contains("不能接受"), "the refusal is said plainly: {said}");
+    wait_for(page, "the queue is empty", "document.getElementById('queued').dataset.count === '0'").await?;
+    anyhow::ensure!(
+        phone.incident(&incident_id).await?.assignments.iter().all(|assignment| assignment.agent_id != "phone-late"),
+        "the late accept changed nothing"
+    );
+    // The refusal as the person sees it (any new offer moved aside).
+    page.evaluate("document.getElementById('offer-view').hidden = true").await?;
+    phone.shot("refused").await?;
+    phone.close().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_on_another_phone_ends_this_one_clearly_without_a_reconnect_loop() -> anyhow::Result<()> {
+    let Some(phone) = signed_in_phone("phone-replaced", |_| {}).await? else {
+        return Ok(());
+    };
+    let page = &phone.page;
+    // The same person opens a session elsewhere (a native client).
+    let mut elsewhere = AgentSession::open(&mut phone.server.agents().await?, &phone.agent_id, &phone.token).await?;
+    wait_for(
+        page,
+        "the page says why it stopped",
+        "document.getElementById('ended-view').dataset.why === 'replaced' && !document.getElementById('ended-view').hidden",
+    )
+    .await?;
+    phone.shot("replaced").await?;
+    assert_accessible(page, "the replaced screen").await?;
+    // No loop: the page does not take the session back (which would end the other one).
+    elsewhere.expect_silence_for(Duration::from_secs(4)).await.context("the page reconnected by itself")?;
+    anyhow::ensure!(
+        eval::<bool>(page, "!document.getElementById('ended-view').hidden").await?,
+        "the page did not reconnect by itself"
+    );
+    phone.close().await
+}
