@@ -221,6 +221,10 @@ pub async fn set_position(page: &Page, lon: f64, lat: f64) -> anyhow::Result<()>
 
 /// Cuts the page off the network (`offline`), or gives it back; open
 /// connections fail as they would on a phone that lost its signal.
+// The older command, deprecated for a pair of newer ones, is the one that
+// also tells the page (navigator.onLine, the offline event), and Debian's
+// Chromium still carries it.
+#[allow(deprecated)]
 pub async fn set_offline(page: &Page, offline: bool) -> anyhow::Result<()> {
     use chromiumoxide::cdp::browser_protocol::network::{EmulateNetworkConditionsParams, EnableParams};
     page.execute(EnableParams::default()).await.context("cannot enable the network domain")?;

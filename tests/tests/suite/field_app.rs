@@ -211,15 +211,14 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     page.find_element("#feedback").await?.click().await?.type_str("已送医，家属陪同").await?;
     phone.shot("task-complete").await?;
     tap(page, "#complete").await?;
-    let completed = wait_until(Duration::from_secs(20), "the completion with its photo reaches the dispatcher", async || {
-        let incident = phone.incident(&incident_id).await?;
-        Ok(incident
-            .assignments
-            .iter()
-            .find(|assignment| assignment.agent_id == "phone-medic" && assignment.completed_at_ms > 0)
-            .cloned())
+    let completed_by_phone = |incident: &pb::Incident| {
+        incident.assignments.iter().find(|assignment| assignment.agent_id == "phone-medic" && assignment.completed_at_ms > 0).cloned()
+    };
+    wait_until(Duration::from_secs(20), "the completion with its photo reaches the dispatcher", async || {
+        Ok(completed_by_phone(&phone.incident(&incident_id).await?).is_some())
     })
     .await?;
+    let completed = completed_by_phone(&phone.incident(&incident_id).await?).context("the completion")?;
     assert_eq!(completed.feedback, "已送医，家属陪同");
     assert_eq!(completed.photo_refs.len(), 1, "the photo came with the completion");
     anyhow::ensure!(completed.photo_refs[0].starts_with("sha256:"), "a content-addressed photo: {}", completed.photo_refs[0]);
@@ -246,15 +245,18 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     assert_accessible(page, "the messages").await?;
     page.find_element(&format!("#reply-{}", sent.id)).await?.click().await?.type_str("收到").await?;
     tap(page, &format!("#messages li[data-message-id=\"{}\"] button[type=submit]", sent.id)).await?;
-    let answered = wait_until(Duration::from_secs(20), "the reply and the read receipt reach the dispatcher", async || {
+    let mut answered = None;
+    wait_until(Duration::from_secs(20), "the reply and the read receipt reach the dispatcher", async || {
         let messages = admin
             .list_messages(pb::ListMessagesRequest { agent_id: "phone-medic".to_string(), ..Default::default() })
             .await?
             .into_inner()
             .messages;
-        Ok(messages.into_iter().find(|message| message.id == sent.id && !message.replies.is_empty() && !message.read_by.is_empty()))
+        answered = messages.into_iter().find(|message| message.id == sent.id && !message.replies.is_empty() && !message.read_by.is_empty());
+        Ok(answered.is_some())
     })
     .await?;
+    let answered = answered.context("the answered message")?;
     assert_eq!(answered.replies[0].text, "收到");
 
     // A field report (随手拍) with a photo, from where the phone is.

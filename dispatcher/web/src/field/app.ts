@@ -732,7 +732,8 @@ function drawStatus(): void {
 }
 
 function drawReport(): void {
-  byId("report-where").textContent = position ? say("reportLocationHere", { m: Math.round(position.accuracy) }) : say("locationNone");
+  const where = position ? say("reportLocationHere", { m: Math.round(position.accuracy) }) : say("locationNone");
+  byId("report-where").textContent = say("reportLocation", { where });
   byId("report-photo-count").textContent = chosenPhotos.report.length > 0 ? say("photoCount", { n: chosenPhotos.report.length }) : "";
 }
 
