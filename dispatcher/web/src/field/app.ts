@@ -12,6 +12,8 @@ import {
   CoordinateSystem,
   ErrorReason,
   FieldService,
+  ReportOutcome_Kind,
+  WithdrawReason,
   type CallUp,
   type DispatchMessage,
   type Incident,
@@ -221,7 +223,7 @@ function handle(message: DispatchMessage): void {
       break;
     case "offerWithdrawn":
       offers.delete(body.value.offerId);
-      tell(body.value.reason, "", "info");
+      tell(words().withdrawn[WithdrawReason[body.value.cause]] ?? body.value.reason, "", "info");
       break;
     case "noLongerNeeded":
       offers.delete(body.value.offerId);
@@ -245,7 +247,7 @@ function handle(message: DispatchMessage): void {
       if (task?.incidentId === body.value.incidentId) {
         task = null;
       }
-      tell(body.value.reason, "", "info");
+      tell(`${say("ended")}: ${body.value.reason}`, "", "info");
       break;
     case "modeChanged":
       mode = body.value.mode;
@@ -274,7 +276,12 @@ function handle(message: DispatchMessage): void {
       tell(body.value.reason, "", "info");
       break;
     case "reportOutcome":
-      tell(`${say("reportTitle")}: ${body.value.outcome}${body.value.reason ? ` (${body.value.reason})` : ""}`, "", "info");
+      {
+        const outcome = body.value;
+        const said = words().outcomes[ReportOutcome_Kind[outcome.kind]] ?? outcome.outcome;
+        const why = outcome.reason || outcome.feedback;
+        tell(why ? `${said}: ${why}` : said, "", "info");
+      }
       break;
     case "message": {
       const known = messages.get(body.value.id);
@@ -498,6 +505,11 @@ function refused(action: outbox.Action, problem: Problem): void {
   const text = words().reasons[problem.reason] ?? (problem.message || say("failed"));
   if (action.kind === "accept" || action.kind === "decline") {
     offers.delete(String(action.fields.offerId));
+  }
+  if (action.kind === "complete" || action.kind === "arrived" || action.kind === "status") {
+    // The page showed it done before the dispatcher answered: a new
+    // session's welcome says how things really are.
+    void listen();
   }
   tell(text, problem.reason, "problem");
 }

@@ -90,6 +90,22 @@ const zh = {
     LIMIT_EXCEEDED: "照片太大。",
     UNREACHABLE: "连不上调度服务器。",
   } as Record<string, string>,
+  withdrawn: {
+    DISCONNECTED: "任务已撤回：连接中断。",
+    UNAVAILABLE: "任务已撤回：您的状态不是“可接任务”。",
+    INCIDENT_ENDED: "任务已撤回：事件已取消或已办结。",
+    FILLED: "任务已撤回：已有足够的人接受，谢谢。",
+    TIMED_OUT: "任务已撤回：答复时间已过。",
+  } as Record<string, string>,
+  outcomes: {
+    RECEIVED: "您的上报已收到，等待处理。",
+    ACCEPTED: "您的上报已立案。",
+    MERGED: "您的上报已并入同一事件。",
+    REJECTED: "您的上报未被采纳",
+    CLOSED: "您上报的事件已办结",
+    CANCELLED: "您上报的事件已取消",
+  } as Record<string, string>,
+  ended: "任务已结束",
   language: "English",
 };
 
@@ -182,6 +198,22 @@ const en: Words = {
     LIMIT_EXCEEDED: "The photo is too large.",
     UNREACHABLE: "The dispatcher cannot be reached.",
   },
+  withdrawn: {
+    DISCONNECTED: "Offer withdrawn: the connection was lost.",
+    UNAVAILABLE: "Offer withdrawn: your status is not available.",
+    INCIDENT_ENDED: "Offer withdrawn: the incident was cancelled or closed.",
+    FILLED: "Offer withdrawn: enough people accepted, thank you.",
+    TIMED_OUT: "Offer withdrawn: the time to answer has passed.",
+  },
+  outcomes: {
+    RECEIVED: "Your report was received and waits for an operator.",
+    ACCEPTED: "Your report is an incident now.",
+    MERGED: "Your report was merged into the same incident.",
+    REJECTED: "Your report was not taken up",
+    CLOSED: "What you reported has been dealt with",
+    CANCELLED: "What you reported was cancelled",
+  },
+  ended: "Task ended",
   language: "中文",
 };
 
