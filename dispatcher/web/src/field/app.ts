@@ -38,19 +38,23 @@ const REPORT_CATEGORIES = ["hazard", "flood", "fire", "medical", "elder_care", "
 
 // Take the sign-in link out of the address at once, before anything else
 // runs, so that the token stays in no URL, history entry or log.
-takeSignInLink();
+const anotherPerson = takeSignInLink();
 
-function takeSignInLink(): void {
+/** Keeps the link's token and id; true when they are another person's than before. */
+function takeSignInLink(): boolean {
   const fragment = new URLSearchParams(window.location.hash.slice(1));
   const token = fragment.get("t");
   const agentId = fragment.get("a");
   if (window.location.hash !== "") {
     history.replaceState(null, "", window.location.pathname + window.location.search);
   }
-  if (token && agentId) {
-    localStorage.setItem(TOKEN_KEY, token);
-    localStorage.setItem(AGENT_KEY, agentId);
+  if (!token || !agentId) {
+    return false;
   }
+  const before = localStorage.getItem(AGENT_KEY);
+  localStorage.setItem(TOKEN_KEY, token);
+  localStorage.setItem(AGENT_KEY, agentId);
+  return before !== null && before !== agentId;
 }
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -986,6 +990,10 @@ if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("/field/sw.js", { scope: "/field/" }).catch(() => {
     // Without it the app still works online; only the offline shell is missing.
   });
+}
+if (anotherPerson) {
+  // What the last person left unsent is theirs, not this person's.
+  await outbox.clear();
 }
 if (signedIn()) {
   queuedCount = (await outbox.waiting()).length;
