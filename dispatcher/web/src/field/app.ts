@@ -96,7 +96,6 @@ type Connection = "connecting" | "online" | "reconnecting" | "offline";
 let listening: AbortController | null = null;
 let sessionId: bigint | null = null;
 let connection: Connection = "connecting";
-let retryInS = 0;
 /** Why the session ended for good: replaced elsewhere, or the token no longer works. */
 let ended: { why: "replaced" | "token"; problem: string } | null = null;
 let name = "";
@@ -157,7 +156,6 @@ async function listen(): Promise<void> {
       }
     }
     sessionId = null;
-    retryInS = backoffS;
     connection = navigator.onLine ? "reconnecting" : "offline";
     render();
     await pause(backoffS * 1000, controller.signal);
@@ -372,9 +370,8 @@ async function sendLocation(): Promise<void> {
 async function act(kind: outbox.ActionKind, fields: Record<string, unknown>, photos: Blob[] = []): Promise<void> {
   const small = await Promise.all(photos.map(withinLimit));
   await outbox.put({ key: outbox.newKey(), kind, at: Date.now(), fields, photos: small, photoRefs: [] });
-  if (sessionId === null || !navigator.onLine) {
-    tell(say("sentWait"), "", "info");
-  }
+  queuedCount += 1;
+  render();
   await flush();
 }
 
@@ -605,11 +602,11 @@ function drawConnection(): void {
   const shown = !navigator.onLine ? "offline" : connection;
   element.hidden = !signedIn() || ended !== null;
   element.dataset.state = shown;
-  element.textContent =
-    shown === "reconnecting" ? say("reconnecting", { s: retryInS }) : say(shown === "online" ? "online" : shown === "offline" ? "offline" : "connecting");
+  element.textContent = say(shown);
   const queued = byId("queued");
-  queued.hidden = queuedCount === 0;
-  queued.textContent = say("queued", { n: queuedCount });
+  queued.hidden = queuedCount === 0 && shown !== "offline";
+  const waiting = queuedCount > 0 ? say("queued", { n: queuedCount }) : "";
+  queued.textContent = shown === "offline" ? `${say("offlineHelp")} ${waiting}` : waiting;
   queued.dataset.count = String(queuedCount);
 }
 
