@@ -23,7 +23,7 @@ import {
 import { describe, type Problem } from "../errors.js";
 import { language, say, setLanguage, words } from "./i18n.js";
 import * as outbox from "./outbox.js";
-import { withinLimit } from "./photos.js";
+import { thumbnail, withinLimit } from "./photos.js";
 import { bearingDeg, compassWord, distanceM, metres, sketch, type Point } from "./sketch.js";
 
 // The token and the person's id, kept on this phone only (never in a URL).
@@ -908,6 +908,7 @@ function wire(): void {
     task = null;
     status = AgentStatus.AVAILABLE;
     chosenPhotos.complete = [];
+    byId("complete-thumbs").replaceChildren();
     void act("complete", { incidentId, feedback: feedback.value.trim() }, photos);
     feedback.value = "";
     render();
@@ -915,9 +916,11 @@ function wire(): void {
   for (const which of ["complete", "report"]) {
     const input = byId<HTMLInputElement>(`${which}-photos`);
     input.addEventListener("change", () => {
-      chosenPhotos[which] = [...chosenPhotos[which], ...(input.files ?? [])];
+      const added = [...(input.files ?? [])];
+      chosenPhotos[which] = [...chosenPhotos[which], ...added];
       input.value = "";
       render();
+      void showThumbnails(which, added);
     });
   }
   byId("report-form").addEventListener("submit", (submitted) => {
@@ -925,6 +928,7 @@ function wire(): void {
     const text = byId<HTMLTextAreaElement>("report-text");
     const photos = chosenPhotos.report;
     chosenPhotos.report = [];
+    byId("report-thumbs").replaceChildren();
     const where = position ? { lon: position.lon, lat: position.lat } : undefined;
     void act("report", { category: byId<HTMLSelectElement>("report-category").value, text: text.value.trim(), location: where }, photos);
     text.value = "";
@@ -962,6 +966,20 @@ function wire(): void {
       void flush();
     }
   }, FLUSH_EVERY_MS);
+}
+
+/** Small pictures of the photos chosen, so the person sees what goes. */
+async function showThumbnails(which: string, added: Blob[]): Promise<void> {
+  const into = byId(`${which}-thumbs`);
+  for (const photo of added) {
+    const source = await thumbnail(photo);
+    if (source !== "") {
+      const picture = new Image();
+      picture.src = source;
+      picture.alt = `${say("photos")} ${into.children.length + 1}`;
+      into.append(picture);
+    }
+  }
 }
 
 async function signOut(): Promise<void> {

@@ -25,3 +25,19 @@ export async function withinLimit(photo: Blob): Promise<Blob> {
     scale /= 2;
   }
 }
+
+/** A small picture of `photo` (a data: URL, which the page's CSP allows). */
+export async function thumbnail(photo: Blob, side = 160): Promise<string> {
+  try {
+    const bitmap = await createImageBitmap(photo);
+    const scale = side / Math.max(bitmap.width, bitmap.height);
+    const canvas = document.createElement("canvas");
+    canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+    canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+    canvas.getContext("2d")?.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    bitmap.close();
+    return canvas.toDataURL("image/jpeg", 0.7);
+  } catch {
+    return ""; // not a picture the browser can draw (e.g. HEIC): counted, not shown
+  }
+}
