@@ -200,9 +200,13 @@ impl TestBrowser {
         use chromiumoxide::cdp::browser_protocol::emulation::SetTouchEmulationEnabledParams;
         let page = self.browser.new_page("about:blank").await.context("cannot open a tab")?;
         resize(&page, PHONE).await?;
-        page.execute(SetTouchEmulationEnabledParams::builder().enabled(true).max_touch_points(5).build().map_err(
-            |error| anyhow::anyhow!("touch: {error}"),
-        )?)
+        page.execute(
+            SetTouchEmulationEnabledParams::builder()
+                .enabled(true)
+                .max_touch_points(5)
+                .build()
+                .map_err(|error| anyhow::anyhow!("touch: {error}"))?,
+        )
         .await
         .context("cannot emulate touch")?;
         set_position(&page, lon, lat).await?;

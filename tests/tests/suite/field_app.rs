@@ -38,13 +38,16 @@ struct Phone {
     token: String,
     /// Where the phone is.
     at: (f64, f64),
-    _photos: tempfile::TempDir,
+    folder: tempfile::TempDir,
     photo: PathBuf,
 }
 
 /// A dispatcher with the web port, a person on the roster, and their phone
 /// signed in with the link an operator gives them, located in [`GRID`].
-async fn signed_in_phone(agent_id: &str, tweak: impl FnOnce(&mut pingji_dispatcher::server::Config)) -> anyhow::Result<Option<Phone>> {
+async fn signed_in_phone(
+    agent_id: &str,
+    tweak: impl FnOnce(&mut pingji_dispatcher::server::Config),
+) -> anyhow::Result<Option<Phone>> {
     let Some(chromium) = browser::chromium()? else {
         return Ok(None);
     };
@@ -67,13 +70,14 @@ async fn signed_in_phone(agent_id: &str, tweak: impl FnOnce(&mut pingji_dispatch
     // The camera's photo: the app's own icon, a real PNG.
     let photo = photos.path().join("camera.png");
     std::fs::write(&photo, include_bytes!("../../../dispatcher/web/src/field/icon-512.png"))?;
-    let phone = Phone { server, browser, page, agent_id: agent_id.to_string(), token, at, _photos: photos, photo };
+    let phone = Phone { server, browser, page, agent_id: agent_id.to_string(), token, at, folder: photos, photo };
     wait_for(&phone.page, "the session opens", "document.getElementById('connection').dataset.state === 'online'").await?;
     // The dispatcher has the phone's position.
     let mut admin = phone.server.command().await?;
     wait_until(Duration::from_secs(20), "the phone's position reaches the dispatcher", async || {
         let agent = admin.get_agent(pb::GetAgentRequest { id: phone.agent_id.clone() }).await?.into_inner();
-        Ok(agent.connected && agent.location.is_some_and(|place| (place.lon - at.0).abs() < 1e-6 && (place.lat - at.1).abs() < 1e-6))
+        Ok(agent.connected
+            && agent.location.is_some_and(|place| (place.lon - at.0).abs() < 1e-6 && (place.lat - at.1).abs() < 1e-6))
     })
     .await?;
     Ok(Some(phone))
@@ -128,6 +132,31 @@ impl Phone {
     }
 }
 
+/// An uncompressed 24-bit BMP of `width`×`height` (a soft gradient): a
+/// photo far over the upload limit that every browser can draw.
+fn bitmap(width: u32, height: u32) -> Vec<u8> {
+    let row = (width * 3).div_ceil(4) * 4;
+    let size = 54 + row * height;
+    let mut file = Vec::with_capacity(size as usize);
+    file.extend_from_slice(b"BM");
+    file.extend_from_slice(&size.to_le_bytes());
+    file.extend_from_slice(&[0; 4]);
+    file.extend_from_slice(&54u32.to_le_bytes());
+    file.extend_from_slice(&40u32.to_le_bytes());
+    file.extend_from_slice(&width.to_le_bytes());
+    file.extend_from_slice(&height.to_le_bytes());
+    file.extend_from_slice(&1u16.to_le_bytes());
+    file.extend_from_slice(&24u16.to_le_bytes());
+    file.extend_from_slice(&[0; 24]);
+    for y in 0..height {
+        for x in 0..width {
+            file.extend_from_slice(&[(x * 255 / width) as u8, (y * 255 / height) as u8, 128]);
+        }
+        file.resize(file.len() + (row - width * 3) as usize, 0);
+    }
+    file
+}
+
 async fn assert_accessible(page: &Page, what: &str) -> anyhow::Result<()> {
     let problems = accessibility_problems(page).await?;
     anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems on {what}:\n{}", problems.join("\n"));
@@ -168,8 +197,12 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     assert_eq!(manifest_kind, "application/manifest+json");
     let scope: String = eval(page, "navigator.serviceWorker.ready.then((registration) => registration.scope)").await?;
     anyhow::ensure!(scope.ends_with("/field/"), "the service worker's scope is /field/: {scope}");
-    wait_for(page, "the shell is cached", "caches.keys().then((names) => names.some((name) => name.startsWith('pingji-field-')))")
-        .await?;
+    wait_for(
+        page,
+        "the shell is cached",
+        "caches.keys().then((names) => names.some((name) => name.startsWith('pingji-field-')))",
+    )
+    .await?;
 
     // An offer takes the screen: what, where, distance, ETA, countdown.
     let incident_id = phone.incident_nearby().await?;
@@ -191,7 +224,9 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     wait_for(
         page,
         "the task shows",
-        &format!("!document.getElementById('task').hidden && document.getElementById('task').dataset.incidentId === '{incident_id}'"),
+        &format!(
+            "!document.getElementById('task').hidden && document.getElementById('task').dataset.incidentId === '{incident_id}'"
+        ),
     )
     .await?;
     anyhow::ensure!(eval::<bool>(page, "document.getElementById('offer-view').hidden").await?, "the offer has left the screen");
@@ -212,7 +247,11 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     phone.shot("task-complete").await?;
     tap(page, "#complete").await?;
     let completed_by_phone = |incident: &pb::Incident| {
-        incident.assignments.iter().find(|assignment| assignment.agent_id == "phone-medic" && assignment.completed_at_ms > 0).cloned()
+        incident
+            .assignments
+            .iter()
+            .find(|assignment| assignment.agent_id == "phone-medic" && assignment.completed_at_ms > 0)
+            .cloned()
     };
     wait_until(Duration::from_secs(20), "the completion with its photo reaches the dispatcher", async || {
         Ok(completed_by_phone(&phone.incident(&incident_id).await?).is_some())
@@ -252,7 +291,9 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
             .await?
             .into_inner()
             .messages;
-        answered = messages.into_iter().find(|message| message.id == sent.id && !message.replies.is_empty() && !message.read_by.is_empty());
+        answered = messages
+            .into_iter()
+            .find(|message| message.id == sent.id && !message.replies.is_empty() && !message.read_by.is_empty());
         Ok(answered.is_some())
     })
     .await?;
@@ -264,22 +305,35 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     wait_for(page, "the report form shows", "!document.getElementById('report-view').hidden").await?;
     page.evaluate("document.getElementById('report-category').value = 'hazard'").await?;
     page.find_element("#report-text").await?.click().await?.type_str("井盖缺失").await?;
-    choose_files(page, "#report-photos", &[phone.photo.as_path()]).await?;
-    wait_for(page, "the report's photo is counted", "document.getElementById('report-photo-count').textContent !== ''").await?;
+    // Two photos: the small one, and one over the 10 MiB limit (an
+    // uncompressed bitmap), which the phone scales down before sending.
+    let big_photo = phone.folder.path().join("big.bmp");
+    std::fs::write(&big_photo, bitmap(2400, 1800))?;
+    anyhow::ensure!(std::fs::metadata(&big_photo)?.len() > 10 * 1024 * 1024, "the big photo is over the limit");
+    choose_files(page, "#report-photos", &[phone.photo.as_path(), big_photo.as_path()]).await?;
+    wait_for(page, "the report's photos show", "document.querySelectorAll('#report-thumbs img').length === 2").await?;
     phone.shot("report").await?;
     assert_accessible(page, "the report form").await?;
     tap(page, "#report-send").await?;
-    wait_until(Duration::from_secs(20), "the report reaches the dispatcher", async || {
-        let reported = admin
+    let mut report = None;
+    wait_until(Duration::from_secs(30), "the report with both photos reaches the dispatcher", async || {
+        report = admin
             .list_incidents(pb::ListIncidentsRequest { ..Default::default() })
             .await?
             .into_inner()
             .incidents
             .into_iter()
-            .any(|incident| incident.reported_by.contains("phone-medic") && incident.description.contains("井盖缺失"));
-        Ok(reported)
+            .find(|incident| incident.reported_by.contains("phone-medic") && incident.description.contains("井盖缺失"));
+        Ok(report.is_some())
     })
     .await?;
+    let report = report.context("the report")?;
+    assert_eq!(report.category, "hazard");
+    assert_eq!(report.photo_refs.len(), 2, "both photos came with the report: {:?}", report.photo_refs);
+    for photo_ref in &report.photo_refs {
+        let photo = admin.get_photo(pb::GetPhotoRequest { photo_ref: photo_ref.clone() }).await?.into_inner();
+        anyhow::ensure!(photo.data.len() <= 10 * 1024 * 1024, "{photo_ref} is within the limit: {} bytes", photo.data.len());
+    }
 
     // English, then sign out: nothing of the person is left on the phone.
     tap(page, "#tab-home").await?;
@@ -324,7 +378,9 @@ async fn an_accept_made_offline_is_sent_once_when_the_network_is_back() -> anyho
     wait_for(
         page,
         "the task shows",
-        &format!("document.getElementById('task').dataset.incidentId === '{incident_id}' && !document.getElementById('task').hidden"),
+        &format!(
+            "document.getElementById('task').dataset.incidentId === '{incident_id}' && !document.getElementById('task').hidden"
+        ),
     )
     .await?;
     // Applied once: one assignment, and one `assigned` event for it.
