@@ -107,6 +107,9 @@ pub enum Command {
     Events(EventsArgs),
     /// Full-screen live view: map, open incidents, event feed
     Watch(WatchArgs),
+    /// Messages to people in the field: send, list (with replies and who read them)
+    #[command(subcommand)]
+    Message(MessageCommand),
     /// Operator accounts and their tokens: whoami, rotate, add, list,
     /// token, revoke, remove
     #[command(subcommand)]
@@ -275,13 +278,24 @@ pub enum RosterCommand {
     Add(AddPersonArgs),
     /// Issue a new token for a person (admin): the old one stops working and
     /// their live session, if any, is ended. Tokens are shown only once, so
-    /// there is no way to see a current one: --rotate is required
+    /// there is no way to see a current one: --rotate (or --link) is required.
+    /// With --link: a sign-in link for the phone app and its QR code instead
+    /// of the bare token. The link holds the token: it is a secret, give it
+    /// to the person alone (scanned from this screen, or sent to them only)
     Token {
         /// The person's id, e.g. p0001
         id: String,
         /// Confirm: issue a new token, replacing the old one
         #[arg(long)]
         rotate: bool,
+        /// Issue a new token (as --rotate) and print the sign-in link to the
+        /// phone app on the dispatcher's web port, with a QR code
+        #[arg(long)]
+        link: bool,
+        /// The web port's address as the phone reaches it, e.g.
+        /// https://pingji.example.gov.cn:8443 (the dispatcher's --web)
+        #[arg(long, env = "PINGJI_WEB_URL", value_name = "URL", requires = "link")]
+        web_url: Option<String>,
     },
     /// List people on the roster
     List {
@@ -522,6 +536,37 @@ pub enum CallupCommand {
         /// Only call-ups not yet stood down
         #[arg(long)]
         open: bool,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MessageCommand {
+    /// Send a message (dispatcher): to one person, an incident's team (the
+    /// people holding or offered it now) or everyone in an area
+    Send {
+        /// To this person
+        #[arg(long, value_name = "ID", group = "to", required = true)]
+        to_agent: Option<String>,
+        /// To the people on this incident
+        #[arg(long, value_name = "ID", group = "to")]
+        incident: Option<String>,
+        /// To everyone at home in or located in this area
+        #[arg(long, value_name = "ID", group = "to")]
+        area: Option<String>,
+        /// What to say (at most 2,000 characters), e.g. "stand by"
+        text: String,
+    },
+    /// The messages sent, newest last, with replies and read receipts
+    List {
+        /// Only messages that reached this person
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        /// Only messages to this incident's team
+        #[arg(long, value_name = "ID")]
+        incident: Option<String>,
+        /// At most this many (default 100, at most 1000)
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
     },
 }
 

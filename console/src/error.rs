@@ -37,6 +37,9 @@ pub enum ConsoleError {
     Server(tonic::Status),
     #[error("the dispatcher closed the event stream")]
     StreamEnded,
+    /// A sign-in link could not be made (what to give, or why).
+    #[error("{0}")]
+    SignInLink(String),
     #[error("cannot read {}: {source}", .path.display())]
     ReadFile { path: PathBuf, source: std::io::Error },
     /// A file the user named is wrong, or the dispatcher refused what it holds.

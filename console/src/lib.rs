@@ -38,7 +38,7 @@ use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
     AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand, PlanCommand,
-    ReportCommand, RosterCommand,
+    MessageCommand, ReportCommand, RosterCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;
@@ -55,7 +55,7 @@ pub async fn run(cli: Cli) -> Result<(), ConsoleError> {
         ),
         _ => None,
     };
-    if let Command::Roster(RosterCommand::Token { id, rotate: false }) = &cli.command {
+    if let Command::Roster(RosterCommand::Token { id, rotate: false, link: false, .. }) = &cli.command {
         let message = format!(
             "a person's token is shown only once, when it is issued, so the current one cannot be shown again; \
              `pingji roster token {id} --rotate` issues a new one, which stops the old one and ends their live session"
@@ -145,6 +145,9 @@ async fn execute(
         Command::Roster(RosterCommand::Add(args)) => {
             commands::roster::add(client, commands::roster::spec_from_args(args), as_json).await
         }
+        Command::Roster(RosterCommand::Token { id, link: true, web_url, .. }) => {
+            commands::roster::sign_in_link(client, &id, web_url.as_deref(), as_json).await
+        }
         Command::Roster(RosterCommand::Token { id, .. }) => commands::roster::rotate_token(client, &id, as_json).await,
         Command::Roster(RosterCommand::List { area, status, connected, limit }) => {
             let filter =
@@ -198,6 +201,12 @@ async fn execute(
         }
         Command::Callup(CallupCommand::Status { area, open }) => {
             commands::callup::status(client, area.as_deref(), open, as_json).await
+        }
+        Command::Message(MessageCommand::Send { to_agent, incident, area, text }) => {
+            commands::message::send(client, to_agent, incident, area, &text, as_json).await
+        }
+        Command::Message(MessageCommand::List { agent, incident, limit }) => {
+            commands::message::list(client, agent, incident, limit.unwrap_or(0), as_json).await
         }
         Command::Report(ReportCommand::Triage(args)) => commands::report::triage(client, &args.id, args.action, as_json).await,
         Command::Coverage(args) => commands::coverage::show(client, args.area.as_deref(), as_json).await,

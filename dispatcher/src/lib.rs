@@ -14,6 +14,7 @@
 //! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
 //! - [`open_files`]: the process's open-file limit, raised at start; what
 //!   it leaves for client connections.
+//! - [`photos`]: people's photos, checked, stripped of EXIF, stored by their hash.
 //! - [`sessions`]: people's session queues, bounded in messages and bytes;
 //!   sessions whose app stopped reading.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
@@ -30,6 +31,7 @@ pub mod locations;
 pub mod metrics;
 pub mod observer;
 pub mod open_files;
+pub mod photos;
 pub mod runtime;
 pub mod server;
 pub mod sessions;

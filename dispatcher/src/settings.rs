@@ -65,6 +65,20 @@ pub struct Settings {
     pub tls: TlsSettings,
     #[serde(default)]
     pub journal: JournalSettings,
+    #[serde(default)]
+    pub photos: PhotoSettings,
+}
+
+/// Where people's photos are kept (see `crate::photos`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoSettings {
+    /// The directory; by default `photos/` beside the SQLite journal. With
+    /// Redis, a directory every dispatcher of the city shares; without one
+    /// (or with memory) uploads are refused.
+    pub dir: Option<PathBuf>,
+    /// Keep a JPEG's EXIF block (with any GPS position); removed by default.
+    pub keep_exif: Option<bool>,
 }
 
 /// How long the journal keeps events (they hold personal data).
@@ -254,6 +268,10 @@ impl Settings {
                 require_client_cert: over.tls.require_client_cert.or(self.tls.require_client_cert),
             },
             journal: JournalSettings { retention_days: over.journal.retention_days.or(self.journal.retention_days) },
+            photos: PhotoSettings {
+                dir: over.photos.dir.or(self.photos.dir),
+                keep_exif: over.photos.keep_exif.or(self.photos.keep_exif),
+            },
         }
     }
 
@@ -332,6 +350,14 @@ impl Settings {
             return Err(refuse("limits.snapshot_every", "must be at least 1 event"));
         }
         config.snapshot_every = snapshot_every;
+        config.photos_dir = match (&self.photos.dir, &config.store) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, crate::server::Store::Sqlite(journal)) => {
+                Some(journal.parent().map_or_else(|| PathBuf::from("photos"), |data| data.join("photos")))
+            }
+            (None, _) => None,
+        };
+        config.keep_photo_exif = self.photos.keep_exif.unwrap_or(false);
         config.retention = match self.journal.retention_days.unwrap_or(crate::journal::DEFAULT_RETENTION_DAYS) {
             0 => None,
             days if days > MAX_RETENTION_DAYS => {

@@ -12,6 +12,7 @@
 //! - [`plan`]: `plan import|list|activate|deactivate`.
 //! - [`callup`]: `callup issue`, `callup status` (the roll-call).
 //! - [`report`]: `report triage ID accept|merge|reject`.
+//! - [`message`]: `message send --to-agent|--incident|--area TEXT`, `message list`.
 //! - [`coverage`]: `coverage [AREA]`.
 //! - [`account`]: `account whoami|rotate|add|list|remove`.
 
@@ -22,6 +23,7 @@ pub mod callup;
 pub mod coverage;
 pub mod events;
 pub mod incident;
+pub mod message;
 pub mod mode;
 pub mod plan;
 pub mod report;

@@ -228,6 +228,77 @@ pub async fn rotate_token(client: &mut Client, id: &str, as_json: bool) -> Resul
     output::secret(&issued.token, &rotated_text(&issued))
 }
 
+/// Issues a person a new token and prints their sign-in link to the phone
+/// app, with its QR code: the token is in the link's fragment (after `#`),
+/// which browsers never send to a server, so it stays out of every log.
+pub async fn sign_in_link(
+    client: &mut Client,
+    id: &str,
+    web_url: Option<&str>,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let Some(web_url) = web_url else {
+        return Err(ConsoleError::SignInLink(
+            "--link needs the web port's address as the phone reaches it: give --web-url https://HOST:PORT (or set \
+             PINGJI_WEB_URL); no token was issued"
+                .to_string(),
+        ));
+    };
+    let base = field_app_url(web_url).map_err(ConsoleError::SignInLink)?;
+    let issued = client.issue_agent_token(pb::IssueAgentTokenRequest { agent_id: id.to_string() }).await?.into_inner();
+    let link = format!("{base}#a={}&t={}", fragment_escape(&issued.subject), fragment_escape(&issued.token));
+    if as_json {
+        return output::json_document(&json!({ "agent_id": issued.subject, "link": link }));
+    }
+    let code = qr_text(&link).map_err(ConsoleError::SignInLink)?;
+    output::secret(
+        &link,
+        &format!(
+            "{code}\nsign-in link for {} above (on stdout), shown once. It holds their new token: it is a secret. Let them \
+             scan the code from this screen, or send the link to them alone; anyone with it can act as them until the \
+             token is replaced. Their old token no longer works and their live session, if any, was ended\n",
+            issued.subject
+        ),
+    )
+}
+
+/// The phone app's address on the web port: `URL/field/`.
+pub fn field_app_url(web_url: &str) -> Result<String, String> {
+    let web_url = web_url.trim().trim_end_matches('/');
+    let Some(rest) = web_url.strip_prefix("https://").or_else(|| web_url.strip_prefix("http://")) else {
+        return Err(format!("--web-url {web_url:?} is not an address; give one such as https://pingji.example.gov.cn:8443"));
+    };
+    if rest.is_empty() || rest.contains(['#', '?', ' ']) {
+        return Err(format!(
+            "--web-url {web_url:?} is not an address; give the scheme, host and port only, e.g. https://HOST:8443"
+        ));
+    }
+    Ok(format!("{web_url}/field/"))
+}
+
+/// `text` safe in a URL fragment's `key=value` pair.
+fn fragment_escape(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(byte).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// The link as a QR code of unicode half blocks, dark on light, with the
+/// quiet zone scanners need.
+pub fn qr_text(link: &str) -> Result<String, String> {
+    let code = qrcode::QrCode::with_error_correction_level(link.as_bytes(), qrcode::EcLevel::L)
+        .map_err(|error| format!("the link cannot be drawn as a QR code ({error}); send the link itself"))?;
+    Ok(code
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
 pub fn rotated_text(issued: &pb::IssuedToken) -> String {
     format!(
         "new token for {} on stdout, shown once; it replaces the old one, which no longer works; their live session, if \
@@ -609,5 +680,22 @@ mod tests {
             import_text(Path::new("r.csv"), 5, &skipped),
             "imported 5 people from r.csv\nskipped 1 line with problems:\n  line 3: unknown role \"boss\"\n  line 3: name is empty\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod sign_in_link_tests {
+    use super::*;
+
+    #[test]
+    fn the_link_puts_the_token_in_the_fragment_and_draws_as_a_qr_code() {
+        assert_eq!(field_app_url("https://pingji.example:8443/").as_deref(), Ok("https://pingji.example:8443/field/"));
+        assert!(field_app_url("pingji.example:8443").is_err());
+        assert!(field_app_url("https://host:8443/?x=1").is_err());
+        let link = format!("{}#a={}&t={}", "https://h:8443/field/", fragment_escape("p 1"), fragment_escape("pja_00ff"));
+        assert_eq!(link, "https://h:8443/field/#a=p%201&t=pja_00ff");
+        let code = qr_text(&link).expect("drawn");
+        assert!(code.lines().count() > 10, "{code}");
+        assert!(code.contains('█') || code.contains('▀') || code.contains('▄'), "{code}");
     }
 }

@@ -7,6 +7,7 @@ use crate::accounts::{AgentTokenHash, OperatorRole};
 use crate::areas::{AreaImport, AreaLevel, Placement};
 use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use crate::incident::{IncidentSpec, OfferRecord};
+use crate::message::Audience;
 use crate::plans::PlanSpec;
 use crate::policy::Mode;
 use crate::roster::{AgentProfile, AgentStatus, Role};
@@ -149,6 +150,9 @@ pub enum EventKind {
         incident: IncidentId,
         agent: AgentId,
         feedback: String,
+        /// Photos of the work done (content-addressed references).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        photo_refs: Vec<String>,
     },
     IncidentCancelled {
         incident: IncidentId,
@@ -215,6 +219,9 @@ pub enum EventKind {
         placement: Placement,
         text: String,
         photo_ref: String,
+        /// Every photo of the report (`photo_ref` is the first, if any).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        photo_refs: Vec<String>,
     },
     ReportAccepted {
         incident: IncidentId,
@@ -277,6 +284,23 @@ pub enum EventKind {
         subject: String,
         people: u32,
     },
+    /// An operator (the actor) messaged people; `recipients` are the people
+    /// it reached, fixed when sent.
+    MessageSent {
+        message: String,
+        to: Audience,
+        text: String,
+        recipients: Vec<AgentId>,
+    },
+    MessageReplied {
+        message: String,
+        agent: AgentId,
+        text: String,
+    },
+    MessageRead {
+        message: String,
+        agent: AgentId,
+    },
 }
 
 impl EventKind {
@@ -321,6 +345,9 @@ impl EventKind {
             EventKind::OperatorRemoved { .. } => "operator_removed",
             EventKind::OperatorTokenRevoked { .. } => "operator_token_revoked",
             EventKind::PersonalDataRead { .. } => "personal_data_read",
+            EventKind::MessageSent { .. } => "message_sent",
+            EventKind::MessageReplied { .. } => "message_replied",
+            EventKind::MessageRead { .. } => "message_read",
         }
     }
 
@@ -358,6 +385,8 @@ impl EventKind {
             | EventKind::AgentArrived { agent, .. }
             | EventKind::AssignmentCompleted { agent, .. }
             | EventKind::CheckedIn { agent, .. }
+            | EventKind::MessageReplied { agent, .. }
+            | EventKind::MessageRead { agent, .. }
             | EventKind::FieldReported { agent, .. } => Some(agent),
             EventKind::OfferSent { offer } => Some(&offer.agent),
             _ => None,

@@ -88,6 +88,8 @@ pub struct AssignmentRecord {
     pub arrived_at: Option<Millis>,
     pub completed_at: Option<Millis>,
     pub feedback: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photo_refs: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +168,8 @@ pub struct FieldReport {
     pub agent: AgentId,
     pub text: String,
     pub photo_ref: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub photo_refs: Vec<String>,
 }
 
 impl Incident {

@@ -17,6 +17,7 @@
 //! - [`roster`]: people, roles, skills, status.
 //! - [`incident`]: incidents, offers and assignments.
 //! - [`plans`]: emergency plans (应急预案) and their files.
+//! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 
@@ -30,6 +31,7 @@ pub mod engine;
 pub mod event;
 pub mod ids;
 pub mod incident;
+pub mod message;
 pub mod plans;
 pub mod policy;
 pub mod roster;

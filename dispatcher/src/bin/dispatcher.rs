@@ -11,7 +11,7 @@ use pingji_dispatcher::metrics::Metrics;
 use pingji_dispatcher::open_files;
 use pingji_dispatcher::server::{self, ClientCertificates, Store};
 use pingji_dispatcher::settings::{
-    JournalSettings, LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, Resolved, Settings, StoreSettings,
+    JournalSettings, LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, PhotoSettings, Resolved, Settings, StoreSettings,
     TlsSettings, WebSettings,
 };
 use pingji_dispatcher::telemetry::{self, LogFormat};
@@ -97,6 +97,11 @@ struct Args {
     /// forever [90].
     #[arg(long, env = "PINGJI_RETENTION_DAYS")]
     retention_days: Option<u64>,
+    /// Where people's photos are stored [photos/ beside the --data
+    /// journal]; with --store (Redis), a directory every dispatcher of the
+    /// city shares. Without one, photo uploads are refused.
+    #[arg(long, env = "PINGJI_PHOTOS_DIR", value_name = "DIR")]
+    photos_dir: Option<PathBuf>,
     /// Serve Prometheus metrics on http://HOST:PORT/metrics; off by default.
     #[arg(long, env = "PINGJI_METRICS_ADDR")]
     metrics_addr: Option<String>,
@@ -182,6 +187,7 @@ impl Args {
                 require_client_cert: self.tls_require_client_cert,
             },
             journal: JournalSettings { retention_days: self.retention_days },
+            photos: PhotoSettings { dir: self.photos_dir.clone(), keep_exif: None },
         }
     }
 }

@@ -140,12 +140,14 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::AgentArrived { incident, agent } => {
             Body::AgentArrived(e::AgentArrived { incident_id: incident.to_string(), agent_id: agent.to_string() })
         }
-        EventKind::AssignmentCompleted { incident, agent, feedback } => Body::AssignmentCompleted(e::AssignmentCompleted {
-            incident_id: incident.to_string(),
-            agent_id: agent.to_string(),
-            feedback: feedback.clone(),
-            photo_refs: Vec::new(),
-        }),
+        EventKind::AssignmentCompleted { incident, agent, feedback, photo_refs } => {
+            Body::AssignmentCompleted(e::AssignmentCompleted {
+                incident_id: incident.to_string(),
+                agent_id: agent.to_string(),
+                feedback: feedback.clone(),
+                photo_refs: photo_refs.clone(),
+            })
+        }
         EventKind::IncidentCancelled { incident, reason, released } => Body::IncidentCancelled(e::IncidentCancelled {
             incident_id: incident.to_string(),
             reason: reason.clone(),
@@ -196,15 +198,17 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::CallupStoodDown { callup, reason } => {
             Body::CallupStoodDown(e::CallupStoodDown { callup_id: callup.to_string(), reason: reason.clone() })
         }
-        EventKind::FieldReported { incident, agent, spec, placement, text, photo_ref } => Body::FieldReported(e::FieldReported {
-            incident_id: incident.to_string(),
-            agent_id: agent.to_string(),
-            spec: Some(spec_to_pb(spec)),
-            placement: Some(placement_to_pb(placement)),
-            text: text.clone(),
-            photo_ref: photo_ref.clone(),
-            photo_refs: Vec::new(),
-        }),
+        EventKind::FieldReported { incident, agent, spec, placement, text, photo_ref, photo_refs } => {
+            Body::FieldReported(e::FieldReported {
+                incident_id: incident.to_string(),
+                agent_id: agent.to_string(),
+                spec: Some(spec_to_pb(spec)),
+                placement: Some(placement_to_pb(placement)),
+                text: text.clone(),
+                photo_ref: photo_ref.clone(),
+                photo_refs: photo_refs.clone(),
+            })
+        }
         EventKind::ReportAccepted { incident, priority, headcount, skills, scope } => Body::ReportAccepted(e::ReportAccepted {
             incident_id: incident.to_string(),
             priority: i32::from(*priority),
@@ -243,6 +247,20 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::OperatorTokenRevoked { name } => Body::OperatorTokenRevoked(e::OperatorTokenRevoked { name: name.clone() }),
         EventKind::PersonalDataRead { rpc, subject, people } => {
             Body::PersonalDataRead(e::PersonalDataRead { rpc: rpc.clone(), subject: subject.clone(), people: *people })
+        }
+        EventKind::MessageSent { message, to, text, recipients } => Body::MessageSent(e::MessageSent {
+            message_id: message.clone(),
+            to: Some(super::audience_to_pb(to)),
+            text: text.clone(),
+            recipient_ids: recipients.iter().map(ToString::to_string).collect(),
+        }),
+        EventKind::MessageReplied { message, agent, text } => Body::MessageReplied(e::MessageReplied {
+            message_id: message.clone(),
+            agent_id: agent.to_string(),
+            text: text.clone(),
+        }),
+        EventKind::MessageRead { message, agent } => {
+            Body::MessageRead(e::MessageRead { message_id: message.clone(), agent_id: agent.to_string() })
         }
     }
 }
@@ -345,11 +363,18 @@ pub fn redact(event: &mut pb::Event, disclosure: Disclosure) {
                 super::band(&mut offer.distance_m, &mut offer.eta_s);
             }
         }
+        // What operators and people write to each other may name people
+        // and places: a viewer sees that it was written, not what.
+        Body::MessageSent(sent) if disclosure == Disclosure::Coarse => sent.text = MASKED_TEXT.to_string(),
+        Body::MessageReplied(replied) if disclosure == Disclosure::Coarse => replied.text = MASKED_TEXT.to_string(),
         // Every other kind holds no phone and no person's position; a new
         // kind that does must be added here (the property test checks it).
         _ => {}
     }
 }
+
+/// A message's or reply's text as a viewer sees it.
+pub const MASKED_TEXT: &str = "(masked for viewers)";
 
 /// A phone number as every watcher sees it: "139****5678".
 pub fn redact_phone(phone: &mut String) {
@@ -513,6 +538,7 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
             incident: IncidentId::new(&completed.incident_id),
             agent: AgentId::new(&completed.agent_id),
             feedback: completed.feedback.clone(),
+            photo_refs: completed.photo_refs.clone(),
         },
         Body::IncidentCancelled(cancelled) => EventKind::IncidentCancelled {
             incident: IncidentId::new(&cancelled.incident_id),
@@ -575,6 +601,7 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
             placement: placement_from_pb(reported.placement.as_ref()),
             text: reported.text.clone(),
             photo_ref: reported.photo_ref.clone(),
+            photo_refs: reported.photo_refs.clone(),
         },
         Body::ReportAccepted(accepted) => EventKind::ReportAccepted {
             incident: IncidentId::new(&accepted.incident_id),
@@ -619,8 +646,19 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         Body::PersonalDataRead(read) => {
             EventKind::PersonalDataRead { rpc: read.rpc.clone(), subject: read.subject.clone(), people: read.people }
         }
-        Body::MessageSent(_) | Body::MessageReplied(_) | Body::MessageRead(_) => {
-            return Err("messages are not read by this dispatcher yet".to_string());
+        Body::MessageSent(sent) => EventKind::MessageSent {
+            message: sent.message_id.clone(),
+            to: super::audience_from_pb(sent.to.as_ref()).ok_or("message_sent has no audience")?,
+            text: sent.text.clone(),
+            recipients: agent_ids(&sent.recipient_ids),
+        },
+        Body::MessageReplied(replied) => EventKind::MessageReplied {
+            message: replied.message_id.clone(),
+            agent: AgentId::new(&replied.agent_id),
+            text: replied.text.clone(),
+        },
+        Body::MessageRead(read) => {
+            EventKind::MessageRead { message: read.message_id.clone(), agent: AgentId::new(&read.agent_id) }
         }
     })
 }
@@ -746,6 +784,15 @@ mod tests {
 
     fn text() -> impl Strategy<Value = String> {
         ".{0,16}"
+    }
+
+    fn audience() -> impl Strategy<Value = pingji_engine::message::Audience> {
+        use pingji_engine::message::Audience;
+        prop_oneof![
+            id().prop_map(|id| Audience::Agent(AgentId::new(id))),
+            id().prop_map(|id| Audience::Incident(IncidentId::new(id))),
+            id().prop_map(|id| Audience::Area(AreaId::new(id))),
+        ]
     }
 
     fn position() -> impl Strategy<Value = Position> {
@@ -965,11 +1012,9 @@ mod tests {
             ),
             incident().prop_map(|incident| EventKind::IncidentStaffed { incident }),
             (incident(), agent()).prop_map(|(incident, agent)| EventKind::AgentArrived { incident, agent }),
-            (incident(), agent(), text()).prop_map(|(incident, agent, feedback)| EventKind::AssignmentCompleted {
-                incident,
-                agent,
-                feedback
-            }),
+            (incident(), agent(), text(), prop::collection::vec(id(), 0..3)).prop_map(
+                |(incident, agent, feedback, photo_refs)| EventKind::AssignmentCompleted { incident, agent, feedback, photo_refs }
+            ),
             (incident(), text(), agents()).prop_map(|(incident, reason, released)| EventKind::IncidentCancelled {
                 incident,
                 reason,
@@ -1011,14 +1056,15 @@ mod tests {
             (callup(), agent()).prop_map(|(callup, agent)| EventKind::CheckedIn { callup, agent }),
             (callup(), agents()).prop_map(|(callup, missing)| EventKind::CallupDeadlinePassed { callup, missing }),
             (callup(), text()).prop_map(|(callup, reason)| EventKind::CallupStoodDown { callup, reason }),
-            (incident(), agent(), incident_spec(), placement(), text(), text()).prop_map(
-                |(incident, agent, spec, placement, text, photo_ref)| EventKind::FieldReported {
+            (incident(), agent(), incident_spec(), placement(), text(), prop::collection::vec(id(), 0..3)).prop_map(
+                |(incident, agent, spec, placement, text, photo_refs)| EventKind::FieldReported {
                     incident,
                     agent,
                     spec,
                     placement,
                     text,
-                    photo_ref
+                    photo_ref: photo_refs.first().cloned().unwrap_or_default(),
+                    photo_refs
                 }
             ),
             (incident(), 1u8..=4, 1u32..10, skills(), level()).prop_map(|(incident, priority, headcount, skills, scope)| {
@@ -1046,6 +1092,14 @@ mod tests {
             id().prop_map(|name| EventKind::OperatorRemoved { name }),
             id().prop_map(|name| EventKind::OperatorTokenRevoked { name }),
             (id(), text(), any::<u32>()).prop_map(|(rpc, subject, people)| EventKind::PersonalDataRead { rpc, subject, people }),
+            (id(), audience(), text(), agents()).prop_map(|(message, to, text, recipients)| EventKind::MessageSent {
+                message,
+                to,
+                text,
+                recipients
+            }),
+            (id(), agent(), text()).prop_map(|(message, agent, text)| EventKind::MessageReplied { message, agent, text }),
+            (id(), agent()).prop_map(|(message, agent)| EventKind::MessageRead { message, agent }),
         ]
     }
 
@@ -1188,7 +1242,10 @@ mod tests {
                 | EventKind::OperatorTokenRotated { .. }
                 | EventKind::OperatorRemoved { .. }
                 | EventKind::OperatorTokenRevoked { .. }
-                | EventKind::PersonalDataRead { .. } => {}
+                | EventKind::PersonalDataRead { .. }
+                | EventKind::MessageSent { .. }
+                | EventKind::MessageReplied { .. }
+                | EventKind::MessageRead { .. } => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.
@@ -1199,6 +1256,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 38, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 41, "kinds generated: {seen:?}");
     }
 }

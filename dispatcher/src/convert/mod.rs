@@ -17,6 +17,7 @@ use pingji_engine::event::{Event, EventKind, WithdrawReason};
 use pingji_engine::ids::quote;
 use pingji_engine::ids::{AgentId, AreaId, IncidentId, Millis};
 use pingji_engine::incident::{Incident, IncidentStatus, OfferRecord};
+use pingji_engine::message::{Audience, MessageRecord};
 use pingji_engine::plans::TaskPlace;
 use pingji_engine::policy::Mode;
 use pingji_engine::roster::{AgentProfile, AgentRecord, AgentStatus, Role, TravelMode, normalise_skills};
@@ -282,7 +283,7 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
                 arrived_at_ms: assignment.arrived_at.map_or(0, |at| at.0),
                 completed_at_ms: assignment.completed_at.map_or(0, |at| at.0),
                 feedback: assignment.feedback.clone().unwrap_or_default(),
-                photo_refs: Vec::new(),
+                photo_refs: assignment.photo_refs.clone(),
             })
             .collect(),
         feedback: incident.feedback.clone().unwrap_or_default(),
@@ -292,7 +293,7 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
         merged_into: incident.merged_into.as_ref().map(|id| id.to_string()).unwrap_or_default(),
         report_text: incident.report.as_ref().map(|report| report.text.clone()).unwrap_or_default(),
         photo_ref: incident.report.as_ref().map(|report| report.photo_ref.clone()).unwrap_or_default(),
-        photo_refs: Vec::new(),
+        photo_refs: incident.report.as_ref().map(|report| report.photo_refs.clone()).unwrap_or_default(),
         reported_mode: incident.reported_mode.map_or(pb::Mode::Unspecified, mode_to_pb) as i32,
         unstaffable: engine.roster_shortfall(incident).map(|shortfall| pb::RosterShortfall {
             needed: shortfall.needed,
@@ -422,6 +423,13 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
     let state = engine.state();
     let message = |body| pb::DispatchMessage { body: Some(body) };
     match &event.kind {
+        EventKind::MessageSent { message: id, recipients, .. } => match state.messages.get(id) {
+            Some(record) => recipients
+                .iter()
+                .map(|agent| (agent.clone(), message(Body::Message(message_for_person(record)))))
+                .collect(),
+            None => Vec::new(),
+        },
         EventKind::OfferSent { offer } => {
             let incident = &state.incidents[&offer.incident];
             vec![(offer.agent.clone(), message(Body::Offer(offer_to_pb(incident, offer))))]
@@ -596,7 +604,7 @@ fn withdrawn(offer_id: String, incident: &IncidentId, reason: &str, cause: pb::W
 }
 
 /// The first message of a session.
-pub fn welcome(engine: &Engine, agent: &AgentId, now: Millis) -> Option<pb::DispatchMessage> {
+pub fn welcome(engine: &Engine, agent: &AgentId, session: u64, now: Millis) -> Option<pb::DispatchMessage> {
     let record = engine.state().agents.get(agent)?;
     let mode = engine.mode_for_agent(agent);
     let open_offers = record
@@ -621,10 +629,61 @@ pub fn welcome(engine: &Engine, agent: &AgentId, now: Millis) -> Option<pb::Disp
             open_offers,
             current_incident,
             call_ups: open_callups_for(engine, agent),
-            session_id: 0,
-            unread_messages: Vec::new(),
+            session_id: session,
+            unread_messages: engine.unread_messages(agent).into_iter().map(message_for_person).collect(),
         })),
     })
+}
+
+/// Who a message is for, on the wire.
+pub fn audience_to_pb(to: &Audience) -> pb::MessageAudience {
+    use pb::message_audience::To;
+    let to = match to {
+        Audience::Agent(agent) => To::AgentId(agent.to_string()),
+        Audience::Incident(incident) => To::IncidentId(incident.to_string()),
+        Audience::Area(area) => To::AreaId(area.to_string()),
+    };
+    pb::MessageAudience { to: Some(to) }
+}
+
+/// Who a message is for, from the wire (ids trimmed); `None` when not said.
+pub fn audience_from_pb(to: Option<&pb::MessageAudience>) -> Option<Audience> {
+    use pb::message_audience::To;
+    Some(match to?.to.as_ref()? {
+        To::AgentId(agent) => Audience::Agent(AgentId::new(agent.trim())),
+        To::IncidentId(incident) => Audience::Incident(IncidentId::new(incident.trim())),
+        To::AreaId(area) => Audience::Area(AreaId::new(area.trim())),
+    })
+}
+
+/// A message as operators see it: who it reached, replies and read receipts.
+pub fn message_to_pb(record: &MessageRecord) -> pb::OperatorMessage {
+    pb::OperatorMessage {
+        recipient_ids: record.recipients.iter().map(ToString::to_string).collect(),
+        replies: record
+            .replies
+            .iter()
+            .map(|reply| pb::MessageReplyRecord { agent_id: reply.agent.to_string(), text: reply.text.clone(), at_ms: reply.at.0 })
+            .collect(),
+        read_by: record
+            .read_by
+            .iter()
+            .map(|(agent, at)| pb::MessageReceipt { agent_id: agent.to_string(), read_at_ms: at.0 })
+            .collect(),
+        ..message_for_person(record)
+    }
+}
+
+/// A message as a person gets it: not who else it reached or what they said.
+pub fn message_for_person(record: &MessageRecord) -> pb::OperatorMessage {
+    pb::OperatorMessage {
+        id: record.id.clone(),
+        sent_at_ms: record.sent_at.0,
+        from: record.from.clone(),
+        to: Some(audience_to_pb(&record.to)),
+        text: record.text.clone(),
+        ..Default::default()
+    }
 }
 
 /// Call-ups a person has not checked in to yet.

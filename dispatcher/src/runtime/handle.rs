@@ -28,6 +28,9 @@ pub(super) enum Request {
         command: Command,
         actor: String,
         respond: RespondToCommand,
+        /// Carried out only while this is the person's open session (a
+        /// browser's unary call); `None`: whatever sessions are open.
+        session: Option<(AgentId, u64)>,
     },
     Query {
         respond: RespondToQuery,
@@ -94,6 +97,24 @@ impl Dispatcher {
         actor: String,
         view: impl FnOnce(&Engine, &[Event]) -> T + Send + 'static,
     ) -> Result<T, DispatchError> {
+        self.execute_guarded(command, actor, None, view).await
+    }
+
+    /// Carries out a person's command only while `session` is their open
+    /// session: refused with [`DispatchError::NotInSession`] otherwise (it
+    /// was replaced by a newer one, or has ended).
+    pub async fn execute_in_session(&self, command: Command, agent: AgentId, session: u64) -> Result<(), DispatchError> {
+        let actor = format!("agent:{agent}");
+        self.execute_guarded(command, actor, Some((agent, session)), |_, _| ()).await
+    }
+
+    async fn execute_guarded<T: Send + 'static>(
+        &self,
+        command: Command,
+        actor: String,
+        session: Option<(AgentId, u64)>,
+        view: impl FnOnce(&Engine, &[Event]) -> T + Send + 'static,
+    ) -> Result<T, DispatchError> {
         let (reply, answer) = oneshot::channel();
         let respond = Box::new(move |result: Result<(&Engine, &[Event]), Rejection>| -> Deliver {
             let value = result.map(|(engine, events)| view(engine, events));
@@ -101,7 +122,7 @@ impl Dispatcher {
                 let _ = reply.send(committed.and_then(|()| value.map_err(DispatchError::Rejected)));
             })
         });
-        self.send(Request::Execute { command, actor, respond }).await?;
+        self.send(Request::Execute { command, actor, respond, session }).await?;
         answer.await.map_err(|_| stopped())?
     }
 

@@ -11,7 +11,8 @@ use super::{DispatchError, Owner, STORE_DOWN, STORE_PROBE_EVERY};
 use crate::convert;
 use crate::journal::StoredEvent;
 use crate::tokens::Credentials;
-use pingji_engine::engine::Command;
+use pingji_engine::engine::{Command, Rejection};
+use pingji_engine::ids::AgentId;
 use pingji_engine::event::Event;
 
 impl Owner {
@@ -25,7 +26,15 @@ impl Owner {
         for request in batch {
             let now = self.now();
             match request {
-                Request::Execute { command, actor, respond } => {
+                Request::Execute { command, actor, respond, session } => {
+                    if let Some((agent, id)) = session
+                        && self.sessions.get(&agent).is_none_or(|open| open.id != id)
+                    {
+                        // No rejection: the delivery carries why.
+                        let deliver = respond(Err(Rejection::FailedPrecondition(String::new())));
+                        deliveries.push(Box::new(move |_| deliver(Err(DispatchError::NotInSession(not_in_session(&agent, id))))));
+                        continue;
+                    }
                     let reported_location = match (&command, &self.config.locations) {
                         (Command::ReportLocation { agent, at }, Some(_)) => Some((agent.clone(), *at)),
                         _ => None,
@@ -143,4 +152,12 @@ impl Owner {
             credentials.refresh(&event.kind, &state.operators, &state.agent_tokens);
         }
     }
+}
+
+/// Why a call naming session `id` is refused: it is not the person's open one.
+fn not_in_session(agent: &AgentId, id: u64) -> String {
+    format!(
+        "session {id} is not agent {agent}'s open session (it was replaced by a sign-in elsewhere, or has ended); \
+         nothing was changed: open Listen again and send with the new session_id"
+    )
 }

@@ -84,6 +84,9 @@ pub enum DispatchError {
     Rejected(#[from] Rejection),
     #[error("the dispatcher is unavailable: {0}")]
     Unavailable(String),
+    /// A call of a session that is not the person's current one.
+    #[error("{0}")]
+    NotInSession(String),
 }
 
 /// Wall-clock time in milliseconds.

@@ -41,7 +41,7 @@ impl Owner {
                 events.extend(new_events);
                 let id = self.next_session;
                 self.next_session += 1;
-                if let Some(welcome) = convert::welcome(&self.engine, &agent, now) {
+                if let Some(welcome) = convert::welcome(&self.engine, &agent, id, now) {
                     let _ = outbox.try_send(welcome);
                 }
                 self.sessions.insert(agent.clone(), Session { id, outbox });

@@ -1,4 +1,5 @@
-//! `AgentService`: one bidirectional stream per connected person.
+//! `AgentService`: one bidirectional stream per connected person, and
+//! [`People`]: what it shares with the browser's `FieldService` (`field`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,18 +21,25 @@ use super::error;
 use super::sharding::{Kind, Sharding};
 use crate::convert;
 use crate::runtime::{DispatchError, Dispatcher};
-use crate::sessions::{Notices, SessionQueues, Stuck};
+use crate::photos::{PhotoError, PhotoStore};
+use crate::sessions::{Notices, OutboxStream, SessionQueues, Stuck};
 use pingji_engine::engine::Command;
 use pingji_engine::ids::{AgentId, IncidentId, OfferId};
+
 
 /// How long a new session may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct AgentApi {
+/// What both shapes of a person's session share (the bidirectional
+/// `Session` here, and the browser's `FieldService` in `field`): the
+/// sign-in, opening the session (which replaces any other of the person's),
+/// and carrying out what the person sends, through one engine path.
+#[derive(Clone)]
+pub struct People {
     dispatcher: Dispatcher,
     tokens: Tokens,
     limits: Limits,
-    /// Sessions open now (their tasks running).
+    /// Sessions open now (their tasks running), both shapes together.
     sessions: Arc<AtomicUsize>,
     /// Sessions need a client certificate (verified against the client CA
     /// in the TLS handshake); other services do not.
@@ -40,9 +48,63 @@ pub struct AgentApi {
     sharding: Option<Arc<Sharding>>,
     /// What waits for each session's app, bounded.
     queues: SessionQueues,
+    /// Where photos named in completions and reports must be stored.
+    photos: Option<PhotoStore>,
 }
 
-impl AgentApi {
+/// A person's session, just opened: the welcome is the first message of
+/// `messages`.
+pub(super) struct OpenSession {
+    pub id: u64,
+    pub refusals: Notices,
+    pub messages: OutboxStream,
+}
+
+/// Why a person's message was not carried out; nothing changed.
+pub(super) enum ActError {
+    /// The message itself is wrong.
+    Invalid(String),
+    /// A photo it names is not stored (or the store failed).
+    Photo(PhotoError),
+    Dispatch(DispatchError),
+}
+
+impl ActError {
+    /// The status a unary call (the browser's) answers with.
+    pub(super) fn into_status(self) -> Status {
+        match self {
+            ActError::Invalid(problem) => error::invalid(problem),
+            ActError::Photo(problem) => super::field::photo_status(problem),
+            ActError::Dispatch(error) => Status::from(error),
+        }
+    }
+
+    /// The code name and reason a session's `Refused` carries.
+    fn code_and_reason(&self) -> (&'static str, pb::ErrorReason) {
+        match self {
+            ActError::Invalid(_) => ("invalid_argument", pb::ErrorReason::InvalidArgument),
+            ActError::Photo(PhotoError::NotFound(_)) => ("not_found", pb::ErrorReason::NotFound),
+            ActError::Photo(PhotoError::Io(_)) => ("unavailable", pb::ErrorReason::Internal),
+            ActError::Photo(_) => ("invalid_argument", pb::ErrorReason::InvalidArgument),
+            ActError::Dispatch(DispatchError::Rejected(rejection)) => {
+                (super::error::code_name(rejection), super::error::rejection_reason(rejection))
+            }
+            ActError::Dispatch(DispatchError::Unavailable(_)) => ("unavailable", pb::ErrorReason::StoreUnavailable),
+            ActError::Dispatch(DispatchError::NotInSession(_)) => ("failed_precondition", pb::ErrorReason::NoSession),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ActError::Invalid(problem) => problem.clone(),
+            ActError::Photo(problem) => problem.to_string(),
+            ActError::Dispatch(DispatchError::Rejected(rejection)) => rejection.to_string(),
+            ActError::Dispatch(DispatchError::Unavailable(message) | DispatchError::NotInSession(message)) => message.clone(),
+        }
+    }
+}
+
+impl People {
     pub fn new(
         dispatcher: Dispatcher,
         tokens: Tokens,
@@ -50,14 +112,130 @@ impl AgentApi {
         require_client_certificate: bool,
         sharding: Option<Arc<Sharding>>,
         queues: SessionQueues,
+        photos: Option<PhotoStore>,
     ) -> Self {
         let sessions = Arc::new(AtomicUsize::new(0));
-        AgentApi { dispatcher, tokens, limits, sessions, require_client_certificate, sharding, queues }
+        People { dispatcher, tokens, limits, sessions, require_client_certificate, sharding, queues, photos }
+    }
+
+    pub(super) fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    pub(super) fn photos(&self) -> Option<&PhotoStore> {
+        self.photos.as_ref()
+    }
+
+    /// Refuses a call without a client certificate where sessions need one.
+    pub(super) fn check_certificate<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if self.require_client_certificate && request.peer_certs().is_none_or(|certificates| certificates.is_empty()) {
+            return Err(error::unauthenticated(
+                pb::ErrorReason::TokenMissing,
+                "this dispatcher requires a client certificate for agent sessions; pass --client-cert and --client-key \
+                 with one signed by its client CA",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A place for one more session, or the refusal at the maximum.
+    pub(super) fn session_slot(&self) -> Result<SessionSlot, Status> {
+        let slot = SessionSlot(self.sessions.clone());
+        if self.sessions.fetch_add(1, Ordering::Relaxed) >= self.limits.max_sessions {
+            warn!(max_sessions = self.limits.max_sessions, "session refused: the maximum is reached");
+            return Err(error::status(
+                tonic::Code::ResourceExhausted,
+                pb::ErrorReason::LimitExceeded,
+                format!("this dispatcher serves its maximum of {} sessions; try again in a minute", self.limits.max_sessions),
+            ));
+        }
+        Ok(slot)
+    }
+
+    /// Checks the person's token; someone of another district's shard is
+    /// sent to its owner, where they prove who they are.
+    pub(super) async fn sign_in(&self, agent_id: &str, token: &str) -> Result<AgentId, Status> {
+        let agent_id = agent_id.trim();
+        if agent_id.is_empty() {
+            return Err(error::invalid("no agent id given; send the id you were given on the roster"));
+        }
+        let agent = AgentId::new(agent_id);
+        if let Err(status) = self.tokens.check_agent(&agent, token.trim()).await {
+            if let Some(sharding) = &self.sharding
+                && let Some(moved) = sharding.redirect_to_holder(Kind::Agent, agent.as_str()).await
+            {
+                info!(agent_id = %agent, "session sent to the shard holding this person");
+                return Err(moved);
+            }
+            info!(agent_id = %agent, "session refused: wrong or missing token");
+            return Err(status);
+        }
+        Ok(agent)
+    }
+
+    /// Opens the person's session, replacing any other (which is told why).
+    pub(super) async fn open(&self, agent: &AgentId) -> Result<OpenSession, Status> {
+        // The dispatcher holds the outbox: when it drops it, the outgoing
+        // stream ends. The caller keeps `refusals`, which does not.
+        let (outbox, refusals, messages) = self.queues.open(agent.clone());
+        let id = self.dispatcher.open_session(agent.clone(), outbox).await?;
+        if let Some(why) = self.queues.why_last_was_stuck(agent) {
+            refusals.send(why);
+        }
+        Ok(OpenSession { id, refusals, messages })
+    }
+
+    /// Carries out one thing the person sent; with `session`, only while it
+    /// is their open session (the browser's calls).
+    pub(super) async fn act(&self, agent: &AgentId, message: pb::AgentMessage, session: Option<u64>) -> Result<(), ActError> {
+        let command = command_for(agent, message).map_err(ActError::Invalid)?;
+        self.check_photos(&command).await?;
+        let result = match session {
+            Some(session) => self.dispatcher.execute_in_session(command, agent.clone(), session).await,
+            None => self.dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await,
+        };
+        result.map_err(ActError::Dispatch)
+    }
+
+    /// Photos named in a completion or a report must have been uploaded.
+    async fn check_photos(&self, command: &Command) -> Result<(), ActError> {
+        let named = match command {
+            Command::Complete { photo_refs, .. } => photo_refs.clone(),
+            // Not the older single `photo_ref`: it may hold any reference a
+            // native client made (from before photos were stored here).
+            Command::FieldReport { photo_refs, .. } => photo_refs.clone(),
+            _ => return Ok(()),
+        };
+        if named.is_empty() {
+            return Ok(());
+        }
+        let Some(photos) = self.photos.clone() else {
+            return Err(ActError::Invalid(
+                "this dispatcher keeps no photos (it has no photo directory), so photo_refs cannot be named; send \
+                 without them"
+                    .to_string(),
+            ));
+        };
+        tokio::task::spawn_blocking(move || photos.check_stored(&named))
+            .await
+            .map_err(|_| ActError::Photo(PhotoError::Io(std::io::Error::other("the photo check stopped"))))?
+            .map_err(ActError::Photo)
+    }
+}
+
+/// `AgentService`: the bidirectional session of native clients.
+pub struct AgentApi {
+    people: People,
+}
+
+impl AgentApi {
+    pub fn new(people: People) -> Self {
+        AgentApi { people }
     }
 }
 
 /// Counts a session while it lives.
-struct SessionSlot(Arc<AtomicUsize>);
+pub(super) struct SessionSlot(Arc<AtomicUsize>);
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
@@ -110,22 +288,9 @@ impl AgentService for AgentApi {
     type SessionStream = SessionStream;
 
     async fn session(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<SessionStream>, Status> {
-        if self.require_client_certificate && request.peer_certs().is_none_or(|certificates| certificates.is_empty()) {
-            return Err(error::unauthenticated(
-                pb::ErrorReason::TokenMissing,
-                "this dispatcher requires a client certificate for agent sessions; pass --client-cert and --client-key \
-                 with one signed by its client CA",
-            ));
-        }
-        let slot = SessionSlot(self.sessions.clone());
-        if self.sessions.fetch_add(1, Ordering::Relaxed) >= self.limits.max_sessions {
-            warn!(max_sessions = self.limits.max_sessions, "session refused: the maximum is reached");
-            return Err(error::status(
-                tonic::Code::ResourceExhausted,
-                pb::ErrorReason::LimitExceeded,
-                format!("this dispatcher serves its maximum of {} sessions; try again in a minute", self.limits.max_sessions),
-            ));
-        }
+        let people = &self.people;
+        people.check_certificate(&request)?;
+        let slot = people.session_slot()?;
         let connection = request.extensions().get::<ConnectionOfCall>().cloned();
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
@@ -141,34 +306,12 @@ impl AgentService for AgentApi {
         let Some(pb::AgentMessage { body: Some(Body::Hello(hello)) }) = first else {
             return Err(error::invalid("the first message must be hello with your agent id and token"));
         };
-        let agent_id = hello.agent_id.trim().to_string();
-        if agent_id.is_empty() {
-            return Err(error::invalid("hello has no agent id; send the id you were given on the roster"));
-        }
-        let agent = AgentId::new(agent_id);
-        if let Err(status) = self.tokens.check_agent(&agent, hello.token.trim()).await {
-            // Someone of another district's shard is sent to its owner; they
-            // prove who they are there.
-            if let Some(sharding) = &self.sharding
-                && let Some(moved) = sharding.redirect_to_holder(Kind::Agent, agent.as_str()).await
-            {
-                info!(agent_id = %agent, "session sent to the shard holding this person");
-                return Err(moved);
-            }
-            info!(agent_id = %agent, "session refused: wrong or missing token");
-            return Err(status);
-        }
-        // The dispatcher holds the outbox: when it drops it, the outgoing
-        // stream ends. This task keeps `refusals`, which does not.
-        let (outbox, refusals, messages) = self.queues.open(agent.clone());
-        let session = self.dispatcher.open_session(agent.clone(), outbox).await?;
-        if let Some(why) = self.queues.why_last_was_stuck(&agent) {
-            refusals.send(why);
-        }
-        let dispatcher = self.dispatcher.clone();
+        let agent = people.sign_in(&hello.agent_id, &hello.token).await?;
+        let OpenSession { id: session, refusals, messages } = people.open(&agent).await?;
+        let people = people.clone();
         let span = info_span!("agent_session", agent_id = %agent, session);
-        let mut rate = RateLimit::new(self.limits.agent_messages_per_s);
-        let per_s = self.limits.agent_messages_per_s;
+        let mut rate = RateLimit::new(people.limits.agent_messages_per_s);
+        let per_s = people.limits.agent_messages_per_s;
         tokio::spawn(
             async move {
                 let _slot = slot;
@@ -210,40 +353,15 @@ impl AgentService for AgentApi {
                         }
                         continue;
                     }
-                    let command = match command_for(&agent, message) {
-                        Ok(command) => command,
-                        Err(problem) => {
-                            refuse(&refusals, "invalid_argument", pb::ErrorReason::InvalidArgument, &problem, "", "");
-                            continue;
-                        }
-                    };
-                    let (offer_id, incident_id) = references(&command);
-                    match dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await {
-                        Ok(()) => {}
-                        Err(DispatchError::Rejected(rejection)) => {
-                            refuse(
-                                &refusals,
-                                super::error::code_name(&rejection),
-                                super::error::rejection_reason(&rejection),
-                                &rejection.to_string(),
-                                &offer_id,
-                                &incident_id,
-                            );
-                        }
-                        Err(DispatchError::Unavailable(message)) => {
-                            refuse(
-                                &refusals,
-                                "unavailable",
-                                pb::ErrorReason::StoreUnavailable,
-                                &message,
-                                &offer_id,
-                                &incident_id,
-                            );
-                            break;
-                        }
+                    let (offer_id, incident_id) = references(&message);
+                    let Err(problem) = people.act(&agent, message, None).await else { continue };
+                    let (code, reason) = problem.code_and_reason();
+                    refuse(&refusals, code, reason, &problem.message(), &offer_id, &incident_id);
+                    if matches!(problem, ActError::Dispatch(DispatchError::Unavailable(_))) {
+                        break;
                     }
                 }
-                dispatcher.close_session(agent, session).await;
+                people.dispatcher.close_session(agent, session).await;
             }
             .instrument(span),
         );
@@ -252,7 +370,7 @@ impl AgentService for AgentApi {
 }
 
 /// How a stuck session's stream ends, for an app that reads again.
-fn stuck_status(stuck: Stuck) -> Status {
+pub(super) fn stuck_status(stuck: Stuck) -> Status {
     let why = match stuck {
         Stuck::NotReading => "it took no message for too long",
         Stuck::Messages | Stuck::Bytes | Stuck::Total => "too many messages were waiting for it",
@@ -300,16 +418,22 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
         }
         Body::Arrived(arrived) => Command::Arrive { agent, incident: IncidentId::new(arrived.incident_id.trim()) },
         Body::Completed(completed) => {
-            Command::Complete { agent, incident: IncidentId::new(completed.incident_id.trim()), feedback: completed.feedback }
+            Command::Complete {
+                agent,
+                incident: IncidentId::new(completed.incident_id.trim()),
+                feedback: completed.feedback,
+                photo_refs: trimmed(completed.photo_refs),
+            }
         }
         Body::CheckIn(check_in) => {
             let callup =
                 Some(check_in.callup_id.trim().to_string()).filter(|id| !id.is_empty()).map(pingji_engine::ids::CallupId::new);
             Command::CheckIn { agent, callup }
         }
-        Body::Reply(_) | Body::Read(_) => {
-            return Err("replies and read receipts are not served by this dispatcher yet".to_string());
+        Body::Reply(reply) => {
+            Command::ReplyToMessage { agent, message: reply.message_id.trim().to_string(), text: reply.text }
         }
+        Body::Read(read) => Command::MarkMessageRead { agent, message: read.message_id.trim().to_string() },
         Body::FieldReport(report) => {
             let Some(location) = report.location else {
                 return Err("the field report has no location; say where the problem is".to_string());
@@ -321,15 +445,23 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
                 category: report.category,
                 text: report.text,
                 photo_ref: report.photo_ref,
+                photo_refs: trimmed(report.photo_refs),
             }
         }
     })
 }
 
-fn references(command: &Command) -> (String, String) {
-    match command {
-        Command::Accept { offer, .. } | Command::Decline { offer, .. } => (offer.to_string(), String::new()),
-        Command::Arrive { incident, .. } | Command::Complete { incident, .. } => (String::new(), incident.to_string()),
+/// The offer or incident a message is about, for its refusal.
+fn references(message: &pb::AgentMessage) -> (String, String) {
+    match &message.body {
+        Some(Body::Accept(accept)) => (accept.offer_id.trim().to_string(), String::new()),
+        Some(Body::Decline(decline)) => (decline.offer_id.trim().to_string(), String::new()),
+        Some(Body::Arrived(arrived)) => (String::new(), arrived.incident_id.trim().to_string()),
+        Some(Body::Completed(completed)) => (String::new(), completed.incident_id.trim().to_string()),
         _ => (String::new(), String::new()),
     }
+}
+
+fn trimmed(photo_refs: Vec<String>) -> Vec<String> {
+    photo_refs.into_iter().map(|photo_ref| photo_ref.trim().to_string()).collect()
 }

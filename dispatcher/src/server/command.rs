@@ -40,6 +40,8 @@ pub struct CommandApi {
     /// The reads of personal data already in the audit, so that a screen
     /// polling the same people is audited once, not at every poll.
     pub audited: ReadAudits,
+    /// People's photos; `None` where the dispatcher keeps none.
+    pub photos: Option<crate::photos::PhotoStore>,
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -683,19 +685,81 @@ impl CommandService for CommandApi {
     }
 
     #[instrument(skip_all)]
-    async fn send_message(&self, _request: Request<pb::SendMessageRequest>) -> Result<Response<pb::OperatorMessage>, Status> {
-        Err(Status::unimplemented("messages are not served by this dispatcher yet"))
+    async fn send_message(&self, request: Request<pb::SendMessageRequest>) -> Result<Response<pb::OperatorMessage>, Status> {
+        let actor = caller(&request)?.actor();
+        let request = request.into_inner();
+        let Some(to) = convert::audience_from_pb(request.to.as_ref()) else {
+            return Err(error::invalid_field("to", "say who the message is for: one person, an incident's team or an area"));
+        };
+        let command = Command::SendMessage { to, text: request.text };
+        let sent = self
+            .dispatcher
+            .execute(command, actor, |engine, events| {
+                events.iter().find_map(|event| match &event.kind {
+                    EventKind::MessageSent { message, .. } => engine.state().messages.get(message).map(convert::message_to_pb),
+                    _ => None,
+                })
+            })
+            .await?;
+        sent.map(Response::new).ok_or_else(|| Status::internal("the message was sent but could not be read back"))
     }
 
     async fn list_messages(
         &self,
-        _request: Request<pb::ListMessagesRequest>,
+        request: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
-        Err(Status::unimplemented("messages are not served by this dispatcher yet"))
+        let role = caller(&request)?.role;
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => 100,
+            limit if limit > 1000 => return Err(error::invalid_field("limit", format!("limit {limit} is too many; ask for at most 1000"))),
+            limit => limit as usize,
+        };
+        let agent = Some(AgentId::new(request.agent_id.trim())).filter(|agent| !agent.as_str().is_empty());
+        let incident = Some(IncidentId::new(request.incident_id.trim())).filter(|incident| !incident.as_str().is_empty());
+        let mut messages = self
+            .dispatcher
+            .query(move |engine, _| {
+                engine
+                    .messages(limit, |record| {
+                        agent.as_ref().is_none_or(|agent| record.recipients.contains(agent))
+                            && incident.as_ref().is_none_or(|incident| {
+                                record.to == pingji_engine::message::Audience::Incident(incident.clone())
+                            })
+                    })
+                    .into_iter()
+                    .map(convert::message_to_pb)
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        if !role.sees_precise_personal_data() {
+            for message in &mut messages {
+                message.text = convert::event::MASKED_TEXT.to_string();
+                for reply in &mut message.replies {
+                    reply.text = convert::event::MASKED_TEXT.to_string();
+                }
+            }
+        }
+        Ok(Response::new(pb::ListMessagesResponse { messages }))
     }
 
-    async fn get_photo(&self, _request: Request<pb::GetPhotoRequest>) -> Result<Response<pb::Photo>, Status> {
-        Err(Status::unimplemented("photos are not served by this dispatcher yet"))
+    async fn get_photo(&self, request: Request<pb::GetPhotoRequest>) -> Result<Response<pb::Photo>, Status> {
+        let actor = caller(&request)?.actor();
+        let photo_ref = request.into_inner().photo_ref.trim().to_string();
+        let Some(photos) = self.photos.clone() else {
+            return Err(crate::server::error::status(
+                tonic::Code::NotFound,
+                pb::ErrorReason::NotFound,
+                "this dispatcher keeps no photos (it has no photo directory)",
+            ));
+        };
+        let asked = photo_ref.clone();
+        let (content_type, data) = tokio::task::spawn_blocking(move || photos.read(&asked))
+            .await
+            .map_err(|_| Status::internal("the photo could not be read; retry"))?
+            .map_err(super::field::photo_status)?;
+        tracing::info!(actor = %actor, "photo read");
+        Ok(Response::new(pb::Photo { photo_ref, content_type: content_type.to_string(), data }))
     }
 
     async fn issue_agent_tokens(

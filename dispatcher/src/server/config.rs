@@ -115,6 +115,10 @@ pub struct Config {
     /// gRPC port's TLS); off when `None`.
     pub web_addr: Option<SocketAddr>,
     pub limits: Limits,
+    /// Where uploaded photos are stored; uploads are refused when `None`.
+    pub photos_dir: Option<PathBuf>,
+    /// Keep a JPEG's EXIF block (with any GPS position) when storing it.
+    pub keep_photo_exif: bool,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
     pub(super) metrics: Option<Arc<Metrics>>,
     /// TLS on the gRPC port (every server on it: starting, standby, owner);
@@ -224,6 +228,8 @@ impl Config {
             metrics_addr: None,
             web_addr: None,
             limits: Limits::default(),
+            photos_dir: None,
+            keep_photo_exif: false,
             metrics: None,
             tls: None,
             bootstrap_admin_token: None,

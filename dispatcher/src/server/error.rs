@@ -103,6 +103,7 @@ impl From<DispatchError> for Status {
         match error {
             DispatchError::Rejected(rejection) => rejection_status(rejection),
             DispatchError::Unavailable(message) => retry_later(ErrorReason::StoreUnavailable, message),
+            DispatchError::NotInSession(message) => status(Code::FailedPrecondition, ErrorReason::NoSession, message),
         }
     }
 }
@@ -115,6 +116,7 @@ pub fn rejection_reason(rejection: &Rejection) -> ErrorReason {
         Rejection::NotFound(_) => ErrorReason::NotFound,
         Rejection::AlreadyExists(_) => ErrorReason::AlreadyExists,
         Rejection::FailedPrecondition(_) => ErrorReason::FailedPrecondition,
+        Rejection::OfferNotOpen(_) => ErrorReason::OfferNotOpen,
         Rejection::OtherShard { .. } => ErrorReason::OtherShard,
     }
 }
@@ -128,6 +130,7 @@ pub fn rejection_status(rejection: Rejection) -> Status {
         Rejection::NotFound(message) => status(Code::NotFound, ErrorReason::NotFound, message),
         Rejection::AlreadyExists(message) => status(Code::AlreadyExists, ErrorReason::AlreadyExists, message),
         Rejection::FailedPrecondition(message) => status(Code::FailedPrecondition, ErrorReason::FailedPrecondition, message),
+        Rejection::OfferNotOpen(message) => status(Code::FailedPrecondition, ErrorReason::OfferNotOpen, message),
         // The owner's address is added on the way out (`sharding::Routed`).
         Rejection::OtherShard { shard, message } => {
             let metadata = HashMap::from([("shard".to_string(), shard.to_string())]);
@@ -146,7 +149,7 @@ pub fn code_name(rejection: &Rejection) -> &'static str {
         Rejection::InvalidArgument(_) | Rejection::InvalidField { .. } => "invalid_argument",
         Rejection::NotFound(_) => "not_found",
         Rejection::AlreadyExists(_) => "already_exists",
-        Rejection::FailedPrecondition(_) => "failed_precondition",
+        Rejection::FailedPrecondition(_) | Rejection::OfferNotOpen(_) => "failed_precondition",
         Rejection::OtherShard { .. } => "unavailable",
     }
 }

@@ -3,7 +3,10 @@
 //! shutdown, drains, and stops.
 //!
 //! # Layout
-//! - [`agent`]: `AgentService`, one stream per connected person.
+//! - [`agent`]: `AgentService`, one stream per connected person, and what
+//!   it shares with `field`.
+//! - [`field`]: `FieldService`, the same session for browsers: a server
+//!   stream and unary calls with idempotency keys; photo uploads.
 //! - [`agent_watch`]: which people a roster read shows, and the
 //!   `WatchAgents` stream that pushes them to live views.
 //! - [`audit`]: the audit of reads of personal data, aggregated.
@@ -40,6 +43,7 @@ mod config;
 pub mod connections;
 pub mod error;
 pub mod events;
+pub mod field;
 pub mod front;
 mod maps;
 mod ownership;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use pingji_proto::v1::agent_service_server::AgentServiceServer;
 use pingji_proto::v1::command_service_server::CommandServiceServer;
+use pingji_proto::v1::field_service_server::FieldServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -25,7 +26,8 @@ use super::config::{
 };
 use super::front::Fronted;
 use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
-use super::{agent, auth, bootstrap, city_modes, command, error as status, sharding, web};
+use super::{agent, auth, bootstrap, city_modes, command, error as status, field, sharding, web};
+use crate::photos::PhotoStore;
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
     let journal: Box<dyn Journal> = match store {
@@ -109,7 +111,25 @@ pub(super) async fn serve(
     let reflection_v1alpha = reflection_v1alpha()?;
 
     let tokens = auth::Tokens::new(dispatcher.clone(), sharding.clone());
-    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone());
+    let photos = match &config.photos_dir {
+        Some(dir) => Some(
+            PhotoStore::open(dir, config.keep_photo_exif)
+                .with_context(|| format!("cannot open the photo directory {}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone(), photos.clone());
+    let people = agent::People::new(
+        dispatcher.clone(),
+        tokens.clone(),
+        config.limits,
+        // With `all`, the TLS handshake already refused connections without one.
+        config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
+        sharding.clone(),
+        config.session_queues(),
+        photos,
+    );
+    let field = field_service(people.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -120,18 +140,8 @@ pub(super) async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            AgentServiceServer::new(agent::AgentApi::new(
-                dispatcher.clone(),
-                tokens.clone(),
-                config.limits,
-                // With `all`, the TLS handshake already refused connections without one.
-                config.tls.as_ref().is_some_and(|tls| tls.client_certificates() == Some(ClientCertificates::Agents)),
-                sharding.clone(),
-                config.session_queues(),
-            ))
-            .max_decoding_message_size(MAX_AGENT_MESSAGE),
-        )
+        .add_service(AgentServiceServer::new(agent::AgentApi::new(people)).max_decoding_message_size(MAX_AGENT_MESSAGE))
+        .add_service(field.clone())
         .add_service(commands.clone())
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
@@ -143,7 +153,7 @@ pub(super) async fn serve(
         Some(web_listener) => {
             let web_address = web_listener.local_addr()?;
             let mut web_stepping_down = stop_serving.subscribe();
-            let web_server = web::server(config)?.add_routes(web::routes(commands)).serve_with_incoming_shutdown(
+            let web_server = web::server(config)?.add_routes(web::routes(commands, field)).serve_with_incoming_shutdown(
                 config.connections().incoming(web_listener),
                 async move {
                     let _ = web_stepping_down.wait_for(|stop| *stop).await;
@@ -229,6 +239,7 @@ pub(super) fn command_service(
     dispatcher: &Dispatcher,
     tokens: auth::Tokens,
     sharding: Option<Arc<sharding::Sharding>>,
+    photos: Option<PhotoStore>,
 ) -> CommandStack {
     sharding::routed(
         auth::authorized(
@@ -237,6 +248,7 @@ pub(super) fn command_service(
                     dispatcher: dispatcher.clone(),
                     sharding: sharding.clone(),
                     audited: Default::default(),
+                    photos,
                 })
                 .max_decoding_message_size(MAX_COMMAND_MESSAGE)
                 .max_encoding_message_size(MAX_COMMAND_MESSAGE),
@@ -245,6 +257,12 @@ pub(super) fn command_service(
         ),
         sharding,
     )
+}
+
+/// The field service as both ports serve it (its calls check the person's
+/// token themselves): a photo fits in one request.
+pub(super) fn field_service(people: agent::People) -> FieldServiceServer<field::FieldApi> {
+    FieldServiceServer::new(field::FieldApi::new(people)).max_decoding_message_size(field::MAX_FIELD_MESSAGE)
 }
 
 /// The type of [`command_service`].

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pingji_proto::v1::agent_service_server::AgentServiceServer;
+use pingji_proto::v1::field_service_server::FieldServiceServer;
 use pingji_proto::v1::command_service_server::CommandServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -108,13 +109,18 @@ impl<S> Service<http::Request<Body>> for Standby<S> {
 
 pub(super) type AgentStandby = Standby<AgentServiceServer<agent::AgentApi>>;
 pub(super) type CommandStandby = Standby<CommandServiceServer<command::CommandApi>>;
+pub(super) type FieldStandby = Standby<FieldServiceServer<super::field::FieldApi>>;
 
 /// The Pingji services as a starting process answers them while it reads
 /// its journal back: every call `unavailable`, to be retried (a client that
 /// got `unimplemented` would take it as final).
-pub(super) fn recovering_services() -> (AgentStandby, CommandStandby) {
+pub(super) fn recovering_services() -> (AgentStandby, FieldStandby, CommandStandby) {
     let (_, notice) = watch::channel(Notice::Recovering);
-    (AgentStandby { notice: notice.clone(), service: PhantomData }, CommandStandby { notice, service: PhantomData })
+    (
+        AgentStandby { notice: notice.clone(), service: PhantomData },
+        FieldStandby { notice: notice.clone(), service: PhantomData },
+        CommandStandby { notice, service: PhantomData },
+    )
 }
 
 /// Serves as a standby on `listener` until this process holds the lease of
@@ -144,6 +150,7 @@ pub(super) async fn serve_until_owner(
         .add_service(super::config::reflection_v1()?)
         .add_service(super::config::reflection_v1alpha()?)
         .add_service(AgentStandby { notice: notice.clone(), service: PhantomData })
+        .add_service(FieldStandby { notice: notice.clone(), service: PhantomData })
         .add_service(CommandStandby { notice, service: PhantomData })
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = server_stop.wait_for(|stop| *stop).await;

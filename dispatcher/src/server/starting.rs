@@ -37,10 +37,11 @@ impl Starting {
         health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
         let listener = TcpListener::from_std(listener)?;
         let (stop, mut stopped) = watch::channel(false);
-        let (agents, commands) = super::standby::recovering_services();
+        let (agents, field, commands) = super::standby::recovering_services();
         let server = super::config::server_builder(config)?
             .add_service(health_service)
             .add_service(agents)
+            .add_service(field)
             .add_service(commands)
             .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
                 let _ = stopped.wait_for(|stop| *stop).await;

@@ -1,5 +1,6 @@
 //! The web port: the command map's files, embedded in the binary, and the
-//! command service over grpc-web for the browser, on one HTTP/1.1 port.
+//! command and field services over grpc-web for the browser, on one
+//! HTTP/1.1 port.
 //!
 //! The command service here is the very stack of the gRPC port (token
 //! check, roles, sizes, routing; see `serving::command_service`), so the
@@ -69,10 +70,11 @@ const ASSETS: &[Asset] = &[
     Asset { path: "/field/icon-512.png", content_type: "image/png", bytes: include_bytes!("../../web/dist/field/icon-512.png") },
 ];
 
-/// The routes of the web port: `command` over grpc-web, and the page's
-/// files for every other path. (The grpc-web layer is on the service only:
-/// on the whole server it would refuse every plain HTTP/1.1 request.)
-pub(super) fn routes<S>(command: S) -> Routes
+/// The routes of the web port: `command` and `field` over grpc-web, and the
+/// page's files for every other path. (The grpc-web layer is on the
+/// services only: on the whole server it would refuse every plain HTTP/1.1
+/// request.)
+pub(super) fn routes<S, F>(command: S, field: F) -> Routes
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
@@ -81,8 +83,18 @@ where
         + Sync
         + 'static,
     S::Future: Send + 'static,
+    F: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F::Future: Send + 'static,
 {
-    let router = Routes::new(GrpcWebLayer::new().layer(command)).into_axum_router().fallback(asset);
+    let router = Routes::new(GrpcWebLayer::new().layer(command))
+        .add_service(GrpcWebLayer::new().layer(field))
+        .into_axum_router()
+        .fallback(asset);
     Routes::from(router)
 }
 

@@ -9,6 +9,8 @@
 //!   [`connect::Route`], the one place a redirect is acted on.
 //! - [`backoff`]: capped exponential backoff with jitter, for every reconnect.
 //! - [`event_stream`]: `WatchEvents` that resumes after the last event seen.
+//! - [`field`]: `FieldService`, a person's session in the browser's shape
+//!   (server stream + unary actions with session id and idempotency key).
 //! - [`agent_stream`]: `WatchAgents`, the people a live view shows, pushed
 //!   and kept whole; opened again after a break.
 //! - [`args`] (feature `clap`): [`args::ConnectArgs`], the connection flags
@@ -33,6 +35,7 @@ pub mod connect;
 pub mod errors;
 pub mod event_stream;
 pub mod events;
+pub mod field;
 pub mod labels;
 pub mod owner;
 pub mod roster_csv;

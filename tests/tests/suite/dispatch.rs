@@ -256,7 +256,7 @@ async fn an_emergency_offers_flat_in_parallel_and_the_first_accept_wins() -> any
     match people[0].next_message_within(PROMPTLY).await? {
         Incoming::Refused(refused) => {
             assert_eq!(refused.code, "failed_precondition");
-            assert_eq!(refused.reason, pb::ErrorReason::FailedPrecondition as i32);
+            assert_eq!(refused.reason, pb::ErrorReason::OfferNotOpen as i32);
         }
         other => anyhow::bail!("expected refused, got {other:?}"),
     }

@@ -20,6 +20,7 @@ mod district_shards;
 mod drill_live;
 mod durability;
 mod event_stream;
+mod field_api;
 mod field_app;
 mod health;
 mod limits;

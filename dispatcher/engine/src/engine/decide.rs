@@ -29,7 +29,7 @@ fn map_rejection(message: String) -> Rejection {
 
 /// Free text: at most 2,000 characters, no control characters but line
 /// breaks and tabs.
-pub(super) fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
+pub(crate) fn check_text(what: &str, text: &str, required: bool) -> Result<(), Rejection> {
     if required && text.trim().is_empty() {
         return Err(invalid(format!("{what} is empty; say it in a few words")));
     }
@@ -196,7 +196,7 @@ impl Engine {
             Command::Accept { agent, offer } => {
                 let record = self.known_agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
-                    return Err(Rejection::FailedPrecondition(format!(
+                    return Err(Rejection::OfferNotOpen(format!(
                         "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); wait for a new offer",
                         quote(offer)
                     )));
@@ -212,7 +212,7 @@ impl Engine {
                 check_text("the decline reason", reason, false)?;
                 let record = self.known_agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {
-                    return Err(Rejection::FailedPrecondition(format!(
+                    return Err(Rejection::OfferNotOpen(format!(
                         "offer {} is not open for agent {agent} (it expired, was withdrawn or was already answered); nothing to decline",
                         quote(offer)
                     )));
@@ -233,13 +233,15 @@ impl Engine {
                 }
                 Ok(vec![EventKind::AgentArrived { incident: incident.clone(), agent: agent.clone() }])
             }
-            Command::Complete { agent, incident, feedback } => {
+            Command::Complete { agent, incident, feedback, photo_refs } => {
                 check_text("the feedback", feedback, true)?;
+                Engine::check_photo_refs(photo_refs)?;
                 self.held_assignment(agent, incident)?;
                 let mut events = vec![EventKind::AssignmentCompleted {
                     incident: incident.clone(),
                     agent: agent.clone(),
                     feedback: feedback.clone(),
+                    photo_refs: photo_refs.clone(),
                 }];
                 let record = &self.state.incidents[incident];
                 let others_done = record.assignments.iter().all(|a| &a.agent == agent || a.completed_at.is_some());
@@ -272,8 +274,8 @@ impl Engine {
             }
             Command::CallUp { area, roles, reason, deadline_s } => self.decide_callup(area, roles, reason, *deadline_s, now),
             Command::CheckIn { agent, callup } => self.decide_check_in(agent, callup.as_ref(), now),
-            Command::FieldReport { agent, at, category, text, photo_ref } => {
-                self.decide_field_report(agent, *at, category, text, photo_ref)
+            Command::FieldReport { agent, at, category, text, photo_ref, photo_refs } => {
+                self.decide_field_report(agent, *at, category, text, photo_ref, photo_refs)
             }
             Command::TriageAccept { incident, priority, headcount, skills } => {
                 self.decide_triage_accept(incident, *priority, *headcount, skills.as_ref())
@@ -375,6 +377,9 @@ impl Engine {
                 }
                 Ok(vec![EventKind::OperatorRemoved { name: name.clone() }])
             }
+            Command::SendMessage { to, text } => self.decide_send_message(to, text),
+            Command::ReplyToMessage { agent, message, text } => self.decide_reply(agent, message, text),
+            Command::MarkMessageRead { agent, message } => self.decide_read(agent, message),
             Command::RecordRead { rpc, subject, people } => {
                 Ok(vec![EventKind::PersonalDataRead { rpc: rpc.clone(), subject: subject.clone(), people: *people }])
             }

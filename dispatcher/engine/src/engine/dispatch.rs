@@ -670,6 +670,9 @@ impl Engine {
             | Command::RotateOperatorToken { .. }
             | Command::RevokeOperatorToken { .. }
             | Command::RemoveOperator { .. }
+            | Command::SendMessage { .. }
+            | Command::ReplyToMessage { .. }
+            | Command::MarkMessageRead { .. }
             | Command::RecordRead { .. } => {}
         }
     }

@@ -94,12 +94,17 @@ impl Engine {
                 self.state.open_incidents.insert(incident.clone());
                 self.state.incidents.insert(incident.clone(), record);
             }
-            EventKind::FieldReported { incident, agent, spec, placement, text, photo_ref } => {
+            EventKind::FieldReported { incident, agent, spec, placement, text, photo_ref, photo_refs } => {
                 let mut record =
                     Incident::new(incident.clone(), spec.clone(), at, &event.actor, placement.clone(), AreaLevel::Grid);
                 record.triage_pending = true;
                 record.reported_mode = Some(self.state.effective_mode(placement).0);
-                record.report = Some(FieldReport { agent: agent.clone(), text: text.clone(), photo_ref: photo_ref.clone() });
+                record.report = Some(FieldReport {
+                    agent: agent.clone(),
+                    text: text.clone(),
+                    photo_ref: photo_ref.clone(),
+                    photo_refs: photo_refs.clone(),
+                });
                 record.reporters.push(agent.clone());
                 self.state.incidents_reported += 1;
                 self.state.open_incidents.insert(incident.clone());
@@ -228,6 +233,9 @@ impl Engine {
                 self.state.operators.remove(name);
             }
             EventKind::PersonalDataRead { .. } => {}
+            EventKind::MessageSent { .. } | EventKind::MessageReplied { .. } | EventKind::MessageRead { .. } => {
+                self.apply_message(&event.kind, at, &event.actor);
+            }
             EventKind::OfferSent { offer } => {
                 if let Some(incident) = self.state.incidents.get_mut(&offer.incident) {
                     incident.offers_made += 1;
@@ -251,6 +259,7 @@ impl Engine {
                         arrived_at: None,
                         completed_at: None,
                         feedback: None,
+                        photo_refs: Vec::new(),
                     });
                     debug_assert!(record.assignments.len() as u32 <= record.spec.headcount, "never more accepted than needed");
                 }
@@ -304,10 +313,11 @@ impl Engine {
                     assignment.arrived_at = Some(at);
                 }
             }
-            EventKind::AssignmentCompleted { incident, agent, feedback } => {
+            EventKind::AssignmentCompleted { incident, agent, feedback, photo_refs } => {
                 if let Some(assignment) = self.assignment_mut(incident, agent) {
                     assignment.completed_at = Some(at);
                     assignment.feedback = Some(feedback.clone());
+                    assignment.photo_refs = photo_refs.clone();
                 }
                 self.release(agent);
             }

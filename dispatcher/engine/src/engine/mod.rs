@@ -26,6 +26,7 @@ pub mod dispatch;
 pub mod evolve;
 pub mod invariants;
 pub mod live;
+pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
@@ -39,6 +40,7 @@ use crate::areas::{AreaImport, AreaLevel, AreaMap, Placement};
 use crate::event::{Event, EventKind};
 use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use crate::incident::{Incident, IncidentSpec};
+use crate::message::{Audience, MessageRecord};
 use crate::plans::PlanSpec;
 use crate::policy::{Mode, Policy};
 use crate::roster::{AgentProfile, AgentRecord, AgentStatus, HomeIndex, Role, SkillIndex};
@@ -61,6 +63,9 @@ pub enum Rejection {
     AlreadyExists(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The offer answered is no longer open (expired, withdrawn, answered).
+    #[error("{0}")]
+    OfferNotOpen(String),
     /// The command concerns another shard (a district this engine does not
     /// serve); the server sends the caller to that shard's owner.
     #[error("{message}")]
@@ -142,6 +147,8 @@ pub enum Command {
         agent: AgentId,
         incident: IncidentId,
         feedback: String,
+        /// Uploaded photos (checked to exist by the server).
+        photo_refs: Vec<String>,
     },
     /// Plans and mobilisation.
     ImportPlans(Vec<PlanSpec>),
@@ -171,6 +178,24 @@ pub enum Command {
         category: String,
         text: String,
         photo_ref: String,
+        /// Uploaded photos (checked to exist by the server).
+        photo_refs: Vec<String>,
+    },
+    /// An operator messages people.
+    SendMessage {
+        to: Audience,
+        text: String,
+    },
+    /// A person replies to a message that reached them.
+    ReplyToMessage {
+        agent: AgentId,
+        message: String,
+        text: String,
+    },
+    /// A person has read a message (again: nothing changes).
+    MarkMessageRead {
+        agent: AgentId,
+        message: String,
     },
     TriageAccept {
         incident: IncidentId,
@@ -301,6 +326,9 @@ pub struct State {
     /// The hash of each person's token (people without one cannot connect).
     #[serde(default)]
     pub agent_tokens: BTreeMap<AgentId, String>,
+    /// Operators' messages by id ("msg-000001"), in the order sent.
+    #[serde(default)]
+    pub messages: BTreeMap<String, MessageRecord>,
 }
 
 impl State {

@@ -29,6 +29,7 @@ impl Engine {
         category: &str,
         text: &str,
         photo_ref: &str,
+        photo_refs: &[String],
     ) -> Result<Vec<EventKind>, Rejection> {
         if !self.state.agents.contains_key(agent) {
             return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; check the id")));
@@ -43,6 +44,15 @@ impl Engine {
         check_name("the report's category", &category).map_err(Rejection::InvalidArgument)?;
         check_text("the report's text", text, false)?;
         check_text("the photo reference", photo_ref, false)?;
+        // photo_ref (the older single field) comes first among the photos.
+        let mut all_photos: Vec<String> = Vec::new();
+        for photo in std::iter::once(photo_ref).chain(photo_refs.iter().map(String::as_str)) {
+            let photo = photo.trim();
+            if !photo.is_empty() && !all_photos.iter().any(|known| known == photo) {
+                all_photos.push(photo.to_string());
+            }
+        }
+        Engine::check_photo_refs(&all_photos)?;
         let placement = self.state.areas.place(at);
         let incident = self.next_incident_id();
         let spec = IncidentSpec {
@@ -62,7 +72,8 @@ impl Engine {
             spec,
             placement,
             text: text.trim().to_string(),
-            photo_ref: photo_ref.trim().to_string(),
+            photo_ref: all_photos.first().cloned().unwrap_or_default(),
+            photo_refs: all_photos,
         }];
         if dispatch_at_once {
             events.push(EventKind::ReportAccepted {

@@ -283,7 +283,7 @@ fn emergency_is_flat_parallel_and_faster() {
         engine.execute(Command::Accept { agent: winner.1.clone(), offer: winner.0.clone() }, "agent:x", T0).expect("accept");
     assert!(accepted.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Filled, .. })));
     let late = engine.execute(Command::Accept { agent: offers[1].1.clone(), offer: offers[1].0.clone() }, "agent:y", T0);
-    assert!(matches!(late, Err(Rejection::FailedPrecondition(_))));
+    assert!(matches!(late, Err(Rejection::OfferNotOpen(_))));
 }
 
 #[test]
@@ -376,7 +376,7 @@ fn completion_frees_the_person_and_closes_the_incident() {
     engine.execute(Command::Accept { agent: a.clone(), offer }, "agent:a", T0).expect("accept");
     engine.execute(Command::Arrive { agent: a.clone(), incident: incident.clone() }, "agent:a", T0).expect("arrive");
     let events = engine
-        .execute(Command::Complete { agent: a.clone(), incident: incident.clone(), feedback: "done".into() }, "agent:a", T0)
+        .execute(Command::Complete { agent: a.clone(), incident: incident.clone(), feedback: "done".into(), photo_refs: Vec::new() }, "agent:a", T0)
         .expect("complete");
     assert!(events.iter().any(|event| event.kind.name() == "incident_closed"));
     assert_eq!(engine.state().agents[&a].status, AgentStatus::Available);
@@ -417,7 +417,7 @@ fn rejected_commands_change_nothing() {
         ),
         (Command::CancelIncident { incident: IncidentId::new("nope"), reason: "x".into() }, "not_found"),
         (Command::SetMode { area: area("nowhere"), mode: Mode::EmergencyI, reason: "x".into() }, "not_found"),
-        (Command::Accept { agent: AgentId::new("a"), offer: OfferId::new("inc-000001-o9") }, "precondition"),
+        (Command::Accept { agent: AgentId::new("a"), offer: OfferId::new("inc-000001-o9") }, "offer_not_open"),
         (Command::Accept { agent: AgentId::new("ghost"), offer: OfferId::new("x") }, "not_found"),
         (Command::UpsertAgents { agents: vec![profile("a", &[])], all_new: true, tokens: Vec::new() }, "exists"),
         (Command::Arrive { agent: AgentId::new("a"), incident: incident.clone() }, "precondition"),
@@ -430,6 +430,7 @@ fn rejected_commands_change_nothing() {
             Err(Rejection::NotFound(_)) => "not_found",
             Err(Rejection::AlreadyExists(_)) => "exists",
             Err(Rejection::FailedPrecondition(_)) => "precondition",
+            Err(Rejection::OfferNotOpen(_)) => "offer_not_open",
             Err(Rejection::OtherShard { .. }) => "other_shard",
             Ok(_) => "accepted",
         };
@@ -579,7 +580,7 @@ proptest! {
                 Step::OffDuty { person } => engine.execute(Command::SetStatus { agent: people[person].clone(), status: AgentStatus::OffDuty }, "agent", now),
                 Step::OnDuty { person } => engine.execute(Command::SetStatus { agent: people[person].clone(), status: AgentStatus::Available }, "agent", now),
                 Step::Complete { person } => match engine.state().agents[&people[person]].current_incident.clone() {
-                    Some(incident) => engine.execute(Command::Complete { agent: people[person].clone(), incident, feedback: "ok".into() }, "agent", now),
+                    Some(incident) => engine.execute(Command::Complete { agent: people[person].clone(), incident, feedback: "ok".into(), photo_refs: Vec::new() }, "agent", now),
                     None => Ok(vec![]),
                 },
                 Step::Cancel { incident } => match incidents.get(incident) {
@@ -598,6 +599,7 @@ proptest! {
                         category: if person % 2 == 0 { "fire".into() } else { "litter".into() },
                         text: "seen".into(),
                         photo_ref: String::new(),
+                        photo_refs: Vec::new(),
                     };
                     let result = engine.execute(command, "agent", now);
                     if let Ok(created) = &result {
@@ -901,6 +903,7 @@ fn field_reports_wait_for_triage_then_are_dispatched_merged_or_rejected() {
                     category: category.into(),
                     text: "water over the road".into(),
                     photo_ref: "photo://1".into(),
+                    photo_refs: Vec::new(),
                 },
                 "agent:courier",
                 T0,

@@ -6573,15 +6573,17 @@ export const AgentService: GenService<{
  * has ended: open Listen again, then send). A phone that lost its stream
  * opens Listen again and gets a new Welcome; nothing else is needed to resume.
  *
- * Idempotency: every unary call except UploadPhoto carries an
- * idempotency_key (1..128 characters, e.g. a UUID made when the person
- * acted, kept with the action in the app's offline queue). A call repeated
- * with the same key by the same person within 24 hours is not applied
- * again: it gets the first call's answer (error included) with
- * `duplicate` set. Keys are kept in the dispatcher's memory (at most
- * 100,000): after a dispatcher restart a repeat is checked by the engine
- * instead (a second accept of the same offer is then refused with
- * OFFER_NOT_OPEN and changes nothing).
+ * Idempotency: every action carries an idempotency_key (at most 128
+ * characters, e.g. a UUID made when the person acted, kept with the action
+ * in the app's offline queue); ReportLocation and SetStatus may leave it
+ * empty (repeating them changes nothing that matters). An action applied
+ * once is not applied again when repeated with the same key by the same
+ * person within 24 hours: the repeat is answered OK with `duplicate` set.
+ * A call that failed changed nothing and is not remembered: its retry is
+ * carried out afresh. Keys are kept in the dispatcher's memory (at most
+ * 100,000): after a dispatcher restart, or at another dispatcher, a repeat
+ * is checked by the engine instead (a second accept of the same offer is
+ * then refused with OFFER_NOT_OPEN and changes nothing).
  *
  * Errors are statuses with google.rpc details, as on CommandService;
  * where Session sends a Refused message, these calls fail with the same

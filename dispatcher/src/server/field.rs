@@ -1,0 +1,339 @@
+//! `FieldService`: a person's session for browsers (the phone app), which
+//! cannot open a bidirectional stream. `Listen` is the session's outgoing
+//! half (it opens the session, as `Session`'s hello does); each unary call
+//! is one message of the incoming half, carried out by the very path of
+//! `Session` ([`People::act`]). Served on the gRPC port and, over grpc-web,
+//! on the web port.
+//!
+//! Every call names the person in metadata: `authorization: Bearer pja_…`
+//! and `x-pingji-agent-id`. Actions name the session they belong to (from
+//! the welcome), so that calls of a phone whose session was replaced by a
+//! sign-in elsewhere are refused, and carry an idempotency key, so that an
+//! action queued offline and sent twice is applied once.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pingji_proto::v1 as pb;
+use pingji_proto::v1::agent_message::Body;
+use pingji_proto::v1::field_service_server::FieldService;
+use tokio::sync::{OnceCell, oneshot};
+use tokio::time::Instant;
+use tokio_stream::{Stream, StreamExt};
+use tonic::metadata::MetadataMap;
+use tonic::{Code, Request, Response, Status};
+use tracing::{Instrument, info, info_span};
+
+use super::agent::{OpenSession, People, stuck_status};
+use super::connections::ConnectionOfCall;
+use super::error;
+use crate::photos::{MAX_PHOTO_BYTES, PhotoError};
+use crate::sessions::{OutboxStream, Stuck};
+use pingji_engine::ids::AgentId;
+
+/// The metadata naming the person.
+pub const AGENT_ID_METADATA: &str = "x-pingji-agent-id";
+/// How long an action's answer is remembered under its idempotency key.
+const KEY_KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
+/// Answers remembered at most (all people together); over it, those older
+/// than [`KEY_KEPT_FOR`] go, and if that is not enough, all of them.
+const MAX_KEYS: usize = 100_000;
+/// The longest idempotency key.
+const MAX_KEY_CHARS: usize = 128;
+/// Largest request: a photo and its framing.
+pub(super) const MAX_FIELD_MESSAGE: usize = MAX_PHOTO_BYTES + 64 * 1024;
+
+pub struct FieldApi {
+    people: People,
+    answers: Answers,
+}
+
+impl FieldApi {
+    pub fn new(people: People) -> Self {
+        FieldApi { people, answers: Answers::default() }
+    }
+
+    /// The person a call is from, by the token in its metadata.
+    async fn caller(&self, metadata: &MetadataMap) -> Result<AgentId, Status> {
+        let agent_id = metadata.get(AGENT_ID_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        if agent_id.trim().is_empty() {
+            return Err(error::invalid(format!(
+                "no {AGENT_ID_METADATA} header: send your roster id in it, and your token as 'authorization: Bearer pja_…'"
+            )));
+        }
+        let token = metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().strip_prefix("Bearer "))
+            .unwrap_or_default();
+        self.people.sign_in(agent_id, token).await
+    }
+
+    /// One action of the person's: checked, applied once per idempotency
+    /// key, within the session it names.
+    async fn act<T>(
+        &self,
+        request: Request<T>,
+        key_required: bool,
+        parts: impl FnOnce(T) -> (u64, String, Body),
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.people.check_certificate(&request)?;
+        let agent = self.caller(request.metadata()).await?;
+        let (session, key, body) = parts(request.into_inner());
+        if session == 0 {
+            return Err(error::status(
+                Code::FailedPrecondition,
+                pb::ErrorReason::NoSession,
+                "no session_id: open Listen first and send the session_id of its welcome with every call",
+            ));
+        }
+        let key = key.trim().to_string();
+        if key.chars().count() > MAX_KEY_CHARS {
+            return Err(error::invalid_field(
+                "idempotency_key",
+                format!("the idempotency key is longer than {MAX_KEY_CHARS} characters; use a UUID"),
+            ));
+        }
+        let message = pb::AgentMessage { body: Some(body) };
+        if key.is_empty() {
+            if key_required {
+                return Err(error::invalid_field(
+                    "idempotency_key",
+                    "no idempotency key: make one (a UUID) when the person acts, keep it with the action, and send the \
+                     same key on every retry",
+                ));
+            }
+            self.people.act(&agent, message, Some(session)).await.map_err(|problem| problem.into_status())?;
+            return Ok(Response::new(pb::FieldActionResponse { duplicate: false }));
+        }
+        let answer = self.answers.cell(&agent, key);
+        let mut applied_now = false;
+        // Concurrent calls with one key wait for the first; a failure is
+        // not kept (nothing changed), so a retry is carried out afresh.
+        answer
+            .get_or_try_init(|| async {
+                applied_now = true;
+                self.people.act(&agent, message, Some(session)).await.map_err(|problem| problem.into_status())
+            })
+            .await?;
+        Ok(Response::new(pb::FieldActionResponse { duplicate: !applied_now }))
+    }
+}
+
+/// Actions applied, by person and idempotency key.
+#[derive(Default)]
+struct Answers {
+    applied: Mutex<HashMap<(AgentId, String), (Instant, Arc<OnceCell<()>>)>>,
+}
+
+impl Answers {
+    fn cell(&self, agent: &AgentId, key: String) -> Arc<OnceCell<()>> {
+        let mut applied = self.applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        if applied.len() >= MAX_KEYS {
+            applied.retain(|_, (at, _)| now.duration_since(*at) < KEY_KEPT_FOR);
+            if applied.len() >= MAX_KEYS {
+                applied.clear();
+            }
+        }
+        let entry = applied.entry((agent.clone(), key)).or_insert_with(|| (now, Arc::new(OnceCell::new())));
+        if now.duration_since(entry.0) >= KEY_KEPT_FOR {
+            *entry = (now, Arc::new(OnceCell::new()));
+        }
+        entry.1.clone()
+    }
+}
+
+/// The session's messages until the browser goes; dropping it tells the
+/// session's task.
+struct UntilGone {
+    messages: OutboxStream,
+    _gone: oneshot::Sender<()>,
+}
+
+impl Stream for UntilGone {
+    type Item = Result<pb::DispatchMessage, Stuck>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.messages).poll_next(context)
+    }
+}
+
+type ListenStream = Pin<Box<dyn Stream<Item = Result<pb::DispatchMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FieldService for FieldApi {
+    type ListenStream = ListenStream;
+
+    async fn listen(&self, request: Request<pb::ListenRequest>) -> Result<Response<ListenStream>, Status> {
+        self.people.check_certificate(&request)?;
+        let slot = self.people.session_slot()?;
+        let connection = request.extensions().get::<ConnectionOfCall>().cloned();
+        let agent = self.caller(request.metadata()).await?;
+        let OpenSession { id: session, refusals, messages } = self.people.open(&agent).await?;
+        let (gone, browser_gone) = oneshot::channel();
+        let dispatcher = self.people.dispatcher().clone();
+        let span = info_span!("field_session", agent_id = %agent, session);
+        tokio::spawn(
+            async move {
+                let _slot = slot;
+                tokio::select! {
+                    () = refusals.stuck() => {
+                        if let Some(connection) = &connection {
+                            connection.close_if_alone();
+                        }
+                    }
+                    _ = browser_gone => {}
+                }
+                info!("field session ended");
+                dispatcher.close_session(agent, session).await;
+            }
+            .instrument(span),
+        );
+        let stream = UntilGone { messages, _gone: gone };
+        Ok(Response::new(Box::pin(stream.map(|message| message.map_err(stuck_status)))))
+    }
+
+    async fn report_location(
+        &self,
+        request: Request<pb::ReportLocationRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, false, |call| {
+            (call.session_id, call.idempotency_key, Body::Location(call.location.unwrap_or_default()))
+        })
+        .await
+    }
+
+    async fn set_status(&self, request: Request<pb::SetStatusRequest>) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, false, |call| (call.session_id, call.idempotency_key, Body::Status(call.status))).await
+    }
+
+    async fn accept_offer(&self, request: Request<pb::AcceptOfferRequest>) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| (call.session_id, call.idempotency_key, Body::Accept(pb::Accept { offer_id: call.offer_id })))
+            .await
+    }
+
+    async fn decline_offer(
+        &self,
+        request: Request<pb::DeclineOfferRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            (call.session_id, call.idempotency_key, Body::Decline(pb::Decline { offer_id: call.offer_id, reason: call.reason }))
+        })
+        .await
+    }
+
+    async fn report_arrival(
+        &self,
+        request: Request<pb::ReportArrivalRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            (call.session_id, call.idempotency_key, Body::Arrived(pb::Arrived { incident_id: call.incident_id }))
+        })
+        .await
+    }
+
+    async fn complete_assignment(
+        &self,
+        request: Request<pb::CompleteAssignmentRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            let completed =
+                pb::Completed { incident_id: call.incident_id, feedback: call.feedback, photo_refs: call.photo_refs };
+            (call.session_id, call.idempotency_key, Body::Completed(completed))
+        })
+        .await
+    }
+
+    async fn check_in(&self, request: Request<pb::CheckInRequest>) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            (call.session_id, call.idempotency_key, Body::CheckIn(pb::CheckIn { callup_id: call.callup_id }))
+        })
+        .await
+    }
+
+    async fn submit_field_report(
+        &self,
+        request: Request<pb::SubmitFieldReportRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            let report = pb::FieldReport {
+                location: call.location,
+                category: call.category,
+                text: call.text,
+                photo_ref: String::new(),
+                photo_refs: call.photo_refs,
+            };
+            (call.session_id, call.idempotency_key, Body::FieldReport(report))
+        })
+        .await
+    }
+
+    async fn reply_to_message(
+        &self,
+        request: Request<pb::ReplyToMessageRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            (call.session_id, call.idempotency_key, Body::Reply(pb::MessageReply { message_id: call.message_id, text: call.text }))
+        })
+        .await
+    }
+
+    async fn mark_message_read(
+        &self,
+        request: Request<pb::MarkMessageReadRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            (call.session_id, call.idempotency_key, Body::Read(pb::MessageReadReceipt { message_id: call.message_id }))
+        })
+        .await
+    }
+
+    async fn upload_photo(
+        &self,
+        request: Request<pb::UploadPhotoRequest>,
+    ) -> Result<Response<pb::UploadPhotoResponse>, Status> {
+        self.people.check_certificate(&request)?;
+        let agent = self.caller(request.metadata()).await?;
+        let Some(photos) = self.people.photos().cloned() else {
+            return Err(error::status(
+                Code::FailedPrecondition,
+                pb::ErrorReason::FailedPrecondition,
+                "this dispatcher keeps no photos (it has no photo directory: --photos-dir); send the report or \
+                 completion without photos",
+            ));
+        };
+        let data = request.into_inner().data;
+        let stored = tokio::task::spawn_blocking(move || photos.store(&data))
+            .await
+            .map_err(|_| error::status(Code::Internal, pb::ErrorReason::Internal, "the photo could not be stored; retry"))?
+            .map_err(photo_status)?;
+        info!(agent_id = %agent, size = stored.size, already_stored = stored.already_stored, "photo uploaded");
+        Ok(Response::new(pb::UploadPhotoResponse {
+            photo_ref: stored.photo_ref,
+            content_type: stored.content_type.to_string(),
+            size: stored.size as u64,
+            location_removed: stored.location_removed,
+            already_stored: stored.already_stored,
+        }))
+    }
+}
+
+/// The status of a photo refused or not found.
+pub(super) fn photo_status(problem: PhotoError) -> Status {
+    match problem {
+        PhotoError::TooLarge { .. } => {
+            error::status(Code::ResourceExhausted, pb::ErrorReason::LimitExceeded, problem.to_string())
+        }
+        PhotoError::NotAnImage => error::status(Code::InvalidArgument, pb::ErrorReason::NotAnImage, problem.to_string()),
+        PhotoError::Empty | PhotoError::BadReference(_) => error::invalid_field("photo_ref", problem.to_string()),
+        PhotoError::NotFound(_) => error::status(Code::NotFound, pb::ErrorReason::NotFound, problem.to_string()),
+        PhotoError::Io(io) => {
+            tracing::error!(error = %io, "photo store failure");
+            error::status(Code::Unavailable, pb::ErrorReason::Internal, "the photo store could not be written or read; retry later")
+        }
+    }
+}
