@@ -52,8 +52,10 @@ async fn signed_in_phone(
         return Ok(None);
     };
     let photos = tempfile::tempdir()?;
+    let photos_dir = photos.path().join("photos");
     let server = TestServer::start_with_web(|config| {
         config.agents_file = Some(sample_roster());
+        config.photos_dir = Some(photos_dir);
         tweak(config);
     })
     .await?;
