@@ -267,10 +267,43 @@ pub async fn tap(page: &Page, selector: &str) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("nothing to tap at {selector}"))?;
-    for kind in [DispatchTouchEventType::TouchStart, DispatchTouchEventType::TouchEnd] {
-        let points = if kind == DispatchTouchEventType::TouchEnd { vec![] } else { vec![TouchPoint::new(x, y)] };
-        let touch = DispatchTouchEventParams::new(kind, points);
-        page.execute(touch).await.with_context(|| format!("cannot tap {selector}"))?;
+    let start = DispatchTouchEventParams::new(DispatchTouchEventType::TouchStart, vec![TouchPoint::new(x, y)]);
+    page.execute(start).await.with_context(|| format!("cannot touch {selector}"))?;
+    page.execute(TouchEnd::default()).await.with_context(|| format!("cannot lift the finger from {selector}"))?;
+    Ok(())
+}
+
+/// `Input.dispatchTouchEvent` of type `touchEnd`, which must carry an empty
+/// `touchPoints`: chromiumoxide's own params leave an empty list out, and
+/// Chromium then refuses the call.
+#[derive(Debug, serde::Serialize)]
+struct TouchEnd {
+    r#type: &'static str,
+    #[serde(rename = "touchPoints")]
+    touch_points: Vec<()>,
+}
+
+impl Default for TouchEnd {
+    fn default() -> Self {
+        TouchEnd { r#type: "touchEnd", touch_points: Vec::new() }
     }
+}
+
+impl chromiumoxide::Method for TouchEnd {
+    fn identifier(&self) -> chromiumoxide::types::MethodId {
+        "Input.dispatchTouchEvent".into()
+    }
+}
+
+impl chromiumoxide::Command for TouchEnd {
+    type Response = chromiumoxide::cdp::browser_protocol::input::DispatchTouchEventReturns;
+}
+
+/// Types `text` into what `selector` finds, as a phone's keyboard (or its
+/// Chinese input method) would: any characters, not only a US keyboard's.
+pub async fn type_text(page: &Page, selector: &str, text: &str) -> anyhow::Result<()> {
+    use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
+    page.find_element(selector).await.with_context(|| format!("nothing to type into at {selector}"))?.focus().await?;
+    page.execute(InsertTextParams::new(text)).await.with_context(|| format!("cannot type into {selector}"))?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use chromiumoxide::page::Page;
 use pingji_proto::v1 as pb;
 use pingji_tests::browser::{
     self, TestBrowser, accessibility_problems, choose_files, eval, screenshot, screenshot_folder, set_offline, tap, text,
-    wait_for,
+    type_text, wait_for,
 };
 use pingji_tests::sample::{area_box, offset_m, person, sample_roster};
 use pingji_tests::server::TestServer;
@@ -197,7 +197,14 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     let manifest_kind: String =
         eval(page, "fetch('/field/manifest.webmanifest').then((r) => r.headers.get('content-type'))").await?;
     assert_eq!(manifest_kind, "application/manifest+json");
-    let scope: String = eval(page, "navigator.serviceWorker.ready.then((registration) => registration.scope)").await?;
+    wait_for(
+        page,
+        "the service worker is active",
+        "navigator.serviceWorker.getRegistration().then((registration) => registration?.active?.state === 'activated')",
+    )
+    .await?;
+    let scope: String =
+        eval(page, "navigator.serviceWorker.getRegistration().then((registration) => registration.scope)").await?;
     anyhow::ensure!(scope.ends_with("/field/"), "the service worker's scope is /field/: {scope}");
     wait_for(
         page,
@@ -245,7 +252,7 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
 
     choose_files(page, "#complete-photos", &[phone.photo.as_path()]).await?;
     wait_for(page, "the photo is counted", "document.getElementById('complete-photo-count').textContent !== ''").await?;
-    page.find_element("#feedback").await?.click().await?.type_str("已送医，家属陪同").await?;
+    type_text(page, "#feedback", "已送医，家属陪同").await?;
     phone.shot("task-complete").await?;
     tap(page, "#complete").await?;
     let completed_by_phone = |incident: &pb::Incident| {
@@ -284,7 +291,7 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     .await?;
     phone.shot("messages").await?;
     assert_accessible(page, "the messages").await?;
-    page.find_element(&format!("#reply-{}", sent.id)).await?.click().await?.type_str("收到").await?;
+    type_text(page, &format!("#reply-{}", sent.id), "收到").await?;
     tap(page, &format!("#messages li[data-message-id=\"{}\"] button[type=submit]", sent.id)).await?;
     let mut answered = None;
     wait_until(Duration::from_secs(20), "the reply and the read receipt reach the dispatcher", async || {
@@ -306,7 +313,7 @@ async fn a_person_signs_in_by_link_accepts_arrives_and_completes_with_a_photo() 
     tap(page, "#tab-report").await?;
     wait_for(page, "the report form shows", "!document.getElementById('report-view').hidden").await?;
     page.evaluate("document.getElementById('report-category').value = 'hazard'").await?;
-    page.find_element("#report-text").await?.click().await?.type_str("井盖缺失").await?;
+    type_text(page, "#report-text", "井盖缺失").await?;
     // Two photos: the small one, and one over the 10 MiB limit (an
     // uncompressed bitmap), which the phone scales down before sending.
     let big_photo = phone.folder.path().join("big.bmp");
