@@ -85,7 +85,8 @@ interface Task {
 }
 
 interface Note {
-  text: string;
+  /** The words, made again when the language changes. */
+  text: () => string;
   reason: string;
   kind: "info" | "problem";
 }
@@ -105,6 +106,8 @@ let intervalS = DEFAULT_INTERVAL_S;
 const offers = new Map<string, Offer>();
 /** Offers the person has answered (the answer may still wait in the outbox). */
 const answered = new Set<string>();
+/** Offers accepted whose accept has not been answered yet (offline, say). */
+const accepting = new Map<string, Offer>();
 let task: Task | null = null;
 const callUps = new Map<string, { callUp: CallUp; checkedIn: boolean }>();
 const messages = new Map<string, { message: OperatorMessage; read: boolean; replied: boolean }>();
@@ -225,7 +228,10 @@ function handle(message: DispatchMessage): void {
       break;
     case "offerWithdrawn":
       offers.delete(body.value.offerId);
-      tell(words().withdrawn[WithdrawReason[body.value.cause]] ?? body.value.reason, "", "info");
+      {
+        const withdrawn = body.value;
+        tell(() => words().withdrawn[WithdrawReason[withdrawn.cause]] ?? withdrawn.reason, "", "info");
+      }
       break;
     case "noLongerNeeded":
       offers.delete(body.value.offerId);
@@ -483,6 +489,7 @@ async function upload(action: outbox.Action): Promise<void> {
 }
 
 function sent(action: outbox.Action): void {
+  accepting.delete(String(action.fields.offerId));
   switch (action.kind) {
     case "checkIn": {
       const entry = callUps.get(String(action.fields.callupId));
@@ -492,10 +499,10 @@ function sent(action: outbox.Action): void {
       break;
     }
     case "report":
-      tell(say("reportSent"), "", "info");
+      tell(() => say("reportSent"), "", "info");
       break;
     case "complete":
-      tell(say("done"), "", "info");
+      tell(() => say("done"), "", "info");
       break;
     default:
       break;
@@ -503,9 +510,10 @@ function sent(action: outbox.Action): void {
 }
 
 function refused(action: outbox.Action, problem: Problem): void {
-  const text = words().reasons[problem.reason] ?? (problem.message || say("failed"));
+  const text = () => words().reasons[problem.reason] ?? (problem.message || say("failed"));
   if (action.kind === "accept" || action.kind === "decline") {
     offers.delete(String(action.fields.offerId));
+    accepting.delete(String(action.fields.offerId));
   }
   if (action.kind === "complete" || action.kind === "arrived" || action.kind === "status") {
     // The page showed it done before the dispatcher answered: a new
@@ -515,8 +523,20 @@ function refused(action: outbox.Action, problem: Problem): void {
   tell(text, problem.reason, "problem");
 }
 
-function tell(text: string, reason: string, kind: Note["kind"]): void {
-  note = text ? { text, reason, kind } : null;
+/** How long a note that needs nothing from the person stays. */
+const INFO_SHOWN_MS = 10_000;
+let noteTimer: number | undefined;
+
+function tell(text: string | (() => string), reason: string, kind: Note["kind"]): void {
+  const said = typeof text === "string" ? () => text : text;
+  note = said() ? { text: said, reason, kind } : null;
+  clearTimeout(noteTimer);
+  if (kind === "info") {
+    noteTimer = window.setTimeout(() => {
+      note = null;
+      render();
+    }, INFO_SHOWN_MS);
+  }
   render();
 }
 
@@ -613,7 +633,7 @@ function drawConnection(): void {
 function drawNote(): void {
   const element = byId("notice");
   element.hidden = note === null;
-  element.textContent = note?.text ?? "";
+  element.textContent = note?.text() ?? "";
   element.dataset.kind = note?.kind ?? "";
   if (note?.reason) {
     element.dataset.reason = note.reason;
@@ -676,7 +696,10 @@ function drawCountdown(): void {
 function drawTask(): void {
   const card = byId("task");
   card.hidden = task === null;
-  byId("idle").hidden = task !== null || callUps.size > 0;
+  const idle = byId("idle");
+  idle.hidden = task !== null || callUps.size > 0;
+  const waiting = [...accepting.values()].map((offer) => categoryName(offer.category));
+  idle.textContent = waiting.length > 0 ? say("acceptWaiting", { what: waiting.join("、") }) : say("nothingToDo");
   if (!task) {
     return;
   }
@@ -853,6 +876,7 @@ async function answer(offer: Offer, how: "accept" | "decline", reason = ""): Pro
   declining = false;
   render();
   if (how === "accept") {
+    accepting.set(offer.offerId, offer);
     await act("accept", { offerId: offer.offerId });
   } else {
     await act("decline", { offerId: offer.offerId, reason });
@@ -996,7 +1020,7 @@ async function signOut(): Promise<void> {
   task = null;
   await outbox.clear();
   queuedCount = 0;
-  tell(say("signedOut"), "", "info");
+  tell(() => say("signedOut"), "", "info");
 }
 
 wire();

@@ -28,6 +28,7 @@ const zh = {
   locationDenied: "无法定位：请在手机设置里允许本页面使用位置",
   modes: { 1: "平时", 2: "IV 级（蓝）应急", 3: "III 级（黄）应急", 4: "II 级（橙）应急", 5: "I 级（红）应急" } as Record<number, string>,
   nothingToDo: "暂无任务。有任务时会响铃、振动并占满屏幕。",
+  acceptWaiting: "您已接受：{what}。联网后发送，调度确认后这里显示任务。",
   offerTitle: "新任务",
   distance: "距离",
   eta: "预计到达",
@@ -73,7 +74,7 @@ const zh = {
   replySend: "发送回复",
   replied: "已回复",
   tabs: { home: "任务", report: "随手拍", messages: "消息" } as Record<string, string>,
-  done: "已完成",
+  done: "已完成：处置情况已上报。",
   failed: "没有成功",
   refusedOfferNotOpen: "这个任务已经不能接受了：可能已超时、已撤回或已有人接受。",
   categories: {
@@ -136,6 +137,7 @@ const en: Words = {
   locationDenied: "No position: allow this page to use your location in the phone's settings",
   modes: { 1: "Normal", 2: "Emergency IV (blue)", 3: "Emergency III (yellow)", 4: "Emergency II (orange)", 5: "Emergency I (red)" },
   nothingToDo: "No task now. A task rings, vibrates and takes the screen.",
+  acceptWaiting: "You accepted: {what}. It is sent when the network is back; the task shows here once confirmed.",
   offerTitle: "New task",
   distance: "Distance",
   eta: "ETA",
@@ -181,7 +183,7 @@ const en: Words = {
   replySend: "Send reply",
   replied: "Replied",
   tabs: { home: "Task", report: "Report", messages: "Messages" },
-  done: "Done",
+  done: "Done: what you did was reported.",
   failed: "Did not work",
   refusedOfferNotOpen: "This task can no longer be accepted: it expired, was withdrawn or someone else took it.",
   categories: {
