@@ -458,3 +458,83 @@ async fn a_sign_in_on_another_phone_ends_this_one_clearly_without_a_reconnect_lo
     );
     phone.close().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_up_is_checked_in_with_one_tap_and_the_location_follows_the_mode_and_stops_off_duty() -> anyhow::Result<()> {
+    const GRADE_I_INTERVAL_S: u32 = 2;
+    let Some(phone) =
+        signed_in_phone("phone-callup", |config| config.policy.emergency_i.location_interval_s = GRADE_I_INTERVAL_S).await?
+    else {
+        return Ok(());
+    };
+    let page = &phone.page;
+    let mut admin = phone.server.command().await?;
+    let callup = admin
+        .call_up(pb::CallUpRequest {
+            area_id: "d1-s1".into(),
+            roles: vec![pb::Role::Volunteer as i32],
+            reason: "防汛备勤：到社区服务中心集结".into(),
+            deadline_s: 600,
+        })
+        .await?
+        .into_inner();
+    wait_for(
+        page,
+        "the call-up shows with its deadline",
+        &format!("document.querySelector('#callups [data-callup-id=\"{}\"] .deadline')?.textContent.includes(':')", callup.id),
+    )
+    .await?;
+    phone.shot("callup").await?;
+    assert_accessible(page, "the call-up").await?;
+    tap(page, "#callups .check-in").await?;
+    wait_until(Duration::from_secs(20), "the check-in reaches the dispatcher", async || {
+        let callups = admin.callup_status(pb::CallupStatusRequest::default()).await?.into_inner().callups;
+        Ok(callups
+            .iter()
+            .flat_map(|callup| callup.people.iter())
+            .any(|person| person.agent_id == "phone-callup" && person.checked_in_at_ms > 0))
+    })
+    .await?;
+    wait_for(page, "the check-in shows", "document.querySelector('#callups .check-in').disabled").await?;
+
+    // Grade I: the phone reports as often as the grade asks.
+    admin.set_mode(pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyI as i32, reason: "台风".into() }).await?;
+    wait_for(
+        page,
+        "the page reports at the grade's interval",
+        &format!(
+            "document.getElementById('location-state').textContent.includes('{GRADE_I_INTERVAL_S}') && \
+             document.getElementById('mode').dataset.mode === '{}'",
+            pb::Mode::EmergencyI as i32
+        ),
+    )
+    .await?;
+    phone.shot("emergency").await?;
+    let moved = offset_m(phone.at.0, phone.at.1, 30.0, 0.0);
+    browser::set_position(page, moved.0, moved.1).await?;
+    wait_until(Duration::from_secs(20), "the new position reaches the dispatcher at the grade's interval", async || {
+        let agent = admin.get_agent(pb::GetAgentRequest { id: phone.agent_id.clone() }).await?.into_inner();
+        Ok(agent.location.is_some_and(|place| (place.lon - moved.0).abs() < 1e-6))
+    })
+    .await?;
+
+    // Off duty: the status reaches the dispatcher, and the position no longer does.
+    tap(page, "#statuses button[data-status=OFF_DUTY]").await?;
+    wait_until(Duration::from_secs(20), "off duty reaches the dispatcher", async || {
+        let agent = admin.get_agent(pb::GetAgentRequest { id: phone.agent_id.clone() }).await?.into_inner();
+        Ok(agent.status == pb::AgentStatus::OffDuty as i32)
+    })
+    .await?;
+    let away = offset_m(phone.at.0, phone.at.1, 300.0, 300.0);
+    browser::set_position(page, away.0, away.1).await?;
+    tokio::time::sleep(Duration::from_secs(u64::from(GRADE_I_INTERVAL_S) * 3)).await;
+    let agent = admin.get_agent(pb::GetAgentRequest { id: phone.agent_id.clone() }).await?.into_inner();
+    anyhow::ensure!(
+        agent.location.is_none_or(|place| (place.lon - away.0).abs() > 1e-6),
+        "no position is sent off duty: {:?}",
+        agent.location
+    );
+    anyhow::ensure!(text(page, "#location-state").await?.contains("下班"), "the page says no position is sent");
+    phone.shot("off-duty").await?;
+    phone.close().await
+}

@@ -689,7 +689,7 @@ function drawCountdown(): void {
   }
   for (const node of document.querySelectorAll<HTMLElement>("[data-deadline-ms]")) {
     const left = (Number(node.dataset.deadlineMs) - Date.now()) / 1000;
-    node.textContent = `${say("deadline")} ${node.dataset.clock} (${minutes(left)})`;
+    node.textContent = say("deadline", { clock: node.dataset.clock ?? "", left: minutes(left) });
   }
 }
 
