@@ -22,9 +22,11 @@ use pingji_tests::browser::{
     self, TestBrowser, accessibility_problems, choose_files, eval, screenshot, screenshot_folder, set_offline, tap, text,
     type_text, wait_for,
 };
+use pingji_tests::events::EventWatch;
 use pingji_tests::sample::{area_box, offset_m, person, sample_roster};
 use pingji_tests::server::TestServer;
 use pingji_tests::session::AgentSession;
+use pingji_tests::typed;
 use pingji_tests::wait::wait_until;
 
 /// The grid the person stands in.
@@ -133,6 +135,10 @@ impl Phone {
         screenshot(&self.page, &screenshot_folder().join(format!("field-{name}.png"))).await
     }
 }
+
+/// A promise of every action waiting in the page's outbox (IndexedDB).
+const OUTBOX: &str = "new Promise((resolve) => { const open = indexedDB.open('pingji-field'); open.onsuccess = () => { \
+     const all = open.result.transaction('outbox').objectStore('outbox').getAll(); all.onsuccess = () => resolve(all.result); }; })";
 
 /// An uncompressed 24-bit BMP of `width`×`height` (a soft gradient): a
 /// photo far over the upload limit that every browser can draw.
@@ -371,14 +377,10 @@ async fn an_accept_made_offline_is_sent_once_when_the_network_is_back() -> anyho
     wait_for(page, "the page knows it is offline", "document.getElementById('connection').dataset.state === 'offline'").await?;
     tap(page, "#accept").await?;
     wait_for(page, "the accept waits in the queue", "document.getElementById('queued').dataset.count === '1'").await?;
-    let key: String = eval(
-        page,
-        "new Promise((resolve) => { const open = indexedDB.open('pingji-field'); open.onsuccess = () => { \
-         const all = open.result.transaction('outbox').objectStore('outbox').getAll(); \
-         all.onsuccess = () => resolve(all.result[0].key); }; })",
-    )
-    .await?;
+    let queued: serde_json::Value = eval(page, &format!("{OUTBOX}.then((all) => all[0])")).await?;
+    let key = queued["key"].as_str().context("the queued action has a key")?.to_string();
     anyhow::ensure!(key.len() >= 16, "the action has the idempotency key made when the person acted: {key}");
+    assert_eq!(queued["kind"], "accept");
     phone.shot("offline-queued").await?;
     anyhow::ensure!(phone.incident(&incident_id).await?.assignments.is_empty(), "nothing was applied while offline");
 
@@ -392,10 +394,27 @@ async fn an_accept_made_offline_is_sent_once_when_the_network_is_back() -> anyho
         ),
     )
     .await?;
-    // Applied once: one assignment, and one `assigned` event for it.
     let incident = phone.incident(&incident_id).await?;
     assert_eq!(incident.assignments.len(), 1, "one assignment: {:?}", incident.assignments);
     assert_eq!(incident.status, pb::IncidentStatus::Staffed as i32);
+
+    // The answer was lost, say, and the phone sends the same action again
+    // with its key: the dispatcher answers it as the first time, and
+    // applies nothing twice (a second accept would be refused as not open).
+    page.evaluate(format!(
+        "new Promise((resolve) => {{ const open = indexedDB.open('pingji-field'); open.onsuccess = () => {{ \
+         const put = open.result.transaction('outbox', 'readwrite').objectStore('outbox').put({queued}); \
+         put.onsuccess = () => {{ window.dispatchEvent(new Event('online')); resolve(true); }}; }}; }})"
+    ))
+    .await?;
+    wait_for(page, "the repeat is answered", &format!("{OUTBOX}.then((all) => all.length === 0)")).await?;
+    anyhow::ensure!(
+        eval::<bool>(page, "document.getElementById('notice').dataset.kind !== 'problem'").await?,
+        "the repeat was refused: {}",
+        text(page, "#notice").await?
+    );
+    let incident = phone.incident(&incident_id).await?;
+    assert_eq!(incident.assignments.len(), 1, "still one assignment: {:?}", incident.assignments);
     phone.close().await
 }
 
@@ -469,6 +488,18 @@ async fn a_call_up_is_checked_in_with_one_tap_and_the_location_follows_the_mode_
     };
     let page = &phone.page;
     let mut admin = phone.server.command().await?;
+    // An offer declined with one tap on a common reason.
+    let mut events = EventWatch::start(&mut admin, 0).await?;
+    let incident_id = phone.incident_nearby().await?;
+    phone.wait_for_offer(&incident_id).await?;
+    tap(page, "#decline").await?;
+    wait_for(page, "the reasons show", "document.querySelector('#decline-reasons button')").await?;
+    let reason = text(page, "#decline-reasons button").await?;
+    tap(page, "#decline-reasons button").await?;
+    let declined = events.wait_for_kind(Duration::from_secs(20), "offer_declined", &incident_id).await?;
+    assert_eq!(typed!(declined, OfferDeclined).reason, reason);
+    wait_for(page, "the offer leaves the screen", "document.getElementById('offer-view').hidden").await?;
+
     let callup = admin
         .call_up(pb::CallUpRequest {
             area_id: "d1-s1".into(),
