@@ -37,8 +37,8 @@ use clap::CommandFactory;
 use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
-    AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, ModeCommand, PlanCommand,
-    MessageCommand, ReportCommand, RosterCommand,
+    AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, MessageCommand, ModeCommand,
+    PlanCommand, ReportCommand, RosterCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;

@@ -348,7 +348,8 @@ impl Drill {
                 self.timings.answers += took;
             }
             Action::Complete { agent, incident } => {
-                let took = self.execute(Command::Complete { agent, incident, feedback: "done".into(), photo_refs: Vec::new() }, now);
+                let took =
+                    self.execute(Command::Complete { agent, incident, feedback: "done".into(), photo_refs: Vec::new() }, now);
                 self.timings.answers += took;
             }
             Action::Refresh(person) => {

@@ -117,7 +117,12 @@ fn main() {
                 .extend(engine.execute(Command::Accept { agent: agent.clone(), offer: offer.id }, &actor, now).expect("accept"));
             let arrive = Command::Arrive { agent: agent.clone(), incident: incident.clone() };
             pending.extend(engine.execute(arrive, &actor, now).expect("arrive"));
-            let complete = Command::Complete { agent, incident: incident.clone(), feedback: "pumped out".to_string(), photo_refs: Vec::new() };
+            let complete = Command::Complete {
+                agent,
+                incident: incident.clone(),
+                feedback: "pumped out".to_string(),
+                photo_refs: Vec::new(),
+            };
             pending.extend(engine.execute(complete, &actor, now).expect("complete"));
             // Completing the only assignment may close the incident; close it if still open.
             if engine.state().open_incidents.contains(&incident) {

@@ -231,7 +231,10 @@ impl Simulation<'_> {
             }
             Action::Complete { agent, incident } => {
                 let feedback = "handled on site".to_string();
-                self.execute(Command::Complete { agent: agent.clone(), incident, feedback, photo_refs: Vec::new() }, &agent_actor(&agent))?;
+                self.execute(
+                    Command::Complete { agent: agent.clone(), incident, feedback, photo_refs: Vec::new() },
+                    &agent_actor(&agent),
+                )?;
                 self.report_location(&agent)?;
             }
             Action::CheckIn { agent, callup } => {

@@ -98,7 +98,7 @@ impl AgentSession {
             feedback: feedback.to_string(),
             photo_refs: Vec::new(),
         }))
-            .await
+        .await
     }
 
     /// The next message from the dispatcher; fails if none arrives within

@@ -231,12 +231,7 @@ pub async fn rotate_token(client: &mut Client, id: &str, as_json: bool) -> Resul
 /// Issues a person a new token and prints their sign-in link to the phone
 /// app, with its QR code: the token is in the link's fragment (after `#`),
 /// which browsers never send to a server, so it stays out of every log.
-pub async fn sign_in_link(
-    client: &mut Client,
-    id: &str,
-    web_url: Option<&str>,
-    as_json: bool,
-) -> Result<(), ConsoleError> {
+pub async fn sign_in_link(client: &mut Client, id: &str, web_url: Option<&str>, as_json: bool) -> Result<(), ConsoleError> {
     let Some(web_url) = web_url else {
         return Err(ConsoleError::SignInLink(
             "--link needs the web port's address as the phone reaches it: give --web-url https://HOST:PORT (or set \

@@ -11,8 +11,8 @@ use pingji_dispatcher::metrics::Metrics;
 use pingji_dispatcher::open_files;
 use pingji_dispatcher::server::{self, ClientCertificates, Store};
 use pingji_dispatcher::settings::{
-    JournalSettings, LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, PhotoSettings, Resolved, Settings, StoreSettings,
-    TlsSettings, WebSettings,
+    JournalSettings, LimitSettings, LoadSettings, LogSettings, MetricsSettings, OtlpSettings, PhotoSettings, Resolved, Settings,
+    StoreSettings, TlsSettings, WebSettings,
 };
 use pingji_dispatcher::telemetry::{self, LogFormat};
 use tokio::net::TcpListener;

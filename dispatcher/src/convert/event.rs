@@ -1013,7 +1013,12 @@ mod tests {
             incident().prop_map(|incident| EventKind::IncidentStaffed { incident }),
             (incident(), agent()).prop_map(|(incident, agent)| EventKind::AgentArrived { incident, agent }),
             (incident(), agent(), text(), prop::collection::vec(id(), 0..3)).prop_map(
-                |(incident, agent, feedback, photo_refs)| EventKind::AssignmentCompleted { incident, agent, feedback, photo_refs }
+                |(incident, agent, feedback, photo_refs)| EventKind::AssignmentCompleted {
+                    incident,
+                    agent,
+                    feedback,
+                    photo_refs
+                }
             ),
             (incident(), text(), agents()).prop_map(|(incident, reason, released)| EventKind::IncidentCancelled {
                 incident,

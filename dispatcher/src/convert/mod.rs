@@ -424,10 +424,9 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
     let message = |body| pb::DispatchMessage { body: Some(body) };
     match &event.kind {
         EventKind::MessageSent { message: id, recipients, .. } => match state.messages.get(id) {
-            Some(record) => recipients
-                .iter()
-                .map(|agent| (agent.clone(), message(Body::Message(message_for_person(record)))))
-                .collect(),
+            Some(record) => {
+                recipients.iter().map(|agent| (agent.clone(), message(Body::Message(message_for_person(record))))).collect()
+            }
             None => Vec::new(),
         },
         EventKind::OfferSent { offer } => {
@@ -663,7 +662,11 @@ pub fn message_to_pb(record: &MessageRecord) -> pb::OperatorMessage {
         replies: record
             .replies
             .iter()
-            .map(|reply| pb::MessageReplyRecord { agent_id: reply.agent.to_string(), text: reply.text.clone(), at_ms: reply.at.0 })
+            .map(|reply| pb::MessageReplyRecord {
+                agent_id: reply.agent.to_string(),
+                text: reply.text.clone(),
+                at_ms: reply.at.0,
+            })
             .collect(),
         read_by: record
             .read_by

@@ -12,8 +12,8 @@ use crate::convert;
 use crate::journal::StoredEvent;
 use crate::tokens::Credentials;
 use pingji_engine::engine::{Command, Rejection};
-use pingji_engine::ids::AgentId;
 use pingji_engine::event::Event;
+use pingji_engine::ids::AgentId;
 
 impl Owner {
     pub(super) async fn process(&mut self, batch: Vec<Request>) -> anyhow::Result<()> {

@@ -20,12 +20,11 @@ use super::connections::ConnectionOfCall;
 use super::error;
 use super::sharding::{Kind, Sharding};
 use crate::convert;
-use crate::runtime::{DispatchError, Dispatcher};
 use crate::photos::{PhotoError, PhotoStore};
+use crate::runtime::{DispatchError, Dispatcher};
 use crate::sessions::{Notices, OutboxStream, SessionQueues, Stuck};
 use pingji_engine::engine::Command;
 use pingji_engine::ids::{AgentId, IncidentId, OfferId};
-
 
 /// How long a new session may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,7 +73,7 @@ impl ActError {
     pub(super) fn into_status(self) -> Status {
         match self {
             ActError::Invalid(problem) => error::invalid(problem),
-            ActError::Photo(problem) => super::field::photo_status(problem),
+            ActError::Photo(problem) => super::error::photo_status(problem),
             ActError::Dispatch(error) => Status::from(error),
         }
     }
@@ -417,22 +416,18 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
             Command::Decline { agent, offer: OfferId::new(decline.offer_id.trim()), reason: decline.reason }
         }
         Body::Arrived(arrived) => Command::Arrive { agent, incident: IncidentId::new(arrived.incident_id.trim()) },
-        Body::Completed(completed) => {
-            Command::Complete {
-                agent,
-                incident: IncidentId::new(completed.incident_id.trim()),
-                feedback: completed.feedback,
-                photo_refs: trimmed(completed.photo_refs),
-            }
-        }
+        Body::Completed(completed) => Command::Complete {
+            agent,
+            incident: IncidentId::new(completed.incident_id.trim()),
+            feedback: completed.feedback,
+            photo_refs: trimmed(completed.photo_refs),
+        },
         Body::CheckIn(check_in) => {
             let callup =
                 Some(check_in.callup_id.trim().to_string()).filter(|id| !id.is_empty()).map(pingji_engine::ids::CallupId::new);
             Command::CheckIn { agent, callup }
         }
-        Body::Reply(reply) => {
-            Command::ReplyToMessage { agent, message: reply.message_id.trim().to_string(), text: reply.text }
-        }
+        Body::Reply(reply) => Command::ReplyToMessage { agent, message: reply.message_id.trim().to_string(), text: reply.text },
         Body::Read(read) => Command::MarkMessageRead { agent, message: read.message_id.trim().to_string() },
         Body::FieldReport(report) => {
             let Some(location) = report.location else {

@@ -712,7 +712,9 @@ impl CommandService for CommandApi {
         let request = request.into_inner();
         let limit = match request.limit {
             0 => 100,
-            limit if limit > 1000 => return Err(error::invalid_field("limit", format!("limit {limit} is too many; ask for at most 1000"))),
+            limit if limit > 1000 => {
+                return Err(error::invalid_field("limit", format!("limit {limit} is too many; ask for at most 1000")));
+            }
             limit => limit as usize,
         };
         let agent = Some(AgentId::new(request.agent_id.trim())).filter(|agent| !agent.as_str().is_empty());
@@ -723,9 +725,9 @@ impl CommandService for CommandApi {
                 engine
                     .messages(limit, |record| {
                         agent.as_ref().is_none_or(|agent| record.recipients.contains(agent))
-                            && incident.as_ref().is_none_or(|incident| {
-                                record.to == pingji_engine::message::Audience::Incident(incident.clone())
-                            })
+                            && incident
+                                .as_ref()
+                                .is_none_or(|incident| record.to == pingji_engine::message::Audience::Incident(incident.clone()))
                     })
                     .into_iter()
                     .map(convert::message_to_pb)
@@ -757,7 +759,7 @@ impl CommandService for CommandApi {
         let (content_type, data) = tokio::task::spawn_blocking(move || photos.read(&asked))
             .await
             .map_err(|_| Status::internal("the photo could not be read; retry"))?
-            .map_err(super::field::photo_status)?;
+            .map_err(super::error::photo_status)?;
         tracing::info!(actor = %actor, "photo read");
         Ok(Response::new(pb::Photo { photo_ref, content_type: content_type.to_string(), data }))
     }

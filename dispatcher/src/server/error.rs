@@ -23,6 +23,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::front::{Front, Fronted};
 
+use crate::photos::PhotoError;
 use crate::runtime::DispatchError;
 
 /// The `ErrorInfo.domain` of every Pingji error.
@@ -211,6 +212,21 @@ where
                 _ => Ok(response),
             }
         })
+    }
+}
+
+/// The status of a photo refused or not found.
+pub fn photo_status(problem: PhotoError) -> Status {
+    match problem {
+        PhotoError::TooLarge { .. } => status(Code::ResourceExhausted, ErrorReason::LimitExceeded, problem.to_string()),
+        PhotoError::NotAnImage => status(Code::InvalidArgument, ErrorReason::NotAnImage, problem.to_string()),
+        PhotoError::Empty => invalid_field("data", problem.to_string()),
+        PhotoError::BadReference(_) => invalid_field("photo_ref", problem.to_string()),
+        PhotoError::NotFound(_) => status(Code::NotFound, ErrorReason::NotFound, problem.to_string()),
+        PhotoError::Io(io) => {
+            tracing::error!(error = %io, "photo store failure");
+            status(Code::Unavailable, ErrorReason::Internal, "the photo store could not be written or read; retry later")
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use tracing::{Instrument, info, info_span};
 use super::agent::{OpenSession, People, stuck_status};
 use super::connections::ConnectionOfCall;
 use super::error;
-use crate::photos::{MAX_PHOTO_BYTES, PhotoError};
+use crate::photos::MAX_PHOTO_BYTES;
 use crate::sessions::{OutboxStream, Stuck};
 use pingji_engine::ids::AgentId;
 
@@ -123,10 +123,16 @@ impl FieldApi {
     }
 }
 
+/// An action's key: the person and their idempotency key.
+type ActionKey = (AgentId, String);
+/// When the key was first seen, and whether its action was applied (set
+/// once it was; concurrent calls with the key wait on it).
+type Applied = (Instant, Arc<OnceCell<()>>);
+
 /// Actions applied, by person and idempotency key.
 #[derive(Default)]
 struct Answers {
-    applied: Mutex<HashMap<(AgentId, String), (Instant, Arc<OnceCell<()>>)>>,
+    applied: Mutex<HashMap<ActionKey, Applied>>,
 }
 
 impl Answers {
@@ -212,8 +218,10 @@ impl FieldService for FieldApi {
     }
 
     async fn accept_offer(&self, request: Request<pb::AcceptOfferRequest>) -> Result<Response<pb::FieldActionResponse>, Status> {
-        self.act(request, true, |call| (call.session_id, call.idempotency_key, Body::Accept(pb::Accept { offer_id: call.offer_id })))
-            .await
+        self.act(request, true, |call| {
+            (call.session_id, call.idempotency_key, Body::Accept(pb::Accept { offer_id: call.offer_id }))
+        })
+        .await
     }
 
     async fn decline_offer(
@@ -241,8 +249,7 @@ impl FieldService for FieldApi {
         request: Request<pb::CompleteAssignmentRequest>,
     ) -> Result<Response<pb::FieldActionResponse>, Status> {
         self.act(request, true, |call| {
-            let completed =
-                pb::Completed { incident_id: call.incident_id, feedback: call.feedback, photo_refs: call.photo_refs };
+            let completed = pb::Completed { incident_id: call.incident_id, feedback: call.feedback, photo_refs: call.photo_refs };
             (call.session_id, call.idempotency_key, Body::Completed(completed))
         })
         .await
@@ -277,7 +284,11 @@ impl FieldService for FieldApi {
         request: Request<pb::ReplyToMessageRequest>,
     ) -> Result<Response<pb::FieldActionResponse>, Status> {
         self.act(request, true, |call| {
-            (call.session_id, call.idempotency_key, Body::Reply(pb::MessageReply { message_id: call.message_id, text: call.text }))
+            (
+                call.session_id,
+                call.idempotency_key,
+                Body::Reply(pb::MessageReply { message_id: call.message_id, text: call.text }),
+            )
         })
         .await
     }
@@ -292,10 +303,7 @@ impl FieldService for FieldApi {
         .await
     }
 
-    async fn upload_photo(
-        &self,
-        request: Request<pb::UploadPhotoRequest>,
-    ) -> Result<Response<pb::UploadPhotoResponse>, Status> {
+    async fn upload_photo(&self, request: Request<pb::UploadPhotoRequest>) -> Result<Response<pb::UploadPhotoResponse>, Status> {
         self.people.check_certificate(&request)?;
         let agent = self.caller(request.metadata()).await?;
         let Some(photos) = self.people.photos().cloned() else {
@@ -310,7 +318,7 @@ impl FieldService for FieldApi {
         let stored = tokio::task::spawn_blocking(move || photos.store(&data))
             .await
             .map_err(|_| error::status(Code::Internal, pb::ErrorReason::Internal, "the photo could not be stored; retry"))?
-            .map_err(photo_status)?;
+            .map_err(error::photo_status)?;
         info!(agent_id = %agent, size = stored.size, already_stored = stored.already_stored, "photo uploaded");
         Ok(Response::new(pb::UploadPhotoResponse {
             photo_ref: stored.photo_ref,
@@ -319,21 +327,5 @@ impl FieldService for FieldApi {
             location_removed: stored.location_removed,
             already_stored: stored.already_stored,
         }))
-    }
-}
-
-/// The status of a photo refused or not found.
-pub(super) fn photo_status(problem: PhotoError) -> Status {
-    match problem {
-        PhotoError::TooLarge { .. } => {
-            error::status(Code::ResourceExhausted, pb::ErrorReason::LimitExceeded, problem.to_string())
-        }
-        PhotoError::NotAnImage => error::status(Code::InvalidArgument, pb::ErrorReason::NotAnImage, problem.to_string()),
-        PhotoError::Empty | PhotoError::BadReference(_) => error::invalid_field("photo_ref", problem.to_string()),
-        PhotoError::NotFound(_) => error::status(Code::NotFound, pb::ErrorReason::NotFound, problem.to_string()),
-        PhotoError::Io(io) => {
-            tracing::error!(error = %io, "photo store failure");
-            error::status(Code::Unavailable, pb::ErrorReason::Internal, "the photo store could not be written or read; retry later")
-        }
     }
 }

@@ -91,6 +91,7 @@ pub(super) async fn serve(
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
+    health_reporter.set_serving::<FieldServiceServer<field::FieldApi>>().await;
     health_reporter.set_serving::<CommandServiceServer<command::CommandApi>>().await;
     // Not ready while the journal's store is out of reach (writes refused).
     let mut store_reachable = dispatcher.store_reachable_changes();
@@ -100,9 +101,11 @@ pub(super) async fn serve(
             let reachable = *store_reachable.borrow_and_update();
             if reachable {
                 readiness.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
+                readiness.set_serving::<FieldServiceServer<field::FieldApi>>().await;
                 readiness.set_serving::<CommandServiceServer<command::CommandApi>>().await;
             } else {
                 readiness.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+                readiness.set_not_serving::<FieldServiceServer<field::FieldApi>>().await;
                 readiness.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
             }
         }
@@ -181,6 +184,7 @@ pub(super) async fn serve(
             // streams end now rather than hold the drain to its timeout.
             dispatcher.close_streams().await;
             health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+            health_reporter.set_not_serving::<FieldServiceServer<field::FieldApi>>().await;
             health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
             // A lame-duck pause before the server says goodbye (GOAWAY):
             // requests arriving meanwhile get a clean, retriable
@@ -369,6 +373,7 @@ pub(super) async fn step_down(
     health_reporter: &tonic_health::server::HealthReporter,
 ) {
     health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+    health_reporter.set_not_serving::<FieldServiceServer<field::FieldApi>>().await;
     health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
     let _ = stop_serving.send(true);
     if tokio::time::timeout(STEP_DOWN_DRAIN, &mut server).await.is_err() {

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pingji_proto::v1::agent_service_server::AgentServiceServer;
-use pingji_proto::v1::field_service_server::FieldServiceServer;
 use pingji_proto::v1::command_service_server::CommandServiceServer;
+use pingji_proto::v1::field_service_server::FieldServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::Status;
@@ -142,6 +142,7 @@ pub(super) async fn serve_until_owner(
     let (notice_sender, notice) = watch::channel(Notice::Starting { shard: shard.clone() });
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+    health_reporter.set_not_serving::<FieldServiceServer<super::field::FieldApi>>().await;
     health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
     let (stop_server, mut server_stop) = watch::channel(false);
     let listener = TcpListener::from_std(listener)?;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use pingji_proto::v1::agent_service_server::AgentServiceServer;
 use pingji_proto::v1::command_service_server::CommandServiceServer;
+use pingji_proto::v1::field_service_server::FieldServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::debug;
@@ -34,6 +35,7 @@ impl Starting {
     pub(super) async fn serve(listener: std::net::TcpListener, config: &super::config::Config) -> anyhow::Result<Starting> {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_not_serving::<AgentServiceServer<agent::AgentApi>>().await;
+        health_reporter.set_not_serving::<FieldServiceServer<super::field::FieldApi>>().await;
         health_reporter.set_not_serving::<CommandServiceServer<command::CommandApi>>().await;
         let listener = TcpListener::from_std(listener)?;
         let (stop, mut stopped) = watch::channel(false);

@@ -126,8 +126,11 @@ impl FieldClient {
 
     /// Accepts `offer_id` under `key` (send the same key to retry).
     pub async fn accept_offer(&self, offer_id: &str, key: &str) -> Result<pb::FieldActionResponse, Status> {
-        let request =
-            pb::AcceptOfferRequest { session_id: self.session_id(), idempotency_key: key.to_string(), offer_id: offer_id.to_string() };
+        let request = pb::AcceptOfferRequest {
+            session_id: self.session_id(),
+            idempotency_key: key.to_string(),
+            offer_id: offer_id.to_string(),
+        };
         Ok(self.client.clone().accept_offer(request).await?.into_inner())
     }
 
@@ -167,8 +170,11 @@ impl FieldClient {
     }
 
     pub async fn check_in(&self, callup_id: &str) -> Result<pb::FieldActionResponse, Status> {
-        let request =
-            pb::CheckInRequest { session_id: self.session_id(), idempotency_key: self.new_key(), callup_id: callup_id.to_string() };
+        let request = pb::CheckInRequest {
+            session_id: self.session_id(),
+            idempotency_key: self.new_key(),
+            callup_id: callup_id.to_string(),
+        };
         Ok(self.client.clone().check_in(request).await?.into_inner())
     }
 

@@ -13,8 +13,8 @@ use pingji_client::errors::reason;
 use pingji_client::field::{AgentCredentials, FieldClient};
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::{
-    Commands, DispatcherProcess, ProcessOptions, TestServer, add_operator, agent_token, area_box, available_people, commands_with,
-    offset_m, pb, person, quick_policy, quick_policy_toml, sample_city, sample_roster, wait_until,
+    Commands, DispatcherProcess, ProcessOptions, TestServer, add_operator, agent_token, area_box, available_people,
+    commands_with, offset_m, pb, person, quick_policy, quick_policy_toml, sample_city, sample_roster, wait_until,
 };
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,7 +74,11 @@ async fn next_message(stream: &mut Streaming<pb::DispatchMessage>) -> anyhow::Re
 
 /// The next message that `pick` takes, skipping others (location
 /// interval notices and the like).
-async fn expect<T>(stream: &mut Streaming<pb::DispatchMessage>, what: &str, pick: impl Fn(Incoming) -> Option<T>) -> anyhow::Result<T> {
+async fn expect<T>(
+    stream: &mut Streaming<pb::DispatchMessage>,
+    what: &str,
+    pick: impl Fn(Incoming) -> Option<T>,
+) -> anyhow::Result<T> {
     for _ in 0..20 {
         let message = next_message(stream).await.with_context(|| format!("waiting for {what}"))?;
         if let Some(found) = pick(message) {
@@ -115,7 +119,8 @@ fn files_in(dir: &Path) -> anyhow::Result<usize> {
 }
 
 #[tokio::test]
-async fn a_person_takes_an_offer_arrives_and_completes_with_a_photo_and_a_repeated_accept_is_applied_once() -> anyhow::Result<()> {
+async fn a_person_takes_an_offer_arrives_and_completes_with_a_photo_and_a_repeated_accept_is_applied_once() -> anyhow::Result<()>
+{
     let (server, photos) = server().await?;
     let mut command = server.command().await?;
     let (client, _) = person_on_the_phone(&server, &mut command, "phone-1").await?;
@@ -282,7 +287,8 @@ async fn a_message_reaches_the_person_who_reads_and_replies_and_the_operator_see
     assert!(received.recipient_ids.is_empty(), "a person is not told who else it reached");
 
     // Unread, it is in the welcome of a new sign-in (a phone that was away).
-    let again = FieldClient::new(server.channel().await?, AgentCredentials::new("phone-msg", &token).map_err(anyhow::Error::msg)?);
+    let again =
+        FieldClient::new(server.channel().await?, AgentCredentials::new("phone-msg", &token).map_err(anyhow::Error::msg)?);
     let (welcome, _stream) = again.listen().await?;
     assert_eq!(welcome.unread_messages.iter().map(|message| message.id.as_str()).collect::<Vec<_>>(), vec![sent.id.as_str()]);
     again.mark_message_read(&sent.id).await?;
@@ -291,10 +297,8 @@ async fn a_message_reaches_the_person_who_reads_and_replies_and_the_operator_see
     let unknown = again.reply_to_message("msg-999999", "?").await.expect_err("no such message");
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
 
-    let listed = command
-        .list_messages(pb::ListMessagesRequest { agent_id: "phone-msg".into(), ..Default::default() })
-        .await?
-        .into_inner();
+    let listed =
+        command.list_messages(pb::ListMessagesRequest { agent_id: "phone-msg".into(), ..Default::default() }).await?.into_inner();
     let message = listed.messages.first().context("the message is listed")?;
     assert_eq!(message.read_by.len(), 1, "read once: {message:?}");
     assert_eq!(message.read_by[0].agent_id, "phone-msg");
@@ -318,13 +322,12 @@ async fn a_message_reaches_the_person_who_reads_and_replies_and_the_operator_see
 
     // To an area: everyone at home there; to nobody: refused, nothing sent.
     let to_area = pb::MessageAudience { to: Some(pb::message_audience::To::AreaId(GRID.into())) };
-    let area_message =
-        command.send_message(pb::SendMessageRequest { to: Some(to_area), text: "not needed, thank you".into() }).await?.into_inner();
+    let area_message = command
+        .send_message(pb::SendMessageRequest { to: Some(to_area), text: "not needed, thank you".into() })
+        .await?
+        .into_inner();
     assert!(area_message.recipient_ids.contains(&"phone-msg".to_string()), "{area_message:?}");
-    let empty = command
-        .send_message(pb::SendMessageRequest { to: None, text: "nobody".into() })
-        .await
-        .expect_err("no audience");
+    let empty = command.send_message(pb::SendMessageRequest { to: None, text: "nobody".into() }).await.expect_err("no audience");
     assert_eq!(empty.code(), Code::InvalidArgument);
 
     server.shutdown().await
@@ -354,7 +357,8 @@ async fn an_oversized_or_non_image_upload_is_refused_clearly_and_stores_nothing(
     let (lon, lat) = area_box(&mut command, GRID).await?.centre();
     let (_, _stream) = sign_in_at(&client, &mut command, "phone-up", (lon, lat)).await?;
     let missing = format!("sha256:{}", "ab".repeat(32));
-    let refused = client.submit_field_report((lon, lat), "flooding", "water over the road", &[missing]).await.expect_err("unknown photo");
+    let refused =
+        client.submit_field_report((lon, lat), "flooding", "water over the road", &[missing]).await.expect_err("unknown photo");
     assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
     let reports = command.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner();
     assert!(reports.incidents.is_empty(), "no report was made: {reports:?}");
@@ -485,7 +489,8 @@ async fn the_field_api_works_over_grpc_web_on_the_web_port() -> anyhow::Result<(
         idempotency_key: "web-1".into(),
         status: pb::AgentStatus::Busy as i32,
     };
-    let (_, frames, trailers, _) = grpc_web(web, "/pingji.v1.FieldService/SetStatus", &headers, &status.encode_to_vec(), 2).await?;
+    let (_, frames, trailers, _) =
+        grpc_web(web, "/pingji.v1.FieldService/SetStatus", &headers, &status.encode_to_vec(), 2).await?;
     assert!(trailers.contains("grpc-status: 0") || trailers.contains("grpc-status:0"), "{trailers}");
     assert!(!pb::FieldActionResponse::decode(frames.first().context("an answer")?.as_slice())?.duplicate);
     let upload = pb::UploadPhotoRequest { data: jpeg_with_gps(4) };
@@ -496,7 +501,8 @@ async fn the_field_api_works_over_grpc_web_on_the_web_port() -> anyhow::Result<(
 
     // A wrong token: refused with the status a browser reads.
     let wrong = [("authorization", "Bearer pja_wrong"), ("x-pingji-agent-id", "phone-web")];
-    let (_, frames, trailers, _) = grpc_web(web, "/pingji.v1.FieldService/UploadPhoto", &wrong, &upload.encode_to_vec(), 1).await?;
+    let (_, frames, trailers, _) =
+        grpc_web(web, "/pingji.v1.FieldService/UploadPhoto", &wrong, &upload.encode_to_vec(), 1).await?;
     assert!(frames.is_empty());
     assert!(trailers.contains("grpc-status: 16") || trailers.contains("grpc-status:16"), "{trailers}");
 

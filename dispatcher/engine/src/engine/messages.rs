@@ -156,7 +156,8 @@ impl Engine {
 
     /// The newest `limit` messages that pass `keep`, oldest first.
     pub fn messages(&self, limit: usize, keep: impl Fn(&MessageRecord) -> bool) -> Vec<&MessageRecord> {
-        let mut newest: Vec<&MessageRecord> = self.state.messages.values().rev().filter(|record| keep(record)).take(limit).collect();
+        let mut newest: Vec<&MessageRecord> =
+            self.state.messages.values().rev().filter(|record| keep(record)).take(limit).collect();
         newest.reverse();
         newest
     }

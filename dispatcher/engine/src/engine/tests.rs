@@ -376,7 +376,11 @@ fn completion_frees_the_person_and_closes_the_incident() {
     engine.execute(Command::Accept { agent: a.clone(), offer }, "agent:a", T0).expect("accept");
     engine.execute(Command::Arrive { agent: a.clone(), incident: incident.clone() }, "agent:a", T0).expect("arrive");
     let events = engine
-        .execute(Command::Complete { agent: a.clone(), incident: incident.clone(), feedback: "done".into(), photo_refs: Vec::new() }, "agent:a", T0)
+        .execute(
+            Command::Complete { agent: a.clone(), incident: incident.clone(), feedback: "done".into(), photo_refs: Vec::new() },
+            "agent:a",
+            T0,
+        )
         .expect("complete");
     assert!(events.iter().any(|event| event.kind.name() == "incident_closed"));
     assert_eq!(engine.state().agents[&a].status, AgentStatus::Available);
