@@ -165,9 +165,21 @@ fn bitmap(width: u32, height: u32) -> Vec<u8> {
     file
 }
 
+/// No serious axe-core findings, and every control shown is a touch target
+/// of at least 48×48 CSS pixels.
 async fn assert_accessible(page: &Page, what: &str) -> anyhow::Result<()> {
     let problems = accessibility_problems(page).await?;
     anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems on {what}:\n{}", problems.join("\n"));
+    let small: Vec<String> = eval(
+        page,
+        "[...document.querySelectorAll('button, select, input:not(.visually-hidden), textarea, .photo-button')]
+            .filter((node) => node.getClientRects().length > 0)
+            .map((node) => [node, node.getBoundingClientRect()])
+            .filter(([, box]) => box.width < 48 || box.height < 48)
+            .map(([node, box]) => `${node.id || node.className || node.tagName} ${Math.round(box.width)}x${Math.round(box.height)}`)",
+    )
+    .await?;
+    anyhow::ensure!(small.is_empty(), "touch targets under 48 px on {what}: {small:?}");
     Ok(())
 }
 

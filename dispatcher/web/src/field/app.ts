@@ -748,6 +748,8 @@ function drawCallUps(): void {
 }
 
 function drawStatus(): void {
+  // Until the first tap, the browser keeps an offer silent and still.
+  byId("sound-hint").hidden = navigator.userActivation?.hasBeenActive ?? true;
   byId("whoami").textContent = name;
   byId("mode").textContent = words().modes[mode] ?? "";
   byId("mode").dataset.mode = String(mode);
@@ -982,8 +984,19 @@ function wire(): void {
   }
   window.addEventListener("online", () => void flush());
   window.addEventListener("offline", () => render());
-  // Browsers start sound only after a tap: get it ready at the first one.
-  document.addEventListener("pointerdown", () => void audio?.resume(), { once: true });
+  // Browsers allow sound and vibration only after the person has tapped
+  // the page once: make the sound ready at that first tap.
+  const unlock = () => {
+    try {
+      audio ??= new AudioContext();
+      void audio.resume();
+    } catch {
+      // No Web Audio here: vibration and the screen still tell.
+    }
+    render();
+  };
+  document.addEventListener("pointerdown", unlock, { once: true });
+  document.addEventListener("keydown", unlock, { once: true });
   window.setInterval(drawCountdown, 1000);
   window.setInterval(() => {
     if (queuedCount > 0) {
