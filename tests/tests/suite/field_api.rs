@@ -557,3 +557,49 @@ async fn a_photo_uploaded_survives_a_kill_9_and_a_retry_after_it_stores_nothing_
     assert_eq!(files_in(&photos)?, 1);
     restarted.kill().await
 }
+
+#[tokio::test]
+async fn the_console_issues_a_sign_in_link_and_sends_and_lists_messages() -> anyhow::Result<()> {
+    use pingji_tests::cli::run_pingji;
+    let (server, _photos) = server().await?;
+    let url = format!("http://{}", server.address());
+    let web = format!("http://{}", server.web_address().context("the web port")?);
+    let mut command = server.command().await?;
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("phone-cli", GRID, &[])) }).await?;
+
+    let missing = run_pingji(&url, &["roster", "token", "phone-cli", "--link"]).await?;
+    assert_eq!(missing.code(), Some(1), "{missing:?}");
+    assert!(missing.stderr.contains("--web-url"), "{}", missing.stderr);
+
+    let issued = run_pingji(&url, &["roster", "token", "phone-cli", "--link", "--web-url", &web]).await?.success()?;
+    let link = issued.stdout.trim();
+    let prefix = format!("{web}/field/#a=phone-cli&t=");
+    let token = link.strip_prefix(&prefix).with_context(|| format!("a sign-in link with the token in the fragment: {link}"))?;
+    assert!(token.starts_with("pja_"), "{link}");
+    assert!(issued.stderr.contains("secret"), "{}", issued.stderr);
+    assert!(issued.stderr.contains('█') || issued.stderr.contains('▀'), "a QR code: {}", issued.stderr);
+    assert!(!issued.stderr.contains(token), "the token is not repeated on stderr");
+
+    // The token from the link signs the person in.
+    let phone = FieldClient::new(server.channel().await?, AgentCredentials::new("phone-cli", token).map_err(anyhow::Error::msg)?);
+    let (_, mut stream) = phone.listen().await?;
+
+    let sent = run_pingji(&url, &["message", "send", "--to-agent", "phone-cli", "stand by"]).await?.success()?;
+    assert!(sent.stdout.contains("to person phone-cli: reached 1 person"), "{}", sent.stdout);
+    let message = expect(&mut stream, "the message", |message| match message {
+        Incoming::Message(message) => Some(message),
+        _ => None,
+    })
+    .await?;
+    phone.mark_message_read(&message.id).await?;
+    phone.reply_to_message(&message.id, "standing by").await?;
+    let listed = run_pingji(&url, &["message", "list", "--agent", "phone-cli"]).await?.success()?;
+    assert!(listed.stdout.contains("stand by"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("read by 1 of 1 (phone-cli)"), "{}", listed.stdout);
+    assert!(listed.stdout.contains("phone-cli replied: standing by"), "{}", listed.stdout);
+    let neither = run_pingji(&url, &["message", "send", "stand by"]).await?;
+    assert_eq!(neither.code(), Some(2), "clap says who it is for: {neither:?}");
+
+    drop(stream);
+    server.shutdown().await
+}
