@@ -432,7 +432,7 @@ async fn an_accept_made_offline_is_sent_once_when_the_network_is_back() -> anyho
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accept_that_arrives_after_the_offer_expired_is_refused_clearly() -> anyhow::Result<()> {
-    const OFFER_TIMEOUT_S: u64 = 6;
+    const OFFER_TIMEOUT_S: u64 = 10;
     let Some(phone) = signed_in_phone("phone-late", |config| config.policy.normal.offer_timeout_s = OFFER_TIMEOUT_S).await?
     else {
         return Ok(());
