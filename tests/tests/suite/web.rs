@@ -614,6 +614,71 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
     server.shutdown().await
 }
 
+/// People above the page's cluster threshold (300 in view).
+const CROWD: usize = 400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_is_drawn_as_clusters_at_city_zoom_and_as_people_zoomed_in() -> anyhow::Result<()> {
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let (server, url) = server_with_web().await?;
+    let mut admin = server.command().await?;
+    let token = add_operator(&mut admin, "wall", pb::OperatorRole::Viewer).await?;
+    // A crowd spread over the city on a lattice, each a real session.
+    let city = area_box(&mut admin, "city").await?;
+    let side = (CROWD as f64).sqrt().ceil() as usize;
+    let spot = |index: usize| city.at((0.5 + (index % side) as f64) / side as f64, (0.5 + (index / side) as f64) / side as f64);
+    let specs: Vec<pb::AgentSpec> = (0..CROWD).map(|index| person(&format!("crowd-{index:03}"), "d1-s1-c1-g1", &[])).collect();
+    let imported = admin.import_agents(pb::ImportAgentsRequest { agents: specs }).await?.into_inner();
+    anyhow::ensure!(imported.tokens.len() == CROWD, "a token per person: {}", imported.tokens.len());
+    let mut agents = server.agents().await?;
+    let mut crowd = Vec::new();
+    for (index, issued) in imported.tokens.iter().enumerate() {
+        let session = pingji_tests::AgentSession::open(&mut agents, &issued.subject, &issued.token).await?;
+        let (lon, lat) = spot(index);
+        session.send_location(lon, lat).await?;
+        crowd.push(session);
+    }
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    log_in(&page, &token).await?;
+    wait_for_city(&page).await?;
+    wait_for(
+        &page,
+        "the whole crowd is drawn as clusters, not one node each",
+        &format!(
+            "document.getElementById('map').dataset.people === '{CROWD}' && \
+             document.querySelectorAll('#map circle.person').length === 0 && \
+             [...document.querySelectorAll('#map g.cluster')].reduce((sum, cluster) => sum + Number(cluster.dataset.count), 0) === {CROWD}"
+        ),
+    )
+    .await?;
+    let clusters: usize = eval(&page, "document.querySelectorAll('#map g.cluster').length").await?;
+    anyhow::ensure!(clusters < CROWD / 2, "{clusters} clusters for {CROWD} people");
+    assert_accessible(&page, "the map with clusters").await?;
+    screenshot(&page, &screenshot_folder().join("desk-clusters-zh.png")).await?;
+    // Zoomed in (keyboard), fewer people are in view: each is a dot again.
+    let map = page.find_element("#map").await?;
+    map.focus().await?;
+    for _ in 0..4 {
+        map.press_key("+").await?;
+    }
+    wait_for(
+        &page,
+        "zoomed in, people are dots",
+        "Number(document.getElementById('map').dataset.zoom) > 4 && document.querySelectorAll('#map circle.person').length > 0 && \
+         !document.querySelector('#map g.cluster')",
+    )
+    .await?;
+    map.press_key("0").await?;
+    wait_for(&page, "back to the whole city, clusters again", "document.querySelector('#map g.cluster')").await?;
+
+    drop(crowd);
+    browser.close().await?;
+    server.shutdown().await
+}
+
 /// One plain HTTP/1.1 request; the head and body of the answer.
 async fn http(address: SocketAddr, method: &str, path: &str) -> anyhow::Result<(String, String)> {
     let mut stream = tokio::net::TcpStream::connect(address).await?;
