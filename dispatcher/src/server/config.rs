@@ -114,6 +114,9 @@ pub struct Config {
     /// Where to serve the command map (its page and grpc-web, with the
     /// gRPC port's TLS); off when `None`.
     pub web_addr: Option<SocketAddr>,
+    /// A tile server's URL (`{z}`, `{x}`, `{y}`) the command map draws
+    /// under the areas; none when `None` (no internet assumed).
+    pub web_tiles: Option<String>,
     pub limits: Limits,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
     pub(super) metrics: Option<Arc<Metrics>>,
@@ -223,6 +226,7 @@ impl Config {
             retention: Some(crate::journal::DEFAULT_RETENTION),
             metrics_addr: None,
             web_addr: None,
+            web_tiles: None,
             limits: Limits::default(),
             metrics: None,
             tls: None,

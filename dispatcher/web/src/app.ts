@@ -71,6 +71,18 @@ function make<K extends keyof HTMLElementTagNameMap>(name: K, text = "", classNa
   return node;
 }
 
+/** Redraws `container` and gives the focus back to the control that had it
+ * (found again by its data-focus-key): the lists are redrawn as changes
+ * arrive, and a keyboard user must not lose their place. */
+function keepingFocus(container: HTMLElement, render: () => void): void {
+  const active = document.activeElement;
+  const key = active instanceof HTMLElement && container.contains(active) ? active.dataset.focusKey : undefined;
+  render();
+  if (key) {
+    container.querySelector<HTMLElement>(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
+  }
+}
+
 const authorization: Interceptor = (next) => async (request) => {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) {
@@ -345,6 +357,10 @@ function drawFigures(): void {
 }
 
 function drawIncidents(): void {
+  keepingFocus(byId("incidents-section"), drawIncidentList);
+}
+
+function drawIncidentList(): void {
   const open = [...(cityMap?.incidents.values() ?? [])].sort((a, b) => a.priority - b.priority || a.id.localeCompare(b.id));
   const list = byId("incident-list");
   if (open.length === 0) {
@@ -356,6 +372,7 @@ function drawIncidents(): void {
         const button = make("button");
         button.type = "button";
         button.dataset.incidentId = incident.id;
+        button.dataset.focusKey = `incident:${incident.id}`;
         button.setAttribute("aria-pressed", String(incident.id === selected));
         const badge = make("span", `P${incident.priority}`, `priority-badge p${Math.min(4, Math.max(1, incident.priority))}`);
         const what = make("span", `${words().categories[incident.category] ?? incident.category} · ${incident.id} · ${words().incidentStatuses[incident.status] ?? ""}`);
@@ -434,6 +451,7 @@ function personButton(agentId: string): HTMLButtonElement {
   const button = make("button", cityMap?.people.get(agentId)?.spec?.name || agentId, "link-button");
   button.type = "button";
   button.dataset.agentId = agentId;
+  button.dataset.focusKey = `person:${agentId}`;
   button.addEventListener("click", () => selectPersonById(agentId));
   return button;
 }
@@ -481,8 +499,13 @@ function drawDetail(): void {
     const into = byId<HTMLSelectElement>("triage-merge-into");
     const chosen = into.value;
     const others = [...(cityMap?.incidents.values() ?? [])].filter((other) => other.id !== incident.id && other.status !== IncidentStatus.REPORTED);
-    into.replaceChildren(new Option("—", ""), ...others.map((other) => new Option(`${other.id} · ${words().categories[other.category] ?? other.category}`, other.id)));
-    into.value = chosen;
+    // Filled again only when the choices change: not under an open list.
+    const choices = `${language()}:${others.map((other) => other.id).join(",")}`;
+    if (into.dataset.choices !== choices) {
+      into.dataset.choices = choices;
+      into.replaceChildren(new Option("—", ""), ...others.map((other) => new Option(`${other.id} · ${words().categories[other.category] ?? other.category}`, other.id)));
+      into.value = chosen;
+    }
   }
 }
 
@@ -616,6 +639,10 @@ function selectPersonById(agentId: string): void {
 }
 
 function drawPerson(): void {
+  keepingFocus(byId("person-panel"), drawPersonFacts);
+}
+
+function drawPersonFacts(): void {
   const facts = byId("person-facts");
   if (selectedPerson === null) {
     facts.hidden = true;
@@ -641,6 +668,7 @@ function drawPerson(): void {
   if (agent.currentIncidentId !== "") {
     const task = make("button", agent.currentIncidentId, "link-button");
     task.type = "button";
+    task.dataset.focusKey = "task";
     const incidentId = agent.currentIncidentId;
     task.addEventListener("click", () => select(incidentId));
     rows.push([say("personTask"), task]);
@@ -657,6 +685,10 @@ function drawPerson(): void {
 }
 
 function drawPlans(): void {
+  keepingFocus(byId("command-panel"), drawActivations);
+}
+
+function drawActivations(): void {
   const open = activations.filter((activation) => activation.endedAtMs === 0n);
   const list = byId("activations");
   if (open.length === 0) {
@@ -673,6 +705,7 @@ function drawPlans(): void {
       if (mayCommand()) {
         const end = make("button", say("planEnd"));
         end.type = "button";
+        end.dataset.focusKey = `end:${activation.id}`;
         end.setAttribute("aria-label", say("planEndLabel", { plan: name, area: areaName(activation.areaId) }));
         end.addEventListener("click", () => void endPlan(activation.id));
         item.append(end);
@@ -846,6 +879,11 @@ async function start(): Promise<void> {
   const listed = await client.listAreas({ withGeometry: true }, { signal: current.signal });
   takeAreas(listed.areas);
   map.setAreas(listed.areas, listed.serviceCentres);
+  // The deployment's own tile server, when it has one (the dispatcher puts
+  // its URL in the page and its origin, only, in the page's img-src).
+  const tiles = document.querySelector<HTMLMetaElement>('meta[name="pingji-tiles"]')?.content ?? "";
+  map.setTiles(tiles);
+  byId("map").classList.toggle("with-tiles", tiles !== "");
   byId("map").dataset.areas = String(listed.areas.length);
   const open = await client.listIncidents({ openOnly: true }, { signal: current.signal });
   map.incidents = new Map(open.incidents.map((incident) => [incident.id, incident]));
@@ -1088,6 +1126,7 @@ async function refreshModes(map: CityMap, signal: AbortSignal, withGeometry: boo
 }
 
 let figuresPending = false;
+/** Redraws the figures and the panels at the next frame (once, however many changes). */
 function drawFiguresSoon(): void {
   if (!figuresPending) {
     figuresPending = true;

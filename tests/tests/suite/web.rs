@@ -314,6 +314,18 @@ async fn fill(page: &Page, fields: &[(&str, &str)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Presses the button `selector` finds, at once: lists on the page are
+/// redrawn as changes arrive, so a button found in one step may be gone by
+/// the next.
+async fn press(page: &Page, selector: &str) -> anyhow::Result<()> {
+    let quoted = serde_json::to_string(selector)?;
+    let pressed: bool =
+        eval(page, &format!("(() => {{ const found = document.querySelector({quoted}); found?.click(); return !!found; }})()"))
+            .await?;
+    anyhow::ensure!(pressed, "nothing to press at {selector}");
+    Ok(())
+}
+
 /// Whether what `selector` finds is laid out on the screen (not hidden by
 /// the page or by wall mode).
 async fn shown(page: &Page, selector: &str) -> anyhow::Result<bool> {
@@ -332,7 +344,13 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
     let Some(chromium) = browser::chromium()? else {
         return Ok(());
     };
-    let (server, url) = server_with_web().await?;
+    // Grid staffing checked every second: grade I wants 3 people available in a grid.
+    let server = TestServer::start_with_web(|config| {
+        config.agents_file = Some(sample_roster());
+        config.policy.staffing_check_s = 1;
+    })
+    .await?;
+    let url = format!("http://{}/", server.web_address().context("the server has a web port")?);
     let mut admin = server.command().await?;
     let token = add_operator(&mut admin, "chief", pb::OperatorRole::Commander).await?;
     admin.import_plans(pb::ImportPlansRequest { plans_toml: vec![plan_toml("flood-web")] }).await?;
@@ -416,7 +434,7 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
         ),
     )
     .await?;
-    page.find_element(format!("#incident-list button[data-incident-id='{id}']")).await?.click().await?;
+    press(&page, &format!("#incident-list button[data-incident-id='{id}']")).await?;
     wait_for(
         &page,
         "the panel lists the flat offers",
@@ -434,6 +452,14 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
          !document.querySelector('#detail-offers li[data-outcome=open]') && \
          document.querySelector('#detail-timeline li[data-kind=offer_sent]') && \
          document.querySelector('#detail-timeline li[data-kind=assigned]')",
+    )
+    .await?;
+    // Two of three left available in a grade I grid: short of people.
+    wait_for(
+        &page,
+        "the grid shows short of people",
+        "document.querySelector('#short-grids li[data-grid-id=\"d1-s1-c1-g1\"]') && \
+         document.querySelector(\"#map path[data-area-id='d1-s1-c1-g1']\").classList.contains('short-staffed')",
     )
     .await?;
     // The person's panel: role, skills, status, task.
@@ -479,7 +505,7 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
     assert_eq!((activation.area_id.as_str(), activation.ended_at_ms), ("d2-s1", 0));
     expect_call_up(&mut reserve, PROMPTLY).await.context("the plan calls the reserve up")?;
     fill(&page, &[("plan-reason", "预警解除")]).await?;
-    page.find_element(format!("#activations li[data-activation-id='{}'] button", activation.id)).await?.click().await?;
+    press(&page, &format!("#activations li[data-activation-id='{}'] button", activation.id)).await?;
     wait_for(&page, "the plan has ended", "document.querySelector('#activations li.empty')").await?;
     let listed = admin.list_plans(pb::ListPlansRequest {}).await?.into_inner();
     assert!(listed.activations.iter().all(|found| found.ended_at_ms > 0), "{:?}", listed.activations);
@@ -523,7 +549,7 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
         &format!("document.querySelector('#incident-list button[data-incident-id=\"{accepted}\"]')"),
     )
     .await?;
-    page.find_element(format!("#incident-list button[data-incident-id='{accepted}']")).await?.click().await?;
+    press(&page, &format!("#incident-list button[data-incident-id='{accepted}']")).await?;
     wait_for(
         &page,
         "the triage form shows",
@@ -546,7 +572,7 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
         &format!("document.querySelector('#incident-list button[data-incident-id=\"{rejected}\"]')"),
     )
     .await?;
-    page.find_element(format!("#incident-list button[data-incident-id='{rejected}']")).await?.click().await?;
+    press(&page, &format!("#incident-list button[data-incident-id='{rejected}']")).await?;
     wait_for(&page, "the triage form shows", "!document.getElementById('triage-form').hidden").await?;
     page.find_element("#triage-reject").await?.click().await?;
     wait_for(
@@ -676,6 +702,76 @@ async fn a_crowd_is_drawn_as_clusters_at_city_zoom_and_as_people_zoomed_in() -> 
 
     drop(crowd);
     browser.close().await?;
+    server.shutdown().await
+}
+
+/// A 1×1 PNG, the tile a stand-in tile server answers with.
+const TILE_PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00,
+    0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78,
+    0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49,
+    0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// A stand-in for a city's tile server on a free port: answers every GET
+/// with [`TILE_PNG`] and hands each request's head to the test.
+async fn tile_server() -> anyhow::Result<(SocketAddr, tokio::sync::mpsc::Receiver<String>, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (heads, received) = tokio::sync::mpsc::channel(256);
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let heads = heads.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    TILE_PNG.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.write_all(TILE_PNG).await;
+                let _ = heads.try_send(String::from_utf8_lossy(&head).to_ascii_lowercase());
+            });
+        }
+    });
+    Ok((address, received, task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_tile_server_is_drawn_under_the_areas_and_only_its_origin_is_allowed() -> anyhow::Result<()> {
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let (tiles, mut requests, tile_task) = tile_server().await?;
+    let template = format!("http://{tiles}/{{z}}/{{x}}/{{y}}.png");
+    let server = TestServer::start_with_web(|config| config.web_tiles = Some(template.clone())).await?;
+    let address = server.web_address().context("the server has a web port")?;
+    let (head, body) = http(address, "GET", "/").await?;
+    assert!(head.contains(&format!("img-src 'self' data: http://{tiles}; connect-src 'self'")), "{head}");
+    assert!(body.contains(&format!("<meta name=\"pingji-tiles\" content=\"{template}\">")), "{body}");
+    let mut admin = server.command().await?;
+    let token = add_operator(&mut admin, "wall", pb::OperatorRole::Viewer).await?;
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&format!("http://{address}/")).await?;
+    log_in(&page, &token).await?;
+    wait_for_city(&page).await?;
+    wait_for(
+        &page,
+        "the tiles are drawn under the areas",
+        &format!("document.querySelector('#map g.tiles image')?.getAttribute('href')?.startsWith('http://{tiles}/')"),
+    )
+    .await?;
+    let head = tokio::time::timeout(Duration::from_secs(20), requests.recv()).await?.context("the tile server is asked")?;
+    assert!(head.starts_with("get /") && head.contains(".png"), "{head}");
+    assert!(!head.contains("authorization") && !head.contains("referer"), "a tile request carries no token and no page: {head}");
+    screenshot(&page, &screenshot_folder().join("desk-tiles-zh.png")).await?;
+
+    browser.close().await?;
+    tile_task.abort();
     server.shutdown().await
 }
 
