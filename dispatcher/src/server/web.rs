@@ -42,17 +42,17 @@ struct Site {
 impl Site {
     fn new(tiles: Option<&str>) -> Site {
         let index = include_bytes!("../../web/dist/index.html");
-        let (Some(tiles), Ok(origin)) = (tiles, tiles.map(tile_origin).transpose()) else {
-            return Site { policy: HeaderValue::from_static(CONTENT_SECURITY_POLICY), index: index.to_vec() };
+        let without_tiles = || Site { policy: HeaderValue::from_static(CONTENT_SECURITY_POLICY), index: index.to_vec() };
+        // Checked when the settings were read: a URL refused there is not served.
+        let Some((tiles, Ok(origin))) = tiles.map(|url| (url, tile_origin(url))) else {
+            return without_tiles();
         };
-        let origin = origin.unwrap_or_default();
         let policy = CONTENT_SECURITY_POLICY.replace("img-src 'self' data:", &format!("img-src 'self' data: {origin}"));
+        let Ok(policy) = HeaderValue::from_str(&policy) else {
+            return without_tiles();
+        };
         let meta = format!("<meta name=\"pingji-tiles\" content=\"{}\">\n<title>", tiles.replace('&', "&amp;"));
-        let page = String::from_utf8_lossy(index).replacen("<title>", &meta, 1);
-        match HeaderValue::from_str(&policy) {
-            Ok(policy) => Site { policy, index: page.into_bytes() },
-            Err(_) => Site { policy: HeaderValue::from_static(CONTENT_SECURITY_POLICY), index: index.to_vec() },
-        }
+        Site { policy, index: String::from_utf8_lossy(index).replacen("<title>", &meta, 1).into_bytes() }
     }
 }
 
@@ -164,4 +164,18 @@ fn secure(site: &Site, headers: &mut http::HeaderMap) {
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
     // A new binary may bring new files under the same names.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_origin;
+
+    #[test]
+    fn a_tile_url_gives_its_origin_or_why_not() {
+        assert_eq!(tile_origin("https://tiles.example.gov.cn/{z}/{x}/{y}.png").as_deref(), Ok("https://tiles.example.gov.cn"));
+        assert_eq!(tile_origin("http://10.0.0.5:8088/t?z={z}&x={x}&y={y}").as_deref(), Ok("http://10.0.0.5:8088"));
+        assert!(tile_origin("https://{s}.tiles.example/{z}/{x}/{y}.png").is_err(), "a placeholder in the host");
+        assert!(tile_origin("https://tiles.example/{z}/{x}/{y}.png 'unsafe-inline'").is_err(), "a second source");
+        assert!(tile_origin("javascript:{z}{x}{y}").is_err());
+    }
 }

@@ -121,6 +121,8 @@ let callups: Callup[] = [];
 /** Grids below their emergency minimum: available and minimum. */
 const shortGrids = new Map<string, { available: number; minimum: number }>();
 let times = new ResponseTimes();
+/** Grids whose centroid is within 15 minutes' walk of a service centre, of all grids (Coverage). */
+let circle = { within: 0, grids: 0 };
 
 function applyLanguage(): void {
   document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
@@ -315,6 +317,7 @@ function drawFigures(): void {
     [say("acceptTime"), pair(times.acceptMs), "accept"],
     [say("arriveTime"), pair(times.arriveMs), "arrive"],
     [say("rollCall"), called === 0 ? "—" : `${checkedIn} / ${called}`, "rollcall"],
+    [say("circleShare"), circle.grids === 0 ? "—" : `${Math.round((100 * circle.within) / circle.grids)}%`, "circle"],
   ];
   byId("figures").replaceChildren(
     ...figures.map(([name, value, key]) => {
@@ -932,6 +935,10 @@ async function readCoverage(map: CityMap, signal: AbortSignal): Promise<void> {
   try {
     const coverage = await client.coverage({}, { signal });
     map.setWalkingSpeed(coverage.walkMps);
+    circle = {
+      within: coverage.communities.reduce((sum, community) => sum + community.gridsWithin15Min, 0),
+      grids: coverage.communities.reduce((sum, community) => sum + community.grids, 0),
+    };
     shortGrids.clear();
     for (const grid of coverage.grids) {
       if (grid.below) {

@@ -382,6 +382,19 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
         "document.querySelector('#map .centre-group circle.reach')",
     )
     .await?;
+    let coverage = admin.coverage(pb::CoverageRequest::default()).await?.into_inner();
+    let (within, grids) = coverage
+        .communities
+        .iter()
+        .fold((0, 0), |(within, grids), community| (within + community.grids_within_15_min, grids + community.grids));
+    anyhow::ensure!(grids > 0, "the sample city has grids");
+    let share = (100.0 * f64::from(within) / f64::from(grids)).round();
+    wait_for(
+        &page,
+        "the share of grids within the 15-minute circle is the Coverage answer's",
+        &format!("document.querySelector('[data-figure=circle] dd')?.textContent === '{share}%'"),
+    )
+    .await?;
 
     // Grade I from the page: the grid turns red.
     fill(
@@ -595,6 +608,27 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
     let outcome = expect_outcome(&mut courier, PROMPTLY, &rejected, "rejected").await?;
     assert_eq!(outcome.reason, "重复上报，已在处置", "the reporter hears why");
 
+    // A third report of the same flooding merged into the accepted one.
+    let merged = report_from_field(&mut courier, courier_at, "flooding", "车库入口也在进水", PROMPTLY).await?;
+    wait_for(
+        &page,
+        "the third report is listed",
+        &format!("document.querySelector('#incident-list button[data-incident-id=\"{merged}\"]')"),
+    )
+    .await?;
+    press(&page, &format!("#incident-list button[data-incident-id='{merged}']")).await?;
+    wait_for(
+        &page,
+        "the merge choices hold the accepted report",
+        &format!("!document.getElementById('triage-form').hidden && document.querySelector('#triage-merge-into option[value=\"{accepted}\"]')"),
+    )
+    .await?;
+    fill(&page, &[("triage-merge-into", &accepted)]).await?;
+    page.find_element("#triage-merge").await?.click().await?;
+    wait_for(&page, "the report is merged", "document.getElementById('end-result').classList.contains('ok')").await?;
+    let outcome = expect_outcome(&mut courier, PROMPTLY, &merged, "merged").await?;
+    assert_eq!(outcome.incident_id, accepted, "merged into the accepted report");
+
     // The feed filtered to one incident shows only its events.
     fill(&page, &[("filter-incident", &id)]).await?;
     page.evaluate("document.getElementById('filter-incident').dispatchEvent(new Event('input'))").await?;
@@ -609,6 +643,28 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
     .await?;
     fill(&page, &[("filter-incident", "")]).await?;
     page.evaluate("document.getElementById('filter-incident').dispatchEvent(new Event('input'))").await?;
+    // By area and kind: the offers made in the street of the grade I grid.
+    fill(&page, &[("filter-area", "d1-s1"), ("filter-kind", "offer_sent")]).await?;
+    page.evaluate("document.getElementById('filter-kind').dispatchEvent(new Event('input'))").await?;
+    wait_for(
+        &page,
+        "the feed shows the street's offers only",
+        &format!(
+            "[...document.querySelectorAll('#feed li')].some((item) => item.textContent.includes('{id}')) && \
+             [...document.querySelectorAll('#feed li')].every((item) => item.dataset.kind === 'offer_sent')"
+        ),
+    )
+    .await?;
+    fill(&page, &[("filter-area", "d2"), ("filter-kind", "offer_sent")]).await?;
+    page.evaluate("document.getElementById('filter-area').dispatchEvent(new Event('input'))").await?;
+    wait_for(
+        &page,
+        "the other district's feed has none of the grid's offers",
+        &format!("![...document.querySelectorAll('#feed li')].some((item) => item.textContent.includes('{id}'))"),
+    )
+    .await?;
+    fill(&page, &[("filter-area", ""), ("filter-kind", "")]).await?;
+    page.evaluate("document.getElementById('filter-area').dispatchEvent(new Event('input'))").await?;
 
     // Wall mode by its key: no controls, the figures and the map stay.
     page.find_element("#map").await?.focus().await?.press_key("w").await?;
