@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chromiumoxide::page::Page;
 use pingji_proto::v1 as pb;
+use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_tests::auth::{ADMIN_TOKEN, add_operator};
 use pingji_tests::browser::{
     self, DESK, PHONE, TestBrowser, accessibility_problems, click_middle, eval, resize, screenshot, screenshot_folder, text,
@@ -465,6 +466,30 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
          !document.querySelector('#detail-offers li[data-outcome=open]') && \
          document.querySelector('#detail-timeline li[data-kind=offer_sent]') && \
          document.querySelector('#detail-timeline li[data-kind=assigned]')",
+    )
+    .await?;
+    // On the way: the distance left shrinks with the person's live
+    // position, and the bar moves; arrived, the panel and the figure say so.
+    let left_before: f64 =
+        eval::<String>(&page, "document.querySelector('#detail-offers .route').dataset.left").await?.parse()?;
+    let (medic_lon, medic_lat) = grid.at(0.3, 0.3);
+    medics[0].send_location((medic_lon + lon) / 2.0, (medic_lat + lat) / 2.0).await?;
+    wait_for(
+        &page,
+        "halfway, the distance left shrinks and the bar moves",
+        &format!(
+            "Number(document.querySelector('#detail-offers .route')?.dataset.left) < {} && \
+             document.querySelector('#detail-offers .route progress')?.value > 0.3",
+            left_before * 0.7
+        ),
+    )
+    .await?;
+    medics[0].send(Outgoing::Arrived(pb::Arrived { incident_id: id.clone() })).await?;
+    wait_for(
+        &page,
+        "arrived, in the panel and the figures",
+        "document.querySelector('#detail-offers .route')?.dataset.left === '0' && \
+         document.querySelector('[data-figure=arrive] dd').textContent !== '— / —'",
     )
     .await?;
     // Two of three left available in a grade I grid: short of people.
