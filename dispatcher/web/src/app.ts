@@ -48,7 +48,10 @@ const MODES = [Mode.NORMAL, Mode.EMERGENCY_IV, Mode.EMERGENCY_III, Mode.EMERGENC
 const TOKEN_ENDED = new Set(["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_MISSING"]);
 const ENDED = new Set([IncidentStatus.CANCELLED, IncidentStatus.CLOSED, IncidentStatus.MERGED, IncidentStatus.REJECTED]);
 const NEEDS_PEOPLE = new Set([IncidentStatus.WAITING, IncidentStatus.OFFERED, IncidentStatus.STAFFED]);
-const INCIDENT_KINDS = new Set(["incident_reported", "field_reported", "report_accepted", "report_merged", "report_rejected", "incident_closed", "incident_cancelled"]);
+/** Kinds after which an incident is off the map. */
+const ENDING_KINDS = new Set(["report_merged", "report_rejected", "incident_closed", "incident_cancelled"]);
+/** How much older than the list of open incidents an event may be and still be about one the list missed. */
+const LIST_MARGIN_MS = 60_000;
 const CALLUP_KINDS = new Set(["callup_issued", "checked_in", "callup_deadline_passed", "callup_stood_down"]);
 const PLAN_KINDS = new Set(["plan_activated", "plan_deactivated", "plans_imported"]);
 
@@ -121,6 +124,8 @@ let callups: Callup[] = [];
 /** Grids below their emergency minimum: available and minimum. */
 const shortGrids = new Map<string, { available: number; minimum: number }>();
 let times = new ResponseTimes();
+/** When the open incidents were listed (the browser's clock). */
+let listedAtMs = 0;
 /** Grids whose centroid is within 15 minutes' walk of a service centre, of all grids (Coverage). */
 let circle = { within: 0, grids: 0 };
 
@@ -888,6 +893,7 @@ async function start(): Promise<void> {
   map.setTiles(tiles);
   byId("map").classList.toggle("with-tiles", tiles !== "");
   byId("map").dataset.areas = String(listed.areas.length);
+  listedAtMs = Date.now();
   const open = await client.listIncidents({ openOnly: true }, { signal: current.signal });
   map.incidents = new Map(open.incidents.map((incident) => [incident.id, incident]));
   for (const incident of open.incidents) {
@@ -1049,12 +1055,15 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
     timeline.push(event);
     timeline.splice(0, Math.max(0, timeline.length - TIMELINE_LENGTH));
     timelines.set(event.incidentId, timeline);
-    // Events replayed about incidents ended since need no read.
-    if (map.incidents.has(event.incidentId) || INCIDENT_KINDS.has(event.kind) || event.kind === "offer_sent") {
+    // An incident on the map is read again; one not on it only when the
+    // event is newer than the list of open incidents (else it ended before
+    // the page opened: the replayed events about it need no read each).
+    const recent = Number(event.atMs) > listedAtMs - LIST_MARGIN_MS;
+    if (map.incidents.has(event.incidentId) || (recent && !ENDING_KINDS.has(event.kind))) {
       refreshIncident(map, event.incidentId, signal);
     }
   }
-  if (body.case === "reportMerged") {
+  if (body.case === "reportMerged" && map.incidents.has(body.value.intoIncidentId)) {
     refreshIncident(map, body.value.intoIncidentId, signal);
   }
   if (body.case === "gridStaffingLow") {
