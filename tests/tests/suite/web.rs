@@ -700,6 +700,7 @@ async fn a_commander_switches_a_grid_to_grade_i_runs_a_plan_and_a_call_up_and_tr
         anyhow::ensure!(!shown(&page, control).await?, "wall mode shows {control}");
     }
     anyhow::ensure!(shown(&page, "#figures").await? && shown(&page, "#map").await?, "wall mode shows the map and the figures");
+    assert_accessible(&page, "wall mode").await?;
     screenshot(&page, &screenshot_folder().join("desk-wall-zh.png")).await?;
     page.find_element("#map").await?.press_key("Escape").await?;
     wait_for(&page, "wall mode ends", "!document.body.classList.contains('wall') && window.location.hash === ''").await?;
