@@ -134,6 +134,9 @@ pub struct MetricsSettings {
 pub struct WebSettings {
     /// `HOST:PORT` for the command map (page and grpc-web); off when absent.
     pub listen: Option<String>,
+    /// A tile server's URL with `{z}`, `{x}` and `{y}`, drawn under the
+    /// areas; none when absent.
+    pub tiles: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -242,7 +245,7 @@ impl Settings {
                 plans: over.load.plans.or(self.load.plans),
             },
             metrics: MetricsSettings { listen: over.metrics.listen.or(self.metrics.listen) },
-            web: WebSettings { listen: over.web.listen.or(self.web.listen) },
+            web: WebSettings { listen: over.web.listen.or(self.web.listen), tiles: over.web.tiles.or(self.web.tiles) },
             otlp: OtlpSettings { endpoint: over.otlp.endpoint.or(self.otlp.endpoint) },
             log: LogSettings { format: over.log.format.or(self.log.format) },
             limits: LimitSettings {
@@ -324,6 +327,13 @@ impl Settings {
                     ));
                 }
                 Some(web)
+            }
+            None => None,
+        };
+        config.web_tiles = match &self.web.tiles {
+            Some(url) => {
+                crate::server::tile_origin(url).map_err(|problem| refuse("web.tiles", problem))?;
+                Some(url.clone())
             }
             None => None,
         };
@@ -647,6 +657,9 @@ mod tests {
         assert!(refused("listen = \"localhost\"").starts_with("listen: \"localhost\" is not an IP address and port"));
         assert!(refused("[metrics]\nlisten = \"9464\"").starts_with("metrics.listen: "));
         assert!(refused("[web]\nlisten = \"8080\"").starts_with("web.listen: "));
+        assert!(refused("[web]\ntiles = \"ftp://tiles.example/{z}/{x}/{y}.png\"").starts_with("web.tiles: "));
+        assert!(refused("[web]\ntiles = \"https://tiles.example/{z}/{x}.png\"").starts_with("web.tiles: "));
+        assert!(refused("[web]\ntiles = \"https://tiles.example/{z}/{x}/{y}.png; script-src *\"").starts_with("web.tiles: "));
         assert!(refused("listen = \"127.0.0.1:8080\"\n[web]\nlisten = \"127.0.0.1:8080\"").starts_with("web.listen: "));
         assert!(
             refused("[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n[web]\nlisten = \"127.0.0.1:8080\"")

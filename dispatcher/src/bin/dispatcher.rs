@@ -110,6 +110,11 @@ struct Args {
     /// --tls-cert, https:// with the same certificate.
     #[arg(long, env = "PINGJI_WEB", value_name = "ADDR")]
     web: Option<String>,
+    /// Draw this tile server's tiles under the command map's areas:
+    /// `https://HOST/{z}/{x}/{y}.png` (the city's own server; no internet
+    /// is assumed); off by default.
+    #[arg(long, env = "PINGJI_WEB_TILES", value_name = "URL")]
+    web_tiles: Option<String>,
     /// Export traces and metrics over OTLP/gRPC to this collector,
     /// `http://HOST:PORT` (usually port 4317); off by default.
     #[arg(long, env = "PINGJI_OTLP_ENDPOINT")]
@@ -170,7 +175,7 @@ impl Args {
                 plans: (!self.plans.is_empty()).then(|| self.plans.clone()),
             },
             metrics: MetricsSettings { listen: self.metrics_addr.clone() },
-            web: WebSettings { listen: self.web.clone() },
+            web: WebSettings { listen: self.web.clone(), tiles: self.web_tiles.clone() },
             otlp: OtlpSettings { endpoint: self.otlp_endpoint.clone() },
             log: LogSettings { format: self.log_format },
             limits: LimitSettings {

@@ -114,6 +114,9 @@ pub struct Config {
     /// Where to serve the command map (its page and grpc-web, with the
     /// gRPC port's TLS); off when `None`.
     pub web_addr: Option<SocketAddr>,
+    /// A tile server's URL (`{z}`, `{x}`, `{y}`) the command map draws
+    /// under the areas; none when `None` (no internet assumed).
+    pub web_tiles: Option<String>,
     pub limits: Limits,
     /// Where uploaded photos are stored; uploads are refused when `None`.
     pub photos_dir: Option<PathBuf>,
@@ -227,6 +230,7 @@ impl Config {
             retention: Some(crate::journal::DEFAULT_RETENTION),
             metrics_addr: None,
             web_addr: None,
+            web_tiles: None,
             limits: Limits::default(),
             photos_dir: None,
             keep_photo_exif: false,

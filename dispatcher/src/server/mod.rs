@@ -65,6 +65,7 @@ use crate::metrics::Metrics;
 use crate::runtime::{self};
 
 pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, ServerTls, Store};
+pub(crate) use web::tile_origin;
 use serving::{open_journal, serve};
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true, with the

@@ -11,6 +11,7 @@
 //! header of each call, never in a URL, and nothing here logs it.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::http::{HeaderValue, Method, Response, StatusCode, Uri, header};
 use axum::response::IntoResponse;
@@ -24,12 +25,60 @@ use tower_layer::Layer;
 
 use super::config::{Config, server_builder};
 
-/// What the page may load: its own files and calls to its own origin only.
+/// What the page may load: its own files and calls to its own origin only
+/// (and, when the deployment configures one, images from its tile server).
 /// No inline scripts or styles, no frames, no plugins, no forms posting
 /// elsewhere; SVG is drawn by the page's script.
 pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
+
+/// The policy, and the page itself, for a deployment's tile server: its
+/// origin may serve images, and the page learns the URL from a `<meta>`.
+struct Site {
+    policy: HeaderValue,
+    index: Vec<u8>,
+}
+
+impl Site {
+    fn new(tiles: Option<&str>) -> Site {
+        let index = include_bytes!("../../web/dist/index.html");
+        let without_tiles = || Site { policy: HeaderValue::from_static(CONTENT_SECURITY_POLICY), index: index.to_vec() };
+        // Checked when the settings were read: a URL refused there is not served.
+        let Some((tiles, Ok(origin))) = tiles.map(|url| (url, tile_origin(url))) else {
+            return without_tiles();
+        };
+        let policy = CONTENT_SECURITY_POLICY.replace("img-src 'self' data:", &format!("img-src 'self' data: {origin}"));
+        let Ok(policy) = HeaderValue::from_str(&policy) else {
+            return without_tiles();
+        };
+        let meta = format!("<meta name=\"pingji-tiles\" content=\"{}\">\n<title>", tiles.replace('&', "&amp;"));
+        Site { policy, index: String::from_utf8_lossy(index).replacen("<title>", &meta, 1).into_bytes() }
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of a tile URL such as
+/// `https://tiles.example.gov.cn/{z}/{x}/{y}.png`, or why it cannot be used:
+/// http(s), with `{z}`, `{x}` and `{y}`, and nothing that could end a
+/// policy's source list or the page's attribute.
+pub(crate) fn tile_origin(url: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = url.split_once("://").filter(|(scheme, _)| *scheme == "https" || *scheme == "http") else {
+        return Err("give an http:// or https:// URL".to_string());
+    };
+    for placeholder in ["{z}", "{x}", "{y}"] {
+        if !url.contains(placeholder) {
+            return Err(format!("has no {placeholder}: say where the zoom and the tile's column and row go"));
+        }
+    }
+    if let Some(bad) = url.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | ',' | '"' | '\'' | '<' | '>' | '\\')) {
+        return Err(format!("has {bad:?}, which a URL here may not hold"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains(['{', '}', '@']) {
+        return Err("needs a plain host (no placeholders or user names in it)".to_string());
+    }
+    Ok(format!("{scheme}://{host}"))
+}
 
 /// One embedded file of the command map (built into `dispatcher/web/dist`
 /// by `dispatcher/web/check.sh`; committed, so building needs no npm).
@@ -39,9 +88,8 @@ struct Asset {
     bytes: &'static [u8],
 }
 
+/// The files besides the page itself (`/` and `/index.html`, see [`Site`]).
 const ASSETS: &[Asset] = &[
-    Asset { path: "/", content_type: "text/html; charset=utf-8", bytes: include_bytes!("../../web/dist/index.html") },
-    Asset { path: "/index.html", content_type: "text/html; charset=utf-8", bytes: include_bytes!("../../web/dist/index.html") },
     Asset { path: "/app.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../../web/dist/app.js") },
     Asset { path: "/app.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../../web/dist/app.css") },
     // The phone app (#19). The CSP's default-src 'self' covers its manifest and service worker.
@@ -71,10 +119,11 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// The routes of the web port: `command` and `field` over grpc-web, and the
-/// page's files for every other path. (The grpc-web layer is on the
-/// services only: on the whole server it would refuse every plain HTTP/1.1
-/// request.)
-pub(super) fn routes<S, F>(command: S, field: F) -> Routes
+/// page's files for every other path, the command map with the tile
+/// server's URL when `tiles` is set (checked by [`tile_origin`] when the
+/// settings were read). (The grpc-web layer is on the services only: on the
+/// whole server it would refuse every plain HTTP/1.1 request.)
+pub(super) fn routes<S, F>(command: S, field: F, tiles: Option<&str>) -> Routes
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
@@ -91,10 +140,14 @@ where
         + 'static,
     F::Future: Send + 'static,
 {
+    let site = Arc::new(Site::new(tiles));
     let router = Routes::new(GrpcWebLayer::new().layer(command))
         .add_service(GrpcWebLayer::new().layer(field))
         .into_axum_router()
-        .fallback(asset);
+        .fallback(move |method: Method, uri: Uri| {
+            let site = Arc::clone(&site);
+            async move { asset(&site, method, uri) }
+        });
     Routes::from(router)
 }
 
@@ -111,30 +164,34 @@ pub(super) fn server(
 }
 
 /// Answers a request that is not a grpc-web call: one of the embedded files.
-async fn asset(method: Method, uri: Uri) -> axum::response::Response {
+fn asset(site: &Site, method: Method, uri: Uri) -> axum::response::Response {
     if method != Method::GET && method != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here\n");
+        return plain(site, StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here\n");
     }
-    let Some(asset) = ASSETS.iter().find(|asset| asset.path == uri.path()) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n");
+    let (content_type, bytes) = match uri.path() {
+        "/" | "/index.html" => ("text/html; charset=utf-8", site.index.as_slice()),
+        path => match ASSETS.iter().find(|asset| asset.path == path) {
+            Some(asset) => (asset.content_type, asset.bytes),
+            None => return plain(site, StatusCode::NOT_FOUND, "not found\n"),
+        },
     };
-    let body = if method == Method::HEAD { Vec::new() } else { asset.bytes.to_vec() };
+    let body = if method == Method::HEAD { Vec::new() } else { bytes.to_vec() };
     let mut response = Response::new(axum::body::Body::from(body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
-    secure(headers);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    secure(site, headers);
     response
 }
 
-fn plain(status: StatusCode, text: &'static str) -> axum::response::Response {
+fn plain(site: &Site, status: StatusCode, text: &'static str) -> axum::response::Response {
     let mut response = (status, text).into_response();
-    secure(response.headers_mut());
+    secure(site, response.headers_mut());
     response
 }
 
 /// The headers every file answer carries.
-fn secure(headers: &mut http::HeaderMap) {
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+fn secure(site: &Site, headers: &mut http::HeaderMap) {
+    headers.insert(header::CONTENT_SECURITY_POLICY, site.policy.clone());
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -142,4 +199,18 @@ fn secure(headers: &mut http::HeaderMap) {
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
     // A new binary may bring new files under the same names.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_origin;
+
+    #[test]
+    fn a_tile_url_gives_its_origin_or_why_not() {
+        assert_eq!(tile_origin("https://tiles.example.gov.cn/{z}/{x}/{y}.png").as_deref(), Ok("https://tiles.example.gov.cn"));
+        assert_eq!(tile_origin("http://10.0.0.5:8088/t?z={z}&x={x}&y={y}").as_deref(), Ok("http://10.0.0.5:8088"));
+        assert!(tile_origin("https://{s}.tiles.example/{z}/{x}/{y}.png").is_err(), "a placeholder in the host");
+        assert!(tile_origin("https://tiles.example/{z}/{x}/{y}.png 'unsafe-inline'").is_err(), "a second source");
+        assert!(tile_origin("javascript:{z}{x}{y}").is_err());
+    }
 }

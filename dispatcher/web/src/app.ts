@@ -1,34 +1,59 @@
 // The command map's page: log in with an operator token, then the city
-// with people, incidents, an event feed and key figures, live; a
-// dispatcher (and up) creates incidents by clicking the map. Every call
-// goes to the dispatcher's CommandService over grpc-web, with the client
-// generated from the .proto; the server enforces the roles, the page only
-// hides what the role may not do.
+// with people, incidents, an event feed and key figures, live. A
+// dispatcher (and up) creates incidents by clicking the map, closes and
+// cancels them, and triages field reports; a commander switches areas'
+// modes, activates and ends plans and issues call-ups. Every call goes to
+// the dispatcher's CommandService over grpc-web, with the client generated
+// from the .proto; the server enforces the roles, the page only hides what
+// the role may not do.
 
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import {
   AgentStatus,
+  AreaLevel,
   CommandService,
   IncidentStatus,
+  Mode,
   OperatorRole,
+  Role,
+  type Area,
+  type Callup,
   type Event,
   type Incident,
+  type Plan,
+  type PlanActivation,
 } from "./gen/pingji/v1/pingji_pb.js";
 import { describe, show } from "./errors.js";
+import { ResponseTimes, duration, metresBetween, percentile } from "./figures.js";
 import { language, say, setLanguage, words, type Language } from "./i18n.js";
 import { CityMap, MODE_COLOURS, PRIORITY_COLOURS, STATUS_COLOURS } from "./map.js";
 
 /** The token lives in this tab's session storage only: never in a URL. */
 const TOKEN_KEY = "pingji.token";
 const LANGUAGE_KEY = "pingji.language";
-const FEED_LENGTH = 60;
+/** Events kept for the feed (filtered on the page). */
+const FEED_KEPT = 400;
+const FEED_SHOWN = 60;
+/** Events read back when the page opens: timelines and figures start from them. */
+const REPLAY_ON_OPEN = 2000n;
 const RETRY_MAX_S = 30;
+/** Names shown per call-up in the roll-call. */
+const ROLLCALL_NAMES = 30;
 const CATEGORIES = ["medical", "fire", "flood", "rescue", "evacuation", "elder_care", "power_outage", "sandbags", "public_health", "inspection"];
 const SKILLS = ["first_aid", "elder_care", "rescue", "electrician", "driving", "counselling", "translation", "firefighting", "nursing", "plumbing"];
+const CALLUP_ROLES = [Role.REGISTERED_MEMBER, Role.SUNK_CADRE, Role.VOLUNTEER, Role.COMMUNITY_WORKER, Role.GRID_LEADER, Role.BUILDING_LEADER, Role.UNIT_LEADER, Role.NEW_EMPLOYMENT, Role.PROPERTY_STAFF, Role.OWNERS_COMMITTEE];
+const MODES = [Mode.NORMAL, Mode.EMERGENCY_IV, Mode.EMERGENCY_III, Mode.EMERGENCY_II, Mode.EMERGENCY_I];
 /** Reasons that end the session: the token no longer works. */
 const TOKEN_ENDED = new Set(["TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_MISSING"]);
 const ENDED = new Set([IncidentStatus.CANCELLED, IncidentStatus.CLOSED, IncidentStatus.MERGED, IncidentStatus.REJECTED]);
+const NEEDS_PEOPLE = new Set([IncidentStatus.WAITING, IncidentStatus.OFFERED, IncidentStatus.STAFFED]);
+/** Kinds after which an incident is off the map. */
+const ENDING_KINDS = new Set(["report_merged", "report_rejected", "incident_closed", "incident_cancelled"]);
+/** How much older than the list of open incidents an event may be and still be about one the list missed. */
+const LIST_MARGIN_MS = 60_000;
+const CALLUP_KINDS = new Set(["callup_issued", "checked_in", "callup_deadline_passed", "callup_stood_down"]);
+const PLAN_KINDS = new Set(["plan_activated", "plan_deactivated", "plans_imported"]);
 
 function byId<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -36,6 +61,29 @@ function byId<T extends HTMLElement>(id: string): T {
     throw new Error(`the page has no #${id}`);
   }
   return found as T;
+}
+
+function make<K extends keyof HTMLElementTagNameMap>(name: K, text = "", className = ""): HTMLElementTagNameMap[K] {
+  const node = document.createElement(name);
+  if (text !== "") {
+    node.textContent = text;
+  }
+  if (className !== "") {
+    node.className = className;
+  }
+  return node;
+}
+
+/** Redraws `container` and gives the focus back to the control that had it
+ * (found again by its data-focus-key): the lists are redrawn as changes
+ * arrive, and a keyboard user must not lose their place. */
+function keepingFocus(container: HTMLElement, render: () => void): void {
+  const active = document.activeElement;
+  const key = active instanceof HTMLElement && container.contains(active) ? active.dataset.focusKey : undefined;
+  render();
+  if (key) {
+    container.querySelector<HTMLElement>(`[data-focus-key="${CSS.escape(key)}"]`)?.focus();
+  }
 }
 
 const authorization: Interceptor = (next) => async (request) => {
@@ -57,11 +105,29 @@ let role = OperatorRole.UNSPECIFIED;
 let operatorName = "";
 let cityMap: CityMap | null = null;
 const feed: Event[] = [];
-/** Events about each open incident since the page opened, oldest first. */
+/** Events about each open incident, oldest first. */
 const timelines = new Map<string, Event[]>();
-const TIMELINE_LENGTH = 100;
-/** The incident whose details show. */
+const TIMELINE_LENGTH = 200;
+/** Whether an incident's timeline starts with its report (else earlier events were before the replay). */
+const reportSeen = new Set<string>();
+/** The incident and the person whose details show. */
 let selected: string | null = null;
+let selectedPerson: string | null = null;
+let areas = new Map<string, Area>();
+/** Areas in the order of the tree (a parent, then its children), for choices. */
+let areaOrder: Area[] = [];
+/** The areas each incident lies in (grid up to district), for the feed's filter. */
+const incidentPlaces = new Map<string, string[]>();
+let plans: Plan[] = [];
+let activations: PlanActivation[] = [];
+let callups: Callup[] = [];
+/** Grids below their emergency minimum: available and minimum. */
+const shortGrids = new Map<string, { available: number; minimum: number }>();
+let times = new ResponseTimes();
+/** When the open incidents were listed (the browser's clock). */
+let listedAtMs = 0;
+/** Grids whose centroid is within 15 minutes' walk of a service centre, of all grids (Coverage). */
+let circle = { within: 0, grids: 0 };
 
 function applyLanguage(): void {
   document.documentElement.lang = language() === "zh" ? "zh-CN" : "en";
@@ -70,17 +136,22 @@ function applyLanguage(): void {
     const key = node.dataset.t as Parameters<typeof say>[0];
     node.textContent = say(key);
   }
+  for (const node of document.querySelectorAll<HTMLElement>("[data-label]")) {
+    const key = node.dataset.label as Parameters<typeof say>[0];
+    node.setAttribute("aria-label", say(key));
+    node.title = say(key);
+  }
   const toggle = byId<HTMLButtonElement>("language");
   toggle.textContent = language() === "zh" ? "English" : "中文";
   toggle.lang = language() === "zh" ? "en" : "zh-CN";
   byId("map").setAttribute("aria-label", say("mapLabel"));
   byId("legend").setAttribute("aria-label", say("legend"));
   fillChoices();
+  fillAreaChoices();
+  fillPlanChoices();
   drawLegend();
   drawWhoAmI();
-  drawFigures();
-  drawIncidents();
-  drawFeed();
+  drawAll();
   drawMapHelp();
 }
 
@@ -89,58 +160,119 @@ function fillChoices(): void {
   const chosenCategory = category.value || CATEGORIES[0];
   category.replaceChildren(...CATEGORIES.map((name) => new Option(words().categories[name] ?? name, name)));
   category.value = chosenCategory;
-  const priority = byId<HTMLSelectElement>("priority");
-  const chosenPriority = priority.value || "2";
-  priority.replaceChildren(...[1, 2, 3, 4].map((level) => new Option(words().priorities[level], String(level))));
-  priority.value = chosenPriority;
-  const skills = byId("skills");
-  const checked = new Set([...skills.querySelectorAll<HTMLInputElement>("input:checked")].map((input) => input.value));
-  skills.replaceChildren(
-    ...SKILLS.map((skill) => {
-      const label = document.createElement("label");
-      const box = document.createElement("input");
+  for (const id of ["priority", "triage-priority"]) {
+    const priority = byId<HTMLSelectElement>(id);
+    const chosenPriority = priority.value || "2";
+    priority.replaceChildren(...[1, 2, 3, 4].map((level) => new Option(words().priorities[level], String(level))));
+    priority.value = chosenPriority;
+  }
+  const mode = byId<HTMLSelectElement>("mode-mode");
+  const chosenMode = mode.value || String(Mode.EMERGENCY_I);
+  mode.replaceChildren(...MODES.map((value) => new Option(words().modes[value], String(value))));
+  mode.value = chosenMode;
+  fillBoxes("skills", "skill", SKILLS.map((skill) => [skill, words().skillNames[skill] ?? skill]));
+  fillBoxes("callup-roles", "role", CALLUP_ROLES.map((value) => [String(value), words().agentRoles[value] ?? String(value)]));
+  const kind = byId<HTMLSelectElement>("filter-kind");
+  const chosenKind = kind.value;
+  kind.replaceChildren(new Option(say("all"), ""), ...Object.entries(words().kinds).map(([name, text]) => new Option(text, name)));
+  kind.value = chosenKind;
+}
+
+/** Check boxes in `containerId`, keeping which were checked. */
+function fillBoxes(containerId: string, name: string, choices: [string, string][]): void {
+  const container = byId(containerId);
+  const checked = new Set([...container.querySelectorAll<HTMLInputElement>("input:checked")].map((input) => input.value));
+  container.replaceChildren(
+    ...choices.map(([value, text]) => {
+      const label = make("label");
+      const box = make("input");
       box.type = "checkbox";
-      box.name = "skill";
-      box.value = skill;
-      box.checked = checked.has(skill);
-      label.append(box, words().skillNames[skill] ?? skill);
+      box.name = name;
+      box.value = value;
+      box.checked = checked.has(value);
+      label.append(box, text);
       return label;
     }),
   );
 }
 
+function checkedValues(containerId: string): string[] {
+  return [...byId(containerId).querySelectorAll<HTMLInputElement>("input:checked")].map((input) => input.value);
+}
+
+function areaName(id: string): string {
+  return areas.get(id)?.name || id;
+}
+
+/** The area and the areas above it. */
+function ancestry(id: string): string[] {
+  const found: string[] = [];
+  let current = areas.get(id);
+  while (current && found.length < 10) {
+    found.push(current.id);
+    current = areas.get(current.parentId);
+  }
+  return found;
+}
+
+function fillAreaChoices(): void {
+  const option = (area: Area): HTMLOptionElement => {
+    const depth = Math.max(0, area.level - AreaLevel.CITY);
+    return new Option(`${"\u3000".repeat(depth)}${area.name || area.id}`, area.id);
+  };
+  for (const id of ["mode-area", "plan-area", "callup-area"]) {
+    const select = byId<HTMLSelectElement>(id);
+    const chosen = select.value;
+    select.replaceChildren(...areaOrder.map(option));
+    if (chosen !== "") {
+      select.value = chosen;
+    }
+  }
+  const filter = byId<HTMLSelectElement>("filter-area");
+  const chosenFilter = filter.value;
+  filter.replaceChildren(new Option(say("all"), ""), ...areaOrder.filter((area) => area.level <= AreaLevel.COMMUNITY).map(option));
+  filter.value = chosenFilter;
+}
+
+function fillPlanChoices(): void {
+  const select = byId<HTMLSelectElement>("plan-plan");
+  const chosen = select.value;
+  if (plans.length === 0) {
+    select.replaceChildren(new Option(say("noPlans"), ""));
+  } else {
+    select.replaceChildren(...plans.map((plan) => new Option(`${plan.name || plan.id} · ${words().modes[plan.grade] ?? ""}`, plan.id)));
+    if (chosen !== "") {
+      select.value = chosen;
+    }
+  }
+  byId<HTMLButtonElement>("plan-button").disabled = plans.length === 0;
+}
+
 function drawLegend(): void {
-  const entries: [string, string, boolean][] = [
-    [MODE_COLOURS[1], words().modes[1], false],
-    [MODE_COLOURS[2], words().modes[2], false],
-    [MODE_COLOURS[3], words().modes[3], false],
-    [MODE_COLOURS[4], words().modes[4], false],
-    [MODE_COLOURS[5], words().modes[5], false],
-    [PRIORITY_COLOURS[1], `${words().priority} 1`, true],
-    [PRIORITY_COLOURS[2], `${words().priority} 2`, true],
-    [PRIORITY_COLOURS[3], `${words().priority} 3`, true],
-    [PRIORITY_COLOURS[4], `${words().priority} 4`, true],
-    [STATUS_COLOURS[AgentStatus.AVAILABLE], words().statuses[AgentStatus.AVAILABLE], true],
-    [STATUS_COLOURS[AgentStatus.BUSY], words().statuses[AgentStatus.BUSY], true],
-  ];
-  const lines: [string, string][] = [
-    ["line dashed", say("offerLine")],
-    ["line", say("assignmentLine")],
+  const entries: [string, string, string][] = [
+    [MODE_COLOURS[1], words().modes[1], "swatch"],
+    [MODE_COLOURS[2], words().modes[2], "swatch"],
+    [MODE_COLOURS[3], words().modes[3], "swatch"],
+    [MODE_COLOURS[4], words().modes[4], "swatch"],
+    [MODE_COLOURS[5], words().modes[5], "swatch"],
+    [PRIORITY_COLOURS[1], `${words().priority} 1`, "swatch dot"],
+    [PRIORITY_COLOURS[2], `${words().priority} 2`, "swatch dot"],
+    [PRIORITY_COLOURS[3], `${words().priority} 3`, "swatch dot"],
+    [PRIORITY_COLOURS[4], `${words().priority} 4`, "swatch dot"],
+    [STATUS_COLOURS[AgentStatus.AVAILABLE], words().statuses[AgentStatus.AVAILABLE], "swatch dot"],
+    [STATUS_COLOURS[AgentStatus.BUSY], words().statuses[AgentStatus.BUSY], "swatch dot"],
+    ["", say("offerLine"), "line dashed"],
+    ["", say("assignmentLine"), "line"],
+    ["", words().serviceCentre, "swatch centre-swatch"],
+    ["", say("shortGrids"), "swatch short-swatch"],
   ];
   byId("legend").replaceChildren(
-    ...entries.map(([colour, text, dot]) => {
-      const item = document.createElement("li");
-      const swatch = document.createElement("span");
-      swatch.className = dot ? "swatch dot" : "swatch";
-      swatch.style.backgroundColor = colour;
-      swatch.setAttribute("aria-hidden", "true");
-      item.append(swatch, text);
-      return item;
-    }),
-    ...lines.map(([kind, text]) => {
-      const item = document.createElement("li");
-      const swatch = document.createElement("span");
-      swatch.className = kind;
+    ...entries.map(([colour, text, kind]) => {
+      const item = make("li");
+      const swatch = make("span", "", kind);
+      if (colour !== "") {
+        swatch.style.backgroundColor = colour;
+      }
       swatch.setAttribute("aria-hidden", "true");
       item.append(swatch, text);
       return item;
@@ -149,7 +281,7 @@ function drawLegend(): void {
 }
 
 function drawMapHelp(): void {
-  byId("map-help").textContent = mayCreate() ? `${say("mapHelp")} ${say("mapHelpCreate")}` : say("mapHelp");
+  byId("map-help").textContent = [say("mapHelp"), mayCreate() ? say("mapHelpCreate") : "", say("mapHelpZoom")].filter((part) => part !== "").join(" ");
 }
 
 function drawWhoAmI(): void {
@@ -158,50 +290,100 @@ function drawWhoAmI(): void {
   whoami.dataset.role = OperatorRole[role] ?? "";
 }
 
+function drawAll(): void {
+  drawFigures();
+  drawIncidents();
+  drawPerson();
+  drawPlans();
+  drawCallups();
+  drawFeed();
+}
+
+function isAvailable(agent: { status: AgentStatus; currentIncidentId: string; connected: boolean }): boolean {
+  return agent.status === AgentStatus.AVAILABLE && agent.currentIncidentId === "";
+}
+
 function drawFigures(): void {
   const open = [...(cityMap?.incidents.values() ?? [])];
   const people = [...(cityMap?.people.values() ?? [])];
-  const figures: [string, number, string][] = [
-    [say("openIncidents"), open.length, "open"],
-    ...[1, 2, 3, 4].map((level): [string, number, string] => [say("priorityN", { n: level }), open.filter((incident) => incident.priority === level).length, `p${level}`]),
-    [say("available"), people.filter((agent) => agent.status === AgentStatus.AVAILABLE && agent.currentIncidentId === "").length, "available"],
+  const needing = open.filter((incident) => NEEDS_PEOPLE.has(incident.status));
+  const staffed = needing.filter((incident) => incident.status === IncidentStatus.STAFFED).length;
+  const openCallups = callups.filter((callup) => callup.endedAtMs === 0n);
+  const called = openCallups.reduce((sum, callup) => sum + callup.people.length, 0);
+  const checkedIn = openCallups.reduce((sum, callup) => sum + callup.checkedIn, 0);
+  const pair = (samples: number[]): string => `${duration(percentile(samples, 0.5))} / ${duration(percentile(samples, 0.9))}`;
+  const figures: [string, string, string][] = [
+    [say("openIncidents"), String(open.length), "open"],
+    ...[1, 2, 3, 4].map((level): [string, string, string] => [say("priorityN", { n: level }), String(open.filter((incident) => incident.priority === level).length), `p${level}`]),
+    [say("available"), String(people.filter(isAvailable).length), "available"],
+    [say("staffedShare"), needing.length === 0 ? "—" : `${Math.round((100 * staffed) / needing.length)}%`, "staffed"],
+    [say("toTriage"), String(open.filter((incident) => incident.status === IncidentStatus.REPORTED).length), "reports"],
+    [say("activePlans"), String(activations.filter((activation) => activation.endedAtMs === 0n).length), "plans"],
+    [say("acceptTime"), pair(times.acceptMs), "accept"],
+    [say("arriveTime"), pair(times.arriveMs), "arrive"],
+    [say("rollCall"), called === 0 ? "—" : `${checkedIn} / ${called}`, "rollcall"],
+    [say("circleShare"), circle.grids === 0 ? "—" : `${Math.round((100 * circle.within) / circle.grids)}%`, "circle"],
   ];
   byId("figures").replaceChildren(
     ...figures.map(([name, value, key]) => {
-      const cell = document.createElement("div");
+      const cell = make("div");
       cell.dataset.figure = key;
-      const term = document.createElement("dt");
-      term.textContent = name;
-      const figure = document.createElement("dd");
-      figure.textContent = String(value);
-      cell.append(term, figure);
+      cell.append(make("dt", name), make("dd", value));
       return cell;
     }),
+  );
+  // People available per district, from where their positions place them.
+  const perDistrict = new Map<string, number>();
+  for (const agent of people) {
+    if (!isAvailable(agent) || agent.gridId === "") {
+      continue;
+    }
+    const district = ancestry(agent.gridId).find((id) => areas.get(id)?.level === AreaLevel.DISTRICT);
+    if (district) {
+      perDistrict.set(district, (perDistrict.get(district) ?? 0) + 1);
+    }
+  }
+  const districts = areaOrder.filter((area) => area.level === AreaLevel.DISTRICT);
+  byId("per-area").replaceChildren(
+    ...districts.map((district) => {
+      const item = make("li");
+      item.dataset.areaId = district.id;
+      item.append(make("span", district.name || district.id), make("strong", String(perDistrict.get(district.id) ?? 0)));
+      return item;
+    }),
+  );
+  const short = [...shortGrids.entries()].sort(([a], [b]) => a.localeCompare(b));
+  byId("short-grids").replaceChildren(
+    ...(short.length === 0
+      ? [make("li", say("noShortGrids"), "empty")]
+      : short.map(([grid, figures]) => {
+          const item = make("li", say("shortGridLine", { grid: areaName(grid), available: figures.available, minimum: figures.minimum }));
+          item.dataset.gridId = grid;
+          return item;
+        })),
   );
 }
 
 function drawIncidents(): void {
+  keepingFocus(byId("incidents-section"), drawIncidentList);
+}
+
+function drawIncidentList(): void {
   const open = [...(cityMap?.incidents.values() ?? [])].sort((a, b) => a.priority - b.priority || a.id.localeCompare(b.id));
   const list = byId("incident-list");
   if (open.length === 0) {
-    const empty = document.createElement("li");
-    empty.className = "empty";
-    empty.textContent = say("noIncidents");
-    list.replaceChildren(empty);
+    list.replaceChildren(make("li", say("noIncidents"), "empty"));
   } else {
     list.replaceChildren(
       ...open.map((incident) => {
-        const item = document.createElement("li");
-        const button = document.createElement("button");
+        const item = make("li");
+        const button = make("button");
         button.type = "button";
         button.dataset.incidentId = incident.id;
+        button.dataset.focusKey = `incident:${incident.id}`;
         button.setAttribute("aria-pressed", String(incident.id === selected));
-        const badge = document.createElement("span");
-        badge.className = "priority-badge";
-        badge.style.backgroundColor = PRIORITY_COLOURS[incident.priority] ?? PRIORITY_COLOURS[4];
-        badge.textContent = `P${incident.priority}`;
-        const what = document.createElement("span");
-        what.textContent = `${words().categories[incident.category] ?? incident.category} · ${incident.id} · ${words().incidentStatuses[incident.status] ?? ""}`;
+        const badge = make("span", `P${incident.priority}`, `priority-badge p${Math.min(4, Math.max(1, incident.priority))}`);
+        const what = make("span", `${words().categories[incident.category] ?? incident.category} · ${incident.id} · ${words().incidentStatuses[incident.status] ?? ""}`);
         button.append(badge, what);
         button.addEventListener("click", () => select(incident.id));
         item.append(button);
@@ -210,6 +392,76 @@ function drawIncidents(): void {
     );
   }
   drawDetail();
+}
+
+interface OfferRow {
+  offerId: string;
+  agentId: string;
+  sentAtMs: number;
+  deadlineMs: number;
+  distanceM: number;
+  flat: boolean;
+  outcome: "open" | "accepted" | "declined" | "expired" | "withdrawn";
+  reason: string;
+}
+
+/** The incident's offers and their answers, from its timeline and its open offers. */
+function offerRows(incident: Incident): OfferRow[] {
+  const rows = new Map<string, OfferRow>();
+  const row = (offerId: string, agentId: string): OfferRow => {
+    const found = rows.get(offerId) ?? { offerId, agentId, sentAtMs: 0, deadlineMs: 0, distanceM: 0, flat: false, outcome: "open", reason: "" };
+    rows.set(offerId, found);
+    return found;
+  };
+  for (const event of timelines.get(incident.id) ?? []) {
+    const body = event.body;
+    switch (body.case) {
+      case "offerSent": {
+        const found = row(body.value.offerId, body.value.agentId);
+        found.sentAtMs = Number(body.value.sentAtMs);
+        found.deadlineMs = Number(body.value.deadlineMs);
+        found.distanceM = body.value.distanceM;
+        found.flat = body.value.flat;
+        break;
+      }
+      case "assigned":
+        row(body.value.offerId, body.value.agentId).outcome = "accepted";
+        break;
+      case "offerDeclined": {
+        const found = row(body.value.offerId, body.value.agentId);
+        found.outcome = "declined";
+        found.reason = body.value.reason;
+        break;
+      }
+      case "offerTimedOut":
+        row(body.value.offerId, body.value.agentId).outcome = "expired";
+        break;
+      case "offerWithdrawn":
+        row(body.value.offerId, body.value.agentId).outcome = "withdrawn";
+        break;
+    }
+  }
+  // Offers sent before the events the page has.
+  for (const offer of incident.openOffers) {
+    const found = row(offer.offerId, offer.agentId);
+    found.deadlineMs = Number(offer.deadlineMs);
+    found.distanceM = found.distanceM || offer.distanceM;
+  }
+  for (const assignment of incident.assignments) {
+    const found = row(assignment.offerId, assignment.agentId);
+    found.outcome = "accepted";
+    found.sentAtMs = found.sentAtMs || Number(assignment.assignedAtMs);
+  }
+  return [...rows.values()].sort((a, b) => a.sentAtMs - b.sentAtMs);
+}
+
+function personButton(agentId: string): HTMLButtonElement {
+  const button = make("button", cityMap?.people.get(agentId)?.spec?.name || agentId, "link-button");
+  button.type = "button";
+  button.dataset.agentId = agentId;
+  button.dataset.focusKey = `person:${agentId}`;
+  button.addEventListener("click", () => selectPersonById(agentId));
+  return button;
 }
 
 function drawDetail(): void {
@@ -223,40 +475,161 @@ function drawDetail(): void {
   detail.dataset.incidentId = incident.id;
   byId("detail-title").textContent = `${incident.id} · ${words().categories[incident.category] ?? incident.category} · P${incident.priority}`;
   const skills = incident.requiredSkills.map((skill) => words().skillNames[skill] ?? skill).join("、");
-  const people = [
-    ...incident.assignments.map((assignment) => `${assignment.agentId} ✓`),
-    ...incident.openOffers.map((offer) => `${offer.agentId} …`),
-  ].join(", ");
   const facts: [string, string][] = [
     [say("factStatus"), words().incidentStatuses[incident.status] ?? ""],
     [say("factNeeds"), `${incident.headcount}${skills ? ` · ${skills}` : ""}`],
-    [say("factPlace"), incident.gridId || "—"],
-    [say("factPeople"), people || "—"],
+    [say("factPlace"), incident.gridId ? areaName(incident.gridId) : "—"],
+    [say("factMode"), words().modes[incident.mode] ?? ""],
+    [say("factReporter"), incident.reportedByAgent || incident.reportedBy || "—"],
   ];
-  byId("detail-facts").replaceChildren(
-    ...facts.flatMap(([term, value]) => {
-      const name = document.createElement("dt");
-      name.textContent = term;
-      const text = document.createElement("dd");
-      text.textContent = value;
-      return [name, text];
-    }),
-  );
-  byId("detail-timeline").replaceChildren(
-    ...(timelines.get(incident.id) ?? []).map((event) => {
-      const item = document.createElement("li");
-      item.dataset.kind = event.kind;
-      const time = document.createElement("time");
-      const at = new Date(Number(event.atMs));
-      time.dateTime = at.toISOString();
-      time.textContent = at.toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false });
-      const what = document.createElement("span");
-      what.textContent = `${words().kinds[event.kind] ?? event.kind}${event.agentId ? ` · ${event.agentId}` : ""}`;
-      item.append(time, what);
+  if (incident.reportText !== "" || incident.description !== "") {
+    facts.push([say("factText"), incident.reportText || incident.description]);
+  }
+  if (incident.unstaffable) {
+    facts.push([say("factUnstaffable"), `${incident.unstaffable.possible} / ${incident.unstaffable.needed}`]);
+  }
+  byId("detail-facts").replaceChildren(...facts.flatMap(([term, value]) => [make("dt", term), make("dd", value)]));
+  drawOffers(incident);
+  const timeline = timelines.get(incident.id) ?? [];
+  const items = timeline.map((event) => {
+    const item = make("li");
+    item.dataset.kind = event.kind;
+    item.append(timeOf(event), make("span", describeEvent(event)));
+    return item;
+  });
+  if (!reportSeen.has(incident.id)) {
+    items.unshift(make("li", say("noEarlier"), "empty"));
+  }
+  byId("detail-timeline").replaceChildren(...items);
+  byId("end-form").hidden = !mayCreate() || incident.status === IncidentStatus.REPORTED;
+  byId("triage-form").hidden = !mayCreate() || incident.status !== IncidentStatus.REPORTED;
+  if (incident.status === IncidentStatus.REPORTED) {
+    const into = byId<HTMLSelectElement>("triage-merge-into");
+    const chosen = into.value;
+    const others = [...(cityMap?.incidents.values() ?? [])].filter((other) => other.id !== incident.id && other.status !== IncidentStatus.REPORTED);
+    // Filled again only when the choices change: not under an open list.
+    const choices = `${language()}:${others.map((other) => other.id).join(",")}`;
+    if (into.dataset.choices !== choices) {
+      into.dataset.choices = choices;
+      into.replaceChildren(new Option("—", ""), ...others.map((other) => new Option(`${other.id} · ${words().categories[other.category] ?? other.category}`, other.id)));
+      into.value = chosen;
+    }
+  }
+}
+
+/** Offers with their answers, and the people on their way with the distance left. */
+function drawOffers(incident: Incident): void {
+  const rows = offerRows(incident);
+  const list = byId("detail-offers");
+  if (rows.length === 0) {
+    list.replaceChildren(make("li", say("noOffers"), "empty"));
+    return;
+  }
+  const now = Date.now();
+  list.replaceChildren(
+    ...rows.map((row) => {
+      const item = make("li");
+      item.dataset.offerId = row.offerId;
+      item.dataset.agentId = row.agentId;
+      item.dataset.outcome = row.outcome;
+      const outcomes: Record<OfferRow["outcome"], string> = {
+        open: say("outcomeOpen", { s: Math.max(0, Math.ceil((row.deadlineMs - now) / 1000)) }),
+        accepted: say("outcomeAccepted"),
+        declined: say("outcomeDeclined") + (row.reason ? `（${row.reason}）` : ""),
+        expired: say("outcomeExpired"),
+        withdrawn: say("outcomeWithdrawn"),
+      };
+      const state = make("span", outcomes[row.outcome], `outcome ${row.outcome}`);
+      if (row.outcome === "open") {
+        state.dataset.deadline = String(row.deadlineMs);
+      }
+      item.append(personButton(row.agentId), state);
+      if (row.flat) {
+        item.append(make("span", say("flat"), "tag"));
+      }
+      const assignment = incident.assignments.find((found) => found.offerId === row.offerId);
+      if (assignment) {
+        item.append(route(incident, assignment.agentId, row.distanceM, assignment.arrivedAtMs > 0n, assignment.completedAtMs > 0n));
+      }
       return item;
     }),
   );
-  byId("end-form").hidden = !mayCreate();
+}
+
+/** Where the assigned person is on their way: the distance left from their live position. */
+function route(incident: Incident, agentId: string, startM: number, arrived: boolean, completed: boolean): HTMLElement {
+  const box = make("div", "", "route");
+  if (completed || arrived) {
+    box.textContent = completed ? say("completed") : say("arrived");
+    box.dataset.left = "0";
+    return box;
+  }
+  const where = cityMap?.people.get(agentId)?.location;
+  if (!where || !incident.location) {
+    return box;
+  }
+  const leftM = metresBetween(where, incident.location);
+  box.dataset.left = leftM.toFixed(0);
+  const bar = make("progress");
+  bar.max = 1;
+  bar.value = startM > 0 ? Math.min(1, Math.max(0, 1 - leftM / startM)) : 0;
+  bar.setAttribute("aria-label", say("progressLabel", { agent: agentId }));
+  box.append(make("span", say("onTheWay", { km: (leftM / 1000).toFixed(2) })), bar);
+  return box;
+}
+
+function timeOf(event: Event): HTMLTimeElement {
+  const time = make("time");
+  const at = new Date(Number(event.atMs));
+  time.dateTime = at.toISOString();
+  time.textContent = at.toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+  return time;
+}
+
+/** One line for an event: its kind, who and what. */
+function describeEvent(event: Event): string {
+  const parts = [words().kinds[event.kind] ?? event.kind];
+  const body = event.body;
+  switch (body.case) {
+    case "offerSent":
+      parts.push(body.value.agentId, `${(body.value.distanceM / 1000).toFixed(1)} km`);
+      if (body.value.flat) {
+        parts.push(say("flat"));
+      }
+      break;
+    case "offerDeclined":
+      parts.push(body.value.agentId);
+      if (body.value.reason) {
+        parts.push(body.value.reason);
+      }
+      break;
+    case "modeSwitched":
+      parts.push(areaName(body.value.areaId), words().modes[body.value.mode] ?? "");
+      break;
+    case "gridStaffingLow":
+      parts.push(say("shortGridLine", { grid: areaName(body.value.gridId), available: body.value.available, minimum: body.value.minimum }));
+      break;
+    case "reportMerged":
+      parts.push(`→ ${body.value.intoIncidentId}`);
+      break;
+    case "reportRejected":
+    case "incidentCancelled":
+      parts.push(body.value.reason);
+      break;
+    case "incidentClosed":
+      parts.push(body.value.feedback);
+      break;
+    default: {
+      const subject = event.agentId || (event.incidentId ? "" : event.areaId ? areaName(event.areaId) : "");
+      if (subject) {
+        parts.push(subject);
+      }
+    }
+  }
+  if (event.actor.startsWith("operator:")) {
+    parts.push(`(${event.actor.slice("operator:".length)})`);
+  }
+  return parts.filter((part) => part !== "").join(" · ");
 }
 
 function select(incidentId: string): void {
@@ -266,52 +639,160 @@ function select(incidentId: string): void {
   byId("incident-detail").scrollIntoView({ block: "nearest" });
 }
 
-async function endIncident(event: SubmitEvent): Promise<void> {
-  event.preventDefault();
-  const result = byId("end-result");
-  const id = selected;
-  if (id === null) {
+function selectPersonById(agentId: string): void {
+  selectedPerson = agentId;
+  byId("person-result").replaceChildren();
+  drawPerson();
+  byId("person-panel").scrollIntoView({ block: "nearest" });
+}
+
+function drawPerson(): void {
+  keepingFocus(byId("person-panel"), drawPersonFacts);
+}
+
+function drawPersonFacts(): void {
+  const facts = byId("person-facts");
+  if (selectedPerson === null) {
+    facts.hidden = true;
     return;
   }
-  const note = byId<HTMLInputElement>("end-note").value.trim();
-  if (note === "") {
-    result.className = "result failed";
-    result.textContent = say("noteNeeded");
-    byId<HTMLInputElement>("end-note").focus();
+  const agent = cityMap?.people.get(selectedPerson);
+  if (!agent?.spec) {
+    facts.hidden = true;
+    byId("person-result").textContent = say("noSuchPerson", { id: selectedPerson });
     return;
   }
-  const closing = event.submitter instanceof HTMLButtonElement && event.submitter.value === "close";
-  try {
-    const incident = closing
-      ? await client.closeIncident({ id, feedback: note })
-      : await client.cancelIncident({ id, reason: note });
-    byId<HTMLInputElement>("end-note").value = "";
-    if (cityMap) {
-      placeIncident(cityMap, incident);
-    }
-    result.className = "result ok";
-    result.textContent = say("ended", { id });
-  } catch (failure) {
-    result.className = "result failed";
-    show(describe(failure), result);
+  facts.hidden = false;
+  facts.dataset.agentId = agent.spec.id;
+  const shown = agent.currentIncidentId !== "" ? AgentStatus.BUSY : agent.status;
+  const rows: [string, string | HTMLElement][] = [
+    [say("personTitle"), `${agent.spec.name} · ${agent.spec.id}`],
+    [say("personRole"), words().agentRoles[agent.spec.role] ?? ""],
+    [say("personSkills"), agent.spec.skills.map((skill) => words().skillNames[skill] ?? skill).join("、") || "—"],
+    [say("personStatus"), `${words().statuses[shown] ?? ""} · ${agent.connected ? say("online") : say("offline")}`],
+    [say("personGrid"), agent.gridId ? areaName(agent.gridId) : "—"],
+    [say("personSeen"), agent.locationAtMs > 0n ? new Date(Number(agent.locationAtMs)).toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false }) : "—"],
+  ];
+  if (agent.currentIncidentId !== "") {
+    const task = make("button", agent.currentIncidentId, "link-button");
+    task.type = "button";
+    task.dataset.focusKey = "task";
+    const incidentId = agent.currentIncidentId;
+    task.addEventListener("click", () => select(incidentId));
+    rows.push([say("personTask"), task]);
+  } else {
+    rows.push([say("personTask"), "—"]);
   }
+  facts.replaceChildren(
+    ...rows.flatMap(([term, value]) => {
+      const definition = make("dd");
+      definition.append(value);
+      return [make("dt", term), definition];
+    }),
+  );
+}
+
+function drawPlans(): void {
+  keepingFocus(byId("command-panel"), drawActivations);
+}
+
+function drawActivations(): void {
+  const open = activations.filter((activation) => activation.endedAtMs === 0n);
+  const list = byId("activations");
+  if (open.length === 0) {
+    list.replaceChildren(make("li", say("noActivations"), "empty"));
+    return;
+  }
+  list.replaceChildren(
+    ...open.map((activation) => {
+      const item = make("li");
+      item.dataset.activationId = activation.id;
+      const plan = plans.find((found) => found.id === activation.planId);
+      const name = plan?.name || activation.planId;
+      item.append(make("span", `${name} · ${areaName(activation.areaId)} · ${activation.incidentIds.length}`));
+      if (mayCommand()) {
+        const end = make("button", say("planEnd"));
+        end.type = "button";
+        end.dataset.focusKey = `end:${activation.id}`;
+        end.setAttribute("aria-label", say("planEndLabel", { plan: name, area: areaName(activation.areaId) }));
+        end.addEventListener("click", () => void endPlan(activation.id));
+        item.append(end);
+      }
+      return item;
+    }),
+  );
+}
+
+function drawCallups(): void {
+  const open = callups.filter((callup) => callup.endedAtMs === 0n);
+  const list = byId("rollcall");
+  if (open.length === 0) {
+    list.replaceChildren(make("li", say("noCallups"), "empty"));
+    return;
+  }
+  list.replaceChildren(
+    ...open.map((callup) => {
+      const item = make("li");
+      item.dataset.callupId = callup.id;
+      item.dataset.checkedIn = String(callup.checkedIn);
+      item.dataset.called = String(callup.people.length);
+      const line = make("div", say("rollcallLine", { area: areaName(callup.areaId), checked: callup.checkedIn, total: callup.people.length }));
+      const bar = make("progress");
+      bar.max = Math.max(1, callup.people.length);
+      bar.value = callup.checkedIn;
+      bar.setAttribute("aria-label", say("rollcallLabel", { area: areaName(callup.areaId) }));
+      const people = make("ul", "", "called");
+      // Who checked in first; a long roll-call shows its first names and how many more.
+      const ordered = [...callup.people].sort((a, b) => Number(b.checkedInAtMs > 0n) - Number(a.checkedInAtMs > 0n));
+      for (const person of ordered.slice(0, ROLLCALL_NAMES)) {
+        const entry = make("li", `${person.checkedInAtMs > 0n ? "✓" : "…"} ${person.name || person.agentId}`);
+        entry.dataset.agentId = person.agentId;
+        entry.dataset.checkedIn = String(person.checkedInAtMs > 0n);
+        people.append(entry);
+      }
+      if (ordered.length > ROLLCALL_NAMES) {
+        people.append(make("li", say("more", { n: ordered.length - ROLLCALL_NAMES })));
+      }
+      item.append(line, bar, people);
+      return item;
+    }),
+  );
+}
+
+/** Whether the feed's filters let `event` through. */
+function passes(event: Event): boolean {
+  const kind = byId<HTMLSelectElement>("filter-kind").value;
+  if (kind !== "" && event.kind !== kind) {
+    return false;
+  }
+  const incident = byId<HTMLInputElement>("filter-incident").value.trim();
+  if (incident !== "" && event.incidentId !== incident) {
+    return false;
+  }
+  const area = byId<HTMLSelectElement>("filter-area").value;
+  if (area === "") {
+    return true;
+  }
+  const places = [
+    ...(event.areaId ? ancestry(event.areaId) : []),
+    ...(incidentPlaces.get(event.incidentId) ?? []),
+    ...(event.agentId ? ancestry(cityMap?.people.get(event.agentId)?.gridId ?? "") : []),
+  ];
+  return places.includes(area);
 }
 
 function drawFeed(): void {
   byId("feed").replaceChildren(
-    ...feed.map((event) => {
-      const item = document.createElement("li");
-      item.dataset.kind = event.kind;
-      const time = document.createElement("time");
-      const at = new Date(Number(event.atMs));
-      time.dateTime = at.toISOString();
-      time.textContent = at.toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false });
-      const what = document.createElement("span");
-      const subject = event.incidentId || event.areaId || event.agentId;
-      what.textContent = `${words().kinds[event.kind] ?? event.kind}${subject ? ` · ${subject}` : ""}`;
-      item.append(time, what);
-      return item;
-    }),
+    ...feed
+      .filter(passes)
+      .slice(0, FEED_SHOWN)
+      .map((event) => {
+        const item = make("li");
+        item.dataset.kind = event.kind;
+        const subject = event.incidentId ? `${event.incidentId} · ` : "";
+        item.append(timeOf(event), make("span", `${subject}${describeEvent(event)}`));
+        return item;
+      }),
   );
 }
 
@@ -319,11 +800,19 @@ function mayCreate(): boolean {
   return role >= OperatorRole.DISPATCHER;
 }
 
+function mayCommand(): boolean {
+  return role >= OperatorRole.COMMANDER;
+}
+
 function showView(loggedIn: boolean): void {
   byId("login-view").hidden = loggedIn;
   byId("command-view").hidden = !loggedIn;
   byId("logout").hidden = !loggedIn;
   byId("whoami").hidden = !loggedIn;
+  byId("wall-button").hidden = !loggedIn;
+  if (!loggedIn) {
+    document.body.classList.remove("wall");
+  }
 }
 
 async function logIn(token: string): Promise<void> {
@@ -334,7 +823,7 @@ async function logIn(token: string): Promise<void> {
     return;
   }
   sessionStorage.setItem(TOKEN_KEY, token);
-  const button = byId<HTMLButtonElement>("login-form").querySelector("button");
+  const button = byId<HTMLFormElement>("login-form").querySelector("button");
   if (button) {
     button.disabled = true;
   }
@@ -364,7 +853,15 @@ function logOut(): void {
   operatorName = "";
   feed.length = 0;
   timelines.clear();
+  reportSeen.clear();
+  incidentPlaces.clear();
+  shortGrids.clear();
+  plans = [];
+  activations = [];
+  callups = [];
+  times = new ResponseTimes();
   selected = null;
+  selectedPerson = null;
   lastSeq = 0n;
   cityMap?.clearPick();
   cityMap?.people.clear();
@@ -379,22 +876,108 @@ async function start(): Promise<void> {
   const current = new AbortController();
   session = current;
   byId("create-panel").hidden = !mayCreate();
+  byId("command-panel").hidden = !mayCommand();
+  byId("callup-form").hidden = !mayCommand();
   showView(true);
   drawWhoAmI();
   drawMapHelp();
-  const map = cityMap ?? new CityMap(byId("map") as unknown as SVGSVGElement, pickPlace, select);
+  const map = cityMap ?? new CityMap(byId("map") as unknown as SVGSVGElement, { pick: pickPlace, selectIncident: select, selectPerson: selectPersonById });
   cityMap = map;
   byId("map").classList.toggle("may-create", mayCreate());
-  const areas = await client.listAreas({ withGeometry: true }, { signal: current.signal });
-  map.setAreas(areas.areas, areas.serviceCentres);
-  byId("map").dataset.areas = String(areas.areas.length);
+  const listed = await client.listAreas({ withGeometry: true }, { signal: current.signal });
+  takeAreas(listed.areas);
+  map.setAreas(listed.areas, listed.serviceCentres);
+  // The deployment's own tile server, when it has one (the dispatcher puts
+  // its URL in the page and its origin, only, in the page's img-src).
+  const tiles = document.querySelector<HTMLMetaElement>('meta[name="pingji-tiles"]')?.content ?? "";
+  map.setTiles(tiles);
+  byId("map").classList.toggle("with-tiles", tiles !== "");
+  byId("map").dataset.areas = String(listed.areas.length);
+  listedAtMs = Date.now();
   const open = await client.listIncidents({ openOnly: true }, { signal: current.signal });
   map.incidents = new Map(open.incidents.map((incident) => [incident.id, incident]));
+  for (const incident of open.incidents) {
+    placeOf(incident);
+    times.knowReported(incident.id, Number(incident.reportedAtMs));
+  }
   map.scheduleDraw();
-  drawFigures();
-  drawIncidents();
+  await Promise.all([readCoverage(map, current.signal), readPlans(current.signal), readCallups(current.signal)]);
+  setWall(window.location.hash === "#wall");
+  drawAll();
   void keepWatching("events", current.signal, () => watchEvents(map, current.signal));
   void keepWatching("people", current.signal, () => watchPeople(map, current.signal));
+}
+
+function takeAreas(listed: Area[]): void {
+  areas = new Map(listed.map((area) => [area.id, area]));
+  const children = new Map<string, Area[]>();
+  for (const area of listed) {
+    const siblings = children.get(area.parentId) ?? [];
+    siblings.push(area);
+    children.set(area.parentId, siblings);
+  }
+  areaOrder = [];
+  const visit = (parentId: string, depth: number): void => {
+    const below = (children.get(parentId) ?? []).sort((a, b) => a.id.localeCompare(b.id));
+    for (const area of below) {
+      areaOrder.push(area);
+      if (depth < 8) {
+        visit(area.id, depth + 1);
+      }
+    }
+  };
+  const roots = listed.filter((area) => !areas.has(area.parentId)).map((area) => area.parentId);
+  for (const root of new Set(roots)) {
+    visit(root, 0);
+  }
+  fillAreaChoices();
+}
+
+function placeOf(incident: Incident): void {
+  incidentPlaces.set(incident.id, [incident.gridId, incident.communityId, incident.streetId, incident.districtId].filter((id) => id !== ""));
+}
+
+async function readCoverage(map: CityMap, signal: AbortSignal): Promise<void> {
+  try {
+    const coverage = await client.coverage({}, { signal });
+    map.setWalkingSpeed(coverage.walkMps);
+    circle = {
+      within: coverage.communities.reduce((sum, community) => sum + community.gridsWithin15Min, 0),
+      grids: coverage.communities.reduce((sum, community) => sum + community.grids, 0),
+    };
+    shortGrids.clear();
+    for (const grid of coverage.grids) {
+      if (grid.below) {
+        shortGrids.set(grid.gridId, { available: grid.available, minimum: grid.minimum });
+      }
+    }
+    map.setShortStaffed(new Set(shortGrids.keys()));
+  } catch (failure) {
+    console.warn(`cannot read the coverage: ${describe(failure).message}`);
+  }
+}
+
+async function readPlans(signal: AbortSignal): Promise<void> {
+  try {
+    const listed = await client.listPlans({}, { signal });
+    plans = listed.plans;
+    activations = listed.activations;
+    fillPlanChoices();
+    drawPlans();
+    drawFiguresSoon();
+  } catch (failure) {
+    console.warn(`cannot read the plans: ${describe(failure).message}`);
+  }
+}
+
+async function readCallups(signal: AbortSignal): Promise<void> {
+  try {
+    callups = (await client.callupStatus({ openOnly: true }, { signal })).callups;
+    drawCallups();
+    drawFiguresSoon();
+  } catch (failure) {
+    console.warn(`cannot read the call-ups: ${describe(failure).message}`);
+  }
 }
 
 /** Runs `watch` again after it fails, waiting longer each time (up to RETRY_MAX_S). */
@@ -445,44 +1028,89 @@ async function watchPeople(map: CityMap, signal: AbortSignal): Promise<void> {
 let lastSeq = 0n;
 
 async function watchEvents(map: CityMap, signal: AbortSignal): Promise<void> {
-  const request = lastSeq === 0n ? { replayLast: 20n } : { fromSeq: lastSeq + 1n };
+  const request = lastSeq === 0n ? { replayLast: REPLAY_ON_OPEN } : { fromSeq: lastSeq + 1n };
   for await (const event of client.watchEvents(request, { signal })) {
     lastSeq = event.seq;
     clearNote();
-    feed.unshift(event);
-    feed.length = Math.min(feed.length, FEED_LENGTH);
-    drawFeedSoon();
-    if (event.incidentId !== "") {
-      const timeline = timelines.get(event.incidentId) ?? [];
-      timeline.push(event);
-      timeline.splice(0, Math.max(0, timeline.length - TIMELINE_LENGTH));
-      timelines.set(event.incidentId, timeline);
-      refreshIncident(map, event.incidentId, signal);
-    }
-    if (event.kind === "mode_switched" || event.kind === "areas_imported" || event.kind === "areas_retired") {
-      refreshModes(map, signal, event.kind !== "mode_switched");
+    take(map, event, signal);
+  }
+}
+
+/** What one event changes on the page. */
+function take(map: CityMap, event: Event, signal: AbortSignal): void {
+  feed.unshift(event);
+  feed.length = Math.min(feed.length, FEED_KEPT);
+  drawFeedSoon();
+  times.take(event);
+  const body = event.body;
+  if (body.case === "incidentReported" || body.case === "fieldReported") {
+    reportSeen.add(event.incidentId);
+    const placement = body.value.placement;
+    if (placement) {
+      incidentPlaces.set(event.incidentId, [placement.gridId, placement.communityId, placement.streetId, placement.districtId].filter((id) => id !== ""));
     }
   }
+  if (event.incidentId !== "") {
+    const timeline = timelines.get(event.incidentId) ?? [];
+    timeline.push(event);
+    timeline.splice(0, Math.max(0, timeline.length - TIMELINE_LENGTH));
+    timelines.set(event.incidentId, timeline);
+    // An incident on the map is read again; one not on it only when the
+    // event is newer than the list of open incidents (else it ended before
+    // the page opened: the replayed events about it need no read each).
+    const recent = Number(event.atMs) > listedAtMs - LIST_MARGIN_MS;
+    if (map.incidents.has(event.incidentId) || (recent && !ENDING_KINDS.has(event.kind))) {
+      refreshIncident(map, event.incidentId, signal);
+    }
+  }
+  if (body.case === "reportMerged" && map.incidents.has(body.value.intoIncidentId)) {
+    refreshIncident(map, body.value.intoIncidentId, signal);
+  }
+  if (body.case === "gridStaffingLow") {
+    shortGrids.set(body.value.gridId, { available: body.value.available, minimum: body.value.minimum });
+    map.setShortStaffed(new Set(shortGrids.keys()));
+  }
+  if (body.case === "gridStaffingRestored") {
+    shortGrids.delete(body.value.gridId);
+    map.setShortStaffed(new Set(shortGrids.keys()));
+  }
+  if (event.kind === "mode_switched" || event.kind === "areas_imported" || event.kind === "areas_retired") {
+    refreshModes(map, signal, event.kind !== "mode_switched");
+  }
+  if (PLAN_KINDS.has(event.kind)) {
+    refreshSoon("plans", () => readPlans(signal));
+  }
+  if (CALLUP_KINDS.has(event.kind)) {
+    refreshSoon("callups", () => readCallups(signal));
+  }
+  drawFiguresSoon();
 }
 
 const refreshing = new Set<string>();
 
+/** Runs `read` once in a moment, however many events in a row ask for it. */
+function refreshSoon(key: string, read: () => Promise<void>): void {
+  if (refreshing.has(key)) {
+    return;
+  }
+  refreshing.add(key);
+  setTimeout(() => {
+    refreshing.delete(key);
+    void read();
+  }, 100);
+}
+
 /** Reads an incident again after an event about it (several events in a
  * row cost one read). */
 function refreshIncident(map: CityMap, id: string, signal: AbortSignal): void {
-  if (refreshing.has(id)) {
-    return;
-  }
-  refreshing.add(id);
-  setTimeout(async () => {
-    refreshing.delete(id);
+  refreshSoon(`incident:${id}`, async () => {
     try {
       const incident = await client.getIncident({ id }, { signal });
       placeIncident(map, incident);
     } catch (failure) {
       console.warn(`cannot read incident ${id}: ${describe(failure).message}`);
     }
-  }, 100);
+  });
 }
 
 function placeIncident(map: CityMap, incident: Incident): void {
@@ -491,6 +1119,8 @@ function placeIncident(map: CityMap, incident: Incident): void {
     timelines.delete(incident.id);
   } else {
     map.incidents.set(incident.id, incident);
+    placeOf(incident);
+    times.knowReported(incident.id, Number(incident.reportedAtMs));
   }
   map.scheduleDraw();
   drawFiguresSoon();
@@ -498,11 +1128,13 @@ function placeIncident(map: CityMap, incident: Incident): void {
 
 async function refreshModes(map: CityMap, signal: AbortSignal, withGeometry: boolean): Promise<void> {
   try {
-    const areas = await client.listAreas({ withGeometry }, { signal });
+    const listed = await client.listAreas({ withGeometry }, { signal });
+    takeAreas(listed.areas);
     if (withGeometry) {
-      map.setAreas(areas.areas, areas.serviceCentres);
+      map.setAreas(listed.areas, listed.serviceCentres);
+      map.setShortStaffed(new Set(shortGrids.keys()));
     } else {
-      map.setModes(areas.areas);
+      map.setModes(listed.areas);
     }
   } catch (failure) {
     console.warn(`cannot read the areas: ${describe(failure).message}`);
@@ -510,6 +1142,7 @@ async function refreshModes(map: CityMap, signal: AbortSignal, withGeometry: boo
 }
 
 let figuresPending = false;
+/** Redraws the figures and the panels at the next frame (once, however many changes). */
 function drawFiguresSoon(): void {
   if (!figuresPending) {
     figuresPending = true;
@@ -517,6 +1150,9 @@ function drawFiguresSoon(): void {
       figuresPending = false;
       drawFigures();
       drawIncidents();
+      drawPerson();
+      drawPlans();
+      drawCallups();
     });
   }
 }
@@ -544,7 +1180,13 @@ function clearNote(): void {
   }
 }
 
-function pickPlace(lon: number, lat: number): boolean {
+function pickPlace(lon: number, lat: number, areaId: string): boolean {
+  // A commander's click also chooses the area to switch or act on.
+  if (mayCommand() && areas.has(areaId)) {
+    for (const id of ["mode-area", "plan-area", "callup-area"]) {
+      byId<HTMLSelectElement>(id).value = areaId;
+    }
+  }
   if (!mayCreate()) {
     return false;
   }
@@ -553,6 +1195,30 @@ function pickPlace(lon: number, lat: number): boolean {
   byId("create-result").replaceChildren();
   byId<HTMLSelectElement>("category").focus();
   return true;
+}
+
+/** Shows the outcome of an action: `ok` text, or the typed error. */
+async function act(resultId: string, action: () => Promise<string>): Promise<boolean> {
+  const result = byId(resultId);
+  result.className = "result";
+  result.replaceChildren();
+  try {
+    const text = await action();
+    result.className = "result ok";
+    result.textContent = text;
+    return true;
+  } catch (failure) {
+    result.className = "result failed";
+    show(describe(failure), result);
+    return false;
+  }
+}
+
+function refuse(resultId: string, text: string, focusId: string): void {
+  const result = byId(resultId);
+  result.className = "result failed";
+  result.textContent = text;
+  byId(focusId).focus();
 }
 
 async function createIncident(event: SubmitEvent): Promise<void> {
@@ -565,7 +1231,6 @@ async function createIncident(event: SubmitEvent): Promise<void> {
     result.textContent = say("placeFirst");
     return;
   }
-  const skills = [...byId("skills").querySelectorAll<HTMLInputElement>("input:checked")].map((input) => input.value);
   const button = byId<HTMLButtonElement>("create-button");
   button.disabled = true;
   result.className = "result";
@@ -575,7 +1240,7 @@ async function createIncident(event: SubmitEvent): Promise<void> {
       location: { lon, lat },
       category: byId<HTMLSelectElement>("category").value,
       priority: Number.parseInt(byId<HTMLSelectElement>("priority").value, 10),
-      requiredSkills: skills,
+      requiredSkills: checkedValues("skills"),
       headcount: Number.parseInt(byId<HTMLInputElement>("headcount").value, 10) || 0,
       description: byId<HTMLInputElement>("description").value,
     });
@@ -592,6 +1257,172 @@ async function createIncident(event: SubmitEvent): Promise<void> {
   } finally {
     button.disabled = false;
   }
+}
+
+async function endIncident(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const id = selected;
+  if (id === null) {
+    return;
+  }
+  const note = byId<HTMLInputElement>("end-note").value.trim();
+  if (note === "") {
+    refuse("end-result", say("noteNeeded"), "end-note");
+    return;
+  }
+  const closing = event.submitter instanceof HTMLButtonElement && event.submitter.value === "close";
+  await act("end-result", async () => {
+    const incident = closing ? await client.closeIncident({ id, feedback: note }) : await client.cancelIncident({ id, reason: note });
+    byId<HTMLInputElement>("end-note").value = "";
+    if (cityMap) {
+      placeIncident(cityMap, incident);
+    }
+    return say("ended", { id });
+  });
+}
+
+async function triage(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const reportId = selected;
+  if (reportId === null) {
+    return;
+  }
+  const how = event.submitter instanceof HTMLButtonElement ? event.submitter.value : "accept";
+  const into = byId<HTMLSelectElement>("triage-merge-into").value;
+  const reason = byId<HTMLInputElement>("triage-reason").value.trim();
+  if (how === "merge" && into === "") {
+    refuse("end-result", say("mergeNeeded"), "triage-merge-into");
+    return;
+  }
+  if (how === "reject" && reason === "") {
+    refuse("end-result", say("reasonNeeded"), "triage-reason");
+    return;
+  }
+  const action =
+    how === "merge"
+      ? { case: "mergeInto" as const, value: into }
+      : how === "reject"
+        ? { case: "rejectReason" as const, value: reason }
+        : {
+            case: "accept" as const,
+            value: {
+              priority: Number.parseInt(byId<HTMLSelectElement>("triage-priority").value, 10),
+              headcount: Number.parseInt(byId<HTMLInputElement>("triage-headcount").value, 10) || 0,
+              requiredSkills: [],
+            },
+          };
+  await act("end-result", async () => {
+    const incident = await client.triageReport({ reportId, action });
+    byId<HTMLInputElement>("triage-reason").value = "";
+    if (cityMap) {
+      placeIncident(cityMap, incident);
+    }
+    return say("triaged", { id: reportId, action: words().incidentStatuses[incident.status] ?? "" });
+  });
+}
+
+async function setMode(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const areaId = byId<HTMLSelectElement>("mode-area").value;
+  const mode = Number.parseInt(byId<HTMLSelectElement>("mode-mode").value, 10) as Mode;
+  const reason = byId<HTMLInputElement>("mode-reason").value.trim();
+  if (reason === "") {
+    refuse("mode-result", say("reasonNeeded"), "mode-reason");
+    return;
+  }
+  await act("mode-result", async () => {
+    const area = await client.setMode({ areaId, mode, reason });
+    return say("modeSwitched", { area: area.name || area.id, mode: words().modes[area.mode] ?? "" });
+  });
+}
+
+async function activatePlan(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const planId = byId<HTMLSelectElement>("plan-plan").value;
+  const areaId = byId<HTMLSelectElement>("plan-area").value;
+  const reason = byId<HTMLInputElement>("plan-reason").value.trim();
+  if (reason === "") {
+    refuse("plan-result", say("reasonNeeded"), "plan-reason");
+    return;
+  }
+  const done = await act("plan-result", async () => {
+    const activation = await client.activatePlan({ planId, areaId, reason });
+    activations = [...activations.filter((found) => found.id !== activation.id), activation];
+    return say("planActivated", { plan: plans.find((plan) => plan.id === planId)?.name || planId, area: areaName(areaId) });
+  });
+  if (done) {
+    drawPlans();
+    drawFigures();
+  }
+}
+
+async function endPlan(activationId: string): Promise<void> {
+  const reason = byId<HTMLInputElement>("plan-reason").value.trim();
+  if (reason === "") {
+    refuse("plan-result", say("reasonNeeded"), "plan-reason");
+    return;
+  }
+  const done = await act("plan-result", async () => {
+    const ended = await client.deactivatePlan({ activationId, reason });
+    activations = activations.map((found) => (found.id === ended.id ? ended : found));
+    return say("planEnded");
+  });
+  if (done) {
+    drawPlans();
+    drawFigures();
+    byId("plan-plan").focus();
+  }
+}
+
+async function callUp(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const minutes = Number.parseInt(byId<HTMLInputElement>("callup-deadline").value, 10);
+  if (byId<HTMLInputElement>("callup-reason").value.trim() === "") {
+    refuse("callup-result", say("reasonNeeded"), "callup-reason");
+    return;
+  }
+  const done = await act("callup-result", async () => {
+    const callup = await client.callUp({
+      areaId: byId<HTMLSelectElement>("callup-area").value,
+      roles: checkedValues("callup-roles").map((value) => Number.parseInt(value, 10) as Role),
+      reason: byId<HTMLInputElement>("callup-reason").value.trim(),
+      deadlineS: Number.isFinite(minutes) && minutes > 0 ? minutes * 60 : 0,
+    });
+    callups = [...callups.filter((found) => found.id !== callup.id), callup];
+    byId("callup-result").dataset.callupId = callup.id;
+    return say("callupIssued", { id: callup.id, n: callup.people.length });
+  });
+  if (done) {
+    drawCallups();
+    drawFigures();
+  }
+}
+
+/** Wall mode: the map and the figures for the big screen, no controls. */
+function setWall(on: boolean): void {
+  const loggedIn = !byId("command-view").hidden;
+  const wall = on && loggedIn;
+  document.body.classList.toggle("wall", wall);
+  const hash = wall ? "#wall" : "";
+  if (window.location.hash !== hash) {
+    history.replaceState(null, "", `${window.location.pathname}${window.location.search}${hash}`);
+  }
+  byId("wall-hint").textContent = wall ? say("wallHint") : "";
+  if (wall) {
+    // Nothing on the wall shows a focus ring, and it starts from the top.
+    if (document.activeElement instanceof HTMLElement || document.activeElement instanceof SVGElement) {
+      document.activeElement.blur();
+    }
+    document.querySelector(".side")?.scrollTo({ top: 0 });
+  }
+  if (!wall && document.fullscreenElement) {
+    void document.exitFullscreen().catch(() => undefined);
+  }
+  cityMap?.scheduleDraw();
+}
+
+function typing(target: EventTarget | null): boolean {
+  return target instanceof HTMLInputElement || target instanceof HTMLSelectElement || target instanceof HTMLTextAreaElement;
 }
 
 function main(): void {
@@ -614,6 +1445,38 @@ function main(): void {
   });
   byId<HTMLFormElement>("create-form").addEventListener("submit", (event) => void createIncident(event));
   byId<HTMLFormElement>("end-form").addEventListener("submit", (event) => void endIncident(event));
+  byId<HTMLFormElement>("triage-form").addEventListener("submit", (event) => void triage(event));
+  byId<HTMLFormElement>("mode-form").addEventListener("submit", (event) => void setMode(event));
+  byId<HTMLFormElement>("plan-form").addEventListener("submit", (event) => void activatePlan(event));
+  byId<HTMLFormElement>("callup-form").addEventListener("submit", (event) => void callUp(event));
+  byId<HTMLFormElement>("person-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = byId<HTMLInputElement>("person-id").value.trim();
+    if (id !== "") {
+      selectPersonById(id);
+    }
+  });
+  for (const id of ["filter-area", "filter-kind", "filter-incident"]) {
+    byId(id).addEventListener("input", drawFeed);
+  }
+  byId("zoom-in").addEventListener("click", () => cityMap?.zoomBy(1.5));
+  byId("zoom-out").addEventListener("click", () => cityMap?.zoomBy(1 / 1.5));
+  byId("zoom-reset").addEventListener("click", () => cityMap?.resetView());
+  byId("wall-button").addEventListener("click", () => {
+    setWall(true);
+    void document.documentElement.requestFullscreen?.().catch(() => undefined);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (byId("command-view").hidden || typing(event.target) || event.ctrlKey || event.metaKey || event.altKey) {
+      return;
+    }
+    const wall = document.body.classList.contains("wall");
+    if (event.key === "w" || event.key === "W" || (wall && event.key === "Escape")) {
+      event.preventDefault();
+      setWall(!wall);
+    }
+  });
+  window.addEventListener("hashchange", () => setWall(window.location.hash === "#wall"));
   for (const id of ["lon", "lat"]) {
     byId(id).addEventListener("change", () => {
       const lon = Number.parseFloat(byId<HTMLInputElement>("lon").value);
@@ -623,6 +1486,13 @@ function main(): void {
       }
     });
   }
+  // Open offers' seconds left, in the incident's panel.
+  setInterval(() => {
+    const now = Date.now();
+    for (const state of document.querySelectorAll<HTMLElement>("#detail-offers [data-deadline]")) {
+      state.textContent = say("outcomeOpen", { s: Math.max(0, Math.ceil((Number(state.dataset.deadline) - now) / 1000)) });
+    }
+  }, 1000);
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) {
     void logIn(token);
