@@ -92,6 +92,61 @@ pub fn system_now() -> Millis {
     Millis(since_epoch.as_millis() as i64)
 }
 
+/// The dispatcher's time source, in milliseconds since the Unix epoch, and
+/// how fast it runs: the system clock; a test's own, moved by hand, to see
+/// tokens expire without waiting; or a live drill's, running as many times
+/// faster than real time as the drill, so that offers time out and
+/// incidents widen at the drill's pace.
+#[derive(Clone)]
+pub struct Clock {
+    now: Arc<dyn Fn() -> Millis + Send + Sync>,
+    /// Clock milliseconds per real millisecond.
+    speed: f64,
+}
+
+impl Clock {
+    /// A clock read from `now`, running at real speed (or standing still
+    /// until its owner moves it).
+    pub fn new(now: impl Fn() -> Millis + Send + Sync + 'static) -> Clock {
+        Clock { now: Arc::new(now), speed: 1.0 }
+    }
+
+    /// A clock that shows the system time now and then runs `speed` times
+    /// faster than real time (`speed` is at least 1).
+    pub fn faster(speed: f64) -> Clock {
+        let speed = speed.max(1.0);
+        let started_at = system_now();
+        let started = std::time::Instant::now();
+        Clock { now: Arc::new(move || Millis(started_at.0 + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64)), speed }
+    }
+
+    pub fn now(&self) -> Millis {
+        (self.now)()
+    }
+
+    /// Clock milliseconds per real millisecond: 1 but for a drill's clock.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    /// How long to wait in real time until the clock has moved on by `clock_ms`.
+    pub fn real_wait(&self, clock_ms: i64) -> Duration {
+        Duration::from_secs_f64(clock_ms.max(0) as f64 / 1000.0 / self.speed)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new(system_now)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock(now = {}, speed = {})", self.now().0, self.speed)
+    }
+}
+
 pub type AppendObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// How the runtime is set up.
@@ -99,7 +154,7 @@ pub struct RuntimeConfig {
     pub policy: Policy,
     /// Take a snapshot after this many events.
     pub snapshot_every: u64,
-    pub clock: Arc<dyn Fn() -> Millis + Send + Sync>,
+    pub clock: Clock,
     /// Where accepted live locations are copied (Redis, for a process that
     /// takes the shard over); `None` with SQLite and memory.
     pub locations: Option<LocationWriter>,
@@ -210,6 +265,6 @@ struct Forgetting {
 
 impl Owner {
     fn now(&self) -> Millis {
-        (self.config.clock)()
+        self.config.clock.now()
     }
 }

@@ -27,7 +27,7 @@ impl Owner {
         loop {
             let wait = match (&self.store_down, self.engine.next_deadline()) {
                 (Some(probe_at), _) => probe_at.saturating_duration_since(tokio::time::Instant::now()),
-                (None, Some(deadline)) => Duration::from_millis(deadline.0.saturating_sub(self.now().0).max(0) as u64),
+                (None, Some(deadline)) => self.config.clock.real_wait(deadline.0.saturating_sub(self.now().0)),
                 (None, None) => Duration::from_secs(3600),
             };
             tokio::select! {

@@ -52,7 +52,7 @@ async fn old_events_are_deleted_after_a_snapshot_and_the_state_survives_a_restar
     let config = RuntimeConfig {
         policy: Policy::default(),
         snapshot_every: 5,
-        clock: Arc::new(move || Millis(clock.load(Ordering::Relaxed))),
+        clock: Clock::new(move || Millis(clock.load(Ordering::Relaxed))),
         locations: None,
         wait_for_store: false,
         append_timer: None,
@@ -112,7 +112,7 @@ async fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
     let config = || RuntimeConfig {
         policy: Policy::default(),
         snapshot_every: 5,
-        clock: Arc::new(|| Millis(START_MS)),
+        clock: Clock::new(|| Millis(START_MS)),
         locations: None,
         wait_for_store: false,
         append_timer: None,
@@ -154,7 +154,7 @@ async fn without_a_retention_limit_every_event_is_kept() {
     let config = RuntimeConfig {
         policy: Policy::default(),
         snapshot_every: 2,
-        clock: Arc::new(move || Millis(clock.load(Ordering::Relaxed))),
+        clock: Clock::new(move || Millis(clock.load(Ordering::Relaxed))),
         locations: None,
         wait_for_store: false,
         append_timer: None,

@@ -16,7 +16,6 @@ use crate::lease::LeaseConfig;
 use crate::metrics::Metrics;
 use crate::sessions::{QueueLimits, SESSION_QUEUE_MESSAGES, SessionQueues};
 use crate::shard::ShardId;
-use pingji_engine::ids::Millis;
 use pingji_engine::policy::Policy;
 
 /// Largest header list (metadata) of a request. hyper's default of 16 KiB
@@ -130,25 +129,11 @@ pub struct Config {
     /// every shard this process serves, so that their total is bounded.
     pub(super) session_queues: Option<SessionQueues>,
     /// Where the dispatcher reads the time (the system clock; a test's own
-    /// to see tokens expire without waiting).
+    /// to see tokens expire without waiting; a live drill's, faster).
     pub clock: Clock,
 }
 
-/// The dispatcher's time source: milliseconds since the Unix epoch.
-#[derive(Clone)]
-pub struct Clock(pub Arc<dyn Fn() -> Millis + Send + Sync>);
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock(Arc::new(crate::runtime::system_now))
-    }
-}
-
-impl fmt::Debug for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Clock(now = {})", (self.0)().0)
-    }
-}
+pub use crate::runtime::Clock;
 
 /// Who must present a client certificate when a client CA is given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]

@@ -84,12 +84,6 @@ pub async fn run_with_web(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut config = config;
-    if web_listener.is_some() && matches!(config.store, Store::Redis(_)) {
-        anyhow::bail!(
-            "the web port (--web) is not served with a shared Redis store yet: serve the command map from a \
-             dispatcher with its own journal (--data or --ephemeral)"
-        );
-    }
     // The metrics endpoint lives as long as the process: a standby shows it
     // is not serving, an owner shows what it does.
     let metrics_endpoint = match config.metrics_addr {
@@ -126,7 +120,7 @@ pub(super) async fn run_store(
 ) -> anyhow::Result<()> {
     if let Store::Redis(redis) = &config.store {
         let redis = redis.clone();
-        return ownership::run(config, redis, listener, shutdown).await;
+        return ownership::run(config, redis, listener, web_listener, shutdown).await;
     }
     // Health answers NOT_SERVING while the journal is opened and replayed.
     let listener = listener.into_std()?;

@@ -67,7 +67,7 @@ pub(super) async fn serve(
     let runtime_config = RuntimeConfig {
         policy: config.policy.clone(),
         snapshot_every: config.snapshot_every,
-        clock: config.clock.0.clone(),
+        clock: config.clock.clone(),
         wait_for_store: matches!(config.store, Store::Redis(_)),
         locations,
         append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),

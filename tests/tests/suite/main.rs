@@ -31,3 +31,4 @@ mod retention;
 mod shutdown;
 mod tls;
 mod web;
+mod web_serving;
