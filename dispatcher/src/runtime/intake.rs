@@ -11,7 +11,7 @@ use super::{DispatchError, Owner, STORE_DOWN, STORE_PROBE_EVERY};
 use crate::convert;
 use crate::journal::StoredEvent;
 use crate::tokens::Credentials;
-use pingji_engine::engine::Command;
+use pingji_engine::engine::{Command, Rejection};
 use pingji_engine::event::Event;
 
 impl Owner {
@@ -25,6 +25,27 @@ impl Owner {
         for request in batch {
             let now = self.now();
             match request {
+                Request::Execute { respond, .. } if self.config.read_only.is_some() => {
+                    let reason = self.config.read_only.clone().unwrap_or_default();
+                    deliveries.push(respond(Err(Rejection::FailedPrecondition(reason))));
+                }
+                Request::OpenSession { reply, .. } if self.config.read_only.is_some() => {
+                    let reason = self.config.read_only.clone().unwrap_or_default();
+                    let _ = reply.send(Err(DispatchError::Rejected(Rejection::FailedPrecondition(reason))));
+                }
+                Request::TakeIn { events: taken, reply } => {
+                    for event in &taken {
+                        if let Err(problem) = self.engine.replay(event) {
+                            // The state took in what came before: stop, as for a journal that fails.
+                            let _ = reply.send(Err(DispatchError::Unavailable(problem.clone())));
+                            return Err(anyhow::anyhow!("cannot take in event {}: {problem}", event.seq));
+                        }
+                    }
+                    events.extend(taken);
+                    deliveries.push(Box::new(move |committed: Result<(), DispatchError>| {
+                        let _ = reply.send(committed);
+                    }));
+                }
                 Request::Execute { command, actor, respond } => {
                     let reported_location = match (&command, &self.config.locations) {
                         (Command::ReportLocation { agent, at }, Some(_)) => Some((agent.clone(), *at)),

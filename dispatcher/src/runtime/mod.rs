@@ -114,17 +114,21 @@ impl Clock {
     /// A clock that shows the system time now and then runs `speed` times
     /// faster than real time (`speed` is at least 1).
     pub fn faster(speed: f64) -> Clock {
-        let speed = speed.max(1.0);
-        let started_at = system_now();
+        Clock::running(system_now(), speed.max(1.0))
+    }
+
+    /// A clock that shows `from` now and then runs `speed` times as fast as
+    /// real time (a replay's).
+    pub fn running(from: Millis, speed: f64) -> Clock {
         let started = std::time::Instant::now();
-        Clock { now: Arc::new(move || Millis(started_at.0 + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64)), speed }
+        Clock { now: Arc::new(move || Millis(from.0 + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64)), speed }
     }
 
     pub fn now(&self) -> Millis {
         (self.now)()
     }
 
-    /// Clock milliseconds per real millisecond: 1 but for a drill's clock.
+    /// Clock milliseconds per real millisecond: 1 but for a drill's or a replay's clock.
     pub fn speed(&self) -> f64 {
         self.speed
     }
@@ -168,6 +172,11 @@ pub struct RuntimeConfig {
     /// Journaled events older than this (by the clock above) are deleted
     /// once a snapshot covers them; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// Why nothing may change, when nothing may (a replay of another
+    /// journal, told by [`Dispatcher::take_in`]): every command and session
+    /// is refused with this, and no deadline fires, since the events that
+    /// deadlines made are in the journal being replayed.
+    pub read_only: Option<String>,
 }
 
 /// Starts the owner task. It runs until `shutdown` turns true or every

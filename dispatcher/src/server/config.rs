@@ -131,9 +131,39 @@ pub struct Config {
     /// Where the dispatcher reads the time (the system clock; a test's own
     /// to see tokens expire without waiting; a live drill's, faster).
     pub clock: Clock,
+    /// Replaying another journal instead of serving one (`--replay`):
+    /// nothing can be changed (see `replay`).
+    pub replay: Option<Replay>,
 }
 
 pub use crate::runtime::Clock;
+
+/// What to replay, how fast, and the token of the replay's viewer account.
+#[derive(Clone)]
+pub struct Replay {
+    /// The journal: a dispatcher's SQLite file (`pingji.db`, a drill's `journal.db`).
+    pub journal: PathBuf,
+    /// Journal milliseconds per real millisecond.
+    pub speed: f64,
+    /// The viewer's token (`pjo_review_…`), from [`crate::tokens::new_operator_token`].
+    pub viewer_token: String,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Replay").field("journal", &self.journal).field("speed", &self.speed).finish()
+    }
+}
+
+impl Replay {
+    /// What every command and session is told.
+    pub(super) fn refusal(&self) -> String {
+        "this dispatcher replays a journal for review (dispatcher --replay) and changes nothing: make changes on a \
+         dispatcher serving its own journal"
+            .to_string()
+    }
+}
 
 /// Who must present a client certificate when a client CA is given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -215,6 +245,7 @@ impl Config {
             connections: None,
             session_queues: None,
             clock: Clock::default(),
+            replay: None,
         }
     }
 

@@ -26,6 +26,7 @@
 //! - `config`: where the journal lives, TLS, limits, the server builder.
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 //! - `sizes`: how large one message may be, per service.
+//! - [`replay`]: replaying a drill's journal for review, changing nothing.
 //! - `web`: the web port: the command map's embedded files and the command
 //!   service over grpc-web.
 
@@ -43,6 +44,7 @@ pub mod events;
 pub mod front;
 mod maps;
 mod ownership;
+pub mod replay;
 mod serving;
 pub mod sharding;
 mod sizes;
@@ -60,7 +62,7 @@ use tracing::error;
 use crate::metrics::Metrics;
 use crate::runtime::{self};
 
-pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, ServerTls, Store};
+pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, Replay, ServerTls, Store};
 use serving::{open_journal, serve};
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true, with the
@@ -118,6 +120,11 @@ pub(super) async fn run_store(
     web_listener: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    if let Some(replay) = config.replay.clone() {
+        let mut config = config;
+        let (journal, engine) = replay::prepare(&mut config, &replay).await?;
+        return serve(&config, journal, engine, None, listener, shutdown, None, None, web_listener).await;
+    }
     if let Store::Redis(redis) = &config.store {
         let redis = redis.clone();
         return ownership::run(config, redis, listener, web_listener, shutdown).await;

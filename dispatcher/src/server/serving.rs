@@ -72,8 +72,13 @@ pub(super) async fn serve(
         locations,
         append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),
         retention: config.retention,
+        read_only: config.replay.as_ref().map(|replay| replay.refusal()),
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
+    // A replay's events, fed as the clock reaches them, until serving ends.
+    let replaying =
+        config.replay.clone().map(|replay| tokio::spawn(super::replay::follow(dispatcher.clone(), replay, config.clock.clone())));
+    let _replaying = AbortOnDrop(replaying);
     // Metrics and incident spans from the events, until serving ends.
     let observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
     let mut lost = guard.map(|guard| guard.lost);

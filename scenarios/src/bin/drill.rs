@@ -300,7 +300,11 @@ fn demo(file: &std::path::Path, options: &pingji_scenarios::demo::DemoOptions) -
             // Shown here once; the dispatcher keeps only its hash and never logs it.
             println!("  operator token: {}", started.token);
             println!("  gRPC: {} (pingji --server http://{} with PINGJI_TOKEN set to the token)", started.grpc, started.grpc);
-            println!("  event log: {}", started.journal.display());
+            println!(
+                "  event log: {} (play it back: dispatcher --replay {} --web ADDR)",
+                started.journal.display(),
+                started.journal.display()
+            );
             println!("Open the map, log in with the token. Ctrl-C stops.");
         };
         let round_ended = |round: Round| match round {

@@ -1,6 +1,7 @@
 //! How the command map is served: the demo in one command (`drill demo`:
 //! a dispatcher with the map and a live drill on a clock at the drill's
-//! speed), and the web port with the Redis store and with TLS.
+//! speed), the web port with the Redis store and with TLS, and replay of a
+//! drill's journal (`dispatcher --replay`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -278,4 +279,158 @@ async fn the_command_map_is_served_over_tls_with_the_grpc_ports_certificate() ->
     anyhow::ensure!(dispatcher.log().contains(&format!("https://{web}/")), "the log does not say https:\n{}", dispatcher.log());
     dispatcher.kill().await?;
     Ok(())
+}
+
+/// A `dispatcher --replay JOURNAL` process on free ports: its gRPC and web
+/// addresses, and the viewer token it printed.
+async fn start_replay(dir: &Path, journal: &Path, speed: &str) -> anyhow::Result<(Child, SocketAddr, SocketAddr, String)> {
+    let binary = pingji_tests::dispatcher_binary().await?;
+    let (grpc, web) = (free_port()?, free_port()?);
+    let log = std::fs::File::create(dir.join("replay.log"))?;
+    let mut command = Command::new(&binary);
+    command
+        .arg("--replay")
+        .arg(journal)
+        .args(["--speed", speed, "--listen", &grpc.to_string(), "--web", &web.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PINGJI_") {
+            command.env_remove(&name);
+        }
+    }
+    let mut child = command.spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
+    let line = tokio::time::timeout(STARTED_WITHIN, lines.next_line())
+        .await
+        .context("the replay printed no token")??
+        .context("the replay ended before printing its token")?;
+    let token = line.strip_prefix("replay viewer token: ").with_context(|| format!("not a token line: {line}"))?.to_string();
+    Ok((child, grpc, web, token))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drills_journal_is_replayed_at_speed_and_nothing_can_be_changed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A real drill run: its journal is the event log to review.
+    let drill = pingji_scenarios::drill::load(&drill_file("smoke.toml")).map_err(anyhow::Error::msg)?;
+    let out = dir.path().join("smoke");
+    tokio::task::block_in_place(|| pingji_scenarios::run_in_process(&drill, &out, |_| {}))?;
+    let journal = out.join("journal.db");
+    let source = pingji_scenarios::read_journal(&journal)?;
+    let last = source.last().context("the drill's journal is empty")?.clone();
+    let first_at = source.first().context("no first event")?.at;
+    let drill_ms = last.at.0 - first_at.0;
+    anyhow::ensure!(drill_ms > 20 * 60 * 1000, "the smoke drill's journal spans only {drill_ms} ms");
+
+    // 1,800 drill seconds at 120 times real speed: about 15 s.
+    let (mut replay, grpc, web, token) = start_replay(dir.path(), &journal, "120").await?;
+    let channel = connect_with_retry(grpc, Duration::from_secs(30)).await?;
+    let mut viewer = commands_with(channel.clone(), Some(&token));
+    let whoami = wait_for_answer(async || Ok(viewer.who_am_i(pb::WhoAmIRequest {}).await?.into_inner())).await?;
+    anyhow::ensure!(whoami.role == pb::OperatorRole::Viewer as i32, "the replay's account is not a viewer: {whoami:?}");
+    let mut events = viewer.watch_events(pb::WatchEventsRequest { from_seq: 1, replay_last: 0 }).await?.into_inner();
+    // The events come as in the journal, with its times, in order and at speed.
+    let started = tokio::time::Instant::now();
+    let mut seen = 0u64;
+    let mut first_incident_seen_after = None;
+    while seen < last.seq {
+        let event = tokio::time::timeout(SHOWN_WITHIN, events.message())
+            .await
+            .with_context(|| format!("no event after {seen} of {} within {SHOWN_WITHIN:?}", last.seq))??
+            .context("the event stream ended")?;
+        let expected = source.get(event.seq as usize - 1).context("an event the journal does not hold")?;
+        anyhow::ensure!(event.seq == seen + 1, "event {} after {seen}", event.seq);
+        anyhow::ensure!(
+            event.at_ms == expected.at.0,
+            "event {} at {} in the replay, {} in the journal",
+            event.seq,
+            event.at_ms,
+            expected.at.0
+        );
+        if first_incident_seen_after.is_none() && !event.incident_id.is_empty() {
+            first_incident_seen_after = Some(started.elapsed());
+        }
+        seen = event.seq;
+    }
+    let took = started.elapsed();
+    // Played at the pace of the drill times 120 (not all at once, not in real time).
+    let expected = Duration::from_millis((drill_ms / 120) as u64);
+    anyhow::ensure!(
+        took >= expected / 2 && took <= expected * 4 + Duration::from_secs(10),
+        "{} events spanning {drill_ms} ms replayed in {took:?} at speed 120 (expected about {expected:?})",
+        last.seq
+    );
+    // The state followed: the drill's incidents, as they ended.
+    let incidents = viewer.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents;
+    let reported =
+        source.iter().filter(|event| matches!(event.kind, pingji_engine::event::EventKind::IncidentReported { .. })).count();
+    anyhow::ensure!(incidents.len() == reported, "{} incidents in the replay, {reported} in the journal", incidents.len());
+    let areas = viewer.list_areas(pb::ListAreasRequest::default()).await?.into_inner().areas;
+    anyhow::ensure!(areas.len() == 47, "{} areas in the replay", areas.len());
+
+    // Nothing can be changed, and the refusal says why.
+    let refused = viewer
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location { lon: 120.17, lat: 30.27, ..Default::default() }),
+            category: "medical".to_string(),
+            priority: 1,
+            headcount: 1,
+            ..Default::default()
+        })
+        .await
+        .expect_err("a viewer's create refused");
+    anyhow::ensure!(refused.code() == tonic::Code::PermissionDenied, "a viewer's create: {refused:?}");
+    // What a viewer may change (their own token) is refused too, saying why.
+    let refused = viewer.rotate_own_token(pb::RotateOwnTokenRequest::default()).await.expect_err("a change refused");
+    anyhow::ensure!(
+        refused.code() == tonic::Code::FailedPrecondition && refused.message().contains("replays a journal"),
+        "rotating the token in a replay: {refused:?}"
+    );
+    // Over grpc-web, as the page sees it.
+    let answer = grpc_web::call(
+        tokio::net::TcpStream::connect(web).await?,
+        &web.to_string(),
+        "/pingji.v1.CommandService/ListIncidents",
+        Some(&token),
+        &pb::ListIncidentsRequest::default(),
+    )
+    .await?;
+    anyhow::ensure!(answer.grpc_status == Some(0), "ListIncidents over grpc-web: {answer:?}");
+    let listed = pb::ListIncidentsResponse::decode(answer.message.context("no message")?.as_slice())?;
+    anyhow::ensure!(listed.incidents.len() == reported, "grpc-web lists {} incidents", listed.incidents.len());
+    let (status, _) = http_get(web, "/").await?;
+    anyhow::ensure!(status.contains(" 200 "), "GET / on the replay's web port: {status}");
+    // The page of the replay: the city, and the last events in its feed.
+    if let Some(chromium) = browser::chromium()? {
+        let browser = TestBrowser::launch(&chromium).await?;
+        let page = browser.open(&format!("http://{web}/")).await?;
+        log_in_and_see_the_city(&page, &token).await?;
+        browser::wait_for(&page, "the replayed events are in the feed", "document.querySelectorAll('#feed li').length >= 10")
+            .await?;
+        browser::screenshot(&page, &browser::screenshot_folder().join("replay-map.png")).await?;
+        browser.close().await?;
+    }
+
+    let pid = replay.id().context("the replay exited")?;
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    let exited = tokio::time::timeout(Duration::from_secs(30), replay.wait()).await??;
+    let log = std::fs::read_to_string(dir.path().join("replay.log"))?;
+    anyhow::ensure!(exited.success(), "the replay exited with {exited}; log:\n{log}");
+    anyhow::ensure!(!log.contains(&token), "the viewer token is in the log");
+    Ok(())
+}
+
+/// The answer of `call`, retried while the process is still starting.
+async fn wait_for_answer<T>(mut call: impl AsyncFnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + STARTED_WITHIN;
+    loop {
+        match call().await {
+            Ok(answer) => return Ok(answer),
+            Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(error) => return Err(error),
+        }
+    }
 }
