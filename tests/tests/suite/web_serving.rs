@@ -152,6 +152,16 @@ async fn the_demo_serves_the_map_and_shows_people_and_incidents_moving() -> anyh
         Ok(incidents.iter().any(|incident| !incident.assignments.is_empty()))
     })
     .await?;
+    // What a person opening the demo sees: the city, people, incidents.
+    if let Some(chromium) = browser::chromium()? {
+        let browser = TestBrowser::launch(&chromium).await?;
+        let page = browser.open(&format!("http://{}/", at.web)).await?;
+        log_in_and_see_the_city(&page, &at.token).await?;
+        browser::wait_for(&page, "the drill's people are drawn", "document.querySelectorAll('#map circle.person').length >= 100")
+            .await?;
+        browser::screenshot(&page, &browser::screenshot_folder().join("demo-map.png")).await?;
+        browser.close().await?;
+    }
     terminate(&mut demo, dir.path()).await?;
     let log = std::fs::read_to_string(dir.path().join("demo.log"))?;
     anyhow::ensure!(!log.contains(&at.token), "the token is in the demo's log");
