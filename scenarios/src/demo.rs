@@ -20,7 +20,6 @@ use std::time::Duration;
 use anyhow::Context;
 use pingji_dispatcher::runtime::Clock;
 use pingji_dispatcher::server::{self, Config, Store};
-use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -57,19 +56,14 @@ pub struct Started {
     pub journal: PathBuf,
 }
 
-/// What happened in one round of the drill.
-pub enum Round {
-    /// The round ran to its end; its report is in the demo's folder.
-    Ended { round: u32, report: crate::report::Report },
-}
-
 /// Runs the demo until `stop` turns true: calls `started` once the
-/// dispatcher serves and `round_ended` after each round of the drill.
+/// dispatcher serves and `round_ended` after each round of the drill that
+/// ran to its end, with its number and report (also in the demo's folder).
 pub async fn run(
     drill: &Drill,
     options: &DemoOptions,
     started: impl FnOnce(&Started),
-    mut round_ended: impl FnMut(Round),
+    mut round_ended: impl FnMut(u32, &crate::report::Report),
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -89,7 +83,7 @@ pub async fn run(
     let grpc = listener.local_addr()?;
     let web = web_listener.local_addr()?;
 
-    let token = new_admin_token();
+    let token = pingji_dispatcher::tokens::new_operator_token("admin");
     let clock = Clock::faster(options.speed);
     let mut config = Config::new(Store::Sqlite(journal.clone()));
     config.policy = drill.policy.clone();
@@ -124,7 +118,7 @@ pub async fn run(
             if *stop.borrow() {
                 return anyhow::Ok(());
             }
-            round_ended(Round::Ended { round, report });
+            round_ended(round, &report);
             round += 1;
             // Later rounds find the earlier round's people and map: theirs.
             live_options.go_ahead = true;
@@ -158,15 +152,6 @@ async fn prepare_when_serving<'drill>(drill: &'drill Drill, options: &LiveOption
             Err(error) => return Err(error.context("the drill cannot start on the demo's dispatcher")),
         }
     }
-}
-
-/// An admin token, `pjo_admin_` and 64 hex digits, from the system's
-/// random source.
-fn new_admin_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("pjo_admin_{hex}")
 }
 
 /// Each start shows a new demo: the journal of the one before goes.

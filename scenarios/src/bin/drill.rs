@@ -267,7 +267,7 @@ fn live(file: &std::path::Path, options: &LiveOptions, out: &std::path::Path, qu
 }
 
 fn demo(file: &std::path::Path, options: &pingji_scenarios::demo::DemoOptions) -> ExitCode {
-    use pingji_scenarios::demo::{Round, Started};
+    use pingji_scenarios::demo::Started;
     let drill = match load(file) {
         Ok(drill) => drill,
         Err(code) => return code,
@@ -307,10 +307,8 @@ fn demo(file: &std::path::Path, options: &pingji_scenarios::demo::DemoOptions) -
             );
             println!("Open the map, log in with the token. Ctrl-C stops.");
         };
-        let round_ended = |round: Round| match round {
-            Round::Ended { round, report } => {
-                println!("round {round} over: {}; starting again", report.totals.headline());
-            }
+        let round_ended = |round: u32, report: &pingji_scenarios::report::Report| {
+            println!("round {round} over: {}; starting again", report.totals.headline());
         };
         let result = pingji_scenarios::demo::run(&drill, options, started, round_ended, stop).await;
         signals.abort();

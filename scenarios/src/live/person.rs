@@ -46,6 +46,11 @@ pub(crate) enum Control {
 }
 
 enum Step {
+    /// Say where they are again, as a person's app does every location
+    /// interval the dispatcher asks for, in drill time: a dispatcher whose
+    /// clock runs at the drill's speed counts a position stale after its
+    /// policy's drill minutes, not after real ones.
+    Report,
     CheckIn {
         callup: String,
     },
@@ -85,6 +90,8 @@ pub(crate) struct Person {
     pub(crate) ours: Ours,
     pending: Vec<(Instant, Step)>,
     standing: bool,
+    /// How often to say where they are, in drill time (zero: never).
+    report_interval: Duration,
 }
 
 impl Person {
@@ -97,7 +104,18 @@ impl Person {
         rng: StdRng,
         ours: Ours,
     ) -> Person {
-        Person { client, behaviour, travel_mode, at, scale, rng, ours, pending: Vec::new(), standing: false }
+        Person {
+            client,
+            behaviour,
+            travel_mode,
+            at,
+            scale,
+            rng,
+            ours,
+            pending: Vec::new(),
+            standing: false,
+            report_interval: Duration::ZERO,
+        }
     }
 
     fn later(&self, drill_seconds: f64) -> Instant {
@@ -136,7 +154,22 @@ impl Person {
         self.client.close().await;
     }
 
+    /// Reports again every `interval` (drill time) from now on.
+    fn report_every(&mut self, interval: Duration) {
+        self.pending.retain(|(_, step)| !matches!(step, Step::Report));
+        self.report_interval = interval;
+        if !interval.is_zero() && !self.standing {
+            self.pending.push((self.later(interval.as_secs_f64()), Step::Report));
+        }
+    }
+
     fn on_event(&mut self, event: AgentEvent) {
+        if let AgentEvent::Welcome(welcome) = &event {
+            self.report_every(welcome.location_interval);
+        }
+        if let AgentEvent::ModeChanged { location_interval, .. } = &event {
+            self.report_every(*location_interval);
+        }
         match event {
             // People the drill takes part with are on duty, whatever an
             // earlier run left them as (it signs its people off at the end).
@@ -192,7 +225,7 @@ impl Person {
                     Step::Travel { incident, .. } | Step::Arrive { incident, .. } | Step::Complete { incident } => {
                         incident != &incident_id
                     }
-                    Step::Answer { .. } | Step::CheckIn { .. } => true,
+                    Step::Report | Step::Answer { .. } | Step::CheckIn { .. } => true,
                 });
             }
             AgentEvent::CallUp { callup_id, .. } if !self.standing && self.rng.random::<f64>() < self.behaviour.check_in => {
@@ -215,6 +248,12 @@ impl Person {
         self.pending = later;
         for (_, step) in due {
             match step {
+                Step::Report => {
+                    let _ = self.client.report_location(Location::new(self.at.lon, self.at.lat));
+                    // At most once a real second, however fast the drill.
+                    let every = (self.report_interval.as_secs_f64() / self.scale).max(1.0);
+                    self.pending.push((now + Duration::from_secs_f64(every), Step::Report));
+                }
                 Step::CheckIn { callup } => {
                     let _ = self.client.check_in(&callup);
                 }
