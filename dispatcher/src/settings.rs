@@ -320,12 +320,6 @@ impl Settings {
                         format!("{web} is taken by the gRPC or metrics port; give the web its own"),
                     ));
                 }
-                if matches!(config.store, Store::Redis(_)) {
-                    return Err(refuse(
-                        "web.listen",
-                        "not served with a shared Redis store yet: serve the command map from a dispatcher with its own journal",
-                    ));
-                }
                 Some(web)
             }
             None => None,
@@ -661,10 +655,6 @@ mod tests {
         assert!(refused("[web]\ntiles = \"https://tiles.example/{z}/{x}.png\"").starts_with("web.tiles: "));
         assert!(refused("[web]\ntiles = \"https://tiles.example/{z}/{x}/{y}.png; script-src *\"").starts_with("web.tiles: "));
         assert!(refused("listen = \"127.0.0.1:8080\"\n[web]\nlisten = \"127.0.0.1:8080\"").starts_with("web.listen: "));
-        assert!(
-            refused("[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n[web]\nlisten = \"127.0.0.1:8080\"")
-                .starts_with("web.listen: ")
-        );
         assert!(refused("[store]\nkind = \"postgres\"").starts_with("store.kind: \"postgres\" is not a store"));
         assert!(refused("[store]\nkind = \"redis\"").starts_with("store.url: "));
         assert!(

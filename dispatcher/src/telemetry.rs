@@ -97,10 +97,21 @@ impl Telemetry {
     }
 }
 
-fn log_filter() -> tracing_subscriber::EnvFilter {
+fn log_filter(default: &str) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("PINGJI_LOG"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
+/// Logging as text on stderr, warnings and errors only unless `RUST_LOG`
+/// (or `PINGJI_LOG`) says otherwise: for a dispatcher inside another
+/// program that talks to a person on the terminal (`drill demo`).
+pub fn init_quiet() -> anyhow::Result<()> {
+    let fmt_layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(log_filter("warn"));
+    tracing_subscriber::registry().with(fmt_layer).try_init().context("cannot set up logging")
 }
 
 fn resource() -> Resource {
@@ -120,7 +131,7 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, metrics: Option<Arc<
         }
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
     }
-    .with_filter(log_filter());
+    .with_filter(log_filter("info"));
     let mut telemetry = Telemetry { tracer_provider: None, meter_provider: None };
     let otel_layer = match otlp_endpoint {
         Some(endpoint) => {

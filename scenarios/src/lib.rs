@@ -19,6 +19,8 @@
 //!   connected through `pingji-client` as the console and field agent are;
 //!   it says what it finds, does not start on a dispatcher in use unless
 //!   told to go ahead, and leaves the dispatcher as it found it.
+//! - [`demo`]: a dispatcher in process with the command map, and a live
+//!   drill against it on a clock at the drill's speed (`drill demo`).
 //! - [`report`]: figures from the event log; report.json and report.md.
 //! - [`svg`]: the report's pictures.
 //! - [`files`]: writing the report's files (JSON, Markdown, pictures).
@@ -27,6 +29,7 @@
 
 pub mod border;
 pub mod citymap;
+pub mod demo;
 pub mod drill;
 pub mod files;
 pub mod live;

@@ -30,6 +30,6 @@ impl TestClock {
     /// The dispatcher's view of this clock, for `Config::clock`.
     pub fn for_dispatcher(&self) -> Clock {
         let shared = self.0.clone();
-        Clock(Arc::new(move || Millis(shared.load(Ordering::SeqCst))))
+        Clock::new(move || Millis(shared.load(Ordering::SeqCst)))
     }
 }

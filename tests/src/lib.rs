@@ -36,6 +36,8 @@
 //! - [`binaries`]: the workspace's binaries, built when missing or stale.
 //! - [`cli`]: the `pingji` console binary, run with arguments.
 //! - [`metrics`]: scraping `/metrics` over HTTP and reading values.
+//! - [`grpc_web`]: one grpc-web call by hand, as the command map's page
+//!   makes it, over plain TCP or TLS.
 //! - [`otlp`]: an OTLP/gRPC collector (traces, metrics) for export tests.
 //! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
 //!   and waiting for one kind of message on a session.
@@ -54,6 +56,7 @@ pub mod browser;
 pub mod cli;
 pub mod clock;
 pub mod events;
+pub mod grpc_web;
 pub mod metrics;
 pub mod mobilisation;
 pub mod otlp;

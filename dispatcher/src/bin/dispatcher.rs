@@ -115,6 +115,16 @@ struct Args {
     /// is assumed); off by default.
     #[arg(long, env = "PINGJI_WEB_TILES", value_name = "URL")]
     web_tiles: Option<String>,
+    /// Replay this journal for the after-action review instead of serving
+    /// one: a drill's journal.db or a dispatcher's SQLite file, opened
+    /// read-only; its events are played at the pace they happened (times
+    /// --speed) to the command map (--web) and the console, and nothing can
+    /// be changed. Prints the token of a viewer account made for the replay.
+    #[arg(long, value_name = "JOURNAL", conflicts_with_all = ["store", "ephemeral"])]
+    replay: Option<PathBuf>,
+    /// With --replay: how many times faster than real time to play [1].
+    #[arg(long, requires = "replay")]
+    speed: Option<f64>,
     /// Export traces and metrics over OTLP/gRPC to this collector,
     /// `http://HOST:PORT` (usually port 4317); off by default.
     #[arg(long, env = "PINGJI_OTLP_ENDPOINT")]
@@ -240,6 +250,13 @@ async fn run() -> anyhow::Result<()> {
         println!("{token}");
         eprintln!("dispatcher: this is the admin token; keep it now (only its hash is kept), e.g. export PINGJI_TOKEN=...");
         return Ok(());
+    }
+    if let Some(journal) = &args.replay {
+        let viewer_token = pingji_dispatcher::tokens::new_operator_token(server::replay::REVIEWER);
+        // Shown here once, on the terminal; only its hash is kept, and never logged.
+        println!("replay viewer token: {viewer_token}");
+        resolved.config.replay =
+            Some(server::Replay { journal: journal.clone(), speed: args.speed.unwrap_or(1.0), viewer_token });
     }
     let metrics = Arc::new(Metrics::new());
     let telemetry = telemetry::init(resolved.log_format, resolved.otlp_endpoint.as_deref(), Some(metrics.clone()))?;

@@ -46,6 +46,11 @@ pub(super) enum Request {
     },
     /// The server is shutting down: end every session and event stream.
     CloseStreams,
+    /// Events journaled elsewhere, to take in as they are (a replay).
+    TakeIn {
+        events: Vec<Event>,
+        reply: oneshot::Sender<Result<(), DispatchError>>,
+    },
 }
 
 /// A handle to the running dispatcher.
@@ -151,6 +156,16 @@ impl Dispatcher {
 
     pub async fn close_session(&self, agent: AgentId, session: u64) {
         let _ = self.send(Request::CloseSession { agent, session }).await;
+    }
+
+    /// Takes in `events` journaled elsewhere, in order and continuing the
+    /// state's sequence (a replay of another journal): the state follows
+    /// them, this dispatcher's journal keeps them and watchers are told,
+    /// as if they had just happened here.
+    pub async fn take_in(&self, events: Vec<Event>) -> Result<(), DispatchError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::TakeIn { events, reply }).await?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Ends every session and event stream (at shutdown), telling each why.

@@ -26,6 +26,27 @@ impl Owner {
         for request in batch {
             let now = self.now();
             match request {
+                Request::Execute { respond, .. } if self.config.read_only.is_some() => {
+                    let reason = self.config.read_only.clone().unwrap_or_default();
+                    deliveries.push(respond(Err(Rejection::FailedPrecondition(reason))));
+                }
+                Request::OpenSession { reply, .. } if self.config.read_only.is_some() => {
+                    let reason = self.config.read_only.clone().unwrap_or_default();
+                    let _ = reply.send(Err(DispatchError::Rejected(Rejection::FailedPrecondition(reason))));
+                }
+                Request::TakeIn { events: taken, reply } => {
+                    for event in &taken {
+                        if let Err(problem) = self.engine.replay(event) {
+                            // The state took in what came before: stop, as for a journal that fails.
+                            let _ = reply.send(Err(DispatchError::Unavailable(problem.clone())));
+                            return Err(anyhow::anyhow!("cannot take in event {}: {problem}", event.seq));
+                        }
+                    }
+                    events.extend(taken);
+                    deliveries.push(Box::new(move |committed: Result<(), DispatchError>| {
+                        let _ = reply.send(committed);
+                    }));
+                }
                 Request::Execute { command, actor, respond, session } => {
                     if let Some((agent, id)) = session
                         && self.sessions.get(&agent).is_none_or(|open| open.id != id)

@@ -95,6 +95,65 @@ pub fn system_now() -> Millis {
     Millis(since_epoch.as_millis() as i64)
 }
 
+/// The dispatcher's time source, in milliseconds since the Unix epoch, and
+/// how fast it runs: the system clock; a test's own, moved by hand, to see
+/// tokens expire without waiting; or a live drill's, running as many times
+/// faster than real time as the drill, so that offers time out and
+/// incidents widen at the drill's pace.
+#[derive(Clone)]
+pub struct Clock {
+    now: Arc<dyn Fn() -> Millis + Send + Sync>,
+    /// Clock milliseconds per real millisecond.
+    speed: f64,
+}
+
+impl Clock {
+    /// A clock read from `now`, running at real speed (or standing still
+    /// until its owner moves it).
+    pub fn new(now: impl Fn() -> Millis + Send + Sync + 'static) -> Clock {
+        Clock { now: Arc::new(now), speed: 1.0 }
+    }
+
+    /// A clock that shows the system time now and then runs `speed` times
+    /// faster than real time (`speed` is at least 1).
+    pub fn faster(speed: f64) -> Clock {
+        Clock::running(system_now(), speed.max(1.0))
+    }
+
+    /// A clock that shows `from` now and then runs `speed` times as fast as
+    /// real time (a replay's).
+    pub fn running(from: Millis, speed: f64) -> Clock {
+        let started = std::time::Instant::now();
+        Clock { now: Arc::new(move || Millis(from.0 + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64)), speed }
+    }
+
+    pub fn now(&self) -> Millis {
+        (self.now)()
+    }
+
+    /// Clock milliseconds per real millisecond: 1 but for a drill's or a replay's clock.
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    /// How long to wait in real time until the clock has moved on by `clock_ms`.
+    pub fn real_wait(&self, clock_ms: i64) -> Duration {
+        Duration::from_secs_f64(clock_ms.max(0) as f64 / 1000.0 / self.speed)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new(system_now)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock(now = {}, speed = {})", self.now().0, self.speed)
+    }
+}
+
 pub type AppendObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// How the runtime is set up.
@@ -102,7 +161,7 @@ pub struct RuntimeConfig {
     pub policy: Policy,
     /// Take a snapshot after this many events.
     pub snapshot_every: u64,
-    pub clock: Arc<dyn Fn() -> Millis + Send + Sync>,
+    pub clock: Clock,
     /// Where accepted live locations are copied (Redis, for a process that
     /// takes the shard over); `None` with SQLite and memory.
     pub locations: Option<LocationWriter>,
@@ -116,6 +175,11 @@ pub struct RuntimeConfig {
     /// Journaled events older than this (by the clock above) are deleted
     /// once a snapshot covers them; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// Why nothing may change, when nothing may (a replay of another
+    /// journal, told by [`Dispatcher::take_in`]): every command and session
+    /// is refused with this, and no deadline fires, since the events that
+    /// deadlines made are in the journal being replayed.
+    pub read_only: Option<String>,
 }
 
 /// Starts the owner task. It runs until `shutdown` turns true or every
@@ -213,6 +277,6 @@ struct Forgetting {
 
 impl Owner {
     fn now(&self) -> Millis {
-        (self.config.clock)()
+        self.config.clock.now()
     }
 }

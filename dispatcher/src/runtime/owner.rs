@@ -22,12 +22,15 @@ impl Owner {
         let (probe_sender, mut probes) = mpsc::channel(1);
         // Offers whose deadline passed while the dispatcher was down time out now.
         let now = self.now();
-        let events = self.engine.tick(now);
-        self.commit(events, Vec::new()).await?;
+        if self.config.read_only.is_none() {
+            let events = self.engine.tick(now);
+            self.commit(events, Vec::new()).await?;
+        }
         loop {
-            let wait = match (&self.store_down, self.engine.next_deadline()) {
+            let deadline = self.engine.next_deadline().filter(|_| self.config.read_only.is_none());
+            let wait = match (&self.store_down, deadline) {
                 (Some(probe_at), _) => probe_at.saturating_duration_since(tokio::time::Instant::now()),
-                (None, Some(deadline)) => Duration::from_millis(deadline.0.saturating_sub(self.now().0).max(0) as u64),
+                (None, Some(deadline)) => self.config.clock.real_wait(deadline.0.saturating_sub(self.now().0)),
                 (None, None) => Duration::from_secs(3600),
             };
             tokio::select! {
@@ -54,7 +57,7 @@ impl Owner {
                 () = tokio::time::sleep(wait) => {
                     if self.store_down.is_some() {
                         self.probe_store(&probe_sender);
-                    } else {
+                    } else if self.config.read_only.is_none() {
                         let now = self.now();
                         let events = self.engine.tick(now);
                         self.commit(events, Vec::new()).await?;

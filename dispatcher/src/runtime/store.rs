@@ -98,6 +98,9 @@ impl Owner {
                     }
                 }
                 Request::CloseStreams => self.close_streams(),
+                Request::TakeIn { reply, .. } => {
+                    let _ = reply.send(Err(DispatchError::Unavailable(STORE_DOWN.to_string())));
+                }
             }
         }
     }

@@ -52,11 +52,12 @@ async fn old_events_are_deleted_after_a_snapshot_and_the_state_survives_a_restar
     let config = RuntimeConfig {
         policy: Policy::default(),
         snapshot_every: 5,
-        clock: Arc::new(move || Millis(clock.load(Ordering::Relaxed))),
+        clock: Clock::new(move || Millis(clock.load(Ordering::Relaxed))),
         locations: None,
         wait_for_store: false,
         append_timer: None,
         retention: Some(Duration::from_millis(DAY_MS as u64)),
+        read_only: None,
     };
     let (stop, shutdown) = watch::channel(false);
     let (dispatcher, owner) = start(Engine::new(Policy::default()), journal.clone(), config, shutdown);
@@ -112,11 +113,12 @@ async fn restarts_more_often_than_the_snapshot_interval_still_snapshot() {
     let config = || RuntimeConfig {
         policy: Policy::default(),
         snapshot_every: 5,
-        clock: Arc::new(|| Millis(START_MS)),
+        clock: Clock::new(|| Millis(START_MS)),
         locations: None,
         wait_for_store: false,
         append_timer: None,
         retention: None,
+        read_only: None,
     };
     for (round, people) in [(1, 1..=3), (2, 4..=6)] {
         let journal = open_shared(&path);
@@ -154,11 +156,12 @@ async fn without_a_retention_limit_every_event_is_kept() {
     let config = RuntimeConfig {
         policy: Policy::default(),
         snapshot_every: 2,
-        clock: Arc::new(move || Millis(clock.load(Ordering::Relaxed))),
+        clock: Clock::new(move || Millis(clock.load(Ordering::Relaxed))),
         locations: None,
         wait_for_store: false,
         append_timer: None,
         retention: None,
+        read_only: None,
     };
     let (stop, shutdown) = watch::channel(false);
     let (dispatcher, owner) = start(Engine::new(Policy::default()), open_shared(&path), config, shutdown);

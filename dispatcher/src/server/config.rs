@@ -16,7 +16,6 @@ use crate::lease::LeaseConfig;
 use crate::metrics::Metrics;
 use crate::sessions::{QueueLimits, SESSION_QUEUE_MESSAGES, SessionQueues};
 use crate::shard::ShardId;
-use pingji_engine::ids::Millis;
 use pingji_engine::policy::Policy;
 
 /// Largest header list (metadata) of a request. hyper's default of 16 KiB
@@ -137,23 +136,39 @@ pub struct Config {
     /// every shard this process serves, so that their total is bounded.
     pub(super) session_queues: Option<SessionQueues>,
     /// Where the dispatcher reads the time (the system clock; a test's own
-    /// to see tokens expire without waiting).
+    /// to see tokens expire without waiting; a live drill's, faster).
     pub clock: Clock,
+    /// Replaying another journal instead of serving one (`--replay`):
+    /// nothing can be changed (see `replay`).
+    pub replay: Option<Replay>,
 }
 
-/// The dispatcher's time source: milliseconds since the Unix epoch.
-#[derive(Clone)]
-pub struct Clock(pub Arc<dyn Fn() -> Millis + Send + Sync>);
+pub use crate::runtime::Clock;
 
-impl Default for Clock {
-    fn default() -> Self {
-        Clock(Arc::new(crate::runtime::system_now))
+/// What to replay, how fast, and the token of the replay's viewer account.
+#[derive(Clone)]
+pub struct Replay {
+    /// The journal: a dispatcher's SQLite file (`pingji.db`, a drill's `journal.db`).
+    pub journal: PathBuf,
+    /// Journal milliseconds per real millisecond.
+    pub speed: f64,
+    /// The viewer's token (`pjo_review_…`), from [`crate::tokens::new_operator_token`].
+    pub viewer_token: String,
+}
+
+impl std::fmt::Debug for Replay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token.
+        f.debug_struct("Replay").field("journal", &self.journal).field("speed", &self.speed).finish()
     }
 }
 
-impl fmt::Debug for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Clock(now = {})", (self.0)().0)
+impl Replay {
+    /// What every command and session is told.
+    pub(super) fn refusal(&self) -> String {
+        "this dispatcher replays a journal for review (dispatcher --replay) and changes nothing: make changes on a \
+         dispatcher serving its own journal"
+            .to_string()
     }
 }
 
@@ -240,6 +255,7 @@ impl Config {
             connections: None,
             session_queues: None,
             clock: Clock::default(),
+            replay: None,
         }
     }
 

@@ -29,6 +29,7 @@
 //! - `config`: where the journal lives, TLS, limits, the server builder.
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 //! - `sizes`: how large one message may be, per service.
+//! - [`replay`]: replaying a drill's journal for review, changing nothing.
 //! - `web`: the web port: the command map's embedded files and the command
 //!   service over grpc-web.
 
@@ -47,6 +48,7 @@ pub mod field;
 pub mod front;
 mod maps;
 mod ownership;
+pub mod replay;
 mod serving;
 pub mod sharding;
 mod sizes;
@@ -64,7 +66,7 @@ use tracing::error;
 use crate::metrics::Metrics;
 use crate::runtime::{self};
 
-pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, ServerTls, Store};
+pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, Replay, ServerTls, Store};
 pub(crate) use web::tile_origin;
 use serving::{open_journal, serve};
 
@@ -89,12 +91,6 @@ pub async fn run_with_web(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut config = config;
-    if web_listener.is_some() && matches!(config.store, Store::Redis(_)) {
-        anyhow::bail!(
-            "the web port (--web) is not served with a shared Redis store yet: serve the command map from a \
-             dispatcher with its own journal (--data or --ephemeral)"
-        );
-    }
     // The metrics endpoint lives as long as the process: a standby shows it
     // is not serving, an owner shows what it does.
     let metrics_endpoint = match config.metrics_addr {
@@ -129,9 +125,14 @@ pub(super) async fn run_store(
     web_listener: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    if let Some(replay) = config.replay.clone() {
+        let mut config = config;
+        let (journal, engine) = replay::prepare(&mut config, &replay).await?;
+        return serve(&config, journal, engine, None, listener, shutdown, None, None, web_listener).await;
+    }
     if let Store::Redis(redis) = &config.store {
         let redis = redis.clone();
-        return ownership::run(config, redis, listener, shutdown).await;
+        return ownership::run(config, redis, listener, web_listener, shutdown).await;
     }
     // Health answers NOT_SERVING while the journal is opened and replayed.
     let listener = listener.into_std()?;

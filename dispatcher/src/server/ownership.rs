@@ -20,6 +20,13 @@
 //! when Redis answers again, either the lease is still this process's (or
 //! nobody took it, and it is taken back) and writing resumes, or another
 //! process took the shard meanwhile and this one steps down.
+//!
+//! The web port (the command map) is served by the first shard this
+//! process owns, on the port it was given, from the moment it owns it: a
+//! standby's web port accepts connections and answers them once it has
+//! taken the shard over. Further shards are served on gRPC ports of their
+//! own only; the map of a district shard shows the whole city through the
+//! same routing as the console's calls.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,6 +53,7 @@ pub(super) async fn run(
     config: Config,
     redis: RedisStore,
     listener: TcpListener,
+    web_listener: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let owner_id = owner_id();
@@ -83,7 +91,7 @@ pub(super) async fn run(
         return Ok(());
     };
     let mut serving = tokio::task::JoinSet::new();
-    serving.spawn(serve_shard(config.clone(), redis.url.clone(), lease.clone(), token, listener, stopping.clone()));
+    serving.spawn(serve_shard(config.clone(), redis.url.clone(), lease.clone(), token, listener, web_listener, stopping.clone()));
 
     // The other shards: taken as they are free, each served on a port of
     // its own (clients are sent there as to another process).
@@ -119,7 +127,7 @@ pub(super) async fn run(
                     others.retain(|shard| shard != lease.shard().id());
                     let listener = std::mem::replace(&mut spare, Spare::bind(&redis.advertise)?);
                     info!(shard = %lease.shard().id(), address = %listener.advertise, "serving one more shard, on a port of its own");
-                    serving.spawn(serve_shard(config.clone(), redis.url.clone(), lease, token, listener.socket, stopping.clone()));
+                    serving.spawn(serve_shard(config.clone(), redis.url.clone(), lease, token, listener.socket, None, stopping.clone()));
                 }
             }
         }
@@ -152,13 +160,16 @@ impl Spare {
 }
 
 /// Owns and serves one shard, whose lease this process holds with `token`,
-/// on `listener` until `shutdown`; an error when it must step down.
+/// on `listener` (and the command map on `web_listener`) until `shutdown`;
+/// an error when it must step down.
+#[allow(clippy::too_many_arguments)]
 async fn serve_shard(
     config: Config,
     url: String,
     lease: Arc<ShardLease>,
     token: u64,
     listener: std::net::TcpListener,
+    web_listener: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let shard = lease.shard().clone();
@@ -188,7 +199,8 @@ async fn serve_shard(
         _ => Some(Arc::new(Sharding::new(&url, shard.id().clone())?)),
     };
     let served =
-        super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding, None).await;
+        super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding, web_listener)
+            .await;
 
     keeper.stop().await;
     if served.is_ok() {

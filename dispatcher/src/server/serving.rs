@@ -69,13 +69,18 @@ pub(super) async fn serve(
     let runtime_config = RuntimeConfig {
         policy: config.policy.clone(),
         snapshot_every: config.snapshot_every,
-        clock: config.clock.0.clone(),
+        clock: config.clock.clone(),
         wait_for_store: matches!(config.store, Store::Redis(_)),
         locations,
         append_timer: config.metrics.as_ref().map(|metrics| metrics.append_timer()),
         retention: config.retention,
+        read_only: config.replay.as_ref().map(|replay| replay.refusal()),
     };
     let (dispatcher, mut owner) = runtime::start(engine, journal, runtime_config, owner_stop);
+    // A replay's events, fed as the clock reaches them, until serving ends.
+    let replaying =
+        config.replay.clone().map(|replay| tokio::spawn(super::replay::follow(dispatcher.clone(), replay, config.clock.clone())));
+    let _replaying = AbortOnDrop(replaying);
     // Metrics and incident spans from the events, until serving ends.
     let observing = crate::observer::start(dispatcher.clone(), config.metrics.clone());
     let mut lost = guard.map(|guard| guard.lost);

@@ -58,6 +58,29 @@ enum Mode {
         #[arg(long)]
         quiet: bool,
     },
+    /// Pingji to look at: a dispatcher with the command map, and a live
+    /// drill of simulated people against it, its clock at the drill's
+    /// speed, round after round until Ctrl-C. Prints the map's address and
+    /// an operator token to log in with.
+    Demo {
+        /// The drill file (TOML).
+        #[arg(default_value = "scenarios/drills/typhoon.toml")]
+        file: PathBuf,
+        /// How many times faster than real time the drill and the
+        /// dispatcher's clock run.
+        #[arg(long, default_value_t = 10.0)]
+        speed: f64,
+        /// Where to serve the command map.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        web: std::net::SocketAddr,
+        /// Where to serve gRPC, for the console (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Folder for the journal (journal.db, replaced at each start) and
+        /// the report of each round.
+        #[arg(long, default_value = "out/demo")]
+        out: PathBuf,
+    },
     /// Makes maps for drills: a city of districts, or a district map cut
     /// into streets, communities and grids.
     Map {
@@ -129,6 +152,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
         Mode::Run { file, out, quiet } => run(&file, &out, quiet),
+        Mode::Demo { file, speed, web, listen, out } => {
+            demo(&file, &pingji_scenarios::demo::DemoOptions { speed, listen, web, out })
+        }
         Mode::Map { command } => match map(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -238,6 +264,63 @@ fn live(file: &std::path::Path, options: &LiveOptions, out: &std::path::Path, qu
         signals.abort();
         finish(result, out)
     })
+}
+
+fn demo(file: &std::path::Path, options: &pingji_scenarios::demo::DemoOptions) -> ExitCode {
+    use pingji_scenarios::demo::Started;
+    let drill = match load(file) {
+        Ok(drill) => drill,
+        Err(code) => return code,
+    };
+    if let Err(error) = pingji_dispatcher::telemetry::init_quiet() {
+        eprintln!("drill: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("drill: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = drill.file.name.clone();
+    let speed = options.speed;
+    let result = runtime.block_on(async {
+        let (stop_sender, stop) = tokio::sync::watch::channel(false);
+        let signals = tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("drill: stopping the demo");
+            let _ = stop_sender.send(true);
+            shutdown_signal().await;
+            std::process::exit(i32::from(STOPPED));
+        });
+        let started = |started: &Started| {
+            println!("Pingji demo: {name}, {speed}x real time");
+            println!("  command map: {}", started.map_url);
+            // Shown here once; the dispatcher keeps only its hash and never logs it.
+            println!("  operator token: {}", started.token);
+            println!("  gRPC: {} (pingji --server http://{} with PINGJI_TOKEN set to the token)", started.grpc, started.grpc);
+            println!(
+                "  event log: {} (play it back: dispatcher --replay {} --web ADDR)",
+                started.journal.display(),
+                started.journal.display()
+            );
+            println!("Open the map, log in with the token. Ctrl-C stops.");
+        };
+        let round_ended = |round: u32, report: &pingji_scenarios::report::Report| {
+            println!("round {round} over: {}; starting again", report.totals.headline());
+        };
+        let result = pingji_scenarios::demo::run(&drill, options, started, round_ended, stop).await;
+        signals.abort();
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("drill: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn print_found(found: &[String]) {

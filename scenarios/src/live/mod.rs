@@ -17,7 +17,9 @@
 //! `speed` compresses the drill: the timeline and people's delays run
 //! `speed` times faster, and event times are stretched back, so figures are
 //! in drill seconds. The dispatcher keeps its own policy in real time; for a
-//! faithful rehearsal at speed N, give it a policy with timeouts divided by N.
+//! faithful rehearsal at speed N, give it a policy with timeouts divided by N,
+//! or run it on a clock N times faster ([`LiveOptions::clock`]; `drill demo`
+//! does), so that its timeouts and widenings keep the drill's pace.
 //!
 //! # Layout
 //! - [`found`]: what the drill finds, why it would not start, how the
@@ -41,6 +43,7 @@ use std::time::Duration;
 
 use pingji_client::auth::BearerToken;
 use pingji_client::connect::ConnectOptions;
+use pingji_dispatcher::runtime::Clock;
 use pingji_engine::areas::{AreaLevel, AreaMap};
 use pingji_engine::event::Event;
 use pingji_engine::ids::{AreaId, Millis};
@@ -73,6 +76,10 @@ pub struct LiveOptions {
     /// Run even where the dispatcher is in use (`drill live --go-ahead`):
     /// what [`prepare`] found is then reported, not refused.
     pub go_ahead: bool,
+    /// The dispatcher's clock as the drill reads it: the system clock, or
+    /// (a dispatcher in this process) its own, which may run faster; event
+    /// times are stretched back to drill time by `speed / clock.speed()`.
+    pub clock: Clock,
 }
 
 impl LiveOptions {
@@ -82,7 +89,7 @@ impl LiveOptions {
         let mut connect = ConnectOptions::new(servers);
         connect.bearer = BearerToken::new(token)
             .map_err(|problem| anyhow::anyhow!("the operator token from --token or PINGJI_TOKEN cannot be used: {problem}"))?;
-        Ok(LiveOptions { connect, speed: 1.0, go_ahead: false })
+        Ok(LiveOptions { connect, speed: 1.0, go_ahead: false, clock: Clock::default() })
     }
 }
 
@@ -243,7 +250,7 @@ impl Prepared<'_> {
         stop: impl Future<Output = ()>,
     ) -> anyhow::Result<Report> {
         let drill = self.drill;
-        let wall_start = pingji_dispatcher::runtime::system_now();
+        let wall_start = self.options.clock.now();
         // Incidents carry ids of this run, so that a create retried at a new
         // owner (its answer lost with the old one) cannot be made twice.
         let incident_ids = IncidentIds { run: format!("drill-{wall_start}"), next: Arc::new(AtomicU64::new(1)) };
@@ -349,7 +356,7 @@ impl Prepared<'_> {
         timeline.abort_all();
         // The report covers the drill up to here; what follows is putting
         // the dispatcher back.
-        let cut = pingji_dispatcher::runtime::system_now();
+        let cut = self.options.clock.now();
         if interrupted_at_s.is_none() && failure.is_none() {
             progress(drill.file.duration_s);
         }
@@ -373,7 +380,8 @@ impl Prepared<'_> {
             return Err(error.context(format!("the drill stopped early; at its end: {left}")));
         }
 
-        let events = drill_events(&events, &ours, wall_start, cut, started_at, scale);
+        let stretch = scale / self.options.clock.speed();
+        let events = drill_events(&events, &ours, wall_start, cut, started_at, stretch);
         let ended_at = match interrupted_at_s {
             Some(seconds) => started_at.plus_seconds(seconds.ceil() as u64),
             None => started_at.plus_seconds(drill.file.duration_s),
@@ -498,7 +506,7 @@ fn drill_events(
     wall_start: Millis,
     cut: Millis,
     started_at: Millis,
-    scale: f64,
+    stretch: f64,
 ) -> Vec<Event> {
     let mut events: Vec<&(usize, pb::Event)> = events
         .iter()
@@ -514,8 +522,8 @@ fn drill_events(
         .map(|(_, event)| event)
         .filter_map(|event| match pingji_dispatcher::convert::event::event_from_pb(event) {
             Ok(read) => {
-                // Stretch wall-clock times back to drill time.
-                let drill_ms = ((event.at_ms - wall_start.0) as f64 * scale) as i64;
+                // Stretch the dispatcher's times back to drill time.
+                let drill_ms = ((event.at_ms - wall_start.0) as f64 * stretch) as i64;
                 Some(Event { at: Millis(started_at.0 + drill_ms), ..read })
             }
             Err(error) => {

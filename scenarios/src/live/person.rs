@@ -27,6 +27,11 @@ const DRILL_OVER: &str = "the drill is over";
 /// the person) before declining it as someone else's.
 const LEARN_WITHIN: Duration = Duration::from_secs(5);
 const LEARN_EVERY: Duration = Duration::from_millis(250);
+/// How long a person takes to set off once assigned, in drill seconds.
+const GETTING_READY_S: f64 = 60.0;
+/// How often a travelling person reports where they are, in drill seconds
+/// (and at most once a real second), so that the map shows them moving.
+const REPORT_WHILE_TRAVELLING_S: f64 = 10.0;
 
 /// What the run tells a person.
 pub(crate) enum Control {
@@ -41,10 +46,37 @@ pub(crate) enum Control {
 }
 
 enum Step {
-    CheckIn { callup: String },
-    Answer { offer: OfferId, incident: IncidentId, accept: bool, reason: String, asked_since: Instant },
-    Arrive { incident: IncidentId, at: Position },
-    Complete { incident: IncidentId },
+    /// Say where they are again, as a person's app does every location
+    /// interval the dispatcher asks for, in drill time: a dispatcher whose
+    /// clock runs at the drill's speed counts a position stale after its
+    /// policy's drill minutes, not after real ones.
+    Report,
+    CheckIn {
+        callup: String,
+    },
+    Answer {
+        offer: OfferId,
+        incident: IncidentId,
+        accept: bool,
+        reason: String,
+        asked_since: Instant,
+    },
+    /// On the way: where they set off from, where to, and when they set
+    /// off and arrive.
+    Travel {
+        incident: IncidentId,
+        from: Position,
+        to: Position,
+        departs: Instant,
+        arrives: Instant,
+    },
+    Arrive {
+        incident: IncidentId,
+        at: Position,
+    },
+    Complete {
+        incident: IncidentId,
+    },
 }
 
 /// One simulated person on a real session.
@@ -58,6 +90,8 @@ pub(crate) struct Person {
     pub(crate) ours: Ours,
     pending: Vec<(Instant, Step)>,
     standing: bool,
+    /// How often to say where they are, in drill time (zero: never).
+    report_interval: Duration,
 }
 
 impl Person {
@@ -70,7 +104,18 @@ impl Person {
         rng: StdRng,
         ours: Ours,
     ) -> Person {
-        Person { client, behaviour, travel_mode, at, scale, rng, ours, pending: Vec::new(), standing: false }
+        Person {
+            client,
+            behaviour,
+            travel_mode,
+            at,
+            scale,
+            rng,
+            ours,
+            pending: Vec::new(),
+            standing: false,
+            report_interval: Duration::ZERO,
+        }
     }
 
     fn later(&self, drill_seconds: f64) -> Instant {
@@ -109,7 +154,22 @@ impl Person {
         self.client.close().await;
     }
 
+    /// Reports again every `interval` (drill time) from now on.
+    fn report_every(&mut self, interval: Duration) {
+        self.pending.retain(|(_, step)| !matches!(step, Step::Report));
+        self.report_interval = interval;
+        if !interval.is_zero() && !self.standing {
+            self.pending.push((self.later(interval.as_secs_f64()), Step::Report));
+        }
+    }
+
     fn on_event(&mut self, event: AgentEvent) {
+        if let AgentEvent::Welcome(welcome) = &event {
+            self.report_every(welcome.location_interval);
+        }
+        if let AgentEvent::ModeChanged { location_interval, .. } = &event {
+            self.report_every(*location_interval);
+        }
         match event {
             // People the drill takes part with are on duty, whatever an
             // earlier run left them as (it signs its people off at the end).
@@ -154,13 +214,18 @@ impl Person {
                     TravelMode::Bike => self.behaviour.bike_mps,
                     TravelMode::Car => self.behaviour.car_mps,
                 };
-                let travel_s = 60.0 + self.at.distance_m(target) / speed;
-                self.pending.push((self.later(travel_s), Step::Arrive { incident: offer.incident_id, at: target }));
+                let travel_s = GETTING_READY_S + self.at.distance_m(target) / speed;
+                let (departs, arrives) = (self.later(GETTING_READY_S), self.later(travel_s));
+                let travel = Step::Travel { incident: offer.incident_id.clone(), from: self.at, to: target, departs, arrives };
+                self.pending.push((departs, travel));
+                self.pending.push((arrives, Step::Arrive { incident: offer.incident_id, at: target }));
             }
             AgentEvent::AssignmentEnded { incident_id, .. } => {
                 self.pending.retain(|(_, step)| match step {
-                    Step::Arrive { incident, .. } | Step::Complete { incident } => incident != &incident_id,
-                    Step::Answer { .. } | Step::CheckIn { .. } => true,
+                    Step::Travel { incident, .. } | Step::Arrive { incident, .. } | Step::Complete { incident } => {
+                        incident != &incident_id
+                    }
+                    Step::Report | Step::Answer { .. } | Step::CheckIn { .. } => true,
                 });
             }
             AgentEvent::CallUp { callup_id, .. } if !self.standing && self.rng.random::<f64>() < self.behaviour.check_in => {
@@ -183,6 +248,12 @@ impl Person {
         self.pending = later;
         for (_, step) in due {
             match step {
+                Step::Report => {
+                    let _ = self.client.report_location(Location::new(self.at.lon, self.at.lat));
+                    // At most once a real second, however fast the drill.
+                    let every = (self.report_interval.as_secs_f64() / self.scale).max(1.0);
+                    self.pending.push((now + Duration::from_secs_f64(every), Step::Report));
+                }
                 Step::CheckIn { callup } => {
                     let _ = self.client.check_in(&callup);
                 }
@@ -201,6 +272,19 @@ impl Person {
                         let _ = self.client.decline(&offer, NOT_A_REAL_RESPONDER);
                     }
                 },
+                Step::Travel { incident, from, to, departs, arrives } => {
+                    if now >= arrives {
+                        continue;
+                    }
+                    let travelled = (now - departs).as_secs_f64() / (arrives - departs).as_secs_f64().max(0.001);
+                    self.at = Position {
+                        lon: from.lon + (to.lon - from.lon) * travelled,
+                        lat: from.lat + (to.lat - from.lat) * travelled,
+                    };
+                    let _ = self.client.report_location(Location::new(self.at.lon, self.at.lat));
+                    let every = Duration::from_secs_f64(REPORT_WHILE_TRAVELLING_S / self.scale).max(Duration::from_secs(1));
+                    self.pending.push(((now + every).min(arrives), Step::Travel { incident, from, to, departs, arrives }));
+                }
                 Step::Arrive { incident, at } => {
                     self.at = at;
                     let _ = self.client.arrived(&incident);

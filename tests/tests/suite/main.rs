@@ -33,3 +33,4 @@ mod retention;
 mod shutdown;
 mod tls;
 mod web;
+mod web_serving;
