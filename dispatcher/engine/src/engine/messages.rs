@@ -9,6 +9,10 @@ use crate::event::EventKind;
 use crate::ids::{AgentId, Millis, quote};
 use crate::message::{Audience, MAX_PHOTOS, MessageRecord, Reply};
 
+/// Unread messages a welcome lists at most: a person away for long gets
+/// the newest, not every area broadcast since.
+pub const MAX_UNREAD_SHOWN: usize = 50;
+
 impl Engine {
     pub(super) fn decide_send_message(&self, to: &Audience, text: &str) -> Result<Vec<EventKind>, Rejection> {
         check_text("the message", text, true)?;
@@ -145,13 +149,10 @@ impl Engine {
         }
     }
 
-    /// Messages that reached `agent` and they have not marked read, oldest first.
+    /// The newest [`MAX_UNREAD_SHOWN`] messages that reached `agent` and
+    /// they have not marked read, oldest first.
     pub fn unread_messages(&self, agent: &AgentId) -> Vec<&MessageRecord> {
-        self.state
-            .messages
-            .values()
-            .filter(|record| record.recipients.contains(agent) && !record.read_by.contains_key(agent))
-            .collect()
+        self.messages(MAX_UNREAD_SHOWN, |record| record.recipients.contains(agent) && !record.read_by.contains_key(agent))
     }
 
     /// The newest `limit` messages that pass `keep`, oldest first.

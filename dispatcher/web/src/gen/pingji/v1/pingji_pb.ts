@@ -2945,7 +2945,7 @@ export type Welcome = Message<"pingji.v1.Welcome"> & {
   sessionId: bigint;
 
   /**
-   * messages for you not yet marked read
+   * messages for you not yet marked read (the newest 50)
    *
    * @generated from field: repeated pingji.v1.OperatorMessage unread_messages = 8;
    */
