@@ -67,8 +67,8 @@ use crate::metrics::Metrics;
 use crate::runtime::{self};
 
 pub use config::{ClientCertificates, Clock, Config, Limits, RedisStore, Replay, ServerTls, Store};
-pub(crate) use web::tile_origin;
 use serving::{open_journal, serve};
+pub(crate) use web::tile_origin;
 
 /// Runs the dispatcher on `listener` until `shutdown` turns true, with the
 /// command map on `config.web_addr` when it is set.

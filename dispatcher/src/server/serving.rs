@@ -161,12 +161,11 @@ pub(super) async fn serve(
         Some(web_listener) => {
             let web_address = web_listener.local_addr()?;
             let mut web_stepping_down = stop_serving.subscribe();
-            let web_server = web::server(config)?.add_routes(web::routes(commands, field, config.web_tiles.as_deref())).serve_with_incoming_shutdown(
-                config.connections().incoming(web_listener),
-                async move {
+            let web_server = web::server(config)?
+                .add_routes(web::routes(commands, field, config.web_tiles.as_deref()))
+                .serve_with_incoming_shutdown(config.connections().incoming(web_listener), async move {
                     let _ = web_stepping_down.wait_for(|stop| *stop).await;
-                },
-            );
+                });
             let scheme = if config.tls.is_some() { "https" } else { "http" };
             info!(address = %web_address, "command map on {scheme}://{web_address}/");
             Some(tokio::spawn(async move {

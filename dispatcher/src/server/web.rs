@@ -70,7 +70,9 @@ pub(crate) fn tile_origin(url: &str) -> Result<String, String> {
             return Err(format!("has no {placeholder}: say where the zoom and the tile's column and row go"));
         }
     }
-    if let Some(bad) = url.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | ',' | '"' | '\'' | '<' | '>' | '\\')) {
+    if let Some(bad) =
+        url.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | ',' | '"' | '\'' | '<' | '>' | '\\'))
+    {
         return Err(format!("has {bad:?}, which a URL here may not hold"));
     }
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
