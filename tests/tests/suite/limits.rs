@@ -238,7 +238,9 @@ async fn console_call(address: std::net::SocketAddr) -> anyhow::Result<Result<()
 /// are closed after `first_request_timeout_s`, and a console gets in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_cannot_lock_people_out_under_a_low_open_file_limit() -> anyhow::Result<()> {
-    let (process, metrics, _dir) = limited_process("first_request_timeout_s = 5", OpenFiles { soft: 256, hard: 1024 }).await?;
+    // The timeout must outlast making the connections (a few seconds, more
+    // on a loaded machine), or they are closed before the console tries.
+    let (process, metrics, _dir) = limited_process("first_request_timeout_s = 15", OpenFiles { soft: 256, hard: 1024 }).await?;
     let address = process.address();
     let cpu_before = process.cpu_time()?;
     let attack_started = tokio::time::Instant::now();
@@ -257,9 +259,11 @@ async fn idle_connections_cannot_lock_people_out_under_a_low_open_file_limit() -
         }
         idle.extend(connecting.join_all().await.into_iter().filter_map(|made| made.ok()?.ok()));
     }
+    let connected = attack_started.elapsed();
+    assert!(connected < Duration::from_secs(15), "making the connections took {connected:?}, longer than the timeout");
     // A console is told why while the connections are held, then gets in.
     let mut refusal = None;
-    wait_until(Duration::from_secs(15), "a console call is served despite 1,100 idle connections", async || {
+    wait_until(Duration::from_secs(40), "a console call is served despite 1,100 idle connections", async || {
         match console_call(address).await {
             Ok(Ok(())) => Ok(true),
             Ok(Err(status)) if status.code() == tonic::Code::ResourceExhausted => {
