@@ -388,6 +388,11 @@ pub enum IncidentCommand {
         /// The incident's id, e.g. inc-000001
         id: String,
     },
+    /// Every event of one incident, oldest first, from the journal
+    Timeline {
+        /// The incident's id, e.g. inc-000001
+        id: String,
+    },
     /// Cancel an open incident (releases the people assigned)
     Cancel {
         id: String,

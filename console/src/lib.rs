@@ -168,6 +168,7 @@ async fn execute(
         Command::Incident(IncidentCommand::Create(args)) => commands::incident::create(client, args, as_json).await,
         Command::Incident(IncidentCommand::List { open }) => commands::incident::list(client, open, as_json).await,
         Command::Incident(IncidentCommand::Show { id }) => commands::incident::show(client, &id, as_json).await,
+        Command::Incident(IncidentCommand::Timeline { id }) => commands::incident::timeline(client, &id, as_json).await,
         Command::Incident(IncidentCommand::Cancel { id, reason }) => {
             commands::incident::cancel(client, &id, &reason, as_json).await
         }

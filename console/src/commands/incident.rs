@@ -108,6 +108,37 @@ pub async fn show(client: &mut Client, id: &str, as_json: bool) -> Result<(), Co
     print_incident(&incident, as_json)
 }
 
+/// Every event of the incident kept in the journal, a page at a time.
+pub async fn timeline(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {
+    let mut events = Vec::new();
+    let mut from_seq = 0;
+    let mut complete = false;
+    loop {
+        let request = pb::IncidentTimelineRequest { incident_id: id.to_string(), from_seq, limit: 0 };
+        let page = client.incident_timeline(request).await?.into_inner();
+        if from_seq == 0 {
+            complete = page.complete;
+        }
+        events.extend(page.events);
+        if page.next_seq == 0 {
+            break;
+        }
+        from_seq = page.next_seq;
+    }
+    if as_json {
+        return output::json_document(&serde_json::Value::Array(events.iter().map(json::event).collect()));
+    }
+    let mut text = String::new();
+    if !complete {
+        text.push_str("(the incident's first events are no longer kept: the journal's retention limit)\n");
+    }
+    for event in &events {
+        text.push_str(&pingji_client::events::line(event));
+        text.push('\n');
+    }
+    output::text(&text)
+}
+
 pub async fn cancel(client: &mut Client, id: &str, reason: &str, as_json: bool) -> Result<(), ConsoleError> {
     let request = pb::CancelIncidentRequest { id: id.to_string(), reason: reason.to_string() };
     let incident = client.cancel_incident(request).await?.into_inner();

@@ -90,6 +90,7 @@ pub(crate) mod conformance {
         empty_journal(journal);
         append_then_read_back(journal);
         read_from_offset_and_limit(journal);
+        read_one_incident(journal);
         gap_is_rejected_and_nothing_written(journal);
         overlap_is_rejected_and_nothing_written(journal);
         batch_with_inner_gap_is_all_or_none(journal);
@@ -124,6 +125,18 @@ pub(crate) mod conformance {
         // Without a snapshot every event is needed to recover: none goes.
         assert_eq!(journal.forget_before(u64::MAX, i64::MAX).expect("forget"), 0);
         assert_eq!(journal.read_from(1, 100).expect("read").len(), 4);
+    }
+
+    /// Runs after `read_from_offset_and_limit`: events 1..=10 are held, the
+    /// even ones of incident `inc-{seq:04}`.
+    fn read_one_incident(journal: &mut dyn Journal) {
+        let (found, next) = journal.read_incident("inc-0006", 0, 10).expect("read incident");
+        assert_eq!((seqs_of(&found), next), (vec![6], None));
+        let (found, next) = journal.read_incident("inc-0006", 0, 1).expect("read incident");
+        assert_eq!((seqs_of(&found), next), (vec![6], Some(7)), "a full page says where to go on");
+        let (found, next) = journal.read_incident("inc-0006", 7, 10).expect("read incident");
+        assert_eq!((seqs_of(&found), next), (vec![], None));
+        assert!(journal.read_incident("inc-0005", 0, 10).expect("read incident").0.is_empty(), "odd seqs have none");
     }
 
     fn read_from_offset_and_limit(journal: &mut dyn Journal) {

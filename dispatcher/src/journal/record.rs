@@ -131,6 +131,36 @@ pub trait Journal: Send {
     /// keeps the events held one run without holes even if the clock once
     /// went back.
     fn forget_before(&mut self, up_to_seq: u64, older_than_ms: i64) -> Result<u64, JournalError>;
+    /// One incident's events with seq >= from_seq, in order, at most
+    /// `limit`; and where to go on from (`None`: the journal's end was
+    /// reached). This default reads the journal in pages and keeps the
+    /// incident's, which costs a pass over the events held; a journal with
+    /// an index by incident answers from it.
+    fn read_incident(
+        &self,
+        incident_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>), JournalError> {
+        const PAGE: usize = 1_000;
+        let mut found = Vec::new();
+        let mut next = from_seq;
+        while found.len() < limit {
+            let page = self.read_from(next, PAGE)?;
+            let Some(last) = page.last() else { return Ok((found, None)) };
+            next = last.seq + 1;
+            for event in page {
+                if event.incident_id.as_deref() == Some(incident_id) {
+                    let after = event.seq + 1;
+                    found.push(event);
+                    if found.len() == limit {
+                        return Ok((found, Some(after)));
+                    }
+                }
+            }
+        }
+        Ok((found, Some(next)))
+    }
 }
 
 /// Checks that `events` continue a journal ending at `last_seq` without a

@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
 const SELECT_EVENTS_FROM: &str = "SELECT seq, at_ms, actor, kind, incident_id, agent_id, area_id, body \
      FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2";
 
+const SELECT_INCIDENT_EVENTS_FROM: &str = "SELECT seq, at_ms, actor, kind, incident_id, agent_id, area_id, body \
+     FROM events WHERE incident_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3";
+
 const INSERT_EVENT: &str = "INSERT INTO events \
      (seq, at_ms, at, actor, kind, incident_id, agent_id, area_id, body) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
@@ -222,6 +225,15 @@ impl Journal for SqliteJournal {
 
     fn last_seq(&self) -> Result<u64, JournalError> {
         query_last_seq(&self.connection, &self.path)
+    }
+
+    fn read_incident(
+        &self,
+        incident_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>), JournalError> {
+        query_incident_events(&self.connection, &self.path, incident_id, from_seq, limit)
     }
 
     fn save_snapshot(&mut self, seq: u64, state: &[u8]) -> Result<(), JournalError> {
@@ -429,6 +441,32 @@ fn query_events(connection: &Connection, path: &Path, from_seq: u64, limit: usiz
         events.push(decode_event(row, path)?);
     }
     Ok(events)
+}
+
+/// One incident's events from `from_seq` by the index on `incident_id`,
+/// and the seq after the last one when the page is full (`None`: no more).
+fn query_incident_events(
+    connection: &Connection,
+    path: &Path,
+    incident_id: &str,
+    from_seq: u64,
+    limit: usize,
+) -> Result<(Vec<StoredEvent>, Option<u64>), JournalError> {
+    let (Ok(from), Ok(row_limit)) = (i64::try_from(from_seq), i64::try_from(limit)) else {
+        return Ok((Vec::new(), None));
+    };
+    if limit == 0 {
+        return Ok((Vec::new(), Some(from_seq)));
+    }
+    let action = || format!("cannot read the events of incident {incident_id} from journal at {}", path.display());
+    let mut statement = connection.prepare_cached(SELECT_INCIDENT_EVENTS_FROM).map_err(|cause| storage_error(action(), cause))?;
+    let mut rows = statement.query(params![incident_id, from, row_limit]).map_err(|cause| storage_error(action(), cause))?;
+    let mut events = Vec::with_capacity(limit.min(1024));
+    while let Some(row) = rows.next().map_err(|cause| storage_error(action(), cause))? {
+        events.push(decode_event(row, path)?);
+    }
+    let next = (events.len() == limit).then(|| events.last().map_or(from_seq, |event| event.seq + 1));
+    Ok((events, next))
 }
 
 fn decode_event(row: &Row<'_>, path: &Path) -> Result<StoredEvent, JournalError> {

@@ -214,6 +214,24 @@ impl Dispatcher {
         .map_err(journal_unavailable)?
     }
 
+    /// Up to `limit` journaled events of one incident from `from_seq`, and
+    /// where the next page starts (`None`: the journal's end was reached).
+    pub async fn read_incident_events(
+        &self,
+        incident_id: String,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>), DispatchError> {
+        let journal = self.journal.clone();
+        tokio::task::spawn_blocking(move || {
+            let journal = journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            journal.read_incident(&incident_id, from_seq, limit)
+        })
+        .await
+        .map_err(|_| stopped())?
+        .map_err(journal_unavailable)
+    }
+
     /// The first sequence number the journal still holds and the last one
     /// (the first is the last + 1 while it holds none).
     pub async fn kept_seqs(&self) -> Result<(u64, u64), DispatchError> {

@@ -304,6 +304,36 @@ impl CommandService for CommandApi {
         }
     }
 
+    async fn incident_timeline(
+        &self,
+        request: Request<pb::IncidentTimelineRequest>,
+    ) -> Result<Response<pb::IncidentTimelineResponse>, Status> {
+        let disclosure = convert::event::Disclosure::for_role(caller(&request)?.role);
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => 500,
+            limit if limit > 2000 => {
+                return Err(error::invalid_field("limit", format!("limit {limit} is too many; ask for at most 2000")));
+            }
+            limit => limit as usize,
+        };
+        let id = IncidentId::new(request.incident_id.trim());
+        let (stored, next) = self.dispatcher.read_incident_events(id.as_str().to_string(), request.from_seq, limit).await?;
+        if stored.is_empty() && request.from_seq == 0 {
+            let lookup = id.clone();
+            if !self.dispatcher.query(move |engine, _| engine.incident(&lookup).is_some()).await? {
+                let message = format!("incident {} has no events and does not exist; list incidents to find its id", quote(&id));
+                return Err(self.elsewhere(Kind::Incident, id.as_str(), error::not_found(message)).await);
+            }
+        }
+        // The first event of an incident is its report, by an operator or
+        // from the field; without it the head went for the retention limit.
+        let complete = request.from_seq == 0
+            && stored.first().is_some_and(|first| matches!(first.kind.as_str(), "incident_reported" | "field_reported"));
+        let events = stored.iter().map(|event| super::events::redacted(event, disclosure)).collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::IncidentTimelineResponse { events, next_seq: next.unwrap_or(0), complete }))
+    }
+
     async fn list_incidents(
         &self,
         request: Request<pb::ListIncidentsRequest>,

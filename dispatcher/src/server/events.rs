@@ -20,6 +20,7 @@ use super::auth::{self, Caller};
 use super::error;
 use super::sharding::Sharding;
 use crate::convert;
+use crate::journal::StoredEvent;
 use crate::runtime::Dispatcher;
 
 const PAGE: usize = 1000;
@@ -131,20 +132,30 @@ async fn catch_up(
             return true;
         }
         for stored in &page {
-            let mut event = match convert::event_from_stored(stored) {
-                Ok(event) => convert::event::event_to_pb(&event),
-                Err(error) => {
-                    tracing::error!(seq = stored.seq, %error, "a journaled event cannot be read");
-                    let _ =
-                        sender.send(Err(error::internal(format!("event {} cannot be read from the journal", stored.seq)))).await;
+            let event = match redacted(stored, disclosure) {
+                Ok(event) => event,
+                Err(refusal) => {
+                    let _ = sender.send(Err(refusal)).await;
                     return false;
                 }
             };
-            convert::event::redact(&mut event, disclosure);
             if sender.send(Ok(event)).await.is_err() {
                 return false;
             }
             *next = stored.seq + 1;
         }
     }
+}
+
+/// A journaled event as a watcher with `disclosure` may see it.
+pub fn redacted(stored: &StoredEvent, disclosure: convert::event::Disclosure) -> Result<pb::Event, Status> {
+    let mut event = match convert::event_from_stored(stored) {
+        Ok(event) => convert::event::event_to_pb(&event),
+        Err(error) => {
+            tracing::error!(seq = stored.seq, %error, "a journaled event cannot be read");
+            return Err(error::internal(format!("event {} cannot be read from the journal", stored.seq)));
+        }
+    };
+    convert::event::redact(&mut event, disclosure);
+    Ok(event)
 }

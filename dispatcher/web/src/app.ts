@@ -110,6 +110,10 @@ const timelines = new Map<string, Event[]>();
 const TIMELINE_LENGTH = 200;
 /** Whether an incident's timeline starts with its report (else earlier events were before the replay). */
 const reportSeen = new Set<string>();
+/** Incidents whose first events the journal no longer holds (its retention limit). */
+const timelineCut = new Set<string>();
+/** Incidents whose timeline is being read from the journal. */
+const timelineReading = new Set<string>();
 /** The incident and the person whose details show. */
 let selected: string | null = null;
 let selectedPerson: string | null = null;
@@ -498,7 +502,7 @@ function drawDetail(): void {
     return item;
   });
   if (!reportSeen.has(incident.id)) {
-    items.unshift(make("li", say("noEarlier"), "empty"));
+    items.unshift(make("li", say(timelineCut.has(incident.id) ? "timelineCut" : "noEarlier"), "empty"));
   }
   byId("detail-timeline").replaceChildren(...items);
   byId("end-form").hidden = !mayCreate() || incident.status === IncidentStatus.REPORTED;
@@ -634,6 +638,9 @@ function describeEvent(event: Event): string {
 
 function select(incidentId: string): void {
   selected = incidentId;
+  if (!reportSeen.has(incidentId) && !timelineCut.has(incidentId) && session) {
+    void readTimeline(incidentId, session.signal);
+  }
   byId("end-result").replaceChildren();
   drawIncidents();
   byId("incident-detail").scrollIntoView({ block: "nearest" });
@@ -854,6 +861,7 @@ function logOut(): void {
   feed.length = 0;
   timelines.clear();
   reportSeen.clear();
+  timelineCut.clear();
   incidentPlaces.clear();
   shortGrids.clear();
   plans = [];
@@ -1053,7 +1061,13 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   if (event.incidentId !== "") {
     const timeline = timelines.get(event.incidentId) ?? [];
     timeline.push(event);
-    timeline.splice(0, Math.max(0, timeline.length - TIMELINE_LENGTH));
+    // The selected incident's timeline is kept whole; another's is cut,
+    // and read again from the journal when it is selected.
+    if (timeline.length > TIMELINE_LENGTH && event.incidentId !== selected) {
+      timeline.splice(0, timeline.length - TIMELINE_LENGTH);
+      reportSeen.delete(event.incidentId);
+      timelineCut.delete(event.incidentId);
+    }
     timelines.set(event.incidentId, timeline);
     // An incident on the map is read again; one not on it only when the
     // event is newer than the list of open incidents (else it ended before
@@ -1098,6 +1112,48 @@ function refreshSoon(key: string, read: () => Promise<void>): void {
     refreshing.delete(key);
     void read();
   }, 100);
+}
+
+/** Reads an incident's whole timeline from the journal, a page at a time,
+ * and puts the events the page has already (live ones) among them. */
+async function readTimeline(id: string, signal: AbortSignal): Promise<void> {
+  if (timelineReading.has(id)) {
+    return;
+  }
+  timelineReading.add(id);
+  try {
+    const read: Event[] = [];
+    let fromSeq = 0n;
+    let complete = false;
+    for (;;) {
+      const page = await client.incidentTimeline({ incidentId: id, fromSeq, limit: 2000 }, { signal });
+      if (fromSeq === 0n) {
+        complete = page.complete;
+      }
+      read.push(...page.events);
+      if (page.nextSeq === 0n) {
+        break;
+      }
+      fromSeq = page.nextSeq;
+    }
+    const bySeq = new Map<bigint, Event>();
+    for (const event of [...read, ...(timelines.get(id) ?? [])]) {
+      bySeq.set(event.seq, event);
+    }
+    timelines.set(id, [...bySeq.values()].sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0)));
+    if (complete) {
+      reportSeen.add(id);
+    } else {
+      timelineCut.add(id);
+    }
+    if (selected === id) {
+      drawIncidents();
+    }
+  } catch (failure) {
+    console.warn(`cannot read the timeline of incident ${id}: ${describe(failure).message}`);
+  } finally {
+    timelineReading.delete(id);
+  }
 }
 
 /** Reads an incident again after an event about it (several events in a

@@ -288,3 +288,86 @@ async fn a_watch_of_people_is_pushed_and_audited_once_and_again_when_whom_it_sho
     drop((ann, bo, people, coarse, watch));
     server.shutdown().await
 }
+
+/// Issue #18: an incident's whole timeline from the journal, a page at a
+/// time, redacted for the caller's role as the event stream is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incidents_timeline_pages_through_its_events_only_and_is_redacted_for_a_viewer() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut admin = server.command().await?;
+    let viewer = add_operator(&mut admin, "wang.viewer", pb::OperatorRole::Viewer).await?;
+    let (lon, lat) = (120.095, 30.232);
+    let (person_lon, person_lat) = pingji_tests::offset_m(lon, lat, 340.0, 0.0);
+    let _ann = server.connect_person_at(person("ann", "d1-s1-c1-g1", &["first_aid"]), person_lon, person_lat).await?;
+    let mut watch = EventWatch::start(&mut admin, 0).await?;
+    let create = |category: &str| pb::CreateIncidentRequest {
+        location: Some(pb::Location::wgs84(lon, lat)),
+        category: category.into(),
+        priority: 1,
+        required_skills: vec!["first_aid".into()],
+        headcount: 1,
+        ..Default::default()
+    };
+    let incident = admin.create_incident(create("medical")).await?.into_inner();
+    watch.wait_for_kind(PROMPTLY, "offer_sent", &incident.id).await?;
+    let other = admin.create_incident(create("fire")).await?.into_inner();
+    admin.cancel_incident(pb::CancelIncidentRequest { id: incident.id.clone(), reason: "a test".into() }).await?;
+    let cancelled = watch.wait_for_kind(PROMPTLY, "incident_cancelled", &incident.id).await?.seq;
+
+    // Compared up to the cancellation: what follows it may not be seen yet.
+    let expected: Vec<(u64, String)> = watch
+        .seen()
+        .iter()
+        .filter(|event| event.incident_id == incident.id && event.seq <= cancelled)
+        .map(|event| (event.seq, event.kind.clone()))
+        .collect();
+    let whole = admin
+        .incident_timeline(pb::IncidentTimelineRequest { incident_id: incident.id.clone(), ..Default::default() })
+        .await?
+        .into_inner();
+    let got: Vec<(u64, String)> =
+        whole.events.iter().filter(|event| event.seq <= cancelled).map(|event| (event.seq, event.kind.clone())).collect();
+    assert_eq!(got, expected, "the incident's events, and no other's ({})", other.id);
+    assert_eq!(got.first().map(|(_, kind)| kind.as_str()), Some("incident_reported"));
+    assert!(got.iter().any(|(_, kind)| kind == "incident_cancelled"), "{got:?}");
+    assert!(whole.complete, "nothing was forgotten");
+    assert_eq!(whole.next_seq, 0, "one page held it all");
+
+    // A page at a time gives the same events.
+    let mut paged = Vec::new();
+    let mut from_seq = 0;
+    loop {
+        let request = pb::IncidentTimelineRequest { incident_id: incident.id.clone(), from_seq, limit: 1 };
+        let page = admin.incident_timeline(request).await?.into_inner();
+        paged.extend(page.events.iter().map(|event| (event.seq, event.kind.clone())));
+        if page.next_seq == 0 {
+            break;
+        }
+        assert!(page.next_seq > from_seq, "paging goes forward");
+        from_seq = page.next_seq;
+    }
+    paged.retain(|(seq, _)| *seq <= cancelled);
+    assert_eq!(paged, expected);
+
+    // A viewer reads the same timeline with distances to the kilometre.
+    let mut as_viewer = server.command_with(Some(&viewer)).await?;
+    let request = pb::IncidentTimelineRequest { incident_id: incident.id.clone(), ..Default::default() };
+    let seen = as_viewer.incident_timeline(request).await?.into_inner();
+    let offered = seen.events.iter().find(|event| event.kind == "offer_sent").expect("an offer in the timeline");
+    assert_eq!(typed!(offered.clone(), OfferSent).distance_m, 1000.0);
+
+    // An unknown incident and too large a page are refused, saying why.
+    let unknown = admin
+        .incident_timeline(pb::IncidentTimelineRequest { incident_id: "inc-nope".into(), ..Default::default() })
+        .await
+        .expect_err("an unknown incident");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    assert!(unknown.message().contains("inc-nope"), "{}", unknown.message());
+    let too_many = admin
+        .incident_timeline(pb::IncidentTimelineRequest { incident_id: incident.id.clone(), from_seq: 0, limit: 5000 })
+        .await
+        .expect_err("too large a page");
+    assert_eq!(too_many.code(), tonic::Code::InvalidArgument, "{too_many:?}");
+    drop(watch);
+    server.shutdown().await
+}

@@ -892,3 +892,58 @@ async fn the_web_port_serves_the_embedded_page_with_a_strict_policy_and_nothing_
     assert!(!head.contains("access-control-allow-origin"), "{head}");
     server.shutdown().await
 }
+
+/// Issue #18: an incident's panel shows its whole timeline, also when its
+/// first events are older than the events the page reads when it opens
+/// (the last 2,000): the panel reads them from the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_panel_reads_the_whole_timeline_from_before_the_page_opened() -> anyhow::Result<()> {
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let (server, url) = server_with_web().await?;
+    let mut admin = server.command().await?;
+    let token = add_operator(&mut admin, "duty", pb::OperatorRole::Dispatcher).await?;
+    let at = area_box(&mut admin, "d1-s1-c1-g2").await?.at(0.5, 0.5);
+    let request = |category: &str| pb::CreateIncidentRequest {
+        location: Some(pb::Location::wgs84(at.0, at.1)),
+        category: category.into(),
+        priority: 3,
+        headcount: 1,
+        ..Default::default()
+    };
+    let early = admin.create_incident(request("elder_care")).await?.into_inner();
+    // Over 2,000 events after it: 1,100 incidents reported and cancelled.
+    let mut busy = tokio::task::JoinSet::new();
+    for worker in 0..10 {
+        let mut client = server.command().await?;
+        let create = request("noise");
+        busy.spawn(async move {
+            for n in 0..110 {
+                let id = client.create_incident(create.clone()).await?.into_inner().id;
+                let reason = format!("worker {worker}, number {n}: a test");
+                client.cancel_incident(pb::CancelIncidentRequest { id, reason }).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    for done in busy.join_all().await {
+        done?;
+    }
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    log_in(&page, &token).await?;
+    wait_for_city(&page).await?;
+    let button = format!("#incident-list button[data-incident-id='{}']", early.id);
+    wait_for(&page, "the early incident is listed", &format!("document.querySelector({})", serde_json::to_string(&button)?))
+        .await?;
+    press(&page, &button).await?;
+    wait_for(
+        &page,
+        "the panel shows the incident's report, read from the journal",
+        "document.querySelector('#detail-timeline li[data-kind=incident_reported]') && \
+         !document.querySelector('#detail-timeline li.empty')",
+    )
+    .await?;
+    server.shutdown().await
+}
