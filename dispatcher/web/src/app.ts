@@ -21,6 +21,8 @@ import {
   type Callup,
   type Event,
   type Incident,
+  type MessageAudience,
+  type OperatorMessage,
   type Plan,
   type PlanActivation,
 } from "./gen/pingji/v1/pingji_pb.js";
@@ -53,6 +55,9 @@ const ENDING_KINDS = new Set(["report_merged", "report_rejected", "incident_clos
 /** How much older than the list of open incidents an event may be and still be about one the list missed. */
 const LIST_MARGIN_MS = 60_000;
 const CALLUP_KINDS = new Set(["callup_issued", "checked_in", "callup_deadline_passed", "callup_stood_down"]);
+const MESSAGE_KINDS = new Set(["message_sent", "message_replied", "message_read"]);
+/** Messages listed, the newest first. */
+const MESSAGES_SHOWN = 20;
 const PLAN_KINDS = new Set(["plan_activated", "plan_deactivated", "plans_imported"]);
 
 function byId<T extends HTMLElement>(id: string): T {
@@ -125,6 +130,7 @@ const incidentPlaces = new Map<string, string[]>();
 let plans: Plan[] = [];
 let activations: PlanActivation[] = [];
 let callups: Callup[] = [];
+let messages: OperatorMessage[] = [];
 /** Grids below their emergency minimum: available and minimum. */
 const shortGrids = new Map<string, { available: number; minimum: number }>();
 let times = new ResponseTimes();
@@ -176,6 +182,14 @@ function fillChoices(): void {
   mode.value = chosenMode;
   fillBoxes("skills", "skill", SKILLS.map((skill) => [skill, words().skillNames[skill] ?? skill]));
   fillBoxes("callup-roles", "role", CALLUP_ROLES.map((value) => [String(value), words().agentRoles[value] ?? String(value)]));
+  const toKind = byId<HTMLSelectElement>("message-to-kind");
+  const chosenToKind = toKind.value || "person";
+  toKind.replaceChildren(
+    new Option(say("messageToPerson"), "person"),
+    new Option(say("messageToIncident"), "incident"),
+    new Option(say("messageToArea"), "area"),
+  );
+  toKind.value = chosenToKind;
   const kind = byId<HTMLSelectElement>("filter-kind");
   const chosenKind = kind.value;
   kind.replaceChildren(new Option(say("all"), ""), ...Object.entries(words().kinds).map(([name, text]) => new Option(text, name)));
@@ -300,6 +314,7 @@ function drawAll(): void {
   drawPerson();
   drawPlans();
   drawCallups();
+  drawMessages();
   drawFeed();
 }
 
@@ -867,6 +882,7 @@ function logOut(): void {
   plans = [];
   activations = [];
   callups = [];
+  messages = [];
   times = new ResponseTimes();
   selected = null;
   selectedPerson = null;
@@ -886,6 +902,7 @@ async function start(): Promise<void> {
   byId("create-panel").hidden = !mayCreate();
   byId("command-panel").hidden = !mayCommand();
   byId("callup-form").hidden = !mayCommand();
+  byId("message-form").hidden = !mayCreate();
   showView(true);
   drawWhoAmI();
   drawMapHelp();
@@ -909,7 +926,12 @@ async function start(): Promise<void> {
     times.knowReported(incident.id, Number(incident.reportedAtMs));
   }
   map.scheduleDraw();
-  await Promise.all([readCoverage(map, current.signal), readPlans(current.signal), readCallups(current.signal)]);
+  await Promise.all([
+    readCoverage(map, current.signal),
+    readPlans(current.signal),
+    readCallups(current.signal),
+    readMessages(current.signal),
+  ]);
   setWall(window.location.hash === "#wall");
   drawAll();
   void keepWatching("events", current.signal, () => watchEvents(map, current.signal));
@@ -985,6 +1007,107 @@ async function readCallups(signal: AbortSignal): Promise<void> {
     drawFiguresSoon();
   } catch (failure) {
     console.warn(`cannot read the call-ups: ${describe(failure).message}`);
+  }
+}
+
+async function readMessages(signal: AbortSignal): Promise<void> {
+  try {
+    messages = (await client.listMessages({ limit: MESSAGES_SHOWN }, { signal })).messages.reverse();
+    drawMessages();
+  } catch (failure) {
+    console.warn(`cannot read the messages: ${describe(failure).message}`);
+  }
+}
+
+/** To whom a message went, in words. */
+function audienceOf(to: MessageAudience | undefined): string {
+  switch (to?.to.case) {
+    case "agentId":
+      return to.to.value;
+    case "incidentId":
+      return `${say("messageToIncident")} ${to.to.value}`;
+    case "areaId":
+      return areaName(to.to.value);
+    default:
+      return "";
+  }
+}
+
+/** The messages sent, each with who read it and the replies. */
+function drawMessages(): void {
+  const list = byId("messages");
+  if (messages.length === 0) {
+    list.replaceChildren(make("li", say("noMessages"), "empty"));
+    return;
+  }
+  list.replaceChildren(
+    ...messages.map((message) => {
+      const item = make("li");
+      item.dataset.messageId = message.id;
+      item.dataset.read = String(message.readBy.length);
+      item.dataset.replies = String(message.replies.length);
+      const at = new Date(Number(message.sentAtMs)).toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false });
+      const line = make("div", `${at} ${message.from.replace(/^operator:/, "")} → ${audienceOf(message.to)}：${message.text}`);
+      const status = make(
+        "div",
+        say("messageStatus", { n: message.recipientIds.length, read: message.readBy.length, replies: message.replies.length }),
+        "status",
+      );
+      item.append(line, status);
+      if (message.replies.length > 0) {
+        const replies = make("ul");
+        for (const reply of message.replies) {
+          const entry = make("li", `${reply.agentId}：${reply.text}`);
+          entry.dataset.agentId = reply.agentId;
+          replies.append(entry);
+        }
+        item.append(replies);
+      }
+      return item;
+    }),
+  );
+}
+
+/** The ids the message form suggests for its kind of audience. */
+function fillMessageChoices(): void {
+  const kind = byId<HTMLSelectElement>("message-to-kind").value;
+  const ids =
+    kind === "person"
+      ? [...(cityMap?.people.keys() ?? [])]
+      : kind === "incident"
+        ? [...(cityMap?.incidents.keys() ?? [])]
+        : areaOrder.map((area) => area.id);
+  byId("message-to-choices").replaceChildren(...ids.slice(0, 500).map((id) => new Option(kind === "area" ? areaName(id) : id, id)));
+}
+
+async function sendMessage(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const kind = byId<HTMLSelectElement>("message-to-kind").value;
+  const target = byId<HTMLInputElement>("message-to").value.trim();
+  const text = byId<HTMLTextAreaElement>("message-text").value.trim();
+  if (target === "") {
+    refuse("message-result", say("messageNeedsTo"), "message-to");
+    return;
+  }
+  if (text === "") {
+    refuse("message-result", say("messageNeedsText"), "message-text");
+    return;
+  }
+  const to: MessageAudience["to"] =
+    kind === "person"
+      ? { case: "agentId", value: target }
+      : kind === "incident"
+        ? { case: "incidentId", value: target }
+        : { case: "areaId", value: target };
+  const done = await act("message-result", async () => {
+    const sent = await client.sendMessage({ to: { to }, text });
+    messages = [sent, ...messages.filter((found) => found.id !== sent.id)].slice(0, MESSAGES_SHOWN);
+    byId("message-result").dataset.messageId = sent.id;
+    return say("messageSent", { id: sent.id, n: sent.recipientIds.length });
+  });
+  if (done) {
+    byId<HTMLTextAreaElement>("message-text").value = "";
+    drawMessages();
   }
 }
 
@@ -1096,6 +1219,9 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   }
   if (CALLUP_KINDS.has(event.kind)) {
     refreshSoon("callups", () => readCallups(signal));
+  }
+  if (MESSAGE_KINDS.has(event.kind)) {
+    refreshSoon("messages", () => readMessages(signal));
   }
   drawFiguresSoon();
 }
@@ -1505,6 +1631,9 @@ function main(): void {
   byId<HTMLFormElement>("mode-form").addEventListener("submit", (event) => void setMode(event));
   byId<HTMLFormElement>("plan-form").addEventListener("submit", (event) => void activatePlan(event));
   byId<HTMLFormElement>("callup-form").addEventListener("submit", (event) => void callUp(event));
+  byId<HTMLFormElement>("message-form").addEventListener("submit", (event) => void sendMessage(event));
+  byId("message-to-kind").addEventListener("change", fillMessageChoices);
+  byId("message-to").addEventListener("focus", fillMessageChoices);
   byId<HTMLFormElement>("person-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const id = byId<HTMLInputElement>("person-id").value.trim();

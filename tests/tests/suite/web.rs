@@ -947,3 +947,65 @@ async fn an_incident_panel_reads_the_whole_timeline_from_before_the_page_opened(
     .await?;
     server.shutdown().await
 }
+
+/// Issue #19: a dispatcher messages a person from the map; the person
+/// (a real session) reads it and replies; the map shows the read receipt
+/// and the reply. A viewer sees the message listed, with no form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_messages_a_person_from_the_map_and_sees_the_read_receipt_and_the_reply() -> anyhow::Result<()> {
+    use pingji_proto::v1::dispatch_message::Body as Incoming;
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let (server, url) = server_with_web().await?;
+    let mut admin = server.command().await?;
+    let token = add_operator(&mut admin, "duty", pb::OperatorRole::Dispatcher).await?;
+    let viewer = add_operator(&mut admin, "wall", pb::OperatorRole::Viewer).await?;
+    let (lon, lat) = area_box(&mut admin, "d1-s1-c1-g2").await?.at(0.3, 0.3);
+    let mut ann = server.connect_person_at(person("msg-ann", "d1-s1-c1-g2", &[]), lon, lat).await?;
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    log_in(&page, &token).await?;
+    wait_for_city(&page).await?;
+
+    // Nothing to send to: refused on the page, nothing sent.
+    press(&page, "#message-button").await?;
+    wait_for(&page, "the empty audience is refused", "document.getElementById('message-result').classList.contains('failed')")
+        .await?;
+    fill(&page, &[("message-to", "msg-ann"), ("message-text", "请在原地待命")]).await?;
+    press(&page, "#message-button").await?;
+    wait_for(&page, "the message is sent", "document.getElementById('message-result').dataset.messageId").await?;
+    let message_id: String = eval(&page, "document.getElementById('message-result').dataset.messageId").await?;
+
+    let message = loop {
+        if let Incoming::Message(message) = ann.next_message_within(PROMPTLY).await? {
+            break message;
+        }
+    };
+    assert_eq!((message.id.as_str(), message.text.as_str()), (message_id.as_str(), "请在原地待命"));
+    ann.send(Outgoing::Read(pb::MessageReadReceipt { message_id: message_id.clone() })).await?;
+    ann.send(Outgoing::Reply(pb::MessageReply { message_id: message_id.clone(), text: "收到，待命中".into() })).await?;
+    let item = format!("#messages li[data-message-id='{message_id}']");
+    wait_for(
+        &page,
+        "the read receipt and the reply show",
+        &format!(
+            "(() => {{ const item = document.querySelector({}); return item && item.dataset.read === '1' && \
+             item.dataset.replies === '1' && item.textContent.includes('收到，待命中'); }})()",
+            serde_json::to_string(&item)?
+        ),
+    )
+    .await?;
+    screenshot(&page, &screenshot_folder().join("desk-messages-zh.png")).await?;
+    assert_accessible(&page, "the map with a message").await?;
+
+    // A viewer sees the message listed (its text masked) and no form.
+    let watching = browser.open(&url).await?;
+    log_in(&watching, &viewer).await?;
+    wait_for_city(&watching).await?;
+    wait_for(&watching, "the message is listed", &format!("document.querySelector({})", serde_json::to_string(&item)?)).await?;
+    anyhow::ensure!(!shown(&watching, "#message-form").await?, "a viewer sees the message form");
+    let listed: String = eval(&watching, "document.getElementById('messages').textContent").await?;
+    anyhow::ensure!(!listed.contains("请在原地待命"), "a viewer reads the text: {listed}");
+    server.shutdown().await
+}
