@@ -92,7 +92,7 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
     Some(match method {
         "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "IncidentTimeline" | "ListIncidents"
         | "ListPlans" | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI" | "RotateOwnToken"
-        | "ListMessages" => Viewer,
+        | "ListMessages" | "GetReplay" | "SetReplay" => Viewer,
         // Photos show people and places as they are: not for viewers.
         "CreateIncident" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto" => Dispatcher,
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,

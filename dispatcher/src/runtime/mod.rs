@@ -105,13 +105,82 @@ pub struct Clock {
     now: Arc<dyn Fn() -> Millis + Send + Sync>,
     /// Clock milliseconds per real millisecond.
     speed: f64,
+    /// A replay's pace, which its viewer may change while it runs.
+    pace: Option<Arc<Pace>>,
+}
+
+/// The pace of a clock that can be paused, sped up or slowed down and moved
+/// ahead while it runs: a replay's (`dispatcher --replay`).
+pub struct Pace {
+    state: Mutex<PaceState>,
+    changed: watch::Sender<()>,
+}
+
+#[derive(Clone, Copy)]
+struct PaceState {
+    /// The clock showed `at` at the real instant `since`, then ran at `speed`.
+    at: Millis,
+    since: std::time::Instant,
+    speed: f64,
+    paused: bool,
+}
+
+impl PaceState {
+    fn now(&self) -> Millis {
+        if self.paused {
+            return self.at;
+        }
+        Millis(self.at.0 + (self.since.elapsed().as_secs_f64() * 1000.0 * self.speed) as i64)
+    }
+}
+
+impl Pace {
+    pub fn new(from: Millis, speed: f64) -> Arc<Pace> {
+        let state = PaceState { at: from, since: std::time::Instant::now(), speed, paused: false };
+        Arc::new(Pace { state: Mutex::new(state), changed: watch::channel(()).0 })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PaceState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn now(&self) -> Millis {
+        self.state().now()
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.state().speed
+    }
+
+    pub fn paused(&self) -> bool {
+        self.state().paused
+    }
+
+    /// Changes the speed, pauses or plays on, and moves the clock ahead to
+    /// `skip_to` (never back): each `None` leaves that as it is.
+    pub fn set(&self, speed: Option<f64>, paused: Option<bool>, skip_to: Option<Millis>) {
+        {
+            let mut state = self.state();
+            let now = state.now();
+            state.at = skip_to.map_or(now, |skip_to| Millis(skip_to.0.max(now.0)));
+            state.since = std::time::Instant::now();
+            state.speed = speed.unwrap_or(state.speed);
+            state.paused = paused.unwrap_or(state.paused);
+        }
+        self.changed.send_replace(());
+    }
+
+    /// Changes when [`Pace::set`] is called.
+    pub fn changes(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
 }
 
 impl Clock {
     /// A clock read from `now`, running at real speed (or standing still
     /// until its owner moves it).
     pub fn new(now: impl Fn() -> Millis + Send + Sync + 'static) -> Clock {
-        Clock { now: Arc::new(now), speed: 1.0 }
+        Clock { now: Arc::new(now), speed: 1.0, pace: None }
     }
 
     /// A clock that shows the system time now and then runs `speed` times
@@ -124,7 +193,22 @@ impl Clock {
     /// real time (a replay's).
     pub fn running(from: Millis, speed: f64) -> Clock {
         let started = std::time::Instant::now();
-        Clock { now: Arc::new(move || Millis(from.0 + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64)), speed }
+        Clock {
+            now: Arc::new(move || Millis(from.0 + (started.elapsed().as_secs_f64() * 1000.0 * speed) as i64)),
+            speed,
+            pace: None,
+        }
+    }
+
+    /// A clock that follows `pace` (a replay's), whose viewer may change it.
+    pub fn paced(pace: Arc<Pace>) -> Clock {
+        let reading = pace.clone();
+        Clock { now: Arc::new(move || reading.now()), speed: pace.speed(), pace: Some(pace) }
+    }
+
+    /// The pace of a replay's clock; `None` for every other clock.
+    pub fn pace(&self) -> Option<&Arc<Pace>> {
+        self.pace.as_ref()
     }
 
     pub fn now(&self) -> Millis {
@@ -133,12 +217,12 @@ impl Clock {
 
     /// Clock milliseconds per real millisecond: 1 but for a drill's or a replay's clock.
     pub fn speed(&self) -> f64 {
-        self.speed
+        self.pace.as_ref().map_or(self.speed, |pace| pace.speed())
     }
 
     /// How long to wait in real time until the clock has moved on by `clock_ms`.
     pub fn real_wait(&self, clock_ms: i64) -> Duration {
-        Duration::from_secs_f64(clock_ms.max(0) as f64 / 1000.0 / self.speed)
+        Duration::from_secs_f64(clock_ms.max(0) as f64 / 1000.0 / self.speed())
     }
 }
 

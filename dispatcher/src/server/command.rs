@@ -42,6 +42,35 @@ pub struct CommandApi {
     pub audited: ReadAudits,
     /// People's photos; `None` where the dispatcher keeps none.
     pub photos: Option<crate::photos::PhotoStore>,
+    /// What a replay (`dispatcher --replay`) plays and at what pace; `None`
+    /// on a dispatcher serving its own journal.
+    pub replay: Option<Arc<ReplayView>>,
+}
+
+/// A replay's journal and its clock, whose pace the viewer may change.
+pub struct ReplayView {
+    pub replay: super::config::Replay,
+    pub clock: crate::runtime::Clock,
+}
+
+impl CommandApi {
+    fn replay(&self) -> Result<&ReplayView, Status> {
+        self.replay.as_deref().ok_or_else(|| {
+            error::status(
+                tonic::Code::FailedPrecondition,
+                pb::ErrorReason::FailedPrecondition,
+                "this dispatcher serves its own journal live, not a replay; GetReplay and SetReplay work on a \
+                 dispatcher started with --replay JOURNAL",
+            )
+        })
+    }
+
+    async fn replay_state(&self) -> Result<pb::ReplayState, Status> {
+        let view = self.replay()?;
+        super::replay::state(&view.replay, &view.clock, &self.dispatcher)
+            .await
+            .map_err(|error| error::internal(format!("the replay's state cannot be read: {error:#}")))
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Status {
@@ -332,6 +361,50 @@ impl CommandService for CommandApi {
             && stored.first().is_some_and(|first| matches!(first.kind.as_str(), "incident_reported" | "field_reported"));
         let events = stored.iter().map(|event| super::events::redacted(event, disclosure)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::IncidentTimelineResponse { events, next_seq: next.unwrap_or(0), complete }))
+    }
+
+    async fn get_replay(&self, _request: Request<pb::GetReplayRequest>) -> Result<Response<pb::ReplayState>, Status> {
+        Ok(Response::new(self.replay_state().await?))
+    }
+
+    async fn set_replay(&self, request: Request<pb::SetReplayRequest>) -> Result<Response<pb::ReplayState>, Status> {
+        let view = self.replay()?;
+        let request = request.into_inner();
+        let speed = match request.speed {
+            0.0 => None,
+            speed if speed > 0.0 && speed <= 10_000.0 => Some(speed),
+            speed => {
+                return Err(error::invalid_field(
+                    "speed",
+                    format!("speed {speed} cannot be used: replay between 0 and 10000 times real time (0 keeps it)"),
+                ));
+            }
+        };
+        let paused = match pb::ReplayPlay::try_from(request.play) {
+            Ok(pb::ReplayPlay::Unspecified) => None,
+            Ok(pb::ReplayPlay::Pause) => Some(true),
+            Ok(pb::ReplayPlay::Play) => Some(false),
+            Err(_) => return Err(error::invalid_field("play", format!("play {} is not a known value", request.play))),
+        };
+        let now = view.clock.now();
+        let skip_to = match request.skip_to_ms {
+            0 => None,
+            at if at < now.0 => {
+                return Err(error::invalid_field(
+                    "skip_to_ms",
+                    format!(
+                        "a replay cannot go back (it is at {} ms, asked for {at} ms): start it again with \
+                         dispatcher --replay to see it from the beginning",
+                        now.0
+                    ),
+                ));
+            }
+            at => Some(pingji_engine::ids::Millis(at)),
+        };
+        if let Some(pace) = view.clock.pace() {
+            pace.set(speed, paused, skip_to);
+        }
+        Ok(Response::new(self.replay_state().await?))
     }
 
     async fn list_incidents(

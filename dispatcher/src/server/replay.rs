@@ -23,7 +23,7 @@ use tracing::{error, info};
 use super::config::{Config, Replay, Store};
 use crate::convert;
 use crate::journal::{MemoryJournal, SqliteReader};
-use crate::runtime::{Clock, Dispatcher, SharedJournal};
+use crate::runtime::{Clock, Dispatcher, Pace, SharedJournal};
 use pingji_engine::accounts::{Operator, OperatorRole};
 use pingji_engine::engine::{Engine, State};
 use pingji_engine::event::Event;
@@ -72,7 +72,7 @@ pub(super) async fn prepare(config: &mut Config, replay: &Replay) -> anyhow::Res
     );
     let engine = Engine::restore(config.policy.clone(), state);
     config.store = Store::Ephemeral;
-    config.clock = Clock::running(first_at, replay.speed);
+    config.clock = Clock::paced(Pace::new(first_at, replay.speed));
     config.replay = Some(replay.clone());
     info!(journal = %replay.journal.display(), events = last_seq, speed = replay.speed, "replaying a journal");
     let journal: SharedJournal = Arc::new(Mutex::new(Box::new(MemoryJournal::new())));
@@ -121,11 +121,10 @@ async fn feed(dispatcher: &Dispatcher, replay: &Replay, clock: &Clock) -> anyhow
         let mut due: Vec<Event> = Vec::new();
         for stored in &batch {
             let event = convert::event_from_stored(stored).map_err(anyhow::Error::msg)?;
-            let wait = clock.real_wait(event.at.0 - clock.now().0);
-            if (!wait.is_zero() || due.len() >= TAKE_IN_BATCH) && !due.is_empty() {
+            if (event.at > clock.now() || due.len() >= TAKE_IN_BATCH) && !due.is_empty() {
                 dispatcher.take_in(std::mem::take(&mut due)).await?;
             }
-            tokio::time::sleep(wait).await;
+            wait_until(clock, event.at).await;
             next_seq = event.seq + 1;
             due.push(event);
         }
@@ -133,4 +132,55 @@ async fn feed(dispatcher: &Dispatcher, replay: &Replay, clock: &Clock) -> anyhow
             dispatcher.take_in(due).await?;
         }
     }
+}
+
+/// Waits until `clock` shows `at`, following its pace as the viewer pauses,
+/// changes the speed or skips ahead.
+async fn wait_until(clock: &Clock, at: Millis) {
+    let mut changes = clock.pace().map(|pace| pace.changes());
+    while clock.now() < at {
+        let paused = clock.pace().is_some_and(|pace| pace.paused());
+        let wait = clock.real_wait(at.0 - clock.now().0).max(std::time::Duration::from_millis(1));
+        match changes.as_mut() {
+            Some(changes) => {
+                tokio::select! {
+                    () = tokio::time::sleep(wait), if !paused => {}
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            None => tokio::time::sleep(wait).await,
+        }
+    }
+}
+
+/// Where a replay is: its journal, pace and clock, and how far it has got.
+pub(super) async fn state(
+    replay: &Replay,
+    clock: &Clock,
+    dispatcher: &Dispatcher,
+) -> anyhow::Result<pingji_proto::v1::ReplayState> {
+    let path = replay.journal.clone();
+    let (first_at, last_at, last_seq) = tokio::task::spawn_blocking(move || -> anyhow::Result<(i64, i64, u64)> {
+        let reader = open_reader(&path)?;
+        let last_seq = reader.last_seq()?;
+        let first = reader.read_from(1, 1)?.first().map_or(0, |stored| stored.at_ms);
+        let last = reader.read_from(last_seq, 1)?.first().map_or(first, |stored| stored.at_ms);
+        Ok((first, last, last_seq))
+    })
+    .await??;
+    let (_, shown_seq) = dispatcher.kept_seqs().await.map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(pingji_proto::v1::ReplayState {
+        journal: replay.journal.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default(),
+        speed: clock.speed(),
+        paused: clock.pace().is_some_and(|pace| pace.paused()),
+        clock_ms: clock.now().0,
+        first_at_ms: first_at,
+        last_at_ms: last_at,
+        last_seq,
+        shown_seq,
+    })
 }

@@ -126,7 +126,8 @@ pub(super) async fn serve(
         ),
         None => None,
     };
-    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone(), photos.clone());
+    let replay = config.replay.clone().map(|replay| Arc::new(command::ReplayView { replay, clock: config.clock.clone() }));
+    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone(), photos.clone(), replay);
     let people = agent::People::new(
         dispatcher.clone(),
         tokens.clone(),
@@ -248,6 +249,7 @@ pub(super) fn command_service(
     tokens: auth::Tokens,
     sharding: Option<Arc<sharding::Sharding>>,
     photos: Option<PhotoStore>,
+    replay: Option<Arc<command::ReplayView>>,
 ) -> CommandStack {
     sharding::routed(
         auth::authorized(
@@ -257,6 +259,7 @@ pub(super) fn command_service(
                     sharding: sharding.clone(),
                     audited: Default::default(),
                     photos,
+                    replay,
                 })
                 .max_decoding_message_size(MAX_COMMAND_MESSAGE)
                 .max_encoding_message_size(MAX_COMMAND_MESSAGE),

@@ -23,6 +23,8 @@ import {
   type Incident,
   type MessageAudience,
   type OperatorMessage,
+  ReplayPlay,
+  type ReplayState,
   type Plan,
   type PlanActivation,
 } from "./gen/pingji/v1/pingji_pb.js";
@@ -131,6 +133,11 @@ let plans: Plan[] = [];
 let activations: PlanActivation[] = [];
 let callups: Callup[] = [];
 let messages: OperatorMessage[] = [];
+/** A replay's state (dispatcher --replay), when the page shows one, and when it was read. */
+let replay: ReplayState | null = null;
+let replayReadAt = 0;
+const REPLAY_SPEEDS = [1, 10, 60, 120, 600, 3600];
+const REPLAY_SKIP_MS = 5 * 60 * 1000;
 /** Grids below their emergency minimum: available and minimum. */
 const shortGrids = new Map<string, { available: number; minimum: number }>();
 let times = new ResponseTimes();
@@ -883,6 +890,8 @@ function logOut(): void {
   activations = [];
   callups = [];
   messages = [];
+  replay = null;
+  drawReplay();
   times = new ResponseTimes();
   selected = null;
   selectedPerson = null;
@@ -931,6 +940,7 @@ async function start(): Promise<void> {
     readPlans(current.signal),
     readCallups(current.signal),
     readMessages(current.signal),
+    readReplay(current.signal),
   ]);
   setWall(window.location.hash === "#wall");
   drawAll();
@@ -1016,6 +1026,67 @@ async function readMessages(signal: AbortSignal): Promise<void> {
     drawMessages();
   } catch (failure) {
     console.warn(`cannot read the messages: ${describe(failure).message}`);
+  }
+}
+
+/** Reads where the replay is; a dispatcher serving its own journal refuses,
+ * and the page shows no replay controls. */
+async function readReplay(signal: AbortSignal): Promise<void> {
+  try {
+    replay = await client.getReplay({}, { signal });
+    replayReadAt = performance.now();
+  } catch {
+    replay = null;
+  }
+  drawReplay();
+}
+
+/** The replay's time now, from its state and the time since it was read. */
+function replayNow(state: ReplayState): number {
+  const at = Number(state.clockMs);
+  return state.paused ? at : at + (performance.now() - replayReadAt) * state.speed;
+}
+
+function drawReplay(): void {
+  const bar = byId("replay-bar");
+  bar.hidden = replay === null;
+  if (replay === null) {
+    return;
+  }
+  const now = Math.min(replayNow(replay), Math.max(Number(replay.lastAtMs), Number(replay.clockMs)));
+  const first = Number(replay.firstAtMs);
+  const span = Math.max(1, Number(replay.lastAtMs) - first);
+  bar.dataset.paused = String(replay.paused);
+  bar.dataset.speed = String(replay.speed);
+  bar.dataset.clockMs = String(Math.round(now));
+  const play = byId("replay-play");
+  play.textContent = say(replay.paused ? "replayPlay" : "replayPause");
+  play.setAttribute("aria-pressed", String(replay.paused));
+  const speed = byId<HTMLSelectElement>("replay-speed");
+  const speeds = [...new Set([...REPLAY_SPEEDS, replay.speed])].sort((a, b) => a - b);
+  if (speed.options.length !== speeds.length) {
+    speed.replaceChildren(...speeds.map((value) => new Option(`${value}×`, String(value))));
+  }
+  speed.value = String(replay.speed);
+  byId<HTMLProgressElement>("replay-progress").value = Math.round(((now - first) / span) * 1000);
+  const time = new Date(now);
+  const clock = byId<HTMLTimeElement>("replay-clock");
+  clock.dateTime = time.toISOString();
+  clock.textContent = say("replayAt", {
+    time: time.toLocaleString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false }),
+    shown: String(replay.shownSeq),
+    total: String(replay.lastSeq),
+  });
+}
+
+async function setReplay(change: { speed?: number; play?: ReplayPlay; skipToMs?: bigint }): Promise<void> {
+  const done = await act("replay-result", async () => {
+    replay = await client.setReplay(change);
+    replayReadAt = performance.now();
+    return "";
+  });
+  if (done) {
+    drawReplay();
   }
 }
 
@@ -1632,6 +1703,30 @@ function main(): void {
   byId<HTMLFormElement>("plan-form").addEventListener("submit", (event) => void activatePlan(event));
   byId<HTMLFormElement>("callup-form").addEventListener("submit", (event) => void callUp(event));
   byId<HTMLFormElement>("message-form").addEventListener("submit", (event) => void sendMessage(event));
+  byId("replay-play").addEventListener("click", () => {
+    void setReplay({ play: replay?.paused ? ReplayPlay.PLAY : ReplayPlay.PAUSE });
+  });
+  byId<HTMLSelectElement>("replay-speed").addEventListener("change", (event) => {
+    void setReplay({ speed: Number((event.target as HTMLSelectElement).value) });
+  });
+  byId("replay-skip").addEventListener("click", () => {
+    if (replay) {
+      void setReplay({ skipToMs: BigInt(Math.round(replayNow(replay) + REPLAY_SKIP_MS)) });
+    }
+  });
+  // The replay's clock moves on the page between reads; it is read again
+  // now and then (the journal may still be written, the events go on).
+  let replayTicks = 0;
+  setInterval(() => {
+    if (replay && session) {
+      replayTicks += 1;
+      if (replayTicks % 20 === 0) {
+        void readReplay(session.signal);
+      } else {
+        drawReplay();
+      }
+    }
+  }, 500);
   byId("message-to-kind").addEventListener("change", fillMessageChoices);
   byId("message-to").addEventListener("focus", fillMessageChoices);
   byId<HTMLFormElement>("person-form").addEventListener("submit", (event) => {

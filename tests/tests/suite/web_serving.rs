@@ -433,6 +433,99 @@ async fn a_drills_journal_is_replayed_at_speed_and_nothing_can_be_changed() -> a
     Ok(())
 }
 
+/// Issue #18: the reviewer pauses a replay, changes its speed and skips
+/// ahead, from the API and from the page; it cannot go back, and a
+/// dispatcher serving its own journal has no replay to steer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_is_paused_sped_up_and_skipped_ahead_and_cannot_go_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let drill = pingji_scenarios::drill::load(&drill_file("smoke.toml")).map_err(anyhow::Error::msg)?;
+    let out = dir.path().join("smoke");
+    tokio::task::block_in_place(|| pingji_scenarios::run_in_process(&drill, &out, |_| {}))?;
+    let journal = out.join("journal.db");
+    let source = pingji_scenarios::read_journal(&journal)?;
+    let last = source.last().context("the drill's journal is empty")?.clone();
+
+    // At real speed a 30-minute drill would take 30 minutes.
+    let (mut replay, grpc, web, token) = start_replay(dir.path(), &journal, "1").await?;
+    let channel = connect_with_retry(grpc, Duration::from_secs(30)).await?;
+    let mut viewer = commands_with(channel.clone(), Some(&token));
+    let state = wait_for_answer(async || Ok(viewer.get_replay(pb::GetReplayRequest {}).await?.into_inner())).await?;
+    anyhow::ensure!(state.journal == "journal.db" && state.speed == 1.0 && !state.paused, "{state:?}");
+    anyhow::ensure!(state.last_seq == last.seq && state.last_at_ms == last.at.0, "{state:?}");
+
+    // Paused, the clock stands still.
+    let paused =
+        viewer.set_replay(pb::SetReplayRequest { play: pb::ReplayPlay::Pause as i32, ..Default::default() }).await?.into_inner();
+    anyhow::ensure!(paused.paused, "{paused:?}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let still = viewer.get_replay(pb::GetReplayRequest {}).await?.into_inner();
+    anyhow::ensure!(still.clock_ms == paused.clock_ms, "the clock moved while paused: {paused:?} then {still:?}");
+    // It cannot go back, nor run at a speed it cannot keep; neither changes it.
+    let back = viewer
+        .set_replay(pb::SetReplayRequest { skip_to_ms: paused.clock_ms - 60_000, ..Default::default() })
+        .await
+        .expect_err("going back");
+    anyhow::ensure!(back.code() == tonic::Code::InvalidArgument && back.message().contains("cannot go back"), "{back:?}");
+    let too_fast = viewer.set_replay(pb::SetReplayRequest { speed: 50_000.0, ..Default::default() }).await.expect_err("too fast");
+    anyhow::ensure!(too_fast.code() == tonic::Code::InvalidArgument, "{too_fast:?}");
+    let unchanged = viewer.get_replay(pb::GetReplayRequest {}).await?.into_inner();
+    anyhow::ensure!(unchanged.paused && unchanged.speed == 1.0 && unchanged.clock_ms == paused.clock_ms, "{unchanged:?}");
+
+    // The page shows the replay's controls; its pause button plays on, and
+    // the speed chosen there holds.
+    if let Some(chromium) = browser::chromium()? {
+        let browser = TestBrowser::launch(&chromium).await?;
+        let page = browser.open(&format!("http://{web}/")).await?;
+        log_in_and_see_the_city(&page, &token).await?;
+        browser::wait_for(
+            &page,
+            "the replay bar shows paused",
+            "document.getElementById('replay-bar').dataset.paused === 'true'",
+        )
+        .await?;
+        page.find_element("#replay-play").await?.click().await?;
+        browser::wait_for(&page, "the replay plays on", "document.getElementById('replay-bar').dataset.paused === 'false'")
+            .await?;
+        browser::eval::<bool>(
+            &page,
+            "(() => { const speed = document.getElementById('replay-speed'); speed.value = '600'; \
+             speed.dispatchEvent(new Event('change')); return true; })()",
+        )
+        .await?;
+        browser::wait_for(&page, "the speed is 600", "document.getElementById('replay-bar').dataset.speed === '600'").await?;
+        browser::screenshot(&page, &browser::screenshot_folder().join("replay-controls.png")).await?;
+        browser.close().await?;
+        let state = viewer.get_replay(pb::GetReplayRequest {}).await?.into_inner();
+        anyhow::ensure!(!state.paused && state.speed == 600.0, "the page's changes did not reach the replay: {state:?}");
+    }
+
+    // Skipped to the end, every event is shown at once.
+    viewer.set_replay(pb::SetReplayRequest { skip_to_ms: last.at.0, ..Default::default() }).await?;
+    let mut shown = 0;
+    for _ in 0..100 {
+        shown = viewer.get_replay(pb::GetReplayRequest {}).await?.into_inner().shown_seq;
+        if shown == last.seq {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(shown == last.seq, "{shown} of {} events shown 10 s after skipping to the end", last.seq);
+    let incidents = viewer.list_incidents(pb::ListIncidentsRequest::default()).await?.into_inner().incidents;
+    anyhow::ensure!(!incidents.is_empty(), "no incidents after skipping to the end");
+
+    let pid = replay.id().context("the replay exited")?;
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    tokio::time::timeout(Duration::from_secs(30), replay.wait()).await??;
+
+    // A dispatcher serving its own journal has no replay to steer.
+    let server = TestServer::start(|_| {}).await?;
+    let mut admin = server.command().await?;
+    let live = admin.get_replay(pb::GetReplayRequest {}).await.expect_err("a live dispatcher's replay");
+    anyhow::ensure!(live.code() == tonic::Code::FailedPrecondition && live.message().contains("--replay"), "{live:?}");
+    server.shutdown().await
+}
+
 /// The answer of `call`, retried while the process is still starting.
 async fn wait_for_answer<T>(mut call: impl AsyncFnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
     let deadline = tokio::time::Instant::now() + STARTED_WITHIN;
