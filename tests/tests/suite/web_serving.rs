@@ -321,15 +321,21 @@ async fn start_replay(dir: &Path, journal: &Path, speed: &str) -> anyhow::Result
     Ok((child, grpc, web, token))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drills_journal_is_replayed_at_speed_and_nothing_can_be_changed() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    // A real drill run: its journal is the event log to review.
+/// A real drill run (the smoke drill) in `dir`: its journal, the event log
+/// to review, and the events it holds.
+fn smoke_journal(dir: &Path) -> anyhow::Result<(PathBuf, Vec<pingji_engine::event::Event>)> {
     let drill = pingji_scenarios::drill::load(&drill_file("smoke.toml")).map_err(anyhow::Error::msg)?;
-    let out = dir.path().join("smoke");
+    let out = dir.join("smoke");
     tokio::task::block_in_place(|| pingji_scenarios::run_in_process(&drill, &out, |_| {}))?;
     let journal = out.join("journal.db");
     let source = pingji_scenarios::read_journal(&journal)?;
+    Ok((journal, source))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drills_journal_is_replayed_at_speed_and_nothing_can_be_changed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (journal, source) = smoke_journal(dir.path())?;
     let last = source.last().context("the drill's journal is empty")?.clone();
     let first_at = source.first().context("no first event")?.at;
     let drill_ms = last.at.0 - first_at.0;
@@ -439,11 +445,7 @@ async fn a_drills_journal_is_replayed_at_speed_and_nothing_can_be_changed() -> a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_is_paused_sped_up_and_skipped_ahead_and_cannot_go_back() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let drill = pingji_scenarios::drill::load(&drill_file("smoke.toml")).map_err(anyhow::Error::msg)?;
-    let out = dir.path().join("smoke");
-    tokio::task::block_in_place(|| pingji_scenarios::run_in_process(&drill, &out, |_| {}))?;
-    let journal = out.join("journal.db");
-    let source = pingji_scenarios::read_journal(&journal)?;
+    let (journal, source) = smoke_journal(dir.path())?;
     let last = source.last().context("the drill's journal is empty")?.clone();
 
     // At real speed a 30-minute drill would take 30 minutes.
