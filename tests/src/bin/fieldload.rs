@@ -17,8 +17,11 @@
 //! It starts `target/release/dispatcher` (next to this binary) with a
 //! SQLite journal in a temporary folder, the sample city and a web port on
 //! free ports. Phones accept each offer and complete it at once (two more
-//! unary calls), so they stay available. The generator runs on the same
-//! machine (same clock as the dispatcher's events); its CPU is printed too.
+//! unary calls), so they stay available. Among them, one real phone: the
+//! app in a headless Chromium (`/usr/bin/chromium`, skipped without it),
+//! for which incidents are made one at a time, timing each offer's event to
+//! its offer screen painted. The generator runs on the same machine (same
+//! clock as the dispatcher's events); its CPU is printed too.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,10 +51,12 @@ struct Args {
     rate_hz: f64,
     seconds: u64,
     incidents_per_s: f64,
+    /// Offers timed on the real browser's screen (0: no browser).
+    browser_offers: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { phones: 1000, rate_hz: 1.0, seconds: 60, incidents_per_s: 2.0 };
+    let mut args = Args { phones: 1000, rate_hz: 1.0, seconds: 60, incidents_per_s: 2.0, browser_offers: 10 };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
         let mut value = || words.next().with_context(|| format!("{flag} needs a value"));
@@ -60,8 +65,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--rate-hz" => args.rate_hz = value()?.parse()?,
             "--seconds" => args.seconds = value()?.parse()?,
             "--incidents-per-s" => args.incidents_per_s = value()?.parse()?,
+            "--browser-offers" => args.browser_offers = value()?.parse()?,
             "--help" | "-h" => {
-                println!("fieldload [--phones 1000] [--rate-hz 1] [--seconds 60] [--incidents-per-s 2]");
+                println!("fieldload [--phones 1000] [--rate-hz 1] [--seconds 60] [--incidents-per-s 2] [--browser-offers 10]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown flag {other}; see --help"),
@@ -362,6 +368,86 @@ async fn phone(n: usize, phone: Phone, shared: Arc<Shared>, period: Duration, mu
     listener.abort();
 }
 
+/// The person whose phone is a real browser.
+const BROWSER_PERSON: &str = "browser-phone";
+
+/// Records, in the page, when each offer was drawn: the offer screen shown
+/// for it, after the next frame was painted.
+const DRAWN_WATCH: &str = "(() => {
+  window.__drawn = {};
+  const view = document.getElementById('offer-view');
+  new MutationObserver(() => {
+    const id = view.dataset.offerId;
+    if (!view.hidden && id && !(id in window.__drawn)) {
+      window.__drawn[id] = 0;
+      requestAnimationFrame(() => setTimeout(() => { window.__drawn[id] = Date.now(); }, 0));
+    }
+  }).observe(view, { attributes: true });
+  return true;
+})()";
+
+/// One real phone: the app in a headless Chromium (390×844, touch, an
+/// emulated position), signed in by its link; `offers` incidents made next
+/// to it one after the other (each cancelled once drawn); the time from each
+/// offer's event at the dispatcher to its offer screen painted, ms.
+async fn browser_phone(
+    web: SocketAddr,
+    token: String,
+    mut commands: pingji_tests::Commands,
+    shared: Arc<Shared>,
+    offers: usize,
+) -> anyhow::Result<Option<Vec<f64>>> {
+    use pingji_tests::browser::{self, TestBrowser, eval, wait_for};
+    if offers == 0 {
+        return Ok(None);
+    }
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(None);
+    };
+    let (lon, lat) = (120.15, 30.27);
+    let browser = TestBrowser::launch(&chromium).await?;
+    let origin = format!("http://{web}");
+    browser.allow_geolocation(&origin).await?;
+    let page = browser.open_phone(&format!("{origin}/field/#t={token}&a={BROWSER_PERSON}"), lon, lat).await?;
+    wait_for(&page, "the session opens", "document.getElementById('connection').dataset.state === 'online'").await?;
+    let _: bool = eval(&page, DRAWN_WATCH).await?;
+    // Its position reaches the dispatcher.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut drawn = Vec::new();
+    for _ in 0..offers {
+        let (incident_lon, incident_lat) = pingji_tests::offset_m(lon, lat, 100.0, 80.0);
+        let request = pb::CreateIncidentRequest {
+            location: Some(pb::Location::wgs84(incident_lon, incident_lat)),
+            category: "fall".into(),
+            priority: 2,
+            headcount: 1,
+            required_skills: vec!["first_aid".into()],
+            description: "timed on the phone's screen".into(),
+            ..Default::default()
+        };
+        let incident = commands.create_incident(request).await?.into_inner();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let shown = loop {
+            let shown: Vec<(String, f64)> = eval(&page, "Object.entries(window.__drawn).filter(([, at]) => at > 0)").await?;
+            let sent_at = shared.offers_sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let fresh: Vec<f64> =
+                shown.iter().filter_map(|(offer, at)| sent_at.get(offer).map(|sent| at - *sent as f64)).collect();
+            if fresh.len() > drawn.len() {
+                break fresh.last().copied();
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the offer for {} was not drawn within 20 s", incident.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        drawn.extend(shown);
+        let cancel = pb::CancelIncidentRequest { id: incident.id, reason: "timed".into() };
+        commands.cancel_incident(cancel).await?;
+        wait_for(&page, "the offer screen closes", "document.getElementById('offer-view').hidden").await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    browser.close().await?;
+    Ok(Some(drawn))
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
@@ -411,13 +497,26 @@ async fn main() -> anyhow::Result<()> {
             id: format!("phone{n:05}"),
             name: format!("phone {n}"),
             role: pb::Role::Volunteer as i32,
-            skills: Vec::new(),
+            // The generator's incidents need driving, which the browser's person lacks.
+            skills: vec!["driving".into()],
             phone: String::new(),
             home_area_id: String::new(),
             travel_mode: pb::TravelMode::Bike as i32,
             on_duty: true,
             home: None,
         })
+        .chain(std::iter::once(pb::AgentSpec {
+            id: BROWSER_PERSON.into(),
+            name: "the browser's phone".into(),
+            role: pb::Role::Volunteer as i32,
+            // Incidents for the browser need first aid, which only this person has.
+            skills: vec!["first_aid".into()],
+            phone: String::new(),
+            home_area_id: String::new(),
+            travel_mode: pb::TravelMode::Walk as i32,
+            on_duty: true,
+            home: None,
+        }))
         .collect();
     let mut tokens: HashMap<String, String> = HashMap::new();
     for chunk in roster.chunks(1000) {
@@ -486,6 +585,16 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
 
+    let browser_token = tokens.remove(BROWSER_PERSON).unwrap_or_default();
+    // Polled beside the window's loop (not spawned: the browser's futures are not Send).
+    let browser = browser_phone(
+        web,
+        browser_token,
+        pingji_tests::commands_with(channel.clone(), Some(pingji_tests::ADMIN_TOKEN)),
+        shared.clone(),
+        args.browser_offers,
+    );
+
     let sent_before = shared.locations_sent.load(Ordering::Relaxed);
     let failed_before = shared.locations_failed.load(Ordering::Relaxed);
     let server_cpu_before = cpu_seconds(&pid);
@@ -494,25 +603,30 @@ async fn main() -> anyhow::Result<()> {
     let window_started = Instant::now();
     let incident_period = Duration::from_secs_f64(1.0 / args.incidents_per_s.max(0.001));
     let mut next = Instant::now();
-    let (mut created, mut create_failures, mut n) = (0u64, 0u64, 0u64);
-    while window_started.elapsed() < Duration::from_secs(args.seconds) {
-        n += 1;
-        // Next to a phone (within ~50 m of where it walks).
-        let near = (n as usize * 31) % args.phones;
-        let request = pb::CreateIncidentRequest {
-            location: Some(point(near, n)),
-            category: "fieldload".into(),
-            priority: 2,
-            headcount: 1,
-            ..Default::default()
-        };
-        match commands.create_incident(request).await {
-            Ok(_) => created += 1,
-            Err(_) => create_failures += 1,
+    let window_loop = async {
+        let (mut created, mut create_failures, mut n) = (0u64, 0u64, 0u64);
+        while window_started.elapsed() < Duration::from_secs(args.seconds) {
+            n += 1;
+            // Next to a phone (within ~50 m of where it walks).
+            let near = (n as usize * 31) % args.phones;
+            let request = pb::CreateIncidentRequest {
+                location: Some(point(near, n)),
+                category: "fieldload".into(),
+                priority: 2,
+                headcount: 1,
+                required_skills: vec!["driving".into()],
+                ..Default::default()
+            };
+            match commands.create_incident(request).await {
+                Ok(_) => created += 1,
+                Err(_) => create_failures += 1,
+            }
+            next += incident_period;
+            tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
         }
-        next += incident_period;
-        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-    }
+        (created, create_failures)
+    };
+    let ((created, create_failures), browser) = tokio::join!(window_loop, browser);
     let window = window_started.elapsed().as_secs_f64();
     let sent = shared.locations_sent.load(Ordering::Relaxed) - sent_before;
     let failed = shared.locations_failed.load(Ordering::Relaxed) - failed_before;
@@ -554,6 +668,20 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0)
     );
+    match browser {
+        Ok(Some(mut drawn)) => {
+            drawn.sort_by(f64::total_cmp);
+            println!(
+                "offer event at the dispatcher -> offer drawn on a real headless Chromium phone (390x844, among the others): {} offers: p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+                drawn.len(),
+                percentile(&drawn, 0.5),
+                percentile(&drawn, 0.99),
+                percentile(&drawn, 1.0)
+            );
+        }
+        Ok(None) => println!("no browser phone (no Chromium, or --browser-offers 0)"),
+        Err(error) => println!("the browser phone failed: {error:#}"),
+    }
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         println!("load average at the end: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     }
