@@ -12,6 +12,7 @@ use super::{Forgetting, Owner, SharedJournal};
 use crate::convert;
 use crate::journal::Journal;
 use pingji_engine::engine::{Engine, State};
+use pingji_engine::ids::Millis;
 use pingji_engine::policy::Policy;
 
 /// Most events deleted per journal call for the retention limit: the lock
@@ -97,6 +98,7 @@ impl Owner {
         if self.since_snapshot == 0 {
             return Ok(());
         }
+        self.forget_old_messages();
         let seq = self.engine.state().last_seq;
         let bytes = Arc::new(serde_json::to_vec(self.engine.state())?);
         let journal = self.journal.clone();
@@ -124,6 +126,22 @@ impl Owner {
         }
         self.since_snapshot = 0;
         Ok(())
+    }
+
+    /// Forgets the operators' messages (with replies and read receipts)
+    /// untouched for longer than the retention limit, so that the snapshot
+    /// about to be saved no longer holds them (their events leave the
+    /// journal by the same limit). Logs the count only.
+    fn forget_old_messages(&mut self) {
+        let Some(retention) = self.config.retention else {
+            return;
+        };
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Millis(self.now().0.saturating_sub(retention_ms));
+        let forgotten = self.engine.forget_messages_before(before);
+        if forgotten > 0 {
+            info!(forgotten, "old messages forgotten (retention limit)");
+        }
     }
 
     /// Starts deleting, in the background, the events up to `snapshot_seq`

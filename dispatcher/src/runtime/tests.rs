@@ -175,3 +175,73 @@ async fn without_a_retention_limit_every_event_is_kept() {
     assert!(reader.load_snapshot().expect("snapshot").is_some(), "snapshots were taken");
     drop(dispatcher);
 }
+
+/// Operators' messages follow the journal's retention: one untouched for
+/// longer than the limit is forgotten, with its read receipts, at the next
+/// snapshot; one read or replied to recently stays; numbers are not reused;
+/// and a restart recovers the same messages.
+#[tokio::test]
+async fn messages_past_the_retention_limit_are_forgotten_at_the_next_snapshot() {
+    use pingji_engine::message::Audience;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("journal.sqlite");
+    let journal = open_shared(&path);
+    let clock_ms = Arc::new(AtomicI64::new(START_MS));
+    let clock = clock_ms.clone();
+    let config = RuntimeConfig {
+        policy: Policy::default(),
+        snapshot_every: 5,
+        clock: Clock::new(move || Millis(clock.load(Ordering::Relaxed))),
+        locations: None,
+        wait_for_store: false,
+        append_timer: None,
+        retention: Some(Duration::from_millis(DAY_MS as u64)),
+        read_only: None,
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let (dispatcher, owner) = start(Engine::new(Policy::default()), journal.clone(), config, shutdown);
+    add_people(&dispatcher, 1..=2).await;
+    let send = async |to: &str, text: &str| {
+        let command = Command::SendMessage { to: Audience::Agent(AgentId::new(to)), text: text.to_string() };
+        dispatcher.execute(command, "operator:test".to_string(), |_, _| ()).await.expect("message sent");
+    };
+    let messages =
+        async || dispatcher.query(|engine, _| engine.state().messages.keys().cloned().collect::<Vec<_>>()).await.expect("query");
+    send("p0001", "stand by").await;
+    send("p0002", "not needed").await;
+    let read = async |agent: &str, message: &str| {
+        let command = Command::MarkMessageRead { agent: AgentId::new(agent), message: message.to_string() };
+        dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await.expect("read");
+    };
+    read("p0001", "msg-000001").await;
+
+    // A day and a half later p0002 reads theirs; a day after that, the next
+    // snapshot forgets the first (untouched for 2.5 days), not the second.
+    clock_ms.fetch_add(3 * DAY_MS / 2, Ordering::Relaxed);
+    read("p0002", "msg-000002").await;
+    clock_ms.fetch_add(DAY_MS, Ordering::Relaxed);
+    add_people(&dispatcher, 3..=8).await;
+    let reader = SqliteReader::open(&path).expect("reader");
+    let saved_messages = || {
+        let (_, bytes) = reader.load_snapshot().expect("snapshot").unwrap_or_default();
+        let saved: pingji_engine::engine::State = serde_json::from_slice(&bytes).unwrap_or_default();
+        (saved.messages.keys().cloned().collect::<Vec<_>>(), String::from_utf8_lossy(&bytes).contains("stand by"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while saved_messages() != (vec!["msg-000002".to_string()], false) {
+        assert!(std::time::Instant::now() < deadline, "the snapshot keeps {:?}", saved_messages());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(messages().await, ["msg-000002"], "forgotten in the live state too");
+    // Numbers go on: a new message does not take the forgotten one's.
+    send("p0001", "come to the centre").await;
+    assert_eq!(messages().await, ["msg-000002", "msg-000003"]);
+
+    let before = dispatcher.query(|engine, _| engine.state().clone()).await.expect("state");
+    stop.send(true).expect("stop the owner");
+    owner.await.expect("owner task").expect("owner stopped cleanly");
+    drop(dispatcher);
+    drop(journal);
+    let recovered = recover(&open_shared(&path), Policy::default()).await.expect("recover");
+    assert_eq!(recovered.state(), &before);
+}

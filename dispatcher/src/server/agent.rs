@@ -125,6 +125,11 @@ impl People {
         self.photos.as_ref()
     }
 
+    /// Messages (or calls) a person may send per second, twice that in a burst.
+    pub(super) fn messages_per_s(&self) -> u32 {
+        self.limits.agent_messages_per_s
+    }
+
     /// Refuses a call without a client certificate where sessions need one.
     pub(super) fn check_certificate<T>(&self, request: &Request<T>) -> Result<(), Status> {
         if self.require_client_certificate && request.peer_certs().is_none_or(|certificates| certificates.is_empty()) {
@@ -243,7 +248,7 @@ impl Drop for SessionSlot {
 }
 
 /// A token bucket: `rate` messages a second, bursts of twice that.
-struct RateLimit {
+pub(super) struct RateLimit {
     rate: f64,
     tokens: f64,
     filled_at: Instant,
@@ -252,13 +257,13 @@ struct RateLimit {
 }
 
 impl RateLimit {
-    fn new(per_s: u32) -> Self {
+    pub(super) fn new(per_s: u32) -> Self {
         let rate = f64::from(per_s.max(1));
         RateLimit { rate, tokens: 2.0 * rate, filled_at: Instant::now(), told_at: None }
     }
 
     /// Whether one more message may go through now.
-    fn allow(&mut self) -> bool {
+    pub(super) fn allow(&mut self) -> bool {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.filled_at).as_secs_f64() * self.rate).min(2.0 * self.rate);
         self.filled_at = now;
@@ -267,6 +272,18 @@ impl RateLimit {
             return true;
         }
         false
+    }
+
+    /// How long until one more message may go through (zero if one may now).
+    pub(super) fn wait(&self) -> Duration {
+        let missing = (1.0 - self.tokens).max(0.0);
+        Duration::from_secs_f64(missing / self.rate)
+    }
+
+    /// Whether the bucket is full again (it refills in 2 s): forgetting it
+    /// then changes nothing.
+    pub(super) fn full(&self) -> bool {
+        self.filled_at.elapsed() >= Duration::from_secs(2)
     }
 
     /// Whether to tell the session about a dropped message: once a second.

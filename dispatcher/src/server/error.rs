@@ -87,6 +87,14 @@ pub fn retry_later(reason: ErrorReason, message: impl Into<String>) -> Status {
     Status::with_error_details(Code::Unavailable, message, details)
 }
 
+/// `resource_exhausted` (`LIMIT_EXCEEDED`) for a caller over its rate
+/// limit, with a RetryInfo: the same call goes through after `retry_after`.
+pub fn rate_limited(message: impl Into<String>, retry_after: Duration) -> Status {
+    let mut details = info(ErrorReason::LimitExceeded, HashMap::new());
+    details.set_retry_info(Some(retry_after));
+    Status::with_error_details(Code::ResourceExhausted, message, details)
+}
+
 /// `unavailable` sending the caller to the dispatcher at `owner` (HOST:PORT),
 /// which owns `shard`: in the ErrorInfo's metadata and, for clients that
 /// read headers, in `x-pingji-owner`.

@@ -10,6 +10,15 @@
 //! the welcome), so that calls of a phone whose session was replaced by a
 //! sign-in elsewhere are refused, and carry an idempotency key, so that an
 //! action queued offline and sent twice is applied once.
+//!
+//! Each person's calls are rate limited with the native session's policy
+//! (`limits.agent_messages_per_s`, bursts of twice that), in two budgets:
+//! location reports, and everything else (Listen, status, answers, reports,
+//! messages, photos), so that a phone stuck sending locations cannot keep
+//! its own accept out. A call over its budget changes nothing and is
+//! answered `resource_exhausted` (`LIMIT_EXCEEDED`) with a `RetryInfo`
+//! saying when one will go through: the app drops that location (the next
+//! one replaces it) and keeps an action in its outbox until then.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -25,9 +34,9 @@ use tokio::time::Instant;
 use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, debug, info, info_span};
 
-use super::agent::{OpenSession, People, stuck_status};
+use super::agent::{OpenSession, People, RateLimit, stuck_status};
 use super::connections::ConnectionOfCall;
 use super::error;
 use crate::photos::MAX_PHOTO_BYTES;
@@ -49,11 +58,13 @@ pub(super) const MAX_FIELD_MESSAGE: usize = MAX_PHOTO_BYTES + 64 * 1024;
 pub struct FieldApi {
     people: People,
     answers: Answers,
+    budgets: Budgets,
 }
 
 impl FieldApi {
     pub fn new(people: People) -> Self {
-        FieldApi { people, answers: Answers::default() }
+        let budgets = Budgets::new(people.messages_per_s());
+        FieldApi { people, answers: Answers::default(), budgets }
     }
 
     /// The person a call is from, by the token in its metadata.
@@ -83,6 +94,8 @@ impl FieldApi {
         self.people.check_certificate(&request)?;
         let agent = self.caller(request.metadata()).await?;
         let (session, key, body) = parts(request.into_inner());
+        let budget = if matches!(body, Body::Location(_)) { Budget::Locations } else { Budget::Calls };
+        self.budgets.spend(&agent, budget)?;
         if session == 0 {
             return Err(error::status(
                 Code::FailedPrecondition,
@@ -120,6 +133,54 @@ impl FieldApi {
             })
             .await?;
         Ok(Response::new(pb::FieldActionResponse { duplicate: !applied_now }))
+    }
+}
+
+/// Which of a person's budgets a call spends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Budget {
+    Locations,
+    Calls,
+}
+
+/// Each person's two budgets of calls.
+struct Budgets {
+    per_s: u32,
+    people: Mutex<(HashMap<AgentId, [RateLimit; 2]>, Instant)>,
+}
+
+/// How often full budgets (of people who stopped calling) are forgotten.
+const FORGET_FULL_EVERY: Duration = Duration::from_secs(60);
+
+impl Budgets {
+    fn new(per_s: u32) -> Self {
+        Budgets { per_s, people: Mutex::new((HashMap::new(), Instant::now())) }
+    }
+
+    /// Takes one call from `agent`'s `budget`, or refuses it with when to retry.
+    fn spend(&self, agent: &AgentId, budget: Budget) -> Result<(), Status> {
+        let mut guard = self.people.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (people, forgot_at) = &mut *guard;
+        if forgot_at.elapsed() >= FORGET_FULL_EVERY {
+            people.retain(|_, buckets| !buckets.iter().all(RateLimit::full));
+            *forgot_at = Instant::now();
+        }
+        let buckets = people.entry(agent.clone()).or_insert_with(|| [RateLimit::new(self.per_s), RateLimit::new(self.per_s)]);
+        let bucket = &mut buckets[usize::from(budget == Budget::Calls)];
+        if bucket.allow() {
+            return Ok(());
+        }
+        let retry_after = bucket.wait().max(Duration::from_millis(1));
+        let per_s = self.per_s;
+        let what = match budget {
+            Budget::Locations => "location reports (this one is dropped: send the next one later)",
+            Budget::Calls => "calls besides location reports (nothing was done: send it again after the retry delay)",
+        };
+        debug!(agent_id = %agent, "field call refused: over the person's rate limit");
+        Err(error::rate_limited(
+            format!("more than {per_s} {what} a second from this person; retry in {} ms", retry_after.as_millis().max(1)),
+            retry_after,
+        ))
     }
 }
 
@@ -179,6 +240,7 @@ impl FieldService for FieldApi {
         let slot = self.people.session_slot()?;
         let connection = request.extensions().get::<ConnectionOfCall>().cloned();
         let agent = self.caller(request.metadata()).await?;
+        self.budgets.spend(&agent, Budget::Calls)?;
         let OpenSession { id: session, refusals, messages } = self.people.open(&agent).await?;
         let (gone, browser_gone) = oneshot::channel();
         let dispatcher = self.people.dispatcher().clone();
@@ -306,6 +368,7 @@ impl FieldService for FieldApi {
     async fn upload_photo(&self, request: Request<pb::UploadPhotoRequest>) -> Result<Response<pb::UploadPhotoResponse>, Status> {
         self.people.check_certificate(&request)?;
         let agent = self.caller(request.metadata()).await?;
+        self.budgets.spend(&agent, Budget::Calls)?;
         let Some(photos) = self.people.photos().cloned() else {
             return Err(error::status(
                 Code::FailedPrecondition,

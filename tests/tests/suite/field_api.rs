@@ -603,3 +603,76 @@ async fn the_console_issues_a_sign_in_link_and_sends_and_lists_messages() -> any
     drop(stream);
     server.shutdown().await
 }
+
+#[tokio::test]
+async fn a_phone_over_its_rate_limit_is_refused_with_when_to_retry_and_its_accept_is_not_lost() -> anyhow::Result<()> {
+    use pingji_client::errors::retry_after;
+    // 5 calls a second, bursts of 10, in each of the person's two budgets.
+    let server = TestServer::start_with_web(|config| config.limits.agent_messages_per_s = 5).await?;
+    let mut command = server.command().await?;
+    let (client, _) = person_on_the_phone(&server, &mut command, "looping").await?;
+    let (neighbour, _) = person_on_the_phone(&server, &mut command, "neighbour").await?;
+    let (lon, lat) = area_box(&mut command, GRID).await?.centre();
+    let (_, mut stream) = sign_in_at(&client, &mut command, "looping", (lon, lat)).await?;
+    let (_, _neighbours_stream) = sign_in_at(&neighbour, &mut command, "neighbour", offset_m(lon, lat, 2_000.0, 0.0)).await?;
+
+    // A phone stuck sending its location: the reports over the budget are
+    // refused with when to send again, and are not applied.
+    let mut refused = 0;
+    let started = std::time::Instant::now();
+    for step in 0..40 {
+        let (step_lon, step_lat) = offset_m(lon, lat, 1.0 + f64::from(step), 0.0);
+        match client.report_location(step_lon, step_lat).await {
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert_eq!(reason(&status), Some(pb::ErrorReason::LimitExceeded), "{status:?}");
+                let wait = retry_after(&status).context("a RetryInfo")?;
+                assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1), "retry after {wait:?}");
+                assert!(status.message().contains("location reports"), "{}", status.message());
+                refused += 1;
+            }
+        }
+    }
+    // A burst of 10, then 5 a second.
+    let allowed = 10.0 + 5.0 * started.elapsed().as_secs_f64() + 1.0;
+    assert!(refused > 0 && f64::from(40 - refused) <= allowed, "{refused} of 40 location reports refused; {allowed:.0} allowed");
+    // Everyone else is served as before.
+    neighbour.report_location(lon, lat).await?;
+
+    // The stuck phone's answers are in their own budget: its accept goes through.
+    let incident = incident_near(&mut command, (lon, lat)).await?;
+    let offer = expect(&mut stream, "the offer", |message| match message {
+        Incoming::Offer(offer) if offer.incident_id == incident.id => Some(offer),
+        _ => None,
+    })
+    .await?;
+    // That budget spent (messages that are not there), an accept is refused
+    // and changes nothing; sent again with its key after the delay, it is applied.
+    let mut spent = false;
+    for _ in 0..40 {
+        if let Err(status) = client.mark_message_read("no-such-message").await
+            && status.code() == Code::ResourceExhausted
+        {
+            spent = true;
+            break;
+        }
+    }
+    assert!(spent, "40 calls at once go over 5 a second");
+    let key = client.new_key();
+    let over = client.accept_offer(&offer.offer_id, &key).await.expect_err("over the budget");
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
+    let wait = retry_after(&over).context("a RetryInfo")?;
+    let held = command.get_incident(pb::GetIncidentRequest { id: incident.id.clone() }).await?.into_inner();
+    assert!(held.assignments.is_empty(), "a refused accept assigns no one: {held:?}");
+    tokio::time::sleep(wait).await;
+    let accepted = client.accept_offer(&offer.offer_id, &key).await?;
+    assert!(!accepted.duplicate, "the refused accept was not applied, so this one is");
+    expect(&mut stream, "the confirmation", |message| match message {
+        Incoming::AssignmentConfirmed(confirmed) => confirmed.offer,
+        _ => None,
+    })
+    .await?;
+    drop(stream);
+    server.shutdown().await
+}

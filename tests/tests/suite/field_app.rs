@@ -6,8 +6,9 @@
 //! an accept that reaches the dispatcher after the offer expired is refused
 //! clearly; a sign-in elsewhere ends the page's session without a
 //! reconnect loop; a message and its reply round-trip; the app is
-//! installable (manifest, icons, service worker). Screenshots of every
-//! screen go to `target/web-screenshots/field-*.png`.
+//! installable (manifest, icons, service worker); the app's files go
+//! gzipped to a browser that takes it, the same bytes once unzipped.
+//! Screenshots of every screen go to `target/web-screenshots/field-*.png`.
 //!
 //! Without Chromium these tests skip with a hint (`apt-get install
 //! chromium`), except in CI (`CI=true`), where they fail.
@@ -580,4 +581,57 @@ async fn a_call_up_is_checked_in_with_one_tap_and_the_location_follows_the_mode_
     anyhow::ensure!(text(page, "#location-state").await?.contains("下班"), "the page says no position is sent");
     phone.shot("off-duty").await?;
     phone.close().await
+}
+
+/// One HTTP/1.1 GET with `headers`; the answer's head (lowercased) and its body's bytes.
+async fn get(address: std::net::SocketAddr, path: &str, headers: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await??;
+    let end = answer.windows(4).position(|window| window == b"\r\n\r\n").context("no end of the answer's head")?;
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    Ok((head, answer[end + 4..].to_vec()))
+}
+
+fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).map(str::trim)
+}
+
+#[tokio::test]
+async fn the_apps_files_go_gzipped_to_a_browser_that_takes_it_and_unzip_to_the_same_bytes() -> anyhow::Result<()> {
+    use std::io::Read;
+    let server = TestServer::start_with_web(|_| {}).await?;
+    let address = server.web_address().context("the server has a web port")?;
+    let text_files =
+        ["/field/", "/field/app.js", "/field/app.css", "/field/sw.js", "/field/manifest.webmanifest", "/", "/app.js"];
+    for path in text_files {
+        let (plain_head, plain) = get(address, path, "").await?;
+        assert!(plain_head.starts_with("http/1.1 200"), "{path}: {plain_head}");
+        assert_eq!(header_value(&plain_head, "content-encoding"), None, "{path} without Accept-Encoding: {plain_head}");
+        let (gzip_head, gzipped) = get(address, path, "Accept-Encoding: gzip, deflate, br\r\n").await?;
+        assert!(gzip_head.starts_with("http/1.1 200"), "{path}: {gzip_head}");
+        assert_eq!(header_value(&gzip_head, "content-encoding"), Some("gzip"), "{path}: {gzip_head}");
+        assert_eq!(header_value(&gzip_head, "vary"), Some("accept-encoding"), "{path}: {gzip_head}");
+        assert_eq!(header_value(&plain_head, "vary"), Some("accept-encoding"), "{path}: {plain_head}");
+        assert_eq!(header_value(&gzip_head, "content-type"), header_value(&plain_head, "content-type"), "{path}");
+        assert!(gzipped.len() < plain.len(), "{path}: gzipped {} bytes, plain {}", gzipped.len(), plain.len());
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(gzipped.as_slice()).read_to_end(&mut unzipped)?;
+        assert!(unzipped == plain, "{path}: the gzipped answer unzips to other bytes than the plain one");
+        // Each form has its own validator, and a browser's current copy gets a 304 with no body.
+        let plain_tag = header_value(&plain_head, "etag").context("no etag")?.to_string();
+        let gzip_tag = header_value(&gzip_head, "etag").context("no etag")?.to_string();
+        assert_ne!(plain_tag, gzip_tag, "{path}");
+        let (again, body) = get(address, path, &format!("Accept-Encoding: gzip\r\nIf-None-Match: {gzip_tag}\r\n")).await?;
+        assert!(again.starts_with("http/1.1 304") && body.is_empty(), "{path}: {again}");
+        let (other, body) = get(address, path, &format!("If-None-Match: {gzip_tag}\r\n")).await?;
+        assert!(other.starts_with("http/1.1 200") && body == plain, "{path}: the gzipped form's tag for the plain form: {other}");
+    }
+    // Images are already compressed: sent as they are, whatever the browser takes.
+    let (head, _) = get(address, "/field/icon-512.png", "Accept-Encoding: gzip\r\n").await?;
+    assert!(head.starts_with("http/1.1 200") && header_value(&head, "content-encoding").is_none(), "{head}");
+    server.shutdown().await
 }

@@ -23,7 +23,7 @@ impl Engine {
                 audience_words(to)
             )));
         }
-        let message = format!("msg-{:06}", self.state.messages.len() + 1);
+        let message = format!("msg-{:06}", self.messages_sent() + 1);
         Ok(vec![EventKind::MessageSent { message, to: to.clone(), text: text.trim().to_string(), recipients }])
     }
 
@@ -120,9 +120,37 @@ impl Engine {
         }
     }
 
+    /// Messages sent so far (numbers are never reused, even when old
+    /// messages are forgotten).
+    fn messages_sent(&self) -> u64 {
+        self.state.messages_sent.max(u64::try_from(self.state.messages.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Forgets the messages whose last sign of life (sent, replied to, read)
+    /// is before `before`, with their replies and read receipts: the
+    /// journal's retention limit applied to messages, which live in the
+    /// state (and each snapshot) beyond the events that made them. Not an
+    /// event: like deleting old events from the journal, it is
+    /// housekeeping the runtime does just before it saves a snapshot, so a
+    /// recovery from that snapshot has the same messages. Returns how many
+    /// were forgotten.
+    pub fn forget_messages_before(&mut self, before: Millis) -> usize {
+        let messages_sent = self.messages_sent();
+        let kept_before = self.state.messages.len();
+        self.state.messages.retain(|_, record| {
+            let last_reply = record.replies.iter().map(|reply| reply.at).max();
+            let last_read = record.read_by.values().copied().max();
+            let last = [Some(record.sent_at), last_reply, last_read].into_iter().flatten().max().unwrap_or(record.sent_at);
+            last >= before
+        });
+        self.state.messages_sent = messages_sent;
+        kept_before - self.state.messages.len()
+    }
+
     pub(super) fn apply_message(&mut self, kind: &EventKind, at: Millis, actor: &str) {
         match kind {
             EventKind::MessageSent { message, to, text, recipients } => {
+                self.state.messages_sent = self.messages_sent() + 1;
                 let record = MessageRecord {
                     id: message.clone(),
                     sent_at: at,

@@ -326,9 +326,15 @@ pub struct State {
     /// The hash of each person's token (people without one cannot connect).
     #[serde(default)]
     pub agent_tokens: BTreeMap<AgentId, String>,
-    /// Operators' messages by id ("msg-000001"), in the order sent.
+    /// Operators' messages by id ("msg-000001"), in the order sent; those
+    /// past the retention limit are forgotten (`forget_messages_before`).
     #[serde(default)]
     pub messages: BTreeMap<String, MessageRecord>,
+    /// Messages sent so far, forgotten ones included: the next one's
+    /// number. (0 in a snapshot from before messages were forgotten, when
+    /// it was the number of messages kept.)
+    #[serde(default)]
+    pub messages_sent: u64,
 }
 
 impl State {
