@@ -12,10 +12,10 @@ use tokio::task::JoinHandle;
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument, warn};
 
+use super::config::{PARTNER_KINDS, WebhookConfig};
 use super::delivery::{Delivery, Progress};
 use super::http::Target;
 use super::store::{DeadLetter, Registered, SharedStore, StoreError, Subscriber, WebhookStore};
-use super::{PARTNER_KINDS, WebhookConfig};
 use crate::runtime::Dispatcher;
 use crate::server::auth::caller;
 use crate::server::error;

@@ -411,3 +411,49 @@ async fn a_kill_9_mid_delivery_delivers_again_with_the_same_ids() -> anyhow::Res
     second.kill().await?;
     Ok(())
 }
+
+/// The signature check in docs/integrations.md, run as written with
+/// python3 (standard library only) on a real delivery: it accepts it, and
+/// refuses it with one byte of the body changed or another secret. Without
+/// python3 the test says so and passes, unless PINGJI_REQUIRE_PYTHON=1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_python_check_accepts_a_real_delivery() -> anyhow::Result<()> {
+    let has_python = std::process::Command::new("python3").arg("--version").output().is_ok_and(|output| output.status.success());
+    if !has_python {
+        anyhow::ensure!(std::env::var("PINGJI_REQUIRE_PYTHON").as_deref() != Ok("1"), "python3 is required");
+        eprintln!("skipped: python3 is not installed");
+        return Ok(());
+    }
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/integrations.md");
+    let docs = std::fs::read_to_string(&docs)?;
+    let snippet = docs
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or_else(|| anyhow::anyhow!("docs/integrations.md has no python block"))?;
+
+    let server = TestServer::start(|config| config.webhooks = quick(5)).await?;
+    let mut command = server.command().await?;
+    let mut webhooks = webhooks_with(server.channel().await?, ADMIN_TOKEN);
+    let receiver = WebhookReceiver::start().await?;
+    add(&mut webhooks, &receiver.url(), &["incident_reported"], &[]).await?;
+    let id = incident_in(&mut command, "d1-s1-c1-g1", "checked-in-python").await?;
+    wait_for_incidents(&receiver, std::slice::from_ref(&id)).await?;
+    let delivery = receiver.received().remove(0);
+
+    let dir = tempfile::tempdir()?;
+    let body_path = dir.path().join("body");
+    std::fs::write(&body_path, &delivery.body)?;
+    let headers = serde_json::to_string(&delivery.headers)?;
+    let script = format!(
+        "{snippet}\nimport json, sys\nheaders = json.loads(sys.argv[1])\nbody = open(sys.argv[2], 'rb').read()\n\
+         tampered = body[:-2] + (b'x' if body[-2:-1] != b'x' else b'y') + body[-1:]\n\
+         print(verify(sys.argv[3], headers, body), verify(sys.argv[3], headers, tampered), verify('another-secret-0123', headers, body))\n"
+    );
+    let output =
+        tokio::process::Command::new("python3").arg("-c").arg(&script).arg(&headers).arg(&body_path).arg(SECRET).output().await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.trim(), "True False False", "the real delivery passes; a changed body or another secret fails");
+    server.shutdown().await
+}
