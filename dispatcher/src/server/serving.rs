@@ -141,6 +141,8 @@ pub(super) async fn serve(
     );
     let field = field_service(people.clone());
     let webhooks = webhook_service(config, &dispatcher, sharding.as_deref(), tokens.clone()).await?;
+    // Deliveries end with serving, however it ends (a lost lease, a failed owner).
+    let _webhooks_stop = AbortWebhooks(webhooks.1.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -308,6 +310,15 @@ pub(super) fn field_service(people: agent::People) -> FieldServiceServer<field::
 /// The type of [`command_service`].
 pub(super) type CommandStack =
     sharding::Routed<auth::Authorized<Fronted<CommandServiceServer<command::CommandApi>, status::TooLarge>>>;
+
+/// Aborts the webhook deliveries when serving ends, however it ends.
+struct AbortWebhooks(Arc<Webhooks>);
+
+impl Drop for AbortWebhooks {
+    fn drop(&mut self) {
+        self.0.abort_all();
+    }
+}
 
 /// Aborts a background task when serving ends, however it ends.
 pub(super) struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);

@@ -110,6 +110,16 @@ impl Webhooks {
         Running { stop, task, progress }
     }
 
+    /// Aborts every delivery at once (serving ended some other way than a
+    /// shutdown): at least once still holds, from the saved cursors.
+    pub fn abort_all(&self) {
+        if let Ok(running) = self.running.try_lock() {
+            for task in running.values() {
+                task.task.abort();
+            }
+        }
+    }
+
     /// Stops every delivery and waits for them.
     pub async fn stop(&self) {
         let mut running = self.running.lock().await;

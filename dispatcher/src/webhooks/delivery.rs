@@ -105,7 +105,13 @@ impl Delivery {
                 }
                 continue;
             }
-            let places = self.places(&page).await;
+            let Some(places) = self.places(&page).await else {
+                // The engine did not answer (stopping, or busy): try the page again.
+                if self.pause(&mut stop, self.config.retry_initial).await {
+                    return;
+                }
+                continue;
+            };
             for (stored, place) in page.iter().zip(places) {
                 if !self.matches(stored, place.as_ref(), &filter_chains) {
                     continue;
@@ -295,17 +301,15 @@ impl Delivery {
 
     /// Where each event of `page` happened (`None`: nowhere in particular),
     /// asked of the engine once per page; only with an area filter.
-    async fn places(&self, page: &[StoredEvent]) -> Vec<Option<Place>> {
+    async fn places(&self, page: &[StoredEvent]) -> Option<Vec<Option<Place>>> {
         if self.subscriber.area_ids.is_empty() {
-            return page.iter().map(|_| None).collect();
+            return Some(page.iter().map(|_| None).collect());
         }
         let keys: Vec<(Option<IncidentId>, Option<AreaId>)> = page
             .iter()
             .map(|stored| (stored.incident_id.as_deref().map(IncidentId::new), stored.area_id.as_deref().map(AreaId::new)))
             .collect();
-        let count = keys.len();
-        let places = self
-            .dispatcher
+        self.dispatcher
             .query(move |engine, _| {
                 keys.into_iter()
                     .map(|(incident, area)| {
@@ -328,7 +332,7 @@ impl Delivery {
                     })
                     .collect::<Vec<_>>()
             })
-            .await;
-        places.unwrap_or_else(|_| (0..count).map(|_| None).collect())
+            .await
+            .ok()
     }
 }

@@ -457,3 +457,48 @@ async fn the_documented_python_check_accepts_a_real_delivery() -> anyhow::Result
     assert_eq!(stdout.trim(), "True False False", "the real delivery passes; a changed body or another secret fails");
     server.shutdown().await
 }
+
+/// On the Redis store the registration lives beside the shard: the
+/// owner's successor (here the same process restarted after a kill -9)
+/// delivers to it from the saved cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_registration_outlives_its_owner() -> anyhow::Result<()> {
+    use pingji_tests::redis::{RedisServer, SharedDispatcher, SharedStoreOptions};
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let options = SharedStoreOptions {
+        redis_url: redis.url(),
+        policy: None,
+        areas: Some(sample_city()),
+        agents: None,
+        snapshot_every: None,
+        lease_ms: None,
+        shard: Some("city".to_string()),
+        log: dir.path().join("dispatcher.log"),
+        tls: None,
+    };
+    let mut owner = SharedDispatcher::start(&options).await?;
+    owner.wait_owner(WITHIN).await?;
+    let mut command = owner.command().await?;
+    let mut webhooks = webhooks_with(owner.channel().await?, ADMIN_TOKEN);
+    let receiver = WebhookReceiver::start().await?;
+    let id = add(&mut webhooks, &receiver.url(), &["incident_reported"], &["d1"]).await?.id;
+    let first = incident_in(&mut command, "d1-s1-c1-g1", "on-redis-1").await?;
+    wait_for_incidents(&receiver, std::slice::from_ref(&first)).await?;
+
+    owner.kill().await?;
+    owner.restart().await?;
+    owner.wait_owner(WITHIN).await?;
+    let mut command = owner.command().await?;
+    let mut webhooks = webhooks_with(owner.channel().await?, ADMIN_TOKEN);
+    let listed = webhooks.list_webhooks(pb::ListWebhooksRequest {}).await?.into_inner().webhooks;
+    assert_eq!(listed.iter().map(|webhook| webhook.id.as_str()).collect::<Vec<_>>(), vec![id.as_str()]);
+    assert_eq!(listed[0].area_ids, vec!["d1".to_string()]);
+    let second = incident_in(&mut command, "d1-s1-c1-g1", "on-redis-2").await?;
+    wait_for_incidents(&receiver, std::slice::from_ref(&second)).await?;
+    let mut unique = reported_ids(&receiver.received());
+    unique.dedup();
+    assert_eq!(unique, vec![first, second], "each incident, in order (a repeat of the first would be at least once)");
+    owner.kill().await?;
+    Ok(())
+}
