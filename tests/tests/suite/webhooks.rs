@@ -502,3 +502,48 @@ async fn on_redis_a_registration_outlives_its_owner() -> anyhow::Result<()> {
     owner.kill().await?;
     Ok(())
 }
+
+/// A partner sees people's positions to about 1 km (offer origins on the
+/// 0.01° grid, distances banded to the kilometre) unless it was granted
+/// precision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_are_coarse_unless_the_partner_is_granted_precision() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.webhooks = quick(5)).await?;
+    let mut command = server.command().await?;
+    let mut webhooks = webhooks_with(server.channel().await?, ADMIN_TOKEN);
+    let coarse = WebhookReceiver::start().await?;
+    let precise = WebhookReceiver::start().await?;
+    add(&mut webhooks, &coarse.url(), &["offer_sent"], &[]).await?;
+    let request = pb::AddWebhookRequest {
+        url: precise.url(),
+        kinds: vec!["offer_sent".into()],
+        secret: SECRET.into(),
+        precise: true,
+        ..Default::default()
+    };
+    webhooks.add_webhook(request).await?;
+
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let (person_lon, person_lat) = pingji_tests::offset_m(lon, lat, 373.0, 211.0);
+    let spec = pingji_tests::person("near", "d1-s1-c1-g1", &[]);
+    let _session = server.connect_person_at(spec, person_lon, person_lat).await?;
+    incident_in(&mut command, "d1-s1-c1-g1", "offered").await?;
+    wait_until(WITHIN, "both partners have the offer", async || {
+        Ok(!coarse.received().is_empty() && !precise.received().is_empty())
+    })
+    .await?;
+    let origin = |receiver: &WebhookReceiver| {
+        let event = receiver.received()[0].json();
+        let origin = &event["data"]["offer_sent"]["origin"];
+        (origin["lon"].as_f64().unwrap_or(f64::NAN), origin["lat"].as_f64().unwrap_or(f64::NAN), event)
+    };
+    let on_grid = |value: f64| ((value * 100.0) - (value * 100.0).round()).abs() < 1e-6;
+    let (coarse_lon, coarse_lat, coarse_event) = origin(&coarse);
+    assert!(on_grid(coarse_lon) && on_grid(coarse_lat), "{coarse_event}");
+    let distance = coarse_event["data"]["offer_sent"]["distance_m"].as_f64().unwrap_or(f64::NAN);
+    assert!(distance >= 1000.0 && distance % 1000.0 == 0.0, "banded to the kilometre: {coarse_event}");
+    let (precise_lon, precise_lat, precise_event) = origin(&precise);
+    assert!(!(on_grid(precise_lon) && on_grid(precise_lat)), "{precise_event}");
+    assert!((precise_lon - person_lon).abs() < 0.002 && (precise_lat - person_lat).abs() < 0.002, "{precise_event}");
+    server.shutdown().await
+}
