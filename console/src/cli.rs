@@ -114,6 +114,58 @@ pub enum Command {
     /// token, revoke, remove
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Partner systems' webhooks (admin): add, list, remove, dead-letters,
+    /// replay
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register a partner's endpoint: the matching events are posted to it
+    /// as signed CloudEvents, in order (see docs/integrations.md)
+    Add {
+        /// The endpoint, http:// or https://
+        url: String,
+        /// Only these event kinds, comma-separated (e.g.
+        /// incident_reported,assigned,incident_closed); default every kind
+        /// sent to partners
+        #[arg(long, value_name = "KIND,..", value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Only events in or above these areas, comma-separated; default everywhere
+        #[arg(long, value_name = "AREA,..", value_delimiter = ',')]
+        areas: Vec<String>,
+        /// The signing secret (at least 16 characters); default: one is
+        /// made and printed once
+        #[arg(long, value_name = "SECRET", env = "PINGJI_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Send people's positions as recorded, not to about 1 km
+        #[arg(long)]
+        precise: bool,
+        /// Start from this journal seq (default: new events only)
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+    },
+    /// The registered webhooks, their cursors and failures
+    List,
+    /// Stop delivering to a webhook and forget it
+    Remove {
+        /// The webhook's id (wh_…)
+        id: String,
+    },
+    /// The events given up on for a webhook, oldest first
+    DeadLetters {
+        id: String,
+        /// At most this many (default and most 1000)
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+    },
+    /// Deliver again from a seq on, in order (after the partner is fixed)
+    Replay {
+        id: String,
+        #[arg(long, value_name = "SEQ")]
+        from: u64,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

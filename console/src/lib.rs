@@ -38,7 +38,7 @@ use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
     AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, MessageCommand, ModeCommand,
-    PlanCommand, ReportCommand, RosterCommand,
+    PlanCommand, ReportCommand, RosterCommand, WebhooksCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;
@@ -227,6 +227,22 @@ async fn execute(
         }
         Command::Account(AccountCommand::Revoke { name }) => commands::account::revoke(client, &name, as_json).await,
         Command::Account(AccountCommand::Remove { name }) => commands::account::remove(client, &name, as_json).await,
+        Command::Webhooks(command) => {
+            let mut webhooks = connection.webhooks();
+            let webhooks = &mut webhooks;
+            match command {
+                WebhooksCommand::Add { url, kinds, areas, secret, precise, from } => {
+                    let new = commands::webhooks::NewWebhook { url, kinds, areas, secret, precise, from: from.unwrap_or(0) };
+                    commands::webhooks::add(webhooks, new, as_json).await
+                }
+                WebhooksCommand::List => commands::webhooks::list(webhooks, as_json).await,
+                WebhooksCommand::Remove { id } => commands::webhooks::remove(webhooks, &id, as_json).await,
+                WebhooksCommand::DeadLetters { id, limit } => {
+                    commands::webhooks::dead_letters(webhooks, &id, limit.unwrap_or(0), as_json).await
+                }
+                WebhooksCommand::Replay { id, from } => commands::webhooks::replay(webhooks, &id, from, as_json).await,
+            }
+        }
     }
 }
 

@@ -20,6 +20,8 @@
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
+//! - [`webhooks`]: outbound webhooks for partner systems (CloudEvents,
+//!   signed, in order, retried, dead letters, replay).
 
 #![forbid(unsafe_code)]
 
@@ -39,3 +41,4 @@ pub mod settings;
 pub mod shard;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;

@@ -67,6 +67,25 @@ pub struct Settings {
     pub journal: JournalSettings,
     #[serde(default)]
     pub photos: PhotoSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
+}
+
+/// How outbound webhooks are retried (see `crate::webhooks`); subscribers
+/// themselves are registered with `pingji webhooks add`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Attempts at one event before it goes to the dead letters (20).
+    pub max_attempts: Option<u32>,
+    /// The wait after the first failure, doubling after each (1000 ms).
+    pub retry_initial_ms: Option<u64>,
+    /// The longest wait between attempts (60000 ms).
+    pub retry_max_ms: Option<u64>,
+    /// How long one delivery may take (10000 ms).
+    pub timeout_ms: Option<u64>,
+    /// The CloudEvents `source` of the events ("/pingji").
+    pub source: Option<String>,
 }
 
 /// Where people's photos are kept (see `crate::photos`).
@@ -88,6 +107,37 @@ pub struct JournalSettings {
     /// Days journaled events are kept once a snapshot covers them; 0 keeps
     /// them forever. 90 when absent.
     pub retention_days: Option<u64>,
+}
+
+impl WebhookSettings {
+    fn resolve(&self) -> Result<crate::webhooks::WebhookConfig, SettingError> {
+        let defaults = crate::webhooks::WebhookConfig::default();
+        let millis = |name: &str, value: Option<u64>, default: Duration| match value {
+            Some(0) => Err(refuse(name, "must be at least 1 ms")),
+            Some(ms) => Ok(Duration::from_millis(ms)),
+            None => Ok(default),
+        };
+        let max_attempts = self.max_attempts.unwrap_or(defaults.max_attempts);
+        if max_attempts == 0 {
+            return Err(refuse("webhooks.max_attempts", "must be at least 1 attempt"));
+        }
+        let retry_initial = millis("webhooks.retry_initial_ms", self.retry_initial_ms, defaults.retry_initial)?;
+        let retry_max = millis("webhooks.retry_max_ms", self.retry_max_ms, defaults.retry_max)?;
+        if retry_max < retry_initial {
+            return Err(refuse("webhooks.retry_max_ms", "must not be shorter than webhooks.retry_initial_ms"));
+        }
+        let source = self.source.clone().unwrap_or(defaults.source);
+        if source.trim().is_empty() {
+            return Err(refuse("webhooks.source", "must not be empty (a URI reference, e.g. /pingji/shenzhen)"));
+        }
+        Ok(crate::webhooks::WebhookConfig {
+            max_attempts,
+            retry_initial,
+            retry_max,
+            timeout: millis("webhooks.timeout_ms", self.timeout_ms, defaults.timeout)?,
+            source,
+        })
+    }
 }
 
 /// The longest retention limit accepted: beyond ten years a limit is not
@@ -275,6 +325,13 @@ impl Settings {
                 dir: over.photos.dir.or(self.photos.dir),
                 keep_exif: over.photos.keep_exif.or(self.photos.keep_exif),
             },
+            webhooks: WebhookSettings {
+                max_attempts: over.webhooks.max_attempts.or(self.webhooks.max_attempts),
+                retry_initial_ms: over.webhooks.retry_initial_ms.or(self.webhooks.retry_initial_ms),
+                retry_max_ms: over.webhooks.retry_max_ms.or(self.webhooks.retry_max_ms),
+                timeout_ms: over.webhooks.timeout_ms.or(self.webhooks.timeout_ms),
+                source: over.webhooks.source.or(self.webhooks.source),
+            },
         }
     }
 
@@ -362,6 +419,7 @@ impl Settings {
             (None, _) => None,
         };
         config.keep_photo_exif = self.photos.keep_exif.unwrap_or(false);
+        config.webhooks = self.webhooks.resolve()?;
         config.retention = match self.journal.retention_days.unwrap_or(crate::journal::DEFAULT_RETENTION_DAYS) {
             0 => None,
             days if days > MAX_RETENTION_DAYS => {

@@ -46,6 +46,9 @@
 //! - [`redis`]: several dispatchers on one Redis: a real `redis-server` and
 //!   [`redis::SharedDispatcher`], the binary with `--store redis://...`, to
 //!   kill, pause, resume and restart.
+//! - [`webhook_receiver`]: a partner's HTTP endpoint on loopback that
+//!   records the webhooks posted to it, answers as told, and goes down and
+//!   comes back on the same port.
 
 #![forbid(unsafe_code)]
 
@@ -69,6 +72,7 @@ pub mod server;
 pub mod session;
 pub mod tls;
 pub mod wait;
+pub mod webhook_receiver;
 
 pub use auth::{ADMIN_TOKEN, Commands, add_operator, agent_token, commands, commands_with};
 pub use clock::TestClock;

@@ -15,6 +15,7 @@
 //! - [`message`]: `message send --to-agent|--incident|--area TEXT`, `message list`.
 //! - [`coverage`]: `coverage [AREA]`.
 //! - [`account`]: `account whoami|rotate|add|list|remove`.
+//! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
 
 pub mod account;
 pub mod agents;
@@ -28,6 +29,7 @@ pub mod mode;
 pub mod plan;
 pub mod report;
 pub mod roster;
+pub mod webhooks;
 
 use std::path::Path;
 

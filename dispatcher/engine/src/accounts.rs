@@ -107,7 +107,13 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         | "RemoveOperator"
         | "ListOperators"
         | "IssueOperatorToken"
-        | "RevokeOperatorToken" => Admin,
+        | "RevokeOperatorToken"
+        // WebhookService: partners' endpoints and secrets.
+        | "AddWebhook"
+        | "ListWebhooks"
+        | "RemoveWebhook"
+        | "ListDeadLetters"
+        | "ReplayWebhook" => Admin,
         _ => return None,
     })
 }

@@ -203,6 +203,8 @@ impl Args {
             },
             journal: JournalSettings { retention_days: self.retention_days },
             photos: PhotoSettings { dir: self.photos_dir.clone(), keep_exif: None },
+            // From the settings file only.
+            webhooks: Default::default(),
         }
     }
 }

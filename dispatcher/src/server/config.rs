@@ -141,6 +141,8 @@ pub struct Config {
     /// Replaying another journal instead of serving one (`--replay`):
     /// nothing can be changed (see `replay`).
     pub replay: Option<Replay>,
+    /// Outbound webhooks: retries, timeouts, the events' source.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 pub use crate::runtime::Clock;
@@ -256,6 +258,7 @@ impl Config {
             session_queues: None,
             clock: Clock::default(),
             replay: None,
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 

@@ -28,6 +28,8 @@ use super::front::Fronted;
 use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
 use super::{agent, auth, bootstrap, city_modes, command, error as status, field, sharding, web};
 use crate::photos::PhotoStore;
+use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
+use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
     let journal: Box<dyn Journal> = match store {
@@ -139,6 +141,9 @@ pub(super) async fn serve(
         photos,
     );
     let field = field_service(people.clone());
+    let webhooks = webhook_service(config, &dispatcher, sharding.as_deref(), tokens.clone()).await?;
+    // Deliveries end with serving, however it ends (a lost lease, a failed owner).
+    let _webhooks_stop = AbortWebhooks(webhooks.1.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -152,6 +157,7 @@ pub(super) async fn serve(
         .add_service(AgentServiceServer::new(agent::AgentApi::new(people)).max_decoding_message_size(MAX_AGENT_MESSAGE))
         .add_service(field.clone())
         .add_service(commands.clone())
+        .add_service(webhooks.0)
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
@@ -232,6 +238,7 @@ pub(super) async fn serve(
             return Err(error.context("the dispatcher owner stopped; stepping down"));
         }
     }
+    webhooks.1.stop().await;
     drop(dispatcher);
     let _ = stop_owner.send(true);
     owner.await.context("the dispatcher owner task panicked")??;
@@ -270,6 +277,33 @@ pub(super) fn command_service(
     )
 }
 
+/// The webhook service (admin only) and the deliveries it runs: their
+/// subscribers are kept beside the journal (its SQLite file, the shard's
+/// Redis, or memory); a replay delivers nothing.
+async fn webhook_service(
+    config: &Config,
+    dispatcher: &Dispatcher,
+    sharding: Option<&sharding::Sharding>,
+    tokens: auth::Tokens,
+) -> anyhow::Result<(auth::Authorized<WebhookServiceServer<WebhookApi>>, Arc<Webhooks>)> {
+    let refusal = config.replay.as_ref().map(|replay| replay.refusal());
+    let store: Box<dyn WebhookStore> = match (&config.store, &refusal) {
+        (_, Some(_)) => Box::new(MemoryStore::default()),
+        (Store::Sqlite(path), None) => {
+            let path = path.clone();
+            Box::new(tokio::task::spawn_blocking(move || SqliteStore::open(&path)).await??)
+        }
+        (Store::Redis(redis), None) => {
+            let shard = sharding.map(|sharding| sharding.shard().clone()).unwrap_or_default();
+            Box::new(RedisWebhookStore::open(&redis.url, &shard)?)
+        }
+        (Store::Ephemeral, None) => Box::new(MemoryStore::default()),
+    };
+    let webhooks = Webhooks::start(dispatcher.clone(), store, config.webhooks.clone(), refusal).await?;
+    let api = WebhookServiceServer::new(WebhookApi { webhooks: webhooks.clone() });
+    Ok((auth::authorized(api, tokens), webhooks))
+}
+
 /// The field service as both ports serve it (its calls check the person's
 /// token themselves): a photo fits in one request.
 pub(super) fn field_service(people: agent::People) -> FieldServiceServer<field::FieldApi> {
@@ -279,6 +313,15 @@ pub(super) fn field_service(people: agent::People) -> FieldServiceServer<field::
 /// The type of [`command_service`].
 pub(super) type CommandStack =
     sharding::Routed<auth::Authorized<Fronted<CommandServiceServer<command::CommandApi>, status::TooLarge>>>;
+
+/// Aborts the webhook deliveries when serving ends, however it ends.
+struct AbortWebhooks(Arc<Webhooks>);
+
+impl Drop for AbortWebhooks {
+    fn drop(&mut self) {
+        self.0.abort_all();
+    }
+}
 
 /// Aborts a background task when serving ends, however it ends.
 pub(super) struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);

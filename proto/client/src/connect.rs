@@ -48,6 +48,9 @@ const OWNER_SEARCH: BackoffPolicy =
 /// every request.
 pub type CommandClient = CommandServiceClient<InterceptedService<Channel, BearerToken>>;
 
+/// A `WebhookService` client carrying the operator's token (admin only).
+pub type WebhookClient = pingji_proto::v1::webhook_service_client::WebhookServiceClient<InterceptedService<Channel, BearerToken>>;
+
 /// How a client reaches the dispatchers.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
@@ -301,6 +304,14 @@ impl Connection {
         CommandServiceClient::with_interceptor(self.channel.clone(), self.options.bearer.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// A `WebhookService` client on this connection with the operator's token.
+    pub fn webhooks(&self) -> WebhookClient {
+        pingji_proto::v1::webhook_service_client::WebhookServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.options.bearer.clone(),
+        )
     }
 
     /// The same connection, its calls looking for an owner that went away

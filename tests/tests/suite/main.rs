@@ -34,3 +34,4 @@ mod shutdown;
 mod tls;
 mod web;
 mod web_serving;
+mod webhooks;
