@@ -234,7 +234,7 @@ impl WebhookService for WebhookApi {
         if let Some(area) = unknown_area {
             return Err(error::invalid_field(
                 "area_ids",
-                format!("area '{area}' is not on the map; 'pingji areas' lists the area ids"),
+                format!("area '{area}' is not on the map; 'pingji areas list' shows the area ids"),
             ));
         }
         let given_secret = request.secret.trim().to_string();

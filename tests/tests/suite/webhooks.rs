@@ -271,7 +271,7 @@ async fn only_an_admin_registers_and_a_bad_registration_changes_nothing() -> any
         ("not a url", &[], &[], SECRET, "not a URL"),
         ("http://127.0.0.1:9/hook", &["incident_reportd"], &[], SECRET, "is not an event kind"),
         ("http://127.0.0.1:9/hook", &["operator_added"], &[], SECRET, "is not an event kind"),
-        ("http://127.0.0.1:9/hook", &[], &["d9"], SECRET, "'pingji areas'"),
+        ("http://127.0.0.1:9/hook", &[], &["d9"], SECRET, "'pingji areas list'"),
     ];
     for (url, kinds, areas, secret, hint) in cases {
         let request = pb::AddWebhookRequest {
@@ -332,7 +332,7 @@ async fn the_console_adds_lists_and_removes_webhooks() -> anyhow::Result<()> {
     );
     let bad = run(vec!["webhooks".into(), "add".into(), receiver.url(), "--areas".into(), "nowhere".into()]).await?;
     assert_ne!(bad.code(), Some(0));
-    assert!(bad.stderr.contains("'pingji areas'"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("'pingji areas list'"), "{}", bad.stderr);
     let letters = run(vec!["webhooks".into(), "dead-letters".into(), id.clone()]).await?.success()?;
     assert!(letters.stdout.contains("no dead letters"), "{}", letters.stdout);
     run(vec!["webhooks".into(), "remove".into(), id.clone()]).await?.success()?;
