@@ -15,6 +15,7 @@
 //! - [`open_files`]: the process's open-file limit, raised at start; what
 //!   it leaves for client connections.
 //! - [`photos`]: people's photos, checked, stripped of EXIF, stored by their hash.
+//! - [`photo_retention`]: how long photos are kept, and the task deleting them.
 //! - [`sessions`]: people's session queues, bounded in messages and bytes;
 //!   sessions whose app stopped reading.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
@@ -31,6 +32,7 @@ pub mod locations;
 pub mod metrics;
 pub mod observer;
 pub mod open_files;
+pub mod photo_retention;
 pub mod photos;
 pub mod runtime;
 pub mod server;

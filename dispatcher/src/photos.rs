@@ -8,7 +8,8 @@
 //! One directory holds them: `photos/` beside the SQLite journal by
 //! default; with Redis, a directory every dispatcher of the city shares
 //! (`--photos-dir`, e.g. a network mount). An S3-compatible bucket
-//! (`object_store`) is the later step for that deployment.
+//! (`object_store`) is the later step for that deployment. How long photos
+//! are kept: `photo_retention`.
 //!
 //! A photo is written to a temporary file, synced, renamed into place and
 //! the directory synced before the upload is answered: an answered photo
@@ -91,6 +92,10 @@ impl PhotoStore {
         let path = self.dir.join(&hex);
         let photo_ref = format!("{PREFIX}{hex}");
         if path.exists() {
+            // Stored again: the time a photo no incident names yet is kept
+            // from (retention) starts again, so a retried upload is not
+            // deleted before the report naming it arrives.
+            let _ = fs::File::options().append(true).open(&path).and_then(|file| file.set_modified(std::time::SystemTime::now()));
             return Ok(Stored { photo_ref, content_type, size: kept.len(), location_removed, already_stored: true });
         }
         // A unique temporary name: two uploads of one photo at once each
@@ -131,6 +136,33 @@ impl PhotoStore {
             }
         }
         Ok(())
+    }
+
+    /// Deletes a stored photo (blocking); `false` when it was not stored.
+    pub fn delete(&self, photo_ref: &str) -> Result<bool, PhotoError> {
+        match fs::remove_file(self.path_of(photo_ref)?) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(PhotoError::Io(error)),
+        }
+    }
+
+    /// Every stored photo with when it was stored (Unix ms; blocking).
+    /// Temporary files of uploads under way are not photos yet.
+    pub fn list(&self) -> Result<Vec<(String, pingji_engine::ids::Millis)>, PhotoError> {
+        let mut photos = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let photo_ref = format!("{PREFIX}{name}");
+            if self.path_of(&photo_ref).is_err() {
+                continue;
+            }
+            let modified = entry.metadata()?.modified()?;
+            let stored_ms = modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+            photos.push((photo_ref, pingji_engine::ids::Millis(i64::try_from(stored_ms).unwrap_or(i64::MAX))));
+        }
+        Ok(photos)
     }
 
     fn path_of(&self, photo_ref: &str) -> Result<PathBuf, PhotoError> {

@@ -91,7 +91,8 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
     use OperatorRole::*;
     Some(match method {
         "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "ListIncidents" | "ListPlans"
-        | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI" | "RotateOwnToken" | "ListMessages" => Viewer,
+        | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI" | "RotateOwnToken" | "ListMessages"
+        | "GetClock" => Viewer,
         // Photos show people and places as they are: not for viewers.
         "CreateIncident" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto" => Dispatcher,
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,

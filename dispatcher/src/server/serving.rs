@@ -126,7 +126,20 @@ pub(super) async fn serve(
         ),
         None => None,
     };
-    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone(), photos.clone());
+    // Photos are deleted as their retention says, until serving ends.
+    let photo_sweep = match (&photos, config.photo_retention) {
+        (Some(store), Some(keep_for)) => {
+            let retention = crate::photo_retention::Retention {
+                keep_for,
+                sweep_every: config.photo_sweep_every,
+                sees_every_incident: sharding.is_none() && !matches!(config.store, super::config::Store::Redis(_)),
+            };
+            Some(tokio::spawn(crate::photo_retention::keep_sweeping(dispatcher.clone(), store.clone(), retention)))
+        }
+        _ => None,
+    };
+    let _photo_sweep = AbortOnDrop(photo_sweep);
+    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone(), photos.clone(), config.clock.clone());
     let people = agent::People::new(
         dispatcher.clone(),
         tokens.clone(),
@@ -248,6 +261,7 @@ pub(super) fn command_service(
     tokens: auth::Tokens,
     sharding: Option<Arc<sharding::Sharding>>,
     photos: Option<PhotoStore>,
+    clock: crate::runtime::Clock,
 ) -> CommandStack {
     sharding::routed(
         auth::authorized(
@@ -257,6 +271,7 @@ pub(super) fn command_service(
                     sharding: sharding.clone(),
                     audited: Default::default(),
                     photos,
+                    clock,
                 })
                 .max_decoding_message_size(MAX_COMMAND_MESSAGE)
                 .max_encoding_message_size(MAX_COMMAND_MESSAGE),
