@@ -55,6 +55,9 @@ export function qrSvg(link: string, label: string): SVGSVGElement {
   const dark = document.createElementNS(SVG, "path");
   dark.setAttribute("d", squares);
   dark.setAttribute("fill", "#000");
+  // Not the stroke the person panel's class gives the map's people (inherited).
+  dark.setAttribute("stroke", "none");
+  background.setAttribute("stroke", "none");
   svg.append(background, dark);
   return svg;
 }

@@ -270,6 +270,13 @@ async fn an_admin_shows_a_persons_sign_in_qr_code_and_others_get_no_button() -> 
     let token = &link[prefix.len()..];
     let modules: u32 = eval(&page, "Number(document.querySelector('#sign-in-code svg.qr').dataset.modules)").await?;
     anyhow::ensure!(modules >= 21 && (modules - 21) % 4 == 0, "a QR code's side is 21 + 4k modules: {modules}");
+    // Dark squares that nothing paints over (the panel's styles once stroked them white).
+    let (fill, stroke): (String, String) = eval(
+        &page,
+        "(() => { const dark = getComputedStyle(document.querySelector('#sign-in-code svg.qr path')); return [dark.fill, dark.stroke]; })()",
+    )
+    .await?;
+    anyhow::ensure!(fill == "rgb(0, 0, 0)" && stroke == "none", "the squares are drawn black: fill {fill}, stroke {stroke}");
     // The token in the link signs the person in on the browser API.
     let phone = FieldClient::new(server.channel().await?, AgentCredentials::new("qr-person", token).map_err(anyhow::Error::msg)?);
     let (welcome, _stream) = phone.listen().await.context("the link's token signs in")?;
