@@ -16,6 +16,7 @@
 //!   it leaves for client connections.
 //! - [`photos`]: people's photos, checked, stripped of EXIF, stored by their hash.
 //! - [`photo_retention`]: how long photos are kept, and the task deleting them.
+//! - `photo_bucket` (feature `s3`): photos in an S3-compatible bucket.
 //! - [`sessions`]: people's session queues, bounded in messages and bytes;
 //!   sessions whose app stopped reading.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
@@ -32,6 +33,8 @@ pub mod locations;
 pub mod metrics;
 pub mod observer;
 pub mod open_files;
+#[cfg(feature = "s3")]
+pub mod photo_bucket;
 pub mod photo_retention;
 pub mod photos;
 pub mod runtime;

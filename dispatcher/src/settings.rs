@@ -77,6 +77,10 @@ pub struct PhotoSettings {
     /// Redis, a directory every dispatcher of the city shares; without one
     /// (or with memory) uploads are refused.
     pub dir: Option<PathBuf>,
+    /// An S3-compatible bucket, `s3://BUCKET/PREFIX`, instead of the
+    /// directory (a dispatcher built with the `s3` feature; credentials and
+    /// endpoint from the `AWS_*` environment).
+    pub bucket: Option<String>,
     /// Keep a JPEG's EXIF block (with any GPS position); removed by default.
     pub keep_exif: Option<bool>,
     /// Days a photo is kept after its incident ended (or, named by no
@@ -276,6 +280,7 @@ impl Settings {
             journal: JournalSettings { retention_days: over.journal.retention_days.or(self.journal.retention_days) },
             photos: PhotoSettings {
                 dir: over.photos.dir.or(self.photos.dir),
+                bucket: over.photos.bucket.or(self.photos.bucket),
                 keep_exif: over.photos.keep_exif.or(self.photos.keep_exif),
                 retention_days: over.photos.retention_days.or(self.photos.retention_days),
             },
@@ -366,6 +371,7 @@ impl Settings {
             (None, _) => None,
         };
         config.keep_photo_exif = self.photos.keep_exif.unwrap_or(false);
+        config.photos_bucket = self.photos.bucket.clone();
         config.photo_retention = match self.photos.retention_days.unwrap_or(crate::photo_retention::DEFAULT_RETENTION_DAYS) {
             0 => None,
             days if days > MAX_RETENTION_DAYS => {

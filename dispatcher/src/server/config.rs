@@ -119,6 +119,9 @@ pub struct Config {
     pub limits: Limits,
     /// Where uploaded photos are stored; uploads are refused when `None`.
     pub photos_dir: Option<PathBuf>,
+    /// An S3-compatible bucket (`s3://BUCKET/PREFIX`) for photos instead of
+    /// the directory (a dispatcher built with the `s3` feature).
+    pub photos_bucket: Option<String>,
     /// Keep a JPEG's EXIF block (with any GPS position) when storing it.
     pub keep_photo_exif: bool,
     /// How long photos are kept after their incident ended (see
@@ -253,6 +256,7 @@ impl Config {
             web_tiles: None,
             limits: Limits::default(),
             photos_dir: None,
+            photos_bucket: None,
             keep_photo_exif: false,
             photo_retention: Some(crate::photo_retention::DEFAULT_RETENTION),
             photo_sweep_every: crate::photo_retention::SWEEP_EVERY,

@@ -119,12 +119,13 @@ pub(super) async fn serve(
     let reflection_v1alpha = reflection_v1alpha()?;
 
     let tokens = auth::Tokens::new(dispatcher.clone(), sharding.clone());
-    let photos = match &config.photos_dir {
-        Some(dir) => Some(
+    let photos = match (&config.photos_bucket, &config.photos_dir) {
+        (Some(bucket), _) => Some(photo_bucket(bucket, config.keep_photo_exif)?),
+        (None, Some(dir)) => Some(
             PhotoStore::open(dir, config.keep_photo_exif)
                 .with_context(|| format!("cannot open the photo directory {}", dir.display()))?,
         ),
-        None => None,
+        (None, None) => None,
     };
     // Photos are deleted as their retention says, until serving ends.
     let photo_sweep = match (&photos, config.photo_retention) {
@@ -291,6 +292,21 @@ pub(super) fn field_service(people: agent::People) -> FieldServiceServer<field::
 /// The type of [`command_service`].
 pub(super) type CommandStack =
     sharding::Routed<auth::Authorized<Fronted<CommandServiceServer<command::CommandApi>, status::TooLarge>>>;
+
+/// The photo store on an S3-compatible bucket (`photos.bucket`).
+#[cfg(feature = "s3")]
+fn photo_bucket(url: &str, keep_exif: bool) -> anyhow::Result<PhotoStore> {
+    let bucket = crate::photo_bucket::Bucket::open(url).with_context(|| format!("cannot open the photos bucket {url}"))?;
+    Ok(PhotoStore::with_backend(Arc::new(bucket), keep_exif))
+}
+
+#[cfg(not(feature = "s3"))]
+fn photo_bucket(url: &str, _keep_exif: bool) -> anyhow::Result<PhotoStore> {
+    anyhow::bail!(
+        "photos.bucket {url:?}: this dispatcher was built without S3 support; build it with `--features s3`, or use a \
+         shared photos.dir"
+    )
+}
 
 /// Aborts a background task when serving ends, however it ends.
 pub(super) struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
