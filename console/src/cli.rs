@@ -110,6 +110,10 @@ pub enum Command {
     /// Messages to people in the field: send, list (with replies and who read them)
     #[command(subcommand)]
     Message(MessageCommand),
+    /// Photos people sent with completions and field reports (dispatcher):
+    /// `incident show` lists their references
+    #[command(subcommand)]
+    Photo(PhotoCommand),
     /// Operator accounts and their tokens: whoami, rotate, add, list,
     /// token, revoke, remove
     #[command(subcommand)]
@@ -624,6 +628,18 @@ pub enum MessageCommand {
         /// At most this many (default 100, at most 1000)
         #[arg(long, value_name = "N")]
         limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PhotoCommand {
+    /// Save a photo to a file (never over an existing one)
+    Get {
+        /// The photo's reference, as `incident show` lists it (sha256:…)
+        photo_ref: String,
+        /// The file to write; - for stdout
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: std::path::PathBuf,
     },
 }
 

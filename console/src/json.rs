@@ -136,6 +136,7 @@ pub fn assignment(assignment: &pb::Assignment) -> Value {
         "arrived_at_ms": assignment.arrived_at_ms,
         "completed_at_ms": assignment.completed_at_ms,
         "feedback": assignment.feedback,
+        "photo_refs": assignment.photo_refs,
     })
 }
 
@@ -171,6 +172,7 @@ pub fn incident(incident: &pb::Incident) -> Value {
         "reported_by_agent": incident.reported_by_agent,
         "report_text": incident.report_text,
         "photo_ref": incident.photo_ref,
+        "photo_refs": incident.photo_refs,
         "merged_into": incident.merged_into,
         "plan_activation_id": incident.plan_activation_id,
     })
@@ -376,6 +378,7 @@ mod tests {
                 "mode",
                 "open_offers",
                 "photo_ref",
+                "photo_refs",
                 "plan_activation_id",
                 "priority",
                 "report_text",

@@ -38,7 +38,7 @@ use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
     AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, MessageCommand, ModeCommand,
-    PlanCommand, ReportCommand, RosterCommand, WebhooksCommand,
+    PhotoCommand, PlanCommand, ReportCommand, RosterCommand, WebhooksCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;
@@ -208,6 +208,9 @@ async fn execute(
         }
         Command::Message(MessageCommand::List { agent, incident, limit }) => {
             commands::message::list(client, agent, incident, limit.unwrap_or(0), as_json).await
+        }
+        Command::Photo(PhotoCommand::Get { photo_ref, output }) => {
+            commands::photo::get(client, &photo_ref, &output, as_json).await
         }
         Command::Report(ReportCommand::Triage(args)) => commands::report::triage(client, &args.id, args.action, as_json).await,
         Command::Coverage(args) => commands::coverage::show(client, args.area.as_deref(), as_json).await,

@@ -15,6 +15,8 @@
 //! - [`open_files`]: the process's open-file limit, raised at start; what
 //!   it leaves for client connections.
 //! - [`photos`]: people's photos, checked, stripped of EXIF, stored by their hash.
+//! - [`photo_retention`]: how long photos are kept, and the task deleting them.
+//! - `photo_bucket` (feature `s3`): photos in an S3-compatible bucket.
 //! - [`sessions`]: people's session queues, bounded in messages and bytes;
 //!   sessions whose app stopped reading.
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
@@ -33,6 +35,9 @@ pub mod locations;
 pub mod metrics;
 pub mod observer;
 pub mod open_files;
+#[cfg(feature = "s3")]
+pub mod photo_bucket;
+pub mod photo_retention;
 pub mod photos;
 pub mod runtime;
 pub mod server;

@@ -7,8 +7,9 @@
 //!
 //! One directory holds them: `photos/` beside the SQLite journal by
 //! default; with Redis, a directory every dispatcher of the city shares
-//! (`--photos-dir`, e.g. a network mount). An S3-compatible bucket
-//! (`object_store`) is the later step for that deployment.
+//! (`--photos-dir`, e.g. a network mount), or an S3-compatible bucket
+//! (`photo_bucket`, feature `s3`), behind the [`Backend`] trait. How long
+//! photos are kept: `photo_retention`.
 //!
 //! A photo is written to a temporary file, synced, renamed into place and
 //! the directory synced before the upload is answered: an answered photo
@@ -18,6 +19,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -56,23 +58,110 @@ pub struct Stored {
     pub already_stored: bool,
 }
 
-/// The photos of one dispatcher (or of a city, on a shared directory).
+/// The photos of one dispatcher (or of a city, on a shared store): the
+/// checks, EXIF removal and naming here; the bytes in a [`Backend`].
 #[derive(Clone, Debug)]
 pub struct PhotoStore {
-    dir: PathBuf,
+    backend: Arc<dyn Backend>,
     /// Keep a JPEG's EXIF block (with any GPS position) as uploaded.
     keep_exif: bool,
+}
+
+/// Where photo files are kept, each under its name (64 hex digits): a local
+/// directory (the default, or one every dispatcher shares on a network
+/// mount), or an S3-compatible bucket (feature `s3`). Calls block: the
+/// store is used off the async threads.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Whether a photo of this name is kept.
+    fn exists(&self, name: &str) -> std::io::Result<bool>;
+    /// Keeps `bytes` under `name`, durably, before returning; a reader
+    /// never sees part of them.
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// The bytes kept under `name`; `None` when none are.
+    fn get(&self, name: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Deletes what is kept under `name`; `false` when nothing was.
+    fn delete(&self, name: &str) -> std::io::Result<bool>;
+    /// Every name kept with when it was stored (Unix ms).
+    fn list(&self) -> std::io::Result<Vec<(String, i64)>>;
+    /// Marks `name` as stored now (a repeated upload), where the store can.
+    fn touch(&self, name: &str);
+}
+
+/// Photos in a directory: written to a temporary file, synced, renamed into
+/// place, and the directory synced.
+#[derive(Debug)]
+struct Directory {
+    dir: PathBuf,
+}
+
+impl Backend for Directory {
+    fn exists(&self, name: &str) -> std::io::Result<bool> {
+        Ok(self.dir.join(name).exists())
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        // A unique temporary name: two uploads of one photo at once each
+        // write their own, and the second rename replaces equal bytes.
+        let temporary = self.dir.join(format!(".upload-{name}-{}", std::process::id() as u64 ^ nanos()));
+        let written = (|| {
+            let mut file = fs::File::create(&temporary)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            fs::rename(&temporary, self.dir.join(name))?;
+            fs::File::open(&self.dir)?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        written
+    }
+
+    fn get(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match fs::read(self.dir.join(name)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn delete(&self, name: &str) -> std::io::Result<bool> {
+        match fs::remove_file(self.dir.join(name)) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn list(&self) -> std::io::Result<Vec<(String, i64)>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let modified = entry.metadata()?.modified()?;
+            let stored_ms = modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+            names.push((name, i64::try_from(stored_ms).unwrap_or(i64::MAX)));
+        }
+        Ok(names)
+    }
+
+    fn touch(&self, name: &str) {
+        let _ = fs::File::options()
+            .append(true)
+            .open(self.dir.join(name))
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+    }
 }
 
 impl PhotoStore {
     /// Opens (creating it) the directory of photos.
     pub fn open(dir: &Path, keep_exif: bool) -> std::io::Result<PhotoStore> {
         fs::create_dir_all(dir)?;
-        Ok(PhotoStore { dir: dir.to_path_buf(), keep_exif })
+        Ok(PhotoStore { backend: Arc::new(Directory { dir: dir.to_path_buf() }), keep_exif })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Photos kept by `backend` (e.g. `photo_bucket::Bucket`, feature `s3`).
+    pub fn with_backend(backend: Arc<dyn Backend>, keep_exif: bool) -> PhotoStore {
+        PhotoStore { backend, keep_exif }
     }
 
     /// Checks and stores `bytes` (blocking: call it off the async threads).
@@ -88,37 +177,23 @@ impl PhotoStore {
         let location_removed = stripped.is_some();
         let kept: &[u8] = stripped.as_deref().unwrap_or(bytes);
         let hex = hex_of(&Sha256::digest(kept));
-        let path = self.dir.join(&hex);
         let photo_ref = format!("{PREFIX}{hex}");
-        if path.exists() {
+        if self.backend.exists(&hex)? {
+            // Stored again: the time a photo no incident names yet is kept
+            // from (retention) starts again, so a retried upload is not
+            // deleted before the report naming it arrives.
+            self.backend.touch(&hex);
             return Ok(Stored { photo_ref, content_type, size: kept.len(), location_removed, already_stored: true });
         }
-        // A unique temporary name: two uploads of one photo at once each
-        // write their own, and the second rename replaces equal bytes.
-        let temporary = self.dir.join(format!(".upload-{hex}-{}", std::process::id() as u64 ^ nanos()));
-        let written = (|| {
-            let mut file = fs::File::create(&temporary)?;
-            file.write_all(kept)?;
-            file.sync_all()?;
-            fs::rename(&temporary, &path)?;
-            fs::File::open(&self.dir)?.sync_all()
-        })();
-        if let Err(error) = written {
-            let _ = fs::remove_file(&temporary);
-            return Err(PhotoError::Io(error));
-        }
+        self.backend.put(&hex, kept)?;
         Ok(Stored { photo_ref, content_type, size: kept.len(), location_removed, already_stored: false })
     }
 
     /// A stored photo's type and bytes (blocking).
     pub fn read(&self, photo_ref: &str) -> Result<(&'static str, Vec<u8>), PhotoError> {
-        let path = self.path_of(photo_ref)?;
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(PhotoError::NotFound(photo_ref.to_string()));
-            }
-            Err(error) => return Err(PhotoError::Io(error)),
+        let name = name_of(photo_ref)?;
+        let Some(bytes) = self.backend.get(&name)? else {
+            return Err(PhotoError::NotFound(photo_ref.to_string()));
         };
         Ok((content_type(&bytes).unwrap_or("application/octet-stream"), bytes))
     }
@@ -126,20 +201,37 @@ impl PhotoStore {
     /// Checks that every reference names a stored photo.
     pub fn check_stored(&self, photo_refs: &[String]) -> Result<(), PhotoError> {
         for photo_ref in photo_refs {
-            if !self.path_of(photo_ref)?.exists() {
+            if !self.backend.exists(&name_of(photo_ref)?)? {
                 return Err(PhotoError::NotFound(photo_ref.clone()));
             }
         }
         Ok(())
     }
 
-    fn path_of(&self, photo_ref: &str) -> Result<PathBuf, PhotoError> {
-        let hex = photo_ref.trim().strip_prefix(PREFIX).unwrap_or_default();
-        if hex.len() != 64 || !hex.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
-            return Err(PhotoError::BadReference(photo_ref.chars().take(100).collect()));
-        }
-        Ok(self.dir.join(hex))
+    /// Deletes a stored photo (blocking); `false` when it was not stored.
+    pub fn delete(&self, photo_ref: &str) -> Result<bool, PhotoError> {
+        Ok(self.backend.delete(&name_of(photo_ref)?)?)
     }
+
+    /// Every stored photo with when it was stored (Unix ms; blocking).
+    /// Temporary files of uploads under way are not photos yet.
+    pub fn list(&self) -> Result<Vec<(String, pingji_engine::ids::Millis)>, PhotoError> {
+        let listed = self.backend.list()?;
+        Ok(listed
+            .into_iter()
+            .map(|(name, stored_ms)| (format!("{PREFIX}{name}"), pingji_engine::ids::Millis(stored_ms)))
+            .filter(|(photo_ref, _)| name_of(photo_ref).is_ok())
+            .collect())
+    }
+}
+
+/// The name a photo is kept under: the 64 hex digits of its reference.
+fn name_of(photo_ref: &str) -> Result<String, PhotoError> {
+    let hex = photo_ref.trim().strip_prefix(PREFIX).unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
+        return Err(PhotoError::BadReference(photo_ref.chars().take(100).collect()));
+    }
+    Ok(hex.to_string())
 }
 
 fn nanos() -> u64 {

@@ -96,8 +96,15 @@ pub struct PhotoSettings {
     /// Redis, a directory every dispatcher of the city shares; without one
     /// (or with memory) uploads are refused.
     pub dir: Option<PathBuf>,
+    /// An S3-compatible bucket, `s3://BUCKET/PREFIX`, instead of the
+    /// directory (a dispatcher built with the `s3` feature; credentials and
+    /// endpoint from the `AWS_*` environment).
+    pub bucket: Option<String>,
     /// Keep a JPEG's EXIF block (with any GPS position); removed by default.
     pub keep_exif: Option<bool>,
+    /// Days a photo is kept after its incident ended (or, named by no
+    /// incident, after it was stored); 0 keeps photos forever. 90 when absent.
+    pub retention_days: Option<u64>,
 }
 
 /// How long the journal keeps events (they hold personal data).
@@ -323,7 +330,9 @@ impl Settings {
             journal: JournalSettings { retention_days: over.journal.retention_days.or(self.journal.retention_days) },
             photos: PhotoSettings {
                 dir: over.photos.dir.or(self.photos.dir),
+                bucket: over.photos.bucket.or(self.photos.bucket),
                 keep_exif: over.photos.keep_exif.or(self.photos.keep_exif),
+                retention_days: over.photos.retention_days.or(self.photos.retention_days),
             },
             webhooks: WebhookSettings {
                 max_attempts: over.webhooks.max_attempts.or(self.webhooks.max_attempts),
@@ -420,6 +429,17 @@ impl Settings {
         };
         config.keep_photo_exif = self.photos.keep_exif.unwrap_or(false);
         config.webhooks = self.webhooks.resolve()?;
+        config.photos_bucket = self.photos.bucket.clone();
+        config.photo_retention = match self.photos.retention_days.unwrap_or(crate::photo_retention::DEFAULT_RETENTION_DAYS) {
+            0 => None,
+            days if days > MAX_RETENTION_DAYS => {
+                return Err(refuse(
+                    "photos.retention_days",
+                    format!("{days} days is more than {MAX_RETENTION_DAYS} (ten years); use 0 to keep photos forever"),
+                ));
+            }
+            days => Some(Duration::from_secs(days * 86_400)),
+        };
         config.retention = match self.journal.retention_days.unwrap_or(crate::journal::DEFAULT_RETENTION_DAYS) {
             0 => None,
             days if days > MAX_RETENTION_DAYS => {
@@ -680,6 +700,16 @@ mod tests {
         assert_eq!(resolved.shutdown_grace, Duration::from_secs(30));
         assert!(matches!(resolved.config.store, Store::Sqlite(_)));
         assert_eq!(resolved.config.retention, Some(Duration::from_secs(90 * 86_400)));
+    }
+
+    #[test]
+    fn photo_retention_defaults_to_90_days_and_0_keeps_photos_forever() {
+        let retention = |text: &str| Settings::parse(text).expect("parses").resolve().expect("resolves").config.photo_retention;
+        assert_eq!(retention(""), Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(retention("[photos]\nretention_days = 0"), None);
+        assert_eq!(retention("[photos]\nretention_days = 14"), Some(Duration::from_secs(14 * 86_400)));
+        let refused = Settings::parse("[photos]\nretention_days = 4000").expect("parses").resolve().expect_err("too long");
+        assert!(refused.to_string().contains("photos.retention_days"), "{refused}");
     }
 
     #[test]

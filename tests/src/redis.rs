@@ -53,6 +53,9 @@ pub struct SharedStoreOptions {
     /// TLS: the dispatcher's flags (`--tls-cert ...`) and how the fixture's
     /// own clients connect; plain text when `None`.
     pub tls: Option<(Vec<OsString>, ClientTls)>,
+    /// `--photos-dir`: where photos are stored (one directory every
+    /// dispatcher of the city shares); none when `None`.
+    pub photos_dir: Option<PathBuf>,
 }
 
 /// A `dispatcher --store redis://...` process, owner or standby. Dropping it
@@ -300,6 +303,10 @@ impl SharedDispatcher {
         if let Some(shard) = &options.shard {
             args.push("--shard".into());
             args.push(shard.into());
+        }
+        if let Some(photos_dir) = &options.photos_dir {
+            args.push("--photos-dir".into());
+            args.push(photos_dir.into());
         }
         if let Some((ttl_ms, renew_ms)) = options.lease_ms {
             args.push("--lease-ttl-ms".into());

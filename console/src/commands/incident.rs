@@ -234,7 +234,21 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
     text.push_str(&offers_text(&incident.open_offers, now_ms));
     text.push('\n');
     text.push_str(&assignments_text(&incident.assignments));
+    text.push_str(&photos_text(incident));
     text
+}
+
+/// The incident's photos, with how to save one; nothing when it has none.
+pub fn photos_text(incident: &pb::Incident) -> String {
+    let photos = super::photo::incident_photos(incident);
+    if photos.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(&["FROM", "PHOTO"]);
+    for (from, photo_ref) in photos {
+        table.row(vec![from, photo_ref]);
+    }
+    format!("\nphotos (save one: pingji photo get PHOTO -o FILE):\n{}", table.render())
 }
 
 /// "1 person", "3 people".

@@ -13,6 +13,7 @@
 //! - [`callup`]: `callup issue`, `callup status` (the roll-call).
 //! - [`report`]: `report triage ID accept|merge|reject`.
 //! - [`message`]: `message send --to-agent|--incident|--area TEXT`, `message list`.
+//! - [`photo`]: `photo get REF -o FILE`.
 //! - [`coverage`]: `coverage [AREA]`.
 //! - [`account`]: `account whoami|rotate|add|list|remove`.
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
@@ -26,6 +27,7 @@ pub mod events;
 pub mod incident;
 pub mod message;
 pub mod mode;
+pub mod photo;
 pub mod plan;
 pub mod report;
 pub mod roster;

@@ -92,7 +92,7 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
     Some(match method {
         "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "IncidentTimeline" | "ListIncidents"
         | "ListPlans" | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI" | "RotateOwnToken"
-        | "ListMessages" | "GetReplay" | "SetReplay" => Viewer,
+        | "ListMessages" | "GetReplay" | "SetReplay" | "GetClock" => Viewer,
         // Photos show people and places as they are: not for viewers.
         "CreateIncident" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto" => Dispatcher,
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,

@@ -202,7 +202,7 @@ impl Args {
                 require_client_cert: self.tls_require_client_cert,
             },
             journal: JournalSettings { retention_days: self.retention_days },
-            photos: PhotoSettings { dir: self.photos_dir.clone(), keep_exif: None },
+            photos: PhotoSettings { dir: self.photos_dir.clone(), keep_exif: None, retention_days: None, bucket: None },
             // From the settings file only.
             webhooks: Default::default(),
         }

@@ -42,6 +42,9 @@ pub struct CommandApi {
     pub audited: ReadAudits,
     /// People's photos; `None` where the dispatcher keeps none.
     pub photos: Option<crate::photos::PhotoStore>,
+    /// The dispatcher's clock, told to live views (`GetClock`) so that
+    /// they count deadlines down on it.
+    pub clock: crate::runtime::Clock,
     /// What a replay (`dispatcher --replay`) plays and at what pace; `None`
     /// on a dispatcher serving its own journal.
     pub replay: Option<Arc<ReplayView>>,
@@ -846,6 +849,11 @@ impl CommandService for CommandApi {
             }
         }
         Ok(Response::new(pb::ListMessagesResponse { messages }))
+    }
+
+    async fn get_clock(&self, request: Request<pb::GetClockRequest>) -> Result<Response<pb::DispatcherClock>, Status> {
+        caller(&request)?;
+        Ok(Response::new(pb::DispatcherClock { now_ms: self.clock.now().0, speed: self.clock.speed() }))
     }
 
     async fn get_photo(&self, request: Request<pb::GetPhotoRequest>) -> Result<Response<pb::Photo>, Status> {

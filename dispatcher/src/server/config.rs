@@ -119,8 +119,16 @@ pub struct Config {
     pub limits: Limits,
     /// Where uploaded photos are stored; uploads are refused when `None`.
     pub photos_dir: Option<PathBuf>,
+    /// An S3-compatible bucket (`s3://BUCKET/PREFIX`) for photos instead of
+    /// the directory (a dispatcher built with the `s3` feature).
+    pub photos_bucket: Option<String>,
     /// Keep a JPEG's EXIF block (with any GPS position) when storing it.
     pub keep_photo_exif: bool,
+    /// How long photos are kept after their incident ended (see
+    /// `photo_retention`); `None` keeps them forever.
+    pub photo_retention: Option<Duration>,
+    /// How often photos due for deletion are looked for (real time).
+    pub photo_sweep_every: Duration,
     /// The process's metrics, made by `run` when `metrics_addr` is set.
     pub(super) metrics: Option<Arc<Metrics>>,
     /// TLS on the gRPC port (every server on it: starting, standby, owner);
@@ -250,7 +258,10 @@ impl Config {
             web_tiles: None,
             limits: Limits::default(),
             photos_dir: None,
+            photos_bucket: None,
             keep_photo_exif: false,
+            photo_retention: Some(crate::photo_retention::DEFAULT_RETENTION),
+            photo_sweep_every: crate::photo_retention::SWEEP_EVERY,
             metrics: None,
             tls: None,
             bootstrap_admin_token: None,

@@ -121,15 +121,29 @@ pub(super) async fn serve(
     let reflection_v1alpha = reflection_v1alpha()?;
 
     let tokens = auth::Tokens::new(dispatcher.clone(), sharding.clone());
-    let photos = match &config.photos_dir {
-        Some(dir) => Some(
+    let photos = match (&config.photos_bucket, &config.photos_dir) {
+        (Some(bucket), _) => Some(photo_bucket(bucket, config.keep_photo_exif)?),
+        (None, Some(dir)) => Some(
             PhotoStore::open(dir, config.keep_photo_exif)
                 .with_context(|| format!("cannot open the photo directory {}", dir.display()))?,
         ),
-        None => None,
+        (None, None) => None,
     };
+    // Photos are deleted as their retention says, until serving ends.
+    let photo_sweep = match (&photos, config.photo_retention) {
+        (Some(store), Some(keep_for)) => {
+            let retention = crate::photo_retention::Retention {
+                keep_for,
+                sweep_every: config.photo_sweep_every,
+                sees_every_incident: sharding.is_none() && !matches!(config.store, super::config::Store::Redis(_)),
+            };
+            Some(tokio::spawn(crate::photo_retention::keep_sweeping(dispatcher.clone(), store.clone(), retention)))
+        }
+        _ => None,
+    };
+    let _photo_sweep = AbortOnDrop(photo_sweep);
     let replay = config.replay.clone().map(|replay| Arc::new(command::ReplayView { replay, clock: config.clock.clone() }));
-    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone(), photos.clone(), replay);
+    let commands = command_service(&dispatcher, tokens.clone(), sharding.clone(), photos.clone(), config.clock.clone(), replay);
     let people = agent::People::new(
         dispatcher.clone(),
         tokens.clone(),
@@ -256,6 +270,7 @@ pub(super) fn command_service(
     tokens: auth::Tokens,
     sharding: Option<Arc<sharding::Sharding>>,
     photos: Option<PhotoStore>,
+    clock: crate::runtime::Clock,
     replay: Option<Arc<command::ReplayView>>,
 ) -> CommandStack {
     sharding::routed(
@@ -266,6 +281,7 @@ pub(super) fn command_service(
                     sharding: sharding.clone(),
                     audited: Default::default(),
                     photos,
+                    clock,
                     replay,
                 })
                 .max_decoding_message_size(MAX_COMMAND_MESSAGE)
@@ -321,6 +337,21 @@ impl Drop for AbortWebhooks {
     fn drop(&mut self) {
         self.0.abort_all();
     }
+}
+
+/// The photo store on an S3-compatible bucket (`photos.bucket`).
+#[cfg(feature = "s3")]
+fn photo_bucket(url: &str, keep_exif: bool) -> anyhow::Result<PhotoStore> {
+    let bucket = crate::photo_bucket::Bucket::open(url).with_context(|| format!("cannot open the photos bucket {url}"))?;
+    Ok(PhotoStore::with_backend(Arc::new(bucket), keep_exif))
+}
+
+#[cfg(not(feature = "s3"))]
+fn photo_bucket(url: &str, _keep_exif: bool) -> anyhow::Result<PhotoStore> {
+    anyhow::bail!(
+        "photos.bucket {url:?}: this dispatcher was built without S3 support; build it with `--features s3`, or use a \
+         shared photos.dir"
+    )
 }
 
 /// Aborts a background task when serving ends, however it ends.

@@ -28,10 +28,13 @@ import {
   type Plan,
   type PlanActivation,
 } from "./gen/pingji/v1/pingji_pb.js";
+import { dispatcherNow, followDispatcherClock, forgetDispatcherClock, secondsLeft } from "./clock.js";
 import { describe, show } from "./errors.js";
 import { ResponseTimes, duration, metresBetween, percentile } from "./figures.js";
 import { language, say, setLanguage, words, type Language } from "./i18n.js";
 import { CityMap, MODE_COLOURS, PRIORITY_COLOURS, STATUS_COLOURS } from "./map.js";
+import { forgetPhotos, photoStrip } from "./photos.js";
+import { qrSvg, signInLink } from "./qr.js";
 
 /** The token lives in this tab's session storage only: never in a URL. */
 const TOKEN_KEY = "pingji.token";
@@ -42,6 +45,8 @@ const FEED_SHOWN = 60;
 /** Events read back when the page opens: timelines and figures start from them. */
 const REPLAY_ON_OPEN = 2000n;
 const RETRY_MAX_S = 30;
+/** How often the dispatcher's clock is asked again. */
+const CLOCK_EVERY_MS = 60_000;
 /** Names shown per call-up in the roll-call. */
 const ROLLCALL_NAMES = 30;
 const CATEGORIES = ["medical", "fire", "flood", "rescue", "evacuation", "elder_care", "power_outage", "sandbags", "public_health", "inspection"];
@@ -123,6 +128,9 @@ const timelineCut = new Set<string>();
 const timelineReading = new Set<string>();
 /** The incident and the person whose details show. */
 let selected: string | null = null;
+/** The selected incident once it ended (closed with its completions'
+ * photos, say): off the map, its panel stays until another is chosen. */
+let endedSelected: Incident | null = null;
 let selectedPerson: string | null = null;
 let areas = new Map<string, Area>();
 /** Areas in the order of the tree (a parent, then its children), for choices. */
@@ -141,7 +149,7 @@ const REPLAY_SKIP_MS = 5 * 60 * 1000;
 /** Grids below their emergency minimum: available and minimum. */
 const shortGrids = new Map<string, { available: number; minimum: number }>();
 let times = new ResponseTimes();
-/** When the open incidents were listed (the browser's clock). */
+/** When the open incidents were listed (the dispatcher's clock). */
 let listedAtMs = 0;
 /** Grids whose centroid is within 15 minutes' walk of a service centre, of all grids (Coverage). */
 let circle = { within: 0, grids: 0 };
@@ -492,7 +500,7 @@ function personButton(agentId: string): HTMLButtonElement {
 
 function drawDetail(): void {
   const detail = byId("incident-detail");
-  const incident = selected === null ? undefined : cityMap?.incidents.get(selected);
+  const incident = selected === null ? undefined : (cityMap?.incidents.get(selected) ?? (endedSelected?.id === selected ? endedSelected : undefined));
   if (!incident) {
     detail.hidden = true;
     return;
@@ -514,20 +522,32 @@ function drawDetail(): void {
   if (incident.unstaffable) {
     facts.push([say("factUnstaffable"), `${incident.unstaffable.possible} / ${incident.unstaffable.needed}`]);
   }
-  byId("detail-facts").replaceChildren(...facts.flatMap(([term, value]) => [make("dt", term), make("dd", value)]));
+  const factNodes = facts.flatMap(([term, value]) => [make("dt", term), make("dd", value)]);
+  // The report's photos and those sent with completions (never for a viewer).
+  const photoRefs = incidentPhotos(incident);
+  if (mayCreate() && photoRefs.length > 0) {
+    const photos = make("dd");
+    photos.append(photosOf(photoRefs, `incident:${incident.id}`));
+    factNodes.push(make("dt", say("factPhotos")), photos);
+  }
+  byId("detail-facts").replaceChildren(...factNodes);
   drawOffers(incident);
   const timeline = timelines.get(incident.id) ?? [];
   const items = timeline.map((event) => {
     const item = make("li");
     item.dataset.kind = event.kind;
     item.append(timeOf(event), make("span", describeEvent(event)));
+    const photoRefs = eventPhotos(event);
+    if (mayCreate() && photoRefs.length > 0) {
+      item.append(photosOf(photoRefs, `event:${event.seq}`));
+    }
     return item;
   });
   if (!reportSeen.has(incident.id)) {
     items.unshift(make("li", say(timelineCut.has(incident.id) ? "timelineCut" : "noEarlier"), "empty"));
   }
   byId("detail-timeline").replaceChildren(...items);
-  byId("end-form").hidden = !mayCreate() || incident.status === IncidentStatus.REPORTED;
+  byId("end-form").hidden = !mayCreate() || incident.status === IncidentStatus.REPORTED || ENDED.has(incident.status);
   byId("triage-form").hidden = !mayCreate() || incident.status !== IncidentStatus.REPORTED;
   if (incident.status === IncidentStatus.REPORTED) {
     const into = byId<HTMLSelectElement>("triage-merge-into");
@@ -543,6 +563,50 @@ function drawDetail(): void {
   }
 }
 
+/** An incident's photos: its field report's and those sent with completions. */
+function incidentPhotos(incident: Incident): string[] {
+  const refs = [incident.photoRef, ...incident.photoRefs, ...incident.assignments.flatMap((assignment) => assignment.photoRefs)];
+  return [...new Set(refs.filter((photoRef) => photoRef !== ""))];
+}
+
+/** The photos an event came with (a field report, a completion). */
+function eventPhotos(event: Event): string[] {
+  const body = event.body;
+  switch (body.case) {
+    case "fieldReported":
+      return [...new Set([body.value.photoRef, ...body.value.photoRefs].filter((photoRef) => photoRef !== ""))];
+    case "assignmentCompleted":
+      return body.value.photoRefs;
+    default:
+      return [];
+  }
+}
+
+/** Small photos that open large, read with GetPhoto (dispatcher and above). */
+function photosOf(photoRefs: string[], focusKey: string): HTMLElement {
+  const signal = session?.signal;
+  return photoStrip(
+    photoRefs,
+    async (photoRef) => await client.getPhoto({ photoRef }, { signal }),
+    openPhoto,
+    focusKey,
+    {
+      label: (n, count) => say("photoLabel", { n, count }),
+      failed: (message) => say("photoFailed", { message }),
+      notDrawn: say("photoNotDrawn"),
+    },
+  );
+}
+
+function openPhoto(photoRef: string, full: string): void {
+  const dialog = byId<HTMLDialogElement>("photo-dialog");
+  const large = byId<HTMLImageElement>("photo-large");
+  large.src = full;
+  large.alt = say("photoTitle");
+  dialog.dataset.photoRef = photoRef;
+  dialog.showModal();
+}
+
 /** Offers with their answers, and the people on their way with the distance left. */
 function drawOffers(incident: Incident): void {
   const rows = offerRows(incident);
@@ -551,7 +615,6 @@ function drawOffers(incident: Incident): void {
     list.replaceChildren(make("li", say("noOffers"), "empty"));
     return;
   }
-  const now = Date.now();
   list.replaceChildren(
     ...rows.map((row) => {
       const item = make("li");
@@ -559,7 +622,7 @@ function drawOffers(incident: Incident): void {
       item.dataset.agentId = row.agentId;
       item.dataset.outcome = row.outcome;
       const outcomes: Record<OfferRow["outcome"], string> = {
-        open: say("outcomeOpen", { s: Math.max(0, Math.ceil((row.deadlineMs - now) / 1000)) }),
+        open: say("outcomeOpen", { s: secondsLeft(row.deadlineMs) }),
         accepted: say("outcomeAccepted"),
         declined: say("outcomeDeclined") + (row.reason ? `（${row.reason}）` : ""),
         expired: say("outcomeExpired"),
@@ -659,6 +722,10 @@ function describeEvent(event: Event): string {
 }
 
 function select(incidentId: string): void {
+  if (endedSelected !== null && endedSelected.id !== incidentId) {
+    timelines.delete(endedSelected.id);
+    endedSelected = null;
+  }
   selected = incidentId;
   if (!reportSeen.has(incidentId) && !timelineCut.has(incidentId) && session) {
     void readTimeline(incidentId, session.signal);
@@ -669,6 +736,9 @@ function select(incidentId: string): void {
 }
 
 function selectPersonById(agentId: string): void {
+  if (agentId !== selectedPerson) {
+    closeSignIn();
+  }
   selectedPerson = agentId;
   byId("person-result").replaceChildren();
   drawPerson();
@@ -681,6 +751,7 @@ function drawPerson(): void {
 
 function drawPersonFacts(): void {
   const facts = byId("person-facts");
+  byId("sign-in").hidden = true;
   if (selectedPerson === null) {
     facts.hidden = true;
     return;
@@ -693,6 +764,7 @@ function drawPersonFacts(): void {
   }
   facts.hidden = false;
   facts.dataset.agentId = agent.spec.id;
+  byId("sign-in").hidden = !mayIssueTokens();
   const shown = agent.currentIncidentId !== "" ? AgentStatus.BUSY : agent.status;
   const rows: [string, string | HTMLElement][] = [
     [say("personTitle"), `${agent.spec.name} · ${agent.spec.id}`],
@@ -829,6 +901,11 @@ function mayCreate(): boolean {
   return role >= OperatorRole.DISPATCHER;
 }
 
+/** Issuing people's tokens (and so their sign-in links) is an admin's. */
+function mayIssueTokens(): boolean {
+  return role >= OperatorRole.ADMIN;
+}
+
 function mayCommand(): boolean {
   return role >= OperatorRole.COMMANDER;
 }
@@ -894,8 +971,13 @@ function logOut(): void {
   drawReplay();
   times = new ResponseTimes();
   selected = null;
+  endedSelected = null;
   selectedPerson = null;
   lastSeq = 0n;
+  forgetPhotos();
+  forgetDispatcherClock();
+  closeSignIn();
+  byId<HTMLDialogElement>("photo-dialog").close();
   cityMap?.clearPick();
   cityMap?.people.clear();
   cityMap?.incidents.clear();
@@ -918,6 +1000,7 @@ async function start(): Promise<void> {
   const map = cityMap ?? new CityMap(byId("map") as unknown as SVGSVGElement, { pick: pickPlace, selectIncident: select, selectPerson: selectPersonById });
   cityMap = map;
   byId("map").classList.toggle("may-create", mayCreate());
+  await readClock(current.signal);
   const listed = await client.listAreas({ withGeometry: true }, { signal: current.signal });
   takeAreas(listed.areas);
   map.setAreas(listed.areas, listed.serviceCentres);
@@ -927,7 +1010,7 @@ async function start(): Promise<void> {
   map.setTiles(tiles);
   byId("map").classList.toggle("with-tiles", tiles !== "");
   byId("map").dataset.areas = String(listed.areas.length);
-  listedAtMs = Date.now();
+  listedAtMs = dispatcherNow();
   const open = await client.listIncidents({ openOnly: true }, { signal: current.signal });
   map.incidents = new Map(open.incidents.map((incident) => [incident.id, incident]));
   for (const incident of open.incidents) {
@@ -945,6 +1028,7 @@ async function start(): Promise<void> {
   setWall(window.location.hash === "#wall");
   drawAll();
   void keepWatching("events", current.signal, () => watchEvents(map, current.signal));
+  void followClock(current.signal);
   void keepWatching("people", current.signal, () => watchPeople(map, current.signal));
 }
 
@@ -975,6 +1059,26 @@ function takeAreas(listed: Area[]): void {
 
 function placeOf(incident: Incident): void {
   incidentPlaces.set(incident.id, [incident.gridId, incident.communityId, incident.streetId, incident.districtId].filter((id) => id !== ""));
+}
+
+/** The dispatcher's time and speed (GetClock), which countdowns follow. */
+async function readClock(signal: AbortSignal): Promise<void> {
+  const askedAtMs = performance.now();
+  const clock = await client.getClock({}, { signal });
+  followDispatcherClock(Number(clock.nowMs), clock.speed, askedAtMs, performance.now());
+  document.body.dataset.clockSpeed = String(clock.speed);
+}
+
+/** Asks the dispatcher's clock again now and then: the two clocks drift apart. */
+async function followClock(signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    await new Promise((resolve) => setTimeout(resolve, CLOCK_EVERY_MS));
+    try {
+      await readClock(signal);
+    } catch {
+      // A lost connection: the streams say so; the last known clock runs on.
+    }
+  }
 }
 
 async function readCoverage(map: CityMap, signal: AbortSignal): Promise<void> {
@@ -1369,7 +1473,11 @@ function refreshIncident(map: CityMap, id: string, signal: AbortSignal): void {
 function placeIncident(map: CityMap, incident: Incident): void {
   if (ENDED.has(incident.status)) {
     map.incidents.delete(incident.id);
-    timelines.delete(incident.id);
+    if (incident.id === selected) {
+      endedSelected = incident;
+    } else {
+      timelines.delete(incident.id);
+    }
   } else {
     map.incidents.set(incident.id, incident);
     placeOf(incident);
@@ -1472,6 +1580,39 @@ function refuse(resultId: string, text: string, focusId: string): void {
   result.className = "result failed";
   result.textContent = text;
   byId(focusId).focus();
+}
+
+/** Hides the sign-in QR code (another person chosen, logged out): it holds a token. */
+function closeSignIn(): void {
+  byId("sign-in-confirm").hidden = true;
+  byId("sign-in-code").hidden = true;
+  byId("sign-in-code").replaceChildren();
+  byId("sign-in-button").hidden = false;
+}
+
+/** Issues the person shown a new token (IssueAgentToken, as the console's
+ * `roster token ID --link`) and shows their sign-in link as a QR code. */
+async function showSignIn(): Promise<void> {
+  const agentId = selectedPerson;
+  if (agentId === null) {
+    return;
+  }
+  await act("person-result", async () => {
+    const issued = await client.issueAgentToken({ agentId });
+    const link = signInLink(window.location.origin, issued.subject, issued.token);
+    const box = byId("sign-in-code");
+    const linkLabel = make("label", say("signInLink"));
+    linkLabel.htmlFor = "sign-in-link";
+    const linkField = make("input");
+    linkField.id = "sign-in-link";
+    linkField.readOnly = true;
+    linkField.value = link;
+    box.replaceChildren(make("p", say("signInShown", { id: issued.subject })), qrSvg(link, say("signInQr", { id: issued.subject })), linkLabel, linkField);
+    box.dataset.agentId = issued.subject;
+    box.hidden = false;
+    byId("sign-in-confirm").hidden = true;
+    return "";
+  });
 }
 
 async function createIncident(event: SubmitEvent): Promise<void> {
@@ -1699,6 +1840,17 @@ function main(): void {
   byId<HTMLFormElement>("create-form").addEventListener("submit", (event) => void createIncident(event));
   byId<HTMLFormElement>("end-form").addEventListener("submit", (event) => void endIncident(event));
   byId<HTMLFormElement>("triage-form").addEventListener("submit", (event) => void triage(event));
+  byId("sign-in-button").addEventListener("click", () => {
+    byId("sign-in-button").hidden = true;
+    byId("sign-in-confirm").hidden = false;
+    byId("sign-in-issue").focus();
+  });
+  byId("sign-in-cancel").addEventListener("click", () => {
+    closeSignIn();
+    byId("sign-in-button").focus();
+  });
+  byId("sign-in-issue").addEventListener("click", () => void showSignIn());
+  byId("photo-close").addEventListener("click", () => byId<HTMLDialogElement>("photo-dialog").close());
   byId<HTMLFormElement>("mode-form").addEventListener("submit", (event) => void setMode(event));
   byId<HTMLFormElement>("plan-form").addEventListener("submit", (event) => void activatePlan(event));
   byId<HTMLFormElement>("callup-form").addEventListener("submit", (event) => void callUp(event));
@@ -1768,9 +1920,8 @@ function main(): void {
   }
   // Open offers' seconds left, in the incident's panel.
   setInterval(() => {
-    const now = Date.now();
     for (const state of document.querySelectorAll<HTMLElement>("#detail-offers [data-deadline]")) {
-      state.textContent = say("outcomeOpen", { s: Math.max(0, Math.ceil((Number(state.dataset.deadline) - now) / 1000)) });
+      state.textContent = say("outcomeOpen", { s: secondsLeft(Number(state.dataset.deadline)) });
     }
   }, 1000);
   const token = sessionStorage.getItem(TOKEN_KEY);

@@ -10,6 +10,7 @@ import { AgentStatus, AreaLevel, IncidentStatus, Mode } from "./gen/pingji/v1/pi
 import type { Agent, Area, Incident, ServiceCentre } from "./gen/pingji/v1/pingji_pb.js";
 import { say, words } from "./i18n.js";
 import { metresBetween } from "./figures.js";
+import { secondsLeft } from "./clock.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 /** The map's width in SVG units; its height follows the city's shape. */
@@ -480,10 +481,9 @@ export class CityMap {
 
   /** Seconds left to answer each offer drawn. */
   private tick(): void {
-    const now = Date.now();
+    // On the dispatcher's clock, which runs faster in a drill's demo.
     for (const countdown of this.linkLayer.querySelectorAll<SVGTextElement>("text.countdown")) {
-      const left = Math.max(0, Math.ceil((Number(countdown.dataset.deadline) - now) / 1000));
-      countdown.textContent = `${left}s`;
+      countdown.textContent = `${secondsLeft(Number(countdown.dataset.deadline))}s`;
     }
   }
 

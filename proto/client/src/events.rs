@@ -225,7 +225,13 @@ fn summary_of(body: &Body) -> String {
         Body::IncidentStaffed(staffed) => format!("{} staffed", staffed.incident_id),
         Body::AgentArrived(arrived) => format!("{} arrived at {}", arrived.agent_id, arrived.incident_id),
         Body::AssignmentCompleted(completed) => {
-            format!("{} completed {}: {}", completed.agent_id, completed.incident_id, completed.feedback)
+            format!(
+                "{} completed {}: {}{}",
+                completed.agent_id,
+                completed.incident_id,
+                completed.feedback,
+                photos_words(&completed.photo_refs)
+            )
         }
         Body::IncidentCancelled(cancelled) => format!("{} cancelled: {}", cancelled.incident_id, cancelled.reason),
         Body::IncidentClosed(closed) => format!("{} closed: {}", closed.incident_id, closed.feedback.replace('\n', "; ")),
@@ -261,10 +267,11 @@ fn summary_of(body: &Body) -> String {
         }
         Body::CallupStoodDown(stood_down) => format!("{} stood down: {}", stood_down.callup_id, stood_down.reason),
         Body::FieldReported(reported) => format!(
-            "{} reported {} ({}) from the field; waiting for triage",
+            "{} reported {} ({}) from the field; waiting for triage{}",
             reported.agent_id,
             reported.incident_id,
-            reported.spec.as_ref().map(|spec| spec.category.as_str()).unwrap_or_default()
+            reported.spec.as_ref().map(|spec| spec.category.as_str()).unwrap_or_default(),
+            photos_words(&reported.photo_refs)
         ),
         Body::ReportAccepted(accepted) => format!("report {} accepted as P{}", accepted.incident_id, accepted.priority),
         Body::ReportMerged(merged) => format!("report {} merged into {}", merged.incident_id, merged.into_incident_id),
@@ -300,6 +307,14 @@ fn summary_of(body: &Body) -> String {
         }
         Body::MessageRead(read) => format!("{} read message {}", read.agent_id, read.message_id),
     }
+}
+
+/// The photos an event came with, to read with `pingji photo get`; "" when none.
+fn photos_words(photo_refs: &[String]) -> String {
+    if photo_refs.is_empty() {
+        return String::new();
+    }
+    format!(" (photos: {})", photo_refs.join(", "))
 }
 
 #[cfg(test)]

@@ -771,3 +771,49 @@ async fn one_command_issues_tokens_to_everyone_without_one_into_a_private_file()
     assert!(!directory.path().join("u.csv").exists(), "a refused call leaves no file behind");
     server.shutdown().await
 }
+
+/// The console shows a report's photos (`incident show`) and saves one
+/// (`photo get REF -o FILE`), never over an existing file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_a_reports_photos_and_saves_one_to_a_file() -> anyhow::Result<()> {
+    use pingji_client::field::{AgentCredentials, FieldClient};
+    let folder = tempfile::tempdir()?;
+    let photos_dir = folder.path().join("photos");
+    let server = TestServer::start(move |config| {
+        config.agents_file = Some(sample_roster());
+        config.photos_dir = Some(photos_dir);
+    })
+    .await?;
+    let url = server_url(&server);
+    let mut command = server.command().await?;
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("snapper", "d1-s1-c1-g1", &["first_aid"])) }).await?;
+    let token = pingji_tests::agent_token(&mut command, "snapper").await?;
+    let phone = FieldClient::new(server.channel().await?, AgentCredentials::new("snapper", &token).map_err(anyhow::Error::msg)?);
+    let (_, _session) = phone.listen().await?;
+    let at = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let photo = include_bytes!("../../../dispatcher/web/src/field/icon-512.png").to_vec();
+    let uploaded = phone.upload_photo(photo.clone()).await?;
+    phone.submit_field_report(at, "flood", "water over the road", std::slice::from_ref(&uploaded.photo_ref)).await?;
+    let mut report = None;
+    pingji_tests::wait_until(PROMPTLY, "the report arrives", async || {
+        let open = command.list_incidents(pb::ListIncidentsRequest { open_only: true, ..Default::default() }).await?;
+        report = open.into_inner().incidents.into_iter().find(|incident| !incident.photo_refs.is_empty());
+        Ok(report.is_some())
+    })
+    .await?;
+    let report = report.context("the report")?;
+
+    let shown = run_pingji(&url, &["incident", "show", &report.id]).await?.success()?;
+    anyhow::ensure!(
+        shown.stdout.contains(&uploaded.photo_ref) && shown.stdout.contains("pingji photo get"),
+        "incident show lists the photo and how to save it:\n{}",
+        shown.stdout
+    );
+    let file = folder.path().join("report.png");
+    let saved = run_pingji(&url, &["photo", "get", &uploaded.photo_ref, "-o", &path_arg(&file)?]).await?.success()?;
+    assert!(saved.stdout.contains("image/png"), "{}", saved.stdout);
+    assert_eq!(std::fs::read(&file)?, photo, "the file holds the photo");
+    let again = run_pingji(&url, &["photo", "get", &uploaded.photo_ref, "-o", &path_arg(&file)?]).await?;
+    assert!(!again.status.success() && again.stderr.contains("already exists"), "{}", again.stderr);
+    server.shutdown().await
+}

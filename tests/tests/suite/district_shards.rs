@@ -38,6 +38,7 @@ fn default_options(dir: &Path, redis: &RedisServer, log: &str) -> SharedStoreOpt
         shard: None,
         log: dir.join(log),
         tls: None,
+        photos_dir: None,
     }
 }
 
@@ -436,5 +437,42 @@ async fn a_shard_without_accounts_of_its_own_counts_those_other_shards_publish()
         .await
         .expect_err("a wrong token");
     assert_eq!(pingji_client::errors::reason(&status), Some(pb::ErrorReason::TokenInvalid), "{status:?}");
+    Ok(())
+}
+
+/// Photos with Redis: every dispatcher of the city reads one shared photo
+/// directory (`--photos-dir`), so a photo uploaded through the d1 shard's
+/// dispatcher is read through d2's, byte for byte, and uploading it again
+/// there stores nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_photo_uploaded_through_one_dispatcher_is_read_through_the_other() -> anyhow::Result<()> {
+    use pingji_client::field::{AgentCredentials, FieldClient};
+    let dir = tempfile::tempdir()?;
+    let shared = dir.path().join("shared-photos");
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let with_photos = |shard: &str, log: &str| SharedStoreOptions {
+        photos_dir: Some(shared.clone()),
+        ..options(dir.path(), &redis, shard, log)
+    };
+    let mut east = SharedDispatcher::start(&with_photos("d1", "d1.log")).await?;
+    east.wait_owner(WITHIN).await?;
+    let mut west = SharedDispatcher::start(&with_photos("d2", "d2.log")).await?;
+    west.wait_owner(WITHIN).await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+
+    let (person, _) = roster_ids(&mut at_east).await?.into_iter().next().expect("d1 has people");
+    let token = pingji_tests::agent_token(&mut at_east, &person).await?;
+    let phone = FieldClient::new(east.channel().await?, AgentCredentials::new(&person, &token).map_err(anyhow::Error::msg)?);
+    let photo = include_bytes!("../../../dispatcher/web/src/field/icon-512.png").to_vec();
+    let uploaded = phone.upload_photo(photo.clone()).await?;
+    assert!(!uploaded.already_stored, "{uploaded:?}");
+
+    let read = at_west.get_photo(pb::GetPhotoRequest { photo_ref: uploaded.photo_ref.clone() }).await?.into_inner();
+    assert_eq!(read.data, photo, "d2's dispatcher reads the photo d1's stored");
+    assert_eq!(read.content_type, "image/png");
+    let again = phone.upload_photo(photo).await?;
+    assert!(again.already_stored && again.photo_ref == uploaded.photo_ref, "{again:?}");
+    let files = std::fs::read_dir(&shared)?.count();
+    assert_eq!(files, 1, "one file in the shared directory");
     Ok(())
 }

@@ -24,6 +24,7 @@ mod field_api;
 mod field_app;
 mod health;
 mod limits;
+mod map_extras;
 mod maps;
 mod mobilisation;
 mod observability;

@@ -65,6 +65,7 @@ fn options(dir: &Path, redis: &RedisServer, log: &str) -> anyhow::Result<SharedS
         shard: Some("city".to_string()),
         log: dir.join(log),
         tls: None,
+        photos_dir: None,
     })
 }
 

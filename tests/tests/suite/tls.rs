@@ -293,6 +293,7 @@ async fn a_standby_serves_tls_too_and_its_redirect_to_the_owner_stays_https() ->
             shard: Some("city".to_string()),
             log: dir.path().join(log),
             tls: Some((tls_args(&pki, false), pki.client()?)),
+            photos_dir: None,
         })
     };
     let mut owner = SharedDispatcher::start(&options("owner.log")?).await?;

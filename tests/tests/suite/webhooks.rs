@@ -476,6 +476,7 @@ async fn on_redis_a_registration_outlives_its_owner() -> anyhow::Result<()> {
         shard: Some("city".to_string()),
         log: dir.path().join("dispatcher.log"),
         tls: None,
+        photos_dir: None,
     };
     let mut owner = SharedDispatcher::start(&options).await?;
     owner.wait_owner(WITHIN).await?;
