@@ -14,6 +14,7 @@
 //! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
 //! - [`open_files`]: the process's open-file limit, raised at start; what
 //!   it leaves for client connections.
+//! - [`eido`]: NENA EIDO documents: an incident exported, another system's imported.
 //! - [`photos`]: people's photos, checked, stripped of EXIF, stored by their hash.
 //! - [`sessions`]: people's session queues, bounded in messages and bytes;
 //!   sessions whose app stopped reading.
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod eido;
 pub mod journal;
 pub mod lease;
 pub mod lifecycle;

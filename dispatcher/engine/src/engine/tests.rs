@@ -103,6 +103,7 @@ fn create_with(
         skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount,
         description: String::new(),
+        source_id: String::new(),
     };
     let events =
         engine.execute(Command::CreateIncident { id: None, spec, force }, "operator:test", now).expect("incident created");
@@ -401,6 +402,7 @@ fn rejected_commands_change_nothing() {
         skills: BTreeSet::new(),
         headcount,
         description: String::new(),
+        source_id: String::new(),
     };
     let cases: Vec<(Command, &str)> = vec![
         (Command::CreateIncident { id: None, spec: bad_spec(Position { lon: 200.0, lat: 0.0 }, 1, 1), force: true }, "invalid"),
@@ -548,6 +550,7 @@ proptest! {
                         skills: if skill { ["first_aid".to_string()].into() } else { BTreeSet::new() },
                         headcount,
                         description: String::new(),
+                        source_id: String::new(),
                     };
                     // Forced: incidents nobody could take are explored too.
                     let result = engine.execute(Command::CreateIncident { id: None, spec, force: true }, "operator:test", now);
@@ -1005,6 +1008,7 @@ fn incident_spec(at: Position, skills: &[&str], priority: u8) -> IncidentSpec {
         skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount: 1,
         description: String::new(),
+        source_id: String::new(),
     }
 }
 
@@ -1221,6 +1225,7 @@ fn a_district_shard_keeps_its_district_and_names_the_shard_of_the_rest() {
         skills: BTreeSet::new(),
         headcount: 1,
         description: String::new(),
+        source_id: String::new(),
     };
     let shard_of = |result: Result<Vec<Event>, Rejection>| match result {
         Err(Rejection::OtherShard { shard, message }) => {
@@ -1292,6 +1297,7 @@ fn a_place_off_the_map_or_a_skill_nobody_has_is_refused_unless_forced() {
         skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount: 1,
         description: String::new(),
+        source_id: String::new(),
     };
     let refused = |engine: &mut Engine, spec: IncidentSpec| match engine.execute(
         Command::CreateIncident { id: None, spec, force: false },
