@@ -2,7 +2,7 @@
 // opens without a network. Shell files are answered from the cache at once
 // and refreshed from the network behind it (a new version shows on the next
 // start); the API calls (POST, grpc-web) are never touched.
-const SHELL_VERSION = "d7746bcb3553f0c2";
+const SHELL_VERSION = "4046ad817d1a0d82";
 const CACHE = `pingji-field-${SHELL_VERSION}`;
 const SHELL = [
   "/field/",
