@@ -173,6 +173,7 @@ pub fn incident(incident: &pb::Incident) -> Value {
         "photo_ref": incident.photo_ref,
         "merged_into": incident.merged_into,
         "plan_activation_id": incident.plan_activation_id,
+        "source_id": incident.source_id,
     })
 }
 

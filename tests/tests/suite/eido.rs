@@ -379,3 +379,41 @@ async fn a_bad_eido_is_refused_saying_why_and_creates_nothing() -> anyhow::Resul
     assert_eq!(incident_count(&mut command).await?, 0, "a refused import creates nothing");
     server.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_exports_to_a_file_and_imports_it_on_another_dispatcher() -> anyhow::Result<()> {
+    use pingji_tests::cli::run_pingji;
+    let first = TestServer::start(|_| {}).await?;
+    let second = TestServer::start(|_| {}).await?;
+    let mut here = first.command().await?;
+    let grid = area_box(&mut here, "d1-s1-c1-g1").await?;
+    let (lon, lat) = grid.centre();
+    let incident = here
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location::wgs84(lon, lat)),
+            category: "medical".into(),
+            priority: 1,
+            headcount: 1,
+            force: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let folder = tempfile::tempdir()?;
+    let file = folder.path().join("incident.eido.json");
+    let file_arg = file.to_str().expect("a UTF-8 path").to_string();
+    let first_url = format!("http://{}", first.address());
+    let second_url = format!("http://{}", second.address());
+    run_pingji(&first_url, &["incident", "export-eido", &incident.id, "-o", &file_arg]).await?.success()?;
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    assert_eq!(eido_problems(&written)?, Vec::<String>::new());
+
+    let imported = run_pingji(&second_url, &["incident", "import-eido", &file_arg, "--json"]).await?.success()?.json()?;
+    assert_eq!(imported["source_id"], json!(format!("urn:emergency:uid:incidentid:{}:pingji", incident.id)));
+    assert_eq!((imported["category"].as_str(), imported["priority"].as_i64()), (Some("medical"), Some(1)));
+    let again = run_pingji(&second_url, &["incident", "import-eido", &file_arg]).await?;
+    assert_ne!(again.code(), Some(0));
+    assert!(again.stderr.contains("imported before"), "{}", again.stderr);
+    second.shutdown().await?;
+    first.shutdown().await
+}

@@ -1723,3 +1723,25 @@ fn an_admin_retires_one_area_but_not_one_with_children_or_in_emergency() {
     assert!(engine.state().areas.service_centres().all(|centre| !centre.area.as_str().starts_with("d1")));
     assert_ne!(engine.state().areas, before.areas);
 }
+
+#[test]
+fn a_source_id_is_imported_once_and_specs_written_before_it_still_load() {
+    let old = r#"{"at":{"lon":120.1,"lat":30.2},"category":"fire","priority":1,"skills":[],"headcount":1,"description":""}"#;
+    let spec: IncidentSpec = serde_json::from_str(old).expect("a spec written before source ids loads");
+    assert_eq!(spec.source_id, "");
+    assert_eq!(serde_json::to_string(&spec).expect("written"), old, "an empty source id is not written");
+
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    let imported = IncidentSpec { at: grid, source_id: "urn:emergency:uid:incidentid:a1:other".into(), ..spec };
+    let command = Command::CreateIncident { id: None, spec: imported, force: true };
+    let events = engine.execute(command.clone(), "operator:test", T0).expect("the first import");
+    let id = events[0].kind.incident_id().expect("an incident").clone();
+    assert_eq!(engine.state().incidents[&id].spec.source_id, "urn:emergency:uid:incidentid:a1:other");
+    let before = engine.state().clone();
+    match engine.execute(command, "operator:test", T0) {
+        Err(Rejection::AlreadyExists(message)) => assert!(message.contains(id.as_str()), "{message}"),
+        other => panic!("a second import of the same source: {other:?}"),
+    }
+    assert_eq!(engine.state(), &before, "a refused import changes nothing");
+}
