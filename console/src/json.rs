@@ -386,6 +386,7 @@ mod tests {
                 "reported_mode",
                 "required_skills",
                 "scope",
+                "source_id",
                 "status",
                 "street_id",
                 "unstaffable",
