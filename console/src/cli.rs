@@ -449,6 +449,25 @@ pub enum IncidentCommand {
         /// The incident's id, e.g. inc-000001
         id: String,
     },
+    /// Write an incident and its timeline as a NENA EIDO (JSON) for another system
+    ExportEido {
+        /// The incident's id, e.g. inc-000001
+        id: String,
+        /// Write the EIDO to this file instead of stdout
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Report a NENA EIDO (JSON) from another system as a new incident
+    ImportEido {
+        /// The EIDO file
+        file: std::path::PathBuf,
+        /// The category for an incident type not in the mapping table (docs/integrations.md)
+        #[arg(long)]
+        default_category: Option<String>,
+        /// Report it even where nobody could be offered it
+        #[arg(long)]
+        force: bool,
+    },
     /// Cancel an open incident (releases the people assigned)
     Cancel {
         id: String,

@@ -175,6 +175,7 @@ pub fn incident(incident: &pb::Incident) -> Value {
         "photo_refs": incident.photo_refs,
         "merged_into": incident.merged_into,
         "plan_activation_id": incident.plan_activation_id,
+        "source_id": incident.source_id,
     })
 }
 
@@ -388,6 +389,7 @@ mod tests {
                 "reported_mode",
                 "required_skills",
                 "scope",
+                "source_id",
                 "status",
                 "street_id",
                 "unstaffable",

@@ -169,6 +169,12 @@ async fn execute(
         Command::Incident(IncidentCommand::List { open }) => commands::incident::list(client, open, as_json).await,
         Command::Incident(IncidentCommand::Show { id }) => commands::incident::show(client, &id, as_json).await,
         Command::Incident(IncidentCommand::Timeline { id }) => commands::incident::timeline(client, &id, as_json).await,
+        Command::Incident(IncidentCommand::ExportEido { id, output }) => {
+            commands::incident::export_eido(client, &id, output.as_deref()).await
+        }
+        Command::Incident(IncidentCommand::ImportEido { file, default_category, force }) => {
+            commands::incident::import_eido(client, &file, default_category.unwrap_or_default(), force, as_json).await
+        }
         Command::Incident(IncidentCommand::Cancel { id, reason }) => {
             commands::incident::cancel(client, &id, &reason, as_json).await
         }

@@ -334,6 +334,7 @@ impl Drill {
                     skills: if n % 3 == 0 { ["first_aid".to_string()].into() } else { BTreeSet::new() },
                     headcount: 1 + (n % 2) as u32,
                     description: String::new(),
+                    source_id: String::new(),
                 };
                 let took = self.execute(Command::CreateIncident { id: None, spec, force: true }, now);
                 self.timings.incidents += took;

@@ -109,6 +109,7 @@ fn main() {
                 skills: if n % 2 == 0 { required.clone() } else { BTreeSet::new() },
                 headcount: 1 + (n % 3) as u32,
                 description: String::new(),
+                source_id: String::new(),
             };
             let started = Instant::now();
             // Forced: the bench times dispatch, and its points are its own.

@@ -101,6 +101,7 @@ fn main() {
             skills: Default::default(),
             headcount: 1,
             description: "water in the basement".to_string(),
+            source_id: String::new(),
         };
         let create = Command::CreateIncident { id: None, spec, force: true };
         let created = engine.execute(create, "operator:bench", now).expect("create");

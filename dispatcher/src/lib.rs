@@ -14,6 +14,7 @@
 //! - [`telemetry`]: logs (text or JSON) and OpenTelemetry export over OTLP.
 //! - [`open_files`]: the process's open-file limit, raised at start; what
 //!   it leaves for client connections.
+//! - [`eido`]: NENA EIDO documents: an incident exported, another system's imported.
 //! - [`photos`]: people's photos, checked, stripped of EXIF, stored by their hash.
 //! - [`photo_retention`]: how long photos are kept, and the task deleting them.
 //! - `photo_bucket` (feature `s3`): photos in an S3-compatible bucket.
@@ -28,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod eido;
 pub mod journal;
 pub mod lease;
 pub mod lifecycle;

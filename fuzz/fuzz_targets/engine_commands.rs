@@ -108,6 +108,7 @@ fn step(engine: &mut Engine, step: Step, now: &mut Millis, incidents: &mut Vec<I
                 skills: if skill { ["first_aid".to_string()].into() } else { BTreeSet::new() },
                 headcount: u32::from(headcount % 5),
                 description: String::new(),
+                source_id: String::new(),
             },
             // Forced, so that incidents nobody could take are explored too.
             force: true,
@@ -121,6 +122,7 @@ fn step(engine: &mut Engine, step: Step, now: &mut Millis, incidents: &mut Vec<I
                 skills: BTreeSet::new(),
                 headcount: 1,
                 description: String::new(),
+                source_id: String::new(),
             },
             // Both ways: refused off the map unless forced.
             force: lon.to_bits() % 2 == 0,

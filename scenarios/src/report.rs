@@ -941,6 +941,7 @@ mod tests {
             skills: BTreeSet::new(),
             headcount: 1,
             description: String::new(),
+            source_id: String::new(),
         };
         let reports = reported.iter().map(|id| EventKind::IncidentReported {
             incident: IncidentId::new(*id),

@@ -288,6 +288,7 @@ impl Simulation<'_> {
                 skills: incident.skills.iter().cloned().collect(),
                 headcount: incident.need,
                 description: incident.description.clone(),
+                source_id: String::new(),
             };
             self.create_incident(incident.id.clone().map(IncidentId::new), spec)?;
         }
@@ -381,7 +382,7 @@ impl Simulation<'_> {
         let headcount = burst.need[self.rng.random_range(0..burst.need.len())];
         let skills: BTreeSet<String> = burst.skills.get(&category).cloned().unwrap_or_default().into_iter().collect();
         let description = format!("{category} #{} of a burst in {}", number + 1, spec.name);
-        let incident = IncidentSpec { at, category, priority, skills, headcount, description };
+        let incident = IncidentSpec { at, category, priority, skills, headcount, description, source_id: String::new() };
         self.create_incident(None, incident)
     }
 

@@ -1,4 +1,4 @@
-//! `pingji incident create|list|show|cancel|close`.
+//! `pingji incident create|list|show|timeline|export-eido|import-eido|cancel|close`.
 
 use pingji_proto::v1 as pb;
 use serde_json::json;
@@ -101,6 +101,35 @@ pub fn incidents_text(incidents: &[pb::Incident], now_ms: i64) -> String {
         ));
     }
     text
+}
+
+/// The incident as a NENA EIDO document, to stdout or a file.
+pub async fn export_eido(client: &mut Client, id: &str, path: Option<&std::path::Path>) -> Result<(), ConsoleError> {
+    let document = client.export_eido(pb::ExportEidoRequest { incident_id: id.to_string() }).await?.into_inner();
+    match path {
+        Some(path) => std::fs::write(path, document.json.as_bytes() as &[u8]).map_err(|error| ConsoleError::InFile {
+            path: path.to_path_buf(),
+            message: format!("cannot write the EIDO: {error}"),
+        }),
+        None => output::text(&format!("{}\n", document.json)),
+    }
+}
+
+/// A NENA EIDO file reported as a new incident.
+pub async fn import_eido(
+    client: &mut Client,
+    path: &std::path::Path,
+    default_category: String,
+    force: bool,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
+    let json = super::read_file(path)?;
+    let request = pb::ImportEidoRequest { document: Some(pb::EidoDocument { json }), default_category, force };
+    let incident = client.import_eido(request).await?.into_inner();
+    if as_json {
+        return output::json_document(&json::incident(&incident));
+    }
+    output::text(&format!("from EIDO {}: {}", incident.source_id, created_text(&incident)))
 }
 
 pub async fn show(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {

@@ -90,11 +90,13 @@ impl fmt::Display for OperatorRole {
 pub fn role_needed(method: &str) -> Option<OperatorRole> {
     use OperatorRole::*;
     Some(match method {
-        "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "IncidentTimeline" | "ListIncidents"
-        | "ListPlans" | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI" | "RotateOwnToken"
-        | "ListMessages" | "GetReplay" | "SetReplay" | "GetClock" => Viewer,
+        "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "IncidentTimeline" | "ExportEido"
+        | "ListIncidents" | "ListPlans" | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI"
+        | "RotateOwnToken" | "ListMessages" | "GetReplay" | "SetReplay" | "GetClock" => Viewer,
         // Photos show people and places as they are: not for viewers.
-        "CreateIncident" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto" => Dispatcher,
+        "CreateIncident" | "ImportEido" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto" => {
+            Dispatcher
+        }
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,
         "ImportAreas"
         | "RetireArea"

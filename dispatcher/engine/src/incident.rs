@@ -53,6 +53,11 @@ pub struct IncidentSpec {
     pub skills: BTreeSet<String>,
     pub headcount: u32,
     pub description: String,
+    /// The incident's id in the system it was imported from (an EIDO's
+    /// `$id`); empty for incidents reported here. Journals and snapshots
+    /// written before it existed load with it empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source_id: String,
 }
 
 /// One offer of an incident to one person.

@@ -284,6 +284,7 @@ fn spec_to_pb(spec: &IncidentSpec) -> pb::IncidentSpec {
         required_skills: spec.skills.iter().cloned().collect(),
         headcount: spec.headcount,
         description: spec.description.clone(),
+        source_id: spec.source_id.clone(),
     }
 }
 
@@ -688,6 +689,7 @@ fn spec_from_pb(spec: Option<&pb::IncidentSpec>) -> Result<IncidentSpec, String>
         skills: spec.required_skills.iter().cloned().collect(),
         headcount: spec.headcount,
         description: spec.description.clone(),
+        source_id: spec.source_id.clone(),
     })
 }
 
@@ -833,6 +835,7 @@ mod tests {
                 skills,
                 headcount,
                 description,
+                source_id: String::new(),
             },
         )
     }

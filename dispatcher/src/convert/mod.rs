@@ -294,6 +294,7 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
         report_text: incident.report.as_ref().map(|report| report.text.clone()).unwrap_or_default(),
         photo_ref: incident.report.as_ref().map(|report| report.photo_ref.clone()).unwrap_or_default(),
         photo_refs: incident.report.as_ref().map(|report| report.photo_refs.clone()).unwrap_or_default(),
+        source_id: incident.spec.source_id.clone(),
         reported_mode: incident.reported_mode.map_or(pb::Mode::Unspecified, mode_to_pb) as i32,
         unstaffable: engine.roster_shortfall(incident).map(|shortfall| pb::RosterShortfall {
             needed: shortfall.needed,

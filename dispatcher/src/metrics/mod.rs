@@ -657,6 +657,7 @@ mod tests {
             skills: skills.iter().map(|skill| skill.to_string()).collect(),
             headcount: 1,
             description: String::new(),
+            source_id: String::new(),
         };
         let helper = pingji_engine::roster::AgentProfile {
             id: pingji_engine::ids::AgentId::new("helper"),

@@ -302,6 +302,7 @@ impl CommandService for CommandApi {
             skills: normalise_skills(&request.required_skills),
             headcount: request.headcount,
             description: request.description,
+            source_id: String::new(),
         };
         let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
         let incident = self
@@ -364,6 +365,90 @@ impl CommandService for CommandApi {
             && stored.first().is_some_and(|first| matches!(first.kind.as_str(), "incident_reported" | "field_reported"));
         let events = stored.iter().map(|event| super::events::redacted(event, disclosure)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::IncidentTimelineResponse { events, next_seq: next.unwrap_or(0), complete }))
+    }
+
+    #[instrument(skip_all)]
+    async fn export_eido(&self, request: Request<pb::ExportEidoRequest>) -> Result<Response<pb::EidoDocument>, Status> {
+        let caller = caller(&request)?;
+        let disclosure = convert::event::Disclosure::for_role(caller.role);
+        let precise = caller.role.sees_precise_personal_data();
+        let id = IncidentId::new(request.into_inner().incident_id.trim());
+        let lookup = id.clone();
+        let found = self
+            .dispatcher
+            .query(move |engine, _| {
+                engine.incident(&lookup).map(|incident| {
+                    let roles: Vec<String> = incident
+                        .assignments
+                        .iter()
+                        .map(|assignment| {
+                            engine.agent(&assignment.agent).map(|agent| role_name(agent.profile.role)).unwrap_or_default()
+                        })
+                        .collect();
+                    (convert::incident_to_pb(engine, incident), roles)
+                })
+            })
+            .await?;
+        let Some((mut incident, roles)) = found else {
+            let message = format!("incident {} does not exist; list incidents to find its id", quote(&id));
+            return Err(self.elsewhere(Kind::Incident, id.as_str(), error::not_found(message)).await);
+        };
+        if !precise {
+            mask_offers(&mut incident);
+        }
+        let mut timeline = Vec::new();
+        let mut from_seq = 0;
+        loop {
+            let (stored, next) = self.dispatcher.read_incident_events(id.as_str().to_string(), from_seq, 2000).await?;
+            for event in &stored {
+                timeline.push(super::events::redacted(event, disclosure)?);
+            }
+            match next {
+                Some(next) if next > from_seq && timeline.len() < crate::eido::MAX_NOTES => from_seq = next,
+                _ => break,
+            }
+        }
+        let responders: Vec<crate::eido::Responder<'_>> = incident
+            .assignments
+            .iter()
+            .zip(&roles)
+            .map(|(assignment, role)| crate::eido::Responder { agent_id: &assignment.agent_id, role, assignment })
+            .collect();
+        let document = crate::eido::export(&incident, &responders, &timeline);
+        let json = serde_json::to_string_pretty(&document)
+            .map_err(|error| error::internal(format!("the EIDO cannot be written: {error}")))?;
+        tracing::info!(incident_id = %incident.id, notes = timeline.len(), "incident exported as eido");
+        Ok(Response::new(pb::EidoDocument { json }))
+    }
+
+    #[instrument(skip_all)]
+    async fn import_eido(&self, request: Request<pb::ImportEidoRequest>) -> Result<Response<pb::Incident>, Status> {
+        let actor = caller(&request)?.actor();
+        let request = request.into_inner();
+        let text = request.document.map(|document| document.json).unwrap_or_default();
+        let imported = crate::eido::import(&text, &request.default_category)
+            .map_err(|refusal| error::invalid_field(refusal.property, format!("the EIDO is refused: {refusal}")))?;
+        let location = pb::Location { lon: imported.lon, lat: imported.lat, crs: 0 };
+        let at = convert::position(Some(&location), "location").map_err(rejection_status)?;
+        let spec = IncidentSpec {
+            at,
+            category: imported.category,
+            priority: imported.priority,
+            skills: BTreeSet::new(),
+            headcount: 1,
+            description: imported.description,
+            source_id: imported.source_id,
+        };
+        let incident = self
+            .dispatcher
+            .execute(Command::CreateIncident { id: None, spec, force: request.force }, actor, |engine, events| {
+                let id = incident_from(events)?;
+                engine.incident(&id).map(|incident| convert::incident_to_pb(engine, incident))
+            })
+            .await?;
+        let incident = incident.ok_or_else(|| error::internal("the incident was saved but cannot be read back"))?;
+        tracing::info!(incident_id = %incident.id, priority = incident.priority, category = %incident.category, "incident imported from eido");
+        Ok(Response::new(incident))
     }
 
     async fn get_replay(&self, _request: Request<pb::GetReplayRequest>) -> Result<Response<pb::ReplayState>, Status> {
@@ -999,6 +1084,12 @@ impl CommandService for CommandApi {
 /// An incident as a viewer sees it: the distances and ETAs of the people
 /// offered it banded to the kilometre, like the coarse positions (with the
 /// incident's place, an exact distance is a position).
+/// A roster role as EIDO exports name it: `grid_leader`.
+fn role_name(role: pingji_engine::roster::Role) -> String {
+    let wire = pb::Role::try_from(convert::role_to_pb_value(role)).unwrap_or(pb::Role::Unspecified);
+    wire.as_str_name().trim_start_matches("ROLE_").to_lowercase()
+}
+
 fn mask_offers(incident: &mut pb::Incident) {
     incident.open_offers.iter_mut().for_each(convert::band_offer);
 }

@@ -274,6 +274,7 @@ fn build_surge(args: &Args) -> Result<Surge, String> {
             skills: skill.map(|skill| BTreeSet::from([skill.to_string()])).unwrap_or_default(),
             headcount: 1 + (random.next_u64() % 2) as u32,
             description: String::new(),
+            source_id: String::new(),
         };
         incidents.push((at_ms, spec));
     }

@@ -19,6 +19,7 @@ mod dispatch;
 mod district_shards;
 mod drill_live;
 mod durability;
+mod eido;
 mod event_stream;
 mod field_api;
 mod field_app;

@@ -427,6 +427,17 @@ impl Engine {
             }
             None => self.next_incident_id(),
         };
+        if !spec.source_id.is_empty() {
+            check_text("the source id", &spec.source_id, false)?;
+            // Only imports carry a source id, so a scan here is rare.
+            if let Some(existing) = self.state.incidents.values().find(|known| known.spec.source_id == spec.source_id) {
+                return Err(Rejection::AlreadyExists(format!(
+                    "the source incident {} was imported before as incident {}; read that one instead",
+                    quote(&spec.source_id),
+                    existing.id
+                )));
+            }
+        }
         let placement = self.state.areas.place(at);
         if let Some(district) = self.other_district(placement.at(AreaLevel::District)) {
             return Err(other_shard(district, "the incident's location", self.scope.as_ref()));

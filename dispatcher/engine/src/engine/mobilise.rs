@@ -291,6 +291,7 @@ impl Engine {
                     skills: task.skills.clone(),
                     headcount: task.need,
                     description: if task.description.is_empty() { plan.name.clone() } else { task.description.clone() },
+                    source_id: String::new(),
                 };
                 let placement = self.state.areas.place(at);
                 let scope = placement.deepest().map_or(AreaLevel::City, |deepest| deepest.min(AreaLevel::Grid));

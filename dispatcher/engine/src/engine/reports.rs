@@ -62,6 +62,7 @@ impl Engine {
             skills: BTreeSet::new(),
             headcount: 1,
             description: text.trim().to_string(),
+            source_id: String::new(),
         };
         let mode = self.state.effective_mode(&placement).0;
         let dispatch_at_once = self.policy.for_mode(mode).auto_dispatch_reports.contains(&category);

@@ -103,6 +103,7 @@ fn create_with(
         skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount,
         description: String::new(),
+        source_id: String::new(),
     };
     let events =
         engine.execute(Command::CreateIncident { id: None, spec, force }, "operator:test", now).expect("incident created");
@@ -401,6 +402,7 @@ fn rejected_commands_change_nothing() {
         skills: BTreeSet::new(),
         headcount,
         description: String::new(),
+        source_id: String::new(),
     };
     let cases: Vec<(Command, &str)> = vec![
         (Command::CreateIncident { id: None, spec: bad_spec(Position { lon: 200.0, lat: 0.0 }, 1, 1), force: true }, "invalid"),
@@ -548,6 +550,7 @@ proptest! {
                         skills: if skill { ["first_aid".to_string()].into() } else { BTreeSet::new() },
                         headcount,
                         description: String::new(),
+                        source_id: String::new(),
                     };
                     // Forced: incidents nobody could take are explored too.
                     let result = engine.execute(Command::CreateIncident { id: None, spec, force: true }, "operator:test", now);
@@ -1005,6 +1008,7 @@ fn incident_spec(at: Position, skills: &[&str], priority: u8) -> IncidentSpec {
         skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount: 1,
         description: String::new(),
+        source_id: String::new(),
     }
 }
 
@@ -1221,6 +1225,7 @@ fn a_district_shard_keeps_its_district_and_names_the_shard_of_the_rest() {
         skills: BTreeSet::new(),
         headcount: 1,
         description: String::new(),
+        source_id: String::new(),
     };
     let shard_of = |result: Result<Vec<Event>, Rejection>| match result {
         Err(Rejection::OtherShard { shard, message }) => {
@@ -1292,6 +1297,7 @@ fn a_place_off_the_map_or_a_skill_nobody_has_is_refused_unless_forced() {
         skills: skills.iter().map(|skill| skill.to_string()).collect(),
         headcount: 1,
         description: String::new(),
+        source_id: String::new(),
     };
     let refused = |engine: &mut Engine, spec: IncidentSpec| match engine.execute(
         Command::CreateIncident { id: None, spec, force: false },
@@ -1716,4 +1722,26 @@ fn an_admin_retires_one_area_but_not_one_with_children_or_in_emergency() {
     assert!(engine.state().areas.areas().all(|spec| !spec.id.as_str().starts_with("d1")));
     assert!(engine.state().areas.service_centres().all(|centre| !centre.area.as_str().starts_with("d1")));
     assert_ne!(engine.state().areas, before.areas);
+}
+
+#[test]
+fn a_source_id_is_imported_once_and_specs_written_before_it_still_load() {
+    let old = r#"{"at":{"lon":120.1,"lat":30.2},"category":"fire","priority":1,"skills":[],"headcount":1,"description":""}"#;
+    let spec: IncidentSpec = serde_json::from_str(old).expect("a spec written before source ids loads");
+    assert_eq!(spec.source_id, "");
+    assert_eq!(serde_json::to_string(&spec).expect("written"), old, "an empty source id is not written");
+
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    let imported = IncidentSpec { at: grid, source_id: "urn:emergency:uid:incidentid:a1:other".into(), ..spec };
+    let command = Command::CreateIncident { id: None, spec: imported, force: true };
+    let events = engine.execute(command.clone(), "operator:test", T0).expect("the first import");
+    let id = events[0].kind.incident_id().expect("an incident").clone();
+    assert_eq!(engine.state().incidents[&id].spec.source_id, "urn:emergency:uid:incidentid:a1:other");
+    let before = engine.state().clone();
+    match engine.execute(command, "operator:test", T0) {
+        Err(Rejection::AlreadyExists(message)) => assert!(message.contains(id.as_str()), "{message}"),
+        other => panic!("a second import of the same source: {other:?}"),
+    }
+    assert_eq!(engine.state(), &before, "a refused import changes nothing");
 }
