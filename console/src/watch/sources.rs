@@ -106,7 +106,7 @@ pub async fn stream_events(
 /// only): the dispatcher pushes them and their moves. When the stream breaks
 /// it tries again; the problem line says why meanwhile.
 pub async fn stream_people(connection: Connection, updates: mpsc::Sender<Update>, mut shutdown: watch::Receiver<bool>) {
-    let request = pb::WatchAgentsRequest { area_id: String::new(), connected_only: true };
+    let request = pb::WatchAgentsRequest { area_id: String::new(), connected_only: true, ..Default::default() };
     let mut people = AgentStream::new(connection, request, STREAM_BACKOFF);
     loop {
         let pushed = tokio::select! {

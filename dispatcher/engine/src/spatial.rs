@@ -7,8 +7,8 @@
 //! the k soonest to arrive can stop in each tree after the k-th qualified
 //! person instead of walking out to where the fastest mode could still win.
 
-use rstar::RTree;
 use rstar::primitives::GeomWithData;
+use rstar::{PointDistance, RTree};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::AgentId;
@@ -106,6 +106,12 @@ impl PeopleIndex {
 
     pub fn len(&self) -> usize {
         self.trees.iter().map(RTree::size).sum()
+    }
+
+    /// The distance in metres from `at` to someone indexed at `other`,
+    /// computed as [`PeopleIndex::nearest`] gives it.
+    pub fn distance_m(at: Position, other: Position) -> f64 {
+        chord2_to_metres(at.unit_vector().distance_2(&other.unit_vector()))
     }
 
     pub fn is_empty(&self) -> bool {

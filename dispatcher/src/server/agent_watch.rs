@@ -4,7 +4,8 @@
 //! Live locations are soft state, not events, so the stream does not follow
 //! the event broadcast: every [`PUSH_EVERY`] it reads the people again,
 //! masks them for the caller's role as `ListAgents` does, and sends only
-//! what changed (new or changed people, the ids of those gone). The read is
+//! what changed (new or changed people, the ids of those gone; with
+//! `compact_moves`, people who only moved as an id and a position). The read is
 //! audited when the stream opens and whenever the set of people shown
 //! changes (aggregated in [`ReadAudits`]), not at every move; and the
 //! caller's token is checked again at every round, so a rotation,
@@ -34,6 +35,8 @@ use crate::runtime::Dispatcher;
 pub const PUSH_EVERY: Duration = Duration::from_secs(2);
 /// People in one message at most; a larger change comes in several.
 const CHUNK: usize = 1000;
+/// Moves in one message at most (about 30 bytes each: 300 KB).
+const MOVES_CHUNK: usize = 10_000;
 /// People one stream shows at most: its copy of them costs about 0.5 KiB
 /// each, and every round reads them all on the task that owns the engine.
 pub const MAX_WATCHED: usize = 100_000;
@@ -49,6 +52,8 @@ pub struct AgentWatch {
     /// Whom to show (its `limit` one over [`MAX_WATCHED`], to tell a set
     /// too large).
     pub query: AgentQuery,
+    /// Send people who only moved as moves, not whole records.
+    pub compact_moves: bool,
 }
 
 impl AgentWatch {
@@ -114,7 +119,7 @@ impl AgentWatch {
             if !same_people {
                 self.audit(&now_shown).await;
             }
-            for message in changes(&shown, &now_shown, opening) {
+            for message in changes(&shown, &now_shown, opening, self.compact_moves) {
                 if sender.send(Ok(message)).await.is_err() {
                     return;
                 }
@@ -159,32 +164,63 @@ impl AgentWatch {
 /// The messages that take a client from `shown` to `now_shown`: with
 /// `opening`, a reset and everyone (one message even when nobody is shown,
 /// so the client knows the stream is live); then only new and changed people
-/// and the ids of those gone, in messages of at most [`CHUNK`] people.
+/// and the ids of those gone, in messages of at most [`CHUNK`] people. With
+/// `compact_moves`, a person whose only change is their location (and its
+/// time) goes as a move, [`MOVES_CHUNK`] to a message.
 fn changes(
     shown: &BTreeMap<String, pb::Agent>,
     now_shown: &BTreeMap<String, pb::Agent>,
     opening: bool,
+    compact_moves: bool,
 ) -> Vec<pb::AgentsChanged> {
-    let changed: Vec<pb::Agent> =
-        now_shown.iter().filter(|(id, agent)| shown.get(*id) != Some(*agent)).map(|(_, agent)| agent.clone()).collect();
+    let mut changed: Vec<pb::Agent> = Vec::new();
+    let mut moved: Vec<&pb::Agent> = Vec::new();
+    for (id, agent) in now_shown {
+        match shown.get(id) {
+            Some(before) if before == agent => {}
+            Some(before)
+                if compact_moves && before.location.is_some() && agent.location.is_some() && only_moved(before, agent) =>
+            {
+                moved.push(agent)
+            }
+            _ => changed.push(agent.clone()),
+        }
+    }
     let gone_ids: Vec<String> = shown.keys().filter(|id| !now_shown.contains_key(*id)).cloned().collect();
-    let mut messages: Vec<pb::AgentsChanged> = changed
-        .chunks(CHUNK)
-        .map(|agents| pb::AgentsChanged { reset: false, agents: agents.to_vec(), gone_ids: Vec::new() })
-        .collect();
+    let mut messages: Vec<pb::AgentsChanged> =
+        changed.chunks(CHUNK).map(|agents| pb::AgentsChanged { agents: agents.to_vec(), ..Default::default() }).collect();
+    for moves in moved.chunks(MOVES_CHUNK) {
+        let mut message = pb::AgentsChanged::default();
+        for agent in moves {
+            let (Some(spec), Some(location)) = (&agent.spec, &agent.location) else { continue };
+            message.moved_ids.push(spec.id.clone());
+            message.moved_lons.push(location.lon);
+            message.moved_lats.push(location.lat);
+            message.moved_at_ms.push(agent.location_at_ms);
+        }
+        messages.push(message);
+    }
     if !gone_ids.is_empty() {
         match messages.last_mut() {
             Some(last) => last.gone_ids = gone_ids,
-            None => messages.push(pb::AgentsChanged { reset: false, agents: Vec::new(), gone_ids }),
+            None => messages.push(pb::AgentsChanged { gone_ids, ..Default::default() }),
         }
     }
     if opening {
         match messages.first_mut() {
             Some(first) => first.reset = true,
-            None => messages.push(pb::AgentsChanged { reset: true, agents: Vec::new(), gone_ids: Vec::new() }),
+            None => messages.push(pb::AgentsChanged { reset: true, ..Default::default() }),
         }
     }
     messages
+}
+
+/// Whether `after` differs from `before` in its location and its time only.
+fn only_moved(before: &pb::Agent, after: &pb::Agent) -> bool {
+    let mut moved_back = after.clone();
+    moved_back.location = before.location;
+    moved_back.location_at_ms = before.location_at_ms;
+    &moved_back == before
 }
 
 #[cfg(test)]
@@ -199,14 +235,14 @@ mod tests {
     #[test]
     fn a_stream_opens_with_everyone_then_sends_only_changes() {
         let empty = BTreeMap::new();
-        let opened = changes(&empty, &empty, true);
+        let opened = changes(&empty, &empty, true, false);
         assert_eq!(opened.len(), 1);
         assert!(opened[0].reset && opened[0].agents.is_empty(), "an empty set still opens the stream");
 
         let before: BTreeMap<_, _> = [agent("a", 120.0), agent("b", 120.0)].into();
         let after: BTreeMap<_, _> = [agent("b", 120.1), agent("c", 120.0)].into();
-        assert!(changes(&before, &before, false).is_empty(), "nothing changed, nothing sent");
-        let diff = changes(&before, &after, false);
+        assert!(changes(&before, &before, false, false).is_empty(), "nothing changed, nothing sent");
+        let diff = changes(&before, &after, false, false);
         assert_eq!(diff.len(), 1);
         let ids: Vec<&str> = diff[0].agents.iter().filter_map(|agent| agent.spec.as_ref()).map(|spec| spec.id.as_str()).collect();
         assert_eq!(ids, ["b", "c"], "b moved, c is new");
@@ -217,12 +253,43 @@ mod tests {
     #[test]
     fn large_changes_come_in_chunks_with_the_reset_first() {
         let many: BTreeMap<_, _> = (0..2500).map(|index| agent(&format!("p{index:05}"), 120.0)).collect();
-        let opened = changes(&BTreeMap::new(), &many, true);
+        let opened = changes(&BTreeMap::new(), &many, true, false);
         assert_eq!(opened.iter().map(|message| message.agents.len()).collect::<Vec<_>>(), [1000, 1000, 500]);
         assert_eq!(opened.iter().filter(|message| message.reset).count(), 1);
         assert!(opened[0].reset);
-        let gone = changes(&many, &BTreeMap::new(), false);
+        let gone = changes(&many, &BTreeMap::new(), false, false);
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].gone_ids.len(), 2500);
+    }
+
+    #[test]
+    fn with_compact_moves_a_person_who_only_moved_is_a_move() {
+        let before: BTreeMap<_, _> = [agent("a", 120.0), agent("b", 120.0)].into();
+        let mut after: BTreeMap<_, _> = [agent("a", 120.5), agent("b", 120.0)].into();
+        if let Some(a) = after.get_mut("a") {
+            a.location_at_ms = 5;
+        }
+        if let Some(b) = after.get_mut("b") {
+            b.connected = true;
+        }
+        let diff = changes(&before, &after, false, true);
+        let ids: Vec<&str> = diff
+            .iter()
+            .flat_map(|message| &message.agents)
+            .filter_map(|agent| agent.spec.as_ref())
+            .map(|spec| spec.id.as_str())
+            .collect();
+        assert_eq!(ids, ["b"], "b changed more than its place: a whole record");
+        let moves = diff.iter().find(|message| !message.moved_ids.is_empty()).expect("a move");
+        assert_eq!(
+            (moves.moved_ids.as_slice(), moves.moved_lons.as_slice(), moves.moved_lats.as_slice(), moves.moved_at_ms.as_slice()),
+            (&["a".to_string()][..], &[120.5][..], &[30.0][..], &[5][..])
+        );
+        let whole = changes(&before, &after, false, false);
+        assert!(whole.iter().all(|message| message.moved_ids.is_empty()), "moves only when asked for");
+        assert_eq!(whole[0].agents.len(), 2);
+        let opened = changes(&BTreeMap::new(), &after, true, true);
+        assert_eq!(opened[0].agents.len(), 2, "a stream opens with whole records");
+        assert!(opened[0].moved_ids.is_empty());
     }
 }

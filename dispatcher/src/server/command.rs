@@ -798,6 +798,7 @@ impl CommandService for CommandApi {
                 limit: MAX_WATCHED + 1,
                 ..AgentQuery::default()
             },
+            compact_moves: request.compact_moves,
         };
         Ok(Response::new(Box::pin(watch.start().await?)))
     }

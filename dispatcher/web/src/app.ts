@@ -1313,7 +1313,9 @@ async function keepWatching(name: string, signal: AbortSignal, watch: () => Prom
 }
 
 async function watchPeople(map: CityMap, signal: AbortSignal): Promise<void> {
-  for await (const changed of client.watchAgents({}, { signal })) {
+  // Moves come as ids and positions, not whole records: at city scale
+  // nearly every person moves between two pushes.
+  for await (const changed of client.watchAgents({ compactMoves: true }, { signal })) {
     if (changed.reset) {
       map.people.clear();
     }
@@ -1322,12 +1324,35 @@ async function watchPeople(map: CityMap, signal: AbortSignal): Promise<void> {
         map.people.set(agent.spec.id, agent);
       }
     }
+    map.move(changed.movedIds, changed.movedLons, changed.movedLats, changed.movedAtMs);
     for (const gone of changed.goneIds) {
       map.people.delete(gone);
     }
-    map.scheduleDraw();
-    drawFiguresSoon();
+    map.schedulePeopleDraw();
+    drawPeopleFiguresSoon();
   }
+}
+
+let peopleFiguresPending = false;
+/** The figures that count people and the person's panel, at most once a
+ * second: moves arrive every push, and at city scale counting everyone
+ * per district is not free (the incident lists do not change with them). */
+function drawPeopleFiguresSoon(): void {
+  if (peopleFiguresPending) {
+    return;
+  }
+  peopleFiguresPending = true;
+  setTimeout(() => {
+    requestAnimationFrame(() => {
+      peopleFiguresPending = false;
+      drawFigures();
+      drawPerson();
+      if (selected !== null) {
+        // The open incident's panel shows its people's way left.
+        drawIncidents();
+      }
+    });
+  }, 1000);
 }
 
 /** The last event seen, so that a stream opened again goes on after it. */

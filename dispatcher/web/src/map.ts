@@ -135,6 +135,8 @@ export class CityMap {
   private walkMetresPerSecond = 0;
   private tileUrl = "";
   private drawPending = false;
+  /** The incidents' marks need drawing again (an incident or the view changed). */
+  private incidentsChanged = true;
   people = new Map<string, Agent>();
   incidents = new Map<string, Incident>();
   /** The place picked for a new incident, in SVG units. */
@@ -314,8 +316,29 @@ export class CityMap {
     return label;
   }
 
+  /** People already shown who moved: the i-th of `ids` is now at
+   * (`lons[i]`, `lats[i]`), as they reported at `atMs[i]`. */
+  move(ids: string[], lons: number[], lats: number[], atMs: bigint[]): void {
+    for (let index = 0; index < ids.length; index++) {
+      const agent = this.people.get(ids[index]);
+      if (!agent?.location) {
+        continue;
+      }
+      agent.location.lon = lons[index];
+      agent.location.lat = lats[index];
+      agent.locationAtMs = atMs[index];
+    }
+  }
+
   /** Redraws people and incidents at the next frame (once, however many changes). */
   scheduleDraw(): void {
+    this.incidentsChanged = true;
+    this.schedulePeopleDraw();
+  }
+
+  /** Redraws the people (and the lines to them) at the next frame; the
+   * incidents' marks stay as they are unless they changed meanwhile. */
+  schedulePeopleDraw(): void {
     if (this.drawPending) {
       return;
     }
@@ -362,6 +385,15 @@ export class CityMap {
     } else {
       this.peopleLayer.replaceChildren(...located.map(([agent, x, y]) => this.dot(agent, x, y, unit)));
     }
+    if (this.incidentsChanged) {
+      this.incidentsChanged = false;
+      this.drawIncidents(unit);
+    }
+    this.linkLayer.replaceChildren(...this.links(unit));
+    this.tick();
+  }
+
+  private drawIncidents(unit: number): void {
     const marks: SVGElement[] = [];
     for (const incident of this.incidents.values()) {
       if (!incident.location) {
@@ -385,8 +417,6 @@ export class CityMap {
       marks.push(mark);
     }
     this.incidentLayer.replaceChildren(...marks);
-    this.linkLayer.replaceChildren(...this.links(unit));
-    this.tick();
   }
 
   private dot(agent: Agent, x: number, y: number, unit: number): SVGElement {

@@ -93,7 +93,8 @@ impl AgentStream {
 }
 
 /// Applies one message of the stream to the people held: a reset first,
-/// then the new and changed people, then those gone.
+/// then the new and changed people, then the moves (sent only when the
+/// request asked for `compact_moves`), then those gone.
 pub fn apply(people: &mut BTreeMap<String, pb::Agent>, changed: pb::AgentsChanged) {
     if changed.reset {
         people.clear();
@@ -101,6 +102,15 @@ pub fn apply(people: &mut BTreeMap<String, pb::Agent>, changed: pb::AgentsChange
     for agent in changed.agents {
         let id = agent.spec.as_ref().map(|spec| spec.id.clone()).unwrap_or_default();
         people.insert(id, agent);
+    }
+    let moves = changed.moved_ids.iter().zip(&changed.moved_lons).zip(&changed.moved_lats).zip(&changed.moved_at_ms);
+    for (((id, lon), lat), at_ms) in moves {
+        if let Some(person) = people.get_mut(id) {
+            let mut location = person.location.unwrap_or_default();
+            (location.lon, location.lat) = (*lon, *lat);
+            person.location = Some(location);
+            person.location_at_ms = *at_ms;
+        }
     }
     for id in &changed.gone_ids {
         people.remove(id);
@@ -121,13 +131,24 @@ mod tests {
         let mut people = BTreeMap::new();
         apply(
             &mut people,
-            pb::AgentsChanged { reset: true, agents: vec![agent("a", 120.0), agent("b", 120.0)], gone_ids: vec![] },
+            pb::AgentsChanged {
+                reset: true,
+                agents: vec![agent("a", 120.0), agent("b", 120.0)],
+                gone_ids: vec![],
+                ..Default::default()
+            },
         );
-        apply(&mut people, pb::AgentsChanged { reset: false, agents: vec![agent("b", 120.5)], gone_ids: vec!["a".into()] });
+        apply(
+            &mut people,
+            pb::AgentsChanged { reset: false, agents: vec![agent("b", 120.5)], gone_ids: vec!["a".into()], ..Default::default() },
+        );
         let ids: Vec<&String> = people.keys().collect();
         assert_eq!(ids, ["b"]);
         assert_eq!(people["b"].location.map(|at| at.lon), Some(120.5));
-        apply(&mut people, pb::AgentsChanged { reset: true, agents: vec![agent("c", 120.0)], gone_ids: vec![] });
+        apply(
+            &mut people,
+            pb::AgentsChanged { reset: true, agents: vec![agent("c", 120.0)], gone_ids: vec![], ..Default::default() },
+        );
         assert_eq!(people.keys().collect::<Vec<_>>(), ["c"]);
     }
 }

@@ -35,6 +35,8 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+/// Tries to open one person's session before giving up on them.
+const SESSION_ATTEMPTS: u32 = 10;
 /// The sample city's bounding box.
 const WEST: f64 = 120.0876;
 const EAST: f64 = 120.2124;
@@ -353,28 +355,46 @@ async fn session(
     period: Duration,
 ) {
     let mut client = AgentServiceClient::new(channel);
-    let (outbox, requests) = mpsc::channel::<pb::AgentMessage>(16);
     let agent_id = format!("load{n:06}");
-    let hello = pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id, token })) };
-    if outbox.send(hello).await.is_err() {
-        return;
-    }
-    let first = pb::AgentMessage { body: Some(Outgoing::Location(point(n, 0))) };
-    if outbox.send(first).await.is_err() {
-        return;
-    }
-    let Ok(response) = client.session(ReceiverStream::new(requests)).await else {
-        return;
+    // Opening many sessions at once on a busy machine, some calls fail
+    // (the connection's stream limit, a dispatcher still catching up):
+    // try again a few times, waiting longer each time, rather than leave
+    // the person out and the run waiting for them.
+    let mut attempt = 0u32;
+    let (outbox, mut inbox) = loop {
+        attempt += 1;
+        let (outbox, requests) = mpsc::channel::<pb::AgentMessage>(16);
+        let hello =
+            pb::AgentMessage { body: Some(Outgoing::Hello(pb::Hello { agent_id: agent_id.clone(), token: token.clone() })) };
+        let first = pb::AgentMessage { body: Some(Outgoing::Location(point(n, 0))) };
+        if outbox.send(hello).await.is_err() || outbox.send(first).await.is_err() {
+            return;
+        }
+        let opened = match client.session(ReceiverStream::new(requests)).await {
+            Ok(response) => {
+                let mut inbox = response.into_inner();
+                match inbox.message().await {
+                    Ok(Some(pb::DispatchMessage { body: Some(Incoming::Welcome(_)), .. })) => Some(inbox),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        if let Some(inbox) = opened {
+            shared.welcomed.fetch_add(1, Ordering::Relaxed);
+            break (outbox, inbox);
+        }
+        if attempt >= SESSION_ATTEMPTS {
+            eprintln!("loadgen: session {agent_id} did not open after {attempt} attempts");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250 * u64::from(attempt))).await;
     };
-    let mut inbox = response.into_inner();
     let reader_outbox = outbox.clone();
     let reader_shared = shared.clone();
     let reader = tokio::spawn(async move {
         while let Ok(Some(message)) = inbox.message().await {
             match message.body {
-                Some(Incoming::Welcome(_)) => {
-                    reader_shared.welcomed.fetch_add(1, Ordering::Relaxed);
-                }
                 Some(Incoming::Offer(offer)) => {
                     reader_shared.offers.lock().await.entry(offer.incident_id.clone()).or_insert_with(Instant::now);
                     let accept = pb::AgentMessage { body: Some(Outgoing::Accept(pb::Accept { offer_id: offer.offer_id })) };

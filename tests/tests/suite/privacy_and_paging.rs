@@ -255,7 +255,7 @@ async fn a_watch_of_people_is_pushed_and_audited_once_and_again_when_whom_it_sho
     let ann = server.connect_person_at(person("ann", "d1-s1-c1-g1", &[]), lon, lat).await?;
     let mut watch = EventWatch::start(&mut admin, 0).await?;
 
-    let connected = pb::WatchAgentsRequest { area_id: String::new(), connected_only: true };
+    let connected = pb::WatchAgentsRequest { area_id: String::new(), connected_only: true, ..Default::default() };
     let mut as_dispatcher = server.command_with(Some(&dispatcher)).await?;
     let mut people = PeopleWatch::open(&mut as_dispatcher, connected.clone()).await?;
     people.wait_for(PROMPTLY, "ann where she is", |shown| shown_at(shown, "ann") == Some((lon, lat))).await?;

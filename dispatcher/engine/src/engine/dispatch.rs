@@ -142,6 +142,31 @@ impl Engine {
         };
         let max_travel_s = query.mode.map(|mode| self.policy.for_mode(mode).max_travel_s as f64);
         let mut best: Vec<Candidate> = Vec::with_capacity(query.k + 1);
+        if let Some(holders) = self.few_holders(query.skills) {
+            // Few people hold the rarest skill asked for: looking at each of
+            // them is cheaper than walking everyone nearer than the first
+            // who qualifies (with 50,000 people and an incident nobody in
+            // reach can take, that walk visits all of them, at every retry).
+            // The same checks and ranking as the walk below, so the same
+            // people come out: the walk's early stops only skip people who
+            // could not rank among the best `k`.
+            for agent in holders {
+                let Some(at) = self.live.agents.get(agent).and_then(|live| live.location) else {
+                    continue;
+                };
+                let distance_m = PeopleIndex::distance_m(query.at, at);
+                if scope_extent_m.is_some_and(|extent| distance_m > extent) {
+                    continue;
+                }
+                let speed = self.live.agents[agent].indexed_as.speed_mps(speeds);
+                if let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) {
+                    let position = best.partition_point(|other| rank(other) <= rank(&candidate));
+                    best.insert(position, candidate);
+                    best.truncate(query.k);
+                }
+            }
+            return best;
+        }
         // One walk per travel mode: within a mode, nearer is sooner, so each
         // walk stops once nobody farther could beat the k-th best so far.
         for travel_mode in PeopleIndex::MODES {
@@ -150,11 +175,6 @@ impl Engine {
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) {
                     break;
                 }
-                // Ranked in whole seconds on purpose (docs/policy.md): an ETA
-                // from distance and an average speed is not good to a second,
-                // so people within the same second are equally near and the
-                // one with less recent work goes first. The travel limit is
-                // on the exact ETA: nobody beyond it is offered.
                 let exact_eta_s = distance_m / speed;
                 let eta_s = exact_eta_s.round();
                 if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
@@ -163,43 +183,8 @@ impl Engine {
                 if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
                     break;
                 }
-                // Cheap checks on the live copy first; the roster look-up last.
-                let Some(live) = self.live.agents.get(agent) else {
+                let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) else {
                     continue;
-                };
-                if live.located_at.0 < stale_before || (query.free_only && !live.free) || !query.skills.is_subset(&live.skills) {
-                    continue;
-                }
-                let (via, roles_allowed) = match query.scope {
-                    None => (None, None),
-                    Some(areas) => match areas.iter().find(|scope| live.placement.within(scope.level, &scope.area)) {
-                        Some(scope) => (Some(&scope.area), scope.roles.as_ref()),
-                        None => continue,
-                    },
-                };
-                if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
-                    continue;
-                }
-                let Some(record) = self.state.agents.get(agent) else {
-                    continue;
-                };
-                debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
-                debug_assert_eq!(live.free, record.is_free(), "the live copy of free follows the roster");
-                debug_assert_eq!(record.profile.travel_mode, travel_mode, "people are indexed under their travel mode");
-                if let Some(mode) = query.mode
-                    && !self.policy.eligible(mode, record.profile.role)
-                {
-                    continue;
-                }
-                if roles_allowed.is_some_and(|roles| !roles.contains(&record.profile.role)) {
-                    continue;
-                }
-                let candidate = Candidate {
-                    agent: agent.clone(),
-                    distance_m,
-                    eta_s,
-                    recent_assignments: self.recent_assignments(record, query.now),
-                    via: via.cloned(),
                 };
                 let position = best.partition_point(|other| rank(other) <= rank(&candidate));
                 best.insert(position, candidate);
@@ -207,6 +192,83 @@ impl Engine {
             }
         }
         best
+    }
+
+    /// `agent` as a candidate for `query` at `distance_m` (travelling at
+    /// `speed`), or `None` when a check rules them out or they could not
+    /// rank among the best so far.
+    #[allow(clippy::too_many_arguments)]
+    fn candidate(
+        &self,
+        query: &CandidateQuery<'_>,
+        agent: &AgentId,
+        distance_m: f64,
+        speed: f64,
+        stale_before: i64,
+        max_travel_s: Option<f64>,
+        best: &[Candidate],
+    ) -> Option<Candidate> {
+        // Ranked in whole seconds on purpose (docs/policy.md): an ETA
+        // from distance and an average speed is not good to a second,
+        // so people within the same second are equally near and the
+        // one with less recent work goes first. The travel limit is
+        // on the exact ETA: nobody beyond it is offered.
+        let exact_eta_s = distance_m / speed;
+        let eta_s = exact_eta_s.round();
+        if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
+            return None;
+        }
+        if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
+            return None;
+        }
+        // Cheap checks on the live copy first; the roster look-up last.
+        let live = self.live.agents.get(agent)?;
+        if live.located_at.0 < stale_before || (query.free_only && !live.free) || !query.skills.is_subset(&live.skills) {
+            return None;
+        }
+        let (via, roles_allowed) = match query.scope {
+            None => (None, None),
+            Some(areas) => {
+                let scope = areas.iter().find(|scope| live.placement.within(scope.level, &scope.area))?;
+                (Some(&scope.area), scope.roles.as_ref())
+            }
+        };
+        if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
+            return None;
+        }
+        let record = self.state.agents.get(agent)?;
+        debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
+        debug_assert_eq!(live.free, record.is_free(), "the live copy of free follows the roster");
+        debug_assert_eq!(record.profile.travel_mode, live.indexed_as, "people are indexed under their travel mode");
+        if let Some(mode) = query.mode
+            && !self.policy.eligible(mode, record.profile.role)
+        {
+            return None;
+        }
+        if roles_allowed.is_some_and(|roles| !roles.contains(&record.profile.role)) {
+            return None;
+        }
+        Some(Candidate {
+            agent: agent.clone(),
+            distance_m,
+            eta_s,
+            recent_assignments: self.recent_assignments(record, query.now),
+            via: via.cloned(),
+        })
+    }
+
+    /// The holders of the rarest of `skills` when they are few against the
+    /// people located (an eighth or fewer), else `None`: no skill asked
+    /// for, or a common one.
+    pub(super) fn few_holders(&self, skills: &BTreeSet<String>) -> Option<&BTreeSet<AgentId>> {
+        static EMPTY: BTreeSet<AgentId> = BTreeSet::new();
+        if skills.is_empty() {
+            return None;
+        }
+        // A skill nobody holds: nobody qualifies.
+        let rarest =
+            skills.iter().map(|skill| self.skills.holders(skill).unwrap_or(&EMPTY)).min_by_key(|holders| holders.len())?;
+        (rarest.len() <= self.live.index.len() / 8).then_some(rarest)
     }
 
     fn reach(&self, incident: &Incident) -> Reach {
@@ -557,6 +619,23 @@ impl Engine {
     pub(super) fn dispatch_waiting(&mut self, now: Millis, out: &mut Vec<super::Event>) {
         for incident in self.incidents_lacking_offers() {
             self.dispatch_incident(&incident, now, out);
+        }
+    }
+
+    /// `agent` was located (first, or again after their location went
+    /// stale): only the incidents lacking offers whose skills they have can
+    /// gain from it. The others would find the same people as at their last
+    /// search; trying them all again made each person coming on line cost
+    /// a search per waiting incident (10,000 people and 1,000 open
+    /// incidents: ten million searches, and commands waiting behind them).
+    pub(super) fn dispatch_waiting_for(&mut self, agent: &AgentId, now: Millis, out: &mut Vec<super::Event>) {
+        let Some(skills) = self.live.agents.get(agent).map(|live| live.skills.clone()) else {
+            return;
+        };
+        for incident in self.incidents_lacking_offers() {
+            if self.state.incidents.get(&incident).is_some_and(|found| found.spec.skills.is_subset(&skills)) {
+                self.dispatch_incident(&incident, now, out);
+            }
         }
     }
 

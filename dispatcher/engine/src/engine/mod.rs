@@ -530,7 +530,7 @@ impl Engine {
         }
         self.live.index.insert(agent.clone(), at, live.indexed_as);
         if newly_located && self.state.agents.get(agent).is_some_and(AgentRecord::is_free) {
-            self.dispatch_waiting(now, out);
+            self.dispatch_waiting_for(agent, now, out);
         }
         Ok(())
     }

@@ -1745,3 +1745,53 @@ fn a_source_id_is_imported_once_and_specs_written_before_it_still_load() {
     }
     assert_eq!(engine.state(), &before, "a refused import changes nothing");
 }
+
+#[test]
+fn a_rare_skill_is_searched_among_its_holders_with_the_same_answer_as_the_walk() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    // 40 people, of whom 4 dive (a tenth: few enough to look at each):
+    // the nearest divers come first, whoever is nearer without the skill.
+    for index in 0..40 {
+        let skills: &[&str] = if index % 10 == 3 { &["diving", "first_aid"] } else { &["first_aid"] };
+        person_at(&mut engine, &format!("p{index:02}"), skills, east(grid, 50.0 + 37.0 * index as f64), T0);
+    }
+    let diving: BTreeSet<String> = ["diving".to_string()].into();
+    assert!(engine.few_holders(&diving).is_some(), "4 holders of 40 located people are few");
+    let ids = |found: Vec<super::dispatch::Candidate>| {
+        found.into_iter().map(|candidate| candidate.agent.as_str().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(engine.nearby(grid, 3, &diving, true, T0)), ["p03", "p13", "p23"]);
+    // The same people through the walk: everyone holds first aid, so the
+    // walk is taken, and with both skills asked the walk's answer must match.
+    let first_aid: BTreeSet<String> = ["first_aid".to_string()].into();
+    assert!(engine.few_holders(&first_aid).is_none());
+    let walked: Vec<String> =
+        ids(engine.nearby(grid, 40, &first_aid, true, T0)).into_iter().filter(|id| id.ends_with('3')).take(3).collect();
+    assert_eq!(walked, ["p03", "p13", "p23"]);
+    let distances =
+        |found: Vec<super::dispatch::Candidate>| found.into_iter().map(|candidate| candidate.distance_m).collect::<Vec<_>>();
+    let by_holders = distances(engine.nearby(grid, 2, &diving, true, T0));
+    let by_walk: Vec<f64> = engine
+        .nearby(grid, 40, &first_aid, true, T0)
+        .into_iter()
+        .filter(|candidate| candidate.agent.as_str().to_string().ends_with('3'))
+        .take(2)
+        .map(|candidate| candidate.distance_m)
+        .collect();
+    assert_eq!(by_holders, by_walk, "the same distances, to the bit");
+    // A skill nobody holds: nobody, without walking anyone.
+    let unknown: BTreeSet<String> = ["abseiling".to_string()].into();
+    assert!(engine.nearby(grid, 3, &unknown, true, T0).is_empty());
+}
+
+#[test]
+fn a_person_coming_on_line_is_offered_only_incidents_they_can_take() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    let (diving, _) = create_forced(&mut engine, grid, &["diving"], 1, T0);
+    let (rescue, _) = create_forced(&mut engine, grid, &["rescue"], 1, T0);
+    person_at(&mut engine, "rescuer", &["rescue"], east(grid, 300.0), T0.plus_seconds(5));
+    assert_eq!(engine.state().incidents[&rescue].status(), IncidentStatus::Offered);
+    assert_eq!(engine.state().incidents[&diving].status(), IncidentStatus::Waiting);
+}
