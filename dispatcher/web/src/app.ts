@@ -144,6 +144,8 @@ let messages: OperatorMessage[] = [];
 /** A replay's state (dispatcher --replay), when the page shows one, and when it was read. */
 let replay: ReplayState | null = null;
 let replayReadAt = 0;
+/** Whether the dispatcher said it replays a journal or serves its own. */
+let replayAsked: "unknown" | "replay" | "live" = "unknown";
 const REPLAY_SPEEDS = [1, 10, 60, 120, 600, 3600];
 const REPLAY_SKIP_MS = 5 * 60 * 1000;
 /** Grids below their emergency minimum: available and minimum. */
@@ -968,6 +970,7 @@ function logOut(): void {
   callups = [];
   messages = [];
   replay = null;
+  replayAsked = "unknown";
   drawReplay();
   times = new ResponseTimes();
   selected = null;
@@ -1139,8 +1142,12 @@ async function readReplay(signal: AbortSignal): Promise<void> {
   try {
     replay = await client.getReplay({}, { signal });
     replayReadAt = performance.now();
-  } catch {
+    replayAsked = "replay";
+  } catch (failure) {
     replay = null;
+    // A live dispatcher says so (failed_precondition); anything else (a
+    // lost connection) is asked again at the next tick.
+    replayAsked = describe(failure).reason === "FAILED_PRECONDITION" ? "live" : "unknown";
   }
   drawReplay();
 }
@@ -1895,9 +1902,9 @@ function main(): void {
   // now and then (the journal may still be written, the events go on).
   let replayTicks = 0;
   setInterval(() => {
-    if (replay && session) {
+    if (session && replayAsked !== "live") {
       replayTicks += 1;
-      if (replayTicks % 20 === 0) {
+      if (replayTicks % (replayAsked === "unknown" ? 4 : 20) === 0) {
         void readReplay(session.signal);
       } else {
         drawReplay();
