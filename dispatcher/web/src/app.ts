@@ -7,6 +7,7 @@
 // from the .proto; the server enforces the roles, the page only hides what
 // the role may not do.
 
+import { create } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import {
@@ -20,6 +21,8 @@ import {
   type Area,
   type Callup,
   type Event,
+  type Event_IncidentReported,
+  IncidentSchema,
   type Incident,
   type MessageAudience,
   type OperatorMessage,
@@ -1403,6 +1406,11 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
     // event is newer than the list of open incidents (else it ended before
     // the page opened: the replayed events about it need no read each).
     const recent = Number(event.atMs) > listedAtMs - LIST_MARGIN_MS;
+    // A new incident is drawn from its report at once; the read that
+    // follows fills in its offers and status.
+    if (body.case === "incidentReported" && recent && !map.incidents.has(event.incidentId)) {
+      placeIncident(map, incidentFromReport(event.incidentId, event.atMs, body.value));
+    }
     if (map.incidents.has(event.incidentId) || (recent && !ENDING_KINDS.has(event.kind))) {
       refreshIncident(map, event.incidentId, signal);
     }
@@ -1433,18 +1441,40 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   drawFiguresSoon();
 }
 
-const refreshing = new Set<string>();
+/** Reads waiting to run, by what they read, in the order asked. */
+const refreshing = new Map<string, () => Promise<void>>();
+let refreshesRunning = 0;
+const REFRESHES_AT_ONCE = 3;
 
 /** Runs `read` once in a moment, however many events in a row ask for it. */
 function refreshSoon(key: string, read: () => Promise<void>): void {
   if (refreshing.has(key)) {
     return;
   }
-  refreshing.add(key);
-  setTimeout(() => {
+  refreshing.set(key, read);
+  setTimeout(runRefreshes, 100);
+}
+
+/** Starts queued reads, a few at a time: a browser has six connections to
+ * the dispatcher over HTTP/1.1 and the two live streams hold two, so a
+ * burst of reads (a thousand busy incidents) must not stand in front of
+ * every other call. A read queued again while in flight runs once more. */
+function runRefreshes(): void {
+  while (refreshesRunning < REFRESHES_AT_ONCE) {
+    const next = refreshing.entries().next();
+    if (next.done) {
+      return;
+    }
+    const [key, read] = next.value;
     refreshing.delete(key);
-    void read();
-  }, 100);
+    refreshesRunning += 1;
+    void read()
+      .catch(() => undefined)
+      .finally(() => {
+        refreshesRunning -= 1;
+        runRefreshes();
+      });
+  }
 }
 
 /** Reads an incident's whole timeline from the journal, a page at a time,
@@ -1499,6 +1529,29 @@ function refreshIncident(map: CityMap, id: string, signal: AbortSignal): void {
     } catch (failure) {
       console.warn(`cannot read incident ${id}: ${describe(failure).message}`);
     }
+  });
+}
+
+/** An incident as its report tells it, until the dispatcher is asked. */
+function incidentFromReport(id: string, atMs: bigint, reported: Event_IncidentReported): Incident {
+  const spec = reported.spec;
+  const placement = reported.placement;
+  return create(IncidentSchema, {
+    id,
+    category: spec?.category ?? "",
+    priority: spec?.priority ?? 0,
+    location: spec?.location,
+    requiredSkills: spec?.requiredSkills ?? [],
+    headcount: spec?.headcount ?? 0,
+    description: spec?.description ?? "",
+    status: IncidentStatus.WAITING,
+    reportedAtMs: atMs,
+    gridId: placement?.gridId ?? "",
+    communityId: placement?.communityId ?? "",
+    streetId: placement?.streetId ?? "",
+    districtId: placement?.districtId ?? "",
+    scope: reported.scope,
+    planActivationId: reported.planActivationId,
   });
 }
 
