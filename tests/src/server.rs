@@ -26,7 +26,7 @@ use crate::session::AgentSession;
 use crate::wait::{connect_with_retry, wait_until};
 
 /// How long a server may take to start serving (it loads the sample city).
-const START_WITHIN: Duration = Duration::from_secs(30);
+const START_WITHIN: Duration = Duration::from_secs(60);
 /// How long `shutdown` waits for the server task to end.
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 
