@@ -1568,7 +1568,7 @@ function placeIncident(map: CityMap, incident: Incident): void {
     placeOf(incident);
     times.knowReported(incident.id, Number(incident.reportedAtMs));
   }
-  map.scheduleDraw();
+  drawMapSoon();
   drawFiguresSoon();
 }
 
@@ -1587,21 +1587,43 @@ async function refreshModes(map: CityMap, signal: AbortSignal, withGeometry: boo
   }
 }
 
-let figuresPending = false;
-/** Redraws the figures and the panels at the next frame (once, however many changes). */
-function drawFiguresSoon(): void {
-  if (!figuresPending) {
-    figuresPending = true;
-    requestAnimationFrame(() => {
-      figuresPending = false;
-      drawFigures();
-      drawIncidents();
-      drawPerson();
-      drawPlans();
-      drawCallups();
-    });
-  }
+/** How often, at most, a stream of changes redraws the incidents on the
+ * map and the panels: a redraw of a thousand incidents takes a frame or
+ * more, and with a busy city changes come every frame. */
+const REDRAW_EVERY_MS = 250;
+
+/** `draw` at the next frame, at most once per REDRAW_EVERY_MS however many
+ * changes ask for it. */
+function throttledDraw(draw: () => void): () => void {
+  let pending = false;
+  let lastAt = -Infinity;
+  return () => {
+    if (pending) {
+      return;
+    }
+    pending = true;
+    const wait = Math.max(0, lastAt + REDRAW_EVERY_MS - performance.now());
+    setTimeout(() => {
+      requestAnimationFrame(() => {
+        pending = false;
+        lastAt = performance.now();
+        draw();
+      });
+    }, wait);
+  };
 }
+
+/** Redraws the figures and the panels soon (once, however many changes). */
+const drawFiguresSoon = throttledDraw(() => {
+  drawFigures();
+  drawIncidents();
+  drawPerson();
+  drawPlans();
+  drawCallups();
+});
+
+/** Redraws the map's incidents and people soon (once, however many changes). */
+const drawMapSoon = throttledDraw(() => cityMap?.scheduleDraw());
 
 let feedPending = false;
 function drawFeedSoon(): void {
