@@ -38,6 +38,8 @@
 //! - [`metrics`]: scraping `/metrics` over HTTP and reading values.
 //! - [`grpc_web`]: one grpc-web call by hand, as the command map's page
 //!   makes it, over plain TCP or TLS.
+//! - [`load`]: what the load generators share (simulated people's points,
+//!   a process's CPU, free ports).
 //! - [`otlp`]: an OTLP/gRPC collector (traces, metrics) for export tests.
 //! - [`mobilisation`]: reserves, plan files, check-ins and field reports,
 //!   and waiting for one kind of message on a session.
@@ -60,6 +62,7 @@ pub mod cli;
 pub mod clock;
 pub mod events;
 pub mod grpc_web;
+pub mod load;
 pub mod metrics;
 pub mod mobilisation;
 pub mod otlp;

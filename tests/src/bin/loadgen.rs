@@ -19,7 +19,6 @@
 //! own CPU is printed too.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -31,17 +30,13 @@ use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_message::Body as Outgoing;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
+use pingji_tests::load::{cpu_seconds, free_address, point};
 use tokio::sync::{Mutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 /// Tries to open one person's session before giving up on them.
 const SESSION_ATTEMPTS: u32 = 10;
-/// The sample city's bounding box.
-const WEST: f64 = 120.0876;
-const EAST: f64 = 120.2124;
-const SOUTH: f64 = 30.2250;
-const NORTH: f64 = 30.3150;
 
 struct Args {
     sessions: usize,
@@ -89,37 +84,6 @@ fn parse_args() -> anyhow::Result<Args> {
         "sessions, connections and rate must be positive"
     );
     Ok(args)
-}
-
-/// A deterministic point of the city for person `n` at step `step`.
-fn point(n: usize, step: u64) -> pb::Location {
-    let mix = |value: u64| {
-        let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    // A home point, and a walk of up to ~50 m around it.
-    let lon = WEST + (EAST - WEST) * mix(n as u64 * 2) + (mix(n as u64 * 7919 + step) - 0.5) * 1e-3;
-    let lat = SOUTH + (NORTH - SOUTH) * mix(n as u64 * 2 + 1) + (mix(n as u64 * 104_729 + step) - 0.5) * 1e-3;
-    pb::Location::wgs84(lon.clamp(WEST, EAST), lat.clamp(SOUTH, NORTH))
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let Some(after) = stat.rfind(')').map(|end| &stat[end + 2..]) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After "pid (comm) ": state is field 3, utime 14, stime 15 (1-based over the whole line).
-    let ticks = |index: usize| fields.get(index - 3).and_then(|field| field.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    (ticks(14) + ticks(15)) / 100.0
-}
-
-fn free_address() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
 }
 
 struct Shared {

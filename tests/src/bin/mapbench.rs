@@ -31,6 +31,7 @@ use chromiumoxide::cdp::js_protocol::runtime::GetHeapUsageParams;
 use chromiumoxide::page::Page;
 use pingji_proto::v1 as pb;
 use pingji_tests::browser::{self, TestBrowser, eval, wait_for};
+use pingji_tests::load::free_address;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -62,10 +63,6 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(args)
-}
-
-fn free_address() -> anyhow::Result<std::net::SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
