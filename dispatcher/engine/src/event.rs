@@ -47,6 +47,77 @@ pub enum WidenReason {
     WaitExpired,
 }
 
+/// How a person was reached outside their app session (see the
+/// dispatcher's `notify`): a step of the escalation ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeChannel {
+    Push,
+    Sms,
+    Voice,
+}
+
+impl NoticeChannel {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeChannel::Push => "push",
+            NoticeChannel::Sms => "sms",
+            NoticeChannel::Voice => "voice",
+        }
+    }
+}
+
+/// What became of one step of the ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeOutcome {
+    /// The gateway (or push service) took it.
+    Sent,
+    /// The gateway's receipt says it reached the phone.
+    Delivered,
+    /// Given up on after the retries, or the receipt says it failed.
+    Failed,
+    /// The person answered by a reply to it.
+    Answered,
+    /// Not sent: nothing to send it with (no push subscription, no phone,
+    /// no gateway for the channel).
+    Skipped,
+}
+
+impl NoticeOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeOutcome::Sent => "sent",
+            NoticeOutcome::Delivered => "delivered",
+            NoticeOutcome::Failed => "failed",
+            NoticeOutcome::Answered => "answered",
+            NoticeOutcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// One step of the escalation ladder towards one person about one subject
+/// (an offer, a call-up, a message). Never a phone number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoticeStep {
+    pub agent: AgentId,
+    /// `offer:ID`, `callup:ID` or `message:ID`.
+    pub subject: String,
+    /// The incident of an offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentId>,
+    /// The call-up of a call-up notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callup: Option<CallupId>,
+    pub channel: NoticeChannel,
+    /// The rung of the ladder, from 1.
+    pub step: u32,
+    pub outcome: NoticeOutcome,
+    /// Why it failed or was skipped, in words; never personal data.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
@@ -301,6 +372,14 @@ pub enum EventKind {
         message: String,
         agent: AgentId,
     },
+    /// A step of the escalation ladder (push, SMS, voice) towards a person.
+    Notified(NoticeStep),
+    /// A gateway's post to the inbound webhook was refused (bad signature,
+    /// old or replayed timestamp); nothing of its body is kept.
+    InboundRefused {
+        gateway: String,
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -348,6 +427,8 @@ impl EventKind {
             EventKind::MessageSent { .. } => "message_sent",
             EventKind::MessageReplied { .. } => "message_replied",
             EventKind::MessageRead { .. } => "message_read",
+            EventKind::Notified(_) => "notified",
+            EventKind::InboundRefused { .. } => "inbound_refused",
         }
     }
 
@@ -371,6 +452,7 @@ impl EventKind {
             | EventKind::ReportMerged { incident, .. }
             | EventKind::ReportRejected { incident, .. } => Some(incident),
             EventKind::OfferSent { offer } => Some(&offer.incident),
+            EventKind::Notified(step) => step.incident.as_ref(),
             _ => None,
         }
     }
@@ -389,6 +471,7 @@ impl EventKind {
             | EventKind::MessageRead { agent, .. }
             | EventKind::FieldReported { agent, .. } => Some(agent),
             EventKind::OfferSent { offer } => Some(&offer.agent),
+            EventKind::Notified(step) => Some(&step.agent),
             _ => None,
         }
     }

@@ -133,6 +133,79 @@ pub struct Policy {
     /// stricter.
     #[serde(default)]
     pub mutual_aid: Vec<MutualAid>,
+    /// The escalation ladder (push, SMS, voice) towards people who are not
+    /// reached in their app; without it nobody is notified outside the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Ladder>,
+}
+
+/// The escalation ladder per grade: the steps tried, in order, towards a
+/// person an offer, a call-up or a message did not reach in the app, until
+/// they answer. A grade without steps notifies nobody outside the app.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ladder {
+    #[serde(default)]
+    pub normal: Vec<LadderStep>,
+    #[serde(default)]
+    pub emergency_iv: Vec<LadderStep>,
+    #[serde(default)]
+    pub emergency_iii: Vec<LadderStep>,
+    #[serde(default)]
+    pub emergency_ii: Vec<LadderStep>,
+    #[serde(default)]
+    pub emergency_i: Vec<LadderStep>,
+}
+
+/// One rung of the ladder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LadderStep {
+    pub channel: crate::event::NoticeChannel,
+    /// Seconds after the offer, call-up or message, for a person without a
+    /// live session.
+    pub after_s: u64,
+    /// Seconds after it for a person with a live session who has not
+    /// answered yet; left out, the step is only for people without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_connected_after_s: Option<u64>,
+}
+
+/// The most rungs a grade's ladder may have.
+pub const MAX_LADDER_STEPS: usize = 8;
+
+impl Ladder {
+    pub fn for_mode(&self, mode: Mode) -> &[LadderStep] {
+        match mode {
+            Mode::Normal => &self.normal,
+            Mode::EmergencyIv => &self.emergency_iv,
+            Mode::EmergencyIii => &self.emergency_iii,
+            Mode::EmergencyIi => &self.emergency_ii,
+            Mode::EmergencyI => &self.emergency_i,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let grades = [
+            ("normal", &self.normal),
+            ("emergency_iv", &self.emergency_iv),
+            ("emergency_iii", &self.emergency_iii),
+            ("emergency_ii", &self.emergency_ii),
+            ("emergency_i", &self.emergency_i),
+        ];
+        for (name, steps) in grades {
+            if steps.len() > MAX_LADDER_STEPS {
+                return Err(format!("ladder.{name} has {} steps; at most {MAX_LADDER_STEPS} are allowed", steps.len()));
+            }
+            for (index, step) in steps.iter().enumerate() {
+                let longest = step.after_s.max(step.if_connected_after_s.unwrap_or(0));
+                if longest > 24 * 3600 {
+                    return Err(format!("ladder.{name}[{index}] waits {longest} s; use at most 86400 seconds"));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One mutual-aid agreement: while `to` (or an area it lies in) is in
@@ -221,6 +294,7 @@ impl Default for Policy {
             batch_spare_candidates: 8,
             workload_penalty_s: 60,
             mutual_aid: Vec::new(),
+            ladder: None,
         }
     }
 }
@@ -323,6 +397,9 @@ impl Policy {
                 return Err(format!("mutual_aid[{index}] (to {}): say who approved it in `approved_by`", aid.to));
             }
         }
+        if let Some(ladder) = &self.ladder {
+            ladder.validate()?;
+        }
         let speeds = [self.speeds.walk_mps, self.speeds.bike_mps, self.speeds.car_mps];
         if speeds.iter().any(|speed| !speed.is_finite() || *speed <= 0.0 || *speed > 50.0) {
             return Err("speeds must be between 0 and 50 metres per second".to_string());
@@ -392,6 +469,24 @@ mod tests {
         assert!(error.contains("assignment") || error.contains("hungarian"), "{error}");
         let error = Policy::from_toml("[emergency_ii]\nbatch_window_ms = 0\n").unwrap_err();
         assert!(error.contains("emergency_ii.batch_window_ms"), "{error}");
+    }
+
+    #[test]
+    fn a_ladder_is_read_per_grade_and_checked() {
+        use crate::event::NoticeChannel;
+        let text = "[[ladder.emergency_i]]\nchannel = \"sms\"\nafter_s = 0\nif_connected_after_s = 60\n\
+                    [[ladder.emergency_i]]\nchannel = \"voice\"\nafter_s = 300\n";
+        let policy = Policy::from_toml(text).expect("valid");
+        let ladder = policy.ladder.expect("a ladder");
+        assert_eq!(ladder.for_mode(Mode::EmergencyI).len(), 2);
+        assert_eq!(ladder.for_mode(Mode::EmergencyI)[1].channel, NoticeChannel::Voice);
+        assert_eq!(ladder.for_mode(Mode::EmergencyI)[0].if_connected_after_s, Some(60));
+        assert!(ladder.for_mode(Mode::Normal).is_empty());
+        assert!(Policy::default().ladder.is_none(), "no ladder: nobody is notified outside the app");
+        let error = Policy::from_toml("[[ladder.normal]]\nchannel = \"fax\"\nafter_s = 0\n").unwrap_err();
+        assert!(error.contains("fax"), "{error}");
+        let error = Policy::from_toml("[[ladder.normal]]\nchannel = \"sms\"\nafter_s = 90000\n").unwrap_err();
+        assert!(error.contains("ladder.normal[0]"), "{error}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use pb::event::Body;
 use pingji_engine::accounts::{AgentTokenHash, OperatorRole};
 use pingji_engine::areas::{AreaImport, AreaLevel, AreaSpec, Placement, ServiceCentreSpec};
-use pingji_engine::event::{Event, EventKind, WidenReason, WithdrawReason};
+use pingji_engine::event::{Event, EventKind, NoticeChannel, NoticeOutcome, NoticeStep, WidenReason, WithdrawReason};
 use pingji_engine::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use pingji_engine::incident::{IncidentSpec, OfferRecord};
 use pingji_engine::plans::{PlanSpec, PlanTask, TaskPlace};
@@ -262,6 +262,37 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::MessageRead { message, agent } => {
             Body::MessageRead(e::MessageRead { message_id: message.clone(), agent_id: agent.to_string() })
         }
+        EventKind::Notified(step) => Body::Notified(e::Notified {
+            agent_id: step.agent.to_string(),
+            subject: step.subject.clone(),
+            incident_id: step.incident.as_ref().map(ToString::to_string).unwrap_or_default(),
+            callup_id: step.callup.as_ref().map(ToString::to_string).unwrap_or_default(),
+            channel: notice_channel_to_pb(step.channel) as i32,
+            step: step.step,
+            outcome: notice_outcome_to_pb(step.outcome) as i32,
+            detail: step.detail.clone(),
+        }),
+        EventKind::InboundRefused { gateway, reason } => {
+            Body::InboundRefused(e::InboundRefused { gateway: gateway.clone(), reason: reason.clone() })
+        }
+    }
+}
+
+pub fn notice_channel_to_pb(channel: NoticeChannel) -> pb::NoticeChannel {
+    match channel {
+        NoticeChannel::Push => pb::NoticeChannel::Push,
+        NoticeChannel::Sms => pb::NoticeChannel::Sms,
+        NoticeChannel::Voice => pb::NoticeChannel::Voice,
+    }
+}
+
+pub fn notice_outcome_to_pb(outcome: NoticeOutcome) -> pb::NoticeOutcome {
+    match outcome {
+        NoticeOutcome::Sent => pb::NoticeOutcome::Sent,
+        NoticeOutcome::Delivered => pb::NoticeOutcome::Delivered,
+        NoticeOutcome::Failed => pb::NoticeOutcome::Failed,
+        NoticeOutcome::Answered => pb::NoticeOutcome::Answered,
+        NoticeOutcome::Skipped => pb::NoticeOutcome::Skipped,
     }
 }
 
@@ -660,6 +691,31 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         },
         Body::MessageRead(read) => {
             EventKind::MessageRead { message: read.message_id.clone(), agent: AgentId::new(&read.agent_id) }
+        }
+        Body::Notified(notified) => EventKind::Notified(NoticeStep {
+            agent: AgentId::new(&notified.agent_id),
+            subject: notified.subject.clone(),
+            incident: Some(IncidentId::new(&notified.incident_id)).filter(|id| !id.as_str().is_empty()),
+            callup: Some(CallupId::new(&notified.callup_id)).filter(|id| !id.as_str().is_empty()),
+            channel: match pb::NoticeChannel::try_from(notified.channel) {
+                Ok(pb::NoticeChannel::Push) => NoticeChannel::Push,
+                Ok(pb::NoticeChannel::Sms) => NoticeChannel::Sms,
+                Ok(pb::NoticeChannel::Voice) => NoticeChannel::Voice,
+                _ => return Err("notified has no channel".to_string()),
+            },
+            step: notified.step,
+            outcome: match pb::NoticeOutcome::try_from(notified.outcome) {
+                Ok(pb::NoticeOutcome::Sent) => NoticeOutcome::Sent,
+                Ok(pb::NoticeOutcome::Delivered) => NoticeOutcome::Delivered,
+                Ok(pb::NoticeOutcome::Failed) => NoticeOutcome::Failed,
+                Ok(pb::NoticeOutcome::Answered) => NoticeOutcome::Answered,
+                Ok(pb::NoticeOutcome::Skipped) => NoticeOutcome::Skipped,
+                _ => return Err("notified has no outcome".to_string()),
+            },
+            detail: notified.detail.clone(),
+        }),
+        Body::InboundRefused(refused) => {
+            EventKind::InboundRefused { gateway: refused.gateway.clone(), reason: refused.reason.clone() }
         }
     })
 }
@@ -1108,6 +1164,25 @@ mod tests {
             }),
             (id(), agent(), text()).prop_map(|(message, agent, text)| EventKind::MessageReplied { message, agent, text }),
             (id(), agent()).prop_map(|(message, agent)| EventKind::MessageRead { message, agent }),
+            (agent(), id(), option::of(id()), option::of(id()), 0u32..5, text()).prop_map(
+                |(agent, subject, incident, callup, step, detail)| EventKind::Notified(NoticeStep {
+                    agent,
+                    subject,
+                    incident: incident.map(|id| IncidentId::new(&id)),
+                    callup: callup.map(|id| CallupId::new(&id)),
+                    channel: [NoticeChannel::Push, NoticeChannel::Sms, NoticeChannel::Voice][step as usize % 3],
+                    step,
+                    outcome: [
+                        NoticeOutcome::Sent,
+                        NoticeOutcome::Delivered,
+                        NoticeOutcome::Failed,
+                        NoticeOutcome::Answered,
+                        NoticeOutcome::Skipped
+                    ][step as usize],
+                    detail,
+                })
+            ),
+            (id(), text()).prop_map(|(gateway, reason)| EventKind::InboundRefused { gateway, reason }),
         ]
     }
 
@@ -1253,7 +1328,9 @@ mod tests {
                 | EventKind::PersonalDataRead { .. }
                 | EventKind::MessageSent { .. }
                 | EventKind::MessageReplied { .. }
-                | EventKind::MessageRead { .. } => {}
+                | EventKind::MessageRead { .. }
+                | EventKind::Notified(_)
+                | EventKind::InboundRefused { .. } => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.

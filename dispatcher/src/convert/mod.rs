@@ -778,6 +778,11 @@ pub fn callup_to_pb(engine: &Engine, callup: &pingji_engine::engine::Callup) -> 
                 role: record.map_or(0, |record| role_to_pb(record.profile.role) as i32),
                 checked_in_at_ms: checked_in.map_or(0, |at| at.0),
                 connected: engine.live_agent(agent).is_some_and(|live| live.connected),
+                reached: callup
+                    .reached
+                    .get(agent)
+                    .map(|(channel, outcome)| format!("{} {}", channel.name(), outcome.name()))
+                    .unwrap_or_default(),
             }
         })
         .collect();

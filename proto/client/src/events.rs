@@ -69,6 +69,8 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::MessageSent(_) => "message_sent",
         Body::MessageReplied(_) => "message_replied",
         Body::MessageRead(_) => "message_read",
+        Body::Notified(_) => "notified",
+        Body::InboundRefused(_) => "inbound_refused",
     }
 }
 
@@ -306,6 +308,25 @@ fn summary_of(body: &Body) -> String {
             format!("{} replied to message {}: {}", replied.agent_id, replied.message_id, replied.text)
         }
         Body::MessageRead(read) => format!("{} read message {}", read.agent_id, read.message_id),
+        Body::Notified(notified) => {
+            let channel = match pb::NoticeChannel::try_from(notified.channel) {
+                Ok(pb::NoticeChannel::Push) => "push",
+                Ok(pb::NoticeChannel::Sms) => "SMS",
+                Ok(pb::NoticeChannel::Voice) => "voice call",
+                _ => "notice",
+            };
+            let outcome = match pb::NoticeOutcome::try_from(notified.outcome) {
+                Ok(pb::NoticeOutcome::Sent) => "sent",
+                Ok(pb::NoticeOutcome::Delivered) => "delivered",
+                Ok(pb::NoticeOutcome::Failed) => "FAILED",
+                Ok(pb::NoticeOutcome::Answered) => "answered",
+                Ok(pb::NoticeOutcome::Skipped) => "skipped",
+                _ => "?",
+            };
+            let detail = if notified.detail.is_empty() { String::new() } else { format!(": {}", notified.detail) };
+            format!("{channel} to {} {outcome} (step {}, {}){detail}", notified.agent_id, notified.step, notified.subject)
+        }
+        Body::InboundRefused(refused) => format!("inbound post from gateway {} refused: {}", refused.gateway, refused.reason),
     }
 }
 

@@ -273,7 +273,17 @@ impl Engine {
                 Ok(vec![])
             }
             Command::CallUp { area, roles, reason, deadline_s } => self.decide_callup(area, roles, reason, *deadline_s, now),
-            Command::CheckIn { agent, callup } => self.decide_check_in(agent, callup.as_ref(), now),
+            Command::CheckIn { agent, callup } => self.decide_check_in(agent, callup.as_ref(), now, true),
+            Command::CheckInByReply { agent, callup } => self.decide_check_in(agent, callup.as_ref(), now, false),
+            Command::RecordNotice(step) => {
+                self.known_agent(&step.agent)?;
+                check_text("the notice detail", &step.detail, false)?;
+                Ok(vec![EventKind::Notified(step.clone())])
+            }
+            Command::RecordInboundRefused { gateway, reason } => {
+                check_text("the refusal reason", reason, true)?;
+                Ok(vec![EventKind::InboundRefused { gateway: gateway.clone(), reason: reason.clone() }])
+            }
             Command::FieldReport { agent, at, category, text, photo_ref, photo_refs } => {
                 self.decide_field_report(agent, *at, category, text, photo_ref, photo_refs)
             }

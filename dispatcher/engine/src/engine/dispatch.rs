@@ -733,6 +733,9 @@ impl Engine {
             | Command::RetireArea { .. }
             | Command::UpsertAgents { .. }
             | Command::CheckIn { .. }
+            | Command::CheckInByReply { .. }
+            | Command::RecordNotice(_)
+            | Command::RecordInboundRefused { .. }
             | Command::FieldReport { .. }
             | Command::TriageAccept { .. } => self.dispatch_waiting(now, out),
             Command::Arrive { .. }

@@ -176,6 +176,7 @@ impl Engine {
                         deadline: *deadline,
                         people: people.iter().map(|agent| (agent.clone(), None)).collect(),
                         deadline_passed: false,
+                        reached: std::collections::BTreeMap::new(),
                         by_switch: *by_switch,
                         ended: None,
                     },
@@ -232,7 +233,15 @@ impl Engine {
             EventKind::OperatorRemoved { name } => {
                 self.state.operators.remove(name);
             }
-            EventKind::PersonalDataRead { .. } => {}
+            EventKind::PersonalDataRead { .. } | EventKind::InboundRefused { .. } => {}
+            EventKind::Notified(step) => {
+                if let Some(callup) = &step.callup
+                    && let Some(record) = self.state.callups.get_mut(callup)
+                    && record.people.contains_key(&step.agent)
+                {
+                    record.reached.insert(step.agent.clone(), (step.channel, step.outcome));
+                }
+            }
             EventKind::MessageSent { .. } | EventKind::MessageReplied { .. } | EventKind::MessageRead { .. } => {
                 self.apply_message(&event.kind, at, &event.actor);
             }

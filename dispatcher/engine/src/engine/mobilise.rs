@@ -156,6 +156,7 @@ impl Engine {
         agent: &AgentId,
         callup: Option<&CallupId>,
         now: Millis,
+        needs_location: bool,
     ) -> Result<Vec<EventKind>, Rejection> {
         let record = self
             .state
@@ -177,7 +178,7 @@ impl Engine {
         let fresh = self.live.agents.get(agent).is_some_and(|live| {
             live.connected && live.location.is_some() && now.seconds_since(live.located_at) <= self.policy.location_stale_s as f64
         });
-        if !fresh {
+        if needs_location && !fresh {
             return Err(Rejection::FailedPrecondition(format!("agent {agent}: report your location first, then check in")));
         }
         let mut events = vec![EventKind::CheckedIn { callup: open.id.clone(), agent: agent.clone() }];

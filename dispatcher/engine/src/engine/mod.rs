@@ -171,6 +171,19 @@ pub enum Command {
         agent: AgentId,
         callup: Option<CallupId>,
     },
+    /// A check-in by a reply to an SMS or a call (see the dispatcher's
+    /// `notify`): as `CheckIn`, without the fresh location a session gives.
+    CheckInByReply {
+        agent: AgentId,
+        callup: Option<CallupId>,
+    },
+    /// Journals a step of the escalation ladder.
+    RecordNotice(crate::event::NoticeStep),
+    /// Journals an inbound gateway post that was refused.
+    RecordInboundRefused {
+        gateway: String,
+        reason: String,
+    },
     /// Bottom-up: a person reports a problem.
     FieldReport {
         agent: AgentId,
@@ -276,6 +289,10 @@ pub struct Callup {
     pub deadline: Millis,
     /// Who was called, and when they checked in.
     pub people: BTreeMap<AgentId, Option<Millis>>,
+    /// The last step of the escalation ladder towards each person called
+    /// (channel and outcome), for the roll-call.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reached: BTreeMap<AgentId, (crate::event::NoticeChannel, crate::event::NoticeOutcome)>,
     pub deadline_passed: bool,
     pub by_switch: bool,
     pub ended: Option<Millis>,
