@@ -25,6 +25,8 @@
 //! - [`server`]: the gRPC services and `run`.
 //! - [`webhooks`]: outbound webhooks for partner systems (CloudEvents,
 //!   signed, in order, retried, dead letters, replay).
+//! - [`notify`]: the escalation ladder (push, SMS, voice) through the
+//!   deployment's gateways, and their signed inbound webhook.
 
 #![forbid(unsafe_code)]
 
@@ -35,6 +37,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod locations;
 pub mod metrics;
+pub mod notify;
 pub mod observer;
 pub mod open_files;
 #[cfg(feature = "s3")]

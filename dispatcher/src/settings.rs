@@ -69,6 +69,130 @@ pub struct Settings {
     pub photos: PhotoSettings,
     #[serde(default)]
     pub webhooks: WebhookSettings,
+    #[serde(default)]
+    pub notify: NotifySettings,
+}
+
+/// A secret read from the settings: never shown by `Debug`.
+#[derive(Clone, Default, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"…\"")
+    }
+}
+
+/// The SMS and voice gateways of the escalation ladder (see
+/// `crate::notify`; the ladder itself is in the policy file). Settings
+/// file only.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    pub sms: Option<GatewaySettings>,
+    pub voice: Option<GatewaySettings>,
+    /// The key gateways sign their posts to `/notify/inbound` with (at
+    /// least 16 characters); without it the inbound webhook refuses all.
+    pub inbound_secret: Option<Secret>,
+    /// How far a signed timestamp may be from the clock (300 s).
+    pub inbound_window_s: Option<u64>,
+    /// Replies that check in to a call-up besides "1" (["到", "DAO"]).
+    pub checkin_keywords: Option<Vec<String>>,
+    /// Attempts at one rung before it is journaled as failed (6).
+    pub max_attempts: Option<u32>,
+    /// The wait after the first failure, doubling after each (2000 ms).
+    pub retry_initial_ms: Option<u64>,
+    /// The longest wait between attempts (60000 ms).
+    pub retry_max_ms: Option<u64>,
+    /// How long one request to a gateway may take (10000 ms).
+    pub timeout_ms: Option<u64>,
+    /// Requests per second to one gateway at most (50).
+    pub gateway_per_second: Option<u32>,
+    /// SMS and calls to one person per hour at most (12).
+    pub person_per_hour: Option<u32>,
+    /// Sends under way at once (16).
+    pub concurrency: Option<usize>,
+}
+
+/// One gateway: `provider = "webhook"` (url, secret, body) or
+/// `provider = "twilio"` (account_sid, auth_token, from, api_base).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    pub provider: String,
+    pub url: Option<String>,
+    pub secret: Option<Secret>,
+    /// The JSON body template (see `docs/integrations.md`).
+    pub body: Option<String>,
+    /// Twilio's API base URL (https://api.twilio.com).
+    pub api_base: Option<String>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<Secret>,
+    pub from: Option<String>,
+}
+
+impl GatewaySettings {
+    fn resolve(&self, key: &str) -> Result<crate::notify::Gateway, SettingError> {
+        let gateway = match self.provider.as_str() {
+            "webhook" => crate::notify::Gateway::Webhook {
+                url: self.url.clone().ok_or_else(|| refuse(&format!("{key}.url"), "the webhook gateway needs a url"))?,
+                secret: self.secret.clone().map(|secret| secret.0).unwrap_or_default(),
+                template: self.body.clone().unwrap_or_else(|| crate::notify::DEFAULT_TEMPLATE.to_string()),
+            },
+            "twilio" => crate::notify::Gateway::Twilio {
+                api_base: self.api_base.clone().unwrap_or_else(|| "https://api.twilio.com".to_string()),
+                account_sid: self.account_sid.clone().unwrap_or_default(),
+                auth_token: self.auth_token.clone().map(|token| token.0).unwrap_or_default(),
+                from: self.from.clone().unwrap_or_default(),
+            },
+            other => {
+                return Err(refuse(&format!("{key}.provider"), format!("'{other}' is not a provider; use webhook or twilio")));
+            }
+        };
+        gateway.check().map_err(|reason| refuse(key, reason))?;
+        Ok(gateway)
+    }
+}
+
+impl NotifySettings {
+    fn resolve(&self) -> Result<crate::notify::NotifyConfig, SettingError> {
+        let defaults = crate::notify::NotifyConfig::default();
+        let millis = |name: &str, value: Option<u64>, default: Duration| match value {
+            Some(0) => Err(refuse(name, "must be at least 1 ms")),
+            Some(ms) => Ok(Duration::from_millis(ms)),
+            None => Ok(default),
+        };
+        let positive = |name: &str, value: Option<u32>, default: u32| match value {
+            Some(0) => Err(refuse(name, "must be at least 1")),
+            Some(value) => Ok(value),
+            None => Ok(default),
+        };
+        if let Some(secret) = &self.inbound_secret
+            && secret.0.len() < 16
+        {
+            return Err(refuse("notify.inbound_secret", "must be at least 16 characters"));
+        }
+        let retry_initial = millis("notify.retry_initial_ms", self.retry_initial_ms, defaults.retry_initial)?;
+        let retry_max = millis("notify.retry_max_ms", self.retry_max_ms, defaults.retry_max)?;
+        if retry_max < retry_initial {
+            return Err(refuse("notify.retry_max_ms", "must not be shorter than notify.retry_initial_ms"));
+        }
+        Ok(crate::notify::NotifyConfig {
+            sms: self.sms.as_ref().map(|sms| sms.resolve("notify.sms")).transpose()?,
+            voice: self.voice.as_ref().map(|voice| voice.resolve("notify.voice")).transpose()?,
+            inbound_secret: self.inbound_secret.clone().map(|secret| secret.0),
+            inbound_window: Duration::from_secs(self.inbound_window_s.unwrap_or(defaults.inbound_window.as_secs()).max(1)),
+            checkin_keywords: self.checkin_keywords.clone().unwrap_or(defaults.checkin_keywords),
+            max_attempts: positive("notify.max_attempts", self.max_attempts, defaults.max_attempts)?,
+            retry_initial,
+            retry_max,
+            timeout: millis("notify.timeout_ms", self.timeout_ms, defaults.timeout)?,
+            gateway_per_second: positive("notify.gateway_per_second", self.gateway_per_second, defaults.gateway_per_second)?,
+            person_per_hour: positive("notify.person_per_hour", self.person_per_hour, defaults.person_per_hour)?,
+            concurrency: self.concurrency.unwrap_or(defaults.concurrency).clamp(1, 256),
+        })
+    }
 }
 
 /// How outbound webhooks are retried (see `crate::webhooks`); subscribers
@@ -341,6 +465,8 @@ impl Settings {
                 timeout_ms: over.webhooks.timeout_ms.or(self.webhooks.timeout_ms),
                 source: over.webhooks.source.or(self.webhooks.source),
             },
+            // Gateways and their secrets come from the file only.
+            notify: if over.notify == NotifySettings::default() { self.notify } else { over.notify },
         }
     }
 
@@ -429,6 +555,7 @@ impl Settings {
         };
         config.keep_photo_exif = self.photos.keep_exif.unwrap_or(false);
         config.webhooks = self.webhooks.resolve()?;
+        config.notify = self.notify.resolve()?;
         config.photos_bucket = self.photos.bucket.clone();
         config.photo_retention = match self.photos.retention_days.unwrap_or(crate::photo_retention::DEFAULT_RETENTION_DAYS) {
             0 => None,

@@ -73,6 +73,7 @@ pub mod redis;
 pub mod sample;
 pub mod server;
 pub mod session;
+pub mod sms_gateway;
 pub mod tls;
 pub mod wait;
 pub mod webhook_receiver;

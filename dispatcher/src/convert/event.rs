@@ -1341,6 +1341,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 41, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 43, "kinds generated: {seen:?}");
     }
 }

@@ -151,6 +151,8 @@ pub struct Config {
     pub replay: Option<Replay>,
     /// Outbound webhooks: retries, timeouts, the events' source.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// SMS and voice gateways for the policy's escalation ladder.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 pub use crate::runtime::Clock;
@@ -270,6 +272,7 @@ impl Config {
             clock: Clock::default(),
             replay: None,
             webhooks: crate::webhooks::WebhookConfig::default(),
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 

@@ -27,6 +27,7 @@ use super::config::{
 use super::front::Fronted;
 use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
 use super::{agent, auth, bootstrap, city_modes, command, error as status, field, sharding, web};
+use crate::notify::{MemoryNotifyStore, NoPush, Notifier, NotifyStore, RedisNotifyStore, SqliteNotifyStore, inbound_route};
 use crate::photos::PhotoStore;
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
@@ -158,6 +159,8 @@ pub(super) async fn serve(
     let webhooks = webhook_service(config, &dispatcher, sharding.as_deref(), tokens.clone()).await?;
     // Deliveries end with serving, however it ends (a lost lease, a failed owner).
     let _webhooks_stop = AbortWebhooks(webhooks.1.clone());
+    let notifier = notifier(config, &dispatcher, sharding.as_deref()).await?;
+    let _notifier_stop = AbortNotifier(notifier.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -183,7 +186,7 @@ pub(super) async fn serve(
             let web_address = web_listener.local_addr()?;
             let mut web_stepping_down = stop_serving.subscribe();
             let web_server = web::server(config)?
-                .add_routes(web::routes(commands, field, config.web_tiles.as_deref()))
+                .add_routes(web::routes(commands, field, config.web_tiles.as_deref(), notifier.clone().map(inbound_route)))
                 .serve_with_incoming_shutdown(config.connections().incoming(web_listener), async move {
                     let _ = web_stepping_down.wait_for(|stop| *stop).await;
                 });
@@ -253,6 +256,9 @@ pub(super) async fn serve(
         }
     }
     webhooks.1.stop().await;
+    if let Some(notifier) = &notifier {
+        notifier.stop().await;
+    }
     drop(dispatcher);
     let _ = stop_owner.send(true);
     owner.await.context("the dispatcher owner task panicked")??;
@@ -318,6 +324,42 @@ async fn webhook_service(
     let webhooks = Webhooks::start(dispatcher.clone(), store, config.webhooks.clone(), refusal).await?;
     let api = WebhookServiceServer::new(WebhookApi { webhooks: webhooks.clone() });
     Ok((auth::authorized(api, tokens), webhooks))
+}
+
+/// The escalation ladder's notifier when the policy has a ladder: its
+/// state is kept beside the journal like the webhooks'; a replay notifies
+/// nobody.
+async fn notifier(
+    config: &Config,
+    dispatcher: &Dispatcher,
+    sharding: Option<&sharding::Sharding>,
+) -> anyhow::Result<Option<Arc<Notifier>>> {
+    if config.replay.is_some() {
+        return Ok(None);
+    }
+    let store: Box<dyn NotifyStore> = match &config.store {
+        Store::Sqlite(path) => {
+            let path = path.clone();
+            Box::new(tokio::task::spawn_blocking(move || SqliteNotifyStore::open(&path)).await??)
+        }
+        Store::Redis(redis) => {
+            let shard = sharding.map(|sharding| sharding.shard().clone()).unwrap_or_default();
+            Box::new(RedisNotifyStore::open(&redis.url, &shard)?)
+        }
+        Store::Ephemeral => Box::new(MemoryNotifyStore::default()),
+    };
+    Notifier::start(dispatcher.clone(), store, config.notify.clone(), Arc::new(NoPush), config.clock.clone()).await
+}
+
+/// Aborts the notifier's tasks when serving ends, however it ends.
+struct AbortNotifier(Option<Arc<Notifier>>);
+
+impl Drop for AbortNotifier {
+    fn drop(&mut self) {
+        if let Some(notifier) = &self.0 {
+            notifier.abort();
+        }
+    }
 }
 
 /// The field service as both ports serve it (its calls check the person's

@@ -218,7 +218,7 @@ const ASSETS: &[Asset] = &[
 /// server's URL when `tiles` is set (checked by [`tile_origin`] when the
 /// settings were read). (The grpc-web layer is on the services only: on the
 /// whole server it would refuse every plain HTTP/1.1 request.)
-pub(super) fn routes<S, F>(command: S, field: F, tiles: Option<&str>) -> Routes
+pub(super) fn routes<S, F>(command: S, field: F, tiles: Option<&str>, inbound: Option<axum::Router>) -> Routes
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
@@ -236,13 +236,16 @@ where
     F::Future: Send + 'static,
 {
     let site = Arc::new(Site::new(tiles));
-    let router = Routes::new(GrpcWebLayer::new().layer(command))
-        .add_service(GrpcWebLayer::new().layer(field))
-        .into_axum_router()
-        .fallback(move |method: Method, uri: Uri, headers: http::HeaderMap| {
-            let site = Arc::clone(&site);
-            async move { asset(&site, method, uri, &headers) }
-        });
+    let mut router =
+        Routes::new(GrpcWebLayer::new().layer(command)).add_service(GrpcWebLayer::new().layer(field)).into_axum_router();
+    // The gateways' inbound webhook (`crate::notify`), server to server.
+    if let Some(inbound) = inbound {
+        router = router.merge(inbound);
+    }
+    let router = router.fallback(move |method: Method, uri: Uri, headers: http::HeaderMap| {
+        let site = Arc::clone(&site);
+        async move { asset(&site, method, uri, &headers) }
+    });
     Routes::from(router)
 }
 

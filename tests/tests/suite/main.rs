@@ -28,6 +28,7 @@ mod limits;
 mod map_extras;
 mod maps;
 mod mobilisation;
+mod notify;
 mod observability;
 mod privacy_and_paging;
 mod redis_store;
