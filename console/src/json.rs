@@ -239,6 +239,7 @@ fn called_person(person: &pb::CalledPerson) -> Value {
         "role": labels::role_key(person.role),
         "checked_in_at_ms": person.checked_in_at_ms,
         "connected": person.connected,
+        "reached": person.reached,
     })
 }
 

@@ -42,6 +42,30 @@ pub struct DrillFile {
     pub expectations: Vec<Spanned<ExpectEntry>>,
     #[serde(default)]
     pub report: ReportSettings,
+    /// How people called up without an app session are reached (a drill
+    /// has no gateways: the escalation ladder is simulated by these shares).
+    #[serde(default)]
+    pub channels: Option<ChannelShares>,
+}
+
+/// The simulated escalation ladder for people called up without a live
+/// session: a share answer the push notification (the app opens), of the
+/// rest a share answer the SMS, and the rest answer a call made after
+/// `voice_after_s`. Each rung is journaled as a `notified` event, as the
+/// dispatcher's notifier does.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelShares {
+    #[serde(default)]
+    pub push: f64,
+    #[serde(default = "one")]
+    pub sms: f64,
+    #[serde(default = "five_minutes")]
+    pub voice_after_s: u64,
+}
+
+fn five_minutes() -> u64 {
+    300
 }
 
 /// Where a drill's map comes from: `map = "file.geojson"`, or a table
@@ -577,6 +601,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         }
         (None, Some(generator)) => {
             check_generator(generator).map_err(|message| top(format!("roster.generate: {message}")))?;
+            if let Some(channels) = &file.channels
+                && !(share_ok(channels.push) && share_ok(channels.sms))
+            {
+                return Err(top("channels: push and sms are shares between 0 and 1".to_string()));
+            }
             // People are generated per grid: a map of districts only (what
             // most cities can get) would give nobody, and the drill would
             // end in the engine's "no agents given".

@@ -197,6 +197,10 @@ pub struct CallupFigures {
     pub checked_in_late: usize,
     pub missing_at_deadline: usize,
     pub time_to_check_in: Stats,
+    /// People who checked in, by how they were reached: the app session
+    /// (no notice), push, SMS or a voice call (the last rung sent before
+    /// they checked in).
+    pub reached_by: BTreeMap<String, usize>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -274,6 +278,9 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let mut next_sample = 0.0;
     let mut strictest: BTreeMap<String, pingji_engine::policy::Mode> = BTreeMap::new();
     let mut callups: BTreeMap<String, RollCall> = BTreeMap::new();
+    // The last rung sent to each called-up person, by (call-up, person).
+    let mut last_rung: BTreeMap<(String, String), &'static str> = BTreeMap::new();
+    let mut reached_by: BTreeMap<String, usize> = BTreeMap::new();
     let mut plan_activations = 0;
     let mut grid_staffing_low = 0;
     let mut mode_switches = Vec::new();
@@ -466,6 +473,22 @@ pub fn build(input: ReportInput<'_>) -> Report {
                 if let Some((_, _, people)) = callups.get_mut(callup.as_str()) {
                     people.insert(agent.to_string(), Some(event.at));
                 }
+                let channel = last_rung.get(&(callup.to_string(), agent.to_string())).copied().unwrap_or("app session");
+                *reached_by.entry(channel.to_string()).or_default() += 1;
+            }
+            EventKind::Notified(step) => {
+                use pingji_engine::event::{NoticeChannel, NoticeOutcome};
+                let reached = matches!(step.outcome, NoticeOutcome::Sent | NoticeOutcome::Delivered | NoticeOutcome::Answered);
+                if let Some(callup) = &step.callup
+                    && reached
+                {
+                    let channel = match step.channel {
+                        NoticeChannel::Push => "push",
+                        NoticeChannel::Sms => "SMS",
+                        NoticeChannel::Voice => "voice",
+                    };
+                    last_rung.insert((callup.to_string(), step.agent.to_string()), channel);
+                }
             }
             EventKind::CallupDeadlinePassed { callup, missing } => {
                 timeline.push(key(
@@ -577,7 +600,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         })
         .collect();
 
-    let mut callup_figures = CallupFigures { callups: callups.len(), ..CallupFigures::default() };
+    let mut callup_figures = CallupFigures { callups: callups.len(), reached_by, ..CallupFigures::default() };
     let mut check_in_times = Vec::new();
     for (issued, deadline, people) in callups.values() {
         callup_figures.called += people.len();
@@ -872,6 +895,13 @@ pub fn markdown(report: &Report) -> String {
             cell(callups.time_to_check_in.p50_s),
             cell(callups.time_to_check_in.p90_s)
         );
+        // The drill has no gateways: `[channels]` in the drill file scripts
+        // who is reached by push, SMS or a call (see docs/integrations.md).
+        let reached: Vec<String> = ["app session", "push", "SMS", "voice"]
+            .iter()
+            .map(|channel| format!("{} {}", channel, thousands(callups.reached_by.get(*channel).copied().unwrap_or(0))))
+            .collect();
+        let _ = writeln!(out, "Reached, of those who checked in: {}.\n", reached.join(", "));
     }
     if report.plan_activations > 0 || report.grid_staffing_low > 0 {
         let _ = writeln!(

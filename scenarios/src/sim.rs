@@ -9,7 +9,7 @@ use pingji_dispatcher::convert::stored_event;
 use pingji_dispatcher::journal::{Journal, SqliteJournal};
 use pingji_engine::areas::{AreaLevel, AreaMap};
 use pingji_engine::engine::{Command, Engine};
-use pingji_engine::event::{Event, EventKind};
+use pingji_engine::event::{Event, EventKind, NoticeChannel, NoticeOutcome, NoticeStep};
 use pingji_engine::ids::{AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use pingji_engine::incident::IncidentSpec;
 use pingji_engine::roster::{AgentProfile, AgentStatus, TravelMode};
@@ -39,12 +39,33 @@ pub struct Record {
 #[derive(Debug)]
 enum Action {
     Timeline(usize),
-    BurstIncident { entry: usize, number: u32 },
-    Answer { agent: AgentId, offer: OfferId, accept: bool, reason: String },
-    Arrive { agent: AgentId, incident: IncidentId },
-    Complete { agent: AgentId, incident: IncidentId },
-    Refresh { agent: AgentId },
-    CheckIn { agent: AgentId, callup: CallupId },
+    BurstIncident {
+        entry: usize,
+        number: u32,
+    },
+    Answer {
+        agent: AgentId,
+        offer: OfferId,
+        accept: bool,
+        reason: String,
+    },
+    Arrive {
+        agent: AgentId,
+        incident: IncidentId,
+    },
+    Complete {
+        agent: AgentId,
+        incident: IncidentId,
+    },
+    Refresh {
+        agent: AgentId,
+    },
+    CheckIn {
+        agent: AgentId,
+        callup: CallupId,
+    },
+    /// A rung of the simulated escalation ladder (see `drill::ChannelShares`).
+    Notify(NoticeStep),
 }
 
 struct Person {
@@ -58,6 +79,9 @@ struct Simulation<'a> {
     engine: Engine,
     areas: AreaMap,
     rng: StdRng,
+    /// Draws for the simulated ladder, apart so that a drill without
+    /// `[channels]` draws the same as before it had them.
+    channel_rng: StdRng,
     now: Millis,
     queue: BTreeMap<(Millis, u64), Action>,
     next_action: u64,
@@ -88,6 +112,7 @@ pub fn run(drill: &Drill, journal_path: &Path, mut progress: impl FnMut(u64)) ->
         engine: Engine::new(drill.policy.clone()),
         areas: AreaMap::from(drill.map.clone()),
         rng: StdRng::seed_from_u64(drill.file.seed),
+        channel_rng: StdRng::seed_from_u64(drill.file.seed ^ 0x5e5e_5e5e),
         now: DRILL_START,
         queue: BTreeMap::new(),
         next_action: 0,
@@ -252,6 +277,7 @@ impl Simulation<'_> {
                 }
                 self.execute(Command::CheckIn { agent: agent.clone(), callup: Some(callup) }, &agent_actor(&agent))?;
             }
+            Action::Notify(step) => self.execute(Command::RecordNotice(step), "dispatcher")?,
             Action::Refresh { agent } => {
                 if self.people.get(&agent).is_some_and(|person| person.connected) {
                     self.report_location(&agent)?;
@@ -440,8 +466,9 @@ impl Simulation<'_> {
                 EventKind::CallupIssued { callup, people, .. } => {
                     for agent in people {
                         let behaviour = self.behaviour(agent);
+                        let reached_after_s = self.reach(agent, callup);
                         if self.rng.random::<f64>() < behaviour.check_in {
-                            let delay = self.draw(behaviour.check_in_s);
+                            let delay = self.draw(behaviour.check_in_s) + reached_after_s;
                             let at = Millis(self.now.0 + (delay * 1000.0) as i64);
                             self.schedule(at, Action::CheckIn { agent: agent.clone(), callup: callup.clone() });
                         }
@@ -460,6 +487,46 @@ impl Simulation<'_> {
             self.flush_journal()?;
         }
         Ok(())
+    }
+
+    /// Simulates the escalation ladder towards a called-up person without
+    /// a live session (when the drill has `[channels]`): schedules its
+    /// rungs as `notified` events; the seconds until the person is reached.
+    fn reach(&mut self, agent: &AgentId, callup: &CallupId) -> f64 {
+        let Some(shares) = self.drill.file.channels.clone() else {
+            return 0.0;
+        };
+        if self.people.get(agent).is_none_or(|person| person.connected) {
+            return 0.0;
+        }
+        let rung = |channel, step, outcome| NoticeStep {
+            agent: agent.clone(),
+            subject: format!("callup:{callup}"),
+            incident: None,
+            callup: Some(callup.clone()),
+            channel,
+            step,
+            outcome,
+            detail: String::new(),
+        };
+        let now = self.now;
+        if self.channel_rng.random::<f64>() < shares.push {
+            self.schedule(now, Action::Notify(rung(NoticeChannel::Push, 1, NoticeOutcome::Sent)));
+            return 0.0;
+        }
+        self.schedule(
+            now,
+            Action::Notify(NoticeStep {
+                detail: "no push subscription".to_string(),
+                ..rung(NoticeChannel::Push, 1, NoticeOutcome::Skipped)
+            }),
+        );
+        self.schedule(now, Action::Notify(rung(NoticeChannel::Sms, 2, NoticeOutcome::Sent)));
+        if self.channel_rng.random::<f64>() < shares.sms {
+            return 0.0;
+        }
+        self.schedule(now.plus_seconds(shares.voice_after_s), Action::Notify(rung(NoticeChannel::Voice, 3, NoticeOutcome::Sent)));
+        shares.voice_after_s as f64
     }
 
     fn flush_journal(&mut self) -> anyhow::Result<()> {

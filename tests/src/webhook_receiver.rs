@@ -23,6 +23,8 @@ pub struct Received {
     /// Header names in lowercase.
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
+    /// When the request arrived, ms since the Unix epoch.
+    pub arrived_ms: i64,
 }
 
 impl Received {
@@ -167,7 +169,10 @@ async fn handle(
     {
         let mut shared = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if (200..300).contains(&status) {
-            shared.received.push(Received { headers, body });
+            let arrived_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+            shared.received.push(Received { headers, body, arrived_ms });
         } else {
             shared.refused += 1;
         }

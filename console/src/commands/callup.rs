@@ -78,7 +78,7 @@ fn callup_text(callup: &pb::Callup, now_ms: i64) -> String {
             (count, false) => format!(", {count} not yet"),
         }
     ));
-    let mut table = Table::new(&["PERSON", "NAME", "ROLE", "CHECKED IN", "CONNECTED"]);
+    let mut table = Table::new(&["PERSON", "NAME", "ROLE", "CHECKED IN", "CONNECTED", "REACHED"]);
     for person in &callup.people {
         let checked_in = match (person.checked_in_at_ms, overdue) {
             (0, true) => "MISSING".to_string(),
@@ -91,6 +91,8 @@ fn callup_text(callup: &pb::Callup, now_ms: i64) -> String {
             labels::role_key(person.role).to_string(),
             checked_in,
             if person.connected { "yes" } else { "no" }.to_string(),
+            // The last rung of the escalation ladder: "sms delivered", "voice failed".
+            if person.reached.is_empty() { "-".to_string() } else { person.reached.clone() },
         ]);
     }
     text.push_str(&table.render());
@@ -119,6 +121,7 @@ mod tests {
                     role: pb::Role::SunkCadre as i32,
                     checked_in_at_ms: NOW_MS - 60_000,
                     connected: true,
+                    reached: String::new(),
                 },
                 pb::CalledPerson {
                     agent_id: "p0002".into(),
@@ -126,6 +129,7 @@ mod tests {
                     role: pb::Role::RegisteredMember as i32,
                     checked_in_at_ms: 0,
                     connected: false,
+                    reached: "sms failed".into(),
                 },
             ],
             checked_in: 1,
@@ -143,9 +147,9 @@ mod tests {
             "issued 2025-04-30 23:50:00Z by operator:li; check in by 2025-04-30 23:59:59Z (open, deadline passed)"
         );
         assert_eq!(lines[2], "checked in 1 of 2 called, 1 MISSING");
-        assert_eq!(lines[3], "PERSON  NAME      ROLE               CHECKED IN            CONNECTED");
-        assert_eq!(lines[4], "p0001   黄磊      sunk_cadre         2025-04-30 23:59:00Z  yes");
-        assert_eq!(lines[5], "p0002   欧阳桂英  registered_member  MISSING               no");
+        assert_eq!(lines[3], "PERSON  NAME      ROLE               CHECKED IN            CONNECTED  REACHED");
+        assert_eq!(lines[4], "p0001   黄磊      sunk_cadre         2025-04-30 23:59:00Z  yes        -");
+        assert_eq!(lines[5], "p0002   欧阳桂英  registered_member  MISSING               no         sms failed");
     }
 
     #[test]

@@ -706,6 +706,14 @@ function describeEvent(event: Event): string {
     case "reportMerged":
       parts.push(`→ ${body.value.intoIncidentId}`);
       break;
+    case "notified":
+      // A rung of the escalation ladder (SMS, call): never a phone number.
+      parts.push(
+        body.value.agentId,
+        `${words().noticeChannels[body.value.channel] ?? ""} ${words().noticeOutcomes[body.value.outcome] ?? ""}`.trim(),
+        body.value.detail,
+      );
+      break;
     case "reportRejected":
     case "incidentCancelled":
       parts.push(body.value.reason);

@@ -40,6 +40,8 @@ const zh = {
   role: "角色",
   roles: ["未指定", "查看员", "调度员", "指挥员", "管理员"],
   modes: ["未指定", "平时", "IV 级（蓝）", "III 级（黄）", "II 级（橙）", "I 级（红）"],
+  noticeChannels: ["", "推送", "短信", "语音电话"],
+  noticeOutcomes: ["", "已发送", "已送达", "失败", "已回复", "跳过"],
   statuses: ["未知", "可调派", "执行任务", "不在岗"],
   priorities: ["", "1 · 特急", "2 · 紧急", "3 · 较急", "4 · 一般"],
   serviceCentre: "党群服务中心",
@@ -219,6 +221,7 @@ const zh = {
     agent_tokens_issued: "签发人员令牌", operator_added: "新增操作员", operator_token_rotated: "操作员令牌轮换",
     operator_removed: "删除操作员", operator_token_revoked: "吊销操作员令牌", personal_data_read: "读取个人信息",
     message_sent: "发送消息", message_replied: "消息回复", message_read: "消息已读",
+    notified: "通知", inbound_refused: "拒绝网关回传",
   } as Record<string, string>,
 };
 
@@ -261,6 +264,8 @@ const en: Words = {
   role: "Role",
   roles: ["unspecified", "viewer", "dispatcher", "commander", "admin"],
   modes: ["unspecified", "normal", "grade IV (blue)", "grade III (yellow)", "grade II (orange)", "grade I (red)"],
+  noticeChannels: ["", "push", "SMS", "voice call"],
+  noticeOutcomes: ["", "sent", "delivered", "failed", "answered", "skipped"],
   statuses: ["unknown", "available", "busy", "off duty"],
   priorities: ["", "1 · critical", "2 · urgent", "3 · soon", "4 · routine"],
   serviceCentre: "Service centre",
@@ -443,6 +448,7 @@ const en: Words = {
     operator_token_rotated: "operator token rotated", operator_removed: "operator removed",
     operator_token_revoked: "operator token revoked", personal_data_read: "personal data read",
     message_sent: "message sent", message_replied: "message replied", message_read: "message read",
+    notified: "notice", inbound_refused: "gateway post refused",
   },
 };
 

@@ -1,0 +1,93 @@
+//! The escalation ladder's throughput and delay: a call-up of PEOPLE
+//! reserves without a session, each sent an SMS at once by the ladder
+//! through the generic webhook gateway on loopback, from a dispatcher in
+//! this process with the SQLite journal (cursor, notices and idempotency
+//! keys kept durably, a `notified` event journaled per SMS).
+//!
+//! `cargo run --release -p pingji-tests --bin notifybench -- [PEOPLE] [GATEWAY_PER_SECOND]`
+//!
+//! Prints SMS per second (from the call-up to the last SMS request) and
+//! the delay from the call-up's event to each SMS request reaching the
+//! gateway, p50/p99/max.
+
+use std::time::{Duration, Instant};
+
+use pingji_dispatcher::notify::{DEFAULT_TEMPLATE, Gateway, NotifyConfig};
+use pingji_dispatcher::server::Store;
+use pingji_engine::event::NoticeChannel;
+use pingji_engine::policy::{Ladder, LadderStep};
+use pingji_proto::v1 as pb;
+use pingji_tests::mobilisation::person_with_role;
+use pingji_tests::server::TestServer;
+use pingji_tests::sms_gateway::{GATEWAY_SECRET, INBOUND_SECRET, SmsGateway};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let people: usize = args.next().map(|count| count.parse()).transpose()?.unwrap_or(2_000);
+    let per_second: u32 = args.next().map(|count| count.parse()).transpose()?.unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    let journal = dir.path().join("pingji.db");
+    let gateway = SmsGateway::start().await?;
+    let url = gateway.url();
+    let server = TestServer::start(|config| {
+        config.store = Store::Sqlite(journal.clone());
+        config.retention = None;
+        config.policy.ladder = Some(Ladder {
+            emergency_ii: vec![LadderStep { channel: NoticeChannel::Sms, after_s: 0, if_connected_after_s: None }],
+            ..Ladder::default()
+        });
+        config.notify = NotifyConfig {
+            sms: Some(Gateway::Webhook {
+                url: url.clone(),
+                secret: GATEWAY_SECRET.to_string(),
+                template: DEFAULT_TEMPLATE.to_string(),
+            }),
+            inbound_secret: Some(INBOUND_SECRET.to_string()),
+            gateway_per_second: per_second,
+            ..NotifyConfig::default()
+        };
+    })
+    .await?;
+    let mut command = server.command().await?;
+    // Reserves across d1's grids, each with a phone, none with a session.
+    let grids = ["d1-s1-c1-g1", "d1-s1-c1-g2", "d1-s2-c1-g1", "d1-s1-c2-g1"];
+    let agents: Vec<pb::AgentSpec> = (0..people)
+        .map(|index| pb::AgentSpec {
+            phone: format!("+86 139-{:04}-{:04}", index / 10_000, index % 10_000),
+            ..person_with_role(&format!("reserve-{index:05}"), pb::Role::SunkCadre, grids[index % grids.len()])
+        })
+        .collect();
+    for chunk in agents.chunks(1000) {
+        command.import_agents(pb::ImportAgentsRequest { agents: chunk.to_vec() }).await?;
+    }
+    let mut watch = command.watch_events(pb::WatchEventsRequest { from_seq: 0, replay_last: 0 }).await?.into_inner();
+    let started = Instant::now();
+    command
+        .set_mode(pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyIi as i32, reason: "bench".into() })
+        .await?;
+    let issued_ms = loop {
+        let event = watch.message().await?.ok_or_else(|| anyhow::anyhow!("the event stream ended"))?;
+        if event.kind == "callup_issued" {
+            break event.at_ms;
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while gateway.receiver.received().len() < people {
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {people} SMS in 10 minutes", gateway.receiver.received().len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let received = gateway.receiver.received();
+    let mut delays: Vec<i64> = received.iter().map(|request| request.arrived_ms - issued_ms).collect();
+    delays.sort_unstable();
+    let at = |share: f64| delays[((delays.len() as f64 * share).ceil() as usize).clamp(1, delays.len()) - 1];
+    let last_ms = received.iter().map(|request| request.arrived_ms).max().unwrap_or(issued_ms);
+    let span_s = ((last_ms - issued_ms) as f64 / 1000.0).max(0.001);
+    println!("notifybench: {people} reserves called up, one SMS each through the ladder (SQLite store)");
+    println!("  gateway limit         {per_second} requests/s");
+    println!("  SMS per second        {:.0} (call-up to last request {:.2} s)", people as f64 / span_s, span_s);
+    println!("  call-up to SMS delay  p50 {} ms, p99 {} ms, max {} ms", at(0.50), at(0.99), at(1.0));
+    println!("  wall time             {:.2} s (set_mode to the last request)", elapsed.as_secs_f64());
+    server.shutdown().await
+}
