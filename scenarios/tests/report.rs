@@ -425,6 +425,25 @@ fn every_time_in_the_report_is_on_the_drill_clock() {
     assert!(!markdown.contains("| 00:05:00 |"), "key events on a clock of their own:\n{markdown}");
 }
 
+/// The drill has no gateways: `[channels]` scripts who is reached by push,
+/// SMS or a call; each of those who checked in counts once, by the last
+/// rung sent before they did, or by the app session when none was.
+#[test]
+fn the_report_says_how_many_were_reached_by_each_channel() {
+    let report = &typhoon().report;
+    let callups = &report.callups;
+    let reached: usize = callups.reached_by.values().sum();
+    assert_eq!(reached, callups.checked_in_in_time + callups.checked_in_late, "{:?}", callups.reached_by);
+    for channel in ["app session", "push", "SMS", "voice"] {
+        assert!(callups.reached_by.get(channel).is_some_and(|count| *count > 0), "{channel}: {:?}", callups.reached_by);
+    }
+    let line = format!(
+        "Reached, of those who checked in: app session {}, push {}, SMS {}, voice {}.",
+        callups.reached_by["app session"], callups.reached_by["push"], callups.reached_by["SMS"], callups.reached_by["voice"]
+    );
+    assert!(markdown().contains(&line), "{line}");
+}
+
 #[test]
 fn counts_of_one_are_singular() {
     let report = &typhoon().report;

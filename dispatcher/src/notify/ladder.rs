@@ -228,9 +228,12 @@ async fn take_in(notifier: &Arc<Notifier>, events: &[Event], schedule: &mut Sche
                 if notifier.lock_open().contains_key(&key) {
                     continue;
                 }
-                if let Some((due, step)) = plan(notifier, &mut notice) {
-                    schedule.insert((due, key.clone(), step));
-                }
+                // No rung is for this person (say, a ladder of SMS only and
+                // a person in a session): nothing to send or to answer.
+                let Some((due, step)) = plan(notifier, &mut notice) else {
+                    continue;
+                };
+                schedule.insert((due, key.clone(), step));
                 closed.retain(|closed_key| *closed_key != key);
                 notifier.lock_open().insert(key, notice.clone());
                 started.push(notice);

@@ -21,6 +21,9 @@ use pingji_tests::mobilisation::person_with_role;
 use pingji_tests::server::TestServer;
 use pingji_tests::sms_gateway::{GATEWAY_SECRET, INBOUND_SECRET, SmsGateway};
 
+/// Call-ups of one person each, for the unloaded delay.
+const SINGLE: usize = 100;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -89,5 +92,37 @@ async fn main() -> anyhow::Result<()> {
     println!("  SMS per second        {:.0} (call-up to last request {:.2} s)", people as f64 / span_s, span_s);
     println!("  call-up to SMS delay  p50 {} ms, p99 {} ms, max {} ms", at(0.50), at(0.99), at(1.0));
     println!("  wall time             {:.2} s (set_mode to the last request)", elapsed.as_secs_f64());
+
+    // One at a time: a call-up of one new reserve, then wait for its SMS,
+    // so the delay is the ladder's own, not a queue behind 2,000 others.
+    let mut single = Vec::new();
+    for index in 0..SINGLE {
+        let id = format!("single-{index:04}");
+        let spec = pb::AgentSpec {
+            phone: format!("+86 137-0000-{index:04}"),
+            ..person_with_role(&id, pb::Role::SunkCadre, "d1-s2-c1-g2")
+        };
+        command.import_agents(pb::ImportAgentsRequest { agents: vec![spec] }).await?;
+        let before = gateway.receiver.received().len();
+        let called = command
+            .call_up(pb::CallUpRequest {
+                area_id: "d1-s2-c1-g2".into(),
+                roles: vec![pb::Role::SunkCadre as i32],
+                reason: "bench".into(),
+                deadline_s: 0,
+            })
+            .await?
+            .into_inner();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while gateway.receiver.received().len() <= before {
+            anyhow::ensure!(Instant::now() < deadline, "no SMS for {id} in 30 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let arrived = gateway.receiver.received().last().map_or(0, |request| request.arrived_ms);
+        single.push(arrived - called.issued_at_ms);
+    }
+    single.sort_unstable();
+    let at = |share: f64| single[((single.len() as f64 * share).ceil() as usize).clamp(1, single.len()) - 1];
+    println!("  one at a time ({SINGLE} call-ups of one person): call-up to SMS p50 {} ms, p99 {} ms", at(0.50), at(0.99));
     server.shutdown().await
 }
