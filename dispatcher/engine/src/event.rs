@@ -47,25 +47,7 @@ pub enum WidenReason {
     WaitExpired,
 }
 
-/// How a person was reached outside their app session (see the
-/// dispatcher's `notify`): a step of the escalation ladder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoticeChannel {
-    Push,
-    Sms,
-    Voice,
-}
-
-impl NoticeChannel {
-    pub fn name(self) -> &'static str {
-        match self {
-            NoticeChannel::Push => "push",
-            NoticeChannel::Sms => "sms",
-            NoticeChannel::Voice => "voice",
-        }
-    }
-}
+pub use crate::policy::NoticeChannel;
 
 /// What became of one step of the ladder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

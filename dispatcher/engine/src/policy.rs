@@ -157,11 +157,32 @@ pub struct Ladder {
     pub emergency_i: Vec<LadderStep>,
 }
 
+/// How a person is reached outside their app session (see the
+/// dispatcher's `notify`): a rung of the escalation ladder. Here rather
+/// than in `event`, which uses the policy's types, not the other way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeChannel {
+    Push,
+    Sms,
+    Voice,
+}
+
+impl NoticeChannel {
+    pub fn name(self) -> &'static str {
+        match self {
+            NoticeChannel::Push => "push",
+            NoticeChannel::Sms => "sms",
+            NoticeChannel::Voice => "voice",
+        }
+    }
+}
+
 /// One rung of the ladder.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LadderStep {
-    pub channel: crate::event::NoticeChannel,
+    pub channel: NoticeChannel,
     /// Seconds after the offer, call-up or message, for a person without a
     /// live session.
     pub after_s: u64,
@@ -473,7 +494,6 @@ mod tests {
 
     #[test]
     fn a_ladder_is_read_per_grade_and_checked() {
-        use crate::event::NoticeChannel;
         let text = "[[ladder.emergency_i]]\nchannel = \"sms\"\nafter_s = 0\nif_connected_after_s = 60\n\
                     [[ladder.emergency_i]]\nchannel = \"voice\"\nafter_s = 300\n";
         let policy = Policy::from_toml(text).expect("valid");

@@ -16,7 +16,6 @@
 
 use hyper::body::Bytes;
 
-use super::signing_header_values;
 use crate::webhooks::Target;
 use pingji_engine::event::NoticeChannel;
 
@@ -119,6 +118,14 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The signature headers of a body signed now under `secret`, as the
+/// outbound webhooks sign theirs.
+fn signing_header_values(secret: &str, body: &Bytes) -> [(&'static str, String); 2] {
+    let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs().to_string();
+    let signed = crate::webhooks::signature(secret, &timestamp, body);
+    [(crate::webhooks::TIMESTAMP_HEADER, timestamp), (crate::webhooks::SIGNATURE_HEADER, signed)]
 }
 
 fn host_of(url: &str) -> String {

@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::Notifier;
 use super::send::journal;
+use super::shared::Shared as Notifier;
 use super::store::{StepState, Subject};
 use crate::runtime::DispatchError;
 use crate::webhooks::{SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
@@ -59,7 +59,7 @@ enum Inbound {
 }
 
 /// The axum route for [`INBOUND_PATH`].
-pub fn inbound_route(notifier: Arc<Notifier>) -> axum::Router {
+pub fn route(notifier: Arc<Notifier>) -> axum::Router {
     axum::Router::new().route(
         INBOUND_PATH,
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{debug, warn};
 
-use super::Notifier;
+use super::shared::Shared as Notifier;
 use super::store::{Notice, StepState, Subject, notice_key, step_key};
 use crate::convert;
 use crate::runtime::DispatchError;
@@ -127,7 +127,7 @@ async fn resume(notifier: &Arc<Notifier>, jobs: &mpsc::Sender<Job>, schedule: &m
                     }
                 }
             }
-            Ok::<_, super::StoreError>((cursor, notices, unfinished))
+            Ok::<_, super::store::StoreError>((cursor, notices, unfinished))
         })
         .await;
         match loaded {

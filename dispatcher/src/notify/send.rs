@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::Notifier;
 use super::ladder::Job;
 use super::push::{PushNotice, PushOutcome};
+use super::shared::Shared as Notifier;
 use super::store::{StepRecord, StepState, Subject, step_key};
 use crate::webhooks::{Poster, Target};
 use pingji_engine::engine::Command;

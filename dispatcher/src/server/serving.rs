@@ -27,7 +27,7 @@ use super::config::{
 use super::front::Fronted;
 use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
 use super::{agent, auth, bootstrap, city_modes, command, error as status, field, sharding, web};
-use crate::notify::{MemoryNotifyStore, NoPush, Notifier, NotifyStore, RedisNotifyStore, SqliteNotifyStore, inbound_route};
+use crate::notify::{MemoryNotifyStore, NoPush, Notifier, NotifyStore, RedisNotifyStore, SqliteNotifyStore};
 use crate::photos::PhotoStore;
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
@@ -186,7 +186,12 @@ pub(super) async fn serve(
             let web_address = web_listener.local_addr()?;
             let mut web_stepping_down = stop_serving.subscribe();
             let web_server = web::server(config)?
-                .add_routes(web::routes(commands, field, config.web_tiles.as_deref(), notifier.clone().map(inbound_route)))
+                .add_routes(web::routes(
+                    commands,
+                    field,
+                    config.web_tiles.as_deref(),
+                    notifier.as_ref().map(|notifier| notifier.inbound_route()),
+                ))
                 .serve_with_incoming_shutdown(config.connections().incoming(web_listener), async move {
                     let _ = web_stepping_down.wait_for(|stop| *stop).await;
                 });
