@@ -852,6 +852,27 @@ mod tests {
     }
 
     #[test]
+    fn gateways_are_read_checked_and_their_secrets_never_shown() {
+        let text = "[notify]\ninbound_secret = \"inbound-secret-0123\"\nperson_per_hour = 3\n\
+                    [notify.sms]\nprovider = \"webhook\"\nurl = \"https://gw.example/send\"\nsecret = \"gateway-secret-0123\"\n\
+                    [notify.voice]\nprovider = \"twilio\"\naccount_sid = \"ACx\"\nauth_token = \"twilio-token-0123\"\nfrom = \"+15005550006\"\n";
+        let settings = Settings::parse(text).expect("parses");
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("secret-0123") && !shown.contains("token-0123"), "{shown}");
+        let config = settings.resolve().expect("resolves").config.notify;
+        assert!(matches!(config.sms, Some(crate::notify::Gateway::Webhook { .. })));
+        assert!(matches!(config.voice, Some(crate::notify::Gateway::Twilio { .. })));
+        assert_eq!(config.person_per_hour, 3);
+        assert!(!format!("{config:?}").contains("secret-0123"));
+        let refused = |text: &str| Settings::parse(text).expect("parses").resolve().expect_err("refused").to_string();
+        assert!(refused("[notify.sms]\nprovider = \"fax\"").starts_with("notify.sms.provider: "));
+        assert!(refused("[notify.sms]\nprovider = \"webhook\"").starts_with("notify.sms.url: "));
+        assert!(refused("[notify.sms]\nprovider = \"webhook\"\nurl = \"https://gw.example\"\nsecret = \"short\"").contains("16"));
+        assert!(refused("[notify]\ninbound_secret = \"short\"").starts_with("notify.inbound_secret: "));
+        assert!(refused("[notify]\nmax_attempts = 0").starts_with("notify.max_attempts: "));
+    }
+
+    #[test]
     fn flags_take_precedence_over_the_file() {
         let file = Settings::parse("listen = \"127.0.0.1:1\"\n[limits]\ndrain_timeout_s = 5\n").expect("parses");
         let flags = Settings { listen: Some("127.0.0.1:2".into()), ..Settings::default() };

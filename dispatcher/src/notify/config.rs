@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::gateway::Gateway;
 
 /// The notifier's settings. Without a gateway for a channel, that
-/// channel's steps are journaled as skipped.
-#[derive(Clone, Debug)]
+/// channel's steps are journaled as skipped. `Debug` leaves the secrets out.
+#[derive(Clone)]
 pub struct NotifyConfig {
     pub sms: Option<Gateway>,
     pub voice: Option<Gateway>,
@@ -56,6 +56,19 @@ impl Default for NotifyConfig {
             person_per_hour: 12,
             concurrency: 16,
         }
+    }
+}
+
+impl std::fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("sms", &self.sms)
+            .field("voice", &self.voice)
+            .field("inbound_secret", &self.inbound_secret.as_ref().map(|_| "…"))
+            .field("max_attempts", &self.max_attempts)
+            .field("gateway_per_second", &self.gateway_per_second)
+            .field("person_per_hour", &self.person_per_hour)
+            .finish_non_exhaustive()
     }
 }
 
