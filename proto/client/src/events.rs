@@ -354,6 +354,26 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_says_channel_outcome_and_rung_and_never_more() {
+        let notified = Body::Notified(pb::event::Notified {
+            agent_id: "p0042".into(),
+            subject: "callup:callup-0003".into(),
+            callup_id: "callup-0003".into(),
+            channel: pb::NoticeChannel::Sms as i32,
+            step: 2,
+            outcome: pb::NoticeOutcome::Failed as i32,
+            detail: "webhook gw.example: answered HTTP 503 (6 attempts)".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            summary(&event("notified", notified)),
+            "SMS to p0042 FAILED (step 2, callup:callup-0003): webhook gw.example: answered HTTP 503 (6 attempts)"
+        );
+        let refused = Body::InboundRefused(pb::event::InboundRefused { gateway: "gw".into(), reason: "bad signature".into() });
+        assert_eq!(summary(&event("inbound_refused", refused)), "inbound post from gateway gw refused: bad signature");
+    }
+
+    #[test]
     fn a_mode_switch_reads_as_from_to_and_why() {
         let switched = event(
             "mode_switched",
