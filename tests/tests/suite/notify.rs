@@ -344,3 +344,40 @@ async fn a_kill_9_sends_no_rung_twice_under_two_keys_and_no_phone_reaches_the_lo
     second.kill().await?;
     Ok(())
 }
+
+/// On the Redis store the notices, keys and cursor are kept beside the
+/// shard: a dispatcher started again on the same Redis (the owner's
+/// successor) goes on with the ladder and sends nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_successor_goes_on_with_the_ladder_and_sends_nothing_twice() -> anyhow::Result<()> {
+    use pingji_dispatcher::server::{RedisStore, Store};
+    use pingji_test_redis::RedisServer;
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let redis_url = redis.url();
+    let gateway = SmsGateway::start().await?;
+    let url = gateway.url();
+    // SMS at once, a call 4 s later: the call falls to the successor.
+    let steps = vec![step(NoticeChannel::Sms, 0, None), step(NoticeChannel::Voice, 4, None)];
+    let ladder = Ladder { emergency_ii: steps, ..Ladder::default() };
+    let on_redis = |config: &mut Config| {
+        config.store = Store::Redis(RedisStore::new(&redis_url, "127.0.0.1:0"));
+        with_ladder(config, &url, 3, ladder.clone());
+    };
+    let first = TestServer::start(on_redis).await?;
+    let mut command = first.command().await?;
+    command.import_agents(pb::ImportAgentsRequest { agents: vec![cadre("cadre-1", PHONE)] }).await?;
+    command
+        .set_mode(pb::SetModeRequest { area_id: "d1".into(), mode: pb::Mode::EmergencyIi as i32, reason: "台风登陆".into() })
+        .await?;
+    wait_until(WITHIN, "the SMS", async || Ok(gateway.on("sms").len() == 1)).await?;
+    first.shutdown().await?;
+
+    let second = TestServer::start(on_redis).await?;
+    wait_until(WITHIN, "the call, by the successor", async || Ok(gateway.on("voice").len() == 1)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gateway.on("sms").len(), 1, "the SMS is not sent again");
+    let mut command = second.command().await?;
+    assert_eq!(roll_call(&mut command).await?[0].reached, "voice sent");
+    second.shutdown().await
+}
