@@ -381,3 +381,54 @@ async fn on_redis_a_successor_goes_on_with_the_ladder_and_sends_nothing_twice() 
     assert_eq!(roll_call(&mut command).await?[0].reached, "voice sent");
     second.shutdown().await
 }
+
+/// The command map's incident panel shows the offer's notices in the
+/// timeline (channel and outcome, never a phone number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maps_incident_timeline_shows_the_sms_of_an_unanswered_offer() -> anyhow::Result<()> {
+    use pingji_tests::browser::{self, TestBrowser, eval, wait_for};
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let gateway = SmsGateway::start().await?;
+    let url = gateway.url();
+    let server = TestServer::start_with_web(|config| with_ladder(config, &url, 3, ladder())).await?;
+    let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
+    let mut command = server.command().await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let spec = pb::AgentSpec { phone: PHONE.to_string(), ..pingji_tests::sample::person("vol-1", "d1-s1-c1-g1", &[]) };
+    let _session = server.connect_person_at(spec, lon, lat).await?;
+    let mut events = EventWatch::start(&mut command, 0).await?;
+    let incident = command
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location::wgs84(lon, lat)),
+            category: "welfare_check".into(),
+            priority: 2,
+            headcount: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .id;
+    events.wait_for(WITHIN, "the SMS sent", notified(pb::NoticeChannel::Sms, pb::NoticeOutcome::Sent)).await?;
+
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&format!("http://{web}/")).await?;
+    wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(pingji_tests::ADMIN_TOKEN).await?.press_key("Enter").await?;
+    let button = format!("#incident-list button[data-incident-id='{incident}']");
+    let found = format!("document.querySelector({})", serde_json::to_string(&button)?);
+    wait_for(&page, "the incident is listed", &found).await?;
+    let _: bool = eval(&page, &format!("(() => {{ {found}.click(); return true; }})()")).await?;
+    wait_for(&page, "the timeline shows the notice", "document.querySelector('#detail-timeline li[data-kind=notified]')").await?;
+    let lines: Vec<String> =
+        eval(&page, "[...document.querySelectorAll('#detail-timeline li[data-kind=notified]')].map((li) => li.textContent)")
+            .await?;
+    let shot = browser::screenshot_folder().join("notify-incident-timeline.png");
+    browser::screenshot(&page, &shot).await?;
+    let says_sms_sent = |line: &String| line.contains("SMS sent") || line.contains("短信 已发送");
+    assert!(lines.iter().any(|line| line.contains("vol-1") && says_sms_sent(line)), "{lines:?}");
+    assert!(lines.iter().all(|line| !line.contains(PHONE_DIGITS) && !line.contains("138-0000")), "{lines:?}");
+    browser.close().await?;
+    server.shutdown().await
+}
