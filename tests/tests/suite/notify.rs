@@ -432,3 +432,46 @@ async fn the_maps_incident_timeline_shows_the_sms_of_an_unanswered_offer() -> an
     browser.close().await?;
     server.shutdown().await
 }
+
+/// An operator's message reaches people without a session by SMS, not
+/// those off duty in normal mode; an SMS reply is the person's reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_goes_by_sms_to_people_on_duty_without_a_session_and_a_reply_comes_back() -> anyhow::Result<()> {
+    let gateway = SmsGateway::start().await?;
+    let url = gateway.url();
+    let server = TestServer::start_with_web(|config| with_ladder(config, &url, 3, ladder())).await?;
+    let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
+    let mut command = server.command().await?;
+    let on_duty = pb::AgentSpec { phone: PHONE.to_string(), ..pingji_tests::sample::person("vol-on", "d1-s1-c1-g3", &[]) };
+    let off_duty = pb::AgentSpec {
+        phone: "+86 138-0000-0002".to_string(),
+        on_duty: false,
+        ..pingji_tests::sample::person("vol-off", "d1-s1-c1-g3", &[])
+    };
+    command.import_agents(pb::ImportAgentsRequest { agents: vec![on_duty, off_duty] }).await?;
+    let mut events = EventWatch::start(&mut command, 0).await?;
+    let sent = command
+        .send_message(pb::SendMessageRequest {
+            to: Some(pb::MessageAudience { to: Some(pb::message_audience::To::AreaId("d1-s1-c1-g3".into())) }),
+            text: "明早 7 点集合".into(),
+        })
+        .await?
+        .into_inner();
+    events.wait_for(WITHIN, "the SMS sent", notified(pb::NoticeChannel::Sms, pb::NoticeOutcome::Sent)).await?;
+    let sms = gateway.on("sms");
+    assert_eq!(sms.len(), 1, "only the person on duty: {sms:?}");
+    assert_eq!(sms[0]["agent"], "vol-on");
+    assert!(sms[0]["text"].as_str().is_some_and(|text| text.contains("明早 7 点集合")), "{}", sms[0]);
+    let (status, answer) = gateway.reply(web, PHONE_REPLYING, "收到").await?;
+    assert_eq!((status, answer["result"].as_str()), (200, Some("answered")), "{answer}");
+    let replied = events.wait_for(WITHIN, "the reply", |event| event.kind == "message_replied").await?;
+    assert_eq!(replied.actor, "agent:vol-on");
+    let Some(pb::event::Body::MessageReplied(reply)) = replied.body else { anyhow::bail!("not a reply") };
+    assert_eq!((reply.message_id.as_str(), reply.text.as_str()), (sent.id.as_str(), "收到"));
+    // Answered: no call follows, and the person off duty got nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(gateway.on("voice").is_empty(), "{:?}", gateway.requests());
+    assert!(notices(&events).iter().all(|(agent, ..)| agent == "vol-on"), "{:?}", notices(&events));
+    no_phone_in(events.seen());
+    server.shutdown().await
+}
