@@ -69,6 +69,74 @@ pub struct Settings {
     pub photos: PhotoSettings,
     #[serde(default)]
     pub webhooks: WebhookSettings,
+    #[serde(default)]
+    pub cap: CapSettings,
+}
+
+/// CAP 1.2 (see `crate::cap` and docs/integrations.md).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CapSettings {
+    /// Our CAP `sender`, unique among senders ("pingji").
+    pub sender: Option<String>,
+    /// Our CAP `senderName` ("平急指挥调度").
+    pub sender_name: Option<String>,
+    /// `actual` (default), or `exercise` for a drill's dispatcher.
+    pub status: Option<String>,
+    /// The systems that may post alerts to `POST /cap/inbound`.
+    #[serde(default)]
+    pub feeds: Vec<CapFeedSettings>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CapFeedSettings {
+    pub name: String,
+    /// The hex SHA-256 of the feed's bearer token (`pingji cap token-hash`
+    /// prints it); the token itself is never stored.
+    pub token_sha256: String,
+    /// The CAP senders the feed may post as; empty: any.
+    #[serde(default)]
+    pub senders: Vec<String>,
+}
+
+impl CapSettings {
+    fn resolve(&self) -> Result<crate::cap::CapConfig, SettingError> {
+        let defaults = crate::cap::CapConfig::default();
+        let sender = self.sender.clone().unwrap_or(defaults.sender);
+        if sender.is_empty() || sender.chars().any(|c| c.is_whitespace() || matches!(c, ',' | '<' | '&')) {
+            return Err(refuse(
+                "cap.sender",
+                "must be non-empty, without spaces, commas, < or & (CAP 1.2), e.g. pingji@minghu.gov.cn",
+            ));
+        }
+        let exercise = match self.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("actual") => false,
+            Some("exercise") => true,
+            Some(other) => return Err(refuse("cap.status", format!("\"{other}\" is neither actual nor exercise"))),
+        };
+        let mut feeds = Vec::new();
+        for feed in &self.feeds {
+            let hash = feed.token_sha256.trim().to_ascii_lowercase();
+            if feed.name.trim().is_empty() || hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(refuse(
+                    "cap.feeds",
+                    "each feed needs a name and token_sha256, the 64 hex digits of its token's SHA-256",
+                ));
+            }
+            feeds.push(crate::cap::CapFeed {
+                name: feed.name.trim().to_string(),
+                token_sha256: hash,
+                senders: feed.senders.clone(),
+            });
+        }
+        Ok(crate::cap::CapConfig {
+            sender,
+            sender_name: self.sender_name.clone().unwrap_or(defaults.sender_name),
+            exercise,
+            feeds,
+        })
+    }
 }
 
 /// How outbound webhooks are retried (see `crate::webhooks`); subscribers
@@ -143,6 +211,7 @@ impl WebhookSettings {
             retry_max,
             timeout: millis("webhooks.timeout_ms", self.timeout_ms, defaults.timeout)?,
             source,
+            cap: crate::cap::CapConfig::default(),
         })
     }
 }
@@ -341,6 +410,12 @@ impl Settings {
                 timeout_ms: over.webhooks.timeout_ms.or(self.webhooks.timeout_ms),
                 source: over.webhooks.source.or(self.webhooks.source),
             },
+            cap: CapSettings {
+                sender: over.cap.sender.or(self.cap.sender),
+                sender_name: over.cap.sender_name.or(self.cap.sender_name),
+                status: over.cap.status.or(self.cap.status),
+                feeds: if over.cap.feeds.is_empty() { self.cap.feeds } else { over.cap.feeds },
+            },
         }
     }
 
@@ -429,6 +504,7 @@ impl Settings {
         };
         config.keep_photo_exif = self.photos.keep_exif.unwrap_or(false);
         config.webhooks = self.webhooks.resolve()?;
+        config.cap = self.cap.resolve()?;
         config.photos_bucket = self.photos.bucket.clone();
         config.photo_retention = match self.photos.retention_days.unwrap_or(crate::photo_retention::DEFAULT_RETENTION_DAYS) {
             0 => None,

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cap::PublicAlert;
 use crate::ids::{AreaId, PlanId, check_id, quote};
 use crate::policy::Mode;
 use crate::roster::Role;
@@ -63,6 +64,10 @@ pub struct PlanSpec {
     pub tasks: Vec<PlanTask>,
     /// Roles called up (people whose home is in the area).
     pub call_up: Vec<Role>,
+    /// What the public is told when the plan is activated: a CAP alert
+    /// (see `cap`). `None`: the plan is internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicAlert>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +83,28 @@ struct PlanFile {
     call_up: Vec<Role>,
     #[serde(default, rename = "task")]
     tasks: Vec<TaskFile>,
+    /// The public alert (`[public]`).
+    public: Option<PublicFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicFile {
+    headline: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    instruction: String,
+    category: String,
+    event: String,
+    #[serde(default)]
+    urgency: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    certainty: String,
+    #[serde(default)]
+    inbound_events: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,7 +194,31 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
             description: task.description,
         });
     }
+    let public = match file.public {
+        None => None,
+        Some(public) => {
+            let public = PublicAlert {
+                headline: public.headline.trim().to_string(),
+                description: public.description.trim().to_string(),
+                instruction: public.instruction.trim().to_string(),
+                category: public.category.trim().to_string(),
+                event: public.event.trim().to_string(),
+                urgency: public.urgency.trim().to_string(),
+                severity: public.severity.trim().to_string(),
+                certainty: public.certainty.trim().to_string(),
+                inbound_events: public
+                    .inbound_events
+                    .iter()
+                    .map(|name| name.trim().to_string())
+                    .filter(|name| !name.is_empty())
+                    .collect(),
+            };
+            public.check().map_err(|problem| format!("plan {id}: {problem}"))?;
+            Some(public)
+        }
+    };
     Ok(PlanSpec {
+        public,
         id: PlanId::new(id),
         name: file.name,
         category: file.category.trim().to_lowercase(),

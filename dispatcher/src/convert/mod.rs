@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`event`]: events as typed proto messages, their redaction, and back.
 
+pub mod cap;
 pub mod event;
 
 use pingji_proto::v1 as pb;
@@ -748,6 +749,7 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
             })
             .collect(),
         call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),
+        public_alert: plan.public.as_ref().map(cap::public_to_pb),
     }
 }
 

@@ -151,6 +151,8 @@ pub struct Config {
     pub replay: Option<Replay>,
     /// Outbound webhooks: retries, timeouts, the events' source.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// CAP 1.2: our sender, Actual or Exercise, the feeds that may post alerts.
+    pub cap: crate::cap::CapConfig,
 }
 
 pub use crate::runtime::Clock;
@@ -270,6 +272,7 @@ impl Config {
             clock: Clock::default(),
             replay: None,
             webhooks: crate::webhooks::WebhookConfig::default(),
+            cap: crate::cap::CapConfig::default(),
         }
     }
 

@@ -29,6 +29,7 @@ use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
 use super::{agent, auth, bootstrap, city_modes, command, error as status, field, sharding, web};
 use crate::photos::PhotoStore;
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
+use pingji_proto::v1::cap_service_server::CapServiceServer;
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
@@ -158,6 +159,8 @@ pub(super) async fn serve(
     let webhooks = webhook_service(config, &dispatcher, sharding.as_deref(), tokens.clone()).await?;
     // Deliveries end with serving, however it ends (a lost lease, a failed owner).
     let _webhooks_stop = AbortWebhooks(webhooks.1.clone());
+    let cap_service =
+        auth::authorized(CapServiceServer::new(crate::cap::CapApi { dispatcher: dispatcher.clone() }), tokens.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -172,6 +175,7 @@ pub(super) async fn serve(
         .add_service(field.clone())
         .add_service(commands.clone())
         .add_service(webhooks.0)
+        .add_service(cap_service.clone())
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
@@ -183,7 +187,12 @@ pub(super) async fn serve(
             let web_address = web_listener.local_addr()?;
             let mut web_stepping_down = stop_serving.subscribe();
             let web_server = web::server(config)?
-                .add_routes(web::routes(commands, field, config.web_tiles.as_deref()))
+                .add_routes(web::routes(
+                    commands,
+                    field,
+                    crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some()),
+                    config.web_tiles.as_deref(),
+                ))
                 .serve_with_incoming_shutdown(config.connections().incoming(web_listener), async move {
                     let _ = web_stepping_down.wait_for(|stop| *stop).await;
                 });
@@ -315,7 +324,9 @@ async fn webhook_service(
         }
         (Store::Ephemeral, None) => Box::new(MemoryStore::default()),
     };
-    let webhooks = Webhooks::start(dispatcher.clone(), store, config.webhooks.clone(), refusal).await?;
+    let mut webhook_config = config.webhooks.clone();
+    webhook_config.cap = config.cap.clone();
+    let webhooks = Webhooks::start(dispatcher.clone(), store, webhook_config, refusal).await?;
     let api = WebhookServiceServer::new(WebhookApi { webhooks: webhooks.clone() });
     Ok((auth::authorized(api, tokens), webhooks))
 }

@@ -233,6 +233,10 @@ impl Engine {
                 self.state.operators.remove(name);
             }
             EventKind::PersonalDataRead { .. } => {}
+            EventKind::CapAlertIssued { .. }
+            | EventKind::CapAlertReceived { .. }
+            | EventKind::CapSuggestionApproved { .. }
+            | EventKind::CapSuggestionDismissed { .. } => self.apply_cap(event),
             EventKind::MessageSent { .. } | EventKind::MessageReplied { .. } | EventKind::MessageRead { .. } => {
                 self.apply_message(&event.kind, at, &event.actor);
             }

@@ -1,0 +1,193 @@
+//! CAP records between the engine's form and the contract's.
+
+use pingji_engine::cap::{
+    CapCircle, CapMsgType, CapReference, CapSuggestion, CapSuggestionSpec, IssuedCapAlert, PublicAlert, ReceivedCapAlert,
+    SuggestionState,
+};
+use pingji_engine::ids::{ActivationId, AreaId, Millis, PlanId};
+use pingji_proto::v1 as pb;
+
+use super::{mode_from_pb, mode_to_pb};
+
+pub fn public_to_pb(public: &PublicAlert) -> pb::CapPublicAlert {
+    pb::CapPublicAlert {
+        headline: public.headline.clone(),
+        description: public.description.clone(),
+        instruction: public.instruction.clone(),
+        category: public.category.clone(),
+        event: public.event.clone(),
+        urgency: public.urgency.clone(),
+        severity: public.severity.clone(),
+        certainty: public.certainty.clone(),
+        inbound_events: public.inbound_events.clone(),
+    }
+}
+
+pub fn public_from_pb(public: &pb::CapPublicAlert) -> PublicAlert {
+    PublicAlert {
+        headline: public.headline.clone(),
+        description: public.description.clone(),
+        instruction: public.instruction.clone(),
+        category: public.category.clone(),
+        event: public.event.clone(),
+        urgency: public.urgency.clone(),
+        severity: public.severity.clone(),
+        certainty: public.certainty.clone(),
+        inbound_events: public.inbound_events.clone(),
+    }
+}
+
+fn rings_to_pb(rings: &[Vec<[f64; 2]>]) -> Vec<pb::Ring> {
+    rings
+        .iter()
+        .map(|ring| pb::Ring { points: ring.iter().map(|[lon, lat]| pb::Location::wgs84(*lon, *lat)).collect() })
+        .collect()
+}
+
+fn rings_from_pb(rings: &[pb::Ring]) -> Vec<Vec<[f64; 2]>> {
+    rings.iter().map(|ring| ring.points.iter().map(|point| [point.lon, point.lat]).collect()).collect()
+}
+
+pub fn issued_to_pb(alert: &IssuedCapAlert, sent: Option<Millis>) -> pb::CapIssuedAlert {
+    pb::CapIssuedAlert {
+        identifier: alert.identifier.clone(),
+        msg_type: alert.msg_type.name().to_string(),
+        references: alert
+            .references
+            .iter()
+            .map(|reference| pb::CapReference { identifier: reference.identifier.clone(), sent_ms: reference.sent.0 })
+            .collect(),
+        activation_id: alert.activation.to_string(),
+        plan_id: alert.plan.to_string(),
+        area_id: alert.area.to_string(),
+        area_name: alert.area_name.clone(),
+        mode: mode_to_pb(alert.mode) as i32,
+        headline: alert.headline.clone(),
+        description: alert.description.clone(),
+        instruction: alert.instruction.clone(),
+        category: alert.category.clone(),
+        event: alert.event.clone(),
+        urgency: alert.urgency.clone(),
+        severity: alert.severity.clone(),
+        certainty: alert.certainty.clone(),
+        polygons: super::polygons_to_pb(&alert.polygons),
+        sent_ms: sent.map_or(0, |at| at.0),
+    }
+}
+
+pub fn issued_from_pb(alert: &pb::CapIssuedAlert) -> Result<IssuedCapAlert, String> {
+    Ok(IssuedCapAlert {
+        identifier: alert.identifier.clone(),
+        msg_type: CapMsgType::parse(&alert.msg_type)
+            .ok_or_else(|| format!("msg_type {:?} is not Alert, Update or Cancel", alert.msg_type))?,
+        references: alert
+            .references
+            .iter()
+            .map(|reference| CapReference { identifier: reference.identifier.clone(), sent: Millis(reference.sent_ms) })
+            .collect(),
+        activation: ActivationId::new(&alert.activation_id),
+        plan: PlanId::new(&alert.plan_id),
+        area: AreaId::new(&alert.area_id),
+        area_name: alert.area_name.clone(),
+        mode: mode_from_pb(alert.mode).map_err(|rejection| rejection.to_string())?,
+        headline: alert.headline.clone(),
+        description: alert.description.clone(),
+        instruction: alert.instruction.clone(),
+        category: alert.category.clone(),
+        event: alert.event.clone(),
+        urgency: alert.urgency.clone(),
+        severity: alert.severity.clone(),
+        certainty: alert.certainty.clone(),
+        polygons: alert
+            .polygons
+            .iter()
+            .map(|polygon| {
+                polygon.rings.iter().map(|ring| ring.points.iter().map(|point| [point.lon, point.lat]).collect()).collect()
+            })
+            .collect(),
+    })
+}
+
+pub fn received_to_pb(alert: &ReceivedCapAlert, received_at: Option<Millis>) -> pb::CapReceivedAlert {
+    pb::CapReceivedAlert {
+        identifier: alert.identifier.clone(),
+        sender: alert.sender.clone(),
+        sent: alert.sent.clone(),
+        status: alert.status.clone(),
+        msg_type: alert.msg_type.clone(),
+        references: alert.references.clone(),
+        category: alert.category.clone(),
+        event: alert.event.clone(),
+        urgency: alert.urgency.clone(),
+        severity: alert.severity.clone(),
+        certainty: alert.certainty.clone(),
+        headline: alert.headline.clone(),
+        area_desc: alert.area_desc.clone(),
+        polygons: rings_to_pb(&alert.polygons),
+        circles: alert
+            .circles
+            .iter()
+            .map(|circle| pb::CapCircle { lon: circle.lon, lat: circle.lat, radius_km: circle.radius_km })
+            .collect(),
+        received_at_ms: received_at.map_or(0, |at| at.0),
+    }
+}
+
+pub fn received_from_pb(alert: &pb::CapReceivedAlert) -> ReceivedCapAlert {
+    ReceivedCapAlert {
+        identifier: alert.identifier.clone(),
+        sender: alert.sender.clone(),
+        sent: alert.sent.clone(),
+        status: alert.status.clone(),
+        msg_type: alert.msg_type.clone(),
+        references: alert.references.clone(),
+        category: alert.category.clone(),
+        event: alert.event.clone(),
+        urgency: alert.urgency.clone(),
+        severity: alert.severity.clone(),
+        certainty: alert.certainty.clone(),
+        headline: alert.headline.clone(),
+        area_desc: alert.area_desc.clone(),
+        polygons: rings_from_pb(&alert.polygons),
+        circles: alert
+            .circles
+            .iter()
+            .map(|circle| CapCircle { lon: circle.lon, lat: circle.lat, radius_km: circle.radius_km })
+            .collect(),
+    }
+}
+
+pub fn suggestion_spec_to_pb(spec: &CapSuggestionSpec) -> pb::CapSuggestionSpec {
+    pb::CapSuggestionSpec {
+        id: spec.id.clone(),
+        area_ids: spec.areas.iter().map(ToString::to_string).collect(),
+        mode: mode_to_pb(spec.mode) as i32,
+        plan_id: spec.plan.as_ref().map(ToString::to_string).unwrap_or_default(),
+    }
+}
+
+pub fn suggestion_spec_from_pb(spec: &pb::CapSuggestionSpec) -> Result<CapSuggestionSpec, String> {
+    Ok(CapSuggestionSpec {
+        id: spec.id.clone(),
+        areas: spec.area_ids.iter().map(AreaId::new).collect(),
+        mode: mode_from_pb(spec.mode).map_err(|rejection| rejection.to_string())?,
+        plan: Some(&spec.plan_id).filter(|id| !id.is_empty()).map(PlanId::new),
+    })
+}
+
+pub fn suggestion_to_pb(suggestion: &CapSuggestion) -> pb::CapSuggestion {
+    pb::CapSuggestion {
+        spec: Some(suggestion_spec_to_pb(&suggestion.spec)),
+        alert: Some(received_to_pb(&suggestion.alert, Some(suggestion.received_at))),
+        received_at_ms: suggestion.received_at.0,
+        state: suggestion.state.name().to_string(),
+        decided_by: suggestion.decided_by.clone(),
+        reason: suggestion.reason.clone(),
+        decided_at_ms: suggestion.decided_at.map_or(0, |at| at.0),
+    }
+}
+
+/// Whether a suggestion is still waiting for the commander.
+pub fn is_pending(suggestion: &CapSuggestion) -> bool {
+    suggestion.state == SuggestionState::Pending
+}
