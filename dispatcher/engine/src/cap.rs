@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::areas::{AreaLevel, AreaMap, Rings};
 use crate::ids::{ActivationId, AreaId, Millis, PlanId};
-use crate::plans::PlanSpec;
 use crate::policy::Mode;
 
 /// CAP's `category` values.
@@ -112,33 +111,6 @@ pub fn suggested_grade(severity: &str, urgency: &str, certainty: &str) -> Option
         ("Severe", false) | ("Moderate", true) => Mode::EmergencyIii,
         _ => Mode::EmergencyIv,
     })
-}
-
-/// The plan suggested for an inbound alert: one whose public `event` (or
-/// one of its `inbound_events`) is the alert's event, else one whose
-/// public `category` is the alert's category; among those, the plan made
-/// for the suggested grade, else the nearest grade (the stricter on a tie).
-pub fn match_plan<'a>(
-    plans: impl Iterator<Item = &'a PlanSpec> + Clone,
-    event: &str,
-    category: &str,
-    grade: Mode,
-) -> Option<PlanId> {
-    let event = event.trim().to_lowercase();
-    let by_event = |plan: &&PlanSpec| {
-        plan.public.as_ref().is_some_and(|public| {
-            public.event.trim().to_lowercase() == event
-                || public.inbound_events.iter().any(|name| name.trim().to_lowercase() == event)
-        })
-    };
-    let by_category = |plan: &&PlanSpec| plan.public.as_ref().is_some_and(|public| public.category == category);
-    let mut candidates: Vec<&PlanSpec> = plans.clone().filter(by_event).collect();
-    if candidates.is_empty() {
-        candidates = plans.filter(by_category).collect();
-    }
-    candidates
-        .sort_by_key(|plan| ((plan.grade as i32 - grade as i32).abs(), std::cmp::Reverse(plan.grade as i32), plan.id.clone()));
-    candidates.first().map(|plan| plan.id.clone())
 }
 
 /// What kind of CAP message.

@@ -22,7 +22,7 @@ use pingji_engine::ids::Millis;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::CapConfig;
+use super::config::CapConfig;
 use super::inbound::read_alert;
 use super::xml::{alert_xml, atom_index};
 use crate::runtime::{DispatchError, Dispatcher};
@@ -106,7 +106,7 @@ async fn inbound(State(cap): State<Cap>, headers: HeaderMap, body: Bytes) -> Res
     let Some(token) = token else {
         return plain(StatusCode::UNAUTHORIZED, "send the feed's token as Authorization: Bearer TOKEN");
     };
-    let Some(feed) = super::CapFeed::matching(&cap.config.feeds, token) else {
+    let Some(feed) = super::config::CapFeed::matching(&cap.config.feeds, token) else {
         warn!("cap inbound refused: unknown token");
         return plain(StatusCode::UNAUTHORIZED, "this token belongs to no configured CAP feed");
     };

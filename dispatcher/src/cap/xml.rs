@@ -6,7 +6,7 @@ use std::fmt::Write;
 use pingji_engine::cap::IssuedCapAlert;
 use pingji_engine::ids::Millis;
 
-use super::CapConfig;
+use super::config::CapConfig;
 use crate::journal::iso8601_utc_from_ms;
 
 pub const NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";

@@ -1,41 +1,12 @@
 //! CAP records between the engine's form and the contract's.
 
 use pingji_engine::cap::{
-    CapCircle, CapMsgType, CapReference, CapSuggestion, CapSuggestionSpec, IssuedCapAlert, PublicAlert, ReceivedCapAlert,
-    SuggestionState,
+    CapCircle, CapMsgType, CapReference, CapSuggestion, CapSuggestionSpec, IssuedCapAlert, ReceivedCapAlert, SuggestionState,
 };
 use pingji_engine::ids::{ActivationId, AreaId, Millis, PlanId};
 use pingji_proto::v1 as pb;
 
 use super::{mode_from_pb, mode_to_pb};
-
-pub fn public_to_pb(public: &PublicAlert) -> pb::CapPublicAlert {
-    pb::CapPublicAlert {
-        headline: public.headline.clone(),
-        description: public.description.clone(),
-        instruction: public.instruction.clone(),
-        category: public.category.clone(),
-        event: public.event.clone(),
-        urgency: public.urgency.clone(),
-        severity: public.severity.clone(),
-        certainty: public.certainty.clone(),
-        inbound_events: public.inbound_events.clone(),
-    }
-}
-
-pub fn public_from_pb(public: &pb::CapPublicAlert) -> PublicAlert {
-    PublicAlert {
-        headline: public.headline.clone(),
-        description: public.description.clone(),
-        instruction: public.instruction.clone(),
-        category: public.category.clone(),
-        event: public.event.clone(),
-        urgency: public.urgency.clone(),
-        severity: public.severity.clone(),
-        certainty: public.certainty.clone(),
-        inbound_events: public.inbound_events.clone(),
-    }
-}
 
 fn rings_to_pb(rings: &[Vec<[f64; 2]>]) -> Vec<pb::Ring> {
     rings

@@ -741,7 +741,7 @@ fn plan_from_pb(plan: &pb::Plan) -> Result<PlanSpec, String> {
         category: plan.category.clone(),
         grade: mode_from_pb(plan.grade).map_err(|rejection| rejection.to_string())?,
         auto_activate: plan.auto_activate,
-        public: plan.public_alert.as_ref().map(super::cap::public_from_pb),
+        public: plan.public_alert.as_ref().map(super::public_from_pb),
         tasks: plan
             .tasks
             .iter()

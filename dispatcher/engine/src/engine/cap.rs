@@ -10,7 +10,9 @@ use crate::cap::{
     self, CapMsgType, CapReference, CapSuggestion, CapSuggestionSpec, IssuedCapAlert, ReceivedCapAlert, SuggestionState,
 };
 use crate::event::{Event, EventKind};
-use crate::ids::{ActivationId, AreaId, Millis, quote};
+use crate::ids::{ActivationId, AreaId, Millis, PlanId, quote};
+use crate::plans::PlanSpec;
+use crate::policy::Mode;
 
 /// Received alerts with these statuses become suggestions; Test, System
 /// and Draft are journaled only.
@@ -96,7 +98,7 @@ impl Engine {
                 };
                 (!areas.is_empty()).then(|| CapSuggestionSpec {
                     id: format!("cap-{:04}", self.state.cap.suggestions.len() + 1),
-                    plan: cap::match_plan(self.state.plans.values(), &alert.event, &alert.category, mode),
+                    plan: match_plan(self.state.plans.values(), &alert.event, &alert.category, mode),
                     areas,
                     mode,
                 })
@@ -258,4 +260,26 @@ impl Engine {
             .map(|activation| activation.id.clone())
             .collect()
     }
+}
+
+/// The plan suggested for an inbound alert: one whose public `event` (or
+/// one of its `inbound_events`) is the alert's event, else one whose
+/// public `category` is the alert's category; among those, the plan made
+/// for the suggested grade, else the nearest grade (the stricter on a tie).
+fn match_plan<'a>(plans: impl Iterator<Item = &'a PlanSpec> + Clone, event: &str, category: &str, grade: Mode) -> Option<PlanId> {
+    let event = event.trim().to_lowercase();
+    let by_event = |plan: &&PlanSpec| {
+        plan.public.as_ref().is_some_and(|public| {
+            public.event.trim().to_lowercase() == event
+                || public.inbound_events.iter().any(|name| name.trim().to_lowercase() == event)
+        })
+    };
+    let by_category = |plan: &&PlanSpec| plan.public.as_ref().is_some_and(|public| public.category == category);
+    let mut candidates: Vec<&PlanSpec> = plans.clone().filter(by_event).collect();
+    if candidates.is_empty() {
+        candidates = plans.filter(by_category).collect();
+    }
+    candidates
+        .sort_by_key(|plan| ((plan.grade as i32 - grade as i32).abs(), std::cmp::Reverse(plan.grade as i32), plan.id.clone()));
+    candidates.first().map(|plan| plan.id.clone())
 }
