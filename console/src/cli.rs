@@ -152,8 +152,8 @@ pub enum CapCommand {
     /// Print the SHA-256 of a feed's token, for `[[cap.feeds]] token_sha256`
     TokenHash {
         /// The token the feed will send as `Authorization: Bearer TOKEN`
-        #[arg(env = "PINGJI_CAP_FEED_TOKEN", hide_env_values = true)]
-        token: String,
+        #[arg(value_name = "TOKEN", env = "PINGJI_CAP_FEED_TOKEN", hide_env_values = true)]
+        feed_token: String,
     },
 }
 

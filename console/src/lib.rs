@@ -260,7 +260,7 @@ async fn execute(
                 CapCommand::Suggestions { all } => commands::cap::suggestions(cap, all, as_json).await,
                 CapCommand::Approve { id } => commands::cap::approve(cap, &id, as_json).await,
                 CapCommand::Dismiss { id, reason } => commands::cap::dismiss(cap, &id, &reason, as_json).await,
-                CapCommand::TokenHash { token } => commands::cap::token_hash(&token),
+                CapCommand::TokenHash { feed_token } => commands::cap::token_hash(&feed_token),
             }
         }
     }

@@ -502,3 +502,42 @@ async fn the_specifications_samples_are_accepted_and_broken_alerts_refused() -> 
     assert_eq!(received.len(), 4, "only the samples are journaled");
     server.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_lists_approves_and_dismisses_suggestions() -> anyhow::Result<()> {
+    use pingji_tests::cli::run_pingji;
+    let server = start(None).await?;
+    let web = server.web_address().context("web port")?;
+    let url = format!("http://{}", server.address());
+    let mut admin = server.command().await?;
+    let commander = add_operator(&mut admin, "zhang", pb::OperatorRole::Commander).await?;
+    let dispatcher = add_operator(&mut admin, "li", pb::OperatorRole::Dispatcher).await?;
+    for identifier in ["TY-A", "TY-B"] {
+        let (status, body) = post_alert(web, Some(FEED_TOKEN), &typhoon(identifier, "Alert", "")).await?;
+        assert_eq!(status, 201, "{body}");
+    }
+    let listed = run_pingji(&url, &["--token", &commander, "cap", "suggestions"]).await?.success()?;
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", listed.stdout);
+    assert!(lines[0].starts_with("cap-0001  pending   grade II on d1-s1, d2-s1; plan flood-ii"), "{}", listed.stdout);
+
+    let refused = run_pingji(&url, &["--token", &dispatcher, "cap", "approve", "cap-0001"]).await?;
+    assert_eq!(refused.code(), Some(1), "a dispatcher cannot approve: {}", refused.stderr);
+    let approved = run_pingji(&url, &["--token", &commander, "cap", "approve", "cap-0001"]).await?.success()?;
+    assert!(approved.stdout.starts_with("cap-0001  approved"), "{}", approved.stdout);
+    let dismissed =
+        run_pingji(&url, &["--token", &commander, "cap", "dismiss", "cap-0002", "--reason", "重复"]).await?.success()?;
+    assert!(dismissed.stdout.contains("dismissed by operator:zhang: 重复"), "{}", dismissed.stdout);
+    let all = run_pingji(&url, &["--token", &commander, "cap", "suggestions", "--all", "--json"]).await?.success()?.json()?;
+    let states: Vec<&str> = all.as_array().into_iter().flatten().filter_map(|suggestion| suggestion["state"].as_str()).collect();
+    assert_eq!(states, ["approved", "dismissed"]);
+
+    // Approving switched both streets and activated flood-ii: its alerts are listed.
+    let alerts = run_pingji(&url, &["cap", "alerts"]).await?.success()?;
+    assert!(alerts.stdout.starts_with("issued (2):"), "{}", alerts.stdout);
+    assert!(alerts.stdout.contains("received (2):"), "{}", alerts.stdout);
+    assert!(alerts.stdout.contains("TY-B from weather@minghu.test"), "{}", alerts.stdout);
+    let hash = run_pingji(&url, &["cap", "token-hash", FEED_TOKEN]).await?.success()?;
+    assert_eq!(hash.stdout.trim(), token_sha256(FEED_TOKEN));
+    server.shutdown().await
+}
