@@ -190,6 +190,7 @@ pub(super) async fn serve(
                 .add_routes(web::routes(
                     commands,
                     field,
+                    cap_service,
                     crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some()),
                     config.web_tiles.as_deref(),
                 ))

@@ -541,3 +541,51 @@ async fn the_console_lists_approves_and_dismisses_suggestions() -> anyhow::Resul
     assert_eq!(hash.stdout.trim(), token_sha256(FEED_TOKEN));
     server.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commander_sees_the_suggestion_on_the_map_and_approves_it() -> anyhow::Result<()> {
+    use pingji_tests::browser::{self, TestBrowser, accessibility_problems, eval, screenshot, screenshot_folder, wait_for};
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let server = start(None).await?;
+    let web = server.web_address().context("web port")?;
+    let mut admin = server.command().await?;
+    let commander = add_operator(&mut admin, "zhang", pb::OperatorRole::Commander).await?;
+    let (status, body) = post_alert(web, Some(FEED_TOKEN), &typhoon("TY-MAP", "Alert", "")).await?;
+    assert_eq!(status, 201, "{body}");
+
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&format!("http://{web}/")).await?;
+    wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(&commander).await?.press_key("Enter").await?;
+    wait_for(
+        &page,
+        "the suggestion shows",
+        "!document.getElementById('cap-panel').hidden && document.querySelector('#cap-suggestions li[data-suggestion-id=\"cap-0001\"]')",
+    )
+    .await?;
+    let words: String = eval(&page, "document.querySelector('#cap-suggestions li').textContent").await?;
+    assert!(words.contains("台风橙色预警") && words.contains("湖滨街道") && words.contains("松岗街道"), "{words}");
+    let problems = accessibility_problems(&page).await?;
+    assert!(problems.is_empty(), "axe-core: {problems:?}");
+    screenshot(&page, &screenshot_folder().join("desk-cap-suggestion-zh.png")).await?;
+
+    page.find_element("#cap-suggestions button.primary").await?.click().await?;
+    wait_for(&page, "the approval is confirmed", "document.getElementById('cap-result').textContent.includes('cap-0001')")
+        .await?;
+    let switched = modes(&mut admin).await?;
+    assert_eq!(switched.len(), 2, "both streets switched: {switched:?}");
+    wait_for(
+        &page,
+        "the switched street is coloured by its grade",
+        &format!(
+            "document.querySelector(\"#map path[data-area-id='d2-s1']\")?.classList.contains('own-mode') && \
+             !document.querySelector('#cap-suggestions li')"
+        ),
+    )
+    .await?;
+    screenshot(&page, &screenshot_folder().join("desk-cap-approved-zh.png")).await?;
+    browser.close().await?;
+    server.shutdown().await
+}
