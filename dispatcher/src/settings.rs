@@ -779,6 +779,23 @@ mod tests {
     }
 
     #[test]
+    fn cap_feeds_need_a_token_hash_and_a_status_is_actual_or_exercise() {
+        let hash = crate::cap::token_sha256("feed-token");
+        let text = format!(
+            "[cap]\nsender = \"pingji@minghu.gov.cn\"\nstatus = \"Exercise\"\n[[cap.feeds]]\nname = \"weather\"\ntoken_sha256 = \"{hash}\"\n"
+        );
+        let cap = Settings::parse(&text).expect("parses").resolve().expect("resolves").config.cap;
+        assert!(cap.exercise);
+        assert_eq!(cap.sender, "pingji@minghu.gov.cn");
+        assert_eq!(crate::cap::CapFeed::matching(&cap.feeds, "feed-token").map(|feed| feed.name.as_str()), Some("weather"));
+        assert!(crate::cap::CapFeed::matching(&cap.feeds, "another-token").is_none());
+        let refused = |text: &str| Settings::parse(text).expect("parses").resolve().expect_err("refused").to_string();
+        assert!(refused("[[cap.feeds]]\nname = \"w\"\ntoken_sha256 = \"abc\"").contains("cap.feeds"));
+        assert!(refused("[cap]\nstatus = \"real\"").contains("cap.status"));
+        assert!(refused("[cap]\nsender = \"two words\"").contains("cap.sender"));
+    }
+
+    #[test]
     fn photo_retention_defaults_to_90_days_and_0_keeps_photos_forever() {
         let retention = |text: &str| Settings::parse(text).expect("parses").resolve().expect("resolves").config.photo_retention;
         assert_eq!(retention(""), Some(Duration::from_secs(90 * 86_400)));
