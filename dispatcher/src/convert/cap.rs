@@ -162,3 +162,60 @@ pub fn suggestion_to_pb(suggestion: &CapSuggestion) -> pb::CapSuggestion {
 pub fn is_pending(suggestion: &CapSuggestion) -> bool {
     suggestion.state == SuggestionState::Pending
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingji_engine::event::{Event, EventKind};
+    use pingji_engine::policy::Mode;
+
+    fn round_trip(kind: EventKind) {
+        let event = Event { seq: 7, at: Millis(1_757_808_000_000), actor: "cap:weather".into(), kind };
+        let wire = crate::convert::event::event_to_pb(&event);
+        assert_eq!(crate::convert::event::event_from_pb(&wire).as_ref(), Ok(&event));
+    }
+
+    #[test]
+    fn cap_events_cross_the_wire_unchanged() {
+        round_trip(EventKind::CapAlertIssued {
+            alert: IssuedCapAlert {
+                identifier: "pingji-cap-000002".into(),
+                msg_type: CapMsgType::Update,
+                references: vec![CapReference { identifier: "pingji-cap-000001".into(), sent: Millis(1) }],
+                activation: ActivationId::new("flood-ii@d1-s1-1"),
+                plan: PlanId::new("flood-ii"),
+                area: AreaId::new("d1-s1"),
+                area_name: "湖滨街道".into(),
+                mode: Mode::EmergencyI,
+                headline: "h".into(),
+                description: "d".into(),
+                instruction: "i".into(),
+                category: "Met".into(),
+                event: "暴雨内涝".into(),
+                urgency: "Immediate".into(),
+                severity: "Extreme".into(),
+                certainty: "Likely".into(),
+                polygons: vec![vec![vec![[120.1, 30.2], [120.2, 30.2], [120.2, 30.3], [120.1, 30.2]]]],
+            },
+        });
+        round_trip(EventKind::CapAlertReceived {
+            alert: ReceivedCapAlert {
+                identifier: "TY-1".into(),
+                sender: "weather".into(),
+                references: vec!["TY-0".into()],
+                polygons: vec![vec![[120.1, 30.2], [120.2, 30.2], [120.2, 30.3], [120.1, 30.2]]],
+                circles: vec![CapCircle { lon: 120.1, lat: 30.2, radius_km: 5.0 }],
+                ..ReceivedCapAlert::default()
+            },
+            suggestion: Some(CapSuggestionSpec {
+                id: "cap-0001".into(),
+                areas: vec![AreaId::new("d1-s1"), AreaId::new("d2-s1")],
+                mode: Mode::EmergencyIi,
+                plan: Some(PlanId::new("flood-ii")),
+            }),
+            withdrawn: vec!["cap-0000".into()],
+        });
+        round_trip(EventKind::CapSuggestionApproved { suggestion: "cap-0001".into() });
+        round_trip(EventKind::CapSuggestionDismissed { suggestion: "cap-0001".into(), reason: "已处置".into() });
+    }
+}
