@@ -57,7 +57,17 @@ fn cap_client(channel: Channel, token: &str) -> Cap {
 }
 
 async fn start(areas: Option<PathBuf>) -> anyhow::Result<TestServer> {
+    start_on(areas, None).await
+}
+
+/// As [`start`], journaling to the SQLite file `journal` when given (the
+/// plans imported only when it is new).
+async fn start_on(areas: Option<PathBuf>, journal: Option<PathBuf>) -> anyhow::Result<TestServer> {
+    let fresh = journal.as_ref().is_none_or(|path| !path.exists());
     let server = TestServer::start_with_web(|config| {
+        if let Some(journal) = journal {
+            config.store = pingji_dispatcher::server::Store::Sqlite(journal);
+        }
         config.cap = cap_config();
         config.webhooks = WebhookConfig {
             retry_initial: Duration::from_millis(20),
@@ -69,8 +79,10 @@ async fn start(areas: Option<PathBuf>) -> anyhow::Result<TestServer> {
         }
     })
     .await?;
-    let mut command = server.command().await?;
-    command.import_plans(pb::ImportPlansRequest { plans_toml: vec![flood_plan()?] }).await?;
+    if fresh {
+        let mut command = server.command().await?;
+        command.import_plans(pb::ImportPlansRequest { plans_toml: vec![flood_plan()?] }).await?;
+    }
     Ok(server)
 }
 
@@ -587,5 +599,30 @@ async fn a_commander_sees_the_suggestion_on_the_map_and_approves_it() -> anyhow:
     .await?;
     screenshot(&page, &screenshot_folder().join("desk-cap-approved-zh.png")).await?;
     browser.close().await?;
+    server.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_and_suggestions_survive_a_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let journal = dir.path().join("journal.db");
+    let server = start_on(None, Some(journal.clone())).await?;
+    let web = server.web_address().context("web port")?;
+    let mut command = server.command().await?;
+    set_mode(&mut command, "d1-s1", pb::Mode::EmergencyIi).await?;
+    let (status, body) = post_alert(web, Some(FEED_TOKEN), &typhoon("TY-R", "Alert", "")).await?;
+    assert_eq!(status, 201, "{body}");
+    let mut cap = cap_client(server.channel().await?, ADMIN_TOKEN);
+    let identifier = issued(&mut cap).await?.first().context("an alert")?.identifier.clone();
+    let before = served_alert(web, &identifier).await?;
+    server.shutdown().await?;
+
+    let server = start_on(None, Some(journal)).await?;
+    let web = server.web_address().context("web port")?;
+    assert_eq!(served_alert(web, &identifier).await?, before, "the same alert, byte for byte");
+    let mut cap = cap_client(server.channel().await?, ADMIN_TOKEN);
+    assert_eq!(suggestions(&mut cap, false).await?.len(), 1, "the suggestion is still pending");
+    let (status, body) = post_alert(web, Some(FEED_TOKEN), &typhoon("TY-R", "Alert", "")).await?;
+    assert_eq!(status, 200, "still a duplicate after the restart: {body}");
     server.shutdown().await
 }
