@@ -169,11 +169,14 @@ impl Engine {
     /// motion, then the plan activated where the switch did not activate it.
     pub(super) fn approve_suggestion(&mut self, id: &str, actor: &str, now: Millis, out: &mut Vec<Event>) {
         let Some(suggestion) = self.state.cap.suggestions.get(id).cloned() else { return };
-        let mut reason =
-            format!("CAP {} from {}: {}", suggestion.alert.identifier, suggestion.alert.sender, suggestion.alert.headline);
-        if reason.chars().count() > 500 {
-            reason = reason.chars().take(500).collect();
-        }
+        // The sender's words become the switch's reason: kept to what a
+        // reason may hold, so that the switch is not refused for them.
+        let reason: String =
+            format!("CAP {} from {}: {}", suggestion.alert.identifier, suggestion.alert.sender, suggestion.alert.headline)
+                .chars()
+                .map(|character| if character.is_control() { ' ' } else { character })
+                .take(500)
+                .collect();
         for area in &suggestion.spec.areas {
             let switch = Command::SetMode { area: area.clone(), mode: suggestion.spec.mode, reason: reason.clone() };
             if let Ok(events) = self.decide(&switch, now) {
