@@ -270,6 +270,19 @@ priority = 1
     }
 
     #[test]
+    fn a_public_section_is_checked_against_caps_values() {
+        let base = "id = \"x\"\nname = \"x\"\ncategory = \"flood\"\ngrade = \"II\"\ncall_up = [\"sunk_cadre\"]\n[public]\nheadline = \"暴雨预警\"\nevent = \"暴雨\"\n";
+        let plan = parse_plan(&format!("{base}category = \"Met\"\n")).expect("valid");
+        let public = plan.public.expect("public");
+        assert_eq!(public.terms(Mode::EmergencyIi), ("Immediate".into(), "Severe".into(), "Likely".into()));
+        let error = parse_plan(&format!("{base}category = \"Weather\"\n")).unwrap_err();
+        assert!(error.contains("category") && error.contains("Met"), "{error}");
+        let error = parse_plan(&format!("{base}category = \"Met\"\nseverity = \"Huge\"\n")).unwrap_err();
+        assert!(error.contains("severity"), "{error}");
+        assert!(parse_plan(&format!("{base}category = \"Met\"\ncolour = 1\n")).is_err());
+    }
+
+    #[test]
     fn bad_plans_name_the_problem() {
         let error = parse_plan(
             "id = \"x\"\nname = \"x\"\ncategory = \"x\"\ngrade = \"V\"\n[[task]]\ncategory = \"a\"\nwhere = \"centroid\"\n",
