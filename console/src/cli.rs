@@ -122,6 +122,39 @@ pub enum Command {
     /// replay
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// CAP 1.2 alerts: those issued and received, and the suggestions
+    /// received alerts became (approve and dismiss: commander)
+    #[command(subcommand)]
+    Cap(CapCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CapCommand {
+    /// The CAP alerts issued (by public plans) and received (from feeds)
+    Alerts,
+    /// Suggestions made of received alerts (pending ones; --all for every one)
+    Suggestions {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approve a suggestion: its streets switch to the grade and its plan activates
+    Approve {
+        /// The suggestion's id (cap-0001)
+        id: String,
+    },
+    /// Dismiss a suggestion: nothing changes but the record of it
+    Dismiss {
+        id: String,
+        /// Why (journaled)
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Print the SHA-256 of a feed's token, for `[[cap.feeds]] token_sha256`
+    TokenHash {
+        /// The token the feed will send as `Authorization: Bearer TOKEN`
+        #[arg(value_name = "TOKEN", env = "PINGJI_CAP_FEED_TOKEN", hide_env_values = true)]
+        feed_token: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

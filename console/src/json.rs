@@ -488,6 +488,7 @@ mod tests {
                 place: None,
             }],
             call_up: vec![pb::Role::SunkCadre as i32],
+            public_alert: None,
         });
         assert_eq!(value["grade"], "emergency_ii");
         assert_eq!(value["call_up"], json!(["sunk_cadre"]));

@@ -37,8 +37,8 @@ use clap::CommandFactory;
 use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
-    AccountCommand, AgentsCommand, AreasCommand, CallupCommand, Cli, Command, IncidentCommand, MessageCommand, ModeCommand,
-    PhotoCommand, PlanCommand, ReportCommand, RosterCommand, WebhooksCommand,
+    AccountCommand, AgentsCommand, AreasCommand, CallupCommand, CapCommand, Cli, Command, IncidentCommand, MessageCommand,
+    ModeCommand, PhotoCommand, PlanCommand, ReportCommand, RosterCommand, WebhooksCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;
@@ -250,6 +250,17 @@ async fn execute(
                     commands::webhooks::dead_letters(webhooks, &id, limit.unwrap_or(0), as_json).await
                 }
                 WebhooksCommand::Replay { id, from } => commands::webhooks::replay(webhooks, &id, from, as_json).await,
+            }
+        }
+        Command::Cap(command) => {
+            let mut cap = connection.cap();
+            let cap = &mut cap;
+            match command {
+                CapCommand::Alerts => commands::cap::alerts(cap, as_json).await,
+                CapCommand::Suggestions { all } => commands::cap::suggestions(cap, all, as_json).await,
+                CapCommand::Approve { id } => commands::cap::approve(cap, &id, as_json).await,
+                CapCommand::Dismiss { id, reason } => commands::cap::dismiss(cap, &id, &reason, as_json).await,
+                CapCommand::TokenHash { feed_token } => commands::cap::token_hash(&feed_token),
             }
         }
     }

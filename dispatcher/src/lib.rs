@@ -23,6 +23,7 @@
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
+//! - [`cap`]: CAP 1.2 alerts out (XML, Atom, webhooks) and in (`/cap/inbound`).
 //! - [`webhooks`]: outbound webhooks for partner systems (CloudEvents,
 //!   signed, in order, retried, dead letters, replay).
 //! - [`notify`]: the escalation ladder (push, SMS, voice) through the
@@ -30,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cap;
 pub mod convert;
 pub mod eido;
 pub mod journal;

@@ -71,6 +71,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     #[serde(default)]
     pub notify: NotifySettings,
+    pub cap: CapSettings,
 }
 
 /// A secret read from the settings: never shown by `Debug`.
@@ -195,6 +196,72 @@ impl NotifySettings {
     }
 }
 
+/// CAP 1.2 (see `crate::cap` and docs/integrations.md).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CapSettings {
+    /// Our CAP `sender`, unique among senders ("pingji").
+    pub sender: Option<String>,
+    /// Our CAP `senderName` ("平急指挥调度").
+    pub sender_name: Option<String>,
+    /// `actual` (default), or `exercise` for a drill's dispatcher.
+    pub status: Option<String>,
+    /// The systems that may post alerts to `POST /cap/inbound`.
+    #[serde(default)]
+    pub feeds: Vec<CapFeedSettings>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CapFeedSettings {
+    pub name: String,
+    /// The hex SHA-256 of the feed's bearer token (`pingji cap token-hash`
+    /// prints it); the token itself is never stored.
+    pub token_sha256: String,
+    /// The CAP senders the feed may post as; empty: any.
+    #[serde(default)]
+    pub senders: Vec<String>,
+}
+
+impl CapSettings {
+    fn resolve(&self) -> Result<crate::cap::CapConfig, SettingError> {
+        let defaults = crate::cap::CapConfig::default();
+        let sender = self.sender.clone().unwrap_or(defaults.sender);
+        if sender.is_empty() || sender.chars().any(|c| c.is_whitespace() || matches!(c, ',' | '<' | '&')) {
+            return Err(refuse(
+                "cap.sender",
+                "must be non-empty, without spaces, commas, < or & (CAP 1.2), e.g. pingji@minghu.gov.cn",
+            ));
+        }
+        let exercise = match self.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("actual") => false,
+            Some("exercise") => true,
+            Some(other) => return Err(refuse("cap.status", format!("\"{other}\" is neither actual nor exercise"))),
+        };
+        let mut feeds = Vec::new();
+        for feed in &self.feeds {
+            let hash = feed.token_sha256.trim().to_ascii_lowercase();
+            if feed.name.trim().is_empty() || hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(refuse(
+                    "cap.feeds",
+                    "each feed needs a name and token_sha256, the 64 hex digits of its token's SHA-256",
+                ));
+            }
+            feeds.push(crate::cap::CapFeed {
+                name: feed.name.trim().to_string(),
+                token_sha256: hash,
+                senders: feed.senders.clone(),
+            });
+        }
+        Ok(crate::cap::CapConfig {
+            sender,
+            sender_name: self.sender_name.clone().unwrap_or(defaults.sender_name),
+            exercise,
+            feeds,
+        })
+    }
+}
+
 /// How outbound webhooks are retried (see `crate::webhooks`); subscribers
 /// themselves are registered with `pingji webhooks add`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -267,6 +334,7 @@ impl WebhookSettings {
             retry_max,
             timeout: millis("webhooks.timeout_ms", self.timeout_ms, defaults.timeout)?,
             source,
+            cap: crate::cap::CapConfig::default(),
         })
     }
 }
@@ -467,6 +535,12 @@ impl Settings {
             },
             // Gateways and their secrets come from the file only.
             notify: if over.notify == NotifySettings::default() { self.notify } else { over.notify },
+            cap: CapSettings {
+                sender: over.cap.sender.or(self.cap.sender),
+                sender_name: over.cap.sender_name.or(self.cap.sender_name),
+                status: over.cap.status.or(self.cap.status),
+                feeds: if over.cap.feeds.is_empty() { self.cap.feeds } else { over.cap.feeds },
+            },
         }
     }
 
@@ -556,6 +630,7 @@ impl Settings {
         config.keep_photo_exif = self.photos.keep_exif.unwrap_or(false);
         config.webhooks = self.webhooks.resolve()?;
         config.notify = self.notify.resolve()?;
+        config.cap = self.cap.resolve()?;
         config.photos_bucket = self.photos.bucket.clone();
         config.photo_retention = match self.photos.retention_days.unwrap_or(crate::photo_retention::DEFAULT_RETENTION_DAYS) {
             0 => None,
@@ -827,6 +902,23 @@ mod tests {
         assert_eq!(resolved.shutdown_grace, Duration::from_secs(30));
         assert!(matches!(resolved.config.store, Store::Sqlite(_)));
         assert_eq!(resolved.config.retention, Some(Duration::from_secs(90 * 86_400)));
+    }
+
+    #[test]
+    fn cap_feeds_need_a_token_hash_and_a_status_is_actual_or_exercise() {
+        let hash = crate::cap::token_sha256("feed-token");
+        let text = format!(
+            "[cap]\nsender = \"pingji@minghu.gov.cn\"\nstatus = \"Exercise\"\n[[cap.feeds]]\nname = \"weather\"\ntoken_sha256 = \"{hash}\"\n"
+        );
+        let cap = Settings::parse(&text).expect("parses").resolve().expect("resolves").config.cap;
+        assert!(cap.exercise);
+        assert_eq!(cap.sender, "pingji@minghu.gov.cn");
+        assert_eq!(crate::cap::CapFeed::matching(&cap.feeds, "feed-token").map(|feed| feed.name.as_str()), Some("weather"));
+        assert!(crate::cap::CapFeed::matching(&cap.feeds, "another-token").is_none());
+        let refused = |text: &str| Settings::parse(text).expect("parses").resolve().expect_err("refused").to_string();
+        assert!(refused("[[cap.feeds]]\nname = \"w\"\ntoken_sha256 = \"abc\"").contains("cap.feeds"));
+        assert!(refused("[cap]\nstatus = \"real\"").contains("cap.status"));
+        assert!(refused("[cap]\nsender = \"two words\"").contains("cap.sender"));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub async fn run(
     config.policy = drill.policy.clone();
     config.bootstrap_admin_token = Some(token.clone());
     config.clock = clock.clone();
+    // The demo is a drill: the public alerts of its plans say so (CAP status Exercise).
+    config.cap.exercise = true;
     // Thousands of simulated people at most, in this very process: limits
     // that fit the usual open-file limit, rather than a city's.
     config.limits.max_sessions = 10_000;

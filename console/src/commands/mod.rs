@@ -16,12 +16,14 @@
 //! - [`photo`]: `photo get REF -o FILE`.
 //! - [`coverage`]: `coverage [AREA]`.
 //! - [`account`]: `account whoami|rotate|add|list|remove`.
+//! - [`cap`]: `cap alerts|suggestions|approve|dismiss|token-hash` (CAP 1.2).
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
 
 pub mod account;
 pub mod agents;
 pub mod areas;
 pub mod callup;
+pub mod cap;
 pub mod coverage;
 pub mod events;
 pub mod incident;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::{AgentTokenHash, OperatorRole};
 use crate::areas::{AreaImport, AreaLevel, Placement};
+use crate::cap::{CapSuggestionSpec, IssuedCapAlert, ReceivedCapAlert};
 use crate::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use crate::incident::{IncidentSpec, OfferRecord};
 use crate::message::Audience;
@@ -362,6 +363,29 @@ pub enum EventKind {
         gateway: String,
         reason: String,
     },
+    /// A CAP alert we issued: a plan with a public part was activated
+    /// (Alert), its area changed grade (Update) or it ended (Cancel).
+    CapAlertIssued {
+        alert: IssuedCapAlert,
+    },
+    /// A CAP alert received from another system; `suggestion` is what the
+    /// commander is offered (none when it calls for no switch or covers
+    /// none of our areas), `withdrawn` the earlier suggestions a Cancel or
+    /// Update of their alerts withdraws.
+    CapAlertReceived {
+        alert: ReceivedCapAlert,
+        suggestion: Option<CapSuggestionSpec>,
+        withdrawn: Vec<String>,
+    },
+    /// A commander (the actor) approved a suggestion; the switches and the
+    /// plan activation follow as their own events.
+    CapSuggestionApproved {
+        suggestion: String,
+    },
+    CapSuggestionDismissed {
+        suggestion: String,
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -411,6 +435,10 @@ impl EventKind {
             EventKind::MessageRead { .. } => "message_read",
             EventKind::Notified(_) => "notified",
             EventKind::InboundRefused { .. } => "inbound_refused",
+            EventKind::CapAlertIssued { .. } => "cap_alert_issued",
+            EventKind::CapAlertReceived { .. } => "cap_alert_received",
+            EventKind::CapSuggestionApproved { .. } => "cap_suggestion_approved",
+            EventKind::CapSuggestionDismissed { .. } => "cap_suggestion_dismissed",
         }
     }
 
@@ -474,6 +502,7 @@ impl EventKind {
             EventKind::ModeSwitched { area, .. }
             | EventKind::PlanActivated { area, .. }
             | EventKind::CallupIssued { area, .. }
+            | EventKind::CapAlertIssued { alert: crate::cap::IssuedCapAlert { area, .. } }
             | EventKind::GridStaffingLow { grid: area, .. }
             | EventKind::GridStaffingRestored { grid: area, .. } => Some(area),
             _ => None,

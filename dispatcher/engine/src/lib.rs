@@ -17,6 +17,7 @@
 //! - [`roster`]: people, roles, skills, status.
 //! - [`incident`]: incidents, offers and assignments.
 //! - [`plans`]: emergency plans (应急预案) and their files.
+//! - [`cap`]: CAP 1.2 alerts: a plan's public alert, alerts issued and received, suggestions.
 //! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
@@ -26,6 +27,7 @@
 pub mod accounts;
 pub mod areas;
 pub mod assignment;
+pub mod cap;
 pub mod crs;
 pub mod engine;
 pub mod event;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cap::PublicAlert;
 use crate::ids::{AreaId, PlanId, check_id, quote};
 use crate::policy::Mode;
 use crate::roster::Role;
@@ -63,6 +64,10 @@ pub struct PlanSpec {
     pub tasks: Vec<PlanTask>,
     /// Roles called up (people whose home is in the area).
     pub call_up: Vec<Role>,
+    /// What the public is told when the plan is activated: a CAP alert
+    /// (see `cap`). `None`: the plan is internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicAlert>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +83,28 @@ struct PlanFile {
     call_up: Vec<Role>,
     #[serde(default, rename = "task")]
     tasks: Vec<TaskFile>,
+    /// The public alert (`[public]`).
+    public: Option<PublicFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicFile {
+    headline: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    instruction: String,
+    category: String,
+    event: String,
+    #[serde(default)]
+    urgency: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    certainty: String,
+    #[serde(default)]
+    inbound_events: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,7 +194,31 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
             description: task.description,
         });
     }
+    let public = match file.public {
+        None => None,
+        Some(public) => {
+            let public = PublicAlert {
+                headline: public.headline.trim().to_string(),
+                description: public.description.trim().to_string(),
+                instruction: public.instruction.trim().to_string(),
+                category: public.category.trim().to_string(),
+                event: public.event.trim().to_string(),
+                urgency: public.urgency.trim().to_string(),
+                severity: public.severity.trim().to_string(),
+                certainty: public.certainty.trim().to_string(),
+                inbound_events: public
+                    .inbound_events
+                    .iter()
+                    .map(|name| name.trim().to_string())
+                    .filter(|name| !name.is_empty())
+                    .collect(),
+            };
+            public.check().map_err(|problem| format!("plan {id}: {problem}"))?;
+            Some(public)
+        }
+    };
     Ok(PlanSpec {
+        public,
         id: PlanId::new(id),
         name: file.name,
         category: file.category.trim().to_lowercase(),
@@ -216,6 +267,19 @@ priority = 1
         assert!(plan.tasks[0].skills.contains("sandbagging"));
         assert!(matches!(plan.tasks[2].place, TaskPlace::Areas(ref areas) if areas.len() == 2));
         assert_eq!(plan.call_up, vec![Role::SunkCadre]);
+    }
+
+    #[test]
+    fn a_public_section_is_checked_against_caps_values() {
+        let base = "id = \"x\"\nname = \"x\"\ncategory = \"flood\"\ngrade = \"II\"\ncall_up = [\"sunk_cadre\"]\n[public]\nheadline = \"暴雨预警\"\nevent = \"暴雨\"\n";
+        let plan = parse_plan(&format!("{base}category = \"Met\"\n")).expect("valid");
+        let public = plan.public.expect("public");
+        assert_eq!(public.terms(Mode::EmergencyIi), ("Immediate".into(), "Severe".into(), "Likely".into()));
+        let error = parse_plan(&format!("{base}category = \"Weather\"\n")).unwrap_err();
+        assert!(error.contains("category") && error.contains("Met"), "{error}");
+        let error = parse_plan(&format!("{base}category = \"Met\"\nseverity = \"Huge\"\n")).unwrap_err();
+        assert!(error.contains("severity"), "{error}");
+        assert!(parse_plan(&format!("{base}category = \"Met\"\ncolour = 1\n")).is_err());
     }
 
     #[test]

@@ -206,6 +206,7 @@ impl Args {
             // From the settings file only.
             webhooks: Default::default(),
             notify: Default::default(),
+            cap: Default::default(),
         }
     }
 }

@@ -262,6 +262,20 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::MessageRead { message, agent } => {
             Body::MessageRead(e::MessageRead { message_id: message.clone(), agent_id: agent.to_string() })
         }
+        EventKind::CapAlertIssued { alert } => {
+            Body::CapAlertIssued(e::CapAlertIssued { alert: Some(super::cap::issued_to_pb(alert, None)) })
+        }
+        EventKind::CapAlertReceived { alert, suggestion, withdrawn } => Body::CapAlertReceived(e::CapAlertReceived {
+            alert: Some(super::cap::received_to_pb(alert, None)),
+            suggestion: suggestion.as_ref().map(super::cap::suggestion_spec_to_pb),
+            withdrawn_ids: withdrawn.clone(),
+        }),
+        EventKind::CapSuggestionApproved { suggestion } => {
+            Body::CapSuggestionApproved(e::CapSuggestionApproved { suggestion_id: suggestion.clone() })
+        }
+        EventKind::CapSuggestionDismissed { suggestion, reason } => {
+            Body::CapSuggestionDismissed(e::CapSuggestionDismissed { suggestion_id: suggestion.clone(), reason: reason.clone() })
+        }
         EventKind::Notified(step) => Body::Notified(e::Notified {
             agent_id: step.agent.to_string(),
             subject: step.subject.clone(),
@@ -717,6 +731,18 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         Body::InboundRefused(refused) => {
             EventKind::InboundRefused { gateway: refused.gateway.clone(), reason: refused.reason.clone() }
         }
+        Body::CapAlertIssued(issued) => EventKind::CapAlertIssued {
+            alert: super::cap::issued_from_pb(issued.alert.as_ref().ok_or("cap_alert_issued has no alert")?)?,
+        },
+        Body::CapAlertReceived(received) => EventKind::CapAlertReceived {
+            alert: super::cap::received_from_pb(received.alert.as_ref().ok_or("cap_alert_received has no alert")?),
+            suggestion: received.suggestion.as_ref().map(super::cap::suggestion_spec_from_pb).transpose()?,
+            withdrawn: received.withdrawn_ids.clone(),
+        },
+        Body::CapSuggestionApproved(approved) => EventKind::CapSuggestionApproved { suggestion: approved.suggestion_id.clone() },
+        Body::CapSuggestionDismissed(dismissed) => {
+            EventKind::CapSuggestionDismissed { suggestion: dismissed.suggestion_id.clone(), reason: dismissed.reason.clone() }
+        }
     })
 }
 
@@ -771,6 +797,7 @@ fn plan_from_pb(plan: &pb::Plan) -> Result<PlanSpec, String> {
         category: plan.category.clone(),
         grade: mode_from_pb(plan.grade).map_err(|rejection| rejection.to_string())?,
         auto_activate: plan.auto_activate,
+        public: plan.public_alert.as_ref().map(super::public_from_pb),
         tasks: plan
             .tasks
             .iter()
@@ -967,6 +994,7 @@ mod tests {
                 auto_activate,
                 tasks,
                 call_up,
+                public: None,
             },
         )
     }
@@ -1331,6 +1359,10 @@ mod tests {
                 | EventKind::MessageRead { .. }
                 | EventKind::Notified(_)
                 | EventKind::InboundRefused { .. } => {}
+                EventKind::CapAlertIssued { .. }
+                | EventKind::CapAlertReceived { .. }
+                | EventKind::CapSuggestionApproved { .. }
+                | EventKind::CapSuggestionDismissed { .. } => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.

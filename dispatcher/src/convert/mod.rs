@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`event`]: events as typed proto messages, their redaction, and back.
 
+pub mod cap;
 pub mod event;
 
 use pingji_proto::v1 as pb;
@@ -748,6 +749,35 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
             })
             .collect(),
         call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),
+        public_alert: plan.public.as_ref().map(public_to_pb),
+    }
+}
+
+pub fn public_to_pb(public: &pingji_engine::cap::PublicAlert) -> pb::CapPublicAlert {
+    pb::CapPublicAlert {
+        headline: public.headline.clone(),
+        description: public.description.clone(),
+        instruction: public.instruction.clone(),
+        category: public.category.clone(),
+        event: public.event.clone(),
+        urgency: public.urgency.clone(),
+        severity: public.severity.clone(),
+        certainty: public.certainty.clone(),
+        inbound_events: public.inbound_events.clone(),
+    }
+}
+
+pub fn public_from_pb(public: &pb::CapPublicAlert) -> pingji_engine::cap::PublicAlert {
+    pingji_engine::cap::PublicAlert {
+        headline: public.headline.clone(),
+        description: public.description.clone(),
+        instruction: public.instruction.clone(),
+        category: public.category.clone(),
+        event: public.event.clone(),
+        urgency: public.urgency.clone(),
+        severity: public.severity.clone(),
+        certainty: public.certainty.clone(),
+        inbound_events: public.inbound_events.clone(),
     }
 }
 

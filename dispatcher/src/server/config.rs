@@ -153,6 +153,8 @@ pub struct Config {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// SMS and voice gateways for the policy's escalation ladder.
     pub notify: crate::notify::NotifyConfig,
+    /// CAP 1.2: our sender, Actual or Exercise, the feeds that may post alerts.
+    pub cap: crate::cap::CapConfig,
 }
 
 pub use crate::runtime::Clock;
@@ -273,6 +275,7 @@ impl Config {
             replay: None,
             webhooks: crate::webhooks::WebhookConfig::default(),
             notify: crate::notify::NotifyConfig::default(),
+            cap: crate::cap::CapConfig::default(),
         }
     }
 

@@ -30,6 +30,7 @@ use super::{agent, auth, bootstrap, city_modes, command, error as status, field,
 use crate::notify::{MemoryNotifyStore, NoPush, Notifier, NotifyStore, RedisNotifyStore, SqliteNotifyStore};
 use crate::photos::PhotoStore;
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
+use pingji_proto::v1::cap_service_server::CapServiceServer;
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
@@ -161,6 +162,8 @@ pub(super) async fn serve(
     let _webhooks_stop = AbortWebhooks(webhooks.1.clone());
     let notifier = notifier(config, &dispatcher, sharding.as_deref()).await?;
     let _notifier_stop = AbortNotifier(notifier.clone());
+    let cap_service =
+        auth::authorized(CapServiceServer::new(crate::cap::CapApi { dispatcher: dispatcher.clone() }), tokens.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -175,6 +178,7 @@ pub(super) async fn serve(
         .add_service(field.clone())
         .add_service(commands.clone())
         .add_service(webhooks.0)
+        .add_service(cap_service.clone())
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
@@ -189,6 +193,8 @@ pub(super) async fn serve(
                 .add_routes(web::routes(
                     commands,
                     field,
+                    cap_service,
+                    crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some()),
                     config.web_tiles.as_deref(),
                     notifier.as_ref().map(|notifier| notifier.inbound_route()),
                 ))
@@ -326,7 +332,9 @@ async fn webhook_service(
         }
         (Store::Ephemeral, None) => Box::new(MemoryStore::default()),
     };
-    let webhooks = Webhooks::start(dispatcher.clone(), store, config.webhooks.clone(), refusal).await?;
+    let mut webhook_config = config.webhooks.clone();
+    webhook_config.cap = config.cap.clone();
+    let webhooks = Webhooks::start(dispatcher.clone(), store, webhook_config, refusal).await?;
     let api = WebhookServiceServer::new(WebhookApi { webhooks: webhooks.clone() });
     Ok((auth::authorized(api, tokens), webhooks))
 }

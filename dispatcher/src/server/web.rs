@@ -213,12 +213,20 @@ const ASSETS: &[Asset] = &[
     Asset { path: "/field/icon-512.png", content_type: "image/png", bytes: include_bytes!("../../web/dist/field/icon-512.png") },
 ];
 
-/// The routes of the web port: `command` and `field` over grpc-web, and the
+/// The routes of the web port: `command`, `field` and `cap` (the CAP
+/// suggestions) over grpc-web, the CAP feed's routes (`/cap/...`), and the
 /// page's files for every other path, the command map with the tile
 /// server's URL when `tiles` is set (checked by [`tile_origin`] when the
 /// settings were read). (The grpc-web layer is on the services only: on the
 /// whole server it would refuse every plain HTTP/1.1 request.)
-pub(super) fn routes<S, F>(command: S, field: F, tiles: Option<&str>, inbound: Option<axum::Router>) -> Routes
+pub(super) fn routes<S, F, C>(
+    command: S,
+    field: F,
+    cap: C,
+    cap_feed: axum::Router,
+    tiles: Option<&str>,
+    inbound: Option<axum::Router>,
+) -> Routes
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
@@ -234,10 +242,21 @@ where
         + Sync
         + 'static,
     F::Future: Send + 'static,
+    C: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    C::Future: Send + 'static,
 {
     let site = Arc::new(Site::new(tiles));
-    let mut router =
-        Routes::new(GrpcWebLayer::new().layer(command)).add_service(GrpcWebLayer::new().layer(field)).into_axum_router();
+    let mut router = Routes::new(GrpcWebLayer::new().layer(command))
+        .add_service(GrpcWebLayer::new().layer(field))
+        .add_service(GrpcWebLayer::new().layer(cap))
+        .into_axum_router()
+        // CAP feeds for other systems (see `crate::cap`), not browser calls.
+        .merge(cap_feed);
     // The gateways' inbound webhook (`crate::notify`), server to server.
     if let Some(inbound) = inbound {
         router = router.merge(inbound);

@@ -26,8 +26,11 @@ pub fn event_type(kind: &str) -> String {
 
 /// The CloudEvents document of `stored`; `None` when the journal's record
 /// cannot be read (logged by the caller).
-pub fn cloud_event(stored: &StoredEvent, source: &str, precise: bool) -> Result<Value, String> {
+pub fn cloud_event(stored: &StoredEvent, source: &str, precise: bool, cap: &crate::cap::CapConfig) -> Result<Value, String> {
     let event = convert::event_from_stored(stored)?;
+    if let pingji_engine::event::EventKind::CapAlertIssued { alert } = &event.kind {
+        return Ok(cap_cloud_event(stored, source, alert, cap));
+    }
     let mut typed = convert::event::event_to_pb(&event);
     let disclosure = if precise { Disclosure::Precise } else { Disclosure::Coarse };
     convert::event::redact(&mut typed, disclosure);
@@ -48,6 +51,30 @@ pub fn cloud_event(stored: &StoredEvent, source: &str, precise: bool) -> Result<
     }
     Ok(document)
 }
+
+/// A CAP alert we issued, as partners take it: CloudEvents type
+/// `org.pingji.cap.alert`, its data the alert's CAP 1.2 XML.
+fn cap_cloud_event(
+    stored: &StoredEvent,
+    source: &str,
+    alert: &pingji_engine::cap::IssuedCapAlert,
+    cap: &crate::cap::CapConfig,
+) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": stored.seq.to_string(),
+        "source": source,
+        "type": CAP_ALERT_TYPE,
+        "time": iso8601_utc_from_ms(stored.at_ms),
+        "datacontenttype": "application/cap+xml",
+        "pingjiseq": stored.seq,
+        "subject": alert.identifier,
+        "data": crate::cap::alert_xml(alert, pingji_engine::ids::Millis(stored.at_ms), cap),
+    })
+}
+
+/// The CloudEvents type of a CAP alert we issued.
+pub const CAP_ALERT_TYPE: &str = "org.pingji.cap.alert";
 
 #[cfg(test)]
 mod tests {

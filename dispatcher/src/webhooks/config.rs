@@ -15,6 +15,8 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// The CloudEvents `source` of every event.
     pub source: String,
+    /// Who we are in CAP alerts (set from the dispatcher's `[cap]`).
+    pub cap: crate::cap::CapConfig,
 }
 
 impl Default for WebhookConfig {
@@ -28,6 +30,7 @@ impl Default for WebhookConfig {
             retry_max: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
             source: DEFAULT_SOURCE.to_string(),
+            cap: crate::cap::CapConfig::default(),
         }
     }
 }
@@ -78,6 +81,9 @@ pub const PARTNER_KINDS: &[&str] = &[
     "report_rejected",
     "grid_staffing_low",
     "grid_staffing_restored",
+    // A CAP 1.2 alert we issued: delivered as `org.pingji.cap.alert` with
+    // the alert's XML as its data (see `cloudevent`).
+    "cap_alert_issued",
 ];
 
 #[cfg(test)]

@@ -202,7 +202,7 @@ impl Delivery {
 
     /// Posts one event until it is taken, given up on, or the task stops.
     async fn deliver(&self, poster: &mut Poster, stored: &StoredEvent, stop: &mut watch::Receiver<bool>) -> Outcome {
-        let document = match cloud_event(stored, &self.config.source, self.subscriber.precise) {
+        let document = match cloud_event(stored, &self.config.source, self.subscriber.precise, &self.config.cap) {
             Ok(document) => document,
             Err(error) => {
                 return Outcome::GaveUp(self.letter(stored, 0, format!("the event cannot be read: {error}")));

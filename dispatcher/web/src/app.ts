@@ -13,7 +13,9 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import {
   AgentStatus,
   AreaLevel,
+  CapService,
   CommandService,
+  type CapSuggestion,
   IncidentStatus,
   Mode,
   OperatorRole,
@@ -113,6 +115,14 @@ const client: Client<typeof CommandService> = createClient(
   CommandService,
   createGrpcWebTransport({ baseUrl: window.location.origin, interceptors: [authorization] }),
 );
+
+/** Suggestions made of received CAP alerts (a commander's). */
+const capClient: Client<typeof CapService> = createClient(
+  CapService,
+  createGrpcWebTransport({ baseUrl: window.location.origin, interceptors: [authorization] }),
+);
+let suggestions: CapSuggestion[] = [];
+const CAP_KINDS = new Set(["cap_alert_received", "cap_suggestion_approved", "cap_suggestion_dismissed"]);
 
 /** What is open now: ended when logging out. */
 let session: AbortController | null = null;
@@ -978,6 +988,7 @@ function logOut(): void {
   shortGrids.clear();
   plans = [];
   activations = [];
+  suggestions = [];
   callups = [];
   messages = [];
   replay = null;
@@ -1006,6 +1017,7 @@ async function start(): Promise<void> {
   session = current;
   byId("create-panel").hidden = !mayCreate();
   byId("command-panel").hidden = !mayCommand();
+  byId("cap-panel").hidden = true;
   byId("callup-form").hidden = !mayCommand();
   byId("message-form").hidden = !mayCreate();
   showView(true);
@@ -1035,6 +1047,7 @@ async function start(): Promise<void> {
   await Promise.all([
     readCoverage(map, current.signal),
     readPlans(current.signal),
+    readSuggestions(current.signal),
     readCallups(current.signal),
     readMessages(current.signal),
     readReplay(current.signal),
@@ -1112,6 +1125,78 @@ async function readCoverage(map: CityMap, signal: AbortSignal): Promise<void> {
     map.setShortStaffed(new Set(shortGrids.keys()));
   } catch (failure) {
     console.warn(`cannot read the coverage: ${describe(failure).message}`);
+  }
+}
+
+/** The pending suggestions, for a commander (others are refused them). */
+async function readSuggestions(signal: AbortSignal): Promise<void> {
+  if (!mayCommand()) {
+    return;
+  }
+  try {
+    const listed = await capClient.listCapSuggestions({ all: false }, { signal });
+    suggestions = listed.suggestions;
+    keepingFocus(byId("cap-panel"), drawSuggestions);
+  } catch (failure) {
+    console.warn(`cannot read the CAP suggestions: ${describe(failure).message}`);
+  }
+}
+
+function drawSuggestions(): void {
+  const panel = byId("cap-panel");
+  panel.hidden = suggestions.length === 0;
+  byId("cap-suggestions").replaceChildren(
+    ...suggestions.map((suggestion) => {
+      const spec = suggestion.spec;
+      const alert = suggestion.alert;
+      const id = spec?.id ?? "";
+      const item = make("li");
+      item.dataset.suggestionId = id;
+      const plan = spec?.planId ? say("capPlan", { plan: plans.find((found) => found.id === spec.planId)?.name || spec.planId }) : say("capNoPlan");
+      item.append(
+        make(
+          "span",
+          say("capSuggestion", {
+            sender: alert?.sender ?? "",
+            headline: alert?.headline ?? "",
+            event: alert?.event ?? "",
+            areas: (spec?.areaIds ?? []).map(areaName).join("、"),
+            grade: words().modes[spec?.mode ?? 0] ?? "",
+            plan,
+          }),
+        ),
+      );
+      const approve = make("button", say("capApprove"), "primary");
+      approve.type = "button";
+      approve.dataset.focusKey = `approve:${id}`;
+      approve.setAttribute("aria-label", say("capApproveLabel", { id }));
+      approve.addEventListener("click", () => void decideSuggestion(id, true));
+      const dismiss = make("button", say("capDismiss"));
+      dismiss.type = "button";
+      dismiss.dataset.focusKey = `dismiss:${id}`;
+      dismiss.setAttribute("aria-label", say("capDismissLabel", { id }));
+      dismiss.addEventListener("click", () => void decideSuggestion(id, false));
+      item.append(approve, dismiss);
+      return item;
+    }),
+  );
+}
+
+async function decideSuggestion(id: string, approve: boolean): Promise<void> {
+  const result = byId("cap-result");
+  result.replaceChildren();
+  try {
+    if (approve) {
+      await capClient.approveCapSuggestion({ suggestionId: id });
+    } else {
+      await capClient.dismissCapSuggestion({ suggestionId: id, reason: "" });
+    }
+    result.textContent = say(approve ? "capApproved" : "capDismissed", { id });
+    suggestions = suggestions.filter((found) => found.spec?.id !== id);
+    keepingFocus(byId("cap-panel"), drawSuggestions);
+    byId("cap-panel").hidden = false;
+  } catch (failure) {
+    show(describe(failure), result);
   }
 }
 
@@ -1439,6 +1524,9 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   }
   if (PLAN_KINDS.has(event.kind)) {
     refreshSoon("plans", () => readPlans(signal));
+  }
+  if (CAP_KINDS.has(event.kind)) {
+    refreshSoon("suggestions", () => readSuggestions(signal));
   }
   if (CALLUP_KINDS.has(event.kind)) {
     refreshSoon("callups", () => readCallups(signal));

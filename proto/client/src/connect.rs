@@ -51,6 +51,10 @@ pub type CommandClient = CommandServiceClient<InterceptedService<Channel, Bearer
 /// A `WebhookService` client carrying the operator's token (admin only).
 pub type WebhookClient = pingji_proto::v1::webhook_service_client::WebhookServiceClient<InterceptedService<Channel, BearerToken>>;
 
+/// A `CapService` client carrying the operator's token (CAP alerts and
+/// suggestions).
+pub type CapClient = pingji_proto::v1::cap_service_client::CapServiceClient<InterceptedService<Channel, BearerToken>>;
+
 /// How a client reaches the dispatchers.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
@@ -309,6 +313,14 @@ impl Connection {
     /// A `WebhookService` client on this connection with the operator's token.
     pub fn webhooks(&self) -> WebhookClient {
         pingji_proto::v1::webhook_service_client::WebhookServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.options.bearer.clone(),
+        )
+    }
+
+    /// A `CapService` client on this connection with the operator's token.
+    pub fn cap(&self) -> CapClient {
+        pingji_proto::v1::cap_service_client::CapServiceClient::with_interceptor(
             self.channel.clone(),
             self.options.bearer.clone(),
         )

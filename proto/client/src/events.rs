@@ -71,6 +71,10 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::MessageRead(_) => "message_read",
         Body::Notified(_) => "notified",
         Body::InboundRefused(_) => "inbound_refused",
+        Body::CapAlertIssued(_) => "cap_alert_issued",
+        Body::CapAlertReceived(_) => "cap_alert_received",
+        Body::CapSuggestionApproved(_) => "cap_suggestion_approved",
+        Body::CapSuggestionDismissed(_) => "cap_suggestion_dismissed",
     }
 }
 
@@ -327,6 +331,22 @@ fn summary_of(body: &Body) -> String {
             format!("{channel} to {} {outcome} (step {}, {}){detail}", notified.agent_id, notified.step, notified.subject)
         }
         Body::InboundRefused(refused) => format!("inbound post from gateway {} refused: {}", refused.gateway, refused.reason),
+        Body::CapAlertIssued(issued) => match &issued.alert {
+            Some(alert) => format!("CAP {} {} for {}: {}", alert.msg_type, alert.identifier, alert.area_id, alert.headline),
+            None => "CAP alert".to_string(),
+        },
+        Body::CapAlertReceived(received) => {
+            let alert = received.alert.clone().unwrap_or_default();
+            let suggested = match &received.suggestion {
+                Some(spec) => format!("; suggestion {} for {}", spec.id, spec.area_ids.join(", ")),
+                None => String::new(),
+            };
+            format!("CAP {} {} from {}: {}{suggested}", alert.msg_type, alert.identifier, alert.sender, alert.headline)
+        }
+        Body::CapSuggestionApproved(approved) => format!("CAP suggestion {} approved", approved.suggestion_id),
+        Body::CapSuggestionDismissed(dismissed) => {
+            format!("CAP suggestion {} dismissed: {}", dismissed.suggestion_id, dismissed.reason)
+        }
     }
 }
 

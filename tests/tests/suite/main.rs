@@ -12,6 +12,7 @@ mod agent_client;
 mod architecture;
 mod auth;
 mod bad_input;
+mod cap;
 mod configuration;
 mod console_cli;
 mod console_mobilisation;

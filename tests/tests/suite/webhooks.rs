@@ -37,6 +37,7 @@ fn quick(max_attempts: u32) -> WebhookConfig {
         retry_max: Duration::from_millis(200),
         timeout: Duration::from_secs(5),
         source: "/pingji/test".to_string(),
+        cap: Default::default(),
     }
 }
 

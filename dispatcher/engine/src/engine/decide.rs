@@ -393,6 +393,9 @@ impl Engine {
             Command::RecordRead { rpc, subject, people } => {
                 Ok(vec![EventKind::PersonalDataRead { rpc: rpc.clone(), subject: subject.clone(), people: *people }])
             }
+            Command::ReceiveCapAlert { .. } | Command::ApproveCapSuggestion { .. } | Command::DismissCapSuggestion { .. } => {
+                self.decide_cap(command)
+            }
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])

@@ -716,9 +716,19 @@ impl Engine {
                 self.dispatch_waiting(now, out);
             }
             Command::SetMode { area, mode, reason } => {
+                // Public plans already running on the area tell the public
+                // of the new grade (an Update); those the switch ends or
+                // starts issue their own Cancel or Alert.
+                let public = self.public_activations_on(area);
                 self.after_switch(area, *mode, reason, actor, now, out);
+                for activation in public {
+                    if self.state.activations.get(&activation).is_some_and(|activation| activation.ended.is_none()) {
+                        self.issue_cap_alert(&activation, crate::cap::CapMsgType::Update, actor, now, out);
+                    }
+                }
                 self.dispatch_waiting(now, out);
             }
+            Command::ApproveCapSuggestion { suggestion } => self.approve_suggestion(suggestion, actor, now, out),
             Command::ActivatePlan { plan, area, reason } => {
                 let start = super::mobilise::PlanStart { plan, area, reason, automatic: false };
                 self.activate_plan(&start, actor, now, out);
@@ -755,7 +765,9 @@ impl Engine {
             | Command::SendMessage { .. }
             | Command::ReplyToMessage { .. }
             | Command::MarkMessageRead { .. }
-            | Command::RecordRead { .. } => {}
+            | Command::RecordRead { .. }
+            | Command::ReceiveCapAlert { .. }
+            | Command::DismissCapSuggestion { .. } => {}
         }
     }
 

@@ -242,6 +242,10 @@ impl Engine {
                     record.reached.insert(step.agent.clone(), (step.channel, step.outcome));
                 }
             }
+            EventKind::CapAlertIssued { .. }
+            | EventKind::CapAlertReceived { .. }
+            | EventKind::CapSuggestionApproved { .. }
+            | EventKind::CapSuggestionDismissed { .. } => self.apply_cap(event),
             EventKind::MessageSent { .. } | EventKind::MessageReplied { .. } | EventKind::MessageRead { .. } => {
                 self.apply_message(&event.kind, at, &event.actor);
             }

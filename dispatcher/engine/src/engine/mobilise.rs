@@ -243,7 +243,7 @@ impl Engine {
         Ok(vec![EventKind::PlansImported { plans: plans.to_vec() }])
     }
 
-    fn open_activation(&self, plan: &PlanId, area: &AreaId) -> Option<&Activation> {
+    pub(super) fn open_activation(&self, plan: &PlanId, area: &AreaId) -> Option<&Activation> {
         self.state
             .activations
             .values()
@@ -283,6 +283,7 @@ impl Engine {
             automatic,
         };
         self.emit(out, actor, now, activated);
+        self.issue_cap_alert(&activation, crate::cap::CapMsgType::Alert, actor, now, out);
         for task in &plan.tasks {
             for at in self.task_points(&task.place, area) {
                 let spec = IncidentSpec {
@@ -346,6 +347,7 @@ impl Engine {
             );
         }
         self.emit(out, actor, now, EventKind::PlanDeactivated { activation: activation_id.clone(), reason: reason.to_string() });
+        self.issue_cap_alert(activation_id, crate::cap::CapMsgType::Cancel, actor, now, out);
     }
 
     /// What a switch sets in motion, or ends.

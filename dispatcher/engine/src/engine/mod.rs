@@ -21,6 +21,7 @@
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
+pub mod cap;
 pub mod decide;
 pub mod dispatch;
 pub mod evolve;
@@ -260,6 +261,19 @@ pub enum Command {
         subject: String,
         people: u32,
     },
+    /// A CAP alert from another system, checked at the edge: journaled,
+    /// and offered to the commander as a suggestion where it calls for one.
+    ReceiveCapAlert {
+        alert: crate::cap::ReceivedCapAlert,
+    },
+    /// A commander approves a suggestion: its areas switch and its plan activates.
+    ApproveCapSuggestion {
+        suggestion: String,
+    },
+    DismissCapSuggestion {
+        suggestion: String,
+        reason: String,
+    },
 }
 
 /// One activation of a plan on an area.
@@ -352,6 +366,9 @@ pub struct State {
     /// it was the number of messages kept.)
     #[serde(default)]
     pub messages_sent: u64,
+    /// CAP alerts issued and received, and the suggestions made of them.
+    #[serde(default)]
+    pub cap: crate::cap::CapState,
 }
 
 impl State {

@@ -1795,3 +1795,83 @@ fn a_person_coming_on_line_is_offered_only_incidents_they_can_take() {
     assert_eq!(engine.state().incidents[&rescue].status(), IncidentStatus::Offered);
     assert_eq!(engine.state().incidents[&diving].status(), IncidentStatus::Waiting);
 }
+
+fn public_flood_plan() -> crate::plans::PlanSpec {
+    let mut plan = flood_plan();
+    plan.public = Some(crate::cap::PublicAlert {
+        headline: "防汛二级".into(),
+        category: "Met".into(),
+        event: "暴雨内涝".into(),
+        inbound_events: vec!["台风".into()],
+        ..Default::default()
+    });
+    plan
+}
+
+fn typhoon_over(polygons: Vec<Vec<[f64; 2]>>, circles: Vec<crate::cap::CapCircle>) -> crate::cap::ReceivedCapAlert {
+    crate::cap::ReceivedCapAlert {
+        identifier: "TY-1".into(),
+        sender: "weather".into(),
+        sent: "2026-09-14T08:00:00+08:00".into(),
+        status: "Actual".into(),
+        msg_type: "Alert".into(),
+        category: "Met".into(),
+        event: "台风".into(),
+        urgency: "Expected".into(),
+        severity: "Severe".into(),
+        certainty: "Likely".into(),
+        polygons,
+        circles,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_public_plan_issues_alert_update_and_cancel_and_replay_rebuilds_them() {
+    let mut engine = engine();
+    engine.execute(Command::ImportPlans(vec![public_flood_plan()]), "operator:admin", T0).expect("plans import");
+    let mut journal = Vec::new();
+    for mode in [Mode::EmergencyIi, Mode::EmergencyI, Mode::Normal] {
+        journal.extend(switch(&mut engine, "d1-s1", mode, T0));
+    }
+    let issued = &engine.state().cap.issued;
+    let kinds: Vec<_> = issued.iter().map(|alert| (alert.msg_type, alert.severity.as_str())).collect();
+    use crate::cap::CapMsgType::*;
+    // Back in normal mode the Cancel speaks of the plan's own grade.
+    assert_eq!(kinds, vec![(Alert, "Severe"), (Update, "Extreme"), (Cancel, "Severe")]);
+    assert_eq!(issued[2].references.len(), 2, "the Cancel refers to both");
+    assert!(!issued[0].polygons.is_empty(), "the street's outline");
+    // Replaying the journal rebuilds the same CAP state.
+    let mut replayed = engine_with(quiet_policy());
+    replayed.execute(Command::ImportPlans(vec![public_flood_plan()]), "operator:admin", T0).expect("plans import");
+    for event in &journal {
+        replayed.replay(event).expect("replays");
+    }
+    assert_eq!(replayed.state().cap, engine.state().cap);
+}
+
+#[test]
+fn a_received_alert_is_suggested_once_for_the_streets_it_touches() {
+    let mut engine = engine();
+    engine.execute(Command::ImportPlans(vec![public_flood_plan()]), "operator:admin", T0).expect("plans import");
+    // A 1 km circle around d2-s1's middle touches that street only.
+    let centre = centre_of(&engine, "d2-s1");
+    let circle = crate::cap::CapCircle { lon: centre.lon, lat: centre.lat, radius_km: 1.0 };
+    let alert = typhoon_over(Vec::new(), vec![circle]);
+    engine.execute(Command::ReceiveCapAlert { alert: alert.clone() }, "cap:weather", T0).expect("received");
+    let suggestion = engine.state().cap.suggestions.values().next().expect("a suggestion").clone();
+    assert_eq!(suggestion.spec.areas, vec![area("d2-s1")]);
+    assert_eq!(suggestion.spec.mode, Mode::EmergencyIi);
+    assert_eq!(suggestion.spec.plan.as_ref().map(|plan| plan.as_str()), Some("flood-ii"));
+    let again = engine.execute(Command::ReceiveCapAlert { alert }, "cap:weather", T0);
+    assert!(matches!(again, Err(Rejection::AlreadyExists(_))), "{again:?}");
+    let events = engine
+        .execute(Command::ApproveCapSuggestion { suggestion: suggestion.spec.id.clone() }, "operator:commander", T0)
+        .expect("approved");
+    assert!(
+        events
+            .iter()
+            .any(|event| matches!(&event.kind, EventKind::ModeSwitched { area: switched, .. } if switched.as_str() == "d2-s1"))
+    );
+    assert_eq!(engine.state().activations.values().filter(|activation| activation.ended.is_none()).count(), 1, "activated once");
+}
