@@ -71,6 +71,7 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     #[serde(default)]
     pub notify: NotifySettings,
+    #[serde(default)]
     pub cap: CapSettings,
 }
 
