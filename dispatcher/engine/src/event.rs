@@ -113,6 +113,10 @@ pub enum EventKind {
     NoCandidates {
         incident: IncidentId,
         level: AreaLevel,
+        /// Who the search could reach and what ruled each out (absent in
+        /// events journaled before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shortfall: Option<crate::engine::explain::Shortfall>,
     },
     /// Nobody on the whole roster could ever staff the incident: fewer
     /// people than it still needs have every skill it requires and are not
@@ -138,6 +142,10 @@ pub enum EventKind {
         /// travel any mode allows (see `Engine::beyond_reach`).
         #[serde(default)]
         beyond_reach: bool,
+        /// Who the search could reach at the widest level and what ruled
+        /// each out (absent in events journaled before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shortfall: Option<crate::engine::explain::Shortfall>,
     },
     IncidentStaffed {
         incident: IncidentId,

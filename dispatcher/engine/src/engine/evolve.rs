@@ -297,7 +297,7 @@ impl Engine {
                     record.waiting_noted = true;
                 }
             }
-            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach, .. } => {
                 if let Some(record) = self.state.incidents.get_mut(incident) {
                     record.unstaffable = Some(RosterShortfall {
                         needed: *needed,

@@ -14,6 +14,8 @@
 //! - [`decide`]: validation of commands into events.
 //! - [`evolve`]: applying one event to the state.
 //! - [`dispatch`]: choosing candidates and making offers, widening, timeouts.
+//! - [`explain`]: why this person, why not X: an incident's ranked
+//!   candidates and the reason each other person was passed over.
 //! - [`live`]: soft state: connections, live locations and the spatial index.
 //! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
 //!   plan activations, grid staffing checks.
@@ -24,6 +26,7 @@
 pub mod decide;
 pub mod dispatch;
 pub mod evolve;
+pub mod explain;
 pub mod invariants;
 pub mod live;
 pub mod messages;

@@ -1795,3 +1795,167 @@ fn a_person_coming_on_line_is_offered_only_incidents_they_can_take() {
     assert_eq!(engine.state().incidents[&rescue].status(), IncidentStatus::Offered);
     assert_eq!(engine.state().incidents[&diving].status(), IncidentStatus::Waiting);
 }
+
+mod explain {
+    use super::*;
+    use crate::engine::explain::{ExplainQuery, Reason};
+
+    fn everyone(incident: &IncidentId) -> ExplainQuery {
+        ExplainQuery { incident: incident.clone(), agent: None, candidates: 50, passed_over: 50 }
+    }
+
+    fn reason_of(engine: &Engine, incident: &IncidentId, agent: &str, now: Millis) -> Reason {
+        let query = ExplainQuery { agent: Some(AgentId::new(agent)), ..everyone(incident) };
+        let explanation = engine.explain(&query, now).expect("explains");
+        assert!(explanation.candidates.is_empty(), "{agent} is no candidate: {explanation:?}");
+        explanation.passed_over.into_iter().next().expect("one person").reason
+    }
+
+    /// A point east of the grid's centre that lies in another grid, within
+    /// walking reach.
+    fn next_grid(engine: &Engine, grid: Position) -> Position {
+        let own = engine.state().areas.place(grid).at(AreaLevel::Grid).cloned();
+        (1..60)
+            .map(|step| east(grid, step as f64 * 50.0))
+            .find(|at| {
+                let other = engine.state().areas.place(*at).at(AreaLevel::Grid).cloned();
+                other.is_some() && other != own
+            })
+            .expect("another grid within 3 km")
+    }
+
+    #[test]
+    fn each_person_passed_over_gets_the_reason_the_search_applied() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let t1 = T0.plus_seconds(900);
+        // Someone answering another incident's offer, made at T0 far away.
+        let elsewhere = centre_of(&engine, "d1-s1-c1-g2");
+        person_at(&mut engine, "offered-elsewhere", &["first_aid"], elsewhere, T0);
+        let (other_incident, _) = create(&mut engine, elsewhere, &["first_aid"], 1, T0);
+        assert_eq!(open_offer_of(&engine, "offered-elsewhere").is_some(), true);
+        // Stale: located at T0 only.
+        person_at(&mut engine, "stale", &["first_aid"], east(grid, 40.0), T0);
+        for (id, skills, metres) in [
+            ("decliner", &["first_aid"][..], 10.0),
+            ("first", &["first_aid"][..], 30.0),
+            ("second", &["first_aid"][..], 60.0),
+            ("unskilled", &[][..], 20.0),
+            ("busy", &["first_aid"][..], 25.0),
+            ("off", &["first_aid"][..], 26.0),
+            ("far", &["first_aid"][..], 20_000.0),
+        ] {
+            person_at(&mut engine, id, skills, east(grid, metres), t1);
+        }
+        let outside = next_grid(&engine, grid);
+        person_at(&mut engine, "outside", &["first_aid"], outside, t1);
+        let mut reserve = profile("reserve", &["first_aid"]);
+        reserve.role = Role::RegisteredMember;
+        engine
+            .execute(Command::UpsertAgents { agents: vec![reserve], all_new: true, tokens: Vec::new() }, "operator:test", t1)
+            .unwrap();
+        engine.execute(Command::Connect { agent: AgentId::new("reserve") }, "agent:reserve", t1).unwrap();
+        engine
+            .execute(Command::ReportLocation { agent: AgentId::new("reserve"), at: east(grid, 15.0) }, "agent:reserve", t1)
+            .unwrap();
+        engine
+            .execute(
+                Command::UpsertAgents { agents: vec![profile("absent", &["first_aid"])], all_new: true, tokens: Vec::new() },
+                "operator:test",
+                t1,
+            )
+            .unwrap();
+        engine
+            .execute(Command::ReportLocation { agent: AgentId::new("offered-elsewhere"), at: east(grid, 12.0) }, "agent:x", t1)
+            .unwrap();
+        engine.execute(Command::SetStatus { agent: AgentId::new("busy"), status: AgentStatus::Busy }, "agent:busy", t1).unwrap();
+        engine.execute(Command::SetStatus { agent: AgentId::new("off"), status: AgentStatus::OffDuty }, "agent:off", t1).unwrap();
+        let (incident, events) = create(&mut engine, grid, &["first_aid"], 1, t1);
+        assert_eq!(offers_in(&events).iter().map(|(_, agent)| agent.as_str()).collect::<Vec<_>>(), ["decliner"]);
+        let offer = open_offer_of(&engine, "decliner").expect("offered");
+        let events = engine
+            .execute(Command::Decline { agent: AgentId::new("decliner"), offer, reason: "no".into() }, "agent:decliner", t1)
+            .unwrap();
+        assert_eq!(offers_in(&events).iter().map(|(_, agent)| agent.as_str()).collect::<Vec<_>>(), ["first"]);
+
+        let before = engine.state().clone();
+        let explanation = engine.explain(&everyone(&incident), t1).expect("explains");
+        assert_eq!(engine.state(), &before, "explaining changes nothing");
+        let ranked: Vec<(&str, bool)> =
+            explanation.candidates.iter().map(|ranked| (ranked.candidate.agent.as_str(), ranked.offered)).collect();
+        assert_eq!(ranked, [("first", true), ("second", false)], "{explanation:?}");
+        assert_eq!(explanation.candidates_total, 2);
+        let expect = [
+            ("decliner", Reason::Declined),
+            ("unskilled", Reason::LacksSkill { skills: vec!["first_aid".to_string()] }),
+            ("busy", Reason::Busy { incident: None }),
+            ("off", Reason::OffDuty),
+            ("stale", Reason::LocationStale { since: T0 }),
+            ("far", Reason::BeyondTravelLimit { max_travel_s: 2700 }),
+            ("outside", Reason::OutsideArea { level: AreaLevel::Grid }),
+            ("reserve", Reason::Reserve { mode: Mode::Normal }),
+            ("offered-elsewhere", Reason::HoldsOffer { incident: other_incident.clone() }),
+            ("absent", Reason::NotConnected),
+        ];
+        for (agent, reason) in &expect {
+            let listed = explanation.passed_over.iter().find(|passed| passed.agent.as_str() == *agent).expect(agent);
+            assert_eq!(&listed.reason, reason, "{agent}");
+            assert_eq!(&reason_of(&engine, &incident, agent, t1), reason, "{agent} alone");
+        }
+        // The people without a location come last; the rest nearest first.
+        assert_eq!(explanation.passed_over.last().map(|passed| passed.agent.as_str()), Some("absent"));
+        assert_eq!(explanation.reason_counts.values().sum::<u32>(), expect.len() as u32);
+
+        // One candidate alone keeps their rank among everyone.
+        let second =
+            engine.explain(&ExplainQuery { agent: Some(AgentId::new("second")), ..everyone(&incident) }, t1).expect("explains");
+        assert_eq!(second.candidates.len(), 1);
+        assert_eq!(second.candidates[0].rank, 2);
+
+        // What the explanation ranked next is who the engine offers next.
+        let offer = open_offer_of(&engine, "first").expect("offered");
+        let events = engine
+            .execute(Command::Decline { agent: AgentId::new("first"), offer, reason: "no".into() }, "agent:first", t1)
+            .unwrap();
+        assert_eq!(offers_in(&events).iter().map(|(_, agent)| agent.as_str()).collect::<Vec<_>>(), ["second"]);
+
+        // The assigned person is "already assigned".
+        let offer = open_offer_of(&engine, "second").expect("offered");
+        engine.execute(Command::Accept { agent: AgentId::new("second"), offer }, "agent:second", t1).unwrap();
+        assert_eq!(reason_of(&engine, &incident, "second", t1), Reason::AlreadyAssigned);
+    }
+
+    #[test]
+    fn an_unknown_incident_or_person_is_not_found() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let (incident, _) = create_forced(&mut engine, grid, &[], 1, T0);
+        let missing = engine.explain(&everyone(&IncidentId::new("nope")), T0);
+        assert!(matches!(missing, Err(Rejection::NotFound(_))));
+        let nobody = engine.explain(&ExplainQuery { agent: Some(AgentId::new("nobody")), ..everyone(&incident) }, T0);
+        assert!(matches!(nobody, Err(Rejection::NotFound(_))));
+    }
+
+    #[test]
+    fn nobody_fits_records_the_shortfall_by_reason() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        person_at(&mut engine, "a", &[], east(grid, 10.0), T0);
+        person_at(&mut engine, "b", &[], east(grid, 20.0), T0);
+        person_at(&mut engine, "c", &["first_aid"], east(grid, 30.0), T0);
+        engine.execute(Command::SetStatus { agent: AgentId::new("c"), status: AgentStatus::Busy }, "agent:c", T0).unwrap();
+        let (_, events) = create(&mut engine, grid, &["first_aid"], 1, T0);
+        let shortfall = events
+            .iter()
+            .find_map(|event| match &event.kind {
+                EventKind::NoCandidates { shortfall, .. } => shortfall.clone(),
+                _ => None,
+            })
+            .expect("nobody fits, with the shortfall");
+        assert_eq!(shortfall.in_reach, 3, "{shortfall:?}");
+        assert_eq!(shortfall.qualified, 0);
+        assert_eq!(shortfall.lacking.get("first_aid"), Some(&2));
+        assert_eq!(shortfall.reasons.get("busy"), Some(&1));
+        assert!(shortfall.summary().contains("3 people; 2 lack first_aid, 1 busy"), "{}", shortfall.summary());
+    }
+}

@@ -1,0 +1,398 @@
+//! Why this person, why not X: an incident's candidates as the search would
+//! rank them now, and for everyone else the first check they fail.
+//!
+//! The checks are the search's own ([`Engine::qualify`] in `dispatch`) and
+//! the ranking its own (`dispatch::rank`), so an explanation cannot say
+//! something the decision did not do. Reading changes nothing.
+//!
+//! The shortfall of an incident nobody fits (carried in `NoCandidates` and
+//! `IncidentUnstaffable`) is counted the same way, over the people the
+//! search could reach: in the incident's area at its level and within the
+//! travel limit.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::dispatch::{Candidate, CandidateQuery, Exclusion, Reach, rank};
+use super::{Engine, Rejection};
+use crate::areas::AreaLevel;
+use crate::ids::{AgentId, IncidentId, Millis, quote};
+use crate::incident::Incident;
+use crate::policy::Mode;
+use crate::roster::{AgentRecord, AgentStatus, TravelMode};
+use crate::spatial::PeopleIndex;
+
+/// What to explain: one incident, optionally for one person, with bounds
+/// on the answer's size.
+#[derive(Clone, Debug)]
+pub struct ExplainQuery {
+    pub incident: IncidentId,
+    /// Only this person's entry (a candidate's rank, or their reason).
+    pub agent: Option<AgentId>,
+    /// At most this many candidates, best first.
+    pub candidates: usize,
+    /// At most this many people passed over, nearest first.
+    pub passed_over: usize,
+}
+
+/// A person the search would offer the incident to, in its order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RankedCandidate {
+    /// 1 for the best.
+    pub rank: u32,
+    pub candidate: Candidate,
+    pub travel_mode: TravelMode,
+    /// They hold an open offer of this incident already.
+    pub offered: bool,
+}
+
+/// Why a person is not a candidate, with what the operator needs to act.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Skills the incident requires that they lack.
+    LacksSkill {
+        skills: Vec<String>,
+    },
+    /// Busy (by their own status, or on an assignment of `incident`).
+    Busy {
+        incident: Option<IncidentId>,
+    },
+    OffDuty,
+    /// A reserve, not offered tasks in the mode in force.
+    Reserve {
+        mode: Mode,
+    },
+    /// Their live location is older than the policy allows.
+    LocationStale {
+        since: Millis,
+    },
+    /// Farther than the mode's longest travel.
+    BeyondTravelLimit {
+        max_travel_s: u64,
+    },
+    /// They declined this incident or let its offer lapse.
+    Declined,
+    /// They are assigned to this incident already.
+    AlreadyAssigned,
+    /// Outside the areas the incident may be offered to at `level`.
+    OutsideArea {
+        level: AreaLevel,
+    },
+    /// They are answering an offer of another incident.
+    HoldsOffer {
+        incident: IncidentId,
+    },
+    /// No session, or no live location yet.
+    NotConnected,
+}
+
+impl Reason {
+    /// A short stable name: counts are keyed by it and clients translate it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::LacksSkill { .. } => "lacks_skill",
+            Reason::Busy { .. } => "busy",
+            Reason::OffDuty => "off_duty",
+            Reason::Reserve { .. } => "reserve",
+            Reason::LocationStale { .. } => "location_stale",
+            Reason::BeyondTravelLimit { .. } => "beyond_travel_limit",
+            Reason::Declined => "declined",
+            Reason::AlreadyAssigned => "already_assigned",
+            Reason::OutsideArea { .. } => "outside_area",
+            Reason::HoldsOffer { .. } => "holds_offer",
+            Reason::NotConnected => "not_connected",
+        }
+    }
+}
+
+/// A person passed over and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassedOver {
+    pub agent: AgentId,
+    /// From their live location; `None` without one.
+    pub distance_m: Option<f64>,
+    pub reason: Reason,
+}
+
+/// The answer to an [`ExplainQuery`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Explanation {
+    pub incident: IncidentId,
+    pub mode: Mode,
+    pub level: AreaLevel,
+    pub still_needed: u32,
+    /// Whether the incident is being dispatched (not ended, not awaiting
+    /// triage): for one that is not, the ranking is what it would be.
+    pub dispatchable: bool,
+    pub max_travel_s: u64,
+    /// Best first; the first `ExplainQuery::candidates`.
+    pub candidates: Vec<RankedCandidate>,
+    /// Everyone who qualifies (the list above may be cut).
+    pub candidates_total: u32,
+    /// Nearest first; the first `ExplainQuery::passed_over`.
+    pub passed_over: Vec<PassedOver>,
+    /// How many of everyone on the roster each reason passed over, by
+    /// [`Reason::kind`].
+    pub reason_counts: BTreeMap<&'static str, u32>,
+}
+
+/// Who the search could reach for an incident nobody (or too few) fit,
+/// and what ruled each of them out: "within 2 km: 12 people; 7 lack
+/// first_aid, 3 busy, 2 stale".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortfall {
+    /// The level the search looked at.
+    pub level: AreaLevel,
+    /// Everyone in reach lies within this distance (rounded up to 500 m).
+    pub within_m: u32,
+    /// People in the incident's area at that level and within the travel
+    /// limit, with a live location.
+    pub in_reach: u32,
+    /// Of those, the people who qualify (fewer than it needs).
+    pub qualified: u32,
+    /// Per reason (`Reason::kind`) how many of those in reach it ruled
+    /// out; "lacks_skill" is counted once per person, and per skill in
+    /// `lacking`.
+    pub reasons: BTreeMap<String, u32>,
+    /// Per required skill, how many in reach lack it.
+    pub lacking: BTreeMap<String, u32>,
+}
+
+impl Shortfall {
+    /// One line an operator reads: "within 2000 m: 12 people; 7 lack
+    /// first_aid, 3 busy, 2 location_stale".
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self.lacking.iter().map(|(skill, people)| format!("{people} lack {skill}")).collect();
+        parts.extend(
+            self.reasons
+                .iter()
+                .filter(|(kind, _)| kind.as_str() != "lacks_skill")
+                .map(|(kind, people)| format!("{people} {kind}")),
+        );
+        let mut line = format!("within {} m: {} people", self.within_m, self.in_reach);
+        if self.qualified > 0 {
+            line.push_str(&format!(", {} fit", self.qualified));
+        }
+        if !parts.is_empty() {
+            line.push_str("; ");
+            line.push_str(&parts.join(", "));
+        }
+        line
+    }
+}
+
+impl Engine {
+    /// Explains an incident's dispatch at `now`; `NotFound` for an
+    /// incident or a person that does not exist.
+    pub fn explain(&self, query: &ExplainQuery, now: Millis) -> Result<Explanation, Rejection> {
+        let Some(incident) = self.state.incidents.get(&query.incident) else {
+            return Err(Rejection::NotFound(format!(
+                "incident {} does not exist; list incidents to find its id",
+                quote(query.incident.as_str())
+            )));
+        };
+        if let Some(agent) = &query.agent
+            && !self.state.agents.contains_key(agent)
+        {
+            return Err(Rejection::NotFound(format!(
+                "agent {} is not on the roster; list agents to find their id",
+                quote(agent.as_str())
+            )));
+        }
+        let reach = self.reach(incident);
+        let max_travel_s = self.policy.for_mode(reach.mode).max_travel_s;
+        let offered: BTreeSet<AgentId> = incident.open_offers.values().map(|offer| offer.agent.clone()).collect();
+        let mut candidate_query = CandidateQuery::offer(incident, &reach, usize::MAX, now);
+        candidate_query.holds_offer_of = Some(&offered);
+        let stale_before = now.0 - (self.policy.location_stale_s as i64) * 1000;
+
+        let mut qualified: Vec<Candidate> = Vec::new();
+        let mut passed: Vec<PassedOver> = Vec::new();
+        let mut reason_counts: BTreeMap<&'static str, u32> = BTreeMap::new();
+        let people: Box<dyn Iterator<Item = (&AgentId, &AgentRecord)>> = match &query.agent {
+            Some(agent) => Box::new(self.state.agents.get_key_value(agent).into_iter()),
+            None => Box::new(self.state.agents.iter()),
+        };
+        for (agent, record) in people {
+            let live = self.live.agents.get(agent);
+            let located = live.and_then(|live| live.location);
+            let distance_m = located.map(|at| PeopleIndex::distance_m(incident.spec.at, at));
+            let speed = record.profile.travel_mode.speed_mps(&self.policy.speeds);
+            let verdict = self.qualify(
+                &candidate_query,
+                agent,
+                distance_m.unwrap_or(0.0),
+                live.map_or(speed, |live| live.indexed_as.speed_mps(&self.policy.speeds)),
+                stale_before,
+                Some(max_travel_s as f64),
+            );
+            match verdict {
+                Ok(candidate) => qualified.push(candidate),
+                Err(exclusion) => {
+                    let reason = self.reason(exclusion, incident, record, &reach, max_travel_s);
+                    *reason_counts.entry(reason.kind()).or_default() += 1;
+                    passed.push(PassedOver { agent: agent.clone(), distance_m, reason });
+                }
+            }
+        }
+        qualified.sort_by(|a, b| rank(a).cmp(&rank(b)));
+        let candidates_total = qualified.len() as u32;
+        let candidates = qualified
+            .into_iter()
+            .take(query.candidates)
+            .enumerate()
+            .map(|(position, candidate)| {
+                let travel_mode =
+                    self.state.agents.get(&candidate.agent).map(|record| record.profile.travel_mode).unwrap_or_default();
+                let offered = offered.contains(&candidate.agent);
+                RankedCandidate { rank: position as u32 + 1, candidate, travel_mode, offered }
+            })
+            .collect::<Vec<_>>();
+        let candidates = match &query.agent {
+            // One person's rank is among everyone who qualifies, which an
+            // unfiltered call would give; work it out the same way.
+            Some(_) if !candidates.is_empty() => self.rank_of(incident, candidates, &candidate_query, stale_before, max_travel_s),
+            _ => candidates,
+        };
+        // Nearest first; people without a location after everyone located.
+        passed.sort_by(|a, b| match (a.distance_m, b.distance_m) {
+            (Some(a_m), Some(b_m)) => a_m.total_cmp(&b_m).then_with(|| a.agent.cmp(&b.agent)),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.agent.cmp(&b.agent),
+        });
+        passed.truncate(query.passed_over);
+        Ok(Explanation {
+            incident: incident.id.clone(),
+            mode: reach.mode,
+            level: reach.level(),
+            still_needed: incident.still_needed(),
+            dispatchable: incident.is_dispatchable(),
+            max_travel_s,
+            candidates,
+            candidates_total,
+            passed_over: passed,
+            reason_counts,
+        })
+    }
+
+    /// The rank of the one candidate in `found` among everyone who
+    /// qualifies for `incident`.
+    fn rank_of(
+        &self,
+        incident: &Incident,
+        mut found: Vec<RankedCandidate>,
+        query: &CandidateQuery<'_>,
+        stale_before: i64,
+        max_travel_s: u64,
+    ) -> Vec<RankedCandidate> {
+        let Some(mut entry) = found.pop() else {
+            return found;
+        };
+        let ahead = self
+            .state
+            .agents
+            .keys()
+            .filter(|agent| **agent != entry.candidate.agent)
+            .filter_map(|agent| {
+                let live = self.live.agents.get(agent)?;
+                let at = live.location?;
+                let distance_m = PeopleIndex::distance_m(incident.spec.at, at);
+                let speed = live.indexed_as.speed_mps(&self.policy.speeds);
+                self.qualify(query, agent, distance_m, speed, stale_before, Some(max_travel_s as f64)).ok()
+            })
+            .filter(|other| rank(other) < rank(&entry.candidate))
+            .count();
+        entry.rank = ahead as u32 + 1;
+        vec![entry]
+    }
+
+    /// The details of why `record` failed `exclusion` for `incident`.
+    fn reason(
+        &self,
+        exclusion: Exclusion,
+        incident: &Incident,
+        record: &AgentRecord,
+        reach: &Reach,
+        max_travel_s: u64,
+    ) -> Reason {
+        let agent = &record.profile.id;
+        match exclusion {
+            Exclusion::BeyondTravelLimit => Reason::BeyondTravelLimit { max_travel_s },
+            Exclusion::OutsideArea => Reason::OutsideArea { level: reach.level() },
+            Exclusion::NotConnected => Reason::NotConnected,
+            Exclusion::LocationStale => {
+                Reason::LocationStale { since: self.live.agents.get(agent).map_or(Millis(0), |live| live.located_at) }
+            }
+            Exclusion::Excluded if incident.assignment_of(agent).is_some() => Reason::AlreadyAssigned,
+            Exclusion::Excluded => Reason::Declined,
+            Exclusion::NotFree => match (&record.status, &record.current_incident, &record.open_offer) {
+                (AgentStatus::OffDuty, _, _) => Reason::OffDuty,
+                (_, Some(on), _) => Reason::Busy { incident: Some(on.clone()) },
+                (AgentStatus::Busy, None, _) => Reason::Busy { incident: None },
+                (_, None, Some((_, other))) => Reason::HoldsOffer { incident: other.clone() },
+                // The live copy of "free" follows the roster, so this is not
+                // reached; say busy rather than nothing.
+                (AgentStatus::Available, None, None) => Reason::Busy { incident: None },
+            },
+            Exclusion::LacksSkill => {
+                Reason::LacksSkill { skills: incident.spec.skills.difference(&record.profile.skills).cloned().collect() }
+            }
+            Exclusion::NotEligible => Reason::Reserve { mode: reach.mode },
+        }
+    }
+
+    /// The shortfall of `incident` at `reach`: everyone the search could
+    /// reach and what ruled them out. Walks the people index out to the
+    /// same bounds as the search (the area's extent, the travel limit).
+    pub(super) fn shortfall(&self, incident: &Incident, reach: &Reach, now: Millis) -> Shortfall {
+        let query = CandidateQuery::offer(incident, reach, usize::MAX, now);
+        let stale_before = now.0 - (self.policy.location_stale_s as i64) * 1000;
+        let max_travel_s = self.policy.for_mode(reach.mode).max_travel_s;
+        let scope_extent_m = query.scope.and_then(|areas| {
+            areas.iter().filter_map(|scope| self.state.areas.farthest_extent_m(&scope.area, query.at)).reduce(f64::max)
+        });
+        let mut shortfall = Shortfall {
+            level: reach.level(),
+            within_m: 0,
+            in_reach: 0,
+            qualified: 0,
+            reasons: BTreeMap::new(),
+            lacking: BTreeMap::new(),
+        };
+        let mut farthest_m: f64 = 0.0;
+        for travel_mode in PeopleIndex::MODES {
+            let speed = travel_mode.speed_mps(&self.policy.speeds);
+            for (agent, distance_m) in self.live.index.nearest(query.at, travel_mode) {
+                if scope_extent_m.is_some_and(|extent| distance_m > extent) || distance_m / speed > max_travel_s as f64 {
+                    break;
+                }
+                let verdict = self.qualify(&query, agent, distance_m, speed, stale_before, Some(max_travel_s as f64));
+                let exclusion = match verdict {
+                    Ok(_) => None,
+                    Err(Exclusion::BeyondTravelLimit | Exclusion::OutsideArea) => continue,
+                    Err(exclusion) => Some(exclusion),
+                };
+                shortfall.in_reach += 1;
+                farthest_m = farthest_m.max(distance_m);
+                let Some(exclusion) = exclusion else {
+                    shortfall.qualified += 1;
+                    continue;
+                };
+                let Some(record) = self.state.agents.get(agent) else {
+                    continue;
+                };
+                let reason = self.reason(exclusion, incident, record, reach, max_travel_s);
+                if let Reason::LacksSkill { skills } = &reason {
+                    for skill in skills {
+                        *shortfall.lacking.entry(skill.clone()).or_default() += 1;
+                    }
+                }
+                *shortfall.reasons.entry(reason.kind().to_string()).or_default() += 1;
+            }
+        }
+        shortfall.within_m = ((farthest_m / 500.0).ceil() * 500.0) as u32;
+        shortfall
+    }
+}
