@@ -141,6 +141,10 @@ pub struct Incident {
     pub reporters: Vec<AgentId>,
     #[serde(default)]
     pub merged_into: Option<IncidentId>,
+    /// Incidents merged into this one, in the order merged: their
+    /// reporters, photos and timelines are read through this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<IncidentId>,
     /// The mode in force where the incident is (the strictest over its
     /// areas) when it was reported: what it was first handled under, while
     /// the area's mode may have changed since. `None` for incidents read
@@ -231,6 +235,7 @@ impl Incident {
             triage_pending: false,
             reporters: Vec::new(),
             merged_into: None,
+            merged_from: Vec::new(),
             reported_mode: None,
             unstaffable: None,
         }

@@ -790,7 +790,10 @@ impl Engine {
                     self.dispatch_waiting(now, out);
                 }
             }
-            Command::Complete { .. } | Command::CancelIncident { .. } | Command::CloseIncident { .. } => {
+            Command::Complete { .. }
+            | Command::CancelIncident { .. }
+            | Command::CloseIncident { .. }
+            | Command::MergeIncidents { .. } => {
                 // People were freed: incidents that lack offers may now find them.
                 self.dispatch_waiting(now, out);
             }

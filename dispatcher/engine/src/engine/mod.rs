@@ -14,6 +14,7 @@
 //! - [`decide`]: validation of commands into events.
 //! - [`evolve`]: applying one event to the state.
 //! - [`dispatch`]: choosing candidates and making offers, widening, timeouts.
+//! - [`duplicates`]: open incidents a new report may repeat, and merges.
 //! - [`explain`]: why this person, why not X: an incident's ranked
 //!   candidates and the reason each other person was passed over.
 //! - [`live`]: soft state: connections, live locations and the spatial index.
@@ -25,6 +26,7 @@
 
 pub mod decide;
 pub mod dispatch;
+pub mod duplicates;
 pub mod evolve;
 pub mod explain;
 pub mod invariants;
@@ -213,6 +215,12 @@ pub enum Command {
     TriageReject {
         incident: IncidentId,
         reason: String,
+    },
+    /// Merges an open incident (a duplicate) into another open one: its
+    /// open offers are withdrawn and it ends as merged (`ReportMerged`).
+    MergeIncidents {
+        incident: IncidentId,
+        into: IncidentId,
     },
     /// Accounts and tokens: hashes are made by the caller (random, slow).
     IssueAgentToken {

@@ -1959,3 +1959,91 @@ mod explain {
         assert!(shortfall.summary().contains("3 people; 2 lack first_aid, 1 busy"), "{}", shortfall.summary());
     }
 }
+
+mod duplicates {
+    use super::*;
+    use crate::engine::duplicates::DuplicateQuery;
+
+    fn create_category(engine: &mut Engine, at: Position, category: &str, now: Millis) -> IncidentId {
+        let spec = IncidentSpec {
+            at,
+            category: category.to_string(),
+            priority: 2,
+            skills: BTreeSet::new(),
+            headcount: 1,
+            description: String::new(),
+            source_id: String::new(),
+        };
+        let events = engine.execute(Command::CreateIncident { id: None, spec, force: false }, "operator:test", now).unwrap();
+        events[0].kind.incident_id().unwrap().clone()
+    }
+
+    fn found(engine: &Engine, at: Position, category: &str, now: Millis) -> Vec<(String, bool)> {
+        let query = DuplicateQuery::Report { at, category: category.to_string() };
+        let duplicates = engine.duplicates(&query, now).unwrap();
+        duplicates.iter().map(|duplicate| (duplicate.incident.id.to_string(), duplicate.same_category)).collect()
+    }
+
+    #[test]
+    fn open_incidents_near_recent_and_alike_are_possible_duplicates() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let fire = create_category(&mut engine, grid, "fire", T0);
+        let later = T0.plus_seconds(10 * 60);
+        // Same category nearby, similar category nearby.
+        assert_eq!(found(&engine, east(grid, 100.0), "fire", later), [(fire.to_string(), true)]);
+        assert_eq!(found(&engine, east(grid, 100.0), "smoke", later), [(fire.to_string(), false)]);
+        // Not alike, too far, too late.
+        assert!(found(&engine, east(grid, 100.0), "noise", later).is_empty());
+        assert!(found(&engine, east(grid, 400.0), "fire", later).is_empty());
+        assert!(found(&engine, east(grid, 100.0), "fire", T0.plus_seconds(61 * 60)).is_empty());
+        // An incident asks about the others, never itself; a closed one is no duplicate.
+        let second = create_category(&mut engine, east(grid, 50.0), "smoke", later);
+        let of_second = engine.duplicates(&DuplicateQuery::Incident(second.clone()), later).unwrap();
+        assert_eq!(of_second.iter().map(|d| d.incident.id.clone()).collect::<Vec<_>>(), [fire.clone()]);
+        engine.execute(Command::CloseIncident { incident: fire, feedback: "out".into() }, "operator:test", later).unwrap();
+        assert!(engine.duplicates(&DuplicateQuery::Incident(second), later).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_merge_ends_the_duplicate_into_the_other_and_frees_its_offer() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        person_at(&mut engine, "helper", &[], east(grid, 20.0), T0);
+        let first = create_category(&mut engine, grid, "fire", T0);
+        let second = create_category(&mut engine, east(grid, 30.0), "fire", T0.plus_seconds(5));
+        assert!(engine.state().incidents[&first].open_offers.len() == 1, "the helper is offered the first");
+        let itself =
+            engine.execute(Command::MergeIncidents { incident: first.clone(), into: first.clone() }, "operator:test", T0);
+        assert!(matches!(itself, Err(Rejection::InvalidArgument(_))));
+        let before = engine.state().clone();
+        let missing = engine.execute(
+            Command::MergeIncidents { incident: second.clone(), into: IncidentId::new("nope") },
+            "operator:test",
+            T0,
+        );
+        assert!(matches!(missing, Err(Rejection::NotFound(_))));
+        assert_eq!(engine.state(), &before, "a refused merge changes nothing");
+        // The first holds the helper's offer: merging it into the second withdraws it.
+        let events = engine
+            .execute(
+                Command::MergeIncidents { incident: first.clone(), into: second.clone() },
+                "operator:test",
+                T0.plus_seconds(6),
+            )
+            .expect("merges");
+        let names: Vec<&str> = events.iter().map(|event| event.kind.name()).collect();
+        assert_eq!(&names[..2], ["offer_withdrawn", "report_merged"], "{names:?}");
+        assert_eq!(engine.state().incidents[&first].status(), IncidentStatus::Merged);
+        assert_eq!(engine.state().incidents[&first].merged_into.as_ref(), Some(&second));
+        assert_eq!(engine.state().incidents[&second].merged_from, vec![first.clone()]);
+        assert!(offers_in(&events).iter().any(|(_, agent)| agent.as_str() == "helper"), "the helper is offered the other");
+        // Someone assigned to an incident: it cannot be merged away.
+        let offer = open_offer_of(&engine, "helper").unwrap();
+        engine.execute(Command::Accept { agent: AgentId::new("helper"), offer }, "agent:helper", T0.plus_seconds(7)).unwrap();
+        let third = create_category(&mut engine, grid, "fire", T0.plus_seconds(8));
+        let assigned =
+            engine.execute(Command::MergeIncidents { incident: second, into: third }, "operator:test", T0.plus_seconds(9));
+        assert!(matches!(assigned, Err(Rejection::FailedPrecondition(_))));
+    }
+}
