@@ -82,6 +82,24 @@ fn invalid(message: impl Into<String>) -> Status {
     error::invalid(message)
 }
 
+/// The id asked for (if any) and the spec of a report as a client gives it.
+fn incident_spec(request: pb::CreateIncidentRequest) -> Result<(Option<IncidentId>, IncidentSpec), Status> {
+    let at = convert::position(request.location.as_ref(), "location").map_err(rejection_status)?;
+    let priority = u8::try_from(request.priority)
+        .map_err(|_| invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", request.priority)))?;
+    let spec = IncidentSpec {
+        at,
+        category: request.category.trim().to_lowercase(),
+        priority,
+        skills: normalise_skills(&request.required_skills),
+        headcount: request.headcount,
+        description: request.description,
+        source_id: String::new(),
+    };
+    let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
+    Ok((id, spec))
+}
+
 fn incident_from(events: &[pingji_engine::event::Event]) -> Option<IncidentId> {
     events.iter().find_map(|event| match &event.kind {
         EventKind::IncidentReported { incident, .. } => Some(incident.clone()),
@@ -294,22 +312,11 @@ impl CommandService for CommandApi {
     async fn create_incident(&self, request: Request<pb::CreateIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
-        let at = convert::position(request.location.as_ref(), "location").map_err(rejection_status)?;
-        let priority = u8::try_from(request.priority)
-            .map_err(|_| invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", request.priority)))?;
-        let spec = IncidentSpec {
-            at,
-            category: request.category.trim().to_lowercase(),
-            priority,
-            skills: normalise_skills(&request.required_skills),
-            headcount: request.headcount,
-            description: request.description,
-            source_id: String::new(),
-        };
-        let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
+        let force = request.force;
+        let (id, spec) = incident_spec(request)?;
         let incident = self
             .dispatcher
-            .execute(Command::CreateIncident { id, spec, force: request.force }, actor, |engine, events| {
+            .execute(Command::CreateIncident { id, spec, force }, actor, |engine, events| {
                 let id = incident_from(events)?;
                 engine.incident(&id).map(|incident| convert::incident_to_pb(engine, incident))
             })
@@ -852,14 +859,25 @@ impl CommandService for CommandApi {
     async fn merge_incidents(&self, request: Request<pb::MergeIncidentsRequest>) -> Result<Response<pb::Incident>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
-        let incident = IncidentId::new(request.incident_id.trim());
+        let incident = request.incident_id.trim().to_string();
         let into = IncidentId::new(request.into_incident_id.trim());
-        if incident.as_str().is_empty() || into.as_str().is_empty() {
-            return Err(invalid("name both incidents: incident_id (the duplicate) and into_incident_id (the one that goes on)"));
+        if into.as_str().is_empty() {
+            return Err(error::invalid_field("into_incident_id", "name the open incident the duplicate is merged into"));
         }
-        let command = Command::MergeIncidents { incident: incident.clone(), into: into.clone() };
+        let command = match (request.report, incident.is_empty()) {
+            (Some(report), true) => {
+                let (id, spec) = incident_spec(report)?;
+                Command::ReportDuplicate { id, spec, into: into.clone() }
+            }
+            (None, false) => Command::MergeIncidents { incident: IncidentId::new(&incident), into: into.clone() },
+            _ => {
+                return Err(invalid(
+                    "name the duplicate: either incident_id (an incident already reported) or report (a new one), not both",
+                ));
+            }
+        };
         let merged = self.end_incident(command, actor, into).await?;
-        tracing::info!(incident_id = %incident, into = %merged.get_ref().id, "incident merged");
+        tracing::info!(into = %merged.get_ref().id, "incident merged");
         Ok(merged)
     }
 

@@ -282,6 +282,7 @@ impl Engine {
             }
             Command::TriageMerge { incident, into } => self.decide_triage_merge(incident, into),
             Command::MergeIncidents { incident, into } => self.decide_merge(incident, into),
+            Command::ReportDuplicate { id, spec, into } => self.decide_report_duplicate(id.as_ref(), spec, into),
             Command::TriageReject { incident, reason } => self.decide_triage_reject(incident, reason),
             Command::IssueAgentToken { agent, token_hash } => {
                 if !self.state.agents.contains_key(agent) {
@@ -397,7 +398,7 @@ impl Engine {
         })
     }
 
-    fn decide_create_incident(
+    pub(super) fn decide_create_incident(
         &self,
         id: Option<&IncidentId>,
         spec: &IncidentSpec,

@@ -824,6 +824,7 @@ impl Engine {
             | Command::ImportPlans(_)
             | Command::CallUp { .. }
             | Command::TriageMerge { .. }
+            | Command::ReportDuplicate { .. }
             | Command::TriageReject { .. }
             | Command::IssueAgentToken { .. }
             | Command::IssueAgentTokens { .. }

@@ -12,7 +12,7 @@
 use super::{Engine, Rejection};
 use crate::event::{EventKind, WithdrawReason};
 use crate::ids::{IncidentId, Millis, quote};
-use crate::incident::Incident;
+use crate::incident::{Incident, IncidentSpec};
 use crate::spatial::Position;
 
 /// What a new report is: where and what (or an incident already reported).
@@ -96,6 +96,24 @@ impl Engine {
             })
             .collect();
         events.push(EventKind::ReportMerged { incident: incident.clone(), into: into.clone() });
+        Ok(events)
+    }
+
+    /// A new report recorded as a duplicate of `into`: reported (checked
+    /// as any report, though never offered, so a place off the map or a
+    /// skill nobody has is no reason to refuse it) and merged at once.
+    pub(super) fn decide_report_duplicate(
+        &self,
+        id: Option<&IncidentId>,
+        spec: &IncidentSpec,
+        into: &IncidentId,
+    ) -> Result<Vec<EventKind>, Rejection> {
+        self.open_incident(into)?;
+        let mut events = self.decide_create_incident(id, spec, true)?;
+        let Some(incident) = events.first().and_then(|event| event.incident_id()).cloned() else {
+            return Err(Rejection::InvalidArgument("the report could not be recorded".into()));
+        };
+        events.push(EventKind::ReportMerged { incident, into: into.clone() });
         Ok(events)
     }
 }

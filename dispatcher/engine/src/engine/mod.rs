@@ -222,6 +222,14 @@ pub enum Command {
         incident: IncidentId,
         into: IncidentId,
     },
+    /// Reports an incident an operator found to repeat an open one: it is
+    /// recorded (its reporter, description and place kept) and merged into
+    /// `into` at once, without being offered to anyone.
+    ReportDuplicate {
+        id: Option<IncidentId>,
+        spec: IncidentSpec,
+        into: IncidentId,
+    },
     /// Accounts and tokens: hashes are made by the caller (random, slow).
     IssueAgentToken {
         agent: AgentId,

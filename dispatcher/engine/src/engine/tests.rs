@@ -2046,4 +2046,36 @@ mod duplicates {
             engine.execute(Command::MergeIncidents { incident: second, into: third }, "operator:test", T0.plus_seconds(9));
         assert!(matches!(assigned, Err(Rejection::FailedPrecondition(_))));
     }
+
+    #[test]
+    fn a_report_recorded_as_a_duplicate_is_merged_at_once_and_offered_to_nobody() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let first = create_category(&mut engine, grid, "fire", T0);
+        person_at(&mut engine, "helper", &[], east(grid, 20.0), T0);
+        let spec = IncidentSpec {
+            at: east(grid, 40.0),
+            category: "smoke".into(),
+            priority: 2,
+            skills: BTreeSet::new(),
+            headcount: 1,
+            description: "smoke from the third floor".into(),
+            source_id: String::new(),
+        };
+        let missing = engine.execute(
+            Command::ReportDuplicate { id: None, spec: spec.clone(), into: IncidentId::new("nope") },
+            "operator:test",
+            T0,
+        );
+        assert!(matches!(missing, Err(Rejection::NotFound(_))));
+        let events = engine
+            .execute(Command::ReportDuplicate { id: None, spec, into: first.clone() }, "operator:test", T0.plus_seconds(1))
+            .expect("recorded");
+        let names: Vec<&str> = events.iter().map(|event| event.kind.name()).collect();
+        assert_eq!(names, ["incident_reported", "report_merged"]);
+        let duplicate = events[0].kind.incident_id().unwrap().clone();
+        assert_eq!(engine.state().incidents[&duplicate].status(), IncidentStatus::Merged);
+        assert_eq!(engine.state().incidents[&duplicate].spec.description, "smoke from the third floor");
+        assert_eq!(engine.state().incidents[&first].merged_from, vec![duplicate]);
+    }
 }
