@@ -685,6 +685,7 @@ mod big_city {
                 ended: None,
                 widenings: 0,
                 responders,
+                why_short: None,
             });
         }
         let emergency_areas: BTreeMap<String, String> =

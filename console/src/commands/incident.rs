@@ -1,4 +1,5 @@
-//! `pingji incident create|list|show|timeline|export-eido|import-eido|cancel|close`.
+//! `pingji incident create|list|show|timeline|export-eido|import-eido|cancel|close`
+//! (`why` and `merge` are in [`super::why`]).
 
 use pingji_proto::v1 as pb;
 use serde_json::json;
@@ -23,6 +24,21 @@ pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool
         description: args.description,
         force: args.force,
     };
+    let decision = match args.merge_into {
+        Some(into) => super::why::Decision::MergeInto(into),
+        None if args.anyway => super::why::Decision::Create,
+        None => super::why::check_duplicates(client, &request).await?,
+    };
+    if let super::why::Decision::MergeInto(into) = decision {
+        let merge =
+            pb::MergeIncidentsRequest { incident_id: String::new(), into_incident_id: into.clone(), report: Some(request) };
+        let incident = client.merge_incidents(merge).await?.into_inner();
+        if as_json {
+            return output::json_document(&json::incident(&incident));
+        }
+        let duplicate = incident.merged_from.last().cloned().unwrap_or_default();
+        return output::line(&format!("recorded {duplicate} as a duplicate of {} (merged; offered to nobody)", incident.id));
+    }
     let incident = client.create_incident(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::incident(&incident));

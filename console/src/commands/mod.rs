@@ -16,6 +16,8 @@
 //! - [`photo`]: `photo get REF -o FILE`.
 //! - [`coverage`]: `coverage [AREA]`.
 //! - [`account`]: `account whoami|rotate|add|list|remove`.
+//! - [`why`]: `incident why ID [--agent P]`, `incident merge ID --into ID`, and
+//!   the look for possible duplicates before `incident create`.
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
 
 pub mod account;
@@ -32,6 +34,7 @@ pub mod plan;
 pub mod report;
 pub mod roster;
 pub mod webhooks;
+pub mod why;
 
 use std::path::Path;
 
