@@ -22,6 +22,8 @@ import {
   type Callup,
   type Event,
   type Event_IncidentReported,
+  type ExplainIncidentResponse,
+  type FindDuplicatesResponse,
   IncidentSchema,
   type Incident,
   type MessageAudience,
@@ -730,6 +732,9 @@ function select(incidentId: string): void {
   if (endedSelected !== null && endedSelected.id !== incidentId) {
     timelines.delete(endedSelected.id);
     endedSelected = null;
+  }
+  if (selected !== incidentId) {
+    byId("why-result").replaceChildren();
   }
   selected = incidentId;
   if (!reportSeen.has(incidentId) && !timelineCut.has(incidentId) && session) {
@@ -1736,15 +1741,32 @@ async function createIncident(event: SubmitEvent): Promise<void> {
   button.disabled = true;
   result.className = "result";
   result.textContent = say("creating");
+  const report = {
+    location: { lon, lat },
+    category: byId<HTMLSelectElement>("category").value,
+    priority: Number.parseInt(byId<HTMLSelectElement>("priority").value, 10),
+    requiredSkills: checkedValues("skills"),
+    headcount: Number.parseInt(byId<HTMLInputElement>("headcount").value, 10) || 0,
+    description: byId<HTMLInputElement>("description").value,
+  };
+  const choice = byId("create-duplicates");
   try {
-    const incident = await client.createIncident({
-      location: { lon, lat },
-      category: byId<HTMLSelectElement>("category").value,
-      priority: Number.parseInt(byId<HTMLSelectElement>("priority").value, 10),
-      requiredSkills: checkedValues("skills"),
-      headcount: Number.parseInt(byId<HTMLInputElement>("headcount").value, 10) || 0,
-      description: byId<HTMLInputElement>("description").value,
-    });
+    // Duplicates at intake: open incidents nearby of a like category are
+    // shown before anything is created; the operator creates anyway or
+    // records the report as a duplicate of one (offered to nobody).
+    const decided = event.submitter instanceof HTMLButtonElement && event.submitter.dataset.decided === "anyway";
+    if (!decided) {
+      const found = await client.findDuplicates({ location: { lon, lat }, category: report.category });
+      if (found.duplicates.length > 0) {
+        showDuplicates(found);
+        result.className = "result";
+        result.textContent = "";
+        return;
+      }
+    }
+    choice.hidden = true;
+    choice.replaceChildren();
+    const incident = await client.createIncident(report);
     result.className = "result ok";
     result.textContent = say("created", { id: incident.id });
     result.dataset.incidentId = incident.id;
@@ -1758,6 +1780,140 @@ async function createIncident(event: SubmitEvent): Promise<void> {
   } finally {
     button.disabled = false;
   }
+}
+
+/** The possible duplicates under the create form, with the two ways on. */
+function showDuplicates(found: FindDuplicatesResponse): void {
+  const choice = byId("create-duplicates");
+  const list = make("ul");
+  const buttons: HTMLButtonElement[] = [];
+  for (const duplicate of found.duplicates) {
+    const incident = duplicate.incident;
+    if (!incident) {
+      continue;
+    }
+    const line = say("duplicateLine", {
+      id: incident.id,
+      category: words().categories[incident.category] ?? incident.category,
+      p: incident.priority,
+      d: Math.round(duplicate.distanceM),
+      ago: duplicate.minutesAgo,
+    });
+    const merge = make("button", say("mergeIntoThis", { id: incident.id }));
+    merge.type = "button";
+    merge.dataset.mergeInto = incident.id;
+    merge.addEventListener("click", () => void mergeReport(incident.id));
+    const item = make("li", line);
+    item.append(" ", merge);
+    list.append(item);
+    buttons.push(merge);
+  }
+  const anyway = make("button", say("createAnyway"));
+  anyway.type = "submit";
+  anyway.dataset.decided = "anyway";
+  anyway.setAttribute("form", "create-form");
+  choice.replaceChildren(make("p", say("duplicatesFound", { m: found.withinM, min: found.withinMinutes })), list, anyway);
+  choice.hidden = false;
+  (buttons[0] ?? anyway).focus();
+}
+
+/** Records the form's report as a duplicate of `into` (MergeIncidents with the report). */
+async function mergeReport(into: string): Promise<void> {
+  const lon = Number.parseFloat(byId<HTMLInputElement>("lon").value);
+  const lat = Number.parseFloat(byId<HTMLInputElement>("lat").value);
+  const choice = byId("create-duplicates");
+  await act("create-result", async () => {
+    const incident = await client.mergeIncidents({
+      intoIncidentId: into,
+      report: {
+        location: { lon, lat },
+        category: byId<HTMLSelectElement>("category").value,
+        priority: Number.parseInt(byId<HTMLSelectElement>("priority").value, 10),
+        requiredSkills: checkedValues("skills"),
+        headcount: Number.parseInt(byId<HTMLInputElement>("headcount").value, 10) || 0,
+        description: byId<HTMLInputElement>("description").value,
+      },
+    });
+    choice.hidden = true;
+    choice.replaceChildren();
+    if (cityMap) {
+      cityMap.clearPick();
+      placeIncident(cityMap, incident);
+    }
+    return say("mergedAsDuplicate", { id: incident.id });
+  });
+}
+
+/** The "为什么" section: the ranked candidates and the people passed over,
+ * as the dispatcher explains them now (ExplainIncident). A viewer's answer
+ * has banded distances and no ranks or ETAs. */
+async function explainSelected(): Promise<void> {
+  const id = selected;
+  if (id === null) {
+    return;
+  }
+  const box = byId("why-result");
+  box.dataset.incidentId = id;
+  box.replaceChildren(make("p", say("whyLoading")));
+  try {
+    const explanation = await client.explainIncident({ incidentId: id, candidates: 10, passedOver: 15 });
+    if (selected === id) {
+      drawExplanation(box, explanation);
+    }
+  } catch (failure) {
+    box.replaceChildren();
+    show(describe(failure), box);
+  }
+}
+
+function distanceText(metres: number): string {
+  return metres >= 1000 ? `${(metres / 1000).toFixed(1)} km` : `${Math.round(metres)} m`;
+}
+
+function drawExplanation(box: HTMLElement, explanation: ExplainIncidentResponse): void {
+  const nodes: HTMLElement[] = [];
+  if (explanation.candidates.length === 0) {
+    nodes.push(make("p", say("whyNone")));
+  } else {
+    nodes.push(make("p", say("whyCandidates", { n: explanation.candidatesTotal }), "why-heading"));
+    const list = make("ol", "", "why-candidates");
+    for (const candidate of explanation.candidates) {
+      const item = make("li");
+      item.dataset.agentId = candidate.agentId;
+      const parts = [candidate.rank > 0 ? say("whyRank", { n: candidate.rank }) : "·"];
+      parts.push(candidate.etaS > 0 ? say("whyAway", { d: distanceText(candidate.distanceM), eta: duration(candidate.etaS * 1000) }) : distanceText(candidate.distanceM));
+      item.append(personButton(candidate.agentId), make("span", ` ${parts.join(" · ")}`));
+      if (candidate.offered) {
+        item.append(make("span", say("whyOffered"), "why-offered"));
+      }
+      list.append(item);
+    }
+    nodes.push(list);
+  }
+  if (explanation.passedOver.length > 0) {
+    nodes.push(make("p", say("whyPassedOver"), "why-heading"));
+    const list = make("ul", "", "why-passed");
+    for (const passed of explanation.passedOver) {
+      const item = make("li");
+      item.dataset.agentId = passed.agentId;
+      item.dataset.reason = String(passed.reason);
+      let reason = words().reasonNames[passed.reason] ?? String(passed.reason);
+      if (passed.lackingSkills.length > 0) {
+        reason += `：${passed.lackingSkills.map((skill) => words().skillNames[skill] ?? skill).join("、")}`;
+      } else if (passed.incidentId !== "") {
+        reason += ` (${passed.incidentId})`;
+      }
+      const where = passed.located ? ` · ${distanceText(passed.distanceM)}` : "";
+      item.append(personButton(passed.agentId), make("span", `${where} · ${reason}`));
+      list.append(item);
+    }
+    nodes.push(list);
+  }
+  if (explanation.reasonCounts.length > 0) {
+    const counts = explanation.reasonCounts.map((count) => `${words().reasonNames[count.reason] ?? count.reason} ${count.people}`).join("，");
+    nodes.push(make("p", say("whyCounts", { counts }), "why-counts"));
+  }
+  box.replaceChildren(...nodes);
 }
 
 async function endIncident(event: SubmitEvent): Promise<void> {
@@ -1945,6 +2101,7 @@ function main(): void {
     void logIn(byId<HTMLInputElement>("token").value.trim());
   });
   byId<HTMLFormElement>("create-form").addEventListener("submit", (event) => void createIncident(event));
+  byId("why-button").addEventListener("click", () => void explainSelected());
   byId<HTMLFormElement>("end-form").addEventListener("submit", (event) => void endIncident(event));
   byId<HTMLFormElement>("triage-form").addEventListener("submit", (event) => void triage(event));
   byId("sign-in-button").addEventListener("click", () => {
