@@ -335,3 +335,82 @@ async fn duplicates_are_found_within_the_thresholds_and_a_merge_keeps_both_repor
     drop((first_reporter, second_reporter));
     server.shutdown().await
 }
+
+/// The command map: the incident panel's "为什么" section, and the create
+/// form showing a possible duplicate before anything is created. In a real
+/// headless Chromium; skipped without one (except in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_explains_an_incident_and_offers_to_merge_a_duplicate_before_creating() -> anyhow::Result<()> {
+    use pingji_tests::browser::{self, DESK, PHONE, TestBrowser, accessibility_problems, eval, resize, screenshot, wait_for};
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let server = TestServer::start_with_web(|_| {}).await?;
+    let url = format!("http://{}/", server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?);
+    let mut command = server.command().await?;
+    let token = add_operator(&mut command, "desk", pb::OperatorRole::Dispatcher).await?;
+    let centre = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let people = crowd(&server, centre).await?;
+    wait_statuses(&mut command).await?;
+    command.create_incident(incident_at("fall-w", centre, "medical", &["first_aid"])).await?;
+
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    wait_for(&page, "the login form", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(&token).await?.press_key("Enter").await?;
+    wait_for(&page, "the incident is listed", "document.querySelector('#incident-list button[data-incident-id=\"fall-w\"]')")
+        .await?;
+    page.find_element("#incident-list button[data-incident-id=\"fall-w\"]").await?.click().await?;
+    wait_for(&page, "the panel shows", "document.getElementById('incident-detail').dataset.incidentId === 'fall-w'").await?;
+    page.find_element("#why-button").await?.click().await?;
+    wait_for(
+        &page,
+        "the explanation shows",
+        "document.querySelector('#why-result .why-candidates li[data-agent-id=near] .why-offered') && \
+         document.querySelector('#why-result .why-candidates li[data-agent-id=next]') && \
+         document.querySelector('#why-result .why-passed li[data-agent-id=unskilled][data-reason=\"1\"]') && \
+         document.querySelector('#why-result .why-passed li[data-agent-id=off][data-reason=\"3\"]')",
+    )
+    .await?;
+    let order: Vec<String> =
+        eval(&page, "[...document.querySelectorAll('#why-result .why-candidates li')].map((li) => li.dataset.agentId)").await?;
+    assert_eq!(order, ["near", "next"]);
+    let problems = accessibility_problems(&page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core: {}", problems.join("\n"));
+    page.evaluate("document.getElementById('why-result').scrollIntoView()").await?;
+    screenshot(&page, &browser::screenshot_folder().join("desk-why-zh.png")).await?;
+    resize(&page, PHONE).await?;
+    wait_for(&page, "the phone layout", "window.innerWidth === 390").await?;
+    page.evaluate("document.getElementById('why-result').scrollIntoView()").await?;
+    screenshot(&page, &browser::screenshot_folder().join("phone-why-zh.png")).await?;
+    resize(&page, DESK).await?;
+
+    // A second report of the same thing nearby: the form shows the open
+    // incident before creating, and records the report as its duplicate.
+    let (lon, lat) = offset_m(centre.0, centre.1, 60.0, 0.0);
+    page.evaluate(format!(
+        "document.getElementById('lon').value = '{lon}'; document.getElementById('lat').value = '{lat}'; \
+         document.getElementById('category').value = 'medical'"
+    ))
+    .await?;
+    page.find_element("#create-button").await?.click().await?;
+    wait_for(
+        &page,
+        "the possible duplicate shows",
+        "!document.getElementById('create-duplicates').hidden && \
+         document.querySelector('#create-duplicates button[data-merge-into=\"fall-w\"]')",
+    )
+    .await?;
+    page.evaluate("document.getElementById('create-duplicates').scrollIntoView()").await?;
+    screenshot(&page, &browser::screenshot_folder().join("desk-duplicate-zh.png")).await?;
+    let open = command.list_incidents(pb::ListIncidentsRequest { open_only: true, ..Default::default() }).await?;
+    assert_eq!(open.into_inner().incidents.len(), 1, "nothing was created before the operator chose");
+    page.find_element("#create-duplicates button[data-merge-into=\"fall-w\"]").await?.click().await?;
+    wait_for(&page, "the duplicate is recorded", "document.getElementById('create-result').classList.contains('ok')").await?;
+    let merged = command.get_incident(pb::GetIncidentRequest { id: "fall-w".into() }).await?.into_inner();
+    assert_eq!(merged.merged_from.len(), 1, "{merged:?}");
+
+    browser.close().await?;
+    drop(people);
+    server.shutdown().await
+}

@@ -274,6 +274,22 @@ impl Engine {
         stale_before: i64,
         max_travel_s: Option<f64>,
     ) -> Result<Candidate, Exclusion> {
+        let live = self.live.agents.get(agent);
+        self.qualify_live(query, agent, live, distance_m, speed, stale_before, max_travel_s)
+    }
+
+    /// [`Engine::qualify`] with the person's live copy looked up already.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn qualify_live(
+        &self,
+        query: &CandidateQuery<'_>,
+        agent: &AgentId,
+        live: Option<&super::LiveAgent>,
+        distance_m: f64,
+        speed: f64,
+        stale_before: i64,
+        max_travel_s: Option<f64>,
+    ) -> Result<Candidate, Exclusion> {
         // The travel limit is on the exact ETA: nobody beyond it is offered.
         let exact_eta_s = distance_m / speed;
         let eta_s = exact_eta_s.round();
@@ -281,7 +297,7 @@ impl Engine {
             return Err(Exclusion::BeyondTravelLimit);
         }
         // Cheap checks on the live copy first; the roster look-up last.
-        let Some(live) = self.live.agents.get(agent).filter(|live| live.location.is_some()) else {
+        let Some(live) = live.filter(|live| live.location.is_some()) else {
             return Err(Exclusion::NotConnected);
         };
         let (via, roles_allowed) = match query.scope {

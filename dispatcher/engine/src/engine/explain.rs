@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::dispatch::{Candidate, CandidateQuery, Exclusion, Reach, rank};
-use super::{Engine, Rejection};
+use super::{Engine, LiveAgent, Rejection};
 use crate::areas::AreaLevel;
 use crate::ids::{AgentId, IncidentId, Millis, quote};
 use crate::incident::Incident;
@@ -208,34 +208,92 @@ impl Engine {
         let stale_before = now.0 - (self.policy.location_stale_s as i64) * 1000;
 
         let mut qualified: Vec<Candidate> = Vec::new();
-        let mut passed: Vec<PassedOver> = Vec::new();
+        // Everyone passed over, as references and the cheap verdict: the
+        // full reason (with its allocations) is made only for the nearest
+        // few kept in the answer.
+        let mut passed_refs: Vec<(f64, &AgentId, Exclusion)> = Vec::new();
         let mut reason_counts: BTreeMap<&'static str, u32> = BTreeMap::new();
-        let people: Box<dyn Iterator<Item = (&AgentId, &AgentRecord)>> = match &query.agent {
-            Some(agent) => Box::new(self.state.agents.get_key_value(agent).into_iter()),
-            None => Box::new(self.state.agents.iter()),
-        };
-        for (agent, record) in people {
-            let live = self.live.agents.get(agent);
-            let located = live.and_then(|live| live.location);
-            let distance_m = located.map(|at| PeopleIndex::distance_m(incident.spec.at, at));
-            let speed = record.profile.travel_mode.speed_mps(&self.policy.speeds);
-            let verdict = self.qualify(
+        let speeds = &self.policy.speeds;
+        let judge = |agent: &'_ AgentId, live: Option<&LiveAgent>, fallback_speed: f64| {
+            let distance_m = live.and_then(|live| live.location).map(|at| PeopleIndex::distance_m(incident.spec.at, at));
+            let speed = live.map_or(fallback_speed, |live| live.indexed_as.speed_mps(speeds));
+            let verdict = self.qualify_live(
                 &candidate_query,
                 agent,
+                live,
                 distance_m.unwrap_or(0.0),
-                live.map_or(speed, |live| live.indexed_as.speed_mps(&self.policy.speeds)),
+                speed,
                 stale_before,
                 Some(max_travel_s as f64),
             );
-            match verdict {
-                Ok(candidate) => qualified.push(candidate),
-                Err(exclusion) => {
-                    let reason = self.reason(exclusion, incident, record, &reach, max_travel_s);
-                    *reason_counts.entry(reason.kind()).or_default() += 1;
-                    passed.push(PassedOver { agent: agent.clone(), distance_m, reason });
+            verdict.map_err(|exclusion| (distance_m.unwrap_or(f64::INFINITY), exclusion))
+        };
+        let mut located = 0usize;
+        // The entries of `passed_refs` still to count by reason (the
+        // unlocated people added from the roster last are counted at once).
+        let to_count;
+        match &query.agent {
+            Some(agent) => {
+                let (agent, record) = self.state.agents.get_key_value(agent).expect("checked above");
+                let fallback_speed = record.profile.travel_mode.speed_mps(speeds);
+                match judge(agent, self.live.agents.get(agent), fallback_speed) {
+                    Ok(candidate) => qualified.push(candidate),
+                    Err((distance_m, exclusion)) => passed_refs.push((distance_m, agent, exclusion)),
+                }
+                to_count = passed_refs.len();
+            }
+            None => {
+                // The located people from the live copy (no roster look-up
+                // for each: only people on the roster connect), then the
+                // rest of the roster, who are all "not connected".
+                for (agent, live) in self.live.agents.iter().filter(|(_, live)| live.location.is_some()) {
+                    located += 1;
+                    match judge(agent, Some(live), 0.0) {
+                        Ok(candidate) => qualified.push(candidate),
+                        Err((distance_m, exclusion)) => passed_refs.push((distance_m, agent, exclusion)),
+                    }
+                }
+                to_count = passed_refs.len();
+                let unlocated = self.state.agents.len().saturating_sub(located);
+                if unlocated > 0 {
+                    *reason_counts.entry("not_connected").or_default() += unlocated as u32;
+                }
+                if passed_refs.len() < query.passed_over {
+                    let wanted = query.passed_over - passed_refs.len();
+                    let not_located = self
+                        .state
+                        .agents
+                        .keys()
+                        .filter(|agent| self.live.agents.get(*agent).is_none_or(|live| live.location.is_none()))
+                        .take(wanted)
+                        .map(|agent| (f64::INFINITY, agent, Exclusion::NotConnected));
+                    passed_refs.extend(not_located.collect::<Vec<_>>());
                 }
             }
         }
+        for (_, agent, exclusion) in &passed_refs[..to_count] {
+            let kind = self.reason_kind(*exclusion, incident, agent);
+            *reason_counts.entry(kind).or_default() += 1;
+        }
+        // Nearest first; people without a location after everyone located.
+        let nearest =
+            |a: &(f64, &AgentId, Exclusion), b: &(f64, &AgentId, Exclusion)| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1));
+        if passed_refs.len() > query.passed_over && query.passed_over > 0 {
+            passed_refs.select_nth_unstable_by(query.passed_over - 1, nearest);
+        }
+        passed_refs.truncate(query.passed_over);
+        passed_refs.sort_by(nearest);
+        let passed: Vec<PassedOver> = passed_refs
+            .into_iter()
+            .filter_map(|(distance_m, agent, exclusion)| {
+                let record = self.state.agents.get(agent)?;
+                Some(PassedOver {
+                    agent: agent.clone(),
+                    distance_m: distance_m.is_finite().then_some(distance_m),
+                    reason: self.reason(exclusion, incident, record, &reach, max_travel_s),
+                })
+            })
+            .collect();
         qualified.sort_by(|a, b| rank(a).cmp(&rank(b)));
         let candidates_total = qualified.len() as u32;
         let candidates = qualified
@@ -255,14 +313,6 @@ impl Engine {
             Some(_) if !candidates.is_empty() => self.rank_of(incident, candidates, &candidate_query, stale_before, max_travel_s),
             _ => candidates,
         };
-        // Nearest first; people without a location after everyone located.
-        passed.sort_by(|a, b| match (a.distance_m, b.distance_m) {
-            (Some(a_m), Some(b_m)) => a_m.total_cmp(&b_m).then_with(|| a.agent.cmp(&b.agent)),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => a.agent.cmp(&b.agent),
-        });
-        passed.truncate(query.passed_over);
         Ok(Explanation {
             incident: incident.id.clone(),
             mode: reach.mode,
@@ -290,22 +340,56 @@ impl Engine {
         let Some(mut entry) = found.pop() else {
             return found;
         };
+        // Only located people qualify: the live copy is enough to find them.
         let ahead = self
-            .state
+            .live
             .agents
-            .keys()
-            .filter(|agent| **agent != entry.candidate.agent)
-            .filter_map(|agent| {
-                let live = self.live.agents.get(agent)?;
+            .iter()
+            .filter(|(agent, _)| **agent != entry.candidate.agent)
+            .filter_map(|(agent, live)| {
                 let at = live.location?;
                 let distance_m = PeopleIndex::distance_m(incident.spec.at, at);
                 let speed = live.indexed_as.speed_mps(&self.policy.speeds);
-                self.qualify(query, agent, distance_m, speed, stale_before, Some(max_travel_s as f64)).ok()
+                self.qualify_live(query, agent, Some(live), distance_m, speed, stale_before, Some(max_travel_s as f64)).ok()
             })
             .filter(|other| rank(other) < rank(&entry.candidate))
             .count();
         entry.rank = ahead as u32 + 1;
         vec![entry]
+    }
+
+    /// `Reason::kind` of what [`Engine::reason`] would say, without
+    /// making it (no allocation: it is counted for everyone).
+    fn reason_kind(&self, exclusion: Exclusion, incident: &Incident, agent: &AgentId) -> &'static str {
+        let kind = match exclusion {
+            Exclusion::BeyondTravelLimit => "beyond_travel_limit",
+            Exclusion::OutsideArea => "outside_area",
+            Exclusion::NotConnected => "not_connected",
+            Exclusion::LocationStale => "location_stale",
+            Exclusion::Excluded if incident.assignment_of(agent).is_some() => "already_assigned",
+            Exclusion::Excluded => "declined",
+            // Only here is the roster looked up: few people get this far.
+            Exclusion::NotFree => match self
+                .state
+                .agents
+                .get(agent)
+                .map(|record| (record.status, record.open_offer.is_some(), record.current_incident.is_some()))
+            {
+                Some((AgentStatus::OffDuty, _, _)) => "off_duty",
+                Some((AgentStatus::Available, true, false)) => "holds_offer",
+                _ => "busy",
+            },
+            Exclusion::LacksSkill => "lacks_skill",
+            Exclusion::NotEligible => "reserve",
+        };
+        debug_assert!(
+            self.state
+                .agents
+                .get(agent)
+                .is_none_or(|record| { kind == self.reason(exclusion, incident, record, &self.reach(incident), 0).kind() }),
+            "the count's kind is the reason's"
+        );
+        kind
     }
 
     /// The details of why `record` failed `exclusion` for `incident`.
