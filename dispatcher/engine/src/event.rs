@@ -116,7 +116,7 @@ pub enum EventKind {
         /// Who the search could reach and what ruled each out (absent in
         /// events journaled before it was recorded).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        shortfall: Option<crate::engine::explain::Shortfall>,
+        shortfall: Option<crate::incident::Shortfall>,
     },
     /// Nobody on the whole roster could ever staff the incident: fewer
     /// people than it still needs have every skill it requires and are not
@@ -145,7 +145,7 @@ pub enum EventKind {
         /// Who the search could reach at the widest level and what ruled
         /// each out (absent in events journaled before it was recorded).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        shortfall: Option<crate::engine::explain::Shortfall>,
+        shortfall: Option<crate::incident::Shortfall>,
     },
     IncidentStaffed {
         incident: IncidentId,

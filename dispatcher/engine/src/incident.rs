@@ -246,3 +246,48 @@ impl Incident {
         OfferId::new(format!("{}-o{}", self.id, self.offers_made + 1))
     }
 }
+
+/// Who the search could reach for an incident nobody (or too few) fit,
+/// and what ruled each of them out: "within 2 km: 12 people; 7 lack
+/// first_aid, 3 busy, 2 stale".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortfall {
+    /// The level the search looked at.
+    pub level: AreaLevel,
+    /// Everyone in reach lies within this distance (rounded up to 500 m).
+    pub within_m: u32,
+    /// People in the incident's area at that level and within the travel
+    /// limit, with a live location.
+    pub in_reach: u32,
+    /// Of those, the people who qualify (fewer than it needs).
+    pub qualified: u32,
+    /// Per reason (`Reason::kind`) how many of those in reach it ruled
+    /// out; "lacks_skill" is counted once per person, and per skill in
+    /// `lacking`.
+    pub reasons: BTreeMap<String, u32>,
+    /// Per required skill, how many in reach lack it.
+    pub lacking: BTreeMap<String, u32>,
+}
+
+impl Shortfall {
+    /// One line an operator reads: "within 2000 m: 12 people; 7 lack
+    /// first_aid, 3 busy, 2 location_stale".
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self.lacking.iter().map(|(skill, people)| format!("{people} lack {skill}")).collect();
+        parts.extend(
+            self.reasons
+                .iter()
+                .filter(|(kind, _)| kind.as_str() != "lacks_skill")
+                .map(|(kind, people)| format!("{people} {kind}")),
+        );
+        let mut line = format!("within {} m: {} people", self.within_m, self.in_reach);
+        if self.qualified > 0 {
+            line.push_str(&format!(", {} fit", self.qualified));
+        }
+        if !parts.is_empty() {
+            line.push_str("; ");
+            line.push_str(&parts.join(", "));
+        }
+        line
+    }
+}
