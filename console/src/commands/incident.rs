@@ -150,7 +150,20 @@ pub async fn import_eido(
 
 pub async fn show(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {
     let incident = client.get_incident(pb::GetIncidentRequest { id: id.to_string() }).await?.into_inner();
-    print_incident(&incident, as_json)
+    print_incident(&incident, as_json)?;
+    // A field report awaiting triage: the open incidents it may repeat, so
+    // that the operator can merge it (`report triage ID merge INTO_ID`).
+    // Dispatchers and up may ask; for a viewer the question is left out.
+    if !as_json && incident.status == pb::IncidentStatus::Reported as i32 {
+        let query = pb::FindDuplicatesRequest { incident_id: incident.id.clone(), ..Default::default() };
+        if let Ok(found) = client.find_duplicates(query).await {
+            let found = found.into_inner();
+            if !found.duplicates.is_empty() {
+                output::text(&super::why::duplicates_text(&found))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every event of the incident kept in the journal, a page at a time.

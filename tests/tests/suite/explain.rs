@@ -276,6 +276,14 @@ async fn duplicates_are_found_within_the_thresholds_and_a_merge_keeps_both_repor
     let triage = command.find_duplicates(of_second).await?.into_inner();
     assert_eq!(triage.duplicates.len(), 1);
     assert_eq!(triage.duplicates[0].incident.as_ref().map(|i| i.id.as_str()), Some(first.as_str()));
+    // The console shows them with the report awaiting triage.
+    let url = format!("http://{}", server.address());
+    let shown = run_pingji(&url, &["incident", "show", &second]).await?.success()?;
+    assert!(
+        shown.stdout.contains("possible duplicates") && shown.stdout.contains(&format!("  {first} flooding")),
+        "{}",
+        shown.stdout
+    );
     let bad = command.find_duplicates(find(near, " ")).await.expect_err("no category");
     assert_eq!(bad.code(), Code::InvalidArgument);
 
@@ -312,7 +320,6 @@ async fn duplicates_are_found_within_the_thresholds_and_a_merge_keeps_both_repor
 
     // The console asks before creating: without a terminal it stops and
     // names the flags; --anyway creates, --merge-into records a duplicate.
-    let url = format!("http://{}", server.address());
     let create = |extra: &[&str]| {
         let mut args: Vec<String> = ["incident", "create", "--at", &format!("{},{}", near.0, near.1), "--category", "flooding"]
             .iter()
