@@ -131,6 +131,8 @@ const reportSeen = new Set<string>();
 const timelineCut = new Set<string>();
 /** Incidents whose timeline is being read from the journal. */
 const timelineReading = new Set<string>();
+/** Field reports awaiting triage: the open incidents each may repeat. */
+const triageSuggestions = new Map<string, string[]>();
 /** The incident and the person whose details show. */
 let selected: string | null = null;
 /** The selected incident once it ended (closed with its completions'
@@ -561,11 +563,17 @@ function drawDetail(): void {
     const chosen = into.value;
     const others = [...(cityMap?.incidents.values() ?? [])].filter((other) => other.id !== incident.id && other.status !== IncidentStatus.REPORTED);
     // Filled again only when the choices change: not under an open list.
-    const choices = `${language()}:${others.map((other) => other.id).join(",")}`;
+    // Possible duplicates (FindDuplicates) first, marked, and chosen unless
+    // the operator chose another.
+    const suggested = triageSuggestions.get(incident.id) ?? [];
+    others.sort((a, b) => Number(suggested.includes(b.id)) - Number(suggested.includes(a.id)));
+    const choices = `${language()}:${suggested.join(",")}:${others.map((other) => other.id).join(",")}`;
     if (into.dataset.choices !== choices) {
       into.dataset.choices = choices;
-      into.replaceChildren(new Option("—", ""), ...others.map((other) => new Option(`${other.id} · ${words().categories[other.category] ?? other.category}`, other.id)));
-      into.value = chosen;
+      const label = (other: Incident): string =>
+        `${other.id} · ${words().categories[other.category] ?? other.category}${suggested.includes(other.id) ? ` · ${say("possibleDuplicate")}` : ""}`;
+      into.replaceChildren(new Option("—", ""), ...others.map((other) => new Option(label(other), other.id)));
+      into.value = chosen !== "" ? chosen : (suggested.find((id) => others.some((other) => other.id === id)) ?? "");
     }
   }
 }
@@ -737,6 +745,17 @@ function select(incidentId: string): void {
     byId("why-result").replaceChildren();
   }
   selected = incidentId;
+  const chosen = cityMap?.incidents.get(incidentId);
+  if (chosen?.status === IncidentStatus.REPORTED && mayCreate() && !triageSuggestions.has(incidentId)) {
+    triageSuggestions.set(incidentId, []);
+    void client
+      .findDuplicates({ incidentId })
+      .then((found) => {
+        triageSuggestions.set(incidentId, found.duplicates.flatMap((duplicate) => (duplicate.incident ? [duplicate.incident.id] : [])));
+        drawIncidents();
+      })
+      .catch(() => triageSuggestions.delete(incidentId));
+  }
   if (!reportSeen.has(incidentId) && !timelineCut.has(incidentId) && session) {
     void readTimeline(incidentId, session.signal);
   }

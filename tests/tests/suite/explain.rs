@@ -417,6 +417,22 @@ async fn the_map_explains_an_incident_and_offers_to_merge_a_duplicate_before_cre
     let merged = command.get_incident(pb::GetIncidentRequest { id: "fall-w".into() }).await?.into_inner();
     assert_eq!(merged.merged_from.len(), 1, "{merged:?}");
 
+    // A field report of the same nearby: its triage form offers fall-w
+    // first, marked as a possible duplicate, and chosen.
+    let mut people = people;
+    let report = report_from_field(&mut people[2], (lon, lat), "medical", "有人摔倒", PROMPTLY).await?;
+    let button = format!("#incident-list button[data-incident-id=\"{report}\"]");
+    wait_for(&page, "the report is listed", &format!("document.querySelector('{button}')")).await?;
+    page.find_element(button.as_str()).await?.click().await?;
+    wait_for(
+        &page,
+        "the triage form suggests the duplicate",
+        "!document.getElementById('triage-form').hidden && \
+         document.getElementById('triage-merge-into').value === 'fall-w' && \
+         document.querySelector('#triage-merge-into option[value=\"fall-w\"]').textContent.includes('可能重复')",
+    )
+    .await?;
+
     browser.close().await?;
     drop(people);
     server.shutdown().await

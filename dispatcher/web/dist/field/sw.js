@@ -2,7 +2,7 @@
 // opens without a network. Shell files are answered from the cache at once
 // and refreshed from the network behind it (a new version shows on the next
 // start); the API calls (POST, grpc-web) are never touched.
-const SHELL_VERSION = "ba5554e67aff8afb";
+const SHELL_VERSION = "f09875869ea209fe";
 const CACHE = `pingji-field-${SHELL_VERSION}`;
 const SHELL = [
   "/field/",
