@@ -1925,6 +1925,53 @@ mod explain {
         assert_eq!(reason_of(&engine, &incident, "second", t1), Reason::AlreadyAssigned);
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Whatever the crowd, the explanation agrees with what the engine
+        /// did: the people it offered are its first-ranked candidates, and
+        /// nobody it gives a reason for was offered.
+        #[test]
+        fn the_explanation_agrees_with_the_offers_made(
+            crowd in prop::collection::vec((0.0f64..3000.0, 0.0f64..6.283, any::<bool>(), 0u8..4, 0u8..3), 1..25),
+            headcount in 1u32..3,
+        ) {
+            let mut engine = engine();
+            let grid = centre_of(&engine, "d1-s1-c1-g1");
+            for (n, (metres, angle, skilled, status, mode)) in crowd.iter().enumerate() {
+                let id = format!("p{n:02}");
+                let at = Position {
+                    lon: grid.lon + metres * angle.cos() / 96_000.0,
+                    lat: grid.lat + metres * angle.sin() / 111_000.0,
+                };
+                let mut person = profile(&id, if *skilled { &["first_aid"][..] } else { &[][..] });
+                person.travel_mode = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car][*mode as usize];
+                engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true, tokens: Vec::new() }, "operator:test", T0).unwrap();
+                engine.execute(Command::Connect { agent: AgentId::new(&id) }, "agent", T0).unwrap();
+                engine.execute(Command::ReportLocation { agent: AgentId::new(&id), at }, "agent", T0).unwrap();
+                let status = match status { 0 => Some(AgentStatus::Busy), 1 => Some(AgentStatus::OffDuty), _ => None };
+                if let Some(status) = status {
+                    engine.execute(Command::SetStatus { agent: AgentId::new(&id), status }, "agent", T0).unwrap();
+                }
+            }
+            let (incident, events) = create_forced(&mut engine, grid, &["first_aid"], headcount, T0);
+            let offered: BTreeSet<String> = offers_in(&events).into_iter().map(|(_, agent)| agent.to_string()).collect();
+            let explanation = engine.explain(&everyone(&incident), T0).unwrap();
+            let first: BTreeSet<String> = explanation
+                .candidates
+                .iter()
+                .take(offered.len())
+                .map(|ranked| ranked.candidate.agent.to_string())
+                .collect();
+            prop_assert_eq!(&first, &offered, "{:?}", explanation);
+            prop_assert!(explanation.candidates.iter().all(|ranked| ranked.offered == offered.contains(ranked.candidate.agent.as_str())));
+            prop_assert!(explanation.passed_over.iter().all(|passed| !offered.contains(passed.agent.as_str())));
+            prop_assert_eq!(
+                explanation.candidates_total as usize + explanation.reason_counts.values().sum::<u32>() as usize,
+                crowd.len()
+            );
+        }
+    }
+
     #[test]
     fn an_unknown_incident_or_person_is_not_found() {
         let mut engine = engine();
