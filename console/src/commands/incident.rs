@@ -280,6 +280,12 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
     if !incident.merged_into.is_empty() {
         fields.push(("merged into", incident.merged_into.clone()));
     }
+    if !incident.merged_from.is_empty() {
+        fields.push(("merged from", incident.merged_from.join(", ")));
+    }
+    if incident.reporters.len() > 1 {
+        fields.push(("reporters", incident.reporters.join(", ")));
+    }
     if incident.ended_at_ms > 0 {
         fields.push(("ended", labels::utc_time(incident.ended_at_ms)));
     }
