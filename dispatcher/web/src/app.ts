@@ -580,7 +580,8 @@ function drawDetail(): void {
 
 /** An incident's photos: its field report's and those sent with completions. */
 function incidentPhotos(incident: Incident): string[] {
-  const refs = [incident.photoRef, ...incident.photoRefs, ...incident.assignments.flatMap((assignment) => assignment.photoRefs)];
+  // With the photos of the field reports merged into it (one incident, every report's photos).
+  const refs = [incident.photoRef, ...incident.photoRefs, ...incident.mergedPhotoRefs, ...incident.assignments.flatMap((assignment) => assignment.photoRefs)];
   return [...new Set(refs.filter((photoRef) => photoRef !== ""))];
 }
 
