@@ -477,6 +477,30 @@ pub enum IncidentCommand {
         /// The incident's id, e.g. inc-000001
         id: String,
     },
+    /// Why these people were offered the incident and the others were not:
+    /// the ranked candidates, and the nearest people passed over with the reason
+    Why {
+        /// The incident's id, e.g. inc-000001
+        id: String,
+        /// Answer for this one person only
+        #[arg(long, value_name = "AGENT_ID")]
+        agent: Option<String>,
+        /// How many candidates to list, best first (at most 200)
+        #[arg(long, default_value_t = 10)]
+        candidates: u32,
+        /// How many of the people passed over to list, nearest first (at most 500)
+        #[arg(long = "passed-over", default_value_t = 20)]
+        passed_over: u32,
+    },
+    /// Merge an open incident that repeats another into it (the other goes on
+    /// with both reporters and one timeline)
+    Merge {
+        /// The duplicate, e.g. inc-000002: it ends as merged
+        id: String,
+        /// The open incident that goes on
+        #[arg(long)]
+        into: String,
+    },
     /// Every event of one incident, oldest first, from the journal
     Timeline {
         /// The incident's id, e.g. inc-000001
@@ -545,6 +569,14 @@ pub struct CreateIncidentArgs {
     /// refused otherwise, as likely typing mistakes)
     #[arg(long)]
     pub force: bool,
+    /// Create it even if open incidents nearby may be the same one (the
+    /// console looks for them first and otherwise asks)
+    #[arg(long, conflicts_with = "merge_into")]
+    pub anyway: bool,
+    /// The report repeats this open incident: record it merged into that
+    /// one, offered to nobody
+    #[arg(long, value_name = "INCIDENT_ID")]
+    pub merge_into: Option<String>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

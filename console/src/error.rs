@@ -70,6 +70,10 @@ pub enum ConsoleError {
     IssuedTokensNotWritten { path: PathBuf, issued: usize, printed: usize },
     #[error("the terminal cannot be used: {0}")]
     Terminal(std::io::Error),
+    /// `incident create` found open incidents the report may repeat and
+    /// could not ask (no terminal), or the operator stopped.
+    #[error("{0}")]
+    PossibleDuplicate(String),
 }
 
 impl ConsoleError {

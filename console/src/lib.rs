@@ -169,6 +169,10 @@ async fn execute(
         Command::Incident(IncidentCommand::List { open }) => commands::incident::list(client, open, as_json).await,
         Command::Incident(IncidentCommand::Show { id }) => commands::incident::show(client, &id, as_json).await,
         Command::Incident(IncidentCommand::Timeline { id }) => commands::incident::timeline(client, &id, as_json).await,
+        Command::Incident(IncidentCommand::Why { id, agent, candidates, passed_over }) => {
+            commands::why::why(client, &id, agent, candidates, passed_over, as_json).await
+        }
+        Command::Incident(IncidentCommand::Merge { id, into }) => commands::why::merge(client, &id, &into, as_json).await,
         Command::Incident(IncidentCommand::ExportEido { id, output }) => {
             commands::incident::export_eido(client, &id, output.as_deref()).await
         }

@@ -129,7 +129,7 @@ impl Lifecycle {
                     info!(parent: span, seq = event.seq, from = from.name(), to = to.name(), "incident widened");
                 }
             }
-            EventKind::NoCandidates { incident, level } => {
+            EventKind::NoCandidates { incident, level, .. } => {
                 if let Some(span) = self.incidents.get(incident) {
                     debug!(parent: span, seq = event.seq, level = level.name(), "nobody fits yet");
                 }

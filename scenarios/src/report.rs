@@ -181,6 +181,11 @@ pub struct IncidentFigures {
     pub ended: Option<String>,
     pub widenings: usize,
     pub responders: Vec<Responder>,
+    /// Why nobody fitted, the last time the dispatcher said so: who it
+    /// could reach and what ruled them out ("within 500 m: 3 people; 2
+    /// lack first_aid, 1 busy").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why_short: Option<String>,
 }
 
 /// One call-up while the events are read: issued at, deadline, and each
@@ -336,6 +341,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
                             ended: None,
                             widenings: 0,
                             responders: Vec::new(),
+                            why_short: None,
                         }),
                         reported: event.at,
                         ..Tracked::default()
@@ -351,6 +357,8 @@ pub fn build(input: ReportInput<'_>) -> Report {
                     let reported = incident.reported;
                     if let Some(figures) = incident.figures.as_mut() {
                         figures.first_offer_s.get_or_insert(seconds(event.at, reported));
+                        // Someone fits again: an earlier "why nobody fits" no longer holds.
+                        figures.why_short = None;
                     }
                 }
             }
@@ -424,11 +432,26 @@ pub fn build(input: ReportInput<'_>) -> Report {
                     }
                 }
             }
-            EventKind::NoCandidates { incident, level } => {
+            EventKind::NoCandidates { incident, level, shortfall } => {
                 totals.no_candidates += 1;
-                timeline.push(key(at_s, "no_candidates", format!("{incident}: nobody fits at {} level; waiting", level.name())));
+                let why = shortfall.as_ref().map(|shortfall| format!(" ({})", shortfall.summary())).unwrap_or_default();
+                timeline.push(key(
+                    at_s,
+                    "no_candidates",
+                    format!("{incident}: nobody fits at {} level{why}; waiting", level.name()),
+                ));
+                if let (Some(shortfall), Some(figures)) =
+                    (shortfall, tracked.get_mut(incident).and_then(|tracked| tracked.figures.as_mut()))
+                {
+                    figures.why_short = Some(format!("at {} level, {}", level.name(), shortfall.summary()));
+                }
             }
-            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach, shortfall } => {
+                if let (Some(shortfall), Some(figures)) =
+                    (shortfall, tracked.get_mut(incident).and_then(|tracked| tracked.figures.as_mut()))
+                {
+                    figures.why_short = Some(format!("at {} level, {}", shortfall.level.name(), shortfall.summary()));
+                }
                 let lacking = if *beyond_reach {
                     "off the map, out of everyone's reach".to_string()
                 } else if missing_skills.is_empty() {
@@ -944,6 +967,30 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "\nWhen it ended:\n");
         for line in &live.left {
             let _ = writeln!(out, "- {line}");
+        }
+        let _ = writeln!(out);
+    }
+    let unstaffed: Vec<&IncidentFigures> =
+        report.incidents.iter().filter(|figures| figures.ended.is_none() && figures.staffed_s.is_none()).collect();
+    if !unstaffed.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Unstaffed at the end\n\nWhy nobody fitted, the last time the dispatcher looked (`pingji incident why ID` asks it now).\n\n\
+             | incident | category | priority | needs | why nobody fitted |\n|---|---|---|---|---|"
+        );
+        for figures in unstaffed.iter().take(60) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | P{} | {} | {} |",
+                figures.id,
+                figures.category,
+                figures.priority,
+                figures.headcount,
+                figures.why_short.as_deref().unwrap_or("offers out, none accepted yet")
+            );
+        }
+        if unstaffed.len() > 60 {
+            let _ = writeln!(out, "| | … and {} more in report.json | | | |", thousands(unstaffed.len() - 60));
         }
         let _ = writeln!(out);
     }

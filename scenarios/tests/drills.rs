@@ -119,6 +119,13 @@ fn none_unstaffed_fails_when_nobody_has_the_skill() {
     // Not only waiting: the report says nobody on the roster could ever take them.
     let unstaffable = report.timeline.iter().find(|key| key.kind == "incident_unstaffable").expect("an unstaffable incident");
     assert!(unstaffable.text.ends_with("nobody on the roster could staff it: nobody has diving"), "{unstaffable:?}");
+    // The table of unstaffed incidents says who was in reach and why none fitted.
+    let short = report.incidents.iter().find(|figures| figures.why_short.is_some()).expect("a shortfall recorded");
+    let why = short.why_short.as_deref().unwrap_or_default();
+    assert!(why.contains(" people; ") && why.contains(" lack diving"), "{why}");
+    let markdown = pingji_scenarios::report::markdown(&report);
+    assert!(markdown.contains("## Unstaffed at the end"), "{markdown}");
+    assert!(markdown.contains(&format!("| {} |", short.id)) && markdown.contains("lack diving"), "{markdown}");
 }
 
 #[test]

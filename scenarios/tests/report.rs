@@ -704,6 +704,7 @@ mod big_city {
                 ended: None,
                 widenings: 0,
                 responders,
+                why_short: None,
             });
         }
         let emergency_areas: BTreeMap<String, String> =

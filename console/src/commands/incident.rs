@@ -1,4 +1,5 @@
-//! `pingji incident create|list|show|timeline|export-eido|import-eido|cancel|close`.
+//! `pingji incident create|list|show|timeline|export-eido|import-eido|cancel|close`
+//! (`why` and `merge` are in [`super::why`]).
 
 use pingji_proto::v1 as pb;
 use serde_json::json;
@@ -23,6 +24,21 @@ pub async fn create(client: &mut Client, args: CreateIncidentArgs, as_json: bool
         description: args.description,
         force: args.force,
     };
+    let decision = match args.merge_into {
+        Some(into) => super::why::Decision::MergeInto(into),
+        None if args.anyway => super::why::Decision::Create,
+        None => super::why::check_duplicates(client, &request).await?,
+    };
+    if let super::why::Decision::MergeInto(into) = decision {
+        let merge =
+            pb::MergeIncidentsRequest { incident_id: String::new(), into_incident_id: into.clone(), report: Some(request) };
+        let incident = client.merge_incidents(merge).await?.into_inner();
+        if as_json {
+            return output::json_document(&json::incident(&incident));
+        }
+        let duplicate = incident.merged_from.last().cloned().unwrap_or_default();
+        return output::line(&format!("recorded {duplicate} as a duplicate of {} (merged; offered to nobody)", incident.id));
+    }
     let incident = client.create_incident(request).await?.into_inner();
     if as_json {
         return output::json_document(&json::incident(&incident));
@@ -134,7 +150,20 @@ pub async fn import_eido(
 
 pub async fn show(client: &mut Client, id: &str, as_json: bool) -> Result<(), ConsoleError> {
     let incident = client.get_incident(pb::GetIncidentRequest { id: id.to_string() }).await?.into_inner();
-    print_incident(&incident, as_json)
+    print_incident(&incident, as_json)?;
+    // A field report awaiting triage: the open incidents it may repeat, so
+    // that the operator can merge it (`report triage ID merge INTO_ID`).
+    // Dispatchers and up may ask; for a viewer the question is left out.
+    if !as_json && incident.status == pb::IncidentStatus::Reported as i32 {
+        let query = pb::FindDuplicatesRequest { incident_id: incident.id.clone(), ..Default::default() };
+        if let Ok(found) = client.find_duplicates(query).await {
+            let found = found.into_inner();
+            if !found.duplicates.is_empty() {
+                output::text(&super::why::duplicates_text(&found))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every event of the incident kept in the journal, a page at a time.
@@ -250,6 +279,12 @@ pub fn incident_text(incident: &pb::Incident, now_ms: i64) -> String {
     }
     if !incident.merged_into.is_empty() {
         fields.push(("merged into", incident.merged_into.clone()));
+    }
+    if !incident.merged_from.is_empty() {
+        fields.push(("merged from", incident.merged_from.join(", ")));
+    }
+    if incident.reporters.len() > 1 {
+        fields.push(("reporters", incident.reporters.join(", ")));
     }
     if incident.ended_at_ms > 0 {
         fields.push(("ended", labels::utc_time(incident.ended_at_ms)));

@@ -17,6 +17,8 @@
 //! - [`coverage`]: `coverage [AREA]`.
 //! - [`account`]: `account whoami|rotate|add|list|remove`.
 //! - [`cap`]: `cap alerts|suggestions|approve|dismiss|token-hash` (CAP 1.2).
+//! - [`why`]: `incident why ID [--agent P]`, `incident merge ID --into ID`, and
+//!   the look for possible duplicates before `incident create`.
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
 
 pub mod account;
@@ -34,6 +36,7 @@ pub mod plan;
 pub mod report;
 pub mod roster;
 pub mod webhooks;
+pub mod why;
 
 use std::path::Path;
 

@@ -479,6 +479,7 @@ fn unstaffable(id: &str, needed: u32, possible: u32, missing: &[&str]) -> Body {
         possible,
         missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
         beyond_reach: false,
+        shortfall: None,
     })
 }
 

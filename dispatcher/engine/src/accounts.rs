@@ -92,12 +92,13 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
     Some(match method {
         "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "IncidentTimeline" | "ExportEido"
         | "ListIncidents" | "ListPlans" | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI"
-        | "RotateOwnToken" | "ListMessages" | "GetReplay" | "SetReplay" | "GetClock" => Viewer,
+        | "RotateOwnToken" | "ListMessages" | "GetReplay" | "SetReplay" | "GetClock" | "ExplainIncident" => Viewer,
         // CapService: the alerts are public anyway; suggestions are the commander's.
         "ListCapAlerts" => Viewer,
         "ListCapSuggestions" | "ApproveCapSuggestion" | "DismissCapSuggestion" => Commander,
         // Photos show people and places as they are: not for viewers.
-        "CreateIncident" | "ImportEido" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto" => {
+        "CreateIncident" | "ImportEido" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto"
+        | "FindDuplicates" | "MergeIncidents" => {
             Dispatcher
         }
         "SetMode" | "ActivatePlan" | "DeactivatePlan" | "CallUp" => Commander,

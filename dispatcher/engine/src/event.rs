@@ -167,6 +167,10 @@ pub enum EventKind {
     NoCandidates {
         incident: IncidentId,
         level: AreaLevel,
+        /// Who the search could reach and what ruled each out (absent in
+        /// events journaled before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shortfall: Option<crate::incident::Shortfall>,
     },
     /// Nobody on the whole roster could ever staff the incident: fewer
     /// people than it still needs have every skill it requires and are not
@@ -192,6 +196,10 @@ pub enum EventKind {
         /// travel any mode allows (see `Engine::beyond_reach`).
         #[serde(default)]
         beyond_reach: bool,
+        /// Who the search could reach at the widest level and what ruled
+        /// each out (absent in events journaled before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shortfall: Option<crate::incident::Shortfall>,
     },
     IncidentStaffed {
         incident: IncidentId,

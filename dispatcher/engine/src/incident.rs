@@ -141,6 +141,10 @@ pub struct Incident {
     pub reporters: Vec<AgentId>,
     #[serde(default)]
     pub merged_into: Option<IncidentId>,
+    /// Incidents merged into this one, in the order merged: their
+    /// reporters, photos and timelines are read through this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<IncidentId>,
     /// The mode in force where the incident is (the strictest over its
     /// areas) when it was reported: what it was first handled under, while
     /// the area's mode may have changed since. `None` for incidents read
@@ -231,6 +235,7 @@ impl Incident {
             triage_pending: false,
             reporters: Vec::new(),
             merged_into: None,
+            merged_from: Vec::new(),
             reported_mode: None,
             unstaffable: None,
         }
@@ -239,5 +244,50 @@ impl Incident {
     /// Offer ids are the incident id and a counter, so replay gives the same ids.
     pub fn next_offer_id(&self) -> OfferId {
         OfferId::new(format!("{}-o{}", self.id, self.offers_made + 1))
+    }
+}
+
+/// Who the search could reach for an incident nobody (or too few) fit,
+/// and what ruled each of them out: "within 2 km: 12 people; 7 lack
+/// first_aid, 3 busy, 2 stale".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shortfall {
+    /// The level the search looked at.
+    pub level: AreaLevel,
+    /// Everyone in reach lies within this distance (rounded up to 500 m).
+    pub within_m: u32,
+    /// People in the incident's area at that level and within the travel
+    /// limit, with a live location.
+    pub in_reach: u32,
+    /// Of those, the people who qualify (fewer than it needs).
+    pub qualified: u32,
+    /// Per reason (`Reason::kind`) how many of those in reach it ruled
+    /// out; "lacks_skill" is counted once per person, and per skill in
+    /// `lacking`.
+    pub reasons: BTreeMap<String, u32>,
+    /// Per required skill, how many in reach lack it.
+    pub lacking: BTreeMap<String, u32>,
+}
+
+impl Shortfall {
+    /// One line an operator reads: "within 2000 m: 12 people; 7 lack
+    /// first_aid, 3 busy, 2 location_stale".
+    pub fn summary(&self) -> String {
+        let mut parts: Vec<String> = self.lacking.iter().map(|(skill, people)| format!("{people} lack {skill}")).collect();
+        parts.extend(
+            self.reasons
+                .iter()
+                .filter(|(kind, _)| kind.as_str() != "lacks_skill")
+                .map(|(kind, people)| format!("{people} {kind}")),
+        );
+        let mut line = format!("within {} m: {} people", self.within_m, self.in_reach);
+        if self.qualified > 0 {
+            line.push_str(&format!(", {} fit", self.qualified));
+        }
+        if !parts.is_empty() {
+            line.push_str("; ");
+            line.push_str(&parts.join(", "));
+        }
+        line
     }
 }

@@ -137,6 +137,9 @@ pub struct Policy {
     /// reached in their app; without it nobody is notified outside the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ladder: Option<Ladder>,
+    /// Duplicates at intake: which open incidents a new report may repeat.
+    #[serde(default)]
+    pub duplicates: Duplicates,
 }
 
 /// The escalation ladder per grade: the steps tried, in order, towards a
@@ -229,6 +232,50 @@ impl Ladder {
     }
 }
 
+/// When an open incident is shown as a possible duplicate of a new report:
+/// near enough, recent enough, and of the same category or one of a group
+/// of similar ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Duplicates {
+    /// At most this far from the new report (great-circle metres).
+    pub within_m: u32,
+    /// Reported at most this many minutes before.
+    pub within_minutes: u32,
+    /// Groups of categories that are alike ("fire" and "smoke"): a report
+    /// of one may repeat an incident of another in the same group.
+    pub similar_categories: Vec<Vec<String>>,
+}
+
+impl Default for Duplicates {
+    fn default() -> Self {
+        let group = |names: &[&str]| names.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+        Duplicates {
+            within_m: 300,
+            within_minutes: 60,
+            similar_categories: vec![
+                group(&["fire", "smoke", "explosion"]),
+                group(&["flooding", "flood", "water_leak", "waterlogging"]),
+                group(&["medical", "injury", "fall", "unconscious"]),
+                group(&["rescue", "trapped", "collapse"]),
+            ],
+        }
+    }
+}
+
+impl Duplicates {
+    /// Whether a report of `new` may repeat an incident of `open`: the same
+    /// category (`Some(true)`), a similar one (`Some(false)`), or neither.
+    pub fn alike(&self, new: &str, open: &str) -> Option<bool> {
+        if new == open {
+            return Some(true);
+        }
+        let similar =
+            self.similar_categories.iter().any(|group| group.iter().any(|c| c == new) && group.iter().any(|c| c == open));
+        similar.then_some(false)
+    }
+}
+
 /// One mutual-aid agreement: while `to` (or an area it lies in) is in
 /// emergency, its incidents may also be offered to people in `from`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -316,6 +363,7 @@ impl Default for Policy {
             workload_penalty_s: 60,
             mutual_aid: Vec::new(),
             ladder: None,
+            duplicates: Duplicates::default(),
         }
     }
 }
@@ -420,6 +468,15 @@ impl Policy {
         }
         if let Some(ladder) = &self.ladder {
             ladder.validate()?;
+        }
+        if !(1..=10_000).contains(&self.duplicates.within_m) {
+            return Err(format!("duplicates.within_m = {} is out of range; use 1..=10000 metres", self.duplicates.within_m));
+        }
+        if !(1..=7 * 24 * 60).contains(&self.duplicates.within_minutes) {
+            return Err(format!(
+                "duplicates.within_minutes = {} is out of range; use 1..=10080 minutes (a week)",
+                self.duplicates.within_minutes
+            ));
         }
         let speeds = [self.speeds.walk_mps, self.speeds.bike_mps, self.speeds.car_mps];
         if speeds.iter().any(|speed| !speed.is_finite() || *speed <= 0.0 || *speed > 50.0) {

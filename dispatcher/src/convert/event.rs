@@ -122,16 +122,19 @@ fn body_to_pb(kind: &EventKind) -> Body {
             to: level_to_pb(*to) as i32,
             reason: widen_reason_to_pb(*reason) as i32,
         }),
-        EventKind::NoCandidates { incident, level } => {
-            Body::NoCandidates(e::NoCandidates { incident_id: incident.to_string(), level: level_to_pb(*level) as i32 })
-        }
-        EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+        EventKind::NoCandidates { incident, level, shortfall } => Body::NoCandidates(e::NoCandidates {
+            incident_id: incident.to_string(),
+            level: level_to_pb(*level) as i32,
+            shortfall: shortfall.as_ref().map(super::explain::shortfall_to_pb),
+        }),
+        EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach, shortfall } => {
             Body::IncidentUnstaffable(e::IncidentUnstaffable {
                 incident_id: incident.to_string(),
                 needed: *needed,
                 possible: *possible,
                 missing_skills: missing_skills.iter().cloned().collect(),
                 beyond_reach: *beyond_reach,
+                shortfall: shortfall.as_ref().map(super::explain::shortfall_to_pb),
             })
         }
         EventKind::IncidentStaffed { incident } => {
@@ -566,15 +569,18 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
                 _ => return Err("reason is not a widen reason".to_string()),
             },
         },
-        Body::NoCandidates(none) => {
-            EventKind::NoCandidates { incident: IncidentId::new(&none.incident_id), level: level(none.level, "level")? }
-        }
+        Body::NoCandidates(none) => EventKind::NoCandidates {
+            incident: IncidentId::new(&none.incident_id),
+            level: level(none.level, "level")?,
+            shortfall: none.shortfall.as_ref().map(super::explain::shortfall_from_pb).transpose()?,
+        },
         Body::IncidentUnstaffable(unstaffable) => EventKind::IncidentUnstaffable {
             incident: IncidentId::new(&unstaffable.incident_id),
             needed: unstaffable.needed,
             possible: unstaffable.possible,
             missing_skills: unstaffable.missing_skills.iter().cloned().collect(),
             beyond_reach: unstaffable.beyond_reach,
+            shortfall: unstaffable.shortfall.as_ref().map(super::explain::shortfall_from_pb).transpose()?,
         },
         Body::IncidentStaffed(staffed) => EventKind::IncidentStaffed { incident: IncidentId::new(&staffed.incident_id) },
         Body::AgentArrived(arrived) => {
@@ -896,6 +902,21 @@ mod tests {
         prop::sample::select(Role::ALL.to_vec())
     }
 
+    fn shortfall() -> impl Strategy<Value = pingji_engine::engine::explain::Shortfall> {
+        let kinds = vec!["busy", "off_duty", "lacks_skill", "location_stale", "declined", "reserve"];
+        (
+            level(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            prop::collection::btree_map(prop::sample::select(kinds).prop_map(String::from), any::<u32>(), 0..4),
+            prop::collection::btree_map("[a-z_]{1,8}", any::<u32>(), 0..3),
+        )
+            .prop_map(|(level, within_m, in_reach, qualified, reasons, lacking)| {
+                pingji_engine::engine::explain::Shortfall { level, within_m, in_reach, qualified, reasons, lacking }
+            })
+    }
+
     fn skills() -> impl Strategy<Value = BTreeSet<String>> {
         btree_set("[a-z_]{1,8}", 0..4)
     }
@@ -1087,14 +1108,16 @@ mod tests {
                 }),
             (incident(), level(), level(), prop::sample::select(vec![WidenReason::NoCandidates, WidenReason::WaitExpired]))
                 .prop_map(|(incident, from, to, reason)| EventKind::Widened { incident, from, to, reason }),
-            (incident(), level()).prop_map(|(incident, level)| EventKind::NoCandidates { incident, level }),
-            (incident(), any::<u32>(), any::<u32>(), skills(), any::<bool>()).prop_map(
-                |(incident, needed, possible, missing_skills, beyond_reach)| EventKind::IncidentUnstaffable {
+            (incident(), level(), prop::option::of(shortfall()))
+                .prop_map(|(incident, level, shortfall)| EventKind::NoCandidates { incident, level, shortfall }),
+            (incident(), any::<u32>(), any::<u32>(), skills(), any::<bool>(), prop::option::of(shortfall())).prop_map(
+                |(incident, needed, possible, missing_skills, beyond_reach, shortfall)| EventKind::IncidentUnstaffable {
                     incident,
                     needed,
                     possible,
                     missing_skills,
-                    beyond_reach
+                    beyond_reach,
+                    shortfall
                 }
             ),
             incident().prop_map(|incident| EventKind::IncidentStaffed { incident }),

@@ -4,9 +4,11 @@
 //!
 //! # Layout
 //! - [`event`]: events as typed proto messages, their redaction, and back.
+//! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
 
 pub mod cap;
 pub mod event;
+pub mod explain;
 
 use pingji_proto::v1 as pb;
 
@@ -165,7 +167,7 @@ fn travel_mode_from_pb(mode: i32, agent: &str) -> Result<TravelMode, Rejection> 
     }
 }
 
-fn travel_mode_to_pb(mode: TravelMode) -> pb::TravelMode {
+pub(crate) fn travel_mode_to_pb(mode: TravelMode) -> pb::TravelMode {
     match mode {
         TravelMode::Walk => pb::TravelMode::Walk,
         TravelMode::Bike => pb::TravelMode::Bike,
@@ -296,6 +298,14 @@ pub fn incident_to_pb(engine: &Engine, incident: &Incident) -> pb::Incident {
         photo_ref: incident.report.as_ref().map(|report| report.photo_ref.clone()).unwrap_or_default(),
         photo_refs: incident.report.as_ref().map(|report| report.photo_refs.clone()).unwrap_or_default(),
         source_id: incident.spec.source_id.clone(),
+        merged_from: incident.merged_from.iter().map(|id| id.to_string()).collect(),
+        reporters: incident.reporters.iter().map(|id| id.to_string()).collect(),
+        merged_photo_refs: incident
+            .merged_from
+            .iter()
+            .filter_map(|id| engine.incident(id)?.report.as_ref())
+            .flat_map(|report| report.photo_refs.iter().cloned())
+            .collect(),
         reported_mode: incident.reported_mode.map_or(pb::Mode::Unspecified, mode_to_pb) as i32,
         unstaffable: engine.roster_shortfall(incident).map(|shortfall| pb::RosterShortfall {
             needed: shortfall.needed,

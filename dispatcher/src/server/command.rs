@@ -21,6 +21,8 @@ use crate::runtime::Dispatcher;
 use crate::server::error::rejection_status;
 use crate::tokens;
 use pingji_engine::accounts::{self, AgentTokenHash, Operator, OperatorRole};
+use pingji_engine::engine::duplicates::DuplicateQuery;
+use pingji_engine::engine::explain::ExplainQuery;
 use pingji_engine::engine::queries::{AgentQuery, CallupQuery, IncidentQuery};
 use pingji_engine::engine::{Command, Rejection};
 use pingji_engine::event::EventKind;
@@ -78,6 +80,24 @@ impl CommandApi {
 
 fn invalid(message: impl Into<String>) -> Status {
     error::invalid(message)
+}
+
+/// The id asked for (if any) and the spec of a report as a client gives it.
+fn incident_spec(request: pb::CreateIncidentRequest) -> Result<(Option<IncidentId>, IncidentSpec), Status> {
+    let at = convert::position(request.location.as_ref(), "location").map_err(rejection_status)?;
+    let priority = u8::try_from(request.priority)
+        .map_err(|_| invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", request.priority)))?;
+    let spec = IncidentSpec {
+        at,
+        category: request.category.trim().to_lowercase(),
+        priority,
+        skills: normalise_skills(&request.required_skills),
+        headcount: request.headcount,
+        description: request.description,
+        source_id: String::new(),
+    };
+    let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
+    Ok((id, spec))
 }
 
 fn incident_from(events: &[pingji_engine::event::Event]) -> Option<IncidentId> {
@@ -292,22 +312,11 @@ impl CommandService for CommandApi {
     async fn create_incident(&self, request: Request<pb::CreateIncidentRequest>) -> Result<Response<pb::Incident>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
-        let at = convert::position(request.location.as_ref(), "location").map_err(rejection_status)?;
-        let priority = u8::try_from(request.priority)
-            .map_err(|_| invalid(format!("priority {} is out of range; use 1 (most urgent) to 4", request.priority)))?;
-        let spec = IncidentSpec {
-            at,
-            category: request.category.trim().to_lowercase(),
-            priority,
-            skills: normalise_skills(&request.required_skills),
-            headcount: request.headcount,
-            description: request.description,
-            source_id: String::new(),
-        };
-        let id = Some(request.id.trim().to_string()).filter(|id| !id.is_empty()).map(IncidentId::new);
+        let force = request.force;
+        let (id, spec) = incident_spec(request)?;
         let incident = self
             .dispatcher
-            .execute(Command::CreateIncident { id, spec, force: request.force }, actor, |engine, events| {
+            .execute(Command::CreateIncident { id, spec, force }, actor, |engine, events| {
                 let id = incident_from(events)?;
                 engine.incident(&id).map(|incident| convert::incident_to_pb(engine, incident))
             })
@@ -351,7 +360,34 @@ impl CommandService for CommandApi {
             limit => limit as usize,
         };
         let id = IncidentId::new(request.incident_id.trim());
-        let (stored, next) = self.dispatcher.read_incident_events(id.as_str().to_string(), request.from_seq, limit).await?;
+        let (mut stored, mut next) =
+            self.dispatcher.read_incident_events(id.as_str().to_string(), request.from_seq, limit).await?;
+        // One timeline: the events of the incidents merged into this one
+        // are part of it, in journal order.
+        let lookup = id.clone();
+        let merged_from: Vec<IncidentId> = self
+            .dispatcher
+            .query(move |engine, _| engine.incident(&lookup).map(|incident| incident.merged_from.clone()).unwrap_or_default())
+            .await?;
+        for merged in merged_from {
+            let (more, more_next) = self.dispatcher.read_incident_events(merged.to_string(), request.from_seq, limit).await?;
+            stored.extend(more);
+            next = match (next, more_next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        stored.sort_by_key(|event| event.seq);
+        stored.dedup_by_key(|event| event.seq);
+        // Past the first page's end in any one incident, the others' later
+        // events wait for the next page.
+        if let Some(next_seq) = next {
+            stored.retain(|event| event.seq < next_seq);
+        }
+        if stored.len() > limit {
+            next = Some(stored[limit].seq);
+            stored.truncate(limit);
+        }
         if stored.is_empty() && request.from_seq == 0 {
             let lookup = id.clone();
             if !self.dispatcher.query(move |engine, _| engine.incident(&lookup).is_some()).await? {
@@ -733,6 +769,116 @@ impl CommandService for CommandApi {
             None => return Err(invalid("say what to do with the report: accept, merge_into or reject_reason")),
         };
         self.end_incident(command, actor, incident).await
+    }
+
+    async fn explain_incident(
+        &self,
+        request: Request<pb::ExplainIncidentRequest>,
+    ) -> Result<Response<pb::ExplainIncidentResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let candidates = match request.candidates {
+            0 => 10,
+            n if n > 200 => {
+                return Err(error::invalid_field("candidates", format!("candidates = {n} is too many; ask for at most 200")));
+            }
+            n => n as usize,
+        };
+        let passed_over = match request.passed_over {
+            0 => 20,
+            n if n > 500 => {
+                return Err(error::invalid_field("passed_over", format!("passed_over = {n} is too many; ask for at most 500")));
+            }
+            n => n as usize,
+        };
+        let id = IncidentId::new(request.incident_id.trim());
+        let agent = Some(request.agent_id.trim()).filter(|agent| !agent.is_empty()).map(AgentId::new);
+        let query = ExplainQuery { incident: id.clone(), agent, candidates, passed_over };
+        let explained = self
+            .dispatcher
+            .query(move |engine, now| {
+                engine.explain(&query, now).map(|explanation| convert::explain::explanation_to_pb(&explanation, now))
+            })
+            .await?;
+        let mut response = match explained {
+            Ok(response) => response,
+            Err(rejection) => return Err(self.elsewhere(Kind::Incident, id.as_str(), rejection_status(rejection)).await),
+        };
+        // Distances say where people are: the read is audited, and a
+        // viewer gets them banded, without ETAs.
+        let mut subject = format!("explain {id}");
+        if !caller.role.sees_precise_personal_data() {
+            convert::explain::mask_explanation(&mut response);
+            subject.push_str(" (coarse)");
+        }
+        let ids = response
+            .candidates
+            .iter()
+            .map(|candidate| candidate.agent_id.as_str())
+            .chain(response.passed_over.iter().filter(|passed| passed.located).map(|passed| passed.agent_id.as_str()));
+        self.audit_read(&caller, "ExplainIncident", subject, ids).await;
+        Ok(Response::new(response))
+    }
+
+    async fn find_duplicates(
+        &self,
+        request: Request<pb::FindDuplicatesRequest>,
+    ) -> Result<Response<pb::FindDuplicatesResponse>, Status> {
+        let request = request.into_inner();
+        let incident = request.incident_id.trim();
+        let query = if incident.is_empty() {
+            let at = convert::position(request.location.as_ref(), "location").map_err(rejection_status)?;
+            let category = request.category.trim().to_lowercase();
+            if category.is_empty() {
+                return Err(error::invalid_field("category", "category is empty; say what kind of incident it is (e.g. fire)"));
+            }
+            DuplicateQuery::Report { at, category }
+        } else {
+            DuplicateQuery::Incident(IncidentId::new(incident))
+        };
+        let found = self
+            .dispatcher
+            .query(move |engine, now| {
+                let rule = &engine.policy().duplicates;
+                let (within_m, within_minutes) = (rule.within_m, rule.within_minutes);
+                engine.duplicates(&query, now).map(|duplicates| pb::FindDuplicatesResponse {
+                    duplicates: duplicates.iter().map(|duplicate| convert::explain::duplicate_to_pb(engine, duplicate)).collect(),
+                    within_m,
+                    within_minutes,
+                })
+            })
+            .await?;
+        let response = match found {
+            Ok(response) => response,
+            Err(rejection) => return Err(self.elsewhere(Kind::Incident, incident, rejection_status(rejection)).await),
+        };
+        Ok(Response::new(response))
+    }
+
+    #[instrument(skip_all)]
+    async fn merge_incidents(&self, request: Request<pb::MergeIncidentsRequest>) -> Result<Response<pb::Incident>, Status> {
+        let actor = caller(&request)?.actor();
+        let request = request.into_inner();
+        let incident = request.incident_id.trim().to_string();
+        let into = IncidentId::new(request.into_incident_id.trim());
+        if into.as_str().is_empty() {
+            return Err(error::invalid_field("into_incident_id", "name the open incident the duplicate is merged into"));
+        }
+        let command = match (request.report, incident.is_empty()) {
+            (Some(report), true) => {
+                let (id, spec) = incident_spec(report)?;
+                Command::ReportDuplicate { id, spec, into: into.clone() }
+            }
+            (None, false) => Command::MergeIncidents { incident: IncidentId::new(&incident), into: into.clone() },
+            _ => {
+                return Err(invalid(
+                    "name the duplicate: either incident_id (an incident already reported) or report (a new one), not both",
+                ));
+            }
+        };
+        let merged = self.end_incident(command, actor, into).await?;
+        tracing::info!(into = %merged.get_ref().id, "incident merged");
+        Ok(merged)
     }
 
     async fn coverage(&self, request: Request<pb::CoverageRequest>) -> Result<Response<pb::CoverageResponse>, Status> {

@@ -24,6 +24,8 @@ import {
   type Callup,
   type Event,
   type Event_IncidentReported,
+  type ExplainIncidentResponse,
+  type FindDuplicatesResponse,
   IncidentSchema,
   type Incident,
   type MessageAudience,
@@ -139,6 +141,8 @@ const reportSeen = new Set<string>();
 const timelineCut = new Set<string>();
 /** Incidents whose timeline is being read from the journal. */
 const timelineReading = new Set<string>();
+/** Field reports awaiting triage: the open incidents each may repeat. */
+const triageSuggestions = new Map<string, string[]>();
 /** The incident and the person whose details show. */
 let selected: string | null = null;
 /** The selected incident once it ended (closed with its completions'
@@ -569,18 +573,25 @@ function drawDetail(): void {
     const chosen = into.value;
     const others = [...(cityMap?.incidents.values() ?? [])].filter((other) => other.id !== incident.id && other.status !== IncidentStatus.REPORTED);
     // Filled again only when the choices change: not under an open list.
-    const choices = `${language()}:${others.map((other) => other.id).join(",")}`;
+    // Possible duplicates (FindDuplicates) first, marked, and chosen unless
+    // the operator chose another.
+    const suggested = triageSuggestions.get(incident.id) ?? [];
+    others.sort((a, b) => Number(suggested.includes(b.id)) - Number(suggested.includes(a.id)));
+    const choices = `${language()}:${suggested.join(",")}:${others.map((other) => other.id).join(",")}`;
     if (into.dataset.choices !== choices) {
       into.dataset.choices = choices;
-      into.replaceChildren(new Option("—", ""), ...others.map((other) => new Option(`${other.id} · ${words().categories[other.category] ?? other.category}`, other.id)));
-      into.value = chosen;
+      const label = (other: Incident): string =>
+        `${other.id} · ${words().categories[other.category] ?? other.category}${suggested.includes(other.id) ? ` · ${say("possibleDuplicate")}` : ""}`;
+      into.replaceChildren(new Option("—", ""), ...others.map((other) => new Option(label(other), other.id)));
+      into.value = chosen !== "" ? chosen : (suggested.find((id) => others.some((other) => other.id === id)) ?? "");
     }
   }
 }
 
 /** An incident's photos: its field report's and those sent with completions. */
 function incidentPhotos(incident: Incident): string[] {
-  const refs = [incident.photoRef, ...incident.photoRefs, ...incident.assignments.flatMap((assignment) => assignment.photoRefs)];
+  // With the photos of the field reports merged into it (one incident, every report's photos).
+  const refs = [incident.photoRef, ...incident.photoRefs, ...incident.mergedPhotoRefs, ...incident.assignments.flatMap((assignment) => assignment.photoRefs)];
   return [...new Set(refs.filter((photoRef) => photoRef !== ""))];
 }
 
@@ -749,7 +760,21 @@ function select(incidentId: string): void {
     timelines.delete(endedSelected.id);
     endedSelected = null;
   }
+  if (selected !== incidentId) {
+    byId("why-result").replaceChildren();
+  }
   selected = incidentId;
+  const chosen = cityMap?.incidents.get(incidentId);
+  if (chosen?.status === IncidentStatus.REPORTED && mayCreate() && !triageSuggestions.has(incidentId)) {
+    triageSuggestions.set(incidentId, []);
+    void client
+      .findDuplicates({ incidentId })
+      .then((found) => {
+        triageSuggestions.set(incidentId, found.duplicates.flatMap((duplicate) => (duplicate.incident ? [duplicate.incident.id] : [])));
+        drawIncidents();
+      })
+      .catch(() => triageSuggestions.delete(incidentId));
+  }
   if (!reportSeen.has(incidentId) && !timelineCut.has(incidentId) && session) {
     void readTimeline(incidentId, session.signal);
   }
@@ -1832,15 +1857,32 @@ async function createIncident(event: SubmitEvent): Promise<void> {
   button.disabled = true;
   result.className = "result";
   result.textContent = say("creating");
+  const report = {
+    location: { lon, lat },
+    category: byId<HTMLSelectElement>("category").value,
+    priority: Number.parseInt(byId<HTMLSelectElement>("priority").value, 10),
+    requiredSkills: checkedValues("skills"),
+    headcount: Number.parseInt(byId<HTMLInputElement>("headcount").value, 10) || 0,
+    description: byId<HTMLInputElement>("description").value,
+  };
+  const choice = byId("create-duplicates");
   try {
-    const incident = await client.createIncident({
-      location: { lon, lat },
-      category: byId<HTMLSelectElement>("category").value,
-      priority: Number.parseInt(byId<HTMLSelectElement>("priority").value, 10),
-      requiredSkills: checkedValues("skills"),
-      headcount: Number.parseInt(byId<HTMLInputElement>("headcount").value, 10) || 0,
-      description: byId<HTMLInputElement>("description").value,
-    });
+    // Duplicates at intake: open incidents nearby of a like category are
+    // shown before anything is created; the operator creates anyway or
+    // records the report as a duplicate of one (offered to nobody).
+    const decided = event.submitter instanceof HTMLButtonElement && event.submitter.dataset.decided === "anyway";
+    if (!decided) {
+      const found = await client.findDuplicates({ location: { lon, lat }, category: report.category });
+      if (found.duplicates.length > 0) {
+        showDuplicates(found);
+        result.className = "result";
+        result.textContent = "";
+        return;
+      }
+    }
+    choice.hidden = true;
+    choice.replaceChildren();
+    const incident = await client.createIncident(report);
     result.className = "result ok";
     result.textContent = say("created", { id: incident.id });
     result.dataset.incidentId = incident.id;
@@ -1854,6 +1896,140 @@ async function createIncident(event: SubmitEvent): Promise<void> {
   } finally {
     button.disabled = false;
   }
+}
+
+/** The possible duplicates under the create form, with the two ways on. */
+function showDuplicates(found: FindDuplicatesResponse): void {
+  const choice = byId("create-duplicates");
+  const list = make("ul");
+  const buttons: HTMLButtonElement[] = [];
+  for (const duplicate of found.duplicates) {
+    const incident = duplicate.incident;
+    if (!incident) {
+      continue;
+    }
+    const line = say("duplicateLine", {
+      id: incident.id,
+      category: words().categories[incident.category] ?? incident.category,
+      p: incident.priority,
+      d: Math.round(duplicate.distanceM),
+      ago: duplicate.minutesAgo,
+    });
+    const merge = make("button", say("mergeIntoThis", { id: incident.id }));
+    merge.type = "button";
+    merge.dataset.mergeInto = incident.id;
+    merge.addEventListener("click", () => void mergeReport(incident.id));
+    const item = make("li", line);
+    item.append(" ", merge);
+    list.append(item);
+    buttons.push(merge);
+  }
+  const anyway = make("button", say("createAnyway"));
+  anyway.type = "submit";
+  anyway.dataset.decided = "anyway";
+  anyway.setAttribute("form", "create-form");
+  choice.replaceChildren(make("p", say("duplicatesFound", { m: found.withinM, min: found.withinMinutes })), list, anyway);
+  choice.hidden = false;
+  (buttons[0] ?? anyway).focus();
+}
+
+/** Records the form's report as a duplicate of `into` (MergeIncidents with the report). */
+async function mergeReport(into: string): Promise<void> {
+  const lon = Number.parseFloat(byId<HTMLInputElement>("lon").value);
+  const lat = Number.parseFloat(byId<HTMLInputElement>("lat").value);
+  const choice = byId("create-duplicates");
+  await act("create-result", async () => {
+    const incident = await client.mergeIncidents({
+      intoIncidentId: into,
+      report: {
+        location: { lon, lat },
+        category: byId<HTMLSelectElement>("category").value,
+        priority: Number.parseInt(byId<HTMLSelectElement>("priority").value, 10),
+        requiredSkills: checkedValues("skills"),
+        headcount: Number.parseInt(byId<HTMLInputElement>("headcount").value, 10) || 0,
+        description: byId<HTMLInputElement>("description").value,
+      },
+    });
+    choice.hidden = true;
+    choice.replaceChildren();
+    if (cityMap) {
+      cityMap.clearPick();
+      placeIncident(cityMap, incident);
+    }
+    return say("mergedAsDuplicate", { id: incident.id });
+  });
+}
+
+/** The "为什么" section: the ranked candidates and the people passed over,
+ * as the dispatcher explains them now (ExplainIncident). A viewer's answer
+ * has banded distances and no ranks or ETAs. */
+async function explainSelected(): Promise<void> {
+  const id = selected;
+  if (id === null) {
+    return;
+  }
+  const box = byId("why-result");
+  box.dataset.incidentId = id;
+  box.replaceChildren(make("p", say("whyLoading")));
+  try {
+    const explanation = await client.explainIncident({ incidentId: id, candidates: 10, passedOver: 15 });
+    if (selected === id) {
+      drawExplanation(box, explanation);
+    }
+  } catch (failure) {
+    box.replaceChildren();
+    show(describe(failure), box);
+  }
+}
+
+function distanceText(metres: number): string {
+  return metres >= 1000 ? `${(metres / 1000).toFixed(1)} km` : `${Math.round(metres)} m`;
+}
+
+function drawExplanation(box: HTMLElement, explanation: ExplainIncidentResponse): void {
+  const nodes: HTMLElement[] = [];
+  if (explanation.candidates.length === 0) {
+    nodes.push(make("p", say("whyNone")));
+  } else {
+    nodes.push(make("p", say("whyCandidates", { n: explanation.candidatesTotal }), "why-heading"));
+    const list = make("ol", "", "why-candidates");
+    for (const candidate of explanation.candidates) {
+      const item = make("li");
+      item.dataset.agentId = candidate.agentId;
+      const parts = [candidate.rank > 0 ? say("whyRank", { n: candidate.rank }) : "·"];
+      parts.push(candidate.etaS > 0 ? say("whyAway", { d: distanceText(candidate.distanceM), eta: duration(candidate.etaS * 1000) }) : distanceText(candidate.distanceM));
+      item.append(personButton(candidate.agentId), make("span", ` ${parts.join(" · ")}`));
+      if (candidate.offered) {
+        item.append(make("span", say("whyOffered"), "why-offered"));
+      }
+      list.append(item);
+    }
+    nodes.push(list);
+  }
+  if (explanation.passedOver.length > 0) {
+    nodes.push(make("p", say("whyPassedOver"), "why-heading"));
+    const list = make("ul", "", "why-passed");
+    for (const passed of explanation.passedOver) {
+      const item = make("li");
+      item.dataset.agentId = passed.agentId;
+      item.dataset.reason = String(passed.reason);
+      let reason = words().reasonNames[passed.reason] ?? String(passed.reason);
+      if (passed.lackingSkills.length > 0) {
+        reason += `：${passed.lackingSkills.map((skill) => words().skillNames[skill] ?? skill).join("、")}`;
+      } else if (passed.incidentId !== "") {
+        reason += ` (${passed.incidentId})`;
+      }
+      const where = passed.located ? ` · ${distanceText(passed.distanceM)}` : "";
+      item.append(personButton(passed.agentId), make("span", `${where} · ${reason}`));
+      list.append(item);
+    }
+    nodes.push(list);
+  }
+  if (explanation.reasonCounts.length > 0) {
+    const counts = explanation.reasonCounts.map((count) => `${words().reasonNames[count.reason] ?? count.reason} ${count.people}`).join("，");
+    nodes.push(make("p", say("whyCounts", { counts }), "why-counts"));
+  }
+  box.replaceChildren(...nodes);
 }
 
 async function endIncident(event: SubmitEvent): Promise<void> {
@@ -2041,6 +2217,7 @@ function main(): void {
     void logIn(byId<HTMLInputElement>("token").value.trim());
   });
   byId<HTMLFormElement>("create-form").addEventListener("submit", (event) => void createIncident(event));
+  byId("why-button").addEventListener("click", () => void explainSelected());
   byId<HTMLFormElement>("end-form").addEventListener("submit", (event) => void endIncident(event));
   byId<HTMLFormElement>("triage-form").addEventListener("submit", (event) => void triage(event));
   byId("sign-in-button").addEventListener("click", () => {

@@ -97,6 +97,28 @@ fn people(count: usize) -> String {
     if count == 1 { "1 person".to_string() } else { format!("{count} people") }
 }
 
+/// Who the search could reach and what ruled them out: "within 500 m: 3
+/// people; 2 lack first_aid, 1 busy".
+pub fn reach_words(shortfall: &pb::Shortfall) -> String {
+    let mut parts: Vec<String> = shortfall.lacking.iter().map(|count| format!("{} lack {}", count.people, count.skill)).collect();
+    parts.extend(
+        shortfall
+            .reasons
+            .iter()
+            .filter(|count| count.reason != pb::PassOverReason::LacksSkill as i32)
+            .map(|count| format!("{} {}", count.people, labels::pass_over_reason_name(count.reason))),
+    );
+    let mut words = format!("within {} m: {}", shortfall.within_m, people(shortfall.in_reach as usize));
+    if shortfall.qualified > 0 {
+        words.push_str(&format!(", {} fit", shortfall.qualified));
+    }
+    if !parts.is_empty() {
+        words.push_str("; ");
+        words.push_str(&parts.join(", "));
+    }
+    words
+}
+
 /// Why nobody on the whole roster could staff an incident, in a few words
 /// (short enough for a line of an 80-column feed): "nobody on the roster
 /// has diving", "only 2 of the 3 people it needs could take it".
@@ -224,9 +246,19 @@ fn summary_of(body: &Body) -> String {
             labels::level_name(widened.to),
             widen_words(widened.reason)
         ),
-        Body::NoCandidates(none) => format!("{}: nobody fits at {} level", none.incident_id, labels::level_name(none.level)),
+        Body::NoCandidates(none) => {
+            let mut line = format!("{}: nobody fits at {} level", none.incident_id, labels::level_name(none.level));
+            if let Some(shortfall) = &none.shortfall {
+                line.push_str(&format!(" ({})", reach_words(shortfall)));
+            }
+            line
+        }
         Body::IncidentUnstaffable(unstaffable) => {
-            format!("{} cannot be staffed: {}", unstaffable.incident_id, shortfall_words(unstaffable))
+            let mut line = format!("{} cannot be staffed: {}", unstaffable.incident_id, shortfall_words(unstaffable));
+            if let Some(shortfall) = &unstaffable.shortfall {
+                line.push_str(&format!(" ({})", reach_words(shortfall)));
+            }
+            line
         }
         Body::IncidentStaffed(staffed) => format!("{} staffed", staffed.incident_id),
         Body::AgentArrived(arrived) => format!("{} arrived at {}", arrived.agent_id, arrived.incident_id),
@@ -426,6 +458,33 @@ mod tests {
     }
 
     #[test]
+    fn nobody_fits_says_who_was_in_reach_and_why_not() {
+        let none = event(
+            "no_candidates",
+            Body::NoCandidates(pb::event::NoCandidates {
+                incident_id: "inc-000007".into(),
+                level: pb::AreaLevel::Grid as i32,
+                shortfall: Some(pb::Shortfall {
+                    level: pb::AreaLevel::Grid as i32,
+                    within_m: 2000,
+                    in_reach: 12,
+                    qualified: 0,
+                    reasons: vec![
+                        pb::ReasonCount { reason: pb::PassOverReason::LacksSkill as i32, people: 7 },
+                        pb::ReasonCount { reason: pb::PassOverReason::Busy as i32, people: 3 },
+                        pb::ReasonCount { reason: pb::PassOverReason::LocationStale as i32, people: 2 },
+                    ],
+                    lacking: vec![pb::SkillCount { skill: "first_aid".into(), people: 7 }],
+                }),
+            }),
+        );
+        assert_eq!(
+            summary(&none),
+            "inc-000007: nobody fits at grid level (within 2000 m: 12 people; 7 lack first_aid, 3 busy, 2 location stale)"
+        );
+    }
+
+    #[test]
     fn an_unstaffable_incident_says_what_the_roster_lacks() {
         let unstaffable = |possible, missing: &[&str]| {
             event(
@@ -436,6 +495,7 @@ mod tests {
                     possible,
                     missing_skills: missing.iter().map(|skill| skill.to_string()).collect(),
                     beyond_reach: false,
+                    shortfall: None,
                 }),
             )
         };

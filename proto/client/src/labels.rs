@@ -56,6 +56,24 @@ pub fn mode_severity(mode: i32) -> i32 {
     (mode - pb::Mode::Normal as i32).max(0)
 }
 
+/// Why a person was passed over, in a few words ("lacks a skill", "busy").
+pub fn pass_over_reason_name(reason: i32) -> &'static str {
+    match pb::PassOverReason::try_from(reason) {
+        Ok(pb::PassOverReason::LacksSkill) => "lack a skill",
+        Ok(pb::PassOverReason::Busy) => "busy",
+        Ok(pb::PassOverReason::OffDuty) => "off duty",
+        Ok(pb::PassOverReason::Reserve) => "reserve",
+        Ok(pb::PassOverReason::LocationStale) => "location stale",
+        Ok(pb::PassOverReason::BeyondTravelLimit) => "beyond the travel limit",
+        Ok(pb::PassOverReason::Declined) => "declined",
+        Ok(pb::PassOverReason::AlreadyAssigned) => "already assigned",
+        Ok(pb::PassOverReason::OutsideArea) => "outside the area",
+        Ok(pb::PassOverReason::HoldsOffer) => "answering another offer",
+        Ok(pb::PassOverReason::NotConnected) => "not connected",
+        Ok(pb::PassOverReason::Unspecified) | Err(_) => "other",
+    }
+}
+
 pub fn level_name(level: i32) -> &'static str {
     match pb::AreaLevel::try_from(level) {
         Ok(pb::AreaLevel::City) => "city",

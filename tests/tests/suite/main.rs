@@ -22,6 +22,7 @@ mod drill_live;
 mod durability;
 mod eido;
 mod event_stream;
+mod explain;
 mod field_api;
 mod field_app;
 mod health;

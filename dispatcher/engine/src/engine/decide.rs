@@ -291,6 +291,8 @@ impl Engine {
                 self.decide_triage_accept(incident, *priority, *headcount, skills.as_ref())
             }
             Command::TriageMerge { incident, into } => self.decide_triage_merge(incident, into),
+            Command::MergeIncidents { incident, into } => self.decide_merge(incident, into),
+            Command::ReportDuplicate { id, spec, into } => self.decide_report_duplicate(id.as_ref(), spec, into),
             Command::TriageReject { incident, reason } => self.decide_triage_reject(incident, reason),
             Command::IssueAgentToken { agent, token_hash } => {
                 if !self.state.agents.contains_key(agent) {
@@ -409,7 +411,7 @@ impl Engine {
         })
     }
 
-    fn decide_create_incident(
+    pub(super) fn decide_create_incident(
         &self,
         id: Option<&IncidentId>,
         spec: &IncidentSpec,
@@ -603,7 +605,7 @@ impl Engine {
             .ok_or_else(|| Rejection::NotFound(format!("agent {} is not on the roster; check the id", quote(agent))))
     }
 
-    fn open_incident(&self, incident: &IncidentId) -> Result<&crate::incident::Incident, Rejection> {
+    pub(super) fn open_incident(&self, incident: &IncidentId) -> Result<&crate::incident::Incident, Rejection> {
         let record = self.state.incidents.get(incident).ok_or_else(|| {
             Rejection::NotFound(format!("incident {} does not exist; list incidents to find its id", quote(incident)))
         })?;

@@ -76,11 +76,39 @@ pub struct CandidateQuery<'a> {
     pub mode: Option<Mode>,
     pub k: usize,
     pub now: Millis,
+    /// People who hold an open offer of the incident asked about: counted
+    /// as free for it (an explanation ranks them with everyone else; the
+    /// search itself never sets this).
+    pub holds_offer_of: Option<&'a BTreeSet<AgentId>>,
+}
+
+/// The first check of [`Engine::qualify`] a person failed: why they are
+/// not a candidate. Cheap to return (no data); the explanation adds the
+/// details (which incident, since when, which skill).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Exclusion {
+    /// Farther than the mode's longest travel allows.
+    BeyondTravelLimit,
+    /// Not inside the areas the incident may be offered to at its level
+    /// (or a mutual-aid area that lends other roles).
+    OutsideArea,
+    /// No session or no live location.
+    NotConnected,
+    /// Their live location is older than the policy allows.
+    LocationStale,
+    /// They declined, let an offer lapse, or already serve the incident.
+    Excluded,
+    /// Busy, off duty, on another task or answering another offer.
+    NotFree,
+    /// They lack a skill the incident requires.
+    LacksSkill,
+    /// A reserve, not offered tasks in the mode in force.
+    NotEligible,
 }
 
 impl<'a> CandidateQuery<'a> {
     /// The `k` best people free to be offered `incident` within `reach`.
-    fn offer(incident: &'a Incident, reach: &'a Reach, k: usize, now: Millis) -> Self {
+    pub(super) fn offer(incident: &'a Incident, reach: &'a Reach, k: usize, now: Millis) -> Self {
         CandidateQuery {
             at: incident.spec.at,
             skills: &incident.spec.skills,
@@ -90,6 +118,7 @@ impl<'a> CandidateQuery<'a> {
             mode: Some(reach.mode),
             k,
             now,
+            holds_offer_of: None,
         }
     }
 }
@@ -106,14 +135,14 @@ const MAX_MATCHING_STEPS: u64 = 3_000_000;
 const UNMATCHED_COST: i64 = 1_000_000_000;
 
 /// Where an incident's offers may go and under which mode.
-struct Reach {
-    mode: Mode,
+pub(super) struct Reach {
+    pub(super) mode: Mode,
     /// The incident's own area first (its level is the offer's level).
-    scope: Option<Vec<ScopeArea>>,
+    pub(super) scope: Option<Vec<ScopeArea>>,
 }
 
 impl Reach {
-    fn level(&self) -> AreaLevel {
+    pub(super) fn level(&self) -> AreaLevel {
         self.scope.as_ref().and_then(|areas| areas.first()).map_or(AreaLevel::City, |first| first.level)
     }
 }
@@ -121,7 +150,17 @@ impl Reach {
 impl Engine {
     /// The people nearest to `at`, by estimated arrival time.
     pub fn nearby(&self, at: Position, k: usize, skills: &BTreeSet<String>, available_only: bool, now: Millis) -> Vec<Candidate> {
-        let query = CandidateQuery { at, skills, scope: None, excluded: None, free_only: available_only, mode: None, k, now };
+        let query = CandidateQuery {
+            at,
+            skills,
+            scope: None,
+            excluded: None,
+            free_only: available_only,
+            mode: None,
+            k,
+            now,
+            holds_offer_of: None,
+        };
         self.find_candidates(&query)
     }
 }
@@ -211,44 +250,92 @@ impl Engine {
         // Ranked in whole seconds on purpose (docs/policy.md): an ETA
         // from distance and an average speed is not good to a second,
         // so people within the same second are equally near and the
-        // one with less recent work goes first. The travel limit is
-        // on the exact ETA: nobody beyond it is offered.
-        let exact_eta_s = distance_m / speed;
-        let eta_s = exact_eta_s.round();
+        // one with less recent work goes first.
+        let eta_s = (distance_m / speed).round();
         if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
             return None;
         }
+        self.qualify(query, agent, distance_m, speed, stale_before, max_travel_s).ok()
+    }
+
+    /// Every check a person must pass to be offered what `query` asks for,
+    /// in one place: the search calls it to decide and the explanation
+    /// (`super::explain`) calls it to say why someone was passed over, so
+    /// the two cannot drift apart. The first check that fails is the
+    /// reason; where people are (travel limit, area) comes before what
+    /// they are doing, so that a shortfall counts "within reach" first.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn qualify(
+        &self,
+        query: &CandidateQuery<'_>,
+        agent: &AgentId,
+        distance_m: f64,
+        speed: f64,
+        stale_before: i64,
+        max_travel_s: Option<f64>,
+    ) -> Result<Candidate, Exclusion> {
+        let live = self.live.agents.get(agent);
+        self.qualify_live(query, agent, live, distance_m, speed, stale_before, max_travel_s)
+    }
+
+    /// [`Engine::qualify`] with the person's live copy looked up already.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn qualify_live(
+        &self,
+        query: &CandidateQuery<'_>,
+        agent: &AgentId,
+        live: Option<&super::LiveAgent>,
+        distance_m: f64,
+        speed: f64,
+        stale_before: i64,
+        max_travel_s: Option<f64>,
+    ) -> Result<Candidate, Exclusion> {
+        // The travel limit is on the exact ETA: nobody beyond it is offered.
+        let exact_eta_s = distance_m / speed;
+        let eta_s = exact_eta_s.round();
         if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
-            return None;
+            return Err(Exclusion::BeyondTravelLimit);
         }
         // Cheap checks on the live copy first; the roster look-up last.
-        let live = self.live.agents.get(agent)?;
-        if live.located_at.0 < stale_before || (query.free_only && !live.free) || !query.skills.is_subset(&live.skills) {
-            return None;
-        }
+        let Some(live) = live.filter(|live| live.location.is_some()) else {
+            return Err(Exclusion::NotConnected);
+        };
         let (via, roles_allowed) = match query.scope {
             None => (None, None),
             Some(areas) => {
-                let scope = areas.iter().find(|scope| live.placement.within(scope.level, &scope.area))?;
+                let Some(scope) = areas.iter().find(|scope| live.placement.within(scope.level, &scope.area)) else {
+                    return Err(Exclusion::OutsideArea);
+                };
                 (Some(&scope.area), scope.roles.as_ref())
             }
         };
-        if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
-            return None;
+        if live.located_at.0 < stale_before {
+            return Err(Exclusion::LocationStale);
         }
-        let record = self.state.agents.get(agent)?;
+        if query.excluded.is_some_and(|excluded| excluded.contains(agent)) {
+            return Err(Exclusion::Excluded);
+        }
+        if query.free_only && !live.free && !query.holds_offer_of.is_some_and(|offered| offered.contains(agent)) {
+            return Err(Exclusion::NotFree);
+        }
+        if !query.skills.is_subset(&live.skills) {
+            return Err(Exclusion::LacksSkill);
+        }
+        let Some(record) = self.state.agents.get(agent) else {
+            return Err(Exclusion::NotConnected);
+        };
         debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
         debug_assert_eq!(live.free, record.is_free(), "the live copy of free follows the roster");
         debug_assert_eq!(record.profile.travel_mode, live.indexed_as, "people are indexed under their travel mode");
         if let Some(mode) = query.mode
             && !self.policy.eligible(mode, record.profile.role)
         {
-            return None;
+            return Err(Exclusion::NotEligible);
         }
         if roles_allowed.is_some_and(|roles| !roles.contains(&record.profile.role)) {
-            return None;
+            return Err(Exclusion::OutsideArea);
         }
-        Some(Candidate {
+        Ok(Candidate {
             agent: agent.clone(),
             distance_m,
             eta_s,
@@ -271,7 +358,7 @@ impl Engine {
         (rarest.len() <= self.live.index.len() / 8).then_some(rarest)
     }
 
-    fn reach(&self, incident: &Incident) -> Reach {
+    pub(super) fn reach(&self, incident: &Incident) -> Reach {
         let (mode, emergency_area) = self.state.effective_mode(&incident.placement);
         if let (true, Some((level, area))) = (mode.is_emergency(), emergency_area) {
             return Reach { mode, scope: Some(self.flat_area(incident, mode, level, area)) };
@@ -511,9 +598,10 @@ impl Engine {
             }
             if outstanding == 0 && !incident.waiting_noted {
                 let level = reach.level();
-                self.emit(out, DISPATCHER, now, EventKind::NoCandidates { incident: incident_id.clone(), level });
+                let shortfall = Some(self.shortfall(incident, &reach, now));
+                self.emit(out, DISPATCHER, now, EventKind::NoCandidates { incident: incident_id.clone(), level, shortfall });
             }
-            self.note_unstaffable(incident_id, now, out);
+            self.note_unstaffable(incident_id, &reach, now, out);
             let retry_at = now.plus_seconds(self.policy.waiting_retry_s);
             if self.live.next_retry.is_none_or(|at| at > retry_at) {
                 self.live.next_retry = Some(retry_at);
@@ -524,7 +612,7 @@ impl Engine {
 
     /// Raises `incident_unstaffable` when nobody on the whole roster could
     /// staff the incident, unless this very shortfall was raised already.
-    fn note_unstaffable(&mut self, incident_id: &IncidentId, now: Millis, out: &mut Vec<super::Event>) {
+    fn note_unstaffable(&mut self, incident_id: &IncidentId, reach: &Reach, now: Millis, out: &mut Vec<super::Event>) {
         let Some(incident) = self.state.incidents.get(incident_id) else {
             return;
         };
@@ -534,9 +622,16 @@ impl Engine {
         if incident.unstaffable.as_ref() == Some(&shortfall) {
             return;
         }
+        let in_reach = Some(self.shortfall(incident, reach, now));
         let RosterShortfall { needed, possible, missing_skills, beyond_reach } = shortfall;
-        let event =
-            EventKind::IncidentUnstaffable { incident: incident_id.clone(), needed, possible, missing_skills, beyond_reach };
+        let event = EventKind::IncidentUnstaffable {
+            incident: incident_id.clone(),
+            needed,
+            possible,
+            missing_skills,
+            beyond_reach,
+            shortfall: in_reach,
+        };
         self.emit(out, DISPATCHER, now, event);
     }
 
@@ -711,7 +806,10 @@ impl Engine {
                     self.dispatch_waiting(now, out);
                 }
             }
-            Command::Complete { .. } | Command::CancelIncident { .. } | Command::CloseIncident { .. } => {
+            Command::Complete { .. }
+            | Command::CancelIncident { .. }
+            | Command::CloseIncident { .. }
+            | Command::MergeIncidents { .. } => {
                 // People were freed: incidents that lack offers may now find them.
                 self.dispatch_waiting(now, out);
             }
@@ -755,6 +853,7 @@ impl Engine {
             | Command::ImportPlans(_)
             | Command::CallUp { .. }
             | Command::TriageMerge { .. }
+            | Command::ReportDuplicate { .. }
             | Command::TriageReject { .. }
             | Command::IssueAgentToken { .. }
             | Command::IssueAgentTokens { .. }
@@ -844,7 +943,7 @@ impl Engine {
     }
 }
 
-fn rank(candidate: &Candidate) -> (u64, u32, &AgentId) {
+pub(super) fn rank(candidate: &Candidate) -> (u64, u32, &AgentId) {
     // ETA is whole seconds, so the conversion is exact and orders like the float.
     (candidate.eta_s as u64, candidate.recent_assignments, &candidate.agent)
 }

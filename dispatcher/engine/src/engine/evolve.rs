@@ -124,6 +124,7 @@ impl Engine {
                 let reporters = self.state.incidents.get(incident).map(|record| record.reporters.clone()).unwrap_or_default();
                 if let Some(target) = self.state.incidents.get_mut(into) {
                     target.reporters.extend(reporters);
+                    target.merged_from.push(incident.clone());
                 }
                 self.end_incident(incident, Ending::Merged, at, &format!("merged into {into}"), &[]);
                 if let Some(record) = self.state.incidents.get_mut(incident) {
@@ -310,7 +311,7 @@ impl Engine {
                     record.waiting_noted = true;
                 }
             }
-            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach } => {
+            EventKind::IncidentUnstaffable { incident, needed, possible, missing_skills, beyond_reach, .. } => {
                 if let Some(record) = self.state.incidents.get_mut(incident) {
                     record.unstaffable = Some(RosterShortfall {
                         needed: *needed,

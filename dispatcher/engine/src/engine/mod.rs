@@ -14,6 +14,9 @@
 //! - [`decide`]: validation of commands into events.
 //! - [`evolve`]: applying one event to the state.
 //! - [`dispatch`]: choosing candidates and making offers, widening, timeouts.
+//! - [`duplicates`]: open incidents a new report may repeat, and merges.
+//! - [`explain`]: why this person, why not X: an incident's ranked
+//!   candidates and the reason each other person was passed over.
 //! - [`live`]: soft state: connections, live locations and the spatial index.
 //! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
 //!   plan activations, grid staffing checks.
@@ -24,7 +27,9 @@
 pub mod cap;
 pub mod decide;
 pub mod dispatch;
+pub mod duplicates;
 pub mod evolve;
+pub mod explain;
 pub mod invariants;
 pub mod live;
 pub mod messages;
@@ -224,6 +229,20 @@ pub enum Command {
     TriageReject {
         incident: IncidentId,
         reason: String,
+    },
+    /// Merges an open incident (a duplicate) into another open one: its
+    /// open offers are withdrawn and it ends as merged (`ReportMerged`).
+    MergeIncidents {
+        incident: IncidentId,
+        into: IncidentId,
+    },
+    /// Reports an incident an operator found to repeat an open one: it is
+    /// recorded (its reporter, description and place kept) and merged into
+    /// `into` at once, without being offered to anyone.
+    ReportDuplicate {
+        id: Option<IncidentId>,
+        spec: IncidentSpec,
+        into: IncidentId,
     },
     /// Accounts and tokens: hashes are made by the caller (random, slow).
     IssueAgentToken {

@@ -1875,3 +1875,334 @@ fn a_received_alert_is_suggested_once_for_the_streets_it_touches() {
     );
     assert_eq!(engine.state().activations.values().filter(|activation| activation.ended.is_none()).count(), 1, "activated once");
 }
+
+mod explain {
+    use super::*;
+    use crate::engine::explain::{ExplainQuery, Reason};
+
+    fn everyone(incident: &IncidentId) -> ExplainQuery {
+        ExplainQuery { incident: incident.clone(), agent: None, candidates: 50, passed_over: 50 }
+    }
+
+    fn reason_of(engine: &Engine, incident: &IncidentId, agent: &str, now: Millis) -> Reason {
+        let query = ExplainQuery { agent: Some(AgentId::new(agent)), ..everyone(incident) };
+        let explanation = engine.explain(&query, now).expect("explains");
+        assert!(explanation.candidates.is_empty(), "{agent} is no candidate: {explanation:?}");
+        explanation.passed_over.into_iter().next().expect("one person").reason
+    }
+
+    /// A point east of the grid's centre that lies in another grid, within
+    /// walking reach.
+    fn next_grid(engine: &Engine, grid: Position) -> Position {
+        let own = engine.state().areas.place(grid).at(AreaLevel::Grid).cloned();
+        (1..60)
+            .map(|step| east(grid, step as f64 * 50.0))
+            .find(|at| {
+                let other = engine.state().areas.place(*at).at(AreaLevel::Grid).cloned();
+                other.is_some() && other != own
+            })
+            .expect("another grid within 3 km")
+    }
+
+    #[test]
+    fn each_person_passed_over_gets_the_reason_the_search_applied() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let t1 = T0.plus_seconds(900);
+        // Someone answering another incident's offer, made at T0 far away.
+        let elsewhere = centre_of(&engine, "d1-s1-c1-g2");
+        person_at(&mut engine, "offered-elsewhere", &["first_aid"], elsewhere, T0);
+        let (other_incident, _) = create(&mut engine, elsewhere, &["first_aid"], 1, T0);
+        assert_eq!(open_offer_of(&engine, "offered-elsewhere").is_some(), true);
+        // Stale: located at T0 only.
+        person_at(&mut engine, "stale", &["first_aid"], east(grid, 40.0), T0);
+        for (id, skills, metres) in [
+            ("decliner", &["first_aid"][..], 10.0),
+            ("first", &["first_aid"][..], 30.0),
+            ("second", &["first_aid"][..], 60.0),
+            ("unskilled", &[][..], 20.0),
+            ("busy", &["first_aid"][..], 25.0),
+            ("off", &["first_aid"][..], 26.0),
+            ("far", &["first_aid"][..], 20_000.0),
+        ] {
+            person_at(&mut engine, id, skills, east(grid, metres), t1);
+        }
+        let outside = next_grid(&engine, grid);
+        person_at(&mut engine, "outside", &["first_aid"], outside, t1);
+        let mut reserve = profile("reserve", &["first_aid"]);
+        reserve.role = Role::RegisteredMember;
+        engine
+            .execute(Command::UpsertAgents { agents: vec![reserve], all_new: true, tokens: Vec::new() }, "operator:test", t1)
+            .unwrap();
+        engine.execute(Command::Connect { agent: AgentId::new("reserve") }, "agent:reserve", t1).unwrap();
+        engine
+            .execute(Command::ReportLocation { agent: AgentId::new("reserve"), at: east(grid, 15.0) }, "agent:reserve", t1)
+            .unwrap();
+        engine
+            .execute(
+                Command::UpsertAgents { agents: vec![profile("absent", &["first_aid"])], all_new: true, tokens: Vec::new() },
+                "operator:test",
+                t1,
+            )
+            .unwrap();
+        engine
+            .execute(Command::ReportLocation { agent: AgentId::new("offered-elsewhere"), at: east(grid, 12.0) }, "agent:x", t1)
+            .unwrap();
+        engine.execute(Command::SetStatus { agent: AgentId::new("busy"), status: AgentStatus::Busy }, "agent:busy", t1).unwrap();
+        engine.execute(Command::SetStatus { agent: AgentId::new("off"), status: AgentStatus::OffDuty }, "agent:off", t1).unwrap();
+        let (incident, events) = create(&mut engine, grid, &["first_aid"], 1, t1);
+        assert_eq!(offers_in(&events).iter().map(|(_, agent)| agent.as_str()).collect::<Vec<_>>(), ["decliner"]);
+        let offer = open_offer_of(&engine, "decliner").expect("offered");
+        let events = engine
+            .execute(Command::Decline { agent: AgentId::new("decliner"), offer, reason: "no".into() }, "agent:decliner", t1)
+            .unwrap();
+        assert_eq!(offers_in(&events).iter().map(|(_, agent)| agent.as_str()).collect::<Vec<_>>(), ["first"]);
+
+        let before = engine.state().clone();
+        let explanation = engine.explain(&everyone(&incident), t1).expect("explains");
+        assert_eq!(engine.state(), &before, "explaining changes nothing");
+        let ranked: Vec<(&str, bool)> =
+            explanation.candidates.iter().map(|ranked| (ranked.candidate.agent.as_str(), ranked.offered)).collect();
+        assert_eq!(ranked, [("first", true), ("second", false)], "{explanation:?}");
+        assert_eq!(explanation.candidates_total, 2);
+        let expect = [
+            ("decliner", Reason::Declined),
+            ("unskilled", Reason::LacksSkill { skills: vec!["first_aid".to_string()] }),
+            ("busy", Reason::Busy { incident: None }),
+            ("off", Reason::OffDuty),
+            ("stale", Reason::LocationStale { since: T0 }),
+            ("far", Reason::BeyondTravelLimit { max_travel_s: 2700 }),
+            ("outside", Reason::OutsideArea { level: AreaLevel::Grid }),
+            ("reserve", Reason::Reserve { mode: Mode::Normal }),
+            ("offered-elsewhere", Reason::HoldsOffer { incident: other_incident.clone() }),
+            ("absent", Reason::NotConnected),
+        ];
+        for (agent, reason) in &expect {
+            let listed = explanation.passed_over.iter().find(|passed| passed.agent.as_str() == *agent).expect(agent);
+            assert_eq!(&listed.reason, reason, "{agent}");
+            assert_eq!(&reason_of(&engine, &incident, agent, t1), reason, "{agent} alone");
+        }
+        // The people without a location come last; the rest nearest first.
+        assert_eq!(explanation.passed_over.last().map(|passed| passed.agent.as_str()), Some("absent"));
+        assert_eq!(explanation.reason_counts.values().sum::<u32>(), expect.len() as u32);
+
+        // One candidate alone keeps their rank among everyone.
+        let second =
+            engine.explain(&ExplainQuery { agent: Some(AgentId::new("second")), ..everyone(&incident) }, t1).expect("explains");
+        assert_eq!(second.candidates.len(), 1);
+        assert_eq!(second.candidates[0].rank, 2);
+
+        // What the explanation ranked next is who the engine offers next.
+        let offer = open_offer_of(&engine, "first").expect("offered");
+        let events = engine
+            .execute(Command::Decline { agent: AgentId::new("first"), offer, reason: "no".into() }, "agent:first", t1)
+            .unwrap();
+        assert_eq!(offers_in(&events).iter().map(|(_, agent)| agent.as_str()).collect::<Vec<_>>(), ["second"]);
+
+        // The assigned person is "already assigned".
+        let offer = open_offer_of(&engine, "second").expect("offered");
+        engine.execute(Command::Accept { agent: AgentId::new("second"), offer }, "agent:second", t1).unwrap();
+        assert_eq!(reason_of(&engine, &incident, "second", t1), Reason::AlreadyAssigned);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Whatever the crowd, the explanation agrees with what the engine
+        /// did: the people it offered are its first-ranked candidates, and
+        /// nobody it gives a reason for was offered.
+        #[test]
+        fn the_explanation_agrees_with_the_offers_made(
+            crowd in prop::collection::vec((0.0f64..3000.0, 0.0f64..6.283, any::<bool>(), 0u8..4, 0u8..3), 1..25),
+            headcount in 1u32..3,
+        ) {
+            let mut engine = engine();
+            let grid = centre_of(&engine, "d1-s1-c1-g1");
+            for (n, (metres, angle, skilled, status, mode)) in crowd.iter().enumerate() {
+                let id = format!("p{n:02}");
+                let at = Position {
+                    lon: grid.lon + metres * angle.cos() / 96_000.0,
+                    lat: grid.lat + metres * angle.sin() / 111_000.0,
+                };
+                let mut person = profile(&id, if *skilled { &["first_aid"][..] } else { &[][..] });
+                person.travel_mode = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car][*mode as usize];
+                engine.execute(Command::UpsertAgents { agents: vec![person], all_new: true, tokens: Vec::new() }, "operator:test", T0).unwrap();
+                engine.execute(Command::Connect { agent: AgentId::new(&id) }, "agent", T0).unwrap();
+                engine.execute(Command::ReportLocation { agent: AgentId::new(&id), at }, "agent", T0).unwrap();
+                let status = match status { 0 => Some(AgentStatus::Busy), 1 => Some(AgentStatus::OffDuty), _ => None };
+                if let Some(status) = status {
+                    engine.execute(Command::SetStatus { agent: AgentId::new(&id), status }, "agent", T0).unwrap();
+                }
+            }
+            let (incident, events) = create_forced(&mut engine, grid, &["first_aid"], headcount, T0);
+            let offered: BTreeSet<String> = offers_in(&events).into_iter().map(|(_, agent)| agent.to_string()).collect();
+            let explanation = engine.explain(&everyone(&incident), T0).unwrap();
+            let first: BTreeSet<String> = explanation
+                .candidates
+                .iter()
+                .take(offered.len())
+                .map(|ranked| ranked.candidate.agent.to_string())
+                .collect();
+            prop_assert_eq!(&first, &offered, "{:?}", explanation);
+            prop_assert!(explanation.candidates.iter().all(|ranked| ranked.offered == offered.contains(ranked.candidate.agent.as_str())));
+            prop_assert!(explanation.passed_over.iter().all(|passed| !offered.contains(passed.agent.as_str())));
+            prop_assert_eq!(
+                explanation.candidates_total as usize + explanation.reason_counts.values().sum::<u32>() as usize,
+                crowd.len()
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_incident_or_person_is_not_found() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let (incident, _) = create_forced(&mut engine, grid, &[], 1, T0);
+        let missing = engine.explain(&everyone(&IncidentId::new("nope")), T0);
+        assert!(matches!(missing, Err(Rejection::NotFound(_))));
+        let nobody = engine.explain(&ExplainQuery { agent: Some(AgentId::new("nobody")), ..everyone(&incident) }, T0);
+        assert!(matches!(nobody, Err(Rejection::NotFound(_))));
+    }
+
+    #[test]
+    fn nobody_fits_records_the_shortfall_by_reason() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        person_at(&mut engine, "a", &[], east(grid, 10.0), T0);
+        person_at(&mut engine, "b", &[], east(grid, 20.0), T0);
+        person_at(&mut engine, "c", &["first_aid"], east(grid, 30.0), T0);
+        engine.execute(Command::SetStatus { agent: AgentId::new("c"), status: AgentStatus::Busy }, "agent:c", T0).unwrap();
+        let (_, events) = create(&mut engine, grid, &["first_aid"], 1, T0);
+        let shortfall = events
+            .iter()
+            .find_map(|event| match &event.kind {
+                EventKind::NoCandidates { shortfall, .. } => shortfall.clone(),
+                _ => None,
+            })
+            .expect("nobody fits, with the shortfall");
+        assert_eq!(shortfall.in_reach, 3, "{shortfall:?}");
+        assert_eq!(shortfall.qualified, 0);
+        assert_eq!(shortfall.lacking.get("first_aid"), Some(&2));
+        assert_eq!(shortfall.reasons.get("busy"), Some(&1));
+        assert!(shortfall.summary().contains("3 people; 2 lack first_aid, 1 busy"), "{}", shortfall.summary());
+    }
+}
+
+mod duplicates {
+    use super::*;
+    use crate::engine::duplicates::DuplicateQuery;
+
+    fn create_category(engine: &mut Engine, at: Position, category: &str, now: Millis) -> IncidentId {
+        let spec = IncidentSpec {
+            at,
+            category: category.to_string(),
+            priority: 2,
+            skills: BTreeSet::new(),
+            headcount: 1,
+            description: String::new(),
+            source_id: String::new(),
+        };
+        let events = engine.execute(Command::CreateIncident { id: None, spec, force: false }, "operator:test", now).unwrap();
+        events[0].kind.incident_id().unwrap().clone()
+    }
+
+    fn found(engine: &Engine, at: Position, category: &str, now: Millis) -> Vec<(String, bool)> {
+        let query = DuplicateQuery::Report { at, category: category.to_string() };
+        let duplicates = engine.duplicates(&query, now).unwrap();
+        duplicates.iter().map(|duplicate| (duplicate.incident.id.to_string(), duplicate.same_category)).collect()
+    }
+
+    #[test]
+    fn open_incidents_near_recent_and_alike_are_possible_duplicates() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let fire = create_category(&mut engine, grid, "fire", T0);
+        let later = T0.plus_seconds(10 * 60);
+        // Same category nearby, similar category nearby.
+        assert_eq!(found(&engine, east(grid, 100.0), "fire", later), [(fire.to_string(), true)]);
+        assert_eq!(found(&engine, east(grid, 100.0), "smoke", later), [(fire.to_string(), false)]);
+        // Not alike, too far, too late.
+        assert!(found(&engine, east(grid, 100.0), "noise", later).is_empty());
+        assert!(found(&engine, east(grid, 400.0), "fire", later).is_empty());
+        assert!(found(&engine, east(grid, 100.0), "fire", T0.plus_seconds(61 * 60)).is_empty());
+        // An incident asks about the others, never itself; a closed one is no duplicate.
+        let second = create_category(&mut engine, east(grid, 50.0), "smoke", later);
+        let of_second = engine.duplicates(&DuplicateQuery::Incident(second.clone()), later).unwrap();
+        assert_eq!(of_second.iter().map(|d| d.incident.id.clone()).collect::<Vec<_>>(), [fire.clone()]);
+        engine.execute(Command::CloseIncident { incident: fire, feedback: "out".into() }, "operator:test", later).unwrap();
+        assert!(engine.duplicates(&DuplicateQuery::Incident(second), later).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_merge_ends_the_duplicate_into_the_other_and_frees_its_offer() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        person_at(&mut engine, "helper", &[], east(grid, 20.0), T0);
+        let first = create_category(&mut engine, grid, "fire", T0);
+        let second = create_category(&mut engine, east(grid, 30.0), "fire", T0.plus_seconds(5));
+        assert!(engine.state().incidents[&first].open_offers.len() == 1, "the helper is offered the first");
+        let itself =
+            engine.execute(Command::MergeIncidents { incident: first.clone(), into: first.clone() }, "operator:test", T0);
+        assert!(matches!(itself, Err(Rejection::InvalidArgument(_))));
+        let before = engine.state().clone();
+        let missing = engine.execute(
+            Command::MergeIncidents { incident: second.clone(), into: IncidentId::new("nope") },
+            "operator:test",
+            T0,
+        );
+        assert!(matches!(missing, Err(Rejection::NotFound(_))));
+        assert_eq!(engine.state(), &before, "a refused merge changes nothing");
+        // The first holds the helper's offer: merging it into the second withdraws it.
+        let events = engine
+            .execute(
+                Command::MergeIncidents { incident: first.clone(), into: second.clone() },
+                "operator:test",
+                T0.plus_seconds(6),
+            )
+            .expect("merges");
+        let names: Vec<&str> = events.iter().map(|event| event.kind.name()).collect();
+        assert_eq!(&names[..2], ["offer_withdrawn", "report_merged"], "{names:?}");
+        assert_eq!(engine.state().incidents[&first].status(), IncidentStatus::Merged);
+        assert_eq!(engine.state().incidents[&first].merged_into.as_ref(), Some(&second));
+        assert_eq!(engine.state().incidents[&second].merged_from, vec![first.clone()]);
+        assert!(offers_in(&events).iter().any(|(_, agent)| agent.as_str() == "helper"), "the helper is offered the other");
+        // Someone assigned to an incident: it cannot be merged away.
+        let offer = open_offer_of(&engine, "helper").unwrap();
+        engine.execute(Command::Accept { agent: AgentId::new("helper"), offer }, "agent:helper", T0.plus_seconds(7)).unwrap();
+        let third = create_category(&mut engine, grid, "fire", T0.plus_seconds(8));
+        let assigned =
+            engine.execute(Command::MergeIncidents { incident: second, into: third }, "operator:test", T0.plus_seconds(9));
+        assert!(matches!(assigned, Err(Rejection::FailedPrecondition(_))));
+    }
+
+    #[test]
+    fn a_report_recorded_as_a_duplicate_is_merged_at_once_and_offered_to_nobody() {
+        let mut engine = engine();
+        let grid = centre_of(&engine, "d1-s1-c1-g1");
+        let first = create_category(&mut engine, grid, "fire", T0);
+        person_at(&mut engine, "helper", &[], east(grid, 20.0), T0);
+        let spec = IncidentSpec {
+            at: east(grid, 40.0),
+            category: "smoke".into(),
+            priority: 2,
+            skills: BTreeSet::new(),
+            headcount: 1,
+            description: "smoke from the third floor".into(),
+            source_id: String::new(),
+        };
+        let missing = engine.execute(
+            Command::ReportDuplicate { id: None, spec: spec.clone(), into: IncidentId::new("nope") },
+            "operator:test",
+            T0,
+        );
+        assert!(matches!(missing, Err(Rejection::NotFound(_))));
+        let events = engine
+            .execute(Command::ReportDuplicate { id: None, spec, into: first.clone() }, "operator:test", T0.plus_seconds(1))
+            .expect("recorded");
+        let names: Vec<&str> = events.iter().map(|event| event.kind.name()).collect();
+        assert_eq!(names, ["incident_reported", "report_merged"]);
+        let duplicate = events[0].kind.incident_id().unwrap().clone();
+        assert_eq!(engine.state().incidents[&duplicate].status(), IncidentStatus::Merged);
+        assert_eq!(engine.state().incidents[&duplicate].spec.description, "smoke from the third floor");
+        assert_eq!(engine.state().incidents[&first].merged_from, vec![duplicate]);
+    }
+}

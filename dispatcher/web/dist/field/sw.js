@@ -2,7 +2,7 @@
 // opens without a network. Shell files are answered from the cache at once
 // and refreshed from the network behind it (a new version shows on the next
 // start); the API calls (POST, grpc-web) are never touched.
-const SHELL_VERSION = "ac0c69f8bcc03c43";
+const SHELL_VERSION = "4f70b2c1317c9679";
 const CACHE = `pingji-field-${SHELL_VERSION}`;
 const SHELL = [
   "/field/",
