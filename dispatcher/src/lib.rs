@@ -23,6 +23,8 @@
 //! - [`runtime`]: the task that owns the engine and journal; handles for callers.
 //! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
+//! - [`push`]: Web Push to the installed phone app (VAPID, RFC 8291
+//!   encryption), and the subscriptions the app registers.
 //! - [`webhooks`]: outbound webhooks for partner systems (CloudEvents,
 //!   signed, in order, retried, dead letters, replay).
 
@@ -41,6 +43,7 @@ pub mod open_files;
 pub mod photo_bucket;
 pub mod photo_retention;
 pub mod photos;
+pub mod push;
 pub mod runtime;
 pub mod server;
 pub mod sessions;

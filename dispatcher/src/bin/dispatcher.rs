@@ -205,6 +205,7 @@ impl Args {
             photos: PhotoSettings { dir: self.photos_dir.clone(), keep_exif: None, retention_days: None, bucket: None },
             // From the settings file only.
             webhooks: Default::default(),
+            push: Default::default(),
         }
     }
 }

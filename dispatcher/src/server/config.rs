@@ -151,6 +151,8 @@ pub struct Config {
     pub replay: Option<Replay>,
     /// Outbound webhooks: retries, timeouts, the events' source.
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// Web Push to the phone app: the VAPID subject and key, timeouts.
+    pub push: crate::push::PushConfig,
 }
 
 pub use crate::runtime::Clock;
@@ -270,6 +272,7 @@ impl Config {
             clock: Clock::default(),
             replay: None,
             webhooks: crate::webhooks::WebhookConfig::default(),
+            push: crate::push::PushConfig::default(),
         }
     }
 

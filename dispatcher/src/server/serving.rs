@@ -28,6 +28,7 @@ use super::front::Fronted;
 use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
 use super::{agent, auth, bootstrap, city_modes, command, error as status, field, sharding, web};
 use crate::photos::PhotoStore;
+use crate::push::{MemoryPushStore, PushStore, Pusher, RedisPushStore, SqlitePushStore};
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
 
@@ -154,7 +155,10 @@ pub(super) async fn serve(
         config.session_queues(),
         photos,
     );
-    let field = field_service(people.clone());
+    let pusher = pusher(config, sharding.as_deref()).await?;
+    let field = field_service(people.clone(), pusher.clone());
+    // Offers, call-ups and messages pushed to phones as they are journaled, until serving ends.
+    let pushing = pusher.map(|pusher| crate::push::follow(dispatcher.clone(), pusher));
     let webhooks = webhook_service(config, &dispatcher, sharding.as_deref(), tokens.clone()).await?;
     // Deliveries end with serving, however it ends (a lost lease, a failed owner).
     let _webhooks_stop = AbortWebhooks(webhooks.1.clone());
@@ -253,6 +257,9 @@ pub(super) async fn serve(
         }
     }
     webhooks.1.stop().await;
+    if let Some(pushing) = pushing {
+        pushing.stop().await;
+    }
     drop(dispatcher);
     let _ = stop_owner.send(true);
     owner.await.context("the dispatcher owner task panicked")??;
@@ -322,8 +329,28 @@ async fn webhook_service(
 
 /// The field service as both ports serve it (its calls check the person's
 /// token themselves): a photo fits in one request.
-pub(super) fn field_service(people: agent::People) -> FieldServiceServer<field::FieldApi> {
-    FieldServiceServer::new(field::FieldApi::new(people)).max_decoding_message_size(field::MAX_FIELD_MESSAGE)
+pub(super) fn field_service(people: agent::People, pusher: Option<Arc<Pusher>>) -> FieldServiceServer<field::FieldApi> {
+    FieldServiceServer::new(field::FieldApi::new(people).with_push(pusher)).max_decoding_message_size(field::MAX_FIELD_MESSAGE)
+}
+
+/// Web Push: the VAPID key and subscriptions kept beside the journal (its
+/// SQLite file, the shard's Redis, or memory); a replay pushes nothing.
+async fn pusher(config: &Config, sharding: Option<&sharding::Sharding>) -> anyhow::Result<Option<Arc<Pusher>>> {
+    if config.replay.is_some() {
+        return Ok(None);
+    }
+    let store: Box<dyn PushStore> = match &config.store {
+        Store::Sqlite(path) => {
+            let path = path.clone();
+            Box::new(tokio::task::spawn_blocking(move || SqlitePushStore::open(&path)).await??)
+        }
+        Store::Redis(redis) => {
+            let shard = sharding.map(|sharding| sharding.shard().clone()).unwrap_or_default();
+            Box::new(RedisPushStore::open(&redis.url, &shard)?)
+        }
+        Store::Ephemeral => Box::new(MemoryPushStore::default()),
+    };
+    Ok(Some(Pusher::open(store, config.push.clone()).await?))
 }
 
 /// The type of [`command_service`].
