@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, warn};
 
-use super::{PushNotice, Pusher};
+use super::notice::PushNotice;
+use super::sender::Pusher;
 use crate::convert;
 use crate::runtime::Dispatcher;
 

@@ -30,6 +30,7 @@ mod maps;
 mod mobilisation;
 mod observability;
 mod privacy_and_paging;
+mod push;
 mod redis_store;
 mod retention;
 mod shutdown;
