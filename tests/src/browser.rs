@@ -195,6 +195,20 @@ impl TestBrowser {
         Ok(())
     }
 
+    /// Lets pages of `origin` show notifications, as after the person
+    /// allowed them once (the app's "接收通知").
+    pub async fn allow_notifications(&self, origin: &str) -> anyhow::Result<()> {
+        use chromiumoxide::cdp::browser_protocol::browser::{PermissionDescriptor, PermissionSetting, SetPermissionParams};
+        let permission = SetPermissionParams::builder()
+            .permission(PermissionDescriptor::new("notifications"))
+            .setting(PermissionSetting::Granted)
+            .origin(origin)
+            .build()
+            .map_err(|error| anyhow::anyhow!("permission: {error}"))?;
+        self.browser.execute(permission).await.context("cannot allow notifications")?;
+        Ok(())
+    }
+
     /// A new tab as a phone (390×844, touch) at (lon, lat), showing `url`.
     pub async fn open_phone(&self, url: &str, lon: f64, lat: f64) -> anyhow::Result<Page> {
         use chromiumoxide::cdp::browser_protocol::emulation::SetTouchEmulationEnabledParams;
@@ -213,6 +227,42 @@ impl TestBrowser {
         page.goto(url).await.with_context(|| format!("cannot open {url}"))?;
         Ok(page)
     }
+}
+
+/// Delivers `data` as a push message to the service worker of `origin`
+/// registered for `scope` (the DevTools protocol's stand-in for a push
+/// service: the worker gets a `push` event whose data is `data`, not
+/// encrypted).
+pub async fn deliver_push(page: &Page, origin: &str, scope: &str, data: &str) -> anyhow::Result<()> {
+    use chromiumoxide::cdp::browser_protocol::service_worker::{
+        DeliverPushMessageParams, EnableParams, EventWorkerRegistrationUpdated,
+    };
+    let mut updates = page.event_listener::<EventWorkerRegistrationUpdated>().await.context("service worker events")?;
+    page.execute(EnableParams::default()).await.context("cannot enable the service worker domain")?;
+    let mut seen = Vec::new();
+    let registration = tokio::time::timeout(SHOWN_WITHIN, async {
+        while let Some(update) = updates.next().await {
+            for registration in &update.registrations {
+                seen.push(format!("{} {}", registration.scope_url, registration.is_deleted));
+                if registration.scope_url == scope && !registration.is_deleted {
+                    return Some(registration.registration_id.clone());
+                }
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .with_context(|| format!("no service worker registered for {scope} (seen: {seen:?})"))?;
+    let push = DeliverPushMessageParams::builder()
+        .origin(origin)
+        .registration_id(registration)
+        .data(data)
+        .build()
+        .map_err(|error| anyhow::anyhow!("push message: {error}"))?;
+    page.execute(push).await.context("cannot deliver the push message")?;
+    Ok(())
 }
 
 /// The position the page's geolocation reports from now on.

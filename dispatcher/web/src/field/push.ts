@@ -6,6 +6,7 @@
 // notification's actions; for that it reads the person's keys and open
 // session from IndexedDB, which the app keeps current here.
 
+import { ConnectError } from "@connectrpc/connect";
 import { describe } from "../errors.js";
 import { say } from "./i18n.js";
 import * as outbox from "./outbox.js";
@@ -15,6 +16,9 @@ import { AGENT_KEY, TOKEN_KEY, byId, client, page, render, signedIn } from "./st
 export type PushState = "unsupported" | "off" | "asking" | "on" | "denied" | "failed";
 
 export const push = { state: "off" as PushState, problem: "" };
+
+/** How long the browser's push service has to make a subscription. */
+const SUBSCRIBE_WITHIN_MS = 10_000;
 
 function supported(): boolean {
   return "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
@@ -45,6 +49,11 @@ export async function keepWorkerKeys(): Promise<void> {
   }
 }
 
+/** The app's worker registration (not `serviceWorker.ready`, which waits for one controlling this page). */
+async function registration(): Promise<ServiceWorkerRegistration> {
+  return (await navigator.serviceWorker.getRegistration("/field/")) ?? navigator.serviceWorker.register("/field/sw.js", { scope: "/field/" });
+}
+
 /** Subscribes this phone and registers the subscription with the dispatcher. */
 export async function enablePush(): Promise<void> {
   if (!supported()) {
@@ -61,19 +70,20 @@ export async function enablePush(): Promise<void> {
       render();
       return;
     }
-    const registration = await navigator.serviceWorker.ready;
+    const worker = await registration();
     const { applicationServerKey } = await client.getPushKey({});
-    const subscription = await registration.pushManager.subscribe({
-      userVisibleOnly: true,
-      applicationServerKey: keyBytes(applicationServerKey),
-    });
+    // A browser whose push service is out of reach may never answer.
+    const subscription = await Promise.race([
+      worker.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(applicationServerKey) }),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(say("pushNoAnswer"))), SUBSCRIBE_WITHIN_MS)),
+    ]);
     const keys = subscription.toJSON().keys ?? {};
     await client.registerPush({ endpoint: subscription.endpoint, p256dh: keys.p256dh ?? "", auth: keys.auth ?? "" });
     await keepWorkerKeys();
     push.state = "on";
   } catch (error) {
     push.state = "failed";
-    push.problem = error instanceof DOMException ? error.message : describe(error).message;
+    push.problem = error instanceof DOMException || !(error instanceof ConnectError) ? String((error as Error).message) : describe(error).message;
   }
   render();
 }
@@ -87,8 +97,7 @@ export async function forgetPush(): Promise<void> {
 
 async function disablePush(): Promise<void> {
   try {
-    const registration = await navigator.serviceWorker.ready;
-    const subscription = await registration.pushManager.getSubscription();
+    const subscription = await (await registration()).pushManager.getSubscription();
     if (subscription) {
       await client.removePush({ endpoint: subscription.endpoint });
       await subscription.unsubscribe();
