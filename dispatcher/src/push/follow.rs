@@ -21,6 +21,8 @@ use crate::runtime::Dispatcher;
 const QUEUE: usize = 10_000;
 /// Notices being sent at once.
 const CONCURRENT: usize = 32;
+/// How long a stop waits for the pushes under way before dropping them.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The following task; dropping it stops it.
 pub struct Following {
@@ -29,11 +31,15 @@ pub struct Following {
 }
 
 impl Following {
-    /// Stops following and waits for the pushes under way.
+    /// Stops following and waits a little for the pushes under way (a
+    /// push service that does not answer must not hold a shutdown).
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
-        let _ = task.await;
+        let mut task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
+            warn!("pushes still under way at shutdown were dropped");
+        }
     }
 }
 
