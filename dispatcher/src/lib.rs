@@ -24,6 +24,8 @@
 //! - [`settings`]: the dispatcher's TOML settings, flags over them, validation.
 //! - [`server`]: the gRPC services and `run`.
 //! - [`cap`]: CAP 1.2 alerts out (XML, Atom, webhooks) and in (`/cap/inbound`).
+//! - [`push`]: Web Push to the installed phone app (VAPID, RFC 8291
+//!   encryption), and the subscriptions the app registers.
 //! - [`webhooks`]: outbound webhooks for partner systems (CloudEvents,
 //!   signed, in order, retried, dead letters, replay).
 //! - [`notify`]: the escalation ladder (push, SMS, voice) through the
@@ -46,6 +48,7 @@ pub mod open_files;
 pub mod photo_bucket;
 pub mod photo_retention;
 pub mod photos;
+pub mod push;
 pub mod runtime;
 pub mod server;
 pub mod sessions;

@@ -73,6 +73,8 @@ pub struct Settings {
     pub notify: NotifySettings,
     #[serde(default)]
     pub cap: CapSettings,
+    #[serde(default)]
+    pub push: PushSettings,
 }
 
 /// A secret read from the settings: never shown by `Debug`.
@@ -259,6 +261,52 @@ impl CapSettings {
             sender_name: self.sender_name.clone().unwrap_or(defaults.sender_name),
             exercise,
             feeds,
+        })
+    }
+}
+
+/// Web Push to the phone app (see `crate::push`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushSettings {
+    /// A contact for push services' operators: `mailto:…` or `https://…`.
+    pub subject: Option<String>,
+    /// The VAPID key as base64url private (32 bytes) and public (65 bytes)
+    /// values, both or neither; by default one is made on first start and
+    /// kept with the journal.
+    pub vapid_private_key: Option<String>,
+    pub vapid_public_key: Option<String>,
+    /// Takes `http://` endpoints on loopback (a local push service in tests).
+    pub allow_loopback_http: Option<bool>,
+    /// How long one post to a push service may take (10000 ms).
+    pub timeout_ms: Option<u64>,
+}
+
+impl PushSettings {
+    fn resolve(&self) -> Result<crate::push::PushConfig, SettingError> {
+        let defaults = crate::push::PushConfig::default();
+        let subject = self.subject.clone().unwrap_or(defaults.subject);
+        if !(subject.starts_with("mailto:") || subject.starts_with("https://")) {
+            return Err(refuse("push.subject", "must be a mailto: or https: URI (a contact for push services' operators)"));
+        }
+        let vapid_key = match (&self.vapid_private_key, &self.vapid_public_key) {
+            (Some(private), Some(public)) => {
+                crate::push::VapidKey::from_base64url(private, public)
+                    .map_err(|error| refuse("push.vapid_private_key", error.to_string()))?;
+                Some((private.clone(), public.clone()))
+            }
+            (None, None) => None,
+            _ => return Err(refuse("push.vapid_private_key", "give both vapid_private_key and vapid_public_key, or neither")),
+        };
+        Ok(crate::push::PushConfig {
+            subject,
+            vapid_key,
+            allow_loopback_http: self.allow_loopback_http.unwrap_or(false),
+            timeout: match self.timeout_ms {
+                Some(0) => return Err(refuse("push.timeout_ms", "must be at least 1 ms")),
+                Some(ms) => Duration::from_millis(ms),
+                None => defaults.timeout,
+            },
         })
     }
 }
@@ -542,6 +590,13 @@ impl Settings {
                 status: over.cap.status.or(self.cap.status),
                 feeds: if over.cap.feeds.is_empty() { self.cap.feeds } else { over.cap.feeds },
             },
+            push: PushSettings {
+                subject: over.push.subject.or(self.push.subject),
+                vapid_private_key: over.push.vapid_private_key.or(self.push.vapid_private_key),
+                vapid_public_key: over.push.vapid_public_key.or(self.push.vapid_public_key),
+                allow_loopback_http: over.push.allow_loopback_http.or(self.push.allow_loopback_http),
+                timeout_ms: over.push.timeout_ms.or(self.push.timeout_ms),
+            },
         }
     }
 
@@ -632,6 +687,7 @@ impl Settings {
         config.webhooks = self.webhooks.resolve()?;
         config.notify = self.notify.resolve()?;
         config.cap = self.cap.resolve()?;
+        config.push = self.push.resolve()?;
         config.photos_bucket = self.photos.bucket.clone();
         config.photo_retention = match self.photos.retention_days.unwrap_or(crate::photo_retention::DEFAULT_RETENTION_DAYS) {
             0 => None,

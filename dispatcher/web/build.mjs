@@ -55,5 +55,17 @@ const shellHash = createHash("sha256");
 for (const name of [...shellFiles, "app.js", "app.css"]) {
   shellHash.update(readFileSync(`dist/field/${name}`));
 }
+// The worker's push side (notifications and their actions, #20) is
+// TypeScript with the generated client: bundled and appended to sw.js.
+const pushWorker = await build({
+  entryPoints: ["src/field/push-worker.ts"],
+  bundle: true,
+  format: "iife",
+  target: "es2022",
+  minify: true,
+  legalComments: "eof",
+  write: false,
+  logLevel: "warning",
+});
 const worker = readFileSync("src/field/sw.js", "utf8").replace("__SHELL_VERSION__", shellHash.digest("hex").slice(0, 16));
-writeFileSync("dist/field/sw.js", worker);
+writeFileSync("dist/field/sw.js", `${worker}\n${pushWorker.outputFiles[0].text}`);

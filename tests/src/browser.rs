@@ -195,6 +195,20 @@ impl TestBrowser {
         Ok(())
     }
 
+    /// Lets pages of `origin` show notifications, as after the person
+    /// allowed them once (the app's "接收通知").
+    pub async fn allow_notifications(&self, origin: &str) -> anyhow::Result<()> {
+        use chromiumoxide::cdp::browser_protocol::browser::{PermissionDescriptor, PermissionSetting, SetPermissionParams};
+        let permission = SetPermissionParams::builder()
+            .permission(PermissionDescriptor::new("notifications"))
+            .setting(PermissionSetting::Granted)
+            .origin(origin)
+            .build()
+            .map_err(|error| anyhow::anyhow!("permission: {error}"))?;
+        self.browser.execute(permission).await.context("cannot allow notifications")?;
+        Ok(())
+    }
+
     /// A new tab as a phone (390×844, touch) at (lon, lat), showing `url`.
     pub async fn open_phone(&self, url: &str, lon: f64, lat: f64) -> anyhow::Result<Page> {
         use chromiumoxide::cdp::browser_protocol::emulation::SetTouchEmulationEnabledParams;
@@ -213,6 +227,44 @@ impl TestBrowser {
         page.goto(url).await.with_context(|| format!("cannot open {url}"))?;
         Ok(page)
     }
+}
+
+/// Delivers `data` as a push message to the service worker of `origin`
+/// registered for `scope` (the DevTools protocol's stand-in for a push
+/// service: the worker gets a `push` event whose data is `data`, not
+/// encrypted).
+pub async fn deliver_push(page: &Page, origin: &str, scope: &str, data: &str) -> anyhow::Result<()> {
+    use chromiumoxide::cdp::browser_protocol::service_worker::{
+        DeliverPushMessageParams, EnableParams, EventWorkerVersionUpdated, RegistrationId,
+    };
+    // The versions name their registration (the registrations' own event
+    // does not reach this chromiumoxide).
+    let mut updates = page.event_listener::<EventWorkerVersionUpdated>().await.context("service worker events")?;
+    page.execute(EnableParams::default()).await.context("cannot enable the service worker domain")?;
+    let found = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(update) = updates.next().await {
+            for version in &update.versions {
+                if version.script_url.starts_with(scope) {
+                    return Some(version.registration_id.clone());
+                }
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    // Without the event (the page's target is not auto-attached to its
+    // workers), the first registration of a new profile has id 0.
+    let registration = found.unwrap_or_else(|| RegistrationId::new("0"));
+    let push = DeliverPushMessageParams::builder()
+        .origin(origin)
+        .registration_id(registration)
+        .data(data)
+        .build()
+        .map_err(|error| anyhow::anyhow!("push message: {error}"))?;
+    page.execute(push).await.context("cannot deliver the push message")?;
+    Ok(())
 }
 
 /// The position the page's geolocation reports from now on.

@@ -68,6 +68,7 @@ pub mod mobilisation;
 pub mod otlp;
 pub mod people;
 pub mod process;
+pub mod push_service;
 pub mod raw_h2;
 pub mod redis;
 pub mod sample;

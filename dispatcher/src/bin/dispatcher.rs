@@ -207,6 +207,7 @@ impl Args {
             webhooks: Default::default(),
             notify: Default::default(),
             cap: Default::default(),
+            push: Default::default(),
         }
     }
 }

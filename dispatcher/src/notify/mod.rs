@@ -26,7 +26,7 @@
 //! # Layout
 //! - `config`: gateways, retries, rate limits, the inbound secret.
 //! - `gateway`: the generic webhook and Twilio request formats.
-//! - `push`: the push channel interface (no push service on this branch).
+//! - `push`: the push channel interface (`crate::push` implements it).
 //! - `store`: cursor, open notices and rungs tried (SQLite, Redis, memory).
 //! - `shared`: what the tasks and the inbound webhook share.
 //! - `ladder`: the task that reads the journal and schedules rungs.
@@ -48,5 +48,5 @@ pub use config::NotifyConfig;
 pub use gateway::{DEFAULT_TEMPLATE, Gateway};
 pub use inbound::{GATEWAY_HEADER, INBOUND_PATH};
 pub use notifier::Notifier;
-pub use push::{NoPush, PushChannel, PushNotice, PushOutcome};
+pub use push::{NoPush, PushChannel, PushFuture, PushNotice, PushOutcome};
 pub use store::{MemoryNotifyStore, NotifyStore, RedisNotifyStore, SqliteNotifyStore, StoreError};

@@ -1,8 +1,7 @@
 //! The first rung of the ladder: Web Push to the installed phone app. The
-//! notifier asks a [`PushChannel`]; this branch has no push service, so
-//! [`NoPush`] says "no subscription" for everyone and the step is
-//! journaled as skipped. The real pusher (`crate::push`, built beside
-//! this) plugs in here.
+//! notifier asks a [`PushChannel`]: the Web Push sender (`crate::push`),
+//! or [`NoPush`] (a replay), which says "no subscription" for everyone so
+//! the step is journaled as skipped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +22,8 @@ pub enum PushOutcome {
 #[derive(Clone, Debug)]
 pub struct PushNotice {
     pub subject: String,
+    /// An offer's incident; empty otherwise.
+    pub incident: String,
     pub text: String,
 }
 

@@ -74,7 +74,11 @@ async fn send(
     let agent = AgentId::new(&job.notice.agent);
     let (outcome, detail) = match job.channel {
         NoticeChannel::Push => {
-            let notice = PushNotice { subject: subject.clone(), text: job.notice.text.clone() };
+            let incident = match &job.notice.subject {
+                Subject::Offer { incident, .. } => incident.clone(),
+                Subject::Callup { .. } | Subject::Message { .. } => String::new(),
+            };
+            let notice = PushNotice { subject: subject.clone(), incident, text: job.notice.text.clone() };
             match notifier.push.send(&agent, &notice).await {
                 Ok(PushOutcome::Sent) => (NoticeOutcome::Sent, String::new()),
                 Ok(PushOutcome::NoSubscription) => (NoticeOutcome::Skipped, "no push subscription".to_string()),

@@ -155,6 +155,8 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// CAP 1.2: our sender, Actual or Exercise, the feeds that may post alerts.
     pub cap: crate::cap::CapConfig,
+    /// Web Push to the phone app: the VAPID subject and key, timeouts.
+    pub push: crate::push::PushConfig,
 }
 
 pub use crate::runtime::Clock;
@@ -276,6 +278,7 @@ impl Config {
             webhooks: crate::webhooks::WebhookConfig::default(),
             notify: crate::notify::NotifyConfig::default(),
             cap: crate::cap::CapConfig::default(),
+            push: crate::push::PushConfig::default(),
         }
     }
 

@@ -238,6 +238,18 @@ pub fn photo_status(problem: PhotoError) -> Status {
     }
 }
 
+/// The status of a Web Push call refused or failed.
+pub fn push_status(problem: crate::push::PushError) -> Status {
+    use crate::push::PushError;
+    match problem {
+        PushError::Refused(refused) => invalid_field(refused.field, refused.reason),
+        other => {
+            tracing::error!(error = %other, "push store failure");
+            status(Code::Unavailable, ErrorReason::Internal, "push subscriptions cannot be kept or read now; retry later")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

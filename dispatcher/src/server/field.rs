@@ -40,6 +40,7 @@ use super::agent::{OpenSession, People, RateLimit, stuck_status};
 use super::connections::ConnectionOfCall;
 use super::error;
 use crate::photos::MAX_PHOTO_BYTES;
+use crate::push::Pusher;
 use crate::sessions::{OutboxStream, Stuck};
 use pingji_engine::ids::AgentId;
 
@@ -59,12 +60,35 @@ pub struct FieldApi {
     people: People,
     answers: Answers,
     budgets: Budgets,
+    /// Web Push subscriptions; `None` where nothing is pushed (a replay).
+    push: Option<Arc<Pusher>>,
 }
 
 impl FieldApi {
     pub fn new(people: People) -> Self {
         let budgets = Budgets::new(people.messages_per_s());
-        FieldApi { people, answers: Answers::default(), budgets }
+        FieldApi { people, answers: Answers::default(), budgets, push: None }
+    }
+
+    /// Serves the Web Push calls with `pusher`.
+    pub fn with_push(mut self, pusher: Option<Arc<Pusher>>) -> Self {
+        self.push = pusher;
+        self
+    }
+
+    /// The caller of a push call, within their budget, and the pusher.
+    async fn push_caller<T>(&self, request: &Request<T>) -> Result<(AgentId, Arc<Pusher>), Status> {
+        self.people.check_certificate(request)?;
+        let agent = self.caller(request.metadata()).await?;
+        self.budgets.spend(&agent, Budget::Calls)?;
+        let Some(pusher) = self.push.clone() else {
+            return Err(error::status(
+                Code::FailedPrecondition,
+                pb::ErrorReason::FailedPrecondition,
+                "this dispatcher sends no push notifications (a replay)",
+            ));
+        };
+        Ok((agent, pusher))
     }
 
     /// The person a call is from, by the token in its metadata.
@@ -390,5 +414,27 @@ impl FieldService for FieldApi {
             location_removed: stored.location_removed,
             already_stored: stored.already_stored,
         }))
+    }
+
+    async fn get_push_key(&self, request: Request<pb::GetPushKeyRequest>) -> Result<Response<pb::GetPushKeyResponse>, Status> {
+        let (_, pusher) = self.push_caller(&request).await?;
+        Ok(Response::new(pb::GetPushKeyResponse { application_server_key: pusher.public_key().to_string() }))
+    }
+
+    async fn register_push(
+        &self,
+        request: Request<pb::RegisterPushRequest>,
+    ) -> Result<Response<pb::RegisterPushResponse>, Status> {
+        let (agent, pusher) = self.push_caller(&request).await?;
+        let call = request.into_inner();
+        let count =
+            pusher.register(agent.as_str(), &call.endpoint, &call.p256dh, &call.auth).await.map_err(error::push_status)?;
+        Ok(Response::new(pb::RegisterPushResponse { subscriptions: u32::try_from(count).unwrap_or(u32::MAX) }))
+    }
+
+    async fn remove_push(&self, request: Request<pb::RemovePushRequest>) -> Result<Response<pb::RemovePushResponse>, Status> {
+        let (agent, pusher) = self.push_caller(&request).await?;
+        let removed = pusher.remove(agent.as_str(), &request.into_inner().endpoint).await.map_err(error::push_status)?;
+        Ok(Response::new(pb::RemovePushResponse { removed }))
     }
 }

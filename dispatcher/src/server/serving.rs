@@ -27,8 +27,9 @@ use super::config::{
 use super::front::Fronted;
 use super::sizes::{MAX_AGENT_MESSAGE, MAX_COMMAND_MESSAGE};
 use super::{agent, auth, bootstrap, city_modes, command, error as status, field, sharding, web};
-use crate::notify::{MemoryNotifyStore, NoPush, Notifier, NotifyStore, RedisNotifyStore, SqliteNotifyStore};
+use crate::notify::{MemoryNotifyStore, NoPush, Notifier, NotifyStore, PushChannel, RedisNotifyStore, SqliteNotifyStore};
 use crate::photos::PhotoStore;
+use crate::push::{MemoryPushStore, PushStore, Pusher, RedisPushStore, SqlitePushStore};
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
 use pingji_proto::v1::cap_service_server::CapServiceServer;
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
@@ -156,12 +157,16 @@ pub(super) async fn serve(
         config.session_queues(),
         photos,
     );
-    let field = field_service(people.clone());
+    let pusher = pusher(config, sharding.as_deref()).await?;
+    let field = field_service(people.clone(), pusher.clone());
     let webhooks = webhook_service(config, &dispatcher, sharding.as_deref(), tokens.clone()).await?;
     // Deliveries end with serving, however it ends (a lost lease, a failed owner).
     let _webhooks_stop = AbortWebhooks(webhooks.1.clone());
-    let notifier = notifier(config, &dispatcher, sharding.as_deref()).await?;
+    let notifier = notifier(config, &dispatcher, sharding.as_deref(), pusher.clone()).await?;
     let _notifier_stop = AbortNotifier(notifier.clone());
+    // Without a ladder in the policy, offers, call-ups and messages are
+    // pushed to phones once as they are journaled, until serving ends.
+    let pushing = pusher.filter(|_| notifier.is_none()).map(|pusher| crate::push::follow(dispatcher.clone(), pusher));
     let cap_service =
         auth::authorized(CapServiceServer::new(crate::cap::CapApi { dispatcher: dispatcher.clone() }), tokens.clone());
     let address = listener.local_addr()?;
@@ -270,6 +275,9 @@ pub(super) async fn serve(
     if let Some(notifier) = &notifier {
         notifier.stop().await;
     }
+    if let Some(pushing) = pushing {
+        pushing.stop().await;
+    }
     drop(dispatcher);
     let _ = stop_owner.send(true);
     owner.await.context("the dispatcher owner task panicked")??;
@@ -340,12 +348,13 @@ async fn webhook_service(
 }
 
 /// The escalation ladder's notifier when the policy has a ladder: its
-/// state is kept beside the journal like the webhooks'; a replay notifies
-/// nobody.
+/// state is kept beside the journal like the webhooks', its push rungs go
+/// through the Web Push sender; a replay notifies nobody.
 async fn notifier(
     config: &Config,
     dispatcher: &Dispatcher,
     sharding: Option<&sharding::Sharding>,
+    pusher: Option<Arc<Pusher>>,
 ) -> anyhow::Result<Option<Arc<Notifier>>> {
     if config.replay.is_some() {
         return Ok(None);
@@ -361,7 +370,11 @@ async fn notifier(
         }
         Store::Ephemeral => Box::new(MemoryNotifyStore::default()),
     };
-    Notifier::start(dispatcher.clone(), store, config.notify.clone(), Arc::new(NoPush), config.clock.clone()).await
+    let push: Arc<dyn PushChannel> = match pusher {
+        Some(pusher) => pusher,
+        None => Arc::new(NoPush),
+    };
+    Notifier::start(dispatcher.clone(), store, config.notify.clone(), push, config.clock.clone()).await
 }
 
 /// Aborts the notifier's tasks when serving ends, however it ends.
@@ -377,8 +390,28 @@ impl Drop for AbortNotifier {
 
 /// The field service as both ports serve it (its calls check the person's
 /// token themselves): a photo fits in one request.
-pub(super) fn field_service(people: agent::People) -> FieldServiceServer<field::FieldApi> {
-    FieldServiceServer::new(field::FieldApi::new(people)).max_decoding_message_size(field::MAX_FIELD_MESSAGE)
+pub(super) fn field_service(people: agent::People, pusher: Option<Arc<Pusher>>) -> FieldServiceServer<field::FieldApi> {
+    FieldServiceServer::new(field::FieldApi::new(people).with_push(pusher)).max_decoding_message_size(field::MAX_FIELD_MESSAGE)
+}
+
+/// Web Push: the VAPID key and subscriptions kept beside the journal (its
+/// SQLite file, the shard's Redis, or memory); a replay pushes nothing.
+async fn pusher(config: &Config, sharding: Option<&sharding::Sharding>) -> anyhow::Result<Option<Arc<Pusher>>> {
+    if config.replay.is_some() {
+        return Ok(None);
+    }
+    let store: Box<dyn PushStore> = match &config.store {
+        Store::Sqlite(path) => {
+            let path = path.clone();
+            Box::new(tokio::task::spawn_blocking(move || SqlitePushStore::open(&path)).await??)
+        }
+        Store::Redis(redis) => {
+            let shard = sharding.map(|sharding| sharding.shard().clone()).unwrap_or_default();
+            Box::new(RedisPushStore::open(&redis.url, &shard)?)
+        }
+        Store::Ephemeral => Box::new(MemoryPushStore::default()),
+    };
+    Ok(Some(Pusher::open(store, config.push.clone()).await?))
 }
 
 /// The type of [`command_service`].

@@ -33,6 +33,7 @@ mod mobilisation;
 mod notify;
 mod observability;
 mod privacy_and_paging;
+mod push;
 mod redis_store;
 mod retention;
 mod shutdown;

@@ -11,6 +11,7 @@ import { flush } from "./actions.js";
 import { drawMessages } from "./messages.js";
 import { drawCountdown, drawOffer, wireOffer } from "./offer.js";
 import { drawReport, wireReports } from "./reports.js";
+import { drawPush, keepWorkerKeys, readPushState, wirePush } from "./push.js";
 import { listen, unlockSound } from "./session.js";
 import { drawSignIn, takeSignInLink, wireSignIn } from "./signin.js";
 import { byId, categoryName, onRender, page, render, signedIn } from "./state.js";
@@ -35,6 +36,7 @@ function drawAll(): void {
   drawStatus();
   drawReport();
   drawMessages();
+  drawPush();
   for (const view of ["home", "report", "messages"]) {
     byId(`${view}-view`).hidden = page.tab !== view;
     const button = byId(`tab-${view}`);
@@ -99,6 +101,7 @@ function wire(): void {
   wireOffer();
   wireTask();
   wireReports();
+  wirePush();
   for (const button of byId("tabs").querySelectorAll<HTMLButtonElement>("button")) {
     button.addEventListener("click", () => {
       page.tab = button.dataset.tab ?? "home";
@@ -129,8 +132,15 @@ if (anotherPerson) {
   // What the last person left unsent is theirs, not this person's.
   await outbox.clear();
 }
+// A notification about a message opens the app on the messages.
+if (new URLSearchParams(window.location.search).get("tab") === "messages") {
+  page.tab = "messages";
+  history.replaceState(null, "", window.location.pathname);
+}
 if (signedIn()) {
   page.queuedCount = (await outbox.waiting()).length;
+  await readPushState();
+  void keepWorkerKeys();
   void listen();
 }
 render();

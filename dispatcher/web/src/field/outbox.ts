@@ -30,27 +30,58 @@ export interface Action {
 
 const DATABASE = "pingji-field";
 const STORE = "outbox";
+/** What the service worker needs to answer a notification: who, with which token, in which session. */
+const KEYS = "keys";
 
 let opened: Promise<IDBDatabase> | null = null;
 
 function database(): Promise<IDBDatabase> {
+  // Version 2 added the worker's keys beside the outbox.
   opened ??= new Promise((resolve, reject) => {
-    const request = indexedDB.open(DATABASE, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "key" });
+    const request = indexedDB.open(DATABASE, 2);
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      if (!db.objectStoreNames.contains(STORE)) {
+        db.createObjectStore(STORE, { keyPath: "key" });
+      }
+      if (!db.objectStoreNames.contains(KEYS)) {
+        db.createObjectStore(KEYS);
+      }
+    };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
   return opened;
 }
 
-async function run<T>(mode: IDBTransactionMode, work: (store: IDBObjectStore) => IDBRequest<T>): Promise<T> {
+async function run<T>(mode: IDBTransactionMode, work: (store: IDBObjectStore) => IDBRequest<T>, name = STORE): Promise<T> {
   const db = await database();
   return new Promise((resolve, reject) => {
-    const transaction = db.transaction(STORE, mode);
-    const request = work(transaction.objectStore(STORE));
+    const transaction = db.transaction(name, mode);
+    const request = work(transaction.objectStore(name));
     transaction.oncomplete = () => resolve(request.result);
     transaction.onerror = () => reject(transaction.error);
   });
+}
+
+/** The person's credentials and open session, for the service worker (never in a URL or a log). */
+export interface WorkerKeys {
+  agentId: string;
+  token: string;
+  /** The open session's id as a decimal string; "" when none is open. */
+  sessionId: string;
+}
+
+export async function saveKeys(keys: WorkerKeys): Promise<void> {
+  await run("readwrite", (store) => store.put(keys, "credentials"), KEYS);
+}
+
+export async function keys(): Promise<WorkerKeys | undefined> {
+  return run<WorkerKeys | undefined>("readonly", (store) => store.get("credentials"), KEYS);
+}
+
+export async function clearKeys(): Promise<void> {
+  await run("readwrite", (store) => store.delete("credentials"), KEYS);
 }
 
 /** A new idempotency key: 128 random bits (works outside secure contexts too). */

@@ -16,6 +16,7 @@ import { describe } from "../errors.js";
 import { say, words } from "./i18n.js";
 import * as outbox from "./outbox.js";
 import { flush } from "./actions.js";
+import { keepWorkerKeys } from "./push.js";
 import { AGENT_KEY, DEFAULT_INTERVAL_S, TOKEN_ENDED, type Task, client, page, render, tell } from "./state.js";
 
 const RETRY_MAX_S = 30;
@@ -95,6 +96,7 @@ export function handle(message: DispatchMessage): void {
     case "welcome": {
       const welcome = body.value;
       page.sessionId = welcome.sessionId;
+      void keepWorkerKeys();
       page.connection = "online";
       page.name = welcome.agent?.spec?.name ?? "";
       page.status = welcome.agent?.status ?? AgentStatus.AVAILABLE;

@@ -4,6 +4,7 @@
 
 import { say } from "./i18n.js";
 import * as outbox from "./outbox.js";
+import { forgetPush, keepWorkerKeys } from "./push.js";
 import { listen, stopListening, stopLocation } from "./session.js";
 import { AGENT_KEY, TOKEN_KEY, byId, page, signedIn, tell } from "./state.js";
 
@@ -48,6 +49,8 @@ export function wireSignIn(): void {
 }
 
 export async function signOut(): Promise<void> {
+  // This phone no longer gets this person's notifications.
+  await forgetPush();
   stopListening();
   page.sessionId = null;
   page.ended = null;
@@ -59,6 +62,7 @@ export async function signOut(): Promise<void> {
   page.messages.clear();
   page.task = null;
   await outbox.clear();
+  await keepWorkerKeys();
   page.queuedCount = 0;
   tell(() => say("signedOut"), "", "info");
 }
