@@ -35,7 +35,7 @@ pub(super) struct Job {
 
 /// Something that may start notices.
 enum Opener {
-    Offer { agent: AgentId, offer: String, incident: IncidentId },
+    Offer { agent: AgentId, offer: String, incident: IncidentId, deadline_ms: i64 },
     Callup { callup: CallupId, people: Vec<AgentId> },
     Message { message: String, recipients: Vec<AgentId>, text: String },
 }
@@ -48,6 +48,8 @@ struct Candidate {
     connected: bool,
     off_duty: bool,
     text: String,
+    /// When the offer or call-up runs out; 0 for none.
+    deadline_ms: i64,
 }
 
 type Schedule = BTreeSet<(i64, String, u32)>;
@@ -185,9 +187,12 @@ async fn take_in(notifier: &Arc<Notifier>, events: &[Event], schedule: &mut Sche
         .enumerate()
         .filter_map(|(index, event)| {
             let opener = match &event.kind {
-                EventKind::OfferSent { offer } => {
-                    Opener::Offer { agent: offer.agent.clone(), offer: offer.id.to_string(), incident: offer.incident.clone() }
-                }
+                EventKind::OfferSent { offer } => Opener::Offer {
+                    agent: offer.agent.clone(),
+                    offer: offer.id.to_string(),
+                    incident: offer.incident.clone(),
+                    deadline_ms: offer.deadline.0,
+                },
                 EventKind::CallupIssued { callup, people, .. } => {
                     Opener::Callup { callup: callup.clone(), people: people.clone() }
                 }
@@ -222,6 +227,7 @@ async fn take_in(notifier: &Arc<Notifier>, events: &[Event], schedule: &mut Sche
                     connected: candidate.connected,
                     started_at_ms: event.at.0,
                     text: candidate.text,
+                    deadline_ms: candidate.deadline_ms,
                     next_step: 0,
                 };
                 let key = notice.key();
@@ -281,7 +287,7 @@ fn candidates(engine: &pingji_engine::engine::Engine, openers: Vec<(usize, Opene
         .into_iter()
         .map(|(index, opener)| {
             let reached = match opener {
-                Opener::Offer { agent, offer, incident } => {
+                Opener::Offer { agent, offer, incident, deadline_ms } => {
                     let Some(found) = engine.incident(&incident) else {
                         return (index, Vec::new());
                     };
@@ -296,6 +302,7 @@ fn candidates(engine: &pingji_engine::engine::Engine, openers: Vec<(usize, Opene
                         connected,
                         off_duty,
                         text,
+                        deadline_ms,
                     }]
                 }
                 Opener::Callup { callup, people } => {
@@ -320,6 +327,7 @@ fn candidates(engine: &pingji_engine::engine::Engine, openers: Vec<(usize, Opene
                                 connected,
                                 off_duty,
                                 text: text.clone(),
+                                deadline_ms: found.deadline.0,
                             }
                         })
                         .collect()
@@ -335,6 +343,7 @@ fn candidates(engine: &pingji_engine::engine::Engine, openers: Vec<(usize, Opene
                             connected,
                             off_duty,
                             text: shorten(&format!("Pingji: {}", text.replace('\n', " "))),
+                            deadline_ms: 0,
                         }
                     })
                     .collect(),

@@ -24,6 +24,8 @@ pub struct PushNotice {
     pub subject: String,
     /// An offer's incident; empty otherwise.
     pub incident: String,
+    /// When the offer or call-up runs out (ms since the epoch); 0 for none.
+    pub deadline_ms: i64,
     pub text: String,
 }
 

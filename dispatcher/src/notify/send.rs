@@ -78,7 +78,12 @@ async fn send(
                 Subject::Offer { incident, .. } => incident.clone(),
                 Subject::Callup { .. } | Subject::Message { .. } => String::new(),
             };
-            let notice = PushNotice { subject: subject.clone(), incident, text: job.notice.text.clone() };
+            let notice = PushNotice {
+                subject: subject.clone(),
+                incident,
+                text: job.notice.text.clone(),
+                deadline_ms: job.notice.deadline_ms,
+            };
             match notifier.push.send(&agent, &notice).await {
                 Ok(PushOutcome::Sent) => (NoticeOutcome::Sent, String::new()),
                 Ok(PushOutcome::NoSubscription) => (NoticeOutcome::Skipped, "no push subscription".to_string()),

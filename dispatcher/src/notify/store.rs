@@ -49,6 +49,10 @@ pub struct Notice {
     pub started_at_ms: i64,
     /// What the SMS says and the call reads out.
     pub text: String,
+    /// When the offer runs out (ms since the epoch; 0 for none): a push
+    /// is not worth delivering after it.
+    #[serde(default)]
+    pub deadline_ms: i64,
     /// The index of the next rung to try.
     pub next_step: u32,
 }
@@ -318,6 +322,7 @@ mod tests {
             connected: false,
             started_at_ms: 7,
             text: "call-up".to_string(),
+            deadline_ms: 0,
             next_step: 1,
         }
     }

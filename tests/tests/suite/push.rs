@@ -47,22 +47,18 @@ async fn message_to(command: &mut Commands, id: &str, text: &str) -> anyhow::Res
     Ok(command.send_message(pb::SendMessageRequest { to: Some(to), text: text.to_string() }).await?.into_inner().id)
 }
 
-#[tokio::test]
-async fn an_offer_reaches_the_phone_through_its_push_service_signed_and_encrypted() -> anyhow::Result<()> {
-    let push = PushService::start().await?;
-    let server = server().await?;
-    let mut command = server.command().await?;
-    let client = phone(&server, &mut command, "push-1").await?;
-    let key = client.grpc().get_push_key(pb::GetPushKeyRequest {}).await?.into_inner().application_server_key;
-    assert_eq!(key.len(), 87, "65 bytes in base64url: {key}");
-    let subscription = push.subscribe()?;
-    assert_eq!(register(&client, &subscription).await?.subscriptions, 1);
-
+/// `id` listens, is located in the grid, and is offered a new incident
+/// 150 m away: the stream, the incident and the offer.
+async fn offered(
+    command: &mut Commands,
+    client: &FieldClient,
+    id: &str,
+) -> anyhow::Result<(tonic::Streaming<pb::DispatchMessage>, pb::Incident, pb::Offer)> {
     let (_, mut stream) = client.listen().await?;
-    let (lon, lat) = area_box(&mut command, GRID).await?.centre();
+    let (lon, lat) = area_box(command, GRID).await?.centre();
     client.report_location(lon, lat).await?;
-    wait_until(PROMPTLY, "push-1 is located", async || {
-        let agent = command.get_agent(pb::GetAgentRequest { id: "push-1".into() }).await?.into_inner();
+    wait_until(PROMPTLY, "the person is located", async || {
+        let agent = command.get_agent(pb::GetAgentRequest { id: id.into() }).await?.into_inner();
         Ok(agent.location.is_some())
     })
     .await?;
@@ -85,6 +81,21 @@ async fn an_offer_reaches_the_phone_through_its_push_service_signed_and_encrypte
             break offer;
         }
     };
+    Ok((stream, incident, offer))
+}
+
+#[tokio::test]
+async fn an_offer_reaches_the_phone_through_its_push_service_signed_and_encrypted() -> anyhow::Result<()> {
+    let push = PushService::start().await?;
+    let server = server().await?;
+    let mut command = server.command().await?;
+    let client = phone(&server, &mut command, "push-1").await?;
+    let key = client.grpc().get_push_key(pb::GetPushKeyRequest {}).await?.into_inner().application_server_key;
+    assert_eq!(key.len(), 87, "65 bytes in base64url: {key}");
+    let subscription = push.subscribe()?;
+    assert_eq!(register(&client, &subscription).await?.subscriptions, 1);
+
+    let (stream, incident, offer) = offered(&mut command, &client, "push-1").await?;
     wait_until(PROMPTLY, "the offer's push", async || Ok(push.delivered() >= 1)).await?;
 
     let pushed = push.pushed().into_iter().find(|pushed| pushed.json()["kind"] == "offer").expect("the offer's push");
@@ -144,6 +155,17 @@ async fn with_a_ladder_its_push_rung_pushes_once_and_is_journaled() -> anyhow::R
     assert_eq!(pushed.len(), 1, "pushed once, by the ladder: {pushed:?}");
     assert_eq!(pushed[0].json()["kind"], "message");
     assert_eq!(pushed[0].json()["id"], message.as_str());
+
+    // An offer's push is worth delivering only until the offer runs out.
+    let (stream, incident, offer) = offered(&mut command, &client, "push-ladder").await?;
+    wait_until(PROMPTLY, "the offer pushed", async || Ok(push.delivered() >= 2)).await?;
+    let pushed = push.pushed().into_iter().find(|pushed| pushed.json()["kind"] == "offer").expect("the offer's push");
+    assert_eq!(pushed.json()["id"], offer.offer_id.as_str());
+    assert_eq!(pushed.json()["incident_id"], incident.id.as_str());
+    assert_eq!(pushed.json()["deadline_ms"], offer.deadline_ms);
+    let ttl: u64 = pushed.headers["ttl"].parse()?;
+    assert!((1..=120).contains(&ttl), "ttl {ttl} s, not past the offer's deadline");
+    drop(stream);
     server.shutdown().await
 }
 
