@@ -146,14 +146,12 @@ impl Engine {
                 quote(query.incident.as_str())
             )));
         };
-        if let Some(agent) = &query.agent
-            && !self.state.agents.contains_key(agent)
-        {
-            return Err(Rejection::NotFound(format!(
-                "agent {} is not on the roster; list agents to find their id",
-                quote(agent.as_str())
-            )));
-        }
+        let chosen = match &query.agent {
+            None => None,
+            Some(agent) => Some(self.state.agents.get_key_value(agent).ok_or_else(|| {
+                Rejection::NotFound(format!("agent {} is not on the roster; list agents to find their id", quote(agent.as_str())))
+            })?),
+        };
         let reach = self.reach(incident);
         let max_travel_s = self.policy.for_mode(reach.mode).max_travel_s;
         let offered: BTreeSet<AgentId> = incident.open_offers.values().map(|offer| offer.agent.clone()).collect();
@@ -186,9 +184,8 @@ impl Engine {
         // The entries of `passed_refs` still to count by reason (the
         // unlocated people added from the roster last are counted at once).
         let to_count;
-        match &query.agent {
-            Some(agent) => {
-                let (agent, record) = self.state.agents.get_key_value(agent).expect("checked above");
+        match chosen {
+            Some((agent, record)) => {
                 let fallback_speed = record.profile.travel_mode.speed_mps(speeds);
                 match judge(agent, self.live.agents.get(agent), fallback_speed) {
                     Ok(candidate) => qualified.push(candidate),
