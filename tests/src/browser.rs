@@ -82,6 +82,59 @@ impl TestBrowser {
         Ok(page)
     }
 
+    /// Evaluates `expression` (awaited, returned by value) in the service
+    /// worker whose script URL starts with `script`, e.g. to dispatch the
+    /// events DevTools cannot (a click on a notification's action).
+    ///
+    /// The worker is reached through a session of its own that is not
+    /// flattened (`Target.sendMessageToTarget`): chromiumoxide offers no
+    /// page for a worker, and its browser-level events carry the answers.
+    pub async fn eval_in_worker(&self, script: &str, expression: &str) -> anyhow::Result<serde_json::Value> {
+        use chromiumoxide::cdp::browser_protocol::target::{
+            AttachToTargetParams, EventReceivedMessageFromTarget, GetTargetsParams,
+        };
+        let targets = self.browser.execute(GetTargetsParams::default()).await.context("cannot list targets")?;
+        let worker = targets
+            .result
+            .target_infos
+            .iter()
+            .find(|target| target.r#type == "service_worker" && target.url.starts_with(script))
+            .with_context(|| format!("no service worker runs {script}"))?;
+        let mut answers = self.browser.event_listener::<EventReceivedMessageFromTarget>().await.context("target messages")?;
+        let attach = AttachToTargetParams::builder()
+            .target_id(worker.target_id.clone())
+            .flatten(false)
+            .build()
+            .map_err(anyhow::Error::msg)?;
+        let session = self.browser.execute(attach).await.context("cannot attach to the worker")?.result.session_id;
+        let message = serde_json::json!({
+            "id": 1,
+            "method": "Runtime.evaluate",
+            "params": { "expression": expression, "awaitPromise": true, "returnByValue": true },
+        });
+        let send = SendMessageToTarget { message: message.to_string(), session_id: session.as_ref().to_string() };
+        self.browser.execute(send).await.context("cannot send to the worker")?;
+        let answer = tokio::time::timeout(SHOWN_WITHIN, async {
+            while let Some(event) = answers.next().await {
+                let Ok(reply) = serde_json::from_str::<serde_json::Value>(&event.message) else { continue };
+                if event.session_id == session && reply["id"] == 1 {
+                    return Some(reply);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .with_context(|| format!("the worker did not answer {expression}"))?;
+        let result = &answer["result"];
+        if let Some(thrown) = result.get("exceptionDetails") {
+            anyhow::bail!("{expression} threw in the worker: {thrown}");
+        }
+        anyhow::ensure!(answer.get("error").is_none(), "{expression}: {}", answer["error"]);
+        Ok(result["result"]["value"].clone())
+    }
+
     pub async fn close(mut self) -> anyhow::Result<()> {
         let closed = self.browser.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.browser.wait()).await;
@@ -211,8 +264,32 @@ impl TestBrowser {
 
     /// A new tab as a phone (390×844, touch) at (lon, lat), showing `url`.
     pub async fn open_phone(&self, url: &str, lon: f64, lat: f64) -> anyhow::Result<Page> {
+        self.open_phone_page(url, lon, lat, false).await
+    }
+
+    /// As [`TestBrowser::open_phone`], with the page's service worker
+    /// running. chromiumoxide attaches to every new target of a page with
+    /// `waitForDebuggerOnStart` and does not always release a worker
+    /// started by the page's first load: it stays "new", never installed.
+    /// Here the page stops auto-attaching before it loads, so its worker
+    /// starts as in a browser without DevTools.
+    pub async fn open_phone_with_worker(&self, url: &str, lon: f64, lat: f64) -> anyhow::Result<Page> {
+        self.open_phone_page(url, lon, lat, true).await
+    }
+
+    async fn open_phone_page(&self, url: &str, lon: f64, lat: f64, worker: bool) -> anyhow::Result<Page> {
         use chromiumoxide::cdp::browser_protocol::emulation::SetTouchEmulationEnabledParams;
+        use chromiumoxide::cdp::browser_protocol::target::SetAutoAttachParams;
         let page = self.browser.new_page("about:blank").await.context("cannot open a tab")?;
+        if worker {
+            let attach = SetAutoAttachParams::builder()
+                .auto_attach(false)
+                .wait_for_debugger_on_start(false)
+                .flatten(true)
+                .build()
+                .map_err(anyhow::Error::msg)?;
+            page.execute(attach).await.context("cannot stop auto-attaching")?;
+        }
         resize(&page, PHONE).await?;
         page.execute(
             SetTouchEmulationEnabledParams::builder()
@@ -358,4 +435,24 @@ pub async fn type_text(page: &Page, selector: &str, text: &str) -> anyhow::Resul
     page.find_element(selector).await.with_context(|| format!("nothing to type into at {selector}"))?.focus().await?;
     page.execute(InsertTextParams::new(text)).await.with_context(|| format!("cannot type into {selector}"))?;
     Ok(())
+}
+
+/// `Target.sendMessageToTarget`, deprecated in the protocol and so absent
+/// from chromiumoxide's generated commands: a message for a session that is
+/// not flattened.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessageToTarget {
+    message: String,
+    session_id: String,
+}
+
+impl chromiumoxide::Method for SendMessageToTarget {
+    fn identifier(&self) -> chromiumoxide::types::MethodId {
+        "Target.sendMessageToTarget".into()
+    }
+}
+
+impl chromiumoxide::Command for SendMessageToTarget {
+    type Response = serde_json::Value;
 }

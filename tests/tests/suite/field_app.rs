@@ -583,6 +583,50 @@ async fn a_call_up_is_checked_in_with_one_tap_and_the_location_follows_the_mode_
     phone.close().await
 }
 
+/// A reserve off duty (the app sends no position then) is called up and
+/// checks in with one tap: the check-in says "I am here", so the app reads
+/// and sends the position first; the dispatcher refuses a check-in without
+/// a fresh one, and the position from before going off duty is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_off_duty_reserve_checks_in_with_one_tap_and_the_position_goes_with_it() -> anyhow::Result<()> {
+    const STALE_S: u64 = 2;
+    let Some(phone) = signed_in_phone("phone-reserve", |config| config.policy.location_stale_s = STALE_S).await? else {
+        return Ok(());
+    };
+    let page = &phone.page;
+    let mut admin = phone.server.command().await?;
+    tap(page, "#statuses button[data-status=OFF_DUTY]").await?;
+    wait_until(Duration::from_secs(20), "off duty reaches the dispatcher", async || {
+        let agent = admin.get_agent(pb::GetAgentRequest { id: phone.agent_id.clone() }).await?.into_inner();
+        Ok(agent.status == pb::AgentStatus::OffDuty as i32)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(STALE_S + 1)).await;
+    let callup = admin
+        .call_up(pb::CallUpRequest {
+            area_id: "d1-s1".into(),
+            roles: vec![pb::Role::Volunteer as i32],
+            reason: "防汛备勤：到社区服务中心集结".into(),
+            deadline_s: 600,
+        })
+        .await?
+        .into_inner();
+    let button = format!("#callups [data-callup-id=\"{}\"] .check-in", callup.id);
+    wait_for(page, "the call-up shows", &format!("document.querySelector('{button}')")).await?;
+    tap(page, &button).await?;
+    wait_until(Duration::from_secs(20), "the check-in reaches the dispatcher", async || {
+        let callups = admin.callup_status(pb::CallupStatusRequest::default()).await?.into_inner().callups;
+        Ok(callups
+            .iter()
+            .filter(|status| status.id == callup.id)
+            .flat_map(|status| status.people.iter())
+            .any(|person| person.agent_id == "phone-reserve" && person.checked_in_at_ms > 0))
+    })
+    .await?;
+    wait_for(page, "the check-in shows", &format!("document.querySelector('{button}').disabled")).await?;
+    phone.close().await
+}
+
 /// One HTTP/1.1 GET with `headers`; the answer's head (lowercased) and its body's bytes.
 async fn get(address: std::net::SocketAddr, path: &str, headers: &str) -> anyhow::Result<(String, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -266,7 +266,7 @@ struct WebPhone {
     at: (f64, f64),
 }
 
-async fn web_phone(id: &str) -> anyhow::Result<Option<WebPhone>> {
+async fn web_phone(id: &str, worker: bool) -> anyhow::Result<Option<WebPhone>> {
     use pingji_tests::browser::{self, TestBrowser, wait_for};
     let Some(chromium) = browser::chromium()? else {
         return Ok(None);
@@ -282,7 +282,12 @@ async fn web_phone(id: &str) -> anyhow::Result<Option<WebPhone>> {
     let origin = format!("http://{address}");
     browser.allow_geolocation(&origin).await?;
     browser.allow_notifications(&origin).await?;
-    let page = browser.open_phone(&format!("{origin}/field/#t={token}&a={id}"), at.0, at.1).await?;
+    let url = format!("{origin}/field/#t={token}&a={id}");
+    let page = if worker {
+        browser.open_phone_with_worker(&url, at.0, at.1).await?
+    } else {
+        browser.open_phone(&url, at.0, at.1).await?
+    };
     wait_for(&page, "the session opens", "document.getElementById('connection').dataset.state === 'online'").await?;
     Ok(Some(WebPhone { server, browser, page, origin, at }))
 }
@@ -295,7 +300,7 @@ async fn web_phone(id: &str) -> anyhow::Result<Option<WebPhone>> {
 #[tokio::test]
 async fn the_phone_app_asks_for_notifications_by_a_tap_after_sign_in_and_keeps_the_workers_keys() -> anyhow::Result<()> {
     use pingji_tests::browser::{eval, screenshot, screenshot_folder, tap, wait_for};
-    let Some(WebPhone { server, browser, page, .. }) = web_phone("push-web").await? else {
+    let Some(WebPhone { server, browser, page, .. }) = web_phone("push-web", false).await? else {
         return Ok(());
     };
     wait_for(
@@ -333,41 +338,7 @@ async fn the_phone_app_asks_for_notifications_by_a_tap_after_sign_in_and_keeps_t
     server.shutdown().await
 }
 
-/// A push (delivered with the DevTools protocol, as a push service would)
-/// shows as a notification with 接受 / 拒绝 for an offer and 签到 for a
-/// call-up. Clicking a notification's action cannot be done through
-/// DevTools, so the worker's answer path is not driven here.
-///
-/// Ignored for now: chromiumoxide auto-attaches to new targets with
-/// `waitForDebuggerOnStart`, and the app's worker, registered at the
-/// page's first load, stays "New / Starting" (the field app's own check of
-/// its worker passes a promise to `Boolean()`, so it does not see this).
-/// Turning auto-attach off and reloading, as below, lets it start in some
-/// runs only; run it with `--ignored`.
-#[tokio::test]
-#[ignore = "the service worker does not start in headless Chromium here"]
-async fn a_push_shows_as_a_notification_with_accept_and_decline() -> anyhow::Result<()> {
-    use pingji_tests::browser::{deliver_push, eval, wait_for};
-    let Some(WebPhone { server, browser, page, origin, at }) = web_phone("push-web-2").await? else {
-        return Ok(());
-    };
-    {
-        use chromiumoxide::cdp::browser_protocol::target::SetAutoAttachParams;
-        let attach = SetAutoAttachParams::builder()
-            .auto_attach(false)
-            .wait_for_debugger_on_start(false)
-            .flatten(true)
-            .build()
-            .map_err(anyhow::Error::msg)?;
-        page.execute(attach).await?;
-        page.reload().await?;
-    }
-    // Activated, the worker claims the page (clients.claim): then it controls it.
-    wait_until(Duration::from_secs(60), "the service worker controls the page", async || {
-        eval::<bool>(&page, "navigator.serviceWorker.controller !== null").await
-    })
-    .await?;
-    let mut command = server.command().await?;
+async fn incident_near(command: &mut Commands, at: (f64, f64), description: &str) -> anyhow::Result<String> {
     let (lon, lat) = offset_m(at.0, at.1, 100.0, 110.0);
     let incident = command
         .create_incident(pb::CreateIncidentRequest {
@@ -376,35 +347,162 @@ async fn a_push_shows_as_a_notification_with_accept_and_decline() -> anyhow::Res
             priority: 1,
             required_skills: vec!["first_aid".into()],
             headcount: 1,
-            description: "老人在楼道摔倒".into(),
+            description: description.into(),
             ..Default::default()
         })
         .await?
         .into_inner();
-    wait_for(&page, "the offer shows", "document.getElementById('offer-view').dataset.offerId").await?;
-    let offer_id: String = eval(&page, "document.getElementById('offer-view').dataset.offerId").await?;
-    let notice = serde_json::json!({
-        "kind": "offer", "id": offer_id, "incident_id": incident.id,
-        "title": "新任务：medical", "body": "附近有任务需要你，请尽快接受或拒绝。",
-    });
+    Ok(incident.id)
+}
+
+/// The id of the offer the app shows, once it shows one other than `before`.
+async fn offer_on_page(page: &chromiumoxide::Page, before: &str) -> anyhow::Result<String> {
+    use pingji_tests::browser::{eval, wait_for};
+    let shown = format!(
+        "document.getElementById('offer-view').dataset.offerId && document.getElementById('offer-view').dataset.offerId !== {}",
+        serde_json::to_string(before)?
+    );
+    wait_for(page, "the offer shows", &shown).await?;
+    eval(page, "document.getElementById('offer-view').dataset.offerId").await
+}
+
+/// The actions of the notification tagged `tag`, once the worker shows it.
+async fn wait_for_notification(
+    browser: &pingji_tests::browser::TestBrowser,
+    worker: &str,
+    tag: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let actions = format!(
+        "self.registration.getNotifications().then((list) => list.filter((n) => n.tag === {}).map((n) => n.actions.map((a) => `${{a.action}}:${{a.title}}`)))",
+        serde_json::to_string(tag)?
+    );
+    let mut shown = serde_json::Value::Null;
+    wait_until(PROMPTLY, "the notification shows", async || {
+        shown = browser.eval_in_worker(worker, &actions).await?;
+        Ok(shown.as_array().is_some_and(|list| !list.is_empty()))
+    })
+    .await?;
+    Ok(shown[0].clone())
+}
+
+/// JavaScript for the worker: a click on `action` of the notification
+/// tagged `tag`, as the browser would dispatch it.
+fn click(tag: &str, action: &str) -> String {
+    let (tag, action) = (serde_json::to_string(tag).unwrap_or_default(), serde_json::to_string(action).unwrap_or_default());
+    format!(
+        "self.registration.getNotifications().then((list) => {{ \
+           const notification = list.find((n) => n.tag === {tag}); \
+           if (!notification) throw new Error('no notification ' + {tag}); \
+           self.dispatchEvent(new NotificationEvent('notificationclick', {{ notification, action: {action} }})); \
+           return true; }})"
+    )
+}
+
+/// A push (delivered with the DevTools protocol, as a push service would)
+/// shows as a notification with 接受 / 拒绝 for an offer and 签到 for a
+/// call-up, and its actions answer through FieldService:
+/// - 拒绝 and 接受 with the app open: the worker hands the answer to the
+///   app's session, and the offer leaves the app's screen;
+/// - 签到 with the app closed: a check-in needs the position, which a worker
+///   cannot read, so it waits in the app's outbox and the app opens (the
+///   test opens it: a dispatched click may not open windows) and checks in.
+///
+/// DevTools cannot click a notification's action, so the test dispatches
+/// the `notificationclick` the browser would, in the worker, with the
+/// notification the push showed: the worker's own handler runs. (A
+/// synthetic event's `waitUntil` throws after the handler has started the
+/// answer; a real click's does not.)
+#[tokio::test]
+async fn a_push_shows_as_a_notification_whose_actions_answer() -> anyhow::Result<()> {
+    use pingji_tests::browser::{deliver_push, eval, wait_for};
+    use pingji_tests::events::EventWatch;
+    use pingji_tests::typed;
+    let Some(WebPhone { server, browser, page, origin, at }) = web_phone("push-web-2", true).await? else {
+        return Ok(());
+    };
+    // Activated, the worker claims the page (clients.claim): then it controls it.
+    wait_until(Duration::from_secs(60), "the service worker controls the page", async || {
+        eval::<bool>(&page, "navigator.serviceWorker.controller !== null").await
+    })
+    .await?;
+    let mut command = server.command().await?;
+    let mut events = EventWatch::start(&mut command, 0).await?;
     let scope = format!("{origin}/field/");
-    deliver_push(&page, &origin, &scope, &notice.to_string()).await?;
+    let worker = format!("{origin}/field/sw.js");
     let shown = "navigator.serviceWorker.getRegistration('/field/').then((registration) => registration.getNotifications()).then((shown) => shown.map((n) => ({ title: n.title, tag: n.tag, actions: n.actions.map((a) => `${a.action}:${a.title}`) })))";
     // (wait_for takes a condition, not a promise: this polls an awaited one.)
     let count = format!("{shown}.then((list) => list.length)");
+
+    // 拒绝, with the app open.
+    let first = incident_near(&mut command, at, "老人在楼道摔倒").await?;
+    let offer_id = offer_on_page(&page, "").await?;
+    let notice = serde_json::json!({
+        "kind": "offer", "id": offer_id, "incident_id": first,
+        "title": "新任务：medical", "body": "附近有任务需要你，请尽快接受或拒绝。",
+    });
+    deliver_push(&page, &origin, &scope, &notice.to_string()).await?;
     wait_until(PROMPTLY, "the notification shows", async || Ok(eval::<u32>(&page, &count).await? >= 1)).await?;
     let notifications: serde_json::Value = eval(&page, shown).await?;
     assert_eq!(notifications[0]["title"], "新任务：medical");
     assert_eq!(notifications[0]["tag"], format!("offer:{offer_id}"));
     assert_eq!(notifications[0]["actions"], serde_json::json!(["accept:接受", "decline:拒绝"]));
+    browser.eval_in_worker(&worker, &click(&format!("offer:{offer_id}"), "decline")).await?;
+    let declined = events.wait_for_kind(PROMPTLY, "offer_declined", &first).await?;
+    assert_eq!(typed!(declined, OfferDeclined).reason, "在通知中拒绝");
+    assert_eq!(eval::<u32>(&page, &count).await?, 0, "the clicked notification closes");
 
-    let callup =
-        serde_json::json!({ "kind": "callup", "id": "cu_1", "title": "集结令：请签到", "body": "台风预警，请到社区集合" });
-    deliver_push(&page, &origin, &scope, &callup.to_string()).await?;
-    wait_until(PROMPTLY, "the call-up's notification", async || Ok(eval::<u32>(&page, &count).await? >= 2)).await?;
-    let notifications: serde_json::Value = eval(&page, shown).await?;
-    let callup_shown = notifications.as_array().and_then(|list| list.iter().find(|n| n["tag"] == "callup:cu_1")).cloned();
-    assert_eq!(callup_shown.map(|n| n["actions"].clone()), Some(serde_json::json!(["checkin:签到"])));
+    // 接受, with the app open: the person is assigned.
+    let second = incident_near(&mut command, at, "独居老人无人应门").await?;
+    let offer_id = offer_on_page(&page, &offer_id).await?;
+    let notice = serde_json::json!({
+        "kind": "offer", "id": offer_id, "incident_id": second, "title": "新任务：medical", "body": "附近有任务需要你",
+    });
+    deliver_push(&page, &origin, &scope, &notice.to_string()).await?;
+    let tag = format!("offer:{offer_id}");
+    wait_for_notification(&browser, &worker, &tag).await?;
+    browser.eval_in_worker(&worker, &click(&tag, "accept")).await?;
+    wait_until(PROMPTLY, "the offer is accepted from its notification", async || {
+        let now = command.get_incident(pb::GetIncidentRequest { id: second.clone() }).await?.into_inner();
+        Ok(now.assignments.iter().any(|assignment| assignment.agent_id == "push-web-2" && assignment.offer_id == offer_id))
+    })
+    .await?;
+    wait_for(&page, "the app shows the task", "document.getElementById('offer-view').hidden").await?;
+
+    // The app closes. (Pushes are delivered through a tab; this one is not the app's.)
+    let other = browser.open("about:blank").await?;
+    page.close().await?;
+
+    // 签到, with the app closed: the app opens, reads the position, checks in.
+    let callup = command
+        .call_up(pb::CallUpRequest {
+            area_id: "d1-s1-c1-g2".into(),
+            roles: vec![pb::Role::Volunteer as i32],
+            reason: "台风预警".into(),
+            deadline_s: 600,
+        })
+        .await?
+        .into_inner();
+    assert!(callup.people.iter().any(|person| person.agent_id == "push-web-2"), "{callup:?}");
+    let notice =
+        serde_json::json!({ "kind": "callup", "id": callup.id, "title": "集结令：请签到", "body": "台风预警，请到社区集合" });
+    let tag = format!("callup:{}", callup.id);
+    deliver_push(&other, &origin, &scope, &notice.to_string()).await?;
+    let actions = wait_for_notification(&browser, &worker, &tag).await?;
+    assert_eq!(actions, serde_json::json!(["checkin:签到"]));
+    browser.eval_in_worker(&worker, &click(&tag, "checkin")).await?;
+    // The browser opens the app for a real click; a dispatched one has no
+    // user gesture to open a window with, so the person opens it here.
+    let app = browser.open_phone_with_worker(&scope, at.0, at.1).await?;
+    wait_until(PROMPTLY, "the check-in from the notification is in", async || {
+        let callups = command.callup_status(pb::CallupStatusRequest::default()).await?.into_inner().callups;
+        Ok(callups
+            .iter()
+            .filter(|status| status.id == callup.id)
+            .flat_map(|status| status.people.iter())
+            .any(|person| person.agent_id == "push-web-2" && person.checked_in_at_ms > 0))
+    })
+    .await?;
+    app.close().await?;
     browser.close().await?;
     server.shutdown().await
 }

@@ -10,7 +10,7 @@ import { describe, type Problem } from "../errors.js";
 import { say, words } from "./i18n.js";
 import * as outbox from "./outbox.js";
 import { withinLimit } from "./photos.js";
-import { listen } from "./session.js";
+import { listen, reportPositionNow } from "./session.js";
 import { type Point } from "./sketch.js";
 import { client, page, render, tell } from "./state.js";
 
@@ -24,6 +24,11 @@ export async function act(kind: outbox.ActionKind, fields: Record<string, unknow
 }
 
 let flushing = false;
+
+/** A check-in waiting for the phone's first position. */
+class NoPositionYet extends Error {}
+/** How soon a check-in waiting for a position tries again. */
+const POSITION_RETRY_MS = 5_000;
 
 /** Sends the waiting actions in the order they were taken; stops at the first that cannot go yet. */
 export async function flush(): Promise<void> {
@@ -39,6 +44,10 @@ export async function flush(): Promise<void> {
       try {
         await send(action, page.sessionId);
       } catch (error) {
+        if (error instanceof NoPositionYet) {
+          window.setTimeout(() => void flush(), POSITION_RETRY_MS);
+          break;
+        }
         const problem = describe(error);
         if (sendLater(error, problem)) {
           const delayMs = retryDelayMs(error);
@@ -110,6 +119,11 @@ export async function send(action: outbox.Action, session: bigint): Promise<void
       });
       return;
     case "checkIn":
+      // "I am here": the position goes first (the dispatcher refuses a
+      // check-in without a fresh one), also off duty, when none is sent.
+      if (!(await reportPositionNow(session))) {
+        throw new NoPositionYet();
+      }
       await client.checkIn({ ...common, callupId: String(fields.callupId) });
       return;
     case "report": {
@@ -147,6 +161,11 @@ export async function upload(action: outbox.Action): Promise<void> {
 export function sent(action: outbox.Action): void {
   page.accepting.delete(String(action.fields.offerId));
   switch (action.kind) {
+    case "accept":
+    case "decline":
+      // Answered here or from a notification: the offer leaves the screen.
+      page.answered.add(String(action.fields.offerId));
+      break;
     case "checkIn": {
       const entry = page.callUps.get(String(action.fields.callupId));
       if (entry) {

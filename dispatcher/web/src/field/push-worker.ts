@@ -3,8 +3,10 @@
 // on a call-up), and an action answers through the normal FieldService
 // calls. The answer goes into the app's outbox first (IndexedDB, with a
 // fresh idempotency key), then: an open app window is told to send it in
-// its session; with none, the worker sends it with the person's keys and
-// session kept in IndexedDB (opening a session for it when none is open).
+// its session; with none, the worker sends an accept or decline with the
+// person's keys and session kept in IndexedDB (opening a session for it
+// when none is open), and opens the app for a check-in (which needs the
+// position).
 // What cannot go now stays in the outbox and leaves when the app opens. A
 // click without an action opens (or focuses) the app, on that offer.
 
@@ -132,6 +134,12 @@ async function clicked(action: string, notice: Notice): Promise<void> {
     app.postMessage({ kind: "pingji-flush" });
     return;
   }
+  if (kind === "checkIn") {
+    // A check-in brings the person's position, which a worker cannot read:
+    // the app opens and sends it from the outbox.
+    await worker.clients.openWindow("/field/");
+    return;
+  }
   await sendFromWorker(answer);
 }
 
@@ -158,8 +166,6 @@ async function sendOne(client: Client<typeof FieldService>, answer: outbox.Actio
     await client.acceptOffer({ ...common, offerId: String(fields.offerId) });
   } else if (answer.kind === "decline") {
     await client.declineOffer({ ...common, offerId: String(fields.offerId), reason: String(fields.reason) });
-  } else if (answer.kind === "checkIn") {
-    await client.checkIn({ ...common, callupId: String(fields.callupId) });
   }
 }
 

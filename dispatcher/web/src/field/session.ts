@@ -253,6 +253,50 @@ export function stopLocation(): void {
   }
 }
 
+/**
+ * Reports where the person is now, for a check-in ("I am here"): the
+ * watched position, or one read for it (off duty nothing is watched). False
+ * while no position can be had (a cold GPS): the check-in waits. A refused
+ * permission is not waited for: the check-in goes, and the dispatcher's
+ * answer says that it needs the position.
+ */
+export async function reportPositionNow(sessionId: bigint): Promise<boolean> {
+  const fix = watchId !== null && page.position !== null ? page.position : await readPosition();
+  if (fix === "denied") {
+    return true;
+  }
+  if (fix === null) {
+    return false;
+  }
+  await client.reportLocation({
+    sessionId,
+    idempotencyKey: outbox.newKey(),
+    location: { lon: fix.lon, lat: fix.lat, crs: CoordinateSystem.WGS84 },
+  });
+  return true;
+}
+
+/** One reading of the position, kept as the page's; null when none came in time. */
+function readPosition(): Promise<{ lon: number; lat: number } | "denied" | null> {
+  if (!("geolocation" in navigator)) {
+    return Promise.resolve("denied");
+  }
+  return new Promise((resolve) => {
+    navigator.geolocation.getCurrentPosition(
+      (fix) => {
+        page.position = { lon: fix.coords.longitude, lat: fix.coords.latitude, accuracy: fix.coords.accuracy };
+        page.locationDenied = false;
+        resolve(page.position);
+      },
+      (error) => {
+        page.locationDenied = error.code === error.PERMISSION_DENIED;
+        resolve(page.locationDenied ? "denied" : null);
+      },
+      { enableHighAccuracy: true, maximumAge: 10_000, timeout: 15_000 },
+    );
+  });
+}
+
 /** Live locations are soft state: one lost is replaced by the next, so they are not queued. */
 export async function sendLocation(): Promise<void> {
   if (page.sessionId === null || page.position === null || page.status === AgentStatus.OFF_DUTY) {
