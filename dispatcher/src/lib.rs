@@ -48,6 +48,7 @@ pub mod open_files;
 pub mod photo_bucket;
 pub mod photo_retention;
 pub mod photos;
+pub mod posting;
 pub mod push;
 pub mod runtime;
 pub mod server;

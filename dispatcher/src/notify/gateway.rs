@@ -16,7 +16,7 @@
 
 use hyper::body::Bytes;
 
-use crate::webhooks::Target;
+use crate::posting::Target;
 use pingji_engine::event::NoticeChannel;
 
 /// The default body of the generic webhook.

@@ -14,7 +14,7 @@ use super::ladder::Job;
 use super::push::{PushNotice, PushOutcome};
 use super::shared::Shared as Notifier;
 use super::store::{StepRecord, StepState, Subject, step_key};
-use crate::webhooks::{Poster, Target};
+use crate::posting::{Poster, Target};
 use pingji_engine::engine::Command;
 use pingji_engine::event::{DISPATCHER, NoticeChannel, NoticeOutcome, NoticeStep};
 use pingji_engine::ids::{AgentId, CallupId, IncidentId};

@@ -24,7 +24,6 @@
 
 pub mod ece;
 mod follow;
-mod http;
 mod notice;
 mod rung;
 mod sender;

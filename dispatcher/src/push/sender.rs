@@ -8,11 +8,11 @@ use ring::rand::SystemRandom;
 use tracing::{debug, info, warn};
 
 use super::ece;
-use super::http;
 use super::notice::PushNotice;
 use super::store::{self, PushStore, StoreError};
 use super::subscription::{self, Refused, Subscription};
 use super::vapid::{self, VapidKey};
+use crate::posting::{Poster, Target};
 
 /// The `sub` claim when the settings name none.
 pub const DEFAULT_SUBJECT: &str = "mailto:pingji@localhost";
@@ -74,7 +74,6 @@ pub struct Pusher {
     store: store::SharedStore,
     key: VapidKey,
     config: PushConfig,
-    client: http::Client,
     random: SystemRandom,
 }
 
@@ -109,7 +108,7 @@ impl Pusher {
             }
         };
         info!(vapid_public_key = key.public_key(), "web push ready");
-        Ok(Arc::new(Pusher { store, key, config, client: http::Client::new(), random: SystemRandom::new() }))
+        Ok(Arc::new(Pusher { store, key, config, random: SystemRandom::new() }))
     }
 
     /// The VAPID public key, base64url: the app's `applicationServerKey`.
@@ -200,6 +199,10 @@ impl Pusher {
             ("urgency", notice.urgency().to_string()),
             ("topic", notice.topic()),
         ];
-        self.client.post(&subscription.endpoint, &headers, Bytes::from(body), self.config.timeout).await
+        // A connection per push: the push services are many and far between.
+        // (The endpoint is the phone's address: it stays out of the reason.)
+        let target = Target::parse(&subscription.endpoint).map_err(|_| format!("{audience}: the endpoint is not a URL"))?;
+        let mut poster = Poster::new(target);
+        poster.post_answered(&headers, Bytes::from(body), self.config.timeout).await
     }
 }

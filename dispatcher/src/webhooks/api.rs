@@ -14,8 +14,8 @@ use tracing::{info, instrument, warn};
 
 use super::config::{PARTNER_KINDS, WebhookConfig};
 use super::delivery::{Delivery, Progress};
-use super::http::Target;
 use super::store::{DeadLetter, Registered, SharedStore, StoreError, Subscriber, WebhookStore};
+use crate::posting::Target;
 use crate::runtime::Dispatcher;
 use crate::server::auth::caller;
 use crate::server::error;

@@ -13,10 +13,10 @@ use tracing::{debug, info, warn};
 
 use super::cloudevent::{CONTENT_TYPE, SIGNATURE_HEADER, TIMESTAMP_HEADER, WEBHOOK_HEADER, cloud_event};
 use super::config::{PARTNER_KINDS, WebhookConfig};
-use super::http::{Poster, Target};
 use super::signing::signature;
 use super::store::{DeadLetter, SharedStore, Subscriber};
 use crate::journal::StoredEvent;
+use crate::posting::{Poster, Target};
 use crate::runtime::{DispatchError, Dispatcher};
 use pingji_engine::Rejection;
 use pingji_engine::ids::{AreaId, IncidentId};

@@ -25,13 +25,11 @@ mod api;
 mod cloudevent;
 mod config;
 mod delivery;
-mod http;
 mod signing;
 mod store;
 
 pub use api::{WebhookApi, Webhooks};
 pub use cloudevent::{SIGNATURE_HEADER, TIMESTAMP_HEADER, cloud_event, event_type};
 pub use config::{DEFAULT_SOURCE, PARTNER_KINDS, WebhookConfig};
-pub use http::{Poster, Target};
 pub use signing::{hmac_sha256, signature};
 pub use store::{DeadLetter, MemoryStore, RedisWebhookStore, SqliteStore, StoreError, Subscriber, WebhookStore};

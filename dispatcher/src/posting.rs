@@ -1,8 +1,9 @@
-//! Posting to a subscriber over HTTP/1.1 with hyper (already in the tree
-//! through tonic): one kept-alive connection per subscriber, made again
-//! after any failure; `https://` through rustls with the system's roots.
+//! Posting to a partner over HTTP/1.1 with hyper (already in the tree
+//! through tonic), for the webhooks, the SMS/voice gateways and Web Push:
+//! one kept-alive connection per [`Poster`], made again after any failure;
+//! `https://` through rustls with the system's roots (read once).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,13 +15,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-/// The largest answer body read (and thrown away) from a subscriber.
+/// The largest answer body read (and thrown away).
 const MAX_ANSWER: usize = 64 * 1024;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Where a subscriber listens, checked once when it is registered.
+/// Where a partner listens, checked once when it is registered.
 #[derive(Clone, Debug)]
 pub struct Target {
     https: bool,
@@ -53,7 +54,7 @@ impl Target {
     }
 }
 
-/// One subscriber's connection.
+/// One partner's connection.
 pub struct Poster {
     target: Target,
     tls: Option<tokio_rustls::TlsConnector>,
@@ -70,24 +71,30 @@ impl Drop for Poster {
 
 impl Poster {
     pub fn new(target: Target) -> Poster {
-        let tls = target.https.then(tls_connector);
+        let tls = target.https.then(|| tls_connector().clone());
         Poster { target, tls, connection: None }
     }
 
-    /// Posts `body` with `headers`; Ok with the status when the subscriber
+    /// Posts `body` with `headers`; Ok with the status when the partner
     /// answered 2xx, the reason otherwise (no personal data in it).
     pub async fn post(&mut self, headers: &[(&str, String)], body: Bytes, timeout: Duration) -> Result<u16, String> {
-        match tokio::time::timeout(timeout, self.post_now(headers, body)).await {
-            Ok(Ok(status)) => Ok(status),
-            Ok(Err(error)) => {
-                self.drop_connection();
-                Err(error)
-            }
-            Err(_) => {
-                self.drop_connection();
-                Err(format!("no answer within {} ms", timeout.as_millis()))
-            }
+        match self.post_answered(headers, body, timeout).await? {
+            status @ 200..300 => Ok(status),
+            status => Err(format!("answered HTTP {status}")),
         }
+    }
+
+    /// Posts `body` with `headers`; the status of any answer (a push
+    /// service's 404 or 410 means something), or why there is none.
+    pub async fn post_answered(&mut self, headers: &[(&str, String)], body: Bytes, timeout: Duration) -> Result<u16, String> {
+        let answered = match tokio::time::timeout(timeout, self.post_now(headers, body)).await {
+            Ok(answered) => answered,
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        };
+        if !matches!(answered, Ok(200..300)) {
+            self.drop_connection();
+        }
+        answered
     }
 
     fn drop_connection(&mut self) {
@@ -114,10 +121,10 @@ impl Poster {
         }
         let request = request.body(Full::new(body)).map_err(|error| format!("cannot make the request: {error}"))?;
         let answer = sender.send_request(request).await.map_err(|error| format!("the request failed: {error}"))?;
-        let status = answer.status();
+        let status = answer.status().as_u16();
         // Read the answer to the end so that the connection can be used again.
         let _ = Limited::new(answer.into_body(), MAX_ANSWER).collect().await;
-        if status.is_success() { Ok(status.as_u16()) } else { Err(format!("answered HTTP {}", status.as_u16())) }
+        Ok(status)
     }
 
     async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<()>), String> {
@@ -150,25 +157,29 @@ fn rustls_pki_types_name(host: &str) -> Result<tokio_rustls::rustls::pki_types::
         .map_err(|error| format!("'{host}' cannot be checked against a certificate: {error}"))
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    for certificate in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(certificate);
-    }
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(config) => tokio_rustls::TlsConnector::from(Arc::new(config)),
-        // The ring provider supports the default versions; kept total anyway.
-        Err(_) => tokio_rustls::TlsConnector::from(Arc::new(
-            tokio_rustls::rustls::ClientConfig::builder()
-                .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        )),
-    }
+/// The TLS client, with the system's roots read the first time it is needed.
+fn tls_connector() -> &'static tokio_rustls::TlsConnector {
+    static CONNECTOR: OnceLock<tokio_rustls::TlsConnector> = OnceLock::new();
+    CONNECTOR.get_or_init(|| {
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for certificate in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(certificate);
+        }
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth());
+        match config {
+            Ok(config) => tokio_rustls::TlsConnector::from(Arc::new(config)),
+            // The ring provider supports the default versions; kept total anyway.
+            Err(_) => tokio_rustls::TlsConnector::from(Arc::new(
+                tokio_rustls::rustls::ClientConfig::builder()
+                    .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )),
+        }
+    })
 }
 
 #[cfg(test)]
