@@ -116,6 +116,14 @@ async fn stream_events(redis: &RedisServer) -> anyhow::Result<Vec<StoredEvent>> 
     Ok(events)
 }
 
+/// Who holds the shard's lease, and with which fencing token.
+async fn lease_holder(redis: &RedisServer) -> anyhow::Result<Option<(u64, String)>> {
+    let shard = RedisShard::new(&redis.url(), ShardId::default())?;
+    let reader = ShardLease::new(shard, "reader", "", lease());
+    let holder = tokio::task::spawn_blocking(move || reader.holder()).await??;
+    Ok(holder.map(|holder| (holder.token, holder.owner_id)))
+}
+
 fn last_line(log: &str) -> &str {
     log.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default()
 }
@@ -757,6 +765,125 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
     for id in &acknowledged {
         let found = command.get_incident(pb::GetIncidentRequest { id: id.clone() }).await;
         anyhow::ensure!(found.is_ok(), "acknowledged incident {id} is missing after redis restarted: {found:?}");
+        anyhow::ensure!(journaled.contains(id), "acknowledged incident {id} is not in the redis stream");
+    }
+    Ok(())
+}
+
+/// Redis paused (SIGSTOP) for less than the lease's ttl, under load and
+/// with a person's session open: the dispatcher keeps its sessions and its
+/// lease, reads are served from memory throughout, a write made during the
+/// pause either waits for Redis and is acknowledged or is refused with
+/// `unavailable` (and a RetryInfo saying when to try again), and writes go
+/// through once Redis runs again. Nothing acknowledged is lost; nobody else
+/// became owner (the fencing token is the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_pause_shorter_than_the_lease_keeps_sessions_and_loses_nothing() -> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let redis_dir = dir.path().join("redis");
+    std::fs::create_dir(&redis_dir)?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start_with(&redis_dir, Persistence::AppendFsyncAlways))?;
+    let pid = redis.pid().ok_or_else(|| anyhow::anyhow!("redis-server has no pid"))?.to_string();
+    let mut dispatcher = SharedDispatcher::start(&options(dir.path(), &redis, "dispatcher.log")?).await?;
+    dispatcher.wait_owner(PROMPTLY).await?;
+    let owner_before = lease_holder(&redis).await?;
+    let mut command = dispatcher.command().await?;
+    let grid = area_box(&mut command, "d2-s1-c1-g1").await?;
+    let person = available_people(&mut command, "d2-s1-c1-g1", 1).await?.remove(0);
+    let (lon, lat) = grid.centre();
+    let mut session =
+        connect_located(&mut command, &mut AgentServiceClient::new(dispatcher.channel().await?), &person, lon, lat).await?;
+
+    let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
+    let (stop_load, load_stop) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(steady_load(dispatcher.address(), grid, outcome_sender, load_stop));
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 20 {
+        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
+            Some(Outcome::Acknowledged(id)) => acknowledged.push(id),
+            Some(other) => anyhow::bail!("a create failed before the pause: {other:?}"),
+            None => anyhow::bail!("the load stopped early: {:?}", load.await),
+        }
+    }
+
+    // The pause: two thirds of the lease's ttl.
+    let pause = lease().ttl * 2 / 3;
+    let stop = std::process::Command::new("kill").args(["-STOP", &pid]).status()?;
+    anyhow::ensure!(stop.success(), "cannot pause redis-server");
+    let paused_at = Instant::now();
+    let mut probe = dispatcher.command().await?;
+    let read = probe.get_incident(pb::GetIncidentRequest { id: acknowledged[0].clone() }).await?.into_inner();
+    assert_eq!(read.id, acknowledged[0], "a read during the pause is served from memory");
+    let write = tokio::spawn({
+        let mut probe = dispatcher.command().await?;
+        async move { probe.create_incident(incident("during-pause".into(), (lon, lat), 0)).await }
+    });
+    tokio::time::sleep(pause.saturating_sub(paused_at.elapsed())).await;
+    let resumed = std::process::Command::new("kill").args(["-CONT", &pid]).status()?;
+    anyhow::ensure!(resumed.success(), "cannot resume redis-server");
+    let resumed_at = Instant::now();
+    match write.await? {
+        Ok(created) => acknowledged.push(created.into_inner().id),
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::Unavailable, "a write during the pause: {status:?}");
+            let retry = pingji_client::errors::retry_after(&status);
+            assert!(retry.is_some(), "the refusal says when to try again: {status:?}");
+        }
+    }
+
+    // Writes go through again; the session is still open.
+    let mut after = 0;
+    let mut refused = Vec::new();
+    while after < 10 {
+        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
+            Some(Outcome::Acknowledged(id)) => {
+                after += 1;
+                acknowledged.push(id);
+            }
+            Some(Outcome::Refused(code, message)) => refused.push((code, message)),
+            None => anyhow::bail!("the load stopped early: {:?}", load.await),
+        }
+    }
+    let _ = stop_load.send(true);
+    load.await??;
+    while let Ok(outcome) = outcomes.try_recv() {
+        if let Outcome::Acknowledged(id) = outcome {
+            acknowledged.push(id);
+        }
+    }
+    println!(
+        "redis paused {} ms: {} creates refused ({:?}), writes through again {} ms after it resumed",
+        pause.as_millis(),
+        refused.len(),
+        refused.iter().map(|(code, _)| format!("{code:?}")).collect::<BTreeSet<_>>(),
+        resumed_at.elapsed().as_millis()
+    );
+    assert!(
+        refused.iter().all(|(code, _)| *code == tonic::Code::Unavailable),
+        "refusals were not all `unavailable`: {refused:?}"
+    );
+    session.send_location(lon, lat).await?;
+    let agent = command.get_agent(pb::GetAgentRequest { id: person.clone() }).await?.into_inner();
+    assert!(agent.connected, "the session outlived the pause");
+    // The stream is still open (the person is being offered the load's incidents).
+    loop {
+        match session.next_message_within(Duration::from_millis(500)).await {
+            Ok(_) => continue,
+            Err(error) if error.to_string().contains("received no message") => break,
+            Err(error) => anyhow::bail!("the session did not outlive the pause: {error:#}"),
+        }
+    }
+    assert!(!dispatcher.has_exited(), "the dispatcher stopped:\n{}", dispatcher.log());
+    assert_eq!(lease_holder(&redis).await?, owner_before, "the same owner, with the same fencing token");
+
+    let journaled: BTreeSet<String> = stream_events(&redis)
+        .await?
+        .iter()
+        .filter(|event| event.kind == "incident_reported")
+        .filter_map(|event| event.incident_id.clone())
+        .collect();
+    for id in &acknowledged {
         anyhow::ensure!(journaled.contains(id), "acknowledged incident {id} is not in the redis stream");
     }
     Ok(())
