@@ -889,6 +889,113 @@ async fn a_redis_pause_shorter_than_the_lease_keeps_sessions_and_loses_nothing()
     Ok(())
 }
 
+/// A failover to a replica under load, as Sentinel makes one: the replica
+/// is promoted (`REPLICAOF NO ONE`) and the old primary demoted to follow
+/// it. The old owner, still connected to the old primary, can write no more
+/// (a replica refuses writes): its creates are refused with `unavailable`
+/// and none is acknowledged after the promotion. A dispatcher on the
+/// promoted replica takes the shard once the replicated lease runs out,
+/// with a larger fencing token, and writes there. What the old owner
+/// acknowledged is in the new primary's stream unless it was acknowledged
+/// within the replication lag before the promotion: that is what a failover
+/// to a replica can lose, and the test prints it. The demoted primary
+/// replicates the new token, so the old owner steps down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_promoted_under_load_fences_the_old_owner_and_serves_on() -> anyhow::Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir()?;
+    let (primary_dir, replica_dir) = (dir.path().join("primary"), dir.path().join("replica"));
+    std::fs::create_dir(&primary_dir)?;
+    std::fs::create_dir(&replica_dir)?;
+    let primary = tokio::task::block_in_place(|| RedisServer::start_with(&primary_dir, Persistence::AppendFsyncAlways))?;
+    let replica = tokio::task::block_in_place(|| RedisServer::start_with(&replica_dir, Persistence::AppendFsyncAlways))?;
+    let primary_port = primary.port().to_string();
+    tokio::task::block_in_place(|| replica.execute(&["REPLICAOF", "127.0.0.1", &primary_port]))?;
+    let mut old_owner = SharedDispatcher::start(&options(dir.path(), &primary, "old-owner.log")?).await?;
+    old_owner.wait_owner(PROMPTLY).await?;
+    let (old_token, _) = lease_holder(&primary).await?.ok_or_else(|| anyhow::anyhow!("no lease on the primary"))?;
+    let mut command = old_owner.command().await?;
+    let grid = area_box(&mut command, "d2-s1-c1-g1").await?;
+    wait_until(PROMPTLY, "the replica follows the primary", async || {
+        Ok(lease_holder(&replica).await.ok().flatten().is_some_and(|(token, _)| token == old_token))
+    })
+    .await?;
+
+    let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
+    let (stop_load, load_stop) = tokio::sync::watch::channel(false);
+    let load = tokio::spawn(steady_load(old_owner.address(), grid, outcome_sender, load_stop));
+    let mut before = Vec::new();
+    while before.len() < 30 {
+        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
+            Some(Outcome::Acknowledged(id)) => before.push(id),
+            Some(other) => anyhow::bail!("a create failed before the failover: {other:?}"),
+            None => anyhow::bail!("the load stopped early: {:?}", load.await),
+        }
+    }
+
+    // The failover.
+    let replica_port = replica.port().to_string();
+    tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        replica.execute(&["REPLICAOF", "NO", "ONE"])?;
+        primary.execute(&["REPLICAOF", "127.0.0.1", &replica_port])
+    })?;
+    // Answers to creates sent before the promotion may still arrive; after
+    // a refusal, nothing more may be acknowledged by the old owner.
+    let mut refused = Vec::new();
+    let mut acknowledged_after_refusal = Vec::new();
+    let promoted_at = Instant::now();
+    while refused.len() < 5 {
+        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
+            Some(Outcome::Acknowledged(id)) if refused.is_empty() => before.push(id),
+            Some(Outcome::Acknowledged(id)) => acknowledged_after_refusal.push(id),
+            Some(Outcome::Refused(code, message)) => refused.push((code, message)),
+            None => anyhow::bail!("the load stopped early: {:?}", load.await),
+        }
+    }
+    let _ = stop_load.send(true);
+    load.await??;
+    while let Ok(outcome) = outcomes.try_recv() {
+        if let Outcome::Acknowledged(id) = outcome {
+            acknowledged_after_refusal.push(id);
+        }
+    }
+    assert!(
+        acknowledged_after_refusal.is_empty(),
+        "the old owner acknowledged after the failover: {acknowledged_after_refusal:?}"
+    );
+    assert!(refused.iter().all(|(code, _)| *code == tonic::Code::Unavailable), "refusals: {refused:?}");
+
+    // A dispatcher on the promoted replica takes the shard, with a larger token.
+    let mut new_owner = SharedDispatcher::start(&options(dir.path(), &replica, "new-owner.log")?).await?;
+    new_owner.wait_owner(takeover_limit() + PROMPTLY).await?;
+    let taken_after = promoted_at.elapsed();
+    let (new_token, _) = lease_holder(&replica).await?.ok_or_else(|| anyhow::anyhow!("no lease on the new primary"))?;
+    assert!(new_token > old_token, "the new owner's token {new_token} is above the old {old_token}");
+    let mut command = new_owner.command().await?;
+    let created = command.create_incident(incident("after-failover".into(), grid.centre(), 0)).await?.into_inner();
+
+    let journaled: BTreeSet<String> = stream_events(&replica)
+        .await?
+        .iter()
+        .filter(|event| event.kind == "incident_reported")
+        .filter_map(|event| event.incident_id.clone())
+        .collect();
+    assert!(journaled.contains(&created.id), "the new owner's create is in the new primary's stream");
+    // The demoted primary follows the new one, so the old owner's next
+    // fence check sees the new token: it steps down.
+    old_owner.wait_exit(PROMPTLY).await?;
+    assert!(old_owner.log().contains("another dispatcher took over"), "{}", old_owner.log());
+    let lost: Vec<&String> = before.iter().filter(|id| !journaled.contains(*id)).collect();
+    println!(
+        "failover to a replica: {} creates acknowledged before it, {} of them not replicated (lost): {lost:?}; the new owner \
+         served {} ms after the promotion",
+        before.len(),
+        lost.len(),
+        taken_after.as_millis()
+    );
+    Ok(())
+}
+
 /// `drill live` given both dispatchers keeps going through a kill -9 of
 /// the owner: its operator calls and its event watch follow the shard to
 /// the new owner (incidents carry the run's ids, so a retried create is not
