@@ -116,6 +116,30 @@ async fn stream_events(redis: &RedisServer) -> anyhow::Result<Vec<StoredEvent>> 
     Ok(events)
 }
 
+/// The ids of the incidents reported in the shard's Redis stream.
+async fn reported_in_stream(redis: &RedisServer) -> anyhow::Result<BTreeSet<String>> {
+    Ok(stream_events(redis)
+        .await?
+        .iter()
+        .filter(|event| event.kind == "incident_reported")
+        .filter_map(|event| event.incident_id.clone())
+        .collect())
+}
+
+/// The next `count` acknowledged creates of a steady load; any refusal
+/// `when` (e.g. "before the pause") fails the test.
+async fn first_acknowledged(outcomes: &mut mpsc::Receiver<Outcome>, count: usize, when: &str) -> anyhow::Result<Vec<String>> {
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < count {
+        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
+            Some(Outcome::Acknowledged(id)) => acknowledged.push(id),
+            Some(other) => anyhow::bail!("a create failed {when}: {other:?}"),
+            None => anyhow::bail!("the load stopped early"),
+        }
+    }
+    Ok(acknowledged)
+}
+
 /// Who holds the shard's lease, and with which fencing token.
 async fn lease_holder(redis: &RedisServer) -> anyhow::Result<Option<(u64, String)>> {
     let shard = RedisShard::new(&redis.url(), ShardId::default())?;
@@ -654,14 +678,7 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(steady_load(dispatcher.address(), grid, outcome_sender, load_stop));
-    let mut before = Vec::new();
-    while before.len() < 20 {
-        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
-            Some(Outcome::Acknowledged(id)) => before.push(id),
-            Some(other) => anyhow::bail!("a create failed before redis went away: {other:?}"),
-            None => anyhow::bail!("the load stopped early: {:?}", load.await),
-        }
-    }
+    let before = first_acknowledged(&mut outcomes, 20, "before redis went away").await?;
 
     // Redis dies. The dispatcher's next write fails and is refused with
     // `unavailable`; the process stays up, refusing writes and answering
@@ -755,12 +772,7 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
 
     // Every acknowledged create is in the shared record: a process
     // recovering from Redis alone (an auditor's read of the stream) sees it.
-    let journaled: BTreeSet<String> = stream_events(&redis)
-        .await?
-        .iter()
-        .filter(|event| event.kind == "incident_reported")
-        .filter_map(|event| event.incident_id.clone())
-        .collect();
+    let journaled = reported_in_stream(&redis).await?;
     let mut command = dispatcher.command().await?;
     for id in &acknowledged {
         let found = command.get_incident(pb::GetIncidentRequest { id: id.clone() }).await;
@@ -798,14 +810,7 @@ async fn a_redis_pause_shorter_than_the_lease_keeps_sessions_and_loses_nothing()
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(steady_load(dispatcher.address(), grid, outcome_sender, load_stop));
-    let mut acknowledged = Vec::new();
-    while acknowledged.len() < 20 {
-        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
-            Some(Outcome::Acknowledged(id)) => acknowledged.push(id),
-            Some(other) => anyhow::bail!("a create failed before the pause: {other:?}"),
-            None => anyhow::bail!("the load stopped early: {:?}", load.await),
-        }
-    }
+    let mut acknowledged = first_acknowledged(&mut outcomes, 20, "before the pause").await?;
 
     // The pause: two thirds of the lease's ttl.
     let pause = lease().ttl * 2 / 3;
@@ -877,12 +882,7 @@ async fn a_redis_pause_shorter_than_the_lease_keeps_sessions_and_loses_nothing()
     assert!(!dispatcher.has_exited(), "the dispatcher stopped:\n{}", dispatcher.log());
     assert_eq!(lease_holder(&redis).await?, owner_before, "the same owner, with the same fencing token");
 
-    let journaled: BTreeSet<String> = stream_events(&redis)
-        .await?
-        .iter()
-        .filter(|event| event.kind == "incident_reported")
-        .filter_map(|event| event.incident_id.clone())
-        .collect();
+    let journaled = reported_in_stream(&redis).await?;
     for id in &acknowledged {
         anyhow::ensure!(journaled.contains(id), "acknowledged incident {id} is not in the redis stream");
     }
@@ -924,14 +924,7 @@ async fn a_replica_promoted_under_load_fences_the_old_owner_and_serves_on() -> a
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
     let load = tokio::spawn(steady_load(old_owner.address(), grid, outcome_sender, load_stop));
-    let mut before = Vec::new();
-    while before.len() < 30 {
-        match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {
-            Some(Outcome::Acknowledged(id)) => before.push(id),
-            Some(other) => anyhow::bail!("a create failed before the failover: {other:?}"),
-            None => anyhow::bail!("the load stopped early: {:?}", load.await),
-        }
-    }
+    let mut before = first_acknowledged(&mut outcomes, 30, "before the failover").await?;
 
     // The failover.
     let replica_port = replica.port().to_string();
@@ -974,12 +967,7 @@ async fn a_replica_promoted_under_load_fences_the_old_owner_and_serves_on() -> a
     let mut command = new_owner.command().await?;
     let created = command.create_incident(incident("after-failover".into(), grid.centre(), 0)).await?.into_inner();
 
-    let journaled: BTreeSet<String> = stream_events(&replica)
-        .await?
-        .iter()
-        .filter(|event| event.kind == "incident_reported")
-        .filter_map(|event| event.incident_id.clone())
-        .collect();
+    let journaled = reported_in_stream(&replica).await?;
     assert!(journaled.contains(&created.id), "the new owner's create is in the new primary's stream");
     // The demoted primary follows the new one, so the old owner's next
     // fence check sees the new token: it steps down.
