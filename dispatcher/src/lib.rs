@@ -50,6 +50,7 @@ pub mod photo_retention;
 pub mod photos;
 pub mod posting;
 pub mod push;
+pub mod redis_link;
 pub mod runtime;
 pub mod server;
 pub mod sessions;

@@ -6,6 +6,7 @@
 //! keys beside the shard in Redis, or memory for `--ephemeral`. Calls
 //! block: run them off the async threads.
 
+use crate::redis_link::RedisLink;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -240,8 +241,7 @@ impl NotifyStore for MemoryNotifyStore {
 /// `…:notify_notices`, `…:notify_steps`), so that whichever process owns
 /// the shard goes on with the ladder.
 pub struct RedisNotifyStore {
-    client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    link: RedisLink,
     cursor: String,
     notices: String,
     steps: String,
@@ -249,29 +249,17 @@ pub struct RedisNotifyStore {
 
 impl RedisNotifyStore {
     pub fn open(url: &str, shard: &crate::shard::ShardId) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|_| StoreError("invalid redis url".to_string()))?;
-        let key = |name: &str| format!("pingji:{{{shard}}}:{name}");
+        let link = RedisLink::open(url, shard).map_err(StoreError)?;
         Ok(RedisNotifyStore {
-            client,
-            connection: Mutex::new(None),
-            cursor: key("notify_cursor"),
-            notices: key("notify_notices"),
-            steps: key("notify_steps"),
+            cursor: link.key("notify_cursor"),
+            notices: link.key("notify_notices"),
+            steps: link.key("notify_steps"),
+            link,
         })
     }
 
-    /// Runs `action` on a connection, made again after a failure.
     fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        let mut slot = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut connection = match slot.take() {
-            Some(connection) => connection,
-            None => self.client.get_connection_with_timeout(std::time::Duration::from_secs(5))?,
-        };
-        let result = action(&mut connection);
-        if result.is_ok() {
-            *slot = Some(connection);
-        }
-        Ok(result?)
+        Ok(self.link.with(action)?)
     }
 }
 

@@ -3,6 +3,7 @@
 //! for `--ephemeral` (the key is then new at each start, and phones
 //! subscribe again). Calls block: run them off the async threads.
 
+use crate::redis_link::RedisLink;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -182,47 +183,36 @@ impl PushStore for MemoryPushStore {
 /// `pingji:{SHARD}:push:PERSON` (endpoint → subscription JSON), so that
 /// whichever process owns the shard pushes with the same key.
 pub struct RedisPushStore {
-    client: redis::Client,
-    connection: Option<redis::Connection>,
+    link: RedisLink,
     vapid: String,
-    person_prefix: String,
 }
 
 impl RedisPushStore {
     pub fn open(url: &str, shard: &crate::shard::ShardId) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|_| StoreError("invalid redis url".to_string()))?;
-        let key = |name: &str| format!("pingji:{{{shard}}}:{name}");
-        Ok(RedisPushStore { client, connection: None, vapid: key("vapid"), person_prefix: key("push:") })
+        let link = RedisLink::open(url, shard).map_err(StoreError)?;
+        Ok(RedisPushStore { vapid: link.key("vapid"), link })
     }
 
-    fn with<T>(&mut self, action: impl FnOnce(&mut redis::Connection, &Self) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        let mut connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => self.client.get_connection_with_timeout(std::time::Duration::from_secs(5))?,
-        };
-        let result = action(&mut connection, self);
-        if result.is_ok() {
-            self.connection = Some(connection);
-        }
-        Ok(result?)
+    fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        Ok(self.link.with(action)?)
     }
 
     fn person_key(&self, person: &str) -> String {
-        format!("{}{person}", self.person_prefix)
+        self.link.key(&format!("push:{person}"))
     }
 }
 
 impl PushStore for RedisPushStore {
     fn vapid_key(&mut self, generated: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.with(|connection, keys| {
-            redis::cmd("SET").arg(&keys.vapid).arg(generated).arg("NX").query::<()>(connection)?;
-            redis::cmd("GET").arg(&keys.vapid).query(connection)
+        self.with(|connection| {
+            redis::cmd("SET").arg(&self.vapid).arg(generated).arg("NX").query::<()>(connection)?;
+            redis::cmd("GET").arg(&self.vapid).query(connection)
         })
     }
 
     fn subscriptions(&self, person: &str) -> Result<Vec<Subscription>, StoreError> {
-        let mut connection = self.client.get_connection_with_timeout(std::time::Duration::from_secs(5))?;
-        let records: BTreeMap<String, String> = redis::cmd("HGETALL").arg(self.person_key(person)).query(&mut connection)?;
+        let records: BTreeMap<String, String> =
+            self.with(|connection| redis::cmd("HGETALL").arg(self.person_key(person)).query(connection))?;
         let mut kept = records.values().map(|record| serde_json::from_str(record)).collect::<Result<Vec<Subscription>, _>>()?;
         oldest_first(&mut kept);
         Ok(kept)
@@ -231,7 +221,7 @@ impl PushStore for RedisPushStore {
     fn put(&mut self, subscription: &Subscription) -> Result<usize, StoreError> {
         let record = serde_json::to_string(subscription)?;
         let key = self.person_key(&subscription.person);
-        self.with(|connection, _| {
+        self.with(|connection| {
             redis::cmd("HSET").arg(&key).arg(&subscription.endpoint).arg(&record).query::<()>(connection)?;
             let records: BTreeMap<String, String> = redis::cmd("HGETALL").arg(&key).query(connection)?;
             let mut kept: Vec<Subscription> = records.values().filter_map(|record| serde_json::from_str(record).ok()).collect();
@@ -246,7 +236,7 @@ impl PushStore for RedisPushStore {
 
     fn remove(&mut self, person: &str, endpoint: &str) -> Result<bool, StoreError> {
         let key = self.person_key(person);
-        let removed: u64 = self.with(|connection, _| redis::cmd("HDEL").arg(&key).arg(endpoint).query(connection))?;
+        let removed: u64 = self.with(|connection| redis::cmd("HDEL").arg(&key).arg(endpoint).query(connection))?;
         Ok(removed > 0)
     }
 }

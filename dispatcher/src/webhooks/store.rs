@@ -6,6 +6,7 @@
 //! a kill -9, and a power cut loses at most the last few advances, which
 //! means those events are delivered again (at least once, never skipped).
 
+use crate::redis_link::RedisLink;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -294,11 +295,9 @@ impl WebhookStore for MemoryStore {
 /// Keys beside the shard's (`pingji:{SHARD}:webhooks`, `…:webhook_cursors`,
 /// `…:webhook_dead:ID`), so that whichever process owns the shard delivers.
 pub struct RedisWebhookStore {
-    client: redis::Client,
-    connection: Option<redis::Connection>,
+    link: RedisLink,
     subscribers: String,
     cursors: String,
-    dead_prefix: String,
 }
 
 impl From<redis::RedisError> for StoreError {
@@ -315,44 +314,31 @@ impl From<serde_json::Error> for StoreError {
 
 impl RedisWebhookStore {
     pub fn open(url: &str, shard: &crate::shard::ShardId) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|_| StoreError("invalid redis url".to_string()))?;
-        let key = |name: &str| format!("pingji:{{{shard}}}:{name}");
-        Ok(RedisWebhookStore {
-            client,
-            connection: None,
-            subscribers: key("webhooks"),
-            cursors: key("webhook_cursors"),
-            dead_prefix: key("webhook_dead:"),
-        })
+        let link = RedisLink::open(url, shard).map_err(StoreError)?;
+        Ok(RedisWebhookStore { subscribers: link.key("webhooks"), cursors: link.key("webhook_cursors"), link })
     }
 
-    /// Runs `action` on a connection, made again after a failure.
-    fn with<T>(&mut self, action: impl FnOnce(&mut redis::Connection, &Self) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        let mut connection = match self.connection.take() {
-            Some(connection) => connection,
-            None => self.client.get_connection_with_timeout(std::time::Duration::from_secs(5))?,
-        };
-        let result = action(&mut connection, self);
-        if result.is_ok() {
-            self.connection = Some(connection);
-        }
-        Ok(result?)
+    fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        Ok(self.link.with(action)?)
     }
 
     fn dead_key(&self, id: &str) -> String {
-        format!("{}{id}", self.dead_prefix)
+        self.link.key(&format!("webhook_dead:{id}"))
     }
 }
 
 impl WebhookStore for RedisWebhookStore {
     fn load(&self) -> Result<Vec<Registered>, StoreError> {
-        let mut connection = self.client.get_connection_with_timeout(std::time::Duration::from_secs(5))?;
-        let records: BTreeMap<String, String> = redis::cmd("HGETALL").arg(&self.subscribers).query(&mut connection)?;
-        let cursors: BTreeMap<String, u64> = redis::cmd("HGETALL").arg(&self.cursors).query(&mut connection)?;
+        let (records, cursors): (BTreeMap<String, String>, BTreeMap<String, u64>) = self.with(|connection| {
+            Ok((
+                redis::cmd("HGETALL").arg(&self.subscribers).query(connection)?,
+                redis::cmd("HGETALL").arg(&self.cursors).query(connection)?,
+            ))
+        })?;
         let mut registered = Vec::new();
         for (id, record) in records {
             let subscriber: Subscriber = serde_json::from_str(&record)?;
-            let dead_letters: u64 = redis::cmd("ZCARD").arg(self.dead_key(&id)).query(&mut connection)?;
+            let dead_letters: u64 = self.with(|connection| redis::cmd("ZCARD").arg(self.dead_key(&id)).query(connection))?;
             registered.push(Registered { subscriber, next_seq: cursors.get(&id).copied().unwrap_or(1), dead_letters });
         }
         registered.sort_by(|left, right| {
@@ -364,28 +350,28 @@ impl WebhookStore for RedisWebhookStore {
     fn add(&mut self, subscriber: &Subscriber, next_seq: u64) -> Result<(), StoreError> {
         let record = serde_json::to_string(subscriber)?;
         let id = subscriber.id.clone();
-        self.with(|connection, keys| {
+        self.with(|connection| {
             redis::pipe()
                 .atomic()
-                .hset(&keys.subscribers, &id, &record)
-                .hset(&keys.cursors, &id, next_seq)
+                .hset(&self.subscribers, &id, &record)
+                .hset(&self.cursors, &id, next_seq)
                 .query::<()>(connection)
         })
     }
 
     fn remove(&mut self, id: &str) -> Result<bool, StoreError> {
-        let (removed, _, _): (u64, u64, u64) = self.with(|connection, keys| {
-            redis::pipe().atomic().hdel(&keys.subscribers, id).hdel(&keys.cursors, id).del(keys.dead_key(id)).query(connection)
+        let (removed, _, _): (u64, u64, u64) = self.with(|connection| {
+            redis::pipe().atomic().hdel(&self.subscribers, id).hdel(&self.cursors, id).del(self.dead_key(id)).query(connection)
         })?;
         Ok(removed > 0)
     }
 
     fn advance(&mut self, id: &str, next_seq: u64) -> Result<(), StoreError> {
-        self.with(|connection, keys| {
+        self.with(|connection| {
             // Only for a subscriber still registered: a removal wins.
-            let exists: bool = redis::cmd("HEXISTS").arg(&keys.subscribers).arg(id).query(connection)?;
+            let exists: bool = redis::cmd("HEXISTS").arg(&self.subscribers).arg(id).query(connection)?;
             if exists {
-                redis::cmd("HSET").arg(&keys.cursors).arg(id).arg(next_seq).query::<()>(connection)?;
+                redis::cmd("HSET").arg(&self.cursors).arg(id).arg(next_seq).query::<()>(connection)?;
             }
             Ok(())
         })
@@ -393,20 +379,20 @@ impl WebhookStore for RedisWebhookStore {
 
     fn dead_letter(&mut self, id: &str, letter: &DeadLetter, next_seq: u64) -> Result<(), StoreError> {
         let record = serde_json::to_string(letter)?;
-        self.with(|connection, keys| {
-            let exists: bool = redis::cmd("HEXISTS").arg(&keys.subscribers).arg(id).query(connection)?;
+        self.with(|connection| {
+            let exists: bool = redis::cmd("HEXISTS").arg(&self.subscribers).arg(id).query(connection)?;
             if exists {
                 redis::pipe()
                     .atomic()
                     .cmd("ZREMRANGEBYSCORE")
-                    .arg(keys.dead_key(id))
+                    .arg(self.dead_key(id))
                     .arg(letter.seq)
                     .arg(letter.seq)
                     .cmd("ZADD")
-                    .arg(keys.dead_key(id))
+                    .arg(self.dead_key(id))
                     .arg(letter.seq)
                     .arg(&record)
-                    .hset(&keys.cursors, id, next_seq)
+                    .hset(&self.cursors, id, next_seq)
                     .query::<()>(connection)?;
             }
             Ok(())
@@ -414,9 +400,9 @@ impl WebhookStore for RedisWebhookStore {
     }
 
     fn dead_letters(&self, id: &str, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut connection = self.client.get_connection_with_timeout(std::time::Duration::from_secs(5))?;
-        let records: Vec<String> =
-            redis::cmd("ZRANGE").arg(self.dead_key(id)).arg(0).arg(limit.saturating_sub(1) as i64).query(&mut connection)?;
+        let records: Vec<String> = self.with(|connection| {
+            redis::cmd("ZRANGE").arg(self.dead_key(id)).arg(0).arg(limit.saturating_sub(1) as i64).query(connection)
+        })?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -424,14 +410,14 @@ impl WebhookStore for RedisWebhookStore {
     }
 
     fn replay(&mut self, id: &str, from_seq: u64) -> Result<(), StoreError> {
-        self.with(|connection, keys| {
+        self.with(|connection| {
             redis::pipe()
                 .atomic()
                 .cmd("ZREMRANGEBYSCORE")
-                .arg(keys.dead_key(id))
+                .arg(self.dead_key(id))
                 .arg(from_seq)
                 .arg("+inf")
-                .hset(&keys.cursors, id, from_seq)
+                .hset(&self.cursors, id, from_seq)
                 .query::<()>(connection)
         })
     }
