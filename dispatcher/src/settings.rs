@@ -134,6 +134,9 @@ pub struct GatewaySettings {
     pub account_sid: Option<String>,
     pub auth_token: Option<Secret>,
     pub from: Option<String>,
+    /// Twilio: where Twilio reaches this dispatcher's web port (e.g.
+    /// https://pingji.example.org); receipts and replies come back under it.
+    pub callback_url: Option<String>,
 }
 
 impl GatewaySettings {
@@ -149,6 +152,7 @@ impl GatewaySettings {
                 account_sid: self.account_sid.clone().unwrap_or_default(),
                 auth_token: self.auth_token.clone().map(|token| token.0).unwrap_or_default(),
                 from: self.from.clone().unwrap_or_default(),
+                callback_url: self.callback_url.clone(),
             },
             other => {
                 return Err(refuse(&format!("{key}.provider"), format!("'{other}' is not a provider; use webhook or twilio")));

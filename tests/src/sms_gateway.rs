@@ -72,10 +72,47 @@ pub async fn post_inbound(web: SocketAddr, body: &str, timestamp: u64, secret: &
 
 /// Posts `body` with `headers` as they are (a forger's post).
 pub async fn post_raw(web: SocketAddr, body: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, serde_json::Value)> {
+    let (status, answer) = post_to(web, INBOUND_PATH, "application/json", body, headers).await?;
+    // A chunked answer: the JSON is the line that starts with '{'.
+    let json = answer.lines().find(|line| line.starts_with('{')).unwrap_or("null");
+    Ok((status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null)))
+}
+
+/// Posts Twilio's form `params` to `path_and_query` (under
+/// `/notify/inbound/twilio`), signed for `public_base` as Twilio signs
+/// with `auth_token`; the status and the answer's body.
+pub async fn post_twilio(
+    web: SocketAddr,
+    public_base: &str,
+    path_and_query: &str,
+    auth_token: &str,
+    params: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
+    let owned: Vec<(String, String)> = params.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+    let signed = pingji_dispatcher::notify::twilio_signature(auth_token, &format!("{public_base}{path_and_query}"), &owned);
+    let body = params.iter().map(|(name, value)| format!("{name}={}", encode(value))).collect::<Vec<_>>().join("&");
+    post_to(web, path_and_query, "application/x-www-form-urlencoded", &body, &[("x-twilio-signature", &signed)]).await
+}
+
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| if byte.is_ascii_alphanumeric() { (byte as char).to_string() } else { format!("%{byte:02X}") })
+        .collect()
+}
+
+/// One HTTP/1.1 POST; the status and the answer's body as text.
+async fn post_to(
+    web: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String)> {
     let exchange = async {
         let mut stream = TcpStream::connect(web).await.with_context(|| format!("cannot connect to {web}"))?;
         let mut request = format!(
-            "POST {INBOUND_PATH} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {web}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
             body.len()
         );
         for (name, value) in headers {
@@ -88,9 +125,7 @@ pub async fn post_raw(web: SocketAddr, body: &str, headers: &[(&str, &str)]) -> 
         stream.read_to_string(&mut response).await?;
         let (head, answer) = response.split_once("\r\n\r\n").context("no end of the response head")?;
         let status: u16 = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).context("no status")?;
-        // A chunked answer: the JSON is the line that starts with '{'.
-        let json = answer.lines().find(|line| line.starts_with('{')).unwrap_or("null");
-        anyhow::Ok((status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null)))
+        anyhow::Ok((status, answer.to_string()))
     };
     tokio::time::timeout(Duration::from_secs(20), exchange).await.context("the inbound post took over 20 s")?
 }

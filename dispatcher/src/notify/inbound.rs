@@ -15,6 +15,13 @@
 //! - `{"type":"reply","from":PHONE,"text":TEXT}`: "1" accepts an offer or
 //!   checks in to a call-up, "2" declines an offer, a check-in keyword
 //!   ("到") checks in; any text answers an operator's message.
+//!
+//! Twilio posts its own form to `POST /notify/inbound/twilio` (see
+//! [`TWILIO_INBOUND_PATH`]), signed with `X-Twilio-Signature` under the
+//! Auth Token of the Twilio gateway configured with a `callback_url`: a
+//! status callback (`MessageStatus` or `CallStatus`, the step's key in the
+//! URL's `key`) is a receipt, a message (`From`, `Body`) a reply. The
+//! answer is empty TwiML.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tracing::{info, warn};
 
+use super::gateway::{Gateway, TWILIO_INBOUND_PATH, twilio_signature};
 use super::send::journal;
 use super::shared::Shared as Notifier;
 use super::store::{StepState, Subject};
@@ -60,13 +68,22 @@ enum Inbound {
 
 /// The axum route for [`INBOUND_PATH`].
 pub fn route(notifier: Arc<Notifier>) -> axum::Router {
-    axum::Router::new().route(
-        INBOUND_PATH,
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let notifier = notifier.clone();
-            async move { take(&notifier, &headers, &body).await }
-        }),
-    )
+    let twilio = notifier.clone();
+    axum::Router::new()
+        .route(
+            INBOUND_PATH,
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let notifier = notifier.clone();
+                async move { take(&notifier, &headers, &body).await }
+            }),
+        )
+        .route(
+            TWILIO_INBOUND_PATH,
+            axum::routing::post(move |uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+                let notifier = twilio.clone();
+                async move { take_twilio(&notifier, &uri, &headers, &body).await }
+            }),
+        )
 }
 
 fn answer(status: StatusCode, result: &str, reason: &str) -> Response {
@@ -96,6 +113,72 @@ async fn take(notifier: &Arc<Notifier>, headers: &HeaderMap, body: &Bytes) -> Re
     }
 }
 
+/// A post of Twilio's: checked against the Auth Token of each Twilio
+/// gateway that has a `callback_url`, then taken as a receipt (the URL
+/// names the step's key) or a reply.
+async fn take_twilio(notifier: &Arc<Notifier>, uri: &axum::http::Uri, headers: &HeaderMap, body: &Bytes) -> Response {
+    let accounts: Vec<(&str, &str)> = [&notifier.config.sms, &notifier.config.voice]
+        .into_iter()
+        .flatten()
+        .filter_map(|gateway| match gateway {
+            Gateway::Twilio { auth_token, callback_url: Some(base), .. } => Some((auth_token.as_str(), base.as_str())),
+            _ => None,
+        })
+        .collect();
+    if accounts.is_empty() {
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "refused", "no Twilio gateway with a callback_url is configured");
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let signed = headers.get("x-twilio-signature").and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let path = uri.path_and_query().map_or(TWILIO_INBOUND_PATH, |path| path.as_str());
+    let genuine = accounts.iter().any(|(token, base)| {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        same(twilio_signature(token, &url, &params).as_bytes(), signed.as_bytes())
+    });
+    if !genuine {
+        refuse(notifier, "twilio", "bad signature").await;
+        return answer(StatusCode::UNAUTHORIZED, "refused", "bad signature");
+    }
+    if !first_time(notifier, signed) {
+        refuse(notifier, "twilio", "replayed (this signature was already taken)").await;
+        return answer(StatusCode::UNAUTHORIZED, "refused", "replayed (this signature was already taken)");
+    }
+    let field = |name: &str| params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let key = uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "key").map(|(_, value)| value.into_owned())
+    });
+    let taken = match (key, field("MessageStatus").or(field("CallStatus"))) {
+        (Some(key), Some(status)) => match status {
+            "delivered" | "completed" => receipt(notifier, &key, "delivered", "").await,
+            "failed" | "undelivered" | "busy" | "no-answer" | "canceled" => {
+                let error = field("ErrorCode").map(|code| format!("Twilio error {code}")).unwrap_or_default();
+                receipt(notifier, &key, "failed", &error).await
+            }
+            // queued, sent, ringing, in-progress, …: not an outcome yet.
+            _ => answer(StatusCode::OK, "ignored", ""),
+        },
+        _ => match (field("From"), field("Body")) {
+            (Some(from), Some(text)) => reply(notifier, from, text).await,
+            _ => answer(StatusCode::BAD_REQUEST, "refused", "neither a status callback with a key nor a message"),
+        },
+    };
+    if !taken.status().is_success() {
+        return taken;
+    }
+    (StatusCode::OK, [("content-type", "text/xml")], "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>").into_response()
+}
+
+/// Whether `signature` is seen for the first time in the replay window.
+fn first_time(notifier: &Notifier, signature: &str) -> bool {
+    let window = notifier.config.inbound_window;
+    let mut seen = notifier.seen_signatures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let instant = Instant::now();
+    if seen.len() > 10_000 {
+        seen.retain(|_, at| instant.duration_since(*at) <= window * 2);
+    }
+    seen.insert(signature.to_string(), instant).is_none()
+}
+
 /// The signature, the timestamp's age and replays; the reason when refused.
 fn check(notifier: &Notifier, secret: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
     let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_string();
@@ -113,12 +196,7 @@ fn check(notifier: &Notifier, secret: &str, headers: &HeaderMap, body: &[u8]) ->
     if now.abs_diff(seconds) > window.as_secs() {
         return Err("timestamp outside the accepted window (old or replayed)");
     }
-    let mut seen = notifier.seen_signatures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let instant = Instant::now();
-    if seen.len() > 10_000 {
-        seen.retain(|_, at| instant.duration_since(*at) <= window * 2);
-    }
-    if seen.insert(signed, instant).is_some() {
+    if !first_time(notifier, &signed) {
         return Err("replayed (this signature was already taken)");
     }
     Ok(())

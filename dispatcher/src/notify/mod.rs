@@ -45,7 +45,7 @@ mod shared;
 mod store;
 
 pub use config::NotifyConfig;
-pub use gateway::{DEFAULT_TEMPLATE, Gateway};
+pub use gateway::{DEFAULT_TEMPLATE, Gateway, TWILIO_INBOUND_PATH, twilio_signature};
 pub use inbound::{GATEWAY_HEADER, INBOUND_PATH};
 pub use notifier::Notifier;
 pub use push::{NoPush, PushChannel, PushFuture, PushNotice, PushOutcome};

@@ -206,6 +206,101 @@ async fn an_unanswered_offer_goes_by_sms_and_a_reply_of_1_accepts_it() -> anyhow
     server.shutdown().await
 }
 
+/// Twilio as it is: its SMS request names a status callback with the
+/// step's key, its own signed status callback is a receipt, its own signed
+/// message "1" accepts the offer, and a post with a wrong signature or
+/// replayed is refused. The public address Twilio signs for is not the
+/// test's loopback one, as behind a proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_posts_its_own_signed_receipts_and_replies() -> anyhow::Result<()> {
+    use pingji_tests::sms_gateway::post_twilio;
+    const TOKEN: &str = "twilio-auth-token-0123";
+    const PUBLIC: &str = "https://pingji.example.org";
+    let gateway = SmsGateway::start().await?;
+    let twilio = Gateway::Twilio {
+        api_base: gateway.url(),
+        account_sid: "ACtest".into(),
+        auth_token: TOKEN.into(),
+        from: "+15005550006".into(),
+        callback_url: Some(PUBLIC.into()),
+    };
+    let server = TestServer::start_with_web(|config| {
+        config.policy.ladder = Some(ladder());
+        config.notify = NotifyConfig { sms: Some(twilio), voice: None, ..notify_config("http://127.0.0.1:9/", 3) };
+    })
+    .await?;
+    let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
+    let mut command = server.command().await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let spec = pb::AgentSpec { phone: PHONE.to_string(), ..pingji_tests::sample::person("vol-t", "d1-s1-c1-g1", &[]) };
+    let _session = server.connect_person_at(spec, lon, lat).await?;
+    let mut events = EventWatch::start(&mut command, 0).await?;
+    let incident = command
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location::wgs84(lon, lat)),
+            category: "welfare_check".into(),
+            priority: 2,
+            headcount: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .id;
+    events.wait_for(WITHIN, "the SMS sent", notified(pb::NoticeChannel::Sms, pb::NoticeOutcome::Sent)).await?;
+    let request = gateway.receiver.received().into_iter().next().ok_or_else(|| anyhow::anyhow!("no request at the gateway"))?;
+    let form: Vec<(String, String)> = url_form(&request.body);
+    let callback = form.iter().find(|(name, _)| name == "StatusCallback").map(|(_, value)| value.clone()).unwrap_or_default();
+    let path =
+        callback.strip_prefix(PUBLIC).ok_or_else(|| anyhow::anyhow!("the status callback is under {PUBLIC}: {callback}"))?;
+    assert!(path.starts_with("/notify/inbound/twilio?key="), "{path}");
+
+    let receipt = [("MessageSid", "SM0001"), ("MessageStatus", "delivered"), ("AccountSid", "ACtest")];
+    let (status, _) = post_twilio(web, PUBLIC, path, "another-token-0123456", &receipt).await?;
+    assert_eq!(status, 401, "signed with another token");
+    let (status, answer) = post_twilio(web, PUBLIC, path, TOKEN, &receipt).await?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("<Response/>"), "empty TwiML: {answer}");
+    events.wait_for(WITHIN, "the receipt", notified(pb::NoticeChannel::Sms, pb::NoticeOutcome::Delivered)).await?;
+    let (status, _) = post_twilio(web, PUBLIC, path, TOKEN, &receipt).await?;
+    assert_eq!(status, 401, "the same post again is a replay");
+
+    let message = [("MessageSid", "SM0002"), ("From", PHONE_REPLYING), ("To", "+15005550006"), ("Body", "1")];
+    let (status, answer) = post_twilio(web, PUBLIC, "/notify/inbound/twilio", TOKEN, &message).await?;
+    assert_eq!(status, 200, "{answer}");
+    let assigned = events.wait_for_kind(WITHIN, "assigned", &incident).await?;
+    assert_eq!(assigned.actor, "agent:vol-t");
+    no_phone_in(events.seen());
+    server.shutdown().await
+}
+
+/// The fields of a form body.
+fn url_form(body: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (decode(name), decode(value)))
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => out.push(b' '),
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                index += 2;
+            }
+            other => out.push(other),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_inbound_posts_are_refused_and_journaled() -> anyhow::Result<()> {
     let gateway = SmsGateway::start().await?;
