@@ -91,6 +91,10 @@ fn main() -> Result<(), String> {
     if let Some(queries) = queries {
         sizes.queries = queries;
     }
+    // For profiling the search alone.
+    if args.iter().any(|arg| arg == "--no-ingest") {
+        sizes.updates_max = 0;
+    }
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/maps/sample-city.geojson"))
         .map_err(|error| format!("cannot read the sample city: {error}"))?;
     println!(
@@ -134,7 +138,7 @@ fn run(count: usize, map: &str, sizes: &Sizes, redis: Option<&Redis>) -> Result<
     let available: Vec<bool> = (0..count).map(|n| n % 5 != 0).collect();
     let skilled: Vec<[bool; SKILLS.len()]> =
         profiles.iter().map(|profile| SKILLS.map(|(skill, _)| profile.skills.contains(skill))).collect();
-    let updates = sizes.updates_max.min(count * 4);
+    let updates = sizes.updates_max.min(count * 4).max(1);
     let moves: Vec<(usize, Position)> = (0..updates).map(|n| ((n * 7919) % count, random.point())).collect();
     let questions: Vec<Position> = (0..sizes.queries).map(|_| random.point()).collect();
 

@@ -123,6 +123,16 @@ impl<'a> CandidateQuery<'a> {
     }
 }
 
+/// Above this many holders of the rarest skill asked for, the search walks
+/// the index outward instead of looking at each holder: with the index's
+/// copies of skills the walk passes the unskilled at a few nanoseconds
+/// each and stops at the k-th best, while looking at each holder costs a
+/// hash look-up and a distance per holder (100,000 holders of a skill
+/// held by a tenth of a million people: about 10 ms a search). What the
+/// holders' way still saves is the walk out to the travel limit when
+/// nobody near holds a rare skill.
+const FEW_HOLDERS_AT_MOST: usize = 4096;
+
 /// The search steps one batch matching may take before the slots it has not
 /// reached go greedy: a bound on compute that does not depend on the clock,
 /// so that the same input always gives the same offers. About 30 ms of one
@@ -206,11 +216,19 @@ impl Engine {
             }
             return best;
         }
+        // The index's copies say who surely fails the skill or "free"
+        // check: those are passed over from the tree's leaves alone, and
+        // only the rest are looked up and checked in full.
+        let required_skills = self.live.skill_bits.required(query.skills);
+        let free_required = query.free_only && query.holds_offer_of.is_none();
+        // Free people only: walk the free holders of the rarest skill asked
+        // for (or everyone free), not everyone.
+        let class = required_skills.filter(|_| free_required).map(|required| self.live.index.rarest_class(required));
         // One walk per travel mode: within a mode, nearer is sooner, so each
         // walk stops once nobody farther could beat the k-th best so far.
         for travel_mode in PeopleIndex::MODES {
             let speed = travel_mode.speed_mps(speeds);
-            for (agent, distance_m) in self.live.index.nearest(query.at, travel_mode) {
+            for (indexed, distance_m) in self.live.index.nearest_in(query.at, travel_mode, class) {
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) {
                     break;
                 }
@@ -221,6 +239,15 @@ impl Engine {
                 }
                 if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
                     break;
+                }
+                let agent = &self.live.ids[indexed.slot as usize];
+                let lacks_skill = required_skills.is_some_and(|required| required & !indexed.skills != 0);
+                if lacks_skill || (free_required && !indexed.free) {
+                    debug_assert!(
+                        self.qualify(query, agent, distance_m, speed, stale_before, max_travel_s).is_err(),
+                        "the index's copies pass over only people the checks refuse"
+                    );
+                    continue;
                 }
                 let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) else {
                     continue;
@@ -345,8 +372,9 @@ impl Engine {
     }
 
     /// The holders of the rarest of `skills` when they are few against the
-    /// people located (an eighth or fewer), else `None`: no skill asked
-    /// for, or a common one.
+    /// people located (an eighth or fewer) and few in number (at most
+    /// [`FEW_HOLDERS_AT_MOST`]), else `None`: no skill asked for, or a
+    /// common one.
     pub(super) fn few_holders(&self, skills: &BTreeSet<String>) -> Option<&BTreeSet<AgentId>> {
         static EMPTY: BTreeSet<AgentId> = BTreeSet::new();
         if skills.is_empty() {
@@ -355,7 +383,7 @@ impl Engine {
         // A skill nobody holds: nobody qualifies.
         let rarest =
             skills.iter().map(|skill| self.skills.holders(skill).unwrap_or(&EMPTY)).min_by_key(|holders| holders.len())?;
-        (rarest.len() <= self.live.index.len() / 8).then_some(rarest)
+        (rarest.len() <= self.live.index.len() / 8 && rarest.len() <= FEW_HOLDERS_AT_MOST).then_some(rarest)
     }
 
     pub(super) fn reach(&self, incident: &Incident) -> Reach {

@@ -33,7 +33,13 @@ impl Engine {
         };
         for agent in touched {
             if let (Some(live), Some(record)) = (self.live.agents.get_mut(agent), self.state.agents.get(agent)) {
-                live.free = record.is_free();
+                let free = record.is_free();
+                if let Some(at) = live.location
+                    && live.free != free
+                {
+                    self.live.index.update(live.slot, at, live.indexed_as, |indexed| indexed.free = free);
+                }
+                live.free = free;
             }
         }
     }
@@ -56,11 +62,10 @@ impl Engine {
                         && let Some(at) = live.location
                     {
                         live.skills = profile.skills.clone();
-                        if live.indexed_as != profile.travel_mode {
-                            self.live.index.remove(&profile.id, at, live.indexed_as);
-                            live.indexed_as = profile.travel_mode;
-                            self.live.index.insert(profile.id.clone(), at, live.indexed_as);
-                        }
+                        self.live.index.remove(live.slot, at, live.indexed_as);
+                        live.indexed_as = profile.travel_mode;
+                        let indexed = super::Live::indexed(live, &mut self.live.skill_bits);
+                        self.live.index.insert(indexed, at, live.indexed_as);
                     }
                     match self.state.agents.get_mut(&profile.id) {
                         Some(record) => {

@@ -29,6 +29,22 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         {
             return Err(format!("the live copy of {id} (free, skills, travel mode) does not follow the roster"));
         }
+        if let Some(at) = live.location {
+            let indexed = engine.live().index.entry(live.slot, at, live.indexed_as);
+            let skills = engine.live().skill_bits.required(&live.skills);
+            if engine.live().ids.get(live.slot as usize) != Some(id)
+                || indexed.is_none_or(|indexed| indexed.free != live.free || skills.is_some_and(|bits| bits != indexed.skills))
+            {
+                return Err(format!("the index's entry of {id} (number, free, skills) does not follow its live copy"));
+            }
+        }
+    }
+    let located_free = engine.live().agents.values().filter(|live| live.location.is_some() && live.free).count();
+    if engine.live().index.class_len(crate::spatial::ANY_FREE) != located_free {
+        return Err(format!(
+            "the index holds {} people as free, {located_free} located people are",
+            engine.live().index.class_len(crate::spatial::ANY_FREE)
+        ));
     }
     for (id, record) in &state.agents {
         let holding: Vec<_> = state

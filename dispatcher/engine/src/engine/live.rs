@@ -6,10 +6,13 @@ use std::collections::{BTreeSet, HashMap};
 use crate::areas::{AreaMap, Placement};
 use crate::ids::{AgentId, IncidentId, Millis};
 use crate::roster::TravelMode;
-use crate::spatial::{PeopleIndex, Position};
+use crate::spatial::{Indexed, PeopleIndex, Position};
 
 #[derive(Clone, Debug, Default)]
 pub struct LiveAgent {
+    /// The person's dense number, given at their first connection and
+    /// kept: the spatial index holds it instead of the id.
+    pub slot: u32,
     pub connected: bool,
     /// Last reported location while connected; personal data.
     pub location: Option<Position>,
@@ -30,8 +33,12 @@ pub struct LiveAgent {
 #[derive(Default)]
 pub struct Live {
     pub agents: HashMap<AgentId, LiveAgent>,
-    /// Connected people with a location.
+    /// Everyone who ever connected, by their dense number (`LiveAgent::slot`).
+    pub ids: Vec<AgentId>,
+    /// Connected people with a location, with the copies the search filters on.
     pub index: PeopleIndex,
+    /// The bit of each skill in the index's copies.
+    pub skill_bits: SkillBits,
     /// When incidents nobody fits are tried again.
     pub next_retry: Option<Millis>,
     /// When grid staffing is next checked against the minimum.
@@ -53,7 +60,63 @@ pub struct BatchWindow {
     pub max_incidents: u32,
 }
 
+/// Skills numbered as bits for the index's copies, in the order they were
+/// first seen on a located person. Only the first 64 get a bit; a search
+/// for a skill without one does not filter on skills in the index (the
+/// full check still runs on everyone it finds).
+#[derive(Default)]
+pub struct SkillBits {
+    bits: HashMap<String, u32>,
+}
+
+impl SkillBits {
+    /// The bits of `skills`, numbering the skills seen for the first time.
+    pub fn of(&mut self, skills: &BTreeSet<String>) -> u64 {
+        let mut mask = 0;
+        for skill in skills {
+            let next = self.bits.len() as u32;
+            let bit = *self.bits.entry(skill.clone()).or_insert(next);
+            if bit < 64 {
+                mask |= 1 << bit;
+            }
+        }
+        mask
+    }
+
+    /// The bits a person must hold to have every one of `skills`, or `None`
+    /// when one of them has no bit (then the index cannot tell).
+    pub fn required(&self, skills: &BTreeSet<String>) -> Option<u64> {
+        let mut mask = 0;
+        for skill in skills {
+            // A skill no located person was ever seen with: nobody in the
+            // index holds it, but say "cannot tell" and let the checks say no.
+            let bit = *self.bits.get(skill)?;
+            if bit >= 64 {
+                return None;
+            }
+            mask |= 1 << bit;
+        }
+        Some(mask)
+    }
+}
+
 impl Live {
+    /// The live record of `agent`, made (with the next dense number) if
+    /// they never connected.
+    pub fn record_for(&mut self, agent: &AgentId) -> &mut LiveAgent {
+        let ids = &mut self.ids;
+        self.agents.entry(agent.clone()).or_insert_with(|| {
+            let slot = u32::try_from(ids.len()).expect("fewer than 4 billion people");
+            ids.push(agent.clone());
+            LiveAgent { slot, ..LiveAgent::default() }
+        })
+    }
+
+    /// What the index holds of a located person.
+    pub fn indexed(live: &LiveAgent, skill_bits: &mut SkillBits) -> Indexed {
+        Indexed { slot: live.slot, skills: skill_bits.of(&live.skills), free: live.free }
+    }
+
     /// Places everyone again after the map changed.
     pub fn replace_everyone(&mut self, areas: &AreaMap) {
         for live in self.agents.values_mut() {

@@ -540,7 +540,7 @@ impl Engine {
         if !self.state.agents.contains_key(agent) {
             return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; ask an operator to add them")));
         }
-        let live = self.live.agents.entry(agent.clone()).or_default();
+        let live = self.live.record_for(agent);
         if live.connected {
             return Err(Rejection::AlreadyExists(format!(
                 "agent {agent} already has a live session; close it first, or if your connection just dropped, retry in a few seconds"
@@ -556,7 +556,7 @@ impl Engine {
         };
         live.connected = false;
         if let Some(at) = live.location.take() {
-            self.live.index.remove(agent, at, live.indexed_as);
+            self.live.index.remove(live.slot, at, live.indexed_as);
         }
         self.withdraw_open_offer(agent, crate::event::WithdrawReason::Disconnected, now, out);
         Ok(())
@@ -570,7 +570,7 @@ impl Engine {
         let newly_located = live.location.is_none() || now.seconds_since(live.located_at) > self.policy.location_stale_s as f64;
         let first_location = live.location.is_none();
         if let Some(previous) = live.location.replace(at) {
-            self.live.index.remove(agent, previous, live.indexed_as);
+            self.live.index.remove(live.slot, previous, live.indexed_as);
         }
         live.located_at = now;
         live.placement = self.state.areas.place(at);
@@ -581,7 +581,8 @@ impl Engine {
             live.skills = record.profile.skills.clone();
             live.free = record.is_free();
         }
-        self.live.index.insert(agent.clone(), at, live.indexed_as);
+        let indexed = Live::indexed(live, &mut self.live.skill_bits);
+        self.live.index.insert(indexed, at, live.indexed_as);
         if newly_located && self.state.agents.get(agent).is_some_and(AgentRecord::is_free) {
             self.dispatch_waiting_for(agent, now, out);
         }
