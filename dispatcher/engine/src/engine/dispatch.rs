@@ -222,8 +222,8 @@ impl Engine {
         let required_skills = self.live.skill_bits.required(query.skills);
         let free_required = query.free_only && query.holds_offer_of.is_none();
         // Free people only: walk the free holders of the rarest skill asked
-        // for (or everyone free), not everyone.
-        let class = required_skills.filter(|_| free_required).map(|required| self.live.index.rarest_class(required));
+        // for, not everyone.
+        let class = required_skills.filter(|_| free_required).and_then(|required| self.live.index.rarest_class(required));
         // One walk per travel mode: within a mode, nearer is sooner, so each
         // walk stops once nobody farther could beat the k-th best so far.
         for travel_mode in PeopleIndex::MODES {
@@ -348,25 +348,30 @@ impl Engine {
         if !query.skills.is_subset(&live.skills) {
             return Err(Exclusion::LacksSkill);
         }
-        let Some(record) = self.state.agents.get(agent) else {
+        // The roster's role and recent assignments, from the live copy.
+        let Some(roster) = live.roster.as_ref() else {
             return Err(Exclusion::NotConnected);
         };
-        debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
-        debug_assert_eq!(live.free, record.is_free(), "the live copy of free follows the roster");
-        debug_assert_eq!(record.profile.travel_mode, live.indexed_as, "people are indexed under their travel mode");
+        debug_assert!(
+            self.state.agents.get(agent).is_some_and(|record| record.has_skills(query.skills)
+                && live.free == record.is_free()
+                && record.profile.travel_mode == live.indexed_as
+                && roster == &super::live::RosterCopy::of(record)),
+            "the live copies follow the roster"
+        );
         if let Some(mode) = query.mode
-            && !self.policy.eligible(mode, record.profile.role)
+            && !self.policy.eligible(mode, roster.role)
         {
             return Err(Exclusion::NotEligible);
         }
-        if roles_allowed.is_some_and(|roles| !roles.contains(&record.profile.role)) {
+        if roles_allowed.is_some_and(|roles| !roles.contains(&roster.role)) {
             return Err(Exclusion::OutsideArea);
         }
         Ok(Candidate {
             agent: agent.clone(),
             distance_m,
             eta_s,
-            recent_assignments: self.recent_assignments(record, query.now),
+            recent_assignments: self.assignments_since_window(&roster.recent_assignments, query.now),
             via: via.cloned(),
         })
     }

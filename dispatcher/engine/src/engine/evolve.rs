@@ -40,6 +40,10 @@ impl Engine {
                     self.live.index.update(live.slot, at, live.indexed_as, |indexed| indexed.free = free);
                 }
                 live.free = free;
+                // Assigned adds to the recent assignments.
+                if let Some(copy) = live.roster.as_mut().filter(|copy| copy.recent_assignments != record.recent_assignments) {
+                    copy.recent_assignments.clone_from(&record.recent_assignments);
+                }
             }
         }
     }
@@ -62,6 +66,9 @@ impl Engine {
                         && let Some(at) = live.location
                     {
                         live.skills = profile.skills.clone();
+                        if let Some(copy) = live.roster.as_mut() {
+                            copy.role = profile.role;
+                        }
                         self.live.index.remove(live.slot, at, live.indexed_as);
                         live.indexed_as = profile.travel_mode;
                         let indexed = super::Live::indexed(live, &mut self.live.skill_bits);

@@ -25,9 +25,12 @@ pub fn check(engine: &Engine) -> Result<(), String> {
             && let Some(record) = state.agents.get(id)
             && (live.free != record.is_free()
                 || live.skills != record.profile.skills
-                || live.indexed_as != record.profile.travel_mode)
+                || live.indexed_as != record.profile.travel_mode
+                || live.roster.as_ref() != Some(&super::live::RosterCopy::of(record)))
         {
-            return Err(format!("the live copy of {id} (free, skills, travel mode) does not follow the roster"));
+            return Err(format!(
+                "the live copy of {id} (free, skills, travel mode, role, recent assignments) does not follow the roster"
+            ));
         }
         if let Some(at) = live.location {
             let indexed = engine.live().index.entry(live.slot, at, live.indexed_as);
@@ -39,11 +42,18 @@ pub fn check(engine: &Engine) -> Result<(), String> {
             }
         }
     }
-    let located_free = engine.live().agents.values().filter(|live| live.location.is_some() && live.free).count();
-    if engine.live().index.class_len(crate::spatial::ANY_FREE) != located_free {
+    let free_skills: usize = engine
+        .live()
+        .agents
+        .values()
+        .filter(|live| live.location.is_some() && live.free)
+        .filter_map(|live| engine.live().skill_bits.required(&live.skills))
+        .map(|bits| bits.count_ones() as usize)
+        .sum();
+    let in_classes: usize = (0..64).map(|class| engine.live().index.class_len(class)).sum();
+    if in_classes != free_skills {
         return Err(format!(
-            "the index holds {} people as free, {located_free} located people are",
-            engine.live().index.class_len(crate::spatial::ANY_FREE)
+            "the index's classes hold {in_classes} skills of free people, the located free people have {free_skills}"
         ));
     }
     for (id, record) in &state.agents {
