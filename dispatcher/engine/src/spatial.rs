@@ -8,7 +8,7 @@
 //! person instead of walking out to where the fastest mode could still win.
 
 use rstar::primitives::GeomWithData;
-use rstar::{PointDistance, RTree};
+use rstar::{PointDistance, RStarInsertionStrategy, RTree as RTreeOf, RTreeParams};
 use serde::{Deserialize, Serialize};
 
 use crate::travel::TravelMode;
@@ -96,6 +96,20 @@ impl PartialEq for Indexed {
 }
 
 type Entry = GeomWithData<[f64; 3], Indexed>;
+
+/// Wider nodes than rstar's default (6): a shallower tree, so that moving
+/// someone (remove and insert) and walking outward touch fewer nodes of a
+/// tree too big for the cache.
+struct WideNodes;
+
+impl RTreeParams for WideNodes {
+    const MIN_SIZE: usize = 6;
+    const MAX_SIZE: usize = 16;
+    const REINSERTION_COUNT: usize = 3;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
+
+type RTree<T> = RTreeOf<T, WideNodes>;
 
 /// A class of free people with a tree of their own: those holding one
 /// skill bit (0 to 63). (No class of everyone free: a search without a
@@ -236,7 +250,9 @@ impl PeopleIndex {
         static EMPTY: std::sync::OnceLock<RTree<Entry>> = std::sync::OnceLock::new();
         let tree = match class {
             None => &self.trees[lane(mode)],
-            Some(class) => self.free.get(class).map_or_else(|| EMPTY.get_or_init(RTree::new), |trees| &trees[lane(mode)]),
+            Some(class) => {
+                self.free.get(class).map_or_else(|| EMPTY.get_or_init(RTree::new_with_params), |trees| &trees[lane(mode)])
+            }
         };
         let query = at.unit_vector();
         tree.nearest_neighbor_iter_with_distance_2(&query).map(|(entry, chord2)| (&entry.data, chord2_to_metres(chord2)))
