@@ -130,7 +130,8 @@ impl<'a> CandidateQuery<'a> {
 /// hash look-up and a distance per holder (100,000 holders of a skill
 /// held by a tenth of a million people: about 10 ms a search). What the
 /// holders' way still saves is the walk out to the travel limit when
-/// nobody near holds a rare skill.
+/// nobody near holds a rare skill. (Only where no class walk applies: a
+/// look-up of people who need not be free, or a skill without a bit.)
 const FEW_HOLDERS_AT_MOST: usize = 4096;
 
 /// The search steps one batch matching may take before the slots it has not
@@ -191,7 +192,19 @@ impl Engine {
         };
         let max_travel_s = query.mode.map(|mode| self.policy.for_mode(mode).max_travel_s as f64);
         let mut best: Vec<Candidate> = Vec::with_capacity(query.k + 1);
-        if let Some(holders) = self.few_holders(query.skills) {
+        // The index's copies say who surely fails the skill or "free"
+        // check: those are passed over from the tree's leaves alone, and
+        // only the rest are looked up and checked in full.
+        let required_skills = self.live.skill_bits.required(query.skills);
+        let free_required = query.free_only && query.holds_offer_of.is_none();
+        // Free people only: walk the free holders of the rarest skill asked
+        // for, not everyone.
+        let class = required_skills.filter(|_| free_required).and_then(|required| self.live.index.rarest_class(required));
+        // A class walk reaches only the free holders and stops at the k-th
+        // best, so it never looks at more people than the holders' way.
+        if class.is_none()
+            && let Some(holders) = self.few_holders(query.skills)
+        {
             // Few people hold the rarest skill asked for: looking at each of
             // them is cheaper than walking everyone nearer than the first
             // who qualifies (with 50,000 people and an incident nobody in
@@ -216,14 +229,6 @@ impl Engine {
             }
             return best;
         }
-        // The index's copies say who surely fails the skill or "free"
-        // check: those are passed over from the tree's leaves alone, and
-        // only the rest are looked up and checked in full.
-        let required_skills = self.live.skill_bits.required(query.skills);
-        let free_required = query.free_only && query.holds_offer_of.is_none();
-        // Free people only: walk the free holders of the rarest skill asked
-        // for, not everyone.
-        let class = required_skills.filter(|_| free_required).and_then(|required| self.live.index.rarest_class(required));
         // One walk per travel mode: within a mode, nearer is sooner, so each
         // walk stops once nobody farther could beat the k-th best so far.
         for travel_mode in PeopleIndex::MODES {
