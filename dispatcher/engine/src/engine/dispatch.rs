@@ -350,7 +350,11 @@ impl Engine {
         if query.free_only && !live.free && !query.holds_offer_of.is_some_and(|offered| offered.contains(agent)) {
             return Err(Exclusion::NotFree);
         }
-        if !query.skills.is_subset(&live.skills) {
+        let holds_skills = self.live.skill_bits.holds(query.skills, live.skills, live.skills_beyond_bits).unwrap_or_else(|| {
+            // Skills beyond the bits (more than 64 skills on the roster): ask the roster.
+            self.state.agents.get(agent).is_some_and(|record| record.has_skills(query.skills))
+        });
+        if !holds_skills {
             return Err(Exclusion::LacksSkill);
         }
         // The roster's role and recent assignments, from the live copy.
@@ -762,7 +766,10 @@ impl Engine {
     /// a search per waiting incident (10,000 people and 1,000 open
     /// incidents: ten million searches, and commands waiting behind them).
     pub(super) fn dispatch_waiting_for(&mut self, agent: &AgentId, now: Millis, out: &mut Vec<super::Event>) {
-        let Some(skills) = self.live.agents.get(agent).map(|live| live.skills.clone()) else {
+        if !self.live.agents.contains_key(agent) {
+            return;
+        }
+        let Some(skills) = self.state.agents.get(agent).map(|record| record.profile.skills.clone()) else {
             return;
         };
         for incident in self.incidents_lacking_offers() {

@@ -65,13 +65,13 @@ impl Engine {
                     if let Some(live) = self.live.agents.get_mut(&profile.id)
                         && let Some(at) = live.location
                     {
-                        live.skills = profile.skills.clone();
+                        (live.skills, live.skills_beyond_bits) = self.live.skill_bits.of(&profile.skills);
                         if let Some(copy) = live.roster.as_mut() {
                             copy.role = profile.role;
                         }
                         self.live.index.remove(live.slot, at, live.indexed_as);
                         live.indexed_as = profile.travel_mode;
-                        let indexed = super::Live::indexed(live, &mut self.live.skill_bits);
+                        let indexed = live.indexed();
                         self.live.index.insert(indexed, at, live.indexed_as);
                     }
                     match self.state.agents.get_mut(&profile.id) {

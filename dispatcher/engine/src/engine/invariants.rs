@@ -24,7 +24,7 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         if live.location.is_some()
             && let Some(record) = state.agents.get(id)
             && (live.free != record.is_free()
-                || live.skills != record.profile.skills
+                || engine.live().skill_bits.known(&record.profile.skills) != Some((live.skills, live.skills_beyond_bits))
                 || live.indexed_as != record.profile.travel_mode
                 || live.roster.as_ref() != Some(&super::live::RosterCopy::of(record)))
         {
@@ -34,9 +34,8 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         }
         if let Some(at) = live.location {
             let indexed = engine.live().index.entry(live.slot, at, live.indexed_as);
-            let skills = engine.live().skill_bits.required(&live.skills);
             if engine.live().ids.get(live.slot as usize) != Some(id)
-                || indexed.is_none_or(|indexed| indexed.free != live.free || skills.is_some_and(|bits| bits != indexed.skills))
+                || indexed.is_none_or(|indexed| indexed.free != live.free || indexed.skills != live.skills)
             {
                 return Err(format!("the index's entry of {id} (number, free, skills) does not follow its live copy"));
             }
@@ -47,8 +46,7 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         .agents
         .values()
         .filter(|live| live.location.is_some() && live.free)
-        .filter_map(|live| engine.live().skill_bits.required(&live.skills))
-        .map(|bits| bits.count_ones() as usize)
+        .map(|live| live.skills.count_ones() as usize)
         .sum();
     let in_classes: usize = (0..64).map(|class| engine.live().index.class_len(class)).sum();
     if in_classes != free_skills {

@@ -486,11 +486,11 @@ impl Engine {
             self.live.index.remove(live.slot, at, live.indexed_as);
             if let Some(record) = record {
                 live.indexed_as = record.profile.travel_mode;
-                live.skills = record.profile.skills.clone();
+                (live.skills, live.skills_beyond_bits) = self.live.skill_bits.of(&record.profile.skills);
                 live.free = record.is_free();
             }
             live.roster = record.map(live::RosterCopy::of);
-            let indexed = Live::indexed(live, &mut self.live.skill_bits);
+            let indexed = live.indexed();
             self.live.index.insert(indexed, at, live.indexed_as);
         }
     }
@@ -602,12 +602,12 @@ impl Engine {
         // (and on a roster change, in evolve), not looked up on every report.
         if first_location && let Some(record) = self.state.agents.get(agent) {
             live.indexed_as = record.profile.travel_mode;
-            live.skills = record.profile.skills.clone();
+            (live.skills, live.skills_beyond_bits) = self.live.skill_bits.of(&record.profile.skills);
             live.free = record.is_free();
             live.roster = Some(live::RosterCopy::of(record));
         }
         if !unmoved {
-            let indexed = Live::indexed(live, &mut self.live.skill_bits);
+            let indexed = live.indexed();
             self.live.index.insert(indexed, at, live.indexed_as);
         }
         if newly_located && self.state.agents.get(agent).is_some_and(AgentRecord::is_free) {
