@@ -393,6 +393,15 @@ impl AreaMap {
     /// a shared border goes to the area with the smallest id, so placing is
     /// deterministic.
     pub fn place(&self, at: Position) -> Placement {
+        let mut placement = Placement::default();
+        self.place_into(at, &mut placement);
+        placement
+    }
+
+    /// [`AreaMap::place`] into `placement`, which is left as it is (no
+    /// copy of its area ids) when the point is still in the same areas: a
+    /// location update of someone moving inside their grid allocates nothing.
+    pub fn place_into(&self, at: Position, placement: &mut Placement) {
         // The boxes holding the point, deepest level first and, within a
         // level, smallest id first: the first area that holds the point is
         // the answer, and the outlines of its ancestors (a city's thousands
@@ -408,8 +417,9 @@ impl AreaMap {
         let deepest =
             candidates.into_iter().filter_map(|(_, number)| self.facts.get(number as usize)).find(|facts| facts.shape.covers(at));
         match deepest {
-            Some(facts) => facts.placement.clone(),
-            None => Placement::default(),
+            Some(facts) if *placement != facts.placement => placement.clone_from(&facts.placement),
+            Some(_) => {}
+            None => *placement = Placement::default(),
         }
     }
 

@@ -123,6 +123,17 @@ impl<'a> CandidateQuery<'a> {
     }
 }
 
+/// Above this many holders of the rarest skill asked for, the search walks
+/// the index outward instead of looking at each holder: with the index's
+/// copies of skills the walk passes the unskilled at a few nanoseconds
+/// each and stops at the k-th best, while looking at each holder costs a
+/// hash look-up and a distance per holder (100,000 holders of a skill
+/// held by a tenth of a million people: about 10 ms a search). What the
+/// holders' way still saves is the walk out to the travel limit when
+/// nobody near holds a rare skill. (Only where no class walk applies: a
+/// look-up of people who need not be free, or a skill without a bit.)
+const FEW_HOLDERS_AT_MOST: usize = 4096;
+
 /// The search steps one batch matching may take before the slots it has not
 /// reached go greedy: a bound on compute that does not depend on the clock,
 /// so that the same input always gives the same offers. About 30 ms of one
@@ -181,7 +192,19 @@ impl Engine {
         };
         let max_travel_s = query.mode.map(|mode| self.policy.for_mode(mode).max_travel_s as f64);
         let mut best: Vec<Candidate> = Vec::with_capacity(query.k + 1);
-        if let Some(holders) = self.few_holders(query.skills) {
+        // The index's copies say who surely fails the skill or "free"
+        // check: those are passed over from the tree's leaves alone, and
+        // only the rest are looked up and checked in full.
+        let required_skills = self.live.skill_bits.required(query.skills);
+        let free_required = query.free_only && query.holds_offer_of.is_none();
+        // Free people only: walk the free holders of the rarest skill asked
+        // for, not everyone.
+        let class = required_skills.filter(|_| free_required).and_then(|required| self.live.index.rarest_class(required));
+        // A class walk reaches only the free holders and stops at the k-th
+        // best, so it never looks at more people than the holders' way.
+        if class.is_none()
+            && let Some(holders) = self.few_holders(query.skills)
+        {
             // Few people hold the rarest skill asked for: looking at each of
             // them is cheaper than walking everyone nearer than the first
             // who qualifies (with 50,000 people and an incident nobody in
@@ -210,7 +233,7 @@ impl Engine {
         // walk stops once nobody farther could beat the k-th best so far.
         for travel_mode in PeopleIndex::MODES {
             let speed = travel_mode.speed_mps(speeds);
-            for (agent, distance_m) in self.live.index.nearest(query.at, travel_mode) {
+            for (indexed, distance_m) in self.live.index.nearest_in(query.at, travel_mode, class) {
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) {
                     break;
                 }
@@ -221,6 +244,15 @@ impl Engine {
                 }
                 if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
                     break;
+                }
+                let agent = &self.live.ids[indexed.slot as usize];
+                let lacks_skill = required_skills.is_some_and(|required| required & !indexed.skills != 0);
+                if lacks_skill || (free_required && !indexed.free) {
+                    debug_assert!(
+                        self.qualify(query, agent, distance_m, speed, stale_before, max_travel_s).is_err(),
+                        "the index's copies pass over only people the checks refuse"
+                    );
+                    continue;
                 }
                 let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) else {
                     continue;
@@ -318,35 +350,45 @@ impl Engine {
         if query.free_only && !live.free && !query.holds_offer_of.is_some_and(|offered| offered.contains(agent)) {
             return Err(Exclusion::NotFree);
         }
-        if !query.skills.is_subset(&live.skills) {
+        let holds_skills = self.live.skill_bits.holds(query.skills, live.skills, live.skills_beyond_bits).unwrap_or_else(|| {
+            // Skills beyond the bits (more than 64 skills on the roster): ask the roster.
+            self.state.agents.get(agent).is_some_and(|record| record.has_skills(query.skills))
+        });
+        if !holds_skills {
             return Err(Exclusion::LacksSkill);
         }
-        let Some(record) = self.state.agents.get(agent) else {
+        // The roster's role and recent assignments, from the live copy.
+        let Some(roster) = live.roster.as_ref() else {
             return Err(Exclusion::NotConnected);
         };
-        debug_assert!(record.has_skills(query.skills), "the live copy of skills follows the roster");
-        debug_assert_eq!(live.free, record.is_free(), "the live copy of free follows the roster");
-        debug_assert_eq!(record.profile.travel_mode, live.indexed_as, "people are indexed under their travel mode");
+        debug_assert!(
+            self.state.agents.get(agent).is_some_and(|record| record.has_skills(query.skills)
+                && live.free == record.is_free()
+                && record.profile.travel_mode == live.indexed_as
+                && roster == &super::live::RosterCopy::of(record)),
+            "the live copies follow the roster"
+        );
         if let Some(mode) = query.mode
-            && !self.policy.eligible(mode, record.profile.role)
+            && !self.policy.eligible(mode, roster.role)
         {
             return Err(Exclusion::NotEligible);
         }
-        if roles_allowed.is_some_and(|roles| !roles.contains(&record.profile.role)) {
+        if roles_allowed.is_some_and(|roles| !roles.contains(&roster.role)) {
             return Err(Exclusion::OutsideArea);
         }
         Ok(Candidate {
             agent: agent.clone(),
             distance_m,
             eta_s,
-            recent_assignments: self.recent_assignments(record, query.now),
+            recent_assignments: self.assignments_since_window(&roster.recent_assignments, query.now),
             via: via.cloned(),
         })
     }
 
     /// The holders of the rarest of `skills` when they are few against the
-    /// people located (an eighth or fewer), else `None`: no skill asked
-    /// for, or a common one.
+    /// people located (an eighth or fewer) and few in number (at most
+    /// [`FEW_HOLDERS_AT_MOST`]), else `None`: no skill asked for, or a
+    /// common one.
     pub(super) fn few_holders(&self, skills: &BTreeSet<String>) -> Option<&BTreeSet<AgentId>> {
         static EMPTY: BTreeSet<AgentId> = BTreeSet::new();
         if skills.is_empty() {
@@ -355,7 +397,7 @@ impl Engine {
         // A skill nobody holds: nobody qualifies.
         let rarest =
             skills.iter().map(|skill| self.skills.holders(skill).unwrap_or(&EMPTY)).min_by_key(|holders| holders.len())?;
-        (rarest.len() <= self.live.index.len() / 8).then_some(rarest)
+        (rarest.len() <= self.live.index.len() / 8 && rarest.len() <= FEW_HOLDERS_AT_MOST).then_some(rarest)
     }
 
     pub(super) fn reach(&self, incident: &Incident) -> Reach {
@@ -724,7 +766,10 @@ impl Engine {
     /// a search per waiting incident (10,000 people and 1,000 open
     /// incidents: ten million searches, and commands waiting behind them).
     pub(super) fn dispatch_waiting_for(&mut self, agent: &AgentId, now: Millis, out: &mut Vec<super::Event>) {
-        let Some(skills) = self.live.agents.get(agent).map(|live| live.skills.clone()) else {
+        if !self.live.agents.contains_key(agent) {
+            return;
+        }
+        let Some(skills) = self.state.agents.get(agent).map(|record| record.profile.skills.clone()) else {
             return;
         };
         for incident in self.incidents_lacking_offers() {

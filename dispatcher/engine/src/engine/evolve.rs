@@ -33,7 +33,17 @@ impl Engine {
         };
         for agent in touched {
             if let (Some(live), Some(record)) = (self.live.agents.get_mut(agent), self.state.agents.get(agent)) {
-                live.free = record.is_free();
+                let free = record.is_free();
+                if let Some(at) = live.location
+                    && live.free != free
+                {
+                    self.live.index.update(live.slot, at, live.indexed_as, |indexed| indexed.free = free);
+                }
+                live.free = free;
+                // Assigned adds to the recent assignments.
+                if let Some(copy) = live.roster.as_mut().filter(|copy| copy.recent_assignments != record.recent_assignments) {
+                    copy.recent_assignments.clone_from(&record.recent_assignments);
+                }
             }
         }
     }
@@ -55,12 +65,14 @@ impl Engine {
                     if let Some(live) = self.live.agents.get_mut(&profile.id)
                         && let Some(at) = live.location
                     {
-                        live.skills = profile.skills.clone();
-                        if live.indexed_as != profile.travel_mode {
-                            self.live.index.remove(&profile.id, at, live.indexed_as);
-                            live.indexed_as = profile.travel_mode;
-                            self.live.index.insert(profile.id.clone(), at, live.indexed_as);
+                        (live.skills, live.skills_beyond_bits) = self.live.skill_bits.of(&profile.skills);
+                        if let Some(copy) = live.roster.as_mut() {
+                            copy.role = profile.role;
                         }
+                        self.live.index.remove(live.slot, at, live.indexed_as);
+                        live.indexed_as = profile.travel_mode;
+                        let indexed = live.indexed();
+                        self.live.index.insert(indexed, at, live.indexed_as);
                     }
                     match self.state.agents.get_mut(&profile.id) {
                         Some(record) => {

@@ -399,7 +399,8 @@ impl Engine {
         let mut farthest_m: f64 = 0.0;
         for travel_mode in PeopleIndex::MODES {
             let speed = travel_mode.speed_mps(&self.policy.speeds);
-            for (agent, distance_m) in self.live.index.nearest(query.at, travel_mode) {
+            for (indexed, distance_m) in self.live.index.nearest(query.at, travel_mode) {
+                let agent = &self.live.ids[indexed.slot as usize];
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) || distance_m / speed > max_travel_s as f64 {
                     break;
                 }

@@ -24,11 +24,35 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         if live.location.is_some()
             && let Some(record) = state.agents.get(id)
             && (live.free != record.is_free()
-                || live.skills != record.profile.skills
-                || live.indexed_as != record.profile.travel_mode)
+                || engine.live().skill_bits.known(&record.profile.skills) != Some((live.skills, live.skills_beyond_bits))
+                || live.indexed_as != record.profile.travel_mode
+                || live.roster.as_ref() != Some(&super::live::RosterCopy::of(record)))
         {
-            return Err(format!("the live copy of {id} (free, skills, travel mode) does not follow the roster"));
+            return Err(format!(
+                "the live copy of {id} (free, skills, travel mode, role, recent assignments) does not follow the roster"
+            ));
         }
+        if let Some(at) = live.location {
+            let indexed = engine.live().index.entry(live.slot, at, live.indexed_as);
+            if engine.live().ids.get(live.slot as usize) != Some(id)
+                || indexed.is_none_or(|indexed| indexed.free != live.free || indexed.skills != live.skills)
+            {
+                return Err(format!("the index's entry of {id} (number, free, skills) does not follow its live copy"));
+            }
+        }
+    }
+    let free_skills: usize = engine
+        .live()
+        .agents
+        .values()
+        .filter(|live| live.location.is_some() && live.free)
+        .map(|live| live.skills.count_ones() as usize)
+        .sum();
+    let in_classes: usize = (0..64).map(|class| engine.live().index.class_len(class)).sum();
+    if in_classes != free_skills {
+        return Err(format!(
+            "the index's classes hold {in_classes} skills of free people, the located free people have {free_skills}"
+        ));
     }
     for (id, record) in &state.agents {
         let holding: Vec<_> = state

@@ -472,6 +472,27 @@ impl Engine {
         self.skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
         self.homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         self.state = state;
+        self.recopy_roster();
+    }
+
+    /// Copies the roster into every located person's live record and index
+    /// entry again: after the state was put back, the copies follow it.
+    fn recopy_roster(&mut self) {
+        for live in self.live.agents.values_mut() {
+            let Some(at) = live.location else {
+                continue;
+            };
+            let record = self.live.ids.get(live.slot as usize).and_then(|agent| self.state.agents.get(agent));
+            self.live.index.remove(live.slot, at, live.indexed_as);
+            if let Some(record) = record {
+                live.indexed_as = record.profile.travel_mode;
+                (live.skills, live.skills_beyond_bits) = self.live.skill_bits.of(&record.profile.skills);
+                live.free = record.is_free();
+            }
+            live.roster = record.map(live::RosterCopy::of);
+            let indexed = live.indexed();
+            self.live.index.insert(indexed, at, live.indexed_as);
+        }
     }
 
     pub fn into_state(self) -> State {
@@ -540,7 +561,7 @@ impl Engine {
         if !self.state.agents.contains_key(agent) {
             return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; ask an operator to add them")));
         }
-        let live = self.live.agents.entry(agent.clone()).or_default();
+        let live = self.live.record_for(agent);
         if live.connected {
             return Err(Rejection::AlreadyExists(format!(
                 "agent {agent} already has a live session; close it first, or if your connection just dropped, retry in a few seconds"
@@ -556,7 +577,7 @@ impl Engine {
         };
         live.connected = false;
         if let Some(at) = live.location.take() {
-            self.live.index.remove(agent, at, live.indexed_as);
+            self.live.index.remove(live.slot, at, live.indexed_as);
         }
         self.withdraw_open_offer(agent, crate::event::WithdrawReason::Disconnected, now, out);
         Ok(())
@@ -569,19 +590,26 @@ impl Engine {
         };
         let newly_located = live.location.is_none() || now.seconds_since(live.located_at) > self.policy.location_stale_s as f64;
         let first_location = live.location.is_none();
-        if let Some(previous) = live.location.replace(at) {
-            self.live.index.remove(agent, previous, live.indexed_as);
+        let previous = live.location.replace(at);
+        // A phone standing still reports the same point: the index stays.
+        let unmoved = previous == Some(at) && !first_location;
+        if let Some(previous) = previous.filter(|_| !unmoved) {
+            self.live.index.remove(live.slot, previous, live.indexed_as);
         }
         live.located_at = now;
-        live.placement = self.state.areas.place(at);
+        self.state.areas.place_into(at, &mut live.placement);
         // What the search needs from the roster is copied once per session
         // (and on a roster change, in evolve), not looked up on every report.
         if first_location && let Some(record) = self.state.agents.get(agent) {
             live.indexed_as = record.profile.travel_mode;
-            live.skills = record.profile.skills.clone();
+            (live.skills, live.skills_beyond_bits) = self.live.skill_bits.of(&record.profile.skills);
             live.free = record.is_free();
+            live.roster = Some(live::RosterCopy::of(record));
         }
-        self.live.index.insert(agent.clone(), at, live.indexed_as);
+        if !unmoved {
+            let indexed = live.indexed();
+            self.live.index.insert(indexed, at, live.indexed_as);
+        }
         if newly_located && self.state.agents.get(agent).is_some_and(AgentRecord::is_free) {
             self.dispatch_waiting_for(agent, now, out);
         }
@@ -602,8 +630,13 @@ impl Engine {
 
     /// Recent assignments of a person within the workload window.
     pub fn recent_assignments(&self, agent: &AgentRecord, now: Millis) -> u32 {
+        self.assignments_since_window(&agent.recent_assignments, now)
+    }
+
+    /// How many of `assigned_at` fall within the workload window before `now`.
+    fn assignments_since_window(&self, assigned_at: &[Millis], now: Millis) -> u32 {
         let window_start = Millis(now.0 - (self.policy.workload_window_s as i64) * 1000);
-        agent.recent_assignments.iter().filter(|at| **at > window_start).count() as u32
+        assigned_at.iter().filter(|at| **at > window_start).count() as u32
     }
 
     /// The mode in force for a person: where they are, else at home.
