@@ -8,6 +8,7 @@ use std::time::Duration;
 use pingji_client::field::{AgentCredentials, FieldClient};
 use pingji_dispatcher::server::Store;
 use pingji_proto::v1::agent_message::Body as Outgoing;
+use pingji_tests::cli::run_pingji;
 use pingji_tests::mobilisation::{check_in, expect_call_up, expect_offer, person_with_role, report_from_field};
 use pingji_tests::{AgentSession, EventWatch, TestClock, TestServer, add_operator, area_box, offset_m, pb, person, typed};
 use tonic::Code;
@@ -264,8 +265,48 @@ async fn the_scripted_figures_are_the_hand_counted_ones_and_the_filters_cut() ->
         ]
     );
 
+    // The console: a table, CSV, and the charts with both tables in files.
+    let url = format!("http://{}", script.server.address());
+    let (from, to) = (at(30).to_string(), at(1000).to_string());
+    let table = run_pingji(&url, &["report", "activity", "--from", &from, "--to", &to]).await?.success()?;
+    assert!(table.stdout.contains("Who served in everywhere, 2026-03-01 08:00:30Z to 2026-03-01 08:16:40Z"), "{}", table.stdout);
+    assert!(table.stdout.contains("a: 家里有事 ×1"), "{}", table.stdout);
+    assert!(table.stdout.contains("d1-s1-c1-g1") && table.stdout.contains("100%"), "{}", table.stdout);
+    let csv = run_pingji(&url, &["report", "activity", "--from", &from, "--to", &to, "--area", "d1-s1-c1", "--csv"])
+        .await?
+        .success()?;
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert!(lines[0].starts_with("agent_id,name,home_area_id,offers,accepted,declined,timed_out"), "{}", csv.stdout);
+    assert!(
+        lines[1].starts_with("a,test person a,d1-s1-c1-g1,2,0,1,1,0,家里有事 ×1,,,0.0000,0.2417,1,0,0,1,0,0,0,"),
+        "{}",
+        csv.stdout
+    );
+    assert!(lines[2].starts_with("b,test person b,d1-s1-c1-g1,2,2,0,0,0,,30,120,0.2319,0.2694,"), "{}", csv.stdout);
+    assert_eq!(lines[3], "");
+    assert_eq!(
+        lines[5],
+        "d1-s1-c1,d1-s1-c1 name,community,2,2,1.0000,0,0.0000,0.0000".replace("d1-s1-c1 name", areas_name(&report, "d1-s1-c1"))
+    );
+    let charts = tempfile::tempdir()?;
+    let dir = charts.path().join("activity");
+    run_pingji(&url, &["report", "activity", "--from", &from, "--to", &to, "--svg", dir.to_str().expect("utf-8")])
+        .await?
+        .success()?;
+    for name in ["offers.svg", "accept.svg", "staffed.svg"] {
+        let svg = std::fs::read_to_string(dir.join(name))?;
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{name}");
+    }
+    let offers = std::fs::read_to_string(dir.join("offers.svg"))?;
+    assert!(offers.contains("<title>b: accepted 2</title>") && offers.contains("<title>a: timed out 1</title>"), "{offers}");
+    assert_eq!(std::fs::read_to_string(dir.join("people.csv"))?.lines().count(), 5, "a header and four people");
+
     drop(sessions);
     script.server.shutdown().await
+}
+
+fn areas_name<'a>(report: &'a pb::ActivityReportResponse, id: &str) -> &'a str {
+    report.areas.iter().find(|area| area.area_id == id).map_or("", |area| area.name.as_str())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
