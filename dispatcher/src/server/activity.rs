@@ -161,6 +161,8 @@ pub async fn own_record(
     to_ms: i64,
 ) -> Result<pb::MyActivityResponse, Status> {
     let to_ms = if to_ms == 0 { dispatcher.query(|_, now| now.0 + 1).await? } else { to_ms };
+    // The phone asks for the last week on the dispatcher's clock, not its own.
+    let from_ms = if from_ms == 0 { to_ms - 7 * 86_400_000 } else { from_ms };
     check_period(from_ms, to_ms)?;
     let query = ActivityQuery { from: Millis(from_ms), to: Millis(to_ms), area: None, staffed_within_s: 0 };
     let (report, _) = compute(dispatcher, query).await?;
