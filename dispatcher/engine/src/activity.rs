@@ -197,6 +197,8 @@ struct OpenIncident {
     placement: Placement,
     in_scope: bool,
     dispatch_started: Option<Millis>,
+    /// People whose assignment to it has not ended.
+    serving: Vec<AgentId>,
 }
 
 struct OpenOffer {
@@ -293,12 +295,21 @@ impl ActivityFold {
     }
 
     fn row(&mut self, agent: &AgentId) -> &mut PersonActivity {
-        self.rows.entry(agent.clone()).or_insert_with(|| PersonActivity::new(agent.clone()))
+        // Looked up before inserting: most events are about someone seen
+        // already, and the id is cloned only for a new row.
+        if !self.rows.contains_key(agent) {
+            self.rows.insert(agent.clone(), PersonActivity::new(agent.clone()));
+        }
+        self.rows.get_mut(agent).expect("the row was inserted above")
     }
 
     fn area_row(&mut self, level: AreaLevel, area: &AreaId) -> &mut AreaActivity {
+        let key = (level, area.clone());
+        if self.area_rows.contains_key(&key) {
+            return self.area_rows.get_mut(&key).expect("the row is there");
+        }
         let name = self.areas.get(area).map(|known| known.name.clone()).unwrap_or_default();
-        self.area_rows.entry((level, area.clone())).or_insert_with(|| AreaActivity {
+        self.area_rows.entry(key).or_insert_with(|| AreaActivity {
             area: area.clone(),
             name,
             level,
@@ -436,14 +447,18 @@ impl ActivityFold {
             }
             EventKind::IncidentReported { incident, placement, .. } => {
                 let in_scope = self.placement_in_scope(placement);
-                self.incidents
-                    .insert(incident.clone(), OpenIncident { placement: placement.clone(), in_scope, dispatch_started: None });
+                self.incidents.insert(
+                    incident.clone(),
+                    OpenIncident { placement: placement.clone(), in_scope, dispatch_started: None, serving: Vec::new() },
+                );
                 self.start_dispatch(incident, at);
             }
             EventKind::FieldReported { incident, agent, placement, .. } => {
                 let in_scope = self.placement_in_scope(placement);
-                self.incidents
-                    .insert(incident.clone(), OpenIncident { placement: placement.clone(), in_scope, dispatch_started: None });
+                self.incidents.insert(
+                    incident.clone(),
+                    OpenIncident { placement: placement.clone(), in_scope, dispatch_started: None, serving: Vec::new() },
+                );
                 if in_scope && in_period {
                     self.row(agent).reports += 1;
                 }
@@ -474,6 +489,9 @@ impl ActivityFold {
             EventKind::Assigned { offer, incident, agent } => {
                 let sent_at = self.offers.remove(offer).map(|open| open.sent_at);
                 self.assignments.insert((incident.clone(), agent.clone()), at);
+                if let Some(open) = self.incidents.get_mut(incident) {
+                    open.serving.push(agent.clone());
+                }
                 // Accepting puts a person on duty (busy) if they were not.
                 if let Some(person) = self.people.get_mut(agent)
                     && person.on_duty_since.is_none()
@@ -524,8 +542,7 @@ impl ActivityFold {
                     self.end_assignment(incident, agent, at);
                 }
                 // Anyone still holding it (none should) stops serving it too.
-                let holding: Vec<AgentId> =
-                    self.assignments.keys().filter(|(held, _)| held == incident).map(|(_, agent)| agent.clone()).collect();
+                let holding = self.incidents.get_mut(incident).map(|open| std::mem::take(&mut open.serving)).unwrap_or_default();
                 for agent in holding {
                     self.end_assignment(incident, &agent, at);
                 }

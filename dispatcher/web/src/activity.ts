@@ -83,17 +83,17 @@ function bars(title: string, items: { label: string; parts: { value: number; kin
   figure.append(element("figcaption", title));
   const largest = Math.max(1, ...items.map((item) => item.parts.reduce((sum, part) => sum + part.value, 0)));
   for (const item of items.slice(0, 30)) {
-    const row = element("div", "", "bar-row");
-    row.append(element("span", item.label, "bar-label"));
-    const track = element("span", "", "bar-track");
+    const row = element("div", "", "act-row");
+    row.append(element("span", item.label, "act-label"));
+    const track = element("span", "", "act-track");
     for (const part of item.parts.filter((part) => part.value > 0)) {
-      const piece = element("span", "", `bar ${part.kind}`);
+      const piece = element("span", "", `act-bar ${part.kind}`);
       piece.style.width = `${(100 * part.value) / largest}%`;
       piece.title = `${part.name} ${part.value}`;
       track.append(piece);
     }
     row.append(track);
-    row.append(element("span", item.parts.map((part) => `${part.value}`).join(" / "), "bar-value"));
+    row.append(element("span", item.parts.map((part) => `${part.value}`).join(" / "), "act-value"));
     figure.append(row);
   }
   return figure;

@@ -78,18 +78,18 @@ fn close(a: f64, b: f64) -> bool {
 /// first aid in grid d1-s1-c1-g1, on duty; c: a sunk cadre at home in
 /// d1-s1-c2-g1, off duty; d: a sunk cadre at home in d1-s1-c1-g2, off duty
 /// and never connected.
-async fn scripted() -> anyhow::Result<(Script, Vec<AgentSession>)> {
+async fn scripted(with_web: bool) -> anyhow::Result<(Script, Vec<AgentSession>)> {
     let dir = tempfile::tempdir()?;
     let journal = dir.path().join("pingji.db");
     let clock = TestClock::at(T0);
     let dispatcher_clock = clock.for_dispatcher();
-    let server = TestServer::start(move |config| {
+    let tweak = move |config: &mut pingji_dispatcher::server::Config| {
         config.store = Store::Sqlite(journal);
         config.clock = dispatcher_clock;
         // Offers lapse only when the script moves the clock past this.
         config.policy.normal.offer_timeout_s = 300;
-    })
-    .await?;
+    };
+    let server = if with_web { TestServer::start_with_web(tweak).await? } else { TestServer::start(tweak).await? };
     let mut command = server.command().await?;
     let grid = "d1-s1-c1-g1";
     let centre = area_box(&mut command, grid).await?.centre();
@@ -188,7 +188,7 @@ async fn scripted() -> anyhow::Result<(Script, Vec<AgentSession>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scripted_figures_are_the_hand_counted_ones_and_the_filters_cut() -> anyhow::Result<()> {
-    let (mut script, sessions) = scripted().await?;
+    let (mut script, sessions) = scripted(false).await?;
     let commander_token = add_operator(&mut script.command, "zhang.wei", pb::OperatorRole::Commander).await?;
     let mut commander = script.server.command_with(Some(&commander_token)).await?;
 
@@ -311,7 +311,7 @@ fn areas_name<'a>(report: &'a pb::ActivityReportResponse, id: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_below_commander_get_the_areas_only_and_a_person_their_own_record() -> anyhow::Result<()> {
-    let (mut script, sessions) = scripted().await?;
+    let (mut script, sessions) = scripted(false).await?;
     for (name, role) in [("li.viewer", pb::OperatorRole::Viewer), ("wang.dispatch", pb::OperatorRole::Dispatcher)] {
         let token = add_operator(&mut script.command, name, role).await?;
         let mut operator = script.server.command_with(Some(&token)).await?;
@@ -350,6 +350,82 @@ async fn roles_below_commander_get_the_areas_only_and_a_person_their_own_record(
     script.wait("the marker", "agents_upserted", "").await?;
     let after: Vec<String> = script.events.seen()[seen..].iter().map(|event| event.kind.clone()).collect();
     assert_eq!(after, ["agent_tokens_issued", "agents_upserted"]);
+    drop(sessions);
+    script.server.shutdown().await
+}
+
+/// The command map's 考核 panel (a commander: people and areas, bars) and
+/// the phone's 我的记录, in a real headless Chromium at a desk and on a
+/// phone, with axe-core's checks; skipped without Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_shows_who_served_and_the_phone_shows_a_persons_own_record() -> anyhow::Result<()> {
+    use pingji_tests::browser::{self, DESK, PHONE, TestBrowser, accessibility_problems, eval, resize, screenshot, wait_for};
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let (mut script, sessions) = scripted(true).await?;
+    let token = add_operator(&mut script.command, "zhang.wei", pb::OperatorRole::Commander).await?;
+    let origin = format!("http://{}", script.server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?);
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&format!("{origin}/")).await?;
+    resize(&page, DESK).await?;
+    wait_for(&page, "the login form", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(&token).await?.press_key("Enter").await?;
+    wait_for(&page, "the command view", "!document.getElementById('command-view').hidden").await?;
+    // The script's day (its clock is 2026-03-01), the whole city.
+    page.evaluate(
+        "document.getElementById('activity-from').value = '2026-03-01'; \
+         document.getElementById('activity-to').value = '2026-03-01';",
+    )
+    .await?;
+    page.find_element("#activity-show").await?.click().await?;
+    wait_for(&page, "the tables show", "document.querySelectorAll('#activity-result table').length === 2").await?;
+    let people: Vec<String> = eval(
+        &page,
+        "[...document.querySelectorAll('#activity-result table:first-of-type tbody th')].map((cell) => cell.textContent)",
+    )
+    .await?;
+    assert_eq!(people, ["a test person a", "b test person b", "c test person c", "d test person d"]);
+    let b_row: Vec<String> = eval(
+        &page,
+        "[...document.querySelectorAll('#activity-result table:first-of-type tbody tr')[1].cells].map((cell) => cell.textContent)",
+    )
+    .await?;
+    assert_eq!(&b_row[1..7], ["2", "2", "0", "0", "30", "120"], "{b_row:?}");
+    let text: String = eval(&page, "document.getElementById('activity-result').textContent").await?;
+    assert!(text.contains("家里有事 ×1") && text.contains("d1-s1-c1-g1") && text.contains("100%"), "{text}");
+    let problems = accessibility_problems(&page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core on the map's activity panel: {}", problems.join("\n"));
+    // The side column scrolls on a desk: bring the panel to its top.
+    let to_panel = "(() => { const side = document.querySelector('.side'); const panel = document.getElementById('activity-panel'); \
+                    side.scrollTop = panel.offsetTop - side.offsetTop; })()";
+    page.evaluate(to_panel).await?;
+    screenshot(&page, &browser::screenshot_folder().join("desk-activity-zh.png")).await?;
+    resize(&page, PHONE).await?;
+    if let Err(error) = wait_for(&page, "the phone layout", "window.innerWidth === 390").await {
+        let width: f64 = eval(&page, "window.innerWidth").await?;
+        anyhow::bail!("{error:#}: the page is {width} px wide");
+    }
+    page.evaluate("document.getElementById('activity-panel').scrollIntoView()").await?;
+    screenshot(&page, &browser::screenshot_folder().join("phone-activity-zh.png")).await?;
+
+    // b's phone: 我的记录 shows b's own figures for the last 7 days.
+    let b_token = pingji_tests::agent_token(&mut script.command, "b").await?;
+    browser.allow_geolocation(&origin).await?;
+    let centre = area_box(&mut script.command, "d1-s1-c1-g1").await?.centre();
+    let phone = browser.open_phone(&format!("{origin}/field/#t={b_token}&a=b"), centre.0, centre.1).await?;
+    wait_for(&phone, "the session opens", "document.getElementById('connection').dataset.state === 'online'").await?;
+    phone.find_element("#record-show").await?.click().await?;
+    wait_for(&phone, "the record shows", "document.querySelectorAll('#record-figures div').length === 10").await?;
+    let figures: Vec<String> =
+        eval(&phone, "[...document.querySelectorAll('#record-figures dd')].map((cell) => cell.textContent)").await?;
+    assert_eq!(&figures[..5], ["2", "2", "0", "0", "30 秒"], "{figures:?}");
+    let problems = accessibility_problems(&phone).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core on the phone's record: {}", problems.join("\n"));
+    phone.evaluate("document.getElementById('record-card').scrollIntoView(); window.scrollBy(0, -80)").await?;
+    screenshot(&phone, &browser::screenshot_folder().join("phone-record-zh.png")).await?;
+
+    browser.close().await?;
     drop(sessions);
     script.server.shutdown().await
 }
