@@ -288,6 +288,10 @@ async fn the_scripted_figures_are_the_hand_counted_ones_and_the_filters_cut() ->
         lines[5],
         "d1-s1-c1,d1-s1-c1 name,community,2,2,1.0000,0,0.0000,0.0000".replace("d1-s1-c1 name", areas_name(&report, "d1-s1-c1"))
     );
+    let json = run_pingji(&url, &["--json", "report", "activity", "--from", &from, "--to", &to]).await?.success()?;
+    let json: serde_json::Value = serde_json::from_str(&json.stdout)?;
+    assert_eq!(json["people"].as_array().map(Vec::len), Some(4), "{json}");
+    assert_eq!(json["people"][1]["accepted"], 2, "{json}");
     let charts = tempfile::tempdir()?;
     let dir = charts.path().join("activity");
     run_pingji(&url, &["report", "activity", "--from", &from, "--to", &to, "--svg", dir.to_str().expect("utf-8")])
