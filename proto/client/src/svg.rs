@@ -273,7 +273,7 @@ pub fn stacked_bars(title: &str, subtitle: &[String], categories: &[String], ser
         .iter()
         .map(|one| LegendEntry { swatch: Swatch::Area { colour: one.colour, opacity: 0.85 }, label: one.label.clone() })
         .collect();
-    let legend_title = "";
+    let legend_title = y_label;
     let (legend_width, _) = legend_size(legend_title, &entries, 12.0);
     // Rotated labels need more room under the plot.
     let rotated = shown > 8;
