@@ -732,6 +732,32 @@ pub enum ReportCommand {
     /// Decide on a field report: accept it (it is dispatched), merge it into
     /// an open incident, or reject it with a reason
     Triage(TriageArgs),
+    /// Who served (网格员考核): per person and per community and grid, from
+    /// the journal; per-person figures for commanders and admins only
+    Activity(ActivityReportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ActivityReportArgs {
+    /// The period's start, UTC: 2026-03-01, 2026-03-01T08:00 or ms since 1970
+    #[arg(long, value_name = "TIME", value_parser = crate::commands::activity::parse_utc_time)]
+    pub from: i64,
+    /// The period's end (not included), UTC (default: now)
+    #[arg(long, value_name = "TIME", value_parser = crate::commands::activity::parse_utc_time)]
+    pub to: Option<i64>,
+    /// An area (with its sub-areas), e.g. d1-s1-c1 (default: everywhere)
+    #[arg(long, value_name = "AREA")]
+    pub area: Option<String>,
+    /// The target for "staffed in time", in seconds (default: 600)
+    #[arg(long, value_name = "SECONDS")]
+    pub within: Option<u32>,
+    /// Print CSV: the people's table, a blank line, the areas' table
+    #[arg(long)]
+    pub csv: bool,
+    /// Also write the charts (offers.svg, accept.svg, staffed.svg) and
+    /// people.csv, areas.csv into this directory
+    #[arg(long, value_name = "DIR")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -223,6 +223,17 @@ async fn execute(
             commands::photo::get(client, &photo_ref, &output, as_json).await
         }
         Command::Report(ReportCommand::Triage(args)) => commands::report::triage(client, &args.id, args.action, as_json).await,
+        Command::Report(ReportCommand::Activity(args)) => {
+            let activity = commands::activity::ActivityArgs {
+                from_ms: args.from,
+                to_ms: args.to.unwrap_or_else(pingji_client::labels::now_ms),
+                area: args.area.as_deref(),
+                within_s: args.within.unwrap_or(0),
+                csv: args.csv,
+                svg_dir: args.svg.as_deref(),
+            };
+            commands::activity::show(client, activity, as_json).await
+        }
         Command::Coverage(args) => commands::coverage::show(client, args.area.as_deref(), as_json).await,
         Command::Events(args) if args.follow => commands::events::follow(client, args.from.unwrap_or(0), as_json).await,
         Command::Events(args) => commands::events::history(client, args.from.unwrap_or(1), as_json).await,

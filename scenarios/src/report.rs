@@ -227,6 +227,9 @@ pub struct Report {
     /// Grids that fell below their minimum of available people (events).
     pub grid_staffing_low: usize,
     pub incidents: Vec<IncidentFigures>,
+    /// Who served (网格员考核), from the same fold as the dispatcher's
+    /// `ActivityReport` (`pingji_engine::activity`).
+    pub who_served: WhoServed,
     /// A drill run live: the dispatcher as found and as left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveRun>,
@@ -245,6 +248,84 @@ pub struct LiveRun {
     pub left: Vec<String>,
     /// Stopped (Ctrl-C) this many drill seconds in.
     pub interrupted_at_s: Option<f64>,
+}
+
+/// One community's activity over the drill.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServedArea {
+    pub id: String,
+    pub name: String,
+    pub incidents: u32,
+    pub staffed_in_time: u32,
+    pub staffing_alerts: u32,
+    /// Seconds its grids spent below their minimum of available people.
+    pub low_s: f64,
+}
+
+/// One person's activity over the drill.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServedPerson {
+    pub agent: String,
+    pub offers: u32,
+    pub accepted: u32,
+    pub declined: u32,
+    pub timed_out: u32,
+    pub median_accept_s: Option<f64>,
+    pub on_assignment_s: f64,
+}
+
+/// Who served: per community, and the people who accepted most.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WhoServed {
+    pub people_offered: usize,
+    pub people_accepted: usize,
+    pub communities: Vec<ServedArea>,
+    /// The ten who accepted most (then by offers, then id).
+    pub most_accepted: Vec<ServedPerson>,
+}
+
+/// The activity fold over the whole drill.
+fn who_served(input: &ReportInput<'_>, names: &BTreeMap<String, String>) -> WhoServed {
+    use pingji_engine::activity::{ActivityQuery, activity};
+    let query = ActivityQuery {
+        from: input.started_at,
+        to: Millis(input.ended_at.0 + 1),
+        area: None,
+        staffed_within_s: input.staffed_in_time_s,
+    };
+    let report = activity(query, input.events, Millis(input.ended_at.0 + 1));
+    let communities = report
+        .areas
+        .iter()
+        .filter(|row| row.level == AreaLevel::Community)
+        .map(|row| ServedArea {
+            id: row.area.to_string(),
+            name: names.get(row.area.as_str()).cloned().unwrap_or_else(|| row.name.clone()),
+            incidents: row.incidents,
+            staffed_in_time: row.staffed_in_time,
+            staffing_alerts: row.staffing_alerts,
+            low_s: round1(row.low_ms as f64 / 1000.0),
+        })
+        .collect();
+    let mut people: Vec<&pingji_engine::activity::PersonActivity> =
+        report.people.iter().filter(|row| row.offers > 0 || row.accepted > 0).collect();
+    let people_offered = people.iter().filter(|row| row.offers > 0).count();
+    let people_accepted = people.iter().filter(|row| row.accepted > 0).count();
+    people.sort_by(|a, b| b.accepted.cmp(&a.accepted).then(b.offers.cmp(&a.offers)).then(a.agent.cmp(&b.agent)));
+    let most_accepted = people
+        .into_iter()
+        .take(10)
+        .map(|row| ServedPerson {
+            agent: row.agent.to_string(),
+            offers: row.offers,
+            accepted: row.accepted,
+            declined: row.declined,
+            timed_out: row.timed_out,
+            median_accept_s: row.median_accept_s().map(round1),
+            on_assignment_s: round1(row.on_assignment_ms as f64 / 1000.0),
+        })
+        .collect();
+    WhoServed { people_offered, people_accepted, communities, most_accepted }
 }
 
 /// What the report needs besides the events.
@@ -647,6 +728,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
     let expectations: Vec<ExpectationResult> =
         input.expectations.iter().map(|expectation| judge(expectation, &incidents, input.events, &callup_figures)).collect();
     let passed = expectations.iter().all(|result| result.passed);
+    let who_served = who_served(&input, &names);
     Report {
         drill: input.summary,
         passed,
@@ -663,6 +745,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         plan_activations,
         grid_staffing_low,
         incidents,
+        who_served,
         live: None,
     }
 }
@@ -838,6 +921,55 @@ fn story(report: &Report) -> String {
 }
 
 /// The report for people.
+/// The "who served" section: per community, then the people who accepted most.
+fn who_served_markdown(out: &mut String, report: &Report) {
+    let served = &report.who_served;
+    let _ = writeln!(
+        out,
+        "\n## Who served\n\n{} offered work, {} accepted at least once (`pingji report activity` gives every person's figures).\n\n\
+         | community | incidents | staffed in time | staffing alerts | grids below minimum |\n|---|---|---|---|---|",
+        plural(served.people_offered, "person was", "people were"),
+        thousands(served.people_accepted)
+    );
+    for row in &served.communities {
+        let share = if row.incidents == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0}%", f64::from(row.staffed_in_time) * 100.0 / f64::from(row.incidents))
+        };
+        let _ = writeln!(
+            out,
+            "| {} {} | {} | {} ({share}) | {} | {} |",
+            row.id,
+            row.name,
+            row.incidents,
+            row.staffed_in_time,
+            row.staffing_alerts,
+            duration_words(row.low_s as u64)
+        );
+    }
+    if served.most_accepted.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| person | offers | accepted | declined | timed out | accept p50 | on tasks |\n|---|---|---|---|---|---|---|"
+    );
+    for person in &served.most_accepted {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            person.agent,
+            person.offers,
+            person.accepted,
+            person.declined,
+            person.timed_out,
+            person.median_accept_s.map_or("-".to_string(), |seconds| format!("{seconds} s")),
+            duration_words(person.on_assignment_s as u64)
+        );
+    }
+}
+
 pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let drill = &report.drill;
@@ -949,6 +1081,7 @@ pub fn markdown(report: &Report) -> String {
             row.id, row.name, row.incidents, row.staffed_in_time, row.widenings, row.people_used
         );
     }
+    who_served_markdown(&mut out, report);
     let _ = writeln!(
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"

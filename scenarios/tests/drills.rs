@@ -256,3 +256,31 @@ fn a_generated_roster_on_a_map_without_grids_is_refused_saying_so() {
     assert_eq!(report.drill.people, grids * 6);
     assert!(report.totals.incidents > 0);
 }
+
+/// The drill report's "who served" comes from the activity fold; its
+/// per-community incidents and staffed-in-time agree with the report's own
+/// count by community (made separately from the same events), and its
+/// people add up to the drill's offers and acceptances.
+#[test]
+fn who_served_agrees_with_the_drills_own_counts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = run(&small_drill(dir.path(), ""), &dir.path().join("out"));
+    let served: Vec<(String, u32, u32)> = report
+        .who_served
+        .communities
+        .iter()
+        .filter(|row| row.incidents > 0)
+        .map(|row| (row.id.clone(), row.incidents, row.staffed_in_time))
+        .collect();
+    let counted: Vec<(String, u32, u32)> = report
+        .communities
+        .iter()
+        .filter(|row| row.incidents > 0)
+        .map(|row| (row.id.clone(), row.incidents as u32, row.staffed_in_time as u32))
+        .collect();
+    assert!(!served.is_empty());
+    assert_eq!(served, counted);
+    assert!(report.who_served.people_accepted > 0 && report.who_served.people_accepted <= report.totals.accepted);
+    let markdown = std::fs::read_to_string(dir.path().join("out/report.md")).expect("report.md");
+    assert!(markdown.contains("## Who served"), "{markdown}");
+}

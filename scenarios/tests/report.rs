@@ -733,6 +733,7 @@ mod big_city {
             plan_activations: 0,
             grid_staffing_low: 0,
             incidents,
+            who_served: Default::default(),
             live: None,
         }
     }

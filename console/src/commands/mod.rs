@@ -12,6 +12,7 @@
 //! - [`plan`]: `plan import|list|activate|deactivate`.
 //! - [`callup`]: `callup issue`, `callup status` (the roll-call).
 //! - [`report`]: `report triage ID accept|merge|reject`.
+//! - [`activity`]: `report activity --from --to [--area] [--csv] [--svg DIR]` (who served).
 //! - [`message`]: `message send --to-agent|--incident|--area TEXT`, `message list`.
 //! - [`photo`]: `photo get REF -o FILE`.
 //! - [`coverage`]: `coverage [AREA]`.
@@ -22,6 +23,7 @@
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
 
 pub mod account;
+pub mod activity;
 pub mod agents;
 pub mod areas;
 pub mod callup;

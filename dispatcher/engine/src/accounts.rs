@@ -93,6 +93,9 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         "ListAreas" | "GetAgent" | "ListAgents" | "NearbyAgents" | "GetIncident" | "IncidentTimeline" | "ExportEido"
         | "ListIncidents" | "ListPlans" | "CallupStatus" | "Coverage" | "WatchEvents" | "WatchAgents" | "WhoAmI"
         | "RotateOwnToken" | "ListMessages" | "GetReplay" | "SetReplay" | "GetClock" | "ExplainIncident" => Viewer,
+        // Every role gets the area rows; the per-person rows only commanders
+        // and admins (the handler withholds them from the others).
+        "ActivityReport" => Viewer,
         // CapService: the alerts are public anyway; suggestions are the commander's.
         "ListCapAlerts" => Viewer,
         "ListCapSuggestions" | "ApproveCapSuggestion" | "DismissCapSuggestion" => Commander,

@@ -21,10 +21,12 @@
 //! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
+//! - [`activity`]: who served: per-person and per-area activity folded from the events.
 
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod activity;
 pub mod areas;
 pub mod assignment;
 pub mod cap;

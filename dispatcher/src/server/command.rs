@@ -111,6 +111,30 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>
 
 #[tonic::async_trait]
 impl CommandService for CommandApi {
+    /// Who served: the area rows for everyone, the per-person rows (an
+    /// audited read) for commanders and admins.
+    #[instrument(skip_all)]
+    async fn activity_report(
+        &self,
+        request: Request<pb::ActivityReportRequest>,
+    ) -> Result<Response<pb::ActivityReportResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let query = super::activity::query_of(&self.dispatcher, &request).await?;
+        let subject = format!(
+            "activity {} from {} to {}",
+            query.area.as_ref().map_or_else(|| "everywhere".to_string(), ToString::to_string),
+            query.from.0,
+            query.to.0
+        );
+        let (report, first_kept_at_ms) = super::activity::compute(&self.dispatcher, query).await?;
+        let with_people = caller.role >= OperatorRole::Commander;
+        if with_people {
+            self.audit_read(&caller, "ActivityReport", subject, report.people.iter().map(|row| row.agent.as_str())).await;
+        }
+        Ok(Response::new(super::activity::report_to_pb(&report, with_people, first_kept_at_ms)))
+    }
+
     #[instrument(skip_all)]
     async fn import_areas(&self, request: Request<pb::ImportAreasRequest>) -> Result<Response<pb::ImportAreasResponse>, Status> {
         let actor = caller(&request)?.actor();

@@ -432,6 +432,15 @@ impl FieldService for FieldApi {
         Ok(Response::new(pb::RegisterPushResponse { subscriptions: u32::try_from(count).unwrap_or(u32::MAX) }))
     }
 
+    async fn my_activity(&self, request: Request<pb::MyActivityRequest>) -> Result<Response<pb::MyActivityResponse>, Status> {
+        self.people.check_certificate(&request)?;
+        let agent = self.caller(request.metadata()).await?;
+        self.budgets.spend(&agent, Budget::Calls)?;
+        let call = request.into_inner();
+        let record = super::activity::own_record(self.people.dispatcher(), &agent, call.from_ms, call.to_ms).await?;
+        Ok(Response::new(record))
+    }
+
     async fn remove_push(&self, request: Request<pb::RemovePushRequest>) -> Result<Response<pb::RemovePushResponse>, Status> {
         let (agent, pusher) = self.push_caller(&request).await?;
         let removed = pusher.remove(agent.as_str(), &request.into_inner().endpoint).await.map_err(error::push_status)?;

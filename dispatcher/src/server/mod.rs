@@ -9,6 +9,8 @@
 //!   stream and unary calls with idempotency keys; photo uploads.
 //! - [`agent_watch`]: which people a roster read shows, and the
 //!   `WatchAgents` stream that pushes them to live views.
+//! - `activity`: who served (`ActivityReport`, `MyActivity`), the journal
+//!   folded page by page.
 //! - [`audit`]: the audit of reads of personal data, aggregated.
 //! - [`auth`]: tokens and roles, checked in one place before any command.
 //! - [`bootstrap`]: the first admin account.
@@ -33,6 +35,7 @@
 //! - `web`: the web port: the command map's embedded files and the command
 //!   service over grpc-web.
 
+mod activity;
 pub mod agent;
 pub mod agent_watch;
 pub mod audit;

@@ -35,6 +35,7 @@ import {
   type Plan,
   type PlanActivation,
 } from "./gen/pingji/v1/pingji_pb.js";
+import { mountActivity } from "./activity.js";
 import { dispatcherNow, followDispatcherClock, forgetDispatcherClock, secondsLeft } from "./clock.js";
 import { describe, show } from "./errors.js";
 import { ResponseTimes, duration, metresBetween, percentile } from "./figures.js";
@@ -117,6 +118,8 @@ const client: Client<typeof CommandService> = createClient(
   CommandService,
   createGrpcWebTransport({ baseUrl: window.location.origin, interceptors: [authorization] }),
 );
+
+mountActivity(client);
 
 /** Suggestions made of received CAP alerts (a commander's). */
 const capClient: Client<typeof CapService> = createClient(

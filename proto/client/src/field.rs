@@ -218,4 +218,9 @@ impl FieldClient {
     pub async fn upload_photo(&self, data: Vec<u8>) -> Result<pb::UploadPhotoResponse, Status> {
         Ok(self.client.clone().upload_photo(pb::UploadPhotoRequest { data }).await?.into_inner())
     }
+
+    /// The caller's own activity record for `[from_ms, to_ms)` (`to_ms` 0: now).
+    pub async fn my_activity(&self, from_ms: i64, to_ms: i64) -> Result<pb::MyActivityResponse, Status> {
+        Ok(self.client.clone().my_activity(pb::MyActivityRequest { from_ms, to_ms }).await?.into_inner())
+    }
 }

@@ -22,6 +22,8 @@
 //! - [`errors`]: what an error status says, from its details (reason, bad fields, owner, retry).
 //! - [`events`]: events told in words from their typed bodies; unknown kinds shown, never dropped.
 //! - [`labels`]: names of the API's enums, times and ages.
+//! - [`svg`]: SVG charts as text (axes, legends, text widths), shared with
+//!   the drill report, and the activity report's charts.
 //! - [`roster_csv`]: reading the roster (who can be dispatched) from CSV into `AgentSpec`s.
 
 #![forbid(unsafe_code)]
@@ -39,4 +41,5 @@ pub mod field;
 pub mod labels;
 pub mod owner;
 pub mod roster_csv;
+pub mod svg;
 pub mod tls;

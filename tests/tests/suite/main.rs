@@ -8,6 +8,7 @@
 //! on its own free port and temporary directory, so they do not share
 //! state and can run in any order.
 
+mod activity;
 mod agent_client;
 mod architecture;
 mod auth;

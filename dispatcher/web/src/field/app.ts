@@ -11,6 +11,7 @@ import { flush } from "./actions.js";
 import { drawMessages } from "./messages.js";
 import { drawCountdown, drawOffer, wireOffer } from "./offer.js";
 import { drawReport, wireReports } from "./reports.js";
+import { wireRecord } from "./record.js";
 import { drawPush, keepWorkerKeys, readPushState, wirePush } from "./push.js";
 import { listen, unlockSound } from "./session.js";
 import { drawSignIn, takeSignInLink, wireSignIn } from "./signin.js";
@@ -102,6 +103,7 @@ function wire(): void {
   wireTask();
   wireReports();
   wirePush();
+  wireRecord();
   for (const button of byId("tabs").querySelectorAll<HTMLButtonElement>("button")) {
     button.addEventListener("click", () => {
       page.tab = button.dataset.tab ?? "home";
