@@ -21,6 +21,7 @@
 //! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
 //!   plan activations, grid staffing checks.
 //! - [`reports`]: field reports and their triage.
+//! - [`safety`]: safety check-ins on scene (PAR) and help calls (求助).
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
@@ -36,6 +37,7 @@ pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
+pub mod safety;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -293,6 +295,17 @@ pub enum Command {
         suggestion: String,
         reason: String,
     },
+    /// A person holding an assignment says they are safe (报平安).
+    SafetyCheckIn {
+        agent: AgentId,
+    },
+    /// 求助: a person asks for help, at `at` if given (else the best
+    /// position known), with an optional word. Never rate-limited.
+    RequestHelp {
+        agent: AgentId,
+        at: Option<Position>,
+        text: String,
+    },
 }
 
 /// One activation of a plan on an area.
@@ -388,6 +401,10 @@ pub struct State {
     /// CAP alerts issued and received, and the suggestions made of them.
     #[serde(default)]
     pub cap: crate::cap::CapState,
+    /// The check-in clock of each person holding an assignment (safety
+    /// check-ins on scene).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub safety: BTreeMap<AgentId, safety::SafetyClock>,
 }
 
 impl State {
@@ -518,6 +535,10 @@ impl Engine {
             Command::Connect { agent } => self.connect(&agent)?,
             Command::Disconnect { agent } => self.disconnect(&agent, now, &mut out)?,
             Command::ReportLocation { agent, at } => self.report_location(&agent, at, now, &mut out)?,
+            Command::RequestHelp { agent, at, text } => {
+                self.check_scope(&Command::RequestHelp { agent: agent.clone(), at, text: String::new() })?;
+                self.request_help(&agent, at, &text, actor, now, &mut out)?
+            }
             command => {
                 let events = self.decide(&command, now)?;
                 for kind in events {
@@ -573,6 +594,7 @@ impl Engine {
             self.live.index.remove(agent, previous, live.indexed_as);
         }
         live.located_at = now;
+        self.live.last_known.insert(agent.clone(), (at, now));
         live.placement = self.state.areas.place(at);
         // What the search needs from the roster is copied once per session
         // (and on a roster change, in evolve), not looked up on every report.
