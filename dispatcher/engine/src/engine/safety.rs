@@ -217,6 +217,10 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), Rejection> {
         let (at, from) = self.check_help(agent, at, text)?;
+        if from == HelpPosition::Sent {
+            // Where the person said they are: the best known position from now on.
+            self.live.last_known.insert(agent.clone(), (at, now));
+        }
         let name = self.state.agents.get(agent).map(|record| record.profile.name.clone()).unwrap_or_default();
         let mut description = format!("求助 help call from {name} ({agent})");
         if !text.trim().is_empty() {
