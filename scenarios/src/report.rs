@@ -227,6 +227,9 @@ pub struct Report {
     /// Grids that fell below their minimum of available people (events).
     pub grid_staffing_low: usize,
     pub incidents: Vec<IncidentFigures>,
+    /// Safety check-ins on scene and help calls (absent when none happened).
+    #[serde(skip_serializing_if = "crate::safety::SafetyFigures::is_empty")]
+    pub safety: crate::safety::SafetyFigures,
     /// A drill run live: the dispatcher as found and as left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveRun>,
@@ -663,6 +666,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         plan_activations,
         grid_staffing_low,
         incidents,
+        safety: crate::safety::SafetyFigures::of(input.events),
         live: None,
     }
 }
@@ -948,6 +952,9 @@ pub fn markdown(report: &Report) -> String {
             "| {} {} | {} | {} | {} | {} |",
             row.id, row.name, row.incidents, row.staffed_in_time, row.widenings, row.people_used
         );
+    }
+    if !report.safety.is_empty() {
+        let _ = writeln!(out, "\n{}", report.safety.markdown().trim_end());
     }
     let _ = writeln!(
         out,
