@@ -11,6 +11,7 @@ import { flush } from "./actions.js";
 import { drawMessages } from "./messages.js";
 import { drawCountdown, drawOffer, wireOffer } from "./offer.js";
 import { drawReport, wireReports } from "./reports.js";
+import { drawSafety, wireSafety } from "./safety.js";
 import { drawPush, keepWorkerKeys, readPushState, wirePush } from "./push.js";
 import { listen, unlockSound } from "./session.js";
 import { drawSignIn, takeSignInLink, wireSignIn } from "./signin.js";
@@ -32,6 +33,7 @@ function drawAll(): void {
   drawNote();
   drawOffer();
   drawTask();
+  drawSafety();
   drawCallUps();
   drawStatus();
   drawReport();
@@ -100,6 +102,7 @@ function wire(): void {
   wireSignIn();
   wireOffer();
   wireTask();
+  wireSafety();
   wireReports();
   wirePush();
   for (const button of byId("tabs").querySelectorAll<HTMLButtonElement>("button")) {
@@ -113,6 +116,7 @@ function wire(): void {
   document.addEventListener("pointerdown", unlockSound, { once: true });
   document.addEventListener("keydown", unlockSound, { once: true });
   window.setInterval(drawCountdown, 1000);
+  window.setInterval(drawSafety, 1000);
   window.setInterval(() => {
     if (page.queuedCount > 0) {
       void flush();
