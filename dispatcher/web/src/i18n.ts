@@ -230,7 +230,7 @@ const zh = {
   categories: {
     medical: "医疗救助", fire: "火情", flood: "内涝 / 洪水", rescue: "救援", evacuation: "疏散转移",
     elder_care: "老人照护", power_outage: "停电", sandbags: "沙袋运送", public_health: "公共卫生", inspection: "巡查",
-    flooding: "积水内涝", pump: "排水抢险",
+    flooding: "积水内涝", pump: "排水抢险", help: "求助", welfare_check: "安全探视",
   } as Record<string, string>,
   skillNames: {
     first_aid: "急救", elder_care: "老人照护", rescue: "救援", electrician: "电工", driving: "驾驶",
@@ -500,7 +500,7 @@ const en: Words = {
   categories: {
     medical: "Medical", fire: "Fire", flood: "Flooding", rescue: "Rescue", evacuation: "Evacuation",
     elder_care: "Elder care", power_outage: "Power outage", sandbags: "Sandbags", public_health: "Public health",
-    inspection: "Inspection", flooding: "Flooding", pump: "Pumping",
+    inspection: "Inspection", flooding: "Flooding", pump: "Pumping", help: "Help call", welfare_check: "Welfare check",
   },
   skillNames: {
     first_aid: "First aid", elder_care: "Elder care", rescue: "Rescue", electrician: "Electrician", driving: "Driving",

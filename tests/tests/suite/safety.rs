@@ -250,3 +250,124 @@ async fn help_reports_a_priority_one_incident_tells_the_team_and_is_never_rate_l
     drop((teammate, watch));
     server.shutdown().await
 }
+
+/// The phone app in a real headless Chromium (a phone, 390×844): the 报平安
+/// prompt shows on the task when a check-in is due and one tap checks in;
+/// the 求助 button asks before it sends (cancel sends nothing), sends with
+/// the phone's position, and offline waits in the outbox and goes when the
+/// network is back; the command map shows the help call as an alert with
+/// the person. Screenshots: `target/web-screenshots/safety-*.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_app_checks_in_safe_and_sends_help_after_confirming_and_the_map_alerts() -> anyhow::Result<()> {
+    use pingji_tests::browser::{self, TestBrowser, accessibility_problems, eval, resize, screenshot, screenshot_folder};
+    use pingji_tests::browser::{set_offline, tap, type_text, wait_for};
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    const PHONE_GRID: &str = "d1-s1-c1-g2";
+    // Check-ins every minute: the prompt shows as soon as the task starts.
+    let server = TestServer::start_with_web(|config| {
+        config.policy = policy();
+        config.policy.safety.interval_min.normal = Some(1);
+    })
+    .await?;
+    let address = server.web_address().context("a web port")?;
+    let mut admin = server.command().await?;
+    admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(person("phone-safe", PHONE_GRID, &["first_aid"])) }).await?;
+    let token = server.agent_token("phone-safe").await?;
+    let at = area_box(&mut admin, PHONE_GRID).await?.at(0.4, 0.4);
+    let browser = TestBrowser::launch(&chromium).await?;
+    let origin = format!("http://{address}");
+    browser.allow_geolocation(&origin).await?;
+    let page = browser.open_phone(&format!("{origin}/field/#t={token}&a=phone-safe"), at.0, at.1).await?;
+    wait_for(&page, "the session opens", "document.getElementById('connection').dataset.state === 'online'").await?;
+    wait_until(PROMPTLY, "the phone is located", async || {
+        let agent = admin.get_agent(pb::GetAgentRequest { id: "phone-safe".into() }).await?.into_inner();
+        Ok(agent.location.is_some())
+    })
+    .await?;
+    let mut watch = EventWatch::start(&mut admin, 0).await?;
+    let shot = |name: &str| screenshot_folder().join(format!("safety-{name}.png"));
+
+    // The help button is there before any task, in Chinese, with a label.
+    wait_for(&page, "the help button shows", "!document.getElementById('help').hidden").await?;
+    let label: String = eval(&page, "document.getElementById('help').textContent.trim()").await?;
+    anyhow::ensure!(label.starts_with("求助"), "the button says 求助 first: {label}");
+
+    // A task, accepted on the phone: the check-in prompt shows.
+    let (lon, lat) = offset_m(at.0, at.1, 100.0, 110.0);
+    let incident = admin
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location::wgs84(lon, lat)),
+            category: "medical".into(),
+            priority: 1,
+            required_skills: vec!["first_aid".into()],
+            headcount: 1,
+            description: "老人在楼道摔倒".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    wait_for(&page, "the offer takes the screen", "!document.getElementById('offer-view').hidden").await?;
+    tap(&page, "#accept").await?;
+    wait_for(&page, "the check-in prompt shows", "!document.getElementById('safety').hidden").await?;
+    let prompt: String = eval(&page, "document.getElementById('safety').textContent").await?;
+    anyhow::ensure!(prompt.contains("报平安"), "the prompt says 报平安: {prompt}");
+    screenshot(&page, &shot("phone-check-in")).await?;
+    let problems = accessibility_problems(&page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core on the check-in prompt:\n{}", problems.join("\n"));
+    tap(&page, "#safety-check-in").await?;
+    let checked = watch.wait_for(PROMPTLY, "the check-in", |event| event.kind == "safety_check_in").await?;
+    assert_eq!((checked.agent_id.as_str(), checked.incident_id.as_str()), ("phone-safe", incident.id.as_str()));
+
+    // 求助: the first tap only asks; cancel sends nothing.
+    tap(&page, "#help").await?;
+    wait_for(&page, "the confirmation asks", "!document.getElementById('help-confirm').hidden").await?;
+    screenshot(&page, &shot("phone-help-confirm")).await?;
+    let problems = accessibility_problems(&page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core on the help confirmation:\n{}", problems.join("\n"));
+    tap(&page, "#help-cancel").await?;
+    wait_for(&page, "the confirmation closes", "document.getElementById('help-confirm').hidden").await?;
+    // Offline, it waits on the phone; back online, it goes.
+    set_offline(&page, true).await?;
+    wait_for(&page, "the page knows it is offline", "document.getElementById('connection').dataset.state === 'offline'").await?;
+    tap(&page, "#help").await?;
+    type_text(&page, "#help-text", "水漫进楼道，被困").await?;
+    tap(&page, "#help-send").await?;
+    wait_for(&page, "the help call waits in the outbox", "document.getElementById('queued').dataset.count === '1'").await?;
+    screenshot(&page, &shot("phone-help-queued")).await?;
+    anyhow::ensure!(
+        !watch.seen().iter().any(|event| event.kind == "help_requested"),
+        "nothing was sent while offline or cancelled"
+    );
+    set_offline(&page, false).await?;
+    let help = watch.wait_for(PROMPTLY, "the help call", |event| event.kind == "help_requested").await?;
+    let Ok(pb::event::Body::HelpRequested(call)) = body(&help) else { anyhow::bail!("not a help call: {help:?}") };
+    assert_eq!(
+        (call.agent_id.as_str(), call.text.as_str(), call.position_from.as_str()),
+        ("phone-safe", "水漫进楼道，被困", "sent")
+    );
+    wait_for(&page, "the outbox empties", "document.getElementById('queued').dataset.count === '0'").await?;
+    resize(&page, (1280, 800)).await?;
+    screenshot(&page, &shot("phone-desk")).await?;
+
+    // The command map: the help call is an alert with the person and the time.
+    let operator = pingji_tests::add_operator(&mut admin, "duty", pb::OperatorRole::Dispatcher).await?;
+    let map = browser.open(&format!("{origin}/")).await?;
+    wait_for(&map, "the login form shows", "!document.getElementById('login-view').hidden").await?;
+    map.find_element("#token").await?.click().await?.type_str(&operator).await?.press_key("Enter").await?;
+    wait_for(
+        &map,
+        "the help alert shows",
+        "!document.getElementById('safety-panel').hidden && \
+         document.querySelector('#safety-alerts li[data-kind=\"help\"][data-agent-id=\"phone-safe\"] time') !== null",
+    )
+    .await?;
+    screenshot(&map, &shot("map-alert")).await?;
+    let problems = accessibility_problems(&map).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core on the map with an alert:\n{}", problems.join("\n"));
+
+    drop(watch);
+    browser.close().await?;
+    server.shutdown().await
+}

@@ -2,7 +2,7 @@
 // opens without a network. Shell files are answered from the cache at once
 // and refreshed from the network behind it (a new version shows on the next
 // start); the API calls (POST, grpc-web) are never touched.
-const SHELL_VERSION = "c0c064fc908ea6de";
+const SHELL_VERSION = "979b8ee0a74c1e80";
 const CACHE = `pingji-field-${SHELL_VERSION}`;
 const SHELL = [
   "/field/",
