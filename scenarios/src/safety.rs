@@ -10,7 +10,24 @@ use pingji_engine::event::{Event, EventKind};
 use pingji_engine::ids::{IncidentId, Millis};
 use serde::Serialize;
 
-use crate::report::Stats;
+/// How long something took, in seconds: how many, the median and the longest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    pub count: usize,
+    pub p50_s: Option<f64>,
+    pub max_s: Option<f64>,
+}
+
+impl Stats {
+    fn of(values: &[f64]) -> Stats {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let round = |value: f64| (value * 10.0).round() / 10.0;
+        // Nearest rank, as the report's other figures.
+        let median = (!sorted.is_empty()).then(|| round(sorted[sorted.len().div_ceil(2) - 1]));
+        Stats { count: sorted.len(), p50_s: median, max_s: sorted.last().copied().map(round) }
+    }
+}
 
 /// What the drill's people did for their own safety, and what came of it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -150,7 +150,7 @@ pub struct Policy {
 /// (accepted, on the way or on scene) check in every `interval_min`
 /// minutes of the grade in force at their incident. A grade left out asks
 /// for none. A missed check-in is an event; the second in a row sends a
-/// welfare check (see `engine::safety`).
+/// welfare check (see `engine::check_ins`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Safety {

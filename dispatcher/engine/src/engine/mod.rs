@@ -21,11 +21,12 @@
 //! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
 //!   plan activations, grid staffing checks.
 //! - [`reports`]: field reports and their triage.
-//! - [`safety`]: safety check-ins on scene (PAR) and help calls (求助).
+//! - [`check_ins`]: safety check-ins on scene (PAR) and help calls (求助).
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
 pub mod cap;
+pub mod check_ins;
 pub mod decide;
 pub mod dispatch;
 pub mod duplicates;
@@ -37,7 +38,6 @@ pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
-pub mod safety;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -404,7 +404,7 @@ pub struct State {
     /// The check-in clock of each person holding an assignment (safety
     /// check-ins on scene).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub safety: BTreeMap<AgentId, safety::SafetyClock>,
+    pub safety: BTreeMap<AgentId, crate::safety::SafetyClock>,
 }
 
 impl State {
