@@ -221,3 +221,86 @@ fn help_reports_a_priority_one_incident_where_the_person_is_and_tells_their_grid
         .expect_err("a bad position");
     assert!(matches!(refused, Rejection::InvalidField { field: "location", .. }), "{refused:?}");
 }
+
+#[test]
+fn a_replay_of_the_journal_rebuilds_the_same_clocks_and_welfare_checks() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scenarios/maps/sample-city.geojson");
+    let map = parse_geojson(&std::fs::read_to_string(path).expect("sample city present")).expect("parses");
+    let mut engine = Engine::new(policy());
+    let mut journal: Vec<Event> = Vec::new();
+    fn run_into(journal: &mut Vec<Event>, engine: &mut Engine, command: Command, now: Millis) {
+        journal.extend(engine.execute(command, "test", now).expect("carried out"));
+    }
+    run_into(&mut journal, &mut engine, Command::ImportAreas(map), T0);
+    run_into(
+        &mut journal,
+        &mut engine,
+        Command::SetMode { area: AreaId::new("d1"), mode: Mode::EmergencyI, reason: "typhoon".into() },
+        T0,
+    );
+    let centre = engine.state().areas.centroid(&AreaId::new("d1-s1-c1-g1")).expect("centroid");
+    for (id, metres) in [("worker", 0.0), ("near", 100.0)] {
+        let profile = AgentProfile {
+            id: AgentId::new(id),
+            name: id.to_string(),
+            role: Role::Volunteer,
+            skills: Default::default(),
+            phone: String::new(),
+            home_area: Some(AreaId::new("d1-s1-c1-g1")),
+            travel_mode: TravelMode::Walk,
+            on_duty: true,
+            home: None,
+        };
+        run_into(
+            &mut journal,
+            &mut engine,
+            Command::UpsertAgents { agents: vec![profile], all_new: true, tokens: Vec::new() },
+            T0,
+        );
+        engine.execute(Command::Connect { agent: AgentId::new(id) }, "agent", T0).expect("connects");
+        run_into(&mut journal, &mut engine, Command::ReportLocation { agent: AgentId::new(id), at: east(centre, metres) }, T0);
+    }
+    let spec = IncidentSpec {
+        at: centre,
+        category: "flooding".into(),
+        priority: 2,
+        skills: Default::default(),
+        headcount: 1,
+        description: String::new(),
+        source_id: String::new(),
+    };
+    run_into(&mut journal, &mut engine, Command::CreateIncident { id: None, spec, force: false }, T0);
+    let offer = journal
+        .iter()
+        .find_map(|event| match &event.kind {
+            EventKind::OfferSent { offer } if offer.agent.as_str() == "worker" => Some(offer.id.clone()),
+            _ => None,
+        })
+        .expect("offered to the worker");
+    run_into(&mut journal, &mut engine, Command::Accept { agent: AgentId::new("worker"), offer }, T0);
+    run_into(&mut journal, &mut engine, Command::SafetyCheckIn { agent: AgentId::new("worker") }, at(5));
+    for minute in [15, 19, 25] {
+        run_into(
+            &mut journal,
+            &mut engine,
+            Command::ReportLocation { agent: AgentId::new("near"), at: east(centre, 100.0) },
+            at(minute),
+        );
+        let fired = engine.tick(at(minute));
+        journal.extend(fired);
+    }
+    run_into(
+        &mut journal,
+        &mut engine,
+        Command::RequestHelp { agent: AgentId::new("near"), at: None, text: "slipped".into() },
+        at(26),
+    );
+    assert!(journal.iter().any(|event| matches!(event.kind, EventKind::SafetyCheckMissed { miss: 2, .. })), "a welfare check");
+    assert!(journal.iter().any(|event| matches!(event.kind, EventKind::HelpRequested { .. })), "a help call");
+
+    let mut replayed = Engine::new(policy());
+    for event in &journal {
+        replayed.replay(event).expect("replays in order");
+    }
+    assert_eq!(replayed.state(), engine.state(), "the journal alone rebuilds the clocks, the welfare check and the help call");
+}
