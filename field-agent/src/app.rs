@@ -77,7 +77,13 @@ pub enum Prompt {
     FieldReport {
         text: String,
     },
+    /// 求助 pressed: y or Enter sends it, any other key cancels (against
+    /// pocket presses).
+    ConfirmHelp,
 }
+
+/// The question of the help confirmation.
+pub const HELP_QUESTION: &str = "求助 send a help call? y / Enter: yes, any other key: no";
 
 /// The question of the field report prompt.
 pub const FIELD_REPORT_QUESTION: &str = "what do you see? (category: text)";
@@ -103,6 +109,10 @@ pub enum Action {
         category: String,
         text: String,
     },
+    /// "I'm OK" (报平安) on the assignment.
+    SafetyCheckIn,
+    /// 求助, confirmed.
+    Help,
     Quit,
 }
 
@@ -144,6 +154,9 @@ pub struct App {
     pub assignment: Option<Assignment>,
     /// A call-up waiting for this person's check-in.
     pub callup: Option<String>,
+    /// When the next safety check-in is due on the assignment (ms since
+    /// the epoch), and check-ins missed in a row so far.
+    pub safety_due: Option<(i64, u32)>,
     pub prompt: Prompt,
     /// Recent notices, newest last.
     pub notices: VecDeque<String>,
@@ -166,6 +179,7 @@ impl App {
             accepting: false,
             assignment: None,
             callup: None,
+            safety_due: None,
             prompt: Prompt::None,
             notices: VecDeque::new(),
             now_ms: 0,
@@ -252,6 +266,7 @@ impl App {
             AgentEvent::AssignmentEnded { incident_id, reason } => {
                 if self.assignment.as_ref().is_some_and(|assignment| &assignment.incident_id == incident_id) {
                     self.assignment = None;
+                    self.safety_due = None;
                     if self.status == pb::AgentStatus::Busy {
                         self.status = pb::AgentStatus::Available;
                     }
@@ -273,6 +288,16 @@ impl App {
             }
             AgentEvent::Message { from, text, .. } => {
                 self.notice(format!("message from {from}: {text}"));
+            }
+            AgentEvent::SafetyCheckDue { due_ms, misses, .. } => {
+                self.safety_due = (*due_ms != 0).then_some((*due_ms, *misses));
+                if *misses > 0 && *due_ms != 0 {
+                    self.notice(format!("SAFETY CHECK-IN MISSED ({misses}): press s to say you are safe (报平安)"));
+                }
+            }
+            AgentEvent::HelpCall { agent_id, name, incident_id, text } => {
+                let text = if text.is_empty() { String::new() } else { format!(": {text}") };
+                self.notice(format!("求助 HELP CALL from {name} ({agent_id}){text}; incident {incident_id}"));
             }
             AgentEvent::StandDown { callup_id, reason, .. } => {
                 if self.callup.as_ref() == Some(callup_id) {
@@ -339,6 +364,8 @@ impl App {
             Action::FieldReport { category, .. } => {
                 self.notice(format!("report sent ({category}); you will hear what becomes of it"));
             }
+            Action::SafetyCheckIn => self.notice("报平安 sent: you checked in safe"),
+            Action::Help => self.notice("求助 sent: help is on the way; your team and the operators are told"),
             Action::Accept(_) => {
                 self.accepting = true;
                 self.notice("accept sent; waiting for confirmation");
@@ -356,6 +383,7 @@ impl App {
             Action::Completed { incident_id, .. } => {
                 if self.assignment.as_ref().is_some_and(|assignment| &assignment.incident_id == incident_id) {
                     self.assignment = None;
+                    self.safety_due = None;
                     self.status = pb::AgentStatus::Available;
                 }
                 self.notice(format!("completion of {incident_id} reported, thank you"));
@@ -378,6 +406,13 @@ impl App {
         }
         match std::mem::replace(&mut self.prompt, Prompt::None) {
             Prompt::None => self.key_without_prompt(key),
+            Prompt::ConfirmHelp => match key.code {
+                KeyCode::Enter | KeyCode::Char('y') | KeyCode::Char('Y') => Some(Action::Help),
+                _ => {
+                    self.notice("help call not sent");
+                    None
+                }
+            },
             Prompt::DeclineReason { offer_id, selected } => self.key_choosing_reason(key, offer_id, selected),
             Prompt::DeclineOther { offer_id, text } => self.key_typing(
                 key,
@@ -471,6 +506,17 @@ impl App {
             'o' => Some(Action::SetStatus(pb::AgentStatus::OffDuty)),
             'f' => {
                 self.prompt = Prompt::FieldReport { text: String::new() };
+                None
+            }
+            's' => match &self.assignment {
+                Some(_) => Some(Action::SafetyCheckIn),
+                None => {
+                    self.notice("no assignment: safety check-ins are for people on one");
+                    None
+                }
+            },
+            'h' | '!' => {
+                self.prompt = Prompt::ConfirmHelp;
                 None
             }
             'k' => match &self.callup {
@@ -776,6 +822,37 @@ mod tests {
         assert_eq!(press(&mut app, KeyCode::Char('q')), None);
         assert_eq!(press(&mut app, KeyCode::Esc), None);
         assert_eq!(app.prompt, Prompt::None);
+    }
+
+    #[test]
+    fn h_asks_before_sending_help_and_s_checks_in_safe_only_on_an_assignment() {
+        let mut app = App::new("p0001", "server", "fixed point");
+        assert_eq!(press(&mut app, KeyCode::Char('h')), None, "the first press only asks");
+        assert_eq!(app.prompt, Prompt::ConfirmHelp);
+        assert_eq!(press(&mut app, KeyCode::Char('x')), None, "any other key cancels (a pocket press)");
+        assert_eq!(app.prompt, Prompt::None);
+        press(&mut app, KeyCode::Char('h'));
+        assert_eq!(press(&mut app, KeyCode::Enter), Some(Action::Help));
+        press(&mut app, KeyCode::Char('!'));
+        assert_eq!(press(&mut app, KeyCode::Char('y')), Some(Action::Help));
+
+        assert_eq!(press(&mut app, KeyCode::Char('s')), None, "no assignment, no check-in");
+        app.apply(&AgentEvent::AssignmentConfirmed(sample_offer()));
+        app.apply(&AgentEvent::SafetyCheckDue {
+            incident_id: "inc-000001".into(),
+            due_ms: 1_600_000,
+            interval_s: 600,
+            misses: 0,
+        });
+        assert_eq!(app.safety_due, Some((1_600_000, 0)));
+        assert_eq!(press(&mut app, KeyCode::Char('s')), Some(Action::SafetyCheckIn));
+        app.apply(&AgentEvent::SafetyCheckDue {
+            incident_id: "inc-000001".into(),
+            due_ms: 2_200_000,
+            interval_s: 600,
+            misses: 1,
+        });
+        assert!(app.notices.back().is_some_and(|notice| notice.contains("MISSED")), "{:?}", app.notices);
     }
 
     #[test]

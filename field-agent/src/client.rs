@@ -179,6 +179,17 @@ impl AgentClient {
         self.request(Request::CheckIn(callup_id.to_string()))
     }
 
+    /// "I'm OK" (报平安): the safety check-in while on an assignment.
+    pub fn safety_check_in(&self) -> Result<(), ClientError> {
+        self.request(Request::SafetyCheckIn)
+    }
+
+    /// 求助: asks for help at `at` (else where the dispatcher last saw the
+    /// person). Kept and sent on reconnecting if the connection is down.
+    pub fn help(&self, at: Option<Location>, text: &str) -> Result<(), ClientError> {
+        self.request(Request::Help { at, text: text.to_string() })
+    }
+
     /// Reports a problem seen in the field; the outcome arrives as
     /// `AgentEvent::ReportOutcome`.
     pub fn field_report(&self, at: Location, category: &str, text: &str, photo_ref: &str) -> Result<(), ClientError> {

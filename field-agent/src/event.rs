@@ -227,6 +227,11 @@ pub enum AgentEvent {
     ReportOutcome { report_id: String, outcome: String, incident_id: String, reason: String, feedback: String },
     /// An operator's message for the person.
     Message { message_id: String, from: String, text: String },
+    /// When the next safety check-in (报平安) is due on the assignment;
+    /// `due_ms` 0: none is.
+    SafetyCheckDue { incident_id: String, due_ms: i64, interval_s: u32, misses: u32 },
+    /// Someone of the person's team pressed 求助.
+    HelpCall { agent_id: String, name: String, incident_id: String, text: String },
     /// A message of the person's was not carried out; nothing changed.
     Refused(Refusal),
     /// The connection broke or could not be made; the next attempt starts

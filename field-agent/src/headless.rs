@@ -42,6 +42,11 @@ pub struct AutoOptions {
     pub exit_after_tasks: Option<u32>,
     /// A field report to send once, after the first welcome.
     pub report: Option<FieldReportText>,
+    /// Check in safe (报平安) halfway through each interval while on an
+    /// assignment that asks for check-ins.
+    pub safety_check_in: bool,
+    /// A help call (求助) to send once, after the first welcome, with this text.
+    pub help: Option<String>,
 }
 
 /// What a field report says: its category and text.
@@ -72,6 +77,10 @@ pub enum Step {
     CheckIn(String),
     /// Send the field report, at the person's location.
     Report(FieldReportText),
+    /// "I'm OK" (报平安) on the assignment.
+    SafetyCheckIn,
+    /// 求助, with its text, at the person's location.
+    Help(String),
 }
 
 /// Decides what to do and when.
@@ -82,11 +91,13 @@ pub struct AutoPilot {
     completed: u32,
     /// The field report, until the first welcome plans it.
     report: Option<FieldReportText>,
+    /// The help call, until the first welcome plans it.
+    help: Option<String>,
 }
 
 impl AutoPilot {
     pub fn new(options: AutoOptions) -> AutoPilot {
-        AutoPilot { report: options.report.clone(), options, planned: Vec::new(), completed: 0 }
+        AutoPilot { report: options.report.clone(), help: options.help.clone(), options, planned: Vec::new(), completed: 0 }
     }
 
     pub fn options(&self) -> &AutoOptions {
@@ -114,7 +125,19 @@ impl AutoPilot {
         {
             self.plan(now, Step::Report(report));
         }
+        if let AgentEvent::Welcome(_) = event
+            && let Some(help) = self.help.take()
+        {
+            self.plan(now, Step::Help(help));
+        }
         match event {
+            AgentEvent::SafetyCheckDue { due_ms, interval_s, .. } if self.options.safety_check_in => {
+                self.forget(|step| *step != Step::SafetyCheckIn);
+                if *due_ms != 0 {
+                    // Halfway through the interval: the next due time then follows the check-in.
+                    self.plan(now + Duration::from_secs(u64::from(*interval_s) / 2), Step::SafetyCheckIn);
+                }
+            }
             AgentEvent::CallUp { callup_id, .. } if self.options.answer == AutoAnswer::Accept => {
                 self.plan(now + self.options.delay, Step::CheckIn(callup_id.clone()));
             }
@@ -136,6 +159,7 @@ impl AutoPilot {
                 }
             }
             AgentEvent::AssignmentEnded { incident_id, .. } => {
+                self.forget(|step| *step != Step::SafetyCheckIn);
                 self.forget(|step| !matches!(step, Step::Arrive(id) | Step::Complete(id) if id == incident_id));
             }
             // A program started while the person holds an assignment carries on with it.
@@ -177,8 +201,12 @@ impl AutoPilot {
         for step in &steps {
             match step {
                 Step::Arrive(incident_id) => self.plan(now + self.options.complete_after, Step::Complete(incident_id.clone())),
-                Step::Complete(_) => self.completed = self.completed.saturating_add(1),
-                Step::Accept(_) | Step::Decline(_) | Step::CheckIn(_) | Step::Report(_) => {}
+                Step::Complete(_) => {
+                    self.completed = self.completed.saturating_add(1);
+                    self.forget(|step| *step != Step::SafetyCheckIn);
+                }
+                Step::Accept(_) | Step::Decline(_) | Step::CheckIn(_) | Step::Report(_) | Step::SafetyCheckIn | Step::Help(_) => {
+                }
             }
         }
         steps
@@ -293,6 +321,20 @@ pub fn event_line(event: &AgentEvent, now_ms: i64, as_json: bool) -> String {
                 json!({"event": "report_outcome", "report_id": report_id, "outcome": outcome, "incident_id": incident_id, "reason": reason, "feedback": feedback}),
             )
         }
+        AgentEvent::SafetyCheckDue { incident_id, due_ms, interval_s, misses } => (
+            match due_ms {
+                0 => "no safety check-in due".to_string(),
+                due => format!(
+                    "safety check-in (报平安) on {incident_id} due in {} s (every {interval_s} s; missed {misses})",
+                    due.saturating_sub(now_ms) / 1000
+                ),
+            },
+            json!({"event": "safety_check_due", "incident_id": incident_id, "due_ms": due_ms, "interval_s": interval_s, "misses": misses}),
+        ),
+        AgentEvent::HelpCall { agent_id, name, incident_id, text } => (
+            format!("求助 help call from {name} ({agent_id}): {text}; incident {incident_id}"),
+            json!({"event": "help_call", "agent_id": agent_id, "name": name, "incident_id": incident_id, "text": text}),
+        ),
         AgentEvent::Message { message_id, from, text } => (
             format!("message {message_id} from {from}: {text}"),
             json!({"event": "message", "message_id": message_id, "from": from, "text": text}),
@@ -346,6 +388,8 @@ pub fn step_line(step: &Step, options: &AutoOptions, as_json: bool) -> String {
             format!("reporting {}: {}", report.category, report.text),
             json!({"event": "field_report_sent", "category": report.category, "text": report.text}),
         ),
+        Step::SafetyCheckIn => ("checking in safe (报平安)".to_string(), json!({"event": "safety_check_in_sent"})),
+        Step::Help(text) => (format!("求助 help call sent: {text}"), json!({"event": "help_sent", "text": text})),
     };
     if as_json { record.to_string() } else { text }
 }
@@ -406,6 +450,9 @@ pub async fn run(
                         Step::Arrive(incident_id) => client.arrived(incident_id),
                         Step::Complete(incident_id) => client.completed(incident_id, &pilot.options().feedback),
                         Step::CheckIn(callup_id) => client.check_in(callup_id),
+                        Step::SafetyCheckIn => client.safety_check_in(),
+                        // Where the track has the person, else the dispatcher's last known position.
+                        Step::Help(text) => client.help(track.as_ref().and_then(|track| track.location_at(Instant::now())), text),
                         Step::Report(report) => {
                             match track.as_ref().and_then(|track| track.location_at(Instant::now())) {
                                 Some(at) => client.field_report(at, &report.category, &report.text, ""),
@@ -465,6 +512,8 @@ mod tests {
             decline_reason: "busy".to_string(),
             exit_after_tasks: Some(1),
             report: None,
+            safety_check_in: false,
+            help: None,
         }
     }
 

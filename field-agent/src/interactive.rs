@@ -101,6 +101,9 @@ fn carry_out(client: &AgentClient, app: &mut App, action: Action, here: Option<L
         Action::Completed { incident_id, feedback } => client.completed(incident_id, feedback),
         Action::SetStatus(status) => client.set_status(*status),
         Action::CheckIn(callup) => client.check_in(callup),
+        Action::SafetyCheckIn => client.safety_check_in(),
+        // Where the person is now, else the dispatcher's last known position.
+        Action::Help => client.help(here, ""),
         Action::Quit => Ok(()),
     };
     match sent {

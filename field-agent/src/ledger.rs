@@ -54,6 +54,14 @@ pub enum Request {
         text: String,
         photo_ref: String,
     },
+    /// "I'm OK" (报平安) while on an assignment.
+    SafetyCheckIn,
+    /// 求助: kept until a session takes it (sent on the next welcome when
+    /// the connection is down).
+    Help {
+        at: Option<Location>,
+        text: String,
+    },
 }
 
 /// The person's answer to an offer, until the dispatcher has acted on it.
@@ -95,10 +103,16 @@ pub struct Ledger {
     status: pb::AgentStatus,
     location_interval: Duration,
     welcomes: u32,
+    /// A help call made while the connection was down: sent on the next welcome.
+    help_pending: Option<(Option<Location>, String)>,
 }
 
 fn message(body: Outgoing) -> pb::AgentMessage {
     pb::AgentMessage { body: Some(body) }
+}
+
+fn help_message(at: Option<Location>, text: String) -> pb::AgentMessage {
+    message(Outgoing::Help(pb::HelpRequest { location: at.map(|at| pb::Location::wgs84(at.lon, at.lat)), text }))
 }
 
 impl Ledger {
@@ -114,6 +128,7 @@ impl Ledger {
             status: pb::AgentStatus::Unspecified,
             location_interval: Duration::ZERO,
             welcomes: 0,
+            help_pending: None,
         }
     }
 
@@ -204,6 +219,14 @@ impl Ledger {
                     photo_refs: Vec::new(),
                 })));
             }
+            Request::SafetyCheckIn => send.push(message(Outgoing::SafetyCheckIn(pb::SafetyCheckIn {}))),
+            Request::Help { at, text } => {
+                if !connected {
+                    self.help_pending = Some((at, text));
+                    return Vec::new();
+                }
+                send.push(help_message(at, text));
+            }
         }
         if connected { send } else { Vec::new() }
     }
@@ -219,6 +242,12 @@ impl Ledger {
         let held = summary.current_incident.as_ref().map(|incident| incident.incident_id.clone());
         let arrived = summary.current_incident.as_ref().is_some_and(|incident| incident.arrived);
         let mut resumption = Resumption { events: vec![AgentEvent::Welcome(summary)], send: Vec::new() };
+        if let Some(due) = &welcome.safety_check_due {
+            resumption.events.push(safety_due_event(due));
+        }
+        if let Some((at, text)) = self.help_pending.take() {
+            resumption.send.push(help_message(at, text));
+        }
         // Call-ups still waiting for a check-in are shown again on every welcome.
         for call in &welcome.call_ups {
             resumption.events.push(AgentEvent::CallUp {
@@ -418,6 +447,13 @@ impl Ledger {
                 reason: outcome.reason,
                 feedback: outcome.feedback,
             }],
+            Incoming::SafetyCheckDue(due) => vec![safety_due_event(&due)],
+            Incoming::HelpCall(call) => vec![AgentEvent::HelpCall {
+                agent_id: call.agent_id,
+                name: call.name,
+                incident_id: call.incident_id,
+                text: call.text,
+            }],
             Incoming::Message(message) => {
                 vec![AgentEvent::Message { message_id: message.id, from: message.from, text: message.text }]
             }
@@ -492,6 +528,15 @@ impl Ledger {
 /// dispatcher restarted without its journal numbers offers from 1 again).
 fn same_offer(known: &Offer, incoming: &Offer) -> bool {
     known.incident_id == incoming.incident_id && known.deadline_ms == incoming.deadline_ms
+}
+
+fn safety_due_event(due: &pb::SafetyCheckDue) -> AgentEvent {
+    AgentEvent::SafetyCheckDue {
+        incident_id: due.incident_id.clone(),
+        due_ms: due.due_ms,
+        interval_s: due.interval_s,
+        misses: due.misses,
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,14 @@ struct Args {
     /// Headless: print JSON lines instead of text.
     #[arg(long, requires = "auto")]
     json: bool,
+    /// With --auto: check in safe (报平安) halfway through each safety
+    /// check-in interval while on an assignment.
+    #[arg(long, requires = "auto")]
+    safety_check_in: bool,
+    /// With --auto: send a help call (求助) with this text once connected,
+    /// at --at or the track's position (else the last one the dispatcher knows).
+    #[arg(long, value_name = "TEXT", requires = "auto")]
+    help_call: Option<String>,
     /// Write logs to this file (the full-screen view has no room for them).
     #[arg(long, env = "PINGJI_FIELD_AGENT_LOG", value_name = "FILE")]
     log: Option<PathBuf>,
@@ -183,6 +191,8 @@ async fn run(args: Args, connect: ConnectOptions) -> anyhow::Result<ExitCode> {
         decline_reason: args.decline_reason.clone(),
         exit_after_tasks: args.exit_after_tasks,
         report: args.report.clone(),
+        safety_check_in: args.safety_check_in,
+        help: args.help_call.clone(),
     };
     let mut stdout = std::io::stdout();
     let end = headless::run(client, events, AutoPilot::new(options), player, args.json, &mut stdout, shutdown_signal()).await?;

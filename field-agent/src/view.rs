@@ -11,7 +11,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use crate::app::{App, Connection, DECLINE_REASONS, FIELD_REPORT_QUESTION, Prompt, countdown_text, distance_text, eta_text};
+use crate::app::{
+    App, Connection, DECLINE_REASONS, FIELD_REPORT_QUESTION, HELP_QUESTION, Prompt, countdown_text, distance_text, eta_text,
+};
 use crate::event::{mode_name, status_name};
 
 pub fn draw(frame: &mut Frame, app: &App) {
@@ -115,6 +117,15 @@ fn draw_task(frame: &mut Frame, app: &App, area: Rect) {
         if !assignment.description.is_empty() {
             lines.push(Line::from(assignment.description.clone()));
         }
+        if let Some((due_ms, misses)) = app.safety_due {
+            let left_s = (due_ms - app.now_ms) / 1000;
+            let (text, style) = if left_s <= 0 || misses > 0 {
+                ("报平安 SAFETY CHECK-IN DUE NOW: press s".to_string(), Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
+            } else {
+                (format!("报平安 safety check-in due in {} min {} s: press s", left_s / 60, left_s % 60), Style::new())
+            };
+            lines.push(Line::from(Span::styled(text, style)));
+        }
         let block = Block::default()
             .borders(Borders::ALL)
             .border_style(Style::new().fg(Color::Green))
@@ -153,8 +164,12 @@ fn draw_messages(frame: &mut Frame, app: &App, area: Rect) {
 fn key_help(app: &App) -> &'static str {
     match app.prompt {
         // A call-up waiting for a check-in comes first; v and o still work.
-        Prompt::None if app.callup.is_some() => " k CHECK IN  a accept  d decline  r arrived  c complete  f report  q quit",
-        Prompt::None => " a accept  d decline  r arrived  c complete  f report  v/o on/off duty  q quit",
+        Prompt::None if app.callup.is_some() => {
+            " k CHECK IN  a accept  d decline  r arrived  c complete  f report  h 求助  q quit"
+        }
+        Prompt::None if app.assignment.is_some() => " s 报平安 safe  r arrived  c complete  f report  h 求助 help  q quit",
+        Prompt::None => " a accept  d decline  r arrived  c complete  f report  v/o on/off duty  h 求助 help  q quit",
+        Prompt::ConfirmHelp => " y / Enter: send the help call   any other key: cancel",
         Prompt::DeclineReason { .. } => " 1-5 or arrows and Enter: choose a reason   Esc: cancel",
         Prompt::DeclineOther { .. } | Prompt::Feedback { .. } | Prompt::FieldReport { .. } => {
             " type, Enter: send   Backspace: erase   Esc: cancel"
@@ -181,6 +196,7 @@ fn draw_prompt(frame: &mut Frame, app: &App, area: Rect) {
             (" Why decline? ", lines)
         }
         Prompt::DeclineOther { text, .. } => (" Other reason ", vec![Line::from(format!("{text}_"))]),
+        Prompt::ConfirmHelp => (" 求助 Help ", vec![Line::from(HELP_QUESTION)]),
         Prompt::FieldReport { text } => {
             (" Field report ", vec![Line::from(FIELD_REPORT_QUESTION), Line::from(format!("{text}_"))])
         }

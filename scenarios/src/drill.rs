@@ -46,6 +46,23 @@ pub struct DrillFile {
     /// has no gateways: the escalation ladder is simulated by these shares).
     #[serde(default)]
     pub channels: Option<ChannelShares>,
+    /// Safety check-ins on scene: the intervals (over the policy's) and
+    /// the share of people on assignments who check in.
+    #[serde(default)]
+    pub safety: Option<SafetyDrill>,
+}
+
+/// `[safety]`: check-ins every `interval_min` minutes per grade (as in the
+/// policy file, which it overrides), made by a share `check_in` of the
+/// people on assignments; the others stay quiet, and their misses run on
+/// the engine's clock (missed check-ins, then welfare checks).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyDrill {
+    #[serde(default)]
+    pub interval_min: Option<pingji_engine::policy::SafetyIntervals>,
+    #[serde(default = "one")]
+    pub check_in: f64,
 }
 
 /// The simulated escalation ladder for people called up without a live
@@ -334,6 +351,19 @@ pub struct TimelineEntry {
     pub cancel: Option<Cancel>,
     pub off_duty: Option<OffDuty>,
     pub plan: Option<PlanAction>,
+    pub help: Option<HelpEntry>,
+}
+
+/// A help call (求助): by `agent`, or by a connected person at home in
+/// `area` (drawn by the seed); at `at = [lon, lat]`, else where they are.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelpEntry {
+    pub agent: Option<String>,
+    pub area: Option<String>,
+    pub at: Option<[f64; 2]>,
+    #[serde(default)]
+    pub text: String,
 }
 
 /// Activate or deactivate a plan (by its id) on an area.
@@ -578,6 +608,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
         }
         None => Policy::default(),
     };
+    let mut policy = policy;
+    if let Some(safety) = &file.safety {
+        if !share_ok(safety.check_in) {
+            return Err(top("safety.check_in is a share between 0 and 1".to_string()));
+        }
+        if let Some(intervals) = &safety.interval_min {
+            policy.safety.interval_min = intervals.clone();
+            policy.validate().map_err(|error| top(format!("safety: {error}")))?;
+        }
+    }
 
     let mut plan_texts = Vec::new();
     let mut plan_ids = std::collections::BTreeSet::new();
@@ -657,9 +697,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
             item.cancel.is_some(),
             item.off_duty.is_some(),
             item.plan.is_some(),
+            item.help.is_some(),
         ];
         if actions.iter().filter(|set| **set).count() != 1 {
-            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan".to_string()));
+            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan, help".to_string()));
+        }
+        if let Some(help) = &item.help {
+            if help.agent.is_some() == help.area.is_some() {
+                return Err(fail("help: give exactly one of `agent = \"ID\"` or `area` (a person at home there)".to_string()));
+            }
+            if let Some(area) = help.area.as_deref().filter(|area| !area_exists(area)) {
+                return Err(fail(format!("help.area {area:?} is not on the map")));
+            }
+            if let Some([lon, lat]) = help.at {
+                pingji_engine::spatial::Position::checked(lon, lat).map_err(|error| fail(format!("help.at: {error}")))?;
+            }
         }
         if let Some(plan) = &item.plan {
             let named = match (&plan.activate, &plan.deactivate) {

@@ -22,6 +22,8 @@
 //! - [`demo`]: a dispatcher in process with the command map, and a live
 //!   drill against it on a clock at the drill's speed (`drill demo`).
 //! - [`report`]: figures from the event log; report.json and report.md.
+//! - [`safety`]: the report's safety section: check-ins on scene, welfare
+//!   checks and help calls.
 //! - [`svg`]: the report's pictures.
 //! - [`files`]: writing the report's files (JSON, Markdown, pictures).
 
@@ -35,6 +37,7 @@ pub mod files;
 pub mod live;
 pub mod report;
 pub mod roster;
+pub mod safety;
 pub mod sim;
 pub mod svg;
 

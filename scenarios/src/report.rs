@@ -230,6 +230,9 @@ pub struct Report {
     /// Who served (网格员考核), from the same fold as the dispatcher's
     /// `ActivityReport` (`pingji_engine::activity`).
     pub who_served: WhoServed,
+    /// Safety check-ins on scene and help calls (absent when none happened).
+    #[serde(skip_serializing_if = "crate::safety::SafetyFigures::is_empty")]
+    pub safety: crate::safety::SafetyFigures,
     /// A drill run live: the dispatcher as found and as left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveRun>,
@@ -746,6 +749,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         grid_staffing_low,
         incidents,
         who_served,
+        safety: crate::safety::SafetyFigures::of(input.events),
         live: None,
     }
 }
@@ -1082,6 +1086,9 @@ pub fn markdown(report: &Report) -> String {
         );
     }
     who_served_markdown(&mut out, report);
+    if !report.safety.is_empty() {
+        let _ = writeln!(out, "\n{}", report.safety.markdown().trim_end());
+    }
     let _ = writeln!(
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"

@@ -66,6 +66,11 @@ enum Action {
     },
     /// A rung of the simulated escalation ladder (see `drill::ChannelShares`).
     Notify(NoticeStep),
+    /// A person on an assignment checks in safe (报平安), if they still hold it.
+    SafetyCheckIn {
+        agent: AgentId,
+        incident: IncidentId,
+    },
 }
 
 struct Person {
@@ -82,6 +87,8 @@ struct Simulation<'a> {
     /// Draws for the simulated ladder, apart so that a drill without
     /// `[channels]` draws the same as before it had them.
     channel_rng: StdRng,
+    /// Draws for safety check-ins and help calls, apart for the same reason.
+    safety_rng: StdRng,
     now: Millis,
     queue: BTreeMap<(Millis, u64), Action>,
     next_action: u64,
@@ -113,6 +120,7 @@ pub fn run(drill: &Drill, journal_path: &Path, mut progress: impl FnMut(u64)) ->
         areas: AreaMap::from(drill.map.clone()),
         rng: StdRng::seed_from_u64(drill.file.seed),
         channel_rng: StdRng::seed_from_u64(drill.file.seed ^ 0x5e5e_5e5e),
+        safety_rng: StdRng::seed_from_u64(drill.file.seed ^ 0x0a5e_0a5e),
         now: DRILL_START,
         queue: BTreeMap::new(),
         next_action: 0,
@@ -278,6 +286,12 @@ impl Simulation<'_> {
                 self.execute(Command::CheckIn { agent: agent.clone(), callup: Some(callup) }, &agent_actor(&agent))?;
             }
             Action::Notify(step) => self.execute(Command::RecordNotice(step), "dispatcher")?,
+            Action::SafetyCheckIn { agent, incident } => {
+                let holds = self.engine.state().agents.get(&agent).and_then(|record| record.current_incident.as_ref());
+                if holds == Some(&incident) {
+                    self.execute(Command::SafetyCheckIn { agent: agent.clone() }, &agent_actor(&agent))?;
+                }
+            }
             Action::Refresh { agent } => {
                 if self.people.get(&agent).is_some_and(|person| person.connected) {
                     self.report_location(&agent)?;
@@ -355,6 +369,9 @@ impl Simulation<'_> {
                 }
             }
         }
+        if let Some(help) = &entry.help {
+            self.help_call(help)?;
+        }
         if let Some(off) = &entry.off_duty {
             let area = off.area.as_ref().map(AreaId::new);
             let level = area.as_ref().and_then(|area| self.areas.get(area)).map(|spec| spec.level);
@@ -384,6 +401,61 @@ impl Simulation<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A help call of the timeline: by the person named, or one drawn from
+    /// the connected people at home in the area.
+    fn help_call(&mut self, help: &crate::drill::HelpEntry) -> anyhow::Result<()> {
+        let agent = match (&help.agent, &help.area) {
+            (Some(agent), _) => Some(AgentId::new(agent)),
+            (None, Some(area)) => {
+                let area = AreaId::new(area);
+                let level = self.areas.get(&area).map(|spec| spec.level);
+                let candidates: Vec<AgentId> = self
+                    .people
+                    .iter()
+                    .filter(|(_, person)| person.connected)
+                    .filter(|(_, person)| match (&person.profile.home_area, level) {
+                        (Some(home), Some(level)) => self.areas.placement_of_area(home).within(level, &area),
+                        _ => false,
+                    })
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                (!candidates.is_empty()).then(|| candidates[self.safety_rng.random_range(0..candidates.len())].clone())
+            }
+            (None, None) => None,
+        };
+        let Some(agent) = agent else {
+            return Ok(());
+        };
+        let at = match help.at {
+            Some([lon, lat]) => Some(Position { lon, lat }),
+            None => self.people.get(&agent).map(|person| person.at),
+        };
+        self.execute(Command::RequestHelp { agent: agent.clone(), at, text: help.text.clone() }, &agent_actor(&agent))
+    }
+
+    /// Safety check-ins: a person just assigned is drawn to check in or stay
+    /// quiet for the whole assignment; one who checks in does so at four
+    /// fifths of each interval.
+    fn plan_safety_check_ins(&mut self, events: &[Event]) {
+        let Some(share) = self.drill.file.safety.as_ref().map(|safety| safety.check_in) else {
+            return;
+        };
+        for event in events {
+            let (agent, first) = match &event.kind {
+                EventKind::Assigned { agent, .. } => (agent, true),
+                EventKind::SafetyCheckIn { agent, .. } => (agent, false),
+                _ => continue,
+            };
+            if first && self.safety_rng.random::<f64>() >= share {
+                continue;
+            }
+            if let Some(due) = self.engine.safety_due(agent) {
+                let at = Millis(due.due.0 - (due.interval_s as i64) * 1000 / 5);
+                self.schedule(at.max(self.now), Action::SafetyCheckIn { agent: agent.clone(), incident: due.incident });
+            }
+        }
     }
 
     fn burst_incident(&mut self, entry: usize, number: u32) -> anyhow::Result<()> {
@@ -482,6 +554,7 @@ impl Simulation<'_> {
                 _ => {}
             }
         }
+        self.plan_safety_check_ins(&events);
         self.events.extend(events);
         if self.events.len() - self.journaled >= JOURNAL_BATCH {
             self.flush_journal()?;

@@ -148,6 +148,19 @@ pub struct LowGrid {
     pub minimum: u32,
 }
 
+/// A person in danger on scene: a missed safety check-in (until they
+/// check in or their assignment ends) or a help call (求助, until its
+/// incident ends).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SafetyAlert {
+    pub agent_id: String,
+    /// The incident they were on (a miss) or the help incident.
+    pub incident_id: String,
+    /// "missed 1", "missed 2 → welfare inc-…" or "求助".
+    pub what: String,
+    pub at_ms: i64,
+}
+
 /// An open incident nobody on the whole roster could staff: from
 /// `incident_unstaffable`, and from the open incidents as listed (their
 /// `unstaffable`), until it is staffed, ends, or the roster could staff it.
@@ -226,6 +239,8 @@ pub struct App {
     low_grids: BTreeMap<String, LowGrid>,
     callups: BTreeMap<String, CallupTally>,
     unstaffable: BTreeMap<String, Unstaffable>,
+    /// Missed check-ins by person, help calls by their incident.
+    safety: BTreeMap<String, SafetyAlert>,
 }
 
 impl App {
@@ -254,6 +269,7 @@ impl App {
             low_grids: BTreeMap::new(),
             callups: BTreeMap::new(),
             unstaffable: BTreeMap::new(),
+            safety: BTreeMap::new(),
         }
     }
 
@@ -405,6 +421,31 @@ impl App {
             | Body::IncidentClosed(pb::event::IncidentClosed { incident_id, .. }) => {
                 self.incidents.remove(incident_id.as_str());
                 self.unstaffable.remove(incident_id.as_str());
+                self.safety.retain(|_, alert| alert.incident_id != *incident_id);
+            }
+            Body::SafetyCheckMissed(missed) => {
+                let what = match missed.welfare_incident_id.as_str() {
+                    "" => format!("missed {}", missed.miss),
+                    welfare => format!("missed {} → welfare {welfare}", missed.miss),
+                };
+                let alert =
+                    SafetyAlert { agent_id: missed.agent_id.clone(), incident_id: missed.incident_id.clone(), what, at_ms };
+                self.safety.insert(format!("missed:{}", missed.agent_id), alert);
+            }
+            Body::SafetyCheckIn(checked) => {
+                self.safety.remove(&format!("missed:{}", checked.agent_id));
+            }
+            Body::AssignmentCompleted(completed) => {
+                self.safety.remove(&format!("missed:{}", completed.agent_id));
+            }
+            Body::HelpRequested(help) => {
+                let alert = SafetyAlert {
+                    agent_id: help.agent_id.clone(),
+                    incident_id: help.incident_id.clone(),
+                    what: "求助".to_string(),
+                    at_ms,
+                };
+                self.safety.insert(format!("help:{}", help.incident_id), alert);
             }
             Body::IncidentUnstaffable(unstaffable) => {
                 let alert = Unstaffable::new(&unstaffable.incident_id, &events::shortfall_of(unstaffable));
@@ -685,9 +726,14 @@ impl App {
         self.unstaffable.values()
     }
 
+    /// Missed check-ins and help calls still open.
+    pub fn safety_alerts(&self) -> impl Iterator<Item = &SafetyAlert> {
+        self.safety.values()
+    }
+
     /// Whether there is anything for the alert line.
     pub fn has_alerts(&self) -> bool {
-        !self.unstaffable.is_empty() || !self.low_grids.is_empty() || !self.callups.is_empty()
+        !self.safety.is_empty() || !self.unstaffable.is_empty() || !self.low_grids.is_empty() || !self.callups.is_empty()
     }
 
     /// People on the map by status: (available, busy, off duty).

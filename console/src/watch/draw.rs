@@ -178,6 +178,8 @@ fn draw_banners(frame: &mut Frame, area: Rect, banners: &[Banner]) {
 pub enum Alert {
     /// Incidents nobody on the whole roster could staff.
     Unstaffable,
+    /// Missed safety check-ins and help calls (求助): people in danger.
+    Safety,
     /// Grids below their minimum of available people.
     LowGrids,
     /// Open call-ups and their check-ins.
@@ -191,6 +193,15 @@ pub enum Alert {
 /// one of its items fits after the parts before it.
 pub fn alert_parts(app: &App, width: usize) -> Vec<(Alert, String)> {
     let unstaffable: Vec<String> = app.unstaffable().map(|alert| format!("{} {}", alert.incident_id, alert.lacking)).collect();
+    // The time of day (UTC) of each: "worker missed 2 → welfare inc-000007 10:20".
+    let safety: Vec<String> = app
+        .safety_alerts()
+        .map(|alert| {
+            let time = labels::utc_time(alert.at_ms);
+            let clock = time.get(11..16).unwrap_or(&time);
+            format!("{} {} {clock}", alert.agent_id, alert.what)
+        })
+        .collect();
     let low: Vec<String> = app.low_grids().map(|grid| format!("{} {}/{}", grid.grid_id, grid.available, grid.minimum)).collect();
     let calls: Vec<String> = app
         .callups()
@@ -208,6 +219,7 @@ pub fn alert_parts(app: &App, width: usize) -> Vec<(Alert, String)> {
     let calls_noun = if calls.len() == 1 { "call-up" } else { "call-ups" };
     // Each part in full, and in short for when its first item does not fit.
     let wanted = [
+        (Alert::Safety, format!(" ⚠ {} safety: ", safety.len()), format!(" ⚠ {} safety", safety.len()), safety),
         (
             Alert::Unstaffable,
             format!(" ✖ {} unstaffable: ", unstaffable.len()),
@@ -270,6 +282,7 @@ fn draw_alert(frame: &mut Frame, area: Rect, app: &App) {
         .map(|(alert, text)| {
             let style = match alert {
                 Alert::Unstaffable => Style::new().bg(Color::Red).fg(Color::White).add_modifier(Modifier::BOLD),
+                Alert::Safety => Style::new().bg(Color::Magenta).fg(Color::White).add_modifier(Modifier::BOLD),
                 Alert::LowGrids => Style::new().bg(Color::Yellow).fg(Color::Black).add_modifier(Modifier::BOLD),
                 Alert::Callups => Style::new().bg(Color::Cyan).fg(Color::Black),
             };
@@ -410,6 +423,8 @@ fn draw_incidents(frame: &mut Frame, area: Rect, app: &App) {
 fn feed_colour(kind: &str) -> Color {
     match kind {
         "mode_switched" | "grid_staffing_low" | "callup_deadline_passed" | "incident_unstaffable" => Color::Red,
+        "safety_check_missed" | "help_requested" => Color::Magenta,
+        "safety_check_in" => Color::Green,
         "incident_reported" | "field_reported" | "plan_activated" | "callup_issued" => Color::Yellow,
         "checked_in" | "grid_staffing_restored" | "report_accepted" => Color::Green,
         "assigned" | "incident_staffed" | "assignment_completed" => Color::Green,

@@ -603,3 +603,44 @@ fn at_80x24_an_incidents_details_take_the_top_and_esc_gives_the_map_and_list_bac
     let text = screen(&render(&app, 80, 24));
     assert!(text.contains("Map: 3 people") && text.contains("Open incidents: 1"), "{text}");
 }
+
+/// Missed safety check-ins and help calls lead the alert line, with the
+/// person and the time, until the person checks in or the help ends.
+#[test]
+fn missed_check_ins_and_help_calls_lead_the_alert_line_with_the_person_and_time() {
+    let mut app = sample_app();
+    let missed = |miss: u32, welfare: &str| {
+        Body::SafetyCheckMissed(pb::event::SafetyCheckMissed {
+            agent_id: "worker".into(),
+            incident_id: "inc-000001".into(),
+            miss,
+            due_ms: NOW_MS - 60_000,
+            welfare_incident_id: welfare.into(),
+        })
+    };
+    app.apply_event(&event(2, "dispatcher", unstaffable("inc-000001", 1, 0, &["firstaid"])));
+    app.apply_event(&event(3, "dispatcher", missed(1, "")));
+    app.apply_event(&event(4, "dispatcher", missed(2, "inc-000009")));
+    let help = Body::HelpRequested(pb::event::HelpRequested {
+        agent_id: "caller".into(),
+        incident_id: "inc-000010".into(),
+        position_from: "live".into(),
+        ..Default::default()
+    });
+    app.apply_event(&event(5, "agent:caller", help));
+    let time = pingji_client::labels::utc_time(NOW_MS - 60_000);
+    let clock = &time[11..16];
+    let wide = rows(&render(&app, 160, 30));
+    assert!(
+        wide[1].starts_with(&format!(" ⚠ 2 safety: caller 求助 {clock}, worker missed 2 → welfare inc-000009 {clock}")),
+        "{wide:#?}"
+    );
+    assert!(screen(&render(&app, 160, 30)).contains("ALERT worker missed safety check-in 2"), "in the feed too");
+
+    let checked =
+        Body::SafetyCheckIn(pb::event::SafetyCheckIn { agent_id: "worker".into(), incident_id: "inc-000001".into(), misses: 2 });
+    app.apply_event(&event(6, "agent:worker", checked));
+    let closed = Body::IncidentClosed(pb::event::IncidentClosed { incident_id: "inc-000010".into(), ..Default::default() });
+    app.apply_event(&event(7, "operator:li", closed));
+    assert_eq!(app.safety_alerts().count(), 0, "checked in, and the help dealt with");
+}

@@ -12,6 +12,7 @@ use crate::message::Audience;
 use crate::plans::PlanSpec;
 use crate::policy::Mode;
 use crate::roster::{AgentProfile, AgentStatus, Role};
+use crate::spatial::Position;
 
 /// The actor recorded for changes the dispatcher makes by itself (timeouts,
 /// widening, offers).
@@ -394,6 +395,64 @@ pub enum EventKind {
         suggestion: String,
         reason: String,
     },
+    /// A person holding an assignment said they are safe (报平安): their
+    /// check-in clock starts again. `misses` is how many check-ins in a
+    /// row they had missed before this one.
+    SafetyCheckIn {
+        agent: AgentId,
+        incident: IncidentId,
+        #[serde(default)]
+        misses: u32,
+    },
+    /// A person holding an assignment did not check in by `due` (the
+    /// engine's clock). On the second miss in a row the dispatcher sends
+    /// someone to look: `welfare` is that welfare-check incident, reported
+    /// just before this event.
+    SafetyCheckMissed {
+        agent: AgentId,
+        incident: IncidentId,
+        miss: u32,
+        due: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        welfare: Option<IncidentId>,
+    },
+    /// A person pressed 求助 (help): `incident` is the priority-1 incident
+    /// reported for it just before this event, at `at` (where the
+    /// position came from: `from`), and `team` the people told.
+    HelpRequested {
+        agent: AgentId,
+        incident: IncidentId,
+        at: Position,
+        from: HelpPosition,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        text: String,
+        team: Vec<AgentId>,
+    },
+}
+
+/// Where the position of a help call came from, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelpPosition {
+    /// Sent with the call.
+    Sent,
+    /// The person's live location.
+    Live,
+    /// The place of the incident they hold.
+    Assignment,
+    /// Their home on the roster.
+    Home,
+}
+
+impl HelpPosition {
+    pub fn name(self) -> &'static str {
+        match self {
+            HelpPosition::Sent => "sent",
+            HelpPosition::Live => "live",
+            HelpPosition::Assignment => "assignment",
+            HelpPosition::Home => "home",
+        }
+    }
 }
 
 impl EventKind {
@@ -447,6 +506,9 @@ impl EventKind {
             EventKind::CapAlertReceived { .. } => "cap_alert_received",
             EventKind::CapSuggestionApproved { .. } => "cap_suggestion_approved",
             EventKind::CapSuggestionDismissed { .. } => "cap_suggestion_dismissed",
+            EventKind::SafetyCheckIn { .. } => "safety_check_in",
+            EventKind::SafetyCheckMissed { .. } => "safety_check_missed",
+            EventKind::HelpRequested { .. } => "help_requested",
         }
     }
 
@@ -468,7 +530,10 @@ impl EventKind {
             | EventKind::FieldReported { incident, .. }
             | EventKind::ReportAccepted { incident, .. }
             | EventKind::ReportMerged { incident, .. }
-            | EventKind::ReportRejected { incident, .. } => Some(incident),
+            | EventKind::ReportRejected { incident, .. }
+            | EventKind::SafetyCheckIn { incident, .. }
+            | EventKind::SafetyCheckMissed { incident, .. }
+            | EventKind::HelpRequested { incident, .. } => Some(incident),
             EventKind::OfferSent { offer } => Some(&offer.incident),
             EventKind::Notified(step) => step.incident.as_ref(),
             _ => None,
@@ -487,7 +552,10 @@ impl EventKind {
             | EventKind::CheckedIn { agent, .. }
             | EventKind::MessageReplied { agent, .. }
             | EventKind::MessageRead { agent, .. }
-            | EventKind::FieldReported { agent, .. } => Some(agent),
+            | EventKind::FieldReported { agent, .. }
+            | EventKind::SafetyCheckIn { agent, .. }
+            | EventKind::SafetyCheckMissed { agent, .. }
+            | EventKind::HelpRequested { agent, .. } => Some(agent),
             EventKind::OfferSent { offer } => Some(&offer.agent),
             EventKind::Notified(step) => Some(&step.agent),
             _ => None,

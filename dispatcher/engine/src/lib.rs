@@ -18,6 +18,8 @@
 //! - [`incident`]: incidents, offers and assignments.
 //! - [`plans`]: emergency plans (应急预案) and their files.
 //! - [`cap`]: CAP 1.2 alerts: a plan's public alert, alerts issued and received, suggestions.
+//! - [`safety`]: the safety check-in clock (PAR) and the categories of
+//!   welfare checks and help calls.
 //! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
@@ -39,6 +41,7 @@ pub mod message;
 pub mod plans;
 pub mod policy;
 pub mod roster;
+pub mod safety;
 pub mod spatial;
 pub mod travel;
 

@@ -140,6 +140,76 @@ pub struct Policy {
     /// Duplicates at intake: which open incidents a new report may repeat.
     #[serde(default)]
     pub duplicates: Duplicates,
+    /// Safety check-ins on scene (PAR): how often people holding an
+    /// assignment must say they are safe, per grade. Off unless set.
+    #[serde(default)]
+    pub safety: Safety,
+}
+
+/// Safety check-ins (PAR, 报平安) per grade: people holding an assignment
+/// (accepted, on the way or on scene) check in every `interval_min`
+/// minutes of the grade in force at their incident. A grade left out asks
+/// for none. A missed check-in is an event; the second in a row sends a
+/// welfare check (see `engine::check_ins`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Safety {
+    #[serde(default)]
+    pub interval_min: SafetyIntervals,
+}
+
+/// Minutes between check-ins per grade, named as the grades are spoken of:
+/// `{ I = 10, II = 15 }`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyIntervals {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normal: Option<u32>,
+    #[serde(default, rename = "IV", skip_serializing_if = "Option::is_none")]
+    pub emergency_iv: Option<u32>,
+    #[serde(default, rename = "III", skip_serializing_if = "Option::is_none")]
+    pub emergency_iii: Option<u32>,
+    #[serde(default, rename = "II", skip_serializing_if = "Option::is_none")]
+    pub emergency_ii: Option<u32>,
+    #[serde(default, rename = "I", skip_serializing_if = "Option::is_none")]
+    pub emergency_i: Option<u32>,
+}
+
+/// The longest interval between check-ins a policy may ask for (4 hours).
+pub const MAX_SAFETY_INTERVAL_MIN: u32 = 240;
+
+impl SafetyIntervals {
+    /// Minutes between check-ins in `mode`, if it asks for any.
+    pub fn for_mode(&self, mode: Mode) -> Option<u32> {
+        match mode {
+            Mode::Normal => self.normal,
+            Mode::EmergencyIv => self.emergency_iv,
+            Mode::EmergencyIii => self.emergency_iii,
+            Mode::EmergencyIi => self.emergency_ii,
+            Mode::EmergencyI => self.emergency_i,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let grades = [
+            ("normal", self.normal),
+            ("IV", self.emergency_iv),
+            ("III", self.emergency_iii),
+            ("II", self.emergency_ii),
+            ("I", self.emergency_i),
+        ];
+        for (name, minutes) in grades {
+            if let Some(minutes) = minutes
+                && !(1..=MAX_SAFETY_INTERVAL_MIN).contains(&minutes)
+            {
+                return Err(format!(
+                    "safety.interval_min.{name} = {minutes} is out of range; use 1..={MAX_SAFETY_INTERVAL_MIN} minutes, \
+                     or leave the grade out for no check-ins"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The escalation ladder per grade: the steps tried, in order, towards a
@@ -364,6 +434,7 @@ impl Default for Policy {
             mutual_aid: Vec::new(),
             ladder: None,
             duplicates: Duplicates::default(),
+            safety: Safety::default(),
         }
     }
 }
@@ -469,6 +540,7 @@ impl Policy {
         if let Some(ladder) = &self.ladder {
             ladder.validate()?;
         }
+        self.safety.interval_min.validate()?;
         if !(1..=10_000).contains(&self.duplicates.within_m) {
             return Err(format!("duplicates.within_m = {} is out of range; use 1..=10000 metres", self.duplicates.within_m));
         }
@@ -533,6 +605,19 @@ mod tests {
         assert_eq!(policy.emergency_i.parallel_offers, 3);
         assert_eq!(policy.normal.widen_after_s.grid, 60);
         assert_eq!(policy.normal.widen_after_s.street, 1200);
+    }
+
+    #[test]
+    fn safety_intervals_are_read_per_grade_and_off_by_default() {
+        assert_eq!(Policy::default().safety.interval_min.for_mode(Mode::EmergencyI), None, "off unless set");
+        let policy = Policy::from_toml("[safety]\ninterval_min = { I = 10, II = 15 }\n").expect("valid");
+        assert_eq!(policy.safety.interval_min.for_mode(Mode::EmergencyI), Some(10));
+        assert_eq!(policy.safety.interval_min.for_mode(Mode::EmergencyIi), Some(15));
+        assert_eq!(policy.safety.interval_min.for_mode(Mode::Normal), None);
+        let error = Policy::from_toml("[safety]\ninterval_min = { I = 0 }\n").expect_err("zero minutes");
+        assert!(error.contains("safety.interval_min.I"), "{error}");
+        let error = Policy::from_toml("[safety]\ninterval_min = { V = 5 }\n").expect_err("no grade V");
+        assert!(error.contains('V'), "{error}");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use pb::event::Body;
 use pingji_engine::accounts::{AgentTokenHash, OperatorRole};
 use pingji_engine::areas::{AreaImport, AreaLevel, AreaSpec, Placement, ServiceCentreSpec};
-use pingji_engine::event::{Event, EventKind, NoticeChannel, NoticeOutcome, NoticeStep, WidenReason, WithdrawReason};
+use pingji_engine::event::{
+    Event, EventKind, HelpPosition, NoticeChannel, NoticeOutcome, NoticeStep, WidenReason, WithdrawReason,
+};
 use pingji_engine::ids::{ActivationId, AgentId, AreaId, CallupId, IncidentId, Millis, OfferId, PlanId};
 use pingji_engine::incident::{IncidentSpec, OfferRecord};
 use pingji_engine::plans::{PlanSpec, PlanTask, TaskPlace};
@@ -289,6 +291,26 @@ fn body_to_pb(kind: &EventKind) -> Body {
             outcome: notice_outcome_to_pb(step.outcome) as i32,
             detail: step.detail.clone(),
         }),
+        EventKind::SafetyCheckIn { agent, incident, misses } => Body::SafetyCheckIn(e::SafetyCheckIn {
+            agent_id: agent.to_string(),
+            incident_id: incident.to_string(),
+            misses: *misses,
+        }),
+        EventKind::SafetyCheckMissed { agent, incident, miss, due, welfare } => Body::SafetyCheckMissed(e::SafetyCheckMissed {
+            agent_id: agent.to_string(),
+            incident_id: incident.to_string(),
+            miss: *miss,
+            due_ms: due.0,
+            welfare_incident_id: welfare.as_ref().map(ToString::to_string).unwrap_or_default(),
+        }),
+        EventKind::HelpRequested { agent, incident, at, from, text, team } => Body::HelpRequested(e::HelpRequested {
+            agent_id: agent.to_string(),
+            incident_id: incident.to_string(),
+            location: Some(location(*at)),
+            position_from: from.name().to_string(),
+            text: text.clone(),
+            team_agent_ids: ids(team),
+        }),
         EventKind::InboundRefused { gateway, reason } => {
             Body::InboundRefused(e::InboundRefused { gateway: gateway.clone(), reason: reason.clone() })
         }
@@ -416,6 +438,13 @@ pub fn redact(event: &mut pb::Event, disclosure: Disclosure) {
         // and places: a viewer sees that it was written, not what.
         Body::MessageSent(sent) if disclosure == Disclosure::Coarse => sent.text = MASKED_TEXT.to_string(),
         Body::MessageReplied(replied) if disclosure == Disclosure::Coarse => replied.text = MASKED_TEXT.to_string(),
+        // Where someone called for help is where a person is.
+        Body::HelpRequested(help) => {
+            redact_person_position(&mut help.location, disclosure);
+            if disclosure == Disclosure::Coarse && !help.text.is_empty() {
+                help.text = MASKED_TEXT.to_string();
+            }
+        }
         // Every other kind holds no phone and no person's position; a new
         // kind that does must be added here (the property test checks it).
         _ => {}
@@ -737,6 +766,32 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         Body::InboundRefused(refused) => {
             EventKind::InboundRefused { gateway: refused.gateway.clone(), reason: refused.reason.clone() }
         }
+        Body::SafetyCheckIn(checked) => EventKind::SafetyCheckIn {
+            agent: AgentId::new(&checked.agent_id),
+            incident: IncidentId::new(&checked.incident_id),
+            misses: checked.misses,
+        },
+        Body::SafetyCheckMissed(missed) => EventKind::SafetyCheckMissed {
+            agent: AgentId::new(&missed.agent_id),
+            incident: IncidentId::new(&missed.incident_id),
+            miss: missed.miss,
+            due: Millis(missed.due_ms),
+            welfare: optional(&missed.welfare_incident_id, IncidentId::new),
+        },
+        Body::HelpRequested(help) => EventKind::HelpRequested {
+            agent: AgentId::new(&help.agent_id),
+            incident: IncidentId::new(&help.incident_id),
+            at: wire_position(help.location.as_ref(), "help_requested location")?,
+            from: match help.position_from.as_str() {
+                "sent" => HelpPosition::Sent,
+                "live" => HelpPosition::Live,
+                "assignment" => HelpPosition::Assignment,
+                "home" => HelpPosition::Home,
+                other => return Err(format!("help_requested position_from {other:?} is not sent, live, assignment or home")),
+            },
+            text: help.text.clone(),
+            team: agent_ids(&help.team_agent_ids),
+        },
         Body::CapAlertIssued(issued) => EventKind::CapAlertIssued {
             alert: super::cap::issued_from_pb(issued.alert.as_ref().ok_or("cap_alert_issued has no alert")?)?,
         },
@@ -1234,6 +1289,36 @@ mod tests {
                 })
             ),
             (id(), text()).prop_map(|(gateway, reason)| EventKind::InboundRefused { gateway, reason }),
+            (agent(), incident(), any::<u32>()).prop_map(|(agent, incident, misses)| EventKind::SafetyCheckIn {
+                agent,
+                incident,
+                misses
+            }),
+            (agent(), incident(), 1u32..3, any::<i64>(), option::of(incident())).prop_map(
+                |(agent, incident, miss, due, welfare)| EventKind::SafetyCheckMissed {
+                    agent,
+                    incident,
+                    miss,
+                    due: Millis(due),
+                    welfare
+                }
+            ),
+            (
+                agent(),
+                incident(),
+                position(),
+                prop::sample::select(vec![HelpPosition::Sent, HelpPosition::Live, HelpPosition::Assignment, HelpPosition::Home]),
+                text(),
+                agents()
+            )
+                .prop_map(|(agent, incident, at, from, text, team)| EventKind::HelpRequested {
+                    agent,
+                    incident,
+                    at,
+                    from,
+                    text,
+                    team
+                }),
         ]
     }
 
@@ -1292,6 +1377,7 @@ mod tests {
             let people: Vec<(f64, f64)> = match &shown.body {
                 Some(Body::AgentsUpserted(upserted)) => upserted.agents.iter().filter_map(|agent| agent.home).map(|at| (at.lon, at.lat)).collect(),
                 Some(Body::OfferSent(offer)) => offer.origin.iter().map(|at| (at.lon, at.lat)).collect(),
+                Some(Body::HelpRequested(help)) => help.location.iter().map(|at| (at.lon, at.lat)).collect(),
                 _ => Vec::new(),
             };
             for (lon, lat) in people {
@@ -1386,6 +1472,7 @@ mod tests {
                 | EventKind::CapAlertReceived { .. }
                 | EventKind::CapSuggestionApproved { .. }
                 | EventKind::CapSuggestionDismissed { .. } => {}
+                EventKind::SafetyCheckIn { .. } | EventKind::SafetyCheckMissed { .. } | EventKind::HelpRequested { .. } => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.
@@ -1396,6 +1483,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 43, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 46, "kinds generated: {seen:?}");
     }
 }

@@ -464,7 +464,28 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                 },
             );
             confirmed.deadline_ms = 0;
-            vec![(agent.clone(), message(Body::AssignmentConfirmed(pb::AssignmentConfirmed { offer: Some(confirmed) })))]
+            let mut messages =
+                vec![(agent.clone(), message(Body::AssignmentConfirmed(pb::AssignmentConfirmed { offer: Some(confirmed) })))];
+            if let Some(due) = safety_check_due(engine, agent).filter(|due| due.due_ms != 0) {
+                messages.push((agent.clone(), message(Body::SafetyCheckDue(due))));
+            }
+            messages
+        }
+        EventKind::SafetyCheckIn { agent, .. } | EventKind::SafetyCheckMissed { agent, .. } => {
+            let due = safety_check_due(engine, agent).unwrap_or_default();
+            vec![(agent.clone(), message(Body::SafetyCheckDue(due)))]
+        }
+        EventKind::HelpRequested { agent, incident, at, text, team, .. } => {
+            let name = state.agents.get(agent).map(|record| record.profile.name.clone()).unwrap_or_default();
+            let call = pb::HelpCall {
+                agent_id: agent.to_string(),
+                name,
+                incident_id: incident.to_string(),
+                location: Some(location(*at)),
+                text: text.clone(),
+                at_ms: event.at.0,
+            };
+            team.iter().map(|member| (member.clone(), message(Body::HelpCall(call.clone())))).collect()
         }
         EventKind::OfferWithdrawn { offer, incident, agent, reason: WithdrawReason::Filled } => vec![(
             agent.clone(),
@@ -642,7 +663,34 @@ pub fn welcome(engine: &Engine, agent: &AgentId, session: u64, now: Millis) -> O
             call_ups: open_callups_for(engine, agent),
             session_id: session,
             unread_messages: engine.unread_messages(agent).into_iter().map(message_for_person).collect(),
+            safety_check_due: safety_check_due(engine, agent).filter(|due| due.due_ms != 0),
         })),
+    })
+}
+
+/// When a person on an assignment must next check in (报平安): due when
+/// the clock says; after a welfare check went out, overdue since the last
+/// miss until they check in. `None` without an assignment that asks for
+/// check-ins.
+pub fn safety_check_due(engine: &Engine, agent: &AgentId) -> Option<pb::SafetyCheckDue> {
+    if let Some(due) = engine.safety_due(agent) {
+        return Some(pb::SafetyCheckDue {
+            incident_id: due.incident.to_string(),
+            due_ms: due.due.0,
+            interval_s: u32::try_from(due.interval_s).unwrap_or(u32::MAX),
+            misses: due.misses,
+        });
+    }
+    let clock = engine.state().safety.get(agent)?;
+    let holds = engine.state().agents.get(agent).and_then(|record| record.current_incident.as_ref());
+    if holds != Some(&clock.incident) || clock.welfare.is_none() {
+        return Some(pb::SafetyCheckDue::default());
+    }
+    Some(pb::SafetyCheckDue {
+        incident_id: clock.incident.to_string(),
+        due_ms: clock.since.0,
+        interval_s: 0,
+        misses: clock.misses,
     })
 }
 

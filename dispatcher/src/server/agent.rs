@@ -359,7 +359,9 @@ impl AgentService for AgentApi {
                             break;
                         }
                     };
-                    if !rate.allow() {
+                    // 求助 is never rate-limited: it neither waits for nor spends the budget.
+                    let is_help = matches!(message.body, Some(Body::Help(_)));
+                    if !is_help && !rate.allow() {
                         if rate.tell() {
                             let problem = format!(
                                 "more than {per_s} messages a second from this session; messages over that are dropped \
@@ -443,6 +445,17 @@ fn command_for(agent: &AgentId, message: pb::AgentMessage) -> Result<Command, St
             let callup =
                 Some(check_in.callup_id.trim().to_string()).filter(|id| !id.is_empty()).map(pingji_engine::ids::CallupId::new);
             Command::CheckIn { agent, callup }
+        }
+        Body::SafetyCheckIn(_) => Command::SafetyCheckIn { agent },
+        Body::Help(help) => {
+            let at = match help.location {
+                Some(location) => {
+                    let (lon, lat) = convert::wgs84_of(&location)?;
+                    Some(pingji_engine::spatial::Position { lon, lat })
+                }
+                None => None,
+            };
+            Command::RequestHelp { agent, at, text: help.text }
         }
         Body::Reply(reply) => Command::ReplyToMessage { agent, message: reply.message_id.trim().to_string(), text: reply.text },
         Body::Read(read) => Command::MarkMessageRead { agent, message: read.message_id.trim().to_string() },

@@ -118,9 +118,15 @@ impl FieldApi {
         self.people.check_certificate(&request)?;
         let agent = self.caller(request.metadata()).await?;
         let (session, key, body) = parts(request.into_inner());
+        let is_help = matches!(body, Body::Help(_));
         let budget = if matches!(body, Body::Location(_)) { Budget::Locations } else { Budget::Calls };
-        self.budgets.spend(&agent, budget)?;
-        if session == 0 {
+        // 求助 is never rate-limited, and goes through without a session:
+        // whoever presses it must not be told to wait or to reconnect.
+        if !is_help {
+            self.budgets.spend(&agent, budget)?;
+        }
+        let session = if is_help && session == 0 { None } else { Some(session) };
+        if session == Some(0) {
             return Err(error::status(
                 Code::FailedPrecondition,
                 pb::ErrorReason::NoSession,
@@ -143,7 +149,7 @@ impl FieldApi {
                      same key on every retry",
                 ));
             }
-            self.people.act(&agent, message, Some(session)).await.map_err(|problem| problem.into_status())?;
+            self.people.act(&agent, message, session).await.map_err(|problem| problem.into_status())?;
             return Ok(Response::new(pb::FieldActionResponse { duplicate: false }));
         }
         let answer = self.answers.cell(&agent, key);
@@ -153,7 +159,7 @@ impl FieldApi {
         answer
             .get_or_try_init(|| async {
                 applied_now = true;
-                self.people.act(&agent, message, Some(session)).await.map_err(|problem| problem.into_status())
+                self.people.act(&agent, message, session).await.map_err(|problem| problem.into_status())
             })
             .await?;
         Ok(Response::new(pb::FieldActionResponse { duplicate: !applied_now }))
@@ -344,6 +350,20 @@ impl FieldService for FieldApi {
     async fn check_in(&self, request: Request<pb::CheckInRequest>) -> Result<Response<pb::FieldActionResponse>, Status> {
         self.act(request, true, |call| {
             (call.session_id, call.idempotency_key, Body::CheckIn(pb::CheckIn { callup_id: call.callup_id }))
+        })
+        .await
+    }
+
+    async fn safety_check_in(
+        &self,
+        request: Request<pb::SafetyCheckInRequest>,
+    ) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| (call.session_id, call.idempotency_key, Body::SafetyCheckIn(pb::SafetyCheckIn {}))).await
+    }
+
+    async fn request_help(&self, request: Request<pb::RequestHelpRequest>) -> Result<Response<pb::FieldActionResponse>, Status> {
+        self.act(request, true, |call| {
+            (call.session_id, call.idempotency_key, Body::Help(pb::HelpRequest { location: call.location, text: call.text }))
         })
         .await
     }

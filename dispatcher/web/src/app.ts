@@ -170,6 +170,12 @@ const REPLAY_SPEEDS = [1, 10, 60, 120, 600, 3600];
 const REPLAY_SKIP_MS = 5 * 60 * 1000;
 /** Grids below their emergency minimum: available and minimum. */
 const shortGrids = new Map<string, { available: number; minimum: number }>();
+/**
+ * People in danger on scene: missed safety check-ins (by person, until they
+ * check in or their task ends) and help calls (求助, by their incident, until
+ * it ends), with the person and the time.
+ */
+const safetyAlerts = new Map<string, { kind: "missed" | "help"; agentId: string; incidentId: string; miss: number; welfareId: string; atMs: bigint }>();
 let times = new ResponseTimes();
 /** When the open incidents were listed (the dispatcher's clock). */
 let listedAtMs = 0;
@@ -417,6 +423,74 @@ function drawFigures(): void {
           item.dataset.gridId = grid;
           return item;
         })),
+  );
+}
+
+/** What an event changes in the safety alerts. */
+function takeSafety(event: Event): void {
+  const body = event.body;
+  switch (body.case) {
+    case "safetyCheckMissed":
+      safetyAlerts.set(`missed:${body.value.agentId}`, {
+        kind: "missed",
+        agentId: body.value.agentId,
+        incidentId: body.value.incidentId,
+        miss: body.value.miss,
+        welfareId: body.value.welfareIncidentId,
+        atMs: event.atMs,
+      });
+      break;
+    case "helpRequested":
+      safetyAlerts.set(`help:${body.value.incidentId}`, {
+        kind: "help",
+        agentId: body.value.agentId,
+        incidentId: body.value.incidentId,
+        miss: 0,
+        welfareId: "",
+        atMs: event.atMs,
+      });
+      break;
+    case "safetyCheckIn":
+    case "assignmentCompleted":
+      safetyAlerts.delete(`missed:${body.value.agentId}`);
+      break;
+    case "incidentClosed":
+    case "incidentCancelled":
+      safetyAlerts.delete(`help:${body.value.incidentId}`);
+      for (const [key, alert] of safetyAlerts) {
+        if (alert.incidentId === body.value.incidentId) {
+          safetyAlerts.delete(key);
+        }
+      }
+      break;
+    default:
+      return;
+  }
+  drawSafetyAlerts();
+}
+
+function drawSafetyAlerts(): void {
+  const alerts = [...safetyAlerts.values()].sort((a, b) => Number(b.atMs - a.atMs));
+  byId("safety-panel").hidden = alerts.length === 0;
+  byId("safety-alerts").replaceChildren(
+    ...alerts.map((alert) => {
+      const item = make("li");
+      item.dataset.kind = alert.kind;
+      item.dataset.agentId = alert.agentId;
+      const line =
+        alert.kind === "help"
+          ? say("helpLine", { agent: alert.agentId, incident: alert.incidentId })
+          : say("safetyMissedLine", { agent: alert.agentId, miss: alert.miss, incident: alert.incidentId });
+      const button = make("button", line);
+      button.setAttribute("type", "button");
+      const target = alert.welfareId || alert.incidentId;
+      button.addEventListener("click", () => select(target));
+      item.append(timeOf({ atMs: alert.atMs } as Event), button);
+      if (alert.welfareId) {
+        item.append(make("span", say("safetyWelfare", { welfare: alert.welfareId }), "welfare"));
+      }
+      return item;
+    }),
   );
 }
 
@@ -745,6 +819,15 @@ function describeEvent(event: Event): string {
     case "incidentClosed":
       parts.push(body.value.feedback);
       break;
+    case "safetyCheckMissed":
+      parts.push(body.value.agentId, `#${body.value.miss}`);
+      if (body.value.welfareIncidentId) {
+        parts.push(say("safetyWelfare", { welfare: body.value.welfareIncidentId }));
+      }
+      break;
+    case "helpRequested":
+      parts.push(body.value.agentId, body.value.text);
+      break;
     default: {
       const subject = event.agentId || (event.incidentId ? "" : event.areaId ? areaName(event.areaId) : "");
       if (subject) {
@@ -1014,6 +1097,7 @@ function logOut(): void {
   timelineCut.clear();
   incidentPlaces.clear();
   shortGrids.clear();
+  safetyAlerts.clear();
   plans = [];
   activations = [];
   suggestions = [];
@@ -1539,6 +1623,7 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   if (body.case === "reportMerged" && map.incidents.has(body.value.intoIncidentId)) {
     refreshIncident(map, body.value.intoIncidentId, signal);
   }
+  takeSafety(event);
   if (body.case === "gridStaffingLow") {
     shortGrids.set(body.value.gridId, { available: body.value.available, minimum: body.value.minimum });
     map.setShortStaffed(new Set(shortGrids.keys()));

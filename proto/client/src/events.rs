@@ -75,6 +75,9 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::CapAlertReceived(_) => "cap_alert_received",
         Body::CapSuggestionApproved(_) => "cap_suggestion_approved",
         Body::CapSuggestionDismissed(_) => "cap_suggestion_dismissed",
+        Body::SafetyCheckIn(_) => "safety_check_in",
+        Body::SafetyCheckMissed(_) => "safety_check_missed",
+        Body::HelpRequested(_) => "help_requested",
     }
 }
 
@@ -378,6 +381,36 @@ fn summary_of(body: &Body) -> String {
         Body::CapSuggestionApproved(approved) => format!("CAP suggestion {} approved", approved.suggestion_id),
         Body::CapSuggestionDismissed(dismissed) => {
             format!("CAP suggestion {} dismissed: {}", dismissed.suggestion_id, dismissed.reason)
+        }
+        Body::SafetyCheckIn(checked) => match checked.misses {
+            0 => format!("{} checked in safe (报平安) on incident {}", checked.agent_id, checked.incident_id),
+            misses => format!(
+                "{} checked in safe (报平安) on incident {} after {misses} missed check-in(s)",
+                checked.agent_id, checked.incident_id
+            ),
+        },
+        Body::SafetyCheckMissed(missed) => {
+            let welfare = match missed.welfare_incident_id.as_str() {
+                "" => String::new(),
+                welfare => format!("; welfare check {welfare} sent"),
+            };
+            format!(
+                "ALERT {} missed safety check-in {} on incident {} (due {}){welfare}",
+                missed.agent_id,
+                missed.miss,
+                missed.incident_id,
+                labels::utc_time(missed.due_ms)
+            )
+        }
+        Body::HelpRequested(help) => {
+            let text = if help.text.is_empty() { String::new() } else { format!(": {}", help.text) };
+            format!(
+                "ALERT 求助 {} asked for help{text}; incident {} (position {}), {} of their team told",
+                help.agent_id,
+                help.incident_id,
+                help.position_from,
+                help.team_agent_ids.len()
+            )
         }
     }
 }

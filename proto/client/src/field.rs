@@ -178,6 +178,24 @@ impl FieldClient {
         Ok(self.client.clone().check_in(request).await?.into_inner())
     }
 
+    /// "I'm OK" (报平安) while holding an assignment.
+    pub async fn safety_check_in(&self) -> Result<pb::FieldActionResponse, Status> {
+        let request = pb::SafetyCheckInRequest { session_id: self.session_id(), idempotency_key: self.new_key() };
+        Ok(self.client.clone().safety_check_in(request).await?.into_inner())
+    }
+
+    /// 求助 at `at` (else the dispatcher's best known position); never
+    /// rate-limited, and carried out without a session too.
+    pub async fn request_help(&self, at: Option<(f64, f64)>, text: &str) -> Result<pb::FieldActionResponse, Status> {
+        let request = pb::RequestHelpRequest {
+            session_id: self.session_id(),
+            idempotency_key: self.new_key(),
+            location: at.map(|(lon, lat)| pb::Location::wgs84(lon, lat)),
+            text: text.to_string(),
+        };
+        Ok(self.client.clone().request_help(request).await?.into_inner())
+    }
+
     pub async fn submit_field_report(
         &self,
         (lon, lat): (f64, f64),

@@ -49,7 +49,7 @@ use pingji_engine::event::Event;
 use pingji_engine::ids::{AreaId, Millis};
 use pingji_engine::roster::AgentProfile;
 use pingji_engine::spatial::Position;
-use pingji_field_agent::{AgentClient, AgentConfig};
+use pingji_field_agent::{AgentClient, AgentConfig, Location};
 use pingji_proto::v1 as pb;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -742,6 +742,30 @@ async fn perform(
                         .await?;
                 }
             }
+        }
+    }
+    if let Some(help) = &entry.help {
+        // The person named, or one at home in the area drawn as the fast runner draws.
+        let chosen = match (&help.agent, &help.area) {
+            (Some(agent), _) => Some(agent.clone()),
+            (None, Some(area)) => {
+                let area = AreaId::new(area);
+                let level = areas.get(&area).map(|spec| spec.level);
+                let candidates: Vec<&AgentProfile> = people
+                    .iter()
+                    .filter(|profile| profile.on_duty)
+                    .filter(|profile| match (&profile.home_area, level) {
+                        (Some(home), Some(level)) => areas.placement_of_area(home).within(level, &area),
+                        _ => false,
+                    })
+                    .collect();
+                (!candidates.is_empty()).then(|| candidates[rng.random_range(0..candidates.len())].id.to_string())
+            }
+            (None, None) => None,
+        };
+        if let Some(control) = chosen.as_deref().and_then(|agent| controls.get(agent)) {
+            let at = help.at.map(|[lon, lat]| Location::new(lon, lat));
+            let _ = control.send(Control::Help { at, text: help.text.clone() }).await;
         }
     }
     if let Some(off) = &entry.off_duty {

@@ -37,6 +37,8 @@ const REPORT_WHILE_TRAVELLING_S: f64 = 10.0;
 pub(crate) enum Control {
     /// The drill's timeline sends them off duty.
     OffDuty,
+    /// The drill's timeline has them press 求助, at a place or where they are.
+    Help { at: Option<Location>, text: String },
     /// The drill is over: act no more, decline every offer at once.
     Stand,
     /// Go off duty (they hold nothing by now).
@@ -134,6 +136,10 @@ impl Person {
                 command = control.recv() => match command {
                     Some(Control::OffDuty) => {
                         let _ = self.client.set_status(pb::AgentStatus::OffDuty);
+                    }
+                    Some(Control::Help { at, text }) => {
+                        let here = at.unwrap_or(Location::new(self.at.lon, self.at.lat));
+                        let _ = self.client.help(Some(here), &text);
                     }
                     Some(Control::Stand) => {
                         self.standing = true;

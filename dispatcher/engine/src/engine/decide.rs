@@ -398,6 +398,13 @@ impl Engine {
             Command::ReceiveCapAlert { .. } | Command::ApproveCapSuggestion { .. } | Command::DismissCapSuggestion { .. } => {
                 self.decide_cap(command)
             }
+            Command::SafetyCheckIn { agent } => self.decide_safety_check_in(agent),
+            Command::RequestHelp { agent, at, text } => {
+                // A dry run only: `execute` carries it out (it reports an
+                // incident with an id of its own, then tells the team).
+                self.check_help(agent, *at, text)?;
+                Ok(Vec::new())
+            }
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])
@@ -552,7 +559,7 @@ impl Engine {
         Ok(())
     }
 
-    fn check_scope(&self, command: &Command) -> Result<(), Rejection> {
+    pub(super) fn check_scope(&self, command: &Command) -> Result<(), Rejection> {
         if self.scope.is_none() {
             return Ok(());
         }

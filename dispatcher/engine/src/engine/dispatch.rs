@@ -888,6 +888,7 @@ impl Engine {
             | Command::CheckIn { .. }
             | Command::CheckInByReply { .. }
             | Command::RecordNotice(_)
+            | Command::SafetyCheckIn { .. }
             | Command::RecordInboundRefused { .. }
             | Command::FieldReport { .. }
             | Command::TriageAccept { .. } => self.dispatch_waiting(now, out),
@@ -911,6 +912,7 @@ impl Engine {
             | Command::MarkMessageRead { .. }
             | Command::RecordRead { .. }
             | Command::ReceiveCapAlert { .. }
+            | Command::RequestHelp { .. }
             | Command::DismissCapSuggestion { .. } => {}
         }
     }
@@ -943,6 +945,7 @@ impl Engine {
             }
         }
         self.fire_callup_deadlines(now, out);
+        self.fire_safety_deadlines(now, out);
         self.check_staffing(now, out);
         let retry_due = self.live.next_retry.is_some_and(|at| at <= now);
         if retry_due {
@@ -975,7 +978,7 @@ impl Engine {
         if let Some(due) = self.batch_due() {
             earliest = Some(earliest.map_or(due, |current: Millis| current.min(due)));
         }
-        for deadline in self.mobilisation_deadlines() {
+        for deadline in self.mobilisation_deadlines().into_iter().chain(self.safety_deadline()) {
             earliest = Some(earliest.map_or(deadline, |current: Millis| current.min(deadline)));
         }
         for incident in self.state.open_incidents.iter().filter_map(|id| self.state.incidents.get(id)) {

@@ -13,6 +13,7 @@ use crate::roster::{AgentRecord, AgentStatus};
 impl Engine {
     pub(super) fn evolve(&mut self, event: &Event) {
         self.apply(event);
+        self.apply_safety(event);
         self.refresh_free_copies(&event.kind);
     }
 
@@ -247,6 +248,8 @@ impl Engine {
                 self.state.operators.remove(name);
             }
             EventKind::PersonalDataRead { .. } | EventKind::InboundRefused { .. } => {}
+            // Safety clocks and help calls: see `apply_safety`.
+            EventKind::SafetyCheckIn { .. } | EventKind::SafetyCheckMissed { .. } | EventKind::HelpRequested { .. } => {}
             EventKind::Notified(step) => {
                 if let Some(callup) = &step.callup
                     && let Some(record) = self.state.callups.get_mut(callup)
@@ -378,6 +381,7 @@ impl Engine {
 
     /// The person's assignment is over: free again.
     fn release(&mut self, agent: &AgentId) {
+        self.stop_safety_clock(agent);
         if let Some(record) = self.state.agents.get_mut(agent) {
             record.current_incident = None;
             if record.status == AgentStatus::Busy {

@@ -78,6 +78,10 @@ pub struct Live {
     pub batch: Option<BatchWindow>,
     /// Batch assignment: incidents waiting for the end of the window.
     pub batch_queue: BTreeSet<IncidentId>,
+    /// Each person's last reported location and when, kept after their
+    /// session ends: where a welfare check or a help call goes when no
+    /// live location is left. Personal data.
+    pub last_known: HashMap<AgentId, (crate::spatial::Position, Millis)>,
 }
 
 /// A batch window: incidents wanting offers before `until` wait for it.

@@ -21,10 +21,12 @@
 //! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
 //!   plan activations, grid staffing checks.
 //! - [`reports`]: field reports and their triage.
+//! - [`check_ins`]: safety check-ins on scene (PAR) and help calls (求助).
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
 pub mod cap;
+pub mod check_ins;
 pub mod decide;
 pub mod dispatch;
 pub mod duplicates;
@@ -293,6 +295,17 @@ pub enum Command {
         suggestion: String,
         reason: String,
     },
+    /// A person holding an assignment says they are safe (报平安).
+    SafetyCheckIn {
+        agent: AgentId,
+    },
+    /// 求助: a person asks for help, at `at` if given (else the best
+    /// position known), with an optional word. Never rate-limited.
+    RequestHelp {
+        agent: AgentId,
+        at: Option<Position>,
+        text: String,
+    },
 }
 
 /// One activation of a plan on an area.
@@ -388,6 +401,10 @@ pub struct State {
     /// CAP alerts issued and received, and the suggestions made of them.
     #[serde(default)]
     pub cap: crate::cap::CapState,
+    /// The check-in clock of each person holding an assignment (safety
+    /// check-ins on scene).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub safety: BTreeMap<AgentId, crate::safety::SafetyClock>,
 }
 
 impl State {
@@ -539,6 +556,10 @@ impl Engine {
             Command::Connect { agent } => self.connect(&agent)?,
             Command::Disconnect { agent } => self.disconnect(&agent, now, &mut out)?,
             Command::ReportLocation { agent, at } => self.report_location(&agent, at, now, &mut out)?,
+            Command::RequestHelp { agent, at, text } => {
+                self.check_scope(&Command::RequestHelp { agent: agent.clone(), at, text: String::new() })?;
+                self.request_help(&agent, at, &text, actor, now, &mut out)?
+            }
             command => {
                 let events = self.decide(&command, now)?;
                 for kind in events {
@@ -578,6 +599,8 @@ impl Engine {
         live.connected = false;
         if let Some(at) = live.location.take() {
             self.live.index.remove(live.slot, at, live.indexed_as);
+            // Kept for a welfare check or a help call after the session.
+            self.live.last_known.insert(agent.clone(), (at, live.located_at));
         }
         self.withdraw_open_offer(agent, crate::event::WithdrawReason::Disconnected, now, out);
         Ok(())

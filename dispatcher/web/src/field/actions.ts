@@ -37,12 +37,16 @@ export async function flush(): Promise<void> {
   }
   flushing = true;
   try {
-    for (const action of await outbox.waiting()) {
-      if (page.sessionId === null) {
+    // Help calls first, and even without a session (the dispatcher takes
+    // them with session 0): whoever pressed 求助 must not wait behind anything.
+    const queued = await outbox.waiting();
+    const ordered = [...queued.filter((action) => action.kind === "help"), ...queued.filter((action) => action.kind !== "help")];
+    for (const action of ordered) {
+      if (page.sessionId === null && action.kind !== "help") {
         break;
       }
       try {
-        await send(action, page.sessionId);
+        await send(action, page.sessionId ?? 0n);
       } catch (error) {
         if (error instanceof NoPositionYet) {
           window.setTimeout(() => void flush(), POSITION_RETRY_MS);
@@ -144,6 +148,18 @@ export async function send(action: outbox.Action, session: bigint): Promise<void
     case "read":
       await client.markMessageRead({ ...common, messageId: String(fields.messageId) });
       return;
+    case "safetyCheckIn":
+      await client.safetyCheckIn(common);
+      return;
+    case "help": {
+      const where = fields.location as Point | undefined;
+      await client.requestHelp({
+        ...common,
+        location: where ? { lon: where.lon, lat: where.lat, crs: CoordinateSystem.WGS84 } : undefined,
+        text: String(fields.text ?? ""),
+      });
+      return;
+    }
   }
 }
 
@@ -178,6 +194,12 @@ export function sent(action: outbox.Action): void {
       break;
     case "complete":
       tell(() => say("done"), "", "info");
+      break;
+    case "safetyCheckIn":
+      tell(() => say("safetySent"), "", "info");
+      break;
+    case "help":
+      tell(() => say("helpSent"), "", "info");
       break;
     default:
       break;

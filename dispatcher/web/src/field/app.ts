@@ -12,6 +12,7 @@ import { drawMessages } from "./messages.js";
 import { drawCountdown, drawOffer, wireOffer } from "./offer.js";
 import { drawReport, wireReports } from "./reports.js";
 import { wireRecord } from "./record.js";
+import { drawSafety, wireSafety } from "./safety.js";
 import { drawPush, keepWorkerKeys, readPushState, wirePush } from "./push.js";
 import { listen, unlockSound } from "./session.js";
 import { drawSignIn, takeSignInLink, wireSignIn } from "./signin.js";
@@ -33,6 +34,7 @@ function drawAll(): void {
   drawNote();
   drawOffer();
   drawTask();
+  drawSafety();
   drawCallUps();
   drawStatus();
   drawReport();
@@ -101,6 +103,7 @@ function wire(): void {
   wireSignIn();
   wireOffer();
   wireTask();
+  wireSafety();
   wireReports();
   wirePush();
   wireRecord();
@@ -115,6 +118,7 @@ function wire(): void {
   document.addEventListener("pointerdown", unlockSound, { once: true });
   document.addEventListener("keydown", unlockSound, { once: true });
   window.setInterval(drawCountdown, 1000);
+  window.setInterval(drawSafety, 1000);
   window.setInterval(() => {
     if (page.queuedCount > 0) {
       void flush();

@@ -91,6 +91,7 @@ const zh = {
     medical: "医疗救助", fire: "火情", flood: "内涝 / 洪水", rescue: "救援", evacuation: "疏散转移",
     elder_care: "老人照护", power_outage: "停电", sandbags: "沙袋运送", public_health: "公共卫生", inspection: "巡查",
     hazard: "安全隐患", road: "道路设施", sanitation: "环境卫生", dispute: "邻里纠纷", other: "其他",
+    welfare_check: "安全探视", help: "求助",
   } as Record<string, string>,
   reasons: {
     TOKEN_INVALID: "登录已失效：请向工作人员要新的登录链接。",
@@ -118,6 +119,22 @@ const zh = {
   } as Record<string, string>,
   ended: "任务已结束",
   language: "English",
+  safetyTitle: "报平安",
+  safetyDue: "请在 {clock} 前报平安（还剩 {left}）",
+  safetyOverdue: "已超时未报平安：请立即报平安",
+  safetyMissed: "已错过 {n} 次报平安",
+  safetyCheckIn: "我平安（报平安）",
+  safetySent: "已报平安。",
+  help: "求助",
+  helpLabel: "求助：向队友和调度求救",
+  helpConfirmTitle: "确定求助吗？",
+  helpConfirmText: "将把您的位置发给您网格的队友和调度员，并派人前来。",
+  helpWhat: "情况（可不填）",
+  helpSend: "确定求助",
+  helpCancel: "取消",
+  helpSent: "求助已发出：队友和调度员已收到，正在派人。",
+  helpQueued: "求助已保存：联网后立即发出。",
+  helpCall: "队友 {name} 求助：{text}",
 };
 
 type Words = typeof zh;
@@ -210,6 +227,7 @@ const en: Words = {
     medical: "Medical", fire: "Fire", flood: "Flooding", rescue: "Rescue", evacuation: "Evacuation",
     elder_care: "Elder care", power_outage: "Power outage", sandbags: "Sandbags", public_health: "Public health", inspection: "Inspection",
     hazard: "Safety hazard", road: "Roads and fixtures", sanitation: "Sanitation", dispute: "Neighbour dispute", other: "Other",
+    welfare_check: "Welfare check", help: "Help call",
   },
   reasons: {
     TOKEN_INVALID: "Your sign-in no longer works: ask your operator for a new link.",
@@ -237,6 +255,22 @@ const en: Words = {
   },
   ended: "Task ended",
   language: "中文",
+  safetyTitle: "Safety check-in",
+  safetyDue: "Check in safe by {clock} ({left} left)",
+  safetyOverdue: "Check-in overdue: check in safe now",
+  safetyMissed: "{n} check-in(s) missed",
+  safetyCheckIn: "I am safe (check in)",
+  safetySent: "Checked in safe.",
+  help: "Help",
+  helpLabel: "Help: call your team and the dispatcher",
+  helpConfirmTitle: "Send a help call?",
+  helpConfirmText: "Your position goes to your grid's team and the operators, and someone is sent to you.",
+  helpWhat: "What is wrong (optional)",
+  helpSend: "Send help call",
+  helpCancel: "Cancel",
+  helpSent: "Help call sent: your team and the operators have it; someone is coming.",
+  helpQueued: "Help call kept: it goes as soon as the network is back.",
+  helpCall: "{name} of your team asks for help: {text}",
 };
 
 const LANGUAGE_KEY = "pingji.field.language";

@@ -12,7 +12,9 @@ export type ActionKind =
   | "checkIn"
   | "report"
   | "reply"
-  | "read";
+  | "read"
+  | "safetyCheckIn"
+  | "help";
 
 export interface Action {
   /** The idempotency key, made when the person acted; the record's key. */

@@ -11,6 +11,7 @@ import {
   WithdrawReason,
   type DispatchMessage,
   type Incident,
+  type SafetyCheckDue,
 } from "../gen/pingji/v1/pingji_pb.js";
 import { describe } from "../errors.js";
 import { say, words } from "./i18n.js";
@@ -107,6 +108,7 @@ export function handle(message: DispatchMessage): void {
         page.offers.set(offer.offerId, offer);
       }
       page.task = welcome.currentIncident ? taskOfIncident(welcome.currentIncident) : null;
+      page.safetyDue = safetyDueOf(welcome.safetyCheckDue);
       page.callUps.clear();
       for (const callUp of welcome.callUps) {
         page.callUps.set(callUp.callupId, { callUp, checkedIn: false });
@@ -155,6 +157,7 @@ export function handle(message: DispatchMessage): void {
     case "assignmentEnded":
       if (page.task?.incidentId === body.value.incidentId) {
         page.task = null;
+        page.safetyDue = null;
       }
       tell(`${say("ended")}: ${body.value.reason}`, "", "info");
       break;
@@ -192,6 +195,20 @@ export function handle(message: DispatchMessage): void {
         tell(why ? `${said}: ${why}` : said, "", "info");
       }
       break;
+    case "safetyCheckDue": {
+      const before = page.safetyDue;
+      page.safetyDue = safetyDueOf(body.value);
+      if (page.safetyDue && page.safetyDue.misses > (before?.misses ?? 0)) {
+        alertPerson();
+      }
+      break;
+    }
+    case "helpCall": {
+      const call = body.value;
+      tell(() => say("helpCall", { name: call.name || call.agentId, text: call.text || say("help") }), "HELP_CALL", "problem");
+      alertPerson();
+      break;
+    }
     case "message": {
       const known = page.messages.get(body.value.id);
       page.messages.set(body.value.id, { message: body.value, read: known?.read ?? false, replied: known?.replied ?? false });
@@ -202,6 +219,14 @@ export function handle(message: DispatchMessage): void {
       break;
   }
   render();
+}
+
+/** When the next safety check-in is due; null when none is (due 0). */
+export function safetyDueOf(due: SafetyCheckDue | undefined): typeof page.safetyDue {
+  if (!due || due.dueMs === 0n) {
+    return null;
+  }
+  return { incidentId: due.incidentId, dueMs: Number(due.dueMs), intervalS: due.intervalS, misses: due.misses };
 }
 
 export function taskOfIncident(incident: Incident): Task {

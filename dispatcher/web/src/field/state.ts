@@ -75,6 +75,10 @@ export const page = {
   tab: "home",
   declining: false,
   chosenPhotos: { complete: [], report: [] } as Record<string, Blob[]>,
+  /** The next safety check-in on the task (报平安): when, how often, missed so far. */
+  safetyDue: null as { incidentId: string; dueMs: number; intervalS: number; misses: number } | null,
+  /** The help confirmation is open. */
+  confirmingHelp: false,
 };
 
 let renderer: () => void = () => {};
