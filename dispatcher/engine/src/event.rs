@@ -394,6 +394,8 @@ pub enum EventKind {
         suggestion: String,
         reason: String,
     },
+    /// Depots, stock, units and requests for them (see `supplies`).
+    Supplies(crate::supplies::SupplyEvent),
 }
 
 impl EventKind {
@@ -447,6 +449,7 @@ impl EventKind {
             EventKind::CapAlertReceived { .. } => "cap_alert_received",
             EventKind::CapSuggestionApproved { .. } => "cap_suggestion_approved",
             EventKind::CapSuggestionDismissed { .. } => "cap_suggestion_dismissed",
+            EventKind::Supplies(supply) => supply.name(),
         }
     }
 
@@ -471,6 +474,7 @@ impl EventKind {
             | EventKind::ReportRejected { incident, .. } => Some(incident),
             EventKind::OfferSent { offer } => Some(&offer.incident),
             EventKind::Notified(step) => step.incident.as_ref(),
+            EventKind::Supplies(supply) => supply.incident_id(),
             _ => None,
         }
     }
@@ -490,6 +494,7 @@ impl EventKind {
             | EventKind::FieldReported { agent, .. } => Some(agent),
             EventKind::OfferSent { offer } => Some(&offer.agent),
             EventKind::Notified(step) => Some(&step.agent),
+            EventKind::Supplies(supply) => supply.agent_id(),
             _ => None,
         }
     }

@@ -19,6 +19,7 @@
 //! - [`plans`]: emergency plans (应急预案) and their files.
 //! - [`cap`]: CAP 1.2 alerts: a plan's public alert, alerts issued and received, suggestions.
 //! - [`message`]: operators' messages to people, replies and read receipts.
+//! - [`supplies`]: depots, stock of typed items and units, incidents' requests for them.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 
@@ -38,6 +39,7 @@ pub mod plans;
 pub mod policy;
 pub mod roster;
 pub mod spatial;
+pub mod supplies;
 pub mod travel;
 
 pub use engine::{Command, Engine, Rejection};

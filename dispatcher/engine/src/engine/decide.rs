@@ -398,6 +398,7 @@ impl Engine {
             Command::ReceiveCapAlert { .. } | Command::ApproveCapSuggestion { .. } | Command::DismissCapSuggestion { .. } => {
                 self.decide_cap(command)
             }
+            Command::Supplies(supply) => self.decide_supplies(supply),
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])

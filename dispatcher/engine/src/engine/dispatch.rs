@@ -866,7 +866,8 @@ impl Engine {
             | Command::MarkMessageRead { .. }
             | Command::RecordRead { .. }
             | Command::ReceiveCapAlert { .. }
-            | Command::DismissCapSuggestion { .. } => {}
+            | Command::DismissCapSuggestion { .. }
+            | Command::Supplies(_) => {}
         }
     }
 

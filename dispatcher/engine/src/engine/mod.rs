@@ -21,6 +21,7 @@
 //! - [`mobilise`]: what a mode switch sets in motion: call-ups of reserves,
 //!   plan activations, grid staffing checks.
 //! - [`reports`]: field reports and their triage.
+//! - [`supplies`]: supply requests, reservations and stock alerts.
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
@@ -36,6 +37,7 @@ pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
+pub mod supplies;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -293,6 +295,8 @@ pub enum Command {
         suggestion: String,
         reason: String,
     },
+    /// Depots, stock and incidents' requests for supplies.
+    Supplies(supplies::SupplyCommand),
 }
 
 /// One activation of a plan on an area.
@@ -388,6 +392,9 @@ pub struct State {
     /// CAP alerts issued and received, and the suggestions made of them.
     #[serde(default)]
     pub cap: crate::cap::CapState,
+    /// Depots, stock, units and requests for them.
+    #[serde(default)]
+    pub supplies: crate::supplies::SupplyState,
 }
 
 impl State {
@@ -524,6 +531,7 @@ impl Engine {
                     self.emit(&mut out, actor, now, kind);
                 }
                 self.react(&command, actor, now, &mut out);
+                self.follow_supplies(now, &mut out);
             }
         }
         Ok(out)
@@ -643,5 +651,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod supplies_tests;
 #[cfg(test)]
 mod tests;
