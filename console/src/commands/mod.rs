@@ -20,6 +20,7 @@
 //! - [`why`]: `incident why ID [--agent P]`, `incident merge ID --into ID`, and
 //!   the look for possible duplicates before `incident create`.
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
+//! - [`supplies`]: `supplies import|export|depots|levels|request|propose|confirm|dispatch|deliver|return|cancel|requests|move|repair`.
 
 pub mod account;
 pub mod agents;
@@ -35,6 +36,7 @@ pub mod photo;
 pub mod plan;
 pub mod report;
 pub mod roster;
+pub mod supplies;
 pub mod webhooks;
 pub mod why;
 

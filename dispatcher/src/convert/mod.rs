@@ -5,10 +5,12 @@
 //! # Layout
 //! - [`event`]: events as typed proto messages, their redaction, and back.
 //! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
+//! - [`supplies`]: depots, stock, supply requests and their events.
 
 pub mod cap;
 pub mod event;
 pub mod explain;
+pub mod supplies;
 
 use pingji_proto::v1 as pb;
 
@@ -760,6 +762,7 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
             .collect(),
         call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),
         public_alert: plan.public.as_ref().map(public_to_pb),
+        supplies: plan.supplies.iter().map(supplies::plan_supply_to_pb).collect(),
     }
 }
 

@@ -23,6 +23,7 @@
 //! - [`events`]: events told in words from their typed bodies; unknown kinds shown, never dropped.
 //! - [`labels`]: names of the API's enums, times and ages.
 //! - [`roster_csv`]: reading the roster (who can be dispatched) from CSV into `AgentSpec`s.
+//! - [`supplies`]: depots and stock to and from CSV, supply events in words.
 
 #![forbid(unsafe_code)]
 
@@ -39,4 +40,5 @@ pub mod field;
 pub mod labels;
 pub mod owner;
 pub mod roster_csv;
+pub mod supplies;
 pub mod tls;

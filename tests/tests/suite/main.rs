@@ -37,6 +37,7 @@ mod push;
 mod redis_store;
 mod retention;
 mod shutdown;
+mod supplies;
 mod tls;
 mod web;
 mod web_serving;
