@@ -439,6 +439,54 @@ impl SupplyState {
     }
 }
 
+/// The supply commands (`Command::Supplies`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SupplyCommand {
+    /// Adds or changes depots, consumables' stock and units.
+    Import(SupplyImport),
+    /// An incident asks for items.
+    Request {
+        incident: IncidentId,
+        lines: Vec<SupplyLine>,
+    },
+    /// An operator confirms a request: `allocations` as proposed to them, or
+    /// `None` for the proposal of now. The items are reserved.
+    Confirm {
+        request: SupplyRequestId,
+        allocations: Option<Vec<Allocation>>,
+    },
+    Dispatch {
+        request: SupplyRequestId,
+        carrier: Option<AgentId>,
+    },
+    Deliver {
+        request: SupplyRequestId,
+    },
+    /// Settles a delivered (or dispatched) request: units go back to their
+    /// depots (`in_repair` ones for repair), `returned` consumables go back
+    /// in stock, the rest counts as used.
+    Return {
+        request: SupplyRequestId,
+        returned: Vec<SupplyLine>,
+        in_repair: Vec<UnitId>,
+    },
+    Cancel {
+        request: SupplyRequestId,
+        reason: String,
+    },
+    /// Takes a unit out for repair or puts it back in service.
+    SetUnitStatus {
+        unit: UnitId,
+        status: UnitStatus,
+    },
+    MoveStock {
+        from: DepotId,
+        to: DepotId,
+        item: ItemId,
+        quantity: u64,
+    },
+}
+
 /// The supply events (Event.body tags 100 to 119 on the wire). Every
 /// request event names its incident, so watchers can filter on it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

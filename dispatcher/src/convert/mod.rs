@@ -762,7 +762,15 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
             .collect(),
         call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),
         public_alert: plan.public.as_ref().map(public_to_pb),
-        supplies: plan.supplies.iter().map(supplies::plan_supply_to_pb).collect(),
+        supplies: plan
+            .supplies
+            .iter()
+            .map(|supply| pb::PlanSupply {
+                item_id: supply.item.to_string(),
+                quantity: supply.quantity,
+                to_depot_ids: supply.to.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
     }
 }
 

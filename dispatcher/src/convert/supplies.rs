@@ -256,14 +256,6 @@ pub fn level_to_pb(level: &Level) -> pb::StockLevel {
     }
 }
 
-pub fn plan_supply_to_pb(supply: &PlanSupplyMove) -> pb::PlanSupply {
-    pb::PlanSupply {
-        item_id: supply.item.to_string(),
-        quantity: supply.quantity,
-        to_depot_ids: supply.to.iter().map(ToString::to_string).collect(),
-    }
-}
-
 pub fn plan_supply_from_pb(supply: &pb::PlanSupply) -> PlanSupplyMove {
     PlanSupplyMove {
         item: ItemId::new(&supply.item_id),

@@ -5,8 +5,8 @@
 
 use pingji_engine::Rejection;
 use pingji_engine::engine::Command;
-use pingji_engine::engine::supplies::SupplyCommand;
 use pingji_engine::ids::{AgentId, AreaId, IncidentId, quote};
+use pingji_engine::supplies::SupplyCommand;
 use pingji_engine::supplies::{DepotId, ItemId, SupplyRequestId, UnitId};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::supply_service_server::SupplyService;

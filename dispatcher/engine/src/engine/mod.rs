@@ -296,7 +296,7 @@ pub enum Command {
         reason: String,
     },
     /// Depots, stock and incidents' requests for supplies.
-    Supplies(supplies::SupplyCommand),
+    Supplies(crate::supplies::SupplyCommand),
 }
 
 /// One activation of a plan on an area.
@@ -651,7 +651,5 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
-mod supplies_tests;
 #[cfg(test)]
 mod tests;

@@ -8,12 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::decide::check_text;
 use super::{Engine, Rejection};
 use crate::event::{DISPATCHER, Event, EventKind};
-use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, Millis, check_id, quote};
+use crate::ids::{ActivationId, AreaId, IncidentId, Millis, check_id, quote};
 use crate::plans::PlanSpec;
 use crate::spatial::Position;
 use crate::supplies::{
-    Allocation, Depot, DepotId, ItemId, ItemKind, Proposal, RequestStatus, Stock, StockMove, SupplyEvent, SupplyImport,
-    SupplyLine, SupplyRequest, SupplyRequestId, SupplyState, Unit, UnitId, UnitStatus,
+    Allocation, Depot, DepotId, ItemId, ItemKind, Proposal, RequestStatus, Stock, StockMove, SupplyCommand, SupplyEvent,
+    SupplyImport, SupplyLine, SupplyRequest, SupplyRequestId, SupplyState, Unit, UnitId, UnitStatus,
 };
 
 /// Rows one import may hold, of each kind.
@@ -22,54 +22,6 @@ pub const MAX_IMPORT_ROWS: usize = 20_000;
 pub const MAX_REQUEST_LINES: usize = 50;
 /// The most of one item one request may ask for.
 pub const MAX_QUANTITY: u64 = 1_000_000;
-
-/// The supply commands (`Command::Supplies`).
-#[derive(Clone, Debug, PartialEq)]
-pub enum SupplyCommand {
-    /// Adds or changes depots, consumables' stock and units.
-    Import(SupplyImport),
-    /// An incident asks for items.
-    Request {
-        incident: IncidentId,
-        lines: Vec<SupplyLine>,
-    },
-    /// An operator confirms a request: `allocations` as proposed to them, or
-    /// `None` for the proposal of now. The items are reserved.
-    Confirm {
-        request: SupplyRequestId,
-        allocations: Option<Vec<Allocation>>,
-    },
-    Dispatch {
-        request: SupplyRequestId,
-        carrier: Option<AgentId>,
-    },
-    Deliver {
-        request: SupplyRequestId,
-    },
-    /// Settles a delivered (or dispatched) request: units go back to their
-    /// depots (`in_repair` ones for repair), `returned` consumables go back
-    /// in stock, the rest counts as used.
-    Return {
-        request: SupplyRequestId,
-        returned: Vec<SupplyLine>,
-        in_repair: Vec<UnitId>,
-    },
-    Cancel {
-        request: SupplyRequestId,
-        reason: String,
-    },
-    /// Takes a unit out for repair or puts it back in service.
-    SetUnitStatus {
-        unit: UnitId,
-        status: UnitStatus,
-    },
-    MoveStock {
-        from: DepotId,
-        to: DepotId,
-        item: ItemId,
-        quantity: u64,
-    },
-}
 
 fn invalid(message: String) -> Rejection {
     Rejection::InvalidArgument(message)
@@ -853,3 +805,6 @@ fn release(depots: &mut BTreeMap<DepotId, Depot>, units: &mut BTreeMap<UnitId, U
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,11 +2,10 @@
 
 use proptest::prelude::*;
 
-use super::supplies::SupplyCommand;
-use super::*;
+use super::super::*;
 use crate::supplies::{
-    Allocation, DepotId, DepotSpec, ItemId, ItemKind, RequestStatus, StockLine, SupplyEvent, SupplyImport, SupplyLine,
-    SupplyRequestId, UnitId, UnitSpec, UnitStatus,
+    Allocation, DepotId, DepotSpec, ItemId, ItemKind, RequestStatus, StockLine, SupplyCommand, SupplyEvent, SupplyImport,
+    SupplyLine, SupplyRequestId, UnitId, UnitSpec, UnitStatus,
 };
 
 const T0: Millis = Millis(1_800_000_000_000);
