@@ -46,6 +46,9 @@ pub struct DrillFile {
     /// has no gateways: the escalation ladder is simulated by these shares).
     #[serde(default)]
     pub channels: Option<ChannelShares>,
+    /// Depots and their stock (`[[depot]]`).
+    #[serde(default, rename = "depot")]
+    pub depots: Vec<crate::supplies::DepotEntry>,
 }
 
 /// The simulated escalation ladder for people called up without a live
@@ -334,6 +337,8 @@ pub struct TimelineEntry {
     pub cancel: Option<Cancel>,
     pub off_duty: Option<OffDuty>,
     pub plan: Option<PlanAction>,
+    /// Open incidents of a category ask for supplies.
+    pub supplies: Option<crate::supplies::SupplyEntry>,
 }
 
 /// Activate or deactivate a plan (by its id) on an area.
@@ -657,9 +662,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
             item.cancel.is_some(),
             item.off_duty.is_some(),
             item.plan.is_some(),
+            item.supplies.is_some(),
         ];
         if actions.iter().filter(|set| **set).count() != 1 {
-            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan".to_string()));
+            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan, supplies".to_string()));
         }
         if let Some(plan) = &item.plan {
             let named = match (&plan.activate, &plan.deactivate) {

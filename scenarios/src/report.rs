@@ -227,6 +227,9 @@ pub struct Report {
     /// Grids that fell below their minimum of available people (events).
     pub grid_staffing_low: usize,
     pub incidents: Vec<IncidentFigures>,
+    /// Supplies asked for, delivered and short, per item (none without depots).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supplies: Vec<crate::supplies::SupplyFigures>,
     /// A drill run live: the dispatcher as found and as left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveRun>,
@@ -663,6 +666,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         plan_activations,
         grid_staffing_low,
         incidents,
+        supplies: crate::supplies::figures(input.events),
         live: None,
     }
 }
@@ -949,6 +953,7 @@ pub fn markdown(report: &Report) -> String {
             row.id, row.name, row.incidents, row.staffed_in_time, row.widenings, row.people_used
         );
     }
+    out.push_str(&crate::supplies::markdown(&report.supplies));
     let _ = writeln!(
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"
