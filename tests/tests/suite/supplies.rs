@@ -4,14 +4,19 @@
 //! when it is short, two incidents racing for the last pump (one gets it,
 //! the other a clear error and no change), stock that cannot go below
 //! zero, a low-stock alert, a plan that pre-positions sandbags when it
-//! activates, role checks, and the whole lifecycle journaled in SQLite and
-//! there after a SIGKILL.
+//! activates, role checks, the whole lifecycle journaled in SQLite and
+//! there after a SIGKILL, and the command map's depots and an incident's
+//! requests in a real headless Chromium (screenshots of a desk and a phone
+//! in `target/web-screenshots/`).
 
 use std::time::Duration;
 
 use pingji_client::auth::BearerToken;
 use pingji_client::supplies::{depots_csv, locate_rows, parse_supply_csv, stock_csv};
 use pingji_proto::v1::supply_service_client::SupplyServiceClient;
+use pingji_tests::browser::{
+    self, DESK, PHONE, TestBrowser, accessibility_problems, eval, resize, screenshot, screenshot_folder, wait_for,
+};
 use pingji_tests::{
     ADMIN_TOKEN, Commands, DispatcherProcess, EventWatch, ProcessOptions, TestServer, add_operator, pb, sample_city,
     sample_roster,
@@ -413,4 +418,68 @@ async fn the_whole_lifecycle_is_journaled_and_there_after_a_sigkill() -> anyhow:
     let settled = watch.wait_for(WITHIN, "supplies_returned", |event| event.kind == "supplies_returned").await?;
     assert_eq!(settled.incident_id, incident);
     third.kill().await
+}
+
+/// The command map shows the depots (a diamond each, red when an item is
+/// below its minimum) with their stock, and an incident's supply requests
+/// in its panel, on a desk and on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_map_shows_depots_with_stock_and_an_incidents_supply_requests() -> anyhow::Result<()> {
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let server = TestServer::start_with_web(|_| {}).await?;
+    let url = format!("http://{}/", server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?);
+    let mut command = server.command().await?;
+    let mut supplies = supplies_with(server.channel().await?, ADMIN_TOKEN);
+    stock_two_depots(&mut supplies).await?;
+    let incident = incident(&mut command, INCIDENT, "flood").await?;
+    let made = request(&mut supplies, &incident, vec![line("sandbag", 1500), line("pump", 1)]).await?;
+    supplies.confirm_supplies(pb::ConfirmSuppliesRequest { request_id: made.id.clone(), allocations: vec![] }).await?;
+
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(ADMIN_TOKEN).await?.press_key("Enter").await?;
+    wait_for(&page, "both depots are drawn, the near one low", "document.querySelectorAll('#map path.depot').length === 2 && document.querySelectorAll('#map path.depot.low').length === 1").await?;
+    wait_for(
+        &page,
+        "the supplies panel lists the depots",
+        "document.querySelectorAll('#depot-list li[data-depot-id]').length === 2",
+    )
+    .await?;
+    let near: String = eval(&page, "document.querySelector('#depot-list li[data-depot-id=near]').textContent").await?;
+    assert!(near.contains("sandbag 0/300"), "the near depot's sandbags are all reserved: {near}");
+    let button = format!("#incident-list button[data-incident-id='{incident}']");
+    wait_for(&page, "the incident is listed", &format!("!!document.querySelector({})", serde_json::to_string(&button)?)).await?;
+    let pressed: bool = eval(
+        &page,
+        &format!(
+            "(() => {{ const found = document.querySelector({}); found?.click(); return !!found; }})()",
+            serde_json::to_string(&button)?
+        ),
+    )
+    .await?;
+    anyhow::ensure!(pressed, "the incident's button is there");
+    wait_for(
+        &page,
+        "the incident's supply request is in its panel",
+        &format!("!!document.querySelector('#detail-supplies li[data-request-id=\"{}\"]')", made.id),
+    )
+    .await?;
+    let shown: String = eval(&page, "document.getElementById('detail-supplies').textContent").await?;
+    assert!(
+        shown.contains("sandbag 300 ← near") && shown.contains("sandbag 1000 ← far") && shown.contains("pump 1 ← far"),
+        "{shown}"
+    );
+    assert!(shown.contains("sandbag ×200"), "the shortfall is shown: {shown}");
+    let problems = accessibility_problems(&page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems:\n{}", problems.join("\n"));
+    screenshot(&page, &screenshot_folder().join("desk-supplies-zh.png")).await?;
+    resize(&page, PHONE).await?;
+    eval::<bool>(&page, "(() => { document.getElementById('detail-supplies').scrollIntoView(); return true; })()").await?;
+    screenshot(&page, &screenshot_folder().join("phone-supplies-zh.png")).await?;
+    resize(&page, DESK).await?;
+    browser.close().await?;
+    server.shutdown().await
 }
