@@ -476,6 +476,8 @@ async fn the_command_map_shows_depots_with_stock_and_an_incidents_supply_request
     let problems = accessibility_problems(&page).await?;
     anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems:\n{}", problems.join("\n"));
     screenshot(&page, &screenshot_folder().join("desk-supplies-zh.png")).await?;
+    eval::<bool>(&page, "(() => { document.getElementById('supplies-panel').scrollIntoView(); return true; })()").await?;
+    screenshot(&page, &screenshot_folder().join("desk-depots-zh.png")).await?;
     resize(&page, PHONE).await?;
     eval::<bool>(&page, "(() => { document.getElementById('detail-supplies').scrollIntoView(); return true; })()").await?;
     screenshot(&page, &screenshot_folder().join("phone-supplies-zh.png")).await?;
