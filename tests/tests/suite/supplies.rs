@@ -17,6 +17,7 @@ use pingji_proto::v1::supply_service_client::SupplyServiceClient;
 use pingji_tests::browser::{
     self, DESK, PHONE, TestBrowser, accessibility_problems, eval, resize, screenshot, screenshot_folder, wait_for,
 };
+use pingji_tests::cli::run_pingji;
 use pingji_tests::{
     ADMIN_TOKEN, Commands, DispatcherProcess, EventWatch, ProcessOptions, TestServer, add_operator, pb, sample_city,
     sample_roster,
@@ -483,5 +484,61 @@ async fn the_command_map_shows_depots_with_stock_and_an_incidents_supply_request
     screenshot(&page, &screenshot_folder().join("phone-supplies-zh.png")).await?;
     resize(&page, DESK).await?;
     browser.close().await?;
+    server.shutdown().await
+}
+
+/// The console: `pingji supplies import` reads the CSV files (a bad line is
+/// named with its file and line, and nothing is imported), then a request
+/// goes through request, propose, confirm, dispatch and deliver, and
+/// `export` writes files that read back as the same depots and stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_imports_requests_confirms_delivers_and_exports() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let url = format!("http://{}", server.address());
+    let mut command = server.command().await?;
+    let dir = tempfile::tempdir()?;
+    let depots = dir.path().join("depots.csv");
+    let stock = dir.path().join("stock.csv");
+    std::fs::write(&depots, "id,name,lon,lat,area_id,keeper\nnear,Near,120.16,30.27,,Li\nfar,Far,120.2,30.27,,Wang\n")?;
+    std::fs::write(
+        &stock,
+        "depot_id,item_id,kind,quantity,minimum,unit_id,status,capacity\nnear,sandbag,consumable,300,100,,,\nfar,sandbag,consumable,1000,0,,,\nfar,pump,equipment,,,P-07,available,\nfar,boat,vehicle,,,B-02,wrecked,8\n",
+    )?;
+    let path = |path: &std::path::Path| path.to_string_lossy().into_owned();
+    let refused = run_pingji(&url, &["supplies", "import", "--depots", &path(&depots), "--stock", &path(&stock)]).await?;
+    assert_ne!(refused.code(), Some(0));
+    assert!(refused.stderr.contains("stock csv line 5: status \"wrecked\" cannot be imported"), "{}", refused.stderr);
+    let listed = supplies_with(server.channel().await?, ADMIN_TOKEN).list_depots(pb::ListDepotsRequest::default()).await?;
+    assert!(listed.into_inner().depots.is_empty(), "nothing was imported");
+
+    let good = std::fs::read_to_string(&stock)?.replace("wrecked", "in_repair");
+    std::fs::write(&stock, good)?;
+    let imported =
+        run_pingji(&url, &["supplies", "import", "--depots", &path(&depots), "--stock", &path(&stock)]).await?.success()?;
+    assert!(imported.stdout.contains("imported 2 depots, 2 stock rows, 2 units"), "{}", imported.stdout);
+    let incident = incident(&mut command, INCIDENT, "flood").await?;
+    let made = run_pingji(&url, &["--json", "supplies", "request", &incident, "sandbag=500", "pump=1"]).await?.success()?;
+    let request = made.json()?["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(request, "sup-000001");
+    let proposed = run_pingji(&url, &["supplies", "propose", &request]).await?.success()?;
+    assert!(proposed.stdout.contains("sandbag x300 from near"), "{}", proposed.stdout);
+    assert!(proposed.stdout.contains("sandbag x200 from far"), "{}", proposed.stdout);
+    for step in ["confirm", "dispatch", "deliver"] {
+        run_pingji(&url, &["supplies", step, &request]).await?.success()?;
+    }
+    let listed = run_pingji(&url, &["supplies", "requests", "--incident", &incident]).await?.success()?;
+    assert!(listed.stdout.contains("sup-000001  delivered"), "{}", listed.stdout);
+    let levels = run_pingji(&url, &["supplies", "levels"]).await?.success()?;
+    assert!(levels.stdout.contains("sandbag"), "{}", levels.stdout);
+
+    let out_depots = dir.path().join("out-depots.csv");
+    let out_stock = dir.path().join("out-stock.csv");
+    run_pingji(&url, &["supplies", "export", "--depots", &path(&out_depots), "--stock", &path(&out_stock)]).await?.success()?;
+    let exported = parse_supply_csv(Some(&std::fs::read_to_string(&out_depots)?), None)
+        .map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
+    assert_eq!(exported.request.depots.len(), 2);
+    let stock_out = std::fs::read_to_string(&out_stock)?;
+    assert!(stock_out.contains("near,sandbag,consumable,0,100"), "{stock_out}");
+    assert!(stock_out.contains("far,pump,equipment,,,P-07,dispatched"), "{stock_out}");
     server.shutdown().await
 }
