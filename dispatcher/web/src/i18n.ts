@@ -271,6 +271,10 @@ const zh = {
     notified: "通知", inbound_refused: "拒绝网关回传",
     cap_alert_issued: "发布预警", cap_alert_received: "收到预警", cap_suggestion_approved: "批准预警建议",
     cap_suggestion_dismissed: "驳回预警建议",
+    supplies_imported: "导入物资", supplies_requested: "申请物资", supplies_reserved: "预留物资",
+    supplies_dispatched: "物资发出", supplies_delivered: "物资送达", supplies_returned: "物资归还",
+    supply_request_cancelled: "取消物资申请", stock_low: "库存低于下限", stock_restored: "库存恢复",
+    stock_moved: "物资调拨", unit_status_set: "装备状态变更",
   } as Record<string, string>,
 };
 
@@ -547,6 +551,10 @@ const en: Words = {
     notified: "notice", inbound_refused: "gateway post refused",
     cap_alert_issued: "CAP alert issued", cap_alert_received: "CAP alert received",
     cap_suggestion_approved: "CAP suggestion approved", cap_suggestion_dismissed: "CAP suggestion dismissed",
+    supplies_imported: "supplies imported", supplies_requested: "supplies requested", supplies_reserved: "supplies reserved",
+    supplies_dispatched: "supplies dispatched", supplies_delivered: "supplies delivered", supplies_returned: "supplies returned",
+    supply_request_cancelled: "supply request cancelled", stock_low: "stock low", stock_restored: "stock restored",
+    stock_moved: "stock moved", unit_status_set: "unit status set",
   },
 };
 
