@@ -375,15 +375,27 @@ impl SupplyState {
         for line in lines {
             let mut remaining = line.quantity;
             let by_unit = self.items.get(&line.item).is_some_and(|kind| kind.by_unit());
+            // The item's free units by depot, found in one pass over the
+            // units rather than one per depot.
+            let mut free_units: BTreeMap<&DepotId, Vec<&UnitId>> = BTreeMap::new();
+            if by_unit {
+                for unit in self.units.values() {
+                    if unit.spec.item == line.item && unit.status == UnitStatus::Available {
+                        free_units.entry(&unit.spec.depot).or_default().push(&unit.spec.id);
+                    }
+                }
+            }
             for (seconds, depot) in &by_time {
                 if remaining == 0 {
                     break;
                 }
                 let allocation = if by_unit {
-                    let units: Vec<UnitId> = self
-                        .available_units(depot, &line.item)
+                    let units: Vec<UnitId> = free_units
+                        .get(*depot)
+                        .into_iter()
+                        .flatten()
                         .take(remaining as usize)
-                        .map(|unit| unit.spec.id.clone())
+                        .map(|unit| (*unit).clone())
                         .collect();
                     Allocation { depot: (*depot).clone(), item: line.item.clone(), quantity: units.len() as u64, units }
                 } else {
