@@ -126,6 +126,100 @@ pub enum Command {
     /// received alerts became (approve and dismiss: commander)
     #[command(subcommand)]
     Cap(CapCommand),
+    /// Supplies and equipment: depots and stock (import, export, levels),
+    /// incidents' requests (request, propose, confirm, dispatch, deliver,
+    /// return, cancel)
+    #[command(subcommand)]
+    Supplies(SuppliesCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SuppliesCommand {
+    /// Import depots and stock from CSV (commander); a bad line imports nothing
+    Import {
+        /// id,name,lon,lat,area_id,keeper
+        #[arg(long)]
+        depots: Option<PathBuf>,
+        /// depot_id,item_id,kind,quantity,minimum,unit_id,status,capacity
+        #[arg(long)]
+        stock: Option<PathBuf>,
+    },
+    /// Export depots and stock to CSV files (the import's format)
+    Export {
+        #[arg(long)]
+        depots: PathBuf,
+        #[arg(long)]
+        stock: PathBuf,
+        /// Only the depots in this area
+        #[arg(long, default_value = "")]
+        area: String,
+    },
+    /// Depots with their stock and units
+    Depots {
+        #[arg(long, default_value = "")]
+        area: String,
+    },
+    /// Each item's total over an area's depots
+    Levels {
+        #[arg(long, default_value = "")]
+        area: String,
+    },
+    /// An incident asks for items: ITEM=QUANTITY ...
+    Request {
+        incident: String,
+        #[arg(required = true)]
+        items: Vec<String>,
+    },
+    /// The nearest depots that have a request's items (changes nothing)
+    Propose {
+        request: String,
+    },
+    /// Reserve the proposal of now
+    Confirm {
+        request: String,
+    },
+    /// The items leave their depots (with the person carrying them)
+    Dispatch {
+        request: String,
+        #[arg(long, default_value = "")]
+        carrier: String,
+    },
+    Deliver {
+        request: String,
+    },
+    /// Settle a request: ITEM=QUANTITY of consumables coming back (the rest were used)
+    Return {
+        request: String,
+        returned: Vec<String>,
+        /// Units coming back broken
+        #[arg(long = "in-repair")]
+        in_repair: Vec<String>,
+    },
+    Cancel {
+        request: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Supply requests (all, or one incident's)
+    Requests {
+        #[arg(long, default_value = "")]
+        incident: String,
+        #[arg(long)]
+        open: bool,
+    },
+    /// Move a consumable between depots (commander)
+    Move {
+        from: String,
+        to: String,
+        item: String,
+        quantity: u64,
+    },
+    /// Take a unit out for repair (--back: in service again)
+    Repair {
+        unit: String,
+        #[arg(long)]
+        back: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

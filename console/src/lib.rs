@@ -38,7 +38,7 @@ use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
     AccountCommand, AgentsCommand, AreasCommand, CallupCommand, CapCommand, Cli, Command, IncidentCommand, MessageCommand,
-    ModeCommand, PhotoCommand, PlanCommand, ReportCommand, RosterCommand, WebhooksCommand,
+    ModeCommand, PhotoCommand, PlanCommand, ReportCommand, RosterCommand, SuppliesCommand, WebhooksCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;
@@ -276,6 +276,31 @@ async fn execute(
                 CapCommand::Approve { id } => commands::cap::approve(cap, &id, as_json).await,
                 CapCommand::Dismiss { id, reason } => commands::cap::dismiss(cap, &id, &reason, as_json).await,
                 CapCommand::TokenHash { feed_token } => commands::cap::token_hash(&feed_token),
+            }
+        }
+        Command::Supplies(command) => {
+            let mut supplies = connection.supplies();
+            let client = &mut supplies;
+            use commands::supplies as s;
+            match command {
+                SuppliesCommand::Import { depots, stock } => s::import(client, depots, stock, as_json).await,
+                SuppliesCommand::Export { depots, stock, area } => s::export(client, &depots, &stock, &area).await,
+                SuppliesCommand::Depots { area } => s::depots(client, &area, as_json).await,
+                SuppliesCommand::Levels { area } => s::levels(client, &area, as_json).await,
+                SuppliesCommand::Request { incident, items } => s::request(client, &incident, &items, as_json).await,
+                SuppliesCommand::Propose { request } => s::propose(client, &request, as_json).await,
+                SuppliesCommand::Confirm { request } => s::confirm(client, &request, as_json).await,
+                SuppliesCommand::Dispatch { request, carrier } => s::dispatch(client, &request, &carrier, as_json).await,
+                SuppliesCommand::Deliver { request } => s::deliver(client, &request, as_json).await,
+                SuppliesCommand::Return { request, returned, in_repair } => {
+                    s::settle(client, &request, &returned, in_repair, as_json).await
+                }
+                SuppliesCommand::Cancel { request, reason } => s::cancel(client, &request, &reason, as_json).await,
+                SuppliesCommand::Requests { incident, open } => s::requests(client, &incident, open, as_json).await,
+                SuppliesCommand::Move { from, to, item, quantity } => {
+                    s::move_stock(client, &from, &to, &item, quantity, as_json).await
+                }
+                SuppliesCommand::Repair { unit, back } => s::repair(client, &unit, back, as_json).await,
             }
         }
     }

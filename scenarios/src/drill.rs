@@ -46,6 +46,9 @@ pub struct DrillFile {
     /// has no gateways: the escalation ladder is simulated by these shares).
     #[serde(default)]
     pub channels: Option<ChannelShares>,
+    /// Depots and their stock (`[[depot]]`).
+    #[serde(default, rename = "depot")]
+    pub depots: Vec<crate::supplies::DepotEntry>,
     /// Safety check-ins on scene: the intervals (over the policy's) and
     /// the share of people on assignments who check in.
     #[serde(default)]
@@ -351,6 +354,8 @@ pub struct TimelineEntry {
     pub cancel: Option<Cancel>,
     pub off_duty: Option<OffDuty>,
     pub plan: Option<PlanAction>,
+    /// Open incidents of a category ask for supplies.
+    pub supplies: Option<crate::supplies::SupplyEntry>,
     pub help: Option<HelpEntry>,
 }
 
@@ -698,9 +703,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
             item.off_duty.is_some(),
             item.plan.is_some(),
             item.help.is_some(),
+            item.supplies.is_some(),
         ];
         if actions.iter().filter(|set| **set).count() != 1 {
-            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan, help".to_string()));
+            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan, help, supplies".to_string()));
         }
         if let Some(help) = &item.help {
             if help.agent.is_some() == help.area.is_some() {

@@ -15,6 +15,7 @@
 //!   borders (from the offers' `from_area`).
 //! - [`roster`]: people from a CSV or generated per grid.
 //! - [`sim`]: the in-process runner on a virtual clock.
+//! - [`supplies`]: a drill's depots and scripted supply requests, and the report's supply figures.
 //! - [`live`]: the live runner: real gRPC sessions against a dispatcher,
 //!   connected through `pingji-client` as the console and field agent are;
 //!   it says what it finds, does not start on a dispatcher in use unless
@@ -39,6 +40,7 @@ pub mod report;
 pub mod roster;
 pub mod safety;
 pub mod sim;
+pub mod supplies;
 pub mod svg;
 
 use std::path::Path;

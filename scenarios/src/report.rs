@@ -233,6 +233,9 @@ pub struct Report {
     /// Safety check-ins on scene and help calls (absent when none happened).
     #[serde(skip_serializing_if = "crate::safety::SafetyFigures::is_empty")]
     pub safety: crate::safety::SafetyFigures,
+    /// Supplies asked for, delivered and short, per item (none without depots).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supplies: Vec<crate::supplies::SupplyFigures>,
     /// A drill run live: the dispatcher as found and as left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveRun>,
@@ -750,6 +753,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         incidents,
         who_served,
         safety: crate::safety::SafetyFigures::of(input.events),
+        supplies: crate::supplies::figures(input.events),
         live: None,
     }
 }
@@ -1089,6 +1093,7 @@ pub fn markdown(report: &Report) -> String {
     if !report.safety.is_empty() {
         let _ = writeln!(out, "\n{}", report.safety.markdown().trim_end());
     }
+    out.push_str(&crate::supplies::markdown(&report.supplies));
     let _ = writeln!(
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"

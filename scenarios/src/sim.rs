@@ -39,6 +39,9 @@ pub struct Record {
 #[derive(Debug)]
 enum Action {
     Timeline(usize),
+    DeliverSupplies {
+        request: pingji_engine::supplies::SupplyRequestId,
+    },
     BurstIncident {
         entry: usize,
         number: u32,
@@ -205,6 +208,14 @@ impl Simulation<'_> {
             .execute(Command::UpsertAgents { agents: people.clone(), all_new: true, tokens: Vec::new() }, OPERATOR, self.now)
             .map_err(|rejection| anyhow::anyhow!("the roster was refused: {rejection}"))?;
         self.handle(events)?;
+        if !self.drill.file.depots.is_empty() {
+            let import = crate::supplies::import(&self.drill.file.depots, &self.areas).map_err(anyhow::Error::msg)?;
+            let events = self
+                .engine
+                .execute(Command::Supplies(pingji_engine::supplies::SupplyCommand::Import(import)), OPERATOR, self.now)
+                .map_err(|rejection| anyhow::anyhow!("the depots were refused: {rejection}"))?;
+            self.handle(events)?;
+        }
         let connected_share = if self.drill.roster_csv.is_some() { self.drill.file.roster.connected_share } else { 1.0 };
         for profile in people {
             let home = profile
@@ -246,6 +257,10 @@ impl Simulation<'_> {
                 self.timeline(index, &entry)?;
             }
             Action::BurstIncident { entry, number } => self.burst_incident(entry, number)?,
+            Action::DeliverSupplies { request } => {
+                let command = pingji_engine::supplies::SupplyCommand::Deliver { request };
+                self.execute(Command::Supplies(command), OPERATOR)?;
+            }
             Action::Answer { agent, offer, accept, reason } => {
                 let command = if accept {
                     Command::Accept { agent: agent.clone(), offer }
@@ -372,6 +387,9 @@ impl Simulation<'_> {
         if let Some(help) = &entry.help {
             self.help_call(help)?;
         }
+        if let Some(supplies) = &entry.supplies {
+            self.request_supplies(supplies)?;
+        }
         if let Some(off) = &entry.off_duty {
             let area = off.area.as_ref().map(AreaId::new);
             let level = area.as_ref().and_then(|area| self.areas.get(area)).map(|spec| spec.level);
@@ -456,6 +474,38 @@ impl Simulation<'_> {
                 self.schedule(at.max(self.now), Action::SafetyCheckIn { agent: agent.clone(), incident: due.incident });
             }
         }
+    }
+
+    /// Every open incident of the entry's category asks for its items; the
+    /// proposal is confirmed and sent at once (what no depot has is short)
+    /// and delivered later.
+    fn request_supplies(&mut self, entry: &crate::supplies::SupplyEntry) -> anyhow::Result<()> {
+        use pingji_engine::supplies::{ItemId, SupplyCommand, SupplyEvent, SupplyLine};
+        let lines: Vec<SupplyLine> =
+            entry.items.iter().map(|(item, quantity)| SupplyLine { item: ItemId::new(item), quantity: *quantity }).collect();
+        let asking: Vec<IncidentId> = self
+            .engine
+            .state()
+            .open_incidents
+            .iter()
+            .filter(|id| self.engine.state().incidents.get(*id).is_some_and(|incident| incident.spec.category == entry.category))
+            .cloned()
+            .collect();
+        for incident in asking {
+            let command = Command::Supplies(SupplyCommand::Request { incident, lines: lines.clone() });
+            let Ok(events) = self.engine.execute(command, OPERATOR, self.now) else { continue };
+            let request = events.iter().find_map(|event| match &event.kind {
+                EventKind::Supplies(SupplyEvent::SuppliesRequested { request, .. }) => Some(request.clone()),
+                _ => None,
+            });
+            self.handle(events)?;
+            let Some(request) = request else { continue };
+            self.execute(Command::Supplies(SupplyCommand::Confirm { request: request.clone(), allocations: None }), OPERATOR)?;
+            let dispatch = Command::Supplies(SupplyCommand::Dispatch { request: request.clone(), carrier: None });
+            self.execute(dispatch, OPERATOR)?;
+            self.schedule(self.now.plus_seconds(entry.deliver_after_s), Action::DeliverSupplies { request });
+        }
+        Ok(())
     }
 
     fn burst_incident(&mut self, entry: usize, number: u32) -> anyhow::Result<()> {

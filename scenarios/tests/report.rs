@@ -739,6 +739,7 @@ mod big_city {
             incidents,
             who_served: Default::default(),
             safety: Default::default(),
+            supplies: Vec::new(),
             live: None,
         }
     }
@@ -840,4 +841,22 @@ fn with_no_area_in_emergency_the_big_citys_map_shows_the_whole_city_without_an_i
     // Every district is named: at the city's scale, districts are the level that fits.
     let named: usize = big_city::DISTRICT_NAMES.iter().filter(|name| svg.contains(&format!(">{name}</text>"))).count();
     assert_eq!(named, big_city::DISTRICT_NAMES.len(), "districts named at the city's scale");
+}
+
+/// The typhoon drill's depots: its plan pre-positions 2,000 sandbags at the
+/// riverside depots, the sandbag teams get theirs, and most flooded streets
+/// go without a pump (there are four).
+#[test]
+fn the_typhoon_report_shows_supplies_delivered_and_short() {
+    let run = typhoon();
+    let item = |name: &str| run.report.supplies.iter().find(|figures| figures.item == name).expect("the item is in the report");
+    let sandbags = item("sandbag");
+    assert_eq!(sandbags.moved, 2000, "the typhoon plan moved 2,000 sandbags to the riverside depots");
+    assert!(sandbags.asked > 0 && sandbags.delivered == sandbags.asked && sandbags.short == 0, "{sandbags:?}");
+    let pumps = item("pump");
+    assert_eq!(pumps.reserved, 4, "every pump went out: {pumps:?}");
+    assert_eq!(pumps.short, pumps.asked - 4, "{pumps:?}");
+    let markdown = std::fs::read_to_string(run.out.join("report.md")).expect("report.md written");
+    assert!(markdown.contains("## Supplies"), "the report has a supplies section");
+    assert!(markdown.contains(&format!("| pump | {} | 4 | 4 | {} | 0 |", pumps.asked, pumps.short)), "{markdown}");
 }

@@ -21,6 +21,7 @@
 //! - [`why`]: `incident why ID [--agent P]`, `incident merge ID --into ID`, and
 //!   the look for possible duplicates before `incident create`.
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
+//! - [`supplies`]: `supplies import|export|depots|levels|request|propose|confirm|dispatch|deliver|return|cancel|requests|move|repair`.
 
 pub mod account;
 pub mod activity;
@@ -37,6 +38,7 @@ pub mod photo;
 pub mod plan;
 pub mod report;
 pub mod roster;
+pub mod supplies;
 pub mod webhooks;
 pub mod why;
 

@@ -99,6 +99,13 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         // CapService: the alerts are public anyway; suggestions are the commander's.
         "ListCapAlerts" => Viewer,
         "ListCapSuggestions" | "ApproveCapSuggestion" | "DismissCapSuggestion" => Commander,
+        // SupplyService: stock is no secret inside the command room; requests
+        // and their steps are the dispatcher's, what is held and moved the
+        // commander's.
+        "ListDepots" | "StockLevels" | "ListSupplyRequests" | "ProposeSupplies" => Viewer,
+        "RequestSupplies" | "ConfirmSupplies" | "DispatchSupplies" | "DeliverSupplies" | "ReturnSupplies"
+        | "CancelSupplyRequest" | "SetUnitStatus" => Dispatcher,
+        "ImportSupplies" | "MoveStock" => Commander,
         // Photos show people and places as they are: not for viewers.
         "CreateIncident" | "ImportEido" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto"
         | "FindDuplicates" | "MergeIncidents" => {

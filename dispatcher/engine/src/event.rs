@@ -428,6 +428,8 @@ pub enum EventKind {
         text: String,
         team: Vec<AgentId>,
     },
+    /// Depots, stock, units and requests for them (see `supplies`).
+    Supplies(crate::supplies::SupplyEvent),
 }
 
 /// Where the position of a help call came from, best first.
@@ -509,6 +511,7 @@ impl EventKind {
             EventKind::SafetyCheckIn { .. } => "safety_check_in",
             EventKind::SafetyCheckMissed { .. } => "safety_check_missed",
             EventKind::HelpRequested { .. } => "help_requested",
+            EventKind::Supplies(supply) => supply.name(),
         }
     }
 
@@ -536,6 +539,7 @@ impl EventKind {
             | EventKind::HelpRequested { incident, .. } => Some(incident),
             EventKind::OfferSent { offer } => Some(&offer.incident),
             EventKind::Notified(step) => step.incident.as_ref(),
+            EventKind::Supplies(supply) => supply.incident_id(),
             _ => None,
         }
     }
@@ -558,6 +562,7 @@ impl EventKind {
             | EventKind::HelpRequested { agent, .. } => Some(agent),
             EventKind::OfferSent { offer } => Some(&offer.agent),
             EventKind::Notified(step) => Some(&step.agent),
+            EventKind::Supplies(supply) => supply.agent_id(),
             _ => None,
         }
     }

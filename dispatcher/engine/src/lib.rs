@@ -21,6 +21,7 @@
 //! - [`safety`]: the safety check-in clock (PAR) and the categories of
 //!   welfare checks and help calls.
 //! - [`message`]: operators' messages to people, replies and read receipts.
+//! - [`supplies`]: depots, stock of typed items and units, incidents' requests for them.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`activity`]: who served: per-person and per-area activity folded from the events.
@@ -43,6 +44,7 @@ pub mod policy;
 pub mod roster;
 pub mod safety;
 pub mod spatial;
+pub mod supplies;
 pub mod travel;
 
 pub use engine::{Command, Engine, Rejection};

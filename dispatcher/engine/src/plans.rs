@@ -68,6 +68,10 @@ pub struct PlanSpec {
     /// (see `cap`). `None`: the plan is internal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public: Option<PublicAlert>,
+    /// Supplies moved to depots when it activates (`[[supply]]`), e.g.
+    /// sandbags to the riverside depots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplies: Vec<crate::supplies::PlanSupplyMove>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +89,18 @@ struct PlanFile {
     tasks: Vec<TaskFile>,
     /// The public alert (`[public]`).
     public: Option<PublicFile>,
+    #[serde(default, rename = "supply")]
+    supplies: Vec<SupplyFile>,
+}
+
+/// `[[supply]]`: `quantity` of a consumable `item` moved to the depots `to`
+/// (split evenly) when the plan activates.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupplyFile {
+    item: String,
+    quantity: u64,
+    to: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -160,7 +176,23 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
     let grade = parse_grade(&file.grade)
         .filter(|grade| grade.is_emergency())
         .ok_or_else(|| format!("plan {id}: grade \"{}\" is not an emergency grade; use IV, III, II or I", quote(&file.grade)))?;
-    if file.tasks.is_empty() && file.call_up.is_empty() {
+    let mut supplies = Vec::new();
+    for (index, supply) in file.supplies.into_iter().enumerate() {
+        let at = |what: &str| format!("plan {id}: supply #{}: {what}", index + 1);
+        check_id("item", supply.item.trim()).map_err(|problem| at(&problem))?;
+        if supply.quantity == 0 || supply.to.is_empty() {
+            return Err(at("give a quantity above 0 and at least one depot in `to`"));
+        }
+        for depot in &supply.to {
+            check_id("depot", depot.trim()).map_err(|problem| at(&problem))?;
+        }
+        supplies.push(crate::supplies::PlanSupplyMove {
+            item: crate::supplies::ItemId::new(supply.item.trim()),
+            quantity: supply.quantity,
+            to: supply.to.iter().map(|depot| crate::supplies::DepotId::new(depot.trim())).collect(),
+        });
+    }
+    if file.tasks.is_empty() && file.call_up.is_empty() && supplies.is_empty() {
         return Err(format!("plan {id}: it has no [[task]] and no call_up; give it something to do"));
     }
     let mut tasks = Vec::new();
@@ -226,6 +258,7 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
         auto_activate: file.auto_activate,
         tasks,
         call_up: file.call_up,
+        supplies,
     })
 }
 

@@ -52,6 +52,7 @@ fn area_ids(ids: &[AreaId]) -> Vec<String> {
 fn body_to_pb(kind: &EventKind) -> Body {
     use pb::event as e;
     match kind {
+        EventKind::Supplies(supply) => super::supplies::event_to_pb(supply),
         EventKind::AreasRetired { areas, service_centres } => {
             Body::AreasRetired(e::AreasRetired { area_ids: area_ids(areas), service_centre_ids: area_ids(service_centres) })
         }
@@ -502,6 +503,9 @@ fn wire_position(location: Option<&pb::Location>, what: &str) -> Result<Position
 }
 
 fn body_from_pb(body: &Body) -> Result<EventKind, String> {
+    if let Some(supply) = super::supplies::event_from_pb(body) {
+        return supply.map(EventKind::Supplies);
+    }
     Ok(match body {
         Body::AreasRetired(retired) => EventKind::AreasRetired {
             areas: retired.area_ids.iter().map(AreaId::new).collect(),
@@ -804,6 +808,17 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         Body::CapSuggestionDismissed(dismissed) => {
             EventKind::CapSuggestionDismissed { suggestion: dismissed.suggestion_id.clone(), reason: dismissed.reason.clone() }
         }
+        Body::SuppliesImported(_)
+        | Body::SuppliesRequested(_)
+        | Body::SuppliesReserved(_)
+        | Body::SuppliesDispatched(_)
+        | Body::SuppliesDelivered(_)
+        | Body::SuppliesReturned(_)
+        | Body::SupplyRequestCancelled(_)
+        | Body::StockLow(_)
+        | Body::StockRestored(_)
+        | Body::StockMoved(_)
+        | Body::UnitStatusSet(_) => return Err("a supply body was not read as one".to_string()),
     })
 }
 
@@ -859,6 +874,7 @@ fn plan_from_pb(plan: &pb::Plan) -> Result<PlanSpec, String> {
         grade: mode_from_pb(plan.grade).map_err(|rejection| rejection.to_string())?,
         auto_activate: plan.auto_activate,
         public: plan.public_alert.as_ref().map(super::public_from_pb),
+        supplies: plan.supplies.iter().map(super::supplies::plan_supply_from_pb).collect(),
         tasks: plan
             .tasks
             .iter()
@@ -1071,8 +1087,85 @@ mod tests {
                 tasks,
                 call_up,
                 public: None,
+                supplies: Vec::new(),
             },
         )
+    }
+
+    /// Every supply event kind (`Event.body` 100 to 119).
+    fn supply_event() -> impl Strategy<Value = pingji_engine::supplies::SupplyEvent> {
+        use pingji_engine::supplies::*;
+        let request = || id().prop_map(SupplyRequestId::new);
+        let incident = || id().prop_map(IncidentId::new);
+        let depot = || id().prop_map(DepotId::new);
+        let item = || id().prop_map(ItemId::new);
+        let line = || (item(), 1u64..1000).prop_map(|(item, quantity)| SupplyLine { item, quantity });
+        let allocation = || {
+            (depot(), item(), 1u64..1000, vec(id().prop_map(UnitId::new), 0..2))
+                .prop_map(|(depot, item, quantity, units)| Allocation { depot, item, quantity, units })
+        };
+        let depot_spec = (depot(), text(), position(), option::of(id().prop_map(AreaId::new)), text())
+            .prop_map(|(id, name, at, area, keeper)| DepotSpec { id, name, at, area, keeper });
+        let stock = (depot(), item(), 0u64..1000, 0u64..100).prop_map(|(depot, item, quantity, minimum)| StockLine {
+            depot,
+            item,
+            quantity,
+            minimum,
+        });
+        let kind = prop::sample::select(vec![ItemKind::Equipment, ItemKind::Vehicle]);
+        let unit = (id().prop_map(UnitId::new), item(), kind, depot(), 0u32..20, any::<bool>())
+            .prop_map(|(id, item, kind, depot, capacity, in_repair)| UnitSpec { id, item, kind, depot, capacity, in_repair });
+        let status =
+            prop::sample::select(vec![UnitStatus::Available, UnitStatus::Reserved, UnitStatus::Dispatched, UnitStatus::InRepair]);
+        prop_oneof![
+            (vec(depot_spec, 0..3), vec(stock, 0..3), vec(unit, 0..3)).prop_map(|(depots, stock, units)| {
+                SupplyEvent::SuppliesImported { import: SupplyImport { depots, stock, units } }
+            }),
+            (request(), incident(), vec(line(), 1..3)).prop_map(|(request, incident, lines)| SupplyEvent::SuppliesRequested {
+                request,
+                incident,
+                lines
+            }),
+            (request(), incident(), vec(allocation(), 0..3), vec(line(), 0..2)).prop_map(
+                |(request, incident, allocations, short)| {
+                    SupplyEvent::SuppliesReserved { request, incident, allocations, short }
+                }
+            ),
+            (request(), incident(), option::of(id().prop_map(AgentId::new)))
+                .prop_map(|(request, incident, carrier)| SupplyEvent::SuppliesDispatched { request, incident, carrier }),
+            (request(), incident()).prop_map(|(request, incident)| SupplyEvent::SuppliesDelivered { request, incident }),
+            (request(), incident(), vec(allocation(), 0..3), vec(line(), 0..2), vec(id().prop_map(UnitId::new), 0..2)).prop_map(
+                |(request, incident, returned, consumed, in_repair)| SupplyEvent::SuppliesReturned {
+                    request,
+                    incident,
+                    returned,
+                    consumed,
+                    in_repair
+                }
+            ),
+            (request(), incident(), text()).prop_map(|(request, incident, reason)| SupplyEvent::SupplyRequestCancelled {
+                request,
+                incident,
+                reason
+            }),
+            (depot(), item(), 0u64..100, 1u64..100).prop_map(|(depot, item, available, minimum)| SupplyEvent::StockLow {
+                depot,
+                item,
+                available,
+                minimum
+            }),
+            (depot(), item(), 0u64..100).prop_map(|(depot, item, available)| SupplyEvent::StockRestored {
+                depot,
+                item,
+                available
+            }),
+            (depot(), depot(), item(), 1u64..100, option::of(id().prop_map(ActivationId::new))).prop_map(
+                |(from, to, item, quantity, activation)| SupplyEvent::StockMoved {
+                    moved: StockMove { from, to, item, quantity, activation }
+                }
+            ),
+            (id().prop_map(UnitId::new), status).prop_map(|(unit, status)| SupplyEvent::UnitStatusSet { unit, status }),
+        ]
     }
 
     fn offer() -> impl Strategy<Value = OfferRecord> {
@@ -1319,6 +1412,7 @@ mod tests {
                     text,
                     team
                 }),
+            supply_event().prop_map(EventKind::Supplies),
         ]
     }
 
@@ -1391,7 +1485,13 @@ mod tests {
             // (coarse, above) or one of the kinds that hold places.
             let places_allowed = matches!(
                 shown.body,
-                Some(Body::AreasImported(_) | Body::IncidentReported(_) | Body::FieldReported(_) | Body::PlansImported(_))
+                Some(
+                    Body::AreasImported(_)
+                        | Body::IncidentReported(_)
+                        | Body::FieldReported(_)
+                        | Body::PlansImported(_)
+                        | Body::SuppliesImported(_)
+                )
             );
             if !places_allowed {
                 for (lon, lat) in locations(&shown) {
@@ -1473,6 +1573,7 @@ mod tests {
                 | EventKind::CapSuggestionApproved { .. }
                 | EventKind::CapSuggestionDismissed { .. } => {}
                 EventKind::SafetyCheckIn { .. } | EventKind::SafetyCheckMissed { .. } | EventKind::HelpRequested { .. } => {}
+                EventKind::Supplies(_) => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.
@@ -1483,6 +1584,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 46, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 57, "kinds generated: {seen:?}");
     }
 }

@@ -5,10 +5,12 @@
 //! # Layout
 //! - [`event`]: events as typed proto messages, their redaction, and back.
 //! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
+//! - [`supplies`]: depots, stock, supply requests and their events.
 
 pub mod cap;
 pub mod event;
 pub mod explain;
+pub mod supplies;
 
 use pingji_proto::v1 as pb;
 
@@ -808,6 +810,15 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
             .collect(),
         call_up: plan.call_up.iter().map(|role| role_to_pb(*role) as i32).collect(),
         public_alert: plan.public.as_ref().map(public_to_pb),
+        supplies: plan
+            .supplies
+            .iter()
+            .map(|supply| pb::PlanSupply {
+                item_id: supply.item.to_string(),
+                quantity: supply.quantity,
+                to_depot_ids: supply.to.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
     }
 }
 

@@ -31,6 +31,7 @@
 //! - `config`: where the journal lives, TLS, limits, the server builder.
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 //! - `sizes`: how large one message may be, per service.
+//! - [`supplies`]: `SupplyService`: depots, stock and incidents' requests for supplies.
 //! - [`replay`]: replaying a drill's journal for review, changing nothing.
 //! - `web`: the web port: the command map's embedded files and the command
 //!   service over grpc-web.
@@ -57,6 +58,7 @@ pub mod sharding;
 mod sizes;
 pub mod standby;
 mod starting;
+pub mod supplies;
 mod web;
 
 use std::sync::Arc;

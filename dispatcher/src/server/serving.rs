@@ -32,6 +32,7 @@ use crate::photos::PhotoStore;
 use crate::push::{MemoryPushStore, PushStore, Pusher, RedisPushStore, SqlitePushStore};
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
 use pingji_proto::v1::cap_service_server::CapServiceServer;
+use pingji_proto::v1::supply_service_server::SupplyServiceServer;
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
 
 pub(super) fn open_journal(store: &Store) -> anyhow::Result<SharedJournal> {
@@ -169,6 +170,8 @@ pub(super) async fn serve(
     let pushing = pusher.filter(|_| notifier.is_none()).map(|pusher| crate::push::follow(dispatcher.clone(), pusher));
     let cap_service =
         auth::authorized(CapServiceServer::new(crate::cap::CapApi { dispatcher: dispatcher.clone() }), tokens.clone());
+    let supply_service =
+        auth::authorized(SupplyServiceServer::new(super::supplies::SupplyApi { dispatcher: dispatcher.clone() }), tokens.clone());
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -184,6 +187,7 @@ pub(super) async fn serve(
         .add_service(commands.clone())
         .add_service(webhooks.0)
         .add_service(cap_service.clone())
+        .add_service(supply_service.clone())
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
@@ -199,6 +203,7 @@ pub(super) async fn serve(
                     commands,
                     field,
                     cap_service,
+                    supply_service,
                     crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some()),
                     config.web_tiles.as_deref(),
                     notifier.as_ref().map(|notifier| notifier.inbound_route()),

@@ -15,6 +15,9 @@ import {
   AreaLevel,
   CapService,
   CommandService,
+  SupplyService,
+  type Depot,
+  type SupplyRequest,
   type CapSuggestion,
   IncidentStatus,
   Mode,
@@ -127,6 +130,28 @@ const capClient: Client<typeof CapService> = createClient(
   createGrpcWebTransport({ baseUrl: window.location.origin, interceptors: [authorization] }),
 );
 let suggestions: CapSuggestion[] = [];
+
+/** Depots and their stock, and the selected incident's supply requests. */
+const supplyClient: Client<typeof SupplyService> = createClient(
+  SupplyService,
+  createGrpcWebTransport({ baseUrl: window.location.origin, interceptors: [authorization] }),
+);
+let depots: Depot[] = [];
+let supplyRequests: SupplyRequest[] = [];
+let supplyRequestsOf = "";
+const SUPPLY_KINDS = new Set([
+  "supplies_imported",
+  "supplies_requested",
+  "supplies_reserved",
+  "supplies_dispatched",
+  "supplies_delivered",
+  "supplies_returned",
+  "supply_request_cancelled",
+  "stock_low",
+  "stock_restored",
+  "stock_moved",
+  "unit_status_set",
+]);
 const CAP_KINDS = new Set(["cap_alert_received", "cap_suggestion_approved", "cap_suggestion_dismissed"]);
 
 /** What is open now: ended when logging out. */
@@ -628,6 +653,7 @@ function drawDetail(): void {
   }
   byId("detail-facts").replaceChildren(...factNodes);
   drawOffers(incident);
+  drawSupplyRequests(incident.id);
   const timeline = timelines.get(incident.id) ?? [];
   const items = timeline.map((event) => {
     const item = make("li");
@@ -863,6 +889,11 @@ function select(incidentId: string): void {
   }
   if (!reportSeen.has(incidentId) && !timelineCut.has(incidentId) && session) {
     void readTimeline(incidentId, session.signal);
+  }
+  if (session) {
+    void readSupplyRequests(incidentId, session.signal).catch((failure) =>
+      console.warn(`cannot read the supply requests: ${describe(failure).message}`),
+    );
   }
   byId("end-result").replaceChildren();
   drawIncidents();
@@ -1101,6 +1132,9 @@ function logOut(): void {
   plans = [];
   activations = [];
   suggestions = [];
+  depots = [];
+  supplyRequests = [];
+  supplyRequestsOf = "";
   callups = [];
   messages = [];
   replay = null;
@@ -1160,6 +1194,7 @@ async function start(): Promise<void> {
     readCoverage(map, current.signal),
     readPlans(current.signal),
     readSuggestions(current.signal),
+    readSupplies(current.signal),
     readCallups(current.signal),
     readMessages(current.signal),
     readReplay(current.signal),
@@ -1238,6 +1273,83 @@ async function readCoverage(map: CityMap, signal: AbortSignal): Promise<void> {
   } catch (failure) {
     console.warn(`cannot read the coverage: ${describe(failure).message}`);
   }
+}
+
+/** Depots with their stock, on the map and in the supplies panel; the
+ * selected incident's requests again. */
+async function readSupplies(signal: AbortSignal): Promise<void> {
+  try {
+    depots = (await supplyClient.listDepots({ areaId: "" }, { signal })).depots;
+    cityMap?.setDepots(depots);
+    drawDepots();
+    if (selected !== null) {
+      await readSupplyRequests(selected, signal);
+    }
+  } catch (failure) {
+    console.warn(`cannot read the supplies: ${describe(failure).message}`);
+  }
+}
+
+function drawDepots(): void {
+  const list = byId("depot-list");
+  if (depots.length === 0) {
+    list.replaceChildren(make("li", say("noDepots")));
+    return;
+  }
+  list.replaceChildren(
+    ...depots.map((depot) => {
+      const item = make("li");
+      item.dataset.depotId = depot.id;
+      item.append(make("strong", depot.name), make("span", ` · ${depot.areaId ? areaName(depot.areaId) : "—"}`));
+      const stock = make("div", "", "stock");
+      for (const held of depot.stock) {
+        const low = held.low ? ` (${say("lowStock")})` : "";
+        stock.append(make("span", `${held.itemId} ${held.available}/${held.onHand}${low}`, held.low ? "low" : ""));
+      }
+      const units = new Map<string, number>();
+      for (const unit of depot.units) {
+        units.set(unit.itemId, (units.get(unit.itemId) ?? 0) + 1);
+      }
+      for (const [itemId, count] of units) {
+        stock.append(make("span", `${itemId} ×${count}`));
+      }
+      item.append(stock);
+      return item;
+    }),
+  );
+}
+
+async function readSupplyRequests(incidentId: string, signal: AbortSignal): Promise<void> {
+  const listed = await supplyClient.listSupplyRequests({ incidentId, openOnly: false }, { signal });
+  supplyRequests = listed.requests;
+  supplyRequestsOf = incidentId;
+  drawSupplyRequests(incidentId);
+}
+
+function drawSupplyRequests(incidentId: string): void {
+  const shown = supplyRequestsOf === incidentId ? supplyRequests : [];
+  const list = byId("detail-supplies");
+  if (shown.length === 0) {
+    list.replaceChildren(make("li", say("noSupplyRequests")));
+    return;
+  }
+  list.replaceChildren(
+    ...shown.map((request) => {
+      const item = make("li");
+      item.dataset.requestId = request.id;
+      const lines = request.lines.map((line) => `${line.itemId} ×${line.quantity}`).join(", ");
+      item.append(make("strong", `${request.id} · ${words().supplyStatuses[request.status] ?? ""}`), make("span", ` · ${lines}`));
+      const taken = request.allocations.map((allocation) => `${allocation.itemId} ${allocation.quantity} ← ${allocation.depotId}`);
+      if (taken.length > 0) {
+        item.append(make("div", taken.join("; ")));
+      }
+      if (request.short.length > 0) {
+        const short = request.short.map((line) => `${line.itemId} ×${line.quantity}`).join(", ");
+        item.append(make("div", `${say("supplyShort")}: ${short}`, "low"));
+      }
+      return item;
+    }),
+  );
 }
 
 /** The pending suggestions, for a commander (others are refused them). */
@@ -1640,6 +1752,9 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   }
   if (CAP_KINDS.has(event.kind)) {
     refreshSoon("suggestions", () => readSuggestions(signal));
+  }
+  if (SUPPLY_KINDS.has(event.kind)) {
+    refreshSoon("supplies", () => readSupplies(signal));
   }
   if (CALLUP_KINDS.has(event.kind)) {
     refreshSoon("callups", () => readCallups(signal));

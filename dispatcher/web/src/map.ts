@@ -7,7 +7,7 @@
 // never as one SVG node each.
 
 import { AgentStatus, AreaLevel, IncidentStatus, Mode } from "./gen/pingji/v1/pingji_pb.js";
-import type { Agent, Area, Incident, ServiceCentre } from "./gen/pingji/v1/pingji_pb.js";
+import type { Agent, Area, Depot, Incident, ServiceCentre } from "./gen/pingji/v1/pingji_pb.js";
 import { say, words } from "./i18n.js";
 import { metresBetween } from "./figures.js";
 import { secondsLeft } from "./clock.js";
@@ -125,6 +125,7 @@ export class CityMap {
   private readonly areaLayer: SVGGElement;
   private readonly labelLayer: SVGGElement;
   private readonly centreLayer: SVGGElement;
+  private readonly depotLayer: SVGGElement;
   private readonly linkLayer: SVGGElement;
   private readonly peopleLayer: SVGGElement;
   private readonly incidentLayer: SVGGElement;
@@ -132,6 +133,7 @@ export class CityMap {
   private areaShapes = new Map<string, SVGPathElement>();
   private leaves = new Set<string>();
   private centres: ServiceCentre[] = [];
+  private depots: Depot[] = [];
   private walkMetresPerSecond = 0;
   private tileUrl = "";
   private drawPending = false;
@@ -153,13 +155,14 @@ export class CityMap {
     this.areaLayer = element("g", { class: "areas" });
     this.labelLayer = element("g", { class: "labels" });
     this.centreLayer = element("g", { class: "centres" });
+    this.depotLayer = element("g", { class: "depots" });
     this.linkLayer = element("g", { class: "links" });
     this.peopleLayer = element("g", { class: "people" });
     this.incidentLayer = element("g", { class: "incidents" });
     this.pickMarker = element("g", { class: "pick-marker", visibility: "hidden" });
     this.pickMarker.append(element("circle", { class: "pick", r: 10 }), element("path", { class: "pick", d: "M-16 0H16M0 -16V16" }));
     // Names lie under the dots: a person or an incident is never hidden by a name.
-    svg.append(this.tileLayer, this.areaLayer, this.labelLayer, this.centreLayer, this.linkLayer, this.peopleLayer, this.incidentLayer, this.pickMarker);
+    svg.append(this.tileLayer, this.areaLayer, this.labelLayer, this.centreLayer, this.depotLayer, this.linkLayer, this.peopleLayer, this.incidentLayer, this.pickMarker);
     this.applyView();
     this.listen();
     // Offers' countdowns move every second without redrawing the map.
@@ -199,6 +202,7 @@ export class CityMap {
     this.labelLayer.replaceChildren(...labels);
     this.centres = centres;
     this.drawCentres();
+    this.drawDepots();
     this.setModes(areas);
     this.applyView();
   }
@@ -234,6 +238,32 @@ export class CityMap {
         square.append(title);
         group.append(square);
         return [group];
+      }),
+    );
+  }
+
+  /** Supply depots: a diamond each, red when an item is below its minimum. */
+  setDepots(depots: Depot[]): void {
+    this.depots = depots;
+    this.drawDepots();
+  }
+
+  private drawDepots(): void {
+    this.depotLayer.replaceChildren(
+      ...this.depots.flatMap((depot) => {
+        if (!depot.location) {
+          return [];
+        }
+        const [x, y] = this.projection.point(depot.location.lon, depot.location.lat);
+        const low = depot.stock.some((stock) => stock.low);
+        const diamond = element("path", { class: low ? "depot low" : "depot", d: `M${x.toFixed(1)} ${(y - 7).toFixed(1)}l7 7l-7 7l-7 -7z` });
+        diamond.dataset.depotId = depot.id;
+        const title = element("title", {});
+        const stock = depot.stock.map((item) => `${item.itemId} ${item.available}/${item.onHand}${item.low ? ` (${words().lowStock})` : ""}`);
+        const units = depot.units.length > 0 ? [`${depot.units.length} units`] : [];
+        title.textContent = `${words().depot} · ${depot.name} · ${[...stock, ...units].join(", ")}`;
+        diamond.append(title);
+        return [diamond];
       }),
     );
   }

@@ -55,6 +55,10 @@ pub type WebhookClient = pingji_proto::v1::webhook_service_client::WebhookServic
 /// suggestions).
 pub type CapClient = pingji_proto::v1::cap_service_client::CapServiceClient<InterceptedService<Channel, BearerToken>>;
 
+/// A `SupplyService` client carrying the operator's token (depots, stock,
+/// supply requests).
+pub type SupplyClient = pingji_proto::v1::supply_service_client::SupplyServiceClient<InterceptedService<Channel, BearerToken>>;
+
 /// How a client reaches the dispatchers.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
@@ -324,6 +328,16 @@ impl Connection {
             self.channel.clone(),
             self.options.bearer.clone(),
         )
+    }
+
+    /// A `SupplyService` client on this connection with the operator's token.
+    pub fn supplies(&self) -> SupplyClient {
+        pingji_proto::v1::supply_service_client::SupplyServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.options.bearer.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// The same connection, its calls looking for an owner that went away

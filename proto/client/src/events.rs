@@ -78,6 +78,17 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::SafetyCheckIn(_) => "safety_check_in",
         Body::SafetyCheckMissed(_) => "safety_check_missed",
         Body::HelpRequested(_) => "help_requested",
+        Body::SuppliesImported(_)
+        | Body::SuppliesRequested(_)
+        | Body::SuppliesReserved(_)
+        | Body::SuppliesDispatched(_)
+        | Body::SuppliesDelivered(_)
+        | Body::SuppliesReturned(_)
+        | Body::SupplyRequestCancelled(_)
+        | Body::StockLow(_)
+        | Body::StockRestored(_)
+        | Body::StockMoved(_)
+        | Body::UnitStatusSet(_) => crate::supplies::event_kind_name(body).unwrap_or("supplies"),
     }
 }
 
@@ -378,6 +389,17 @@ fn summary_of(body: &Body) -> String {
             };
             format!("CAP {} {} from {}: {}{suggested}", alert.msg_type, alert.identifier, alert.sender, alert.headline)
         }
+        Body::SuppliesImported(_)
+        | Body::SuppliesRequested(_)
+        | Body::SuppliesReserved(_)
+        | Body::SuppliesDispatched(_)
+        | Body::SuppliesDelivered(_)
+        | Body::SuppliesReturned(_)
+        | Body::SupplyRequestCancelled(_)
+        | Body::StockLow(_)
+        | Body::StockRestored(_)
+        | Body::StockMoved(_)
+        | Body::UnitStatusSet(_) => crate::supplies::event_summary(body).unwrap_or_default(),
         Body::CapSuggestionApproved(approved) => format!("CAP suggestion {} approved", approved.suggestion_id),
         Body::CapSuggestionDismissed(dismissed) => {
             format!("CAP suggestion {} dismissed: {}", dismissed.suggestion_id, dismissed.reason)

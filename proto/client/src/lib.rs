@@ -25,6 +25,7 @@
 //! - [`svg`]: SVG charts as text (axes, legends, text widths), shared with
 //!   the drill report, and the activity report's charts.
 //! - [`roster_csv`]: reading the roster (who can be dispatched) from CSV into `AgentSpec`s.
+//! - [`supplies`]: depots and stock to and from CSV, supply events in words.
 
 #![forbid(unsafe_code)]
 
@@ -41,5 +42,6 @@ pub mod field;
 pub mod labels;
 pub mod owner;
 pub mod roster_csv;
+pub mod supplies;
 pub mod svg;
 pub mod tls;

@@ -39,6 +39,7 @@ mod redis_store;
 mod retention;
 mod safety;
 mod shutdown;
+mod supplies;
 mod tls;
 mod web;
 mod web_serving;

@@ -172,11 +172,7 @@ impl Engine {
     /// Where the person was last reported: live, or from before their
     /// session ended (or a help call's position).
     fn last_position(&self, agent: &AgentId) -> Option<Position> {
-        self.live
-            .agents
-            .get(agent)
-            .and_then(|live| live.location)
-            .or_else(|| self.live.last_known.get(agent).map(|(at, _)| *at))
+        self.live.agents.get(agent).and_then(|live| live.location).or_else(|| self.live.last_known.get(agent).map(|(at, _)| *at))
     }
 
     /// 求助: a priority-1 incident at the person's position, and their team told.

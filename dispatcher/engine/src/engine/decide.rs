@@ -405,6 +405,7 @@ impl Engine {
                 self.check_help(agent, *at, text)?;
                 Ok(Vec::new())
             }
+            Command::Supplies(supply) => self.decide_supplies(supply),
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])

@@ -913,7 +913,8 @@ impl Engine {
             | Command::RecordRead { .. }
             | Command::ReceiveCapAlert { .. }
             | Command::RequestHelp { .. }
-            | Command::DismissCapSuggestion { .. } => {}
+            | Command::DismissCapSuggestion { .. }
+            | Command::Supplies(_) => {}
         }
     }
 

@@ -3,7 +3,9 @@
 //! headcount, a staffed or ended incident has no offers out, a report
 //! waiting for triage is not dispatched, and the live copies the candidate
 //! search relies on (free, skills, travel mode) and the skill index follow
-//! the roster. The engine's property test and the
+//! the roster; no stock below zero (nothing reserved beyond what a depot
+//! holds) and no unit held by two requests, or held as its request says.
+//! The engine's property test and the
 //! fuzz target (`fuzz/`) check it after every step.
 
 use std::collections::BTreeSet;
@@ -96,6 +98,61 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         let mut served = BTreeSet::new();
         if let Some(twice) = incident.assignments.iter().find(|assignment| !served.insert(&assignment.agent)) {
             return Err(format!("{} assigned twice to {id}", twice.agent));
+        }
+    }
+    check_supplies(&state.supplies)
+}
+
+/// Stock never below zero, and every unit held by at most one request:
+/// the one whose allocations name it, reserved or out as that request is.
+fn check_supplies(supplies: &crate::supplies::SupplyState) -> Result<(), String> {
+    use crate::supplies::{RequestStatus, UnitStatus};
+    let mut reserved: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
+    let mut holders: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for request in supplies.requests.values() {
+        for allocation in &request.allocations {
+            if request.status == RequestStatus::Reserved && allocation.units.is_empty() {
+                *reserved.entry((allocation.depot.as_str(), allocation.item.as_str())).or_default() += allocation.quantity;
+            }
+        }
+        for unit in request.held_units() {
+            if let Some(other) = holders.insert(unit.as_str(), request.id.as_str()) {
+                return Err(format!("unit {unit} is held by requests {other} and {}", request.id));
+            }
+        }
+    }
+    for depot in supplies.depots.values() {
+        for (item, stock) in &depot.stock {
+            if stock.reserved > stock.on_hand {
+                return Err(format!("depot {} has {} {item} reserved of {} held", depot.spec.id, stock.reserved, stock.on_hand));
+            }
+            let by_requests = reserved.get(&(depot.spec.id.as_str(), item.as_str())).copied().unwrap_or(0);
+            if by_requests != stock.reserved {
+                return Err(format!(
+                    "depot {} has {} {item} reserved but its requests hold {by_requests}",
+                    depot.spec.id, stock.reserved
+                ));
+            }
+        }
+    }
+    for (id, unit) in &supplies.units {
+        let holder = holders.get(id.as_str()).copied();
+        if unit.held_by.as_ref().map(|request| request.as_str()) != holder {
+            return Err(format!("unit {id} is recorded as held by {:?} but its requests say {holder:?}", unit.held_by));
+        }
+        let expected = match holder.and_then(|request| supplies.requests.get(&crate::supplies::SupplyRequestId::new(request))) {
+            Some(request) if request.status == RequestStatus::Reserved => Some(UnitStatus::Reserved),
+            Some(_) => Some(UnitStatus::Dispatched),
+            None => None,
+        };
+        match expected {
+            Some(status) if unit.status != status => {
+                return Err(format!("unit {id} is {} but its request has it {}", unit.status.name(), status.name()));
+            }
+            None if matches!(unit.status, UnitStatus::Reserved | UnitStatus::Dispatched) => {
+                return Err(format!("unit {id} is {} for no request", unit.status.name()));
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -22,6 +22,7 @@
 //!   plan activations, grid staffing checks.
 //! - [`reports`]: field reports and their triage.
 //! - [`check_ins`]: safety check-ins on scene (PAR) and help calls (求助).
+//! - [`supplies`]: supply requests, reservations and stock alerts.
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
@@ -38,6 +39,7 @@ pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
+pub mod supplies;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -306,6 +308,8 @@ pub enum Command {
         at: Option<Position>,
         text: String,
     },
+    /// Depots, stock and incidents' requests for supplies.
+    Supplies(crate::supplies::SupplyCommand),
 }
 
 /// One activation of a plan on an area.
@@ -405,6 +409,9 @@ pub struct State {
     /// check-ins on scene).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub safety: BTreeMap<AgentId, crate::safety::SafetyClock>,
+    /// Depots, stock, units and requests for them.
+    #[serde(default)]
+    pub supplies: crate::supplies::SupplyState,
 }
 
 impl State {
@@ -566,6 +573,7 @@ impl Engine {
                     self.emit(&mut out, actor, now, kind);
                 }
                 self.react(&command, actor, now, &mut out);
+                self.follow_supplies(now, &mut out);
             }
         }
         Ok(out)
