@@ -56,7 +56,7 @@ fn events(count: usize) -> Vec<Event> {
     let mut random = Random(0x9E37_79B9_7F4A_7C15);
     let mut out: Vec<Event> = Vec::with_capacity(count + 16);
     let mut at = T0;
-    let mut push = |out: &mut Vec<Event>, at: i64, kind: EventKind| {
+    let push = |out: &mut Vec<Event>, at: i64, kind: EventKind| {
         let seq = out.len() as u64 + 1;
         out.push(Event { seq, at: Millis(at), actor: DISPATCHER.to_string(), kind });
     };
