@@ -94,6 +94,32 @@ fn no_phone_in(events: &[pb::Event]) {
     }
 }
 
+/// A connected person with a phone, at the centre of a grid, and an
+/// incident there offered to them: the console, the person's session, the
+/// event watch from the start, and the incident's id.
+async fn offer_to_a_person_with_a_phone(
+    server: &TestServer,
+    id: &str,
+) -> anyhow::Result<(pingji_tests::Commands, pingji_tests::AgentSession, EventWatch, String)> {
+    let mut command = server.command().await?;
+    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
+    let spec = pb::AgentSpec { phone: PHONE.to_string(), ..pingji_tests::sample::person(id, "d1-s1-c1-g1", &[]) };
+    let session = server.connect_person_at(spec, lon, lat).await?;
+    let events = EventWatch::start(&mut command, 0).await?;
+    let incident = command
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location::wgs84(lon, lat)),
+            category: "welfare_check".into(),
+            priority: 2,
+            headcount: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .id;
+    Ok((command, session, events, incident))
+}
+
 async fn roll_call(command: &mut pingji_tests::Commands) -> anyhow::Result<Vec<pb::CalledPerson>> {
     let callups = command.callup_status(pb::CallupStatusRequest { area_id: "d1".into(), open_only: true }).await?.into_inner();
     Ok(callups.callups.into_iter().flat_map(|callup| callup.people).collect())
@@ -168,22 +194,7 @@ async fn an_unanswered_offer_goes_by_sms_and_a_reply_of_1_accepts_it() -> anyhow
     let url = gateway.url();
     let server = TestServer::start_with_web(|config| with_ladder(config, &url, 3, ladder())).await?;
     let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
-    let mut command = server.command().await?;
-    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
-    let spec = pb::AgentSpec { phone: PHONE.to_string(), ..pingji_tests::sample::person("vol-1", "d1-s1-c1-g1", &[]) };
-    let _session = server.connect_person_at(spec, lon, lat).await?;
-    let mut events = EventWatch::start(&mut command, 0).await?;
-    let incident = command
-        .create_incident(pb::CreateIncidentRequest {
-            location: Some(pb::Location::wgs84(lon, lat)),
-            category: "welfare_check".into(),
-            priority: 2,
-            headcount: 1,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .id;
+    let (mut command, _session, mut events, incident) = offer_to_a_person_with_a_phone(&server, "vol-1").await?;
     events.wait_for_kind(WITHIN, "offer_sent", &incident).await?;
     // In a session: no call, but an SMS after 1 s without an answer.
     events.wait_for(WITHIN, "the SMS sent", notified(pb::NoticeChannel::Sms, pb::NoticeOutcome::Sent)).await?;
@@ -230,22 +241,7 @@ async fn twilio_posts_its_own_signed_receipts_and_replies() -> anyhow::Result<()
     })
     .await?;
     let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
-    let mut command = server.command().await?;
-    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
-    let spec = pb::AgentSpec { phone: PHONE.to_string(), ..pingji_tests::sample::person("vol-t", "d1-s1-c1-g1", &[]) };
-    let _session = server.connect_person_at(spec, lon, lat).await?;
-    let mut events = EventWatch::start(&mut command, 0).await?;
-    let incident = command
-        .create_incident(pb::CreateIncidentRequest {
-            location: Some(pb::Location::wgs84(lon, lat)),
-            category: "welfare_check".into(),
-            priority: 2,
-            headcount: 1,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .id;
+    let (_command, _session, mut events, incident) = offer_to_a_person_with_a_phone(&server, "vol-t").await?;
     events.wait_for(WITHIN, "the SMS sent", notified(pb::NoticeChannel::Sms, pb::NoticeOutcome::Sent)).await?;
     let request = gateway.receiver.received().into_iter().next().ok_or_else(|| anyhow::anyhow!("no request at the gateway"))?;
     let form: Vec<(String, String)> = url_form(&request.body);
@@ -489,22 +485,7 @@ async fn the_maps_incident_timeline_shows_the_sms_of_an_unanswered_offer() -> an
     let url = gateway.url();
     let server = TestServer::start_with_web(|config| with_ladder(config, &url, 3, ladder())).await?;
     let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
-    let mut command = server.command().await?;
-    let (lon, lat) = area_box(&mut command, "d1-s1-c1-g1").await?.centre();
-    let spec = pb::AgentSpec { phone: PHONE.to_string(), ..pingji_tests::sample::person("vol-1", "d1-s1-c1-g1", &[]) };
-    let _session = server.connect_person_at(spec, lon, lat).await?;
-    let mut events = EventWatch::start(&mut command, 0).await?;
-    let incident = command
-        .create_incident(pb::CreateIncidentRequest {
-            location: Some(pb::Location::wgs84(lon, lat)),
-            category: "welfare_check".into(),
-            priority: 2,
-            headcount: 1,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .id;
+    let (_command, _session, mut events, incident) = offer_to_a_person_with_a_phone(&server, "vol-1").await?;
     events.wait_for(WITHIN, "the SMS sent", notified(pb::NoticeChannel::Sms, pb::NoticeOutcome::Sent)).await?;
 
     let browser = TestBrowser::launch(&chromium).await?;
