@@ -342,8 +342,9 @@ pub(crate) fn findings(found: &Found, footprint: &DrillFootprint<'_>) -> Vec<Fin
             why: "the drill would import its map over the dispatcher's, for good".to_string(),
         });
     }
+    // Nor does importing plans into it change anything anyone relies on.
     let importing = footprint.plans_to_import(found);
-    if !importing.is_empty() {
+    if !found.areas.is_empty() && !importing.is_empty() {
         let ids: Vec<String> = importing.iter().map(|plan| plan.id.to_string()).collect();
         let automatic: Vec<String> = importing
             .iter()

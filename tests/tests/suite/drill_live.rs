@@ -209,6 +209,21 @@ async fn the_smoke_drill_runs_live_and_leaves_the_dispatcher_as_found() -> anyho
     server.shutdown().await
 }
 
+/// A dispatcher with no map yet serves nobody: a drill that brings its map
+/// and plans (the typhoon drill, the README's demo) starts on it without
+/// `--go-ahead`. (The demo's own fresh dispatcher refused the typhoon drill
+/// once it brought a plan.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_bringing_plans_starts_on_a_fresh_dispatcher() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.areas_file = None).await?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/typhoon.toml");
+    let drill = pingji_scenarios::drill::load(&path).map_err(anyhow::Error::msg)?;
+    assert!(!drill.file.plans.is_empty(), "the typhoon drill brings a plan");
+    let prepared = pingji_scenarios::live::prepare(&drill, &options(&server)?).await?;
+    assert!(prepared.findings().is_empty(), "{:?}", prepared.findings());
+    server.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_drill_does_not_start_on_a_dispatcher_in_use_and_says_why() -> anyhow::Result<()> {
     let server = TestServer::start(|config| config.agents_file = Some(pingji_tests::sample_roster())).await?;
