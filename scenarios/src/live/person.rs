@@ -56,6 +56,9 @@ enum Step {
     CheckIn {
         callup: String,
     },
+    /// 报平安 on the assignment, at four fifths of the interval (the
+    /// dispatcher tells the interval with each due time).
+    SafetyCheckIn,
     Answer {
         offer: OfferId,
         incident: IncidentId,
@@ -231,12 +234,19 @@ impl Person {
                     Step::Travel { incident, .. } | Step::Arrive { incident, .. } | Step::Complete { incident } => {
                         incident != &incident_id
                     }
+                    Step::SafetyCheckIn => false,
                     Step::Report | Step::Answer { .. } | Step::CheckIn { .. } => true,
                 });
             }
             AgentEvent::CallUp { callup_id, .. } if !self.standing && self.rng.random::<f64>() < self.behaviour.check_in => {
                 let delay = triangular(&mut self.rng, self.behaviour.check_in_s);
                 self.pending.push((self.later(delay), Step::CheckIn { callup: callup_id }));
+            }
+            AgentEvent::SafetyCheckDue { due_ms, interval_s, .. } if !self.standing => {
+                self.pending.retain(|(_, step)| !matches!(step, Step::SafetyCheckIn));
+                if due_ms > 0 {
+                    self.pending.push((self.later(f64::from(interval_s) * 0.8), Step::SafetyCheckIn));
+                }
             }
             AgentEvent::StandDown { callup_id, .. } => {
                 self.pending.retain(|(_, step)| !matches!(step, Step::CheckIn { callup } if callup == &callup_id));
@@ -262,6 +272,9 @@ impl Person {
                 }
                 Step::CheckIn { callup } => {
                     let _ = self.client.check_in(&callup);
+                }
+                Step::SafetyCheckIn => {
+                    let _ = self.client.safety_check_in();
                 }
                 Step::Answer { offer, incident, accept, reason, asked_since } => match self.ours.is_ours(incident.as_str()) {
                     Some(true) if accept => {
