@@ -304,14 +304,10 @@ impl ActivityFold {
     }
 
     fn area_row(&mut self, level: AreaLevel, area: &AreaId) -> &mut AreaActivity {
-        let key = (level, area.clone());
-        if self.area_rows.contains_key(&key) {
-            return self.area_rows.get_mut(&key).expect("the row is there");
-        }
-        let name = self.areas.get(area).map(|known| known.name.clone()).unwrap_or_default();
-        self.area_rows.entry(key).or_insert_with(|| AreaActivity {
+        let areas = &self.areas;
+        self.area_rows.entry((level, area.clone())).or_insert_with(|| AreaActivity {
             area: area.clone(),
-            name,
+            name: areas.get(area).map(|known| known.name.clone()).unwrap_or_default(),
             level,
             incidents: 0,
             staffed_in_time: 0,

@@ -6,7 +6,8 @@
 //! keys beside the shard in Redis, or memory for `--ephemeral`. Calls
 //! block: run them off the async threads.
 
-use crate::redis_link::RedisLink;
+pub use crate::side_store::StoreError;
+use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -96,28 +97,6 @@ pub struct StepRecord {
     pub state: StepState,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("notify store: {0}")]
-pub struct StoreError(pub String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError(error.to_string())
-    }
-}
-
-impl From<redis::RedisError> for StoreError {
-    fn from(error: redis::RedisError) -> Self {
-        StoreError(format!("redis: {error}"))
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(error: serde_json::Error) -> Self {
-        StoreError(format!("a notify record cannot be read: {error}"))
-    }
-}
-
 pub trait NotifyStore: Send {
     /// The next event to read; `None` before the first start.
     fn cursor(&self) -> Result<Option<u64>, StoreError>;
@@ -138,9 +117,7 @@ pub struct SqliteNotifyStore {
 impl SqliteNotifyStore {
     /// The notify tables in the journal's file at `path` (made if missing).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let connection = Connection::open(path)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let connection = open_sqlite(path)?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS notify_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), next_seq INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS notify_notices (key TEXT PRIMARY KEY, record TEXT NOT NULL);

@@ -3,7 +3,8 @@
 //! for `--ephemeral` (the key is then new at each start, and phones
 //! subscribe again). Calls block: run them off the async threads.
 
-use crate::redis_link::RedisLink;
+pub use crate::side_store::StoreError;
+use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,28 +12,6 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, params};
 
 use super::subscription::{MAX_PER_PERSON, Subscription};
-
-#[derive(Debug, thiserror::Error)]
-#[error("push store: {0}")]
-pub struct StoreError(pub String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError(error.to_string())
-    }
-}
-
-impl From<redis::RedisError> for StoreError {
-    fn from(error: redis::RedisError) -> Self {
-        StoreError(format!("redis: {error}"))
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(error: serde_json::Error) -> Self {
-        StoreError(format!("a push subscription cannot be read: {error}"))
-    }
-}
 
 pub trait PushStore: Send {
     /// The kept VAPID key (PKCS#8); keeps `generated` first when there is none.
@@ -55,9 +34,7 @@ pub struct SqlitePushStore {
 impl SqlitePushStore {
     /// The push tables in the journal's file at `path` (made if missing).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let connection = Connection::open(path)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let connection = open_sqlite(path)?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS push_vapid (
                  id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -6,7 +6,8 @@
 //! a kill -9, and a power cut loses at most the last few advances, which
 //! means those events are delivered again (at least once, never skipped).
 
-use crate::redis_link::RedisLink;
+pub use crate::side_store::StoreError;
+use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -55,16 +56,6 @@ pub struct DeadLetter {
     pub failed_at_ms: i64,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("webhook store: {0}")]
-pub struct StoreError(pub String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError(error.to_string())
-    }
-}
-
 pub trait WebhookStore: Send {
     fn load(&self) -> Result<Vec<Registered>, StoreError>;
     fn add(&mut self, subscriber: &Subscriber, next_seq: u64) -> Result<(), StoreError>;
@@ -88,9 +79,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// The webhook tables in the journal's file at `path` (made if missing).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let connection = Connection::open(path)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        let connection = open_sqlite(path)?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS webhook_subscribers (
                  id TEXT PRIMARY KEY,
@@ -298,18 +287,6 @@ pub struct RedisWebhookStore {
     link: RedisLink,
     subscribers: String,
     cursors: String,
-}
-
-impl From<redis::RedisError> for StoreError {
-    fn from(error: redis::RedisError) -> Self {
-        StoreError(format!("redis: {error}"))
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(error: serde_json::Error) -> Self {
-        StoreError(format!("a webhook record cannot be read: {error}"))
-    }
 }
 
 impl RedisWebhookStore {

@@ -1,12 +1,46 @@
-//! A connection to Redis made when first needed and made again after a
-//! failure, for the small stores kept beside a shard's keys (the ladder's
-//! notices, push subscriptions, webhooks): their keys are
-//! `pingji:{SHARD}:NAME`, so whichever process owns the shard finds them.
+//! What the small stores kept beside the journal share (the ladder's
+//! notices, push subscriptions, webhooks): their error, their SQLite
+//! connection in the journal's file, and their Redis link, a connection made
+//! when first needed and again after a failure, to keys
+//! `pingji:{SHARD}:NAME` so that whichever process owns the shard finds them.
 
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::shard::ShardId;
+
+/// What went wrong in a store beside the journal.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError(error.to_string())
+    }
+}
+
+impl From<redis::RedisError> for StoreError {
+    fn from(error: redis::RedisError) -> Self {
+        StoreError(format!("redis: {error}"))
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> Self {
+        StoreError(format!("a stored record cannot be read: {error}"))
+    }
+}
+
+/// A connection to the SQLite file at `path` (the journal's), waiting for
+/// the journal's writer rather than failing, synced as the journal is.
+pub fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(connection)
+}
 
 /// How long making a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
