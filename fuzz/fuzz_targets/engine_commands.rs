@@ -38,7 +38,7 @@ enum Step {
     Decline { person: u8 },
     Advance { seconds: u16 },
     Connect { person: u8 },
-    Disconnect { person: u8 },
+    Disconnect { person: u8, reachable: bool },
     Move { person: u8, lon: i16, lat: i16 },
     Status { person: u8, status: u8 },
     Arrive { person: u8 },
@@ -147,7 +147,7 @@ fn step(engine: &mut Engine, step: Step, now: &mut Millis, incidents: &mut Vec<I
             return fired;
         }
         Step::Connect { person: n } => Command::Connect { agent: person(n) },
-        Step::Disconnect { person: n } => Command::Disconnect { agent: person(n) },
+        Step::Disconnect { person: n, reachable } => Command::Disconnect { agent: person(n), reachable },
         Step::Move { person: n, lon, lat } => Command::ReportLocation { agent: person(n), at: point(lon, lat) },
         Step::Status { person: n, status } => {
             let status = [AgentStatus::Available, AgentStatus::Busy, AgentStatus::OffDuty][usize::from(status) % 3];

@@ -16,6 +16,7 @@
 //! - `subscription`: a subscription and the checks it passes.
 //! - `store`: the key and the subscriptions (SQLite, Redis, memory).
 //! - `notice`: what a push says, and its TTL, Urgency and Topic.
+//! - `reachable`: who has a subscription, for the runtime to ask at the end of a session.
 //! - `http`: the HTTP/1.1 client posting to push services.
 //! - `sender`: [`Pusher`], which registers subscriptions and sends notices.
 //! - `follow`: pushes offers, call-ups and messages as they are journaled
@@ -25,6 +26,7 @@
 pub mod ece;
 mod follow;
 mod notice;
+mod reachable;
 mod rung;
 mod sender;
 mod store;
@@ -33,6 +35,7 @@ pub mod vapid;
 
 pub use follow::{Following, follow};
 pub use notice::{NoticeKind, PushNotice};
+pub use reachable::Reachable;
 pub use sender::{DEFAULT_SUBJECT, PushConfig, PushError, PushOutcome, Pusher};
 pub use store::{MemoryPushStore, PushStore, RedisPushStore, SqlitePushStore, StoreError};
 pub use subscription::{MAX_PER_PERSON, Refused, Subscription};

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::ece;
 use super::notice::PushNotice;
+use super::reachable::Reachable;
 use super::store::{self, PushStore, StoreError};
 use super::subscription::{self, Refused, Subscription};
 use super::vapid::{self, VapidKey};
@@ -72,6 +73,8 @@ pub enum PushError {
 /// registers subscriptions) and whatever decides to push.
 pub struct Pusher {
     store: store::SharedStore,
+    /// Who has a subscription, for the runtime.
+    reachable: Reachable,
     key: VapidKey,
     config: PushConfig,
     random: SystemRandom,
@@ -96,8 +99,10 @@ async fn blocking<T: Send + 'static>(
 
 impl Pusher {
     /// Opens the pusher with the key of the settings, or the one kept in
-    /// `store` (made and kept now when there is none).
-    pub async fn open(store: Box<dyn PushStore>, config: PushConfig) -> Result<Arc<Pusher>, PushError> {
+    /// `store` (made and kept now when there is none), and tells
+    /// `reachable` who has a subscription (and from now on, who gets or
+    /// loses one).
+    pub async fn open(store: Box<dyn PushStore>, config: PushConfig, reachable: Reachable) -> Result<Arc<Pusher>, PushError> {
         let store: store::SharedStore = Arc::new(Mutex::new(store));
         let key = match &config.vapid_key {
             Some((private, public)) => VapidKey::from_base64url(private, public)?,
@@ -107,8 +112,10 @@ impl Pusher {
                 VapidKey::from_pkcs8(&kept)?
             }
         };
-        info!(vapid_public_key = key.public_key(), "web push ready");
-        Ok(Arc::new(Pusher { store, key, config, random: SystemRandom::new() }))
+        let people = blocking(&store, |store| store.people()).await?;
+        info!(vapid_public_key = key.public_key(), people_subscribed = people.len(), "web push ready");
+        reachable.replace(people);
+        Ok(Arc::new(Pusher { store, reachable, key, config, random: SystemRandom::new() }))
     }
 
     /// The VAPID public key, base64url: the app's `applicationServerKey`.
@@ -122,6 +129,7 @@ impl Pusher {
         let subscription = subscription::checked(person, endpoint, p256dh, auth, self.config.allow_loopback_http, now_ms)?;
         let push_service = subscription.endpoint_for_logs();
         let count = blocking(&self.store, move |store| store.put(&subscription)).await?;
+        self.reachable.set(person, true);
         info!(agent_id = person, push_service, subscriptions = count, "push subscription registered");
         Ok(count)
     }
@@ -132,8 +140,16 @@ impl Pusher {
         let removed = blocking(&self.store, move |store| store.remove(&owner, &endpoint)).await?;
         if removed {
             info!(agent_id = person, "push subscription removed");
+            self.recount(person).await?;
         }
         Ok(removed)
+    }
+
+    /// Tells `reachable` whether `person` has a subscription left.
+    async fn recount(&self, person: &str) -> Result<(), PushError> {
+        let left = self.subscriptions(person).await?;
+        self.reachable.set(person, !left.is_empty());
+        Ok(())
     }
 
     /// `person`'s subscriptions, oldest first.
@@ -172,6 +188,9 @@ impl Pusher {
                     failures.push(reason);
                 }
             }
+        }
+        if gone > 0 {
+            self.recount(person).await?;
         }
         if devices > 0 {
             return Ok(PushOutcome::Sent { devices });

@@ -23,6 +23,8 @@ pub trait PushStore: Send {
     fn put(&mut self, subscription: &Subscription) -> Result<usize, StoreError>;
     /// False when there was no such subscription.
     fn remove(&mut self, person: &str, endpoint: &str) -> Result<bool, StoreError>;
+    /// Everyone with at least one subscription.
+    fn people(&self) -> Result<Vec<String>, StoreError>;
 }
 
 pub type SharedStore = Arc<Mutex<Box<dyn PushStore>>>;
@@ -110,6 +112,12 @@ impl PushStore for SqlitePushStore {
             .execute("DELETE FROM push_subscriptions WHERE person = ?1 AND endpoint = ?2", params![person, endpoint])?;
         Ok(removed > 0)
     }
+
+    fn people(&self) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.connection.prepare("SELECT DISTINCT person FROM push_subscriptions ORDER BY person")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<Result<Vec<String>, _>>()?)
+    }
 }
 
 /// Memory only, for `--ephemeral` dispatchers: lost at exit like their journal.
@@ -153,6 +161,10 @@ impl PushStore for MemoryPushStore {
             self.people.remove(person);
         }
         Ok(removed)
+    }
+
+    fn people(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.people.keys().cloned().collect())
     }
 }
 
@@ -216,6 +228,17 @@ impl PushStore for RedisPushStore {
         let removed: u64 = self.with(|connection| redis::cmd("HDEL").arg(&key).arg(endpoint).query(connection))?;
         Ok(removed > 0)
     }
+
+    fn people(&self) -> Result<Vec<String>, StoreError> {
+        let prefix = self.person_key("");
+        let keys: Vec<String> = self.with(|connection| {
+            let keys = redis::Commands::scan_match::<_, String>(connection, format!("{prefix}*"))?;
+            keys.collect()
+        })?;
+        let mut people: Vec<String> = keys.iter().filter_map(|key| key.strip_prefix(&prefix)).map(str::to_string).collect();
+        people.sort();
+        Ok(people)
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +277,9 @@ mod tests {
         assert!(!store.remove("p9", "https://push.example/a").expect("nobody"));
         assert_eq!(store.subscriptions("p2").expect("list").len(), 1);
         assert!(store.subscriptions("p9").expect("list").is_empty());
+        assert_eq!(store.people().expect("people"), vec!["p1".to_string(), "p2".to_string()]);
+        assert!(store.remove("p2", "https://push.example/a").expect("remove"));
+        assert_eq!(store.people().expect("people"), vec!["p1".to_string()], "nobody left without a subscription");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tracing::error;
 
 use super::{DispatchError, SharedJournal};
 use crate::journal::{JournalError, StoredEvent};
+use crate::push::Reachable;
 use crate::sessions::Outbox;
 use crate::tokens::SharedCredentials;
 use pingji_engine::accounts::OperatorRole;
@@ -62,9 +63,16 @@ pub struct Dispatcher {
     pub(super) closing: watch::Receiver<bool>,
     pub(super) store_reachable: watch::Receiver<bool>,
     pub(super) credentials: SharedCredentials,
+    pub(super) reachable: Reachable,
 }
 
 impl Dispatcher {
+    /// Who can be reached without a session, asked when one ends: for the
+    /// pusher to keep in step.
+    pub fn reachable_by_push(&self) -> Reachable {
+        self.reachable.clone()
+    }
+
     /// Whether `other` is a handle on the same running dispatcher.
     pub fn is_same(&self, other: &Dispatcher) -> bool {
         self.requests.same_channel(&other.requests)

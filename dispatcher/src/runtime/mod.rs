@@ -53,6 +53,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::journal::Journal;
 use crate::locations::LocationWriter;
+use crate::push::Reachable;
 use crate::sessions::Outbox;
 use crate::tokens::{Credentials, SharedCredentials};
 use pingji_engine::engine::{Engine, Rejection};
@@ -280,6 +281,7 @@ pub fn start(
     let (store_reachable_sender, store_reachable) = watch::channel(true);
     let state = engine.state();
     let credentials = Arc::new(RwLock::new(Credentials::new(&state.operators, &state.agent_tokens)));
+    let reachable = Reachable::default();
     // Counted from the journal's latest snapshot, not from this start: a
     // dispatcher restarted more often than every `snapshot_every` events
     // still snapshots, and trims its journal.
@@ -291,8 +293,10 @@ pub fn start(
         closing,
         store_reachable,
         credentials: credentials.clone(),
+        reachable: reachable.clone(),
     };
     let owner = Owner {
+        reachable,
         credentials,
         closing: closing_sender,
         store_reachable: store_reachable_sender,
@@ -328,6 +332,9 @@ struct Committed {
 struct Owner {
     /// What calls are checked against, as journaled.
     credentials: SharedCredentials,
+    /// Who has a push subscription: they stay candidates after their
+    /// session ends.
+    reachable: Reachable,
     closing: watch::Sender<bool>,
     /// Kept when `wait_for_store` is set.
     committed: Option<Committed>,

@@ -109,15 +109,17 @@ impl Owner {
         self.end_session(agent, now)
     }
 
-    /// Ends `agent`'s session: the engine disconnects them (withdrawing an
-    /// open offer) and forgets their location, and so does the Redis copy.
+    /// Ends `agent`'s session: the engine disconnects them and, unless
+    /// their phone takes Web Push, withdraws an open offer and forgets their
+    /// location; the Redis copy is forgotten either way.
     pub(super) fn end_session(&mut self, agent: &AgentId, now: Millis) -> Vec<Event> {
         self.sessions.remove(agent);
         if let Some(writer) = &self.config.locations {
             writer.forget(agent);
         }
         let actor = format!("agent:{agent}");
-        self.engine.execute(Command::Disconnect { agent: agent.clone() }, &actor, now).unwrap_or_default()
+        let reachable = self.reachable.contains(agent.as_str());
+        self.engine.execute(Command::Disconnect { agent: agent.clone(), reachable }, &actor, now).unwrap_or_default()
     }
 
     pub(super) fn route(&mut self, event: &Event) {

@@ -158,7 +158,7 @@ pub(super) async fn serve(
         config.session_queues(),
         photos,
     );
-    let pusher = pusher(config, sharding.as_deref()).await?;
+    let pusher = pusher(config, &dispatcher, sharding.as_deref()).await?;
     let field = field_service(people.clone(), pusher.clone());
     let webhooks = webhook_service(config, &dispatcher, sharding.as_deref(), tokens.clone()).await?;
     // Deliveries end with serving, however it ends (a lost lease, a failed owner).
@@ -401,7 +401,11 @@ pub(super) fn field_service(people: agent::People, pusher: Option<Arc<Pusher>>) 
 
 /// Web Push: the VAPID key and subscriptions kept beside the journal (its
 /// SQLite file, the shard's Redis, or memory); a replay pushes nothing.
-async fn pusher(config: &Config, sharding: Option<&sharding::Sharding>) -> anyhow::Result<Option<Arc<Pusher>>> {
+async fn pusher(
+    config: &Config,
+    dispatcher: &Dispatcher,
+    sharding: Option<&sharding::Sharding>,
+) -> anyhow::Result<Option<Arc<Pusher>>> {
     if config.replay.is_some() {
         return Ok(None);
     }
@@ -416,7 +420,7 @@ async fn pusher(config: &Config, sharding: Option<&sharding::Sharding>) -> anyho
         }
         Store::Ephemeral => Box::new(MemoryPushStore::default()),
     };
-    Ok(Some(Pusher::open(store, config.push.clone()).await?))
+    Ok(Some(Pusher::open(store, config.push.clone(), dispatcher.reachable_by_push()).await?))
 }
 
 /// The type of [`command_service`].

@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let seal_s = sealing.elapsed().as_secs_f64();
 
     let config = PushConfig { allow_loopback_http: true, timeout: Duration::from_secs(10), ..PushConfig::default() };
-    let pusher = Pusher::open(Box::new(MemoryPushStore::default()), config).await?;
+    let pusher = Pusher::open(Box::new(MemoryPushStore::default()), config, Default::default()).await?;
     for person in 0..people {
         let subscription = push.subscribe()?;
         pusher.register(&format!("p{person:05}"), &subscription.endpoint, &subscription.p256dh, &subscription.auth).await?;

@@ -122,6 +122,84 @@ async fn an_offer_reaches_the_phone_through_its_push_service_signed_and_encrypte
     server.shutdown().await
 }
 
+/// The app closed (its session ended) on a phone that takes push: the
+/// person keeps the offer they were answering, stays a candidate for new
+/// incidents until their location is stale, is offered through the push
+/// service, and accepts from the notification (which opens a session and
+/// accepts, as the service worker does). Without a subscription, closing
+/// the app withdraws the offer, as before.
+#[tokio::test]
+async fn with_the_app_closed_a_phone_that_takes_push_is_still_offered_and_accepts_from_the_notification() -> anyhow::Result<()> {
+    let push = PushService::start().await?;
+    let server = server().await?;
+    let mut command = server.command().await?;
+    let client = phone(&server, &mut command, "push-closed").await?;
+    register(&client, &push.subscribe()?).await?;
+    let (stream, first, first_offer) = offered(&mut command, &client, "push-closed").await?;
+    drop(stream);
+    wait_until(PROMPTLY, "the session ended", async || {
+        let agent = command.get_agent(pb::GetAgentRequest { id: "push-closed".into() }).await?.into_inner();
+        Ok(!agent.connected)
+    })
+    .await?;
+    let agent = command.get_agent(pb::GetAgentRequest { id: "push-closed".into() }).await?.into_inner();
+    assert!(agent.location.is_some(), "still located: a candidate with the app closed");
+    let incident = command.get_incident(pb::GetIncidentRequest { id: first.id.clone() }).await?.into_inner();
+    assert!(
+        incident.open_offers.iter().any(|offer| offer.offer_id == first_offer.offer_id),
+        "the offer stays open: {incident:?}"
+    );
+    // Declined from the notification, then a new incident nearby: offered
+    // to the closed app through the push service.
+    let (_, reopened) = client.listen().await?;
+    client.decline_offer(&first_offer.offer_id, "busy").await?;
+    drop(reopened);
+    wait_until(PROMPTLY, "the session ended again", async || {
+        let agent = command.get_agent(pb::GetAgentRequest { id: "push-closed".into() }).await?.into_inner();
+        Ok(!agent.connected)
+    })
+    .await?;
+    let pushed_before = push.delivered();
+    let (lon, lat) = area_box(&mut command, GRID).await?.centre();
+    let (incident_lon, incident_lat) = offset_m(lon, lat, 0.0, 120.0);
+    let second = command
+        .create_incident(pb::CreateIncidentRequest {
+            location: Some(pb::Location::wgs84(incident_lon, incident_lat)),
+            category: "老人跌倒".into(),
+            priority: 1,
+            required_skills: vec!["first_aid".into()],
+            headcount: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    wait_until(PROMPTLY, "the new offer pushed", async || {
+        Ok(push.pushed().iter().skip(pushed_before).any(|pushed| pushed.json()["incident_id"] == second.id.as_str()))
+    })
+    .await?;
+    let pushed = push.pushed().into_iter().skip(pushed_before).find(|pushed| pushed.json()["kind"] == "offer").expect("pushed");
+    assert_eq!(pushed.json()["title"], "新任务：老人跌倒");
+    let offer_id = pushed.json()["id"].as_str().unwrap_or_default().to_string();
+    // The notification's 接受: a session, then the normal call.
+    let (welcome, _stream) = client.listen().await?;
+    assert!(welcome.open_offers.iter().any(|offer| offer.offer_id == offer_id), "the welcome carries the open offer");
+    client.accept_offer(&offer_id, &client.new_key()).await?;
+    let incident = command.get_incident(pb::GetIncidentRequest { id: second.id.clone() }).await?.into_inner();
+    assert!(incident.assignments.iter().any(|assignment| assignment.agent_id == "push-closed"), "{incident:?}");
+
+    // Someone without a subscription: closing the app withdraws the offer.
+    let other = phone(&server, &mut command, "no-push").await?;
+    let (stream, third, _) = offered(&mut command, &other, "no-push").await?;
+    drop(stream);
+    wait_until(PROMPTLY, "the offer withdrawn", async || {
+        let incident = command.get_incident(pb::GetIncidentRequest { id: third.id.clone() }).await?.into_inner();
+        let agent = command.get_agent(pb::GetAgentRequest { id: "no-push".into() }).await?.into_inner();
+        Ok(incident.open_offers.is_empty() && agent.location.is_none())
+    })
+    .await?;
+    server.shutdown().await
+}
+
 /// With an escalation ladder in the policy, pushes come from its push
 /// rung only (journaled as `notified`), not also from the journal follower.
 #[tokio::test]

@@ -920,6 +920,7 @@ impl Engine {
 
     /// Offer timeouts, widening waits and retries due at `now`.
     pub(super) fn fire_deadlines(&mut self, now: Millis, out: &mut Vec<super::Event>) {
+        self.forget_stale_reachable(now);
         let mut touched = BTreeSet::new();
         let open: Vec<IncidentId> = self.state.open_incidents.iter().cloned().collect();
         for incident_id in open {
@@ -979,7 +980,8 @@ impl Engine {
         if let Some(due) = self.batch_due() {
             earliest = Some(earliest.map_or(due, |current: Millis| current.min(due)));
         }
-        for deadline in self.mobilisation_deadlines().into_iter().chain(self.safety_deadline()) {
+        let reachable_stale = self.live.reachable_until.first().map(|(due, _)| *due);
+        for deadline in self.mobilisation_deadlines().into_iter().chain(self.safety_deadline()).chain(reachable_stale) {
             earliest = Some(earliest.map_or(deadline, |current: Millis| current.min(deadline)));
         }
         for incident in self.state.open_incidents.iter().filter_map(|id| self.state.incidents.get(id)) {

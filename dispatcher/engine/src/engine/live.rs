@@ -82,6 +82,10 @@ pub struct Live {
     /// session ends: where a welfare check or a help call goes when no
     /// live location is left. Personal data.
     pub last_known: HashMap<AgentId, (crate::spatial::Position, Millis)>,
+    /// People whose session ended while their phone takes notifications,
+    /// by when their location goes stale: until then they stay located
+    /// (in the search, keeping an open offer) though not connected.
+    pub reachable_until: BTreeSet<(Millis, AgentId)>,
 }
 
 /// A batch window: incidents wanting offers before `until` wait for it.

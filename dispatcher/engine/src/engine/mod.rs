@@ -129,8 +129,13 @@ pub enum Command {
     Connect {
         agent: AgentId,
     },
+    /// The person's session ended. `reachable`: the dispatcher can still
+    /// reach them without one (their phone takes Web Push), so they stay a
+    /// candidate and keep an open offer until their location goes stale;
+    /// otherwise the offer is withdrawn and the location forgotten now.
     Disconnect {
         agent: AgentId,
+        reachable: bool,
     },
     ReportLocation {
         agent: AgentId,
@@ -561,7 +566,7 @@ impl Engine {
         let mut out = Vec::new();
         match command {
             Command::Connect { agent } => self.connect(&agent)?,
-            Command::Disconnect { agent } => self.disconnect(&agent, now, &mut out)?,
+            Command::Disconnect { agent, reachable } => self.disconnect(&agent, reachable, now, &mut out)?,
             Command::ReportLocation { agent, at } => self.report_location(&agent, at, now, &mut out)?,
             Command::RequestHelp { agent, at, text } => {
                 self.check_scope(&Command::RequestHelp { agent: agent.clone(), at, text: String::new() })?;
@@ -600,18 +605,47 @@ impl Engine {
         Ok(())
     }
 
-    fn disconnect(&mut self, agent: &AgentId, now: Millis, out: &mut Vec<Event>) -> Result<(), Rejection> {
-        let Some(live) = self.live.agents.get_mut(agent) else {
+    fn disconnect(&mut self, agent: &AgentId, reachable: bool, now: Millis, out: &mut Vec<Event>) -> Result<(), Rejection> {
+        let Some(live) = self.live.agents.get_mut(agent).filter(|live| live.connected) else {
             return Err(Rejection::FailedPrecondition(format!("agent {agent} is not connected")));
         };
         live.connected = false;
-        if let Some(at) = live.location.take() {
-            self.live.index.remove(live.slot, at, live.indexed_as);
-            // Kept for a welfare check or a help call after the session.
-            self.live.last_known.insert(agent.clone(), (at, live.located_at));
+        let stale_at = Millis(live.located_at.0 + (self.policy.location_stale_s as i64) * 1000);
+        if reachable && live.location.is_some() && stale_at > now {
+            // Still a candidate, offered through their phone's notifications,
+            // until the location the app last sent is stale.
+            self.live.reachable_until.insert((stale_at, agent.clone()));
+            return Ok(());
         }
+        self.forget_location(agent);
         self.withdraw_open_offer(agent, crate::event::WithdrawReason::Disconnected, now, out);
         Ok(())
+    }
+
+    /// Takes a person out of the candidate search, keeping where they were
+    /// last for a welfare check or a help call after the session.
+    fn forget_location(&mut self, agent: &AgentId) {
+        let Some(live) = self.live.agents.get_mut(agent) else { return };
+        if let Some(at) = live.location.take() {
+            self.live.index.remove(live.slot, at, live.indexed_as);
+            self.live.last_known.insert(agent.clone(), (at, live.located_at));
+        }
+    }
+
+    /// People reachable without a session whose last location went stale
+    /// by `now` leave the candidate search (their open offer times out as
+    /// any other).
+    fn forget_stale_reachable(&mut self, now: Millis) {
+        let stale_s = self.policy.location_stale_s as i64;
+        while let Some((due, agent)) = self.live.reachable_until.first().cloned().filter(|(due, _)| *due <= now) {
+            self.live.reachable_until.remove(&(due, agent.clone()));
+            // Not if they came back, or reported again since (a later entry).
+            let stale =
+                self.live.agents.get(&agent).is_some_and(|live| !live.connected && live.located_at.0 + stale_s * 1000 <= now.0);
+            if stale {
+                self.forget_location(&agent);
+            }
+        }
     }
 
     fn report_location(&mut self, agent: &AgentId, at: Position, now: Millis, out: &mut Vec<Event>) -> Result<(), Rejection> {

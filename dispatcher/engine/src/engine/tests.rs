@@ -327,7 +327,8 @@ fn disconnect_and_off_duty_withdraw_and_reoffer() {
     person_at(&mut engine, "c", &[], east(grid, 300.0), T0);
     let (_, _) = create(&mut engine, grid, &[], 1, T0);
     assert!(open_offer_of(&engine, "a").is_some());
-    let events = engine.execute(Command::Disconnect { agent: AgentId::new("a") }, "agent:a", T0).expect("disconnect");
+    let events =
+        engine.execute(Command::Disconnect { agent: AgentId::new("a"), reachable: false }, "agent:a", T0).expect("disconnect");
     assert!(
         events.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Disconnected, .. }))
     );
@@ -339,6 +340,57 @@ fn disconnect_and_off_duty_withdraw_and_reoffer() {
         events.iter().any(|event| matches!(event.kind, EventKind::OfferWithdrawn { reason: WithdrawReason::Unavailable, .. }))
     );
     assert!(open_offer_of(&engine, "c").is_some());
+}
+
+#[test]
+fn a_person_whose_phone_takes_push_keeps_the_offer_and_stays_a_candidate_until_stale() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "a", &[], east(grid, 100.0), T0);
+    person_at(&mut engine, "b", &[], east(grid, 200.0), T0);
+    create(&mut engine, grid, &[], 1, T0);
+    let offer = open_offer_of(&engine, "a").expect("the nearest is offered");
+    // The app closed; the phone still takes notifications.
+    let events =
+        engine.execute(Command::Disconnect { agent: AgentId::new("a"), reachable: true }, "agent:a", T0).expect("disconnect");
+    assert!(events.is_empty(), "nothing withdrawn: {events:?}");
+    assert_eq!(open_offer_of(&engine, "a"), Some(offer.clone()));
+    assert!(open_offer_of(&engine, "b").is_none());
+    // A second incident nearby: offered to the reachable person's neighbour
+    // (a is answering one), and a third, after a declines the first, to a.
+    let later = T0.plus_seconds(10);
+    engine
+        .execute(Command::Decline { agent: AgentId::new("a"), offer, reason: String::new() }, "agent:a", later)
+        .expect("decline");
+    assert!(open_offer_of(&engine, "b").is_some(), "the declined incident moves on");
+    let (_, events) = create(&mut engine, east(grid, 50.0), &[], 1, later);
+    assert_eq!(offers_in(&events)[0].1, AgentId::new("a"), "still a candidate with the app closed");
+    // Once the location the app last sent is stale, out of the search:
+    let stale = T0.plus_seconds(engine.policy().location_stale_s);
+    let mut fired = Vec::new();
+    while let Some(deadline) = engine.next_deadline().filter(|deadline| *deadline <= stale) {
+        fired.extend(engine.tick(deadline));
+    }
+    assert!(engine.live().agents[&AgentId::new("a")].location.is_none(), "the stale location is forgotten");
+    assert!(engine.live().reachable_until.is_empty());
+    invariants::check(&engine).expect("invariants hold");
+    // Coming back to the app is a fresh start.
+    engine.execute(Command::Connect { agent: AgentId::new("a") }, "agent:a", stale).expect("reconnect");
+    engine
+        .execute(Command::ReportLocation { agent: AgentId::new("a"), at: east(grid, 100.0) }, "agent:a", stale)
+        .expect("located");
+    invariants::check(&engine).expect("invariants hold");
+}
+
+#[test]
+fn a_reachable_person_whose_location_is_already_stale_is_forgotten_at_disconnect() {
+    let mut engine = engine();
+    let grid = centre_of(&engine, "d1-s1-c1-g1");
+    person_at(&mut engine, "a", &[], east(grid, 100.0), T0);
+    let stale = T0.plus_seconds(engine.policy().location_stale_s + 1);
+    engine.execute(Command::Disconnect { agent: AgentId::new("a"), reachable: true }, "agent:a", stale).expect("disconnect");
+    assert!(engine.live().agents[&AgentId::new("a")].location.is_none());
+    assert!(engine.live().reachable_until.is_empty());
 }
 
 #[test]
@@ -469,7 +521,7 @@ enum Step {
     Accept { person: usize },
     Decline { person: usize },
     Advance { seconds: u64 },
-    Disconnect { person: usize },
+    Disconnect { person: usize, reachable: bool },
     Reconnect { person: usize },
     Move { person: usize, grid: usize, metres: f64 },
     OffDuty { person: usize },
@@ -493,7 +545,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..PEOPLE).prop_map(|person| Step::Accept { person }),
         2 => (0..PEOPLE).prop_map(|person| Step::Decline { person }),
         3 => (1..400u64).prop_map(|seconds| Step::Advance { seconds }),
-        1 => (0..PEOPLE).prop_map(|person| Step::Disconnect { person }),
+        1 => (0..PEOPLE, any::<bool>()).prop_map(|(person, reachable)| Step::Disconnect { person, reachable }),
         1 => (0..PEOPLE).prop_map(|person| Step::Reconnect { person }),
         2 => (0..PEOPLE, 0..GRIDS.len(), 0.0..800.0f64).prop_map(|(person, grid, metres)| Step::Move { person, grid, metres }),
         1 => (0..PEOPLE).prop_map(|person| Step::OffDuty { person }),
@@ -575,7 +627,9 @@ proptest! {
                     }
                     Ok(fired)
                 }
-                Step::Disconnect { person } => engine.execute(Command::Disconnect { agent: people[person].clone() }, "agent", now),
+                Step::Disconnect { person, reachable } => {
+                    engine.execute(Command::Disconnect { agent: people[person].clone(), reachable }, "agent", now)
+                }
                 Step::Reconnect { person } => {
                     let _ = engine.execute(Command::Connect { agent: people[person].clone() }, "agent", now);
                     let at = east(grid_centres[person % GRIDS.len()], 11.0 * person as f64);
