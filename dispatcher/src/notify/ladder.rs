@@ -50,6 +50,8 @@ struct Candidate {
     text: String,
     /// When the offer or call-up runs out; 0 for none.
     deadline_ms: i64,
+    /// An offer's incident category; empty otherwise.
+    category: String,
 }
 
 type Schedule = BTreeSet<(i64, String, u32)>;
@@ -228,6 +230,7 @@ async fn take_in(notifier: &Arc<Notifier>, events: &[Event], schedule: &mut Sche
                     started_at_ms: event.at.0,
                     text: candidate.text,
                     deadline_ms: candidate.deadline_ms,
+                    category: candidate.category,
                     next_step: 0,
                 };
                 let key = notice.key();
@@ -303,6 +306,7 @@ fn candidates(engine: &pingji_engine::engine::Engine, openers: Vec<(usize, Opene
                         off_duty,
                         text,
                         deadline_ms,
+                        category: found.spec.category.clone(),
                     }]
                 }
                 Opener::Callup { callup, people } => {
@@ -328,6 +332,7 @@ fn candidates(engine: &pingji_engine::engine::Engine, openers: Vec<(usize, Opene
                                 off_duty,
                                 text: text.clone(),
                                 deadline_ms: found.deadline.0,
+                                category: String::new(),
                             }
                         })
                         .collect()
@@ -344,6 +349,7 @@ fn candidates(engine: &pingji_engine::engine::Engine, openers: Vec<(usize, Opene
                             off_duty,
                             text: shorten(&format!("Pingji: {}", text.replace('\n', " "))),
                             deadline_ms: 0,
+                            category: String::new(),
                         }
                     })
                     .collect(),

@@ -27,6 +27,8 @@ pub struct PushNotice {
     /// When the offer or call-up runs out (ms since the epoch); 0 for none.
     pub deadline_ms: i64,
     pub text: String,
+    /// An offer's incident category (the push's title); empty otherwise.
+    pub category: String,
 }
 
 pub type PushFuture<'a> = Pin<Box<dyn Future<Output = Result<PushOutcome, String>> + Send + 'a>>;

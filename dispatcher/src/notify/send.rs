@@ -83,6 +83,7 @@ async fn send(
                 incident,
                 text: job.notice.text.clone(),
                 deadline_ms: job.notice.deadline_ms,
+                category: job.notice.category.clone(),
             };
             match notifier.push.send(&agent, &notice).await {
                 Ok(PushOutcome::Sent) => (NoticeOutcome::Sent, String::new()),

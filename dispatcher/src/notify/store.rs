@@ -55,6 +55,9 @@ pub struct Notice {
     /// is not worth delivering after it.
     #[serde(default)]
     pub deadline_ms: i64,
+    /// An offer's incident category, for the push's title; empty otherwise.
+    #[serde(default)]
+    pub category: String,
     /// The index of the next rung to try.
     pub next_step: u32,
 }
@@ -288,6 +291,7 @@ mod tests {
             started_at_ms: 7,
             text: "call-up".to_string(),
             deadline_ms: 0,
+            category: String::new(),
             next_step: 1,
         }
     }

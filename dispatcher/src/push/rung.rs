@@ -11,7 +11,7 @@ impl notify::PushChannel for Pusher {
     fn send<'a>(&'a self, person: &'a AgentId, notice: &'a notify::PushNotice) -> notify::PushFuture<'a> {
         Box::pin(async move {
             let push = match notice.subject.split_once(':') {
-                Some(("offer", offer)) => PushNotice::offer(offer, &notice.incident, "", notice.deadline_ms),
+                Some(("offer", offer)) => PushNotice::offer(offer, &notice.incident, &notice.category, notice.deadline_ms),
                 Some(("callup", callup)) => PushNotice::callup(callup, &notice.text, notice.deadline_ms),
                 Some((_, id)) => PushNotice::message(id, &notice.text),
                 None => PushNotice::message(&notice.subject, &notice.text),

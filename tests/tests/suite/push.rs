@@ -241,6 +241,7 @@ async fn with_a_ladder_its_push_rung_pushes_once_and_is_journaled() -> anyhow::R
     assert_eq!(pushed.json()["id"], offer.offer_id.as_str());
     assert_eq!(pushed.json()["incident_id"], incident.id.as_str());
     assert_eq!(pushed.json()["deadline_ms"], offer.deadline_ms);
+    assert_eq!(pushed.json()["title"], "新任务：积水", "the rung names the category as the follower does");
     let ttl: u64 = pushed.headers["ttl"].parse()?;
     assert!((1..=120).contains(&ttl), "ttl {ttl} s, not past the offer's deadline");
     drop(stream);
