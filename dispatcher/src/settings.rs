@@ -311,6 +311,7 @@ impl PushSettings {
                 Some(ms) => Duration::from_millis(ms),
                 None => defaults.timeout,
             },
+            retry_after: defaults.retry_after,
         })
     }
 }

@@ -57,6 +57,8 @@ struct Keys {
     public: Vec<u8>,
     auth: [u8; 16],
     status: u16,
+    /// Answered first, one per push, before `status`.
+    next: std::collections::VecDeque<u16>,
 }
 
 #[derive(Default)]
@@ -134,7 +136,7 @@ impl PushService {
             p256dh: URL_SAFE_NO_PAD.encode(&public),
             auth: URL_SAFE_NO_PAD.encode(auth),
         };
-        shared.subscriptions.insert(path, Keys { private, public, auth, status: 201 });
+        shared.subscriptions.insert(path, Keys { private, public, auth, status: 201, next: Default::default() });
         Ok(subscription)
     }
 
@@ -144,6 +146,16 @@ impl PushService {
         let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(keys) = shared.subscriptions.get_mut(&path) {
             keys.status = status;
+        }
+    }
+
+    /// Answers the next pushes to `subscription` with `statuses`, one
+    /// each, then as before (a push service busy for a moment: 429, 503).
+    pub fn answer_next(&self, subscription: &TestSubscription, statuses: &[u16]) {
+        let path = subscription.endpoint.trim_start_matches(&self.origin()).to_string();
+        let mut shared = self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(keys) = shared.subscriptions.get_mut(&path) {
+            keys.next.extend(statuses);
         }
     }
 
@@ -181,7 +193,7 @@ async fn handle(
     let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|now| now.as_secs()).unwrap_or_default();
     let vapid = vapid::verify(headers.get("authorization").map_or("", String::as_str), &format!("http://{address}"), now_s);
     let mut shared = shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let (status, payload) = match shared.subscriptions.get(&path) {
+    let (status, payload) = match shared.subscriptions.get_mut(&path) {
         None => (404, Err("no such subscription".to_string())),
         Some(keys) => {
             let payload = if headers.get("content-encoding").map(String::as_str) == Some("aes128gcm") {
@@ -193,7 +205,7 @@ async fn handle(
             let status = match (&vapid, &payload) {
                 (Err(_), _) => 403,
                 (_, Err(_)) => 400,
-                _ => keys.status,
+                _ => keys.next.pop_front().unwrap_or(keys.status),
             };
             (status, payload)
         }

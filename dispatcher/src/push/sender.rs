@@ -30,6 +30,9 @@ pub struct PushConfig {
     pub allow_loopback_http: bool,
     /// How long one post to a push service may take.
     pub timeout: Duration,
+    /// The wait before the first retry of a push the push service could
+    /// not take then (429, 5xx, no answer); doubled before the second.
+    pub retry_after: Duration,
 }
 
 impl Default for PushConfig {
@@ -39,6 +42,7 @@ impl Default for PushConfig {
             vapid_key: None,
             allow_loopback_http: false,
             timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(1),
         }
     }
 }
@@ -168,7 +172,7 @@ impl Pusher {
         let (mut devices, mut gone, mut failures) = (0, 0, Vec::new());
         for subscription in &subscriptions {
             let push_service = subscription.endpoint_for_logs();
-            match self.post(subscription, notice, &payload).await {
+            match self.post_retrying(subscription, notice, &payload).await {
                 Ok(status) if (200..300).contains(&status) => {
                     devices += 1;
                     debug!(agent_id = person, push_service, status, kind = ?notice.kind, "push sent");
@@ -199,6 +203,23 @@ impl Pusher {
             return Ok(PushOutcome::SubscriptionGone);
         }
         Err(PushError::Failed(failures.join("; ")))
+    }
+
+    /// [`Pusher::post`], tried again twice (after `retry_after`, then twice
+    /// that) while the push service is busy (429), failing (5xx) or out of
+    /// reach: the answer of the last try.
+    async fn post_retrying(&self, subscription: &Subscription, notice: &PushNotice, payload: &[u8]) -> Result<u16, String> {
+        let mut wait = self.config.retry_after;
+        for _ in 0..2 {
+            match self.post(subscription, notice, payload).await {
+                Ok(status) if status != 429 && status < 500 => return Ok(status),
+                Ok(status) => debug!(push_service = subscription.endpoint_for_logs(), status, "push not taken yet; retrying"),
+                Err(reason) => debug!(push_service = subscription.endpoint_for_logs(), %reason, "push failed; retrying"),
+            }
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        self.post(subscription, notice, payload).await
     }
 
     /// Encrypts and posts to one subscription: the push service's status.

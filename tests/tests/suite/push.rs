@@ -281,6 +281,26 @@ async fn a_subscription_the_push_service_says_is_gone_is_forgotten() -> anyhow::
     server.shutdown().await
 }
 
+/// A push service busy for a moment (429, then 503) gets the push again,
+/// after a second and then two: delivered once, on the third try.
+#[tokio::test]
+async fn a_push_the_push_service_cannot_take_yet_is_tried_again_with_backoff() -> anyhow::Result<()> {
+    let push = PushService::start().await?;
+    let server = server().await?;
+    let mut command = server.command().await?;
+    let client = phone(&server, &mut command, "push-busy").await?;
+    let subscription = push.subscribe()?;
+    register(&client, &subscription).await?;
+    push.answer_next(&subscription, &[429, 503]);
+    let message = message_to(&mut command, "push-busy", "请到东门集合").await?;
+    wait_until(PROMPTLY, "the message pushed on the third try", async || Ok(push.delivered() >= 1)).await?;
+    let pushed = push.pushed();
+    let statuses: Vec<u16> = pushed.iter().map(|pushed| pushed.status).collect();
+    assert_eq!(statuses, vec![429, 503, 201]);
+    assert!(pushed.iter().all(|pushed| pushed.json()["id"] == message.as_str()), "the same notice each time");
+    server.shutdown().await
+}
+
 #[tokio::test]
 async fn bad_subscriptions_are_refused_with_the_field_and_keep_nothing() -> anyhow::Result<()> {
     let push = PushService::start().await?;
