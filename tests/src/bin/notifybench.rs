@@ -8,18 +8,23 @@
 //!
 //! Prints SMS per second (from the call-up to the last SMS request) and
 //! the delay from the call-up's event to each SMS request reaching the
-//! gateway, p50/p99/max.
+//! gateway, p50/p99/max; then, one at a time, the delay from a call-up of
+//! one person, and from an offer to a person whose app is closed (their
+//! phone takes Web Push, from a push service on loopback) to its SMS.
 
 use std::time::{Duration, Instant};
 
+use pingji_client::field::{AgentCredentials, FieldClient};
 use pingji_dispatcher::notify::{DEFAULT_TEMPLATE, Gateway, NotifyConfig};
 use pingji_dispatcher::server::Store;
 use pingji_engine::event::NoticeChannel;
 use pingji_engine::policy::{Ladder, LadderStep};
 use pingji_proto::v1 as pb;
 use pingji_tests::mobilisation::person_with_role;
+use pingji_tests::push_service::PushService;
 use pingji_tests::server::TestServer;
 use pingji_tests::sms_gateway::{GATEWAY_SECRET, INBOUND_SECRET, SmsGateway};
+use pingji_tests::{agent_token, area_box, offset_m, person};
 
 /// Call-ups of one person each, for the unloaded delay.
 const SINGLE: usize = 100;
@@ -36,6 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let server = TestServer::start(|config| {
         config.store = Store::Sqlite(journal.clone());
         config.retention = None;
+        config.push.allow_loopback_http = true;
         config.policy.ladder = Some(Ladder {
             emergency_ii: vec![LadderStep { channel: NoticeChannel::Sms, after_s: 0, if_connected_after_s: None }],
             ..Ladder::default()
@@ -124,5 +130,87 @@ async fn main() -> anyhow::Result<()> {
     single.sort_unstable();
     let at = |share: f64| single[((single.len() as f64 * share).ceil() as usize).clamp(1, single.len()) - 1];
     println!("  one at a time ({SINGLE} call-ups of one person): call-up to SMS p50 {} ms, p99 {} ms", at(0.50), at(0.99));
+
+    let offers = offers_with_the_app_closed(&server, &mut command, &gateway).await?;
+    let at = |share: f64| offers[((offers.len() as f64 * share).ceil() as usize).clamp(1, offers.len()) - 1];
+    println!("  one at a time ({SINGLE} offers, app closed): offer to SMS p50 {} ms, p99 {} ms", at(0.50), at(0.99));
     server.shutdown().await
+}
+
+/// SINGLE people with phones that take push are located and close the
+/// app; then an incident at a time is offered to the next of them (those
+/// before hold their unanswered offers) and the ladder's SMS rung (grade
+/// II, at once for people without a session) sends the offer by SMS: the
+/// delays from each `offer_sent` event to its SMS request, sorted.
+async fn offers_with_the_app_closed(
+    server: &TestServer,
+    command: &mut pingji_tests::Commands,
+    gateway: &SmsGateway,
+) -> anyhow::Result<Vec<i64>> {
+    let push = PushService::start().await?;
+    let grid = "d1-s2-c2-g1";
+    let (lon, lat) = area_box(command, grid).await?.centre();
+    for index in 0..SINGLE {
+        let id = format!("closed-{index:04}");
+        let spec = pb::AgentSpec { phone: format!("+86 136-0000-{index:04}"), ..person(&id, grid, &["first_aid"]) };
+        command.upsert_agent(pb::UpsertAgentRequest { agent: Some(spec) }).await?;
+        let token = agent_token(command, &id).await?;
+        let client = FieldClient::new(server.channel().await?, AgentCredentials::new(&id, &token).map_err(anyhow::Error::msg)?);
+        let subscription = push.subscribe()?;
+        let request =
+            pb::RegisterPushRequest { endpoint: subscription.endpoint, p256dh: subscription.p256dh, auth: subscription.auth };
+        client.grpc().register_push(request).await?;
+        let (_, stream) = client.listen().await?;
+        let (at_lon, at_lat) = offset_m(lon, lat, 10.0 * index as f64, 0.0);
+        client.report_location(at_lon, at_lat).await?;
+        drop(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let agents = command
+            .list_agents(pb::ListAgentsRequest { area_id: grid.into(), connected_only: true, ..Default::default() })
+            .await?
+            .into_inner()
+            .agents;
+        if agents.is_empty() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{} sessions still open after 60 s", agents.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut watch = command.watch_events(pb::WatchEventsRequest { from_seq: 0, replay_last: 0 }).await?.into_inner();
+    let mut delays = Vec::new();
+    for index in 0..SINGLE {
+        let before = gateway.receiver.received().len();
+        let incident = command
+            .create_incident(pb::CreateIncidentRequest {
+                location: Some(pb::Location::wgs84(lon, lat)),
+                category: "积水".into(),
+                priority: 1,
+                required_skills: vec!["first_aid".into()],
+                headcount: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let offered_ms = loop {
+            let event = watch.message().await?.ok_or_else(|| anyhow::anyhow!("the event stream ended"))?;
+            if event.kind == "offer_sent" && event.incident_id == incident.id {
+                break event.at_ms;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let arrived = loop {
+            let received = gateway.receiver.received();
+            let sms = received[before..].iter().find(|request| String::from_utf8_lossy(&request.body).contains(&incident.id));
+            if let Some(sms) = sms {
+                break sms.arrived_ms;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no SMS for offer {index} in 30 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        delays.push(arrived - offered_ms);
+    }
+    delays.sort_unstable();
+    Ok(delays)
 }
