@@ -347,6 +347,7 @@ function drawLegend(): void {
     [PRIORITY_COLOURS[4], `${words().priority} 4`, "swatch dot"],
     [STATUS_COLOURS[AgentStatus.AVAILABLE], words().statuses[AgentStatus.AVAILABLE], "swatch dot"],
     [STATUS_COLOURS[AgentStatus.BUSY], words().statuses[AgentStatus.BUSY], "swatch dot"],
+    [STATUS_COLOURS[AgentStatus.AVAILABLE], say("awayReachable"), "swatch dot away-swatch"],
     ["", say("offerLine"), "line dashed"],
     ["", say("assignmentLine"), "line"],
     ["", words().serviceCentre, "swatch centre-swatch"],
@@ -935,7 +936,7 @@ function drawPersonFacts(): void {
     [say("personTitle"), `${agent.spec.name} · ${agent.spec.id}`],
     [say("personRole"), words().agentRoles[agent.spec.role] ?? ""],
     [say("personSkills"), agent.spec.skills.map((skill) => words().skillNames[skill] ?? skill).join("、") || "—"],
-    [say("personStatus"), `${words().statuses[shown] ?? ""} · ${agent.connected ? say("online") : say("offline")}`],
+    [say("personStatus"), `${words().statuses[shown] ?? ""} · ${agent.connected ? say("online") : agent.location ? say("awayReachable") : say("offline")}`],
     [say("personGrid"), agent.gridId ? areaName(agent.gridId) : "—"],
     [say("personSeen"), agent.locationAtMs > 0n ? new Date(Number(agent.locationAtMs)).toLocaleTimeString(language() === "zh" ? "zh-CN" : "en-GB", { hour12: false }) : "—"],
   ];

@@ -401,7 +401,9 @@ export class CityMap {
     const unit = 1 / this.zoom();
     const located: [Agent, number, number][] = [];
     for (const agent of this.people.values()) {
-      if (!agent.location || !agent.connected) {
+      // Located without a session: the app is closed but the phone takes
+      // notifications, so the person is still offered tasks.
+      if (!agent.location) {
         continue;
       }
       const [x, y] = this.projection.point(agent.location.lon, agent.location.lat);
@@ -452,14 +454,15 @@ export class CityMap {
   private dot(agent: Agent, x: number, y: number, unit: number): SVGElement {
     // A person holding a task is busy with it, whatever status their app last set.
     const shown = agent.currentIncidentId !== "" ? AgentStatus.BUSY : agent.status;
-    const dot = element("circle", { class: "person", cx: x.toFixed(1), cy: y.toFixed(1), r: (3.5 * unit).toFixed(2), fill: STATUS_COLOURS[shown] ?? "#7f8c8d" });
+    const dot = element("circle", { class: agent.connected ? "person" : "person away", cx: x.toFixed(1), cy: y.toFixed(1), r: (3.5 * unit).toFixed(2), fill: STATUS_COLOURS[shown] ?? "#7f8c8d" });
     dot.dataset.agentId = agent.spec?.id ?? "";
     dot.dataset.status = AgentStatus[shown] ?? "";
     // Where the server says the person is (to about 1 km for a viewer).
     dot.dataset.lon = agent.location?.lon.toFixed(6) ?? "";
     dot.dataset.lat = agent.location?.lat.toFixed(6) ?? "";
     const title = element("title", {});
-    title.textContent = `${agent.spec?.name ?? agent.spec?.id ?? ""} · ${words().statuses[shown] ?? ""}`;
+    const away = agent.connected ? "" : ` · ${say("awayReachable")}`;
+    title.textContent = `${agent.spec?.name ?? agent.spec?.id ?? ""} · ${words().statuses[shown] ?? ""}${away}`;
     dot.append(title);
     return dot;
   }

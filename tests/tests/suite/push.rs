@@ -200,6 +200,52 @@ async fn with_the_app_closed_a_phone_that_takes_push_is_still_offered_and_accept
     server.shutdown().await
 }
 
+/// The command map draws a person whose app is closed but whose phone
+/// takes push where they last were, marked as away (dashed ring, "应用已关闭，
+/// 可收通知"): they are still offered tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_draws_a_person_with_the_app_closed_who_takes_notifications_as_away() -> anyhow::Result<()> {
+    use pingji_tests::browser::{self, TestBrowser, eval, screenshot, wait_for};
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let push = PushService::start().await?;
+    let server = TestServer::start_with_web(|config| {
+        config.policy = quick_policy();
+        config.push.allow_loopback_http = true;
+    })
+    .await?;
+    let mut command = server.command().await?;
+    let token = pingji_tests::add_operator(&mut command, "duty", pb::OperatorRole::Dispatcher).await?;
+    let client = phone(&server, &mut command, "push-away").await?;
+    register(&client, &push.subscribe()?).await?;
+    let (_, stream) = client.listen().await?;
+    let (lon, lat) = area_box(&mut command, GRID).await?.centre();
+    client.report_location(lon, lat).await?;
+    drop(stream);
+    wait_until(PROMPTLY, "the app closed", async || {
+        let agent = command.get_agent(pb::GetAgentRequest { id: "push-away".into() }).await?.into_inner();
+        Ok(!agent.connected && agent.location.is_some())
+    })
+    .await?;
+
+    let browser = TestBrowser::launch(&chromium).await?;
+    let url = format!("http://{}/", server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?);
+    let page = browser.open(&url).await?;
+    wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(&token).await?.press_key("Enter").await?;
+    wait_for(
+        &page,
+        "the person is drawn as away",
+        "document.querySelector('#map circle.person.away[data-agent-id=\"push-away\"]') !== null",
+    )
+    .await?;
+    let title: String = eval(&page, "document.querySelector('#map circle.person.away title').textContent").await?;
+    assert!(title.contains("应用已关闭，可收通知"), "{title}");
+    screenshot(&page, &browser::screenshot_folder().join("desk-person-away-zh.png")).await?;
+    server.shutdown().await
+}
+
 /// With an escalation ladder in the policy, pushes come from its push
 /// rung only (journaled as `notified`), not also from the journal follower.
 #[tokio::test]

@@ -2,7 +2,7 @@
 // opens without a network. Shell files are answered from the cache at once
 // and refreshed from the network behind it (a new version shows on the next
 // start); the API calls (POST, grpc-web) are never touched.
-const SHELL_VERSION = "7f5622dfb9e0a469";
+const SHELL_VERSION = "4678e28e42f6e563";
 const CACHE = `pingji-field-${SHELL_VERSION}`;
 const SHELL = [
   "/field/",
