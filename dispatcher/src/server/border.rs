@@ -334,7 +334,12 @@ fn wanting(engine: &Engine, district: &AreaId) -> (Vec<Wanting>, Vec<String>) {
         .open_incidents
         .iter()
         .filter_map(|id| state.incidents.get(id))
-        .filter(|incident| !incident.triage_pending && incident.still_needed() as usize > incident.open_offers.len())
+        // Offers out to its own people do not stop a look across: someone
+        // sooner may be there. One border offer per person still needed.
+        .filter(|incident| {
+            let across = incident.open_offers.values().filter(|offer| !state.agents.contains_key(&offer.agent)).count();
+            !incident.triage_pending && incident.still_needed() as usize > across
+        })
         .filter_map(|incident| {
             let (mode, emergency) = state.effective_mode(&incident.placement);
             let (emergency_level, emergency_area) = emergency.filter(|_| mode.is_emergency())?;
