@@ -5,11 +5,13 @@
 //! through d2's owner, who reserves, offers and reports the answer; a busy
 //! d2 person is not offered; a d2 owner killed mid-offer leaves no
 //! reservation and the incident is staffed from d1; an old d1 owner's
-//! reservation is refused after a takeover.
+//! reservation is refused after a takeover. A city-wide plan activation
+//! and call-up asked at one shard reach both, with one roll-call.
 
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use pingji_dispatcher::lease::{LeaseConfig, ShardLease};
 use pingji_dispatcher::server::border::PEER_METADATA;
 use pingji_dispatcher::server::sharding::Sharding;
@@ -18,6 +20,7 @@ use pingji_proto::v1 as pb;
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_proto::v1::shard_service_client::ShardServiceClient;
+use pingji_tests::cli::run_pingji;
 use pingji_tests::events::EventWatch;
 use pingji_tests::redis::{RedisServer, SharedDispatcher, SharedStoreOptions};
 use pingji_tests::{AgentSession, Commands, sample_city, sample_roster};
@@ -311,5 +314,56 @@ async fn a_fenced_owner_cannot_reserve_across_the_border() -> anyhow::Result<()>
     while west_events.next_within(Duration::from_millis(500)).await.is_ok() {}
     let count = west_events.seen().iter().filter(|event| event.kind == "border_reserved").count();
     assert_eq!(count, 1, "reserved once for one id");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_city_wide_activation_and_callup_reach_every_shard_once_with_one_roll_call() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let policy = policy(dir.path(), 60)?;
+    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
+    let west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
+    let east_url = format!("http://{}", east.address());
+    let plan = dir.path().join("storm.toml");
+    std::fs::write(
+        &plan,
+        "id = \"storm-ii\"\nname = \"storm\"\ncategory = \"storm\"\ngrade = \"II\"\ncall_up = [\"volunteer\"]\n",
+    )?;
+    let plan = plan.to_str().context("a path in UTF-8")?.to_owned();
+    for shard in ["d1", "d2"] {
+        run_pingji(&east_url, &["--shard", shard, "plan", "import", &plan]).await?.success()?;
+    }
+
+    // Asked at d1's owner, the activation of the city is made at both shards.
+    let activated =
+        run_pingji(&east_url, &["plan", "activate", "storm-ii", "city", "--reason", "storm drill"]).await?.success()?;
+    let lines: Vec<&str> = activated.stdout.lines().filter(|line| line.starts_with("activated plan storm-ii on city")).collect();
+    assert_eq!(lines.len(), 2, "{}", activated.stdout);
+    for (command, shard) in [(&mut east.command().await?, "d1"), (&mut west.command().await?, "d2")] {
+        let plans = command.list_plans(pb::ListPlansRequest {}).await?.into_inner();
+        let active =
+            plans.activations.iter().filter(|activation| activation.area_id == "city" && activation.ended_at_ms == 0).count();
+        assert_eq!(active, 1, "{shard}: once: {plans:?}");
+    }
+
+    // A call-up of the city: both shards call their grid leaders, and the
+    // roll-call shows it as one.
+    let issued =
+        run_pingji(&east_url, &["callup", "issue", "city", "--reason", "typhoon", "--role", "grid_leader"]).await?.success()?;
+    assert_eq!(issued.stdout.lines().count(), 1, "{}", issued.stdout);
+    let mut called = 0;
+    for command in [&mut east.command().await?, &mut west.command().await?] {
+        let status =
+            command.callup_status(pb::CallupStatusRequest { area_id: "city".into(), open_only: true }).await?.into_inner();
+        let parts: Vec<_> = status.callups.iter().filter(|callup| callup.reason == "typhoon").collect();
+        assert_eq!(parts.len(), 1, "{status:?}");
+        called += parts[0].people.len();
+    }
+    assert!(called > 0);
+    let roll_call = run_pingji(&east_url, &["callup", "status", "city"]).await?.success()?;
+    let typhoon: Vec<&str> = roll_call.stdout.lines().filter(|line| line.contains("in city: typhoon")).collect();
+    assert_eq!(typhoon.len(), 1, "one roll-call: {}", roll_call.stdout);
+    assert!(roll_call.stdout.contains(&format!("checked in 0 of {called} called")), "{}", roll_call.stdout);
     Ok(())
 }
