@@ -367,3 +367,22 @@ async fn a_city_wide_activation_and_callup_reach_every_shard_once_with_one_roll_
     assert!(roll_call.stdout.contains(&format!("checked in 0 of {called} called")), "{}", roll_call.stdout);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_across_the_border_from_home_is_found_where_they_are() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let policy = policy(dir.path(), 60)?;
+    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
+    let west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+    // Only d1 is in emergency; p0161 lives in d2 but stands in d1.
+    grade_ii(&mut at_east, "d1").await?;
+    let mut visitor = person_at(&west, &mut at_west, "p0161", east_of_border(-150.0)).await?;
+    create(&mut at_east, "border-4", near_border()).await?;
+    let offer = next_offer(&mut visitor, WITHIN).await?;
+    assert_eq!(offer.incident_id, "border-4", "{offer:?}");
+    visitor.accept(&offer.offer_id).await?;
+    wait_assigned(&mut at_east, "border-4", "p0161").await?;
+    Ok(())
+}

@@ -43,16 +43,14 @@ impl Engine {
             return Vec::new();
         }
         let placement = self.state.areas.place(query.at);
+        // The asking area included: this shard's people standing in it
+        // (across the border from home) are found there too. Only this
+        // shard's people are in its index.
         let scope = self.flat_area(&placement, query.mode, query.emergency_level, query.emergency_area.clone());
-        // Only the areas beyond the asking one: its own people are the asker's.
-        let mine: Vec<_> = scope.into_iter().filter(|area| area.area != query.emergency_area).collect();
-        if mine.is_empty() {
-            return Vec::new();
-        }
         let search = CandidateQuery {
             at: query.at,
             skills: &query.skills,
-            scope: Some(&mine),
+            scope: Some(&scope),
             excluded: Some(&query.excluded),
             free_only: true,
             mode: Some(query.mode),
