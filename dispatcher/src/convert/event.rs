@@ -959,6 +959,7 @@ mod tests {
     //! engine unchanged (token hashes aside, which never leave the journal),
     //! and a viewer's copy holds no phone number and no precise position.
 
+    use pingji_engine::border::{BorderOfferView, BorderReservation, ReservationEnd, ReservationState};
     use pingji_engine::policy::Mode;
     use pingji_engine::roster::{AgentProfile, AgentStatus, Role, TravelMode};
     use proptest::collection::{btree_set, vec};
@@ -1447,6 +1448,61 @@ mod tests {
                     team
                 }),
             supply_event().prop_map(EventKind::Supplies),
+            (offer(), text(), 0u8..=4, any::<u64>(), text()).prop_map(|(offer, category, priority, epoch, description)| {
+                EventKind::BorderReserved {
+                    reservation: BorderReservation {
+                        view: BorderOfferView {
+                            category,
+                            priority,
+                            at: offer.origin.unwrap_or(Position { lon: 120.1, lat: 30.2 }),
+                            skills: Default::default(),
+                            description,
+                            distance_m: offer.distance_m,
+                            eta_s: offer.eta_s,
+                            level: offer.level,
+                        },
+                        offer: offer.id,
+                        incident: offer.incident,
+                        incident_shard: "d1".to_owned(),
+                        epoch,
+                        agent: offer.agent,
+                        sent_at: offer.sent_at,
+                        deadline: offer.deadline,
+                        expires_at: offer.deadline,
+                        state: ReservationState::Offered,
+                    },
+                }
+            }),
+            (offer_id(), incident(), agent()).prop_map(|(offer, incident, agent)| EventKind::BorderAccepted {
+                offer,
+                incident,
+                agent
+            }),
+            (offer_id(), incident(), agent()).prop_map(|(offer, incident, agent)| EventKind::BorderConfirmed {
+                offer,
+                incident,
+                agent
+            }),
+            (
+                offer_id(),
+                incident(),
+                agent(),
+                prop::sample::select(vec![
+                    ReservationEnd::Declined,
+                    ReservationEnd::Expired,
+                    ReservationEnd::Withdrawn,
+                    ReservationEnd::Refused,
+                    ReservationEnd::Ended
+                ]),
+                text()
+            )
+                .prop_map(|(offer, incident, agent, end, reason)| EventKind::BorderReleased {
+                    offer,
+                    incident,
+                    agent,
+                    end,
+                    reason
+                }),
         ]
     }
 
@@ -1525,6 +1581,7 @@ mod tests {
                         | Body::FieldReported(_)
                         | Body::PlansImported(_)
                         | Body::SuppliesImported(_)
+                        | Body::BorderReserved(_)
                 )
             );
             if !places_allowed {
@@ -1622,6 +1679,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 57, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 61, "kinds generated: {seen:?}");
     }
 }
