@@ -297,3 +297,6 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
