@@ -196,7 +196,14 @@ async fn execute(
         Command::Plan(PlanCommand::Import { files }) => commands::plan::import(client, &files, as_json).await,
         Command::Plan(PlanCommand::List) => commands::plan::list(client, as_json).await,
         Command::Plan(PlanCommand::Activate { plan_id, area, reason }) => {
-            commands::plan::activate(client, &plan_id, &area, &reason, as_json).await
+            match commands::city::districts_for(&connection, Some(&area)).await? {
+                Some(districts) => {
+                    let request = pingji_proto::v1::ActivatePlanRequest { plan_id, area_id: area, reason };
+                    let activations = commands::city::activate(&connection, &districts, &request).await?;
+                    commands::plan::show_activations(&activations, as_json)
+                }
+                None => commands::plan::activate(client, &plan_id, &area, &reason, as_json).await,
+            }
         }
         Command::Plan(PlanCommand::Deactivate { activation_id, reason }) => {
             commands::plan::deactivate(client, &activation_id, &reason, as_json).await
@@ -208,10 +215,23 @@ async fn execute(
                 reason,
                 deadline_s: deadline_s.unwrap_or(0),
             };
-            commands::callup::issue(client, request, as_json).await
+            match commands::city::districts_for(&connection, Some(&request.area_id)).await? {
+                Some(districts) => {
+                    let callups = commands::city::call_up(&connection, &districts, &request).await?;
+                    commands::callup::show_issued(&commands::city::merge(callups), as_json)
+                }
+                None => commands::callup::issue(client, request, as_json).await,
+            }
         }
         Command::Callup(CallupCommand::Status { area, open }) => {
-            commands::callup::status(client, area.as_deref(), open, as_json).await
+            match commands::city::districts_for(&connection, area.as_deref()).await? {
+                Some(districts) => {
+                    let request = pingji_proto::v1::CallupStatusRequest { area_id: area.unwrap_or_default(), open_only: open };
+                    let callups = commands::city::roll_call(&connection, &districts, &request).await?;
+                    commands::callup::show_roll_call(callups, as_json)
+                }
+                None => commands::callup::status(client, area.as_deref(), open, as_json).await,
+            }
         }
         Command::Message(MessageCommand::Send { to_agent, incident, area, text }) => {
             commands::message::send(client, to_agent, incident, area, &text, as_json).await

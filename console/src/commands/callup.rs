@@ -30,9 +30,22 @@ pub fn issued_text(callup: &pb::Callup) -> String {
     )
 }
 
+/// City-wide call-ups made at every district's shard, one line each.
+pub fn show_issued(callups: &[pb::Callup], as_json: bool) -> Result<(), ConsoleError> {
+    if as_json {
+        return output::json_document(&json!({ "callups": callups.iter().map(json::callup).collect::<Vec<_>>() }));
+    }
+    output::text(&callups.iter().map(issued_text).collect::<String>())
+}
+
 pub async fn status(client: &mut Client, area: Option<&str>, open_only: bool, as_json: bool) -> Result<(), ConsoleError> {
     let request = pb::CallupStatusRequest { area_id: area.unwrap_or_default().to_string(), open_only };
-    let mut callups = client.callup_status(request).await?.into_inner().callups;
+    let callups = client.callup_status(request).await?.into_inner().callups;
+    show_roll_call(callups, as_json)
+}
+
+/// The roll-call of `callups`, open ones first.
+pub fn show_roll_call(mut callups: Vec<pb::Callup>, as_json: bool) -> Result<(), ConsoleError> {
     // Open call-ups first: they are what an operator acts on.
     callups.sort_by(|a, b| (a.ended_at_ms > 0, &a.id).cmp(&(b.ended_at_ms > 0, &b.id)));
     if as_json {

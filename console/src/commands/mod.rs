@@ -11,6 +11,8 @@
 //! - [`events`]: `events`, with or without `--follow`.
 //! - [`plan`]: `plan import|list|activate|deactivate`.
 //! - [`callup`]: `callup issue`, `callup status` (the roll-call).
+//! - [`city`]: a split city: activations and call-ups of the city at every
+//!   district's shard, and one roll-call of them.
 //! - [`report`]: `report triage ID accept|merge|reject`.
 //! - [`activity`]: `report activity --from --to [--area] [--csv] [--svg DIR]` (who served).
 //! - [`message`]: `message send --to-agent|--incident|--area TEXT`, `message list`.
@@ -29,6 +31,7 @@ pub mod agents;
 pub mod areas;
 pub mod callup;
 pub mod cap;
+pub mod city;
 pub mod coverage;
 pub mod events;
 pub mod incident;

@@ -146,6 +146,16 @@ pub async fn activate(client: &mut Client, plan_id: &str, area: &str, reason: &s
     output::text(&activated_text(&activation))
 }
 
+/// The activations of one city-wide plan, one per district's shard.
+pub fn show_activations(activations: &[pb::PlanActivation], as_json: bool) -> Result<(), ConsoleError> {
+    if as_json {
+        return output::json_document(&serde_json::json!({
+            "activations": activations.iter().map(json::activation).collect::<Vec<_>>()
+        }));
+    }
+    output::text(&activations.iter().map(activated_text).collect::<String>())
+}
+
 pub fn activated_text(activation: &pb::PlanActivation) -> String {
     let tasks = if activation.incident_ids.is_empty() {
         "no tasks".to_string()

@@ -430,6 +430,33 @@ pub enum EventKind {
     },
     /// Depots, stock, units and requests for them (see `supplies`).
     Supplies(crate::supplies::SupplyEvent),
+    /// A person of this shard reserved for another shard's incident and
+    /// sent its offer (see `border`).
+    BorderReserved {
+        reservation: crate::border::BorderReservation,
+    },
+    /// The person accepted a border offer; the incident's shard is told.
+    BorderAccepted {
+        offer: OfferId,
+        incident: IncidentId,
+        agent: AgentId,
+    },
+    /// The incident's shard journaled the assignment.
+    BorderConfirmed {
+        offer: OfferId,
+        incident: IncidentId,
+        agent: AgentId,
+    },
+    /// A border reservation ended; the person is free again (unless it
+    /// ended by being declined while they held something else).
+    BorderReleased {
+        offer: OfferId,
+        incident: IncidentId,
+        agent: AgentId,
+        end: crate::border::ReservationEnd,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
 }
 
 /// Where the position of a help call came from, best first.
@@ -512,6 +539,10 @@ impl EventKind {
             EventKind::SafetyCheckMissed { .. } => "safety_check_missed",
             EventKind::HelpRequested { .. } => "help_requested",
             EventKind::Supplies(supply) => supply.name(),
+            EventKind::BorderReserved { .. } => "border_reserved",
+            EventKind::BorderAccepted { .. } => "border_accepted",
+            EventKind::BorderConfirmed { .. } => "border_confirmed",
+            EventKind::BorderReleased { .. } => "border_released",
         }
     }
 
@@ -536,7 +567,11 @@ impl EventKind {
             | EventKind::ReportRejected { incident, .. }
             | EventKind::SafetyCheckIn { incident, .. }
             | EventKind::SafetyCheckMissed { incident, .. }
-            | EventKind::HelpRequested { incident, .. } => Some(incident),
+            | EventKind::HelpRequested { incident, .. }
+            | EventKind::BorderAccepted { incident, .. }
+            | EventKind::BorderConfirmed { incident, .. }
+            | EventKind::BorderReleased { incident, .. } => Some(incident),
+            EventKind::BorderReserved { reservation } => Some(&reservation.incident),
             EventKind::OfferSent { offer } => Some(&offer.incident),
             EventKind::Notified(step) => step.incident.as_ref(),
             EventKind::Supplies(supply) => supply.incident_id(),
@@ -559,7 +594,11 @@ impl EventKind {
             | EventKind::FieldReported { agent, .. }
             | EventKind::SafetyCheckIn { agent, .. }
             | EventKind::SafetyCheckMissed { agent, .. }
-            | EventKind::HelpRequested { agent, .. } => Some(agent),
+            | EventKind::HelpRequested { agent, .. }
+            | EventKind::BorderAccepted { agent, .. }
+            | EventKind::BorderConfirmed { agent, .. }
+            | EventKind::BorderReleased { agent, .. } => Some(agent),
+            EventKind::BorderReserved { reservation } => Some(&reservation.agent),
             EventKind::OfferSent { offer } => Some(&offer.agent),
             EventKind::Notified(step) => Some(&step.agent),
             EventKind::Supplies(supply) => supply.agent_id(),
@@ -572,7 +611,11 @@ impl EventKind {
             EventKind::Assigned { offer, .. }
             | EventKind::OfferDeclined { offer, .. }
             | EventKind::OfferTimedOut { offer, .. }
-            | EventKind::OfferWithdrawn { offer, .. } => Some(offer),
+            | EventKind::OfferWithdrawn { offer, .. }
+            | EventKind::BorderAccepted { offer, .. }
+            | EventKind::BorderConfirmed { offer, .. }
+            | EventKind::BorderReleased { offer, .. } => Some(offer),
+            EventKind::BorderReserved { reservation } => Some(&reservation.offer),
             EventKind::OfferSent { offer } => Some(&offer.id),
             _ => None,
         }

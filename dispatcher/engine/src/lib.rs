@@ -22,6 +22,7 @@
 //!   welfare checks and help calls.
 //! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`supplies`]: depots, stock of typed items and units, incidents' requests for them.
+//! - [`border`]: people of this shard reserved for another shard's incident.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`activity`]: who served: per-person and per-area activity folded from the events.
@@ -32,6 +33,7 @@ pub mod accounts;
 pub mod activity;
 pub mod areas;
 pub mod assignment;
+pub mod border;
 pub mod cap;
 pub mod crs;
 pub mod engine;

@@ -50,9 +50,20 @@ fn area_ids(ids: &[AreaId]) -> Vec<String> {
 }
 
 fn body_to_pb(kind: &EventKind) -> Body {
+    use super::border::BorderKind;
     use pb::event as e;
     match kind {
         EventKind::Supplies(supply) => super::supplies::event_to_pb(supply),
+        EventKind::BorderReserved { reservation } => super::border::event_to_pb(&BorderKind::Reserved(reservation)),
+        EventKind::BorderAccepted { offer, incident, agent } => {
+            super::border::event_to_pb(&BorderKind::Accepted(offer, incident, agent))
+        }
+        EventKind::BorderConfirmed { offer, incident, agent } => {
+            super::border::event_to_pb(&BorderKind::Confirmed(offer, incident, agent))
+        }
+        EventKind::BorderReleased { offer, incident, agent, end, reason } => {
+            super::border::event_to_pb(&BorderKind::Released(offer, incident, agent, *end, reason))
+        }
         EventKind::AreasRetired { areas, service_centres } => {
             Body::AreasRetired(e::AreasRetired { area_ids: area_ids(areas), service_centre_ids: area_ids(service_centres) })
         }
@@ -428,6 +439,10 @@ pub fn redact(event: &mut pb::Event, disclosure: Disclosure) {
                 redact_person_position(&mut agent.home, disclosure);
             }
         }
+        // With the incident's place, a distance is a position too.
+        Body::BorderReserved(reserved) if disclosure == Disclosure::Coarse => {
+            super::band(&mut reserved.distance_m, &mut reserved.eta_s);
+        }
         Body::OfferSent(offer) => {
             redact_person_position(&mut offer.origin, disclosure);
             // With the incident's place, a distance is a position too.
@@ -506,7 +521,26 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
     if let Some(supply) = super::supplies::event_from_pb(body) {
         return supply.map(EventKind::Supplies);
     }
+
     Ok(match body {
+        Body::BorderReserved(reserved) => super::border::reserved_from_pb(reserved)?,
+        Body::BorderAccepted(accepted) => EventKind::BorderAccepted {
+            offer: OfferId::new(&accepted.offer_id),
+            incident: IncidentId::new(&accepted.incident_id),
+            agent: AgentId::new(&accepted.agent_id),
+        },
+        Body::BorderConfirmed(confirmed) => EventKind::BorderConfirmed {
+            offer: OfferId::new(&confirmed.offer_id),
+            incident: IncidentId::new(&confirmed.incident_id),
+            agent: AgentId::new(&confirmed.agent_id),
+        },
+        Body::BorderReleased(released) => EventKind::BorderReleased {
+            offer: OfferId::new(&released.offer_id),
+            incident: IncidentId::new(&released.incident_id),
+            agent: AgentId::new(&released.agent_id),
+            end: super::border::end_from_pb(&released.end)?,
+            reason: released.reason.clone(),
+        },
         Body::AreasRetired(retired) => EventKind::AreasRetired {
             areas: retired.area_ids.iter().map(AreaId::new).collect(),
             service_centres: retired.service_centre_ids.iter().map(AreaId::new).collect(),
@@ -925,6 +959,7 @@ mod tests {
     //! engine unchanged (token hashes aside, which never leave the journal),
     //! and a viewer's copy holds no phone number and no precise position.
 
+    use pingji_engine::border::{BorderOfferView, BorderReservation, ReservationEnd, ReservationState};
     use pingji_engine::policy::Mode;
     use pingji_engine::roster::{AgentProfile, AgentStatus, Role, TravelMode};
     use proptest::collection::{btree_set, vec};
@@ -1413,6 +1448,61 @@ mod tests {
                     team
                 }),
             supply_event().prop_map(EventKind::Supplies),
+            (offer(), text(), 0u8..=4, any::<u64>(), text()).prop_map(|(offer, category, priority, epoch, description)| {
+                EventKind::BorderReserved {
+                    reservation: BorderReservation {
+                        view: BorderOfferView {
+                            category,
+                            priority,
+                            at: offer.origin.unwrap_or(Position { lon: 120.1, lat: 30.2 }),
+                            skills: Default::default(),
+                            description,
+                            distance_m: offer.distance_m,
+                            eta_s: offer.eta_s,
+                            level: offer.level,
+                        },
+                        offer: offer.id,
+                        incident: offer.incident,
+                        incident_shard: "d1".to_owned(),
+                        epoch,
+                        agent: offer.agent,
+                        sent_at: offer.sent_at,
+                        deadline: offer.deadline,
+                        expires_at: offer.deadline,
+                        state: ReservationState::Offered,
+                    },
+                }
+            }),
+            (offer_id(), incident(), agent()).prop_map(|(offer, incident, agent)| EventKind::BorderAccepted {
+                offer,
+                incident,
+                agent
+            }),
+            (offer_id(), incident(), agent()).prop_map(|(offer, incident, agent)| EventKind::BorderConfirmed {
+                offer,
+                incident,
+                agent
+            }),
+            (
+                offer_id(),
+                incident(),
+                agent(),
+                prop::sample::select(vec![
+                    ReservationEnd::Declined,
+                    ReservationEnd::Expired,
+                    ReservationEnd::Withdrawn,
+                    ReservationEnd::Refused,
+                    ReservationEnd::Ended
+                ]),
+                text()
+            )
+                .prop_map(|(offer, incident, agent, end, reason)| EventKind::BorderReleased {
+                    offer,
+                    incident,
+                    agent,
+                    end,
+                    reason
+                }),
         ]
     }
 
@@ -1491,6 +1581,7 @@ mod tests {
                         | Body::FieldReported(_)
                         | Body::PlansImported(_)
                         | Body::SuppliesImported(_)
+                        | Body::BorderReserved(_)
                 )
             );
             if !places_allowed {
@@ -1574,6 +1665,10 @@ mod tests {
                 | EventKind::CapSuggestionDismissed { .. } => {}
                 EventKind::SafetyCheckIn { .. } | EventKind::SafetyCheckMissed { .. } | EventKind::HelpRequested { .. } => {}
                 EventKind::Supplies(_) => {}
+                EventKind::BorderReserved { .. }
+                | EventKind::BorderAccepted { .. }
+                | EventKind::BorderConfirmed { .. }
+                | EventKind::BorderReleased { .. } => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.
@@ -1584,6 +1679,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 57, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 61, "kinds generated: {seen:?}");
     }
 }

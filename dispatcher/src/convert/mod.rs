@@ -7,6 +7,7 @@
 //! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
 //! - [`supplies`]: depots, stock, supply requests and their events.
 
+pub mod border;
 pub mod cap;
 pub mod event;
 pub mod explain;
@@ -16,6 +17,7 @@ use pingji_proto::v1 as pb;
 
 use crate::journal::StoredEvent;
 use pingji_engine::areas::AreaLevel;
+use pingji_engine::border::ReservationEnd;
 use pingji_engine::crs::CoordinateSystem;
 use pingji_engine::engine::{Engine, Rejection};
 use pingji_engine::event::{Event, EventKind, WithdrawReason};
@@ -588,6 +590,38 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
                 (agent, message(Body::ModeChanged(changed)))
             })
             .collect(),
+        EventKind::BorderReserved { reservation } => {
+            vec![(reservation.agent.clone(), message(Body::Offer(border::offer_to_pb(reservation))))]
+        }
+        EventKind::BorderAccepted { offer, agent, .. } => match state.border.get(offer) {
+            Some(reservation) => {
+                let mut confirmed = border::offer_to_pb(reservation);
+                confirmed.deadline_ms = 0;
+                vec![(agent.clone(), message(Body::AssignmentConfirmed(pb::AssignmentConfirmed { offer: Some(confirmed) })))]
+            }
+            None => Vec::new(),
+        },
+        EventKind::BorderReleased { offer, incident, agent, end, .. } => match end {
+            ReservationEnd::Declined => Vec::new(),
+            ReservationEnd::Refused => vec![(
+                agent.clone(),
+                message(Body::NoLongerNeeded(pb::NoLongerNeeded {
+                    offer_id: offer.to_string(),
+                    incident_id: incident.to_string(),
+                })),
+            )],
+            ReservationEnd::Ended => {
+                let ended = pb::AssignmentEnded {
+                    incident_id: incident.to_string(),
+                    reason: "ended at the incident's district".to_owned(),
+                };
+                vec![(agent.clone(), message(Body::AssignmentEnded(ended)))]
+            }
+            ReservationEnd::Expired | ReservationEnd::Withdrawn => vec![(
+                agent.clone(),
+                withdrawn(offer.to_string(), incident, "the offer was withdrawn or timed out", pb::WithdrawReason::TimedOut),
+            )],
+        },
         _ => Vec::new(),
     }
 }
@@ -644,9 +678,10 @@ pub fn welcome(engine: &Engine, agent: &AgentId, session: u64, now: Millis) -> O
     let open_offers = record
         .open_offer
         .as_ref()
-        .and_then(|(offer, incident)| {
-            let incident = engine.state().incidents.get(incident)?;
-            Some(offer_to_pb(incident, incident.open_offers.get(offer)?))
+        .and_then(|(offer, incident)| match engine.state().incidents.get(incident) {
+            Some(incident) => Some(offer_to_pb(incident, incident.open_offers.get(offer)?)),
+            // Another shard's incident: what the border reservation shows.
+            None => engine.state().border.get(offer).map(border::offer_to_pb),
         })
         .into_iter()
         .collect();

@@ -14,6 +14,8 @@
 //! - [`audit`]: the audit of reads of personal data, aggregated.
 //! - [`auth`]: tokens and roles, checked in one place before any command.
 //! - [`bootstrap`]: the first admin account.
+//! - [`border`]: across district borders: `ShardService` between the
+//!   owners, and the border protocol (candidates, reservations, answers).
 //! - [`command`]: `CommandService`, for operators.
 //! - [`connections`]: client connections: the maximum, the first-call and
 //!   idle timeouts, the refusal, accepting without spinning.
@@ -42,6 +44,7 @@ pub mod agent_watch;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod border;
 mod city_modes;
 pub mod command;
 mod config;

@@ -99,6 +99,14 @@ pub(super) async fn serve(
     let _directory = AbortOnDrop(directory);
     let city_modes = sharding.clone().map(|sharding| tokio::spawn(city_modes::keep_city_modes(dispatcher.clone(), sharding)));
     let _city_modes = AbortOnDrop(city_modes);
+    let border = sharding.clone().map(|sharding| tokio::spawn(super::border::keep_border(dispatcher.clone(), sharding)));
+    let _border = AbortOnDrop(border);
+    let shard_service = sharding.clone().map(|sharding| {
+        pingji_proto::v1::shard_service_server::ShardServiceServer::new(super::border::ShardApi {
+            dispatcher: dispatcher.clone(),
+            sharding,
+        })
+    });
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<AgentServiceServer<agent::AgentApi>>().await;
@@ -188,6 +196,7 @@ pub(super) async fn serve(
         .add_service(webhooks.0)
         .add_service(cap_service.clone())
         .add_service(supply_service.clone())
+        .add_optional_service(shard_service)
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });

@@ -46,6 +46,8 @@ use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, ShardId};
 use pingji_engine::accounts::OperatorRole;
 use pingji_proto::v1::ErrorReason;
 
+/// The city's peer secret (see [`Sharding::peer_secret`]).
+const PEER_SECRET: &str = "pingji:{directory}:peer_secret";
 /// Ids written to the directory in one `HSET`.
 const DIRECTORY_CHUNK: usize = 1000;
 /// How often a directory write that failed (Redis away) is tried again.
@@ -104,6 +106,11 @@ pub struct Sharding {
     /// The leases of the other shards, read to find their owners.
     leases: Mutex<HashMap<String, Arc<ShardLease>>>,
     directory: Directory,
+    /// The fencing token this process holds the shard's lease with: sent
+    /// with every call to another shard's owner (see `border`).
+    epoch: u64,
+    /// The city's peer secret, once read (see [`Sharding::peer_secret`]).
+    peer_secret: Mutex<Option<String>>,
 }
 
 /// One connection to Redis for the directory, kept open and shared, so that
@@ -137,7 +144,66 @@ impl Directory {
 impl Sharding {
     pub fn new(url: &str, shard: ShardId) -> Result<Self, RedisStoreError> {
         let directory = Directory { redis: RedisShard::new(url, shard.clone())?, connection: Arc::new(Mutex::new(None)) };
-        Ok(Sharding { url: url.to_owned(), shard, leases: Mutex::new(HashMap::new()), directory })
+        Ok(Sharding {
+            url: url.to_owned(),
+            shard,
+            leases: Mutex::new(HashMap::new()),
+            directory,
+            epoch: 0,
+            peer_secret: Mutex::new(None),
+        })
+    }
+
+    /// The same, for the owner holding the shard's lease with `epoch`.
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// The fencing token of this process's lease on its shard.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The secret the dispatchers of the city show each other
+    /// (`x-pingji-peer`), kept in Redis at `pingji:{directory}:peer_secret`:
+    /// made by the first dispatcher that asks, read by every other. Whoever
+    /// can read it can also write the journals, so it adds no new trust.
+    pub async fn peer_secret(&self) -> Result<String, RedisStoreError> {
+        if let Some(secret) = self.peer_secret.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone() {
+            return Ok(secret);
+        }
+        let directory = self.directory.clone();
+        let made = crate::tokens::new_agent_token();
+        let read = tokio::task::spawn_blocking(move || {
+            directory.run("read the peer secret", |connection| {
+                let _: bool = redis::cmd("SET")
+                    .arg(PEER_SECRET)
+                    .arg(&made)
+                    .arg("NX")
+                    .query::<Option<String>>(connection)
+                    .map(|set| set.is_some())?;
+                redis::cmd("GET").arg(PEER_SECRET).query::<String>(connection)
+            })
+        })
+        .await
+        .map_err(|_| self.directory.redis.unexpected("read the peer secret", "the reading task stopped"))??;
+        *self.peer_secret.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(read.clone());
+        Ok(read)
+    }
+
+    /// The fencing token of the latest owner of `shard` (0: never owned).
+    pub async fn fence_of(&self, shard: &str) -> Result<u64, RedisStoreError> {
+        let id = ShardId::new(shard).map_err(|error| self.directory.redis.unexpected("read a fence", error))?;
+        let key = crate::shard::ShardKeys::new(&id).fence;
+        let directory = self.directory.clone();
+        tokio::task::spawn_blocking(move || {
+            directory.run(&format!("read {key}"), |connection| {
+                redis::cmd("GET").arg(&key).query::<Option<u64>>(connection).map(Option::unwrap_or_default)
+            })
+        })
+        .await
+        .map_err(|_| self.directory.redis.unexpected("read a fence", "the reading task stopped"))?
     }
 
     pub fn shard(&self) -> &ShardId {

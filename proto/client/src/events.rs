@@ -89,6 +89,10 @@ pub fn kind_name(body: &Body) -> &'static str {
         | Body::StockRestored(_)
         | Body::StockMoved(_)
         | Body::UnitStatusSet(_) => crate::supplies::event_kind_name(body).unwrap_or("supplies"),
+        Body::BorderReserved(_) => "border_reserved",
+        Body::BorderAccepted(_) => "border_accepted",
+        Body::BorderConfirmed(_) => "border_confirmed",
+        Body::BorderReleased(_) => "border_released",
     }
 }
 
@@ -400,6 +404,23 @@ fn summary_of(body: &Body) -> String {
         | Body::StockRestored(_)
         | Body::StockMoved(_)
         | Body::UnitStatusSet(_) => crate::supplies::event_summary(body).unwrap_or_default(),
+        Body::BorderReserved(reserved) => format!(
+            "{} reserved for {} of shard {} (offer {})",
+            reserved.agent_id, reserved.incident_id, reserved.incident_shard, reserved.offer_id
+        ),
+        Body::BorderAccepted(accepted) => {
+            format!("{} accepted {} of another shard (offer {})", accepted.agent_id, accepted.incident_id, accepted.offer_id)
+        }
+        Body::BorderConfirmed(confirmed) => {
+            format!("{} holds {} of another shard (offer {})", confirmed.agent_id, confirmed.incident_id, confirmed.offer_id)
+        }
+        Body::BorderReleased(released) => format!(
+            "{}'s reservation for {} {}{}",
+            released.agent_id,
+            released.incident_id,
+            released.end,
+            if released.reason.is_empty() { String::new() } else { format!(": {}", released.reason) }
+        ),
         Body::CapSuggestionApproved(approved) => format!("CAP suggestion {} approved", approved.suggestion_id),
         Body::CapSuggestionDismissed(dismissed) => {
             format!("CAP suggestion {} dismissed: {}", dismissed.suggestion_id, dismissed.reason)

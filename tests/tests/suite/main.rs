@@ -13,6 +13,7 @@ mod agent_client;
 mod architecture;
 mod auth;
 mod bad_input;
+mod border;
 mod cap;
 mod configuration;
 mod console_cli;

@@ -251,7 +251,8 @@ impl Engine {
     /// Follows an event in the safety clocks (called from evolve).
     pub(super) fn apply_safety(&mut self, event: &Event) {
         match &event.kind {
-            EventKind::Assigned { incident, agent, .. } => {
+            // A person of another shard (a border offer) checks in at home.
+            EventKind::Assigned { incident, agent, .. } if self.state.agents.contains_key(agent) => {
                 let clock = SafetyClock { incident: incident.clone(), since: event.at, misses: 0, welfare: None };
                 self.state.safety.insert(agent.clone(), clock);
             }

@@ -193,6 +193,15 @@ impl Engine {
                 events.push(EventKind::AgentStatusChanged { agent: agent.clone(), status: *status });
                 Ok(events)
             }
+            Command::BorderReserve(_)
+            | Command::BorderConfirm { .. }
+            | Command::BorderRelease { .. }
+            | Command::ExpireBorderReservations
+            | Command::BorderOffer { .. }
+            | Command::BorderAnswer { .. } => self.decide_border(command, now),
+            Command::Accept { .. } | Command::Decline { .. } if self.answer_border_offer(command).is_some() => {
+                Ok(self.answer_border_offer(command).into_iter().collect())
+            }
             Command::Accept { agent, offer } => {
                 let record = self.known_agent(agent)?;
                 let Some((open_offer, incident)) = record.open_offer.as_ref().filter(|(open, _)| open == offer) else {

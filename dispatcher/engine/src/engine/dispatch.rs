@@ -32,7 +32,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::live::BatchWindow;
 use super::{Command, Engine};
-use crate::areas::AreaLevel;
+use crate::areas::{AreaLevel, Placement};
 use crate::assignment::{self, Options};
 use crate::event::{DISPATCHER, EventKind, WidenReason, WithdrawReason};
 use crate::ids::{AgentId, AreaId, IncidentId, Millis};
@@ -403,7 +403,7 @@ impl Engine {
     pub(super) fn reach(&self, incident: &Incident) -> Reach {
         let (mode, emergency_area) = self.state.effective_mode(&incident.placement);
         if let (true, Some((level, area))) = (mode.is_emergency(), emergency_area) {
-            return Reach { mode, scope: Some(self.flat_area(incident, mode, level, area)) };
+            return Reach { mode, scope: Some(self.flat_area(&incident.placement, mode, level, area)) };
         }
         // One meaning of "city" in both modes: the city area, when the
         // incident lies in it. Only an incident off the map (forced) is
@@ -417,7 +417,7 @@ impl Engine {
     /// emergency at `mode` or stricter that touches it directly or through
     /// others, then the areas mutual-aid rules add for any of those or for
     /// an area the incident lies in.
-    fn flat_area(&self, incident: &Incident, mode: Mode, level: AreaLevel, area: AreaId) -> Vec<ScopeArea> {
+    pub(super) fn flat_area(&self, placement: &Placement, mode: Mode, level: AreaLevel, area: AreaId) -> Vec<ScopeArea> {
         let areas = &self.state.areas;
         let mut joined = vec![ScopeArea { level, area, roles: None }];
         let mut others: Vec<(AreaLevel, AreaId)> = self
@@ -435,9 +435,8 @@ impl Engine {
             others = apart;
             next += 1;
         }
-        let helped = |to: &AreaId| {
-            joined.iter().any(|scope| &scope.area == to) || incident.placement.areas().any(|(_, within)| within == to)
-        };
+        let helped =
+            |to: &AreaId| joined.iter().any(|scope| &scope.area == to) || placement.areas().any(|(_, within)| within == to);
         let aid: Vec<ScopeArea> = self
             .policy
             .mutual_aid
@@ -805,7 +804,7 @@ impl Engine {
                     self.dispatch_incident(&incident, now, out);
                 }
             }
-            Command::Accept { offer, .. } => {
+            Command::Accept { offer, .. } | Command::BorderAnswer { offer, .. } => {
                 let Some(incident_id) = out.iter().find_map(|event| match &event.kind {
                     EventKind::Assigned { incident, .. } => Some(incident.clone()),
                     _ => None,
@@ -891,7 +890,9 @@ impl Engine {
             | Command::SafetyCheckIn { .. }
             | Command::RecordInboundRefused { .. }
             | Command::FieldReport { .. }
-            | Command::TriageAccept { .. } => self.dispatch_waiting(now, out),
+            | Command::TriageAccept { .. }
+            | Command::BorderRelease { .. }
+            | Command::ExpireBorderReservations => self.dispatch_waiting(now, out),
             Command::Arrive { .. }
             | Command::Connect { .. }
             | Command::Disconnect { .. }
@@ -914,7 +915,10 @@ impl Engine {
             | Command::ReceiveCapAlert { .. }
             | Command::RequestHelp { .. }
             | Command::DismissCapSuggestion { .. }
-            | Command::Supplies(_) => {}
+            | Command::Supplies(_)
+            | Command::BorderReserve(_)
+            | Command::BorderConfirm { .. }
+            | Command::BorderOffer { .. } => {}
         }
     }
 

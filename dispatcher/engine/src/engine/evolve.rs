@@ -29,6 +29,8 @@ impl Engine {
             | EventKind::OfferWithdrawn { agent, .. }
             | EventKind::AssignmentCompleted { agent, .. } => std::slice::from_ref(agent),
             EventKind::OfferSent { offer } => std::slice::from_ref(&offer.agent),
+            EventKind::BorderAccepted { agent, .. } | EventKind::BorderReleased { agent, .. } => std::slice::from_ref(agent),
+            EventKind::BorderReserved { reservation } => std::slice::from_ref(&reservation.agent),
             EventKind::IncidentCancelled { released, .. } | EventKind::IncidentClosed { released, .. } => released,
             _ => &[],
         };
@@ -263,6 +265,10 @@ impl Engine {
             | EventKind::CapSuggestionApproved { .. }
             | EventKind::CapSuggestionDismissed { .. } => self.apply_cap(event),
             EventKind::Supplies(supply) => self.apply_supplies(supply, at, &event.actor),
+            EventKind::BorderReserved { .. }
+            | EventKind::BorderAccepted { .. }
+            | EventKind::BorderConfirmed { .. }
+            | EventKind::BorderReleased { .. } => self.apply_border(&event.kind, at),
             EventKind::MessageSent { .. } | EventKind::MessageReplied { .. } | EventKind::MessageRead { .. } => {
                 self.apply_message(&event.kind, at, &event.actor);
             }

@@ -67,7 +67,17 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         if holding.len() > 1 {
             return Err(format!("{id} holds {} assignments: {holding:?}", holding.len()));
         }
-        if holding.first().copied() != record.current_incident.as_ref() {
+        // A person of this shard serving another shard's incident (a border
+        // reservation accepted here) is held by no incident of this shard.
+        let held_across_border = holding.is_empty()
+            && record.current_incident.as_ref().is_some_and(|incident| {
+                state.border.values().any(|reservation| {
+                    &reservation.agent == id
+                        && &reservation.incident == incident
+                        && reservation.state != crate::border::ReservationState::Offered
+                })
+            });
+        if !held_across_border && holding.first().copied() != record.current_incident.as_ref() {
             return Err(format!("{id} is recorded at {:?} but assigned to {holding:?}", record.current_incident));
         }
         let offered =

@@ -26,6 +26,7 @@
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
+pub mod border;
 pub mod cap;
 pub mod check_ins;
 pub mod decide;
@@ -315,6 +316,36 @@ pub enum Command {
     },
     /// Depots, stock and incidents' requests for supplies.
     Supplies(crate::supplies::SupplyCommand),
+    /// Across a shard border, at a person's home shard: reserves them
+    /// for another shard's incident and sends its offer (idempotent by
+    /// the offer's id).
+    BorderReserve(crate::border::BorderReservation),
+    /// At a person's home shard: the incident's shard journaled the
+    /// assignment of an accepted border offer.
+    BorderConfirm {
+        offer: OfferId,
+    },
+    /// At a person's home shard: ends a border reservation (idempotent).
+    BorderRelease {
+        offer: OfferId,
+        end: crate::border::ReservationEnd,
+        reason: String,
+    },
+    /// At a person's home shard: releases the reservations past their expiry.
+    ExpireBorderReservations,
+    /// At an incident's shard: journals an offer another shard reserved a
+    /// person of its own for.
+    BorderOffer {
+        offer: crate::incident::OfferRecord,
+    },
+    /// At an incident's shard: the answer of a person of another shard to
+    /// a border offer (accepted: the assignment).
+    BorderAnswer {
+        offer: OfferId,
+        agent: AgentId,
+        accepted: bool,
+        reason: String,
+    },
 }
 
 /// One activation of a plan on an area.
@@ -417,6 +448,9 @@ pub struct State {
     /// Depots, stock, units and requests for them.
     #[serde(default)]
     pub supplies: crate::supplies::SupplyState,
+    /// People of this shard reserved for other shards' incidents, by offer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub border: BTreeMap<OfferId, crate::border::BorderReservation>,
 }
 
 impl State {
@@ -578,6 +612,7 @@ impl Engine {
                     self.emit(&mut out, actor, now, kind);
                 }
                 self.react(&command, actor, now, &mut out);
+                self.react_border(&command, now, &mut out);
                 self.follow_supplies(now, &mut out);
             }
         }
