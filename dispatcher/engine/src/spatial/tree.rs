@@ -28,15 +28,31 @@ const NODE_MAX: usize = 16;
 /// No node: the parent of the root.
 const NONE: u32 = u32::MAX;
 
-/// An axis-aligned box in 3-D; empty when `lo > hi`.
+/// An axis-aligned box in 3-D; empty when `lo > hi`. In `f32`, rounded
+/// outwards from the points' `f64`, so that it still holds them: half the
+/// bytes read for every node a walk opens or an insertion chooses among
+/// (the float is good to about half a metre on the earth, and a box a
+/// little too big only costs a walk a little more).
 #[derive(Clone, Copy, Debug)]
 struct Bounds {
-    lo: [f64; 3],
-    hi: [f64; 3],
+    lo: [f32; 3],
+    hi: [f32; 3],
+}
+
+/// The greatest `f32` not above `value`.
+fn round_down(value: f64) -> f32 {
+    let rounded = value as f32;
+    if f64::from(rounded) > value { rounded.next_down() } else { rounded }
+}
+
+/// The least `f32` not below `value`.
+fn round_up(value: f64) -> f32 {
+    let rounded = value as f32;
+    if f64::from(rounded) < value { rounded.next_up() } else { rounded }
 }
 
 impl Bounds {
-    const EMPTY: Bounds = Bounds { lo: [f64::INFINITY; 3], hi: [f64::NEG_INFINITY; 3] };
+    const EMPTY: Bounds = Bounds { lo: [f32::INFINITY; 3], hi: [f32::NEG_INFINITY; 3] };
 
     fn is_empty(&self) -> bool {
         self.lo[0] > self.hi[0]
@@ -44,8 +60,8 @@ impl Bounds {
 
     fn add_point(&mut self, point: [f64; 3]) {
         for axis in 0..3 {
-            self.lo[axis] = self.lo[axis].min(point[axis]);
-            self.hi[axis] = self.hi[axis].max(point[axis]);
+            self.lo[axis] = self.lo[axis].min(round_down(point[axis]));
+            self.hi[axis] = self.hi[axis].max(round_up(point[axis]));
         }
     }
 
@@ -57,7 +73,7 @@ impl Bounds {
     }
 
     fn contains(&self, point: [f64; 3]) -> bool {
-        (0..3).all(|axis| self.lo[axis] <= point[axis] && point[axis] <= self.hi[axis])
+        (0..3).all(|axis| f64::from(self.lo[axis]) <= point[axis] && point[axis] <= f64::from(self.hi[axis]))
     }
 
     /// The sum of the edges: what insertion keeps small (points lie on a
@@ -66,7 +82,7 @@ impl Bounds {
         if self.is_empty() {
             return 0.0;
         }
-        (self.hi[0] - self.lo[0]) + (self.hi[1] - self.lo[1]) + (self.hi[2] - self.lo[2])
+        (0..3).map(|axis| f64::from(self.hi[axis]) - f64::from(self.lo[axis])).sum()
     }
 
     fn margin_with(&self, point: [f64; 3]) -> f64 {
@@ -79,14 +95,13 @@ impl Bounds {
     /// never more than [`distance_2`] to anything inside it (clamping and
     /// subtracting are monotonic in floating point too).
     fn distance_2(&self, point: [f64; 3]) -> f64 {
-        let dx = point[0].clamp(self.lo[0], self.hi[0]) - point[0];
-        let dy = point[1].clamp(self.lo[1], self.hi[1]) - point[1];
-        let dz = point[2].clamp(self.lo[2], self.hi[2]) - point[2];
+        let gap = |axis: usize| point[axis].clamp(f64::from(self.lo[axis]), f64::from(self.hi[axis])) - point[axis];
+        let (dx, dy, dz) = (gap(0), gap(1), gap(2));
         dx * dx + dy * dy + dz * dz
     }
 
     fn centre(&self, axis: usize) -> f64 {
-        (self.lo[axis] + self.hi[axis]) / 2.0
+        (f64::from(self.lo[axis]) + f64::from(self.hi[axis])) / 2.0
     }
 
     fn widest_axis(&self) -> usize {
