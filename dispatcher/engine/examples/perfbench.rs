@@ -5,7 +5,8 @@
 //!   soonest), beside a bare `rstar` k-NN on the same points in the same
 //!   run, and beside Redis `GEOSEARCH` (a `redis-server` the bench starts)
 //!   on a key holding exactly the available holders of the skill;
-//! - location ingest into the engine, beside our previous figure;
+//! - location ingest into the engine, beside our previous figure: jumps
+//!   anywhere in the city (the worst case), then steps of a few metres;
 //! - memory per person (resident memory after loading minus before,
 //!   divided), beside our previous figure.
 //!
@@ -187,6 +188,30 @@ fn run(count: usize, map: &str, sizes: &Sizes, redis: Option<&Redis>) -> Result<
     }
     println!(
         "location ingest into the engine: {:.0} updates/s on one core ({:.2} µs each, {updates} updates) | before: {BEFORE_INGEST} | target >= 250,000/s at 1M",
+        updates as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e6 / updates as f64
+    );
+    // The same people, each step a few metres from where they are (a phone
+    // reporting every second as its person walks): the index's in-place
+    // path. The jumps above, anywhere in the city, are the worst case.
+    let steps: Vec<(usize, Position)> = moves
+        .iter()
+        .map(|(index, _)| {
+            let from = points[*index];
+            let step = Position { lon: from.lon + (random.unit() - 0.5) * 1e-4, lat: from.lat + (random.unit() - 0.5) * 1e-4 };
+            points[*index] = step;
+            (*index, step)
+        })
+        .collect();
+    let step_time = Millis(T0.0 + 2000);
+    let started = Instant::now();
+    for (index, at) in &steps {
+        let command = Command::ReportLocation { agent: ids[*index].clone(), at: *at };
+        engine.execute(command, "bench", step_time).map_err(|error| error.to_string())?;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "location ingest, steps of a few metres: {:.0} updates/s on one core ({:.2} µs each, {updates} updates)",
         updates as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / updates as f64
     );

@@ -197,14 +197,12 @@ impl Engine {
         // only the rest are looked up and checked in full.
         let required_skills = self.live.skill_bits.required(query.skills);
         let free_required = query.free_only && query.holds_offer_of.is_none();
-        // Free people only: walk the free holders of the rarest skill asked
-        // for, not everyone.
-        let class = required_skills.filter(|_| free_required).and_then(|required| self.live.index.rarest_class(required));
-        // A class walk reaches only the free holders and stops at the k-th
+        // Free people with some skill: the walk skips whole subtrees holding
+        // no free person with every skill asked for (the index's summaries).
+        let holders_walk = free_required && required_skills.is_some_and(|required| required != 0);
+        // Such a walk reaches only the free holders and stops at the k-th
         // best, so it never looks at more people than the holders' way.
-        if class.is_none()
-            && let Some(holders) = self.few_holders(query.skills)
-        {
+        if !holders_walk && let Some(holders) = self.few_holders(query.skills) {
             // Few people hold the rarest skill asked for: looking at each of
             // them is cheaper than walking everyone nearer than the first
             // who qualifies (with 50,000 people and an incident nobody in
@@ -233,7 +231,8 @@ impl Engine {
         // walk stops once nobody farther could beat the k-th best so far.
         for travel_mode in PeopleIndex::MODES {
             let speed = travel_mode.speed_mps(speeds);
-            for (indexed, distance_m) in self.live.index.nearest_in(query.at, travel_mode, class) {
+            let walk = self.live.index.nearest_with(query.at, travel_mode, required_skills.unwrap_or(0), free_required);
+            for (indexed, distance_m) in walk {
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) {
                     break;
                 }

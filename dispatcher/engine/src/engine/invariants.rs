@@ -50,6 +50,7 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         .filter(|live| live.location.is_some() && live.free)
         .map(|live| live.skills.count_ones() as usize)
         .sum();
+    engine.live().index.check()?;
     let in_classes: usize = (0..64).map(|class| engine.live().index.class_len(class)).sum();
     if in_classes != free_skills {
         return Err(format!(

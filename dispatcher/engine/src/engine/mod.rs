@@ -693,9 +693,8 @@ impl Engine {
         let previous = live.location.replace(at);
         // A phone standing still reports the same point: the index stays.
         let unmoved = previous == Some(at) && !first_location;
-        if let Some(previous) = previous.filter(|_| !unmoved) {
-            self.live.index.remove(live.slot, previous, live.indexed_as);
-        }
+        // Moved in the index only once the copies are set (below).
+        let moved_from = previous.filter(|_| !unmoved);
         live.located_at = now;
         self.state.areas.place_into(at, &mut live.placement);
         // What the search needs from the roster is copied once per session
@@ -706,9 +705,13 @@ impl Engine {
             live.free = record.is_free();
             live.roster = Some(live::RosterCopy::of(record));
         }
-        if !unmoved {
-            let indexed = live.indexed();
-            self.live.index.insert(indexed, at, live.indexed_as);
+        match moved_from {
+            Some(from) => self.live.index.relocate(live.slot, from, at, live.indexed_as),
+            None if first_location => {
+                let indexed = live.indexed();
+                self.live.index.insert(indexed, at, live.indexed_as);
+            }
+            None => {}
         }
         if newly_located && self.state.agents.get(agent).is_some_and(AgentRecord::is_free) {
             self.dispatch_waiting_for(agent, now, out);
