@@ -430,6 +430,8 @@ pub enum EventKind {
     },
     /// Depots, stock, units and requests for them (see `supplies`).
     Supplies(crate::supplies::SupplyEvent),
+    /// Shifts, availability, absences, swaps and attendance (see `rosters`).
+    Rosters(crate::rosters::RosterEvent),
 }
 
 /// Where the position of a help call came from, best first.
@@ -512,6 +514,7 @@ impl EventKind {
             EventKind::SafetyCheckMissed { .. } => "safety_check_missed",
             EventKind::HelpRequested { .. } => "help_requested",
             EventKind::Supplies(supply) => supply.name(),
+            EventKind::Rosters(roster) => roster.name(),
         }
     }
 
@@ -563,6 +566,7 @@ impl EventKind {
             EventKind::OfferSent { offer } => Some(&offer.agent),
             EventKind::Notified(step) => Some(&step.agent),
             EventKind::Supplies(supply) => supply.agent_id(),
+            EventKind::Rosters(roster) => roster.agent_id(),
             _ => None,
         }
     }
@@ -586,6 +590,7 @@ impl EventKind {
             | EventKind::CapAlertIssued { alert: crate::cap::IssuedCapAlert { area, .. } }
             | EventKind::GridStaffingLow { grid: area, .. }
             | EventKind::GridStaffingRestored { grid: area, .. } => Some(area),
+            EventKind::Rosters(roster) => roster.area_id(),
             _ => None,
         }
     }

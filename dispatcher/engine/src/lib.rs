@@ -22,6 +22,7 @@
 //!   welfare checks and help calls.
 //! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`supplies`]: depots, stock of typed items and units, incidents' requests for them.
+//! - [`rosters`]: duty rosters: shifts, availability, absences, swaps, attendance.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`activity`]: who served: per-person and per-area activity folded from the events.
@@ -42,6 +43,7 @@ pub mod message;
 pub mod plans;
 pub mod policy;
 pub mod roster;
+pub mod rosters;
 pub mod safety;
 pub mod spatial;
 pub mod supplies;

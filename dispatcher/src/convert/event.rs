@@ -53,6 +53,7 @@ fn body_to_pb(kind: &EventKind) -> Body {
     use pb::event as e;
     match kind {
         EventKind::Supplies(supply) => super::supplies::event_to_pb(supply),
+        EventKind::Rosters(roster) => super::rosters::event_to_pb(roster),
         EventKind::AreasRetired { areas, service_centres } => {
             Body::AreasRetired(e::AreasRetired { area_ids: area_ids(areas), service_centre_ids: area_ids(service_centres) })
         }
@@ -506,6 +507,9 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
     if let Some(supply) = super::supplies::event_from_pb(body) {
         return supply.map(EventKind::Supplies);
     }
+    if let Some(roster) = super::rosters::event_from_pb(body) {
+        return roster.map(EventKind::Rosters);
+    }
     Ok(match body {
         Body::AreasRetired(retired) => EventKind::AreasRetired {
             areas: retired.area_ids.iter().map(AreaId::new).collect(),
@@ -819,6 +823,14 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         | Body::StockRestored(_)
         | Body::StockMoved(_)
         | Body::UnitStatusSet(_) => return Err("a supply body was not read as one".to_string()),
+        Body::ShiftsSet(_)
+        | Body::ShiftRemoved(_)
+        | Body::AvailabilitySet(_)
+        | Body::AbsenceRecorded(_)
+        | Body::SwapRequested(_)
+        | Body::SwapDecided(_)
+        | Body::ShiftCheckedIn(_)
+        | Body::ShiftCheckedOut(_) => return Err("a roster body was not read as one".to_string()),
     })
 }
 
@@ -1413,6 +1425,60 @@ mod tests {
                     team
                 }),
             supply_event().prop_map(EventKind::Supplies),
+            roster_event().prop_map(EventKind::Rosters),
+        ]
+    }
+
+    fn roster_event() -> impl Strategy<Value = pingji_engine::rosters::RosterEvent> {
+        use pingji_engine::rosters::*;
+        let shift = (id(), id(), text(), vec(1u8..=7, 1..4), 0u32..1440, 1u32..=1440, vec(id(), 0..3)).prop_map(
+            |(id, area, duty, days, start_minute, length_minutes, people)| ShiftSpec {
+                id: ShiftId::new(id),
+                area: AreaId::new(area),
+                duty,
+                days,
+                start_minute,
+                length_minutes,
+                people: people.into_iter().map(AgentId::new).collect(),
+            },
+        );
+        let window = (1u8..=7, 0u32..1440, 1u32..10080).prop_map(|(day, start_minute, length_minutes)| WeeklyWindow {
+            day,
+            start_minute,
+            length_minutes,
+        });
+        let kind = prop::sample::select(vec![AbsenceKind::Leave, AbsenceKind::Sick, AbsenceKind::Other]);
+        prop_oneof![
+            vec(shift, 1..3).prop_map(|shifts| RosterEvent::ShiftsSet { shifts }),
+            id().prop_map(|shift| RosterEvent::ShiftRemoved { shift: ShiftId::new(shift) }),
+            (id(), vec(window, 0..3))
+                .prop_map(|(agent, windows)| RosterEvent::AvailabilitySet { agent: AgentId::new(agent), windows }),
+            (id(), any::<i64>(), any::<i64>(), kind).prop_map(|(agent, from, until, kind)| RosterEvent::AbsenceRecorded {
+                absence: Absence { agent: AgentId::new(agent), from: Millis(from), until: Millis(until), kind }
+            }),
+            (id(), id(), any::<i64>(), id(), id()).prop_map(|(swap, shift, day, from, to)| RosterEvent::SwapRequested {
+                swap: SwapId::new(swap),
+                shift: ShiftId::new(shift),
+                day,
+                from: AgentId::new(from),
+                to: AgentId::new(to),
+            }),
+            (id(), any::<bool>(), text()).prop_map(|(swap, approved, reason)| RosterEvent::SwapDecided {
+                swap: SwapId::new(swap),
+                approved,
+                reason
+            }),
+            (id(), id(), id()).prop_map(|(agent, shift, area)| RosterEvent::ShiftCheckedIn {
+                agent: AgentId::new(agent),
+                shift: ShiftId::new(shift),
+                area: AreaId::new(area),
+            }),
+            (id(), id(), id(), any::<i64>()).prop_map(|(agent, shift, area, since)| RosterEvent::ShiftCheckedOut {
+                agent: AgentId::new(agent),
+                shift: ShiftId::new(shift),
+                area: AreaId::new(area),
+                since: Millis(since),
+            }),
         ]
     }
 
@@ -1574,6 +1640,7 @@ mod tests {
                 | EventKind::CapSuggestionDismissed { .. } => {}
                 EventKind::SafetyCheckIn { .. } | EventKind::SafetyCheckMissed { .. } | EventKind::HelpRequested { .. } => {}
                 EventKind::Supplies(_) => {}
+                EventKind::Rosters(_) => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.
@@ -1584,6 +1651,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 57, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 65, "kinds generated: {seen:?}");
     }
 }

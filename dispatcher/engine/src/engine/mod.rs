@@ -23,6 +23,8 @@
 //! - [`reports`]: field reports and their triage.
 //! - [`check_ins`]: safety check-ins on scene (PAR) and help calls (求助).
 //! - [`supplies`]: supply requests, reservations and stock alerts.
+//! - [`rosters`]: duty rosters: deciding and folding their events, and
+//!   who is on shift for dispatch.
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
@@ -39,6 +41,7 @@ pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
+pub mod rosters;
 pub mod supplies;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -310,6 +313,8 @@ pub enum Command {
     },
     /// Depots, stock and incidents' requests for supplies.
     Supplies(crate::supplies::SupplyCommand),
+    /// Duty rosters: shifts, availability, absences, swaps, attendance.
+    Rosters(crate::rosters::RosterCommand),
 }
 
 /// One activation of a plan on an area.
@@ -412,6 +417,9 @@ pub struct State {
     /// Depots, stock, units and requests for them.
     #[serde(default)]
     pub supplies: crate::supplies::SupplyState,
+    /// Shifts, availability, absences, swaps and who is checked in.
+    #[serde(default)]
+    pub rosters: crate::rosters::RosterState,
 }
 
 impl State {
