@@ -5,7 +5,9 @@
 //! needs a commander's approval and then takes effect; check-in and
 //! check-out hours are in the activity report; the iCalendar feed has the
 //! lines RFC 5545 requires and lists the shifts; roles are checked; and
-//! everything is there after a SIGKILL.
+//! everything is there after a SIGKILL; the command map's 值班 panel in a
+//! real headless Chromium (screenshots of a desk and a phone in
+//! `target/web-screenshots/`).
 
 use std::time::Duration;
 
@@ -13,6 +15,9 @@ use pingji_client::auth::BearerToken;
 use pingji_dispatcher::server::Store;
 use pingji_engine::policy::OffShift;
 use pingji_proto::v1::roster_service_client::RosterServiceClient;
+use pingji_tests::browser::{
+    self, DESK, PHONE, TestBrowser, accessibility_problems, eval, resize, screenshot, screenshot_folder, wait_for,
+};
 use pingji_tests::cli::run_pingji;
 use pingji_tests::{
     ADMIN_TOKEN, AgentSession, Commands, DispatcherProcess, EventWatch, ProcessOptions, TestServer, add_operator, area_box,
@@ -317,4 +322,45 @@ async fn rosters_swaps_and_check_ins_are_there_after_a_sigkill() -> anyhow::Resu
     watch.wait_for(WITHIN, "the check-out", |event| event.kind == "shift_checked_out" && event.agent_id == "p0003").await?;
     drop(watch);
     third.kill().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_maps_duty_panel_shows_who_is_on_duty_now() -> anyhow::Result<()> {
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let server = TestServer::start_with_web(|config| config.agents_file = Some(sample_roster())).await?;
+    let url = format!("http://{}/", server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?);
+    let mut rosters = rosters_with(server.channel().await?, ADMIN_TOKEN);
+    let mut officers = all_day("s1-duty-officer", "d1-s1", &["p0001"]);
+    officers.duty = "24小时值班领导".to_string();
+    let grid_leaders = all_day("c1-on-call", "d1-s1-c1", &["p0002", "p0003"]);
+    rosters.set_shifts(pb::SetShiftsRequest { shifts: vec![officers, grid_leaders] }).await?;
+    rosters.check_in_shift(pb::CheckInShiftRequest { agent_id: "p0001".into(), shift_id: "s1-duty-officer".into() }).await?;
+
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(ADMIN_TOKEN).await?.press_key("Enter").await?;
+    wait_for(&page, "the map shows", "document.getElementById('login-view').hidden").await?;
+    let pressed: bool = eval(
+        &page,
+        "(() => { document.getElementById('duty-area').value = 'd1-s1'; document.getElementById('duty-show').click(); return true; })()",
+    )
+    .await?;
+    anyhow::ensure!(pressed, "the Show button is there");
+    wait_for(&page, "both shifts are listed", "document.querySelectorAll('#duty-result li.duty-shift').length === 2").await?;
+    let shown: String = eval(&page, "document.getElementById('duty-result').textContent").await?;
+    assert!(shown.contains("24小时值班领导") && shown.contains("p0001") && shown.contains("已签到"), "{shown}");
+    assert!(shown.contains("p0002") && shown.contains("p0003"), "{shown}");
+    let problems = accessibility_problems(&page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems:\n{}", problems.join("\n"));
+    eval::<bool>(&page, "(() => { document.getElementById('duty-panel').scrollIntoView(); return true; })()").await?;
+    screenshot(&page, &screenshot_folder().join("desk-duty-zh.png")).await?;
+    resize(&page, PHONE).await?;
+    eval::<bool>(&page, "(() => { document.getElementById('duty-panel').scrollIntoView(); return true; })()").await?;
+    screenshot(&page, &screenshot_folder().join("phone-duty-zh.png")).await?;
+    resize(&page, DESK).await?;
+    browser.close().await?;
+    server.shutdown().await
 }
