@@ -324,6 +324,63 @@ impl RosterState {
         found
     }
 
+    /// Folds one roster event (the engine's `evolve`, and drill reports).
+    pub fn apply(&mut self, event: &RosterEvent, at: Millis, actor: &str) {
+        let rosters = self;
+        match event {
+            RosterEvent::ShiftsSet { shifts } => {
+                for shift in shifts {
+                    rosters.shifts.insert(shift.id.clone(), shift.clone());
+                }
+            }
+            RosterEvent::ShiftRemoved { shift } => {
+                rosters.shifts.remove(shift);
+            }
+            RosterEvent::AvailabilitySet { agent, windows } => {
+                if windows.is_empty() {
+                    rosters.availability.remove(agent);
+                } else {
+                    rosters.availability.insert(agent.clone(), windows.clone());
+                }
+            }
+            RosterEvent::AbsenceRecorded { absence } => {
+                let absences: &mut Vec<Absence> = rosters.absences.entry(absence.agent.clone()).or_default();
+                absences.push(absence.clone());
+            }
+            RosterEvent::SwapRequested { swap, shift, day, from, to } => {
+                rosters.swaps_made += 1;
+                rosters.swaps.insert(
+                    swap.clone(),
+                    Swap {
+                        id: swap.clone(),
+                        shift: shift.clone(),
+                        day: *day,
+                        from: from.clone(),
+                        to: to.clone(),
+                        status: SwapStatus::Requested,
+                        requested_at: at,
+                        requested_by: actor.to_string(),
+                        decided_by: String::new(),
+                        reason: String::new(),
+                    },
+                );
+            }
+            RosterEvent::SwapDecided { swap, approved, reason } => {
+                if let Some(record) = rosters.swaps.get_mut(swap) {
+                    record.status = if *approved { SwapStatus::Approved } else { SwapStatus::Rejected };
+                    record.decided_by = actor.to_string();
+                    record.reason = reason.clone();
+                }
+            }
+            RosterEvent::ShiftCheckedIn { agent, shift, area } => {
+                rosters.checked_in.insert(agent.clone(), Attendance { shift: shift.clone(), area: area.clone(), since: at });
+            }
+            RosterEvent::ShiftCheckedOut { agent, .. } => {
+                rosters.checked_in.remove(agent);
+            }
+        }
+    }
+
     /// Whether a person's declared availability covers every weekly
     /// occurrence of `shift` (true when they declared none).
     pub fn available_for(&self, agent: &AgentId, shift: &ShiftSpec) -> bool {

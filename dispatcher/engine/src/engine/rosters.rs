@@ -16,8 +16,7 @@ use crate::ids::{AgentId, AreaId, Millis, check_id, quote};
 use crate::incident::Incident;
 use crate::policy::{Mode, OffShift};
 use crate::rosters::{
-    Absence, MINUTES_PER_DAY, Occurrence, RosterCommand, RosterEvent, RosterState, ShiftId, ShiftSpec, Swap, SwapId, SwapStatus,
-    WeeklyWindow,
+    MINUTES_PER_DAY, Occurrence, RosterCommand, RosterEvent, RosterState, ShiftId, ShiftSpec, SwapId, SwapStatus, WeeklyWindow,
 };
 
 /// Shifts one command may set.
@@ -346,61 +345,7 @@ impl Engine {
     }
 
     pub(super) fn apply_rosters(&mut self, event: &RosterEvent, at: Millis, actor: &str) {
-        let rosters = &mut self.state.rosters;
-        match event {
-            RosterEvent::ShiftsSet { shifts } => {
-                for shift in shifts {
-                    rosters.shifts.insert(shift.id.clone(), shift.clone());
-                }
-            }
-            RosterEvent::ShiftRemoved { shift } => {
-                rosters.shifts.remove(shift);
-            }
-            RosterEvent::AvailabilitySet { agent, windows } => {
-                if windows.is_empty() {
-                    rosters.availability.remove(agent);
-                } else {
-                    rosters.availability.insert(agent.clone(), windows.clone());
-                }
-            }
-            RosterEvent::AbsenceRecorded { absence } => {
-                let absences: &mut Vec<Absence> = rosters.absences.entry(absence.agent.clone()).or_default();
-                absences.push(absence.clone());
-            }
-            RosterEvent::SwapRequested { swap, shift, day, from, to } => {
-                rosters.swaps_made += 1;
-                rosters.swaps.insert(
-                    swap.clone(),
-                    Swap {
-                        id: swap.clone(),
-                        shift: shift.clone(),
-                        day: *day,
-                        from: from.clone(),
-                        to: to.clone(),
-                        status: SwapStatus::Requested,
-                        requested_at: at,
-                        requested_by: actor.to_string(),
-                        decided_by: String::new(),
-                        reason: String::new(),
-                    },
-                );
-            }
-            RosterEvent::SwapDecided { swap, approved, reason } => {
-                if let Some(record) = rosters.swaps.get_mut(swap) {
-                    record.status = if *approved { SwapStatus::Approved } else { SwapStatus::Rejected };
-                    record.decided_by = actor.to_string();
-                    record.reason = reason.clone();
-                }
-            }
-            RosterEvent::ShiftCheckedIn { agent, shift, area } => {
-                rosters
-                    .checked_in
-                    .insert(agent.clone(), crate::rosters::Attendance { shift: shift.clone(), area: area.clone(), since: at });
-            }
-            RosterEvent::ShiftCheckedOut { agent, .. } => {
-                rosters.checked_in.remove(agent);
-            }
-        }
+        self.state.rosters.apply(event, at, actor);
     }
 
     /// Who is on duty now in each area with a roster, by area.
