@@ -6,7 +6,7 @@
 use pingji_engine::areas::AreaMap;
 use pingji_engine::event::{Event, EventKind};
 use pingji_engine::ids::{AgentId, AreaId};
-use pingji_engine::roster::AgentProfile;
+use pingji_engine::roster::{AgentProfile, Role};
 use pingji_engine::rosters::{MINUTES_PER_DAY, RosterState, ShiftId, ShiftSpec};
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +25,9 @@ pub struct ShiftEntry {
     pub hours: f64,
     #[serde(default)]
     pub people: Vec<String>,
+    /// A role's snake_case name, as in the roster: `community_worker`.
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     #[serde(default)]
     pub count: usize,
 }
@@ -53,8 +54,7 @@ pub fn shifts(entries: &[ShiftEntry], people: &[AgentProfile], areas: &AreaMap) 
             return Err(format!("shift {}: hours = {} is out of range; give up to 24", entry.id, entry.hours));
         }
         let mut workers: Vec<AgentId> = entry.people.iter().map(AgentId::new).collect();
-        if let Some(role) = &entry.role {
-            let role = crate::drill::parse_role(role).ok_or_else(|| format!("shift {}: role {role} is not known", entry.id))?;
+        if let Some(role) = entry.role {
             let mut living: Vec<&AgentProfile> = people
                 .iter()
                 .filter(|person| person.role == role)
