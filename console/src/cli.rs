@@ -131,6 +131,91 @@ pub enum Command {
     /// return, cancel)
     #[command(subcommand)]
     Supplies(SuppliesCommand),
+    /// Duty rosters (值班排班): who is on duty now, shifts, swaps,
+    /// check-in and check-out, a person's calendar (.ics)
+    #[command(subcommand)]
+    Rosters(RostersCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RostersCommand {
+    /// Who is on duty now, per shift running (in an area and below it)
+    Now {
+        #[arg(long, default_value = "")]
+        area: String,
+    },
+    /// The shifts of an area and below it, or all
+    Shifts {
+        #[arg(long, default_value = "")]
+        area: String,
+    },
+    /// Add or replace a shift (commander): `--days 1-5 --start 08:00 --hours 24`
+    SetShift {
+        id: String,
+        #[arg(long)]
+        area: String,
+        /// duty_officer, on_call_grid_leader, ...
+        #[arg(long)]
+        duty: String,
+        /// ISO weekdays: 1-7, mon-fri, 1,3,5, daily
+        #[arg(long, default_value = "daily")]
+        days: String,
+        /// Local start time, HH:MM
+        #[arg(long)]
+        start: String,
+        /// Length in hours (up to 24)
+        #[arg(long)]
+        hours: f64,
+        /// Who works it: ids separated by commas
+        #[arg(long, default_value = "")]
+        people: String,
+    },
+    RemoveShift {
+        id: String,
+    },
+    /// Ask for a swap of today's (or `--day`'s) occurrence: FROM gives it to TO
+    Swap {
+        shift: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// The occurrence's local date as days since 1970-01-01 (default: today)
+        #[arg(long)]
+        day: Option<i64>,
+    },
+    /// Approve a swap (commander)
+    Approve {
+        swap: String,
+    },
+    /// Reject a swap (commander)
+    Reject {
+        swap: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    Swaps {
+        #[arg(long, default_value = "")]
+        agent: String,
+    },
+    /// Record that a person started their shift
+    CheckIn {
+        agent: String,
+        #[arg(long)]
+        shift: String,
+    },
+    CheckOut {
+        agent: String,
+    },
+    /// A person's shifts as an iCalendar file (RFC 5545)
+    Ics {
+        agent: String,
+        #[arg(long, default_value_t = 28)]
+        days: u32,
+        /// Write it here instead of to standard output
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -38,7 +38,7 @@ use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
     AccountCommand, AgentsCommand, AreasCommand, CallupCommand, CapCommand, Cli, Command, IncidentCommand, MessageCommand,
-    ModeCommand, PhotoCommand, PlanCommand, ReportCommand, RosterCommand, SuppliesCommand, WebhooksCommand,
+    ModeCommand, PhotoCommand, PlanCommand, ReportCommand, RosterCommand, RostersCommand, SuppliesCommand, WebhooksCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;
@@ -321,6 +321,26 @@ async fn execute(
                     s::move_stock(client, &from, &to, &item, quantity, as_json).await
                 }
                 SuppliesCommand::Repair { unit, back } => s::repair(client, &unit, back, as_json).await,
+            }
+        }
+        Command::Rosters(command) => {
+            let mut rosters = connection.rosters();
+            let client = &mut rosters;
+            use commands::rosters as r;
+            match command {
+                RostersCommand::Now { area } => r::now(client, &area, as_json).await,
+                RostersCommand::Shifts { area } => r::shifts(client, &area, as_json).await,
+                RostersCommand::SetShift { id, area, duty, days, start, hours, people } => {
+                    r::set_shift(client, r::ShiftArgs { id, area, duty, days, start, hours, people }, as_json).await
+                }
+                RostersCommand::RemoveShift { id } => r::remove_shift(client, &id, as_json).await,
+                RostersCommand::Swap { shift, from, to, day } => r::swap(client, &shift, &from, &to, day, as_json).await,
+                RostersCommand::Approve { swap } => r::decide(client, &swap, true, "", as_json).await,
+                RostersCommand::Reject { swap, reason } => r::decide(client, &swap, false, &reason, as_json).await,
+                RostersCommand::Swaps { agent } => r::swaps(client, &agent, as_json).await,
+                RostersCommand::CheckIn { agent, shift } => r::check_in(client, &agent, &shift, as_json).await,
+                RostersCommand::CheckOut { agent } => r::check_out(client, &agent, as_json).await,
+                RostersCommand::Ics { agent, days, output } => r::ics(client, &agent, days, output.as_deref()).await,
             }
         }
     }

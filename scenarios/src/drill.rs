@@ -49,6 +49,9 @@ pub struct DrillFile {
     /// Depots and their stock (`[[depot]]`).
     #[serde(default, rename = "depot")]
     pub depots: Vec<crate::supplies::DepotEntry>,
+    /// Duty roster shifts (`[[shift]]`).
+    #[serde(default, rename = "shift")]
+    pub shifts: Vec<crate::shifts::ShiftEntry>,
     /// Safety check-ins on scene: the intervals (over the policy's) and
     /// the share of people on assignments who check in.
     #[serde(default)]

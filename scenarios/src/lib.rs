@@ -15,6 +15,7 @@
 //!   borders (from the offers' `from_area`).
 //! - [`roster`]: people from a CSV or generated per grid.
 //! - [`sim`]: the in-process runner on a virtual clock.
+//! - [`shifts`]: a drill's duty roster (`[[shift]]`) and the share of offers to people on shift.
 //! - [`supplies`]: a drill's depots and scripted supply requests, and the report's supply figures.
 //! - [`live`]: the live runner: real gRPC sessions against a dispatcher,
 //!   connected through `pingji-client` as the console and field agent are;
@@ -39,6 +40,7 @@ pub mod live;
 pub mod report;
 pub mod roster;
 pub mod safety;
+pub mod shifts;
 pub mod sim;
 pub mod supplies;
 pub mod svg;
@@ -141,5 +143,6 @@ pub fn build_report(
         report.expectations.extend(result);
     }
     report.passed = report.expectations.iter().all(|result| result.passed);
+    report.shifts = shifts::figures(events, drill.policy.rosters.utc_offset_minutes);
     report
 }

@@ -216,6 +216,15 @@ impl Simulation<'_> {
                 .map_err(|rejection| anyhow::anyhow!("the depots were refused: {rejection}"))?;
             self.handle(events)?;
         }
+        if !self.drill.file.shifts.is_empty() {
+            let shifts = crate::shifts::shifts(&self.drill.file.shifts, &people, &self.areas).map_err(anyhow::Error::msg)?;
+            let command = Command::Rosters(pingji_engine::rosters::RosterCommand::SetShifts(shifts));
+            let events = self
+                .engine
+                .execute(command, OPERATOR, self.now)
+                .map_err(|rejection| anyhow::anyhow!("the shifts were refused: {rejection}"))?;
+            self.handle(events)?;
+        }
         let connected_share = if self.drill.roster_csv.is_some() { self.drill.file.roster.connected_share } else { 1.0 };
         for profile in people {
             let home = profile

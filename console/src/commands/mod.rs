@@ -23,6 +23,7 @@
 //! - [`why`]: `incident why ID [--agent P]`, `incident merge ID --into ID`, and
 //!   the look for possible duplicates before `incident create`.
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
+//! - [`rosters`]: `rosters now|shifts|set-shift|remove-shift|swap|approve|reject|swaps|check-in|check-out|ics`.
 //! - [`supplies`]: `supplies import|export|depots|levels|request|propose|confirm|dispatch|deliver|return|cancel|requests|move|repair`.
 
 pub mod account;
@@ -41,6 +42,7 @@ pub mod photo;
 pub mod plan;
 pub mod report;
 pub mod roster;
+pub mod rosters;
 pub mod supplies;
 pub mod webhooks;
 pub mod why;

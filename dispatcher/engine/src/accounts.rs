@@ -106,6 +106,14 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         "RequestSupplies" | "ConfirmSupplies" | "DispatchSupplies" | "DeliverSupplies" | "ReturnSupplies"
         | "CancelSupplyRequest" | "SetUnitStatus" => Dispatcher,
         "ImportSupplies" | "MoveStock" => Commander,
+        // RosterService: who is on duty is for the whole command room; a
+        // person's calendar, absences, availability, swap requests and
+        // attendance the dispatcher's; shifts and swap decisions the
+        // commander's.
+        "ListShifts" | "OnDutyNow" => Viewer,
+        "SetAvailability" | "RecordAbsence" | "RequestSwap" | "ListSwaps" | "CheckInShift" | "CheckOutShift"
+        | "PersonCalendar" => Dispatcher,
+        "SetShifts" | "RemoveShift" | "DecideSwap" => Commander,
         // Photos show people and places as they are: not for viewers.
         "CreateIncident" | "ImportEido" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto"
         | "FindDuplicates" | "MergeIncidents" => {

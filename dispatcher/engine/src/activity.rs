@@ -19,6 +19,9 @@
 //! - hours on assignments run from acceptance to completion (or the
 //!   incident's end), hours on duty while the person's status is not off
 //!   duty; both are cut to the period (and to `now` for a period not over).
+//! - hours on shift run from a check-in to a duty roster's shift to the
+//!   check-out (cut the same way); a shift counts as worked when checked
+//!   out of in the period. They count where the shift's area is in the area.
 //! - field reports count when made, their triage (accepted, merged,
 //!   rejected) when it happened in the period.
 //! - a call-up counts for each person called when issued; a check-in when
@@ -85,6 +88,10 @@ pub struct PersonActivity {
     pub arrive_times_s: Vec<f64>,
     pub on_assignment_ms: i64,
     pub on_duty_ms: i64,
+    /// Checked in to duty roster shifts (see `crate::rosters`).
+    pub on_shift_ms: i64,
+    /// Shifts checked out of in the period.
+    pub shifts_worked: u32,
     pub reports: u32,
     pub reports_accepted: u32,
     pub reports_merged: u32,
@@ -112,6 +119,8 @@ impl PersonActivity {
             arrive_times_s: Vec::new(),
             on_assignment_ms: 0,
             on_duty_ms: 0,
+            on_shift_ms: 0,
+            shifts_worked: 0,
             reports: 0,
             reports_accepted: 0,
             reports_merged: 0,
@@ -137,6 +146,9 @@ impl PersonActivity {
     }
     pub fn on_duty_hours(&self) -> f64 {
         self.on_duty_ms as f64 / 3_600_000.0
+    }
+    pub fn on_shift_hours(&self) -> f64 {
+        self.on_shift_ms as f64 / 3_600_000.0
     }
 }
 
@@ -231,6 +243,8 @@ pub struct ActivityFold {
     reporters: HashMap<IncidentId, AgentId>,
     /// Grids below their minimum now, since when.
     low_grids: HashMap<AreaId, (Millis, bool)>,
+    /// People checked in to a roster shift: since when, and its area.
+    on_shift: HashMap<AgentId, (Millis, AreaId)>,
     rows: BTreeMap<AgentId, PersonActivity>,
     area_rows: BTreeMap<(AreaLevel, AreaId), AreaActivity>,
     last_at: Millis,
@@ -250,6 +264,7 @@ impl ActivityFold {
             callups: HashMap::new(),
             reporters: HashMap::new(),
             low_grids: HashMap::new(),
+            on_shift: HashMap::new(),
             rows: BTreeMap::new(),
             area_rows: BTreeMap::new(),
             last_at: Millis(i64::MIN),
@@ -591,7 +606,30 @@ impl ActivityFold {
                     self.end_alert(grid, since, at, raised_in_period);
                 }
             }
+            EventKind::Rosters(crate::rosters::RosterEvent::ShiftCheckedIn { agent, area, .. }) => {
+                self.on_shift.insert(agent.clone(), (at, area.clone()));
+            }
+            EventKind::Rosters(crate::rosters::RosterEvent::ShiftCheckedOut { agent, .. }) => {
+                let in_period = self.in_period(at);
+                self.end_shift(agent, at, in_period);
+            }
             _ => {}
+        }
+    }
+
+    /// Counts a shift checked in to until `at` (`worked`: checked out in the period).
+    fn end_shift(&mut self, agent: &AgentId, at: Millis, worked: bool) {
+        let Some((since, area)) = self.on_shift.remove(agent) else {
+            return;
+        };
+        if !self.area_in_scope(Some(&area)) {
+            return;
+        }
+        let on_shift = self.overlap_ms(since, at);
+        if on_shift > 0 || worked {
+            let row = self.row(agent);
+            row.on_shift_ms += on_shift;
+            row.shifts_worked += u32::from(worked);
         }
     }
 
@@ -641,6 +679,10 @@ impl ActivityFold {
             self.people.iter().filter(|(_, person)| person.on_duty_since.is_some()).map(|(id, _)| id.clone()).collect();
         for agent in on_duty {
             self.end_duty(&agent, end);
+        }
+        let checked_in: Vec<AgentId> = self.on_shift.keys().cloned().collect();
+        for agent in checked_in {
+            self.end_shift(&agent, end, false);
         }
         let serving: Vec<(IncidentId, AgentId)> = self.assignments.keys().cloned().collect();
         for (incident, agent) in serving {

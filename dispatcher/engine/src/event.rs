@@ -457,6 +457,8 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "String::is_empty")]
         reason: String,
     },
+    /// Shifts, availability, absences, swaps and attendance (see `rosters`).
+    Rosters(crate::rosters::RosterEvent),
 }
 
 /// Where the position of a help call came from, best first.
@@ -543,6 +545,7 @@ impl EventKind {
             EventKind::BorderAccepted { .. } => "border_accepted",
             EventKind::BorderConfirmed { .. } => "border_confirmed",
             EventKind::BorderReleased { .. } => "border_released",
+            EventKind::Rosters(roster) => roster.name(),
         }
     }
 
@@ -602,6 +605,7 @@ impl EventKind {
             EventKind::OfferSent { offer } => Some(&offer.agent),
             EventKind::Notified(step) => Some(&step.agent),
             EventKind::Supplies(supply) => supply.agent_id(),
+            EventKind::Rosters(roster) => roster.agent_id(),
             _ => None,
         }
     }
@@ -629,6 +633,7 @@ impl EventKind {
             | EventKind::CapAlertIssued { alert: crate::cap::IssuedCapAlert { area, .. } }
             | EventKind::GridStaffingLow { grid: area, .. }
             | EventKind::GridStaffingRestored { grid: area, .. } => Some(area),
+            EventKind::Rosters(roster) => roster.area_id(),
             _ => None,
         }
     }

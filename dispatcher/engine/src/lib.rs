@@ -23,6 +23,7 @@
 //! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`supplies`]: depots, stock of typed items and units, incidents' requests for them.
 //! - [`border`]: people of this shard reserved for another shard's incident.
+//! - [`rosters`]: duty rosters: shifts, availability, absences, swaps, attendance.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`activity`]: who served: per-person and per-area activity folded from the events.
@@ -44,6 +45,7 @@ pub mod message;
 pub mod plans;
 pub mod policy;
 pub mod roster;
+pub mod rosters;
 pub mod safety;
 pub mod spatial;
 pub mod supplies;

@@ -144,6 +144,51 @@ pub struct Policy {
     /// assignment must say they are safe, per grade. Off unless set.
     #[serde(default)]
     pub safety: Safety,
+    /// Duty rosters: the local time zone of shifts and who is offered
+    /// tasks off shift.
+    #[serde(default)]
+    pub rosters: Rosters,
+}
+
+/// Whether people off shift are offered tasks in normal mode, in an area
+/// that has a duty roster (an area without one is not affected, nor any
+/// area in an emergency: then everyone mobilisable is eligible).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OffShift {
+    /// People on shift first; off-shift people only when too few on shift qualify.
+    #[default]
+    AfterOnShift,
+    /// Only people on shift.
+    Never,
+    /// Everyone alike, as without a roster.
+    Always,
+}
+
+impl OffShift {
+    pub fn name(self) -> &'static str {
+        match self {
+            OffShift::AfterOnShift => "after_on_shift",
+            OffShift::Never => "never",
+            OffShift::Always => "always",
+        }
+    }
+}
+
+/// `[rosters]`: see `crate::rosters`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rosters {
+    /// The deployment's local time, in minutes east of UTC (480: China
+    /// Standard Time). Shifts start at local times.
+    pub utc_offset_minutes: i32,
+    pub off_shift_in_normal: OffShift,
+}
+
+impl Default for Rosters {
+    fn default() -> Self {
+        Rosters { utc_offset_minutes: 480, off_shift_in_normal: OffShift::AfterOnShift }
+    }
 }
 
 /// Safety check-ins (PAR, 报平安) per grade: people holding an assignment
@@ -435,6 +480,7 @@ impl Default for Policy {
             ladder: None,
             duplicates: Duplicates::default(),
             safety: Safety::default(),
+            rosters: Rosters::default(),
         }
     }
 }
@@ -541,6 +587,12 @@ impl Policy {
             ladder.validate()?;
         }
         self.safety.interval_min.validate()?;
+        if !(-14 * 60..=14 * 60).contains(&self.rosters.utc_offset_minutes) {
+            return Err(format!(
+                "rosters.utc_offset_minutes = {} is out of range; use -840..=840 (480 is China Standard Time)",
+                self.rosters.utc_offset_minutes
+            ));
+        }
         if !(1..=10_000).contains(&self.duplicates.within_m) {
             return Err(format!("duplicates.within_m = {} is out of range; use 1..=10000 metres", self.duplicates.within_m));
         }

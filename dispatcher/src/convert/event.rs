@@ -64,6 +64,7 @@ fn body_to_pb(kind: &EventKind) -> Body {
         EventKind::BorderReleased { offer, incident, agent, end, reason } => {
             super::border::event_to_pb(&BorderKind::Released(offer, incident, agent, *end, reason))
         }
+        EventKind::Rosters(roster) => super::rosters::event_to_pb(roster),
         EventKind::AreasRetired { areas, service_centres } => {
             Body::AreasRetired(e::AreasRetired { area_ids: area_ids(areas), service_centre_ids: area_ids(service_centres) })
         }
@@ -521,7 +522,9 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
     if let Some(supply) = super::supplies::event_from_pb(body) {
         return supply.map(EventKind::Supplies);
     }
-
+    if let Some(roster) = super::rosters::event_from_pb(body) {
+        return roster.map(EventKind::Rosters);
+    }
     Ok(match body {
         Body::BorderReserved(reserved) => super::border::reserved_from_pb(reserved)?,
         Body::BorderAccepted(accepted) => EventKind::BorderAccepted {
@@ -853,6 +856,14 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         | Body::StockRestored(_)
         | Body::StockMoved(_)
         | Body::UnitStatusSet(_) => return Err("a supply body was not read as one".to_string()),
+        Body::ShiftsSet(_)
+        | Body::ShiftRemoved(_)
+        | Body::AvailabilitySet(_)
+        | Body::AbsenceRecorded(_)
+        | Body::SwapRequested(_)
+        | Body::SwapDecided(_)
+        | Body::ShiftCheckedIn(_)
+        | Body::ShiftCheckedOut(_) => return Err("a roster body was not read as one".to_string()),
     })
 }
 
@@ -1503,6 +1514,60 @@ mod tests {
                     end,
                     reason
                 }),
+            roster_event().prop_map(EventKind::Rosters),
+        ]
+    }
+
+    fn roster_event() -> impl Strategy<Value = pingji_engine::rosters::RosterEvent> {
+        use pingji_engine::rosters::*;
+        let shift = (id(), id(), text(), vec(1u8..=7, 1..4), 0u32..1440, 1u32..=1440, vec(id(), 0..3)).prop_map(
+            |(id, area, duty, days, start_minute, length_minutes, people)| ShiftSpec {
+                id: ShiftId::new(id),
+                area: AreaId::new(area),
+                duty,
+                days,
+                start_minute,
+                length_minutes,
+                people: people.into_iter().map(AgentId::new).collect(),
+            },
+        );
+        let window = (1u8..=7, 0u32..1440, 1u32..10080).prop_map(|(day, start_minute, length_minutes)| WeeklyWindow {
+            day,
+            start_minute,
+            length_minutes,
+        });
+        let kind = prop::sample::select(vec![AbsenceKind::Leave, AbsenceKind::Sick, AbsenceKind::Other]);
+        prop_oneof![
+            vec(shift, 1..3).prop_map(|shifts| RosterEvent::ShiftsSet { shifts }),
+            id().prop_map(|shift| RosterEvent::ShiftRemoved { shift: ShiftId::new(shift) }),
+            (id(), vec(window, 0..3))
+                .prop_map(|(agent, windows)| RosterEvent::AvailabilitySet { agent: AgentId::new(agent), windows }),
+            (id(), any::<i64>(), any::<i64>(), kind).prop_map(|(agent, from, until, kind)| RosterEvent::AbsenceRecorded {
+                absence: Absence { agent: AgentId::new(agent), from: Millis(from), until: Millis(until), kind }
+            }),
+            (id(), id(), any::<i64>(), id(), id()).prop_map(|(swap, shift, day, from, to)| RosterEvent::SwapRequested {
+                swap: SwapId::new(swap),
+                shift: ShiftId::new(shift),
+                day,
+                from: AgentId::new(from),
+                to: AgentId::new(to),
+            }),
+            (id(), any::<bool>(), text()).prop_map(|(swap, approved, reason)| RosterEvent::SwapDecided {
+                swap: SwapId::new(swap),
+                approved,
+                reason
+            }),
+            (id(), id(), id()).prop_map(|(agent, shift, area)| RosterEvent::ShiftCheckedIn {
+                agent: AgentId::new(agent),
+                shift: ShiftId::new(shift),
+                area: AreaId::new(area),
+            }),
+            (id(), id(), id(), any::<i64>()).prop_map(|(agent, shift, area, since)| RosterEvent::ShiftCheckedOut {
+                agent: AgentId::new(agent),
+                shift: ShiftId::new(shift),
+                area: AreaId::new(area),
+                since: Millis(since),
+            }),
         ]
     }
 
@@ -1669,6 +1734,7 @@ mod tests {
                 | EventKind::BorderAccepted { .. }
                 | EventKind::BorderConfirmed { .. }
                 | EventKind::BorderReleased { .. } => {}
+                EventKind::Rosters(_) => {}
             }
         }
         // And every kind the strategy makes has a proto body of its name.
@@ -1679,6 +1745,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 61, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 69, "kinds generated: {seen:?}");
     }
 }

@@ -11,7 +11,7 @@ use pingji_proto::v1 as pb;
 use super::{incident_to_pb, level_to_pb, mode_to_pb, travel_mode_to_pb};
 
 /// Every reason's stable name (`Reason::kind`) and its wire value.
-const KINDS: [(&str, pb::PassOverReason); 11] = [
+const KINDS: [(&str, pb::PassOverReason); 12] = [
     ("lacks_skill", pb::PassOverReason::LacksSkill),
     ("busy", pb::PassOverReason::Busy),
     ("off_duty", pb::PassOverReason::OffDuty),
@@ -23,6 +23,7 @@ const KINDS: [(&str, pb::PassOverReason); 11] = [
     ("outside_area", pb::PassOverReason::OutsideArea),
     ("holds_offer", pb::PassOverReason::HoldsOffer),
     ("not_connected", pb::PassOverReason::NotConnected),
+    ("off_shift", pb::PassOverReason::OffShift),
 ];
 
 pub fn reason_kind_to_pb(kind: &str) -> pb::PassOverReason {
@@ -86,7 +87,7 @@ fn passed_over_to_pb(passed: &PassedOver) -> pb::PassedOverAgent {
         Reason::LocationStale { since } => out.located_at_ms = since.0,
         Reason::BeyondTravelLimit { max_travel_s } => out.max_travel_s = *max_travel_s as u32,
         Reason::OutsideArea { level } => out.level = level_to_pb(*level) as i32,
-        Reason::OffDuty | Reason::Declined | Reason::AlreadyAssigned | Reason::NotConnected => {}
+        Reason::OffDuty | Reason::Declined | Reason::AlreadyAssigned | Reason::NotConnected | Reason::OffShift => {}
     }
     out
 }
@@ -111,6 +112,7 @@ pub fn explanation_to_pb(explanation: &Explanation, now: Millis) -> pb::ExplainI
                 via_area_id: ranked.candidate.via.as_ref().map(|area| area.to_string()).unwrap_or_default(),
                 recent_assignments: ranked.candidate.recent_assignments,
                 offered: ranked.offered,
+                off_shift: ranked.off_shift,
             })
             .collect(),
         candidates_total: explanation.candidates_total,

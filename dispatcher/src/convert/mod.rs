@@ -6,11 +6,13 @@
 //! - [`event`]: events as typed proto messages, their redaction, and back.
 //! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
 //! - [`supplies`]: depots, stock, supply requests and their events.
+//! - [`rosters`]: shifts, availability, absences, swaps, attendance and their events.
 
 pub mod border;
 pub mod cap;
 pub mod event;
 pub mod explain;
+pub mod rosters;
 pub mod supplies;
 
 use pingji_proto::v1 as pb;

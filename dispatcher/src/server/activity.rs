@@ -120,6 +120,8 @@ pub fn person_to_pb(row: &PersonActivity) -> pb::PersonActivity {
         checked_in: row.checked_in,
         missed_callups: row.missed_callups,
         median_check_in_s: row.median_check_in_s(),
+        on_shift_h: row.on_shift_hours(),
+        shifts_worked: row.shifts_worked,
     }
 }
 

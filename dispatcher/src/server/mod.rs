@@ -34,6 +34,7 @@
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 //! - `sizes`: how large one message may be, per service.
 //! - [`supplies`]: `SupplyService`: depots, stock and incidents' requests for supplies.
+//! - [`rosters`]: `RosterService`: duty rosters, who is on duty, swaps, attendance, calendars.
 //! - [`replay`]: replaying a drill's journal for review, changing nothing.
 //! - `web`: the web port: the command map's embedded files and the command
 //!   service over grpc-web.
@@ -56,6 +57,7 @@ pub mod front;
 mod maps;
 mod ownership;
 pub mod replay;
+pub mod rosters;
 mod serving;
 pub mod sharding;
 mod sizes;

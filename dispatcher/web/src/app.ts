@@ -39,6 +39,7 @@ import {
   type PlanActivation,
 } from "./gen/pingji/v1/pingji_pb.js";
 import { mountActivity } from "./activity.js";
+import { mountDuty } from "./duty.js";
 import { dispatcherNow, followDispatcherClock, forgetDispatcherClock, secondsLeft } from "./clock.js";
 import { describe, show } from "./errors.js";
 import { ResponseTimes, duration, metresBetween, percentile } from "./figures.js";
@@ -123,6 +124,7 @@ const client: Client<typeof CommandService> = createClient(
 );
 
 mountActivity(client);
+mountDuty(authorization);
 
 /** Suggestions made of received CAP alerts (a commander's). */
 const capClient: Client<typeof CapService> = createClient(

@@ -59,6 +59,9 @@ pub type CapClient = pingji_proto::v1::cap_service_client::CapServiceClient<Inte
 /// supply requests).
 pub type SupplyClient = pingji_proto::v1::supply_service_client::SupplyServiceClient<InterceptedService<Channel, BearerToken>>;
 
+/// A `RosterService` client carrying the operator's token (duty rosters).
+pub type RosterClient = pingji_proto::v1::roster_service_client::RosterServiceClient<InterceptedService<Channel, BearerToken>>;
+
 /// How a client reaches the dispatchers.
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
@@ -333,6 +336,16 @@ impl Connection {
     /// A `SupplyService` client on this connection with the operator's token.
     pub fn supplies(&self) -> SupplyClient {
         pingji_proto::v1::supply_service_client::SupplyServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.options.bearer.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// A `RosterService` client on this connection with the operator's token.
+    pub fn rosters(&self) -> RosterClient {
+        pingji_proto::v1::roster_service_client::RosterServiceClient::with_interceptor(
             self.channel.clone(),
             self.options.bearer.clone(),
         )

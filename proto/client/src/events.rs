@@ -93,6 +93,14 @@ pub fn kind_name(body: &Body) -> &'static str {
         Body::BorderAccepted(_) => "border_accepted",
         Body::BorderConfirmed(_) => "border_confirmed",
         Body::BorderReleased(_) => "border_released",
+        Body::ShiftsSet(_)
+        | Body::ShiftRemoved(_)
+        | Body::AvailabilitySet(_)
+        | Body::AbsenceRecorded(_)
+        | Body::SwapRequested(_)
+        | Body::SwapDecided(_)
+        | Body::ShiftCheckedIn(_)
+        | Body::ShiftCheckedOut(_) => crate::rosters::event_kind_name(body).unwrap_or("rosters"),
     }
 }
 
@@ -421,6 +429,14 @@ fn summary_of(body: &Body) -> String {
             released.end,
             if released.reason.is_empty() { String::new() } else { format!(": {}", released.reason) }
         ),
+        Body::ShiftsSet(_)
+        | Body::ShiftRemoved(_)
+        | Body::AvailabilitySet(_)
+        | Body::AbsenceRecorded(_)
+        | Body::SwapRequested(_)
+        | Body::SwapDecided(_)
+        | Body::ShiftCheckedIn(_)
+        | Body::ShiftCheckedOut(_) => crate::rosters::event_summary(body).unwrap_or_default(),
         Body::CapSuggestionApproved(approved) => format!("CAP suggestion {} approved", approved.suggestion_id),
         Body::CapSuggestionDismissed(dismissed) => {
             format!("CAP suggestion {} dismissed: {}", dismissed.suggestion_id, dismissed.reason)

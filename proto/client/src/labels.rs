@@ -70,6 +70,7 @@ pub fn pass_over_reason_name(reason: i32) -> &'static str {
         Ok(pb::PassOverReason::OutsideArea) => "outside the area",
         Ok(pb::PassOverReason::HoldsOffer) => "answering another offer",
         Ok(pb::PassOverReason::NotConnected) => "not connected",
+        Ok(pb::PassOverReason::OffShift) => "off shift",
         Ok(pb::PassOverReason::Unspecified) | Err(_) => "other",
     }
 }

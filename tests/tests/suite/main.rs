@@ -38,6 +38,7 @@ mod privacy_and_paging;
 mod push;
 mod redis_store;
 mod retention;
+mod rosters;
 mod safety;
 mod shutdown;
 mod supplies;

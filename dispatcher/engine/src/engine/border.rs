@@ -57,6 +57,8 @@ impl Engine {
             k: query.k,
             now: query.now,
             holds_offer_of: None,
+            // In an emergency shifts do not narrow who is offered.
+            on_shift: None,
         };
         self.find_candidates(&search)
     }

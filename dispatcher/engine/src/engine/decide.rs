@@ -415,6 +415,7 @@ impl Engine {
                 Ok(Vec::new())
             }
             Command::Supplies(supply) => self.decide_supplies(supply),
+            Command::Rosters(roster) => self.decide_rosters(roster, now),
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])

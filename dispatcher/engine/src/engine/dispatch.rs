@@ -80,6 +80,8 @@ pub struct CandidateQuery<'a> {
     /// as free for it (an explanation ranks them with everyone else; the
     /// search itself never sets this).
     pub holds_offer_of: Option<&'a BTreeSet<AgentId>>,
+    /// Only these people (on shift now, see `super::rosters`); `None`: anyone.
+    pub on_shift: Option<&'a BTreeSet<AgentId>>,
 }
 
 /// The first check of [`Engine::qualify`] a person failed: why they are
@@ -104,6 +106,8 @@ pub enum Exclusion {
     LacksSkill,
     /// A reserve, not offered tasks in the mode in force.
     NotEligible,
+    /// Off shift where the area has a duty roster (normal mode).
+    OffShift,
 }
 
 impl<'a> CandidateQuery<'a> {
@@ -119,6 +123,7 @@ impl<'a> CandidateQuery<'a> {
             k,
             now,
             holds_offer_of: None,
+            on_shift: None,
         }
     }
 }
@@ -171,6 +176,7 @@ impl Engine {
             k,
             now,
             holds_offer_of: None,
+            on_shift: None,
         };
         self.find_candidates(&query)
     }
@@ -375,6 +381,9 @@ impl Engine {
         if roles_allowed.is_some_and(|roles| !roles.contains(&roster.role)) {
             return Err(Exclusion::OutsideArea);
         }
+        if query.on_shift.is_some_and(|on_shift| !on_shift.contains(agent)) {
+            return Err(Exclusion::OffShift);
+        }
         Ok(Candidate {
             agent: agent.clone(),
             distance_m,
@@ -530,8 +539,7 @@ impl Engine {
             let mode_policy = self.policy.for_mode(reach.mode);
             let slots =
                 ((incident.still_needed() * mode_policy.parallel_offers) as usize).saturating_sub(incident.open_offers.len());
-            let query = CandidateQuery::offer(incident, &reach, slots + self.policy.batch_spare_candidates as usize, now);
-            let candidates = self.find_candidates(&query);
+            let candidates = self.offer_candidates(incident, &reach, slots + self.policy.batch_spare_candidates as usize, now);
             let mut incident_options = Options::with_capacity(candidates.len());
             for candidate in &candidates {
                 let cost =
@@ -614,8 +622,7 @@ impl Engine {
             if outstanding >= wanted {
                 return;
             }
-            let query = CandidateQuery::offer(incident, &reach, wanted - outstanding, now);
-            let candidates = self.find_candidates(&query);
+            let candidates = self.offer_candidates(incident, &reach, wanted - outstanding, now);
             let short = candidates.len() < wanted - outstanding;
             if !candidates.is_empty() {
                 for candidate in candidates {
@@ -917,7 +924,8 @@ impl Engine {
             | Command::Supplies(_)
             | Command::BorderReserve(_)
             | Command::BorderConfirm { .. }
-            | Command::BorderOffer { .. } => {}
+            | Command::BorderOffer { .. }
+            | Command::Rosters(_) => {}
         }
     }
 

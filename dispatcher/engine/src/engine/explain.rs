@@ -44,6 +44,9 @@ pub struct RankedCandidate {
     pub travel_mode: TravelMode,
     /// They hold an open offer of this incident already.
     pub offered: bool,
+    /// Off shift where the area has a duty roster: ranked after everyone
+    /// on shift (`[rosters] off_shift_in_normal = "after_on_shift"`).
+    pub off_shift: bool,
 }
 
 /// Why a person is not a candidate, with what the operator needs to act.
@@ -84,6 +87,9 @@ pub enum Reason {
     },
     /// No session, or no live location yet.
     NotConnected,
+    /// Off shift where the area has a duty roster, and the policy offers
+    /// tasks in normal mode to people on shift only.
+    OffShift,
 }
 
 impl Reason {
@@ -101,6 +107,7 @@ impl Reason {
             Reason::OutsideArea { .. } => "outside_area",
             Reason::HoldsOffer { .. } => "holds_offer",
             Reason::NotConnected => "not_connected",
+            Reason::OffShift => "off_shift",
         }
     }
 }
@@ -222,6 +229,20 @@ impl Engine {
                 }
             }
         }
+        // The duty roster's rule: people off shift are passed over
+        // ("never") or ranked after everyone on shift ("after_on_shift").
+        let shift_rule = self.shift_rule(incident, &reach, now);
+        let off_shift = |candidate: &Candidate| shift_rule.as_ref().is_some_and(|rule| !rule.on_shift.contains(&candidate.agent));
+        if shift_rule.as_ref().is_some_and(|rule| rule.off_shift == crate::policy::OffShift::Never) {
+            let (on, off): (Vec<Candidate>, Vec<Candidate>) = qualified.into_iter().partition(|candidate| !off_shift(candidate));
+            qualified = on;
+            for candidate in off {
+                if let Some((agent, _)) = self.state.agents.get_key_value(&candidate.agent) {
+                    passed_refs.push((candidate.distance_m, agent, Exclusion::OffShift));
+                    *reason_counts.entry("off_shift").or_default() += 1;
+                }
+            }
+        }
         for (_, agent, exclusion) in &passed_refs[..to_count] {
             let kind = self.reason_kind(*exclusion, incident, agent);
             *reason_counts.entry(kind).or_default() += 1;
@@ -245,7 +266,7 @@ impl Engine {
                 })
             })
             .collect();
-        qualified.sort_by(|a, b| rank(a).cmp(&rank(b)));
+        qualified.sort_by(|a, b| (off_shift(a), rank(a)).cmp(&(off_shift(b), rank(b))));
         let candidates_total = qualified.len() as u32;
         let candidates = qualified
             .into_iter()
@@ -255,13 +276,17 @@ impl Engine {
                 let travel_mode =
                     self.state.agents.get(&candidate.agent).map(|record| record.profile.travel_mode).unwrap_or_default();
                 let offered = offered.contains(&candidate.agent);
-                RankedCandidate { rank: position as u32 + 1, candidate, travel_mode, offered }
+                let off_shift = off_shift(&candidate);
+                RankedCandidate { rank: position as u32 + 1, candidate, travel_mode, offered, off_shift }
             })
             .collect::<Vec<_>>();
         let candidates = match &query.agent {
             // One person's rank is among everyone who qualifies, which an
             // unfiltered call would give; work it out the same way.
-            Some(_) if !candidates.is_empty() => self.rank_of(incident, candidates, &candidate_query, stale_before, max_travel_s),
+            Some(_) if !candidates.is_empty() => {
+                let on_shift = shift_rule.as_ref().map(|rule| &rule.on_shift);
+                self.rank_of(incident, candidates, &candidate_query, on_shift, stale_before, max_travel_s)
+            }
             _ => candidates,
         };
         Ok(Explanation {
@@ -285,9 +310,12 @@ impl Engine {
         incident: &Incident,
         mut found: Vec<RankedCandidate>,
         query: &CandidateQuery<'_>,
+        on_shift: Option<&BTreeSet<AgentId>>,
         stale_before: i64,
         max_travel_s: u64,
     ) -> Vec<RankedCandidate> {
+        // Off shift ranks after on shift where a roster applies.
+        let tier = |agent: &AgentId| on_shift.is_some_and(|on_shift| !on_shift.contains(agent));
         let Some(mut entry) = found.pop() else {
             return found;
         };
@@ -303,7 +331,7 @@ impl Engine {
                 let speed = live.indexed_as.speed_mps(&self.policy.speeds);
                 self.qualify_live(query, agent, Some(live), distance_m, speed, stale_before, Some(max_travel_s as f64)).ok()
             })
-            .filter(|other| rank(other) < rank(&entry.candidate))
+            .filter(|other| (tier(&other.agent), rank(other)) < (tier(&entry.candidate.agent), rank(&entry.candidate)))
             .count();
         entry.rank = ahead as u32 + 1;
         vec![entry]
@@ -332,6 +360,7 @@ impl Engine {
             },
             Exclusion::LacksSkill => "lacks_skill",
             Exclusion::NotEligible => "reserve",
+            Exclusion::OffShift => "off_shift",
         };
         debug_assert!(
             self.state
@@ -375,6 +404,7 @@ impl Engine {
                 Reason::LacksSkill { skills: incident.spec.skills.difference(&record.profile.skills).cloned().collect() }
             }
             Exclusion::NotEligible => Reason::Reserve { mode: reach.mode },
+            Exclusion::OffShift => Reason::OffShift,
         }
     }
 

@@ -49,7 +49,7 @@ pub struct PlanStart<'a> {
 
 impl Engine {
     /// Is `area` the area at `level` of `other`'s lineage, or `other` itself?
-    fn area_within(&self, other: &AreaId, area: &AreaId) -> bool {
+    pub(super) fn area_within(&self, other: &AreaId, area: &AreaId) -> bool {
         let Some(level) = self.state.areas.get(area).map(|spec| spec.level) else {
             return false;
         };

@@ -23,6 +23,8 @@
 //! - [`reports`]: field reports and their triage.
 //! - [`check_ins`]: safety check-ins on scene (PAR) and help calls (求助).
 //! - [`supplies`]: supply requests, reservations and stock alerts.
+//! - [`rosters`]: duty rosters: deciding and folding their events, and
+//!   who is on shift for dispatch.
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
@@ -40,6 +42,7 @@ pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
+pub mod rosters;
 pub mod supplies;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -346,6 +349,8 @@ pub enum Command {
         accepted: bool,
         reason: String,
     },
+    /// Duty rosters: shifts, availability, absences, swaps, attendance.
+    Rosters(crate::rosters::RosterCommand),
 }
 
 /// One activation of a plan on an area.
@@ -451,6 +456,9 @@ pub struct State {
     /// People of this shard reserved for other shards' incidents, by offer.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub border: BTreeMap<OfferId, crate::border::BorderReservation>,
+    /// Shifts, availability, absences, swaps and who is checked in.
+    #[serde(default)]
+    pub rosters: crate::rosters::RosterState,
 }
 
 impl State {

@@ -1,0 +1,300 @@
+//! `RosterService`: duty rosters (roles in
+//! `pingji_engine::accounts::role_needed`). Every change goes through the
+//! engine as `Command::Rosters` and is journaled before the answer; reads
+//! are answered from the engine's state at the dispatcher's clock.
+
+use pingji_engine::Rejection;
+use pingji_engine::engine::{Command, Engine};
+use pingji_engine::event::EventKind;
+use pingji_engine::ids::{AgentId, AreaId, Millis, quote};
+use pingji_engine::rosters::{RosterCommand, RosterEvent, ShiftId, SwapId, local_day, to_ics};
+use pingji_proto::v1 as pb;
+use pingji_proto::v1::roster_service_server::RosterService;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::convert::rosters::{
+    absence_from_pb, absence_to_pb, attendance_to_pb, occurrence_to_pb, shift_from_pb, shift_to_pb, swap_to_pb, window_from_pb,
+    window_to_pb,
+};
+use crate::runtime::Dispatcher;
+use crate::server::auth::caller;
+use crate::server::error;
+
+/// Days a calendar covers when the request does not say, and at most.
+const CALENDAR_DAYS: u32 = 28;
+const MAX_CALENDAR_DAYS: u32 = 366;
+
+pub struct RosterApi {
+    pub dispatcher: Dispatcher,
+}
+
+fn required(field: &'static str, value: &str, what: &str) -> Result<String, Status> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(error::invalid_field(field, &format!("{field} is empty; {what}")));
+    }
+    Ok(value.to_string())
+}
+
+/// An area the caller named, checked to be on the map (empty: none).
+fn area_filter(engine: &Engine, area: &str) -> Result<Option<AreaId>, Rejection> {
+    let area = area.trim();
+    if area.is_empty() {
+        return Ok(None);
+    }
+    let area = AreaId::new(area);
+    if !engine.state().areas.contains(&area) {
+        return Err(Rejection::NotFound(format!("area {} is not on the map; list areas to find its id", quote(area.as_str()))));
+    }
+    Ok(Some(area))
+}
+
+fn swap_view(engine: &Engine, swap: &SwapId) -> Option<pb::Swap> {
+    let rosters = engine.rosters();
+    rosters.swaps.get(swap).map(|record| swap_to_pb(record, rosters, engine.roster_utc_offset()))
+}
+
+impl RosterApi {
+    async fn run(&self, command: RosterCommand, actor: String) -> Result<(), Status> {
+        self.dispatcher.execute(Command::Rosters(command), actor, |_, _| ()).await?;
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl RosterService for RosterApi {
+    #[instrument(skip_all)]
+    async fn set_shifts(&self, request: Request<pb::SetShiftsRequest>) -> Result<Response<pb::SetShiftsResponse>, Status> {
+        let actor = caller(&request)?.actor();
+        let shifts: Vec<_> = request.get_ref().shifts.iter().map(shift_from_pb).collect();
+        let count = shifts.len() as u32;
+        self.run(RosterCommand::SetShifts(shifts), actor).await?;
+        Ok(Response::new(pb::SetShiftsResponse { shifts: count }))
+    }
+
+    #[instrument(skip_all)]
+    async fn remove_shift(&self, request: Request<pb::RemoveShiftRequest>) -> Result<Response<pb::Shift>, Status> {
+        let actor = caller(&request)?.actor();
+        let id = ShiftId::new(required("shift_id", &request.get_ref().shift_id, "name the shift to remove")?);
+        let removed = self
+            .dispatcher
+            .query({
+                let id = id.clone();
+                move |engine, _| engine.rosters().shifts.get(&id).map(shift_to_pb)
+            })
+            .await?;
+        self.run(RosterCommand::RemoveShift(id), actor).await?;
+        removed.map(Response::new).ok_or_else(|| error::internal("the shift was removed but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_shifts(&self, request: Request<pb::ListShiftsRequest>) -> Result<Response<pb::ListShiftsResponse>, Status> {
+        let area = request.into_inner().area_id;
+        let shifts = self
+            .dispatcher
+            .query(move |engine, _| {
+                let area = area_filter(engine, &area)?;
+                Ok::<_, Rejection>(engine.shifts_in(area.as_ref()).into_iter().map(shift_to_pb).collect())
+            })
+            .await?
+            .map_err(error::rejection_status)?;
+        Ok(Response::new(pb::ListShiftsResponse { shifts }))
+    }
+
+    #[instrument(skip_all)]
+    async fn on_duty_now(&self, request: Request<pb::OnDutyNowRequest>) -> Result<Response<pb::OnDutyNowResponse>, Status> {
+        let area = request.into_inner().area_id;
+        let answer = self
+            .dispatcher
+            .query(move |engine, now| {
+                let area = area_filter(engine, &area)?;
+                let on_duty = engine.on_duty(area.as_ref(), now);
+                Ok::<_, Rejection>(pb::OnDutyNowResponse {
+                    on_duty: on_duty.iter().map(|occurrence| occurrence_to_pb(occurrence, engine.rosters())).collect(),
+                    now_ms: now.0,
+                    utc_offset_minutes: engine.roster_utc_offset(),
+                })
+            })
+            .await?
+            .map_err(error::rejection_status)?;
+        Ok(Response::new(answer))
+    }
+
+    #[instrument(skip_all)]
+    async fn set_availability(
+        &self,
+        request: Request<pb::SetAvailabilityRequest>,
+    ) -> Result<Response<pb::SetAvailabilityResponse>, Status> {
+        let actor = caller(&request)?.actor();
+        let agent = AgentId::new(required("agent_id", &request.get_ref().agent_id, "name the person")?);
+        let windows = request.get_ref().windows.iter().map(window_from_pb).collect();
+        let answer = self
+            .dispatcher
+            .execute(
+                Command::Rosters(RosterCommand::SetAvailability { agent: agent.clone(), windows }),
+                actor,
+                move |engine, _| pb::SetAvailabilityResponse {
+                    agent_id: agent.to_string(),
+                    windows: engine
+                        .rosters()
+                        .availability
+                        .get(&agent)
+                        .map(|windows| windows.iter().map(window_to_pb).collect())
+                        .unwrap_or_default(),
+                },
+            )
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    #[instrument(skip_all)]
+    async fn record_absence(&self, request: Request<pb::RecordAbsenceRequest>) -> Result<Response<pb::Absence>, Status> {
+        let actor = caller(&request)?.actor();
+        let Some(absence) = request.get_ref().absence.as_ref() else {
+            return Err(error::invalid_field("absence", "absence is missing; give agent_id, from_ms, until_ms and kind"));
+        };
+        let absence = absence_from_pb(absence).map_err(error::rejection_status)?;
+        let answer = absence_to_pb(&absence);
+        self.run(RosterCommand::RecordAbsence(absence), actor).await?;
+        Ok(Response::new(answer))
+    }
+
+    #[instrument(skip_all)]
+    async fn request_swap(&self, request: Request<pb::RequestSwapRequest>) -> Result<Response<pb::Swap>, Status> {
+        let actor = caller(&request)?.actor();
+        let request = request.into_inner();
+        let shift = ShiftId::new(required("shift_id", &request.shift_id, "name the shift")?);
+        let from = AgentId::new(required("from_agent_id", &request.from_agent_id, "name who gives the shift away")?);
+        let to = AgentId::new(required("to_agent_id", &request.to_agent_id, "name who takes it")?);
+        let day = match (request.day, request.starts_at_ms) {
+            (0, 0) => {
+                return Err(error::invalid_field(
+                    "day",
+                    "name the occurrence: its local date as day (days since 1970-01-01) or a time on that date as starts_at_ms",
+                ));
+            }
+            (0, at) => {
+                let offset = self.dispatcher.query(|engine, _| engine.roster_utc_offset()).await?;
+                local_day(Millis(at), offset)
+            }
+            (day, _) => day,
+        };
+        let swap = self
+            .dispatcher
+            .execute(Command::Rosters(RosterCommand::RequestSwap { shift, day, from, to }), actor, |engine, events| {
+                let id = events.iter().find_map(|event| match &event.kind {
+                    EventKind::Rosters(RosterEvent::SwapRequested { swap, .. }) => Some(swap.clone()),
+                    _ => None,
+                })?;
+                swap_view(engine, &id)
+            })
+            .await?;
+        swap.map(Response::new).ok_or_else(|| error::internal("the swap was requested but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn decide_swap(&self, request: Request<pb::DecideSwapRequest>) -> Result<Response<pb::Swap>, Status> {
+        let actor = caller(&request)?.actor();
+        let request = request.into_inner();
+        let swap = SwapId::new(required("swap_id", &request.swap_id, "name the swap RequestSwap returned")?);
+        let command = RosterCommand::DecideSwap { swap: swap.clone(), approve: request.approve, reason: request.reason };
+        let answer = self.dispatcher.execute(Command::Rosters(command), actor, move |engine, _| swap_view(engine, &swap)).await?;
+        answer.map(Response::new).ok_or_else(|| error::internal("the swap was decided but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_swaps(&self, request: Request<pb::ListSwapsRequest>) -> Result<Response<pb::ListSwapsResponse>, Status> {
+        let agent = request.into_inner().agent_id.trim().to_string();
+        let swaps = self
+            .dispatcher
+            .query(move |engine, _| {
+                let rosters = engine.rosters();
+                rosters
+                    .swaps
+                    .values()
+                    .filter(|swap| agent.is_empty() || swap.from.as_str() == agent || swap.to.as_str() == agent)
+                    .map(|swap| swap_to_pb(swap, rosters, engine.roster_utc_offset()))
+                    .collect()
+            })
+            .await?;
+        Ok(Response::new(pb::ListSwapsResponse { swaps }))
+    }
+
+    #[instrument(skip_all)]
+    async fn check_in_shift(&self, request: Request<pb::CheckInShiftRequest>) -> Result<Response<pb::ShiftAttendance>, Status> {
+        let actor = caller(&request)?.actor();
+        let agent = AgentId::new(required("agent_id", &request.get_ref().agent_id, "name the person")?);
+        let shift = ShiftId::new(required("shift_id", &request.get_ref().shift_id, "name the shift")?);
+        let command = RosterCommand::CheckIn { agent: agent.clone(), shift };
+        let answer = self
+            .dispatcher
+            .execute(Command::Rosters(command), actor, move |engine, _| {
+                engine.rosters().checked_in.get(&agent).map(|attendance| attendance_to_pb(&agent, attendance, None))
+            })
+            .await?;
+        answer.map(Response::new).ok_or_else(|| error::internal("the check-in was made but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn check_out_shift(&self, request: Request<pb::CheckOutShiftRequest>) -> Result<Response<pb::ShiftAttendance>, Status> {
+        let actor = caller(&request)?.actor();
+        let agent = AgentId::new(required("agent_id", &request.get_ref().agent_id, "name the person")?);
+        let command = RosterCommand::CheckOut { agent: agent.clone() };
+        let answer = self
+            .dispatcher
+            .execute(Command::Rosters(command), actor, move |_, events| {
+                events.iter().find_map(|event| match &event.kind {
+                    EventKind::Rosters(RosterEvent::ShiftCheckedOut { agent, shift, area, since }) => Some(pb::ShiftAttendance {
+                        agent_id: agent.to_string(),
+                        shift_id: shift.to_string(),
+                        area_id: area.to_string(),
+                        since_ms: since.0,
+                        until_ms: event.at.0,
+                    }),
+                    _ => None,
+                })
+            })
+            .await?;
+        answer.map(Response::new).ok_or_else(|| error::internal("the check-out was made but cannot be read back"))
+    }
+
+    #[instrument(skip_all)]
+    async fn person_calendar(
+        &self,
+        request: Request<pb::PersonCalendarRequest>,
+    ) -> Result<Response<pb::PersonCalendarResponse>, Status> {
+        let agent = AgentId::new(required("agent_id", &request.get_ref().agent_id, "name the person")?);
+        let days = match request.get_ref().days {
+            0 => CALENDAR_DAYS,
+            days if days > MAX_CALENDAR_DAYS => {
+                return Err(error::invalid_field("days", &format!("days = {days}; give 1 to {MAX_CALENDAR_DAYS}")));
+            }
+            days => days,
+        };
+        let answer = self
+            .dispatcher
+            .query(move |engine, now| {
+                if !engine.state().agents.contains_key(&agent) {
+                    return Err(Rejection::NotFound(format!(
+                        "agent {} is not on the roster; list agents to find their id",
+                        quote(agent.as_str())
+                    )));
+                }
+                let offset = engine.roster_utc_offset();
+                // From the start of today, local time.
+                let from = Millis(local_day(now, offset) * 86_400_000 - i64::from(offset) * 60_000);
+                let until = from.plus_seconds(u64::from(days) * 86_400);
+                let occurrences = engine.shifts_of(&agent, from, until);
+                let area_name =
+                    |area: &AreaId| engine.state().areas.get(area).map_or_else(|| area.to_string(), |spec| spec.name.clone());
+                Ok(pb::PersonCalendarResponse {
+                    ics: to_ics(&agent, &occurrences, area_name, now),
+                    shifts: occurrences.len() as u32,
+                })
+            })
+            .await?
+            .map_err(error::rejection_status)?;
+        Ok(Response::new(answer))
+    }
+}
