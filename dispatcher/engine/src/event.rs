@@ -430,6 +430,8 @@ pub enum EventKind {
     },
     /// Depots, stock, units and requests for them (see `supplies`).
     Supplies(crate::supplies::SupplyEvent),
+    /// Shelters, evacuations and occupancy (see `shelters`).
+    Shelters(crate::shelters::ShelterEvent),
 }
 
 /// Where the position of a help call came from, best first.
@@ -512,6 +514,7 @@ impl EventKind {
             EventKind::SafetyCheckMissed { .. } => "safety_check_missed",
             EventKind::HelpRequested { .. } => "help_requested",
             EventKind::Supplies(supply) => supply.name(),
+            EventKind::Shelters(shelter) => shelter.name(),
         }
     }
 
@@ -540,6 +543,7 @@ impl EventKind {
             EventKind::OfferSent { offer } => Some(&offer.incident),
             EventKind::Notified(step) => step.incident.as_ref(),
             EventKind::Supplies(supply) => supply.incident_id(),
+            EventKind::Shelters(shelter) => shelter.incident_id(),
             _ => None,
         }
     }

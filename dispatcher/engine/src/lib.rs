@@ -22,6 +22,7 @@
 //!   welfare checks and help calls.
 //! - [`message`]: operators' messages to people, replies and read receipts.
 //! - [`supplies`]: depots, stock of typed items and units, incidents' requests for them.
+//! - [`shelters`]: shelters (避难场所) with capacity and facilities, evacuations of residents to them.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`activity`]: who served: per-person and per-area activity folded from the events.
@@ -43,6 +44,7 @@ pub mod plans;
 pub mod policy;
 pub mod roster;
 pub mod safety;
+pub mod shelters;
 pub mod spatial;
 pub mod supplies;
 pub mod travel;

@@ -144,6 +144,24 @@ pub struct Policy {
     /// assignment must say they are safe, per grade. Off unless set.
     #[serde(default)]
     pub safety: Safety,
+    /// Shelters: when a shelter's places taken raise an alert.
+    #[serde(default)]
+    pub shelters: ShelterPolicy,
+}
+
+/// Shelters (避难场所): an alert when the places taken (people checked in
+/// and places reserved for groups on their way) reach `alert_percent` of a
+/// shelter's capacity, and another when it is full.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShelterPolicy {
+    pub alert_percent: u8,
+}
+
+impl Default for ShelterPolicy {
+    fn default() -> Self {
+        ShelterPolicy { alert_percent: 90 }
+    }
 }
 
 /// Safety check-ins (PAR, 报平安) per grade: people holding an assignment
@@ -435,6 +453,7 @@ impl Default for Policy {
             ladder: None,
             duplicates: Duplicates::default(),
             safety: Safety::default(),
+            shelters: ShelterPolicy::default(),
         }
     }
 }
@@ -519,6 +538,9 @@ impl Policy {
             if !(1..=5000).contains(&mode.batch_max_incidents) {
                 return Err(format!("{name}.batch_max_incidents = {} is out of range; use 1..=5000", mode.batch_max_incidents));
             }
+        }
+        if !(1..=100).contains(&self.shelters.alert_percent) {
+            return Err(format!("shelters.alert_percent = {} is out of range; use 1..=100", self.shelters.alert_percent));
         }
         if self.batch_spare_candidates > 64 {
             return Err(format!("batch_spare_candidates = {} is out of range; use 0..=64", self.batch_spare_candidates));

@@ -406,6 +406,7 @@ impl Engine {
                 Ok(Vec::new())
             }
             Command::Supplies(supply) => self.decide_supplies(supply),
+            Command::Shelters(shelter) => self.decide_shelters(shelter),
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])

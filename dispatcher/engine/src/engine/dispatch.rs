@@ -914,7 +914,8 @@ impl Engine {
             | Command::ReceiveCapAlert { .. }
             | Command::RequestHelp { .. }
             | Command::DismissCapSuggestion { .. }
-            | Command::Supplies(_) => {}
+            | Command::Supplies(_)
+            | Command::Shelters(_) => {}
         }
     }
 

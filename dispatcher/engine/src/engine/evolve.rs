@@ -263,6 +263,7 @@ impl Engine {
             | EventKind::CapSuggestionApproved { .. }
             | EventKind::CapSuggestionDismissed { .. } => self.apply_cap(event),
             EventKind::Supplies(supply) => self.apply_supplies(supply, at, &event.actor),
+            EventKind::Shelters(shelter) => self.apply_shelters(shelter, at, &event.actor),
             EventKind::MessageSent { .. } | EventKind::MessageReplied { .. } | EventKind::MessageRead { .. } => {
                 self.apply_message(&event.kind, at, &event.actor);
             }

@@ -23,6 +23,7 @@
 //! - [`reports`]: field reports and their triage.
 //! - [`check_ins`]: safety check-ins on scene (PAR) and help calls (求助).
 //! - [`supplies`]: supply requests, reservations and stock alerts.
+//! - [`shelters`]: evacuations to shelters, places reserved and released, occupancy alerts.
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
@@ -39,6 +40,7 @@ pub mod messages;
 pub mod mobilise;
 pub mod queries;
 pub mod reports;
+pub mod shelters;
 pub mod supplies;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -310,6 +312,8 @@ pub enum Command {
     },
     /// Depots, stock and incidents' requests for supplies.
     Supplies(crate::supplies::SupplyCommand),
+    /// Shelters and evacuations of residents to them.
+    Shelters(crate::shelters::ShelterCommand),
 }
 
 /// One activation of a plan on an area.
@@ -412,6 +416,9 @@ pub struct State {
     /// Depots, stock, units and requests for them.
     #[serde(default)]
     pub supplies: crate::supplies::SupplyState,
+    /// Shelters, their occupancy and the evacuations sent to them.
+    #[serde(default)]
+    pub shelters: crate::shelters::ShelterState,
 }
 
 impl State {
@@ -574,6 +581,7 @@ impl Engine {
                 }
                 self.react(&command, actor, now, &mut out);
                 self.follow_supplies(now, &mut out);
+                self.follow_shelters(now, &mut out);
             }
         }
         Ok(out)
