@@ -106,6 +106,13 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         "RequestSupplies" | "ConfirmSupplies" | "DispatchSupplies" | "DeliverSupplies" | "ReturnSupplies"
         | "CancelSupplyRequest" | "SetUnitStatus" => Dispatcher,
         "ImportSupplies" | "MoveStock" => Commander,
+        // ShelterService: where the shelters are and how full is public
+        // inside the command room; sending groups and checking people in
+        // is the dispatcher's, which shelters exist and are open the
+        // commander's (a plan opens its own).
+        "ListShelters" | "ProposeShelters" | "ListEvacuations" | "ShelterOccupancy" => Viewer,
+        "Evacuate" | "CheckInArrivals" | "CheckOutResidents" | "ReleasePlaces" => Dispatcher,
+        "ImportShelters" | "OpenShelter" | "CloseShelter" => Commander,
         // Photos show people and places as they are: not for viewers.
         "CreateIncident" | "ImportEido" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto"
         | "FindDuplicates" | "MergeIncidents" => {

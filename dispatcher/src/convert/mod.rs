@@ -6,10 +6,12 @@
 //! - [`event`]: events as typed proto messages, their redaction, and back.
 //! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
 //! - [`supplies`]: depots, stock, supply requests and their events.
+//! - [`shelters`]: shelters, evacuations, occupancy and their events.
 
 pub mod cap;
 pub mod event;
 pub mod explain;
+pub mod shelters;
 pub mod supplies;
 
 use pingji_proto::v1 as pb;
@@ -819,6 +821,7 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
                 to_depot_ids: supply.to.iter().map(ToString::to_string).collect(),
             })
             .collect(),
+        open_shelter_ids: plan.shelters.iter().map(ToString::to_string).collect(),
     }
 }
 

@@ -32,6 +32,7 @@
 //! - `serving`: serving one recovered engine until shutdown or a lost lease.
 //! - `sizes`: how large one message may be, per service.
 //! - [`supplies`]: `SupplyService`: depots, stock and incidents' requests for supplies.
+//! - [`shelters`]: `ShelterService`: shelters, evacuations of residents to them, occupancy.
 //! - [`replay`]: replaying a drill's journal for review, changing nothing.
 //! - `web`: the web port: the command map's embedded files and the command
 //!   service over grpc-web.
@@ -55,6 +56,7 @@ mod ownership;
 pub mod replay;
 mod serving;
 pub mod sharding;
+pub mod shelters;
 mod sizes;
 pub mod standby;
 mod starting;

@@ -32,6 +32,7 @@ use crate::photos::PhotoStore;
 use crate::push::{MemoryPushStore, PushStore, Pusher, RedisPushStore, SqlitePushStore};
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
 use pingji_proto::v1::cap_service_server::CapServiceServer;
+use pingji_proto::v1::shelter_service_server::ShelterServiceServer;
 use pingji_proto::v1::supply_service_server::SupplyServiceServer;
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
 
@@ -172,6 +173,10 @@ pub(super) async fn serve(
         auth::authorized(CapServiceServer::new(crate::cap::CapApi { dispatcher: dispatcher.clone() }), tokens.clone());
     let supply_service =
         auth::authorized(SupplyServiceServer::new(super::supplies::SupplyApi { dispatcher: dispatcher.clone() }), tokens.clone());
+    let shelter_service = auth::authorized(
+        ShelterServiceServer::new(super::shelters::ShelterApi { dispatcher: dispatcher.clone() }),
+        tokens.clone(),
+    );
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -188,6 +193,7 @@ pub(super) async fn serve(
         .add_service(webhooks.0)
         .add_service(cap_service.clone())
         .add_service(supply_service.clone())
+        .add_service(shelter_service.clone())
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
@@ -204,6 +210,7 @@ pub(super) async fn serve(
                     field,
                     cap_service,
                     supply_service,
+                    shelter_service,
                     crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some()),
                     config.web_tiles.as_deref(),
                     notifier.as_ref().map(|notifier| notifier.inbound_route()),

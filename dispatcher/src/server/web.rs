@@ -214,16 +214,17 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// The routes of the web port: `command`, `field`, `cap` (the CAP
-/// suggestions) and `supplies` (depots and requests) over grpc-web, the CAP feed's routes (`/cap/...`), and the
+/// suggestions), `supplies` (depots and requests) and `shelters` over grpc-web, the CAP feed's routes (`/cap/...`), and the
 /// page's files for every other path, the command map with the tile
 /// server's URL when `tiles` is set (checked by [`tile_origin`] when the
 /// settings were read). (The grpc-web layer is on the services only: on the
 /// whole server it would refuse every plain HTTP/1.1 request.)
-pub(super) fn routes<S, F, C, P>(
+pub(super) fn routes<S, F, C, P, H>(
     command: S,
     field: F,
     cap: C,
     supplies: P,
+    shelters: H,
     cap_feed: axum::Router,
     tiles: Option<&str>,
     inbound: Option<axum::Router>,
@@ -257,12 +258,20 @@ where
         + Sync
         + 'static,
     P::Future: Send + 'static,
+    H: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    H::Future: Send + 'static,
 {
     let site = Arc::new(Site::new(tiles));
     let mut router = Routes::new(GrpcWebLayer::new().layer(command))
         .add_service(GrpcWebLayer::new().layer(field))
         .add_service(GrpcWebLayer::new().layer(cap))
         .add_service(GrpcWebLayer::new().layer(supplies))
+        .add_service(GrpcWebLayer::new().layer(shelters))
         .into_axum_router()
         // CAP feeds for other systems (see `crate::cap`), not browser calls.
         .merge(cap_feed);

@@ -26,6 +26,7 @@
 //!   the drill report, and the activity report's charts.
 //! - [`roster_csv`]: reading the roster (who can be dispatched) from CSV into `AgentSpec`s.
 //! - [`supplies`]: depots and stock to and from CSV, supply events in words.
+//! - [`shelters`]: shelters to and from CSV, shelter events in words.
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +43,7 @@ pub mod field;
 pub mod labels;
 pub mod owner;
 pub mod roster_csv;
+pub mod shelters;
 pub mod supplies;
 pub mod svg;
 pub mod tls;
