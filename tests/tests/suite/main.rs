@@ -38,6 +38,7 @@ mod push;
 mod redis_store;
 mod retention;
 mod safety;
+mod shelters;
 mod shutdown;
 mod supplies;
 mod tls;
