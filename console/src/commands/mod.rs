@@ -22,6 +22,7 @@
 //!   the look for possible duplicates before `incident create`.
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
 //! - [`supplies`]: `supplies import|export|depots|levels|request|propose|confirm|dispatch|deliver|return|cancel|requests|move|repair`.
+//! - [`shelters`]: `shelters import|export|list|open|close|propose|evacuate|check-in|check-out|release|evacuations|occupancy`.
 
 pub mod account;
 pub mod activity;
@@ -38,6 +39,7 @@ pub mod photo;
 pub mod plan;
 pub mod report;
 pub mod roster;
+pub mod shelters;
 pub mod supplies;
 pub mod webhooks;
 pub mod why;

@@ -58,6 +58,7 @@ pub type CapClient = pingji_proto::v1::cap_service_client::CapServiceClient<Inte
 /// A `SupplyService` client carrying the operator's token (depots, stock,
 /// supply requests).
 pub type SupplyClient = pingji_proto::v1::supply_service_client::SupplyServiceClient<InterceptedService<Channel, BearerToken>>;
+pub type ShelterClient = pingji_proto::v1::shelter_service_client::ShelterServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// How a client reaches the dispatchers.
 #[derive(Clone, Debug)]
@@ -333,6 +334,16 @@ impl Connection {
     /// A `SupplyService` client on this connection with the operator's token.
     pub fn supplies(&self) -> SupplyClient {
         pingji_proto::v1::supply_service_client::SupplyServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.options.bearer.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// A `ShelterService` client on this connection with the operator's token.
+    pub fn shelters(&self) -> ShelterClient {
+        pingji_proto::v1::shelter_service_client::ShelterServiceClient::with_interceptor(
             self.channel.clone(),
             self.options.bearer.clone(),
         )

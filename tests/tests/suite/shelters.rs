@@ -14,6 +14,7 @@ use std::time::Duration;
 use pingji_client::auth::BearerToken;
 use pingji_client::shelters::{locate_rows, parse_shelter_csv, shelters_csv};
 use pingji_proto::v1::shelter_service_client::ShelterServiceClient;
+use pingji_tests::cli::run_pingji;
 use pingji_tests::{
     ADMIN_TOKEN, Commands, DispatcherProcess, EventWatch, ProcessOptions, TestServer, add_operator, pb, sample_city,
     sample_roster,
@@ -408,4 +409,54 @@ async fn the_lifecycle_is_journaled_and_there_after_a_sigkill() -> anyhow::Resul
     let log = std::fs::read_to_string(&options.log)?;
     assert!(!log.contains("张三"), "a resident's name never reaches the log");
     third.kill().await
+}
+
+/// The console: `pingji shelters import` reads the CSV (a bad line is named
+/// with its line, and nothing is imported), then shelters are opened, a
+/// group is evacuated (the overflow told), arrivals checked in, and
+/// `export` writes a file that reads back as the same shelters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_imports_opens_evacuates_checks_in_and_exports() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let url = format!("http://{}", server.address());
+    let mut command = server.command().await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("shelters.csv");
+    let path = |path: &std::path::Path| path.to_string_lossy().into_owned();
+    std::fs::write(
+        &file,
+        "id,name,lon,lat,area_id,capacity,facilities\nnear,Near,120.155,30.27,,10,\nschool,School,120.16,30.27,,20,sauna\n",
+    )?;
+    let refused = run_pingji(&url, &["shelters", "import", &path(&file)]).await?;
+    assert_ne!(refused.code(), Some(0));
+    assert!(refused.stderr.contains("shelters csv line 3: facility \"sauna\""), "{}", refused.stderr);
+    let listed = shelters_with(server.channel().await?, ADMIN_TOKEN).list_shelters(pb::ListSheltersRequest::default()).await?;
+    assert!(listed.into_inner().shelters.is_empty(), "nothing was imported");
+
+    std::fs::write(&file, std::fs::read_to_string(&file)?.replace("sauna", "accessible;medical"))?;
+    let imported = run_pingji(&url, &["shelters", "import", &path(&file)]).await?.success()?;
+    assert!(imported.stdout.contains("imported 2 shelters"), "{}", imported.stdout);
+    for shelter in ["near", "school"] {
+        run_pingji(&url, &["shelters", "open", shelter]).await?.success()?;
+    }
+    let incident = incident(&mut command, INCIDENT).await?;
+    let first = run_pingji(&url, &["--json", "shelters", "evacuate", &incident, "8"]).await?.success()?;
+    assert_eq!(first.json()?["shelter_id"].as_str(), Some("near"), "{}", first.stdout);
+    let second = run_pingji(&url, &["shelters", "evacuate", &incident, "5", "--needs", "wheelchair"]).await?.success()?;
+    assert!(second.stdout.contains("eva-000002") && second.stdout.contains("-> school"), "{}", second.stdout);
+    let overflow = run_pingji(&url, &["shelters", "evacuate", &incident, "3"]).await?.success()?;
+    assert!(overflow.stdout.contains("(full: near)"), "{}", overflow.stdout);
+    let arrived =
+        run_pingji(&url, &["shelters", "check-in", "4", "--evacuation", "eva-000001", "--name", "王小明"]).await?.success()?;
+    assert!(arrived.stdout.contains("near") && arrived.stdout.contains("4 in"), "{}", arrived.stdout);
+    assert!(!arrived.stdout.contains("王小明"));
+    let occupancy = run_pingji(&url, &["shelters", "occupancy", "near"]).await?.success()?;
+    assert!(occupancy.stdout.contains("4 in"), "{}", occupancy.stdout);
+
+    let exported = dir.path().join("exported.csv");
+    run_pingji(&url, &["shelters", "export", &path(&exported)]).await?.success()?;
+    let read = parse_shelter_csv(&std::fs::read_to_string(&exported)?).map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
+    let ids: Vec<(&str, u32)> = read.request.shelters.iter().map(|shelter| (shelter.id.as_str(), shelter.capacity)).collect();
+    assert_eq!(ids, [("near", 10), ("school", 20)]);
+    server.shutdown().await
 }
