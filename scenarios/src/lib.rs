@@ -16,6 +16,7 @@
 //! - [`roster`]: people from a CSV or generated per grid.
 //! - [`sim`]: the in-process runner on a virtual clock.
 //! - [`supplies`]: a drill's depots and scripted supply requests, and the report's supply figures.
+//! - [`shelters`]: a drill's shelters and scripted evacuations, and the report's occupancy figures.
 //! - [`live`]: the live runner: real gRPC sessions against a dispatcher,
 //!   connected through `pingji-client` as the console and field agent are;
 //!   it says what it finds, does not start on a dispatcher in use unless
@@ -39,6 +40,7 @@ pub mod live;
 pub mod report;
 pub mod roster;
 pub mod safety;
+pub mod shelters;
 pub mod sim;
 pub mod supplies;
 pub mod svg;

@@ -236,6 +236,9 @@ pub struct Report {
     /// Supplies asked for, delivered and short, per item (none without depots).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub supplies: Vec<crate::supplies::SupplyFigures>,
+    /// Shelters: groups sent, arrived, overflow and occupancy over time (none without shelters).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shelters: Vec<crate::shelters::ShelterFigures>,
     /// A drill run live: the dispatcher as found and as left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveRun>,
@@ -754,6 +757,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         who_served,
         safety: crate::safety::SafetyFigures::of(input.events),
         supplies: crate::supplies::figures(input.events),
+        shelters: crate::shelters::figures(input.events, input.started_at),
         live: None,
     }
 }
@@ -1094,6 +1098,7 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "\n{}", report.safety.markdown().trim_end());
     }
     out.push_str(&crate::supplies::markdown(&report.supplies));
+    out.push_str(&crate::shelters::markdown(&report.shelters));
     let _ = writeln!(
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"

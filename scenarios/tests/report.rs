@@ -740,6 +740,7 @@ mod big_city {
             who_served: Default::default(),
             safety: Default::default(),
             supplies: Vec::new(),
+            shelters: Vec::new(),
             live: None,
         }
     }
