@@ -7,13 +7,18 @@
 //! masked on the stream), places released when the incident ends, a plan
 //! that opens its shelters, CSV round trip and a bad line refused with its
 //! number, role checks, and the lifecycle journaled in SQLite and there
-//! after a SIGKILL.
+//! after a SIGKILL, and the command map's shelters with their occupancy
+//! bars in a real headless Chromium (screenshots of a desk and a phone in
+//! `target/web-screenshots/`).
 
 use std::time::Duration;
 
 use pingji_client::auth::BearerToken;
 use pingji_client::shelters::{locate_rows, parse_shelter_csv, shelters_csv};
 use pingji_proto::v1::shelter_service_client::ShelterServiceClient;
+use pingji_tests::browser::{
+    self, DESK, PHONE, TestBrowser, accessibility_problems, eval, resize, screenshot, screenshot_folder, wait_for,
+};
 use pingji_tests::cli::run_pingji;
 use pingji_tests::{
     ADMIN_TOKEN, Commands, DispatcherProcess, EventWatch, ProcessOptions, TestServer, add_operator, pb, sample_city,
@@ -458,5 +463,71 @@ async fn the_console_imports_opens_evacuates_checks_in_and_exports() -> anyhow::
     let read = parse_shelter_csv(&std::fs::read_to_string(&exported)?).map_err(|problems| anyhow::anyhow!("{problems:?}"))?;
     let ids: Vec<(&str, u32)> = read.request.shelters.iter().map(|shelter| (shelter.id.as_str(), shelter.capacity)).collect();
     assert_eq!(ids, [("near", 10), ("school", 20)]);
+    server.shutdown().await
+}
+
+/// The command map shows the shelters (a square each, dashed when closed,
+/// with a bar filled to the places taken) and a panel listing them with
+/// their occupancy, on a desk and on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_map_shows_shelters_with_occupancy_bars() -> anyhow::Result<()> {
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let server = TestServer::start_with_web(|_| {}).await?;
+    let url = format!("http://{}/", server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?);
+    let mut command = server.command().await?;
+    let mut shelters = shelters_with(server.channel().await?, ADMIN_TOKEN);
+    four_shelters(&mut shelters).await?;
+    let incident = incident(&mut command, INCIDENT).await?;
+    let sent = shelters.evacuate(evacuate_request(&incident, 9, &[])).await?.into_inner();
+    shelters
+        .check_in_arrivals(pb::CheckInArrivalsRequest { evacuation_id: sent.id.clone(), count: 5, ..Default::default() })
+        .await?;
+
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
+    page.find_element("#token").await?.click().await?.type_str(ADMIN_TOKEN).await?.press_key("Enter").await?;
+    wait_for(
+        &page,
+        "four shelters are drawn, one closed",
+        "document.querySelectorAll('#map rect.shelter:not(.closed)').length === 3 && document.querySelectorAll('#map g[data-shelter-id]').length === 4",
+    )
+    .await?;
+    wait_for(
+        &page,
+        "the near shelter's bar is orange (nearly full)",
+        "!!document.querySelector('#map g[data-shelter-id=near] rect.shelter-bar.nearly-full')",
+    )
+    .await?;
+    wait_for(
+        &page,
+        "the shelters panel lists them",
+        "document.querySelectorAll('#shelter-list li[data-shelter-id]').length === 4",
+    )
+    .await?;
+    let near: String = eval(&page, "document.querySelector('#shelter-list li[data-shelter-id=near]').textContent").await?;
+    assert!(near.contains("5 人在内，4 个预留，共 10 个位置") && near.contains("接近满员"), "{near}");
+    let closed: String = eval(&page, "document.querySelector('#shelter-list li[data-shelter-id=closed]').textContent").await?;
+    assert!(closed.contains("关闭"), "{closed}");
+    // Another arrival fills it: the map follows the events.
+    shelters.check_in_arrivals(pb::CheckInArrivalsRequest { shelter_id: "near".into(), count: 1, ..Default::default() }).await?;
+    wait_for(
+        &page,
+        "the near shelter's bar turns red (full)",
+        "!!document.querySelector('#map g[data-shelter-id=near] rect.shelter-bar.full')",
+    )
+    .await?;
+    let problems = accessibility_problems(&page).await?;
+    anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems:\n{}", problems.join("\n"));
+    screenshot(&page, &screenshot_folder().join("desk-shelters-map-zh.png")).await?;
+    eval::<bool>(&page, "(() => { document.getElementById('shelters-panel').scrollIntoView(); return true; })()").await?;
+    screenshot(&page, &screenshot_folder().join("desk-shelters-zh.png")).await?;
+    resize(&page, PHONE).await?;
+    eval::<bool>(&page, "(() => { document.getElementById('shelters-panel').scrollIntoView(); return true; })()").await?;
+    screenshot(&page, &screenshot_folder().join("phone-shelters-zh.png")).await?;
+    resize(&page, DESK).await?;
+    browser.close().await?;
     server.shutdown().await
 }
