@@ -297,6 +297,20 @@ fn every_picture_keeps_its_text_on_the_canvas_and_its_legend_off_the_data() {
     assert!(all.is_empty(), "{} problems with the pictures:\n{}", all.len(), all.join("\n"));
 }
 
+/// The typhoon's shelter occupancy (drawn only by drills with shelters)
+/// passes the same checks.
+#[test]
+fn the_shelter_picture_keeps_its_text_on_the_canvas_and_its_legend_off_the_data() {
+    let name = "shelters.svg";
+    let svg = std::fs::read_to_string(typhoon().out.join(name)).expect("shelters.svg written");
+    let label = format!("typhoon/{name}");
+    let (mut all, tree) = problems(&label, &svg, Fonts::AsNamed);
+    let png = render_png("typhoon", name, &tree);
+    all.extend(problems(&label, &svg, Fonts::Wide).0);
+    eprintln!("{label}: {} problems; rendered to {}", all.len(), png.display());
+    assert!(all.is_empty(), "{} problems with the shelter picture:\n{}", all.len(), all.join("\n"));
+}
+
 /// The sample drills other than the typhoon (which the tests above run), one
 /// test each so that they run side by side.
 const OTHER_DRILLS: [&str; 6] = ["city-border", "flood-plan", "highrise-fire", "public-health", "smoke", "winter-outage"];
