@@ -135,6 +135,11 @@ pub enum Command {
     /// check-in and check-out, a person's calendar (.ics)
     #[command(subcommand)]
     Rosters(RostersCommand),
+    /// Shelters (避难场所): import, export, list, open, close; evacuations
+    /// of residents to them (propose, evacuate, check-in, check-out,
+    /// release) and occupancy over time
+    #[command(subcommand)]
+    Shelters(SheltersCommand),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -216,6 +221,86 @@ pub enum RostersCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SheltersCommand {
+    /// Import shelters from CSV (commander); a bad line imports nothing
+    Import {
+        /// id,name,lon,lat,area_id,capacity,facilities (accessible;medical;kitchen;power;pets)
+        file: PathBuf,
+    },
+    /// Export shelters to CSV (the import's format)
+    Export {
+        file: PathBuf,
+        /// Only the shelters in this area
+        #[arg(long, default_value = "")]
+        area: String,
+    },
+    /// Shelters with their occupancy
+    List {
+        #[arg(long, default_value = "")]
+        area: String,
+        /// Open shelters only
+        #[arg(long)]
+        open: bool,
+    },
+    /// Open a shelter (commander)
+    Open { shelter: String },
+    /// Close a shelter to new evacuations (commander)
+    Close {
+        shelter: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The open shelters for a group, nearest first (changes nothing)
+    Propose {
+        incident: String,
+        residents: u32,
+        /// What the group needs: accessible (wheelchair), medical, ...
+        #[arg(long, default_value = "")]
+        needs: String,
+    },
+    /// Reserve places for a group at the nearest open shelter with room (or --shelter)
+    Evacuate {
+        incident: String,
+        residents: u32,
+        #[arg(long, default_value = "")]
+        needs: String,
+        #[arg(long, default_value = "")]
+        shelter: String,
+    },
+    /// Check arrivals in: of an evacuation, or walk-ins at a shelter
+    CheckIn {
+        count: u32,
+        #[arg(long, default_value = "")]
+        evacuation: String,
+        #[arg(long, default_value = "")]
+        shelter: String,
+        /// A resident's name (optional, personal data: masked everywhere)
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// People leaving a shelter
+    CheckOut { shelter: String, count: u32 },
+    /// Give back the places an evacuation still holds
+    Release {
+        evacuation: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Evacuations (all, or an incident's or a shelter's)
+    Evacuations {
+        #[arg(long, default_value = "")]
+        incident: String,
+        #[arg(long, default_value = "")]
+        shelter: String,
+        /// Only those still holding places
+        #[arg(long)]
+        holding: bool,
+    },
+    /// A shelter's occupancy over time
+    Occupancy { shelter: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -496,6 +496,7 @@ mod tests {
             call_up: vec![pb::Role::SunkCadre as i32],
             public_alert: None,
             supplies: Vec::new(),
+            open_shelter_ids: Vec::new(),
         });
         assert_eq!(value["grade"], "emergency_ii");
         assert_eq!(value["call_up"], json!(["sunk_cadre"]));

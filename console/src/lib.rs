@@ -38,7 +38,8 @@ use pingji_client::tls::TlsFileError;
 
 use crate::cli::{
     AccountCommand, AgentsCommand, AreasCommand, CallupCommand, CapCommand, Cli, Command, IncidentCommand, MessageCommand,
-    ModeCommand, PhotoCommand, PlanCommand, ReportCommand, RosterCommand, RostersCommand, SuppliesCommand, WebhooksCommand,
+    ModeCommand, PhotoCommand, PlanCommand, ReportCommand, RosterCommand, RostersCommand, SheltersCommand, SuppliesCommand,
+    WebhooksCommand,
 };
 use crate::commands::roster::ListFilter;
 use crate::connection::Connection;
@@ -296,6 +297,33 @@ async fn execute(
                 CapCommand::Approve { id } => commands::cap::approve(cap, &id, as_json).await,
                 CapCommand::Dismiss { id, reason } => commands::cap::dismiss(cap, &id, &reason, as_json).await,
                 CapCommand::TokenHash { feed_token } => commands::cap::token_hash(&feed_token),
+            }
+        }
+        Command::Shelters(command) => {
+            let mut shelters = connection.shelters();
+            let client = &mut shelters;
+            use commands::shelters as h;
+            match command {
+                SheltersCommand::Import { file } => h::import(client, &file, as_json).await,
+                SheltersCommand::Export { file, area } => h::export(client, &file, &area).await,
+                SheltersCommand::List { area, open } => h::list(client, &area, open, as_json).await,
+                SheltersCommand::Open { shelter } => h::open(client, &shelter, as_json).await,
+                SheltersCommand::Close { shelter, reason } => h::close(client, &shelter, &reason, as_json).await,
+                SheltersCommand::Propose { incident, residents, needs } => {
+                    h::propose(client, &incident, residents, &needs, as_json).await
+                }
+                SheltersCommand::Evacuate { incident, residents, needs, shelter } => {
+                    h::evacuate(client, &incident, residents, &needs, &shelter, as_json).await
+                }
+                SheltersCommand::CheckIn { count, evacuation, shelter, names } => {
+                    h::check_in(client, count, &evacuation, &shelter, names, as_json).await
+                }
+                SheltersCommand::CheckOut { shelter, count } => h::check_out(client, &shelter, count, as_json).await,
+                SheltersCommand::Release { evacuation, reason } => h::release(client, &evacuation, &reason, as_json).await,
+                SheltersCommand::Evacuations { incident, shelter, holding } => {
+                    h::evacuations(client, &incident, &shelter, holding, as_json).await
+                }
+                SheltersCommand::Occupancy { shelter } => h::occupancy(client, &shelter, as_json).await,
             }
         }
         Command::Supplies(command) => {

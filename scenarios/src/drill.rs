@@ -52,6 +52,9 @@ pub struct DrillFile {
     /// Duty roster shifts (`[[shift]]`).
     #[serde(default, rename = "shift")]
     pub shifts: Vec<crate::shifts::ShiftEntry>,
+    /// Shelters (`[[shelter]]`).
+    #[serde(default, rename = "shelter")]
+    pub shelters: Vec<crate::shelters::ShelterEntry>,
     /// Safety check-ins on scene: the intervals (over the policy's) and
     /// the share of people on assignments who check in.
     #[serde(default)]
@@ -360,6 +363,8 @@ pub struct TimelineEntry {
     /// Open incidents of a category ask for supplies.
     pub supplies: Option<crate::supplies::SupplyEntry>,
     pub help: Option<HelpEntry>,
+    /// Open incidents of a category evacuate groups of residents to shelters.
+    pub evacuate: Option<crate::shelters::EvacuateEntry>,
 }
 
 /// A help call (求助): by `agent`, or by a connected person at home in
@@ -707,9 +712,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Drill, String> {
             item.plan.is_some(),
             item.help.is_some(),
             item.supplies.is_some(),
+            item.evacuate.is_some(),
         ];
         if actions.iter().filter(|set| **set).count() != 1 {
-            return Err(fail("give exactly one of mode, incident, burst, cancel, off_duty, plan, help, supplies".to_string()));
+            return Err(fail(
+                "give exactly one of mode, incident, burst, cancel, off_duty, plan, help, supplies, evacuate".to_string(),
+            ));
+        }
+        if let Some(evacuate) = &item.evacuate {
+            evacuate.facilities().map_err(|problem| fail(format!("evacuate: {problem}")))?;
+            if evacuate.residents == 0 {
+                return Err(fail("evacuate: residents must be at least 1".to_string()));
+            }
         }
         if let Some(help) = &item.help {
             if help.agent.is_some() == help.area.is_some() {

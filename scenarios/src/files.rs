@@ -19,5 +19,8 @@ pub fn write(report: &Report, map: &AreaImport, dir: &Path) -> anyhow::Result<()
     std::fs::write(dir.join("arrive.svg"), svg::distribution(report, svg::Measure::Arrive))?;
     std::fs::write(dir.join("staffing.svg"), svg::staffing(report))?;
     std::fs::write(dir.join("map.svg"), svg::map::map(report, map))?;
+    if !report.shelters.is_empty() {
+        std::fs::write(dir.join("shelters.svg"), crate::shelters::svg(&report.shelters, report.drill.started_at_ms))?;
+    }
     Ok(())
 }

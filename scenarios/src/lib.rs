@@ -17,6 +17,7 @@
 //! - [`sim`]: the in-process runner on a virtual clock.
 //! - [`shifts`]: a drill's duty roster (`[[shift]]`) and the share of offers to people on shift.
 //! - [`supplies`]: a drill's depots and scripted supply requests, and the report's supply figures.
+//! - [`shelters`]: a drill's shelters and scripted evacuations, and the report's occupancy figures.
 //! - [`live`]: the live runner: real gRPC sessions against a dispatcher,
 //!   connected through `pingji-client` as the console and field agent are;
 //!   it says what it finds, does not start on a dispatcher in use unless
@@ -40,6 +41,7 @@ pub mod live;
 pub mod report;
 pub mod roster;
 pub mod safety;
+pub mod shelters;
 pub mod shifts;
 pub mod sim;
 pub mod supplies;

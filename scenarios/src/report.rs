@@ -240,6 +240,9 @@ pub struct Report {
     /// caller, who knows the policy's local time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shifts: Option<crate::shifts::ShiftFigures>,
+    /// Shelters: groups sent, arrived, overflow and occupancy over time (none without shelters).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shelters: Vec<crate::shelters::ShelterFigures>,
     /// A drill run live: the dispatcher as found and as left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveRun>,
@@ -759,6 +762,7 @@ pub fn build(input: ReportInput<'_>) -> Report {
         safety: crate::safety::SafetyFigures::of(input.events),
         supplies: crate::supplies::figures(input.events),
         shifts: None,
+        shelters: crate::shelters::figures(input.events, input.started_at),
         live: None,
     }
 }
@@ -1100,6 +1104,7 @@ pub fn markdown(report: &Report) -> String {
     }
     out.push_str(&crate::supplies::markdown(&report.supplies));
     out.push_str(&crate::shifts::markdown(report.shifts.as_ref()));
+    out.push_str(&crate::shelters::markdown(&report.shelters));
     let _ = writeln!(
         out,
         "\n## Pictures\n\n![time to accept](accept.svg)\n\n![time to arrive](arrive.svg)\n\n![staffing over time](staffing.svg)\n\n![map](map.svg)\n"

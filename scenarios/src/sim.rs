@@ -42,6 +42,10 @@ enum Action {
     DeliverSupplies {
         request: pingji_engine::supplies::SupplyRequestId,
     },
+    /// The residents of an evacuation still on their way arrive.
+    ShelterArrivals {
+        evacuation: pingji_engine::shelters::EvacuationId,
+    },
     BurstIncident {
         entry: usize,
         number: u32,
@@ -225,6 +229,19 @@ impl Simulation<'_> {
                 .map_err(|rejection| anyhow::anyhow!("the shifts were refused: {rejection}"))?;
             self.handle(events)?;
         }
+
+        if !self.drill.file.shelters.is_empty() {
+            use pingji_engine::shelters::ShelterCommand;
+            let (specs, open) = crate::shelters::import(&self.drill.file.shelters, &self.areas).map_err(anyhow::Error::msg)?;
+            let events = self
+                .engine
+                .execute(Command::Shelters(ShelterCommand::Import(specs)), OPERATOR, self.now)
+                .map_err(|rejection| anyhow::anyhow!("the shelters were refused: {rejection}"))?;
+            self.handle(events)?;
+            for shelter in open {
+                self.execute(Command::Shelters(ShelterCommand::Open { shelter }), OPERATOR)?;
+            }
+        }
         let connected_share = if self.drill.roster_csv.is_some() { self.drill.file.roster.connected_share } else { 1.0 };
         for profile in people {
             let home = profile
@@ -269,6 +286,20 @@ impl Simulation<'_> {
             Action::DeliverSupplies { request } => {
                 let command = pingji_engine::supplies::SupplyCommand::Deliver { request };
                 self.execute(Command::Supplies(command), OPERATOR)?;
+            }
+            Action::ShelterArrivals { evacuation } => {
+                // Those whose incident ended on the way had their places
+                // released: only the places still held arrive.
+                let held = self.engine.shelters().evacuations.get(&evacuation).map_or(0, |record| record.held());
+                if held > 0 {
+                    let command = pingji_engine::shelters::ShelterCommand::CheckIn {
+                        shelter: None,
+                        evacuation: Some(evacuation),
+                        count: held,
+                        names: Vec::new(),
+                    };
+                    self.execute(Command::Shelters(command), OPERATOR)?;
+                }
             }
             Action::Answer { agent, offer, accept, reason } => {
                 let command = if accept {
@@ -399,6 +430,9 @@ impl Simulation<'_> {
         if let Some(supplies) = &entry.supplies {
             self.request_supplies(supplies)?;
         }
+        if let Some(evacuate) = &entry.evacuate {
+            self.evacuate(evacuate)?;
+        }
         if let Some(off) = &entry.off_duty {
             let area = off.area.as_ref().map(AreaId::new);
             let level = area.as_ref().and_then(|area| self.areas.get(area)).map(|spec| spec.level);
@@ -513,6 +547,40 @@ impl Simulation<'_> {
             let dispatch = Command::Supplies(SupplyCommand::Dispatch { request: request.clone(), carrier: None });
             self.execute(dispatch, OPERATOR)?;
             self.schedule(self.now.plus_seconds(entry.deliver_after_s), Action::DeliverSupplies { request });
+        }
+        Ok(())
+    }
+
+    /// Every open incident of the entry's category sends its group to the
+    /// nearest open shelter with room (a group no shelter has room for
+    /// stays where it is); the residents arrive later.
+    fn evacuate(&mut self, entry: &crate::shelters::EvacuateEntry) -> anyhow::Result<()> {
+        use pingji_engine::shelters::{ShelterCommand, ShelterEvent};
+        let needs = entry.facilities().map_err(anyhow::Error::msg)?;
+        let evacuating: Vec<IncidentId> = self
+            .engine
+            .state()
+            .open_incidents
+            .iter()
+            .filter(|id| self.engine.state().incidents.get(*id).is_some_and(|incident| incident.spec.category == entry.category))
+            .cloned()
+            .collect();
+        for incident in evacuating {
+            let command = Command::Shelters(ShelterCommand::Evacuate {
+                incident,
+                residents: entry.residents,
+                needs: needs.clone(),
+                shelter: None,
+            });
+            let Ok(events) = self.engine.execute(command, OPERATOR, self.now) else { continue };
+            let evacuation = events.iter().find_map(|event| match &event.kind {
+                EventKind::Shelters(ShelterEvent::EvacuationAssigned { evacuation, .. }) => Some(evacuation.clone()),
+                _ => None,
+            });
+            self.handle(events)?;
+            if let Some(evacuation) = evacuation {
+                self.schedule(self.now.plus_seconds(entry.arrive_after_s), Action::ShelterArrivals { evacuation });
+            }
         }
         Ok(())
     }

@@ -297,6 +297,20 @@ fn every_picture_keeps_its_text_on_the_canvas_and_its_legend_off_the_data() {
     assert!(all.is_empty(), "{} problems with the pictures:\n{}", all.len(), all.join("\n"));
 }
 
+/// The typhoon's shelter occupancy (drawn only by drills with shelters)
+/// passes the same checks.
+#[test]
+fn the_shelter_picture_keeps_its_text_on_the_canvas_and_its_legend_off_the_data() {
+    let name = "shelters.svg";
+    let svg = std::fs::read_to_string(typhoon().out.join(name)).expect("shelters.svg written");
+    let label = format!("typhoon/{name}");
+    let (mut all, tree) = problems(&label, &svg, Fonts::AsNamed);
+    let png = render_png("typhoon", name, &tree);
+    all.extend(problems(&label, &svg, Fonts::Wide).0);
+    eprintln!("{label}: {} problems; rendered to {}", all.len(), png.display());
+    assert!(all.is_empty(), "{} problems with the shelter picture:\n{}", all.len(), all.join("\n"));
+}
+
 /// The sample drills other than the typhoon (which the tests above run), one
 /// test each so that they run side by side.
 const OTHER_DRILLS: [&str; 6] = ["city-border", "flood-plan", "highrise-fire", "public-health", "smoke", "winter-outage"];
@@ -741,6 +755,7 @@ mod big_city {
             safety: Default::default(),
             supplies: Vec::new(),
             shifts: None,
+            shelters: Vec::new(),
             live: None,
         }
     }
@@ -860,4 +875,29 @@ fn the_typhoon_report_shows_supplies_delivered_and_short() {
     let markdown = std::fs::read_to_string(run.out.join("report.md")).expect("report.md written");
     assert!(markdown.contains("## Supplies"), "the report has a supplies section");
     assert!(markdown.contains(&format!("| pump | {} | 4 | 4 | {} | 0 |", pumps.asked, pumps.short)), "{markdown}");
+}
+
+/// The typhoon drill's shelters: the elderly go (with wheelchairs) to the
+/// nearest shelters with a ramp and room, the small school fills and the
+/// overflow goes on, the hall without a ramp takes nobody, the stadium the
+/// typhoon plan opened takes the most; occupancy over time as text and SVG.
+#[test]
+fn the_typhoon_report_shows_shelter_occupancy_and_overflow() {
+    let run = typhoon();
+    let shelter =
+        |name: &str| run.report.shelters.iter().find(|figures| figures.shelter == name).expect("the shelter is in the report");
+    let school = shelter("school-1");
+    assert_eq!(school.peak_taken, school.capacity, "the school filled: {school:?}");
+    assert!(school.full_at_s.is_some() && school.overflowed > 0, "{school:?}");
+    assert_eq!(shelter("hall-2").evacuations, 0, "the hall has no ramp");
+    let stadium = shelter("stadium");
+    assert!(stadium.evacuations > 0, "the plan opened the stadium and it took groups: {stadium:?}");
+    for figures in &run.report.shelters {
+        assert!(figures.peak_taken <= figures.capacity, "{figures:?}");
+        assert_eq!(figures.arrived + figures.released, figures.residents, "every place used or given back: {figures:?}");
+    }
+    let markdown = std::fs::read_to_string(run.out.join("report.md")).expect("report.md written");
+    assert!(markdown.contains("## Shelters") && markdown.contains("![shelter occupancy](shelters.svg)"), "{markdown}");
+    let svg = std::fs::read_to_string(run.out.join("shelters.svg")).expect("shelters.svg written");
+    assert!(svg.contains("school-1: peak 40 of 40"), "{svg}");
 }

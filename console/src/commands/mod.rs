@@ -25,6 +25,7 @@
 //! - [`webhooks`]: `webhooks add|list|remove|dead-letters|replay` (partner systems).
 //! - [`rosters`]: `rosters now|shifts|set-shift|remove-shift|swap|approve|reject|swaps|check-in|check-out|ics`.
 //! - [`supplies`]: `supplies import|export|depots|levels|request|propose|confirm|dispatch|deliver|return|cancel|requests|move|repair`.
+//! - [`shelters`]: `shelters import|export|list|open|close|propose|evacuate|check-in|check-out|release|evacuations|occupancy`.
 
 pub mod account;
 pub mod activity;
@@ -43,6 +44,7 @@ pub mod plan;
 pub mod report;
 pub mod roster;
 pub mod rosters;
+pub mod shelters;
 pub mod supplies;
 pub mod webhooks;
 pub mod why;

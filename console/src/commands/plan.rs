@@ -215,6 +215,7 @@ mod tests {
             call_up: vec![pb::Role::SunkCadre as i32, pb::Role::RegisteredMember as i32],
             public_alert: None,
             supplies: Vec::new(),
+            open_shelter_ids: Vec::new(),
         }
     }
 

@@ -114,6 +114,13 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         "SetAvailability" | "RecordAbsence" | "RequestSwap" | "ListSwaps" | "CheckInShift" | "CheckOutShift"
         | "PersonCalendar" => Dispatcher,
         "SetShifts" | "RemoveShift" | "DecideSwap" => Commander,
+        // ShelterService: where the shelters are and how full is public
+        // inside the command room; sending groups and checking people in
+        // is the dispatcher's, which shelters exist and are open the
+        // commander's (a plan opens its own).
+        "ListShelters" | "ProposeShelters" | "ListEvacuations" | "ShelterOccupancy" => Viewer,
+        "Evacuate" | "CheckInArrivals" | "CheckOutResidents" | "ReleasePlaces" => Dispatcher,
+        "ImportShelters" | "OpenShelter" | "CloseShelter" => Commander,
         // Photos show people and places as they are: not for viewers.
         "CreateIncident" | "ImportEido" | "CancelIncident" | "CloseIncident" | "TriageReport" | "SendMessage" | "GetPhoto"
         | "FindDuplicates" | "MergeIncidents" => {

@@ -459,6 +459,8 @@ pub enum EventKind {
     },
     /// Shifts, availability, absences, swaps and attendance (see `rosters`).
     Rosters(crate::rosters::RosterEvent),
+    /// Shelters, evacuations and occupancy (see `shelters`).
+    Shelters(crate::shelters::ShelterEvent),
 }
 
 /// Where the position of a help call came from, best first.
@@ -546,6 +548,7 @@ impl EventKind {
             EventKind::BorderConfirmed { .. } => "border_confirmed",
             EventKind::BorderReleased { .. } => "border_released",
             EventKind::Rosters(roster) => roster.name(),
+            EventKind::Shelters(shelter) => shelter.name(),
         }
     }
 
@@ -578,6 +581,7 @@ impl EventKind {
             EventKind::OfferSent { offer } => Some(&offer.incident),
             EventKind::Notified(step) => step.incident.as_ref(),
             EventKind::Supplies(supply) => supply.incident_id(),
+            EventKind::Shelters(shelter) => shelter.incident_id(),
             _ => None,
         }
     }

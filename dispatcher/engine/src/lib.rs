@@ -24,6 +24,7 @@
 //! - [`supplies`]: depots, stock of typed items and units, incidents' requests for them.
 //! - [`border`]: people of this shard reserved for another shard's incident.
 //! - [`rosters`]: duty rosters: shifts, availability, absences, swaps, attendance.
+//! - [`shelters`]: shelters (避难场所) with capacity and facilities, evacuations of residents to them.
 //! - [`event`]: the events that are the system of record.
 //! - [`engine`]: decide / evolve / tick: the dispatch state machine.
 //! - [`activity`]: who served: per-person and per-area activity folded from the events.
@@ -47,6 +48,7 @@ pub mod policy;
 pub mod roster;
 pub mod rosters;
 pub mod safety;
+pub mod shelters;
 pub mod spatial;
 pub mod supplies;
 pub mod travel;

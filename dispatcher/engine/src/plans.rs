@@ -72,6 +72,9 @@ pub struct PlanSpec {
     /// sandbags to the riverside depots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supplies: Vec<crate::supplies::PlanSupplyMove>,
+    /// Shelters opened when it activates (`open_shelters = [ids]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shelters: Vec<crate::shelters::ShelterId>,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +94,9 @@ struct PlanFile {
     public: Option<PublicFile>,
     #[serde(default, rename = "supply")]
     supplies: Vec<SupplyFile>,
+    /// Shelters opened when it activates.
+    #[serde(default)]
+    open_shelters: Vec<String>,
 }
 
 /// `[[supply]]`: `quantity` of a consumable `item` moved to the depots `to`
@@ -192,7 +198,12 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
             to: supply.to.iter().map(|depot| crate::supplies::DepotId::new(depot.trim())).collect(),
         });
     }
-    if file.tasks.is_empty() && file.call_up.is_empty() && supplies.is_empty() {
+    let mut shelters = Vec::new();
+    for shelter in &file.open_shelters {
+        check_id("shelter", shelter.trim()).map_err(|problem| format!("plan {id}: open_shelters: {problem}"))?;
+        shelters.push(crate::shelters::ShelterId::new(shelter.trim()));
+    }
+    if file.tasks.is_empty() && file.call_up.is_empty() && supplies.is_empty() && shelters.is_empty() {
         return Err(format!("plan {id}: it has no [[task]] and no call_up; give it something to do"));
     }
     let mut tasks = Vec::new();
@@ -259,6 +270,7 @@ pub fn parse_plan(text: &str) -> Result<PlanSpec, String> {
         tasks,
         call_up: file.call_up,
         supplies,
+        shelters,
     })
 }
 

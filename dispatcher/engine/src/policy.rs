@@ -148,6 +148,9 @@ pub struct Policy {
     /// tasks off shift.
     #[serde(default)]
     pub rosters: Rosters,
+    /// Shelters: when a shelter's places taken raise an alert.
+    #[serde(default)]
+    pub shelters: ShelterPolicy,
 }
 
 /// Whether people off shift are offered tasks in normal mode, in an area
@@ -188,6 +191,21 @@ pub struct Rosters {
 impl Default for Rosters {
     fn default() -> Self {
         Rosters { utc_offset_minutes: 480, off_shift_in_normal: OffShift::AfterOnShift }
+    }
+}
+
+/// Shelters (避难场所): an alert when the places taken (people checked in
+/// and places reserved for groups on their way) reach `alert_percent` of a
+/// shelter's capacity, and another when it is full.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShelterPolicy {
+    pub alert_percent: u8,
+}
+
+impl Default for ShelterPolicy {
+    fn default() -> Self {
+        ShelterPolicy { alert_percent: 90 }
     }
 }
 
@@ -481,6 +499,7 @@ impl Default for Policy {
             duplicates: Duplicates::default(),
             safety: Safety::default(),
             rosters: Rosters::default(),
+            shelters: ShelterPolicy::default(),
         }
     }
 }
@@ -565,6 +584,9 @@ impl Policy {
             if !(1..=5000).contains(&mode.batch_max_incidents) {
                 return Err(format!("{name}.batch_max_incidents = {} is out of range; use 1..=5000", mode.batch_max_incidents));
             }
+        }
+        if !(1..=100).contains(&self.shelters.alert_percent) {
+            return Err(format!("shelters.alert_percent = {} is out of range; use 1..=100", self.shelters.alert_percent));
         }
         if self.batch_spare_candidates > 64 {
             return Err(format!("batch_spare_candidates = {} is out of range; use 0..=64", self.batch_spare_candidates));

@@ -65,6 +65,7 @@ fn body_to_pb(kind: &EventKind) -> Body {
             super::border::event_to_pb(&BorderKind::Released(offer, incident, agent, *end, reason))
         }
         EventKind::Rosters(roster) => super::rosters::event_to_pb(roster),
+        EventKind::Shelters(shelter) => super::shelters::event_to_pb(shelter),
         EventKind::AreasRetired { areas, service_centres } => {
             Body::AreasRetired(e::AreasRetired { area_ids: area_ids(areas), service_centre_ids: area_ids(service_centres) })
         }
@@ -455,6 +456,9 @@ pub fn redact(event: &mut pb::Event, disclosure: Disclosure) {
         // and places: a viewer sees that it was written, not what.
         Body::MessageSent(sent) if disclosure == Disclosure::Coarse => sent.text = MASKED_TEXT.to_string(),
         Body::MessageReplied(replied) if disclosure == Disclosure::Coarse => replied.text = MASKED_TEXT.to_string(),
+        // Residents' names are personal data, like phone numbers: masked
+        // for every role.
+        Body::ArrivalsCheckedIn(arrived) => super::shelters::mask_names(&mut arrived.names),
         // Where someone called for help is where a person is.
         Body::HelpRequested(help) => {
             redact_person_position(&mut help.location, disclosure);
@@ -524,6 +528,10 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
     }
     if let Some(roster) = super::rosters::event_from_pb(body) {
         return roster.map(EventKind::Rosters);
+    }
+
+    if let Some(shelter) = super::shelters::event_from_pb(body) {
+        return shelter.map(EventKind::Shelters);
     }
     Ok(match body {
         Body::BorderReserved(reserved) => super::border::reserved_from_pb(reserved)?,
@@ -864,6 +872,14 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         | Body::SwapDecided(_)
         | Body::ShiftCheckedIn(_)
         | Body::ShiftCheckedOut(_) => return Err("a roster body was not read as one".to_string()),
+        Body::SheltersImported(_)
+        | Body::ShelterOpened(_)
+        | Body::ShelterClosed(_)
+        | Body::EvacuationAssigned(_)
+        | Body::ArrivalsCheckedIn(_)
+        | Body::ResidentsLeft(_)
+        | Body::PlacesReleased(_)
+        | Body::ShelterLevelChanged(_) => return Err("a shelter body was not read as one".to_string()),
     })
 }
 
@@ -920,6 +936,7 @@ fn plan_from_pb(plan: &pb::Plan) -> Result<PlanSpec, String> {
         auto_activate: plan.auto_activate,
         public: plan.public_alert.as_ref().map(super::public_from_pb),
         supplies: plan.supplies.iter().map(super::supplies::plan_supply_from_pb).collect(),
+        shelters: plan.open_shelter_ids.iter().map(pingji_engine::shelters::ShelterId::new).collect(),
         tasks: plan
             .tasks
             .iter()
@@ -1123,8 +1140,9 @@ mod tests {
                 description,
             },
         );
-        (id(), text(), id(), mode(), any::<bool>(), vec(task, 0..3), vec(role(), 0..3)).prop_map(
-            |(id, name, category, grade, auto_activate, tasks, call_up)| PlanSpec {
+        let opens = vec(id().prop_map(pingji_engine::shelters::ShelterId::new), 0..3);
+        ((id(), text(), id(), mode(), any::<bool>(), vec(task, 0..3), vec(role(), 0..3)), opens).prop_map(
+            |((id, name, category, grade, auto_activate, tasks, call_up), shelters)| PlanSpec {
                 id: PlanId::new(id),
                 name,
                 category,
@@ -1134,8 +1152,59 @@ mod tests {
                 call_up,
                 public: None,
                 supplies: Vec::new(),
+                shelters,
             },
         )
+    }
+
+    /// Every shelter event kind (`Event.body` 120 to 129).
+    fn shelter_event() -> impl Strategy<Value = pingji_engine::shelters::ShelterEvent> {
+        use pingji_engine::shelters::*;
+        let shelter = || id().prop_map(ShelterId::new);
+        let evacuation = || id().prop_map(EvacuationId::new);
+        let incident = || id().prop_map(IncidentId::new);
+        let facilities = || prop::sample::subsequence(Facility::ALL.to_vec(), 0..3);
+        let spec = (shelter(), text(), position(), option::of(id().prop_map(AreaId::new)), 1u32..500, facilities())
+            .prop_map(|(id, name, at, area, capacity, facilities)| ShelterSpec { id, name, at, area, capacity, facilities });
+        let level = prop::sample::select(vec![ShelterLevel::Normal, ShelterLevel::NearlyFull, ShelterLevel::Full]);
+        prop_oneof![
+            vec(spec, 0..3).prop_map(|shelters| ShelterEvent::SheltersImported { shelters }),
+            (shelter(), option::of(id().prop_map(ActivationId::new)))
+                .prop_map(|(shelter, activation)| ShelterEvent::ShelterOpened { shelter, activation }),
+            (shelter(), text()).prop_map(|(shelter, reason)| ShelterEvent::ShelterClosed { shelter, reason }),
+            (evacuation(), incident(), shelter(), 1u32..100, facilities(), vec(shelter(), 0..3)).prop_map(
+                |(evacuation, incident, shelter, residents, needs, passed_over)| ShelterEvent::EvacuationAssigned {
+                    evacuation,
+                    incident,
+                    shelter,
+                    residents,
+                    needs,
+                    passed_over
+                }
+            ),
+            (shelter(), option::of((evacuation(), incident())), 1u32..100, vec(text(), 0..3)).prop_map(
+                |(shelter, of, count, names)| ShelterEvent::ArrivalsCheckedIn {
+                    shelter,
+                    incident: of.as_ref().map(|(_, incident)| incident.clone()),
+                    evacuation: of.map(|(evacuation, _)| evacuation),
+                    count,
+                    names
+                }
+            ),
+            (shelter(), 1u32..100).prop_map(|(shelter, count)| ShelterEvent::ResidentsLeft { shelter, count }),
+            (evacuation(), incident(), shelter(), 1u32..100, text()).prop_map(
+                |(evacuation, incident, shelter, places, reason)| ShelterEvent::PlacesReleased {
+                    evacuation,
+                    incident,
+                    shelter,
+                    places,
+                    reason
+                }
+            ),
+            (shelter(), level, 0u32..100, 0u32..100, 1u32..200).prop_map(|(shelter, level, occupied, reserved, capacity)| {
+                ShelterEvent::ShelterLevelChanged { shelter, level, occupied, reserved, capacity }
+            }),
+        ]
     }
 
     /// Every supply event kind (`Event.body` 100 to 119).
@@ -1515,6 +1584,7 @@ mod tests {
                     reason
                 }),
             roster_event().prop_map(EventKind::Rosters),
+            shelter_event().prop_map(EventKind::Shelters),
         ]
     }
 
@@ -1613,6 +1683,18 @@ mod tests {
         }
 
         #[test]
+        fn no_watcher_sees_a_residents_name(event in event(), precise in any::<bool>()) {
+            let mut shown = event_to_pb(&event);
+            redact(&mut shown, if precise { Disclosure::Precise } else { Disclosure::Coarse });
+            if let (Some(Body::ArrivalsCheckedIn(arrived)), EventKind::Shelters(pingji_engine::shelters::ShelterEvent::ArrivalsCheckedIn { names, .. })) = (&shown.body, &event.kind) {
+                for (shown, name) in arrived.names.iter().zip(names) {
+                    prop_assert_eq!(shown, &pingji_engine::shelters::mask_name(name));
+                    prop_assert!(name.trim().chars().count() < 2 || shown != name.trim());
+                }
+            }
+        }
+
+        #[test]
         fn a_viewer_sees_no_phone_and_no_precise_position(event in event()) {
             let mut shown = event_to_pb(&event);
             redact(&mut shown, Disclosure::Coarse);
@@ -1647,6 +1729,7 @@ mod tests {
                         | Body::PlansImported(_)
                         | Body::SuppliesImported(_)
                         | Body::BorderReserved(_)
+                        | Body::SheltersImported(_)
                 )
             );
             if !places_allowed {
@@ -1729,7 +1812,7 @@ mod tests {
                 | EventKind::CapSuggestionApproved { .. }
                 | EventKind::CapSuggestionDismissed { .. } => {}
                 EventKind::SafetyCheckIn { .. } | EventKind::SafetyCheckMissed { .. } | EventKind::HelpRequested { .. } => {}
-                EventKind::Supplies(_) => {}
+                EventKind::Supplies(_) | EventKind::Shelters(_) => {}
                 EventKind::BorderReserved { .. }
                 | EventKind::BorderAccepted { .. }
                 | EventKind::BorderConfirmed { .. }
@@ -1745,6 +1828,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 69, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 77, "kinds generated: {seen:?}");
     }
 }

@@ -7,12 +7,14 @@
 //! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
 //! - [`supplies`]: depots, stock, supply requests and their events.
 //! - [`rosters`]: shifts, availability, absences, swaps, attendance and their events.
+//! - [`shelters`]: shelters, evacuations, occupancy and their events.
 
 pub mod border;
 pub mod cap;
 pub mod event;
 pub mod explain;
 pub mod rosters;
+pub mod shelters;
 pub mod supplies;
 
 use pingji_proto::v1 as pb;
@@ -856,6 +858,7 @@ pub fn plan_to_pb(plan: &pingji_engine::plans::PlanSpec) -> pb::Plan {
                 to_depot_ids: supply.to.iter().map(ToString::to_string).collect(),
             })
             .collect(),
+        open_shelter_ids: plan.shelters.iter().map(ToString::to_string).collect(),
     }
 }
 

@@ -35,6 +35,7 @@
 //! - `sizes`: how large one message may be, per service.
 //! - [`supplies`]: `SupplyService`: depots, stock and incidents' requests for supplies.
 //! - [`rosters`]: `RosterService`: duty rosters, who is on duty, swaps, attendance, calendars.
+//! - [`shelters`]: `ShelterService`: shelters, evacuations of residents to them, occupancy.
 //! - [`replay`]: replaying a drill's journal for review, changing nothing.
 //! - `web`: the web port: the command map's embedded files and the command
 //!   service over grpc-web.
@@ -60,6 +61,7 @@ pub mod replay;
 pub mod rosters;
 mod serving;
 pub mod sharding;
+pub mod shelters;
 mod sizes;
 pub mod standby;
 mod starting;

@@ -33,6 +33,7 @@ use crate::push::{MemoryPushStore, PushStore, Pusher, RedisPushStore, SqlitePush
 use crate::webhooks::{MemoryStore, RedisWebhookStore, SqliteStore, WebhookApi, WebhookStore, Webhooks};
 use pingji_proto::v1::cap_service_server::CapServiceServer;
 use pingji_proto::v1::roster_service_server::RosterServiceServer;
+use pingji_proto::v1::shelter_service_server::ShelterServiceServer;
 use pingji_proto::v1::supply_service_server::SupplyServiceServer;
 use pingji_proto::v1::webhook_service_server::WebhookServiceServer;
 
@@ -183,6 +184,10 @@ pub(super) async fn serve(
         auth::authorized(SupplyServiceServer::new(super::supplies::SupplyApi { dispatcher: dispatcher.clone() }), tokens.clone());
     let roster_service =
         auth::authorized(RosterServiceServer::new(super::rosters::RosterApi { dispatcher: dispatcher.clone() }), tokens.clone());
+    let shelter_service = auth::authorized(
+        ShelterServiceServer::new(super::shelters::ShelterApi { dispatcher: dispatcher.clone() }),
+        tokens.clone(),
+    );
     let address = listener.local_addr()?;
     // Ends serving: after the lame-duck pause of a shutdown, or when the
     // owner of a shared shard steps down.
@@ -201,6 +206,7 @@ pub(super) async fn serve(
         .add_service(supply_service.clone())
         .add_optional_service(shard_service)
         .add_service(roster_service.clone())
+        .add_service(shelter_service.clone())
         .serve_with_incoming_shutdown(config.connections().incoming(listener), async move {
             let _ = stepping_down.wait_for(|stop| *stop).await;
         });
@@ -218,6 +224,7 @@ pub(super) async fn serve(
                     cap_service,
                     supply_service,
                     roster_service,
+                    shelter_service,
                     crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some()),
                     config.web_tiles.as_deref(),
                     notifier.as_ref().map(|notifier| notifier.inbound_route()),

@@ -214,19 +214,20 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// The routes of the web port: `command`, `field`, `cap` (the CAP
-/// suggestions), `supplies` (depots and requests) and `rosters` (duty
-/// rosters) over grpc-web, the CAP feed's routes (`/cap/...`), and the
+/// suggestions), `supplies` (depots and requests), `rosters` (duty
+/// rosters) and `shelters` over grpc-web, the CAP feed's routes (`/cap/...`), and the
 /// page's files for every other path, the command map with the tile
 /// server's URL when `tiles` is set (checked by [`tile_origin`] when the
 /// settings were read). (The grpc-web layer is on the services only: on the
 /// whole server it would refuse every plain HTTP/1.1 request.)
 #[allow(clippy::too_many_arguments)]
-pub(super) fn routes<S, F, C, P, R>(
+pub(super) fn routes<S, F, C, P, R, H>(
     command: S,
     field: F,
     cap: C,
     supplies: P,
     rosters: R,
+    shelters: H,
     cap_feed: axum::Router,
     tiles: Option<&str>,
     inbound: Option<axum::Router>,
@@ -267,6 +268,13 @@ where
         + Sync
         + 'static,
     R::Future: Send + 'static,
+    H: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    H::Future: Send + 'static,
 {
     let site = Arc::new(Site::new(tiles));
     let mut router = Routes::new(GrpcWebLayer::new().layer(command))
@@ -274,6 +282,7 @@ where
         .add_service(GrpcWebLayer::new().layer(cap))
         .add_service(GrpcWebLayer::new().layer(supplies))
         .add_service(GrpcWebLayer::new().layer(rosters))
+        .add_service(GrpcWebLayer::new().layer(shelters))
         .into_axum_router()
         // CAP feeds for other systems (see `crate::cap`), not browser calls.
         .merge(cap_feed);

@@ -16,6 +16,8 @@ import {
   CapService,
   CommandService,
   SupplyService,
+  ShelterService,
+  type Shelter,
   type Depot,
   type SupplyRequest,
   type CapSuggestion,
@@ -141,6 +143,22 @@ const supplyClient: Client<typeof SupplyService> = createClient(
 let depots: Depot[] = [];
 let supplyRequests: SupplyRequest[] = [];
 let supplyRequestsOf = "";
+/** Shelters and their occupancy, on the map and in the shelters panel. */
+const shelterClient: Client<typeof ShelterService> = createClient(
+  ShelterService,
+  createGrpcWebTransport({ baseUrl: window.location.origin, interceptors: [authorization] }),
+);
+let shelters: Shelter[] = [];
+const SHELTER_KINDS = new Set([
+  "shelters_imported",
+  "shelter_opened",
+  "shelter_closed",
+  "evacuation_assigned",
+  "arrivals_checked_in",
+  "residents_left",
+  "places_released",
+  "shelter_level_changed",
+]);
 const SUPPLY_KINDS = new Set([
   "supplies_imported",
   "supplies_requested",
@@ -1136,6 +1154,7 @@ function logOut(): void {
   activations = [];
   suggestions = [];
   depots = [];
+  shelters = [];
   supplyRequests = [];
   supplyRequestsOf = "";
   callups = [];
@@ -1198,6 +1217,7 @@ async function start(): Promise<void> {
     readPlans(current.signal),
     readSuggestions(current.signal),
     readSupplies(current.signal),
+    readShelters(current.signal),
     readCallups(current.signal),
     readMessages(current.signal),
     readReplay(current.signal),
@@ -1280,6 +1300,56 @@ async function readCoverage(map: CityMap, signal: AbortSignal): Promise<void> {
 
 /** Depots with their stock, on the map and in the supplies panel; the
  * selected incident's requests again. */
+/** Shelters with their occupancy, on the map and in the shelters panel. */
+async function readShelters(signal: AbortSignal): Promise<void> {
+  try {
+    shelters = (await shelterClient.listShelters({ areaId: "", openOnly: false }, { signal })).shelters;
+    cityMap?.setShelters(shelters);
+    drawShelters();
+  } catch (failure) {
+    console.warn(`cannot read the shelters: ${describe(failure).message}`);
+  }
+}
+
+function drawShelters(): void {
+  const list = byId("shelter-list");
+  if (shelters.length === 0) {
+    list.replaceChildren(make("li", say("noShelters")));
+    return;
+  }
+  list.replaceChildren(
+    ...shelters.map((shelter) => {
+      const item = make("li");
+      item.dataset.shelterId = shelter.id;
+      const state = shelter.open ? words().shelterOpen : words().shelterClosed;
+      const alert = words().shelterLevels[shelter.level] ?? "";
+      const alertClass = shelter.level === 3 ? "full" : shelter.level === 2 ? "nearly-full" : "";
+      item.append(make("strong", shelter.name), make("span", ` · ${state}`, shelter.open ? "" : "closed"));
+      if (alert) {
+        item.append(make("span", ` · ${alert}`, alertClass));
+      }
+      const occupancy = say("shelterIn", {
+        in: String(shelter.occupied),
+        reserved: String(shelter.reserved),
+        capacity: String(shelter.capacity),
+      });
+      item.append(make("div", occupancy));
+      const bar = make("div", "", "bar");
+      bar.setAttribute("role", "img");
+      bar.setAttribute("aria-label", occupancy);
+      const share = (count: number): string => `${shelter.capacity > 0 ? Math.min(100, (100 * count) / shelter.capacity) : 0}%`;
+      const inside = make("span", "", "in");
+      inside.style.width = share(shelter.occupied);
+      const reserved = make("span", "", "reserved");
+      reserved.style.left = share(shelter.occupied);
+      reserved.style.width = share(shelter.reserved);
+      bar.append(inside, reserved);
+      item.append(bar);
+      return item;
+    }),
+  );
+}
+
 async function readSupplies(signal: AbortSignal): Promise<void> {
   try {
     depots = (await supplyClient.listDepots({ areaId: "" }, { signal })).depots;
@@ -1758,6 +1828,9 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   }
   if (SUPPLY_KINDS.has(event.kind)) {
     refreshSoon("supplies", () => readSupplies(signal));
+  }
+  if (SHELTER_KINDS.has(event.kind)) {
+    refreshSoon("shelters", () => readShelters(signal));
   }
   if (CALLUP_KINDS.has(event.kind)) {
     refreshSoon("callups", () => readCallups(signal));

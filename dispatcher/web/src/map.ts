@@ -7,7 +7,7 @@
 // never as one SVG node each.
 
 import { AgentStatus, AreaLevel, IncidentStatus, Mode } from "./gen/pingji/v1/pingji_pb.js";
-import type { Agent, Area, Depot, Incident, ServiceCentre } from "./gen/pingji/v1/pingji_pb.js";
+import type { Agent, Area, Depot, Incident, ServiceCentre, Shelter } from "./gen/pingji/v1/pingji_pb.js";
 import { say, words } from "./i18n.js";
 import { metresBetween } from "./figures.js";
 import { secondsLeft } from "./clock.js";
@@ -126,6 +126,7 @@ export class CityMap {
   private readonly labelLayer: SVGGElement;
   private readonly centreLayer: SVGGElement;
   private readonly depotLayer: SVGGElement;
+  private readonly shelterLayer: SVGGElement;
   private readonly linkLayer: SVGGElement;
   private readonly peopleLayer: SVGGElement;
   private readonly incidentLayer: SVGGElement;
@@ -134,6 +135,7 @@ export class CityMap {
   private leaves = new Set<string>();
   private centres: ServiceCentre[] = [];
   private depots: Depot[] = [];
+  private shelters: Shelter[] = [];
   private walkMetresPerSecond = 0;
   private tileUrl = "";
   private drawPending = false;
@@ -156,13 +158,14 @@ export class CityMap {
     this.labelLayer = element("g", { class: "labels" });
     this.centreLayer = element("g", { class: "centres" });
     this.depotLayer = element("g", { class: "depots" });
+    this.shelterLayer = element("g", { class: "shelters" });
     this.linkLayer = element("g", { class: "links" });
     this.peopleLayer = element("g", { class: "people" });
     this.incidentLayer = element("g", { class: "incidents" });
     this.pickMarker = element("g", { class: "pick-marker", visibility: "hidden" });
     this.pickMarker.append(element("circle", { class: "pick", r: 10 }), element("path", { class: "pick", d: "M-16 0H16M0 -16V16" }));
     // Names lie under the dots: a person or an incident is never hidden by a name.
-    svg.append(this.tileLayer, this.areaLayer, this.labelLayer, this.centreLayer, this.depotLayer, this.linkLayer, this.peopleLayer, this.incidentLayer, this.pickMarker);
+    svg.append(this.tileLayer, this.areaLayer, this.labelLayer, this.centreLayer, this.depotLayer, this.shelterLayer, this.linkLayer, this.peopleLayer, this.incidentLayer, this.pickMarker);
     this.applyView();
     this.listen();
     // Offers' countdowns move every second without redrawing the map.
@@ -203,6 +206,7 @@ export class CityMap {
     this.centres = centres;
     this.drawCentres();
     this.drawDepots();
+    this.drawShelters();
     this.setModes(areas);
     this.applyView();
   }
@@ -264,6 +268,39 @@ export class CityMap {
         title.textContent = `${words().depot} · ${depot.name} · ${[...stock, ...units].join(", ")}`;
         diamond.append(title);
         return [diamond];
+      }),
+    );
+  }
+
+  /** Shelters: a square each (dashed when closed) with a bar under it
+   * filled to the share of places taken (people in plus reserved), orange
+   * when nearly full and red when full. */
+  setShelters(shelters: Shelter[]): void {
+    this.shelters = shelters;
+    this.drawShelters();
+  }
+
+  private drawShelters(): void {
+    this.shelterLayer.replaceChildren(
+      ...this.shelters.flatMap((shelter) => {
+        if (!shelter.location) {
+          return [];
+        }
+        const [x, y] = this.projection.point(shelter.location.lon, shelter.location.lat);
+        const group = element("g", {});
+        group.dataset.shelterId = shelter.id;
+        const square = element("rect", { class: shelter.open ? "shelter" : "shelter closed", x: (x - 7).toFixed(1), y: (y - 7).toFixed(1), width: 14, height: 14 });
+        const taken = shelter.capacity > 0 ? Math.min(1, (shelter.occupied + shelter.reserved) / shelter.capacity) : 0;
+        const level = shelter.level === 3 ? " full" : shelter.level === 2 ? " nearly-full" : "";
+        const background = element("rect", { class: "shelter closed", x: (x - 7).toFixed(1), y: (y + 9).toFixed(1), width: 14, height: 3 });
+        const bar = element("rect", { class: `shelter-bar${level}`, x: (x - 7).toFixed(1), y: (y + 9).toFixed(1), width: (14 * taken).toFixed(1), height: 3 });
+        const title = element("title", {});
+        const state = shelter.open ? words().shelterOpen : words().shelterClosed;
+        const occupancy = say("shelterIn", { in: String(shelter.occupied), reserved: String(shelter.reserved), capacity: String(shelter.capacity) });
+        const alert = words().shelterLevels[shelter.level] ?? "";
+        title.textContent = `${words().shelter} · ${shelter.name} · ${state} · ${occupancy}${alert ? ` · ${alert}` : ""}`;
+        group.append(title, square, background, bar);
+        return [group];
       }),
     );
   }

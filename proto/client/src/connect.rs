@@ -58,6 +58,7 @@ pub type CapClient = pingji_proto::v1::cap_service_client::CapServiceClient<Inte
 /// A `SupplyService` client carrying the operator's token (depots, stock,
 /// supply requests).
 pub type SupplyClient = pingji_proto::v1::supply_service_client::SupplyServiceClient<InterceptedService<Channel, BearerToken>>;
+pub type ShelterClient = pingji_proto::v1::shelter_service_client::ShelterServiceClient<InterceptedService<Channel, BearerToken>>;
 
 /// A `RosterService` client carrying the operator's token (duty rosters).
 pub type RosterClient = pingji_proto::v1::roster_service_client::RosterServiceClient<InterceptedService<Channel, BearerToken>>;
@@ -346,6 +347,16 @@ impl Connection {
     /// A `RosterService` client on this connection with the operator's token.
     pub fn rosters(&self) -> RosterClient {
         pingji_proto::v1::roster_service_client::RosterServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.options.bearer.clone(),
+        )
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// A `ShelterService` client on this connection with the operator's token.
+    pub fn shelters(&self) -> ShelterClient {
+        pingji_proto::v1::shelter_service_client::ShelterServiceClient::with_interceptor(
             self.channel.clone(),
             self.options.bearer.clone(),
         )

@@ -101,6 +101,14 @@ pub fn kind_name(body: &Body) -> &'static str {
         | Body::SwapDecided(_)
         | Body::ShiftCheckedIn(_)
         | Body::ShiftCheckedOut(_) => crate::rosters::event_kind_name(body).unwrap_or("rosters"),
+        Body::SheltersImported(_)
+        | Body::ShelterOpened(_)
+        | Body::ShelterClosed(_)
+        | Body::EvacuationAssigned(_)
+        | Body::ArrivalsCheckedIn(_)
+        | Body::ResidentsLeft(_)
+        | Body::PlacesReleased(_)
+        | Body::ShelterLevelChanged(_) => crate::shelters::event_kind_name(body).unwrap_or("shelters"),
     }
 }
 
@@ -437,6 +445,14 @@ fn summary_of(body: &Body) -> String {
         | Body::SwapDecided(_)
         | Body::ShiftCheckedIn(_)
         | Body::ShiftCheckedOut(_) => crate::rosters::event_summary(body).unwrap_or_default(),
+        Body::SheltersImported(_)
+        | Body::ShelterOpened(_)
+        | Body::ShelterClosed(_)
+        | Body::EvacuationAssigned(_)
+        | Body::ArrivalsCheckedIn(_)
+        | Body::ResidentsLeft(_)
+        | Body::PlacesReleased(_)
+        | Body::ShelterLevelChanged(_) => crate::shelters::event_summary(body).unwrap_or_default(),
         Body::CapSuggestionApproved(approved) => format!("CAP suggestion {} approved", approved.suggestion_id),
         Body::CapSuggestionDismissed(dismissed) => {
             format!("CAP suggestion {} dismissed: {}", dismissed.suggestion_id, dismissed.reason)

@@ -27,6 +27,7 @@
 //! - [`roster_csv`]: reading the roster (who can be dispatched) from CSV into `AgentSpec`s.
 //! - [`supplies`]: depots and stock to and from CSV, supply events in words.
 //! - [`rosters`]: duty roster events, weekdays and local times in words.
+//! - [`shelters`]: shelters to and from CSV, shelter events in words.
 
 #![forbid(unsafe_code)]
 
@@ -44,6 +45,7 @@ pub mod labels;
 pub mod owner;
 pub mod roster_csv;
 pub mod rosters;
+pub mod shelters;
 pub mod supplies;
 pub mod svg;
 pub mod tls;

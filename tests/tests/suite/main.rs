@@ -40,6 +40,7 @@ mod redis_store;
 mod retention;
 mod rosters;
 mod safety;
+mod shelters;
 mod shutdown;
 mod supplies;
 mod tls;

@@ -416,6 +416,7 @@ impl Engine {
             }
             Command::Supplies(supply) => self.decide_supplies(supply),
             Command::Rosters(roster) => self.decide_rosters(roster, now),
+            Command::Shelters(shelter) => self.decide_shelters(shelter),
             Command::Connect { .. } | Command::Disconnect { .. } | Command::ReportLocation { .. } => {
                 debug_assert!(false, "soft commands change live state only and are not decided");
                 Ok(vec![])

@@ -925,7 +925,8 @@ impl Engine {
             | Command::BorderReserve(_)
             | Command::BorderConfirm { .. }
             | Command::BorderOffer { .. }
-            | Command::Rosters(_) => {}
+            | Command::Rosters(_)
+            | Command::Shelters(_) => {}
         }
     }
 

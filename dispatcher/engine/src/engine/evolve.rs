@@ -270,6 +270,7 @@ impl Engine {
             | EventKind::BorderConfirmed { .. }
             | EventKind::BorderReleased { .. } => self.apply_border(&event.kind, at),
             EventKind::Rosters(roster) => self.apply_rosters(roster, at, &event.actor),
+            EventKind::Shelters(shelter) => self.apply_shelters(shelter, at, &event.actor),
             EventKind::MessageSent { .. } | EventKind::MessageReplied { .. } | EventKind::MessageRead { .. } => {
                 self.apply_message(&event.kind, at, &event.actor);
             }

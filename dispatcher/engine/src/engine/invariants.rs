@@ -111,7 +111,8 @@ pub fn check(engine: &Engine) -> Result<(), String> {
             return Err(format!("{} assigned twice to {id}", twice.agent));
         }
     }
-    check_supplies(&state.supplies)
+    check_supplies(&state.supplies)?;
+    super::shelters::check_shelters(&state.shelters)
 }
 
 /// Stock never below zero, and every unit held by at most one request:

@@ -285,6 +285,7 @@ impl Engine {
         self.emit(out, actor, now, activated);
         self.issue_cap_alert(&activation, crate::cap::CapMsgType::Alert, actor, now, out);
         self.preposition_supplies(&plan, &activation, actor, now, out);
+        self.open_plan_shelters(&plan, &activation, actor, now, out);
         for task in &plan.tasks {
             for at in self.task_points(&task.place, area) {
                 let spec = IncidentSpec {

@@ -25,6 +25,7 @@
 //! - [`supplies`]: supply requests, reservations and stock alerts.
 //! - [`rosters`]: duty rosters: deciding and folding their events, and
 //!   who is on shift for dispatch.
+//! - [`shelters`]: evacuations to shelters, places reserved and released, occupancy alerts.
 //! - [`queries`]: the typed reads the services answer from (people, incidents,
 //!   call-ups, coverage, accounts), with filters and pages.
 
@@ -43,6 +44,7 @@ pub mod mobilise;
 pub mod queries;
 pub mod reports;
 pub mod rosters;
+pub mod shelters;
 pub mod supplies;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -351,6 +353,8 @@ pub enum Command {
     },
     /// Duty rosters: shifts, availability, absences, swaps, attendance.
     Rosters(crate::rosters::RosterCommand),
+    /// Shelters and evacuations of residents to them.
+    Shelters(crate::shelters::ShelterCommand),
 }
 
 /// One activation of a plan on an area.
@@ -459,6 +463,9 @@ pub struct State {
     /// Shifts, availability, absences, swaps and who is checked in.
     #[serde(default)]
     pub rosters: crate::rosters::RosterState,
+    /// Shelters, their occupancy and the evacuations sent to them.
+    #[serde(default)]
+    pub shelters: crate::shelters::ShelterState,
 }
 
 impl State {
@@ -622,6 +629,7 @@ impl Engine {
                 self.react(&command, actor, now, &mut out);
                 self.react_border(&command, now, &mut out);
                 self.follow_supplies(now, &mut out);
+                self.follow_shelters(now, &mut out);
             }
         }
         Ok(out)
