@@ -20,7 +20,7 @@ pub fn write(report: &Report, map: &AreaImport, dir: &Path) -> anyhow::Result<()
     std::fs::write(dir.join("staffing.svg"), svg::staffing(report))?;
     std::fs::write(dir.join("map.svg"), svg::map::map(report, map))?;
     if !report.shelters.is_empty() {
-        std::fs::write(dir.join("shelters.svg"), crate::shelters::svg(&report.shelters, report.drill.started_at_ms))?;
+        std::fs::write(dir.join("shelters.svg"), crate::svg::shelters(&report.shelters, report.drill.started_at_ms))?;
     }
     Ok(())
 }

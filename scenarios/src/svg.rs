@@ -184,3 +184,62 @@ mod tests {
         assert_eq!(lines.join(" "), "one two three four five six seven eight nine ten");
     }
 }
+
+const SHELTER_COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+
+/// Places taken (people in plus reserved) in each shelter over the drill,
+/// as steps, with each shelter's capacity dashed in its colour.
+pub fn shelters(figures: &[crate::shelters::ShelterFigures], started_at_ms: i64) -> String {
+    let entries: Vec<LegendEntry> = figures
+        .iter()
+        .enumerate()
+        .map(|(index, shelter)| LegendEntry {
+            swatch: Swatch::Line { colour: SHELTER_COLOURS[index % SHELTER_COLOURS.len()], width: 2.5 },
+            label: format!("{}: peak {} of {}", shelter.shelter, shelter.peak_taken, shelter.capacity),
+        })
+        .collect();
+    let legend_title = "places taken (dashed: capacity)";
+    let (legend_width, _) = legend_size(legend_title, &entries, 12.0);
+    let frame = chart_frame(legend_width);
+    let x_end = figures.iter().filter_map(|shelter| shelter.occupancy.last()).map(|point| point.at_s).max().unwrap_or(60) as f64;
+    let (x_max, x_step) = axis((x_end / 60.0).max(1.0) * 1.05);
+    let y_top = figures.iter().map(|shelter| shelter.capacity.max(shelter.peak_taken)).max().unwrap_or(1) as f64;
+    let (y_max, y_step) = axis(y_top.max(1.0));
+    let mut out = String::new();
+    header(&mut out, CHART_WIDTH, CHART_HEIGHT, "Shelter occupancy over time: people in plus places reserved", &[]);
+    let on_the_clock = |minute: f64| clock(started_at_ms, minute * 60.0).chars().take(5).collect::<String>();
+    let count = |value: f64| tick_label(value, y_step);
+    axes(
+        &mut out,
+        frame,
+        Axis { max: x_max, step: x_step, tick: &on_the_clock, label: "time on the drill clock" },
+        Axis { max: y_max, step: y_step, tick: &count, label: "places" },
+    );
+    for (index, shelter) in figures.iter().enumerate() {
+        let colour = SHELTER_COLOURS[index % SHELTER_COLOURS.len()];
+        let capacity_y = frame.y(f64::from(shelter.capacity), y_max);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{:.1}" y1="{capacity_y:.1}" x2="{:.1}" y2="{capacity_y:.1}" stroke="{colour}" stroke-width="1" stroke-dasharray="4 3"/>"##,
+            frame.left, frame.right
+        );
+        let mut points = vec![format!("{:.1},{:.1}", frame.left, frame.bottom)];
+        let mut last_y = frame.bottom;
+        for point in &shelter.occupancy {
+            let x = frame.x(point.at_s as f64 / 60.0, x_max);
+            let y = frame.y(f64::from(point.occupied + point.reserved), y_max);
+            points.push(format!("{x:.1},{last_y:.1}"));
+            points.push(format!("{x:.1},{y:.1}"));
+            last_y = y;
+        }
+        points.push(format!("{:.1},{last_y:.1}", frame.x(x_end / 60.0, x_max)));
+        let _ = writeln!(
+            out,
+            r##"<polyline points="{}" stroke="{colour}" stroke-width="2" stroke-linejoin="round" fill="none"/>"##,
+            points.join(" ")
+        );
+    }
+    legend(&mut out, frame.right + GAP, TOP, legend_title, &entries, 12.0);
+    out.push_str("</svg>\n");
+    out
+}

@@ -6,10 +6,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// A newtype over a `String` id: `new`, `as_str`, `Display`, `AsRef<str>`,
+/// serialized as the bare string. Every id of the engine is one (people,
+/// incidents, areas here; depots, shelters, shifts in their modules).
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(transparent)]
         pub struct $name(pub String);
 
@@ -22,8 +25,8 @@ macro_rules! string_id {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
@@ -35,6 +38,7 @@ macro_rules! string_id {
         }
     };
 }
+pub(crate) use string_id;
 
 pub use pingji_rules::{MAX_ID_CHARS, check_id, quote};
 

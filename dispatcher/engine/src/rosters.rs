@@ -27,35 +27,11 @@ pub const MINUTES_PER_DAY: u32 = 24 * 60;
 const MS_PER_DAY: i64 = 86_400_000;
 const MS_PER_MINUTE: i64 = 60_000;
 
-macro_rules! roster_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub String);
-
-        impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-roster_id!(
+crate::ids::string_id!(
     /// A shift, e.g. `s1-duty-officer`.
     ShiftId
 );
-roster_id!(
+crate::ids::string_id!(
     /// A swap request, e.g. `swap-000001`.
     SwapId
 );

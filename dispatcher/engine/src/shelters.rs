@@ -24,35 +24,11 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ActivationId, AreaId, IncidentId, Millis};
 use crate::spatial::Position;
 
-macro_rules! shelter_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub String);
-
-        impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-shelter_id!(
+crate::ids::string_id!(
     /// A shelter or evacuation point, e.g. `school-3`.
     ShelterId
 );
-shelter_id!(
+crate::ids::string_id!(
     /// One evacuation of a group of residents, e.g. `eva-000001`.
     EvacuationId
 );

@@ -21,43 +21,19 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ActivationId, AgentId, AreaId, IncidentId, Millis};
 use crate::spatial::Position;
 
-macro_rules! supply_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub String);
-
-        impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-supply_id!(
+crate::ids::string_id!(
     /// A depot (物资储备点), e.g. `riverside-1`.
     DepotId
 );
-supply_id!(
+crate::ids::string_id!(
     /// A type of item, e.g. `sandbag`, `pump`, `boat`.
     ItemId
 );
-supply_id!(
+crate::ids::string_id!(
     /// One piece of equipment or one vehicle, e.g. `P-07`.
     UnitId
 );
-supply_id!(
+crate::ids::string_id!(
     /// One request of an incident for supplies, e.g. `sup-000001`.
     SupplyRequestId
 );

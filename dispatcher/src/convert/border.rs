@@ -9,7 +9,7 @@ use pingji_engine::spatial::Position;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::event::Body;
 
-use super::{level_from_pb, level_to_pb, location};
+use super::place::{level_from_pb, level_to_pb, location};
 
 /// The body of a border event.
 pub fn event_to_pb(kind: &BorderKind<'_>) -> Body {

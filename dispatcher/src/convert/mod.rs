@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`event`]: events as typed proto messages, their redaction, and back.
 //! - [`explain`]: explanations of a dispatch, shortfalls, possible duplicates.
+//! - [`place`]: locations and area levels on the wire (used by the others).
+//! - [`border`]: border reservations between district shards and their events.
 //! - [`supplies`]: depots, stock, supply requests and their events.
 //! - [`rosters`]: shifts, availability, absences, swaps, attendance and their events.
 //! - [`shelters`]: shelters, evacuations, occupancy and their events.
@@ -13,11 +15,14 @@ pub mod border;
 pub mod cap;
 pub mod event;
 pub mod explain;
+pub mod place;
 pub mod rosters;
 pub mod shelters;
 pub mod supplies;
 
 use pingji_proto::v1 as pb;
+
+pub use place::{level_from_pb, level_to_pb, location};
 
 use crate::journal::StoredEvent;
 use pingji_engine::areas::AreaLevel;
@@ -57,10 +62,6 @@ pub fn wgs84_of(location: &pb::Location) -> Result<(f64, f64), String> {
     Ok(system.to_wgs84(location.lon, location.lat))
 }
 
-pub fn location(position: Position) -> pb::Location {
-    pb::Location::wgs84(position.lon, position.lat)
-}
-
 pub fn mode_from_pb(mode: i32) -> Result<Mode, Rejection> {
     match pb::Mode::try_from(mode) {
         Ok(pb::Mode::Normal) => Ok(Mode::Normal),
@@ -81,29 +82,6 @@ pub fn mode_to_pb(mode: Mode) -> pb::Mode {
         Mode::EmergencyIii => pb::Mode::EmergencyIii,
         Mode::EmergencyIi => pb::Mode::EmergencyIi,
         Mode::EmergencyI => pb::Mode::EmergencyI,
-    }
-}
-
-pub fn level_to_pb(level: AreaLevel) -> pb::AreaLevel {
-    match level {
-        AreaLevel::City => pb::AreaLevel::City,
-        AreaLevel::District => pb::AreaLevel::District,
-        AreaLevel::Street => pb::AreaLevel::Street,
-        AreaLevel::Community => pb::AreaLevel::Community,
-        AreaLevel::Grid => pb::AreaLevel::Grid,
-        AreaLevel::Building => pb::AreaLevel::Building,
-    }
-}
-
-pub fn level_from_pb(level: i32) -> Option<AreaLevel> {
-    match pb::AreaLevel::try_from(level).ok()? {
-        pb::AreaLevel::City => Some(AreaLevel::City),
-        pb::AreaLevel::District => Some(AreaLevel::District),
-        pb::AreaLevel::Street => Some(AreaLevel::Street),
-        pb::AreaLevel::Community => Some(AreaLevel::Community),
-        pb::AreaLevel::Grid => Some(AreaLevel::Grid),
-        pb::AreaLevel::Building => Some(AreaLevel::Building),
-        pb::AreaLevel::Unspecified => None,
     }
 }
 

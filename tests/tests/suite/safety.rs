@@ -84,6 +84,13 @@ async fn assign(command: &mut Commands, worker: &mut AgentSession, at: (f64, f64
     })
     .await?;
     worker.accept(&offer.offer_id).await?;
+    // The accept goes on the person's stream: wait until it is carried out,
+    // or a clock moved on next could time the offer out before it arrives.
+    wait_until(PROMPTLY, "the offer accepted", async || {
+        let found = command.get_incident(pb::GetIncidentRequest { id: incident.id.clone() }).await?.into_inner();
+        Ok(!found.assignments.is_empty())
+    })
+    .await?;
     Ok(incident.id)
 }
 

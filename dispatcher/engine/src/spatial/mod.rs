@@ -11,6 +11,7 @@ mod tree;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::tree::Indexed;
 use self::tree::{Entry, Filter, Place, Tree};
 
 use crate::travel::TravelMode;
@@ -71,22 +72,6 @@ impl Position {
 fn chord2_to_metres(chord2: f64) -> f64 {
     let chord = chord2.max(0.0).sqrt().min(2.0);
     2.0 * (chord / 2.0).asin() * EARTH_RADIUS_M
-}
-
-/// What the candidate search filters on, copied into a person's index
-/// entry, so that walking past someone who cannot qualify reads nothing
-/// but the tree's own leaves: no id, no hash look-up, no string compare.
-/// Kept in step by the engine (`Live`), like the live copies it mirrors.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Indexed {
-    /// The person's dense number: `Live::ids[slot]` is their id.
-    pub slot: u32,
-    /// Their skills as bits (`SkillBits`); skills beyond the bits are
-    /// not in it, and a search asking for one of those filters on the
-    /// rest only.
-    pub skills: u64,
-    /// A copy of "free to take an offer".
-    pub free: bool,
 }
 
 /// A skill bit (0 to 63): [`PeopleIndex::class_len`] counts the free

@@ -19,7 +19,23 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use super::Indexed;
+/// What the candidate search filters on, copied into a person's index
+/// entry, so that walking past someone who cannot qualify reads nothing
+/// but the tree's own leaves: no id, no hash look-up, no string compare.
+/// Kept in step by the engine (`Live`), like the live copies it mirrors.
+/// (Here, beside the tree that holds it, so the tree needs nothing of
+/// `spatial`.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Indexed {
+    /// The person's dense number: `Live::ids[slot]` is their id.
+    pub slot: u32,
+    /// Their skills as bits (`SkillBits`); skills beyond the bits are
+    /// not in it, and a search asking for one of those filters on the
+    /// rest only.
+    pub skills: u64,
+    /// A copy of "free to take an offer".
+    pub free: bool,
+}
 
 /// A leaf or inner node holds at most this many entries or children; one
 /// more splits it in two halves.
