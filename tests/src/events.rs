@@ -55,6 +55,21 @@ impl EventWatch {
         }
     }
 
+    /// An event already read that matches `predicate`, or else the next
+    /// one that does: for events whose order between them is not fixed
+    /// (two senders journaling at once).
+    pub async fn seen_or_wait_for(
+        &mut self,
+        within: Duration,
+        what: &str,
+        predicate: impl Fn(&pb::Event) -> bool,
+    ) -> anyhow::Result<pb::Event> {
+        if let Some(event) = self.seen.iter().find(|event| predicate(event)) {
+            return Ok(event.clone());
+        }
+        self.wait_for(within, what, predicate).await
+    }
+
     /// Reads until an event of `kind` about `incident_id` arrives.
     pub async fn wait_for_kind(&mut self, within: Duration, kind: &str, incident_id: &str) -> anyhow::Result<pb::Event> {
         self.wait_for(within, &format!("{kind} on {incident_id}"), |event| event.kind == kind && event.incident_id == incident_id)
