@@ -192,8 +192,15 @@ impl People {
     /// Carries out one thing the person sent; with `session`, only while it
     /// is their open session (the browser's calls).
     pub(super) async fn act(&self, agent: &AgentId, message: pb::AgentMessage, session: Option<u64>) -> Result<(), ActError> {
+        let report = matches!(message.body, Some(Body::Arrived(_) | Body::Completed(_))).then(|| message.clone());
         let command = command_for(agent, message).map_err(ActError::Invalid)?;
         self.check_photos(&command).await?;
+        // Held across the border: carried out at the incident's shard.
+        if let (Some(sharding), Some(report)) = (&self.sharding, report)
+            && let Some(incident_shard) = super::border::held_across(&self.dispatcher, &command).await
+        {
+            return super::border::forward_report(sharding, &incident_shard, agent, report).await.map_err(ActError::Dispatch);
+        }
         let result = match session {
             Some(session) => self.dispatcher.execute_in_session(command, agent.clone(), session).await,
             None => self.dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await,

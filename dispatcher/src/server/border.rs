@@ -21,7 +21,14 @@
 //!    still open; the home shard then journals `border_confirmed`, or
 //!    `border_released` (refused) when it was not.
 //! 4. The incident's shard tells the home shard when its offer timed out,
-//!    was withdrawn, or the assignment ended (`SettleReservation`).
+//!    was withdrawn, or the assignment ended or was done
+//!    (`SettleReservation`).
+//! 5. The person's arrival and completion, sent at home where their session
+//!    is, are carried out at the incident's shard (`ForwardReport`).
+//! 6. The home shard asks the incident's shard, every
+//!    [`CHECK_HELD_EVERY`], whether it still holds each person it lent
+//!    (`CheckAssignment`), and frees those it does not: a settlement lost
+//!    with its sender changes nothing for long.
 //!
 //! A lost message or a dead neighbour leaves no reservation behind: the
 //! home shard releases every reservation unanswered or unconfirmed a few
@@ -33,7 +40,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::ErrorReason;
@@ -62,6 +69,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often waiting incidents are looked at again, unanswered messages
 /// retried and expired reservations released.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How long a person's confirmed assignment across the border goes before
+/// their home shard asks the incident's shard whether it still holds it
+/// (and again as long as it does): a settlement lost with its sender's
+/// memory frees the person within this.
+const CHECK_HELD_EVERY: Duration = Duration::from_secs(10);
 /// The actor of what a border call journals.
 fn peer_actor(shard: &str) -> String {
     format!("shard:{shard}")
@@ -248,6 +260,115 @@ impl pb::shard_service_server::ShardService for ShardApi {
             Err(other) => Err(other.into()),
         }
     }
+
+    async fn forward_report(
+        &self,
+        request: Request<pb::ForwardReportRequest>,
+    ) -> Result<Response<pb::ForwardReportResponse>, Status> {
+        self.check_peer(&request).await?;
+        let asked = request.into_inner();
+        self.check_epoch(&asked.home_shard, asked.epoch).await?;
+        let agent = AgentId::new(asked.agent_id.trim());
+        let command = match asked.report.and_then(|report| report.body) {
+            Some(pb::agent_message::Body::Arrived(arrived)) => {
+                Command::Arrive { agent: agent.clone(), incident: IncidentId::new(arrived.incident_id.trim()) }
+            }
+            Some(pb::agent_message::Body::Completed(completed)) => Command::Complete {
+                agent: agent.clone(),
+                incident: IncidentId::new(completed.incident_id.trim()),
+                feedback: completed.feedback,
+                photo_refs: completed.photo_refs.into_iter().map(|reference| reference.trim().to_owned()).collect(),
+            },
+            _ => return Err(error::invalid_field("report", "only arrived and completed reports are forwarded")),
+        };
+        self.dispatcher.execute(command, format!("agent:{agent}"), |_, _| ()).await?;
+        Ok(Response::new(pb::ForwardReportResponse {}))
+    }
+
+    async fn check_assignment(
+        &self,
+        request: Request<pb::CheckAssignmentRequest>,
+    ) -> Result<Response<pb::CheckAssignmentResponse>, Status> {
+        self.check_peer(&request).await?;
+        let asked = request.into_inner();
+        self.check_epoch(&asked.home_shard, asked.epoch).await?;
+        let (offer, incident, agent) =
+            (OfferId::new(&asked.offer_id), IncidentId::new(&asked.incident_id), AgentId::new(&asked.agent_id));
+        let held = self
+            .dispatcher
+            .query(move |engine, _| {
+                let state = engine.state();
+                state.open_incidents.contains(&incident)
+                    && state.incidents.get(&incident).is_some_and(|record| {
+                        record
+                            .assignments
+                            .iter()
+                            .any(|held| held.offer == offer && held.agent == agent && held.completed_at.is_none())
+                    })
+            })
+            .await?;
+        Ok(Response::new(pb::CheckAssignmentResponse { held }))
+    }
+}
+
+/// The shard of the incident a person's arrival or completion is about,
+/// when they hold it across the border: their session is here, at home,
+/// and the incident is written only by its own shard.
+pub(super) async fn held_across(dispatcher: &Dispatcher, command: &Command) -> Option<String> {
+    let (agent, incident) = match command {
+        Command::Arrive { agent, incident } | Command::Complete { agent, incident, .. } => (agent.clone(), incident.clone()),
+        _ => return None,
+    };
+    dispatcher
+        .query(move |engine, _| {
+            engine
+                .state()
+                .border
+                .values()
+                .find(|held| held.agent == agent && held.incident == incident && held.state != ReservationState::Offered)
+                .map(|held| held.incident_shard.clone())
+        })
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Carries a person's arrival or completion to the shard of the incident
+/// they hold across the border; its answer is the person's answer.
+pub(super) async fn forward_report(
+    sharding: &Arc<Sharding>,
+    incident_shard: &str,
+    agent: &AgentId,
+    report: pb::AgentMessage,
+) -> Result<(), DispatchError> {
+    let mut peers = Peers { sharding: sharding.clone(), channels: HashMap::new() };
+    let unreachable = || {
+        DispatchError::Unavailable(format!(
+            "the dispatcher of district {incident_shard}, which holds this incident, cannot be reached now; send the \
+             report again in a moment"
+        ))
+    };
+    let Some((mut client, secret)) = peers.client(incident_shard).await else {
+        return Err(unreachable());
+    };
+    let message = pb::ForwardReportRequest {
+        home_shard: sharding.shard().to_string(),
+        epoch: sharding.epoch(),
+        agent_id: agent.to_string(),
+        report: Some(report),
+    };
+    match client.forward_report(with_secret(message, &secret)).await {
+        Ok(_) => Ok(()),
+        Err(status) => Err(match status.code() {
+            Code::InvalidArgument => Rejection::InvalidArgument(status.message().to_owned()).into(),
+            Code::NotFound => Rejection::NotFound(status.message().to_owned()).into(),
+            Code::FailedPrecondition => Rejection::FailedPrecondition(status.message().to_owned()).into(),
+            _ => {
+                debug!(code = ?status.code(), incident_shard, "a report across the border was not taken");
+                unreachable()
+            }
+        }),
+    }
 }
 
 /// Clients of other shards' owners, by address.
@@ -385,6 +506,8 @@ pub async fn keep_border(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
     // Incident side: reservations to settle at the person's home shard
     // (offer → (agent, outcome)).
     let mut settle: BTreeMap<OfferId, (AgentId, &'static str, String)> = BTreeMap::new();
+    // Home side: when each confirmed reservation was last checked.
+    let mut checked: HashMap<OfferId, Instant> = HashMap::new();
     let mut look = true;
     loop {
         tokio::select! {
@@ -396,6 +519,7 @@ pub async fn keep_border(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
             _ = follow.tick() => {
                 look = true;
                 expire(&dispatcher).await;
+                check_held(&dispatcher, &sharding, &mut peers, &mut checked).await;
             }
         }
         while let Ok(event) = events.try_recv() {
@@ -466,6 +590,12 @@ async fn note(
         }
         Body::OfferWithdrawn(ended) => {
             note_foreign(dispatcher, &ended.offer_id, &ended.agent_id, "withdrawn", "withdrawn", settle).await;
+            true
+        }
+        Body::AssignmentCompleted(completed) => {
+            if let Some(offer) = assignment_offer(dispatcher, &event.incident_id, &completed.agent_id).await {
+                note_foreign(dispatcher, &offer, &completed.agent_id, "ended", "the task is done", settle).await;
+            }
             true
         }
         Body::IncidentCancelled(pb::event::IncidentCancelled { released_agent_ids: released, .. })
@@ -542,6 +672,57 @@ async fn expire(dispatcher: &Dispatcher) {
     {
         Ok(released) => info!(released, "border reservations expired"),
         Err(error) => warn!(%error, "cannot release expired border reservations; trying again"),
+    }
+}
+
+/// Home side: asks the incident's shard of each confirmed reservation,
+/// every [`CHECK_HELD_EVERY`], whether it still holds the person, and
+/// frees them when it says it does not (the incident ended or the task was
+/// done, and the settlement never came).
+async fn check_held(dispatcher: &Dispatcher, sharding: &Sharding, peers: &mut Peers, checked: &mut HashMap<OfferId, Instant>) {
+    let confirmed = dispatcher
+        .query(|engine, _| {
+            engine
+                .state()
+                .border
+                .values()
+                .filter(|held| held.state == ReservationState::Confirmed)
+                .map(|held| (held.offer.clone(), held.incident.clone(), held.agent.clone(), held.incident_shard.clone()))
+                .collect::<Vec<_>>()
+        })
+        .await;
+    let Ok(confirmed) = confirmed else { return };
+    checked.retain(|offer, _| confirmed.iter().any(|(held, ..)| held == offer));
+    let now = Instant::now();
+    for (offer, incident, agent, incident_shard) in confirmed {
+        let since = *checked.entry(offer.clone()).or_insert(now);
+        if now.duration_since(since) < CHECK_HELD_EVERY {
+            continue;
+        }
+        checked.insert(offer.clone(), now);
+        let Some((mut client, secret)) = peers.client(&incident_shard).await else { continue };
+        let message = pb::CheckAssignmentRequest {
+            home_shard: sharding.shard().to_string(),
+            epoch: sharding.epoch(),
+            offer_id: offer.to_string(),
+            incident_id: incident.to_string(),
+            agent_id: agent.to_string(),
+        };
+        match client.check_assignment(with_secret(message, &secret)).await {
+            Ok(answer) if !answer.get_ref().held => {
+                let reason = format!("district {incident_shard} no longer holds the assignment");
+                let command = Command::BorderRelease { offer: offer.clone(), end: ReservationEnd::Ended, reason };
+                match dispatcher.execute(command, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await {
+                    Ok(()) => info!(offer_id = %offer, incident_shard, "a border assignment ended there is released here"),
+                    Err(error) => warn!(%error, offer_id = %offer, "cannot release a border assignment ended elsewhere"),
+                }
+            }
+            Ok(_) => {}
+            Err(status) => {
+                debug!(code = ?status.code(), offer_id = %offer, "cannot ask whether a border assignment is still held");
+                peers.forget(&status);
+            }
+        }
     }
 }
 

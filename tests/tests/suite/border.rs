@@ -386,3 +386,99 @@ async fn a_person_across_the_border_from_home_is_found_where_they_are() -> anyho
     wait_assigned(&mut at_east, "border-4", "p0161").await?;
     Ok(())
 }
+
+/// Both districts at grade II, d2's p0161 45 m across the border holding
+/// d1's incident `id` by a border offer they accepted at home, confirmed
+/// at home: the two owners, their consoles and event watches (from the
+/// start), and p0161's session.
+struct HeldAcross {
+    east: SharedDispatcher,
+    west: SharedDispatcher,
+    at_east: Commands,
+    at_west: Commands,
+    east_events: EventWatch,
+    west_events: EventWatch,
+    across: AgentSession,
+}
+
+async fn held_across(dir: &Path, redis: &RedisServer, id: &str) -> anyhow::Result<HeldAcross> {
+    let policy = policy(dir, 60)?;
+    let east = start_owner(&options(dir, redis, "d1", "d1.log", &policy)).await?;
+    let west = start_owner(&options(dir, redis, "d2", "d2.log", &policy)).await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+    grade_ii(&mut at_east, "d1").await?;
+    grade_ii(&mut at_west, "d2").await?;
+    let mut west_events = EventWatch::start(&mut at_west, 1).await?;
+    let east_events = EventWatch::start(&mut at_east, 1).await?;
+    let mut across = person_at(&west, &mut at_west, "p0161", east_of_border(45.0)).await?;
+    create(&mut at_east, id, near_border()).await?;
+    let offer = next_offer(&mut across, WITHIN).await?;
+    across.accept(&offer.offer_id).await?;
+    wait_assigned(&mut at_east, id, "p0161").await?;
+    west_events.wait_for_kind(WITHIN, "border_confirmed", id).await?;
+    Ok(HeldAcross { east, west, at_east, at_west, east_events, west_events, across })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_helper_from_across_the_border_reports_arrival_and_completion_at_home_and_is_freed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let HeldAcross { east: _east, west: _west, mut at_east, mut at_west, mut east_events, mut west_events, mut across } =
+        held_across(dir.path(), &redis, "border-5").await?;
+
+    // The session is at d2; the incident is d1's: the arrival is carried
+    // out there, as if sent there.
+    across.send(pb::agent_message::Body::Arrived(pb::Arrived { incident_id: "border-5".into() })).await?;
+    let arrived = east_events.wait_for_kind(WITHIN, "agent_arrived", "border-5").await?;
+    assert_eq!((arrived.agent_id.as_str(), arrived.actor.as_str()), ("p0161", "agent:p0161"), "{arrived:?}");
+    // A second arrival is refused there, and the refusal reaches the
+    // person at home with its reason.
+    across.send(pb::agent_message::Body::Arrived(pb::Arrived { incident_id: "border-5".into() })).await?;
+    let refused = across.expect_refusal_within(WITHIN).await?;
+    assert_eq!(refused.code, "failed_precondition", "{refused:?}");
+    assert!(refused.message.contains("already reported arrival"), "{refused:?}");
+
+    across.complete("border-5", "树已清走").await?;
+    let done = east_events.wait_for_kind(WITHIN, "assignment_completed", "border-5").await?;
+    assert_eq!(done.agent_id, "p0161");
+    east_events.wait_for_kind(WITHIN, "incident_closed", "border-5").await?;
+    let found = at_east.get_incident(pb::GetIncidentRequest { id: "border-5".into() }).await?.into_inner();
+    assert_eq!(found.status, pb::IncidentStatus::Closed as i32, "{found:?}");
+    // Freed at home once the task is done there.
+    let released = west_events.wait_for_kind(WITHIN, "border_released", "border-5").await?;
+    let Some(pb::event::Body::BorderReleased(released)) = released.body else { anyhow::bail!("{released:?}") };
+    assert_eq!(released.end, "ended", "{released:?}");
+    assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Available as i32);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_helper_whose_release_was_lost_is_freed_when_home_asks() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let HeldAcross { east: _east, mut west, mut at_east, .. } = held_across(dir.path(), &redis, "border-6").await?;
+
+    // d2's owner is down when the incident ends at d1: the release d1
+    // sends is lost.
+    west.kill().await?;
+    at_east.close_incident(pb::CloseIncidentRequest { id: "border-6".into(), feedback: "resolved".into() }).await?;
+    west.restart().await?;
+    west.wait_owner(WITHIN).await?;
+    let mut at_west = west.command().await?;
+    let agent = at_west.get_agent(pb::GetAgentRequest { id: "p0161".into() }).await?.into_inner();
+    assert_eq!(agent.current_incident_id, "border-6", "still held at home after the restart: {agent:?}");
+
+    // Home asks d1 whether it still holds the person (every 10 s), and
+    // frees them.
+    let mut west_events = EventWatch::start(&mut at_west, 1).await?;
+    let released = west_events
+        .wait_for(WITHIN + WITHIN, "the release at home", |event| {
+            event.kind == "border_released" && event.incident_id == "border-6"
+        })
+        .await?;
+    let Some(pb::event::Body::BorderReleased(released)) = released.body else { anyhow::bail!("{released:?}") };
+    assert_eq!(released.end, "ended", "{released:?}");
+    assert!(released.reason.contains("no longer holds"), "{released:?}");
+    assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Available as i32);
+    Ok(())
+}

@@ -640,6 +640,20 @@ impl Engine {
     }
 
     fn held_assignment(&self, agent: &AgentId, incident: &IncidentId) -> Result<&crate::incident::AssignmentRecord, Rejection> {
+        // A person of another district's shard, assigned here across the
+        // border: their home shard forwards their reports (not on this
+        // roster, so held by the incident's record alone).
+        if !self.state.agents.contains_key(agent)
+            && let Some(held) = self
+                .state
+                .incidents
+                .get(incident)
+                .filter(|record| self.state.open_incidents.contains(&record.id))
+                .and_then(|record| record.assignment_of(agent))
+                .filter(|held| held.completed_at.is_none())
+        {
+            return Ok(held);
+        }
         let record = self.known_agent(agent)?;
         if record.current_incident.as_ref() != Some(incident) {
             return Err(Rejection::FailedPrecondition(format!(
