@@ -428,14 +428,27 @@ struct Wanting {
     best_open_eta_s: Option<f64>,
     offer_timeout_s: u64,
     spec: pingji_engine::incident::IncidentSpec,
+    /// Widened to the city in normal mode: every district is asked, not
+    /// only the neighbours.
+    whole_city: bool,
 }
 
-/// This shard's open incidents in emergency that still need people, and
-/// the districts next to this one (touching, or lending people by mutual
-/// aid), each a shard.
-fn wanting(engine: &Engine, district: &AreaId) -> (Vec<Wanting>, Vec<String>) {
+/// What [`wanting`] finds: the incidents, the districts next to this one,
+/// and every other district of the city.
+type Wanted = (Vec<Wanting>, Vec<String>, Vec<String>);
+
+/// This shard's open incidents in emergency, or widened to the city in
+/// normal mode, that still need people; the districts next to this one
+/// (touching, or lending people by mutual aid); and every other district.
+/// Each district is a shard.
+fn wanting(engine: &Engine, district: &AreaId) -> Wanted {
     let state = engine.state();
     let areas = &state.areas;
+    let others: Vec<String> = areas
+        .areas()
+        .filter(|area| area.level == AreaLevel::District && &area.id != district)
+        .map(|area| area.id.to_string())
+        .collect();
     let mut neighbours: BTreeSet<String> = areas
         .areas()
         .filter(|area| area.level == AreaLevel::District && &area.id != district && areas.touch(district, &area.id))
@@ -448,8 +461,8 @@ fn wanting(engine: &Engine, district: &AreaId) -> (Vec<Wanting>, Vec<String>) {
             }
         }
     }
-    if neighbours.is_empty() {
-        return (Vec::new(), Vec::new());
+    if others.is_empty() {
+        return (Vec::new(), Vec::new(), Vec::new());
     }
     let incidents = state
         .open_incidents
@@ -463,7 +476,12 @@ fn wanting(engine: &Engine, district: &AreaId) -> (Vec<Wanting>, Vec<String>) {
         })
         .filter_map(|incident| {
             let (mode, emergency) = state.effective_mode(&incident.placement);
-            let (emergency_level, emergency_area) = emergency.filter(|_| mode.is_emergency())?;
+            let whole_city = !mode.is_emergency() && incident.scope == AreaLevel::City;
+            let (emergency_level, emergency_area) = if whole_city {
+                (AreaLevel::City, incident.placement.at(AreaLevel::City)?.clone())
+            } else {
+                emergency.filter(|_| mode.is_emergency())?
+            };
             let mut excluded: BTreeSet<String> = incident.excluded.iter().map(ToString::to_string).collect();
             excluded.extend(incident.open_offers.values().map(|offer| offer.agent.to_string()));
             Some(Wanting {
@@ -477,10 +495,11 @@ fn wanting(engine: &Engine, district: &AreaId) -> (Vec<Wanting>, Vec<String>) {
                 best_open_eta_s: incident.open_offers.values().map(|offer| offer.eta_s).reduce(f64::min),
                 offer_timeout_s: engine.policy().for_mode(mode).offer_timeout_s,
                 spec: incident.spec.clone(),
+                whole_city,
             })
         })
         .collect();
-    (incidents, neighbours.into_iter().collect())
+    (incidents, neighbours.into_iter().collect(), others)
 }
 
 /// What the home side still has to tell an incident's shard.
@@ -813,10 +832,10 @@ async fn send_settlements(
 /// the best of all when they arrive sooner than anyone offered it now.
 async fn offer_across(dispatcher: &Dispatcher, sharding: &Sharding, peers: &mut Peers, district: &AreaId) {
     let mine = district.clone();
-    let Ok((incidents, neighbours)) = dispatcher.query(move |engine, _| wanting(engine, &mine)).await else { return };
+    let Ok((incidents, neighbours, others)) = dispatcher.query(move |engine, _| wanting(engine, &mine)).await else { return };
     for incident in incidents {
         let mut best: Option<(String, pb::BorderCandidate)> = None;
-        for neighbour in &neighbours {
+        for neighbour in if incident.whole_city { &others } else { &neighbours } {
             let Some((mut client, secret)) = peers.client(neighbour).await else { continue };
             let message = pb::NearestCandidatesRequest {
                 incident_shard: sharding.shard().to_string(),
@@ -891,7 +910,12 @@ async fn reserve_across(
         peers.forget(&status);
         return;
     }
-    let from_area = Some(candidate.from_area_id.clone()).filter(|area| !area.is_empty()).map(AreaId::new);
+    // Across the whole city (normal mode), the person's home district.
+    let from_area = if incident.whole_city {
+        Some(AreaId::new(home))
+    } else {
+        Some(candidate.from_area_id.clone()).filter(|area| !area.is_empty()).map(AreaId::new)
+    };
     let offer = OfferRecord {
         id: offer_id.clone(),
         incident: incident.incident.clone(),
@@ -901,7 +925,7 @@ async fn reserve_across(
         distance_m: candidate.distance_m,
         eta_s: candidate.eta_s,
         level: incident.emergency_level,
-        flat: true,
+        flat: !incident.whole_city,
         origin: None,
         from_area,
     };

@@ -482,3 +482,35 @@ async fn a_helper_whose_release_was_lost_is_freed_when_home_asks() -> anyhow::Re
     assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Available as i32);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_normal_mode_an_incident_widened_to_the_city_is_offered_across_the_border() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    // Nobody of d1 comes on: the incident widens a level a second, from
+    // its grid to the city.
+    let policy = dir.path().join("policy-widen.toml");
+    std::fs::write(&policy, "staffing_check_s = 0\n[normal.widen_after_s]\ngrid = 1\ncommunity = 1\nstreet = 1\ndistrict = 1\n")?;
+    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
+    let west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+    let mut east_events = EventWatch::start(&mut at_east, 1).await?;
+    let mut across = person_at(&west, &mut at_west, "p0161", east_of_border(45.0)).await?;
+
+    create(&mut at_east, "border-7", near_border()).await?;
+    let offer = next_offer(&mut across, WITHIN).await?;
+    assert_eq!(offer.incident_id, "border-7", "{offer:?}");
+    assert_eq!(offer.level, pb::AreaLevel::City as i32, "offered only once widened to the city: {offer:?}");
+    let sent =
+        east_events.wait_for(WITHIN, "the offer at d1", |event| event.kind == "offer_sent" && event.agent_id == "p0161").await?;
+    let Some(pb::event::Body::OfferSent(sent)) = sent.body else { anyhow::bail!("{sent:?}") };
+    assert_eq!(sent.from_area_id, "d2", "named by the person's home district: {sent:?}");
+    let widened = east_events.seen().iter().filter(|event| matches!(event.body, Some(pb::event::Body::Widened(_)))).count();
+    assert_eq!(widened, 4, "grid to community to street to district to the city first");
+
+    across.accept(&offer.offer_id).await?;
+    let staffed = wait_assigned(&mut at_east, "border-7", "p0161").await?;
+    assert_eq!(staffed.assignments.len(), 1, "{staffed:?}");
+    assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Busy as i32);
+    Ok(())
+}

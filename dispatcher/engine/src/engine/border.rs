@@ -22,7 +22,9 @@ use crate::spatial::Position;
 pub struct BorderQuery {
     pub at: Position,
     pub skills: BTreeSet<String>,
-    /// The incident's mode (its grade) and the area in emergency that set it.
+    /// The incident's mode (its grade) and the area in emergency that set
+    /// it; in normal mode, the level of the ladder the incident has widened
+    /// to (only the city is asked across borders) and its area there.
     pub mode: Mode,
     pub emergency_level: AreaLevel,
     pub emergency_area: AreaId,
@@ -38,15 +40,20 @@ impl Engine {
     /// it (the asking area in emergency, this shard's areas in emergency at
     /// that grade or stricter touching it, mutual aid), the incident's
     /// grade for eligibility and travel, free people only.
+    /// In normal mode, an incident widened to the city is offered to
+    /// anyone free in the city, as within one dispatcher.
     pub fn border_candidates(&self, query: &BorderQuery) -> Vec<Candidate> {
-        if !query.mode.is_emergency() {
+        let scope = if query.mode.is_emergency() {
+            let placement = self.state.areas.place(query.at);
+            // The asking area included: this shard's people standing in it
+            // (across the border from home) are found there too. Only this
+            // shard's people are in its index.
+            self.flat_area(&placement, query.mode, query.emergency_level, query.emergency_area.clone())
+        } else if query.emergency_level == AreaLevel::City {
+            vec![super::dispatch::ScopeArea { level: AreaLevel::City, area: query.emergency_area.clone(), roles: None }]
+        } else {
             return Vec::new();
-        }
-        let placement = self.state.areas.place(query.at);
-        // The asking area included: this shard's people standing in it
-        // (across the border from home) are found there too. Only this
-        // shard's people are in its index.
-        let scope = self.flat_area(&placement, query.mode, query.emergency_level, query.emergency_area.clone());
+        };
         let search = CandidateQuery {
             at: query.at,
             skills: &query.skills,
@@ -57,7 +64,8 @@ impl Engine {
             k: query.k,
             now: query.now,
             holds_offer_of: None,
-            // In an emergency shifts do not narrow who is offered.
+            // In an emergency shifts do not narrow who is offered; nor,
+            // at the last level of normal mode, do another shard's rosters.
             on_shift: None,
         };
         self.find_candidates(&search)
