@@ -502,6 +502,11 @@ pub struct TlsSettings {
     /// With `client_ca`: who must present a client certificate, `all`
     /// (default) or `agents` (sessions only; consoles and probes without).
     pub require_client_cert: Option<ClientCertificates>,
+    /// CA certificate(s) (PEM) that the other dispatchers' certificates are
+    /// checked against in calls between district shards; by default the
+    /// certificates of `cert` itself (enough when every dispatcher has the
+    /// same certificate, or `cert` carries its chain up to the CA).
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// Everything the binary needs, validated.
@@ -572,6 +577,7 @@ impl Settings {
                 key: over.tls.key.or(self.tls.key),
                 client_ca: over.tls.client_ca.or(self.tls.client_ca),
                 require_client_cert: over.tls.require_client_cert.or(self.tls.require_client_cert),
+                peer_ca: over.tls.peer_ca.or(self.tls.peer_ca),
             },
             journal: JournalSettings { retention_days: over.journal.retention_days.or(self.journal.retention_days) },
             photos: PhotoSettings {
@@ -859,7 +865,14 @@ impl TlsSettings {
             None => None,
         };
         let client_ca = client_ca.map(|ca| (ca, self.require_client_cert.unwrap_or_default()));
-        let tls = ServerTls::new(Identity::from_pem(cert_pem, key_pem), client_ca);
+        let peer_ca = match &self.peer_ca {
+            Some(path) => read_pem(path, "peer CA certificate", "CERTIFICATE").map_err(|error| {
+                refuse("tls.peer_ca", format!("{error}; give the PEM file of the CA that signs the dispatchers' certificates"))
+            })?,
+            None => cert_pem.clone(),
+        };
+        let identity = Identity::from_pem(cert_pem, key_pem);
+        let tls = ServerTls::new(identity, client_ca, Certificate::from_pem(peer_ca));
         // rustls checks that the key fits the certificate when the server is built.
         tls.check().map_err(|error| {
             refuse(

@@ -144,6 +144,10 @@ struct Args {
     /// connection or agent sessions only (consoles and probes without) [all].
     #[arg(long, env = "PINGJI_TLS_REQUIRE_CLIENT_CERT", value_enum)]
     tls_require_client_cert: Option<ClientCertificates>,
+    /// With one shard per district over TLS: the CA (PEM) that signs the
+    /// other dispatchers' certificates, for calls between them [--tls-cert].
+    #[arg(long, env = "PINGJI_TLS_PEER_CA", value_name = "FILE")]
+    tls_peer_ca: Option<PathBuf>,
     /// An admin token, pjo_NAME_<64 hex digits>, added as the first admin at
     /// start while the store has no admin (environment only: a flag would
     /// show in the process list). Or run `dispatcher bootstrap-admin`.
@@ -200,6 +204,7 @@ impl Args {
                 key: self.tls_key.clone(),
                 client_ca: self.tls_client_ca.clone(),
                 require_client_cert: self.tls_require_client_cert,
+                peer_ca: self.tls_peer_ca.clone(),
             },
             journal: JournalSettings { retention_days: self.retention_days },
             photos: PhotoSettings { dir: self.photos_dir.clone(), keep_exif: None, retention_days: None, bucket: None },

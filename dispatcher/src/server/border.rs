@@ -390,8 +390,20 @@ impl Peers {
         let channel = match self.channels.get(&address) {
             Some(channel) => channel.clone(),
             None => {
-                let endpoint =
-                    Endpoint::from_shared(format!("http://{address}")).ok()?.timeout(CALL_TIMEOUT).connect_timeout(CALL_TIMEOUT);
+                let scheme = if self.sharding.peer_tls().is_some() { "https" } else { "http" };
+                let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+                    .ok()?
+                    .timeout(CALL_TIMEOUT)
+                    .connect_timeout(CALL_TIMEOUT);
+                if let Some(tls) = self.sharding.peer_tls() {
+                    endpoint = match endpoint.tls_config(tls.clone()) {
+                        Ok(endpoint) => endpoint,
+                        Err(error) => {
+                            warn!(%error, "cannot set up TLS for calls to other dispatchers");
+                            return None;
+                        }
+                    };
+                }
                 let channel = endpoint.connect_lazy();
                 self.channels.insert(address.clone(), channel.clone());
                 channel

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
 use tower_layer::{Identity as NoLayer, Stack};
 
 use super::connections::{ConnectionLimits, Connections, TrackCalls};
@@ -206,18 +206,28 @@ pub enum ClientCertificates {
 pub struct ServerTls {
     config: ServerTlsConfig,
     client_certificates: Option<ClientCertificates>,
+    /// How this dispatcher calls the owners of other district shards:
+    /// trusting `tls.peer_ca`, showing its own certificate.
+    peer: ClientTlsConfig,
 }
 
 impl ServerTls {
     /// With `client_ca`, client certificates signed by it are required of
     /// `who` (a certificate from another CA is refused in the handshake).
-    pub fn new(identity: Identity, client_ca: Option<(Certificate, ClientCertificates)>) -> Self {
+    /// Calls to the other dispatchers trust `peer_ca`.
+    pub fn new(identity: Identity, client_ca: Option<(Certificate, ClientCertificates)>, peer_ca: Certificate) -> Self {
+        let peer = ClientTlsConfig::new().ca_certificate(peer_ca).identity(identity.clone());
         let mut config = ServerTlsConfig::new().identity(identity);
         let client_certificates = client_ca.as_ref().map(|(_, who)| *who);
         if let Some((client_ca, who)) = client_ca {
             config = config.client_ca_root(client_ca).client_auth_optional(who == ClientCertificates::Agents);
         }
-        ServerTls { config, client_certificates }
+        ServerTls { config, client_certificates, peer }
+    }
+
+    /// The TLS of calls to other dispatchers (`https://`).
+    pub fn peer(&self) -> ClientTlsConfig {
+        self.peer.clone()
     }
 
     /// Who must present a client certificate, if anyone.

@@ -196,7 +196,11 @@ async fn serve_shard(
     // A shard other than the whole city's is a district's.
     let sharding = match shard.id().as_str() {
         ShardId::CITY => None,
-        _ => Some(Arc::new(Sharding::new(&url, shard.id().clone())?.with_epoch(token))),
+        _ => Some(Arc::new(
+            Sharding::new(&url, shard.id().clone())?
+                .with_epoch(token)
+                .with_peer_tls(config.tls.as_ref().map(super::config::ServerTls::peer)),
+        )),
     };
     let served =
         super::serving::serve(&config, journal, engine, Some(locations), listener, shutdown, Some(guard), sharding, web_listener)

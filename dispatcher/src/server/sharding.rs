@@ -111,6 +111,8 @@ pub struct Sharding {
     epoch: u64,
     /// The city's peer secret, once read (see [`Sharding::peer_secret`]).
     peer_secret: Mutex<Option<String>>,
+    /// With TLS on the gRPC port, how to call the other owners (`https`).
+    peer_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// One connection to Redis for the directory, kept open and shared, so that
@@ -151,7 +153,19 @@ impl Sharding {
             directory,
             epoch: 0,
             peer_secret: Mutex::new(None),
+            peer_tls: None,
         })
+    }
+
+    /// The same, calling the other owners over TLS with `tls`.
+    pub fn with_peer_tls(mut self, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        self.peer_tls = tls;
+        self
+    }
+
+    /// How to call the other owners: over TLS when this one serves it.
+    pub fn peer_tls(&self) -> Option<&tonic::transport::ClientTlsConfig> {
+        self.peer_tls.as_ref()
     }
 
     /// The same, for the owner holding the shard's lease with `epoch`.

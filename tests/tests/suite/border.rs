@@ -23,6 +23,7 @@ use pingji_proto::v1::shard_service_client::ShardServiceClient;
 use pingji_tests::cli::run_pingji;
 use pingji_tests::events::EventWatch;
 use pingji_tests::redis::{RedisServer, SharedDispatcher, SharedStoreOptions};
+use pingji_tests::tls::TestPki;
 use pingji_tests::{AgentSession, Commands, sample_city, sample_roster};
 use tokio::time::Instant;
 
@@ -401,10 +402,21 @@ struct HeldAcross {
     across: AgentSession,
 }
 
-async fn held_across(dir: &Path, redis: &RedisServer, id: &str) -> anyhow::Result<HeldAcross> {
+/// With `pki`, both serve TLS and trust its CA for calls between them.
+async fn held_across(dir: &Path, redis: &RedisServer, id: &str, pki: Option<&TestPki>) -> anyhow::Result<HeldAcross> {
     let policy = policy(dir, 60)?;
-    let east = start_owner(&options(dir, redis, "d1", "d1.log", &policy)).await?;
-    let west = start_owner(&options(dir, redis, "d2", "d2.log", &policy)).await?;
+    let with_tls = |mut options: SharedStoreOptions| -> anyhow::Result<SharedStoreOptions> {
+        if let Some(pki) = pki {
+            let args = [("--tls-cert", &pki.server_cert), ("--tls-key", &pki.server_key), ("--tls-peer-ca", &pki.ca)]
+                .into_iter()
+                .flat_map(|(flag, path)| [std::ffi::OsString::from(flag), path.clone().into_os_string()])
+                .collect();
+            options.tls = Some((args, pki.client()?));
+        }
+        Ok(options)
+    };
+    let east = start_owner(&with_tls(options(dir, redis, "d1", "d1.log", &policy))?).await?;
+    let west = start_owner(&with_tls(options(dir, redis, "d2", "d2.log", &policy))?).await?;
     let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
     grade_ii(&mut at_east, "d1").await?;
     grade_ii(&mut at_west, "d2").await?;
@@ -424,7 +436,7 @@ async fn a_helper_from_across_the_border_reports_arrival_and_completion_at_home_
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
     let HeldAcross { east: _east, west: _west, mut at_east, mut at_west, mut east_events, mut west_events, mut across } =
-        held_across(dir.path(), &redis, "border-5").await?;
+        held_across(dir.path(), &redis, "border-5", None).await?;
 
     // The session is at d2; the incident is d1's: the arrival is carried
     // out there, as if sent there.
@@ -456,7 +468,7 @@ async fn a_helper_from_across_the_border_reports_arrival_and_completion_at_home_
 async fn a_helper_whose_release_was_lost_is_freed_when_home_asks() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let HeldAcross { east: _east, mut west, mut at_east, .. } = held_across(dir.path(), &redis, "border-6").await?;
+    let HeldAcross { east: _east, mut west, mut at_east, .. } = held_across(dir.path(), &redis, "border-6", None).await?;
 
     // d2's owner is down when the incident ends at d1: the release d1
     // sends is lost.
@@ -512,5 +524,22 @@ async fn in_normal_mode_an_incident_widened_to_the_city_is_offered_across_the_bo
     let staffed = wait_assigned(&mut at_east, "border-7", "p0161").await?;
     assert_eq!(staffed.assignments.len(), 1, "{staffed:?}");
     assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Busy as i32);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_tls_the_owners_call_each_other_with_https() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let pki = TestPki::create(dir.path())?;
+    // Offered, accepted at home and staffed at d1: every step a call
+    // between the two owners, over TLS.
+    let HeldAcross { east: _east, west: _west, mut at_east, mut at_west, mut west_events, across, .. } =
+        held_across(dir.path(), &redis, "border-8", Some(&pki)).await?;
+    across.complete("border-8", "done").await?;
+    west_events.wait_for_kind(WITHIN, "border_released", "border-8").await?;
+    assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Available as i32);
+    let found = at_east.get_incident(pb::GetIncidentRequest { id: "border-8".into() }).await?.into_inner();
+    assert_eq!(found.status, pb::IncidentStatus::Closed as i32, "{found:?}");
     Ok(())
 }
