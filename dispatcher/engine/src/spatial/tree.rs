@@ -173,6 +173,10 @@ struct Child {
 #[derive(Debug)]
 struct Node {
     parent: u32,
+    /// A copy of this node's box as its parent's record of it holds it, so
+    /// that a move checks the leaf it is in without reading the parent
+    /// (another cache miss) and searching its children for the record.
+    bounds: Bounds,
     /// Inner nodes: their children.
     children: Vec<Child>,
     /// Leaves: their entries.
@@ -185,7 +189,7 @@ impl Node {
         // One more than the most a node holds: the one that splits it.
         let (children, entries) =
             if leaf { (Vec::new(), Vec::with_capacity(NODE_MAX + 1)) } else { (Vec::with_capacity(NODE_MAX + 1), Vec::new()) };
-        Node { parent, children, entries, leaf }
+        Node { parent, bounds: Bounds::EMPTY, children, entries, leaf }
     }
 }
 
@@ -264,6 +268,14 @@ impl Tree {
         found.expect("a node is among its parent's children")
     }
 
+    /// Sets the box and summary of `node`: in its record and its own copy.
+    fn set_record(&mut self, node: u32, bounds: Bounds, summary: Summary) {
+        let record = self.record_mut(node);
+        record.bounds = bounds;
+        record.summary = summary;
+        self.nodes[node as usize].bounds = bounds;
+    }
+
     /// Adds `entry`; `placed` is told where every entry that moved now is
     /// (the new one among them).
     pub(super) fn insert(&mut self, entry: Entry, placed: &mut impl FnMut(u32, Place)) {
@@ -272,8 +284,13 @@ impl Tree {
         self.root.bounds.add_point(entry.point);
         self.root.summary.add(summary);
         let mut node = self.root.node;
-        while !self.nodes[node as usize].leaf {
-            let children = &mut self.nodes[node as usize].children;
+        loop {
+            let current = &mut self.nodes[node as usize];
+            current.bounds.add_point(entry.point);
+            if current.leaf {
+                break;
+            }
+            let children = &mut current.children;
             let chosen = choose_child(children, entry.point);
             let child = &mut children[chosen];
             child.bounds.add_point(entry.point);
@@ -307,7 +324,7 @@ impl Tree {
         let parent = self.nodes[node as usize].parent;
         let leaf = self.nodes[node as usize].leaf;
         let sibling = self.new_node(leaf, parent);
-        let axis = self.record(node).bounds.widest_axis();
+        let axis = self.nodes[node as usize].bounds.widest_axis();
         if leaf {
             let entries = &mut self.nodes[node as usize].entries;
             entries.sort_unstable_by(|a, b| a.point[axis].total_cmp(&b.point[axis]));
@@ -336,13 +353,15 @@ impl Tree {
             self.nodes[root as usize].children.extend([node_record, sibling_record]);
             self.nodes[node as usize].parent = root;
             self.nodes[sibling as usize].parent = root;
+            self.nodes[node as usize].bounds = node_bounds;
+            self.nodes[sibling as usize].bounds = sibling_bounds;
             let (bounds, summary) = self.computed(root);
             self.root = Child { bounds, summary, node: root };
+            self.nodes[root as usize].bounds = bounds;
             return;
         }
-        let record = self.record_mut(node);
-        record.bounds = node_bounds;
-        record.summary = node_summary;
+        self.set_record(node, node_bounds, node_summary);
+        self.nodes[sibling as usize].bounds = sibling_bounds;
         let siblings = &mut self.nodes[parent as usize].children;
         siblings.push(sibling_record);
         if siblings.len() > NODE_MAX {
@@ -374,12 +393,11 @@ impl Tree {
     fn recompute_upwards(&mut self, mut node: u32) {
         while node != NONE {
             let (bounds, summary) = self.computed(node);
-            let record = self.record_mut(node);
+            let record = self.record(node);
             if record.summary == summary && record.bounds.lo == bounds.lo && record.bounds.hi == bounds.hi {
                 return;
             }
-            record.bounds = bounds;
-            record.summary = summary;
+            self.set_record(node, bounds, summary);
             node = self.nodes[node as usize].parent;
         }
     }
@@ -427,7 +445,7 @@ impl Tree {
     /// inside its leaf's box (which then still bounds the leaf); `false`
     /// when it does not, and nothing changed.
     pub(super) fn move_within_leaf(&mut self, place: Place, point: [f64; 3]) -> bool {
-        if !self.record(place.leaf).bounds.contains(point) {
+        if !self.nodes[place.leaf as usize].bounds.contains(point) {
             return false;
         }
         self.nodes[place.leaf as usize].entries[place.at as usize].point = point;
@@ -485,6 +503,10 @@ impl Tree {
                 || (0..3).all(|axis| record.bounds.lo[axis] <= bounds.lo[axis] && bounds.hi[axis] <= record.bounds.hi[axis]);
             if !holds || record.summary != summary {
                 return Err(format!("node {node}'s box or summary does not follow what it holds"));
+            }
+            let copy = &current.bounds;
+            if copy.lo != record.bounds.lo || copy.hi != record.bounds.hi {
+                return Err(format!("node {node}'s own box is not its record's"));
             }
         }
         if count != self.len {
