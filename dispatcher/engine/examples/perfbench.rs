@@ -35,13 +35,13 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use cap::Cap;
 use pingji_engine::areas::parse_geojson;
 use pingji_engine::engine::{Command, Engine};
 use pingji_engine::ids::{AgentId, Millis};
 use pingji_engine::policy::Policy;
 use pingji_engine::roster::{AgentProfile, AgentStatus, Role, TravelMode};
 use pingji_engine::spatial::Position;
-use cap::Cap;
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 

@@ -75,10 +75,13 @@ impl Bounds {
     }
 
     fn add_point(&mut self, point: [f64; 3]) {
-        for axis in 0..3 {
-            self.lo[axis] = self.lo[axis].min(round_down(point[axis]));
-            self.hi[axis] = self.hi[axis].max(round_up(point[axis]));
-        }
+        self.add(&Bounds::around(point));
+    }
+
+    /// The least box holding `point`: rounded once, then added to every
+    /// box on an insertion's way down (rounding is most of adding a point).
+    fn around(point: [f64; 3]) -> Bounds {
+        Bounds { lo: point.map(round_down), hi: point.map(round_up) }
     }
 
     fn add(&mut self, other: &Bounds) {
@@ -101,10 +104,18 @@ impl Bounds {
         (0..3).map(|axis| f64::from(self.hi[axis]) - f64::from(self.lo[axis])).sum()
     }
 
-    fn margin_with(&self, point: [f64; 3]) -> f64 {
-        let mut grown = *self;
-        grown.add_point(point);
-        grown.margin()
+    /// How much the margin grows to take `other` in.
+    fn margin_growth(&self, other: &Bounds) -> f64 {
+        if self.is_empty() {
+            return other.margin();
+        }
+        (0..3)
+            .map(|axis| {
+                let below = f64::from(self.lo[axis]) - f64::from(self.lo[axis].min(other.lo[axis]));
+                let above = f64::from(self.hi[axis].max(other.hi[axis])) - f64::from(self.hi[axis]);
+                below + above
+            })
+            .sum()
     }
 
     /// The squared distance from `point` to the nearest point of the box:
@@ -281,19 +292,20 @@ impl Tree {
     pub(super) fn insert(&mut self, entry: Entry, placed: &mut impl FnMut(u32, Place)) {
         self.len += 1;
         let summary = Summary::of(&entry);
-        self.root.bounds.add_point(entry.point);
+        let point_box = Bounds::around(entry.point);
+        self.root.bounds.add(&point_box);
         self.root.summary.add(summary);
         let mut node = self.root.node;
         loop {
             let current = &mut self.nodes[node as usize];
-            current.bounds.add_point(entry.point);
+            current.bounds.add(&point_box);
             if current.leaf {
                 break;
             }
             let children = &mut current.children;
-            let chosen = choose_child(children, entry.point);
+            let chosen = choose_child(children, &point_box);
             let child = &mut children[chosen];
-            child.bounds.add_point(entry.point);
+            child.bounds.add(&point_box);
             child.summary.add(summary);
             node = child.node;
         }
@@ -308,7 +320,17 @@ impl Tree {
     fn new_node(&mut self, leaf: bool, parent: u32) -> u32 {
         match self.unused.pop() {
             Some(number) => {
-                self.nodes[number as usize] = Node::new(leaf, parent);
+                // Reused with the vectors it had (emptied when it was
+                // dropped): a split after a removal allocates nothing.
+                let reused = &mut self.nodes[number as usize];
+                reused.parent = parent;
+                reused.bounds = Bounds::EMPTY;
+                reused.leaf = leaf;
+                if leaf {
+                    reused.entries.reserve(NODE_MAX + 1);
+                } else {
+                    reused.children.reserve(NODE_MAX + 1);
+                }
                 number
             }
             None => {
@@ -326,23 +348,27 @@ impl Tree {
         let sibling = self.new_node(leaf, parent);
         let axis = self.nodes[node as usize].bounds.widest_axis();
         if leaf {
+            // The sibling's vector is taken out and put back, so that the
+            // upper half moves across without a vector in between.
+            let mut upper = std::mem::take(&mut self.nodes[sibling as usize].entries);
             let entries = &mut self.nodes[node as usize].entries;
             entries.sort_unstable_by(|a, b| a.point[axis].total_cmp(&b.point[axis]));
-            let upper: Vec<Entry> = entries.drain(entries.len() / 2..).collect();
-            self.nodes[sibling as usize].entries.extend(upper);
+            upper.extend(entries.drain(entries.len() / 2..));
+            self.nodes[sibling as usize].entries = upper;
             for half in [node, sibling] {
                 for (at, entry) in self.nodes[half as usize].entries.iter().enumerate() {
                     placed(entry.data.slot, Place { leaf: half, at: at as u16 });
                 }
             }
         } else {
+            let mut upper = std::mem::take(&mut self.nodes[sibling as usize].children);
             let children = &mut self.nodes[node as usize].children;
             children.sort_unstable_by(|a, b| a.bounds.centre(axis).total_cmp(&b.bounds.centre(axis)));
-            let upper: Vec<Child> = children.drain(children.len() / 2..).collect();
+            upper.extend(children.drain(children.len() / 2..));
             for child in &upper {
                 self.nodes[child.node as usize].parent = sibling;
             }
-            self.nodes[sibling as usize].children.extend(upper);
+            self.nodes[sibling as usize].children = upper;
         }
         let (node_bounds, node_summary) = self.computed(node);
         let (sibling_bounds, sibling_summary) = self.computed(sibling);
@@ -426,8 +452,8 @@ impl Tree {
         let parent = self.nodes[node as usize].parent;
         self.unused.push(node);
         let dropped = &mut self.nodes[node as usize];
-        dropped.children = Vec::new();
-        dropped.entries = Vec::new();
+        dropped.children.clear();
+        dropped.entries.clear();
         let siblings = &mut self.nodes[parent as usize].children;
         siblings.retain(|child| child.node != node);
         if siblings.is_empty() && parent != self.root.node {
@@ -516,12 +542,12 @@ impl Tree {
     }
 }
 
-/// Which of `children` grows least to take `point`, the smaller on a tie.
-fn choose_child(children: &[Child], point: [f64; 3]) -> usize {
+/// Which of `children` grows least to take `point_box`, the smaller on a tie.
+fn choose_child(children: &[Child], point_box: &Bounds) -> usize {
     let mut best = (f64::INFINITY, f64::INFINITY, 0);
     for (index, child) in children.iter().enumerate() {
         let margin = child.bounds.margin();
-        let growth = child.bounds.margin_with(point) - margin;
+        let growth = child.bounds.margin_growth(point_box);
         if (growth, margin) < (best.0, best.1) {
             best = (growth, margin, index);
         }
