@@ -75,10 +75,13 @@ impl Bounds {
     }
 
     fn add_point(&mut self, point: [f64; 3]) {
-        for axis in 0..3 {
-            self.lo[axis] = self.lo[axis].min(round_down(point[axis]));
-            self.hi[axis] = self.hi[axis].max(round_up(point[axis]));
-        }
+        self.add(&Bounds::around(point));
+    }
+
+    /// The least box holding `point`: rounded once, then added to every
+    /// box on an insertion's way down (rounding is most of adding a point).
+    fn around(point: [f64; 3]) -> Bounds {
+        Bounds { lo: point.map(round_down), hi: point.map(round_up) }
     }
 
     fn add(&mut self, other: &Bounds) {
@@ -101,10 +104,18 @@ impl Bounds {
         (0..3).map(|axis| f64::from(self.hi[axis]) - f64::from(self.lo[axis])).sum()
     }
 
-    fn margin_with(&self, point: [f64; 3]) -> f64 {
-        let mut grown = *self;
-        grown.add_point(point);
-        grown.margin()
+    /// How much the margin grows to take `other` in.
+    fn margin_growth(&self, other: &Bounds) -> f64 {
+        if self.is_empty() {
+            return other.margin();
+        }
+        (0..3)
+            .map(|axis| {
+                let below = f64::from(self.lo[axis]) - f64::from(self.lo[axis].min(other.lo[axis]));
+                let above = f64::from(self.hi[axis].max(other.hi[axis])) - f64::from(self.hi[axis]);
+                below + above
+            })
+            .sum()
     }
 
     /// The squared distance from `point` to the nearest point of the box:
@@ -173,6 +184,10 @@ struct Child {
 #[derive(Debug)]
 struct Node {
     parent: u32,
+    /// A copy of this node's box as its parent's record of it holds it, so
+    /// that a move checks the leaf it is in without reading the parent
+    /// (another cache miss) and searching its children for the record.
+    bounds: Bounds,
     /// Inner nodes: their children.
     children: Vec<Child>,
     /// Leaves: their entries.
@@ -185,7 +200,7 @@ impl Node {
         // One more than the most a node holds: the one that splits it.
         let (children, entries) =
             if leaf { (Vec::new(), Vec::with_capacity(NODE_MAX + 1)) } else { (Vec::with_capacity(NODE_MAX + 1), Vec::new()) };
-        Node { parent, children, entries, leaf }
+        Node { parent, bounds: Bounds::EMPTY, children, entries, leaf }
     }
 }
 
@@ -264,19 +279,33 @@ impl Tree {
         found.expect("a node is among its parent's children")
     }
 
+    /// Sets the box and summary of `node`: in its record and its own copy.
+    fn set_record(&mut self, node: u32, bounds: Bounds, summary: Summary) {
+        let record = self.record_mut(node);
+        record.bounds = bounds;
+        record.summary = summary;
+        self.nodes[node as usize].bounds = bounds;
+    }
+
     /// Adds `entry`; `placed` is told where every entry that moved now is
     /// (the new one among them).
     pub(super) fn insert(&mut self, entry: Entry, placed: &mut impl FnMut(u32, Place)) {
         self.len += 1;
         let summary = Summary::of(&entry);
-        self.root.bounds.add_point(entry.point);
+        let point_box = Bounds::around(entry.point);
+        self.root.bounds.add(&point_box);
         self.root.summary.add(summary);
         let mut node = self.root.node;
-        while !self.nodes[node as usize].leaf {
-            let children = &mut self.nodes[node as usize].children;
-            let chosen = choose_child(children, entry.point);
+        loop {
+            let current = &mut self.nodes[node as usize];
+            current.bounds.add(&point_box);
+            if current.leaf {
+                break;
+            }
+            let children = &mut current.children;
+            let chosen = choose_child(children, &point_box);
             let child = &mut children[chosen];
-            child.bounds.add_point(entry.point);
+            child.bounds.add(&point_box);
             child.summary.add(summary);
             node = child.node;
         }
@@ -291,7 +320,17 @@ impl Tree {
     fn new_node(&mut self, leaf: bool, parent: u32) -> u32 {
         match self.unused.pop() {
             Some(number) => {
-                self.nodes[number as usize] = Node::new(leaf, parent);
+                // Reused with the vectors it had (emptied when it was
+                // dropped): a split after a removal allocates nothing.
+                let reused = &mut self.nodes[number as usize];
+                reused.parent = parent;
+                reused.bounds = Bounds::EMPTY;
+                reused.leaf = leaf;
+                if leaf {
+                    reused.entries.reserve(NODE_MAX + 1);
+                } else {
+                    reused.children.reserve(NODE_MAX + 1);
+                }
                 number
             }
             None => {
@@ -307,25 +346,29 @@ impl Tree {
         let parent = self.nodes[node as usize].parent;
         let leaf = self.nodes[node as usize].leaf;
         let sibling = self.new_node(leaf, parent);
-        let axis = self.record(node).bounds.widest_axis();
+        let axis = self.nodes[node as usize].bounds.widest_axis();
         if leaf {
+            // The sibling's vector is taken out and put back, so that the
+            // upper half moves across without a vector in between.
+            let mut upper = std::mem::take(&mut self.nodes[sibling as usize].entries);
             let entries = &mut self.nodes[node as usize].entries;
             entries.sort_unstable_by(|a, b| a.point[axis].total_cmp(&b.point[axis]));
-            let upper: Vec<Entry> = entries.drain(entries.len() / 2..).collect();
-            self.nodes[sibling as usize].entries.extend(upper);
+            upper.extend(entries.drain(entries.len() / 2..));
+            self.nodes[sibling as usize].entries = upper;
             for half in [node, sibling] {
                 for (at, entry) in self.nodes[half as usize].entries.iter().enumerate() {
                     placed(entry.data.slot, Place { leaf: half, at: at as u16 });
                 }
             }
         } else {
+            let mut upper = std::mem::take(&mut self.nodes[sibling as usize].children);
             let children = &mut self.nodes[node as usize].children;
             children.sort_unstable_by(|a, b| a.bounds.centre(axis).total_cmp(&b.bounds.centre(axis)));
-            let upper: Vec<Child> = children.drain(children.len() / 2..).collect();
+            upper.extend(children.drain(children.len() / 2..));
             for child in &upper {
                 self.nodes[child.node as usize].parent = sibling;
             }
-            self.nodes[sibling as usize].children.extend(upper);
+            self.nodes[sibling as usize].children = upper;
         }
         let (node_bounds, node_summary) = self.computed(node);
         let (sibling_bounds, sibling_summary) = self.computed(sibling);
@@ -336,13 +379,15 @@ impl Tree {
             self.nodes[root as usize].children.extend([node_record, sibling_record]);
             self.nodes[node as usize].parent = root;
             self.nodes[sibling as usize].parent = root;
+            self.nodes[node as usize].bounds = node_bounds;
+            self.nodes[sibling as usize].bounds = sibling_bounds;
             let (bounds, summary) = self.computed(root);
             self.root = Child { bounds, summary, node: root };
+            self.nodes[root as usize].bounds = bounds;
             return;
         }
-        let record = self.record_mut(node);
-        record.bounds = node_bounds;
-        record.summary = node_summary;
+        self.set_record(node, node_bounds, node_summary);
+        self.nodes[sibling as usize].bounds = sibling_bounds;
         let siblings = &mut self.nodes[parent as usize].children;
         siblings.push(sibling_record);
         if siblings.len() > NODE_MAX {
@@ -374,12 +419,11 @@ impl Tree {
     fn recompute_upwards(&mut self, mut node: u32) {
         while node != NONE {
             let (bounds, summary) = self.computed(node);
-            let record = self.record_mut(node);
+            let record = self.record(node);
             if record.summary == summary && record.bounds.lo == bounds.lo && record.bounds.hi == bounds.hi {
                 return;
             }
-            record.bounds = bounds;
-            record.summary = summary;
+            self.set_record(node, bounds, summary);
             node = self.nodes[node as usize].parent;
         }
     }
@@ -408,8 +452,8 @@ impl Tree {
         let parent = self.nodes[node as usize].parent;
         self.unused.push(node);
         let dropped = &mut self.nodes[node as usize];
-        dropped.children = Vec::new();
-        dropped.entries = Vec::new();
+        dropped.children.clear();
+        dropped.entries.clear();
         let siblings = &mut self.nodes[parent as usize].children;
         siblings.retain(|child| child.node != node);
         if siblings.is_empty() && parent != self.root.node {
@@ -427,7 +471,7 @@ impl Tree {
     /// inside its leaf's box (which then still bounds the leaf); `false`
     /// when it does not, and nothing changed.
     pub(super) fn move_within_leaf(&mut self, place: Place, point: [f64; 3]) -> bool {
-        if !self.record(place.leaf).bounds.contains(point) {
+        if !self.nodes[place.leaf as usize].bounds.contains(point) {
             return false;
         }
         self.nodes[place.leaf as usize].entries[place.at as usize].point = point;
@@ -486,6 +530,10 @@ impl Tree {
             if !holds || record.summary != summary {
                 return Err(format!("node {node}'s box or summary does not follow what it holds"));
             }
+            let copy = &current.bounds;
+            if copy.lo != record.bounds.lo || copy.hi != record.bounds.hi {
+                return Err(format!("node {node}'s own box is not its record's"));
+            }
         }
         if count != self.len {
             return Err(format!("the tree counts {} entries and holds {count}", self.len));
@@ -494,12 +542,12 @@ impl Tree {
     }
 }
 
-/// Which of `children` grows least to take `point`, the smaller on a tie.
-fn choose_child(children: &[Child], point: [f64; 3]) -> usize {
+/// Which of `children` grows least to take `point_box`, the smaller on a tie.
+fn choose_child(children: &[Child], point_box: &Bounds) -> usize {
     let mut best = (f64::INFINITY, f64::INFINITY, 0);
     for (index, child) in children.iter().enumerate() {
         let margin = child.bounds.margin();
-        let growth = child.bounds.margin_with(point) - margin;
+        let growth = child.bounds.margin_growth(point_box);
         if (growth, margin) < (best.0, best.1) {
             best = (growth, margin, index);
         }
