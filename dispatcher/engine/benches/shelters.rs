@@ -47,10 +47,10 @@ fn city(dice: &mut Dice) -> ShelterState {
     for index in 0..SHELTERS {
         let id = ShelterId::new(format!("shelter-{index:03}"));
         let mut facilities = Vec::new();
-        if dice.next() % 3 == 0 {
+        if dice.next().is_multiple_of(3) {
             facilities.push(Facility::Accessible);
         }
-        if dice.next() % 5 == 0 {
+        if dice.next().is_multiple_of(5) {
             facilities.push(Facility::Medical);
         }
         let spec = ShelterSpec {

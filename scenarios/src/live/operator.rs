@@ -109,15 +109,15 @@ impl Operator {
         self.connection.call(|connection| call(connection)).await.map_err(|status| status_error(what, status))
     }
 
-    /// Whether what lies in `area`, or else at `at`, belongs to this
-    /// operator's shard: always for a city run as one shard; else when it
-    /// is in this shard's district, or in no district and this is the
-    /// first shard.
-    pub(crate) fn serves(&self, areas: &AreaMap, area: Option<&AreaId>, at: Option<pingji_engine::spatial::Position>) -> bool {
-        let Some(mine) = &self.shard else { return true };
-        match super::stores::district(areas, area, at) {
-            Some(district) => &district == mine,
-            None => self.shards.first() == Some(mine),
+    /// Whether what lies in `district` (`None`: in no district) belongs
+    /// to this operator's shard: always for a city run as one shard; else
+    /// when it is this shard's district, or in none and this is the first
+    /// shard.
+    pub(crate) fn serves(&self, district: Option<&str>) -> bool {
+        let Some(mine) = self.shard.as_deref() else { return true };
+        match district {
+            Some(district) => district == mine,
+            None => self.shards.first().map(String::as_str) == Some(mine),
         }
     }
 

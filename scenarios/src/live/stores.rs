@@ -48,7 +48,7 @@ pub(super) async fn set_up(operator: &Operator, drill: &Drill, areas: &AreaMap, 
         for mut shard in operator.every_shard()? {
             let theirs: Vec<pb::Shift> = shifts
                 .iter()
-                .filter(|shift| shard.serves(areas, Some(&shift.area), None))
+                .filter(|shift| shard.serves(district(areas, Some(&shift.area), None).as_deref()))
                 .map(pingji_dispatcher::convert::rosters::shift_to_pb)
                 .collect();
             if theirs.is_empty() {
@@ -69,7 +69,7 @@ pub(super) async fn set_up(operator: &Operator, drill: &Drill, areas: &AreaMap, 
         for mut shard in operator.every_shard()? {
             let theirs: Vec<pb::Shelter> = specs
                 .iter()
-                .filter(|spec| shard.serves(areas, spec.area.as_ref(), Some(spec.at)))
+                .filter(|spec| shard.serves(district(areas, spec.area.as_ref(), Some(spec.at)).as_deref()))
                 .map(|spec| pb::Shelter {
                     id: spec.id.to_string(),
                     name: spec.name.clone(),
@@ -241,8 +241,12 @@ async fn drill_incidents(operator: &Operator, run: &str, category: &str) -> anyh
 fn by_shard(operator: &Operator, areas: &AreaMap, import: SupplyImport) -> anyhow::Result<Vec<(Operator, SupplyImport)>> {
     let mut split = Vec::new();
     for shard in operator.every_shard()? {
-        let depots: Vec<_> =
-            import.depots.iter().filter(|depot| shard.serves(areas, depot.area.as_ref(), Some(depot.at))).cloned().collect();
+        let depots: Vec<_> = import
+            .depots
+            .iter()
+            .filter(|depot| shard.serves(district(areas, depot.area.as_ref(), Some(depot.at)).as_deref()))
+            .cloned()
+            .collect();
         if depots.is_empty() {
             continue;
         }
@@ -299,7 +303,7 @@ fn facilities_to_pb(facilities: &[Facility]) -> Vec<i32> {
 }
 
 /// The district of an area, or else of a position, on the drill's map.
-pub(super) fn district(areas: &AreaMap, area: Option<&AreaId>, at: Option<Position>) -> Option<String> {
+fn district(areas: &AreaMap, area: Option<&AreaId>, at: Option<Position>) -> Option<String> {
     let placement = match (area, at) {
         (Some(area), _) => areas.placement_of_area(area),
         (None, Some(at)) => areas.place(at),
