@@ -28,12 +28,15 @@
 //! - `ours`: which incidents are the drill's.
 //! - `person`: one simulated person on a real session.
 //! - `leave`: putting the dispatcher back as found at the end.
+//! - `stores`: the drill's depots, shelters and shifts, and its scripted
+//!   supply requests and evacuations, through the dispatcher's services.
 
 pub mod found;
 mod leave;
 mod operator;
 mod ours;
 mod person;
+mod stores;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -451,6 +454,9 @@ impl Prepared<'_> {
             }
         }
 
+        // Shifts name the drill's people: after they are on the roster.
+        stores::set_up(&self.operator, drill, &self.areas, &self.people).await?;
+
         let connected_share = if drill.roster_csv.is_some() { drill.file.roster.connected_share } else { 1.0 };
         for (index, profile) in self.people.iter().enumerate() {
             if !profile.on_duty || self.rng.random::<f64>() >= connected_share {
@@ -767,6 +773,12 @@ async fn perform(
             let at = help.at.map(|[lon, lat]| Location::new(lon, lat));
             let _ = control.send(Control::Help { at, text: help.text.clone() }).await;
         }
+    }
+    if let Some(supplies) = &entry.supplies {
+        stores::request_supplies(operator, &incident_ids.run, supplies, scale).await?;
+    }
+    if let Some(evacuate) = &entry.evacuate {
+        stores::evacuate(operator, &incident_ids.run, evacuate, scale).await?;
     }
     if let Some(off) = &entry.off_duty {
         let area = off.area.as_ref().map(AreaId::new);

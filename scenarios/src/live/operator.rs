@@ -34,6 +34,9 @@ pub(crate) struct Operator {
     /// The districts' shards when the city is split, in order; empty when
     /// the city is one shard.
     pub(crate) shards: Vec<String>,
+    /// The shard this operator's calls are for (`at_shard`); `None`: the
+    /// one that answers.
+    shard: Option<String>,
 }
 
 impl Operator {
@@ -57,14 +60,14 @@ impl Operator {
             })?;
         let served_by = answer.metadata().get(SERVED_BY_METADATA).and_then(|value| value.to_str().ok()).map(str::to_string);
         let actor = format!("operator:{}", answer.into_inner().name);
-        let operator = Operator { connection: connection.finding_owner_for(FOLLOW_OWNER_FOR), shards: Vec::new() };
+        let operator = Operator { connection: connection.finding_owner_for(FOLLOW_OWNER_FOR), shards: Vec::new(), shard: None };
         Ok((operator, served_by, actor))
     }
 
     /// The same operator with its calls for `shard` (`x-pingji-shard`).
     fn at_shard(&self, shard: &str) -> anyhow::Result<Operator> {
         let connection = self.connection.for_shard(shard).map_err(anyhow::Error::msg)?;
-        Ok(Operator { connection, shards: self.shards.clone() })
+        Ok(Operator { connection, shards: self.shards.clone(), shard: Some(shard.to_string()) })
     }
 
     /// One operator per district's shard; just this one for a city run as
@@ -95,6 +98,27 @@ impl Operator {
         Call: Future<Output = Result<T, tonic::Status>>,
     {
         self.connection.call(|connection| call(connection.commands())).await.map_err(|status| status_error(what, status))
+    }
+
+    /// As [`Operator::call`], with the connection itself, for the services
+    /// beside the command API (supplies, shelters, rosters).
+    pub(crate) async fn call_with<T, Call>(&mut self, what: &str, mut call: impl FnMut(&Connection) -> Call) -> anyhow::Result<T>
+    where
+        Call: Future<Output = Result<T, tonic::Status>>,
+    {
+        self.connection.call(|connection| call(connection)).await.map_err(|status| status_error(what, status))
+    }
+
+    /// Whether what lies in `district` (`None`: in no district) belongs
+    /// to this operator's shard: always for a city run as one shard; else
+    /// when it is this shard's district, or in none and this is the first
+    /// shard.
+    pub(crate) fn serves(&self, district: Option<&str>) -> bool {
+        let Some(mine) = self.shard.as_deref() else { return true };
+        match district {
+            Some(district) => district == mine,
+            None => self.shards.first().map(String::as_str) == Some(mine),
+        }
     }
 
     /// Everyone on the roster of this operator's dispatcher (or shard),

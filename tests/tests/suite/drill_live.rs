@@ -399,3 +399,147 @@ async fn a_drill_told_to_go_ahead_and_stopped_half_way_takes_only_its_own_incide
     reader.await?.disconnect();
     server.shutdown().await
 }
+
+/// A small drill with depots, shelters and a shift, whose incidents nobody
+/// can take (a skill nobody has), so they stay open while the timeline asks
+/// for supplies and moves residents; one more incident anyone may take, so
+/// that offers go out and the duty figure counts them.
+const STORES_DRILL: &str = r#"
+name = "Depots, shelters and shifts, live"
+seed = 22
+duration_s = 900
+map = "../maps/sample-city.geojson"
+
+[roster.generate]
+per_grid = 3
+on_duty_share = 1.0
+roles = { community_worker = 1, volunteer = 2 }
+travel = { walk = 1 }
+
+[[depot]]
+id = "central"
+area = "d1-s1-c1"
+keeper = "district emergency office"
+stock = { sandbag = 500 }
+minimum = { sandbag = 100 }
+equipment = { pump = ["P-01"] }
+
+[[shelter]]
+id = "school"
+area = "d1-s1-c1"
+capacity = 20
+facilities = ["accessible"]
+
+[[shelter]]
+id = "hall"
+area = "d1-s1-c2"
+capacity = 50
+facilities = ["accessible", "kitchen"]
+
+[[shelter]]
+id = "stadium"
+area = "d1-s2-c1"
+capacity = 300
+facilities = ["accessible"]
+open = false
+
+[[shift]]
+id = "d1-duty"
+area = "d1"
+duty = "duty_officer"
+start = "00:00"
+hours = 24
+role = "community_worker"
+count = 2
+
+[[timeline]]
+at_s = 0
+incident = { area = "d1-s1-c1", category = "sandbags", priority = 2, need = 1, skills = ["diving"] }
+
+[[timeline]]
+at_s = 0
+incident = { area = "d1-s1-c1", category = "elder_evacuation", priority = 1, need = 1, skills = ["diving"] }
+
+[[timeline]]
+at_s = 30
+incident = { area = "d1-s1-c2", category = "medical", priority = 2, need = 1 }
+
+[[timeline]]
+at_s = 60
+supplies = { category = "sandbags", items = { sandbag = 300, pump = 1 }, deliver_after_s = 300 }
+
+[[timeline]]
+at_s = 60
+evacuate = { category = "elder_evacuation", residents = 12, needs = ["accessible"], arrive_after_s = 300 }
+
+[[timeline]]
+at_s = 120
+evacuate = { category = "elder_evacuation", residents = 12, needs = ["accessible"], arrive_after_s = 300 }
+"#;
+
+/// A live drill applies its depots, shelters and shifts through the
+/// dispatcher's SupplyService, ShelterService and RosterService, carries
+/// out its scripted requests and evacuations there, and its report has the
+/// sections the in-process drill's has, from the events streamed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_drill_brings_its_depots_shelters_and_shifts_and_reports_them() -> anyhow::Result<()> {
+    let server = TestServer::start(|config| config.areas_file = None).await?;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/drills/live-stores.toml");
+    let drill = pingji_scenarios::drill::parse(&path, STORES_DRILL).map_err(anyhow::Error::msg)?;
+    let out = tempfile::tempdir()?;
+    let report = pingji_scenarios::live::run(&drill, &options(&server)?, out.path(), |_| {}).await?;
+
+    let supplies: BTreeMap<&str, (u64, u64, u64, u64)> = report
+        .supplies
+        .iter()
+        .map(|item| (item.item.as_str(), (item.asked, item.reserved, item.delivered, item.short)))
+        .collect();
+    assert_eq!(
+        supplies,
+        BTreeMap::from([("pump", (1, 1, 1, 0)), ("sandbag", (300, 300, 300, 0))]),
+        "asked, reserved, delivered, short: {:?}",
+        report.supplies
+    );
+    let shelters: BTreeMap<&str, (u32, u32, u32, u32)> = report
+        .shelters
+        .iter()
+        .map(|shelter| (shelter.shelter.as_str(), (shelter.evacuations, shelter.residents, shelter.arrived, shelter.overflowed)))
+        .collect();
+    assert_eq!(
+        shelters,
+        BTreeMap::from([("hall", (1, 12, 12, 0)), ("school", (1, 12, 12, 1)), ("stadium", (0, 0, 0, 0))]),
+        "groups, residents, arrived, overflowed: the second group passed the school over for the hall: {:?}",
+        report.shelters
+    );
+    let shifts = report.shifts.as_ref().expect("the drill's shift was set through RosterService");
+    assert_eq!(shifts.shifts, 1);
+    assert!(shifts.offers >= 1, "the medical incident was offered: {shifts:?}");
+
+    let markdown = std::fs::read_to_string(out.path().join("report.md"))?;
+    for section in ["## Supplies", "## Shelters", "## Duty rosters"] {
+        assert!(markdown.contains(section), "report.md has {section}:\n{markdown}");
+    }
+    assert!(out.path().join("shelters.svg").exists(), "the occupancy picture is drawn");
+
+    // What the drill brought is on the dispatcher, as an operator sees it;
+    // its incidents were cancelled at its end, which released nothing
+    // (everything had arrived or been delivered).
+    let channel = server.channel().await?;
+    let bearer = || pingji_client::auth::BearerToken::new(Some(pingji_tests::ADMIN_TOKEN)).unwrap_or_default();
+    let mut shelter_service = pb::shelter_service_client::ShelterServiceClient::with_interceptor(channel.clone(), bearer());
+    let listed = shelter_service.list_shelters(pb::ListSheltersRequest::default()).await?.into_inner().shelters;
+    let occupied: BTreeMap<String, (bool, u32, u32)> =
+        listed.into_iter().map(|shelter| (shelter.id, (shelter.open, shelter.occupied, shelter.reserved))).collect();
+    assert_eq!(
+        occupied,
+        BTreeMap::from([
+            ("hall".to_string(), (true, 12, 0)),
+            ("school".to_string(), (true, 12, 0)),
+            ("stadium".to_string(), (false, 0, 0))
+        ])
+    );
+    let mut roster_service = pb::roster_service_client::RosterServiceClient::with_interceptor(channel, bearer());
+    let shifts = roster_service.list_shifts(pb::ListShiftsRequest::default()).await?.into_inner().shifts;
+    assert_eq!(shifts.iter().map(|shift| (shift.id.as_str(), shift.agent_ids.len())).collect::<Vec<_>>(), [("d1-duty", 2)]);
+    server.shutdown().await
+}

@@ -4,8 +4,10 @@
 //! waiting for triage is not dispatched, and the live copies the candidate
 //! search relies on (free, skills, travel mode) and the skill index follow
 //! the roster; no stock below zero (nothing reserved beyond what a depot
-//! holds) and no unit held by two requests, or held as its request says.
-//! The engine's property test and the
+//! holds) and no unit held by two requests, or held as its request says;
+//! no shelter place given twice or beyond capacity; and nothing reserved
+//! for an incident that has ended (its waiting requests cancelled, its
+//! evacuations' places given back). The engine's property tests and the
 //! fuzz target (`fuzz/`) check it after every step.
 
 use std::collections::BTreeSet;
@@ -112,7 +114,39 @@ pub fn check(engine: &Engine) -> Result<(), String> {
         }
     }
     check_supplies(&state.supplies)?;
-    super::shelters::check_shelters(&state.shelters)
+    super::shelters::check_shelters(&state.shelters)?;
+    check_released_on_end(state)
+}
+
+/// An incident that ended holds nothing back: no supply request of it
+/// waits or keeps stock reserved (what left the depot is settled as
+/// usual), and none of its evacuations keeps places in a shelter.
+fn check_released_on_end(state: &super::State) -> Result<(), String> {
+    use crate::supplies::RequestStatus;
+    let ended = |incident: &crate::ids::IncidentId| state.incidents.get(incident).is_some_and(|record| !record.is_open());
+    if let Some(request) =
+        state.supplies.requests.values().find(|request| {
+            ended(&request.incident) && matches!(request.status, RequestStatus::Requested | RequestStatus::Reserved)
+        })
+    {
+        return Err(format!(
+            "supply request {} is still {} though its incident {} has ended",
+            request.id,
+            request.status.name(),
+            request.incident
+        ));
+    }
+    if let Some(evacuation) =
+        state.shelters.evacuations.values().find(|evacuation| ended(&evacuation.incident) && evacuation.held() > 0)
+    {
+        return Err(format!(
+            "evacuation {} holds {} places though its incident {} has ended",
+            evacuation.id,
+            evacuation.held(),
+            evacuation.incident
+        ));
+    }
+    Ok(())
 }
 
 /// Stock never below zero, and every unit held by at most one request:

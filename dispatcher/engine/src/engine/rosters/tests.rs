@@ -1,5 +1,7 @@
 //! Duty rosters in the engine, over the sample city on a virtual clock.
 
+use proptest::prelude::*;
+
 use super::super::*;
 use crate::engine::explain::ExplainQuery;
 use crate::event::EventKind;
@@ -191,4 +193,152 @@ fn bad_roster_commands_are_refused_and_change_nothing() {
     assert!(roster(&mut engine, RosterCommand::SetShifts(vec![bad]), T0).is_err());
     assert!(roster(&mut engine, RosterCommand::RemoveShift(ShiftId::new("s1")), T0).is_err());
     assert_eq!(engine.state(), &before);
+}
+
+/// The roster steps of the fuzz target (`fuzz/fuzz_targets/engine_commands.rs`),
+/// with incidents and time passing, so their invariants run in the normal
+/// test suite too.
+#[derive(Clone, Debug)]
+enum Step {
+    Shift { shift: usize, day: u8, start_hour: u32, hours: u32, people: u8 },
+    RemoveShift { shift: usize },
+    Availability { person: usize, day: u8 },
+    Absent { person: usize, hours: i64 },
+    RequestSwap { shift: usize, days_ahead: i64, from: usize, to: usize },
+    DecideSwap { swap: usize, approve: bool },
+    CheckIn { person: usize, shift: usize },
+    CheckOut { person: usize },
+    Incident { grid: usize },
+    EndIncident { incident: usize },
+    Accept { person: usize },
+    Advance { hours: u64 },
+}
+
+const PEOPLE: [&str; 4] = ["a", "b", "c", "d"];
+const GRIDS: [&str; 2] = ["d1-s1-c1-g1", "d1-s2-c1-g1"];
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..2usize, 1..8u8, 0..24u32, 1..25u32, any::<u8>())
+            .prop_map(|(shift, day, start_hour, hours, people)| Step::Shift { shift, day, start_hour, hours, people }),
+        1 => (0..2usize).prop_map(|shift| Step::RemoveShift { shift }),
+        1 => (0..4usize, 0..8u8).prop_map(|(person, day)| Step::Availability { person, day }),
+        1 => (0..4usize, 1..48i64).prop_map(|(person, hours)| Step::Absent { person, hours }),
+        2 => (0..2usize, -1..8i64, 0..4usize, 0..4usize)
+            .prop_map(|(shift, days_ahead, from, to)| Step::RequestSwap { shift, days_ahead, from, to }),
+        2 => (0..6usize, any::<bool>()).prop_map(|(swap, approve)| Step::DecideSwap { swap, approve }),
+        2 => (0..4usize, 0..2usize).prop_map(|(person, shift)| Step::CheckIn { person, shift }),
+        1 => (0..4usize).prop_map(|person| Step::CheckOut { person }),
+        2 => (0..2usize).prop_map(|grid| Step::Incident { grid }),
+        1 => (0..6usize).prop_map(|incident| Step::EndIncident { incident }),
+        2 => (0..4usize).prop_map(|person| Step::Accept { person }),
+        1 => (1..30u64).prop_map(|hours| Step::Advance { hours }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn random_roster_commands_keep_the_invariants_and_replay_exactly(steps in prop::collection::vec(step(), 1..60)) {
+        let mut engine = engine_with(OffShift::AfterOnShift);
+        for (index, id) in PEOPLE.iter().enumerate() {
+            let grid = engine.state().areas.centroid(&AreaId::new(GRIDS[index % 2])).expect("centroid");
+            person_at(&mut engine, id, east(grid, 100.0 * (index as f64 + 1.0)));
+        }
+        let start = engine.state().clone();
+        let mut events = Vec::new();
+        let mut now = T0;
+        let mut incidents: Vec<IncidentId> = Vec::new();
+        for step in steps {
+            let agent = |n: usize| AgentId::new(PEOPLE[n]);
+            let shift = |n: usize| ShiftId::new(["day", "night"][n]);
+            let before = engine.state().clone();
+            let command = match step {
+                Step::Shift { shift: n, day, start_hour, hours, people } => Command::Rosters(RosterCommand::SetShifts(vec![ShiftSpec {
+                    id: shift(n),
+                    area: AreaId::new(GRIDS[n]),
+                    duty: "duty_officer".to_string(),
+                    days: vec![day],
+                    start_minute: start_hour * 60,
+                    length_minutes: hours * 60,
+                    people: (0..PEOPLE.len()).filter(|bit| people & (1 << bit) != 0).map(agent).collect(),
+                }])),
+                Step::RemoveShift { shift: n } => Command::Rosters(RosterCommand::RemoveShift(shift(n))),
+                Step::Availability { person, day } => Command::Rosters(RosterCommand::SetAvailability {
+                    agent: agent(person),
+                    // Day 0: none declared (any time).
+                    windows: if day == 0 { vec![] } else { vec![crate::rosters::WeeklyWindow { day, start_minute: 0, length_minutes: 12 * 60 }] },
+                }),
+                Step::Absent { person, hours } => Command::Rosters(RosterCommand::RecordAbsence(crate::rosters::Absence {
+                    agent: agent(person),
+                    from: now,
+                    until: Millis(now.0 + hours * 3_600_000),
+                    kind: crate::rosters::AbsenceKind::Sick,
+                })),
+                Step::RequestSwap { shift: n, days_ahead, from, to } => Command::Rosters(RosterCommand::RequestSwap {
+                    shift: shift(n),
+                    day: crate::rosters::local_day(now, engine.roster_utc_offset()) + days_ahead,
+                    from: agent(from),
+                    to: agent(to),
+                }),
+                Step::DecideSwap { swap, approve } => Command::Rosters(RosterCommand::DecideSwap {
+                    swap: SwapId::new(format!("swap-{:06}", swap + 1)),
+                    approve,
+                    reason: String::new(),
+                }),
+                Step::CheckIn { person, shift: n } => Command::Rosters(RosterCommand::CheckIn { agent: agent(person), shift: shift(n) }),
+                Step::CheckOut { person } => Command::Rosters(RosterCommand::CheckOut { agent: agent(person) }),
+                Step::Incident { grid } => {
+                    let at = engine.state().areas.centroid(&AreaId::new(GRIDS[grid])).expect("centroid");
+                    let spec = IncidentSpec {
+                        at,
+                        category: "medical".to_string(),
+                        priority: 2,
+                        skills: Default::default(),
+                        headcount: 1,
+                        description: String::new(),
+                        source_id: String::new(),
+                    };
+                    Command::CreateIncident { id: None, spec, force: true }
+                }
+                Step::EndIncident { incident } if !incidents.is_empty() => Command::CloseIncident {
+                    incident: incidents[incident % incidents.len()].clone(),
+                    feedback: "handled".to_string(),
+                },
+                Step::EndIncident { .. } => continue,
+                Step::Accept { person } => {
+                    let record = &engine.state().agents[&agent(person)];
+                    let Some((offer, _)) = record.open_offer.clone() else { continue };
+                    Command::Accept { agent: agent(person), offer }
+                }
+                Step::Advance { hours } => {
+                    now = now.plus_seconds(hours * 3600);
+                    while let Some(deadline) = engine.next_deadline().filter(|deadline| *deadline <= now) {
+                        events.extend(engine.tick(deadline));
+                    }
+                    invariants::check(&engine).map_err(TestCaseError::fail)?;
+                    continue;
+                }
+            };
+            match engine.execute(command, "operator:test", now) {
+                Ok(new) => {
+                    if let Some(EventKind::IncidentReported { incident, .. }) = new.first().map(|event| &event.kind) {
+                        incidents.push(incident.clone());
+                    }
+                    events.extend(new);
+                }
+                Err(_) => prop_assert_eq!(engine.state(), &before, "a refused command changed the state"),
+            }
+            invariants::check(&engine).map_err(TestCaseError::fail)?;
+            for (person, attendance) in &engine.rosters().checked_in {
+                prop_assert!(engine.state().agents.contains_key(person), "{} checked in but not on the roster", person);
+                prop_assert!(attendance.since <= now);
+            }
+        }
+        let mut fresh = Engine::restore(engine.policy().clone(), start);
+        for event in &events {
+            fresh.replay(event).map_err(TestCaseError::fail)?;
+        }
+        prop_assert_eq!(fresh.state(), engine.state());
+    }
 }

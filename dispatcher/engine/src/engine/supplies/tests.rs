@@ -257,15 +257,52 @@ to = ["riverside"]
 
 #[derive(Clone, Debug)]
 enum Step {
-    Request { incident: usize, sandbags: u64, pumps: u64 },
-    Confirm { request: usize, stale: bool },
-    Dispatch { request: usize },
-    Deliver { request: usize },
-    Return { request: usize, back: u64 },
-    Cancel { request: usize },
-    EndIncident { incident: usize },
-    Restock { depot: usize, quantity: u64 },
-    Repair { unit: usize, broken: bool },
+    Request {
+        incident: usize,
+        sandbags: u64,
+        pumps: u64,
+    },
+    Confirm {
+        request: usize,
+        stale: bool,
+    },
+    Dispatch {
+        request: usize,
+    },
+    Deliver {
+        request: usize,
+    },
+    Return {
+        request: usize,
+        back: u64,
+    },
+    Cancel {
+        request: usize,
+    },
+    /// Closes the incident with this feedback: blank is refused, any
+    /// other text ends it and releases what it reserved.
+    EndIncident {
+        incident: usize,
+        feedback: String,
+    },
+    Restock {
+        depot: usize,
+        quantity: u64,
+    },
+    Repair {
+        unit: usize,
+        broken: bool,
+    },
+}
+
+/// Feedback an operator might type: mostly words (Chinese too), sometimes
+/// nothing or only spaces, which the engine refuses.
+fn feedback() -> impl Strategy<Value = String> {
+    prop_oneof![
+        1 => Just(String::new()),
+        1 => Just("  ".to_string()),
+        6 => "[a-z 水退沙袋已用完]{1,24}",
+    ]
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -276,7 +313,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..8usize).prop_map(|request| Step::Deliver { request }),
         2 => (0..8usize, 0..300u64).prop_map(|(request, back)| Step::Return { request, back }),
         1 => (0..8usize).prop_map(|request| Step::Cancel { request }),
-        1 => (0..3usize).prop_map(|incident| Step::EndIncident { incident }),
+        2 => (0..3usize, feedback()).prop_map(|(incident, feedback)| Step::EndIncident { incident, feedback }),
         1 => (0..2usize, 0..600u64).prop_map(|(depot, quantity)| Step::Restock { depot, quantity }),
         1 => (0..3usize, any::<bool>()).prop_map(|(unit, broken)| Step::Repair { unit, broken }),
     ]
@@ -322,11 +359,21 @@ proptest! {
                     run(&mut engine, SupplyCommand::Return { request: id(request), returned, in_repair: vec![] })
                 }
                 Step::Cancel { request } => run(&mut engine, SupplyCommand::Cancel { request: id(request), reason: String::new() }),
-                Step::EndIncident { incident } => engine.execute(
-                    Command::CloseIncident { incident: incidents[incident].clone(), feedback: String::new() },
-                    "operator:test",
-                    T0,
-                ),
+                Step::EndIncident { incident, feedback } => {
+                    let was_open = engine.state().incidents[&incidents[incident]].is_open();
+                    let result = engine.execute(
+                        Command::CloseIncident { incident: incidents[incident].clone(), feedback: feedback.clone() },
+                        "operator:test",
+                        T0,
+                    );
+                    let blank = feedback.trim().is_empty();
+                    prop_assert_eq!(result.is_ok(), was_open && !blank, "closing with feedback {:?}: {:?}", feedback, result);
+                    if result.is_ok() {
+                        let record = &engine.state().incidents[&incidents[incident]];
+                        prop_assert_eq!(record.feedback.as_deref(), Some(feedback.as_str()), "the feedback is kept");
+                    }
+                    result
+                }
                 Step::Restock { depot, quantity } => {
                     let name = ["near", "far"][depot];
                     run(&mut engine, SupplyCommand::Import(SupplyImport { stock: vec![stock(name, "sandbag", quantity, 100)], ..Default::default() }))
