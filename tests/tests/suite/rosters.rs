@@ -5,13 +5,16 @@
 //! needs a commander's approval and then takes effect; check-in and
 //! check-out hours are in the activity report; the iCalendar feed has the
 //! lines RFC 5545 requires and lists the shifts; roles are checked; and
-//! everything is there after a SIGKILL; the command map's 值班 panel in a
+//! everything is there after a SIGKILL; a person's own shifts on the phone
+//! API (FieldService.MyShifts and friends), never anyone else's; the
+//! command map's 值班 panel in a
 //! real headless Chromium (screenshots of a desk and a phone in
 //! `target/web-screenshots/`).
 
 use std::time::Duration;
 
 use pingji_client::auth::BearerToken;
+use pingji_client::field::{AgentCredentials, FieldClient};
 use pingji_dispatcher::server::Store;
 use pingji_engine::policy::OffShift;
 use pingji_proto::v1::roster_service_client::RosterServiceClient;
@@ -362,5 +365,77 @@ async fn the_command_maps_duty_panel_shows_who_is_on_duty_now() -> anyhow::Resul
     screenshot(&page, &screenshot_folder().join("phone-duty-zh.png")).await?;
     resize(&page, DESK).await?;
     browser.close().await?;
+    server.shutdown().await
+}
+
+/// Chinese names of the sample people the phone test uses.
+fn named(id: &str, name: &str) -> pb::AgentSpec {
+    pb::AgentSpec { name: name.to_string(), ..person(id, GRID, &[]) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_reads_checks_in_to_and_swaps_only_their_own_shifts_from_the_phone_api() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server_with(&dir, OffShift::AfterOnShift).await?;
+    let mut command = server.command().await?;
+    for (id, name) in [("wang", "王芳"), ("li", "李明"), ("zhao", "赵强")] {
+        command.upsert_agent(pb::UpsertAgentRequest { agent: Some(named(id, name)) }).await?;
+    }
+    let mut rosters = rosters_with(server.channel().await?, ADMIN_TOKEN);
+    let shifts =
+        vec![all_day("g1-duty", GRID, &["wang"]), all_day("g1-backup", GRID, &["li"]), all_day("s1-duty", "d1-s1", &["zhao"])];
+    rosters.set_shifts(pb::SetShiftsRequest { shifts }).await?;
+    let token = server.agent_token("wang").await?;
+    let phone = FieldClient::new(server.channel().await?, AgentCredentials::new("wang", &token).map_err(anyhow::Error::msg)?);
+    let mut field = phone.grpc();
+
+    // Her own shifts only: the one running now first, then the coming days.
+    let mine = field.my_shifts(pb::MyShiftsRequest { days: 3 }).await?.into_inner();
+    assert!(mine.shifts.len() >= 3, "today's and the next days': {mine:?}");
+    assert!(mine.shifts.iter().all(|shift| shift.occurrence.as_ref().is_some_and(|o| o.shift_id == "g1-duty")), "{mine:?}");
+    assert!(mine.shifts[0].now && !mine.shifts[0].checked_in);
+    assert!(mine.shifts[1..].iter().all(|shift| !shift.now));
+    assert!(!mine.shifts[0].area_name.is_empty() && mine.shifts[0].area_name != GRID, "the area's name: {mine:?}");
+    let colleagues: Vec<(&str, &str)> = mine.colleagues.iter().map(|c| (c.agent_id.as_str(), c.name.as_str())).collect();
+    assert_eq!(colleagues, [("li", "李明")], "people of the same area's shifts, not the street's");
+    let too_long = field.my_shifts(pb::MyShiftsRequest { days: 400 }).await.expect_err("400 days");
+    assert_eq!(too_long.code(), Code::InvalidArgument);
+
+    // Not her shift: refused clearly, nothing changes.
+    let other = pb::CheckInMyShiftRequest { shift_id: "s1-duty".into() };
+    let refused = field.check_in_my_shift(other).await.expect_err("zhao's shift");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("not on duty in shift s1-duty"), "{}", refused.message());
+    let tomorrow = mine.shifts[1].occurrence.as_ref().map_or(0, |occurrence| occurrence.day);
+    let not_hers = pb::RequestMySwapRequest { shift_id: "s1-duty".into(), day: tomorrow, to_agent_id: "li".into() };
+    let refused = field.request_my_swap(not_hers).await.expect_err("zhao's shift");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("does not work that occurrence"), "{}", refused.message());
+    let no_one = pb::RequestMySwapRequest { shift_id: "g1-duty".into(), day: tomorrow, to_agent_id: " ".into() };
+    assert_eq!(field.request_my_swap(no_one).await.expect_err("no colleague").code(), Code::InvalidArgument);
+    assert!(rosters.list_swaps(pb::ListSwapsRequest::default()).await?.into_inner().swaps.is_empty());
+    let wrong_person =
+        FieldClient::new(server.channel().await?, AgentCredentials::new("li", &token).map_err(anyhow::Error::msg)?);
+    let refused = wrong_person.grpc().my_shifts(pb::MyShiftsRequest::default()).await.expect_err("wang's token is not li's");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // Her own: checked in, and out; a swap a commander approves.
+    let attendance = field.check_in_my_shift(pb::CheckInMyShiftRequest { shift_id: "g1-duty".into() }).await?.into_inner();
+    assert_eq!((attendance.shift_id.as_str(), attendance.until_ms), ("g1-duty", 0));
+    let on_duty = rosters.on_duty_now(pb::OnDutyNowRequest { area_id: GRID.into() }).await?.into_inner();
+    assert!(on_duty.on_duty.iter().any(|o| o.shift_id == "g1-duty" && o.checked_in_agent_ids == ["wang"]), "{on_duty:?}");
+    assert!(field.my_shifts(pb::MyShiftsRequest::default()).await?.into_inner().shifts[0].checked_in);
+    let asked = pb::RequestMySwapRequest { shift_id: "g1-duty".into(), day: tomorrow, to_agent_id: "li".into() };
+    let swap = field.request_my_swap(asked).await?.into_inner();
+    assert_eq!((swap.from_agent_id.as_str(), swap.to_agent_id.as_str()), ("wang", "li"));
+    assert_eq!((swap.status(), swap.requested_by.as_str()), (pb::SwapStatus::Requested, "agent:wang"));
+    rosters.decide_swap(pb::DecideSwapRequest { swap_id: swap.id.clone(), approve: true, reason: String::new() }).await?;
+    let mine = field.my_shifts(pb::MyShiftsRequest { days: 3 }).await?.into_inner();
+    assert!(mine.shifts.iter().all(|shift| shift.occurrence.as_ref().is_some_and(|o| o.day != tomorrow)), "swapped away");
+    assert_eq!(mine.swaps.iter().map(|swap| swap.status()).collect::<Vec<_>>(), [pb::SwapStatus::Approved]);
+    let out = field.check_out_my_shift(pb::CheckOutMyShiftRequest {}).await?.into_inner();
+    assert!(out.until_ms >= out.since_ms && out.until_ms > 0, "{out:?}");
+    let again = field.check_out_my_shift(pb::CheckOutMyShiftRequest {}).await.expect_err("checked out already");
+    assert_eq!(again.code(), Code::FailedPrecondition);
     server.shutdown().await
 }
