@@ -498,6 +498,25 @@ impl FieldService for FieldApi {
         Ok(Response::new(answer))
     }
 
+    async fn create_my_calendar_link(
+        &self,
+        request: Request<pb::CreateMyCalendarLinkRequest>,
+    ) -> Result<Response<pb::CalendarLink>, Status> {
+        let agent = self.own_call(&request).await?;
+        let actor = format!("agent:{agent}");
+        Ok(Response::new(super::rosters::create_calendar_link(self.people.dispatcher(), &agent, actor).await?))
+    }
+
+    async fn revoke_my_calendar_link(
+        &self,
+        request: Request<pb::RevokeMyCalendarLinkRequest>,
+    ) -> Result<Response<pb::RevokeCalendarLinkResponse>, Status> {
+        let agent = self.own_call(&request).await?;
+        let actor = format!("agent:{agent}");
+        super::rosters::revoke_calendar_link(self.people.dispatcher(), &agent, actor).await?;
+        Ok(Response::new(pb::RevokeCalendarLinkResponse {}))
+    }
+
     async fn remove_push(&self, request: Request<pb::RemovePushRequest>) -> Result<Response<pb::RemovePushResponse>, Status> {
         let (agent, pusher) = self.push_caller(&request).await?;
         let removed = pusher.remove(agent.as_str(), &request.into_inner().endpoint).await.map_err(error::push_status)?;

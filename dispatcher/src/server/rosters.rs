@@ -10,6 +10,7 @@ use pingji_engine::ids::{AgentId, AreaId, Millis, quote};
 use pingji_engine::rosters::{RosterCommand, RosterEvent, ShiftId, SwapId, local_day, to_ics};
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::roster_service_server::RosterService;
+use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -258,21 +259,111 @@ impl RosterService for RosterApi {
                         quote(agent.as_str())
                     )));
                 }
-                let offset = engine.roster_utc_offset();
-                // From the start of today, local time.
-                let from = Millis(local_day(now, offset) * 86_400_000 - i64::from(offset) * 60_000);
-                let until = from.plus_seconds(u64::from(days) * 86_400);
-                let occurrences = engine.shifts_of(&agent, from, until);
-                let area_name =
-                    |area: &AreaId| engine.state().areas.get(area).map_or_else(|| area.to_string(), |spec| spec.name.clone());
-                Ok(pb::PersonCalendarResponse {
-                    ics: to_ics(&agent, &occurrences, area_name, now),
-                    shifts: occurrences.len() as u32,
-                })
+                let (ics, shifts) = calendar_of(engine, &agent, days, now);
+                Ok(pb::PersonCalendarResponse { ics, shifts })
             })
             .await?
             .map_err(error::rejection_status)?;
         Ok(Response::new(answer))
+    }
+
+    #[instrument(skip_all)]
+    async fn create_calendar_link(
+        &self,
+        request: Request<pb::CreateCalendarLinkRequest>,
+    ) -> Result<Response<pb::CalendarLink>, Status> {
+        let actor = caller(&request)?.actor();
+        let agent = AgentId::new(required("agent_id", &request.get_ref().agent_id, "name the person")?);
+        Ok(Response::new(create_calendar_link(&self.dispatcher, &agent, actor).await?))
+    }
+
+    #[instrument(skip_all)]
+    async fn revoke_calendar_link(
+        &self,
+        request: Request<pb::RevokeCalendarLinkRequest>,
+    ) -> Result<Response<pb::RevokeCalendarLinkResponse>, Status> {
+        let actor = caller(&request)?.actor();
+        let agent = AgentId::new(required("agent_id", &request.get_ref().agent_id, "name the person")?);
+        revoke_calendar_link(&self.dispatcher, &agent, actor).await?;
+        Ok(Response::new(pb::RevokeCalendarLinkResponse {}))
+    }
+}
+
+/// A person's calendar for `days` from the start of today (local time),
+/// and how many shifts it holds.
+fn calendar_of(engine: &Engine, agent: &AgentId, days: u32, now: Millis) -> (String, u32) {
+    let offset = engine.roster_utc_offset();
+    let from = Millis(local_day(now, offset) * 86_400_000 - i64::from(offset) * 60_000);
+    let until = from.plus_seconds(u64::from(days) * 86_400);
+    let occurrences = engine.shifts_of(agent, from, until);
+    let area_name = |area: &AreaId| engine.state().areas.get(area).map_or_else(|| area.to_string(), |spec| spec.name.clone());
+    (to_ics(agent, &occurrences, area_name, now), occurrences.len() as u32)
+}
+
+/// The SHA-256 of a calendar link's secret, in hex: what the record keeps.
+fn secret_sha256(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Gives `agent` a new calendar link (the old one stops working) and
+/// answers its path, the only place the secret is ever shown.
+pub async fn create_calendar_link(dispatcher: &Dispatcher, agent: &AgentId, actor: String) -> Result<pb::CalendarLink, Status> {
+    let secret = crate::tokens::random_hex();
+    let command = RosterCommand::SetCalendarLink { agent: agent.clone(), secret_sha256: secret_sha256(&secret) };
+    dispatcher.execute(Command::Rosters(command), actor, |_, _| ()).await?;
+    Ok(pb::CalendarLink { agent_id: agent.to_string(), path: format!("{CALENDAR_PREFIX}{secret}.ics") })
+}
+
+pub async fn revoke_calendar_link(dispatcher: &Dispatcher, agent: &AgentId, actor: String) -> Result<(), Status> {
+    let command = RosterCommand::RevokeCalendarLink { agent: agent.clone() };
+    dispatcher.execute(Command::Rosters(command), actor, |_, _| ()).await?;
+    Ok(())
+}
+
+/// Where calendar links live on the web port. The web port's request spans
+/// leave out the rest of such a path: it is the secret.
+pub const CALENDAR_PREFIX: &str = "/calendar/";
+
+/// `GET /calendar/<secret>.ics` on the web port: the person's calendar for
+/// the next [`CALENDAR_DAYS`] days, for a calendar app to poll. An unknown
+/// or revoked secret is `404` with the same words as any missing file, so
+/// that nothing tells whether a person exists.
+pub fn calendar_router(dispatcher: Dispatcher) -> axum::Router {
+    axum::Router::new().route("/calendar/{file}", axum::routing::get(calendar_feed)).with_state(dispatcher)
+}
+
+async fn calendar_feed(
+    axum::extract::State(dispatcher): axum::extract::State<Dispatcher>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let not_found =
+        || (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "not found\n").into_response();
+    let Some(secret) = file.strip_suffix(".ics") else {
+        return not_found();
+    };
+    let hash = secret_sha256(secret);
+    let answer = dispatcher
+        .query(move |engine, now| {
+            let agent = engine.calendar_link_owner(&hash)?;
+            Some(calendar_of(engine, agent, CALENDAR_DAYS, now).0)
+        })
+        .await;
+    match answer {
+        Ok(Some(ics)) => (
+            [
+                (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+                // The link is a password: no shared cache keeps the answer.
+                (header::CACHE_CONTROL, "private, max-age=300"),
+            ],
+            ics,
+        )
+            .into_response(),
+        Ok(None) => not_found(),
+        Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "the dispatcher is not serving right now; try again shortly\n").into_response()
+        }
     }
 }
 

@@ -787,6 +787,21 @@ async fn a_person_sees_their_shifts_checks_in_and_out_and_asks_a_colleague_to_sw
     wait_for(page, "the check-out shows", "document.getElementById('shift-check-in')").await?;
     let on_duty = rosters.on_duty_now(pb::OnDutyNowRequest { area_id: GRID.into() }).await?.into_inner();
     assert!(on_duty.on_duty.iter().all(|o| o.checked_in_agent_ids.is_empty()), "{on_duty:?}");
+    // A calendar link, to paste into a calendar app; stopped again.
+    tap(page, "#calendar-create").await?;
+    wait_for(page, "the link shows", "document.getElementById('calendar-url').value.includes('/calendar/')").await?;
+    let url: String = eval(page, "document.getElementById('calendar-url').value").await?;
+    let path = url.split_once("/calendar/").map(|(_, secret)| format!("/calendar/{secret}")).context("a calendar path")?;
+    let web = phone.server.web_address().context("the web port")?;
+    let (head, ics) = get(web, &path, "").await?;
+    assert!(head.starts_with("http/1.1 200") && String::from_utf8_lossy(&ics).contains("BEGIN:VEVENT"), "{head}");
+    eval::<bool>(page, "(() => { document.getElementById('calendar-url').scrollIntoView({ block: 'center' }); return true; })()")
+        .await?;
+    phone.shot("shifts-calendar").await?;
+    assert_accessible(page, "the calendar link").await?;
+    tap(page, "#calendar-revoke").await?;
+    wait_for(page, "the link is stopped", "document.getElementById('calendar-url').hidden").await?;
+    assert!(get(web, &path, "").await?.0.starts_with("http/1.1 404"));
     // In English too.
     tap(page, "#language").await?;
     wait_for(page, "English", "document.querySelector('#shifts-list li.shift').textContent.includes('Duty officer')").await?;

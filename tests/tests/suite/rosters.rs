@@ -7,6 +7,9 @@
 //! lines RFC 5545 requires and lists the shifts; roles are checked; and
 //! everything is there after a SIGKILL; a person's own shifts on the phone
 //! API (FieldService.MyShifts and friends), never anyone else's; the
+//! subscribable calendar URL (`/calendar/<secret>.ics`), made by an admin
+//! or the person, revoked, 404 for anything unknown, kept over a restart;
+//! the
 //! command map's 值班 panel in a
 //! real headless Chromium (screenshots of a desk and a phone in
 //! `target/web-screenshots/`).
@@ -437,5 +440,73 @@ async fn a_person_reads_checks_in_to_and_swaps_only_their_own_shifts_from_the_ph
     assert!(out.until_ms >= out.since_ms && out.until_ms > 0, "{out:?}");
     let again = field.check_out_my_shift(pb::CheckOutMyShiftRequest {}).await.expect_err("checked out already");
     assert_eq!(again.code(), Code::FailedPrecondition);
+    server.shutdown().await
+}
+
+async fn calendar_server(journal: &std::path::Path) -> anyhow::Result<TestServer> {
+    let journal = journal.to_path_buf();
+    TestServer::start_with_web(move |config| config.store = Store::Sqlite(journal)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_link_serves_the_persons_shifts_until_revoked_and_unknown_links_get_404() -> anyhow::Result<()> {
+    use pingji_tests::metrics::http_get;
+    let dir = tempfile::tempdir()?;
+    let journal = dir.path().join("pingji.db");
+    let server = calendar_server(&journal).await?;
+    let mut command = server.command().await?;
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(named("wang", "王芳")) }).await?;
+    let mut rosters = rosters_with(server.channel().await?, ADMIN_TOKEN);
+    rosters.set_shifts(pb::SetShiftsRequest { shifts: vec![all_day("g1-duty", GRID, &["wang"])] }).await?;
+
+    // Admins only: a commander may not hand out someone's calendar.
+    let chief = add_operator(&mut command, "chief", pb::OperatorRole::Commander).await?;
+    let refused = rosters_with(server.channel().await?, &chief)
+        .create_calendar_link(pb::CreateCalendarLinkRequest { agent_id: "wang".into() })
+        .await
+        .expect_err("a commander");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let unknown = rosters.create_calendar_link(pb::CreateCalendarLinkRequest { agent_id: "nobody".into() }).await;
+    assert_eq!(unknown.expect_err("not on the roster").code(), Code::InvalidArgument);
+
+    let mut events = EventWatch::start(&mut command, 0).await?;
+    let link = rosters.create_calendar_link(pb::CreateCalendarLinkRequest { agent_id: "wang".into() }).await?.into_inner();
+    assert!(link.path.starts_with("/calendar/") && link.path.ends_with(".ics") && link.path.len() > 40, "{link:?}");
+    let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
+    let (status, ics) = http_get(web, &link.path).await?;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        ics.starts_with("BEGIN:VCALENDAR\r\n") && ics.contains("DTSTART:") && ics.matches("BEGIN:VEVENT").count() >= 27,
+        "{ics}"
+    );
+    // Unknown secrets and other names: 404, the same words, no hint of who exists.
+    let (missing, missing_body) = http_get(web, "/calendar/0123456789abcdef0123456789abcdef.ics").await?;
+    assert!(missing.contains(" 404 "), "{missing}");
+    let (by_name, by_name_body) = http_get(web, "/calendar/wang.ics").await?;
+    assert!(by_name.contains(" 404 ") && by_name_body == missing_body, "{by_name}: {by_name_body}");
+    // The record keeps a hash of the secret, never the secret.
+    let set = events.wait_for_kind(WITHIN, "calendar_link_set", "").await?;
+    let secret = link.path.trim_start_matches("/calendar/").trim_end_matches(".ics").to_string();
+    assert!(!format!("{set:?}").contains(&secret), "{set:?}");
+
+    // The person makes a new one from the phone: the old link stops working.
+    let token = server.agent_token("wang").await?;
+    let phone = FieldClient::new(server.channel().await?, AgentCredentials::new("wang", &token).map_err(anyhow::Error::msg)?);
+    let mine = phone.grpc().create_my_calendar_link(pb::CreateMyCalendarLinkRequest {}).await?.into_inner();
+    assert_ne!(mine.path, link.path);
+    assert!(http_get(web, &link.path).await?.0.contains(" 404 "), "replaced");
+    assert!(http_get(web, &mine.path).await?.0.contains(" 200 "));
+
+    // Kept over a restart from the journal, then revoked: 404.
+    server.shutdown().await?;
+    let server = calendar_server(&journal).await?;
+    let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
+    assert!(http_get(web, &mine.path).await?.0.contains(" 200 "), "after a restart");
+    let mut rosters = rosters_with(server.channel().await?, ADMIN_TOKEN);
+    rosters.revoke_calendar_link(pb::RevokeCalendarLinkRequest { agent_id: "wang".into() }).await?;
+    let (status, body) = http_get(web, &mine.path).await?;
+    assert!(status.contains(" 404 ") && body == missing_body, "{status}: {body}");
+    let again = rosters.revoke_calendar_link(pb::RevokeCalendarLinkRequest { agent_id: "wang".into() }).await;
+    assert_eq!(again.expect_err("revoked already").code(), Code::FailedPrecondition);
     server.shutdown().await
 }

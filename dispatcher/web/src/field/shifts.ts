@@ -72,6 +72,30 @@ let swapping: string | null = null;
 
 export function wireShifts(): void {
   byId("shifts-refresh").addEventListener("click", () => void loadShifts());
+  byId("calendar-create").addEventListener("click", () => void calendarLink(true));
+  byId("calendar-revoke").addEventListener("click", () => void calendarLink(false));
+}
+
+/** Makes a new calendar link (shown once, to copy into a calendar app) or stops it. */
+async function calendarLink(create: boolean): Promise<void> {
+  const zh = language() === "zh";
+  const url = byId<HTMLInputElement>("calendar-url");
+  const status = byId("calendar-status");
+  try {
+    if (create) {
+      const link = await client.createMyCalendarLink({});
+      url.value = `${window.location.origin}${link.path}`;
+      status.textContent = zh ? "请复制链接，在日历应用里“订阅日历”。" : "Copy the link into your calendar app as a subscription.";
+    } else {
+      await client.revokeMyCalendarLink({});
+      url.value = "";
+      status.textContent = zh ? "日历链接已停用。" : "The calendar link is stopped.";
+    }
+    url.hidden = url.value === "";
+    byId("calendar-url-label").hidden = url.hidden;
+  } catch (failure) {
+    status.textContent = describe(failure).message;
+  }
 }
 
 /** Reads the person's shifts again and draws them. */
