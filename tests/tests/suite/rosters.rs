@@ -359,6 +359,32 @@ async fn the_command_maps_duty_panel_shows_who_is_on_duty_now() -> anyhow::Resul
     let shown: String = eval(&page, "document.getElementById('duty-result').textContent").await?;
     assert!(shown.contains("24小时值班领导") && shown.contains("p0001") && shown.contains("已签到"), "{shown}");
     assert!(shown.contains("p0002") && shown.contains("p0003"), "{shown}");
+    // Areas by name, not id.
+    let mut command = server.command().await?;
+    let names: std::collections::HashMap<String, String> = command
+        .list_areas(pb::ListAreasRequest::default())
+        .await?
+        .into_inner()
+        .areas
+        .into_iter()
+        .map(|area| (area.id, area.name))
+        .collect();
+    let titles: Vec<String> =
+        eval(&page, "[...document.querySelectorAll('#duty-result h3')].map((title) => title.textContent)").await?;
+    let mut expected = vec![names["d1-s1"].clone(), names["d1-s1-c1"].clone()];
+    expected.sort();
+    let mut titles_sorted = titles.clone();
+    titles_sorted.sort();
+    assert_eq!(titles_sorted, expected, "{titles:?}");
+    // A check-in shows without pressing Show: the panel follows the event
+    // stream (its fallback poll is minutes away).
+    rosters.check_in_shift(pb::CheckInShiftRequest { agent_id: "p0002".into(), shift_id: "c1-on-call".into() }).await?;
+    wait_for(
+        &page,
+        "the check-in shows from the event stream",
+        "[...document.querySelectorAll('#duty-result li.duty-person.in')].some((person) => person.textContent.startsWith('p0002'))",
+    )
+    .await?;
     let problems = accessibility_problems(&page).await?;
     anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems:\n{}", problems.join("\n"));
     eval::<bool>(&page, "(() => { document.getElementById('duty-panel').scrollIntoView(); return true; })()").await?;
