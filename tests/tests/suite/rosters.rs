@@ -349,6 +349,7 @@ async fn the_command_maps_duty_panel_shows_who_is_on_duty_now() -> anyhow::Resul
     wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
     page.find_element("#token").await?.click().await?.type_str(ADMIN_TOKEN).await?.press_key("Enter").await?;
     wait_for(&page, "the map shows", "document.getElementById('login-view').hidden").await?;
+    wait_for(&page, "the areas are read", "document.getElementById('map').dataset.areas").await?;
     let pressed: bool = eval(
         &page,
         "(() => { document.getElementById('duty-area').value = 'd1-s1'; document.getElementById('duty-show').click(); return true; })()",
