@@ -114,6 +114,8 @@ pub fn role_needed(method: &str) -> Option<OperatorRole> {
         "SetAvailability" | "RecordAbsence" | "RequestSwap" | "ListSwaps" | "CheckInShift" | "CheckOutShift"
         | "PersonCalendar" => Dispatcher,
         "SetShifts" | "RemoveShift" | "DecideSwap" => Commander,
+        // A calendar link opens a person's shifts to whoever holds it.
+        "CreateCalendarLink" | "RevokeCalendarLink" => Admin,
         // ShelterService: where the shelters are and how full is public
         // inside the command room; sending groups and checking people in
         // is the dispatcher's, which shelters exist and are open the

@@ -165,6 +165,10 @@ pub struct RosterState {
     /// Swaps requested so far: the next one's number.
     pub swaps_made: u64,
     pub checked_in: BTreeMap<AgentId, Attendance>,
+    /// Each person's calendar link, by the SHA-256 (hex) of its secret:
+    /// the secret itself is never kept, so the journal cannot leak it.
+    #[serde(default)]
+    pub calendar_links: BTreeMap<AgentId, String>,
 }
 
 /// ISO weekday (1 Monday .. 7 Sunday) of a local date; 1970-01-01 was a Thursday.
@@ -354,6 +358,12 @@ impl RosterState {
             RosterEvent::ShiftCheckedOut { agent, .. } => {
                 rosters.checked_in.remove(agent);
             }
+            RosterEvent::CalendarLinkSet { agent, secret_sha256 } => {
+                rosters.calendar_links.insert(agent.clone(), secret_sha256.clone());
+            }
+            RosterEvent::CalendarLinkRevoked { agent } => {
+                rosters.calendar_links.remove(agent);
+            }
         }
     }
 
@@ -399,6 +409,15 @@ pub enum RosterCommand {
     CheckOut {
         agent: AgentId,
     },
+    /// Gives a person a (new) calendar link: the SHA-256 (hex) of its
+    /// secret, which the server made; an older link stops working.
+    SetCalendarLink {
+        agent: AgentId,
+        secret_sha256: String,
+    },
+    RevokeCalendarLink {
+        agent: AgentId,
+    },
 }
 
 /// The roster events (Event.body tags 130 to 139 on the wire).
@@ -442,6 +461,13 @@ pub enum RosterEvent {
         area: AreaId,
         since: Millis,
     },
+    CalendarLinkSet {
+        agent: AgentId,
+        secret_sha256: String,
+    },
+    CalendarLinkRevoked {
+        agent: AgentId,
+    },
 }
 
 impl RosterEvent {
@@ -455,6 +481,8 @@ impl RosterEvent {
             RosterEvent::SwapDecided { .. } => "swap_decided",
             RosterEvent::ShiftCheckedIn { .. } => "shift_checked_in",
             RosterEvent::ShiftCheckedOut { .. } => "shift_checked_out",
+            RosterEvent::CalendarLinkSet { .. } => "calendar_link_set",
+            RosterEvent::CalendarLinkRevoked { .. } => "calendar_link_revoked",
         }
     }
 
@@ -462,7 +490,9 @@ impl RosterEvent {
         match self {
             RosterEvent::AvailabilitySet { agent, .. }
             | RosterEvent::ShiftCheckedIn { agent, .. }
-            | RosterEvent::ShiftCheckedOut { agent, .. } => Some(agent),
+            | RosterEvent::ShiftCheckedOut { agent, .. }
+            | RosterEvent::CalendarLinkSet { agent, .. }
+            | RosterEvent::CalendarLinkRevoked { agent } => Some(agent),
             RosterEvent::AbsenceRecorded { absence } => Some(&absence.agent),
             RosterEvent::SwapRequested { from, .. } => Some(from),
             _ => None,

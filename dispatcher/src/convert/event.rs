@@ -871,7 +871,9 @@ fn body_from_pb(body: &Body) -> Result<EventKind, String> {
         | Body::SwapRequested(_)
         | Body::SwapDecided(_)
         | Body::ShiftCheckedIn(_)
-        | Body::ShiftCheckedOut(_) => return Err("a roster body was not read as one".to_string()),
+        | Body::ShiftCheckedOut(_)
+        | Body::CalendarLinkSet(_)
+        | Body::CalendarLinkRevoked(_) => return Err("a roster body was not read as one".to_string()),
         Body::SheltersImported(_)
         | Body::ShelterOpened(_)
         | Body::ShelterClosed(_)
@@ -1638,6 +1640,9 @@ mod tests {
                 area: AreaId::new(area),
                 since: Millis(since),
             }),
+            (id(), id())
+                .prop_map(|(agent, secret_sha256)| RosterEvent::CalendarLinkSet { agent: AgentId::new(agent), secret_sha256 }),
+            id().prop_map(|agent| RosterEvent::CalendarLinkRevoked { agent: AgentId::new(agent) }),
         ]
     }
 
@@ -1828,6 +1833,6 @@ mod tests {
             covered(&kind);
             seen.insert(kind.name());
         }
-        assert_eq!(seen.len(), 77, "kinds generated: {seen:?}");
+        assert_eq!(seen.len(), 79, "kinds generated: {seen:?}");
     }
 }

@@ -181,6 +181,12 @@ pub fn event_to_pb(event: &RosterEvent) -> pb::event::Body {
             area_id: area.to_string(),
             since_ms: since.0,
         }),
+        RosterEvent::CalendarLinkSet { agent, secret_sha256 } => {
+            Body::CalendarLinkSet(e::CalendarLinkSet { agent_id: agent.to_string(), secret_sha256: secret_sha256.clone() })
+        }
+        RosterEvent::CalendarLinkRevoked { agent } => {
+            Body::CalendarLinkRevoked(e::CalendarLinkRevoked { agent_id: agent.to_string() })
+        }
     }
 }
 
@@ -223,6 +229,10 @@ pub fn event_from_pb(body: &pb::event::Body) -> Option<Result<RosterEvent, Strin
             area: AreaId::new(&checked.area_id),
             since: Millis(checked.since_ms),
         }),
+        Body::CalendarLinkSet(set) => {
+            Ok(RosterEvent::CalendarLinkSet { agent: AgentId::new(&set.agent_id), secret_sha256: set.secret_sha256.clone() })
+        }
+        Body::CalendarLinkRevoked(revoked) => Ok(RosterEvent::CalendarLinkRevoked { agent: AgentId::new(&revoked.agent_id) }),
         _ => return None,
     };
     Some(event)

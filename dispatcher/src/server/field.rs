@@ -91,6 +91,14 @@ impl FieldApi {
         Ok((agent, pusher))
     }
 
+    /// The person a call about their own record is from, within their budget.
+    async fn own_call<T>(&self, request: &Request<T>) -> Result<AgentId, Status> {
+        self.people.check_certificate(request)?;
+        let agent = self.caller(request.metadata()).await?;
+        self.budgets.spend(&agent, Budget::Calls)?;
+        Ok(agent)
+    }
+
     /// The person a call is from, by the token in its metadata.
     async fn caller(&self, metadata: &MetadataMap) -> Result<AgentId, Status> {
         let agent_id = metadata.get(AGENT_ID_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
@@ -459,6 +467,54 @@ impl FieldService for FieldApi {
         let call = request.into_inner();
         let record = super::activity::own_record(self.people.dispatcher(), &agent, call.from_ms, call.to_ms).await?;
         Ok(Response::new(record))
+    }
+
+    async fn my_shifts(&self, request: Request<pb::MyShiftsRequest>) -> Result<Response<pb::MyShiftsResponse>, Status> {
+        let agent = self.own_call(&request).await?;
+        let answer = super::rosters::own_shifts(self.people.dispatcher(), &agent, request.get_ref().days).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn check_in_my_shift(
+        &self,
+        request: Request<pb::CheckInMyShiftRequest>,
+    ) -> Result<Response<pb::ShiftAttendance>, Status> {
+        let agent = self.own_call(&request).await?;
+        let answer = super::rosters::own_check_in(self.people.dispatcher(), &agent, &request.get_ref().shift_id).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn check_out_my_shift(
+        &self,
+        request: Request<pb::CheckOutMyShiftRequest>,
+    ) -> Result<Response<pb::ShiftAttendance>, Status> {
+        let agent = self.own_call(&request).await?;
+        Ok(Response::new(super::rosters::own_check_out(self.people.dispatcher(), &agent).await?))
+    }
+
+    async fn request_my_swap(&self, request: Request<pb::RequestMySwapRequest>) -> Result<Response<pb::Swap>, Status> {
+        let agent = self.own_call(&request).await?;
+        let answer = super::rosters::own_swap(self.people.dispatcher(), &agent, request.into_inner()).await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn create_my_calendar_link(
+        &self,
+        request: Request<pb::CreateMyCalendarLinkRequest>,
+    ) -> Result<Response<pb::CalendarLink>, Status> {
+        let agent = self.own_call(&request).await?;
+        let actor = format!("agent:{agent}");
+        Ok(Response::new(super::rosters::create_calendar_link(self.people.dispatcher(), &agent, actor).await?))
+    }
+
+    async fn revoke_my_calendar_link(
+        &self,
+        request: Request<pb::RevokeMyCalendarLinkRequest>,
+    ) -> Result<Response<pb::RevokeCalendarLinkResponse>, Status> {
+        let agent = self.own_call(&request).await?;
+        let actor = format!("agent:{agent}");
+        super::rosters::revoke_calendar_link(self.people.dispatcher(), &agent, actor).await?;
+        Ok(Response::new(pb::RevokeCalendarLinkResponse {}))
     }
 
     async fn remove_push(&self, request: Request<pb::RemovePushRequest>) -> Result<Response<pb::RemovePushResponse>, Status> {

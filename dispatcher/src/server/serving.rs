@@ -225,7 +225,8 @@ pub(super) async fn serve(
                     supply_service,
                     roster_service,
                     shelter_service,
-                    crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some()),
+                    crate::cap::router(dispatcher.clone(), config.cap.clone(), config.tls.is_some())
+                        .merge(super::rosters::calendar_router(dispatcher.clone())),
                     config.web_tiles.as_deref(),
                     notifier.as_ref().map(|notifier| notifier.inbound_route()),
                 ))

@@ -305,8 +305,13 @@ pub(super) fn server(
 ) -> anyhow::Result<tonic::transport::Server<tower_layer::Stack<super::connections::TrackCalls, tower_layer::Identity>>> {
     Ok(server_builder(config)?
         .timeout(config.limits.request_timeout)
-        .trace_fn(|request| tracing::info_span!("web", http.path = %request.uri().path()))
+        .trace_fn(|request| tracing::info_span!("web", http.path = %logged_path(request.uri().path())))
         .accept_http1(true))
+}
+
+/// A request's path as logged: a calendar link's secret left out.
+fn logged_path(path: &str) -> &str {
+    if path.starts_with(super::rosters::CALENDAR_PREFIX) { super::rosters::CALENDAR_PREFIX } else { path }
 }
 
 /// Answers a request that is not a grpc-web call: one of the embedded

@@ -126,7 +126,7 @@ const client: Client<typeof CommandService> = createClient(
 );
 
 mountActivity(client);
-mountDuty(authorization);
+const duty = mountDuty(authorization, areaName);
 
 /** Suggestions made of received CAP alerts (a commander's). */
 const capClient: Client<typeof CapService> = createClient(
@@ -1773,6 +1773,7 @@ function take(map: CityMap, event: Event, signal: AbortSignal): void {
   feed.length = Math.min(feed.length, FEED_KEPT);
   drawFeedSoon();
   times.take(event);
+  duty.take(event.body.case);
   const body = event.body;
   if (body.case === "incidentReported" || body.case === "fieldReported") {
     reportSeen.add(event.incidentId);

@@ -1,8 +1,10 @@
 /**
  * The 值班 (on duty now) panel of the command map: per area, the shifts
  * running now and who works them (checked in or not), from
- * `RosterService.OnDutyNow` through the generated client. Read on Show,
- * then again every minute while the page is open.
+ * `RosterService.OnDutyNow` through the generated client, areas by name.
+ * Read on Show, then again when a roster event (a shift set, a swap, a
+ * check-in) arrives on the map's event stream. Shifts also begin and end
+ * by the clock, which no event marks, so a slow poll stays for that.
  */
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
@@ -54,7 +56,7 @@ function localClock(atMs: bigint, offsetMinutes: number): string {
 }
 
 /** One block per area: its shifts and who is on duty in each. */
-export function dutyView(answer: OnDutyNowResponse): HTMLElement[] {
+export function dutyView(answer: OnDutyNowResponse, areaName: (id: string) => string): HTMLElement[] {
   if (answer.onDuty.length === 0) return [element("p", words().nobody, "empty")];
   const byArea = new Map<string, typeof answer.onDuty>();
   for (const occurrence of answer.onDuty) {
@@ -65,7 +67,9 @@ export function dutyView(answer: OnDutyNowResponse): HTMLElement[] {
   const blocks: HTMLElement[] = [];
   for (const [area, occurrences] of byArea) {
     const block = element("li", "", "duty-area");
-    block.append(element("h3", area));
+    const title = element("h3", areaName(area));
+    block.dataset.areaId = area;
+    block.append(title);
     const shifts = element("ul", "", "duty-shifts");
     for (const occurrence of occurrences) {
       const item = element("li", "", "duty-shift");
@@ -94,7 +98,29 @@ export function dutyView(answer: OnDutyNowResponse): HTMLElement[] {
   return [list];
 }
 
-export function mountDuty(authorization: Interceptor): void {
+/** How often the panel is read again without events: shifts begin and end by the clock. */
+const POLL_MS = 5 * 60_000;
+/** Roster events arriving together are read once, after this. */
+const SETTLE_MS = 300;
+
+/** The `Event.body` cases that change who is on duty or checked in. */
+const ROSTER_EVENTS = new Set([
+  "shiftsSet",
+  "shiftRemoved",
+  "availabilitySet",
+  "absenceRecorded",
+  "swapRequested",
+  "swapDecided",
+  "shiftCheckedIn",
+  "shiftCheckedOut",
+]);
+
+export interface DutyPanel {
+  /** Tells the panel an event arrived; it reads again on roster events once shown. */
+  take(bodyCase: string | undefined): void;
+}
+
+export function mountDuty(authorization: Interceptor, areaName: (id: string) => string): DutyPanel {
   const client: Client<typeof RosterService> = createClient(
     RosterService,
     createGrpcWebTransport({ baseUrl: window.location.origin, interceptors: [authorization] }),
@@ -103,6 +129,7 @@ export function mountDuty(authorization: Interceptor): void {
   const status = byId("duty-status");
   const result = byId("duty-result");
   let timer: number | undefined;
+  let pending: number | undefined;
   const read = async (): Promise<void> => {
     status.textContent = words().loading;
     try {
@@ -110,7 +137,7 @@ export function mountDuty(authorization: Interceptor): void {
       const answer = await client.onDutyNow({ areaId });
       const people = new Set(answer.onDuty.flatMap((occurrence) => occurrence.agentIds)).size;
       status.textContent = words().shown(answer.onDuty.length, people);
-      result.replaceChildren(...dutyView(answer));
+      result.replaceChildren(...dutyView(answer, areaName));
     } catch (failure) {
       status.textContent = describe(failure).message;
     }
@@ -118,6 +145,15 @@ export function mountDuty(authorization: Interceptor): void {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     void read();
-    if (timer === undefined) timer = window.setInterval(() => void read(), 60_000);
+    if (timer === undefined) timer = window.setInterval(() => void read(), POLL_MS);
   });
+  return {
+    take(bodyCase: string | undefined): void {
+      if (timer === undefined || bodyCase === undefined || !ROSTER_EVENTS.has(bodyCase) || pending !== undefined) return;
+      pending = window.setTimeout(() => {
+        pending = undefined;
+        void read();
+      }, SETTLE_MS);
+    },
+  };
 }

@@ -100,7 +100,9 @@ pub fn kind_name(body: &Body) -> &'static str {
         | Body::SwapRequested(_)
         | Body::SwapDecided(_)
         | Body::ShiftCheckedIn(_)
-        | Body::ShiftCheckedOut(_) => crate::rosters::event_kind_name(body).unwrap_or("rosters"),
+        | Body::ShiftCheckedOut(_)
+        | Body::CalendarLinkSet(_)
+        | Body::CalendarLinkRevoked(_) => crate::rosters::event_kind_name(body).unwrap_or("rosters"),
         Body::SheltersImported(_)
         | Body::ShelterOpened(_)
         | Body::ShelterClosed(_)
@@ -444,7 +446,9 @@ fn summary_of(body: &Body) -> String {
         | Body::SwapRequested(_)
         | Body::SwapDecided(_)
         | Body::ShiftCheckedIn(_)
-        | Body::ShiftCheckedOut(_) => crate::rosters::event_summary(body).unwrap_or_default(),
+        | Body::ShiftCheckedOut(_)
+        | Body::CalendarLinkSet(_)
+        | Body::CalendarLinkRevoked(_) => crate::rosters::event_summary(body).unwrap_or_default(),
         Body::SheltersImported(_)
         | Body::ShelterOpened(_)
         | Body::ShelterClosed(_)

@@ -14,6 +14,8 @@ pub fn event_kind_name(body: &Body) -> Option<&'static str> {
         Body::SwapDecided(_) => "swap_decided",
         Body::ShiftCheckedIn(_) => "shift_checked_in",
         Body::ShiftCheckedOut(_) => "shift_checked_out",
+        Body::CalendarLinkSet(_) => "calendar_link_set",
+        Body::CalendarLinkRevoked(_) => "calendar_link_revoked",
         _ => return None,
     })
 }
@@ -44,6 +46,8 @@ pub fn event_summary(body: &Body) -> Option<String> {
         }
         Body::ShiftCheckedIn(checked) => format!("{} checked in to shift {}", checked.agent_id, checked.shift_id),
         Body::ShiftCheckedOut(checked) => format!("{} checked out of shift {}", checked.agent_id, checked.shift_id),
+        Body::CalendarLinkSet(set) => format!("{} has a new calendar link", set.agent_id),
+        Body::CalendarLinkRevoked(revoked) => format!("{}'s calendar link revoked", revoked.agent_id),
         _ => return None,
     })
 }

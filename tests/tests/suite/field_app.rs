@@ -7,7 +7,9 @@
 //! clearly; a sign-in elsewhere ends the page's session without a
 //! reconnect loop; a message and its reply round-trip; the app is
 //! installable (manifest, icons, service worker); the app's files go
-//! gzipped to a browser that takes it, the same bytes once unzipped.
+//! gzipped to a browser that takes it, the same bytes once unzipped; 我的班次:
+//! a person sees their shifts, checks in and out, and asks a colleague to
+//! swap, which a commander approves.
 //! Screenshots of every screen go to `target/web-screenshots/field-*.png`.
 //!
 //! Without Chromium these tests skip with a hint (`apt-get install
@@ -19,6 +21,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chromiumoxide::page::Page;
 use pingji_proto::v1 as pb;
+use pingji_proto::v1::roster_service_client::RosterServiceClient;
 use pingji_tests::browser::{
     self, TestBrowser, accessibility_problems, choose_files, eval, screenshot, screenshot_folder, set_offline, tap, text,
     type_text, wait_for,
@@ -678,4 +681,131 @@ async fn the_apps_files_go_gzipped_to_a_browser_that_takes_it_and_unzip_to_the_s
     let (head, _) = get(address, "/field/icon-512.png", "Accept-Encoding: gzip\r\n").await?;
     assert!(head.starts_with("http/1.1 200") && header_value(&head, "content-encoding").is_none(), "{head}");
     server.shutdown().await
+}
+
+/// A shift of `GRID` every day from local midnight for 24 hours, so that
+/// whoever works it is on shift whenever the test runs.
+fn all_day(id: &str, people: &[&str]) -> pb::Shift {
+    pb::Shift {
+        id: id.to_string(),
+        area_id: GRID.to_string(),
+        duty: "duty_officer".to_string(),
+        days: (1..=7).collect(),
+        start_minute: 0,
+        length_minutes: 24 * 60,
+        agent_ids: people.iter().map(|person| person.to_string()).collect(),
+    }
+}
+
+/// Scrolls the 我的班次 card into view for a screenshot.
+async fn show_shifts(page: &Page) -> anyhow::Result<()> {
+    eval::<bool>(
+        page,
+        "(() => { document.getElementById('shifts-card').scrollIntoView(); \
+         window.scrollBy(0, -document.querySelector('header').offsetHeight); return true; })()",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_sees_their_shifts_checks_in_and_out_and_asks_a_colleague_to_swap() -> anyhow::Result<()> {
+    let Some(phone) = signed_in_phone("phone-shifts", |_| {}).await? else {
+        return Ok(());
+    };
+    let page = &phone.page;
+    let mut admin = phone.server.command().await?;
+    let colleague = pb::AgentSpec { name: "李明".to_string(), ..person("li-ming", GRID, &[]) };
+    admin.upsert_agent(pb::UpsertAgentRequest { agent: Some(colleague) }).await?;
+    let mut rosters = RosterServiceClient::with_interceptor(
+        phone.server.channel().await?,
+        pingji_client::auth::BearerToken::new(Some(pingji_tests::ADMIN_TOKEN)).unwrap_or_default(),
+    );
+    let shifts = vec![all_day("g2-duty", &[&phone.agent_id]), all_day("g2-backup", &["li-ming"])];
+    rosters.set_shifts(pb::SetShiftsRequest { shifts }).await?;
+    let area_name = admin
+        .list_areas(pb::ListAreasRequest::default())
+        .await?
+        .into_inner()
+        .areas
+        .into_iter()
+        .find(|area| area.id == GRID)
+        .map(|area| area.name)
+        .context("the grid is on the map")?;
+
+    // Today's shift first, running now, in Chinese with the area's name.
+    tap(page, "#shifts-refresh").await?;
+    wait_for(page, "the shifts show", "document.querySelectorAll('#shifts-list li.shift').length >= 7").await?;
+    let first = text(page, "#shifts-list li.shift").await?;
+    assert!(first.contains(&format!("值班领导 · {area_name}")) && first.contains("今天") && first.contains("进行中"), "{first}");
+    assert!(first.contains("00:00–次日00:00"), "a 24-hour shift ends the next day: {first}");
+    assert!(!first.contains(GRID), "the area's name, not its id: {first}");
+    assert!(text(page, "#shifts-list li.shift:nth-child(2)").await?.contains("明天"));
+    show_shifts(page).await?;
+    phone.shot("shifts").await?;
+    assert_accessible(page, "my shifts").await?;
+
+    tap(page, "#shift-check-in").await?;
+    wait_for(
+        page,
+        "the check-in shows",
+        "document.getElementById('shift-check-out') && document.querySelector('#shifts-list .badge.done')",
+    )
+    .await?;
+    let on_duty = rosters.on_duty_now(pb::OnDutyNowRequest { area_id: GRID.into() }).await?.into_inner();
+    assert!(on_duty.on_duty.iter().any(|o| o.shift_id == "g2-duty" && o.checked_in_agent_ids == [phone.agent_id.clone()]));
+    show_shifts(page).await?;
+    phone.shot("shifts-checked-in").await?;
+
+    // Tomorrow's, to the colleague, by name.
+    tap(page, "#shifts-list li.shift:nth-child(2) .ask-swap").await?;
+    wait_for(page, "the swap form shows", "document.getElementById('swap-to')").await?;
+    assert_eq!(text(page, "#swap-to option").await?, "李明");
+    phone.shot("shifts-swap").await?;
+    assert_accessible(page, "the swap form").await?;
+    tap(page, "#swap-send").await?;
+    wait_for(page, "the swap shows as waiting", "document.querySelector('#shifts-swaps li[data-status=REQUESTED]')").await?;
+    let swaps = rosters.list_swaps(pb::ListSwapsRequest { agent_id: phone.agent_id.clone() }).await?.into_inner().swaps;
+    assert_eq!(swaps.len(), 1, "{swaps:?}");
+    assert_eq!((swaps[0].to_agent_id.as_str(), swaps[0].status()), ("li-ming", pb::SwapStatus::Requested));
+    let tomorrow: String = eval(page, "document.querySelector('#shifts-list li.shift:nth-child(2)').dataset.day").await?;
+    assert_eq!(tomorrow, swaps[0].day.to_string());
+
+    // A commander approves; the phone shows it, and the day is gone.
+    rosters.decide_swap(pb::DecideSwapRequest { swap_id: swaps[0].id.clone(), approve: true, reason: String::new() }).await?;
+    tap(page, "#shifts-refresh").await?;
+    wait_for(page, "the approval shows", "document.querySelector('#shifts-swaps li[data-status=APPROVED]')").await?;
+    let swap = text(page, "#shifts-swaps li").await?;
+    assert!(swap.contains("李明") && swap.contains("已批准") && swap.contains("明天"), "{swap}");
+    let days: Vec<String> =
+        eval(page, "[...document.querySelectorAll('#shifts-list li.shift')].map((item) => item.dataset.day)").await?;
+    assert!(!days.contains(&tomorrow), "{days:?}");
+    show_shifts(page).await?;
+    phone.shot("shifts-swapped").await?;
+
+    tap(page, "#shift-check-out").await?;
+    wait_for(page, "the check-out shows", "document.getElementById('shift-check-in')").await?;
+    let on_duty = rosters.on_duty_now(pb::OnDutyNowRequest { area_id: GRID.into() }).await?.into_inner();
+    assert!(on_duty.on_duty.iter().all(|o| o.checked_in_agent_ids.is_empty()), "{on_duty:?}");
+    // A calendar link, to paste into a calendar app; stopped again.
+    tap(page, "#calendar-create").await?;
+    wait_for(page, "the link shows", "document.getElementById('calendar-url').value.includes('/calendar/')").await?;
+    let url: String = eval(page, "document.getElementById('calendar-url').value").await?;
+    let path = url.split_once("/calendar/").map(|(_, secret)| format!("/calendar/{secret}")).context("a calendar path")?;
+    let web = phone.server.web_address().context("the web port")?;
+    let (head, ics) = get(web, &path, "").await?;
+    assert!(head.starts_with("http/1.1 200") && String::from_utf8_lossy(&ics).contains("BEGIN:VEVENT"), "{head}");
+    eval::<bool>(page, "(() => { document.getElementById('calendar-url').scrollIntoView({ block: 'center' }); return true; })()")
+        .await?;
+    phone.shot("shifts-calendar").await?;
+    assert_accessible(page, "the calendar link").await?;
+    tap(page, "#calendar-revoke").await?;
+    wait_for(page, "the link is stopped", "document.getElementById('calendar-url').hidden").await?;
+    assert!(get(web, &path, "").await?.0.starts_with("http/1.1 404"));
+    // In English too.
+    tap(page, "#language").await?;
+    wait_for(page, "English", "document.querySelector('#shifts-list li.shift').textContent.includes('Duty officer')").await?;
+    show_shifts(page).await?;
+    phone.shot("shifts-en").await?;
+    phone.close().await
 }

@@ -384,3 +384,67 @@ async fn offer_countdowns_follow_the_dispatchers_clock_in_the_demo_setting() -> 
     browser.close().await?;
     server.shutdown().await
 }
+
+/// How far below the top of the supplies panel the panel after the
+/// supplies, duty and shelter panels starts. (Measured from the supplies
+/// panel: the figures panel above it grows by its per-area lines, which
+/// is not these panels' doing.)
+const ACTIVITY_TOP: &str = "Math.round(document.getElementById('activity-panel').getBoundingClientRect().top - \
+     document.getElementById('supplies-panel').getBoundingClientRect().top)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_panels_that_fill_in_after_load_move_nothing_below_them() -> anyhow::Result<()> {
+    use pingji_proto::v1::roster_service_client::RosterServiceClient;
+    use pingji_proto::v1::shelter_service_client::ShelterServiceClient;
+    let Some(chromium) = browser::chromium()? else {
+        return Ok(());
+    };
+    let server = TestServer::start_with_web(|config| config.agents_file = Some(sample_roster())).await?;
+    let url = format!("http://{}/", server.web_address().context("the web port")?);
+    let browser = TestBrowser::launch(&chromium).await?;
+    let page = browser.open(&url).await?;
+    log_in(&page, ADMIN_TOKEN).await?;
+    // At once (the lists may still be reading), then once they have read.
+    let at_once: i64 = eval(&page, ACTIVITY_TOP).await?;
+
+    screenshot(&page, &screenshot_folder().join("desk-panels-at-once.png")).await?;
+    wait_for(&page, "the shelters are read", "document.querySelector('#shelter-list li')").await?;
+    let loaded: i64 = eval(&page, ACTIVITY_TOP).await?;
+    assert_eq!(at_once, loaded, "the panel below moved while the lists filled in");
+
+    // Shelters arrive by the event stream and the duty panel is shown.
+    let bearer = || pingji_client::auth::BearerToken::new(Some(ADMIN_TOKEN)).unwrap_or_default();
+    let mut shelters = ShelterServiceClient::with_interceptor(server.channel().await?, bearer());
+    let shelter = |id: &str, lon: f64| pb::Shelter {
+        id: id.to_string(),
+        name: format!("第{id}小学"),
+        location: Some(pb::Location::wgs84(lon, 30.27)),
+        capacity: 200,
+        ..Default::default()
+    };
+    let many: Vec<pb::Shelter> = (1..=6).map(|n| shelter(&n.to_string(), 120.15 + f64::from(n) * 0.002)).collect();
+    shelters.import_shelters(pb::ImportSheltersRequest { shelters: many }).await?;
+    let mut rosters = RosterServiceClient::with_interceptor(server.channel().await?, bearer());
+    let shift = |id: &str, area: &str, people: &[&str]| pb::Shift {
+        id: id.to_string(),
+        area_id: area.to_string(),
+        duty: "duty_officer".to_string(),
+        days: (1..=7).collect(),
+        start_minute: 0,
+        length_minutes: 24 * 60,
+        agent_ids: people.iter().map(|person| person.to_string()).collect(),
+    };
+    let shifts =
+        vec![shift("s1", "d1-s1", &["p0001"]), shift("c1", "d1-s1-c1", &["p0002", "p0003"]), shift("g1", GRID, &["p0004"])];
+    rosters.set_shifts(pb::SetShiftsRequest { shifts }).await?;
+    press(&page, "#duty-show").await?;
+    wait_for(&page, "the shelters show", "document.querySelectorAll('#shelter-list li').length === 6").await?;
+    wait_for(&page, "the shifts show", "document.querySelectorAll('#duty-result li.duty-shift').length === 3").await?;
+    let filled: i64 = eval(&page, ACTIVITY_TOP).await?;
+    assert_eq!(at_once, filled, "the panel below moved when the lists grew");
+    assert_accessible(&page, "the filled panels").await?;
+    eval::<bool>(&page, "(() => { document.getElementById('supplies-panel').scrollIntoView(); return true; })()").await?;
+    screenshot(&page, &screenshot_folder().join("desk-panels-filled.png")).await?;
+    browser.close().await?;
+    server.shutdown().await
+}

@@ -5,13 +5,19 @@
 //! needs a commander's approval and then takes effect; check-in and
 //! check-out hours are in the activity report; the iCalendar feed has the
 //! lines RFC 5545 requires and lists the shifts; roles are checked; and
-//! everything is there after a SIGKILL; the command map's 值班 panel in a
+//! everything is there after a SIGKILL; a person's own shifts on the phone
+//! API (FieldService.MyShifts and friends), never anyone else's; the
+//! subscribable calendar URL (`/calendar/<secret>.ics`), made by an admin
+//! or the person, revoked, 404 for anything unknown, kept over a restart;
+//! the
+//! command map's 值班 panel in a
 //! real headless Chromium (screenshots of a desk and a phone in
 //! `target/web-screenshots/`).
 
 use std::time::Duration;
 
 use pingji_client::auth::BearerToken;
+use pingji_client::field::{AgentCredentials, FieldClient};
 use pingji_dispatcher::server::Store;
 use pingji_engine::policy::OffShift;
 use pingji_proto::v1::roster_service_client::RosterServiceClient;
@@ -343,6 +349,7 @@ async fn the_command_maps_duty_panel_shows_who_is_on_duty_now() -> anyhow::Resul
     wait_for(&page, "the login form shows", "!document.getElementById('login-view').hidden").await?;
     page.find_element("#token").await?.click().await?.type_str(ADMIN_TOKEN).await?.press_key("Enter").await?;
     wait_for(&page, "the map shows", "document.getElementById('login-view').hidden").await?;
+    wait_for(&page, "the areas are read", "document.getElementById('map').dataset.areas").await?;
     let pressed: bool = eval(
         &page,
         "(() => { document.getElementById('duty-area').value = 'd1-s1'; document.getElementById('duty-show').click(); return true; })()",
@@ -353,6 +360,32 @@ async fn the_command_maps_duty_panel_shows_who_is_on_duty_now() -> anyhow::Resul
     let shown: String = eval(&page, "document.getElementById('duty-result').textContent").await?;
     assert!(shown.contains("24小时值班领导") && shown.contains("p0001") && shown.contains("已签到"), "{shown}");
     assert!(shown.contains("p0002") && shown.contains("p0003"), "{shown}");
+    // Areas by name, not id.
+    let mut command = server.command().await?;
+    let names: std::collections::HashMap<String, String> = command
+        .list_areas(pb::ListAreasRequest::default())
+        .await?
+        .into_inner()
+        .areas
+        .into_iter()
+        .map(|area| (area.id, area.name))
+        .collect();
+    let titles: Vec<String> =
+        eval(&page, "[...document.querySelectorAll('#duty-result h3')].map((title) => title.textContent)").await?;
+    let mut expected = vec![names["d1-s1"].clone(), names["d1-s1-c1"].clone()];
+    expected.sort();
+    let mut titles_sorted = titles.clone();
+    titles_sorted.sort();
+    assert_eq!(titles_sorted, expected, "{titles:?}");
+    // A check-in shows without pressing Show: the panel follows the event
+    // stream (its fallback poll is minutes away).
+    rosters.check_in_shift(pb::CheckInShiftRequest { agent_id: "p0002".into(), shift_id: "c1-on-call".into() }).await?;
+    wait_for(
+        &page,
+        "the check-in shows from the event stream",
+        "[...document.querySelectorAll('#duty-result li.duty-person.in')].some((person) => person.textContent.startsWith('p0002'))",
+    )
+    .await?;
     let problems = accessibility_problems(&page).await?;
     anyhow::ensure!(problems.is_empty(), "axe-core finds serious problems:\n{}", problems.join("\n"));
     eval::<bool>(&page, "(() => { document.getElementById('duty-panel').scrollIntoView(); return true; })()").await?;
@@ -362,5 +395,145 @@ async fn the_command_maps_duty_panel_shows_who_is_on_duty_now() -> anyhow::Resul
     screenshot(&page, &screenshot_folder().join("phone-duty-zh.png")).await?;
     resize(&page, DESK).await?;
     browser.close().await?;
+    server.shutdown().await
+}
+
+/// Chinese names of the sample people the phone test uses.
+fn named(id: &str, name: &str) -> pb::AgentSpec {
+    pb::AgentSpec { name: name.to_string(), ..person(id, GRID, &[]) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_reads_checks_in_to_and_swaps_only_their_own_shifts_from_the_phone_api() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = server_with(&dir, OffShift::AfterOnShift).await?;
+    let mut command = server.command().await?;
+    for (id, name) in [("wang", "王芳"), ("li", "李明"), ("zhao", "赵强")] {
+        command.upsert_agent(pb::UpsertAgentRequest { agent: Some(named(id, name)) }).await?;
+    }
+    let mut rosters = rosters_with(server.channel().await?, ADMIN_TOKEN);
+    let shifts =
+        vec![all_day("g1-duty", GRID, &["wang"]), all_day("g1-backup", GRID, &["li"]), all_day("s1-duty", "d1-s1", &["zhao"])];
+    rosters.set_shifts(pb::SetShiftsRequest { shifts }).await?;
+    let token = server.agent_token("wang").await?;
+    let phone = FieldClient::new(server.channel().await?, AgentCredentials::new("wang", &token).map_err(anyhow::Error::msg)?);
+    let mut field = phone.grpc();
+
+    // Her own shifts only: the one running now first, then the coming days.
+    let mine = field.my_shifts(pb::MyShiftsRequest { days: 3 }).await?.into_inner();
+    assert!(mine.shifts.len() >= 3, "today's and the next days': {mine:?}");
+    assert!(mine.shifts.iter().all(|shift| shift.occurrence.as_ref().is_some_and(|o| o.shift_id == "g1-duty")), "{mine:?}");
+    assert!(mine.shifts[0].now && !mine.shifts[0].checked_in);
+    assert!(mine.shifts[1..].iter().all(|shift| !shift.now));
+    assert!(!mine.shifts[0].area_name.is_empty() && mine.shifts[0].area_name != GRID, "the area's name: {mine:?}");
+    let colleagues: Vec<(&str, &str)> = mine.colleagues.iter().map(|c| (c.agent_id.as_str(), c.name.as_str())).collect();
+    assert_eq!(colleagues, [("li", "李明")], "people of the same area's shifts, not the street's");
+    let too_long = field.my_shifts(pb::MyShiftsRequest { days: 400 }).await.expect_err("400 days");
+    assert_eq!(too_long.code(), Code::InvalidArgument);
+
+    // Not her shift: refused clearly, nothing changes.
+    let other = pb::CheckInMyShiftRequest { shift_id: "s1-duty".into() };
+    let refused = field.check_in_my_shift(other).await.expect_err("zhao's shift");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("not on duty in shift s1-duty"), "{}", refused.message());
+    let tomorrow = mine.shifts[1].occurrence.as_ref().map_or(0, |occurrence| occurrence.day);
+    let not_hers = pb::RequestMySwapRequest { shift_id: "s1-duty".into(), day: tomorrow, to_agent_id: "li".into() };
+    let refused = field.request_my_swap(not_hers).await.expect_err("zhao's shift");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("does not work that occurrence"), "{}", refused.message());
+    let no_one = pb::RequestMySwapRequest { shift_id: "g1-duty".into(), day: tomorrow, to_agent_id: " ".into() };
+    assert_eq!(field.request_my_swap(no_one).await.expect_err("no colleague").code(), Code::InvalidArgument);
+    assert!(rosters.list_swaps(pb::ListSwapsRequest::default()).await?.into_inner().swaps.is_empty());
+    let wrong_person =
+        FieldClient::new(server.channel().await?, AgentCredentials::new("li", &token).map_err(anyhow::Error::msg)?);
+    let refused = wrong_person.grpc().my_shifts(pb::MyShiftsRequest::default()).await.expect_err("wang's token is not li's");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // Her own: checked in, and out; a swap a commander approves.
+    let attendance = field.check_in_my_shift(pb::CheckInMyShiftRequest { shift_id: "g1-duty".into() }).await?.into_inner();
+    assert_eq!((attendance.shift_id.as_str(), attendance.until_ms), ("g1-duty", 0));
+    let on_duty = rosters.on_duty_now(pb::OnDutyNowRequest { area_id: GRID.into() }).await?.into_inner();
+    assert!(on_duty.on_duty.iter().any(|o| o.shift_id == "g1-duty" && o.checked_in_agent_ids == ["wang"]), "{on_duty:?}");
+    assert!(field.my_shifts(pb::MyShiftsRequest::default()).await?.into_inner().shifts[0].checked_in);
+    let asked = pb::RequestMySwapRequest { shift_id: "g1-duty".into(), day: tomorrow, to_agent_id: "li".into() };
+    let swap = field.request_my_swap(asked).await?.into_inner();
+    assert_eq!((swap.from_agent_id.as_str(), swap.to_agent_id.as_str()), ("wang", "li"));
+    assert_eq!((swap.status(), swap.requested_by.as_str()), (pb::SwapStatus::Requested, "agent:wang"));
+    rosters.decide_swap(pb::DecideSwapRequest { swap_id: swap.id.clone(), approve: true, reason: String::new() }).await?;
+    let mine = field.my_shifts(pb::MyShiftsRequest { days: 3 }).await?.into_inner();
+    assert!(mine.shifts.iter().all(|shift| shift.occurrence.as_ref().is_some_and(|o| o.day != tomorrow)), "swapped away");
+    assert_eq!(mine.swaps.iter().map(|swap| swap.status()).collect::<Vec<_>>(), [pb::SwapStatus::Approved]);
+    let out = field.check_out_my_shift(pb::CheckOutMyShiftRequest {}).await?.into_inner();
+    assert!(out.until_ms >= out.since_ms && out.until_ms > 0, "{out:?}");
+    let again = field.check_out_my_shift(pb::CheckOutMyShiftRequest {}).await.expect_err("checked out already");
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    server.shutdown().await
+}
+
+async fn calendar_server(journal: &std::path::Path) -> anyhow::Result<TestServer> {
+    let journal = journal.to_path_buf();
+    TestServer::start_with_web(move |config| config.store = Store::Sqlite(journal)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_link_serves_the_persons_shifts_until_revoked_and_unknown_links_get_404() -> anyhow::Result<()> {
+    use pingji_tests::metrics::http_get;
+    let dir = tempfile::tempdir()?;
+    let journal = dir.path().join("pingji.db");
+    let server = calendar_server(&journal).await?;
+    let mut command = server.command().await?;
+    command.upsert_agent(pb::UpsertAgentRequest { agent: Some(named("wang", "王芳")) }).await?;
+    let mut rosters = rosters_with(server.channel().await?, ADMIN_TOKEN);
+    rosters.set_shifts(pb::SetShiftsRequest { shifts: vec![all_day("g1-duty", GRID, &["wang"])] }).await?;
+
+    // Admins only: a commander may not hand out someone's calendar.
+    let chief = add_operator(&mut command, "chief", pb::OperatorRole::Commander).await?;
+    let refused = rosters_with(server.channel().await?, &chief)
+        .create_calendar_link(pb::CreateCalendarLinkRequest { agent_id: "wang".into() })
+        .await
+        .expect_err("a commander");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let unknown = rosters.create_calendar_link(pb::CreateCalendarLinkRequest { agent_id: "nobody".into() }).await;
+    assert_eq!(unknown.expect_err("not on the roster").code(), Code::InvalidArgument);
+
+    let mut events = EventWatch::start(&mut command, 0).await?;
+    let link = rosters.create_calendar_link(pb::CreateCalendarLinkRequest { agent_id: "wang".into() }).await?.into_inner();
+    assert!(link.path.starts_with("/calendar/") && link.path.ends_with(".ics") && link.path.len() > 40, "{link:?}");
+    let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
+    let (status, ics) = http_get(web, &link.path).await?;
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        ics.starts_with("BEGIN:VCALENDAR\r\n") && ics.contains("DTSTART:") && ics.matches("BEGIN:VEVENT").count() >= 27,
+        "{ics}"
+    );
+    // Unknown secrets and other names: 404, the same words, no hint of who exists.
+    let (missing, missing_body) = http_get(web, "/calendar/0123456789abcdef0123456789abcdef.ics").await?;
+    assert!(missing.contains(" 404 "), "{missing}");
+    let (by_name, by_name_body) = http_get(web, "/calendar/wang.ics").await?;
+    assert!(by_name.contains(" 404 ") && by_name_body == missing_body, "{by_name}: {by_name_body}");
+    // The record keeps a hash of the secret, never the secret.
+    let set = events.wait_for_kind(WITHIN, "calendar_link_set", "").await?;
+    let secret = link.path.trim_start_matches("/calendar/").trim_end_matches(".ics").to_string();
+    assert!(!format!("{set:?}").contains(&secret), "{set:?}");
+
+    // The person makes a new one from the phone: the old link stops working.
+    let token = server.agent_token("wang").await?;
+    let phone = FieldClient::new(server.channel().await?, AgentCredentials::new("wang", &token).map_err(anyhow::Error::msg)?);
+    let mine = phone.grpc().create_my_calendar_link(pb::CreateMyCalendarLinkRequest {}).await?.into_inner();
+    assert_ne!(mine.path, link.path);
+    assert!(http_get(web, &link.path).await?.0.contains(" 404 "), "replaced");
+    assert!(http_get(web, &mine.path).await?.0.contains(" 200 "));
+
+    // Kept over a restart from the journal, then revoked: 404.
+    server.shutdown().await?;
+    let server = calendar_server(&journal).await?;
+    let web = server.web_address().ok_or_else(|| anyhow::anyhow!("no web port"))?;
+    assert!(http_get(web, &mine.path).await?.0.contains(" 200 "), "after a restart");
+    let mut rosters = rosters_with(server.channel().await?, ADMIN_TOKEN);
+    rosters.revoke_calendar_link(pb::RevokeCalendarLinkRequest { agent_id: "wang".into() }).await?;
+    let (status, body) = http_get(web, &mine.path).await?;
+    assert!(status.contains(" 404 ") && body == missing_body, "{status}: {body}");
+    let again = rosters.revoke_calendar_link(pb::RevokeCalendarLinkRequest { agent_id: "wang".into() }).await;
+    assert_eq!(again.expect_err("revoked already").code(), Code::FailedPrecondition);
     server.shutdown().await
 }

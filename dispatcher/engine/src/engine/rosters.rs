@@ -209,6 +209,23 @@ impl Engine {
                     since: open.since,
                 }
             }
+            RosterCommand::SetCalendarLink { agent, secret_sha256 } => {
+                self.rostered_person(agent, "agent_id")?;
+                let is_sha256 = secret_sha256.len() == 64 && secret_sha256.bytes().all(|byte| byte.is_ascii_hexdigit());
+                if !is_sha256 {
+                    return Err(invalid("a calendar link is kept as the SHA-256 of its secret: 64 hex digits".to_string()));
+                }
+                RosterEvent::CalendarLinkSet { agent: agent.clone(), secret_sha256: secret_sha256.to_ascii_lowercase() }
+            }
+            RosterCommand::RevokeCalendarLink { agent } => {
+                if !self.state.rosters.calendar_links.contains_key(agent) {
+                    return Err(Rejection::FailedPrecondition(format!(
+                        "agent {} has no calendar link to revoke",
+                        quote(agent.as_str())
+                    )));
+                }
+                RosterEvent::CalendarLinkRevoked { agent: agent.clone() }
+            }
         };
         Ok(vec![EventKind::Rosters(event)])
     }
@@ -346,6 +363,11 @@ impl Engine {
 
     pub(super) fn apply_rosters(&mut self, event: &RosterEvent, at: Millis, actor: &str) {
         self.state.rosters.apply(event, at, actor);
+    }
+
+    /// The person whose calendar link has the secret of SHA-256 (hex) `secret_sha256`.
+    pub fn calendar_link_owner(&self, secret_sha256: &str) -> Option<&AgentId> {
+        self.state.rosters.calendar_links.iter().find(|(_, kept)| kept.as_str() == secret_sha256).map(|(agent, _)| agent)
     }
 
     /// Who is on duty now in each area with a roster, by area.

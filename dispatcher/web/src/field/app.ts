@@ -13,6 +13,7 @@ import { drawCountdown, drawOffer, wireOffer } from "./offer.js";
 import { drawReport, wireReports } from "./reports.js";
 import { wireRecord } from "./record.js";
 import { drawSafety, wireSafety } from "./safety.js";
+import { drawShifts, wireShifts } from "./shifts.js";
 import { drawPush, keepWorkerKeys, readPushState, wirePush } from "./push.js";
 import { listen, unlockSound } from "./session.js";
 import { drawSignIn, takeSignInLink, wireSignIn } from "./signin.js";
@@ -92,6 +93,9 @@ function applyLanguage(): void {
   const chosen = category.value || REPORT_CATEGORIES[0];
   category.replaceChildren(...REPORT_CATEGORIES.map((value) => new Option(categoryName(value), value)));
   category.value = chosen;
+  // Drawn here and when read, not on every render: that would reset an
+  // open swap form's choice.
+  drawShifts();
   render();
 }
 
@@ -107,6 +111,7 @@ function wire(): void {
   wireReports();
   wirePush();
   wireRecord();
+  wireShifts();
   for (const button of byId("tabs").querySelectorAll<HTMLButtonElement>("button")) {
     button.addEventListener("click", () => {
       page.tab = button.dataset.tab ?? "home";

@@ -18,6 +18,7 @@ import { say, words } from "./i18n.js";
 import * as outbox from "./outbox.js";
 import { flush } from "./actions.js";
 import { keepWorkerKeys } from "./push.js";
+import { loadShifts } from "./shifts.js";
 import { AGENT_KEY, DEFAULT_INTERVAL_S, TOKEN_ENDED, type Task, client, page, render, tell } from "./state.js";
 
 const RETRY_MAX_S = 30;
@@ -99,6 +100,7 @@ export function handle(message: DispatchMessage): void {
       page.sessionId = welcome.sessionId;
       void keepWorkerKeys();
       page.connection = "online";
+      void loadShifts();
       page.name = welcome.agent?.spec?.name ?? "";
       page.status = welcome.agent?.status ?? AgentStatus.AVAILABLE;
       page.mode = welcome.mode;
