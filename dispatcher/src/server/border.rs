@@ -295,24 +295,25 @@ fn with_secret<T>(message: T, secret: &str) -> Request<T> {
 }
 
 /// An incident of this shard that may want people from across the border.
-struct Wanting {
-    incident: IncidentId,
-    at: pingji_engine::spatial::Position,
-    skills: Vec<String>,
-    mode: Mode,
-    emergency_level: AreaLevel,
-    emergency_area: AreaId,
-    excluded: Vec<String>,
+pub struct Wanting {
+    pub incident: IncidentId,
+    pub at: pingji_engine::spatial::Position,
+    pub skills: Vec<String>,
+    pub mode: Mode,
+    pub emergency_level: AreaLevel,
+    pub emergency_area: AreaId,
+    pub excluded: Vec<String>,
     /// The best ETA among its open offers (`None`: no offer open).
-    best_open_eta_s: Option<f64>,
-    offer_timeout_s: u64,
-    spec: pingji_engine::incident::IncidentSpec,
+    pub best_open_eta_s: Option<f64>,
+    pub offer_timeout_s: u64,
+    pub spec: pingji_engine::incident::IncidentSpec,
 }
 
 /// This shard's open incidents in emergency that still need people, and
 /// the districts next to this one (touching, or lending people by mutual
-/// aid), each a shard.
-fn wanting(engine: &Engine, district: &AreaId) -> (Vec<Wanting>, Vec<String>) {
+/// aid), each a shard. Public so that the simulation (`pingji-sim`) runs
+/// this very choice rather than a copy of it.
+pub fn wanting(engine: &Engine, district: &AreaId) -> (Vec<Wanting>, Vec<String>) {
     let state = engine.state();
     let areas = &state.areas;
     let mut neighbours: BTreeSet<String> = areas
