@@ -6,8 +6,9 @@
 //!   each person is assigned (and not done) at most once.
 //! - No acknowledged change is lost: every batch an owner appended and then
 //!   acted on (told a client, a peer, a person) is in the journal at its
-//!   sequence numbers, unchanged; and an owner that recovers a shard holds
-//!   every acknowledged incident of it.
+//!   sequence numbers, unchanged (checked in the step it was acknowledged
+//!   and for all of them at the end); and an owner that recovers a shard
+//!   holds every acknowledged incident of it and ends where the journal ends.
 //! - At most one writer per shard per epoch: every append is made by the
 //!   process holding that epoch, and no append carries an epoch older than
 //!   one already written (a stale owner writing after a takeover).
@@ -34,6 +35,8 @@ struct Folded {
     engine: Engine,
     applied: u64,
     acknowledged: Vec<StoredEvent>,
+    /// How many of the last acknowledged events are not checked yet.
+    unverified: usize,
     /// Acknowledged `incident_reported` ids.
     acknowledged_incidents: BTreeSet<IncidentId>,
     /// Every incident reported, and whether it was offered or escalated.
@@ -55,6 +58,7 @@ impl Checker {
             engine: Engine::restore(policy, (*state).clone()),
             applied,
             acknowledged: Vec::new(),
+            unverified: 0,
             acknowledged_incidents: BTreeSet::new(),
             reported: BTreeMap::new(),
             writers: BTreeMap::new(),
@@ -74,9 +78,7 @@ impl Checker {
         if let Some(writer) = folded.writers.get(&epoch)
             && *writer != process
         {
-            return Err(format!(
-                "two writers on {shard} with epoch {epoch}: p{writer} and p{process} (seq {first_seq})"
-            ));
+            return Err(format!("two writers on {shard} with epoch {epoch}: p{writer} and p{process} (seq {first_seq})"));
         }
         if epoch < folded.newest_epoch {
             return Err(format!(
@@ -99,6 +101,7 @@ impl Checker {
             }
         }
         folded.acknowledged.extend_from_slice(events);
+        folded.unverified += events.len();
     }
 
     /// A new owner's engine after recovery holds every acknowledged incident.
@@ -122,28 +125,25 @@ impl Checker {
             .values()
             .flat_map(|folded| {
                 let state = folded.engine.state();
-                state.open_incidents.iter().filter_map(|id| state.incidents.get(id)).map(|incident| (incident.id.clone(), incident.assignments.len()))
+                state
+                    .open_incidents
+                    .iter()
+                    .filter_map(|id| state.incidents.get(id))
+                    .map(|incident| (incident.id.clone(), incident.assignments.len()))
             })
             .collect()
     }
 
     pub fn after_step(&mut self, redis: &RedisModel, _now: i64) -> Result<(), String> {
         for (shard, folded) in &mut self.shards {
-            // Acknowledged events are where they were acknowledged.
-            // From the snapshot on: the setup before it is nobody's write.
-            let first = redis.snapshot(shard).map_or(1, |(seq, _)| seq + 1);
-            let journal = redis.read_from(shard, first);
-            for acknowledged in &folded.acknowledged {
-                let index = usize::try_from(acknowledged.seq.saturating_sub(first)).unwrap_or(usize::MAX);
-                if journal.get(index) != Some(acknowledged) {
-                    return Err(format!("acknowledged event {} ({}) of {shard} is not in its journal", acknowledged.seq, acknowledged.kind));
-                }
-            }
             // Fold what was appended since the last step.
-            let start = usize::try_from(folded.applied + 1 - first).unwrap_or(usize::MAX);
-            for stored in journal.iter().skip(start) {
+            let appended = redis.read_from(shard, folded.applied + 1);
+            for stored in &appended {
                 let event = convert::event_from_stored(stored)?;
-                folded.engine.replay(&event).map_err(|problem| format!("{shard}'s journal does not replay at seq {}: {problem}", event.seq))?;
+                folded
+                    .engine
+                    .replay(&event)
+                    .map_err(|problem| format!("{shard}'s journal does not replay at seq {}: {problem}", event.seq))?;
                 folded.applied = event.seq;
                 match &event.kind {
                     EventKind::IncidentReported { incident, .. } => {
@@ -158,8 +158,26 @@ impl Checker {
                     _ => {}
                 }
             }
+            // Events acknowledged in this step are where they were
+            // acknowledged (all of them again at the end: the model's stream
+            // cannot rewrite an entry, so once is enough in between).
+            let from = folded.acknowledged.len() - folded.unverified;
+            folded.unverified = 0;
+            Self::in_journal(redis, shard, &folded.acknowledged[from..])?;
         }
         self.no_one_assigned_twice()
+    }
+
+    fn in_journal(redis: &RedisModel, shard: &str, acknowledged: &[StoredEvent]) -> Result<(), String> {
+        let Some(first) = acknowledged.first() else { return Ok(()) };
+        let journal = redis.read_from(shard, first.seq);
+        for event in acknowledged {
+            let index = usize::try_from(event.seq - first.seq).unwrap_or(usize::MAX);
+            if journal.get(index) != Some(event) {
+                return Err(format!("acknowledged event {} ({}) of {shard} is not in its journal", event.seq, event.kind));
+            }
+        }
+        Ok(())
     }
 
     fn no_one_assigned_twice(&self) -> Result<(), String> {
@@ -179,14 +197,18 @@ impl Checker {
     }
 
     /// After the quiet period.
-    pub fn at_the_end(&self, now: i64) -> Result<(), String> {
+    pub fn at_the_end(&self, redis: &RedisModel, now: i64) -> Result<(), String> {
         for (shard, folded) in &self.shards {
+            Self::in_journal(redis, shard, &folded.acknowledged)?;
             if let Some((incident, _)) = folded.reported.iter().find(|(_, handled)| !**handled) {
                 return Err(format!("incident {incident} of {shard} was never offered nor escalated"));
             }
-            let left = folded.engine.state().border.values().find(|held| {
-                held.state != ReservationState::Confirmed && held.expires_at <= Millis(now)
-            });
+            let left = folded
+                .engine
+                .state()
+                .border
+                .values()
+                .find(|held| held.state != ReservationState::Confirmed && held.expires_at <= Millis(now));
             if let Some(held) = left {
                 return Err(format!("{shard} still holds {} for {} past its expiry", held.agent, held.offer));
             }

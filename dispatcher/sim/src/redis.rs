@@ -11,9 +11,11 @@
 //!   then `XADD`) is modelled for the fence half; the continuity half is
 //!   the real [`MemoryJournal`], whose `append` runs the same
 //!   `check_continues` as the Redis and SQLite journals.
-//! - The snapshot is the engine's `State` after the shard's setup, kept as
-//!   a value rather than serialised (the real one is the same state as
-//!   JSON in `pingji:{shard}:snapshot`).
+//! - The snapshot is the engine's `State` after the shard's setup, as JSON
+//!   in the journal (`save_snapshot`), which a new owner loads with the
+//!   real `pingji_dispatcher::runtime::recover_from`; the same state is
+//!   also kept as a value, which an owner goes back to (with the events
+//!   since) when an append fails.
 //!
 //! Redis itself never loses a write here (`appendfsync always`, no
 //! failover): losing acknowledged writes in Redis is outside what the
@@ -64,7 +66,7 @@ pub struct ShardKeys {
     pub fence: u64,
     pub lease: Option<Lease>,
     pub journal: MemoryJournal,
-    /// The snapshot: the seq it was taken at and the state then.
+    /// The snapshot's seq and its state as a value.
     pub snapshot: (u64, Arc<State>),
 }
 
@@ -76,10 +78,17 @@ pub struct RedisModel {
 impl RedisModel {
     /// A shard whose journal holds `setup` and whose snapshot is the state
     /// after it.
-    pub fn add_shard(&mut self, shard: &str, setup: &[StoredEvent], state: Arc<State>) -> Result<(), JournalError> {
+    pub fn add_shard(
+        &mut self,
+        shard: &str,
+        setup: &[StoredEvent],
+        snapshot: &[u8],
+        state: Arc<State>,
+    ) -> Result<(), JournalError> {
         let mut journal = MemoryJournal::new();
         journal.append(setup)?;
         let seq = journal.last_seq()?;
+        journal.save_snapshot(seq, snapshot)?;
         self.shards.insert(shard.to_owned(), ShardKeys { fence: 0, lease: None, journal, snapshot: (seq, state) });
         Ok(())
     }

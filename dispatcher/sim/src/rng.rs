@@ -54,18 +54,24 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_numbers_and_another_seed_others() {
-        let first: Vec<u64> = (0..4).map({
-            let mut rng = Rng::new(7);
-            move |_| rng.next_u64()
-        }).collect();
-        let again: Vec<u64> = (0..4).map({
-            let mut rng = Rng::new(7);
-            move |_| rng.next_u64()
-        }).collect();
-        let other: Vec<u64> = (0..4).map({
-            let mut rng = Rng::new(8);
-            move |_| rng.next_u64()
-        }).collect();
+        let first: Vec<u64> = (0..4)
+            .map({
+                let mut rng = Rng::new(7);
+                move |_| rng.next_u64()
+            })
+            .collect();
+        let again: Vec<u64> = (0..4)
+            .map({
+                let mut rng = Rng::new(7);
+                move |_| rng.next_u64()
+            })
+            .collect();
+        let other: Vec<u64> = (0..4)
+            .map({
+                let mut rng = Rng::new(8);
+                move |_| rng.next_u64()
+            })
+            .collect();
         assert_eq!(first, again);
         assert_ne!(first, other);
         let mut rng = Rng::new(1);

@@ -28,6 +28,8 @@ pub struct ShardStart {
     pub shard: String,
     pub journal: Vec<StoredEvent>,
     pub state: Arc<State>,
+    /// The state as the snapshot stores it (JSON).
+    pub snapshot: Vec<u8>,
     pub people: Vec<AgentId>,
 }
 
@@ -94,7 +96,9 @@ fn build() -> Result<Start, String> {
             })
             .collect();
         run(&mut engine, Command::UpsertAgents { agents: profiles, all_new: true, tokens: Vec::new() })?;
-        shards.push(ShardStart { shard: shard.to_owned(), journal: events, state: Arc::new(engine.into_state()), people });
+        let state = engine.into_state();
+        let snapshot = serde_json::to_vec(&state).map_err(|error| format!("{shard}: the snapshot: {error}"))?;
+        shards.push(ShardStart { shard: shard.to_owned(), journal: events, state: Arc::new(state), snapshot, people });
     }
     Ok(Start { policy, shards })
 }

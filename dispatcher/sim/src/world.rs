@@ -7,8 +7,9 @@
 //! engine's events to the journal with its fencing token and goes back to
 //! the journaled state when the append fails (the runtime's rewind, with
 //! the real `Engine::rewind`); recovery from the snapshot and the journal
-//! after taking a lease (the real `Engine::restore` and `Engine::replay`
-//! over events decoded by the real `convert::event_from_stored`); and the
+//! after taking a lease (the dispatcher's own `runtime::recover_from`:
+//! the snapshot, then `Engine::replay` of the events after it, decoded by
+//! `convert::event_from_stored`); and the
 //! border protocol of `pingji_dispatcher::server::border`: the real
 //! `wanting` chooses what to offer across, the real engine commands
 //! (`BorderReserve`, `BorderOffer`, `BorderAnswer`, `BorderConfirm`,
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use pingji_dispatcher::convert;
 use pingji_dispatcher::journal::StoredEvent;
+use pingji_dispatcher::runtime::recover_from;
 use pingji_dispatcher::server::border::wanting;
 use pingji_engine::areas::AreaLevel;
 use pingji_engine::border::{BorderOfferView, BorderReservation, RESERVATION_GRACE_MS, ReservationEnd, ReservationState};
@@ -52,6 +54,10 @@ const CALL_TIMEOUT_MS: i64 = 2_000;
 /// spread over processes and the border calls go between processes.
 const MAX_SHARDS: usize = 1;
 
+/// How a commit that could not be journaled is refused (the runtime's
+/// `unavailable`).
+const UNAVAILABLE: &str = "the journal's store cannot be reached now; retry in a moment";
+
 /// A protocol broken on purpose, to show the checker catching it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bug {
@@ -70,11 +76,13 @@ pub struct Config {
     /// ... then everything heals and the run goes on quietly this long.
     pub quiet_ms: i64,
     pub bug: Option<Bug>,
+    /// Print every line of the trace to stderr as it happens.
+    pub print_trace: bool,
 }
 
 impl Config {
     pub fn new(seed: u64) -> Self {
-        Config { seed, processes: 3, step_ms: 100, fault_ms: 30_000, quiet_ms: 20_000, bug: None }
+        Config { seed, processes: 3, step_ms: 200, fault_ms: 30_000, quiet_ms: 20_000, bug: None, print_trace: false }
     }
 }
 
@@ -191,18 +199,19 @@ enum Call {
 impl Call {
     fn sender_shard(&self) -> &str {
         match self {
-            Call::Candidates { incident_shard, .. } | Call::Reserve { incident_shard, .. } | Call::Settle { incident_shard, .. } => {
-                incident_shard
-            }
+            Call::Candidates { incident_shard, .. }
+            | Call::Reserve { incident_shard, .. }
+            | Call::Settle { incident_shard, .. } => incident_shard,
             Call::Answer { home_shard, .. } => home_shard,
         }
     }
 
     fn sender_epoch(&self) -> u64 {
         match self {
-            Call::Candidates { epoch, .. } | Call::Reserve { epoch, .. } | Call::Settle { epoch, .. } | Call::Answer { epoch, .. } => {
-                *epoch
-            }
+            Call::Candidates { epoch, .. }
+            | Call::Reserve { epoch, .. }
+            | Call::Settle { epoch, .. }
+            | Call::Answer { epoch, .. } => *epoch,
         }
     }
 }
@@ -269,7 +278,7 @@ pub fn run(config: Config) -> Result<Outcome, Failure> {
             return Err(world.failed(problem));
         }
     }
-    if let Err(problem) = world.checker.at_the_end(world.now) {
+    if let Err(problem) = world.checker.at_the_end(&world.redis, world.now) {
         return Err(world.failed(problem));
     }
     world.outcome.acknowledged = world.checker.acknowledged();
@@ -283,7 +292,7 @@ impl World {
         let mut checker = Checker::default();
         for shard in &start.shards {
             redis
-                .add_shard(&shard.shard, &shard.journal, shard.state.clone())
+                .add_shard(&shard.shard, &shard.journal, &shard.snapshot, shard.state.clone())
                 .unwrap_or_else(|error| panic!("the setup's journal of {}: {error}", shard.shard));
             checker.add_shard(&shard.shard, start.policy.clone(), shard.state.clone());
         }
@@ -338,10 +347,19 @@ impl World {
         for byte in line.bytes().chain(std::iter::once(b'\n')) {
             self.outcome.trace_hash = (self.outcome.trace_hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3);
         }
+        if self.config.print_trace {
+            eprintln!("{line}");
+        }
         if self.trace_tail.len() == 40 {
             self.trace_tail.pop_front();
         }
         self.trace_tail.push_back(line);
+    }
+
+    /// The chance in one step of something that happens `per_second`
+    /// times a second on average.
+    fn per_step(&self, per_second: f64) -> f64 {
+        per_second * self.config.step_ms as f64 / 1000.0
     }
 
     fn faulty(&self) -> bool {
@@ -370,14 +388,14 @@ impl World {
 
     fn inject_faults(&mut self) {
         let count = self.processes.len();
-        if self.rng.chance(0.004) {
+        if self.rng.chance(self.per_step(0.04)) {
             let victim = self.rng.index(count);
             if self.processes[victim].up {
                 self.outcome.crashes += 1;
                 self.crash(victim, "kill -9");
             }
         }
-        if self.rng.chance(0.004) {
+        if self.rng.chance(self.per_step(0.04)) {
             let victim = self.rng.index(count);
             let until = self.now + self.rng.between(500, 7_000);
             if self.processes[victim].up && self.processes[victim].paused_until < self.now {
@@ -386,7 +404,7 @@ impl World {
                 self.trace(format!("p{victim} paused until +{}", until - T0));
             }
         }
-        if self.rng.chance(0.004) {
+        if self.rng.chance(self.per_step(0.04)) {
             let (first, second) = (self.rng.index(count), self.rng.index(count));
             if first != second {
                 let until = self.now + self.rng.between(1_000, 8_000);
@@ -394,7 +412,7 @@ impl World {
                 self.trace(format!("p{first} and p{second} cut off from each other until +{}", until - T0));
             }
         }
-        if self.rng.chance(0.004) {
+        if self.rng.chance(self.per_step(0.04)) {
             let victim = self.rng.index(count);
             let until = self.now + self.rng.between(500, 6_000);
             self.cut_from_redis.insert(victim, until);
@@ -574,25 +592,30 @@ impl World {
         }
     }
 
-    /// The new owner loads the snapshot and replays the journal after it.
+    /// The new owner loads the snapshot and replays the journal after it,
+    /// with the dispatcher's own recovery.
     fn recover(&mut self, process: ProcessId, shard: &str, epoch: u64) {
         let Some((snapshot_seq, base)) = self.redis.snapshot(shard) else { return };
-        let mut engine = Engine::restore(self.policy.clone(), (*base).clone());
+        let Some(keys) = self.redis.shards.get(shard) else { return };
+        let mut engine = match recover_from(&keys.journal, self.policy.clone()) {
+            Ok(engine) => engine,
+            Err(problem) => {
+                self.failure = Some(format!("{shard} cannot be recovered from its journal: {problem:#}"));
+                return;
+            }
+        };
         engine.set_scope(Some(AreaId::new(shard)));
+        // What it goes back to when an append fails: the snapshot and the
+        // events after it.
         let mut since = Vec::new();
         for stored in self.redis.read_from(shard, snapshot_seq + 1) {
-            let event = match convert::event_from_stored(&stored) {
-                Ok(event) => event,
+            match convert::event_from_stored(&stored) {
+                Ok(event) => since.push(event),
                 Err(problem) => {
                     self.failure = Some(format!("{shard}'s journal cannot be read back: {problem}"));
                     return;
                 }
-            };
-            if let Err(problem) = engine.replay(&event) {
-                self.failure = Some(format!("{shard}'s journal does not replay at seq {}: {problem}", event.seq));
-                return;
             }
-            since.push(event);
         }
         let journaled = self.redis.last_seq(shard);
         if let Err(problem) = self.checker.recovered(shard, &engine, journaled) {
@@ -600,6 +623,23 @@ impl World {
         }
         self.outcome.takeovers += 1;
         self.trace(format!("p{process} owns {shard} with epoch {epoch}, recovered {} events", since.len()));
+        // As `keep_border` starts: the acceptances not yet told.
+        let answers = engine
+            .state()
+            .border
+            .values()
+            .filter(|held| held.state == ReservationState::Accepted)
+            .map(|held| {
+                let answer = Answer {
+                    incident_shard: held.incident_shard.clone(),
+                    incident: held.incident.clone(),
+                    agent: held.agent.clone(),
+                    accepted: true,
+                    reason: String::new(),
+                };
+                (held.offer.clone(), answer)
+            })
+            .collect();
         let owned = Owned {
             epoch,
             engine,
@@ -607,7 +647,7 @@ impl World {
             since,
             journaled,
             behind: false,
-            answers: BTreeMap::new(),
+            answers,
             settle: BTreeMap::new(),
             look: true,
             next_follow_at: self.now,
@@ -661,7 +701,7 @@ impl World {
         let now = Millis(self.now);
         let owned = self.owned(process, shard).ok_or_else(|| format!("p{process} does not own {shard}"))?;
         if owned.behind {
-            return Err("the journal's store cannot be reached now; retry in a moment".to_owned());
+            return Err(UNAVAILABLE.to_owned());
         }
         let events = owned.engine.execute(command, actor, now).map_err(|rejection| format!("{rejection:?}"))?;
         self.commit_events(process, shard, events)
@@ -689,8 +729,15 @@ impl World {
         }
         match appended {
             Some(Ok(())) if !lost_answer => {
-                let kinds: Vec<&str> = stored.iter().map(|event| event.kind.as_str()).collect();
-                let line = format!("p{process} {shard}@{epoch} journals {}..={} {kinds:?}", stored[0].seq, events[events.len() - 1].seq);
+                let kinds: Vec<String> = stored
+                    .iter()
+                    .map(|event| {
+                        let about = [event.incident_id.as_deref(), event.agent_id.as_deref()];
+                        format!("{} {}", event.kind, about.into_iter().flatten().collect::<Vec<_>>().join(" "))
+                    })
+                    .collect();
+                let line =
+                    format!("p{process} {shard}@{epoch} journals {}..={} {kinds:?}", stored[0].seq, events[events.len() - 1].seq);
                 self.trace(line);
                 self.count(&events);
                 if let Some(owned) = self.owned(process, shard) {
@@ -710,7 +757,7 @@ impl World {
                 // Unreachable, answer lost, or the journal moved on: back to
                 // what is known journaled; find out what happened later.
                 self.rewind(process, shard);
-                Err("the journal's store cannot be reached now; retry in a moment".to_owned())
+                Err(UNAVAILABLE.to_owned())
             }
         }
     }
@@ -783,13 +830,18 @@ impl World {
                     }
                     owned.look = true;
                 }
-                EventKind::IncidentCancelled { incident, released, .. } | EventKind::IncidentClosed { incident, released, .. } => {
+                EventKind::IncidentCancelled { incident, released, .. }
+                | EventKind::IncidentClosed { incident, released, .. } => {
                     for agent in released {
                         if owned.engine.state().agents.contains_key(agent) {
                             continue;
                         }
                         let held = owned.engine.state().incidents.get(incident).and_then(|record| {
-                            record.assignments.iter().find(|assignment| &assignment.agent == agent).map(|assignment| assignment.offer.clone())
+                            record
+                                .assignments
+                                .iter()
+                                .find(|assignment| &assignment.agent == agent)
+                                .map(|assignment| assignment.offer.clone())
                         });
                         if let Some(offer) = held {
                             owned.settle.insert(offer, (agent.clone(), "ended", "the incident ended".to_owned()));
@@ -831,7 +883,7 @@ impl World {
     fn expire(&mut self, process: ProcessId, shard: &str) {
         let now = Millis(self.now);
         let any = self.processes[process].owned.get(shard).is_some_and(|owned| {
-            owned.engine.state().border.values().any(|held| held.expires_at <= now && held.state != ReservationState::Confirmed)
+            owned.engine.state().border.values().any(|held| held.expires_at <= now && held.state == ReservationState::Offered)
         });
         if any {
             let _ = self.execute(process, shard, Command::ExpireBorderReservations, DISPATCHER);
@@ -955,8 +1007,12 @@ impl World {
                 self.execute(process, shard, command, &actor).map(|_| Reply::Done)
             }
             Call::Answer { offer, incident, agent, accepted, reason, .. } => {
-                let command =
-                    Command::BorderAnswer { offer: offer.clone(), agent: agent.clone(), accepted: *accepted, reason: reason.clone() };
+                let command = Command::BorderAnswer {
+                    offer: offer.clone(),
+                    agent: agent.clone(),
+                    accepted: *accepted,
+                    reason: reason.clone(),
+                };
                 match self.execute(process, shard, command, &actor) {
                     Ok(_) => {
                         let holds = self.processes[process].owned.get(shard).is_some_and(|owned| {
@@ -984,7 +1040,10 @@ impl World {
             return;
         }
         match (call, result) {
-            (Call::Candidates { incident, best_open_eta_s, offer_timeout_s, spec, level, epoch, .. }, Ok(Reply::Candidates(found))) => {
+            (
+                Call::Candidates { incident, best_open_eta_s, offer_timeout_s, spec, level, epoch, .. },
+                Ok(Reply::Candidates(found)),
+            ) => {
                 let Some(best) = found.into_iter().next() else { return };
                 if best_open_eta_s.is_some_and(|open| open <= best.eta_s) {
                     return;
@@ -1040,7 +1099,9 @@ impl World {
             (Call::Reserve { offer, epoch, .. }, Ok(_)) => {
                 let incident = offer.incident.clone();
                 let offer_id = offer.id.clone();
-                if self.execute(process, &shard, Command::BorderOffer { offer }, DISPATCHER).is_err() && self.owns(process, &shard) {
+                if self.execute(process, &shard, Command::BorderOffer { offer }, DISPATCHER).is_err()
+                    && self.owns(process, &shard)
+                {
                     // Filled or ended meanwhile: the person goes free at once.
                     let call = Call::Settle {
                         incident_shard: shard.clone(),
@@ -1056,22 +1117,28 @@ impl World {
                 }
             }
             (Call::Answer { offer, accepted: true, .. }, Ok(Reply::Answered { assigned })) => {
-                if let Some(owned) = self.owned(process, &shard) {
-                    owned.answering.remove(&offer);
-                    if owned.answers.remove(&offer).is_none() {
-                        return;
-                    }
+                let Some(owned) = self.owned(process, &shard) else { return };
+                owned.answering.remove(&offer);
+                if !owned.answers.contains_key(&offer) {
+                    return;
                 }
                 let command = if assigned {
-                    Command::BorderConfirm { offer }
+                    Command::BorderConfirm { offer: offer.clone() }
                 } else {
                     Command::BorderRelease {
-                        offer,
+                        offer: offer.clone(),
                         end: ReservationEnd::Refused,
                         reason: "the offer was no longer open at the incident's district".to_owned(),
                     }
                 };
-                let _ = self.execute(process, &shard, command, DISPATCHER);
+                // Kept to be told again when it could not be journaled.
+                let journaled = self.execute(process, &shard, command, DISPATCHER);
+                let unavailable = journaled.as_ref().is_err_and(|problem| problem.starts_with(UNAVAILABLE));
+                if let Some(owned) = self.owned(process, &shard)
+                    && !unavailable
+                {
+                    owned.answers.remove(&offer);
+                }
             }
             (Call::Candidates { incident, .. } | Call::Reserve { offer: OfferRecord { incident, .. }, .. }, Err(_)) => {
                 if let Some(owned) = self.owned(process, &shard) {
@@ -1118,7 +1185,7 @@ impl World {
     }
 
     fn operators(&mut self) {
-        if self.faulty() && self.rng.chance(0.05) {
+        if self.faulty() && self.rng.chance(self.per_step(0.5)) {
             let east = self.rng.between(-300, 300) as f64;
             let north = self.rng.between(-300, 300) as f64;
             let spec = IncidentSpec {
@@ -1135,7 +1202,7 @@ impl World {
                 self.trace(format!("operator: {id} created"));
             }
         }
-        if self.rng.chance(0.03) {
+        if self.rng.chance(self.per_step(0.3)) {
             // Close an incident somebody works on: its people go free.
             let staffed: Vec<IncidentId> = self
                 .checker

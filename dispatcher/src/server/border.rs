@@ -381,8 +381,9 @@ pub async fn keep_border(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
     let mut peers = Peers { sharding: sharding.clone(), channels: HashMap::new() };
     let mut events = dispatcher.subscribe();
     let mut follow = tokio::time::interval(FOLLOW_EVERY);
-    // Home side: answers to send, by offer.
-    let mut answers: BTreeMap<OfferId, Answer> = BTreeMap::new();
+    // Home side: answers to send, by offer; from the start, the acceptances
+    // a previous owner journaled but may not have told.
+    let mut answers = untold_acceptances(&dispatcher).await;
     // Incident side: reservations to settle at the person's home shard
     // (offer → (agent, outcome)).
     let mut settle: BTreeMap<OfferId, (AgentId, &'static str, String)> = BTreeMap::new();
@@ -409,6 +410,33 @@ pub async fn keep_border(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
             offer_across(&dispatcher, &sharding, &mut peers, &district).await;
         }
     }
+}
+
+/// The acceptances journaled here that the incident's shard has not
+/// confirmed or refused yet: a new owner tells them again (the answer is
+/// idempotent there), since they no longer expire on their own.
+async fn untold_acceptances(dispatcher: &Dispatcher) -> BTreeMap<OfferId, Answer> {
+    dispatcher
+        .query(|engine, _| {
+            engine
+                .state()
+                .border
+                .values()
+                .filter(|held| held.state == ReservationState::Accepted)
+                .map(|held| {
+                    let answer = Answer {
+                        incident_shard: held.incident_shard.clone(),
+                        incident: held.incident.clone(),
+                        agent: held.agent.clone(),
+                        accepted: true,
+                        reason: String::new(),
+                    };
+                    (held.offer.clone(), answer)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
 }
 
 /// Takes what an event asks of the border protocol; true when this
@@ -531,7 +559,7 @@ async fn note_foreign(
 async fn expire(dispatcher: &Dispatcher) {
     let any = dispatcher
         .query(|engine, now| {
-            engine.state().border.values().any(|held| held.expires_at <= now && held.state != ReservationState::Confirmed)
+            engine.state().border.values().any(|held| held.expires_at <= now && held.state == ReservationState::Offered)
         })
         .await;
     if !matches!(any, Ok(true)) {
@@ -595,9 +623,13 @@ async fn send_answers(dispatcher: &Dispatcher, sharding: &Sharding, peers: &mut 
                 continue;
             }
         };
-        answers.remove(&offer);
-        if let Err(error) = dispatcher.execute(command, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await {
-            warn!(%error, offer_id = %offer, "cannot journal the outcome of a border acceptance");
+        match dispatcher.execute(command, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await {
+            Ok(()) | Err(DispatchError::Rejected(_)) => {
+                answers.remove(&offer);
+            }
+            // Told again next time (the incident's shard answers the same):
+            // dropped here, the acceptance would hold the person for good.
+            Err(error) => warn!(%error, offer_id = %offer, "cannot journal the outcome of a border acceptance; trying again"),
         }
     }
 }

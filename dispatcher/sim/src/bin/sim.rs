@@ -16,10 +16,11 @@ struct Args {
     first: u64,
     seeds: u64,
     bug: Option<Bug>,
+    trace: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args { first: 0, seeds: 100_000, bug: None };
+    let mut parsed = Args { first: 0, seeds: 100_000, bug: None, trace: false };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -29,11 +30,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--first" => parsed.first = value()?.parse().map_err(|_| "--first takes a number".to_owned())?,
             "--seeds" => parsed.seeds = value()?.parse().map_err(|_| "--seeds takes a number".to_owned())?,
+            "--trace" => parsed.trace = true,
             "--bug" => match value()?.as_str() {
                 "ignore-fence" => parsed.bug = Some(Bug::IgnoreFence),
                 other => return Err(format!("--bug {other}: the only one is ignore-fence")),
             },
-            other => return Err(format!("unknown argument {other}; use --seeds N [--first S], or --seed S [--bug ignore-fence]")),
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; use --seeds N [--first S], or --seed S [--trace] [--bug ignore-fence]"
+                ));
+            }
         }
     }
     Ok(parsed)
@@ -51,7 +57,7 @@ fn main() -> ExitCode {
     let mut total = Outcome::default();
     let last = args.first + args.seeds;
     for seed in args.first..last {
-        let config = Config { bug: args.bug, ..Config::new(seed) };
+        let config = Config { bug: args.bug, print_trace: args.trace, ..Config::new(seed) };
         match run(config) {
             Ok(outcome) => {
                 total.incidents += outcome.incidents;
