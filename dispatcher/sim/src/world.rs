@@ -64,6 +64,10 @@ pub enum Bug {
     /// Appends skip the fence check and a lost lease does not stop the
     /// process: an owner paused past its lease writes after waking.
     IgnoreFence,
+    /// The border protocol as it was before the simulation: an accepted
+    /// reservation expires like an unanswered one, and a new owner does
+    /// not tell the acceptances it recovered.
+    ExpireAccepted,
 }
 
 #[derive(Clone, Debug)]
@@ -624,11 +628,12 @@ impl World {
         self.outcome.takeovers += 1;
         self.trace(format!("p{process} owns {shard} with epoch {epoch}, recovered {} events", since.len()));
         // As `keep_border` starts: the acceptances not yet told.
+        let told_again = self.config.bug != Some(Bug::ExpireAccepted);
         let answers = engine
             .state()
             .border
             .values()
-            .filter(|held| held.state == ReservationState::Accepted)
+            .filter(|held| told_again && held.state == ReservationState::Accepted)
             .map(|held| {
                 let answer = Answer {
                     incident_shard: held.incident_shard.clone(),
@@ -887,6 +892,16 @@ impl World {
         });
         if any {
             let _ = self.execute(process, shard, Command::ExpireBorderReservations, DISPATCHER);
+        }
+        if self.config.bug == Some(Bug::ExpireAccepted) {
+            let accepted: Vec<OfferId> = self.processes[process].owned.get(shard).map_or_else(Vec::new, |owned| {
+                let border = owned.engine.state().border.values();
+                border.filter(|held| held.expires_at <= now && held.state == ReservationState::Accepted).map(|held| held.offer.clone()).collect()
+            });
+            for offer in accepted {
+                let command = Command::BorderRelease { offer, end: ReservationEnd::Expired, reason: String::new() };
+                let _ = self.execute(process, shard, command, DISPATCHER);
+            }
         }
     }
 

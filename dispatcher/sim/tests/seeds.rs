@@ -79,3 +79,17 @@ fn a_dispatcher_that_ignores_the_fence_is_caught() {
         caught.join("\n\n")
     );
 }
+
+#[test]
+fn the_border_protocol_before_the_simulation_assigns_someone_twice() {
+    // Accepted reservations expiring, as they did before seed 27 was found.
+    let caught: Vec<String> = (0..300)
+        .filter_map(|seed| run(Config { bug: Some(Bug::ExpireAccepted), ..Config::new(seed) }).err())
+        .map(|failure| failure.to_string())
+        .collect();
+    assert!(
+        caught.iter().any(|report| report.contains("holds two assignments at once")),
+        "300 seeds with accepted reservations expiring and nobody assigned twice: {}",
+        caught.join("\n\n")
+    );
+}

@@ -518,11 +518,13 @@ impl Engine {
         let skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
         let homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         let restored_seq = state.last_seq;
-        // The first tick looks at every incident still lacking offers: a
-        // batch window or retry the previous process held in memory is gone,
-        // and an incident reported just before a crash would otherwise wait
-        // for something to touch it (found by pingji-sim, seed 188).
-        let live = Live { next_retry: Some(Millis(0)), ..Live::default() };
+        // Recovered from a journal, the first tick looks at every incident
+        // still lacking offers: a batch window or retry the previous process
+        // held in memory is gone, and an incident reported just before a
+        // crash would otherwise wait for something to touch it (found by
+        // pingji-sim, seed 188). A new engine has nothing to look at.
+        let next_retry = (state.last_seq > 0).then_some(Millis(0));
+        let live = Live { next_retry, ..Live::default() };
         Engine { state, live, skills, homes, policy, scope: None, restored_seq }
     }
 

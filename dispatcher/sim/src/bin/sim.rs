@@ -3,8 +3,8 @@
 //!
 //! ```sh
 //! cargo run -p pingji-sim --release --bin sim -- --seeds 100000
-//! cargo run -p pingji-sim --release --bin sim -- --seed 4242        # one seed, replayed
-//! cargo run -p pingji-sim --release --bin sim -- --seed 4242 --bug ignore-fence
+//! cargo run -p pingji-sim --release --bin sim -- --seed 27 --trace   # one seed, replayed, every step
+//! cargo run -p pingji-sim --release --bin sim -- --seed 13 --bug ignore-fence
 //! ```
 
 use std::process::ExitCode;
@@ -33,11 +33,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--trace" => parsed.trace = true,
             "--bug" => match value()?.as_str() {
                 "ignore-fence" => parsed.bug = Some(Bug::IgnoreFence),
-                other => return Err(format!("--bug {other}: the only one is ignore-fence")),
+                "expire-accepted" => parsed.bug = Some(Bug::ExpireAccepted),
+                other => return Err(format!("--bug {other}: use ignore-fence or expire-accepted")),
             },
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --seeds N [--first S], or --seed S [--trace] [--bug ignore-fence]"
+                    "unknown argument {other}; use --seeds N [--first S], or --seed S [--trace] [--bug ignore-fence|expire-accepted]"
                 ));
             }
         }
