@@ -896,7 +896,10 @@ impl World {
         if self.config.bug == Some(Bug::ExpireAccepted) {
             let accepted: Vec<OfferId> = self.processes[process].owned.get(shard).map_or_else(Vec::new, |owned| {
                 let border = owned.engine.state().border.values();
-                border.filter(|held| held.expires_at <= now && held.state == ReservationState::Accepted).map(|held| held.offer.clone()).collect()
+                border
+                    .filter(|held| held.expires_at <= now && held.state == ReservationState::Accepted)
+                    .map(|held| held.offer.clone())
+                    .collect()
             });
             for offer in accepted {
                 let command = Command::BorderRelease { offer, end: ReservationEnd::Expired, reason: String::new() };
