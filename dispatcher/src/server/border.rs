@@ -428,32 +428,33 @@ fn with_secret<T>(message: T, secret: &str) -> Request<T> {
 }
 
 /// An incident of this shard that may want people from across the border.
-struct Wanting {
-    incident: IncidentId,
-    at: pingji_engine::spatial::Position,
-    skills: Vec<String>,
-    mode: Mode,
-    emergency_level: AreaLevel,
-    emergency_area: AreaId,
-    excluded: Vec<String>,
+pub struct Wanting {
+    pub incident: IncidentId,
+    pub at: pingji_engine::spatial::Position,
+    pub skills: Vec<String>,
+    pub mode: Mode,
+    pub emergency_level: AreaLevel,
+    pub emergency_area: AreaId,
+    pub excluded: Vec<String>,
     /// The best ETA among its open offers (`None`: no offer open).
-    best_open_eta_s: Option<f64>,
-    offer_timeout_s: u64,
-    spec: pingji_engine::incident::IncidentSpec,
+    pub best_open_eta_s: Option<f64>,
+    pub offer_timeout_s: u64,
+    pub spec: pingji_engine::incident::IncidentSpec,
     /// Widened to the city in normal mode: every district is asked, not
     /// only the neighbours.
-    whole_city: bool,
+    pub whole_city: bool,
 }
 
 /// What [`wanting`] finds: the incidents, the districts next to this one,
 /// and every other district of the city.
-type Wanted = (Vec<Wanting>, Vec<String>, Vec<String>);
+pub type Wanted = (Vec<Wanting>, Vec<String>, Vec<String>);
 
 /// This shard's open incidents in emergency, or widened to the city in
 /// normal mode, that still need people; the districts next to this one
 /// (touching, or lending people by mutual aid); and every other district.
-/// Each district is a shard.
-fn wanting(engine: &Engine, district: &AreaId) -> Wanted {
+/// Each district is a shard. Public so that the simulation (`pingji-sim`)
+/// runs this very choice rather than a copy of it.
+pub fn wanting(engine: &Engine, district: &AreaId) -> Wanted {
     let state = engine.state();
     let areas = &state.areas;
     let others: Vec<String> = areas
@@ -532,8 +533,9 @@ pub async fn keep_border(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
     let mut peers = Peers { sharding: sharding.clone(), channels: HashMap::new() };
     let mut events = dispatcher.subscribe();
     let mut follow = tokio::time::interval(FOLLOW_EVERY);
-    // Home side: answers to send, by offer.
-    let mut answers: BTreeMap<OfferId, Answer> = BTreeMap::new();
+    // Home side: answers to send, by offer; from the start, the acceptances
+    // a previous owner journaled but may not have told.
+    let mut answers = untold_acceptances(&dispatcher).await;
     // Incident side: reservations to settle at the person's home shard
     // (offer → (agent, outcome)).
     let mut settle: BTreeMap<OfferId, (AgentId, &'static str, String)> = BTreeMap::new();
@@ -563,6 +565,33 @@ pub async fn keep_border(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
             offer_across(&dispatcher, &sharding, &mut peers, &district).await;
         }
     }
+}
+
+/// The acceptances journaled here that the incident's shard has not
+/// confirmed or refused yet: a new owner tells them again (the answer is
+/// idempotent there), since they no longer expire on their own.
+async fn untold_acceptances(dispatcher: &Dispatcher) -> BTreeMap<OfferId, Answer> {
+    dispatcher
+        .query(|engine, _| {
+            engine
+                .state()
+                .border
+                .values()
+                .filter(|held| held.state == ReservationState::Accepted)
+                .map(|held| {
+                    let answer = Answer {
+                        incident_shard: held.incident_shard.clone(),
+                        incident: held.incident.clone(),
+                        agent: held.agent.clone(),
+                        accepted: true,
+                        reason: String::new(),
+                    };
+                    (held.offer.clone(), answer)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
 }
 
 /// Takes what an event asks of the border protocol; true when this
@@ -691,7 +720,7 @@ async fn note_foreign(
 async fn expire(dispatcher: &Dispatcher) {
     let any = dispatcher
         .query(|engine, now| {
-            engine.state().border.values().any(|held| held.expires_at <= now && held.state != ReservationState::Confirmed)
+            engine.state().border.values().any(|held| held.expires_at <= now && held.state == ReservationState::Offered)
         })
         .await;
     if !matches!(any, Ok(true)) {
@@ -806,9 +835,13 @@ async fn send_answers(dispatcher: &Dispatcher, sharding: &Sharding, peers: &mut 
                 continue;
             }
         };
-        answers.remove(&offer);
-        if let Err(error) = dispatcher.execute(command, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await {
-            warn!(%error, offer_id = %offer, "cannot journal the outcome of a border acceptance");
+        match dispatcher.execute(command, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await {
+            Ok(()) | Err(DispatchError::Rejected(_)) => {
+                answers.remove(&offer);
+            }
+            // Told again next time (the incident's shard answers the same):
+            // dropped here, the acceptance would hold the person for good.
+            Err(error) => warn!(%error, offer_id = %offer, "cannot journal the outcome of a border acceptance; trying again"),
         }
     }
 }

@@ -101,6 +101,14 @@ impl Engine {
                 let Some(reservation) = self.state.border.get(offer) else {
                     return Ok(Vec::new());
                 };
+                // A withdrawal ends only an unanswered offer: once the
+                // person accepted, the incident's shard's answer to that
+                // acceptance decides (assigned, or refused), and a late or
+                // repeated withdrawal must not free someone it assigned
+                // (found by pingji-sim, seed 244).
+                if *end == ReservationEnd::Withdrawn && reservation.state != ReservationState::Offered {
+                    return Ok(Vec::new());
+                }
                 Ok(vec![EventKind::BorderReleased {
                     offer: offer.clone(),
                     incident: reservation.incident.clone(),
@@ -109,11 +117,16 @@ impl Engine {
                     reason: reason.clone(),
                 }])
             }
+            // Only unanswered offers expire. An acceptance waits for the
+            // incident's shard to say whether it assigned the person: it may
+            // have (its answer lost, or this shard's owner replaced before it
+            // arrived), and freeing them here would let them be assigned twice
+            // (found by pingji-sim, seed 27).
             Command::ExpireBorderReservations => Ok(self
                 .state
                 .border
                 .values()
-                .filter(|reservation| reservation.state != ReservationState::Confirmed && reservation.expires_at <= now)
+                .filter(|reservation| reservation.state == ReservationState::Offered && reservation.expires_at <= now)
                 .map(|reservation| EventKind::BorderReleased {
                     offer: reservation.offer.clone(),
                     incident: reservation.incident.clone(),

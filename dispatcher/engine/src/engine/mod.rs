@@ -336,7 +336,8 @@ pub enum Command {
         end: crate::border::ReservationEnd,
         reason: String,
     },
-    /// At a person's home shard: releases the reservations past their expiry.
+    /// At a person's home shard: releases the reservations still unanswered
+    /// past their expiry (an accepted one waits for the incident's shard).
     ExpireBorderReservations,
     /// At an incident's shard: journals an offer another shard reserved a
     /// person of its own for.
@@ -517,7 +518,14 @@ impl Engine {
         let skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
         let homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         let restored_seq = state.last_seq;
-        Engine { state, live: Live::default(), skills, homes, policy, scope: None, restored_seq }
+        // Recovered from a journal, the first tick looks at every incident
+        // still lacking offers: a batch window or retry the previous process
+        // held in memory is gone, and an incident reported just before a
+        // crash would otherwise wait for something to touch it (found by
+        // pingji-sim, seed 188). A new engine has nothing to look at.
+        let next_retry = (state.last_seq > 0).then_some(Millis(0));
+        let live = Live { next_retry, ..Live::default() };
+        Engine { state, live, skills, homes, policy, scope: None, restored_seq }
     }
 
     /// The sequence number of the state this engine was restored from (0
