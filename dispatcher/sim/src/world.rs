@@ -1067,7 +1067,7 @@ impl World {
                     return;
                 }
                 let now = Millis(self.now);
-                let offer_id = OfferId::new(format!("{incident}-x-{}", best.agent));
+                let offer_id = OfferId::new(format!("{incident}-x-{}-{}", best.agent, now.0));
                 let deadline = Millis(now.0 + offer_timeout_s as i64 * 1000);
                 let reservation = BorderReservation {
                     offer: offer_id.clone(),
@@ -1103,8 +1103,20 @@ impl World {
                     origin: None,
                     from_area: best.via,
                 };
+                // As the real owner: the offer is journaled first, and
+                // withdrawn when the home shard cannot be asked.
+                let offer_id = offer.id.clone();
+                if self.execute(process, &shard, Command::BorderOffer { offer: offer.clone() }, DISPATCHER).is_err() {
+                    if let Some(owned) = self.owned(process, &shard) {
+                        owned.asking.remove(&incident);
+                    }
+                    return;
+                }
                 let call = Call::Reserve { incident_shard: shard.clone(), epoch, reservation, offer };
                 let sent = self.call(process, from_shard, call);
+                if !sent {
+                    let _ = self.execute(process, &shard, Command::BorderWithdraw { offer: offer_id }, DISPATCHER);
+                }
                 let until = self.now + CALL_TIMEOUT_MS;
                 if let Some(owned) = self.owned(process, &shard) {
                     if sent {
@@ -1114,24 +1126,16 @@ impl World {
                     }
                 }
             }
-            (Call::Reserve { offer, epoch, .. }, Ok(_)) => {
-                let incident = offer.incident.clone();
-                let offer_id = offer.id.clone();
-                if self.execute(process, &shard, Command::BorderOffer { offer }, DISPATCHER).is_err()
-                    && self.owns(process, &shard)
-                {
-                    // Filled or ended meanwhile: the person goes free at once.
-                    let call = Call::Settle {
-                        incident_shard: shard.clone(),
-                        epoch,
-                        offer: offer_id,
-                        outcome: "withdrawn",
-                        reason: "no longer needed".to_owned(),
-                    };
-                    self.call(process, from_shard, call);
-                }
+            (Call::Reserve { offer, .. }, Ok(_)) => {
                 if let Some(owned) = self.owned(process, &shard) {
-                    owned.asking.remove(&incident);
+                    owned.asking.remove(&offer.incident);
+                }
+            }
+            (Call::Reserve { offer, .. }, Err(_)) => {
+                // Refused, or not known to be made: the offer goes.
+                let _ = self.execute(process, &shard, Command::BorderWithdraw { offer: offer.id.clone() }, DISPATCHER);
+                if let Some(owned) = self.owned(process, &shard) {
+                    owned.asking.remove(&offer.incident);
                 }
             }
             (Call::Answer { offer, accepted: true, .. }, Ok(Reply::Answered { assigned })) => {
@@ -1158,7 +1162,7 @@ impl World {
                     owned.answers.remove(&offer);
                 }
             }
-            (Call::Candidates { incident, .. } | Call::Reserve { offer: OfferRecord { incident, .. }, .. }, Err(_)) => {
+            (Call::Candidates { incident, .. }, Err(_)) => {
                 if let Some(owned) = self.owned(process, &shard) {
                     owned.asking.remove(&incident);
                 }

@@ -927,9 +927,39 @@ async fn reserve_across(
     let Some((mut client, secret)) = peers.client(home).await else { return };
     let Ok(now) = dispatcher.query(|_, now| now).await else { return };
     let agent = AgentId::new(&candidate.agent_id);
-    let offer_id = OfferId::new(format!("{}-x-{}", incident.incident, agent));
+    // One id per attempt: an answer to an earlier offer of the same person
+    // (delayed on the way) never counts for a later one.
+    let offer_id = OfferId::new(format!("{}-x-{}-{}", incident.incident, agent, now.0));
     let deadline = Millis(now.0 + incident.offer_timeout_s as i64 * 1000);
     let expires_at = Millis(deadline.0 + RESERVATION_GRACE_MS);
+    // Across the whole city (normal mode), the person's home district.
+    let from_area = if incident.whole_city {
+        Some(AreaId::new(home))
+    } else {
+        Some(candidate.from_area_id.clone()).filter(|area| !area.is_empty()).map(AreaId::new)
+    };
+    let offer = OfferRecord {
+        id: offer_id.clone(),
+        incident: incident.incident.clone(),
+        agent: agent.clone(),
+        sent_at: now,
+        deadline,
+        distance_m: candidate.distance_m,
+        eta_s: candidate.eta_s,
+        level: incident.emergency_level,
+        flat: !incident.whole_city,
+        origin: None,
+        from_area,
+    };
+    // The offer is journaled here before the person is reserved at home:
+    // their acceptance can then never find it not made yet (and be refused,
+    // freeing them at home, before a delayed copy of it assigns them here).
+    let journaled =
+        dispatcher.execute(Command::BorderOffer { offer }, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await;
+    if let Err(error) = journaled {
+        debug!(%error, offer_id = %offer_id, "a border offer was not journaled (filled or ended meanwhile)");
+        return;
+    }
     let shown = pb::Offer {
         offer_id: offer_id.to_string(),
         incident_id: incident.incident.to_string(),
@@ -950,44 +980,16 @@ async fn reserve_across(
         offer: Some(shown),
         expires_at_ms: expires_at.0,
     };
-    if let Err(status) = client.reserve_and_offer(with_secret(message, &secret)).await {
-        debug!(code = ?status.code(), offer_id = %offer_id, "the neighbour did not reserve its person");
-        peers.forget(&status);
-        return;
-    }
-    // Across the whole city (normal mode), the person's home district.
-    let from_area = if incident.whole_city {
-        Some(AreaId::new(home))
-    } else {
-        Some(candidate.from_area_id.clone()).filter(|area| !area.is_empty()).map(AreaId::new)
-    };
-    let offer = OfferRecord {
-        id: offer_id.clone(),
-        incident: incident.incident.clone(),
-        agent: agent.clone(),
-        sent_at: now,
-        deadline,
-        distance_m: candidate.distance_m,
-        eta_s: candidate.eta_s,
-        level: incident.emergency_level,
-        flat: !incident.whole_city,
-        origin: None,
-        from_area,
-    };
-    match dispatcher.execute(Command::BorderOffer { offer }, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await {
-        Ok(()) => info!(incident_id = %incident.incident, offer_id = %offer_id, home, "offered across the border"),
-        Err(error) => {
-            // Filled or ended meanwhile: the person goes free at once.
-            debug!(%error, offer_id = %offer_id, "a border offer was not journaled; releasing the person");
-            let message = pb::SettleReservationRequest {
-                incident_shard: sharding.shard().to_string(),
-                epoch: sharding.epoch(),
-                offer_id: offer_id.to_string(),
-                outcome: "withdrawn".to_owned(),
-                reason: "no longer needed".to_owned(),
-            };
-            if let Err(status) = client.settle_reservation(with_secret(message, &secret)).await {
-                peers.forget(&status);
+    match client.reserve_and_offer(with_secret(message, &secret)).await {
+        Ok(_) => info!(incident_id = %incident.incident, offer_id = %offer_id, home, "offered across the border"),
+        Err(status) => {
+            // Refused, or not known to be made: the offer goes (and the
+            // home shard is told, which frees an unanswered reservation).
+            debug!(code = ?status.code(), offer_id = %offer_id, "the neighbour did not reserve its person");
+            peers.forget(&status);
+            let withdraw = Command::BorderWithdraw { offer: offer_id.clone() };
+            if let Err(error) = dispatcher.execute(withdraw, pingji_engine::event::DISPATCHER.to_owned(), |_, _| ()).await {
+                warn!(%error, offer_id = %offer_id, "cannot withdraw a border offer; it times out by itself");
             }
         }
     }

@@ -10,7 +10,7 @@ use super::dispatch::{Candidate, CandidateQuery};
 use super::{Command, Engine, Rejection};
 use crate::areas::AreaLevel;
 use crate::border::{BorderReservation, ReservationEnd, ReservationState};
-use crate::event::EventKind;
+use crate::event::{EventKind, WithdrawReason};
 use crate::ids::{AgentId, AreaId, IncidentId, Millis, quote};
 use crate::policy::Mode;
 use crate::roster::AgentStatus;
@@ -158,6 +158,21 @@ impl Engine {
                     return Err(Rejection::FailedPrecondition(format!("incident {} needs no more offers now", offer.incident)));
                 }
                 Ok(vec![EventKind::OfferSent { offer: offer.clone() }])
+            }
+            Command::BorderWithdraw { offer } => {
+                let open = self.state.open_incidents.iter().filter_map(|id| self.state.incidents.get(id)).find_map(|incident| {
+                    incident.open_offers.get(offer).filter(|open| !self.state.agents.contains_key(&open.agent))
+                });
+                // Timed out, answered or withdrawn already: nothing to do.
+                Ok(open
+                    .map(|open| EventKind::OfferWithdrawn {
+                        offer: offer.clone(),
+                        incident: open.incident.clone(),
+                        agent: open.agent.clone(),
+                        reason: WithdrawReason::Unavailable,
+                    })
+                    .into_iter()
+                    .collect())
             }
             Command::BorderAnswer { offer, agent, accepted, reason } => {
                 super::decide::check_text("the decline reason", reason, false)?;

@@ -198,6 +198,7 @@ impl Engine {
             | Command::BorderRelease { .. }
             | Command::ExpireBorderReservations
             | Command::BorderOffer { .. }
+            | Command::BorderWithdraw { .. }
             | Command::BorderAnswer { .. } => self.decide_border(command, now),
             Command::Accept { .. } | Command::Decline { .. } if self.answer_border_offer(command).is_some() => {
                 Ok(self.answer_border_offer(command).into_iter().collect())

@@ -898,6 +898,7 @@ impl Engine {
             | Command::FieldReport { .. }
             | Command::TriageAccept { .. }
             | Command::BorderRelease { .. }
+            | Command::BorderWithdraw { .. }
             | Command::ExpireBorderReservations => self.dispatch_waiting(now, out),
             Command::Arrive { .. }
             | Command::Connect { .. }

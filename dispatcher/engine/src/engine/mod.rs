@@ -344,6 +344,12 @@ pub enum Command {
     BorderOffer {
         offer: crate::incident::OfferRecord,
     },
+    /// At an incident's shard: withdraws a border offer whose reservation
+    /// at the person's home was refused or not answered (journaled first,
+    /// so that an acceptance never finds it not made yet). Idempotent.
+    BorderWithdraw {
+        offer: OfferId,
+    },
     /// At an incident's shard: the answer of a person of another shard to
     /// a border offer (accepted: the assignment).
     BorderAnswer {

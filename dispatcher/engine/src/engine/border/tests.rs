@@ -193,6 +193,14 @@ fn an_incident_takes_a_border_offer_and_its_answer_once() {
     };
     let sent = shard.execute(Command::BorderOffer { offer: offer.clone() }, "dispatcher", T0).expect("offered");
     assert_eq!(kinds(&sent), ["offer_sent"]);
+    // The home shard did not reserve: withdrawn, once; then offered again.
+    let withdraw = Command::BorderWithdraw { offer: offer.id.clone() };
+    let withdrawn = shard.execute(withdraw.clone(), "dispatcher", T0).expect("withdrawn");
+    assert_eq!(kinds(&withdrawn)[0], "offer_withdrawn");
+    assert!(shard.execute(withdraw, "dispatcher", T0).expect("asked again").is_empty(), "withdrawn once");
+    let offer = OfferRecord { id: OfferId::new(format!("{incident}-x-across-2")), ..offer };
+    let sent = shard.execute(Command::BorderOffer { offer: offer.clone() }, "dispatcher", T0).expect("offered");
+    assert_eq!(kinds(&sent), ["offer_sent"]);
     let answer =
         Command::BorderAnswer { offer: offer.id.clone(), agent: offer.agent.clone(), accepted: true, reason: String::new() };
     let assigned = shard.execute(answer.clone(), "shard:d2", T0).expect("assigned");
