@@ -27,6 +27,8 @@ use crate::wait::{connect_with_retry, wait_until};
 
 /// How long a server may take to start serving (it loads the sample city).
 const START_WITHIN: Duration = Duration::from_secs(60);
+/// How long one check of a starting server may take.
+const CHECK_WITHIN: Duration = Duration::from_secs(3);
 /// How long `shutdown` waits for the server task to end.
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 
@@ -182,11 +184,17 @@ impl TestServer {
     }
 
     async fn wait_serving(&mut self) -> anyhow::Result<()> {
-        let mut health = self.health().await?;
         let server = &*self;
         let result = wait_until(START_WITHIN, "the command service is serving", async || {
             anyhow::ensure!(!server.has_stopped(), "the server stopped while starting");
-            Ok(is_serving(&mut health, "pingji.v1.CommandService").await)
+            // A fresh connection and a bounded check each try: one call left
+            // unanswered (CI saw a start time out once with the server
+            // otherwise fine) must not hold the whole wait.
+            let asked = async {
+                let mut health = HealthClient::new(connect_with_retry(server.address, CHECK_WITHIN).await?);
+                anyhow::Ok(is_serving(&mut health, "pingji.v1.CommandService").await)
+            };
+            Ok(matches!(tokio::time::timeout(CHECK_WITHIN, asked).await, Ok(Ok(true))))
         })
         .await;
         if let Err(error) = result {
