@@ -14,31 +14,13 @@ use std::time::Instant;
 use pingji_engine::shelters::{Facility, Shelter, ShelterId, ShelterLevel, ShelterSpec, ShelterState};
 use pingji_engine::spatial::Position;
 
+mod city;
+use city::Dice;
+
 const SHELTERS: usize = 500;
 const EVACUATIONS: usize = 1_000;
 /// Cars in town, as the default policy has it.
 const CAR_MPS: f64 = 8.0;
-
-/// A small deterministic generator (xorshift), so every run measures the same city.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn fraction(&mut self) -> f64 {
-        (self.next() % 1_000_000) as f64 / 1_000_000.0
-    }
-
-    fn point(&mut self) -> Position {
-        // A city of about 40 km by 30 km.
-        Position { lon: 120.0 + 0.4 * self.fraction(), lat: 30.1 + 0.3 * self.fraction() }
-    }
-}
 
 /// Schools and halls of 50 to 400 places; a third step-free, a fifth with a
 /// medical post.

@@ -14,32 +14,14 @@ use pingji_engine::supplies::{
     Depot, DepotId, DepotSpec, ItemId, ItemKind, Stock, SupplyLine, SupplyState, Unit, UnitId, UnitSpec, UnitStatus,
 };
 
+mod city;
+use city::Dice;
+
 const DEPOTS: usize = 500;
 const ITEMS: usize = 200;
 const REQUESTS: usize = 1_000;
 /// Cars in town, as the default policy has it.
 const CAR_MPS: f64 = 8.0;
-
-/// A small deterministic generator (xorshift), so every run measures the same city.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn fraction(&mut self) -> f64 {
-        (self.next() % 1_000_000) as f64 / 1_000_000.0
-    }
-
-    fn point(&mut self) -> Position {
-        // A city of about 40 km by 30 km.
-        Position { lon: 120.0 + 0.4 * self.fraction(), lat: 30.1 + 0.3 * self.fraction() }
-    }
-}
 
 fn main() {
     let mut dice = Dice(2026);

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use pingji_dispatcher::convert;
 use pingji_dispatcher::journal::StoredEvent;
 use pingji_dispatcher::runtime::recover_from;
-use pingji_dispatcher::server::border::wanting;
+use pingji_dispatcher::server::border::{Answer, accepted_here, wanting};
 use pingji_engine::areas::AreaLevel;
 use pingji_engine::border::{BorderOfferView, BorderReservation, RESERVATION_GRACE_MS, ReservationEnd, ReservationState};
 use pingji_engine::engine::border::BorderQuery;
@@ -123,16 +123,6 @@ impl std::fmt::Display for Failure {
         }
         write!(formatter, "replay it exactly: cargo run -p pingji-sim --release --bin sim -- --seed {}", self.seed)
     }
-}
-
-/// What the home side still has to tell an incident's shard.
-#[derive(Clone, Debug)]
-struct Answer {
-    incident_shard: String,
-    incident: IncidentId,
-    agent: AgentId,
-    accepted: bool,
-    reason: String,
 }
 
 /// One shard as its owner holds it in memory.
@@ -629,22 +619,7 @@ impl World {
         self.trace(format!("p{process} owns {shard} with epoch {epoch}, recovered {} events", since.len()));
         // As `keep_border` starts: the acceptances not yet told.
         let told_again = self.config.bug != Some(Bug::ExpireAccepted);
-        let answers = engine
-            .state()
-            .border
-            .values()
-            .filter(|held| told_again && held.state == ReservationState::Accepted)
-            .map(|held| {
-                let answer = Answer {
-                    incident_shard: held.incident_shard.clone(),
-                    incident: held.incident.clone(),
-                    agent: held.agent.clone(),
-                    accepted: true,
-                    reason: String::new(),
-                };
-                (held.offer.clone(), answer)
-            })
-            .collect();
+        let answers = if told_again { accepted_here(&engine) } else { BTreeMap::new() };
         let owned = Owned {
             epoch,
             engine,

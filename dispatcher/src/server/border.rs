@@ -515,14 +515,15 @@ pub fn wanting(engine: &Engine, district: &AreaId) -> Wanted {
     (incidents, neighbours.into_iter().collect(), others)
 }
 
-/// What the home side still has to tell an incident's shard.
-#[derive(Clone)]
-struct Answer {
-    incident_shard: String,
-    incident: IncidentId,
-    agent: AgentId,
-    accepted: bool,
-    reason: String,
+/// What the home side still has to tell an incident's shard. Public for
+/// the simulation (`pingji-sim`), which runs the same choice.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub incident_shard: String,
+    pub incident: IncidentId,
+    pub agent: AgentId,
+    pub accepted: bool,
+    pub reason: String,
 }
 
 /// Runs both sides of the border protocol for this shard while its owner
@@ -571,27 +572,28 @@ pub async fn keep_border(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
 /// confirmed or refused yet: a new owner tells them again (the answer is
 /// idempotent there), since they no longer expire on their own.
 async fn untold_acceptances(dispatcher: &Dispatcher) -> BTreeMap<OfferId, Answer> {
-    dispatcher
-        .query(|engine, _| {
-            engine
-                .state()
-                .border
-                .values()
-                .filter(|held| held.state == ReservationState::Accepted)
-                .map(|held| {
-                    let answer = Answer {
-                        incident_shard: held.incident_shard.clone(),
-                        incident: held.incident.clone(),
-                        agent: held.agent.clone(),
-                        accepted: true,
-                        reason: String::new(),
-                    };
-                    (held.offer.clone(), answer)
-                })
-                .collect()
+    dispatcher.query(|engine, _| accepted_here(engine)).await.unwrap_or_default()
+}
+
+/// Every reservation here accepted and not yet confirmed or refused, as
+/// the answer to tell its incident's shard.
+pub fn accepted_here(engine: &Engine) -> BTreeMap<OfferId, Answer> {
+    engine
+        .state()
+        .border
+        .values()
+        .filter(|held| held.state == ReservationState::Accepted)
+        .map(|held| {
+            let answer = Answer {
+                incident_shard: held.incident_shard.clone(),
+                incident: held.incident.clone(),
+                agent: held.agent.clone(),
+                accepted: true,
+                reason: String::new(),
+            };
+            (held.offer.clone(), answer)
         })
-        .await
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Takes what an event asks of the border protocol; true when this
