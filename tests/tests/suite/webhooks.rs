@@ -126,11 +126,16 @@ async fn events_arrive_as_signed_cloud_events_in_seq_order() -> anyhow::Result<(
     assert_eq!(first["data"]["kind"], "incident_reported", "{first}");
     assert_eq!(first["data"]["incident_reported"]["incident_id"], ids[0].as_str(), "{first}");
 
-    // The listing shows the cursor past what was delivered.
-    let listed = webhooks.list_webhooks(pb::ListWebhooksRequest {}).await?.into_inner().webhooks;
-    assert_eq!(listed.len(), 1);
-    assert!(listed[0].secret.is_empty(), "the secret is never listed");
-    assert!(listed[0].next_seq > receiver.seqs().last().copied().unwrap_or(0));
+    // The listing shows the cursor past what was delivered, once the
+    // deliverer has saved it (just after the partner's answer).
+    let delivered = receiver.seqs().last().copied().unwrap_or(0);
+    wait_until(WITHIN, "the cursor is past what was delivered", async || {
+        let listed = webhooks.list_webhooks(pb::ListWebhooksRequest {}).await?.into_inner().webhooks;
+        anyhow::ensure!(listed.len() == 1, "{listed:?}");
+        anyhow::ensure!(listed[0].secret.is_empty(), "the secret is never listed");
+        Ok(listed[0].next_seq > delivered)
+    })
+    .await?;
     server.shutdown().await
 }
 
