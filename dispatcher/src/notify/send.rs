@@ -104,8 +104,11 @@ async fn send(
         NoticeOutcome::Skipped => StepState::Skipped,
         _ => StepState::Failed,
     };
-    write_step(notifier, StepRecord { state, ..record }).await;
+    // Journaled before the rung is kept as done: a kill in between sends it
+    // again under the same key (the gateway dedupes) and journals it twice,
+    // rather than losing its event for good.
     journal(notifier, &job.notice.subject, &agent, job.channel, step, outcome, detail).await;
+    write_step(notifier, StepRecord { state, ..record }).await;
     true
 }
 
