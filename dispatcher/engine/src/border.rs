@@ -36,6 +36,11 @@ pub struct BorderOfferView {
     pub distance_m: f64,
     pub eta_s: f64,
     pub level: AreaLevel,
+    /// Seconds between safety check-ins (报平安) at the incident's grade
+    /// when it was offered (`None`: none asked). The home shard, where the
+    /// person's session is, keeps their check-in clock with it.
+    #[serde(default)]
+    pub safety_interval_s: Option<u64>,
 }
 
 /// Where a reservation stands.

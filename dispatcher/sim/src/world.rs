@@ -1062,6 +1062,7 @@ impl World {
                         distance_m: best.distance_m,
                         eta_s: best.eta_s,
                         level,
+                        safety_interval_s: None,
                     },
                     state: ReservationState::Offered,
                 };

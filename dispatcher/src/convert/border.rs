@@ -32,6 +32,7 @@ pub fn event_to_pb(kind: &BorderKind<'_>) -> Body {
             required_skills: reservation.view.skills.iter().cloned().collect(),
             description: reservation.view.description.clone(),
             level: level_to_pb(reservation.view.level) as i32,
+            safety_interval_s: reservation.view.safety_interval_s.map_or(0, |seconds| u32::try_from(seconds).unwrap_or(u32::MAX)),
         }),
         BorderKind::Accepted(offer, incident, agent) => Body::BorderAccepted(e::BorderAccepted {
             offer_id: offer.to_string(),
@@ -88,6 +89,7 @@ pub fn reserved_from_pb(reserved: &pb::event::BorderReserved) -> Result<EventKin
                 distance_m: reserved.distance_m,
                 eta_s: reserved.eta_s,
                 level,
+                safety_interval_s: (reserved.safety_interval_s != 0).then_some(u64::from(reserved.safety_interval_s)),
             },
             state: ReservationState::Offered,
         },

@@ -1530,31 +1530,34 @@ mod tests {
                     team
                 }),
             supply_event().prop_map(EventKind::Supplies),
-            (offer(), text(), 0u8..=4, any::<u64>(), text()).prop_map(|(offer, category, priority, epoch, description)| {
-                EventKind::BorderReserved {
-                    reservation: BorderReservation {
-                        view: BorderOfferView {
-                            category,
-                            priority,
-                            at: offer.origin.unwrap_or(Position { lon: 120.1, lat: 30.2 }),
-                            skills: Default::default(),
-                            description,
-                            distance_m: offer.distance_m,
-                            eta_s: offer.eta_s,
-                            level: offer.level,
+            (offer(), text(), 0u8..=4, any::<u64>(), text(), proptest::option::of(1u64..=86_400)).prop_map(
+                |(offer, category, priority, epoch, description, safety_interval_s)| {
+                    EventKind::BorderReserved {
+                        reservation: BorderReservation {
+                            view: BorderOfferView {
+                                category,
+                                priority,
+                                at: offer.origin.unwrap_or(Position { lon: 120.1, lat: 30.2 }),
+                                skills: Default::default(),
+                                description,
+                                distance_m: offer.distance_m,
+                                eta_s: offer.eta_s,
+                                level: offer.level,
+                                safety_interval_s,
+                            },
+                            offer: offer.id,
+                            incident: offer.incident,
+                            incident_shard: "d1".to_owned(),
+                            epoch,
+                            agent: offer.agent,
+                            sent_at: offer.sent_at,
+                            deadline: offer.deadline,
+                            expires_at: offer.deadline,
+                            state: ReservationState::Offered,
                         },
-                        offer: offer.id,
-                        incident: offer.incident,
-                        incident_shard: "d1".to_owned(),
-                        epoch,
-                        agent: offer.agent,
-                        sent_at: offer.sent_at,
-                        deadline: offer.deadline,
-                        expires_at: offer.deadline,
-                        state: ReservationState::Offered,
-                    },
+                    }
                 }
-            }),
+            ),
             (offer_id(), incident(), agent()).prop_map(|(offer, incident, agent)| EventKind::BorderAccepted {
                 offer,
                 incident,

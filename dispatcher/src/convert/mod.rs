@@ -579,7 +579,12 @@ pub fn messages_for_agents(engine: &Engine, event: &Event) -> Vec<(AgentId, pb::
             Some(reservation) => {
                 let mut confirmed = border::offer_to_pb(reservation);
                 confirmed.deadline_ms = 0;
-                vec![(agent.clone(), message(Body::AssignmentConfirmed(pb::AssignmentConfirmed { offer: Some(confirmed) })))]
+                let mut messages =
+                    vec![(agent.clone(), message(Body::AssignmentConfirmed(pb::AssignmentConfirmed { offer: Some(confirmed) })))];
+                if let Some(due) = safety_check_due(engine, agent).filter(|due| due.due_ms != 0) {
+                    messages.push((agent.clone(), message(Body::SafetyCheckDue(due))));
+                }
+                messages
             }
             None => Vec::new(),
         },

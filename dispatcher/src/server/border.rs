@@ -202,6 +202,7 @@ impl pb::shard_service_server::ShardService for ShardApi {
                 distance_m: offer.distance_m,
                 eta_s: offer.eta_s,
                 level,
+                safety_interval_s: (asked.safety_interval_s != 0).then_some(u64::from(asked.safety_interval_s)),
             },
             state: ReservationState::Offered,
         };
@@ -443,6 +444,9 @@ pub struct Wanting {
     /// Widened to the city in normal mode: every district is asked, not
     /// only the neighbours.
     pub whole_city: bool,
+    /// Seconds between safety check-ins at its grade (`None`: none asked),
+    /// told to the home shard of a person it reserves.
+    pub safety_interval_s: Option<u64>,
 }
 
 /// What [`wanting`] finds: the incidents, the districts next to this one,
@@ -509,6 +513,7 @@ pub fn wanting(engine: &Engine, district: &AreaId) -> Wanted {
                 offer_timeout_s: engine.policy().for_mode(mode).offer_timeout_s,
                 spec: incident.spec.clone(),
                 whole_city,
+                safety_interval_s: engine.safety_interval_s(&incident.id),
             })
         })
         .collect();
@@ -981,6 +986,7 @@ async fn reserve_across(
         epoch: sharding.epoch(),
         offer: Some(shown),
         expires_at_ms: expires_at.0,
+        safety_interval_s: incident.safety_interval_s.map_or(0, |seconds| u32::try_from(seconds).unwrap_or(u32::MAX)),
     };
     match client.reserve_and_offer(with_secret(message, &secret)).await {
         Ok(_) => info!(incident_id = %incident.incident, offer_id = %offer_id, home, "offered across the border"),

@@ -61,10 +61,12 @@ fn options(dir: &Path, redis: &RedisServer, shard: &str, log: &str, policy: &Pat
     }
 }
 
-/// Offers at grade II time out after `offer_timeout_s`.
+/// Offers at grade II time out after `offer_timeout_s`; people on a task
+/// check in safe every 30 minutes.
 fn policy(dir: &Path, offer_timeout_s: u64) -> anyhow::Result<std::path::PathBuf> {
     let path = dir.join(format!("policy-{offer_timeout_s}.toml"));
-    std::fs::write(&path, format!("staffing_check_s = 0\n[emergency_ii]\noffer_timeout_s = {offer_timeout_s}\n"))?;
+    let check_ins = "[safety.interval_min]\nII = 30\n";
+    std::fs::write(&path, format!("staffing_check_s = 0\n{check_ins}[emergency_ii]\noffer_timeout_s = {offer_timeout_s}\n"))?;
     Ok(path)
 }
 
@@ -284,6 +286,7 @@ async fn a_fenced_owner_cannot_reserve_across_the_border() -> anyhow::Result<()>
                 ..Default::default()
             }),
             expires_at_ms: now_ms + 65_000,
+            safety_interval_s: 0,
         });
         if let Ok(value) = secret.parse() {
             request.metadata_mut().insert(PEER_METADATA, value);
@@ -461,6 +464,51 @@ async fn a_helper_from_across_the_border_reports_arrival_and_completion_at_home_
     let Some(pb::event::Body::BorderReleased(released)) = released.body else { anyhow::bail!("{released:?}") };
     assert_eq!(released.end, "ended", "{released:?}");
     assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Available as i32);
+    Ok(())
+}
+
+/// The next safety check-in `session` is told is due, skipping other messages.
+async fn next_check_in_due(session: &mut AgentSession) -> anyhow::Result<pb::SafetyCheckDue> {
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Incoming::SafetyCheckDue(due) = session.next_message_within(left).await? {
+            return Ok(due);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_helper_from_across_the_border_checks_in_safe_at_home_at_the_incidents_interval() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let HeldAcross { east: _east, west: _west, at_east: _, mut at_west, mut west_events, mut across, .. } =
+        held_across(dir.path(), &redis, "border-8", None).await?;
+    // Home (d2) keeps the clock, at the interval of the incident's grade
+    // that d1 told with the offer.
+    let due = next_check_in_due(&mut across).await?;
+    assert_eq!((due.incident_id.as_str(), due.interval_s, due.misses), ("border-8", 1800, 0), "{due:?}");
+    let accepted = west_events
+        .seen_or_wait_for(WITHIN, "the acceptance", |event| event.kind == "border_accepted" && event.incident_id == "border-8")
+        .await?;
+    assert_eq!(due.due_ms, accepted.at_ms + 1_800_000, "due 30 minutes after accepting: {due:?}");
+
+    across.send(pb::agent_message::Body::SafetyCheckIn(pb::SafetyCheckIn {})).await?;
+    let checked = west_events.wait_for_kind(WITHIN, "safety_check_in", "border-8").await?;
+    assert_eq!(checked.agent_id, "p0161", "{checked:?}");
+    let again = next_check_in_due(&mut across).await?;
+    assert_eq!(again.due_ms, checked.at_ms + 1_800_000, "the clock starts again at the check-in: {again:?}");
+
+    // The person's own district asks nothing after the task ends there.
+    let mut at_west_agent = at_west.get_agent(pb::GetAgentRequest { id: "p0161".into() }).await?.into_inner();
+    assert_eq!(at_west_agent.status, pb::AgentStatus::Busy as i32, "{at_west_agent:?}");
+    across.complete("border-8", "已处理").await?;
+    west_events.wait_for_kind(WITHIN, "border_released", "border-8").await?;
+    at_west_agent = at_west.get_agent(pb::GetAgentRequest { id: "p0161".into() }).await?.into_inner();
+    assert_eq!(at_west_agent.status, pb::AgentStatus::Available as i32, "{at_west_agent:?}");
+    across.send(pb::agent_message::Body::SafetyCheckIn(pb::SafetyCheckIn {})).await?;
+    let refused = across.expect_refusal_within(WITHIN).await?;
+    assert!(refused.message.contains("holds no assignment"), "{refused:?}");
     Ok(())
 }
 

@@ -329,6 +329,7 @@ impl Engine {
                     if record.status == AgentStatus::Busy {
                         record.status = AgentStatus::Available;
                     }
+                    self.stop_safety_clock(agent);
                 }
             }
             _ => {}

@@ -26,7 +26,7 @@ use crate::spatial::Position;
 impl Engine {
     /// Minutes between check-ins for people on `incident` now (the grade
     /// in force where it is), if the policy asks for any.
-    fn safety_interval_s(&self, incident: &IncidentId) -> Option<u64> {
+    pub fn safety_interval_s(&self, incident: &IncidentId) -> Option<u64> {
         let record = self.state.incidents.get(incident)?;
         let mode = self.state.effective_mode(&record.placement).0;
         self.policy.safety.interval_min.for_mode(mode).map(|minutes| u64::from(minutes) * 60)
@@ -43,7 +43,9 @@ impl Engine {
         if holds != Some(&clock.incident) {
             return None;
         }
-        let interval_s = self.safety_interval_s(&clock.incident)?;
+        let interval_s = self
+            .safety_interval_s(&clock.incident)
+            .or_else(|| self.held_across(agent, &clock.incident)?.view.safety_interval_s)?;
         Some(SafetyDue {
             incident: clock.incident.clone(),
             due: clock.since.plus_seconds(interval_s),
@@ -90,7 +92,10 @@ impl Engine {
     ) -> Option<IncidentId> {
         let at = match self.last_position(agent) {
             Some(at) => at,
-            None => self.state.incidents.get(&due.incident)?.spec.at,
+            None => match self.state.incidents.get(&due.incident) {
+                Some(incident) => incident.spec.at,
+                None => self.held_across(agent, &due.incident)?.view.at,
+            },
         };
         let name = self.state.agents.get(agent).map(|record| record.profile.name.clone()).unwrap_or_default();
         let description = format!(
@@ -251,8 +256,12 @@ impl Engine {
     /// Follows an event in the safety clocks (called from evolve).
     pub(super) fn apply_safety(&mut self, event: &Event) {
         match &event.kind {
-            // A person of another shard (a border offer) checks in at home.
-            EventKind::Assigned { incident, agent, .. } if self.state.agents.contains_key(agent) => {
+            // A person of another shard (a border offer) checks in at home:
+            // their clock starts there when they accept, at the interval the
+            // incident's shard told (see `safety_due`).
+            EventKind::Assigned { incident, agent, .. } | EventKind::BorderAccepted { incident, agent, .. }
+                if self.state.agents.contains_key(agent) =>
+            {
                 let clock = SafetyClock { incident: incident.clone(), since: event.at, misses: 0, welfare: None };
                 self.state.safety.insert(agent.clone(), clock);
             }
@@ -278,6 +287,14 @@ impl Engine {
             }
             _ => {}
         }
+    }
+
+    /// The reservation by which `agent` of this shard holds `incident` of
+    /// another shard (accepted or confirmed there).
+    fn held_across(&self, agent: &AgentId, incident: &IncidentId) -> Option<&crate::border::BorderReservation> {
+        self.state.border.values().find(|held| {
+            &held.agent == agent && &held.incident == incident && held.state != crate::border::ReservationState::Offered
+        })
     }
 
     /// The person's assignment ended: no more check-ins.

@@ -86,6 +86,7 @@ fn reservation(offer: &str, agent: &str) -> BorderReservation {
             distance_m: 95.0,
             eta_s: 68.0,
             level: AreaLevel::District,
+            safety_interval_s: None,
         },
         state: ReservationState::Offered,
     }
@@ -209,4 +210,79 @@ fn an_incident_takes_a_border_offer_and_its_answer_once() {
     let late = Command::BorderOffer { offer: OfferRecord { id: OfferId::new("late"), agent: AgentId::new("other"), ..offer } };
     assert!(shard.execute(late, "dispatcher", T0).is_err(), "a staffed incident takes no more offers");
     invariants::check(&shard).expect("invariants hold");
+}
+
+/// A person held across the border checks in at home, where their session
+/// is, at the interval the incident's shard told with the offer (home's
+/// own district asks for none here): missed there, a check-in starts the
+/// clock again, and the release stops it. Replayed, the clock is the same.
+#[test]
+fn a_person_held_across_the_border_checks_in_at_home_at_the_incidents_interval() {
+    let mut home = engine();
+    person_at(&mut home, "across", east(45.0));
+    let held = BorderReservation {
+        view: BorderOfferView { safety_interval_s: Some(600), ..reservation("o1", "across").view },
+        ..reservation("o1", "across")
+    };
+    let mut journal = home.execute(Command::BorderReserve(held), "shard:d1", T0).expect("reserved");
+    let across = AgentId::new("across");
+    assert!(home.safety_due(&across).is_none(), "no check-ins before the offer is taken");
+    let accepted_at = Millis(T0.0 + 5_000);
+    journal.extend(
+        home.execute(Command::Accept { agent: across.clone(), offer: OfferId::new("o1") }, "agent", accepted_at).unwrap(),
+    );
+    let due = home.safety_due(&across).expect("a check-in is due");
+    assert_eq!((due.incident.as_str(), due.due, due.interval_s), ("d1-inc-000001", Millis(accepted_at.0 + 600_000), 600));
+    assert_eq!(home.next_deadline(), Some(due.due), "the clock is one of home's deadlines");
+
+    let missed = home.tick(due.due);
+    assert!(
+        matches!(&missed[..], [Event { kind: EventKind::SafetyCheckMissed { miss: 1, welfare: None, .. }, .. }]),
+        "{missed:?}"
+    );
+    journal.extend(missed);
+    let checked_at = Millis(due.due.0 + 60_000);
+    let checked = home.execute(Command::SafetyCheckIn { agent: across.clone() }, "agent:across", checked_at).expect("checks in");
+    assert!(matches!(&checked[0].kind, EventKind::SafetyCheckIn { misses: 1, .. }), "{checked:?}");
+    journal.extend(checked);
+    assert_eq!(home.safety_due(&across).expect("due again").due, Millis(checked_at.0 + 600_000));
+
+    let mut replayed = engine();
+    person_at(&mut replayed, "across", east(45.0));
+    for event in &journal {
+        replayed.replay(event).expect("replays");
+    }
+    assert_eq!(replayed.safety_due(&across), home.safety_due(&across), "the clock is rebuilt from the journal");
+
+    let ended = Command::BorderRelease { offer: OfferId::new("o1"), end: ReservationEnd::Ended, reason: String::new() };
+    home.execute(ended, "shard:d1", checked_at).expect("released");
+    assert!(home.safety_due(&across).is_none() && home.state().safety.is_empty(), "no clock after the release");
+    invariants::check(&home).expect("invariants hold");
+}
+
+/// The second miss in a row sends a welfare check from home to where the
+/// person was last seen: home holds their position, not the incident.
+#[test]
+fn a_person_held_across_who_misses_twice_gets_a_welfare_check_from_home() {
+    let mut home = engine();
+    grade_ii(&mut home, "d2");
+    person_at(&mut home, "across", east(45.0));
+    person_at(&mut home, "neighbour", east(300.0));
+    let held = BorderReservation {
+        view: BorderOfferView { safety_interval_s: Some(300), ..reservation("o1", "across").view },
+        ..reservation("o1", "across")
+    };
+    home.execute(Command::BorderReserve(held), "shard:d1", T0).expect("reserved");
+    home.execute(Command::Accept { agent: AgentId::new("across"), offer: OfferId::new("o1") }, "agent", T0).unwrap();
+    home.tick(Millis(T0.0 + 300_000));
+    let second = home.tick(Millis(T0.0 + 600_000));
+    let welfare = second.iter().find_map(|event| match &event.kind {
+        EventKind::SafetyCheckMissed { miss: 2, welfare: Some(welfare), .. } => Some(welfare.clone()),
+        _ => None,
+    });
+    let welfare = welfare.unwrap_or_else(|| panic!("a welfare check on the second miss: {second:?}"));
+    let record = &home.state().incidents[&welfare];
+    assert_eq!(record.spec.at, east(45.0), "at the person's last known position");
+    assert!(record.excluded.contains(&AgentId::new("across")), "the person looked for is not asked to look");
+    invariants::check(&home).expect("invariants hold");
 }
