@@ -35,6 +35,8 @@ pub(super) enum Request {
     },
     Query {
         respond: RespondToQuery,
+        /// Answered only while this is the person's open session.
+        session: Option<(AgentId, u64)>,
     },
     OpenSession {
         agent: AgentId,
@@ -144,6 +146,26 @@ impl Dispatcher {
         &self,
         view: impl FnOnce(&Engine, Millis) -> T + Send + 'static,
     ) -> Result<T, DispatchError> {
+        self.query_guarded(None, view).await
+    }
+
+    /// Reads the state for a person's call, only while `session` is their
+    /// open session: refused with [`DispatchError::NotInSession`] otherwise,
+    /// as [`Dispatcher::execute_in_session`] is.
+    pub async fn query_in_session<T: Send + 'static>(
+        &self,
+        agent: AgentId,
+        session: u64,
+        view: impl FnOnce(&Engine, Millis) -> T + Send + 'static,
+    ) -> Result<T, DispatchError> {
+        self.query_guarded(Some((agent, session)), view).await
+    }
+
+    async fn query_guarded<T: Send + 'static>(
+        &self,
+        session: Option<(AgentId, u64)>,
+        view: impl FnOnce(&Engine, Millis) -> T + Send + 'static,
+    ) -> Result<T, DispatchError> {
         let (reply, answer) = oneshot::channel();
         let respond = Box::new(move |engine: &Engine, now: Millis| -> Deliver {
             let value = view(engine, now);
@@ -151,7 +173,7 @@ impl Dispatcher {
                 let _ = reply.send(committed.map(|()| value));
             })
         });
-        self.send(Request::Query { respond }).await?;
+        self.send(Request::Query { respond, session }).await?;
         answer.await.map_err(|_| stopped())?
     }
 

@@ -2,12 +2,13 @@
 //! engine, its events appended to the journal in one transaction, and only
 //! then are callers answered, events broadcast and sessions told.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::{Instrument, debug, error, info, warn};
 
 use super::handle::{Deliver, Request};
-use super::{DispatchError, Owner, STORE_DOWN, STORE_PROBE_EVERY};
+use super::{DispatchError, Owner, STORE_DOWN, STORE_PROBE_EVERY, Session};
 use crate::convert;
 use crate::journal::StoredEvent;
 use crate::tokens::Credentials;
@@ -48,12 +49,10 @@ impl Owner {
                     }));
                 }
                 Request::Execute { command, actor, respond, session } => {
-                    if let Some((agent, id)) = session
-                        && self.sessions.get(&agent).is_none_or(|open| open.id != id)
-                    {
+                    if let Err(not_open) = session_open(&self.sessions, session) {
                         // No rejection: the delivery carries why.
                         let deliver = respond(Err(Rejection::FailedPrecondition(String::new())));
-                        deliveries.push(Box::new(move |_| deliver(Err(DispatchError::NotInSession(not_in_session(&agent, id))))));
+                        deliveries.push(Box::new(move |_| deliver(Err(not_open))));
                         continue;
                     }
                     let reported_location = match (&command, &self.config.locations) {
@@ -76,7 +75,13 @@ impl Owner {
                         }
                     }
                 }
-                Request::Query { respond } => deliveries.push(respond(&self.engine, now)),
+                Request::Query { respond, session } => {
+                    let deliver = respond(&self.engine, now);
+                    match session_open(&self.sessions, session) {
+                        Ok(()) => deliveries.push(deliver),
+                        Err(not_open) => deliveries.push(Box::new(move |_| deliver(Err(not_open)))),
+                    }
+                }
                 Request::OpenSession { agent, outbox, reply } => {
                     events.extend(self.open_session(agent, outbox, reply, &mut deliveries, now));
                 }
@@ -176,6 +181,17 @@ impl Owner {
 }
 
 /// Why a call naming session `id` is refused: it is not the person's open one.
+/// Whether `session` (a person's call made in a session) is still their
+/// open session; `None`: a call made outside any session.
+pub(super) fn session_open(sessions: &HashMap<AgentId, Session>, session: Option<(AgentId, u64)>) -> Result<(), DispatchError> {
+    match session {
+        Some((agent, id)) if sessions.get(&agent).is_none_or(|open| open.id != id) => {
+            Err(DispatchError::NotInSession(not_in_session(&agent, id)))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn not_in_session(agent: &AgentId, id: u64) -> String {
     format!(
         "session {id} is not agent {agent}'s open session (it was replaced by a sign-in elsewhere, or has ended); \

@@ -87,7 +87,9 @@ impl Owner {
                     let deliver = respond(Err(Rejection::FailedPrecondition(String::new())));
                     deliver(Err(DispatchError::Unavailable(STORE_DOWN.to_string())));
                 }
-                Request::Query { respond } => respond(&self.engine, self.now())(Ok(())),
+                Request::Query { respond, session } => {
+                    respond(&self.engine, self.now())(super::intake::session_open(&self.sessions, session));
+                }
                 Request::OpenSession { reply, .. } => {
                     let _ = reply.send(Err(DispatchError::Unavailable(STORE_DOWN.to_string())));
                 }

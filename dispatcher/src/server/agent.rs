@@ -195,9 +195,11 @@ impl People {
         let report = matches!(message.body, Some(Body::Arrived(_) | Body::Completed(_))).then(|| message.clone());
         let command = command_for(agent, message).map_err(ActError::Invalid)?;
         self.check_photos(&command).await?;
-        // Held across the border: carried out at the incident's shard.
+        // Held across the border: carried out at the incident's shard, from
+        // the person's open session only, as here.
         if let (Some(sharding), Some(report)) = (&self.sharding, report)
-            && let Some(incident_shard) = super::border::held_across(&self.dispatcher, &command).await
+            && let Some(incident_shard) =
+                super::border::held_across(&self.dispatcher, &command, session).await.map_err(ActError::Dispatch)?
         {
             return super::border::forward_report(sharding, &incident_shard, agent, report).await.map_err(ActError::Dispatch);
         }

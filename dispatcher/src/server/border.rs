@@ -314,24 +314,30 @@ impl pb::shard_service_server::ShardService for ShardApi {
 
 /// The shard of the incident a person's arrival or completion is about,
 /// when they hold it across the border: their session is here, at home,
-/// and the incident is written only by its own shard.
-pub(super) async fn held_across(dispatcher: &Dispatcher, command: &Command) -> Option<String> {
+/// and the incident is written only by its own shard. With `session` (a
+/// browser's call), refused unless it is the person's open session.
+pub(super) async fn held_across(
+    dispatcher: &Dispatcher,
+    command: &Command,
+    session: Option<u64>,
+) -> Result<Option<String>, DispatchError> {
     let (agent, incident) = match command {
         Command::Arrive { agent, incident } | Command::Complete { agent, incident, .. } => (agent.clone(), incident.clone()),
-        _ => return None,
+        _ => return Ok(None),
     };
-    dispatcher
-        .query(move |engine, _| {
-            engine
-                .state()
-                .border
-                .values()
-                .find(|held| held.agent == agent && held.incident == incident && held.state != ReservationState::Offered)
-                .map(|held| held.incident_shard.clone())
-        })
-        .await
-        .ok()
-        .flatten()
+    let caller = agent.clone();
+    let view = move |engine: &Engine, _| {
+        engine
+            .state()
+            .border
+            .values()
+            .find(|held| held.agent == agent && held.incident == incident && held.state != ReservationState::Offered)
+            .map(|held| held.incident_shard.clone())
+    };
+    match session {
+        Some(session) => dispatcher.query_in_session(caller, session, view).await,
+        None => dispatcher.query(view).await,
+    }
 }
 
 /// Carries a person's arrival or completion to the shard of the incident

@@ -512,6 +512,34 @@ async fn a_helper_from_across_the_border_checks_in_safe_at_home_at_the_incidents
     Ok(())
 }
 
+/// A browser's report is carried out only from the person's open session:
+/// one sent with a session that has ended is refused at home and never
+/// reaches the incident's district.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_helper_across_the_border_reports_from_their_open_session_only() -> anyhow::Result<()> {
+    use pingji_client::field::{AgentCredentials, FieldClient};
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let HeldAcross { east: _east, west, at_east: _, mut at_west, mut east_events, west_events: _, across: _across } =
+        held_across(dir.path(), &redis, "border-9", None).await?;
+    let token = pingji_tests::agent_token(&mut at_west, "p0161").await?;
+    let phone = FieldClient::new(west.channel().await?, AgentCredentials::new("p0161", &token).map_err(anyhow::Error::msg)?);
+    let (welcome, _stream) = phone.listen().await?;
+
+    phone.use_session(welcome.session_id + 1);
+    let refused = phone.report_arrival("border-9").await.expect_err("a session that is not open");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("is not agent p0161's open session"), "{refused:?}");
+
+    phone.use_session(welcome.session_id);
+    phone.report_arrival("border-9").await?;
+    let arrived = east_events.wait_for_kind(WITHIN, "agent_arrived", "border-9").await?;
+    assert_eq!(arrived.agent_id, "p0161");
+    let arrivals = east_events.seen().iter().filter(|event| event.kind == "agent_arrived").count();
+    assert_eq!(arrivals, 1, "the refused report never reached d1");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_helper_whose_release_was_lost_is_freed_when_home_asks() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
