@@ -194,7 +194,18 @@ async fn execute(
         Command::Agents(AgentsCommand::Nearby { at, k, skills, available }) => {
             commands::agents::nearby(client, at, k, skills, available, as_json).await
         }
-        Command::Plan(PlanCommand::Import { files }) => commands::plan::import(client, &files, as_json).await,
+        Command::Plan(PlanCommand::Import { files }) => match commands::city::districts_for(&connection, None).await? {
+            Some(districts) => {
+                let request = commands::plan::import_request(&files)?;
+                let imported =
+                    commands::city::import_plans(&connection, &districts, &request).await.map_err(|error| match error {
+                        ConsoleError::Server(status) => commands::plan::plan_error(status, &files),
+                        other => other,
+                    })?;
+                commands::plan::show_imported(&imported, &files, as_json)
+            }
+            None => commands::plan::import(client, &files, as_json).await,
+        },
         Command::Plan(PlanCommand::List) => commands::plan::list(client, as_json).await,
         Command::Plan(PlanCommand::Activate { plan_id, area, reason }) => {
             match commands::city::districts_for(&connection, Some(&area)).await? {

@@ -63,6 +63,47 @@ pub async fn call_up(
     Ok(callups)
 }
 
+/// Imports the plans at every district's shard: each needs them to
+/// activate a plan for its part of the city. Each shard checks them alike,
+/// so a wrong file is refused at the first and none takes them; a shard
+/// that cannot be reached after others took them is named with those (an
+/// import again replaces the plans by id, so it is safe to repeat).
+pub async fn import_plans(
+    connection: &Connection,
+    districts: &[String],
+    request: &pb::ImportPlansRequest,
+) -> Result<pb::ImportPlansResponse, ConsoleError> {
+    let mut imported: Vec<&str> = Vec::new();
+    let mut response = pb::ImportPlansResponse::default();
+    for district in districts {
+        let mut at = at_shard(connection, district)?;
+        let answer = at
+            .call(|connection| {
+                let mut commands = connection.commands();
+                let request = request.clone();
+                async move { Ok::<_, ConsoleError>(commands.import_plans(request).await?.into_inner()) }
+            })
+            .await;
+        match answer {
+            Ok(answer) => response = answer,
+            Err(ConsoleError::Server(status)) if !imported.is_empty() => {
+                return Err(ConsoleError::Server(tonic::Status::new(
+                    status.code(),
+                    format!(
+                        "the plans were imported at {} but not at district {district}: {}; run the same import again \
+                         once it answers (plans are replaced by id)",
+                        imported.join(", "),
+                        status.message()
+                    ),
+                )));
+            }
+            Err(error) => return Err(error),
+        }
+        imported.push(district);
+    }
+    Ok(response)
+}
+
 /// Activates the plan at every district's shard.
 pub async fn activate(
     connection: &Connection,

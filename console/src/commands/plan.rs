@@ -18,15 +18,20 @@ use crate::{json, output};
 /// checks and applies all or nothing; a file it finds wrong comes back as
 /// the field `plans_toml[INDEX]`, and is named.
 pub async fn import(client: &mut Client, files: &[PathBuf], as_json: bool) -> Result<(), ConsoleError> {
+    let response = client.import_plans(import_request(files)?).await.map_err(|status| plan_error(status, files))?.into_inner();
+    show_imported(&response, files, as_json)
+}
+
+/// The files' texts, in one request.
+pub fn import_request(files: &[PathBuf]) -> Result<pb::ImportPlansRequest, ConsoleError> {
     let mut texts = Vec::with_capacity(files.len());
     for file in files {
         texts.push(super::read_file(file)?);
     }
-    let response = client
-        .import_plans(pb::ImportPlansRequest { plans_toml: texts })
-        .await
-        .map_err(|status| plan_error(status, files))?
-        .into_inner();
+    Ok(pb::ImportPlansRequest { plans_toml: texts })
+}
+
+pub fn show_imported(response: &pb::ImportPlansResponse, files: &[PathBuf], as_json: bool) -> Result<(), ConsoleError> {
     if as_json {
         return output::json_document(&json!({ "plans": response.plans.iter().map(json::plan).collect::<Vec<_>>() }));
     }
@@ -36,7 +41,8 @@ pub async fn import(client: &mut Client, files: &[PathBuf], as_json: bool) -> Re
     output::text(&text)
 }
 
-fn plan_error(status: tonic::Status, files: &[PathBuf]) -> ConsoleError {
+/// The dispatcher's refusal, naming the file it found wrong.
+pub fn plan_error(status: tonic::Status, files: &[PathBuf]) -> ConsoleError {
     if let Some(file) = errors::bad_index(&status, "plans_toml").and_then(|index| files.get(index)) {
         let description = errors::bad_fields(&status).into_iter().next().map(|(_, description)| description);
         let message = description.unwrap_or_else(|| status.message().to_string());

@@ -5,8 +5,8 @@
 //! through d2's owner, who reserves, offers and reports the answer; a busy
 //! d2 person is not offered; a d2 owner killed mid-offer leaves no
 //! reservation and the incident is staffed from d1; an old d1 owner's
-//! reservation is refused after a takeover. A city-wide plan activation
-//! and call-up asked at one shard reach both, with one roll-call.
+//! reservation is refused after a takeover. A city-wide plan import,
+//! activation and call-up asked at one shard reach both, with one roll-call.
 
 use std::path::Path;
 use std::time::Duration;
@@ -322,7 +322,7 @@ async fn a_fenced_owner_cannot_reserve_across_the_border() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_city_wide_activation_and_callup_reach_every_shard_once_with_one_roll_call() -> anyhow::Result<()> {
+async fn a_city_wide_plan_import_activation_and_callup_reach_every_shard_once_with_one_roll_call() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
     let policy = policy(dir.path(), 60)?;
@@ -335,8 +335,18 @@ async fn a_city_wide_activation_and_callup_reach_every_shard_once_with_one_roll_
         "id = \"storm-ii\"\nname = \"storm\"\ncategory = \"storm\"\ngrade = \"II\"\ncall_up = [\"volunteer\"]\n",
     )?;
     let plan = plan.to_str().context("a path in UTF-8")?.to_owned();
-    for shard in ["d1", "d2"] {
-        run_pingji(&east_url, &["--shard", shard, "plan", "import", &plan]).await?.success()?;
+    // A wrong plan file is refused, named, and taken by no shard.
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(&wrong, "id = \"storm-x\"\nname = \"storm\"\ncategory = \"storm\"\ngrade = \"VII\"\n")?;
+    let refused = run_pingji(&east_url, &["plan", "import", wrong.to_str().context("a path in UTF-8")?]).await?;
+    assert!(!refused.status.success() && refused.stderr.contains("wrong.toml"), "{refused:?}");
+    // Imported once, at d1's owner: every district's shard has the plan.
+    let imported = run_pingji(&east_url, &["plan", "import", &plan]).await?.success()?;
+    assert!(imported.stdout.contains("imported 1 plan"), "{}", imported.stdout);
+    for (command, shard) in [(&mut east.command().await?, "d1"), (&mut west.command().await?, "d2")] {
+        let plans = command.list_plans(pb::ListPlansRequest {}).await?.into_inner();
+        let ids: Vec<&str> = plans.plans.iter().map(|plan| plan.id.as_str()).collect();
+        assert_eq!(ids, ["storm-ii"], "{shard}: {plans:?}");
     }
 
     // Asked at d1's owner, the activation of the city is made at both shards.
