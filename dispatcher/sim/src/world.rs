@@ -1034,7 +1034,7 @@ impl World {
         }
         match (call, result) {
             (
-                Call::Candidates { incident, best_open_eta_s, offer_timeout_s, spec, level, epoch, .. },
+                Call::Candidates { incident, best_open_eta_s, offer_timeout_s, spec, level, epoch, query, .. },
                 Ok(Reply::Candidates(found)),
             ) => {
                 let Some(best) = found.into_iter().next() else { return };
@@ -1075,7 +1075,7 @@ impl World {
                     distance_m: best.distance_m,
                     eta_s: best.eta_s,
                     level,
-                    flat: true,
+                    flat: query.mode.is_emergency(),
                     origin: None,
                     from_area: best.via,
                 };

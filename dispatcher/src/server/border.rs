@@ -499,11 +499,15 @@ pub fn wanting(engine: &Engine, district: &AreaId) -> Wanted {
         })
         .filter_map(|incident| {
             let (mode, emergency) = state.effective_mode(&incident.placement);
-            let whole_city = !mode.is_emergency() && incident.scope == AreaLevel::City;
-            let (emergency_level, emergency_area) = if whole_city {
-                (AreaLevel::City, incident.placement.at(AreaLevel::City)?.clone())
-            } else {
-                emergency.filter(|_| mode.is_emergency())?
+            // In normal mode, from the ladder's district step: people of
+            // other districts standing in this one (their shard holds
+            // their location), then, at the city step, anyone in the city.
+            let ladder_step = (!mode.is_emergency() && matches!(incident.scope, AreaLevel::District | AreaLevel::City))
+                .then_some(incident.scope);
+            let whole_city = ladder_step == Some(AreaLevel::City);
+            let (emergency_level, emergency_area) = match ladder_step {
+                Some(level) => (level, incident.placement.at(level)?.clone()),
+                None => emergency.filter(|_| mode.is_emergency())?,
             };
             let mut excluded: BTreeSet<String> = incident.excluded.iter().map(ToString::to_string).collect();
             excluded.extend(incident.open_offers.values().map(|offer| offer.agent.to_string()));
@@ -945,8 +949,9 @@ async fn reserve_across(
     let offer_id = OfferId::new(format!("{}-x-{}-{}", incident.incident, agent, now.0));
     let deadline = Millis(now.0 + incident.offer_timeout_s as i64 * 1000);
     let expires_at = Millis(deadline.0 + RESERVATION_GRACE_MS);
-    // Across the whole city (normal mode), the person's home district.
-    let from_area = if incident.whole_city {
+    // In normal mode (the ladder's district or city step), the person's
+    // home district.
+    let from_area = if !incident.mode.is_emergency() {
         Some(AreaId::new(home))
     } else {
         Some(candidate.from_area_id.clone()).filter(|area| !area.is_empty()).map(AreaId::new)
@@ -960,7 +965,7 @@ async fn reserve_across(
         distance_m: candidate.distance_m,
         eta_s: candidate.eta_s,
         level: incident.emergency_level,
-        flat: !incident.whole_city,
+        flat: incident.mode.is_emergency(),
         origin: None,
         from_area,
     };

@@ -613,6 +613,45 @@ async fn in_normal_mode_an_incident_widened_to_the_city_is_offered_across_the_bo
     Ok(())
 }
 
+/// In normal mode, at the ladder's district step, a d2 person standing in
+/// d1 is found for a d1 incident through d2's owner (their session and
+/// location are there) and offered, being much sooner than the d1 person
+/// 3 km away whom the ladder reached at that step; the incident does not
+/// widen to the city, since d1 has someone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_normal_mode_a_person_standing_across_the_border_is_found_at_the_district_step() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    // Up to the district in three seconds; the city step waits ten minutes.
+    let policy = dir.path().join("policy-district.toml");
+    std::fs::write(
+        &policy,
+        "staffing_check_s = 0\n[normal.widen_after_s]\ngrid = 1\ncommunity = 1\nstreet = 1\ndistrict = 600\n",
+    )?;
+    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
+    let west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+    let mut east_events = EventWatch::start(&mut at_east, 1).await?;
+    // In d1's other street (d1-s2), 3 km north.
+    let mut far = person_at(&east, &mut at_east, "p0001", (east_of_border(-500.0).0, LAT + 0.027)).await?;
+    let mut visitor = person_at(&west, &mut at_west, "p0161", east_of_border(-45.0)).await?;
+
+    create(&mut at_east, "border-10", near_border()).await?;
+    let local = next_offer(&mut far, WITHIN).await?;
+    assert_eq!(local.level, pb::AreaLevel::District as i32, "d1's own person, at the district step: {local:?}");
+    let offer = next_offer(&mut visitor, WITHIN).await?;
+    assert_eq!(offer.incident_id, "border-10", "{offer:?}");
+    assert_eq!(offer.level, pb::AreaLevel::District as i32, "at the district step, not the city: {offer:?}");
+    let sent =
+        east_events.wait_for(WITHIN, "the offer at d1", |event| event.kind == "offer_sent" && event.agent_id == "p0161").await?;
+    let Some(pb::event::Body::OfferSent(sent)) = sent.body else { anyhow::bail!("{sent:?}") };
+    assert_eq!((sent.from_area_id.as_str(), sent.flat), ("d2", false), "home district named, not flat command: {sent:?}");
+    visitor.accept(&offer.offer_id).await?;
+    wait_assigned(&mut at_east, "border-10", "p0161").await?;
+    assert_eq!(agent_status(&mut at_west, "p0161").await?, pb::AgentStatus::Busy as i32);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_tls_the_owners_call_each_other_with_https() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

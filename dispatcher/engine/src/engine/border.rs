@@ -40,8 +40,10 @@ impl Engine {
     /// it (the asking area in emergency, this shard's areas in emergency at
     /// that grade or stricter touching it, mutual aid), the incident's
     /// grade for eligibility and travel, free people only.
-    /// In normal mode, an incident widened to the city is offered to
-    /// anyone free in the city, as within one dispatcher.
+    /// In normal mode, the ladder's step: an incident at the district step
+    /// is offered to this shard's people standing in that district (across
+    /// the border from home), one widened to the city to anyone free in
+    /// the city, as within one dispatcher.
     pub fn border_candidates(&self, query: &BorderQuery) -> Vec<Candidate> {
         let scope = if query.mode.is_emergency() {
             let placement = self.state.areas.place(query.at);
@@ -49,8 +51,10 @@ impl Engine {
             // (across the border from home) are found there too. Only this
             // shard's people are in its index.
             self.flat_area(&placement, query.mode, query.emergency_level, query.emergency_area.clone())
-        } else if query.emergency_level == AreaLevel::City {
-            vec![super::dispatch::ScopeArea { level: AreaLevel::City, area: query.emergency_area.clone(), roles: None }]
+        } else if matches!(query.emergency_level, AreaLevel::District | AreaLevel::City) {
+            let step =
+                super::dispatch::ScopeArea { level: query.emergency_level, area: query.emergency_area.clone(), roles: None };
+            vec![step]
         } else {
             return Vec::new();
         };

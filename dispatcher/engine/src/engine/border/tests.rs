@@ -114,6 +114,29 @@ fn a_neighbour_finds_its_people_by_its_own_mode_and_where_they_stand() {
     assert_eq!((found[0].agent.as_str(), found[0].via.as_ref().map(AreaId::as_str)), ("across", Some("d2")));
 }
 
+/// In normal mode the ladder's step decides: at the district step of a d1
+/// incident, d2's people standing in d1; at the city step, anyone free;
+/// below the district, nobody across the border.
+#[test]
+fn in_normal_mode_a_neighbour_answers_by_the_ladders_step() {
+    let mut home = engine();
+    person_at(&mut home, "at_home", east(45.0));
+    person_at(&mut home, "visitor", east(-150.0));
+    let at_step = |level: AreaLevel, area: &str| BorderQuery {
+        mode: Mode::Normal,
+        emergency_level: level,
+        emergency_area: AreaId::new(area),
+        ..query(&[])
+    };
+    let names = |found: Vec<Candidate>| found.into_iter().map(|found| found.agent.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(home.border_candidates(&at_step(AreaLevel::District, "d1"))), ["visitor"]);
+    let mut city = names(home.border_candidates(&at_step(AreaLevel::City, "city")));
+    city.sort();
+    assert_eq!(city, ["at_home", "visitor"]);
+    let street = home.state().areas.place(east(-150.0)).at(AreaLevel::Street).cloned().expect("a street in d1");
+    assert!(home.border_candidates(&at_step(AreaLevel::Street, street.as_str())).is_empty(), "below the district: nobody");
+}
+
 #[test]
 fn a_reservation_holds_the_person_until_it_is_released_or_expires() {
     let mut home = engine();
