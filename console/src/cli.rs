@@ -269,6 +269,9 @@ pub enum SheltersCommand {
         needs: String,
         #[arg(long, default_value = "")]
         shelter: String,
+        /// Name the evacuation: the same command again (a retry) makes it once
+        #[arg(long, default_value = "")]
+        id: String,
     },
     /// Check arrivals in: of an evacuation, or walk-ins at a shelter
     CheckIn {
@@ -339,6 +342,9 @@ pub enum SuppliesCommand {
         incident: String,
         #[arg(required = true)]
         items: Vec<String>,
+        /// Name the request: the same command again (a retry) makes it once
+        #[arg(long, default_value = "")]
+        id: String,
     },
     /// The nearest depots that have a request's items (changes nothing)
     Propose {

@@ -323,8 +323,8 @@ async fn execute(
                 SheltersCommand::Propose { incident, residents, needs } => {
                     h::propose(client, &incident, residents, &needs, as_json).await
                 }
-                SheltersCommand::Evacuate { incident, residents, needs, shelter } => {
-                    h::evacuate(client, &incident, residents, &needs, &shelter, as_json).await
+                SheltersCommand::Evacuate { incident, residents, needs, shelter, id } => {
+                    h::evacuate(client, &incident, residents, &needs, &shelter, &id, as_json).await
                 }
                 SheltersCommand::CheckIn { count, evacuation, shelter, names } => {
                     h::check_in(client, count, &evacuation, &shelter, names, as_json).await
@@ -346,7 +346,7 @@ async fn execute(
                 SuppliesCommand::Export { depots, stock, area } => s::export(client, &depots, &stock, &area).await,
                 SuppliesCommand::Depots { area } => s::depots(client, &area, as_json).await,
                 SuppliesCommand::Levels { area } => s::levels(client, &area, as_json).await,
-                SuppliesCommand::Request { incident, items } => s::request(client, &incident, &items, as_json).await,
+                SuppliesCommand::Request { incident, items, id } => s::request(client, &incident, &items, &id, as_json).await,
                 SuppliesCommand::Propose { request } => s::propose(client, &request, as_json).await,
                 SuppliesCommand::Confirm { request } => s::confirm(client, &request, as_json).await,
                 SuppliesCommand::Dispatch { request, carrier } => s::dispatch(client, &request, &carrier, as_json).await,

@@ -515,7 +515,7 @@ fn supply_command(engine: &Engine, step: Step, incidents: &[IncidentId]) -> Supp
         Step::RequestSupplies { incident, item, quantity, also } => {
             let mut lines = vec![line(item, quantity)];
             lines.extend(also.map(|(item, quantity)| line(item, quantity)));
-            SupplyCommand::Request { incident: incident_of(incidents, incident), lines }
+            SupplyCommand::Request { id: None, incident: incident_of(incidents, incident), lines }
         }
         Step::ConfirmSupplies { request: n, by_hand } => SupplyCommand::Confirm {
             request: request(n),
@@ -572,6 +572,7 @@ fn shelter_command(engine: &Engine, step: Step, incidents: &[IncidentId]) -> She
         Step::OpenShelter { shelter: n } => ShelterCommand::Open { shelter: shelter(n) },
         Step::CloseShelter { shelter: n } => ShelterCommand::Close { shelter: shelter(n), reason: "full of water".into() },
         Step::Evacuate { incident, residents, accessible, shelter: chosen } => ShelterCommand::Evacuate {
+            id: None,
             incident: incident_of(incidents, incident),
             residents: u32::from(residents % 40),
             needs: if accessible { vec![Facility::Accessible] } else { vec![] },

@@ -535,7 +535,7 @@ impl Simulation<'_> {
             .cloned()
             .collect();
         for incident in asking {
-            let command = Command::Supplies(SupplyCommand::Request { incident, lines: lines.clone() });
+            let command = Command::Supplies(SupplyCommand::Request { id: None, incident, lines: lines.clone() });
             let Ok(events) = self.engine.execute(command, OPERATOR, self.now) else { continue };
             let request = events.iter().find_map(|event| match &event.kind {
                 EventKind::Supplies(SupplyEvent::SuppliesRequested { request, .. }) => Some(request.clone()),
@@ -567,6 +567,7 @@ impl Simulation<'_> {
             .collect();
         for incident in evacuating {
             let command = Command::Shelters(ShelterCommand::Evacuate {
+                id: None,
                 incident,
                 residents: entry.residents,
                 needs: needs.clone(),

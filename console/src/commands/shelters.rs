@@ -172,9 +172,11 @@ pub async fn evacuate(
     residents: u32,
     wanted: &str,
     shelter: &str,
+    id: &str,
     as_json: bool,
 ) -> Result<(), ConsoleError> {
     let request = pb::EvacuateRequest {
+        id: id.to_string(),
         incident_id: incident.to_string(),
         residents,
         needs: needs(wanted)?,

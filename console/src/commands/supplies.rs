@@ -152,9 +152,16 @@ fn lines(words: &[String]) -> Result<Vec<pb::SupplyLine>, ConsoleError> {
     parse_lines(words).map_err(|message| ConsoleError::InFile { path: PathBuf::from("(command line)"), message })
 }
 
-pub async fn request(client: &mut SupplyClient, incident: &str, items: &[String], as_json: bool) -> Result<(), ConsoleError> {
+pub async fn request(
+    client: &mut SupplyClient,
+    incident: &str,
+    items: &[String],
+    id: &str,
+    as_json: bool,
+) -> Result<(), ConsoleError> {
     let lines = lines(items)?;
-    let made = client.request_supplies(pb::RequestSuppliesRequest { incident_id: incident.to_string(), lines }).await?;
+    let request = pb::RequestSuppliesRequest { incident_id: incident.to_string(), lines, id: id.to_string() };
+    let made = client.request_supplies(request).await?;
     show(&made.into_inner(), as_json)
 }
 

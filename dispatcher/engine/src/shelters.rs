@@ -261,6 +261,9 @@ pub enum ShelterCommand {
     /// (which must be open, have them and have room) or, when `None`, to
     /// the nearest that does. Their places are reserved.
     Evacuate {
+        /// The caller's id: a retry that asks the same again changes
+        /// nothing, the evacuation made stands. `None`: one is given.
+        id: Option<EvacuationId>,
         incident: IncidentId,
         residents: u32,
         needs: Vec<Facility>,

@@ -432,8 +432,10 @@ impl SupplyState {
 pub enum SupplyCommand {
     /// Adds or changes depots, consumables' stock and units.
     Import(SupplyImport),
-    /// An incident asks for items.
+    /// An incident asks for items. With `id` (the caller's), a retry that
+    /// asks the same again changes nothing: the request made stands.
     Request {
+        id: Option<SupplyRequestId>,
         incident: IncidentId,
         lines: Vec<SupplyLine>,
     },

@@ -154,7 +154,9 @@ impl ShelterService for ShelterApi {
     async fn evacuate(&self, request: Request<pb::EvacuateRequest>) -> Result<Response<pb::Evacuation>, Status> {
         let actor = caller(&request)?.actor();
         let request = request.into_inner();
+        let named = optional(&request.id).map(EvacuationId::new);
         let command = ShelterCommand::Evacuate {
+            id: named.clone(),
             incident: incident_id(&request.incident_id)?,
             residents: request.residents,
             needs: needs(&request.needs)?,
@@ -162,10 +164,13 @@ impl ShelterService for ShelterApi {
         };
         let made = self
             .dispatcher
-            .execute(Command::Shelters(command), actor, |engine, events| {
-                let id = events.iter().find_map(|event| match &event.kind {
-                    EventKind::Shelters(ShelterEvent::EvacuationAssigned { evacuation, .. }) => Some(evacuation.clone()),
-                    _ => None,
+            .execute(Command::Shelters(command), actor, move |engine, events| {
+                // A retry under its id makes nothing new: the evacuation made.
+                let id = named.or_else(|| {
+                    events.iter().find_map(|event| match &event.kind {
+                        EventKind::Shelters(ShelterEvent::EvacuationAssigned { evacuation, .. }) => Some(evacuation.clone()),
+                        _ => None,
+                    })
                 })?;
                 engine.shelters().evacuations.get(&id).map(evacuation_to_pb)
             })

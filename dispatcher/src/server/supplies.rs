@@ -135,23 +135,27 @@ impl SupplyService for SupplyApi {
         if incident.is_empty() {
             return Err(error::invalid_field("incident_id", "incident_id is empty; name the incident the supplies are for"));
         }
+        let named = Some(request.id.trim()).filter(|id| !id.is_empty()).map(SupplyRequestId::new);
         let command = SupplyCommand::Request {
+            id: named.clone(),
             incident: IncidentId::new(incident),
             lines: request.lines.iter().map(line_from_pb).collect(),
         };
-        let made = self
-            .dispatcher
-            .execute(Command::Supplies(command), actor, |engine, events| {
-                let id = events.iter().find_map(|event| match &event.kind {
-                    pingji_engine::event::EventKind::Supplies(pingji_engine::supplies::SupplyEvent::SuppliesRequested {
-                        request,
-                        ..
-                    }) => Some(request.clone()),
-                    _ => None,
-                })?;
-                engine.supplies().requests.get(&id).map(request_to_pb)
-            })
-            .await?;
+        let made =
+            self.dispatcher
+                .execute(Command::Supplies(command), actor, move |engine, events| {
+                    // A retry under its id makes nothing new: the request made.
+                    let id = named.or_else(|| {
+                        events.iter().find_map(|event| match &event.kind {
+                            pingji_engine::event::EventKind::Supplies(
+                                pingji_engine::supplies::SupplyEvent::SuppliesRequested { request, .. },
+                            ) => Some(request.clone()),
+                            _ => None,
+                        })
+                    })?;
+                    engine.supplies().requests.get(&id).map(request_to_pb)
+                })
+                .await?;
         made.map(Response::new).ok_or_else(|| error::internal("the request was made but cannot be read back"))
     }
 

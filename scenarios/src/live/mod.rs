@@ -775,10 +775,10 @@ async fn perform(
         }
     }
     if let Some(supplies) = &entry.supplies {
-        stores::request_supplies(operator, &incident_ids.run, supplies, scale).await?;
+        stores::request_supplies(operator, &incident_ids.run, entry.at_s, supplies, scale).await?;
     }
     if let Some(evacuate) = &entry.evacuate {
-        stores::evacuate(operator, &incident_ids.run, evacuate, scale).await?;
+        stores::evacuate(operator, &incident_ids.run, entry.at_s, evacuate, scale).await?;
     }
     if let Some(off) = &entry.off_duty {
         let area = off.area.as_ref().map(AreaId::new);

@@ -121,13 +121,22 @@ pub(super) async fn set_up(operator: &Operator, drill: &Drill, areas: &AreaMap, 
 /// entry's category asks for its items; the proposal of now is confirmed
 /// and sent at once (what no depot has is short), and delivered
 /// `deliver_after_s` (drill time) later. A request refused (its incident
-/// ended meanwhile) is left out, as in the in-process drill.
-pub(super) async fn request_supplies(operator: &Operator, run: &str, entry: &SupplyEntry, scale: f64) -> anyhow::Result<()> {
+/// ended meanwhile) is left out, as in the in-process drill. Each request
+/// is named by its incident and the entry's time (`at_s`), so that a call
+/// repeated after a broken connection makes it once.
+pub(super) async fn request_supplies(
+    operator: &Operator,
+    run: &str,
+    at_s: u64,
+    entry: &SupplyEntry,
+    scale: f64,
+) -> anyhow::Result<()> {
     let lines: Vec<pb::SupplyLine> =
         entry.items.iter().map(|(item, quantity)| pb::SupplyLine { item_id: item.clone(), quantity: *quantity }).collect();
     let mut sent = Vec::new();
     for (mut shard, incident_id) in drill_incidents(operator, run, &entry.category).await? {
-        let request = pb::RequestSuppliesRequest { incident_id, lines: lines.clone() };
+        let id = format!("{incident_id}-sup-{at_s}");
+        let request = pb::RequestSuppliesRequest { incident_id, lines: lines.clone(), id };
         let made = shard
             .call_with("requesting supplies", |connection| {
                 let mut supplies = connection.supplies();
@@ -173,12 +182,14 @@ pub(super) async fn request_supplies(operator: &Operator, run: &str, entry: &Sup
 /// group to the nearest open shelter with room (a group no shelter has
 /// room for stays where it is); `arrive_after_s` (drill time) later the
 /// places each group still holds are checked in (those of incidents that
-/// ended on the way were released).
-pub(super) async fn evacuate(operator: &Operator, run: &str, entry: &EvacuateEntry, scale: f64) -> anyhow::Result<()> {
+/// ended on the way were released). Each evacuation is named by its
+/// incident and the entry's time, as supply requests are.
+pub(super) async fn evacuate(operator: &Operator, run: &str, at_s: u64, entry: &EvacuateEntry, scale: f64) -> anyhow::Result<()> {
     let needs = facilities_to_pb(&entry.facilities().map_err(anyhow::Error::msg)?);
     let mut sent = Vec::new();
     for (mut shard, incident_id) in drill_incidents(operator, run, &entry.category).await? {
         let request = pb::EvacuateRequest {
+            id: format!("{incident_id}-eva-{at_s}"),
             incident_id: incident_id.clone(),
             residents: entry.residents,
             needs: needs.clone(),

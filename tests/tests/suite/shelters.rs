@@ -91,7 +91,7 @@ fn evacuate_request(incident: &str, residents: u32, needs: &[pb::Facility]) -> p
         incident_id: incident.into(),
         residents,
         needs: needs.iter().map(|need| i32::from(*need)).collect(),
-        shelter_id: String::new(),
+        ..Default::default()
     }
 }
 
@@ -144,6 +144,35 @@ async fn the_nearest_open_shelter_with_room_and_the_facilities_is_chosen_and_the
     assert_eq!(listed(&mut shelters, "closed").await?.reserved, 0);
     let refused = shelters.evacuate(evacuate_request(&incident, 0, &[])).await.expect_err("an empty group");
     assert_eq!(refused.code(), Code::InvalidArgument);
+    server.shutdown().await
+}
+
+/// An evacuation named by the caller is made once: the same request again
+/// (a retry after a lost answer) answers the evacuation made and holds no
+/// more places; the name used for another group is refused, changing
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evacuation_named_by_the_caller_is_made_once_however_often_it_is_sent() -> anyhow::Result<()> {
+    let server = TestServer::start(|_| {}).await?;
+    let mut command = server.command().await?;
+    let mut shelters = shelters_with(server.channel().await?, ADMIN_TOKEN);
+    four_shelters(&mut shelters).await?;
+    let incident = incident(&mut command, INCIDENT).await?;
+    let asked = pb::EvacuateRequest { id: "flood-block-7".into(), ..evacuate_request(&incident, 4, &[]) };
+    let made = shelters.evacuate(asked.clone()).await?.into_inner();
+    assert_eq!((made.id.as_str(), made.held), ("flood-block-7", 4), "{made:?}");
+    let again = shelters.evacuate(asked.clone()).await?.into_inner();
+    assert_eq!(again, made, "a retry answers the evacuation made");
+    let other = shelters.evacuate(pb::EvacuateRequest { residents: 5, ..asked }).await.expect_err("another group");
+    assert_eq!(other.code(), Code::AlreadyExists, "{other:?}");
+    assert!(other.message().contains("give a new id"), "{}", other.message());
+    let all = shelters.list_evacuations(pb::ListEvacuationsRequest::default()).await?.into_inner().evacuations;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let shelter = listed(&mut shelters, &made.shelter_id).await?;
+    assert_eq!(shelter.reserved, 4, "places held once: {shelter:?}");
+    // Unnamed, the next is numbered as before.
+    let numbered = shelters.evacuate(evacuate_request(&incident, 2, &[])).await?.into_inner();
+    assert_eq!(numbered.id, "eva-000002");
     server.shutdown().await
 }
 

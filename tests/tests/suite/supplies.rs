@@ -94,7 +94,13 @@ async fn incident(command: &mut Commands, (lon, lat): (f64, f64), category: &str
 }
 
 async fn request(supplies: &mut Supplies, incident: &str, lines: Vec<pb::SupplyLine>) -> anyhow::Result<pb::SupplyRequest> {
-    Ok(supplies.request_supplies(pb::RequestSuppliesRequest { incident_id: incident.into(), lines }).await?.into_inner())
+    let asked = pb::RequestSuppliesRequest { incident_id: incident.into(), lines, ..Default::default() };
+    Ok(supplies.request_supplies(asked).await?.into_inner())
+}
+
+async fn requests_of(supplies: &mut Supplies, incident: &str) -> anyhow::Result<Vec<pb::SupplyRequest>> {
+    let asked = pb::ListSupplyRequestsRequest { incident_id: incident.into(), ..Default::default() };
+    Ok(supplies.list_supply_requests(asked).await?.into_inner().requests)
 }
 
 async fn depot_stock(supplies: &mut Supplies, depot: &str, item: &str) -> anyhow::Result<pb::DepotStock> {
@@ -136,6 +142,43 @@ async fn the_proposal_takes_the_nearest_depot_first_and_splits_when_it_is_short(
     let levels = supplies.stock_levels(pb::StockLevelsRequest::default()).await?.into_inner().levels;
     let sandbags = levels.iter().find(|level| level.item_id == "sandbag").expect("sandbags counted");
     assert_eq!((sandbags.on_hand, sandbags.reserved, sandbags.available), (1300, 1300, 0));
+    server.shutdown().await
+}
+
+/// A request named by the caller is made once: the same request again (a
+/// retry after a lost answer, the items in another order) answers the
+/// request made; the name used for other items is refused, changing
+/// nothing; and the name survives a restart from the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supply_request_named_by_the_caller_is_made_once_however_often_it_is_sent() -> anyhow::Result<()> {
+    let journal = tempfile::tempdir()?;
+    let path = journal.path().join("journal.sqlite");
+    let start =
+        |path: std::path::PathBuf| TestServer::start(move |config| config.store = pingji_dispatcher::server::Store::Sqlite(path));
+    let server = start(path.clone()).await?;
+    let mut command = server.command().await?;
+    let mut supplies = supplies_with(server.channel().await?, ADMIN_TOKEN);
+    stock_two_depots(&mut supplies).await?;
+    let incident = incident(&mut command, INCIDENT, "flood").await?;
+    let asked = pb::RequestSuppliesRequest {
+        incident_id: incident.clone(),
+        lines: vec![line("sandbag", 100), line("pump", 1)],
+        id: "flood-7-bags".into(),
+    };
+    let made = supplies.request_supplies(asked.clone()).await?.into_inner();
+    assert_eq!(made.id, "flood-7-bags");
+    let reordered = pb::RequestSuppliesRequest { lines: vec![line("pump", 1), line("sandbag", 100)], ..asked.clone() };
+    assert_eq!(supplies.request_supplies(reordered).await?.into_inner(), made, "a retry answers the request made");
+    let other = pb::RequestSuppliesRequest { lines: vec![line("sandbag", 200)], ..asked.clone() };
+    let refused = supplies.request_supplies(other).await.expect_err("other items under the same id");
+    assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
+    assert_eq!(requests_of(&mut supplies, &incident).await?.len(), 1);
+    server.shutdown().await?;
+
+    let server = start(path).await?;
+    let mut supplies = supplies_with(server.channel().await?, ADMIN_TOKEN);
+    assert_eq!(supplies.request_supplies(asked).await?.into_inner().id, "flood-7-bags", "still one after a restart");
+    assert_eq!(requests_of(&mut supplies, &incident).await?.len(), 1);
     server.shutdown().await
 }
 

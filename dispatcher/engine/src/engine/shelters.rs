@@ -95,8 +95,13 @@ impl Engine {
                 }
                 ShelterEvent::ShelterClosed { shelter: shelter.clone(), reason: reason.trim().to_string() }
             }
-            ShelterCommand::Evacuate { incident, residents, needs, shelter } => {
-                self.decide_evacuate(incident, *residents, needs, shelter.as_ref())?
+            ShelterCommand::Evacuate { id, incident, residents, needs, shelter } => {
+                if let Some(id) = id
+                    && self.repeated_evacuation(id, incident, *residents, needs, shelter.as_ref())?
+                {
+                    return Ok(Vec::new());
+                }
+                self.decide_evacuate(id.as_ref(), incident, *residents, needs, shelter.as_ref())?
             }
             ShelterCommand::CheckIn { shelter, evacuation, count, names } => {
                 self.decide_arrivals(shelter.as_ref(), evacuation.as_ref(), *count, names)?
@@ -196,8 +201,36 @@ impl Engine {
         Ok(ShelterEvent::SheltersImported { shelters: checked })
     }
 
+    /// Whether `id` names an evacuation made before with the same group (a
+    /// retry); refused when it was made for another.
+    fn repeated_evacuation(
+        &self,
+        id: &EvacuationId,
+        incident: &IncidentId,
+        residents: u32,
+        needs: &[Facility],
+        chosen: Option<&ShelterId>,
+    ) -> Result<bool, Rejection> {
+        check_id("evacuation id", id.as_str()).map_err(invalid)?;
+        let Some(made) = self.state.shelters.evacuations.get(id) else { return Ok(false) };
+        let (mut asked, mut kept) = (needs.to_vec(), made.needs.clone());
+        asked.sort();
+        kept.sort();
+        if &made.incident == incident
+            && made.residents == residents
+            && asked == kept
+            && chosen.is_none_or(|to| to == &made.shelter)
+        {
+            return Ok(true);
+        }
+        Err(Rejection::AlreadyExists(format!(
+            "evacuation {id} was made before for another group, incident or shelter; give a new id for a new evacuation"
+        )))
+    }
+
     fn decide_evacuate(
         &self,
+        id: Option<&EvacuationId>,
         incident: &IncidentId,
         residents: u32,
         needs: &[Facility],
@@ -264,7 +297,13 @@ impl Engine {
                 (candidates[position].shelter.clone(), passed_over)
             }
         };
-        let evacuation = EvacuationId::new(format!("eva-{:06}", self.state.shelters.evacuations_made + 1));
+        let evacuation = match id {
+            Some(id) => id.clone(),
+            None => (self.state.shelters.evacuations_made + 1..)
+                .map(|number| EvacuationId::new(format!("eva-{number:06}")))
+                .find(|id| !self.state.shelters.evacuations.contains_key(id))
+                .expect("a free number"),
+        };
         Ok(ShelterEvent::EvacuationAssigned { evacuation, incident: incident.clone(), shelter, residents, needs, passed_over })
     }
 

@@ -73,7 +73,10 @@ impl Engine {
     pub(super) fn decide_supplies(&self, command: &SupplyCommand) -> Result<Vec<EventKind>, Rejection> {
         let event = match command {
             SupplyCommand::Import(import) => self.decide_supply_import(import)?,
-            SupplyCommand::Request { incident, lines } => self.decide_supply_request(incident, lines)?,
+            SupplyCommand::Request { id, incident, lines } => match self.decide_supply_request(id.as_ref(), incident, lines)? {
+                Some(event) => event,
+                None => return Ok(Vec::new()),
+            },
             SupplyCommand::Confirm { request, allocations } => self.decide_confirm(request, allocations.as_deref())?,
             SupplyCommand::Dispatch { request, carrier } => {
                 let record = self.request_in(request, &[RequestStatus::Reserved], "dispatched")?;
@@ -293,7 +296,28 @@ impl Engine {
         })
     }
 
-    fn decide_supply_request(&self, incident: &IncidentId, lines: &[SupplyLine]) -> Result<SupplyEvent, Rejection> {
+    /// A new request, or `None` for a retry of one made under the same id.
+    fn decide_supply_request(
+        &self,
+        id: Option<&SupplyRequestId>,
+        incident: &IncidentId,
+        lines: &[SupplyLine],
+    ) -> Result<Option<SupplyEvent>, Rejection> {
+        if let Some(id) = id {
+            check_id("supply request id", id.as_str()).map_err(invalid)?;
+            if let Some(made) = self.state.supplies.requests.get(id) {
+                let (mut asked, mut kept) = (lines.to_vec(), made.lines.clone());
+                asked.sort();
+                kept.sort();
+                if &made.incident == incident && asked == kept {
+                    return Ok(None);
+                }
+                return Err(Rejection::AlreadyExists(format!(
+                    "supply request {id} was made before for other items or another incident; give a new id for a new \
+                     request"
+                )));
+            }
+        }
         let Some(record) = self.state.incidents.get(incident) else {
             return Err(Rejection::NotFound(format!("incident {} does not exist; check the id", quote(incident.as_str()))));
         };
@@ -319,8 +343,19 @@ impl Engine {
             }
             check_quantity(&format!("item {}", line.item), line.quantity)?;
         }
-        let request = SupplyRequestId::new(format!("sup-{:06}", self.state.supplies.requests_made + 1));
-        Ok(SupplyEvent::SuppliesRequested { request, incident: incident.clone(), lines: lines.to_vec() })
+        let request = match id {
+            Some(id) => id.clone(),
+            None => self.next_supply_request_id(),
+        };
+        Ok(Some(SupplyEvent::SuppliesRequested { request, incident: incident.clone(), lines: lines.to_vec() }))
+    }
+
+    /// The next numbered id no request holds (a caller may have named one).
+    fn next_supply_request_id(&self) -> SupplyRequestId {
+        (self.state.supplies.requests_made + 1..)
+            .map(|number| SupplyRequestId::new(format!("sup-{number:06}")))
+            .find(|id| !self.state.supplies.requests.contains_key(id))
+            .expect("a free number")
     }
 
     fn decide_confirm(&self, request: &SupplyRequestId, given: Option<&[Allocation]>) -> Result<SupplyEvent, Rejection> {

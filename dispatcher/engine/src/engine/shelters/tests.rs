@@ -70,8 +70,10 @@ fn evacuate(
     residents: u32,
     needs: &[Facility],
 ) -> Result<(EvacuationId, ShelterId, Vec<ShelterId>), Rejection> {
-    let events =
-        run(engine, ShelterCommand::Evacuate { incident: incident.clone(), residents, needs: needs.to_vec(), shelter: None })?;
+    let events = run(
+        engine,
+        ShelterCommand::Evacuate { id: None, incident: incident.clone(), residents, needs: needs.to_vec(), shelter: None },
+    )?;
     match &events[0].kind {
         EventKind::Shelters(ShelterEvent::EvacuationAssigned { evacuation, shelter, passed_over, .. }) => {
             Ok((evacuation.clone(), shelter.clone(), passed_over.clone()))
@@ -150,7 +152,13 @@ fn an_ended_incident_releases_the_places_of_residents_who_did_not_arrive_and_rep
     let start = engine.state().clone();
     let mut events = run(
         &mut engine,
-        ShelterCommand::Evacuate { incident: incident.clone(), residents: 18, needs: vec![Facility::Accessible], shelter: None },
+        ShelterCommand::Evacuate {
+            id: None,
+            incident: incident.clone(),
+            residents: 18,
+            needs: vec![Facility::Accessible],
+            shelter: None,
+        },
     )
     .expect("evacuated");
     let evacuation = EvacuationId::new("eva-000001");
@@ -225,6 +233,7 @@ proptest! {
             let before = engine.state().clone();
             let command = match step {
                 Step::Evacuate { incident, residents, accessible, chosen } => Command::Shelters(ShelterCommand::Evacuate {
+                    id: None,
                     incident: incidents[incident].clone(),
                     residents,
                     needs: if accessible { vec![Facility::Accessible] } else { vec![] },

@@ -81,7 +81,7 @@ fn stocked() -> (Engine, IncidentId) {
 }
 
 fn request(engine: &mut Engine, incident: &IncidentId, lines: Vec<SupplyLine>) -> SupplyRequestId {
-    let events = run(engine, SupplyCommand::Request { incident: incident.clone(), lines }).expect("request made");
+    let events = run(engine, SupplyCommand::Request { id: None, incident: incident.clone(), lines }).expect("request made");
     match &events[0].kind {
         EventKind::Supplies(SupplyEvent::SuppliesRequested { request, .. }) => request.clone(),
         other => panic!("unexpected {other:?}"),
@@ -118,7 +118,8 @@ fn the_whole_lifecycle_reserves_dispatches_delivers_and_returns_and_replays_exac
     let (mut engine, incident) = stocked();
     let start = engine.state().clone();
     let mut events = Vec::new();
-    let made = run(&mut engine, SupplyCommand::Request { incident, lines: vec![line("sandbag", 500), line("pump", 1)] });
+    let made =
+        run(&mut engine, SupplyCommand::Request { id: None, incident, lines: vec![line("sandbag", 500), line("pump", 1)] });
     events.extend(made.expect("request made"));
     let request = SupplyRequestId::new("sup-000001");
     events.extend(run(&mut engine, SupplyCommand::Confirm { request: request.clone(), allocations: None }).expect("confirmed"));
@@ -339,7 +340,7 @@ proptest! {
                     let mut lines = Vec::new();
                     if sandbags > 0 { lines.push(line("sandbag", sandbags)); }
                     if pumps > 0 { lines.push(line("pump", pumps)); }
-                    let result = run(&mut engine, SupplyCommand::Request { incident: incidents[incident].clone(), lines });
+                    let result = run(&mut engine, SupplyCommand::Request { id: None, incident: incidents[incident].clone(), lines });
                     if result.is_ok() {
                         let made = engine.supplies().requests_made as usize - 1;
                         if let Ok(proposal) = engine.supply_proposal(&id(made)) {
