@@ -34,7 +34,7 @@ use redis::{ConnectionLike, Script, Value};
 use tracing::{debug, info};
 
 use super::record::{Journal, JournalError, StoredEvent, iso8601_utc_from_ms};
-use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, reply_text};
+use crate::shard::{COMMAND_TIMEOUT, RedisConnection, RedisShard, RedisStoreError, reply_text};
 
 /// Appends a batch if the caller holds the shard and the batch continues the
 /// stream. Returns `{outcome, a, b}`: `{'ok', last_seq, 0}`,
@@ -157,7 +157,7 @@ pub struct RedisReader {
 /// The reads both share, over one lazily (re)opened connection.
 struct StreamAccess {
     shard: RedisShard,
-    connection: RefCell<Option<redis::Connection>>,
+    connection: RefCell<Option<RedisConnection>>,
 }
 
 impl RedisJournal {
@@ -340,7 +340,7 @@ impl StreamAccess {
     fn run<T>(
         &self,
         action: &str,
-        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        command: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, RedisStoreError> {
         let mut slot = self.connection.borrow_mut();
         let connection = match slot.as_mut() {

@@ -7,6 +7,7 @@
 //! block: run them off the async threads.
 
 pub use crate::side_store::StoreError;
+use crate::shard::RedisConnection;
 use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -238,8 +239,8 @@ impl RedisNotifyStore {
         })
     }
 
-    fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        Ok(self.link.with(action)?)
+    fn with<T>(&self, action: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.link.with(action)
     }
 }
 

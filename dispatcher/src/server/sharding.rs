@@ -42,7 +42,7 @@ use super::error;
 use super::front::{Front, Fronted};
 use crate::lease::{LeaseConfig, ShardLease};
 use crate::runtime::Dispatcher;
-use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, ShardId};
+use crate::shard::{COMMAND_TIMEOUT, RedisConnection, RedisShard, RedisStoreError, ShardId};
 use pingji_engine::accounts::OperatorRole;
 use pingji_proto::v1::ErrorReason;
 
@@ -120,7 +120,7 @@ pub struct Sharding {
 #[derive(Clone)]
 struct Directory {
     redis: RedisShard,
-    connection: Arc<Mutex<Option<redis::Connection>>>,
+    connection: Arc<Mutex<Option<RedisConnection>>>,
 }
 
 impl Directory {
@@ -129,7 +129,7 @@ impl Directory {
     fn run<T>(
         &self,
         action: &str,
-        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        command: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, RedisStoreError> {
         let mut slot = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let connection = match slot.as_mut() {

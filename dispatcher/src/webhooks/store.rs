@@ -7,6 +7,7 @@
 //! means those events are delivered again (at least once, never skipped).
 
 pub use crate::side_store::StoreError;
+use crate::shard::RedisConnection;
 use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -295,8 +296,8 @@ impl RedisWebhookStore {
         Ok(RedisWebhookStore { subscribers: link.key("webhooks"), cursors: link.key("webhook_cursors"), link })
     }
 
-    fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        Ok(self.link.with(action)?)
+    fn with<T>(&self, action: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.link.with(action)
     }
 
     fn dead_key(&self, id: &str) -> String {
