@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub use pingji_test_redis::{Persistence, RedisServer};
+pub use pingji_test_redis::{ClusterNode, Persistence, RedisCluster, RedisServer};
 
 use crate::process::{dispatcher_binary, file_args, spawn_dispatcher};
 use crate::wait::{connect_endpoint_with_retry, connect_with_retry};
