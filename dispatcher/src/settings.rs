@@ -812,7 +812,9 @@ impl Settings {
                 if !url.starts_with("redis://") && !url.starts_with(CLUSTER_SCHEME) {
                     return Err(refuse(
                         "store.url",
-                        format!("{url:?} is not redis://HOST:PORT (one Redis) or redis+cluster://HOST:PORT,HOST:PORT,... (a Redis Cluster)"),
+                        format!(
+                            "{url:?} is not redis://HOST:PORT (one Redis) or redis+cluster://HOST:PORT,HOST:PORT,... (a Redis Cluster)"
+                        ),
                     ));
                 }
                 RedisShard::new(url, ShardId::default()).map_err(|error| refuse("store.url", error.to_string()))?;

@@ -319,10 +319,7 @@ impl ClusterLink {
     }
 
     /// Runs `request`, and once more on a fresh connection if the slot moved.
-    fn follow_moved<T>(
-        &mut self,
-        request: impl Fn(&mut ClusterConnection) -> redis::RedisResult<T>,
-    ) -> redis::RedisResult<T> {
+    fn follow_moved<T>(&mut self, request: impl Fn(&mut ClusterConnection) -> redis::RedisResult<T>) -> redis::RedisResult<T> {
         match request(&mut self.connection) {
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::Moved) => {
                 self.connection = Self::connect(&self.client, self.write_timeout)?;
@@ -471,8 +468,8 @@ mod tests {
 
     #[test]
     fn a_cluster_is_named_by_its_seed_nodes() {
-        let shard = RedisShard::new("redis+cluster://:hunter2@127.0.0.1:7000,127.0.0.1:7001", ShardId::default())
-            .expect("a cluster url");
+        let shard =
+            RedisShard::new("redis+cluster://:hunter2@127.0.0.1:7000,127.0.0.1:7001", ShardId::default()).expect("a cluster url");
         assert!(shard.is_cluster());
         assert_eq!(shard.url(), "redis+cluster://:***@127.0.0.1:7000,127.0.0.1:7001");
         assert_eq!(

@@ -3,7 +3,8 @@
 //! tests and benches), and the `dispatcher` binary started with
 //! `--store redis://...` as a child process that can be killed (SIGKILL),
 //! paused (SIGSTOP), resumed (SIGCONT), stopped (SIGTERM) and started again
-//! on the same address.
+//! on the same address. [`RedisCluster`] (from the same fixture crate)
+//! starts a real local Redis Cluster for `--store redis+cluster://...`.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;

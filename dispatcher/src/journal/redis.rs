@@ -549,6 +549,40 @@ mod tests {
         redis::cmd("DEL").arg(&shard.keys().lease).exec(&mut connection).expect("del lease");
     }
 
+    /// On a Redis Cluster: the shared checks for two shards whose slots
+    /// are on different primaries (the append, snapshot and retention
+    /// scripts touch three keys of one slot), and the fence still stops a
+    /// process whose lease was taken over.
+    #[test]
+    fn redis_journal_on_a_cluster_passes_the_shared_checks_and_fences() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = pingji_test_redis::RedisCluster::start(dir.path()).expect("start a redis cluster");
+        let primaries: Vec<usize> = ["d1", "d2"]
+            .iter()
+            .map(|id| {
+                let shard = RedisShard::new(&cluster.url(), ShardId::new(id).expect("shard id")).expect("cluster url");
+                assert!(shard.is_cluster());
+                let token = take_over(&shard, "test");
+                let mut journal = RedisJournal::open(shard.clone(), token).expect("open");
+                conformance::run_all(&mut journal);
+                cluster.primary_for(&shard.keys().events).expect("primary")
+            })
+            .collect();
+        assert_ne!(primaries[0], primaries[1], "d1 and d2 hash to slots of different primaries");
+
+        let shard = RedisShard::new(&cluster.url(), ShardId::new("d3").expect("shard id")).expect("cluster url");
+        let token = take_over(&shard, "first");
+        let mut first = RedisJournal::open(shard.clone(), token).expect("open");
+        first.append(&events(1..=2)).expect("append");
+        expire_lease(&shard);
+        let newer = take_over(&shard, "second");
+        assert!(newer > token);
+        let refused = first.append(&[event(3)]).expect_err("a stale owner is fenced on a cluster too");
+        assert!(matches!(refused, JournalError::Fenced { .. }), "{refused}");
+        let mut second = RedisJournal::open(shard, newer).expect("open");
+        second.append(&[event(3)]).expect("the new owner appends");
+    }
+
     #[test]
     fn redis_journal_passes_the_shared_checks() {
         let (_dir, server) = start_redis();

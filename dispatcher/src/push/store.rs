@@ -3,8 +3,8 @@
 //! for `--ephemeral` (the key is then new at each start, and phones
 //! subscribe again). Calls block: run them off the async threads.
 
-pub use crate::side_store::StoreError;
 use crate::shard::RedisConnection;
+pub use crate::side_store::StoreError;
 use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -307,6 +307,16 @@ mod tests {
     #[test]
     fn memory_store() {
         conformance(&mut MemoryPushStore::default());
+    }
+
+    /// On a Redis Cluster: the store's keys share the shard's slot, so its
+    /// transactions and scripts run there.
+    #[test]
+    fn redis_cluster_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = pingji_test_redis::RedisCluster::start(dir.path()).expect("redis cluster");
+        let shard = crate::shard::ShardId::new("d1").expect("shard id");
+        conformance(&mut RedisPushStore::open(&cluster.url(), &shard).expect("open"));
     }
 
     #[test]

@@ -203,7 +203,8 @@ impl RedisCluster {
 
     /// Every node's log, for a failing test's message.
     pub fn logs(&self) -> String {
-        let logs = self.nodes.iter().enumerate().map(|(index, node)| format!("--- node {index} (port {})\n{}", node.port(), node.log()));
+        let logs =
+            self.nodes.iter().enumerate().map(|(index, node)| format!("--- node {index} (port {})\n{}", node.port(), node.log()));
         logs.collect::<Vec<_>>().join("\n")
     }
 

@@ -70,8 +70,7 @@ impl RedisServer {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = pick_port()?;
-            let mut server =
-                RedisServer { child: None, port, dir: dir.to_owned(), persistence, extra_args: extra_args.clone() };
+            let mut server = RedisServer { child: None, port, dir: dir.to_owned(), persistence, extra_args: extra_args.clone() };
             match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
                 Err(error) if server.log().contains("Address already in use") => {

@@ -329,7 +329,8 @@ async fn a_primary_killed_under_load_fails_over_and_the_owner_goes_on_or_stops_a
     let mut cluster = start_cluster(dir.path()).await?;
     // A lease longer than the failover (node timeout 1 s, then an
     // election), so that the owner, not the standby, is expected to go on.
-    let with_lease = |log: &str| SharedStoreOptions { lease_ms: Some((6_000, 1_000)), ..options(dir.path(), &cluster, "d2", log) };
+    let with_lease =
+        |log: &str| SharedStoreOptions { lease_ms: Some((6_000, 1_000)), ..options(dir.path(), &cluster, "d2", log) };
     let mut owner = SharedDispatcher::start(&with_lease("owner.log")).await?;
     owner.wait_owner(PROMPTLY).await?;
     let mut standby = SharedDispatcher::start(&with_lease("standby.log")).await?;
@@ -353,7 +354,10 @@ async fn a_primary_killed_under_load_fails_over_and_the_owner_goes_on_or_stops_a
         // The owner stopped at a hole: it must have said why, and the
         // standby takes the shard and recovers what the cluster kept.
         Err(error) if owner.has_exited() => {
-            println!("the owner stopped after the failover ({error}); its log ends: {}", owner.log().lines().last().unwrap_or(""));
+            println!(
+                "the owner stopped after the failover ({error}); its log ends: {}",
+                owner.log().lines().last().unwrap_or("")
+            );
             assert!(owner.log().contains("journal sequence mismatch"), "the owner stopped for another reason:\n{}", owner.log());
             standby.wait_owner(PROMPTLY).await?;
             return Ok(());
