@@ -267,8 +267,8 @@ fn cluster_seeds(nodes: &str) -> Result<Vec<String>, String> {
     }
     let seeds: Vec<String> = hosts.split(',').map(str::trim).map(|host| format!("redis://{userinfo}{host}")).collect();
     for (host, seed) in hosts.split(',').map(str::trim).zip(&seeds) {
-        let port = host.rsplit_once(':').map(|(_, port)| port);
-        if host.is_empty() || !port.is_some_and(|port| port.parse::<u16>().is_ok()) {
+        let has_port = host.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+        if !has_port {
             return Err(format!("{host:?} is not HOST:PORT; name each seed node with its port"));
         }
         redis::Client::open(seed.as_str()).map_err(|cause| format!("{host:?}: {cause}"))?;
