@@ -224,6 +224,22 @@ impl Sharding {
         &self.shard
     }
 
+    /// Runs `command` on the connection this process keeps for the keys
+    /// of no shard (the directory, the city-wide switches): opened when
+    /// needed, dropped after a failure. Blocking.
+    pub(crate) fn run_shared<T>(
+        &self,
+        action: &str,
+        command: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, RedisStoreError> {
+        self.directory.run(action, command)
+    }
+
+    /// An answer of the wrong shape, for messages.
+    pub(crate) fn unexpected(&self, action: &str, detail: impl std::fmt::Display) -> RedisStoreError {
+        self.directory.redis.unexpected(action, detail)
+    }
+
     /// The Redis URL (with its password, for connecting).
     pub fn url(&self) -> &str {
         &self.url
