@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use redis::{ConnectionLike, Script};
 
-use crate::shard::{RedisShard, RedisStoreError, reply_text};
+use crate::shard::{RedisConnection, RedisShard, RedisStoreError, reply_text};
 
 /// Takes the lease if it is free. Returns
 /// `{'acquired', token, owner, address}` or `{'held', token, owner, address}`.
@@ -173,7 +173,7 @@ pub struct ShardLease {
     owner_id: String,
     address: String,
     config: LeaseConfig,
-    connection: Mutex<Option<redis::Connection>>,
+    connection: Mutex<Option<RedisConnection>>,
 }
 
 impl ShardLease {
@@ -274,7 +274,7 @@ impl ShardLease {
     fn run<T>(
         &self,
         action: &str,
-        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        command: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, RedisStoreError> {
         let mut slot = self.lock_connection();
         let connection = match slot.as_mut() {
@@ -295,7 +295,7 @@ impl ShardLease {
         }
     }
 
-    fn lock_connection(&self) -> MutexGuard<'_, Option<redis::Connection>> {
+    fn lock_connection(&self) -> MutexGuard<'_, Option<RedisConnection>> {
         // A panic while holding the lock leaves at worst a connection in an
         // unknown state; drop it and carry on.
         self.connection.lock().unwrap_or_else(|poisoned| {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError};
+use crate::shard::{COMMAND_TIMEOUT, RedisConnection, RedisShard, RedisStoreError};
 use pingji_engine::ids::{AgentId, Millis};
 use pingji_engine::spatial::Position;
 
@@ -145,7 +145,7 @@ impl LocationFlusher {
 struct Flusher {
     shard: RedisShard,
     batching: LocationBatching,
-    connection: Option<redis::Connection>,
+    connection: Option<RedisConnection>,
     /// The last write failed: warn once per outage, not per batch.
     failing: bool,
     stats: LocationWriterStats,

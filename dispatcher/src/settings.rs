@@ -17,7 +17,7 @@ use tonic::transport::{Certificate, Identity};
 
 use crate::lease::LeaseConfig;
 use crate::server::{ClientCertificates, Config, RedisStore, ServerTls, Store};
-use crate::shard::ShardId;
+use crate::shard::{CLUSTER_SCHEME, RedisShard, ShardId};
 use crate::telemetry::{LogFormat, validate_otlp_endpoint};
 use pingji_engine::areas::{AreaLevel, parse_geojson};
 use pingji_engine::policy::Policy;
@@ -404,7 +404,8 @@ pub struct StoreSettings {
     pub kind: Option<String>,
     /// The SQLite journal file, with `sqlite`.
     pub path: Option<PathBuf>,
-    /// `redis://HOST:PORT[/DB]`, with `redis`.
+    /// `redis://HOST:PORT[/DB]` (one Redis) or
+    /// `redis+cluster://HOST:PORT,HOST:PORT,...` (a Redis Cluster), with `redis`.
     pub url: Option<String>,
     /// `city`, a district, or districts (`d1,d2`); by default every district
     /// of the map in `load.areas` (the city when it has none).
@@ -803,10 +804,20 @@ impl Settings {
             "sqlite" => Ok(Store::Sqlite(store.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)))),
             "memory" => Ok(Store::Ephemeral),
             "redis" => {
-                let url = store.url.as_deref().ok_or_else(|| refuse("store.url", "a redis store needs redis://HOST:PORT"))?;
-                if !url.starts_with("redis://") {
-                    return Err(refuse("store.url", format!("{url:?} is not redis://HOST:PORT")));
+                let url = store.url.as_deref().ok_or_else(|| {
+                    refuse("store.url", "a redis store needs redis://HOST:PORT or redis+cluster://HOST:PORT,HOST:PORT,...")
+                })?;
+                // Checked whole here (seeds of a cluster too), so that a typo
+                // stops the start rather than every connection later.
+                if !url.starts_with("redis://") && !url.starts_with(CLUSTER_SCHEME) {
+                    return Err(refuse(
+                        "store.url",
+                        format!(
+                            "{url:?} is not redis://HOST:PORT (one Redis) or redis+cluster://HOST:PORT,HOST:PORT,... (a Redis Cluster)"
+                        ),
+                    ));
                 }
+                RedisShard::new(url, ShardId::default()).map_err(|error| refuse("store.url", error.to_string()))?;
                 let shards = match store.shard.as_deref() {
                     Some(text) => parse_shards(text).map_err(|reason| refuse("store.shard", reason))?,
                     None => districts_of(self.load.areas.as_deref()),
@@ -1049,6 +1060,14 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_cluster_is_named_by_its_seed_nodes() {
+        let text = "[store]\nurl = \"redis+cluster://127.0.0.1:7000,127.0.0.1:7001\"\nshard = \"d1\"";
+        let resolved = Settings::parse(text).expect("parses").resolve().expect("resolves");
+        let Store::Redis(redis) = resolved.config.store else { panic!("not a redis store") };
+        assert_eq!(redis.url, "redis+cluster://127.0.0.1:7000,127.0.0.1:7001");
+    }
+
+    #[test]
     fn a_bad_value_is_refused_with_its_key_and_reason() {
         let refused = |text: &str| Settings::parse(text).expect("parses").resolve().expect_err("refused").to_string();
         assert!(refused("listen = \"localhost\"").starts_with("listen: \"localhost\" is not an IP address and port"));
@@ -1060,6 +1079,7 @@ mod tests {
         assert!(refused("listen = \"127.0.0.1:8080\"\n[web]\nlisten = \"127.0.0.1:8080\"").starts_with("web.listen: "));
         assert!(refused("[store]\nkind = \"postgres\"").starts_with("store.kind: \"postgres\" is not a store"));
         assert!(refused("[store]\nkind = \"redis\"").starts_with("store.url: "));
+        assert!(refused("[store]\nurl = \"redis+cluster://127.0.0.1:7000,nope\"").starts_with("store.url: "));
         assert!(
             refused("[store]\nurl = \"redis://x:1\"\nlease_ttl_ms = 1000\nlease_renew_ms = 900")
                 .starts_with("store.lease_renew_ms: ")

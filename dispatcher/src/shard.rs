@@ -17,12 +17,21 @@
 //! pingji:{<shard>}:lease      hash with a ttl: token, owner, address
 //! pingji:{<shard>}:locations  hash: agent id -> "lon,lat,at_ms"
 //! ```
+//!
+//! The Redis is one server (`redis://HOST:PORT[/DB]`) or a Redis Cluster
+//! (`redis+cluster://HOST:PORT,HOST:PORT,...`, any of its nodes as seeds);
+//! [`RedisConnection`] is either, with the same timeouts and the same
+//! classification of errors, so the code above it does not know which.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use redis::{ErrorKind, ServerErrorKind};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
+use redis::{ConnectionLike, ErrorKind, ServerErrorKind};
+
+/// The scheme of a Redis Cluster's address: its seed nodes, comma separated.
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 
 /// How long opening a connection to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -112,7 +121,10 @@ pub enum RedisStoreError {
     /// understand.
     #[error("cannot {action} on redis at {url}: {cause}")]
     Failed { url: String, action: String, cause: String },
-    #[error("invalid redis url {url}: {cause}; expected redis://HOST:PORT")]
+    #[error(
+        "invalid redis url {url}: {cause}; expected redis://HOST:PORT (one server) or \
+         redis+cluster://HOST:PORT,HOST:PORT,... (a Redis Cluster's nodes)"
+    )]
     InvalidUrl { url: String, cause: String },
 }
 
@@ -127,10 +139,19 @@ impl RedisStoreError {
 /// user opens its own connections with [`RedisShard::connect`].
 #[derive(Clone)]
 pub struct RedisShard {
-    client: redis::Client,
+    target: Target,
     url: String,
     id: ShardId,
     keys: ShardKeys,
+}
+
+/// Where the shard's Redis is: one server, or the seed nodes of a cluster.
+#[derive(Clone)]
+enum Target {
+    Single(redis::Client),
+    /// `redis://` URLs of the seeds; the client is built per connection,
+    /// with that connection's command timeout.
+    Cluster(Vec<String>),
 }
 
 impl fmt::Debug for RedisShard {
@@ -140,12 +161,21 @@ impl fmt::Debug for RedisShard {
 }
 
 impl RedisShard {
-    /// Parses `url` (`redis://HOST:PORT[/DB]`); connects only on use.
+    /// Parses `url` (`redis://HOST:PORT[/DB]`, or
+    /// `redis+cluster://[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`); connects
+    /// only on use.
     pub fn new(url: &str, id: ShardId) -> Result<Self, RedisStoreError> {
         let shown = redacted_url(url);
-        let client = redis::Client::open(url)
-            .map_err(|cause| RedisStoreError::InvalidUrl { url: shown.clone(), cause: cause.to_string() })?;
-        Ok(RedisShard { client, url: shown, keys: ShardKeys::new(&id), id })
+        let invalid = |cause: String| RedisStoreError::InvalidUrl { url: shown.clone(), cause };
+        let target = match url.strip_prefix(CLUSTER_SCHEME) {
+            Some(nodes) => {
+                let seeds = cluster_seeds(nodes).map_err(invalid)?;
+                ClusterClient::new(seeds.clone()).map_err(|cause| invalid(cause.to_string()))?;
+                Target::Cluster(seeds)
+            }
+            None => Target::Single(redis::Client::open(url).map_err(|cause| invalid(cause.to_string()))?),
+        };
+        Ok(RedisShard { target, url: shown, keys: ShardKeys::new(&id), id })
     }
 
     pub fn id(&self) -> &ShardId {
@@ -161,17 +191,30 @@ impl RedisShard {
         &self.url
     }
 
+    /// Whether the shard's Redis is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     /// A new connection whose commands fail after `command_timeout` without
     /// an answer (a paused or partitioned Redis), rather than hang.
-    pub fn connect(&self, command_timeout: Duration) -> Result<redis::Connection, RedisStoreError> {
+    pub fn connect(&self, command_timeout: Duration) -> Result<RedisConnection, RedisStoreError> {
         let action = "connect";
-        let connection =
-            self.client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|cause| self.failure(action, &cause))?;
-        connection
-            .set_read_timeout(Some(command_timeout))
-            .and_then(|()| connection.set_write_timeout(Some(command_timeout)))
-            .map_err(|cause| self.failure(action, &cause))?;
-        Ok(connection)
+        match &self.target {
+            Target::Single(client) => {
+                let connection =
+                    client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(|cause| self.failure(action, &cause))?;
+                connection
+                    .set_read_timeout(Some(command_timeout))
+                    .and_then(|()| connection.set_write_timeout(Some(command_timeout)))
+                    .map_err(|cause| self.failure(action, &cause))?;
+                Ok(RedisConnection::Single(connection))
+            }
+            Target::Cluster(seeds) => {
+                let link = ClusterLink::open(seeds, command_timeout).map_err(|cause| self.failure(action, &cause))?;
+                Ok(RedisConnection::Cluster(Box::new(link)))
+            }
+        }
     }
 
     /// Classifies a Redis error: out of reach, or a real failure.
@@ -188,7 +231,11 @@ impl RedisShard {
                         | ServerErrorKind::ReadOnly
                         | ServerErrorKind::TryAgain
                         | ServerErrorKind::ClusterDown
-                )
+                        // A slot that moved again while it was followed, or
+                        // is being migrated: the cluster is changing.
+                        | ServerErrorKind::Moved
+                        | ServerErrorKind::Ask
+                ) | ErrorKind::ClusterConnectionNotFound
             );
         if unreachable {
             RedisStoreError::Unreachable { url: self.url.clone(), action: action.to_owned(), cause: cause.to_string() }
@@ -204,6 +251,136 @@ impl RedisShard {
             url: self.url.clone(),
             action: action.to_owned(),
             cause: format!("unexpected answer: {detail}"),
+        }
+    }
+}
+
+/// The `redis://` URL of each seed node of `nodes`
+/// (`[USER:PASSWORD@]HOST:PORT,HOST:PORT,...`, the part after the scheme).
+fn cluster_seeds(nodes: &str) -> Result<Vec<String>, String> {
+    let (userinfo, hosts) = match nodes.rsplit_once('@') {
+        Some((userinfo, hosts)) => (format!("{userinfo}@"), hosts),
+        None => (String::new(), nodes),
+    };
+    if hosts.contains('/') {
+        return Err("a Redis Cluster has no databases to choose: leave out /DB".to_owned());
+    }
+    let seeds: Vec<String> = hosts.split(',').map(str::trim).map(|host| format!("redis://{userinfo}{host}")).collect();
+    for (host, seed) in hosts.split(',').map(str::trim).zip(&seeds) {
+        let has_port = host.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+        if !has_port {
+            return Err(format!("{host:?} is not HOST:PORT; name each seed node with its port"));
+        }
+        redis::Client::open(seed.as_str()).map_err(|cause| format!("{host:?}: {cause}"))?;
+    }
+    Ok(seeds)
+}
+
+/// A connection to the Redis holding the shard: one server, or a Redis
+/// Cluster (a connection per node it has talked to, routed by each
+/// command's key slot). Commands, scripts and pipelines run on either.
+pub enum RedisConnection {
+    Single(redis::Connection),
+    Cluster(Box<ClusterLink>),
+}
+
+/// A connection to a Redis Cluster that follows a moved slot once.
+///
+/// The cluster client is built without retries of its own: it would send a
+/// command again after a timeout or a dropped connection, and a fenced
+/// append that did run would then be refused by its own sequence check. A
+/// command that failed is reported, as on one server, and the caller drops
+/// the connection ([`RedisShard::failure`] says which errors mean "out of
+/// reach"). Only `MOVED` is followed here, because a node that answers
+/// `MOVED` did nothing: the connection is opened again with the cluster's
+/// new slot map (after a failover or a resharding) and the command sent
+/// once more.
+pub struct ClusterLink {
+    client: ClusterClient,
+    write_timeout: Duration,
+    connection: ClusterConnection,
+}
+
+impl ClusterLink {
+    fn open(seeds: &[String], command_timeout: Duration) -> redis::RedisResult<ClusterLink> {
+        let client = ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(command_timeout)
+            .retries(0)
+            .build()?;
+        let connection = Self::connect(&client, command_timeout)?;
+        Ok(ClusterLink { client, write_timeout: command_timeout, connection })
+    }
+
+    fn connect(client: &ClusterClient, write_timeout: Duration) -> redis::RedisResult<ClusterConnection> {
+        let connection = client.get_connection()?;
+        connection.set_write_timeout(Some(write_timeout))?;
+        Ok(connection)
+    }
+
+    /// Runs `request`, and once more on a fresh connection if the slot moved.
+    fn follow_moved<T>(&mut self, request: impl Fn(&mut ClusterConnection) -> redis::RedisResult<T>) -> redis::RedisResult<T> {
+        match request(&mut self.connection) {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::Moved) => {
+                self.connection = Self::connect(&self.client, self.write_timeout)?;
+                request(&mut self.connection)
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command(&mut self, command: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            RedisConnection::Single(connection) => connection.req_packed_command(command),
+            RedisConnection::Cluster(link) => link.follow_moved(|connection| connection.req_packed_command(command)),
+        }
+    }
+
+    fn req_packed_commands(&mut self, commands: &[u8], offset: usize, count: usize) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            RedisConnection::Single(connection) => connection.req_packed_commands(commands, offset, count),
+            RedisConnection::Cluster(link) => {
+                link.follow_moved(|connection| connection.req_packed_commands(commands, offset, count))
+            }
+        }
+    }
+
+    fn req_command(&mut self, command: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            RedisConnection::Single(connection) => connection.req_command(command),
+            RedisConnection::Cluster(link) => link.follow_moved(|connection| connection.req_command(command)),
+        }
+    }
+
+    /// True for a cluster too: the cluster client sends a pipeline (or a
+    /// MULTI/EXEC transaction) whole to the node of its first command's key,
+    /// and every pipeline here touches the keys of one shard, which share a
+    /// hash slot. (The cluster client says false because a pipeline in
+    /// general may span nodes.)
+    fn supports_pipelining(&self) -> bool {
+        true
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(connection) => connection.get_db(),
+            RedisConnection::Cluster(_) => 0,
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            RedisConnection::Single(connection) => connection.check_connection(),
+            RedisConnection::Cluster(link) => link.connection.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            RedisConnection::Single(connection) => connection.is_open(),
+            RedisConnection::Cluster(link) => link.connection.is_open(),
         }
     }
 }
@@ -283,5 +460,31 @@ mod tests {
     fn a_bad_url_is_refused_at_start() {
         let error = RedisShard::new("http://nope", ShardId::default()).expect_err("not redis");
         assert!(matches!(error, RedisStoreError::InvalidUrl { .. }), "{error}");
+        for bad in ["redis+cluster://", "redis+cluster://127.0.0.1", "redis+cluster://a:1,,b:2", "redis+cluster://a:1/0"] {
+            let error = RedisShard::new(bad, ShardId::default()).expect_err(bad);
+            assert!(matches!(error, RedisStoreError::InvalidUrl { .. }), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_seed_nodes() {
+        let shard =
+            RedisShard::new("redis+cluster://:hunter2@127.0.0.1:7000,127.0.0.1:7001", ShardId::default()).expect("a cluster url");
+        assert!(shard.is_cluster());
+        assert_eq!(shard.url(), "redis+cluster://:***@127.0.0.1:7000,127.0.0.1:7001");
+        assert_eq!(
+            cluster_seeds("u:p@h1:7000, h2:7001").expect("seeds"),
+            vec!["redis://u:p@h1:7000".to_owned(), "redis://u:p@h2:7001".to_owned()]
+        );
+        assert!(!RedisShard::new("redis://127.0.0.1:6379", ShardId::default()).expect("url").is_cluster());
+    }
+
+    #[test]
+    fn an_unreachable_cluster_says_so() {
+        let shard = RedisShard::new("redis+cluster://127.0.0.1:1,127.0.0.1:2", ShardId::default()).expect("valid url");
+        let Err(error) = shard.connect(COMMAND_TIMEOUT) else {
+            panic!("nothing listens on ports 1 and 2, yet the connection opened");
+        };
+        assert!(error.is_unreachable(), "{error}");
     }
 }

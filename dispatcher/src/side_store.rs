@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::shard::ShardId;
+use crate::shard::{COMMAND_TIMEOUT, RedisConnection, RedisShard, ShardId};
 
 /// What went wrong in a store beside the journal.
 #[derive(Debug, thiserror::Error)]
@@ -42,43 +42,43 @@ pub fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, StoreError> {
     Ok(connection)
 }
 
-/// How long making a connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 pub struct RedisLink {
-    client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    shard: RedisShard,
+    connection: Mutex<Option<RedisConnection>>,
     prefix: String,
 }
 
 impl RedisLink {
-    /// A link to `url` for `shard`'s keys; the reason when the URL is not one.
+    /// A link to `url` (one Redis or a cluster, see [`RedisShard::new`])
+    /// for `shard`'s keys; the reason when the URL is not one.
     pub fn open(url: &str, shard: &ShardId) -> Result<RedisLink, String> {
-        let client = redis::Client::open(url).map_err(|_| "invalid redis url".to_string())?;
-        Ok(RedisLink { client, connection: Mutex::new(None), prefix: format!("pingji:{{{shard}}}:") })
+        let redis = RedisShard::new(url, shard.clone()).map_err(|error| error.to_string())?;
+        Ok(RedisLink { shard: redis, connection: Mutex::new(None), prefix: format!("pingji:{{{shard}}}:") })
     }
 
-    /// The key `pingji:{SHARD}:name`.
+    /// The key `pingji:{SHARD}:name`. Every key of a store carries the
+    /// shard's hash tag, so on a Redis Cluster they share the slot of the
+    /// shard's journal and a transaction over several of them is allowed.
     pub fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
 
     /// Runs `action` on the connection; a failed action drops it, so the
     /// next one connects afresh.
-    pub fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> redis::RedisResult<T> {
+    pub fn with<T>(&self, action: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
         let mut slot = self.slot();
         let mut connection = match slot.take() {
             Some(connection) => connection,
-            None => self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?,
+            None => self.shard.connect(COMMAND_TIMEOUT).map_err(|error| StoreError(error.to_string()))?,
         };
         let result = action(&mut connection);
         if result.is_ok() {
             *slot = Some(connection);
         }
-        result
+        Ok(result?)
     }
 
-    fn slot(&self) -> MutexGuard<'_, Option<redis::Connection>> {
+    fn slot(&self) -> MutexGuard<'_, Option<RedisConnection>> {
         self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -3,7 +3,8 @@
 //! tests and benches), and the `dispatcher` binary started with
 //! `--store redis://...` as a child process that can be killed (SIGKILL),
 //! paused (SIGSTOP), resumed (SIGCONT), stopped (SIGTERM) and started again
-//! on the same address.
+//! on the same address. [`RedisCluster`] (from the same fixture crate)
+//! starts a real local Redis Cluster for `--store redis+cluster://...`.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub use pingji_test_redis::{Persistence, RedisServer};
+pub use pingji_test_redis::{ClusterNode, Persistence, RedisCluster, RedisServer};
 
 use crate::process::{dispatcher_binary, file_args, spawn_dispatcher};
 use crate::wait::{connect_endpoint_with_retry, connect_with_retry};

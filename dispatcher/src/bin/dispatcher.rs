@@ -41,10 +41,12 @@ struct Args {
     /// Keep everything in memory (lost at exit) instead of the journal file.
     #[arg(long, global = true, env = "PINGJI_EPHEMERAL")]
     ephemeral: bool,
-    /// Shared store, `redis://HOST:PORT`: the journal of the shard lives in
-    /// Redis, shared with other dispatcher processes, one of which owns the
-    /// shard at a time (the others stand by and send clients to it). Without
-    /// it, the SQLite file of --data.
+    /// Shared store, `redis://HOST:PORT` (one Redis) or
+    /// `redis+cluster://HOST:PORT,HOST:PORT,...` (a Redis Cluster, any of its
+    /// nodes as seeds): the journal of the shard lives in Redis, shared with
+    /// other dispatcher processes, one of which owns the shard at a time (the
+    /// others stand by and send clients to it). Without it, the SQLite file
+    /// of --data.
     #[arg(long, env = "PINGJI_STORE", conflicts_with = "ephemeral", global = true)]
     store: Option<String>,
     /// The shards this process may serve, with --store: by default one per

@@ -34,7 +34,7 @@ use redis::{ConnectionLike, Script, Value};
 use tracing::{debug, info};
 
 use super::record::{Journal, JournalError, StoredEvent, iso8601_utc_from_ms};
-use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, reply_text};
+use crate::shard::{COMMAND_TIMEOUT, RedisConnection, RedisShard, RedisStoreError, reply_text};
 
 /// Appends a batch if the caller holds the shard and the batch continues the
 /// stream. Returns `{outcome, a, b}`: `{'ok', last_seq, 0}`,
@@ -157,7 +157,7 @@ pub struct RedisReader {
 /// The reads both share, over one lazily (re)opened connection.
 struct StreamAccess {
     shard: RedisShard,
-    connection: RefCell<Option<redis::Connection>>,
+    connection: RefCell<Option<RedisConnection>>,
 }
 
 impl RedisJournal {
@@ -340,7 +340,7 @@ impl StreamAccess {
     fn run<T>(
         &self,
         action: &str,
-        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        command: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, RedisStoreError> {
         let mut slot = self.connection.borrow_mut();
         let connection = match slot.as_mut() {
@@ -547,6 +547,40 @@ mod tests {
     fn expire_lease(shard: &RedisShard) {
         let mut connection = shard.connect(COMMAND_TIMEOUT).expect("connect");
         redis::cmd("DEL").arg(&shard.keys().lease).exec(&mut connection).expect("del lease");
+    }
+
+    /// On a Redis Cluster: the shared checks for two shards whose slots
+    /// are on different primaries (the append, snapshot and retention
+    /// scripts touch three keys of one slot), and the fence still stops a
+    /// process whose lease was taken over.
+    #[test]
+    fn redis_journal_on_a_cluster_passes_the_shared_checks_and_fences() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = pingji_test_redis::RedisCluster::start(dir.path()).expect("start a redis cluster");
+        let primaries: Vec<usize> = ["d1", "d2"]
+            .iter()
+            .map(|id| {
+                let shard = RedisShard::new(&cluster.url(), ShardId::new(id).expect("shard id")).expect("cluster url");
+                assert!(shard.is_cluster());
+                let token = take_over(&shard, "test");
+                let mut journal = RedisJournal::open(shard.clone(), token).expect("open");
+                conformance::run_all(&mut journal);
+                cluster.primary_for(&shard.keys().events).expect("primary")
+            })
+            .collect();
+        assert_ne!(primaries[0], primaries[1], "d1 and d2 hash to slots of different primaries");
+
+        let shard = RedisShard::new(&cluster.url(), ShardId::new("d3").expect("shard id")).expect("cluster url");
+        let token = take_over(&shard, "first");
+        let mut first = RedisJournal::open(shard.clone(), token).expect("open");
+        first.append(&events(1..=2)).expect("append");
+        expire_lease(&shard);
+        let newer = take_over(&shard, "second");
+        assert!(newer > token);
+        let refused = first.append(&[event(3)]).expect_err("a stale owner is fenced on a cluster too");
+        assert!(matches!(refused, JournalError::Fenced { .. }), "{refused}");
+        let mut second = RedisJournal::open(shard, newer).expect("open");
+        second.append(&[event(3)]).expect("the new owner appends");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! keys beside the shard in Redis, or memory for `--ephemeral`. Calls
 //! block: run them off the async threads.
 
+use crate::shard::RedisConnection;
 pub use crate::side_store::StoreError;
 use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
@@ -238,8 +239,8 @@ impl RedisNotifyStore {
         })
     }
 
-    fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        Ok(self.link.with(action)?)
+    fn with<T>(&self, action: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.link.with(action)
     }
 }
 
@@ -329,6 +330,16 @@ mod tests {
         let reopened = SqliteNotifyStore::open(&path).expect("reopen");
         assert_eq!(reopened.cursor().expect("cursor"), Some(9));
         assert_eq!(reopened.notices().expect("notices").len(), 1);
+    }
+
+    /// On a Redis Cluster: the store's keys share the shard's slot, so its
+    /// transactions and scripts run there.
+    #[test]
+    fn redis_cluster_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = pingji_test_redis::RedisCluster::start(dir.path()).expect("redis cluster");
+        let shard = crate::shard::ShardId::new("d1").expect("shard id");
+        conformance(&mut RedisNotifyStore::open(&cluster.url(), &shard).expect("open"));
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! for `--ephemeral` (the key is then new at each start, and phones
 //! subscribe again). Calls block: run them off the async threads.
 
+use crate::shard::RedisConnection;
 pub use crate::side_store::StoreError;
 use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use rusqlite::{Connection, params};
 
@@ -168,6 +169,29 @@ impl PushStore for MemoryPushStore {
     }
 }
 
+/// The names of the keys matching `ARGV[1]`, by `SCAN` inside a script.
+/// On a Redis Cluster a plain `SCAN` cannot be routed by key (it lists one
+/// node's keys); the script is routed by `KEYS[1]`, a key of the shard, to
+/// the node holding the shard's slot, where all its keys are. It runs once
+/// when the pusher opens (an owner's start or takeover).
+static KEYS_MATCHING: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS[1] a key of the shard (routes the script); ARGV[1] the pattern
+local cursor = '0'
+local found = {}
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    found[#found + 1] = key
+  end
+until cursor == '0'
+return found
+",
+    )
+});
+
 /// Keys beside the shard's: `pingji:{SHARD}:vapid` and one hash per person,
 /// `pingji:{SHARD}:push:PERSON` (endpoint → subscription JSON), so that
 /// whichever process owns the shard pushes with the same key.
@@ -182,8 +206,8 @@ impl RedisPushStore {
         Ok(RedisPushStore { vapid: link.key("vapid"), link })
     }
 
-    fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        Ok(self.link.with(action)?)
+    fn with<T>(&self, action: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.link.with(action)
     }
 
     fn person_key(&self, person: &str) -> String {
@@ -231,10 +255,8 @@ impl PushStore for RedisPushStore {
 
     fn people(&self) -> Result<Vec<String>, StoreError> {
         let prefix = self.person_key("");
-        let keys: Vec<String> = self.with(|connection| {
-            let keys = redis::Commands::scan_match::<_, String>(connection, format!("{prefix}*"))?;
-            keys.collect()
-        })?;
+        let keys: Vec<String> =
+            self.with(|connection| KEYS_MATCHING.key(&self.vapid).arg(format!("{prefix}*")).invoke(connection))?;
         let mut people: Vec<String> = keys.iter().filter_map(|key| key.strip_prefix(&prefix)).map(str::to_string).collect();
         people.sort();
         Ok(people)
@@ -285,6 +307,16 @@ mod tests {
     #[test]
     fn memory_store() {
         conformance(&mut MemoryPushStore::default());
+    }
+
+    /// On a Redis Cluster: the store's keys share the shard's slot, so its
+    /// transactions and scripts run there.
+    #[test]
+    fn redis_cluster_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = pingji_test_redis::RedisCluster::start(dir.path()).expect("redis cluster");
+        let shard = crate::shard::ShardId::new("d1").expect("shard id");
+        conformance(&mut RedisPushStore::open(&cluster.url(), &shard).expect("open"));
     }
 
     #[test]

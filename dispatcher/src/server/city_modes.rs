@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::sharding::Sharding;
 use crate::convert;
 use crate::runtime::{DispatchError, Dispatcher};
-use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError};
+use crate::shard::RedisStoreError;
 use pingji_engine::areas::AreaLevel;
 use pingji_engine::engine::{Command, Rejection};
 use pingji_engine::ids::AreaId;
@@ -86,8 +86,9 @@ pub async fn keep_city_modes(dispatcher: Dispatcher, sharding: Arc<Sharding>) {
         let above = areas_above_districts(&dispatcher, pending.iter().map(|(area, _)| area.clone()).collect()).await;
         pending.retain(|(area, _)| above.contains(area));
         let publishing = std::mem::take(&mut pending);
-        let Ok(shard) = RedisShard::new(sharding.url(), sharding.shard().clone()) else { return };
-        let result = tokio::task::spawn_blocking(move || publish(&shard, &publishing).map_err(|error| (error, publishing))).await;
+        let shared = sharding.clone();
+        let result =
+            tokio::task::spawn_blocking(move || publish(&shared, &publishing).map_err(|error| (error, publishing))).await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err((error, unpublished))) => {
@@ -127,33 +128,29 @@ async fn areas_above_districts(dispatcher: &Dispatcher, areas: Vec<String>) -> V
         .unwrap_or_default()
 }
 
-fn publish(shard: &RedisShard, switches: &[(String, Switch)]) -> Result<(), RedisStoreError> {
+/// Over the connection the process keeps for keys of no shard, rather than
+/// one opened each time (on a Redis Cluster, opening one reads the slot map
+/// and connects to every node).
+fn publish(sharding: &Sharding, switches: &[(String, Switch)]) -> Result<(), RedisStoreError> {
     let action = format!("publish a city-wide switch in {KEY}");
-    let mut connection = shard.connect(COMMAND_TIMEOUT)?;
     let script = redis::Script::new(PUBLISH);
     for (area, switch) in switches {
-        let json = serde_json::to_string(switch).map_err(|error| shard.unexpected(&action, error))?;
-        script
-            .key(KEY)
-            .arg(area)
-            .arg(json)
-            .arg(switch.at_ms)
-            .invoke::<i64>(&mut connection)
-            .map_err(|cause| shard.failure(&action, &cause))?;
+        let json = serde_json::to_string(switch).map_err(|error| sharding.unexpected(&action, error))?;
+        sharding
+            .run_shared(&action, |connection| script.key(KEY).arg(area).arg(&json).arg(switch.at_ms).invoke::<i64>(connection))?;
     }
     Ok(())
 }
 
-fn read_published(shard: &RedisShard) -> Result<HashMap<String, String>, RedisStoreError> {
-    let mut connection = shard.connect(COMMAND_TIMEOUT)?;
-    redis::cmd("HGETALL").arg(KEY).query(&mut connection).map_err(|cause| shard.failure(&format!("read {KEY}"), &cause))
+fn read_published(sharding: &Sharding) -> Result<HashMap<String, String>, RedisStoreError> {
+    sharding.run_shared(&format!("read {KEY}"), |connection| redis::cmd("HGETALL").arg(KEY).query(connection))
 }
 
 /// Journals the published switches made at other shards that this one
 /// has not taken in yet.
-async fn follow_published(dispatcher: &Dispatcher, sharding: &Sharding, mine: &str, seen: &mut HashMap<String, i64>) {
-    let Ok(shard) = RedisShard::new(sharding.url(), sharding.shard().clone()) else { return };
-    let published = match tokio::task::spawn_blocking(move || read_published(&shard)).await {
+async fn follow_published(dispatcher: &Dispatcher, sharding: &Arc<Sharding>, mine: &str, seen: &mut HashMap<String, i64>) {
+    let shared = sharding.clone();
+    let published = match tokio::task::spawn_blocking(move || read_published(&shared)).await {
         Ok(Ok(published)) => published,
         Ok(Err(error)) => {
             warn!(%error, "cannot read the city-wide switches");

@@ -48,7 +48,7 @@ pub enum Store {
 /// A shard kept in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    /// `redis://HOST:PORT[/DB]`.
+    /// `redis://HOST:PORT[/DB]`, or `redis+cluster://HOST:PORT,...`.
     pub url: String,
     /// The shards this process may own, in order: `city` alone, one
     /// district, or several (a spare standing by for each, owning the first

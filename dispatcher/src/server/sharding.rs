@@ -42,7 +42,7 @@ use super::error;
 use super::front::{Front, Fronted};
 use crate::lease::{LeaseConfig, ShardLease};
 use crate::runtime::Dispatcher;
-use crate::shard::{COMMAND_TIMEOUT, RedisShard, RedisStoreError, ShardId};
+use crate::shard::{COMMAND_TIMEOUT, RedisConnection, RedisShard, RedisStoreError, ShardId};
 use pingji_engine::accounts::OperatorRole;
 use pingji_proto::v1::ErrorReason;
 
@@ -120,7 +120,7 @@ pub struct Sharding {
 #[derive(Clone)]
 struct Directory {
     redis: RedisShard,
-    connection: Arc<Mutex<Option<redis::Connection>>>,
+    connection: Arc<Mutex<Option<RedisConnection>>>,
 }
 
 impl Directory {
@@ -129,7 +129,7 @@ impl Directory {
     fn run<T>(
         &self,
         action: &str,
-        command: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+        command: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
     ) -> Result<T, RedisStoreError> {
         let mut slot = self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let connection = match slot.as_mut() {
@@ -222,6 +222,22 @@ impl Sharding {
 
     pub fn shard(&self) -> &ShardId {
         &self.shard
+    }
+
+    /// Runs `command` on the connection this process keeps for the keys
+    /// of no shard (the directory, the city-wide switches): opened when
+    /// needed, dropped after a failure. Blocking.
+    pub(crate) fn run_shared<T>(
+        &self,
+        action: &str,
+        command: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, RedisStoreError> {
+        self.directory.run(action, command)
+    }
+
+    /// An answer of the wrong shape, for messages.
+    pub(crate) fn unexpected(&self, action: &str, detail: impl std::fmt::Display) -> RedisStoreError {
+        self.directory.redis.unexpected(action, detail)
     }
 
     /// The Redis URL (with its password, for connecting).

@@ -6,6 +6,7 @@
 //! a kill -9, and a power cut loses at most the last few advances, which
 //! means those events are delivered again (at least once, never skipped).
 
+use crate::shard::RedisConnection;
 pub use crate::side_store::StoreError;
 use crate::side_store::{RedisLink, open_sqlite};
 use std::collections::BTreeMap;
@@ -295,8 +296,8 @@ impl RedisWebhookStore {
         Ok(RedisWebhookStore { subscribers: link.key("webhooks"), cursors: link.key("webhook_cursors"), link })
     }
 
-    fn with<T>(&self, action: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        Ok(self.link.with(action)?)
+    fn with<T>(&self, action: impl FnOnce(&mut RedisConnection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        self.link.with(action)
     }
 
     fn dead_key(&self, id: &str) -> String {
@@ -444,6 +445,16 @@ mod tests {
     #[test]
     fn memory_store() {
         conformance(&mut MemoryStore::default());
+    }
+
+    /// On a Redis Cluster: the store's keys share the shard's slot, so its
+    /// transactions and scripts run there.
+    #[test]
+    fn redis_cluster_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster = pingji_test_redis::RedisCluster::start(dir.path()).expect("redis cluster");
+        let shard = crate::shard::ShardId::new("d1").expect("shard id");
+        conformance(&mut RedisWebhookStore::open(&cluster.url(), &shard).expect("open"));
     }
 
     #[test]

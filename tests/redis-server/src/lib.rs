@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+mod cluster;
+
+pub use cluster::{ClusterNode, RedisCluster};
+
 /// How long a started server may take to answer PING (it may be loading an
 /// append-only file).
 const READY_WITHIN: Duration = Duration::from_secs(20);
@@ -40,6 +44,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     persistence: Persistence,
+    /// More `redis-server` arguments (a cluster node's).
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
@@ -50,10 +56,21 @@ impl RedisServer {
 
     /// Starts a server on a free port with its files in `dir`.
     pub fn start_with(dir: &Path, persistence: Persistence) -> anyhow::Result<RedisServer> {
+        RedisServer::start_on_free_port(dir, persistence, Vec::new(), free_port)
+    }
+
+    /// Starts a server with `extra_args` on a port `pick_port` chose,
+    /// trying again with another when that one was taken meanwhile.
+    pub(crate) fn start_on_free_port(
+        dir: &Path,
+        persistence: Persistence,
+        extra_args: Vec<String>,
+        pick_port: fn() -> anyhow::Result<u16>,
+    ) -> anyhow::Result<RedisServer> {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
-            let mut server = RedisServer { child: None, port, dir: dir.to_owned(), persistence };
+            let port = pick_port()?;
+            let mut server = RedisServer { child: None, port, dir: dir.to_owned(), persistence, extra_args: extra_args.clone() };
             match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
                 Err(error) if server.log().contains("Address already in use") => {
@@ -123,6 +140,11 @@ impl RedisServer {
         }
     }
 
+    /// The directory of the server's files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.join("redis-server.log")
     }
@@ -137,6 +159,7 @@ impl RedisServer {
             .arg(&self.dir)
             .arg("--logfile")
             .arg(self.log_path())
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -190,7 +213,7 @@ impl Drop for RedisServer {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }

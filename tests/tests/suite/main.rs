@@ -36,6 +36,7 @@ mod notify;
 mod observability;
 mod privacy_and_paging;
 mod push;
+mod redis_cluster;
 mod redis_store;
 mod retention;
 mod rosters;
