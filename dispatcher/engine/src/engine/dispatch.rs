@@ -217,15 +217,19 @@ impl Engine {
             // people come out: the walk's early stops only skip people who
             // could not rank among the best `k`.
             for agent in holders {
-                let Some(at) = self.live.agents.get(agent).and_then(|live| live.location) else {
+                let Some(live) = self.live.agents.get(agent) else {
+                    continue;
+                };
+                let Some(at) = live.location else {
                     continue;
                 };
                 let distance_m = PeopleIndex::distance_m(query.at, at);
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) {
                     continue;
                 }
-                let speed = self.live.agents[agent].indexed_as.speed_mps(speeds);
-                if let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) {
+                let speed = live.indexed_as.speed_mps(speeds);
+                if let Some(candidate) = self.candidate(query, agent, live, distance_m, speed, stale_before, max_travel_s, &best)
+                {
                     let position = best.partition_point(|other| rank(other) <= rank(&candidate));
                     best.insert(position, candidate);
                     best.truncate(query.k);
@@ -250,7 +254,7 @@ impl Engine {
                 if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
                     break;
                 }
-                let agent = &self.live.ids[indexed.slot as usize];
+                let agent = self.live.agents.id(indexed.slot);
                 let lacks_skill = required_skills.is_some_and(|required| required & !indexed.skills != 0);
                 if lacks_skill || (free_required && !indexed.free) {
                     debug_assert!(
@@ -259,7 +263,10 @@ impl Engine {
                     );
                     continue;
                 }
-                let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) else {
+                // By number, from the index's entry: no look-up by id.
+                let live = self.live.agents.by_slot(indexed.slot);
+                let Some(candidate) = self.candidate(query, agent, live, distance_m, speed, stale_before, max_travel_s, &best)
+                else {
                     continue;
                 };
                 let position = best.partition_point(|other| rank(other) <= rank(&candidate));
@@ -270,14 +277,15 @@ impl Engine {
         best
     }
 
-    /// `agent` as a candidate for `query` at `distance_m` (travelling at
-    /// `speed`), or `None` when a check rules them out or they could not
-    /// rank among the best so far.
+    /// `agent` (whose live record is `live`) as a candidate for `query` at
+    /// `distance_m` (travelling at `speed`), or `None` when a check rules
+    /// them out or they could not rank among the best so far.
     #[allow(clippy::too_many_arguments)]
     fn candidate(
         &self,
         query: &CandidateQuery<'_>,
         agent: &AgentId,
+        live: &super::LiveAgent,
         distance_m: f64,
         speed: f64,
         stale_before: i64,
@@ -292,7 +300,7 @@ impl Engine {
         if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
             return None;
         }
-        self.qualify(query, agent, distance_m, speed, stale_before, max_travel_s).ok()
+        self.qualify_live(query, agent, Some(live), distance_m, speed, stale_before, max_travel_s).ok()
     }
 
     /// Every check a person must pass to be offered what `query` asks for,

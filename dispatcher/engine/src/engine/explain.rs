@@ -430,7 +430,7 @@ impl Engine {
         for travel_mode in PeopleIndex::MODES {
             let speed = travel_mode.speed_mps(&self.policy.speeds);
             for (indexed, distance_m) in self.live.index.nearest(query.at, travel_mode) {
-                let agent = &self.live.ids[indexed.slot as usize];
+                let agent = self.live.agents.id(indexed.slot);
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) || distance_m / speed > max_travel_s as f64 {
                     break;
                 }

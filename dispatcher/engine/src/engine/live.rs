@@ -63,9 +63,8 @@ impl RosterCopy {
 
 #[derive(Default)]
 pub struct Live {
-    pub agents: HashMap<AgentId, LiveAgent>,
-    /// Everyone who ever connected, by their dense number (`LiveAgent::slot`).
-    pub ids: Vec<AgentId>,
+    /// Everyone who ever connected, with their live record.
+    pub agents: LiveAgents,
     /// Connected people with a location, with the copies the search filters on.
     pub index: PeopleIndex,
     /// The bit of each skill in the index's copies.
@@ -187,18 +186,102 @@ impl SkillBits {
     }
 }
 
-impl Live {
+/// The live records, by dense number (`LiveAgent::slot`, given at a
+/// person's first connection and kept), and the one map from id to
+/// number: an update finds its record with one hash, and the search goes
+/// from an index entry to its record and id with none.
+#[derive(Default)]
+pub struct LiveAgents {
+    slots: HashMap<AgentId, u32>,
+    records: Vec<LiveAgent>,
+    ids: Vec<AgentId>,
+}
+
+impl LiveAgents {
     /// The live record of `agent`, made (with the next dense number) if
     /// they never connected.
     pub fn record_for(&mut self, agent: &AgentId) -> &mut LiveAgent {
-        let ids = &mut self.ids;
-        self.agents.entry(agent.clone()).or_insert_with(|| {
-            let slot = u32::try_from(ids.len()).expect("fewer than 4 billion people");
-            ids.push(agent.clone());
-            LiveAgent { slot, ..LiveAgent::default() }
-        })
+        let slot = match self.slots.get(agent) {
+            Some(slot) => *slot,
+            None => {
+                let slot = u32::try_from(self.ids.len()).expect("fewer than 4 billion people");
+                self.slots.insert(agent.clone(), slot);
+                self.ids.push(agent.clone());
+                self.records.push(LiveAgent { slot, ..LiveAgent::default() });
+                slot
+            }
+        };
+        &mut self.records[slot as usize]
     }
 
+    /// The live record of `agent`, if they ever connected.
+    pub fn get(&self, agent: &AgentId) -> Option<&LiveAgent> {
+        self.slots.get(agent).map(|slot| &self.records[*slot as usize])
+    }
+
+    pub fn get_mut(&mut self, agent: &AgentId) -> Option<&mut LiveAgent> {
+        self.slots.get(agent).map(|slot| &mut self.records[*slot as usize])
+    }
+
+    pub fn contains_key(&self, agent: &AgentId) -> bool {
+        self.slots.contains_key(agent)
+    }
+
+    /// The live record of dense number `slot`, as the index gives it.
+    pub fn by_slot(&self, slot: u32) -> &LiveAgent {
+        &self.records[slot as usize]
+    }
+
+    /// The id of dense number `slot`.
+    pub fn id(&self, slot: u32) -> &AgentId {
+        &self.ids[slot as usize]
+    }
+
+    /// Everyone who ever connected with their live record, by dense number.
+    pub fn iter(&self) -> impl Iterator<Item = (&AgentId, &LiveAgent)> {
+        self.ids.iter().zip(&self.records)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &LiveAgent> {
+        self.records.iter()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut LiveAgent> {
+        self.records.iter_mut()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&AgentId, &mut LiveAgent)> {
+        self.ids.iter().zip(&mut self.records)
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a LiveAgents {
+    type Item = (&'a AgentId, &'a LiveAgent);
+    type IntoIter = std::iter::Zip<std::slice::Iter<'a, AgentId>, std::slice::Iter<'a, LiveAgent>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.ids.iter().zip(&self.records)
+    }
+}
+
+impl std::ops::Index<&AgentId> for LiveAgents {
+    type Output = LiveAgent;
+
+    /// Panics when `agent` never connected, as a map's index does.
+    fn index(&self, agent: &AgentId) -> &LiveAgent {
+        self.get(agent).expect("a live record of someone who connected")
+    }
+}
+
+impl Live {
     /// Places everyone again after the map changed.
     pub fn replace_everyone(&mut self, areas: &AreaMap) {
         for live in self.agents.values_mut() {

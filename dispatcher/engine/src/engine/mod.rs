@@ -570,11 +570,11 @@ impl Engine {
     /// Copies the roster into every located person's live record and index
     /// entry again: after the state was put back, the copies follow it.
     fn recopy_roster(&mut self) {
-        for live in self.live.agents.values_mut() {
+        for (agent, live) in self.live.agents.iter_mut() {
             let Some(at) = live.location else {
                 continue;
             };
-            let record = self.live.ids.get(live.slot as usize).and_then(|agent| self.state.agents.get(agent));
+            let record = self.state.agents.get(agent);
             self.live.index.remove(live.slot, at, live.indexed_as);
             if let Some(record) = record {
                 live.indexed_as = record.profile.travel_mode;
@@ -660,7 +660,7 @@ impl Engine {
         if !self.state.agents.contains_key(agent) {
             return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; ask an operator to add them")));
         }
-        let live = self.live.record_for(agent);
+        let live = self.live.agents.record_for(agent);
         if live.connected {
             return Err(Rejection::AlreadyExists(format!(
                 "agent {agent} already has a live session; close it first, or if your connection just dropped, retry in a few seconds"
