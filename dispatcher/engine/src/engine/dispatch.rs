@@ -348,7 +348,7 @@ impl Engine {
         let (via, roles_allowed) = match query.scope {
             None => (None, None),
             Some(areas) => {
-                let Some(scope) = areas.iter().find(|scope| live.placement.within(scope.level, &scope.area)) else {
+                let Some(scope) = areas.iter().find(|scope| self.live_placement(live).within(scope.level, &scope.area)) else {
                     return Err(Exclusion::OutsideArea);
                 };
                 (Some(&scope.area), scope.roles.as_ref())

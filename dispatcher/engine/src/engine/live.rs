@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::areas::{AreaMap, Placement};
+use crate::areas::{AreaLevel, AreaMap};
 use crate::ids::{AgentId, IncidentId, Millis};
 use crate::roster::{AgentRecord, Role, TravelMode};
 use crate::spatial::{Indexed, PeopleIndex, Position};
@@ -17,8 +17,11 @@ pub struct LiveAgent {
     /// Last reported location while connected; personal data.
     pub location: Option<Position>,
     pub located_at: Millis,
-    /// Where the live location places the person.
-    pub placement: Placement,
+    /// The deepest area the live location lies in, by its number in the
+    /// map (`Engine::live_placement` gives the placement): a number, not
+    /// the placement's six area ids, which every person would copy. Placed
+    /// again whenever the map changes, which renumbers the areas.
+    pub placed_in: Option<u32>,
     /// The travel mode the person is in the spatial index under (their
     /// profile's when they last reported a location).
     pub indexed_as: TravelMode,
@@ -65,6 +68,9 @@ impl RosterCopy {
 pub struct Live {
     /// Everyone who ever connected, with their live record.
     pub agents: LiveAgents,
+    /// A buffer placing a location reuses (`AreaMap::locate`), so that a
+    /// location update allocates nothing.
+    pub area_candidates: Vec<(AreaLevel, u32)>,
     /// Connected people with a location, with the copies the search filters on.
     pub index: PeopleIndex,
     /// The bit of each skill in the index's copies.
@@ -286,7 +292,7 @@ impl Live {
     pub fn replace_everyone(&mut self, areas: &AreaMap) {
         for live in self.agents.values_mut() {
             if let Some(at) = live.location {
-                live.placement = areas.place(at);
+                live.placed_in = areas.locate(at, &mut self.area_candidates);
             }
         }
     }
