@@ -2,6 +2,9 @@
 //! refreshed by the people's sessions, never journaled one by one.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 use crate::areas::{AreaLevel, AreaMap};
 use crate::ids::{AgentId, IncidentId, Millis};
@@ -198,7 +201,12 @@ impl SkillBits {
 /// from an index entry to its record and id with none.
 #[derive(Default)]
 pub struct LiveAgents {
-    slots: HashMap<AgentId, u32>,
+    /// Each person's dense number, found by the hash of their id and
+    /// checked against `ids`: the id is kept once, there (a map keyed by
+    /// the id would keep a second copy, and 32-byte buckets for 4-byte
+    /// numbers).
+    slots: HashTable<u32>,
+    hasher: RandomState,
     records: Vec<LiveAgent>,
     ids: Vec<AgentId>,
 }
@@ -207,30 +215,36 @@ impl LiveAgents {
     /// The live record of `agent`, made (with the next dense number) if
     /// they never connected.
     pub fn record_for(&mut self, agent: &AgentId) -> &mut LiveAgent {
-        let slot = match self.slots.get(agent) {
-            Some(slot) => *slot,
+        let slot = match self.slot(agent) {
+            Some(slot) => slot,
             None => {
                 let slot = u32::try_from(self.ids.len()).expect("fewer than 4 billion people");
-                self.slots.insert(agent.clone(), slot);
                 self.ids.push(agent.clone());
                 self.records.push(LiveAgent { slot, ..LiveAgent::default() });
+                let (hasher, ids) = (&self.hasher, &self.ids);
+                self.slots.insert_unique(hasher.hash_one(agent), slot, |slot| hasher.hash_one(&ids[*slot as usize]));
                 slot
             }
         };
         &mut self.records[slot as usize]
     }
 
+    /// The dense number of `agent`, if they ever connected.
+    fn slot(&self, agent: &AgentId) -> Option<u32> {
+        self.slots.find(self.hasher.hash_one(agent), |slot| &self.ids[*slot as usize] == agent).copied()
+    }
+
     /// The live record of `agent`, if they ever connected.
     pub fn get(&self, agent: &AgentId) -> Option<&LiveAgent> {
-        self.slots.get(agent).map(|slot| &self.records[*slot as usize])
+        self.slot(agent).map(|slot| &self.records[slot as usize])
     }
 
     pub fn get_mut(&mut self, agent: &AgentId) -> Option<&mut LiveAgent> {
-        self.slots.get(agent).map(|slot| &mut self.records[*slot as usize])
+        self.slot(agent).map(|slot| &mut self.records[slot as usize])
     }
 
     pub fn contains_key(&self, agent: &AgentId) -> bool {
-        self.slots.contains_key(agent)
+        self.slot(agent).is_some()
     }
 
     /// The live record of dense number `slot`, as the index gives it.
