@@ -222,7 +222,7 @@ impl Engine {
                         .state
                         .agents
                         .keys()
-                        .filter(|agent| self.live.agents.get(*agent).is_none_or(|live| live.location.is_none()))
+                        .filter(|agent| self.live.agents.get(agent).is_none_or(|live| live.location.is_none()))
                         .take(wanted)
                         .map(|agent| (f64::INFINITY, agent, Exclusion::NotConnected));
                     passed_refs.extend(not_located.collect::<Vec<_>>());
