@@ -3,9 +3,10 @@
 //! The index stores each located person as a point on the unit sphere (3-D),
 //! so that nearest-neighbour order in the R-tree is exactly great-circle order.
 //! It keeps one R-tree per travel mode: within one tree everyone moves at the
-//! same speed, so nearest order is also arrival-time order, and a search for
-//! the k soonest to arrive can stop in each tree after the k-th qualified
-//! person instead of walking out to where the fastest mode could still win.
+//! same speed, so nearest order is also arrival-time order, and one walk
+//! through the three trees, ordered by a lower bound of the time to arrive
+//! ([`PeopleIndex::soonest_with`]), finds the k soonest to arrive and stops
+//! after them, walking no tree farther than its people could still win.
 
 mod tree;
 
