@@ -162,6 +162,9 @@ fn run(count: usize, map: &str, sizes: &Sizes, redis: Option<&Redis>) -> Result<
     engine
         .execute(Command::UpsertAgents { agents: profiles, all_new: true, tokens: Vec::new() }, "bench", T0)
         .map_err(|error| error.to_string())?;
+    // The roster alone (the map is a few hundred areas): what the people
+    // take before anyone connects.
+    let heap_roster = ALLOCATOR.allocated().saturating_sub(heap_before);
     for (n, id) in ids.iter().enumerate() {
         let agent = id.clone();
         engine.execute(Command::Connect { agent: agent.clone() }, "bench", T0).map_err(|error| error.to_string())?;
@@ -186,6 +189,11 @@ fn run(count: usize, map: &str, sizes: &Sizes, redis: Option<&Redis>) -> Result<
         heap as f64 / 1e6,
         memory as f64 / count as f64,
         memory as f64 / 1e6
+    );
+    println!(
+        "  of which the roster (and map) before anyone connects: {:.0} bytes; live records and the index: {:.0} bytes",
+        heap_roster as f64 / count as f64,
+        heap.saturating_sub(heap_roster) as f64 / count as f64
     );
 
     // Location ingest: each update re-places the person (point in polygon)

@@ -206,7 +206,10 @@ pub fn agent_to_pb(engine: &Engine, record: &AgentRecord, now: Millis) -> pb::Ag
         location: live.and_then(|live| live.location).map(location),
         location_at_ms: live.filter(|live| live.location.is_some()).map_or(0, |live| live.located_at.0),
         current_incident_id: record.current_incident.as_ref().map(|id| id.to_string()).unwrap_or_default(),
-        grid_id: live.and_then(|live| live.placement.at(AreaLevel::Grid)).map(|id| id.to_string()).unwrap_or_default(),
+        grid_id: live
+            .and_then(|live| engine.live_placement(live).at(AreaLevel::Grid))
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
         assignments_recent: engine.recent_assignments(record, now),
         issued_token: String::new(),
     }

@@ -489,7 +489,10 @@ impl StateFigures {
             }
             connected += 1;
             if state.agents.get(agent).is_some_and(|record| record.is_free()) {
-                let district = live.placement.at(AreaLevel::District).map_or_else(|| "none".to_string(), |area| area.to_string());
+                let district = engine
+                    .live_placement(live)
+                    .at(AreaLevel::District)
+                    .map_or_else(|| "none".to_string(), |area| area.to_string());
                 *available_by_district.entry(district).or_insert(0) += 1;
             }
         }

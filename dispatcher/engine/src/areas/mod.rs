@@ -393,34 +393,39 @@ impl AreaMap {
     /// a shared border goes to the area with the smallest id, so placing is
     /// deterministic.
     pub fn place(&self, at: Position) -> Placement {
-        let mut placement = Placement::default();
-        self.place_into(at, &mut placement);
-        placement
+        self.placement_by_number(self.locate(at, &mut Vec::new())).clone()
     }
 
-    /// [`AreaMap::place`] into `placement`, which is left as it is (no
-    /// copy of its area ids) when the point is still in the same areas: a
-    /// location update of someone moving inside their grid allocates nothing.
-    pub fn place_into(&self, at: Position, placement: &mut Placement) {
+    /// [`AreaMap::place`] as the number of the deepest area (`None` outside
+    /// every area), which [`AreaMap::placement_by_number`] turns into the
+    /// placement: what a live location keeps, so that an update copies no
+    /// area ids. `candidates` is a buffer the caller keeps, so that placing
+    /// allocates nothing. A number holds until the map changes.
+    pub fn locate(&self, at: Position, candidates: &mut Vec<(AreaLevel, u32)>) -> Option<u32> {
         // The boxes holding the point, deepest level first and, within a
         // level, smallest id first: the first area that holds the point is
         // the answer, and the outlines of its ancestors (a city's thousands
         // of vertices) are never walked.
-        let mut candidates: Vec<(AreaLevel, u32)> = self
-            .index
-            .locate_in_envelope_intersecting(&AABB::from_point([at.lon, at.lat]))
-            .filter_map(|entry| self.facts.get(entry.data as usize).map(|facts| (facts.level, entry.data)))
-            .collect();
+        candidates.clear();
+        candidates.extend(
+            self.index
+                .locate_in_envelope_intersecting(&AABB::from_point([at.lon, at.lat]))
+                .filter_map(|entry| self.facts.get(entry.data as usize).map(|facts| (facts.level, entry.data))),
+        );
         candidates.sort_unstable_by(|(level, number), (other_level, other_number)| {
             other_level.cmp(level).then_with(|| number.cmp(other_number))
         });
-        let deepest =
-            candidates.into_iter().filter_map(|(_, number)| self.facts.get(number as usize)).find(|facts| facts.shape.covers(at));
-        match deepest {
-            Some(facts) if *placement != facts.placement => placement.clone_from(&facts.placement),
-            Some(_) => {}
-            None => *placement = Placement::default(),
-        }
+        candidates
+            .iter()
+            .map(|(_, number)| *number)
+            .find(|number| self.facts.get(*number as usize).is_some_and(|facts| facts.shape.covers(at)))
+    }
+
+    /// The placement of the area numbered `number` ([`AreaMap::locate`]):
+    /// the area and its ancestors; nowhere for `None`.
+    pub fn placement_by_number(&self, number: Option<u32>) -> &Placement {
+        static NOWHERE: Placement = Placement { by_level: [const { None }; 6] };
+        number.and_then(|number| self.facts.get(number as usize)).map_or(&NOWHERE, |facts| &facts.placement)
     }
 
     /// Adds (or replaces) the areas of a validated import.

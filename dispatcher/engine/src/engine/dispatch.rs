@@ -217,15 +217,19 @@ impl Engine {
             // people come out: the walk's early stops only skip people who
             // could not rank among the best `k`.
             for agent in holders {
-                let Some(at) = self.live.agents.get(agent).and_then(|live| live.location) else {
+                let Some(live) = self.live.agents.get(agent) else {
+                    continue;
+                };
+                let Some(at) = live.location else {
                     continue;
                 };
                 let distance_m = PeopleIndex::distance_m(query.at, at);
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) {
                     continue;
                 }
-                let speed = self.live.agents[agent].indexed_as.speed_mps(speeds);
-                if let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) {
+                let speed = live.indexed_as.speed_mps(speeds);
+                if let Some(candidate) = self.candidate(query, agent, live, distance_m, speed, stale_before, max_travel_s, &best)
+                {
                     let position = best.partition_point(|other| rank(other) <= rank(&candidate));
                     best.insert(position, candidate);
                     best.truncate(query.k);
@@ -233,51 +237,53 @@ impl Engine {
             }
             return best;
         }
-        // One walk per travel mode: within a mode, nearer is sooner, so each
-        // walk stops once nobody farther could beat the k-th best so far.
-        for travel_mode in PeopleIndex::MODES {
-            let speed = travel_mode.speed_mps(speeds);
-            let walk = self.live.index.nearest_with(query.at, travel_mode, required_skills.unwrap_or(0), free_required);
-            for (indexed, distance_m) in walk {
-                if scope_extent_m.is_some_and(|extent| distance_m > extent) {
-                    break;
-                }
-                let exact_eta_s = distance_m / speed;
-                let eta_s = exact_eta_s.round();
-                if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
-                    break;
-                }
-                if max_travel_s.is_some_and(|max_travel_s| exact_eta_s > max_travel_s) {
-                    break;
-                }
-                let agent = &self.live.ids[indexed.slot as usize];
-                let lacks_skill = required_skills.is_some_and(|required| required & !indexed.skills != 0);
-                if lacks_skill || (free_required && !indexed.free) {
-                    debug_assert!(
-                        self.qualify(query, agent, distance_m, speed, stale_before, max_travel_s).is_err(),
-                        "the index's copies pass over only people the checks refuse"
-                    );
-                    continue;
-                }
-                let Some(candidate) = self.candidate(query, agent, distance_m, speed, stale_before, max_travel_s, &best) else {
-                    continue;
-                };
-                let position = best.partition_point(|other| rank(other) <= rank(&candidate));
-                best.insert(position, candidate);
-                best.truncate(query.k);
+        // One walk through the three travel modes' trees, soonest first:
+        // it stops once nobody after could beat the k-th best so far.
+        let filter = (required_skills.unwrap_or(0), free_required);
+        let within_m = scope_extent_m.unwrap_or(f64::INFINITY);
+        let within_s = max_travel_s.unwrap_or(f64::INFINITY);
+        for found in self.live.index.soonest_with(query.at, speeds, filter, within_m, within_s) {
+            if best.len() == query.k && best.last().is_some_and(|worst| found.at_least_s.round() > worst.eta_s) {
+                break;
             }
+            let (indexed, distance_m) = (found.person, found.metres);
+            let speed = found.mode.speed_mps(speeds);
+            if scope_extent_m.is_some_and(|extent| distance_m > extent) {
+                continue;
+            }
+            if max_travel_s.is_some_and(|max_travel_s| distance_m / speed > max_travel_s) {
+                continue;
+            }
+            let agent = self.live.agents.id(indexed.slot);
+            let lacks_skill = required_skills.is_some_and(|required| required & !indexed.skills != 0);
+            if lacks_skill || (free_required && !indexed.free) {
+                debug_assert!(
+                    self.qualify(query, agent, distance_m, speed, stale_before, max_travel_s).is_err(),
+                    "the index's copies pass over only people the checks refuse"
+                );
+                continue;
+            }
+            // By number, from the index's entry: no look-up by id.
+            let live = self.live.agents.by_slot(indexed.slot);
+            let Some(candidate) = self.candidate(query, agent, live, distance_m, speed, stale_before, max_travel_s, &best) else {
+                continue;
+            };
+            let position = best.partition_point(|other| rank(other) <= rank(&candidate));
+            best.insert(position, candidate);
+            best.truncate(query.k);
         }
         best
     }
 
-    /// `agent` as a candidate for `query` at `distance_m` (travelling at
-    /// `speed`), or `None` when a check rules them out or they could not
-    /// rank among the best so far.
+    /// `agent` (whose live record is `live`) as a candidate for `query` at
+    /// `distance_m` (travelling at `speed`), or `None` when a check rules
+    /// them out or they could not rank among the best so far.
     #[allow(clippy::too_many_arguments)]
     fn candidate(
         &self,
         query: &CandidateQuery<'_>,
         agent: &AgentId,
+        live: &super::LiveAgent,
         distance_m: f64,
         speed: f64,
         stale_before: i64,
@@ -292,7 +298,7 @@ impl Engine {
         if best.len() == query.k && best.last().is_some_and(|worst| eta_s > worst.eta_s) {
             return None;
         }
-        self.qualify(query, agent, distance_m, speed, stale_before, max_travel_s).ok()
+        self.qualify_live(query, agent, Some(live), distance_m, speed, stale_before, max_travel_s).ok()
     }
 
     /// Every check a person must pass to be offered what `query` asks for,
@@ -340,7 +346,7 @@ impl Engine {
         let (via, roles_allowed) = match query.scope {
             None => (None, None),
             Some(areas) => {
-                let Some(scope) = areas.iter().find(|scope| live.placement.within(scope.level, &scope.area)) else {
+                let Some(scope) = areas.iter().find(|scope| self.live_placement(live).within(scope.level, &scope.area)) else {
                     return Err(Exclusion::OutsideArea);
                 };
                 (Some(&scope.area), scope.roles.as_ref())

@@ -425,6 +425,8 @@ impl Engine {
             })
             .collect();
         self.state.areas.retire(areas, service_centres);
+        // Nobody is placed in a retired area, and the map's numbers changed.
+        self.live.replace_everyone(&self.state.areas);
         for id in areas {
             self.state.low_grids.remove(id);
             self.state.modes.remove(id);

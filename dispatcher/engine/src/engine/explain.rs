@@ -222,7 +222,7 @@ impl Engine {
                         .state
                         .agents
                         .keys()
-                        .filter(|agent| self.live.agents.get(*agent).is_none_or(|live| live.location.is_none()))
+                        .filter(|agent| self.live.agents.get(agent).is_none_or(|live| live.location.is_none()))
                         .take(wanted)
                         .map(|agent| (f64::INFINITY, agent, Exclusion::NotConnected));
                     passed_refs.extend(not_located.collect::<Vec<_>>());
@@ -430,7 +430,7 @@ impl Engine {
         for travel_mode in PeopleIndex::MODES {
             let speed = travel_mode.speed_mps(&self.policy.speeds);
             for (indexed, distance_m) in self.live.index.nearest(query.at, travel_mode) {
-                let agent = &self.live.ids[indexed.slot as usize];
+                let agent = self.live.agents.id(indexed.slot);
                 if scope_extent_m.is_some_and(|extent| distance_m > extent) || distance_m / speed > max_travel_s as f64 {
                     break;
                 }

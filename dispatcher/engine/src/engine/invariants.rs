@@ -37,8 +37,11 @@ pub fn check(engine: &Engine) -> Result<(), String> {
             ));
         }
         if let Some(at) = live.location {
+            if live.placed_in != state.areas.locate(at, &mut Vec::new()) {
+                return Err(format!("the live placement of {id} does not follow the map"));
+            }
             let indexed = engine.live().index.entry(live.slot, at, live.indexed_as);
-            if engine.live().ids.get(live.slot as usize) != Some(id)
+            if engine.live().agents.id(live.slot) != id
                 || indexed.is_none_or(|indexed| indexed.free != live.free || indexed.skills != live.skills)
             {
                 return Err(format!("the index's entry of {id} (number, free, skills) does not follow its live copy"));

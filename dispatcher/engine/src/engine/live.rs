@@ -2,8 +2,11 @@
 //! refreshed by the people's sessions, never journaled one by one.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasher, RandomState};
 
-use crate::areas::{AreaMap, Placement};
+use hashbrown::HashTable;
+
+use crate::areas::{AreaLevel, AreaMap};
 use crate::ids::{AgentId, IncidentId, Millis};
 use crate::roster::{AgentRecord, Role, TravelMode};
 use crate::spatial::{Indexed, PeopleIndex, Position};
@@ -17,8 +20,11 @@ pub struct LiveAgent {
     /// Last reported location while connected; personal data.
     pub location: Option<Position>,
     pub located_at: Millis,
-    /// Where the live location places the person.
-    pub placement: Placement,
+    /// The deepest area the live location lies in, by its number in the
+    /// map (`Engine::live_placement` gives the placement): a number, not
+    /// the placement's six area ids, which every person would copy. Placed
+    /// again whenever the map changes, which renumbers the areas.
+    pub placed_in: Option<u32>,
     /// The travel mode the person is in the spatial index under (their
     /// profile's when they last reported a location).
     pub indexed_as: TravelMode,
@@ -63,9 +69,11 @@ impl RosterCopy {
 
 #[derive(Default)]
 pub struct Live {
-    pub agents: HashMap<AgentId, LiveAgent>,
-    /// Everyone who ever connected, by their dense number (`LiveAgent::slot`).
-    pub ids: Vec<AgentId>,
+    /// Everyone who ever connected, with their live record.
+    pub agents: LiveAgents,
+    /// A buffer placing a location reuses (`AreaMap::locate`), so that a
+    /// location update allocates nothing.
+    pub area_candidates: Vec<(AreaLevel, u32)>,
     /// Connected people with a location, with the copies the search filters on.
     pub index: PeopleIndex,
     /// The bit of each skill in the index's copies.
@@ -187,23 +195,118 @@ impl SkillBits {
     }
 }
 
-impl Live {
+/// The live records, by dense number (`LiveAgent::slot`, given at a
+/// person's first connection and kept), and the one map from id to
+/// number: an update finds its record with one hash, and the search goes
+/// from an index entry to its record and id with none.
+#[derive(Default)]
+pub struct LiveAgents {
+    /// Each person's dense number, found by the hash of their id and
+    /// checked against `ids`: the id is kept once, there (a map keyed by
+    /// the id would keep a second copy, and 32-byte buckets for 4-byte
+    /// numbers).
+    slots: HashTable<u32>,
+    hasher: RandomState,
+    records: Vec<LiveAgent>,
+    ids: Vec<AgentId>,
+}
+
+impl LiveAgents {
     /// The live record of `agent`, made (with the next dense number) if
     /// they never connected.
     pub fn record_for(&mut self, agent: &AgentId) -> &mut LiveAgent {
-        let ids = &mut self.ids;
-        self.agents.entry(agent.clone()).or_insert_with(|| {
-            let slot = u32::try_from(ids.len()).expect("fewer than 4 billion people");
-            ids.push(agent.clone());
-            LiveAgent { slot, ..LiveAgent::default() }
-        })
+        let slot = match self.slot(agent) {
+            Some(slot) => slot,
+            None => {
+                let slot = u32::try_from(self.ids.len()).expect("fewer than 4 billion people");
+                self.ids.push(agent.clone());
+                self.records.push(LiveAgent { slot, ..LiveAgent::default() });
+                let (hasher, ids) = (&self.hasher, &self.ids);
+                self.slots.insert_unique(hasher.hash_one(agent), slot, |slot| hasher.hash_one(&ids[*slot as usize]));
+                slot
+            }
+        };
+        &mut self.records[slot as usize]
     }
 
+    /// The dense number of `agent`, if they ever connected.
+    fn slot(&self, agent: &AgentId) -> Option<u32> {
+        self.slots.find(self.hasher.hash_one(agent), |slot| &self.ids[*slot as usize] == agent).copied()
+    }
+
+    /// The live record of `agent`, if they ever connected.
+    pub fn get(&self, agent: &AgentId) -> Option<&LiveAgent> {
+        self.slot(agent).map(|slot| &self.records[slot as usize])
+    }
+
+    pub fn get_mut(&mut self, agent: &AgentId) -> Option<&mut LiveAgent> {
+        self.slot(agent).map(|slot| &mut self.records[slot as usize])
+    }
+
+    pub fn contains_key(&self, agent: &AgentId) -> bool {
+        self.slot(agent).is_some()
+    }
+
+    /// The live record of dense number `slot`, as the index gives it.
+    pub fn by_slot(&self, slot: u32) -> &LiveAgent {
+        &self.records[slot as usize]
+    }
+
+    /// The id of dense number `slot`.
+    pub fn id(&self, slot: u32) -> &AgentId {
+        &self.ids[slot as usize]
+    }
+
+    /// Everyone who ever connected with their live record, by dense number.
+    pub fn iter(&self) -> impl Iterator<Item = (&AgentId, &LiveAgent)> {
+        self.ids.iter().zip(&self.records)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &LiveAgent> {
+        self.records.iter()
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut LiveAgent> {
+        self.records.iter_mut()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&AgentId, &mut LiveAgent)> {
+        self.ids.iter().zip(&mut self.records)
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a LiveAgents {
+    type Item = (&'a AgentId, &'a LiveAgent);
+    type IntoIter = std::iter::Zip<std::slice::Iter<'a, AgentId>, std::slice::Iter<'a, LiveAgent>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.ids.iter().zip(&self.records)
+    }
+}
+
+impl std::ops::Index<&AgentId> for LiveAgents {
+    type Output = LiveAgent;
+
+    /// Panics when `agent` never connected, as a map's index does.
+    fn index(&self, agent: &AgentId) -> &LiveAgent {
+        self.get(agent).expect("a live record of someone who connected")
+    }
+}
+
+impl Live {
     /// Places everyone again after the map changed.
     pub fn replace_everyone(&mut self, areas: &AreaMap) {
         for live in self.agents.values_mut() {
             if let Some(at) = live.location {
-                live.placement = areas.place(at);
+                live.placed_in = areas.locate(at, &mut self.area_candidates);
             }
         }
     }

@@ -110,8 +110,11 @@ impl Engine {
                         let at_home = record.profile.home_area.as_ref().is_some_and(|home| {
                             state.areas.area_placement(home).is_some_and(|placement| placement.within(level, area))
                         });
-                        let located =
-                            self.live.agents.get(&record.profile.id).is_some_and(|live| live.placement.within(level, area));
+                        let located = self
+                            .live
+                            .agents
+                            .get(&record.profile.id)
+                            .is_some_and(|live| self.live_placement(live).within(level, area));
                         at_home || located
                     })
                     .map(|record| record.profile.id.clone())

@@ -444,7 +444,7 @@ impl Engine {
             if !fresh || !self.state.agents.get(agent).is_some_and(|record| record.is_free()) {
                 continue;
             }
-            if let Some(grid) = live.placement.at(AreaLevel::Grid) {
+            if let Some(grid) = self.live_placement(live).at(AreaLevel::Grid) {
                 *counts.entry(grid).or_insert(0) += 1;
             }
         }

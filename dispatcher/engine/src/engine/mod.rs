@@ -564,17 +564,20 @@ impl Engine {
         self.skills = SkillIndex::of(state.agents.values().map(|record| &record.profile));
         self.homes = HomeIndex::of(state.agents.values().map(|record| &record.profile));
         self.state = state;
+        // The map put back may be numbered otherwise (an import or a
+        // retirement was in the batch).
+        self.live.replace_everyone(&self.state.areas);
         self.recopy_roster();
     }
 
     /// Copies the roster into every located person's live record and index
     /// entry again: after the state was put back, the copies follow it.
     fn recopy_roster(&mut self) {
-        for live in self.live.agents.values_mut() {
+        for (agent, live) in self.live.agents.iter_mut() {
             let Some(at) = live.location else {
                 continue;
             };
-            let record = self.live.ids.get(live.slot as usize).and_then(|agent| self.state.agents.get(agent));
+            let record = self.state.agents.get(agent);
             self.live.index.remove(live.slot, at, live.indexed_as);
             if let Some(record) = record {
                 live.indexed_as = record.profile.travel_mode;
@@ -606,6 +609,11 @@ impl Engine {
 
     pub fn live_agent(&self, agent: &AgentId) -> Option<&LiveAgent> {
         self.live.agents.get(agent)
+    }
+
+    /// Where a person's live location places them (nowhere without one).
+    pub fn live_placement(&self, live: &LiveAgent) -> &Placement {
+        self.state.areas.placement_by_number(live.placed_in)
     }
 
     /// Applies a journaled event during restart.
@@ -660,7 +668,7 @@ impl Engine {
         if !self.state.agents.contains_key(agent) {
             return Err(Rejection::NotFound(format!("agent {agent} is not on the roster; ask an operator to add them")));
         }
-        let live = self.live.record_for(agent);
+        let live = self.live.agents.record_for(agent);
         if live.connected {
             return Err(Rejection::AlreadyExists(format!(
                 "agent {agent} already has a live session; close it first, or if your connection just dropped, retry in a few seconds"
@@ -726,7 +734,7 @@ impl Engine {
         // Moved in the index only once the copies are set (below).
         let moved_from = previous.filter(|_| !unmoved);
         live.located_at = now;
-        self.state.areas.place_into(at, &mut live.placement);
+        live.placed_in = self.state.areas.locate(at, &mut self.live.area_candidates);
         // What the search needs from the roster is copied once per session
         // (and on a roster change, in evolve), not looked up on every report.
         if first_location && let Some(record) = self.state.agents.get(agent) {
@@ -775,7 +783,7 @@ impl Engine {
     /// The mode in force for a person: where they are, else at home.
     pub fn mode_for_agent(&self, agent: &AgentId) -> Mode {
         let placement = match self.live.agents.get(agent).filter(|live| live.location.is_some()) {
-            Some(live) => live.placement.clone(),
+            Some(live) => self.live_placement(live).clone(),
             None => self
                 .state
                 .agents
@@ -798,7 +806,7 @@ impl Engine {
             .filter(|(_, live)| live.connected)
             .filter(|(id, live)| {
                 if live.location.is_some() {
-                    return live.placement.within(level, area);
+                    return self.live_placement(live).within(level, area);
                 }
                 self.state.agents.get(*id).and_then(|record| record.profile.home_area.as_ref()).is_some_and(|home| {
                     self.state.areas.area_placement(home).is_some_and(|placement| placement.within(level, area))

@@ -1197,8 +1197,8 @@ fn a_batch_too_big_for_one_matching_goes_greedy_for_the_rest_and_urgent_incident
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
-    /// The search walks one tree per travel mode and stops early; it must
-    /// find exactly the people a full scan ranks first.
+    /// The search walks the three travel modes' trees in one walk and
+    /// stops early; it must find exactly the people a full scan ranks first.
     #[test]
     fn candidate_search_equals_a_full_scan_ranked_by_eta(
         people in prop::collection::vec((0.0..3000.0f64, 0.0..3000.0f64, 0..3usize, any::<bool>(), 0..5u8), 1..60),

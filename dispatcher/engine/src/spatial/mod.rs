@@ -3,18 +3,19 @@
 //! The index stores each located person as a point on the unit sphere (3-D),
 //! so that nearest-neighbour order in the R-tree is exactly great-circle order.
 //! It keeps one R-tree per travel mode: within one tree everyone moves at the
-//! same speed, so nearest order is also arrival-time order, and a search for
-//! the k soonest to arrive can stop in each tree after the k-th qualified
-//! person instead of walking out to where the fastest mode could still win.
+//! same speed, so nearest order is also arrival-time order, and one walk
+//! through the three trees, ordered by a lower bound of the time to arrive
+//! ([`PeopleIndex::soonest_with`]), finds the k soonest to arrive and stops
+//! after them, walking no tree farther than its people could still win.
 
 mod tree;
 
 use serde::{Deserialize, Serialize};
 
 pub use self::tree::Indexed;
-use self::tree::{Entry, Filter, Place, Tree};
+use self::tree::{Entry, Filter, Nearest, Place, Tree, Within};
 
-use crate::travel::TravelMode;
+use crate::travel::{Speeds, TravelMode};
 
 /// Mean earth radius used for great-circle distances.
 pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
@@ -73,6 +74,19 @@ fn chord2_to_metres(chord2: f64) -> f64 {
     let chord = chord2.max(0.0).sqrt().min(2.0);
     2.0 * (chord / 2.0).asin() * EARTH_RADIUS_M
 }
+
+/// Someone [`PeopleIndex::soonest_with`] found.
+pub struct Soonest<'a> {
+    pub person: &'a Indexed,
+    pub metres: f64,
+    pub mode: TravelMode,
+    /// No more than the time this person takes, nor than that of anyone
+    /// the walk finds after them: once it is too long, so is everyone after.
+    pub at_least_s: f64,
+}
+
+/// Three empty trees, for a class nobody is in.
+static EMPTY_LANES: std::sync::OnceLock<[Tree; 3]> = std::sync::OnceLock::new();
 
 /// A skill bit (0 to 63): [`PeopleIndex::class_len`] counts the free
 /// people holding it.
@@ -154,6 +168,15 @@ fn lane(mode: TravelMode) -> usize {
         TravelMode::Walk => 0,
         TravelMode::Bike => 1,
         TravelMode::Car => 2,
+    }
+}
+
+/// The travel mode of lane `number` ([`lane`]'s inverse).
+fn mode_of(number: usize) -> TravelMode {
+    match number {
+        0 => TravelMode::Walk,
+        1 => TravelMode::Bike,
+        _ => TravelMode::Car,
     }
 }
 
@@ -323,7 +346,45 @@ impl PeopleIndex {
             None => &self.trees[lane(mode)],
             Some(bit) => self.classes.get(bit).map_or_else(|| EMPTY.get_or_init(Tree::default), |class| &class.trees[lane(mode)]),
         };
-        tree.nearest(at.unit_vector(), filter).map(|(data, chord2)| (data, chord2_to_metres(chord2)))
+        tree.nearest(at.unit_vector(), filter).map(|found| (found.data, chord2_to_metres(found.distance_2)))
+    }
+
+    /// People of every travel mode in the order of the time they take to
+    /// reach `at` at `speeds` (metres per second, by travel mode), in one
+    /// walk through the three trees, with the same filters as
+    /// [`PeopleIndex::nearest_with`]: no need to walk each mode's tree out
+    /// to where the k-th best of that mode alone would be. Goes no farther
+    /// than `within_m` metres and `within_s` seconds (walks everywhere
+    /// given infinity); the caller still checks both on what it finds.
+    pub fn soonest_with(
+        &self,
+        at: Position,
+        speeds: &Speeds,
+        filter: (u64, bool),
+        within_m: f64,
+        within_s: f64,
+    ) -> impl Iterator<Item = Soonest<'_>> + '_ {
+        let (skills, free_only) = filter;
+        let rarest = (0..64).filter(|bit| skills & (1 << bit) != 0).min_by_key(|bit| self.free_holders[*bit]);
+        let trees: &[Tree; 3] = match rarest.filter(|_| free_only) {
+            None => &self.trees,
+            Some(bit) => self.classes.get(bit).map_or_else(|| EMPTY_LANES.get_or_init(Default::default), |class| &class.trees),
+        };
+        // A chord is never longer than its arc: the key, the squared
+        // chord in metres over the squared speed, is a lower bound of the
+        // squared time, made strictly so by shrinking it by one part in a
+        // billion (against rounding); the bounds are widened alike. Both
+        // only stop the walk early: what it finds is still checked.
+        const SLACK: f64 = 1e-9;
+        let weight = |number: usize| (EARTH_RADIUS_M / mode_of(number).speed_mps(speeds)).powi(2) * (1.0 - SLACK);
+        let lanes = [(&trees[0], weight(0)), (&trees[1], weight(1)), (&trees[2], weight(2))];
+        let within =
+            Within { distance_2: (within_m / EARTH_RADIUS_M).powi(2) * (1.0 + SLACK), key: within_s.powi(2) * (1.0 + SLACK) };
+        let filter = Filter { skills, free: free_only };
+        Nearest::through(&lanes, at.unit_vector(), filter, within).map(move |found| {
+            let mode = mode_of(found.lane);
+            Soonest { person: found.data, metres: chord2_to_metres(found.distance_2), mode, at_least_s: found.key.sqrt() }
+        })
     }
 
     /// Checks the trees (boxes, summaries, counts) and that the index
@@ -475,6 +536,52 @@ mod tests {
             }
         }
         index.check().expect("the trees hold together");
+    }
+
+    /// The walk through the three travel modes gives everyone within its
+    /// bounds who passes the filter, each once, with a lower bound of
+    /// their time that never decreases along the walk.
+    #[test]
+    fn one_walk_through_the_travel_modes_goes_soonest_first_within_its_bounds() {
+        let mut index = PeopleIndex::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut unit = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let speeds = Speeds { walk_mps: 1.4, bike_mps: 4.0, car_mps: 8.0 };
+        let mut people = Vec::new();
+        for slot in 0..2_000u32 {
+            let at = Position { lon: 120.1 + unit() * 0.1, lat: 30.22 + unit() * 0.1 };
+            let mode = [TravelMode::Walk, TravelMode::Bike, TravelMode::Car][slot as usize % 3];
+            let person = Indexed { slot, skills: (unit() * 4.0) as u64, free: unit() < 0.8 };
+            index.insert(person, at, mode);
+            people.push((at, mode, person));
+        }
+        let centre = Position { lon: 120.15, lat: 30.27 };
+        for (within_m, within_s) in [(f64::INFINITY, f64::INFINITY), (2_000.0, f64::INFINITY), (f64::INFINITY, 600.0)] {
+            let walked: Vec<Soonest<'_>> = index.soonest_with(centre, &speeds, (0b10, true), within_m, within_s).collect();
+            for pair in walked.windows(2) {
+                assert!(pair[0].at_least_s <= pair[1].at_least_s, "soonest first");
+            }
+            for found in &walked {
+                assert!(found.at_least_s <= found.metres / found.mode.speed_mps(&speeds), "a lower bound of the time");
+            }
+            let mut slots: Vec<u32> = walked.iter().map(|found| found.person.slot).collect();
+            slots.sort_unstable();
+            let expected: Vec<u32> = people
+                .iter()
+                .filter(|(_, _, person)| person.free && person.skills & 0b10 != 0)
+                .filter(|(at, mode, _)| {
+                    let metres = PeopleIndex::distance_m(centre, *at);
+                    metres <= within_m && metres / mode.speed_mps(&speeds) <= within_s
+                })
+                .map(|(_, _, person)| person.slot)
+                .collect();
+            assert_eq!(slots, expected, "within {within_m} m and {within_s} s");
+        }
     }
 
     #[test]

@@ -492,11 +492,7 @@ impl Tree {
 
     /// The entries passing `filter` in order of distance from `query`.
     pub(super) fn nearest(&self, query: [f64; 3], filter: Filter) -> Nearest<'_> {
-        let mut queue = BinaryHeap::with_capacity(64);
-        if !self.root.bounds.is_empty() && filter.may_pass(self.root.summary) {
-            queue.push(Queued { distance_2: self.root.bounds.distance_2(query), node: self.root.node, at: u16::MAX });
-        }
-        Nearest { tree: self, query, filter, queue }
+        Nearest::through(&[(self, 1.0)], query, filter, Within::EVERYWHERE)
     }
 
     /// Checks the tree's own invariants (boxes, summaries, parents, count)
@@ -555,12 +551,16 @@ fn choose_child(children: &[Child], point_box: &Bounds) -> usize {
     best.2
 }
 
-/// A node (`at == u16::MAX`) or an entry waiting in a walk, nearest first.
+/// A node (`at == u16::MAX`) or an entry waiting in a walk, the least
+/// key first: the squared chord to the query times its tree's weight.
 #[derive(Clone, Copy, Debug)]
 struct Queued {
+    key: f64,
     distance_2: f64,
     node: u32,
     at: u16,
+    /// Which of the walk's trees.
+    lane: u8,
 }
 
 impl PartialEq for Queued {
@@ -577,44 +577,103 @@ impl PartialOrd for Queued {
     }
 }
 
-/// Reversed, so that `BinaryHeap` (a max-heap) pops the nearest; at the
-/// same distance an entry comes before a node.
+/// Reversed, so that `BinaryHeap` (a max-heap) pops the least key; at the
+/// same key an entry comes before a node.
 impl Ord for Queued {
     fn cmp(&self, other: &Queued) -> Ordering {
-        other.distance_2.total_cmp(&self.distance_2).then_with(|| (self.at != u16::MAX).cmp(&(other.at != u16::MAX)))
+        other.key.total_cmp(&self.key).then_with(|| (self.at != u16::MAX).cmp(&(other.at != u16::MAX)))
     }
 }
 
-/// A best-first walk: the entries passing the filter, nearest first, with
-/// their squared chord to the query.
+/// How far a walk goes: nothing whose squared chord, or whose key, is
+/// beyond these (inclusive bounds) is queued.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Within {
+    pub(super) distance_2: f64,
+    pub(super) key: f64,
+}
+
+impl Within {
+    pub(super) const EVERYWHERE: Within = Within { distance_2: f64::INFINITY, key: f64::INFINITY };
+}
+
+/// The most trees one walk goes through (one per travel mode).
+const LANES_MAX: usize = 3;
+
+/// A best-first walk through one or more trees at once: the entries
+/// passing the filter by their key (squared chord times their tree's
+/// weight), least first, with the squared chord and the tree. With one
+/// tree (weight 1) that is nearest first; with a tree per travel mode
+/// weighted by the inverse square of its speed, soonest to arrive first.
 pub(super) struct Nearest<'a> {
-    tree: &'a Tree,
+    trees: [&'a Tree; LANES_MAX],
+    weights: [f64; LANES_MAX],
     query: [f64; 3],
     filter: Filter,
+    within: Within,
     queue: BinaryHeap<Queued>,
 }
 
-impl<'a> Iterator for Nearest<'a> {
-    type Item = (&'a Indexed, f64);
+impl<'a> Nearest<'a> {
+    /// A walk through `trees` (at most three), each with its weight.
+    pub(super) fn through(trees: &[(&'a Tree, f64)], query: [f64; 3], filter: Filter, within: Within) -> Nearest<'a> {
+        debug_assert!(!trees.is_empty() && trees.len() <= LANES_MAX, "a walk goes through one to three trees");
+        let mut walk = Nearest {
+            trees: [trees[0].0; LANES_MAX],
+            weights: [1.0; LANES_MAX],
+            query,
+            filter,
+            within,
+            queue: BinaryHeap::with_capacity(64 * trees.len()),
+        };
+        for (lane, (tree, weight)) in trees.iter().enumerate().take(LANES_MAX) {
+            walk.trees[lane] = tree;
+            walk.weights[lane] = *weight;
+            if !tree.root.bounds.is_empty() && filter.may_pass(tree.root.summary) {
+                walk.push(tree.root.bounds.distance_2(query), tree.root.node, u16::MAX, lane as u8);
+            }
+        }
+        walk
+    }
 
-    fn next(&mut self) -> Option<(&'a Indexed, f64)> {
+    fn push(&mut self, distance_2: f64, node: u32, at: u16, lane: u8) {
+        let key = distance_2 * self.weights[lane as usize];
+        if distance_2 <= self.within.distance_2 && key <= self.within.key {
+            self.queue.push(Queued { key, distance_2, node, at, lane });
+        }
+    }
+}
+
+/// An entry a walk found: the person's copies, the squared chord to the
+/// query, the key the walk ordered it by, and which tree it is in.
+pub(super) struct Found<'a> {
+    pub(super) data: &'a Indexed,
+    pub(super) distance_2: f64,
+    pub(super) key: f64,
+    pub(super) lane: usize,
+}
+
+impl<'a> Iterator for Nearest<'a> {
+    type Item = Found<'a>;
+
+    fn next(&mut self) -> Option<Found<'a>> {
         while let Some(next) = self.queue.pop() {
-            let node = &self.tree.nodes[next.node as usize];
+            let tree: &'a Tree = self.trees[next.lane as usize];
+            let node = &tree.nodes[next.node as usize];
             if next.at != u16::MAX {
-                return Some((&node.entries[next.at as usize].data, next.distance_2));
+                let data = &node.entries[next.at as usize].data;
+                return Some(Found { data, distance_2: next.distance_2, key: next.key, lane: next.lane as usize });
             }
             if node.leaf {
                 for (at, entry) in node.entries.iter().enumerate() {
                     if self.filter.passes(&entry.data) {
-                        let distance_2 = distance_2(entry.point, self.query);
-                        self.queue.push(Queued { distance_2, node: next.node, at: at as u16 });
+                        self.push(distance_2(entry.point, self.query), next.node, at as u16, next.lane);
                     }
                 }
             } else {
                 for child in &node.children {
                     if self.filter.may_pass(child.summary) {
-                        let distance_2 = child.bounds.distance_2(self.query);
-                        self.queue.push(Queued { distance_2, node: child.node, at: u16::MAX });
+                        self.push(child.bounds.distance_2(self.query), child.node, u16::MAX, next.lane);
                     }
                 }
             }
