@@ -350,3 +350,42 @@ pub async fn serving_status(health: &mut HealthClient<Channel>, service: &str) -
     let response = health.check(request).await.ok()?;
     ServingStatus::try_from(response.into_inner().status).ok()
 }
+
+/// The outcome of one create under a steady load.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Acknowledged(String),
+    Refused(tonic::Code, String),
+}
+
+/// Creates incidents at `address` one after the other (`load-0000`, ...,
+/// each made by `incident` from its id and number) until told to stop,
+/// whatever the answers, and reports every outcome: the load under which
+/// the tests watch a Redis failover or pause.
+pub async fn steady_creates(
+    address: SocketAddr,
+    incident: impl Fn(String, usize) -> pb::CreateIncidentRequest,
+    outcomes: tokio::sync::mpsc::Sender<CreateOutcome>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10));
+    let mut command = crate::commands(endpoint.connect_lazy());
+    for index in 0.. {
+        if *stop.borrow() {
+            break;
+        }
+        let outcome = match command.create_incident(incident(format!("load-{index:04}"), index)).await {
+            Ok(response) => CreateOutcome::Acknowledged(response.into_inner().id),
+            Err(status) => CreateOutcome::Refused(status.code(), status.message().to_owned()),
+        };
+        let pause = if matches!(outcome, CreateOutcome::Refused(..)) { 100 } else { 20 };
+        outcomes.send(outcome).await?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    Ok(())
+}

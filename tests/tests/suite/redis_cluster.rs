@@ -12,7 +12,6 @@
 //! dispatchers on a shared 2-core machine) and assert no timing.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use pingji_dispatcher::journal::RedisReader;
 use pingji_dispatcher::lease::{LeaseConfig, ShardLease};
 use pingji_dispatcher::shard::{RedisShard, ShardId, ShardKeys};
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
+use pingji_tests::redis::{CreateOutcome as Outcome, steady_creates};
 use pingji_tests::redis::{RedisCluster, SharedDispatcher, SharedStoreOptions, serving_status};
 use pingji_tests::{AreaBox, area_box, available_people, connect_located, pb, sample_city, sample_roster};
 use tokio::sync::{Mutex, mpsc};
@@ -86,42 +86,6 @@ async fn lease_token(cluster: &RedisCluster, shard: &str) -> anyhow::Result<Opti
     Ok(tokio::task::spawn_blocking(move || reader.holder()).await??.map(|holder| holder.token))
 }
 
-#[derive(Debug)]
-enum Outcome {
-    Acknowledged(String),
-    Refused(tonic::Code, String),
-}
-
-/// Creates incidents one after the other until told to stop, whatever the
-/// answers, and reports every outcome.
-async fn steady_load(
-    address: SocketAddr,
-    area: AreaBox,
-    outcomes: mpsc::Sender<Outcome>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10));
-    let mut command = pingji_tests::commands(endpoint.connect_lazy());
-    for index in 0.. {
-        if *stop.borrow() {
-            break;
-        }
-        let outcome = match command.create_incident(incident(format!("load-{index:04}"), area.centre())).await {
-            Ok(response) => Outcome::Acknowledged(response.into_inner().id),
-            Err(status) => Outcome::Refused(status.code(), status.message().to_owned()),
-        };
-        let pause = if matches!(outcome, Outcome::Refused(..)) { 100 } else { 20 };
-        outcomes.send(outcome).await?;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
-            _ = stop.changed() => {}
-        }
-    }
-    Ok(())
-}
-
 /// What a steady load saw around a failover.
 struct Observed {
     before: Vec<String>,
@@ -141,7 +105,8 @@ async fn load_through(
 ) -> anyhow::Result<Observed> {
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(steady_load(owner.address(), grid, outcome_sender, load_stop));
+    let at = grid.centre();
+    let load = tokio::spawn(steady_creates(owner.address(), move |id, _| incident(id, at), outcome_sender, load_stop));
     let mut before = Vec::new();
     while before.len() < 20 {
         match tokio::time::timeout(PROMPTLY, outcomes.recv()).await? {

@@ -23,6 +23,7 @@ use pingji_field_agent::{AgentClient, AgentConfig, AgentEvent, BackoffPolicy, Lo
 use pingji_proto::v1::agent_service_client::AgentServiceClient;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_tests::cli::run_pingji;
+use pingji_tests::redis::{CreateOutcome as Outcome, steady_creates};
 use pingji_tests::redis::{Persistence, RedisServer, SharedDispatcher, SharedStoreOptions, owner_of, serving_status};
 use pingji_tests::{
     AgentSession, AreaBox, area_box, available_people, connect_located, pb, sample_city, sample_roster, wait_until,
@@ -624,45 +625,6 @@ async fn a_deposed_owner_cannot_write_and_steps_down_at_its_first_write() -> any
     Ok(())
 }
 
-/// The outcome of one create under load.
-#[derive(Debug)]
-enum Outcome {
-    Acknowledged(String),
-    Refused(tonic::Code, String),
-}
-
-/// Creates incidents one after the other, each with a deadline, until told
-/// to stop, whatever the answers; reports every outcome.
-async fn steady_load(
-    address: std::net::SocketAddr,
-    area: AreaBox,
-    outcomes: mpsc::Sender<Outcome>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10));
-    let mut command = pingji_tests::commands(endpoint.connect_lazy());
-    for index in 0.. {
-        if *stop.borrow() {
-            break;
-        }
-        let request = incident(format!("load-{index:04}"), area.centre(), index);
-        let outcome = match command.create_incident(request).await {
-            Ok(response) => Outcome::Acknowledged(response.into_inner().id),
-            Err(status) => Outcome::Refused(status.code(), status.message().to_owned()),
-        };
-        let refused = matches!(outcome, Outcome::Refused(..));
-        outcomes.send(outcome).await?;
-        let pause = if refused { 100 } else { 20 };
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
-            _ = stop.changed() => {}
-        }
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_comes_back() -> anyhow::Result<()> {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -677,7 +639,9 @@ async fn redis_restarted_under_load_refuses_writes_cleanly_then_the_service_come
 
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(steady_load(dispatcher.address(), grid, outcome_sender, load_stop));
+    let at = grid.centre();
+    let load =
+        tokio::spawn(steady_creates(dispatcher.address(), move |id, index| incident(id, at, index), outcome_sender, load_stop));
     let before = first_acknowledged(&mut outcomes, 20, "before redis went away").await?;
 
     // Redis dies. The dispatcher's next write fails and is refused with
@@ -809,7 +773,9 @@ async fn a_redis_pause_shorter_than_the_lease_keeps_sessions_and_loses_nothing()
 
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(steady_load(dispatcher.address(), grid, outcome_sender, load_stop));
+    let at = grid.centre();
+    let load =
+        tokio::spawn(steady_creates(dispatcher.address(), move |id, index| incident(id, at, index), outcome_sender, load_stop));
     let mut acknowledged = first_acknowledged(&mut outcomes, 20, "before the pause").await?;
 
     // The pause: two thirds of the lease's ttl.
@@ -923,7 +889,9 @@ async fn a_replica_promoted_under_load_fences_the_old_owner_and_serves_on() -> a
 
     let (outcome_sender, mut outcomes) = mpsc::channel(100_000);
     let (stop_load, load_stop) = tokio::sync::watch::channel(false);
-    let load = tokio::spawn(steady_load(old_owner.address(), grid, outcome_sender, load_stop));
+    let at = grid.centre();
+    let load =
+        tokio::spawn(steady_creates(old_owner.address(), move |id, index| incident(id, at, index), outcome_sender, load_stop));
     let mut before = first_acknowledged(&mut outcomes, 30, "before the failover").await?;
 
     // The failover.
