@@ -35,11 +35,20 @@ pub async fn districts_for(connection: &Connection, area: Option<&str>) -> Resul
     Ok(Some(districts).filter(|districts| districts.len() > 1))
 }
 
-/// The connection for `shard`'s owner (`x-pingji-shard`).
-fn at_shard(connection: &Connection, shard: &str) -> Result<Connection, ConsoleError> {
-    connection
-        .for_shard(shard)
-        .map_err(|message| ConsoleError::Server(tonic::Status::internal(format!("district {shard}: {message}"))))
+/// Makes `call` at the owner of `district`'s shard (`x-pingji-shard`),
+/// following it when it moves.
+async fn at_district<T, Answer>(
+    connection: &Connection,
+    district: &str,
+    call: impl FnMut(&Connection) -> Answer,
+) -> Result<T, ConsoleError>
+where
+    Answer: std::future::Future<Output = Result<T, ConsoleError>>,
+{
+    let mut at = connection
+        .for_shard(district)
+        .map_err(|message| ConsoleError::Server(tonic::Status::internal(format!("district {district}: {message}"))))?;
+    at.call(call).await
 }
 
 /// Issues the call-up at every district's shard.
@@ -50,14 +59,12 @@ pub async fn call_up(
 ) -> Result<Vec<pb::Callup>, ConsoleError> {
     let mut callups = Vec::new();
     for district in districts {
-        let mut at = at_shard(connection, district)?;
-        let callup = at
-            .call(|connection| {
-                let mut commands = connection.commands();
-                let request = request.clone();
-                async move { Ok::<_, ConsoleError>(commands.call_up(request).await?.into_inner()) }
-            })
-            .await?;
+        let callup = at_district(connection, district, |connection| {
+            let mut commands = connection.commands();
+            let request = request.clone();
+            async move { Ok(commands.call_up(request).await?.into_inner()) }
+        })
+        .await?;
         callups.push(callup);
     }
     Ok(callups)
@@ -76,14 +83,12 @@ pub async fn import_plans(
     let mut imported: Vec<&str> = Vec::new();
     let mut response = pb::ImportPlansResponse::default();
     for district in districts {
-        let mut at = at_shard(connection, district)?;
-        let answer = at
-            .call(|connection| {
-                let mut commands = connection.commands();
-                let request = request.clone();
-                async move { Ok::<_, ConsoleError>(commands.import_plans(request).await?.into_inner()) }
-            })
-            .await;
+        let answer = at_district(connection, district, |connection| {
+            let mut commands = connection.commands();
+            let request = request.clone();
+            async move { Ok(commands.import_plans(request).await?.into_inner()) }
+        })
+        .await;
         match answer {
             Ok(answer) => response = answer,
             Err(ConsoleError::Server(status)) if !imported.is_empty() => {
@@ -112,14 +117,12 @@ pub async fn activate(
 ) -> Result<Vec<pb::PlanActivation>, ConsoleError> {
     let mut activations = Vec::new();
     for district in districts {
-        let mut at = at_shard(connection, district)?;
-        let activation = at
-            .call(|connection| {
-                let mut commands = connection.commands();
-                let request = request.clone();
-                async move { Ok::<_, ConsoleError>(commands.activate_plan(request).await?.into_inner()) }
-            })
-            .await?;
+        let activation = at_district(connection, district, |connection| {
+            let mut commands = connection.commands();
+            let request = request.clone();
+            async move { Ok(commands.activate_plan(request).await?.into_inner()) }
+        })
+        .await?;
         activations.push(activation);
     }
     Ok(activations)
@@ -134,14 +137,12 @@ pub async fn roll_call(
 ) -> Result<Vec<pb::Callup>, ConsoleError> {
     let mut all = Vec::new();
     for district in districts {
-        let mut at = at_shard(connection, district)?;
-        let callups = at
-            .call(|connection| {
-                let mut commands = connection.commands();
-                let request = request.clone();
-                async move { Ok::<_, ConsoleError>(commands.callup_status(request).await?.into_inner().callups) }
-            })
-            .await?;
+        let callups = at_district(connection, district, |connection| {
+            let mut commands = connection.commands();
+            let request = request.clone();
+            async move { Ok(commands.callup_status(request).await?.into_inner().callups) }
+        })
+        .await?;
         all.extend(callups);
     }
     Ok(merge(all))
