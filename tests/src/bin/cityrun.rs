@@ -25,8 +25,10 @@
 //! that the survivors of a kill have room for the dead one's shards. The
 //! dispatcher has no placement of its own (the first process to poll takes
 //! a free shard), so the run holds every shard's lease while the processes
-//! start, then lets go of one shard per group at a time: each process takes
-//! its own group's shard at its next poll.
+//! start, then lets go of them all at once: each process takes the first
+//! free shard of its list at each poll, so of its own group first, and the
+//! processes, polling at the same pace, end with a group each (the run
+//! prints where each shard went).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -350,20 +352,17 @@ async fn main() -> anyhow::Result<()> {
     let stop_owners = Arc::new(AtomicBool::new(false));
     let owners_thread = watch_owners(leases, owners.clone(), stop_owners.clone());
 
-    // Placement, a round at a time: one shard of each group let go.
+    // Placement: every lease let go at once, to processes that all stand
+    // by already; each takes the first free shard of its list (its own
+    // group first), one a poll.
     let placing = Instant::now();
-    let rounds = groups.iter().map(Vec::len).max().unwrap_or(0);
-    for round in 0..rounds {
-        let released: Vec<String> = groups.iter().filter_map(|group| group.get(round).cloned()).collect();
-        for shard in &released {
-            let (lease, token) = &held[shard];
-            lease.release(*token)?;
-        }
-        for shard in &released {
-            wait_serving(&owners, shard, Duration::from_secs(600)).await?;
-        }
-        progress.say(format!("placed round {}/{rounds}: {}", round + 1, describe_owners(&owners, &processes, &released)));
+    for (lease, token) in held.values() {
+        lease.release(*token)?;
     }
+    for shard in &shard_ids {
+        wait_serving(&owners, shard, Duration::from_secs(900)).await?;
+    }
+    progress.say(format!("placed: {}", describe_owners(&owners, &processes, &shard_ids)));
     let placement_s = placing.elapsed().as_secs_f64();
     let placement = owners.snapshot();
     let misplaced = groups
@@ -535,6 +534,10 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The best own-district candidate of each border incident staffed from
+    // across, asked while the sessions are still live.
+    let own_best = own_district_best(&owners, &seen, &people_home(&session_people), &reported).await;
+    progress.say(format!("asked ExplainIncident for {} border incidents staffed from across", own_best.len()));
     running.store(false, Ordering::Relaxed);
     let _ = stop_sessions.send(true);
     let _ = stop_watches.send(true);
@@ -567,6 +570,7 @@ async fn main() -> anyhow::Result<()> {
         reported: &reported.lock().expect("reported").clone(),
         create_failures: create_failures.load(Ordering::Relaxed),
         seen: &seen.lock().expect("seen").clone(),
+        own_best: &own_best,
         sessions: &figures,
         samples: &samples.lock().expect("samples").clone(),
         window_start,
@@ -579,6 +583,7 @@ async fn main() -> anyhow::Result<()> {
     let report = run.report();
     std::fs::write(args.out.join("figures.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(args.out.join("offer-latency.svg"), run.latency_svg())?;
+    std::fs::write(args.out.join("events.jsonl"), run.events_jsonl())?;
     std::fs::write(args.out.join("processes.svg"), run.processes_svg())?;
     print_report(&report);
     progress.say(format!("figures in {}", args.out.join("figures.json").display()));
@@ -1090,6 +1095,48 @@ async fn wait_takeover(killed: Kill, owners: Owners, within: Duration) -> BTreeM
     taken
 }
 
+/// Each session person's home district.
+fn people_home(people: &[Resident]) -> HashMap<String, String> {
+    people.iter().map(|person| (person.id.clone(), person.district.clone())).collect()
+}
+
+/// For each border incident staffed by someone from another district: the
+/// ETA of the best candidate of the incident's own district now
+/// (`ExplainIncident` at its shard, which knows only its own people), or
+/// `None` when nobody there fits.
+async fn own_district_best(
+    owners: &Owners,
+    seen: &Arc<Mutex<Vec<Seen>>>,
+    home: &HashMap<String, String>,
+    reported: &Arc<Mutex<Vec<Reported>>>,
+) -> HashMap<String, Option<f64>> {
+    let assigned: HashMap<String, String> = seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .filter(|event| event.kind == "assigned")
+        .map(|event| (event.incident.clone(), event.agent.clone()))
+        .collect();
+    let across: Vec<Reported> = reported
+        .lock()
+        .expect("reported")
+        .iter()
+        .filter(|incident| incident.near_border)
+        .filter(|incident| assigned.get(&incident.id).is_some_and(|agent| home.get(agent) != Some(&incident.district)))
+        .cloned()
+        .collect();
+    let mut best = HashMap::new();
+    for incident in across {
+        let Some((_, address)) = owners.get(&incident.district) else { continue };
+        let Ok(mut command) = commands(&address).await else { continue };
+        let request = pb::ExplainIncidentRequest { incident_id: incident.id.clone(), candidates: 1, ..Default::default() };
+        if let Ok(answer) = command.explain_incident(request).await {
+            best.insert(incident.id, answer.into_inner().candidates.first().map(|candidate| candidate.eta_s));
+        }
+    }
+    best
+}
+
 /// Incidents with an `assigned` event.
 fn staffed_incidents(seen: &Arc<Mutex<Vec<Seen>>>) -> HashSet<String> {
     seen.lock().expect("seen").iter().filter(|event| event.kind == "assigned").map(|event| event.incident.clone()).collect()
@@ -1171,6 +1218,9 @@ struct Run<'a> {
     reported: &'a [Reported],
     create_failures: usize,
     seen: &'a [Seen],
+    /// Border incidents staffed from across: the best own-district ETA
+    /// `ExplainIncident` gave (s), `None` when nobody of the district fit.
+    own_best: &'a HashMap<String, Option<f64>>,
     sessions: &'a SessionFigures,
     samples: &'a [Sample],
     window_start: Instant,
@@ -1217,9 +1267,10 @@ impl Run<'_> {
     }
 
     /// Border incidents: (count, staffed, staffed from across the border,
-    /// ETA saved in seconds for each of those that also had an own-district
-    /// offer, those without one).
-    fn across_borders(&self) -> (usize, usize, usize, Vec<f64>, usize) {
+    /// ETA saved in seconds for each of those with an own-district
+    /// candidate (negative: the own one was nearer), those without one,
+    /// those staffed before any own-district offer was made).
+    fn across_borders(&self) -> (usize, usize, usize, Vec<f64>, usize, usize) {
         let home: HashMap<&str, &str> = self.people.iter().map(|person| (person.id.as_str(), person.district.as_str())).collect();
         let home_of = |agent: &str| home.get(agent).copied().unwrap_or_default();
         let mut offers: HashMap<&str, &Seen> = HashMap::new();
@@ -1230,29 +1281,50 @@ impl Run<'_> {
         }
         let assigned: HashMap<&str, &Seen> =
             self.seen.iter().filter(|event| event.kind == "assigned").map(|event| (event.incident.as_str(), event)).collect();
-        let (mut count, mut staffed, mut across, mut saved, mut without_own) = (0, 0, 0, Vec::new(), 0);
+        let (mut count, mut staffed, mut across, mut saved, mut without_own, mut before_own) = (0, 0, 0, Vec::new(), 0, 0);
         for incident in self.reported.iter().filter(|incident| incident.near_border) {
             count += 1;
             let Some(assignment) = assigned.get(incident.id.as_str()) else { continue };
             staffed += 1;
-            let Some(offer) = offers.get(assignment.offer.as_str()) else { continue };
             if home_of(&assignment.agent) == incident.district {
                 continue;
             }
             across += 1;
-            let own_best = by_incident
+            let own_offered = by_incident
                 .get(incident.id.as_str())
                 .into_iter()
                 .flatten()
-                .filter(|other| home_of(&other.agent) == incident.district)
-                .map(|other| other.eta_s)
-                .reduce(f64::min);
-            match own_best {
-                Some(own) => saved.push(own - offer.eta_s),
-                None => without_own += 1,
+                .any(|other| home_of(&other.agent) == incident.district);
+            if !own_offered {
+                before_own += 1;
+            }
+            let eta = offers.get(assignment.offer.as_str()).map(|offer| offer.eta_s);
+            match (self.own_best.get(&incident.id).copied().flatten(), eta) {
+                (Some(own), Some(eta)) => saved.push(own - eta),
+                _ => without_own += 1,
             }
         }
-        (count, staffed, across, saved, without_own)
+        (count, staffed, across, saved, without_own, before_own)
+    }
+
+    /// The events the figures came from, one JSON object a line (ids and
+    /// ETAs only: no locations), for a second look.
+    fn events_jsonl(&self) -> String {
+        let mut lines = String::new();
+        for event in self.seen {
+            let line = json!({
+                "shard": event.shard,
+                "kind": event.kind,
+                "incident": event.incident,
+                "agent": event.agent,
+                "offer": event.offer,
+                "eta_s": if event.eta_s.is_nan() { None } else { Some(event.eta_s) },
+                "from_area": event.from_area,
+                "at_ms": event.at_ms,
+            });
+            let _ = writeln!(lines, "{line}");
+        }
+        lines
     }
 
     /// People holding two assignments at once, from the assigned and
@@ -1297,7 +1369,8 @@ impl Run<'_> {
         );
         let staffed: HashSet<&str> =
             self.seen.iter().filter(|event| event.kind == "assigned").map(|event| event.incident.as_str()).collect();
-        let (border_count, border_staffed, across, saved, without_own) = self.across_borders();
+        let (border_count, border_staffed, across, saved, without_own, before_own) = self.across_borders();
+        let nearer_own = saved.iter().filter(|saved| **saved < 0.0).count();
         let mut offers_from: BTreeMap<&str, usize> = BTreeMap::new();
         for event in self.seen.iter().filter(|event| event.kind == "offer_sent") {
             *offers_from.entry(if event.from_area.is_empty() { "(none)" } else { event.from_area.as_str() }).or_default() += 1;
@@ -1399,7 +1472,9 @@ impl Run<'_> {
                 "staffed_from_across": across,
                 "share_staffed_from_across": across as f64 / border_staffed.max(1) as f64,
                 "eta_saved_s": { "count": saved.len(), "p50": percentile(&saved, 0.5), "mean": saved.iter().sum::<f64>() / saved.len().max(1) as f64, "max": percentile(&saved, 1.0) },
-                "across_without_an_own_district_offer": without_own,
+                "across_without_an_own_district_candidate": without_own,
+                "across_where_an_own_district_candidate_was_nearer": nearer_own,
+                "across_staffed_before_any_own_district_offer": before_own,
                 "offers_by_from_area_id": offers_from,
             },
             "kill": {
@@ -1635,7 +1710,7 @@ fn print_report(report: &serde_json::Value) {
         );
     }
     println!(
-        "border (within {} m): {} incidents, {} staffed, {} from across the border ({}); ETA saved against the best own-district offer: p50 {} s, mean {} s over {}; {} without an own-district offer",
+        "border (within {} m): {} incidents, {} staffed, {} from across the border ({}); ETA saved against the best own-district candidate: p50 {} s, mean {} s over {} ({} where the own one was nearer); {} without an own-district candidate; {} staffed before any own-district offer",
         get("border.within_m"),
         get("border.incidents"),
         get("border.staffed"),
@@ -1644,7 +1719,9 @@ fn print_report(report: &serde_json::Value) {
         get("border.eta_saved_s.p50"),
         get("border.eta_saved_s.mean"),
         get("border.eta_saved_s.count"),
-        get("border.across_without_an_own_district_offer")
+        get("border.across_where_an_own_district_candidate_was_nearer"),
+        get("border.across_without_an_own_district_candidate"),
+        get("border.across_staffed_before_any_own_district_offer")
     );
     println!(
         "kill -9 of {} ({} people's shards {}): takeover {}",

@@ -50,3 +50,91 @@ async fn a_quick_city_run_staffs_its_incidents_and_takes_the_killed_shards_over(
     assert!(out.join("offer-latency.svg").is_file() && out.join("processes.svg").is_file());
     Ok(())
 }
+
+/// Rows of the large roster: all but a few live in d2, so that d1's owner
+/// keeps few people and its time goes into reading the file.
+const LARGE_ROSTER_ROWS: usize = 300_000;
+
+/// A dispatcher reading a city's roster at start must go on renewing its
+/// shard's lease meanwhile. Found by `cityrun`: with the file read and
+/// parsed on the async workers, a 200,000-row roster kept them busy past
+/// the lease's ttl, a standby took the shard, and the first owner stepped
+/// down (and so on in turn). Here each process has one worker
+/// (`TOKIO_WORKER_THREADS=1`, as on a busy small machine) and a 1 s lease;
+/// the first owner must keep d1 through its load while a standby waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_owner_keeps_its_shard_while_it_reads_a_large_roster() -> anyhow::Result<()> {
+    use pingji_tests::redis::RedisServer;
+    use std::fmt::Write as _;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let mut roster = String::from("id,name,role,skills,phone,home_area_id,travel_mode,on_duty,home_lon,home_lat\n");
+    for n in 0..LARGE_ROSTER_ROWS {
+        let district = if n < 10 { "d1" } else { "d2" };
+        writeln!(roster, "r{n:07},王伟,volunteer,first_aid,139{:08},{district},walk,true,120.16,30.26", n)?;
+    }
+    let roster_path = dir.path().join("roster.csv");
+    std::fs::write(&roster_path, roster)?;
+    let binary = dispatcher_binary().await?;
+    let start = |name: &str| -> anyhow::Result<(tokio::process::Child, String, std::path::PathBuf)> {
+        let address = pingji_tests::load::free_address()?.to_string();
+        let log = dir.path().join(format!("{name}.log"));
+        let child = tokio::process::Command::new(&binary)
+            .args(["--listen", &address, "--advertise", &address, "--store", &redis.url(), "--shard", "d1"])
+            .args(["--lease-ttl-ms", "1000", "--lease-renew-ms", "250"])
+            .arg("--areas")
+            .arg(pingji_tests::sample_city())
+            .arg("--agents")
+            .arg(&roster_path)
+            .env("TOKIO_WORKER_THREADS", "1")
+            .env("PINGJI_BOOTSTRAP_ADMIN_TOKEN", pingji_tests::ADMIN_TOKEN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok((child, address, log))
+    };
+    let (mut first, first_address, first_log) = start("first")?;
+    // The first takes d1 before the standby starts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&first_log)?.contains("this dispatcher owns the shard now") {
+        anyhow::ensure!(first.try_wait()?.is_none(), "the first exited: {}", std::fs::read_to_string(&first_log)?);
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the first did not take d1: {}",
+            std::fs::read_to_string(&first_log)?
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut standby, _, standby_log) = start("standby")?;
+
+    let channel = pingji_tests::connect_with_retry(first_address.parse()?, Duration::from_secs(60)).await?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let logs = || {
+            format!(
+                "first:\n{}\nstandby:\n{}",
+                std::fs::read_to_string(&first_log).unwrap_or_default(),
+                std::fs::read_to_string(&standby_log).unwrap_or_default()
+            )
+        };
+        anyhow::ensure!(first.try_wait()?.is_none(), "the first owner stepped down while loading: {}", logs());
+        anyhow::ensure!(standby.try_wait()?.is_none(), "the standby exited: {}", logs());
+        let asked = tonic_health::pb::HealthCheckRequest { service: "pingji.v1.CommandService".into() };
+        if let Ok(answer) = health.check(asked).await
+            && answer.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        {
+            break;
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the first owner never served d1: {}", logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&first_log)?;
+    assert!(log.contains("roster loaded"), "{log}");
+    assert!(!log.contains("must stop"), "{log}");
+    assert!(!std::fs::read_to_string(&standby_log)?.contains("owns the shard now"), "the standby never took d1");
+    Ok(())
+}
