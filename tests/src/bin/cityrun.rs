@@ -25,10 +25,11 @@
 //! that the survivors of a kill have room for the dead one's shards. The
 //! dispatcher has no placement of its own (the first process to poll takes
 //! a free shard), so the run holds every shard's lease while the processes
-//! start, then lets go of them all at once: each process takes the first
-//! free shard of its list at each poll, so of its own group first, and the
-//! processes, polling at the same pace, end with a group each (the run
-//! prints where each shard went).
+//! start, then lets go of one shard of each group at a time, the next once
+//! those are served: each process takes the first free shard of its list
+//! at each poll, so of its own group first (the run prints where each
+//! shard went), and loads one at a time. A process that steps down while
+//! loading (its lease lost) is started again, as a supervisor would.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -169,21 +170,44 @@ struct Process {
     pid: u32,
     address: String,
     log: PathBuf,
+    binary: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    /// Times the run started it again after it exited by itself.
+    restarts: usize,
 }
+
+impl Process {
+    /// As a supervisor (systemd `Restart=always`) would: a process that
+    /// stepped down is started again, and comes up as a standby.
+    fn restart_if_exited(&mut self, progress: &Progress) -> anyhow::Result<()> {
+        let Some(child) = self.child.as_mut() else { return Ok(()) };
+        let Some(status) = child.try_wait()? else { return Ok(()) };
+        let child = pingji_tests::process::spawn_dispatcher(&self.binary, &self.args, &self.log)?;
+        let old = self.pid;
+        self.pid = child.id().context("the dispatcher exited at once")?;
+        self.child = Some(child);
+        self.restarts += 1;
+        progress.say(format!("P{} (pid {old}) exited ({status}); started again as pid {}", self.index + 1, self.pid));
+        Ok(())
+    }
+}
+
+/// A shard's owner: its pid and the address it serves the shard at.
+type Owner = (u32, String);
 
 /// Who owns each shard, read from the leases in Redis.
 #[derive(Clone, Default)]
 struct Owners {
-    /// shard -> (owner pid, address), `None` while nobody (or the run) holds it.
-    by_shard: Arc<Mutex<BTreeMap<String, Option<(u32, String)>>>>,
+    /// shard -> owner, `None` while nobody (or the run) holds it.
+    by_shard: Arc<Mutex<BTreeMap<String, Option<Owner>>>>,
 }
 
 impl Owners {
-    fn get(&self, shard: &str) -> Option<(u32, String)> {
+    fn get(&self, shard: &str) -> Option<Owner> {
         self.by_shard.lock().expect("owners").get(shard).cloned().flatten()
     }
 
-    fn snapshot(&self) -> BTreeMap<String, Option<(u32, String)>> {
+    fn snapshot(&self) -> BTreeMap<String, Option<Owner>> {
         self.by_shard.lock().expect("owners").clone()
     }
 }
@@ -352,17 +376,44 @@ async fn main() -> anyhow::Result<()> {
     let stop_owners = Arc::new(AtomicBool::new(false));
     let owners_thread = watch_owners(leases, owners.clone(), stop_owners.clone());
 
-    // Placement: every lease let go at once, to processes that all stand
-    // by already; each takes the first free shard of its list (its own
-    // group first), one a poll.
+    // Placement, a round at a time: one shard of each group let go, and
+    // the next round once those are served, so that a process loads one
+    // shard at a time (each load reads the whole roster). A process that
+    // steps down meanwhile is started again.
     let placing = Instant::now();
-    for (lease, token) in held.values() {
-        lease.release(*token)?;
+    let rounds = groups.iter().map(Vec::len).max().unwrap_or(0);
+    for round in 0..rounds {
+        let released: Vec<String> = groups.iter().filter_map(|group| group.get(round).cloned()).collect();
+        for shard in &released {
+            let (lease, token) = &held[shard];
+            lease.release(*token)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(900);
+        let mut waiting = released.clone();
+        while !waiting.is_empty() {
+            anyhow::ensure!(Instant::now() < deadline, "shards {} were not served within 900 s", waiting.join(","));
+            for process in processes.iter_mut() {
+                process.restart_if_exited(&progress)?;
+            }
+            let mut still = Vec::new();
+            for shard in waiting {
+                let served = match owners.get(&shard) {
+                    Some((_, address)) => serving(&address).await,
+                    None => false,
+                };
+                if !served {
+                    still.push(shard);
+                }
+            }
+            waiting = still;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        progress.say(format!("placed round {}/{rounds}: {}", round + 1, describe_owners(&owners, &processes, &released)));
     }
-    for shard in &shard_ids {
-        wait_serving(&owners, shard, Duration::from_secs(900)).await?;
+    // Settled: every shard served and every process running.
+    for process in processes.iter_mut() {
+        process.restart_if_exited(&progress)?;
     }
-    progress.say(format!("placed: {}", describe_owners(&owners, &processes, &shard_ids)));
     let placement_s = placing.elapsed().as_secs_f64();
     let placement = owners.snapshot();
     let misplaced = groups
@@ -481,6 +532,7 @@ async fn main() -> anyhow::Result<()> {
             killed = Some(kill);
         }
         tokio::time::sleep_until(tokio::time::Instant::from_std(window_start + due)).await;
+        supervise(&mut processes, killed.as_ref(), &progress)?;
         let near_border = incident_rng.random::<f64>() < args.border_share && !borders.is_empty();
         let (at, district) = incident_point(&mut incident_rng, &areas, &borders, near_border, args.border_within_m);
         let id = format!("city-{:05}", n + 1);
@@ -532,6 +584,7 @@ async fn main() -> anyhow::Result<()> {
         if staffed >= all || settle.elapsed() > SETTLE_WITHIN || last_change.elapsed() > SETTLE_QUIET {
             break;
         }
+        supervise(&mut processes, Some(&killed), &progress)?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The best own-district candidate of each border incident staffed from
@@ -631,7 +684,7 @@ fn start_process(
     ];
     let child = pingji_tests::process::spawn_dispatcher(binary, &args, &log)?;
     let pid = child.id().context("the dispatcher exited at once")?;
-    Ok(Process { index, child: Some(child), pid, address, log })
+    Ok(Process { index, child: Some(child), pid, address, log, binary: binary.to_path_buf(), args, restarts: 0 })
 }
 
 async fn wait_listening(process: &Process) -> anyhow::Result<()> {
@@ -647,20 +700,6 @@ async fn wait_listening(process: &Process) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-/// Waits until a dispatcher holds `shard`'s lease and serves it.
-async fn wait_serving(owners: &Owners, shard: &str, within: Duration) -> anyhow::Result<(u32, String)> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some((pid, address)) = owners.get(shard)
-            && serving(&address).await
-        {
-            return Ok((pid, address));
-        }
-        anyhow::ensure!(Instant::now() < deadline, "shard {shard} was not served within {within:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Whether the process at `address` serves the command service (owns its shard).
@@ -948,8 +987,11 @@ async fn wait_switch_everywhere(
     }
 }
 
+/// Two districts that touch and the stretches of border they share.
+type Border = (AreaSpec, AreaSpec, Vec<(Position, Position)>);
+
 /// The shared border of every pair of districts that touch.
-fn district_borders(districts: &[AreaSpec]) -> Vec<(AreaSpec, AreaSpec, Vec<(Position, Position)>)> {
+fn district_borders(districts: &[AreaSpec]) -> Vec<Border> {
     let boxes: Vec<Option<(f64, f64, f64, f64)>> = districts.iter().map(pingji_scenarios::roster::bounds).collect();
     let mut borders = Vec::new();
     for (i, a) in districts.iter().enumerate() {
@@ -970,13 +1012,7 @@ fn district_borders(districts: &[AreaSpec]) -> Vec<(AreaSpec, AreaSpec, Vec<(Pos
 
 /// Where the next incident is: within `within_m` of a border (a border
 /// drawn by its length), or anywhere at the people's density.
-fn incident_point(
-    rng: &mut StdRng,
-    areas: &AreaMap,
-    borders: &[(AreaSpec, AreaSpec, Vec<(Position, Position)>)],
-    near_border: bool,
-    within_m: f64,
-) -> (Position, String) {
+fn incident_point(rng: &mut StdRng, areas: &AreaMap, borders: &[Border], near_border: bool, within_m: f64) -> (Position, String) {
     loop {
         let found = if near_border {
             let lengths: Vec<f64> =
@@ -1036,6 +1072,15 @@ async fn create_incident(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     failures.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Starts again every process that exited by itself (stepped down), but
+/// the one the run killed.
+fn supervise(processes: &mut [Process], killed: Option<&Kill>, progress: &Progress) -> anyhow::Result<()> {
+    for process in processes.iter_mut().filter(|process| killed.is_none_or(|killed| killed.process != process.index)) {
+        process.restart_if_exited(progress)?;
+    }
+    Ok(())
 }
 
 /// The process killed, when, and the shards it owned.
@@ -1208,7 +1253,7 @@ struct Run<'a> {
     per_district: &'a BTreeMap<String, usize>,
     districts: &'a [AreaSpec],
     processes: &'a [Process],
-    placement: &'a BTreeMap<String, Option<(u32, String)>>,
+    placement: &'a BTreeMap<String, Option<Owner>>,
     placement_s: f64,
     misplaced: usize,
     max_shards: usize,
@@ -1404,6 +1449,7 @@ impl Run<'_> {
                 json!({
                     "process": format!("P{}", index + 1),
                     "pid": process.pid,
+                    "restarts": process.restarts,
                     "killed": index == self.killed.process,
                     "shards_at_start": owned,
                     "people_at_start": people,
