@@ -55,8 +55,8 @@ impl Counts {
     }
 }
 
-/// Where the generated city lies: Hangzhou's centre.
-const CITY_CENTRE: (f64, f64) = (120.2, 30.25);
+/// Where the generated city lies: Hangzhou's centre (lon, lat).
+pub const CITY_CENTRE: (f64, f64) = (120.2, 30.25);
 /// The generated city's radius in metres (its outline wanders around it).
 const CITY_RADIUS_M: f64 = 21_000.0;
 /// Lattice cell of the generated city: district borders follow its edges.

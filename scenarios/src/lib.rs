@@ -14,6 +14,8 @@
 //! - [`border`]: incidents near a border, and the figures of help across
 //!   borders (from the offers' `from_area`).
 //! - [`roster`]: people from a CSV or generated per grid.
+//! - [`population`]: a city's people at a realistic density (denser in the
+//!   centre), a million in seconds, and their roster CSV.
 //! - [`sim`]: the in-process runner on a virtual clock.
 //! - [`shifts`]: a drill's duty roster (`[[shift]]`) and the share of offers to people on shift.
 //! - [`supplies`]: a drill's depots and scripted supply requests, and the report's supply figures.
@@ -38,6 +40,7 @@ pub mod demo;
 pub mod drill;
 pub mod files;
 pub mod live;
+pub mod population;
 pub mod report;
 pub mod roster;
 pub mod safety;

@@ -1,8 +1,17 @@
-//! What the load generators (`loadgen`, `fieldload`, `mapbench`) share:
-//! where their simulated people stand, the CPU a process used, and free
-//! ports for the dispatcher they start.
+//! What the load generators (`loadgen`, `fieldload`, `mapbench`,
+//! `cityrun`) share: where their simulated people stand, the CPU and memory
+//! a process used, free ports for the dispatcher they start, and
+//! connections that count the bytes they carry.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::pb;
 
@@ -42,4 +51,112 @@ pub fn cpu_seconds(pid: &str) -> f64 {
 pub fn free_address() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
+}
+
+/// Bytes that went through the connections of a load generator, both
+/// ways, as the kernel took and gave them (HTTP/2 frames, headers, gRPC
+/// messages): what a network between the clients and the dispatchers
+/// would carry, TLS aside.
+#[derive(Clone, Default)]
+pub struct ByteCounts {
+    pub sent: Arc<AtomicU64>,
+    pub received: Arc<AtomicU64>,
+}
+
+impl ByteCounts {
+    pub fn total(&self) -> (u64, u64) {
+        (self.sent.load(Ordering::Relaxed), self.received.load(Ordering::Relaxed))
+    }
+}
+
+/// Opens plain TCP connections for tonic (`Endpoint::connect_with_connector_lazy`)
+/// and counts every byte through them in [`ByteCounts`].
+#[derive(Clone)]
+pub struct CountingConnector {
+    pub counts: ByteCounts,
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Uri> for CountingConnector {
+    type Response = TokioIo<Counted>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<Counted>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: tonic::codegen::http::Uri) -> Self::Future {
+        let counts = self.counts.clone();
+        Box::pin(async move {
+            let host = uri.host().ok_or_else(|| std::io::Error::other(format!("no host in {uri}")))?.to_string();
+            let port = uri.port_u16().unwrap_or(80);
+            let stream = TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(Counted { stream, counts }))
+        })
+    }
+}
+
+/// A TCP stream that adds what it reads and writes to [`ByteCounts`].
+pub struct Counted {
+    stream: TcpStream,
+    counts: ByteCounts,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(self: Pin<&mut Self>, context: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut this.stream).poll_read(context, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            this.counts.received.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(self: Pin<&mut Self>, context: &mut TaskContext<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(context, data);
+        if let Poll::Ready(Ok(written)) = poll {
+            this.counts.sent.fetch_add(written as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+        buffers: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(context, buffers);
+        if let Poll::Ready(Ok(written)) = poll {
+            this.counts.sent.fetch_add(written as u64, Ordering::Relaxed);
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(context)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(context)
+    }
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS`), 0 when it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -642,8 +642,16 @@ pub(super) fn lives_in_scope(engine: &Engine, profile: &pingji_engine::roster::A
 pub(super) async fn load_startup_files(dispatcher: &Dispatcher, config: &Config) -> anyhow::Result<()> {
     const ACTOR: &str = "operator:startup";
     if let Some(path) = &config.areas_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read areas file {}", path.display()))?;
-        let import = parse_geojson(&text).map_err(|error| anyhow::anyhow!("areas file {}: {error}", path.display()))?;
+        // Reading and parsing a city's files takes seconds: off the async
+        // workers, which must go on renewing the shard's lease meanwhile.
+        let reading = path.clone();
+        let (text, import) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let text =
+                std::fs::read_to_string(&reading).with_context(|| format!("cannot read areas file {}", reading.display()))?;
+            let import = parse_geojson(&text).map_err(|error| anyhow::anyhow!("areas file {}: {error}", reading.display()))?;
+            Ok((text, import))
+        })
+        .await??;
         let probe = import.clone();
         let already =
             dispatcher.query(move |engine, _| probe.areas.iter().all(|spec| engine.area(&spec.id) == Some(spec))).await?;
@@ -666,10 +674,18 @@ pub(super) async fn load_startup_files(dispatcher: &Dispatcher, config: &Config)
         bootstrap::add_admin_if_none(dispatcher, token).await?;
     }
     if let Some(path) = &config.agents_file {
-        let data = std::fs::read(path).with_context(|| format!("cannot read roster file {}", path.display()))?;
-        let specs = pingji_client::roster_csv::parse_roster_csv(&data)
-            .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", path.display()))?;
-        let profiles = specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?;
+        // A million rows take seconds to parse (see the areas file above):
+        // with the workers blocked that long, the lease ran out while the
+        // shard was being loaded, another process took it, and both
+        // stepped down in turn (cityrun, docs/scale.md).
+        let reading = path.clone();
+        let profiles = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<_>> {
+            let data = std::fs::read(&reading).with_context(|| format!("cannot read roster file {}", reading.display()))?;
+            let specs = pingji_client::roster_csv::parse_roster_csv(&data)
+                .map_err(|errors| anyhow::anyhow!("roster file {}: {errors}", reading.display()))?;
+            Ok(specs.iter().map(convert::profile_from_pb).collect::<Result<Vec<_>, _>>()?)
+        })
+        .await??;
         let listed = profiles.len();
         let (changed, elsewhere) = dispatcher
             .query(move |engine, _| {

@@ -15,6 +15,7 @@ mod auth;
 mod bad_input;
 mod border;
 mod cap;
+mod city_run;
 mod configuration;
 mod console_cli;
 mod console_mobilisation;
