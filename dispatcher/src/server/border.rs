@@ -497,6 +497,9 @@ pub fn wanting(engine: &Engine, district: &AreaId) -> Wanted {
             let across = incident.open_offers.values().filter(|offer| !state.agents.contains_key(&offer.agent)).count();
             !incident.triage_pending && incident.still_needed() as usize > across
         })
+        // Held for the batch window's matching: its own people are offered
+        // first, and someone across must then be sooner than they are.
+        .filter(|incident| !engine.live().batch_queue.contains(&incident.id))
         .filter_map(|incident| {
             let (mode, emergency) = state.effective_mode(&incident.placement);
             // In normal mode, from the ladder's district step: people of

@@ -207,6 +207,53 @@ async fn a_border_incident_is_offered_to_a_nearer_neighbour_and_a_busy_one_is_no
     Ok(())
 }
 
+/// An incident held for the batch window (another opened it) is offered
+/// to its own people first; a neighbour's person who is farther is not
+/// reserved meanwhile (before, the border offer went out during the window
+/// and, taken at once, won against a nearer person of the district).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_incident_waiting_for_the_batch_window_is_offered_at_home_first() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
+    let policy = policy(dir.path(), 60)?;
+    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
+    let west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+    grade_ii(&mut at_east, "d1").await?;
+    grade_ii(&mut at_west, "d2").await?;
+    let mut west_events = EventWatch::start(&mut at_west, 1).await?;
+    // p0001 (d1) 10 m from the incident; p0161 (d2) 95 m from it.
+    let mut near_east = person_at(&east, &mut at_east, "p0001", east_of_border(-60.0)).await?;
+    let mut across = person_at(&west, &mut at_west, "p0161", east_of_border(45.0)).await?;
+
+    // An incident nobody can take opens the batch window; the border
+    // incident reported just after waits for its matching.
+    let (lon, lat) = east_of_border(-3000.0);
+    let opener = pb::CreateIncidentRequest {
+        id: "opener".into(),
+        location: Some(pb::Location::wgs84(lon, lat)),
+        category: "diving".into(),
+        priority: 3,
+        headcount: 1,
+        required_skills: vec!["diver".into()],
+        force: true,
+        ..Default::default()
+    };
+    at_east.create_incident(opener).await?;
+    create(&mut at_east, "border-11", near_border()).await?;
+    let own = next_offer(&mut near_east, WITHIN).await?;
+    assert_eq!(own.incident_id, "border-11", "{own:?}");
+    near_east.accept(&own.offer_id).await?;
+    wait_assigned(&mut at_east, "border-11", "p0001").await?;
+    if let Ok(Incoming::Offer(offer)) = across.next_message_within(Duration::from_secs(3)).await {
+        anyhow::bail!("the farther person across the border was offered {offer:?}");
+    }
+    while west_events.next_within(Duration::from_millis(500)).await.is_ok() {}
+    let reserved = west_events.seen().iter().filter(|event| event.kind == "border_reserved").count();
+    assert_eq!(reserved, 0, "nobody reserved across the border");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_neighbour_killed_mid_offer_leaves_no_reservation_and_the_incident_is_staffed_at_home() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
