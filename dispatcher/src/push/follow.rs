@@ -72,10 +72,16 @@ async fn run(dispatcher: Dispatcher, pusher: Arc<Pusher>, mut stopped: watch::Re
                     }
                     Err(RecvError::Closed) => break,
                 };
+                // Only people with a subscription: a call-up of a city names
+                // hundreds of thousands, most of whom have none.
+                let mut dropped = 0_usize;
                 for (person, notice) in notices(&dispatcher, &event).await {
-                    if queue.try_send((person, notice)).is_err() {
-                        warn!("the push queue is full; a notice is not pushed");
+                    if pusher.reaches(&person) && queue.try_send((person, notice)).is_err() {
+                        dropped += 1;
                     }
+                }
+                if dropped > 0 {
+                    warn!(dropped, kind = %event.kind, "the push queue is full; these notices are not pushed");
                 }
             }
             Some((person, notice)) = queued.recv(), if sending.len() < CONCURRENT => {

@@ -123,6 +123,11 @@ impl Pusher {
     }
 
     /// The VAPID public key, base64url: the app's `applicationServerKey`.
+    /// Whether `person` has a subscription to push to.
+    pub fn reaches(&self, person: &str) -> bool {
+        self.reachable.contains(person)
+    }
+
     pub fn public_key(&self) -> &str {
         self.key.public_key()
     }
