@@ -182,6 +182,20 @@ pub async fn text(page: &Page, selector: &str) -> anyhow::Result<String> {
     eval(page, &format!("document.querySelector({selector})?.textContent ?? ''")).await
 }
 
+/// Clicks what matches `selector` now, found and clicked in one step in
+/// the page: a list drawn again as events arrive cannot leave the test
+/// holding a node that is gone ("Could not find node with given id").
+pub async fn click_now(page: &Page, selector: &str) -> anyhow::Result<()> {
+    let quoted = serde_json::to_string(selector)?;
+    let clicked: bool = eval(
+        page,
+        &format!("(() => {{ const node = document.querySelector({quoted}); if (node) node.click(); return !!node; }})()"),
+    )
+    .await?;
+    anyhow::ensure!(clicked, "nothing to click at {selector}");
+    Ok(())
+}
+
 /// Clicks with the mouse in the middle of what `selector` finds, as a
 /// person would (an SVG shape, which the DevTools' element click refuses).
 pub async fn click_middle(page: &Page, selector: &str) -> anyhow::Result<()> {

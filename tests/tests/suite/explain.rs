@@ -348,7 +348,9 @@ async fn duplicates_are_found_within_the_thresholds_and_a_merge_keeps_both_repor
 /// headless Chromium; skipped without one (except in CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_map_explains_an_incident_and_offers_to_merge_a_duplicate_before_creating() -> anyhow::Result<()> {
-    use pingji_tests::browser::{self, DESK, PHONE, TestBrowser, accessibility_problems, eval, resize, screenshot, wait_for};
+    use pingji_tests::browser::{
+        self, DESK, PHONE, TestBrowser, accessibility_problems, click_now, eval, resize, screenshot, wait_for,
+    };
     let Some(chromium) = browser::chromium()? else {
         return Ok(());
     };
@@ -367,7 +369,9 @@ async fn the_map_explains_an_incident_and_offers_to_merge_a_duplicate_before_cre
     page.find_element("#token").await?.click().await?.type_str(&token).await?.press_key("Enter").await?;
     wait_for(&page, "the incident is listed", "document.querySelector('#incident-list button[data-incident-id=\"fall-w\"]')")
         .await?;
-    page.find_element("#incident-list button[data-incident-id=\"fall-w\"]").await?.click().await?;
+    // The list is drawn again as events arrive, which can replace the
+    // button between finding it and clicking it.
+    click_now(&page, "#incident-list button[data-incident-id=\"fall-w\"]").await?;
     wait_for(&page, "the panel shows", "document.getElementById('incident-detail').dataset.incidentId === 'fall-w'").await?;
     page.find_element("#why-button").await?.click().await?;
     wait_for(
@@ -423,7 +427,7 @@ async fn the_map_explains_an_incident_and_offers_to_merge_a_duplicate_before_cre
     let report = report_from_field(&mut people[2], (lon, lat), "medical", "有人摔倒", PROMPTLY).await?;
     let button = format!("#incident-list button[data-incident-id=\"{report}\"]");
     wait_for(&page, "the report is listed", &format!("document.querySelector('{button}')")).await?;
-    page.find_element(button.as_str()).await?.click().await?;
+    click_now(&page, &button).await?;
     wait_for(
         &page,
         "the triage form suggests the duplicate",
