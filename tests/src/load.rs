@@ -160,3 +160,15 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// The value at share `p` (0 to 1) of `sorted` values, by nearest rank;
+/// NaN when there are none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN)
+}
+
+/// `values` in ascending order, for [`percentile`].
+pub fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    values
+}

@@ -50,7 +50,7 @@ use pingji_proto::v1::dispatch_message::Body as Incoming;
 use pingji_scenarios::border::{random_point_near, shared_border};
 use pingji_scenarios::citymap;
 use pingji_scenarios::population::{self, Resident};
-use pingji_tests::load::{ByteCounts, CountingConnector, cpu_seconds, free_address, rss_kib};
+use pingji_tests::load::{ByteCounts, CountingConnector, cpu_seconds, free_address, percentile, rss_kib, sorted};
 use pingji_tests::redis::{Persistence, RedisServer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -1274,19 +1274,6 @@ struct Run<'a> {
     session_bytes: (u64, u64),
     sessions_cpu: f64,
     load: (String, String),
-}
-
-/// The value at share `p` of sorted `values` (nearest rank).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn sorted(mut values: Vec<f64>) -> Vec<f64> {
-    values.sort_by(f64::total_cmp);
-    values
 }
 
 impl Run<'_> {

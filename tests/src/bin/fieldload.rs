@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use pingji_proto::v1 as pb;
 use pingji_proto::v1::dispatch_message::Body as Incoming;
-use pingji_tests::load::{cpu_seconds, free_address, point};
+use pingji_tests::load::{cpu_seconds, free_address, percentile, point};
 use prost::Message;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -412,10 +412,6 @@ async fn browser_phone(
     }
     browser.close().await?;
     Ok(Some(drawn))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted.get(((sorted.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
 #[tokio::main]

@@ -31,7 +31,7 @@ use chromiumoxide::cdp::js_protocol::runtime::GetHeapUsageParams;
 use chromiumoxide::page::Page;
 use pingji_proto::v1 as pb;
 use pingji_tests::browser::{self, TestBrowser, eval, wait_for};
-use pingji_tests::load::free_address;
+use pingji_tests::load::{free_address, percentile, sorted};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -73,18 +73,6 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
         binary.display()
     );
     Ok(binary)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn sorted(mut values: Vec<f64>) -> Vec<f64> {
-    values.sort_by(f64::total_cmp);
-    values
 }
 
 fn now_ms() -> i64 {
