@@ -76,6 +76,22 @@ async fn start_owner(options: &SharedStoreOptions) -> anyhow::Result<SharedDispa
     Ok(dispatcher)
 }
 
+/// The owners of d1 and d2, both at grade II, and a client of each; offers
+/// time out after `offer_timeout_s`.
+async fn owners_at_grade_ii(
+    dir: &Path,
+    redis: &RedisServer,
+    offer_timeout_s: u64,
+) -> anyhow::Result<(SharedDispatcher, SharedDispatcher, Commands, Commands)> {
+    let policy = policy(dir, offer_timeout_s)?;
+    let east = start_owner(&options(dir, redis, "d1", "d1.log", &policy)).await?;
+    let west = start_owner(&options(dir, redis, "d2", "d2.log", &policy)).await?;
+    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
+    grade_ii(&mut at_east, "d1").await?;
+    grade_ii(&mut at_west, "d2").await?;
+    Ok((east, west, at_east, at_west))
+}
+
 async fn grade_ii(command: &mut Commands, area: &str) -> anyhow::Result<()> {
     command
         .set_mode(pb::SetModeRequest { area_id: area.into(), mode: pb::Mode::EmergencyIi as i32, reason: "typhoon".into() })
@@ -143,12 +159,7 @@ async fn agent_status(command: &mut Commands, id: &str) -> anyhow::Result<i32> {
 async fn a_border_incident_is_offered_to_a_nearer_neighbour_and_a_busy_one_is_not() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let policy = policy(dir.path(), 60)?;
-    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
-    let west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
-    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
-    grade_ii(&mut at_east, "d1").await?;
-    grade_ii(&mut at_west, "d2").await?;
+    let (east, west, mut at_east, mut at_west) = owners_at_grade_ii(dir.path(), &redis, 60).await?;
     let mut west_events = EventWatch::start(&mut at_west, 1).await?;
     let mut east_events = EventWatch::start(&mut at_east, 1).await?;
 
@@ -215,12 +226,7 @@ async fn a_border_incident_is_offered_to_a_nearer_neighbour_and_a_busy_one_is_no
 async fn an_incident_waiting_for_the_batch_window_is_offered_at_home_first() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let policy = policy(dir.path(), 60)?;
-    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
-    let west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
-    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
-    grade_ii(&mut at_east, "d1").await?;
-    grade_ii(&mut at_west, "d2").await?;
+    let (east, west, mut at_east, mut at_west) = owners_at_grade_ii(dir.path(), &redis, 60).await?;
     let mut west_events = EventWatch::start(&mut at_west, 1).await?;
     // p0001 (d1) 10 m from the incident; p0161 (d2) 95 m from it.
     let mut near_east = person_at(&east, &mut at_east, "p0001", east_of_border(-60.0)).await?;
@@ -258,12 +264,7 @@ async fn an_incident_waiting_for_the_batch_window_is_offered_at_home_first() -> 
 async fn a_neighbour_killed_mid_offer_leaves_no_reservation_and_the_incident_is_staffed_at_home() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let redis = tokio::task::block_in_place(|| RedisServer::start(dir.path()))?;
-    let policy = policy(dir.path(), 4)?;
-    let east = start_owner(&options(dir.path(), &redis, "d1", "d1.log", &policy)).await?;
-    let mut west = start_owner(&options(dir.path(), &redis, "d2", "d2.log", &policy)).await?;
-    let (mut at_east, mut at_west) = (east.command().await?, west.command().await?);
-    grade_ii(&mut at_east, "d1").await?;
-    grade_ii(&mut at_west, "d2").await?;
+    let (east, mut west, mut at_east, mut at_west) = owners_at_grade_ii(dir.path(), &redis, 4).await?;
 
     let mut across = person_at(&west, &mut at_west, "p0161", east_of_border(45.0)).await?;
     create(&mut at_east, "border-3", near_border()).await?;
